@@ -1,0 +1,31 @@
+"""Shared test helpers: where the reference fixtures live, and tiny random networks."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def load_ref(name: str) -> dict:
+    """An npz of reference data as a dict; JSON-text entries are decoded."""
+    with np.load(FIXTURES / name) as npz:
+        out = {}
+        for key in npz.files:
+            value = npz[key]
+            out[key] = json.loads(str(value)) if value.dtype.kind == "U" else value
+        return out
+
+
+def assert_close(actual: torch.Tensor, expected: np.ndarray, rtol: float = 1e-5, atol: float = 1e-4) -> None:
+    np.testing.assert_allclose(actual.detach().cpu().numpy(), expected, rtol=rtol, atol=atol)
+
+
+@pytest.fixture(autouse=True)
+def _deterministic():
+    torch.manual_seed(0)
+    yield

@@ -1,0 +1,167 @@
+"""The networks compute NVIDIA's functions: parity with stylegan2-ada-pytorch on the ada_tiny fixture."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import assert_close, load_ref
+from toonlib import ops
+from toonlib.networks import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
+
+REF = load_ref("ada_tiny_ref.npz")
+STATE = load_ref("ada_tiny_state.npz")
+TINY_G = dict(z_dim=64, w_dim=32, img_resolution=32, channel_base=256, channel_max=32, conv_clamp=256)
+TINY_D = dict(img_resolution=32, channel_base=256, channel_max=32, conv_clamp=256)
+
+
+def _load(net: torch.nn.Module, prefix: str) -> torch.nn.Module:
+    net.load_state_dict({k: torch.from_numpy(STATE[f"{prefix}/{k}"]) for k in net.state_dict()})
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def G_ema():
+    return _load(Generator(**TINY_G), "G_ema")
+
+
+@pytest.fixture(scope="module")
+def D():
+    return _load(Discriminator(**TINY_D), "D")
+
+
+def test_state_dict_names_shapes_and_order_match_nvidia():
+    g_keys = [(k, list(v.shape)) for k, v in Generator(**TINY_G).state_dict().items()]
+    d_keys = [(k, list(v.shape)) for k, v in Discriminator(**TINY_D).state_dict().items()]
+    assert g_keys == [(k, s) for k, s, _ in REF["G_state_keys"]]
+    assert d_keys == [(k, s) for k, s, _ in REF["D_state_keys"]]
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("key, psi, cutoff", [("ws_psi1", 1, None), ("ws_psi07", 0.7, None),
+                                              ("ws_psi07_cutoff3", 0.7, 3)])
+def test_mapping_with_truncation(G_ema, key, psi, cutoff):
+    ws = G_ema.mapping(torch.from_numpy(REF["z"]), None, truncation_psi=psi, truncation_cutoff=cutoff)
+    assert_close(ws, REF[key])
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("key, psi, noise_mode", [("img_psi1_const", 1, "const"), ("img_psi07_const", 0.7, "const"),
+                                                  ("img_psi1_none", 1, "none")])
+def test_generator_images(G_ema, key, psi, noise_mode):
+    img = G_ema(torch.from_numpy(REF["z"]), None, truncation_psi=psi, noise_mode=noise_mode)
+    assert img.dtype == torch.float32
+    assert_close(img, REF[key])
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("fused", [True, False])
+def test_per_layer_ws_and_conv_clamp(G_ema, fused):
+    assert_close(G_ema.synthesis(torch.from_numpy(REF["ws_mixed"]), noise_mode="const", fused_modconv=fused),
+                 REF["img_mixed_const"])
+    # ToRGB outputs exceed conv_clamp=256 here: without clamping the image differs by up to 323.
+    # Values reach 470, so float32 rounding alone allows ~1e-6 of that (NVIDIA vs itself on 2 threads: 6e-5).
+    assert_close(G_ema.synthesis(torch.from_numpy(REF["ws_extreme"]), noise_mode="const", fused_modconv=fused),
+                 REF["img_extreme_const"], atol=1e-3)
+
+
+@torch.no_grad()
+def test_training_generator_has_its_own_w_avg():
+    G = _load(Generator(**TINY_G), "G")
+    z = torch.from_numpy(REF["z"])
+    assert_close(G.mapping(z, None, truncation_psi=0.7), REF["ws_G_psi07"])
+    assert_close(G(z, None, noise_mode="const"), REF["img_G_psi1_const"])
+
+
+@torch.no_grad()
+def test_discriminator_logits(D):
+    real = torch.from_numpy(REF["real"])
+    assert_close(D(torch.from_numpy(REF["img_psi1_const"]), None), REF["logits_fake"])
+    assert_close(D(real, None), REF["logits_real"])  # two strided mbstd groups of 4
+    assert_close(D(real[:2], None), REF["logits_real2"])
+    assert_close(D(real * 512, None), REF["logits_real_extreme"])  # conv clamps active
+
+
+@torch.no_grad()
+def test_fp16_blocks_native_path_matches_reference_loosely():
+    """num_fp16_res=2: fp32 on CPU by default (exact), float16 blocks when forced (NVIDIA's own CPU numbers)."""
+    ref16 = load_ref("ada_tiny_fp16_ref.npz")
+    G = _load(Generator(**TINY_G, num_fp16_res=2), "G_ema")
+    D = _load(Discriminator(**TINY_D, num_fp16_res=2), "D")
+    ws = torch.from_numpy(REF["ws_mixed"])
+    assert_close(G.synthesis(ws, noise_mode="const"), REF["img_mixed_const"])
+    native = G.synthesis(ws, noise_mode="const", force_fp32=False)
+    assert_close(native, ref16["img_mixed_const_native"], rtol=2e-2, atol=5e-2)
+    assert not torch.equal(native, G.synthesis(ws, noise_mode="const"))  # float16 really ran
+    real = torch.from_numpy(REF["real"])
+    assert_close(D(real, None, force_fp32=False), ref16["logits_real_native"], rtol=2e-2, atol=5e-2)
+
+
+def test_noise_modes():
+    G = Generator(z_dim=8, w_dim=8, img_resolution=8, channel_base=64, channel_max=8).eval()
+    for p in G.parameters():
+        if p.ndim == 0:
+            p.data.fill_(1.0)  # noise strengths on
+    ws = G.mapping(torch.randn(2, 8), None)
+    with torch.no_grad():
+        const = G.synthesis(ws, noise_mode="const")
+        assert torch.equal(const, G.synthesis(ws, noise_mode="const"))
+        assert not torch.equal(G.synthesis(ws, noise_mode="random"), G.synthesis(ws, noise_mode="random"))
+        assert not torch.equal(const, G.synthesis(ws, noise_mode="none"))
+    with pytest.raises(ValueError, match="noise_mode"):
+        G.synthesis(ws, noise_mode="fixed")
+    with pytest.raises(ValueError, match=r"\[N, 4, 8\]"):
+        G.synthesis(ws[:, :3])
+
+
+def test_w_avg_tracks_mapping_output_in_training_mode():
+    G = Generator(z_dim=8, w_dim=8, img_resolution=8, channel_base=64, channel_max=8, w_avg_beta=0.9)
+    z = torch.randn(16, 8)
+    G.train()
+    with torch.no_grad():
+        w = G.mapping(z, None)[:, 0]
+    assert torch.allclose(G.mapping.w_avg, 0.1 * w.mean(0), atol=1e-6)
+    G.eval()
+    before = G.mapping.w_avg.clone()
+    G.mapping(z, None)
+    assert torch.equal(G.mapping.w_avg, before)
+
+
+@pytest.mark.parametrize("res", [4, 8, 64])
+def test_any_power_of_two_resolution_and_gradients_to_w(res):
+    G = Generator(z_dim=8, w_dim=8, img_resolution=res, channel_base=128, channel_max=8)
+    D = Discriminator(img_resolution=res, channel_base=128, channel_max=8)
+    assert G.num_ws == 2 * int(np.log2(res)) - 2
+    ws = G.mapping(torch.randn(2, 8), None).detach().requires_grad_(True)
+    img = G.synthesis(ws, noise_mode="random")
+    assert img.shape == (2, 3, res, res)
+    D(img, None).sum().backward()
+    assert ws.grad is not None and ws.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("bad", [3, 2, 2048, 48])
+def test_rejects_bad_resolution(bad):
+    with pytest.raises(ValueError, match="power of two"):
+        GeneratorConfig(img_resolution=bad)
+    with pytest.raises(ValueError, match="power of two"):
+        DiscriminatorConfig(img_resolution=bad)
+
+
+def test_deterministic_on_cpu():
+    G = Generator(z_dim=8, w_dim=8, img_resolution=16, channel_base=128, channel_max=8).eval()
+    z = torch.randn(3, 8)
+    with torch.no_grad():
+        assert torch.equal(G(z, None), G(z, None))
+
+
+def test_upfirdn_matches_direct_convolution():
+    """FIR upsampling equals zero insertion followed by a true 2-D convolution with the scaled filter."""
+    x = torch.randn(2, 3, 5, 5)
+    f = ops.setup_filter([1, 3, 3, 1])
+    up = ops.upsample2d(x, f)
+    zeros = torch.zeros(2, 3, 10, 10)
+    zeros[:, :, ::2, ::2] = x
+    padded = torch.nn.functional.pad(zeros, [2, 1, 2, 1])
+    expected = torch.nn.functional.conv2d(padded, (f * 4).flip([0, 1]).expand(3, 1, 4, 4), groups=3)
+    assert torch.allclose(up, expected, atol=1e-6)
+    assert ops.downsample2d(up, f).shape == x.shape

@@ -1,0 +1,38 @@
+"""toonlib: toonify yourself with StyleGAN2 network blending, in plain PyTorch.
+
+Public API (imported lazily, so `import toonlib` is fast and loads no heavy dependency):
+
+    G = toonlib.load_network("stylegan2-ffhq.pkl").G_ema       # any published StyleGAN2 checkpoint
+    toonlib.save_network("ffhq.pt", G)                          # toonlib's own safe format
+"""
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "Generator": "toonlib.networks",
+    "Discriminator": "toonlib.networks",
+    "GeneratorConfig": "toonlib.networks",
+    "DiscriminatorConfig": "toonlib.networks",
+    "load_network": "toonlib.checkpoints",
+    "save_network": "toonlib.checkpoints",
+    "Networks": "toonlib.checkpoints",
+    "CheckpointError": "toonlib.checkpoints",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'toonlib' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

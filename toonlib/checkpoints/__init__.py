@@ -1,0 +1,125 @@
+"""Load any published StyleGAN2 checkpoint, save toonlib's own format.
+
+`load_network(source)` takes a file path, a URL or a registry name, detects the format from the
+file's content (never from its name) and returns `Networks(G_ema, G, D, meta)`:
+
+| format      | file                                     | reader                 |
+|-------------|------------------------------------------|------------------------|
+| nvidia      | stylegan2-ada-pytorch / stylegan3 `.pkl` | `nvidia.read_snapshot` |
+| tensorflow  | original StyleGAN2 TF `.pkl` (G, D, Gs)  | `tensorflow.read_tf_pickle` |
+| rosinality  | rosinality/stylegan2-pytorch `.pt`       | `rosinality.read_rosinality` |
+| toonlib     | `save_network` output                    | `native.read`          |
+
+No reader runs code from a file: pickles go through `safe_pickle`, torch files through
+`torch.load(weights_only=True)`.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import torch
+
+from ..networks import Generator
+from . import native, nvidia, rosinality, tensorflow
+from .common import CheckpointError, Networks
+from .safe_pickle import UnsafePickleError, safe_load
+
+__all__ = ["load_network", "save_network", "read_checkpoint", "Networks", "CheckpointError", "UnsafePickleError"]
+
+# Legacy (pre-zip) torch.save files start with a pickled magic number.
+_LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19."
+
+
+def load_network(source: str | os.PathLike, device: torch.device | str | None = None) -> Networks:
+    """Load the networks of a checkpoint: a path, an http(s) URL or a registry name (`toonlib models`).
+
+    Networks are returned in eval mode with gradients off, on `device` (default: CPU).
+    """
+    path = _resolve(source)
+    nets = read_checkpoint(path)
+    if device is not None:
+        for net in (nets.G_ema, nets.G, nets.D):
+            if net is not None:
+                net.to(device)
+    return nets
+
+
+def _resolve(source: str | os.PathLike) -> Path:
+    text = str(source)
+    if text.startswith(("http://", "https://")):
+        from ..download import fetch
+
+        return fetch(text)
+    path = Path(source).expanduser()
+    if path.exists():
+        return path
+    from .. import models
+
+    if text in models.MODELS:
+        from ..download import fetch
+
+        return fetch(text)
+    raise FileNotFoundError(f"no checkpoint at {path} (and {text!r} is neither a URL nor a known model name; "
+                            f"known models: {', '.join(sorted(models.MODELS))})")
+
+
+def read_checkpoint(path: str | os.PathLike) -> Networks:
+    """Read a local checkpoint file of any supported format (detected from its content)."""
+    path = Path(path)
+    source = str(path)
+    if path.is_dir():
+        raise CheckpointError(f"{source} is a folder, not a checkpoint file")
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if not head:
+        raise CheckpointError(f"{source} is empty (0 bytes): an interrupted download? Delete it and download again.")
+    if _looks_like_html(head):
+        raise CheckpointError(
+            f"{source} is a web page, not a network: a download that failed and saved the error page instead "
+            "(Google Drive does this when a file's download quota is exceeded). Delete it and download again "
+            "later, or copy the file into your own Google Drive and load it from there.")
+    if head.startswith(b"PK") or head.startswith(_LEGACY_TORCH_MAGIC):
+        return _read_torch_file(path, source)
+    if head[:1] == b"\x80":
+        with open(path, "rb") as f:
+            obj = safe_load(f, what=source)
+        if nvidia.is_nvidia_snapshot(obj):
+            return nvidia.read_snapshot(obj, source)
+        if tensorflow.is_tf_pickle(obj):
+            return tensorflow.read_tf_pickle(obj, source)
+        raise CheckpointError(f"{source} is a pickle but not a StyleGAN network pickle "
+                              f"(it holds a {type(obj).__name__})")
+    raise CheckpointError(f"{source} is not a checkpoint toonlib knows: expected a network pickle (.pkl) or a "
+                          f"torch file (.pt); the file starts with {head[:16]!r}")
+
+
+def _looks_like_html(head: bytes) -> bool:
+    start = head.lstrip().lower()
+    return start.startswith((b"<!doctype html", b"<html", b"<head", b"<?xml", b"<!--"))
+
+
+def _read_torch_file(path: Path, source: str) -> Networks:
+    try:
+        # rosinality's train.py stores its argparse.Namespace next to the weights.
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for bad files; all mean "unreadable"
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{source} is a torch file that cannot be read safely ({message}). "
+                              "A truncated download or a file that stores code rather than weights.") from None
+    if native.is_native(obj):
+        return native.read(obj, source)
+    if rosinality.is_rosinality(obj):
+        return rosinality.read_rosinality(obj, source)
+    keys = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
+    raise CheckpointError(f"{source} is a torch file but not a known StyleGAN2 checkpoint (contents: {keys})")
+
+
+def save_network(path: str | os.PathLike, networks: Networks | Generator) -> Path:
+    """Write `networks` (or a lone generator) in toonlib's format, atomically. Returns the path."""
+    if isinstance(networks, Generator):
+        networks = Networks(G_ema=networks)
+    native.save(networks, path)
+    return Path(path)

@@ -1,0 +1,58 @@
+"""What every checkpoint reader returns, and the error they raise."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ..networks import Discriminator, Generator, GeneratorConfig
+
+
+class CheckpointError(ValueError):
+    """A file that is not a checkpoint toonlib can read; the message says why and what to do."""
+
+
+@dataclass
+class Networks:
+    """The networks of one checkpoint.
+
+    G_ema: the generator to sample from (NVIDIA's G_ema, TF's Gs, rosinality's g_ema).
+    G, D: the training generator and the discriminator, when the file has them (fine-tuning needs D).
+    config: G_ema's architecture. meta: where it came from (format, source, and format-specific notes).
+    """
+
+    G_ema: Generator
+    G: Generator | None = None
+    D: Discriminator | None = None
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def config(self) -> GeneratorConfig:
+        return self.G_ema.config
+
+
+def build_network(cls, config, state: dict[str, torch.Tensor], what: str):
+    """Construct `cls(config)` in eval mode and load `state` into it, exactly (no missing or extra keys)."""
+    net = cls(config).eval().requires_grad_(False)
+    expected = net.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong_shape = [f"{k} {list(state[k].shape)} (expected {list(v.shape)})"
+                   for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    problems = []
+    if missing:
+        problems.append(f"missing {_short(missing)}")
+    if unexpected:
+        problems.append(f"unexpected {_short(unexpected)}")
+    if wrong_shape:
+        problems.append(f"wrong shape {_short(wrong_shape)}")
+    if problems:
+        raise CheckpointError(f"{what}: the weights do not fit a StyleGAN2 network of the recorded "
+                              f"architecture: {'; '.join(problems)}")
+    net.load_state_dict({k: v.to(torch.float32) for k, v in state.items()})
+    return net
+
+
+def _short(items: list[str], limit: int = 5) -> str:
+    more = f" and {len(items) - limit} more" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more

@@ -1,0 +1,166 @@
+"""NVIDIA PyTorch network pickles: stylegan2-ada-pytorch snapshots and the stylegan3 repo's StyleGAN2.
+
+A snapshot is a dict `{G, D, G_ema, augment_pipe, training_set_kwargs}` whose networks were saved
+through `torch_utils.persistence`: every module is stored as its class name, its constructor
+kwargs and its `__dict__`. `safe_pickle` turns each into a `PersistentObject`; here the
+architecture is read from those states (the attributes the constructors actually set, which also
+covers the two repos' different defaults) and the weights from their parameter and buffer trees.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..networks import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
+from .common import CheckpointError, Networks, build_network
+from .safe_pickle import PersistentObject
+
+STYLEGAN3_CLASSES = {"SynthesisInput"}
+
+
+def is_nvidia_snapshot(obj: object) -> bool:
+    return isinstance(obj, dict) and any(isinstance(v, PersistentObject) for v in obj.values())
+
+
+def read_snapshot(obj: dict, source: str = "") -> Networks:
+    """Networks from an unpickled NVIDIA snapshot dict (see `safe_pickle.safe_load`)."""
+    g_ema = obj.get("G_ema")
+    if not isinstance(g_ema, PersistentObject):
+        raise CheckpointError(f"{source}: NVIDIA pickle without a 'G_ema' network (keys: {sorted(obj)})")
+    nets = {}
+    for key in ("G_ema", "G", "D"):
+        value = obj.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, PersistentObject):
+            raise CheckpointError(f"{source}: entry {key!r} is not a network ({type(value).__name__})")
+        _check_supported(value, key, source)
+        state = flatten_state(value)
+        if value.class_name == "Generator":
+            nets[key] = build_network(Generator, generator_config(value), state, f"{source} [{key}]")
+        elif value.class_name == "Discriminator":
+            nets[key] = build_network(Discriminator, discriminator_config(value), state, f"{source} [{key}]")
+        else:
+            raise CheckpointError(f"{source}: entry {key!r} is a {value.class_name}, not a Generator/Discriminator")
+    return Networks(G_ema=nets["G_ema"], G=nets.get("G"), D=nets.get("D"),
+                    meta={"format": "nvidia", "source": source})
+
+
+def _class_names(obj: PersistentObject) -> set[str]:
+    names = {obj.class_name}
+    for child in _modules(obj).values():
+        if isinstance(child, PersistentObject):
+            names |= _class_names(child)
+    return names
+
+
+def _check_supported(net: PersistentObject, key: str, source: str) -> None:
+    if _class_names(net) & STYLEGAN3_CLASSES:
+        raise CheckpointError(
+            f"{source}: {key} is a StyleGAN3 (alias-free, -t/-r) network. toonlib implements StyleGAN2 only; "
+            "use a StyleGAN2 checkpoint (for example the stylegan3 repo's stylegan2-*.pkl files).")
+    c_dim = net.state.get("c_dim", _init_kwargs(net).get("c_dim", 0))
+    if c_dim:
+        raise CheckpointError(
+            f"{source}: {key} is a conditional model (c_dim={c_dim}). toonlib supports unconditional "
+            "models only (FFHQ-style face models).")
+
+
+def _modules(obj: PersistentObject) -> dict:
+    return obj.state.get("_modules") or {}
+
+
+def _init_kwargs(obj: PersistentObject) -> dict:
+    return dict(obj.state.get("_init_kwargs") or {})
+
+
+def _child(obj: PersistentObject, path: str) -> PersistentObject:
+    for name in path.split("."):
+        modules = _modules(obj)
+        if name not in modules:
+            raise CheckpointError(f"NVIDIA pickle: {obj.class_name} has no submodule {name!r}")
+        obj = modules[name]
+    return obj
+
+
+def flatten_state(obj: PersistentObject, prefix: str = "") -> dict[str, torch.Tensor]:
+    """The module tree's parameters and buffers under their state-dict names (frozen layers included)."""
+    out: dict[str, torch.Tensor] = {}
+    for group in ("_parameters", "_buffers"):
+        for name, tensor in (obj.state.get(group) or {}).items():
+            if tensor is not None and name not in (obj.state.get("_non_persistent_buffers_set") or ()):
+                out[prefix + name] = tensor.detach()
+    for name, child in _modules(obj).items():
+        if isinstance(child, PersistentObject):
+            out.update(flatten_state(child, f"{prefix}{name}."))
+    return out
+
+
+def _attr(obj: PersistentObject, name: str, default=None):
+    """A constructor-set attribute, else the init kwarg of that name, else `default`."""
+    if name in obj.state:
+        return obj.state[name]
+    return _init_kwargs(obj).get(name, default)
+
+
+def _architecture(block: PersistentObject, expected: str, what: str) -> None:
+    arch = _attr(block, "architecture", expected)
+    if arch != expected:
+        raise CheckpointError(f"{what} uses architecture {arch!r}; toonlib supports the {expected!r} "
+                              "architecture of StyleGAN2 config F only")
+
+
+def generator_config(net: PersistentObject) -> GeneratorConfig:
+    """GeneratorConfig of an NVIDIA Generator, read from the attributes its constructors set."""
+    kwargs = _init_kwargs(net)
+    synthesis_kwargs = dict(kwargs.get("synthesis_kwargs") or {})
+    # The stylegan3 repo passes synthesis kwargs flat (Generator(..., **synthesis_kwargs)).
+    for key in ("channel_base", "channel_max"):
+        if key in kwargs:
+            synthesis_kwargs[key] = kwargs[key]
+    mapping = _child(net, "mapping")
+    synthesis = _child(net, "synthesis")
+    resolutions = list(_attr(synthesis, "block_resolutions"))
+    blocks = [_child(synthesis, f"b{res}") for res in resolutions]
+    for block in blocks:
+        _architecture(block, "skip", "generator")
+    first_layer = _child(blocks[0], "conv1")
+    num_layers = int(_attr(mapping, "num_layers", 8))
+    fc0 = _child(mapping, "fc0")
+    resample = _attr(first_layer, "resample_filter", [1, 3, 3, 1])
+    return GeneratorConfig(
+        z_dim=int(_attr(net, "z_dim")),
+        w_dim=int(_attr(net, "w_dim")),
+        img_resolution=int(_attr(net, "img_resolution")),
+        img_channels=int(_attr(net, "img_channels")),
+        mapping_layers=num_layers,
+        mapping_layer_features=int(fc0.state["_parameters"]["weight"].shape[0]) if num_layers > 1 else None,
+        mapping_lr_multiplier=float(_attr(fc0, "bias_gain", 0.01)),
+        w_avg_beta=float(_attr(mapping, "w_avg_beta", 0.995)),
+        channel_base=int(synthesis_kwargs.get("channel_base", 32768)),
+        channel_max=int(synthesis_kwargs.get("channel_max", 512)),
+        num_fp16_res=sum(bool(_attr(block, "use_fp16", False)) for block in blocks),
+        conv_clamp=_attr(first_layer, "conv_clamp"),
+        resample_filter=tuple(int(t) for t in resample),
+        use_noise=bool(_attr(first_layer, "use_noise", True)),
+    )
+
+
+def discriminator_config(net: PersistentObject) -> DiscriminatorConfig:
+    """DiscriminatorConfig of an NVIDIA Discriminator, read like `generator_config`."""
+    kwargs = _init_kwargs(net)
+    resolutions = list(_attr(net, "block_resolutions"))
+    blocks = [_child(net, f"b{res}") for res in resolutions]
+    for block in blocks:
+        _architecture(block, "resnet", "discriminator")
+    epilogue = _child(net, "b4")
+    mbstd = _modules(epilogue).get("mbstd")
+    return DiscriminatorConfig(
+        img_resolution=int(_attr(net, "img_resolution")),
+        img_channels=int(_attr(net, "img_channels")),
+        channel_base=int(kwargs.get("channel_base", 32768)),
+        channel_max=int(kwargs.get("channel_max", 512)),
+        num_fp16_res=sum(bool(_attr(block, "use_fp16", False)) for block in blocks),
+        conv_clamp=_attr(_child(epilogue, "conv"), "conv_clamp"),
+        mbstd_group_size=_attr(mbstd, "group_size") if mbstd is not None else None,
+        mbstd_num_channels=int(_attr(mbstd, "num_channels", 1)) if mbstd is not None else 0,
+    )

@@ -1,0 +1,106 @@
+"""A pickle reader that never runs code from the file.
+
+Network pickles (NVIDIA's PyTorch snapshots and the TensorFlow-era StyleGAN2 files) name the
+classes that built them. `pickle.load` would import and run those; this reader instead allows a
+short list of data-only globals (containers, numpy arrays, torch tensors) and replaces the network
+classes by inert stand-ins that only keep their state. Anything else is refused with an error
+that names what the file asked for.
+"""
+from __future__ import annotations
+
+import collections
+import io
+import pickle
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+import numpy as np
+import torch
+
+from .common import CheckpointError
+
+try:  # numpy >= 2
+    from numpy._core import multiarray as _np_multiarray
+except ImportError:  # numpy 1.x
+    from numpy.core import multiarray as _np_multiarray
+
+
+class UnsafePickleError(CheckpointError):
+    """The pickle names a global outside the allow-list (it could run code when loaded)."""
+
+
+@dataclass
+class PersistentObject:
+    """Stand-in for an object saved through NVIDIA's `torch_utils.persistence` (source never run)."""
+
+    class_name: str
+    state: dict = field(repr=False)
+
+
+def _reconstruct_persistent_obj(meta: dict) -> PersistentObject:
+    if not isinstance(meta, dict) or "class_name" not in meta or "state" not in meta:
+        raise CheckpointError("malformed NVIDIA persistent object in pickle (no class_name/state)")
+    return PersistentObject(class_name=str(meta["class_name"]), state=meta["state"])
+
+
+class TFNetwork:
+    """Stand-in for `dnnlib.tflib.network.Network`: keeps the pickled state dict, runs nothing."""
+
+    def __setstate__(self, state: dict) -> None:
+        self.state = state
+
+
+class EasyDict(dict):
+    """Stand-in for `dnnlib.util.EasyDict` (a dict with attribute access in the original)."""
+
+
+def _load_storage_from_bytes(data: bytes):
+    # torch pickles each storage as a nested legacy torch.save byte string; read it safely too.
+    return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+
+
+_NUMPY_CORE = ("numpy.core.multiarray", "numpy._core.multiarray")
+
+ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("builtins", "set"): set,
+    ("builtins", "frozenset"): frozenset,
+    ("numpy", "dtype"): np.dtype,
+    ("numpy", "ndarray"): np.ndarray,
+    **{(m, "scalar"): _np_multiarray.scalar for m in _NUMPY_CORE},
+    **{(m, "_reconstruct"): _np_multiarray._reconstruct for m in _NUMPY_CORE},
+    ("torch._utils", "_rebuild_tensor"): torch._utils._rebuild_tensor,
+    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
+    ("torch.storage", "_load_from_bytes"): _load_storage_from_bytes,
+    ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_obj,
+    ("dnnlib.util", "EasyDict"): EasyDict,
+    ("dnnlib.tflib.network", "Network"): TFNetwork,
+}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return ALLOWED_GLOBALS[(module, name)]
+        except KeyError:
+            raise UnsafePickleError(
+                f"refusing to load this pickle: it asks for '{module}.{name}', which is not a StyleGAN "
+                "network or plain data. toonlib never runs code from a checkpoint; if this is a network "
+                "from another code base, convert it to a state dict with that code first."
+            ) from None
+
+
+def safe_load(file: BinaryIO, what: str = "checkpoint") -> Any:
+    """Unpickle `file` with the restricted allow-list; truncated or corrupt files raise CheckpointError."""
+    try:
+        return _RestrictedUnpickler(file).load()
+    except CheckpointError:
+        raise
+    except EOFError:
+        raise CheckpointError(
+            f"{what} ends early: the file is truncated (an interrupted download?). Delete it and download it again."
+        ) from None
+    except (pickle.UnpicklingError, ValueError, TypeError, AttributeError, IndexError, KeyError,
+            RuntimeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{what} is not a readable network pickle ({type(exc).__name__}: {exc})") from None

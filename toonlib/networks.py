@@ -1,0 +1,513 @@
+"""StyleGAN2 generator and discriminator (Karras et al. 2020, config F) in plain PyTorch.
+
+The module tree, parameter and buffer names and call conventions are those of NVIDIA's
+stylegan2-ada-pytorch, so its state dicts load one to one:
+
+    G = Generator(GeneratorConfig(img_resolution=256))
+    ws = G.mapping(z, None, truncation_psi=0.7)        # [N, G.num_ws, G.w_dim]
+    img = G.synthesis(ws, noise_mode="const")          # [N, 3, 256, 256], roughly in [-1, 1]
+
+Layers use the equalised learning rate (weights are stored unscaled and multiplied by
+1/sqrt(fan_in) at run time). Blocks at the top `num_fp16_res` resolutions compute in float16 on
+CUDA; on the CPU everything runs in float32.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import ops
+
+NOISE_MODES = ("random", "const", "none")
+
+
+# --------------------------------------------------------------------------------------------
+# Configurations
+
+
+@dataclass
+class GeneratorConfig:
+    """Everything that defines a generator's architecture (NVIDIA's names and defaults, config F)."""
+
+    z_dim: int = 512
+    w_dim: int = 512
+    img_resolution: int = 1024
+    img_channels: int = 3
+    mapping_layers: int = 8
+    mapping_layer_features: int | None = None  # width of the hidden mapping layers; None = w_dim
+    mapping_lr_multiplier: float = 0.01
+    w_avg_beta: float = 0.995
+    channel_base: int = 32768
+    channel_max: int = 512
+    num_fp16_res: int = 0
+    conv_clamp: float | None = None
+    resample_filter: tuple[int, ...] = (1, 3, 3, 1)
+    use_noise: bool = True
+
+    def __post_init__(self) -> None:
+        self.resample_filter = tuple(self.resample_filter)
+        check_resolution(self.img_resolution)
+        if self.mapping_layers < 1:
+            raise ValueError(f"mapping_layers must be >= 1, got {self.mapping_layers}")
+
+    @property
+    def num_ws(self) -> int:
+        """Number of w vectors the synthesis network consumes (2 per resolution, minus 2)."""
+        return 2 * int(math.log2(self.img_resolution)) - 2
+
+    def channels(self, res: int) -> int:
+        return min(self.channel_base // res, self.channel_max)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "GeneratorConfig":
+        return cls(**_known_fields(cls, d, "generator"))
+
+
+@dataclass
+class DiscriminatorConfig:
+    """Architecture of a residual StyleGAN2 discriminator (NVIDIA's names and defaults)."""
+
+    img_resolution: int = 1024
+    img_channels: int = 3
+    channel_base: int = 32768
+    channel_max: int = 512
+    num_fp16_res: int = 0
+    conv_clamp: float | None = None
+    mbstd_group_size: int | None = 4
+    mbstd_num_channels: int = 1
+    resample_filter: tuple[int, ...] = (1, 3, 3, 1)
+
+    def __post_init__(self) -> None:
+        self.resample_filter = tuple(self.resample_filter)
+        check_resolution(self.img_resolution)
+
+    def channels(self, res: int) -> int:
+        return min(self.channel_base // res, self.channel_max)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DiscriminatorConfig":
+        return cls(**_known_fields(cls, d, "discriminator"))
+
+
+def check_resolution(res: int) -> None:
+    if not (isinstance(res, int) and 4 <= res <= 1024 and res & (res - 1) == 0):
+        raise ValueError(f"img_resolution must be a power of two between 4 and 1024, got {res!r}")
+
+
+def _known_fields(cls, d: dict, what: str) -> dict:
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ValueError(f"unknown {what} config field(s) {unknown}; known: {sorted(names)}")
+    return dict(d)
+
+
+def _fp16_resolution(img_resolution: int, num_fp16_res: int) -> int:
+    return max(2 ** (int(math.log2(img_resolution)) + 1 - num_fp16_res), 8)
+
+
+def _compute_dtype(use_fp16: bool, force_fp32: bool | None, device: torch.device) -> torch.dtype:
+    """float16 for an fp16 block unless force_fp32; None (the default) means "on CUDA only"."""
+    if not use_fp16 or force_fp32:
+        return torch.float32
+    if force_fp32 is None and device.type != "cuda":
+        return torch.float32
+    return torch.float16
+
+
+# --------------------------------------------------------------------------------------------
+# Layers
+
+
+class FullyConnectedLayer(nn.Module):
+    """Dense layer with equalised learning rate: y = act(x @ (W * lr_mul / sqrt(in)).T + b * lr_mul)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, activation: str = "linear",
+                 lr_multiplier: float = 1.0, bias_init: float = 0.0):
+        super().__init__()
+        self.activation = activation
+        self.weight = nn.Parameter(torch.randn([out_features, in_features]) / lr_multiplier)
+        self.bias = nn.Parameter(torch.full([out_features], float(bias_init))) if bias else None
+        self.weight_gain = lr_multiplier / math.sqrt(in_features)
+        self.bias_gain = lr_multiplier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight.to(x.dtype) * self.weight_gain
+        b = self.bias
+        if b is not None:
+            b = b.to(x.dtype)
+            if self.bias_gain != 1:
+                b = b * self.bias_gain
+        if self.activation == "linear" and b is not None:
+            return torch.addmm(b.unsqueeze(0), x, w.t())
+        return ops.bias_act(x.matmul(w.t()), b, activation=self.activation)
+
+
+class Conv2dLayer(nn.Module):
+    """Plain convolution with equalised learning rate, optional 2x FIR downsampling, bias, activation."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, bias: bool = True,
+                 activation: str = "linear", down: int = 1, resample_filter=(1, 3, 3, 1),
+                 conv_clamp: float | None = None):
+        super().__init__()
+        self.activation = activation
+        self.down = down
+        self.conv_clamp = conv_clamp
+        self.register_buffer("resample_filter", ops.setup_filter(resample_filter))
+        self.padding = kernel_size // 2
+        self.weight_gain = 1 / math.sqrt(in_channels * kernel_size**2)
+        self.act_gain = ops.ACTIVATION_GAINS[activation]
+        self.weight = nn.Parameter(torch.randn([out_channels, in_channels, kernel_size, kernel_size]))
+        self.bias = nn.Parameter(torch.zeros([out_channels])) if bias else None
+
+    def forward(self, x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
+        w = self.weight * self.weight_gain
+        x = ops.conv2d_resample(x, w, f=self.resample_filter, down=self.down, padding=self.padding)
+        clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
+        return ops.bias_act(x, self.bias, activation=self.activation, gain=self.act_gain * gain, clamp=clamp)
+
+
+class SynthesisLayer(nn.Module):
+    """Modulated 3x3 convolution (optionally upsampling 2x), noise, bias, leaky ReLU, clamp."""
+
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, up: int = 1,
+                 use_noise: bool = True, resample_filter=(1, 3, 3, 1), conv_clamp: float | None = None,
+                 kernel_size: int = 3):
+        super().__init__()
+        self.resolution = resolution
+        self.up = up
+        self.use_noise = use_noise
+        self.conv_clamp = conv_clamp
+        self.padding = kernel_size // 2
+        self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
+        self.register_buffer("resample_filter", ops.setup_filter(resample_filter))
+        self.weight = nn.Parameter(torch.randn([out_channels, in_channels, kernel_size, kernel_size]))
+        if use_noise:
+            self.register_buffer("noise_const", torch.randn([resolution, resolution]))
+            self.noise_strength = nn.Parameter(torch.zeros([]))
+        self.bias = nn.Parameter(torch.zeros([out_channels]))
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "random", fused: bool = True,
+                gain: float = 1.0) -> torch.Tensor:
+        styles = self.affine(w)
+        noise = None
+        if self.use_noise and noise_mode == "random":
+            noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device) * self.noise_strength
+        elif self.use_noise and noise_mode == "const":
+            noise = self.noise_const * self.noise_strength
+        x = ops.modulated_conv2d(x, self.weight, styles, noise=noise, up=self.up, padding=self.padding,
+                                 resample_filter=self.resample_filter, fused=fused)
+        clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
+        return ops.bias_act(x, self.bias, activation="lrelu", gain=ops.LRELU_GAIN * gain, clamp=clamp)
+
+
+class ToRGBLayer(nn.Module):
+    """Modulated 1x1 convolution to RGB, without demodulation."""
+
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, conv_clamp: float | None = None):
+        super().__init__()
+        self.conv_clamp = conv_clamp
+        self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
+        self.weight = nn.Parameter(torch.randn([out_channels, in_channels, 1, 1]))
+        self.bias = nn.Parameter(torch.zeros([out_channels]))
+        self.weight_gain = 1 / math.sqrt(in_channels)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor, fused: bool = True) -> torch.Tensor:
+        styles = self.affine(w) * self.weight_gain
+        x = ops.modulated_conv2d(x, self.weight, styles, demodulate=False, fused=fused)
+        return ops.bias_act(x, self.bias, clamp=self.conv_clamp)
+
+
+# --------------------------------------------------------------------------------------------
+# Generator
+
+
+class MappingNetwork(nn.Module):
+    """z -> w: second-moment normalisation, then `num_layers` leaky-ReLU dense layers (lr x0.01)."""
+
+    def __init__(self, z_dim: int, w_dim: int, num_ws: int, num_layers: int = 8, layer_features: int | None = None,
+                 lr_multiplier: float = 0.01, w_avg_beta: float = 0.995):
+        super().__init__()
+        self.z_dim = z_dim
+        self.w_dim = w_dim
+        self.num_ws = num_ws
+        self.num_layers = num_layers
+        self.w_avg_beta = w_avg_beta
+        hidden = w_dim if layer_features is None else layer_features
+        features = [z_dim] + [hidden] * (num_layers - 1) + [w_dim]
+        for idx in range(num_layers):
+            layer = FullyConnectedLayer(features[idx], features[idx + 1], activation="lrelu",
+                                        lr_multiplier=lr_multiplier)
+            setattr(self, f"fc{idx}", layer)
+        self.register_buffer("w_avg", torch.zeros([w_dim]))
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, truncation_psi: float = 1,
+                truncation_cutoff: int | None = None, skip_w_avg_update: bool = False) -> torch.Tensor:
+        """Map z [N, z_dim] to ws [N, num_ws, w_dim]; `c` must be None (unconditional models only).
+
+        In training mode the running average `w_avg` is updated. Truncation (psi != 1) moves the
+        first `truncation_cutoff` ws (all when None) towards `w_avg`: w_avg + psi * (w - w_avg).
+        """
+        if c is not None and c.numel() > 0:
+            raise ValueError("this generator is unconditional: pass c=None")
+        x = ops.normalize_2nd_moment(z.to(torch.float32))
+        for idx in range(self.num_layers):
+            x = getattr(self, f"fc{idx}")(x)
+        if self.training and not skip_w_avg_update:
+            self.w_avg.copy_(x.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
+        x = x.unsqueeze(1).repeat([1, self.num_ws, 1])
+        if truncation_psi != 1:
+            x = truncate(x, self.w_avg, truncation_psi, truncation_cutoff)
+        return x
+
+
+def truncate(ws: torch.Tensor, w_avg: torch.Tensor, psi: float, cutoff: int | None = None) -> torch.Tensor:
+    """The truncation trick on ws [N, num_ws, w_dim]: lerp from `w_avg` by `psi` for ws[:, :cutoff]."""
+    if cutoff is None:
+        return w_avg.lerp(ws, psi)
+    return torch.cat([w_avg.lerp(ws[:, :cutoff], psi), ws[:, cutoff:]], dim=1)
+
+
+class SynthesisBlock(nn.Module):
+    """One resolution of the skip generator: (const | conv0 up) -> conv1 -> torgb, image upsampled."""
+
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int,
+                 use_fp16: bool = False, resample_filter=(1, 3, 3, 1), conv_clamp: float | None = None,
+                 use_noise: bool = True):
+        super().__init__()
+        self.in_channels = in_channels
+        self.resolution = resolution
+        self.use_fp16 = use_fp16
+        self.register_buffer("resample_filter", ops.setup_filter(resample_filter))
+        layer_kwargs = dict(w_dim=w_dim, resolution=resolution, use_noise=use_noise,
+                            resample_filter=resample_filter, conv_clamp=conv_clamp)
+        if in_channels == 0:
+            self.const = nn.Parameter(torch.randn([out_channels, resolution, resolution]))
+        else:
+            self.conv0 = SynthesisLayer(in_channels, out_channels, up=2, **layer_kwargs)
+        self.conv1 = SynthesisLayer(out_channels, out_channels, **layer_kwargs)
+        self.torgb = ToRGBLayer(out_channels, img_channels, w_dim=w_dim, conv_clamp=conv_clamp)
+        self.num_conv = 1 if in_channels == 0 else 2
+        self.num_torgb = 1
+
+    def forward(self, x: torch.Tensor | None, img: torch.Tensor | None, ws: torch.Tensor,
+                noise_mode: str = "const", force_fp32: bool | None = None, fused_modconv: bool | None = None):
+        w_iter: Iterator[torch.Tensor] = iter(ws.unbind(dim=1))
+        dtype = _compute_dtype(self.use_fp16, force_fp32, ws.device)
+        if fused_modconv is None:
+            fused_modconv = (not self.training) and (dtype == torch.float32 or ws.shape[0] == 1)
+        if self.in_channels == 0:
+            x = self.const.to(dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
+        else:
+            x = x.to(dtype)
+            x = self.conv0(x, next(w_iter), noise_mode=noise_mode, fused=fused_modconv)
+        x = self.conv1(x, next(w_iter), noise_mode=noise_mode, fused=fused_modconv)
+        if img is not None:
+            img = ops.upsample2d(img, self.resample_filter)
+        y = self.torgb(x, next(w_iter), fused=fused_modconv).to(torch.float32)
+        img = y if img is None else img + y
+        return x, img
+
+
+class SynthesisNetwork(nn.Module):
+    """ws [N, num_ws, w_dim] -> image [N, img_channels, R, R], one `b{res}` block per resolution."""
+
+    def __init__(self, w_dim: int, img_resolution: int, img_channels: int, channel_base: int = 32768,
+                 channel_max: int = 512, num_fp16_res: int = 0, conv_clamp: float | None = None,
+                 resample_filter=(1, 3, 3, 1), use_noise: bool = True):
+        super().__init__()
+        self.w_dim = w_dim
+        self.img_resolution = img_resolution
+        self.img_channels = img_channels
+        self.block_resolutions = [2**i for i in range(2, int(math.log2(img_resolution)) + 1)]
+        fp16_resolution = _fp16_resolution(img_resolution, num_fp16_res)
+        channels = {res: min(channel_base // res, channel_max) for res in self.block_resolutions}
+        self.num_ws = 0
+        for res in self.block_resolutions:
+            block = SynthesisBlock(channels[res // 2] if res > 4 else 0, channels[res], w_dim=w_dim,
+                                   resolution=res, img_channels=img_channels, use_fp16=res >= fp16_resolution,
+                                   resample_filter=resample_filter, conv_clamp=conv_clamp, use_noise=use_noise)
+            self.num_ws += block.num_conv
+            setattr(self, f"b{res}", block)
+        self.num_ws += 1  # the last block's ToRGB
+
+    def blocks(self) -> list[SynthesisBlock]:
+        return [getattr(self, f"b{res}") for res in self.block_resolutions]
+
+    def forward(self, ws: torch.Tensor, noise_mode: str = "const", force_fp32: bool | None = None,
+                fused_modconv: bool | None = None) -> torch.Tensor:
+        """Render ws [N, num_ws, w_dim]. noise_mode: 'random' (fresh noise), 'const' (stored), 'none'."""
+        if noise_mode not in NOISE_MODES:
+            raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
+        if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
+            raise ValueError(f"ws must have shape [N, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}")
+        ws = ws.to(torch.float32)
+        x = img = None
+        w_idx = 0
+        for block in self.blocks():
+            block_ws = ws.narrow(1, w_idx, block.num_conv + block.num_torgb)
+            x, img = block(x, img, block_ws, noise_mode=noise_mode, force_fp32=force_fp32,
+                           fused_modconv=fused_modconv)
+            w_idx += block.num_conv
+        return img
+
+
+class Generator(nn.Module):
+    """StyleGAN2 generator: `G(z, c)` = `G.synthesis(G.mapping(z, c))`.
+
+    Build it from a `GeneratorConfig` or from its fields as keyword arguments:
+    `Generator(img_resolution=256)` is FFHQ's config F at 256 px.
+    """
+
+    def __init__(self, config: GeneratorConfig | None = None, **fields):
+        super().__init__()
+        if config is None:
+            config = GeneratorConfig(**fields)
+        elif fields:
+            config = dataclasses.replace(config, **fields)
+        self.config = config
+        self.z_dim = config.z_dim
+        self.c_dim = 0
+        self.w_dim = config.w_dim
+        self.img_resolution = config.img_resolution
+        self.img_channels = config.img_channels
+        self.synthesis = SynthesisNetwork(
+            w_dim=config.w_dim, img_resolution=config.img_resolution, img_channels=config.img_channels,
+            channel_base=config.channel_base, channel_max=config.channel_max, num_fp16_res=config.num_fp16_res,
+            conv_clamp=config.conv_clamp, resample_filter=config.resample_filter, use_noise=config.use_noise)
+        self.num_ws = self.synthesis.num_ws
+        self.mapping = MappingNetwork(
+            z_dim=config.z_dim, w_dim=config.w_dim, num_ws=self.num_ws, num_layers=config.mapping_layers,
+            layer_features=config.mapping_layer_features, lr_multiplier=config.mapping_lr_multiplier,
+            w_avg_beta=config.w_avg_beta)
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, truncation_psi: float = 1,
+                truncation_cutoff: int | None = None, noise_mode: str = "const", **synthesis_kwargs) -> torch.Tensor:
+        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+        return self.synthesis(ws, noise_mode=noise_mode, **synthesis_kwargs)
+
+    @property
+    def device(self) -> torch.device:
+        return self.mapping.w_avg.device
+
+
+# --------------------------------------------------------------------------------------------
+# Discriminator
+
+
+class DiscriminatorBlock(nn.Module):
+    """One resolution of the residual discriminator: [fromrgb] -> conv0 -> conv1 (down), + skip (down)."""
+
+    def __init__(self, in_channels: int, tmp_channels: int, out_channels: int, resolution: int, img_channels: int,
+                 use_fp16: bool = False, resample_filter=(1, 3, 3, 1), conv_clamp: float | None = None):
+        super().__init__()
+        self.in_channels = in_channels
+        self.resolution = resolution
+        self.use_fp16 = use_fp16
+        self.register_buffer("resample_filter", ops.setup_filter(resample_filter))
+        conv_kwargs = dict(resample_filter=resample_filter)
+        if in_channels == 0:
+            self.fromrgb = Conv2dLayer(img_channels, tmp_channels, kernel_size=1, activation="lrelu",
+                                       conv_clamp=conv_clamp, **conv_kwargs)
+        self.conv0 = Conv2dLayer(tmp_channels, tmp_channels, kernel_size=3, activation="lrelu",
+                                 conv_clamp=conv_clamp, **conv_kwargs)
+        self.conv1 = Conv2dLayer(tmp_channels, out_channels, kernel_size=3, activation="lrelu", down=2,
+                                 conv_clamp=conv_clamp, **conv_kwargs)
+        self.skip = Conv2dLayer(tmp_channels, out_channels, kernel_size=1, bias=False, down=2, **conv_kwargs)
+
+    def forward(self, x: torch.Tensor | None, img: torch.Tensor, force_fp32: bool | None = None) -> torch.Tensor:
+        dtype = _compute_dtype(self.use_fp16, force_fp32, img.device)
+        if self.in_channels == 0:
+            x = self.fromrgb(img.to(dtype))
+        else:
+            x = x.to(dtype)
+        y = self.skip(x, gain=np.sqrt(0.5))
+        x = self.conv0(x)
+        x = self.conv1(x, gain=np.sqrt(0.5))
+        return y + x
+
+
+class MinibatchStdLayer(nn.Module):
+    """Appends the standard deviation over strided groups of `group_size` samples as extra channels."""
+
+    def __init__(self, group_size: int | None, num_channels: int = 1):
+        super().__init__()
+        self.group_size = group_size
+        self.num_channels = num_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return ops.minibatch_stddev(x, self.group_size, self.num_channels)
+
+
+class DiscriminatorEpilogue(nn.Module):
+    """4x4 head: minibatch stddev -> conv -> fc -> out (one logit per image)."""
+
+    def __init__(self, in_channels: int, resolution: int, mbstd_group_size: int | None = 4,
+                 mbstd_num_channels: int = 1, conv_clamp: float | None = None, resample_filter=(1, 3, 3, 1),
+                 img_channels: int | None = None):
+        super().__init__()
+        if img_channels is not None:  # a 4x4 discriminator has no blocks: read the image here
+            self.fromrgb = Conv2dLayer(img_channels, in_channels, kernel_size=1, activation="lrelu",
+                                       conv_clamp=conv_clamp, resample_filter=resample_filter)
+        self.mbstd = MinibatchStdLayer(mbstd_group_size, mbstd_num_channels) if mbstd_num_channels > 0 else None
+        self.conv = Conv2dLayer(in_channels + mbstd_num_channels, in_channels, kernel_size=3, activation="lrelu",
+                                conv_clamp=conv_clamp, resample_filter=resample_filter)
+        self.fc = FullyConnectedLayer(in_channels * resolution**2, in_channels, activation="lrelu")
+        self.out = FullyConnectedLayer(in_channels, 1)
+
+    def forward(self, x: torch.Tensor | None, img: torch.Tensor) -> torch.Tensor:
+        x = self.fromrgb(img.to(torch.float32)) if x is None else x.to(torch.float32)
+        if self.mbstd is not None:
+            x = self.mbstd(x)
+        x = self.conv(x)
+        x = self.fc(x.flatten(1))
+        return self.out(x)
+
+
+class Discriminator(nn.Module):
+    """StyleGAN2 residual discriminator: `D(img, c)` -> logits [N, 1]."""
+
+    def __init__(self, config: DiscriminatorConfig | None = None, **fields):
+        super().__init__()
+        if config is None:
+            config = DiscriminatorConfig(**fields)
+        elif fields:
+            config = dataclasses.replace(config, **fields)
+        self.config = config
+        self.c_dim = 0
+        self.img_resolution = config.img_resolution
+        self.img_channels = config.img_channels
+        log2 = int(math.log2(config.img_resolution))
+        self.block_resolutions = [2**i for i in range(log2, 2, -1)]
+        fp16_resolution = _fp16_resolution(config.img_resolution, config.num_fp16_res)
+        for res in self.block_resolutions:
+            block = DiscriminatorBlock(
+                in_channels=config.channels(res) if res < config.img_resolution else 0,
+                tmp_channels=config.channels(res), out_channels=config.channels(res // 2), resolution=res,
+                img_channels=config.img_channels, use_fp16=res >= fp16_resolution,
+                resample_filter=config.resample_filter, conv_clamp=config.conv_clamp)
+            setattr(self, f"b{res}", block)
+        self.b4 = DiscriminatorEpilogue(config.channels(4), resolution=4, mbstd_group_size=config.mbstd_group_size,
+                                        mbstd_num_channels=config.mbstd_num_channels, conv_clamp=config.conv_clamp,
+                                        resample_filter=config.resample_filter,
+                                        img_channels=config.img_channels if config.img_resolution == 4 else None)
+
+    def forward(self, img: torch.Tensor, c: torch.Tensor | None = None, force_fp32: bool | None = None) -> torch.Tensor:
+        if c is not None and c.numel() > 0:
+            raise ValueError("this discriminator is unconditional: pass c=None")
+        x = None
+        for res in self.block_resolutions:
+            x = getattr(self, f"b{res}")(x, img, force_fp32=force_fp32)
+        return self.b4(x, img)
