@@ -1,0 +1,244 @@
+"""blend.py: the layer-swapping rule of Pinkney & Adler's blend_models.py, on tiny random generators."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from toonlib.blend import Blender, blend, blend_per_layer, check_compatible, layer_weights
+from toonlib.networks import Generator
+
+TINY = {"z_dim": 16, "w_dim": 16, "img_resolution": 32, "channel_base": 128, "channel_max": 16}
+SETTINGS = [(res, level) for res in (4, 8, 16, 32, 64) for level in (0, 1)]
+
+# The rule for a 32 px model, written out by hand: the layers that come from the high-res model.
+B8, B16, B32 = ([f"synthesis.b{r}.{p}" for p in ("conv0", "conv1", "torgb")] for r in (8, 16, 32))
+HIGH_LAYERS = {
+    (4, 0): {*B8, *B16, *B32},
+    (4, 1): {"synthesis.b8.conv1", "synthesis.b8.torgb", *B16, *B32},
+    (8, 0): {*B16, *B32},
+    (8, 1): {"synthesis.b16.conv1", "synthesis.b16.torgb", *B32},
+    (16, 0): {*B32},
+    (16, 1): {"synthesis.b32.conv1", "synthesis.b32.torgb"},
+    (32, 0): set(), (32, 1): set(), (64, 0): set(), (64, 1): set(),
+}
+
+
+def tiny_generator(seed: int, **overrides) -> Generator:
+    """A tiny generator whose every tensor (biases, noise strengths, w_avg included) is non-trivial."""
+    torch.manual_seed(seed)
+    G = Generator(**{**TINY, **overrides}).eval().requires_grad_(False)
+    for name, tensor in G.state_dict().items():
+        if "resample_filter" in name:
+            continue
+        if name.endswith(("bias", "noise_strength", "w_avg")):
+            tensor.add_(0.2 * torch.randn_like(tensor))
+        else:
+            tensor.add_(0.2 * tensor.std() * torch.randn_like(tensor))
+    return G
+
+
+@pytest.fixture
+def low() -> Generator:
+    return tiny_generator(1)
+
+
+@pytest.fixture
+def high() -> Generator:
+    return tiny_generator(2)
+
+
+@pytest.fixture
+def ws() -> torch.Tensor:
+    torch.manual_seed(3)
+    return torch.randn([2, 8, 16])
+
+
+def layer_of(param_name: str) -> str:
+    return ".".join(param_name.split(".")[:3])
+
+
+def synthesis_params(G: Generator) -> dict[str, torch.Tensor]:
+    return dict(G.synthesis.named_parameters(prefix="synthesis"))
+
+
+def non_blended(G: Generator) -> dict[str, torch.Tensor]:
+    """Everything that always comes from the low-res model: mapping, buffers, b4.conv1."""
+    blended = {k for k in synthesis_params(G) if layer_of(k) != "synthesis.b4.conv1"}
+    return {k: v for k, v in G.state_dict().items() if k not in blended}
+
+
+def assert_same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for key, value in a.items():
+        assert torch.equal(value, b[key]), key
+
+
+def render(G: Generator, ws: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return G.synthesis(ws, noise_mode="const")
+
+
+def test_rule_table_for_32px(low):
+    for (res, level), expected_high in HIGH_LAYERS.items():
+        weights = {layer.name: layer.weight for layer in layer_weights(low, res, level)}
+        assert {name for name, a in weights.items() if a == 1.0} == expected_high, (res, level)
+        assert all(a in (0.0, 1.0) for a in weights.values())
+    names = [layer.name for layer in layer_weights(low.config, 4)]
+    assert names == ["synthesis.b4.const", "synthesis.b4.conv1", "synthesis.b4.torgb", *B8, *B16, *B32]
+
+
+def test_every_parameter_comes_from_the_model_the_rule_says(low, high):
+    for res, level in SETTINGS:
+        G = blend(low, high, res, level)
+        for name, param in synthesis_params(G).items():
+            source = high if layer_of(name) in HIGH_LAYERS[res, level] else low
+            assert torch.equal(param, source.state_dict()[name]), (res, level, name)
+        assert_same_state(non_blended(G), non_blended(low))
+
+
+def test_swap_res_at_or_above_resolution_gives_the_low_res_model(low, high, ws):
+    for res in (32, 64, 1024):
+        G = blend(low, high, res)
+        assert_same_state(G.state_dict(), low.state_dict())
+        assert torch.equal(render(G, ws), render(low, ws))
+
+
+def test_lowest_setting_is_high_res_except_the_4x4_block(low, high, ws):
+    G = blend(low, high, swap_res=4, level=0)
+    for name, param in synthesis_params(G).items():
+        expected = low if name.startswith("synthesis.b4.") else high
+        assert torch.equal(param, expected.state_dict()[name]), name
+    # The same function as the high-res model with its 4x4 block, mapping and buffers taken from low.
+    reference = tiny_generator(2)
+    reference.load_state_dict({**high.state_dict(), **{k: v for k, v in low.state_dict().items()
+                                                      if k.startswith("synthesis.b4.") or k not in
+                                                      dict(high.named_parameters())}})
+    assert torch.equal(render(G, ws), render(reference, ws))
+    assert not torch.allclose(render(G, ws), render(high, ws))
+
+
+def test_smooth_weights_are_the_logistic_centred_on_the_swap_point(low, high):
+    for res, level in SETTINGS:
+        for width in (0.3, 1.0, 2.5):
+            mid = 2 * math.log2(res / 4) + level
+            layers = [layer for layer in layer_weights(low, res, level, width) if layer.name != "synthesis.b4.conv1"]
+            for layer in layers:
+                assert layer.position == 2 * math.log2(layer.resolution / 4) + layer.level
+                assert layer.weight == pytest.approx(1 / (1 + math.exp(-(layer.position - mid) / width)), rel=1e-12)
+            assert all(a.weight <= b.weight for a, b in zip(layers, layers[1:]))
+            assert [a.weight < b.weight for a, b in zip(layers, layers[1:])] == \
+                   [a.position < b.position for a, b in zip(layers, layers[1:])]
+    kept = [layer for layer in layer_weights(low, 8, 0, 1.0) if layer.name == "synthesis.b4.conv1"]
+    assert kept[0].weight == 0.0
+    # Tiny widths stay finite and approach the step centred on mid (a = 0.5 exactly there).
+    weights = {layer.position: layer.weight for layer in layer_weights(low, 8, 0, 1e-9)}
+    assert weights == {0: 0.0, 1: 0.0, 2: 0.5, 3: 1.0, 4: 1.0, 5: 1.0, 6: 1.0, 7: 1.0}
+
+
+def test_smooth_blend_is_the_weighted_sum(low, high):
+    G = blend(low, high, 8, 1, blend_width=1.5)
+    weight_of = {layer.name: layer.weight for layer in layer_weights(low, 8, 1, 1.5)}
+    low_state, high_state = low.state_dict(), high.state_dict()
+    for name, param in synthesis_params(G).items():
+        a = weight_of[layer_of(name)]
+        torch.testing.assert_close(param, (1 - a) * low_state[name] + a * high_state[name], rtol=0, atol=1e-6)
+    assert_same_state(non_blended(G), non_blended(low))
+
+
+def test_inputs_are_not_modified(low, high):
+    before = [{k: v.clone() for k, v in G.state_dict().items()} for G in (low, high)]
+    blender = Blender(low, high)
+    for res, level in SETTINGS:
+        blender.set(res, level, blend_width=0.7)
+    blender.set_per_ws([1.0] * low.num_ws)
+    blend(low, high, 4)
+    for G, state in zip((low, high), before):
+        assert_same_state(G.state_dict(), state)
+
+
+def test_per_ws_weights(low, high, ws):
+    zeros = blend_per_layer(low, high, [0.0] * low.num_ws)
+    assert_same_state(zeros.state_dict(), low.state_dict())
+    assert torch.equal(render(zeros, ws), render(low, ws))
+
+    ones = blend_per_layer(low, high, [1.0] * low.num_ws)  # no 4x4 conv1 exception here
+    assert_same_state(synthesis_params(ones), synthesis_params(high))
+    buffers_and_mapping = {k: v for k, v in ones.state_dict().items() if k not in synthesis_params(ones)}
+    assert_same_state(buffers_and_mapping, {k: low.state_dict()[k] for k in buffers_and_mapping})
+
+    fed_by = {0: {"synthesis.b4.const", "synthesis.b4.conv1"}, 1: {"synthesis.b4.torgb", "synthesis.b8.conv0"},
+              2: {"synthesis.b8.conv1"}, 3: {"synthesis.b8.torgb", "synthesis.b16.conv0"},
+              4: {"synthesis.b16.conv1"}, 5: {"synthesis.b16.torgb", "synthesis.b32.conv0"},
+              6: {"synthesis.b32.conv1"}, 7: {"synthesis.b32.torgb"}}
+    for index, layers in fed_by.items():
+        G = blend_per_layer(low, high, [1.0 if i == index else 0.0 for i in range(low.num_ws)])
+        for name, param in synthesis_params(G).items():
+            assert torch.equal(param, (high if layer_of(name) in layers else low).state_dict()[name]), (index, name)
+        assert {layer.name for layer in layer_weights(low, 4) if layer.ws_index == index} == layers
+
+    with pytest.raises(ValueError, match="8 finite numbers"):
+        blend_per_layer(low, high, [0.0] * 7)
+    with pytest.raises(ValueError, match="8 finite numbers"):
+        blend_per_layer(low, high, [0.0] * 7 + [float("nan")])
+
+
+def test_blender_in_place_matches_blend(low, high):
+    blender = Blender(low, high)
+    G = blender.G
+    pointers = [p.data_ptr() for p in G.parameters()]
+    sequence = [(16, 0, None), (4, 1, 0.5), (64, 0, None), (8, 0, 2.0), (32, 1, 0.0), (4, 0, None), (16, 1, 1.0)]
+    for res, level, width in sequence:
+        assert blender.set(res, level, width) is G
+        assert_same_state(G.state_dict(), blend(low, high, res, level, width).state_dict())
+    weights = [0.1, 0.9, 0.0, 1.0, 0.5, 0.25, 0.75, 0.3]
+    assert_same_state(blender.set_per_ws(weights).state_dict(), blend_per_layer(low, high, weights).state_dict())
+    assert [p.data_ptr() for p in G.parameters()] == pointers
+
+
+@pytest.mark.parametrize("overrides, fields", [
+    ({"img_resolution": 64}, ["img_resolution: a 32, b 64", "synthesis.b64.conv0.weight: only in b"]),
+    ({"channel_max": 8}, ["channel_max: a 16, b 8", "synthesis.b4.const: shape [16, 4, 4] in a, [8, 4, 4] in b"]),
+    ({"mapping_layers": 4}, ["mapping_layers: a 8, b 4", "mapping.fc7.weight: only in a"]),
+    ({"w_dim": 8}, ["w_dim: a 16, b 8"]),
+])
+def test_mismatched_generators_are_refused_with_the_difference(low, overrides, fields):
+    other = Generator(**{**TINY, **overrides})
+    with pytest.raises(ValueError, match="different architectures") as info:
+        check_compatible(low, other)
+    for field in fields:
+        assert field in str(info.value)
+    with pytest.raises(ValueError, match="low-res 16"):
+        blend(low, Generator(**{**TINY, "channel_max": 8}), 8)
+
+
+def test_runtime_settings_may_differ(low, high):
+    other = tiny_generator(2, conv_clamp=256.0, num_fp16_res=2)
+    check_compatible(low, other)
+    G = blend(low, other, 8)
+    assert G.config == low.config
+    assert_same_state(G.state_dict(), blend(low, high, 8).state_dict())
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"swap_res": 12}, "power of two"), ({"swap_res": 2}, "power of two"), ({"swap_res": 0}, "power of two"),
+    ({"swap_res": 8.0}, "power of two"), ({"swap_res": True}, "power of two"),
+    ({"swap_res": 8, "level": 2}, "level"), ({"swap_res": 8, "blend_width": -1.0}, "blend_width"),
+    ({"swap_res": 8, "blend_width": float("nan")}, "blend_width"),
+])
+def test_bad_settings(low, high, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        blend(low, high, **kwargs)
+    with pytest.raises(ValueError, match=message):
+        layer_weights(low, **kwargs)
+
+
+def test_accepts_networks_and_paths(low, high, tmp_path):
+    from toonlib import checkpoints
+
+    path = checkpoints.save_network(tmp_path / "high.pt", high)
+    G = blend(checkpoints.Networks(G_ema=low), path, 8)
+    assert_same_state(G.state_dict(), blend(low, high, 8).state_dict())
+    with pytest.raises(TypeError, match="Generator"):
+        blend(low, 42, 8)

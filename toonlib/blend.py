@@ -1,0 +1,220 @@
+"""Layer swapping between two generators (Pinkney & Adler 2020, "Resolution Dependent GAN Interpolation").
+
+Every synthesis parameter of the result is `p = (1 - a) * p_low + a * p_high`, with `a` chosen per layer.
+In toonify, `low` is the fine-tuned toon model (it gives the coarse structure) and `high` is the base
+FFHQ model (fine texture and lighting):
+
+    G_toonify = blend(G_toon, G_ffhq, swap_res=32)
+
+The rule reproduces the original `blend_models.py` exactly:
+
+* Each synthesis layer has a position `2 * log2(res / 4) + level`; level 0 is `const` (4x4) or `conv0`,
+  level 1 is `conv1` and `torgb`.
+* `mid` is the position of the requested `(swap_res, level)` and `x = position - mid`.
+* Hard switch (`blend_width` None or 0): `a = 1` when `x > 1`, else 0. So with `level=0` the whole
+  `swap_res` block (both convs and its ToRGB) still comes from the low-res model.
+* Smooth switch: `a = 1 / (1 + exp(-x / blend_width))`. Note that it is centred on `mid` (a = 0.5
+  there), 1.5 positions *below* the hard switch's threshold, so a smooth blend takes more from the
+  high-res model than the hard one at the same setting.
+* `synthesis.b4.conv1` always comes from the low-res model: the original matched layers by their TF
+  names, and the 4x4 "Conv" is neither "Conv0_up" nor "Conv1".
+* The mapping network, `w_avg` and all buffers (`noise_const`, `resample_filter`) come from the
+  low-res model, as does the result's config.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Union
+
+import torch
+
+from .networks import Generator, GeneratorConfig
+
+if TYPE_CHECKING:
+    from .checkpoints import Networks
+
+#: What the blending functions accept as a model: a generator, a `Networks` (its G_ema is used),
+#: or a checkpoint path, URL or registry name (loaded with `toonlib.checkpoints.load_network`).
+GeneratorLike = Union[Generator, "Networks", str, os.PathLike]
+
+# The original never blended the 4x4 conv (see the module docstring).
+KEPT_LOW = "synthesis.b4.conv1"
+
+# Config fields that may differ between blended models: run-time precision and clamping, and the
+# training-only w_avg decay. They do not change what the tensors mean; the result keeps low's values.
+_RUNTIME_FIELDS = ("num_fp16_res", "conv_clamp", "w_avg_beta")
+
+
+@dataclass(frozen=True)
+class LayerWeight:
+    """One synthesis layer and its blend weight `a` (0 = low-res model, 1 = high-res model).
+
+    name: module path, e.g. "synthesis.b8.conv0"; "synthesis.b4.const" is the learned constant input.
+    position: `2 * log2(resolution / 4) + level`, the axis the blending rule works on.
+    ws_index: the w that feeds the layer (see `blend_per_layer`); the constant counts as ws[0].
+    """
+
+    name: str
+    resolution: int
+    level: int
+    position: int
+    ws_index: int
+    weight: float = 0.0
+
+
+def layer_weights(G_or_config: Generator | GeneratorConfig, swap_res: int, level: int = 0,
+                  blend_width: float | None = None) -> list[LayerWeight]:
+    """The weight of every synthesis layer for a `blend` setting, in forward order (for plots and UIs).
+
+    `synthesis.b4.conv1` is listed with weight 0 at every setting (it always stays low-res).
+    """
+    config = G_or_config.config if isinstance(G_or_config, Generator) else G_or_config
+    _check_setting(swap_res, level, blend_width)
+    mid = _position(swap_res, level)
+    return [dataclasses.replace(layer, weight=0.0 if layer.name == KEPT_LOW else
+                                _rule(layer.position - mid, blend_width))
+            for layer in synthesis_layers(config)]
+
+
+def synthesis_layers(config: GeneratorConfig) -> list[LayerWeight]:
+    """The blendable layers of a generator with weight 0, in forward order.
+
+    Per block `b{res}`: const (4x4 only) or conv0 at level 0, then conv1 and torgb at level 1. The ws
+    indices follow the synthesis network: b4.conv1 <- ws[0], b4.torgb <- ws[1], and for k >= 1 at
+    res = 4 * 2**k: conv0 <- ws[2k-1], conv1 <- ws[2k], torgb <- ws[2k+1] (a ToRGB shares its w with
+    the next block's conv0).
+    """
+    layers = []
+    for k in range(int(math.log2(config.img_resolution)) - 1):
+        res = 4 * 2**k
+        first = ("const", 0) if k == 0 else ("conv0", 2 * k - 1)
+        for part, level, ws_index in ((first[0], 0, first[1]), ("conv1", 1, 2 * k), ("torgb", 1, 2 * k + 1)):
+            layers.append(LayerWeight(f"synthesis.b{res}.{part}", res, level, 2 * k + level, ws_index))
+    return layers
+
+
+def _position(res: int, level: int) -> int:
+    return 2 * int(math.log2(res / 4)) + level
+
+
+def _rule(x: int, blend_width: float | None) -> float:
+    """The blend weight at distance `x` (in positions) above the swap point: the one rule of this module."""
+    if not blend_width:
+        return 1.0 if x > 1 else 0.0
+    t = x / blend_width
+    if t >= 0:  # two branches so that exp never overflows for very narrow widths
+        return 1.0 / (1.0 + math.exp(-t))
+    e = math.exp(t)
+    return e / (1.0 + e)
+
+
+def _check_setting(swap_res: int, level: int, blend_width: float | None) -> None:
+    if isinstance(swap_res, bool) or not isinstance(swap_res, int) or swap_res < 4 or swap_res & (swap_res - 1):
+        raise ValueError(f"swap_res must be a power of two >= 4 (a resolution such as 4, 8, ..., 1024), "
+                         f"got {swap_res!r}")
+    if level not in (0, 1):
+        raise ValueError(f"level must be 0 (const/conv0) or 1 (conv1/torgb), got {level!r}")
+    if blend_width is not None and not (math.isfinite(blend_width) and blend_width >= 0):
+        raise ValueError(f"blend_width must be None or 0 (hard switch) or a positive number, got {blend_width!r}")
+
+
+class Blender:
+    """Mixes two generators into one output generator, in place, for interactive use.
+
+    The output `G` starts as a copy of `low`; each `set` / `set_per_ws` overwrites its synthesis
+    parameters with `torch.lerp(low, high, a)` without allocating a new network. The inputs are
+    never modified, but they are read at every call (keep them alive and unchanged while blending).
+    """
+
+    def __init__(self, low: GeneratorLike, high: GeneratorLike):
+        low, high = _as_generator(low), _as_generator(high)
+        check_compatible(low, high, names=("low-res", "high-res"))
+        self.G: Generator = copy.deepcopy(low)
+        self._layers = synthesis_layers(self.G.config)
+        high_params = dict(high.named_parameters())
+        low_params = dict(low.named_parameters())
+        self._params = []  # (layer name, output parameter, low tensor, high tensor)
+        for name, param in self.G.synthesis.named_parameters(prefix="synthesis"):
+            self._params.append((".".join(name.split(".")[:3]), param, low_params[name].detach().to(param),
+                                 high_params[name].detach().to(param)))
+
+    def set(self, swap_res: int, level: int = 0, blend_width: float | None = None) -> Generator:
+        """Apply a resolution-based setting (see the module docstring) and return the output `G`."""
+        return self._apply({layer.name: layer.weight for layer in layer_weights(self.G, swap_res, level, blend_width)})
+
+    def set_per_ws(self, weights: Sequence[float]) -> Generator:
+        """Apply one weight per ws index (see `blend_per_layer`) and return the output `G`."""
+        weights = [float(a) for a in weights]
+        if len(weights) != self.G.num_ws or not all(math.isfinite(a) for a in weights):
+            raise ValueError(f"weights must be {self.G.num_ws} finite numbers (one per ws index), got {weights}")
+        return self._apply({layer.name: weights[layer.ws_index] for layer in self._layers})
+
+    @torch.no_grad()
+    def _apply(self, weight_of: dict[str, float]) -> Generator:
+        for layer, param, low, high in self._params:
+            torch.lerp(low, high, weight_of[layer], out=param)
+        return self.G
+
+
+def blend(low_res_G: GeneratorLike, high_res_G: GeneratorLike, swap_res: int, level: int = 0,
+          blend_width: float | None = None) -> Generator:
+    """A new generator with the low-res model's layers below `swap_res` and the high-res model's above.
+
+    Layers of block `swap_res` and below come from `low_res_G`, the rest from `high_res_G`; with
+    `level=1`, block `swap_res * 2`'s conv0 also stays low-res. `blend_width > 0` replaces the hard
+    switch by a logistic ramp `a = 1 / (1 + exp(-x / blend_width))` centred on the position of
+    `(swap_res, level)`, which is 1.5 positions below the hard threshold. A `swap_res` at or above the
+    model resolution gives (with the hard switch) the low-res model. `synthesis.b4.conv1`, the mapping
+    network, `w_avg` and the noise buffers always come from the low-res model, as in the original
+    `blend_models.py`. Use `layer_weights` to see the weight of every layer.
+    """
+    _check_setting(swap_res, level, blend_width)
+    return Blender(low_res_G, high_res_G).set(swap_res, level, blend_width)
+
+
+def blend_per_layer(low: GeneratorLike, high: GeneratorLike, weights: Sequence[float]) -> Generator:
+    """A new generator blended with one weight per ws index (`G.num_ws` numbers; 0 = low, 1 = high).
+
+    Each synthesis layer uses the weight of the w that feeds it: b4.const and b4.conv1 use ws[0],
+    b4.torgb ws[1], and block `res = 4 * 2**k` uses ws[2k-1] (conv0), ws[2k] (conv1), ws[2k+1]
+    (torgb), so a ToRGB moves together with the next block's conv0. Unlike `blend`, there is no
+    exception: all ones gives every synthesis parameter of `high`. The mapping network, `w_avg` and the
+    noise buffers still come from `low`. Values outside [0, 1] extrapolate.
+    """
+    return Blender(low, high).set_per_ws(weights)
+
+
+def check_compatible(a: GeneratorLike, b: GeneratorLike, names: tuple[str, str] = ("a", "b")) -> None:
+    """Raise ValueError naming every architecture difference (config fields, state-dict shapes)."""
+    a, b = _as_generator(a), _as_generator(b)
+    problems = [f"{f.name}: {names[0]} {getattr(a.config, f.name)!r}, {names[1]} {getattr(b.config, f.name)!r}"
+                for f in dataclasses.fields(GeneratorConfig)
+                if f.name not in _RUNTIME_FIELDS and getattr(a.config, f.name) != getattr(b.config, f.name)]
+    state_a, state_b = a.state_dict(), b.state_dict()
+    for key in [*state_a, *(k for k in state_b if k not in state_a)]:
+        if key not in state_b or key not in state_a:
+            problems.append(f"{key}: only in {names[0] if key in state_a else names[1]}")
+        elif state_a[key].shape != state_b[key].shape:
+            problems.append(f"{key}: shape {list(state_a[key].shape)} in {names[0]}, "
+                            f"{list(state_b[key].shape)} in {names[1]}")
+    if problems:
+        shown = problems[:12] + ([f"... and {len(problems) - 12} more"] if len(problems) > 12 else [])
+        raise ValueError("the generators have different architectures and cannot be blended:\n  "
+                         + "\n  ".join(shown))
+
+
+def _as_generator(model: GeneratorLike) -> Generator:
+    if isinstance(model, Generator):
+        return model
+    if isinstance(getattr(model, "G_ema", None), Generator):  # checkpoints.Networks
+        return model.G_ema
+    if isinstance(model, (str, os.PathLike)):
+        from .checkpoints import load_network
+
+        return load_network(model).G_ema
+    raise TypeError(f"expected a Generator, Networks or checkpoint path/name, got {type(model).__name__}")
