@@ -5,11 +5,11 @@ import os
 import pickle
 
 import numpy as np
+import nvidia_pickles
 import pytest
 import torch
-
-import nvidia_pickles
 from conftest import FIXTURES, assert_close, load_ref
+
 from toonlib.checkpoints import CheckpointError, UnsafePickleError, load_network, save_network
 from toonlib.checkpoints.safe_pickle import PersistentObject
 
@@ -190,3 +190,12 @@ def test_weights_that_do_not_fit_are_reported(tmp_path):
     path = nvidia_pickles.write(nvidia_pickles.modified_fixture(drop_weight), tmp_path / "broken.pkl")
     with pytest.raises(CheckpointError, match=r"\[G_ema\].*missing mapping\.fc3\.bias"):
         load_network(path)
+
+
+def test_meta_with_numpy_values_is_saved_as_plain_json(nets, tmp_path):
+    from toonlib.checkpoints import Networks
+
+    meta = {"format": "tensorflow", "source": "x.pkl", "static_kwargs": {"fmap_base": np.int64(8), "lr": np.float32(2)}}
+    path = save_network(tmp_path / "n.pt", Networks(G_ema=nets.G_ema, meta=meta))
+    loaded = load_network(path).meta
+    assert loaded["static_kwargs"] == {"fmap_base": 8, "lr": 2.0} and loaded["origin"]["format"] == "tensorflow"

@@ -5,8 +5,8 @@ import subprocess
 import sys
 
 import torch
-
 from conftest import FIXTURES
+
 from toonlib.checkpoints import load_network
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from conftest import assert_close, load_ref
+
 from toonlib import ops
 from toonlib.networks import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 

@@ -20,6 +20,9 @@ _EXPORTS = {
     "save_network": "toonlib.checkpoints",
     "Networks": "toonlib.checkpoints",
     "CheckpointError": "toonlib.checkpoints",
+    "load_generator": "toonlib.checkpoints",
+    "blend": "toonlib.blend",
+    "fetch": "toonlib.download",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -218,3 +218,29 @@ def _as_generator(model: GeneratorLike) -> Generator:
 
         return load_network(model).G_ema
     raise TypeError(f"expected a Generator, Networks or checkpoint path/name, got {type(model).__name__}")
+
+
+@torch.no_grad()
+def swap_resolution_grid(low: GeneratorLike, high: GeneratorLike, seeds: Sequence[int],
+                         swap_resolutions: Sequence[int] | None = None, level: int = 0,
+                         blend_width: float | None = None, truncation_psi: float = 0.7, cell: int = 128):
+    """The figure of the blog posts as a PIL image: rows = seeds, columns = swap resolutions.
+
+    Each row renders one latent (mapped by the high-res model, i.e. in the base model's W space, as in
+    toonify) with the high-res model, a blend at every swap resolution, and the low-res model.
+    """
+    from .images import labelled_grid, to_pil
+    from .networks import z_from_seeds
+
+    low, high = _as_generator(low), _as_generator(high)
+    blender = Blender(low, high)
+    resolutions = list(swap_resolutions or high.synthesis.block_resolutions)
+    ws = high.mapping(z_from_seeds(seeds, high.z_dim, high.device), None, truncation_psi=truncation_psi)
+    columns = [high.synthesis(ws)]
+    for res in resolutions:
+        columns.append(blender.set(res, level, blend_width).synthesis(ws))
+    columns.append(low.synthesis(ws.to(low.device)))
+    images = [to_pil(c) for c in columns]
+    rows = [[images[j][i] for j in range(len(columns))] for i in range(len(seeds))]
+    col_labels = ["high-res"] + [f"swap {r}" for r in resolutions] + ["low-res"]
+    return labelled_grid(rows, row_labels=[f"seed {s}" for s in seeds], col_labels=col_labels, cell=cell)

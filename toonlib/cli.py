@@ -53,10 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .checkpoints import CheckpointError
+    from .download import DownloadError
 
     try:
         return args.func(args)
-    except (CheckpointError, FileNotFoundError, ValueError) as exc:
+    except (CheckpointError, DownloadError, FileNotFoundError, ValueError) as exc:
         print(f"toonlib {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -25,3 +25,9 @@ def atomic_write_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def looks_like_html(head: bytes) -> bool:
+    """True when a file's first bytes are a web page (what failed downloads often save instead)."""
+    start = head.lstrip().lower()
+    return start.startswith((b"<!doctype html", b"<html", b"<head", b"<?xml", b"<!--")) or b"<html" in start[:1024]

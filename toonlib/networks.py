@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -511,3 +511,25 @@ class Discriminator(nn.Module):
         for res in self.block_resolutions:
             x = getattr(self, f"b{res}")(x, img, force_fp32=force_fp32)
         return self.b4(x, img)
+
+
+def z_from_seeds(seeds: Sequence[int], z_dim: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """Latents for integer seeds, NVIDIA's generate.py convention: z = RandomState(seed).randn(z_dim)."""
+    z = np.stack([np.random.RandomState(int(seed)).randn(z_dim) for seed in seeds])
+    return torch.from_numpy(z).to(device=device, dtype=torch.float32)
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'0-3,7' -> [0, 1, 2, 3, 7] (the seed syntax of the CLI and the notebooks)."""
+    seeds: list[int] = []
+    for part in str(text).replace(" ", "").split(","):
+        if not part:
+            continue
+        start, sep, end = part.partition("-")
+        try:
+            seeds.extend(range(int(start), int(end) + 1) if sep else [int(start)])
+        except ValueError:
+            raise ValueError(f"bad seed list {text!r}: use numbers and ranges such as '0-3,7'") from None
+    if not seeds:
+        raise ValueError(f"bad seed list {text!r}: no seeds")
+    return seeds

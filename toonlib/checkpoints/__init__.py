@@ -21,12 +21,14 @@ from pathlib import Path
 
 import torch
 
+from ..files import looks_like_html
 from ..networks import Generator
 from . import native, nvidia, rosinality, tensorflow
 from .common import CheckpointError, Networks
 from .safe_pickle import UnsafePickleError, safe_load
 
-__all__ = ["load_network", "save_network", "read_checkpoint", "Networks", "CheckpointError", "UnsafePickleError"]
+__all__ = ["CheckpointError", "Networks", "UnsafePickleError", "load_generator", "load_network", "read_checkpoint",
+           "save_network"]
 
 # Legacy (pre-zip) torch.save files start with a pickled magic number.
 _LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19."
@@ -46,6 +48,21 @@ def load_network(source: str | os.PathLike, device: torch.device | str | None = 
     return nets
 
 
+def load_generator(source: str | os.PathLike, which: str = "G_ema",
+                   device: torch.device | str | None = None) -> Generator:
+    """One generator of a checkpoint: "G_ema" (default, for sampling) or "G" (the training copy).
+
+    The original Toonify file keeps the fine-tuned toon model as its "G" and the blended one as G_ema.
+    """
+    if which not in ("G_ema", "G"):
+        raise ValueError(f"which must be 'G_ema' or 'G', got {which!r}")
+    nets = load_network(source, device=device)
+    G = getattr(nets, which)
+    if G is None:
+        raise CheckpointError(f"{source} has no {which} network (it has G_ema only)")
+    return G
+
+
 def _resolve(source: str | os.PathLike) -> Path:
     text = str(source)
     if text.startswith(("http://", "https://")):
@@ -61,8 +78,10 @@ def _resolve(source: str | os.PathLike) -> Path:
         from ..download import fetch
 
         return fetch(text)
-    raise FileNotFoundError(f"no checkpoint at {path} (and {text!r} is neither a URL nor a known model name; "
-                            f"known models: {', '.join(sorted(models.MODELS))})")
+    if path.suffix or "/" in text or os.sep in text:
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    models.get_model(text)  # raises UnknownModelError with the known names and a close match
+    raise AssertionError("unreachable")
 
 
 def read_checkpoint(path: str | os.PathLike) -> Networks:
@@ -75,7 +94,7 @@ def read_checkpoint(path: str | os.PathLike) -> Networks:
         head = f.read(64)
     if not head:
         raise CheckpointError(f"{source} is empty (0 bytes): an interrupted download? Delete it and download again.")
-    if _looks_like_html(head):
+    if looks_like_html(head):
         raise CheckpointError(
             f"{source} is a web page, not a network: a download that failed and saved the error page instead "
             "(Google Drive does this when a file's download quota is exceeded). Delete it and download again "
@@ -93,11 +112,6 @@ def read_checkpoint(path: str | os.PathLike) -> Networks:
                               f"(it holds a {type(obj).__name__})")
     raise CheckpointError(f"{source} is not a checkpoint toonlib knows: expected a network pickle (.pkl) or a "
                           f"torch file (.pt); the file starts with {head[:16]!r}")
-
-
-def _looks_like_html(head: bytes) -> bool:
-    start = head.lstrip().lower()
-    return start.startswith((b"<!doctype html", b"<html", b"<head", b"<?xml", b"<!--"))
 
 
 def _read_torch_file(path: Path, source: str) -> Networks:

@@ -32,9 +32,14 @@ class Networks:
 
 
 def build_network(cls, config, state: dict[str, torch.Tensor], what: str):
-    """Construct `cls(config)` in eval mode and load `state` into it, exactly (no missing or extra keys)."""
+    """Construct `cls(config)` in eval mode and load `state` into it, exactly (no missing or extra keys).
+
+    The FIR `resample_filter` buffers are defined by the config; where `state` lacks them (TF and
+    rosinality files do not store them) the constructor's values are kept.
+    """
     net = cls(config).eval().requires_grad_(False)
     expected = net.state_dict()
+    state = {**{k: v for k, v in expected.items() if k.endswith("resample_filter")}, **state}
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     wrong_shape = [f"{k} {list(state[k].shape)} (expected {list(v.shape)})"

@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import json
 import os
 
 import torch
@@ -39,10 +40,18 @@ def to_dict(nets: Networks) -> dict:
 
 
 def _meta_for_saving(meta: dict) -> dict:
-    """Keep the user's meta; remember which file and format the weights originally came from."""
+    """Keep the user's meta as plain JSON values (weights_only loading accepts nothing else) and
+    remember which file and format the weights originally came from."""
     out = {k: v for k, v in meta.items() if k not in ("format", "source")}
     out.setdefault("origin", {"format": meta.get("format"), "source": str(meta.get("source", ""))})
-    return out
+    return json.loads(json.dumps(out, default=_json_value))
+
+
+def _json_value(value):
+    """numpy scalars and arrays (found in old pickles' kwargs) as Python numbers and lists; else text."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
 
 
 def save(nets: Networks, path: str | os.PathLike) -> None:

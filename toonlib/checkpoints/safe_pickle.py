@@ -49,6 +49,9 @@ class TFNetwork:
     def __setstate__(self, state: dict) -> None:
         self.state = state
 
+    def __getstate__(self) -> dict:
+        return self.state
+
 
 class EasyDict(dict):
     """Stand-in for `dnnlib.util.EasyDict` (a dict with attribute access in the original)."""

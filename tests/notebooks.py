@@ -1,0 +1,43 @@
+"""Run a notebook top to bottom like CI does: parameters injected, setup cells skipped, on the CPU."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+SKIP_TAG = "skip-execution"
+
+
+def execute(name: str, parameters: dict, cwd: Path, timeout: int = 600) -> nbformat.NotebookNode:
+    """Execute notebooks/<name> in `cwd` with `parameters` overriding its `parameters` cell.
+
+    Cells tagged `skip-execution` (installs, Colab uploads) are dropped; the overrides go into a new
+    cell right after the `parameters` cell, as papermill does. Returns the executed notebook.
+    """
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    cells = []
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if SKIP_TAG in tags:
+            continue
+        cells.append(cell)
+        if "parameters" in tags:
+            overrides = "\n".join(f"{key} = {value!r}" for key, value in parameters.items())
+            cells.append(nbformat.v4.new_code_cell("# injected parameters\n" + overrides))
+    if not any("parameters" in c.metadata.get("tags", []) for c in nb.cells):
+        raise AssertionError(f"{name} has no cell tagged 'parameters'")
+    nb.cells = cells
+    NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}).execute()
+    return nb
+
+
+def outputs_text(nb: nbformat.NotebookNode) -> str:
+    """All stream and text outputs of an executed notebook, joined."""
+    parts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            parts.append(out.get("text", ""))
+            parts.append(out.get("data", {}).get("text/plain", ""))
+    return "\n".join(parts)

@@ -1,0 +1,88 @@
+"""Helpers for Jupyter and Colab notebooks: where am I, which device, Drive, uploads, showing images.
+
+IPython and google.colab are imported inside the functions that need them, never at import time.
+"""
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from PIL import Image
+
+DRIVE_ROOT = Path("/content/drive")
+
+
+def in_colab() -> bool:
+    """True inside Google Colab."""
+    try:
+        import google.colab  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def default_device() -> torch.device:
+    """CUDA when available, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def device_report(print_it: bool = True) -> str:
+    """One paragraph on the runtime: Python, torch, the device toonlib will use, and what to expect."""
+    lines = [f"Python {platform.python_version()}, torch {torch.__version__}"]
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        lines.append(f"GPU: {props.name}, {props.total_memory / 2**30:.1f} GiB: toonlib will use CUDA.")
+    else:
+        lines.append(f"No GPU: toonlib will run on the CPU ({os.cpu_count()} cores). Projection at 1024 px takes "
+                     "seconds per step there; in Colab choose Runtime > Change runtime type > GPU.")
+    report = "\n".join(lines)
+    if print_it:
+        print(report)
+    return report
+
+
+def mount_drive(folder: str = "toonlib") -> Path | None:
+    """Mount Google Drive in Colab and return `MyDrive/<folder>` (created); None outside Colab."""
+    if not in_colab():
+        return None
+    from google.colab import drive
+
+    if not (DRIVE_ROOT / "MyDrive").exists():
+        drive.mount(str(DRIVE_ROOT))
+    path = DRIVE_ROOT / "MyDrive" / folder
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def upload_images(folder: str | os.PathLike = "uploads") -> list[Path]:
+    """Ask the user for image files (Colab's upload dialog) and save them into `folder`.
+
+    Outside Colab there is no blocking upload dialog: pass file paths to the notebook's parameters
+    instead. Returns the saved paths.
+    """
+    if not in_colab():
+        raise RuntimeError("upload_images() needs Google Colab; elsewhere set the notebook's photo path parameter")
+    from google.colab import files
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    saved = []
+    for name, data in files.upload().items():
+        path = folder / Path(name).name
+        path.write_bytes(data)
+        saved.append(path)
+    return saved
+
+
+def show(images: Image.Image | Sequence[Image.Image], titles: Sequence[str] | None = None, cell: int = 256) -> None:
+    """Display one image or a row of images (with titles) in the notebook."""
+    from IPython.display import display
+
+    from .images import labelled_grid
+
+    if isinstance(images, Image.Image):
+        images = [images]
+    display(labelled_grid([list(images)], col_labels=titles, cell=cell))
