@@ -34,3 +34,35 @@ def test_info_and_clear_error_without_traceback(tmp_path):
     assert result.returncode == 2
     assert "web page, not a network" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out.pt").exists()
+
+
+def test_blend_command_writes_network_and_grid(tmp_path):
+    from PIL import Image
+
+    from tiny import tiny_generator
+    from toonlib.blend import blend
+    from toonlib.checkpoints import save_network
+
+    toon, base = tiny_generator(1), tiny_generator(0)
+    save_network(tmp_path / "toon.pt", toon)
+    save_network(tmp_path / "base.pt", base)
+    result = run_cli("blend", "--low", str(tmp_path / "toon.pt"), "--high", str(tmp_path / "base.pt"),
+                     "--swap-res", "8", "--blend-width", "0.5", "-o", str(tmp_path / "b.pt"),
+                     "--grid", str(tmp_path / "grid.png"), "--seeds", "0-2")
+    assert result.returncode == 0, result.stderr
+    expected = blend(toon, base, 8, blend_width=0.5).state_dict()
+    got = load_network(tmp_path / "b.pt").G_ema.state_dict()
+    assert all(torch.equal(got[k], v) for k, v in expected.items())
+    assert Image.open(tmp_path / "grid.png").height > 3 * 32
+    result = run_cli("blend", "--low", str(tmp_path / "toon.pt"), "--high", str(FIXTURES / "ada_tiny.pkl"),
+                     "--swap-res", "8", "-o", str(tmp_path / "bad.pt"))
+    assert result.returncode == 2 and "different architectures" in result.stderr
+
+
+def test_models_lists_registry_and_cache(tmp_path):
+    (tmp_path / "stylegan2-ffhq-config-f.pkl").write_bytes(b"x")
+    result = run_cli("models", "--cache-dir", str(tmp_path))
+    assert result.returncode == 0
+    line = next(x for x in result.stdout.splitlines() if x.startswith("ffhq-1024-tf "))
+    assert "cached" in line
+    assert "toonify-blended-tf" in result.stdout
