@@ -1,0 +1,208 @@
+"""ImageDataset (folders, zips, preparation, skipping, cache) and infinite_loader (determinism, sharding)."""
+from __future__ import annotations
+
+import itertools
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw, ImageOps
+
+import toonlib.align
+from toonlib.data import ImageDataset, infinite_loader
+
+RES = 15  # the 30 px tall images crop to 30 x 30 and halve exactly
+
+
+def draw(index: int) -> Image.Image:
+    """40 x 30: red left margin and green right margin (both cropped away), a coloured body, a white centre."""
+    image = Image.new("RGB", (40, 30), (20 + 10 * index, 0, 200))
+    paint = ImageDraw.Draw(image)
+    paint.rectangle([0, 0, 4, 29], fill=(255, 0, 0))
+    paint.rectangle([35, 0, 39, 29], fill=(0, 255, 0))
+    paint.rectangle([15, 10, 24, 19], fill=(255, 255, 255))
+    paint.ellipse([6, 2, 12, 8], fill=(0, 0, 10 * index))  # top-left marker, to see mirroring
+    return image
+
+
+def name(index: int) -> str:
+    """Where `make_folder` puts image `index`: in the root, `sub/` or `sub/deeper/`; image 5 is a .bmp."""
+    return ["sub/deeper/", "sub/", ""][index % 3] + f"img{index:02d}" + (".bmp" if index == 5 else ".png")
+
+
+def make_folder(root: Path, count: int = 20) -> Path:
+    """`count` images (some in sub-folders, mixed formats), a corrupt .png and a text file."""
+    for i in range(count):
+        path = root / name(i)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        draw(i).save(path)
+    (root / "sub" / "corrupt.png").write_bytes(np.random.default_rng(0).bytes(300))
+    (root / "notes.txt").write_text("not an image")
+    return root
+
+
+def make_zip(folder: Path, path: Path) -> Path:
+    with zipfile.ZipFile(path, "w") as archive:
+        for file in sorted(folder.rglob("*")):
+            archive.write(file, file.relative_to(folder).as_posix())
+        archive.writestr("__MACOSX/._img00.png", b"resource fork")
+    return path
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    return make_folder(tmp_path / "faces")
+
+
+def load(source: Path, **kwargs) -> ImageDataset:
+    with pytest.warns(UserWarning, match="corrupt.png"):
+        return ImageDataset(source, RES, progress=False, **kwargs)
+
+
+def test_folder_and_zip_give_the_same_images(folder, tmp_path):
+    from_folder = load(folder)
+    from_zip = load(make_zip(folder, tmp_path / "faces.zip"))
+    assert len(from_folder) == from_folder.num_images == 20
+    assert from_folder.names == from_zip.names == sorted(from_folder.names)
+    assert from_folder.names == sorted(name(i) for i in range(20))
+    assert from_folder.images.shape == (20, 3, RES, RES) and from_folder.images.dtype == torch.uint8
+    assert torch.equal(from_folder.images, from_zip.images)
+    assert from_folder.skipped == from_zip.skipped
+
+
+def test_crop_keeps_the_centre(folder):
+    dataset = load(folder)
+    image = dataset[dataset.names.index(name(7))]
+    assert image.shape == (3, RES, RES) and image.dtype == torch.float32
+    assert image.min() >= -1 and image.max() <= 1
+    pixels = ((image + 1) * 127.5).round()
+    assert pixels[:, 6:9, 6:9].min() >= 250  # the white centre square (5..9 once halved)
+    assert pixels[0, :, 0].max() < 150 and pixels[1, :, -1].max() < 60  # red / green margins cropped away
+    assert abs(pixels[0, 0, 7].item() - (20 + 70)) <= 3 and abs(pixels[2, 0, 7].item() - 200) <= 3
+
+
+def test_unreadable_files_are_reported_and_skipped(folder):
+    with pytest.warns(UserWarning, match=r"skipped 1 of 21 images .*\n  sub/corrupt.png: not an image"):
+        dataset = ImageDataset(folder, RES, progress=False)
+    assert dataset.skipped == [("sub/corrupt.png", "not an image (unrecognised format)")]
+    assert "notes.txt" not in dataset.names and len(dataset) == 20
+
+
+def test_too_few_images_is_an_error(tmp_path):
+    make_folder(tmp_path, count=3)
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match=r"found 3 usable .* \(1 skipped"):
+        ImageDataset(tmp_path, RES, progress=False)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="found 0 usable"):
+        ImageDataset(tmp_path / "empty", RES, progress=False, min_images=1)
+    assert len(load(tmp_path, min_images=3)) == 3
+
+
+def test_xflip_doubles_with_mirrored_copies(folder):
+    dataset = load(folder, xflip=True)
+    assert len(dataset) == 2 * dataset.num_images == 40
+    for i in (0, 13):
+        assert torch.equal(dataset[i + 20], dataset[i].flip(-1))
+        assert not torch.equal(dataset[i + 20], dataset[i])
+    with pytest.raises(IndexError):
+        dataset[40]
+
+
+def test_cache_is_written_reused_and_invalidated(folder, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    first = load(folder, cache_dir=cache)
+    assert first.cache_path.is_file() and list(cache.iterdir()) == [first.cache_path]
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("an image was decoded despite the cache")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Image, "open", no_decoding)
+        again = load(folder, cache_dir=cache)
+    assert again.cache_path == first.cache_path
+    assert torch.equal(again.images, first.images) and again.names == first.names
+    assert again.skipped == first.skipped
+
+    changed = folder / name(3)
+    draw(15).save(changed)
+    os.utime(changed, ns=(1, 1))  # a new mtime whatever the file system's clock resolution
+    updated = load(folder, cache_dir=cache)
+    assert updated.cache_path != first.cache_path and len(list(cache.iterdir())) == 2
+    assert torch.equal(updated.images[updated.names.index(name(3))], first.images[first.names.index(name(15))])
+
+
+def test_none_mode_resizes_squares_and_skips_others(tmp_path):
+    for i in range(8):
+        Image.new("RGB", (30, 30) if i else (RES, RES), (i * 30, 50, 50)).save(tmp_path / f"{i}.png")
+    Image.new("RGB", (30, 20)).save(tmp_path / "wide.png")
+    with pytest.warns(UserWarning, match="wide.png: not square"):
+        dataset = ImageDataset(tmp_path, RES, prepare="none", progress=False)
+    assert dataset.images.shape == (8, 3, RES, RES) and dataset.images[3, 0].eq(90).all()
+
+
+def test_exif_orientation_and_transparency(tmp_path):
+    upright = Image.new("RGB", (20, 20), (0, 0, 255))
+    upright.paste((255, 0, 0), (0, 0, 20, 10))  # red top half
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored rotated: view it turned 90 degrees clockwise
+    upright.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "rotated.jpg", exif=exif, quality=95)
+    Image.new("RGBA", (20, 20), (0, 0, 0, 0)).save(tmp_path / "transparent.png")
+    dataset = ImageDataset(tmp_path, RES, prepare="none", progress=False, min_images=2)
+    rotated, transparent = (dataset.images[dataset.names.index(n)].int() for n in ("rotated.jpg", "transparent.png"))
+    assert rotated[0, 2].min() > 200 and rotated[2, 2].max() < 50  # red on top
+    assert rotated[0, -3].max() < 50 and rotated[2, -3].min() > 200  # blue at the bottom
+    assert transparent.eq(255).all()  # transparency composited on white
+
+
+def test_align_mode_uses_align_face_and_skips_faceless_images(folder, monkeypatch):
+    calls = []
+
+    def fake_align_face(image, output_size=1024, detector="auto"):
+        calls.append(output_size)
+        if image.getpixel((20, 2))[0] == 20 + 10 * 4:  # the body colour of img04
+            raise toonlib.align.NoFaceError("no face found in the image")
+        face = ImageOps.fit(image, (output_size, output_size), Image.Resampling.LANCZOS)  # the centre crop
+        return toonlib.align.AlignedFace(face, np.zeros((68, 2)), np.zeros((4, 2)), 30.0)
+
+    monkeypatch.setattr(toonlib.align, "align_face", fake_align_face)
+    with pytest.warns(UserWarning, match=f"{name(4)}: no face found"):
+        aligned = ImageDataset(folder, RES, prepare="align", progress=False)
+    assert calls == [RES] * 20 and name(4) not in aligned.names and len(aligned) == 19
+    assert aligned.skipped == [("sub/corrupt.png", "not an image (unrecognised format)"), (name(4), "no face found")]
+    cropped = load(folder)
+    assert torch.equal(aligned[aligned.names.index(name(7))], cropped[cropped.names.index(name(7))])
+
+
+def take(loader, count: int) -> list[torch.Tensor]:
+    return list(itertools.islice(loader, count))
+
+
+def test_loader_is_deterministic_and_resumable(folder):
+    dataset = load(folder, xflip=True)
+    batches = take(infinite_loader(dataset, 6, seed=3), 15)  # 90 samples: more than two epochs of 40
+    assert all(batch.shape == (6, 3, RES, RES) for batch in batches)
+    assert all(torch.equal(a, b) for a, b in zip(batches, take(infinite_loader(dataset, 6, seed=3), 15)))
+    assert not torch.equal(batches[0], next(infinite_loader(dataset, 6, seed=4)))
+    resumed = take(infinite_loader(dataset, 6, seed=3, start_batch=9), 6)
+    assert all(torch.equal(a, b) for a, b in zip(batches[9:], resumed))
+
+
+def sample_ids(dataset: ImageDataset, batch: torch.Tensor) -> list[int]:
+    """Which dataset index each image of a batch is (all 40 samples of the flipped dataset differ)."""
+    everything = torch.stack([dataset[i] for i in range(len(dataset))])
+    return [int((everything == image).flatten(1).all(1).nonzero()) for image in batch]
+
+
+def test_loader_shards_each_epoch_across_ranks(folder):
+    dataset = load(folder, xflip=True)  # 40 samples = 5 global batches of 2 ranks x 4 per epoch
+    ranks = [[sample_ids(dataset, batch) for batch in take(infinite_loader(dataset, 4, seed=1, rank=rank,
+                                                                           world_size=2), 10)]
+             for rank in (0, 1)]
+    epochs = [[i for shard in ranks for batch in shard[5 * e:5 * e + 5] for i in batch] for e in (0, 1)]
+    assert sorted(epochs[0]) == sorted(epochs[1]) == list(range(40))  # disjoint shards covering each epoch
+    assert epochs[0] != epochs[1]  # reshuffled
+    single = [sample_ids(dataset, batch) for batch in take(infinite_loader(dataset, 8, seed=1), 10)]
+    assert single == [a + b for a, b in zip(*ranks)]  # the ranks split the single-process batches

@@ -1,0 +1,448 @@
+"""Face alignment: 68 facial landmarks (face-alignment or dlib) and the FFHQ crop.
+
+`align_face(photo)` finds the largest face, computes the FFHQ crop square from its landmarks
+(NVlabs ffhq-dataset recipe, DESIGN.md section 6) and returns an `AlignedFace`: the aligned
+image plus what is needed to map it back into the photo (`crop_to_photo_transform`).
+
+Defined behaviour:
+
+- Input: path, bytes, PIL image or numpy array (RGB order). EXIF orientation is applied first;
+  every mode becomes 8-bit RGB (`read_image`): transparent images are composited on white,
+  16-bit data is scaled to 8 bits, float arrays are read as [0, 1] (or [0, 255] if any value
+  exceeds 1). Unreadable input raises `ImageReadError`.
+- Huge photos: faces are detected on a copy whose longest side is `DETECT_MAX_SIDE`; the landmarks
+  are then predicted on the full-resolution photo inside the scaled-up boxes, and the crop is taken
+  from the full photo.
+- No face: `NoFaceError`. Several faces: the largest (by `face_size`) unless `face_index` says
+  otherwise; `align_faces` returns all of them, largest first.
+- Small faces: a warning when the crop square is less than half the output size, i.e. the face
+  is upsampled more than 2x and the result will look blurry.
+
+Coordinates are (x, y) in pixels with the centre of the top-left pixel at (0, 0), the convention
+of dlib, face-alignment and numpy indexing.
+"""
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import io
+import os
+import struct
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Union
+
+import numpy as np
+from PIL import Image, ImageOps
+
+__all__ = [
+    "AlignedFace",
+    "ImageReadError",
+    "LandmarkBackendError",
+    "NoFaceError",
+    "align_face",
+    "align_faces",
+    "crop_to_photo_transform",
+    "ffhq_quad",
+    "read_image",
+]
+
+ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]
+Face = tuple[np.ndarray, np.ndarray]  # (box [x0, y0, x1, y1], landmarks [68, 2]) in detection-image pixels
+Backend = Callable[[np.ndarray, Optional[np.ndarray]], list[Face]]
+
+DETECT_MAX_SIDE = 2048  # detect on a copy no larger than this (SFD activations grow with the pixel count)
+DLIB_UPSAMPLE_MAX_SIDE = 1024  # dlib upsamples images up to this size once, so faces down to ~40 px are found
+DLIB_MIN_SCORE = 0.5  # dlib HOG scores: real frontal faces ~1-1.5; face-like patterns (suit emblems) ~0
+MIN_FACE_FRACTION = 0.5  # warn when the crop square is smaller than this fraction of the output size
+
+_INSTALL_HINT = ("install a landmark backend: `pip install face-alignment` (downloads its model weights on "
+                 "first use) or, offline, `pip install dlib-bin face_recognition_models`")
+_BACKENDS: dict = {}  # (detector, device) -> backend, built once per process
+
+
+class ImageReadError(ValueError):
+    """The input could not be read as an image."""
+
+
+class NoFaceError(ValueError):
+    """No face was found in the photo."""
+
+
+class LandmarkBackendError(RuntimeError):
+    """No usable landmark backend (face-alignment or dlib)."""
+
+
+@dataclass
+class AlignedFace:
+    """One FFHQ-aligned face and where it came from.
+
+    `landmarks` (68 x 2, iBUG order) and `quad` (4 x 2: top-left, bottom-left, bottom-right,
+    top-right corners of the crop square) are in the coordinates of the upright photo.
+    `face_size` is the side of the crop square in photo pixels (about 4x the eye distance).
+    """
+
+    image: Image.Image
+    landmarks: np.ndarray
+    quad: np.ndarray
+    face_size: float
+
+    def crop_to_photo(self) -> np.ndarray:
+        """3x3 matrix mapping crop pixel coordinates to photo pixel coordinates."""
+        return crop_to_photo_transform(self.quad, self.image.width)
+
+    def landmarks_in_crop(self) -> np.ndarray:
+        """The landmarks in the coordinates of `image` (68 x 2)."""
+        to_crop = np.linalg.inv(self.crop_to_photo())
+        return self.landmarks @ to_crop[:2, :2].T + to_crop[:2, 2]
+
+
+def align_face(image: ImageInput, output_size: int = 1024, detector: str = "auto",
+               face_index: int | None = None, transform_size: int = 4096,
+               device: str | None = None) -> AlignedFace:
+    """The FFHQ-aligned crop of the largest face in `image` (or the `face_index`-th largest).
+
+    `detector`: 'auto' (face-alignment if it can be built, else dlib), 'face_alignment' or 'dlib'.
+    `transform_size`: the size of the intermediate QUAD warp (raised to `output_size` if smaller).
+    `device`: torch device for face-alignment (default: cuda if available).
+    """
+    photo = read_image(image)
+    faces = _find_faces(photo, detector, device, _describe(image))
+    index = 0 if face_index is None else face_index
+    if not -len(faces) <= index < len(faces):
+        raise IndexError(f"face_index={face_index} is out of range: {len(faces)} "
+                         f"face{'s' if len(faces) != 1 else ''} found (index 0 is the largest)")
+    return _align(photo, faces[index], output_size, transform_size)
+
+
+def align_faces(image: ImageInput, output_size: int = 1024, detector: str = "auto",
+                transform_size: int = 4096, device: str | None = None) -> list[AlignedFace]:
+    """FFHQ-aligned crops of every face in `image`, largest first (see `align_face`)."""
+    photo = read_image(image)
+    faces = _find_faces(photo, detector, device, _describe(image))
+    return [_align(photo, landmarks, output_size, transform_size) for landmarks in faces]
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading images
+
+
+def read_image(image: ImageInput) -> Image.Image:
+    """`image` as an upright (EXIF orientation applied) 8-bit RGB PIL image."""
+    if isinstance(image, np.ndarray):
+        return _to_rgb(_array_to_image(image))
+    if isinstance(image, Image.Image):
+        return _to_rgb(ImageOps.exif_transpose(image))
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return _to_rgb(ImageOps.exif_transpose(_open(io.BytesIO(bytes(image)), _describe(image))))
+    if isinstance(image, (str, os.PathLike)):
+        return _to_rgb(ImageOps.exif_transpose(_open(Path(image), _describe(image))))
+    raise TypeError(f"expected a path, bytes, PIL image or numpy array, got {type(image).__name__}")
+
+
+def _describe(image: ImageInput) -> str:
+    if isinstance(image, (str, os.PathLike)):
+        return f"'{os.fspath(image)}'"
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return f"image data ({len(image)} bytes)"
+    return "the image"
+
+
+def _open(source: Path | io.BytesIO, name: str) -> Image.Image:
+    try:
+        img = Image.open(source)
+        img.load()
+    except (OSError, ValueError, SyntaxError, struct.error, Image.DecompressionBombError) as exc:
+        raise ImageReadError(f"cannot read {name} as an image: {exc}") from exc
+    return img
+
+
+def _array_to_image(array: np.ndarray) -> Image.Image:
+    """HxW, HxWx1, HxWx3 (RGB) or HxWx4 (RGBA) array of any numeric dtype as an 8-bit image."""
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))):
+        raise ImageReadError(f"expected an HxW, HxWx3 or HxWx4 image array, got shape {array.shape}")
+    if array.dtype.kind not in "biuf":
+        raise ImageReadError(f"unsupported image array dtype {array.dtype}")
+    return Image.fromarray(_to_uint8(array))
+
+
+def _to_uint8(array: np.ndarray) -> np.ndarray:
+    """uint8 as is; bool -> 0/255; 16-bit (and other ints above 255) / 257; floats in [0, 1] * 255."""
+    if array.dtype == np.uint8:
+        return np.ascontiguousarray(array)
+    values = array.astype(np.float32)
+    if array.dtype.kind == "b":
+        values *= 255.0
+    elif array.dtype.kind in "iu" and (array.dtype.itemsize == 2 or values.max(initial=0) > 255):
+        values /= 257.0
+    elif array.dtype.kind == "f" and values.max(initial=0) <= 1.0:
+        values *= 255.0
+    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Any PIL mode as RGB: alpha composited on white, 16/32-bit and float modes scaled to 8 bits."""
+    if img.mode == "RGB":
+        return img
+    if img.mode.startswith("I") or img.mode == "F":
+        return Image.fromarray(_to_uint8(np.asarray(img))).convert("RGB")
+    if img.mode in ("LA", "PA", "RGBa") or (img.mode == "P" and "transparency" in img.info):
+        img = img.convert("RGBA")
+    if img.mode == "RGBA":
+        return Image.alpha_composite(Image.new("RGBA", img.size, "white"), img).convert("RGB")
+    return img.convert("RGB")
+
+
+# ----------------------------------------------------------------------------------------------
+# Landmarks
+
+
+def _find_faces(photo: Image.Image, detector: str, device: str | None, name: str) -> list[np.ndarray]:
+    """68-point landmarks of every face in `photo` (photo coordinates), largest face first."""
+    backend = _get_backend(detector, device)
+    pixels = np.asarray(photo)
+    scale = min(1.0, DETECT_MAX_SIDE / max(photo.size))
+    if scale < 1.0:
+        small = photo.resize((max(1, round(photo.width * scale)), max(1, round(photo.height * scale))),
+                             Image.Resampling.LANCZOS)
+        # box coordinates scale with the pixel edges: (x + 0.5) / scale - 0.5
+        boxes = [(box + 0.5) / scale - 0.5 for box, _ in backend(np.asarray(small), None)]
+        faces = backend(pixels, np.array(boxes)) if boxes else []
+    else:
+        faces = backend(pixels, None)
+    if not faces:
+        raise NoFaceError(f"no face was found in {name}; use a larger, frontal, well-lit photo "
+                          "in which the face is at least ~100 px wide")
+    landmarks = [np.asarray(lm, dtype=np.float64) for _, lm in faces]
+    return sorted(landmarks, key=lambda lm: -_quad_size(ffhq_quad(lm)))
+
+
+def _get_backend(detector: str, device: str | None) -> Backend:
+    """The cached landmark backend for `detector` ('auto', 'face_alignment' or 'dlib')."""
+    key = (detector, None if detector == "dlib" else device)
+    if key not in _BACKENDS:
+        if detector == "auto":
+            backend = _auto_backend(device)
+        elif detector == "face_alignment":
+            backend = _build(_FaceAlignmentBackend, device)
+        elif detector == "dlib":
+            backend = _build(_DlibBackend)
+        else:
+            raise ValueError(f"detector must be 'auto', 'face_alignment' or 'dlib', got {detector!r}")
+        _BACKENDS[key] = backend
+    return _BACKENDS[key]
+
+
+def _build(backend_class: type, *args) -> Backend:
+    try:
+        return backend_class(*args)
+    except Exception as exc:  # ImportError, a failed weight download, a corrupt model file, ...
+        raise LandmarkBackendError(f"{backend_class.name} is not usable ({type(exc).__name__}: {exc}); "
+                                   f"{_INSTALL_HINT}") from exc
+
+
+def _auto_backend(device: str | None) -> Backend:
+    """face-alignment if it can be built (its weights download on first use), else dlib."""
+    try:
+        return _get_backend("face_alignment", device)
+    except LandmarkBackendError as fa_error:
+        try:
+            backend = _get_backend("dlib", None)
+        except LandmarkBackendError as dlib_error:
+            raise LandmarkBackendError(f"no face landmark backend is usable: {fa_error.__cause__!r}; "
+                                       f"{dlib_error.__cause__!r}; {_INSTALL_HINT}") from dlib_error
+        cause = fa_error.__cause__
+        warnings.warn(f"face-alignment is not usable ({type(cause).__name__}: {cause}); using dlib landmarks",
+                      stacklevel=5)
+        return backend
+
+
+class _FaceAlignmentBackend:
+    """Landmarks from the face-alignment package (SFD detector + 2D FAN)."""
+
+    name = "face-alignment"
+
+    def __init__(self, device: str | None) -> None:
+        import face_alignment
+
+        if device is None:
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        types = face_alignment.LandmarksType
+        kwargs = {"device": device, "flip_input": False, "face_detector": "sfd"}
+        if "compile" in inspect.signature(face_alignment.FaceAlignment).parameters:
+            kwargs["compile"] = False  # face-alignment 1.5 compiles by default: ~1 min on CPU, no gain here
+        self.model = face_alignment.FaceAlignment(getattr(types, "TWO_D", None) or types._2D, **kwargs)
+
+    def __call__(self, image: np.ndarray, boxes: np.ndarray | None) -> list[Face]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "No faces were detected." (we raise NoFaceError instead)
+            if boxes is None:
+                landmarks, _, boxes = self.model.get_landmarks_from_image(image, return_bboxes=True)
+            else:
+                landmarks = self.model.get_landmarks_from_image(image, detected_faces=list(boxes))
+        if landmarks is None:
+            return []
+        return [(np.asarray(box[:4], dtype=np.float64), np.asarray(lm)[:, :2]) for box, lm in zip(boxes, landmarks)]
+
+
+class _DlibBackend:
+    """Landmarks from dlib: HOG face detector + the 68-point predictor of `face_recognition_models`."""
+
+    name = "dlib"
+
+    def __init__(self) -> None:
+        import dlib
+
+        self.dlib = dlib
+        self.detector = dlib.get_frontal_face_detector()
+        self.predictor = dlib.shape_predictor(str(_dlib_model_path()))
+
+    def __call__(self, image: np.ndarray, boxes: np.ndarray | None) -> list[Face]:
+        if boxes is None:
+            upsample = 1 if max(image.shape[:2]) <= DLIB_UPSAMPLE_MAX_SIDE else 0
+            rects, _, _ = self.detector.run(image, upsample, DLIB_MIN_SCORE)
+        else:
+            rects = [self.dlib.rectangle(*(int(v) for v in np.rint(box[:4]))) for box in boxes]
+        faces = []
+        for rect in rects:
+            shape = self.predictor(image, rect)
+            landmarks = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
+            faces.append((np.array([rect.left(), rect.top(), rect.right(), rect.bottom()], np.float64), landmarks))
+        return faces
+
+
+def _dlib_model_path() -> Path:
+    """The 68-point model inside `face_recognition_models`, found without importing it.
+
+    (Importing it needs `pkg_resources`, which setuptools >= 81 no longer ships.)
+    """
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("the face_recognition_models package is not installed")
+    for folder in spec.submodule_search_locations:
+        path = Path(folder) / "models" / "shape_predictor_68_face_landmarks.dat"
+        if path.is_file():
+            return path
+    raise FileNotFoundError("face_recognition_models has no models/shape_predictor_68_face_landmarks.dat")
+
+
+# ----------------------------------------------------------------------------------------------
+# The FFHQ crop
+
+
+def ffhq_quad(landmarks: np.ndarray) -> np.ndarray:
+    """The FFHQ crop square for 68 landmarks: corners top-left, bottom-left, bottom-right, top-right."""
+    eye_left = landmarks[36:42].mean(axis=0)
+    eye_right = landmarks[42:48].mean(axis=0)
+    eye_avg = (eye_left + eye_right) * 0.5
+    eye_to_eye = eye_right - eye_left
+    mouth_avg = (landmarks[48] + landmarks[54]) * 0.5
+    eye_to_mouth = mouth_avg - eye_avg
+
+    x = eye_to_eye - np.flipud(eye_to_mouth) * [-1, 1]  # the face's horizontal axis
+    x /= np.hypot(*x)
+    x *= max(np.hypot(*eye_to_eye) * 2.0, np.hypot(*eye_to_mouth) * 1.8)  # half the side of the square
+    y = np.flipud(x) * [-1, 1]  # x turned 90 degrees: the face's vertical axis, pointing down
+    c = eye_avg + eye_to_mouth * 0.1
+    return np.stack([c - x - y, c - x + y, c + x + y, c + x - y])
+
+
+def crop_to_photo_transform(quad: np.ndarray, output_size: int) -> np.ndarray:
+    """3x3 matrix A with [x, y, 1]_photo = A @ [u, v, 1]_crop for an `output_size` crop of `quad`.
+
+    Pixel coordinates put the centre of the top-left pixel at (0, 0). Pillow's `Image.transform`
+    puts it at (0.5, 0.5) instead; for pasting a crop back into the photo with Pillow use
+    `data = (T @ inv(A) @ inv(T))[:2].ravel()` with `T = [[1, 0, 0.5], [0, 1, 0.5], [0, 0, 1]]`
+    and `Image.Transform.AFFINE`.
+    """
+    quad = np.asarray(quad, dtype=np.float64)
+    step_u = (quad[3] - quad[0]) / output_size  # photo pixels per crop pixel, along the crop's rows
+    step_v = (quad[1] - quad[0]) / output_size  # ... and along its columns
+    origin = quad[0] + 0.5 * (step_u + step_v)  # photo position of crop pixel (0, 0)
+    return np.array([[step_u[0], step_v[0], origin[0]],
+                     [step_u[1], step_v[1], origin[1]],
+                     [0.0, 0.0, 1.0]])
+
+
+def _quad_size(quad: np.ndarray) -> float:
+    return float(np.hypot(*(quad[3] - quad[0])))
+
+
+def _align(photo: Image.Image, landmarks: np.ndarray, output_size: int, transform_size: int) -> AlignedFace:
+    quad = ffhq_quad(landmarks)
+    face_size = _quad_size(quad)
+    if face_size < output_size * MIN_FACE_FRACTION:
+        warnings.warn(f"the face is small: its crop is {face_size:.0f} px wide in the photo but the output is "
+                      f"{output_size} px, so it is upsampled {output_size / face_size:.1f}x and will look blurry; "
+                      "use a photo in which the face is larger", stacklevel=3)
+    image = _warp_quad(photo, quad, output_size, max(transform_size, output_size))
+    return AlignedFace(image=image, landmarks=landmarks, quad=quad, face_size=face_size)
+
+
+def _warp_quad(img: Image.Image, quad: np.ndarray, output_size: int, transform_size: int) -> Image.Image:
+    """The FFHQ recipe: shrink, crop with a border, pad with blurred and faded edges, warp, resize."""
+    img, quad = _shrink(img, quad, output_size)
+    qsize = _quad_size(quad)
+    border = max(int(np.rint(qsize * 0.1)), 3)
+    img, quad = _crop(img, quad, border)
+    img, quad = _pad(img, quad, qsize, border)
+    # Pillow's QUAD corners are in edge coordinates (pixel centres at +0.5)
+    img = img.transform((transform_size, transform_size), Image.Transform.QUAD, (quad + 0.5).flatten(),
+                        Image.Resampling.BILINEAR)
+    if output_size < transform_size:
+        img = img.resize((output_size, output_size), Image.Resampling.LANCZOS)
+    return img
+
+
+def _shrink(img: Image.Image, quad: np.ndarray, output_size: int) -> tuple[Image.Image, np.ndarray]:
+    """Downscale by an integer factor while the quad stays over twice the output size."""
+    shrink = int(np.floor(_quad_size(quad) / output_size * 0.5))
+    if shrink <= 1:
+        return img, quad
+    size = (int(np.rint(img.width / shrink)), int(np.rint(img.height / shrink)))
+    ratio = np.array(size) / img.size
+    return img.resize(size, Image.Resampling.LANCZOS), (quad + 0.5) * ratio - 0.5
+
+
+def _crop(img: Image.Image, quad: np.ndarray, border: int) -> tuple[Image.Image, np.ndarray]:
+    """Crop to the quad's bounding box plus `border`, within the image."""
+    left, top = np.floor(quad.min(axis=0)).astype(int) - border
+    right, bottom = np.ceil(quad.max(axis=0)).astype(int) + border
+    box = (int(max(left, 0)), int(max(top, 0)), int(min(right, img.width)), int(min(bottom, img.height)))
+    if box == (0, 0, img.width, img.height):
+        return img, quad
+    return img.crop(box), quad - box[:2]
+
+
+def _pad(img: Image.Image, quad: np.ndarray, qsize: float, border: int) -> tuple[Image.Image, np.ndarray]:
+    """Where the quad (plus border) leaves the image: reflect-pad, blur and fade the padding to the median."""
+    low = np.floor(quad.min(axis=0)).astype(int)
+    high = np.ceil(quad.max(axis=0)).astype(int)
+    left, top = np.maximum(border - low, 0)
+    right, bottom = np.maximum(high - img.size + border, 0)
+    if max(left, top, right, bottom) <= border - 4:
+        return img, quad
+    left, top, right, bottom = np.maximum([left, top, right, bottom], int(np.rint(qsize * 0.3)))
+
+    from scipy.ndimage import gaussian_filter
+
+    pixels = np.pad(np.asarray(img, dtype=np.float32), ((top, bottom), (left, right), (0, 0)), mode="reflect")
+    h, w = pixels.shape[:2]
+    xs = np.arange(w, dtype=np.float32)[None, :]
+    ys = np.arange(h, dtype=np.float32)[:, None]
+    # 1 on the outer edge, 0 where the photo starts, negative inside it
+    mask = np.maximum(1.0 - np.minimum(xs / left, (w - 1 - xs) / right),
+                      1.0 - np.minimum(ys / top, (h - 1 - ys) / bottom))
+    blur = qsize * 0.02
+    blur_weight = np.clip(mask * 3.0 + 1.0, 0.0, 1.0)
+    fade_weight = np.clip(mask, 0.0, 1.0)
+    for channel in np.moveaxis(pixels, 2, 0):  # one channel at a time keeps the float temporaries small
+        channel += (gaussian_filter(channel, blur) - channel) * blur_weight
+        channel += (np.median(channel) - channel) * fade_weight
+    img = Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), "RGB")
+    return img, quad + [left, top]

@@ -1,0 +1,221 @@
+"""Training images for fine-tuning (DESIGN.md section 8): a folder or .zip of faces, prepared once.
+
+`ImageDataset` reads every image of a folder (recursively) or a .zip, brings each to a square of the
+training resolution (centre crop, FFHQ alignment, or as is), and keeps them all in memory as one uint8
+tensor; with `cache_dir` that tensor is saved and reused while the source files stay the same.
+`infinite_loader` draws shuffled batches from it forever, reproducibly and sharded across DDP ranks.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import io
+import itertools
+import json
+import os
+import struct
+import warnings
+import zipfile
+from pathlib import Path, PurePosixPath
+from typing import Callable, Iterator, Tuple, Union
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from .files import atomic_write_path
+
+__all__ = ["IMAGE_EXTENSIONS", "ImageDataset", "infinite_loader"]
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+PREPARE_MODES = ("crop", "align", "none")
+_CACHE_VERSION = 1  # bump when the preparation of images changes, so old caches are not reused
+_DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, zipfile.BadZipFile,
+                  Image.DecompressionBombError)
+
+# What identifies a file: (name, size in bytes, mtime_ns for a folder's files / CRC-32 for zip members)
+Entry = Tuple[str, int, int]
+
+
+class _Skip(Exception):
+    """An image that cannot be used; the message is the reason reported to the user."""
+
+
+class ImageDataset(Dataset):
+    """Square RGB images of one resolution as float tensors [3, R, R] in [-1, 1].
+
+    `source`: a folder (searched recursively) or a .zip, with .png / .jpg / .jpeg / .webp / .bmp images,
+    taken in sorted order. `prepare`:
+
+    - 'crop': centre-crop to a square, resize to `resolution` (LANCZOS). For cartoon faces, where
+      landmark detectors fail; use it on images that are already roughly face-centred.
+    - 'align': FFHQ alignment with `toonlib.align.align_face`; images without a face are skipped.
+    - 'none': the images are square already; those of another size are resized, non-square ones skipped.
+
+    Unreadable files (and faceless ones for 'align') are skipped with a warning and listed in `skipped`
+    as (name, reason). `xflip=True` appends mirrored copies: index `i + num_images` is image `i` flipped.
+    With `cache_dir`, the prepared uint8 tensor is saved there (`cache_path`) under a key made of the
+    file list (names, sizes, mtimes or CRCs), resolution and mode, and loaded instead of preparing anew.
+    """
+
+    def __init__(self, source: Union[str, os.PathLike], resolution: int, *, prepare: str = "crop",
+                 xflip: bool = False, cache_dir: Union[str, os.PathLike, None] = None, progress: bool = True,
+                 min_images: int = 8) -> None:
+        if prepare not in PREPARE_MODES:
+            raise ValueError(f"prepare must be one of {PREPARE_MODES}, got {prepare!r}")
+        if resolution < 1:
+            raise ValueError(f"resolution must be positive, got {resolution}")
+        self.source = Path(source)
+        self.resolution = resolution
+        self.prepare = prepare
+        self.xflip = xflip
+        self.cache_path: Path | None = None
+
+        with _open_source(self.source) as (entries, read):
+            if cache_dir is not None:
+                key = _cache_key(entries, resolution, prepare)
+                self.cache_path = Path(cache_dir) / f"{self.source.stem}-{prepare}{resolution}-{key}.pt"
+            if self.cache_path is not None and self.cache_path.is_file():
+                payload = torch.load(self.cache_path, weights_only=True)
+            else:
+                payload = _prepare_all(entries, read, resolution, prepare, progress)
+                if self.cache_path is not None:
+                    with atomic_write_path(self.cache_path) as tmp:
+                        torch.save(payload, tmp)
+
+        self.images: torch.Tensor = payload["images"]  # uint8 [num_images, 3, R, R]
+        self.names: list[str] = list(payload["names"])
+        self.skipped: list[tuple[str, str]] = [(name, reason) for name, reason in payload["skipped"]]
+        if self.skipped:
+            lines = "\n".join(f"  {name}: {reason}" for name, reason in self.skipped)
+            warnings.warn(f"skipped {len(self.skipped)} of {len(entries)} images in '{self.source}':\n{lines}",
+                          stacklevel=2)
+        if self.num_images < min_images:
+            raise ValueError(f"found {self.num_images} usable image(s) in '{self.source}' "
+                             f"({len(self.skipped)} skipped, extensions {', '.join(IMAGE_EXTENSIONS)}); "
+                             f"need at least {min_images}")
+
+    @property
+    def num_images(self) -> int:
+        """The number of distinct images, without the mirrored copies."""
+        return len(self.images)
+
+    def __len__(self) -> int:
+        return self.num_images * (2 if self.xflip else 1)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for a dataset of {len(self)} images")
+        image = self.images[index % self.num_images]
+        if index >= self.num_images:
+            image = image.flip(-1)
+        return image.float() / 127.5 - 1
+
+
+def infinite_loader(dataset: Dataset, batch_size: int, *, seed: int = 0, rank: int = 0,
+                    world_size: int = 1, device: Union[torch.device, str, None] = None,
+                    start_batch: int = 0) -> Iterator[torch.Tensor]:
+    """Yield this rank's batches `[batch_size, ...]` of `dataset` forever (on `device` if given).
+
+    The sample order is an endless stream of permutations of the dataset, one per epoch, each drawn
+    from a `torch.Generator` seeded with (seed, epoch). Global batch k is stream positions
+    `[k * batch_size * world_size, (k + 1) * batch_size * world_size)`, and rank r takes the r-th block
+    of `batch_size` of them. Hence ranks never share a sample within a global batch, all ranks together
+    use every sample once per epoch, and batch k depends only on (seed, k, rank, world_size):
+    `start_batch=k` resumes exactly after k batches were drawn, without drawing them. A batch that
+    crosses an epoch boundary ends with the first samples of the next permutation.
+    """
+    n = len(dataset)
+    if n == 0:
+        raise ValueError("the dataset is empty")
+    if batch_size < 1 or start_batch < 0 or not 0 <= rank < world_size:
+        raise ValueError(f"invalid batch_size={batch_size}, start_batch={start_batch}, rank={rank} "
+                         f"or world_size={world_size}")
+
+    @functools.lru_cache(maxsize=2)  # a batch spans at most two epochs at a time
+    def permutation(epoch: int) -> list[int]:
+        state = np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint64)[0]
+        return torch.randperm(n, generator=torch.Generator().manual_seed(int(state))).tolist()
+
+    for k in itertools.count(start_batch):
+        first = (k * world_size + rank) * batch_size
+        indices = [permutation(p // n)[p % n] for p in range(first, first + batch_size)]
+        batch = torch.stack([dataset[i] for i in indices])
+        yield batch if device is None else batch.to(device)
+
+
+@contextlib.contextmanager
+def _open_source(source: Path) -> Iterator[tuple[list[Entry], Callable[[str], bytes]]]:
+    """The image files of a folder or zip, sorted by name, and a function reading one file's bytes."""
+    if source.is_dir():
+        paths = (p for p in source.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        entries = []
+        for path in paths:
+            stat = path.stat()
+            entries.append((path.relative_to(source).as_posix(), stat.st_size, stat.st_mtime_ns))
+        yield sorted(entries), lambda name: (source / name).read_bytes()
+    elif source.is_file() and zipfile.is_zipfile(source):
+        with zipfile.ZipFile(source) as archive:
+            entries = [(info.filename, info.file_size, info.CRC) for info in archive.infolist()
+                       if not info.is_dir() and PurePosixPath(info.filename).suffix.lower() in IMAGE_EXTENSIONS
+                       and "__MACOSX" not in PurePosixPath(info.filename).parts]
+            yield sorted(entries), archive.read
+    elif source.exists():
+        raise ValueError(f"'{source}' is neither a folder nor a .zip file of images")
+    else:
+        raise FileNotFoundError(f"no such folder or .zip file: '{source}'")
+
+
+def _cache_key(entries: list[Entry], resolution: int, prepare: str) -> str:
+    text = json.dumps([_CACHE_VERSION, resolution, prepare, entries])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _prepare_all(entries: list[Entry], read: Callable[[str], bytes], resolution: int, prepare: str,
+                 progress: bool) -> dict:
+    """Decode and prepare every entry: {'images': uint8 [N, 3, R, R], 'names': [...], 'skipped': [...]}."""
+    images = torch.empty(len(entries), 3, resolution, resolution, dtype=torch.uint8)
+    names: list[str] = []
+    skipped: list[tuple[str, str]] = []
+    for name, _, _ in tqdm(entries, desc="Preparing images", unit="img", disable=not progress):
+        try:
+            image = _prepare_one(read, name, resolution, prepare)
+        except _Skip as exc:
+            skipped.append((name, str(exc)))
+            continue
+        images[len(names)] = torch.from_numpy(np.array(image)).permute(2, 0, 1)
+        names.append(name)
+    if len(names) < len(entries):
+        images = images[:len(names)].clone()  # a view would save the whole buffer
+    return {"images": images, "names": names, "skipped": skipped}
+
+
+def _prepare_one(read: Callable[[str], bytes], name: str, resolution: int, prepare: str) -> Image.Image:
+    """File `name` as an RGB image `resolution` x `resolution`; raises `_Skip` with the reason."""
+    from .align import read_image  # EXIF orientation, any mode to 8-bit RGB (alpha on white)
+
+    try:
+        image = Image.open(io.BytesIO(read(name)))
+        image.load()
+        image = read_image(image)
+    except UnidentifiedImageError:
+        raise _Skip("not an image (unrecognised format)") from None
+    except _DECODE_ERRORS as exc:
+        raise _Skip(f"cannot read: {exc}") from None
+
+    size = (resolution, resolution)
+    if prepare == "crop":
+        return ImageOps.fit(image, size, Image.Resampling.LANCZOS)
+    if prepare == "align":
+        from .align import NoFaceError, align_face
+
+        try:
+            return align_face(image, output_size=resolution).image
+        except NoFaceError:
+            raise _Skip("no face found") from None
+    if image.width != image.height:
+        raise _Skip(f"not square ({image.width}x{image.height}); use prepare='crop' or 'align'")
+    return image if image.size == size else image.resize(size, Image.Resampling.LANCZOS)
