@@ -73,3 +73,34 @@ def test_blend_explorer_renders_and_reacts():
     assert shown().shape[0] > first.shape[0]  # three rows now
     explorer.seeds.value = "x"
     assert "bad seed list" in explorer.status.value
+
+
+def test_toon_slider_reblends_the_same_latent():
+    from toonlib.blend import blend as blend_models
+    from toonlib.checkpoints import Networks
+    from toonlib.pipeline import Toonifier
+    from toonlib.widgets import ToonSlider
+
+    base, toon = tiny_generator(0), tiny_generator(1)
+    toonifier = Toonifier(base, Networks(G_ema=blend_models(toon, base, 8), G=toon))
+    w = base.mapping(z_from_seeds([0], base.z_dim), None)
+    slider = ToonSlider(toonifier, w, cell=32)
+    published = slider.image.value
+    slider.swap_res.value = 32  # everything from the toon model
+    assert slider.image.value != published
+    expected = toon.synthesis(w)
+    assert torch.allclose(toonifier.generator.synthesis(w), expected)
+    slider.swap_res.value = "published"
+    assert slider.image.value == published and toonifier.generator is toonifier.published_blend
+
+
+def test_frame_scrubber():
+    from toonlib.widgets import FrameScrubber
+
+    frames = [np.full((4, 8, 3), i * 50, np.uint8) for i in range(3)]
+    scrubber = FrameScrubber(frames)
+    last = scrubber.image.value
+    scrubber.slider.value = 0
+    assert scrubber.image.value != last
+    with pytest.raises(ValueError, match="save_every"):
+        FrameScrubber([])

@@ -86,3 +86,42 @@ def show(images: Image.Image | Sequence[Image.Image], titles: Sequence[str] | No
     if isinstance(images, Image.Image):
         images = [images]
     display(labelled_grid([list(images)], col_labels=titles, cell=cell))
+
+
+def offer_download(path: str | os.PathLike) -> None:
+    """Colab: start the browser download of `path`. Elsewhere: print where the file is."""
+    if in_colab():
+        from google.colab import files
+
+        files.download(str(path))
+    else:
+        print(f"saved {Path(path).resolve()}")
+
+
+def plot_losses(losses, title: str = "projection: LPIPS distance per step"):
+    """A matplotlib figure of loss curves ([steps] or [steps, N] array)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.plot(losses)
+    ax.set_xlabel("step")
+    ax.set_ylabel("distance")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def snapshot_viewer():
+    """A `finetune` callback that shows the latest fakes grid and losses in one cell, updated in place."""
+    from IPython.display import display
+
+    handle = display("waiting for the first snapshot...", display_id=True)
+
+    def show_snapshot(info: dict) -> None:
+        grid = info.get("fakes")
+        if grid is not None:
+            handle.update(grid)
+        numbers = ", ".join(f"{k} {v:.3g}" for k, v in info.items() if isinstance(v, (int, float)))
+        print(numbers)
+
+    return show_snapshot

@@ -105,3 +105,53 @@ def blend_explorer(base: GeneratorLike, toon: GeneratorLike, seeds: Sequence[int
                    **kwargs) -> BlendExplorer:
     """An interactive blend explorer (see `BlendExplorer`); display it as the last line of a cell."""
     return BlendExplorer(base, toon, seeds=seeds, **kwargs)
+
+
+class FrameScrubber:
+    """A slider over saved frames (e.g. `ProjectionResult.frames`: target | projection at each step)."""
+
+    def __init__(self, frames: Sequence, steps_between: int = 1):
+        if not frames:
+            raise ValueError("no frames to show: project with save_every=k to keep frames")
+        self.frames = frames
+        self.slider = widgets.IntSlider(value=len(frames) - 1, min=0, max=len(frames) - 1,
+                                        description=f"frame (x{steps_between} steps)")
+        self.image = widgets.Image(format="png")
+        self.slider.observe(lambda _: self.render(), names="value")
+        self.widget = widgets.VBox([self.slider, self.image])
+        self.render()
+
+    def render(self) -> None:
+        self.image.value = _png(Image.fromarray(self.frames[self.slider.value]))
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+
+class ToonSlider:
+    """Re-renders one latent with the toon model blended at the chosen swap resolution.
+
+    `toonifier` is a `toonlib.pipeline.Toonifier`; the option "published" is its published blend.
+    """
+
+    def __init__(self, toonifier, w, cell: int = 384):
+        self.toonifier, self.w, self.cell = toonifier, w, cell
+        options = ["published"] + list(toonifier.base.synthesis.block_resolutions)
+        self.swap_res = widgets.SelectionSlider(options=options, value="published", description="swap res",
+                                                continuous_update=False)
+        self.image = widgets.Image(format="png")
+        self.swap_res.observe(lambda _: self.render(), names="value")
+        self.widget = widgets.VBox([self.swap_res, self.image])
+        self.render()
+
+    def render(self) -> None:
+        value = self.swap_res.value
+        self.toonifier.set_blend(None if value == "published" else value)
+        self.image.value = _png(self.toonifier.render(self.w).resize((self.cell, self.cell)))
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
