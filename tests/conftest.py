@@ -29,3 +29,20 @@ def assert_close(actual: torch.Tensor, expected: np.ndarray, rtol: float = 1e-5,
 def _deterministic():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope="session")
+def random_vgg_torch_home(tmp_path_factory):
+    """A TORCH_HOME whose hub cache holds a seeded *random* VGG16 under the ImageNet file's name.
+
+    lpips.LPIPS(net='vgg') then builds offline through the product's own code path (torchvision checks
+    the hash only when downloading): same compute as the real metric, different trunk weights.
+    """
+    import torchvision
+
+    home = tmp_path_factory.mktemp("torch_home")
+    checkpoints = home / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(torchvision.models.vgg16().state_dict(), checkpoints / "vgg16-397923af.pth")
+    return home

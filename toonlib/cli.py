@@ -75,6 +75,90 @@ def cmd_blend(args: argparse.Namespace) -> int:
     return 0
 
 
+def _numbered(path: Path, index: int, count: int) -> Path:
+    return path if count == 1 else path.with_name(f"{path.stem}-{index}{path.suffix}")
+
+
+def cmd_align(args: argparse.Namespace) -> int:
+    from .align import align_faces
+    from .images import save_image
+
+    faces = align_faces(args.photo, output_size=args.size, detector=args.detector)
+    faces = faces if args.all_faces else faces[:1]
+    for i, face in enumerate(faces):
+        out = _numbered(Path(args.output), i, len(faces))
+        save_image(face.image, out)
+        print(f"wrote {out} (face {face.face_size:.0f} px in the photo)")
+    return 0
+
+
+def cmd_project(args: argparse.Namespace) -> int:
+    from PIL import Image
+
+    from .checkpoints import load_generator
+    from .images import save_image, to_pil
+    from .notebook import default_device
+    from .project import project, save_video
+
+    G = load_generator(args.model, device=default_device())
+    target = Image.open(args.image)
+    result = project(G, target, space=args.space, steps=args.steps, seed=args.seed,
+                     save_every=args.video_every if args.video else None)
+    result.save(args.output)
+    print(f"wrote {args.output} (final LPIPS {result.losses[-1, 0]:.4f} after {result.steps} steps)")
+    if args.image_out:
+        save_image(to_pil(result.images[0]), args.image_out)
+        print(f"wrote {args.image_out}")
+    if args.video:
+        save_video(result, args.video)
+        print(f"wrote {args.video}")
+    return 0
+
+
+def cmd_toonify(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from .images import save_image
+    from .pipeline import Toonifier, photos_in
+
+    source = Path(args.photos)
+    photos = photos_in(source) if source.is_dir() else [source]
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    inputs = {p.resolve() for p in photos}
+    toonifier = Toonifier(args.base, args.toon, swap_res=args.swap_res, level=args.level,
+                          blend_width=args.blend_width, toon_network=args.toon_network, detector=args.detector)
+    failed = 0
+    outcomes = toonifier.toonify_many(photos, batch_size=args.batch_size, all_faces=args.all_faces, space=args.space,
+                                      steps=args.steps, seed=args.seed, paste_back=args.paste_back)
+    for photo, outcome in tqdm(outcomes, total=len(photos), desc="toonify", unit="photo"):
+        if isinstance(outcome, Exception):
+            failed += 1
+            tqdm.write(f"skipped {photo}: {outcome}", file=sys.stderr)
+            continue
+        for i, result in enumerate(outcome):
+            stem = photo.stem if len(outcome) == 1 else f"{photo.stem}-face{i}"
+            images = {"toon": result.toon, "aligned": result.aligned, "reconstruction": result.reconstruction,
+                      "pasted": result.pasted}
+            for kind, image in images.items():
+                target = out / f"{stem}-{kind}.png"
+                if image is None:
+                    continue
+                if target.resolve() in inputs:
+                    raise ValueError(f"refusing to overwrite the input photo {target}; choose another -o folder")
+                save_image(image, target)
+    print(f"toonified {len(photos) - failed} of {len(photos)} photos into {out}")
+    return 1 if failed else 0
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from .train import config_from_args, finetune
+
+    path = finetune(config_from_args(args), progress=args.progress)
+    print(f"last snapshot: {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="toonlib", description="Toonify faces with StyleGAN2 network blending.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -113,6 +197,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default="0-5", help="seeds of the grid rows, e.g. 0-5 or 1,7,42")
     p.add_argument("--truncation-psi", type=float, default=0.7)
     p.set_defaults(func=cmd_blend)
+
+    p = sub.add_parser("align", help="crop and align a face like FFHQ")
+    p.add_argument("photo")
+    p.add_argument("-o", "--output", required=True, help="aligned image (PNG); with --all-faces numbered -0, -1, ...")
+    p.add_argument("--size", type=int, default=1024, help="output size in px (the model's resolution)")
+    p.add_argument("--detector", default="auto", choices=["auto", "face_alignment", "dlib"])
+    p.add_argument("--all-faces", action="store_true", help="every face, largest first (default: the largest)")
+    p.set_defaults(func=cmd_align)
+
+    p = sub.add_parser("project", help="find the latent that makes the base model reproduce an aligned face")
+    p.add_argument("image", help="an aligned face (see `toonlib align`)")
+    p.add_argument("--model", default="ffhq-1024-tf", help="model path, URL or name (default: FFHQ 1024)")
+    p.add_argument("--space", default="w+", choices=["w+", "w"], help="w+: one w per layer (Toonify); w: one w")
+    p.add_argument("--steps", type=int, default=None, help="optimisation steps (default 500 for w+, 1000 for w)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", required=True, help="latent file (.npz, key 'w' like NVIDIA's projected_w)")
+    p.add_argument("--image-out", help="also save the reconstruction (PNG)")
+    p.add_argument("--video", help="also save a target | projection video (.mp4, needs imageio-ffmpeg)")
+    p.add_argument("--video-every", type=int, default=5, help="steps between video frames")
+    p.set_defaults(func=cmd_project)
+
+    p = sub.add_parser("toonify", help="toonify a photo or a folder of photos")
+    p.add_argument("photos", help="a photo or a folder of photos")
+    p.add_argument("-o", "--output", required=True, help="output folder: <name>-toon.png, -aligned, -reconstruction")
+    p.add_argument("--base", default="ffhq-1024-tf", help="base model (default: FFHQ 1024)")
+    p.add_argument("--toon", default="toonify-blended-tf", help="toon checkpoint (default: Toonify's)")
+    p.add_argument("--toon-network", default="G", choices=["G", "G_ema"],
+                   help="the toon model inside --toon, used with --swap-res (Toonify's file keeps it as G)")
+    p.add_argument("--swap-res", type=int, default=None, help="re-blend at this resolution (default: as published)")
+    p.add_argument("--level", type=int, default=0, choices=[0, 1])
+    p.add_argument("--blend-width", type=float, default=None)
+    p.add_argument("--space", default="w+", choices=["w+", "w"])
+    p.add_argument("--steps", type=int, default=None, help="projection steps (default 500)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=4, help="photos projected together")
+    p.add_argument("--paste-back", action="store_true", help="also write the toon face pasted into the photo")
+    p.add_argument("--all-faces", action="store_true", help="every face of each photo (default: the largest)")
+    p.add_argument("--detector", default="auto", choices=["auto", "face_alignment", "dlib"])
+    p.set_defaults(func=cmd_toonify)
+
+    from .train import add_train_arguments
+
+    p = sub.add_parser("finetune", help="fine-tune a StyleGAN2 model (with its D) on a folder of faces; resumes",
+                       description="Transfer learning with ADA. For several GPUs: "
+                                   "torchrun --nproc_per_node=N -m toonlib.train ... (same options).")
+    add_train_arguments(p)
+    p.set_defaults(func=cmd_finetune)
     return parser
 
 

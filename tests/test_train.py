@@ -1,0 +1,294 @@
+"""Fine-tuning (toonlib.train) and the GAN losses: formulas, Freeze-D, learning, exact resume, torchrun, errors.
+
+Tiny 16 px networks learn a synthetic data set (an orange square with one blue disk). Everything runs on
+one CPU thread: on the shared 2-core test machines two threads were up to 100x slower under load.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from toonlib.checkpoints import CheckpointError, Networks, load_network, save_network
+from toonlib.losses import discriminator_loss, generator_loss, r1_penalty
+from toonlib.networks import Discriminator, Generator
+from toonlib.train import (
+    STATE_FILE,
+    Distributed,
+    TrainConfig,
+    Trainer,
+    add_train_arguments,
+    config_from_args,
+    d_layer_names,
+    ema_beta,
+    finetune,
+    lazy_regularization,
+    update_ema,
+)
+
+TINY = dict(img_resolution=16, channel_base=256, channel_max=32)
+BACKGROUND, BLOB = (230, 150, 60), (30, 40, 160)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_networks(seed: int = 0) -> Networks:
+    torch.manual_seed(seed)
+    G = Generator(z_dim=32, w_dim=32, **TINY)
+    return Networks(G_ema=copy.deepcopy(G), G=G, D=Discriminator(**TINY))
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> dict[str, Path]:
+    """A folder of 64 synthetic 16 px images and a random base checkpoint with G, G_ema and D."""
+    root = tmp_path_factory.mktemp("train")
+    data = root / "data"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(64):
+        image = Image.new("RGB", (16, 16), BACKGROUND)
+        x, y, r = rng.integers(5, 11), rng.integers(5, 11), rng.integers(2, 5)
+        ImageDraw.Draw(image).ellipse([x - r, y - r, x + r, y + r], fill=BLOB)
+        image.save(data / f"{i:02d}.png")
+    save_network(root / "base.pt", tiny_networks())
+    return {"data": data, "base": root / "base.pt", "root": root}
+
+
+def config(base: dict, run: str, **overrides) -> TrainConfig:
+    fields = dict(data=str(base["data"]), resume=str(base["base"]), run_dir=str(base["root"] / run), prepare="none",
+                  batch_size=4, kimg=0.016, snapshot_kimg=0.008, image_seeds=(0, 1, 2, 3))
+    return TrainConfig(**{**fields, **overrides})
+
+
+def data_images(base: dict) -> torch.Tensor:
+    return torch.stack([torch.from_numpy(np.asarray(Image.open(p), dtype=np.float32)).permute(2, 0, 1) / 127.5 - 1
+                        for p in sorted(base["data"].glob("*.png"))])
+
+
+def distance_to_data(G: Generator, reals: torch.Tensor) -> float:
+    """How far G's images are from the data: RMS difference of the mean images plus that of the per-pixel
+    standard deviations (over 64 samples)."""
+    with torch.no_grad():
+        fakes = G(torch.randn(64, G.z_dim, generator=torch.Generator().manual_seed(1)), None, noise_mode="const")
+    rms = lambda a, b: float((a - b).square().mean().sqrt())  # noqa: E731
+    return rms(fakes.mean(0), reals.mean(0)) + rms(fakes.std(0), reals.std(0))
+
+
+# ---------------------------------------------------------------------------------------------
+# Formulas
+
+
+def test_r1_penalty_of_linear_and_quadratic_discriminators():
+    gamma = 10.0
+    x = torch.randn(5, 3, 4, 4, requires_grad=True)
+    a = torch.randn(3, 4, 4)
+    linear = (x * a).sum(dim=[1, 2, 3])[:, None]  # grad = a for every sample
+    assert torch.allclose(r1_penalty(x, linear, gamma), gamma / 2 * a.square().sum())
+    quadratic = x.square().sum(dim=[1, 2, 3])[:, None]  # grad = 2x
+    expected = gamma / 2 * (2 * x.detach()).square().sum(dim=[1, 2, 3]).mean()
+    assert torch.allclose(r1_penalty(x, quadratic, gamma), expected)
+
+
+def test_logistic_losses():
+    real, fake = torch.tensor([[2.0], [-1.0]]), torch.tensor([[0.5], [-3.0]])
+    sp = lambda t: np.log1p(np.exp(t))  # noqa: E731
+    assert generator_loss(fake).item() == pytest.approx((sp(-0.5) + sp(3.0)) / 2, rel=1e-6)
+    expected_d = (sp(0.5) + sp(-3.0)) / 2 + (sp(-2.0) + sp(1.0)) / 2
+    assert discriminator_loss(real, fake).item() == pytest.approx(expected_d, rel=1e-6)
+
+
+def test_g_ema_follows_the_formula():
+    nets = tiny_networks()
+    G, G_ema = nets.G, nets.G_ema
+    with torch.no_grad():
+        for p in G.parameters():
+            p.add_(torch.randn_like(p))
+        G.mapping.w_avg.normal_()
+    old = {k: v.clone() for k, v in G_ema.state_dict().items()}
+    # batch 8, half-life 2.5 kimg, ramp-up 0.05 at 10 kimg: the half-life is min(2500, 500) = 500 images
+    beta = ema_beta(8, 2.5, 10_000, 0.05)
+    assert beta == pytest.approx(0.5 ** (8 / 500))
+    assert ema_beta(8, 2.5, 10_000, None) == pytest.approx(0.5 ** (8 / 2500))
+    assert ema_beta(8, 2.5, 0, 0.05) == 0.0  # at the start G_ema copies G
+    update_ema(G_ema, G, beta)
+    params = dict(G.named_parameters())
+    for name, value in G_ema.state_dict().items():
+        if name in params:
+            expected = params[name] + beta * (old[name] - params[name])
+            assert torch.allclose(value, expected, atol=1e-6), name
+        else:
+            assert torch.equal(value, G.state_dict()[name]), name  # buffers copied
+
+
+def test_lazy_regularization_correction():
+    lr, betas = lazy_regularization(0.002, (0.0, 0.99), 16)
+    assert lr == pytest.approx(0.002 * 16 / 17)
+    assert betas == (0.0, pytest.approx(0.99 ** (16 / 17)))
+    assert lazy_regularization(0.002, (0.0, 0.99), 4) == (pytest.approx(0.0016), (0.0, pytest.approx(0.99**0.8)))
+    assert lazy_regularization(0.002, (0.0, 0.99), None) == (0.002, (0.0, 0.99))
+
+
+def test_freeze_d_keeps_the_first_layers_bit_identical(base):
+    D = Discriminator(**TINY)
+    assert d_layer_names(D) == ["b16.fromrgb", "b16.conv0", "b16.conv1", "b16.skip", "b8.conv0", "b8.conv1", "b8.skip"]
+    trainer = Trainer(config(base, "freeze", freeze_d=5), progress=False)
+    before = {k: v.clone() for k, v in trainer.D.state_dict().items()}
+    reals = torch.stack([trainer.dataset[i] for i in range(4)])
+    for _ in range(2):
+        trainer.step(reals)
+    frozen = ("b16.fromrgb.", "b16.conv0.", "b16.conv1.", "b16.skip.", "b8.conv0.")
+    optimised = {id(p) for group in trainer.opt_D.param_groups for p in group["params"]}
+    for name, param in trainer.D.named_parameters():
+        if name.startswith(frozen):
+            assert torch.equal(param, before[name]) and not param.requires_grad and id(param) not in optimised, name
+        else:
+            assert not torch.equal(param, before[name]) and id(param) in optimised, name
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+
+
+def test_training_moves_samples_towards_the_data(base):
+    reals = data_images(base)
+    start = distance_to_data(load_network(base["base"]).G_ema, reals)
+    infos = []
+    cfg = config(base, "learn", batch_size=8, kimg=0.8, snapshot_kimg=0.4, ada_kimg=5, mirror=False)
+    path = finetune(cfg, progress=False, callback=infos.append)
+    run = Path(cfg.run_dir)
+    assert path == run / "network-snapshot-000000.pt"
+    nets = load_network(path)
+    end = distance_to_data(nets.G_ema, reals)
+    # Measured: 2.27 -> 0.77 after 0.4 kimg, 0.44 after 0.8 (these 100 minibatches of 8: ~10 s), 0.37 after 2.4.
+    assert end < 0.35 * start, (start, end)
+    assert nets.D is not None and nets.G is not None
+    for name in ("fakes000000.png", "metrics.png", "config.json"):
+        assert (run / name).is_file(), name
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["kimg"] for r in records] == [0.4, 0.8] and [i["kimg"] for i in infos] == [0.4, 0.8]
+    for key in ("loss_G", "loss_D", "r1", "augment_p", "r_t", "sec_per_kimg"):
+        assert all(isinstance(r[key], float) for r in records), key
+    assert records[-1]["augment_p"] > 0  # D overfits 64 images: ADA raises p
+    assert isinstance(infos[-1]["fakes"], Image.Image) and infos[-1]["fakes_path"].is_file()
+    state = torch.load(run / STATE_FILE, weights_only=True)
+    assert state["opt_D"]["param_groups"][0]["lr"] == pytest.approx(0.002 * 16 / 17)  # R1 every 16: lazy
+    assert state["opt_G"]["param_groups"][0]["lr"] == pytest.approx(0.002)  # no path-length reg: plain Adam
+
+
+def test_interrupted_run_resumes_exactly(base):
+    # Every random stream is used: ADA p moves each minibatch, style mixing, path length every 2nd, R1 every 3rd,
+    # micro-batches of 2. Run A does 8 minibatches in one go; run B does 4, stops, and is resumed to 8.
+    settings = dict(augment_p=0.3, ada_interval=1, ada_kimg=0.02, pl_weight=2, pl_interval=2, r1_interval=3,
+                    batch_gpu=2, snapshot_kimg=0.016)
+    finetune(config(base, "uninterrupted", kimg=0.032, **settings), progress=False)
+    finetune(config(base, "interrupted", kimg=0.016, **settings), progress=False)
+    halfway = torch.load(base["root"] / "interrupted" / STATE_FILE, weights_only=True)
+    assert halfway["cur_nimg"] == 16 and halfway["batch_idx"] == 4
+    finetune(config(base, "interrupted", kimg=0.032, **settings), progress=False)
+    a = torch.load(base["root"] / "uninterrupted" / STATE_FILE, weights_only=True)
+    b = torch.load(base["root"] / "interrupted" / STATE_FILE, weights_only=True)
+    assert a["cur_nimg"] == b["cur_nimg"] == 32
+    for name in ("G", "G_ema", "D"):
+        for key, value in a[name].items():
+            assert torch.equal(value, b[name][key]), f"{name}.{key}"
+    assert a["augment_p"] == b["augment_p"] and a["ada"]["p"] == b["ada"]["p"] and a["ada"]["rt"] == b["ada"]["rt"]
+    assert torch.equal(a["pl_mean"], b["pl_mean"]) and a["pl_mean"] > 0
+    assert torch.equal(a["rng"][0]["cpu"], b["rng"][0]["cpu"])
+    assert not torch.equal(halfway["G"]["synthesis.b16.torgb.bias"], b["G"]["synthesis.b16.torgb.bias"])
+    lines = (base["root"] / "interrupted" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["kimg"] for line in lines] == [0.016, 0.032]
+
+    with pytest.raises(ValueError, match="seed: 0 -> 1"):
+        finetune(config(base, "interrupted", kimg=0.05, seed=1, **settings), progress=False)
+
+
+def torchrun(base: dict, run: Path, *program: str) -> subprocess.CompletedProcess:
+    """Train 4 minibatches of 4 (2 per process) with two gloo processes on the CPU."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *program,
+               "--data", str(base["data"]), "--resume", str(base["base"]), "--run-dir", str(run), "--prepare", "none",
+               "--batch-size", "4", "--kimg", "0.016", "--snapshot-kimg", "0.008", "--image-seeds", "0-3",
+               "--pl-weight", "2", "--pl-interval", "2", "--r1-interval", "2", "--augment-p", "0.2",
+               "--ada-interval", "1", "--ada-kimg", "0.05", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+
+
+def test_torchrun_two_processes_agree(base):
+    run = base["root"] / "ddp"
+    result = torchrun(base, run, "-m", "toonlib.train")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # Each snapshot checks inside the training code (all_gather of state digests) that both processes hold
+    # bit-identical networks; a mismatch raises and torchrun fails.
+    state = torch.load(run / STATE_FILE, weights_only=True)
+    assert state["world_size"] == 2 and len(state["rng"]) == 2 and state["cur_nimg"] == 16
+    assert not torch.equal(state["rng"][0]["cpu"], state["rng"][1]["cpu"])
+    assert load_network(run / "network-snapshot-000000.pt").D is not None
+    assert "last snapshot:" in result.stdout
+
+
+def test_diverging_processes_are_detected(base):
+    """The check torchrun runs relies on: a digest of every process's state, compared through all_gather."""
+    trainer = Trainer(config(base, "agree"), progress=False)
+    gathered = []
+
+    class TwoProcesses(Distributed):
+        def all_gather(self, obj: object) -> list:
+            gathered.append(obj)
+            return [obj, gathered[0]]  # the other process holds the first state seen
+
+    trainer.dist = TwoProcesses(world_size=2)
+    trainer._check_processes_agree()
+    trainer.G.mapping.w_avg.add_(1e-7)
+    with pytest.raises(RuntimeError, match="training processes diverged at kimg 0.0"):
+        trainer._check_processes_agree()
+
+
+# ---------------------------------------------------------------------------------------------
+# Configuration and errors
+
+
+def test_command_line_options_map_to_the_config():
+    parser = add_train_arguments(argparse.ArgumentParser())
+    args = parser.parse_args(["--data", "d", "--resume", "ffhq-256-noaug", "--run-dir", "r", "--kimg", "20",
+                              "--freeze-d", "4", "--no-mirror", "--image-seeds", "0-2,7", "--ema-rampup", "none",
+                              "--betas", "0", "0.9", "--no-progress"])
+    cfg = config_from_args(args)
+    assert (cfg.kimg, cfg.freeze_d, cfg.mirror, cfg.image_seeds, cfg.ema_rampup) == (20, 4, False, (0, 1, 2, 7), None)
+    assert cfg.betas == (0.0, 0.9) and cfg.batch_size == TrainConfig.batch_size and args.progress is False
+    assert config_from_args(parser.parse_args(["--data", "d", "--resume", "x", "--run-dir", "r"])).mirror is True
+
+
+def test_invalid_settings_are_reported_together():
+    with pytest.raises(ValueError, match="kimg must be > 0.*augment must be one of"):
+        TrainConfig(data="d", resume="r", run_dir="o", kimg=0, augment="maybe")
+
+
+def test_base_without_discriminator_is_refused(base):
+    save_network(base["root"] / "g_only.pt", tiny_networks().G_ema)
+    with pytest.raises(CheckpointError, match="no discriminator.*ffhq-256-noaug"):
+        finetune(config(base, "no_d", resume=str(base["root"] / "g_only.pt")), progress=False)
+
+
+def test_resolution_mismatch_is_refused(base):
+    with pytest.raises(ValueError, match="to be 32x32 .* makes 16x16"):
+        finetune(config(base, "res", resolution=32), progress=False)
+
+
+def test_batch_not_divisible_is_refused(base):
+    with pytest.raises(ValueError, match="batch_size \\(6\\) must be divisible by batch_gpu \\(4\\)"):
+        finetune(config(base, "batch", batch_size=6, batch_gpu=4), progress=False)

@@ -1,0 +1,157 @@
+"""Losses: the perceptual distance (LPIPS) and the noise regulariser used by projection.
+
+GAN training losses (non-saturating logistic, R1, path length) belong here too (DESIGN section 8).
+
+`lpips` (and through it torchvision) is imported only when a perceptual model is built, so importing
+this module stays cheap.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+VGG16_FILE = "vgg16-397923af.pth"
+VGG16_URL = f"https://download.pytorch.org/models/{VGG16_FILE}"
+
+_LPIPS_CACHE: dict[str, nn.Module] = {}
+
+
+class PerceptualWeightsError(RuntimeError):
+    """The default perceptual model cannot get the ImageNet VGG16 weights it is built on."""
+
+
+# --------------------------------------------------------------------------------------------
+# Perceptual distance
+
+
+def build_lpips(device: str | torch.device = "cpu") -> nn.Module:
+    """The real LPIPS-VGG metric (`lpips.LPIPS(net='vgg')`), built once per device and cached.
+
+    LPIPS downloads torchvision's ImageNet VGG16 (528 MB) on first use into
+    `$TORCH_HOME/hub/checkpoints/`; offline, a `PerceptualWeightsError` says where to put the file.
+    """
+    key = str(torch.device(device))
+    if key not in _LPIPS_CACHE:
+        _LPIPS_CACHE[key] = _new_lpips().to(device)
+    return _LPIPS_CACHE[key]
+
+
+def _new_lpips() -> nn.Module:
+    import lpips
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # torchvision's "pretrained is deprecated"
+            return lpips.LPIPS(net="vgg", verbose=False).eval().requires_grad_(False)
+    except (OSError, RuntimeError) as exc:  # URLError is an OSError; a corrupt file is a RuntimeError
+        target = f"{torch.hub.get_dir()}/checkpoints/{VGG16_FILE}"
+        raise PerceptualWeightsError(
+            f"LPIPS needs torchvision's ImageNet VGG16 weights, downloaded once from {VGG16_URL}, and that "
+            f"failed ({type(exc).__name__}: {exc}). Run once with internet access, or copy the file to "
+            f"{target} (that is $TORCH_HOME/hub/checkpoints/{VGG16_FILE}), or pass lpips_net= yourself."
+        ) from exc
+
+
+class PerceptualDistance:
+    """LPIPS distance from each image of a batch to its fixed target, target features computed once.
+
+    `net` is an `lpips.LPIPS` model (linear heads on, any trunk); inputs are images in [-1, 1]
+    (lpips' own convention, normalize=False). `distance(images)` returns one value per image,
+    equal to `net(images, target).flatten()` but without re-running the trunk on the target.
+    """
+
+    def __init__(self, net: nn.Module, target: torch.Tensor):
+        self.net = net
+        with torch.no_grad():
+            self.target_features = self._features(target)
+
+    def _features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        x = self.net.scaling_layer(images) if self.net.version == "0.1" else images
+        return [_unit_channels(f) for f in self.net.net(x)]
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        total = 0
+        for lin, feat, target in zip(self.net.lins, self._features(images), self.target_features):
+            total = total + lin((feat - target).square()).mean(dim=[1, 2, 3])
+        return total
+
+
+def _unit_channels(x: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
+    """Normalise each pixel's feature vector to unit length (lpips.normalize_tensor)."""
+    return x / (x.square().sum(dim=1, keepdim=True).sqrt() + eps)
+
+
+# --------------------------------------------------------------------------------------------
+# Noise regulariser
+
+
+def noise_regularization(noise_maps: Iterable[torch.Tensor]) -> torch.Tensor:
+    """StyleGAN2's projector penalty on spatially correlated noise, one value per sample.
+
+    Each map is [N, 1, H, W]. At every scale of its pyramid (halved by 2x2 average pooling down to
+    8x8, or the map's own size when smaller) it adds the squared mean of the map times itself
+    shifted by one pixel, horizontally and vertically (wrapping around). Returns [N].
+    """
+    reg = 0
+    for noise in noise_maps:
+        while True:
+            for dim in (2, 3):
+                reg = reg + (noise * noise.roll(shifts=1, dims=dim)).mean(dim=[1, 2, 3]).square()
+            if noise.shape[2] <= 8:
+                break
+            noise = F.avg_pool2d(noise, kernel_size=2)
+    return reg
+
+
+def normalize_noise_(noise_maps: Iterable[torch.Tensor]) -> None:
+    """In place: give each sample of each [N, 1, H, W] noise map zero mean and unit variance."""
+    with torch.no_grad():
+        for noise in noise_maps:
+            noise -= noise.mean(dim=[1, 2, 3], keepdim=True)
+            noise *= noise.square().mean(dim=[1, 2, 3], keepdim=True).rsqrt()
+
+
+# --------------------------------------------------------------------------------------------
+# GAN training losses (StyleGAN2, Karras et al. 2020; used by train.py)
+
+
+def generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    """Non-saturating logistic loss of the generator: mean of softplus(-D(G(z)))."""
+    return F.softplus(-fake_logits).mean()
+
+
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """Logistic loss of the discriminator: mean of softplus(D(G(z))) + mean of softplus(-D(x))."""
+    return F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
+
+
+def r1_penalty(real_images: torch.Tensor, real_logits: torch.Tensor, gamma: float) -> torch.Tensor:
+    """R1 (Mescheder et al. 2018): (gamma / 2) * ||grad_x D(x)||^2, summed over pixels, averaged over the batch.
+
+    `real_images` must require grad and `real_logits` be computed from them; the result is differentiable
+    with respect to D's parameters (the gradient graph is kept).
+    """
+    (grads,) = torch.autograd.grad(real_logits.sum(), real_images, create_graph=True)
+    return grads.square().sum(dim=[1, 2, 3]).mean() * (gamma / 2)
+
+
+def path_lengths(images: torch.Tensor, ws: torch.Tensor) -> torch.Tensor:
+    """Per-sample ||J_w^T y||, y ~ N(0, I) / sqrt(H * W): StyleGAN2's path length of `images` [N, C, H, W]
+    with respect to `ws` [N, num_ws, w_dim] (squared norms summed over w_dim, averaged over num_ws). Returns [N]."""
+    noise = torch.randn_like(images) / (images.shape[2] * images.shape[3]) ** 0.5
+    (grads,) = torch.autograd.grad((images * noise).sum(), ws, create_graph=True)
+    return grads.square().sum(dim=2).mean(dim=1).sqrt()
+
+
+def update_pl_mean(pl_mean: torch.Tensor, lengths_mean: torch.Tensor, decay: float = 0.01) -> torch.Tensor:
+    """The running mean of path lengths after one batch: pl_mean + decay * (lengths_mean - pl_mean)."""
+    return pl_mean.lerp(lengths_mean.detach(), decay)
+
+
+def path_length_penalty(lengths: torch.Tensor, pl_mean: torch.Tensor, weight: float = 2.0) -> torch.Tensor:
+    """Path-length regulariser: weight * mean of (lengths - pl_mean)^2 (`pl_mean` from `update_pl_mean`)."""
+    return (lengths - pl_mean.detach()).square().mean() * weight
