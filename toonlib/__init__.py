@@ -2,6 +2,7 @@
 
 Public API (imported lazily, so `import toonlib` is fast and loads no heavy dependency):
 
+    result = toonlib.toonify("me.jpg")                          # photo -> toon (models downloaded once)
     G = toonlib.load_network("stylegan2-ffhq.pkl").G_ema       # any published StyleGAN2 checkpoint
     toonlib.save_network("ffhq.pt", G)                          # toonlib's own safe format
 """
@@ -23,6 +24,12 @@ _EXPORTS = {
     "load_generator": "toonlib.checkpoints",
     "blend": "toonlib.blend",
     "fetch": "toonlib.download",
+    "align_face": "toonlib.align",
+    "project": "toonlib.project",
+    "toonify": "toonlib.pipeline",
+    "Toonifier": "toonlib.pipeline",
+    "finetune": "toonlib.train",
+    "TrainConfig": "toonlib.train",
 }
 
 __all__ = sorted(_EXPORTS)
