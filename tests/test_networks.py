@@ -165,3 +165,19 @@ def test_upfirdn_matches_direct_convolution():
     expected = torch.nn.functional.conv2d(padded, (f * 4).flip([0, 1]).expand(3, 1, 4, 4), groups=3)
     assert torch.allclose(up, expected, atol=1e-6)
     assert ops.downsample2d(up, f).shape == x.shape
+
+
+def test_gradients_match_finite_differences():
+    """The in-place bias/activation path is autograd-correct (float64 gradcheck on tiny networks)."""
+    torch.manual_seed(0)
+    G = Generator(z_dim=4, w_dim=4, img_resolution=8, channel_base=32, channel_max=4, conv_clamp=0.5).double()
+    D = Discriminator(img_resolution=8, channel_base=32, channel_max=4, conv_clamp=0.5, mbstd_group_size=2).double()
+    for p in G.parameters():
+        if p.ndim <= 1:
+            p.data.add_(0.3 * torch.randn_like(p))  # non-zero biases and noise strengths
+    ws = torch.randn(2, G.num_ws, 4, dtype=torch.float64, requires_grad=True)
+    for fused in (True, False):
+        assert torch.autograd.gradcheck(lambda w: G.synthesis(w, noise_mode="const", fused_modconv=fused), (ws,))
+    img = torch.randn(2, 3, 8, 8, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: D(x, None), (img,))
+    assert torch.autograd.gradgradcheck(lambda x: D(x, None), (img,))  # R1 differentiates through D's gradient

@@ -118,12 +118,13 @@ def _fp16_resolution(img_resolution: int, num_fp16_res: int) -> int:
     return max(2 ** (int(math.log2(img_resolution)) + 1 - num_fp16_res), 8)
 
 
-def _compute_dtype(use_fp16: bool, force_fp32: bool | None, device: torch.device) -> torch.dtype:
-    """float16 for an fp16 block unless force_fp32; None (the default) means "on CUDA only"."""
+def _compute_dtype(use_fp16: bool, force_fp32: bool | None, device: torch.device, full: torch.dtype) -> torch.dtype:
+    """float16 for an fp16 block unless force_fp32 (None, the default, means "on CUDA only"), else `full`:
+    the parameters' dtype (float32, or float64 for numerical checks)."""
     if not use_fp16 or force_fp32:
-        return torch.float32
+        return full
     if force_fp32 is None and device.type != "cuda":
-        return torch.float32
+        return full
     return torch.float16
 
 
@@ -152,7 +153,7 @@ class FullyConnectedLayer(nn.Module):
                 b = b * self.bias_gain
         if self.activation == "linear" and b is not None:
             return torch.addmm(b.unsqueeze(0), x, w.t())
-        return ops.bias_act(x.matmul(w.t()), b, activation=self.activation)
+        return ops.bias_act(x.matmul(w.t()), b, activation=self.activation, inplace=True)
 
 
 class Conv2dLayer(nn.Module):
@@ -176,7 +177,8 @@ class Conv2dLayer(nn.Module):
         w = self.weight * self.weight_gain
         x = ops.conv2d_resample(x, w, f=self.resample_filter, down=self.down, padding=self.padding)
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return ops.bias_act(x, self.bias, activation=self.activation, gain=self.act_gain * gain, clamp=clamp)
+        return ops.bias_act(x, self.bias, activation=self.activation, gain=self.act_gain * gain, clamp=clamp,
+                            inplace=True)
 
 
 class SynthesisLayer(nn.Module):
@@ -210,7 +212,7 @@ class SynthesisLayer(nn.Module):
         x = ops.modulated_conv2d(x, self.weight, styles, noise=noise, up=self.up, padding=self.padding,
                                  resample_filter=self.resample_filter, fused=fused)
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return ops.bias_act(x, self.bias, activation="lrelu", gain=ops.LRELU_GAIN * gain, clamp=clamp)
+        return ops.bias_act(x, self.bias, activation="lrelu", gain=ops.LRELU_GAIN * gain, clamp=clamp, inplace=True)
 
 
 class ToRGBLayer(nn.Module):
@@ -227,7 +229,7 @@ class ToRGBLayer(nn.Module):
     def forward(self, x: torch.Tensor, w: torch.Tensor, fused: bool = True) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain
         x = ops.modulated_conv2d(x, self.weight, styles, demodulate=False, fused=fused)
-        return ops.bias_act(x, self.bias, clamp=self.conv_clamp)
+        return ops.bias_act(x, self.bias, clamp=self.conv_clamp, inplace=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -262,7 +264,7 @@ class MappingNetwork(nn.Module):
         """
         if c is not None and c.numel() > 0:
             raise ValueError("this generator is unconditional: pass c=None")
-        x = ops.normalize_2nd_moment(z.to(torch.float32))
+        x = ops.normalize_2nd_moment(z.to(self.fc0.weight.dtype))
         for idx in range(self.num_layers):
             x = getattr(self, f"fc{idx}")(x)
         if self.training and not skip_w_avg_update:
@@ -305,9 +307,9 @@ class SynthesisBlock(nn.Module):
     def forward(self, x: torch.Tensor | None, img: torch.Tensor | None, ws: torch.Tensor,
                 noise_mode: str = "const", force_fp32: bool | None = None, fused_modconv: bool | None = None):
         w_iter: Iterator[torch.Tensor] = iter(ws.unbind(dim=1))
-        dtype = _compute_dtype(self.use_fp16, force_fp32, ws.device)
+        dtype = _compute_dtype(self.use_fp16, force_fp32, ws.device, full=ws.dtype)
         if fused_modconv is None:
-            fused_modconv = (not self.training) and (dtype == torch.float32 or ws.shape[0] == 1)
+            fused_modconv = (not self.training) and (dtype != torch.float16 or ws.shape[0] == 1)
         if self.in_channels == 0:
             x = self.const.to(dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
         else:
@@ -316,7 +318,7 @@ class SynthesisBlock(nn.Module):
         x = self.conv1(x, next(w_iter), noise_mode=noise_mode, fused=fused_modconv)
         if img is not None:
             img = ops.upsample2d(img, self.resample_filter)
-        y = self.torgb(x, next(w_iter), fused=fused_modconv).to(torch.float32)
+        y = self.torgb(x, next(w_iter), fused=fused_modconv).to(ws.dtype)
         img = y if img is None else img + y
         return x, img
 
@@ -353,7 +355,7 @@ class SynthesisNetwork(nn.Module):
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
         if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
             raise ValueError(f"ws must have shape [N, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}")
-        ws = ws.to(torch.float32)
+        ws = ws.to(self.b4.const.dtype)
         x = img = None
         w_idx = 0
         for block in self.blocks():
@@ -428,7 +430,7 @@ class DiscriminatorBlock(nn.Module):
         self.skip = Conv2dLayer(tmp_channels, out_channels, kernel_size=1, bias=False, down=2, **conv_kwargs)
 
     def forward(self, x: torch.Tensor | None, img: torch.Tensor, force_fp32: bool | None = None) -> torch.Tensor:
-        dtype = _compute_dtype(self.use_fp16, force_fp32, img.device)
+        dtype = _compute_dtype(self.use_fp16, force_fp32, img.device, full=self.conv0.weight.dtype)
         if self.in_channels == 0:
             x = self.fromrgb(img.to(dtype))
         else:
@@ -468,7 +470,8 @@ class DiscriminatorEpilogue(nn.Module):
         self.out = FullyConnectedLayer(in_channels, 1)
 
     def forward(self, x: torch.Tensor | None, img: torch.Tensor) -> torch.Tensor:
-        x = self.fromrgb(img.to(torch.float32)) if x is None else x.to(torch.float32)
+        dtype = self.conv.weight.dtype
+        x = self.fromrgb(img.to(dtype)) if x is None else x.to(dtype)
         if self.mbstd is not None:
             x = self.mbstd(x)
         x = self.conv(x)

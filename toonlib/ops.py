@@ -28,19 +28,16 @@ def setup_filter(taps: Sequence[float] = (1, 3, 3, 1)) -> torch.Tensor:
     return f / f.sum()
 
 
-def _pad_or_crop(x: torch.Tensor, pad: Padding) -> torch.Tensor:
-    x0, x1, y0, y1 = pad
-    # F.pad crops for negative amounts, which is exactly the reference's "pad or crop".
-    if any(pad):
-        x = F.pad(x, [x0, x1, y0, y1])
-    return x
-
-
-def _depthwise_fir(x: torch.Tensor, f: torch.Tensor, gain: float, stride: int = 1) -> torch.Tensor:
-    """Convolve every channel with the same 2-D filter (true convolution: the filter is flipped)."""
+def _depthwise_fir(x: torch.Tensor, f: torch.Tensor, gain: float, pad: Padding, stride: int = 1) -> torch.Tensor:
+    """Pad (or crop) by `pad`, then convolve every channel with the same 2-D filter (a true
+    convolution: the filter is flipped). Symmetric padding is left to conv2d, which saves a copy."""
     channels = x.shape[1]
     kernel = (f * gain).flip([0, 1]).to(x.dtype)
     kernel = kernel[None, None].repeat(channels, 1, 1, 1)
+    x0, x1, y0, y1 = pad
+    if x0 == x1 >= 0 and y0 == y1 >= 0:
+        return F.conv2d(x, kernel, stride=stride, padding=(y0, x0), groups=channels)
+    x = F.pad(x, [x0, x1, y0, y1])  # negative amounts crop, as in the reference
     return F.conv2d(x, kernel, stride=stride, groups=channels)
 
 
@@ -57,8 +54,7 @@ def upfirdn2d(
         x = x.reshape(n, c, h, 1, w, 1)
         x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
         x = x.reshape(n, c, h * up, w * up)
-    x = _pad_or_crop(x, pad)
-    return _depthwise_fir(x, f, gain, stride=down)
+    return _depthwise_fir(x, f, gain, pad, stride=down)
 
 
 def upsample2d(x: torch.Tensor, f: torch.Tensor, factor: int = 2) -> torch.Tensor:
@@ -81,23 +77,30 @@ def bias_act(
     activation: str = "linear",
     gain: float | None = None,
     clamp: float | None = None,
+    inplace: bool = False,
 ) -> torch.Tensor:
     """Add a per-channel bias (dim 1), apply the activation, scale by `gain`, clamp to +-`clamp`.
 
     `gain` defaults to the activation's own gain (sqrt(2) for leaky ReLU, 1 for linear).
+    `inplace=True` overwrites `x`, which saves memory traffic; pass it only for a tensor nothing else
+    uses (a layer's fresh convolution output). It stays correct under autograd: the gain is applied
+    before the (positively homogeneous) leaky ReLU, so no saved tensor is modified afterwards, and the
+    clamp then runs out of place when gradients are recorded.
     """
-    if bias is not None:
-        x = x + bias.to(x.dtype).reshape([-1 if i == 1 else 1 for i in range(x.ndim)])
-    if activation == "lrelu":
-        x = F.leaky_relu(x, LRELU_SLOPE)
-    elif activation != "linear":
+    if activation not in ACTIVATION_GAINS:
         raise ValueError(f"unknown activation {activation!r}; expected 'linear' or 'lrelu'")
     if gain is None:
         gain = ACTIVATION_GAINS[activation]
+    if not inplace:
+        x = x.clone()
+    if bias is not None:
+        x.add_(bias.to(x.dtype).reshape([-1 if i == 1 else 1 for i in range(x.ndim)]))
     if gain != 1:
-        x = x * gain
+        x.mul_(gain)
+    if activation == "lrelu":
+        x = F.leaky_relu_(x, LRELU_SLOPE)
     if clamp is not None and clamp >= 0:
-        x = x.clamp(-clamp, clamp)
+        x = x.clamp(-clamp, clamp) if x.requires_grad else x.clamp_(-clamp, clamp)
     return x
 
 
@@ -174,12 +177,10 @@ def modulated_conv2d(
         weight = weight * (1 / math.sqrt(in_channels * kh * kw) / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True))
         styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
 
-    per_sample = None
     dcoefs = None
-    if demodulate or fused:
-        per_sample = weight.unsqueeze(0) * styles.reshape(batch, 1, -1, 1, 1)
     if demodulate:
-        dcoefs = (per_sample.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()
+        # sum over (i, kh, kw) of (w * s_i)^2 = sum_i s_i^2 * sum_(kh, kw) w^2: no [N, O, I, kh, kw] temporary.
+        dcoefs = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()  # [N, O]
 
     if not fused:
         x = x * styles.to(x.dtype).reshape(batch, -1, 1, 1)
@@ -187,19 +188,20 @@ def modulated_conv2d(
         if dcoefs is not None and noise is not None:
             return torch.addcmul(noise.to(x.dtype), x, dcoefs.to(x.dtype).reshape(batch, -1, 1, 1))
         if dcoefs is not None:
-            return x * dcoefs.to(x.dtype).reshape(batch, -1, 1, 1)
+            return x.mul_(dcoefs.to(x.dtype).reshape(batch, -1, 1, 1))
         if noise is not None:
-            return x + noise.to(x.dtype)
+            return x.add_(noise.to(x.dtype))
         return x
 
+    scale = styles.reshape(batch, 1, -1)
     if dcoefs is not None:
-        per_sample = per_sample * dcoefs.reshape(batch, -1, 1, 1, 1)
+        scale = scale * dcoefs.reshape(batch, -1, 1)  # [N, O, I]
+    kernel = (weight.unsqueeze(0) * scale.unsqueeze(-1).unsqueeze(-1)).reshape(-1, in_channels, kh, kw)
     x = x.reshape(1, -1, *x.shape[2:])
-    kernel = per_sample.reshape(-1, in_channels, kh, kw)
     x = conv2d_resample(x, kernel, f=resample_filter, up=up, padding=padding, groups=batch)
     x = x.reshape(batch, -1, *x.shape[2:])
     if noise is not None:
-        x = x + noise.to(x.dtype)
+        x = x.add_(noise.to(x.dtype))  # x is the convolution's fresh output: safe in place, also for autograd
     return x
 
 
