@@ -38,8 +38,8 @@ def test_info_and_clear_error_without_traceback(tmp_path):
 
 def test_blend_command_writes_network_and_grid(tmp_path):
     from PIL import Image
-
     from tiny import tiny_generator
+
     from toonlib.blend import blend
     from toonlib.checkpoints import save_network
 

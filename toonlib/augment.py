@@ -219,7 +219,8 @@ class AugmentPipe(torch.nn.Module):
     ) -> None:
         super().__init__()
         self.register_buffer("p", torch.tensor(float(p)))
-        strengths = (xflip, rotate90, xint, scale, rotate, aniso, xfrac, brightness, contrast, lumaflip, hue, saturation)
+        strengths = (xflip, rotate90, xint, scale, rotate, aniso, xfrac,
+                     brightness, contrast, lumaflip, hue, saturation)
         self.multipliers: dict[str, float] = {name: float(m) for name, m in zip(TRANSFORMS, strengths)}
 
     @classmethod
@@ -357,7 +358,8 @@ class AdaptiveP:
         self.num_batches = 0
 
     def state_dict(self) -> dict[str, object]:
-        return {"p": self._p, "rt": self._rt, "accum": self.accum.detach().cpu().clone(), "num_batches": self.num_batches}
+        return {"p": self._p, "rt": self._rt, "accum": self.accum.detach().cpu().clone(),
+                "num_batches": self.num_batches}
 
     def load_state_dict(self, state: dict[str, object]) -> None:
         self._p = float(state["p"])

@@ -174,7 +174,8 @@ def modulated_conv2d(
 
     if x.dtype == torch.float16 and demodulate:
         # Pre-normalise so that float16 intermediates cannot overflow (the result is unchanged).
-        weight = weight * (1 / math.sqrt(in_channels * kh * kw) / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True))
+        peak = weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True)
+        weight = weight * (1 / math.sqrt(in_channels * kh * kw) / peak)
         styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
 
     dcoefs = None

@@ -1,0 +1,108 @@
+"""toonify end to end on real photos (shipped by installed packages) with tiny random models."""
+from __future__ import annotations
+
+import lpips
+import numpy as np
+import pytest
+import torch
+from matplotlib import cbook
+from PIL import Image, ImageDraw
+from skimage import data as skdata
+from tiny import tiny_generator
+
+from toonlib.align import NoFaceError
+from toonlib.blend import blend
+from toonlib.checkpoints import Networks, save_network
+from toonlib.pipeline import Toonifier, paste, toonify
+from toonlib.project import render
+
+STEPS = 3
+
+
+@pytest.fixture(scope="module")
+def lpips_net():
+    return lpips.LPIPS(net="vgg", pnet_rand=True, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("models")
+    base, toon = tiny_generator(0), tiny_generator(1)
+    save_network(folder / "base.pt", base)
+    # Like Toonify's own file: the toon model as G, the published blend as G_ema.
+    save_network(folder / "toon.pt", Networks(G_ema=blend(toon, base, 8), G=toon))
+    return folder, base, toon
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("photos")
+    Image.fromarray(skdata.astronaut()).save(folder / "astronaut.png")
+    Image.open(cbook.get_sample_data("grace_hopper.jpg")).save(folder / "hopper.jpg")
+    Image.fromarray(skdata.coffee()).save(folder / "coffee.png")  # no face
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    return folder
+
+
+def test_every_intermediate(models, photos, lpips_net):
+    folder, base, toon = models
+    result = toonify(photos / "astronaut.png", base=folder / "base.pt", toon=folder / "toon.pt", steps=STEPS,
+                     lpips_net=lpips_net, progress=False, detector="dlib")
+    assert result.photo.size == (512, 512)
+    assert result.aligned.size == result.reconstruction.size == result.toon.size == (32, 32)
+    assert result.landmarks.shape == (68, 2) and result.quad.shape == (4, 2)
+    assert result.w.shape == (1, base.num_ws, base.w_dim) and result.losses.shape == (STEPS,)
+    assert result.pasted is None
+    # The toon is the published blend (the file's G_ema) rendering the base model's latent.
+    expected = render(blend(toon, base, 8), result.w)[0]
+    assert np.array_equal(np.asarray(result.toon), np.asarray(Image.fromarray(
+        (expected * 127.5 + 128).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy())))
+
+
+def test_reblending_and_paste_back(models, photos, lpips_net):
+    folder, base, toon = models
+    toonifier = Toonifier(folder / "base.pt", folder / "toon.pt", swap_res=16, detector="dlib")
+    result = toonifier(photos / "hopper.jpg", steps=STEPS, lpips_net=lpips_net, progress=False, paste_back=True)
+    assert all(torch.equal(a, b) for a, b in zip(toonifier.generator.state_dict().values(),
+                                                 blend(toon, base, 16).state_dict().values()))
+    photo, pasted = np.asarray(result.photo).astype(int), np.asarray(result.pasted).astype(int)
+    assert pasted.shape == photo.shape
+    changed = np.abs(pasted - photo).sum(-1) > 0
+    # Only pixels inside the crop quad may change; the face region must change.
+    quad_mask = Image.new("L", result.photo.size, 0)
+    ImageDraw.Draw(quad_mask).polygon([tuple(p) for p in result.quad], fill=1)
+    inside = np.asarray(quad_mask).astype(bool)
+    assert changed.any() and not (changed & ~inside).any()
+    centre = result.landmarks[30].round().astype(int)  # nose tip
+    assert changed[centre[1], centre[0]]
+    # Switching back to the published blend is instant and renders the same latent differently.
+    toonifier.set_blend(None)
+    assert toonifier.generator is toonifier.published_blend
+    assert np.asarray(toonifier.render(result.w)).shape == (32, 32, 3)
+
+
+def test_batch_survives_bad_photos(models, photos, lpips_net):
+    folder, _, _ = models
+    toonifier = Toonifier(folder / "base.pt", folder / "toon.pt", detector="dlib")
+    names = ["astronaut.png", "broken.jpg", "coffee.png", "hopper.jpg"]
+    outcomes = dict(toonifier.toonify_many([photos / n for n in names], batch_size=4, steps=STEPS,
+                                           lpips_net=lpips_net))
+    assert [p.name for p in outcomes] == names
+    assert isinstance(outcomes[photos / "broken.jpg"], ValueError)
+    assert isinstance(outcomes[photos / "coffee.png"], NoFaceError)
+    good = outcomes[photos / "astronaut.png"], outcomes[photos / "hopper.jpg"]
+    assert all(len(r) == 1 and r[0].toon.size == (32, 32) for r in good)
+    # Batched projection gives each photo its own latent.
+    assert not torch.equal(good[0][0].w, good[1][0].w)
+    with pytest.raises(NoFaceError):
+        toonifier(photos / "coffee.png", steps=STEPS, lpips_net=lpips_net, progress=False)
+
+
+def test_paste_keeps_photo_outside_the_face():
+    photo = Image.new("RGB", (200, 160), (10, 20, 30))
+    face = Image.new("RGB", (64, 64), (250, 0, 0))
+    quad = np.array([[50, 30], [50, 130], [150, 130], [150, 30]], dtype=float)
+    out = np.asarray(paste(photo, face, quad)).astype(int)
+    assert out.shape == (160, 200, 3)
+    assert (out[:25] == (10, 20, 30)).all() and (out[:, :45] == (10, 20, 30)).all()
+    assert tuple(out[85, 100]) == (250, 0, 0)  # centre of the face fully replaced

@@ -1,0 +1,282 @@
+"""Projection (toonlib.project) and its losses, on a tiny 32 px generator and an offline LPIPS.
+
+LPIPS is built with `pnet_rand=True` (random VGG16 trunk, the real linear heads, same compute): it
+works offline. Its VGG accepts 32 px inputs as they are (the deepest features are 2x2), so the tiny
+generator's images are not upsampled.
+"""
+from __future__ import annotations
+
+import math
+import urllib.error
+import warnings
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+
+from toonlib import losses
+from toonlib.losses import PerceptualDistance, PerceptualWeightsError, noise_regularization, normalize_noise_
+from toonlib.networks import Generator
+from toonlib.project import (
+    ProjectionResult,
+    as_images,
+    latent_noise_scale,
+    learning_rate,
+    load_latent,
+    project,
+    render,
+    save_video,
+)
+
+W_AVG_SAMPLES = 1000
+
+
+@pytest.fixture(scope="module")
+def G() -> Generator:
+    """Tiny generator whose images lie in [-1, 1] (ToRGB scaled down) and whose noise matters."""
+    torch.manual_seed(0)
+    G = Generator(z_dim=32, w_dim=32, img_resolution=32, channel_base=256, channel_max=32).eval()
+    with torch.no_grad():
+        for name, p in G.named_parameters():
+            if name.endswith("torgb.weight"):
+                p.mul_(0.2)
+            if name.endswith("noise_strength"):
+                p.fill_(0.1)
+    return G
+
+
+@pytest.fixture(scope="module")
+def net() -> torch.nn.Module:
+    torch.manual_seed(0)
+    import lpips
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return lpips.LPIPS(net="vgg", pnet_rand=True, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def ws(G) -> torch.Tensor:
+    """Known latents: row 0 a plain w (all layers equal), row 1 a style-mixed W+ latent."""
+    with torch.no_grad():
+        w = G.mapping(torch.randn(3, G.z_dim, generator=torch.Generator().manual_seed(1)), None)
+    mixed = torch.cat([w[0, :3], w[1, 3:6], w[2, 6:]])
+    return torch.stack([w[0], mixed])
+
+
+@pytest.fixture(scope="module")
+def targets(G, ws) -> torch.Tensor:
+    with torch.no_grad():
+        images = G.synthesis(ws, noise_mode="const")
+    assert images.abs().max() < 1
+    return images
+
+
+def run(G, target, net, **kwargs) -> ProjectionResult:
+    return project(G, target, lpips_net=net, w_avg_samples=W_AVG_SAMPLES, progress=False, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def projections(G, targets, net) -> dict[str, ProjectionResult]:
+    """The style-mixed image projected in both spaces with the same number of steps."""
+    return {space: run(G, targets[1], net, space=space, steps=40) for space in ("w", "w+")}
+
+
+# --------------------------------------------------------------------------------------------
+# Projection
+
+
+@pytest.mark.parametrize("space", ["w", "w+"])
+def test_projection_of_a_generated_image_closes_in(projections, G, space):
+    result = projections[space]
+    dist = result.losses[:, 0]
+    # Observed on CPU: w 0.039 -> 0.0095, w+ 0.040 -> 0.0061 (40 steps).
+    assert dist[-1] < 0.3 * dist[0]
+    assert result.w.shape == (1, G.num_ws, G.w_dim) and result.w.dtype == torch.float32
+    assert result.images.shape == (1, 3, 32, 32)
+    assert result.losses.shape == (40, 1) and result.steps == 40 and result.space == space
+    assert {name: tuple(t.shape) for name, t in result.noise.items()} == {
+        name: (1, 1, *buf.shape) for name, buf in G.named_buffers() if name.endswith("noise_const")}
+    if space == "w":
+        assert torch.equal(result.w, result.w[:, :1].expand_as(result.w))
+
+
+def test_w_plus_fits_better_than_w(projections):
+    # Observed on CPU: W+ 0.0061, W 0.0095.
+    assert projections["w+"].losses[-1, 0] < projections["w"].losses[-1, 0]
+
+
+def test_images_are_w_rendered_with_the_optimised_noise(projections, G):
+    result = projections["w+"]
+    torch.testing.assert_close(result.images, render(G, result.w, result.noise))
+    assert not torch.allclose(result.images, render(G, result.w))  # G's own noise maps differ
+
+
+def test_batch_equals_one_by_one(G, targets, net):
+    batch = run(G, targets, net, steps=10, seed=[5, 7])
+    for i, seed in enumerate([5, 7]):
+        alone = run(G, targets[i], net, steps=10, seed=seed)
+        # Only float rounding differs (grouped vs single convolutions): observed max |dw| ~3e-6
+        # (after 15 steps ~3e-3: Adam amplifies rounding where gradients are near zero).
+        torch.testing.assert_close(batch.w[i:i + 1], alone.w, atol=1e-3, rtol=0)
+        np.testing.assert_allclose(batch.losses[:, i:i + 1], alone.losses, rtol=1e-3)
+
+
+def test_same_seed_same_result(G, targets, net):
+    a, b = (run(G, targets[0], net, steps=4, seed=3) for _ in range(2))
+    assert torch.equal(a.w, b.w)
+
+
+def test_callers_generator_is_not_modified(G, targets, net):
+    before = {k: v.clone() for k, v in G.state_dict().items()}
+    run(G, targets[0], net, steps=3)
+    after = G.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert all(p.grad is None for p in G.parameters())
+    assert not G.training
+
+
+def test_callback_frames_and_early_stop(G, targets, net):
+    calls = []
+    result = run(G, targets[0], net, steps=7, save_every=3,
+                 callback=lambda step, dist, w: calls.append((step, dist, tuple(w.shape))))
+    assert [c[0] for c in calls] == list(range(7))
+    assert all(c[2] == (1, G.num_ws, G.w_dim) for c in calls)
+    np.testing.assert_allclose([c[1] for c in calls], result.losses[:, 0], rtol=1e-6)
+    assert len(result.frames) == 3  # steps 0, 3, 6
+    assert all(f.shape == (32, 64, 3) and f.dtype == np.uint8 for f in result.frames)
+
+    # min_delta larger than any distance: no step counts as an improvement after the first.
+    stopped = run(G, targets[0], net, steps=50, early_stop=(3, 1.0), save_every=100)
+    assert stopped.steps == 4 and stopped.losses.shape == (4, 1)
+    assert len(stopped.frames) == 2  # step 0 and the step it stopped at
+
+
+def test_save_video(G, targets, net, tmp_path):
+    result = run(G, targets[0], net, steps=3, save_every=1)
+    save_video(result, tmp_path / "p.mp4", fps=5)
+    assert (tmp_path / "p.mp4").stat().st_size > 0
+    assert [p.name for p in tmp_path.iterdir()] == ["p.mp4"]
+    with pytest.raises(ValueError, match="save_every"):
+        save_video(run(G, targets[0], net, steps=1), tmp_path / "q.mp4")
+
+
+def test_bad_arguments(G, targets, net):
+    with pytest.raises(ValueError, match="space"):
+        run(G, targets[0], net, space="z")
+    with pytest.raises(ValueError, match="seeds"):
+        run(G, targets, net, steps=1, seed=[1])
+
+
+# --------------------------------------------------------------------------------------------
+# Schedules and losses
+
+
+def test_schedules_match_the_formulas():
+    # lr = 0.1 * (0.5 - 0.5 cos(pi * min(1, (1 - t) / 0.25))) * min(1, t / 0.05)
+    expected_lr = {0.0: 0.0, 0.02: 0.04, 0.5: 0.1, 0.8: 0.05 * (1 + math.cos(0.2 * math.pi)),
+                   0.99: 0.05 * (1 - math.cos(0.04 * math.pi))}
+    for t, lr in expected_lr.items():
+        assert learning_rate(t) == pytest.approx(lr, abs=1e-12), t
+    assert learning_rate(0.8) == pytest.approx(0.0904508, abs=1e-7)
+    assert learning_rate(0.5, initial=0.3) == pytest.approx(0.3)
+    # scale = w_std * 0.05 * max(0, 1 - t / 0.75)^2, with w_std = 2
+    expected_scale = {0.0: 0.1, 0.02: 0.1 * (1 - 0.02 / 0.75) ** 2, 0.5: 0.1 / 9, 0.8: 0.0, 0.99: 0.0}
+    for t, scale in expected_scale.items():
+        assert latent_noise_scale(t, 2.0) == pytest.approx(scale, abs=1e-12), t
+
+
+def test_perceptual_distance_equals_lpips(net):
+    a, b = torch.rand(2, 2, 3, 32, 32) * 2 - 1
+    torch.testing.assert_close(PerceptualDistance(net, b)(a), net(a, b).flatten())
+
+
+def test_noise_regularization_by_hand():
+    ones16, ones4 = torch.ones(1, 1, 16, 16), torch.ones(1, 1, 4, 4)
+    # Constant maps correlate fully: 2 terms per scale; 16x16 has scales 16 and 8, 4x4 only 4.
+    assert noise_regularization([ones16, ones4]).tolist() == [6.0]
+    checker = (torch.arange(8)[:, None] + torch.arange(8)).remainder(2).float().mul(2).sub(1)
+    assert noise_regularization([checker[None, None] * 2]).tolist() == [2 * 16.0]
+    batch = torch.randn(3, 1, 16, 16)
+    torch.testing.assert_close(noise_regularization([batch]),
+                               torch.cat([noise_regularization([m[None]]) for m in batch]))
+
+
+def test_normalize_noise_per_sample():
+    maps = [torch.randn(2, 1, 8, 8) * torch.tensor([3.0, 0.5]).view(2, 1, 1, 1) + 4]
+    normalize_noise_(maps)
+    torch.testing.assert_close(maps[0].mean(dim=[1, 2, 3]), torch.zeros(2), atol=1e-6, rtol=0)
+    torch.testing.assert_close(maps[0].square().mean(dim=[1, 2, 3]), torch.ones(2))
+
+
+def test_default_lpips_explains_missing_vgg_weights(monkeypatch, tmp_path):
+    def offline(url, *args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)  # never download 528 MB in a test
+    monkeypatch.setattr(losses, "_LPIPS_CACHE", {})
+    with pytest.raises(PerceptualWeightsError) as info:
+        losses.build_lpips("cpu")
+    message = str(info.value)
+    assert "VGG16" in message and str(tmp_path / "hub" / "checkpoints" / "vgg16-397923af.pth") in message
+
+
+# --------------------------------------------------------------------------------------------
+# Targets and files
+
+
+def test_targets_in_every_form():
+    rgb = np.random.RandomState(0).randint(0, 256, (40, 48, 3), dtype=np.uint8)
+    images = as_images([PIL.Image.fromarray(rgb).convert("RGBA"), rgb, torch.zeros(3, 32, 32),
+                        torch.zeros(2, 3, 64, 64)], 32)
+    assert images.shape == (5, 3, 32, 32) and images.dtype == torch.float32
+    torch.testing.assert_close(images[0], images[1])
+    same_size = torch.from_numpy(rgb[4:36, 8:40]).permute(2, 0, 1).float() / 127.5 - 1  # centre crop, 32 px
+    torch.testing.assert_close(as_images(rgb[4:36, 8:40], 32)[0], same_size)
+    with pytest.raises(ValueError, match="uint8"):
+        as_images(rgb.astype(np.float32), 32)
+    with pytest.raises(TypeError):
+        as_images("face.png", 32)
+
+
+def test_npz_round_trip(projections, tmp_path):
+    result = projections["w+"]
+    path = tmp_path / "projected_w.npz"
+    result.save(path)
+    assert [p.name for p in tmp_path.iterdir()] == ["projected_w.npz"]  # no temporary file left
+    loaded = ProjectionResult.load(path)
+    assert torch.equal(loaded.w, result.w) and np.array_equal(loaded.losses, result.losses)
+    assert loaded.noise.keys() == result.noise.keys()
+    assert all(torch.equal(loaded.noise[k], result.noise[k]) for k in result.noise)
+    assert (loaded.space, loaded.steps, loaded.images) == ("w+", 40, None)
+    assert torch.equal(load_latent(path), result.w)
+
+
+def test_load_nvidia_npz(tmp_path):
+    w = np.random.RandomState(0).randn(1, 8, 32).astype(np.float32)
+    np.savez(tmp_path / "projected_w.npz", w=w)
+    assert torch.equal(load_latent(tmp_path / "projected_w.npz"), torch.from_numpy(w))
+    np.savez(tmp_path / "single.npz", w=w[0])
+    assert load_latent(tmp_path / "single.npz", num_ws=8).shape == (1, 8, 32)
+    with pytest.raises(ValueError, match=r"\[N, 18, w_dim\]"):
+        load_latent(tmp_path / "single.npz", num_ws=18)
+    np.savez(tmp_path / "other.npz", z=w)
+    with pytest.raises(ValueError, match="'w'"):
+        load_latent(tmp_path / "other.npz")
+
+
+def test_load_rosinality_projection(tmp_path):
+    w_plus, w = torch.randn(8, 32, requires_grad=True), torch.randn(32)
+    entry = {"img": torch.zeros(3, 32, 32), "noise": [torch.randn(1, 1, 4, 4)]}
+    torch.save({"a.png": {**entry, "latent": w_plus}, "b.png": {**entry, "latent": w}}, tmp_path / "proj.pt")
+    latents = load_latent(tmp_path / "proj.pt", num_ws=8)
+    assert latents.shape == (2, 8, 32)
+    assert torch.equal(latents[0], w_plus.detach()) and torch.equal(latents[1], w.expand(8, 32))
+    with pytest.raises(ValueError, match="pass num_ws"):
+        load_latent(tmp_path / "proj.pt")
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "not_latents.pt")
+    with pytest.raises(ValueError, match="not a latent file"):
+        load_latent(tmp_path / "not_latents.pt")
