@@ -184,3 +184,15 @@ def test_gradients_match_finite_differences():
     img = torch.randn(2, 3, 8, 8, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda x: D(x, None), (img,))
     assert torch.autograd.gradgradcheck(lambda x: D(x, None), (img,))  # R1 differentiates through D's gradient
+
+
+def test_inference_and_autograd_paths_agree(G_ema, D):
+    """bias_act runs in place without gradients and out of place with them: same numbers."""
+    ws = torch.from_numpy(REF["ws_extreme"])  # conv_clamp active
+    with torch.no_grad():
+        fast = G_ema.synthesis(ws, noise_mode="const")
+        fast_logits = D(fast, None)
+    tracked = G_ema.synthesis(ws.clone().requires_grad_(True), noise_mode="const")
+    torch.testing.assert_close(tracked.detach(), fast, rtol=1e-5, atol=1e-3)
+    img = fast.clone().requires_grad_(True)
+    torch.testing.assert_close(D(img, None).detach(), fast_logits, rtol=1e-5, atol=1e-5)
