@@ -3,14 +3,11 @@ from __future__ import annotations
 
 import lpips
 import pytest
-from matplotlib import cbook
 from PIL import Image
 from skimage import data as skdata
-from tiny import tiny_generator
+from tiny import write_photos, write_toonify_models
 
 from toonlib import cli, losses
-from toonlib.blend import blend
-from toonlib.checkpoints import Networks, save_network
 from toonlib.project import load_latent
 
 
@@ -23,15 +20,8 @@ def offline_lpips(monkeypatch):
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
-    base, toon = tiny_generator(0), tiny_generator(1)
-    save_network(root / "base.pt", base)
-    save_network(root / "toon.pt", Networks(G_ema=blend(toon, base, 8), G=toon))
-    photos = root / "photos"
-    photos.mkdir()
-    Image.fromarray(skdata.astronaut()).save(photos / "astronaut.png")
-    Image.open(cbook.get_sample_data("grace_hopper.jpg")).save(photos / "hopper.jpg")
-    Image.fromarray(skdata.coffee()).save(photos / "coffee.png")
-    (photos / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
+    write_toonify_models(root)
+    write_photos(root / "photos")
     return root
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from tiny import tiny_generator
+from tiny import tiny_generator, write_toonify_models
 
 from notebooks import NOTEBOOKS, execute, outputs_text
 from toonlib.checkpoints import load_network, save_network
@@ -52,14 +52,9 @@ def test_project_notebook_runs(tmp_path, monkeypatch, random_vgg_torch_home):
 
 
 def test_toonify_notebook_runs(tmp_path, monkeypatch, random_vgg_torch_home):
-    from toonlib.blend import blend
-    from toonlib.checkpoints import Networks
-
     monkeypatch.setenv("TORCH_HOME", str(random_vgg_torch_home))
     monkeypatch.setenv("TOONLIB_CACHE", str(tmp_path / "cache"))
-    base, toon = tiny_generator(0), tiny_generator(1)
-    save_network(tmp_path / "base.pt", base)
-    save_network(tmp_path / "toon.pt", Networks(G_ema=blend(toon, base, 8), G=toon))
+    write_toonify_models(tmp_path)
     execute("04_toonify.ipynb", {"photo_path": _photo(), "base_model": str(tmp_path / "base.pt"),
                                  "toon_model": str(tmp_path / "toon.pt"), "steps": 3, "detector": "dlib",
                                  "output": "me.png"}, cwd=tmp_path)

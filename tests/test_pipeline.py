@@ -5,14 +5,11 @@ import lpips
 import numpy as np
 import pytest
 import torch
-from matplotlib import cbook
 from PIL import Image, ImageDraw
-from skimage import data as skdata
-from tiny import tiny_generator
+from tiny import write_photos, write_toonify_models
 
 from toonlib.align import NoFaceError
 from toonlib.blend import blend
-from toonlib.checkpoints import Networks, save_network
 from toonlib.pipeline import Toonifier, paste, toonify
 from toonlib.project import render
 
@@ -27,21 +24,13 @@ def lpips_net():
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     folder = tmp_path_factory.mktemp("models")
-    base, toon = tiny_generator(0), tiny_generator(1)
-    save_network(folder / "base.pt", base)
-    # Like Toonify's own file: the toon model as G, the published blend as G_ema.
-    save_network(folder / "toon.pt", Networks(G_ema=blend(toon, base, 8), G=toon))
+    _, _, base, toon = write_toonify_models(folder)
     return folder, base, toon
 
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("photos")
-    Image.fromarray(skdata.astronaut()).save(folder / "astronaut.png")
-    Image.open(cbook.get_sample_data("grace_hopper.jpg")).save(folder / "hopper.jpg")
-    Image.fromarray(skdata.coffee()).save(folder / "coffee.png")  # no face
-    (folder / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
-    return folder
+    return write_photos(tmp_path_factory.mktemp("photos"))
 
 
 def test_every_intermediate(models, photos, lpips_net):

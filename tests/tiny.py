@@ -1,6 +1,8 @@
 """Tiny random generators for tests: 32 px, few channels, images scaled into about [-1, 1]."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from toonlib.networks import Generator
@@ -19,3 +21,29 @@ def tiny_generator(seed: int, **overrides) -> Generator:
             if name.endswith("torgb.weight"):
                 param.mul_(0.15)
     return G.requires_grad_(False)
+
+
+def write_toonify_models(folder: Path) -> tuple[Path, Path, Generator, Generator]:
+    """base.pt (a tiny base model) and toon.pt laid out like Toonify's own file: the toon model as G,
+    the published blend (swap at 8 px) as G_ema. Returns both paths and the two generators."""
+    from toonlib.blend import blend
+    from toonlib.checkpoints import Networks, save_network
+
+    base, toon = tiny_generator(0), tiny_generator(1)
+    save_network(folder / "base.pt", base)
+    save_network(folder / "toon.pt", Networks(G_ema=blend(toon, base, 8), G=toon))
+    return folder / "base.pt", folder / "toon.pt", base, toon
+
+
+def write_photos(folder: Path) -> Path:
+    """Real photos shipped by installed packages, plus a photo without a face and a corrupt file."""
+    from matplotlib import cbook
+    from PIL import Image
+    from skimage import data as skdata
+
+    folder.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(skdata.astronaut()).save(folder / "astronaut.png")
+    Image.open(cbook.get_sample_data("grace_hopper.jpg")).save(folder / "hopper.jpg")
+    Image.fromarray(skdata.coffee()).save(folder / "coffee.png")  # no face
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    return folder
