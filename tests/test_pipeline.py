@@ -10,6 +10,7 @@ from tiny import write_photos, write_toonify_models
 
 from toonlib.align import NoFaceError
 from toonlib.blend import blend
+from toonlib.images import to_uint8
 from toonlib.pipeline import Toonifier, paste, toonify
 from toonlib.project import render
 
@@ -44,8 +45,7 @@ def test_every_intermediate(models, photos, lpips_net):
     assert result.pasted is None
     # The toon is the published blend (the file's G_ema) rendering the base model's latent.
     expected = render(blend(toon, base, 8), result.w)[0]
-    assert np.array_equal(np.asarray(result.toon), np.asarray(Image.fromarray(
-        (expected * 127.5 + 128).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy())))
+    assert np.array_equal(np.asarray(result.toon), to_uint8(expected))
 
 
 def test_reblending_and_paste_back(models, photos, lpips_net):
