@@ -280,3 +280,16 @@ def test_load_rosinality_projection(tmp_path):
     torch.save({"weights": torch.zeros(3)}, tmp_path / "not_latents.pt")
     with pytest.raises(ValueError, match="not a latent file"):
         load_latent(tmp_path / "not_latents.pt")
+
+
+def test_precomputed_w_statistics_give_the_same_projection(net):
+    from toonlib.project import w_statistics
+
+    G = Generator(z_dim=16, w_dim=16, img_resolution=16, channel_base=64, channel_max=8).eval()
+    target = torch.rand(1, 3, 16, 16) * 2 - 1
+    a = project(G, target, steps=2, lpips_net=net, progress=False, w_avg_samples=500)
+    w_avg, w_std = w_statistics(G, 500)
+    b = project(G, target, steps=2, lpips_net=net, progress=False, w_stats=(w_avg, w_std))
+    assert torch.equal(a.w, b.w)
+    moved = project(G, target, steps=2, lpips_net=net, progress=False, w_stats=(w_avg + 1, w_std))
+    assert not torch.allclose(moved.w, a.w)  # the given statistics are the ones used

@@ -25,7 +25,7 @@ from .blend import Blender, GeneratorLike
 from .checkpoints import load_network
 from .images import to_pil
 from .networks import Generator
-from .project import ProjectionResult, project, render
+from .project import ProjectionResult, project, render, w_statistics
 
 DEFAULT_BASE = "ffhq-1024-tf"
 DEFAULT_TOON = "toonify-blended-tf"  # Toonify's file: the fine-tuned toon model is its G, the blend its G_ema
@@ -71,6 +71,7 @@ class Toonifier:
         self._toon_network = toon_network
         self.published_blend = _pick(self._toon, "G_ema", self.device)
         self._blender: Blender | None = None
+        self._w_stats: tuple[torch.Tensor, float] | None = None
         self.generator = self.published_blend
         if swap_res is not None:
             self.set_blend(swap_res, level, blend_width)
@@ -128,8 +129,10 @@ class Toonifier:
                 except (ValueError, IndexError, OSError) as exc:
                     prepared.append((photo, exc))
             faces = [face.image for item in prepared if len(item) == 3 for face in item[2]]
+            if faces and self._w_stats is None:
+                self._w_stats = w_statistics(self.base)  # once per Toonifier, not once per batch
             projection = project(self.base, faces, space=space, steps=steps, seed=seed + start, progress=progress,
-                                 **project_kwargs) if faces else None
+                                 w_stats=self._w_stats, **project_kwargs) if faces else None
             index = 0
             for item in prepared:
                 if len(item) == 2:
