@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from toonlib.blend import Blender
+from toonlib.blending import Blender
 from toonlib.networks import Generator, z_from_seeds
 
 

@@ -4,7 +4,7 @@
 
 Config-F generators with random weights, LPIPS-VGG with a random trunk (`pnet_rand=True`: the same
 compute as the real metric, and it needs no download), batch 1, W+. Steps are timed through
-`toonlib.project`'s callback (one step = the time between two callbacks), so what is measured is
+`toonlib.projection.project`'s callback (one step = the time between two callbacks), so what is measured is
 exactly the public code path. Resolutions are interleaved round by round (A B A B ...) and the min
 and median are reported, because these machines have bursts of 3-10x slowdowns.
 """
@@ -17,7 +17,7 @@ import warnings
 
 
 def step_times(G, target, net, steps: int) -> list[float]:
-    from toonlib.project import project
+    from toonlib.projection import project
 
     stamps: list[float] = []
     project(G, target, steps=steps + 1, lpips_net=net, w_avg_samples=1000, progress=False,

@@ -18,15 +18,14 @@ from PIL import Image
 from toonlib import align
 from toonlib.align import (
     AlignedFace,
-    ImageReadError,
     LandmarkBackendError,
     NoFaceError,
     align_face,
     align_faces,
     crop_to_photo_transform,
     ffhq_quad,
-    read_image,
 )
+from toonlib.images import ImageReadError, read_image
 
 SIZE = 256  # output size for real photos
 FAST = {"output_size": SIZE, "transform_size": 2 * SIZE}  # a smaller intermediate warp than FFHQ's 4096: faster

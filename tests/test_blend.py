@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from toonlib.blend import Blender, blend, blend_per_layer, check_compatible, layer_weights
+from toonlib.blending import Blender, blend, blend_per_layer, check_compatible, layer_weights
 from toonlib.networks import Generator
 
 TINY = {"z_dim": 16, "w_dim": 16, "img_resolution": 32, "channel_base": 128, "channel_max": 16}

@@ -40,7 +40,7 @@ def test_blend_command_writes_network_and_grid(tmp_path):
     from PIL import Image
     from tiny import tiny_generator
 
-    from toonlib.blend import blend
+    from toonlib.blending import blend
     from toonlib.checkpoints import save_network
 
     toon, base = tiny_generator(1), tiny_generator(0)

@@ -8,7 +8,7 @@ from skimage import data as skdata
 from tiny import write_photos, write_toonify_models
 
 from toonlib import cli, losses
-from toonlib.project import load_latent
+from toonlib.projection import load_latent
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from tiny import tiny_generator
 
-from toonlib.blend import blend, swap_resolution_grid
+from toonlib.blending import blend, swap_resolution_grid
 from toonlib.images import bar_chart, from_pil, labelled_grid, save_image, to_pil, to_uint8
 from toonlib.networks import parse_seeds, z_from_seeds
 from toonlib.widgets import blend_explorer
@@ -76,7 +76,7 @@ def test_blend_explorer_renders_and_reacts():
 
 
 def test_toon_slider_reblends_the_same_latent():
-    from toonlib.blend import blend as blend_models
+    from toonlib.blending import blend as blend_models
     from toonlib.checkpoints import Networks
     from toonlib.pipeline import Toonifier
     from toonlib.widgets import ToonSlider

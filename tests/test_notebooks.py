@@ -46,7 +46,7 @@ def test_project_notebook_runs(tmp_path, monkeypatch, random_vgg_torch_home):
                                       "frame_every": 2, "detector": "dlib", "output": "w.npz"}, cwd=tmp_path)
     assert (tmp_path / "projection.mp4").stat().st_size > 0
     assert "saved" in outputs_text(nb)
-    from toonlib.project import load_latent
+    from toonlib.projection import load_latent
 
     assert load_latent(tmp_path / "w.npz").shape == (1, 8, 16)
 

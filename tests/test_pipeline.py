@@ -9,10 +9,10 @@ from PIL import Image, ImageDraw
 from tiny import write_photos, write_toonify_models
 
 from toonlib.align import NoFaceError
-from toonlib.blend import blend
+from toonlib.blending import blend
 from toonlib.images import to_uint8
 from toonlib.pipeline import Toonifier, paste, toonify
-from toonlib.project import render
+from toonlib.projection import render
 
 STEPS = 3
 

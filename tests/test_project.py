@@ -1,4 +1,4 @@
-"""Projection (toonlib.project) and its losses, on a tiny 32 px generator and an offline LPIPS.
+"""Projection (toonlib.projection) and its losses, on a tiny 32 px generator and an offline LPIPS.
 
 LPIPS is built with `pnet_rand=True` (random VGG16 trunk, the real linear heads, same compute): it
 works offline. Its VGG accepts 32 px inputs as they are (the deepest features are 2x2), so the tiny
@@ -18,7 +18,7 @@ import torch
 from toonlib import losses
 from toonlib.losses import PerceptualDistance, PerceptualWeightsError, noise_regularization, normalize_noise_
 from toonlib.networks import Generator
-from toonlib.project import (
+from toonlib.projection import (
     ProjectionResult,
     as_images,
     latent_noise_scale,
@@ -283,7 +283,7 @@ def test_load_rosinality_projection(tmp_path):
 
 
 def test_precomputed_w_statistics_give_the_same_projection(net):
-    from toonlib.project import w_statistics
+    from toonlib.projection import w_statistics
 
     G = Generator(z_dim=16, w_dim=16, img_resolution=16, channel_base=64, channel_max=8).eval()
     target = torch.rand(1, 3, 16, 16) * 2 - 1

@@ -26,7 +26,7 @@ def tiny_generator(seed: int, **overrides) -> Generator:
 def write_toonify_models(folder: Path) -> tuple[Path, Path, Generator, Generator]:
     """base.pt (a tiny base model) and toon.pt laid out like Toonify's own file: the toon model as G,
     the published blend (swap at 8 px) as G_ema. Returns both paths and the two generators."""
-    from toonlib.blend import blend
+    from toonlib.blending import blend
     from toonlib.checkpoints import Networks, save_network
 
     base, toon = tiny_generator(0), tiny_generator(1)

@@ -7,7 +7,7 @@ image plus what is needed to map it back into the photo (`crop_to_photo_transfor
 Defined behaviour:
 
 - Input: path, bytes, PIL image or numpy array (RGB order). EXIF orientation is applied first;
-  every mode becomes 8-bit RGB (`read_image`): transparent images are composited on white,
+  every mode becomes 8-bit RGB (`toonlib.images.read_image`): transparent images are composited on white,
   16-bit data is scaled to 8 bits, float arrays are read as [0, 1] (or [0, 255] if any value
   exceeds 1). Unreadable input raises `ImageReadError`.
 - Huge photos: faces are detected on a copy whose longest side is `DETECT_MAX_SIDE`; the landmarks
@@ -25,30 +25,26 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
-import io
-import os
-import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Callable, Optional
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
+
+from .images import ImageInput, describe_source, read_image
 
 __all__ = [
     "AlignedFace",
-    "ImageReadError",
     "LandmarkBackendError",
     "NoFaceError",
     "align_face",
     "align_faces",
     "crop_to_photo_transform",
     "ffhq_quad",
-    "read_image",
 ]
 
-ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]
 Face = tuple[np.ndarray, np.ndarray]  # (box [x0, y0, x1, y1], landmarks [68, 2]) in detection-image pixels
 Backend = Callable[[np.ndarray, Optional[np.ndarray]], list[Face]]
 
@@ -60,10 +56,6 @@ MIN_FACE_FRACTION = 0.5  # warn when the crop square is smaller than this fracti
 _INSTALL_HINT = ("install a landmark backend: `pip install face-alignment` (downloads its model weights on "
                  "first use) or, offline, `pip install dlib-bin face_recognition_models`")
 _BACKENDS: dict = {}  # (detector, device) -> backend, built once per process
-
-
-class ImageReadError(ValueError):
-    """The input could not be read as an image."""
 
 
 class NoFaceError(ValueError):
@@ -108,7 +100,7 @@ def align_face(image: ImageInput, output_size: int = 1024, detector: str = "auto
     `device`: torch device for face-alignment (default: cuda if available).
     """
     photo = read_image(image)
-    faces = _find_faces(photo, detector, device, _describe(image))
+    faces = _find_faces(photo, detector, device, describe_source(image))
     index = 0 if face_index is None else face_index
     if not -len(faces) <= index < len(faces):
         raise IndexError(f"face_index={face_index} is out of range: {len(faces)} "
@@ -120,80 +112,8 @@ def align_faces(image: ImageInput, output_size: int = 1024, detector: str = "aut
                 transform_size: int = 4096, device: str | None = None) -> list[AlignedFace]:
     """FFHQ-aligned crops of every face in `image`, largest first (see `align_face`)."""
     photo = read_image(image)
-    faces = _find_faces(photo, detector, device, _describe(image))
+    faces = _find_faces(photo, detector, device, describe_source(image))
     return [_align(photo, landmarks, output_size, transform_size) for landmarks in faces]
-
-
-# ----------------------------------------------------------------------------------------------
-# Reading images
-
-
-def read_image(image: ImageInput) -> Image.Image:
-    """`image` as an upright (EXIF orientation applied) 8-bit RGB PIL image."""
-    if isinstance(image, np.ndarray):
-        return _to_rgb(_array_to_image(image))
-    if isinstance(image, Image.Image):
-        return _to_rgb(ImageOps.exif_transpose(image))
-    if isinstance(image, (bytes, bytearray, memoryview)):
-        return _to_rgb(ImageOps.exif_transpose(_open(io.BytesIO(bytes(image)), _describe(image))))
-    if isinstance(image, (str, os.PathLike)):
-        return _to_rgb(ImageOps.exif_transpose(_open(Path(image), _describe(image))))
-    raise TypeError(f"expected a path, bytes, PIL image or numpy array, got {type(image).__name__}")
-
-
-def _describe(image: ImageInput) -> str:
-    if isinstance(image, (str, os.PathLike)):
-        return f"'{os.fspath(image)}'"
-    if isinstance(image, (bytes, bytearray, memoryview)):
-        return f"image data ({len(image)} bytes)"
-    return "the image"
-
-
-def _open(source: Path | io.BytesIO, name: str) -> Image.Image:
-    try:
-        img = Image.open(source)
-        img.load()
-    except (OSError, ValueError, SyntaxError, struct.error, Image.DecompressionBombError) as exc:
-        raise ImageReadError(f"cannot read {name} as an image: {exc}") from exc
-    return img
-
-
-def _array_to_image(array: np.ndarray) -> Image.Image:
-    """HxW, HxWx1, HxWx3 (RGB) or HxWx4 (RGBA) array of any numeric dtype as an 8-bit image."""
-    if array.ndim == 3 and array.shape[2] == 1:
-        array = array[:, :, 0]
-    if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))):
-        raise ImageReadError(f"expected an HxW, HxWx3 or HxWx4 image array, got shape {array.shape}")
-    if array.dtype.kind not in "biuf":
-        raise ImageReadError(f"unsupported image array dtype {array.dtype}")
-    return Image.fromarray(_to_uint8(array))
-
-
-def _to_uint8(array: np.ndarray) -> np.ndarray:
-    """uint8 as is; bool -> 0/255; 16-bit (and other ints above 255) / 257; floats in [0, 1] * 255."""
-    if array.dtype == np.uint8:
-        return np.ascontiguousarray(array)
-    values = array.astype(np.float32)
-    if array.dtype.kind == "b":
-        values *= 255.0
-    elif array.dtype.kind in "iu" and (array.dtype.itemsize == 2 or values.max(initial=0) > 255):
-        values /= 257.0
-    elif array.dtype.kind == "f" and values.max(initial=0) <= 1.0:
-        values *= 255.0
-    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
-
-
-def _to_rgb(img: Image.Image) -> Image.Image:
-    """Any PIL mode as RGB: alpha composited on white, 16/32-bit and float modes scaled to 8 bits."""
-    if img.mode == "RGB":
-        return img
-    if img.mode.startswith("I") or img.mode == "F":
-        return Image.fromarray(_to_uint8(np.asarray(img))).convert("RGB")
-    if img.mode in ("LA", "PA", "RGBa") or (img.mode == "P" and "transparency" in img.info):
-        img = img.convert("RGBA")
-    if img.mode == "RGBA":
-        return Image.alpha_composite(Image.new("RGBA", img.size, "white"), img).convert("RGB")
-    return img.convert("RGB")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -268,10 +188,9 @@ class _FaceAlignmentBackend:
     def __init__(self, device: str | None) -> None:
         import face_alignment
 
-        if device is None:
-            import torch
+        from .devices import default_device
 
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = str(default_device(device))
         types = face_alignment.LandmarksType
         kwargs = {"device": device, "flip_input": False, "face_detector": "sfd"}
         if "compile" in inspect.signature(face_alignment.FaceAlignment).parameters:

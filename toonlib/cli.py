@@ -57,7 +57,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_blend(args: argparse.Namespace) -> int:
-    from .blend import blend, swap_resolution_grid
+    from .blending import blend, swap_resolution_grid
     from .checkpoints import load_generator, save_network
     from .images import save_image
     from .networks import parse_seeds
@@ -96,9 +96,9 @@ def cmd_project(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from .checkpoints import load_generator
+    from .devices import default_device
     from .images import save_image, to_pil
-    from .notebook import default_device
-    from .project import project, save_video
+    from .projection import project, save_video
 
     G = load_generator(args.model, device=default_device())
     target = Image.open(args.image)

@@ -27,10 +27,10 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from .files import atomic_write_path
+from .images import IMAGE_SUFFIXES, read_image
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageDataset", "infinite_loader"]
+__all__ = ["ImageDataset", "infinite_loader"]
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 PREPARE_MODES = ("crop", "align", "none")
 _CACHE_VERSION = 1  # bump when the preparation of images changes, so old caches are not reused
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, zipfile.BadZipFile,
@@ -95,7 +95,7 @@ class ImageDataset(Dataset):
                           stacklevel=2)
         if self.num_images < min_images:
             raise ValueError(f"found {self.num_images} usable image(s) in '{self.source}' "
-                             f"({len(self.skipped)} skipped, extensions {', '.join(IMAGE_EXTENSIONS)}); "
+                             f"({len(self.skipped)} skipped, extensions {', '.join(IMAGE_SUFFIXES)}); "
                              f"need at least {min_images}")
 
     @property
@@ -151,7 +151,7 @@ def infinite_loader(dataset: Dataset, batch_size: int, *, seed: int = 0, rank: i
 def _open_source(source: Path) -> Iterator[tuple[list[Entry], Callable[[str], bytes]]]:
     """The image files of a folder or zip, sorted by name, and a function reading one file's bytes."""
     if source.is_dir():
-        paths = (p for p in source.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        paths = (p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         entries = []
         for path in paths:
             stat = path.stat()
@@ -160,7 +160,7 @@ def _open_source(source: Path) -> Iterator[tuple[list[Entry], Callable[[str], by
     elif source.is_file() and zipfile.is_zipfile(source):
         with zipfile.ZipFile(source) as archive:
             entries = [(info.filename, info.file_size, info.CRC) for info in archive.infolist()
-                       if not info.is_dir() and PurePosixPath(info.filename).suffix.lower() in IMAGE_EXTENSIONS
+                       if not info.is_dir() and PurePosixPath(info.filename).suffix.lower() in IMAGE_SUFFIXES
                        and "__MACOSX" not in PurePosixPath(info.filename).parts]
             yield sorted(entries), archive.read
     elif source.exists():
@@ -195,8 +195,6 @@ def _prepare_all(entries: list[Entry], read: Callable[[str], bytes], resolution:
 
 def _prepare_one(read: Callable[[str], bytes], name: str, resolution: int, prepare: str) -> Image.Image:
     """File `name` as an RGB image `resolution` x `resolution`; raises `_Skip` with the reason."""
-    from .align import read_image  # EXIF orientation, any mode to 8-bit RGB (alpha on white)
-
     try:
         image = Image.open(io.BytesIO(read(name)))
         image.load()

@@ -1,14 +1,23 @@
-"""Images in and out of the generators: tensors in [-1, 1] <-> PIL / uint8, labelled grids, saving."""
+"""Images: reading users' photos, tensors in [-1, 1] <-> PIL / uint8, labelled grids, saving."""
 from __future__ import annotations
 
+import io
 import os
-from typing import Sequence
+import struct
+from pathlib import Path
+from typing import Sequence, Union
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from .files import atomic_write_path
+
+#: What `read_image` accepts: a path, encoded bytes, a PIL image or a numpy array (RGB order).
+ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]
+
+#: File suffixes of the images toonlib reads from folders (photos to toonify, training images).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -96,3 +105,89 @@ def bar_chart(values: Sequence[float], labels: Sequence[str] | None = None, widt
         if labels:
             draw.text(((x0 + x1) / 2, bottom + 2), str(labels[i]), fill="black", font=font, anchor="ma")
     return chart
+
+# --------------------------------------------------------------------------------------------
+# Reading images from users: any source, any mode, EXIF orientation applied
+
+
+class ImageReadError(ValueError):
+    """The input could not be read as an image."""
+
+
+def read_image(image: ImageInput) -> Image.Image:
+    """`image` (path, bytes, PIL image or numpy array in RGB order) as an upright 8-bit RGB PIL image.
+
+    EXIF orientation is applied; transparent images are composited on white, 16-bit data is scaled
+    to 8 bits, float arrays are read as [0, 1] (or [0, 255] if any value exceeds 1). Unreadable input
+    raises `ImageReadError`.
+    """
+    if isinstance(image, np.ndarray):
+        return _to_rgb(_array_to_image(image))
+    if isinstance(image, Image.Image):
+        return _to_rgb(ImageOps.exif_transpose(image))
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return _to_rgb(ImageOps.exif_transpose(_open(io.BytesIO(bytes(image)), describe_source(image))))
+    if isinstance(image, (str, os.PathLike)):
+        return _to_rgb(ImageOps.exif_transpose(_open(Path(image), describe_source(image))))
+    raise TypeError(f"expected a path, bytes, PIL image or numpy array, got {type(image).__name__}")
+
+
+def describe_source(image: ImageInput) -> str:
+    """How messages name an image input: its quoted path, its byte count, or "the image"."""
+    if isinstance(image, (str, os.PathLike)):
+        return f"'{os.fspath(image)}'"
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return f"image data ({len(image)} bytes)"
+    return "the image"
+
+
+def is_image_file(path: str | os.PathLike) -> bool:
+    """True when `path` names a file with one of the image suffixes toonlib reads (`IMAGE_SUFFIXES`)."""
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES and Path(path).is_file()
+
+
+def _open(source: Path | io.BytesIO, name: str) -> Image.Image:
+    try:
+        img = Image.open(source)
+        img.load()
+    except (OSError, ValueError, SyntaxError, struct.error, Image.DecompressionBombError) as exc:
+        raise ImageReadError(f"cannot read {name} as an image: {exc}") from exc
+    return img
+
+
+def _array_to_image(array: np.ndarray) -> Image.Image:
+    """HxW, HxWx1, HxWx3 (RGB) or HxWx4 (RGBA) array of any numeric dtype as an 8-bit image."""
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))):
+        raise ImageReadError(f"expected an HxW, HxWx3 or HxWx4 image array, got shape {array.shape}")
+    if array.dtype.kind not in "biuf":
+        raise ImageReadError(f"unsupported image array dtype {array.dtype}")
+    return Image.fromarray(_array_to_uint8(array))
+
+
+def _array_to_uint8(array: np.ndarray) -> np.ndarray:
+    """uint8 as is; bool -> 0/255; 16-bit (and other ints above 255) / 257; floats in [0, 1] * 255."""
+    if array.dtype == np.uint8:
+        return np.ascontiguousarray(array)
+    values = array.astype(np.float32)
+    if array.dtype.kind == "b":
+        values *= 255.0
+    elif array.dtype.kind in "iu" and (array.dtype.itemsize == 2 or values.max(initial=0) > 255):
+        values /= 257.0
+    elif array.dtype.kind == "f" and values.max(initial=0) <= 1.0:
+        values *= 255.0
+    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Any PIL mode as RGB: alpha composited on white, 16/32-bit and float modes scaled to 8 bits."""
+    if img.mode == "RGB":
+        return img
+    if img.mode.startswith("I") or img.mode == "F":
+        return Image.fromarray(_array_to_uint8(np.asarray(img))).convert("RGB")
+    if img.mode in ("LA", "PA", "RGBa") or (img.mode == "P" and "transparency" in img.info):
+        img = img.convert("RGBA")
+    if img.mode == "RGBA":
+        return Image.alpha_composite(Image.new("RGBA", img.size, "white"), img).convert("RGB")
+    return img.convert("RGB")

@@ -12,6 +12,11 @@ from typing import Sequence
 import torch
 from PIL import Image
 
+from .devices import default_device
+
+__all__ = ["default_device", "device_report", "in_colab", "mount_drive", "offer_download", "plot_losses",
+           "show", "snapshot_viewer", "upload_images"]
+
 DRIVE_ROOT = Path("/content/drive")
 
 
@@ -24,15 +29,10 @@ def in_colab() -> bool:
     return True
 
 
-def default_device() -> torch.device:
-    """CUDA when available, else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def device_report(print_it: bool = True) -> str:
     """One paragraph on the runtime: Python, torch, the device toonlib will use, and what to expect."""
     lines = [f"Python {platform.python_version()}, torch {torch.__version__}"]
-    if torch.cuda.is_available():
+    if default_device().type == "cuda":
         props = torch.cuda.get_device_properties(0)
         lines.append(f"GPU: {props.name}, {props.total_memory / 2**30:.1f} GiB: toonlib will use CUDA.")
     else:

@@ -20,12 +20,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter
 
-from .align import AlignedFace, align_faces, crop_to_photo_transform, read_image
-from .blend import Blender, GeneratorLike
-from .checkpoints import load_network
-from .images import to_pil
+from .align import AlignedFace, align_faces, crop_to_photo_transform
+from .blending import Blender
+from .checkpoints import GeneratorLike, Networks, load_generator, load_network
+from .devices import default_device
+from .images import is_image_file, read_image, to_pil
 from .networks import Generator
-from .project import ProjectionResult, project, render, w_statistics
+from .projection import ProjectionResult, project, render, w_statistics
 
 DEFAULT_BASE = "ffhq-1024-tf"
 DEFAULT_TOON = "toonify-blended-tf"  # Toonify's file: the fine-tuned toon model is its G, the blend its G_ema
@@ -64,12 +65,13 @@ class Toonifier:
     def __init__(self, base: GeneratorLike = DEFAULT_BASE, toon: GeneratorLike = DEFAULT_TOON,
                  swap_res: int | None = None, level: int = 0, blend_width: float | None = None,
                  toon_network: str = "G", device: torch.device | str | None = None, detector: str = "auto"):
-        self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = default_device(device)
         self.detector = detector
-        self.base = _pick(_networks(base), "G_ema", self.device)
-        self._toon = _networks(toon)
+        self.base = load_generator(base, device=self.device).eval()
+        # A toon checkpoint is read once: its G_ema (the published blend) now, its toon model on re-blending.
+        self._toon = _without_discriminator(load_network(toon)) if isinstance(toon, (str, os.PathLike)) else toon
         self._toon_network = toon_network
-        self.published_blend = _pick(self._toon, "G_ema", self.device)
+        self.published_blend = load_generator(self._toon, device=self.device).eval()
         self._blender: Blender | None = None
         self._w_stats: tuple[torch.Tensor, float] | None = None
         self.generator = self.published_blend
@@ -82,7 +84,7 @@ class Toonifier:
             self.generator = self.published_blend
             return self.generator
         if self._blender is None:
-            toon = _pick(self._toon, self._toon_network, self.device)
+            toon = load_generator(self._toon, self._toon_network, device=self.device).eval()
             self._blender = Blender(low=toon, high=self.base)
         self.generator = self._blender.set(swap_res, level, blend_width)
         return self.generator
@@ -188,28 +190,11 @@ def paste(photo: Image.Image, face: Image.Image, quad: np.ndarray, feather: floa
                            Image.fromarray(mask).transform(**warp))
 
 
-def _networks(model: GeneratorLike):
-    """A checkpoint's Networks (D dropped: toonify never needs it), or the Generator itself."""
-    if isinstance(model, Generator) or isinstance(getattr(model, "G_ema", None), Generator):
-        return model
-    if isinstance(model, (str, os.PathLike)):
-        nets = load_network(model)
-        nets.D = None
-        return nets
-    raise TypeError(f"expected a Generator, Networks or checkpoint path/name, got {type(model).__name__}")
-
-
-def _pick(model, which: str, device: torch.device) -> Generator:
-    """`model` itself if it is a Generator, else its `which` network ("G_ema" or "G")."""
-    G = model if isinstance(model, Generator) else getattr(model, which)
-    if G is None:
-        raise ValueError(f"the toon checkpoint has no {which} network (it has G_ema only): pass toon_network='G_ema'")
-    return G.to(device).eval()
-
-
-PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+def _without_discriminator(nets: Networks) -> Networks:
+    nets.D = None  # toonify never needs it: free its memory
+    return nets
 
 
 def photos_in(folder: str | os.PathLike) -> list[Path]:
     """The photos directly inside `folder`, sorted by name (what `toonlib toonify FOLDER` processes)."""
-    return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in PHOTO_EXTENSIONS)
+    return sorted(p for p in Path(folder).iterdir() if is_image_file(p))

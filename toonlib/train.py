@@ -44,6 +44,7 @@ from tqdm.auto import tqdm
 from .augment import AdaptiveP, AugmentPipe
 from .checkpoints import CheckpointError, Networks, load_network, save_network
 from .data import PREPARE_MODES, ImageDataset, infinite_loader
+from .devices import default_device
 from .files import atomic_write_path
 from .images import labelled_grid, save_image, to_pil
 from .losses import discriminator_loss, generator_loss, path_length_penalty, path_lengths, r1_penalty, update_pl_mean
@@ -243,14 +244,10 @@ class Distributed:
             torch_dist.barrier()
 
 
-def _pick_device(device: str | None) -> torch.device:
-    return torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
-
-
 def _init_distributed(device: str | None) -> tuple[Distributed, bool]:
     """Join the process group torchrun describes (WORLD_SIZE > 1); returns it and whether we started it."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    dev = _pick_device(device)
+    dev = default_device(device)
     if world_size <= 1:
         return Distributed(device=dev), False
     rank = int(os.environ["RANK"])
@@ -277,7 +274,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, *, dist: Distributed | None = None, progress: bool = True,
                  callback: Callable[[dict], None] | None = None):
         self.cfg = cfg = config
-        self.dist = dist or Distributed(device=_pick_device(config.device))
+        self.dist = dist or Distributed(device=default_device(config.device))
         self.device = self.dist.device
         self.is_main = self.dist.rank == 0
         self.progress = progress and self.is_main

@@ -14,7 +14,8 @@ import ipywidgets as widgets
 import torch
 from PIL import Image
 
-from .blend import Blender, GeneratorLike, _as_generator, layer_weights
+from .blending import Blender, layer_weights
+from .checkpoints import GeneratorLike, load_generator
 from .images import bar_chart, labelled_grid, to_pil
 from .networks import parse_seeds, z_from_seeds
 
@@ -38,7 +39,7 @@ class BlendExplorer:
     def __init__(self, base: GeneratorLike, toon: GeneratorLike, seeds: Sequence[int] = (0, 1, 2, 3),
                  swap_res: int = 16, level: int = 0, blend_width: float = 0.0, truncation_psi: float = 0.7,
                  cell: int = 192):
-        self.base, self.toon = _as_generator(base), _as_generator(toon)
+        self.base, self.toon = load_generator(base), load_generator(toon)
         self.blender = Blender(low=self.toon, high=self.base)
         self.cell = cell
         resolutions = self.base.synthesis.block_resolutions

@@ -24,11 +24,11 @@ import torch
 from ..files import looks_like_html
 from ..networks import Generator
 from . import native, nvidia, rosinality, tensorflow
-from .common import CheckpointError, Networks
+from .common import CheckpointError, GeneratorLike, Networks
 from .safe_pickle import UnsafePickleError, safe_load
 
-__all__ = ["CheckpointError", "Networks", "UnsafePickleError", "load_generator", "load_network", "read_checkpoint",
-           "save_network"]
+__all__ = ["CheckpointError", "GeneratorLike", "Networks", "UnsafePickleError", "load_generator", "load_network",
+           "read_checkpoint", "save_network"]
 
 # Legacy (pre-zip) torch.save files start with a pickled magic number.
 _LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19."
@@ -48,19 +48,29 @@ def load_network(source: str | os.PathLike, device: torch.device | str | None = 
     return nets
 
 
-def load_generator(source: str | os.PathLike, which: str = "G_ema",
+def load_generator(source: GeneratorLike, which: str = "G_ema",
                    device: torch.device | str | None = None) -> Generator:
-    """One generator of a checkpoint: "G_ema" (default, for sampling) or "G" (the training copy).
+    """One generator from anything that names one: the one place toonlib turns an argument into a generator.
 
+    `source` is a `Generator` (returned as it is), a `Networks` or a checkpoint path, URL or registry
+    name; `which` picks "G_ema" (default, for sampling) or "G" (the training copy) of a checkpoint.
     The original Toonify file keeps the fine-tuned toon model as its "G" and the blended one as G_ema.
+    With `device`, the generator is moved there.
     """
     if which not in ("G_ema", "G"):
         raise ValueError(f"which must be 'G_ema' or 'G', got {which!r}")
-    nets = load_network(source, device=device)
-    G = getattr(nets, which)
-    if G is None:
-        raise CheckpointError(f"{source} has no {which} network (it has G_ema only)")
-    return G
+    if isinstance(source, Generator):
+        G = source
+    elif isinstance(source, Networks):
+        G = getattr(source, which)
+        if G is None:
+            raise CheckpointError(f"{source.meta.get('source') or 'the checkpoint'} has no {which} network "
+                                  "(it has G_ema only)")
+    elif isinstance(source, (str, os.PathLike)):
+        return load_generator(load_network(source), which, device)
+    else:
+        raise TypeError(f"expected a Generator, Networks or checkpoint path/URL/name, got {type(source).__name__}")
+    return G if device is None else G.to(device)
 
 
 def _resolve(source: str | os.PathLike) -> Path:

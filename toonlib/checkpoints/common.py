@@ -1,7 +1,9 @@
 """What every checkpoint reader returns, and the error they raise."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from typing import Union
 
 import torch
 
@@ -61,3 +63,8 @@ def build_network(cls, config, state: dict[str, torch.Tensor], what: str):
 def _short(items: list[str], limit: int = 5) -> str:
     more = f" and {len(items) - limit} more" if len(items) > limit else ""
     return ", ".join(items[:limit]) + more
+
+
+#: What functions that need a generator accept: a `Generator`, a `Networks` (its G_ema unless told
+#: otherwise) or a checkpoint path, URL or registry name (see `toonlib.checkpoints.load_generator`).
+GeneratorLike = Union[Generator, Networks, str, os.PathLike]

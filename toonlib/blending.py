@@ -26,21 +26,13 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Union
 
 import torch
 
+from .checkpoints import GeneratorLike, load_generator
 from .networks import Generator, GeneratorConfig
-
-if TYPE_CHECKING:
-    from .checkpoints import Networks
-
-#: What the blending functions accept as a model: a generator, a `Networks` (its G_ema is used),
-#: or a checkpoint path, URL or registry name (loaded with `toonlib.checkpoints.load_network`).
-GeneratorLike = Union[Generator, "Networks", str, os.PathLike]
 
 # The original never blended the 4x4 conv (see the module docstring).
 KEPT_LOW = "synthesis.b4.conv1"
@@ -132,7 +124,7 @@ class Blender:
     """
 
     def __init__(self, low: GeneratorLike, high: GeneratorLike):
-        low, high = _as_generator(low), _as_generator(high)
+        low, high = load_generator(low), load_generator(high)
         check_compatible(low, high, names=("low-res", "high-res"))
         self.G: Generator = copy.deepcopy(low)
         self._layers = synthesis_layers(self.G.config)
@@ -191,7 +183,7 @@ def blend_per_layer(low: GeneratorLike, high: GeneratorLike, weights: Sequence[f
 
 def check_compatible(a: GeneratorLike, b: GeneratorLike, names: tuple[str, str] = ("a", "b")) -> None:
     """Raise ValueError naming every architecture difference (config fields, state-dict shapes)."""
-    a, b = _as_generator(a), _as_generator(b)
+    a, b = load_generator(a), load_generator(b)
     problems = [f"{f.name}: {names[0]} {getattr(a.config, f.name)!r}, {names[1]} {getattr(b.config, f.name)!r}"
                 for f in dataclasses.fields(GeneratorConfig)
                 if f.name not in _RUNTIME_FIELDS and getattr(a.config, f.name) != getattr(b.config, f.name)]
@@ -208,18 +200,6 @@ def check_compatible(a: GeneratorLike, b: GeneratorLike, names: tuple[str, str] 
                          + "\n  ".join(shown))
 
 
-def _as_generator(model: GeneratorLike) -> Generator:
-    if isinstance(model, Generator):
-        return model
-    if isinstance(getattr(model, "G_ema", None), Generator):  # checkpoints.Networks
-        return model.G_ema
-    if isinstance(model, (str, os.PathLike)):
-        from .checkpoints import load_network
-
-        return load_network(model).G_ema
-    raise TypeError(f"expected a Generator, Networks or checkpoint path/name, got {type(model).__name__}")
-
-
 @torch.no_grad()
 def swap_resolution_grid(low: GeneratorLike, high: GeneratorLike, seeds: Sequence[int],
                          swap_resolutions: Sequence[int] | None = None, level: int = 0,
@@ -232,7 +212,7 @@ def swap_resolution_grid(low: GeneratorLike, high: GeneratorLike, seeds: Sequenc
     from .images import labelled_grid, to_pil
     from .networks import z_from_seeds
 
-    low, high = _as_generator(low), _as_generator(high)
+    low, high = load_generator(low), load_generator(high)
     blender = Blender(low, high)
     resolutions = list(swap_resolutions or high.synthesis.block_resolutions)
     ws = high.mapping(z_from_seeds(seeds, high.z_dim, high.device), None, truncation_psi=truncation_psi)
