@@ -15,7 +15,7 @@ import PIL.Image
 import pytest
 import torch
 
-from toonlib import losses
+from toonlib import losses, projection
 from toonlib.losses import PerceptualDistance, PerceptualWeightsError, noise_regularization, normalize_noise_
 from toonlib.networks import Generator
 from toonlib.projection import (
@@ -111,6 +111,35 @@ def test_images_are_w_rendered_with_the_optimised_noise(projections, G):
     result = projections["w+"]
     torch.testing.assert_close(result.images, render(G, result.w, result.noise))
     assert not torch.allclose(result.images, render(G, result.w))  # G's own noise maps differ
+    # The maps were optimised: they moved away from the seed's initial draw and stayed normalised.
+    initial = projection._initial_noise(G, [torch.Generator().manual_seed(0)], torch.device("cpu"))
+    moved = [float((result.noise[name] - initial[name].detach()).abs().max()) for name in initial]
+    assert min(moved) > 1e-3, moved
+    for maps in result.noise.values():
+        assert abs(float(maps.mean())) < 1e-4 and abs(float(maps.square().mean()) - 1) < 1e-3
+
+
+def test_init_starts_from_the_given_latent(G, targets, ws, net):
+    # Starting at the true latent, a few steps keep the fit far better than starting from the mean.
+    from_mean = run(G, targets[1], net, steps=3)
+    from_truth = run(G, targets[1], net, steps=3, init=ws[1])
+    assert from_truth.losses[0, 0] < 0.5 * from_mean.losses[0, 0]
+    assert from_truth.steps == 3
+    # Default length with init: DEFAULT_INIT_STEPS; in W space a W+ init is averaged over its layers.
+    calls = []
+    run(G, targets[0], net, space="w", init=ws[:1], callback=lambda step, d, w: calls.append(w.clone()))
+    assert len(calls) == projection.DEFAULT_INIT_STEPS
+    with pytest.raises(ValueError, match=r"init must have shape \[1, "):
+        run(G, targets[0], net, steps=1, init=torch.zeros(2, G.num_ws, G.w_dim))
+
+
+def test_progress_bar_ends_complete(G, targets, net, capsys):
+    run_kwargs = dict(lpips_net=net, w_avg_samples=W_AVG_SAMPLES, progress=True)
+    project(G, targets[0], steps=4, **run_kwargs)
+    project(G, targets[0], steps=50, early_stop=(2, 1.0), **run_kwargs)
+    bars = [line for line in capsys.readouterr().err.replace("\r", "\n").splitlines() if "project" in line]
+    assert any("4/4" in line and "100%" in line for line in bars), bars
+    assert any("3/3" in line and "100%" in line for line in bars), bars  # early stop after 3 steps
 
 
 def test_batch_equals_one_by_one(G, targets, net):

@@ -32,6 +32,7 @@ Callback = Callable[[int, float, torch.Tensor], None]
 
 SPACES = ("w", "w+")
 DEFAULT_STEPS = {"w": 1000, "w+": 500}
+DEFAULT_INIT_STEPS = 100  # steps when starting from a given latent (an encoder's), in either space
 LPIPS_RESOLUTION = 256  # images larger than this are area-downsampled before the distance
 W_AVG_SEED = 123
 LR_RAMPDOWN = 0.25
@@ -101,7 +102,7 @@ def project(G: torch.nn.Module, target: Target, space: str = "w+", steps: int | 
             seed: int | Sequence[int] = 0, device: str | torch.device | None = None,
             lpips_net: torch.nn.Module | None = None, noise_reg_weight: float = 1e5, initial_lr: float = 0.1,
             w_avg_samples: int = 10000, w_stats: tuple[torch.Tensor, float] | None = None,
-            callback: Callback | None = None, save_every: int | None = None,
+            init: torch.Tensor | None = None, callback: Callback | None = None, save_every: int | None = None,
             early_stop: tuple[int, float] | None = None, progress: bool = True) -> ProjectionResult:
     """Project target image(s) into G's W or W+ space.
 
@@ -109,6 +110,10 @@ def project(G: torch.nn.Module, target: Target, space: str = "w+", steps: int | 
     or a list of those; non-square images are centre-cropped and all are resized to G's resolution.
     space: 'w+' (one w per layer, 500 steps by default: Toonify's choice) or 'w' (one w for all
     layers, 1000 steps by default). `steps=None` takes that default.
+    init: where the optimisation starts, e.g. an encoder's W+ codes: [N, num_ws, w_dim] or
+    [num_ws, w_dim] for one target (default: the mean w). In 'w' space one w per target is
+    optimised, so a W+ init is averaged over its layers. With `init`, `steps=None` means
+    `DEFAULT_INIT_STEPS` (100): the start is already close.
 
     Each target gets its own w, its own noise maps and its own random stream (target i uses
     `seed + i`, or `seed[i]` for a list), and the loss is a sum of per-target terms, so projecting a
@@ -132,7 +137,8 @@ def project(G: torch.nn.Module, target: Target, space: str = "w+", steps: int | 
     """
     if space not in SPACES:
         raise ValueError(f"space must be one of {SPACES}, got {space!r}")
-    steps = DEFAULT_STEPS[space] if steps is None else steps
+    if steps is None:
+        steps = DEFAULT_STEPS[space] if init is None else DEFAULT_INIT_STEPS
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     device = torch.device(device) if device is not None else next(G.parameters()).device
@@ -144,15 +150,20 @@ def project(G: torch.nn.Module, target: Target, space: str = "w+", steps: int | 
     distance = PerceptualDistance(net.to(device), _lpips_size(targets))
 
     w_avg, w_std = w_statistics(G, w_avg_samples) if w_stats is None else (w_stats[0].to(device), w_stats[1])
-    w_opt = w_avg.repeat(num, G.num_ws if space == "w+" else 1, 1).requires_grad_(True)
+    if init is None:
+        start = w_avg.repeat(num, G.num_ws if space == "w+" else 1, 1)
+    else:
+        start = _initial_w(init, num, G.num_ws, G.w_dim).to(device)
+        start = start if space == "w+" else start.mean(dim=1, keepdim=True)
+    w_opt = start.requires_grad_(True)
     noise = _initial_noise(G, generators, device)
     optimizer = torch.optim.Adam([w_opt, *noise.values()], lr=initial_lr, betas=(0.9, 0.999))
     stopper = _EarlyStop(*early_stop) if early_stop else None
     target_u8 = to_uint8(targets)
     losses, frames = [], []
 
-    bar = tqdm(range(steps), desc=f"project {space}", disable=not progress)
-    for step in bar:
+    bar = tqdm(total=steps, desc=f"project {space}", unit="step", disable=not progress)
+    for step in range(steps):
         t = step / steps
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(t, initial_lr)
@@ -169,12 +180,14 @@ def project(G: torch.nn.Module, target: Target, space: str = "w+", steps: int | 
         losses.append(dist.detach().cpu().numpy())
         total = float(losses[-1].sum())
         bar.set_postfix(dist=f"{total:.4f}", loss=f"{loss.item():.4g}", refresh=False)
+        bar.update(1)
         last = step == steps - 1 or (stopper is not None and stopper.should_stop(total))
         if save_every and (step % save_every == 0 or last):
             frames.append(_frame(target_u8, images.detach()))
         if callback is not None:
             callback(step, total, w_opt.detach().expand(-1, G.num_ws, -1))
         if last:
+            bar.total = step + 1  # an early stop ends the bar full: the projection is complete
             break
     bar.close()
 
@@ -210,6 +223,16 @@ def _synthesize(G: torch.nn.Module, ws: torch.Tensor, noise: dict[str, torch.Ten
     prefix = "synthesis."
     swapped = {name[len(prefix):]: n for name, n in noise.items()}
     return torch.func.functional_call(G.synthesis, swapped, (ws,), {"noise_mode": "const"})
+
+
+def _initial_w(init: torch.Tensor, num: int, num_ws: int, w_dim: int) -> torch.Tensor:
+    """`project`'s `init` as float32 [num, num_ws, w_dim] (a [num, 1, w_dim] w is repeated over the layers)."""
+    w = torch.as_tensor(init).detach().float().cpu()
+    w = w[None] if w.ndim == 2 else w
+    if w.ndim != 3 or w.shape[0] != num or w.shape[1] not in (1, num_ws) or w.shape[2] != w_dim:
+        raise ValueError(f"init must have shape [{num}, {num_ws}, {w_dim}] (one W+ latent per target), "
+                         f"got {list(torch.as_tensor(init).shape)}")
+    return w.expand(num, num_ws, w_dim).clone()
 
 
 def _seeds(seed: int | Sequence[int], num: int) -> list[int]:
