@@ -20,3 +20,75 @@ def test_import_is_light():
             "if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_public_names_survive_importing_every_submodule():
+    """`from toonlib.x import y` binds the submodule `toonlib.x` on the package: no public name may be a module."""
+    code = """
+import importlib, inspect, pkgutil, sys, types
+import toonlib
+from toonlib.pipeline import Toonifier  # the README's own example, before the API is used
+for info in pkgutil.walk_packages(toonlib.__path__, "toonlib."):
+    if info.name.endswith("__main__"):
+        continue
+    try:
+        importlib.import_module(info.name)
+    except ImportError as exc:  # an optional extra that is not installed
+        print("skipped", info.name, exc, file=sys.stderr)
+bad = [name for name in toonlib.__all__ if isinstance(getattr(toonlib, name), types.ModuleType)]
+print(bad)
+print(inspect.isfunction(toonlib.project), inspect.isfunction(toonlib.blend))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[0] == "[]", out
+    assert out[1] == "True True"
+
+
+# Import names that differ from their distribution's name.
+_DISTRIBUTIONS = {"PIL": "pillow", "face_alignment": "face-alignment", "dlib": "dlib-bin", "yaml": "pyyaml",
+                  "imageio_ffmpeg": "imageio-ffmpeg", "IPython": "ipython", "skimage": "scikit-image",
+                  "torch_fidelity": "torch-fidelity", "google": "google-colab"}
+# Provided by an environment rather than installed by toonlib: Colab's own module.
+_PROVIDED = {"google"}
+
+
+def _declared_distributions() -> set[str]:
+    import re
+    import tomllib
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["project"]
+    specs = list(project["dependencies"]) + [s for extra in project["optional-dependencies"].values() for s in extra]
+    return {re.split(r"[<>=!~\[; ]", spec, maxsplit=1)[0].lower().replace("_", "-") for spec in specs}
+
+
+def test_every_import_is_declared():
+    """Every third-party module that toonlib imports (at the top or inside a function) is in pyproject.toml."""
+    import ast
+    from pathlib import Path
+
+    package = Path(toonlib.__file__).parent
+    imported = set()
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = {name for name in imported if name not in sys.stdlib_module_names and name != "toonlib"}
+    declared = _declared_distributions()
+    missing = sorted(name for name in third_party - _PROVIDED
+                     if _DISTRIBUTIONS.get(name, name).lower().replace("_", "-") not in declared)
+    assert missing == [], f"imported but not declared in pyproject.toml: {missing}"
+
+
+
+def test_core_dependencies_cover_downloads_and_training_plots():
+    """`pip install toonlib` alone must fetch models (requests) and plot training metrics (matplotlib)."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    core = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = {re.split(r"[<>=!~\[; ]", spec, maxsplit=1)[0].lower() for spec in core}
+    assert {"requests", "matplotlib", "urllib3"} <= names
