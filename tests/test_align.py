@@ -159,6 +159,50 @@ def test_warp_puts_points_where_the_transform_says(case, backends):
     assert face.face_size == pytest.approx(qsize)
 
 
+def _recipe_crop(photo: Image.Image, landmarks: np.ndarray, output_size: int, transform_size: int) -> Image.Image:
+    """The FFHQ recipe (NVlabs ffhq-dataset, `recreate_aligned_images`) written out step by step from its
+    description, independently of toonlib, for photos that need no padding: square from the eyes and
+    mouth, integer shrink (the quad divided by the factor), crop with a border, QUAD warp, resize."""
+    eye_l, eye_r, mouth = features(landmarks)
+    eye_mid = (eye_l + eye_r) / 2
+    e, m = eye_r - eye_l, mouth - eye_mid
+    half = e - np.array([-m[1], m[0]])
+    half = half / np.linalg.norm(half) * max(2.0 * np.linalg.norm(e), 1.8 * np.linalg.norm(m))
+    down = np.array([-half[1], half[0]])
+    centre = eye_mid + 0.1 * m
+    quad = np.stack([centre - half - down, centre - half + down, centre + half + down, centre + half - down])
+    qsize = 2 * np.linalg.norm(half)
+    shrink = int(np.floor(qsize / output_size * 0.5))
+    if shrink > 1:
+        photo = photo.resize((int(np.rint(photo.width / shrink)), int(np.rint(photo.height / shrink))),
+                             Image.Resampling.LANCZOS)
+        quad, qsize = quad / shrink, qsize / shrink
+    border = max(int(np.rint(qsize * 0.1)), 3)
+    x0, y0 = np.floor(quad.min(axis=0)).astype(int)
+    x1, y1 = np.ceil(quad.max(axis=0)).astype(int)
+    outside = max(border - x0, border - y0, x1 + border - photo.width, y1 + border - photo.height)
+    assert outside <= border - 4, "this photo would need the padding branch"
+    box = (max(x0 - border, 0), max(y0 - border, 0), min(x1 + border, photo.width), min(y1 + border, photo.height))
+    photo, quad = photo.crop(box), quad - box[:2]
+    photo = photo.transform((transform_size, transform_size), Image.Transform.QUAD, (quad + 0.5).flatten(),
+                            Image.Resampling.BILINEAR)
+    return photo.resize((output_size, output_size), Image.Resampling.LANCZOS)
+
+
+def test_large_photo_shrink_matches_the_recipe_pixel_for_pixel(hopper, backends):
+    """A photo 4x larger than the face needs takes the integer-shrink path; the crop equals the recipe's."""
+    large = Image.fromarray(hopper).resize((hopper.shape[1] * 4, hopper.shape[0] * 4), Image.Resampling.BICUBIC)
+    landmarks = align._get_backend("dlib", None)(np.asarray(hopper), None)[0][1] * 4 + 1.5
+    backends[("dlib", None)] = fixed_backend(landmarks)
+    output_size, transform_size = 128, 512
+    assert int(np.floor(np.hypot(*(ffhq_quad(landmarks)[3] - ffhq_quad(landmarks)[0])) / output_size * 0.5)) >= 2
+
+    face = align_face(large, output_size=output_size, detector="dlib", transform_size=transform_size)
+
+    expected = np.asarray(_recipe_crop(large, landmarks, output_size, transform_size))
+    np.testing.assert_array_equal(np.asarray(face.image), expected)
+
+
 def test_quad_corner_order_and_transform():
     """quad = top-left, bottom-left, bottom-right, top-right; the crop's corners map onto it."""
     landmarks = synthetic_landmarks([40.0, 50.0], [60.0, 50.0], [42.0, 70.0], [58.0, 70.0])
