@@ -1,28 +1,37 @@
-"""Download checkpoints into a local cache: mirrors, resume, checksums, atomic renames, clear errors.
+"""Download every weights file toonlib uses into its place: mirrors, resume, checks, locks, clear errors.
 
-`fetch(name_or_url)` returns the path of a cached file, downloading it first when needed. A file
-reaches its final name only after it passed every check (not a web page, sha256 when known, and
-parsed as a checkpoint), so the cache never holds a corrupt file under a real name. Partial
-downloads stay as `<file>.part` (with `<file>.part.source` naming the URL they came from) and
-are resumed with an HTTP Range request by the next attempt on the same URL.
+`fetch(name_or_url)` returns the path of a registry file (`toonlib.models.MODELS`) or of a URL, downloading
+it first when needed. StyleGAN models and encoders go to toonlib's cache folder (`cache_dir()`); the
+weights of other libraries (LPIPS' VGG16, face-alignment's networks, FID's Inception) go where those
+libraries look for them, torch hub's checkpoints folder, so that they never download them again.
+
+A file reaches its final name only after it passed every check (not a web page, size and sha256 when
+known, and read by the reader of its kind), through an fsynced atomic rename, so the cache never holds a
+corrupt file under a real name. Partial downloads stay as `<file>.part` (with `<file>.part.source` naming
+the URL they came from) and are resumed with an HTTP Range request by the next attempt on the same URL.
+One lock per file (`toonlib.files.file_lock`) makes concurrent processes (torchrun ranks, notebooks)
+take turns: the second waits, then uses the file the first one finished.
 """
 from __future__ import annotations
 
 import hashlib
 import os
 import re
+import sys
 import tempfile
 import time
 import urllib.parse
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Optional
 
 import requests
 import urllib3
 
 from . import models
-from .files import looks_like_html
+from .files import default_file_mode, file_lock, looks_like_html, replace_file
 
-__all__ = ["DownloadError", "cache_dir", "fetch"]
+__all__ = ["DownloadError", "cache_dir", "fetch", "local_path"]
 
 DRIVE_ROOT = Path("/content/drive/MyDrive")  # where Colab mounts the user's Google Drive
 RETRY_DELAYS = (1.0, 4.0)  # seconds before each retry of a direct URL after a network error
@@ -33,7 +42,17 @@ _NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptio
 
 
 class DownloadError(RuntimeError):
-    """No source of a file could be downloaded; the message lists why and what to do instead."""
+    """No source of a file could be downloaded; the message lists why and what to do instead.
+
+    `path`: where the file belongs (where a file downloaded by hand goes); `reason`: one line saying why
+    it failed; `offline`: True when no source could be reached at all.
+    """
+
+    def __init__(self, message: str, path: Path, reason: str, offline: bool) -> None:
+        super().__init__(message)
+        self.path = path
+        self.reason = reason
+        self.offline = offline
 
 
 class _SourceFailed(Exception):
@@ -42,6 +61,19 @@ class _SourceFailed(Exception):
     def __init__(self, reason: str, offline: bool = False) -> None:
         super().__init__(reason)
         self.offline = offline
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What to download and where it goes."""
+
+    what: str  # the name or URL the caller gave
+    path: Path
+    sources: tuple[str, ...]
+    sha256: Optional[str]
+    size: Optional[int]
+    kind: str
+    home: str
 
 
 def cache_dir() -> Path:
@@ -54,39 +86,81 @@ def cache_dir() -> Path:
     return Path.home() / ".cache" / "toonlib"
 
 
-def fetch(name_or_url: str, *, cache_dir: str | os.PathLike | None = None, progress: bool = True,
-          validate: bool = True) -> Path:
-    """Path of a registry model (`toonlib.models.MODELS`) or http(s) URL in the cache, downloaded if missing.
+def torch_hub_checkpoints() -> Path:
+    """torch hub's checkpoints folder (`$TORCH_HOME/hub/checkpoints`), where torchvision and friends look."""
+    import torch
 
-    Sources are tried in order until one yields a file that passes the checks; `validate` also
-    parses it as a checkpoint. Raises `DownloadError` when every source fails.
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def local_path(name_or_url: str, *, cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where `fetch` keeps this registry file or URL (whether or not it is there yet).
+
+    `cache_dir` overrides the cache folder; it does not move files that live in torch hub's folder.
     """
-    filename, sources, sha256, size = _plan(str(name_or_url))
-    final = _cache_folder(cache_dir) / filename
-    if final.is_file() and (sha256 is None or _sha256(final) == sha256):
+    return _plan(str(name_or_url), cache_dir).path
+
+
+def fetch(name_or_url: str, *, cache_dir: str | os.PathLike | None = None, progress: bool = True,
+          validate: bool = True, local_option: str | None = None) -> Path:
+    """Path of a registry file (`toonlib.models.MODELS`) or http(s) URL, downloaded first if it is missing.
+
+    Sources are tried in order until one yields a file that passes the checks; `validate` also reads it
+    with the reader of its kind (a StyleGAN checkpoint with toonlib's readers, other weights with
+    `torch.load(weights_only=True)`). A file that torch hub's folder already holds is used as it is, as
+    torchvision and face-alignment would. Raises `DownloadError` when every source fails; its advice
+    names `local_option` (e.g. '--base'), the command-line option that takes a local file instead, when
+    given, and the Google Drive path on Colab.
+    """
+    plan = _plan(str(name_or_url), cache_dir)
+    final = plan.path
+    if _usable(plan):
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
-    part = final.with_name(final.name + ".part")
-    failures: list[tuple[str, _SourceFailed]] = []
-    for source in sources:
-        try:
-            _fetch_source(source, part, progress)
-            _check(part, sha256, size, validate)
-        except _SourceFailed as failure:
-            failures.append((source, failure))
-            continue
-        os.replace(part, final)
-        _marker(part).unlink(missing_ok=True)
-        return final
-    raise DownloadError(_explain(str(name_or_url), final, failures))
+    with file_lock(final, on_wait=_waiting_message(final, progress)):
+        if _usable(plan):  # another process finished it while this one waited
+            return final
+        part = final.with_name(final.name + ".part")
+        failures: list[tuple[str, _SourceFailed]] = []
+        for source in plan.sources:
+            try:
+                _fetch_source(source, part, progress)
+                _check(part, plan, validate)
+            except _SourceFailed as failure:
+                failures.append((source, failure))
+                continue
+            replace_file(part, final, mode=default_file_mode(final.parent))
+            _marker(part).unlink(missing_ok=True)
+            return final
+    offline = all(failure.offline for _, failure in failures)
+    reason = "no internet connection" if offline else f"{_browser_link(failures[-1][0])}: {failures[-1][1]}"
+    raise DownloadError(_explain(plan, failures, local_option), final, reason, offline)
 
 
-def _plan(name_or_url: str) -> tuple[str, tuple[str, ...], str | None, int | None]:
-    """(cache filename, sources, sha256, size) of a registry name or a URL."""
+def _plan(name_or_url: str, override: str | os.PathLike | None) -> _Plan:
+    cache = Path(override).expanduser() if override is not None else cache_dir()
     if name_or_url.startswith(("http://", "https://")):
-        return _url_filename(name_or_url), (name_or_url,), None, None
+        return _Plan(name_or_url, cache / _url_filename(name_or_url), (name_or_url,), None, None, "stylegan2",
+                     "cache")
     info = models.get_model(name_or_url)
-    return info.filename, info.sources, info.sha256, info.size
+    folder = torch_hub_checkpoints() if info.home == "torch-hub" else cache
+    return _Plan(name_or_url, folder / info.filename, info.sources, info.sha256, info.size, info.kind, info.home)
+
+
+def _usable(plan: _Plan) -> bool:
+    """The file is in place: any file in torch hub's folder (the libraries check hashes only when they
+    download), a cache file whose sha256 (when known) matches."""
+    if not plan.path.is_file():
+        return False
+    return plan.home == "torch-hub" or plan.sha256 is None or _sha256(plan.path).startswith(plan.sha256)
+
+
+def _waiting_message(final: Path, progress: bool) -> Callable[[Path], None]:
+    def say(lock_file: Path) -> None:
+        if progress:
+            print(f"toonlib: waiting for another process to finish downloading {final.name} "
+                  f"(lock {lock_file})", file=sys.stderr, flush=True)
+    return say
 
 
 def _url_filename(url: str) -> str:
@@ -96,10 +170,6 @@ def _url_filename(url: str) -> str:
     stem, dot, suffix = last.rpartition(".")
     digest = hashlib.sha256(url.encode()).hexdigest()[:8]
     return f"{stem}-{digest}.{suffix}" if dot and stem else f"{last}-{digest}"
-
-
-def _cache_folder(override: str | os.PathLike | None) -> Path:
-    return Path(override).expanduser() if override is not None else cache_dir()
 
 
 def _marker(part: Path) -> Path:
@@ -132,7 +202,11 @@ def _fetch_source(source: str, part: Path, progress: bool) -> None:
 # --- direct URLs ----------------------------------------------------------------------------------
 
 def _download_http(url: str, part: Path, progress: bool) -> None:
-    """Download `url` into `part`, resuming what is there; retry network errors and 5xx replies."""
+    """Download `url` into `part`, resuming what is there; retry network errors and 5xx replies.
+
+    An unknown host name is not retried: that is a machine without internet (or a wrong URL), and
+    waiting does not change it.
+    """
     delays = (*RETRY_DELAYS, None)
     for delay in delays:
         try:
@@ -143,7 +217,7 @@ def _download_http(url: str, part: Path, progress: bool) -> None:
             if status < 500 or delay is None:
                 raise _SourceFailed(f"HTTP {status} {exc.response.reason}") from None
         except _NETWORK_ERRORS as exc:
-            if delay is None:
+            if delay is None or _unresolved(exc):
                 raise _SourceFailed(_network_reason(exc), offline=_unreachable(exc)) from None
         time.sleep(delay)
 
@@ -194,10 +268,24 @@ def _range_total(response: requests.Response) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def _connection_cause(exc: Exception) -> object:
+    """urllib3's reason inside a requests ConnectionError (requests wraps urllib3's MaxRetryError)."""
+    return getattr(exc.args[0], "reason", None) if exc.args else None
+
+
 def _unreachable(exc: Exception) -> bool:
     """True when no connection could be made at all (no network, unknown host, refused, connect timeout)."""
-    reason = getattr(exc.args[0], "reason", None) if exc.args else None  # requests wraps urllib3's MaxRetryError
-    return isinstance(exc, requests.ConnectTimeout) or isinstance(reason, urllib3.exceptions.NewConnectionError)
+    return isinstance(exc, requests.ConnectTimeout) or isinstance(_connection_cause(exc),
+                                                                  urllib3.exceptions.NewConnectionError)
+
+
+def _unresolved(exc: Exception) -> bool:
+    """True when the host name could not be resolved (urllib3 >= 2 says NameResolutionError)."""
+    name_error = getattr(urllib3.exceptions, "NameResolutionError", None)  # urllib3 >= 2
+    if name_error is not None and isinstance(_connection_cause(exc), name_error):
+        return True
+    text = str(exc)  # urllib3 1.x: the resolver's own words
+    return any(words in text for words in ("Name or service not known", "name resolution", "nodename nor servname"))
 
 
 def _network_reason(exc: Exception) -> str:
@@ -230,25 +318,29 @@ def _download_gdrive(file_id: str, part: Path, progress: bool) -> None:
                 raise _SourceFailed(_quota_reason()) from None
             if isinstance(exc, _NETWORK_ERRORS):
                 raise _SourceFailed(_network_reason(exc), offline=_unreachable(exc)) from None
-            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise _SourceFailed(f"gdown failed: {first_line}") from None
+            raise _SourceFailed(f"gdown failed: {_one_paragraph(exc)}") from None
         if not out.is_file():  # gdown < 5 prints the error and returns None
             raise _SourceFailed("gdown could not download it (see its message above)")
         os.replace(out, part)
 
 
+def _one_paragraph(exc: Exception) -> str:
+    """An exception's whole message on one line: gdown's reasons span several indented lines."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 # --- checks and messages --------------------------------------------------------------------------
 
-def _check(part: Path, sha256: str | None, size: int | None, validate: bool) -> None:
+def _check(part: Path, plan: _Plan, validate: bool) -> None:
     """Raise `_SourceFailed` (and delete `part`) unless `part` holds the expected file."""
-    reason = _problem(part, sha256, size, validate)
+    reason = _problem(part, plan, validate)
     if reason:
         part.unlink(missing_ok=True)
         _marker(part).unlink(missing_ok=True)
         raise _SourceFailed(reason)
 
 
-def _problem(part: Path, sha256: str | None, size: int | None, validate: bool) -> str | None:
+def _problem(part: Path, plan: _Plan, validate: bool) -> str | None:
     with open(part, "rb") as f:
         head = f.read(1 << 16)
     if looks_like_html(head):
@@ -256,19 +348,39 @@ def _problem(part: Path, sha256: str | None, size: int | None, validate: bool) -
             return _quota_reason()
         return "the server sent a web page instead of the file (an error, login or confirmation page)"
     actual = part.stat().st_size
-    if size is not None and actual != size:
-        return f"wrong size: {actual} bytes, expected {size}"
-    if sha256 is not None:
+    if plan.size is not None and actual != plan.size:
+        return f"wrong size: {actual} bytes, expected {plan.size}"
+    if plan.sha256 is not None:
         digest = _sha256(part)
-        if digest != sha256:
-            return f"sha256 mismatch: got {digest}, expected {sha256} (a corrupt or different file)"
-    if validate:
+        if not digest.startswith(plan.sha256):
+            return f"sha256 mismatch: got {digest}, expected {plan.sha256} (a corrupt or different file)"
+    return _unreadable(part, plan.kind) if validate else None
+
+
+def _unreadable(part: Path, kind: str) -> str | None:
+    """Why the reader of `kind` cannot read `part`, or None when it can."""
+    if kind == "stylegan2":
         from .checkpoints import CheckpointError, read_checkpoint
 
         try:
             read_checkpoint(part)
         except CheckpointError as exc:
             return f"not a readable checkpoint: {exc}"
+        return None
+    import pickle
+
+    import torch
+
+    try:
+        data = torch.load(part, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+        return f"not a readable torch file ({type(exc).__name__}: {_one_paragraph(exc)[:300]})"
+    if kind == "encoder":
+        state = data.get("state_dict") if isinstance(data, dict) else None
+        if not (isinstance(state, dict) and any(key.startswith("encoder.") for key in state)):
+            return "not a pSp / e4e checkpoint (no 'state_dict' with 'encoder.*' weights)"
+    elif not (isinstance(data, dict) and data and all(isinstance(v, torch.Tensor) for v in data.values())):
+        return "not a state dict of tensors"
     return None
 
 
@@ -280,23 +392,38 @@ def _quota_reason() -> str:
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(_CHUNK), b""):
+        for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
 
 
-def _explain(what: str, final: Path, failures: list[tuple[str, _SourceFailed]]) -> str:
+def _explain(plan: _Plan, failures: list[tuple[str, _SourceFailed]], local_option: str | None) -> str:
     offline = all(failure.offline for _, failure in failures)
     headline = "no internet connection (no source could be reached)" if offline else "every source failed"
-    lines = [f"could not download {what!r}: {headline}.", "Sources tried:"]
+    lines = [f"could not download {plan.what!r}: {headline}.", "Sources tried:"]
     lines += [f"  {i}. {_browser_link(source)}: {failure}" for i, (source, failure) in enumerate(failures, 1)]
-    lines += [
-        "What you can do:",
-        "  - copy the file into your own Google Drive (open a link above, then 'Make a copy', or download and "
-        "upload it) and pass the file's path instead, e.g. '/content/drive/MyDrive/" + final.name + "'; or",
-        f"  - download it by hand (in a browser) and save it as {final}",
-    ]
+    lines.append("What you can do:")
+    final = plan.path
+    on_drive = any(source.startswith("gdrive:") for source in plan.sources) or any(
+        _QUOTA_TEXT in str(failure).lower() for _, failure in failures)
+    if DRIVE_ROOT.is_dir() and plan.home == "cache":  # Colab with Drive mounted: the user works in Drive
+        in_drive = final if final.is_relative_to(DRIVE_ROOT) else DRIVE_ROOT / final.name
+        lines.append(f"  - put the file into your Google Drive as {in_drive}: open a link above in a browser, "
+                     "'Make a copy' (or download it and upload it), then move and rename the copy")
+        if in_drive != final:
+            lines.append(f"    and pass it {_option(local_option, in_drive)}")
+    else:
+        lines.append(f"  - download it in a browser from a link above and save it as {final}")
+        if local_option and plan.home == "cache":
+            lines.append(f"  - or save it anywhere and pass its path: {local_option} PATH")
+        if on_drive:
+            lines.append("  - if Google Drive refuses the download in the browser too, 'Make a copy' into your own "
+                         "Google Drive and download the copy")
     return "\n".join(lines)
+
+
+def _option(local_option: str | None, path: Path) -> str:
+    return f"with {local_option} {path}" if local_option else f"as the path instead of the name ({path})"
 
 
 def _browser_link(source: str) -> str:

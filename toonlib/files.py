@@ -1,11 +1,25 @@
-"""File helpers shared by everything that writes user data: outputs are replaced atomically."""
+"""File helpers shared by everything that writes user data: atomic, durable replacement and per-file locks.
+
+- `atomic_write_path(path)`: write beside `path`, then replace it in one rename. The new file has the
+  user's normal permissions (the umask's, or the mode of the file it replaces, never mkstemp's 0600)
+  and is flushed to disk (fsync) before the rename, so a crash leaves the old file or the new one.
+- `file_lock(path)`: an exclusive lock between processes for one file (two torchrun ranks or two
+  notebooks fetching the same model). It is an OS lock (`flock` through the `filelock` package): the
+  kernel releases it when its holder dies, so a crashed process never leaves a lock that blocks others.
+"""
 from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
+import stat
+import warnings
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, Optional
+
+__all__ = ["atomic_write_path", "default_file_mode", "file_lock", "looks_like_html", "replace_file"]
+
+LOCK_FOLDER = ".locks"  # lock files live here, beside the files they guard (like huggingface_hub's cache)
 
 
 @contextlib.contextmanager
@@ -13,21 +27,110 @@ def atomic_write_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it replaces `path` in one rename.
 
     If the body raises, the temporary file is removed and `path` keeps its old content, so an
-    interrupted save never leaves a half-written checkpoint or image behind.
+    interrupted save never leaves a half-written checkpoint or image behind. The result has the
+    mode of the file it replaces, or else the default mode of new files (0666 minus the umask).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp = _create_temp(path)
     try:
-        yield tmp_path
-        os.replace(tmp_path, path)
+        existing = path.stat().st_mode if path.is_file() else None
+        mode = stat.S_IMODE(existing if existing is not None else tmp.stat().st_mode)
+        yield tmp
+        replace_file(tmp, path, mode=mode)
     finally:
-        tmp_path.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
+
+
+def replace_file(src: str | os.PathLike, dst: str | os.PathLike, mode: Optional[int] = None) -> None:
+    """Move `src` over `dst` durably: fsync `src`, set its `mode` (if given), rename, fsync the folder."""
+    src, dst = Path(src), Path(dst)
+    fd = os.open(src, os.O_RDWR)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if mode is not None:
+        os.chmod(src, mode)
+    os.replace(src, dst)
+    _fsync_folder(dst.parent)
+
+
+def default_file_mode(folder: str | os.PathLike) -> int:
+    """The permission bits a new file in `folder` gets (0666 minus the umask, or the folder's default ACL).
+
+    Found by creating a probe file rather than by calling `os.umask`, which would change the umask of
+    every thread of the process for a moment.
+    """
+    probe = _create_temp(Path(folder) / "mode-probe")
+    try:
+        return stat.S_IMODE(probe.stat().st_mode)
+    finally:
+        probe.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike, on_wait: Optional[Callable[[Path], None]] = None) -> Iterator[None]:
+    """Hold an exclusive inter-process lock for `path` (which need not exist) while the body runs.
+
+    The lock file is `<folder>/.locks/<name>.lock`. When another process holds the lock, `on_wait(lock_file)`
+    is called once and this one waits until the holder is done or dies (the OS releases the locks of dead
+    processes; on NFS the server does so when the client's lease expires). Locks coordinate processes on
+    one machine, or on several that share an NFS mount with working locks; Google Drive mounts on two
+    Colab machines do not share locks, and there the caller's own atomic rename must keep files whole.
+    Where the filesystem supports no locks at all, the body runs unlocked after a warning.
+    """
+    from filelock import FileLock, Timeout
+
+    path = Path(path)
+    lock_file = path.parent / LOCK_FOLDER / f"{path.name}.lock"
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(lock_file))
+    try:
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            if on_wait is not None:
+                on_wait(lock_file)
+            lock.acquire()
+    except NotImplementedError:  # filelock < 4 on a filesystem without flock
+        warnings.warn(f"cannot lock files in {path.parent} (the filesystem has no locks); continuing unlocked",
+                      stacklevel=3)
+        yield
+        return
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def looks_like_html(head: bytes) -> bool:
     """True when a file's first bytes are a web page (what failed downloads often save instead)."""
     start = head.lstrip().lower()
     return start.startswith((b"<!doctype html", b"<html", b"<head", b"<?xml", b"<!--")) or b"<html" in start[:1024]
+
+
+def _create_temp(path: Path) -> Path:
+    """A new empty file `.<name>.<random>.tmp` beside `path`, created with mode 0666 so the umask applies."""
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(f"could not create a temporary file beside {path}")
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename inside `folder` durable; a no-op where folders cannot be opened (Windows) or synced."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems (FUSE mounts) refuse fsync on folders
+        pass
+    finally:
+        os.close(fd)

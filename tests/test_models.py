@@ -1,0 +1,147 @@
+"""The registry is consistent, its auxiliary entries match what the installed libraries download, and
+`toonlib models` lists every entry with its kind and whether it is here."""
+from __future__ import annotations
+
+import ast
+import importlib.util
+import re
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+from toonlib import models
+from toonlib.cli import main
+from toonlib.models import HOMES, KINDS, MODELS, TOON_ROLES
+
+FORMATS = {"stylegan2": {"tensorflow", "nvidia", "rosinality"}, "encoder": {"psp", "e4e"},
+           "lpips-vgg": {"torch"}, "face-alignment": {"torch"}, "fid": {"torch"}}
+
+
+def test_names_and_filenames_are_unique():
+    names = [info.name for info in models._ENTRIES]
+    assert len(names) == len(set(names)) == len(MODELS)  # MODELS would silently drop a duplicate
+    filenames = [info.filename for info in MODELS.values()]
+    assert len(filenames) == len(set(filenames))
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_entry_is_consistent(name):
+    info = MODELS[name]
+    assert info.name == name and info.description and info.license and info.origin.startswith("https://")
+    assert info.provenance, "every entry says where its sources were checked"
+    assert info.kind in KINDS and info.home in HOMES and info.format in FORMATS[info.kind]
+    assert info.sources and all(s.startswith(("https://", "gdrive:")) for s in info.sources)
+    kinds = ["gdrive" if s.startswith("gdrive:") else "url" for s in info.sources]
+    assert kinds == sorted(kinds, key=lambda k: k == "gdrive")  # direct URLs first
+    assert info.sha256 is None or re.fullmatch(r"[0-9a-f]{8,64}", info.sha256)
+    assert re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", info.filename)
+    generator = info.kind in ("stylegan2", "encoder")
+    assert (info.resolution in (256, 512, 1024)) if generator else info.resolution is None
+    assert info.home == ("cache" if generator else "torch-hub")
+    for other in (info.lineage, info.converted_from):
+        assert other is None or (other in MODELS and other != name), other
+    assert info.toon is None or info.toon in TOON_ROLES
+    if info.toon is not None:
+        assert info.lineage is not None, "a toon model names the base it was fine-tuned from"
+    assert info.reblend_network in (None, "G", "G_ema")
+    assert info.reblend_network is None or info.toon == "blended"
+
+
+def test_lineage_ends_at_a_base():
+    for info in MODELS.values():
+        if info.lineage is None:
+            continue
+        seen = [info.name]
+        while MODELS[seen[-1]].lineage is not None:
+            parent = MODELS[seen[-1]].lineage
+            assert parent not in seen, f"lineage cycle: {seen + [parent]}"
+            seen.append(parent)
+        assert MODELS[seen[-1]].kind == "stylegan2" and MODELS[seen[-1]].toon is None, seen
+
+
+def test_swap_slider_flags():
+    assert MODELS["toonify-blended-tf"].offers_swap_slider  # its G is the un-blended toon model
+    assert not MODELS["toonify-blended-rosinality"].offers_swap_slider  # the blend only
+    assert not MODELS["ffhq-1024-tf"].offers_swap_slider
+    unblended = {name for name, info in MODELS.items() if info.toon == "unblended"}
+    assert {"yang-cartoon", "yang-pixar", "yang-arcane", "nada-pixar", "nada-sketch", "nada-disney-princess",
+            "jojogan-jojo", "metfaces-1024"} <= unblended
+    assert all(MODELS[name].offers_swap_slider for name in unblended)
+
+
+def test_zoo_sources_are_the_published_ids():
+    """The Drive ids of issue 11, each checked against its authors' README (see each entry's provenance)."""
+    expected = {"e4e-ffhq": "1cUv_reLE6k3604or78EranS7XzuVMWeO", "psp-ffhq": "1bMTNWkh5LArlaWSc_wa8VKyq2V42T2z0",
+                "psp-toonify": "1YKoiVuFaqdvzDP5CZaqa3k5phL-VDmyz",
+                "ffhq-1024-rosinality": "1EM87UquaoQmk17Q8d5kYIAHqu0dkYqdT",
+                "yang-cartoon": "1w7BJDiSw5_ybelv7jL_Jeu1T-oWEWUmH", "yang-pixar": "1phftRYbsp34pL5Yqapz3c_Wv0G4L0vy2",
+                "yang-arcane": "1HysdpShIAbHtf6T9R-hVULjUShgA5AL1"}
+    for name, file_id in expected.items():
+        assert MODELS[name].sources == (f"gdrive:{file_id}",), name
+    assert MODELS["e4e-ffhq"].kind == MODELS["psp-toonify"].kind == "encoder"
+    assert MODELS["psp-toonify"].lineage == "toonify-blended-rosinality"
+    assert MODELS["yang-pixar"].lineage == MODELS["nada-pixar"].lineage == "ffhq-1024-rosinality"
+
+
+def _url_file(url: str) -> str:
+    return Path(urllib.parse.urlsplit(url).path).name
+
+
+def _module_dict(module: str, variable: str) -> dict:
+    """A dict literal assigned at the top of an installed module, read from its source without importing it
+    (importing face_alignment takes ~15 s: numba)."""
+    package, *rest = module.split(".")
+    folder = Path(importlib.util.find_spec(package).origin).parent  # find_spec of a submodule imports its parents
+    tree = ast.parse(folder.joinpath(*rest[:-1], rest[-1] + ".py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == variable for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise AssertionError(f"{module} has no {variable}")
+
+
+def test_auxiliary_entries_match_the_installed_libraries():
+    """Same URL and the file name each library computes from it, so the library finds the file and never
+    downloads it again."""
+    import torchvision
+
+    vgg_url = torchvision.models.VGG16_Weights.IMAGENET1K_V1.url
+    fan_url = _module_dict("face_alignment.api", "models_urls")["2DFAN-4"]
+    sfd_url = _module_dict("face_alignment.detection.sfd.sfd_detector", "models_urls")["s3fd"]
+    for name, url in (("lpips-vgg16", vgg_url), ("face-alignment-sfd", sfd_url),
+                      ("face-alignment-2dfan4", fan_url)):
+        info = MODELS[name]
+        assert info.sources == (url,) and info.filename == _url_file(url) and info.home == "torch-hub", name
+    assert re.search(rf"-{MODELS['lpips-vgg16'].sha256}\.", vgg_url)  # torch hub's hash-prefix convention
+
+
+def test_inception_entry_matches_torch_fidelity():
+    fidelity = pytest.importorskip("torch_fidelity.feature_extractor_inceptionv3")
+    info = MODELS["inception-fid"]
+    assert info.sources == (fidelity.URL_INCEPTION_V3,) and info.filename == _url_file(fidelity.URL_INCEPTION_V3)
+
+
+def test_models_command_lists_every_entry(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / MODELS["e4e-ffhq"].filename).write_bytes(b"x")
+    hub = tmp_path / "torch" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    (hub / MODELS["lpips-vgg16"].filename).write_bytes(b"x")
+    (cache / MODELS["lpips-vgg16"].filename).write_bytes(b"x")  # in the wrong folder: does not count
+
+    assert main(["models", "--cache-dir", str(cache)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"toonlib cache: {cache}" and out[1] == f"torch hub folder: {hub}"
+    assert out[2].split() == ["NAME", "KIND", "RES", "TOON", "CACHED", "DESCRIPTION"]
+    rows = {line.split()[0]: line for line in out[3:3 + len(MODELS)]}
+    assert list(rows) == list(MODELS)
+    for name, line in rows.items():
+        fields = line.split()
+        assert fields[1] == MODELS[name].kind
+        cached = "yes" if name in ("e4e-ffhq", "lpips-vgg16") else "-"
+        assert cached in fields[2:5], line
+    assert "blended+G" in rows["toonify-blended-tf"] and "unblended" in rows["yang-cartoon"]
+    legend = "\n".join(out[3 + len(MODELS):])
+    assert "- = not downloaded yet" in legend and "toonlib fetch NAME" in legend
