@@ -37,22 +37,46 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from .download import fetch
+    """Download each model or weights file into its place; one failure does not stop the others."""
+    from .download import DownloadError, fetch
+    from .models import get_model
 
+    for name in args.names:  # an unknown name fails before any download starts
+        if not name.startswith(("http://", "https://")):
+            get_model(name)
+    failed = 0
     for name in args.names:
-        print(fetch(name, cache_dir=args.cache_dir))
-    return 0
+        try:
+            print(fetch(name, cache_dir=args.cache_dir))
+        except DownloadError as exc:
+            failed += 1
+            print(f"toonlib fetch: error: {exc}", file=sys.stderr)
+    return 2 if failed else 0
+
+
+MODELS_LEGEND = """\
+CACHED: yes = on this machine; - = not downloaded yet (`toonlib fetch NAME` downloads it).
+TOON: unblended = a fine-tuned toon model, blended with its base at any swap resolution (--swap-res);
+      blended = a published blend, fixed swap resolution; blended+G = blended, and its G network is the
+      un-blended toon model (the swap resolution stays adjustable).
+KIND: stylegan2 / encoder = toonlib's cache; lpips-vgg, face-alignment, fid = torch hub's folder, where those
+      libraries look for them."""
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .download import cache_dir
+    """List every registry entry with its kind and whether it is on this machine."""
+    from .download import cache_dir, local_path, torch_hub_checkpoints
     from .models import MODELS
 
-    folder = cache_dir() if args.cache_dir is None else args.cache_dir
-    print(f"cache folder: {folder}")
+    print(f"toonlib cache: {cache_dir() if args.cache_dir is None else args.cache_dir}")
+    print(f"torch hub folder: {torch_hub_checkpoints()}")
+    print(f"{'NAME':28} {'KIND':14} {'RES':>5}  {'TOON':9}  {'CACHED':6}  DESCRIPTION")
     for info in MODELS.values():
-        cached = "cached" if (Path(folder) / info.filename).is_file() else "-"
-        print(f"{info.name:28} {info.resolution:5d}px  {info.format:10}  {cached:6}  {info.description}")
+        cached = "yes" if local_path(info.name, cache_dir=args.cache_dir).is_file() else "-"
+        toon = "blended+G" if info.toon == "blended" and info.reblend_network == "G" else info.toon or ""
+        res = str(info.resolution or "")
+        print(f"{info.name:28} {info.kind:14} {res:>5}  {toon:9}  {cached:6}  {info.description}")
+    print(MODELS_LEGEND)
     return 0
 
 
@@ -172,13 +196,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="checkpoint path, URL or model name")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("fetch", help="download pretrained models into the cache (see `toonlib models`)")
-    p.add_argument("names", nargs="+", help="model names or URLs")
-    p.add_argument("--cache-dir", help="instead of $TOONLIB_CACHE / Drive / ~/.cache/toonlib")
+    p = sub.add_parser("fetch", help="download models and weights into their places (see `toonlib models`)",
+                       description="Download registry files (StyleGAN models, encoders, and the weights of LPIPS, "
+                                   "face-alignment and FID) or URLs, resuming broken downloads; exit status 2 if any "
+                                   "failed.")
+    p.add_argument("names", nargs="+", help="registry names (`toonlib models` lists them) or URLs")
+    p.add_argument("--cache-dir", help="toonlib's cache folder instead of $TOONLIB_CACHE / Drive / ~/.cache/toonlib "
+                                       "(auxiliary weights always go to torch hub's folder)")
     p.set_defaults(func=cmd_fetch)
 
-    p = sub.add_parser("models", help="list the known pretrained models and which are cached")
-    p.add_argument("--cache-dir", help="instead of $TOONLIB_CACHE / Drive / ~/.cache/toonlib")
+    p = sub.add_parser("models", help="list every known model and weights file, its kind and whether it is here")
+    p.add_argument("--cache-dir", help="toonlib's cache folder instead of $TOONLIB_CACHE / Drive / ~/.cache/toonlib")
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("blend", help="blend a toon model (low resolutions) with a base model (high resolutions)")
