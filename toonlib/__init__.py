@@ -22,6 +22,7 @@ _EXPORTS = {
     "Networks": "toonlib.checkpoints",
     "CheckpointError": "toonlib.checkpoints",
     "load_generator": "toonlib.checkpoints",
+    "load_encoder": "toonlib.encoders",
     "blend": "toonlib.blending",
     "fetch": "toonlib.download",
     "align_face": "toonlib.align",

@@ -1,0 +1,141 @@
+"""pSp / e4e encoders: parity with the original code (tests/fixtures/encoders), preprocessing, refusals."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torchvision.transforms as T
+from encoder_fixtures import build_checkpoint, reference
+from PIL import Image
+from skimage import data as skdata
+
+import toonlib
+from toonlib.encoders import EncoderError, encoder_from_checkpoint, encoder_input
+
+TOL = dict(atol=1e-4, rtol=1e-4)  # fixtures README
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """The two reference checkpoints (~580 MB each), rebuilt from their recipes once per module."""
+    folder = tmp_path_factory.mktemp("encoders")
+    return {name: build_checkpoint(name, folder / f"{name}.pt") for name in ("psp_tiny", "e4e_tiny")}
+
+
+@pytest.mark.parametrize("name, kind", [("psp_tiny", "psp"), ("e4e_tiny", "e4e")])
+def test_codes_match_the_original_code(checkpoints, name, kind):
+    encoder = toonlib.load_encoder(checkpoints[name], device="cpu")
+    assert encoder.kind == kind and encoder.n_styles == 8
+    assert not encoder.training and not any(p.requires_grad for p in encoder.parameters())
+    ref = reference(name)
+    with torch.no_grad():
+        codes = encoder(torch.from_numpy(ref["x"]))
+    np.testing.assert_allclose(codes.numpy(), ref["codes"], **TOL)
+    # latent_avg is part of the codes: the encoder's own output is codes - latent_avg.
+    np.testing.assert_allclose((codes - encoder.latent_avg).numpy(), ref["encoder_out"], **TOL)
+
+
+@pytest.mark.parametrize("name", ["psp_tiny", "e4e_tiny"])
+@pytest.mark.parametrize("n_styles", [3, 5])
+def test_any_number_of_w_plus_entries(checkpoints, name, n_styles):
+    """A checkpoint with fewer map2style blocks (a smaller decoder) gives the first entries of the same codes:
+    each pSp entry depends on its own block only, each e4e entry on block 0 and its own. With 3 entries the
+    feature pyramid is not needed at all."""
+    full = torch.load(checkpoints[name], map_location="cpu", weights_only=True, mmap=True)
+    kept = {k: v for k, v in full["state_dict"].items()
+            if not (k.startswith("encoder.styles.") and int(k.split(".")[2]) >= n_styles)}
+    small = {"state_dict": kept, "opts": full["opts"], "latent_avg": full["latent_avg"][:n_styles]}
+    encoder = encoder_from_checkpoint(small)
+    assert encoder.n_styles == n_styles
+    ref = reference(name)
+    with torch.no_grad():
+        codes = encoder(torch.from_numpy(ref["x"][1:]))
+    np.testing.assert_allclose(codes.numpy(), ref["codes"][1:, :n_styles], **TOL)
+
+
+def test_one_latent_avg_for_every_entry(checkpoints):
+    """Files trained from a [512] latent_avg broadcast it over the entries, as the original code does."""
+    full = torch.load(checkpoints["psp_tiny"], map_location="cpu", weights_only=True, mmap=True)
+    avg = full["latent_avg"][2]
+    encoder = encoder_from_checkpoint({**full, "latent_avg": avg})
+    ref = reference("psp_tiny")
+    with torch.no_grad():
+        codes = encoder(torch.from_numpy(ref["x"][:1]))
+    np.testing.assert_allclose(codes.numpy(), ref["encoder_out"][:1] + avg.numpy(), **TOL)
+    # Without start_from_latent_avg nothing is added: the codes are the raw encoder output.
+    encoder = encoder_from_checkpoint({**full, "opts": {**full["opts"], "start_from_latent_avg": False}})
+    assert not encoder.latent_avg.any()
+
+
+def test_preprocessing_is_the_original_inference_transform():
+    """pSp / e4e inference: torchvision Resize((256, 256)) on a PIL image, ToTensor, Normalize(0.5, 0.5)."""
+    original = T.Compose([T.Resize((256, 256)), T.ToTensor(), T.Normalize([0.5] * 3, [0.5] * 3)])
+    photo = Image.fromarray(skdata.astronaut())
+    for image in (photo, photo.resize((1024, 1024), Image.Resampling.LANCZOS), photo.resize((256, 256))):
+        x = encoder_input(image)
+        assert x.shape == (1, 3, 256, 256) and x.dtype == torch.float32
+        np.testing.assert_allclose(x[0].numpy(), original(image).numpy(), atol=1e-6)
+    batch = encoder_input([photo, np.asarray(photo)[:, ::-1]])
+    assert batch.shape == (2, 3, 256, 256)
+    assert torch.equal(batch[1], encoder_input(Image.fromarray(np.asarray(photo)[:, ::-1].copy()))[0])
+    with pytest.raises(ValueError, match="no image"):
+        encoder_input([])
+
+
+def test_encode_preprocesses_photos(checkpoints):
+    encoder = toonlib.load_encoder(checkpoints["e4e_tiny"], device="cpu")
+    photo = Image.fromarray(skdata.astronaut())
+    codes = encoder.encode(photo)
+    assert codes.shape == (1, 8, 512)
+    with torch.no_grad():
+        assert torch.equal(codes, encoder(encoder_input(photo)))
+
+
+def _fake(tmp_path, opts: dict, in_channels: int = 3, name: str = "enc.pt"):
+    """A small file laid out like a pSp checkpoint (enough for load_encoder to judge it)."""
+    state = {"encoder.input_layer.0.weight": torch.zeros(64, in_channels, 3, 3),
+             "encoder.styles.0.linear.weight": torch.zeros(512, 512)}
+    torch.save({"state_dict": state, "opts": opts, "latent_avg": torch.zeros(512)}, tmp_path / name)
+    return tmp_path / name
+
+
+@pytest.mark.parametrize("encoder_type, words", [
+    ("BackboneEncoderUsingLastLayerIntoW", "W encoder"),
+    ("BackboneEncoderUsingLastLayerIntoWPlus", "W+ encoder from the last backbone layer"),
+    ("ProgressiveBackboneEncoder", "ReStyle"),
+    ("ResNetBackboneEncoder", "ReStyle"),
+    ("SomethingElse", "unknown"),
+    (None, "no encoder_type"),
+])
+def test_unsupported_encoder_types_are_refused(tmp_path, encoder_type, words):
+    path = _fake(tmp_path, {"encoder_type": encoder_type, "start_from_latent_avg": True})
+    with pytest.raises(EncoderError) as info:
+        toonlib.load_encoder(path, device="cpu")
+    message = str(info.value)
+    assert words in message and repr(encoder_type) in message
+    assert "GradualStyleEncoder (pSp)" in message and "Encoder4Editing (e4e)" in message
+
+
+def test_other_inputs_are_refused(tmp_path):
+    restyle = _fake(tmp_path, {"encoder_type": "GradualStyleEncoder"}, in_channels=6, name="restyle.pt")
+    with pytest.raises(EncoderError, match="6 input channels: a ReStyle encoder"):
+        toonlib.load_encoder(restyle, device="cpu")
+    sketch = _fake(tmp_path, {"encoder_type": "GradualStyleEncoder", "label_nc": 19}, in_channels=19, name="seg.pt")
+    with pytest.raises(EncoderError, match="19 input channels: a sketch / segmentation-map encoder"):
+        toonlib.load_encoder(sketch, device="cpu")
+    partial = _fake(tmp_path, {"encoder_type": "Encoder4Editing", "start_from_latent_avg": True}, name="partial.pt")
+    with pytest.raises(EncoderError, match=r"do not fit an IR-SE50 e4e encoder with 1 W\+ entries: missing"):
+        toonlib.load_encoder(partial, device="cpu")
+    generator = tmp_path / "generator.pt"
+    toonlib.save_network(generator, toonlib.Generator(z_dim=8, w_dim=8, img_resolution=8, channel_base=32,
+                                                      channel_max=8))
+    with pytest.raises(EncoderError, match="not a pSp / e4e checkpoint: those are torch.save files"):
+        toonlib.load_encoder(generator, device="cpu")
+    torch.save({"g_ema": {"style.1.weight": torch.zeros(2, 2)}}, tmp_path / "rosinality.pt")
+    with pytest.raises(EncoderError, match=r"not a pSp / e4e checkpoint: expected a dict with 'state_dict'.*g_ema"):
+        toonlib.load_encoder(tmp_path / "rosinality.pt", device="cpu")
+    (tmp_path / "junk.pt").write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(EncoderError, match="cannot be read as a torch checkpoint"):
+        toonlib.load_encoder(tmp_path / "junk.pt", device="cpu")
+    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+        toonlib.load_encoder(tmp_path / "missing.pt", device="cpu")

@@ -1,0 +1,314 @@
+"""pSp and e4e: encoders that map a face photo to StyleGAN2 W+ codes in one forward pass.
+
+    encoder = load_encoder("e4e_ffhq_encode.pt")        # or a registry name / URL
+    codes = encoder.encode([aligned_face])               # [N, n_styles, 512] W+, latent_avg included
+    toon = render(G_blend, codes)
+
+Both read the published checkpoints (`torch.save({'state_dict', 'opts', 'latent_avg'})`, encoder weights
+under `encoder.`, a rosinality generator under `decoder.`; see docs/design.md section 13) with
+`torch.load(weights_only=True)`. Written from the papers and the checkpoints' parameter names:
+
+* IR-SE50 backbone (ArcFace's "improved residual" ResNet-50 with squeeze-and-excitation): `input_layer`
+  (conv 3x3, BN, PReLU) then `body`, 24 bottlenecks in 4 stages of 3, 4, 14, 3 units at 64, 128, 256,
+  512 channels, each stage starting with a stride-2 unit. A unit is `res_layer` (BN, conv 3x3, PReLU,
+  conv 3x3 with the stride, BN, SE) plus `shortcut_layer` (a strided subsample when the width is kept,
+  else conv 1x1 + BN).
+* pSp's `GradualStyleEncoder` (Richardson et al. 2021): a feature pyramid over the stage outputs c1
+  (64 px), c2 (32 px), c3 (16 px): p2 = up(c3) + latlayer1(c2), p1 = up(p2) + latlayer2(c1) (bilinear,
+  align_corners=True); W+ entries 0-2 ("coarse") read c3, 3-6 read p2, 7+ read p1, each through its own
+  map2style block `styles.{i}` (stride-2 3x3 convs with leaky ReLU(0.01) down to 1x1, then an
+  equalised-lr linear layer).
+* e4e's `Encoder4Editing` (Tov et al. 2021): the same network, but entry 0 is one w for every layer and
+  entry i > 0 adds its block's output to it as an offset: codes[i] = styles[0](c3) + styles[i](f_i).
+
+Codes include `latent_avg` (the checkpoints' `start_from_latent_avg`): encoder(x) + latent_avg.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from .checkpoints import _resolve as resolve_source
+from .devices import default_device
+from .images import ImageInput, read_image
+
+__all__ = ["ENCODER_TYPES", "INPUT_SIZE", "Encoder", "EncoderError", "encoder_from_checkpoint", "encoder_input",
+           "load_encoder"]
+
+#: Encoder types (the checkpoints' `opts['encoder_type']`) that `load_encoder` reads, by paper.
+ENCODER_TYPES = {"GradualStyleEncoder": "pSp", "Encoder4Editing": "e4e"}
+#: The encoders' input size: the FFHQ-aligned face resized to 256 x 256.
+INPUT_SIZE = 256
+
+_STAGES = ((64, 3), (128, 4), (256, 14), (512, 3))  # IR-SE50: (width, units) per stage
+_TAPS = (6, 20, 23)  # body units whose outputs are c1 (64 px), c2 (32 px), c3 (16 px)
+_COARSE, _MIDDLE = 3, 7  # W+ entries < 3 read c3, < 7 read p2, the rest p1
+_SPATIAL = (16, 32, 64)  # the input size of the coarse / middle / fine map2style blocks
+_W_ONLY = {"BackboneEncoderUsingLastLayerIntoW": "pSp's W encoder (one w from the last backbone layer)",
+           "BackboneEncoderUsingLastLayerIntoWPlus": "pSp's W+ encoder from the last backbone layer"}
+_LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19."  # how pre-zip torch.save files start
+_RESTYLE = ("BackboneEncoder", "ResNetBackboneEncoder", "ResNetGradualStyleEncoder", "ProgressiveBackboneEncoder",
+            "ResNetProgressiveBackboneEncoder")
+
+
+class EncoderError(ValueError):
+    """A file that is not a pSp / e4e encoder checkpoint toonlib can run; the message says why."""
+
+
+class _SqueezeExcite(nn.Module):
+    """Channel gating: x * sigmoid(fc2(relu(fc1(mean over the image)))), reduction 16, no biases."""
+
+    def __init__(self, channels: int, reduction: int = 16):
+        super().__init__()
+        self.fc1 = nn.Conv2d(channels, channels // reduction, 1, bias=False)
+        self.fc2 = nn.Conv2d(channels // reduction, channels, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate = self.fc2(F.relu(self.fc1(x.mean(dim=(2, 3), keepdim=True))))
+        return x * torch.sigmoid(gate)
+
+
+class _Subsample(nn.Module):
+    """Every `stride`-th pixel: the identity shortcut of a unit that keeps its width (no parameters)."""
+
+    def __init__(self, stride: int):
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :, ::self.stride, ::self.stride]
+
+
+class _Unit(nn.Module):
+    """One IR-SE bottleneck: res_layer(x) + shortcut_layer(x)."""
+
+    def __init__(self, in_channels: int, channels: int, stride: int):
+        super().__init__()
+        if in_channels == channels:
+            self.shortcut_layer: nn.Module = _Subsample(stride)
+        else:
+            self.shortcut_layer = nn.Sequential(nn.Conv2d(in_channels, channels, 1, stride, bias=False),
+                                                nn.BatchNorm2d(channels))
+        self.res_layer = nn.Sequential(
+            nn.BatchNorm2d(in_channels),
+            nn.Conv2d(in_channels, channels, 3, 1, 1, bias=False),
+            nn.PReLU(channels),
+            nn.Conv2d(channels, channels, 3, stride, 1, bias=False),
+            nn.BatchNorm2d(channels),
+            _SqueezeExcite(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.res_layer(x) + self.shortcut_layer(x)
+
+
+def _ir_se50_body() -> nn.Sequential:
+    units, width = [], 64
+    for channels, count in _STAGES:
+        for i in range(count):
+            units.append(_Unit(width, channels, 2 if i == 0 else 1))
+            width = channels
+    return nn.Sequential(*units)
+
+
+class _EqualLinear(nn.Module):
+    """Linear layer with the equalised learning rate of StyleGAN2 (weight scaled by 1/sqrt(fan_in) at run time)."""
+
+    def __init__(self, features: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(features, features))
+        self.bias = nn.Parameter(torch.zeros(features))
+        self.scale = 1 / math.sqrt(features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight * self.scale, self.bias)
+
+
+class _MapToStyle(nn.Module):
+    """map2style: stride-2 convs with leaky ReLU(0.01) from `spatial` px down to 1 px, then a linear layer."""
+
+    def __init__(self, spatial: int, channels: int = 512):
+        super().__init__()
+        layers: list[nn.Module] = []
+        for _ in range(int(math.log2(spatial))):
+            layers += [nn.Conv2d(channels, channels, 3, 2, 1), nn.LeakyReLU(0.01)]
+        self.convs = nn.Sequential(*layers)
+        self.linear = _EqualLinear(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.convs(x).flatten(1))
+
+
+class Encoder(nn.Module):
+    """A pSp (`GradualStyleEncoder`) or e4e (`Encoder4Editing`) encoder with its `latent_avg`.
+
+    `forward(x)` takes images [N, 3, 256, 256] in [-1, 1] (see `encoder_input`) and returns W+ codes
+    [N, n_styles, 512] with `latent_avg` added; `encode(photos)` does the preprocessing too.
+    `kind` is "psp" or "e4e"; `meta` holds the checkpoint's `opts` and where it came from.
+    """
+
+    def __init__(self, kind: str, n_styles: int, latent_avg: torch.Tensor | None = None, meta: dict | None = None):
+        super().__init__()
+        if kind not in ("psp", "e4e"):
+            raise ValueError(f"kind must be 'psp' or 'e4e', got {kind!r}")
+        self.kind, self.n_styles, self.meta = kind, n_styles, dict(meta or {})
+        self.input_layer = nn.Sequential(nn.Conv2d(3, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.PReLU(64))
+        self.body = _ir_se50_body()
+        self.styles = nn.ModuleList(_MapToStyle(_SPATIAL[_level(i)]) for i in range(n_styles))
+        self.latlayer1 = nn.Conv2d(256, 512, 1)
+        self.latlayer2 = nn.Conv2d(128, 512, 1)
+        avg = torch.zeros(n_styles, 512) if latent_avg is None else latent_avg.float().expand(n_styles, 512).clone()
+        self.register_buffer("latent_avg", avg)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.input_layer(x.to(self.latent_avg))
+        taps = []
+        for i, unit in enumerate(self.body):
+            x = unit(x)
+            if i in _TAPS:
+                taps.append(x)
+        c1, c2, c3 = taps
+        features = [c3]  # the pyramid level each W+ entry reads, built only as far as needed
+        if self.n_styles > _COARSE:
+            features.append(_upsample_add(c3, self.latlayer1(c2)))
+        if self.n_styles > _MIDDLE:
+            features.append(_upsample_add(features[1], self.latlayer2(c1)))
+        deltas = [style(features[_level(i)]) for i, style in enumerate(self.styles)]
+        if self.kind == "e4e":  # one w for every layer plus per-entry offsets
+            deltas = [deltas[0]] + [deltas[0] + d for d in deltas[1:]]
+        return torch.stack(deltas, dim=1) + self.latent_avg
+
+    @torch.no_grad()
+    def encode(self, photos: ImageInput | Sequence[ImageInput]) -> torch.Tensor:
+        """W+ codes [N, n_styles, 512] (on the CPU) of FFHQ-aligned face crops (any size; see `encoder_input`)."""
+        return self(encoder_input(photos).to(self.latent_avg.device)).float().cpu()
+
+
+def _level(index: int) -> int:
+    return 0 if index < _COARSE else 1 if index < _MIDDLE else 2
+
+
+def _upsample_add(top: torch.Tensor, lateral: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(top, size=lateral.shape[2:], mode="bilinear", align_corners=True) + lateral
+
+
+def encoder_input(photos: ImageInput | Sequence[ImageInput]) -> torch.Tensor:
+    """FFHQ-aligned face crop(s) as the encoders were trained on them: [N, 3, 256, 256] in [-1, 1].
+
+    Each image (path, PIL image, uint8 array, ...) is read upright as RGB, resized to 256 x 256 with PIL's
+    bilinear filter (what the pSp / e4e inference transform `torchvision.transforms.Resize((256, 256))`
+    does to a PIL image) and scaled as (pixel / 255 - 0.5) / 0.5. Pass the aligned crop
+    (`toonlib.align_face(photo).image`), not the whole photo.
+    """
+    items = photos if isinstance(photos, (list, tuple)) else [photos]
+    if not items:
+        raise ValueError("no image given")
+    arrays = []
+    for item in items:
+        image = read_image(item)
+        if image.size != (INPUT_SIZE, INPUT_SIZE):
+            image = image.resize((INPUT_SIZE, INPUT_SIZE), Image.Resampling.BILINEAR)
+        arrays.append(np.asarray(image, dtype=np.float32))
+    x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
+    return ((x / 255 - 0.5) / 0.5).contiguous()
+
+
+def load_encoder(source: str | os.PathLike, device: torch.device | str | None = None) -> Encoder:
+    """The pSp or e4e encoder of a published checkpoint: a path, an http(s) URL or a registry name.
+
+    Returns an `Encoder` in eval mode with gradients off, on `device` (default: CUDA when available).
+    Reads `GradualStyleEncoder` (pSp: psp_ffhq_encode.pt, psp_ffhq_toonify.pt) and `Encoder4Editing`
+    (e4e: e4e_ffhq_encode.pt) checkpoints with any number of W+ entries; other encoder types (pSp's
+    W-only backbones, ReStyle's iterative encoders, sketch / segmentation encoders) raise `EncoderError`.
+    The file's decoder is read by `toonlib.load_network(same file)`.
+    """
+    path = resolve_source(source)
+    with open(path, "rb") as f:
+        head = f.read(len(_LEGACY_TORCH_MAGIC))
+    zipped = head.startswith(b"PK")  # torch's zip format can be memory-mapped: the decoder is never read
+    if not (zipped or head == _LEGACY_TORCH_MAGIC):
+        raise EncoderError(f"{path} is not a pSp / e4e checkpoint: those are torch.save files, this file starts "
+                           f"with {head[:8]!r} (for a generator checkpoint use toonlib.load_network)")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=zipped)
+    except Exception as exc:  # torch raises many types for bad files; all mean "unreadable"
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise EncoderError(f"{path} cannot be read as a torch checkpoint ({message}): a truncated download, "
+                           "or not a pSp / e4e file") from None
+    encoder = encoder_from_checkpoint(checkpoint, str(path))
+    return encoder.to(default_device(device))
+
+
+def encoder_from_checkpoint(checkpoint: object, source: str = "the checkpoint") -> Encoder:
+    """Build the `Encoder` of a loaded pSp / e4e checkpoint dict (see `load_encoder`), on the CPU."""
+    if not (isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict)):
+        keys = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        raise EncoderError(f"{source} is not a pSp / e4e checkpoint: expected a dict with 'state_dict', 'opts' and "
+                           f"'latent_avg', got {keys}")
+    opts = checkpoint.get("opts") or {}
+    opts = opts if isinstance(opts, dict) else vars(opts)
+    kind = _kind(opts.get("encoder_type"), source)
+    prefix = "encoder."
+    state = {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+    first = state.get("input_layer.0.weight")
+    if first is None:
+        raise EncoderError(f"{source} has no encoder weights (no 'encoder.input_layer.0.weight')")
+    if first.shape[1] != 3:
+        what = ("a ReStyle encoder (photo + current reconstruction)" if first.shape[1] == 6
+                else "a sketch / segmentation-map encoder")
+        raise EncoderError(f"{source} takes {first.shape[1]} input channels: {what}. load_encoder reads photo "
+                           "encoders (3 channels): pSp GradualStyleEncoder and e4e Encoder4Editing checkpoints")
+    n_styles = 1 + max((int(m.group(1)) for k in state if (m := re.match(r"styles\.(\d+)\.", k))), default=-1)
+    if n_styles < 1:
+        raise EncoderError(f"{source} has no map2style blocks ('encoder.styles.*'): not a pSp / e4e encoder")
+    latent_avg = checkpoint.get("latent_avg")
+    if opts.get("start_from_latent_avg", False):
+        if not isinstance(latent_avg, torch.Tensor) or latent_avg.shape[-1] != 512 or latent_avg.ndim > 2 or (
+                latent_avg.ndim == 2 and latent_avg.shape[0] not in (1, n_styles)):
+            shape = list(latent_avg.shape) if isinstance(latent_avg, torch.Tensor) else latent_avg
+            raise EncoderError(f"{source}: opts say start_from_latent_avg but 'latent_avg' is {shape}, "
+                               f"expected a tensor [512] or [{n_styles}, 512]")
+    else:
+        latent_avg = None  # codes are the encoder's output as it is
+    meta = {"source": source, "encoder_type": opts.get("encoder_type"), "opts": dict(opts),
+            "has_decoder": any(k.startswith("decoder.") for k in checkpoint["state_dict"])}
+    encoder = Encoder(kind, n_styles, latent_avg, meta)
+    _load_state(encoder, state, source)
+    return encoder.eval().requires_grad_(False)
+
+
+def _kind(encoder_type: object, source: str) -> str:
+    supported = ", ".join(f"{name} ({paper})" for name, paper in ENCODER_TYPES.items())
+    if encoder_type in ENCODER_TYPES:
+        return ENCODER_TYPES[encoder_type].lower()
+    if encoder_type in _W_ONLY:
+        why = f"{_W_ONLY[encoder_type]} is not supported"
+    elif encoder_type in _RESTYLE:
+        why = "ReStyle's iterative encoders (several passes through the decoder) are not supported"
+    elif encoder_type is None:
+        why = "its opts name no encoder_type (pSp and e4e files have the same weights; opts tell them apart)"
+    else:
+        why = "this encoder type is unknown"
+    raise EncoderError(f"{source}: encoder type {encoder_type!r}: {why}. Supported: {supported}")
+
+
+def _load_state(encoder: Encoder, state: dict[str, torch.Tensor], source: str) -> None:
+    expected = {k: v for k, v in encoder.state_dict().items() if k != "latent_avg"}
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [f"{k} {list(state[k].shape)} (expected {list(v.shape)})" for k, v in expected.items()
+             if k in state and state[k].shape != v.shape]
+    problems = [f"{what} {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}"
+                for what, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys]
+    if problems:
+        raise EncoderError(f"{source}: the encoder weights do not fit an IR-SE50 {encoder.kind} encoder with "
+                           f"{encoder.n_styles} W+ entries: {'; '.join(problems)}")
+    encoder.load_state_dict({**state, "latent_avg": encoder.latent_avg}, strict=True)
+
