@@ -1,18 +1,27 @@
-"""Downloads against a real HTTP server on 127.0.0.1: cache, resume, mirrors, checks and error messages."""
+"""Downloads against real servers on 127.0.0.1: cache, resume, mirrors, checks, locks between processes,
+auxiliary weights in torch hub's folder, a fake Google Drive that gdown talks to, and error messages."""
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
+import os
+import queue
 import re
 import socket
+import subprocess
+import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import time
 from pathlib import Path
 
 import pytest
+import torch
+from http_server import CUT, Reply, serve, serve_drive
 
 from toonlib import download, models
 from toonlib.checkpoints import load_network
+from toonlib.cli import main
 from toonlib.models import ModelInfo
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -21,82 +30,39 @@ QUOTA_PAGE = (b"<!DOCTYPE html><html><head><title>Google Drive - Quota exceeded<
               b"<p class=\"uc-error-caption\">Sorry, you can't view or download this file at this time.</p>"
               b"<p class=\"uc-error-subcaption\">Too many users have viewed or downloaded this file recently. "
               b"Please try accessing the file again later.</p></body></html>")
-CUT = 300_000  # bytes a broken connection delivers
-
-
-@dataclasses.dataclass
-class ServerState:
-    """What the test server serves and how it misbehaves; `log` records (path, headers) per request."""
-
-    base: str
-    files: dict[str, bytes]
-    log: list[tuple[str, dict[str, str]]] = dataclasses.field(default_factory=list)
-    fail_first: int = 0  # answer this many requests with 503
-    cut_responses: int = 0  # announce the full length but drop the connection after CUT bytes, this many times
-    ranges: bool = True  # honour Range requests
-
-    def paths(self) -> list[str]:
-        return [path for path, _ in self.log]
-
-
-class Handler(BaseHTTPRequestHandler):
-    server: ThreadingHTTPServer
-
-    def log_message(self, *args) -> None:  # keep pytest output clean
-        pass
-
-    def do_GET(self) -> None:
-        state: ServerState = self.server.state  # type: ignore[attr-defined]
-        state.log.append((self.path, dict(self.headers)))
-        if state.fail_first > 0:
-            state.fail_first -= 1
-            self.send_error(503)
-            return
-        body = state.files.get(self.path)
-        if body is None:
-            self.send_error(404)
-            return
-        status, start = 200, 0
-        match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", ""))
-        if match and state.ranges:
-            start = int(match.group(1))
-            if start >= len(body):
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(body)}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            status = 206
-        chunk = body[start:]
-        self.send_response(status)
-        self.send_header("Content-Type", "text/html" if body.startswith(b"<") else "application/octet-stream")
-        self.send_header("Content-Length", str(len(chunk)))
-        if status == 206:
-            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-        self.end_headers()
-        if state.cut_responses > 0:
-            state.cut_responses -= 1
-            chunk = chunk[:CUT]
-        self.wfile.write(chunk)
+HTML = {"Content-Type": "text/html; charset=utf-8"}
+CONFIRM_PAGE = (b'<!DOCTYPE html><html><head><title>Google Drive - Virus scan warning</title></head><body>'
+                b'<form id="download-form" action="https://drive.usercontent.google.com/download" method="get">'
+                b'<input type="hidden" name="id" value="big"><input type="hidden" name="export" value="download">'
+                b'<input type="hidden" name="confirm" value="t"></form></body></html>')
+SIGN_IN_PAGE = b"<!DOCTYPE html><html><head><title>Google Drive: Sign-in</title></head><body>Sign in</body></html>"
 
 
 @pytest.fixture
 def server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state = ServerState(base=f"http://127.0.0.1:{httpd.server_address[1]}", files={"/ada_tiny.pkl": PAYLOAD})
-    httpd.state = state  # type: ignore[attr-defined]
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield state
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join()
+    with serve({"/ada_tiny.pkl": PAYLOAD}) as state:
+        yield state
+
+
+@pytest.fixture
+def drive(tmp_path, monkeypatch):
+    """A fake Google Drive behind an HTTPS proxy: gdown's own Drive logic talks to pages the test serves.
+
+    Files are added to `drive.files` by URL path (`/uc?id=<id>` is what gdown asks first)."""
+    with serve_drive({}, tmp_path / "tls") as (state, proxy, ca_bundle):
+        for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTPS_PROXY", proxy)
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(ca_bundle))
+        yield state
 
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path, monkeypatch):
     """Cache in a temp folder, no Colab Drive, no waiting between retries, registry changes undone."""
+    (tmp_path / "tls").mkdir()
     monkeypatch.setenv("TOONLIB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setattr(download, "DRIVE_ROOT", tmp_path / "no-drive")
     monkeypatch.setattr(download, "RETRY_DELAYS", (0.0, 0.0))
     monkeypatch.setattr(models, "MODELS", dict(models.MODELS))
@@ -108,6 +74,12 @@ def register(*sources: str, **changes) -> str:
                      resolution=32, license="test", origin="http://example.invalid")
     models.MODELS["tiny"] = dataclasses.replace(info, **changes)
     return "tiny"
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def closed_port_url() -> str:
@@ -219,19 +191,14 @@ def test_retries_server_errors(server):
     assert len(server.log) == 3
 
 
-@pytest.mark.parametrize("via_drive", [False, True])
-def test_quota_page(server, tmp_path, monkeypatch, via_drive):
+def test_quota_page_from_a_direct_url(server, tmp_path):
     server.files["/quota"] = QUOTA_PAGE
-    monkeypatch.setattr(download, "_drive_url", lambda file_id: f"{server.base}/{file_id}")
-    name = register("gdrive:quota" if via_drive else f"{server.base}/quota")
     with pytest.raises(download.DownloadError) as info:
-        download.fetch(name, progress=False)
+        download.fetch(register(f"{server.base}/quota"), progress=False)
     message = str(info.value)
     assert "Too many users have viewed or downloaded this file recently" in message
     assert "your own Google Drive" in message
     assert str(tmp_path / "cache" / "tiny.pkl") in message  # where to put a file downloaded by hand
-    if via_drive:
-        assert "https://drive.google.com/file/d/quota/view" in message
     assert cached_files(tmp_path) == []
 
 
@@ -273,15 +240,42 @@ def test_no_connection(tmp_path):
     assert cached_files(tmp_path) == []
 
 
-def test_gdrive_source_goes_through_gdown(server, tmp_path, monkeypatch):
-    server.files["/drive/abc123"] = PAYLOAD
-    monkeypatch.setattr(download, "_drive_url", lambda file_id: f"{server.base}/drive/{file_id}")
-    path = download.fetch(register("gdrive:abc123"), progress=False)
+def test_drive_download_through_gdowns_confirmation_page(drive, tmp_path):
+    """gdown's own Drive logic: the virus-scan page's form leads to drive.usercontent.google.com."""
+    drive.files["/uc?id=big"] = Reply(CONFIRM_PAGE, headers=HTML)
+    drive.files["/download?id=big&export=download&confirm=t"] = Reply(PAYLOAD, headers={
+        "Content-Type": "application/octet-stream", "Content-Disposition": 'attachment; filename="tiny.pkl"'})
+    path = download.fetch(register("gdrive:big"), progress=False)
     assert path.read_bytes() == PAYLOAD
-    (request_path, headers), = server.log
-    assert request_path == "/drive/abc123"
-    assert "Mozilla" in headers["User-Agent"]  # gdown's user agent: gdown made the request, not requests.get
-    assert cached_files(tmp_path) == ["tiny.pkl"]
+    assert [(p, h["Host"]) for p, h in drive.log] == [("/uc?id=big", "drive.google.com"),
+                                                       ("/download?id=big&export=download&confirm=t",
+                                                        "drive.usercontent.google.com")]
+    assert cached_files(tmp_path) == ["tiny.pkl"]  # gdown's temporary folder is gone
+    assert path.stat().st_mode & 0o777 == 0o666 & ~current_umask()  # not gdown's private temp-file mode
+
+
+@pytest.mark.parametrize("status", [200, 404])  # a private file (sign-in page), a removed file
+def test_drive_refusal_keeps_gdowns_whole_reason(drive, tmp_path, status):
+    drive.files["/uc?id=secret"] = Reply(SIGN_IN_PAGE, status=status, headers=HTML)
+    with pytest.raises(download.DownloadError) as info:
+        download.fetch(register("gdrive:secret"), progress=False)
+    message = str(info.value)
+    source_line = next(line for line in message.splitlines() if "drive.google.com/file/d/secret/view" in line)
+    assert "gdown failed: Failed to retrieve file url: Cannot retrieve the public link of the file. You may need " \
+           "to change the permission to 'Anyone with the link'" in source_line
+    assert "You may still be able to access the file from the browser" in source_line
+    assert not info.value.offline and "Cannot retrieve the public link" in info.value.reason
+    assert cached_files(tmp_path) == []
+
+
+def test_drive_quota_page_through_gdown(drive, tmp_path):
+    drive.files["/uc?id=popular"] = Reply(QUOTA_PAGE, headers=HTML)
+    with pytest.raises(download.DownloadError) as info:
+        download.fetch(register("gdrive:popular"), progress=False)
+    message = str(info.value)
+    assert "Google Drive refused: 'Too many users have viewed or downloaded this file recently'" in message
+    assert "https://drive.google.com/file/d/popular/view" in message and "your own Google Drive" in message
+    assert cached_files(tmp_path) == []
 
 
 def test_drive_url_is_what_gdown_builds_from_an_id():
@@ -326,3 +320,186 @@ def test_unknown_model_names(monkeypatch):
     assert "ffhq-512-noaug" in str(info.value)
     with pytest.raises(models.UnknownModelError):
         download.fetch("nothing-like-it")
+
+
+# --- advice that fits where the user is --------------------------------------------------------------
+
+def test_advice_names_the_option_that_takes_a_local_file(tmp_path):
+    url = closed_port_url()
+    with pytest.raises(download.DownloadError) as info:
+        download.fetch(register(url), progress=False, local_option="--base")
+    message = str(info.value)
+    assert f"save it as {tmp_path / 'cache' / 'tiny.pkl'}" in message
+    assert "pass its path: --base PATH" in message
+    assert "/content/drive" not in message and "Google Drive" not in message  # not a Drive file, not on Colab
+    error = info.value
+    assert error.offline and error.reason == "no internet connection" and error.path == tmp_path / "cache" / "tiny.pkl"
+
+
+def test_advice_on_colab_is_the_drive_path(tmp_path, monkeypatch):
+    drive_root = tmp_path / "MyDrive"
+    drive_root.mkdir()
+    monkeypatch.setattr(download, "DRIVE_ROOT", drive_root)
+    monkeypatch.delenv("TOONLIB_CACHE")
+    name = register("gdrive:abc", closed_port_url())
+    monkeypatch.setattr(download, "_drive_url", lambda file_id: closed_port_url())  # offline Drive too
+    with pytest.raises(download.DownloadError) as info:
+        download.fetch(name, progress=False, local_option="--base")
+    in_cache = drive_root / "toonlib" / "cache" / "tiny.pkl"  # the cache is on Drive: putting it there is enough
+    assert f"put the file into your Google Drive as {in_cache}" in str(info.value)
+    assert "--base" not in str(info.value)
+
+    monkeypatch.setenv("TOONLIB_CACHE", str(tmp_path / "local-cache"))  # cache elsewhere: pass the Drive path
+    with pytest.raises(download.DownloadError) as info:
+        download.fetch(name, progress=False, local_option="--base")
+    assert f"as {drive_root / 'tiny.pkl'}" in str(info.value) and f"with --base {drive_root / 'tiny.pkl'}" in str(
+        info.value)
+
+
+def test_unknown_host_is_not_retried(monkeypatch):
+    sleeps = []
+    monkeypatch.setattr(download.time, "sleep", sleeps.append)
+    with pytest.raises(download.DownloadError) as info:
+        download.fetch(register("http://toonlib-test.invalid/tiny.pkl"), progress=False)  # .invalid never resolves
+    assert info.value.offline and "no internet connection" in str(info.value)
+    assert sleeps == []  # waiting does not give a machine internet
+
+
+# --- kinds and homes ---------------------------------------------------------------------------------
+
+def torch_bytes(obj) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def register_weights(url: str, **changes) -> str:
+    """A test entry for auxiliary weights that live in torch hub's folder."""
+    return register(url, **{"kind": "face-alignment", "home": "torch-hub", "format": "torch", "resolution": None,
+                            "filename": "weights-0123abcd.pth", **changes})
+
+
+def test_auxiliary_weights_go_to_torch_hub(server, tmp_path):
+    server.files["/w.pth"] = torch_bytes({"conv.weight": torch.ones(2, 2)})
+    name = register_weights(f"{server.base}/w.pth")
+    path = download.fetch(name, progress=False, cache_dir=tmp_path / "elsewhere")  # the cache folder does not apply
+    assert path == tmp_path / "torch" / "hub" / "checkpoints" / "weights-0123abcd.pth" == torch.hub.get_dir() / \
+        Path("checkpoints/weights-0123abcd.pth")
+    assert torch.load(path, weights_only=True)["conv.weight"].sum() == 4
+    assert listing(path.parent) == [path.name] and cached_files(tmp_path) == []
+    assert download.local_path(name) == path
+
+
+def test_weights_already_in_torch_hub_are_used_as_they_are(server, tmp_path):
+    """torchvision and face-alignment check hashes only when they download: a file placed by hand is used."""
+    name = register_weights(f"{server.base}/w.pth", sha256="f" * 64)
+    placed = tmp_path / "torch" / "hub" / "checkpoints" / "weights-0123abcd.pth"
+    placed.parent.mkdir(parents=True)
+    placed.write_bytes(b"placed by hand")
+    assert download.fetch(name, progress=False) == placed
+    assert server.log == []
+
+
+@pytest.mark.parametrize(("kind", "body", "problem"), [
+    ("face-alignment", b"\x00not a torch file", "not a readable torch file"),
+    ("lpips-vgg", torch_bytes([1, 2, 3]), "not a state dict of tensors"),
+    ("encoder", torch_bytes({"state_dict": {"decoder.w": torch.ones(1)}, "opts": {}}), "not a pSp / e4e checkpoint"),
+])
+def test_each_kind_is_validated_by_its_reader(server, tmp_path, kind, body, problem):
+    server.files["/w.pth"] = body
+    name = register_weights(f"{server.base}/w.pth", kind=kind)
+    with pytest.raises(download.DownloadError, match=problem):
+        download.fetch(name, progress=False)
+    assert listing(tmp_path / "torch" / "hub" / "checkpoints") == []  # nothing under the real name, no .part
+
+
+def test_encoder_checkpoint_is_accepted(server, tmp_path):
+    server.files["/e4e.pt"] = torch_bytes({"state_dict": {"encoder.body.0.weight": torch.ones(1),
+                                                          "decoder.style.1.weight": torch.ones(1)},
+                                           "opts": {"encoder_type": "Encoder4Editing"}, "latent_avg": torch.zeros(1)})
+    name = register(f"{server.base}/e4e.pt", kind="encoder", format="e4e", filename="e4e.pt")
+    assert download.fetch(name, progress=False) == tmp_path / "cache" / "e4e.pt"
+
+
+def test_sha256_prefix_of_a_torch_hub_file_name(server):
+    digest = hashlib.sha256(PAYLOAD).hexdigest()
+    assert download.fetch(register(f"{server.base}/ada_tiny.pkl", sha256=digest[:8]), progress=False).is_file()
+    with pytest.raises(download.DownloadError, match="sha256 mismatch"):
+        download.fetch(register(f"{server.base}/ada_tiny.pkl", sha256="0" * 8, filename="other.pkl"), progress=False)
+
+
+# --- the command line ----------------------------------------------------------------------------------
+
+def test_fetch_command(server, tmp_path, capsys):
+    good = register(f"{server.base}/ada_tiny.pkl")
+    models.MODELS["broken"] = dataclasses.replace(models.MODELS[good], name="broken", filename="broken.pkl",
+                                                  sources=(f"{server.base}/missing.pkl",))
+    assert main(["fetch", good, "no-such-model"]) == 2  # an unknown name fails before any download starts
+    assert server.log == [] and "unknown model 'no-such-model'" in capsys.readouterr().err
+    assert main(["fetch", "broken", good]) == 2  # one failure does not stop the others
+    out, err = capsys.readouterr()
+    assert out.strip() == str(tmp_path / "cache" / "tiny.pkl") and "HTTP 404" in err
+    assert main(["fetch", good]) == 0
+
+
+# --- processes that fetch the same file at once -----------------------------------------------------------
+
+CHILD = "import sys; from toonlib.download import fetch; print(fetch(sys.argv[1]))"
+
+
+def child(url: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", CHILD, url], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=os.environ.copy())
+
+
+def wait_for_line(stream, words: str, timeout: float = 300) -> str:
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in stream], daemon=True).start()
+    while True:
+        line = lines.get(timeout=timeout)
+        if words in line:
+            return line
+
+
+def test_two_processes_take_turns(server, tmp_path):
+    """The second process waits for the first one's download, then uses its file: one download, no leftovers."""
+    url = f"{server.base}/ada_tiny.pkl"
+    server.hold = threading.Event()  # the server sends part of the file, then waits
+    first = child(url)
+    assert server.streaming.wait(timeout=300), first.communicate()
+    second = child(url)
+    line = wait_for_line(second.stderr, "waiting for another process")
+    assert "ada_tiny-" in line and ".locks" in line
+    server.hold.set()
+    out_first, _ = first.communicate(timeout=300)
+    out_second = second.stdout.read()
+    assert second.wait(timeout=300) == 0 and first.returncode == 0
+    path = download.local_path(url)
+    assert out_first.strip() == out_second.strip() == str(path)
+    assert path.read_bytes() == PAYLOAD
+    assert server.paths() == ["/ada_tiny.pkl"]  # downloaded once
+    assert cached_files(tmp_path) == [path.name]  # no .part, .source or temporary files
+
+
+def test_a_killed_download_does_not_block_the_next(server, tmp_path):
+    """A process killed mid-download leaves its part, never a lock: the next one takes over and resumes it."""
+    url = f"{server.base}/ada_tiny.pkl"
+    hold = server.hold = threading.Event()
+    first = child(url)
+    part = download.local_path(url).with_name(download.local_path(url).name + ".part")
+    assert server.streaming.wait(timeout=300), first.communicate()
+    deadline = time.monotonic() + 300
+    while not (part.is_file() and part.stat().st_size > 0):  # the bytes sent so far reach the disk
+        assert time.monotonic() < deadline and first.poll() is None
+        time.sleep(0.05)
+    first.kill()
+    first.wait()
+    server.hold = None
+    hold.set()
+    second = subprocess.run([sys.executable, "-c", CHILD, url], capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr
+    path = download.local_path(url)
+    assert second.stdout.strip() == str(path) and path.read_bytes() == PAYLOAD
+    resumed_from = server.log[-1][1].get("Range")
+    assert resumed_from and 0 < int(resumed_from[6:-1]) <= CUT  # it resumed the killed process's part
+    assert cached_files(tmp_path) == [path.name]

@@ -1,0 +1,193 @@
+"""Real HTTP servers on 127.0.0.1 for download tests: files, misbehaviour, and a fake Google Drive.
+
+`serve()` runs a plain HTTP server. `serve_drive()` runs an HTTPS proxy in front of the same handler,
+with a test certificate for Google's host names: with `HTTPS_PROXY` and `REQUESTS_CA_BUNDLE` pointing
+at it, gdown's own Drive logic (confirmation pages, error pages) talks to pages this module serves.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import re
+import ssl
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Iterator, Optional, Union
+
+CUT = 300_000  # bytes a broken connection delivers
+DRIVE_HOSTS = ("drive.google.com", "drive.usercontent.google.com", "docs.google.com")
+
+
+@dataclasses.dataclass
+class Reply:
+    """A response with its own status and headers (files are plain bytes, served as 200 with Range support)."""
+
+    body: bytes
+    status: int = 200
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class ServerState:
+    """What the test server serves and how it misbehaves; `log` records (path, headers) per request."""
+
+    base: str
+    files: dict[str, Union[bytes, Reply]]
+    log: list[tuple[str, dict[str, str]]] = dataclasses.field(default_factory=list)
+    fail_first: int = 0  # answer this many requests with 503
+    cut_responses: int = 0  # announce the full length but drop the connection after CUT bytes, this many times
+    ranges: bool = True  # honour Range requests
+    hold: Optional[threading.Event] = None  # send CUT bytes of a file, then wait for this event to send the rest
+    streaming: threading.Event = dataclasses.field(default_factory=threading.Event)  # set once a body is half sent
+
+    def paths(self) -> list[str]:
+        return [path for path, _ in self.log]
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: ThreadingHTTPServer
+
+    def log_message(self, *args) -> None:  # keep pytest output clean
+        pass
+
+    def do_GET(self) -> None:
+        state: ServerState = self.server.state  # type: ignore[attr-defined]
+        state.log.append((self.path, dict(self.headers)))
+        if state.fail_first > 0:
+            state.fail_first -= 1
+            self.send_error(503)
+            return
+        body = state.files.get(self.path)
+        if body is None:
+            self.send_error(404)
+            return
+        if isinstance(body, Reply):
+            self.send_response(body.status)
+            for key, value in {"Content-Length": str(len(body.body)), **body.headers}.items():
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(body.body)
+            return
+        status, start = 200, 0
+        match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", ""))
+        if match and state.ranges:
+            start = int(match.group(1))
+            if start >= len(body):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(body)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            status = 206
+        chunk = body[start:]
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html" if body.startswith(b"<") else "application/octet-stream")
+        self.send_header("Content-Length", str(len(chunk)))
+        if status == 206:
+            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        self.end_headers()
+        if state.cut_responses > 0:
+            state.cut_responses -= 1
+            self.wfile.write(chunk[:CUT])
+            return
+        if state.hold is not None:
+            self.wfile.write(chunk[:CUT])
+            self.wfile.flush()
+            state.streaming.set()
+            state.hold.wait(timeout=60)
+            chunk = chunk[CUT:]
+        self.wfile.write(chunk)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        """Clients that go away mid-response (a killed download) are part of the tests: no traceback."""
+        if not isinstance(sys.exc_info()[1], (ConnectionError, ssl.SSLError)):
+            super().handle_error(request, client_address)
+
+
+@contextlib.contextmanager
+def serve(files: dict[str, Union[bytes, Reply]]) -> Iterator[ServerState]:
+    """A threaded HTTP server on 127.0.0.1 serving `files` (path -> body) until the block ends."""
+    httpd = _Server(("127.0.0.1", 0), Handler)
+    state = ServerState(base=f"http://127.0.0.1:{httpd.server_address[1]}", files=files)
+    httpd.state = state  # type: ignore[attr-defined]
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        if state.hold is not None:
+            state.hold.set()
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+
+
+class _TunnelHandler(BaseHTTPRequestHandler):
+    """An HTTPS proxy that ends every CONNECT tunnel itself: TLS with the test certificate, then `Handler`."""
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_CONNECT(self) -> None:
+        host = self.path.rsplit(":", 1)[0]
+        if host not in DRIVE_HOSTS:
+            self.send_error(403, f"this test proxy serves only {DRIVE_HOSTS}")
+            return
+        self.send_response(200, "Connection established")
+        self.end_headers()
+        self.wfile.flush()
+        tls = self.server.tls.wrap_socket(self.connection, server_side=True)  # type: ignore[attr-defined]
+        Handler(tls, self.client_address, self.server)
+        self.close_connection = True
+
+
+def write_test_certificate(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for Google's Drive host names: (certificate PEM, key PEM)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "toonlib test Drive")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(h) for h in DRIVE_HOSTS]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = folder / "drive-cert.pem", folder / "drive-key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+@contextlib.contextmanager
+def serve_drive(files: dict[str, Union[bytes, Reply]], folder: Path) -> Iterator[tuple[ServerState, str, Path]]:
+    """An HTTPS proxy for Drive's host names serving `files`: (state, proxy URL, CA bundle to trust)."""
+    cert, key = write_test_certificate(folder)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+    httpd = _Server(("127.0.0.1", 0), _TunnelHandler)
+    proxy = f"http://127.0.0.1:{httpd.server_address[1]}"
+    state = ServerState(base="https://drive.google.com", files=files)
+    httpd.state, httpd.tls = state, tls  # type: ignore[attr-defined]
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield state, proxy, cert
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
