@@ -1,0 +1,133 @@
+"""Files users get: atomic replacement with their normal permissions, flushed to disk before the rename, and
+per-file locks between processes that a killed process never leaves behind."""
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import threading
+
+import pytest
+from PIL import Image
+
+from toonlib import files
+from toonlib.files import atomic_write_path, file_lock
+from toonlib.images import save_image
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask for one test (restored afterwards)."""
+    old = os.umask(0o022)
+    yield lambda mask: os.umask(mask)
+    os.umask(old)
+
+
+def mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])
+def test_new_outputs_get_the_users_normal_mode(tmp_path, umask, mask):
+    umask(mask)
+    save_image(Image.new("RGB", (4, 4)), tmp_path / "toon.png")
+    assert mode(tmp_path / "toon.png") == 0o666 & ~mask  # not mkstemp's 0600
+    assert files.default_file_mode(tmp_path) == 0o666 & ~mask
+    assert os.listdir(tmp_path) == ["toon.png"]  # the probe and the temporary file are gone
+
+
+def test_replacing_a_file_keeps_its_mode(tmp_path, umask):
+    umask(0o022)
+    target = tmp_path / "latent.npz"
+    target.write_bytes(b"old")
+    os.chmod(target, 0o640)
+    with atomic_write_path(target) as tmp:
+        tmp.write_bytes(b"new")
+    assert target.read_bytes() == b"new" and mode(target) == 0o640
+
+
+def test_writer_that_recreates_the_temporary_file(tmp_path, umask):
+    umask(0o022)
+    with atomic_write_path(tmp_path / "out.bin") as tmp:
+        tmp.unlink()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o600)  # e.g. a library that creates its own private file
+        os.write(fd, b"data")
+        os.close(fd)
+    assert mode(tmp_path / "out.bin") == 0o644
+
+
+def test_data_is_flushed_before_the_rename(tmp_path, monkeypatch):
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        info = os.fstat(fd)
+        events.append(("fsync", "folder" if stat.S_ISDIR(info.st_mode) else info.st_ino))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", os.stat(src).st_ino))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(files.os, "fsync", fsync)
+    monkeypatch.setattr(files.os, "replace", replace)
+    with atomic_write_path(tmp_path / "snapshot.pt") as tmp:
+        tmp.write_bytes(b"weights")
+        inode = os.stat(tmp).st_ino
+    assert events == [("fsync", inode), ("replace", inode), ("fsync", "folder")]
+
+
+def test_failed_write_keeps_the_old_file(tmp_path):
+    target = tmp_path / "model.pt"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError), atomic_write_path(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("disk full")
+    assert target.read_bytes() == b"old" and os.listdir(tmp_path) == ["model.pt"]
+
+
+HOLDER = """
+import sys
+from toonlib.files import file_lock
+with file_lock(sys.argv[1]):
+    print("locked", flush=True)
+    sys.stdin.read()  # hold the lock until the test closes stdin (or kills this process)
+"""
+
+
+def holder(path) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_lock_makes_the_second_process_wait(tmp_path):
+    target = tmp_path / "ffhq.pkl"
+    proc = holder(target)
+    waited, entered = [], threading.Event()
+
+    def take() -> None:
+        with file_lock(target, on_wait=waited.append):
+            entered.set()
+
+    thread = threading.Thread(target=take)
+    thread.start()
+    assert not entered.wait(timeout=1.0)  # blocked while the other process holds the lock
+    assert waited == [tmp_path / ".locks" / "ffhq.pkl.lock"]
+    proc.stdin.close()
+    assert proc.wait(timeout=60) == 0
+    assert entered.wait(timeout=60)
+    thread.join()
+
+
+def test_a_killed_holder_leaves_no_lock(tmp_path):
+    target = tmp_path / "ffhq.pkl"
+    proc = holder(target)
+    proc.kill()
+    proc.wait()
+    waited = []
+    with file_lock(target, on_wait=waited.append):
+        pass
+    assert waited == []  # the kernel released the dead process's lock: no waiting at all
