@@ -1,6 +1,7 @@
 """NVIDIA pickles load safely and reproduce stylegan2-ada-pytorch's outputs; bad files get clear errors."""
 from __future__ import annotations
 
+import json
 import os
 import pickle
 
@@ -9,8 +10,9 @@ import nvidia_pickles
 import pytest
 import torch
 from conftest import FIXTURES, assert_close, load_ref
+from safetensors import safe_open
 
-from toonlib.checkpoints import CheckpointError, UnsafePickleError, load_network, save_network
+from toonlib.checkpoints import CheckpointError, UnsafePickleError, load_network, native, save_network
 from toonlib.checkpoints.safe_pickle import PersistentObject
 
 REF = load_ref("ada_tiny_ref.npz")
@@ -65,9 +67,13 @@ def test_fp16_pickle_loads_with_its_fp16_layout():
 
 @torch.no_grad()
 def test_round_trip_through_toonlib_format_is_exact(nets, tmp_path):
-    path = save_network(tmp_path / "tiny.pt", nets)
-    raw = torch.load(path, weights_only=True)  # plain tensors and dicts: no code can run
-    assert raw["format"] == "toonlib" and raw["meta"]["origin"]["format"] == "nvidia"
+    path = save_network(tmp_path / "tiny.safetensors", nets)
+    with safe_open(str(path), framework="pt") as f:  # a plain safetensors file: tensors and JSON, no pickle
+        metadata = f.metadata()
+        assert {key.split(".")[0] for key in f.keys()} == {"G_ema", "G", "D"}
+        assert torch.equal(f.get_tensor("G.mapping.fc0.weight"), nets.G.mapping.fc0.weight)
+    assert metadata["format"] == "toonlib" and json.loads(metadata["meta"])["origin"]["format"] == "nvidia"
+    assert json.loads(metadata["config"])["G"] == nets.config.to_dict() | {"resample_filter": [1, 3, 3, 1]}
     again = load_network(path)
     assert again.meta["format"] == "toonlib"
     z = torch.from_numpy(REF["z"])
@@ -91,11 +97,11 @@ def test_failed_save_keeps_the_old_file(nets, tmp_path, monkeypatch):
     path = save_network(tmp_path / "g.pt", nets.G_ema)
     before = path.read_bytes()
 
-    def broken_save(obj, f):
-        open(f, "wb").write(b"partial")
+    def broken_save(tensors, filename, metadata=None):
+        open(filename, "wb").write(b"partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(torch, "save", broken_save)
+    monkeypatch.setattr(native, "save_file", broken_save)
     with pytest.raises(OSError, match="disk full"):
         save_network(path, nets.G_ema)
     assert path.read_bytes() == before

@@ -50,7 +50,8 @@ def test_architecture_and_meta(nets, ref):
     d_config = nets.D.config
     assert (d_config.img_resolution, d_config.channel_base, d_config.channel_max) == (32, 512, 16)
     assert (d_config.mbstd_group_size, d_config.mbstd_num_channels, d_config.conv_clamp) == (4, 1, None)
-    assert nets.meta == {"format": "rosinality", "source": str(CHECKPOINT), "w_avg": "latent_avg"}
+    assert nets.meta == {"format": "rosinality", "source": str(CHECKPOINT), "G_ema_from": "g_ema",
+                         "w_avg": "latent_avg"}
     assert torch.equal(nets.G_ema.mapping.w_avg, ref["latent_avg"])
     assert torch.equal(nets.G.mapping.w_avg, ref["latent_avg"])
 

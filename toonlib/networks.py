@@ -33,7 +33,14 @@ NOISE_MODES = ("random", "const", "none")
 
 @dataclass
 class GeneratorConfig:
-    """Everything that defines a generator's architecture (NVIDIA's names and defaults, config F)."""
+    """Everything that defines a generator's architecture (NVIDIA's names and defaults, config F).
+
+    A config is canonical once built, so that two configs of the same network compare equal whichever
+    checkpoint format they were read from: `mapping_layer_features` None (or any value with a single
+    mapping layer) becomes `w_dim`; `channel_base` / `channel_max` become the smallest values that give
+    the same channel count at every resolution of this model (see `canonical_channels`); numbers get one
+    type (`conv_clamp`, `mapping_lr_multiplier`, `w_avg_beta` float, `resample_filter` a tuple).
+    """
 
     z_dim: int = 512
     w_dim: int = 512
@@ -51,10 +58,17 @@ class GeneratorConfig:
     use_noise: bool = True
 
     def __post_init__(self) -> None:
-        self.resample_filter = tuple(self.resample_filter)
         check_resolution(self.img_resolution)
         if self.mapping_layers < 1:
             raise ValueError(f"mapping_layers must be >= 1, got {self.mapping_layers}")
+        if self.mapping_layer_features is None or self.mapping_layers == 1:  # no hidden layer: width unused
+            self.mapping_layer_features = self.w_dim
+        self.channel_base, self.channel_max = canonical_channels(self.channel_base, self.channel_max,
+                                                                 self.img_resolution)
+        self.mapping_lr_multiplier = float(self.mapping_lr_multiplier)
+        self.w_avg_beta = float(self.w_avg_beta)
+        self.conv_clamp = None if self.conv_clamp is None else float(self.conv_clamp)
+        self.resample_filter = _canonical_filter(self.resample_filter)
 
     @property
     def num_ws(self) -> int:
@@ -87,8 +101,12 @@ class DiscriminatorConfig:
     resample_filter: tuple[int, ...] = (1, 3, 3, 1)
 
     def __post_init__(self) -> None:
-        self.resample_filter = tuple(self.resample_filter)
+        """Canonical like `GeneratorConfig`: channel table, number types."""
         check_resolution(self.img_resolution)
+        self.channel_base, self.channel_max = canonical_channels(self.channel_base, self.channel_max,
+                                                                 self.img_resolution)
+        self.conv_clamp = None if self.conv_clamp is None else float(self.conv_clamp)
+        self.resample_filter = _canonical_filter(self.resample_filter)
 
     def channels(self, res: int) -> int:
         return min(self.channel_base // res, self.channel_max)
@@ -104,6 +122,27 @@ class DiscriminatorConfig:
 def check_resolution(res: int) -> None:
     if not (isinstance(res, int) and 4 <= res <= 1024 and res & (res - 1) == 0):
         raise ValueError(f"img_resolution must be a power of two between 4 and 1024, got {res!r}")
+
+
+def canonical_channels(channel_base: int, channel_max: int, img_resolution: int) -> tuple[int, int]:
+    """The smallest `(channel_base, channel_max)` with the same `min(channel_base // res, channel_max)` at
+    every resolution 4..img_resolution: the channel table of a model, expressed one way.
+
+    Valid bases for a table form an interval; its lower end is the largest `res * channels(res)`, and
+    `channel_max` is the widest layer, `channels(4)`. (FFHQ's 32768 / 512 at 1024 px stay as they are.)
+    """
+    resolutions = [2**i for i in range(2, int(math.log2(img_resolution)) + 1)]
+    table = {res: min(int(channel_base) // res, int(channel_max)) for res in resolutions}
+    if min(table.values()) < 1:
+        raise ValueError(f"channel_base={channel_base}, channel_max={channel_max} give no channels at "
+                         f"{min(r for r, c in table.items() if c < 1)} px; raise channel_base (at least "
+                         f"{img_resolution} for {img_resolution} px)")
+    return max(res * ch for res, ch in table.items()), table[4]
+
+
+def _canonical_filter(taps) -> tuple:
+    """A FIR filter as a tuple, integral taps as ints ([1., 3., 3., 1.] -> (1, 3, 3, 1))."""
+    return tuple(int(t) if float(t).is_integer() else float(t) for t in taps)
 
 
 def _known_fields(cls, d: dict, what: str) -> dict:

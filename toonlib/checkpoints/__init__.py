@@ -3,32 +3,41 @@
 `load_network(source)` takes a file path, a URL or a registry name, detects the format from the
 file's content (never from its name) and returns `Networks(G_ema, G, D, meta)`:
 
-| format      | file                                     | reader                 |
-|-------------|------------------------------------------|------------------------|
-| nvidia      | stylegan2-ada-pytorch / stylegan3 `.pkl` | `nvidia.read_snapshot` |
-| tensorflow  | original StyleGAN2 TF `.pkl` (G, D, Gs)  | `tensorflow.read_tf_pickle` |
-| rosinality  | rosinality/stylegan2-pytorch `.pt`       | `rosinality.read_rosinality` |
-| toonlib     | `save_network` output                    | `native.read`          |
+| meta format | file                                                       | reader                        |
+|-------------|------------------------------------------------------------|-------------------------------|
+| nvidia      | stylegan2-ada-pytorch / stylegan3 `.pkl`                   | `nvidia.read_snapshot`        |
+| tensorflow  | original StyleGAN2 TF `.pkl` (G, D, Gs)                    | `tensorflow.read_tf_pickle`   |
+| rosinality  | rosinality/stylegan2-pytorch `.pt`, JoJoGAN's `g`-only files | `rosinality.read_rosinality` |
+| psp         | pSp / e4e `.pt`: the rosinality decoder becomes G_ema      | `psp.read_psp`                |
+| toonlib     | `save_network` output: safetensors                         | `native.read`                 |
+| toonlib     | toonlib's earlier `torch.save` files (read only)           | `native_torch.read`           |
 
-No reader runs code from a file: pickles go through `safe_pickle`, torch files through
-`torch.load(weights_only=True)`.
+Every reader returns canonical configs (`GeneratorConfig`), so the same architecture read from
+any two formats compares equal and blends. No reader runs code from a file: pickles go through
+`safe_pickle`, torch files through `torch.load(weights_only=True)`, toonlib's files are safetensors.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import re
 from pathlib import Path
 
 import torch
 
 from ..files import looks_like_html
 from ..networks import Generator
-from . import native, nvidia, rosinality, tensorflow
+from . import native, native_torch, nvidia, psp, rosinality, tensorflow
 from .common import CheckpointError, GeneratorLike, Networks
-from .safe_pickle import UnsafePickleError, safe_load
+from .safe_pickle import UnsafePickleError, refusal, safe_load
 
-__all__ = ["CheckpointError", "GeneratorLike", "Networks", "UnsafePickleError", "load_generator", "load_network",
-           "read_checkpoint", "save_network"]
+__all__ = ["NATIVE_SUFFIX", "CheckpointError", "GeneratorLike", "Networks", "UnsafePickleError", "load_generator",
+           "load_network", "read_checkpoint", "save_network"]
+
+#: The file suffix for toonlib's own format (safetensors).
+NATIVE_SUFFIX = native.SUFFIX
+# Globals torch files may name besides tensors: rosinality's train.py stores its argparse.Namespace.
+_TORCH_SAFE_GLOBALS = [argparse.Namespace]
 
 # Legacy (pre-zip) torch.save files start with a pickled magic number.
 _LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19."
@@ -109,8 +118,10 @@ def read_checkpoint(path: str | os.PathLike) -> Networks:
             f"{source} is a web page, not a network: a download that failed and saved the error page instead "
             "(Google Drive does this when a file's download quota is exceeded). Delete it and download again "
             "later, or copy the file into your own Google Drive and load it from there.")
+    if native.is_safetensors(head, path.stat().st_size):
+        return native.read(path, source)
     if head.startswith(b"PK") or head.startswith(_LEGACY_TORCH_MAGIC):
-        return _read_torch_file(path, source)
+        return _read_torch_file(path, source, zipped=head.startswith(b"PK"))
     if head[:1] == b"\x80":
         with open(path, "rb") as f:
             obj = safe_load(f, what=source)
@@ -120,29 +131,51 @@ def read_checkpoint(path: str | os.PathLike) -> Networks:
             return tensorflow.read_tf_pickle(obj, source)
         raise CheckpointError(f"{source} is a pickle but not a StyleGAN network pickle "
                               f"(it holds a {type(obj).__name__})")
-    raise CheckpointError(f"{source} is not a checkpoint toonlib knows: expected a network pickle (.pkl) or a "
-                          f"torch file (.pt); the file starts with {head[:16]!r}")
+    raise CheckpointError(f"{source} is not a checkpoint toonlib knows: expected a network pickle (.pkl), a "
+                          f"torch file (.pt) or a toonlib .safetensors file; the file starts with {head[:16]!r}")
 
 
-def _read_torch_file(path: Path, source: str) -> Networks:
+def _read_torch_file(path: Path, source: str, zipped: bool) -> Networks:
     try:
-        # rosinality's train.py stores its argparse.Namespace next to the weights.
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for bad files; all mean "unreadable"
+        with torch.serialization.safe_globals(_TORCH_SAFE_GLOBALS):
+            # Memory-mapped where torch can (zip files): pSp / e4e files are mostly encoder weights.
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=zipped)
+    except Exception as exc:  # torch raises many types for bad files; all mean "not loaded"
+        unsafe = _unsafe_globals(path, exc)
+        if unsafe:
+            raise UnsafePickleError(refusal(source, "torch file", unsafe)) from None
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{source} is a torch file that cannot be read safely ({message}). "
-                              "A truncated download or a file that stores code rather than weights.") from None
-    if native.is_native(obj):
-        return native.read(obj, source)
+        if "weights_only" in message:  # torch's own advice is to turn the safety off: never pass that on
+            message = type(exc).__name__
+        raise CheckpointError(f"{source} is a torch file that could not be read safely ({message}); it was not "
+                              "loaded. A truncated download, or a file that stores code rather than weights.") from None
+    if native_torch.is_native_torch(obj):
+        return native_torch.read(obj, source)
     if rosinality.is_rosinality(obj):
         return rosinality.read_rosinality(obj, source)
+    if psp.is_psp(obj):
+        return psp.read_psp(obj, source)
     keys = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
     raise CheckpointError(f"{source} is a torch file but not a known StyleGAN2 checkpoint (contents: {keys})")
 
 
+def _unsafe_globals(path: Path, exc: Exception) -> list[str]:
+    """The globals (classes, functions) a torch file names that weights_only loading refused; [] if none."""
+    allowed = {f"{g.__module__}.{g.__qualname__}" for g in _TORCH_SAFE_GLOBALS}
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # not a zip file, or unreadable: fall back on the error's text
+        names = re.findall(r"GLOBAL ([\w.]+)", str(exc))
+    return [name for name in dict.fromkeys(names) if name not in allowed]
+
+
 def save_network(path: str | os.PathLike, networks: Networks | Generator) -> Path:
-    """Write `networks` (or a lone generator) in toonlib's format, atomically. Returns the path."""
+    """Write `networks` (or a lone generator) in toonlib's format, atomically. Returns the path.
+
+    The format is safetensors (tensors plus the configs and meta as JSON; no pickle). The file is
+    written at exactly `path`: name it `*.safetensors` (`NATIVE_SUFFIX`) so that other tools, which pick
+    their loader by suffix, recognise it; toonlib itself reads it under any name.
+    """
     if isinstance(networks, Generator):
         networks = Networks(G_ema=networks)
     native.save(networks, path)

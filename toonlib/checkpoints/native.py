@@ -1,47 +1,58 @@
-"""toonlib's own checkpoint format: plain tensors and JSON-able dicts, read with weights_only=True.
+"""toonlib's own format: one safetensors file, tensors and JSON only (no pickle, so loading runs no code).
 
-    {"format": "toonlib", "version": 1,
-     "config": {"G": GeneratorConfig dict, "D": DiscriminatorConfig dict or None},
-     "G_ema": state dict, "G": state dict (optional), "D": state dict (optional), "meta": dict}
+    tensors   "G_ema.<name>", "G.<name>" (optional), "D.<name>" (optional): float32 state dicts
+    metadata  "format": "toonlib", "version": "2",
+              "config": JSON {"G": GeneratorConfig dict, "D": DiscriminatorConfig dict or null},
+              "meta": JSON (where the weights came from, training notes, ...)
+
+Files are read through safetensors' `safe_open`, which memory-maps them. The suffix is the caller's
+choice (toonlib detects every format from content); `.safetensors` is the one to use, because other
+tools choose their loader by the suffix. Version 1, a `torch.save` dict, is read by `native_torch.py`.
 """
 from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
 from ..files import atomic_write_path
 from ..networks import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 from .common import CheckpointError, Networks, build_network
 
 FORMAT = "toonlib"
-VERSION = 1
+VERSION = "2"
+SUFFIX = ".safetensors"
+NETWORKS = ("G_ema", "G", "D")
 
 
-def is_native(obj: object) -> bool:
-    return isinstance(obj, dict) and obj.get("format") == FORMAT
+def is_safetensors(head: bytes, size: int) -> bool:
+    """True when a file starts like a safetensors file: an 8-byte little-endian header length, then JSON."""
+    if len(head) < 9 or head[8:9] != b"{":
+        return False
+    return 2 <= int.from_bytes(head[:8], "little") <= size - 8
 
 
-def to_dict(nets: Networks) -> dict:
-    """The native-format dict of `nets` (tensors moved to the CPU, float32)."""
-
-    def state(net):
-        return {k: v.detach().to("cpu", torch.float32).clone() for k, v in net.state_dict().items()}
-
-    out = {"format": FORMAT, "version": VERSION,
-           "config": {"G": nets.G_ema.config.to_dict(), "D": nets.D.config.to_dict() if nets.D else None},
-           "G_ema": state(nets.G_ema), "meta": _meta_for_saving(nets.meta)}
-    if nets.G is not None:
-        out["G"] = state(nets.G)
-    if nets.D is not None:
-        out["D"] = state(nets.D)
-    return out
+def save(nets: Networks, path: str | os.PathLike) -> None:
+    """Write `nets` to `path` atomically (tensors moved to the CPU as float32)."""
+    tensors = {}
+    for prefix, net in zip(NETWORKS, (nets.G_ema, nets.G, nets.D)):
+        if net is not None:
+            for name, value in net.state_dict().items():  # copies: G and G_ema may share tensors
+                tensors[f"{prefix}.{name}"] = value.detach().to("cpu", torch.float32, copy=True).contiguous()
+    config = {"G": nets.G_ema.config.to_dict(), "D": nets.D.config.to_dict() if nets.D is not None else None}
+    metadata = {"format": FORMAT, "version": VERSION, "config": json.dumps(config),
+                "meta": json.dumps(_meta_for_saving(nets.meta))}
+    with atomic_write_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
 
 
 def _meta_for_saving(meta: dict) -> dict:
-    """Keep the user's meta as plain JSON values (weights_only loading accepts nothing else) and
-    remember which file and format the weights originally came from."""
+    """Keep the user's meta as plain JSON values and remember which file and format the weights
+    originally came from."""
     out = {k: v for k, v in meta.items() if k not in ("format", "source")}
     out.setdefault("origin", {"format": meta.get("format"), "source": str(meta.get("source", ""))})
     return json.loads(json.dumps(out, default=_json_value))
@@ -54,28 +65,45 @@ def _json_value(value):
     return str(value)
 
 
-def save(nets: Networks, path: str | os.PathLike) -> None:
-    with atomic_write_path(path) as tmp:
-        torch.save(to_dict(nets), tmp)
-
-
-def read(obj: dict, source: str = "") -> Networks:
-    version = obj.get("version")
-    if version != VERSION:
-        raise CheckpointError(f"{source}: toonlib checkpoint version {version!r}; this toonlib reads version "
-                              f"{VERSION}. Upgrade toonlib (pip install -U toonlib).")
+def read(path: str | os.PathLike, source: str = "") -> Networks:
+    """Networks from a safetensors file written by `save`."""
+    source = source or str(path)
     try:
-        g_config = GeneratorConfig.from_dict(obj["config"]["G"])
-        d_config = obj["config"].get("D")
-        d_config = DiscriminatorConfig.from_dict(d_config) if d_config else None
+        with safe_open(str(Path(path)), framework="pt", device="cpu") as f:
+            metadata = f.metadata() or {}
+            _check_metadata(metadata, source)
+            states: dict[str, dict[str, torch.Tensor]] = {}
+            for key in f.keys():
+                prefix, _, name = key.partition(".")
+                if prefix not in NETWORKS or not name:
+                    raise CheckpointError(f"{source}: unexpected tensor {key!r} in a toonlib file "
+                                          f"(names start with {', '.join(p + '.' for p in NETWORKS)})")
+                states.setdefault(prefix, {})[name] = f.get_tensor(key)
+    except SafetensorError as exc:
+        raise CheckpointError(f"{source} is not a readable safetensors file ({exc}): a truncated download or a "
+                              "damaged file. Delete it and download or convert it again.") from None
+    try:
+        config = json.loads(metadata["config"])
+        g_config = GeneratorConfig.from_dict(config["G"])
+        d_config = DiscriminatorConfig.from_dict(config["D"]) if config.get("D") else None
+        meta = json.loads(metadata.get("meta") or "{}")
     except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{source}: invalid toonlib checkpoint config ({exc})") from None
-    G_ema = build_network(Generator, g_config, obj["G_ema"], f"{source} [G_ema]")
-    G = build_network(Generator, g_config, obj["G"], f"{source} [G]") if "G" in obj else None
-    D = None
-    if "D" in obj:
-        if d_config is None:
-            raise CheckpointError(f"{source}: toonlib checkpoint has D weights but no D config")
-        D = build_network(Discriminator, d_config, obj["D"], f"{source} [D]")
-    meta = {**(obj.get("meta") or {}), "format": FORMAT, "source": source}
-    return Networks(G_ema=G_ema, G=G, D=D, meta=meta)
+        raise CheckpointError(f"{source}: invalid toonlib checkpoint config ({type(exc).__name__}: {exc})") from None
+    if "G_ema" not in states:
+        raise CheckpointError(f"{source}: toonlib file without G_ema weights")
+    if "D" in states and d_config is None:
+        raise CheckpointError(f"{source}: toonlib file has D weights but no D config")
+    nets = {key: build_network(Discriminator if key == "D" else Generator, d_config if key == "D" else g_config,
+                               state, f"{source} [{key}]") for key, state in states.items()}
+    return Networks(G_ema=nets["G_ema"], G=nets.get("G"), D=nets.get("D"),
+                    meta={**meta, "format": FORMAT, "source": source})
+
+
+def _check_metadata(metadata: dict, source: str) -> None:
+    if metadata.get("format") != FORMAT:
+        raise CheckpointError(f"{source} is a safetensors file but not a toonlib network (its metadata has no "
+                              f"format 'toonlib': {sorted(metadata)}). toonlib reads StyleGAN2 checkpoints it "
+                              "wrote itself in this format; convert others from their original files.")
+    if metadata.get("version") != VERSION:
+        raise CheckpointError(f"{source}: toonlib checkpoint version {metadata.get('version')!r}; this toonlib "
+                              f"reads version {VERSION}. Upgrade toonlib (pip install -U toonlib).")

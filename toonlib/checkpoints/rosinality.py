@@ -1,9 +1,11 @@
 """rosinality/stylegan2-pytorch checkpoints (`.pt`).
 
-Such a file is a dict of state dicts: `g_ema` (always), `g` and `d` (optional) and, when written by
+Such a file is a dict of state dicts: `g_ema`, `g` and `d` (optional) and, when written by
 rosinality's `convert_weight.py`, `latent_avg`; checkpoints from its `train.py` also hold optimiser
-states, `args` and `ada_aug_p`, which are ignored here. The weights are renamed and reshaped into
-toonlib's (NVIDIA's) layout, and the architecture is read from the tensor shapes.
+states, `args` and `ada_aug_p`, which are ignored here. JoJoGAN's one-shot style files hold `g` only:
+those weights become G_ema. The weights are renamed and reshaped into toonlib's (NVIDIA's) layout,
+and the architecture is read from the tensor shapes. `read_generator` also serves the decoders of
+pSp / e4e files (`psp.py`).
 
 Conventions that differ from toonlib's (NVIDIA's), which a user switching over must know:
 
@@ -72,9 +74,13 @@ _D_HEAD = {"final_conv.0.weight": "b4.conv.weight", "final_conv.1.bias": "b4.con
 
 
 def is_rosinality(obj: object) -> bool:
-    """A dict whose `g_ema` is a state dict with rosinality's generator names."""
-    g_ema = obj.get("g_ema") if isinstance(obj, dict) else None
-    return isinstance(g_ema, dict) and "style.1.weight" in g_ema and "conv1.conv.weight" in g_ema
+    """A dict holding a rosinality generator state dict under `g_ema` or (JoJoGAN's style files) `g`."""
+    return isinstance(obj, dict) and any(is_generator_state(obj.get(key)) for key in ("g_ema", "g"))
+
+
+def is_generator_state(state: object) -> bool:
+    """A state dict with rosinality's generator names."""
+    return isinstance(state, dict) and "style.1.weight" in state and "conv1.conv.weight" in state
 
 
 def read_rosinality(obj: dict, source: str = "") -> Networks:
@@ -82,36 +88,52 @@ def read_rosinality(obj: dict, source: str = "") -> Networks:
 
     `latent_avg` (the EMA generator's mean w) becomes both generators' `mapping.w_avg`. Without it
     (train.py checkpoints) each generator's mean w is estimated from its own mapping network and
-    `meta["w_avg"]` says "computed".
+    `meta["w_avg"]` says "computed". A file with `g` but no `g_ema` (JoJoGAN's one-shot style files,
+    `{"g": state_dict}`) gives its `g` weights as G_ema and no G; `meta["G_ema_from"]` names the key
+    G_ema was read from in every case.
     """
     latent_avg = obj.get("latent_avg")
-    g_config = generator_config(obj["g_ema"], f"{source} [g_ema]")
-    generators = {}
-    for key, name in (("g_ema", "G_ema"), ("g", "G")):
-        if key in obj:
-            state = {**convert_generator(obj[key], f"{source} [{key}]"),
-                     "mapping.w_avg": torch.zeros([g_config.w_dim])}
-            net = build_network(Generator, g_config, state, f"{source} [{key}]")
-            w_avg = _mean_w(net) if latent_avg is None else latent_avg.reshape(-1)
-            if w_avg.shape != net.mapping.w_avg.shape:
-                raise CheckpointError(f"{source}: latent_avg has shape {list(latent_avg.shape)}, "
-                                      f"expected [{g_config.w_dim}]")
-            net.mapping.w_avg.copy_(w_avg)
-            generators[name] = net
+    ema_key = "g_ema" if "g_ema" in obj else "g"
+    G_ema = read_generator(obj[ema_key], f"{source} [{ema_key}]", latent_avg)
+    G = read_generator(obj["g"], f"{source} [g]", latent_avg) if ema_key == "g_ema" and "g" in obj else None
     D = None
     if "d" in obj:
         d_config = discriminator_config(obj["d"], f"{source} [d]")
         state = convert_discriminator(obj["d"], d_config, f"{source} [d]")
         D = build_network(Discriminator, d_config, state, f"{source} [d]")
-    meta = {"format": "rosinality", "source": source,
+    meta = {"format": "rosinality", "source": source, "G_ema_from": ema_key,
             "w_avg": "latent_avg" if latent_avg is not None else "computed"}
-    return Networks(G_ema=generators["G_ema"], G=generators.get("G"), D=D, meta=meta)
+    return Networks(G_ema=G_ema, G=G, D=D, meta=meta)
+
+
+def read_generator(state: dict[str, torch.Tensor], what: str, latent_avg: torch.Tensor | None = None) -> Generator:
+    """A toonlib generator from a rosinality generator state dict (architecture read from its shapes).
+
+    `mapping.w_avg` is `latent_avg` when given, else the mean w of `W_AVG_SAMPLES` seeded z (what
+    rosinality's `mean_latent` estimates).
+    """
+    config = generator_config(state, what)
+    net = build_network(Generator, config, {**convert_generator(state, what),
+                                            "mapping.w_avg": torch.zeros([config.w_dim])}, what)
+    if latent_avg is None:
+        w_avg = _mean_w(net)
+    elif latent_avg.numel() == config.w_dim:
+        w_avg = latent_avg.reshape(-1)
+    else:
+        raise CheckpointError(f"{what}: latent_avg has shape {list(latent_avg.shape)}, expected [{config.w_dim}]")
+    net.mapping.w_avg.copy_(w_avg)
+    return net
 
 
 def generator_config(state: dict[str, torch.Tensor], what: str) -> GeneratorConfig:
-    """The NVIDIA-style architecture of a rosinality generator, from its tensor shapes."""
-    style_dim = _size(state, "style.1.weight", 0, what)
+    """The NVIDIA-style architecture of a rosinality generator, from its tensor shapes.
+
+    rosinality's `Generator` has `z_dim = w_dim = style_dim`; here both (and the hidden mapping width)
+    are read from the mapping layers' shapes, like the channel table from the convolutions'.
+    """
     n_mlp = sum(bool(re.fullmatch(r"style\.\d+\.weight", k)) for k in state)
+    hidden, z_dim = _size(state, "style.1.weight", 0, what), _size(state, "style.1.weight", 1, what)
+    w_dim = _size(state, f"style.{n_mlp}.weight", 0, what)
     num_rgbs = 1 + sum(bool(re.fullmatch(r"to_rgbs\.\d+\.conv\.weight", k)) for k in state)
     channels = [(4, _size(state, "conv1.conv.weight", 1, what))]
     for key, tensor in state.items():
@@ -119,8 +141,8 @@ def generator_config(state: dict[str, torch.Tensor], what: str) -> GeneratorConf
         if match:
             channels.append((2 ** (int(match[1]) // 2 + 3), tensor.shape[1]))
     channel_base, channel_max = fit_channels(channels, what)
-    return GeneratorConfig(z_dim=style_dim, w_dim=style_dim, img_resolution=4 * 2 ** (num_rgbs - 1),
-                           mapping_layers=n_mlp, mapping_lr_multiplier=MAPPING_LR_MULTIPLIER,
+    return GeneratorConfig(z_dim=z_dim, w_dim=w_dim, img_resolution=4 * 2 ** (num_rgbs - 1), mapping_layers=n_mlp,
+                           mapping_layer_features=hidden, mapping_lr_multiplier=MAPPING_LR_MULTIPLIER,
                            channel_base=channel_base, channel_max=channel_max, num_fp16_res=0, conv_clamp=None)
 
 
@@ -147,11 +169,14 @@ def _size(state: dict[str, torch.Tensor], key: str, dim: int, what: str) -> int:
 
 
 def fit_channels(channels: list[tuple[int, int]], what: str) -> tuple[int, int]:
-    """(channel_base, channel_max) with min(channel_base // res, channel_max) == ch for every (res, ch)."""
-    channel_max = max(ch for _, ch in channels)
-    for channel_base in sorted({res * ch for res, ch in channels}):
-        if all(min(channel_base // res, channel_max) == ch for res, ch in channels):
-            return channel_base, channel_max
+    """(channel_base, channel_max) with min(channel_base // res, channel_max) == ch for every (res, ch).
+
+    If any pair fits, the canonical one (`networks.canonical_channels`) does: the largest `res * ch` and
+    the largest `ch`.
+    """
+    channel_base, channel_max = max(res * ch for res, ch in channels), max(ch for _, ch in channels)
+    if all(min(channel_base // res, channel_max) == ch for res, ch in channels):
+        return channel_base, channel_max
     table = ", ".join(f"{res}px: {ch}" for res, ch in sorted(set(channels)))
     raise CheckpointError(f"{what}: no channel_base/channel_max reproduces the channel counts ({table}) "
                           "as min(channel_base // resolution, channel_max); toonlib cannot build this network")

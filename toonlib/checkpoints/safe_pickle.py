@@ -82,22 +82,30 @@ ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
 }
 
 
+def refusal(what: str, kind: str, names: list[str]) -> str:
+    """The message for a file that asks for globals outside the allow-list (pickles and torch files alike)."""
+    asked = ", ".join(f"'{name}'" for name in names)
+    return (f"{what} was not loaded: this {kind} asks for {asked}, which is not a StyleGAN network or plain "
+            "data, and loading it could run code. toonlib never runs code from a checkpoint; if this is a "
+            "network from another code base, save its state dict (plain tensors) with that code first.")
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
+    what = "checkpoint"
+
     def find_class(self, module: str, name: str) -> Any:
         try:
             return ALLOWED_GLOBALS[(module, name)]
         except KeyError:
-            raise UnsafePickleError(
-                f"refusing to load this pickle: it asks for '{module}.{name}', which is not a StyleGAN "
-                "network or plain data. toonlib never runs code from a checkpoint; if this is a network "
-                "from another code base, convert it to a state dict with that code first."
-            ) from None
+            raise UnsafePickleError(refusal(self.what, "pickle", [f"{module}.{name}"])) from None
 
 
 def safe_load(file: BinaryIO, what: str = "checkpoint") -> Any:
     """Unpickle `file` with the restricted allow-list; truncated or corrupt files raise CheckpointError."""
+    unpickler = _RestrictedUnpickler(file)
+    unpickler.what = what
     try:
-        return _RestrictedUnpickler(file).load()
+        return unpickler.load()
     except CheckpointError:
         raise
     except EOFError:
