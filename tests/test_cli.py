@@ -46,7 +46,7 @@ def test_blend_command_writes_network_and_grid(tmp_path):
     toon, base = tiny_generator(1), tiny_generator(0)
     save_network(tmp_path / "toon.pt", toon)
     save_network(tmp_path / "base.pt", base)
-    result = run_cli("blend", "--low", str(tmp_path / "toon.pt"), "--high", str(tmp_path / "base.pt"),
+    result = run_cli("blend", "--toon", str(tmp_path / "toon.pt"), "--base", str(tmp_path / "base.pt"),
                      "--swap-res", "8", "--blend-width", "0.5", "-o", str(tmp_path / "b.pt"),
                      "--grid", str(tmp_path / "grid.png"), "--seeds", "0-2")
     assert result.returncode == 0, result.stderr

@@ -31,7 +31,7 @@ def test_align_then_project(setup, tmp_path, capsys):
                      "--detector", "dlib"]) == 0
     assert Image.open(aligned).size == (64, 64)
     latent = tmp_path / "w.npz"
-    assert cli.main(["project", str(aligned), "--model", str(setup / "base.pt"), "--steps", "3", "-o", str(latent),
+    assert cli.main(["project", str(aligned), "--base", str(setup / "base.pt"), "--steps", "3", "-o", str(latent),
                      "--image-out", str(tmp_path / "recon.png")]) == 0
     assert load_latent(latent).shape == (1, 8, 16)
     assert Image.open(tmp_path / "recon.png").size == (32, 32)
@@ -69,3 +69,24 @@ def test_toonify_refuses_to_overwrite_inputs(setup, tmp_path, capsys):
                      "--toon", str(setup / "toon.pt"), "--steps", "1", "--detector", "dlib"])
     assert code == 2 and "refusing to overwrite the input photo" in capsys.readouterr().err
     assert (photos / "me-toon.png").read_bytes() == before
+
+
+def test_toonify_one_photo_to_an_image_path(setup, tmp_path, capsys):
+    """`toonify PHOTO -o out.png` writes the toon at out.png and the other images beside it, not a folder."""
+    out = tmp_path / "results" / "out.png"
+    code = cli.main(["toonify", str(setup / "photos" / "hopper.jpg"), "-o", str(out), "--base", str(setup / "base.pt"),
+                     "--toon", str(setup / "toon.pt"), "--steps", "1", "--paste-back", "--detector", "dlib"])
+    assert code == 0
+    assert out.is_file() and Image.open(out).size == (32, 32)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["out-aligned.png", "out-pasted.png",
+                                                            "out-reconstruction.png", "out.png"]
+    assert f"wrote {out}" in capsys.readouterr().out
+
+
+def test_toonify_one_photo_without_a_face_exits_1(setup, tmp_path, capsys):
+    code = cli.main(["toonify", str(setup / "photos" / "coffee.png"), "-o", str(tmp_path / "x.png"),
+                     "--base", str(setup / "base.pt"), "--toon", str(setup / "toon.pt"), "--steps", "1",
+                     "--detector", "dlib"])
+    assert code == 1
+    assert "no face" in capsys.readouterr().err.lower()
+    assert not any(tmp_path.iterdir())

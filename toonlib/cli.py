@@ -1,4 +1,9 @@
-"""The `toonlib` console script. Each sub-command is a thin wrapper over the Python API."""
+"""The `toonlib` console script. Each sub-command is a thin wrapper over the Python API.
+
+Exit status (also in `--help`): 0 all done; 1 some photos failed (the others were written);
+2 bad usage, or a missing or unreadable model, weights file or photo. Expected failures end in one
+short message naming the cause and the fix, never a traceback.
+"""
 from __future__ import annotations
 
 import argparse
@@ -7,6 +12,11 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 Command = Callable[[argparse.Namespace], int]
+
+EXIT_STATUS = """exit status:
+  0  all done
+  1  some photos failed (the others were written)
+  2  bad usage, or a missing or unreadable model, weights file or photo"""
 
 
 def _describe(nets) -> str:
@@ -86,8 +96,8 @@ def cmd_blend(args: argparse.Namespace) -> int:
     from .images import save_image
     from .networks import parse_seeds
 
-    low = load_generator(args.low, which=args.low_network)
-    high = load_generator(args.high, which=args.high_network)
+    low = load_generator(args.toon, which=args.toon_network)
+    high = load_generator(args.base, which=args.base_network)
     blended = blend(low, high, args.swap_res, level=args.level, blend_width=args.blend_width)
     save_network(args.output, blended)
     print(f"wrote {args.output}")
@@ -117,15 +127,13 @@ def cmd_align(args: argparse.Namespace) -> int:
 
 
 def cmd_project(args: argparse.Namespace) -> int:
-    from PIL import Image
-
     from .checkpoints import load_generator
     from .devices import default_device
-    from .images import save_image, to_pil
+    from .images import read_image, save_image, to_pil
     from .projection import project, save_video
 
-    G = load_generator(args.model, device=default_device())
-    target = Image.open(args.image)
+    target = read_image(args.image)  # a bad photo fails before any model is downloaded
+    G = load_generator(args.base, device=default_device())
     result = project(G, target, space=args.space, steps=args.steps, seed=args.seed,
                      save_every=args.video_every if args.video else None)
     result.save(args.output)
@@ -139,39 +147,82 @@ def cmd_project(args: argparse.Namespace) -> int:
     return 0
 
 
+def _toonify_outputs(output: Path, source_is_folder: bool) -> Callable[[Path, int, int, str], Path]:
+    """Where `toonify` writes: a function (photo, face index, face count, kind) -> path.
+
+    A folder (the default): `<folder>/<photo>-<kind>.png`. One photo and `-o` ending in an image
+    suffix: the toon at exactly that path and the other images beside it (`<stem>-aligned<suffix>`).
+    """
+    from .images import IMAGE_SUFFIXES
+
+    if output.suffix.lower() in IMAGE_SUFFIXES:
+        if source_is_folder:
+            raise ValueError(f"-o {output} names an image file, but the input is a folder of photos: "
+                             "give a folder for -o (each photo gets its own <name>-toon.png there)")
+
+        def image_path(photo: Path, face: int, faces: int, kind: str) -> Path:
+            stem = output.stem + (f"-face{face}" if faces > 1 else "")
+            return output.with_name(f"{stem}{'' if kind == 'toon' else '-' + kind}{output.suffix}")
+        return image_path
+
+    def folder_path(photo: Path, face: int, faces: int, kind: str) -> Path:
+        stem = photo.stem + (f"-face{face}" if faces > 1 else "")
+        return output / f"{stem}-{kind}.png"
+    return folder_path
+
+
+def _photos_to_toonify(source: Path) -> list[Path]:
+    """The photos named on the command line, checked before any model is loaded or downloaded."""
+    from .images import IMAGE_SUFFIXES, read_image
+    from .pipeline import photos_in
+
+    if source.is_dir():
+        photos = photos_in(source)
+        if not photos:
+            raise ValueError(f"no photos in the folder {source} (looked for {', '.join(IMAGE_SUFFIXES)})")
+        return photos
+    if not source.exists():
+        raise FileNotFoundError(f"no photo or folder at {source}")
+    read_image(source)  # raises ImageReadError for a file that is not an image
+    return [source]
+
+
 def cmd_toonify(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from .images import save_image
-    from .pipeline import Toonifier, photos_in
+    from .pipeline import Toonifier
 
     source = Path(args.photos)
-    photos = photos_in(source) if source.is_dir() else [source]
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
+    photos = _photos_to_toonify(source)
+    output_path = _toonify_outputs(Path(args.output), source.is_dir())
     inputs = {p.resolve() for p in photos}
     toonifier = Toonifier(args.base, args.toon, swap_res=args.swap_res, level=args.level,
                           blend_width=args.blend_width, toon_network=args.toon_network, detector=args.detector)
     failed = 0
+    written: list[Path] = []
     outcomes = toonifier.toonify_many(photos, batch_size=args.batch_size, all_faces=args.all_faces, space=args.space,
                                       steps=args.steps, seed=args.seed, paste_back=args.paste_back)
-    for photo, outcome in tqdm(outcomes, total=len(photos), desc="toonify", unit="photo"):
+    for photo, outcome in tqdm(outcomes, total=len(photos), desc="toonify", unit="photo", disable=len(photos) == 1):
         if isinstance(outcome, Exception):
             failed += 1
-            tqdm.write(f"skipped {photo}: {outcome}", file=sys.stderr)
+            tqdm.write(f"{'skipped' if len(photos) > 1 else 'failed:'} {photo}: {outcome}", file=sys.stderr)
             continue
         for i, result in enumerate(outcome):
-            stem = photo.stem if len(outcome) == 1 else f"{photo.stem}-face{i}"
             images = {"toon": result.toon, "aligned": result.aligned, "reconstruction": result.reconstruction,
                       "pasted": result.pasted}
             for kind, image in images.items():
-                target = out / f"{stem}-{kind}.png"
+                target = output_path(photo, i, len(outcome), kind)
                 if image is None:
                     continue
                 if target.resolve() in inputs:
-                    raise ValueError(f"refusing to overwrite the input photo {target}; choose another -o folder")
+                    raise ValueError(f"refusing to overwrite the input photo {target}; choose another -o")
                 save_image(image, target)
-    print(f"toonified {len(photos) - failed} of {len(photos)} photos into {out}")
+                written.append(target)
+    if len(photos) == 1 and written:
+        print("wrote " + ", ".join(str(path) for path in written))
+    else:
+        print(f"toonified {len(photos) - failed} of {len(photos)} photos into {args.output}")
     return 1 if failed else 0
 
 
@@ -184,8 +235,12 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="toonlib", description="Toonify faces with StyleGAN2 network blending.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="toonlib", description="Toonify faces with StyleGAN2 network blending.",
+                                     epilog=EXIT_STATUS, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"toonlib {__version__}")
+    sub = _Subcommands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
 
     p = sub.add_parser("convert", help="convert any supported StyleGAN2 checkpoint to toonlib's format")
     p.add_argument("input", help="checkpoint path, URL or model name (NVIDIA/TF .pkl, rosinality .pt, toonlib .pt)")
@@ -210,36 +265,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("blend", help="blend a toon model (low resolutions) with a base model (high resolutions)")
-    p.add_argument("--low", required=True, help="low-res model: the toon model (path, URL or name)")
-    p.add_argument("--high", required=True, help="high-res model: the base FFHQ model (path, URL or name)")
-    p.add_argument("--low-network", default="G_ema", choices=["G_ema", "G"],
-                   help="which generator of --low (Toonify's own file keeps its toon model as G)")
-    p.add_argument("--high-network", default="G_ema", choices=["G_ema", "G"])
-    p.add_argument("--swap-res", type=int, required=True, help="resolution of the last block taken from --low")
+    p.add_argument("--toon", "--low", dest="toon", required=True,
+                   help="the toon model, which gives the low-resolution layers (path, URL or name)")
+    p.add_argument("--base", "--high", dest="base", required=True,
+                   help="the base FFHQ model, which gives the high-resolution layers (path, URL or name)")
+    p.add_argument("--toon-network", "--low-network", dest="toon_network", default="G_ema", choices=["G_ema", "G"],
+                   help="which generator of --toon (Toonify's own file keeps its toon model as G)")
+    p.add_argument("--base-network", "--high-network", dest="base_network", default="G_ema", choices=["G_ema", "G"],
+                   help="which generator of --base")
+    p.add_argument("--swap-res", type=int, required=True, help="resolution of the last block taken from --toon")
     p.add_argument("--level", type=int, default=0, choices=[0, 1],
-                   help="1 also keeps the next block's first conv from --low")
+                   help="1 also keeps the next block's first conv from --toon")
     p.add_argument("--blend-width", type=float, default=None,
                    help="smooth switch width in layers (centred 1.5 layers below the hard switch); default hard")
     p.add_argument("-o", "--output", required=True, help="blended network file (.pt, toonlib format)")
     p.add_argument("--grid", help="also save a PNG grid: rows = seeds, columns = swap resolutions")
     p.add_argument("--seeds", default="0-5", help="seeds of the grid rows, e.g. 0-5 or 1,7,42")
-    p.add_argument("--truncation-psi", type=float, default=0.7)
+    p.add_argument("--truncation-psi", type=float, default=0.7,
+                   help="truncation of the grid's latents towards the mean face (1 = none)")
     p.set_defaults(func=cmd_blend)
 
     p = sub.add_parser("align", help="crop and align a face like FFHQ")
-    p.add_argument("photo")
+    p.add_argument("photo", help="a photo with a face (jpg, png, ...)")
     p.add_argument("-o", "--output", required=True, help="aligned image (PNG); with --all-faces numbered -0, -1, ...")
     p.add_argument("--size", type=int, default=1024, help="output size in px (the model's resolution)")
-    p.add_argument("--detector", default="auto", choices=["auto", "face_alignment", "dlib"])
+    p.add_argument("--detector", default="auto", choices=["auto", "face_alignment", "dlib"],
+                   help="face landmarks: face-alignment (downloads its weights once), dlib (offline), or auto")
     p.add_argument("--all-faces", action="store_true", help="every face, largest first (default: the largest)")
     p.set_defaults(func=cmd_align)
 
     p = sub.add_parser("project", help="find the latent that makes the base model reproduce an aligned face")
     p.add_argument("image", help="an aligned face (see `toonlib align`)")
-    p.add_argument("--model", default="ffhq-1024-tf", help="model path, URL or name (default: FFHQ 1024)")
+    p.add_argument("--base", "--model", dest="base", default="ffhq-1024-tf",
+                   help="the base model to project into: path, URL or name (default: ffhq-1024-tf)")
     p.add_argument("--space", default="w+", choices=["w+", "w"], help="w+: one w per layer (Toonify); w: one w")
     p.add_argument("--steps", type=int, default=None, help="optimisation steps (default 500 for w+, 1000 for w)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed of the noise maps and latent noise")
     p.add_argument("-o", "--output", required=True, help="latent file (.npz, key 'w' like NVIDIA's projected_w)")
     p.add_argument("--image-out", help="also save the reconstruction (PNG)")
     p.add_argument("--video", help="also save a target | projection video (.mp4, needs imageio-ffmpeg)")
@@ -248,21 +309,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("toonify", help="toonify a photo or a folder of photos")
     p.add_argument("photos", help="a photo or a folder of photos")
-    p.add_argument("-o", "--output", required=True, help="output folder: <name>-toon.png, -aligned, -reconstruction")
-    p.add_argument("--base", default="ffhq-1024-tf", help="base model (default: FFHQ 1024)")
+    p.add_argument("-o", "--output", required=True,
+                   help="output folder (<name>-toon.png, -aligned, -reconstruction, -pasted); for one photo also "
+                        "an image file: the toon there, the others beside it (out.png, out-aligned.png, ...)")
+    p.add_argument("--base", default="ffhq-1024-tf", help="base model photos are projected into (default: FFHQ 1024)")
     p.add_argument("--toon", default="toonify-blended-tf", help="toon checkpoint (default: Toonify's)")
     p.add_argument("--toon-network", default="G", choices=["G", "G_ema"],
                    help="the toon model inside --toon, used with --swap-res (Toonify's file keeps it as G)")
     p.add_argument("--swap-res", type=int, default=None, help="re-blend at this resolution (default: as published)")
-    p.add_argument("--level", type=int, default=0, choices=[0, 1])
-    p.add_argument("--blend-width", type=float, default=None)
-    p.add_argument("--space", default="w+", choices=["w+", "w"])
-    p.add_argument("--steps", type=int, default=None, help="projection steps (default 500)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--level", type=int, default=0, choices=[0, 1],
+                   help="with --swap-res: 1 also keeps the next block's first conv from the toon model")
+    p.add_argument("--blend-width", type=float, default=None,
+                   help="with --swap-res: smooth switch width in layers (default: hard switch)")
+    p.add_argument("--space", default="w+", choices=["w+", "w"],
+                   help="w+: one w per layer (Toonify's choice); w: one w for all layers")
+    p.add_argument("--steps", type=int, default=None, help="projection steps (default 500 in w+, 1000 in w)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the projection")
     p.add_argument("--batch-size", type=int, default=4, help="photos projected together")
     p.add_argument("--paste-back", action="store_true", help="also write the toon face pasted into the photo")
     p.add_argument("--all-faces", action="store_true", help="every face of each photo (default: the largest)")
-    p.add_argument("--detector", default="auto", choices=["auto", "face_alignment", "dlib"])
+    p.add_argument("--detector", default="auto", choices=["auto", "face_alignment", "dlib"],
+                   help="face landmarks: face-alignment (downloads its weights once), dlib (offline), or auto")
     p.set_defaults(func=cmd_toonify)
 
     from .train import add_train_arguments
@@ -275,16 +342,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+class _Subcommands:
+    """`add_parser` that gives every sub-command its help as description and the exit-status epilog."""
+
+    def __init__(self, subparsers):
+        self._subparsers = subparsers
+
+    def add_parser(self, name: str, **kwargs) -> argparse.ArgumentParser:
+        kwargs.setdefault("description", kwargs.get("help"))
+        kwargs.setdefault("epilog", EXIT_STATUS)
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        return self._subparsers.add_parser(name, **kwargs)
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    """Failures a user can fix (bad input, missing weights or models): reported in one line, exit 2."""
+    from .align import LandmarkBackendError
     from .checkpoints import CheckpointError
     from .download import DownloadError
+    from .losses import PerceptualWeightsError
 
+    return (CheckpointError, DownloadError, PerceptualWeightsError, LandmarkBackendError, ValueError, OSError)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `toonlib` command line; returns the exit status (see `EXIT_STATUS`)."""
+    args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (CheckpointError, DownloadError, FileNotFoundError, ValueError) as exc:
+    except _expected_errors() as exc:
         print(f"toonlib {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"toonlib {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

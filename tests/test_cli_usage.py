@@ -1,0 +1,112 @@
+"""The command line as a person types it: help, version, option names, exit codes, and every expected
+failure ending in one short message (no traceback), checked before any model is downloaded."""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from skimage import data as skdata
+
+import toonlib
+from toonlib import cli
+
+
+def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "toonlib", *args], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **(env or {})}, cwd=cwd)
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+def test_every_option_of_every_command_has_help():
+    parser = cli.build_parser()
+    missing = [f"{name} {action.option_strings or action.dest}"
+               for name, sub in _subparsers(parser).items() for action in sub._actions
+               if not isinstance(action, argparse._HelpAction) and not (action.help or "").strip()]
+    assert missing == []
+    assert all(sub.description for sub in _subparsers(parser).values())
+
+
+def test_version_and_exit_codes_in_help():
+    result = run_cli("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"toonlib {toonlib.__version__}"
+    for args in (["--help"], ["toonify", "--help"], ["project", "--help"]):
+        text = run_cli(*args).stdout
+        assert "exit status:" in text and "1  some photos failed" in text and "2  bad usage" in text, args
+
+
+def test_base_model_is_called_base_everywhere():
+    parser = cli.build_parser()
+    for command in ("project", "toonify", "blend"):
+        options = {s for a in _subparsers(parser)[command]._actions for s in a.option_strings}
+        assert "--base" in options, command
+    # the old spellings stay as aliases
+    assert parser.parse_args(["project", "a.png", "--model", "m.pkl", "-o", "w.npz"]).base == "m.pkl"
+    args = parser.parse_args(["blend", "--low", "t.pkl", "--high", "b.pkl", "--swap-res", "8", "-o", "x"])
+    assert (args.toon, args.base) == ("t.pkl", "b.pkl")
+
+
+def test_bad_usage_exits_2():
+    result = run_cli("toonify")
+    assert result.returncode == 2 and "required" in result.stderr
+    result = run_cli("no-such-command")
+    assert result.returncode == 2
+
+
+@pytest.fixture
+def offline_cache(tmp_path) -> dict:
+    """An empty model cache and torch hub: any model or weights download would be attempted (and fail)."""
+    return {"TOONLIB_CACHE": str(tmp_path / "cache"), "TORCH_HOME": str(tmp_path / "torch")}
+
+
+def _short_error(result: subprocess.CompletedProcess, *needles: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) <= 6, result.stderr
+    for needle in needles:
+        assert needle in result.stderr, result.stderr
+
+
+def test_inputs_are_checked_before_any_download(tmp_path, offline_cache):
+    not_an_image = tmp_path / "notes.jpg"
+    not_an_image.write_text("hello")
+    # The default models are registry names that are not cached: reaching them would try a download.
+    _short_error(run_cli("project", str(not_an_image), "-o", str(tmp_path / "w.npz"), env=offline_cache),
+                 "cannot read", "notes.jpg")
+    _short_error(run_cli("toonify", str(tmp_path / "missing.jpg"), "-o", str(tmp_path / "out"), env=offline_cache),
+                 "no photo or folder at")
+    _short_error(run_cli("toonify", str(not_an_image), "-o", str(tmp_path / "out"), env=offline_cache),
+                 "cannot read")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _short_error(run_cli("toonify", str(empty), "-o", str(tmp_path / "out"), env=offline_cache), "no photos")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(skdata.astronaut()).save(photos / "a.png")
+    _short_error(run_cli("toonify", str(photos), "-o", str(tmp_path / "toon.png"), env=offline_cache),
+                 "names an image file, but the input is a folder")
+    assert not (Path(offline_cache["TOONLIB_CACHE"])).exists()  # nothing was downloaded or even started
+    assert not (tmp_path / "toon.png").exists() and not (tmp_path / "out").exists()
+
+
+def test_missing_vgg16_weights_is_one_short_message(tmp_path, offline_cache):
+    """LPIPS needs torchvision's VGG16; offline and uncached, projection says so in a few lines, exit 2."""
+    from tiny import tiny_generator
+
+    from toonlib.checkpoints import save_network
+
+    save_network(tmp_path / "base.pt", tiny_generator(0))
+    face = tmp_path / "face.png"
+    Image.fromarray(skdata.astronaut()).resize((32, 32)).save(face)
+    result = run_cli("project", str(face), "--base", str(tmp_path / "base.pt"), "--steps", "1",
+                     "-o", str(tmp_path / "w.npz"), env=offline_cache)
+    _short_error(result, "VGG16")
+    assert not (tmp_path / "w.npz").exists()
