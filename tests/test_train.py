@@ -1,4 +1,5 @@
-"""Fine-tuning (toonlib.train) and the GAN losses: formulas, Freeze-D, learning, exact resume, torchrun, errors.
+"""Fine-tuning (toonlib.train) and the GAN losses: formulas, NVIDIA's defaults, freezing, learning, snapshots,
+exact resume, torchrun, errors.
 
 Tiny 16 px networks learn a synthetic data set (an orange square with one blue disk). Everything runs on
 one CPU thread: on the shared 2-core test machines two threads were up to 100x slower under load.
@@ -7,10 +8,13 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
+import http.server
 import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +22,11 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+from toonlib import download
 from toonlib.checkpoints import CheckpointError, Networks, load_network, save_network
 from toonlib.losses import discriminator_loss, generator_loss, r1_penalty
 from toonlib.networks import Discriminator, Generator
 from toonlib.train import (
-    STATE_FILE,
     Distributed,
     TrainConfig,
     Trainer,
@@ -31,7 +35,9 @@ from toonlib.train import (
     d_layer_names,
     ema_beta,
     finetune,
+    latest_snapshot,
     lazy_regularization,
+    newest_state,
     update_ema,
 )
 
@@ -168,26 +174,141 @@ def test_training_moves_samples_towards_the_data(base):
     reals = data_images(base)
     start = distance_to_data(load_network(base["base"]).G_ema, reals)
     infos = []
-    cfg = config(base, "learn", batch_size=8, kimg=0.8, snapshot_kimg=0.4, ada_kimg=5, mirror=False)
+    cfg = config(base, "learn", batch_size=8, kimg=0.8, snapshot_kimg=0.4, mirror=False, pl_weight=0, ema_kimg=0.1)
     path = finetune(cfg, progress=False, callback=infos.append)
     run = Path(cfg.run_dir)
-    assert path == run / "network-snapshot-000000.pt"
+    assert path == run / "network-snapshot-000000800.safetensors" == latest_snapshot(run)
     nets = load_network(path)
     end = distance_to_data(nets.G_ema, reals)
-    # Measured: 2.27 -> 0.77 after 0.4 kimg, 0.44 after 0.8 (these 100 minibatches of 8: ~10 s), 0.37 after 2.4.
+    # G_ema with a short half-life (the default, 2.5 kimg, is longer than this run), so that it shows the learning.
     assert end < 0.35 * start, (start, end)
     assert nets.D is not None and nets.G is not None
-    for name in ("fakes000000.png", "metrics.png", "config.json"):
+    for name in ("fakes-000000400.png", "fakes-000000800.png", "metrics.png", "config.json"):
         assert (run / name).is_file(), name
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["kimg"] for r in records] == [0.4, 0.8] and [i["kimg"] for i in infos] == [0.4, 0.8]
     for key in ("loss_G", "loss_D", "r1", "augment_p", "r_t", "sec_per_kimg"):
         assert all(isinstance(r[key], float) for r in records), key
-    assert records[-1]["augment_p"] > 0  # D overfits 64 images: ADA raises p
+    assert "kid" not in records[-1]  # metric='auto' is off on the CPU
     assert isinstance(infos[-1]["fakes"], Image.Image) and infos[-1]["fakes_path"].is_file()
-    state = torch.load(run / STATE_FILE, weights_only=True)
-    assert state["opt_D"]["param_groups"][0]["lr"] == pytest.approx(0.002 * 16 / 17)  # R1 every 16: lazy
-    assert state["opt_G"]["param_groups"][0]["lr"] == pytest.approx(0.002)  # no path-length reg: plain Adam
+    assert infos[-1]["plot_path"] == run / "metrics.png"
+
+
+# ---------------------------------------------------------------------------------------------
+# NVIDIA's transfer-learning defaults
+
+
+def test_defaults_are_nvidias_transfer_learning_recipe(base):
+    cfg = TrainConfig(data="d", resume="r", run_dir="o")
+    assert (cfg.ada_target, cfg.ada_interval, cfg.ada_kimg, cfg.augment, cfg.augment_p) == (0.6, 4, 100, "ada", 0)
+    assert cfg.ema_rampup is None and cfg.resolved_ema_kimg == 8 * 10 / 32
+    assert (cfg.r1_interval, cfg.pl_weight, cfg.pl_interval, cfg.betas) == (16, 2, 4, (0.0, 0.99))
+    assert cfg.resolved_gamma(256) == pytest.approx(0.0002 * 256**2 / 8)  # 1.6384
+    assert cfg.resolved_gamma(1024) == pytest.approx(0.0002 * 1024**2 / 8)
+    assert (cfg.resolved_lr(256), cfg.resolved_lr(512), cfg.resolved_lr(1024)) == (0.0025, 0.0025, 0.002)
+    assert (cfg.freeze_d, cfg.freeze_g, cfg.freeze_mapping) == (0, 0, False)
+    trainer = Trainer(config(base, "defaults"), progress=False)  # 16 px, batch 4
+    assert trainer.gamma == pytest.approx(0.0002 * 16**2 / 4) and trainer.lr == 0.0025
+    assert [name for name, _ in trainer.phases] == ["Gmain", "Greg", "Dmain", "Dreg"]  # lazy regularisation of both
+    lr_g, lr_d = (opt.param_groups[0]["lr"] for opt in (trainer.opt_G, trainer.opt_D))
+    assert lr_g == pytest.approx(0.0025 * 4 / 5) and lr_d == pytest.approx(0.0025 * 16 / 17)
+    assert trainer.opt_D.param_groups[0]["betas"][1] == pytest.approx(0.99 ** (16 / 17))
+    # The mapping network is trained, as in NVIDIA's code.
+    assert {id(p) for p in trainer.G.mapping.parameters()} <= {id(p) for p in trainer.g_params}
+
+
+def test_default_ada_raises_p_when_d_overfits(base):
+    """Default settings (no ADA override) on 8 images that a 16 px D tells from the fakes at once: r_t stays
+    above the target and p climbs by 4 minibatches * 4 images / 100 kimg at each adjustment."""
+    small = base["root"] / "eight"
+    small.mkdir()
+    for path in sorted(base["data"].glob("*.png"))[:8]:
+        (small / path.name).write_bytes(path.read_bytes())
+    cfg = config(base, "ada-default", data=str(small), kimg=0.256, snapshot_kimg=0.064, pl_weight=0)
+    finetune(cfg, progress=False)
+    records = [json.loads(line) for line in (Path(cfg.run_dir) / "metrics.jsonl").read_text().splitlines()]
+    ps = [r["augment_p"] for r in records]
+    assert all(r["r_t"] > 0.6 for r in records[1:]), records
+    assert ps[0] > 0 and all(b > a for a, b in zip(ps, ps[1:])), ps
+    step = 4 * 4 / (100 * 1000)
+    assert ps[-1] / step == pytest.approx(round(ps[-1] / step)) and ps[-1] <= 256 / 16 * step + 1e-12
+
+
+# ---------------------------------------------------------------------------------------------
+# Freezing
+
+
+def test_freeze_g_and_mapping_keep_the_base_g_ema_bit_identical(base):
+    nets = tiny_networks()
+    with torch.no_grad():  # G differs from G_ema, as in NVIDIA's pickles
+        for p in nets.G.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+        nets.G.mapping.w_avg.add_(0.5)
+    save_network(base["root"] / "differs.pt", nets)
+    trainer = Trainer(config(base, "freeze_g", resume=str(base["root"] / "differs.pt"), freeze_g=8,
+                             freeze_mapping=True), progress=False)
+    reals = torch.stack([trainer.dataset[i] for i in range(4)])
+    for _ in range(3):
+        trainer.step(reals)
+    frozen = ("mapping.", "synthesis.b4.", "synthesis.b8.")
+    base_ema = nets.G_ema.state_dict()
+    optimised = {id(p) for group in trainer.opt_G.param_groups for p in group["params"]}
+    for name, param in trainer.G.named_parameters():
+        ema = trainer.G_ema.get_parameter(name)
+        if name.startswith(frozen):
+            assert torch.equal(param, base_ema[name]) and torch.equal(ema, base_ema[name]), name
+            assert id(param) not in optimised and not param.requires_grad, name
+        else:
+            assert name.startswith("synthesis.b16.") and id(param) in optimised, name
+            assert not torch.equal(param, nets.G.state_dict()[name]) and not torch.equal(ema, base_ema[name]), name
+    assert torch.equal(trainer.G_ema.mapping.w_avg, nets.G_ema.mapping.w_avg)  # FFHQ's W space and its mean
+    assert torch.equal(trainer.G.mapping.w_avg, nets.G_ema.mapping.w_avg)
+
+
+def test_freeze_g_must_leave_a_block_to_train(base):
+    with pytest.raises(ValueError, match="freeze_g=16 freezes every synthesis block.*\\[4, 8\\]"):
+        Trainer(config(base, "freeze_all", freeze_g=16), progress=False)
+    with pytest.raises(ValueError, match="freeze_g must be 0 \\(off\\) or a resolution"):
+        TrainConfig(data="d", resume="r", run_dir="o", freeze_g=12)
+
+
+# ---------------------------------------------------------------------------------------------
+# Snapshots and resume
+
+
+def test_snapshots_are_named_by_images_and_never_collide(base):
+    cfg = config(base, "names", kimg=0.012, snapshot_kimg=0.004, pl_weight=0)
+    finetune(cfg, progress=False)
+    run = Path(cfg.run_dir)
+    assert sorted(p.name for p in run.glob("network-snapshot-*")) == [
+        f"network-snapshot-{n:09d}.safetensors" for n in (4, 8, 12)]
+    assert sorted(p.name for p in run.glob("fakes-*")) == [
+        "fakes-000000004.png", "fakes-000000008.png", "fakes-000000012.png"]
+    assert sorted(p.name for p in run.glob("training-state-*")) == [  # the newest two are kept
+        "training-state-000000008.pt", "training-state-000000012.pt"]
+    latest = json.loads((run / "latest.json").read_text())
+    assert latest == {"kimg": 0.012, "network": "network-snapshot-000000012.safetensors",
+                      "fakes": "fakes-000000012.png", "state": "training-state-000000012.pt"}
+    assert not (run / "latest.json").is_symlink() and latest_snapshot(run) == run / latest["network"]
+    for path in run.glob("network-snapshot-*"):
+        assert load_network(path).meta["finetune"]["kimg"] == int(path.stem[-9:]) / 1000
+
+
+def test_resume_skips_a_half_written_training_state(base):
+    cfg = config(base, "half", kimg=0.008, snapshot_kimg=0.004, pl_weight=0)
+    finetune(cfg, progress=False)
+    run = Path(cfg.run_dir)
+    good = run / "training-state-000000008.pt"
+    (run / "training-state-000000012.pt").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.warns(UserWarning, match="unreadable training state .*training-state-000000012.pt"):
+        path, state = newest_state(run)
+    assert path == good and state["cur_nimg"] == 8
+    with pytest.warns(UserWarning, match="unreadable"):
+        finetune(config(base, "half", kimg=0.016, snapshot_kimg=0.004, pl_weight=0), progress=False)
+    path, state = newest_state(run)
+    assert path.name == "training-state-000000016.pt" and state["cur_nimg"] == 16 and state["batch_idx"] == 4
+    assert [json.loads(line)["kimg"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [
+        0.004, 0.008, 0.012, 0.016]
 
 
 def test_interrupted_run_resumes_exactly(base):
@@ -197,11 +318,11 @@ def test_interrupted_run_resumes_exactly(base):
                     batch_gpu=2, snapshot_kimg=0.016)
     finetune(config(base, "uninterrupted", kimg=0.032, **settings), progress=False)
     finetune(config(base, "interrupted", kimg=0.016, **settings), progress=False)
-    halfway = torch.load(base["root"] / "interrupted" / STATE_FILE, weights_only=True)
+    _, halfway = newest_state(base["root"] / "interrupted")
     assert halfway["cur_nimg"] == 16 and halfway["batch_idx"] == 4
     finetune(config(base, "interrupted", kimg=0.032, **settings), progress=False)
-    a = torch.load(base["root"] / "uninterrupted" / STATE_FILE, weights_only=True)
-    b = torch.load(base["root"] / "interrupted" / STATE_FILE, weights_only=True)
+    _, a = newest_state(base["root"] / "uninterrupted")
+    _, b = newest_state(base["root"] / "interrupted")
     assert a["cur_nimg"] == b["cur_nimg"] == 32
     for name in ("G", "G_ema", "D"):
         for key, value in a[name].items():
@@ -217,28 +338,74 @@ def test_interrupted_run_resumes_exactly(base):
         finetune(config(base, "interrupted", kimg=0.05, seed=1, **settings), progress=False)
 
 
-def torchrun(base: dict, run: Path, *program: str) -> subprocess.CompletedProcess:
+# ---------------------------------------------------------------------------------------------
+# Several processes (torchrun)
+
+
+class _CountingHandler(http.server.SimpleHTTPRequestHandler):
+    requests: list[str]
+
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        self.requests.append(self.path)
+        super().do_GET()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture()
+def served(base):
+    """An HTTP server on 127.0.0.1 serving the base folder; yields (base URL, list of requested paths)."""
+    seen: list[str] = []
+    handler = type("Handler", (_CountingHandler,), {"requests": seen})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=base["root"]))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    server.shutdown()
+    server.server_close()
+
+
+# Each torchrun starts three Python processes that import torch: ~25 s alone on this machine, several times
+# that when the test suite and other work share its two cores. The limit only stops a hung run.
+TORCHRUN_LIMIT = 900
+
+
+def torchrun(base: dict, run: Path, resume: str, cache: Path, *extra: str) -> subprocess.CompletedProcess:
     """Train 4 minibatches of 4 (2 per process) with two gloo processes on the CPU."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *program,
-               "--data", str(base["data"]), "--resume", str(base["base"]), "--run-dir", str(run), "--prepare", "none",
-               "--batch-size", "4", "--kimg", "0.016", "--snapshot-kimg", "0.008", "--image-seeds", "0-3",
-               "--pl-weight", "2", "--pl-interval", "2", "--r1-interval", "2", "--augment-p", "0.2",
-               "--ada-interval", "1", "--ada-kimg", "0.05", "--no-progress"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+               "toonlib.train", "--data", str(base["data"]), "--resume", resume, "--run-dir", str(run),
+               "--prepare", "none", "--batch-size", "4", "--kimg", "0.016", "--snapshot-kimg", "0.008",
+               "--image-seeds", "0-3", "--pl-weight", "2", "--pl-interval", "2", "--r1-interval", "2",
+               "--augment-p", "0.2", "--ada-interval", "1", "--ada-kimg", "0.05", "--no-progress", *extra]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOONLIB_CACHE": str(cache)}
+    return subprocess.run(command, capture_output=True, text=True, timeout=TORCHRUN_LIMIT, env=env)
 
 
-def test_torchrun_two_processes_agree(base):
+def test_torchrun_two_processes_agree_and_download_once(base, served, tmp_path):
+    url, seen = served
     run = base["root"] / "ddp"
-    result = torchrun(base, run, "-m", "toonlib.train")
+    result = torchrun(base, run, f"{url}/base.pt", tmp_path / "cache")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # Only the main process downloaded the base model; the other one waited and read the cached file.
+    assert seen == ["/base.pt"]
+    assert download.local_path(f"{url}/base.pt", cache_dir=tmp_path / "cache").is_file()
+    assert not list((tmp_path / "cache").glob("*.part"))
     # Each snapshot checks inside the training code (all_gather of state digests) that both processes hold
     # bit-identical networks; a mismatch raises and torchrun fails.
-    state = torch.load(run / STATE_FILE, weights_only=True)
+    _, state = newest_state(run)
     assert state["world_size"] == 2 and len(state["rng"]) == 2 and state["cur_nimg"] == 16
     assert not torch.equal(state["rng"][0]["cpu"], state["rng"][1]["cpu"])
-    assert load_network(run / "network-snapshot-000000.pt").D is not None
+    assert load_network(run / "network-snapshot-000000016.safetensors").D is not None
     assert "last snapshot:" in result.stdout
+
+
+def test_torchrun_stops_every_process_when_the_download_fails(base, served, tmp_path):
+    url, seen = served
+    result = torchrun(base, base["root"] / "ddp-missing", f"{url}/missing.pt", tmp_path / "cache")
+    assert result.returncode != 0
+    assert seen == ["/missing.pt"]  # rank 1 did not try: it was told that rank 0 failed
+    assert "HTTP 404" in result.stderr and "main training process (rank 0) failed" in result.stderr
 
 
 def test_diverging_processes_are_detected(base):
@@ -265,12 +432,15 @@ def test_diverging_processes_are_detected(base):
 def test_command_line_options_map_to_the_config():
     parser = add_train_arguments(argparse.ArgumentParser())
     args = parser.parse_args(["--data", "d", "--resume", "ffhq-256-noaug", "--run-dir", "r", "--kimg", "20",
-                              "--freeze-d", "4", "--no-mirror", "--image-seeds", "0-2,7", "--ema-rampup", "none",
+                              "--freeze-d", "4", "--freeze-g", "32", "--freeze-mapping", "--metric", "kid",
+                              "--no-mirror", "--image-seeds", "0-2,7", "--ema-rampup", "0.05", "--gamma", "3",
                               "--betas", "0", "0.9", "--no-progress"])
     cfg = config_from_args(args)
-    assert (cfg.kimg, cfg.freeze_d, cfg.mirror, cfg.image_seeds, cfg.ema_rampup) == (20, 4, False, (0, 1, 2, 7), None)
+    assert (cfg.kimg, cfg.freeze_d, cfg.mirror, cfg.image_seeds, cfg.ema_rampup) == (20, 4, False, (0, 1, 2, 7), 0.05)
+    assert (cfg.freeze_g, cfg.freeze_mapping, cfg.metric, cfg.gamma, cfg.lr) == (32, True, "kid", 3.0, None)
     assert cfg.betas == (0.0, 0.9) and cfg.batch_size == TrainConfig.batch_size and args.progress is False
-    assert config_from_args(parser.parse_args(["--data", "d", "--resume", "x", "--run-dir", "r"])).mirror is True
+    defaults = config_from_args(parser.parse_args(["--data", "d", "--resume", "x", "--run-dir", "r"]))
+    assert defaults == TrainConfig(data="d", resume="x", run_dir="r")
 
 
 def test_invalid_settings_are_reported_together():

@@ -1,4 +1,4 @@
-"""Training images for fine-tuning (DESIGN.md section 8): a folder or .zip of faces, prepared once.
+"""Training images for fine-tuning (docs/design.md section 8): a folder or .zip of faces, prepared once.
 
 `ImageDataset` reads every image of a folder (recursively) or a .zip, brings each to a square of the
 training resolution (centre crop, FFHQ alignment, or as is), and keeps them all in memory as one uint8

@@ -1,0 +1,139 @@
+"""The quality metric at fine-tuning snapshots (KID / FID through torch-fidelity), offline: a random-weights
+Inception-v3 of torch-fidelity's architecture is put where the registry's `inception-fid` file lives, so the
+production path (fetch from the cache, safe load, torch-fidelity) runs unchanged."""
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import toonlib.cli
+from toonlib import download
+from toonlib.checkpoints import Networks, save_network
+from toonlib.networks import Discriminator, Generator
+from toonlib.quality import INCEPTION_MODEL, MetricUnavailable, inception_weights
+from toonlib.train import TrainConfig, finetune
+
+TINY = dict(img_resolution=16, channel_base=256, channel_max=32)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def random_inception(tmp_path_factory) -> bytes:
+    """torch-fidelity's Inception-v3 with seeded random weights, as a state-dict file's bytes."""
+    from torch_fidelity import feature_extractor_inceptionv3 as inception
+
+    with pytest.MonkeyPatch.context() as mp:  # build the architecture without its pretrained weights
+        mp.setattr(inception, "load_state_dict_from_url", lambda *args, **kwargs: None)
+        mp.setattr(inception.FeatureExtractorInceptionV3, "load_state_dict", lambda self, state: None)
+        torch.manual_seed(0)
+        net = inception.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+    for module in net.modules():  # He initialisation keeps the features' scale through the 90+ layers
+        if isinstance(module, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+    path = tmp_path_factory.mktemp("inception") / "weights.pth"
+    torch.save(net.state_dict(), path)
+    return path.read_bytes()
+
+
+@pytest.fixture()
+def weights_path(tmp_path, monkeypatch) -> Path:
+    """Empty cache folders (toonlib's and torch hub's); returns where the registry keeps the Inception file."""
+    monkeypatch.setenv("TOONLIB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    return download.local_path(INCEPTION_MODEL)
+
+
+def _place(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("metric")
+    (root / "data").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(root / "data" / f"{i}.png")
+    torch.manual_seed(0)
+    G = Generator(z_dim=32, w_dim=32, **TINY)
+    save_network(root / "base.pt", Networks(G_ema=copy.deepcopy(G), G=G, D=Discriminator(**TINY)))
+    return {"root": root, "data": root / "data", "base": root / "base.pt"}
+
+
+def _config(base: dict, run: Path, **overrides) -> TrainConfig:
+    fields = dict(data=str(base["data"]), resume=str(base["base"]), run_dir=str(run), prepare="none", batch_size=4,
+                  kimg=0.008, snapshot_kimg=0.004, image_seeds=(0, 1), pl_weight=0, metric="kid", metric_images=8)
+    return TrainConfig(**{**fields, **overrides})
+
+
+def test_kid_is_logged_and_plotted_at_every_snapshot_without_changing_training(base, weights_path,
+                                                                               random_inception, tmp_path):
+    _place(weights_path, random_inception)
+    run = tmp_path / "run"
+    infos = []
+    finetune(_config(base, run), progress=False, callback=infos.append)
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["kimg"] for r in records] == [0.004, 0.008]
+    assert all(isinstance(r["kid"], float) and math.isfinite(r["kid"]) for r in records), records
+    assert [i["kid"] for i in infos] == [r["kid"] for r in records]
+    assert records[0]["kid"] != records[1]["kid"]  # G_ema changed between the snapshots
+    assert any((run / "metric-cache").rglob("*")), "the real images' features are cached"
+    assert (run / "metrics.png").is_file()
+    # The metric draws its own random numbers: the networks are the same without it.
+    finetune(_config(base, tmp_path / "without", metric="none"), progress=False)
+    a = torch.load(run / "training-state-000000008.pt", weights_only=True)
+    b = torch.load(tmp_path / "without" / "training-state-000000008.pt", weights_only=True)
+    assert all(torch.equal(a["G_ema"][k], b["G_ema"][k]) for k in a["G_ema"])
+    assert torch.equal(a["rng"][0]["cpu"], b["rng"][0]["cpu"])
+
+
+def test_fid_too(base, weights_path, random_inception, tmp_path):
+    _place(weights_path, random_inception)
+    run = tmp_path / "run"
+    finetune(_config(base, run, metric="fid", kimg=0.004), progress=False)
+    record = json.loads((run / "metrics.jsonl").read_text())
+    assert math.isfinite(record["fid"]) and record["fid"] > 0 and "kid" not in record
+
+
+def test_metric_auto_is_off_on_the_cpu(base, weights_path, tmp_path):
+    run = tmp_path / "run"
+    finetune(_config(base, run, metric="auto", kimg=0.004), progress=False)  # no weights needed, none fetched
+    assert "kid" not in json.loads((run / "metrics.jsonl").read_text())
+    assert not weights_path.exists()
+
+
+def test_unusable_weights_stop_the_command_with_a_clear_message(base, weights_path, tmp_path, capsys):
+    _place(weights_path, b"\x80\x02}q\x00.not a state dict")
+    run = tmp_path / "run"
+    code = toonlib.cli.main(["finetune", "--data", str(base["data"]), "--resume", str(base["base"]), "--run-dir",
+                             str(run), "--prepare", "none", "--batch-size", "4", "--kimg", "0.004", "--metric", "kid",
+                             "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "metric='kid'" in err and "not a plain Inception state dict" in err and "Traceback" not in err
+    assert not run.exists() or not list(run.glob("network-snapshot-*")), "nothing trained"
+
+
+def test_weights_that_cannot_be_downloaded_are_explained(monkeypatch):
+    def offline(*args, **kwargs):
+        raise download.DownloadError("could not download inception-fid: no internet connection.", Path("x"),
+                                     "no internet connection", True)
+
+    monkeypatch.setattr("toonlib.quality.fetch", offline)
+    with pytest.raises(MetricUnavailable, match="cannot be had. could not download .*no internet.*metric='none'"):
+        inception_weights(progress=False)

@@ -1,0 +1,92 @@
+"""Command-line options of fine-tuning, shared by `toonlib finetune` and `python -m toonlib.train` (torchrun)."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+
+from ..data import PREPARE_MODES
+from ..networks import parse_seeds
+from .config import AUGMENT_MODES, METRIC_MODES, MIXED_PRECISION_MODES, TrainConfig
+
+__all__ = ["add_train_arguments", "config_from_args", "main"]
+
+
+def _optional_float(text: str) -> float | None:
+    return None if text.lower() == "none" else float(text)
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add one option per TrainConfig field (unset options keep TrainConfig's defaults) and --no-progress
+    (dest `progress`, finetune's argument)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+
+    def option(name: str, help: str, **kwargs) -> None:
+        default = kwargs.pop("shown_default", defaults.get(name))
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, default=argparse.SUPPRESS,
+                            help=f"{help} (default: {default})", **kwargs)
+
+    parser.add_argument("--data", required=True, help="folder or .zip of training images")
+    parser.add_argument("--resume", required=True,
+                        help="base checkpoint with D: a path, URL or registry name such as ffhq-256-noaug")
+    parser.add_argument("--run-dir", dest="run_dir", required=True,
+                        help="folder for snapshots and training states; the run there is resumed from its newest "
+                             "valid training state")
+    option("kimg", "training length in thousands of real images", type=float)
+    option("batch_size", "minibatch size over all processes", type=int)
+    option("batch_gpu", "micro-batch per process (gradient accumulation when smaller)", type=int,
+           shown_default="batch_size / processes")
+    option("gamma", "R1 weight", type=float, shown_default="0.0002 * resolution^2 / batch_size, NVIDIA's rule")
+    option("r1_interval", "R1 every this many minibatches", type=int)
+    option("pl_weight", "path-length regulariser weight (0 = off)", type=float)
+    option("pl_interval", "path-length regulariser every this many minibatches", type=int)
+    option("lr", "Adam learning rate", type=float, shown_default="0.0025, or 0.002 at 1024 px")
+    option("betas", "Adam betas", type=float, nargs=2)
+    option("ema_kimg", "G_ema half-life in kimg", type=float, shown_default="batch_size * 10 / 32")
+    option("ema_rampup", "G_ema half-life ramp-up ratio, or 'none'", type=_optional_float)
+    option("style_mixing", "style mixing probability", type=float)
+    option("augment", "augmentation: adaptive p, fixed p or none", choices=AUGMENT_MODES)
+    option("augment_p", "initial (ada) or fixed augmentation probability", type=float)
+    option("ada_target", "ADA target for r_t = E[sign(D(real))]", type=float)
+    option("ada_interval", "adjust p every this many minibatches", type=int)
+    option("ada_kimg", "kimg for p to go from 0 to 1 at most", type=float)
+    option("freeze_d", "freeze D's first k layers (Freeze-D)", type=int)
+    option("freeze_g", "freeze G's synthesis blocks up to this resolution, e.g. 32 (FreezeG; 0 = none)", type=int)
+    option("freeze_mapping", "freeze the mapping network, keeping the base model's W space (FreezeSG)",
+           action=argparse.BooleanOptionalAction)
+    option("mirror", "add x-flipped copies of the images", action=argparse.BooleanOptionalAction)
+    option("snapshot_kimg", "snapshot every this many kimg", type=float)
+    option("metric", "quality metric at each snapshot (auto: KID on CUDA, none on the CPU)", choices=METRIC_MODES)
+    option("metric_images", "generated images per metric evaluation", type=int)
+    option("image_seeds", "seeds of the fakes grid, e.g. 0-15", type=parse_seeds, shown_default="0-15")
+    option("seed", "random seed", type=int)
+    option("mixed_precision", "float16 blocks on CUDA as the checkpoint says, or off", choices=MIXED_PRECISION_MODES)
+    option("device", "cpu, cuda, cuda:1, ...", shown_default="cuda if available")
+    option("prepare", "how images become squares of the model's size", choices=PREPARE_MODES)
+    option("resolution", "training resolution; must be the base model's", type=int, shown_default="the model's")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig of parsed `add_train_arguments` options (other attributes of `args` are ignored)."""
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m toonlib.train` / `torchrun ... -m toonlib.train`: exit 0 when done, 2 with a message on bad input."""
+    from ..checkpoints import CheckpointError
+    from ..download import DownloadError
+    from .loop import finetune
+
+    parser = add_train_arguments(argparse.ArgumentParser(
+        prog="python -m toonlib.train", description="Fine-tune a StyleGAN2 checkpoint on a folder of images."))
+    args = parser.parse_args(argv)
+    try:
+        path = finetune(config_from_args(args), progress=args.progress)
+    except (ValueError, FileNotFoundError, CheckpointError, DownloadError) as exc:
+        parser.exit(2, f"error: {exc}\n")
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"last snapshot: {path}")
+    return 0

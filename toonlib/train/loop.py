@@ -1,0 +1,483 @@
+"""The training loop: `Trainer` (networks, optimisers, augmentation, data, counters; fresh or resumed) and `finetune`.
+
+Each minibatch runs the phases that are due: Gmain (non-saturating logistic loss, style mixing), Greg
+(path-length regulariser every `pl_interval` minibatches), Dmain (logistic loss) and Dreg (R1 every
+`r1_interval` minibatches). Every image D sees goes through the AugmentPipe, whose p ADA tunes from
+sign(D(real)). G_ema follows G with a half-life of `ema_kimg` thousand images. Every `snapshot_kimg` the
+run folder gets a network snapshot, a fakes grid, a metrics line (and the quality metric when on) and a
+training state (snapshots.py), from which a later `finetune` on the same folder continues exactly as the
+uninterrupted run would have (bit for bit on the CPU).
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import time
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.distributed as torch_dist
+from PIL import Image
+from tqdm.auto import tqdm
+
+from ..augment import AdaptiveP, AugmentPipe
+from ..checkpoints import CheckpointError, Networks, load_network, save_network
+from ..data import ImageDataset, infinite_loader
+from ..devices import default_device
+from ..files import atomic_write_path
+from ..images import labelled_grid, save_image, to_pil
+from ..losses import discriminator_loss, generator_loss, path_length_penalty, path_lengths, r1_penalty, update_pl_mean
+from ..networks import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, z_from_seeds
+from ..quality import MetricUnavailable, image_quality, inception_weights
+from .config import RESUME_FIXED, TrainConfig
+from .distributed import Distributed, init_distributed
+from .metrics_log import append_metrics, plot_metrics, trim_metrics
+from .recipe import ema_beta, frozen_d_prefixes, frozen_g_prefixes, lazy_regularization, update_ema
+from .snapshots import fakes_name, newest_state, save_state, snapshot_name, state_name, write_latest
+
+__all__ = ["Trainer", "finetune"]
+
+PL_DECAY = 0.01
+PL_BATCH_SHRINK = 2
+STAT_KEYS = ("loss_G", "loss_D", "r1", "pl")
+
+
+class Trainer:
+    """One fine-tuning run: networks, optimisers, augmentation, data and counters, fresh or resumed.
+
+    `run()` trains to the kimg budget and returns the last network snapshot's path; `step(reals)` runs one
+    minibatch and `run_phase(name, reals)` one phase ('Gmain', 'Greg', 'Dmain', 'Dreg') of it. The resolved
+    settings are attributes: `gamma`, `lr`, `metrics` (names of the quality metrics computed at snapshots).
+    """
+
+    def __init__(self, config: TrainConfig, *, dist: Distributed | None = None, progress: bool = True,
+                 callback: Callable[[dict], None] | None = None):
+        self.cfg = cfg = config
+        self.dist = dist or Distributed(device=default_device(config.device))
+        self.device = self.dist.device
+        self.is_main = self.dist.rank == 0
+        self.progress = progress and self.is_main
+        self.callback = callback
+        self.run_dir = Path(cfg.run_dir)
+        found = newest_state(self.run_dir)
+        state = found[1] if found is not None else None
+        if state is not None:
+            G, D, G_ema = _networks_from_state(state, cfg)
+        else:
+            G, D, G_ema = self.dist.main_first(lambda: _load_base(cfg.resume))
+        self.G = G.to(self.device).train().requires_grad_(False)
+        self.D = D.to(self.device).train().requires_grad_(False)
+        self.G_ema = G_ema.to(self.device).eval().requires_grad_(False)
+        self._check_sizes()
+        resolution = self.G.img_resolution
+        self.gamma, self.lr = cfg.resolved_gamma(resolution), cfg.resolved_lr(resolution)
+        self.g_frozen = frozen_g_prefixes(self.G, cfg.freeze_g, cfg.freeze_mapping)
+        self.d_frozen = frozen_d_prefixes(self.D, cfg.freeze_d)
+        if state is None:
+            self._share_frozen_layers()
+        self.g_params = [p for name, p in self.G.named_parameters() if not name.startswith(self.g_frozen)]
+        self.d_params = [p for name, p in self.D.named_parameters() if not name.startswith(self.d_frozen)]
+        self.opt_G = torch.optim.Adam(self.g_params, *self._hparams("G"), eps=1e-8)
+        self.opt_D = torch.optim.Adam(self.d_params, *self._hparams("D"), eps=1e-8)
+        self.phases = [("Gmain", 1)] + ([("Greg", cfg.pl_interval)] if cfg.pl_weight > 0 else []) + [("Dmain", 1)]
+        self.phases += [("Dreg", cfg.r1_interval)] if self.gamma > 0 else []
+        p = 0.0 if cfg.augment == "none" else cfg.augment_p
+        self.augment_pipe = AugmentPipe.bgc(p).to(self.device)
+        self.ada = AdaptiveP(p, target=cfg.ada_target if cfg.augment == "ada" else None,
+                             interval=cfg.ada_interval * self.num_micro, ada_kimg=cfg.ada_kimg,
+                             all_reduce=self.dist.all_reduce_sum_ if self.dist.world_size > 1 else None)
+        self.force_fp32 = None if cfg.mixed_precision == "auto" else True
+        self.pl_mean = torch.zeros([], device=self.device)
+        self.cur_nimg = self.batch_idx = 0
+        self.last_snapshot: str | None = None
+        self.stats: dict[str, list[float]] = {}
+        self.latest: dict[str, float] = {}
+        self.metrics, self.metric_weights = self._metric_setup()
+        self.dataset = self._load_dataset()
+        if state is None:
+            self._seed()
+        else:
+            self._load_state(state)
+
+    # ---- setup
+
+    def _check_sizes(self) -> None:
+        """Check resolutions and the batch split; set `batch_gpu` and `num_micro` (micro-batches)."""
+        cfg, G, D = self.cfg, self.G, self.D
+        res = G.img_resolution
+        if D.img_resolution != res:
+            raise CheckpointError(f"{cfg.resume}: its G makes {res} px images but its D reads {D.img_resolution} px")
+        if cfg.resolution is not None and cfg.resolution != res:
+            raise ValueError(
+                f"the training images are to be {cfg.resolution}x{cfg.resolution} but the base model {cfg.resume} "
+                f"makes {res}x{res} images: fine-tuning keeps the model's resolution. Leave resolution unset "
+                f"(the images are then resized to {res}) or start from a {cfg.resolution} px model "
+                f"(e.g. 'ffhq-{cfg.resolution}-noaug').")
+        world = self.dist.world_size
+        self.batch_gpu = cfg.batch_gpu or cfg.batch_size // world
+        if self.batch_gpu < 1 or cfg.batch_size % (self.batch_gpu * world):
+            raise ValueError(f"batch_size ({cfg.batch_size}) must be divisible by batch_gpu ({self.batch_gpu}) x "
+                             f"the number of processes ({world})")
+        self.num_micro = cfg.batch_size // (self.batch_gpu * world)
+        group = min(D.config.mbstd_group_size or self.batch_gpu, self.batch_gpu)
+        if self.batch_gpu % group:
+            raise ValueError(f"batch_gpu ({self.batch_gpu}) must be a multiple of D's minibatch-stddev group size "
+                             f"({D.config.mbstd_group_size})")
+
+    @torch.no_grad()
+    def _share_frozen_layers(self) -> None:
+        """At the start of a run, G's frozen tensors become G_ema's, so that G trains around the layers the
+        result keeps and G_ema's stay bit for bit (the lerp of two equal tensors is that tensor)."""
+        ema = dict(self.G_ema.named_parameters())
+        for name, param in self.G.named_parameters():
+            if name.startswith(self.g_frozen):
+                param.copy_(ema[name])
+        if self.cfg.freeze_mapping:
+            self.G.mapping.w_avg.copy_(self.G_ema.mapping.w_avg)
+
+    def _hparams(self, which: str) -> tuple[float, tuple]:
+        cfg = self.cfg
+        if which == "G":
+            return lazy_regularization(self.lr, cfg.betas, cfg.pl_interval if cfg.pl_weight > 0 else None)
+        return lazy_regularization(self.lr, cfg.betas, cfg.r1_interval if self.gamma > 0 else None)
+
+    def _seed(self, *extra: int) -> None:
+        """Seed torch's global RNGs (the synthesis noise draws from them) per process."""
+        seed = np.random.SeedSequence([self.cfg.seed, self.dist.rank, *extra]).generate_state(1)[0]
+        torch.manual_seed(int(seed))
+
+    def _metric_setup(self) -> tuple[tuple[str, ...], Path | None]:
+        """Which quality metrics the main process computes at snapshots, and the Inception weights' path (fetched
+        by the main process alone). metric='auto' means KID on CUDA, and goes without it (with a warning) when
+        the weights cannot be had; an explicit 'kid' / 'fid' stops with the reason instead."""
+        cfg = self.cfg
+        if cfg.metric == "none" or (cfg.metric == "auto" and self.device.type != "cuda"):
+            return (), None
+        names = ("kid",) if cfg.metric == "auto" else (cfg.metric,)
+
+        def weights() -> Path | None:
+            try:
+                return inception_weights(progress=self.progress)
+            except MetricUnavailable as exc:
+                if cfg.metric != "auto":
+                    raise MetricUnavailable(f"metric={cfg.metric!r}: {exc}") from None
+                warnings.warn(f"training without a quality metric: {exc}", stacklevel=3)
+                return None
+
+        path = self.dist.on_main(weights)
+        return (names, path) if path is not None else ((), None)
+
+    def _load_dataset(self) -> ImageDataset:
+        """The training images at the model's resolution; the main process prepares and caches them first."""
+        cfg = self.cfg
+        return self.dist.main_first(lambda: ImageDataset(
+            cfg.data, self.G.img_resolution, prepare=cfg.prepare, xflip=cfg.mirror,
+            cache_dir=self.run_dir / "dataset-cache", progress=self.progress))
+
+    # ---- one minibatch
+
+    def step(self, reals: torch.Tensor) -> None:
+        """Train on one minibatch (this process's share [B, 3, R, R] on the device): the phases that are due,
+        then p, w_avg (averaged over processes) and G_ema."""
+        for name, interval in self.phases:
+            if self.batch_idx % interval == 0:
+                self.run_phase(name, reals)
+        self.augment_pipe.p.fill_(self.ada.p)
+        if not self.cfg.freeze_mapping:
+            self.dist.all_reduce_mean_(self.G.mapping.w_avg)
+        cfg = self.cfg
+        update_ema(self.G_ema, self.G, ema_beta(cfg.batch_size, cfg.resolved_ema_kimg, self.cur_nimg, cfg.ema_rampup))
+        self.cur_nimg += cfg.batch_size
+        self.batch_idx += 1
+
+    def run_phase(self, name: str, reals: torch.Tensor) -> None:
+        """One optimiser step of G ('Gmain', 'Greg') or D ('Dmain', 'Dreg'), accumulated over micro-batches."""
+        loss_fn = {"Gmain": self._g_main, "Greg": self._g_reg, "Dmain": self._d_main, "Dreg": self._d_reg}[name]
+        params, opt = (self.g_params, self.opt_G) if name.startswith("G") else (self.d_params, self.opt_D)
+        for p in params:
+            p.requires_grad_(True)
+        opt.zero_grad(set_to_none=True)
+        micro = reals.split(self.batch_gpu)
+        for real in micro:
+            (loss_fn(real) / len(micro)).backward()
+        self._reduce_gradients(params)
+        opt.step()
+        for p in params:
+            p.requires_grad_(False)
+
+    def _reduce_gradients(self, params: list[torch.Tensor]) -> None:
+        """Average gradients over processes (one all-reduce) and replace NaN / inf like stylegan2-ada."""
+        params = [p for p in params if p.grad is not None]
+        if self.dist.world_size > 1:
+            flat = torch.cat([p.grad.flatten() for p in params])
+            self.dist.all_reduce_mean_(flat)
+            for p, g in zip(params, flat.split([p.numel() for p in params])):
+                p.grad.copy_(g.view_as(p))
+        for p in params:
+            torch.nan_to_num(p.grad, nan=0, posinf=1e5, neginf=-1e5, out=p.grad)
+
+    def _generate(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """n images of G with random noise, and their ws; with probability `style_mixing` the ws from a
+        random cutoff on come from a second z. A frozen mapping network keeps its w_avg."""
+        frozen = self.cfg.freeze_mapping
+        z = torch.randn([n, self.G.z_dim], device=self.device)
+        ws = self.G.mapping(z, None, skip_w_avg_update=frozen)
+        if frozen and torch.is_grad_enabled():
+            ws.requires_grad_(True)  # the path-length regulariser differentiates the images by ws
+        if self.cfg.style_mixing > 0 and float(torch.rand([])) < self.cfg.style_mixing:
+            cutoff = int(torch.randint(1, ws.shape[1], []))
+            other = self.G.mapping(torch.randn_like(z), None, skip_w_avg_update=True)
+            ws = torch.cat([ws[:, :cutoff], other[:, cutoff:]], dim=1)
+        return self.G.synthesis(ws, noise_mode="random", force_fp32=self.force_fp32), ws
+
+    def _discriminate(self, images: torch.Tensor) -> torch.Tensor:
+        return self.D(self.augment_pipe(images), None, force_fp32=self.force_fp32)
+
+    def _record(self, key: str, value: torch.Tensor) -> None:
+        value = float(value.detach())
+        total = self.stats.setdefault(key, [0.0, 0])
+        total[0] += value
+        total[1] += 1
+        self.latest[key] = value
+
+    def _g_main(self, real: torch.Tensor) -> torch.Tensor:
+        images, _ = self._generate(len(real))
+        loss = generator_loss(self._discriminate(images))
+        self._record("loss_G", loss)
+        return loss
+
+    def _g_reg(self, real: torch.Tensor) -> torch.Tensor:
+        images, ws = self._generate(max(1, len(real) // PL_BATCH_SHRINK))
+        lengths = path_lengths(images, ws)
+        mean = lengths.detach().mean()
+        self.dist.all_reduce_mean_(mean)
+        self.pl_mean = update_pl_mean(self.pl_mean, mean, PL_DECAY)
+        loss = path_length_penalty(lengths, self.pl_mean, self.cfg.pl_weight)
+        self._record("pl", loss)
+        return loss * self.cfg.pl_interval
+
+    def _d_main(self, real: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            fakes, _ = self._generate(len(real))
+        fake_logits = self._discriminate(fakes)
+        real_logits = self._discriminate(real)
+        self.ada.update(real_logits)
+        loss = discriminator_loss(real_logits, fake_logits)
+        self._record("loss_D", loss)
+        return loss
+
+    def _d_reg(self, real: torch.Tensor) -> torch.Tensor:
+        real = real.detach().requires_grad_(True)
+        penalty = r1_penalty(real, self._discriminate(real), self.gamma)
+        self._record("r1", penalty)
+        return penalty * self.cfg.r1_interval
+
+    # ---- the loop
+
+    def run(self) -> Path:
+        """Train until `kimg` thousand images; snapshot every `snapshot_kimg` and at the end."""
+        cfg = self.cfg
+        total_nimg = round(cfg.kimg * 1000)
+        snapshot_nimg = max(1, round(cfg.snapshot_kimg * 1000))
+        if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            _write_json(self.run_dir / "config.json", cfg.to_dict())
+            trim_metrics(self.run_dir / "metrics.jsonl", self.cur_nimg)
+        loader = infinite_loader(self.dataset, cfg.batch_size // self.dist.world_size, seed=cfg.seed,
+                                 rank=self.dist.rank, world_size=self.dist.world_size, device=self.device,
+                                 start_batch=self.batch_idx)
+        last_nimg = max(self.cur_nimg, math.ceil(total_nimg / cfg.batch_size) * cfg.batch_size)  # whole minibatches
+        bar = tqdm(total=last_nimg / 1000, initial=self.cur_nimg / 1000, desc="fine-tuning",
+                   disable=not self.progress,
+                   bar_format="{l_bar}{bar}| {n:.3f}/{total:.3f} kimg [{elapsed}<{remaining}{postfix}]")
+        self._start_tick()
+        while self.cur_nimg < total_nimg:
+            before = self.cur_nimg
+            self.step(next(loader))
+            bar.update((self.cur_nimg - before) / 1000)
+            bar.set_postfix(self._postfix(), refresh=False)
+            if self.cur_nimg >= total_nimg or self.cur_nimg // snapshot_nimg > before // snapshot_nimg:
+                self.snapshot()
+        bar.close()
+        return self.run_dir / self.last_snapshot
+
+    def _postfix(self) -> dict[str, str]:
+        shown = {"G": self.latest.get("loss_G"), "D": self.latest.get("loss_D"), "p": self.ada.p, "r_t": self.ada.rt}
+        return {k: f"{v:.3f}" for k, v in shown.items() if v is not None}
+
+    def _start_tick(self) -> None:
+        self.stats = {}
+        self.tick_start = (time.perf_counter(), self.cur_nimg)
+
+    # ---- snapshots and resume
+
+    def snapshot(self) -> dict:
+        """Write the network, the fakes grid, the quality metric, a metrics line, the training state and
+        latest.json (main process only); every process must call it. Returns the metrics (with paths and the
+        grid on the main process)."""
+        info = self._tick_metrics()
+        self._check_processes_agree()
+        rng = self.dist.all_gather(_rng_state(self.device))
+        nimg = self.cur_nimg
+        self.last_snapshot = snapshot_name(nimg)
+        if self.is_main:
+            meta = {"finetune": {"base": self.cfg.resume, "data": self.cfg.data, "kimg": nimg / 1000}}
+            save_network(self.run_dir / self.last_snapshot, Networks(self.G_ema, self.G, self.D, meta=meta))
+            fakes = self.fakes_grid()
+            save_image(fakes, self.run_dir / fakes_name(nimg))
+            info.update(self.quality())
+            records = append_metrics(self.run_dir / "metrics.jsonl", info)
+            save_state(self.run_dir, self._state(rng))
+            plot_metrics(records, self.run_dir / "metrics.png")
+            write_latest(self.run_dir, {"kimg": nimg / 1000, "network": self.last_snapshot,
+                                        "fakes": fakes_name(nimg), "state": state_name(nimg)})
+            info.update(network=self.run_dir / self.last_snapshot, fakes_path=self.run_dir / fakes_name(nimg),
+                        fakes=fakes, plot_path=self.run_dir / "metrics.png")
+            if self.callback is not None:
+                self.callback(info)
+        self._start_tick()
+        return info
+
+    def quality(self) -> dict[str, float]:
+        """G_ema's quality metrics against the training images ({} when off); the RNG streams are left as they
+        were, so runs with and without a metric train identically."""
+        if not self.metrics:
+            return {}
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            return image_quality(self.G_ema, self.dataset.images, self.metrics, self.metric_weights,
+                                 num_images=self.cfg.metric_images, batch_size=max(self.batch_gpu, 16),
+                                 seed=self.cfg.seed, force_fp32=self.force_fp32,
+                                 cache_root=self.run_dir / "metric-cache",
+                                 reals_key=self.dataset.cache_path.stem if self.dataset.cache_path else None)
+
+    def _tick_metrics(self) -> dict:
+        sums = torch.tensor([v for k in STAT_KEYS for v in self.stats.get(k, (0.0, 0))], dtype=torch.float64,
+                            device=self.device)
+        self.dist.all_reduce_sum_(sums)
+        means = {k: (s / c if c else None) for k, (s, c) in zip(STAT_KEYS, sums.view(-1, 2).tolist())}
+        start_time, start_nimg = self.tick_start
+        kimg_done = (self.cur_nimg - start_nimg) / 1000
+        speed = (time.perf_counter() - start_time) / kimg_done if kimg_done else None
+        return {"kimg": self.cur_nimg / 1000, "step": self.batch_idx, **means, "augment_p": self.ada.p,
+                "r_t": self.ada.rt, "sec_per_kimg": speed}
+
+    @torch.no_grad()
+    def fakes_grid(self) -> Image.Image:
+        """G_ema's images of the fixed `image_seeds` (const noise) in a square-ish grid, cells at most 256 px."""
+        z = z_from_seeds(self.cfg.image_seeds, self.G_ema.z_dim, self.device)
+        images = torch.cat([self.G_ema(chunk, None, noise_mode="const", force_fp32=self.force_fp32)
+                            for chunk in z.split(self.batch_gpu)])
+        pictures = to_pil(images)
+        cols = math.ceil(math.sqrt(len(pictures)))
+        rows = [pictures[i:i + cols] for i in range(0, len(pictures), cols)]
+        return labelled_grid(rows, cell=min(self.G_ema.img_resolution, 256))
+
+    def _check_processes_agree(self) -> None:
+        """Under torchrun, verify that every process holds bit-identical networks, p and path-length mean."""
+        if self.dist.world_size == 1:
+            return
+        digest = hashlib.sha256(f"{self.ada.p!r} {float(self.pl_mean)!r}".encode())
+        for net in (self.G, self.G_ema, self.D):
+            for tensor in net.state_dict().values():
+                digest.update(tensor.detach().cpu().numpy().tobytes())
+        digests = self.dist.all_gather(digest.hexdigest())
+        if len(set(digests)) > 1:
+            raise RuntimeError(f"training processes diverged at kimg {self.cur_nimg / 1000}: state digests {digests}")
+
+    def _state(self, rng: list[dict]) -> dict:
+        return {
+            "config": self.cfg.to_dict(),
+            "networks": {"G": self.G.config.to_dict(), "D": self.D.config.to_dict()},
+            "G": _cpu_state(self.G), "D": _cpu_state(self.D), "G_ema": _cpu_state(self.G_ema),
+            "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
+            "ada": self.ada.state_dict(), "augment_p": float(self.augment_pipe.p), "pl_mean": self.pl_mean.cpu(),
+            "cur_nimg": self.cur_nimg, "batch_idx": self.batch_idx, "last_snapshot": self.last_snapshot,
+            "world_size": self.dist.world_size, "rng": rng,
+        }
+
+    def _load_state(self, state: dict) -> None:
+        for name in ("G", "D", "G_ema"):
+            getattr(self, name).load_state_dict(state[name])
+        for name, opt in (("G", self.opt_G), ("D", self.opt_D)):
+            opt.load_state_dict(state[f"opt_{name}"])
+            _set_hparams(opt, *self._hparams(name))  # intervals and lr may change between sessions
+        self.ada.load_state_dict(state["ada"])
+        self.augment_pipe.p.fill_(state["augment_p"])
+        self.pl_mean = state["pl_mean"].to(self.device)
+        self.cur_nimg, self.batch_idx = state["cur_nimg"], state["batch_idx"]
+        self.last_snapshot = state["last_snapshot"]
+        if len(state["rng"]) == self.dist.world_size:
+            _set_rng_state(state["rng"][self.dist.rank], self.device)
+        else:  # another number of processes: data shards differ anyway, so continue with fresh streams
+            self._seed(self.batch_idx)
+
+
+def _set_hparams(opt: torch.optim.Optimizer, lr: float, betas: tuple) -> None:
+    for group in opt.param_groups:
+        group["lr"], group["betas"] = lr, betas
+
+
+def _load_base(source: str) -> tuple[Generator, Discriminator, Generator]:
+    """G, D and G_ema of the base checkpoint (G defaults to a copy of G_ema); D is required."""
+    nets = load_network(source)
+    if nets.D is None:
+        raise CheckpointError(
+            f"{source} has no discriminator (D): transfer learning fine-tunes the base model's D together with "
+            "its G, and a randomly initialised D ruins the generator. Start from a checkpoint with D, e.g. the "
+            "registry models 'ffhq-256-noaug', 'ffhq-512-noaug', 'ffhq-1024-noaug' or NVIDIA's ffhq.pkl "
+            "('ffhq-1024').")
+    G = nets.G if nets.G is not None else copy.deepcopy(nets.G_ema)
+    return G, nets.D, nets.G_ema
+
+
+def _networks_from_state(state: dict, cfg: TrainConfig) -> tuple[Generator, Discriminator, Generator]:
+    """Empty networks of the resumed run's architecture (weights are loaded later), after checking that
+    the new config changes nothing a resumed run must keep."""
+    saved = TrainConfig.from_dict(state["config"])
+    changed = [f"{k}: {getattr(saved, k)!r} -> {getattr(cfg, k)!r}" for k in RESUME_FIXED
+               if getattr(saved, k) != getattr(cfg, k)]
+    if changed:
+        raise ValueError(f"{cfg.run_dir} holds a run started with other settings ({'; '.join(changed)}). A resumed "
+                         "run keeps its networks, data and random streams: restore those settings or use a new "
+                         "run_dir (kimg, snapshot_kimg, the metric and the loss settings may change).")
+    G = Generator(GeneratorConfig.from_dict(state["networks"]["G"]))
+    return G, Discriminator(DiscriminatorConfig.from_dict(state["networks"]["D"])), copy.deepcopy(G)
+
+
+def _cpu_state(net: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+
+
+def _rng_state(device: torch.device) -> dict:
+    return {"cpu": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+
+
+def _set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if device.type == "cuda" and state["cuda"] is not None:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    with atomic_write_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2) + "\n")
+
+
+def finetune(config: TrainConfig, *, progress: bool = True, callback: Callable[[dict], None] | None = None) -> Path:
+    """Fine-tune `config.resume` on `config.data` into `config.run_dir` (resuming the run there if any);
+    returns the last network snapshot's path. `callback(info)` gets each snapshot's metrics, paths (network,
+    fakes_path, plot_path) and fakes grid (a PIL image). Under torchrun, every process calls this; only the
+    first writes files and downloads. The caller's torch RNG state is left as it was."""
+    dist, started = init_distributed(config.device)
+    try:
+        with torch.random.fork_rng(devices=[dist.device] if dist.device.type == "cuda" else []):
+            return Trainer(config, dist=dist, progress=progress, callback=callback).run()
+    finally:
+        if started:
+            torch_dist.destroy_process_group()

@@ -1,0 +1,66 @@
+"""The run's training log: one JSON line per snapshot in metrics.jsonl, plotted into metrics.png."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ..files import atomic_write_path
+
+__all__ = ["PANELS", "append_metrics", "plot_metrics", "read_metrics", "trim_metrics"]
+
+# (title, metrics.jsonl keys) of each panel of metrics.png
+PANELS = (("losses", ("loss_G", "loss_D")), ("regularisers", ("r1", "pl")),
+          ("augmentation", ("augment_p", "r_t")), ("quality (lower is better)", ("kid", "fid")),
+          ("speed (s/kimg)", ("sec_per_kimg",)))
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict]:
+    """The records of a metrics.jsonl file ([] when there is none)."""
+    path = Path(path)
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
+def append_metrics(path: str | os.PathLike, record: dict) -> list[dict]:
+    """Add one record (rewriting the file atomically, so a crash never leaves half a line); returns all records."""
+    records = read_metrics(path) + [record]
+    _write(Path(path), records)
+    return records
+
+
+def trim_metrics(path: str | os.PathLike, cur_nimg: int) -> None:
+    """Drop records past the training state being resumed (written after it, or by an abandoned run)."""
+    records = read_metrics(path)
+    kept = [r for r in records if round(r["kimg"] * 1000) <= cur_nimg]
+    if len(kept) < len(records):
+        _write(Path(path), kept)
+
+
+def _write(path: Path, records: list[dict]) -> None:
+    with atomic_write_path(path) as tmp:
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def plot_metrics(records: list[dict], path: str | os.PathLike) -> None:
+    """Plot metrics.jsonl records against kimg into a PNG (atomically). Uses matplotlib's Agg canvas
+    directly, so pyplot's backend (e.g. a notebook's) is left alone."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(12, 6))
+    fig.subplots_adjust(left=0.05, right=0.98, bottom=0.08, top=0.95, wspace=0.25, hspace=0.4)  # cheaper than
+    axes = list(fig.subplots(2, 3).flat)  # a layout engine, which took most of the time of a snapshot in tests
+    for ax, (title, keys) in zip(axes, PANELS):
+        for key in keys:
+            points = [(r["kimg"], r[key]) for r in records if r.get(key) is not None]
+            if points:
+                ax.plot(*zip(*points), marker=".", label=key)
+        ax.set_title(title)
+        ax.set_xlabel("kimg")
+        if ax.lines:
+            ax.legend()
+        else:
+            ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes, color="grey")
+    for ax in axes[len(PANELS):]:  # the cells left over
+        ax.set_visible(False)
+    with atomic_write_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=80)

@@ -1,0 +1,106 @@
+"""The files of a run folder, named by the number of real images seen so that no two snapshots ever share a name.
+
+    network-snapshot-000004000.safetensors   G_ema, G and D after 4000 images (toonlib's format, `save_network`)
+    fakes-000004000.png             G_ema's images of the fixed seeds
+    training-state-000004000.pt     everything needed to resume (the newest KEEP_STATES are kept)
+    latest.json                     which of the above are the newest (a plain file: Google Drive has no symlinks)
+    metrics.jsonl, metrics.png      the training log and its plot
+
+Every file is written atomically. Resuming takes the newest training state that loads and ignores
+a broken one (a file cut short by a full disk or a Drive sync), falling back to the one before it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import warnings
+from pathlib import Path
+
+import torch
+
+from ..checkpoints import NATIVE_SUFFIX
+from ..files import atomic_write_path
+
+__all__ = ["KEEP_STATES", "LATEST_FILE", "STATE_VERSION", "fakes_name", "latest_snapshot", "newest_state",
+           "read_latest", "save_state", "snapshot_name", "state_name", "write_latest"]
+
+STATE_VERSION = 2
+KEEP_STATES = 2
+LATEST_FILE = "latest.json"
+_STATE_PATTERN = re.compile(r"training-state-(\d{9})\.pt")
+_STATE_KEYS = ("config", "networks", "G", "D", "G_ema", "opt_G", "opt_D", "ada", "cur_nimg", "batch_idx", "rng")
+
+
+def snapshot_name(nimg: int) -> str:
+    """File name of the network snapshot after `nimg` real images."""
+    return f"network-snapshot-{nimg:09d}{NATIVE_SUFFIX}"
+
+
+def fakes_name(nimg: int) -> str:
+    """File name of the fakes grid after `nimg` real images."""
+    return f"fakes-{nimg:09d}.png"
+
+
+def state_name(nimg: int) -> str:
+    """File name of the training state after `nimg` real images."""
+    return f"training-state-{nimg:09d}.pt"
+
+
+def save_state(run_dir: str | os.PathLike, state: dict) -> Path:
+    """Write `state` (with `cur_nimg`) as training-state-NNNNNNNNN.pt and delete all but the newest KEEP_STATES."""
+    run_dir = Path(run_dir)
+    path = run_dir / state_name(state["cur_nimg"])
+    with atomic_write_path(path) as tmp:
+        torch.save({"version": STATE_VERSION, **state}, tmp)
+    for old in _state_paths(run_dir)[KEEP_STATES:]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def newest_state(run_dir: str | os.PathLike) -> tuple[Path, dict] | None:
+    """The newest training state of a run folder that loads completely, with its path; None when there is none.
+    Broken files are skipped with a warning (and left for the user to inspect)."""
+    for path in _state_paths(Path(run_dir)):
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises many types for a cut-short file; all mean "unusable"
+            warnings.warn(f"skipping the unreadable training state {path} ({type(exc).__name__}); resuming from "
+                          "an older one", stacklevel=2)
+            continue
+        if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+            version = state.get("version") if isinstance(state, dict) else None
+            raise ValueError(f"{path}: training state version {version!r}, this toonlib reads version "
+                             f"{STATE_VERSION}; finish that run with the toonlib that started it or use a new run_dir")
+        missing = [key for key in _STATE_KEYS if key not in state]
+        if missing:
+            warnings.warn(f"skipping the incomplete training state {path} (missing {missing})", stacklevel=2)
+            continue
+        return path, state
+    return None
+
+
+def _state_paths(run_dir: Path) -> list[Path]:
+    """The run's training-state files, newest first."""
+    if not run_dir.is_dir():
+        return []
+    paths = [p for p in run_dir.iterdir() if _STATE_PATTERN.fullmatch(p.name)]
+    return sorted(paths, key=lambda p: p.name, reverse=True)
+
+
+def write_latest(run_dir: str | os.PathLike, record: dict) -> None:
+    """Point latest.json at the newest snapshot's files (`record`: kimg, network, fakes, state)."""
+    with atomic_write_path(Path(run_dir) / LATEST_FILE) as tmp:
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+
+
+def read_latest(run_dir: str | os.PathLike) -> dict | None:
+    """The contents of a run's latest.json, or None before its first snapshot."""
+    path = Path(run_dir) / LATEST_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def latest_snapshot(run_dir: str | os.PathLike) -> Path | None:
+    """The newest network snapshot of a run folder (from latest.json), or None before the first snapshot."""
+    latest = read_latest(run_dir)
+    return None if latest is None else Path(run_dir) / latest["network"]
