@@ -160,3 +160,13 @@ def test_is_rosinality(ckpt):
     assert is_rosinality(ckpt)
     assert not is_rosinality({"g_ema": {"mapping.fc0.weight": torch.zeros(1)}})
     assert not is_rosinality([ckpt])
+
+
+def test_jojogan_style_file_with_g_only(tmp_path, ckpt, ref):
+    """JoJoGAN's one-shot styles are `{"g": state_dict}`: those weights are the generator to sample from."""
+    nets = _load(tmp_path, {"g": ckpt["g"]})
+    assert nets.meta["G_ema_from"] == "g" and nets.meta["w_avg"] == "computed"
+    assert nets.G is None and nets.D is None
+    with torch.no_grad():
+        assert_close(nets.G_ema(ref["z"], None, noise_mode="const"), ref["img_g_trunc1"].numpy())
+    assert is_rosinality({"g": ckpt["g"]})

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pickle
 import re
 from pathlib import Path
 
@@ -137,9 +138,7 @@ def read_checkpoint(path: str | os.PathLike) -> Networks:
 
 def _read_torch_file(path: Path, source: str, zipped: bool) -> Networks:
     try:
-        with torch.serialization.safe_globals(_TORCH_SAFE_GLOBALS):
-            # Memory-mapped where torch can (zip files): pSp / e4e files are mostly encoder weights.
-            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=zipped)
+        obj = _torch_load(path, zipped)
     except Exception as exc:  # torch raises many types for bad files; all mean "not loaded"
         unsafe = _unsafe_globals(path, exc)
         if unsafe:
@@ -147,8 +146,8 @@ def _read_torch_file(path: Path, source: str, zipped: bool) -> Networks:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "weights_only" in message:  # torch's own advice is to turn the safety off: never pass that on
             message = type(exc).__name__
-        raise CheckpointError(f"{source} is a torch file that could not be read safely ({message}); it was not "
-                              "loaded. A truncated download, or a file that stores code rather than weights.") from None
+        raise CheckpointError(f"{source} is a torch file that could not be read ({message}); it was not loaded. "
+                              "A truncated download or a damaged file: delete it and download it again.") from None
     if native_torch.is_native_torch(obj):
         return native_torch.read(obj, source)
     if rosinality.is_rosinality(obj):
@@ -157,6 +156,20 @@ def _read_torch_file(path: Path, source: str, zipped: bool) -> Networks:
         return psp.read_psp(obj, source)
     keys = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
     raise CheckpointError(f"{source} is a torch file but not a known StyleGAN2 checkpoint (contents: {keys})")
+
+
+def _torch_load(path: Path, zipped: bool):
+    """torch.load with weights_only=True, memory-mapped where torch can (zip files; pSp / e4e files are
+    mostly encoder weights). A file system without mmap support gets a plain read."""
+    with torch.serialization.safe_globals(_TORCH_SAFE_GLOBALS):
+        if zipped:
+            try:
+                return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except pickle.UnpicklingError:  # a refused global: reading it plainly would refuse it too
+                raise
+            except Exception:  # no mmap here, or a damaged file: the plain read says which
+                pass
+        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _unsafe_globals(path: Path, exc: Exception) -> list[str]:

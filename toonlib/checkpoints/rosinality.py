@@ -17,7 +17,12 @@ Conventions that differ from toonlib's (NVIDIA's), which a user switching over m
   default for `G(z, c)`). Zero noise is `noise_mode='none'`.
 * Style mixing is `inject_index` there; here build ws from two mappings and concatenate them.
 * Not stored in the file, so assumed: the mapping network's learning-rate multiplier (rosinality's
-  `lr_mlp`, default 0.01) and the [1, 3, 3, 1] resampling filter.
+  `lr_mlp`, default 0.01).
+* FIR kernels: rosinality stores its upsampling kernels multiplied by factor**2 = 4 (`convs.{2k}.conv.blur.kernel`,
+  `to_rgbs.{k}.upsample.kernel`), NVIDIA the normalised filter with the gain applied inside the op; they
+  are copied, divided by 4, into the `resample_filter` buffers (the discriminator's are copied as they
+  are), so a file with other kernels than [1, 3, 3, 1] computes what it computes in rosinality's code.
+  The config's `resample_filter` stays the default.
 """
 from __future__ import annotations
 
@@ -58,16 +63,20 @@ def _noise(t: torch.Tensor) -> torch.Tensor:
     return t[0, 0]
 
 
-# Suffixes inside one rosinality layer -> (NVIDIA suffix, transform). None: not copied (FIR kernels,
-# which toonlib's constructors rebuild).
+def _up_kernel(t: torch.Tensor) -> torch.Tensor:
+    return t / 4  # rosinality's upsampling kernels carry the gain factor**2
+
+
+# Suffixes inside one rosinality layer -> (NVIDIA suffix, transform). A ToRGB's `upsample.kernel`
+# belongs to NVIDIA's block (`synthesis.b{res}.resample_filter`, see `convert_generator`).
 _CONV_PARTS = {"conv.weight": ("weight", _drop_axis), "conv.modulation.weight": ("affine.weight", _same),
                "conv.modulation.bias": ("affine.bias", _same), "noise.weight": ("noise_strength", _scalar),
-               "activate.bias": ("bias", _same), "conv.blur.kernel": None}
+               "activate.bias": ("bias", _same), "conv.blur.kernel": ("resample_filter", _up_kernel)}
 _RGB_PARTS = {"conv.weight": ("weight", _drop_axis), "conv.modulation.weight": ("affine.weight", _same),
-              "conv.modulation.bias": ("affine.bias", _same), "bias": ("bias", _flat), "upsample.kernel": None}
+              "conv.modulation.bias": ("affine.bias", _same), "bias": ("bias", _flat)}
 _D_BLOCK_PARTS = {"conv1.0.weight": "conv0.weight", "conv1.1.bias": "conv0.bias", "conv2.1.weight": "conv1.weight",
-                  "conv2.2.bias": "conv1.bias", "skip.1.weight": "skip.weight", "conv2.0.kernel": None,
-                  "skip.0.kernel": None}
+                  "conv2.2.bias": "conv1.bias", "skip.1.weight": "skip.weight",
+                  "conv2.0.kernel": "conv1.resample_filter", "skip.0.kernel": "skip.resample_filter"}
 _D_HEAD = {"final_conv.0.weight": "b4.conv.weight", "final_conv.1.bias": "b4.conv.bias",
            "final_linear.0.weight": "b4.fc.weight", "final_linear.0.bias": "b4.fc.bias",
            "final_linear.1.weight": "b4.out.weight", "final_linear.1.bias": "b4.out.bias"}
@@ -185,7 +194,7 @@ def fit_channels(channels: list[tuple[int, int]], what: str) -> tuple[int, int]:
 def convert_generator(state: dict[str, torch.Tensor], what: str) -> dict[str, torch.Tensor]:
     """rosinality generator state dict -> NVIDIA names and layouts (without `mapping.w_avg`)."""
 
-    def rename(key: str) -> tuple[str, Transform] | None:
+    def rename(key: str) -> tuple[str, Transform]:
         if match := re.fullmatch(r"style\.(\d+)\.(weight|bias)", key):
             return f"mapping.fc{int(match[1]) - 1}.{match[2]}", _same
         if key == "input.input":
@@ -197,6 +206,8 @@ def convert_generator(state: dict[str, torch.Tensor], what: str) -> dict[str, to
             return _part(_CONV_PARTS, layer, match[3])
         if match := re.fullmatch(r"(to_rgb1|to_rgbs\.(\d+))\.(.+)", key):
             res = 4 if match[2] is None else 2 ** (int(match[2]) + 3)
+            if match[3] == "upsample.kernel":
+                return f"synthesis.b{res}.resample_filter", _up_kernel
             return _part(_RGB_PARTS, f"synthesis.b{res}.torgb", match[3])
         raise KeyError(key)
 
@@ -208,14 +219,13 @@ def convert_discriminator(state: dict[str, torch.Tensor], config: DiscriminatorC
     """rosinality discriminator state dict -> NVIDIA names (same layouts)."""
     top = config.img_resolution
 
-    def rename(key: str) -> tuple[str, Transform] | None:
+    def rename(key: str) -> tuple[str, Transform]:
         if key in _D_HEAD:
             return _D_HEAD[key], _same
         if match := re.fullmatch(r"convs\.0\.([01])\.(weight|bias)", key):
             return f"b{top}.fromrgb.{match[2]}", _same
         if match := re.fullmatch(r"convs\.(\d+)\.(.+)", key):
-            name = _D_BLOCK_PARTS[match[2]]
-            return None if name is None else (f"b{top // 2 ** (int(match[1]) - 1)}.{name}", _same)
+            return f"b{top // 2 ** (int(match[1]) - 1)}.{_D_BLOCK_PARTS[match[2]]}", _same
         raise KeyError(key)
 
     return _convert(state, rename, what)
@@ -228,13 +238,13 @@ def _layer_name(index: int) -> str:
     return f"synthesis.b{2 ** (index // 2 + 3)}.conv{index % 2}"
 
 
-def _part(parts: dict, layer: str, suffix: str) -> tuple[str, Transform] | None:
-    target = parts[suffix]
-    return None if target is None else (f"{layer}.{target[0]}", target[1])
+def _part(parts: dict, layer: str, suffix: str) -> tuple[str, Transform]:
+    name, transform = parts[suffix]
+    return f"{layer}.{name}", transform
 
 
 def _convert(state: dict[str, torch.Tensor], rename: Callable, what: str) -> dict[str, torch.Tensor]:
-    """Apply `rename` (key -> (new key, transform), None to skip, KeyError if unknown) to a state dict."""
+    """Apply `rename` (key -> (new key, transform), KeyError if unknown) to a state dict."""
     out: dict[str, torch.Tensor] = {}
     unknown = []
     for key, tensor in state.items():
@@ -243,8 +253,7 @@ def _convert(state: dict[str, torch.Tensor], rename: Callable, what: str) -> dic
         except KeyError:
             unknown.append(key)
             continue
-        if target is not None:
-            out[target[0]] = target[1](tensor)
+        out[target[0]] = target[1](tensor)
     if unknown:
         raise CheckpointError(f"{what}: unexpected rosinality weights {', '.join(unknown)}; "
                               "not a StyleGAN2 network toonlib can convert")

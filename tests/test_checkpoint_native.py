@@ -1,0 +1,90 @@
+"""toonlib's own format: safetensors written atomically, found by content; the old torch files still load."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import FIXTURES
+from safetensors.torch import save_file
+
+from toonlib import load_network, save_network
+from toonlib.checkpoints import CheckpointError, Networks
+from toonlib.cli import main
+
+
+@pytest.fixture(scope="module")
+def nets() -> Networks:
+    return load_network(FIXTURES / "ada_tiny.pkl")
+
+
+def assert_same_networks(a: Networks, b: Networks) -> None:
+    for x, y in ((a.G_ema, b.G_ema), (a.G, b.G), (a.D, b.D)):
+        assert (x is None) == (y is None)
+        if x is not None:
+            assert x.config == y.config
+            sx, sy = x.state_dict(), y.state_dict()
+            assert sx.keys() == sy.keys() and all(torch.equal(sx[k], sy[k]) for k in sx)
+
+
+def test_file_written_by_the_first_toonlib_format_still_loads(nets, tmp_path):
+    """Version 1 was `torch.save` of a dict of configs and state dicts; such files are read, never written."""
+    old = {"format": "toonlib", "version": 1,
+           "config": {"G": nets.config.to_dict() | {"mapping_layer_features": None},  # as version 1 wrote it
+                      "D": nets.D.config.to_dict()},
+           "G_ema": nets.G_ema.state_dict(), "G": nets.G.state_dict(), "D": nets.D.state_dict(),
+           "meta": {"origin": {"format": "nvidia", "source": "ada_tiny.pkl"}}}
+    torch.save(old, tmp_path / "old.pt")
+    loaded = load_network(tmp_path / "old.pt")
+    assert_same_networks(loaded, nets)
+    assert loaded.meta["format"] == "toonlib" and loaded.meta["origin"]["format"] == "nvidia"
+    # Converting it gives a safetensors file with the same networks.
+    again = load_network(save_network(tmp_path / "new.safetensors", loaded))
+    assert_same_networks(again, nets)
+    assert (tmp_path / "new.safetensors").read_bytes()[8:9] == b"{"  # safetensors: header length, then JSON
+
+
+@pytest.mark.parametrize("name", ["net.safetensors", "net.pt", "net.pkl", "net"])
+def test_found_by_content_under_any_name(nets, tmp_path, name):
+    assert_same_networks(load_network(save_network(tmp_path / name, nets)), nets)
+
+
+def test_generator_shared_by_g_and_g_ema_is_saved(nets, tmp_path):
+    """safetensors refuses tensors that share memory; a Networks may hold one generator twice."""
+    path = save_network(tmp_path / "twice.safetensors", Networks(G_ema=nets.G_ema, G=nets.G_ema))
+    loaded = load_network(path)
+    assert torch.equal(loaded.G.synthesis.b32.torgb.weight, loaded.G_ema.synthesis.b32.torgb.weight)
+
+
+def test_foreign_truncated_and_future_files_are_refused(nets, tmp_path):
+    save_file({"weight": torch.zeros(3)}, tmp_path / "other.safetensors")
+    with pytest.raises(CheckpointError, match="safetensors file but not a toonlib network"):
+        load_network(tmp_path / "other.safetensors")
+
+    data = save_network(tmp_path / "good.safetensors", nets).read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="not a readable safetensors file.*download or convert it again"):
+        load_network(tmp_path / "cut.safetensors")
+
+    tensors = {f"G_ema.{k}": v.contiguous() for k, v in nets.G_ema.state_dict().items()}
+    save_file(tensors, tmp_path / "future.safetensors",
+              metadata={"format": "toonlib", "version": "3", "config": json.dumps({"G": nets.config.to_dict()})})
+    with pytest.raises(CheckpointError, match="version '3'.*Upgrade toonlib"):
+        load_network(tmp_path / "future.safetensors")
+
+
+def test_cli_convert_writes_safetensors(nets, tmp_path, capsys):
+    out = tmp_path / "ada.safetensors"
+    assert main(["convert", str(FIXTURES / "ada_tiny.pkl"), str(out)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    assert_same_networks(load_network(out), nets)
+
+
+@pytest.mark.parametrize("name", ["ada.pt", "ada.pkl", "ada"])
+def test_cli_convert_refuses_a_name_that_promises_another_format(tmp_path, capsys, name):
+    """The output name is checked first: before the input is read (or downloaded), nothing is written."""
+    code = main(["convert", str(tmp_path / "not-there.pkl"), str(tmp_path / name)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "safetensors" in err and f"name the output {tmp_path / 'ada.safetensors'}" in err
+    assert list(tmp_path.iterdir()) == []

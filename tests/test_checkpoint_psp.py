@@ -1,0 +1,60 @@
+"""pSp and e4e checkpoints: `load_network` returns their decoder, which renders the reference codes.
+
+The checkpoints are rebuilt from their recipes (tests/fixtures/encoders) into a temporary folder
+(~580 MB each, never committed); the references were computed by the original pSp / e4e code.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from encoder_fixtures import build_checkpoint, reference
+
+from toonlib import load_network
+from toonlib.cli import main
+
+ENCODER_TYPES = {"psp_tiny": "GradualStyleEncoder", "e4e_tiny": "Encoder4Editing"}
+
+
+@pytest.fixture(scope="module", params=sorted(ENCODER_TYPES))
+def checkpoint(request, tmp_path_factory):
+    name = request.param
+    path = build_checkpoint(name, tmp_path_factory.mktemp(name) / f"{name}.pt")
+    yield name, path
+    path.unlink()  # 580 MB: do not keep it until the session ends
+
+
+@torch.no_grad()
+def test_decoder_renders_the_reference_images(checkpoint):
+    name, path = checkpoint
+    nets = load_network(path)
+    ref = reference(name)
+    images = nets.G_ema.synthesis(torch.from_numpy(ref["codes"]), noise_mode="const")  # the stored noises.*
+    np.testing.assert_allclose(images.numpy(), ref["images"], atol=1e-4, rtol=1e-4)
+    assert nets.G is None and nets.D is None
+    assert (nets.config.img_resolution, nets.config.w_dim, nets.G_ema.num_ws) == (32, 512, 8)
+
+
+def test_meta_records_the_encoder_and_w_avg_is_the_decoders_own(checkpoint):
+    name, path = checkpoint
+    nets = load_network(path)
+    assert nets.meta["format"] == "psp" and nets.meta["encoder_type"] == ENCODER_TYPES[name]
+    assert nets.meta["opts"]["start_from_latent_avg"] is True
+    assert nets.meta["w_avg"] == "computed"
+    # Not the encoder's latent_avg (the W+ offset, one row per style) but the mean of the decoder's mapping:
+    # an independent estimate from other z agrees to the sampling error (std error ~0.01 here).
+    w_avg = nets.G_ema.mapping.w_avg
+    latent_avg = torch.load(path, weights_only=True, mmap=True)["latent_avg"]
+    assert latent_avg.shape == (8, 512) and not any(torch.allclose(w_avg, row, atol=0.1) for row in latent_avg)
+    with torch.no_grad():
+        z = torch.randn([4096, 512], generator=torch.Generator().manual_seed(123))
+        estimate = nets.G_ema.mapping(z, None)[:, 0].mean(0)
+    assert (w_avg - estimate).abs().max() < 0.1 < w_avg.abs().max()
+
+
+def test_cli_info_names_the_encoder(checkpoint, capsys):
+    name, path = checkpoint
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "psp checkpoint: 32x32, z 512, w 512 x 8" in out
+    assert f"decoder of a {ENCODER_TYPES[name]} encoder checkpoint" in out

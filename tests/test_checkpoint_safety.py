@@ -1,0 +1,53 @@
+"""Torch files that name code are refused, naming what they asked for, and never run."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from conftest import FIXTURES
+
+from toonlib.checkpoints import CheckpointError, UnsafePickleError, load_network
+
+
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+class CustomModule(torch.nn.Module):
+    """A whole module saved with torch.save (not a state dict)."""
+
+
+@pytest.mark.parametrize("zipped", [True, False], ids=["zip", "legacy"])
+def test_file_that_would_run_a_command_is_refused_by_name(tmp_path, zipped):
+    marker = tmp_path / "ran"
+    path = tmp_path / "evil.pt"
+    torch.save({"g_ema": _RunsCode(marker)}, path, _use_new_zipfile_serialization=zipped)
+    with pytest.raises(UnsafePickleError) as info:
+        load_network(path)
+    message = str(info.value)
+    assert f"{path} was not loaded" in message
+    assert "'posix.system'" in message or "'nt.system'" in message
+    assert "weights_only" not in message and "trust" not in message  # never torch's advice to turn safety off
+    assert not marker.exists()
+
+
+def test_custom_class_is_named(tmp_path):
+    path = tmp_path / "module.pt"
+    torch.save({"g_ema": CustomModule()}, path)
+    with pytest.raises(UnsafePickleError, match=rf"asks for '{__name__}\.CustomModule'") as info:
+        load_network(path)
+    assert "weights_only" not in str(info.value)
+
+
+def test_damaged_torch_file_is_not_loaded(tmp_path):
+    data = (FIXTURES / "rosinality_tiny.pt").read_bytes()
+    path = tmp_path / "cut.pt"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="could not be read .*it was not loaded.*download it again") as info:
+        load_network(path)
+    assert "weights_only" not in str(info.value)
