@@ -1,6 +1,12 @@
-"""Image helpers, the swap-resolution grid and the blend explorer widget, driven programmatically."""
+"""Image helpers, the swap-resolution grid and the notebook widgets, driven programmatically.
+
+The same tests run under ipywidgets 8 and 7 (whose FileUpload value format differs); how the widgets look
+and respond in a real browser is tested in test_browser_notebooks.py.
+"""
 from __future__ import annotations
 
+import datetime
+import html
 import io
 
 import numpy as np
@@ -12,7 +18,8 @@ from tiny import tiny_generator
 from toonlib.blending import blend, swap_resolution_grid
 from toonlib.images import bar_chart, from_pil, labelled_grid, save_image, to_pil, to_uint8
 from toonlib.networks import parse_seeds, z_from_seeds
-from toonlib.widgets import blend_explorer
+from toonlib.notebook import display_size
+from toonlib.widgets import blend_explorer, layer_chart, uploaded_files
 
 
 def test_tensor_pil_round_trip_and_rounding():
@@ -50,19 +57,59 @@ def test_swap_resolution_grid_columns():
     assert grid.height > 2 * 32 and grid.width > 6 * 32  # base, 4 swaps (4..32), toon
 
 
+def _png(value: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(value)).convert("RGB"))
+
+
+def _shown_size(image_widget) -> tuple[int, int]:
+    """The size an Image widget is laid out at, which must be its picture's size (never stretched)."""
+    width, height = image_widget.layout.width, image_widget.layout.height
+    assert width.endswith("px") and height.endswith("px")
+    return int(width[:-2]), int(height[:-2])
+
+
+def test_display_size_is_an_integer_multiple_up_to_the_bound():
+    assert [display_size(s, 192) for s in (32, 48, 50, 100, 192, 256, 1024)] == [192, 192, 150, 100, 192, 192, 192]
+
+
+def _runs(row: np.ndarray, color: tuple[int, int, int]) -> int:
+    """How many separate stretches of `color` a row of pixels has."""
+    hit = np.all(row == color, axis=-1).astype(np.int8)
+    return int(np.count_nonzero(np.diff(np.concatenate([[0], hit])) == 1))
+
+
+def test_layer_chart_shows_each_layers_model_and_marks_b4_conv1():
+    from PIL import ImageColor
+
+    from toonlib.blending import layer_weights
+    from toonlib.widgets import HIGH_COLOR, LOW_COLOR
+
+    low, high = ImageColor.getrgb(LOW_COLOR), ImageColor.getrgb(HIGH_COLOR)
+    G = tiny_generator(0)
+    charts = {res: np.asarray(layer_chart(layer_weights(G, res))) for res in (4, 16, 32)}
+    n = len(layer_weights(G, 4))  # 12 layers at 32 px
+    # Swapping at 32 px takes every layer from the toon model: one toon bar per layer, except b4.conv1,
+    # which is drawn apart (hatched) although its weight is 0 like the others.
+    assert max(_runs(row, low) for row in charts[32]) == n - 1
+    assert max(_runs(row, high) for row in charts[32]) == 1  # the legend's swatch only
+    assert max(_runs(row, low) for row in charts[4]) == 2  # b4.const and b4.torgb; b4.conv1 hatched between
+    assert max(_runs(row, high) for row in charts[4]) == n - 3
+    assert (np.all(charts[16] == low, axis=-1).sum() > np.all(charts[4] == low, axis=-1).sum())
+
+
 def test_blend_explorer_renders_and_reacts():
     base, toon = tiny_generator(0), tiny_generator(1)
-    explorer = blend_explorer(base, toon, seeds=[0, 1], cell=32)
+    explorer = blend_explorer(base, toon, seeds=[0, 1], cell=96)
+    assert explorer.cell == 96  # 3 x the 32 px model: an integer multiple up to the bound
 
-    def shown() -> np.ndarray:
-        return np.asarray(Image.open(io.BytesIO(explorer.image.value)))
-
-    first = shown()
-    assert first.shape[0] > 2 * 32
+    first = _png(explorer.image.value)
+    assert _shown_size(explorer.image) == (first.shape[1], first.shape[0])
+    assert first.shape[0] > 2 * 96 and first.shape[1] > 3 * 96
     chart = explorer.chart.value
     explorer.swap_res.value = 4
-    assert not np.array_equal(first, shown())
+    assert not np.array_equal(first, _png(explorer.image.value))
     assert explorer.chart.value != chart
+    assert "toon up to 4 px" in explorer.status.value
     expected = blend(toon, base, 4).state_dict()
     assert all(torch.equal(v, expected[k]) for k, v in explorer.blended.state_dict().items())
     # The same blended generator is re-mixed in place, never rebuilt.
@@ -70,37 +117,137 @@ def test_blend_explorer_renders_and_reacts():
     explorer.blend_width.value = 1.0
     assert explorer.blended is blended and "smooth" in explorer.status.value
     explorer.seeds.value = "0-2"
-    assert shown().shape[0] > first.shape[0]  # three rows now
+    three_rows = _png(explorer.image.value)
+    assert three_rows.shape[0] > first.shape[0]
+    assert _shown_size(explorer.image) == (three_rows.shape[1], three_rows.shape[0])
     explorer.seeds.value = "x"
     assert "bad seed list" in explorer.status.value
 
 
-def test_toon_slider_reblends_the_same_latent():
-    from toonlib.blending import blend as blend_models
-    from toonlib.checkpoints import Networks
-    from toonlib.pipeline import Toonifier
-    from toonlib.widgets import ToonSlider
-
-    base, toon = tiny_generator(0), tiny_generator(1)
-    toonifier = Toonifier(base, Networks(G_ema=blend_models(toon, base, 8), G=toon))
-    w = base.mapping(z_from_seeds([0], base.z_dim), None)
-    slider = ToonSlider(toonifier, w, cell=32)
-    published = slider.image.value
-    slider.swap_res.value = 32  # everything from the toon model
-    assert slider.image.value != published
-    expected = toon.synthesis(w)
-    assert torch.allclose(toonifier.generator.synthesis(w), expected)
-    slider.swap_res.value = "published"
-    assert slider.image.value == published and toonifier.generator is toonifier.published_blend
-
-
-def test_frame_scrubber():
+def test_frame_scrubber_captions_each_frame_with_its_step():
     from toonlib.widgets import FrameScrubber
 
     frames = [np.full((4, 8, 3), i * 50, np.uint8) for i in range(3)]
-    scrubber = FrameScrubber(frames)
+    scrubber = FrameScrubber(frames, steps_between=2, last_step=3, bound=16)
     last = scrubber.image.value
+    assert "frame 3 of 3: step 3" in scrubber.caption.value
+    assert _shown_size(scrubber.image) == (32, 16)  # 4 x 8 frames shown 4x, target | projection kept 2:1
+    scrubber.slider.value = 1
+    assert "frame 2 of 3: step 2" in scrubber.caption.value
     scrubber.slider.value = 0
-    assert scrubber.image.value != last
+    assert scrubber.image.value != last and "step 0" in scrubber.caption.value
     with pytest.raises(ValueError, match="save_every"):
         FrameScrubber([])
+
+
+def test_uploaded_files_reads_both_ipywidgets_formats():
+    v8 = ({"name": "me.jpg", "type": "image/jpeg", "size": 3, "content": memoryview(b"abc"), "last_modified": 0},)
+    v7 = {"me.jpg": {"metadata": {"name": "me.jpg", "type": "image/jpeg", "size": 3}, "content": b"abc"}}
+    assert uploaded_files(v8) == uploaded_files(v7) == {"me.jpg": b"abc"}
+    assert uploaded_files(()) == uploaded_files({}) == {}
+
+
+def _upload(upload_widget, name: str, data: bytes) -> None:
+    """What the browser does when a file is chosen, in this ipywidgets version's value format."""
+    import ipywidgets
+
+    if ipywidgets.__version__.startswith("7."):
+        upload_widget.set_trait("value", {name: {"metadata": {"name": name, "size": len(data)}, "content": data}})
+    else:
+        upload_widget.value = ({"name": name, "type": "", "size": len(data), "content": memoryview(data),
+                                "last_modified": datetime.datetime.now(datetime.timezone.utc)},)
+
+
+def _rotated_jpeg() -> bytes:
+    """A 40 x 20 JPEG whose EXIF says: rotate 90 degrees to show it upright (20 x 40)."""
+    image = Image.new("RGB", (40, 20), "red")
+    exif = image.getexif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", exif=exif.tobytes())
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def toonifier(tmp_path, monkeypatch, random_vgg_torch_home):
+    from tiny import write_toonify_models
+
+    from toonlib.pipeline import Toonifier
+
+    monkeypatch.setenv("TORCH_HOME", str(random_vgg_torch_home))
+    base_path, toon_path, _, _ = write_toonify_models(tmp_path)
+    return Toonifier(base_path, toon_path, detector="dlib")
+
+
+def test_toonify_panel_uploads_runs_the_chosen_steps_and_reblends(toonifier, tmp_path):
+    from tiny import write_photos
+
+    from toonlib.widgets import ToonifyPanel
+
+    photos = write_photos(tmp_path / "photos")
+    panel = ToonifyPanel(toonifier, steps=2, folder=tmp_path / "uploads")
+    assert panel.upload is not None and panel.run_button.disabled and "Upload a photo" in panel.status.value
+    _upload(panel.upload, "rotated.jpg", _rotated_jpeg())
+    assert _shown_size(panel.photo_image)[0] < _shown_size(panel.photo_image)[1]  # EXIF applied: upright
+    _upload(panel.upload, "hopper.jpg", (photos / "hopper.jpg").read_bytes())
+    assert panel.photo == tmp_path / "uploads" / "hopper.jpg" and not panel.run_button.disabled
+
+    panel.steps.value = 3
+    panel.run_button.click()
+    assert "done: 3 steps" in panel.status.value, panel.status.value
+    assert panel.result.losses.shape == (3,) and panel.progress.value == panel.progress.max == 3
+    toon = panel.tiles["toon"][1].value
+    assert _shown_size(panel.tiles["toon"][1]) == (384, 384)  # the 32 px toon at 12x
+    w = panel.result.w.clone()
+    panel.swap_res.value = 32  # everything from the toon model: re-rendered, not projected again
+    assert panel.tiles["toon"][1].value != toon and "blend at 32 px" in panel.tiles["toon"][0].value
+    assert torch.equal(panel.result.w, w)
+    assert np.array_equal(np.asarray(panel.result.toon), to_uint8(toonifier.generator.synthesis(w))[0])
+    panel.swap_res.value = "published"
+    assert panel.tiles["toon"][1].value == toon and toonifier.generator is toonifier.published_blend
+    panel.save(tmp_path / "toon.png")
+    assert Image.open(tmp_path / "toon.png").size == (32, 32)
+
+
+def test_toonify_panel_shows_the_errors_the_pipeline_raises(toonifier, tmp_path):
+    from tiny import write_photos
+
+    from toonlib.align import NoFaceError
+    from toonlib.images import ImageReadError
+    from toonlib.widgets import ToonifyPanel
+
+    photos = write_photos(tmp_path / "photos")
+    panel = ToonifyPanel(toonifier, steps=2, folder=tmp_path / "uploads")
+    panel.save(tmp_path / "nothing.png")  # no toon yet: a hint, no error
+    assert not (tmp_path / "nothing.png").exists()
+    _upload(panel.upload, "notes.txt", b"not an image")
+    with pytest.raises(ImageReadError) as not_an_image:
+        toonifier(tmp_path / "uploads" / "notes.txt")
+    assert html.escape(str(not_an_image.value)) in panel.status.value and panel.run_button.disabled
+    _upload(panel.upload, "coffee.png", (photos / "coffee.png").read_bytes())
+    panel.run_button.click()
+    with pytest.raises(NoFaceError) as no_face:
+        toonifier(tmp_path / "uploads" / "coffee.png")
+    assert html.escape(str(no_face.value)) in panel.status.value and panel.result is None
+    assert not panel.run_button.disabled  # ready for another try
+
+
+def test_projection_panel_runs_the_chosen_steps(tmp_path, monkeypatch, random_vgg_torch_home, capsys):
+    from tiny import write_photos
+
+    from toonlib.widgets import ProjectionPanel
+
+    monkeypatch.setenv("TORCH_HOME", str(random_vgg_torch_home))
+    photos = write_photos(tmp_path / "photos")
+    panel = ProjectionPanel(tiny_generator(0), steps=2, frame_every=1, detector="dlib", video=tmp_path / "p.mp4")
+    with pytest.raises(ValueError, match="Upload a photo"):
+        panel.run()
+    panel.set_photo(photos / "hopper.jpg")
+    panel.steps.value = 4
+    panel.space.value = "w"
+    panel.run_button.click()
+    assert panel.result is not None, panel.status.value
+    assert panel.result.steps == 4 and panel.result.space == "w" and panel.progress.value == 4
+    assert (tmp_path / "p.mp4").stat().st_size > 0 and "done: 4 steps" in panel.status.value
+    panel.save(tmp_path / "w.npz")
+    assert (tmp_path / "w.npz").exists() and "saved" in capsys.readouterr().out

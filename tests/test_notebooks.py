@@ -1,12 +1,20 @@
-"""Every notebook is committed without outputs and runs top to bottom on tiny checkpoints (CPU)."""
+"""Every notebook is committed without outputs, has Colab forms for its parameters, mounts Drive before it
+loads anything, and runs top to bottom on tiny checkpoints (CPU), also in a fake Colab whose user declines
+Drive and cancels the first upload dialog (`google.colab` replaced at its boundary: tests/fake_colab)."""
 from __future__ import annotations
 
+import ast
 import json
+import os
+import re
+import sys
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
-from tiny import tiny_generator, write_toonify_models
+from tiny import tiny_generator, write_photos, write_toonify_models
 
-from notebooks import NOTEBOOKS, execute, outputs_text
+from notebooks import NOTEBOOKS, SKIP_TAG, execute, outputs_text
 from toonlib.checkpoints import load_network, save_network
 
 ALL = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
@@ -51,16 +59,14 @@ def test_project_notebook_runs(tmp_path, monkeypatch, random_vgg_torch_home):
     assert load_latent(tmp_path / "w.npz").shape == (1, 8, 16)
 
 
-def test_toonify_notebook_runs(tmp_path, monkeypatch, random_vgg_torch_home):
+def test_toonify_notebook_without_a_photo_waits_for_an_upload_outside_colab(tmp_path, monkeypatch,
+                                                                           random_vgg_torch_home):
     monkeypatch.setenv("TORCH_HOME", str(random_vgg_torch_home))
-    monkeypatch.setenv("TOONLIB_CACHE", str(tmp_path / "cache"))
     write_toonify_models(tmp_path)
-    execute("04_toonify.ipynb", {"photo_path": _photo(), "base_model": str(tmp_path / "base.pt"),
-                                 "toon_model": str(tmp_path / "toon.pt"), "steps": 3, "detector": "dlib",
-                                 "output": "me.png"}, cwd=tmp_path)
-    from PIL import Image
-
-    assert Image.open(tmp_path / "me.png").size == (32, 32)
+    nb = execute("04_toonify.ipynb", {"base_model": str(tmp_path / "base.pt"), "toon_model": str(tmp_path / "toon.pt"),
+                                      "detector": "dlib"}, cwd=tmp_path)
+    assert "No toon yet: upload a photo in the panel above" in outputs_text(nb)
+    assert not (tmp_path / "toon.png").exists()
 
 
 def test_finetune_notebook_runs_and_resumes(tmp_path):
@@ -88,3 +94,167 @@ def test_finetune_notebook_runs_and_resumes(tmp_path):
     execute("01_finetune.ipynb", {**params, "kimg": 0.012}, cwd=tmp_path)
     lines = (run / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 3
+
+
+# --------------------------------------------------------------------------------------------
+# Colab: forms, Drive first, a declined Drive prompt, a cancelled upload
+
+FAKE_COLAB = Path(__file__).parent / "fake_colab"
+DROPDOWNS = {"base_model", "toon_model", "model", "toon_network", "detector", "inversion", "space", "augment",
+             "prepare", "swap_res", "level", "batch_size"}
+SLIDERS = {"steps", "truncation_psi", "blend_width", "frame_every", "freeze_d"}
+LOADS = ("load_generator(", "Toonifier(", "load_network(", "fetch(", "finetune(")
+
+
+def _parameters(name: str) -> list[tuple[str, object, str]]:
+    """(name, default, Colab form spec) of every assignment in the notebook's parameters cell."""
+    nb = json.loads((NOTEBOOKS / name).read_text())
+    [cell] = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    params = []
+    for line in "".join(cell["source"]).splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        match = re.fullmatch(r"(\w+) = (.+?)  # @param (.+)", line)
+        assert match, f"{name}: not a Colab form field: {line!r}"
+        params.append((match[1], ast.literal_eval(match[2]), match[3]))
+    return params
+
+
+def _spec(spec: str) -> tuple[list | None, dict]:
+    """A form spec's dropdown options (None for other fields) and its {key: value} settings."""
+    options = None
+    if spec.startswith("["):
+        end = spec.index("]") + 1
+        options, spec = ast.literal_eval(spec[:end]), spec[end:]
+    settings = {k: ast.literal_eval(v) for k, v in re.findall(r'([\w-]+):\s*("[^"]*"|[-\d.]+|true|false)',
+                                                              spec.replace("true", "True").replace("false", "False"))}
+    return options, settings
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_parameters_are_colab_forms_that_injection_still_overrides(name):
+    from toonlib.widgets import INVERSION_MODES
+
+    params = _parameters(name)
+    names = [p[0] for p in params]
+    assert "use_drive" in names, f"{name}: Drive can be skipped on purpose"
+    for param, default, spec in params:
+        options, settings = _spec(spec)
+        if param in DROPDOWNS:
+            assert options, f"{name}: {param} is a dropdown"
+            assert default in options or settings.get("allow-input"), f"{name}: {param}={default!r} not offered"
+        if param in SLIDERS:
+            assert settings.get("type") == "slider", f"{name}: {param} is a slider"
+            assert settings["min"] <= default <= settings["max"], f"{name}: {param}={default} outside its slider"
+        if param == "swap_res":
+            assert all(o is None or (o >= 4 and o & (o - 1) == 0) for o in options), "swap resolutions: powers of 2"
+        if param == "inversion":
+            assert options == list(INVERSION_MODES), f"{name}: offer the inversion modes toonlib.widgets has"
+        if options is None:
+            assert "type" in settings, f"{name}: {param} needs a form type"
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_drive_is_mounted_before_anything_is_loaded(name):
+    nb = json.loads((NOTEBOOKS / name).read_text())
+    lines = [line for c in nb["cells"] if c["cell_type"] == "code" and SKIP_TAG not in c["metadata"].get("tags", [])
+             for line in "".join(c["source"]).splitlines()]
+    mounts = [i for i, line in enumerate(lines) if "mount_drive(use=use_drive)" in line]
+    loads = [i for i, line in enumerate(lines) if any(call in line for call in LOADS)]
+    assert len(mounts) == 1 and loads and mounts[0] < loads[0], f"{name}: mount Drive once, before loading models"
+
+
+@pytest.fixture
+def fake_colab(tmp_path, monkeypatch):
+    """`google.colab` replaced by tests/fake_colab, in this process and in notebook kernels started by the test.
+
+    `answer(*dialogs)` queues what the user picks in each upload dialog (a list of paths; [] cancels);
+    `log()` lists the fake's calls. FAKE_COLAB_DRIVE says whether the user accepts the Drive prompt.
+    """
+    before = set(sys.modules)
+    monkeypatch.syspath_prepend(str(FAKE_COLAB))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(FAKE_COLAB), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("FAKE_COLAB_DRIVE", "decline")
+    monkeypatch.setenv("FAKE_COLAB_LOG", str(tmp_path / "colab.log"))
+    monkeypatch.setenv("FAKE_COLAB_UPLOADS", str(tmp_path / "colab-uploads.json"))
+
+    def answer(*dialogs) -> None:
+        (tmp_path / "colab-uploads.json").write_text(json.dumps([[str(p) for p in d] for d in dialogs]))
+
+    def log() -> list[str]:
+        path = tmp_path / "colab.log"
+        return path.read_text().splitlines() if path.exists() else []
+
+    answer()
+    yield SimpleNamespace(answer=answer, log=log)
+    for module in set(sys.modules) - before:
+        if module.split(".")[0] == "google":
+            del sys.modules[module]
+
+
+def test_outside_colab_nothing_is_mounted_or_asked(capsys):
+    from toonlib.notebook import choose_photo, in_colab, mount_drive, upload_images
+
+    assert not in_colab()
+    assert mount_drive() is None and choose_photo("") is None and choose_photo("me.jpg") == "me.jpg"
+    assert capsys.readouterr().out == ""
+    with pytest.raises(RuntimeError, match="set data_path in the parameters cell"):
+        upload_images("data", parameter="data_path")
+
+
+def test_colab_declined_drive_falls_back_to_the_local_cache_with_a_note(fake_colab, monkeypatch, capsys):
+    from toonlib.download import cache_dir
+    from toonlib.notebook import in_colab, mount_drive
+
+    monkeypatch.delenv("TOONLIB_CACHE", raising=False)
+    assert in_colab()
+    assert mount_drive() is None
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and out.startswith("Google Drive not mounted (Error: credential propagation")
+    assert "cached on this runtime only" in out
+    assert fake_colab.log() == ["mount /content/drive decline"]
+    assert cache_dir() == Path.home() / ".cache" / "toonlib"
+
+
+def test_colab_drive_mounted_once_or_skipped_on_purpose(fake_colab, monkeypatch, tmp_path, capsys):
+    import toonlib.notebook
+    from toonlib.notebook import mount_drive
+
+    monkeypatch.setattr(toonlib.notebook, "DRIVE_ROOT", tmp_path / "drive" / "MyDrive")
+    monkeypatch.setenv("FAKE_COLAB_DRIVE", "accept")
+    assert mount_drive(use=False) is None
+    assert "skipped" in capsys.readouterr().out and fake_colab.log() == []
+    assert mount_drive() == mount_drive() == tmp_path / "drive" / "MyDrive" / "toonlib"
+    assert (tmp_path / "drive" / "MyDrive" / "toonlib").is_dir()
+    assert fake_colab.log() == [f"mount {tmp_path / 'drive'} accept"]  # mounted once
+
+
+def test_colab_cancelled_upload_is_asked_again_then_says_what_to_do(fake_colab, tmp_path, capsys):
+    from toonlib.notebook import UploadCancelled, choose_photo
+
+    photo = write_photos(tmp_path / "photos") / "hopper.jpg"
+    fake_colab.answer([], [photo])
+    assert choose_photo("", tmp_path / "up") == tmp_path / "up" / "hopper.jpg"
+    assert (tmp_path / "up" / "hopper.jpg").read_bytes() == photo.read_bytes()
+    assert "No file was chosen: choose one in the upload dialog" in capsys.readouterr().out
+    fake_colab.answer([], [])
+    with pytest.raises(UploadCancelled, match="run this cell again and choose a file, or set photo_path"):
+        choose_photo(None, tmp_path / "up")
+    assert choose_photo(str(photo)) == str(photo)
+    assert [line.split()[0] for line in fake_colab.log()] == ["upload"] * 4  # a given path opens no dialog
+
+
+def test_toonify_notebook_in_colab_survives_a_declined_drive_and_a_cancelled_upload(fake_colab, tmp_path, monkeypatch,
+                                                                                    random_vgg_torch_home):
+    monkeypatch.setenv("TORCH_HOME", str(random_vgg_torch_home))
+    monkeypatch.setenv("TOONLIB_CACHE", str(tmp_path / "cache"))
+    write_toonify_models(tmp_path)
+    fake_colab.answer([], [_photo()])
+    nb = execute("04_toonify.ipynb", {"base_model": str(tmp_path / "base.pt"), "toon_model": str(tmp_path / "toon.pt"),
+                                      "steps": 3, "detector": "dlib", "output": "me.png"}, cwd=tmp_path)
+    text = outputs_text(nb)
+    assert "Google Drive not mounted" in text and "No file was chosen" in text
+    from PIL import Image
+
+    assert Image.open(tmp_path / "me.png").size == (32, 32)
+    assert fake_colab.log()[0] == "mount /content/drive decline" and fake_colab.log()[-1] == "download me.png"

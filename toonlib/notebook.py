@@ -7,17 +7,21 @@ from __future__ import annotations
 import os
 import platform
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 from PIL import Image
 
 from .devices import default_device
+from .download import DRIVE_ROOT
 
-__all__ = ["default_device", "device_report", "in_colab", "mount_drive", "offer_download", "plot_losses",
-           "show", "snapshot_viewer", "upload_images"]
+__all__ = ["UploadCancelled", "choose_photo", "default_device", "device_report", "display_size", "in_colab",
+           "mount_drive", "offer_download", "plot_losses", "save_uploads", "show", "snapshot_viewer",
+           "upload_images"]
 
-DRIVE_ROOT = Path("/content/drive")
+
+class UploadCancelled(RuntimeError):
+    """The user closed Colab's upload dialog without choosing a file (twice)."""
 
 
 def in_colab() -> bool:
@@ -44,48 +48,95 @@ def device_report(print_it: bool = True) -> str:
     return report
 
 
-def mount_drive(folder: str = "toonlib") -> Path | None:
-    """Mount Google Drive in Colab and return `MyDrive/<folder>` (created); None outside Colab."""
+def mount_drive(folder: str = "toonlib", use: bool = True) -> Path | None:
+    """Mount Google Drive in Colab and return `MyDrive/<folder>` (created); None outside Colab.
+
+    Call it before anything downloads: with Drive mounted, `toonlib.download.cache_dir()` is on Drive
+    and a reconnected runtime finds the models there. `use=False` skips Drive on purpose; a declined
+    or failed mount is not an error either: both print one line and return None (local cache).
+    """
     if not in_colab():
+        return None
+    if not use:
+        print("Google Drive skipped (use_drive = False): models are cached on this runtime only.")
         return None
     from google.colab import drive
 
-    if not (DRIVE_ROOT / "MyDrive").exists():
-        drive.mount(str(DRIVE_ROOT))
-    path = DRIVE_ROOT / "MyDrive" / folder
+    if not DRIVE_ROOT.exists():
+        try:
+            drive.mount(str(DRIVE_ROOT.parent))
+        except Exception as exc:  # Colab raises MessageError when declined, ValueError on a timeout
+            print(f"Google Drive not mounted ({exc}): models are cached on this runtime only and are downloaded "
+                  "again after a reconnect.")
+            return None
+    path = DRIVE_ROOT / folder
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
-def upload_images(folder: str | os.PathLike = "uploads") -> list[Path]:
-    """Ask the user for image files (Colab's upload dialog) and save them into `folder`.
+def upload_images(folder: str | os.PathLike = "uploads", parameter: str = "photo_path",
+                  attempts: int = 2) -> list[Path]:
+    """Ask for files with Colab's upload dialog and save them into `folder`; returns the saved paths.
 
-    Outside Colab there is no blocking upload dialog: pass file paths to the notebook's parameters
-    instead. Returns the saved paths.
+    A cancelled dialog is asked again (`attempts` times in all), then `UploadCancelled` says what to do.
+    Outside Colab there is no blocking dialog: set `parameter` in the notebook's parameters cell (or use
+    the upload button of the notebook's panel) instead.
     """
     if not in_colab():
-        raise RuntimeError("upload_images() needs Google Colab; elsewhere set the notebook's photo path parameter")
+        raise RuntimeError(f"upload_images() needs Google Colab's upload dialog; set {parameter} in the "
+                           "parameters cell instead")
     from google.colab import files
 
+    for attempt in range(1, attempts + 1):
+        uploaded = files.upload()
+        if uploaded:
+            return save_uploads(uploaded, folder)
+        if attempt < attempts:
+            print("No file was chosen: choose one in the upload dialog below.")
+    raise UploadCancelled(f"no file uploaded: run this cell again and choose a file, or set {parameter} in the "
+                          "parameters cell")
+
+
+def save_uploads(files: Mapping[str, bytes], folder: str | os.PathLike = "uploads") -> list[Path]:
+    """Write uploaded files ({file name: content}) into `folder` under their base names; returns the paths."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     saved = []
-    for name, data in files.upload().items():
-        path = folder / Path(name).name
-        path.write_bytes(data)
+    for name, data in files.items():
+        path = folder / (Path(name).name or "upload")
+        path.write_bytes(bytes(data))
         saved.append(path)
     return saved
 
 
-def show(images: Image.Image | Sequence[Image.Image], titles: Sequence[str] | None = None, cell: int = 256) -> None:
-    """Display one image or a row of images (with titles) in the notebook."""
+def choose_photo(photo_path: str | os.PathLike | None = None, folder: str | os.PathLike = "uploads"
+                 ) -> str | os.PathLike | None:
+    """The photo a notebook works on: `photo_path` when set, else Colab's upload dialog.
+
+    Outside Colab with no path, returns None: the notebook's panel then offers an upload button.
+    """
+    if photo_path:
+        return photo_path
+    if in_colab():
+        return upload_images(folder, parameter="photo_path")[0]
+    return None
+
+
+def display_size(size: int, bound: int) -> int:
+    """The side to show an image of side `size` at: its largest integer multiple up to `bound`, or `bound`
+    when the image is larger (shrunk to fit). Never stretched to the width of the page."""
+    return bound if size >= bound else size * (bound // size)
+
+
+def show(images: Image.Image | Sequence[Image.Image], titles: Sequence[str] | None = None, bound: int = 256) -> None:
+    """Display one image or a row of images (with titles), each at `display_size(width, bound)`."""
     from IPython.display import display
 
     from .images import labelled_grid
 
     if isinstance(images, Image.Image):
         images = [images]
-    display(labelled_grid([list(images)], col_labels=titles, cell=cell))
+    display(labelled_grid([list(images)], col_labels=titles, cell=display_size(images[0].width, bound)))
 
 
 def offer_download(path: str | os.PathLike) -> None:

@@ -1,23 +1,41 @@
-"""Interactive ipywidgets UIs for notebooks (core widgets only; ipywidgets 7.7 and 8.x).
+"""Interactive ipywidgets UIs for notebooks (core widgets only; ipywidgets 7.6+ and 8.x).
 
     from toonlib.widgets import blend_explorer
     blend_explorer(base_G, toon_G, seeds=[0, 1, 2, 3])     # display it as the last line of a cell
+
+Every UI is a flex box that wraps: its controls sit beside the images on a wide output and above them
+on a narrow one, so they stay whole from 800 to 1600 px of output width and beyond. Images are shown
+at their pixel size, an integer multiple of the model's resolution up to a bound (`display_size`),
+never stretched to the width of the page. Every widget a user touches has a `toonlib-*` CSS class.
 
 Importing this module imports ipywidgets; nothing else in toonlib does at import time.
 """
 from __future__ import annotations
 
+import html
 import io
-from typing import Sequence
+import os
+from pathlib import Path
+from typing import Callable, Sequence
 
 import ipywidgets as widgets
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 
-from .blending import Blender, layer_weights
+from .blending import KEPT_LOW, Blender, LayerWeight, layer_weights
 from .checkpoints import GeneratorLike, load_generator
-from .images import bar_chart, labelled_grid, to_pil
+from .images import _font, labelled_grid, read_image, to_pil
 from .networks import parse_seeds, z_from_seeds
+from .notebook import display_size, in_colab, offer_download, save_uploads
+
+__all__ = ["INVERSION_MODES", "BlendExplorer", "FrameScrubber", "ProjectionPanel", "ToonifyPanel", "blend_explorer",
+           "layer_chart", "projection_panel", "toonify_panel", "uploaded_files"]
+
+#: How a photo becomes a latent in the panels: the choices of their "inversion" dropdown.
+INVERSION_MODES = ("optimize",)
+#: Slider style that shows the whole description, however long (the default cuts it at about 80 px).
+FULL_LABEL = {"description_width": "initial"}
+LOW_COLOR, HIGH_COLOR = "#e07b39", "#3b6fb6"  # the toon (low-res) model and FFHQ (high-res) in the layer chart
 
 
 def _png(image: Image.Image) -> bytes:
@@ -26,42 +44,170 @@ def _png(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
+def _scaled(image: Image.Image, bound: int) -> Image.Image:
+    """`image` with its longer side at `display_size(longer side, bound)`, aspect kept."""
+    side = max(image.size)
+    size = display_size(side, bound)
+    if size == side:
+        return image
+    return image.resize((max(1, round(image.width * size / side)), max(1, round(image.height * size / side))),
+                        Image.Resampling.LANCZOS)
+
+
+def _image_widget(css_class: str) -> widgets.Image:
+    """An Image widget that keeps the pixel size of its picture (see `_show`)."""
+    image = widgets.Image(format="png", layout=widgets.Layout(flex="0 0 auto", max_width="none",
+                                                              object_fit="contain"))
+    image.add_class(css_class)
+    return image
+
+
+def _show(widget: widgets.Image, image: Image.Image) -> None:
+    """Put `image` into `widget` and size the widget to the image's pixels."""
+    widget.value = _png(image)
+    widget.layout.width, widget.layout.height = f"{image.width}px", f"{image.height}px"
+
+
+def _wrap(children: Sequence[widgets.Widget], css_class: str) -> widgets.Box:
+    """A row that wraps its children onto new lines when the output is too narrow for them side by side."""
+    box = widgets.Box(list(children), layout=widgets.Layout(display="flex", flex_flow="row wrap",
+                                                            align_items="flex-start", width="100%"))
+    box.add_class(css_class)
+    return box
+
+
+def _column(children: Sequence[widgets.Widget], min_width: int = 340, max_width: int = 540) -> widgets.VBox:
+    """The controls column: as wide as the output allows between `min_width` and `max_width` px."""
+    return widgets.VBox(list(children), layout=widgets.Layout(flex=f"1 1 {min_width}px", min_width=f"{min_width}px",
+                                                              max_width=f"{max_width}px", margin="0 16px 8px 0"))
+
+
+def _tile(caption: widgets.HTML, image: widgets.Image) -> widgets.VBox:
+    """An image with its caption above it."""
+    return widgets.VBox([caption, image], layout=widgets.Layout(flex="0 0 auto", margin="0 12px 8px 0"))
+
+
+def _styled(control: widgets.Widget, css_class: str) -> widgets.Widget:
+    control.add_class(css_class)
+    return control
+
+
+def _message(text: str, error: bool = False) -> str:
+    """Status-line HTML: `text` escaped, in red for an error."""
+    color = "#c62828" if error else "inherit"
+    return f'<span style="color:{color}; white-space:normal">{html.escape(text)}</span>'
+
+
+def _short(name: str, limit: int = 18) -> str:
+    return name if len(name) <= limit else name[:limit - 1] + "…"
+
+
+# --------------------------------------------------------------------------------------------
+# Blend explorer
+
+
+def layer_chart(weights: Sequence[LayerWeight], low: str = "toon", high: str = "FFHQ", width: int = 360
+                ) -> Image.Image:
+    """Where each synthesis layer of a blend comes from: one bar per layer, the share of `high` on top
+    of the share of `low`, grouped by resolution along the x axis (forward order: const/conv0, conv1,
+    toRGB). `synthesis.b4.conv1`, which always stays with the low-res model, is hatched and footnoted."""
+    title_font, font = _font(14), _font(12)
+    resolutions = sorted({w.resolution for w in weights})
+    left, right, gap = 8, 8, 5
+    slot = (width - left - right - gap * (len(resolutions) - 1)) / len(weights)
+    top, bar_h = 42, 80
+    bottom = top + bar_h
+    height = bottom + 66
+    chart = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(chart)
+    draw.text((width // 2, 2), "where each layer comes from", fill="black", font=title_font, anchor="ma")
+    x = left
+    for color, name in ((LOW_COLOR, low), (HIGH_COLOR, high)):
+        draw.rectangle([x, 24, x + 11, 35], fill=color)
+        draw.text((x + 16, 30), name, fill="black", font=font, anchor="lm")
+        x += 16 + draw.textlength(name, font=font) + 18
+    x = left
+    for res in resolutions:
+        group = [w for w in weights if w.resolution == res]
+        for layer in group:
+            x0, x1 = round(x) + 1, round(x + slot) - 1
+            if layer.name == KEPT_LOW:
+                chart.paste(_hatched(x1 - x0 + 1, bar_h + 1), (x0, top))
+            else:
+                split = top + round(layer.weight * bar_h)  # high's share on top, low's below
+                if split > top:
+                    draw.rectangle([x0, top, x1, split - 1], fill=HIGH_COLOR)
+                if split < bottom:
+                    draw.rectangle([x0, split, x1, bottom - 1], fill=LOW_COLOR)
+            x += slot
+        draw.text((x - slot * len(group) / 2, bottom + 4), str(res), fill="black", font=font, anchor="ma")
+        x += gap
+    notes = ("resolution (px); per block: const/conv0, conv1, toRGB",
+             f"hatched: 4 px conv1, always from {low}", "(as in Toonify's original blend_models.py)")
+    for i, note in enumerate(notes):
+        draw.text((width // 2, bottom + 20 + 15 * i), note, fill="#444444", font=font, anchor="ma")
+    return chart
+
+
+def _hatched(width: int, height: int, spacing: int = 6) -> Image.Image:
+    """A white box with a grey outline and grey diagonal hatching."""
+    box = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(box)
+    for start in range(-width, height, spacing):
+        draw.line([0, start + width, width, start], fill="#888888")
+    draw.rectangle([0, 0, width - 1, height - 1], outline="#888888")
+    return box
+
+
 class BlendExplorer:
-    """Sliders over the blend settings; shows base | toon | blended for each seed and the layer weights.
+    """Sliders over the blend settings; shows base | toon | blend for each seed and the layer weights.
 
     The ws, the base images and the toon images are computed once per (seeds, truncation); a slider
-    move only re-mixes the blended generator's parameters in place and renders it.
-    Attributes: the controls (`swap_res`, `level`, `blend_width`, `seeds`, `truncation`), the outputs
-    (`image`, `chart`, `status`) and `widget` (the whole UI). `render()` redraws; `blended` is the
-    current blended generator.
+    move only re-mixes the blended generator's parameters in place and renders it. `cell` bounds the
+    side of each face in the grid (an integer multiple of the model's resolution when smaller);
+    `names` label the base and toon columns. Attributes: the controls (`swap_res`, `level`,
+    `blend_width`, `seeds`, `truncation`), the outputs (`image`, `chart`, `status`) and `widget` (the
+    whole UI). `render()` redraws; `blended` is the current blended generator.
     """
 
     def __init__(self, base: GeneratorLike, toon: GeneratorLike, seeds: Sequence[int] = (0, 1, 2, 3),
                  swap_res: int = 16, level: int = 0, blend_width: float = 0.0, truncation_psi: float = 0.7,
-                 cell: int = 192):
+                 cell: int = 192, names: tuple[str, str] = ("FFHQ", "toon")):
         self.base, self.toon = load_generator(base), load_generator(toon)
         self.blender = Blender(low=self.toon, high=self.base)
-        self.cell = cell
+        self.names = names
+        self.cell = display_size(self.base.img_resolution, cell)
         resolutions = self.base.synthesis.block_resolutions
-        self.swap_res = widgets.SelectionSlider(options=resolutions, value=min(swap_res, resolutions[-1]),
-                                                description="swap res", continuous_update=False)
-        self.level = widgets.ToggleButtons(options=[("conv0", 0), ("conv1", 1)], value=level, description="level")
+        wide = widgets.Layout(width="100%")
+        self.swap_res = widgets.SelectionSlider(options=[(f"{r} px", r) for r in resolutions],
+                                                value=min(swap_res, resolutions[-1]), description="swap resolution",
+                                                continuous_update=False, style=FULL_LABEL, layout=wide)
+        self.level = widgets.ToggleButtons(options=[("conv0", 0), ("conv1", 1)], value=level,
+                                           description="swap level", style=FULL_LABEL,
+                                           tooltips=["the whole swap block from the toon model",
+                                                     "the swap block's conv0 from the toon model, the rest from FFHQ"])
         self.blend_width = widgets.FloatSlider(value=blend_width, min=0.0, max=3.0, step=0.1,
-                                               description="width", continuous_update=False)
+                                               description="smooth width (0: hard switch)",
+                                               continuous_update=False, style=FULL_LABEL, layout=wide)
         self.seeds = widgets.Text(value=",".join(str(s) for s in seeds), description="seeds",
-                                  continuous_update=False)
+                                  continuous_update=False, style=FULL_LABEL, layout=wide)
         self.truncation = widgets.FloatSlider(value=truncation_psi, min=0.0, max=1.0, step=0.05,
-                                              description="truncation", continuous_update=False)
-        self.image = widgets.Image(format="png")
-        self.chart = widgets.Image(format="png")
-        self.status = widgets.Label()
+                                              description="truncation ψ", continuous_update=False,
+                                              style=FULL_LABEL, layout=wide)
+        for control, css in ((self.swap_res, "swap-res"), (self.level, "level"), (self.blend_width, "blend-width"),
+                             (self.seeds, "seeds"), (self.truncation, "truncation")):
+            _styled(control, f"toonlib-{css}")
+        self.image = _image_widget("toonlib-grid")
+        self.chart = _image_widget("toonlib-chart")
+        self.status = _styled(widgets.HTML(), "toonlib-status")
         for control in (self.swap_res, self.level, self.blend_width):
             control.observe(lambda _: self.render(), names="value")
         for control in (self.seeds, self.truncation):
             control.observe(lambda _: self._new_latents(), names="value")
-        controls = widgets.VBox([self.swap_res, self.level, self.blend_width, self.seeds, self.truncation,
-                                 self.chart, self.status])
-        self.widget = widgets.HBox([controls, self.image])
+        controls = _column([self.swap_res, self.level, self.blend_width, self.seeds, self.truncation, self.chart,
+                            self.status], min_width=360)
+        images = widgets.VBox([self.image], layout=widgets.Layout(flex="0 1 auto", max_width="100%", overflow="auto"))
+        self.widget = _wrap([controls, images], "toonlib-explorer")
         self._new_latents()
 
     @torch.no_grad()
@@ -69,7 +215,7 @@ class BlendExplorer:
         try:
             seeds = parse_seeds(self.seeds.value)
         except ValueError as exc:
-            self.status.value = str(exc)
+            self.status.value = _message(str(exc), error=True)
             return
         self._seeds = seeds
         z = z_from_seeds(seeds, self.base.z_dim, self.base.device)
@@ -84,17 +230,18 @@ class BlendExplorer:
 
     @torch.no_grad()
     def render(self) -> None:
-        """Re-blend with the current slider values and redraw the image grid and the weight chart."""
-        width = self.blend_width.value or None
-        weights = layer_weights(self.blended, self.swap_res.value, self.level.value, width)
-        blended = to_pil(self.blender.set(self.swap_res.value, self.level.value, width).synthesis(self._ws))
+        """Re-blend with the current slider values and redraw the image grid and the layer chart."""
+        swap_res, level, width = self.swap_res.value, self.level.value, self.blend_width.value or None
+        weights = layer_weights(self.blended, swap_res, level, width)
+        blended = to_pil(self.blender.set(swap_res, level, width).synthesis(self._ws))
         rows = [[b, t, m] for b, t, m in zip(self._base_images, self._toon_images, blended)]
-        grid = labelled_grid(rows, row_labels=[f"seed {s}" for s in self._seeds],
-                             col_labels=["base", "toon", "blended"], cell=self.cell)
-        self.image.value = _png(grid)
-        self.chart.value = _png(bar_chart([w.weight for w in weights], title="share of base model per layer"))
-        mode = f"smooth, width {width}" if width else "hard"
-        self.status.value = f"swap at {self.swap_res.value} px, level {self.level.value}, {mode}"
+        labels = [_short(self.names[0]), _short(self.names[1]), f"blend at {swap_res} px"]
+        _show(self.image, labelled_grid(rows, row_labels=[f"seed {s}" for s in self._seeds], col_labels=labels,
+                                        cell=self.cell))
+        _show(self.chart, layer_chart(weights, low=self.names[1], high=self.names[0]))
+        mode = f"smooth switch, width {width}" if width else "hard switch"
+        self.status.value = _message(f"{self.names[1]} up to {swap_res} px (level {level}), {self.names[0]} above; "
+                                     f"{mode}")
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
@@ -108,22 +255,40 @@ def blend_explorer(base: GeneratorLike, toon: GeneratorLike, seeds: Sequence[int
     return BlendExplorer(base, toon, seeds=seeds, **kwargs)
 
 
-class FrameScrubber:
-    """A slider over saved frames (e.g. `ProjectionResult.frames`: target | projection at each step)."""
+# --------------------------------------------------------------------------------------------
+# Projection frames
 
-    def __init__(self, frames: Sequence, steps_between: int = 1):
+
+class FrameScrubber:
+    """A slider over saved frames (`ProjectionResult.frames`: target | projection every `steps_between` steps,
+    and at the last step `last_step` when given), each shown with a caption saying which step it is."""
+
+    def __init__(self, frames: Sequence, steps_between: int = 1, last_step: int | None = None, bound: int = 256):
         if not frames:
             raise ValueError("no frames to show: project with save_every=k to keep frames")
-        self.frames = frames
-        self.slider = widgets.IntSlider(value=len(frames) - 1, min=0, max=len(frames) - 1,
-                                        description=f"frame (x{steps_between} steps)")
-        self.image = widgets.Image(format="png")
+        self.frames, self.steps_between, self.last_step, self.bound = frames, steps_between, last_step, bound
+        self.slider = _styled(widgets.IntSlider(value=len(frames) - 1, min=0, max=len(frames) - 1,
+                                                description="frame", style=FULL_LABEL,
+                                                layout=widgets.Layout(width="100%", max_width="540px")),
+                              "toonlib-frame")
+        self.caption = _styled(widgets.HTML(), "toonlib-caption")
+        self.image = _image_widget("toonlib-frame-image")
         self.slider.observe(lambda _: self.render(), names="value")
-        self.widget = widgets.VBox([self.slider, self.image])
+        self.widget = widgets.VBox([self.slider, self.caption, self.image])
         self.render()
 
+    def step(self, index: int) -> int:
+        """The projection step frame `index` shows."""
+        if self.last_step is not None and index == len(self.frames) - 1:
+            return self.last_step
+        return index * self.steps_between
+
     def render(self) -> None:
-        self.image.value = _png(Image.fromarray(self.frames[self.slider.value]))
+        index = self.slider.value
+        frame = Image.fromarray(self.frames[index])
+        _show(self.image, _scaled(frame, self.bound * max(1, frame.width // frame.height)))
+        self.caption.value = _message(f"frame {index + 1} of {len(self.frames)}: step {self.step(index)}; "
+                                      "left the target, right the projection")
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
@@ -131,28 +296,271 @@ class FrameScrubber:
         display(self.widget)
 
 
-class ToonSlider:
-    """Re-renders one latent with the toon model blended at the chosen swap resolution.
+# --------------------------------------------------------------------------------------------
+# Photo panels: upload, parameters, Run, progress, results
 
-    `toonifier` is a `toonlib.pipeline.Toonifier`; the option "published" is its published blend.
+
+def uploaded_files(value) -> dict[str, bytes]:
+    """A FileUpload's `value` as {file name: content}, from ipywidgets 8 (a tuple of dicts with 'name'
+    and a memoryview 'content') or ipywidgets 7 (a dict: name -> {'metadata', 'content'})."""
+    if isinstance(value, dict):
+        return {name: bytes(item["content"]) for name, item in value.items()}
+    return {item["name"]: bytes(item["content"]) for item in value}
+
+
+class _PhotoPanel:
+    """The common part of the photo panels: an upload button (outside Colab, whose notebooks use its
+    upload dialog), a steps slider, the inversion mode, a Run button, a progress bar and a status line.
+
+    Subclasses add their controls (`_extra_controls`), their results (`results`) and `_run`.
     """
 
-    def __init__(self, toonifier, w, cell: int = 384):
-        self.toonifier, self.w, self.cell = toonifier, w, cell
-        options = ["published"] + list(toonifier.base.synthesis.block_resolutions)
-        self.swap_res = widgets.SelectionSlider(options=options, value="published", description="swap res",
-                                                continuous_update=False)
-        self.image = widgets.Image(format="png")
-        self.swap_res.observe(lambda _: self.render(), names="value")
-        self.widget = widgets.VBox([self.swap_res, self.image])
-        self.render()
+    css_class = "toonlib-panel"
 
-    def render(self) -> None:
-        value = self.swap_res.value
-        self.toonifier.set_blend(None if value == "published" else value)
-        self.image.value = _png(self.toonifier.render(self.w).resize((self.cell, self.cell)))
+    def __init__(self, steps: int, inversion: str, folder: str | os.PathLike):
+        self.folder = Path(folder)
+        self.photo: str | os.PathLike | None = None
+        self.upload = None
+        if not in_colab():
+            self.upload = _styled(widgets.FileUpload(accept="image/*", multiple=False, description="photo"),
+                                  "toonlib-upload")
+            self.upload.observe(self._on_upload, names="value")
+        wide = widgets.Layout(width="100%")
+        self.steps = _styled(widgets.IntSlider(value=steps, min=1, max=max(1000, steps), description="projection steps",
+                                               continuous_update=False, style=FULL_LABEL, layout=wide),
+                             "toonlib-steps")
+        self.inversion = _styled(widgets.Dropdown(options=INVERSION_MODES, value=inversion, description="inversion",
+                                                  style=FULL_LABEL), "toonlib-inversion")
+        self.run_button = _styled(widgets.Button(description="Run", button_style="primary", icon="play",
+                                                 disabled=True, tooltip="project the photo with these settings"),
+                                  "toonlib-run")
+        self.run_button.on_click(lambda _: self._run_from_button())
+        self.progress = _styled(widgets.IntProgress(value=0, min=0, max=steps, description="progress",
+                                                    style=FULL_LABEL, layout=wide), "toonlib-progress")
+        self.status = _styled(widgets.HTML(_message(self._waiting_message())), "toonlib-status")
+        self.photo_image = _image_widget("toonlib-photo")
+        self.photo_caption = widgets.HTML(_message("your photo"))
+        upload = [self.upload] if self.upload is not None else []
+        self.controls = _column(upload + self._extra_controls() + [self.steps, self.inversion, self.run_button,
+                                                                     self.progress, self.status])
+        self.widget = _wrap([self.controls, self.results()], self.css_class)
+
+    def _waiting_message(self) -> str:
+        if self.upload is None:
+            return "No photo yet: run the photo cell again to upload one."
+        return "Upload a photo (or set photo_path in the parameters cell), then press Run."
+
+    def _extra_controls(self) -> list[widgets.Widget]:
+        return []
+
+    def results(self) -> widgets.Widget:
+        raise NotImplementedError
+
+    def set_photo(self, photo: str | os.PathLike) -> None:
+        """Use `photo` from now on and show it (upright, EXIF applied); raises `ImageReadError` if unreadable."""
+        image = read_image(photo)
+        self.photo = photo
+        _show(self.photo_image, _scaled(image, 256))
+        self.run_button.disabled = False
+        self.status.value = _message(f"{Path(photo).name}: {image.width} x {image.height} px. Press Run.")
+
+    def _on_upload(self, change: dict) -> None:
+        files = uploaded_files(change["new"])
+        if not files:
+            return
+        name, data = next(iter(files.items()))
+        [path] = save_uploads({name: data}, self.folder)
+        try:
+            self.set_photo(path)
+        except ValueError as exc:
+            self.photo = None
+            self.run_button.disabled = True
+            self.status.value = _message(f"{type(exc).__name__}: {exc}", error=True)
+
+    def run(self) -> None:
+        """Run on the current photo with the panel's settings (errors are raised)."""
+        if self.photo is None:
+            raise ValueError(self._waiting_message())
+        steps = self.steps.value
+        self.progress.max, self.progress.value = steps, 0
+        self.run_button.disabled = True
+        try:
+            self._run(self.photo, steps, self._report)
+        finally:
+            self.run_button.disabled = False
+
+    def _report(self, step: int, distance: float, _w=None) -> None:
+        self.progress.value = step + 1
+        self.status.value = _message(f"step {step + 1} of {self.progress.max}: distance {distance:.4f}")
+
+    def _run_from_button(self) -> None:
+        try:
+            self.run()
+        except Exception as exc:  # shown in the panel: a callback's exception would only reach the log
+            self.status.value = _message(f"{type(exc).__name__}: {exc}", error=True)
+
+    def _run(self, photo, steps: int, report: Callable) -> None:
+        raise NotImplementedError
+
+    def _start(self, photo: str | os.PathLike | None) -> None:
+        """Display the panel, then run it at once when a photo is given (progress shows while it runs)."""
+        from IPython.display import display
+
+        display(self.widget)
+        if photo:
+            self.set_photo(photo)
+            self.run()
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
 
         display(self.widget)
+
+
+class ToonifyPanel(_PhotoPanel):
+    """Photo -> toon with a `toonlib.pipeline.Toonifier`: choose the steps and the blend, press Run; moving the
+    swap-resolution slider afterwards re-renders the same latent (no new projection).
+
+    `result` is the last `ToonifyResult` (its `toon` and `pasted` follow the slider), None before the first run.
+    """
+
+    css_class = "toonlib-toonify"
+
+    def __init__(self, toonifier, steps: int = 500, swap_res: int | None = None, inversion: str = "optimize",
+                 paste_back: bool = True, folder: str | os.PathLike = "uploads"):
+        self.toonifier, self.paste_back, self.result = toonifier, paste_back, None
+        resolutions = toonifier.base.synthesis.block_resolutions
+        self.swap_res = _styled(widgets.SelectionSlider(
+            options=[("published", "published")] + [(f"{r} px", r) for r in resolutions],
+            value="published" if swap_res is None else swap_res,
+            description="swap resolution", continuous_update=False, style=FULL_LABEL,
+            layout=widgets.Layout(width="100%")), "toonlib-swap-res")
+        self.swap_res.observe(lambda _: self._reblend(), names="value")
+        self.tiles = {key: (widgets.HTML(_message(caption)), _image_widget(f"toonlib-{key}"))
+                      for key, caption in (("aligned", "aligned"), ("reconstruction", "FFHQ reconstruction"),
+                                           ("toon", "toon"), ("pasted", "pasted back"))}
+        super().__init__(steps, inversion, folder)
+
+    def _extra_controls(self) -> list[widgets.Widget]:
+        return [self.swap_res]
+
+    def results(self) -> widgets.Widget:
+        tiles = [_tile(self.photo_caption, self.photo_image)] + [_tile(*pair) for pair in self.tiles.values()]
+        return widgets.Box(tiles, layout=widgets.Layout(display="flex", flex_flow="row wrap", flex="1 1 400px"))
+
+    def _blend(self) -> int | None:
+        """The slider's swap resolution; None for the published blend."""
+        return None if self.swap_res.value == "published" else self.swap_res.value
+
+    def _run(self, photo, steps: int, report: Callable) -> None:
+        self.status.value = _message("finding the face...")
+        self.toonifier.set_blend(self._blend())
+        result = self.toonifier(photo, steps=steps, paste_back=self.paste_back, progress=False, callback=report)
+        bound = display_size(result.aligned.width, 192)
+        _show(self.tiles["aligned"][1], result.aligned.resize((bound, bound), Image.Resampling.LANCZOS))
+        _show(self.tiles["reconstruction"][1], result.reconstruction.resize((bound, bound), Image.Resampling.LANCZOS))
+        self.result = result
+        self._show_toon()
+        self.status.value = _message(f"done: {result.losses.shape[0]} steps ({self.inversion.value}), "
+                                     f"distance {float(result.losses[-1]):.4f}. Move the swap resolution to "
+                                     "re-render the same face.")
+
+    def _reblend(self) -> None:
+        self.toonifier.set_blend(self._blend())
+        if self.result is not None:
+            self.result.toon = self.toonifier.render(self.result.w)
+            if self.paste_back:
+                from .pipeline import paste
+
+                self.result.pasted = paste(self.result.photo, self.result.toon, self.result.quad)
+            self._show_toon()
+
+    def _show_toon(self) -> None:
+        result = self.result
+        blend = "published blend" if self._blend() is None else f"blend at {self._blend()} px"
+        self.tiles["toon"][0].value = _message(f"toon, {blend}")
+        _show(self.tiles["toon"][1], _scaled(result.toon, 384))
+        if result.pasted is not None:
+            _show(self.tiles["pasted"][1], _scaled(result.pasted, 384))
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Save the toon shown (at the current swap resolution), or say what to do when there is none yet."""
+        if self.result is None:
+            print("No toon yet: upload a photo in the panel above and press Run, then run this cell again.")
+            return
+        from .images import save_image
+
+        save_image(self.result.toon, path)
+        offer_download(path)
+
+
+def toonify_panel(toonifier, photo: str | os.PathLike | None = None, **kwargs) -> ToonifyPanel:
+    """Display a `ToonifyPanel` (keyword arguments: its settings); with `photo`, toonify it at once."""
+    panel = ToonifyPanel(toonifier, **kwargs)
+    panel._start(photo)
+    return panel
+
+
+class ProjectionPanel(_PhotoPanel):
+    """Photo -> latent in `G` (FFHQ): choose the steps and the space, press Run; shows the aligned photo, the
+    projection, the loss curve, a video and a frame scrubber. `result` is the last `ProjectionResult`."""
+
+    css_class = "toonlib-projection"
+
+    def __init__(self, G: GeneratorLike, steps: int = 500, space: str = "w+", frame_every: int = 10,
+                 detector: str = "auto", inversion: str = "optimize", video: str | os.PathLike = "projection.mp4",
+                 folder: str | os.PathLike = "uploads"):
+        self.G, self.frame_every, self.detector, self.video = load_generator(G), frame_every, detector, Path(video)
+        self.result = None
+        self.space = _styled(widgets.ToggleButtons(options=[("W+ (Toonify)", "w+"), ("W", "w")], value=space,
+                                                   description="latent space", style=FULL_LABEL), "toonlib-space")
+        self.output = widgets.Output(layout=widgets.Layout(flex="1 1 400px", min_width="0"))
+        super().__init__(steps, inversion, folder)
+
+    def _extra_controls(self) -> list[widgets.Widget]:
+        return [self.space]
+
+    def results(self) -> widgets.Widget:
+        return widgets.Box([_tile(self.photo_caption, self.photo_image), self.output],
+                           layout=widgets.Layout(display="flex", flex_flow="row wrap", flex="1 1 400px"))
+
+    def _run(self, photo, steps: int, report: Callable) -> None:
+        import matplotlib.pyplot as plt
+        from IPython.display import Video, clear_output, display
+
+        from .align import align_face
+        from .notebook import plot_losses, show
+        from .projection import project, save_video
+
+        self.status.value = _message("finding the face...")
+        face = align_face(photo, output_size=self.G.img_resolution, detector=self.detector)
+        result = project(self.G, face.image, space=self.space.value, steps=steps, save_every=self.frame_every,
+                         callback=report, progress=False)
+        self.result = result
+        with self.output:
+            clear_output(wait=True)
+            show([face.image, to_pil(result.images[0])], ["aligned", f"projection, {result.steps} steps"])
+            figure = plot_losses(result.losses)
+            display(figure)
+            plt.close(figure)
+            if result.frames:
+                save_video(result, self.video)
+                display(Video(str(self.video), embed=True))
+                display(FrameScrubber(result.frames, self.frame_every, last_step=result.steps - 1))
+        self.status.value = _message(f"done: {result.steps} steps ({self.inversion.value}, "
+                                     f"{self.space.value.upper()}), distance {float(result.losses[-1].sum()):.4f}")
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Save the latent (`ProjectionResult.save`), or say what to do when there is none yet."""
+        if self.result is None:
+            print("No projection yet: upload a photo in the panel above and press Run, then run this cell again.")
+            return
+        self.result.save(path)
+        offer_download(path)
+
+
+def projection_panel(G: GeneratorLike, photo: str | os.PathLike | None = None, **kwargs) -> ProjectionPanel:
+    """Display a `ProjectionPanel` (keyword arguments: its settings); with `photo`, project it at once."""
+    panel = ProjectionPanel(G, **kwargs)
+    panel._start(photo)
+    return panel
