@@ -20,6 +20,20 @@ The rule reproduces the original `blend_models.py` exactly:
   names, and the 4x4 "Conv" is neither "Conv0_up" nor "Conv1".
 * The mapping network, `w_avg` and all buffers (`noise_const`, `resample_filter`) come from the
   low-res model, as does the result's config.
+
+Which generators blend: those that compute the same kind of function, judged by the state dicts'
+names and shapes plus the config fields that change what the weights compute (every field of the
+canonical `GeneratorConfig` except `_RUNTIME_FIELDS`). The models may come from any checkpoint
+formats: every reader fills the config the same canonical way, so a TF FFHQ blends with a toon
+fine-tuned by stylegan2-ada-pytorch, rosinality or toonlib. The run-time fields may differ, and the
+result keeps the low-res model's values:
+
+* `num_fp16_res`: which blocks run in float16 on CUDA (precision, not weights);
+* `w_avg_beta`: the decay of the `w_avg` tracking during training;
+* `conv_clamp`: clamps activations at +-conv_clamp (256 in stylegan2-ada-pytorch's configs, None in
+  TF's and rosinality's). It is a guard against float16 overflow that normal inputs never reach (the
+  reference fixtures give exactly the same images and logits without it), so it does not separate
+  architectures.
 """
 from __future__ import annotations
 
@@ -37,8 +51,8 @@ from .networks import Generator, GeneratorConfig
 # The original never blended the 4x4 conv (see the module docstring).
 KEPT_LOW = "synthesis.b4.conv1"
 
-# Config fields that may differ between blended models: run-time precision and clamping, and the
-# training-only w_avg decay. They do not change what the tensors mean; the result keeps low's values.
+# Config fields that may differ between blended models (see the module docstring): run-time precision,
+# the float16 overflow guard and the training-only w_avg decay. The result keeps low's values.
 _RUNTIME_FIELDS = ("num_fp16_res", "conv_clamp", "w_avg_beta")
 
 
@@ -182,7 +196,8 @@ def blend_per_layer(low: GeneratorLike, high: GeneratorLike, weights: Sequence[f
 
 
 def check_compatible(a: GeneratorLike, b: GeneratorLike, names: tuple[str, str] = ("a", "b")) -> None:
-    """Raise ValueError naming every architecture difference (config fields, state-dict shapes)."""
+    """Raise ValueError naming every architecture difference: config fields that change the computation
+    (all but `_RUNTIME_FIELDS`) and state-dict names and shapes. Formats do not matter (configs are canonical)."""
     a, b = load_generator(a), load_generator(b)
     problems = [f"{f.name}: {names[0]} {getattr(a.config, f.name)!r}, {names[1]} {getattr(b.config, f.name)!r}"
                 for f in dataclasses.fields(GeneratorConfig)

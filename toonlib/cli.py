@@ -20,15 +20,24 @@ EXIT_STATUS = """exit status:
 
 
 def _describe(nets) -> str:
-    cfg = nets.config
+    cfg, meta = nets.config, nets.meta
     parts = [f"{cfg.img_resolution}x{cfg.img_resolution}", f"z {cfg.z_dim}", f"w {cfg.w_dim} x {nets.G_ema.num_ws}",
              f"mapping {cfg.mapping_layers} layers", "G_ema" + (" + G" if nets.G else "") + (" + D" if nets.D else "")]
-    return f"{nets.meta.get('format', '?')} checkpoint: " + ", ".join(parts)
+    if meta.get("encoder_type"):
+        parts.append(f"G_ema is the decoder of a {meta['encoder_type']} encoder checkpoint")
+    if meta.get("G_ema_from") == "g":
+        parts.append("G_ema read from 'g' (the file has no g_ema)")
+    return f"{meta.get('format', '?')} checkpoint: " + ", ".join(parts)
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from .checkpoints import load_network, save_network
+    from .checkpoints import NATIVE_SUFFIX, load_network, save_network
 
+    output = Path(args.output)
+    if output.suffix.lower() != NATIVE_SUFFIX:  # checked before a possibly long download
+        raise ValueError(f"{output}: convert writes toonlib's format, a safetensors file; name the output "
+                         f"{output.with_suffix(NATIVE_SUFFIX)} (tools that pick their loader by the suffix would "
+                         f"misread a {output.suffix or 'suffix-less'} file)")
     nets = load_network(args.input)
     print(_describe(nets))
     save_network(args.output, nets)
@@ -243,8 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = _Subcommands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
 
     p = sub.add_parser("convert", help="convert any supported StyleGAN2 checkpoint to toonlib's format")
-    p.add_argument("input", help="checkpoint path, URL or model name (NVIDIA/TF .pkl, rosinality .pt, toonlib .pt)")
-    p.add_argument("output", help="output file (.pt), written atomically")
+    p.add_argument("input", help="checkpoint path, URL or model name (NVIDIA/TF .pkl, rosinality/pSp/e4e .pt, "
+                                 "toonlib .safetensors or .pt)")
+    p.add_argument("output", help="output file ending in .safetensors (toonlib's format), written atomically")
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("info", help="show what a checkpoint holds")
