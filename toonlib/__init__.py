@@ -4,7 +4,7 @@ Public API (imported lazily, so `import toonlib` is fast and loads no heavy depe
 
     result = toonlib.toonify("me.jpg")                          # photo -> toon (models downloaded once)
     G = toonlib.load_network("stylegan2-ffhq.pkl").G_ema       # any published StyleGAN2 checkpoint
-    toonlib.save_network("ffhq.pt", G)                          # toonlib's own safe format
+    toonlib.save_network("ffhq.safetensors", G)                 # toonlib's own format (safetensors)
 """
 from __future__ import annotations
 
