@@ -88,8 +88,10 @@ def test_finetune_notebook_runs_and_resumes(tmp_path):
               "snapshot_kimg": 0.004}
     nb = execute("01_finetune.ipynb", params, cwd=tmp_path)
     run = tmp_path / "runs" / "toon"
-    assert (run / "training-state.pt").exists() and (run / "metrics.png").exists()
-    assert "Blend it in 02_blend.ipynb" in outputs_text(nb)
+    assert list(run.glob("training-state-*.pt")) and (run / "metrics.png").exists() and (run / "latest.json").exists()
+    text = outputs_text(nb)
+    assert "Blend it in 02_blend.ipynb" in text
+    assert "kimg 0.008" in text and "  p 0.000" in text  # the snapshot viewer's line, updated in place
     # Re-running with a larger budget resumes the run instead of starting over.
     execute("01_finetune.ipynb", {**params, "kimg": 0.012}, cwd=tmp_path)
     lines = (run / "metrics.jsonl").read_text().splitlines()

@@ -163,16 +163,23 @@ def plot_losses(losses, title: str = "projection: LPIPS distance per step"):
 
 
 def snapshot_viewer():
-    """A `finetune` callback that shows the latest fakes grid and losses in one cell, updated in place."""
+    """A `finetune` callback for notebooks: one line of the latest numbers (kimg, losses, ADA's p and r_t, the
+    quality metric), the fakes grid and the training plots (metrics.png), each updated in place at every
+    snapshot, so the cell shows the run as it evolves without growing."""
+    from IPython.display import Image as DisplayImage
     from IPython.display import display
 
-    handle = display("waiting for the first snapshot...", display_id=True)
+    status = display("waiting for the first snapshot...", display_id=True)
+    grid = display("", display_id=True)
+    plots = display("", display_id=True)
+    shown = (("kimg", "kimg {:.3f}"), ("loss_G", "G {:.3f}"), ("loss_D", "D {:.3f}"), ("augment_p", "p {:.3f}"),
+             ("r_t", "r_t {:.3f}"), ("kid", "KID {:.4f}"), ("fid", "FID {:.2f}"))
 
     def show_snapshot(info: dict) -> None:
-        grid = info.get("fakes")
-        if grid is not None:
-            handle.update(grid)
-        numbers = ", ".join(f"{k} {v:.3g}" for k, v in info.items() if isinstance(v, (int, float)))
-        print(numbers)
+        status.update("  ".join(text.format(info[key]) for key, text in shown if info.get(key) is not None))
+        if info.get("fakes") is not None:
+            grid.update(info["fakes"])
+        if info.get("plot_path") is not None:
+            plots.update(DisplayImage(filename=str(info["plot_path"])))
 
     return show_snapshot
