@@ -53,8 +53,9 @@ DLIB_UPSAMPLE_MAX_SIDE = 1024  # dlib upsamples images up to this size once, so 
 DLIB_MIN_SCORE = 0.5  # dlib HOG scores: real frontal faces ~1-1.5; face-like patterns (suit emblems) ~0
 MIN_FACE_FRACTION = 0.5  # warn when the crop square is smaller than this fraction of the output size
 
-_INSTALL_HINT = ("install a landmark backend: `pip install face-alignment` (downloads its model weights on "
-                 "first use) or, offline, `pip install dlib-bin face_recognition_models`")
+_INSTALL_HINT = {"face-alignment": "`pip install face-alignment`",
+                 "dlib": "`pip install dlib-bin face_recognition_models` (dlib's landmarks work offline)"}
+_FACE_ALIGNMENT_WEIGHTS = ("face-alignment-sfd", "face-alignment-2dfan4")  # registry names (toonlib.models)
 _BACKENDS: dict = {}  # (detector, device) -> backend, built once per process
 
 
@@ -63,7 +64,11 @@ class NoFaceError(ValueError):
 
 
 class LandmarkBackendError(RuntimeError):
-    """No usable landmark backend (face-alignment or dlib)."""
+    """No usable landmark backend (face-alignment or dlib). `summary`: the cause without the alternatives."""
+
+    def __init__(self, message: str, summary: str | None = None) -> None:
+        super().__init__(message)
+        self.summary = summary or message
 
 
 @dataclass
@@ -159,33 +164,63 @@ def _get_backend(detector: str, device: str | None) -> Backend:
 def _build(backend_class: type, *args) -> Backend:
     try:
         return backend_class(*args)
-    except Exception as exc:  # ImportError, a failed weight download, a corrupt model file, ...
-        raise LandmarkBackendError(f"{backend_class.name} is not usable ({type(exc).__name__}: {exc}); "
-                                   f"{_INSTALL_HINT}") from exc
+    except LandmarkBackendError:  # the backend's own message: not installed, weights missing
+        raise
+    except Exception as exc:  # an installed package that fails to import, a damaged model file, ...
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())
+        raise LandmarkBackendError(f"{backend_class.name} is not usable ({detail})") from exc
 
 
 def _auto_backend(device: str | None) -> Backend:
-    """face-alignment if it can be built (its weights download on first use), else dlib."""
+    """face-alignment if it can be built (its weights are fetched on first use), else dlib."""
     try:
         return _get_backend("face_alignment", device)
     except LandmarkBackendError as fa_error:
         try:
             backend = _get_backend("dlib", None)
         except LandmarkBackendError as dlib_error:
-            raise LandmarkBackendError(f"no face landmark backend is usable: {fa_error.__cause__!r}; "
-                                       f"{dlib_error.__cause__!r}; {_INSTALL_HINT}") from dlib_error
-        cause = fa_error.__cause__
-        warnings.warn(f"face-alignment is not usable ({type(cause).__name__}: {cause}); using dlib landmarks",
-                      stacklevel=5)
+            raise LandmarkBackendError(f"no face landmark backend is usable: {fa_error}; {dlib_error}") from None
+        warnings.warn(f"{fa_error.summary}; using dlib's landmarks instead", stacklevel=5)
         return backend
 
 
+def _require(backend_name: str, *modules: str) -> None:
+    """Raise `LandmarkBackendError` with the install command when a module of the backend is not installed."""
+    missing = [module for module in modules if importlib.util.find_spec(module) is None]
+    if missing:
+        raise LandmarkBackendError(f"{backend_name} is not installed (no module {missing[0]!r}): "
+                                   f"{_INSTALL_HINT[backend_name]}")
+
+
+def _dlib_advice() -> str:
+    if all(importlib.util.find_spec(module) for module in ("dlib", "face_recognition_models")):
+        return "or use dlib's landmarks (detector='dlib', `--detector dlib`)"
+    return f"or install dlib's landmarks, which work offline: {_INSTALL_HINT['dlib']}"
+
+
 class _FaceAlignmentBackend:
-    """Landmarks from the face-alignment package (SFD detector + 2D FAN)."""
+    """Landmarks from the face-alignment package (SFD detector + 2D FAN).
+
+    Its two weights files are fetched through `toonlib.fetch` into torch hub's checkpoints folder, where
+    face-alignment finds them, so it never downloads them itself.
+    """
 
     name = "face-alignment"
 
     def __init__(self, device: str | None) -> None:
+        _require(self.name, "face_alignment")
+        from .download import DownloadError, fetch, local_path
+
+        for weights in _FACE_ALIGNMENT_WEIGHTS:
+            try:
+                fetch(weights)
+            except DownloadError as exc:
+                missing = [local_path(name).name for name in _FACE_ALIGNMENT_WEIGHTS if not local_path(name).is_file()]
+                summary = (f"face-alignment is not usable: its weights ({', '.join(missing)}) are not in "
+                           f"{exc.path.parent} and could not be downloaded ({exc.reason}); `toonlib fetch "
+                           f"{' '.join(_FACE_ALIGNMENT_WEIGHTS)}` on a machine with internet gets them")
+                raise LandmarkBackendError(f"{summary} (copy them there); {_dlib_advice()}", summary) from None
+
         import face_alignment
 
         from .devices import default_device
@@ -215,6 +250,7 @@ class _DlibBackend:
     name = "dlib"
 
     def __init__(self) -> None:
+        _require(self.name, "dlib", "face_recognition_models")
         import dlib
 
         self.dlib = dlib

@@ -14,8 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-VGG16_FILE = "vgg16-397923af.pth"
-VGG16_URL = f"https://download.pytorch.org/models/{VGG16_FILE}"
+VGG16_WEIGHTS = "lpips-vgg16"  # registry name of torchvision's ImageNet VGG16 (toonlib.models)
 
 _LPIPS_CACHE: dict[str, nn.Module] = {}
 
@@ -31,8 +30,9 @@ class PerceptualWeightsError(RuntimeError):
 def build_lpips(device: str | torch.device = "cpu") -> nn.Module:
     """The real LPIPS-VGG metric (`lpips.LPIPS(net='vgg')`), built once per device and cached.
 
-    LPIPS downloads torchvision's ImageNet VGG16 (528 MB) on first use into
-    `$TORCH_HOME/hub/checkpoints/`; offline, a `PerceptualWeightsError` says where to put the file.
+    Its trunk is torchvision's ImageNet VGG16 (528 MB), fetched once through `toonlib.fetch('lpips-vgg16')`
+    (resume, checks, progress bar) into `$TORCH_HOME/hub/checkpoints/`, where torchvision finds it.
+    Without it and without internet, `PerceptualWeightsError` names the file, where it goes and how to get it.
     """
     key = str(torch.device(device))
     if key not in _LPIPS_CACHE:
@@ -43,17 +43,27 @@ def build_lpips(device: str | torch.device = "cpu") -> nn.Module:
 def _new_lpips() -> nn.Module:
     import lpips
 
+    from .download import DownloadError, fetch
+    from .models import get_model
+
+    info = get_model(VGG16_WEIGHTS)
+    try:
+        path = fetch(VGG16_WEIGHTS)
+    except DownloadError as exc:
+        raise PerceptualWeightsError(
+            f"LPIPS (the projection loss) needs torchvision's ImageNet VGG16 weights, {info.filename} (528 MB), "
+            f"and they could not be downloaded: {exc.reason}. Run `toonlib fetch {VGG16_WEIGHTS}` on a machine "
+            f"with internet, or download {info.sources[0]} and save it as {exc.path}."
+        ) from None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # torchvision's "pretrained is deprecated"
             return lpips.LPIPS(net="vgg", verbose=False).eval().requires_grad_(False)
-    except (OSError, RuntimeError) as exc:  # URLError is an OSError; a corrupt file is a RuntimeError
-        target = f"{torch.hub.get_dir()}/checkpoints/{VGG16_FILE}"
+    except (OSError, RuntimeError) as exc:  # a state dict that is not VGG16's
         raise PerceptualWeightsError(
-            f"LPIPS needs torchvision's ImageNet VGG16 weights, downloaded once from {VGG16_URL}, and that "
-            f"failed ({type(exc).__name__}: {exc}). Run once with internet access, or copy the file to "
-            f"{target} (that is $TORCH_HOME/hub/checkpoints/{VGG16_FILE}), or pass lpips_net= yourself."
-        ) from exc
+            f"{path} is not torchvision's VGG16 ({type(exc).__name__}: {' '.join(str(exc).split())[:300]}). "
+            f"Delete it and run `toonlib fetch {VGG16_WEIGHTS}`."
+        ) from None
 
 
 class PerceptualDistance:
