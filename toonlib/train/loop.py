@@ -38,7 +38,7 @@ from .config import RESUME_FIXED, TrainConfig
 from .distributed import Distributed, init_distributed
 from .metrics_log import append_metrics, plot_metrics, trim_metrics
 from .recipe import ema_beta, frozen_d_prefixes, frozen_g_prefixes, lazy_regularization, update_ema
-from .snapshots import fakes_name, newest_state, save_state, snapshot_name, state_name, write_latest
+from .snapshots import fakes_name, latest_snapshot, newest_state, save_state, snapshot_name, state_name, write_latest
 
 __all__ = ["Trainer", "finetune"]
 
@@ -424,6 +424,11 @@ def _set_hparams(opt: torch.optim.Optimizer, lr: float, betas: tuple) -> None:
 
 def _load_base(source: str) -> tuple[Generator, Discriminator, Generator]:
     """G, D and G_ema of the base checkpoint (G defaults to a copy of G_ema); D is required."""
+    if Path(source).is_dir() and newest_state(source) is not None:
+        raise ValueError(
+            f"{source} is the folder of a fine-tuning run, not a checkpoint. To continue that run, pass it as "
+            "run_dir (--run-dir) with the settings it started with; to start a new run from its weights, pass one "
+            f"of its snapshots as resume (--resume), e.g. {latest_snapshot(source)}")
     nets = load_network(source)
     if nets.D is None:
         raise CheckpointError(
