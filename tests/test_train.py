@@ -311,6 +311,14 @@ def test_resume_skips_a_half_written_training_state(base):
         0.004, 0.008, 0.012, 0.016]
 
 
+def test_a_run_of_an_older_toonlib_is_not_overwritten(base, tmp_path):
+    (tmp_path / "training-state.pt").write_bytes(b"version 1")
+    (tmp_path / "metrics.jsonl").write_text('{"kimg": 1.0}\n')
+    with pytest.raises(ValueError, match="older toonlib .*use a new run_dir"):
+        finetune(config(base, "unused", run_dir=str(tmp_path)), progress=False)
+    assert (tmp_path / "metrics.jsonl").read_text() == '{"kimg": 1.0}\n'
+
+
 def test_interrupted_run_resumes_exactly(base):
     # Every random stream is used: ADA p moves each minibatch, style mixing, path length every 2nd, R1 every 3rd,
     # micro-batches of 2. Run A does 8 minibatches in one go; run B does 4, stops, and is resumed to 8.

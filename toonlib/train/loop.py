@@ -350,7 +350,7 @@ class Trainer:
             return {}
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             return image_quality(self.G_ema, self.dataset.images, self.metrics, self.metric_weights,
-                                 num_images=self.cfg.metric_images, batch_size=max(self.batch_gpu, 16),
+                                 num_images=self.cfg.metric_images, batch_size=self.batch_gpu,
                                  seed=self.cfg.seed, force_fp32=self.force_fp32,
                                  cache_root=self.run_dir / "metric-cache",
                                  reals_key=self.dataset.cache_path.stem if self.dataset.cache_path else None)

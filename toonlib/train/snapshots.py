@@ -61,6 +61,10 @@ def save_state(run_dir: str | os.PathLike, state: dict) -> Path:
 def newest_state(run_dir: str | os.PathLike) -> tuple[Path, dict] | None:
     """The newest training state of a run folder that loads completely, with its path; None when there is none.
     Broken files are skipped with a warning (and left for the user to inspect)."""
+    legacy = Path(run_dir) / "training-state.pt"
+    if legacy.is_file() and not _state_paths(Path(run_dir)):
+        raise ValueError(f"{legacy} is a training state of an older toonlib (version 1), which this one does not "
+                         "resume: finish that run with the toonlib that started it, or use a new run_dir")
     for path in _state_paths(Path(run_dir)):
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
