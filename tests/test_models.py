@@ -140,7 +140,7 @@ def test_models_command_lists_every_entry(tmp_path, monkeypatch, capsys):
     for name, line in rows.items():
         fields = line.split()
         assert fields[1] == MODELS[name].kind
-        cached = "yes" if name in ("e4e-ffhq", "lpips-vgg16") else "-"
+        cached = "cached" if name in ("e4e-ffhq", "lpips-vgg16") else "-"
         assert cached in fields[2:5], line
     assert "blended+G" in rows["toonify-blended-tf"] and "unblended" in rows["yang-cartoon"]
     legend = "\n".join(out[3 + len(MODELS):])

@@ -74,7 +74,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 MODELS_LEGEND = """\
-CACHED: yes = on this machine; - = not downloaded yet (`toonlib fetch NAME` downloads it).
+CACHED: cached = on this machine; - = not downloaded yet (`toonlib fetch NAME` downloads it).
 TOON: unblended = a fine-tuned toon model, blended with its base at any swap resolution (--swap-res);
       blended = a published blend, fixed swap resolution; blended+G = blended, and its G network is the
       un-blended toon model (the swap resolution stays adjustable).
@@ -91,7 +91,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     print(f"torch hub folder: {torch_hub_checkpoints()}")
     print(f"{'NAME':28} {'KIND':14} {'RES':>5}  {'TOON':9}  {'CACHED':6}  DESCRIPTION")
     for info in MODELS.values():
-        cached = "yes" if local_path(info.name, cache_dir=args.cache_dir).is_file() else "-"
+        cached = "cached" if local_path(info.name, cache_dir=args.cache_dir).is_file() else "-"
         toon = "blended+G" if info.toon == "blended" and info.reblend_network == "G" else info.toon or ""
         res = str(info.resolution or "")
         print(f"{info.name:28} {info.kind:14} {res:>5}  {toon:9}  {cached:6}  {info.description}")
