@@ -8,6 +8,24 @@
 latent is then rendered by the blended generator, whose low-resolution layers come from the toon
 model. With `swap_res=None` the published blended model is used; with a resolution, the toon model
 is re-blended with the base at that resolution (`Toonifier.set_blend` changes it in place).
+
+How the photo becomes a latent (`invert`, docs/design.md section 13):
+
+| invert          | latent                                            | cost (2-core CPU, 1024 px)  |
+|-----------------|---------------------------------------------------|-----------------------------|
+| 'optimize'      | LPIPS projection into the base's W+ (500 steps)   | 40 min - 2 h                |
+| 'e4e' / 'psp'   | one pass of the e4e / pSp FFHQ encoder            | seconds                     |
+| 'e4e+optimize'  | the e4e codes, refined by projection (100 steps)  | ~10 min                     |
+| 'psp-toonify'   | pSp's Toonify encoder: straight into the toon W+  | seconds                     |
+
+Every latent is rendered by the current toon generator, so `set_blend` works with every mode. The e4e and
+pSp FFHQ encoders were trained with the rosinality conversion of NVIDIA's TF FFHQ config-f as their
+decoder, the same weights as `ffhq-1024-tf`: their codes are latents of that base and of the toon models
+fine-tuned from it. `psp-toonify`'s decoder is a blended Toonify generator: it renders by default, and
+`set_blend` re-blends the toon model with the base as in the other modes; that mode has no reconstruction.
+
+The base defaults to the toon model's own parent (the registry's `lineage`), and a toon model and a base
+that do not look like parent and child (`blending.lineage_distance`) raise a `LineageWarning`.
 """
 from __future__ import annotations
 
@@ -20,16 +38,21 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter
 
+from . import models
 from .align import AlignedFace, align_faces, crop_to_photo_transform
-from .blending import Blender
+from .blending import Blender, check_lineage
 from .checkpoints import GeneratorLike, Networks, load_generator, load_network
 from .devices import default_device
+from .encoders import Encoder, load_encoder
 from .images import is_image_file, read_image, to_pil
 from .networks import Generator
-from .projection import ProjectionResult, project, render, w_statistics
+from .projection import project, render, w_statistics
 
-DEFAULT_BASE = "ffhq-1024-tf"
+DEFAULT_BASE = "ffhq-1024-tf"  # for a toon model the registry has no lineage for
 DEFAULT_TOON = "toonify-blended-tf"  # Toonify's file: the fine-tuned toon model is its G, the blend its G_ema
+#: How a photo becomes a latent (see the module docstring), and the registry encoder of each mode.
+INVERT_MODES = ("optimize", "e4e", "psp", "e4e+optimize", "psp-toonify")
+DEFAULT_ENCODERS = {"e4e": "e4e-ffhq", "psp": "psp-ffhq", "e4e+optimize": "e4e-ffhq", "psp-toonify": "psp-toonify"}
 
 
 @dataclass
@@ -37,9 +60,11 @@ class ToonifyResult:
     """Every intermediate of one toonified face.
 
     photo: the upright input photo. aligned: the FFHQ crop. landmarks / quad: in photo coordinates.
-    w: [1, num_ws, w_dim] latent in the base model's W(+) space. reconstruction: the base model's
-    rendering of w (how well the projection explains the photo). toon: the blended model's rendering.
-    pasted: the toon face warped back into the photo (with `paste_back=True`). losses: per step.
+    w: [1, num_ws, w_dim] latent in the base model's W(+) space (with 'psp-toonify': the toon model's).
+    reconstruction: the base model's rendering of w (how well the inversion explains the photo); None
+    with 'psp-toonify'. toon: the blended model's rendering. pasted: the toon face warped back into the
+    photo (with `paste_back=True`). losses: LPIPS per projection step (none for the encoder-only modes).
+    invert: the inversion mode that made w.
     """
 
     photo: Image.Image
@@ -47,51 +72,97 @@ class ToonifyResult:
     landmarks: np.ndarray
     quad: np.ndarray
     w: torch.Tensor
-    reconstruction: Image.Image
+    reconstruction: Image.Image | None
     toon: Image.Image
     losses: np.ndarray
     pasted: Image.Image | None = None
+    invert: str = "optimize"
 
 
 class Toonifier:
-    """Loads the base and toon models once and toonifies any number of photos with them.
+    """Loads the models once and toonifies any number of photos with them.
 
-    base: the model photos are projected into (FFHQ). toon: where the toon generator comes from: a
-    checkpoint holding the blended model (with `swap_res=None`) or the fine-tuned toon model (with a
-    `swap_res`). `toon_network` picks the toon model inside that checkpoint ("G" for Toonify's file).
-    Models may be registry names, paths, URLs, `Generator`s or `Networks`.
+    base: the model photos are inverted into (FFHQ); None: the toon model's own base (its registry
+    `lineage`), else `DEFAULT_BASE`. toon: where the toon generator comes from: a checkpoint holding the
+    blended model (with `swap_res=None`) or the fine-tuned toon model (with a `swap_res`). `toon_network`
+    picks the toon model inside that checkpoint for re-blending; None: the registry's choice, else "G"
+    when the file has one (Toonify's file keeps its toon model as G and the blend as G_ema), else "G_ema".
+    invert: how a photo becomes a latent, one of `INVERT_MODES` (see the module docstring); `encoder`
+    overrides the mode's registry encoder (a path, URL or name). Models may be registry names, paths,
+    URLs, `Generator`s or `Networks`.
     """
 
-    def __init__(self, base: GeneratorLike = DEFAULT_BASE, toon: GeneratorLike = DEFAULT_TOON,
+    def __init__(self, base: GeneratorLike | None = None, toon: GeneratorLike = DEFAULT_TOON,
                  swap_res: int | None = None, level: int = 0, blend_width: float | None = None,
-                 toon_network: str = "G", device: torch.device | str | None = None, detector: str = "auto"):
+                 toon_network: str | None = None, device: torch.device | str | None = None, detector: str = "auto",
+                 invert: str = "optimize", encoder: str | os.PathLike | None = None):
+        if invert not in INVERT_MODES:
+            raise ValueError(f"invert must be one of {', '.join(INVERT_MODES)}; got {invert!r}")
+        self.invert = invert
         self.device = default_device(device)
         self.detector = detector
-        self.base = load_generator(base, device=self.device).eval()
-        # A toon checkpoint is read once: its G_ema (the published blend) now, its toon model on re-blending.
-        self._toon = _without_discriminator(load_network(toon)) if isinstance(toon, (str, os.PathLike)) else toon
-        self._toon_network = toon_network
-        self.published_blend = load_generator(self._toon, device=self.device).eval()
+        self._base_source = default_base(toon) if base is None else base
+        self._base: Generator | None = None
+        self._toon_source, self._toon_network = toon, toon_network
+        self.encoder: Encoder | None = None
+        if invert != "optimize":
+            encoder = DEFAULT_ENCODERS[invert] if encoder is None else encoder
+            self.encoder = load_encoder(encoder, device=self.device)
+        if invert == "psp-toonify":
+            # The codes are latents of the encoder's decoder, a blended toon generator: it renders them.
+            # The toon checkpoint and the base are read only when re-blending.
+            self._toon = toon
+            self.published_blend = load_generator(encoder, device=self.device).eval()
+            self._check_codes_fit(self.published_blend, "its decoder")
+        else:
+            # A toon checkpoint is read once: its G_ema (the published blend) now, its toon model on re-blending.
+            self._toon = _without_discriminator(load_network(toon)) if isinstance(toon, (str, os.PathLike)) else toon
+            self.published_blend = load_generator(self._toon, device=self.device).eval()
+            check_lineage(self.published_blend, self.base, "the toon model", "the base model")
+            if self.encoder is not None:
+                self._check_codes_fit(self.base, "the base model")
+                check_lineage(load_generator(encoder), self.base, f"the {invert} encoder's decoder",
+                              "the base model")
         self._blender: Blender | None = None
         self._w_stats: tuple[torch.Tensor, float] | None = None
         self.generator = self.published_blend
+        self.blend_setting: tuple[int | None, int, float | None] = (None, 0, None)
         if swap_res is not None:
             self.set_blend(swap_res, level, blend_width)
+
+    @property
+    def base(self) -> Generator:
+        """The base model (read on first use in 'psp-toonify' mode, which needs it only to re-blend)."""
+        if self._base is None:
+            self._base = load_generator(self._base_source, device=self.device).eval()
+        return self._base
+
+    def _check_codes_fit(self, G: Generator, what: str) -> None:
+        if (self.encoder.n_styles, 512) != (G.num_ws, G.w_dim):
+            raise ValueError(f"the {self.invert} encoder makes {self.encoder.n_styles} W+ entries of 512 numbers, "
+                             f"but {what} takes {G.num_ws} of {G.w_dim} ({G.img_resolution} px): pair the encoder "
+                             "with the model it was trained for (its lineage in `toonlib models`)")
 
     def set_blend(self, swap_res: int | None, level: int = 0, blend_width: float | None = None) -> Generator:
         """Re-blend the toon model with the base at `swap_res` (None: back to the published blend)."""
         if swap_res is None:
             self.generator = self.published_blend
-            return self.generator
-        if self._blender is None:
-            toon = load_generator(self._toon, self._toon_network, device=self.device).eval()
-            self._blender = Blender(low=toon, high=self.base)
-        self.generator = self._blender.set(swap_res, level, blend_width)
+        else:
+            if self._blender is None:
+                which = toon_network_of(self._toon_source, self._toon_network)
+                if isinstance(self._toon, (str, os.PathLike)):
+                    self._toon = _without_discriminator(load_network(self._toon))
+                if which is None:  # a file toonlib knows nothing about: Toonify's layout when it has a G
+                    which = "G" if isinstance(self._toon, Networks) and self._toon.G is not None else "G_ema"
+                toon = load_generator(self._toon, which, device=self.device).eval()
+                self._blender = Blender(low=toon, high=self.base)
+            self.generator = self._blender.set(swap_res, level, blend_width)
+        self.blend_setting = (swap_res, level, blend_width)
         return self.generator
 
     def align(self, photo, all_faces: bool = False, face_index: int | None = None) -> list[AlignedFace]:
         """The FFHQ crops of the faces to toonify (the largest one unless `all_faces` / `face_index`)."""
-        faces = align_faces(photo, output_size=self.base.img_resolution, detector=self.detector)
+        faces = align_faces(photo, output_size=self.published_blend.img_resolution, detector=self.detector)
         if all_faces:
             return faces
         index = 0 if face_index is None else face_index
@@ -117,11 +188,16 @@ class Toonifier:
                      face_index: int | None = None, space: str = "w+", steps: int | None = None, seed: int = 0,
                      paste_back: bool = False, progress: bool = False, **project_kwargs
                      ) -> Iterator[tuple[object, list[ToonifyResult] | Exception]]:
-        """Toonify many photos, projecting the faces of `batch_size` photos at once.
+        """Toonify many photos, inverting the faces of `batch_size` photos at once.
 
         Yields `(photo, results)` in input order, or `(photo, error)` for a photo that cannot be read or
-        has no face: one bad photo never stops the batch.
+        has no face: one bad photo never stops the batch. `space`, `steps`, `seed` and `project_kwargs`
+        apply to the modes that optimise ('optimize', 'e4e+optimize'; `steps=None`: 500, or 100 from the
+        e4e codes); the encoder-only modes take W+ codes as they come.
         """
+        if steps is not None and self.invert in ("e4e", "psp", "psp-toonify"):
+            raise ValueError(f"steps are projection steps; invert={self.invert!r} runs no projection "
+                             "(use 'optimize' or 'e4e+optimize')")
         for start in range(0, len(photos), batch_size):
             prepared: list[tuple] = []  # (photo, upright image, faces) or (photo, error)
             for photo in photos[start:start + batch_size]:
@@ -131,43 +207,76 @@ class Toonifier:
                 except (ValueError, IndexError, OSError) as exc:
                     prepared.append((photo, exc))
             faces = [face.image for item in prepared if len(item) == 3 for face in item[2]]
-            if faces and self._w_stats is None:
-                self._w_stats = w_statistics(self.base)  # once per Toonifier, not once per batch
-            projection = project(self.base, faces, space=space, steps=steps, seed=seed + start, progress=progress,
-                                 w_stats=self._w_stats, **project_kwargs) if faces else None
+            inverted = self._invert(faces, space, steps, seed + start, progress, project_kwargs) if faces else None
             index = 0
             for item in prepared:
                 if len(item) == 2:
                     yield item
                     continue
                 photo, upright, aligned = item
-                yield photo, [self._result(upright, face, projection, index + k, paste_back)
+                yield photo, [self._result(upright, face, inverted, index + k, paste_back)
                               for k, face in enumerate(aligned)]
                 index += len(aligned)
+
+    def _invert(self, faces: list[Image.Image], space: str, steps: int | None, seed: int, progress: bool,
+                project_kwargs: dict) -> tuple[torch.Tensor, torch.Tensor | None, np.ndarray]:
+        """Latents [N, num_ws, w_dim], reconstructions [N, 3, H, W] (or None) and losses [steps, N] of faces."""
+        codes = None if self.encoder is None else self.encoder.encode(faces)
+        if self.invert in ("e4e", "psp"):
+            return codes, render(self.base, codes), np.zeros((0, len(faces)), np.float32)
+        if self.invert == "psp-toonify":
+            return codes, None, np.zeros((0, len(faces)), np.float32)
+        if self._w_stats is None:
+            self._w_stats = w_statistics(self.base)  # once per Toonifier, not once per batch
+        projection = project(self.base, faces, space=space, steps=steps, seed=seed, progress=progress,
+                             w_stats=self._w_stats, init=codes, **project_kwargs)
+        return projection.w, projection.images, projection.losses
 
     def render(self, w: torch.Tensor) -> Image.Image | list[Image.Image]:
         """The current toon generator's image(s) of latent(s) w [N, num_ws, w_dim] (const noise)."""
         return to_pil(render(self.generator, w)[0] if w.shape[0] == 1 else render(self.generator, w))
 
-    def _result(self, photo: Image.Image, face: AlignedFace, projection: ProjectionResult, i: int,
+    def _result(self, photo: Image.Image, face: AlignedFace, inverted: tuple, i: int,
                 paste_back: bool) -> ToonifyResult:
-        w = projection.w[i:i + 1]
+        ws, reconstructions, losses = inverted
+        w = ws[i:i + 1]
         toon = self.render(w)
         return ToonifyResult(photo=photo, aligned=face.image, landmarks=face.landmarks, quad=face.quad, w=w,
-                             reconstruction=to_pil(projection.images[i]), toon=toon, losses=projection.losses[:, i],
+                             reconstruction=None if reconstructions is None else to_pil(reconstructions[i]),
+                             toon=toon, losses=losses[:, i], invert=self.invert,
                              pasted=paste(photo, toon, face.quad) if paste_back else None)
 
 
-def toonify(photo, base: GeneratorLike = DEFAULT_BASE, toon: GeneratorLike = DEFAULT_TOON,
-            swap_res: int | None = None, space: str = "w+", steps: int | None = None, **kwargs
-            ) -> ToonifyResult | list[ToonifyResult]:
+def toonify(photo, base: GeneratorLike | None = None, toon: GeneratorLike = DEFAULT_TOON,
+            swap_res: int | None = None, space: str = "w+", steps: int | None = None, invert: str = "optimize",
+            **kwargs) -> ToonifyResult | list[ToonifyResult]:
     """Toonify one photo (see `Toonifier`; build one yourself to reuse the models across photos).
 
     Extra keyword arguments go to `Toonifier.__call__` (all_faces, face_index, seed, paste_back, ...)
-    or, for `level`, `blend_width`, `toon_network`, `device`, `detector`, to the `Toonifier`.
+    or, for `level`, `blend_width`, `toon_network`, `device`, `detector`, `encoder`, to the `Toonifier`.
     """
-    setup = {k: kwargs.pop(k) for k in ("level", "blend_width", "toon_network", "device", "detector") if k in kwargs}
-    return Toonifier(base, toon, swap_res=swap_res, **setup)(photo, space=space, steps=steps, **kwargs)
+    setup = {k: kwargs.pop(k) for k in ("level", "blend_width", "toon_network", "device", "detector", "encoder")
+             if k in kwargs}
+    return Toonifier(base, toon, swap_res=swap_res, invert=invert, **setup)(photo, space=space, steps=steps,
+                                                                             **kwargs)
+
+
+def default_base(toon: GeneratorLike) -> GeneratorLike:
+    """The base a toon model pairs with: its registry `lineage` for a registry name, else `DEFAULT_BASE`."""
+    info = models.MODELS.get(toon) if isinstance(toon, str) else None
+    return info.lineage if info is not None and info.lineage else DEFAULT_BASE
+
+
+def toon_network_of(toon: GeneratorLike, which: str | None = None) -> str | None:
+    """Which network of toon checkpoint `toon` holds the un-blended toon model: `which` when given, else what
+    the registry says for a registry name; None for other checkpoints (unknown: their G if they have one)."""
+    info = models.MODELS.get(toon) if isinstance(toon, str) and which is None else None
+    if info is None:
+        return which
+    if info.toon == "blended" and info.reblend_network is None:
+        raise ValueError(f"{toon!r} holds only a blended generator, fixed at its authors' swap resolution: "
+                         "re-blending needs an un-blended toon model (see the README, 'Toon models')")
+    return info.reblend_network or "G_ema"
 
 
 def paste(photo: Image.Image, face: Image.Image, quad: np.ndarray, feather: float = 0.04) -> Image.Image:

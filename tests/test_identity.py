@@ -1,0 +1,102 @@
+"""Identity report: dlib face-recognition distances on real photos (shipped by installed packages)."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from matplotlib import cbook
+from PIL import Image, ImageOps
+from skimage import data as skdata
+from tiny import write_toonify_models
+
+from toonlib.align import NoFaceError, align_face
+from toonlib.identity import (
+    SAME_PERSON,
+    IdentityReport,
+    face_embedding,
+    identity_distance,
+    identity_report,
+    identity_sweep,
+)
+from toonlib.pipeline import Toonifier, ToonifyResult
+
+EXAMPLE = Path(__file__).parent.parent / "examples" / "grace_hopper.jpg"
+
+
+def exif_rotated(image: Image.Image) -> bytes:
+    """A JPEG whose pixels are turned a quarter and whose EXIF orientation (6) turns them back upright."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    out = io.BytesIO()
+    image.transpose(Image.Transpose.ROTATE_90).save(out, format="JPEG", exif=exif.tobytes(), quality=95)
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def faces():
+    astronaut = Image.fromarray(skdata.astronaut())
+    hopper = Image.open(cbook.get_sample_data("grace_hopper.jpg")).convert("RGB")
+    photos = {"astronaut": astronaut, "mirror": ImageOps.mirror(astronaut), "exif": exif_rotated(astronaut),
+              "hopper": hopper, "hopper-small": hopper.resize((384, 450), Image.Resampling.LANCZOS),
+              "example": EXAMPLE}
+    return {name: face_embedding(photo) for name, photo in photos.items()}
+
+
+def test_same_face_is_close_different_people_are_far(faces):
+    assert all(e.shape == (128,) for e in faces.values())
+    distance = {(a, b): identity_distance(faces[a], faces[b]) for a in faces for b in faces}
+    assert distance["astronaut", "exif"] < 0.1  # the same pixels after EXIF, through JPEG
+    assert distance["hopper", "example"] < 0.1  # the example photo is matplotlib's sample
+    for a, b in (("astronaut", "mirror"), ("mirror", "exif"), ("hopper", "hopper-small")):
+        assert distance[a, b] < SAME_PERSON / 2, (a, b)
+    for person in ("astronaut", "mirror", "exif"):
+        for other in ("hopper", "hopper-small", "example"):
+            assert distance[person, other] > SAME_PERSON, (person, other)
+
+
+def test_photos_without_a_face_are_refused():
+    with pytest.raises(NoFaceError):
+        face_embedding(skdata.coffee())
+
+
+def _result(photo, reconstruction_from, toon_from) -> ToonifyResult:
+    face = align_face(photo, output_size=256, detector="dlib")
+    crop = {name: align_face(source, output_size=256, detector="dlib").image
+            for name, source in (("reconstruction", reconstruction_from), ("toon", toon_from)) if source is not None}
+    return ToonifyResult(photo=face.image, aligned=face.image, landmarks=face.landmarks, quad=face.quad,
+                         w=torch.zeros(1, 18, 512), reconstruction=crop.get("reconstruction"), toon=crop["toon"],
+                         losses=np.zeros(0))
+
+
+def test_report_measures_the_reconstruction_and_the_toon():
+    astronaut = skdata.astronaut()
+    hopper = np.asarray(Image.open(EXAMPLE).convert("RGB"))
+    report = identity_report(_result(astronaut, astronaut, hopper))
+    assert report.reconstruction == pytest.approx(0.0, abs=1e-6)  # the photo's own crop
+    assert report.toon > SAME_PERSON  # somebody else
+    text = str(report)
+    assert text.startswith("identity distance (dlib; < 0.6 = same person): reconstruction 0.00, toon 0.")
+    mirrored = identity_report(_result(astronaut, None, astronaut[:, ::-1].copy()))
+    assert mirrored.reconstruction is None and mirrored.toon < 0.3
+    assert "reconstruction" not in str(mirrored)
+
+
+def test_sweep_over_swap_resolutions(tmp_path):
+    base, toon, _, _ = write_toonify_models(tmp_path)
+    with pytest.warns(UserWarning):  # the tiny test models are unrelated (LineageWarning)
+        toonifier = Toonifier(base, toon, detector="dlib", device="cpu")
+    face = align_face(skdata.astronaut(), output_size=32, detector="dlib")
+    w = toonifier.base.mapping(torch.randn(1, toonifier.base.z_dim), None)
+    result = ToonifyResult(photo=face.image, aligned=face.image, landmarks=face.landmarks, quad=face.quad, w=w,
+                           reconstruction=None, toon=toonifier.render(w), losses=np.zeros(0))
+    toonifier.set_blend(16)
+    distances = identity_sweep(toonifier, result, [None, 8, 16, 32])
+    assert list(distances) == [None, 8, 16, 32] and all(d >= 0 for d in distances.values())
+    assert distances[None] == identity_report(result).toon  # None: the published blend that rendered result.toon
+    assert len(set(distances.values())) > 1
+    assert toonifier.blend_setting == (16, 0, None)  # restored
+    assert list(identity_sweep(toonifier, result)) == [None, 8, 16, 32]  # default: the published blend and 8 px up
+    assert isinstance(IdentityReport(None, 0.5).toon, float)

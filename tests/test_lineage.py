@@ -1,0 +1,92 @@
+"""Lineage: a toon model pairs with its own base by default, and an unrelated pair is told apart and warned about."""
+from __future__ import annotations
+
+import copy
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+from tiny import write_toonify_models
+
+from toonlib.blending import UNRELATED_DISTANCE, LineageWarning, blend, lineage_distance
+from toonlib.checkpoints import Networks, load_network, save_network
+from toonlib.networks import Discriminator, Generator
+from toonlib.pipeline import DEFAULT_BASE, Toonifier, default_base, toon_network_of
+from toonlib.train import TrainConfig, finetune
+
+TINY = dict(img_resolution=16, channel_base=256, channel_max=32)
+
+
+def tiny_networks(seed: int) -> Networks:
+    torch.manual_seed(seed)
+    G = Generator(z_dim=32, w_dim=32, **TINY)
+    return Networks(G_ema=copy.deepcopy(G), G=G, D=Discriminator(**TINY))
+
+
+@pytest.fixture(scope="module")
+def family(tmp_path_factory):
+    """A random base, a child fine-tuned from it by toonlib's trainer (25 steps) and an unrelated model."""
+    root = tmp_path_factory.mktemp("lineage")
+    data = root / "data"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(32):
+        image = Image.new("RGB", (16, 16), (230, 150, 60))
+        x, y, r = rng.integers(5, 11), rng.integers(5, 11), rng.integers(2, 5)
+        ImageDraw.Draw(image).ellipse([x - r, y - r, x + r, y + r], fill=(30, 40, 160))
+        image.save(data / f"{i:02d}.png")
+    base = tiny_networks(0)
+    save_network(root / "base.pt", base)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        snapshot = finetune(TrainConfig(data=str(data), resume=str(root / "base.pt"), run_dir=str(root / "run"),
+                                        prepare="none", batch_size=4, kimg=0.1, snapshot_kimg=0.1, image_seeds=(0,),
+                                        metric="none"), progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    child = load_network(snapshot)
+    return base.G_ema, child, tiny_networks(1).G_ema
+
+
+def test_fine_tuned_models_stay_close_unrelated_ones_do_not(family):
+    base, child, stranger = family
+    assert not torch.equal(child.G.synthesis.b8.conv1.weight, base.synthesis.b8.conv1.weight)  # it did train
+    for G in (child.G_ema, child.G):
+        assert lineage_distance(G, base) < 0.05 < UNRELATED_DISTANCE
+    assert lineage_distance(stranger, base) > 1.2  # uncorrelated weights of equal spread: about sqrt(2)
+    assert lineage_distance(base, base) == 0.0
+    other_shape = Generator(z_dim=32, w_dim=32, img_resolution=32, channel_base=256, channel_max=32)
+    assert lineage_distance(other_shape, base) == float("inf")
+
+
+def test_blend_warns_only_for_an_unrelated_pair(family):
+    base, child, stranger = family
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LineageWarning)
+        blend(child.G, base, 8)
+    with pytest.warns(LineageWarning, match=r"does not look fine-tuned from .*1\.\d\d apart"):
+        blend(stranger, base, 8)
+
+
+def test_toonifier_warns_for_an_unrelated_toon(tmp_path):
+    base, toon, _, _ = write_toonify_models(tmp_path)  # two independent random models
+    with pytest.warns(LineageWarning, match="the toon model does not look fine-tuned from the base model"):
+        Toonifier(base, toon, device="cpu")
+
+
+def test_a_toon_model_pairs_with_its_own_base():
+    assert default_base("toonify-blended-tf") == "ffhq-1024-tf"
+    assert default_base("yang-cartoon") == "ffhq-1024-rosinality"
+    assert default_base("jojogan-disney") == "ffhq-1024-rosinality"
+    assert default_base("metfaces-1024") == "ffhq-1024"
+    assert default_base("my-toon.pt") == DEFAULT_BASE
+    # Which network of a toon checkpoint is re-blended.
+    assert toon_network_of("toonify-blended-tf") == "G"  # Toonify's file: G is the toon model, G_ema the blend
+    assert toon_network_of("yang-cartoon") == "G_ema"
+    assert toon_network_of("toonify-blended-tf", "G_ema") == "G_ema"
+    assert toon_network_of("my-toon.pt") is None
+    with pytest.raises(ValueError, match="holds only a blended generator"):
+        toon_network_of("toonify-blended-rosinality")

@@ -1,0 +1,113 @@
+"""Toonifier's inversion modes on real photos with tiny models built from the pSp / e4e reference checkpoints.
+
+The base model is the reference checkpoints' 32 px decoder (both recipes hold the same one), the toon model a
+slightly changed copy of it (a stand-in for a fine-tune), saved like Toonify's file: the toon model as G, its
+blend with the base at 8 px as G_ema.
+"""
+from __future__ import annotations
+
+import copy
+from types import SimpleNamespace
+
+import lpips
+import numpy as np
+import pytest
+import torch
+from encoder_fixtures import build_checkpoint
+from tiny import write_photos, write_toonify_models
+
+from toonlib.blending import blend
+from toonlib.checkpoints import Networks, load_network, save_network
+from toonlib.images import to_uint8
+from toonlib.pipeline import INVERT_MODES, Toonifier, toonify
+from toonlib.projection import project, render, w_statistics
+
+
+def child_of(G: torch.nn.Module, seed: int = 5, amount: float = 0.05) -> torch.nn.Module:
+    """G with every synthesis parameter moved by `amount` of its spread: a stand-in for a fine-tuned G."""
+    child = copy.deepcopy(G)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in child.synthesis.parameters():
+            param.add_(amount * param.std().nan_to_num(0) * torch.randn(param.shape, generator=generator))
+    return child
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("invert")
+    psp = build_checkpoint("psp_tiny", root / "psp.pt")
+    e4e = build_checkpoint("e4e_tiny", root / "e4e.pt")
+    base = load_network(psp).G_ema
+    toon = child_of(base)
+    save_network(root / "base.pt", base)
+    save_network(root / "toon.pt", Networks(G_ema=blend(toon, base, 8), G=toon))
+    return SimpleNamespace(psp=psp, e4e=e4e, base=base, toon=toon, base_path=root / "base.pt",
+                           toon_path=root / "toon.pt", photos=write_photos(root / "photos"))
+
+
+def toonifier(setup, invert: str, encoder, **kwargs) -> Toonifier:
+    return Toonifier(setup.base_path, setup.toon_path, invert=invert, encoder=encoder, detector="dlib", device="cpu",
+                     **kwargs)
+
+
+def same_image(image, tensor: torch.Tensor) -> bool:
+    return np.array_equal(np.asarray(image), to_uint8(tensor))
+
+
+def test_e4e_mode(setup):
+    t = toonifier(setup, "e4e", setup.e4e)
+    result = t(setup.photos / "astronaut.png", progress=False)
+    assert result.invert == "e4e" and result.losses.shape == (0,)
+    # w is the encoder's W+ codes of the aligned face, in the base model's W+ space.
+    assert torch.equal(result.w, t.encoder.encode(result.aligned))
+    assert result.w.shape == (1, setup.base.num_ws, 512)
+    assert same_image(result.reconstruction, render(setup.base, result.w)[0])
+    assert same_image(result.toon, render(blend(setup.toon, setup.base, 8), result.w)[0])  # the published blend
+    # The swap-resolution slider re-renders the same codes.
+    t.set_blend(16)
+    assert same_image(t.render(result.w), render(blend(setup.toon, setup.base, 16), result.w)[0])
+    with pytest.raises(ValueError, match="runs no projection"):
+        t(setup.photos / "astronaut.png", steps=10)
+
+
+def test_e4e_then_optimize_starts_from_the_codes(setup):
+    net = lpips.LPIPS(net="vgg", pnet_rand=True, verbose=False)
+    t = toonifier(setup, "e4e+optimize", setup.e4e)
+    result = t(setup.photos / "hopper.jpg", steps=2, lpips_net=net, progress=False)
+    codes = t.encoder.encode(result.aligned)
+    expected = project(setup.base, result.aligned, steps=2, init=codes, lpips_net=net, progress=False,
+                       w_stats=w_statistics(setup.base))
+    assert torch.allclose(result.w, expected.w, atol=1e-6) and not torch.equal(result.w, codes)
+    assert result.losses.shape == (2,) and result.invert == "e4e+optimize"
+    assert same_image(result.reconstruction, expected.images[0])
+
+
+def test_psp_toonify_renders_with_the_encoders_decoder(setup):
+    t = toonifier(setup, "psp-toonify", setup.psp)
+    result = t(setup.photos / "astronaut.png", progress=False)
+    assert result.reconstruction is None and result.losses.shape == (0,)
+    decoder = load_network(setup.psp).G_ema
+    assert same_image(result.toon, render(decoder, result.w)[0])
+    # Re-blending takes the toon model and the base as in every mode.
+    t.set_blend(16)
+    assert same_image(t.render(result.w), render(blend(setup.toon, setup.base, 16), result.w)[0])
+    t.set_blend(None)
+    assert t.generator is t.published_blend
+
+
+def test_psp_mode_through_toonify(setup):
+    result = toonify(setup.photos / "astronaut.png", base=setup.base_path, toon=setup.toon_path, invert="psp",
+                     encoder=setup.psp, detector="dlib", device="cpu", progress=False)
+    assert result.invert == "psp" and result.losses.shape == (0,)
+    assert same_image(result.reconstruction, render(setup.base, result.w)[0])
+    assert same_image(result.toon, render(blend(setup.toon, setup.base, 8), result.w)[0])
+
+
+def test_bad_settings_are_refused(setup, tmp_path):
+    with pytest.raises(ValueError, match="invert must be one of optimize, e4e, psp, e4e\\+optimize, psp-toonify"):
+        Toonifier(setup.base_path, setup.toon_path, invert="restyle")
+    assert INVERT_MODES == ("optimize", "e4e", "psp", "e4e+optimize", "psp-toonify")
+    small_base, small_toon, _, _ = write_toonify_models(tmp_path)  # 16-dimensional W: not the encoder's
+    with pytest.raises(ValueError, match=r"makes 8 W\+ entries of 512 numbers, but the base model takes 8 of 16"):
+        Toonifier(small_base, small_toon, invert="e4e", encoder=setup.e4e, device="cpu")

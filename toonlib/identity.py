@@ -1,0 +1,151 @@
+"""How much of the person survives: face-recognition distances between a photo and its reconstruction / toon.
+
+    report = identity_report(result)          # result = Toonifier(...)(photo)
+    print(report)                             # identity distance ...: reconstruction 0.38, toon 0.55
+    identity_sweep(toonifier, result)         # the toon's distance at every swap resolution
+
+The embedding is dlib's face-recognition ResNet (a 128-d descriptor; the model ships in the
+`face_recognition_models` package, so nothing is downloaded). Distances are Euclidean; dlib's
+documented threshold for "the same person" is 0.6 (99.38% on LFW), `SAME_PERSON`.
+
+Every face is measured on its FFHQ-aligned crop: landmarks are predicted (dlib's 68-point model) inside
+the box of the photo's own landmarks, mapped into the crop, so a reconstruction or a toon, which share
+the crop's geometry, need no face detector (dlib's detector often misses cartoon faces).
+"""
+from __future__ import annotations
+
+import functools
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+from PIL import Image
+
+from .align import align_face
+from .images import ImageInput
+
+if TYPE_CHECKING:
+    from .pipeline import Toonifier, ToonifyResult
+
+__all__ = ["SAME_PERSON", "IdentityReport", "face_embedding", "identity_distance", "identity_report",
+           "identity_sweep"]
+
+#: dlib's threshold: descriptors of one person are closer than this (Euclidean distance).
+SAME_PERSON = 0.6
+_CROP = 256  # size of the aligned crop a photo is measured on (dlib resamples the face to 150 px anyway)
+
+
+@dataclass(frozen=True)
+class IdentityReport:
+    """dlib face-descriptor distances from the photo's face: to the reconstruction and to the toon.
+
+    `reconstruction` is None when the inversion mode has no reconstruction ('psp-toonify').
+    Below `SAME_PERSON` (0.6) dlib calls two faces the same person.
+    """
+
+    reconstruction: float | None
+    toon: float
+
+    def __str__(self) -> str:
+        parts = [] if self.reconstruction is None else [f"reconstruction {self.reconstruction:.2f}"]
+        parts.append(f"toon {self.toon:.2f}")
+        return f"identity distance (dlib; < {SAME_PERSON} = same person): " + ", ".join(parts)
+
+
+class _Recognizer:
+    """dlib's 68-point landmark predictor and face-recognition network, loaded once."""
+
+    def __init__(self) -> None:
+        import dlib
+
+        from .align import _dlib_model_path  # the one place that finds face_recognition_models' files
+
+        landmarks = _dlib_model_path()
+        self.dlib = dlib
+        self.predictor = dlib.shape_predictor(str(landmarks))
+        self.net = dlib.face_recognition_model_v1(str(landmarks.parent / "dlib_face_recognition_resnet_model_v1.dat"))
+
+    def embed(self, image: Image.Image, landmarks: np.ndarray) -> np.ndarray:
+        """Descriptor of the face whose 68 landmarks in `image` are about `landmarks` (re-predicted in their box)."""
+        pixels = np.ascontiguousarray(np.asarray(image.convert("RGB")))
+        left, top = np.floor(landmarks.min(axis=0)).astype(int)
+        right, bottom = np.ceil(landmarks.max(axis=0)).astype(int)
+        shape = self.predictor(pixels, self.dlib.rectangle(int(left), int(top), int(right), int(bottom)))
+        return np.asarray(self.net.compute_face_descriptor(pixels, shape), dtype=np.float64)
+
+
+@functools.lru_cache(maxsize=1)
+def _recognizer() -> _Recognizer:
+    return _Recognizer()
+
+
+def face_embedding(photo: ImageInput, detector: str = "dlib") -> np.ndarray:
+    """The 128-d dlib descriptor of the largest face in `photo` (any image `read_image` takes; EXIF applied).
+
+    Raises `NoFaceError` when there is no face. `detector` finds the landmarks ('dlib', 'face_alignment',
+    'auto'), as in `align_face`.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "the face is small")  # dlib resamples the face to 150 px anyway
+        face = align_face(photo, output_size=_CROP, transform_size=_CROP, detector=detector)
+    return _recognizer().embed(face.image, face.landmarks_in_crop())
+
+
+def identity_distance(a: ImageInput | np.ndarray, b: ImageInput | np.ndarray, detector: str = "dlib") -> float:
+    """Distance between the faces of two photos (or 128-d descriptors from `face_embedding`); < 0.6: same person."""
+    ea = a if _is_descriptor(a) else face_embedding(a, detector)
+    eb = b if _is_descriptor(b) else face_embedding(b, detector)
+    return float(np.linalg.norm(np.asarray(ea) - np.asarray(eb)))
+
+
+def _is_descriptor(x: object) -> bool:
+    return isinstance(x, np.ndarray) and x.shape == (128,)
+
+
+def identity_report(result: ToonifyResult) -> IdentityReport:
+    """How far the reconstruction and the toon of a `ToonifyResult` are from the photo's face."""
+    recognizer = _recognizer()
+    landmarks = _landmarks_in_crop(result)
+    photo = recognizer.embed(result.aligned, landmarks)
+
+    def distance(image: Image.Image) -> float:
+        scaled = landmarks * (image.width / result.aligned.width)
+        return float(np.linalg.norm(recognizer.embed(image, scaled) - photo))
+
+    recon = None if result.reconstruction is None else distance(result.reconstruction)
+    return IdentityReport(reconstruction=recon, toon=distance(result.toon))
+
+
+def identity_sweep(toonifier: Toonifier, result: ToonifyResult,
+                   swap_resolutions: Sequence[int | None] | None = None) -> dict[int | None, float]:
+    """The toon's identity distance when `result.w` is rendered at each swap resolution (None: the published blend).
+
+    Default: None and every resolution of the toonifier's model from 8 px. The toonifier's blend is
+    restored afterwards. For a table over inversion modes, call it with one `Toonifier` per mode.
+    """
+    recognizer = _recognizer()
+    landmarks = _landmarks_in_crop(result)
+    photo = recognizer.embed(result.aligned, landmarks)
+    if swap_resolutions is None:
+        top = toonifier.generator.img_resolution
+        swap_resolutions = [None, *(2 ** k for k in range(3, top.bit_length()))]
+    previous = toonifier.blend_setting
+    distances = {}
+    try:
+        for swap_res in swap_resolutions:
+            toonifier.set_blend(swap_res)
+            toon = toonifier.render(result.w)
+            distances[swap_res] = float(np.linalg.norm(
+                recognizer.embed(toon, landmarks * (toon.width / result.aligned.width)) - photo))
+    finally:
+        toonifier.set_blend(*previous)
+    return distances
+
+
+def _landmarks_in_crop(result: ToonifyResult) -> np.ndarray:
+    from .align import crop_to_photo_transform
+
+    to_crop = np.linalg.inv(crop_to_photo_transform(result.quad, result.aligned.width))
+    return result.landmarks @ to_crop[:2, :2].T + to_crop[:2, 2]
+
