@@ -33,6 +33,20 @@ def test_codes_match_the_original_code(checkpoints, name, kind):
     np.testing.assert_allclose(codes.numpy(), ref["codes"], **TOL)
     # latent_avg is part of the codes: the encoder's own output is codes - latent_avg.
     np.testing.assert_allclose((codes - encoder.latent_avg).numpy(), ref["encoder_out"], **TOL)
+    # The same file's decoder, through load_network, draws the reference images from the codes.
+    decoder = toonlib.load_network(checkpoints[name]).G_ema
+    with torch.no_grad():
+        images = decoder.synthesis(torch.from_numpy(ref["codes"]), noise_mode="const")
+    np.testing.assert_allclose(images.numpy(), ref["images"], **TOL)
+
+
+def test_registry_names_go_through_the_cache(checkpoints, tmp_path, monkeypatch):
+    monkeypatch.setenv("TOONLIB_CACHE", str(tmp_path))
+    (tmp_path / "e4e_ffhq_encode.pt").symlink_to(checkpoints["e4e_tiny"])  # as if `toonlib fetch e4e-ffhq` ran
+    encoder = toonlib.load_encoder("e4e-ffhq", device="cpu")
+    assert encoder.kind == "e4e" and encoder.meta["source"] == str(tmp_path / "e4e_ffhq_encode.pt")
+    with pytest.raises(KeyError, match="unknown model 'e4e-ffhg'. Did you mean 'e4e-ffhq'"):
+        toonlib.load_encoder("e4e-ffhg")
 
 
 @pytest.mark.parametrize("name", ["psp_tiny", "e4e_tiny"])
