@@ -25,6 +25,7 @@ Codes include `latent_avg` (the checkpoints' `start_from_latent_avg`): encoder(x
 """
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import re
@@ -36,7 +37,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from .checkpoints import _resolve as resolve_source
+from .checkpoints import _LEGACY_TORCH_MAGIC  # how pre-zip torch.save files start
+from .checkpoints import _resolve as resolve_source  # path, URL or registry name -> local file
 from .devices import default_device
 from .images import ImageInput, read_image
 
@@ -54,7 +56,6 @@ _COARSE, _MIDDLE = 3, 7  # W+ entries < 3 read c3, < 7 read p2, the rest p1
 _SPATIAL = (16, 32, 64)  # the input size of the coarse / middle / fine map2style blocks
 _W_ONLY = {"BackboneEncoderUsingLastLayerIntoW": "pSp's W encoder (one w from the last backbone layer)",
            "BackboneEncoderUsingLastLayerIntoWPlus": "pSp's W+ encoder from the last backbone layer"}
-_LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19."  # how pre-zip torch.save files start
 _RESTYLE = ("BackboneEncoder", "ResNetBackboneEncoder", "ResNetGradualStyleEncoder", "ProgressiveBackboneEncoder",
             "ResNetProgressiveBackboneEncoder")
 
@@ -237,7 +238,8 @@ def load_encoder(source: str | os.PathLike, device: torch.device | str | None = 
         raise EncoderError(f"{path} is not a pSp / e4e checkpoint: those are torch.save files, this file starts "
                            f"with {head[:8]!r} (for a generator checkpoint use toonlib.load_network)")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=zipped)
+        with torch.serialization.safe_globals([argparse.Namespace]):  # `opts` of files saved from a Namespace
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=zipped)
     except Exception as exc:  # torch raises many types for bad files; all mean "unreadable"
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise EncoderError(f"{path} cannot be read as a torch checkpoint ({message}): a truncated download, "
