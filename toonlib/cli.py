@@ -243,6 +243,23 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_app(args: argparse.Namespace) -> int:
+    from .app import ToonApp, launch, require_gradio
+    from .pipeline import Toonifier
+
+    try:
+        require_gradio()  # before any model is downloaded
+    except ImportError as exc:
+        print(f"toonlib app: error: {exc}", file=sys.stderr)
+        return 2
+    toonifiers = [Toonifier(args.base, args.toon, toon_network=args.toon_network, detector=args.detector, invert=mode)
+                  for mode in dict.fromkeys(args.invert)]  # one per mode offered, each with its own models
+    app = ToonApp(toonifiers, swap_res=args.swap_res, steps=args.steps, max_steps=args.max_steps,
+                  max_pixels=int(args.max_megapixels * 1e6))
+    launch(app, host=args.host, port=args.port, share=args.share)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -349,6 +366,33 @@ def build_parser() -> argparse.ArgumentParser:
                                    "torchrun --nproc_per_node=N -m toonlib.train ... (same options).")
     add_train_arguments(p)
     p.set_defaults(func=cmd_finetune)
+
+    from .app import DEFAULT_STEPS, DEFAULT_SWAP_RES, MAX_PIXELS, MAX_STEPS
+    from .pipeline import INVERT_MODES
+
+    p = sub.add_parser("app", help="the Toonify web app in your browser (Gradio; pip install 'toonlib[app]')")
+    p.add_argument("--base", default="ffhq-1024-tf", help="base model photos are projected into (default: FFHQ 1024)")
+    p.add_argument("--toon", default="toonify-blended-tf", help="toon checkpoint (default: Toonify's)")
+    p.add_argument("--toon-network", default="G", choices=["G", "G_ema"],
+                   help="the toon model inside --toon, re-blended by the swap-resolution slider (Toonify's file "
+                        "keeps it as G)")
+    p.add_argument("--swap-res", type=int, default=DEFAULT_SWAP_RES,
+                   help=f"where the swap-resolution slider starts, in px (default {DEFAULT_SWAP_RES})")
+    p.add_argument("--detector", default="auto", choices=["auto", "face_alignment", "dlib"],
+                   help="face landmarks: face-alignment (downloads its weights once), dlib (offline), or auto")
+    p.add_argument("--invert", nargs="+", default=["optimize"], choices=INVERT_MODES, metavar="MODE",
+                   help="the inversion modes offered, the first selected: optimize (projection, default), e4e or "
+                        "psp (one encoder pass: fast), e4e+optimize, psp-toonify; each mode loads its own models")
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS,
+                   help=f"where the optimisation-steps slider starts (default {DEFAULT_STEPS})")
+    p.add_argument("--max-steps", type=int, default=MAX_STEPS, help=f"the steps slider's end (default {MAX_STEPS})")
+    p.add_argument("--max-megapixels", type=float, default=MAX_PIXELS / 1e6,
+                   help=f"larger photos are refused (default {MAX_PIXELS / 1e6:.0f})")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to serve on (default 127.0.0.1: this machine only; 0.0.0.0: your network)")
+    p.add_argument("--port", type=int, default=None, help="port (default: the first free one from 7860)")
+    p.add_argument("--share", action="store_true", help="also a public *.gradio.live link (Colab; needs internet)")
+    p.set_defaults(func=cmd_app)
     return parser
 
 

@@ -1,0 +1,316 @@
+"""The web app's logic (`toonlib.app.ToonApp`) and its Gradio set-up, without a browser, on tiny models.
+
+tests/test_browser_app.py drives the same app through Chromium.
+"""
+from __future__ import annotations
+
+import copy
+import socket
+import struct
+import threading
+import urllib.request
+import zlib
+
+import lpips
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+from tiny import write_photos, write_toonify_models
+
+from toonlib import cli, losses
+from toonlib.align import NoFaceError
+from toonlib.app import PhotoTooLargeError, ToonApp, launch
+from toonlib.blending import blend
+from toonlib.images import ImageReadError, to_uint8
+from toonlib.pipeline import Toonifier
+from toonlib.projection import render
+
+STEPS = 2
+
+
+@pytest.fixture(scope="module")
+def lpips_net():
+    return lpips.LPIPS(net="vgg", pnet_rand=True, verbose=False)
+
+
+@pytest.fixture(autouse=True)
+def offline_lpips(monkeypatch, lpips_net):
+    """The product's LPIPS cache pre-filled with a random-trunk LPIPS (no VGG16 download here)."""
+    monkeypatch.setitem(losses._LPIPS_CACHE, "cpu", lpips_net)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("app")
+    base_path, toon_path, base, toon = write_toonify_models(root)
+    photos = write_photos(root / "photos")
+    astronaut, hopper = Image.open(photos / "astronaut.png"), Image.open(photos / "hopper.jpg")
+    pair = Image.new("RGB", (astronaut.width + hopper.width, max(astronaut.height, hopper.height)), "white")
+    pair.paste(astronaut, (0, 0))
+    pair.paste(hopper, (astronaut.width, 0))
+    pair.save(photos / "pair.png")  # two faces: Grace Hopper's (right) is the larger
+    return dict(root=root, base_path=base_path, toon_path=toon_path, base=base, toon=toon, photos=photos)
+
+
+@pytest.fixture(scope="module")
+def app(setup):
+    toonifier = Toonifier(setup["base_path"], setup["toon_path"], detector="dlib")
+    return ToonApp(toonifier, swap_res=16, steps=STEPS, max_steps=50)
+
+
+@pytest.fixture
+def projections(app, monkeypatch):
+    """Counts the projections the app runs (each one is a call of its Toonifier)."""
+    calls = []
+    original = Toonifier.__call__
+
+    def counted(self, *args, **kwargs):
+        calls.append(kwargs.get("face_index"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Toonifier, "__call__", counted)
+    return calls
+
+
+def expected_toon(setup, swap_res: int, w: torch.Tensor) -> np.ndarray:
+    return to_uint8(render(blend(setup["toon"], setup["base"], swap_res), w)[0])
+
+
+def changed_pixels(a: Image.Image, b: Image.Image) -> np.ndarray:
+    return (np.asarray(a, dtype=int) != np.asarray(b, dtype=int)).any(-1)
+
+
+def inside(quad: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    mask = Image.new("1", size, 0)
+    ImageDraw.Draw(mask).polygon([tuple(p) for p in quad], fill=1)
+    return np.asarray(mask)
+
+
+def test_toonify_then_the_slider_rerenders_the_cached_latent(app, setup, projections):
+    photo = setup["photos"] / "hopper.jpg"
+    session, view = app.toonify(photo, STEPS, 16)
+    assert projections == [0]
+    assert len(session.faces) == 1 and list(session.latents) == [0]
+    mode, w = session.latents[0]
+    assert mode == "optimize"
+    assert np.array_equal(np.asarray(view.toon), expected_toon(setup, 16, w))
+    assert view.aligned.size == view.toon.size == (32, 32)
+    assert view.pasted.size == Image.open(photo).size
+    changed = changed_pixels(view.pasted, session.photo)
+    assert changed.any() and not (changed & ~inside(session.faces[0].quad, session.photo.size)).any()
+    assert "One face" in view.status and "16 px" in view.status and f"{STEPS} steps" in view.status
+
+    view8 = app.reblend(session, 8)
+    assert projections == [0]  # no new projection: the same latent, rendered by another blend
+    assert session.latents[0][1] is w
+    assert np.array_equal(np.asarray(view8.toon), expected_toon(setup, 8, w))
+    assert not np.array_equal(np.asarray(view8.toon), np.asarray(view.toon))
+    assert "8 px" in view8.status and "Toonified" not in view8.status
+    assert app.reblend(None, 8) is None  # the slider before any photo: nothing to do
+
+
+def test_several_faces_are_picked_one_by_one(app, setup, projections):
+    session, view = app.toonify(setup["photos"] / "pair.png", STEPS, 16)
+    assert projections == [0]
+    assert [caption for _, caption in view.faces] == ["face 1 (toonified)", "face 2"]
+    assert "Face 1 of 2" in view.status
+    hopper_quad, astronaut_quad = session.faces[0].quad, session.faces[1].quad
+    assert hopper_quad[:, 0].min() > 512 > astronaut_quad[:, 0].max()  # largest first: Grace Hopper's
+
+    view2 = app.pick(session, 1, STEPS, 16)
+    assert projections == [0, 1] and sorted(session.latents) == [0, 1]
+    assert view2.aligned is session.faces[1].image and "Face 2 of 2" in view2.status
+    changed = changed_pixels(view2.pasted, session.photo)
+    for quad in (hopper_quad, astronaut_quad):  # both toons are in the photo
+        assert (changed & inside(quad, session.photo.size)).any()
+    app.pick(session, 0, STEPS, 16)
+    assert projections == [0, 1]  # face 1 was toonified already
+    with pytest.raises(ValueError, match="there is no face 3: the photo has 2"):
+        app.pick(session, 2, STEPS, 16)
+
+
+def test_bad_photos_get_the_cli_messages(app, setup, tmp_path):
+    photos = setup["photos"]
+    with pytest.raises(ValueError, match="no photo yet: upload one"):
+        app.toonify(None, STEPS, 16)
+    with pytest.raises(ImageReadError, match=r"^cannot read 'broken\.jpg' as an image") as error:
+        app.toonify(photos / "broken.jpg", STEPS, 16)
+    assert str(photos) not in str(error.value)  # the uploaded file's name, not the server's path
+    with pytest.raises(NoFaceError, match="no face was found"):
+        app.toonify(photos / "coffee.png", STEPS, 16)
+    small = ToonApp(app.toonifiers["optimize"], swap_res=16, steps=STEPS, max_pixels=100_000)
+    with pytest.raises(PhotoTooLargeError, match=r"astronaut\.png is 512 x 512 px \(0\.3 megapixels\); the app takes "
+                                                 r"photos up to 0 megapixels: use a smaller copy"):
+        small.toonify(photos / "astronaut.png", STEPS, 16)
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG file with a valid header for width x height and no pixel data (never decoded by the check)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + \
+        chunk(b"IEND", b"")
+
+
+def test_huge_photos_are_refused_from_their_header(app, tmp_path):
+    big = tmp_path / "big.png"
+    big.write_bytes(png_header(10_000, 6_000))  # 60 MP: decoding it would take 180 MB
+    with pytest.raises(PhotoTooLargeError, match=r"big\.png is 10000 x 6000 px \(60\.0 megapixels\); the app takes "
+                                                 r"photos up to 50 megapixels"):
+        app.read_photo(big)
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_header(20_000, 20_000))  # beyond Pillow's own decompression-bomb limit
+    with pytest.raises(PhotoTooLargeError, match=r"bomb\.png is too large to open safely"):
+        app.read_photo(bomb)
+
+
+def test_limits_on_steps_swap_resolution_and_mode(app, setup):
+    session, _ = app.toonify(setup["photos"] / "hopper.jpg", 1, 16)
+    for steps in (0, 51):
+        with pytest.raises(ValueError, match=f"steps must be between 1 and 50, got {steps}"):
+            app.pick(session, 0, steps, 16)
+    with pytest.raises(ValueError, match=r"swap_res must be one of \[4, 8, 16, 32\], got 12"):
+        app.reblend(session, 12)
+    with pytest.raises(ValueError, match=r"mode must be one of \['optimize'\], got 'e4e'"):
+        app.pick(session, 0, STEPS, 16, mode="e4e")
+    with pytest.raises(ValueError, match="steps must be between 1 and max_steps=50, got 60"):
+        ToonApp(app.toonifiers["optimize"], steps=60, max_steps=50)
+    with pytest.raises(ValueError, match=r"one Toonifier per inversion mode, got \['optimize', 'optimize'\]"):
+        ToonApp([app.toonifiers["optimize"]] * 2)
+
+
+def test_a_toon_model_that_cannot_be_reblended_has_no_slider(setup, monkeypatch):
+    def blended_only(toon, which=None):  # what the registry says of a file holding a blended generator only
+        raise ValueError(f"{toon!r} holds only a blended generator, fixed at its authors' swap resolution")
+
+    monkeypatch.setattr("toonlib.pipeline.toon_network_of", blended_only)
+    app = ToonApp(Toonifier(setup["base_path"], setup["toon_path"], detector="dlib"), steps=STEPS)
+    assert app.swap_resolutions == [] and app.swap_res is None
+    session, view = app.toonify(setup["photos"] / "hopper.jpg", STEPS, None)
+    # The published blend: the file's G_ema, blended at 8 px by write_toonify_models.
+    assert np.array_equal(np.asarray(view.toon), expected_toon(setup, 8, session.latents[0][1]))
+    assert "the published blend" in view.status
+    with pytest.raises(ValueError, match=r"swap_res must be one of \[None\], got 16"):
+        app.reblend(session, 16)
+
+
+def test_inversion_modes_side_by_side(setup, tmp_path):
+    """An encoder mode and optimisation offered together: each face keeps the mode that made its latent."""
+    from encoder_fixtures import build_checkpoint
+
+    from toonlib.checkpoints import Networks, load_network, save_network
+    from toonlib.encoders import load_encoder
+
+    e4e = build_checkpoint("e4e_tiny", tmp_path / "e4e.pt")
+    base = load_network(e4e).G_ema  # the encoder's own 32 px decoder: its W+ is the encoder's
+    toon = copy.deepcopy(base)
+    with torch.no_grad():  # a stand-in for a fine-tuned toon model: close to its base, not equal
+        for param in toon.synthesis.parameters():
+            param.add_(0.05 * param.std().nan_to_num(0) * torch.randn_like(param))
+    save_network(tmp_path / "base.pt", base)
+    save_network(tmp_path / "toon.pt", Networks(G_ema=blend(toon, base, 8), G=toon))
+    toonifiers = [Toonifier(tmp_path / "base.pt", tmp_path / "toon.pt", invert=mode, encoder=e4e, detector="dlib")
+                  for mode in ("e4e", "optimize")]
+    app = ToonApp(toonifiers, swap_res=16, steps=STEPS)
+    assert app.modes == ("e4e", "optimize")
+
+    session, view = app.toonify(setup["photos"] / "pair.png", 0, 16)  # the first mode; it takes no steps
+    mode, w = session.latents[0]
+    assert mode == "e4e" and "(e4e on cpu)" in view.status
+    codes = load_encoder(e4e).encode([session.faces[0].image])
+    assert torch.allclose(w, codes)
+    assert np.array_equal(np.asarray(view.toon), to_uint8(render(blend(toon, base, 16), w)[0]))
+    view = app.pick(session, 1, STEPS, 16, mode="optimize")
+    assert session.latents[1][0] == "optimize" and f"(optimize, {STEPS} steps on cpu)" in view.status
+    view = app.reblend(session, 8)
+    assert np.array_equal(np.asarray(view.toon), to_uint8(render(blend(toon, base, 8), session.latents[1][1])[0]))
+    with pytest.raises(ValueError, match="steps must be between 1 and 1000, got 0"):
+        app.pick(session, 1, 0, 16, mode="optimize")
+
+
+def test_visitors_never_see_each_others_blend(app, setup):
+    """The shared toon generator is re-blended per visitor: concurrent events must not interleave."""
+    first, _ = app.toonify(setup["photos"] / "hopper.jpg", 1, 16)
+    second, _ = app.toonify(setup["photos"] / "astronaut.png", 1, 16)
+    wrong = []
+
+    def visitor(session, swap_res):
+        expected = expected_toon(setup, swap_res, session.latents[0][1])
+        for k in range(15):
+            session.swap_res = None  # forget the cached toon: render again
+            if not np.array_equal(np.asarray(app.reblend(session, swap_res).toon), expected):
+                wrong.append((swap_res, k))
+
+    threads = [threading.Thread(target=visitor, args=(first, 8)), threading.Thread(target=visitor, args=(second, 32))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert wrong == []
+
+
+def test_page_queues_every_model_event_in_one_line(app):
+    page = app.build()
+    try:
+        assert page.analytics_enabled is False
+        events = {fn.name: fn for fn in page.fns.values()}
+        model_events = [events[name] for name in ("on_toonify", "on_pick", "on_reblend")]
+        assert {(fn.concurrency_id, fn.concurrency_limit, fn.queue) for fn in model_events} == {("models", 1, True)}
+        assert events["on_new_photo"].queue is False  # clearing the page never waits behind a projection
+    finally:
+        page.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_served_locally_without_touching_the_internet(app, monkeypatch):
+    """share=False: no analytics, no version check, no tunnel, no font download: only 127.0.0.1 is contacted."""
+    hosts = []
+    real_getaddrinfo, real_connect = socket.getaddrinfo, socket.socket.connect
+
+    def getaddrinfo(host, *args, **kwargs):
+        hosts.append(host)
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    def connect(sock, address):
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            hosts.append(address[0])
+        return real_connect(sock, address)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    port = free_port()
+    page = launch(app, port=port, block=False)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        html = urllib.request.urlopen(url, timeout=60).read().decode()
+        assert "Toonify yourself" in html
+        assert "fonts.googleapis.com" not in html
+        config = urllib.request.urlopen(url + "config", timeout=60).read().decode()
+        assert "fonts.googleapis.com" not in config
+    finally:
+        page.close()
+    assert hosts and set(hosts) <= {"127.0.0.1", "localhost"}, hosts
+
+
+def test_cli_starts_the_app_with_the_toonify_options(setup, monkeypatch):
+    started = {}
+    monkeypatch.setattr("toonlib.app.launch", lambda app, **kwargs: started.update(app=app, **kwargs))
+    assert cli.main(["app", "--base", str(setup["base_path"]), "--toon", str(setup["toon_path"]), "--detector", "dlib",
+                     "--swap-res", "8", "--steps", "7", "--max-steps", "20", "--max-megapixels", "2"]) == 0
+    app = started.pop("app")
+    assert started == dict(host="127.0.0.1", port=None, share=False)
+    assert (app.swap_res, app.steps, app.max_steps, app.max_pixels) == (8, 7, 20, 2_000_000)
+    assert app.modes == ("optimize",)
+    assert app.toonifiers["optimize"].detector == "dlib" and app.toonifiers["optimize"].base.img_resolution == 32
+
+
+def test_cli_without_gradio_says_how_to_install_it(monkeypatch, capsys):
+    monkeypatch.setitem(__import__("sys").modules, "gradio", None)  # `import gradio` now raises ImportError
+    assert cli.main(["app", "--base", "no-such-model.pt"]) == 2  # fails before it looks for any model
+    assert "pip install 'toonlib[app]'" in capsys.readouterr().err

@@ -1,0 +1,357 @@
+"""The Toonify web app, `toonlib app` (docs/design.md section 14): a photo in, its toon out, in the browser.
+
+    toonlib app                      # http://127.0.0.1:7860
+    toonlib app --share              # in Colab: also a public *.gradio.live link
+
+A photo (upload or webcam) gives the FFHQ-aligned face, its toon and the toon pasted back into the photo.
+A photo with several faces shows them all; clicking one toonifies it too. The swap-resolution slider
+re-renders the toons from the cached latents (no new projection).
+
+`ToonApp` is the logic, without Gradio: one `Toonifier` shared by every visitor (models load once per
+process), one `Session` per visitor, the limits and the error messages. `ToonApp.build()` lays it out with
+Gradio (imported only there) and `launch` serves it. Every event that runs a model waits in one queue with
+a concurrency of 1, and a lock guards the shared models as well: the toon generator is re-blended for each
+visitor's slider, so two visitors' events must never interleave.
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from PIL import Image
+
+from .align import AlignedFace, LandmarkBackendError, NoFaceError
+from .checkpoints import CheckpointError
+from .images import read_image
+from .losses import PerceptualWeightsError, build_lpips
+from .pipeline import Toonifier, paste
+
+__all__ = ["DEFAULT_STEPS", "MAX_PIXELS", "MAX_STEPS", "PhotoTooLargeError", "Session", "ToonApp", "View",
+           "launch", "require_gradio"]
+
+DEFAULT_STEPS = 200  # optimisation steps offered first: a fair toon in under a minute on a GPU at 1024 px
+MAX_STEPS = 1000  # the steps slider's end; more steps hold the shared queue for everyone else
+MAX_PIXELS = 50_000_000  # larger photos are refused before they are decoded (48 MP phone photos pass)
+MAX_UPLOAD = "50mb"  # Gradio refuses larger uploads in the browser, before they reach the server
+DEFAULT_SWAP_RES = 32  # the slider's first position (clamped to the model's resolution)
+#: How the page names the inversion modes (`Toonifier(invert=...)`); the modes that optimise take steps.
+MODE_LABELS = {"optimize": "optimise (slow, closest to the photo)", "e4e": "e4e encoder (one pass)",
+               "psp": "pSp encoder (one pass)", "e4e+optimize": "e4e, then optimise",
+               "psp-toonify": "pSp Toonify encoder (one pass, straight to the toon)"}
+OPTIMIZING = ("optimize", "e4e+optimize")
+ERRORS = (ValueError, LandmarkBackendError, PerceptualWeightsError)  # shown to the visitor as they are
+# Result images fill their boxes: a small model's 256 px toon is drawn as large as a 1024 px one.
+CSS = "#toon img, #aligned img { width: 100%; height: 100%; object-fit: contain; }"
+# Results are sent as PNG: exactly the pixels toonlib made (Gradio's default, lossy WebP, blurs a toon's edges).
+
+
+class PhotoTooLargeError(ValueError):
+    """The photo has more pixels than the app takes."""
+
+
+@dataclass
+class Session:
+    """One visitor's photo: its faces (largest first), and the latents (with the mode that made each) and the
+    toons of the faces toonified so far."""
+
+    photo: Image.Image
+    faces: list[AlignedFace]
+    latents: dict[int, tuple[str, torch.Tensor]] = field(default_factory=dict)
+    toons: dict[int, Image.Image] = field(default_factory=dict)  # rendered with the blend at `swap_res`
+    swap_res: int | None = None
+    selected: int = 0
+
+
+@dataclass
+class View:
+    """What the page shows for a session: every face (with a caption), the selected face's crop and toon,
+    the photo with every toon pasted back, and a one-line status."""
+
+    faces: list[tuple[Image.Image, str]]
+    aligned: Image.Image
+    toon: Image.Image
+    pasted: Image.Image
+    status: str
+
+
+class ToonApp:
+    """The web app's logic: toonify a visitor's photo, toonify another of its faces, re-blend.
+
+    `toonifiers`: one `Toonifier` per inversion mode offered (its `invert`), the first one the default; they
+    share the lock, so they may share models. `swap_res`: where the slider starts (px); the toon checkpoint
+    must hold the toon model itself (like Toonify's file) for re-blending, else the app renders with its
+    published blend and has no slider. `steps` / `max_steps`: the steps slider's start and end.
+    `max_pixels`: the largest photo taken.
+    """
+
+    def __init__(self, toonifiers: Toonifier | Sequence[Toonifier], *, swap_res: int = DEFAULT_SWAP_RES,
+                 steps: int = DEFAULT_STEPS, max_steps: int = MAX_STEPS, max_pixels: int = MAX_PIXELS) -> None:
+        toonifiers = [toonifiers] if isinstance(toonifiers, Toonifier) else list(toonifiers)
+        self.toonifiers = {t.invert: t for t in toonifiers}
+        if not toonifiers or len(self.toonifiers) < len(toonifiers):
+            raise ValueError(f"give one Toonifier per inversion mode, got {[t.invert for t in toonifiers]}")
+        if not 1 <= steps <= max_steps:
+            raise ValueError(f"steps must be between 1 and max_steps={max_steps}, got {steps}")
+        self.modes = tuple(self.toonifiers)
+        self.max_steps = max_steps
+        self.max_pixels = max_pixels
+        self.steps = steps
+        self._lock = threading.Lock()
+        resolution = toonifiers[0].published_blend.img_resolution
+        self.swap_resolutions = [2 ** k for k in range(2, int(math.log2(resolution)) + 1)]
+        self.swap_res: int | None = min(swap_res, resolution)
+        self._check_swap(self.swap_res)
+        try:
+            for toonifier in toonifiers:
+                toonifier.set_blend(self.swap_res)  # reads the toon model from its checkpoint, once
+        except (CheckpointError, ValueError):  # the checkpoint holds a blended generator only: no slider
+            self.swap_resolutions, self.swap_res = [], None
+
+    def warm_up(self) -> None:
+        """Build the landmark detector and (for the modes that optimise) the perceptual metric now, so the first
+        visitor does not wait for them and missing weights stop the server at its start, with their message."""
+        first = next(iter(self.toonifiers.values()))
+        if any(mode in OPTIMIZING for mode in self.modes):
+            build_lpips(first.device)
+        try:
+            first.align(Image.new("RGB", (64, 64)))
+        except NoFaceError:
+            pass  # a blank image has no face; the detector is built
+
+    # ------------------------------------------------------------------------------------------
+    # Events
+
+    def toonify(self, photo: str | Path | None, steps: int, swap_res: int | None, mode: str | None = None,
+                name: str | None = None) -> tuple[Session, View]:
+        """Find the faces of the uploaded file `photo` (called `name` on the visitor's machine) and toonify the
+        largest one with inversion `mode` (default: the first)."""
+        if photo is None:
+            raise ValueError("no photo yet: upload one or take one with the webcam, then press Toonify")
+        mode = self._check(steps, swap_res, mode)
+        image = self.read_photo(photo, name)
+        start = time.perf_counter()
+        with self._lock:
+            session = Session(photo=image, faces=self.toonifiers[mode].align(image, all_faces=True))
+            self._invert(session, 0, steps, mode)
+            view = self._view(session, swap_res)
+        return session, self._timed(view, start, steps, mode)
+
+    def pick(self, session: Session | None, index: int, steps: int, swap_res: int | None,
+             mode: str | None = None) -> View:
+        """Show face `index` of the session's photo, toonifying it first (with `mode`) if it is not yet."""
+        if session is None:
+            raise ValueError("no photo yet: upload one or take one with the webcam, then press Toonify")
+        if not 0 <= index < len(session.faces):
+            raise ValueError(f"there is no face {index + 1}: the photo has {len(session.faces)}")
+        mode = self._check(steps, swap_res, mode)
+        start = time.perf_counter()
+        with self._lock:
+            inverted = index not in session.latents
+            if inverted:
+                self._invert(session, index, steps, mode)
+            session.selected = index
+            view = self._view(session, swap_res)
+        return self._timed(view, start, steps, mode) if inverted else view
+
+    def reblend(self, session: Session | None, swap_res: int | None) -> View | None:
+        """Re-render the session's toons with the toon model blended at `swap_res` (None without a session)."""
+        self._check_swap(swap_res)
+        if session is None:
+            return None
+        with self._lock:
+            return self._view(session, swap_res)
+
+    # ------------------------------------------------------------------------------------------
+
+    def read_photo(self, path: str | Path, name: str | None = None) -> Image.Image:
+        """The uploaded file as an upright RGB photo, or the error that says what is wrong with it.
+
+        A photo over `max_pixels` is refused from its header, before it is decoded. Messages name the file
+        `name` (default: its file name), the visitor's name for it, never the server's temporary path.
+        """
+        path, name = str(path), name or Path(path).name
+        try:
+            with Image.open(path) as header:
+                width, height = header.size
+        except Image.DecompressionBombError as exc:
+            raise PhotoTooLargeError(f"{name} is too large to open safely ({exc}); use a copy of at most "
+                                     f"{self.max_pixels / 1e6:.0f} megapixels") from exc
+        except (OSError, ValueError):
+            width = height = 0  # not an image: read_image says so
+        if width * height > self.max_pixels:
+            raise PhotoTooLargeError(f"{name} is {width} x {height} px ({width * height / 1e6:.1f} megapixels); "
+                                     f"the app takes photos up to {self.max_pixels / 1e6:.0f} megapixels: "
+                                     "use a smaller copy")
+        try:
+            return read_image(path)
+        except ValueError as exc:
+            raise type(exc)(str(exc).replace(path, name)) from exc
+
+    def _check(self, steps: int, swap_res: int | None, mode: str | None) -> str:
+        """Refuse settings the page cannot send (an API call can); returns the mode."""
+        mode = self.modes[0] if mode is None else mode
+        if mode not in self.modes:
+            raise ValueError(f"mode must be one of {list(self.modes)}, got {mode!r}")
+        if mode in OPTIMIZING and not 1 <= steps <= self.max_steps:
+            raise ValueError(f"steps must be between 1 and {self.max_steps}, got {steps}")
+        self._check_swap(swap_res)
+        return mode
+
+    def _check_swap(self, swap_res: int | None) -> None:
+        allowed = self.swap_resolutions or [None]  # None: the published blend, when there is no toon model
+        if swap_res not in allowed:
+            raise ValueError(f"swap_res must be one of {allowed}, got {swap_res}")
+
+    def _invert(self, session: Session, index: int, steps: int, mode: str) -> None:
+        """Turn face `index` of the session's photo into a latent with `mode` (under the lock)."""
+        result = self.toonifiers[mode](session.photo, face_index=index, progress=True,
+                                       steps=int(steps) if mode in OPTIMIZING else None)
+        session.latents[index] = (mode, result.w)
+        session.toons.pop(index, None)
+
+    def _view(self, session: Session, swap_res: int | None) -> View:
+        """Render what is missing at `swap_res` and lay out the page (under the lock)."""
+        if swap_res != session.swap_res:
+            session.toons.clear()
+            session.swap_res = swap_res
+        for index, (mode, w) in session.latents.items():
+            if index not in session.toons:
+                toonifier = self.toonifiers[mode]  # its generator renders its mode's latents (psp-toonify's differ)
+                toonifier.set_blend(swap_res)
+                session.toons[index] = toonifier.render(w)
+        pasted = session.photo
+        for index, toon in session.toons.items():
+            pasted = paste(pasted, toon, session.faces[index].quad)
+        faces = [(face.image, f"face {i + 1}" + (" (toonified)" if i in session.latents else ""))
+                 for i, face in enumerate(session.faces)]
+        blend = "the published blend" if swap_res is None else f"the blend at {swap_res} px"
+        count = len(session.faces)
+        status = (f"Face {session.selected + 1} of {count} ({count - len(session.latents)} more to pick below), "
+                  if count > 1 else "One face, ") + f"rendered with {blend}."
+        return View(faces=faces, aligned=session.faces[session.selected].image, toon=session.toons[session.selected],
+                    pasted=pasted, status=status)
+
+    def _timed(self, view: View, start: float, steps: int, mode: str) -> View:
+        device = self.toonifiers[mode].device.type
+        how = f"{mode}, {steps} steps" if mode in OPTIMIZING else mode
+        view.status += f" Toonified in {time.perf_counter() - start:.1f} s ({how} on {device})."
+        return view
+
+    # ------------------------------------------------------------------------------------------
+    # The page
+
+    def build(self) -> Any:
+        """The Gradio page (a `gradio.Blocks`) with its events queued on the shared models."""
+        gr = require_gradio()
+
+        def fail(exc: Exception):
+            return gr.Error(str(exc), print_exception=False)  # the visitor's mistake, not the server's
+
+        tracked = gr.Progress(track_tqdm=True)  # the projection's progress bar, shown on the page
+
+        def on_toonify(upload, steps, exponent, mode, progress=tracked):
+            # Not preprocessed: `upload` is Gradio's record of the uploaded file, which `read_photo` checks itself
+            # (Gradio's decoding would turn a broken or huge file into an anonymous error).
+            photo, name = (None, None) if upload is None else (upload["path"], upload.get("orig_name"))
+            try:
+                session, view = self.toonify(photo, int(steps), self._swap(exponent), mode, name=name)
+            except ERRORS as exc:
+                raise fail(exc) from exc
+            return (session, *self._outputs(gr, view))
+
+        def on_pick(session, steps, exponent, mode, event: gr.SelectData, progress=tracked):
+            try:
+                view = self.pick(session, event.index, int(steps), self._swap(exponent), mode)
+            except ERRORS as exc:
+                raise fail(exc) from exc
+            return (session, *self._outputs(gr, view))
+
+        on_pick.__annotations__["event"] = gr.SelectData  # Gradio finds it by its type (no `gr` in globals)
+
+        def on_reblend(session, exponent):
+            try:
+                view = self.reblend(session, self._swap(exponent))
+            except ERRORS as exc:
+                raise fail(exc) from exc
+            return gr.skip() if view is None else (session, *self._outputs(gr, view))
+
+        def on_new_photo():
+            return None, gr.update(value=None, visible=False), None, None, None, ""
+
+        exponents = [int(math.log2(r)) for r in self.swap_resolutions]
+        with gr.Blocks(title="Toonify yourself", analytics_enabled=False, delete_cache=(3600, 3600)) as page:
+            gr.Markdown("# Toonify yourself\nUpload a photo of a face (or take one with the webcam) and press "
+                        "**Toonify**. The photo stays on this machine and is deleted within two hours.")
+            session = gr.State(None)
+            with gr.Row():
+                with gr.Column():
+                    photo = gr.Image(sources=["upload", "webcam"], type="filepath", label="Your photo",
+                                     height=420, elem_id="photo")
+                    faces = gr.Gallery(label="Faces in the photo: click one to toonify it", visible=False,
+                                       columns=6, height=150, object_fit="contain", allow_preview=False,
+                                       elem_id="faces")
+                    mode = gr.Radio([(MODE_LABELS.get(m, m), m) for m in self.modes], value=self.modes[0],
+                                    label="Inversion: how the face becomes a latent", visible=len(self.modes) > 1,
+                                    elem_id="mode")
+                    steps = gr.Slider(1, self.max_steps, value=self.steps, step=1, label="Optimisation steps",
+                                      info="more steps: closer to the photo, slower", elem_id="steps",
+                                      visible=self.modes[0] in OPTIMIZING)
+                    button = gr.Button("Toonify", variant="primary", elem_id="toonify")
+                with gr.Column():
+                    toon = gr.Image(label="Toon", interactive=False, height=420, format="png", elem_id="toon")
+                    swap = gr.Slider(min(exponents, default=0), max(exponents, default=0),
+                                     value=int(math.log2(self.swap_res)) if self.swap_res else 0, step=1,
+                                     label="Swap resolution: toon layers up to 2^n px",
+                                     info="left: more like the photo; right: more like a cartoon",
+                                     visible=bool(exponents), elem_id="swap")
+            status = gr.Markdown(elem_id="status")
+            with gr.Row():
+                aligned = gr.Image(label="Aligned face", interactive=False, height=360, format="png", elem_id="aligned")
+                pasted = gr.Image(label="Toon in the photo", interactive=False, height=360, format="png",
+                                  elem_id="pasted")
+
+            outputs = [session, faces, aligned, toon, pasted, status]
+            queued = dict(concurrency_id="models", concurrency_limit=1)
+            button.click(on_toonify, [photo, steps, swap, mode], outputs, preprocess=False, api_name="toonify",
+                         **queued)
+            faces.select(on_pick, [session, steps, swap, mode], outputs, api_name="pick_face", **queued)
+            swap.change(on_reblend, [session, swap], outputs, trigger_mode="always_last", show_progress="minimal",
+                        api_name="reblend", **queued)
+            photo.change(on_new_photo, None, outputs, queue=False, api_name=False)
+            mode.change(lambda m: gr.update(visible=m in OPTIMIZING), mode, steps, queue=False, api_name=False)
+        return page
+
+    def _swap(self, exponent: float) -> int | None:
+        return 2 ** int(exponent) if self.swap_resolutions else None
+
+    @staticmethod
+    def _outputs(gr: Any, view: View) -> tuple:
+        gallery = gr.update(value=view.faces, visible=len(view.faces) > 1)
+        return gallery, view.aligned, view.toon, view.pasted, view.status
+
+
+def require_gradio() -> Any:
+    """The `gradio` module, or an ImportError that says how to install it."""
+    try:
+        import gradio
+    except ImportError as exc:
+        raise ImportError(f"the web app needs Gradio ({exc}): pip install 'toonlib[app]'") from exc
+    return gradio
+
+
+def launch(app: ToonApp, host: str = "127.0.0.1", port: int | None = None, share: bool = False,
+           block: bool = True) -> Any:
+    """Serve `app` on host:port (None: Gradio's first free port from 7860); `share` also opens a public link
+    through Gradio's tunnel (needs internet). The detector and the perceptual metric are built first
+    (`ToonApp.warm_up`). With `block=False` it returns the running `gradio.Blocks` (stop it with `.close()`)."""
+    app.warm_up()
+    page = app.build()
+    page.queue(default_concurrency_limit=1, max_size=64)
+    page.launch(server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD, inbrowser=False,
+                prevent_thread_lock=not block, quiet=not block, css=CSS)
+    return page
