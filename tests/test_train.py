@@ -395,7 +395,9 @@ def test_torchrun_two_processes_agree_and_download_once(base, served, tmp_path):
     run = base["root"] / "ddp"
     result = torchrun(base, run, f"{url}/base.pt", tmp_path / "cache")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    # Only the main process downloaded the base model; the other one waited and read the cached file.
+    # One download: rank 0 fetched the base model while rank 1 waited, then read the cached file. (fetch's
+    # per-file lock alone would also serialise two downloads into one; that rank 1 does not try at all shows
+    # in test_torchrun_stops_every_process_when_the_download_fails.)
     assert seen == ["/base.pt"]
     assert download.local_path(f"{url}/base.pt", cache_dir=tmp_path / "cache").is_file()
     assert not list((tmp_path / "cache").glob("*.part"))
