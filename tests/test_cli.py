@@ -15,7 +15,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_convert_then_load_gives_identical_outputs(tmp_path):
-    out = tmp_path / "ada.pt"
+    out = tmp_path / "ada.safetensors"
     result = run_cli("convert", str(FIXTURES / "ada_tiny.pkl"), str(out))
     assert result.returncode == 0, result.stderr
     assert "nvidia checkpoint: 32x32" in result.stdout and "G_ema + G + D" in result.stdout
@@ -30,10 +30,10 @@ def test_info_and_clear_error_without_traceback(tmp_path):
     assert result.returncode == 0 and "conv_clamp: 256" in result.stdout
     bad = tmp_path / "page.pkl"
     bad.write_text("<html>quota exceeded</html>")
-    result = run_cli("convert", str(bad), str(tmp_path / "out.pt"))
+    result = run_cli("convert", str(bad), str(tmp_path / "out.safetensors"))
     assert result.returncode == 2
     assert "web page, not a network" in result.stderr and "Traceback" not in result.stderr
-    assert not (tmp_path / "out.pt").exists()
+    assert not (tmp_path / "out.safetensors").exists()
 
 
 def test_blend_command_writes_network_and_grid(tmp_path):
@@ -47,15 +47,15 @@ def test_blend_command_writes_network_and_grid(tmp_path):
     save_network(tmp_path / "toon.pt", toon)
     save_network(tmp_path / "base.pt", base)
     result = run_cli("blend", "--toon", str(tmp_path / "toon.pt"), "--base", str(tmp_path / "base.pt"),
-                     "--swap-res", "8", "--blend-width", "0.5", "-o", str(tmp_path / "b.pt"),
+                     "--swap-res", "8", "--blend-width", "0.5", "-o", str(tmp_path / "b.safetensors"),
                      "--grid", str(tmp_path / "grid.png"), "--seeds", "0-2")
     assert result.returncode == 0, result.stderr
     expected = blend(toon, base, 8, blend_width=0.5).state_dict()
-    got = load_network(tmp_path / "b.pt").G_ema.state_dict()
+    got = load_network(tmp_path / "b.safetensors").G_ema.state_dict()
     assert all(torch.equal(got[k], v) for k, v in expected.items())
     assert Image.open(tmp_path / "grid.png").height > 3 * 32
     result = run_cli("blend", "--low", str(tmp_path / "toon.pt"), "--high", str(FIXTURES / "ada_tiny.pkl"),
-                     "--swap-res", "8", "-o", str(tmp_path / "bad.pt"))
+                     "--swap-res", "8", "-o", str(tmp_path / "bad.safetensors"))
     assert result.returncode == 2 and "different architectures" in result.stderr
 
 
@@ -63,6 +63,9 @@ def test_models_lists_registry_and_cache(tmp_path):
     (tmp_path / "stylegan2-ffhq-config-f.pkl").write_bytes(b"x")
     result = run_cli("models", "--cache-dir", str(tmp_path))
     assert result.returncode == 0
-    line = next(x for x in result.stdout.splitlines() if x.startswith("ffhq-1024-tf "))
-    assert "cached" in line
+    lines = result.stdout.splitlines()
+    column = next(x for x in lines if x.startswith("NAME")).index("CACHED")
+    cached = {x.split()[0]: x[column:column + 6].strip() for x in lines
+              if x.startswith(("ffhq-1024-tf ", "ffhq-1024 "))}
+    assert cached == {"ffhq-1024-tf": "cached", "ffhq-1024": "-"}
     assert "toonify-blended-tf" in result.stdout

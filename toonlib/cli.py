@@ -30,14 +30,21 @@ def _describe(nets) -> str:
     return f"{meta.get('format', '?')} checkpoint: " + ", ".join(parts)
 
 
-def cmd_convert(args: argparse.Namespace) -> int:
-    from .checkpoints import NATIVE_SUFFIX, load_network, save_network
+def _check_native_output(output: str, command: str) -> None:
+    """Refuse (before any download) an output name other than `*.safetensors` for toonlib's format."""
+    from .checkpoints import NATIVE_SUFFIX
 
-    output = Path(args.output)
-    if output.suffix.lower() != NATIVE_SUFFIX:  # checked before a possibly long download
-        raise ValueError(f"{output}: convert writes toonlib's format, a safetensors file; name the output "
+    output = Path(output)
+    if output.suffix.lower() != NATIVE_SUFFIX:
+        raise ValueError(f"{output}: {command} writes toonlib's format, a safetensors file; name the output "
                          f"{output.with_suffix(NATIVE_SUFFIX)} (tools that pick their loader by the suffix would "
                          f"misread a {output.suffix or 'suffix-less'} file)")
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .checkpoints import load_network, save_network
+
+    _check_native_output(args.output, "convert")
     nets = load_network(args.input)
     print(_describe(nets))
     save_network(args.output, nets)
@@ -105,6 +112,7 @@ def cmd_blend(args: argparse.Namespace) -> int:
     from .images import save_image
     from .networks import parse_seeds
 
+    _check_native_output(args.output, "blend")
     low = load_generator(args.toon, which=args.toon_network)
     high = load_generator(args.base, which=args.base_network)
     blended = blend(low, high, args.swap_res, level=args.level, blend_width=args.blend_width)
@@ -305,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="1 also keeps the next block's first conv from --toon")
     p.add_argument("--blend-width", type=float, default=None,
                    help="smooth switch width in layers (centred 1.5 layers below the hard switch); default hard")
-    p.add_argument("-o", "--output", required=True, help="blended network file (.pt, toonlib format)")
+    p.add_argument("-o", "--output", required=True, help="blended network file (.safetensors, toonlib's format)")
     p.add_argument("--grid", help="also save a PNG grid: rows = seeds, columns = swap resolutions")
     p.add_argument("--seeds", default="0-5", help="seeds of the grid rows, e.g. 0-5 or 1,7,42")
     p.add_argument("--truncation-psi", type=float, default=0.7,
