@@ -113,7 +113,7 @@ def test_toonify_then_the_slider_rerenders_the_cached_latent(app, setup, project
 def test_several_faces_are_picked_one_by_one(app, setup, projections):
     session, view = app.toonify(setup["photos"] / "pair.png", STEPS, 16)
     assert projections == [0]
-    assert [caption for _, caption in view.faces] == ["face 1 (toonified)", "face 2"]
+    assert [caption for _, caption in view.faces] == ["face 1 \N{CHECK MARK}", "face 2"]  # face 1 is toonified
     assert "Face 1 of 2" in view.status
     hopper_quad, astronaut_quad = session.faces[0].quad, session.faces[1].quad
     assert hopper_quad[:, 0].min() > 512 > astronaut_quad[:, 0].max()  # largest first: Grace Hopper's
@@ -200,7 +200,6 @@ def test_inversion_modes_side_by_side(setup, tmp_path):
     from encoder_fixtures import build_checkpoint
 
     from toonlib.checkpoints import Networks, load_network, save_network
-    from toonlib.encoders import load_encoder
 
     e4e = build_checkpoint("e4e_tiny", tmp_path / "e4e.pt")
     base = load_network(e4e).G_ema  # the encoder's own 32 px decoder: its W+ is the encoder's
@@ -218,7 +217,7 @@ def test_inversion_modes_side_by_side(setup, tmp_path):
     session, view = app.toonify(setup["photos"] / "pair.png", 0, 16)  # the first mode; it takes no steps
     mode, w = session.latents[0]
     assert mode == "e4e" and "(e4e on cpu)" in view.status
-    codes = load_encoder(e4e).encode([session.faces[0].image])
+    codes = toonifiers[0].encoder.encode([session.faces[0].image])
     assert torch.allclose(w, codes)
     assert np.array_equal(np.asarray(view.toon), to_uint8(render(blend(toon, base, 16), w)[0]))
     view = app.pick(session, 1, STEPS, 16, mode="optimize")

@@ -7,11 +7,11 @@ A photo (upload or webcam) gives the FFHQ-aligned face, its toon and the toon pa
 A photo with several faces shows them all; clicking one toonifies it too. The swap-resolution slider
 re-renders the toons from the cached latents (no new projection).
 
-`ToonApp` is the logic, without Gradio: one `Toonifier` shared by every visitor (models load once per
-process), one `Session` per visitor, the limits and the error messages. `ToonApp.build()` lays it out with
-Gradio (imported only there) and `launch` serves it. Every event that runs a model waits in one queue with
-a concurrency of 1, and a lock guards the shared models as well: the toon generator is re-blended for each
-visitor's slider, so two visitors' events must never interleave.
+`ToonApp` is the logic, without Gradio: one `Toonifier` per inversion mode offered, shared by every visitor
+(models load once per process), one `Session` per visitor, the limits and the error messages.
+`ToonApp.build()` lays it out with Gradio (imported only there) and `launch` serves it. Every event that runs
+a model waits in one queue with a concurrency of 1, and a lock guards the shared models as well: the toon
+generator is re-blended for each visitor's slider, so two visitors' events must never interleave.
 """
 from __future__ import annotations
 
@@ -45,8 +45,10 @@ MODE_LABELS = {"optimize": "optimise (slow, closest to the photo)", "e4e": "e4e 
                "psp-toonify": "pSp Toonify encoder (one pass, straight to the toon)"}
 OPTIMIZING = ("optimize", "e4e+optimize")
 ERRORS = (ValueError, LandmarkBackendError, PerceptualWeightsError)  # shown to the visitor as they are
-# Result images fill their boxes: a small model's 256 px toon is drawn as large as a 1024 px one.
-CSS = "#toon img, #aligned img { width: 100%; height: 100%; object-fit: contain; }"
+# Result images fill their boxes (a small model's 256 px toon is drawn as large as a 1024 px one); the face
+# picker shows small whole faces, however few.
+CSS = ("#toon img, #aligned img { width: 100%; height: 100%; object-fit: contain; } "
+       "#faces .grid-container { grid-template-columns: repeat(auto-fill, 110px) !important; }")
 # Results are sent as PNG: exactly the pixels toonlib made (Gradio's default, lossy WebP, blurs a toon's edges).
 
 
@@ -227,7 +229,7 @@ class ToonApp:
         pasted = session.photo
         for index, toon in session.toons.items():
             pasted = paste(pasted, toon, session.faces[index].quad)
-        faces = [(face.image, f"face {i + 1}" + (" (toonified)" if i in session.latents else ""))
+        faces = [(face.image, f"face {i + 1}" + (" \N{CHECK MARK}" if i in session.latents else ""))  # ✓: toonified
                  for i, face in enumerate(session.faces)]
         blend = "the published blend" if swap_res is None else f"the blend at {swap_res} px"
         count = len(session.faces)
@@ -293,8 +295,7 @@ class ToonApp:
                     photo = gr.Image(sources=["upload", "webcam"], type="filepath", label="Your photo",
                                      height=420, elem_id="photo")
                     faces = gr.Gallery(label="Faces in the photo: click one to toonify it", visible=False,
-                                       columns=6, height=150, object_fit="contain", allow_preview=False,
-                                       elem_id="faces")
+                                       columns=6, height=150, allow_preview=False, elem_id="faces")
                     mode = gr.Radio([(MODE_LABELS.get(m, m), m) for m in self.modes], value=self.modes[0],
                                     label="Inversion: how the face becomes a latent", visible=len(self.modes) > 1,
                                     elem_id="mode")
