@@ -313,3 +313,10 @@ def test_cli_without_gradio_says_how_to_install_it(monkeypatch, capsys):
     monkeypatch.setitem(__import__("sys").modules, "gradio", None)  # `import gradio` now raises ImportError
     assert cli.main(["app", "--base", "no-such-model.pt"]) == 2  # fails before it looks for any model
     assert "pip install 'toonlib[app]'" in capsys.readouterr().err
+
+
+def test_cli_encoder_goes_with_one_encoder_mode(capsys):
+    for modes in (["optimize"], ["e4e", "psp"]):
+        assert cli.main(["app", "--invert", *modes, "--encoder", "e4e.pt"]) == 2  # before any model is read
+        assert f"--encoder names the checkpoint of one encoder mode, but --invert offers {modes}" in \
+            capsys.readouterr().err

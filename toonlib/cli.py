@@ -260,8 +260,12 @@ def cmd_app(args: argparse.Namespace) -> int:
     except ImportError as exc:
         print(f"toonlib app: error: {exc}", file=sys.stderr)
         return 2
-    toonifiers = [Toonifier(args.base, args.toon, toon_network=args.toon_network, detector=args.detector, invert=mode)
-                  for mode in dict.fromkeys(args.invert)]  # one per mode offered, each with its own models
+    modes = list(dict.fromkeys(args.invert))
+    if args.encoder is not None and sum(mode != "optimize" for mode in modes) != 1:
+        raise ValueError(f"--encoder names the checkpoint of one encoder mode, but --invert offers {modes}: "
+                         "offer one encoder mode, or leave out --encoder (each mode then uses its registry encoder)")
+    toonifiers = [Toonifier(args.base, args.toon, toon_network=args.toon_network, detector=args.detector, invert=mode,
+                            encoder=args.encoder) for mode in modes]  # one per mode offered, each with its models
     app = ToonApp(toonifiers, swap_res=args.swap_res, steps=args.steps, max_steps=args.max_steps,
                   max_pixels=int(args.max_megapixels * 1e6))
     launch(app, host=args.host, port=args.port, share=args.share)
@@ -379,11 +383,13 @@ def build_parser() -> argparse.ArgumentParser:
     from .pipeline import INVERT_MODES
 
     p = sub.add_parser("app", help="the Toonify web app in your browser (Gradio; pip install 'toonlib[app]')")
-    p.add_argument("--base", default="ffhq-1024-tf", help="base model photos are projected into (default: FFHQ 1024)")
+    p.add_argument("--base", default=None,
+                   help="base model photos are inverted into (default: the toon model's own base, its lineage in "
+                        "`toonlib models`; FFHQ 1024 for a file)")
     p.add_argument("--toon", default="toonify-blended-tf", help="toon checkpoint (default: Toonify's)")
-    p.add_argument("--toon-network", default="G", choices=["G", "G_ema"],
-                   help="the toon model inside --toon, re-blended by the swap-resolution slider (Toonify's file "
-                        "keeps it as G)")
+    p.add_argument("--toon-network", default=None, choices=["G", "G_ema"],
+                   help="the toon model inside --toon, re-blended by the swap-resolution slider (default: the "
+                        "registry's choice; for a file its G if it has one, as Toonify's file, else its G_ema)")
     p.add_argument("--swap-res", type=int, default=DEFAULT_SWAP_RES,
                    help=f"where the swap-resolution slider starts, in px (default {DEFAULT_SWAP_RES})")
     p.add_argument("--detector", default="auto", choices=["auto", "face_alignment", "dlib"],
@@ -391,6 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--invert", nargs="+", default=["optimize"], choices=INVERT_MODES, metavar="MODE",
                    help="the inversion modes offered, the first selected: optimize (projection, default), e4e or "
                         "psp (one encoder pass: fast), e4e+optimize, psp-toonify; each mode loads its own models")
+    p.add_argument("--encoder", default=None,
+                   help="encoder checkpoint for the one encoder mode in --invert (path, URL or name; default: "
+                        "e4e-ffhq, psp-ffhq or psp-toonify)")
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS,
                    help=f"where the optimisation-steps slider starts (default {DEFAULT_STEPS})")
     p.add_argument("--max-steps", type=int, default=MAX_STEPS, help=f"the steps slider's end (default {MAX_STEPS})")
