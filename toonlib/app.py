@@ -34,7 +34,7 @@ from .pipeline import Toonifier, paste
 __all__ = ["DEFAULT_STEPS", "MAX_PIXELS", "MAX_STEPS", "PhotoTooLargeError", "Session", "ToonApp", "View",
            "launch", "require_gradio"]
 
-DEFAULT_STEPS = 200  # optimisation steps offered first: a fair toon in under a minute on a GPU at 1024 px
+DEFAULT_STEPS = 200  # optimisation steps offered first (the pipeline's default, 500, is a long wait on a page)
 MAX_STEPS = 1000  # the steps slider's end; more steps hold the shared queue for everyone else
 MAX_PIXELS = 50_000_000  # larger photos are refused before they are decoded (48 MP phone photos pass)
 MAX_UPLOAD = "50mb"  # Gradio refuses larger uploads in the browser, before they reach the server
@@ -49,7 +49,6 @@ ERRORS = (ValueError, LandmarkBackendError, PerceptualWeightsError)  # shown to 
 # picker shows small whole faces, however few.
 CSS = ("#toon img, #aligned img { width: 100%; height: 100%; object-fit: contain; } "
        "#faces .grid-container { grid-template-columns: repeat(auto-fill, 110px) !important; }")
-# Results are sent as PNG: exactly the pixels toonlib made (Gradio's default, lossy WebP, blurs a toon's edges).
 
 
 class PhotoTooLargeError(ValueError):
@@ -304,6 +303,7 @@ class ToonApp:
                                       visible=self.modes[0] in OPTIMIZING)
                     button = gr.Button("Toonify", variant="primary", elem_id="toonify")
                 with gr.Column():
+                    # Results go out as PNG, exactly toonlib's pixels (Gradio's default, lossy WebP, blurs them).
                     toon = gr.Image(label="Toon", interactive=False, height=420, format="png", elem_id="toon")
                     swap = gr.Slider(min(exponents, default=0), max(exponents, default=0),
                                      value=int(math.log2(self.swap_res)) if self.swap_res else 0, step=1,
