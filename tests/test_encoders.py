@@ -1,6 +1,8 @@
 """pSp / e4e encoders: parity with the original code (tests/fixtures/encoders), preprocessing, refusals."""
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 import pytest
 import torch
@@ -105,7 +107,7 @@ def test_encode_preprocesses_photos(checkpoints):
         assert torch.equal(codes, encoder(encoder_input(photo)))
 
 
-def _fake(tmp_path, opts: dict, in_channels: int = 3, name: str = "enc.pt"):
+def _fake(tmp_path, opts, in_channels: int = 3, name: str = "enc.pt"):
     """A small file laid out like a pSp checkpoint (enough for load_encoder to judge it)."""
     state = {"encoder.input_layer.0.weight": torch.zeros(64, in_channels, 3, 3),
              "encoder.styles.0.linear.weight": torch.zeros(512, 512)}
@@ -137,6 +139,9 @@ def test_other_inputs_are_refused(tmp_path):
     sketch = _fake(tmp_path, {"encoder_type": "GradualStyleEncoder", "label_nc": 19}, in_channels=19, name="seg.pt")
     with pytest.raises(EncoderError, match="19 input channels: a sketch / segmentation-map encoder"):
         toonlib.load_encoder(sketch, device="cpu")
+    namespace = _fake(tmp_path, argparse.Namespace(encoder_type="ResNetBackboneEncoder"), name="namespace.pt")
+    with pytest.raises(EncoderError, match="'ResNetBackboneEncoder': ReStyle"):  # opts saved as a Namespace
+        toonlib.load_encoder(namespace, device="cpu")
     partial = _fake(tmp_path, {"encoder_type": "Encoder4Editing", "start_from_latent_avg": True}, name="partial.pt")
     with pytest.raises(EncoderError, match=r"do not fit an IR-SE50 e4e encoder with 1 W\+ entries: missing"):
         toonlib.load_encoder(partial, device="cpu")

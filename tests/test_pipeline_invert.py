@@ -94,6 +94,11 @@ def test_psp_toonify_renders_with_the_encoders_decoder(setup):
     assert same_image(t.render(result.w), render(blend(setup.toon, setup.base, 16), result.w)[0])
     t.set_blend(None)
     assert t.generator is t.published_blend
+    # An Encoder object has no decoder: the toon checkpoint's published blend renders its codes.
+    t = toonifier(setup, "psp-toonify", t.encoder)
+    again = t(setup.photos / "astronaut.png", progress=False)
+    assert torch.equal(again.w, result.w)
+    assert same_image(again.toon, render(blend(setup.toon, setup.base, 8), result.w)[0])
 
 
 def test_psp_mode_through_toonify(setup):
@@ -111,3 +116,25 @@ def test_bad_settings_are_refused(setup, tmp_path):
     small_base, small_toon, _, _ = write_toonify_models(tmp_path)  # 16-dimensional W: not the encoder's
     with pytest.raises(ValueError, match=r"makes 8 W\+ entries of 512 numbers, but the base model takes 8 of 16"):
         Toonifier(small_base, small_toon, invert="e4e", encoder=setup.e4e, device="cpu")
+
+
+def test_command_line_modes_and_identity(setup, tmp_path, capsys):
+    from toonlib import cli
+
+    common = ["--base", str(setup.base_path), "--toon", str(setup.toon_path), "--detector", "dlib"]
+    out = tmp_path / "e4e"
+    assert cli.main(["toonify", str(setup.photos), "-o", str(out), "--invert", "e4e", "--encoder", str(setup.e4e),
+                     *common]) == 1  # two of the four photos have no usable face
+    printed = capsys.readouterr().out
+    for stem in ("astronaut", "hopper"):
+        assert all((out / f"{stem}-{kind}.png").is_file() for kind in ("toon", "aligned", "reconstruction"))
+        line = next(line for line in printed.splitlines() if line.startswith(f"{stem}-toon.png: "))
+        assert "identity distance (dlib; < 0.6 = same person): reconstruction " in line and ", toon " in line
+    out = tmp_path / "toonify"
+    assert cli.main(["toonify", str(setup.photos / "astronaut.png"), "-o", str(out), "--invert", "psp-toonify",
+                     "--encoder", str(setup.psp), "--no-identity", *common]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["astronaut-aligned.png", "astronaut-toon.png"]
+    assert "identity" not in capsys.readouterr().out
+    assert cli.main(["toonify", str(setup.photos / "astronaut.png"), "-o", str(out), "--invert", "e4e",
+                     "--encoder", str(setup.e4e), "--steps", "5", *common]) == 2
+    assert "invert='e4e' runs no projection" in capsys.readouterr().err

@@ -215,7 +215,8 @@ def cmd_toonify(args: argparse.Namespace) -> int:
     output_path = _toonify_outputs(Path(args.output), source.is_dir())
     inputs = {p.resolve() for p in photos}
     toonifier = Toonifier(args.base, args.toon, swap_res=args.swap_res, level=args.level,
-                          blend_width=args.blend_width, toon_network=args.toon_network, detector=args.detector)
+                          blend_width=args.blend_width, toon_network=args.toon_network, detector=args.detector,
+                          invert=args.invert, encoder=args.encoder)
     failed = 0
     written: list[Path] = []
     outcomes = toonifier.toonify_many(photos, batch_size=args.batch_size, all_faces=args.all_faces, space=args.space,
@@ -236,11 +237,23 @@ def cmd_toonify(args: argparse.Namespace) -> int:
                     raise ValueError(f"refusing to overwrite the input photo {target}; choose another -o")
                 save_image(image, target)
                 written.append(target)
+            if not args.no_identity:
+                tqdm.write(f"{output_path(photo, i, len(outcome), 'toon').name}: {_identity(result)}")
     if len(photos) == 1 and written:
         print("wrote " + ", ".join(str(path) for path in written))
     else:
         print(f"toonified {len(photos) - failed} of {len(photos)} photos into {args.output}")
     return 1 if failed else 0
+
+
+def _identity(result) -> str:
+    """The identity report of a toonified face, or why there is none (dlib is an optional extra)."""
+    from .identity import identity_report
+
+    try:
+        return str(identity_report(result))
+    except ImportError as exc:
+        return f"identity not measured ({exc}); pip install 'toonlib[dlib]', or pass --no-identity"
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
@@ -346,15 +359,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--video-every", type=int, default=5, help="steps between video frames")
     p.set_defaults(func=cmd_project)
 
+    from .pipeline import INVERT_MODES
+
     p = sub.add_parser("toonify", help="toonify a photo or a folder of photos")
     p.add_argument("photos", help="a photo or a folder of photos")
     p.add_argument("-o", "--output", required=True,
                    help="output folder (<name>-toon.png, -aligned, -reconstruction, -pasted); for one photo also "
                         "an image file: the toon there, the others beside it (out.png, out-aligned.png, ...)")
-    p.add_argument("--base", default="ffhq-1024-tf", help="base model photos are projected into (default: FFHQ 1024)")
+    p.add_argument("--base", default=None,
+                   help="base model photos are inverted into (default: the toon model's own base, its lineage in "
+                        "`toonlib models`; FFHQ 1024 for a file)")
     p.add_argument("--toon", default="toonify-blended-tf", help="toon checkpoint (default: Toonify's)")
-    p.add_argument("--toon-network", default="G", choices=["G", "G_ema"],
-                   help="the toon model inside --toon, used with --swap-res (Toonify's file keeps it as G)")
+    p.add_argument("--toon-network", default=None, choices=["G", "G_ema"],
+                   help="the toon model inside --toon, used with --swap-res (default: the registry's choice; for "
+                        "a file its G if it has one, as Toonify's file, else its G_ema)")
+    p.add_argument("--invert", default="optimize", choices=INVERT_MODES,
+                   help="how the photo becomes a latent: optimize (projection, default; slow), e4e or psp (one "
+                        "encoder pass: seconds), e4e+optimize (e4e, then 100 projection steps), psp-toonify "
+                        "(pSp's Toonify encoder, straight to the toon)")
+    p.add_argument("--encoder", default=None,
+                   help="encoder checkpoint for --invert (path, URL or name; default: e4e-ffhq, psp-ffhq or "
+                        "psp-toonify)")
+    p.add_argument("--no-identity", action="store_true",
+                   help="do not print the identity report (dlib face-recognition distances: photo to "
+                        "reconstruction and to toon)")
     p.add_argument("--swap-res", type=int, default=None, help="re-blend at this resolution (default: as published)")
     p.add_argument("--level", type=int, default=0, choices=[0, 1],
                    help="with --swap-res: 1 also keeps the next block's first conv from the toon model")
@@ -362,7 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --swap-res: smooth switch width in layers (default: hard switch)")
     p.add_argument("--space", default="w+", choices=["w+", "w"],
                    help="w+: one w per layer (Toonify's choice); w: one w for all layers")
-    p.add_argument("--steps", type=int, default=None, help="projection steps (default 500 in w+, 1000 in w)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="projection steps (default 500 in w+, 1000 in w; 100 with --invert e4e+optimize)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the projection")
     p.add_argument("--batch-size", type=int, default=4, help="photos projected together")
     p.add_argument("--paste-back", action="store_true", help="also write the toon face pasted into the photo")

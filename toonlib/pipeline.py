@@ -88,14 +88,15 @@ class Toonifier:
     picks the toon model inside that checkpoint for re-blending; None: the registry's choice, else "G"
     when the file has one (Toonify's file keeps its toon model as G and the blend as G_ema), else "G_ema".
     invert: how a photo becomes a latent, one of `INVERT_MODES` (see the module docstring); `encoder`
-    overrides the mode's registry encoder (a path, URL or name). Models may be registry names, paths,
-    URLs, `Generator`s or `Networks`.
+    overrides the mode's registry encoder: a checkpoint path, URL or name, or an `Encoder` (then nothing
+    checks that the base fits its codes, and in 'psp-toonify' mode the toon checkpoint's G_ema renders them,
+    there being no decoder). Models may be registry names, paths, URLs, `Generator`s or `Networks`.
     """
 
     def __init__(self, base: GeneratorLike | None = None, toon: GeneratorLike = DEFAULT_TOON,
                  swap_res: int | None = None, level: int = 0, blend_width: float | None = None,
                  toon_network: str | None = None, device: torch.device | str | None = None, detector: str = "auto",
-                 invert: str = "optimize", encoder: str | os.PathLike | None = None):
+                 invert: str = "optimize", encoder: Encoder | str | os.PathLike | None = None):
         if invert not in INVERT_MODES:
             raise ValueError(f"invert must be one of {', '.join(INVERT_MODES)}; got {invert!r}")
         self.invert = invert
@@ -105,24 +106,31 @@ class Toonifier:
         self._base: Generator | None = None
         self._toon_source, self._toon_network = toon, toon_network
         self.encoder: Encoder | None = None
+        decoder = None  # the checkpoint whose decoder the encoder's codes belong to
         if invert != "optimize":
-            encoder = DEFAULT_ENCODERS[invert] if encoder is None else encoder
-            self.encoder = load_encoder(encoder, device=self.device)
-        if invert == "psp-toonify":
+            source = DEFAULT_ENCODERS[invert] if encoder is None else encoder
+            if isinstance(source, Encoder):
+                self.encoder = source.to(self.device)
+            else:
+                self.encoder, decoder = load_encoder(source, self.device), source
+        if invert == "psp-toonify" and decoder is not None:
             # The codes are latents of the encoder's decoder, a blended toon generator: it renders them.
             # The toon checkpoint and the base are read only when re-blending.
             self._toon = toon
-            self.published_blend = load_generator(encoder, device=self.device).eval()
+            self.published_blend = load_generator(decoder, device=self.device).eval()
             self._check_codes_fit(self.published_blend, "its decoder")
         else:
             # A toon checkpoint is read once: its G_ema (the published blend) now, its toon model on re-blending.
             self._toon = _without_discriminator(load_network(toon)) if isinstance(toon, (str, os.PathLike)) else toon
             self.published_blend = load_generator(self._toon, device=self.device).eval()
             check_lineage(self.published_blend, self.base, "the toon model", "the base model")
-            if self.encoder is not None:
+            if invert == "psp-toonify":
+                self._check_codes_fit(self.published_blend, "the toon model")
+            elif self.encoder is not None:
                 self._check_codes_fit(self.base, "the base model")
-                check_lineage(load_generator(encoder), self.base, f"the {invert} encoder's decoder",
-                              "the base model")
+                if decoder is not None:
+                    check_lineage(load_generator(decoder), self.base, f"the {invert} encoder's decoder",
+                                  "the base model")
         self._blender: Blender | None = None
         self._w_stats: tuple[torch.Tensor, float] | None = None
         self.generator = self.published_blend
