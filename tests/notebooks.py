@@ -10,13 +10,12 @@ NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 SKIP_TAG = "skip-execution"
 
 
-def execute(name: str, parameters: dict, cwd: Path, timeout: int = 600) -> nbformat.NotebookNode:
-    """Execute notebooks/<name> in `cwd` with `parameters` overriding its `parameters` cell.
-
-    Cells tagged `skip-execution` (installs, Colab uploads) are dropped; the overrides go into a new
-    cell right after the `parameters` cell, as papermill does. Returns the executed notebook.
-    """
+def prepare(name: str, parameters: dict) -> nbformat.NotebookNode:
+    """notebooks/<name> as CI runs it: cells tagged `skip-execution` (installs) dropped, and `parameters`
+    overriding its `parameters` cell from a new cell right after it, as papermill does."""
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    if not any("parameters" in c.metadata.get("tags", []) for c in nb.cells):
+        raise AssertionError(f"{name} has no cell tagged 'parameters'")
     cells = []
     for cell in nb.cells:
         tags = cell.metadata.get("tags", [])
@@ -26,9 +25,13 @@ def execute(name: str, parameters: dict, cwd: Path, timeout: int = 600) -> nbfor
         if "parameters" in tags:
             overrides = "\n".join(f"{key} = {value!r}" for key, value in parameters.items())
             cells.append(nbformat.v4.new_code_cell("# injected parameters\n" + overrides))
-    if not any("parameters" in c.metadata.get("tags", []) for c in nb.cells):
-        raise AssertionError(f"{name} has no cell tagged 'parameters'")
     nb.cells = cells
+    return nb
+
+
+def execute(name: str, parameters: dict, cwd: Path, timeout: int = 600) -> nbformat.NotebookNode:
+    """Execute `prepare(name, parameters)` in `cwd` on the CPU; returns the executed notebook."""
+    nb = prepare(name, parameters)
     NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}).execute()
     return nb
 

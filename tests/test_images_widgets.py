@@ -5,6 +5,7 @@ and respond in a real browser is tested in test_browser_notebooks.py.
 """
 from __future__ import annotations
 
+import copy
 import datetime
 import html
 import io
@@ -62,10 +63,12 @@ def _png(value: bytes) -> np.ndarray:
 
 
 def _shown_size(image_widget) -> tuple[int, int]:
-    """The size an Image widget is laid out at, which must be its picture's size (never stretched)."""
-    width, height = image_widget.layout.width, image_widget.layout.height
-    assert width.endswith("px") and height.endswith("px")
-    return int(width[:-2]), int(height[:-2])
+    """The size an Image widget asks for: its picture's pixel size (height follows the width), never stretched."""
+    width = image_widget.layout.width
+    assert width.endswith("px") and image_widget.layout.height == "auto" and image_widget.layout.max_width == "100%"
+    picture = _png(image_widget.value)
+    assert int(width[:-2]) == picture.shape[1]
+    return picture.shape[1], picture.shape[0]
 
 
 def test_display_size_is_an_integer_multiple_up_to_the_bound():
@@ -192,6 +195,7 @@ def test_toonify_panel_uploads_runs_the_chosen_steps_and_reblends(toonifier, tmp
     _upload(panel.upload, "hopper.jpg", (photos / "hopper.jpg").read_bytes())
     assert panel.photo == tmp_path / "uploads" / "hopper.jpg" and not panel.run_button.disabled
 
+    assert [mode for _, mode in panel.inversion.options] == ["optimize"]  # no models given for other modes
     panel.steps.value = 3
     panel.run_button.click()
     assert "done: 3 steps" in panel.status.value, panel.status.value
@@ -251,3 +255,40 @@ def test_projection_panel_runs_the_chosen_steps(tmp_path, monkeypatch, random_vg
     assert (tmp_path / "p.mp4").stat().st_size > 0 and "done: 4 steps" in panel.status.value
     panel.save(tmp_path / "w.npz")
     assert (tmp_path / "w.npz").exists() and "saved" in capsys.readouterr().out
+
+
+def test_toonify_panel_loads_another_inversion_mode_when_chosen(tmp_path):
+    """With the Toonifier arguments (`models`), the panel offers every mode and builds a mode's toonifier on its
+    first run; the encoder-only modes take no steps. Tiny e4e checkpoint from the encoder reference recipe."""
+    from encoder_fixtures import build_checkpoint
+    from tiny import write_photos
+
+    from toonlib.blending import blend as blend_models
+    from toonlib.checkpoints import Networks, load_network, save_network
+    from toonlib.pipeline import INVERT_MODES, Toonifier
+    from toonlib.widgets import ToonifyPanel
+
+    e4e = build_checkpoint("e4e_tiny", tmp_path / "e4e.pt")
+    base = load_network(e4e).G_ema
+    toon = copy.deepcopy(base)
+    with torch.no_grad():
+        for param in toon.synthesis.parameters():
+            param.add_(0.05 * param.std().nan_to_num(0) * torch.randn_like(param))
+    save_network(tmp_path / "base.pt", base)
+    save_network(tmp_path / "toon.pt", Networks(G_ema=blend_models(toon, base, 8), G=toon))
+    models = dict(base=tmp_path / "base.pt", toon=tmp_path / "toon.pt", detector="dlib", device="cpu", encoder=e4e)
+    panel = ToonifyPanel(Toonifier(**models), steps=2, models=models, folder=tmp_path / "uploads")
+    assert [mode for _, mode in panel.inversion.options] == list(INVERT_MODES)
+    assert not panel.steps.disabled
+    panel.inversion.value = "e4e"
+    assert panel.steps.disabled  # one pass of the encoder: no projection steps
+    panel.set_photo(write_photos(tmp_path / "photos") / "hopper.jpg")
+    panel.run_button.click()
+    assert panel.result is not None, panel.status.value
+    assert panel.result.invert == "e4e" and set(panel.toonifiers) == {"optimize", "e4e"}
+    assert "done: e4e encoder (one pass)" in panel.status.value
+    assert torch.equal(panel.result.w, panel.toonifiers["e4e"].encoder.encode(panel.result.aligned))
+    toon_image = panel.tiles["toon"][1].value
+    panel.swap_res.value = 16  # re-rendered by the e4e toonifier's generator
+    assert panel.tiles["toon"][1].value != toon_image
+    assert panel.toonifiers["e4e"].blend_setting[0] == 16

@@ -105,7 +105,7 @@ FAKE_COLAB = Path(__file__).parent / "fake_colab"
 DROPDOWNS = {"base_model", "toon_model", "model", "toon_network", "detector", "inversion", "space", "augment",
              "prepare", "swap_res", "level", "batch_size"}
 SLIDERS = {"steps", "truncation_psi", "blend_width", "frame_every", "freeze_d"}
-LOADS = ("load_generator(", "Toonifier(", "load_network(", "fetch(", "finetune(")
+LOADS = ("load_generator(", "Toonifier(", "load_network(", "fetch(", "finetune(", "_panel(")
 
 
 def _parameters(name: str) -> list[tuple[str, object, str]]:
@@ -135,7 +135,7 @@ def _spec(spec: str) -> tuple[list | None, dict]:
 
 @pytest.mark.parametrize("name", ALL)
 def test_parameters_are_colab_forms_that_injection_still_overrides(name):
-    from toonlib.widgets import INVERSION_MODES
+    from toonlib.pipeline import INVERT_MODES
 
     params = _parameters(name)
     names = [p[0] for p in params]
@@ -151,7 +151,7 @@ def test_parameters_are_colab_forms_that_injection_still_overrides(name):
         if param == "swap_res":
             assert all(o is None or (o >= 4 and o & (o - 1) == 0) for o in options), "swap resolutions: powers of 2"
         if param == "inversion":
-            assert options == list(INVERSION_MODES), f"{name}: offer the inversion modes toonlib.widgets has"
+            assert options == list(INVERT_MODES), f"{name}: offer the inversion modes Toonifier has"
         if options is None:
             assert "type" in settings, f"{name}: {param} needs a form type"
 

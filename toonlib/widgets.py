@@ -22,17 +22,18 @@ import ipywidgets as widgets
 import torch
 from PIL import Image, ImageDraw
 
+from .app import MODE_LABELS, OPTIMIZING
 from .blending import KEPT_LOW, Blender, LayerWeight, layer_weights
 from .checkpoints import GeneratorLike, load_generator
 from .images import _font, labelled_grid, read_image, to_pil
 from .networks import parse_seeds, z_from_seeds
 from .notebook import display_size, in_colab, offer_download, save_uploads
 
-__all__ = ["INVERSION_MODES", "BlendExplorer", "FrameScrubber", "ProjectionPanel", "ToonifyPanel", "blend_explorer",
+__all__ = ["PROJECTION_MODES", "BlendExplorer", "FrameScrubber", "ProjectionPanel", "ToonifyPanel", "blend_explorer",
            "layer_chart", "projection_panel", "toonify_panel", "uploaded_files"]
 
-#: How a photo becomes a latent in the panels: the choices of their "inversion" dropdown.
-INVERSION_MODES = ("optimize",)
+#: The modes the projection panel offers (the toonify panel offers `pipeline.INVERT_MODES`).
+PROJECTION_MODES = ("optimize",)
 #: Slider style that shows the whole description, however long (the default cuts it at about 80 px).
 FULL_LABEL = {"description_width": "initial"}
 LOW_COLOR, HIGH_COLOR = "#e07b39", "#3b6fb6"  # the toon (low-res) model and FFHQ (high-res) in the layer chart
@@ -55,8 +56,8 @@ def _scaled(image: Image.Image, bound: int) -> Image.Image:
 
 
 def _image_widget(css_class: str) -> widgets.Image:
-    """An Image widget that keeps the pixel size of its picture (see `_show`)."""
-    image = widgets.Image(format="png", layout=widgets.Layout(flex="0 0 auto", max_width="none",
+    """An Image widget shown at its picture's pixel size, shrunk (aspect kept) only where the output is narrower."""
+    image = widgets.Image(format="png", layout=widgets.Layout(flex="0 0 auto", max_width="100%", height="auto",
                                                               object_fit="contain"))
     image.add_class(css_class)
     return image
@@ -65,7 +66,7 @@ def _image_widget(css_class: str) -> widgets.Image:
 def _show(widget: widgets.Image, image: Image.Image) -> None:
     """Put `image` into `widget` and size the widget to the image's pixels."""
     widget.value = _png(image)
-    widget.layout.width, widget.layout.height = f"{image.width}px", f"{image.height}px"
+    widget.layout.width = f"{image.width}px"
 
 
 def _wrap(children: Sequence[widgets.Widget], css_class: str) -> widgets.Box:
@@ -83,8 +84,15 @@ def _column(children: Sequence[widgets.Widget], min_width: int = 340, max_width:
 
 
 def _tile(caption: widgets.HTML, image: widgets.Image) -> widgets.VBox:
-    """An image with its caption above it."""
-    return widgets.VBox([caption, image], layout=widgets.Layout(flex="0 0 auto", margin="0 12px 8px 0"))
+    """An image with its caption above it, hidden while the image has no picture."""
+    tile = widgets.VBox([caption, image], layout=widgets.Layout(flex="0 0 auto", margin="0 12px 8px 0"))
+
+    def follow(_=None) -> None:
+        tile.layout.display = "flex" if image.value else "none"
+
+    image.observe(follow, names="value")
+    follow()
+    return tile
 
 
 def _styled(control: widgets.Widget, css_class: str) -> widgets.Widget:
@@ -190,7 +198,7 @@ class BlendExplorer:
                                                description="smooth width (0: hard switch)",
                                                continuous_update=False, style=FULL_LABEL, layout=wide)
         self.seeds = widgets.Text(value=",".join(str(s) for s in seeds), description="seeds",
-                                  continuous_update=False, style=FULL_LABEL, layout=wide)
+                                  continuous_update=False, style=FULL_LABEL, layout=widgets.Layout(width="auto"))
         self.truncation = widgets.FloatSlider(value=truncation_psi, min=0.0, max=1.0, step=0.05,
                                               description="truncation ψ", continuous_update=False,
                                               style=FULL_LABEL, layout=wide)
@@ -312,12 +320,13 @@ class _PhotoPanel:
     """The common part of the photo panels: an upload button (outside Colab, whose notebooks use its
     upload dialog), a steps slider, the inversion mode, a Run button, a progress bar and a status line.
 
+    `modes` are (label, inversion mode) pairs; the steps slider is enabled for the modes in `OPTIMIZING`.
     Subclasses add their controls (`_extra_controls`), their results (`results`) and `_run`.
     """
 
     css_class = "toonlib-panel"
 
-    def __init__(self, steps: int, inversion: str, folder: str | os.PathLike):
+    def __init__(self, steps: int, modes: Sequence[tuple[str, str]], mode: str, folder: str | os.PathLike):
         self.folder = Path(folder)
         self.photo: str | os.PathLike | None = None
         self.upload = None
@@ -329,10 +338,12 @@ class _PhotoPanel:
         self.steps = _styled(widgets.IntSlider(value=steps, min=1, max=max(1000, steps), description="projection steps",
                                                continuous_update=False, style=FULL_LABEL, layout=wide),
                              "toonlib-steps")
-        self.inversion = _styled(widgets.Dropdown(options=INVERSION_MODES, value=inversion, description="inversion",
-                                                  style=FULL_LABEL), "toonlib-inversion")
+        self.inversion = _styled(widgets.Dropdown(options=list(modes), value=mode, description="inversion",
+                                                  style=FULL_LABEL, layout=widgets.Layout(width="auto")),
+                                 "toonlib-inversion")
+        self.inversion.observe(lambda _: self._mode_changed(), names="value")
         self.run_button = _styled(widgets.Button(description="Run", button_style="primary", icon="play",
-                                                 disabled=True, tooltip="project the photo with these settings"),
+                                                 disabled=True, tooltip="invert the photo with these settings"),
                                   "toonlib-run")
         self.run_button.on_click(lambda _: self._run_from_button())
         self.progress = _styled(widgets.IntProgress(value=0, min=0, max=steps, description="progress",
@@ -341,14 +352,18 @@ class _PhotoPanel:
         self.photo_image = _image_widget("toonlib-photo")
         self.photo_caption = widgets.HTML(_message("your photo"))
         upload = [self.upload] if self.upload is not None else []
-        self.controls = _column(upload + self._extra_controls() + [self.steps, self.inversion, self.run_button,
+        self.controls = _column(upload + self._extra_controls() + [self.inversion, self.steps, self.run_button,
                                                                      self.progress, self.status])
         self.widget = _wrap([self.controls, self.results()], self.css_class)
+        self._mode_changed()
 
     def _waiting_message(self) -> str:
         if self.upload is None:
             return "No photo yet: run the photo cell again to upload one."
         return "Upload a photo (or set photo_path in the parameters cell), then press Run."
+
+    def _mode_changed(self) -> None:
+        self.steps.disabled = self.inversion.value not in OPTIMIZING
 
     def _extra_controls(self) -> list[widgets.Widget]:
         return []
@@ -381,13 +396,14 @@ class _PhotoPanel:
         """Run on the current photo with the panel's settings (errors are raised)."""
         if self.photo is None:
             raise ValueError(self._waiting_message())
-        steps = self.steps.value
-        self.progress.max, self.progress.value = steps, 0
+        steps = self.steps.value if self.inversion.value in OPTIMIZING else None
+        self.progress.max, self.progress.value = steps or 1, 0
         self.run_button.disabled = True
         try:
             self._run(self.photo, steps, self._report)
         finally:
             self.run_button.disabled = False
+        self.progress.value = self.progress.max
 
     def _report(self, step: int, distance: float, _w=None) -> None:
         self.progress.value = step + 1
@@ -399,7 +415,7 @@ class _PhotoPanel:
         except Exception as exc:  # shown in the panel: a callback's exception would only reach the log
             self.status.value = _message(f"{type(exc).__name__}: {exc}", error=True)
 
-    def _run(self, photo, steps: int, report: Callable) -> None:
+    def _run(self, photo, steps: int | None, report: Callable) -> None:
         raise NotImplementedError
 
     def _start(self, photo: str | os.PathLike | None) -> None:
@@ -417,19 +433,33 @@ class _PhotoPanel:
         display(self.widget)
 
 
-class ToonifyPanel(_PhotoPanel):
-    """Photo -> toon with a `toonlib.pipeline.Toonifier`: choose the steps and the blend, press Run; moving the
-    swap-resolution slider afterwards re-renders the same latent (no new projection).
+def _done(mode: str, losses) -> str:
+    """The status line after a run: the mode, and the steps and final distance when it projected."""
+    if len(losses) == 0:
+        return f"done: {MODE_LABELS.get(mode, mode)}"
+    return f"done: {len(losses)} steps ({mode}), distance {float(losses[-1]):.4f}"
 
-    `result` is the last `ToonifyResult` (its `toon` and `pasted` follow the slider), None before the first run.
+
+class ToonifyPanel(_PhotoPanel):
+    """Photo -> toon with `toonlib.pipeline.Toonifier`s: choose the inversion mode, the steps and the blend, press
+    Run; moving the swap-resolution slider afterwards re-renders the same latent (no new inversion).
+
+    `toonifier` is used for its own mode (`invert`) and blend; `models`, the `Toonifier` arguments (base, toon,
+    toon_network, detector, ...), make the toonifier of any other mode the first time it runs (without them
+    only `toonifier`'s mode is offered). `result` is the last `ToonifyResult` (its `toon` and `pasted`
+    follow the slider), None before the first run.
     """
 
     css_class = "toonlib-toonify"
 
-    def __init__(self, toonifier, steps: int = 500, swap_res: int | None = None, inversion: str = "optimize",
-                 paste_back: bool = True, folder: str | os.PathLike = "uploads"):
-        self.toonifier, self.paste_back, self.result = toonifier, paste_back, None
-        resolutions = toonifier.base.synthesis.block_resolutions
+    def __init__(self, toonifier, steps: int = 500, paste_back: bool = True, models: dict | None = None,
+                 folder: str | os.PathLike = "uploads"):
+        from .pipeline import INVERT_MODES
+
+        self.toonifiers = {toonifier.invert: toonifier}
+        self.models, self.paste_back, self.result = models, paste_back, None
+        resolutions = toonifier.published_blend.synthesis.block_resolutions
+        swap_res = toonifier.blend_setting[0]
         self.swap_res = _styled(widgets.SelectionSlider(
             options=[("published", "published")] + [(f"{r} px", r) for r in resolutions],
             value="published" if swap_res is None else swap_res,
@@ -439,7 +469,19 @@ class ToonifyPanel(_PhotoPanel):
         self.tiles = {key: (widgets.HTML(_message(caption)), _image_widget(f"toonlib-{key}"))
                       for key, caption in (("aligned", "aligned"), ("reconstruction", "FFHQ reconstruction"),
                                            ("toon", "toon"), ("pasted", "pasted back"))}
-        super().__init__(steps, inversion, folder)
+        modes = INVERT_MODES if models is not None else (toonifier.invert,)
+        super().__init__(steps, [(MODE_LABELS.get(m, m), m) for m in modes], toonifier.invert, folder)
+
+    @property
+    def toonifier(self):
+        """The toonifier of the selected inversion mode (loaded from `models` on first use)."""
+        mode = self.inversion.value
+        if mode not in self.toonifiers:
+            from .pipeline import Toonifier
+
+            self.status.value = _message(f"loading the models of {MODE_LABELS.get(mode, mode)}...")
+            self.toonifiers[mode] = Toonifier(**self.models, invert=mode)
+        return self.toonifiers[mode]
 
     def _extra_controls(self) -> list[widgets.Widget]:
         return [self.swap_res]
@@ -452,28 +494,33 @@ class ToonifyPanel(_PhotoPanel):
         """The slider's swap resolution; None for the published blend."""
         return None if self.swap_res.value == "published" else self.swap_res.value
 
-    def _run(self, photo, steps: int, report: Callable) -> None:
+    def _run(self, photo, steps: int | None, report: Callable) -> None:
+        toonifier = self.toonifier
         self.status.value = _message("finding the face...")
-        self.toonifier.set_blend(self._blend())
-        result = self.toonifier(photo, steps=steps, paste_back=self.paste_back, progress=False, callback=report)
-        bound = display_size(result.aligned.width, 192)
-        _show(self.tiles["aligned"][1], result.aligned.resize((bound, bound), Image.Resampling.LANCZOS))
-        _show(self.tiles["reconstruction"][1], result.reconstruction.resize((bound, bound), Image.Resampling.LANCZOS))
+        toonifier.set_blend(self._blend())
+        result = toonifier(photo, steps=steps, paste_back=self.paste_back, progress=False, callback=report)
+        side = display_size(result.aligned.width, 192)
+        _show(self.tiles["aligned"][1], result.aligned.resize((side, side), Image.Resampling.LANCZOS))
+        if result.reconstruction is not None:
+            _show(self.tiles["reconstruction"][1], result.reconstruction.resize((side, side), Image.Resampling.LANCZOS))
+        self.tiles["reconstruction"][0].value = _message("FFHQ reconstruction" if result.reconstruction is not None
+                                                         else f"no reconstruction ({result.invert})")
         self.result = result
         self._show_toon()
-        self.status.value = _message(f"done: {result.losses.shape[0]} steps ({self.inversion.value}), "
-                                     f"distance {float(result.losses[-1]):.4f}. Move the swap resolution to "
+        self.status.value = _message(f"{_done(result.invert, result.losses)}. Move the swap resolution to "
                                      "re-render the same face.")
 
     def _reblend(self) -> None:
-        self.toonifier.set_blend(self._blend())
-        if self.result is not None:
-            self.result.toon = self.toonifier.render(self.result.w)
-            if self.paste_back:
-                from .pipeline import paste
+        if self.result is None:
+            return
+        toonifier = self.toonifiers[self.result.invert]
+        toonifier.set_blend(self._blend())
+        self.result.toon = toonifier.render(self.result.w)
+        if self.paste_back:
+            from .pipeline import paste
 
-                self.result.pasted = paste(self.result.photo, self.result.toon, self.result.quad)
-            self._show_toon()
+            self.result.pasted = paste(self.result.photo, self.result.toon, self.result.quad)
+        self._show_toon()
 
     def _show_toon(self) -> None:
         result = self.result
@@ -508,14 +555,14 @@ class ProjectionPanel(_PhotoPanel):
     css_class = "toonlib-projection"
 
     def __init__(self, G: GeneratorLike, steps: int = 500, space: str = "w+", frame_every: int = 10,
-                 detector: str = "auto", inversion: str = "optimize", video: str | os.PathLike = "projection.mp4",
+                 detector: str = "auto", video: str | os.PathLike = "projection.mp4",
                  folder: str | os.PathLike = "uploads"):
         self.G, self.frame_every, self.detector, self.video = load_generator(G), frame_every, detector, Path(video)
         self.result = None
         self.space = _styled(widgets.ToggleButtons(options=[("W+ (Toonify)", "w+"), ("W", "w")], value=space,
                                                    description="latent space", style=FULL_LABEL), "toonlib-space")
         self.output = widgets.Output(layout=widgets.Layout(flex="1 1 400px", min_width="0"))
-        super().__init__(steps, inversion, folder)
+        super().__init__(steps, [(MODE_LABELS.get(m, m), m) for m in PROJECTION_MODES], PROJECTION_MODES[0], folder)
 
     def _extra_controls(self) -> list[widgets.Widget]:
         return [self.space]
@@ -547,8 +594,8 @@ class ProjectionPanel(_PhotoPanel):
                 save_video(result, self.video)
                 display(Video(str(self.video), embed=True))
                 display(FrameScrubber(result.frames, self.frame_every, last_step=result.steps - 1))
-        self.status.value = _message(f"done: {result.steps} steps ({self.inversion.value}, "
-                                     f"{self.space.value.upper()}), distance {float(result.losses[-1].sum()):.4f}")
+        self.status.value = _message(f"{_done(self.inversion.value, result.losses[:, 0])} in "
+                                     f"{self.space.value.upper()}")
 
     def save(self, path: str | os.PathLike) -> None:
         """Save the latent (`ProjectionResult.save`), or say what to do when there is none yet."""

@@ -1,0 +1,260 @@
+"""The notebooks' widgets in a real browser: JupyterLab on 127.0.0.1 with tiny checkpoints, driven by headless
+Chromium through Playwright (tests/browser.py).
+
+What a person sees and does: notebooks 02 and 04 run from the Run menu; the blend explorer and the toonify panel
+show every control whole, uncovered and clickable, with full labels, at 1024 and 1600 px windows (JupyterLab's
+file browser open, so the output area is about 590 and 1170 px wide); images are never stretched; a keyboard
+move of a swap-resolution slider changes the image; the upload button takes a photo; the steps chosen with the
+keyboard are the steps the projection runs. Screenshots go to $TOONLIB_SCREENSHOTS (default: a temp folder
+printed by the tests) and failures name theirs; the update latencies measured through the browser are written
+to latency.json there.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from browser import assert_usable, chromium, jupyter, page_at, screenshot, screenshots_on_failure
+from tiny import tiny_generator, write_photos
+
+from notebooks import prepare
+from toonlib.blending import blend
+from toonlib.checkpoints import Networks, save_network
+
+WIDTHS = (1024, 1600)
+WAIT_MS = 600_000  # the longest wait for a notebook or a projection on a busy 2-core machine (not a time limit)
+HANDLE = ".noUi-handle, .ui-slider-handle"  # a slider's handle: ipywidgets 8 (noUiSlider), 7 (jQuery UI)
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    folder = Path(os.environ.get("TOONLIB_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"\nbrowser screenshots: {folder}")
+    return folder
+
+
+def _toon_of(base_seed: int):
+    """A tiny 'fine-tuned' toon model: the base model with every weight moved by about a third."""
+    import torch
+
+    toon = tiny_generator(base_seed)
+    torch.manual_seed(99)
+    with torch.no_grad():
+        for param in toon.parameters():
+            param.add_(0.35 * param.abs().mean() * torch.randn_like(param))
+    return toon
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, random_vgg_torch_home, request):
+    """JupyterLab over a folder with tiny models (a base and a toon model 'fine-tuned' from it), photos and
+    notebooks 02 and 04 prepared as CI runs them."""
+    root = tmp_path_factory.mktemp("lab")
+    base, toon = tiny_generator(0), _toon_of(0)
+    save_network(root / "base.pt", base)
+    save_network(root / "toon-ft.pt", toon)
+    save_network(root / "toon.pt", Networks(G_ema=blend(toon, base, 8), G=toon))  # laid out like Toonify's file
+    write_photos(root / "photos")
+    common = {"base_model": "base.pt", "use_drive": False}
+    notebooks = {"02.ipynb": prepare("02_blend.ipynb", {**common, "toon_model": "toon-ft.pt", "toon_network": "G_ema",
+                                                       "swap_res": 8, "output": "blend.pt"}),
+                 "04.ipynb": prepare("04_toonify.ipynb", {**common, "toon_model": "toon.pt", "steps": 2,
+                                                         "detector": "dlib", "output": "me.png"})}
+    for name, nb in notebooks.items():
+        nbformat.write(nb, root / name)
+    server = jupyter(root, env={"TORCH_HOME": str(random_vgg_torch_home), "TOONLIB_CACHE": str(root / "cache")})
+    request.addfinalizer(server.stop)
+    server.start()
+    server.root = root
+    return server
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with chromium() as context:
+        yield context
+
+
+def _run_all(page, marker: str) -> None:
+    """Run every cell from JupyterLab's Run menu and wait until the output `marker` shows."""
+    page.locator(".jp-Notebook").wait_for(timeout=WAIT_MS)
+    _accept_kernel(page)
+    page.get_by_role("menuitem", name="Run", exact=True).click()
+    page.locator('li[data-command="runmenu:run-all"]').click()
+    try:
+        page.get_by_text(marker).first.wait_for(timeout=WAIT_MS)
+    except Exception as exc:
+        errors = page.locator(".jp-OutputArea-output", has_text="Error").all_inner_texts()
+        raise AssertionError(f"{marker!r} never showed; error outputs: {errors[-3:]}") from exc
+
+
+def _accept_kernel(page) -> None:
+    """Wait until the notebook's kernel is idle; accept JupyterLab's "Select Kernel" dialog (Python 3) if it asks,
+    which it does when the kernel list arrives late on a busy machine."""
+    dialog = page.locator(".jp-Dialog", has_text="Select Kernel")
+    idle = page.locator('.jp-NotebookPanel:has(.jp-Toolbar-kernelName[aria-label^="Python 3"]) '
+                        '.jp-Notebook-ExecutionIndicator[data-status="idle"]')
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while not idle.count():
+        assert time.monotonic() < deadline, "the kernel never became idle"
+        if dialog.count():
+            dialog.locator(".jp-mod-accept").click()
+        page.wait_for_timeout(250)
+
+
+def _image_bytes(locator) -> str:
+    """The bytes the browser shows in an <img> (its blob: or data: URL, fetched in the page), base64."""
+    return locator.evaluate("""async img => {
+        const data = new Uint8Array(await (await fetch(img.src)).arrayBuffer());
+        let text = ''; for (const b of data) text += String.fromCharCode(b); return btoa(text); }""")
+
+
+def _assert_not_stretched(locator, name: str) -> None:
+    """An <img> is shown at its pixel size, or shrunk with its aspect kept where the output is narrower."""
+    size = locator.evaluate("""img => { const r = img.getBoundingClientRect();
+        return {w: r.width, h: r.height, nw: img.naturalWidth, nh: img.naturalHeight,
+                room: img.closest('.jp-OutputArea-output, .output_subarea').getBoundingClientRect().width}; }""")
+    assert size["nw"] > 0, f"{name} shows no picture"
+    assert size["w"] <= size["nw"] + 0.5, f"{name} is stretched: {size}"
+    assert abs(size["h"] / size["w"] - size["nh"] / size["nw"]) < 0.02, f"{name} is distorted: {size}"
+    if size["nw"] <= size["room"] - 40:
+        assert abs(size["w"] - size["nw"]) < 0.5, f"{name} is shrunk although it fits: {size}"
+
+
+def _assert_labels_whole(widget, name: str) -> None:
+    """Descriptions and readouts are not cut off (no ellipsis: their text fits their box)."""
+    cut = widget.evaluate("""root => [...root.querySelectorAll('.widget-label, .widget-readout, label')]
+        .filter(e => e.offsetParent && e.scrollWidth > e.clientWidth + 1).map(e => e.textContent)""")
+    assert cut == [], f"{name}: labels cut off: {cut}"
+
+
+def _assert_apart(control, image, name: str) -> None:
+    """A control and an image do not overlap."""
+    a, b = control.bounding_box(), image.bounding_box()
+    overlap = (a["x"] < b["x"] + b["width"] and b["x"] < a["x"] + a["width"]
+               and a["y"] < b["y"] + b["height"] and b["y"] < a["y"] + a["height"])
+    assert not overlap, f"{name} overlaps the image: {a} / {b}"
+
+
+def _move_slider(page, slider, key: str, image, readout: str, latencies: dict, label: str) -> None:
+    """Focus a slider's handle, press `key`, and wait until the readout says `readout` and `image` changed."""
+    before, source = _image_bytes(image), image.get_attribute("src")
+    slider.locator(HANDLE).first.focus()
+    start = time.perf_counter()
+    page.keyboard.press(key)
+    page.wait_for_function("([img, before]) => img.src !== before", arg=[image.element_handle(), source],
+                           polling="raf", timeout=WAIT_MS)
+    latencies[label] = round(time.perf_counter() - start, 3)
+    slider.locator(".widget-readout").get_by_text(readout, exact=True).wait_for()
+    assert _image_bytes(image) != before, f"{label}: the picture did not change"
+
+
+def _widget_screenshot(page, widget, path: Path) -> None:
+    """A screenshot of the whole widget: the window is made tall enough for it, at the same width."""
+    width = page.viewport_size["width"]
+    page.set_viewport_size({"width": width, "height": 2000})
+    widget.scroll_into_view_if_needed()
+    widget.screenshot(path=str(path))
+    page.set_viewport_size({"width": width, "height": 900})
+
+
+def _record(shots: Path, latencies: dict) -> None:
+    path = shots / "latency.json"
+    known = json.loads(path.read_text()) if path.exists() else {}
+    path.write_text(json.dumps({**known, **latencies}, indent=1))
+    print(f"update latency through the browser (s): {latencies}")
+
+
+def test_blend_explorer_fits_and_reacts_in_jupyterlab(lab, browser, shots):
+    page = page_at(browser, lab.url(f"lab/tree/02.ipynb?reset&{lab.url_token}"), width=WIDTHS[0])
+    with screenshots_on_failure(page, shots, "02-run"):
+        _run_all(page, "saved blend.pt")
+    assert (lab.root / "blend.pt").exists()
+    explorer = page.locator(".toonlib-explorer")
+    grid, chart = explorer.locator("img.toonlib-grid"), explorer.locator("img.toonlib-chart")
+    status = explorer.locator(".toonlib-status")
+    controls = {"swap-resolution slider": explorer.locator(".toonlib-swap-res").locator(HANDLE).first,
+                "smooth-width slider": explorer.locator(".toonlib-blend-width").locator(HANDLE).first,
+                "truncation slider": explorer.locator(".toonlib-truncation").locator(HANDLE).first,
+                "seeds box": explorer.locator(".toonlib-seeds input"),
+                "level conv1": explorer.locator(".toonlib-level button", has_text="conv1"),
+                "level conv0": explorer.locator(".toonlib-level button", has_text="conv0")}
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": 900})
+        with screenshots_on_failure(page, shots, f"02-explorer-{width}"):
+            explorer.scroll_into_view_if_needed()
+            _assert_labels_whole(explorer, "explorer")
+            for name, control in controls.items():
+                assert_usable(control, f"{name} at {width} px")
+                _assert_apart(control, grid, f"{name} at {width} px")
+            status.get_by_text("toon up to 8 px (level 0)").wait_for()  # the clicks' re-renders are done
+            for name, image in (("image grid", grid), ("layer chart", chart)):
+                image.scroll_into_view_if_needed()
+                _assert_not_stretched(image, f"{name} at {width} px")
+            screenshot(page, shots, f"02-window-{width}")
+            _widget_screenshot(page, explorer, shots / f"02-explorer-{width}.png")
+    latencies = {}
+    with screenshots_on_failure(page, shots, "02-keyboard"):
+        swap = explorer.locator(".toonlib-swap-res")
+        _move_slider(page, swap, "ArrowRight", grid, "16 px", latencies, "explorer swap 8 -> 16 px")
+        status.get_by_text("toon up to 16 px").wait_for()
+        _move_slider(page, swap, "ArrowLeft", grid, "8 px", latencies, "explorer swap 16 -> 8 px")
+        status.get_by_text("toon up to 8 px").wait_for()
+    _record(shots, latencies)
+    page.close()
+
+
+def test_toonify_notebook_uploads_runs_the_chosen_steps_and_reblends(lab, browser, shots):
+    page = page_at(browser, lab.url(f"lab/tree/04.ipynb?reset&{lab.url_token}"), width=WIDTHS[0])
+    with screenshots_on_failure(page, shots, "04-run"):
+        _run_all(page, "No toon yet")  # photo_path empty outside Colab: the panel waits for an upload
+    panel = page.locator(".toonlib-toonify")
+    status, steps = panel.locator(".toonlib-status"), panel.locator(".toonlib-steps")
+    with screenshots_on_failure(page, shots, "04-upload"):
+        with page.expect_file_chooser() as chooser:  # what a click on the upload button opens
+            panel.locator(".toonlib-upload").first.click()
+        chooser.value.set_files(str(lab.root / "photos" / "hopper.jpg"))
+        status.get_by_text(re.compile(r"hopper\.jpg: \d+ x \d+ px\. Press Run\.")).wait_for(timeout=WAIT_MS)
+        _assert_not_stretched(panel.locator("img.toonlib-photo"), "uploaded photo")
+        steps.locator(HANDLE).first.focus()
+        for _ in range(2):
+            page.keyboard.press("ArrowRight")
+        steps.locator(".widget-readout").get_by_text("4", exact=True).wait_for()
+        panel.locator(".toonlib-run").click()
+        status.get_by_text("done: 4 steps").wait_for(timeout=WAIT_MS)
+        filled = panel.locator(".toonlib-progress .progress-bar").evaluate(
+            "bar => bar.getBoundingClientRect().width / bar.parentElement.getBoundingClientRect().width")
+        assert filled > 0.99, f"the progress bar is {filled:.0%} full after the run"
+    toon = panel.locator("img.toonlib-toon")
+    controls = {"upload button": panel.locator(".toonlib-upload").first,
+                "swap-resolution slider": panel.locator(".toonlib-swap-res").locator(HANDLE).first,
+                "steps slider": steps.locator(HANDLE).first,
+                "inversion menu": panel.locator(".toonlib-inversion select"),
+                "Run button": panel.locator(".toonlib-run")}
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": 900})
+        with screenshots_on_failure(page, shots, f"04-panel-{width}"):
+            panel.scroll_into_view_if_needed()
+            _assert_labels_whole(panel, "toonify panel")
+            for name, control in controls.items():
+                assert_usable(control, f"{name} at {width} px", click=name not in ("upload button", "Run button"))
+                _assert_apart(control, toon, f"{name} at {width} px")
+            for name in ("photo", "aligned", "reconstruction", "toon", "pasted"):
+                image = panel.locator(f"img.toonlib-{name}")
+                image.scroll_into_view_if_needed()
+                _assert_not_stretched(image, f"{name} at {width} px")
+            screenshot(page, shots, f"04-window-{width}")
+            _widget_screenshot(page, panel, shots / f"04-panel-{width}.png")
+    latencies = {}
+    with screenshots_on_failure(page, shots, "04-keyboard"):
+        swap = panel.locator(".toonlib-swap-res")
+        _move_slider(page, swap, "ArrowRight", toon, "4 px", latencies, "toonify swap published -> 4 px")
+        panel.get_by_text("toon, blend at 4 px").wait_for()
+    _record(shots, latencies)
+    page.close()
