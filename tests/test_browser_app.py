@@ -1,0 +1,183 @@
+"""`toonlib app` through a real browser: Debian's Chromium driven by Playwright, tiny models, offline.
+
+The app runs as `python -m toonlib app` in its own process on a free port of 127.0.0.1 (tests/browser.py's
+`Server`), with tiny checkpoints, dlib landmarks and a TORCH_HOME holding a random VGG16 (LPIPS builds through
+the product's own code). On a failure each test saves a screenshot and names it in its message.
+"""
+from __future__ import annotations
+
+import io
+import sys
+import time
+
+import numpy as np
+import pytest
+from browser import CHROMIUM_ARGS, Server, assert_usable, chromium, page_at, screenshots_on_failure
+from PIL import Image
+from tiny import write_photos, write_toonify_models
+
+FAKE_CAMERA = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]  # a test-pattern webcam
+SERVER_START_S = 300  # importing gradio and torch, loading the models, LPIPS and dlib on a busy 2-core machine
+TOON_S = 300  # waits for results: generous, never asserted as a speed
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, random_vgg_torch_home):
+    """`toonlib app` on tiny models in its own process; the module's last test stops it."""
+    root = tmp_path_factory.mktemp("app_server")
+    base, toon, _, _ = write_toonify_models(root)
+    photos = write_photos(root / "photos")
+    (photos / "notes.txt").write_text("not a photo")
+    astronaut, hopper = Image.open(photos / "astronaut.png"), Image.open(photos / "hopper.jpg")
+    pair = Image.new("RGB", (astronaut.width + hopper.width, hopper.height), "white")
+    pair.paste(astronaut, (0, 0))
+    pair.paste(hopper, (astronaut.width, 0))
+    pair.save(photos / "pair.jpg")  # two faces
+    app = Server([sys.executable, "-m", "toonlib", "app", "--base", str(base), "--toon", str(toon), "--detector",
+                  "dlib", "--port", "{port}", "--steps", "3", "--swap-res", "16"],
+                 env={"TORCH_HOME": str(random_vgg_torch_home), "GRADIO_TEMP_DIR": str(root / "uploads")},
+                 log=root / "server.log", timeout=SERVER_START_S)
+    app.start()
+    app.photos = photos
+    yield app
+    app.stop()
+
+
+@pytest.fixture(scope="module")
+def context():
+    """The harness's Chromium, with a fake camera (a test pattern) that the page may use."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("browser.CHROMIUM_ARGS", [*CHROMIUM_ARGS, *FAKE_CAMERA])
+        with chromium() as context:
+            context.grant_permissions(["camera"])
+            yield context
+
+
+@pytest.fixture
+def page(context, server):
+    """The app in a 1280 px window; `page.requested` lists the address of every request it makes."""
+    page = context.new_page()
+    page.requested = []
+    page.on("request", lambda request: page.requested.append(request.url))
+    page.set_viewport_size({"width": 1280, "height": 1000})
+    page.goto(server.url())
+    page.wait_for_selector("#toonify")
+    yield page
+    page.close()
+
+
+def shown_image(page, selector: str) -> tuple[str, np.ndarray]:
+    """The address and the pixels of the image the page shows in `selector` (waiting for it to appear)."""
+    image = page.locator(f"{selector} img")
+    image.wait_for()
+    src = image.get_attribute("src")
+    return src, np.asarray(Image.open(io.BytesIO(page.request.get(src).body())).convert("RGB"))
+
+
+def press(page, slider: str, key: str) -> str:
+    """Press `key` on a slider (as a keyboard user does) and return the value its number box shows."""
+    page.locator(f"{slider} input[type=range]").focus()
+    page.keyboard.press(key)
+    return page.locator(f"{slider} input[type=number]").input_value()
+
+
+def expect_toast(page, text: str) -> None:
+    page.locator("[data-testid='toast-body']", has_text=text).first.wait_for(timeout=60_000)
+
+
+def test_photo_to_toon_then_the_slider_changes_it(page, server, tmp_path, record_property):
+    photo = server.photos / "hopper.jpg"
+    with screenshots_on_failure(page, tmp_path, "photo-to-toon"):
+        assert press(page, "#steps", "ArrowLeft") == "2"
+        start = time.monotonic()
+        page.locator("#photo input[type=file]").set_input_files(photo)
+        page.locator("#photo img").wait_for()
+        page.click("#toonify")
+        page.locator("#toon img").wait_for(timeout=TOON_S * 1000)
+        upload_to_toon = time.monotonic() - start
+        record_property("upload_to_toon_s", round(upload_to_toon, 1))
+        print(f"upload to toon through the browser: {upload_to_toon:.1f} s")
+        status = page.locator("#status").inner_text()
+        assert "2 steps" in status and "16 px" in status, status
+        src, toon = shown_image(page, "#toon")
+        assert toon.shape == (32, 32, 3)
+        assert shown_image(page, "#aligned")[1].shape == (32, 32, 3)
+        assert shown_image(page, "#pasted")[1].shape == np.asarray(Image.open(photo)).shape
+
+        assert press(page, "#swap", "ArrowLeft") == "3"  # 2^3: the toon model's layers up to 8 px only
+        page.wait_for_function("src => document.querySelector('#toon img').src !== src", arg=src,
+                               timeout=TOON_S * 1000)
+        _, reblended = shown_image(page, "#toon")
+        assert reblended.shape == toon.shape and not np.array_equal(reblended, toon)
+        assert "8 px" in page.locator("#status").inner_text()
+        assert "Toonified" not in page.locator("#status").inner_text()  # re-rendered, not projected again
+        outside = sorted({url for url in page.requested if not url.startswith((server.url(), "data:", "blob:"))})
+        assert outside == [], f"the page fetched from outside the app: {outside}"
+
+
+def test_a_second_face_is_picked_in_the_gallery(page, server, tmp_path):
+    with screenshots_on_failure(page, tmp_path, "second-face"):
+        page.locator("#photo input[type=file]").set_input_files(server.photos / "pair.jpg")
+        page.locator("#photo img").wait_for()
+        page.click("#toonify")
+        status = page.locator("#status")
+        status.filter(has_text="Face 1 of 2").wait_for(timeout=TOON_S * 1000)
+        page.locator("#faces button[aria-label='Thumbnail 2 of 2']").wait_for()
+        assert page.locator("#faces button[aria-label^='Thumbnail']").count() == 2
+        _, first_pasted = shown_image(page, "#pasted")
+        page.click("#faces button[aria-label='Thumbnail 2 of 2']")
+        status.filter(has_text="Face 2 of 2").wait_for(timeout=TOON_S * 1000)
+        assert "0 more to pick" in status.inner_text()
+        _, both_pasted = shown_image(page, "#pasted")
+        changed = (first_pasted.astype(int) != both_pasted.astype(int)).any(-1)
+        assert changed[:, :512].any() and not changed[:, 512:].any()  # the astronaut's face (left) joins
+
+
+def test_bad_uploads_say_what_is_wrong(page, server, tmp_path):
+    photos = server.photos
+    with screenshots_on_failure(page, tmp_path, "bad-uploads"):
+        page.locator("#photo input[type=file]").set_input_files(photos / "broken.jpg")
+        page.click("#toonify")
+        expect_toast(page, "cannot read 'broken.jpg' as an image")
+        page.locator("#photo input[type=file]").set_input_files(photos / "coffee.png")
+        page.click("#toonify")
+        expect_toast(page, "no face was found in the image")
+        page.locator("#photo input[type=file]").set_input_files(photos / "notes.txt")
+        expect_toast(page, "Invalid file type: notes.txt. Only image/* allowed.")  # refused by the browser side
+        huge = tmp_path / "huge.jpg"
+        with open(huge, "wb") as file:
+            file.truncate(60_000_000)  # over the 50 MB upload limit (a sparse file: nothing written)
+        page.requested.clear()
+        page.locator("#photo input[type=file]").set_input_files(huge)
+        expect_toast(page, 'File(s) exceed the maximum allowed size of 50.0 Mb: "huge.jpg"')
+        assert not [url for url in page.requested if "/gradio_api/upload?" in url]  # never sent
+        assert page.locator("#toon img").count() == 0
+
+
+def test_webcam_photo_reaches_the_app(page, server, tmp_path):
+    """Chromium's fake camera (a test pattern, no face): the capture is toonified like an upload."""
+    with screenshots_on_failure(page, tmp_path, "webcam"):
+        page.click("#photo button[aria-label='Capture from camera']")
+        page.get_by_text("Click to Access Webcam").click()
+        page.wait_for_function("() => { const v = document.querySelector('#photo video');"
+                               " return v !== null && v.readyState >= 2 && v.videoWidth > 0; }")  # frames arrive
+        page.click("#photo button[aria-label='capture photo']")
+        page.locator("#photo img").wait_for()
+        page.click("#toonify")
+        expect_toast(page, "no face was found in the image")
+
+
+@pytest.mark.parametrize("width", [800, 1024, 1600])
+def test_controls_usable_at_every_width(context, server, tmp_path, width):
+    page = page_at(context, server.url(), width=width)
+    try:
+        page.wait_for_selector("#toonify")
+        with screenshots_on_failure(page, tmp_path, f"controls-{width}"):
+            assert_usable(page.locator("#photo button[aria-label='Drop an image file here to upload']"), "upload",
+                          click=False)
+            assert_usable(page.locator("#photo button[aria-label='Capture from camera']"), "webcam", click=False)
+            assert_usable(page.locator("#steps input[type=range]"), "steps slider")
+            assert_usable(page.locator("#swap input[type=range]"), "swap-resolution slider")
+            assert_usable(page.locator("#toonify"), "Toonify button", click=False)
+    finally:
+        page.close()
