@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import ops
+
 VGG16_WEIGHTS = "lpips-vgg16"  # registry name of torchvision's ImageNet VGG16 (toonlib.models)
 
 _LPIPS_CACHE: dict[str, nn.Module] = {}
@@ -81,13 +83,31 @@ class PerceptualDistance:
 
     def _features(self, images: torch.Tensor) -> list[torch.Tensor]:
         x = self.net.scaling_layer(images) if self.net.version == "0.1" else images
-        return [_unit_channels(f) for f in self.net.net(x)]
+        return [_unit_channels(f) for f in _trunk_outputs(self.net.net, x)]
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         total = 0
         for lin, feat, target in zip(self.net.lins, self._features(images), self.target_features):
             total = total + lin((feat - target).square()).mean(dim=[1, 2, 3])
         return total
+
+
+def _trunk_outputs(trunk: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """The outputs of an lpips trunk's slices (`slice1` .. `slice{N_slices}`), its 3x3 stride-1 convolutions
+    through `ops.conv3x3` (Winograd inside `ops.winograd()`, as projection runs it); another trunk runs as is."""
+    slices = [getattr(trunk, f"slice{i}") for i in range(1, getattr(trunk, "N_slices", 0) + 1)]
+    if not slices:
+        return list(trunk(x))
+    outputs = []
+    for layers in slices:
+        for layer in layers:
+            if (isinstance(layer, nn.Conv2d) and layer.kernel_size == (3, 3) and layer.stride == (1, 1)
+                    and layer.padding == (1, 1) and layer.dilation == (1, 1) and layer.groups == 1):
+                x = ops.conv3x3(x, layer.weight, layer.bias)
+            else:
+                x = layer(x)
+        outputs.append(x)
+    return outputs
 
 
 def _unit_channels(x: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
@@ -105,15 +125,19 @@ def noise_regularization(noise_maps: Iterable[torch.Tensor]) -> torch.Tensor:
     Each map is [N, 1, H, W]. At every scale of its pyramid (halved by 2x2 average pooling down to
     8x8, or the map's own size when smaller) it adds the squared mean of the map times itself
     shifted by one pixel, horizontally and vertically (wrapping around). Returns [N].
+    Maps of one size are stacked and treated together (a few dozen ops instead of hundreds).
     """
-    reg = 0
+    by_size: dict[int, list[torch.Tensor]] = {}
     for noise in noise_maps:
-        while True:
-            for dim in (2, 3):
-                reg = reg + (noise * noise.roll(shifts=1, dims=dim)).mean(dim=[1, 2, 3]).square()
-            if noise.shape[2] <= 8:
-                break
-            noise = F.avg_pool2d(noise, kernel_size=2)
+        by_size.setdefault(noise.shape[2], []).append(noise)
+    reg = 0
+    while by_size:
+        size = max(by_size)
+        maps = torch.cat(by_size.pop(size), dim=1)  # [N, maps, size, size]
+        for dim in (2, 3):
+            reg = reg + (maps * maps.roll(shifts=1, dims=dim)).mean(dim=[2, 3]).square().sum(dim=1)
+        if size > 8:
+            by_size.setdefault(size // 2, []).append(F.avg_pool2d(maps, kernel_size=2))
     return reg
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import ops
+from . import ops, runtime
 
 NOISE_MODES = ("random", "const", "none")
 
@@ -184,15 +184,14 @@ class FullyConnectedLayer(nn.Module):
         self.bias_gain = lr_multiplier
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.weight.to(x.dtype) * self.weight_gain
-        b = self.bias
-        if b is not None:
-            b = b.to(x.dtype)
-            if self.bias_gain != 1:
-                b = b * self.bias_gain
-        if self.activation == "linear" and b is not None:
-            return torch.addmm(b.unsqueeze(0), x, w.t())
-        return ops.bias_act(x.matmul(w.t()), b, activation=self.activation, inplace=True)
+        w = self.weight.to(x.dtype)
+        if self.bias is None:
+            x = torch.mm(x, w.t()).mul_(self.weight_gain)
+        else:  # the gain scales the [N, out] product, not a copy of the weight
+            b = self.bias.to(x.dtype)
+            b = b * self.bias_gain if self.bias_gain != 1 else b
+            x = torch.addmm(b.unsqueeze(0), x, w.t(), alpha=self.weight_gain)
+        return ops.bias_act(x, None, activation=self.activation, inplace=True)
 
 
 class Conv2dLayer(nn.Module):
@@ -213,11 +212,14 @@ class Conv2dLayer(nn.Module):
         self.bias = nn.Parameter(torch.zeros([out_channels])) if bias else None
 
     def forward(self, x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
-        w = self.weight * self.weight_gain
-        x = ops.conv2d_resample(x, w, f=self.resample_filter, down=self.down, padding=self.padding)
+        # act(conv(x, w) + b) * g = act(conv(x, w * g) + b * g) for g > 0: the gain and the bias ride on the
+        # convolution, which leaves one pass (activation and clamp) over its output.
+        scale = self.act_gain * gain
+        w = self.weight * (self.weight_gain * scale)
+        b = None if self.bias is None else self.bias * scale
+        x = ops.conv2d_resample(x, w, f=self.resample_filter, down=self.down, padding=self.padding, bias=b)
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return ops.bias_act(x, self.bias, activation=self.activation, gain=self.act_gain * gain, clamp=clamp,
-                            inplace=True)
+        return ops.bias_act(x, None, activation=self.activation, gain=1, clamp=clamp, inplace=True)
 
 
 class SynthesisLayer(nn.Module):
@@ -242,17 +244,25 @@ class SynthesisLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "random", fused: bool = True,
                 gain: float = 1.0) -> torch.Tensor:
-        styles = self.affine(w)
+        styles = _styles(self.affine, w, fused)
         noise = None
         if self.use_noise and noise_mode == "random":
             shape = [x.shape[0], 1, self.resolution, self.resolution]
             noise = torch.randn(shape, device=x.device) * self.noise_strength
         elif self.use_noise and noise_mode == "const":
             noise = self.noise_const * self.noise_strength
-        x = ops.modulated_conv2d(x, self.weight, styles, noise=noise, up=self.up, padding=self.padding,
-                                 resample_filter=self.resample_filter, fused=fused)
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return ops.bias_act(x, self.bias, activation="lrelu", gain=ops.LRELU_GAIN * gain, clamp=clamp, inplace=True)
+        return ops.modulated_conv2d(x, self.weight, styles, noise=noise, up=self.up, padding=self.padding,
+                                    resample_filter=self.resample_filter, fused=fused, bias=self.bias,
+                                    activation="lrelu", gain=ops.LRELU_GAIN * gain, clamp=clamp)
+
+
+def _styles(affine: FullyConnectedLayer, w: torch.Tensor, fused: bool) -> torch.Tensor:
+    """affine(w); fused modulation takes it row by row, so that every sample's numbers (and a projection's
+    result) are the same in a batch as alone: a batched matrix product may sum in another order."""
+    if not fused or w.shape[0] == 1:
+        return affine(w)
+    return torch.cat([affine(row) for row in w.split(1)])
 
 
 class ToRGBLayer(nn.Module):
@@ -267,9 +277,9 @@ class ToRGBLayer(nn.Module):
         self.weight_gain = 1 / math.sqrt(in_channels)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, fused: bool = True) -> torch.Tensor:
-        styles = self.affine(w) * self.weight_gain
-        x = ops.modulated_conv2d(x, self.weight, styles, demodulate=False, fused=fused)
-        return ops.bias_act(x, self.bias, clamp=self.conv_clamp, inplace=True)
+        styles = _styles(self.affine, w, fused) * self.weight_gain
+        return ops.modulated_conv2d(x, self.weight, styles, demodulate=False, fused=fused, bias=self.bias,
+                                    clamp=self.conv_clamp)
 
 
 # --------------------------------------------------------------------------------------------
@@ -415,6 +425,7 @@ class Generator(nn.Module):
 
     def __init__(self, config: GeneratorConfig | None = None, **fields):
         super().__init__()
+        runtime.tune_allocator()  # keep large freed blocks for reuse (toonlib.runtime; opt-out there)
         if config is None:
             config = GeneratorConfig(**fields)
         elif fields:
@@ -524,6 +535,7 @@ class Discriminator(nn.Module):
 
     def __init__(self, config: DiscriminatorConfig | None = None, **fields):
         super().__init__()
+        runtime.tune_allocator()
         if config is None:
             config = DiscriminatorConfig(**fields)
         elif fields:

@@ -1,0 +1,413 @@
+"""toonlib against a reference-style StyleGAN2 (benchmarks/reference_ops.py: NVIDIA's reference-op composition and
+projector / training loops), and optionally against an older toonlib, on the same random config-F weights.
+
+    python benchmarks/bench_vs_reference.py [--before /tmp/toonlib-before] [--rounds 2] [--steps 3]
+           [--cases project forward train batch] [--resolutions 256 1024] [--threads 2] [--precision bf16]
+
+Cases (each measurement in its own process, the implementations interleaved round by round, A B C A B C ...):
+
+* project: seconds per projection step (synthesis + VGG16 LPIPS + backward + Adam + noise renormalisation) in W
+  and W+, batch 1: `toonlib.project` (timed between its callbacks) and NVIDIA's projector loop.
+* forward: generator forward, batch 1, const noise, no autograd.
+* train: one fine-tuning minibatch at 256 px, batch 4, ADA on (p = 0.2): seconds of Gmain + Dmain + Dreg / 16
+  (R1 every 16 minibatches) and + Greg / 4 (path length every 4, NVIDIA's default), each phase timed on its own
+  through toonlib's public `TrainConfig` / `Trainer.run_phase` and the reference training phases.
+* batch: photos per second projecting N = 1, 2, 4, 8 targets at once (W+, 256 px), toonlib only.
+
+Reported: min and median seconds per step over all timed steps, CPU seconds per step (user + system of the
+process, which also shows time the kernel spends zeroing pages), and peak RSS during the timed loop
+(VmHWM, reset after set-up) and over the whole process. Every process runs as a user gets it: glibc malloc,
+nothing preloaded, `TOONLIB_MALLOC` unset (toonlib tunes its own process, see toonlib/runtime.py). 256 px is
+NVIDIA's published FFHQ-256 architecture (channel_base 16384), 1024 px is config F (32768).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CHANNEL_BASE = {256: 16384, 512: 32768, 1024: 32768}
+TRAIN_BATCH = 4
+ADA_P = 0.2
+
+
+# --------------------------------------------------------------------------------------------
+# Worker side (one process per measurement)
+
+
+def _status_kib(key: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+class _Clock:
+    """Wall and CPU stamps; `reset_peak` restarts the kernel's peak-RSS counter (VmHWM) at the current RSS."""
+
+    setup_peak_mb = 0.0
+
+    def __init__(self):
+        self.wall, self.cpu = [], []
+
+    def stamp(self) -> None:
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        self.wall.append(time.perf_counter())
+        self.cpu.append(r.ru_utime + r.ru_stime)
+
+    @staticmethod
+    def reset_peak() -> None:
+        _Clock.setup_peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        try:
+            Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM and ru_maxrss
+        except OSError:
+            pass
+
+    def result(self, skip: int) -> dict:
+        diff = lambda xs: [b - a for a, b in zip(xs, xs[1:])][skip:]  # noqa: E731
+        loop_peak = _status_kib("VmHWM") / 1024
+        return {"wall": diff(self.wall), "cpu": diff(self.cpu), "loop_peak_mb": loop_peak,
+                "process_peak_mb": max(loop_peak, _Clock.setup_peak_mb)}
+
+
+def _generator(impl: str, res: int, weights: str):
+    import torch
+
+    if impl == "reference":
+        import reference_ops as ref
+
+        G = ref.Generator(img_resolution=res, channel_base=CHANNEL_BASE[res])
+    else:
+        from toonlib.networks import Generator
+
+        G = Generator(img_resolution=res, channel_base=CHANNEL_BASE[res])
+    G.load_state_dict(torch.load(weights, weights_only=True))
+    return G.eval().requires_grad_(False)
+
+
+def _work_project(impl: str, res: int, space: str, batch: int, steps: int, warmup: int, weights: str,
+                  precision: str | None) -> dict:
+    import torch
+
+    G = _generator(impl, res, weights)
+    targets = torch.rand(batch, 3, res, res, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    clock = _Clock()
+
+    def callback(*_):
+        if len(clock.wall) == warmup:
+            clock.reset_peak()
+        clock.stamp()
+
+    if impl == "reference":
+        import reference_ops as ref
+
+        torch.manual_seed(0)
+        ref.project_steps(G, targets, ref.VGG16Features(), space=space, num_steps=warmup + 1 + steps,
+                          w_avg_samples=1000, callback=callback)
+    else:
+        import warnings
+
+        import lpips
+
+        from toonlib.projection import project
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            net = lpips.LPIPS(net="vgg", pnet_rand=True, verbose=False)
+        extra = {} if precision is None else {"precision": precision}
+        project(G, targets, space=space, steps=warmup + 1 + steps, lpips_net=net,
+                w_avg_samples=1000, progress=False, callback=callback, **extra)
+    return clock.result(skip=warmup)
+
+
+def _work_forward(impl: str, res: int, steps: int, warmup: int, weights: str) -> dict:
+    import torch
+
+    G = _generator(impl, res, weights)
+    with torch.no_grad():
+        ws = G.mapping(torch.randn(1, 512, generator=torch.Generator().manual_seed(2)), None)
+    clock = _Clock()
+    for i in range(warmup + 1 + steps):
+        if i == warmup:
+            clock.reset_peak()
+        with torch.no_grad():
+            G.synthesis(ws, noise_mode="const")
+        clock.stamp()
+    return clock.result(skip=warmup)
+
+
+def _work_train(impl: str, res: int, steps: int, weights: str, d_weights: str) -> dict:
+    import torch
+
+    reals = torch.rand(TRAIN_BATCH, 3, res, res, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    torch.manual_seed(0)
+    if impl == "reference":
+        import reference_ops as ref
+
+        G = ref.Generator(img_resolution=res, channel_base=CHANNEL_BASE[res])
+        D = ref.Discriminator(img_resolution=res, channel_base=CHANNEL_BASE[res])
+        G.load_state_dict(torch.load(weights, weights_only=True))
+        D.load_state_dict(torch.load(d_weights, weights_only=True))
+        run_phase = ref.train_phase_fn(G, D, TRAIN_BATCH, ada_p=ADA_P)
+        return _time_phases(run_phase, reals, steps)
+
+    import numpy as np
+    from PIL import Image
+
+    from toonlib.checkpoints import Networks, save_network
+    from toonlib.networks import Discriminator, Generator
+    from toonlib.train import TrainConfig, Trainer
+
+    G = Generator(img_resolution=res, channel_base=CHANNEL_BASE[res])
+    D = Discriminator(img_resolution=res, channel_base=CHANNEL_BASE[res])
+    G.load_state_dict(torch.load(weights, weights_only=True))
+    D.load_state_dict(torch.load(d_weights, weights_only=True))
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "data").mkdir()
+        rng = np.random.default_rng(0)
+        for i in range(TRAIN_BATCH):
+            Image.fromarray(rng.integers(0, 256, (res, res, 3), dtype=np.uint8)).save(root / "data" / f"{i}.png")
+        save_network(root / "base.pt", Networks(G_ema=G, G=G, D=D))
+        del G, D
+        config = TrainConfig(data=str(root / "data"), resume=str(root / "base.pt"), run_dir=str(root / "run"),
+                             batch_size=TRAIN_BATCH, prepare="none", pl_weight=2, augment="ada", augment_p=ADA_P,
+                             device="cpu")
+        trainer = Trainer(config, progress=False)
+        return _time_phases(trainer.run_phase, reals, steps)
+
+
+def _time_phases(run_phase, reals, repeats: int) -> dict:
+    """Every phase once as warm-up, then `repeats` rounds of Gmain Greg Dmain Dreg, each phase timed alone."""
+    phases = ("Gmain", "Greg", "Dmain", "Dreg")
+    for phase in phases:
+        run_phase(phase, reals)
+    _Clock.reset_peak()
+    out = {p: {"wall": [], "cpu": []} for p in phases}
+    for _ in range(repeats):
+        for phase in phases:
+            clock = _Clock()
+            clock.stamp()
+            run_phase(phase, reals)
+            clock.stamp()
+            r = clock.result(skip=0)
+            out[phase]["wall"] += r["wall"]
+            out[phase]["cpu"] += r["cpu"]
+    last = _Clock().result(skip=0)
+    return {"phases": out, "loop_peak_mb": last["loop_peak_mb"], "process_peak_mb": last["process_peak_mb"]}
+
+
+def worker(spec: dict) -> dict:
+    import torch
+
+    torch.set_num_threads(spec["threads"])
+    case = spec["case"]
+    if case in ("project", "batch"):
+        return _work_project(spec["impl"], spec["res"], spec["space"], spec["batch"], spec["steps"], spec["warmup"],
+                             spec["weights"], spec.get("precision"))
+    if case == "forward":
+        return _work_forward(spec["impl"], spec["res"], spec["steps"], spec["warmup"], spec["weights"])
+    return _work_train(spec["impl"], spec["res"], spec["steps"], spec["weights"], spec["d_weights"])
+
+
+# --------------------------------------------------------------------------------------------
+# Parent side
+
+
+def run_worker(spec: dict, before: str | None) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "TOONLIB_MALLOC", "MALLOC_CONF")}
+    env["GLIBC_TUNABLES"] = ""
+    impl = spec["impl"]
+    paths = [str(HERE)] + ([before] if impl == "before" else [])
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    spec = {**spec, "impl": "toonlib" if impl in ("before", "after") else impl}
+    proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], env=env, capture_output=True,
+                          text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"worker {spec} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def make_weights(folder: Path, resolutions: list[int]) -> dict[int, dict[str, str]]:
+    """Random config-F weights, one state dict per resolution (G and D), shared by every implementation."""
+    import torch
+
+    sys.path.insert(0, str(HERE))
+    import reference_ops as ref
+
+    out = {}
+    for res in resolutions:
+        torch.manual_seed(res)
+        G = ref.Generator(img_resolution=res, channel_base=CHANNEL_BASE[res])
+        D = ref.Discriminator(img_resolution=res, channel_base=CHANNEL_BASE[res])
+        paths = {"G": str(folder / f"G{res}.pt"), "D": str(folder / f"D{res}.pt")}
+        torch.save(G.state_dict(), paths["G"])
+        torch.save(D.state_dict(), paths["D"])
+        out[res] = paths
+    return out
+
+
+def _stats(values: list[float]) -> tuple[float, float]:
+    return min(values), statistics.median(values)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--before", help="root of an older toonlib checkout to compare as well (a git worktree)")
+    parser.add_argument("--cases", nargs="+", default=["project", "forward", "train", "batch"],
+                        choices=["project", "forward", "train", "batch"])
+    parser.add_argument("--resolutions", type=int, nargs="+", default=[256, 1024], choices=sorted(CHANNEL_BASE))
+    parser.add_argument("--rounds", type=int, default=2, help="processes per implementation and case")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per process (after one warm-up step)")
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads in every process")
+    parser.add_argument("--precision", default=None,
+                        help="also measure toonlib's projection at this precision (bf16, fp16), 256 px W+")
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(json.loads(args.worker))))
+        return
+
+    impls = ["reference", "after"] + (["before"] if args.before else [])
+    names = {"reference": "reference", "after": "toonlib", "before": "toonlib before"}
+    print(f"load average at start: {Path('/proc/loadavg').read_text().split()[:3]}; {os.cpu_count()} CPUs, "
+          f"{args.threads} threads; {args.rounds} rounds x {args.steps} timed steps; implementations: "
+          + ", ".join(names[i] for i in impls), flush=True)
+    started = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = make_weights(Path(tmp), sorted(set(args.resolutions) | ({256} if "train" in args.cases else set())))
+        jobs = []  # (key, spec) in the order they run: interleaved implementations, round by round
+        base = {"threads": args.threads, "steps": args.steps, "warmup": 1}
+        for r in range(args.rounds):
+            order = impls[r % len(impls):] + impls[:r % len(impls)]
+            for res in args.resolutions:
+                w = weights[res]["G"]
+                for impl in order:
+                    if "project" in args.cases:
+                        for space in ("w", "w+"):
+                            jobs.append((("project", res, space, impl), {**base, "case": "project", "impl": impl,
+                                         "res": res, "space": space, "batch": 1, "weights": w}))
+                    if "forward" in args.cases:
+                        jobs.append((("forward", res, impl), {**base, "case": "forward", "impl": impl, "res": res,
+                                                              "weights": w, "steps": args.steps + 2}))
+            if "train" in args.cases:
+                for impl in order:
+                    jobs.append((("train", 256, impl), {**base, "case": "train", "impl": impl, "res": 256,
+                                                        "weights": weights[256]["G"], "d_weights": weights[256]["D"],
+                                                        "steps": max(1, args.steps - 1)}))
+        if "batch" in args.cases:
+            res = min(args.resolutions)
+            for n in (1, 2, 4, 8):
+                jobs.append((("batch", res, n), {**base, "case": "batch", "impl": "after", "res": res, "space": "w+",
+                                                 "batch": n, "weights": weights[res]["G"], "steps": 2}))
+        if args.precision:
+            res = min(args.resolutions)
+            for prec in ("fp32", args.precision):
+                jobs.append((("precision", res, prec), {**base, "case": "project", "impl": "after", "res": res,
+                                                        "space": "w+", "batch": 1, "weights": weights[res]["G"],
+                                                        "precision": prec}))
+        results: dict[tuple, list[dict]] = {}
+        for i, (key, spec) in enumerate(jobs):
+            print(f"  [{i + 1}/{len(jobs)}] {key} ...", end="", flush=True, file=sys.stderr)
+            results.setdefault(key, []).append(run_worker(spec, args.before))
+            print(f" {time.time() - started:.0f} s", flush=True, file=sys.stderr)
+
+    print(f"load average at end: {Path('/proc/loadavg').read_text().split()[:3]}; "
+          f"total {time.time() - started:.0f} s\n")
+    report(results, args, impls, names)
+
+
+def _merge(runs: list[dict]) -> dict:
+    return {"wall": sum((r["wall"] for r in runs), []), "cpu": sum((r["cpu"] for r in runs), []),
+            "loop_peak_mb": max(r["loop_peak_mb"] for r in runs),
+            "process_peak_mb": max(r["process_peak_mb"] for r in runs)}
+
+
+def report(results: dict, args, impls: list[str], names: dict[str, str]) -> None:
+    others = [i for i in impls if i != "reference"]
+
+    def table(title: str, rows: list[tuple[str, dict[str, dict]]]) -> None:
+        print(title)
+        head = f"| case | {' | '.join(names[i] + ' s/step min / med' for i in impls)} | " \
+               f"{' | '.join('CPU s ' + names[i] for i in impls)} | " \
+               f"{' | '.join('speedup ' + names[i] + ' (med)' for i in others)} | " \
+               f"peak RSS MB loop ({' / '.join(names[i] for i in impls)}) | peak RSS MB process |"
+        print(head)
+        print("|" + "---|" * (head.count("|") - 1))
+        for label, by_impl in rows:
+            cells = [label]
+            med = {i: statistics.median(by_impl[i]["wall"]) for i in impls}
+            cells += [f"{min(by_impl[i]['wall']):.2f} / {med[i]:.2f}" for i in impls]
+            cells += [f"{statistics.median(by_impl[i]['cpu']):.2f}" for i in impls]
+            cells += [f"{med['reference'] / med[i]:.2f}x" for i in others]
+            cells.append(" / ".join(f"{by_impl[i]['loop_peak_mb']:.0f}" for i in impls))
+            cells.append(" / ".join(f"{by_impl[i]['process_peak_mb']:.0f}" for i in impls))
+            print("| " + " | ".join(cells) + " |")
+        print()
+
+    rows = []
+    for res in args.resolutions:
+        for space in ("w", "w+"):
+            if ("project", res, space, "after") in results:
+                rows.append((f"projection step {res} px {space.upper()}",
+                             {i: _merge(results[("project", res, space, i)]) for i in impls}))
+        if ("forward", res, "after") in results:
+            rows.append((f"forward {res} px (no grad)", {i: _merge(results[("forward", res, i)]) for i in impls}))
+    if rows:
+        table("Seconds per step, reference = NVIDIA's reference-op composition (benchmarks/reference_ops.py):", rows)
+
+    if ("train", 256, "after") in results:
+        print(f"Fine-tuning at 256 px, batch {TRAIN_BATCH}, ADA p = {ADA_P}: seconds per minibatch from per-phase "
+              "medians (min over runs in brackets)")
+        print(f"| | {' | '.join(names[i] for i in impls)} | {' | '.join('speedup ' + names[i] for i in others)} |")
+        print("|" + "---|" * (1 + len(impls) + len(others)))
+        per = {}
+        for i in impls:
+            runs = results[("train", 256, i)]
+            phases = {p: sum((r["phases"][p]["wall"] for r in runs), []) for p in runs[0]["phases"]}
+            per[i] = {p: (statistics.median(t), min(t)) for p, t in phases.items()}
+        for label, with_pl in (("Gmain + Dmain + Dreg/16", False), ("+ Greg/4 (path length, NVIDIA's default)", True)):
+            def step(i, k, with_pl=with_pl):
+                t = {p: v[k] for p, v in per[i].items()}
+                return t["Gmain"] + t["Dmain"] + t["Dreg"] / 16 + (t["Greg"] / 4 if with_pl else 0)
+            cells = [f"{step(i, 0):.2f} ({step(i, 1):.2f})" for i in impls]
+            cells += [f"{step('reference', 0) / step(i, 0):.2f}x" for i in others]
+            print(f"| {label} | " + " | ".join(cells) + " |")
+        for p in ("Gmain", "Greg", "Dmain", "Dreg"):
+            print(f"| {p} | " + " | ".join(f"{per[i][p][0]:.2f} ({per[i][p][1]:.2f})" for i in impls)
+                  + " | " + " | ".join(f"{per['reference'][p][0] / per[i][p][0]:.2f}x" for i in others) + " |")
+        peaks = " / ".join(f"{max(r['process_peak_mb'] for r in results[('train', 256, i)]):.0f}" for i in impls)
+        print(f"peak RSS MB, process ({' / '.join(names[i] for i in impls)}): {peaks}\n")
+
+    batch = [k for k in results if k[0] == "batch"]
+    if batch:
+        print(f"Batch projection, toonlib, W+ {batch[0][1]} px: photos per second")
+        print("| N | s/step (med) | photos/s | vs N=1 | peak RSS MB loop |")
+        print("|---|---|---|---|---|")
+        base = None
+        for key in sorted(batch, key=lambda k: k[2]):
+            r = _merge(results[key])
+            rate = key[2] / statistics.median(r["wall"])
+            base = base or rate
+            print(f"| {key[2]} | {statistics.median(r['wall']):.2f} | {rate:.3f} | {rate / base:.2f}x | "
+                  f"{r['loop_peak_mb']:.0f} |")
+        print()
+
+    prec = [k for k in results if k[0] == "precision"]
+    if prec:
+        print("Projection step by precision, toonlib, W+:")
+        for key in prec:
+            r = _merge(results[key])
+            print(f"  {key[2]} @ {key[1]} px: {min(r['wall']):.2f} / {statistics.median(r['wall']):.2f} s (min / med)")
+
+
+if __name__ == "__main__":
+    main()

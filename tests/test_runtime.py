@@ -1,0 +1,108 @@
+"""toonlib.runtime: glibc malloc tunables (on by default, can be turned off) and the precision choice."""
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from toonlib import runtime
+
+GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+
+_PAGE_FAULTS = """
+import resource, torch
+from toonlib import runtime
+from toonlib.networks import Generator
+Generator(z_dim=8, w_dim=8, img_resolution=8, channel_base=64, channel_max=8)  # toonlib tunes malloc here
+
+def block():  # 64 MiB, above glibc's largest automatic mmap threshold (32 MiB)
+    x = torch.empty(16 * 2**20)
+    x.fill_(1.0)
+
+for _ in range(4):  # steady state: glibc may alternate between two such blocks before it reuses them
+    block()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(3):
+    block()
+print(runtime.allocator_tuned(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def _faults_of_a_reused_block(**env: str) -> tuple[bool, int]:
+    """In a fresh process: whether toonlib tuned malloc, and the page faults of allocating and filling a
+    64 MiB tensor 3 more times (16384 pages each if the memory is mapped afresh, ~0 if the heap reuses it)."""
+    clean = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", runtime.ALLOCATOR_ENV)}
+    out = subprocess.run([sys.executable, "-c", _PAGE_FAULTS], env={**clean, **env}, capture_output=True, text=True,
+                         check=True).stdout.split()
+    return out[0] == "True", int(out[1])
+
+
+@pytest.mark.skipif(not GLIBC, reason="the tunables are glibc's")
+def test_building_a_network_makes_malloc_reuse_large_blocks():
+    tuned, faults = _faults_of_a_reused_block()
+    assert tuned
+    assert faults < 2000, faults
+
+
+@pytest.mark.skipif(not GLIBC, reason="the tunables are glibc's")
+@pytest.mark.parametrize("value", ["default", "0"])
+def test_the_allocator_setting_can_be_turned_off(value):
+    tuned, faults = _faults_of_a_reused_block(**{runtime.ALLOCATOR_ENV: value})
+    assert not tuned
+    assert faults > 3 * 15000, faults  # glibc's own behaviour: a fresh mapping, every page faulted in again
+
+
+class _FakeLibc:
+    def __init__(self, refuse: set[int]):
+        self.refuse, self.calls = refuse, []
+
+    def mallopt(self, param: int, value: int) -> int:
+        self.calls.append((param, value))
+        return 0 if param in self.refuse else 1
+
+
+def test_old_glibc_without_large_mmap_thresholds_switches_mmap_off(monkeypatch):
+    monkeypatch.setattr(runtime, "_state", {})
+    monkeypatch.delenv(runtime.ALLOCATOR_ENV, raising=False)
+    libc = _FakeLibc(refuse={runtime.M_MMAP_THRESHOLD})
+    assert runtime.tune_allocator(libc)
+    assert (runtime.M_MMAP_MAX, 0) in libc.calls and (runtime.M_TRIM_THRESHOLD, runtime.TRIM_THRESHOLD) in libc.calls
+    assert runtime.allocator_tuned()
+    assert runtime.tune_allocator(_FakeLibc(refuse=set())) and len(libc.calls) == 3  # once per process
+
+    monkeypatch.setattr(runtime, "_state", {})
+    assert not runtime.tune_allocator(_FakeLibc(refuse={runtime.M_MMAP_THRESHOLD, runtime.M_MMAP_MAX}))
+    monkeypatch.setattr(runtime, "_state", {})
+    monkeypatch.setenv(runtime.ALLOCATOR_ENV, "off")
+    untouched = _FakeLibc(refuse=set())
+    assert not runtime.tune_allocator(untouched) and untouched.calls == []
+
+
+def test_resolve_precision(monkeypatch):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert runtime.resolve_precision("fp32", cpu) is None
+    assert runtime.resolve_precision("bf16", cpu) is torch.bfloat16
+    assert runtime.resolve_precision("fp16", cuda) is torch.float16
+    with pytest.raises(ValueError, match="precision must be one of"):
+        runtime.resolve_precision("half", cpu)
+    # 'auto': bfloat16 only where the hardware computes it.
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    assert runtime.resolve_precision("auto", cpu) is torch.bfloat16
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    assert runtime.resolve_precision("auto", cpu) is None
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert runtime.resolve_precision("auto", cuda) is torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert runtime.resolve_precision("auto", cuda) is None
+
+
+def test_autocast_region():
+    x = torch.randn(4, 4)
+    with runtime.autocast(torch.device("cpu"), torch.bfloat16):
+        assert (x @ x).dtype == torch.bfloat16
+    with runtime.autocast(torch.device("cpu"), None):
+        assert (x @ x).dtype == torch.float32

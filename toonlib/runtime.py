@@ -1,0 +1,106 @@
+"""Run-time settings toonlib applies to its own process: the C allocator's tunables and the compute precision.
+
+Allocator. PyTorch's CPU tensors come from the C library's `malloc`. glibc serves blocks above its mmap
+threshold (128 KiB, adapting up to 32 MiB) with freshly mapped pages and unmaps them again on `free`, so
+every large activation (a 1024 px layer's is 128 MiB) is page-faulted and zeroed by the kernel anew on
+every pass: on a 2-core machine a 1024 px generator forward took ~0.55 M minor page faults and ~1.8 s of
+system time next to ~4.5 s of arithmetic (docs/design.md, section 11). `tune_allocator()` raises glibc's
+mmap threshold to 1 GiB and its trim threshold to 2 GiB (`mallopt`), so freed blocks stay in the heap and
+the next pass reuses them, which is what tcmalloc or jemalloc would do if preloaded. The price: the process
+keeps up to 2 GiB of freed memory for reuse instead of returning it to the system at once. toonlib calls
+it when it builds its first network; set `TOONLIB_MALLOC=default` in the environment to keep glibc's own
+behaviour. Other C libraries (musl, macOS, Windows) are left alone.
+
+Precision. `resolve_precision` turns 'auto' | 'fp32' | 'bf16' | 'fp16' into the dtype an `autocast`
+region computes in (None: plain float32); `autocast` opens that region.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import platform
+from typing import Iterator
+
+import torch
+
+__all__ = ["ALLOCATOR_ENV", "PRECISIONS", "allocator_tuned", "autocast", "native_bf16", "resolve_precision",
+           "tune_allocator"]
+
+ALLOCATOR_ENV = "TOONLIB_MALLOC"  # "default" (or "off", "0"): leave glibc's malloc as it is
+_OPT_OUT = ("default", "off", "0", "false", "no")
+
+# glibc <malloc.h>
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+M_MMAP_MAX = -4
+MMAP_THRESHOLD = 1 << 30  # blocks this large still get their own mapping (and go back to the system on free)
+TRIM_THRESHOLD = (1 << 31) - 1  # free memory kept at the top of the heap before it is returned
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+_state: dict[str, bool] = {}
+
+
+def tune_allocator(libc: object | None = None) -> bool:
+    """Keep freed large blocks in glibc's heap for reuse (see the module doc); once per process.
+
+    Returns whether the tunables are in effect: False when `TOONLIB_MALLOC=default` opts out or the C
+    library is not glibc. `libc` is for tests (an object with a `mallopt(param, value)` method).
+    """
+    if "tuned" in _state:
+        return _state["tuned"]
+    tuned = False
+    if os.environ.get(ALLOCATOR_ENV, "").strip().lower() not in _OPT_OUT:
+        if libc is None and platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+            libc = ctypes.CDLL(None)
+        if libc is not None:
+            tuned = _set_tunables(libc)
+    _state["tuned"] = tuned
+    return tuned
+
+
+def _set_tunables(libc) -> bool:
+    """mallopt returns 1 on success. Old glibc refuses thresholds above 32 MiB: then large blocks are
+    served from the heap by switching mmap off (M_MMAP_MAX = 0) instead."""
+    if not libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) and not libc.mallopt(M_MMAP_MAX, 0):
+        return False
+    return bool(libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+
+
+def allocator_tuned() -> bool:
+    """Whether `tune_allocator` has changed this process's malloc settings."""
+    return _state.get("tuned", False)
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes bfloat16 in hardware: CUDA GPUs from Ampere on, CPUs with AVX512-BF16 or AMX."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu" or not torch.backends.mkldnn.is_available():
+        return False
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for `precision` on `device` (None: float32 throughout).
+
+    'auto' picks bfloat16 where the device computes it natively (see `native_bf16`) and float32
+    elsewhere; 'fp16' is meant for CUDA (with loss scaling, see `projection.project`).
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "auto":
+        return torch.bfloat16 if native_bf16(device) else None
+    return _DTYPES[precision]
+
+
+@contextlib.contextmanager
+def autocast(device: torch.device, dtype: torch.dtype | None) -> Iterator[None]:
+    """`torch.autocast` to `dtype` on `device`'s type, or nothing when dtype is None."""
+    if dtype is None:
+        yield
+    else:
+        with torch.autocast(device.type, dtype=dtype):
+            yield
