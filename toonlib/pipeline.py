@@ -11,12 +11,14 @@ is re-blended with the base at that resolution (`Toonifier.set_blend` changes it
 
 How the photo becomes a latent (`invert`, docs/design.md section 13):
 
-| invert          | latent                                            | cost (2-core CPU, 1024 px)  |
-|-----------------|---------------------------------------------------|-----------------------------|
-| 'optimize'      | LPIPS projection into the base's W+ (500 steps)   | 40 min - 2 h                |
-| 'e4e' / 'psp'   | one pass of the e4e / pSp FFHQ encoder            | seconds                     |
-| 'e4e+optimize'  | the e4e codes, refined by projection (100 steps)  | ~10 min                     |
-| 'psp-toonify'   | pSp's Toonify encoder: straight into the toon W+  | seconds                     |
+| invert          | latent                                            | cost (2-core CPU, 1024 px) |
+|-----------------|---------------------------------------------------|----------------------------|
+| 'optimize'      | LPIPS projection into the base's W+ (500 steps)   | 40 min - 2 h               |
+| 'e4e' / 'psp'   | one pass of the e4e / pSp FFHQ encoder            | 5-15 s                     |
+| 'e4e+optimize'  | the e4e codes, refined by projection (100 steps)  | 10-35 min                  |
+| 'psp-toonify'   | pSp's Toonify encoder: straight into the toon W+  | 4-10 s                     |
+
+(benchmarks/bench_toonify.py, on busy shared machines; the range is their noise.)
 
 Every latent is rendered by the current toon generator, so `set_blend` works with every mode. The e4e and
 pSp FFHQ encoders were trained with the rosinality conversion of NVIDIA's TF FFHQ config-f as their
