@@ -146,8 +146,12 @@ def main() -> None:
     if args.memory_of:
         print(*memory_of(args.memory_of, args.device, args.steps))
         return
+    from toonlib import runtime
+
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    allocator = os.environ.get("LD_PRELOAD", "") or "glibc malloc"
+    runtime.tune_allocator()  # what toonlib does when it builds its first network (unless TOONLIB_MALLOC=default)
+    allocator = os.environ.get("LD_PRELOAD", "") or (
+        "glibc malloc, tuned by toonlib.runtime" if runtime.allocator_tuned() else "glibc malloc")
     print(f"torch {torch.__version__}, {args.threads} CPU threads, allocator: {allocator}; config-F generators and "
           f"IR-SE50 encoders (random weights, fp32), 1024 px, one photo ({PHOTO.name}), dlib landmarks; "
           f"{args.rounds} rounds, modes interleaved")
