@@ -29,7 +29,7 @@ from .align import AlignedFace, LandmarkBackendError, NoFaceError
 from .checkpoints import CheckpointError
 from .images import read_image
 from .losses import PerceptualWeightsError, build_lpips
-from .pipeline import Toonifier, paste
+from .pipeline import INVERT_LABELS, OPTIMIZING_MODES, Toonifier, paste
 
 __all__ = ["DEFAULT_STEPS", "MAX_PIXELS", "MAX_STEPS", "PhotoTooLargeError", "Session", "ToonApp", "View",
            "launch", "require_gradio"]
@@ -39,11 +39,6 @@ MAX_STEPS = 1000  # the steps slider's end; more steps hold the shared queue for
 MAX_PIXELS = 50_000_000  # larger photos are refused before they are decoded (48 MP phone photos pass)
 MAX_UPLOAD = "50mb"  # Gradio refuses larger uploads in the browser, before they reach the server
 DEFAULT_SWAP_RES = 32  # the slider's first position (clamped to the model's resolution)
-#: How the page names the inversion modes (`Toonifier(invert=...)`); the modes that optimise take steps.
-MODE_LABELS = {"optimize": "optimise (slow, closest to the photo)", "e4e": "e4e encoder (one pass)",
-               "psp": "pSp encoder (one pass)", "e4e+optimize": "e4e, then optimise",
-               "psp-toonify": "pSp Toonify encoder (one pass, straight to the toon)"}
-OPTIMIZING = ("optimize", "e4e+optimize")
 ERRORS = (ValueError, LandmarkBackendError, PerceptualWeightsError)  # shown to the visitor as they are
 # Result images fill their boxes (a small model's 256 px toon is drawn as large as a 1024 px one); the face
 # picker shows small whole faces, however few.
@@ -117,7 +112,7 @@ class ToonApp:
         """Build the landmark detector and (for the modes that optimise) the perceptual metric now, so the first
         visitor does not wait for them and missing weights stop the server at its start, with their message."""
         first = next(iter(self.toonifiers.values()))
-        if any(mode in OPTIMIZING for mode in self.modes):
+        if any(mode in OPTIMIZING_MODES for mode in self.modes):
             build_lpips(first.device)
         try:
             first.align(Image.new("RGB", (64, 64)))
@@ -198,7 +193,7 @@ class ToonApp:
         mode = self.modes[0] if mode is None else mode
         if mode not in self.modes:
             raise ValueError(f"mode must be one of {list(self.modes)}, got {mode!r}")
-        if mode in OPTIMIZING and not 1 <= steps <= self.max_steps:
+        if mode in OPTIMIZING_MODES and not 1 <= steps <= self.max_steps:
             raise ValueError(f"steps must be between 1 and {self.max_steps}, got {steps}")
         self._check_swap(swap_res)
         return mode
@@ -211,7 +206,7 @@ class ToonApp:
     def _invert(self, session: Session, index: int, steps: int, mode: str) -> None:
         """Turn face `index` of the session's photo into a latent with `mode` (under the lock)."""
         result = self.toonifiers[mode](session.photo, face_index=index, progress=True,
-                                       steps=int(steps) if mode in OPTIMIZING else None)
+                                       steps=int(steps) if mode in OPTIMIZING_MODES else None)
         session.latents[index] = (mode, result.w)
         session.toons.pop(index, None)
 
@@ -239,7 +234,7 @@ class ToonApp:
 
     def _timed(self, view: View, start: float, steps: int, mode: str) -> View:
         device = self.toonifiers[mode].device.type
-        how = f"{mode}, {steps} steps" if mode in OPTIMIZING else mode
+        how = f"{mode}, {steps} steps" if mode in OPTIMIZING_MODES else mode
         view.status += f" Toonified in {time.perf_counter() - start:.1f} s ({how} on {device})."
         return view
 
@@ -295,12 +290,12 @@ class ToonApp:
                                      height=420, elem_id="photo")
                     faces = gr.Gallery(label="Faces in the photo: click one to toonify it", visible=False,
                                        columns=6, height=150, allow_preview=False, elem_id="faces")
-                    mode = gr.Radio([(MODE_LABELS.get(m, m), m) for m in self.modes], value=self.modes[0],
+                    mode = gr.Radio([(INVERT_LABELS.get(m, m), m) for m in self.modes], value=self.modes[0],
                                     label="Inversion: how the face becomes a latent", visible=len(self.modes) > 1,
                                     elem_id="mode")
                     steps = gr.Slider(1, self.max_steps, value=self.steps, step=1, label="Optimisation steps",
                                       info="more steps: closer to the photo, slower", elem_id="steps",
-                                      visible=self.modes[0] in OPTIMIZING)
+                                      visible=self.modes[0] in OPTIMIZING_MODES)
                     button = gr.Button("Toonify", variant="primary", elem_id="toonify")
                 with gr.Column():
                     # Results go out as PNG, exactly toonlib's pixels (Gradio's default, lossy WebP, blurs them).
@@ -324,7 +319,7 @@ class ToonApp:
             swap.change(on_reblend, [session, swap], outputs, trigger_mode="always_last", show_progress="minimal",
                         api_name="reblend", **queued)
             photo.change(on_new_photo, None, outputs, queue=False, api_name=False)
-            mode.change(lambda m: gr.update(visible=m in OPTIMIZING), mode, steps, queue=False, api_name=False)
+            mode.change(lambda m: gr.update(visible=m in OPTIMIZING_MODES), mode, steps, queue=False, api_name=False)
         return page
 
     def _swap(self, exponent: float) -> int | None:

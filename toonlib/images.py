@@ -51,7 +51,7 @@ def save_image(image: Image.Image | torch.Tensor, path: str | os.PathLike) -> No
         image.save(tmp, format=Image.registered_extensions().get(os.path.splitext(str(path))[1].lower(), "PNG"))
 
 
-def _font(size: int) -> ImageFont.ImageFont:
+def text_font(size: int) -> ImageFont.ImageFont:
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1 has one fixed-size default font
@@ -68,7 +68,7 @@ def labelled_grid(rows: Sequence[Sequence[Image.Image]], row_labels: Sequence[st
         raise ValueError("labelled_grid needs at least one image")
     cell = cell or rows[0][0].width
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
-    font = _font(max(10, cell // 10))
+    font = text_font(max(10, cell // 10))
     text_h = (font.getbbox("Ag")[3] + 2 * pad) if col_labels else 0
     label_w = (max(font.getbbox(str(t))[2] for t in row_labels) + 2 * pad) if row_labels else 0
     grid = Image.new("RGB", (label_w + n_cols * (cell + pad) + pad, text_h + n_rows * (cell + pad) + pad), "white")
@@ -85,29 +85,6 @@ def labelled_grid(rows: Sequence[Sequence[Image.Image]], row_labels: Sequence[st
                 image = image.resize((cell, cell), Image.Resampling.LANCZOS)
             grid.paste(image.convert("RGB"), (label_w + pad + j * (cell + pad), y))
     return grid
-
-
-def bar_chart(values: Sequence[float], labels: Sequence[str] | None = None, width: int = 320, height: int = 120,
-              color: str = "#e07b39", title: str | None = None) -> Image.Image:
-    """A small bar chart of values in [0, 1] drawn with PIL (no matplotlib needed)."""
-    font = _font(10)
-    chart = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(chart)
-    top, bottom = (16 if title else 4), height - (14 if labels else 4)
-    if title:
-        draw.text((width // 2, 2), title, fill="black", font=font, anchor="ma")
-    slot = width / max(len(values), 1)
-    for i, value in enumerate(values):
-        x0, x1 = i * slot + 1, (i + 1) * slot - 1
-        y = bottom - max(0.0, min(1.0, float(value))) * (bottom - top)
-        draw.rectangle([x0, top, x1, bottom], outline="#cccccc")
-        draw.rectangle([x0, y, x1, bottom], fill=color)
-        if labels:
-            draw.text(((x0 + x1) / 2, bottom + 2), str(labels[i]), fill="black", font=font, anchor="ma")
-    return chart
-
-# --------------------------------------------------------------------------------------------
-# Reading images from users: any source, any mode, EXIF orientation applied
 
 
 class ImageReadError(ValueError):

@@ -54,6 +54,12 @@ DEFAULT_BASE = "ffhq-1024-tf"  # for a toon model the registry has no lineage fo
 DEFAULT_TOON = "toonify-blended-tf"  # Toonify's file: the fine-tuned toon model is its G, the blend its G_ema
 #: How a photo becomes a latent (see the module docstring), and the registry encoder of each mode.
 INVERT_MODES = ("optimize", "e4e", "psp", "e4e+optimize", "psp-toonify")
+#: The modes that run the LPIPS projection (and so take `steps`).
+OPTIMIZING_MODES = ("optimize", "e4e+optimize")
+#: How user interfaces (app, notebooks) name the inversion modes.
+INVERT_LABELS = {"optimize": "optimise (slow, closest to the photo)", "e4e": "e4e encoder (one pass)",
+                 "psp": "pSp encoder (one pass)", "e4e+optimize": "e4e, then optimise",
+                 "psp-toonify": "pSp Toonify encoder (one pass, straight to the toon)"}
 DEFAULT_ENCODERS = {"e4e": "e4e-ffhq", "psp": "psp-ffhq", "e4e+optimize": "e4e-ffhq", "psp-toonify": "psp-toonify"}
 
 
@@ -205,7 +211,7 @@ class Toonifier:
         apply to the modes that optimise ('optimize', 'e4e+optimize'; `steps=None`: 500, or 100 from the
         e4e codes); the encoder-only modes take W+ codes as they come.
         """
-        if steps is not None and self.invert in ("e4e", "psp", "psp-toonify"):
+        if steps is not None and self.invert not in OPTIMIZING_MODES:
             raise ValueError(f"steps are projection steps; invert={self.invert!r} runs no projection "
                              "(use 'optimize' or 'e4e+optimize')")
         for start in range(0, len(photos), batch_size):

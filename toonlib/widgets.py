@@ -22,12 +22,12 @@ import ipywidgets as widgets
 import torch
 from PIL import Image, ImageDraw
 
-from .app import MODE_LABELS, OPTIMIZING
 from .blending import KEPT_LOW, Blender, LayerWeight, layer_weights
 from .checkpoints import GeneratorLike, load_generator
-from .images import _font, labelled_grid, read_image, to_pil
+from .images import labelled_grid, read_image, text_font, to_pil
 from .networks import parse_seeds, z_from_seeds
 from .notebook import display_size, in_colab, offer_download, save_uploads
+from .pipeline import INVERT_LABELS, OPTIMIZING_MODES
 
 __all__ = ["PROJECTION_MODES", "BlendExplorer", "FrameScrubber", "ProjectionPanel", "ToonifyPanel", "blend_explorer",
            "layer_chart", "projection_panel", "toonify_panel", "uploaded_files"]
@@ -119,7 +119,7 @@ def layer_chart(weights: Sequence[LayerWeight], low: str = "toon", high: str = "
     """Where each synthesis layer of a blend comes from: one bar per layer, the share of `high` on top
     of the share of `low`, grouped by resolution along the x axis (forward order: const/conv0, conv1,
     toRGB). `synthesis.b4.conv1`, which always stays with the low-res model, is hatched and footnoted."""
-    title_font, font = _font(14), _font(12)
+    title_font, font = text_font(14), text_font(12)
     resolutions = sorted({w.resolution for w in weights})
     left, right, gap = 8, 8, 5
     slot = (width - left - right - gap * (len(resolutions) - 1)) / len(weights)
@@ -320,7 +320,7 @@ class _PhotoPanel:
     """The common part of the photo panels: an upload button (outside Colab, whose notebooks use its
     upload dialog), a steps slider, the inversion mode, a Run button, a progress bar and a status line.
 
-    `modes` are (label, inversion mode) pairs; the steps slider is enabled for the modes in `OPTIMIZING`.
+    `modes` are (label, inversion mode) pairs; the steps slider is enabled for the modes in `OPTIMIZING_MODES`.
     Subclasses add their controls (`_extra_controls`), their results (`results`) and `_run`.
     """
 
@@ -363,7 +363,7 @@ class _PhotoPanel:
         return "Upload a photo (or set photo_path in the parameters cell), then press Run."
 
     def _mode_changed(self) -> None:
-        self.steps.disabled = self.inversion.value not in OPTIMIZING
+        self.steps.disabled = self.inversion.value not in OPTIMIZING_MODES
 
     def _extra_controls(self) -> list[widgets.Widget]:
         return []
@@ -396,7 +396,7 @@ class _PhotoPanel:
         """Run on the current photo with the panel's settings (errors are raised)."""
         if self.photo is None:
             raise ValueError(self._waiting_message())
-        steps = self.steps.value if self.inversion.value in OPTIMIZING else None
+        steps = self.steps.value if self.inversion.value in OPTIMIZING_MODES else None
         self.progress.max, self.progress.value = steps or 1, 0
         self.run_button.disabled = True
         try:
@@ -436,7 +436,7 @@ class _PhotoPanel:
 def _done(mode: str, losses) -> str:
     """The status line after a run: the mode, and the steps and final distance when it projected."""
     if len(losses) == 0:
-        return f"done: {MODE_LABELS.get(mode, mode)}"
+        return f"done: {INVERT_LABELS.get(mode, mode)}"
     return f"done: {len(losses)} steps ({mode}), distance {float(losses[-1]):.4f}"
 
 
@@ -470,7 +470,7 @@ class ToonifyPanel(_PhotoPanel):
                       for key, caption in (("aligned", "aligned"), ("reconstruction", "FFHQ reconstruction"),
                                            ("toon", "toon"), ("pasted", "pasted back"))}
         modes = INVERT_MODES if models is not None else (toonifier.invert,)
-        super().__init__(steps, [(MODE_LABELS.get(m, m), m) for m in modes], toonifier.invert, folder)
+        super().__init__(steps, [(INVERT_LABELS.get(m, m), m) for m in modes], toonifier.invert, folder)
 
     @property
     def toonifier(self):
@@ -479,7 +479,7 @@ class ToonifyPanel(_PhotoPanel):
         if mode not in self.toonifiers:
             from .pipeline import Toonifier
 
-            self.status.value = _message(f"loading the models of {MODE_LABELS.get(mode, mode)}...")
+            self.status.value = _message(f"loading the models of {INVERT_LABELS.get(mode, mode)}...")
             self.toonifiers[mode] = Toonifier(**self.models, invert=mode)
         return self.toonifiers[mode]
 
@@ -562,7 +562,7 @@ class ProjectionPanel(_PhotoPanel):
         self.space = _styled(widgets.ToggleButtons(options=[("W+ (Toonify)", "w+"), ("W", "w")], value=space,
                                                    description="latent space", style=FULL_LABEL), "toonlib-space")
         self.output = widgets.Output(layout=widgets.Layout(flex="1 1 400px", min_width="0"))
-        super().__init__(steps, [(MODE_LABELS.get(m, m), m) for m in PROJECTION_MODES], PROJECTION_MODES[0], folder)
+        super().__init__(steps, [(INVERT_LABELS.get(m, m), m) for m in PROJECTION_MODES], PROJECTION_MODES[0], folder)
 
     def _extra_controls(self) -> list[widgets.Widget]:
         return [self.space]
