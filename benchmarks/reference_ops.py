@@ -301,7 +301,7 @@ class SynthesisNetwork(nn.Module):
         self.num_ws += 1
 
     def forward(self, ws, noise_mode="random"):
-        ws = ws.to(torch.float32)
+        ws = ws.to(self.b4.const.dtype)  # float32 in the original; the parameters' dtype here (float64 tests)
         x = img = None
         w_idx = 0
         for res in self.block_resolutions:
@@ -322,7 +322,7 @@ class MappingNetwork(nn.Module):
         self.register_buffer("w_avg", torch.zeros([w_dim]))
 
     def forward(self, z, c=None, truncation_psi=1, truncation_cutoff=None, skip_w_avg_update=False):
-        x = normalize_2nd_moment(z.to(torch.float32))
+        x = normalize_2nd_moment(z.to(self.w_avg.dtype))
         for i in range(self.num_layers):
             x = getattr(self, f"fc{i}")(x)
         if self.training and not skip_w_avg_update:

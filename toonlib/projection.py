@@ -169,7 +169,9 @@ def project(G: torch.nn.Module, target: Target, space: str = "w+", steps: int | 
     optimizer = torch.optim.Adam([w_opt, *noise.values()], lr=initial_lr, betas=(0.9, 0.999),
                                  fused=device.type in ("cpu", "cuda"))  # one kernel per tensor, not ~10
     dtype = runtime.resolve_precision(precision, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)  # float16 gradients underflow
+    # float16 gradients can underflow: scale the loss (from 2**10, not 2**16: steps that overflow are
+    # skipped, and with the default scale the first dozen were, which changed the result).
+    scaler = torch.amp.GradScaler(device.type, init_scale=2.0**10, enabled=dtype == torch.float16)
     stopper = _EarlyStop(*early_stop) if early_stop else None
     target_u8 = to_uint8(targets)
     losses, frames = [], []
