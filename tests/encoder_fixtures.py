@@ -1,4 +1,4 @@
-"""Rebuild the pSp / e4e reference checkpoints from their recipes (shared/fixtures/encoders/README.md).
+"""Rebuild the pSp / e4e reference checkpoints from their recipes (tests/fixtures/encoders/README.md).
 
 The weights (~580 MB each) are never stored: `build_checkpoint(recipe, path)` writes the exact file the
 reference outputs were computed from, tensor by tensor, in a few seconds.

@@ -1,4 +1,4 @@
-"""blend.py: the layer-swapping rule of Pinkney & Adler's blend_models.py, on tiny random generators."""
+"""toonlib.blending: the layer-swapping rule of Pinkney & Adler's blend_models.py, on tiny random generators."""
 from __future__ import annotations
 
 import math

@@ -167,7 +167,7 @@ torch.save(images, sys.argv[1])
 
 
 def test_deterministic_on_cpu(tmp_path):
-    """Same weights, inputs and seeds give bit-identical images in separate processes (DESIGN: determinism)."""
+    """Same weights, inputs and seeds give bit-identical images in separate processes (docs/design.md section 3)."""
     import subprocess
     import sys
 

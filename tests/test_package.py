@@ -12,7 +12,7 @@ def test_public_api_resolves():
         assert getattr(toonlib, name) is not None, name
     for name in ("Generator", "Discriminator", "load_network", "save_network", "align_face", "project", "blend",
                  "toonify", "finetune", "TrainConfig", "fetch"):
-        assert name in toonlib.__all__  # DESIGN section 2
+        assert name in toonlib.__all__  # docs/design.md section 2
 
 
 def test_import_is_light():

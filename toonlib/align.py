@@ -1,7 +1,7 @@
 """Face alignment: 68 facial landmarks (face-alignment or dlib) and the FFHQ crop.
 
 `align_face(photo)` finds the largest face, computes the FFHQ crop square from its landmarks
-(NVlabs ffhq-dataset recipe, DESIGN.md section 6) and returns an `AlignedFace`: the aligned
+(NVlabs ffhq-dataset recipe, docs/design.md section 6) and returns an `AlignedFace`: the aligned
 image plus what is needed to map it back into the photo (`crop_to_photo_transform`).
 
 Defined behaviour:

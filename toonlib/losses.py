@@ -1,6 +1,5 @@
-"""Losses: the perceptual distance (LPIPS) and the noise regulariser used by projection.
-
-GAN training losses (non-saturating logistic, R1, path length) belong here too (DESIGN section 8).
+"""Losses: the perceptual distance (LPIPS) and the noise regulariser used by projection, and the GAN
+training losses of fine-tuning (non-saturating logistic, R1, path length; docs/design.md section 8).
 
 `lpips` (and through it torchvision) is imported only when a perceptual model is built, so importing
 this module stays cheap.
@@ -150,7 +149,7 @@ def normalize_noise_(noise_maps: Iterable[torch.Tensor]) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# GAN training losses (StyleGAN2, Karras et al. 2020; used by train.py)
+# GAN training losses (StyleGAN2, Karras et al. 2020; used by toonlib.train)
 
 
 def generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """Projection: find the latent w (and noise maps) from which a generator draws a given image.
 
 The recipe is StyleGAN2's projector (Karras et al. 2020; stylegan2-ada-pytorch `projector.py`),
-re-implemented from its description (DESIGN section 7):
+re-implemented from its description (docs/design.md section 7):
 
     result = project(G, photo)                 # W+, 500 steps, like Toonify
     result.save("face.npz")                    # key "w": [N, num_ws, w_dim], like projected_w.npz
@@ -140,7 +140,7 @@ def project(G: torch.nn.Module, target: Target, space: str = "w+", steps: int | 
     Winograd transforms (`ops.winograd`).
 
     Cost per step on a 2-core CPU, config F, batch 1: about 1.5 s at 256 px and 5 s at 1024 px on a
-    quiet machine (DESIGN section 11), 4.4 s and 15 s (best of 9) measured by
+    quiet machine (docs/design.md section 11), 4.4 s and 15 s (best of 9) measured by
     benchmarks/bench_projection.py on a busy one: 500 W+ steps at 1024 px take 40 min to 2 h on such
     a CPU. The generator's forward and backward are ~80% of a step, LPIPS the rest.
     """

@@ -7,7 +7,7 @@ Both compare Inception-v3 pool features (2048-d) of generated and real images: F
 the Frechet distance of their Gaussians, KID (Binkowski et al. 2018) the squared MMD with a cubic
 polynomial kernel. KID is unbiased, so it stays meaningful with the few hundred real images of a
 fine-tuning set, where FID is biased upwards by the small sample; toonlib logs KID by default.
-torch-fidelity reproduces the reference TensorFlow Inception exactly (design.md section 8).
+torch-fidelity reproduces the reference TensorFlow Inception exactly (docs/design.md section 8).
 The Inception weights come through toonlib's registry (`inception-fid`): the same cache, resumable
 download and errors as the models, and they can be put into the cache folder by hand when offline.
 """

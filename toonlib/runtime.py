@@ -4,7 +4,7 @@ Allocator. PyTorch's CPU tensors come from the C library's `malloc`. glibc serve
 threshold (128 KiB, adapting up to 32 MiB) with freshly mapped pages and unmaps them again on `free`, so
 every large activation (a 1024 px layer's is 128 MiB) is page-faulted and zeroed by the kernel anew on
 every pass: on a 2-core machine a 1024 px generator forward took ~0.55 M minor page faults and ~1.8 s of
-system time next to ~4.5 s of arithmetic (docs/design.md, section 11). `tune_allocator()` raises glibc's
+system time next to ~4.5 s of arithmetic (docs/design.md section 11). `tune_allocator()` raises glibc's
 mmap threshold to 1 GiB and its trim threshold to 2 GiB (`mallopt`), so freed blocks stay in the heap and
 the next pass reuses them, which is what tcmalloc or jemalloc would do if preloaded. The price: the process
 keeps up to 2 GiB of freed memory for reuse instead of returning it to the system at once. toonlib calls

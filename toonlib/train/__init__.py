@@ -1,4 +1,4 @@
-"""Fine-tuning a pretrained StyleGAN2 on a few hundred images, Toonify-style (design.md section 8).
+"""Fine-tuning a pretrained StyleGAN2 on a few hundred images, Toonify-style (docs/design.md section 8).
 
     from toonlib.train import TrainConfig, finetune
     snapshot = finetune(TrainConfig(data="toons/", resume="ffhq-256-noaug", run_dir="runs/toons"))

@@ -1,4 +1,4 @@
-"""TrainConfig: every setting of a fine-tuning run, with NVIDIA's transfer-learning defaults (design.md section 8).
+"""TrainConfig: every setting of a fine-tuning run, with NVIDIA's transfer-learning defaults (docs/design.md section 8).
 
 Defaults follow stylegan2-ada-pytorch's `train.py` when it resumes from a pretrained model: its `auto`
 config for what depends on resolution and batch (R1 gamma, learning rate, G_ema half-life) and the

@@ -1,4 +1,4 @@
-"""The formulas of the StyleGAN2 / ADA training recipe and which layers a run freezes (design.md section 8)."""
+"""The formulas of the StyleGAN2 / ADA training recipe and which layers a run freezes (docs/design.md section 8)."""
 from __future__ import annotations
 
 import torch
