@@ -103,7 +103,7 @@ def test_finetune_notebook_runs_and_resumes(tmp_path):
 
 FAKE_COLAB = Path(__file__).parent / "fake_colab"
 DROPDOWNS = {"base_model", "toon_model", "model", "toon_network", "detector", "inversion", "space", "augment",
-             "prepare", "swap_res", "level", "batch_size"}
+             "prepare", "swap_res", "level", "batch_size", "freeze_g", "metric"}
 SLIDERS = {"steps", "truncation_psi", "blend_width", "frame_every", "freeze_d"}
 LOADS = ("load_generator(", "Toonifier(", "load_network(", "fetch(", "finetune(", "_panel(")
 

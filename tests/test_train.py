@@ -464,13 +464,6 @@ def test_base_without_discriminator_is_refused(base):
         finetune(config(base, "no_d", resume=str(base["root"] / "g_only.pt")), progress=False)
 
 
-def test_a_run_folder_as_base_says_how_to_continue_it_or_start_from_a_snapshot(base):
-    cfg = config(base, "folder", kimg=0.004, snapshot_kimg=0.004, pl_weight=0)
-    snapshot = finetune(cfg, progress=False)
-    with pytest.raises(ValueError, match=f"is the folder of a fine-tuning run.*--run-dir.*{snapshot}"):
-        finetune(config(base, "new", resume=cfg.run_dir), progress=False)
-
-
 def test_resolution_mismatch_is_refused(base):
     with pytest.raises(ValueError, match="to be 32x32 .* makes 16x16"):
         finetune(config(base, "res", resolution=32), progress=False)

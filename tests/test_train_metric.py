@@ -17,6 +17,7 @@ import toonlib.cli
 from toonlib import download
 from toonlib.checkpoints import Networks, save_network
 from toonlib.networks import Discriminator, Generator
+from toonlib.notebook import snapshot_viewer
 from toonlib.quality import INCEPTION_MODEL, MetricUnavailable, inception_weights
 from toonlib.train import TrainConfig, finetune
 
@@ -81,12 +82,27 @@ def _config(base: dict, run: Path, **overrides) -> TrainConfig:
     return TrainConfig(**{**fields, **overrides})
 
 
-def test_kid_is_logged_and_plotted_at_every_snapshot_without_changing_training(base, weights_path,
-                                                                               random_inception, tmp_path):
+class _Handle:
+    """What IPython's `display(obj, display_id=True)` returns: `update` replaces the shown object in place."""
+
+    def __init__(self, obj: object):
+        self.shown = obj
+
+    def update(self, obj: object) -> None:
+        self.shown = obj
+
+
+def test_kid_is_logged_and_plotted_at_every_snapshot_without_changing_training(base, weights_path, random_inception,
+                                                                               tmp_path, monkeypatch):
     _place(weights_path, random_inception)
+    handles = []
+    monkeypatch.setattr("IPython.display.display", lambda obj, display_id=False: handles.append(_Handle(obj))
+                        or handles[-1])
+    viewer = snapshot_viewer()  # notebook 01's live display
     run = tmp_path / "run"
     infos = []
-    finetune(_config(base, run), progress=False, callback=infos.append)
+    finetune(_config(base, run, ada_interval=1), progress=False,  # ADA measures r_t at every minibatch
+             callback=lambda info: (infos.append(info), viewer(info)))
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["kimg"] for r in records] == [0.004, 0.008]
     assert all(isinstance(r["kid"], float) and math.isfinite(r["kid"]) for r in records), records
@@ -94,8 +110,11 @@ def test_kid_is_logged_and_plotted_at_every_snapshot_without_changing_training(b
     assert records[0]["kid"] != records[1]["kid"]  # G_ema changed between the snapshots
     assert any((run / "metric-cache").rglob("*")), "the real images' features are cached"
     assert (run / "metrics.png").is_file()
+    line = handles[0].shown  # the numbers of the last snapshot, p, r_t and the metric among them
+    assert line.startswith("kimg 0.008") and f"p {records[1]['augment_p']:.3f}" in line
+    assert f"r_t {records[1]['r_t']:.3f}" in line and line.endswith(f"KID {records[1]['kid']:.4f}")
     # The metric draws its own random numbers: the networks are the same without it.
-    finetune(_config(base, tmp_path / "without", metric="none"), progress=False)
+    finetune(_config(base, tmp_path / "without", metric="none", ada_interval=1), progress=False)
     a = torch.load(run / "training-state-000000008.pt", weights_only=True)
     b = torch.load(tmp_path / "without" / "training-state-000000008.pt", weights_only=True)
     assert all(torch.equal(a["G_ema"][k], b["G_ema"][k]) for k in a["G_ema"])

@@ -28,7 +28,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
 
     parser.add_argument("--data", required=True, help="folder or .zip of training images")
     parser.add_argument("--resume", required=True,
-                        help="base checkpoint with D: a path, URL or registry name such as ffhq-256-noaug")
+                        help="base checkpoint with D: a path, URL or registry name such as ffhq-256-noaug; or a run "
+                             "folder: the --run-dir folder itself continues that run, another run's folder starts "
+                             "this one from the networks of its newest valid training state")
     parser.add_argument("--run-dir", dest="run_dir", required=True,
                         help="folder for snapshots and training states; the run there is resumed from its newest "
                              "valid training state")

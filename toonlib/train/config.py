@@ -27,6 +27,13 @@ RESUME_FIXED = ("data", "resume", "resolution", "prepare", "mirror", "batch_size
 class TrainConfig:
     """Everything a fine-tuning run depends on; stored in the run folder (config.json and each training state).
 
+    `resume` is where the networks come from: a checkpoint with D (path, URL or registry name), or a run folder.
+    `run_dir` itself continues that run from its newest valid training state, as re-running with the same
+    `run_dir` does (its stored `resume` is kept); another run's folder starts a new run from G, D and G_ema of
+    that run's newest training state that loads (a half-written one is skipped), recorded in the snapshots'
+    metadata as `finetune.base_state`. A run in `run_dir` is always resumed, with settings that may not change
+    (`RESUME_FIXED`).
+
     Sizes are in kimg (thousands of real images shown to D). None means "NVIDIA's rule for this resolution
     and batch" (stylegan2-ada-pytorch `train.py`, config `auto`): `gamma` = 0.0002 * resolution^2 / batch_size,
     `lr` = 0.0025 below 1024 px and 0.002 at 1024, `ema_kimg` = batch_size * 10 / 32. `batch_gpu` (default:

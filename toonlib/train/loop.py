@@ -11,6 +11,7 @@ uninterrupted run would have (bit for bit on the CPU).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import math
@@ -66,8 +67,17 @@ class Trainer:
         self.run_dir = Path(cfg.run_dir)
         found = newest_state(self.run_dir)
         state = found[1] if found is not None else None
+        if _same_folder(cfg.resume, cfg.run_dir):  # --resume RUN_DIR --run-dir RUN_DIR: continue that run
+            if state is None:
+                raise ValueError(_no_state_message(cfg.resume))
+            self.cfg = cfg = dataclasses.replace(cfg, resume=state["config"]["resume"])  # the run's own base
+        self.base_state: dict | None = None  # where the networks came from when `resume` is another run's folder
         if state is not None:
-            G, D, G_ema = _networks_from_state(state, cfg)
+            _check_resumable(state, cfg)
+            G, D, G_ema = _empty_networks(state)
+            self.base_state = state.get("base_state")
+        elif Path(cfg.resume).is_dir():
+            G, D, G_ema = self._load_run(cfg.resume)
         else:
             G, D, G_ema = self.dist.main_first(lambda: _load_base(cfg.resume))
         self.G = G.to(self.device).train().requires_grad_(False)
@@ -105,6 +115,26 @@ class Trainer:
             self._load_state(state)
 
     # ---- setup
+
+    def _load_run(self, folder: str) -> tuple[Generator, Discriminator, Generator]:
+        """G, D and G_ema of another run's newest valid training state (chosen by the main process, so that
+        every process starts from the same file); `base_state` records which."""
+        chosen: dict = {}
+
+        def find() -> str:
+            found = newest_state(folder)
+            if found is None:
+                raise ValueError(_no_state_message(folder))
+            chosen["path"], chosen["state"] = found
+            return str(found[0])
+
+        path = self.dist.on_main(find)
+        state = chosen.get("state") or torch.load(path, map_location="cpu", weights_only=True)
+        G, D, G_ema = _empty_networks(state)
+        for name, net in (("G", G), ("D", D), ("G_ema", G_ema)):
+            net.load_state_dict(state[name])
+        self.base_state = {"run": str(folder), "state": Path(path).name, "kimg": state["cur_nimg"] / 1000}
+        return G, D, G_ema
 
     def _check_sizes(self) -> None:
         """Check resolutions and the batch split; set `batch_gpu` and `num_micro` (micro-batches)."""
@@ -327,6 +357,8 @@ class Trainer:
         self.last_snapshot = snapshot_name(nimg)
         if self.is_main:
             meta = {"finetune": {"base": self.cfg.resume, "data": self.cfg.data, "kimg": nimg / 1000}}
+            if self.base_state is not None:
+                meta["finetune"]["base_state"] = self.base_state
             save_network(self.run_dir / self.last_snapshot, Networks(self.G_ema, self.G, self.D, meta=meta))
             fakes = self.fakes_grid()
             save_image(fakes, self.run_dir / fakes_name(nimg))
@@ -397,7 +429,7 @@ class Trainer:
             "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
             "ada": self.ada.state_dict(), "augment_p": float(self.augment_pipe.p), "pl_mean": self.pl_mean.cpu(),
             "cur_nimg": self.cur_nimg, "batch_idx": self.batch_idx, "last_snapshot": self.last_snapshot,
-            "world_size": self.dist.world_size, "rng": rng,
+            "world_size": self.dist.world_size, "rng": rng, "base_state": self.base_state,
         }
 
     def _load_state(self, state: dict) -> None:
@@ -422,13 +454,24 @@ def _set_hparams(opt: torch.optim.Optimizer, lr: float, betas: tuple) -> None:
         group["lr"], group["betas"] = lr, betas
 
 
+def _same_folder(resume: str, run_dir: str) -> bool:
+    """Whether `resume` is the existing folder `run_dir` (however spelled)."""
+    return Path(resume).is_dir() and Path(resume).resolve() == Path(run_dir).resolve()
+
+
+def _no_state_message(folder: str) -> str:
+    try:
+        snapshot = latest_snapshot(folder)
+    except (OSError, ValueError, KeyError):  # latest.json cut short too
+        snapshot = None
+    example = f", e.g. {snapshot}" if snapshot is not None and snapshot.is_file() else ""
+    return (f"{folder} is a folder, and no training state in it (training-state-*.pt) could be read, so there is "
+            "no fine-tuning run to continue or start from. To start from a snapshot, pass the snapshot file "
+            f"(.safetensors or .pkl) as resume (--resume){example}")
+
+
 def _load_base(source: str) -> tuple[Generator, Discriminator, Generator]:
     """G, D and G_ema of the base checkpoint (G defaults to a copy of G_ema); D is required."""
-    if Path(source).is_dir() and newest_state(source) is not None:
-        raise ValueError(
-            f"{source} is the folder of a fine-tuning run, not a checkpoint. To continue that run, pass it as "
-            "run_dir (--run-dir) with the settings it started with; to start a new run from its weights, pass one "
-            f"of its snapshots as resume (--resume), e.g. {latest_snapshot(source)}")
     nets = load_network(source)
     if nets.D is None:
         raise CheckpointError(
@@ -440,9 +483,8 @@ def _load_base(source: str) -> tuple[Generator, Discriminator, Generator]:
     return G, nets.D, nets.G_ema
 
 
-def _networks_from_state(state: dict, cfg: TrainConfig) -> tuple[Generator, Discriminator, Generator]:
-    """Empty networks of the resumed run's architecture (weights are loaded later), after checking that
-    the new config changes nothing a resumed run must keep."""
+def _check_resumable(state: dict, cfg: TrainConfig) -> None:
+    """Check that the new config changes nothing a resumed run must keep."""
     saved = TrainConfig.from_dict(state["config"])
     changed = [f"{k}: {getattr(saved, k)!r} -> {getattr(cfg, k)!r}" for k in RESUME_FIXED
                if getattr(saved, k) != getattr(cfg, k)]
@@ -450,6 +492,10 @@ def _networks_from_state(state: dict, cfg: TrainConfig) -> tuple[Generator, Disc
         raise ValueError(f"{cfg.run_dir} holds a run started with other settings ({'; '.join(changed)}). A resumed "
                          "run keeps its networks, data and random streams: restore those settings or use a new "
                          "run_dir (kimg, snapshot_kimg, the metric and the loss settings may change).")
+
+
+def _empty_networks(state: dict) -> tuple[Generator, Discriminator, Generator]:
+    """Networks of a training state's architecture (G, D, G_ema), weights not loaded."""
     G = Generator(GeneratorConfig.from_dict(state["networks"]["G"]))
     return G, Discriminator(DiscriminatorConfig.from_dict(state["networks"]["D"])), copy.deepcopy(G)
 
@@ -475,10 +521,11 @@ def _write_json(path: Path, obj: dict) -> None:
 
 
 def finetune(config: TrainConfig, *, progress: bool = True, callback: Callable[[dict], None] | None = None) -> Path:
-    """Fine-tune `config.resume` on `config.data` into `config.run_dir` (resuming the run there if any);
-    returns the last network snapshot's path. `callback(info)` gets each snapshot's metrics, paths (network,
-    fakes_path, plot_path) and fakes grid (a PIL image). Under torchrun, every process calls this; only the
-    first writes files and downloads. The caller's torch RNG state is left as it was."""
+    """Fine-tune `config.resume` (a checkpoint, or a run folder: see TrainConfig) on `config.data` into
+    `config.run_dir` (resuming the run there if any); returns the last network snapshot's path. `callback(info)`
+    gets each snapshot's metrics, paths (network, fakes_path, plot_path) and fakes grid (a PIL image). Under
+    torchrun, every process calls this; only the first writes files and downloads. The caller's torch RNG state
+    is left as it was."""
     dist, started = init_distributed(config.device)
     try:
         with torch.random.fork_rng(devices=[dist.device] if dist.device.type == "cuda" else []):
