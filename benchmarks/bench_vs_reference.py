@@ -117,7 +117,7 @@ def _work_project(impl: str, res: int, space: str, batch: int, steps: int, warmu
 
         import lpips
 
-        from toonlib.projection import project
+        from toonlib import project  # the public name: an older toonlib's module was toonlib/project.py
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
@@ -211,11 +211,26 @@ def worker(spec: dict) -> dict:
     torch.set_num_threads(spec["threads"])
     case = spec["case"]
     if case in ("project", "batch"):
-        return _work_project(spec["impl"], spec["res"], spec["space"], spec["batch"], spec["steps"], spec["warmup"],
-                             spec["weights"], spec.get("precision"))
-    if case == "forward":
-        return _work_forward(spec["impl"], spec["res"], spec["steps"], spec["warmup"], spec["weights"])
-    return _work_train(spec["impl"], spec["res"], spec["steps"], spec["weights"], spec["d_weights"])
+        result = _work_project(spec["impl"], spec["res"], spec["space"], spec["batch"], spec["steps"],
+                               spec["warmup"], spec["weights"], spec.get("precision"))
+    elif case == "forward":
+        result = _work_forward(spec["impl"], spec["res"], spec["steps"], spec["warmup"], spec["weights"])
+    else:
+        result = _work_train(spec["impl"], spec["res"], spec["steps"], spec["weights"], spec["d_weights"])
+    _check_toonlib_root(spec.get("root"))
+    return result
+
+
+def _check_toonlib_root(root: str | None) -> None:
+    """Every toonlib module this process ran came from `root` (an editable install of another checkout can
+    otherwise fill in modules that an older toonlib lacks)."""
+    if root is None:
+        return
+    strays = [m.__file__ for name, m in list(sys.modules.items())
+              if name.split(".")[0] == "toonlib" and getattr(m, "__file__", None)
+              and not Path(m.__file__).resolve().is_relative_to(Path(root).resolve())]
+    if strays:
+        raise RuntimeError(f"toonlib modules from outside {root}: {strays}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -228,7 +243,8 @@ def run_worker(spec: dict, before: str | None) -> dict:
     impl = spec["impl"]
     paths = [str(HERE)] + ([before] if impl == "before" else [])
     env["PYTHONPATH"] = os.pathsep.join(paths)
-    spec = {**spec, "impl": "toonlib" if impl in ("before", "after") else impl}
+    roots = {"before": before, "after": str(HERE.parent)}
+    spec = {**spec, "impl": "toonlib" if impl in roots else impl, "root": roots.get(impl)}
     proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], env=env, capture_output=True,
                           text=True)
     if proc.returncode != 0:

@@ -54,8 +54,9 @@ _PROVIDED = {"google"}
 
 def _declared_distributions() -> set[str]:
     import re
-    import tomllib
     from pathlib import Path
+
+    import tomllib
 
     project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["project"]
     specs = list(project["dependencies"]) + [s for extra in project["optional-dependencies"].values() for s in extra]
@@ -86,8 +87,9 @@ def test_every_import_is_declared():
 def test_core_dependencies_cover_downloads_and_training_plots():
     """`pip install toonlib` alone must fetch models (requests) and plot training metrics (matplotlib)."""
     import re
-    import tomllib
     from pathlib import Path
+
+    import tomllib
 
     core = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["project"]["dependencies"]
     names = {re.split(r"[<>=!~\[; ]", spec, maxsplit=1)[0].lower() for spec in core}
