@@ -110,3 +110,42 @@ def test_missing_vgg16_weights_is_one_short_message(tmp_path, offline_cache):
                      "-o", str(tmp_path / "w.npz"), env=offline_cache)
     _short_error(result, "VGG16")
     assert not (tmp_path / "w.npz").exists()
+
+
+def test_a_failed_download_names_the_option_that_takes_a_local_file(tmp_path, monkeypatch, capsys):
+    """Registry models named (or defaulted) on the command line are fetched before anything loads, so the
+    advice of a failed download names this command's option for a local file."""
+    import dataclasses
+    import socket
+
+    from tiny import tiny_generator
+
+    from toonlib import download, models
+    from toonlib.checkpoints import save_network
+
+    with socket.socket() as sock:  # a port nobody listens on: every download fails as if offline
+        sock.bind(("127.0.0.1", 0))
+        offline = f"http://127.0.0.1:{sock.getsockname()[1]}/weights"
+    monkeypatch.setattr(models, "MODELS", {name: dataclasses.replace(info, sources=(offline,), sha256=None)
+                                           for name, info in models.MODELS.items()})
+    monkeypatch.setenv("TOONLIB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(download, "DRIVE_ROOT", tmp_path / "no-drive")
+    monkeypatch.setattr(download, "RETRY_DELAYS", (0.0, 0.0))
+    photo = tmp_path / "me.png"
+    Image.fromarray(skdata.astronaut()).save(photo)
+    local = tmp_path / "tiny.safetensors"
+    save_network(local, tiny_generator(0))
+
+    def advice(*argv: str) -> str:
+        assert cli.main(list(argv)) == 2
+        return capsys.readouterr().err
+
+    out = str(tmp_path / "out")
+    assert "pass its path: --base PATH" in advice("toonify", str(photo), "-o", out)  # the default base
+    assert "pass its path: --toon PATH" in advice("toonify", str(photo), "-o", out, "--base", str(local))
+    assert "pass its path: --encoder PATH" in advice("toonify", str(photo), "-o", out, "--invert", "e4e",
+                                                     "--base", str(local), "--toon", str(local))
+    assert "pass its path: --base PATH" in advice("project", str(photo), "-o", str(tmp_path / "w.npz"))
+    assert "pass its path: --toon PATH" in advice("blend", "--toon", "toonify-blended-tf", "--base", str(local),
+                                                  "--swap-res", "8", "-o", str(tmp_path / "b.safetensors"))
+    assert not list((tmp_path / "cache").rglob("*.safetensors")) and not (tmp_path / "out").exists()

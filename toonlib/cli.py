@@ -41,6 +41,29 @@ def _check_native_output(output: str, command: str) -> None:
                          f"misread a {output.suffix or 'suffix-less'} file)")
 
 
+def _fetch_named_models(*models: tuple[str | None, str]) -> None:
+    """Download the registry models named by (value, option) pairs before any is loaded, so that a failed
+    download says which option takes a local file instead (e.g. `--base PATH`). Paths are left alone."""
+    from .download import fetch
+    from .models import MODELS
+
+    for value, option in models:
+        if isinstance(value, str) and value in MODELS and not Path(value).exists():
+            fetch(value, local_option=option)
+
+
+def _fetch_toonify_models(args: argparse.Namespace, mode: str) -> None:
+    """`_fetch_named_models` for what a Toonifier in inversion mode `mode` loads at once."""
+    from .pipeline import DEFAULT_ENCODERS, default_base
+
+    wanted = []
+    if mode != "psp-toonify":  # that mode's encoder holds its own decoder; base and toon load only to re-blend
+        wanted += [(args.base if args.base is not None else default_base(args.toon), "--base"), (args.toon, "--toon")]
+    if mode != "optimize":
+        wanted.append((args.encoder if args.encoder is not None else DEFAULT_ENCODERS[mode], "--encoder"))
+    _fetch_named_models(*wanted)
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     from .checkpoints import load_network, save_network
 
@@ -113,6 +136,7 @@ def cmd_blend(args: argparse.Namespace) -> int:
     from .networks import parse_seeds
 
     _check_native_output(args.output, "blend")
+    _fetch_named_models((args.toon, "--toon"), (args.base, "--base"))
     low = load_generator(args.toon, which=args.toon_network)
     high = load_generator(args.base, which=args.base_network)
     blended = blend(low, high, args.swap_res, level=args.level, blend_width=args.blend_width)
@@ -150,6 +174,7 @@ def cmd_project(args: argparse.Namespace) -> int:
     from .projection import project, save_video
 
     target = read_image(args.image)  # a bad photo fails before any model is downloaded
+    _fetch_named_models((args.base, "--base"))
     G = load_generator(args.base, device=default_device())
     result = project(G, target, space=args.space, steps=args.steps, seed=args.seed,
                      save_every=args.video_every if args.video else None)
@@ -213,6 +238,7 @@ def cmd_toonify(args: argparse.Namespace) -> int:
     source = Path(args.photos)
     photos = _photos_to_toonify(source)
     output_path = _toonify_outputs(Path(args.output), source.is_dir())
+    _fetch_toonify_models(args, args.invert)
     inputs = {p.resolve() for p in photos}
     toonifier = Toonifier(args.base, args.toon, swap_res=args.swap_res, level=args.level,
                           blend_width=args.blend_width, toon_network=args.toon_network, detector=args.detector,
@@ -277,6 +303,8 @@ def cmd_app(args: argparse.Namespace) -> int:
     if args.encoder is not None and sum(mode != "optimize" for mode in modes) != 1:
         raise ValueError(f"--encoder names the checkpoint of one encoder mode, but --invert offers {modes}: "
                          "offer one encoder mode, or leave out --encoder (each mode then uses its registry encoder)")
+    for mode in modes:
+        _fetch_toonify_models(args, mode)
     toonifiers = [Toonifier(args.base, args.toon, toon_network=args.toon_network, detector=args.detector, invert=mode,
                             encoder=args.encoder) for mode in modes]  # one per mode offered, each with its models
     app = ToonApp(toonifiers, swap_res=args.swap_res, steps=args.steps, max_steps=args.max_steps,
