@@ -41,6 +41,16 @@ def test_version_and_exit_codes_in_help():
     for args in (["--help"], ["toonify", "--help"], ["project", "--help"]):
         text = run_cli(*args).stdout
         assert "exit status:" in text and "1  some photos failed" in text and "2  bad usage" in text, args
+        assert "130  interrupted" in text, args
+
+
+def test_ctrl_c_exits_130(monkeypatch, capsys):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "cmd_models", interrupted)
+    assert cli.main(["models"]) == 130
+    assert capsys.readouterr().err == "toonlib models: interrupted\n"
 
 
 def test_base_model_is_called_base_everywhere():

@@ -1,8 +1,8 @@
 """The `toonlib` console script. Each sub-command is a thin wrapper over the Python API.
 
 Exit status (also in `--help`): 0 all done; 1 some photos failed (the others were written);
-2 bad usage, or a missing or unreadable model, weights file or photo. Expected failures end in one
-short message naming the cause and the fix, never a traceback.
+2 bad usage, or a missing or unreadable model, weights file or photo; 130 interrupted (Ctrl-C).
+Expected failures end in one short message naming the cause and the fix, never a traceback.
 """
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ Command = Callable[[argparse.Namespace], int]
 EXIT_STATUS = """exit status:
   0  all done
   1  some photos failed (the others were written)
-  2  bad usage, or a missing or unreadable model, weights file or photo"""
+  2  bad usage, or a missing or unreadable model, weights file or photo
+  130  interrupted (Ctrl-C)"""
 
 
 def _describe(nets) -> str:
