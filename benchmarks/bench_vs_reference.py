@@ -174,7 +174,7 @@ def _work_train(impl: str, res: int, steps: int, weights: str, d_weights: str) -
         root = Path(tmp)
         (root / "data").mkdir()
         rng = np.random.default_rng(0)
-        for i in range(TRAIN_BATCH):
+        for i in range(8):  # the dataset needs at least 8 images; the timed minibatches are `reals`
             Image.fromarray(rng.integers(0, 256, (res, res, 3), dtype=np.uint8)).save(root / "data" / f"{i}.png")
         save_network(root / "base.pt", Networks(G_ema=G, G=G, D=D))
         del G, D

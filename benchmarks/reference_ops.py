@@ -584,8 +584,8 @@ def train_phase_fn(G: Generator, D: Discriminator, batch: int, pl_weight: float 
     G.train().requires_grad_(False)
     D.train().requires_grad_(False)
     augment = AugmentPipeBGC(ada_p)
-    opt_G = torch.optim.Adam(G.parameters(), lr=0.002 * 4 / 5, betas=(0, 0.99 ** (4 / 5)), eps=1e-8)
-    opt_D = torch.optim.Adam(D.parameters(), lr=0.002 * 16 / 17, betas=(0, 0.99 ** (16 / 17)), eps=1e-8)
+    opt_G = torch.optim.Adam(G.parameters(), lr=0.002 * 4 / 5, betas=(0.0, 0.99 ** (4 / 5)), eps=1e-8)
+    opt_D = torch.optim.Adam(D.parameters(), lr=0.002 * 16 / 17, betas=(0.0, 0.99 ** (16 / 17)), eps=1e-8)
     pl_mean = torch.zeros([])
 
     def run_G(z):

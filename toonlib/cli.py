@@ -180,7 +180,8 @@ def cmd_project(args: argparse.Namespace) -> int:
     result = project(G, target, space=args.space, steps=args.steps, seed=args.seed,
                      save_every=args.video_every if args.video else None)
     result.save(args.output)
-    print(f"wrote {args.output} (final LPIPS {result.losses[-1, 0]:.4f} after {result.steps} steps)")
+    steps = f"{result.steps} step" + ("s" if result.steps != 1 else "")
+    print(f"wrote {args.output} (final LPIPS {result.losses[-1, 0]:.4f} after {steps})")
     if args.image_out:
         save_image(to_pil(result.images[0]), args.image_out)
         print(f"wrote {args.image_out}")

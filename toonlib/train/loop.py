@@ -322,14 +322,15 @@ class Trainer:
                                  rank=self.dist.rank, world_size=self.dist.world_size, device=self.device,
                                  start_batch=self.batch_idx)
         last_nimg = max(self.cur_nimg, math.ceil(total_nimg / cfg.batch_size) * cfg.batch_size)  # whole minibatches
-        bar = tqdm(total=last_nimg / 1000, initial=self.cur_nimg / 1000, desc="fine-tuning",
+        # counted in images (integers: float kimg increments add up past the total), shown in kimg
+        bar = tqdm(total=last_nimg, initial=self.cur_nimg, unit_scale=1 / 1000, desc="fine-tuning",
                    disable=not self.progress,
                    bar_format="{l_bar}{bar}| {n:.3f}/{total:.3f} kimg [{elapsed}<{remaining}{postfix}]")
         self._start_tick()
         while self.cur_nimg < total_nimg:
             before = self.cur_nimg
             self.step(next(loader))
-            bar.update((self.cur_nimg - before) / 1000)
+            bar.update(self.cur_nimg - before)
             bar.set_postfix(self._postfix(), refresh=False)
             if self.cur_nimg >= total_nimg or self.cur_nimg // snapshot_nimg > before // snapshot_nimg:
                 self.snapshot()
