@@ -139,10 +139,9 @@ def project(G: torch.nn.Module, target: Target, space: str = "w+", steps: int | 
     within 1%, the same toon within 1/255). In float32 on the CPU the loop runs its 3x3 convolutions as
     Winograd transforms (`ops.winograd`).
 
-    Cost per step on a 2-core CPU, config F, batch 1: about 1.5 s at 256 px and 5 s at 1024 px on a
-    quiet machine (docs/design.md section 11), 4.4 s and 15 s (best of 9) measured by
-    benchmarks/bench_projection.py on a busy one: 500 W+ steps at 1024 px take 40 min to 2 h on such
-    a CPU. The generator's forward and backward are ~80% of a step, LPIPS the rest.
+    Cost per step on a 2-core CPU, config F, batch 1: about 1.6 s at 256 px and 3.7 s at 1024 px on a
+    quiet machine (benchmarks/bench_vs_reference.py, docs/design.md section 11), 3-4x that on a busy one:
+    500 W+ steps at 1024 px take 30 min to 2 h on such a CPU.
     """
     if space not in SPACES:
         raise ValueError(f"space must be one of {SPACES}, got {space!r}")
