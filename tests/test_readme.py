@@ -413,7 +413,7 @@ def check_project(out: Outcome, box: Sandbox) -> None:
         assert npz["w"].shape == (1, box.base.num_ws, box.base.w_dim)
     assert image_size("reconstruction.png") == (32, 32)
     assert Path("projection.mp4").read_bytes()[4:8] == b"ftyp"  # an MP4 container
-    assert f"after {PROJECTION_STEPS} steps" in out.out
+    assert f"after {PROJECTION_STEPS} step{'s' if PROJECTION_STEPS != 1 else ''})" in out.out
 
 
 def check_blend(out: Outcome, box: Sandbox) -> None:
