@@ -21,6 +21,30 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> sub
                           env={**os.environ, **(env or {})}, cwd=cwd)
 
 
+def run_main(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`cli.main(args)` in this process (the console script's function; no new interpreter to start), with
+    `env` set for the call: the exit status and what it printed, as `run_cli` gives them."""
+    import contextlib
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    saved = {name: os.environ.get(name) for name in env or {}}
+    os.environ.update(env or {})
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                status = cli.main(list(args))
+            except SystemExit as exc:  # argparse: --help, --version and usage errors
+                status = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    return subprocess.CompletedProcess(list(args), status, out.getvalue(), err.getvalue())
+
+
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
     action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     return dict(action.choices)
@@ -36,10 +60,10 @@ def test_every_option_of_every_command_has_help():
 
 
 def test_version_and_exit_codes_in_help():
-    result = run_cli("--version")
+    result = run_cli("--version")  # as typed: a new process
     assert result.returncode == 0 and result.stdout.strip() == f"toonlib {toonlib.__version__}"
     for args in (["--help"], ["toonify", "--help"], ["project", "--help"]):
-        text = run_cli(*args).stdout
+        text = run_main(*args).stdout
         assert "exit status:" in text and "1  some photos failed" in text and "2  bad usage" in text, args
         assert "130  interrupted" in text, args
 
@@ -89,19 +113,19 @@ def test_inputs_are_checked_before_any_download(tmp_path, offline_cache):
     not_an_image = tmp_path / "notes.jpg"
     not_an_image.write_text("hello")
     # The default models are registry names that are not cached: reaching them would try a download.
-    _short_error(run_cli("project", str(not_an_image), "-o", str(tmp_path / "w.npz"), env=offline_cache),
+    _short_error(run_main("project", str(not_an_image), "-o", str(tmp_path / "w.npz"), env=offline_cache),
                  "cannot read", "notes.jpg")
-    _short_error(run_cli("toonify", str(tmp_path / "missing.jpg"), "-o", str(tmp_path / "out"), env=offline_cache),
+    _short_error(run_main("toonify", str(tmp_path / "missing.jpg"), "-o", str(tmp_path / "out"), env=offline_cache),
                  "no photo or folder at")
-    _short_error(run_cli("toonify", str(not_an_image), "-o", str(tmp_path / "out"), env=offline_cache),
+    _short_error(run_main("toonify", str(not_an_image), "-o", str(tmp_path / "out"), env=offline_cache),
                  "cannot read")
     empty = tmp_path / "empty"
     empty.mkdir()
-    _short_error(run_cli("toonify", str(empty), "-o", str(tmp_path / "out"), env=offline_cache), "no photos")
+    _short_error(run_main("toonify", str(empty), "-o", str(tmp_path / "out"), env=offline_cache), "no photos")
     photos = tmp_path / "photos"
     photos.mkdir()
     Image.fromarray(skdata.astronaut()).save(photos / "a.png")
-    _short_error(run_cli("toonify", str(photos), "-o", str(tmp_path / "toon.png"), env=offline_cache),
+    _short_error(run_main("toonify", str(photos), "-o", str(tmp_path / "toon.png"), env=offline_cache),
                  "names an image file, but the input is a folder")
     assert not (Path(offline_cache["TOONLIB_CACHE"])).exists()  # nothing was downloaded or even started
     assert not (tmp_path / "toon.png").exists() and not (tmp_path / "out").exists()

@@ -119,16 +119,18 @@ def test_images_are_w_rendered_with_the_optimised_noise(projections, G):
         assert abs(float(maps.mean())) < 1e-4 and abs(float(maps.square().mean()) - 1) < 1e-3
 
 
-def test_init_starts_from_the_given_latent(G, targets, ws, net):
+def test_init_starts_from_the_given_latent(G, targets, ws, net, monkeypatch):
     # Starting at the true latent, a few steps keep the fit far better than starting from the mean.
     from_mean = run(G, targets[1], net, steps=3)
     from_truth = run(G, targets[1], net, steps=3, init=ws[1])
     assert from_truth.losses[0, 0] < 0.5 * from_mean.losses[0, 0]
     assert from_truth.steps == 3
-    # Default length with init: DEFAULT_INIT_STEPS; in W space a W+ init is averaged over its layers.
+    # Default length with init: DEFAULT_INIT_STEPS (100, shortened here); in W space a W+ init is averaged.
+    assert projection.DEFAULT_INIT_STEPS == 100
+    monkeypatch.setattr(projection, "DEFAULT_INIT_STEPS", 4)
     calls = []
     run(G, targets[0], net, space="w", init=ws[:1], callback=lambda step, d, w: calls.append(w.clone()))
-    assert len(calls) == projection.DEFAULT_INIT_STEPS
+    assert len(calls) == 4
     with pytest.raises(ValueError, match=r"init must have shape \[1, "):
         run(G, targets[0], net, steps=1, init=torch.zeros(2, G.num_ws, G.w_dim))
 
