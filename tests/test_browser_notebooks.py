@@ -164,6 +164,27 @@ def _widget_screenshot(page, widget, path: Path) -> None:
     page.set_viewport_size({"width": width, "height": 900})
 
 
+def _check_at_widths(page, shots: Path, notebook: str, part: str, widget, controls: dict, images: dict, *,
+                     apart_from, no_click: tuple[str, ...] = (), settle=lambda: None) -> None:
+    """At every width in WIDTHS: the widget's labels whole, each control usable (clicked unless named in
+    `no_click`) and clear of `apart_from`, then (after `settle`) no image stretched; screenshots of the window
+    and of the widget, named `<notebook>-window-<width>` and `<notebook>-<part>-<width>`."""
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": 900})
+        with screenshots_on_failure(page, shots, f"{notebook}-{part}-{width}"):
+            widget.scroll_into_view_if_needed()
+            _assert_labels_whole(widget, part)
+            for name, control in controls.items():
+                assert_usable(control, f"{name} at {width} px", click=name not in no_click)
+                _assert_apart(control, apart_from, f"{name} at {width} px")
+            settle()
+            for name, image in images.items():
+                image.scroll_into_view_if_needed()
+                _assert_not_stretched(image, f"{name} at {width} px")
+            screenshot(page, shots, f"{notebook}-window-{width}")
+            _widget_screenshot(page, widget, shots / f"{notebook}-{part}-{width}.png")
+
+
 def _record(shots: Path, latencies: dict) -> None:
     path = shots / "latency.json"
     known = json.loads(path.read_text()) if path.exists() else {}
@@ -185,20 +206,9 @@ def test_blend_explorer_fits_and_reacts_in_jupyterlab(lab, browser, shots):
                 "seeds box": explorer.locator(".toonlib-seeds input"),
                 "level conv1": explorer.locator(".toonlib-level button", has_text="conv1"),
                 "level conv0": explorer.locator(".toonlib-level button", has_text="conv0")}
-    for width in WIDTHS:
-        page.set_viewport_size({"width": width, "height": 900})
-        with screenshots_on_failure(page, shots, f"02-explorer-{width}"):
-            explorer.scroll_into_view_if_needed()
-            _assert_labels_whole(explorer, "explorer")
-            for name, control in controls.items():
-                assert_usable(control, f"{name} at {width} px")
-                _assert_apart(control, grid, f"{name} at {width} px")
-            status.get_by_text("toon up to 8 px (level 0)").wait_for()  # the clicks' re-renders are done
-            for name, image in (("image grid", grid), ("layer chart", chart)):
-                image.scroll_into_view_if_needed()
-                _assert_not_stretched(image, f"{name} at {width} px")
-            screenshot(page, shots, f"02-window-{width}")
-            _widget_screenshot(page, explorer, shots / f"02-explorer-{width}.png")
+    _check_at_widths(page, shots, "02", "explorer", explorer, controls, {"image grid": grid, "layer chart": chart},
+                     apart_from=grid,  # after the clicks' re-renders are done:
+                     settle=lambda: status.get_by_text("toon up to 8 px (level 0)").wait_for())
     latencies = {}
     with screenshots_on_failure(page, shots, "02-keyboard"):
         swap = explorer.locator(".toonlib-swap-res")
@@ -237,20 +247,10 @@ def test_toonify_notebook_uploads_runs_the_chosen_steps_and_reblends(lab, browse
                 "steps slider": steps.locator(HANDLE).first,
                 "inversion menu": panel.locator(".toonlib-inversion select"),
                 "Run button": panel.locator(".toonlib-run")}
-    for width in WIDTHS:
-        page.set_viewport_size({"width": width, "height": 900})
-        with screenshots_on_failure(page, shots, f"04-panel-{width}"):
-            panel.scroll_into_view_if_needed()
-            _assert_labels_whole(panel, "toonify panel")
-            for name, control in controls.items():
-                assert_usable(control, f"{name} at {width} px", click=name not in ("upload button", "Run button"))
-                _assert_apart(control, toon, f"{name} at {width} px")
-            for name in ("photo", "aligned", "reconstruction", "toon", "pasted"):
-                image = panel.locator(f"img.toonlib-{name}")
-                image.scroll_into_view_if_needed()
-                _assert_not_stretched(image, f"{name} at {width} px")
-            screenshot(page, shots, f"04-window-{width}")
-            _widget_screenshot(page, panel, shots / f"04-panel-{width}.png")
+    images = {name: panel.locator(f"img.toonlib-{name}") for name in ("photo", "aligned", "reconstruction", "toon",
+                                                                       "pasted")}
+    _check_at_widths(page, shots, "04", "panel", panel, controls, images, apart_from=toon,
+                     no_click=("upload button", "Run button"))
     latencies = {}
     with screenshots_on_failure(page, shots, "04-keyboard"):
         swap = panel.locator(".toonlib-swap-res")
