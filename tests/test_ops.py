@@ -144,7 +144,13 @@ def test_projection_step_keeps_less_for_backward_and_skips_weight_gradients():
 
 @pytest.mark.parametrize("winograd", [False, True])
 def test_fused_batch_is_bit_identical_to_one_by_one(winograd):
-    G, _ = _pair(dtype=torch.float32)
+    if winograd:  # large enough for the Winograd path (ops.WINOGRAD_MIN_SIZE / _CHANNELS) in its last block
+        torch.manual_seed(0)
+        G = Generator(z_dim=8, w_dim=8, img_resolution=ops.WINOGRAD_MIN_SIZE,
+                      channel_base=ops.WINOGRAD_MIN_CHANNELS * ops.WINOGRAD_MIN_SIZE,
+                      channel_max=ops.WINOGRAD_MIN_CHANNELS).eval()
+    else:
+        G, _ = _pair(dtype=torch.float32)
     ws = _ws(G, 3, torch.float32)
     with torch.no_grad(), ops.winograd(winograd):
         batch = G.synthesis(ws, noise_mode="const", fused_modconv=True)
@@ -155,10 +161,11 @@ def test_fused_batch_is_bit_identical_to_one_by_one(winograd):
 @pytest.mark.skipif(not torch.backends.nnpack.is_available(), reason="NNPACK is not in this PyTorch build")
 def test_winograd_convolution_is_close_with_first_and_second_order_gradients():
     torch.manual_seed(0)
-    x = torch.randn(2, 16, 12, 12, requires_grad=True)
-    w = torch.randn(8, 16, 3, 3, requires_grad=True)
-    b = torch.randn(8, requires_grad=True)
-    probe = torch.randn(2, 8, 12, 12)
+    size, channels = ops.WINOGRAD_MIN_SIZE, ops.WINOGRAD_MIN_CHANNELS
+    x = torch.randn(2, channels + 1, size, size + 3, requires_grad=True)
+    w = torch.randn(channels, channels + 1, 3, 3, requires_grad=True)
+    b = torch.randn(channels, requires_grad=True)
+    probe = torch.randn(2, channels, size, size + 3)
     results = []
     for enabled in (False, True):
         with ops.winograd(enabled):
@@ -171,3 +178,22 @@ def test_winograd_convolution_is_close_with_first_and_second_order_gradients():
         torch.testing.assert_close(a, b_, rtol=1e-4, atol=1e-4 * float(b_.abs().max()))
     assert not torch.equal(results[0][0], results[1][0])
     torch.testing.assert_close(F.conv2d(x, w, b, padding=1), results[0][0])
+
+
+@pytest.mark.skipif(not torch.backends.nnpack.is_available(), reason="NNPACK is not in this PyTorch build")
+@pytest.mark.parametrize("shape, out_channels, winograd_pays", [
+    ((1, 16, 64, 64), 16, True),   # the smallest image and channel counts where Winograd runs
+    ((1, 16, 32, 64), 16, False),  # too few rows: the kernel transform would cost more than it saves
+    ((1, 16, 64, 32), 16, False),
+    ((1, 3, 64, 64), 16, False),   # an RGB input (VGG16's first layer)
+    ((1, 16, 64, 64), 3, False),   # an RGB output (that layer's input gradient)
+])
+def test_winograd_runs_only_where_it_pays(shape, out_channels, winograd_pays):
+    torch.manual_seed(0)
+    x = torch.randn(shape)
+    w = torch.randn(out_channels, shape[1], 3, 3)
+    direct = F.conv2d(x, w, padding=1)
+    with ops.winograd():
+        y = ops.conv3x3(x, w)
+    assert torch.equal(y, direct) is not winograd_pays
+    torch.testing.assert_close(y, direct, rtol=1e-4, atol=1e-4 * float(direct.abs().max()))
