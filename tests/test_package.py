@@ -52,13 +52,21 @@ _DISTRIBUTIONS = {"PIL": "pillow", "face_alignment": "face-alignment", "dlib": "
 _PROVIDED = {"google"}
 
 
-def _declared_distributions() -> set[str]:
-    import re
+def _pyproject_project() -> dict:
+    """The [project] table of pyproject.toml (tomllib from Python 3.11 on, tomli before: the dev extra)."""
     from pathlib import Path
 
-    import tomllib
+    try:
+        import tomllib
+    except ModuleNotFoundError:
+        import tomli as tomllib
+    return tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["project"]
 
-    project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["project"]
+
+def _declared_distributions() -> set[str]:
+    import re
+
+    project = _pyproject_project()
     specs = list(project["dependencies"]) + [s for extra in project["optional-dependencies"].values() for s in extra]
     return {re.split(r"[<>=!~\[; ]", spec, maxsplit=1)[0].lower().replace("_", "-") for spec in specs}
 
@@ -87,10 +95,7 @@ def test_every_import_is_declared():
 def test_core_dependencies_cover_downloads_and_training_plots():
     """`pip install toonlib` alone must fetch models (requests) and plot training metrics (matplotlib)."""
     import re
-    from pathlib import Path
 
-    import tomllib
-
-    core = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["project"]["dependencies"]
+    core = _pyproject_project()["dependencies"]
     names = {re.split(r"[<>=!~\[; ]", spec, maxsplit=1)[0].lower() for spec in core}
     assert {"requests", "matplotlib", "urllib3"} <= names

@@ -47,10 +47,10 @@ def _depthwise_fir(x: torch.Tensor, f: torch.Tensor, gain: float, pad: Padding, 
 
 _WINOGRAD: contextvars.ContextVar[bool] = contextvars.ContextVar("toonlib_winograd", default=False)
 
-# Where NNPACK's Winograd pays (measured on a 2-core AVX2 EPYC, cache-cold, docs/design.md section 11): it
+# Where NNPACK's Winograd pays (benchmarks/bench_conv3x3.py on a 2-core AVX2 EPYC, docs/design.md section 11): it
 # transforms the whole kernel on every call (~20 ms for 512x512 channels, whatever the image size), so at 32x32
-# pixels and below oneDNN's direct convolution is as fast or faster (512 ch at 4x4: 1.6 ms vs 20 ms), and with
-# 3 channels the transforms outweigh the products. From 64x64 pixels and 16 channels it takes 1.3-2.8x less time.
+# pixels and below oneDNN's direct convolution is as fast or faster (512 ch at 4x4: 1.8 ms vs 21 ms), and with
+# 3 channels the transforms outweigh the products. From 64x64 pixels and 16 channels it takes up to 2.3x less time.
 WINOGRAD_MIN_SIZE = 64
 WINOGRAD_MIN_CHANNELS = 16
 
@@ -59,7 +59,7 @@ WINOGRAD_MIN_CHANNELS = 16
 def winograd(enabled: bool = True) -> Iterator[None]:
     """Within this context, 3x3 stride-1 float32 convolutions on the CPU (`conv3x3`) and their input gradients
     run as Winograd transforms (NNPACK, part of PyTorch's CPU builds) where that pays (images of at least
-    `WINOGRAD_MIN_SIZE` pixels a side, `WINOGRAD_MIN_CHANNELS` channels in and out): 1.3-2.8x less time than
+    `WINOGRAD_MIN_SIZE` pixels a side, `WINOGRAD_MIN_CHANNELS` channels in and out): up to 2.3x less time than
     oneDNN's direct convolution on an AVX2 CPU, with a relative error of ~1e-5 of the output's range instead of
     ~1e-7. Projection uses it; outside it (the default) networks reproduce the reference outputs exactly."""
     token = _WINOGRAD.set(enabled and torch.backends.nnpack.is_available())
