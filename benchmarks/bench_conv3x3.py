@@ -54,8 +54,8 @@ def main() -> None:
     for cin, cout, side in SHAPES:
         x = torch.randn(1, cin, side, side)
         w = torch.randn(cout, cin, 3, 3)
-        direct = lambda: F.conv2d(x, w, padding=1)  # noqa: E731
-        winograd = lambda: torch._nnpack_spatial_convolution(x, w, None, [1, 1])  # noqa: E731
+        direct = lambda x=x, w=w: F.conv2d(x, w, padding=1)  # noqa: E731
+        winograd = lambda x=x, w=w: torch._nnpack_spatial_convolution(x, w, None, [1, 1])  # noqa: E731
         direct(), winograd()
         times: dict[str, list[float]] = {"direct": [], "winograd": []}
         for _ in range(args.rounds):

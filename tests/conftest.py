@@ -32,6 +32,26 @@ def _deterministic():
 
 
 @pytest.fixture(scope="session")
+def encoder_checkpoint(tmp_path_factory):
+    """`encoder_checkpoint(name)`: the pSp / e4e reference checkpoint `name` ('psp_tiny', 'e4e_tiny') rebuilt
+    from its recipe (tests/encoder_fixtures.py), once per session: ~580 MB and a few seconds each. Read-only for
+    the tests; deleted when the session ends."""
+    from encoder_fixtures import build_checkpoint
+
+    folder = tmp_path_factory.mktemp("encoders")
+    built: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in built:
+            built[name] = build_checkpoint(name, folder / f"{name}.pt")
+        return built[name]
+
+    yield get
+    for path in built.values():
+        path.unlink()
+
+
+@pytest.fixture(scope="session")
 def random_vgg_torch_home(tmp_path_factory):
     """A TORCH_HOME whose hub cache holds a seeded *random* VGG16 under the ImageNet file's name.
 

@@ -195,13 +195,11 @@ def test_a_toon_model_that_cannot_be_reblended_has_no_slider(setup, monkeypatch)
         app.reblend(session, 16)
 
 
-def test_inversion_modes_side_by_side(setup, tmp_path):
+def test_inversion_modes_side_by_side(setup, tmp_path, encoder_checkpoint):
     """An encoder mode and optimisation offered together: each face keeps the mode that made its latent."""
-    from encoder_fixtures import build_checkpoint
-
     from toonlib.checkpoints import Networks, load_network, save_network
 
-    e4e = build_checkpoint("e4e_tiny", tmp_path / "e4e.pt")
+    e4e = encoder_checkpoint("e4e_tiny")
     base = load_network(e4e).G_ema  # the encoder's own 32 px decoder: its W+ is the encoder's
     toon = copy.deepcopy(base)
     with torch.no_grad():  # a stand-in for a fine-tuned toon model: close to its base, not equal

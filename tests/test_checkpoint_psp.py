@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from encoder_fixtures import build_checkpoint, reference
+from encoder_fixtures import reference
 
 from toonlib import load_network
 from toonlib.cli import main
@@ -17,11 +17,8 @@ ENCODER_TYPES = {"psp_tiny": "GradualStyleEncoder", "e4e_tiny": "Encoder4Editing
 
 
 @pytest.fixture(scope="module", params=sorted(ENCODER_TYPES))
-def checkpoint(request, tmp_path_factory):
-    name = request.param
-    path = build_checkpoint(name, tmp_path_factory.mktemp(name) / f"{name}.pt")
-    yield name, path
-    path.unlink()  # 580 MB: do not keep it until the session ends
+def checkpoint(request, encoder_checkpoint):
+    return request.param, encoder_checkpoint(request.param)
 
 
 @torch.no_grad()

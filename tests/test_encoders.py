@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision.transforms as T
-from encoder_fixtures import build_checkpoint, reference
+from encoder_fixtures import reference
 from PIL import Image
 from skimage import data as skdata
 
@@ -18,10 +18,9 @@ TOL = dict(atol=1e-4, rtol=1e-4)  # fixtures README
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
-    """The two reference checkpoints (~580 MB each), rebuilt from their recipes once per module."""
-    folder = tmp_path_factory.mktemp("encoders")
-    return {name: build_checkpoint(name, folder / f"{name}.pt") for name in ("psp_tiny", "e4e_tiny")}
+def checkpoints(encoder_checkpoint):
+    """The two reference checkpoints (~580 MB each), rebuilt from their recipes (once per session)."""
+    return {name: encoder_checkpoint(name) for name in ("psp_tiny", "e4e_tiny")}
 
 
 @pytest.mark.parametrize("name, kind", [("psp_tiny", "psp"), ("e4e_tiny", "e4e")])

@@ -255,10 +255,9 @@ def test_projection_panel_runs_the_chosen_steps(tmp_path, monkeypatch, random_vg
     assert (tmp_path / "w.npz").exists() and "saved" in capsys.readouterr().out
 
 
-def test_toonify_panel_loads_another_inversion_mode_when_chosen(tmp_path):
+def test_toonify_panel_loads_another_inversion_mode_when_chosen(tmp_path, encoder_checkpoint):
     """With the Toonifier arguments (`models`), the panel offers every mode and builds a mode's toonifier on its
     first run; the encoder-only modes take no steps. Tiny e4e checkpoint from the encoder reference recipe."""
-    from encoder_fixtures import build_checkpoint
     from tiny import write_photos
 
     from toonlib.blending import blend as blend_models
@@ -266,7 +265,7 @@ def test_toonify_panel_loads_another_inversion_mode_when_chosen(tmp_path):
     from toonlib.pipeline import INVERT_MODES, Toonifier
     from toonlib.widgets import ToonifyPanel
 
-    e4e = build_checkpoint("e4e_tiny", tmp_path / "e4e.pt")
+    e4e = encoder_checkpoint("e4e_tiny")
     base = load_network(e4e).G_ema
     toon = copy.deepcopy(base)
     with torch.no_grad():

@@ -195,7 +195,8 @@ def test_upfirdn_matches_direct_convolution():
 
 
 def test_gradients_match_finite_differences():
-    """The in-place bias/activation path is autograd-correct (float64 gradcheck on tiny networks)."""
+    """The in-place bias/activation path is autograd-correct (float64 gradcheck on tiny networks; fast mode:
+    the Jacobian against random directions, ~100x quicker than entry by entry)."""
     torch.manual_seed(0)
     G = Generator(z_dim=4, w_dim=4, img_resolution=8, channel_base=32, channel_max=4, conv_clamp=0.5).double()
     D = Discriminator(img_resolution=8, channel_base=32, channel_max=4, conv_clamp=0.5, mbstd_group_size=2).double()
@@ -205,10 +206,11 @@ def test_gradients_match_finite_differences():
     ws = torch.randn(2, G.num_ws, 4, dtype=torch.float64, requires_grad=True)
     for fused in (True, False):
         render = functools.partial(G.synthesis, noise_mode="const", fused_modconv=fused)
-        assert torch.autograd.gradcheck(render, (ws,))
+        assert torch.autograd.gradcheck(render, (ws,), fast_mode=True)
     img = torch.randn(2, 3, 8, 8, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda x: D(x, None), (img,))
-    assert torch.autograd.gradgradcheck(lambda x: D(x, None), (img,))  # R1 differentiates through D's gradient
+    assert torch.autograd.gradcheck(lambda x: D(x, None), (img,), fast_mode=True)
+    # R1 differentiates through D's gradient
+    assert torch.autograd.gradgradcheck(lambda x: D(x, None), (img,), fast_mode=True)
 
 
 def test_inference_and_autograd_paths_agree(G_ema, D):

@@ -13,7 +13,6 @@ import lpips
 import numpy as np
 import pytest
 import torch
-from encoder_fixtures import build_checkpoint
 from tiny import write_photos, write_toonify_models
 
 from toonlib.blending import blend
@@ -34,10 +33,9 @@ def child_of(G: torch.nn.Module, seed: int = 5, amount: float = 0.05) -> torch.n
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, encoder_checkpoint):
     root = tmp_path_factory.mktemp("invert")
-    psp = build_checkpoint("psp_tiny", root / "psp.pt")
-    e4e = build_checkpoint("e4e_tiny", root / "e4e.pt")
+    psp, e4e = encoder_checkpoint("psp_tiny"), encoder_checkpoint("e4e_tiny")
     base = load_network(psp).G_ema
     toon = child_of(base)
     save_network(root / "base.pt", base)
