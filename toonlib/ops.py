@@ -70,7 +70,7 @@ def winograd(enabled: bool = True) -> Iterator[None]:
 
 
 def conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """`F.conv2d(x, weight, bias, padding=1)` for 3x3 kernels, by Winograd inside `winograd()`."""
+    """`F.conv2d(x, weight, bias, padding=1)` for 3x3 kernels, by Winograd inside `winograd()` where it pays."""
     if not (_WINOGRAD.get() and x.device.type == "cpu" and x.dtype == torch.float32
             and weight.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
             and min(x.shape[2:]) >= WINOGRAD_MIN_SIZE and min(weight.shape[:2]) >= WINOGRAD_MIN_CHANNELS):

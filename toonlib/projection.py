@@ -139,7 +139,7 @@ def project(G: torch.nn.Module, target: Target, space: str = "w+", steps: int | 
     within 1%, the same toon within 1/255). In float32 on the CPU the loop runs its 3x3 convolutions as
     Winograd transforms (`ops.winograd`).
 
-    Cost per step on a 2-core CPU, config F, batch 1: about 1.6 s at 256 px and 3.7 s at 1024 px on a
+    Cost per step on a 2-core CPU, config F, batch 1: about 1.25 s at 256 px and 3.7 s at 1024 px on a
     quiet machine (benchmarks/bench_vs_reference.py, docs/design.md section 11), 3-4x that on a busy one:
     500 W+ steps at 1024 px take 30 min to 2 h on such a CPU.
     """
