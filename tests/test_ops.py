@@ -142,20 +142,33 @@ def test_projection_step_keeps_less_for_backward_and_skips_weight_gradients():
     assert flops["G"] < 0.6 * flops["R"], flops
 
 
-@pytest.mark.parametrize("winograd", [False, True])
+def _cached_winograd_generator() -> Generator:
+    """Frozen generator whose 8x8 and 16x16 layers have the channels of the cached Winograd path."""
+    torch.manual_seed(0)
+    channels = ops.CACHED_WINOGRAD_MIN_CHANNELS
+    return Generator(z_dim=8, w_dim=8, img_resolution=16, channel_base=16 * channels,
+                     channel_max=channels).eval().requires_grad_(False)
+
+
+@pytest.mark.parametrize("winograd", ["off", "nnpack", "cached"])
 def test_fused_batch_is_bit_identical_to_one_by_one(winograd):
-    if winograd:  # large enough for the Winograd path (ops.WINOGRAD_MIN_SIZE / _CHANNELS) in its last block
+    kernels = ops.WinogradKernels() if winograd == "cached" else None
+    if winograd == "nnpack":  # large enough for NNPACK (ops.WINOGRAD_MIN_SIZE / _CHANNELS) in its last block
         torch.manual_seed(0)
         G = Generator(z_dim=8, w_dim=8, img_resolution=ops.WINOGRAD_MIN_SIZE,
                       channel_base=ops.WINOGRAD_MIN_CHANNELS * ops.WINOGRAD_MIN_SIZE,
                       channel_max=ops.WINOGRAD_MIN_CHANNELS).eval()
+    elif winograd == "cached":
+        G = _cached_winograd_generator()
     else:
         G, _ = _pair(dtype=torch.float32)
     ws = _ws(G, 3, torch.float32)
-    with torch.no_grad(), ops.winograd(winograd):
+    with torch.no_grad(), ops.winograd(winograd != "off", kernels=kernels):
         batch = G.synthesis(ws, noise_mode="const", fused_modconv=True)
         alone = torch.cat([G.synthesis(ws[i:i + 1], noise_mode="const", fused_modconv=True) for i in range(3)])
     assert torch.equal(batch, alone)
+    if kernels is not None:
+        assert kernels.nbytes > 0  # the cached path really ran
 
 
 @pytest.mark.skipif(not torch.backends.nnpack.is_available(), reason="NNPACK is not in this PyTorch build")
@@ -197,3 +210,85 @@ def test_winograd_runs_only_where_it_pays(shape, out_channels, winograd_pays):
         y = ops.conv3x3(x, w)
     assert torch.equal(y, direct) is not winograd_pays
     torch.testing.assert_close(y, direct, rtol=1e-4, atol=1e-4 * float(direct.abs().max()))
+
+
+def _relative_error(a: torch.Tensor, exact: torch.Tensor) -> float:
+    return float((a.double() - exact).abs().max() / exact.abs().max())
+
+
+def test_cached_winograd_is_as_accurate_as_the_direct_convolution_and_its_gradient_is_the_adjoint():
+    """F(2x2, 3x3) on transformed kernels, odd sizes and a batch: output and input gradient within a few 1e-7 of
+    float64 (like oneDNN's direct float32 convolution); the gradient differentiated again is the convolution."""
+    torch.manual_seed(0)
+    channels = ops.CACHED_WINOGRAD_MIN_CHANNELS
+    x64 = torch.randn(2, channels + 1, 9, 12, dtype=torch.float64)
+    w64 = torch.randn(channels, channels + 1, 3, 3, dtype=torch.float64) / (9 * channels) ** 0.5
+    b64 = torch.randn(channels, dtype=torch.float64)
+    probe = torch.randn(2, channels, 9, 12)
+    x, w = x64.float().requires_grad_(True), w64.float()
+    b = b64.float().requires_grad_(True)
+    kernels = ops.WinogradKernels()
+    with ops.winograd(kernels=kernels):
+        y = ops.conv3x3(x, w, b)
+        gx, gb = torch.autograd.grad(y, [x, b], probe.requires_grad_(True), create_graph=True)
+        v = torch.randn_like(gx)
+        (again,) = torch.autograd.grad((gx * v).sum(), probe)  # d<adjoint(p), v>/dp = conv(v)
+    assert kernels.nbytes == 16 * w.shape[0] * w.shape[1] * 4  # one transform, kept
+    exact = F.conv2d(x64, w64, b64, padding=1)
+    direct_error = _relative_error(F.conv2d(x64.float(), w, b64.float(), padding=1), exact)
+    assert _relative_error(y, exact) < max(10 * direct_error, 1e-6)
+    assert _relative_error(gx, F.conv_transpose2d(probe.double(), w64, padding=1)) < 1e-6
+    torch.testing.assert_close(gb, probe.sum(dim=[0, 2, 3]))
+    assert _relative_error(again, F.conv2d(v.double(), w64, padding=1)) < 1e-6
+
+
+@pytest.mark.parametrize("shape, out_channels, trainable, cached", [
+    ((1, 256, 8, 8), 256, False, True),     # the smallest image and channel counts of the cached path
+    ((1, 256, 32, 16), 512, False, True),
+    ((1, 256, 4, 8), 256, False, False),    # too small: direct convolution
+    ((1, 128, 16, 16), 256, False, False),  # too few channels in
+    ((1, 256, 16, 16), 128, False, False),  # too few channels out
+    ((1, 256, 64, 64), 256, False, False),  # large enough for NNPACK, which transforms on the fly
+    ((1, 256, 8, 8), 256, True, False),     # a kernel being trained is never cached
+])
+def test_cached_winograd_runs_only_where_it_pays(shape, out_channels, trainable, cached):
+    torch.manual_seed(0)
+    x = torch.randn(shape)
+    w = torch.randn(out_channels, shape[1], 3, 3, requires_grad=trainable)
+    kernels = ops.WinogradKernels()
+    with torch.no_grad(), ops.winograd(kernels=kernels):
+        y = ops.conv3x3(x, w)
+    assert (kernels.nbytes > 0) is cached
+    direct = F.conv2d(x, w, padding=1)
+    torch.testing.assert_close(y, direct, rtol=1e-4, atol=1e-4 * float(direct.abs().max()))
+
+
+def test_cached_kernels_follow_changes_and_are_not_shared_between_kernels():
+    torch.manual_seed(0)
+    x = torch.randn(1, 256, 8, 8)
+    w = torch.randn(256, 256, 3, 3)
+    kernels = ops.WinogradKernels()
+    with torch.no_grad(), ops.winograd(kernels=kernels):
+        first = ops.conv3x3(x, w)
+        w.mul_(2)  # in place: the version counter changes, the transform is recomputed
+        torch.testing.assert_close(ops.conv3x3(x, w), 2 * first)
+        other = torch.randn(256, 256, 3, 3)
+        torch.testing.assert_close(ops.conv3x3(x, other), F.conv2d(x, other, padding=1), rtol=1e-4, atol=1e-4)
+    assert kernels.nbytes == 2 * 16 * 256 * 256 * 4
+
+
+def test_modulated_convolution_with_cached_kernels_has_the_same_values_and_gradients():
+    """Projection's generator pass on cached transforms (the styles ride on the input, not on the kernel) against
+    the plain one: image and gradients with respect to the latents and the noise maps."""
+    G = _cached_winograd_generator()
+    ws = _ws(G, 2, torch.float32).requires_grad_(True)
+    noise = {name: torch.randn_like(buf) for name, buf in G.synthesis.named_buffers() if "noise_const" in name}
+    probe = torch.randn(2, 3, 16, 16)
+    results = []
+    for kernels in (None, ops.WinogradKernels()):
+        with ops.winograd(kernels is not None, kernels=kernels):
+            img = torch.func.functional_call(G.synthesis, noise, (ws,), {"noise_mode": "const"})
+            results.append((img, *torch.autograd.grad((img * probe).sum(), [ws])))
+    assert kernels.nbytes > 0
+    for plain, cached in zip(*results):
+        torch.testing.assert_close(cached, plain, rtol=1e-4, atol=1e-5 * float(plain.abs().max()))

@@ -15,7 +15,7 @@ import PIL.Image
 import pytest
 import torch
 
-from toonlib import losses, projection
+from toonlib import losses, ops, projection
 from toonlib.losses import PerceptualDistance, PerceptualWeightsError, noise_regularization, normalize_noise_
 from toonlib.networks import Generator
 from toonlib.projection import (
@@ -324,3 +324,26 @@ def test_precomputed_w_statistics_give_the_same_projection(net):
     assert torch.equal(a.w, b.w)
     moved = project(G, target, steps=2, lpips_net=net, progress=False, w_stats=(w_avg + 1, w_std))
     assert not torch.allclose(moved.w, a.w)  # the given statistics are the ones used
+
+
+def test_projection_transforms_the_fixed_kernels_once(G, targets, net, monkeypatch):
+    """project() runs its convolutions inside ops.winograd with a kernel cache: VGG16's 256-channel layers (8x8
+    pixels for these 32 px images) are transformed on the first step and reused by the next ones."""
+    caches = []
+
+    class Recording(ops.WinogradKernels):
+        def __init__(self):
+            super().__init__()
+            self.transforms = 0
+            caches.append(self)
+
+        def __call__(self, weight):
+            before = self.nbytes
+            out = super().__call__(weight)
+            self.transforms += self.nbytes > before
+            return out
+
+    monkeypatch.setattr(ops, "WinogradKernels", Recording)
+    run(G, targets[0], net, steps=3)
+    assert len(caches) == 1
+    assert caches[0].transforms == 2 and caches[0].nbytes == 2 * 16 * 256 * 256 * 4  # VGG16's conv3_2, conv3_3

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
+import weakref
 from typing import Iterator, Sequence
 
 import torch
@@ -45,34 +46,95 @@ def _depthwise_fir(x: torch.Tensor, f: torch.Tensor, gain: float, pad: Padding, 
     return F.conv2d(x, kernel, bias, stride=stride, groups=channels)
 
 
-_WINOGRAD: contextvars.ContextVar[bool] = contextvars.ContextVar("toonlib_winograd", default=False)
-
-# Where NNPACK's Winograd pays (benchmarks/bench_conv3x3.py on a 2-core AVX2 EPYC, docs/design.md section 11): it
-# transforms the whole kernel on every call (~20 ms for 512x512 channels, whatever the image size), so at 32x32
-# pixels and below oneDNN's direct convolution is as fast or faster (512 ch at 4x4: 1.8 ms vs 21 ms), and with
-# 3 channels the transforms outweigh the products. From 64x64 pixels and 16 channels it takes up to 2.3x less time.
+# Two Winograd algorithms for 3x3 stride-1 convolutions, used only inside `winograd()` (projection) and only where
+# they pay (benchmarks/bench_conv3x3.py on a 2-core AVX2 EPYC, docs/design.md section 11):
+# * NNPACK's F(6x6, 3x3) (part of PyTorch's CPU builds) from 64x64 pixels and 16 channels in and out: up to 2.3x
+#   less time than oneDNN's direct convolution. It transforms the whole kernel on every call (~20 ms for 512x512
+#   channels, whatever the image size), so on smaller images it is as slow as the direct convolution or slower.
+# * toonlib's own F(2x2, 3x3) on kernels transformed once (`WinogradKernels`) from 8x8 to 32x32 pixels with 256
+#   channels or more (the 512-channel layers of the generator and of VGG16): 1.3-1.9x less time than the direct
+#   convolution, as accurate as it (~5e-7 of the output's range; NNPACK's ~1e-5).
 WINOGRAD_MIN_SIZE = 64
 WINOGRAD_MIN_CHANNELS = 16
+CACHED_WINOGRAD_MIN_SIZE = 8
+CACHED_WINOGRAD_MIN_CHANNELS = 256
+
+
+class WinogradKernels:
+    """Winograd F(2x2, 3x3) transforms of fixed 3x3 kernels, each computed on first use and kept while this
+    object lives: [16, out, in] per kernel, 1.8x the kernel's memory. A kernel is recognised by identity and
+    version counter, so one changed in place is transformed again. Kernels that require grad are never cached."""
+
+    def __init__(self) -> None:
+        self._store: dict[int, tuple[weakref.ref, int, torch.Tensor]] = {}
+
+    def __call__(self, weight: torch.Tensor) -> torch.Tensor:
+        hit = self._store.get(id(weight))
+        if hit is not None and hit[0]() is weight and hit[1] == weight._version:
+            return hit[2]
+        out_channels, in_channels = weight.shape[:2]
+        flat = weight.detach().double().reshape(out_channels * in_channels, 9)
+        transformed = (_F23_KERNEL @ flat.t()).to(weight.dtype).reshape(16, out_channels, in_channels)
+        self._store[id(weight)] = (weakref.ref(weight), weight._version, transformed)
+        return transformed
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the cached transforms."""
+        return sum(entry[2].nbytes for entry in self._store.values())
+
+
+# F(2x2, 3x3) (Lavin & Gray 2016, interpolation points 0, 1, -1, inf). The 2-D transforms of a tile are Kronecker
+# products of the 1-D ones: vec(B^T d B) = (B^T (x) B^T) vec(d), so each is one matrix product over all tiles.
+_F23_B = torch.tensor([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=torch.float64)
+_F23_G = torch.tensor([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=torch.float64)
+_F23_A = torch.tensor([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=torch.float64)
+_F23_KERNEL = torch.kron(_F23_G, _F23_G)  # [16, 9], float64: kernels are transformed once, exactly
+_F23_INPUT = torch.kron(_F23_B, _F23_B).float()  # [16, 16]
+_F23_OUTPUT = torch.kron(_F23_A, _F23_A).float()  # [4, 16]
+
+_WINOGRAD: contextvars.ContextVar[tuple[bool, WinogradKernels | None]] = contextvars.ContextVar(
+    "toonlib_winograd", default=(False, None))
 
 
 @contextlib.contextmanager
-def winograd(enabled: bool = True) -> Iterator[None]:
+def winograd(enabled: bool = True, kernels: WinogradKernels | None = None) -> Iterator[None]:
     """Within this context, 3x3 stride-1 float32 convolutions on the CPU (`conv3x3`) and their input gradients
-    run as Winograd transforms (NNPACK, part of PyTorch's CPU builds) where that pays (images of at least
-    `WINOGRAD_MIN_SIZE` pixels a side, `WINOGRAD_MIN_CHANNELS` channels in and out): up to 2.3x less time than
-    oneDNN's direct convolution on an AVX2 CPU, with a relative error of ~1e-5 of the output's range instead of
-    ~1e-7. Projection uses it; outside it (the default) networks reproduce the reference outputs exactly."""
-    token = _WINOGRAD.set(enabled and torch.backends.nnpack.is_available())
+    run as Winograd transforms where that pays: NNPACK's on images of at least `WINOGRAD_MIN_SIZE` pixels a side
+    with `WINOGRAD_MIN_CHANNELS` channels in and out (up to 2.3x less time than oneDNN's direct convolution, with a
+    relative error of ~1e-5 of the output's range instead of ~1e-7), and, given `kernels`, toonlib's F(2x2, 3x3)
+    on images from `CACHED_WINOGRAD_MIN_SIZE` pixels with `CACHED_WINOGRAD_MIN_CHANNELS` channels, for kernels
+    that do not require grad (their transforms are kept in `kernels`). Projection uses it; outside it (the
+    default) networks reproduce the reference outputs exactly."""
+    token = _WINOGRAD.set((enabled and torch.backends.nnpack.is_available(), kernels if enabled else None))
     try:
         yield
     finally:
         _WINOGRAD.reset(token)
 
 
+def _direct(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    return not (x.device.type == "cpu" and x.dtype == torch.float32 and weight.dtype == torch.float32
+                and not torch.is_autocast_enabled("cpu"))
+
+
+def _cached_kernels(x: torch.Tensor, weight: torch.Tensor) -> WinogradKernels | None:
+    """The kernel cache when `conv3x3(x, weight)` (and its input gradient) runs on cached transforms, else None."""
+    kernels = _WINOGRAD.get()[1]
+    if kernels is None or weight.requires_grad or _direct(x, weight):
+        return None
+    size, channels = min(x.shape[2:]), min(weight.shape[:2])
+    if not (CACHED_WINOGRAD_MIN_SIZE <= size < WINOGRAD_MIN_SIZE and channels >= CACHED_WINOGRAD_MIN_CHANNELS):
+        return None
+    return kernels
+
+
 def conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """`F.conv2d(x, weight, bias, padding=1)` for 3x3 kernels, by Winograd inside `winograd()` where it pays."""
-    if not (_WINOGRAD.get() and x.device.type == "cpu" and x.dtype == torch.float32
-            and weight.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
+    kernels = _cached_kernels(x, weight)
+    if kernels is not None:
+        return _CachedWinograd.apply(x, kernels(weight), bias)
+    if not (_WINOGRAD.get()[0] and not _direct(x, weight)
             and min(x.shape[2:]) >= WINOGRAD_MIN_SIZE and min(weight.shape[:2]) >= WINOGRAD_MIN_CHANNELS):
         return F.conv2d(x, weight, bias, padding=1)
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias)):
@@ -80,16 +142,31 @@ def conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = N
     return _nnpack(x, weight, bias)
 
 
-def _nnpack(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """NNPACK's single-image (inference) algorithm, image by image: a batch gets the same numbers as its
-    images one at a time (its batched algorithm is another transform, with other rounding)."""
-    weight = weight.contiguous()
-    images = [torch._nnpack_spatial_convolution(image.contiguous(), weight, bias, [1, 1]) for image in x.split(1)]
+def conv3x3_input_grad(grad: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The gradient of `conv3x3(x, weight)` with respect to x, given the gradient of its output: a 3x3 convolution
+    with the kernel flipped and its channels swapped, or, where conv3x3 runs on cached transforms, the exact
+    adjoint of that computation (with the same transforms)."""
+    kernels = _cached_kernels(grad, weight)
+    if kernels is not None:
+        return _per_image(grad, lambda g: _f23_adjoint(g, kernels(weight)))
+    return conv3x3(grad, weight.flip([2, 3]).transpose(0, 1))
+
+
+def _per_image(x: torch.Tensor, fn) -> torch.Tensor:
+    """torch.cat([fn(image) for image in x]): a batch gets the same numbers as its images one at a time."""
+    images = [fn(image) for image in x.split(1)]
     return images[0] if len(images) == 1 else torch.cat(images)
 
 
+def _nnpack(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """NNPACK's single-image (inference) algorithm, image by image (its batched algorithm is another transform,
+    with other rounding)."""
+    weight = weight.contiguous()
+    return _per_image(x, lambda image: torch._nnpack_spatial_convolution(image.contiguous(), weight, bias, [1, 1]))
+
+
 class _Conv3x3(torch.autograd.Function):
-    """3x3 convolution, padding 1, whose input gradient is again a Winograd 3x3 convolution (with the
+    """NNPACK's 3x3 convolution, padding 1, whose input gradient is again a Winograd 3x3 convolution (with the
     kernel flipped and its channels transposed); differentiable twice. Keeps x only for a weight gradient."""
 
     @staticmethod
@@ -102,12 +179,65 @@ class _Conv3x3(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
-            gx = conv3x3(grad, weight.flip([2, 3]).transpose(0, 1))
+            gx = conv3x3_input_grad(grad, weight)
         if ctx.needs_input_grad[1]:
             gw = torch.nn.grad.conv2d_weight(x, weight.shape, grad, padding=1)
         if ctx.needs_input_grad[2]:
             gb = grad.sum(dim=[0, 2, 3])
         return gx, gw, gb
+
+
+def _f23_forward(x: torch.Tensor, transformed: torch.Tensor) -> torch.Tensor:
+    """One image [1, C, H, W] convolved (3x3, padding 1) by F(2x2, 3x3) with a transformed kernel [16, O, C]:
+    overlapping 4x4 input tiles (stride 2) -> 16 products of [O, C] x [C, tiles] -> 2x2 output tiles."""
+    _, channels, h, w = x.shape
+    rows, cols = -(-h // 2), -(-w // 2)
+    padded = F.pad(x, [1, 2 * cols + 1 - w, 1, 2 * rows + 1 - h])
+    sc, sh, sw = padded.stride()[1:]
+    tiles = padded.as_strided((4, 4, channels, rows, cols), (sh, sw, sc, 2 * sh, 2 * sw))
+    v = (_F23_INPUT @ tiles.reshape(16, -1)).reshape(16, channels, rows * cols)
+    m = torch.bmm(transformed, v)  # [16, O, tiles]
+    out = (_F23_OUTPUT @ m.reshape(16, -1)).reshape(2, 2, -1, rows, cols)
+    out = out.permute(2, 3, 0, 4, 1).reshape(1, -1, 2 * rows, 2 * cols)
+    return out if (h, w) == (2 * rows, 2 * cols) else out[:, :, :h, :w].contiguous()  # not a view: autograd's output
+
+
+def _f23_adjoint(grad: torch.Tensor, transformed: torch.Tensor) -> torch.Tensor:
+    """The adjoint of `_f23_forward` with respect to its image, applied to `grad` [1, O, H, W]: each step of it
+    transposed, the overlapping input tiles summed back (4 shifted adds)."""
+    _, out_channels, h, w = grad.shape
+    rows, cols = -(-h // 2), -(-w // 2)
+    grad = F.pad(grad, [0, 2 * cols - w, 0, 2 * rows - h])
+    tiles = grad.reshape(out_channels, rows, 2, cols, 2).permute(2, 4, 0, 1, 3).reshape(4, -1)
+    dm = (_F23_OUTPUT.t() @ tiles).reshape(16, out_channels, rows * cols)
+    dv = torch.bmm(transformed.transpose(1, 2), dm)  # [16, C, tiles]
+    dt = (_F23_INPUT.t() @ dv.reshape(16, -1)).reshape(2, 2, 2, 2, -1, rows, cols)  # (i0, i1, j0, j1): i = 2 i0 + i1
+    padded = grad.new_zeros(dt.shape[4], rows + 1, 2, cols + 1, 2)  # [C, rows + 1, 2, cols + 1, 2] = the padded image
+    for i0 in range(2):
+        for j0 in range(2):
+            padded[:, i0:i0 + rows, :, j0:j0 + cols, :] += dt[i0, :, j0].permute(2, 3, 0, 4, 1)
+    return padded.reshape(1, -1, 2 * rows + 2, 2 * cols + 2)[:, :, 1:h + 1, 1:w + 1]
+
+
+class _CachedWinograd(torch.autograd.Function):
+    """3x3 convolution, padding 1, of every image by F(2x2, 3x3) with a transformed kernel that is not trained;
+    the input gradient is the exact adjoint (plain tensor operations, so differentiable again)."""
+
+    @staticmethod
+    def forward(ctx, x, transformed, bias):
+        ctx.save_for_backward(transformed)
+        y = _per_image(x, lambda image: _f23_forward(image, transformed))
+        return y if bias is None else y.add_(bias.reshape(1, -1, 1, 1))
+
+    @staticmethod
+    def backward(ctx, grad):
+        (transformed,) = ctx.saved_tensors
+        gx = gb = None
+        if ctx.needs_input_grad[0]:
+            gx = _per_image(grad, lambda g: _f23_adjoint(g, transformed))
+        if ctx.needs_input_grad[2]:
+            gb = grad.sum(dim=[0, 2, 3])
+        return gx, None, gb
 
 
 def upfirdn2d(
@@ -376,6 +506,9 @@ class _ModulatedConv(torch.autograd.Function):
         batch = x.shape[0]
         w = weight.to(dtype)
         scale = _output_scale(styles, dcoefs, w.shape[0], gain).to(dtype)  # [N, O]
+        # A kernel with cached Winograd transforms (inside `winograd(kernels=...)`) is shared: the input carries
+        # the styles. Image by image all the same, so a sample's numbers still do not depend on the batch.
+        fused = fused and not (_is_conv3x3(w, up, padding) and _cached_kernels(x, w) is not None)
         if fused:
             outer = scale.reshape(batch, -1, 1) * styles.to(dtype).reshape(batch, 1, -1)  # [N, O, I]
             kernel = w.unsqueeze(0) * outer.reshape(*outer.shape, 1, 1)
@@ -478,7 +611,7 @@ def _conv_input_grad(grad: torch.Tensor, weight: torch.Tensor, up: int, padding:
     if up > 1:
         return F.conv2d(grad, weight.transpose(0, 1), stride=up, padding=trim)
     if _is_conv3x3(weight, up, padding):
-        return conv3x3(grad, weight.flip([2, 3]).transpose(0, 1))
+        return conv3x3_input_grad(grad, weight)
     return F.conv_transpose2d(grad, weight, padding=padding)
 
 

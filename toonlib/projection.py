@@ -174,6 +174,7 @@ def project(G: torch.nn.Module, target: Target, space: str = "w+", steps: int | 
     stopper = _EarlyStop(*early_stop) if early_stop else None
     target_u8 = to_uint8(targets)
     losses, frames = [], []
+    kernels = ops.WinogradKernels()  # G's and VGG16's fixed kernels, transformed once for this projection
 
     bar = tqdm(total=steps, desc=f"project {space}", unit="step", disable=not progress)
     for step in range(steps):
@@ -182,7 +183,7 @@ def project(G: torch.nn.Module, target: Target, space: str = "w+", steps: int | 
             group["lr"] = learning_rate(t, initial_lr)
         w_noise = _latent_noise(generators, w_opt.shape[1:], device) * latent_noise_scale(t, w_std)
         params = [w_opt, *noise.values()]
-        with ops.winograd():  # forward and backward (which runs in this thread on the CPU)
+        with ops.winograd(kernels=kernels):  # forward and backward (which runs in this thread on the CPU)
             with runtime.autocast(device, dtype):
                 images = _synthesize(G, (w_opt + w_noise).expand(-1, G.num_ws, -1), noise)
                 dist = distance(_lpips_size(images)).float()
