@@ -152,7 +152,6 @@ def _cached_winograd_generator() -> Generator:
 
 @pytest.mark.parametrize("winograd", ["off", "nnpack", "cached"])
 def test_fused_batch_is_bit_identical_to_one_by_one(winograd):
-    kernels = ops.WinogradKernels() if winograd == "cached" else None
     if winograd == "nnpack":  # large enough for NNPACK (ops.WINOGRAD_MIN_SIZE / _CHANNELS) in its last block
         torch.manual_seed(0)
         G = Generator(z_dim=8, w_dim=8, img_resolution=ops.WINOGRAD_MIN_SIZE,
@@ -162,6 +161,7 @@ def test_fused_batch_is_bit_identical_to_one_by_one(winograd):
         G = _cached_winograd_generator()
     else:
         G, _ = _pair(dtype=torch.float32)
+    kernels = ops.FrozenKernels(G) if winograd == "cached" else None
     ws = _ws(G, 3, torch.float32)
     with torch.no_grad(), ops.winograd(winograd != "off", kernels=kernels):
         batch = G.synthesis(ws, noise_mode="const", fused_modconv=True)
@@ -227,7 +227,7 @@ def test_cached_winograd_is_as_accurate_as_the_direct_convolution_and_its_gradie
     probe = torch.randn(2, channels, 9, 12)
     x, w = x64.float().requires_grad_(True), w64.float()
     b = b64.float().requires_grad_(True)
-    kernels = ops.WinogradKernels()
+    kernels = ops.FrozenKernels(w)
     with ops.winograd(kernels=kernels):
         y = ops.conv3x3(x, w, b)
         gx, gb = torch.autograd.grad(y, [x, b], probe.requires_grad_(True), create_graph=True)
@@ -242,20 +242,19 @@ def test_cached_winograd_is_as_accurate_as_the_direct_convolution_and_its_gradie
     assert _relative_error(again, F.conv2d(v.double(), w64, padding=1)) < 1e-6
 
 
-@pytest.mark.parametrize("shape, out_channels, trainable, cached", [
-    ((1, 256, 8, 8), 256, False, True),     # the smallest image and channel counts of the cached path
-    ((1, 256, 32, 16), 512, False, True),
-    ((1, 256, 4, 8), 256, False, False),    # too small: direct convolution
-    ((1, 128, 16, 16), 256, False, False),  # too few channels in
-    ((1, 256, 16, 16), 128, False, False),  # too few channels out
-    ((1, 256, 64, 64), 256, False, False),  # large enough for NNPACK, which transforms on the fly
-    ((1, 256, 8, 8), 256, True, False),     # a kernel being trained is never cached
+@pytest.mark.parametrize("shape, out_channels, cached", [
+    ((1, 256, 8, 8), 256, True),     # the smallest image and channel counts of the cached path
+    ((1, 256, 32, 16), 512, True),
+    ((1, 256, 4, 8), 256, False),    # too small: direct convolution
+    ((1, 128, 16, 16), 256, False),  # too few channels in
+    ((1, 256, 16, 16), 128, False),  # too few channels out
+    ((1, 256, 64, 64), 256, False),  # large enough for NNPACK, which transforms on the fly
 ])
-def test_cached_winograd_runs_only_where_it_pays(shape, out_channels, trainable, cached):
+def test_cached_winograd_runs_only_where_it_pays(shape, out_channels, cached):
     torch.manual_seed(0)
     x = torch.randn(shape)
-    w = torch.randn(out_channels, shape[1], 3, 3, requires_grad=trainable)
-    kernels = ops.WinogradKernels()
+    w = torch.randn(out_channels, shape[1], 3, 3, requires_grad=True)  # frozen for the cache all the same
+    kernels = ops.FrozenKernels(w)
     with torch.no_grad(), ops.winograd(kernels=kernels):
         y = ops.conv3x3(x, w)
     assert (kernels.nbytes > 0) is cached
@@ -263,17 +262,19 @@ def test_cached_winograd_runs_only_where_it_pays(shape, out_channels, trainable,
     torch.testing.assert_close(y, direct, rtol=1e-4, atol=1e-4 * float(direct.abs().max()))
 
 
-def test_cached_kernels_follow_changes_and_are_not_shared_between_kernels():
+def test_cached_kernels_follow_changes_and_cover_only_the_frozen_kernels():
     torch.manual_seed(0)
     x = torch.randn(1, 256, 8, 8)
-    w = torch.randn(256, 256, 3, 3)
-    kernels = ops.WinogradKernels()
+    w, other, uncovered = (torch.randn(256, 256, 3, 3) for _ in range(3))
+    kernels = ops.FrozenKernels(w, other)
     with torch.no_grad(), ops.winograd(kernels=kernels):
         first = ops.conv3x3(x, w)
         w.mul_(2)  # in place: the version counter changes, the transform is recomputed
         torch.testing.assert_close(ops.conv3x3(x, w), 2 * first)
-        other = torch.randn(256, 256, 3, 3)
         torch.testing.assert_close(ops.conv3x3(x, other), F.conv2d(x, other, padding=1), rtol=1e-4, atol=1e-4)
+        assert kernels.nbytes == 2 * 16 * 256 * 256 * 4
+        ops.conv3x3(x, uncovered)  # not one of the frozen kernels: not transformed, nothing kept
+        ops.conv3x3(x, w.clone())
     assert kernels.nbytes == 2 * 16 * 256 * 256 * 4
 
 
@@ -285,7 +286,7 @@ def test_modulated_convolution_with_cached_kernels_has_the_same_values_and_gradi
     noise = {name: torch.randn_like(buf) for name, buf in G.synthesis.named_buffers() if "noise_const" in name}
     probe = torch.randn(2, 3, 16, 16)
     results = []
-    for kernels in (None, ops.WinogradKernels()):
+    for kernels in (None, ops.FrozenKernels(G)):
         with ops.winograd(kernels is not None, kernels=kernels):
             img = torch.func.functional_call(G.synthesis, noise, (ws,), {"noise_mode": "const"})
             results.append((img, *torch.autograd.grad((img * probe).sum(), [ws])))

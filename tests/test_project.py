@@ -17,7 +17,7 @@ import torch
 
 from toonlib import losses, ops, projection
 from toonlib.losses import PerceptualDistance, PerceptualWeightsError, noise_regularization, normalize_noise_
-from toonlib.networks import Generator
+from toonlib.networks import Generator, SynthesisLayer
 from toonlib.projection import (
     ProjectionResult,
     as_images,
@@ -326,24 +326,25 @@ def test_precomputed_w_statistics_give_the_same_projection(net):
     assert not torch.allclose(moved.w, a.w)  # the given statistics are the ones used
 
 
-def test_projection_transforms_the_fixed_kernels_once(G, targets, net, monkeypatch):
-    """project() runs its convolutions inside ops.winograd with a kernel cache: VGG16's 256-channel layers (8x8
-    pixels for these 32 px images) are transformed on the first step and reused by the next ones."""
+def test_projection_derives_from_the_fixed_kernels_once(G, targets, net, monkeypatch):
+    """project() runs inside ops.winograd with a frozen-kernel cache: VGG16's 256-channel layers (8x8 pixels for
+    these 32 px images) are transformed for Winograd, and G's demodulation energies computed, on the first step
+    only; the next steps reuse them."""
     caches = []
 
-    class Recording(ops.WinogradKernels):
-        def __init__(self):
-            super().__init__()
-            self.transforms = 0
+    class Recording(ops.FrozenKernels):
+        def __init__(self, *frozen):
+            super().__init__(*frozen)
+            self.derived: list[str] = []
             caches.append(self)
 
-        def __call__(self, weight):
-            before = self.nbytes
-            out = super().__call__(weight)
-            self.transforms += self.nbytes > before
-            return out
+        def get(self, kind, weight, derive):
+            return super().get(kind, weight, lambda w: self.derived.append(kind) or derive(w))
 
-    monkeypatch.setattr(ops, "WinogradKernels", Recording)
+    monkeypatch.setattr(ops, "FrozenKernels", Recording)
     run(G, targets[0], net, steps=3)
     assert len(caches) == 1
-    assert caches[0].transforms == 2 and caches[0].nbytes == 2 * 16 * 256 * 256 * 4  # VGG16's conv3_2, conv3_3
+    derived = caches[0].derived
+    assert derived.count("winograd") == 2  # VGG16's conv3_2 and conv3_3, once each
+    layers = [m for m in G.synthesis.modules() if isinstance(m, SynthesisLayer)]  # the demodulated ones
+    assert len(layers) == 7 and derived.count("energy") == len(layers)

@@ -11,7 +11,7 @@ import contextlib
 import contextvars
 import math
 import weakref
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -51,7 +51,7 @@ def _depthwise_fir(x: torch.Tensor, f: torch.Tensor, gain: float, pad: Padding, 
 # * NNPACK's F(6x6, 3x3) (part of PyTorch's CPU builds) from 64x64 pixels and 16 channels in and out: up to 2.3x
 #   less time than oneDNN's direct convolution. It transforms the whole kernel on every call (~20 ms for 512x512
 #   channels, whatever the image size), so on smaller images it is as slow as the direct convolution or slower.
-# * toonlib's own F(2x2, 3x3) on kernels transformed once (`WinogradKernels`) from 8x8 to 32x32 pixels with 256
+# * toonlib's own F(2x2, 3x3) on kernels transformed once (`FrozenKernels`) from 8x8 to 32x32 pixels with 256
 #   channels or more (the 512-channel layers of the generator and of VGG16): 1.3-1.9x less time than the direct
 #   convolution, as accurate as it (~5e-7 of the output's range; NNPACK's ~1e-5).
 WINOGRAD_MIN_SIZE = 64
@@ -60,28 +60,36 @@ CACHED_WINOGRAD_MIN_SIZE = 8
 CACHED_WINOGRAD_MIN_CHANNELS = 256
 
 
-class WinogradKernels:
-    """Winograd F(2x2, 3x3) transforms of fixed 3x3 kernels, each computed on first use and kept while this
-    object lives: [16, out, in] per kernel, 1.8x the kernel's memory. A kernel is recognised by identity and
-    version counter, so one changed in place is transformed again. Kernels that require grad are never cached."""
+class FrozenKernels:
+    """Tensors derived from the kernels of networks that are not trained during a computation (projection's
+    generator and VGG16): Winograd transforms, demodulation energies, transposed kernels. Covers the parameters of
+    `frozen` (modules or tensors); each derived tensor is computed on first use and kept while this object lives,
+    and derived again after its kernel is changed in place (version counter). Used through `winograd(kernels=...)`;
+    no gradient reaches a covered kernel there."""
 
-    def __init__(self) -> None:
-        self._store: dict[int, tuple[weakref.ref, int, torch.Tensor]] = {}
+    def __init__(self, *frozen: torch.nn.Module | torch.Tensor) -> None:
+        tensors = [t for source in frozen
+                   for t in (source.parameters() if isinstance(source, torch.nn.Module) else [source])]
+        self._kernels = {id(t): weakref.ref(t) for t in tensors}
+        self._store: dict[tuple[str, int], tuple[int, torch.Tensor]] = {}
 
-    def __call__(self, weight: torch.Tensor) -> torch.Tensor:
-        hit = self._store.get(id(weight))
-        if hit is not None and hit[0]() is weight and hit[1] == weight._version:
-            return hit[2]
-        out_channels, in_channels = weight.shape[:2]
-        flat = weight.detach().double().reshape(out_channels * in_channels, 9)
-        transformed = (_F23_KERNEL @ flat.t()).to(weight.dtype).reshape(16, out_channels, in_channels)
-        self._store[id(weight)] = (weakref.ref(weight), weight._version, transformed)
-        return transformed
+    def covers(self, weight: torch.Tensor) -> bool:
+        """Whether `weight` is one of the frozen kernels."""
+        ref = self._kernels.get(id(weight))
+        return ref is not None and ref() is weight
+
+    def get(self, kind: str, weight: torch.Tensor, derive: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """`derive(weight)` for a covered kernel, computed once per `kind` and kernel version."""
+        key = (kind, id(weight))
+        hit = self._store.get(key)
+        if hit is None or hit[0] != weight._version:
+            hit = self._store[key] = (weight._version, derive(weight.detach()))
+        return hit[1]
 
     @property
     def nbytes(self) -> int:
-        """Memory held by the cached transforms."""
-        return sum(entry[2].nbytes for entry in self._store.values())
+        """Memory held by the derived tensors."""
+        return sum(derived.nbytes for _, derived in self._store.values())
 
 
 # F(2x2, 3x3) (Lavin & Gray 2016, interpolation points 0, 1, -1, inf). The 2-D transforms of a tile are Kronecker
@@ -93,19 +101,21 @@ _F23_KERNEL = torch.kron(_F23_G, _F23_G)  # [16, 9], float64: kernels are transf
 _F23_INPUT = torch.kron(_F23_B, _F23_B).float()  # [16, 16]
 _F23_OUTPUT = torch.kron(_F23_A, _F23_A).float()  # [4, 16]
 
-_WINOGRAD: contextvars.ContextVar[tuple[bool, WinogradKernels | None]] = contextvars.ContextVar(
+_WINOGRAD: contextvars.ContextVar[tuple[bool, FrozenKernels | None]] = contextvars.ContextVar(
     "toonlib_winograd", default=(False, None))
 
 
 @contextlib.contextmanager
-def winograd(enabled: bool = True, kernels: WinogradKernels | None = None) -> Iterator[None]:
+def winograd(enabled: bool = True, kernels: FrozenKernels | None = None) -> Iterator[None]:
     """Within this context, 3x3 stride-1 float32 convolutions on the CPU (`conv3x3`) and their input gradients
     run as Winograd transforms where that pays: NNPACK's on images of at least `WINOGRAD_MIN_SIZE` pixels a side
     with `WINOGRAD_MIN_CHANNELS` channels in and out (up to 2.3x less time than oneDNN's direct convolution, with a
     relative error of ~1e-5 of the output's range instead of ~1e-7), and, given `kernels`, toonlib's F(2x2, 3x3)
-    on images from `CACHED_WINOGRAD_MIN_SIZE` pixels with `CACHED_WINOGRAD_MIN_CHANNELS` channels, for kernels
-    that do not require grad (their transforms are kept in `kernels`). Projection uses it; outside it (the
-    default) networks reproduce the reference outputs exactly."""
+    on images from `CACHED_WINOGRAD_MIN_SIZE` pixels with `CACHED_WINOGRAD_MIN_CHANNELS` channels. With `kernels`,
+    whatever is derived from a kernel that does not require grad (its Winograd transform, a modulated
+    convolution's demodulation energies and transposed kernel) is computed once and kept there, and modulated
+    convolutions with such kernels carry the styles on their input instead of on a kernel per sample. Projection
+    uses it; outside it (the default) networks reproduce the reference outputs exactly."""
     token = _WINOGRAD.set((enabled and torch.backends.nnpack.is_available(), kernels if enabled else None))
     try:
         yield
@@ -113,27 +123,46 @@ def winograd(enabled: bool = True, kernels: WinogradKernels | None = None) -> It
         _WINOGRAD.reset(token)
 
 
+def _frozen(weight: torch.Tensor) -> FrozenKernels | None:
+    """The cache for what is derived from `weight`, when there is one and the kernel is not being trained."""
+    kernels = _WINOGRAD.get()[1]
+    return kernels if kernels is not None and kernels.covers(weight) else None
+
+
+def _derived(kind: str, weight: torch.Tensor, derive: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """`derive(weight)`, from the frozen-kernel cache where there is one."""
+    kernels = _frozen(weight)
+    return derive(weight) if kernels is None else kernels.get(kind, weight, derive)
+
+
 def _direct(x: torch.Tensor, weight: torch.Tensor) -> bool:
     return not (x.device.type == "cpu" and x.dtype == torch.float32 and weight.dtype == torch.float32
                 and not torch.is_autocast_enabled("cpu"))
 
 
-def _cached_kernels(x: torch.Tensor, weight: torch.Tensor) -> WinogradKernels | None:
-    """The kernel cache when `conv3x3(x, weight)` (and its input gradient) runs on cached transforms, else None."""
-    kernels = _WINOGRAD.get()[1]
-    if kernels is None or weight.requires_grad or _direct(x, weight):
+def _cached_winograd(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor | None:
+    """The F(2x2, 3x3) transform of `weight` [16, out, in] when `conv3x3(x, weight)` (and its input gradient) runs
+    on cached transforms, else None."""
+    kernels = _frozen(weight)
+    if kernels is None or _direct(x, weight):
         return None
     size, channels = min(x.shape[2:]), min(weight.shape[:2])
     if not (CACHED_WINOGRAD_MIN_SIZE <= size < WINOGRAD_MIN_SIZE and channels >= CACHED_WINOGRAD_MIN_CHANNELS):
         return None
-    return kernels
+    return kernels.get("winograd", weight, _f23_kernel)
+
+
+def _f23_kernel(weight: torch.Tensor) -> torch.Tensor:
+    out_channels, in_channels = weight.shape[:2]
+    flat = weight.double().reshape(out_channels * in_channels, 9)
+    return (_F23_KERNEL @ flat.t()).to(weight.dtype).reshape(16, out_channels, in_channels)
 
 
 def conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """`F.conv2d(x, weight, bias, padding=1)` for 3x3 kernels, by Winograd inside `winograd()` where it pays."""
-    kernels = _cached_kernels(x, weight)
-    if kernels is not None:
-        return _CachedWinograd.apply(x, kernels(weight), bias)
+    transformed = _cached_winograd(x, weight)
+    if transformed is not None:
+        return _CachedWinograd.apply(x, transformed, bias)
     if not (_WINOGRAD.get()[0] and not _direct(x, weight)
             and min(x.shape[2:]) >= WINOGRAD_MIN_SIZE and min(weight.shape[:2]) >= WINOGRAD_MIN_CHANNELS):
         return F.conv2d(x, weight, bias, padding=1)
@@ -146,9 +175,9 @@ def conv3x3_input_grad(grad: torch.Tensor, weight: torch.Tensor) -> torch.Tensor
     """The gradient of `conv3x3(x, weight)` with respect to x, given the gradient of its output: a 3x3 convolution
     with the kernel flipped and its channels swapped, or, where conv3x3 runs on cached transforms, the exact
     adjoint of that computation (with the same transforms)."""
-    kernels = _cached_kernels(grad, weight)
-    if kernels is not None:
-        return _per_image(grad, lambda g: _f23_adjoint(g, kernels(weight)))
+    transformed = _cached_winograd(grad, weight)
+    if transformed is not None:
+        return _per_image(grad, lambda g: _f23_adjoint(g, transformed))
     return conv3x3(grad, weight.flip([2, 3]).transpose(0, 1))
 
 
@@ -399,7 +428,8 @@ def conv2d_resample(
         return F.conv2d(x, weight, bias, stride=down, groups=groups)
     if up > 1:
         p0, p1, trim = _up_geometry(f, up, padding, weight.shape[-1])
-        x = F.conv_transpose2d(x, _transposed(weight, groups), stride=up, padding=trim, groups=groups)
+        transposed = _derived(f"transposed/{groups}", weight, lambda w: _transposed(w, groups))
+        x = F.conv_transpose2d(x, transposed, stride=up, padding=trim, groups=groups)
         return _depthwise_fir(x, f, up**2, (p0 + trim, p1 + trim, p0 + trim, p1 + trim), bias=bias)
     if groups == 1 and padding == 1 and weight.shape[2:] == (3, 3):
         return conv3x3(x, weight, bias)
@@ -468,7 +498,7 @@ def modulated_conv2d(
     dcoefs = None
     if demodulate:
         # sum over (i, kh, kw) of (w * s_i)^2 = sum_i s_i^2 * sum_(kh, kw) w^2: no [N, O, I, kh, kw] temporary.
-        energy = torch.linalg.vector_norm(weight, dim=(2, 3)).square()  # [O, I], one pass over the weight
+        energy = _derived("energy", weight, _demodulation_energy)  # [O, I], one pass over the weight
         squares = styles.square()
         if fused:  # row by row: a sample's numbers do not depend on the batch
             dcoefs = _per_sample(lambda i: squares[i:i + 1] @ energy.t(), styles.shape[0])
@@ -482,6 +512,11 @@ def modulated_conv2d(
     clamp = clamp if clamp is not None and clamp >= 0 else None
     return _ModulatedConv.apply(x, weight, styles, dcoefs, noise, bias, resample_filter, up, padding,
                                 activation, float(gain), clamp, fused)
+
+
+def _demodulation_energy(weight: torch.Tensor) -> torch.Tensor:
+    """Sum of squares of each [out, in] 2-D kernel of `weight`, [O, I]."""
+    return torch.linalg.vector_norm(weight, dim=(2, 3)).square()
 
 
 def _channel_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -506,10 +541,13 @@ class _ModulatedConv(torch.autograd.Function):
         batch = x.shape[0]
         w = weight.to(dtype)
         scale = _output_scale(styles, dcoefs, w.shape[0], gain).to(dtype)  # [N, O]
-        # A kernel with cached Winograd transforms (inside `winograd(kernels=...)`) is shared: the input carries
+        # A frozen kernel (inside `winograd(kernels=...)`) is shared, with what is derived from it, where the input
+        # is smaller than the kernel or the convolution runs on its cached Winograd transform: the input carries
         # the styles. Image by image all the same, so a sample's numbers still do not depend on the batch.
-        fused = fused and not (_is_conv3x3(w, up, padding) and _cached_kernels(x, w) is not None)
-        if fused:
+        shared = _frozen(weight) is not None and (
+            x.shape[2] * x.shape[3] <= w.shape[0] * w.shape[2] * w.shape[3]
+            or (_is_conv3x3(w, up, padding) and _cached_winograd(x, weight) is not None))
+        if fused and not shared:
             outer = scale.reshape(batch, -1, 1) * styles.to(dtype).reshape(batch, 1, -1)  # [N, O, I]
             kernel = w.unsqueeze(0) * outer.reshape(*outer.shape, 1, 1)
             b = None if bias is None else bias.to(dtype) * gain
@@ -517,7 +555,11 @@ class _ModulatedConv(torch.autograd.Function):
             if noise is not None:
                 y.add_(noise.to(dtype) * gain)
         else:
-            y = conv2d_resample(x * styles.to(dtype).reshape(batch, -1, 1, 1), w, f, up=up, padding=padding)
+            xs = x * styles.to(dtype).reshape(batch, -1, 1, 1)
+            if shared:
+                y = _per_sample(lambda i: conv2d_resample(xs[i:i + 1], w, f, up=up, padding=padding), batch)
+            else:
+                y = conv2d_resample(xs, w, f, up=up, padding=padding)
             scale = scale.reshape(batch, -1, 1, 1)
             if noise is not None:
                 torch.addcmul(noise.to(dtype) * gain, y, scale, out=y)
@@ -528,7 +570,7 @@ class _ModulatedConv(torch.autograd.Function):
         _activate_(y, activation, clamp)
         ctx.save_for_backward(x, weight, styles, dcoefs, noise, bias, f, y)
         ctx.up, ctx.padding, ctx.activation, ctx.gain, ctx.clamp = up, padding, activation, gain, clamp
-        ctx.fused = fused
+        ctx.fused, ctx.shared = fused and not shared, shared
         return y
 
     @staticmethod
@@ -570,7 +612,11 @@ class _ModulatedConv(torch.autograd.Function):
                 kernels = w.unsqueeze(0) * scale.reshape(*scale.shape, 1, 1, 1)  # the scale rides on the kernel
                 g_xs = _per_sample(lambda i: _conv_input_grad(u[i:i + 1], kernels[i], up, padding, trim), batch)
             else:
-                g_xs = _conv_input_grad(u * scale.reshape(*scale.shape, 1, 1), w, up, padding, trim)
+                us = u * scale.reshape(*scale.shape, 1, 1)
+                if ctx.shared:
+                    g_xs = _per_sample(lambda i: _conv_input_grad(us[i:i + 1], w, up, padding, trim), batch)
+                else:
+                    g_xs = _conv_input_grad(us, w, up, padding, trim)
             s = styles.to(dtype).reshape(*styles.shape, 1, 1)
             if need_styles:
                 g_styles = _channel_dot(g_xs, x.to(dtype)).to(styles.dtype)
@@ -608,8 +654,8 @@ def _per_sample(conv, batch: int) -> torch.Tensor:
 def _conv_input_grad(grad: torch.Tensor, weight: torch.Tensor, up: int, padding: int, trim: int) -> torch.Tensor:
     """Adjoint of the plain convolution with `weight` (up == 1) or of the strided transposed convolution (up > 1,
     after the FIR adjoint): the gradient with respect to the convolution's input."""
-    if up > 1:
-        return F.conv2d(grad, weight.transpose(0, 1), stride=up, padding=trim)
+    if up > 1:  # [in, out, kh, kw], the same (contiguous) kernel as the forward pass's transposed convolution
+        return F.conv2d(grad, _derived("transposed/1", weight, lambda w: _transposed(w, 1)), stride=up, padding=trim)
     if _is_conv3x3(weight, up, padding):
         return conv3x3_input_grad(grad, weight)
     return F.conv_transpose2d(grad, weight, padding=padding)

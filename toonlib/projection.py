@@ -174,7 +174,7 @@ def project(G: torch.nn.Module, target: Target, space: str = "w+", steps: int | 
     stopper = _EarlyStop(*early_stop) if early_stop else None
     target_u8 = to_uint8(targets)
     losses, frames = [], []
-    kernels = ops.WinogradKernels()  # G's and VGG16's fixed kernels, transformed once for this projection
+    kernels = ops.FrozenKernels(G, net)  # what is derived from G's and VGG16's kernels, once for this projection
 
     bar = tqdm(total=steps, desc=f"project {space}", unit="step", disable=not progress)
     for step in range(steps):
