@@ -219,9 +219,59 @@ def test_schedules_match_the_formulas():
         assert latent_noise_scale(t, 2.0) == pytest.approx(scale, abs=1e-12), t
 
 
-def test_perceptual_distance_equals_lpips(net):
+def test_perceptual_distance_equals_lpips_with_its_gradient(net):
+    """The fused per-layer distance (losses._UnitChannelDistance) against lpips' own composition: values and the
+    gradient with respect to the images, per sample."""
     a, b = torch.rand(2, 2, 3, 32, 32) * 2 - 1
-    torch.testing.assert_close(PerceptualDistance(net, b)(a), net(a, b).flatten())
+    a.requires_grad_(True)
+    weights = torch.tensor([1.0, -2.0])
+    ours, theirs = PerceptualDistance(net, b)(a), net(a, b).flatten()
+    torch.testing.assert_close(ours, theirs)
+    (g_ours,) = torch.autograd.grad((ours * weights).sum(), a)
+    (g_theirs,) = torch.autograd.grad((theirs * weights).sum(), a)
+    torch.testing.assert_close(g_ours, g_theirs, rtol=1e-4, atol=1e-5 * float(g_theirs.abs().max()))
+
+
+def test_perceptual_distance_layer_by_hand_and_at_dead_pixels():
+    """One layer: the value by its formula, the gradient against float64 autograd of the plain composition, and at a
+    pixel whose features are all zero (|f| = 0, where autograd of the composition gives NaN: sqrt at 0) the
+    derivative of f / (|f| + eps) there, w (0 - t) / eps, not NaN."""
+    torch.manual_seed(0)
+    f = torch.rand(2, 5, 4, 3, dtype=torch.float64)
+    f[0, :, 1, 2] = 0
+    target = losses._unit_channels(torch.rand(1, 5, 4, 3, dtype=torch.float64))
+    w = torch.rand(5, dtype=torch.float64)
+    unit = f / (f.square().sum(dim=1, keepdim=True).sqrt() + 1e-10)
+    expected = ((unit - target).square() * w.reshape(1, -1, 1, 1)).sum(dim=1).mean(dim=[1, 2])
+    x = f.clone().requires_grad_(True)
+    dist = losses._UnitChannelDistance.apply(x, target, w)
+    torch.testing.assert_close(dist, expected)
+    (grad,) = torch.autograd.grad(dist.sum(), x)
+    assert torch.isfinite(grad).all()
+    torch.testing.assert_close(grad[0, :, 1, 2], 2 / 12 * w * (0 - target[0, :, 1, 2]) / 1e-10)
+    live = f.clone().requires_grad_(True)
+    live_unit = live / (live.square().sum(dim=1, keepdim=True).sqrt() + 1e-10)
+    reference = ((live_unit - target).square() * w.reshape(1, -1, 1, 1)).sum(dim=1).mean(dim=[1, 2]).sum()
+    (expected_grad,) = torch.autograd.grad(reference, live)
+    mask = torch.ones_like(f, dtype=torch.bool)
+    mask[0, :, 1, 2] = False
+    torch.testing.assert_close(grad[mask], expected_grad[mask])
+
+
+def test_perceptual_distance_with_dropout_on_uses_lpips_heads_as_they_are(net):
+    """A metric left in training mode (dropout active in its heads) is not fused: the heads run as lpips has them."""
+    images = torch.rand(1, 3, 32, 32) * 2 - 1
+    distance = PerceptualDistance(net, images)
+    assert losses._plain_lin_weight(net.lins[0], torch.zeros(1)) is not None
+    net.train()
+    try:
+        assert losses._plain_lin_weight(net.lins[0], torch.zeros(1)) is None
+        torch.manual_seed(0)
+        dropped = distance(images + 0.1)
+        torch.manual_seed(0)
+        torch.testing.assert_close(dropped, net(images + 0.1, images).flatten())
+    finally:
+        net.eval()
 
 
 def test_noise_regularization_by_hand():

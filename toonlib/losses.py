@@ -80,15 +80,61 @@ class PerceptualDistance:
         with torch.no_grad():
             self.target_features = self._features(target)
 
-    def _features(self, images: torch.Tensor) -> list[torch.Tensor]:
+    def _features(self, images: torch.Tensor, unit: bool = True) -> list[torch.Tensor]:
         x = self.net.scaling_layer(images) if self.net.version == "0.1" else images
-        return [_unit_channels(f) for f in _trunk_outputs(self.net.net, x)]
+        outputs = _trunk_outputs(self.net.net, x)
+        return [_unit_channels(f) for f in outputs] if unit else outputs
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         total = 0
-        for lin, feat, target in zip(self.net.lins, self._features(images), self.target_features):
-            total = total + lin((feat - target).square()).mean(dim=[1, 2, 3])
+        for lin, feat, target in zip(self.net.lins, self._features(images, unit=False), self.target_features):
+            weight = _plain_lin_weight(lin, feat)
+            if weight is not None:
+                total = total + _UnitChannelDistance.apply(feat, target, weight)
+            else:
+                total = total + lin((_unit_channels(feat) - target).square()).mean(dim=[1, 2, 3])
         return total
+
+
+def _plain_lin_weight(lin: nn.Module, feat: torch.Tensor) -> torch.Tensor | None:
+    """The [C] weights of an lpips linear head that is a plain 1x1 convolution without bias to one channel
+    (lpips' NetLinLayer in eval mode: dropout off), for float32 features outside autocast; else None."""
+    convs = [m for m in lin.modules() if isinstance(m, nn.Conv2d)]
+    if (len(convs) != 1 or convs[0].bias is not None or convs[0].kernel_size != (1, 1) or convs[0].out_channels != 1
+            or any(isinstance(m, nn.Dropout) and m.training for m in lin.modules())
+            or not all(isinstance(m, (nn.Sequential, nn.Dropout, nn.Conv2d)) or type(m).__name__ == "NetLinLayer"
+                       for m in lin.modules())
+            or feat.dtype != torch.float32
+            or torch.is_autocast_enabled(feat.device.type)):
+        return None
+    return convs[0].weight.reshape(-1)
+
+
+class _UnitChannelDistance(torch.autograd.Function):
+    """One LPIPS layer, per sample: the mean over pixels of sum_c w_c (f_c / (|f| + eps) - t_c)^2 for features f
+    [N, C, H, W], unit-normalised target features t and head weights w [C] (lpips' normalize_tensor, squared
+    difference, NetLinLayer, spatial mean), in about half the passes over the features of that composition, with
+    the backward pass derived by hand: d/df = 2 / (H W) * (q / n - f (q . f) / (|f| n^2)), q = w (f / n - t)."""
+
+    @staticmethod
+    def forward(ctx, f, target, weight, eps=1e-10):
+        norm = torch.linalg.vector_norm(f, dim=1, keepdim=True)
+        n = norm + eps
+        diff = torch.div(f, n).sub_(target)
+        q = diff * weight.reshape(1, -1, 1, 1)
+        batch = f.shape[0]
+        dist = torch.matmul(q.reshape(batch, 1, -1), diff.reshape(batch, -1, 1)).reshape(batch)
+        ctx.save_for_backward(f, q, norm, n)
+        return dist / (f.shape[2] * f.shape[3])
+
+    @staticmethod
+    def backward(ctx, grad):
+        f, q, norm, n = ctx.saved_tensors
+        qf = (q * f).sum(dim=1, keepdim=True)  # [N, 1, H, W]
+        # |f| = 0 (a pixel dead in every channel): q . f = 0 there too, and the second term vanishes
+        ratio = qf / (norm.clamp_min(torch.finfo(norm.dtype).tiny) * n)
+        scale = grad.reshape(-1, 1, 1, 1) * (2 / (f.shape[2] * f.shape[3])) / n
+        return torch.addcmul(q, f, ratio, value=-1).mul_(scale), None, None, None
 
 
 def _trunk_outputs(trunk: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
