@@ -1,12 +1,14 @@
-"""Where Winograd pays: a 3x3 convolution (padding 1, batch 1, float32, CPU) by oneDNN's direct algorithm and by
-NNPACK's Winograd transforms, at the shapes a projection step runs (the generator's 3x3 layers at 256 and 1024
-px, and LPIPS' VGG16 trunk at 256 px), and which of the two `toonlib.ops.conv3x3` picks inside `ops.winograd()`.
+"""Where Winograd pays: a 3x3 convolution (padding 1, batch 1, float32, CPU) by oneDNN's direct algorithm, by
+NNPACK's Winograd F(6x6, 3x3) and by toonlib's F(2x2, 3x3) on a kernel transformed beforehand (`ops.FrozenKernels`),
+at the shapes a projection step runs (the generator's 3x3 layers at 256 and 1024 px, and LPIPS' VGG16 trunk at
+256 px), and which one `toonlib.ops.conv3x3` picks inside projection's `ops.winograd(kernels=...)`.
 
     python benchmarks/bench_conv3x3.py [--rounds 7] [--threads 2]
 
-Each call is timed cache-cold (a 64 MiB buffer is written between calls), the two algorithms alternate
-call by call, median and min over the rounds. NNPACK transforms the whole kernel on every call, which is
-why it loses at small images with many channels (docs/design.md section 3, `ops.WINOGRAD_MIN_SIZE`).
+Each call is timed cache-cold (a 64 MiB buffer is written between calls), the algorithms alternate call by
+call, median and min over the rounds. NNPACK transforms the whole kernel on every call, which is why it loses
+at small images with many channels; F(2x2, 3x3) saves less arithmetic per tile but its kernel transform is done
+once per projection (docs/design.md section 3, `ops.WINOGRAD_MIN_SIZE`, `ops.CACHED_WINOGRAD_MIN_SIZE`).
 """
 from __future__ import annotations
 
@@ -49,25 +51,30 @@ def main() -> None:
 
     print(f"torch {torch.__version__}, {args.threads} threads, batch 1, fp32, cache-cold, {args.rounds} rounds; "
           f"ms per call, median (min)\n")
-    print("| in -> out channels @ side | oneDNN direct | NNPACK Winograd | direct / Winograd | conv3x3 picks |")
+    names = {"direct": "oneDNN direct", "nnpack": "NNPACK F(6x6,3x3)", "f23": "F(2x2,3x3) cached"}
+    print(f"| in -> out channels @ side | {' | '.join(names.values())} | conv3x3 picks |")
     print("|---|---|---|---|---|")
     for cin, cout, side in SHAPES:
         x = torch.randn(1, cin, side, side)
         w = torch.randn(cout, cin, 3, 3)
-        direct = lambda x=x, w=w: F.conv2d(x, w, padding=1)  # noqa: E731
-        winograd = lambda x=x, w=w: torch._nnpack_spatial_convolution(x, w, None, [1, 1])  # noqa: E731
-        direct(), winograd()
-        times: dict[str, list[float]] = {"direct": [], "winograd": []}
+        transformed = ops._f23_kernel(w)
+        calls = {
+            "direct": lambda x=x, w=w: F.conv2d(x, w, padding=1),
+            "nnpack": lambda x=x, w=w: torch._nnpack_spatial_convolution(x, w, None, [1, 1]),
+            "f23": lambda x=x, t=transformed: ops._f23_forward(x, t),
+        }
+        times: dict[str, list[float]] = {name: [] for name in calls}
+        for call in calls.values():
+            call()
         for _ in range(args.rounds):
-            times["direct"].append(timed(direct))
-            times["winograd"].append(timed(winograd))
-        with torch.no_grad(), ops.winograd():
-            picked = "Winograd" if not torch.equal(ops.conv3x3(x, w), direct()) else "direct"
-        med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
-        low = {k: min(v) * 1e3 for k, v in times.items()}
-        print(f"| {cin} -> {cout} @ {side} | {med['direct']:.1f} ({low['direct']:.1f}) | "
-              f"{med['winograd']:.1f} ({low['winograd']:.1f}) | {med['direct'] / med['winograd']:.2f} | {picked} |")
-
+            for name, call in calls.items():
+                times[name].append(timed(call))
+        kernels = ops.FrozenKernels(w)
+        with torch.no_grad(), ops.winograd(kernels=kernels):
+            y = ops.conv3x3(x, w)
+        picked = "f23" if kernels.nbytes else "direct" if torch.equal(y, calls["direct"]()) else "nnpack"
+        cells = [f"{statistics.median(times[name]) * 1e3:.1f} ({min(times[name]) * 1e3:.1f})" for name in calls]
+        print(f"| {cin} -> {cout} @ {side} | {' | '.join(cells)} | {names[picked]} |")
 
 if __name__ == "__main__":
     main()
