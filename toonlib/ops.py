@@ -48,12 +48,12 @@ def _depthwise_fir(x: torch.Tensor, f: torch.Tensor, gain: float, pad: Padding, 
 
 # Two Winograd algorithms for 3x3 stride-1 convolutions, used only inside `winograd()` (projection) and only where
 # they pay (benchmarks/bench_conv3x3.py on a 2-core AVX2 EPYC, docs/design.md section 11):
-# * NNPACK's F(6x6, 3x3) (part of PyTorch's CPU builds) from 64x64 pixels and 16 channels in and out: up to 2.3x
+# * NNPACK's F(6x6, 3x3) (part of PyTorch's CPU builds) from 64x64 pixels and 16 channels in and out: up to 2.4x
 #   less time than oneDNN's direct convolution. It transforms the whole kernel on every call (~20 ms for 512x512
 #   channels, whatever the image size), so on smaller images it is as slow as the direct convolution or slower.
 # * toonlib's own F(2x2, 3x3) on kernels transformed once (`FrozenKernels`) from 8x8 to 32x32 pixels with 256
 #   channels or more (the 512-channel layers of the generator and of VGG16): 1.3-1.9x less time than the direct
-#   convolution, as accurate as it (~5e-7 of the output's range; NNPACK's ~1e-5).
+#   convolution, as accurate as it (~3-5e-7 of the output's range; NNPACK's ~1e-5).
 WINOGRAD_MIN_SIZE = 64
 WINOGRAD_MIN_CHANNELS = 16
 CACHED_WINOGRAD_MIN_SIZE = 8
@@ -109,7 +109,7 @@ _WINOGRAD: contextvars.ContextVar[tuple[bool, FrozenKernels | None]] = contextva
 def winograd(enabled: bool = True, kernels: FrozenKernels | None = None) -> Iterator[None]:
     """Within this context, 3x3 stride-1 float32 convolutions on the CPU (`conv3x3`) and their input gradients
     run as Winograd transforms where that pays: NNPACK's on images of at least `WINOGRAD_MIN_SIZE` pixels a side
-    with `WINOGRAD_MIN_CHANNELS` channels in and out (up to 2.3x less time than oneDNN's direct convolution, with a
+    with `WINOGRAD_MIN_CHANNELS` channels in and out (up to 2.4x less time than oneDNN's direct convolution, with a
     relative error of ~1e-5 of the output's range instead of ~1e-7), and, given `kernels`, toonlib's F(2x2, 3x3)
     on images from `CACHED_WINOGRAD_MIN_SIZE` pixels with `CACHED_WINOGRAD_MIN_CHANNELS` channels. With `kernels`,
     whatever is derived from a kernel that does not require grad (its Winograd transform, a modulated
@@ -177,21 +177,16 @@ def conv3x3_input_grad(grad: torch.Tensor, weight: torch.Tensor) -> torch.Tensor
     adjoint of that computation (with the same transforms)."""
     transformed = _cached_winograd(grad, weight)
     if transformed is not None:
-        return _per_image(grad, lambda g: _f23_adjoint(g, transformed))
+        return _f23_images(_f23_adjoint, grad, transformed)
     return conv3x3(grad, weight.flip([2, 3]).transpose(0, 1))
-
-
-def _per_image(x: torch.Tensor, fn) -> torch.Tensor:
-    """torch.cat([fn(image) for image in x]): a batch gets the same numbers as its images one at a time."""
-    images = [fn(image) for image in x.split(1)]
-    return images[0] if len(images) == 1 else torch.cat(images)
 
 
 def _nnpack(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """NNPACK's single-image (inference) algorithm, image by image (its batched algorithm is another transform,
     with other rounding)."""
     weight = weight.contiguous()
-    return _per_image(x, lambda image: torch._nnpack_spatial_convolution(image.contiguous(), weight, bias, [1, 1]))
+    return _per_sample(lambda i: torch._nnpack_spatial_convolution(x[i:i + 1].contiguous(), weight, bias, [1, 1]),
+                       x.shape[0])
 
 
 class _Conv3x3(torch.autograd.Function):
@@ -248,6 +243,12 @@ def _f23_adjoint(grad: torch.Tensor, transformed: torch.Tensor) -> torch.Tensor:
     return padded.reshape(1, -1, 2 * rows + 2, 2 * cols + 2)[:, :, 1:h + 1, 1:w + 1]
 
 
+def _f23_images(step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor,
+                transformed: torch.Tensor) -> torch.Tensor:
+    """`_f23_forward` or `_f23_adjoint` of every image of a batch, one at a time."""
+    return _per_sample(lambda i: step(x[i:i + 1], transformed), x.shape[0])
+
+
 class _CachedWinograd(torch.autograd.Function):
     """3x3 convolution, padding 1, of every image by F(2x2, 3x3) with a transformed kernel that is not trained;
     the input gradient is the exact adjoint (plain tensor operations, so differentiable again)."""
@@ -255,7 +256,7 @@ class _CachedWinograd(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, transformed, bias):
         ctx.save_for_backward(transformed)
-        y = _per_image(x, lambda image: _f23_forward(image, transformed))
+        y = _f23_images(_f23_forward, x, transformed)
         return y if bias is None else y.add_(bias.reshape(1, -1, 1, 1))
 
     @staticmethod
@@ -263,7 +264,7 @@ class _CachedWinograd(torch.autograd.Function):
         (transformed,) = ctx.saved_tensors
         gx = gb = None
         if ctx.needs_input_grad[0]:
-            gx = _per_image(grad, lambda g: _f23_adjoint(g, transformed))
+            gx = _f23_images(_f23_adjoint, grad, transformed)
         if ctx.needs_input_grad[2]:
             gb = grad.sum(dim=[0, 2, 3])
         return gx, None, gb
@@ -645,8 +646,9 @@ def _is_conv3x3(weight: torch.Tensor, up: int, padding: int) -> bool:
     return up == 1 and padding == 1 and weight.shape[2:] == (3, 3)
 
 
-def _per_sample(conv, batch: int) -> torch.Tensor:
-    """torch.cat([conv(0), ..., conv(batch - 1)]): one sample at a time, each with its own kernel."""
+def _per_sample(conv: Callable[[int], torch.Tensor], batch: int) -> torch.Tensor:
+    """torch.cat([conv(0), ..., conv(batch - 1)]): one sample at a time (each with its own kernel, or with an
+    algorithm whose rounding would depend on the batch), so a batch gets the numbers of its samples one by one."""
     outputs = [conv(i) for i in range(batch)]
     return outputs[0] if batch == 1 else torch.cat(outputs)
 
