@@ -72,7 +72,9 @@ class PerceptualDistance:
 
     `net` is an `lpips.LPIPS` model (linear heads on, any trunk); inputs are images in [-1, 1]
     (lpips' own convention, normalize=False). `distance(images)` returns one value per image,
-    equal to `net(images, target).flatten()` but without re-running the trunk on the target.
+    equal to `net(images, target).flatten()` but without re-running the trunk on the target, each layer's
+    distance one autograd function with a hand-written backward where the head is lpips' plain one
+    (`_UnitChannelDistance`).
     """
 
     def __init__(self, net: nn.Module, target: torch.Tensor):

@@ -112,9 +112,9 @@ def winograd(enabled: bool = True, kernels: FrozenKernels | None = None) -> Iter
     with `WINOGRAD_MIN_CHANNELS` channels in and out (up to 2.4x less time than oneDNN's direct convolution, with a
     relative error of ~1e-5 of the output's range instead of ~1e-7), and, given `kernels`, toonlib's F(2x2, 3x3)
     on images from `CACHED_WINOGRAD_MIN_SIZE` pixels with `CACHED_WINOGRAD_MIN_CHANNELS` channels. With `kernels`,
-    whatever is derived from a kernel that does not require grad (its Winograd transform, a modulated
-    convolution's demodulation energies and transposed kernel) is computed once and kept there, and modulated
-    convolutions with such kernels carry the styles on their input instead of on a kernel per sample. Projection
+    whatever is derived from a kernel it covers (its Winograd transform, a modulated convolution's demodulation
+    energies and transposed kernel) is computed once and kept there, and modulated convolutions with such kernels
+    carry the styles on their input instead of on a kernel per sample (where the input is the smaller). Projection
     uses it; outside it (the default) networks reproduce the reference outputs exactly."""
     token = _WINOGRAD.set((enabled and torch.backends.nnpack.is_available(), kernels if enabled else None))
     try:
@@ -124,7 +124,7 @@ def winograd(enabled: bool = True, kernels: FrozenKernels | None = None) -> Iter
 
 
 def _frozen(weight: torch.Tensor) -> FrozenKernels | None:
-    """The cache for what is derived from `weight`, when there is one and the kernel is not being trained."""
+    """The cache for what is derived from `weight`, when there is one and it covers that kernel."""
     kernels = _WINOGRAD.get()[1]
     return kernels if kernels is not None and kernels.covers(weight) else None
 
