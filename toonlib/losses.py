@@ -18,6 +18,7 @@ from . import ops
 VGG16_WEIGHTS = "lpips-vgg16"  # registry name of torchvision's ImageNet VGG16 (toonlib.models)
 
 _LPIPS_CACHE: dict[str, nn.Module] = {}
+UNIT_EPS = 1e-10  # lpips.normalize_tensor: f / (|f| + eps)
 
 
 class PerceptualWeightsError(RuntimeError):
@@ -119,9 +120,9 @@ class _UnitChannelDistance(torch.autograd.Function):
     the backward pass derived by hand: d/df = 2 / (H W) * (q / n - f (q . f) / (|f| n^2)), q = w (f / n - t)."""
 
     @staticmethod
-    def forward(ctx, f, target, weight, eps=1e-10):
+    def forward(ctx, f, target, weight):
         norm = torch.linalg.vector_norm(f, dim=1, keepdim=True)
-        n = norm + eps
+        n = norm + UNIT_EPS
         diff = torch.div(f, n).sub_(target)
         q = diff * weight.reshape(1, -1, 1, 1)
         batch = f.shape[0]
@@ -136,7 +137,7 @@ class _UnitChannelDistance(torch.autograd.Function):
         # |f| = 0 (a pixel dead in every channel): q . f = 0 there too, and the second term vanishes
         ratio = qf / (norm.clamp_min(torch.finfo(norm.dtype).tiny) * n)
         scale = grad.reshape(-1, 1, 1, 1) * (2 / (f.shape[2] * f.shape[3])) / n
-        return torch.addcmul(q, f, ratio, value=-1).mul_(scale), None, None, None
+        return torch.addcmul(q, f, ratio, value=-1).mul_(scale), None, None
 
 
 def _trunk_outputs(trunk: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
@@ -157,7 +158,7 @@ def _trunk_outputs(trunk: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
     return outputs
 
 
-def _unit_channels(x: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
+def _unit_channels(x: torch.Tensor, eps: float = UNIT_EPS) -> torch.Tensor:
     """Normalise each pixel's feature vector to unit length (lpips.normalize_tensor)."""
     return x / (x.square().sum(dim=1, keepdim=True).sqrt() + eps)
 

@@ -141,7 +141,7 @@ def project(G: torch.nn.Module, target: Target, space: str = "w+", steps: int | 
 
     Cost per step on a 2-core CPU, config F, batch 1: about 1.1 s at 256 px and 3.0 s at 1024 px on a
     quiet machine (benchmarks/bench_vs_reference.py, docs/design.md section 11), 3-4x that on a busy one:
-    500 W+ steps at 1024 px take 25 min to 1.5 h on such a CPU. The networks' fixed kernels are transformed
+    500 W+ steps at 1024 px take 25 to 100 minutes on such a CPU. The networks' fixed kernels are transformed
     once per call (`ops.FrozenKernels`, ~180 MiB).
     """
     if space not in SPACES:
