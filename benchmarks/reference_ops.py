@@ -437,7 +437,8 @@ class VGG16Features(nn.Module):
         # step would also compute VGG weight gradients and be slower.
         self.trunk = nn.Sequential(*layers).requires_grad_(False)
         self.taps = (3, 8, 15, 22, 29)  # relu1_2, relu2_2, relu3_3, relu4_3, relu5_3
-        self.lin_weights = [torch.rand(c, 1, 1) for c in (64, 128, 256, 512, 512)]
+        for i, c in enumerate((64, 128, 256, 512, 512)):
+            self.register_buffer(f"lin{i}", torch.rand(c, 1, 1))
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).reshape(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).reshape(1, 3, 1, 1))
 
@@ -448,7 +449,7 @@ class VGG16Features(nn.Module):
             x = layer(x)
             if i in self.taps:
                 f = x / (x.square().sum(dim=1, keepdim=True).sqrt() + 1e-10)
-                f = f * self.lin_weights[len(feats)].sqrt() / math.sqrt(f.shape[2] * f.shape[3])
+                f = f * getattr(self, f"lin{len(feats)}").sqrt() / math.sqrt(f.shape[2] * f.shape[3])
                 feats.append(f.flatten(1))
         return torch.cat(feats, dim=1)
 
@@ -458,10 +459,12 @@ def project_steps(G, target: torch.Tensor, vgg16: nn.Module, space: str = "w", n
     """NVIDIA's projector loop (stylegan2-ada-pytorch `projector.project`) for one target [1, 3, R, R] in [-1, 1]:
     w statistics, the noise buffers optimised in place, Adam, the lr and latent-noise schedules, VGG16
     features of images in [0, 255] downsampled to 256 px, the noise regulariser. space='w+' optimises one w
-    per layer (the projector itself has only W). `callback(step)` runs after each step."""
+    per layer (the projector itself has only W). `callback(step)` runs after each step. Runs on G's device."""
     G = copy.deepcopy(G).eval().requires_grad_(False)
+    device = next(G.parameters()).device
+    target = target.to(device)
     z = np.random.RandomState(123).randn(w_avg_samples, G.z_dim)
-    w_samples = G.mapping(torch.from_numpy(z), None)[:, :1, :].cpu().numpy().astype(np.float32)
+    w_samples = G.mapping(torch.from_numpy(z).to(device), None)[:, :1, :].cpu().numpy().astype(np.float32)
     w_avg = np.mean(w_samples, axis=0, keepdims=True)
     w_std = (np.sum((w_samples - w_avg) ** 2) / w_avg_samples) ** 0.5
     noise_bufs = {name: buf for name, buf in G.synthesis.named_buffers() if "noise_const" in name}
@@ -472,7 +475,7 @@ def project_steps(G, target: torch.Tensor, vgg16: nn.Module, space: str = "w", n
     target_features = vgg16(target_images)
 
     start = np.repeat(w_avg, G.num_ws, axis=1) if space == "w+" else w_avg
-    w_opt = torch.tensor(start, dtype=torch.float32, requires_grad=True)
+    w_opt = torch.tensor(start, dtype=torch.float32, device=device, requires_grad=True)
     optimizer = torch.optim.Adam([w_opt] + list(noise_bufs.values()), betas=(0.9, 0.999), lr=0.1)
     for buf in noise_bufs.values():
         buf[:] = torch.randn_like(buf)

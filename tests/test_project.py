@@ -398,3 +398,33 @@ def test_projection_derives_from_the_fixed_kernels_once(G, targets, net, monkeyp
     assert derived.count("winograd") == 2  # VGG16's conv3_2 and conv3_3, once each
     layers = [m for m in G.synthesis.modules() if isinstance(m, SynthesisLayer)]  # the demodulated ones
     assert len(layers) == 7 and derived.count("energy") == len(layers)
+
+
+def test_a_step_that_cannot_be_recorded_as_a_cuda_graph_runs_op_by_op():
+    """On CUDA, project() records its step as a CUDA graph after GRAPH_WARMUP_STEPS steps; when the recording fails
+    (here: the step itself refuses, or there is no GPU), it warns once and goes on computing the steps op by op."""
+    calls = []
+
+    def compute(capturing):
+        calls.append(capturing)
+        if capturing:
+            raise RuntimeError("operation not permitted when stream is capturing")
+        return (torch.tensor(float(len(calls))),)
+
+    replay = projection._StepReplay(compute, graphs=True)
+    replay.calls = projection.GRAPH_WARMUP_STEPS  # the warm-up steps (on a CUDA side stream) are done
+    with pytest.warns(RuntimeWarning, match="CUDA graph failed.*TOONLIB_CUDA_GRAPHS=off"):
+        first = replay()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        second = replay()  # no second attempt, no second warning
+    assert calls[-2:] == [False, False] and calls.count(True) <= 1
+    assert first[0].item() == len(calls) - 1 and second[0].item() == len(calls)
+    assert replay.graph is None
+
+
+def test_off_cuda_every_step_runs_op_by_op():
+    calls = []
+    replay = projection._StepReplay(lambda capturing: calls.append(capturing) or (len(calls),), graphs=False)
+    assert [replay()[0] for _ in range(projection.GRAPH_WARMUP_STEPS + 3)] == [1, 2, 3, 4, 5]
+    assert calls == [False] * 5 and replay.graph is None

@@ -89,13 +89,15 @@ def test_resolve_precision(monkeypatch):
     assert runtime.resolve_precision("fp16", cuda) is torch.float16
     with pytest.raises(ValueError, match="precision must be one of"):
         runtime.resolve_precision("half", cpu)
-    # 'auto': bfloat16 only where the hardware computes it.
+    # 'auto': bfloat16 only on CPUs that compute it in hardware; float32 on CUDA, where with the step replayed as a
+    # CUDA graph bfloat16 was measured no faster (docs/design.md section 11).
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
     assert runtime.resolve_precision("auto", cpu) is torch.bfloat16
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
     assert runtime.resolve_precision("auto", cpu) is None
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert runtime.resolve_precision("auto", cuda) is torch.bfloat16
+    assert runtime.native_bf16(cuda)
+    assert runtime.resolve_precision("auto", cuda) is None
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     assert runtime.resolve_precision("auto", cuda) is None
 
@@ -106,3 +108,14 @@ def test_autocast_region():
         assert (x @ x).dtype == torch.bfloat16
     with runtime.autocast(torch.device("cpu"), None):
         assert (x @ x).dtype == torch.float32
+
+
+@pytest.mark.parametrize("value, expected", [(None, True), ("", True), ("off", False), ("0", False), ("NO", False)])
+def test_cuda_graphs_are_on_for_cuda_devices_unless_turned_off(monkeypatch, value, expected):
+    monkeypatch.delenv(runtime.CUDA_GRAPHS_ENV, raising=False)
+    if value is not None:
+        monkeypatch.setenv(runtime.CUDA_GRAPHS_ENV, value)
+    assert runtime.cuda_graphs(torch.device("cuda")) is expected
+    assert runtime.cuda_graphs(torch.device("cuda:1")) is expected
+    assert runtime.cuda_graphs(torch.device("cpu")) is False
+

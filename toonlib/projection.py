@@ -13,6 +13,7 @@ import copy
 import importlib.util
 import math
 import os
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from typing import Callable, Sequence, Union
@@ -132,17 +133,19 @@ def project(G: torch.nn.Module, target: Target, space: str = "w+", steps: int | 
     many times with one G (they cost 10,000 mapping passes each call otherwise). The caller's G is
     never modified (it is copied once).
 
-    `precision`: 'auto' computes the generator and LPIPS in bfloat16 (autocast) where the device does
-    bfloat16 in hardware (CUDA GPUs from Ampere on, CPUs with AVX512-BF16 or AMX) and in float32
-    elsewhere; 'fp32', 'bf16' or 'fp16' (CUDA; with loss scaling) choose. The latents, the noise maps
-    and Adam stay float32. tests/test_precision.py checks that bfloat16 keeps the result (final LPIPS
-    within 1%, the same toon within 1/255). In float32 on the CPU the loop runs its 3x3 convolutions as
-    Winograd transforms (`ops.winograd`).
+    `precision`: 'auto' computes the generator and LPIPS in bfloat16 (autocast) on CPUs that do bfloat16 in
+    hardware (AVX512-BF16 or AMX) and in float32 elsewhere, GPUs included (measured no faster there);
+    'fp32', 'bf16' or 'fp16' (CUDA; with loss scaling) choose. The latents, the noise maps and Adam stay
+    float32. tests/test_precision.py checks that bfloat16 keeps the result (final LPIPS within 1%, the same
+    toon within 1/255). In float32 on the CPU the loop runs its 3x3 convolutions as Winograd transforms
+    (`ops.winograd`). On CUDA the step is recorded once as a CUDA graph and replayed (TOONLIB_CUDA_GRAPHS=off:
+    op by op).
 
-    Cost per step on a 2-core CPU, config F, batch 1: about 1.1 s at 256 px and 3.0 s at 1024 px on a
-    quiet machine (benchmarks/bench_vs_reference.py, docs/design.md section 11), 3-4x that on a busy one:
-    500 W+ steps at 1024 px take 25 to 100 minutes on such a CPU. The networks' fixed kernels are transformed
-    once per call (`ops.FrozenKernels`, ~180 MiB).
+    Cost, config F, batch 1: on a 2-core CPU about 1.1 s a step at 256 px and 3.0 s at 1024 px on a quiet
+    machine (benchmarks/bench_vs_reference.py, docs/design.md section 11), 3-4x that on a busy one: 500 W+
+    steps at 1024 px take 25 to 100 minutes there; on an H200 GPU the whole call of 500 W+ steps at 1024 px
+    took 9.3 s (benchmarks/bench_gpu.py). On the CPU the networks' fixed kernels are transformed once per call
+    (`ops.FrozenKernels`, ~180 MiB).
     """
     if space not in SPACES:
         raise ValueError(f"space must be one of {SPACES}, got {space!r}")
@@ -176,20 +179,25 @@ def project(G: torch.nn.Module, target: Target, space: str = "w+", steps: int | 
     target_u8 = to_uint8(targets)
     losses, frames = [], []
     kernels = ops.FrozenKernels(G, net)  # what is derived from G's and VGG16's kernels, once for this projection
+    params = [w_opt, *noise.values()]
+    w_noise = torch.zeros_like(w_opt)  # this step's latent noise, refilled in place (a CUDA graph reads it there)
 
+    def forward_backward(capturing: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
+        with ops.winograd(kernels=kernels):  # forward and backward (which runs in this thread on the CPU)
+            with runtime.autocast(device, dtype, cache=not capturing):
+                images = _synthesize(G, (w_opt + w_noise).expand(-1, G.num_ws, -1), noise)
+                dist = distance(_lpips_size(images)).float()
+            loss = (dist + noise_reg_weight * noise_regularization(noise.values())).sum()
+            return images, dist, loss, torch.autograd.grad(scaler.scale(loss), params)
+
+    step_once = _StepReplay(forward_backward, runtime.cuda_graphs(device))
     bar = tqdm(total=steps, desc=f"project {space}", unit="step", disable=not progress)
     for step in range(steps):
         t = step / steps
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(t, initial_lr)
-        w_noise = _latent_noise(generators, w_opt.shape[1:], device) * latent_noise_scale(t, w_std)
-        params = [w_opt, *noise.values()]
-        with ops.winograd(kernels=kernels):  # forward and backward (which runs in this thread on the CPU)
-            with runtime.autocast(device, dtype):
-                images = _synthesize(G, (w_opt + w_noise).expand(-1, G.num_ws, -1), noise)
-                dist = distance(_lpips_size(images)).float()
-            loss = (dist + noise_reg_weight * noise_regularization(noise.values())).sum()
-            grads = torch.autograd.grad(scaler.scale(loss), params)
+        w_noise.copy_(_latent_noise(generators, w_opt.shape[1:]) * latent_noise_scale(t, w_std))
+        images, dist, loss, grads = step_once()
         for p, grad in zip(params, grads):
             p.grad = grad
         scaler.step(optimizer)
@@ -271,8 +279,55 @@ def _initial_noise(G: torch.nn.Module, generators: list[torch.Generator],
             for name in shapes}
 
 
-def _latent_noise(generators: list[torch.Generator], shape: torch.Size, device: torch.device) -> torch.Tensor:
-    return torch.stack([torch.randn(shape, generator=g) for g in generators]).to(device)
+def _latent_noise(generators: list[torch.Generator], shape: torch.Size) -> torch.Tensor:
+    return torch.stack([torch.randn(shape, generator=g) for g in generators])
+
+
+GRAPH_WARMUP_STEPS = 2  # steps run op by op before the step is captured (lazy initialisation, the kernel caches)
+
+
+class _StepReplay:
+    """Runs a projection step's forward and backward, `compute(capturing)`, op by op; with `graphs` (CUDA), after
+    `GRAPH_WARMUP_STEPS` such steps on a side stream, records it once as a CUDA graph and from then on replays that.
+    compute must read only tensors that stay in place (the latents, noise maps, latent noise are updated in place)
+    and returns tensors that each replay overwrites. A 1024 px step launches ~1,500 kernels, whose CPU cost (40-65 ms
+    a step on an H200 machine) is 2-3x the GPU's work (~18 ms); a replay launches them all at once. If the capture
+    fails, a warning says so and the steps go on op by op."""
+
+    def __init__(self, compute: Callable[[bool], tuple], graphs: bool):
+        self.compute, self.graphs, self.calls = compute, graphs, 0
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.outputs: tuple = ()
+
+    def __call__(self) -> tuple:
+        self.calls += 1
+        if self.graphs and self.graph is None and self.calls > GRAPH_WARMUP_STEPS:
+            self._capture()
+        if self.graph is not None:
+            self.graph.replay()
+            return self.outputs
+        if not self.graphs:
+            return self.compute(False)
+        side = torch.cuda.Stream()  # warm-up away from the default stream, as CUDA graph capture expects
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            outputs = self.compute(False)
+        torch.cuda.current_stream().wait_stream(side)
+        return outputs
+
+    def _capture(self) -> None:
+        self.graphs = False  # one attempt: from here on, a replay or op by op
+        try:
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                self.outputs = self.compute(True)
+        except RuntimeError as error:
+            self.outputs = ()
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            warnings.warn(f"project(): recording the step as a CUDA graph failed, steps run op by op ({reason}); "
+                          "set TOONLIB_CUDA_GRAPHS=off to skip the attempt", RuntimeWarning, stacklevel=3)
+            return
+        self.graph = graph
 
 
 def _lpips_size(images: torch.Tensor) -> torch.Tensor:
