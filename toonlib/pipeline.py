@@ -13,12 +13,13 @@ How the photo becomes a latent (`invert`, docs/design.md section 13):
 
 | invert          | latent                                            | cost (2-core CPU, 1024 px) |
 |-----------------|---------------------------------------------------|----------------------------|
-| 'optimize'      | LPIPS projection into the base's W+ (500 steps)   | 30 min - 2 h               |
+| 'optimize'      | LPIPS projection into the base's W+ (500 steps)   | 25 min - 1.5 h             |
 | 'e4e' / 'psp'   | one pass of the e4e / pSp FFHQ encoder            | 5-15 s                     |
-| 'e4e+optimize'  | the e4e codes, refined by projection (100 steps)  | 6-35 min                   |
+| 'e4e+optimize'  | the e4e codes, refined by projection (100 steps)  | 5-20 min                   |
 | 'psp-toonify'   | pSp's Toonify encoder: straight into the toon W+  | 4-10 s                     |
 
-(benchmarks/bench_toonify.py and bench_vs_reference.py, quiet to busy shared machines.)
+(benchmarks/bench_toonify.py and bench_vs_reference.py, quiet to busy shared machines: 3-11 s a projection
+step. On an H200 GPU 500 steps took 9.3 s, benchmarks/bench_gpu.py.)
 
 Every latent is rendered by the current toon generator, so `set_blend` works with every mode. The e4e and
 pSp FFHQ encoders were trained with the rosinality conversion of NVIDIA's TF FFHQ config-f as their
