@@ -19,7 +19,9 @@ models: its final LPIPS distance (measured in float32) within 1%, and the toon d
 of G with a copy moved by 30% of each weight's spread, at 32 px) within 1/255 on average. With random weights
 that projection is ill-conditioned (near-perfect fits with other latents), so read those rows against
 'fp32-eager' (`--eager`): the same arithmetic in another order. Also shown: how far toonlib's forward pass on
-the device is from the reference's on the device and from toonlib's on the CPU.
+the device is from the reference's on the device and from toonlib's on the CPU, with cuDNN's TF32 on (PyTorch's
+default) and off, and how far the first `--agreement-steps` float32 steps replayed as a CUDA graph are from the
+same steps op by op (before the ill-conditioning above amplifies rounding).
 
 `--budget` (seconds) stops starting new processes once spent; what ran is reported. With `--out`, the table
 goes to DIR/report.md and the raw numbers to DIR/results.json; `--profile` adds each precision's top CUDA
@@ -178,11 +180,14 @@ def _work_reference(spec: dict) -> dict:
 
 
 def _work_check(spec: dict) -> dict:
-    """Final LPIPS (float32) and the toon of every precision's result, against float32's; forward agreement."""
+    """Final LPIPS (float32) and the toon of every precision's result, against float32's; forward agreement with
+    TF32 on (PyTorch's default) and off; the first steps replayed as a CUDA graph against the same steps op by op."""
     import copy
+    import os
 
     import torch
 
+    from toonlib import project
     from toonlib.blending import blend
     from toonlib.losses import PerceptualDistance
     from toonlib.projection import ProjectionResult, _lpips_size, render
@@ -208,14 +213,26 @@ def _work_check(spec: dict) -> dict:
     if "fp32" in toons:
         for precision, image in toons.items():
             out["precisions"][precision]["toon_diff_levels"] = float((image - toons["fp32"]).abs().mean() * 127.5)
+    out["tf32"] = {"cudnn": torch.backends.cudnn.allow_tf32, "matmul": torch.backends.cuda.matmul.allow_tf32}
     with torch.no_grad():
         ws = G.mapping(torch.randn(1, G.z_dim, generator=torch.Generator().manual_seed(5)).to(device), None)
-        mine = G.synthesis(ws, noise_mode="const").float()
-        theirs = G_ref.synthesis(ws, noise_mode="const").float()
         on_cpu = copy.deepcopy(G).cpu().synthesis(ws.cpu(), noise_mode="const")
-    out["forward_vs_reference"] = float((mine - theirs).abs().max())
-    out["forward_vs_cpu"] = float((mine.cpu() - on_cpu).abs().max())
-    out["tf32"] = {"cudnn": torch.backends.cudnn.allow_tf32, "matmul": torch.backends.cuda.matmul.allow_tf32}
+        for suffix, tf32 in (("", out["tf32"]["cudnn"]), ("_no_tf32", False)):
+            torch.backends.cudnn.allow_tf32 = tf32
+            mine = G.synthesis(ws, noise_mode="const").float()
+            theirs = G_ref.synthesis(ws, noise_mode="const").float()
+            out["forward_vs_reference" + suffix] = float((mine - theirs).abs().max())
+            out["forward_vs_cpu" + suffix] = float((mine.cpu() - on_cpu).abs().max())
+        torch.backends.cudnn.allow_tf32 = out["tf32"]["cudnn"]
+    runs = {}
+    for graphs in ("on", "off"):
+        os.environ["TOONLIB_CUDA_GRAPHS"] = graphs
+        runs[graphs] = project(G, target, "w+", steps=spec["agreement_steps"], lpips_net=net, precision="fp32",
+                               progress=False, device=device)
+    on, off = runs["on"], runs["off"]
+    out["graph_vs_eager"] = {"steps": spec["agreement_steps"],
+                             "loss_rel": float(abs(on.losses - off.losses).max() / abs(off.losses).max()),
+                             "w_abs": float((on.w - off.w).abs().max()), "w_spread": float(off.w.std())}
     return out
 
 
@@ -303,7 +320,13 @@ def report(runs: dict, check: dict | None, args) -> str:
             lines.append(f"| {precision} | {c['final_lpips']:.5f} | {100 * rel:+.2f}% | {diff:.3f} | "
                          f"{'yes' if abs(rel) <= 0.01 and diff < 1 else 'no'} |")
         lines.append(f"\nforward, max |toonlib - reference| on the device: {check['forward_vs_reference']:.2e}; "
-                     f"max |device - CPU| (toonlib): {check['forward_vs_cpu']:.2e}; TF32 {check['tf32']}")
+                     f"max |device - CPU| (toonlib): {check['forward_vs_cpu']:.2e}; TF32 {check['tf32']}; "
+                     f"with cuDNN's TF32 off: {check['forward_vs_reference_no_tf32']:.2e} and "
+                     f"{check['forward_vs_cpu_no_tf32']:.2e}")
+        agree = check["graph_vs_eager"]
+        lines.append(f"CUDA graph against op by op, fp32, first {agree['steps']} steps: per-step LPIPS differs by at "
+                     f"most {agree['loss_rel']:.2e} of its largest value; w by at most {agree['w_abs']:.2e} "
+                     f"(w's spread {agree['w_spread']:.2f})")
     return "\n".join(lines)
 
 
@@ -323,6 +346,8 @@ def main() -> None:
     parser.add_argument("--eager", action="store_true", help="also float32 without CUDA graphs (fp32-eager)")
     parser.add_argument("--batch", type=int, nargs="*", default=[], help="batch sizes for photos per second")
     parser.add_argument("--batch-steps", type=int, default=50, help="steps per batch size")
+    parser.add_argument("--agreement-steps", type=int, default=20,
+                        help="steps of the CUDA graph against op by op comparison")
     parser.add_argument("--budget", type=float, default=float("inf"), help="seconds; no new process after that")
     parser.add_argument("--device", default=None, help="default: cuda when there is one, else cpu")
     parser.add_argument("--profile", action="store_true", help="the top kernels of 5 steps per precision")
@@ -370,7 +395,7 @@ def main() -> None:
         done = {p: path for p, path in results.items() if p in runs}
         if "fp32" in done and time.time() - started <= args.budget + 60:
             try:
-                check = run_worker({**base, "impl": "check", "results": done})
+                check = run_worker({**base, "impl": "check", "results": done, "agreement_steps": args.agreement_steps})
             except RuntimeError as error:
                 print(error, file=sys.stderr)
     text = report(runs, check, args) if runs else "nothing ran"
