@@ -39,10 +39,10 @@ import time
 import warnings
 from pathlib import Path
 
+from bench_vs_reference import CHANNEL_BASE, reference_generator
+
 HERE = Path(__file__).resolve().parent
-CHANNEL_BASE = {256: 16384, 512: 32768, 1024: 32768}
 WARMUP_STEPS = 3
-GRAPH_STEPS = 3  # steps before project() replays a CUDA graph: left out of the batch rates
 TOON_SWAP = 32
 
 
@@ -125,11 +125,13 @@ def _work_batch(spec: dict) -> dict:
     import torch
 
     from toonlib import project
+    from toonlib.projection import GRAPH_WARMUP_STEPS
 
     device = spec["device"]
     G, _, net = _generators(spec)
     target = torch.load(spec["target"], weights_only=True)
     run = dict(lpips_net=net, progress=False, device=device)
+    replayed = GRAPH_WARMUP_STEPS + 1  # steps before this index ran op by op or were recorded (on CUDA)
     rates = {}
     for n in spec["sizes"]:
         targets = target.repeat(n, 1, 1, 1)
@@ -137,7 +139,7 @@ def _work_batch(spec: dict) -> dict:
         stamps: list[float] = []
         project(G, targets, "w+", steps=spec["steps"], callback=lambda *_, s=stamps: s.append(time.perf_counter()),
                 **run)
-        rates[n] = n / statistics.median(b - a for a, b in zip(stamps[GRAPH_STEPS:], stamps[GRAPH_STEPS + 1:]))
+        rates[n] = n / statistics.median(b - a for a, b in zip(stamps[replayed - 1:], stamps[replayed:]))
     return {"photos_per_s": rates}
 
 
@@ -262,11 +264,7 @@ def make_inputs(folder: Path, res: int) -> tuple[str, str]:
     """Random weights (seeded) and a target the generator can draw (const noise), saved for every process."""
     import torch
 
-    sys.path.insert(0, str(HERE))
-    import reference_ops as ref
-
-    torch.manual_seed(res)
-    G = ref.Generator(img_resolution=res, channel_base=CHANNEL_BASE[res]).eval()
+    G = reference_generator(res).eval()
     weights, target = folder / "G.pt", folder / "target.pt"
     torch.save(G.state_dict(), weights)
     with torch.no_grad():
@@ -366,7 +364,7 @@ def main() -> None:
         weights, target = make_inputs(Path(tmp), args.resolution)
         base = {"device": device, "res": args.resolution, "weights": weights, "target": target}
         variants = _variants(args)
-        results = {p: str(Path(tmp) / f"{p}.npz") for p in variants if "fp32" in variants}
+        results = {p: str(Path(tmp) / f"{p}.npz") for p in variants}
         jobs = []
         for r in range(args.rounds):
             order = ["reference", *variants]
@@ -377,7 +375,7 @@ def main() -> None:
                 else:
                     jobs.append((what, {**base, "impl": "toonlib", "precision": what.split("-")[0],
                                         "eager": what.endswith("-eager"), "steps": args.steps,
-                                        "result": str(Path(tmp) / f"{what}.npz"),
+                                        "result": results[what],
                                         "profile": args.profile and r == 0}))
         if args.batch:
             jobs.insert(len(variants) + 1, ("batch", {**base, "impl": "batch", "sizes": args.batch,

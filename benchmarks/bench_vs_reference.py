@@ -252,18 +252,26 @@ def run_worker(spec: dict, before: str | None) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def make_weights(folder: Path, resolutions: list[int]) -> dict[int, dict[str, str]]:
-    """Random config-F weights, one state dict per resolution (G and D), shared by every implementation."""
+def reference_generator(res: int):
+    """The benchmarks' random generator at `res` (reference_ops, seeded with `res`; NVIDIA's channel base)."""
     import torch
 
     sys.path.insert(0, str(HERE))
     import reference_ops as ref
 
+    torch.manual_seed(res)
+    return ref.Generator(img_resolution=res, channel_base=CHANNEL_BASE[res])
+
+
+def make_weights(folder: Path, resolutions: list[int]) -> dict[int, dict[str, str]]:
+    """Random config-F weights, one state dict per resolution (G and D), shared by every implementation."""
+    import reference_ops as ref
+    import torch
+
     out = {}
     for res in resolutions:
-        torch.manual_seed(res)
-        G = ref.Generator(img_resolution=res, channel_base=CHANNEL_BASE[res])
-        D = ref.Discriminator(img_resolution=res, channel_base=CHANNEL_BASE[res])
+        G = reference_generator(res)
+        D = ref.Discriminator(img_resolution=res, channel_base=CHANNEL_BASE[res])  # drawn after G, as before
         paths = {"G": str(folder / f"G{res}.pt"), "D": str(folder / f"D{res}.pt")}
         torch.save(G.state_dict(), paths["G"])
         torch.save(D.state_dict(), paths["D"])

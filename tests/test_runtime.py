@@ -118,4 +118,3 @@ def test_cuda_graphs_are_on_for_cuda_devices_unless_turned_off(monkeypatch, valu
     assert runtime.cuda_graphs(torch.device("cuda")) is expected
     assert runtime.cuda_graphs(torch.device("cuda:1")) is expected
     assert runtime.cuda_graphs(torch.device("cpu")) is False
-
