@@ -121,7 +121,7 @@ class _UnitChannelDistance(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, f, target, weight):
-        norm = torch.linalg.vector_norm(f, dim=1, keepdim=True)
+        norm = f.square().sum(dim=1, keepdim=True).sqrt_()  # ~10x faster than linalg.vector_norm over dim 1
         n = norm + UNIT_EPS
         diff = torch.div(f, n).sub_(target)
         q = diff * weight.reshape(1, -1, 1, 1)

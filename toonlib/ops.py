@@ -452,10 +452,11 @@ def _up_geometry(f: torch.Tensor, up: int, padding: int, kernel: int) -> tuple[i
 
 
 def _transposed(weight: torch.Tensor, groups: int) -> torch.Tensor:
-    """[out, in/groups, kh, kw] -> conv_transpose2d's [in, out/groups, kh, kw] (the kernel is used unflipped)."""
+    """[out, in/groups, kh, kw] -> conv_transpose2d's [in, out/groups, kh, kw] (the kernel is used unflipped),
+    contiguous: a convolution copies a strided kernel on every call, so the frozen-kernel cache keeps the copy."""
     out_channels, in_per_group, kh, kw = weight.shape
     weight = weight.reshape(groups, out_channels // groups, in_per_group, kh, kw)
-    return weight.transpose(1, 2).reshape(groups * in_per_group, out_channels // groups, kh, kw)
+    return weight.transpose(1, 2).reshape(groups * in_per_group, out_channels // groups, kh, kw).contiguous()
 
 
 def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:
