@@ -3,6 +3,7 @@ projector / training loops), and optionally against an older toonlib, on the sam
 
     python benchmarks/bench_vs_reference.py [--before /tmp/toonlib-before] [--rounds 2] [--steps 3]
            [--cases project forward train batch] [--resolutions 256 1024] [--threads 2] [--precision bf16]
+           [--tuned-reference]
 
 Cases (each measurement in its own process, the implementations interleaved round by round, A B C A B C ...):
 
@@ -13,6 +14,9 @@ Cases (each measurement in its own process, the implementations interleaved roun
   (R1 every 16 minibatches) and + Greg / 4 (path length every 4, NVIDIA's default), each phase timed on its own
   through toonlib's public `TrainConfig` / `Trainer.run_phase` and the reference training phases.
 * batch: photos per second projecting N = 1, 2, 4, 8 targets at once (W+, 256 px), toonlib only.
+
+--tuned-reference adds the reference once more with toonlib's malloc settings (`toonlib.runtime.tune_allocator`)
+in its process: what the allocator alone gives, apart from the rest of toonlib's changes.
 
 Reported: min and median seconds per step over all timed steps, CPU seconds per step (user + system of the
 process, which also shows time the kernel spends zeroing pages), and peak RSS during the timed loop
@@ -209,6 +213,11 @@ def worker(spec: dict) -> dict:
     import torch
 
     torch.set_num_threads(spec["threads"])
+    if spec.get("tune_allocator"):
+        from toonlib.runtime import tune_allocator
+
+        if not tune_allocator():
+            raise RuntimeError("toonlib.runtime.tune_allocator() could not set glibc's malloc tunables here")
     case = spec["case"]
     if case in ("project", "batch"):
         result = _work_project(spec["impl"], spec["res"], spec["space"], spec["batch"], spec["steps"],
@@ -244,7 +253,10 @@ def run_worker(spec: dict, before: str | None) -> dict:
     paths = [str(HERE)] + ([before] if impl == "before" else [])
     env["PYTHONPATH"] = os.pathsep.join(paths)
     roots = {"before": before, "after": str(HERE.parent)}
-    spec = {**spec, "impl": "toonlib" if impl in roots else impl, "root": roots.get(impl)}
+    if impl == "tuned":  # the reference, with toonlib's malloc settings (toonlib's runtime module from this checkout)
+        env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(HERE.parent)])
+        spec = {**spec, "impl": "reference", "tune_allocator": True}
+    spec = {**spec, "impl": "toonlib" if impl in roots else spec["impl"], "root": roots.get(impl)}
     proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], env=env, capture_output=True,
                           text=True)
     if proc.returncode != 0:
@@ -295,13 +307,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads in every process")
     parser.add_argument("--precision", default=None,
                         help="also measure toonlib's projection at this precision (bf16, fp16), 256 px W+")
+    parser.add_argument("--tuned-reference", action="store_true",
+                        help="also measure the reference with toonlib's malloc settings (project, forward)")
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
         return
 
-    impls = ["reference", "after"] + (["before"] if args.before else [])
-    names = {"reference": "reference", "after": "toonlib", "before": "toonlib before"}
+    impls = ["reference", "after"] + (["before"] if args.before else []) + (["tuned"] if args.tuned_reference else [])
+    names = {"reference": "reference", "after": "toonlib", "before": "toonlib before",
+             "tuned": "reference malloc-tuned"}
     print(f"load average at start: {Path('/proc/loadavg').read_text().split()[:3]}; {os.cpu_count()} CPUs, "
           f"{args.threads} threads; {args.rounds} rounds x {args.steps} timed steps; implementations: "
           + ", ".join(names[i] for i in impls), flush=True)
@@ -323,7 +338,7 @@ def main() -> None:
                         jobs.append((("forward", res, impl), {**base, "case": "forward", "impl": impl, "res": res,
                                                               "weights": w, "steps": args.steps + 2}))
             if "train" in args.cases:
-                for impl in order:
+                for impl in [i for i in order if i != "tuned"]:
                     jobs.append((("train", 256, impl), {**base, "case": "train", "impl": impl, "res": 256,
                                                         "weights": weights[256]["G"], "d_weights": weights[256]["D"],
                                                         "steps": max(1, args.steps - 1)}))
@@ -389,6 +404,8 @@ def report(results: dict, args, impls: list[str], names: dict[str, str]) -> None
         table("Seconds per step, reference = NVIDIA's reference-op composition (benchmarks/reference_ops.py):", rows)
 
     if ("train", 256, "after") in results:
+        impls = [i for i in impls if ("train", 256, i) in results]  # --tuned-reference is not trained
+        others = [i for i in impls if i != "reference"]
         print(f"Fine-tuning at 256 px, batch {TRAIN_BATCH}, ADA p = {ADA_P}: seconds per minibatch from per-phase "
               "medians (min over runs in brackets)")
         print(f"| | {' | '.join(names[i] for i in impls)} | {' | '.join('speedup ' + names[i] for i in others)} |")
