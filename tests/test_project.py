@@ -7,6 +7,7 @@ generator's images are not upsampled.
 from __future__ import annotations
 
 import math
+import threading
 import urllib.error
 import warnings
 
@@ -148,10 +149,55 @@ def test_batch_equals_one_by_one(G, targets, net):
     batch = run(G, targets, net, steps=10, seed=[5, 7])
     for i, seed in enumerate([5, 7]):
         alone = run(G, targets[i], net, steps=10, seed=seed)
-        # Only float rounding differs (grouped vs single convolutions): observed max |dw| ~3e-6
+        # Only float rounding differs (grouped vs single convolutions; side by side on the CPU, one intra-op
+        # thread instead of several): observed max |dw| ~3e-6
         # (after 15 steps ~3e-3: Adam amplifies rounding where gradients are near zero).
         torch.testing.assert_close(batch.w[i:i + 1], alone.w, atol=1e-3, rtol=0)
         np.testing.assert_allclose(batch.losses[:, i:i + 1], alone.losses, rtol=1e-3)
+
+
+def test_a_batch_steps_side_by_side_on_the_cpu(G, targets, net, monkeypatch):
+    """With two intra-op threads, three targets step as two groups (2 + 1), on two threads of one intra-op thread
+    each (with four, two each), each group with its own copy of G (a step swaps G's noise buffers); every target
+    gets its own projection (up to rounding), and the process's thread count is back afterwards, also after an
+    error."""
+    seen = []
+    synthesize = projection._synthesize
+
+    def spy(G_, ws, noise):
+        seen.append((threading.current_thread().name, torch.get_num_threads(), id(G_), ws.shape[0]))
+        return synthesize(G_, ws, noise)
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        monkeypatch.setattr(projection, "_synthesize", spy)
+        three = torch.cat([targets, targets[:1].flip(3)])
+        batch = run(G, three, net, steps=6, seed=[5, 7, 9])
+        steps = [s for s in seen if s[0].startswith("toonlib-project")]
+        assert len(steps) == 2 * 6 and {s[1] for s in steps} == {1}
+        assert len({s[0] for s in steps}) == 2 and len({s[2] for s in steps}) == 2
+        assert sorted(s[3] for s in steps[:2]) == [1, 2]
+        assert torch.get_num_threads() == 2
+        monkeypatch.setattr(projection, "_synthesize", synthesize)
+        for i, seed in enumerate([5, 7, 9]):
+            alone = run(G, three[i], net, steps=6, seed=seed)
+            torch.testing.assert_close(batch.w[i:i + 1], alone.w, atol=1e-3, rtol=0)
+            np.testing.assert_allclose(batch.losses[:, i:i + 1], alone.losses, rtol=1e-3)
+
+        def fail(*_):
+            raise RuntimeError("stop")
+
+        with pytest.raises(RuntimeError, match="stop"):
+            run(G, targets, net, steps=3, callback=fail)
+        assert torch.get_num_threads() == 2
+        torch.set_num_threads(4)  # more threads than photos: two groups of two intra-op threads each
+        seen.clear()
+        monkeypatch.setattr(projection, "_synthesize", spy)
+        run(G, targets, net, steps=2)
+        assert {s[1] for s in seen if s[0].startswith("toonlib-project")} == {2} and torch.get_num_threads() == 4
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_same_seed_same_result(G, targets, net):

@@ -118,3 +118,22 @@ def test_cuda_graphs_are_on_for_cuda_devices_unless_turned_off(monkeypatch, valu
     assert runtime.cuda_graphs(torch.device("cuda")) is expected
     assert runtime.cuda_graphs(torch.device("cuda:1")) is expected
     assert runtime.cuda_graphs(torch.device("cpu")) is False
+
+
+def test_side_by_side_groups_and_intra_op_threads():
+    """A batch splits into one group per intra-op thread on the CPU (never more groups than targets), one group
+    elsewhere; `intra_op_threads` sets torch's thread count for a block and restores it, also after an error."""
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        cpu = torch.device("cpu")
+        assert [runtime.side_by_side(cpu, n) for n in (1, 2, 3, 8)] == [1, 2, 2, 2]
+        assert runtime.side_by_side(torch.device("cuda"), 8) == 1
+        with runtime.intra_op_threads(1):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        with pytest.raises(KeyError), runtime.intra_op_threads(1):
+            raise KeyError("x")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)

@@ -113,6 +113,24 @@ def autocast(device: torch.device, dtype: torch.dtype | None, cache: bool = True
             yield
 
 
+def side_by_side(device: torch.device, num: int) -> int:
+    """Into how many groups `project()` splits a batch of `num` targets that it steps side by side, one thread per
+    group, sharing torch's intra-op threads out among them: on the CPU up to one group per intra-op thread (a step
+    on one thread does about 2/3 of its work on two, docs/design.md section 11), else 1."""
+    return min(num, torch.get_num_threads()) if device.type == "cpu" else 1
+
+
+@contextlib.contextmanager
+def intra_op_threads(count: int) -> Iterator[None]:
+    """torch's intra-op thread count set to `count` for this block, then restored (it is process-wide)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def cuda_graphs(device: torch.device) -> bool:
     """Whether `project()` replays its step as a CUDA graph on `device`: on CUDA devices, unless the environment
     variable TOONLIB_CUDA_GRAPHS is 'off' (or '0', 'false', 'no', 'default')."""
