@@ -121,7 +121,7 @@ def test_cuda_graphs_are_on_for_cuda_devices_unless_turned_off(monkeypatch, valu
 
 
 def test_side_by_side_groups_and_intra_op_threads():
-    """A batch splits into one group per intra-op thread on the CPU (never more groups than targets), one group
+    """A batch steps on one worker per intra-op thread on the CPU (never more workers than targets), on one
     elsewhere; `intra_op_threads` sets torch's thread count for a block and restores it, also after an error."""
     threads = torch.get_num_threads()
     try:

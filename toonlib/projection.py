@@ -15,6 +15,7 @@ import copy
 import importlib.util
 import math
 import os
+import queue
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -147,10 +148,9 @@ def project(G: torch.nn.Module, target: Target, space: str = "w+", steps: int | 
     machine (benchmarks/bench_vs_reference.py, docs/design.md section 11), 3-4x that on a busy one: 500 W+
     steps at 1024 px take 25 to 100 minutes there; on an H200 GPU the whole call of 500 W+ steps at 1024 px
     took 9.3 s (benchmarks/bench_gpu.py). On the CPU the networks' fixed kernels are transformed once per call
-    (`ops.FrozenKernels`, ~180 MiB), and a batch is split into up to one group of targets per intra-op thread,
-    stepped side by side on their own threads with the intra-op threads shared out among them and a copy of G per
-    group (~1.3x the photos per second of one by one on 2 cores; torch's thread count is restored afterwards;
-    docs/design.md section 7).
+    (`ops.FrozenKernels`, ~180 MiB), and the targets of a batch step side by side on up to one worker thread per
+    intra-op thread, the intra-op threads shared out among the workers, each with a copy of G (1.2-1.4x the photos
+    per second of one by one on 2 cores; torch's thread count is restored afterwards; docs/design.md section 7).
     """
     if space not in SPACES:
         raise ValueError(f"space must be one of {SPACES}, got {space!r}")
@@ -164,11 +164,16 @@ def project(G: torch.nn.Module, target: Target, space: str = "w+", steps: int | 
     num = targets.shape[0]
     generators = [torch.Generator().manual_seed(s) for s in _seeds(seed, num)]
     net = lpips_net if lpips_net is not None else build_lpips(device)
-    # Groups of targets stepped side by side (CPU), each with its own copy of G (a step swaps G's noise buffers)
-    groups = [slice(int(part[0]), int(part[-1]) + 1)
-              for part in np.array_split(np.arange(num), runtime.side_by_side(device, num))]
-    Gs = [G] + [copy.deepcopy(G) for _ in groups[1:]]
-    distances = [PerceptualDistance(net.to(device), _lpips_size(targets[part])) for part in groups]
+    # On the CPU the targets of a batch step one by one on `workers` threads side by side, each thread with its
+    # own copy of G while it steps (a step swaps G's noise buffers); elsewhere the batch steps as one group.
+    workers = runtime.side_by_side(device, num)
+    groups: list[slice | None] = [slice(i, i + 1) for i in range(num)] if workers > 1 else [None]  # None: all
+    copies = [G] + [copy.deepcopy(G) for _ in range(workers - 1)]
+    idle = queue.SimpleQueue()
+    for copied in copies:
+        idle.put(copied)
+    distances = [PerceptualDistance(net.to(device), _lpips_size(targets if part is None else targets[part]))
+                 for part in groups]
 
     w_avg, w_std = w_statistics(G, w_avg_samples) if w_stats is None else (w_stats[0].to(device), w_stats[1])
     if init is None:
@@ -187,22 +192,26 @@ def project(G: torch.nn.Module, target: Target, space: str = "w+", steps: int | 
     stopper = _EarlyStop(*early_stop) if early_stop else None
     target_u8 = to_uint8(targets)
     losses, frames = [], []
-    kernels = ops.FrozenKernels(*Gs, net)  # what is derived from G's and VGG16's kernels, once for this projection
+    kernels = ops.FrozenKernels(*copies, net)  # what is derived from G's and VGG16's kernels, once for this projection
     params = [w_opt, *noise.values()]
     w_noise = torch.zeros_like(w_opt)  # this step's latent noise, refilled in place (a CUDA graph reads it there)
 
     def group_step(g: int, capturing: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple]:
         """Forward and backward of group g's targets; the gradients are of every parameter (zero outside g)."""
-        part = groups[g] if len(groups) > 1 else slice(None)
-        maps = {name: n[part] for name, n in noise.items()}
-        with ops.winograd(kernels=kernels):  # forward and backward (which runs in this thread on the CPU)
-            with runtime.autocast(device, dtype, cache=not capturing):
-                images = _synthesize(Gs[g], (w_opt[part] + w_noise[part]).expand(-1, G.num_ws, -1), maps)
-                dist = distances[g](_lpips_size(images)).float()
-            loss = (dist + noise_reg_weight * noise_regularization(maps.values())).sum()
-            return images, dist, loss, torch.autograd.grad(scaler.scale(loss), params)
+        rows = (lambda t: t) if groups[g] is None else (lambda t: t[groups[g]])
+        maps = {name: rows(n) for name, n in noise.items()}
+        generator = idle.get()
+        try:
+            with ops.winograd(kernels=kernels):  # forward and backward (which runs in this thread on the CPU)
+                with runtime.autocast(device, dtype, cache=not capturing):
+                    images = _synthesize(generator, (rows(w_opt) + rows(w_noise)).expand(-1, G.num_ws, -1), maps)
+                    dist = distances[g](_lpips_size(images)).float()
+                loss = (dist + noise_reg_weight * noise_regularization(maps.values())).sum()
+                return images, dist, loss, torch.autograd.grad(scaler.scale(loss), params)
+        finally:
+            idle.put(generator)
 
-    pool: concurrent.futures.ThreadPoolExecutor | None = None  # the groups' threads, while the steps run
+    pool: concurrent.futures.ThreadPoolExecutor | None = None  # the workers, while the steps run
 
     def forward_backward(capturing: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
         if pool is None:
@@ -214,9 +223,9 @@ def project(G: torch.nn.Module, target: Target, space: str = "w+", steps: int | 
     step_once = _StepReplay(forward_backward, runtime.cuda_graphs(device))
     bar = tqdm(total=steps, desc=f"project {space}", unit="step", disable=not progress)
     with contextlib.ExitStack() as stack:
-        if len(groups) > 1:  # the intra-op threads shared out among the groups while they step side by side
-            stack.enter_context(runtime.intra_op_threads(max(1, torch.get_num_threads() // len(groups))))
-            pool = stack.enter_context(concurrent.futures.ThreadPoolExecutor(len(groups), "toonlib-project"))
+        if workers > 1:  # the intra-op threads shared out among the workers while they step side by side
+            stack.enter_context(runtime.intra_op_threads(max(1, torch.get_num_threads() // workers)))
+            pool = stack.enter_context(concurrent.futures.ThreadPoolExecutor(workers, "toonlib-project"))
         for step in range(steps):
             t = step / steps
             for group in optimizer.param_groups:

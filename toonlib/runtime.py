@@ -114,9 +114,9 @@ def autocast(device: torch.device, dtype: torch.dtype | None, cache: bool = True
 
 
 def side_by_side(device: torch.device, num: int) -> int:
-    """Into how many groups `project()` splits a batch of `num` targets that it steps side by side, one thread per
-    group, sharing torch's intra-op threads out among them: on the CPU up to one group per intra-op thread (a step
-    on one thread does about 2/3 of its work on two, docs/design.md section 11), else 1."""
+    """How many worker threads `project()` steps a batch of `num` targets on, side by side, sharing torch's intra-op
+    threads out among them: on the CPU up to one per intra-op thread (a step on one thread does about 2/3 of its
+    work on two, docs/design.md section 11), else 1 (the batch steps as one)."""
     return min(num, torch.get_num_threads()) if device.type == "cpu" else 1
 
 
