@@ -197,17 +197,18 @@ def project(G: torch.nn.Module, target: Target, space: str = "w+", steps: int | 
     w_noise = torch.zeros_like(w_opt)  # this step's latent noise, refilled in place (a CUDA graph reads it there)
 
     def group_step(g: int, capturing: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple]:
-        """Forward and backward of group g's targets; the gradients are of every parameter (zero outside g)."""
+        """Forward and backward of group g's targets; the gradients are of its rows of every parameter."""
         rows = (lambda t: t) if groups[g] is None else (lambda t: t[groups[g]])
-        maps = {name: rows(n) for name, n in noise.items()}
+        mine = [rows(p) for p in params]  # w_opt's rows, then the noise maps' (the order of `params`)
+        maps = dict(zip(noise, mine[1:]))
         generator = idle.get()
         try:
             with ops.winograd(kernels=kernels):  # forward and backward (which runs in this thread on the CPU)
                 with runtime.autocast(device, dtype, cache=not capturing):
-                    images = _synthesize(generator, (rows(w_opt) + rows(w_noise)).expand(-1, G.num_ws, -1), maps)
+                    images = _synthesize(generator, (mine[0] + rows(w_noise)).expand(-1, G.num_ws, -1), maps)
                     dist = distances[g](_lpips_size(images)).float()
                 loss = (dist + noise_reg_weight * noise_regularization(maps.values())).sum()
-                return images, dist, loss, torch.autograd.grad(scaler.scale(loss), params)
+                return images, dist, loss, torch.autograd.grad(scaler.scale(loss), mine)
         finally:
             idle.put(generator)
 
@@ -217,7 +218,7 @@ def project(G: torch.nn.Module, target: Target, space: str = "w+", steps: int | 
         if pool is None:
             return group_step(0, capturing)
         parts = list(pool.map(group_step, range(len(groups)), [capturing] * len(groups)))
-        grads = tuple(sum(by_group[1:], by_group[0]) for by_group in zip(*(p[3] for p in parts)))  # disjoint rows
+        grads = tuple(torch.cat(by_group) for by_group in zip(*(p[3] for p in parts)))  # the groups are rows in order
         return (torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), sum(p[2] for p in parts), grads)
 
     step_once = _StepReplay(forward_backward, runtime.cuda_graphs(device))
