@@ -1,5 +1,6 @@
 """Where Winograd pays: a 3x3 convolution (padding 1, batch 1, float32, CPU) by oneDNN's direct algorithm, by
-NNPACK's Winograd F(6x6, 3x3) and by toonlib's F(2x2, 3x3) on a kernel transformed beforehand (`ops.FrozenKernels`),
+NNPACK's Winograd F(6x6, 3x3) and by toonlib's F(2x2, 3x3) and F(4x4, 3x3) on a kernel transformed beforehand
+(`ops.FrozenKernels`),
 at the shapes a projection step runs (the generator's 3x3 layers at 256 and 1024 px, and LPIPS' VGG16 trunk at
 256 px), and which one `toonlib.ops.conv3x3` picks inside projection's `ops.winograd(kernels=...)`.
 
@@ -51,17 +52,19 @@ def main() -> None:
 
     print(f"torch {torch.__version__}, {args.threads} threads, batch 1, fp32, cache-cold, {args.rounds} rounds; "
           f"ms per call, median (min)\n")
-    names = {"direct": "oneDNN direct", "nnpack": "NNPACK F(6x6,3x3)", "f23": "F(2x2,3x3) cached"}
+    names = {"direct": "oneDNN direct", "nnpack": "NNPACK F(6x6,3x3)", "f23": "F(2x2,3x3) cached",
+             "f43": "F(4x4,3x3) cached"}
     print(f"| in -> out channels @ side | {' | '.join(names.values())} | conv3x3 picks |")
-    print("|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|")
     for cin, cout, side in SHAPES:
         x = torch.randn(1, cin, side, side)
         w = torch.randn(cout, cin, 3, 3)
-        transformed = ops._f23_kernel(w)
+        f23, f43 = (ops._winograd_kernel(w, tiling) for tiling in (ops._F23, ops._F43))
         calls = {
             "direct": lambda x=x, w=w: F.conv2d(x, w, padding=1),
             "nnpack": lambda x=x, w=w: torch._nnpack_spatial_convolution(x, w, None, [1, 1]),
-            "f23": lambda x=x, t=transformed: ops._f23_forward(x, t),
+            "f23": lambda x=x, t=f23: ops._winograd_forward(x, t),
+            "f43": lambda x=x, t=f43: ops._winograd_forward(x, t),
         }
         times: dict[str, list[float]] = {name: [] for name in calls}
         for call in calls.values():
@@ -72,7 +75,8 @@ def main() -> None:
         kernels = ops.FrozenKernels(w)
         with torch.no_grad(), ops.winograd(kernels=kernels):
             y = ops.conv3x3(x, w)
-        picked = "f23" if kernels.nbytes else "direct" if torch.equal(y, calls["direct"]()) else "nnpack"
+        picked = ("f23" if kernels.nbytes == f23.nbytes else "f43" if kernels.nbytes == f43.nbytes
+                  else "direct" if torch.equal(y, calls["direct"]()) else "nnpack")
         cells = [f"{statistics.median(times[name]) * 1e3:.1f} ({min(times[name]) * 1e3:.1f})" for name in calls]
         print(f"| {cin} -> {cout} @ {side} | {' | '.join(cells)} | {names[picked]} |")
 

@@ -142,26 +142,37 @@ def test_projection_step_keeps_less_for_backward_and_skips_weight_gradients():
     assert flops["G"] < 0.6 * flops["R"], flops
 
 
-def _cached_winograd_generator() -> Generator:
-    """Frozen generator whose 8x8 and 16x16 layers have the channels of the cached Winograd path."""
+def _cached_winograd_generator(m: int = 2) -> Generator:
+    """Frozen generator with layers on the cached Winograd path F(m x m, 3x3): m = 2, 8x8 and 16x16 layers of
+    its channel count; m = 4, a 32x32 layer of that one's."""
     torch.manual_seed(0)
-    channels = ops.CACHED_WINOGRAD_MIN_CHANNELS
-    return Generator(z_dim=8, w_dim=8, img_resolution=16, channel_base=16 * channels,
+    channels, size = ((ops.CACHED_WINOGRAD_MIN_CHANNELS, 16) if m == 2 else
+                      (ops.CACHED_F43_MIN_CHANNELS, ops.CACHED_F43_MIN_SIZE))
+    return Generator(z_dim=8, w_dim=8, img_resolution=size, channel_base=size * channels,
                      channel_max=channels).eval().requires_grad_(False)
 
 
-@pytest.mark.parametrize("winograd", ["off", "nnpack", "cached"])
+def _not_derived(weight: torch.Tensor) -> torch.Tensor:
+    raise AssertionError("expected in the frozen-kernel cache already")
+
+
+def _transform_bytes(m: int, weight: torch.Tensor) -> int:
+    """Memory of the F(m x m, 3x3) transform of a float32 3x3 kernel: (m + 2)^2 products per pair of channels."""
+    return (m + 2) ** 2 * weight.shape[0] * weight.shape[1] * 4
+
+
+@pytest.mark.parametrize("winograd", ["off", "nnpack", "cached F(2x2)", "cached F(4x4)"])
 def test_fused_batch_is_bit_identical_to_one_by_one(winograd):
     if winograd == "nnpack":  # large enough for NNPACK (ops.WINOGRAD_MIN_SIZE / _CHANNELS) in its last block
         torch.manual_seed(0)
         G = Generator(z_dim=8, w_dim=8, img_resolution=ops.WINOGRAD_MIN_SIZE,
                       channel_base=ops.WINOGRAD_MIN_CHANNELS * ops.WINOGRAD_MIN_SIZE,
                       channel_max=ops.WINOGRAD_MIN_CHANNELS).eval()
-    elif winograd == "cached":
-        G = _cached_winograd_generator()
+    elif winograd.startswith("cached"):
+        G = _cached_winograd_generator(int(winograd[-2]))
     else:
         G, _ = _pair(dtype=torch.float32)
-    kernels = ops.FrozenKernels(G) if winograd == "cached" else None
+    kernels = ops.FrozenKernels(G) if winograd.startswith("cached") else None
     ws = _ws(G, 3, torch.float32)
     with torch.no_grad(), ops.winograd(winograd != "off", kernels=kernels):
         batch = G.synthesis(ws, noise_mode="const", fused_modconv=True)
@@ -216,15 +227,20 @@ def _relative_error(a: torch.Tensor, exact: torch.Tensor) -> float:
     return float((a.double() - exact).abs().max() / exact.abs().max())
 
 
-def test_cached_winograd_is_as_accurate_as_the_direct_convolution_and_its_gradient_is_the_adjoint():
-    """F(2x2, 3x3) on transformed kernels, odd sizes and a batch: output and input gradient within a few 1e-7 of
-    float64 (like oneDNN's direct float32 convolution); the gradient differentiated again is the convolution."""
+@pytest.mark.parametrize("m, size, channels, bound", [
+    # F(2x2, 3x3): within a few 1e-7 of float64, like oneDNN's direct float32 convolution
+    (2, (9, 12), ops.CACHED_WINOGRAD_MIN_CHANNELS, None),
+    # F(4x4, 3x3): its larger interpolation points cost accuracy, ~1e-5 of the range, like NNPACK's F(6x6, 3x3)
+    (4, (ops.CACHED_F43_MIN_SIZE + 1, ops.CACHED_F43_MIN_SIZE + 6), ops.CACHED_F43_MIN_CHANNELS, 5e-5),
+])
+def test_cached_winograd_is_accurate_and_its_gradient_is_the_adjoint(m, size, channels, bound):
+    """F(m x m, 3x3) on transformed kernels, sizes that are not multiples of m, a batch: output and input gradient
+    close to float64; the gradient differentiated again is the convolution."""
     torch.manual_seed(0)
-    channels = ops.CACHED_WINOGRAD_MIN_CHANNELS
-    x64 = torch.randn(2, channels + 1, 9, 12, dtype=torch.float64)
+    x64 = torch.randn(2, channels + 1, *size, dtype=torch.float64)
     w64 = torch.randn(channels, channels + 1, 3, 3, dtype=torch.float64) / (9 * channels) ** 0.5
     b64 = torch.randn(channels, dtype=torch.float64)
-    probe = torch.randn(2, channels, 9, 12)
+    probe = torch.randn(2, channels, *size)
     x, w = x64.float().requires_grad_(True), w64.float()
     b = b64.float().requires_grad_(True)
     kernels = ops.FrozenKernels(w)
@@ -233,31 +249,37 @@ def test_cached_winograd_is_as_accurate_as_the_direct_convolution_and_its_gradie
         gx, gb = torch.autograd.grad(y, [x, b], probe.requires_grad_(True), create_graph=True)
         v = torch.randn_like(gx)
         (again,) = torch.autograd.grad((gx * v).sum(), probe)  # d<adjoint(p), v>/dp = conv(v)
-    assert kernels.nbytes == 16 * w.shape[0] * w.shape[1] * 4  # one transform, kept
+    assert kernels.nbytes == _transform_bytes(m, w)  # one transform, kept
     exact = F.conv2d(x64, w64, b64, padding=1)
     direct_error = _relative_error(F.conv2d(x64.float(), w, b64.float(), padding=1), exact)
-    assert _relative_error(y, exact) < max(10 * direct_error, 1e-6)
-    assert _relative_error(gx, F.conv_transpose2d(probe.double(), w64, padding=1)) < 1e-6
+    bound = bound or max(10 * direct_error, 1e-6)
+    assert _relative_error(y, exact) < bound
+    assert _relative_error(gx, F.conv_transpose2d(probe.double(), w64, padding=1)) < bound
     torch.testing.assert_close(gb, probe.sum(dim=[0, 2, 3]))
-    assert _relative_error(again, F.conv2d(v.double(), w64, padding=1)) < 1e-6
+    assert _relative_error(again, F.conv2d(v.double(), w64, padding=1)) < bound
 
 
-@pytest.mark.parametrize("shape, out_channels, cached", [
-    ((1, 256, 8, 8), 256, True),     # the smallest image and channel counts of the cached path
-    ((1, 256, 32, 16), 512, True),
-    ((1, 256, 4, 8), 256, False),    # too small: direct convolution
-    ((1, 128, 16, 16), 256, False),  # too few channels in
-    ((1, 256, 16, 16), 128, False),  # too few channels out
-    ((1, 256, 64, 64), 256, False),  # large enough for NNPACK, which transforms on the fly
+@pytest.mark.parametrize("shape, out_channels, m", [
+    ((1, 256, 8, 8), 256, 2),      # the smallest image and channel counts of F(2x2, 3x3)
+    ((1, 256, 31, 16), 512, 2),
+    ((1, 128, 32, 32), 128, 4),    # the smallest of F(4x4, 3x3)
+    ((1, 512, 40, 32), 256, 4),
+    ((1, 256, 64, 64), 128, 4),    # the largest
+    ((1, 256, 4, 8), 256, None),   # too small: direct convolution
+    ((1, 128, 16, 16), 256, None),  # too few channels in for F(2x2, 3x3)
+    ((1, 256, 16, 16), 128, None),  # too few channels out
+    ((1, 64, 32, 32), 128, None),  # too few channels for F(4x4, 3x3)
+    ((1, 128, 72, 72), 128, None),  # large enough for NNPACK, which transforms on the fly
+    ((1, 512, 64, 64), 128, None),  # too many values for F(4x4, 3x3): NNPACK
 ])
-def test_cached_winograd_runs_only_where_it_pays(shape, out_channels, cached):
+def test_cached_winograd_runs_only_where_it_pays(shape, out_channels, m):
     torch.manual_seed(0)
     x = torch.randn(shape)
     w = torch.randn(out_channels, shape[1], 3, 3, requires_grad=True)  # frozen for the cache all the same
     kernels = ops.FrozenKernels(w)
     with torch.no_grad(), ops.winograd(kernels=kernels):
         y = ops.conv3x3(x, w)
-    assert (kernels.nbytes > 0) is cached
+    assert kernels.nbytes == (0 if m is None else _transform_bytes(m, w))
     direct = F.conv2d(x, w, padding=1)
     torch.testing.assert_close(y, direct, rtol=1e-4, atol=1e-4 * float(direct.abs().max()))
 
@@ -278,18 +300,20 @@ def test_cached_kernels_follow_changes_and_cover_only_the_frozen_kernels():
     assert kernels.nbytes == 2 * 16 * 256 * 256 * 4
 
 
-def test_modulated_convolution_with_cached_kernels_has_the_same_values_and_gradients():
+@pytest.mark.parametrize("m", [2, 4])
+def test_modulated_convolution_with_cached_kernels_has_the_same_values_and_gradients(m):
     """Projection's generator pass on cached transforms (the styles ride on the input, not on the kernel) against
     the plain one: image and gradients with respect to the latents and the noise maps."""
-    G = _cached_winograd_generator()
+    G = _cached_winograd_generator(m)
     ws = _ws(G, 2, torch.float32).requires_grad_(True)
     noise = {name: torch.randn_like(buf) for name, buf in G.synthesis.named_buffers() if "noise_const" in name}
-    probe = torch.randn(2, 3, 16, 16)
+    probe = torch.randn(2, 3, G.img_resolution, G.img_resolution)
     results = []
     for kernels in (None, ops.FrozenKernels(G)):
         with ops.winograd(kernels is not None, kernels=kernels):
             img = torch.func.functional_call(G.synthesis, noise, (ws,), {"noise_mode": "const"})
             results.append((img, *torch.autograd.grad((img * probe).sum(), [ws])))
-    assert kernels.nbytes > 0
+    last = getattr(G.synthesis, f"b{G.img_resolution}").conv1.weight
+    assert kernels.get(f"winograd{m}", last, _not_derived).shape[0] == (m + 2) ** 2  # the last conv1 ran on it
     for plain, cached in zip(*results):
         torch.testing.assert_close(cached, plain, rtol=1e-4, atol=1e-5 * float(plain.abs().max()))

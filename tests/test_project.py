@@ -440,7 +440,7 @@ def test_projection_derives_from_the_fixed_kernels_once(G, targets, net, monkeyp
     run(G, targets[0], net, steps=3)
     assert len(caches) == 1
     derived = caches[0].derived
-    assert derived.count("winograd") == 2  # VGG16's conv3_2 and conv3_3, once each
+    assert derived.count("winograd2") == 2  # F(2x2, 3x3) of VGG16's conv3_2 and conv3_3, once each
     layers = [m for m in G.synthesis.modules() if isinstance(m, SynthesisLayer)]  # the demodulated ones
     assert len(layers) == 7 and derived.count("energy") == len(layers)
 

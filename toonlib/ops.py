@@ -11,7 +11,7 @@ import contextlib
 import contextvars
 import math
 import weakref
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -46,18 +46,24 @@ def _depthwise_fir(x: torch.Tensor, f: torch.Tensor, gain: float, pad: Padding, 
     return F.conv2d(x, kernel, bias, stride=stride, groups=channels)
 
 
-# Two Winograd algorithms for 3x3 stride-1 convolutions, used only inside `winograd()` (projection) and only where
+# Winograd algorithms for 3x3 stride-1 convolutions, used only inside `winograd()` (projection) and only where
 # they pay (benchmarks/bench_conv3x3.py on a 2-core AVX2 EPYC, docs/design.md section 11):
-# * NNPACK's F(6x6, 3x3) (part of PyTorch's CPU builds) from 64x64 pixels and 16 channels in and out: up to 2.4x
-#   less time than oneDNN's direct convolution. It transforms the whole kernel on every call (~20 ms for 512x512
-#   channels, whatever the image size), so on smaller images it is as slow as the direct convolution or slower.
-# * toonlib's own F(2x2, 3x3) on kernels transformed once (`FrozenKernels`) from 8x8 to 32x32 pixels with 256
-#   channels or more (the 512-channel layers of the generator and of VGG16): 1.3-1.9x less time than the direct
-#   convolution, as accurate as it (~3-5e-7 of the output's range; NNPACK's ~1e-5).
+# * toonlib's own F(m x m, 3x3) on kernels transformed once (`FrozenKernels`), with 256 channels or more from 8x8
+#   pixels (F(2x2, 3x3): 1.3-1.9x less time than oneDNN's direct convolution, as accurate as it, ~3-5e-7 of the
+#   output's range) and with 128 or more from 32x32 to 64x64 pixels, up to 2^20 values in and out (F(4x4, 3x3):
+#   1.3-1.5x less time than F(2x2) or NNPACK there, ~1e-5 of the range, like NNPACK).
+# * NNPACK's F(6x6, 3x3) (part of PyTorch's CPU builds) on larger images, or where no transform is cached, from 64x64
+#   pixels and 16 channels in and out: up to 2.4x less time than the direct convolution. It transforms the whole
+#   kernel on every call (~20 ms for 512x512 channels, whatever the image size), so on smaller images it is as slow
+#   as the direct convolution or slower.
 WINOGRAD_MIN_SIZE = 64
 WINOGRAD_MIN_CHANNELS = 16
 CACHED_WINOGRAD_MIN_SIZE = 8
 CACHED_WINOGRAD_MIN_CHANNELS = 256
+CACHED_F43_MIN_SIZE = 32
+CACHED_F43_MAX_SIZE = 64
+CACHED_F43_MIN_CHANNELS = 128
+CACHED_F43_MAX_VALUES = 1 << 20  # larger images amortise NNPACK's kernel transform: 4x the kernel's memory buys ~9%
 
 
 class FrozenKernels:
@@ -92,14 +98,29 @@ class FrozenKernels:
         return sum(derived.nbytes for _, derived in self._store.values())
 
 
-# F(2x2, 3x3) (Lavin & Gray 2016, interpolation points 0, 1, -1, inf). The 2-D transforms of a tile are Kronecker
-# products of the 1-D ones: vec(B^T d B) = (B^T (x) B^T) vec(d), so each is one matrix product over all tiles.
-_F23_B = torch.tensor([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=torch.float64)
-_F23_G = torch.tensor([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=torch.float64)
-_F23_A = torch.tensor([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=torch.float64)
-_F23_KERNEL = torch.kron(_F23_G, _F23_G)  # [16, 9], float64: kernels are transformed once, exactly
-_F23_INPUT = torch.kron(_F23_B, _F23_B).float()  # [16, 16]
-_F23_OUTPUT = torch.kron(_F23_A, _F23_A).float()  # [4, 16]
+class _Tiling(NamedTuple):
+    """Winograd F(m x m, 3x3) (Lavin & Gray 2016): input tiles of t = m + 2 pixels a side, overlapping by 2, give
+    output tiles of m. The 2-D transforms of a tile are Kronecker products of the 1-D ones: vec(B^T d B) =
+    (B^T (x) B^T) vec(d), so each is one matrix product over all tiles."""
+    m: int
+    kernel: torch.Tensor  # [t*t, 9], float64: kernels are transformed once, exactly
+    input: torch.Tensor  # [t*t, t*t]
+    output: torch.Tensor  # [m*m, t*t]
+
+
+def _tiling(bt: list[list[float]], g: list[list[float]], at: list[list[float]]) -> _Tiling:
+    bt_, g_, at_ = (torch.tensor(a, dtype=torch.float64) for a in (bt, g, at))
+    return _Tiling(at_.shape[0], torch.kron(g_, g_), torch.kron(bt_, bt_).float(), torch.kron(at_, at_).float())
+
+
+_F23 = _tiling([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],  # interpolation points 0, 1, -1, inf
+               [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]],
+               [[1, 1, 1, 0], [0, 1, -1, -1]])
+_F43 = _tiling([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],  # points 0, 1, -1, 2, -2, inf
+                [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]],
+               [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+                [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]],
+               [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]])
 
 _WINOGRAD: contextvars.ContextVar[tuple[bool, FrozenKernels | None]] = contextvars.ContextVar(
     "toonlib_winograd", default=(False, None))
@@ -111,7 +132,8 @@ def winograd(enabled: bool = True, kernels: FrozenKernels | None = None) -> Iter
     run as Winograd transforms where that pays: NNPACK's on images of at least `WINOGRAD_MIN_SIZE` pixels a side
     with `WINOGRAD_MIN_CHANNELS` channels in and out (up to 2.4x less time than oneDNN's direct convolution, with a
     relative error of ~1e-5 of the output's range instead of ~1e-7), and, given `kernels`, toonlib's F(2x2, 3x3)
-    on images from `CACHED_WINOGRAD_MIN_SIZE` pixels with `CACHED_WINOGRAD_MIN_CHANNELS` channels. With `kernels`,
+    on images from `CACHED_WINOGRAD_MIN_SIZE` pixels with `CACHED_WINOGRAD_MIN_CHANNELS` channels and F(4x4, 3x3)
+    from `CACHED_F43_MIN_SIZE` to `CACHED_F43_MAX_SIZE` pixels with `CACHED_F43_MIN_CHANNELS`. With `kernels`,
     whatever is derived from a kernel it covers (its Winograd transform, a modulated convolution's demodulation
     energies and transposed kernel) is computed once and kept there, and modulated convolutions with such kernels
     carry the styles on their input instead of on a kernel per sample (where the input is the smaller). Projection
@@ -141,21 +163,36 @@ def _direct(x: torch.Tensor, weight: torch.Tensor) -> bool:
 
 
 def _cached_winograd(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor | None:
-    """The F(2x2, 3x3) transform of `weight` [16, out, in] when `conv3x3(x, weight)` (and its input gradient) runs
-    on cached transforms, else None."""
+    """The Winograd transform of `weight` ([16 or 36, out, in], see `_TILINGS`) when `conv3x3(x, weight)` (and its
+    input gradient) runs on cached transforms, else None."""
     kernels = _frozen(weight)
     if kernels is None or _direct(x, weight):
         return None
     size, channels = min(x.shape[2:]), min(weight.shape[:2])
-    if not (CACHED_WINOGRAD_MIN_SIZE <= size < WINOGRAD_MIN_SIZE and channels >= CACHED_WINOGRAD_MIN_CHANNELS):
+    values = max(weight.shape[:2]) * x.shape[2] * x.shape[3]  # of the larger of input and output
+    if (CACHED_F43_MIN_SIZE <= size <= CACHED_F43_MAX_SIZE and channels >= CACHED_F43_MIN_CHANNELS
+            and values <= CACHED_F43_MAX_VALUES):
+        tiling = _F43
+    elif CACHED_WINOGRAD_MIN_SIZE <= size < CACHED_F43_MIN_SIZE and channels >= CACHED_WINOGRAD_MIN_CHANNELS:
+        tiling = _F23
+    else:
         return None
-    return kernels.get("winograd", weight, _f23_kernel)
+    return kernels.get(f"winograd{tiling.m}", weight, lambda w: _winograd_kernel(w, tiling))
 
 
-def _f23_kernel(weight: torch.Tensor) -> torch.Tensor:
+_TILINGS = {16: _F23, 36: _F43}  # by the number of products per tile, the first dimension of a transformed kernel
+
+
+def _winograd_kernel(weight: torch.Tensor, tiling: _Tiling) -> torch.Tensor:
+    """The transform [t*t, out, in] of a [out, in, 3, 3] kernel, computed in float64 a block of output channels at
+    a time (no float64 copy of the whole transform: 75 MB for a 512 x 512 kernel in F(4x4, 3x3))."""
     out_channels, in_channels = weight.shape[:2]
-    flat = weight.double().reshape(out_channels * in_channels, 9)
-    return (_F23_KERNEL @ flat.t()).to(weight.dtype).reshape(16, out_channels, in_channels)
+    transformed = weight.new_empty(tiling.kernel.shape[0], out_channels, in_channels)
+    for start in range(0, out_channels, 64):
+        block = weight[start:start + 64]
+        flat = block.double().reshape(-1, 9)
+        transformed[:, start:start + 64] = (tiling.kernel @ flat.t()).to(weight.dtype).reshape(-1, *block.shape[:2])
+    return transformed
 
 
 def conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -177,7 +214,7 @@ def conv3x3_input_grad(grad: torch.Tensor, weight: torch.Tensor) -> torch.Tensor
     adjoint of that computation (with the same transforms)."""
     transformed = _cached_winograd(grad, weight)
     if transformed is not None:
-        return _f23_images(_f23_adjoint, grad, transformed)
+        return _winograd_images(_winograd_adjoint, grad, transformed)
     return conv3x3(grad, weight.flip([2, 3]).transpose(0, 1))
 
 
@@ -211,52 +248,58 @@ class _Conv3x3(torch.autograd.Function):
         return gx, gw, gb
 
 
-def _f23_forward(x: torch.Tensor, transformed: torch.Tensor) -> torch.Tensor:
-    """One image [1, C, H, W] convolved (3x3, padding 1) by F(2x2, 3x3) with a transformed kernel [16, O, C]:
-    overlapping 4x4 input tiles (stride 2) -> 16 products of [O, C] x [C, tiles] -> 2x2 output tiles."""
+def _winograd_forward(x: torch.Tensor, transformed: torch.Tensor) -> torch.Tensor:
+    """One image [1, C, H, W] convolved (3x3, padding 1) by F(m x m, 3x3) with a transformed kernel [t*t, O, C]:
+    overlapping t x t input tiles (stride m) -> t*t products of [O, C] x [C, tiles] -> m x m output tiles."""
+    tiling = _TILINGS[transformed.shape[0]]
+    m, t = tiling.m, tiling.m + 2
     _, channels, h, w = x.shape
-    rows, cols = -(-h // 2), -(-w // 2)
-    padded = F.pad(x, [1, 2 * cols + 1 - w, 1, 2 * rows + 1 - h])
+    rows, cols = -(-h // m), -(-w // m)
+    padded = F.pad(x, [1, m * cols + 1 - w, 1, m * rows + 1 - h])
     sc, sh, sw = padded.stride()[1:]
-    tiles = padded.as_strided((4, 4, channels, rows, cols), (sh, sw, sc, 2 * sh, 2 * sw))
-    v = (_F23_INPUT @ tiles.reshape(16, -1)).reshape(16, channels, rows * cols)
-    m = torch.bmm(transformed, v)  # [16, O, tiles]
-    out = (_F23_OUTPUT @ m.reshape(16, -1)).reshape(2, 2, -1, rows, cols)
-    out = out.permute(2, 3, 0, 4, 1).reshape(1, -1, 2 * rows, 2 * cols)
-    return out if (h, w) == (2 * rows, 2 * cols) else out[:, :, :h, :w].contiguous()  # not a view: autograd's output
+    tiles = padded.as_strided((t, t, channels, rows, cols), (sh, sw, sc, m * sh, m * sw))
+    v = (tiling.input @ tiles.reshape(t * t, -1)).reshape(t * t, channels, rows * cols)
+    products = torch.bmm(transformed, v)  # [t*t, O, tiles]
+    out = (tiling.output @ products.reshape(t * t, -1)).reshape(m, m, -1, rows, cols)
+    out = out.permute(2, 3, 0, 4, 1).reshape(1, -1, m * rows, m * cols)
+    return out if (h, w) == (m * rows, m * cols) else out[:, :, :h, :w].contiguous()  # not a view: autograd's output
 
 
-def _f23_adjoint(grad: torch.Tensor, transformed: torch.Tensor) -> torch.Tensor:
-    """The adjoint of `_f23_forward` with respect to its image, applied to `grad` [1, O, H, W]: each step of it
-    transposed, the overlapping input tiles summed back (4 shifted adds)."""
+def _winograd_adjoint(grad: torch.Tensor, transformed: torch.Tensor) -> torch.Tensor:
+    """The adjoint of `_winograd_forward` with respect to its image, applied to `grad` [1, O, H, W]: each step of it
+    transposed, the overlapping input tiles summed back (a tile's first m rows and columns, then the 2 it shares
+    with the next tile: 4 shifted adds)."""
+    tiling = _TILINGS[transformed.shape[0]]
+    m, t = tiling.m, tiling.m + 2
     _, out_channels, h, w = grad.shape
-    rows, cols = -(-h // 2), -(-w // 2)
-    grad = F.pad(grad, [0, 2 * cols - w, 0, 2 * rows - h])
-    tiles = grad.reshape(out_channels, rows, 2, cols, 2).permute(2, 4, 0, 1, 3).reshape(4, -1)
-    dm = (_F23_OUTPUT.t() @ tiles).reshape(16, out_channels, rows * cols)
-    dv = torch.bmm(transformed.transpose(1, 2), dm)  # [16, C, tiles]
-    dt = (_F23_INPUT.t() @ dv.reshape(16, -1)).reshape(2, 2, 2, 2, -1, rows, cols)  # (i0, i1, j0, j1): i = 2 i0 + i1
-    padded = grad.new_zeros(dt.shape[4], rows + 1, 2, cols + 1, 2)  # [C, rows + 1, 2, cols + 1, 2] = the padded image
-    for i0 in range(2):
-        for j0 in range(2):
-            padded[:, i0:i0 + rows, :, j0:j0 + cols, :] += dt[i0, :, j0].permute(2, 3, 0, 4, 1)
-    return padded.reshape(1, -1, 2 * rows + 2, 2 * cols + 2)[:, :, 1:h + 1, 1:w + 1]
+    rows, cols = -(-h // m), -(-w // m)
+    grad = F.pad(grad, [0, m * cols - w, 0, m * rows - h])
+    tiles = grad.reshape(out_channels, rows, m, cols, m).permute(2, 4, 0, 1, 3).reshape(m * m, -1)
+    dm = (tiling.output.t() @ tiles).reshape(t * t, out_channels, rows * cols)
+    dv = torch.bmm(transformed.transpose(1, 2), dm)  # [t*t, C, tiles]
+    dt = (tiling.input.t() @ dv.reshape(t * t, -1)).reshape(t, t, -1, rows, cols)
+    padded = grad.new_zeros(dt.shape[2], rows + 1, m, cols + 1, m)  # [C, rows + 1, m, cols + 1, m]: the padded image
+    for i0, i in ((0, slice(0, m)), (1, slice(m, t))):
+        for j0, j in ((0, slice(0, m)), (1, slice(m, t))):
+            part = dt[i, j].permute(2, 3, 0, 4, 1)  # [C, rows, rows of the tile, cols, cols of the tile]
+            padded[:, i0:i0 + rows, :part.shape[2], j0:j0 + cols, :part.shape[4]] += part
+    return padded.reshape(1, -1, m * rows + m, m * cols + m)[:, :, 1:h + 1, 1:w + 1]
 
 
-def _f23_images(step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor,
-                transformed: torch.Tensor) -> torch.Tensor:
-    """`_f23_forward` or `_f23_adjoint` of every image of a batch, one at a time."""
+def _winograd_images(step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor,
+                     transformed: torch.Tensor) -> torch.Tensor:
+    """`_winograd_forward` or `_winograd_adjoint` of every image of a batch, one at a time."""
     return _per_sample(lambda i: step(x[i:i + 1], transformed), x.shape[0])
 
 
 class _CachedWinograd(torch.autograd.Function):
-    """3x3 convolution, padding 1, of every image by F(2x2, 3x3) with a transformed kernel that is not trained;
+    """3x3 convolution, padding 1, of every image by F(m x m, 3x3) with a transformed kernel that is not trained;
     the input gradient is the exact adjoint (plain tensor operations, so differentiable again)."""
 
     @staticmethod
     def forward(ctx, x, transformed, bias):
         ctx.save_for_backward(transformed)
-        y = _f23_images(_f23_forward, x, transformed)
+        y = _winograd_images(_winograd_forward, x, transformed)
         return y if bias is None else y.add_(bias.reshape(1, -1, 1, 1))
 
     @staticmethod
@@ -264,7 +307,7 @@ class _CachedWinograd(torch.autograd.Function):
         (transformed,) = ctx.saved_tensors
         gx = gb = None
         if ctx.needs_input_grad[0]:
-            gx = _f23_images(_f23_adjoint, grad, transformed)
+            gx = _winograd_images(_winograd_adjoint, grad, transformed)
         if ctx.needs_input_grad[2]:
             gb = grad.sum(dim=[0, 2, 3])
         return gx, None, gb
@@ -622,8 +665,8 @@ class _ModulatedConv(torch.autograd.Function):
             s = styles.to(dtype).reshape(*styles.shape, 1, 1)
             if need_styles:
                 g_styles = _channel_dot(g_xs, x.to(dtype)).to(styles.dtype)
-            if need_x:
-                g_x = (g_xs * s).to(x.dtype)
+            if need_x:  # in place (one full-size tensor less at the peak) unless this pass is differentiated itself
+                g_x = (g_xs * s if torch.is_grad_enabled() else g_xs.mul_(s)).to(x.dtype)
         if need_weight:
             gc = u * scale.reshape(*scale.shape, 1, 1)
             xs = x.to(dtype) * styles.to(dtype).reshape(*styles.shape, 1, 1)

@@ -148,7 +148,7 @@ def project(G: torch.nn.Module, target: Target, space: str = "w+", steps: int | 
     machine (benchmarks/bench_vs_reference.py, docs/design.md section 11), 3-4x that on a busy one: 500 W+
     steps at 1024 px take 25 to 100 minutes there; on an H200 GPU the whole call of 500 W+ steps at 1024 px
     took 9.3 s (benchmarks/bench_gpu.py). On the CPU the networks' fixed kernels are transformed once per call
-    (`ops.FrozenKernels`, ~180 MiB), and the targets of a batch step side by side on up to one worker thread per
+    (`ops.FrozenKernels`, ~280 MiB), and the targets of a batch step side by side on up to one worker thread per
     intra-op thread, the intra-op threads shared out among the workers, each with a copy of G (1.2-1.4x the photos
     per second of one by one on 2 cores; torch's thread count is restored afterwards; docs/design.md section 7).
     """
