@@ -144,7 +144,7 @@ def project(G: torch.nn.Module, target: Target, space: str = "w+", steps: int | 
     (`ops.winograd`). On CUDA the step is recorded once as a CUDA graph and replayed (TOONLIB_CUDA_GRAPHS=off:
     op by op).
 
-    Cost, config F, batch 1: on a 2-core CPU about 1.1 s a step at 256 px and 3.0 s at 1024 px on a quiet
+    Cost, config F, batch 1: on a 2-core CPU about 0.8 s a step at 256 px and 2.8 s at 1024 px on a quiet
     machine (benchmarks/bench_vs_reference.py, docs/design.md section 11), 3-4x that on a busy one: 500 W+
     steps at 1024 px take 25 to 100 minutes there; on an H200 GPU the whole call of 500 W+ steps at 1024 px
     took 9.3 s (benchmarks/bench_gpu.py). On the CPU the networks' fixed kernels are transformed once per call
