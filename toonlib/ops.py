@@ -129,15 +129,17 @@ _WINOGRAD: contextvars.ContextVar[tuple[bool, FrozenKernels | None]] = contextva
 @contextlib.contextmanager
 def winograd(enabled: bool = True, kernels: FrozenKernels | None = None) -> Iterator[None]:
     """Within this context, 3x3 stride-1 float32 convolutions on the CPU (`conv3x3`) and their input gradients
-    run as Winograd transforms where that pays: NNPACK's on images of at least `WINOGRAD_MIN_SIZE` pixels a side
-    with `WINOGRAD_MIN_CHANNELS` channels in and out (up to 2.4x less time than oneDNN's direct convolution, with a
-    relative error of ~1e-5 of the output's range instead of ~1e-7), and, given `kernels`, toonlib's F(2x2, 3x3)
-    on images from `CACHED_WINOGRAD_MIN_SIZE` pixels with `CACHED_WINOGRAD_MIN_CHANNELS` channels and F(4x4, 3x3)
-    from `CACHED_F43_MIN_SIZE` to `CACHED_F43_MAX_SIZE` pixels with `CACHED_F43_MIN_CHANNELS`. With `kernels`,
-    whatever is derived from a kernel it covers (its Winograd transform, a modulated convolution's demodulation
-    energies and transposed kernel) is computed once and kept there, and modulated convolutions with such kernels
-    carry the styles on their input instead of on a kernel per sample (where the input is the smaller). Projection
-    uses it; outside it (the default) networks reproduce the reference outputs exactly."""
+    run as Winograd transforms where that pays. Given `kernels`, on kernels it covers: toonlib's F(2x2, 3x3) on
+    images from `CACHED_WINOGRAD_MIN_SIZE` pixels a side with `CACHED_WINOGRAD_MIN_CHANNELS` channels in and out,
+    and F(4x4, 3x3) from `CACHED_F43_MIN_SIZE` to `CACHED_F43_MAX_SIZE` pixels with `CACHED_F43_MIN_CHANNELS`
+    channels and up to `CACHED_F43_MAX_VALUES` values in and out. Elsewhere NNPACK's, on images of at least
+    `WINOGRAD_MIN_SIZE` pixels with `WINOGRAD_MIN_CHANNELS` channels (up to 2.4x less time than oneDNN's direct
+    convolution, with a relative error of ~1e-5 of the output's range instead of ~1e-7; F(4x4, 3x3) is as close,
+    F(2x2, 3x3) as close as the direct one). With `kernels`, whatever is derived from a kernel it covers (its
+    Winograd transform, a modulated convolution's demodulation energies and transposed kernel) is computed once
+    and kept there, and modulated convolutions with such kernels carry the styles on their input instead of on a
+    kernel per sample (where the input is the smaller). Projection uses it; outside it (the default) networks
+    reproduce the reference outputs exactly."""
     token = _WINOGRAD.set((enabled and torch.backends.nnpack.is_available(), kernels if enabled else None))
     try:
         yield
