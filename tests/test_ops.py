@@ -271,6 +271,7 @@ def test_cached_winograd_is_accurate_and_its_gradient_is_the_adjoint(m, size, ch
     ((1, 64, 32, 32), 128, None),  # too few channels for F(4x4, 3x3)
     ((1, 128, 72, 72), 128, None),  # large enough for NNPACK, which transforms on the fly
     ((1, 512, 64, 64), 128, None),  # too many values for F(4x4, 3x3): NNPACK
+    ((1, 512, 48, 48), 512, 2),    # too many values for F(4x4, 3x3), under NNPACK's size: F(2x2, 3x3)
 ])
 def test_cached_winograd_runs_only_where_it_pays(shape, out_channels, m):
     torch.manual_seed(0)

@@ -175,7 +175,7 @@ def _cached_winograd(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor | No
     if (CACHED_F43_MIN_SIZE <= size <= CACHED_F43_MAX_SIZE and channels >= CACHED_F43_MIN_CHANNELS
             and values <= CACHED_F43_MAX_VALUES):
         tiling = _F43
-    elif CACHED_WINOGRAD_MIN_SIZE <= size < CACHED_F43_MIN_SIZE and channels >= CACHED_WINOGRAD_MIN_CHANNELS:
+    elif CACHED_WINOGRAD_MIN_SIZE <= size < WINOGRAD_MIN_SIZE and channels >= CACHED_WINOGRAD_MIN_CHANNELS:
         tiling = _F23
     else:
         return None
