@@ -2,7 +2,7 @@
 projector / training loops), and optionally against an older toonlib, on the same random config-F weights.
 
     python benchmarks/bench_vs_reference.py [--before /tmp/toonlib-before] [--rounds 2] [--steps 3]
-           [--cases project forward train batch] [--resolutions 256 1024] [--threads 2] [--precision bf16]
+           [--cases project forward train batch] [--resolutions 256 1024] [--threads 2] [--precision fp32 bf16]
            [--tuned-reference]
 
 Cases (each measurement in its own process, the implementations interleaved round by round, A B C A B C ...):
@@ -14,6 +14,10 @@ Cases (each measurement in its own process, the implementations interleaved roun
   (R1 every 16 minibatches) and + Greg / 4 (path length every 4, NVIDIA's default), each phase timed on its own
   through toonlib's public `TrainConfig` / `Trainer.run_phase` and the reference training phases.
 * batch: photos per second projecting N = 1, 2, 4, 8 targets at once (W+, 256 px), toonlib only.
+
+--precision adds toonlib's projection at these precisions (fp32, bf16, fp16) as columns of its own, in W and W+ at
+every resolution; the plain toonlib column is `precision='auto'`, what a user gets, and the first line says what
+that resolves to on this machine (bfloat16 on CPUs with AVX512-BF16 or AMX, else float32).
 
 --tuned-reference adds the reference once more with toonlib's malloc settings (`toonlib.runtime.tune_allocator`)
 in its process: what the allocator alone gives, apart from the rest of toonlib's changes.
@@ -253,6 +257,9 @@ def run_worker(spec: dict, before: str | None) -> dict:
     paths = [str(HERE)] + ([before] if impl == "before" else [])
     env["PYTHONPATH"] = os.pathsep.join(paths)
     roots = {"before": before, "after": str(HERE.parent)}
+    if impl.startswith("after:"):  # toonlib at a given precision
+        spec = {**spec, "precision": impl.split(":")[1]}
+        impl = "after"
     if impl == "tuned":  # the reference, with toonlib's malloc settings (toonlib's runtime module from this checkout)
         env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(HERE.parent)])
         spec = {**spec, "impl": "reference", "tune_allocator": True}
@@ -291,8 +298,13 @@ def make_weights(folder: Path, resolutions: list[int]) -> dict[int, dict[str, st
     return out
 
 
-def _stats(values: list[float]) -> tuple[float, float]:
-    return min(values), statistics.median(values)
+def _auto_precision() -> str:
+    """What `project(precision='auto')` computes in on this machine's CPU."""
+    import torch
+
+    from toonlib.runtime import resolve_precision
+
+    return {None: "float32", torch.bfloat16: "bfloat16"}[resolve_precision("auto", torch.device("cpu"))]
 
 
 def main() -> None:
@@ -305,8 +317,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="processes per implementation and case")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per process (after one warm-up step)")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads in every process")
-    parser.add_argument("--precision", default=None,
-                        help="also measure toonlib's projection at this precision (bf16, fp16), 256 px W+")
+    parser.add_argument("--precision", nargs="+", default=[], choices=["fp32", "bf16", "fp16"],
+                        help="also measure toonlib's projection at these precisions (columns of their own)")
     parser.add_argument("--tuned-reference", action="store_true",
                         help="also measure the reference with toonlib's malloc settings (project, forward)")
     args = parser.parse_args()
@@ -314,12 +326,15 @@ def main() -> None:
         print(json.dumps(worker(json.loads(args.worker))))
         return
 
-    impls = ["reference", "after"] + (["before"] if args.before else []) + (["tuned"] if args.tuned_reference else [])
+    precisions = [f"after:{p}" for p in args.precision]
+    impls = (["reference", "after"] + (["before"] if args.before else []) + (["tuned"] if args.tuned_reference else [])
+             + precisions)
     names = {"reference": "reference", "after": "toonlib", "before": "toonlib before",
-             "tuned": "reference malloc-tuned"}
+             "tuned": "reference malloc-tuned", **{i: f"toonlib {i.split(':')[1]}" for i in precisions}}
     print(f"load average at start: {Path('/proc/loadavg').read_text().split()[:3]}; {os.cpu_count()} CPUs, "
           f"{args.threads} threads; {args.rounds} rounds x {args.steps} timed steps; implementations: "
-          + ", ".join(names[i] for i in impls), flush=True)
+          + ", ".join(names[i] for i in impls) + f"; toonlib's precision='auto' is {_auto_precision()} here",
+          flush=True)
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         weights = make_weights(Path(tmp), sorted(set(args.resolutions) | ({256} if "train" in args.cases else set())))
@@ -334,11 +349,11 @@ def main() -> None:
                         for space in ("w", "w+"):
                             jobs.append((("project", res, space, impl), {**base, "case": "project", "impl": impl,
                                          "res": res, "space": space, "batch": 1, "weights": w}))
-                    if "forward" in args.cases:
+                    if "forward" in args.cases and impl not in precisions:  # G.synthesis: float32
                         jobs.append((("forward", res, impl), {**base, "case": "forward", "impl": impl, "res": res,
                                                               "weights": w, "steps": args.steps + 2}))
             if "train" in args.cases:
-                for impl in [i for i in order if i != "tuned"]:
+                for impl in [i for i in order if i != "tuned" and i not in precisions]:
                     jobs.append((("train", 256, impl), {**base, "case": "train", "impl": impl, "res": 256,
                                                         "weights": weights[256]["G"], "d_weights": weights[256]["D"],
                                                         "steps": max(1, args.steps - 1)}))
@@ -347,12 +362,6 @@ def main() -> None:
             for n in (1, 2, 4, 8):
                 jobs.append((("batch", res, n), {**base, "case": "batch", "impl": "after", "res": res, "space": "w+",
                                                  "batch": n, "weights": weights[res]["G"], "steps": 2}))
-        if args.precision:
-            res = min(args.resolutions)
-            for prec in ("fp32", args.precision):
-                jobs.append((("precision", res, prec), {**base, "case": "project", "impl": "after", "res": res,
-                                                        "space": "w+", "batch": 1, "weights": weights[res]["G"],
-                                                        "precision": prec}))
         results: dict[tuple, list[dict]] = {}
         for i, (key, spec) in enumerate(jobs):
             print(f"  [{i + 1}/{len(jobs)}] {key} ...", end="", flush=True, file=sys.stderr)
@@ -371,37 +380,37 @@ def _merge(runs: list[dict]) -> dict:
 
 
 def report(results: dict, args, impls: list[str], names: dict[str, str]) -> None:
-    others = [i for i in impls if i != "reference"]
-
     def table(title: str, rows: list[tuple[str, dict[str, dict]]]) -> None:
+        cols = [i for i in impls if all(i in by_impl for _, by_impl in rows)]
         print(title)
-        head = f"| case | {' | '.join(names[i] + ' s/step min / med' for i in impls)} | " \
-               f"{' | '.join('CPU s ' + names[i] for i in impls)} | " \
-               f"{' | '.join('speedup ' + names[i] + ' (med)' for i in others)} | " \
-               f"peak RSS MB loop ({' / '.join(names[i] for i in impls)}) | peak RSS MB process |"
+        head = f"| case | {' | '.join(names[i] + ' s/step min / med' for i in cols)} | " \
+               f"{' | '.join('CPU s ' + names[i] for i in cols)} | " \
+               f"{' | '.join('speedup ' + names[i] + ' (med)' for i in cols if i != 'reference')} | " \
+               f"peak RSS MB loop ({' / '.join(names[i] for i in cols)}) | peak RSS MB process |"
         print(head)
         print("|" + "---|" * (head.count("|") - 1))
         for label, by_impl in rows:
             cells = [label]
-            med = {i: statistics.median(by_impl[i]["wall"]) for i in impls}
-            cells += [f"{min(by_impl[i]['wall']):.2f} / {med[i]:.2f}" for i in impls]
-            cells += [f"{statistics.median(by_impl[i]['cpu']):.2f}" for i in impls]
-            cells += [f"{med['reference'] / med[i]:.2f}x" for i in others]
-            cells.append(" / ".join(f"{by_impl[i]['loop_peak_mb']:.0f}" for i in impls))
-            cells.append(" / ".join(f"{by_impl[i]['process_peak_mb']:.0f}" for i in impls))
+            med = {i: statistics.median(by_impl[i]["wall"]) for i in cols}
+            cells += [f"{min(by_impl[i]['wall']):.2f} / {med[i]:.2f}" for i in cols]
+            cells += [f"{statistics.median(by_impl[i]['cpu']):.2f}" for i in cols]
+            cells += [f"{med['reference'] / med[i]:.2f}x" for i in cols if i != "reference"]
+            cells.append(" / ".join(f"{by_impl[i]['loop_peak_mb']:.0f}" for i in cols))
+            cells.append(" / ".join(f"{by_impl[i]['process_peak_mb']:.0f}" for i in cols))
             print("| " + " | ".join(cells) + " |")
         print()
 
-    rows = []
-    for res in args.resolutions:
-        for space in ("w", "w+"):
-            if ("project", res, space, "after") in results:
-                rows.append((f"projection step {res} px {space.upper()}",
-                             {i: _merge(results[("project", res, space, i)]) for i in impls}))
-        if ("forward", res, "after") in results:
-            rows.append((f"forward {res} px (no grad)", {i: _merge(results[("forward", res, i)]) for i in impls}))
-    if rows:
-        table("Seconds per step, reference = NVIDIA's reference-op composition (benchmarks/reference_ops.py):", rows)
+    title = "Seconds per step, reference = NVIDIA's reference-op composition (benchmarks/reference_ops.py):"
+    for case in ("project", "forward"):
+        rows = []
+        for res in args.resolutions:
+            for space in ("w", "w+") if case == "project" else (None,):
+                key = (case, res, space) if space else (case, res)
+                if key + ("after",) in results:
+                    label = f"projection step {res} px {space.upper()}" if space else f"forward {res} px (no grad)"
+                    rows.append((label, {i: _merge(results[key + (i,)]) for i in impls if key + (i,) in results}))
+        if rows:
+            table(title, rows)
 
     if ("train", 256, "after") in results:
         impls = [i for i in impls if ("train", 256, i) in results]  # --tuned-reference is not trained
@@ -442,12 +451,6 @@ def report(results: dict, args, impls: list[str], names: dict[str, str]) -> None
                   f"{r['loop_peak_mb']:.0f} |")
         print()
 
-    prec = [k for k in results if k[0] == "precision"]
-    if prec:
-        print("Projection step by precision, toonlib, W+:")
-        for key in prec:
-            r = _merge(results[key])
-            print(f"  {key[2]} @ {key[1]} px: {min(r['wall']):.2f} / {statistics.median(r['wall']):.2f} s (min / med)")
 
 
 if __name__ == "__main__":

@@ -236,6 +236,10 @@ def test_toonify_notebook_uploads_runs_the_chosen_steps_and_reblends(lab, browse
         for _ in range(2):
             page.keyboard.press("ArrowRight")
         steps.locator(".widget-readout").get_by_text("4", exact=True).wait_for()
+        # ipywidgets keeps one state update in flight and holds the next until the kernel has answered, while a
+        # button click goes out at once: a click right after two key presses reached the kernel before "4" did
+        # (the run did 3 steps). A person's click comes later than this; wait as long as one does.
+        page.wait_for_timeout(1000)
         panel.locator(".toonlib-run").click()
         status.get_by_text("done: 4 steps").wait_for(timeout=WAIT_MS)
         filled = panel.locator(".toonlib-progress .progress-bar").evaluate(

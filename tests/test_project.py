@@ -424,7 +424,8 @@ def test_precomputed_w_statistics_give_the_same_projection(net):
 def test_projection_derives_from_the_fixed_kernels_once(G, targets, net, monkeypatch):
     """project() runs inside ops.winograd with a frozen-kernel cache: VGG16's 256-channel layers (8x8 pixels for
     these 32 px images) are transformed for Winograd, and G's demodulation energies computed, on the first step
-    only; the next steps reuse them."""
+    only; the next steps reuse them. In float32: Winograd is float32 only, and 'auto' is bfloat16 on CPUs with
+    AVX512-BF16."""
     caches = []
 
     class Recording(ops.FrozenKernels):
@@ -437,7 +438,7 @@ def test_projection_derives_from_the_fixed_kernels_once(G, targets, net, monkeyp
             return super().get(kind, weight, lambda w: self.derived.append(kind) or derive(w))
 
     monkeypatch.setattr(ops, "FrozenKernels", Recording)
-    run(G, targets[0], net, steps=3)
+    run(G, targets[0], net, steps=3, precision="fp32")
     assert len(caches) == 1
     derived = caches[0].derived
     assert derived.count("winograd2") == 2  # F(2x2, 3x3) of VGG16's conv3_2 and conv3_3, once each
