@@ -119,6 +119,12 @@ def _saved_bytes(fn) -> int:
     return sum(storages.values())
 
 
+@pytest.fixture(autouse=True)
+def winograd_cpu(monkeypatch):
+    """The Winograd paths run on CPUs without AVX-512 (`ops.WIDE_DIRECT_CONV`); they are tested on every CPU."""
+    monkeypatch.setattr(ops, "WIDE_DIRECT_CONV", False)
+
+
 def _projection_step(net, ws):
     img = net.synthesis(ws, noise_mode="const")
     return img.square().sum()
@@ -283,6 +289,25 @@ def test_cached_winograd_runs_only_where_it_pays(shape, out_channels, m):
     assert kernels.nbytes == (0 if m is None else _transform_bytes(m, w))
     direct = F.conv2d(x, w, padding=1)
     torch.testing.assert_close(y, direct, rtol=1e-4, atol=1e-4 * float(direct.abs().max()))
+
+
+@pytest.mark.parametrize("shape, out_channels", [((1, 512, 16, 16), 512), ((1, 128, 32, 32), 128),
+                                                 ((1, 16, 64, 64), 16)])
+def test_on_avx512_cpus_every_convolution_is_the_direct_one(monkeypatch, shape, out_channels):
+    """With WIDE_DIRECT_CONV (AVX-512, where oneDNN's direct convolution is the fastest) the shapes that run cached
+    F(2x2) / F(4x4) or NNPACK elsewhere give the direct convolution's numbers exactly, and nothing is transformed."""
+    monkeypatch.setattr(ops, "WIDE_DIRECT_CONV", True)
+    torch.manual_seed(0)
+    x = torch.randn(shape, requires_grad=True)
+    w = torch.randn(out_channels, shape[1], 3, 3)
+    kernels = ops.FrozenKernels(w)
+    with ops.winograd(kernels=kernels):
+        y = ops.conv3x3(x, w)
+        (gx,) = torch.autograd.grad(y.square().sum(), x)
+    direct = F.conv2d(x, w, padding=1)
+    assert torch.equal(y, direct)
+    assert torch.equal(gx, torch.autograd.grad(direct.square().sum(), x)[0])
+    assert kernels.nbytes == 0
 
 
 def test_cached_kernels_follow_changes_and_cover_only_the_frozen_kernels():

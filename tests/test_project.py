@@ -424,8 +424,9 @@ def test_precomputed_w_statistics_give_the_same_projection(net):
 def test_projection_derives_from_the_fixed_kernels_once(G, targets, net, monkeypatch):
     """project() runs inside ops.winograd with a frozen-kernel cache: VGG16's 256-channel layers (8x8 pixels for
     these 32 px images) are transformed for Winograd, and G's demodulation energies computed, on the first step
-    only; the next steps reuse them. In float32: Winograd is float32 only, and 'auto' is bfloat16 on CPUs with
-    AVX512-BF16."""
+    only; the next steps reuse them. In float32 and as on CPUs without AVX-512 (`ops.WIDE_DIRECT_CONV`), where
+    Winograd runs: 'auto' is bfloat16 on CPUs with AVX512-BF16, and AVX-512 CPUs convolve directly."""
+    monkeypatch.setattr(ops, "WIDE_DIRECT_CONV", False)
     caches = []
 
     class Recording(ops.FrozenKernels):
