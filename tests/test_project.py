@@ -277,6 +277,22 @@ def test_perceptual_distance_equals_lpips_with_its_gradient(net):
     torch.testing.assert_close(g_ours, g_theirs, rtol=1e-4, atol=1e-5 * float(g_theirs.abs().max()))
 
 
+def test_perceptual_distance_under_bfloat16_autocast_takes_its_layers_in_float32(net, monkeypatch):
+    """Under autocast (bf16 projection) the trunk computes in bfloat16 and each layer's distance in float32 by the
+    fused function, not lpips' composition in bfloat16: the value is float32 and close to lpips' float32 one."""
+    a, b = torch.rand(2, 2, 3, 32, 32) * 2 - 1
+    calls = []
+    apply = losses._UnitChannelDistance.apply
+    monkeypatch.setattr(losses._UnitChannelDistance, "apply", lambda f, *rest: calls.append(f.dtype) or apply(f, *rest))
+    a.requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours = PerceptualDistance(net, b)(a)
+    assert calls == [torch.float32] * len(net.lins) and ours.dtype == torch.float32
+    torch.testing.assert_close(ours, net(a, b).flatten(), rtol=0.03, atol=0)
+    (grad,) = torch.autograd.grad(ours.sum(), a)
+    assert grad.dtype == torch.float32 and torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
 def test_perceptual_distance_layer_by_hand_and_at_dead_pixels():
     """One layer: the value by its formula, the gradient against float64 autograd of the plain composition, and at a
     pixel whose features are all zero (|f| = 0, where autograd of the composition gives NaN: sqrt at 0) the
@@ -307,10 +323,10 @@ def test_perceptual_distance_with_dropout_on_uses_lpips_heads_as_they_are(net):
     """A metric left in training mode (dropout active in its heads) is not fused: the heads run as lpips has them."""
     images = torch.rand(1, 3, 32, 32) * 2 - 1
     distance = PerceptualDistance(net, images)
-    assert losses._plain_lin_weight(net.lins[0], torch.zeros(1)) is not None
+    assert losses._plain_lin_weight(net.lins[0]) is not None
     net.train()
     try:
-        assert losses._plain_lin_weight(net.lins[0], torch.zeros(1)) is None
+        assert losses._plain_lin_weight(net.lins[0]) is None
         torch.manual_seed(0)
         dropped = distance(images + 0.1)
         torch.manual_seed(0)

@@ -75,7 +75,7 @@ class PerceptualDistance:
     (lpips' own convention, normalize=False). `distance(images)` returns one value per image,
     equal to `net(images, target).flatten()` but without re-running the trunk on the target, each layer's
     distance one autograd function with a hand-written backward where the head is lpips' plain one
-    (`_UnitChannelDistance`).
+    (`_UnitChannelDistance`), in float32 even when the trunk runs in bfloat16 / float16 under autocast.
     """
 
     def __init__(self, net: nn.Module, target: torch.Tensor):
@@ -91,24 +91,24 @@ class PerceptualDistance:
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         total = 0
         for lin, feat, target in zip(self.net.lins, self._features(images, unit=False), self.target_features):
-            weight = _plain_lin_weight(lin, feat)
-            if weight is not None:
-                total = total + _UnitChannelDistance.apply(feat, target, weight)
+            weight = _plain_lin_weight(lin)
+            if weight is not None:  # in float32 (or wider) whatever the trunk computed in: autocast off
+                dtype = torch.promote_types(feat.dtype, torch.float32)
+                with torch.autocast(feat.device.type, enabled=False):
+                    total = total + _UnitChannelDistance.apply(feat.to(dtype), target.to(dtype), weight.to(dtype))
             else:
                 total = total + lin((_unit_channels(feat) - target).square()).mean(dim=[1, 2, 3])
         return total
 
 
-def _plain_lin_weight(lin: nn.Module, feat: torch.Tensor) -> torch.Tensor | None:
+def _plain_lin_weight(lin: nn.Module) -> torch.Tensor | None:
     """The [C] weights of an lpips linear head that is a plain 1x1 convolution without bias to one channel
-    (lpips' NetLinLayer in eval mode: dropout off), for float32 features outside autocast; else None."""
+    (lpips' NetLinLayer in eval mode: dropout off); else None."""
     convs = [m for m in lin.modules() if isinstance(m, nn.Conv2d)]
     if (len(convs) != 1 or convs[0].bias is not None or convs[0].kernel_size != (1, 1) or convs[0].out_channels != 1
             or any(isinstance(m, nn.Dropout) and m.training for m in lin.modules())
             or not all(isinstance(m, (nn.Sequential, nn.Dropout, nn.Conv2d)) or type(m).__name__ == "NetLinLayer"
-                       for m in lin.modules())
-            or feat.dtype != torch.float32
-            or torch.is_autocast_enabled(feat.device.type)):
+                       for m in lin.modules())):
         return None
     return convs[0].weight.reshape(-1)
 
