@@ -140,17 +140,19 @@ def project(G: torch.nn.Module, target: Target, space: str = "w+", steps: int | 
     hardware (AVX512-BF16 or AMX) and in float32 elsewhere, GPUs included (measured no faster there);
     'fp32', 'bf16' or 'fp16' (CUDA; with loss scaling) choose. The latents, the noise maps and Adam stay
     float32. tests/test_precision.py checks that bfloat16 keeps the result (final LPIPS within 1%, the same
-    toon within 1/255). In float32 on the CPU the loop runs its 3x3 convolutions as Winograd transforms
-    (`ops.winograd`). On CUDA the step is recorded once as a CUDA graph and replayed (TOONLIB_CUDA_GRAPHS=off:
-    op by op).
+    toon within 1/255). In float32 on CPUs without AVX-512 the loop runs its 3x3 convolutions as Winograd
+    transforms (`ops.winograd`). On CUDA the step is recorded once as a CUDA graph and replayed
+    (TOONLIB_CUDA_GRAPHS=off: op by op).
 
-    Cost, config F, batch 1: on a 2-core CPU about 0.8 s a step at 256 px and 2.8 s at 1024 px on a quiet
-    machine (benchmarks/bench_vs_reference.py, docs/design.md section 11), 3-4x that on a busy one: 500 W+
-    steps at 1024 px take 25 to 100 minutes there; on an H200 GPU the whole call of 500 W+ steps at 1024 px
-    took 9.3 s (benchmarks/bench_gpu.py). On the CPU the networks' fixed kernels are transformed once per call
-    (`ops.FrozenKernels`, ~280 MiB), and the targets of a batch step side by side on up to one worker thread per
-    intra-op thread, the intra-op threads shared out among the workers, each with a copy of G (1.2-1.4x the photos
-    per second of one by one on 2 cores; torch's thread count is restored afterwards; docs/design.md section 7).
+    Cost, config F, batch 1, on a quiet 2-core CPU (benchmarks/bench_vs_reference.py, docs/design.md section
+    11; 3-4x that on a busy one): with AVX512-BF16 ('auto' = bfloat16) about 0.28 s a step at 256 px and 1.0 s
+    at 1024 px, 500 W+ steps at 1024 px in ~8 minutes; with AVX2 only about 0.8 s and 2.8 s, ~25 minutes. On an
+    H200 GPU the whole call of 500 W+ steps at 1024 px took 9.3 s (benchmarks/bench_gpu.py). On the CPU the
+    networks' fixed kernels are transformed once per call (`ops.FrozenKernels`, ~280 MiB; little on AVX-512,
+    where only demodulation energies and transposed kernels are kept), and the targets of a batch step side by
+    side on up to one worker thread per intra-op thread, the intra-op threads shared out among the workers, each
+    with a copy of G (1.2-1.4x the photos per second of one by one on 2 AVX2 cores, 1.0-1.05x on 2 AVX-512 ones;
+    torch's thread count is restored afterwards; docs/design.md section 7).
     """
     if space not in SPACES:
         raise ValueError(f"space must be one of {SPACES}, got {space!r}")
