@@ -310,6 +310,25 @@ def test_on_avx512_cpus_every_convolution_is_the_direct_one(monkeypatch, shape, 
     assert kernels.nbytes == 0
 
 
+def test_under_autocast_a_frozen_kernel_is_cast_once():
+    """In a bfloat16 projection each frozen kernel is cast to bfloat16 once, not by autocast on every call; the
+    convolution's numbers are autocast's."""
+    torch.manual_seed(0)
+    x, w, b = torch.randn(1, 16, 12, 12), torch.randn(32, 16, 3, 3), torch.randn(32)
+    casts = []
+
+    class Recording(ops.FrozenKernels):
+        def get(self, kind, weight, derive):
+            return super().get(kind, weight, lambda t: casts.append(kind) or derive(t))
+
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = F.conv2d(x, w, b, padding=1)
+        with ops.winograd(kernels=Recording(w)):
+            first, second = ops.conv3x3(x, w, b), ops.conv3x3(x, w, b)
+    assert casts == [f"as/{torch.bfloat16}"]
+    assert first.dtype == torch.bfloat16 and torch.equal(first, expected) and torch.equal(second, expected)
+
+
 def test_cached_kernels_follow_changes_and_cover_only_the_frozen_kernels():
     torch.manual_seed(0)
     x = torch.randn(1, 256, 8, 8)

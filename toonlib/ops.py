@@ -167,6 +167,12 @@ def _derived(kind: str, weight: torch.Tensor, derive: Callable[[torch.Tensor], t
     return derive(weight) if kernels is None else kernels.get(kind, weight, derive)
 
 
+def _in_dtype(weight: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """`weight.to(dtype)`, from the frozen-kernel cache where there is one (a bfloat16 projection casts each frozen
+    kernel once, not in every pass)."""
+    return weight if weight.dtype == dtype else _derived(f"as/{dtype}", weight, lambda w: w.to(dtype))
+
+
 def _direct(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether conv3x3 runs oneDNN's direct convolution whatever the shape: on AVX-512 CPUs (WIDE_DIRECT_CONV), off
     the CPU, outside float32 and under autocast."""
@@ -209,6 +215,8 @@ def _winograd_kernel(weight: torch.Tensor, tiling: _Tiling) -> torch.Tensor:
 
 def conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """`F.conv2d(x, weight, bias, padding=1)` for 3x3 kernels, by Winograd inside `winograd()` where it pays."""
+    if torch.is_autocast_enabled(x.device.type):  # autocast would cast a frozen kernel again on every call
+        weight = _in_dtype(weight, torch.get_autocast_dtype(x.device.type))
     transformed = _cached_winograd(x, weight)
     if transformed is not None:
         return _CachedWinograd.apply(x, transformed, bias)
@@ -607,7 +615,7 @@ class _ModulatedConv(torch.autograd.Function):
     def forward(ctx, x, weight, styles, dcoefs, noise, bias, f, up, padding, activation, gain, clamp, fused):
         dtype = x.dtype
         batch = x.shape[0]
-        w = weight.to(dtype)
+        w = _in_dtype(weight, dtype)
         scale = _output_scale(styles, dcoefs, w.shape[0], gain).to(dtype)  # [N, O]
         # A frozen kernel (inside `winograd(kernels=...)`) is shared, with what is derived from it, where the input
         # is smaller than the kernel or the convolution runs on its cached Winograd transform: the input carries
@@ -666,7 +674,7 @@ class _ModulatedConv(torch.autograd.Function):
             g_dcoefs = (total / dcoefs.to(dtype)).to(dcoefs.dtype)
         if not (need_x or need_styles or need_weight):
             return g_x, g_weight, g_styles, g_dcoefs, g_noise, g_bias, *[None] * 7
-        w = weight.to(dtype)
+        w = _in_dtype(weight, dtype)
         batch = x.shape[0]
         scale = _output_scale(styles, dcoefs, w.shape[0], gain).to(dtype)  # [N, O]
         trim = 0
