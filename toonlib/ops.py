@@ -215,7 +215,7 @@ def _winograd_kernel(weight: torch.Tensor, tiling: _Tiling) -> torch.Tensor:
 
 def conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """`F.conv2d(x, weight, bias, padding=1)` for 3x3 kernels, by Winograd inside `winograd()` where it pays."""
-    if torch.is_autocast_enabled(x.device.type):  # autocast would cast a frozen kernel again on every call
+    if torch.is_autocast_enabled(x.device.type) and weight.dtype == torch.float32:  # what autocast casts, but once
         weight = _in_dtype(weight, torch.get_autocast_dtype(x.device.type))
     transformed = _cached_winograd(x, weight)
     if transformed is not None:
