@@ -2,7 +2,7 @@
 projector / training loops), and optionally against an older toonlib, on the same random config-F weights.
 
     python benchmarks/bench_vs_reference.py [--before /tmp/toonlib-before] [--rounds 2] [--steps 3]
-           [--cases project forward train batch] [--resolutions 256 1024] [--threads 2] [--precision fp32 bf16]
+           [--cases project forward train batch] [--resolutions 256 1024] [--threads 2] [--precisions fp32 bf16]
            [--tuned-reference]
 
 Cases (each measurement in its own process, the implementations interleaved round by round, A B C A B C ...):
@@ -15,7 +15,7 @@ Cases (each measurement in its own process, the implementations interleaved roun
   through toonlib's public `TrainConfig` / `Trainer.run_phase` and the reference training phases.
 * batch: photos per second projecting N = 1, 2, 4, 8 targets at once (W+, 256 px), toonlib only.
 
---precision adds toonlib's projection at these precisions (fp32, bf16, fp16) as columns of its own, in W and W+ at
+--precisions adds toonlib's projection at these precisions (fp32, bf16, fp16) as columns of its own, in W and W+ at
 every resolution; the plain toonlib column is `precision='auto'`, what a user gets, and the first line says what
 that resolves to on this machine (bfloat16 on CPUs with AVX512-BF16 or AMX, else float32).
 
@@ -317,7 +317,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="processes per implementation and case")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per process (after one warm-up step)")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads in every process")
-    parser.add_argument("--precision", nargs="+", default=[], choices=["fp32", "bf16", "fp16"],
+    parser.add_argument("--precisions", nargs="+", default=[], choices=["fp32", "bf16", "fp16"],
                         help="also measure toonlib's projection at these precisions (columns of their own)")
     parser.add_argument("--tuned-reference", action="store_true",
                         help="also measure the reference with toonlib's malloc settings (project, forward)")
@@ -326,7 +326,7 @@ def main() -> None:
         print(json.dumps(worker(json.loads(args.worker))))
         return
 
-    precisions = [f"after:{p}" for p in args.precision]
+    precisions = [f"after:{p}" for p in args.precisions]
     impls = (["reference", "after"] + (["before"] if args.before else []) + (["tuned"] if args.tuned_reference else [])
              + precisions)
     names = {"reference": "reference", "after": "toonlib", "before": "toonlib before",
