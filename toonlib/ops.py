@@ -75,10 +75,10 @@ WIDE_DIRECT_CONV = torch.backends.cpu.get_cpu_capability().startswith("AVX512")
 
 class FrozenKernels:
     """Tensors derived from the kernels of networks that are not trained during a computation (projection's
-    generator and VGG16): Winograd transforms, demodulation energies, transposed kernels. Covers the parameters of
-    `frozen` (modules or tensors); each derived tensor is computed on first use and kept while this object lives,
-    and derived again after its kernel is changed in place (version counter). Used through `winograd(kernels=...)`;
-    no gradient reaches a covered kernel there."""
+    generator and VGG16): Winograd transforms, demodulation energies, transposed kernels, casts to the autocast
+    dtype. Covers the parameters of `frozen` (modules or tensors); each derived tensor is computed on first use and
+    kept while this object lives, and derived again after its kernel is changed in place (version counter). Used
+    through `winograd(kernels=...)`; no gradient reaches a covered kernel there."""
 
     def __init__(self, *frozen: torch.nn.Module | torch.Tensor) -> None:
         tensors = [t for source in frozen
