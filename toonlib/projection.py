@@ -149,10 +149,10 @@ def project(G: torch.nn.Module, target: Target, space: str = "w+", steps: int | 
     at 1024 px, 500 W+ steps at 1024 px in ~8 minutes; with AVX2 only about 0.8 s and 2.8 s, ~25 minutes. On an
     H200 GPU the whole call of 500 W+ steps at 1024 px took 9.3 s (benchmarks/bench_gpu.py). On the CPU the
     networks' fixed kernels are transformed once per call (`ops.FrozenKernels`, ~280 MiB; on AVX-512 only their
-    demodulation energies, transposed kernels and, in bfloat16, bfloat16 copies, 64 MiB at 256 px), and the targets of a batch step side by
-    side on up to one worker thread per intra-op thread, the intra-op threads shared out among the workers, each
-    with a copy of G (1.2-1.4x the photos per second of one by one on 2 AVX2 cores, 1.0-1.05x on 2 AVX-512 ones;
-    torch's thread count is restored afterwards; docs/design.md section 7).
+    demodulation energies, transposed kernels and, in bfloat16, bfloat16 copies, 64 MiB at 256 px), and the
+    targets of a batch step side by side on up to one worker thread per intra-op thread, the intra-op threads
+    shared out among the workers, each with a copy of G (1.2-1.4x the photos per second of one by one on 2 AVX2
+    cores, 1.0-1.07x on 2 AVX-512 ones; torch's thread count is restored afterwards; docs/design.md section 7).
     """
     if space not in SPACES:
         raise ValueError(f"space must be one of {SPACES}, got {space!r}")
