@@ -21,6 +21,19 @@ import time
 import warnings
 
 
+def toon_like(base, spread: float = 0.3, seed: int = 2):
+    """A stand-in for a toon model fine-tuned from `base`: a copy whose weights moved by `spread` of their spread
+    (also tests/test_precision.py's)."""
+    import torch
+
+    toon = copy.deepcopy(base)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in toon.parameters():
+            param.add_(spread * param.std(correction=0) * torch.randn(param.shape, generator=generator))
+    return toon
+
+
 def _models(args):
     import torch
 
@@ -32,13 +45,8 @@ def _models(args):
         return base, load_generator(args.toon)
     torch.manual_seed(0)
     res = args.resolution
-    base = Generator(img_resolution=res, channel_base=16384 if res <= 256 else 32768)
-    toon = copy.deepcopy(base)
-    generator = torch.Generator().manual_seed(2)
-    with torch.no_grad():
-        for param in toon.parameters():
-            param.add_(0.3 * param.std(correction=0) * torch.randn(param.shape, generator=generator))
-    return base.eval().requires_grad_(False), toon.eval().requires_grad_(False)
+    base = Generator(img_resolution=res, channel_base=16384 if res <= 256 else 32768).eval().requires_grad_(False)
+    return base, toon_like(base)
 
 
 def _target(args, base):

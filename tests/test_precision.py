@@ -7,8 +7,9 @@ the two trajectories are apart by as much as the distance moves in a step or two
 after 15 steps, -0.2% after 30, +0.3% after 60, -0.04% after 80)."""
 from __future__ import annotations
 
-import copy
+import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,6 +18,9 @@ from tiny import tiny_generator
 from toonlib.blending import blend
 from toonlib.losses import PerceptualDistance
 from toonlib.projection import project, render
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from bench_precision import toon_like  # noqa: E402
 
 STEPS = 60
 
@@ -43,12 +47,7 @@ def projections():
 
 def _toon_of(base):
     """A blend of the base with a toon model 'fine-tuned' from it (its weights moved by 30% of their spread)."""
-    toon = copy.deepcopy(base)
-    generator = torch.Generator().manual_seed(2)
-    with torch.no_grad():
-        for param in toon.parameters():
-            param.add_(0.3 * param.std(correction=0) * torch.randn(param.shape, generator=generator))
-    return blend(toon, base, 16)
+    return blend(toon_like(base), base, 16)
 
 
 def test_bf16_keeps_the_final_distance_within_one_percent(projections):
