@@ -418,6 +418,30 @@ def test_torchrun_stops_every_process_when_the_download_fails(base, served, tmp_
     assert "HTTP 404" in result.stderr and "main training process (rank 0) failed" in result.stderr
 
 
+PROCESS_GROUP_FREED = """
+import os, socket, torch, torch.distributed as torch_dist
+from toonlib.train.distributed import _init_process_group
+with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", WORLD_SIZE="1")
+_init_process_group("gloo")
+torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # imports torch._dynamo, as the trainer's optimizers do
+torch_dist.destroy_process_group()
+print(sorted(open(f"/proc/self/task/{task}/comm").read().strip() for task in os.listdir("/proc/self/task")))
+"""
+
+
+def test_a_destroyed_process_group_stops_its_threads():
+    """torchrun's processes aborted now and then at exit: the gloo group outlived destroy_process_group() (held by
+    torch.distributed.nn's default arguments, imported when the optimizers were built) and its threads were torn
+    down during interpreter exit. A fresh interpreter, as under torchrun."""
+    result = subprocess.run([sys.executable, "-c", PROCESS_GROUP_FREED], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    threads = result.stdout.strip().splitlines()[-1]
+    assert "gloo" not in threads, threads
+
+
 def test_diverging_processes_are_detected(base):
     """The check torchrun runs relies on: a digest of every process's state, compared through all_gather."""
     trainer = Trainer(config(base, "agree"), progress=False)

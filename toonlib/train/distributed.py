@@ -107,5 +107,17 @@ def init_distributed(device: str | None) -> tuple[Distributed, bool]:
         torch.cuda.set_device(dev)
     started = not torch_dist.is_initialized()
     if started:
-        torch_dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+        _init_process_group("nccl" if dev.type == "cuda" else "gloo")
     return Distributed(rank, world_size, dev), started
+
+
+def _init_process_group(backend: str) -> None:
+    """`torch.distributed.init_process_group(backend)` (rank and world size from torchrun's environment), after
+    importing torch.distributed.nn. That module's functions take the default group as a default argument, read
+    when it is first imported, and building an optimizer imports it (through torch._dynamo). Imported after the
+    group exists, it keeps the group alive past `destroy_process_group()`: gloo's threads then outlive the training
+    and are torn down while the interpreter exits, where a thread releasing a finished collective's tensors needs
+    the GIL and aborts the process ("terminate called without an active exception", now and then)."""
+    import torch.distributed.nn  # noqa: F401 (imported for its side effect: default arguments without a group)
+
+    torch_dist.init_process_group(backend)
