@@ -325,7 +325,7 @@ def test_under_autocast_a_frozen_kernel_is_cast_once():
         expected = F.conv2d(x, w, b, padding=1)
         with ops.winograd(kernels=Recording(w)):
             first, second = ops.conv3x3(x, w, b), ops.conv3x3(x, w, b)
-    assert casts == [f"as/{torch.bfloat16}"]
+    assert casts == [f"as/{torch.bfloat16}/{torch.contiguous_format}"]
     assert first.dtype == torch.bfloat16 and torch.equal(first, expected) and torch.equal(second, expected)
 
 
@@ -362,3 +362,41 @@ def test_modulated_convolution_with_cached_kernels_has_the_same_values_and_gradi
     assert kernels.get(f"winograd{m}", last, _not_derived).shape[0] == (m + 2) ** 2  # the last conv1 ran on it
     for plain, cached in zip(*results):
         torch.testing.assert_close(cached, plain, rtol=1e-4, atol=1e-5 * float(plain.abs().max()))
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_channels_last_synthesis_has_the_same_values_and_gradients(monkeypatch, fused):
+    """Inside `ops.channels_last()` (projection on AVX-512 CPUs) every layer of a synthesis pass, up-sampling ones and
+    ToRGB included, takes and returns channels-last images and kernels; image and gradients with respect to the
+    latents and the noise maps are those of the NCHW pass up to float rounding."""
+    monkeypatch.setattr(ops, "WIDE_DIRECT_CONV", True)  # oneDNN's direct convolutions, as where the layout is used
+    torch.manual_seed(0)
+    G = Generator(z_dim=8, w_dim=8, img_resolution=32, channel_base=512, channel_max=32).eval().requires_grad_(False)
+    ws = _ws(G, 2, torch.float32).requires_grad_(True)
+    noise = {name: torch.randn_like(buf).expand(2, 1, -1, -1).clone().requires_grad_(True)
+             for name, buf in G.synthesis.named_buffers() if "noise_const" in name}
+    probe = torch.randn(2, 3, 32, 32)
+    results = []
+    for layout in (False, True):
+        with ops.winograd(kernels=ops.FrozenKernels(G)), ops.channels_last(layout):
+            img = torch.func.functional_call(G.synthesis, noise, (ws,), {"noise_mode": "const", "fused_modconv": fused})
+            results.append((img, *torch.autograd.grad((img * probe).sum(), [ws, *noise.values()])))
+    assert results[1][0].is_contiguous(memory_format=torch.channels_last) and not results[1][0].is_contiguous()
+    for plain, channels_last in zip(*results):
+        torch.testing.assert_close(channels_last, plain, rtol=1e-5, atol=1e-6 * float(plain.abs().max()))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("maps", [1, 24])  # a noise map per sample, or a full tensor
+def test_channel_dot_of_channels_last_tensors(dtype, maps, monkeypatch):
+    """The per-channel dot products of the modulated convolution's backward, on channels-last tensors (sliced by
+    pixels; DOT_SLICE made small so that there are several slices) as on NCHW ones: float32 sums of exact products."""
+    monkeypatch.setattr(ops, "DOT_SLICE", 24 * 40)
+    torch.manual_seed(0)
+    a, b = torch.randn(2, 24, 16, 12).to(dtype), torch.randn(2, maps, 16, 12).to(dtype)
+    expected = (a.double() * b.double()).sum(dim=(2, 3))
+    layouts = (a, b), tuple(t.contiguous(memory_format=torch.channels_last) for t in (a, b))
+    for a_, b_ in layouts:
+        dot = ops._channel_dot(a_, b_)
+        assert dot.dtype == torch.float32
+        torch.testing.assert_close(dot.double(), expected, rtol=1e-5, atol=1e-5)

@@ -199,6 +199,30 @@ def test_a_batch_steps_side_by_side_on_the_cpu(G, targets, net, monkeypatch):
         torch.set_num_threads(threads)
 
 
+@pytest.mark.parametrize("avx512", [True, False])
+def test_projection_steps_channels_last_where_that_pays(G, targets, net, monkeypatch, avx512):
+    """On AVX-512 CPUs (`ops.channels_last_pays`) the generator's layers and VGG16 take channels-last images; the
+    projection is the same as in NCHW up to float rounding (observed max |dw| ~1e-6 after 5 steps)."""
+    layouts = []
+
+    def spy(module, inputs, output):
+        if torch.is_grad_enabled():  # a step (the final render is a plain forward)
+            layouts.append(output.is_contiguous(memory_format=torch.channels_last) and not output.is_contiguous())
+
+    monkeypatch.setattr(ops, "WIDE_DIRECT_CONV", avx512)
+    hooks = [G.synthesis.b32.conv1.register_forward_hook(spy), net.net.slice2.register_forward_hook(spy)]
+    try:
+        result = run(G, targets, net, steps=5, precision="fp32")
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert len(layouts) == 2 * 5 and set(layouts) == {avx512}  # two modules, five steps
+    monkeypatch.setattr(ops, "channels_last_pays", lambda device: not avx512)
+    other = run(G, targets, net, steps=5, precision="fp32")
+    torch.testing.assert_close(result.w, other.w, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(result.losses, other.losses, rtol=1e-4)
+
+
 def test_same_seed_same_result(G, targets, net):
     a, b = (run(G, targets[0], net, steps=4, seed=3) for _ in range(2))
     assert torch.equal(a.w, b.w)

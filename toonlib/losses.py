@@ -126,7 +126,10 @@ class _UnitChannelDistance(torch.autograd.Function):
         diff = torch.div(f, n).sub_(target)
         q = diff * weight.reshape(1, -1, 1, 1)
         batch = f.shape[0]
-        dist = torch.matmul(q.reshape(batch, 1, -1), diff.reshape(batch, -1, 1)).reshape(batch)
+        # in memory order (a view for channels-last features too; the sum's terms are the same either way)
+        order = (0, 2, 3, 1) if q.is_contiguous(memory_format=torch.channels_last) else (0, 1, 2, 3)
+        dist = torch.matmul(q.permute(order).reshape(batch, 1, -1), diff.permute(order).reshape(batch, -1, 1))
+        dist = dist.reshape(batch)
         ctx.save_for_backward(f, q, norm, n)
         return dist / (f.shape[2] * f.shape[3])
 

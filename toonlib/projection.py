@@ -174,8 +174,10 @@ def project(G: torch.nn.Module, target: Target, space: str = "w+", steps: int | 
     idle = queue.SimpleQueue()
     for copied in copies:
         idle.put(copied)
-    distances = [PerceptualDistance(net.to(device), _lpips_size(targets if part is None else targets[part]))
-                 for part in groups]
+    layout = ops.channels_last_pays(device)
+    with ops.channels_last(layout):  # the target features in the layout the steps compute in
+        distances = [PerceptualDistance(net.to(device), _lpips_size(targets if part is None else targets[part]))
+                     for part in groups]
 
     w_avg, w_std = w_statistics(G, w_avg_samples) if w_stats is None else (w_stats[0].to(device), w_stats[1])
     if init is None:
@@ -205,7 +207,7 @@ def project(G: torch.nn.Module, target: Target, space: str = "w+", steps: int | 
         maps = dict(zip(noise, mine[1:]))
         generator = idle.get()
         try:
-            with ops.winograd(kernels=kernels):  # forward and backward (which runs in this thread on the CPU)
+            with ops.winograd(kernels=kernels), ops.channels_last(layout):  # forward and backward (this thread)
                 with runtime.autocast(device, dtype, cache=not capturing):
                     images = _synthesize(generator, (mine[0] + rows(w_noise)).expand(-1, G.num_ws, -1), maps)
                     dist = distances[g](_lpips_size(images)).float()
