@@ -223,3 +223,22 @@ def test_inference_and_autograd_paths_agree(G_ema, D):
     torch.testing.assert_close(tracked.detach(), fast, rtol=1e-5, atol=1e-3)
     img = fast.clone().requires_grad_(True)
     torch.testing.assert_close(D(img, None).detach(), fast_logits, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_synthesis_blocks_under_autocast(dtype):
+    """Under bfloat16 autocast (a bfloat16 projection) every synthesis block computes in bfloat16, rather than
+    converting its input back to float32 for autocast to convert again; under float16 autocast they stay float32
+    (float16 could overflow), and the image is float32 either way."""
+    torch.manual_seed(0)
+    G = Generator(GeneratorConfig(z_dim=8, w_dim=8, img_resolution=16, channel_base=128, channel_max=16)).eval()
+    seen = []
+    entries = [block.conv0 if hasattr(block, "conv0") else block.conv1 for block in G.synthesis.children()]
+    hooks = [layer.register_forward_pre_hook(lambda module, args: seen.append(args[0].dtype)) for layer in entries]
+    try:
+        with torch.no_grad(), torch.autocast("cpu", dtype=dtype):
+            img = G.synthesis(G.mapping(torch.randn(1, 8), None), noise_mode="const")
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert seen == [torch.bfloat16 if dtype == torch.bfloat16 else torch.float32] * 3 and img.dtype == torch.float32
