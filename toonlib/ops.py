@@ -177,8 +177,8 @@ def channels_last(enabled: bool = True) -> Iterator[None]:
     """Within this context the modulated convolutions, `conv3x3` and their input gradients take their images
     channels-last (`torch.channels_last`, converted on entry where they are not) and their kernels likewise (once
     per frozen kernel, in `FrozenKernels`), and so return channels-last images: oneDNN convolves that layout without
-    reordering it, which in bfloat16 saves a third of the time of a large convolution (design section 11). The
-    numbers are the same up to the order of float sums. Projection uses it where measured faster."""
+    reordering it, which in bfloat16 saves up to a third of a large convolution's time (docs/design.md section 11).
+    The numbers are the same up to the order of float sums. Projection uses it where `channels_last_pays`."""
     token = _CHANNELS_LAST.set(enabled)
     try:
         yield
@@ -188,8 +188,8 @@ def channels_last(enabled: bool = True) -> Iterator[None]:
 
 def channels_last_pays(device: torch.device) -> bool:
     """Whether projection steps faster channels-last (`channels_last()`) on `device`: on CPUs with AVX-512
-    (`WIDE_DIRECT_CONV`), where every convolution is oneDNN's direct one (measured on a 2-core AVX-512 EPYC: 12-16%
-    less time a step at 256 px in float32 and bfloat16, 7% at 1024 px in bfloat16; design section 11). Not where the
+    (`WIDE_DIRECT_CONV`), where every convolution is oneDNN's direct one (on a 2-core AVX-512 EPYC 13-14% less time
+    a step at 256 px in float32 and bfloat16, 7% at 1024 px in bfloat16; docs/design.md section 11). Not where the
     float32 Winograd transforms run (AVX2 CPUs; they take NCHW images), nor on GPUs (not measured)."""
     return device.type == "cpu" and WIDE_DIRECT_CONV
 

@@ -145,14 +145,16 @@ def project(G: torch.nn.Module, target: Target, space: str = "w+", steps: int | 
     (TOONLIB_CUDA_GRAPHS=off: op by op).
 
     Cost, config F, batch 1, on a quiet 2-core CPU (benchmarks/bench_vs_reference.py, docs/design.md section
-    11; 3-4x that on a busy one): with AVX512-BF16 ('auto' = bfloat16) about 0.28 s a step at 256 px and 1.0 s
-    at 1024 px, 500 W+ steps at 1024 px in ~8 minutes; with AVX2 only about 0.8 s and 2.8 s, ~25 minutes. On an
+    11; 3-4x that on a busy one): with AVX512-BF16 ('auto' = bfloat16) about 0.24 s a step at 256 px and 0.77 s at
+    1024 px, 500 W+ steps at 1024 px in ~6.5 minutes; with AVX2 only about 0.8 s and 2.8 s, ~25 minutes. On an
     H200 GPU the whole call of 500 W+ steps at 1024 px took 9.3 s (benchmarks/bench_gpu.py). On the CPU the
-    networks' fixed kernels are transformed once per call (`ops.FrozenKernels`, ~280 MiB; on AVX-512 only their
-    demodulation energies, transposed kernels and, in bfloat16, bfloat16 copies, 64 MiB at 256 px), and the
-    targets of a batch step side by side on up to one worker thread per intra-op thread, the intra-op threads
-    shared out among the workers, each with a copy of G (1.2-1.4x the photos per second of one by one on 2 AVX2
-    cores, 1.0-1.07x on 2 AVX-512 ones; torch's thread count is restored afterwards; docs/design.md section 7).
+    networks' fixed kernels are transformed once per call (`ops.FrozenKernels`, ~280 MiB; on AVX-512, where the
+    step runs channels-last (`ops.channels_last`), their channels-last copies instead, cast to bfloat16 in
+    bfloat16, flipped and transposed ones too, with the demodulation energies: 106-124 MiB in bfloat16, 203-237
+    MiB in float32 at 256-1024 px), and the targets of a batch step side by side on up to one worker thread per
+    intra-op thread, the intra-op threads shared out among the workers, each with a copy of G (1.2-1.4x the photos
+    per second of one by one on 2 AVX2 cores, 1.0-1.12x on 2 AVX-512 ones; torch's thread count is restored
+    afterwards; docs/design.md section 7).
     """
     if space not in SPACES:
         raise ValueError(f"space must be one of {SPACES}, got {space!r}")
