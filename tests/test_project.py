@@ -223,6 +223,22 @@ def test_projection_steps_channels_last_where_that_pays(G, targets, net, monkeyp
     np.testing.assert_allclose(result.losses, other.losses, rtol=1e-4)
 
 
+@pytest.mark.parametrize("avx512", [True, False])
+def test_render_is_the_synthesis_channels_last_where_that_pays(G, ws, monkeypatch, avx512):
+    monkeypatch.setattr(ops, "WIDE_DIRECT_CONV", avx512)
+    seen = []
+    hook = G.synthesis.b32.conv1.register_forward_hook(
+        lambda module, inputs, output: seen.append(output.is_contiguous(memory_format=torch.channels_last)
+                                                   and not output.is_contiguous()))
+    try:
+        images = render(G, ws)
+    finally:
+        hook.remove()
+    assert seen == [avx512] and images.is_contiguous()
+    with torch.no_grad():
+        torch.testing.assert_close(images, G.synthesis(ws, noise_mode="const"), rtol=1e-5, atol=1e-6)
+
+
 def test_same_seed_same_result(G, targets, net):
     a, b = (run(G, targets[0], net, steps=4, seed=3) for _ in range(2))
     assert torch.equal(a.w, b.w)
