@@ -199,6 +199,11 @@ def test_a_batch_steps_side_by_side_on_the_cpu(G, targets, net, monkeypatch):
         torch.set_num_threads(threads)
 
 
+def _channels_last(t: torch.Tensor) -> bool:
+    """Laid out channels-last, and not merely a tensor that is contiguous both ways."""
+    return t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+
+
 @pytest.mark.parametrize("avx512", [True, False])
 def test_projection_steps_channels_last_where_that_pays(G, targets, net, monkeypatch, avx512):
     """On AVX-512 CPUs (`ops.channels_last_pays`) the generator's layers and VGG16 take channels-last images; the
@@ -207,7 +212,7 @@ def test_projection_steps_channels_last_where_that_pays(G, targets, net, monkeyp
 
     def spy(module, inputs, output):
         if torch.is_grad_enabled():  # a step (the final render is a plain forward)
-            layouts.append(output.is_contiguous(memory_format=torch.channels_last) and not output.is_contiguous())
+            layouts.append(_channels_last(output))
 
     monkeypatch.setattr(ops, "WIDE_DIRECT_CONV", avx512)
     hooks = [G.synthesis.b32.conv1.register_forward_hook(spy), net.net.slice2.register_forward_hook(spy)]
@@ -228,8 +233,7 @@ def test_render_is_the_synthesis_channels_last_where_that_pays(G, ws, monkeypatc
     monkeypatch.setattr(ops, "WIDE_DIRECT_CONV", avx512)
     seen = []
     hook = G.synthesis.b32.conv1.register_forward_hook(
-        lambda module, inputs, output: seen.append(output.is_contiguous(memory_format=torch.channels_last)
-                                                   and not output.is_contiguous()))
+        lambda module, inputs, output: seen.append(_channels_last(output)))
     try:
         images = render(G, ws)
     finally:

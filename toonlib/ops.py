@@ -75,10 +75,11 @@ WIDE_DIRECT_CONV = torch.backends.cpu.get_cpu_capability().startswith("AVX512")
 
 class FrozenKernels:
     """Tensors derived from the kernels of networks that are not trained during a computation (projection's
-    generator and VGG16): Winograd transforms, demodulation energies, transposed kernels, casts to the autocast
-    dtype. Covers the parameters of `frozen` (modules or tensors); each derived tensor is computed on first use and
-    kept while this object lives, and derived again after its kernel is changed in place (version counter). Used
-    through `winograd(kernels=...)`; no gradient reaches a covered kernel there."""
+    generator and VGG16): Winograd transforms, demodulation energies, transposed and flipped kernels, casts to the
+    autocast dtype, channels-last copies (`channels_last()`). Covers the parameters of `frozen` (modules or tensors)
+    and what is derived from them; each derived tensor is computed on first use and kept while this object lives,
+    and derived again after its kernel is changed in place (version counter). Used through `winograd(kernels=...)`;
+    no gradient reaches a covered kernel there."""
 
     def __init__(self, *frozen: torch.nn.Module | torch.Tensor) -> None:
         tensors = [t for source in frozen
@@ -145,11 +146,12 @@ def winograd(enabled: bool = True, kernels: FrozenKernels | None = None) -> Iter
     `WINOGRAD_MIN_SIZE` pixels with `WINOGRAD_MIN_CHANNELS` channels (up to 2.4x less time than oneDNN's direct
     convolution, with a relative error of ~1e-5 of the output's range instead of ~1e-7; F(4x4, 3x3) is as close,
     F(2x2, 3x3) as close as the direct one). With `kernels`, whatever is derived from a kernel it covers (its
-    Winograd transform, a modulated convolution's demodulation energies and transposed kernel) is computed once
-    and kept there, and modulated convolutions with such kernels carry the styles on their input instead of on a
-    kernel per sample (where the input is the smaller). Projection uses it; outside it (the default) networks
-    reproduce the reference outputs exactly. On CPUs with AVX-512 (`WIDE_DIRECT_CONV`) every convolution stays
-    oneDNN's direct one, which is faster there; the cache still serves what else is derived from a kernel."""
+    Winograd transform, a modulated convolution's demodulation energies, transposed and flipped kernels, casts and
+    channels-last copies) is computed once and kept there, and modulated convolutions with such kernels carry the
+    styles on their input instead of on a kernel per sample (where the input is the smaller). Projection uses it;
+    outside it (the default) networks reproduce the reference outputs exactly. On CPUs with AVX-512
+    (`WIDE_DIRECT_CONV`) every convolution stays oneDNN's direct one, which is faster there; the cache still serves
+    what else is derived from a kernel."""
     token = _WINOGRAD.set((enabled and torch.backends.nnpack.is_available(), kernels if enabled else None))
     try:
         yield
