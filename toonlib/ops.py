@@ -663,22 +663,22 @@ class _ModulatedConv(torch.autograd.Function):
     def forward(ctx, x, weight, styles, dcoefs, noise, bias, f, up, padding, activation, gain, clamp, fused):
         dtype = x.dtype
         batch = x.shape[0]
-        w = _kernel(weight, dtype)
-        scale = _output_scale(styles, dcoefs, w.shape[0], gain).to(dtype)  # [N, O]
+        scale = _output_scale(styles, dcoefs, weight.shape[0], gain).to(dtype)  # [N, O]
         # A frozen kernel (inside `winograd(kernels=...)`) is shared, with what is derived from it, where the input
         # is smaller than the kernel or the convolution runs on its cached Winograd transform: the input carries
         # the styles. Image by image all the same, so a sample's numbers still do not depend on the batch.
         shared = _frozen(weight) is not None and (
-            x.shape[2] * x.shape[3] <= w.shape[0] * w.shape[2] * w.shape[3]
-            or (_is_conv3x3(w, up, padding) and _cached_winograd(x, weight) is not None))
+            x.shape[2] * x.shape[3] <= weight.shape[0] * weight.shape[2] * weight.shape[3]
+            or (_is_conv3x3(weight, up, padding) and _cached_winograd(x, weight) is not None))
         if fused and not shared:
             outer = scale.reshape(batch, -1, 1) * styles.to(dtype).reshape(batch, 1, -1)  # [N, O, I]
-            kernel = w.unsqueeze(0) * outer.reshape(*outer.shape, 1, 1)
+            kernel = _modulated_kernels(weight, outer)
             b = None if bias is None else bias.to(dtype) * gain
             y = _per_sample(lambda i: conv2d_resample(x[i:i + 1], kernel[i], f, up=up, padding=padding, bias=b), batch)
             if noise is not None:
                 y.add_(noise.to(dtype) * gain)
         else:
+            w = _kernel(weight, dtype)
             xs = x * styles.to(dtype).reshape(batch, -1, 1, 1)
             if shared:
                 y = _per_sample(lambda i: conv2d_resample(xs[i:i + 1], w, f, up=up, padding=padding), batch)
@@ -756,6 +756,18 @@ class _ModulatedConv(torch.autograd.Function):
                 g_weight = torch.nn.grad.conv2d_weight(xs, w.shape, gc, padding=padding)
             g_weight = g_weight.to(weight.dtype)
         return g_x, g_weight, g_styles, g_dcoefs, g_noise, g_bias, *[None] * 7
+
+
+def _modulated_kernels(weight: torch.Tensor, outer: torch.Tensor) -> torch.Tensor:
+    """One kernel per sample, weight [O, I, kh, kw] times outer [N, O, I] in outer's dtype, [N, O, I, kh, kw]; inside
+    `channels_last()` each kernel is channels-last, made so by the product itself (no copy of the weight)."""
+    if not _CHANNELS_LAST.get():
+        return _kernel(weight, outer.dtype).unsqueeze(0) * outer.reshape(*outer.shape, 1, 1)
+    source = _kernel(weight, outer.dtype) if _frozen(weight) is not None else weight.to(outer.dtype)
+    out_channels, in_channels, kh, kw = weight.shape
+    products = outer.new_empty(outer.shape[0], out_channels, kh, kw, in_channels)
+    torch.mul(source.permute(0, 2, 3, 1).unsqueeze(0), outer.reshape(-1, out_channels, 1, 1, in_channels), out=products)
+    return products.permute(0, 1, 4, 2, 3)
 
 
 def _output_scale(styles: torch.Tensor, dcoefs: torch.Tensor | None, out_channels: int, gain: float) -> torch.Tensor:
