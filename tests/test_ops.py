@@ -409,13 +409,27 @@ def test_per_sample_kernels_come_in_the_layout_of_the_context(layout):
 @pytest.mark.parametrize("maps", [1, 24])  # a noise map per sample, or a full tensor
 def test_channel_dot_of_channels_last_tensors(dtype, maps, monkeypatch):
     """The per-channel dot products of the modulated convolution's backward, on channels-last tensors (sliced by
-    pixels; DOT_SLICE made small so that there are several slices) as on NCHW ones: float32 sums of exact products."""
+    pixels; DOT_SLICE made small so that there are several slices) as on NCHW ones: float32 sums of exact products.
+    bfloat16 channels-last (oneDNN's, projection on AVX-512): the float32 sum rounded once to bfloat16, within 2^-8
+    of it also where the terms cancel to 1/10^4 of their size (rounding each product would not be), and a sample's
+    result does not depend on the rest of the batch. Float32 sums are within 1e-6 of the sum of |terms|."""
     monkeypatch.setattr(ops, "DOT_SLICE", 24 * 40)
     torch.manual_seed(0)
-    a, b = torch.randn(2, 24, 16, 12).to(dtype), torch.randn(2, maps, 16, 12).to(dtype)
+    a, b = torch.randn(3, 24, 64, 48).to(dtype), torch.randn(3, maps, 64, 48).to(dtype)
+    b[1] = -a[1, :maps] if maps > 1 else b[1]  # terms of sample 1 cancel ...
+    b[1, :, :32] = a[1, :maps, :32] if maps > 1 else b[1, :, :32]  # ... but for one pixel in 10^3 or so
+    b[1, :, 32, :3] = a[1, :maps, 32, :3] if maps > 1 else b[1, :, 32, :3]
     expected = (a.double() * b.double()).sum(dim=(2, 3))
+    summing = 1e-6 * (a.double() * b.double()).abs().sum(dim=(2, 3))  # what float32 sums may be off by
+    assert (summing / expected.abs()).max() > 1e-3 if maps > 1 else True  # the cancelling sample
     layouts = (a, b), tuple(t.contiguous(memory_format=torch.channels_last) for t in (a, b))
-    for a_, b_ in layouts:
+    for channels_last, (a_, b_) in enumerate(layouts):
         dot = ops._channel_dot(a_, b_)
         assert dot.dtype == torch.float32
-        torch.testing.assert_close(dot.double(), expected, rtol=1e-5, atol=1e-5)
+        assert ((dot.double() - expected).abs() <= 1e-5 * expected.abs() + summing
+                + (2**-8 * expected.abs() if channels_last and dtype == torch.bfloat16 else 0)).all()
+        if channels_last and dtype == torch.bfloat16:
+            assert torch.equal(dot, dot.bfloat16().float())  # oneDNN's float32 sums, rounded once
+            float32_sums = ops._channel_dot(a, b)  # NCHW: converted to float32, then summed
+            torch.testing.assert_close(dot, float32_sums, rtol=2**-8, atol=float(summing.max()))
+            torch.testing.assert_close(ops._channel_dot(a_[1:2], b_[1:2]), dot[1:2], rtol=0, atol=0)

@@ -628,13 +628,15 @@ def _demodulation_energy(weight: torch.Tensor) -> torch.Tensor:
 
 
 def _channel_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """sum over (H, W) of a * b, per sample and channel, in float32 or wider: a [N, C, H, W], b [N, C, H, W] or one
-    map per sample [N | 1, 1, H, W]. float32 and wider: batched matrix products of one row, no temporary of a's size.
+    """sum over (H, W) of a * b, per sample and channel, as float32: a [N, C, H, W], b [N, C, H, W] or one map per
+    sample [N | 1, 1, H, W]. float32 and wider: batched matrix products of one row, no temporary of a's size.
     bfloat16 / float16 (whose one-row matrix products are 5x slower): `vecdot` of a slice of channels at a time
     converted to float32 (`DOT_SLICE` values a sample, so the temporaries stay small). Channels-last a (and b): the
-    same, a slice of pixels at a time, in every dtype."""
+    same, a slice of pixels at a time, except bfloat16 on the CPU (projection on AVX-512): `_onednn_dot`."""
     n, c, h, w = a.shape
     if c > 1 and h * w > 1 and a.is_contiguous(memory_format=torch.channels_last):
+        if a.dtype == b.dtype == torch.bfloat16 and a.device.type == "cpu":
+            return _per_sample(lambda i: _onednn_dot(a[i:i + 1], b[i:i + 1] if b.shape[0] > 1 else b), n).float()
         a = a.permute(0, 2, 3, 1).reshape(n, h * w, c)  # views: [N, pixels, C]
         b = (b.reshape(b.shape[0], 1, h * w).transpose(1, 2) if b.shape[1] == 1
              else b.permute(0, 2, 3, 1).reshape(n, h * w, c))
@@ -650,6 +652,19 @@ def _channel_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     parts = [torch.linalg.vecdot(a[:, i:i + step].float(), (b if b.shape[1] == 1 else b[:, i:i + step]).float())
              for i in range(0, c, step)]
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+
+def _onednn_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """`_channel_dot` of one bfloat16 channels-last sample, [1, C] bfloat16, by oneDNN: a matrix-vector product for
+    one map b, else the weight gradient of a depthwise 1x1 convolution. Both sum the exact products in float32 and
+    round the sum once, so each result is within 2^-8 of itself (< 0.4%, however much the terms cancel), where
+    rounding every product would not be (up to 21% off); 3-4x faster than converting to float32 first (a 256 px
+    projection step 5-8% faster)."""
+    c = a.shape[1]
+    if b.shape[1] == 1:
+        return torch.mm(a.permute(0, 2, 3, 1).reshape(-1, c).t(), b.reshape(-1, 1)).reshape(1, c)
+    return torch.nn.grad.conv2d_weight(b.contiguous(memory_format=torch.channels_last), (c, 1, 1, 1), a,
+                                       groups=c).reshape(1, c)
 
 
 class _ModulatedConv(torch.autograd.Function):
