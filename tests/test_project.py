@@ -322,8 +322,9 @@ def test_perceptual_distance_equals_lpips_with_its_gradient(net):
 
 
 def test_perceptual_distance_under_bfloat16_autocast_takes_its_layers_in_float32(net, monkeypatch):
-    """Under autocast (bf16 projection) the trunk computes in bfloat16 and each layer's distance in float32 by the
-    fused function, not lpips' composition in bfloat16: the value is float32 and close to lpips' float32 one."""
+    """Under autocast (bf16 projection) the trunk computes in bfloat16 and each layer's distance from its bfloat16
+    features in float32 by the fused function, not lpips' composition in bfloat16: the value is float32 and close to
+    lpips' float32 one."""
     a, b = torch.rand(2, 2, 3, 32, 32) * 2 - 1
     calls = []
     apply = losses._UnitChannelDistance.apply
@@ -331,7 +332,7 @@ def test_perceptual_distance_under_bfloat16_autocast_takes_its_layers_in_float32
     a.requires_grad_(True)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         ours = PerceptualDistance(net, b)(a)
-    assert calls == [torch.float32] * len(net.lins) and ours.dtype == torch.float32
+    assert calls == [torch.bfloat16] * len(net.lins) and ours.dtype == torch.float32
     torch.testing.assert_close(ours, net(a, b).flatten(), rtol=0.03, atol=0)
     (grad,) = torch.autograd.grad(ours.sum(), a)
     assert grad.dtype == torch.float32 and torch.isfinite(grad).all() and grad.abs().sum() > 0
@@ -361,6 +362,32 @@ def test_perceptual_distance_layer_by_hand_and_at_dead_pixels():
     mask = torch.ones_like(f, dtype=torch.bool)
     mask[0, :, 1, 2] = False
     torch.testing.assert_close(grad[mask], expected_grad[mask])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("targets", [1, 3])  # one target for the batch, or one per image
+def test_perceptual_distance_layer_in_chunks(dtype, layout, targets, monkeypatch):
+    """On the CPU a layer's distance and gradient are computed `DISTANCE_CHUNK` values at a time (here 7 pixels,
+    the last chunk shorter), in either layout, from float32 or bfloat16 features: the values of the float64
+    composition of those features, the gradient too (rounded to bfloat16 for bfloat16 features, in their layout)."""
+    monkeypatch.setattr(losses, "DISTANCE_CHUNK", 6 * 7)
+    torch.manual_seed(0)
+    f = torch.rand(3, 6, 5, 4).to(dtype).contiguous(memory_format=layout)
+    target = losses._unit_channels(torch.rand(targets, 6, 5, 4)).contiguous(memory_format=layout)
+    w = torch.rand(6)
+    x = f.double().requires_grad_(True)
+    unit = x / (x.square().sum(dim=1, keepdim=True).sqrt() + 1e-10)
+    expected = ((unit - target.double()).square() * w.double().reshape(1, -1, 1, 1)).sum(dim=1).mean(dim=[1, 2])
+    (expected_grad,) = torch.autograd.grad((expected * torch.tensor([1.0, -2.0, 0.5])).sum(), x)
+    ours = f.clone().requires_grad_(True)
+    dist = losses._UnitChannelDistance.apply(ours, target, w)
+    assert dist.dtype == torch.float32
+    torch.testing.assert_close(dist.double(), expected, rtol=1e-6, atol=0)
+    (grad,) = torch.autograd.grad((dist * torch.tensor([1.0, -2.0, 0.5])).sum(), ours)
+    assert grad.dtype == dtype and grad.is_contiguous(memory_format=layout)
+    exact = 2**-8 if dtype == torch.bfloat16 else 1e-5
+    torch.testing.assert_close(grad.double(), expected_grad, rtol=exact, atol=1e-6 * float(expected_grad.abs().max()))
 
 
 def test_perceptual_distance_with_dropout_on_uses_lpips_heads_as_they_are(net):

@@ -95,7 +95,7 @@ class PerceptualDistance:
             if weight is not None:  # in float32 (or wider) whatever the trunk computed in: autocast off
                 dtype = torch.promote_types(feat.dtype, torch.float32)
                 with torch.autocast(feat.device.type, enabled=False):
-                    total = total + _UnitChannelDistance.apply(feat.to(dtype), target.to(dtype), weight.to(dtype))
+                    total = total + _UnitChannelDistance.apply(feat, target.to(dtype), weight.to(dtype))
             else:
                 total = total + lin((_unit_channels(feat) - target).square()).mean(dim=[1, 2, 3])
         return total
@@ -113,34 +113,54 @@ def _plain_lin_weight(lin: nn.Module) -> torch.Tensor | None:
     return convs[0].weight.reshape(-1)
 
 
+DISTANCE_CHUNK = 1 << 19  # feature values of a sample that `_UnitChannelDistance` takes at once on the CPU (2 MiB)
+
+
 class _UnitChannelDistance(torch.autograd.Function):
     """One LPIPS layer, per sample: the mean over pixels of sum_c w_c (f_c / (|f| + eps) - t_c)^2 for features f
-    [N, C, H, W], unit-normalised target features t and head weights w [C] (lpips' normalize_tensor, squared
-    difference, NetLinLayer, spatial mean), in about half the passes over the features of that composition, with
-    the backward pass derived by hand: d/df = 2 / (H W) * (q / n - f (q . f) / (|f| n^2)), q = w (f / n - t)."""
+    [N, C, H, W] (any float dtype, computed in float32 or wider), unit-normalised target features t [1 | N, C, H, W]
+    and head weights w [C] (lpips' normalize_tensor, squared difference, NetLinLayer, spatial mean).
+
+    The forward pass also computes the gradient with respect to f, derived by hand: d/df = -2 / (H W) / n *
+    (q - f (q . f) / (|f| n)), n = |f| + eps, q = w (t - f / n); the backward pass only scales it. On the CPU both
+    run `DISTANCE_CHUNK` values at a time, so that lpips' ~10 passes over a layer's features (64 x 256 x 256 at
+    256 px) work in cache: 2-2.5x faster than whole-tensor passes, and the sums are exact to float32 (a single
+    matrix product of 4M terms was 1.6e-4 off). The gradient is kept in f's dtype for bfloat16 (the dtype it is
+    returned in), else in the compute dtype (float16 would underflow before the loss scale reaches it)."""
 
     @staticmethod
     def forward(ctx, f, target, weight):
-        norm = f.square().sum(dim=1, keepdim=True).sqrt_()  # ~10x faster than linalg.vector_norm over dim 1
-        n = norm + UNIT_EPS
-        diff = torch.div(f, n).sub_(target)
-        q = diff * weight.reshape(1, -1, 1, 1)
-        batch = f.shape[0]
-        # in memory order (a view for channels-last features too; the sum's terms are the same either way)
-        order = (0, 2, 3, 1) if q.is_contiguous(memory_format=torch.channels_last) else (0, 1, 2, 3)
-        dist = torch.matmul(q.permute(order).reshape(batch, 1, -1), diff.permute(order).reshape(batch, -1, 1))
-        dist = dist.reshape(batch)
-        ctx.save_for_backward(f, q, norm, n)
-        return dist / (f.shape[2] * f.shape[3])
+        batch, channels, height, width = f.shape
+        pixels = height * width
+        dtype = torch.promote_types(f.dtype, torch.float32)
+        features = f.permute(0, 2, 3, 1).reshape(batch, pixels, channels)  # a view, channels-last or not
+        targets = target.permute(0, 2, 3, 1).reshape(target.shape[0], pixels, channels)
+        field = None
+        if ctx.needs_input_grad[0]:
+            field = torch.empty_like(f, dtype=f.dtype if f.dtype == torch.bfloat16 else dtype)
+            field_rows = field.permute(0, 2, 3, 1).reshape(batch, pixels, channels)
+        step = max(1, DISTANCE_CHUNK // channels) if f.device.type == "cpu" else pixels
+        dist = torch.zeros(batch, dtype=dtype, device=f.device)
+        for i in range(batch):
+            for start in range(0, pixels, step):
+                rows = slice(start, start + step)
+                x = features[i, rows].to(dtype)  # [pixels of the chunk, C]
+                norm = x.square().sum(dim=1, keepdim=True).sqrt_()  # ~10x faster than linalg.vector_norm
+                inv = (norm + UNIT_EPS).reciprocal_()
+                r = torch.addcmul(targets[i % targets.shape[0], rows], x, inv, value=-1)  # t - f / n
+                q = r * weight
+                if field is not None:
+                    # |f| = 0 (a pixel dead in every channel): q . f = 0 there too, and the second term vanishes
+                    ratio = (q * x).sum(dim=1, keepdim=True).mul_(inv).div_(norm.clamp_min(torch.finfo(dtype).tiny))
+                    torch.mul(torch.addcmul(q, x, ratio, value=-1), inv * (-2 / pixels), out=field_rows[i, rows])
+                dist[i] += q.mul_(r).sum()
+        ctx.save_for_backward(field)
+        return dist / pixels
 
     @staticmethod
     def backward(ctx, grad):
-        f, q, norm, n = ctx.saved_tensors
-        qf = (q * f).sum(dim=1, keepdim=True)  # [N, 1, H, W]
-        # |f| = 0 (a pixel dead in every channel): q . f = 0 there too, and the second term vanishes
-        ratio = qf / (norm.clamp_min(torch.finfo(norm.dtype).tiny) * n)
-        scale = grad.reshape(-1, 1, 1, 1) * (2 / (f.shape[2] * f.shape[3])) / n
-        return torch.addcmul(q, f, ratio, value=-1).mul_(scale), None, None
+        (field,) = ctx.saved_tensors
+        return field * grad.to(field.dtype).reshape(-1, 1, 1, 1), None, None
 
 
 def _trunk_outputs(trunk: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
