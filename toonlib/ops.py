@@ -628,8 +628,8 @@ def _demodulation_energy(weight: torch.Tensor) -> torch.Tensor:
 
 
 def _channel_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """sum over (H, W) of a * b, per sample and channel, as float32: a [N, C, H, W], b [N, C, H, W] or one map per
-    sample [N | 1, 1, H, W]. float32 and wider: batched matrix products of one row, no temporary of a's size.
+    """sum over (H, W) of a * b, per sample and channel, in float32 or wider: a [N, C, H, W], b [N, C, H, W] or one
+    map per sample [N | 1, 1, H, W]. float32 and wider: batched matrix products of one row, no temporary of a's size.
     bfloat16 / float16 (whose one-row matrix products are 5x slower): `vecdot` of a slice of channels at a time
     converted to float32 (`DOT_SLICE` values a sample, so the temporaries stay small). Channels-last a (and b): the
     same, a slice of pixels at a time, except bfloat16 on the CPU (projection on AVX-512): `_onednn_dot`."""
@@ -657,9 +657,9 @@ def _channel_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def _onednn_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """`_channel_dot` of one bfloat16 channels-last sample, [1, C] bfloat16, by oneDNN: a matrix-vector product for
     one map b, else the weight gradient of a depthwise 1x1 convolution. Both sum the exact products in float32 and
-    round the sum once, so each result is within 2^-8 of itself (< 0.4%, however much the terms cancel), where
-    rounding every product would not be (up to 21% off); 3-4x faster than converting to float32 first (a 256 px
-    projection step 5-8% faster)."""
+    round that sum once, so each result is within 2^-8 (< 0.4%) of the float32 sum however much the terms cancel,
+    where rounding every product would not be (up to 21% off); 3-4x faster than converting to float32 first (a
+    256 px projection step 5-8% faster)."""
     c = a.shape[1]
     if b.shape[1] == 1:
         return torch.mm(a.permute(0, 2, 3, 1).reshape(-1, c).t(), b.reshape(-1, 1)).reshape(1, c)
