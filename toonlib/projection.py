@@ -145,8 +145,8 @@ def project(G: torch.nn.Module, target: Target, space: str = "w+", steps: int | 
     (TOONLIB_CUDA_GRAPHS=off: op by op).
 
     Cost, config F, batch 1, on a quiet 2-core CPU (benchmarks/bench_vs_reference.py, docs/design.md section
-    11; 3-4x that on a busy one): with AVX512-BF16 ('auto' = bfloat16) about 0.24 s a step at 256 px and 0.77 s at
-    1024 px, 500 W+ steps at 1024 px in ~6.5 minutes; with AVX2 only about 0.8 s and 2.8 s, ~25 minutes. On an
+    11; 3-4x that on a busy one): with AVX512-BF16 ('auto' = bfloat16) about 0.22 s a step at 256 px and 0.70 s at
+    1024 px, 500 W+ steps at 1024 px in ~5.5 minutes; with AVX2 only about 0.8 s and 2.8 s, ~25 minutes. On an
     H200 GPU the whole call of 500 W+ steps at 1024 px took 9.3 s (benchmarks/bench_gpu.py). On the CPU the
     networks' fixed kernels are transformed once per call (`ops.FrozenKernels`, ~280 MiB; on AVX-512, where the
     step runs channels-last (`ops.channels_last`), their channels-last copies instead, cast to bfloat16 in
