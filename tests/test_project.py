@@ -369,12 +369,15 @@ def test_perceptual_distance_layer_by_hand_and_at_dead_pixels():
 @pytest.mark.parametrize("targets", [1, 3])  # one target for the batch, or one per image
 def test_perceptual_distance_layer_in_chunks(dtype, layout, targets, monkeypatch):
     """On the CPU a layer's distance and gradient are computed `DISTANCE_CHUNK` values at a time (here 7 pixels,
-    the last chunk shorter), in either layout, from float32 or bfloat16 features: the values of the float64
-    composition of those features, the gradient too (rounded to bfloat16 for bfloat16 features, in their layout)."""
+    the last chunk shorter), in either layout (the target's the other one when there is one target), from float32
+    or bfloat16 features: the values of the float64 composition of those features, the gradient too (rounded to
+    bfloat16 for bfloat16 features, in their layout)."""
     monkeypatch.setattr(losses, "DISTANCE_CHUNK", 6 * 7)
     torch.manual_seed(0)
     f = torch.rand(3, 6, 5, 4).to(dtype).contiguous(memory_format=layout)
-    target = losses._unit_channels(torch.rand(targets, 6, 5, 4)).contiguous(memory_format=layout)
+    other = torch.channels_last if layout == torch.contiguous_format else torch.contiguous_format
+    target = losses._unit_channels(torch.rand(targets, 6, 5, 4))
+    target = target.contiguous(memory_format=other if targets == 1 else layout)
     w = torch.rand(6)
     x = f.double().requires_grad_(True)
     unit = x / (x.square().sum(dim=1, keepdim=True).sqrt() + 1e-10)
