@@ -778,6 +778,7 @@ def _modulated_kernels(weight: torch.Tensor, outer: torch.Tensor) -> torch.Tenso
     `channels_last()` each kernel is channels-last, made so by the product itself (no copy of the weight)."""
     if not _CHANNELS_LAST.get():
         return _kernel(weight, outer.dtype).unsqueeze(0) * outer.reshape(*outer.shape, 1, 1)
+    # a cached (channels-last) kernel where there is one; else the weight as it is, not copied to that layout first
     source = _kernel(weight, outer.dtype) if _frozen(weight) is not None else weight.to(outer.dtype)
     out_channels, in_channels, kh, kw = weight.shape
     products = outer.new_empty(outer.shape[0], out_channels, kh, kw, in_channels)
