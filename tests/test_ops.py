@@ -435,3 +435,27 @@ def test_channel_dot_of_channels_last_tensors(dtype, maps, monkeypatch):
             float32_sums = ops._channel_dot(a, b)  # NCHW: converted to float32, then summed
             torch.testing.assert_close(dot, float32_sums, rtol=2**-8, atol=float(summing.max()))
             torch.testing.assert_close(ops._channel_dot(a_[1:2], b_[1:2]), dot[1:2], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("size, shape", [(2, (2, 5, 8, 10)), (2, (1, 3, 9, 7)), (3, (2, 4, 10, 9))])
+def test_max_pool2d_has_pytorchs_values_and_gradient(dtype, layout, size, shape):
+    """`ops.max_pool2d` (VGG16's pools in projection, backward by max_unpool2d): PyTorch's values and gradient,
+    exactly, also with ties in a window (the first maximum gets the gradient) and with rows and columns left over
+    (no gradient), in the input's layout; in float64 its gradient is differentiable again."""
+    torch.manual_seed(0)
+    x = torch.randint(-3, 4, shape).to(dtype).contiguous(memory_format=layout)  # few values: many ties
+    grad = torch.randn(shape[0], shape[1], shape[2] // size, shape[3] // size).to(dtype).contiguous(memory_format=layout)
+    results = []
+    for pool in (ops.max_pool2d, F.max_pool2d):
+        x_ = x.clone().requires_grad_(True)
+        y = pool(x_, size)
+        results.append((y, *torch.autograd.grad(y, x_, grad)))
+    (y, g), (y_torch, g_torch) = results
+    assert torch.equal(y, y_torch) and torch.equal(g, g_torch)
+    assert g.is_contiguous(memory_format=layout) and (g != 0).sum() == (grad != 0).sum()
+    if dtype == torch.float64:
+        x = torch.randn(shape, dtype=dtype, requires_grad=True)  # no ties: differentiable
+        assert torch.autograd.gradcheck(lambda t: ops.max_pool2d(t, size), (x,))
+        assert torch.autograd.gradgradcheck(lambda t: ops.max_pool2d(t, size), (x,))

@@ -565,3 +565,21 @@ def test_off_cuda_every_step_runs_op_by_op():
     replay = projection._StepReplay(lambda capturing: calls.append(capturing) or (len(calls),), graphs=False)
     assert [replay()[0] for _ in range(projection.GRAPH_WARMUP_STEPS + 3)] == [1, 2, 3, 4, 5]
     assert calls == [False] * 5 and replay.graph is None
+
+
+def test_perceptual_distance_pools_by_ops_max_pool2d_on_the_cpu(net, monkeypatch):
+    """VGG16's four 2x2 max pools run as `ops.max_pool2d` (its fast backward) on the CPU, and the distance and its
+    gradient are still lpips' own (test_perceptual_distance_equals_lpips_with_its_gradient)."""
+    calls = []
+    pool = ops.max_pool2d
+    monkeypatch.setattr(ops, "max_pool2d", lambda x, size: calls.append((tuple(x.shape), size)) or pool(x, size))
+    a, b = torch.rand(2, 1, 3, 32, 32) * 2 - 1
+    a.requires_grad_(True)
+    ours = PerceptualDistance(net, b)(a)
+    assert calls[-4:] == [((1, 64, 32, 32), 2), ((1, 128, 16, 16), 2), ((1, 256, 8, 8), 2), ((1, 512, 4, 4), 2)]
+    assert len(calls) == 8  # the target's features, then the image's
+    torch.testing.assert_close(ours, net(a, b).flatten())
+    (g_ours,) = torch.autograd.grad(ours.sum(), a)
+    a_ = a.detach().requires_grad_(True)
+    (g_theirs,) = torch.autograd.grad(net(a_, b).sum(), a_)
+    torch.testing.assert_close(g_ours, g_theirs, rtol=1e-4, atol=1e-5 * float(g_theirs.abs().max()))

@@ -165,7 +165,8 @@ class _UnitChannelDistance(torch.autograd.Function):
 
 def _trunk_outputs(trunk: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
     """The outputs of an lpips trunk's slices (`slice1` .. `slice{N_slices}`), its 3x3 stride-1 convolutions
-    through `ops.conv3x3` (Winograd inside `ops.winograd()`, as projection runs it); another trunk runs as is."""
+    through `ops.conv3x3` (Winograd inside `ops.winograd()`, as projection runs it) and, on the CPU, its max pools
+    through `ops.max_pool2d` (a faster backward, same numbers); another trunk runs as is."""
     slices = [getattr(trunk, f"slice{i}") for i in range(1, getattr(trunk, "N_slices", 0) + 1)]
     if not slices:
         return list(trunk(x))
@@ -175,10 +176,21 @@ def _trunk_outputs(trunk: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
             if (isinstance(layer, nn.Conv2d) and layer.kernel_size == (3, 3) and layer.stride == (1, 1)
                     and layer.padding == (1, 1) and layer.dilation == (1, 1) and layer.groups == 1):
                 x = ops.conv3x3(x, layer.weight, layer.bias)
+            elif x.device.type == "cpu" and _side_by_side_pool(layer):
+                x = ops.max_pool2d(x, layer.kernel_size)
             else:
                 x = layer(x)
         outputs.append(x)
     return outputs
+
+
+def _side_by_side_pool(layer: nn.Module) -> bool:
+    """Whether `layer` is a max pool of square windows side by side (VGG16's: 2 x 2, stride 2), which
+    `ops.max_pool2d` computes."""
+    return (isinstance(layer, nn.MaxPool2d) and isinstance(layer.kernel_size, int)
+            and layer.stride in (layer.kernel_size, (layer.kernel_size, layer.kernel_size))
+            and layer.padding in (0, (0, 0)) and layer.dilation in (1, (1, 1))
+            and not layer.ceil_mode and not layer.return_indices)
 
 
 def _unit_channels(x: torch.Tensor, eps: float = UNIT_EPS) -> torch.Tensor:
