@@ -446,7 +446,7 @@ def test_max_pool2d_has_pytorchs_values_and_gradient(dtype, layout, size, shape)
     (no gradient), in the input's layout; in float64 its gradient is differentiable again."""
     torch.manual_seed(0)
     x = torch.randint(-3, 4, shape).to(dtype).contiguous(memory_format=layout)  # few values: many ties
-    grad = torch.randn(shape[0], shape[1], shape[2] // size, shape[3] // size).to(dtype).contiguous(memory_format=layout)
+    grad = torch.randn(*shape[:2], shape[2] // size, shape[3] // size).to(dtype).contiguous(memory_format=layout)
     results = []
     for pool in (ops.max_pool2d, F.max_pool2d):
         x_ = x.clone().requires_grad_(True)
