@@ -3,7 +3,7 @@ projector / training loops), and optionally against an older toonlib, on the sam
 
     python benchmarks/bench_vs_reference.py [--before /tmp/toonlib-before] [--rounds 2] [--steps 3]
            [--cases project forward train batch] [--resolutions 256 1024] [--threads 2] [--precisions fp32 bf16]
-           [--tuned-reference]
+           [--tuned-reference] [--untuned-toonlib]
 
 Cases (each measurement in its own process, the implementations interleaved round by round, A B C A B C ...):
 
@@ -20,7 +20,9 @@ every resolution; the plain toonlib column is `precision='auto'`, what a user ge
 that resolves to on this machine (bfloat16 on CPUs with AVX512-BF16 or AMX, else float32).
 
 --tuned-reference adds the reference once more with toonlib's malloc settings (`toonlib.runtime.tune_allocator`)
-in its process: what the allocator alone gives, apart from the rest of toonlib's changes.
+in its process: what the allocator alone gives, apart from the rest of toonlib's changes. --untuned-toonlib adds
+toonlib once more with `TOONLIB_MALLOC=default` (glibc's own malloc behaviour, the opt-out): what the setting costs
+in memory and gains in time.
 
 Reported: min and median seconds per step over all timed steps, CPU seconds per step (user + system of the
 process, which also shows time the kernel spends zeroing pages), and peak RSS during the timed loop
@@ -231,6 +233,11 @@ def worker(spec: dict) -> dict:
     else:
         result = _work_train(spec["impl"], spec["res"], spec["steps"], spec["weights"], spec["d_weights"])
     _check_toonlib_root(spec.get("root"))
+    if spec.get("untuned"):
+        from toonlib.runtime import allocator_tuned
+
+        if allocator_tuned():
+            raise RuntimeError("TOONLIB_MALLOC=default did not keep toonlib from tuning malloc")
     return result
 
 
@@ -260,6 +267,9 @@ def run_worker(spec: dict, before: str | None) -> dict:
     if impl.startswith("after:"):  # toonlib at a given precision
         spec = {**spec, "precision": impl.split(":")[1]}
         impl = "after"
+    if impl == "untuned":  # toonlib with its malloc setting turned off
+        env["TOONLIB_MALLOC"] = "default"
+        spec, impl = {**spec, "untuned": True}, "after"
     if impl == "tuned":  # the reference, with toonlib's malloc settings (toonlib's runtime module from this checkout)
         env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(HERE.parent)])
         spec = {**spec, "impl": "reference", "tune_allocator": True}
@@ -321,6 +331,8 @@ def main() -> None:
                         help="also measure toonlib's projection at these precisions (columns of their own)")
     parser.add_argument("--tuned-reference", action="store_true",
                         help="also measure the reference with toonlib's malloc settings (project, forward)")
+    parser.add_argument("--untuned-toonlib", action="store_true",
+                        help="also measure toonlib with TOONLIB_MALLOC=default (project, forward)")
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
@@ -328,9 +340,10 @@ def main() -> None:
 
     precisions = [f"after:{p}" for p in args.precisions]
     impls = (["reference", "after"] + (["before"] if args.before else []) + (["tuned"] if args.tuned_reference else [])
-             + precisions)
+             + (["untuned"] if args.untuned_toonlib else []) + precisions)
     names = {"reference": "reference", "after": "toonlib", "before": "toonlib before",
-             "tuned": "reference malloc-tuned", **{i: f"toonlib {i.split(':')[1]}" for i in precisions}}
+             "tuned": "reference malloc-tuned", "untuned": "toonlib TOONLIB_MALLOC=default",
+             **{i: f"toonlib {i.split(':')[1]}" for i in precisions}}
     print(f"load average at start: {Path('/proc/loadavg').read_text().split()[:3]}; {os.cpu_count()} CPUs, "
           f"{args.threads} threads; {args.rounds} rounds x {args.steps} timed steps; implementations: "
           + ", ".join(names[i] for i in impls) + f"; toonlib's precision='auto' is {_auto_precision()} here",
@@ -353,7 +366,7 @@ def main() -> None:
                         jobs.append((("forward", res, impl), {**base, "case": "forward", "impl": impl, "res": res,
                                                               "weights": w, "steps": args.steps + 2}))
             if "train" in args.cases:
-                for impl in [i for i in order if i != "tuned" and i not in precisions]:
+                for impl in [i for i in order if i not in ("tuned", "untuned") and i not in precisions]:
                     jobs.append((("train", 256, impl), {**base, "case": "train", "impl": impl, "res": 256,
                                                         "weights": weights[256]["G"], "d_weights": weights[256]["D"],
                                                         "steps": max(1, args.steps - 1)}))
@@ -413,7 +426,7 @@ def report(results: dict, args, impls: list[str], names: dict[str, str]) -> None
             table(title, rows)
 
     if ("train", 256, "after") in results:
-        impls = [i for i in impls if ("train", 256, i) in results]  # --tuned-reference is not trained
+        impls = [i for i in impls if ("train", 256, i) in results]  # --tuned-reference, --untuned-toonlib: not trained
         others = [i for i in impls if i != "reference"]
         print(f"Fine-tuning at 256 px, batch {TRAIN_BATCH}, ADA p = {ADA_P}: seconds per minibatch from per-phase "
               "medians (min over runs in brackets)")
