@@ -824,6 +824,8 @@ def max_pool2d(x: torch.Tensor, size: int) -> torch.Tensor:
 
 
 class _MaxPool(torch.autograd.Function):
+    """`max_pool2d`'s autograd function: keeps only the argmax indices for the backward pass, not the input."""
+
     @staticmethod
     def forward(ctx, x, size):
         y, indices = F.max_pool2d_with_indices(x, size, size)
