@@ -4,7 +4,7 @@ alone, set up as `toonlib.project` runs them (kernel cache, channels-last where 
     python benchmarks/bench_step_parts.py [--resolutions 256 1024] [--precisions auto fp32] [--rounds 3]
            [--passes 8] [--threads 2] [--profile generator|lpips]
 
-Config-F generators with random weights (NVIDIA's channel base: 16384 at 256 px, 32768 at 1024), LPIPS-VGG with a
+Config-F generators with random weights (NVIDIA's channel base, as in bench_vs_reference.py), LPIPS-VGG with a
 random trunk (`pnet_rand=True`: the same compute), batch 1, W+, on the CPU. The generator's pass is differentiated
 through a fixed random image (the step differentiates through LPIPS instead: the same backward pass), to the
 latents and the noise maps; LPIPS' pass to the image, at the size projection feeds it. Parts are interleaved round
@@ -19,7 +19,7 @@ import time
 import warnings
 from typing import Callable
 
-CHANNEL_BASE = {256: 16384, 1024: 32768}
+from bench_vs_reference import CHANNEL_BASE  # NVIDIA's channel base per resolution, as the side-by-side benchmark
 
 
 def parts(res: int, precision: str) -> dict[str, Callable[[], object]]:
