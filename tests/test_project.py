@@ -229,18 +229,29 @@ def test_projection_steps_channels_last_where_that_pays(G, targets, net, monkeyp
 
 
 @pytest.mark.parametrize("avx512", [True, False])
-def test_render_is_the_synthesis_channels_last_where_that_pays(G, ws, monkeypatch, avx512):
+def test_eval_mode_synthesis_runs_channels_last_where_that_pays(G, ws, monkeypatch, avx512):
+    """In eval mode (`render`, `G(z)`, the app's sliders) the synthesis network's layers compute channels-last on
+    AVX-512 CPUs (`ops.channels_last_pays`), and the image comes back NCHW with the values of the NCHW pass up to
+    float rounding; a network in training mode stays NCHW."""
     monkeypatch.setattr(ops, "WIDE_DIRECT_CONV", avx512)
     seen = []
     hook = G.synthesis.b32.conv1.register_forward_hook(
         lambda module, inputs, output: seen.append(_channels_last(output)))
     try:
         images = render(G, ws)
+        with torch.no_grad():
+            direct = G.synthesis(ws, noise_mode="const")
+            G.synthesis.train()
+            G.synthesis(ws, noise_mode="const")
     finally:
+        G.synthesis.eval()
         hook.remove()
-    assert seen == [avx512] and images.is_contiguous()
+    assert seen == [avx512, avx512, False] and images.is_contiguous() and direct.is_contiguous()
+    monkeypatch.setattr(ops, "channels_last_pays", lambda device: False)
     with torch.no_grad():
-        torch.testing.assert_close(images, G.synthesis(ws, noise_mode="const"), rtol=1e-5, atol=1e-6)
+        nchw = G.synthesis(ws, noise_mode="const")
+    for image in (images, direct):
+        torch.testing.assert_close(image, nchw, rtol=1e-5, atol=1e-6)
 
 
 def test_same_seed_same_result(G, targets, net):

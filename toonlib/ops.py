@@ -188,11 +188,17 @@ def channels_last(enabled: bool = True) -> Iterator[None]:
         _CHANNELS_LAST.reset(token)
 
 
+def channels_last_active() -> bool:
+    """Whether the current context is `channels_last()`."""
+    return _CHANNELS_LAST.get()
+
+
 def channels_last_pays(device: torch.device) -> bool:
-    """Whether projection steps faster channels-last (`channels_last()`) on `device`: on CPUs with AVX-512
-    (`WIDE_DIRECT_CONV`), where every convolution is oneDNN's direct one (on a 2-core AVX-512 EPYC 13-14% less time
-    a step at 256 px in float32 and bfloat16, 7% at 1024 px in bfloat16; docs/design.md section 11). Not where the
-    float32 Winograd transforms run (AVX2 CPUs; they take NCHW images), nor on GPUs (not measured)."""
+    """Whether networks compute faster channels-last (`channels_last()`) on `device`, so that a projection step and
+    the generator's eval-mode forward run so: on CPUs with AVX-512 (`WIDE_DIRECT_CONV`), where every convolution is
+    oneDNN's direct one (on a 2-core AVX-512 EPYC 13-14% less time a step at 256 px in float32 and bfloat16, 7% at
+    1024 px in bfloat16; a forward 10-20% less; docs/design.md section 11). Not where the float32 Winograd
+    transforms run (AVX2 CPUs; they take NCHW images), nor on GPUs (not measured)."""
     return device.type == "cpu" and WIDE_DIRECT_CONV
 
 
@@ -555,11 +561,13 @@ def _up_geometry(f: torch.Tensor, up: int, padding: int, kernel: int) -> tuple[i
 
 
 def _transposed(weight: torch.Tensor, groups: int) -> torch.Tensor:
-    """[out, in/groups, kh, kw] -> conv_transpose2d's [in, out/groups, kh, kw] (the kernel is used unflipped),
-    contiguous: a convolution copies a strided kernel on every call, so the frozen-kernel cache keeps the copy."""
+    """[out, in/groups, kh, kw] -> conv_transpose2d's [in, out/groups, kh, kw] (the kernel is used unflipped), a view
+    where it can be; `_kernel` makes it contiguous in the context's layout (a convolution would copy a strided kernel
+    on every call, so the frozen-kernel cache keeps the copy; `_modulated_kernels` writes per-sample kernels so that
+    there is nothing to copy)."""
     out_channels, in_per_group, kh, kw = weight.shape
     weight = weight.reshape(groups, out_channels // groups, in_per_group, kh, kw)
-    return weight.transpose(1, 2).reshape(groups * in_per_group, out_channels // groups, kh, kw).contiguous()
+    return weight.transpose(1, 2).reshape(groups * in_per_group, out_channels // groups, kh, kw)
 
 
 def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:
@@ -687,7 +695,7 @@ class _ModulatedConv(torch.autograd.Function):
             or (_is_conv3x3(weight, up, padding) and _cached_winograd(x, weight) is not None))
         if fused and not shared:
             outer = scale.reshape(batch, -1, 1) * styles.to(dtype).reshape(batch, 1, -1)  # [N, O, I]
-            kernel = _modulated_kernels(weight, outer)
+            kernel = _modulated_kernels(weight, outer, transposed=up > 1)
             b = None if bias is None else bias.to(dtype) * gain
             y = _per_sample(lambda i: conv2d_resample(x[i:i + 1], kernel[i], f, up=up, padding=padding, bias=b), batch)
             if noise is not None:
@@ -773,17 +781,21 @@ class _ModulatedConv(torch.autograd.Function):
         return g_x, g_weight, g_styles, g_dcoefs, g_noise, g_bias, *[None] * 7
 
 
-def _modulated_kernels(weight: torch.Tensor, outer: torch.Tensor) -> torch.Tensor:
-    """One kernel per sample, weight [O, I, kh, kw] times outer [N, O, I] in outer's dtype, [N, O, I, kh, kw]; inside
-    `channels_last()` each kernel is channels-last, made so by the product itself (no copy of the weight)."""
-    if not _CHANNELS_LAST.get():
-        return _kernel(weight, outer.dtype).unsqueeze(0) * outer.reshape(*outer.shape, 1, 1)
-    # a cached (channels-last) kernel where there is one; else the weight as it is, not copied to that layout first
+def _modulated_kernels(weight: torch.Tensor, outer: torch.Tensor, transposed: bool = False) -> torch.Tensor:
+    """One kernel per sample, weight [O, I, kh, kw] times outer [N, O, I] in outer's dtype, [N, O, I, kh, kw], each laid
+    out in memory the way its convolution reads it, made so by the product itself (no copy of the weight first, none
+    of the kernels after): inside `channels_last()` channels-last, and for a transposed convolution (`transposed`,
+    the upsampling layers) as the kernel [I, O, kh, kw] that `_transposed` makes of it, a view then."""
+    # the memory order of the dimensions (N, O, I, kh, kw) of the product
+    order = {(False, False): (0, 1, 2, 3, 4), (False, True): (0, 1, 3, 4, 2),
+             (True, False): (0, 2, 1, 3, 4), (True, True): (0, 2, 3, 4, 1)}[transposed, _CHANNELS_LAST.get()]
+    # a cached cast where there is one; else the weight as it is, not copied to the product's layout first
     source = _kernel(weight, outer.dtype) if _frozen(weight) is not None else weight.to(outer.dtype)
-    out_channels, in_channels, kh, kw = weight.shape
-    products = outer.new_empty(outer.shape[0], out_channels, kh, kw, in_channels)
-    torch.mul(source.permute(0, 2, 3, 1).unsqueeze(0), outer.reshape(-1, out_channels, 1, 1, in_channels), out=products)
-    return products.permute(0, 1, 4, 2, 3)
+    factors = (source.unsqueeze(0), outer.reshape(*outer.shape, 1, 1))
+    sizes = torch.broadcast_shapes(*(f.shape for f in factors))
+    products = outer.new_empty([sizes[d] for d in order])
+    torch.mul(*(f.permute(order) for f in factors), out=products)
+    return products.permute([order.index(d) for d in range(5)])
 
 
 def _output_scale(styles: torch.Tensor, dcoefs: torch.Tensor | None, out_channels: int, gain: float) -> torch.Tensor:
