@@ -39,7 +39,7 @@ def parts(res: int, precision: str) -> dict[str, Callable[[], object]]:
         warnings.simplefilter("ignore", UserWarning)
         net = lpips.LPIPS(net="vgg", pnet_rand=True, verbose=False).eval().requires_grad_(False)
     dtype = runtime.resolve_precision(precision, device)
-    layout = ops.channels_last_pays(device)
+    layout = ops.channels_last_pays(device, winograd=True)
     target = torch.rand(1, 3, res, res) * 2 - 1
     with ops.channels_last(layout):
         distance = PerceptualDistance(net, _lpips_size(target))

@@ -371,7 +371,7 @@ def test_channels_last_synthesis_has_the_same_values_and_gradients(monkeypatch, 
     pass, up-sampling ones and ToRGB included, takes and returns channels-last images and kernels; image and gradients
     with respect to the latents and the noise maps are those of the NCHW pass up to float rounding."""
     monkeypatch.setattr(ops, "WIDE_DIRECT_CONV", True)  # oneDNN's direct convolutions, as where the layout is used
-    monkeypatch.setattr(ops, "channels_last_pays", lambda device: False)  # the NCHW pass: no layout of its own
+    monkeypatch.setattr(ops, "channels_last_pays", lambda device, winograd=False: False)  # NCHW: no own layout
     torch.manual_seed(0)
     G = Generator(z_dim=8, w_dim=8, img_resolution=32, channel_base=512, channel_max=32).eval().requires_grad_(False)
     ws = _ws(G, 2, torch.float32).requires_grad_(True)
@@ -411,14 +411,15 @@ def test_per_sample_kernels_come_in_the_layout_of_the_context(layout, transposed
         assert ops._modulated_kernels(weight, outer.to(torch.bfloat16), transposed).dtype == torch.bfloat16
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("maps", [1, 24])  # a noise map per sample, or a full tensor
 def test_channel_dot_of_channels_last_tensors(dtype, maps, monkeypatch):
     """The per-channel dot products of the modulated convolution's backward, on channels-last tensors (sliced by
     pixels; DOT_SLICE made small so that there are several slices) as on NCHW ones: float32 sums of exact products.
     bfloat16 channels-last (oneDNN's, projection on AVX-512): the float32 sum rounded once to bfloat16, within 2^-8
     of it also where the terms cancel to 1/10^4 of their size (rounding each product would not be), and a sample's
-    result does not depend on the rest of the batch. Float32 sums are within 1e-6 of the sum of |terms|."""
+    result does not depend on the rest of the batch. Float32 sums are within 1e-6 of the sum of |terms|; float64 stays
+    float64 (the generator's float64 tests run eval-mode synthesis channels-last)."""
     monkeypatch.setattr(ops, "DOT_SLICE", 24 * 40)
     torch.manual_seed(0)
     a, b = torch.randn(3, 24, 64, 48).to(dtype), torch.randn(3, maps, 64, 48).to(dtype)
@@ -427,14 +428,16 @@ def test_channel_dot_of_channels_last_tensors(dtype, maps, monkeypatch):
         b[1, :, :32] = a[1, :, :32]
         b[1, :, 32, :3] = a[1, :, 32, :3]
     expected = (a.double() * b.double()).sum(dim=(2, 3))
-    summing = 1e-6 * (a.double() * b.double()).abs().sum(dim=(2, 3))  # what float32 sums may be off by
+    eps = 1e-14 if dtype == torch.float64 else 1e-6
+    terms = (a.double() * b.double()).abs().sum(dim=(2, 3))
+    summing = eps * terms  # what the sums may be off by
     if maps > 1:
-        assert (summing / expected.abs()).max() > 1e-3  # the setting really cancels
+        assert (terms / expected.abs()).max() > 1e3  # the setting really cancels
     layouts = (a, b), tuple(t.contiguous(memory_format=torch.channels_last) for t in (a, b))
     for channels_last, (a_, b_) in enumerate(layouts):
         dot = ops._channel_dot(a_, b_)
-        assert dot.dtype == torch.float32
-        assert ((dot.double() - expected).abs() <= 1e-5 * expected.abs() + summing
+        assert dot.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
+        assert ((dot.double() - expected).abs() <= 10 * eps * expected.abs() + summing
                 + (2**-8 * expected.abs() if channels_last and dtype == torch.bfloat16 else 0)).all()
         if channels_last and dtype == torch.bfloat16:
             assert torch.equal(dot, dot.bfloat16().float())  # oneDNN's float32 sums, rounded once

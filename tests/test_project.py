@@ -222,17 +222,18 @@ def test_projection_steps_channels_last_where_that_pays(G, targets, net, monkeyp
         for hook in hooks:
             hook.remove()
     assert len(layouts) == 2 * 5 and set(layouts) == {avx512}  # two modules, five steps
-    monkeypatch.setattr(ops, "channels_last_pays", lambda device: not avx512)
+    monkeypatch.setattr(ops, "channels_last_pays", lambda device, winograd=False: not avx512)
     other = run(G, targets, net, steps=5, precision="fp32")
     torch.testing.assert_close(result.w, other.w, atol=1e-4, rtol=0)
     np.testing.assert_allclose(result.losses, other.losses, rtol=1e-4)
 
 
 @pytest.mark.parametrize("avx512", [True, False])
-def test_eval_mode_synthesis_runs_channels_last_where_that_pays(G, ws, monkeypatch, avx512):
-    """In eval mode (`render`, `G(z)`, the app's sliders) the synthesis network's layers compute channels-last on
-    AVX-512 CPUs (`ops.channels_last_pays`), and the image comes back NCHW with the values of the NCHW pass up to
-    float rounding; a network in training mode stays NCHW."""
+def test_eval_mode_synthesis_runs_channels_last_on_the_cpu(G, ws, monkeypatch, avx512):
+    """In eval mode (`render`, `G(z)`, the app's sliders) the synthesis network's layers compute channels-last on the
+    CPU (`ops.channels_last_pays`) and the image comes back NCHW, with the values of the NCHW pass up to float
+    rounding. Inside `ops.winograd()` (projection's steps) only on AVX-512 CPUs: elsewhere the Winograd transforms
+    tile NCHW images. A network in training mode stays NCHW."""
     monkeypatch.setattr(ops, "WIDE_DIRECT_CONV", avx512)
     seen = []
     hook = G.synthesis.b32.conv1.register_forward_hook(
@@ -241,13 +242,15 @@ def test_eval_mode_synthesis_runs_channels_last_where_that_pays(G, ws, monkeypat
         images = render(G, ws)
         with torch.no_grad():
             direct = G.synthesis(ws, noise_mode="const")
+            with ops.winograd(kernels=ops.FrozenKernels(G)):
+                G.synthesis(ws, noise_mode="const")
             G.synthesis.train()
             G.synthesis(ws, noise_mode="const")
     finally:
         G.synthesis.eval()
         hook.remove()
-    assert seen == [avx512, avx512, False] and images.is_contiguous() and direct.is_contiguous()
-    monkeypatch.setattr(ops, "channels_last_pays", lambda device: False)
+    assert seen == [True, True, avx512, False] and images.is_contiguous() and direct.is_contiguous()
+    monkeypatch.setattr(ops, "channels_last_pays", lambda device, winograd=False: False)
     with torch.no_grad():
         nchw = G.synthesis(ws, noise_mode="const")
     for image in (images, direct):

@@ -180,7 +180,8 @@ def channels_last(enabled: bool = True) -> Iterator[None]:
     channels-last (`torch.channels_last`, converted on entry where they are not) and their kernels likewise (once
     per frozen kernel, in `FrozenKernels`), and so return channels-last images: oneDNN convolves that layout without
     reordering it, which in bfloat16 saves up to a third of a large convolution's time (docs/design.md section 11).
-    The numbers are the same up to the order of float sums. Projection uses it where `channels_last_pays`."""
+    The numbers are the same up to the order of float sums. Projection and the generator's eval-mode forward use
+    it where `channels_last_pays`."""
     token = _CHANNELS_LAST.set(enabled)
     try:
         yield
@@ -193,13 +194,19 @@ def channels_last_active() -> bool:
     return _CHANNELS_LAST.get()
 
 
-def channels_last_pays(device: torch.device) -> bool:
-    """Whether networks compute faster channels-last (`channels_last()`) on `device`, so that a projection step and
-    the generator's eval-mode forward run so: on CPUs with AVX-512 (`WIDE_DIRECT_CONV`), where every convolution is
-    oneDNN's direct one (on a 2-core AVX-512 EPYC 13-14% less time a step at 256 px in float32 and bfloat16, 7% at
-    1024 px in bfloat16; a forward 10-20% less; docs/design.md section 11). Not where the float32 Winograd
-    transforms run (AVX2 CPUs; they take NCHW images), nor on GPUs (not measured)."""
-    return device.type == "cpu" and WIDE_DIRECT_CONV
+def channels_last_pays(device: torch.device, winograd: bool = False) -> bool:
+    """Whether convolutions on `device` compute faster channels-last (`channels_last()`): on CPUs, where oneDNN then
+    convolves without reordering images to its blocked layout and back (the generator's eval-mode forward, on 2
+    AVX-512 cores: 10-20% less time; a projection step: 13-14% less at 256 px), except in a computation that runs
+    inside `winograd()` (`winograd=True`) on CPUs without AVX-512, where the float32 Winograd transforms tile NCHW
+    images. Not on GPUs (not measured). docs/design.md section 11."""
+    return device.type == "cpu" and (WIDE_DIRECT_CONV or not winograd)
+
+
+def in_winograd() -> bool:
+    """Whether the current context is an enabled `winograd()`."""
+    enabled, kernels = _WINOGRAD.get()
+    return enabled or kernels is not None
 
 
 def _layout(x: torch.Tensor) -> torch.Tensor:
@@ -648,8 +655,8 @@ def _channel_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         a = a.permute(0, 2, 3, 1).reshape(n, h * w, c)  # views: [N, pixels, C]
         b = (b.reshape(b.shape[0], 1, h * w).transpose(1, 2) if b.shape[1] == 1
              else b.permute(0, 2, 3, 1).reshape(n, h * w, c))
-        step = max(1, DOT_SLICE // c)
-        return sum(torch.linalg.vecdot(a[:, i:i + step].float(), b[:, i:i + step].float(), dim=1)
+        step, wide = max(1, DOT_SLICE // c), torch.promote_types(a.dtype, torch.float32)
+        return sum(torch.linalg.vecdot(a[:, i:i + step].to(wide), b[:, i:i + step].to(wide), dim=1)
                    for i in range(0, h * w, step))
     if a.dtype.itemsize >= 4:
         if b.shape[1] == 1 and c != 1:

@@ -176,7 +176,7 @@ def project(G: torch.nn.Module, target: Target, space: str = "w+", steps: int | 
     idle = queue.SimpleQueue()
     for copied in copies:
         idle.put(copied)
-    layout = ops.channels_last_pays(device)
+    layout = ops.channels_last_pays(device, winograd=True)
     with ops.channels_last(layout):  # the target features in the layout the steps compute in
         distances = [PerceptualDistance(net.to(device), _lpips_size(targets if part is None else targets[part]))
                      for part in groups]
