@@ -799,7 +799,7 @@ def _modulated_kernels(weight: torch.Tensor, outer: torch.Tensor, transposed: bo
     # a cached cast where there is one; else the weight as it is, not copied to the product's layout first
     source = _kernel(weight, outer.dtype) if _frozen(weight) is not None else weight.to(outer.dtype)
     factors = (source.unsqueeze(0), outer.reshape(*outer.shape, 1, 1))
-    sizes = torch.broadcast_shapes(*(f.shape for f in factors))
+    sizes = (outer.shape[0], *weight.shape)
     products = outer.new_empty([sizes[d] for d in order])
     torch.mul(*(f.permute(order) for f in factors), out=products)
     return products.permute([order.index(d) for d in range(5)])
