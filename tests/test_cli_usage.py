@@ -77,6 +77,16 @@ def test_ctrl_c_exits_130(monkeypatch, capsys):
     assert capsys.readouterr().err == "toonlib models: interrupted\n"
 
 
+def test_output_closed_early_exits_quietly(tmp_path):
+    # `toonlib models | head -1`: the reader is gone before the command writes (closed at once here, so no race)
+    proc = subprocess.Popen([sys.executable, "-m", "toonlib", "models"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**os.environ, "TOONLIB_CACHE": str(tmp_path)})
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 141 and err == ""
+    assert "141  output closed early" in run_main("--help").stdout
+
+
 def test_base_model_is_called_base_everywhere():
     parser = cli.build_parser()
     for command in ("project", "toonify", "blend"):

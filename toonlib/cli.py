@@ -7,6 +7,8 @@ Expected failures end in one short message naming the cause and the fix, never a
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -17,7 +19,8 @@ EXIT_STATUS = """exit status:
   0  all done
   1  some photos failed (the others were written)
   2  bad usage, or a missing or unreadable model, weights file or photo
-  130  interrupted (Ctrl-C)"""
+  130  interrupted (Ctrl-C)
+  141  output closed early (e.g. `toonlib models | head`), quietly"""
 
 
 def _describe(nets) -> str:
@@ -497,9 +500,22 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `toonlib` command line; returns the exit status (see `EXIT_STATUS`)."""
-    args = build_parser().parse_args(argv)
+    try:
+        try:
+            return _run(build_parser().parse_args(argv))
+        finally:
+            sys.stdout.flush()  # a reader gone away (`| head`) shows here, not as a traceback at exit
+    except BrokenPipeError:  # stdout's reader went away: stop quietly, as command-line tools do (128 + SIGPIPE)
+        with contextlib.suppress(OSError, ValueError):  # nothing more reaches the closed pipe, even at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return args.func(args)
+    except BrokenPipeError:
+        raise
     except _expected_errors() as exc:
         print(f"toonlib {args.command}: error: {exc}", file=sys.stderr)
         return 2
