@@ -77,6 +77,19 @@ def test_ctrl_c_exits_130(monkeypatch, capsys):
     assert capsys.readouterr().err == "toonlib models: interrupted\n"
 
 
+def test_warnings_read_as_the_commands_own(monkeypatch, capsys):
+    import warnings
+
+    def small_face(args):
+        warnings.warn("the face is small", stacklevel=2)
+        return 0
+
+    monkeypatch.setattr(cli, "cmd_models", small_face)
+    assert cli.main(["models"]) == 0
+    assert capsys.readouterr().err == "toonlib models: warning: the face is small\n"  # no source file, no code line
+    assert warnings.showwarning.__module__ == "warnings"  # the API's warnings are Python's again
+
+
 def test_output_closed_early_exits_quietly(tmp_path):
     # `toonlib models | head -1`: the reader is gone before the command writes (closed at once here, so no race)
     proc = subprocess.Popen([sys.executable, "-m", "toonlib", "models"], stdout=subprocess.PIPE,
@@ -137,6 +150,14 @@ def test_inputs_are_checked_before_any_download(tmp_path, offline_cache):
     Image.fromarray(skdata.astronaut()).save(photos / "a.png")
     _short_error(run_main("toonify", str(photos), "-o", str(tmp_path / "toon.png"), env=offline_cache),
                  "names an image file, but the input is a folder")
+    # a misspelt model fails at once, naming its option, not after the other models' downloads
+    _short_error(run_main("toonify", str(photos / "a.png"), "-o", str(tmp_path / "toon.png"), "--base", "ffhq-1042",
+                          env=offline_cache), "--base ffhq-1042: unknown model", "Did you mean 'ffhq-1024'?")
+    _short_error(run_main("toonify", str(photos / "a.png"), "-o", str(tmp_path / "toon.png"), "--toon",
+                          "toonify-blend-tf", env=offline_cache), "--toon toonify-blend-tf: unknown model")
+    _short_error(run_main("blend", "--toon", str(tmp_path / "missing.pkl"), "--base", "ffhq-1024-tf", "--swap-res",
+                          "32", "-o", str(tmp_path / "b.safetensors"), env=offline_cache),
+                 "--toon", "no checkpoint at", "missing.pkl")
     assert not (Path(offline_cache["TOONLIB_CACHE"])).exists()  # nothing was downloaded or even started
     assert not (tmp_path / "toon.png").exists() and not (tmp_path / "out").exists()
 

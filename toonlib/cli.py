@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -47,10 +49,18 @@ def _check_native_output(output: str, command: str) -> None:
 
 def _fetch_named_models(*models: tuple[str | None, str]) -> None:
     """Download the registry models named by (value, option) pairs before any is loaded, so that a failed
-    download says which option takes a local file instead (e.g. `--base PATH`). Paths are left alone."""
+    download says which option takes a local file instead (e.g. `--base PATH`). Paths are left alone. Every value
+    is checked first: a misspelt `--base` fails at once, not after the `--toon` download."""
+    from .checkpoints import check_source
     from .download import fetch
     from .models import MODELS
 
+    for value, option in models:
+        if isinstance(value, str):
+            try:
+                check_source(value)
+            except (FileNotFoundError, ValueError) as exc:
+                raise type(exc)(f"{option} {value}: {exc}") from None
     for value, option in models:
         if isinstance(value, str) and value in MODELS and not Path(value).exists():
             fetch(value, local_option=option)
@@ -512,6 +522,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    """The command `args` names, its expected failures one line each; its warnings too, as the command's own."""
+    with warnings.catch_warnings():
+        warnings.showwarning = functools.partial(_show_warning, args.command)
+        return _run_command(args)
+
+
+def _show_warning(command: str, message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: object = None, line: str | None = None) -> None:
+    """`warnings.showwarning` for the command line: `toonlib COMMAND: warning: ...`, not a source file's line."""
+    print(f"toonlib {command}: warning: {message}", file=sys.stderr)
+
+
+def _run_command(args: argparse.Namespace) -> int:
     try:
         return args.func(args)
     except BrokenPipeError:

@@ -84,24 +84,30 @@ def load_generator(source: GeneratorLike, which: str = "G_ema",
 
 
 def _resolve(source: str | os.PathLike) -> Path:
-    text = str(source)
-    if text.startswith(("http://", "https://")):
-        from ..download import fetch
-
-        return fetch(text)
+    """A local file for `source` (a path, a URL or a registry name), downloaded into the cache where need be."""
     path = Path(source).expanduser()
-    if path.exists():
+    if not str(source).startswith(("http://", "https://")) and path.exists():
         return path
+    check_source(source)
+    from ..download import fetch
+
+    return fetch(str(source))
+
+
+def check_source(source: str | os.PathLike) -> None:
+    """Raise what loading `source` would for a name that is neither a URL, an existing path nor a registry model
+    (`FileNotFoundError`, or `UnknownModelError` with the known names and a close match), downloading nothing: the
+    command line checks every model it was given before it fetches the first."""
+    text, path = str(source), Path(source).expanduser()
+    if text.startswith(("http://", "https://")) or path.exists():
+        return
     from .. import models
 
     if text in models.MODELS:
-        from ..download import fetch
-
-        return fetch(text)
+        return
     if path.suffix or "/" in text or os.sep in text:
         raise FileNotFoundError(f"no checkpoint at {path}")
-    models.get_model(text)  # raises UnknownModelError with the known names and a close match
-    raise AssertionError("unreachable")
+    models.get_model(text)  # raises UnknownModelError
 
 
 def read_checkpoint(path: str | os.PathLike) -> Networks:
