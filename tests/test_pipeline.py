@@ -34,6 +34,18 @@ def photos(tmp_path_factory):
     return write_photos(tmp_path_factory.mktemp("photos"))
 
 
+def test_every_model_name_is_checked_before_the_first_download(models, monkeypatch):
+    from toonlib import download
+    from toonlib.models import UnknownModelError
+
+    monkeypatch.setattr(download, "fetch", lambda *args, **kwargs: pytest.fail("a download was started"))
+    folder, _, _ = models
+    with pytest.raises(UnknownModelError, match="base='ffhq-1042': unknown model 'ffhq-1042'. Did you mean 'ffhq-1024"):
+        Toonifier(base="ffhq-1042")  # the default toon model is a registry name: loading it would download it
+    with pytest.raises(FileNotFoundError, match="toon='.*toon.pkl': no checkpoint at"):
+        Toonifier(base=folder / "base.pt", toon=str(folder / "toon.pkl"))
+
+
 def test_every_intermediate(models, photos, lpips_net):
     folder, base, toon = models
     result = toonify(photos / "astronaut.png", base=folder / "base.pt", toon=folder / "toon.pt", steps=STEPS,

@@ -297,11 +297,17 @@ def test_save_video(G, targets, net, tmp_path):
         save_video(run(G, targets[0], net, steps=1), tmp_path / "q.mp4")
 
 
-def test_bad_arguments(G, targets, net):
+def test_bad_arguments(G, targets, net, monkeypatch):
     with pytest.raises(ValueError, match="space"):
         run(G, targets[0], net, space="z")
     with pytest.raises(ValueError, match="seeds"):
         run(G, targets, net, steps=1, seed=[1])
+    with pytest.raises(TypeError, match=r"an image, not a file name \('me.jpg'\): .*toonlib.align_face\(path\)"):
+        run(G, "me.jpg", net, steps=1)
+    # checked before LPIPS is built (which may download VGG16)
+    monkeypatch.setattr(projection, "build_lpips", lambda *args: pytest.fail("LPIPS built before the arguments"))
+    with pytest.raises(ValueError, match="precision must be one of"):
+        projection.project(G, targets[0], steps=1, precision="fp8")
 
 
 # --------------------------------------------------------------------------------------------

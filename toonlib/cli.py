@@ -57,10 +57,7 @@ def _fetch_named_models(*models: tuple[str | None, str]) -> None:
 
     for value, option in models:
         if isinstance(value, str):
-            try:
-                check_source(value)
-            except (FileNotFoundError, ValueError) as exc:
-                raise type(exc)(f"{option} {value}: {exc}") from None
+            check_source(value, f"{option} {value}")
     for value, option in models:
         if isinstance(value, str) and value in MODELS and not Path(value).exists():
             fetch(value, local_option=option)

@@ -44,7 +44,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from . import models
 from .align import AlignedFace, align_faces, crop_to_photo_transform
 from .blending import Blender, check_lineage
-from .checkpoints import GeneratorLike, Networks, load_generator, load_network
+from .checkpoints import GeneratorLike, Networks, check_source, load_generator, load_network
 from .devices import default_device
 from .encoders import Encoder, load_encoder
 from .images import is_image_file, read_image, to_pil
@@ -108,6 +108,9 @@ class Toonifier:
                  invert: str = "optimize", encoder: Encoder | str | os.PathLike | None = None):
         if invert not in INVERT_MODES:
             raise ValueError(f"invert must be one of {', '.join(INVERT_MODES)}; got {invert!r}")
+        for name, source in (("base", base), ("toon", toon), ("encoder", encoder)):  # before the first download
+            if isinstance(source, (str, os.PathLike)):
+                check_source(source, f"{name}={str(source)!r}")
         self.invert = invert
         self.device = default_device(device)
         self.detector = detector

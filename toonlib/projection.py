@@ -163,6 +163,7 @@ def project(G: torch.nn.Module, target: Target, space: str = "w+", steps: int | 
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     device = torch.device(device) if device is not None else next(G.parameters()).device
+    dtype = runtime.resolve_precision(precision, device)  # a bad precision fails before any model is loaded
     G = copy.deepcopy(G).eval().requires_grad_(False).to(device)
     targets = as_images(target, G.img_resolution).to(device)
     num = targets.shape[0]
@@ -191,7 +192,6 @@ def project(G: torch.nn.Module, target: Target, space: str = "w+", steps: int | 
     noise = _initial_noise(G, generators, device)
     optimizer = torch.optim.Adam([w_opt, *noise.values()], lr=initial_lr, betas=(0.9, 0.999),
                                  fused=device.type in ("cpu", "cuda"))  # one kernel per tensor, not ~10
-    dtype = runtime.resolve_precision(precision, device)
     # float16 gradients can underflow: scale the loss (from 2**10, not 2**16: steps that overflow are
     # skipped, and with the default scale the first dozen were, which changed the result).
     scaler = torch.amp.GradScaler(device.type, init_scale=2.0**10, enabled=dtype == torch.float16)
@@ -417,7 +417,12 @@ def _as_tensor(item) -> torch.Tensor:
             raise ValueError(f"an image tensor must be float [3, H, W] or [N, 3, H, W], got {item.dtype} "
                              f"{list(item.shape)}")
         return x.detach().float().cpu()
-    raise TypeError(f"cannot use {type(item).__name__} as a target image")
+    if isinstance(item, (str, os.PathLike)):
+        raise TypeError(f"a target is an image, not a file name ({str(item)!r}): for a photo of a face use "
+                        "toonlib.align_face(path).image (the FFHQ crop projection expects), for an aligned one "
+                        "PIL.Image.open(path)")
+    raise TypeError(f"cannot use {type(item).__name__} as a target image (a PIL image, uint8 HxWx3 array or float "
+                    "tensor in [-1, 1])")
 
 
 def _fit(x: torch.Tensor, resolution: int) -> torch.Tensor:

@@ -94,10 +94,11 @@ def _resolve(source: str | os.PathLike) -> Path:
     return fetch(str(source))
 
 
-def check_source(source: str | os.PathLike) -> None:
+def check_source(source: str | os.PathLike, what: str = "") -> None:
     """Raise what loading `source` would for a name that is neither a URL, an existing path nor a registry model
-    (`FileNotFoundError`, or `UnknownModelError` with the known names and a close match), downloading nothing: the
-    command line checks every model it was given before it fetches the first."""
+    (`FileNotFoundError`, or `UnknownModelError` with the known names and a close match), its message prefixed with
+    `what` (e.g. the option that named it), downloading nothing: the command line and `Toonifier` check every model
+    they were given before they fetch the first."""
     text, path = str(source), Path(source).expanduser()
     if text.startswith(("http://", "https://")) or path.exists():
         return
@@ -105,9 +106,13 @@ def check_source(source: str | os.PathLike) -> None:
 
     if text in models.MODELS:
         return
+    prefix = f"{what}: " if what else ""
     if path.suffix or "/" in text or os.sep in text:
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    models.get_model(text)  # raises UnknownModelError
+        raise FileNotFoundError(f"{prefix}no checkpoint at {path}")
+    try:
+        models.get_model(text)
+    except models.UnknownModelError as exc:
+        raise models.UnknownModelError(f"{prefix}{exc}") from None
 
 
 def read_checkpoint(path: str | os.PathLike) -> Networks:
