@@ -600,7 +600,7 @@ def test_the_exit_statuses_are_the_clis():
     """The README's exit statuses are those `toonlib --help` lists."""
     text = " ".join(README.read_text(encoding="utf-8").split())
     statuses = [line.split(maxsplit=1) for line in cli.EXIT_STATUS.splitlines()[1:]]
-    assert [code for code, _ in statuses] == ["0", "1", "2", "130"]
+    assert [code for code, _ in statuses] == ["0", "1", "2", "130", "141"]
     for code, meaning in statuses:
         assert f"{code} {meaning}" in text, (code, meaning)
 

@@ -22,7 +22,7 @@ EXIT_STATUS = """exit status:
   1  some photos failed (the others were written)
   2  bad usage, or a missing or unreadable model, weights file or photo
   130  interrupted (Ctrl-C)
-  141  output closed early (e.g. `toonlib models | head`), quietly"""
+  141  output closed early (`toonlib models | head`), nothing printed"""
 
 
 def _describe(nets) -> str:
