@@ -1,8 +1,9 @@
 """The `toonlib` console script. Each sub-command is a thin wrapper over the Python API.
 
 Exit status (also in `--help`): 0 all done; 1 some photos failed (the others were written);
-2 bad usage, or a missing or unreadable model, weights file or photo; 130 interrupted (Ctrl-C).
-Expected failures end in one short message naming the cause and the fix, never a traceback.
+2 bad usage, or a missing or unreadable model, weights file or photo; 130 interrupted (Ctrl-C); 141 output
+closed early (`| head`), nothing printed. Expected failures end in one short message naming the cause and the
+fix, never a traceback; warnings are one line each too (`toonlib COMMAND: warning: ...`).
 """
 from __future__ import annotations
 
@@ -519,29 +520,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    """The command `args` names, its expected failures one line each; its warnings too, as the command's own."""
+    """The command `args` names: its expected failures one line each, its warnings too (`_show_warning`)."""
     with warnings.catch_warnings():
         warnings.showwarning = functools.partial(_show_warning, args.command)
-        return _run_command(args)
+        try:
+            return args.func(args)
+        except BrokenPipeError:  # not an error of the command's: `main` stops quietly
+            raise
+        except _expected_errors() as exc:
+            print(f"toonlib {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"toonlib {args.command}: interrupted", file=sys.stderr)
+            return 130
 
 
 def _show_warning(command: str, message: Warning | str, category: type[Warning], filename: str, lineno: int,
                   file: object = None, line: str | None = None) -> None:
     """`warnings.showwarning` for the command line: `toonlib COMMAND: warning: ...`, not a source file's line."""
     print(f"toonlib {command}: warning: {message}", file=sys.stderr)
-
-
-def _run_command(args: argparse.Namespace) -> int:
-    try:
-        return args.func(args)
-    except BrokenPipeError:
-        raise
-    except _expected_errors() as exc:
-        print(f"toonlib {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"toonlib {args.command}: interrupted", file=sys.stderr)
-        return 130
 
 
 if __name__ == "__main__":
