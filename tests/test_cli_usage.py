@@ -82,12 +82,28 @@ def test_warnings_read_as_the_commands_own(monkeypatch, capsys):
 
     def small_face(args):
         warnings.warn("the face is small", stacklevel=2)
+        warnings.warn("the face is small", stacklevel=1)  # the same text from another line: once is enough
         return 0
 
     monkeypatch.setattr(cli, "cmd_models", small_face)
     assert cli.main(["models"]) == 0
     assert capsys.readouterr().err == "toonlib models: warning: the face is small\n"  # no source file, no code line
     assert warnings.showwarning.__module__ == "warnings"  # the API's warnings are Python's again
+
+
+def test_blend_checks_its_seeds_before_it_writes(tmp_path):
+    from tiny import tiny_generator
+
+    from toonlib.checkpoints import save_network
+
+    for name, seed in (("toon", 1), ("base", 0)):
+        save_network(tmp_path / f"{name}.safetensors", tiny_generator(seed))
+    out, grid = tmp_path / "blended.safetensors", tmp_path / "grid.png"
+    toon, base = (str(tmp_path / f"{name}.safetensors") for name in ("toon", "base"))
+    result = run_main("blend", "--toon", toon, "--base", base, "--swap-res", "8", "-o", str(out), "--grid", str(grid),
+                      "--seeds", "5-2")
+    _short_error(result, "bad seed list '5-2'")
+    assert not out.exists() and not grid.exists()
 
 
 def test_output_closed_early_exits_quietly(tmp_path):

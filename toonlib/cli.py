@@ -148,6 +148,7 @@ def cmd_blend(args: argparse.Namespace) -> int:
     from .networks import parse_seeds
 
     _check_native_output(args.output, "blend")
+    seeds = parse_seeds(args.seeds) if args.grid else []  # a bad --seeds fails before anything is loaded or written
     _fetch_named_models((args.toon, "--toon"), (args.base, "--base"))
     low = load_generator(args.toon, which=args.toon_network)
     high = load_generator(args.base, which=args.base_network)
@@ -155,7 +156,7 @@ def cmd_blend(args: argparse.Namespace) -> int:
     save_network(args.output, blended)
     print(f"wrote {args.output}")
     if args.grid:
-        grid = swap_resolution_grid(low, high, parse_seeds(args.seeds), level=args.level,
+        grid = swap_resolution_grid(low, high, seeds, level=args.level,
                                     blend_width=args.blend_width, truncation_psi=args.truncation_psi)
         save_image(grid, args.grid)
         print(f"wrote {args.grid}")
@@ -522,7 +523,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     """The command `args` names: its expected failures one line each, its warnings too (`_show_warning`)."""
     with warnings.catch_warnings():
-        warnings.showwarning = functools.partial(_show_warning, args.command)
+        warnings.showwarning = functools.partial(_show_warning, args.command, set())
         try:
             return args.func(args)
         except BrokenPipeError:  # not an error of the command's: `main` stops quietly
@@ -535,10 +536,13 @@ def _run(args: argparse.Namespace) -> int:
             return 130
 
 
-def _show_warning(command: str, message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                  file: object = None, line: str | None = None) -> None:
-    """`warnings.showwarning` for the command line: `toonlib COMMAND: warning: ...`, not a source file's line."""
-    print(f"toonlib {command}: warning: {message}", file=sys.stderr)
+def _show_warning(command: str, shown: set[str], message: Warning | str, category: type[Warning], filename: str,
+                  lineno: int, file: object = None, line: str | None = None) -> None:
+    """`warnings.showwarning` for the command line: `toonlib COMMAND: warning: ...`, not a source file's line, and
+    each text once (`blend --grid` checks the same two models twice)."""
+    if str(message) not in shown:
+        shown.add(str(message))
+        print(f"toonlib {command}: warning: {message}", file=sys.stderr)
 
 
 if __name__ == "__main__":
