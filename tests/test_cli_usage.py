@@ -3,6 +3,7 @@ failure ending in one short message (no traceback), checked before any model is 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import subprocess
 import sys
@@ -104,6 +105,21 @@ def test_blend_checks_its_seeds_before_it_writes(tmp_path):
                       "--seeds", "5-2")
     _short_error(result, "bad seed list '5-2'")
     assert not out.exists() and not grid.exists()
+
+
+def test_project_refuses_what_it_could_not_write_before_it_projects(tmp_path, offline_cache, monkeypatch):
+    from toonlib import projection
+
+    photo = tmp_path / "face.png"
+    Image.fromarray(skdata.astronaut()).save(photo)
+    _short_error(run_main("project", str(photo), "-o", str(tmp_path / "w.png"), env=offline_cache),
+                 "project writes the latent as an .npz file", f"name it {tmp_path / 'w.npz'}", "--image-out")
+    find_spec = importlib.util.find_spec  # as if imageio-ffmpeg (the `notebook` extra) were not installed
+    monkeypatch.setattr(projection.importlib.util, "find_spec",
+                        lambda name, *args: None if name == "imageio_ffmpeg" else find_spec(name, *args))
+    _short_error(run_main("project", str(photo), "-o", str(tmp_path / "w.npz"), "--video", str(tmp_path / "p.mp4"),
+                          env=offline_cache), "writing a video needs imageio-ffmpeg: pip install 'toonlib[notebook]'")
+    assert not Path(offline_cache["TOONLIB_CACHE"]).exists() and sorted(tmp_path.iterdir()) == [photo]
 
 
 def test_output_closed_early_exits_quietly(tmp_path):

@@ -184,8 +184,13 @@ def cmd_project(args: argparse.Namespace) -> int:
     from .checkpoints import load_generator
     from .devices import default_device
     from .images import read_image, save_image, to_pil
-    from .projection import project, save_video
+    from .projection import project, require_video_writer, save_video
 
+    if Path(args.output).suffix.lower() != ".npz":
+        raise ValueError(f"{args.output}: project writes the latent as an .npz file (NVIDIA's projected_w.npz); name "
+                         f"it {Path(args.output).with_suffix('.npz')}, and pass --image-out for the picture")
+    if args.video:
+        require_video_writer()
     target = read_image(args.image)  # a bad photo fails before any model is downloaded
     _fetch_named_models((args.base, "--base"))
     G = load_generator(args.base, device=default_device())
@@ -504,7 +509,8 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from .download import DownloadError
     from .losses import PerceptualWeightsError
 
-    return (CheckpointError, DownloadError, PerceptualWeightsError, LandmarkBackendError, ValueError, OSError)
+    return (CheckpointError, DownloadError, PerceptualWeightsError, LandmarkBackendError, ValueError, OSError,
+            ImportError)  # an optional extra not installed: the message says what to install
 
 
 def main(argv: Sequence[str] | None = None) -> int:

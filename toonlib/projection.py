@@ -440,12 +440,18 @@ def _frame(target_u8: np.ndarray, images: torch.Tensor) -> np.ndarray:
     return pairs.reshape(-1, *pairs.shape[2:])
 
 
+def require_video_writer() -> None:
+    """Raise ImportError, saying what to install, where `save_video` could not write (no imageio-ffmpeg): the
+    command line asks before it projects, not after."""
+    if importlib.util.find_spec("imageio_ffmpeg") is None:
+        raise ImportError("writing a video needs imageio-ffmpeg: pip install 'toonlib[notebook]' (or imageio-ffmpeg)")
+
+
 def save_video(result: ProjectionResult, path: str | os.PathLike, fps: int = 30) -> None:
     """Write the result's frames (project with `save_every=k`) as an H.264 .mp4 (needs imageio-ffmpeg)."""
     if not result.frames:
         raise ValueError("the result has no frames: project with save_every=k to keep some")
-    if importlib.util.find_spec("imageio_ffmpeg") is None:
-        raise RuntimeError("writing a video needs imageio-ffmpeg: pip install imageio-ffmpeg")
+    require_video_writer()
     import imageio_ffmpeg
 
     height, width = result.frames[0].shape[:2]
