@@ -113,7 +113,8 @@ def test_project_refuses_what_it_could_not_write_before_it_projects(tmp_path, of
     photo = tmp_path / "face.png"
     Image.fromarray(skdata.astronaut()).save(photo)
     _short_error(run_main("project", str(photo), "-o", str(tmp_path / "w.png"), env=offline_cache),
-                 "project writes the latent as an .npz file", f"name it {tmp_path / 'w.npz'}", "--image-out")
+                 "project writes the latent as an .npz file", f"name the output {tmp_path / 'w.npz'}",
+                 "pass --image-out for the picture")
     find_spec = importlib.util.find_spec  # as if imageio-ffmpeg (the `notebook` extra) were not installed
     monkeypatch.setattr(projection.importlib.util, "find_spec",
                         lambda name, *args: None if name == "imageio_ffmpeg" else find_spec(name, *args))

@@ -37,15 +37,20 @@ def _describe(nets) -> str:
     return f"{meta.get('format', '?')} checkpoint: " + ", ".join(parts)
 
 
+def _check_output_suffix(output: str, command: str, suffix: str, kind: str, advice: str = "") -> None:
+    """Refuse (before any download or work) an output name whose suffix is not that of the file `command` writes."""
+    output = Path(output)
+    if output.suffix.lower() != suffix:
+        raise ValueError(f"{output}: {command} writes {kind}; name the output {output.with_suffix(suffix)} (tools that "
+                         f"pick their loader by the suffix would misread a {output.suffix or 'suffix-less'} file)"
+                         + advice)
+
+
 def _check_native_output(output: str, command: str) -> None:
-    """Refuse (before any download) an output name other than `*.safetensors` for toonlib's format."""
+    """`_check_output_suffix` for toonlib's format (`*.safetensors`)."""
     from .checkpoints import NATIVE_SUFFIX
 
-    output = Path(output)
-    if output.suffix.lower() != NATIVE_SUFFIX:
-        raise ValueError(f"{output}: {command} writes toonlib's format, a safetensors file; name the output "
-                         f"{output.with_suffix(NATIVE_SUFFIX)} (tools that pick their loader by the suffix would "
-                         f"misread a {output.suffix or 'suffix-less'} file)")
+    _check_output_suffix(output, command, NATIVE_SUFFIX, "toonlib's format, a safetensors file")
 
 
 def _fetch_named_models(*models: tuple[str | None, str]) -> None:
@@ -186,9 +191,8 @@ def cmd_project(args: argparse.Namespace) -> int:
     from .images import read_image, save_image, to_pil
     from .projection import project, require_video_writer, save_video
 
-    if Path(args.output).suffix.lower() != ".npz":
-        raise ValueError(f"{args.output}: project writes the latent as an .npz file (NVIDIA's projected_w.npz); name "
-                         f"it {Path(args.output).with_suffix('.npz')}, and pass --image-out for the picture")
+    _check_output_suffix(args.output, "project", ".npz", "the latent as an .npz file (NVIDIA's projected_w.npz)",
+                         "; pass --image-out for the picture")
     if args.video:
         require_video_writer()
     target = read_image(args.image)  # a bad photo fails before any model is downloaded
@@ -313,11 +317,7 @@ def cmd_app(args: argparse.Namespace) -> int:
     from .app import ToonApp, launch, require_gradio
     from .pipeline import Toonifier
 
-    try:
-        require_gradio()  # before any model is downloaded
-    except ImportError as exc:
-        print(f"toonlib app: error: {exc}", file=sys.stderr)
-        return 2
+    require_gradio()  # before any model is downloaded
     modes = list(dict.fromkeys(args.invert))
     if args.encoder is not None and sum(mode != "optimize" for mode in modes) != 1:
         raise ValueError(f"--encoder names the checkpoint of one encoder mode, but --invert offers {modes}: "
