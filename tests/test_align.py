@@ -302,6 +302,16 @@ def test_no_face(photo):
         align_face(image, detector="dlib", **FAST)
 
 
+@pytest.mark.parametrize("size", [0, -8, 64.0])
+def test_bad_output_size(size, monkeypatch):
+    from toonlib import align
+
+    monkeypatch.setattr(align, "read_image", lambda *args: pytest.fail("photo read before the size check"))
+    for function in (align_face, align_faces):  # 0 was a ZeroDivisionError after the face search
+        with pytest.raises(ValueError, match=f"output_size is the crop's width in px .* got {size!r}"):
+            function(np.zeros((64, 64, 3), np.uint8), output_size=size, detector="dlib")
+
+
 def test_two_faces(astronaut, hopper):
     small = Image.fromarray(hopper).resize((230, 270), Image.Resampling.LANCZOS)
     canvas = Image.new("RGB", (512 + 240, 512), (128, 128, 128))

@@ -5,6 +5,7 @@ tests/test_browser_app.py drives the same app through Chromium.
 from __future__ import annotations
 
 import copy
+import os
 import socket
 import struct
 import threading
@@ -174,7 +175,7 @@ def test_limits_on_steps_swap_resolution_and_mode(app, setup):
         app.reblend(session, 12)
     with pytest.raises(ValueError, match=r"mode must be one of \['optimize'\], got 'e4e'"):
         app.pick(session, 0, STEPS, 16, mode="e4e")
-    with pytest.raises(ValueError, match="steps must be between 1 and max_steps=50, got 60"):
+    with pytest.raises(ValueError, match=r"start \(60\) must be between 1 and its end, max_steps=50"):
         ToonApp(app.toonifiers["optimize"], steps=60, max_steps=50)
     with pytest.raises(ValueError, match=r"one Toonifier per inversion mode, got \['optimize', 'optimize'\]"):
         ToonApp([app.toonifiers["optimize"]] * 2)
@@ -293,6 +294,25 @@ def test_served_locally_without_touching_the_internet(app, monkeypatch):
     finally:
         page.close()
     assert hosts and set(hosts) <= {"127.0.0.1", "localhost"}, hosts
+
+
+def test_starts_behind_a_proxy_that_cannot_reach_this_machine(app, monkeypatch):
+    """Gradio checks its own server with httpx, which sent even 127.0.0.1 through $http_proxy: a ConnectError and
+    no app. Now this machine is exempted for the process, keeping the user's own exemptions."""
+    closed = f"http://127.0.0.1:{free_port()}"  # a proxy that answers nobody
+    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.setenv(name, closed)
+    monkeypatch.setenv("NO_PROXY", "intranet.example")
+    monkeypatch.delenv("no_proxy", raising=False)
+    port = free_port()
+    page = launch(app, port=port, block=False)
+    try:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # this test's own request: direct
+        assert "Toonify yourself" in opener.open(f"http://127.0.0.1:{port}/", timeout=60).read().decode()
+    finally:
+        page.close()
+    for name in ("no_proxy", "NO_PROXY"):
+        assert os.environ[name].split(",") == ["intranet.example", "localhost", "127.0.0.1", "::1"]
 
 
 def test_cli_starts_the_app_with_the_toonify_options(setup, monkeypatch):

@@ -195,6 +195,47 @@ def test_inputs_are_checked_before_any_download(tmp_path, offline_cache):
     assert not (tmp_path / "toon.png").exists() and not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("command, args, message", [
+    ("toonify", ["--steps", "0"], "argument --steps: must be >= 1, got 0"),
+    ("toonify", ["--steps", "1.5"], "argument --steps: expected a whole number, got '1.5'"),
+    ("toonify", ["--batch-size", "0"], "argument --batch-size: must be >= 1, got 0"),  # was: range() arg 3 ...
+    ("toonify", ["--swap-res", "7"], "argument --swap-res: must be a power of two >= 4"),
+    ("toonify", ["--invert", "e4e", "--steps", "3"], "invert='e4e' runs no projection"),  # was: after the downloads
+    ("toonify", ["--level", "1"], "give a swap resolution too (--swap-res"),  # was: silently ignored
+    ("toonify", ["--blend-width", "2"], "give a swap resolution too (--swap-res"),
+    ("toonify", ["--swap-res", "16", "--blend-width", "-1"], "blend_width must be None or 0 (hard switch) or a pos"),
+    ("align", ["--size", "0"], "argument --size: must be >= 1, got 0"),  # was: ZeroDivisionError
+    ("project", ["--video-every", "0"], "argument --video-every: must be >= 1, got 0"),  # was: after projecting
+    ("blend", ["--swap-res", "12"], "argument --swap-res: must be a power of two >= 4"),
+    ("blend", ["--swap-res", "16", "--blend-width", "-1"], "blend_width must be None or 0"),
+    ("app", ["--port", "99999"], "argument --port: must be between 1 and 65535, got 99999"),  # was: OverflowError
+    ("app", ["--max-megapixels", "-1"], "argument --max-megapixels: must be a number > 0, got -1"),
+    ("app", ["--steps", "300", "--max-steps", "100"], "slider's start (300) must be between 1 and its end"),
+    # image and video outputs named for another kind of file (PNG data went into them)
+    ("align", ["-o", "{tmp}/aligned.txt"], "aligned.txt: align writes an image (PNG, JPEG, WebP, ...); name the "
+                                           "output {tmp}/aligned.png"),
+    ("project", ["--image-out", "{tmp}/reconstruction"], "reconstruction: project writes an image"),
+    ("project", ["--video", "{tmp}/projection.avi"], "projection.avi: project writes an H.264 video (MP4); name "
+                                                     "the output {tmp}/projection.mp4"),
+    ("blend", ["--grid", "{tmp}/grid.pdf"], "grid.pdf: blend writes an image"),
+])
+def test_bad_values_are_refused_before_any_download(tmp_path, offline_cache, command, args, message):
+    photo = tmp_path / "me.png"
+    Image.fromarray(skdata.astronaut()).save(photo)
+    base = {"toonify": [str(photo), "-o", str(tmp_path / "out")], "align": [str(photo), "-o", str(tmp_path / "a.png")],
+            "project": [str(photo), "-o", str(tmp_path / "w.npz"), "--video", str(tmp_path / "v.mp4")],
+            "blend": ["--toon", "toonify-blended-tf", "--base", "ffhq-1024-tf", "-o", str(tmp_path / "b.safetensors")],
+            "app": []}[command]
+    if command == "blend" and "--swap-res" not in args:
+        args = [*args, "--swap-res", "16"]
+    result = run_main(command, *base, *(arg.format(tmp=tmp_path) for arg in args), env=offline_cache)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    last = result.stderr.strip().splitlines()[-1]  # argparse's usage lines, if any, come first
+    assert last.startswith(f"toonlib {command}: error: ") and message.format(tmp=tmp_path) in last, result.stderr
+    assert not Path(offline_cache["TOONLIB_CACHE"]).exists() and not Path(offline_cache["TORCH_HOME"]).exists()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["me.png"]  # nothing written
+
+
 def test_missing_vgg16_weights_is_one_short_message(tmp_path, offline_cache):
     """LPIPS needs torchvision's VGG16; offline and uncached, projection says so in a few lines, exit 2."""
     from tiny import tiny_generator

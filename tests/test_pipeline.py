@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageDraw
-from tiny import write_photos, write_toonify_models
+from tiny import tiny_generator, write_photos, write_toonify_models
 
 from toonlib.align import NoFaceError
 from toonlib.blending import blend
@@ -44,6 +44,32 @@ def test_every_model_name_is_checked_before_the_first_download(models, monkeypat
         Toonifier(base="ffhq-1042")  # the default toon model is a registry name: loading it would download it
     with pytest.raises(FileNotFoundError, match="toon='.*toon.pkl': no checkpoint at"):
         Toonifier(base=folder / "base.pt", toon=str(folder / "toon.pkl"))
+    # a re-blend's shape without the swap resolution it shapes: refused, not silently ignored
+    for setting in ({"level": 1}, {"blend_width": 2.0}):
+        with pytest.raises(ValueError, match="give a swap resolution too"):
+            Toonifier(**setting)
+
+
+def test_a_device_this_machine_lacks_is_refused_before_any_model_is_read(models, monkeypatch):
+    import toonlib
+    from toonlib import checkpoints, encoders
+
+    folder, _, _ = models
+    monkeypatch.setattr(checkpoints, "_resolve", lambda *args: pytest.fail("a model was read first"))
+    monkeypatch.setattr(encoders, "resolve_source", lambda *args: pytest.fail("an encoder was read first"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    # torch said "Found no NVIDIA driver on your system" once the first tensor moved
+    for load in (toonlib.load_network, toonlib.load_generator, toonlib.load_encoder):
+        with pytest.raises(ValueError, match="device='cuda', but torch finds no CUDA GPU here .* pass device='cpu'"):
+            load(folder / "base.pt", device="cuda")
+    with pytest.raises(ValueError, match=r"device='gpu' is not a torch device: use 'cpu', 'cuda', 'cuda:1', \.\.\."):
+        Toonifier(folder / "base.pt", folder / "toon.pt", device="gpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(ValueError, match=r"device='cuda:2', but this machine has 2 CUDA GPUs \(cuda:0 to cuda:1\)"):
+        toonlib.load_network(folder / "base.pt", device="cuda:2")
+    with pytest.raises(ValueError, match="device='cuda:2'"):
+        toonlib.project(tiny_generator(0), torch.zeros(3, 32, 32), device="cuda:2")
 
 
 def test_every_intermediate(models, photos, lpips_net):

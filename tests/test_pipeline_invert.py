@@ -67,6 +67,10 @@ def test_e4e_mode(setup):
     assert same_image(t.render(result.w), render(blend(setup.toon, setup.base, 16), result.w)[0])
     with pytest.raises(ValueError, match="runs no projection"):
         t(setup.photos / "astronaut.png", steps=10)
+    with pytest.raises(ValueError, match="runs no projection"):  # when called, not when the first result is asked for
+        t.toonify_many([setup.photos / "astronaut.png"], steps=10)
+    with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
+        t.toonify_many([setup.photos / "astronaut.png"], batch_size=0)
 
 
 def test_e4e_then_optimize_starts_from_the_codes(setup):

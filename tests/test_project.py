@@ -308,6 +308,8 @@ def test_bad_arguments(G, targets, net, monkeypatch):
     monkeypatch.setattr(projection, "build_lpips", lambda *args: pytest.fail("LPIPS built before the arguments"))
     with pytest.raises(ValueError, match="precision must be one of"):
         projection.project(G, targets[0], steps=1, precision="fp8")
+    with pytest.raises(ValueError, match="save_every keeps a frame every k steps, k >= 1; got 0"):
+        projection.project(G, targets[0], steps=1, save_every=0)
 
 
 # --------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import numbers
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +105,7 @@ def align_face(image: ImageInput, output_size: int = 1024, detector: str = "auto
     `transform_size`: the size of the intermediate QUAD warp (raised to `output_size` if smaller).
     `device`: torch device for face-alignment (default: cuda if available).
     """
+    _check_output_size(output_size)
     photo = read_image(image)
     faces = _find_faces(photo, detector, device, describe_source(image))
     index = 0 if face_index is None else face_index
@@ -116,9 +118,16 @@ def align_face(image: ImageInput, output_size: int = 1024, detector: str = "auto
 def align_faces(image: ImageInput, output_size: int = 1024, detector: str = "auto",
                 transform_size: int = 4096, device: str | None = None) -> list[AlignedFace]:
     """FFHQ-aligned crops of every face in `image`, largest first (see `align_face`)."""
+    _check_output_size(output_size)
     photo = read_image(image)
     faces = _find_faces(photo, detector, device, describe_source(image))
     return [_align(photo, landmarks, output_size, transform_size) for landmarks in faces]
+
+
+def _check_output_size(output_size: int) -> None:
+    if isinstance(output_size, bool) or not isinstance(output_size, numbers.Integral) or output_size < 1:
+        raise ValueError(f"output_size is the crop's width in px (1024 for FFHQ models), a whole number >= 1; "
+                         f"got {output_size!r}")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ generator is re-blended for each visitor's slider, so two visitors' events must 
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -75,6 +76,15 @@ class View:
     status: str
 
 
+def check_settings(steps: int = DEFAULT_STEPS, max_steps: int = MAX_STEPS, max_pixels: int = MAX_PIXELS) -> None:
+    """Raise ValueError for `ToonApp` settings that cannot work; cheap, so `toonlib app` checks before any download."""
+    if not 1 <= steps <= max_steps:
+        raise ValueError(f"the steps slider's start ({steps}) must be between 1 and its end, max_steps={max_steps} "
+                         "(--steps, --max-steps)")
+    if not max_pixels >= 1:
+        raise ValueError(f"max_pixels is the largest photo taken, in pixels (>= 1); got {max_pixels!r}")
+
+
 class ToonApp:
     """The web app's logic: toonify a visitor's photo, toonify another of its faces, re-blend.
 
@@ -91,8 +101,7 @@ class ToonApp:
         self.toonifiers = {t.invert: t for t in toonifiers}
         if not toonifiers or len(self.toonifiers) < len(toonifiers):
             raise ValueError(f"give one Toonifier per inversion mode, got {[t.invert for t in toonifiers]}")
-        if not 1 <= steps <= max_steps:
-            raise ValueError(f"steps must be between 1 and max_steps={max_steps}, got {steps}")
+        check_settings(steps, max_steps, max_pixels)
         self.modes = tuple(self.toonifiers)
         self.max_steps = max_steps
         self.max_pixels = max_pixels
@@ -346,8 +355,25 @@ def launch(app: ToonApp, host: str = "127.0.0.1", port: int | None = None, share
     through Gradio's tunnel (needs internet). The detector and the perceptual metric are built first
     (`ToonApp.warm_up`). With `block=False` it returns the running `gradio.Blocks` (stop it with `.close()`)."""
     app.warm_up()
+    _reach_this_machine_without_proxy(host)
     page = app.build()
     page.queue(default_concurrency_limit=1, max_size=64)
     page.launch(server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD, inbrowser=False,
                 prevent_thread_lock=not block, quiet=not block, css=CSS)
     return page
+
+
+def _reach_this_machine_without_proxy(host: str) -> None:
+    """Put this machine (and `host`) on $no_proxy / $NO_PROXY for this process when a proxy is set.
+
+    Once its server runs, Gradio checks it over HTTP with httpx, which sends even requests for 127.0.0.1 through
+    $http_proxy unless $no_proxy exempts them: behind a proxy that cannot reach back here the app failed to
+    start. Connections to this machine never need a proxy; the process's other requests keep theirs, and the
+    exemptions already set stay (both spellings get the union: Python reads the lower-case one first)."""
+    proxies = ("http_proxy", "https_proxy", "all_proxy")
+    if not any(os.environ.get(name) or os.environ.get(name.upper()) for name in proxies):
+        return
+    entries = [entry.strip() for name in ("no_proxy", "NO_PROXY") for entry in os.environ.get(name, "").split(",")]
+    local = ["localhost", "127.0.0.1", "::1"] + ([host] if host not in ("0.0.0.0", "::", "") else [])
+    value = ",".join(dict.fromkeys(entry for entry in entries + local if entry))
+    os.environ["no_proxy"] = os.environ["NO_PROXY"] = value

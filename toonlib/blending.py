@@ -82,7 +82,7 @@ def layer_weights(G_or_config: Generator | GeneratorConfig, swap_res: int, level
     `synthesis.b4.conv1` is listed with weight 0 at every setting (it always stays low-res).
     """
     config = G_or_config.config if isinstance(G_or_config, Generator) else G_or_config
-    _check_setting(swap_res, level, blend_width)
+    check_setting(swap_res, level, blend_width)
     mid = _position(swap_res, level)
     return [dataclasses.replace(layer, weight=0.0 if layer.name == KEPT_LOW else
                                 _rule(layer.position - mid, blend_width))
@@ -121,7 +121,10 @@ def _rule(x: int, blend_width: float | None) -> float:
     return e / (1.0 + e)
 
 
-def _check_setting(swap_res: int, level: int, blend_width: float | None) -> None:
+def check_setting(swap_res: int, level: int = 0, blend_width: float | None = None) -> None:
+    """Raise ValueError for a blend setting no generator takes (a `swap_res` that is not a power of two >= 4, a
+    `level` other than 0 or 1, a negative `blend_width`). A `swap_res` at or above the resolution keeps the low
+    model whole."""
     if isinstance(swap_res, bool) or not isinstance(swap_res, int) or swap_res < 4 or swap_res & (swap_res - 1):
         raise ValueError(f"swap_res must be a power of two >= 4 (a resolution such as 4, 8, ..., 1024), "
                          f"got {swap_res!r}")
@@ -182,7 +185,7 @@ def blend(low_res_G: GeneratorLike, high_res_G: GeneratorLike, swap_res: int, le
     network, `w_avg` and the noise buffers always come from the low-res model, as in the original
     `blend_models.py`. Use `layer_weights` to see the weight of every layer.
     """
-    _check_setting(swap_res, level, blend_width)
+    check_setting(swap_res, level, blend_width)
     return Blender(low_res_G, high_res_G).set(swap_res, level, blend_width)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import math
 import os
 import sys
 import warnings
@@ -26,6 +27,36 @@ EXIT_STATUS = """exit status:
   141  output closed early (`toonlib models | head`), nothing printed"""
 
 
+def _number(kind: type = int, low: float = 1, high: float | None = None) -> Callable[[str], int | float]:
+    """An argparse `type`: a whole number in [low, high] (`kind` int) or a number above `low` (float), refused
+    while the arguments are parsed, before anything is downloaded, loaded or written."""
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'a whole number' if kind is int else 'a number'}, "
+                                             f"got {text!r}") from None
+        if kind is int and not (value >= low and (high is None or value <= high)):
+            raise argparse.ArgumentTypeError(f"must be {f'between {low} and {high}' if high else f'>= {low}'}, "
+                                             f"got {text}")
+        if kind is float and not (math.isfinite(value) and value > low):
+            raise argparse.ArgumentTypeError(f"must be a number > {low}, got {text}")
+        return value
+    return parse
+
+
+def _swap_res(text: str) -> int:
+    """An argparse `type` for --swap-res: a power of two >= 4 (`blending.check_setting`)."""
+    from .blending import check_setting
+
+    value = _number()(text)
+    try:
+        check_setting(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace("swap_res ", "")) from None
+    return value
+
+
 def _describe(nets) -> str:
     cfg, meta = nets.config, nets.meta
     parts = [f"{cfg.img_resolution}x{cfg.img_resolution}", f"z {cfg.z_dim}", f"w {cfg.w_dim} x {nets.G_ema.num_ws}",
@@ -37,12 +68,14 @@ def _describe(nets) -> str:
     return f"{meta.get('format', '?')} checkpoint: " + ", ".join(parts)
 
 
-def _check_output_suffix(output: str, command: str, suffix: str, kind: str, advice: str = "") -> None:
-    """Refuse (before any download or work) an output name whose suffix is not that of the file `command` writes."""
-    output = Path(output)
-    if output.suffix.lower() != suffix:
-        raise ValueError(f"{output}: {command} writes {kind}; name the output {output.with_suffix(suffix)} (tools that "
-                         f"pick their loader by the suffix would misread a {output.suffix or 'suffix-less'} file)"
+def _check_output_suffix(output: str, command: str, suffixes: str | tuple[str, ...], kind: str, advice: str = ""
+                         ) -> None:
+    """Refuse (before any download or work) an output name whose suffix is not one of the file `command` writes
+    there (the first of `suffixes` is suggested)."""
+    output, suffixes = Path(output), (suffixes,) if isinstance(suffixes, str) else suffixes
+    if output.suffix.lower() not in suffixes:
+        raise ValueError(f"{output}: {command} writes {kind}; name the output {output.with_suffix(suffixes[0])} (tools "
+                         f"that pick their reader by the suffix would misread a {output.suffix or 'suffix-less'} file)"
                          + advice)
 
 
@@ -51,6 +84,14 @@ def _check_native_output(output: str, command: str) -> None:
     from .checkpoints import NATIVE_SUFFIX
 
     _check_output_suffix(output, command, NATIVE_SUFFIX, "toonlib's format, a safetensors file")
+
+
+def _check_image_output(output: str | None, command: str) -> None:
+    """`_check_output_suffix` for an image (PNG suggested; None: no such output asked for)."""
+    from .images import IMAGE_SUFFIXES
+
+    if output is not None:
+        _check_output_suffix(output, command, (".png", *IMAGE_SUFFIXES), "an image (PNG, JPEG, WebP, ...)")
 
 
 def _fetch_named_models(*models: tuple[str | None, str]) -> None:
@@ -147,12 +188,14 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_blend(args: argparse.Namespace) -> int:
-    from .blending import blend, swap_resolution_grid
+    from .blending import blend, check_setting, swap_resolution_grid
     from .checkpoints import load_generator, save_network
     from .images import save_image
     from .networks import parse_seeds
 
     _check_native_output(args.output, "blend")
+    check_setting(args.swap_res, args.level, args.blend_width)
+    _check_image_output(args.grid, "blend")
     seeds = parse_seeds(args.seeds) if args.grid else []  # a bad --seeds fails before anything is loaded or written
     _fetch_named_models((args.toon, "--toon"), (args.base, "--base"))
     low = load_generator(args.toon, which=args.toon_network)
@@ -176,6 +219,7 @@ def cmd_align(args: argparse.Namespace) -> int:
     from .align import align_faces
     from .images import save_image
 
+    _check_image_output(args.output, "align")
     faces = align_faces(args.photo, output_size=args.size, detector=args.detector)
     faces = faces if args.all_faces else faces[:1]
     for i, face in enumerate(faces):
@@ -193,7 +237,9 @@ def cmd_project(args: argparse.Namespace) -> int:
 
     _check_output_suffix(args.output, "project", ".npz", "the latent as an .npz file (NVIDIA's projected_w.npz)",
                          "; pass --image-out for the picture")
+    _check_image_output(args.image_out, "project")
     if args.video:
+        _check_output_suffix(args.video, "project", ".mp4", "an H.264 video (MP4)")
         require_video_writer()
     target = read_image(args.image)  # a bad photo fails before any model is downloaded
     _fetch_named_models((args.base, "--base"))
@@ -256,11 +302,13 @@ def cmd_toonify(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from .images import save_image
-    from .pipeline import Toonifier
+    from .pipeline import Toonifier, check_options
 
     source = Path(args.photos)
     photos = _photos_to_toonify(source)
     output_path = _toonify_outputs(Path(args.output), source.is_dir())
+    check_options(args.invert, steps=args.steps, swap_res=args.swap_res, level=args.level,
+                  blend_width=args.blend_width)
     _fetch_toonify_models(args, args.invert)
     inputs = {p.resolve() for p in photos}
     toonifier = Toonifier(args.base, args.toon, swap_res=args.swap_res, level=args.level,
@@ -314,10 +362,12 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def cmd_app(args: argparse.Namespace) -> int:
-    from .app import ToonApp, launch, require_gradio
+    from .app import ToonApp, check_settings, launch, require_gradio
     from .pipeline import Toonifier
 
     require_gradio()  # before any model is downloaded
+    max_pixels = int(args.max_megapixels * 1e6)
+    check_settings(args.steps, args.max_steps, max_pixels)
     modes = list(dict.fromkeys(args.invert))
     if args.encoder is not None and sum(mode != "optimize" for mode in modes) != 1:
         raise ValueError(f"--encoder names the checkpoint of one encoder mode, but --invert offers {modes}: "
@@ -327,7 +377,7 @@ def cmd_app(args: argparse.Namespace) -> int:
     toonifiers = [Toonifier(args.base, args.toon, toon_network=args.toon_network, detector=args.detector, invert=mode,
                             encoder=args.encoder) for mode in modes]  # one per mode offered, each with its models
     app = ToonApp(toonifiers, swap_res=args.swap_res, steps=args.steps, max_steps=args.max_steps,
-                  max_pixels=int(args.max_megapixels * 1e6))
+                  max_pixels=max_pixels)
     launch(app, host=args.host, port=args.port, share=args.share)
     return 0
 
@@ -372,7 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which generator of --toon (Toonify's own file keeps its toon model as G)")
     p.add_argument("--base-network", "--high-network", dest="base_network", default="G_ema", choices=["G_ema", "G"],
                    help="which generator of --base")
-    p.add_argument("--swap-res", type=int, required=True, help="resolution of the last block taken from --toon")
+    p.add_argument("--swap-res", type=_swap_res, required=True, help="resolution of the last block taken from --toon")
     p.add_argument("--level", type=int, default=0, choices=[0, 1],
                    help="1 also keeps the next block's first conv from --toon")
     p.add_argument("--blend-width", type=float, default=None,
@@ -387,7 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("align", help="crop and align a face like FFHQ")
     p.add_argument("photo", help="a photo with a face (jpg, png, ...)")
     p.add_argument("-o", "--output", required=True, help="aligned image (PNG); with --all-faces numbered -0, -1, ...")
-    p.add_argument("--size", type=int, default=1024, help="output size in px (the model's resolution)")
+    p.add_argument("--size", type=_number(), default=1024, help="output size in px (the model's resolution)")
     p.add_argument("--detector", default="auto", choices=["auto", "face_alignment", "dlib"],
                    help="face landmarks: face-alignment (downloads its weights once), dlib (offline), or auto")
     p.add_argument("--all-faces", action="store_true", help="every face, largest first (default: the largest)")
@@ -398,12 +448,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base", "--model", dest="base", default="ffhq-1024-tf",
                    help="the base model to project into: path, URL or name (default: ffhq-1024-tf)")
     p.add_argument("--space", default="w+", choices=["w+", "w"], help="w+: one w per layer (Toonify); w: one w")
-    p.add_argument("--steps", type=int, default=None, help="optimisation steps (default 500 for w+, 1000 for w)")
+    p.add_argument("--steps", type=_number(), default=None, help="optimisation steps (default 500 for w+, 1000 for w)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the noise maps and latent noise")
     p.add_argument("-o", "--output", required=True, help="latent file (.npz, key 'w' like NVIDIA's projected_w)")
     p.add_argument("--image-out", help="also save the reconstruction (PNG)")
     p.add_argument("--video", help="also save a target | projection video (.mp4, needs imageio-ffmpeg)")
-    p.add_argument("--video-every", type=int, default=5, help="steps between video frames")
+    p.add_argument("--video-every", type=_number(), default=5, help="steps between video frames")
     p.set_defaults(func=cmd_project)
 
     from .pipeline import INVERT_MODES
@@ -430,17 +480,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-identity", action="store_true",
                    help="do not print the identity report (dlib face-recognition distances: photo to "
                         "reconstruction and to toon)")
-    p.add_argument("--swap-res", type=int, default=None, help="re-blend at this resolution (default: as published)")
+    p.add_argument("--swap-res", type=_swap_res, default=None,
+                   help="re-blend at this resolution (default: as published)")
     p.add_argument("--level", type=int, default=0, choices=[0, 1],
                    help="with --swap-res: 1 also keeps the next block's first conv from the toon model")
     p.add_argument("--blend-width", type=float, default=None,
                    help="with --swap-res: smooth switch width in layers (default: hard switch)")
     p.add_argument("--space", default="w+", choices=["w+", "w"],
                    help="w+: one w per layer (Toonify's choice); w: one w for all layers")
-    p.add_argument("--steps", type=int, default=None,
+    p.add_argument("--steps", type=_number(), default=None,
                    help="projection steps (default 500 in w+, 1000 in w; 100 with --invert e4e+optimize)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the projection")
-    p.add_argument("--batch-size", type=int, default=4, help="photos projected together")
+    p.add_argument("--batch-size", type=_number(), default=4, help="photos projected together")
     p.add_argument("--paste-back", action="store_true", help="also write the toon face pasted into the photo")
     p.add_argument("--all-faces", action="store_true", help="every face of each photo (default: the largest)")
     p.add_argument("--detector", default="auto", choices=["auto", "face_alignment", "dlib"],
@@ -466,7 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--toon-network", default=None, choices=["G", "G_ema"],
                    help="the toon model inside --toon, re-blended by the swap-resolution slider (default: the "
                         "registry's choice; for a file its G if it has one, as Toonify's file, else its G_ema)")
-    p.add_argument("--swap-res", type=int, default=DEFAULT_SWAP_RES,
+    p.add_argument("--swap-res", type=_swap_res, default=DEFAULT_SWAP_RES,
                    help=f"where the swap-resolution slider starts, in px (default {DEFAULT_SWAP_RES})")
     p.add_argument("--detector", default="auto", choices=["auto", "face_alignment", "dlib"],
                    help="face landmarks: face-alignment (downloads its weights once), dlib (offline), or auto")
@@ -476,14 +527,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder", default=None,
                    help="encoder checkpoint for the one encoder mode in --invert (path, URL or name; default: "
                         "e4e-ffhq, psp-ffhq or psp-toonify)")
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS,
+    p.add_argument("--steps", type=_number(), default=DEFAULT_STEPS,
                    help=f"where the optimisation-steps slider starts (default {DEFAULT_STEPS})")
-    p.add_argument("--max-steps", type=int, default=MAX_STEPS, help=f"the steps slider's end (default {MAX_STEPS})")
-    p.add_argument("--max-megapixels", type=float, default=MAX_PIXELS / 1e6,
+    p.add_argument("--max-steps", type=_number(), default=MAX_STEPS,
+                   help=f"the steps slider's end (default {MAX_STEPS})")
+    p.add_argument("--max-megapixels", type=_number(float, 0), default=MAX_PIXELS / 1e6,
                    help=f"larger photos are refused (default {MAX_PIXELS / 1e6:.0f})")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to serve on (default 127.0.0.1: this machine only; 0.0.0.0: your network)")
-    p.add_argument("--port", type=int, default=None, help="port (default: the first free one from 7860)")
+    p.add_argument("--port", type=_number(int, 1, 65535), default=None,
+                   help="port (default: the first free one from 7860)")
     p.add_argument("--share", action="store_true", help="also a public *.gradio.live link (Colab; needs internet)")
     p.set_defaults(func=cmd_app)
     return parser

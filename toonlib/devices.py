@@ -7,7 +7,23 @@ __all__ = ["default_device"]
 
 
 def default_device(device: torch.device | str | None = None) -> torch.device:
-    """`device` as a `torch.device`; None means CUDA when available, else the CPU."""
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """`device` as a `torch.device`; None means CUDA when available, else the CPU.
+
+    A device this machine does not have is a ValueError that says what to pass instead, raised before any
+    model is read (torch would say "Found no NVIDIA driver" once the first tensor moved there)."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device={device!r} is not a torch device: use 'cpu', 'cuda', 'cuda:1', ... or None (CUDA "
+                         "when available, else the CPU)") from exc
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"device={str(device)!r}, but torch finds no CUDA GPU here (no GPU or driver, or a "
+                             "CPU-only torch build): pass device='cpu' or None (the CPU when there is no GPU)")
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"device={str(device)!r}, but this machine has {count} CUDA GPU"
+                             f"{'s' if count > 1 else ''} (cuda:0{f' to cuda:{count - 1}' if count > 1 else ''})")
+    return device

@@ -231,6 +231,7 @@ def load_encoder(source: str | os.PathLike, device: torch.device | str | None = 
     W-only backbones, ReStyle's iterative encoders, sketch / segmentation encoders) raise `EncoderError`.
     The file's decoder is read by `toonlib.load_network(same file)`.
     """
+    device = default_device(device)  # a device this machine lacks fails before the download
     path = resolve_source(source)
     with open(path, "rb") as f:
         head = f.read(len(_LEGACY_TORCH_MAGIC))
@@ -246,7 +247,7 @@ def load_encoder(source: str | os.PathLike, device: torch.device | str | None = 
         raise EncoderError(f"{path} cannot be read as a torch checkpoint ({message}): a truncated download, "
                            "or not a pSp / e4e file") from None
     encoder = encoder_from_checkpoint(checkpoint, str(path))
-    return encoder.to(default_device(device))
+    return encoder.to(device)
 
 
 def encoder_from_checkpoint(checkpoint: object, source: str = "the checkpoint") -> Encoder:

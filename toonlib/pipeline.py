@@ -43,7 +43,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from . import models
 from .align import AlignedFace, align_faces, crop_to_photo_transform
-from .blending import Blender, check_lineage
+from .blending import Blender, check_lineage, check_setting
 from .checkpoints import GeneratorLike, Networks, check_source, load_generator, load_network
 from .devices import default_device
 from .encoders import Encoder, load_encoder
@@ -106,8 +106,7 @@ class Toonifier:
                  swap_res: int | None = None, level: int = 0, blend_width: float | None = None,
                  toon_network: str | None = None, device: torch.device | str | None = None, detector: str = "auto",
                  invert: str = "optimize", encoder: Encoder | str | os.PathLike | None = None):
-        if invert not in INVERT_MODES:
-            raise ValueError(f"invert must be one of {', '.join(INVERT_MODES)}; got {invert!r}")
+        check_options(invert, swap_res=swap_res, level=level, blend_width=blend_width)
         for name, source in (("base", base), ("toon", toon), ("encoder", encoder)):  # before the first download
             if isinstance(source, (str, os.PathLike)):
                 check_source(source, f"{name}={str(source)!r}")
@@ -215,9 +214,13 @@ class Toonifier:
         apply to the modes that optimise ('optimize', 'e4e+optimize'; `steps=None`: 500, or 100 from the
         e4e codes); the encoder-only modes take W+ codes as they come.
         """
-        if steps is not None and self.invert not in OPTIMIZING_MODES:
-            raise ValueError(f"steps are projection steps; invert={self.invert!r} runs no projection "
-                             "(use 'optimize' or 'e4e+optimize')")
+        check_options(self.invert, steps=steps, batch_size=batch_size)  # now, not when the first result is asked for
+        return self._toonify_many(photos, batch_size, all_faces, face_index, space, steps, seed, paste_back, progress,
+                                  project_kwargs)
+
+    def _toonify_many(self, photos: Sequence, batch_size: int, all_faces: bool, face_index: int | None, space: str,
+                      steps: int | None, seed: int, paste_back: bool, progress: bool, project_kwargs: dict
+                      ) -> Iterator[tuple[object, list[ToonifyResult] | Exception]]:
         for start in range(0, len(photos), batch_size):
             prepared: list[tuple] = []  # (photo, upright image, faces) or (photo, error)
             for photo in photos[start:start + batch_size]:
@@ -265,6 +268,24 @@ class Toonifier:
                              reconstruction=None if reconstructions is None else to_pil(reconstructions[i]),
                              toon=toon, losses=losses[:, i], invert=self.invert,
                              pasted=paste(photo, toon, face.quad) if paste_back else None)
+
+
+def check_options(invert: str, *, steps: int | None = None, batch_size: int = 1, swap_res: int | None = None,
+                  level: int = 0, blend_width: float | None = None) -> None:
+    """Raise ValueError for toonify options that cannot work together; cheap, so callers check before any
+    model is downloaded or loaded (`Toonifier`, `toonify_many`, the `toonify` command)."""
+    if invert not in INVERT_MODES:
+        raise ValueError(f"invert must be one of {', '.join(INVERT_MODES)}; got {invert!r}")
+    if steps is not None and invert not in OPTIMIZING_MODES:
+        raise ValueError(f"steps are projection steps; invert={invert!r} runs no projection "
+                         "(use 'optimize' or 'e4e+optimize')")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if swap_res is None and (level != 0 or blend_width is not None):
+        raise ValueError(f"level ({level!r}) and blend width ({blend_width!r}) shape a re-blend of the toon model: "
+                         "give a swap resolution too (--swap-res, swap_res=)")
+    if swap_res is not None:
+        check_setting(swap_res, level, blend_width)
 
 
 def toonify(photo, base: GeneratorLike | None = None, toon: GeneratorLike = DEFAULT_TOON,

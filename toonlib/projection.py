@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import ops, runtime
+from .devices import default_device
 from .files import atomic_write_path
 from .images import to_uint8
 from .losses import PerceptualDistance, build_lpips, noise_regularization, normalize_noise_
@@ -162,7 +163,9 @@ def project(G: torch.nn.Module, target: Target, space: str = "w+", steps: int | 
         steps = DEFAULT_STEPS[space] if init is None else DEFAULT_INIT_STEPS
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    device = torch.device(device) if device is not None else next(G.parameters()).device
+    if save_every is not None and save_every < 1:
+        raise ValueError(f"save_every keeps a frame every k steps, k >= 1; got {save_every}")
+    device = default_device(device) if device is not None else next(G.parameters()).device
     dtype = runtime.resolve_precision(precision, device)  # a bad precision fails before any model is loaded
     G = copy.deepcopy(G).eval().requires_grad_(False).to(device)
     targets = as_images(target, G.img_resolution).to(device)

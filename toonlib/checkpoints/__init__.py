@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from ..devices import default_device
 from ..files import looks_like_html
 from ..networks import Generator
 from . import native, native_torch, nvidia, psp, rosinality, tensorflow
@@ -49,6 +50,7 @@ def load_network(source: str | os.PathLike, device: torch.device | str | None = 
 
     Networks are returned in eval mode with gradients off, on `device` (default: CPU).
     """
+    device = None if device is None else default_device(device)  # a device this machine lacks fails first
     path = _resolve(source)
     nets = read_checkpoint(path)
     if device is not None:
@@ -69,6 +71,7 @@ def load_generator(source: GeneratorLike, which: str = "G_ema",
     """
     if which not in ("G_ema", "G"):
         raise ValueError(f"which must be 'G_ema' or 'G', got {which!r}")
+    device = None if device is None else default_device(device)
     if isinstance(source, Generator):
         G = source
     elif isinstance(source, Networks):
