@@ -489,8 +489,11 @@ def test_base_without_discriminator_is_refused(base):
 
 
 def test_resolution_mismatch_is_refused(base):
-    with pytest.raises(ValueError, match="to be 32x32 .* makes 16x16"):
+    with pytest.raises(ValueError, match="to be 32x32 .* makes 16x16") as raised:
         finetune(config(base, "res", resolution=32), progress=False)
+    assert raised.value.args[0].endswith("start from a 32 px model with its discriminator.")  # no registry model
+    with pytest.raises(ValueError, match=r"start from a 256 px model \(e.g. 'ffhq-256-noaug'\)\.$"):
+        finetune(config(base, "res", resolution=256), progress=False)
 
 
 def test_batch_not_divisible_is_refused(base):

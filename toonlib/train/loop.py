@@ -33,6 +33,7 @@ from ..devices import default_device
 from ..files import atomic_write_path
 from ..images import labelled_grid, save_image, to_pil
 from ..losses import discriminator_loss, generator_loss, path_length_penalty, path_lengths, r1_penalty, update_pl_mean
+from ..models import MODELS
 from ..networks import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, z_from_seeds
 from ..quality import MetricUnavailable, image_quality, inception_weights
 from .config import RESUME_FIXED, TrainConfig
@@ -143,11 +144,12 @@ class Trainer:
         if D.img_resolution != res:
             raise CheckpointError(f"{cfg.resume}: its G makes {res} px images but its D reads {D.img_resolution} px")
         if cfg.resolution is not None and cfg.resolution != res:
+            registry = f"ffhq-{cfg.resolution}-noaug"
             raise ValueError(
                 f"the training images are to be {cfg.resolution}x{cfg.resolution} but the base model {cfg.resume} "
                 f"makes {res}x{res} images: fine-tuning keeps the model's resolution. Leave resolution unset "
-                f"(the images are then resized to {res}) or start from a {cfg.resolution} px model "
-                f"(e.g. 'ffhq-{cfg.resolution}-noaug').")
+                f"(the images are then resized to {res}) or start from a {cfg.resolution} px model"
+                + (f" (e.g. '{registry}')." if registry in MODELS else " with its discriminator."))
         world = self.dist.world_size
         self.batch_gpu = cfg.batch_gpu or cfg.batch_size // world
         if self.batch_gpu < 1 or cfg.batch_size % (self.batch_gpu * world):
