@@ -34,13 +34,17 @@ def name(index: int) -> str:
 
 
 def make_folder(root: Path, count: int = 20) -> Path:
-    """`count` images (some in sub-folders, mixed formats), a corrupt .png and a text file."""
+    """`count` images (some in sub-folders, mixed formats), a corrupt .png, a text file and hidden files."""
     for i in range(count):
         path = root / name(i)
         path.parent.mkdir(parents=True, exist_ok=True)
         draw(i).save(path)
     (root / "sub" / "corrupt.png").write_bytes(np.random.default_rng(0).bytes(300))
     (root / "notes.txt").write_text("not an image")
+    # what a Mac or a file browser leaves behind, all left out: a resource fork, a hidden folder of valid images
+    (root / "._img00.png").write_bytes(b"resource fork")
+    (root / ".thumbnails").mkdir()
+    draw(0).save(root / ".thumbnails" / "img00.png")
     return root
 
 
@@ -71,6 +75,7 @@ def test_folder_and_zip_give_the_same_images(folder, tmp_path):
     assert from_folder.images.shape == (20, 3, RES, RES) and from_folder.images.dtype == torch.uint8
     assert torch.equal(from_folder.images, from_zip.images)
     assert from_folder.skipped == from_zip.skipped
+    assert [name for name, _ in from_folder.skipped] == ["sub/corrupt.png"]  # hidden files are not even tried
 
 
 def test_crop_keeps_the_centre(folder):

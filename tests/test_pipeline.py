@@ -72,6 +72,15 @@ def test_a_device_this_machine_lacks_is_refused_before_any_model_is_read(models,
         toonlib.project(tiny_generator(0), torch.zeros(3, 32, 32), device="cuda:2")
 
 
+def test_a_folder_of_photos_leaves_out_hidden_files(tmp_path):
+    from toonlib.pipeline import photos_in
+
+    for name in ("b.jpg", "a.PNG", "._b.jpg", ".hidden.png", "notes.txt"):  # ._b.jpg: a Mac's resource fork
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "sub.jpg").mkdir()
+    assert [p.name for p in photos_in(tmp_path)] == ["a.PNG", "b.jpg"]
+
+
 def test_every_intermediate(models, photos, lpips_net):
     folder, base, toon = models
     result = toonify(photos / "astronaut.png", base=folder / "base.pt", toon=folder / "toon.pt", steps=STEPS,

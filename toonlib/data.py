@@ -27,7 +27,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from .files import atomic_write_path
-from .images import IMAGE_SUFFIXES, read_image
+from .images import IMAGE_SUFFIXES, is_hidden, read_image
 
 __all__ = ["ImageDataset", "infinite_loader"]
 
@@ -48,7 +48,7 @@ class ImageDataset(Dataset):
     """Square RGB images of one resolution as float tensors [3, R, R] in [-1, 1].
 
     `source`: a folder (searched recursively) or a .zip, with .png / .jpg / .jpeg / .webp / .bmp images,
-    taken in sorted order. `prepare`:
+    taken in sorted order; hidden files and folders and a Mac zip's `__MACOSX` are left out. `prepare`:
 
     - 'crop': centre-crop to a square, resize to `resolution` (LANCZOS). For cartoon faces, where
       landmark detectors fail; use it on images that are already roughly face-centred.
@@ -151,7 +151,8 @@ def infinite_loader(dataset: Dataset, batch_size: int, *, seed: int = 0, rank: i
 def _open_source(source: Path) -> Iterator[tuple[list[Entry], Callable[[str], bytes]]]:
     """The image files of a folder or zip, sorted by name, and a function reading one file's bytes."""
     if source.is_dir():
-        paths = (p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        paths = (p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                 and not is_hidden(p.relative_to(source)))
         entries = []
         for path in paths:
             stat = path.stat()
@@ -161,7 +162,7 @@ def _open_source(source: Path) -> Iterator[tuple[list[Entry], Callable[[str], by
         with zipfile.ZipFile(source) as archive:
             entries = [(info.filename, info.file_size, info.CRC) for info in archive.infolist()
                        if not info.is_dir() and PurePosixPath(info.filename).suffix.lower() in IMAGE_SUFFIXES
-                       and "__MACOSX" not in PurePosixPath(info.filename).parts]
+                       and not is_hidden(PurePosixPath(info.filename))]
             yield sorted(entries), archive.read
     elif source.exists():
         raise ValueError(f"'{source}' is neither a folder nor a .zip file of images")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import io
 import os
 import struct
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Sequence, Union
 
 import numpy as np
@@ -116,6 +116,12 @@ def describe_source(image: ImageInput) -> str:
     if isinstance(image, (bytes, bytearray, memoryview)):
         return f"image data ({len(image)} bytes)"
     return "the image"
+
+
+def is_hidden(path: PurePath) -> bool:
+    """True for what folder listings pass over: hidden files and folders (a part starting with '.', such as the
+    `._photo.jpg` resource forks macOS leaves on shared drives) and the `__MACOSX` folder of zips made on a Mac."""
+    return any((part.startswith(".") and part not in (".", "..")) or part == "__MACOSX" for part in path.parts)
 
 
 def is_image_file(path: str | os.PathLike) -> bool:

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -47,7 +47,7 @@ from .blending import Blender, check_lineage, check_setting
 from .checkpoints import GeneratorLike, Networks, check_source, load_generator, load_network
 from .devices import default_device
 from .encoders import Encoder, load_encoder
-from .images import is_image_file, read_image, to_pil
+from .images import is_hidden, is_image_file, read_image, to_pil
 from .networks import Generator
 from .projection import project, render, w_statistics
 
@@ -346,5 +346,6 @@ def _without_discriminator(nets: Networks) -> Networks:
 
 
 def photos_in(folder: str | os.PathLike) -> list[Path]:
-    """The photos directly inside `folder`, sorted by name (what `toonlib toonify FOLDER` processes)."""
-    return sorted(p for p in Path(folder).iterdir() if is_image_file(p))
+    """The photos directly inside `folder`, sorted by name, hidden files left out (`images.is_hidden`): what
+    `toonlib toonify FOLDER` processes."""
+    return sorted(p for p in Path(folder).iterdir() if is_image_file(p) and not is_hidden(PurePath(p.name)))
