@@ -218,6 +218,10 @@ def test_inputs_are_checked_before_any_download(tmp_path, offline_cache):
     ("project", ["--video", "{tmp}/projection.avi"], "projection.avi: project writes an H.264 video (MP4); name "
                                                      "the output {tmp}/projection.mp4"),
     ("blend", ["--grid", "{tmp}/grid.pdf"], "grid.pdf: blend writes an image"),
+    # outputs no file can be written to: refused up front, not after the work with an OSError naming a temporary file
+    ("toonify", ["-o", "{tmp}/me.png"], "refusing to overwrite the input photo {tmp}/me.png"),
+    ("toonify", ["-o", "{tmp}/me.png/toon.png"], "cannot write {tmp}/me.png/toon.png: {tmp}/me.png is a file, not a"),
+    ("project", ["-o", "{tmp}"], "cannot write {tmp}: it is a folder; name a file"),
 ])
 def test_bad_values_are_refused_before_any_download(tmp_path, offline_cache, command, args, message):
     photo = tmp_path / "me.png"

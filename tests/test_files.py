@@ -87,6 +87,17 @@ def test_failed_write_keeps_the_old_file(tmp_path):
     assert target.read_bytes() == b"old" and os.listdir(tmp_path) == ["model.pt"]
 
 
+def test_a_target_no_file_can_be_written_to_is_named(tmp_path):
+    """A folder, or a path under a file: OSError's own message named the temporary file ('.x.png.0d58.tmp')."""
+    (tmp_path / "folder.png").mkdir()
+    (tmp_path / "notes").write_text("a file")
+    with pytest.raises(IsADirectoryError, match="cannot write .*folder.png: it is a folder; name a file"):
+        save_image(Image.new("RGB", (4, 4)), tmp_path / "folder.png")
+    with pytest.raises(NotADirectoryError, match="cannot write .*notes/a/b.png: .*notes is a file, not a folder"):
+        save_image(Image.new("RGB", (4, 4)), tmp_path / "notes" / "a" / "b.png")
+    assert sorted(os.listdir(tmp_path)) == ["folder.png", "notes"] and os.listdir(tmp_path / "folder.png") == []
+
+
 HOLDER = """
 import sys
 from toonlib.files import file_lock

@@ -71,8 +71,11 @@ def _describe(nets) -> str:
 def _check_output_suffix(output: str, command: str, suffixes: str | tuple[str, ...], kind: str, advice: str = ""
                          ) -> None:
     """Refuse (before any download or work) an output name whose suffix is not one of the file `command` writes
-    there (the first of `suffixes` is suggested)."""
+    there (the first of `suffixes` is suggested), or where no file can be written (a folder, or under a file)."""
+    from .files import check_file_target
+
     output, suffixes = Path(output), (suffixes,) if isinstance(suffixes, str) else suffixes
+    check_file_target(output)
     if output.suffix.lower() not in suffixes:
         raise ValueError(f"{output}: {command} writes {kind}; name the output {output.with_suffix(suffixes[0])} (tools "
                          f"that pick their reader by the suffix would misread a {output.suffix or 'suffix-less'} file)"
@@ -258,23 +261,34 @@ def cmd_project(args: argparse.Namespace) -> int:
     return 0
 
 
+TOONIFY_KINDS = ("toon", "aligned", "reconstruction", "pasted")  # the images toonify writes per face
+
+
 def _toonify_outputs(output: Path, source_is_folder: bool) -> Callable[[Path, int, int, str], Path]:
     """Where `toonify` writes: a function (photo, face index, face count, kind) -> path.
 
     A folder (the default): `<folder>/<photo>-<kind>.png`. One photo and `-o` ending in an image
     suffix: the toon at exactly that path and the other images beside it (`<stem>-aligned<suffix>`).
     """
+    from .files import check_file_target
     from .images import IMAGE_SUFFIXES
 
-    if output.suffix.lower() in IMAGE_SUFFIXES:
+    if output.suffix.lower() in IMAGE_SUFFIXES and not output.is_dir():  # an existing folder stays a folder
         if source_is_folder:
             raise ValueError(f"-o {output} names an image file, but the input is a folder of photos: "
                              "give a folder for -o (each photo gets its own <name>-toon.png there)")
+        check_file_target(output)
 
         def image_path(photo: Path, face: int, faces: int, kind: str) -> Path:
             stem = output.stem + (f"-face{face}" if faces > 1 else "")
             return output.with_name(f"{stem}{'' if kind == 'toon' else '-' + kind}{output.suffix}")
         return image_path
+
+    if output.exists() and not output.is_dir():
+        raise ValueError(f"-o {output} is a file, but toonify writes a folder of images there: give a folder "
+                         "(it is created), or for one photo an image name such as toon.png")
+    if not output.exists():
+        check_file_target(output)  # a parent that is a file
 
     def folder_path(photo: Path, face: int, faces: int, kind: str) -> Path:
         stem = photo.stem + (f"-face{face}" if faces > 1 else "")
@@ -309,8 +323,9 @@ def cmd_toonify(args: argparse.Namespace) -> int:
     output_path = _toonify_outputs(Path(args.output), source.is_dir())
     check_options(args.invert, steps=args.steps, swap_res=args.swap_res, level=args.level,
                   blend_width=args.blend_width)
-    _fetch_toonify_models(args, args.invert)
     inputs = {p.resolve() for p in photos}
+    _refuse_to_overwrite(inputs, [output_path(photo, 0, 1, kind) for photo in photos for kind in TOONIFY_KINDS])
+    _fetch_toonify_models(args, args.invert)
     toonifier = Toonifier(args.base, args.toon, swap_res=args.swap_res, level=args.level,
                           blend_width=args.blend_width, toon_network=args.toon_network, detector=args.detector,
                           invert=args.invert, encoder=args.encoder)
@@ -330,8 +345,7 @@ def cmd_toonify(args: argparse.Namespace) -> int:
                 target = output_path(photo, i, len(outcome), kind)
                 if image is None:
                     continue
-                if target.resolve() in inputs:
-                    raise ValueError(f"refusing to overwrite the input photo {target}; choose another -o")
+                _refuse_to_overwrite(inputs, [target])  # a numbered face's name, unknown before the faces were found
                 save_image(image, target)
                 written.append(target)
             if not args.no_identity:
@@ -341,6 +355,12 @@ def cmd_toonify(args: argparse.Namespace) -> int:
     else:
         print(f"toonified {len(photos) - failed} of {len(photos)} photos into {args.output}")
     return 1 if failed else 0
+
+
+def _refuse_to_overwrite(inputs: set[Path], targets: list[Path]) -> None:
+    clash = next((target for target in targets if target.resolve() in inputs), None)
+    if clash is not None:
+        raise ValueError(f"refusing to overwrite the input photo {clash}; choose another -o")
 
 
 def _identity(result) -> str:

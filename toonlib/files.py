@@ -31,6 +31,7 @@ def atomic_write_path(path: str | os.PathLike) -> Iterator[Path]:
     mode of the file it replaces, or else the default mode of new files (0666 minus the umask).
     """
     path = Path(path)
+    check_file_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _create_temp(path)
     try:
@@ -40,6 +41,17 @@ def atomic_write_path(path: str | os.PathLike) -> Iterator[Path]:
         replace_file(tmp, path, mode=mode)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def check_file_target(path: str | os.PathLike) -> None:
+    """Raise IsADirectoryError / NotADirectoryError, saying which, when a file cannot be written at `path` because
+    `path` is a folder or one of its parents is a file (OSError's own message named only a temporary file)."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot write {path}: it is a folder; name a file")
+    blocking = next((parent for parent in reversed(path.parents) if parent.exists() and not parent.is_dir()), None)
+    if blocking is not None:
+        raise NotADirectoryError(f"cannot write {path}: {blocking} is a file, not a folder")
 
 
 def replace_file(src: str | os.PathLike, dst: str | os.PathLike, mode: Optional[int] = None) -> None:
