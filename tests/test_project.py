@@ -112,6 +112,10 @@ def test_images_are_w_rendered_with_the_optimised_noise(projections, G):
     result = projections["w+"]
     torch.testing.assert_close(result.images, render(G, result.w, result.noise))
     assert not torch.allclose(result.images, render(G, result.w))  # G's own noise maps differ
+    # a latent read with numpy renders as it is (was: 'numpy.ndarray' object has no attribute 'to')
+    assert torch.equal(render(G, result.w.numpy()), render(G, result.w))
+    with pytest.raises(ValueError, match=r"one w per image: repeat it over the layers, ws = w\[:, None\]\.repeat"):
+        render(G, result.w[:, 0])  # W, not W+
     # The maps were optimised: they moved away from the seed's initial draw and stayed normalised.
     initial = projection._initial_noise(G, [torch.Generator().manual_seed(0)], torch.device("cpu"))
     moved = [float((result.noise[name] - initial[name].detach()).abs().max()) for name in initial]

@@ -410,7 +410,10 @@ class SynthesisNetwork(nn.Module):
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
         if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
-            raise ValueError(f"ws must have shape [N, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}")
+            one_w = ws.ndim == 2 and ws.shape[1] == self.w_dim  # a W latent per image, not one per layer
+            raise ValueError(f"ws must have shape [N, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}"
+                             + (f" (one w per image: repeat it over the layers, ws = w[:, None].repeat(1, "
+                                f"{self.num_ws}, 1))" if one_w else ""))
         ws = ws.to(self.b4.const.dtype)
         # In eval mode (inference: one kernel per sample) channels-last where that pays, unless the caller chose the
         # layout (`ops.channels_last()`, as projection does); the image comes back NCHW. A forward 10-20% faster.

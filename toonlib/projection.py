@@ -280,13 +280,13 @@ def w_statistics(G: torch.nn.Module, num_samples: int = 10000) -> tuple[torch.Te
     return w_avg, w_std
 
 
-def render(G: torch.nn.Module, w: torch.Tensor, noise: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+def render(G: torch.nn.Module, w: torch.Tensor | np.ndarray, noise: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
     """Synthesise ws [N, num_ws, w_dim] with const noise, or with the given per-target noise maps
     (e.g. `ProjectionResult.noise`); returns [N, 3, H, W] float32 in [-1, 1] on the CPU. G is untouched."""
     device = next(G.parameters()).device
     noise = {name: n.to(device) for name, n in (noise or {}).items()}
-    with torch.no_grad():
-        return _synthesize(G, w.to(device), noise).float().cpu().contiguous()
+    with torch.no_grad():  # an array (a latent read with numpy) is taken as it is
+        return _synthesize(G, torch.as_tensor(w, device=device), noise).float().cpu().contiguous()
 
 
 def _synthesize(G: torch.nn.Module, ws: torch.Tensor, noise: dict[str, torch.Tensor]) -> torch.Tensor:
