@@ -280,7 +280,8 @@ def w_statistics(G: torch.nn.Module, num_samples: int = 10000) -> tuple[torch.Te
     return w_avg, w_std
 
 
-def render(G: torch.nn.Module, w: torch.Tensor | np.ndarray, noise: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+def render(G: torch.nn.Module, w: torch.Tensor | np.ndarray, noise: dict[str, torch.Tensor] | None = None
+           ) -> torch.Tensor:
     """Synthesise ws [N, num_ws, w_dim] with const noise, or with the given per-target noise maps
     (e.g. `ProjectionResult.noise`); returns [N, 3, H, W] float32 in [-1, 1] on the CPU. G is untouched."""
     device = next(G.parameters()).device
