@@ -10,7 +10,7 @@ import torch
 from PIL import Image, ImageDraw
 from tiny import write_toonify_models
 
-from toonlib.blending import UNRELATED_DISTANCE, LineageWarning, blend, lineage_distance
+from toonlib.blending import UNRELATED_DISTANCE, LineageWarning, blend, check_lineage, lineage_distance
 from toonlib.checkpoints import Networks, load_network, save_network
 from toonlib.networks import Discriminator, Generator
 from toonlib.pipeline import DEFAULT_BASE, Toonifier, default_base, toon_network_of
@@ -60,6 +60,9 @@ def test_fine_tuned_models_stay_close_unrelated_ones_do_not(family):
     assert lineage_distance(base, base) == 0.0
     other_shape = Generator(z_dim=32, w_dim=32, img_resolution=32, channel_base=256, channel_max=32)
     assert lineage_distance(other_shape, base) == float("inf")
+    with pytest.warns(LineageWarning, match="is not fine-tuned from the base: their architectures differ") as caught:
+        check_lineage(other_shape, base, "the toon", "the base")
+    assert "inf" not in str(caught[0].message)  # was: "their weights are inf apart"
 
 
 def test_blend_warns_only_for_an_unrelated_pair(family):
@@ -75,6 +78,14 @@ def test_toonifier_warns_for_an_unrelated_toon(tmp_path):
     base, toon, _, _ = write_toonify_models(tmp_path)  # two independent random models
     with pytest.warns(LineageWarning, match="the toon model does not look fine-tuned from the base model"):
         Toonifier(base, toon, device="cpu")
+
+
+def test_toonifier_refuses_a_base_whose_latents_the_toon_cannot_draw(tmp_path):
+    _, toon, _, _ = write_toonify_models(tmp_path)  # 32 px
+    small = Generator(z_dim=16, w_dim=16, img_resolution=16, channel_base=64, channel_max=16)
+    with pytest.raises(ValueError, match=r"the toon model \(32 px\) draws W\+ latents of 8 x .* but the base model "
+                                         r"\(16 px\) makes 6 x 16: pair"):
+        Toonifier(small, toon, device="cpu")  # was: a ws shape error after the whole projection
 
 
 def test_a_toon_model_pairs_with_its_own_base():

@@ -304,7 +304,12 @@ def check_lineage(toon: GeneratorLike, base: GeneratorLike, toon_name: str = "th
                   base_name: str = "the base model") -> float:
     """`lineage_distance(toon, base)`; warns (`LineageWarning`) when it says they are not parent and child."""
     distance = lineage_distance(toon, base)
-    if distance > UNRELATED_DISTANCE:
+    if math.isinf(distance):
+        warnings.warn(f"{toon_name} is not fine-tuned from {base_name}: their architectures differ (mapping or "
+                      "low-resolution layers of other shapes), so their W spaces differ and they cannot be blended. "
+                      "Pair the toon model with the base it was fine-tuned from (its lineage in `toonlib models`).",
+                      LineageWarning, stacklevel=3)
+    elif distance > UNRELATED_DISTANCE:
         warnings.warn(f"{toon_name} does not look fine-tuned from {base_name}: their mapping and low-resolution "
                       f"weights are {distance:.2f} apart (relative; a fine-tuned model stays below "
                       f"{UNRELATED_DISTANCE}, unrelated models are about 1.4 apart), so their W spaces differ and "

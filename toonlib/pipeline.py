@@ -134,6 +134,7 @@ class Toonifier:
             # A toon checkpoint is read once: its G_ema (the published blend) now, its toon model on re-blending.
             self._toon = _without_discriminator(load_network(toon)) if isinstance(toon, (str, os.PathLike)) else toon
             self.published_blend = load_generator(self._toon, device=self.device).eval()
+            self._check_latents_fit(self.published_blend, self.base)
             check_lineage(self.published_blend, self.base, "the toon model", "the base model")
             if invert == "psp-toonify":
                 self._check_codes_fit(self.published_blend, "the toon model")
@@ -155,6 +156,15 @@ class Toonifier:
         if self._base is None:
             self._base = load_generator(self._base_source, device=self.device).eval()
         return self._base
+
+    @staticmethod
+    def _check_latents_fit(toon: Generator, base: Generator) -> None:
+        """The toon model draws the base model's latents: their W+ shapes must agree (checked before any work)."""
+        if (toon.num_ws, toon.w_dim) != (base.num_ws, base.w_dim):
+            raise ValueError(f"the toon model ({toon.img_resolution} px) draws W+ latents of {toon.num_ws} x "
+                             f"{toon.w_dim} numbers, but the base model ({base.img_resolution} px) makes {base.num_ws}"
+                             f" x {base.w_dim}: pair the toon model with the base it was fine-tuned from (its "
+                             "lineage in `toonlib models`)")
 
     def _check_codes_fit(self, G: Generator, what: str) -> None:
         if (self.encoder.n_styles, 512) != (G.num_ws, G.w_dim):
