@@ -123,6 +123,20 @@ def test_project_refuses_what_it_could_not_write_before_it_projects(tmp_path, of
     assert not Path(offline_cache["TOONLIB_CACHE"]).exists() and sorted(tmp_path.iterdir()) == [photo]
 
 
+def test_project_warns_when_its_target_is_not_an_aligned_crop(tmp_path, random_vgg_torch_home):
+    from conftest import FIXTURES
+
+    photo = tmp_path / "photo.png"
+    Image.fromarray(skdata.astronaut()[:, :400]).save(photo)  # a photo, not a square FFHQ crop
+    result = run_main("project", str(photo), "-o", str(tmp_path / "w.npz"), "--base", str(FIXTURES / "ada_tiny.pkl"),
+                      "--steps", "1", env={"TORCH_HOME": str(random_vgg_torch_home)})
+    assert result.returncode == 0, result.stderr
+    warning = f"toonlib project: warning: {photo} is 400x512, not square: project takes an FFHQ-aligned face"
+    assert [line for line in result.stderr.splitlines() if line.startswith("toonlib project")] == [
+        warning + " (`toonlib align PHOTO -o aligned.png`, or `toonlib toonify` for the whole way); projecting its "
+        "centre square"]
+
+
 def test_output_closed_early_exits_quietly(tmp_path):
     # `toonlib models | head -1`: the reader is gone before the command writes (closed at once here, so no race)
     proc = subprocess.Popen([sys.executable, "-m", "toonlib", "models"], stdout=subprocess.PIPE,

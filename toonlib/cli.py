@@ -245,6 +245,10 @@ def cmd_project(args: argparse.Namespace) -> int:
         _check_output_suffix(args.video, "project", ".mp4", "an H.264 video (MP4)")
         require_video_writer()
     target = read_image(args.image)  # a bad photo fails before any model is downloaded
+    if target.width != target.height:
+        warnings.warn(f"{args.image} is {target.width}x{target.height}, not square: project takes an FFHQ-aligned face "
+                      "(`toonlib align PHOTO -o aligned.png`, or `toonlib toonify` for the whole way); projecting its "
+                      "centre square", stacklevel=2)
     _fetch_named_models((args.base, "--base"))
     G = load_generator(args.base, device=default_device())
     result = project(G, target, space=args.space, steps=args.steps, seed=args.seed,
