@@ -314,7 +314,7 @@ def test_resume_skips_a_half_written_training_state(base):
 def test_a_run_of_an_older_toonlib_is_not_overwritten(base, tmp_path):
     (tmp_path / "training-state.pt").write_bytes(b"version 1")
     (tmp_path / "metrics.jsonl").write_text('{"kimg": 1.0}\n')
-    with pytest.raises(ValueError, match="older toonlib .*use a new run_dir"):
+    with pytest.raises(ValueError, match=r"older toonlib .*use a new run folder \(--run-dir\)"):
         finetune(config(base, "unused", run_dir=str(tmp_path)), progress=False)
     assert (tmp_path / "metrics.jsonl").read_text() == '{"kimg": 1.0}\n'
 

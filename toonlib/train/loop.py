@@ -494,7 +494,7 @@ def _check_resumable(state: dict, cfg: TrainConfig) -> None:
     if changed:
         raise ValueError(f"{cfg.run_dir} holds a run started with other settings ({'; '.join(changed)}). A resumed "
                          "run keeps its networks, data and random streams: restore those settings or use a new "
-                         "run_dir (kimg, snapshot_kimg, the metric and the loss settings may change).")
+                         "run folder, --run-dir (kimg, snapshot_kimg, the metric and the loss settings may change).")
 
 
 def _empty_networks(state: dict) -> tuple[Generator, Discriminator, Generator]:

@@ -64,7 +64,8 @@ def newest_state(run_dir: str | os.PathLike) -> tuple[Path, dict] | None:
     legacy = Path(run_dir) / "training-state.pt"
     if legacy.is_file() and not _state_paths(Path(run_dir)):
         raise ValueError(f"{legacy} is a training state of an older toonlib (version 1), which this one does not "
-                         "resume: finish that run with the toonlib that started it, or use a new run_dir")
+                         "resume: finish that run with the toonlib that started it, or use a new run folder "
+                         "(--run-dir)")
     for path in _state_paths(Path(run_dir)):
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -75,7 +76,8 @@ def newest_state(run_dir: str | os.PathLike) -> tuple[Path, dict] | None:
         if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
             version = state.get("version") if isinstance(state, dict) else None
             raise ValueError(f"{path}: training state version {version!r}, this toonlib reads version "
-                             f"{STATE_VERSION}; finish that run with the toonlib that started it or use a new run_dir")
+                             f"{STATE_VERSION}; finish that run with the toonlib that started it or use a new run "
+                             "folder (--run-dir)")
         missing = [key for key in _STATE_KEYS if key not in state]
         if missing:
             warnings.warn(f"skipping the incomplete training state {path} (missing {missing})", stacklevel=2)
