@@ -167,7 +167,7 @@ def test_webcam_photo_reaches_the_app(page, server, tmp_path):
         expect_toast(page, "no face was found in the image")
 
 
-@pytest.mark.parametrize("width", [800, 1024, 1600])
+@pytest.mark.parametrize("width", [390, 800, 1024, 1600])  # 390: a phone opening a shared link
 def test_controls_usable_at_every_width(context, server, tmp_path, width):
     page = page_at(context, server.url(), width=width)
     try:
@@ -179,5 +179,6 @@ def test_controls_usable_at_every_width(context, server, tmp_path, width):
             assert_usable(page.locator("#steps input[type=range]"), "steps slider")
             assert_usable(page.locator("#swap input[type=range]"), "swap-resolution slider")
             assert_usable(page.locator("#toonify"), "Toonify button", click=False)
+            assert page.evaluate("document.documentElement.scrollWidth") <= width  # nothing scrolls sideways
     finally:
         page.close()
