@@ -69,6 +69,19 @@ def _shown_size(image_widget) -> tuple[int, int]:
     return picture.shape[1], picture.shape[0]
 
 
+@pytest.mark.parametrize("bf16, expected", [(True, "bfloat16 in hardware: a projection step at 1024 px takes about"),
+                                           (False, "float32, no bfloat16 in hardware: a projection step at 1024 px "
+                                                   "takes 3-11 s")])
+def test_device_report_says_what_a_cpu_runtime_can_expect(monkeypatch, bf16, expected):
+    from toonlib import notebook, runtime
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(runtime, "native_bf16", lambda device: bf16)
+    report = notebook.device_report(print_it=False)
+    assert "No GPU: toonlib will run on the CPU" in report and expected in report
+    assert "the e4e inversion mode takes seconds" in report and "Runtime > Change runtime type > GPU" in report
+
+
 def test_display_size_is_an_integer_multiple_up_to_the_bound():
     assert [display_size(s, 192) for s in (32, 48, 50, 100, 192, 256, 1024)] == [192, 192, 150, 100, 192, 192, 192]
 
