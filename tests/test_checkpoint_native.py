@@ -49,6 +49,15 @@ def test_found_by_content_under_any_name(nets, tmp_path, name):
     assert_same_networks(load_network(save_network(tmp_path / name, nets)), nets)
 
 
+def test_save_network_names_a_wrong_argument(nets, tmp_path):
+    with pytest.raises(TypeError, match=r"takes a file path, then a Generator or Networks; got Generator, PosixPath "
+                                        r"\(swapped\)"):
+        save_network(nets.G_ema, tmp_path / "g.safetensors")  # was: an AttributeError deep in the writer
+    with pytest.raises(TypeError, match="got PosixPath, str$"):
+        save_network(tmp_path / "g.safetensors", "ffhq-1024-tf")  # a name, not the loaded networks
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_generator_shared_by_g_and_g_ema_is_saved(nets, tmp_path):
     """safetensors refuses tensors that share memory; a Networks may hold one generator twice."""
     path = save_network(tmp_path / "twice.safetensors", Networks(G_ema=nets.G_ema, G=nets.G_ema))

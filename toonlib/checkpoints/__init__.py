@@ -205,5 +205,9 @@ def save_network(path: str | os.PathLike, networks: Networks | Generator) -> Pat
     """
     if isinstance(networks, Generator):
         networks = Networks(G_ema=networks)
+    if not isinstance(networks, Networks) or not isinstance(path, (str, os.PathLike)):
+        swapped = isinstance(path, (Generator, Networks))
+        raise TypeError("save_network(path, networks) takes a file path, then a Generator or Networks; got "
+                        f"{type(path).__name__}, {type(networks).__name__}" + (" (swapped)" if swapped else ""))
     native.save(networks, path)
     return Path(path)
