@@ -141,6 +141,16 @@ def test_any_power_of_two_resolution_and_gradients_to_w(res):
     assert ws.grad is not None and ws.grad.abs().sum() > 0
 
 
+def test_latents_of_the_wrong_shape_are_named(G_ema):
+    z_dim, num_ws, w_dim = G_ema.z_dim, G_ema.num_ws, G_ema.w_dim
+    with pytest.raises(ValueError, match=rf"z must have shape \[N, {z_dim}\], got \[2, 7\]"):
+        G_ema.mapping(torch.randn(2, 7), None)  # was: "mat1 and mat2 shapes cannot be multiplied"
+    with pytest.raises(ValueError, match=rf"z must have shape \[N, {z_dim}\], got \[{z_dim}\]"):
+        G_ema(torch.randn(z_dim), None)
+    with pytest.raises(ValueError, match=rf"ws must have shape \[N, {num_ws}, {w_dim}\], got \[1, {w_dim}\]"):
+        G_ema.synthesis(torch.randn(1, w_dim))
+
+
 @pytest.mark.parametrize("bad", [3, 2, 2048, 48])
 def test_rejects_bad_resolution(bad):
     with pytest.raises(ValueError, match="power of two"):

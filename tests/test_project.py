@@ -522,6 +522,11 @@ def test_load_rosinality_projection(tmp_path):
     torch.save({"weights": torch.zeros(3)}, tmp_path / "not_latents.pt")
     with pytest.raises(ValueError, match="not a latent file"):
         load_latent(tmp_path / "not_latents.pt")
+    PIL.Image.new("RGB", (8, 8)).save(tmp_path / "photo.png")  # an image given as the latent: not torch's unpickling
+    with pytest.raises(ValueError, match="photo.png: not a latent file"):  # error advising weights_only=False
+        load_latent(tmp_path / "photo.png")
+    with pytest.raises(FileNotFoundError):
+        load_latent(tmp_path / "missing.npz")
 
 
 def test_precomputed_w_statistics_give_the_same_projection(net):

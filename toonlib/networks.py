@@ -320,6 +320,8 @@ class MappingNetwork(nn.Module):
         """
         if c is not None and c.numel() > 0:
             raise ValueError("this generator is unconditional: pass c=None")
+        if z.ndim != 2 or z.shape[1] != self.z_dim:
+            raise ValueError(f"z must have shape [N, {self.z_dim}], got {list(z.shape)}")
         x = ops.normalize_2nd_moment(z.to(self.fc0.weight.dtype))
         for idx in range(self.num_layers):
             x = getattr(self, f"fc{idx}")(x)

@@ -489,7 +489,12 @@ def load_latent(path: str | os.PathLike, num_ws: int | None = None) -> torch.Ten
             w = torch.from_numpy(npz["w"])
         w = w[None] if w.ndim == 2 else w
     else:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+        except OSError:  # no such file, no permission: as they are
+            raise
+        except Exception:  # torch raises many types for what is not a torch file (advising weights_only=False)
+            data = None  # refused below, saying what a latent file is
         w = torch.stack([_rosinality_latent(name, entry, num_ws, path) for name, entry in _entries(data, path)])
     if w.ndim != 3 or (num_ws is not None and w.shape[1] != num_ws):
         raise ValueError(f"{path}: latents have shape {list(w.shape)}, expected [N, {num_ws or 'num_ws'}, w_dim]")
