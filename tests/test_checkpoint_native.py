@@ -65,6 +65,24 @@ def test_generator_shared_by_g_and_g_ema_is_saved(nets, tmp_path):
     assert torch.equal(loaded.G.synthesis.b32.torgb.weight, loaded.G_ema.synthesis.b32.torgb.weight)
 
 
+def test_zips_that_are_not_torch_files_are_named(tmp_path):
+    """Both were "a torch file that could not be read ... delete it and download it again": wrong, and bad advice."""
+    import zipfile
+
+    import numpy as np
+
+    np.savez(tmp_path / "latent.npz", w=np.zeros((1, 8, 32), np.float32))
+    with pytest.raises(CheckpointError, match=r"latent.npz is a NumPy .npz file \(arrays w\), not a network: a "
+                                              "latent such as `toonlib project` writes"):
+        load_network(tmp_path / "latent.npz")
+    with zipfile.ZipFile(tmp_path / "model.zip", "w") as archive:
+        archive.write(FIXTURES / "ada_tiny.pkl", "stylegan2/ada_tiny.pkl")
+    with pytest.raises(CheckpointError, match=r"model.zip is a zip archive \(stylegan2/ada_tiny.pkl\), not a "
+                                              "checkpoint: unpack it"):
+        load_network(tmp_path / "model.zip")
+    assert main(["info", str(tmp_path / "model.zip")]) == 2
+
+
 def test_foreign_truncated_and_future_files_are_refused(nets, tmp_path):
     save_file({"weight": torch.zeros(3)}, tmp_path / "other.safetensors")
     with pytest.raises(CheckpointError, match="safetensors file but not a toonlib network"):

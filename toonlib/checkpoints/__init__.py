@@ -22,6 +22,7 @@ import argparse
 import os
 import pickle
 import re
+import zipfile
 from pathlib import Path
 
 import torch
@@ -135,6 +136,8 @@ def read_checkpoint(path: str | os.PathLike) -> Networks:
             "later, or copy the file into your own Google Drive and load it from there.")
     if native.is_safetensors(head, path.stat().st_size):
         return native.read(path, source)
+    if head.startswith(b"PK"):
+        _refuse_other_zips(path, source)
     if head.startswith(b"PK") or head.startswith(_LEGACY_TORCH_MAGIC):
         return _read_torch_file(path, source, zipped=head.startswith(b"PK"))
     if head[:1] == b"\x80":
@@ -148,6 +151,25 @@ def read_checkpoint(path: str | os.PathLike) -> Networks:
                               f"(it holds a {type(obj).__name__})")
     raise CheckpointError(f"{source} is not a checkpoint toonlib knows: expected a network pickle (.pkl), a "
                           f"torch file (.pt) or a toonlib .safetensors file; the file starts with {head[:16]!r}")
+
+
+def _refuse_other_zips(path: Path, source: str) -> None:
+    """A zip that is not a torch archive (torch.save's zips hold `<name>/data.pkl`): a NumPy .npz (a latent) or an
+    archive to unpack first, said as such, not as a damaged torch file to delete."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except zipfile.BadZipFile:
+        return  # a truncated torch file: the torch reader says so
+    if any(name == "data.pkl" or name.endswith("/data.pkl") for name in names):
+        return
+    if names and all(name.endswith(".npy") for name in names):
+        raise CheckpointError(f"{source} is a NumPy .npz file (arrays {', '.join(n[:-4] for n in names[:5])}), not "
+                              "a network: a latent such as `toonlib project` writes; load it with "
+                              "toonlib.projection.load_latent")
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    raise CheckpointError(f"{source} is a zip archive ({shown or 'empty'}), not a checkpoint: unpack it and give "
+                          "the checkpoint inside")
 
 
 def _read_torch_file(path: Path, source: str, zipped: bool) -> Networks:
