@@ -128,6 +128,14 @@ def test_cache_folder_choice(server, tmp_path, monkeypatch):
     monkeypatch.setattr(download, "DRIVE_ROOT", tmp_path / "drive")
     assert download.cache_dir() == tmp_path / "drive" / "toonlib" / "cache"
 
+    # a file where the folder should be: said as such (was "[Errno 17] File exists" from the first download)
+    (tmp_path / "notes").write_text("a file")
+    monkeypatch.setenv("TOONLIB_CACHE", str(tmp_path / "notes"))
+    with pytest.raises(ValueError, match=r"\$TOONLIB_CACHE .*notes is a file, not a folder: point it at a folder"):
+        download.fetch("tiny", progress=False)
+    with pytest.raises(ValueError, match=r"the cache folder \(--cache-dir, cache_dir=\) .*notes is a file"):
+        download.fetch("tiny", cache_dir=tmp_path / "notes", progress=False)
+
 
 def test_resume_within_one_call(server):
     server.cut_responses = 1

@@ -80,10 +80,17 @@ def cache_dir() -> Path:
     """Where downloads go: `$TOONLIB_CACHE`, else the mounted Google Drive on Colab, else `~/.cache/toonlib`."""
     env = os.environ.get("TOONLIB_CACHE")
     if env:
-        return Path(env).expanduser()
+        return _folder(Path(env).expanduser(), "$TOONLIB_CACHE")
     if DRIVE_ROOT.is_dir():
         return DRIVE_ROOT / "toonlib" / "cache"
     return Path.home() / ".cache" / "toonlib"
+
+
+def _folder(path: Path, what: str) -> Path:
+    """`path`, refused with `what` named when it is a file (then nothing can be cached in it)."""
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{what} {path} is a file, not a folder: point it at a folder (it is created when missing)")
+    return path
 
 
 def torch_hub_checkpoints() -> Path:
@@ -138,7 +145,8 @@ def fetch(name_or_url: str, *, cache_dir: str | os.PathLike | None = None, progr
 
 
 def _plan(name_or_url: str, override: str | os.PathLike | None) -> _Plan:
-    cache = Path(override).expanduser() if override is not None else cache_dir()
+    cache = (_folder(Path(override).expanduser(), "the cache folder (--cache-dir, cache_dir=)") if override is not None
+             else cache_dir())
     if name_or_url.startswith(("http://", "https://")):
         return _Plan(name_or_url, cache / _url_filename(name_or_url), (name_or_url,), None, None, "stylegan2",
                      "cache")
