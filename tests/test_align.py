@@ -419,7 +419,15 @@ def test_unreadable_inputs(tmp_path):
         read_image(np.zeros((4, 4, 2), np.uint8))
     with pytest.raises(TypeError, match="got int"):
         read_image(5)
+    with pytest.raises(ImageReadError, match=r"'https://example.com/me.jpg' is a web address: .* download it first"):
+        read_image("https://example.com/me.jpg")  # was: "No such file or directory: 'https:/example.com/me.jpg'"
     assert issubclass(ImageReadError, ValueError) and issubclass(NoFaceError, ValueError)
+
+
+def test_a_path_from_the_home_folder_reads_as_a_shell_would(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    Image.new("RGB", (8, 6), "red").save(tmp_path / "me.png")
+    assert read_image("~/me.png").size == (8, 6)  # was: No such file or directory: '~/me.png'
 
 
 # ----------------------------------------------------------------------------------------------

@@ -92,7 +92,7 @@ class ImageReadError(ValueError):
 
 
 def read_image(image: ImageInput) -> Image.Image:
-    """`image` (path, bytes, PIL image or numpy array in RGB order) as an upright 8-bit RGB PIL image.
+    """`image` (path, `~` expanded; bytes; PIL image or numpy array in RGB order) as an upright 8-bit RGB PIL image.
 
     EXIF orientation is applied; transparent images are composited on white, 16-bit data is scaled
     to 8 bits, float arrays are read as [0, 1] (or [0, 255] if any value exceeds 1). Unreadable input
@@ -104,8 +104,11 @@ def read_image(image: ImageInput) -> Image.Image:
         return _to_rgb(ImageOps.exif_transpose(image))
     if isinstance(image, (bytes, bytearray, memoryview)):
         return _to_rgb(ImageOps.exif_transpose(_open(io.BytesIO(bytes(image)), describe_source(image))))
-    if isinstance(image, (str, os.PathLike)):
-        return _to_rgb(ImageOps.exif_transpose(_open(Path(image), describe_source(image))))
+    if isinstance(image, str) and image.startswith(("http://", "https://")):
+        raise ImageReadError(f"{describe_source(image)} is a web address: toonlib reads photos from files; download "
+                             "it first (e.g. urllib.request.urlretrieve(url, 'photo.jpg'))")
+    if isinstance(image, (str, os.PathLike)):  # '~/me.jpg' as a shell would read it
+        return _to_rgb(ImageOps.exif_transpose(_open(Path(image).expanduser(), describe_source(image))))
     raise TypeError(f"expected a path, bytes, PIL image or numpy array, got {type(image).__name__}")
 
 
