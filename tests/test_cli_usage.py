@@ -187,6 +187,8 @@ def test_inputs_are_checked_before_any_download(tmp_path, offline_cache):
                  "cannot read", "notes.jpg")
     _short_error(run_main("toonify", str(tmp_path / "missing.jpg"), "-o", str(tmp_path / "out"), env=offline_cache),
                  "no photo or folder at")
+    _short_error(run_main("toonify", "https://example.com/me.jpg", "-o", str(tmp_path / "out"), env=offline_cache),
+                 "'https://example.com/me.jpg' is a web address: toonlib reads photos from files")
     _short_error(run_main("toonify", str(not_an_image), "-o", str(tmp_path / "out"), env=offline_cache),
                  "cannot read")
     empty = tmp_path / "empty"

@@ -300,11 +300,14 @@ def _toonify_outputs(output: Path, source_is_folder: bool) -> Callable[[Path, in
     return folder_path
 
 
-def _photos_to_toonify(source: Path) -> list[Path]:
+def _photos_to_toonify(name: str) -> list[Path]:
     """The photos named on the command line, checked before any model is loaded or downloaded."""
     from .images import IMAGE_SUFFIXES, read_image
     from .pipeline import photos_in
 
+    if name.startswith(("http://", "https://")):
+        read_image(name)  # refused, saying what to do
+    source = Path(name)
     if source.is_dir():
         photos = photos_in(source)
         if not photos:
@@ -323,7 +326,7 @@ def cmd_toonify(args: argparse.Namespace) -> int:
     from .pipeline import Toonifier, check_options
 
     source = Path(args.photos)
-    photos = _photos_to_toonify(source)
+    photos = _photos_to_toonify(args.photos)
     output_path = _toonify_outputs(Path(args.output), source.is_dir())
     check_options(args.invert, steps=args.steps, swap_res=args.swap_res, level=args.level,
                   blend_width=args.blend_width)

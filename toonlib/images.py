@@ -106,7 +106,7 @@ def read_image(image: ImageInput) -> Image.Image:
         return _to_rgb(ImageOps.exif_transpose(_open(io.BytesIO(bytes(image)), describe_source(image))))
     if isinstance(image, str) and image.startswith(("http://", "https://")):
         raise ImageReadError(f"{describe_source(image)} is a web address: toonlib reads photos from files; download "
-                             "it first (e.g. urllib.request.urlretrieve(url, 'photo.jpg'))")
+                             "it first and give the file")
     if isinstance(image, (str, os.PathLike)):  # '~/me.jpg' as a shell would read it
         return _to_rgb(ImageOps.exif_transpose(_open(Path(image).expanduser(), describe_source(image))))
     raise TypeError(f"expected a path, bytes, PIL image or numpy array, got {type(image).__name__}")
