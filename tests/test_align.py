@@ -419,7 +419,8 @@ def test_unreadable_inputs(tmp_path):
         read_image(np.zeros((4, 4, 2), np.uint8))
     with pytest.raises(TypeError, match="got int"):
         read_image(5)
-    with pytest.raises(ImageReadError, match=r"'https://example.com/me.jpg' is a web address: .* download it first and give the file"):
+    with pytest.raises(ImageReadError, match=r"'https://example.com/me.jpg' is a web address: .* download it first and "
+                                             "give the file"):
         read_image("https://example.com/me.jpg")  # was: "No such file or directory: 'https:/example.com/me.jpg'"
     assert issubclass(ImageReadError, ValueError) and issubclass(NoFaceError, ValueError)
 
