@@ -149,10 +149,11 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_fetch(args: argparse.Namespace) -> int:
     """Download each model or weights file into its place; one failure does not stop the others."""
     from .download import DownloadError, fetch
+    from .files import is_url
     from .models import get_model
 
     for name in args.names:  # an unknown name fails before any download starts
-        if not name.startswith(("http://", "https://")):
+        if not is_url(name):
             get_model(name)
     failed = 0
     for name in args.names:
@@ -265,7 +266,7 @@ def cmd_project(args: argparse.Namespace) -> int:
     return 0
 
 
-TOONIFY_KINDS = ("toon", "aligned", "reconstruction", "pasted")  # the images toonify writes per face
+TOONIFY_KINDS = ("toon", "aligned", "reconstruction", "pasted")  # the images toonify writes per face (result fields)
 
 
 def _toonify_outputs(output: Path, source_is_folder: bool) -> Callable[[Path, int, int, str], Path]:
@@ -302,10 +303,11 @@ def _toonify_outputs(output: Path, source_is_folder: bool) -> Callable[[Path, in
 
 def _photos_to_toonify(name: str) -> list[Path]:
     """The photos named on the command line, checked before any model is loaded or downloaded."""
+    from .files import is_url
     from .images import IMAGE_SUFFIXES, read_image
     from .pipeline import photos_in
 
-    if name.startswith(("http://", "https://")):
+    if is_url(name):  # before Path() folds its '//'
         read_image(name)  # refused, saying what to do
     source = Path(name)
     if source.is_dir():
@@ -346,10 +348,8 @@ def cmd_toonify(args: argparse.Namespace) -> int:
             tqdm.write(f"{'skipped' if len(photos) > 1 else 'failed:'} {photo}: {outcome}", file=sys.stderr)
             continue
         for i, result in enumerate(outcome):
-            images = {"toon": result.toon, "aligned": result.aligned, "reconstruction": result.reconstruction,
-                      "pasted": result.pasted}
-            for kind, image in images.items():
-                target = output_path(photo, i, len(outcome), kind)
+            for kind in TOONIFY_KINDS:
+                image, target = getattr(result, kind), output_path(photo, i, len(outcome), kind)
                 if image is None:
                     continue
                 _refuse_to_overwrite(inputs, [target])  # a numbered face's name, unknown before the faces were found

@@ -29,7 +29,7 @@ import requests
 import urllib3
 
 from . import models
-from .files import default_file_mode, file_lock, looks_like_html, replace_file
+from .files import default_file_mode, file_lock, is_url, looks_like_html, replace_file
 
 __all__ = ["DownloadError", "cache_dir", "fetch", "local_path"]
 
@@ -147,7 +147,7 @@ def fetch(name_or_url: str, *, cache_dir: str | os.PathLike | None = None, progr
 def _plan(name_or_url: str, override: str | os.PathLike | None) -> _Plan:
     cache = (_folder(Path(override).expanduser(), "the cache folder (--cache-dir, cache_dir=)") if override is not None
              else cache_dir())
-    if name_or_url.startswith(("http://", "https://")):
+    if is_url(name_or_url):
         return _Plan(name_or_url, cache / _url_filename(name_or_url), (name_or_url,), None, None, "stylegan2",
                      "cache")
     info = models.get_model(name_or_url)

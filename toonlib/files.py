@@ -43,6 +43,11 @@ def atomic_write_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def is_url(source: object) -> bool:
+    """Whether `source` (a model, weights file or photo argument) is a web address rather than a path or a name."""
+    return isinstance(source, str) and source.startswith(("http://", "https://"))
+
+
 def check_file_target(path: str | os.PathLike) -> None:
     """Raise IsADirectoryError / NotADirectoryError, saying which, when a file cannot be written at `path` because
     `path` is a folder or one of its parents is a file (OSError's own message named only a temporary file)."""

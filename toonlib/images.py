@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from .files import atomic_write_path
+from .files import atomic_write_path, is_url
 
 #: What `read_image` accepts: a path, encoded bytes, a PIL image or a numpy array (RGB order).
 ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]
@@ -104,7 +104,7 @@ def read_image(image: ImageInput) -> Image.Image:
         return _to_rgb(ImageOps.exif_transpose(image))
     if isinstance(image, (bytes, bytearray, memoryview)):
         return _to_rgb(ImageOps.exif_transpose(_open(io.BytesIO(bytes(image)), describe_source(image))))
-    if isinstance(image, str) and image.startswith(("http://", "https://")):
+    if is_url(image):
         raise ImageReadError(f"{describe_source(image)} is a web address: toonlib reads photos from files; download "
                              "it first and give the file")
     if isinstance(image, (str, os.PathLike)):  # '~/me.jpg' as a shell would read it

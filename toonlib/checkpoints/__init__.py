@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from ..devices import default_device
-from ..files import looks_like_html
+from ..files import is_url, looks_like_html
 from ..networks import Generator
 from . import native, native_torch, nvidia, psp, rosinality, tensorflow
 from .common import CheckpointError, GeneratorLike, Networks
@@ -90,7 +90,7 @@ def load_generator(source: GeneratorLike, which: str = "G_ema",
 def _resolve(source: str | os.PathLike) -> Path:
     """A local file for `source` (a path, a URL or a registry name), downloaded into the cache where need be."""
     path = Path(source).expanduser()
-    if not str(source).startswith(("http://", "https://")) and path.exists():
+    if not is_url(str(source)) and path.exists():
         return path
     check_source(source)
     from ..download import fetch
@@ -104,7 +104,7 @@ def check_source(source: str | os.PathLike, what: str = "") -> None:
     `what` (e.g. the option that named it), downloading nothing: the command line and `Toonifier` check every model
     they were given before they fetch the first."""
     text, path = str(source), Path(source).expanduser()
-    if text.startswith(("http://", "https://")) or path.exists():
+    if is_url(text) or path.exists():
         return
     from .. import models
 
