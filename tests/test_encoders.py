@@ -157,3 +157,10 @@ def test_other_inputs_are_refused(tmp_path):
         toonlib.load_encoder(tmp_path / "junk.pt", device="cpu")
     with pytest.raises(FileNotFoundError, match="no checkpoint at"):
         toonlib.load_encoder(tmp_path / "missing.pt", device="cpu")
+    # what load_network names too (these were a raw IsADirectoryError and torch's "file in archive is not in a
+    # subdirectory: w.npy")
+    with pytest.raises(EncoderError, match="is a folder, not a pSp / e4e checkpoint file"):
+        toonlib.load_encoder(tmp_path, device="cpu")
+    np.savez(tmp_path / "latent.npz", w=np.zeros((1, 18, 512), np.float32))
+    with pytest.raises(EncoderError, match=r"latent.npz is a NumPy .npz file \(arrays w\), not a network: .*latent"):
+        toonlib.load_encoder(tmp_path / "latent.npz", device="cpu")

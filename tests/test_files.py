@@ -98,6 +98,38 @@ def test_a_target_no_file_can_be_written_to_is_named(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["folder.png", "notes"] and os.listdir(tmp_path / "folder.png") == []
 
 
+def test_home_folder_paths_are_written_and_read_in_the_home_folder(tmp_path, monkeypatch):
+    """'~/x' used to be written into a folder named '~' in the current one, where loading '~/x' did not look."""
+    import numpy as np
+    import torch
+
+    import toonlib
+    from toonlib.projection import ProjectionResult, load_latent
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    G = toonlib.Generator(z_dim=8, w_dim=8, img_resolution=8, channel_base=32, channel_max=8)
+    assert toonlib.save_network("~/g.safetensors", G) == tmp_path / "home" / "g.safetensors"
+    assert toonlib.load_network("~/g.safetensors").G_ema.img_resolution == 8
+    save_image(Image.new("RGB", (4, 4)), "~/x.png")
+    result = ProjectionResult(w=torch.zeros(1, G.num_ws, 8), images=None, noise={}, losses=np.zeros((0, 1)),
+                              space="w+", steps=0)
+    result.save("~/w.npz")
+    assert torch.equal(load_latent("~/w.npz"), result.w) and ProjectionResult.load("~/w.npz").space == "w+"
+    assert sorted(os.listdir(tmp_path / "home")) == ["g.safetensors", "w.npz", "x.png"]
+    assert not (tmp_path / "~").exists()
+
+
+def test_a_folder_that_cannot_be_written_is_named_as_the_users_path(tmp_path, monkeypatch):
+    """Not as the temporary file beside it ('.x.png.b5bc.tmp'), which the user never named."""
+    def refuse(path):
+        raise PermissionError(13, "Permission denied", str(path.with_name(f".{path.name}.0000.tmp")))
+
+    monkeypatch.setattr(files, "_create_temp", refuse)
+    with pytest.raises(PermissionError, match=r"^cannot write .*out.png: Permission denied$"):
+        save_image(Image.new("RGB", (4, 4)), tmp_path / "out.png")
+
+
 HOLDER = """
 import sys
 from toonlib.files import file_lock

@@ -32,6 +32,22 @@ def test_tensor_pil_round_trip_and_rounding():
     assert (back[0] - img).abs().max() <= 1 / 127.5 + 1e-6
 
 
+def test_save_image_takes_what_render_and_arrays_give(tmp_path):
+    """render() draws [N, 3, H, W]: one latent's image saves as it is (it was "'list' object has no attribute
+    'save'"), a batch is refused saying what to do; arrays save as read_image reads them."""
+    drawn = torch.rand(1, 3, 8, 8) * 2 - 1
+    save_image(drawn, tmp_path / "one.png")
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "one.png")), to_uint8(drawn[0]))
+    with pytest.raises(ValueError, match="writes one image, got a batch of 2: save each of to_pil"):
+        save_image(torch.zeros(2, 3, 8, 8), tmp_path / "two.png")
+    pixels = np.random.RandomState(0).randint(0, 256, (8, 8, 3), dtype=np.uint8)
+    save_image(pixels, tmp_path / "array.png")
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "array.png")), pixels)
+    with pytest.raises(TypeError, match=r"expected an image tensor \[C, H, W\] .*got ndarray: for an array"):
+        to_pil(pixels)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["array.png", "one.png"]
+
+
 def test_grid_layout_and_atomic_save(tmp_path):
     cells = [[Image.new("RGB", (10, 10), c) for c in ("red", "green")] for _ in range(3)]
     grid = labelled_grid(cells, row_labels=["a", "b", "c"], col_labels=["x", "y"], cell=20)
@@ -84,6 +100,29 @@ def test_device_report_says_what_a_cpu_runtime_can_expect(monkeypatch, bf16, exp
 
 def test_display_size_is_an_integer_multiple_up_to_the_bound():
     assert [display_size(s, 192) for s in (32, 48, 50, 100, 192, 256, 1024)] == [192, 192, 150, 100, 192, 192, 192]
+    with pytest.raises(ValueError, match="sides >= 1 px, got size=0"):  # was a ZeroDivisionError
+        display_size(0, 192)
+
+
+def test_uploads_never_replace_other_content(tmp_path):
+    """An upload of a name the folder already holds with other content (an earlier photo) gets a number; the
+    same content keeps its file; two files of one name in one upload both survive."""
+    from toonlib.notebook import save_uploads
+
+    first = save_uploads({"me.jpg": b"one"}, tmp_path)
+    assert save_uploads({"me.jpg": b"one"}, tmp_path) == first
+    second = save_uploads({"me.jpg": b"two", "b/me.jpg": b"three"}, tmp_path)
+    assert [p.name for p in first + second] == ["me.jpg", "me-1.jpg", "me-2.jpg"]
+    assert [p.read_bytes() for p in first + second] == [b"one", b"two", b"three"]
+
+
+def test_show_and_offer_download_say_what_is_missing(tmp_path):
+    from toonlib.notebook import offer_download, show
+
+    with pytest.raises(ValueError, match="no images to show"):
+        show([])
+    with pytest.raises(FileNotFoundError, match="no file at .*nope.jpg to download"):  # it printed "saved ..."
+        offer_download(tmp_path / "nope.jpg")
 
 
 def _runs(row: np.ndarray, color: tuple[int, int, int]) -> int:

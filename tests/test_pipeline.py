@@ -130,8 +130,58 @@ def test_batch_survives_bad_photos(models, photos, lpips_net):
     assert all(len(r) == 1 and r[0].toon.size == (32, 32) for r in good)
     # Batched projection gives each photo its own latent.
     assert not torch.equal(good[0][0].w, good[1][0].w)
-    with pytest.raises(NoFaceError):
+    with pytest.raises(NoFaceError, match="no face was found in '.*coffee.png'"):  # it said "in the image"
         toonifier(photos / "coffee.png", steps=STEPS, lpips_net=lpips_net, progress=False)
+    assert "coffee.png" in str(outcomes[photos / "coffee.png"])
+
+
+def test_settings_that_cannot_work_are_refused_when_given(models, photos, monkeypatch):
+    """Refused when the Toonifier is built or called, before any model is read or photo aligned: they used to be
+    ignored without a word (a misspelt keyword in the encoder modes, an encoder with invert='optimize'), or to
+    fail once per photo (detector), or after the alignment (project's keywords)."""
+    import toonlib
+    from toonlib import checkpoints, pipeline
+
+    folder, _, _ = models
+    with monkeypatch.context() as m:
+        m.setattr(checkpoints, "_resolve", lambda *args: pytest.fail("a model was read first"))
+        for kwargs, message in [({"detector": "x"}, "detector must be 'auto', 'face_alignment' or 'dlib', got 'x'"),
+                                ({"toon_network": "D"}, "toon_network picks the toon model .* got 'D'")]:
+            with pytest.raises(ValueError, match=message):
+                Toonifier(**kwargs)
+        with pytest.raises(TypeError, match="unexpected keyword argument devcie: projection options are"):
+            toonlib.toonify(photos / "hopper.jpg", invert="e4e", devcie="cpu")
+        with pytest.raises(ValueError, match="initial_lr: a projection option; invert='e4e' runs no projection"):
+            toonlib.toonify(photos / "hopper.jpg", invert="e4e", initial_lr=0.01)
+    with pytest.warns(UserWarning, match="encoder= is not used with invert='optimize'") as caught:
+        toonifier = Toonifier(folder / "base.pt", folder / "toon.pt", detector="dlib", encoder="e4e-ffhq")
+    assert {w.filename for w in caught} == {__file__}  # the warnings name the user's line, not toonlib's
+    monkeypatch.setattr(pipeline, "read_image", lambda *args: pytest.fail("a photo was read first"))
+    photo = photos / "hopper.jpg"
+    for kwargs, error, message in [
+            ({"bogus": 1}, TypeError, "unexpected keyword argument bogus: projection options are callback, "),
+            ({"init": None}, TypeError, "unexpected keyword argument init: the Toonifier sets it itself"),
+            ({"space": "zzz"}, ValueError, "space must be 'w\\+' .* got 'zzz'"),
+            ({"steps": 2.5}, ValueError, "steps must be a whole number >= 1, got 2.5")]:
+        with pytest.raises(error, match=message):
+            toonifier(photo, **kwargs)
+    with pytest.raises(TypeError, match="toonify_many takes a list of photos, got one str: call the Toonifier"):
+        toonifier.toonify_many(str(photo))  # it walked the name's characters, each a bad photo
+    with pytest.raises(ValueError, match="batch_size must be a whole number >= 1, got 2.5"):
+        toonifier.toonify_many([photo], batch_size=2.5)
+    # re-blending takes what the constructor takes
+    with pytest.raises(ValueError, match="give a swap resolution too"):
+        toonifier.set_blend(None, level=1)
+    assert toonifier.set_blend(np.int64(16)) is toonifier.generator and toonifier.blend_setting[0] == 16
+    with pytest.raises(ValueError, match="swap_res must be a power of two >= 4 .* got 16.0"):
+        toonifier.set_blend(16.0)
+
+
+def test_toonify_many_takes_any_iterable_of_photos(models, photos, lpips_net):
+    folder, _, _ = models
+    toonifier = Toonifier(folder / "base.pt", folder / "toon.pt", detector="dlib")
+    outcomes = list(toonifier.toonify_many((photos / n for n in ["hopper.jpg"]), steps=1, lpips_net=lpips_net))
+    assert [(p.name, len(r)) for p, r in outcomes] == [("hopper.jpg", 1)]
 
 
 def test_paste_keeps_photo_outside_the_face():

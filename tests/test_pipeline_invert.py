@@ -69,7 +69,7 @@ def test_e4e_mode(setup):
         t(setup.photos / "astronaut.png", steps=10)
     with pytest.raises(ValueError, match="runs no projection"):  # when called, not when the first result is asked for
         t.toonify_many([setup.photos / "astronaut.png"], steps=10)
-    with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
+    with pytest.raises(ValueError, match="batch_size must be a whole number >= 1, got 0"):
         t.toonify_many([setup.photos / "astronaut.png"], batch_size=0)
 
 

@@ -312,8 +312,18 @@ def test_bad_arguments(G, targets, net, monkeypatch):
     monkeypatch.setattr(projection, "build_lpips", lambda *args: pytest.fail("LPIPS built before the arguments"))
     with pytest.raises(ValueError, match="precision must be one of"):
         projection.project(G, targets[0], steps=1, precision="fp8")
-    with pytest.raises(ValueError, match="save_every keeps a frame every k steps, k >= 1; got 0"):
-        projection.project(G, targets[0], steps=1, save_every=0)
+    # numbers a user gets wrong: named, with their range, before any work (they used to fail inside the loop,
+    # with Python's words for it, or to give NaN latents: w_avg_samples=0)
+    for kwargs, message in [({"save_every": 0}, r"save_every \(a frame every k steps\) must be a whole number >= 1, "
+                                                  "got 0"),
+                            ({"steps": 2.5}, "steps must be a whole number >= 1, got 2.5"),
+                            ({"steps": "5"}, "steps must be a whole number >= 1, got '5'"),
+                            ({"w_avg_samples": 0}, "w_avg_samples must be a whole number >= 2, got 0"),
+                            ({"early_stop": 5}, r"early_stop is \(patience, min_delta\): .* got 5"),
+                            ({"early_stop": (0, 1e-4)}, "early_stop's patience must be a whole number >= 1, got 0")]:
+        with pytest.raises(ValueError, match=message):
+            projection.project(G, targets[0], **{"steps": 1, **kwargs})
+    assert projection.project(G, targets[0], steps=np.int64(1), lpips_net=net, progress=False).steps == 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -478,10 +488,23 @@ def test_targets_in_every_form():
     torch.testing.assert_close(images[0], images[1])
     same_size = torch.from_numpy(rgb[4:36, 8:40]).permute(2, 0, 1).float() / 127.5 - 1  # centre crop, 32 px
     torch.testing.assert_close(as_images(rgb[4:36, 8:40], 32)[0], same_size)
-    with pytest.raises(ValueError, match="uint8"):
-        as_images(rgb.astype(np.float32), 32)
     with pytest.raises(TypeError):
         as_images("face.png", 32)
+
+
+def test_targets_are_read_as_photos_are():
+    """16-bit and transparent images and float arrays as `read_image` reads them (a 16-bit PNG used to become a
+    white target, transparency black); a [0, 255] tensor is refused, not clamped to white."""
+    rgb = np.random.RandomState(0).randint(0, 256, (32, 32, 3), dtype=np.uint8)
+    expected = as_images(rgb, 32)
+    grey16 = PIL.Image.fromarray(rgb[:, :, 0].astype(np.uint16) * 257)  # mode I;16
+    torch.testing.assert_close(as_images(grey16, 32), as_images(np.repeat(rgb[:, :, :1], 3, axis=2), 32))
+    torch.testing.assert_close(as_images(rgb.astype(np.float32) / 255, 32), expected)
+    torch.testing.assert_close(as_images(rgb.astype(np.uint16) * 257, 32), expected)
+    clear = np.zeros((32, 32, 4), np.uint8)  # fully transparent: white, as read_image composites it
+    assert as_images(clear, 32).min() == 1 and as_images(PIL.Image.fromarray(clear), 32).min() == 1
+    with pytest.raises(ValueError, match=r"values in \[-1, 1\], got 0 .. 255: for 0 .. 255 use x / 127.5 - 1"):
+        as_images(torch.tensor([0.0, 255.0]).repeat(3, 16, 1), 32)
 
 
 def test_npz_round_trip(projections, tmp_path):
@@ -501,6 +524,12 @@ def test_load_nvidia_npz(tmp_path):
     w = np.random.RandomState(0).randn(1, 8, 32).astype(np.float32)
     np.savez(tmp_path / "projected_w.npz", w=w)
     assert torch.equal(load_latent(tmp_path / "projected_w.npz"), torch.from_numpy(w))
+    # as a ProjectionResult too (it used to be KeyError: 'losses is not a file in the archive')
+    loaded = ProjectionResult.load(tmp_path / "projected_w.npz")
+    assert torch.equal(loaded.w, torch.from_numpy(w)) and (loaded.space, loaded.steps, loaded.noise) == ("w+", 0, {})
+    assert loaded.losses.shape == (0, 1)
+    np.savez(tmp_path / "w_space.npz", w=np.repeat(w[:, :1], 8, axis=1))  # NVIDIA's projector: W, repeated
+    assert ProjectionResult.load(tmp_path / "w_space.npz").space == "w"
     np.savez(tmp_path / "single.npz", w=w[0])
     assert load_latent(tmp_path / "single.npz", num_ws=8).shape == (1, 8, 32)
     with pytest.raises(ValueError, match=r"\[N, 18, w_dim\]"):

@@ -35,20 +35,25 @@ import numpy as np
 from PIL import Image
 
 from .images import ImageInput, describe_source, read_image
+from .messages import warn
 
 __all__ = [
+    "DETECTORS",
     "AlignedFace",
     "LandmarkBackendError",
     "NoFaceError",
     "align_face",
     "align_faces",
+    "check_detector",
     "crop_to_photo_transform",
+    "face_position",
     "ffhq_quad",
 ]
 
 Face = tuple[np.ndarray, np.ndarray]  # (box [x0, y0, x1, y1], landmarks [68, 2]) in detection-image pixels
 Backend = Callable[[np.ndarray, Optional[np.ndarray]], list[Face]]
 
+DETECTORS = ("auto", "face_alignment", "dlib")  # where landmarks come from (`align_face`'s `detector`)
 DETECT_MAX_SIDE = 2048  # detect on a copy no larger than this (SFD activations grow with the pixel count)
 DLIB_UPSAMPLE_MAX_SIDE = 1024  # dlib upsamples images up to this size once, so faces down to ~40 px are found
 DLIB_MIN_SCORE = 0.5  # dlib HOG scores: real frontal faces ~1-1.5; face-like patterns (suit emblems) ~0
@@ -108,20 +113,35 @@ def align_face(image: ImageInput, output_size: int = 1024, detector: str = "auto
     _check_output_size(output_size)
     photo = read_image(image)
     faces = _find_faces(photo, detector, device, describe_source(image))
-    index = 0 if face_index is None else face_index
-    if not -len(faces) <= index < len(faces):
-        raise IndexError(f"face_index={face_index} is out of range: {len(faces)} "
-                         f"face{'s' if len(faces) != 1 else ''} found (index 0 is the largest)")
-    return _align(photo, faces[index], output_size, transform_size)
+    return _align(photo, faces[face_position(face_index, len(faces))], output_size, transform_size)
 
 
 def align_faces(image: ImageInput, output_size: int = 1024, detector: str = "auto",
-                transform_size: int = 4096, device: str | None = None) -> list[AlignedFace]:
-    """FFHQ-aligned crops of every face in `image`, largest first (see `align_face`)."""
+                transform_size: int = 4096, device: str | None = None, *, name: str | None = None
+                ) -> list[AlignedFace]:
+    """FFHQ-aligned crops of every face in `image`, largest first (see `align_face`). `name`: how messages call
+    the image (default: its quoted path, or "the image")."""
     _check_output_size(output_size)
     photo = read_image(image)
-    faces = _find_faces(photo, detector, device, describe_source(image))
+    faces = _find_faces(photo, detector, device, describe_source(image) if name is None else name)
     return [_align(photo, landmarks, output_size, transform_size) for landmarks in faces]
+
+
+def face_position(face_index: int | None, count: int) -> int:
+    """The list position of `face_index` (None: 0, the largest; negative counts from the smallest) among `count`
+    faces found, or IndexError saying how many there are."""
+    index = 0 if face_index is None else face_index
+    if isinstance(index, bool) or not isinstance(index, numbers.Integral) or not -count <= index < count:
+        raise IndexError(f"face_index={face_index!r} is out of range: {count} face{'s' if count != 1 else ''} found "
+                         "(index 0 is the largest)")
+    return int(index)
+
+
+def check_detector(detector: str) -> None:
+    """Raise ValueError unless `detector` is one of `DETECTORS`."""
+    if detector not in DETECTORS:
+        raise ValueError(f"detector must be {', '.join(map(repr, DETECTORS[:-1]))} or {DETECTORS[-1]!r}, "
+                         f"got {detector!r}")
 
 
 def _check_output_size(output_size: int) -> None:
@@ -156,16 +176,15 @@ def _find_faces(photo: Image.Image, detector: str, device: str | None, name: str
 
 def _get_backend(detector: str, device: str | None) -> Backend:
     """The cached landmark backend for `detector` ('auto', 'face_alignment' or 'dlib')."""
+    check_detector(detector)
     key = (detector, None if detector == "dlib" else device)
     if key not in _BACKENDS:
         if detector == "auto":
             backend = _auto_backend(device)
         elif detector == "face_alignment":
             backend = _build(_FaceAlignmentBackend, device)
-        elif detector == "dlib":
-            backend = _build(_DlibBackend)
         else:
-            raise ValueError(f"detector must be 'auto', 'face_alignment' or 'dlib', got {detector!r}")
+            backend = _build(_DlibBackend)
         _BACKENDS[key] = backend
     return _BACKENDS[key]
 
@@ -189,7 +208,7 @@ def _auto_backend(device: str | None) -> Backend:
             backend = _get_backend("dlib", None)
         except LandmarkBackendError as dlib_error:
             raise LandmarkBackendError(f"no face landmark backend is usable: {fa_error}; {dlib_error}") from None
-        warnings.warn(f"{fa_error.summary}; using dlib's landmarks instead", stacklevel=5)
+        warn(f"{fa_error.summary}; using dlib's landmarks instead")
         return backend
 
 
@@ -341,9 +360,9 @@ def _align(photo: Image.Image, landmarks: np.ndarray, output_size: int, transfor
     quad = ffhq_quad(landmarks)
     face_size = _quad_size(quad)
     if face_size < output_size * MIN_FACE_FRACTION:
-        warnings.warn(f"the face is small: its crop is {face_size:.0f} px wide in the photo but the output is "
+        warn(f"the face is small: its crop is {face_size:.0f} px wide in the photo but the output is "
                       f"{output_size} px, so it is upsampled {output_size / face_size:.1f}x and will look blurry; "
-                      "use a photo in which the face is larger", stacklevel=3)
+                      "use a photo in which the face is larger")
     image = _warp_quad(photo, quad, output_size, max(transform_size, output_size))
     return AlignedFace(image=image, landmarks=landmarks, quad=quad, face_size=face_size)
 

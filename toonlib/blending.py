@@ -40,14 +40,15 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import numbers
 import re
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 from .checkpoints import GeneratorLike, load_generator
+from .messages import warn
 from .networks import Generator, GeneratorConfig
 
 # The original never blended the 4x4 conv (see the module docstring).
@@ -125,7 +126,8 @@ def check_setting(swap_res: int, level: int = 0, blend_width: float | None = Non
     """Raise ValueError for a blend setting no generator takes (a `swap_res` that is not a power of two >= 4, a
     `level` other than 0 or 1, a negative `blend_width`). A `swap_res` at or above the resolution keeps the low
     model whole."""
-    if isinstance(swap_res, bool) or not isinstance(swap_res, int) or swap_res < 4 or swap_res & (swap_res - 1):
+    if (isinstance(swap_res, bool) or not isinstance(swap_res, numbers.Integral) or swap_res < 4
+            or swap_res & (swap_res - 1)):
         raise ValueError(f"swap_res must be a power of two >= 4 (a resolution such as 4, 8, ..., 1024), "
                          f"got {swap_res!r}")
     if level not in (0, 1):
@@ -305,14 +307,14 @@ def check_lineage(toon: GeneratorLike, base: GeneratorLike, toon_name: str = "th
     """`lineage_distance(toon, base)`; warns (`LineageWarning`) when it says they are not parent and child."""
     distance = lineage_distance(toon, base)
     if math.isinf(distance):
-        warnings.warn(f"{toon_name} is not fine-tuned from {base_name}: their architectures differ (mapping or "
+        warn(f"{toon_name} is not fine-tuned from {base_name}: their architectures differ (mapping or "
                       "low-resolution layers of other shapes), so their W spaces differ and they cannot be blended. "
                       "Pair the toon model with the base it was fine-tuned from (its lineage in `toonlib models`).",
-                      LineageWarning, stacklevel=3)
+                      LineageWarning)
     elif distance > UNRELATED_DISTANCE:
-        warnings.warn(f"{toon_name} does not look fine-tuned from {base_name}: their mapping and low-resolution "
+        warn(f"{toon_name} does not look fine-tuned from {base_name}: their mapping and low-resolution "
                       f"weights are {distance:.2f} apart (relative; a fine-tuned model stays below "
                       f"{UNRELATED_DISTANCE}, unrelated models are about 1.4 apart), so their W spaces differ and "
                       "the blend mixes two different faces. Pair the toon model with the base it was fine-tuned "
-                      "from (its lineage in `toonlib models`).", LineageWarning, stacklevel=3)
+                      "from (its lineage in `toonlib models`).", LineageWarning)
     return distance

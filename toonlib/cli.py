@@ -411,6 +411,7 @@ def cmd_app(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .align import DETECTORS
 
     parser = argparse.ArgumentParser(prog="toonlib", description="Toonify faces with StyleGAN2 network blending.",
                                      epilog=EXIT_STATUS, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -465,7 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("photo", help="a photo with a face (jpg, png, ...)")
     p.add_argument("-o", "--output", required=True, help="aligned image (PNG); with --all-faces numbered -0, -1, ...")
     p.add_argument("--size", type=_number(), default=1024, help="output size in px (the model's resolution)")
-    p.add_argument("--detector", default="auto", choices=["auto", "face_alignment", "dlib"],
+    p.add_argument("--detector", default="auto", choices=DETECTORS,
                    help="face landmarks: face-alignment (downloads its weights once), dlib (offline), or auto")
     p.add_argument("--all-faces", action="store_true", help="every face, largest first (default: the largest)")
     p.set_defaults(func=cmd_align)
@@ -521,7 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_number(), default=4, help="photos projected together")
     p.add_argument("--paste-back", action="store_true", help="also write the toon face pasted into the photo")
     p.add_argument("--all-faces", action="store_true", help="every face of each photo (default: the largest)")
-    p.add_argument("--detector", default="auto", choices=["auto", "face_alignment", "dlib"],
+    p.add_argument("--detector", default="auto", choices=DETECTORS,
                    help="face landmarks: face-alignment (downloads its weights once), dlib (offline), or auto")
     p.set_defaults(func=cmd_toonify)
 
@@ -546,7 +547,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "registry's choice; for a file its G if it has one, as Toonify's file, else its G_ema)")
     p.add_argument("--swap-res", type=_swap_res, default=DEFAULT_SWAP_RES,
                    help=f"where the swap-resolution slider starts, in px (default {DEFAULT_SWAP_RES})")
-    p.add_argument("--detector", default="auto", choices=["auto", "face_alignment", "dlib"],
+    p.add_argument("--detector", default="auto", choices=DETECTORS,
                    help="face landmarks: face-alignment (downloads its weights once), dlib (offline), or auto")
     p.add_argument("--invert", nargs="+", default=["optimize"], choices=INVERT_MODES, metavar="MODE",
                    help="the inversion modes offered, the first selected: optimize (projection, default), e4e or "

@@ -15,7 +15,6 @@ import itertools
 import json
 import os
 import struct
-import warnings
 import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator, Tuple, Union
@@ -28,6 +27,7 @@ from tqdm.auto import tqdm
 
 from .files import atomic_write_path
 from .images import IMAGE_SUFFIXES, is_hidden, read_image
+from .messages import warn
 
 __all__ = ["ImageDataset", "infinite_loader"]
 
@@ -91,8 +91,7 @@ class ImageDataset(Dataset):
         self.skipped: list[tuple[str, str]] = [(name, reason) for name, reason in payload["skipped"]]
         if self.skipped:
             lines = "\n".join(f"  {name}: {reason}" for name, reason in self.skipped)
-            warnings.warn(f"skipped {len(self.skipped)} of {len(entries)} images in '{self.source}':\n{lines}",
-                          stacklevel=2)
+            warn(f"skipped {len(self.skipped)} of {len(entries)} images in '{self.source}':\n{lines}")
         if self.num_images < min_images:
             raise ValueError(f"found {self.num_images} usable image(s) in '{self.source}' "
                              f"({len(self.skipped)} skipped, extensions {', '.join(IMAGE_SUFFIXES)}); "

@@ -29,7 +29,7 @@ import requests
 import urllib3
 
 from . import models
-from .files import default_file_mode, file_lock, is_url, looks_like_html, replace_file
+from .files import default_file_mode, file_lock, is_url, looks_like_html, replace_file, user_path
 
 __all__ = ["DownloadError", "cache_dir", "fetch", "local_path"]
 
@@ -80,7 +80,7 @@ def cache_dir() -> Path:
     """Where downloads go: `$TOONLIB_CACHE`, else the mounted Google Drive on Colab, else `~/.cache/toonlib`."""
     env = os.environ.get("TOONLIB_CACHE")
     if env:
-        return _folder(Path(env).expanduser(), "$TOONLIB_CACHE")
+        return _folder(user_path(env), "$TOONLIB_CACHE")
     if DRIVE_ROOT.is_dir():
         return DRIVE_ROOT / "toonlib" / "cache"
     return Path.home() / ".cache" / "toonlib"
@@ -145,7 +145,7 @@ def fetch(name_or_url: str, *, cache_dir: str | os.PathLike | None = None, progr
 
 
 def _plan(name_or_url: str, override: str | os.PathLike | None) -> _Plan:
-    cache = (_folder(Path(override).expanduser(), "the cache folder (--cache-dir, cache_dir=)") if override is not None
+    cache = (_folder(user_path(override), "the cache folder (--cache-dir, cache_dir=)") if override is not None
              else cache_dir())
     if is_url(name_or_url):
         return _Plan(name_or_url, cache / _url_filename(name_or_url), (name_or_url,), None, None, "stylegan2",

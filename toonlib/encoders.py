@@ -37,7 +37,10 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from .checkpoints import _LEGACY_TORCH_MAGIC  # how pre-zip torch.save files start
+from .checkpoints import (
+    _LEGACY_TORCH_MAGIC,  # how pre-zip torch.save files start
+    not_a_torch_zip,
+)
 from .checkpoints import _resolve as resolve_source  # path, URL or registry name -> local file
 from .devices import default_device
 from .images import ImageInput, read_image
@@ -233,9 +236,14 @@ def load_encoder(source: str | os.PathLike, device: torch.device | str | None = 
     """
     device = default_device(device)  # a device this machine lacks fails before the download
     path = resolve_source(source)
+    if path.is_dir():
+        raise EncoderError(f"{path} is a folder, not a pSp / e4e checkpoint file")
     with open(path, "rb") as f:
         head = f.read(len(_LEGACY_TORCH_MAGIC))
     zipped = head.startswith(b"PK")  # torch's zip format can be memory-mapped: the decoder is never read
+    problem = not_a_torch_zip(path, str(path)) if zipped else None
+    if problem:
+        raise EncoderError(problem)
     if not (zipped or head == _LEGACY_TORCH_MAGIC):
         raise EncoderError(f"{path} is not a pSp / e4e checkpoint: those are torch.save files, this file starts "
                            f"with {head[:8]!r} (for a generator checkpoint use toonlib.load_network)")

@@ -13,11 +13,12 @@ import contextlib
 import os
 import secrets
 import stat
-import warnings
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
-__all__ = ["atomic_write_path", "default_file_mode", "file_lock", "looks_like_html", "replace_file"]
+from .messages import warn
+
+__all__ = ["atomic_write_path", "default_file_mode", "file_lock", "looks_like_html", "replace_file", "user_path"]
 
 LOCK_FOLDER = ".locks"  # lock files live here, beside the files they guard (like huggingface_hub's cache)
 
@@ -29,11 +30,15 @@ def atomic_write_path(path: str | os.PathLike) -> Iterator[Path]:
     If the body raises, the temporary file is removed and `path` keeps its old content, so an
     interrupted save never leaves a half-written checkpoint or image behind. The result has the
     mode of the file it replaces, or else the default mode of new files (0666 minus the umask).
+    `~` is the home folder (`user_path`); a folder that cannot be written is reported as `path`'s.
     """
-    path = Path(path)
+    path = user_path(path)
     check_file_target(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _create_temp(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _create_temp(path)
+    except OSError as e:  # PermissionError, read-only filesystem, ...: named by the user's path, not a temp file's
+        raise type(e)(f"cannot write {path}: {e.strerror or e}") from None  # no "[Errno 13]": a message to read
     try:
         existing = path.stat().st_mode if path.is_file() else None
         mode = stat.S_IMODE(existing if existing is not None else tmp.stat().st_mode)
@@ -41,6 +46,12 @@ def atomic_write_path(path: str | os.PathLike) -> Iterator[Path]:
         replace_file(tmp, path, mode=mode)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def user_path(path: str | os.PathLike) -> Path:
+    """`path` as a Path with `~` expanded: every path a user gives, read or written (a file written at a literal
+    `~/x` would land in a folder named `~`)."""
+    return Path(path).expanduser()
 
 
 def is_url(source: object) -> bool:
@@ -111,8 +122,7 @@ def file_lock(path: str | os.PathLike, on_wait: Optional[Callable[[Path], None]]
                 on_wait(lock_file)
             lock.acquire()
     except NotImplementedError:  # filelock < 4 on a filesystem without flock
-        warnings.warn(f"cannot lock files in {path.parent} (the filesystem has no locks); continuing unlocked",
-                      stacklevel=3)
+        warn(f"cannot lock files in {path.parent} (the filesystem has no locks); continuing unlocked")
         yield
         return
     try:

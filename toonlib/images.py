@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from .files import atomic_write_path, is_url
+from .files import atomic_write_path, is_url, user_path
 
 #: What `read_image` accepts: a path, encoded bytes, a PIL image or a numpy array (RGB order).
 ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]
@@ -22,6 +22,11 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """[N, C, H, W] or [C, H, W] in [-1, 1] -> uint8 array [N, H, W, C] or [H, W, C] (NVIDIA's rounding)."""
+    if not isinstance(images, torch.Tensor) or images.ndim not in (3, 4):
+        what = f"a {images.ndim}-D tensor" if isinstance(images, torch.Tensor) else type(images).__name__
+        raise TypeError(f"expected an image tensor [C, H, W] or [N, C, H, W] in [-1, 1] (what a generator draws), "
+                        f"got {what}" + (": for an array or a file use read_image" if isinstance(images, np.ndarray)
+                                         else ""))
     array = (images.detach().float() * 127.5 + 128).clamp(0, 255).to(torch.uint8).cpu()
     return array.movedim(-3, -1).numpy()
 
@@ -43,10 +48,18 @@ def from_pil(image: Image.Image, size: int | None = None) -> torch.Tensor:
     return (array.permute(2, 0, 1)[None] / 127.5 - 1).contiguous()
 
 
-def save_image(image: Image.Image | torch.Tensor, path: str | os.PathLike) -> None:
-    """Save a PIL image or a [C, H, W] tensor atomically; the format follows the file extension."""
+def save_image(image: Image.Image | np.ndarray | torch.Tensor, path: str | os.PathLike) -> None:
+    """Save one image atomically: a PIL image, an array (as `read_image` reads it) or a tensor [C, H, W] or
+    [1, C, H, W] in [-1, 1] (`render`'s output for one latent). The format follows the file extension."""
+    if isinstance(image, torch.Tensor) and image.ndim == 4:
+        if image.shape[0] != 1:
+            raise ValueError(f"save_image writes one image, got a batch of {image.shape[0]}: save each of "
+                             "to_pil(images) under its own name")
+        image = image[0]
     if isinstance(image, torch.Tensor):
         image = to_pil(image)
+    elif isinstance(image, np.ndarray):
+        image = _array_to_image(image)
     with atomic_write_path(path) as tmp:
         image.save(tmp, format=Image.registered_extensions().get(os.path.splitext(str(path))[1].lower(), "PNG"))
 
@@ -108,7 +121,7 @@ def read_image(image: ImageInput) -> Image.Image:
         raise ImageReadError(f"{describe_source(image)} is a web address: toonlib reads photos from files; download "
                              "it first and give the file")
     if isinstance(image, (str, os.PathLike)):  # '~/me.jpg' as a shell would read it
-        return _to_rgb(ImageOps.exif_transpose(_open(Path(image).expanduser(), describe_source(image))))
+        return _to_rgb(ImageOps.exif_transpose(_open(user_path(image), describe_source(image))))
     raise TypeError(f"expected a path, bytes, PIL image or numpy array, got {type(image).__name__}")
 
 
@@ -149,6 +162,8 @@ def _array_to_image(array: np.ndarray) -> Image.Image:
         raise ImageReadError(f"expected an HxW, HxWx3 or HxWx4 image array, got shape {array.shape}")
     if array.dtype.kind not in "biuf":
         raise ImageReadError(f"unsupported image array dtype {array.dtype}")
+    if array.size == 0:
+        raise ImageReadError(f"the image array is empty (shape {array.shape})")
     return Image.fromarray(_array_to_uint8(array))
 
 

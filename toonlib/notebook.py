@@ -15,6 +15,7 @@ from PIL import Image
 from . import runtime
 from .devices import default_device
 from .download import DRIVE_ROOT
+from .files import atomic_write_path
 
 __all__ = ["UploadCancelled", "choose_photo", "default_device", "device_report", "display_size", "in_colab",
            "mount_drive", "offer_download", "plot_losses", "save_uploads", "show", "snapshot_viewer",
@@ -104,13 +105,19 @@ def upload_images(folder: str | os.PathLike = "uploads", parameter: str = "photo
 
 
 def save_uploads(files: Mapping[str, bytes], folder: str | os.PathLike = "uploads") -> list[Path]:
-    """Write uploaded files ({file name: content}) into `folder` under their base names; returns the paths."""
+    """Write uploaded files ({file name: content}) into `folder` under their base names; returns the paths. A name
+    already holding other content (an earlier upload, another file of this one) gets a number: `me-1.jpg`."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     saved = []
     for name, data in files.items():
-        path = folder / (Path(name).name or "upload")
-        path.write_bytes(bytes(data))
+        data = bytes(data)
+        base = Path(Path(name).name or "upload")
+        path, number = folder / base, 0
+        while path in saved or (path.exists() and (not path.is_file() or path.read_bytes() != data)):
+            number += 1
+            path = folder / f"{base.stem}-{number}{base.suffix}"
+        with atomic_write_path(path) as tmp:
+            tmp.write_bytes(data)
         saved.append(path)
     return saved
 
@@ -131,6 +138,8 @@ def choose_photo(photo_path: str | os.PathLike | None = None, folder: str | os.P
 def display_size(size: int, bound: int) -> int:
     """The side to show an image of side `size` at: its largest integer multiple up to `bound`, or `bound`
     when the image is larger (shrunk to fit). Never stretched to the width of the page."""
+    if size < 1 or bound < 1:
+        raise ValueError(f"display_size needs sides >= 1 px, got size={size}, bound={bound}")
     return bound if size >= bound else size * (bound // size)
 
 
@@ -142,11 +151,15 @@ def show(images: Image.Image | Sequence[Image.Image], titles: Sequence[str] | No
 
     if isinstance(images, Image.Image):
         images = [images]
+    if not images:
+        raise ValueError("show: no images to show")
     display(labelled_grid([list(images)], col_labels=titles, cell=display_size(images[0].width, bound)))
 
 
 def offer_download(path: str | os.PathLike) -> None:
     """Colab: start the browser download of `path`. Elsewhere: print where the file is."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no file at {path} to download")
     if in_colab():
         from google.colab import files
 

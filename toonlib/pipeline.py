@@ -32,6 +32,7 @@ that do not look like parent and child (`blending.lineage_distance`) raise a `Li
 """
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass
 from pathlib import Path, PurePath
@@ -42,12 +43,13 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter
 
 from . import models
-from .align import AlignedFace, align_faces, crop_to_photo_transform
+from .align import AlignedFace, align_faces, check_detector, crop_to_photo_transform, face_position
 from .blending import Blender, check_lineage, check_setting
 from .checkpoints import GeneratorLike, Networks, check_source, load_generator, load_network
 from .devices import default_device
 from .encoders import Encoder, load_encoder
-from .images import is_hidden, is_image_file, read_image, to_pil
+from .images import describe_source, is_hidden, is_image_file, read_image, to_pil
+from .messages import check_count, warn
 from .networks import Generator
 from .projection import project, render, w_statistics
 
@@ -62,6 +64,8 @@ INVERT_LABELS = {"optimize": "optimise (slow, closest to the photo)", "e4e": "e4
                  "psp": "pSp encoder (one pass)", "e4e+optimize": "e4e, then optimise",
                  "psp-toonify": "pSp Toonify encoder (one pass, straight to the toon)"}
 DEFAULT_ENCODERS = {"e4e": "e4e-ffhq", "psp": "psp-ffhq", "e4e+optimize": "e4e-ffhq", "psp-toonify": "psp-toonify"}
+_SET_BY_TOONIFIER = frozenset({"G", "target", "w_stats", "init"})  # what `project` gets from the Toonifier itself
+_PROJECT_OPTIONS = frozenset(inspect.signature(project).parameters) - _SET_BY_TOONIFIER
 
 
 @dataclass
@@ -107,6 +111,13 @@ class Toonifier:
                  toon_network: str | None = None, device: torch.device | str | None = None, detector: str = "auto",
                  invert: str = "optimize", encoder: Encoder | str | os.PathLike | None = None):
         check_options(invert, swap_res=swap_res, level=level, blend_width=blend_width)
+        check_detector(detector)
+        if toon_network not in (None, "G", "G_ema"):
+            raise ValueError(f"toon_network picks the toon model in the toon checkpoint: None (the registry's choice),"
+                             f" 'G' or 'G_ema'; got {toon_network!r}")
+        if encoder is not None and invert == "optimize":
+            warn(f"encoder= is not used with invert='optimize', which starts from the mean w; the modes that use one "
+                 f"are {', '.join(DEFAULT_ENCODERS)} (invert='e4e+optimize' starts the projection from its codes)")
         for name, source in (("base", base), ("toon", toon), ("encoder", encoder)):  # before the first download
             if isinstance(source, (str, os.PathLike)):
                 check_source(source, f"{name}={str(source)!r}")
@@ -174,6 +185,7 @@ class Toonifier:
 
     def set_blend(self, swap_res: int | None, level: int = 0, blend_width: float | None = None) -> Generator:
         """Re-blend the toon model with the base at `swap_res` (None: back to the published blend)."""
+        check_blend(swap_res, level, blend_width)
         if swap_res is None:
             self.generator = self.published_blend
         else:
@@ -189,15 +201,13 @@ class Toonifier:
         self.blend_setting = (swap_res, level, blend_width)
         return self.generator
 
-    def align(self, photo, all_faces: bool = False, face_index: int | None = None) -> list[AlignedFace]:
-        """The FFHQ crops of the faces to toonify (the largest one unless `all_faces` / `face_index`)."""
-        faces = align_faces(photo, output_size=self.published_blend.img_resolution, detector=self.detector)
-        if all_faces:
-            return faces
-        index = 0 if face_index is None else face_index
-        if not -len(faces) <= index < len(faces):
-            raise IndexError(f"face_index={face_index} is out of range: {len(faces)} faces found")
-        return [faces[index]]
+    def align(self, photo, all_faces: bool = False, face_index: int | None = None, *, name: str | None = None
+              ) -> list[AlignedFace]:
+        """The FFHQ crops of the faces to toonify (the largest one unless `all_faces` / `face_index`). `name`: how
+        messages call the photo (default: its quoted path, or "the image")."""
+        faces = align_faces(photo, output_size=self.published_blend.img_resolution, detector=self.detector,
+                            name=name)
+        return faces if all_faces else [faces[face_position(face_index, len(faces))]]
 
     def __call__(self, photo, *, all_faces: bool = False, face_index: int | None = None, space: str = "w+",
                  steps: int | None = None, seed: int = 0, paste_back: bool = False, progress: bool = True,
@@ -224,7 +234,12 @@ class Toonifier:
         apply to the modes that optimise ('optimize', 'e4e+optimize'; `steps=None`: 500, or 100 from the
         e4e codes); the encoder-only modes take W+ codes as they come.
         """
-        check_options(self.invert, steps=steps, batch_size=batch_size)  # now, not when the first result is asked for
+        # now, not when the first result is asked for
+        check_options(self.invert, steps=steps, batch_size=batch_size, space=space, project_kwargs=project_kwargs)
+        if isinstance(photos, (str, os.PathLike, bytes, bytearray, Image.Image, np.ndarray)):
+            raise TypeError(f"toonify_many takes a list of photos, got one {type(photos).__name__}: call the "
+                            "Toonifier itself for one photo, or pass toonlib.pipeline.photos_in(folder) for a folder")
+        photos = photos if isinstance(photos, Sequence) else list(photos)  # a generator, a set, ...
         return self._toonify_many(photos, batch_size, all_faces, face_index, space, steps, seed, paste_back, progress,
                                   project_kwargs)
 
@@ -236,7 +251,8 @@ class Toonifier:
             for photo in photos[start:start + batch_size]:
                 try:
                     upright = read_image(photo)
-                    prepared.append((photo, upright, self.align(upright, all_faces, face_index)))
+                    prepared.append((photo, upright, self.align(upright, all_faces, face_index,
+                                                                name=describe_source(photo))))
                 except (ValueError, IndexError, OSError) as exc:
                     prepared.append((photo, exc))
             faces = [face.image for item in prepared if len(item) == 3 for face in item[2]]
@@ -281,16 +297,37 @@ class Toonifier:
 
 
 def check_options(invert: str, *, steps: int | None = None, batch_size: int = 1, swap_res: int | None = None,
-                  level: int = 0, blend_width: float | None = None) -> None:
-    """Raise ValueError for toonify options that cannot work together; cheap, so callers check before any
-    model is downloaded or loaded (`Toonifier`, `toonify_many`, the `toonify` command)."""
+                  level: int = 0, blend_width: float | None = None, space: str = "w+",
+                  project_kwargs: dict | None = None) -> None:
+    """Raise ValueError (TypeError for an unknown keyword) for toonify options that cannot work together; cheap, so
+    callers check before any model is downloaded or loaded (`Toonifier`, `toonify_many`, the `toonify` command)."""
     if invert not in INVERT_MODES:
         raise ValueError(f"invert must be one of {', '.join(INVERT_MODES)}; got {invert!r}")
-    if steps is not None and invert not in OPTIMIZING_MODES:
-        raise ValueError(f"steps are projection steps; invert={invert!r} runs no projection "
-                         "(use 'optimize' or 'e4e+optimize')")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    projection = {name: value for name, value in (project_kwargs or {}).items()}
+    if steps is not None:
+        projection["steps"] = steps
+    if space != "w+":
+        projection["space"] = space
+    set_here = sorted(set(projection) & _SET_BY_TOONIFIER)
+    refused = set_here + sorted(set(projection) - _PROJECT_OPTIONS - _SET_BY_TOONIFIER)
+    if refused:
+        raise TypeError(f"unexpected keyword argument{'s' if len(refused) > 1 else ''} {', '.join(refused)}: "
+                        + (f"the Toonifier sets {'it' if len(set_here) == 1 else 'them'} itself; " if set_here else "")
+                        + f"projection options are {', '.join(sorted(_PROJECT_OPTIONS))}")
+    if projection and invert not in OPTIMIZING_MODES:
+        kind = "a projection option" if len(projection) == 1 else "projection options"
+        raise ValueError(f"{', '.join(projection)}: {kind}; invert={invert!r} runs no projection (use 'optimize' or "
+                         "'e4e+optimize')")
+    if space not in ("w", "w+"):
+        raise ValueError(f"space must be 'w+' (one w per layer) or 'w' (one w for all layers), got {space!r}")
+    check_count("batch_size", batch_size)
+    if steps is not None:
+        check_count("steps", steps)
+    check_blend(swap_res, level, blend_width)
+
+
+def check_blend(swap_res: int | None, level: int = 0, blend_width: float | None = None) -> None:
+    """Raise ValueError for a re-blend setting (`Toonifier`'s swap_res, level, blend_width) that cannot work."""
     if swap_res is None and (level != 0 or blend_width is not None):
         raise ValueError(f"level ({level!r}) and blend width ({blend_width!r}) shape a re-blend of the toon model: "
                          "give a swap resolution too (--swap-res, swap_res=)")
@@ -308,6 +345,9 @@ def toonify(photo, base: GeneratorLike | None = None, toon: GeneratorLike = DEFA
     """
     setup = {k: kwargs.pop(k) for k in ("level", "blend_width", "toon_network", "device", "detector", "encoder")
              if k in kwargs}
+    # the call's options too, before the Toonifier loads (and perhaps downloads) its models
+    check_options(invert, steps=steps, space=space, project_kwargs={k: v for k, v in kwargs.items() if k not in (
+        "all_faces", "face_index", "seed", "paste_back", "progress")})
     return Toonifier(base, toon, swap_res=swap_res, invert=invert, **setup)(photo, space=space, steps=steps,
                                                                              **kwargs)
 

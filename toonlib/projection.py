@@ -14,6 +14,7 @@ import contextlib
 import copy
 import importlib.util
 import math
+import numbers
 import os
 import queue
 import warnings
@@ -29,9 +30,10 @@ from tqdm.auto import tqdm
 
 from . import ops, runtime
 from .devices import default_device
-from .files import atomic_write_path
-from .images import to_uint8
+from .files import atomic_write_path, user_path
+from .images import from_pil, read_image, to_uint8
 from .losses import PerceptualDistance, build_lpips, noise_regularization, normalize_noise_
+from .messages import check_count, warn
 
 Target = Union[PIL.Image.Image, np.ndarray, torch.Tensor, Sequence[Union[PIL.Image.Image, np.ndarray, torch.Tensor]]]
 Callback = Callable[[int, float, torch.Tensor], None]
@@ -77,11 +79,17 @@ class ProjectionResult:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ProjectionResult":
-        """Read a file written by `save` (images are not stored: use `render`)."""
-        with np.load(path, allow_pickle=False) as npz:
-            noise = {k[len("noise/"):]: torch.from_numpy(npz[k]) for k in npz.files if k.startswith("noise/")}
-            return cls(w=torch.from_numpy(npz["w"]), images=None, noise=noise, losses=npz["losses"],
-                       space=str(npz["space"]), steps=int(npz["steps"]))
+        """Read a file written by `save` (images are not stored: use `render`), or any latent file `load_latent`
+        reads (NVIDIA's projected_w.npz: no losses or noise maps; its space is 'w' when every layer's w is the same)."""
+        path = user_path(path)
+        w = load_latent(path)
+        with np.load(path, allow_pickle=False) if _is_npz(path) else contextlib.nullcontext({}) as npz:
+            stored = set(getattr(npz, "files", []))
+            noise = {k[len("noise/"):]: torch.from_numpy(npz[k]) for k in stored if k.startswith("noise/")}
+            losses = npz["losses"] if "losses" in stored else np.zeros((0, w.shape[0]), np.float32)
+            space = str(npz["space"]) if "space" in stored else "w" if bool((w == w[:, :1]).all()) else "w+"
+            steps = int(npz["steps"]) if "steps" in stored else len(losses)
+        return cls(w=w, images=None, noise=noise, losses=losses, space=space, steps=steps)
 
 
 # --------------------------------------------------------------------------------------------
@@ -113,8 +121,9 @@ def project(G: torch.nn.Module, target: Target, space: str = "w+", steps: int | 
             precision: str = "auto") -> ProjectionResult:
     """Project target image(s) into G's W or W+ space.
 
-    target: a PIL image, a uint8 HxWx3 array, a float tensor [3, H, W] or [N, 3, H, W] in [-1, 1],
-    or a list of those; non-square images are centre-cropped and all are resized to G's resolution.
+    target: a PIL image or an image array (read as `images.read_image` reads them: uint8 RGB as is, 16-bit
+    scaled, transparency on white), a float tensor [3, H, W] or [N, 3, H, W] in [-1, 1], or a list of
+    those; non-square images are centre-cropped and all are resized to G's resolution.
     space: 'w+' (one w per layer, 500 steps by default: Toonify's choice) or 'w' (one w for all
     layers, 1000 steps by default). `steps=None` takes that default.
     init: where the optimisation starts, e.g. an encoder's W+ codes: [N, num_ws, w_dim] or
@@ -161,10 +170,13 @@ def project(G: torch.nn.Module, target: Target, space: str = "w+", steps: int | 
         raise ValueError(f"space must be one of {SPACES}, got {space!r}")
     if steps is None:
         steps = DEFAULT_STEPS[space] if init is None else DEFAULT_INIT_STEPS
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    if save_every is not None and save_every < 1:
-        raise ValueError(f"save_every keeps a frame every k steps, k >= 1; got {save_every}")
+    check_count("steps", steps)
+    if save_every is not None:
+        check_count("save_every (a frame every k steps)", save_every)
+    if w_stats is None:
+        check_count("w_avg_samples", w_avg_samples, 2)  # the spread of one sample is no spread
+    if early_stop is not None:
+        _EarlyStop.check(early_stop)
     device = default_device(device) if device is not None else next(G.parameters()).device
     dtype = runtime.resolve_precision(precision, device)  # a bad precision fails before any model is loaded
     G = copy.deepcopy(G).eval().requires_grad_(False).to(device)
@@ -198,7 +210,7 @@ def project(G: torch.nn.Module, target: Target, space: str = "w+", steps: int | 
     # float16 gradients can underflow: scale the loss (from 2**10, not 2**16: steps that overflow are
     # skipped, and with the default scale the first dozen were, which changed the result).
     scaler = torch.amp.GradScaler(device.type, init_scale=2.0**10, enabled=dtype == torch.float16)
-    stopper = _EarlyStop(*early_stop) if early_stop else None
+    stopper = _EarlyStop(*early_stop) if early_stop is not None else None
     target_u8 = to_uint8(targets)
     losses, frames = [], []
     kernels = ops.FrozenKernels(*copies, net)  # what is derived from G's and VGG16's kernels, once for this projection
@@ -369,8 +381,8 @@ class _StepReplay:
         except RuntimeError as error:
             self.outputs = ()
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            warnings.warn(f"project(): recording the step as a CUDA graph failed, steps run op by op ({reason}); "
-                          "set TOONLIB_CUDA_GRAPHS=off to skip the attempt", RuntimeWarning, stacklevel=3)
+            warn(f"project(): recording the step as a CUDA graph failed, steps run op by op ({reason}); "
+                          "set TOONLIB_CUDA_GRAPHS=off to skip the attempt", RuntimeWarning)
             return
         self.graph = graph
 
@@ -387,6 +399,15 @@ class _EarlyStop:
     def __init__(self, patience: int, min_delta: float):
         self.patience, self.min_delta = patience, min_delta
         self.best, self.stale = math.inf, 0
+
+    @staticmethod
+    def check(early_stop: object) -> None:
+        """Raise ValueError unless `early_stop` is (patience, min_delta): a whole number >= 1 and a number >= 0."""
+        if not (isinstance(early_stop, (tuple, list)) and len(early_stop) == 2
+                and isinstance(early_stop[1], numbers.Real) and early_stop[1] >= 0):
+            raise ValueError(f"early_stop is (patience, min_delta): stop once the loss has not fallen by min_delta "
+                             f"for patience steps, e.g. (50, 1e-4); got {early_stop!r}")
+        check_count("early_stop's patience", early_stop[0])
 
     def should_stop(self, value: float) -> bool:
         if value < self.best - self.min_delta:
@@ -409,23 +430,22 @@ def as_images(target: Target, resolution: int) -> torch.Tensor:
 
 
 def _as_tensor(item) -> torch.Tensor:
-    if isinstance(item, PIL.Image.Image):
-        item = np.asarray(item.convert("RGB"))
-    if isinstance(item, np.ndarray):
-        if item.dtype != np.uint8 or item.ndim != 3 or item.shape[2] != 3:
-            raise ValueError(f"an image array must be uint8 HxWx3, got {item.dtype} {item.shape}")
-        return torch.from_numpy(item.copy()).permute(2, 0, 1)[None].float() / 127.5 - 1
+    if isinstance(item, (PIL.Image.Image, np.ndarray)):  # read as everywhere else: 16-bit scaled, alpha on white, ...
+        return from_pil(read_image(item))
     if isinstance(item, torch.Tensor):
         x = item[None] if item.ndim == 3 else item
         if x.ndim != 4 or x.shape[1] != 3 or not x.is_floating_point():
             raise ValueError(f"an image tensor must be float [3, H, W] or [N, 3, H, W], got {item.dtype} "
                              f"{list(item.shape)}")
+        if x.numel() and x.detach().abs().amax() > 2:  # [0, 255] would be clamped to a white image
+            raise ValueError(f"an image tensor must hold values in [-1, 1], got {x.min().item():.4g} .. "
+                             f"{x.max().item():.4g}: for 0 .. 255 use x / 127.5 - 1, for 0 .. 1 x * 2 - 1")
         return x.detach().float().cpu()
     if isinstance(item, (str, os.PathLike)):
         raise TypeError(f"a target is an image, not a file name ({str(item)!r}): for a photo of a face use "
                         "toonlib.align_face(path).image (the FFHQ crop projection expects), for an aligned one "
                         "PIL.Image.open(path)")
-    raise TypeError(f"cannot use {type(item).__name__} as a target image (a PIL image, uint8 HxWx3 array or float "
+    raise TypeError(f"cannot use {type(item).__name__} as a target image (a PIL image, an image array or a float "
                     "tensor in [-1, 1])")
 
 
@@ -482,6 +502,7 @@ def load_latent(path: str | os.PathLike, num_ws: int | None = None) -> torch.Ten
     [w_dim] (W), ...}, stacked in file order). A W latent is repeated to `num_ws` layers, which must
     then be given; when `num_ws` is given, W+ latents must have that many layers.
     """
+    path = user_path(path)
     if _is_npz(path):
         with np.load(path, allow_pickle=False) as npz:
             if "w" not in npz.files:
@@ -490,7 +511,9 @@ def load_latent(path: str | os.PathLike, num_ws: int | None = None) -> torch.Ten
         w = w[None] if w.ndim == 2 else w
     else:
         try:
-            data = torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch's own warnings about what is not a torch file: refused below
+                warnings.simplefilter("ignore")
+                data = torch.load(path, map_location="cpu", weights_only=True)
         except OSError:  # no such file, no permission: as they are
             raise
         except Exception:  # torch raises many types for what is not a torch file (advising weights_only=False)

@@ -498,7 +498,8 @@ class ToonifyPanel(_PhotoPanel):
         toonifier = self.toonifier
         self.status.value = _message("finding the face...")
         toonifier.set_blend(self._blend())
-        result = toonifier(photo, steps=steps, paste_back=self.paste_back, progress=False, callback=report)
+        reporting = {"callback": report} if toonifier.invert in OPTIMIZING_MODES else {}  # the encoders: no steps
+        result = toonifier(photo, steps=steps, paste_back=self.paste_back, progress=False, **reporting)
         side = display_size(result.aligned.width, 192)
         _show(self.tiles["aligned"][1], result.aligned.resize((side, side), Image.Resampling.LANCZOS))
         if result.reconstruction is not None:

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from ..devices import default_device
-from ..files import is_url, looks_like_html
+from ..files import is_url, looks_like_html, user_path
 from ..networks import Generator
 from . import native, native_torch, nvidia, psp, rosinality, tensorflow
 from .common import CheckpointError, GeneratorLike, Networks
@@ -89,7 +89,7 @@ def load_generator(source: GeneratorLike, which: str = "G_ema",
 
 def _resolve(source: str | os.PathLike) -> Path:
     """A local file for `source` (a path, a URL or a registry name), downloaded into the cache where need be."""
-    path = Path(source).expanduser()
+    path = user_path(source)
     if not is_url(str(source)) and path.exists():
         return path
     check_source(source)
@@ -103,7 +103,7 @@ def check_source(source: str | os.PathLike, what: str = "") -> None:
     (`FileNotFoundError`, or `UnknownModelError` with the known names and a close match), its message prefixed with
     `what` (e.g. the option that named it), downloading nothing: the command line and `Toonifier` check every model
     they were given before they fetch the first."""
-    text, path = str(source), Path(source).expanduser()
+    text, path = str(source), user_path(source)
     if is_url(text) or path.exists():
         return
     from .. import models
@@ -136,8 +136,9 @@ def read_checkpoint(path: str | os.PathLike) -> Networks:
             "later, or copy the file into your own Google Drive and load it from there.")
     if native.is_safetensors(head, path.stat().st_size):
         return native.read(path, source)
-    if head.startswith(b"PK"):
-        _refuse_other_zips(path, source)
+    problem = not_a_torch_zip(path, source) if head.startswith(b"PK") else None
+    if problem:
+        raise CheckpointError(problem)
     if head.startswith(b"PK") or head.startswith(_LEGACY_TORCH_MAGIC):
         return _read_torch_file(path, source, zipped=head.startswith(b"PK"))
     if head[:1] == b"\x80":
@@ -153,23 +154,22 @@ def read_checkpoint(path: str | os.PathLike) -> Networks:
                           f"torch file (.pt) or a toonlib .safetensors file; the file starts with {head[:16]!r}")
 
 
-def _refuse_other_zips(path: Path, source: str) -> None:
-    """A zip that is not a torch archive (torch.save's zips hold `<name>/data.pkl`): a NumPy .npz (a latent) or an
-    archive to unpack first, said as such, not as a damaged torch file to delete."""
+def not_a_torch_zip(path: Path, source: str) -> str | None:
+    """What a zip file is when it is not a torch archive (torch.save's zips hold `<name>/data.pkl`): a NumPy .npz (a
+    latent) or an archive to unpack first, said as such, not as a damaged torch file to delete. None for a torch
+    archive, or a truncated zip (the torch reader says so)."""
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
     except zipfile.BadZipFile:
-        return  # a truncated torch file: the torch reader says so
+        return None
     if any(name == "data.pkl" or name.endswith("/data.pkl") for name in names):
-        return
+        return None
     if names and all(name.endswith(".npy") for name in names):
-        raise CheckpointError(f"{source} is a NumPy .npz file (arrays {', '.join(n[:-4] for n in names[:5])}), not "
-                              "a network: a latent such as `toonlib project` writes; load it with "
-                              "toonlib.projection.load_latent")
+        return (f"{source} is a NumPy .npz file (arrays {', '.join(n[:-4] for n in names[:5])}), not a network: a "
+                "latent such as `toonlib project` writes; load it with toonlib.projection.load_latent")
     shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-    raise CheckpointError(f"{source} is a zip archive ({shown or 'empty'}), not a checkpoint: unpack it and give "
-                          "the checkpoint inside")
+    return f"{source} is a zip archive ({shown or 'empty'}), not a checkpoint: unpack it and give the checkpoint inside"
 
 
 def _read_torch_file(path: Path, source: str, zipped: bool) -> Networks:
@@ -232,4 +232,4 @@ def save_network(path: str | os.PathLike, networks: Networks | Generator) -> Pat
         raise TypeError("save_network(path, networks) takes a file path, then a Generator or Networks; got "
                         f"{type(path).__name__}, {type(networks).__name__}" + (" (swapped)" if swapped else ""))
     native.save(networks, path)
-    return Path(path)
+    return user_path(path)

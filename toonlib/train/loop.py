@@ -16,7 +16,6 @@ import hashlib
 import json
 import math
 import time
-import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -33,6 +32,7 @@ from ..devices import default_device
 from ..files import atomic_write_path
 from ..images import labelled_grid, save_image, to_pil
 from ..losses import discriminator_loss, generator_loss, path_length_penalty, path_lengths, r1_penalty, update_pl_mean
+from ..messages import warn
 from ..models import MODELS
 from ..networks import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, z_from_seeds
 from ..quality import MetricUnavailable, image_quality, inception_weights
@@ -198,7 +198,7 @@ class Trainer:
             except MetricUnavailable as exc:
                 if cfg.metric != "auto":
                     raise MetricUnavailable(f"metric={cfg.metric!r}: {exc}") from None
-                warnings.warn(f"training without a quality metric: {exc}", stacklevel=3)
+                warn(f"training without a quality metric: {exc}")
                 return None
 
         path = self.dist.on_main(weights)

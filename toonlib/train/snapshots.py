@@ -14,13 +14,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import warnings
 from pathlib import Path
 
 import torch
 
 from ..checkpoints import NATIVE_SUFFIX
 from ..files import atomic_write_path
+from ..messages import warn
 
 __all__ = ["KEEP_STATES", "LATEST_FILE", "STATE_VERSION", "fakes_name", "latest_snapshot", "newest_state",
            "read_latest", "save_state", "snapshot_name", "state_name", "write_latest"]
@@ -70,8 +70,8 @@ def newest_state(run_dir: str | os.PathLike) -> tuple[Path, dict] | None:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises many types for a cut-short file; all mean "unusable"
-            warnings.warn(f"skipping the unreadable training state {path} ({type(exc).__name__}); resuming from "
-                          "an older one", stacklevel=2)
+            warn(f"skipping the unreadable training state {path} ({type(exc).__name__}); resuming from "
+                          "an older one")
             continue
         if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
             version = state.get("version") if isinstance(state, dict) else None
@@ -80,7 +80,7 @@ def newest_state(run_dir: str | os.PathLike) -> tuple[Path, dict] | None:
                              "folder (--run-dir)")
         missing = [key for key in _STATE_KEYS if key not in state]
         if missing:
-            warnings.warn(f"skipping the incomplete training state {path} (missing {missing})", stacklevel=2)
+            warn(f"skipping the incomplete training state {path} (missing {missing})")
             continue
         return path, state
     return None

@@ -1,0 +1,32 @@
+"""How toonlib talks to its users about what they gave it.
+
+- `warn`: a warning attributed to the user's line, the first frame outside toonlib, wherever in toonlib it
+  arises (the same warning can come from `align_face`, from `Toonifier` or from the command line, at other call
+  depths, where a fixed `stacklevel` would point into toonlib's own files).
+- `check_count`: a whole number a user gave (steps, a batch size, ...) refused with its name and its range, not
+  with Python's message about the operation that tripped over it later.
+"""
+from __future__ import annotations
+
+import numbers
+import os
+import sys
+import warnings
+
+__all__ = ["check_count", "warn"]
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def warn(message: str, category: type[Warning] = UserWarning) -> None:
+    """`warnings.warn(message, category)` with the stack level of the innermost caller outside toonlib."""
+    frame, level = sys._getframe(1), 2  # level 2: warn's caller
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
+
+
+def check_count(name: str, value: object, minimum: int = 1) -> None:
+    """Raise ValueError unless `value` is a whole number (an int or NumPy integer, not a bool) >= `minimum`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
