@@ -87,6 +87,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def port_is_free(host: str, port: int) -> bool:
+    """Whether a server could listen on host:port now (nothing else holds it)."""
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
 class Server:
     """A command serving HTTP on 127.0.0.1, in its own process group (so `stop` also ends its children).
 

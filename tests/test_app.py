@@ -16,6 +16,7 @@ import lpips
 import numpy as np
 import pytest
 import torch
+from browser import free_port, port_is_free
 from PIL import Image, ImageDraw
 from tiny import write_photos, write_toonify_models
 
@@ -260,12 +261,6 @@ def test_page_queues_every_model_event_in_one_line(app):
         page.close()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_served_locally_without_touching_the_internet(app, monkeypatch):
     """share=False: no analytics, no version check, no tunnel, no font download: only 127.0.0.1 is contacted."""
     hosts = []
@@ -325,6 +320,39 @@ def test_cli_starts_the_app_with_the_toonify_options(setup, monkeypatch):
     assert (app.swap_res, app.steps, app.max_steps, app.max_pixels) == (8, 7, 20, 2_000_000)
     assert app.modes == ("optimize",)
     assert app.toonifiers["optimize"].detector == "dlib" and app.toonifiers["optimize"].base.img_resolution == 32
+
+
+def test_cli_app_stops_on_ctrl_c_with_status_130(setup, monkeypatch, capsys):
+    """Gradio's own wait ended quietly on Ctrl-C ("Keyboard interruption in main thread... closing server.", exit
+    status 0); its start-up lines named launch()'s Python options ("set share=True in launch()")."""
+    import toonlib.app
+
+    port = free_port()
+    stopped = []
+
+    def interrupt():
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=60) as response:  # serving until then
+            stopped.append(response.status)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(toonlib.app, "_wait_for_ctrl_c", interrupt)
+    assert cli.main(["app", "--base", str(setup["base_path"]), "--toon", str(setup["toon_path"]), "--detector",
+                     "dlib", "--port", str(port)]) == 130
+    out, err = capsys.readouterr()
+    assert stopped == [200] and out == f"serving the app on http://127.0.0.1:{port}/ (Ctrl-C stops it)\n"
+    assert err.splitlines()[-1] == "toonlib app: interrupted" and "launch()" not in out + err
+    assert port_is_free("127.0.0.1", port)  # the server was closed
+
+
+def test_cli_app_on_a_port_in_use_says_so_before_loading_models(monkeypatch, capsys):
+    monkeypatch.setattr("toonlib.pipeline.Toonifier", lambda *args, **kwargs: pytest.fail("models loaded first"))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert cli.main(["app", "--port", str(port)]) == 2
+    assert f"cannot serve on 127.0.0.1:{port} (Address already in use): another program uses that port" in (
+        capsys.readouterr().err)
 
 
 def test_cli_without_gradio_says_how_to_install_it(monkeypatch, capsys):

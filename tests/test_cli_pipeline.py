@@ -67,8 +67,54 @@ def test_toonify_refuses_to_overwrite_inputs(setup, tmp_path, capsys):
     before = (photos / "me-toon.png").read_bytes()
     code = cli.main(["toonify", str(photos), "-o", str(photos), "--base", str(setup / "base.pt"),
                      "--toon", str(setup / "toon.pt"), "--steps", "1", "--detector", "dlib"])
-    assert code == 2 and "refusing to overwrite the input photo" in capsys.readouterr().err
+    assert code == 2 and "refusing to overwrite" in capsys.readouterr().err
     assert (photos / "me-toon.png").read_bytes() == before
+
+
+def test_align_and_project_refuse_to_overwrite_their_photo(setup, tmp_path, capsys):
+    """As toonify does: `align me.jpg -o me.jpg` replaced the photo by its 32 px crop, `project --image-out` the
+    aligned face by its reconstruction."""
+    photo = tmp_path / "me.png"
+    Image.fromarray(skdata.astronaut()).save(photo)
+    before = photo.read_bytes()
+    assert cli.main(["align", str(photo), "-o", str(photo), "--detector", "dlib", "--size", "32"]) == 2
+    assert f"refusing to overwrite {photo}: it is an input photo; choose another -o" in capsys.readouterr().err
+    assert cli.main(["project", str(photo), "-o", str(tmp_path / "w.npz"), "--image-out", str(photo),
+                     "--base", str(setup / "base.pt"), "--steps", "1"]) == 2
+    assert "it is an input photo; choose another --image-out" in capsys.readouterr().err
+    assert photo.read_bytes() == before and sorted(tmp_path.iterdir()) == [photo]
+
+
+def test_toonify_keeps_photos_of_one_name_apart(setup, tmp_path, capsys):
+    """me.jpg and me.png in one folder: the second photo's images replaced the first's (exit status 0)."""
+    photos = tmp_path / "in"
+    photos.mkdir()
+    Image.open(setup / "photos" / "hopper.jpg").save(photos / "me.jpg")
+    Image.open(setup / "photos" / "astronaut.png").save(photos / "me.png")
+    out = tmp_path / "out"
+    assert cli.main(["toonify", str(photos), "-o", str(out), "--base", str(setup / "base.pt"), "--toon",
+                     str(setup / "toon.pt"), "--steps", "1", "--detector", "dlib", "--no-identity"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [f"me-{ext}-{kind}.png" for ext in ("jpg", "png")
+                                                     for kind in ("aligned", "reconstruction", "toon")]
+
+
+def test_toonify_of_one_photo_shows_the_projection_steps(setup, tmp_path, capsys):
+    """One photo took up to an hour on a CPU with nothing on the screen; now the step bar, ending complete."""
+    assert cli.main(["toonify", str(setup / "photos" / "hopper.jpg"), "-o", str(tmp_path), "--base",
+                     str(setup / "base.pt"), "--toon", str(setup / "toon.pt"), "--steps", "3", "--detector", "dlib",
+                     "--no-identity"]) == 0
+    assert "3/3" in capsys.readouterr().err
+
+
+def test_all_faces_numbers_every_face(setup, tmp_path, capsys):
+    """--all-faces numbers the faces (-face0, ...) whether one or several are found, in align as in toonify: a
+    script cannot know beforehand how many a photo has."""
+    assert cli.main(["align", str(setup / "photos" / "hopper.jpg"), "-o", str(tmp_path / "a.png"), "--size", "32",
+                     "--detector", "dlib", "--all-faces"]) == 0
+    assert cli.main(["toonify", str(setup / "photos" / "hopper.jpg"), "-o", str(tmp_path / "t"), "--base",
+                     str(setup / "base.pt"), "--toon", str(setup / "toon.pt"), "--steps", "1", "--detector", "dlib",
+                     "--no-identity", "--all-faces"]) == 0
+    assert (tmp_path / "a-face0.png").is_file() and (tmp_path / "t" / "hopper-face0-toon.png").is_file()
 
 
 def test_toonify_one_photo_to_an_image_path(setup, tmp_path, capsys):
@@ -83,10 +129,14 @@ def test_toonify_one_photo_to_an_image_path(setup, tmp_path, capsys):
     assert f"wrote {out}" in capsys.readouterr().out
 
 
-def test_toonify_one_photo_without_a_face_exits_1(setup, tmp_path, capsys):
+def test_toonify_one_photo_without_a_face_exits_2(setup, tmp_path, capsys):
+    """Nothing written: the photo is unusable, as `align` says of it (exit status 1 means some photos of a folder
+    failed and the others were written)."""
     code = cli.main(["toonify", str(setup / "photos" / "coffee.png"), "-o", str(tmp_path / "x.png"),
                      "--base", str(setup / "base.pt"), "--toon", str(setup / "toon.pt"), "--steps", "1",
                      "--detector", "dlib"])
-    assert code == 1
-    assert "no face" in capsys.readouterr().err.lower()
+    assert code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"toonlib toonify: error: no face was found in '{setup}/photos/coffee.png'; use a larger, frontal, well-lit "
+        "photo in which the face is at least ~100 px wide")
     assert not any(tmp_path.iterdir())

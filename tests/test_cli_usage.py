@@ -63,10 +63,35 @@ def test_every_option_of_every_command_has_help():
 def test_version_and_exit_codes_in_help():
     result = run_cli("--version")  # as typed: a new process
     assert result.returncode == 0 and result.stdout.strip() == f"toonlib {toonlib.__version__}"
-    for args in (["--help"], ["toonify", "--help"], ["project", "--help"]):
+    for args in (["--help"], ["toonify", "--help"], ["project", "--help"], ["convert", "--help"]):
         text = run_main(*args).stdout
-        assert "exit status:" in text and "1  some photos failed" in text and "2  bad usage" in text, args
-        assert "130  interrupted" in text, args
+        assert "exit status:" in text and "2  bad usage" in text and "130  interrupted" in text, args
+        # "some photos failed" is toonify's alone (of a folder of photos): not in convert's or project's help
+        assert ("1  some photos failed" in text) == (args[0] in ("--help", "toonify")), args
+
+
+def test_what_a_command_does_not_take_is_refused_with_its_own_usage():
+    """argparse showed the top level's usage (`toonlib [-h] [--version] COMMAND ...`) for a sub-command's stray
+    arguments: a shell glob of photos, a misspelt option (now with the close match)."""
+    result = run_main("toonify", "a.jpg", "b.jpg", "-o", "out/")
+    assert result.returncode == 2 and result.stderr.startswith("usage: toonlib toonify")
+    assert "toonify takes one photo or one folder of photos, got also b.jpg: put the photos in a folder" in (
+        result.stderr)
+    result = run_main("toonify", "a.jpg", "-o", "x.png", "--stpes", "5")
+    assert result.returncode == 2 and result.stderr.startswith("usage: toonlib toonify")
+    assert "unrecognized arguments: --stpes 5\n  --stpes: did you mean --steps?" in result.stderr
+    result = run_main("info", "a", "b")
+    assert result.returncode == 2 and "usage: toonlib info" in result.stderr
+    assert "unrecognized arguments: b" in result.stderr
+
+
+def test_ctrl_c_while_the_parser_is_built_exits_130_without_a_traceback(monkeypatch, capsys):
+    def interrupted():
+        raise KeyboardInterrupt  # the imports build_parser triggers take a few seconds
+
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+    assert cli.main(["info", "x"]) == 130
+    assert capsys.readouterr().err == "toonlib: interrupted\n"
 
 
 def test_ctrl_c_exits_130(monkeypatch, capsys):
@@ -235,9 +260,20 @@ def test_inputs_are_checked_before_any_download(tmp_path, offline_cache):
                                                      "the output {tmp}/projection.mp4"),
     ("blend", ["--grid", "{tmp}/grid.pdf"], "grid.pdf: blend writes an image"),
     # outputs no file can be written to: refused up front, not after the work with an OSError naming a temporary file
-    ("toonify", ["-o", "{tmp}/me.png"], "refusing to overwrite the input photo {tmp}/me.png"),
+    ("toonify", ["-o", "{tmp}/me.png"], "refusing to overwrite {tmp}/me.png: it is an input photo"),
     ("toonify", ["-o", "{tmp}/me.png/toon.png"], "cannot write {tmp}/me.png/toon.png: {tmp}/me.png is a file, not a"),
     ("project", ["-o", "{tmp}"], "cannot write {tmp}: it is a folder; name a file"),
+    # found by a new-user audit: each was accepted, and failed or was ignored later
+    ("toonify", ["-o", "{tmp}/toons.txt"], "-o {tmp}/toons.txt: toonify writes one photo's images to an image file"),
+    ("toonify", ["-o", "/sys/toons"], "cannot write /sys/toons/me-toon.png: files cannot be created in /sys"),
+    ("project", ["--image-out", "/sys/r.png"], "cannot write /sys/r.png: files cannot be created in /sys"),
+    ("align", ["-o", "{tmp}/me.png"], "refusing to overwrite {tmp}/me.png: it is an input photo; choose another -o"),
+    ("blend", ["--seeds", "0-3"], "--seeds goes with --grid (they are the grid's rows)"),
+    ("blend", ["--grid", "{tmp}/g.png", "--seeds", "5-2"], "bad seed list '5-2': the range 5-2 runs backwards"),
+    ("blend", ["--toon", "lpips-vgg16"], "--toon lpips-vgg16: 'lpips-vgg16' is the VGG16 weights of the LPIPS loss, "
+                                         "not a StyleGAN2 generator or a pSp / e4e encoder"),
+    ("toonify", ["--invert", "e4e", "--encoder", "ffhq-1024-tf"], "'ffhq-1024-tf' is a StyleGAN2 generator, not a "
+                                                                  "pSp / e4e encoder"),
 ])
 def test_bad_values_are_refused_before_any_download(tmp_path, offline_cache, command, args, message):
     photo = tmp_path / "me.png"
@@ -254,6 +290,12 @@ def test_bad_values_are_refused_before_any_download(tmp_path, offline_cache, com
     assert last.startswith(f"toonlib {command}: error: ") and message.format(tmp=tmp_path) in last, result.stderr
     assert not Path(offline_cache["TOONLIB_CACHE"]).exists() and not Path(offline_cache["TORCH_HOME"]).exists()
     assert sorted(path.name for path in tmp_path.iterdir()) == ["me.png"]  # nothing written
+
+
+def test_video_every_without_a_video_is_refused(tmp_path):
+    result = run_main("project", str(tmp_path / "me.png"), "-o", str(tmp_path / "w.npz"), "--video-every", "2")
+    assert result.returncode == 2 and result.stderr == ("toonlib project: error: --video-every goes with --video (the "
+                                                        "video's frames); add --video, or leave --video-every out\n")
 
 
 def test_missing_vgg16_weights_is_one_short_message(tmp_path, offline_cache):

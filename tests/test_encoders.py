@@ -131,6 +131,18 @@ def test_unsupported_encoder_types_are_refused(tmp_path, encoder_type, words):
     assert "GradualStyleEncoder (pSp)" in message and "Encoder4Editing (e4e)" in message
 
 
+def test_registry_files_of_another_kind_are_refused_before_any_download(monkeypatch):
+    from toonlib import download
+    from toonlib.checkpoints import CheckpointError
+
+    monkeypatch.setattr(download, "fetch", lambda *args, **kwargs: pytest.fail("a download was started"))
+    with pytest.raises(CheckpointError, match="'ffhq-1024-tf' is a StyleGAN2 generator, not a pSp / e4e encoder"):
+        toonlib.load_encoder("ffhq-1024-tf", device="cpu")
+    with pytest.raises(CheckpointError, match="'face-alignment-sfd' is weights of the face landmarker, not a "
+                                              "StyleGAN2 generator or a pSp / e4e encoder"):
+        toonlib.load_network("face-alignment-sfd")
+
+
 def test_other_inputs_are_refused(tmp_path):
     restyle = _fake(tmp_path, {"encoder_type": "GradualStyleEncoder"}, in_channels=6, name="restyle.pt")
     with pytest.raises(EncoderError, match="6 input channels: a ReStyle encoder"):

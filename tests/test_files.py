@@ -2,6 +2,7 @@
 per-file locks between processes that a killed process never leaves behind."""
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import subprocess
@@ -126,7 +127,7 @@ def test_a_folder_that_cannot_be_written_is_named_as_the_users_path(tmp_path, mo
         raise PermissionError(13, "Permission denied", str(path.with_name(f".{path.name}.0000.tmp")))
 
     monkeypatch.setattr(files, "_create_temp", refuse)
-    with pytest.raises(PermissionError, match=r"^cannot write .*out.png: Permission denied$"):
+    with pytest.raises(PermissionError, match=r"^cannot write .*out.png: .*Permission denied"):
         save_image(Image.new("RGB", (4, 4)), tmp_path / "out.png")
 
 
@@ -174,3 +175,35 @@ def test_a_killed_holder_leaves_no_lock(tmp_path):
     with file_lock(target, on_wait=waited.append):
         pass
     assert waited == []  # the kernel released the dead process's lock: no waiting at all
+
+
+def test_lock_without_waiting_refuses_at_once(tmp_path):
+    """`wait=False` (a fine-tuning run folder): a held lock is a BlockingIOError at once, whoever holds it."""
+    target = tmp_path / "run"
+    proc = holder(target)
+    waited = []
+    with pytest.raises(BlockingIOError, match=r"run is locked by another process \(lock file .*/\.locks/run\.lock\)"):
+        with file_lock(target, on_wait=waited.append, wait=False):
+            pass
+    assert waited == []
+    proc.kill()
+    proc.wait()
+    with file_lock(target, wait=False) as lock_file:  # free once its holder is gone
+        assert lock_file == files.lock_file_for(target) == tmp_path / ".locks" / "run.lock"
+        with pytest.raises(BlockingIOError), file_lock(target, wait=False):  # held by this process: refused too
+            pass
+
+
+def test_a_lock_is_released_by_the_thread_that_ends_it(tmp_path):
+    """A Trainer may take its run folder in one thread and finish its run in another."""
+    target = tmp_path / "run"
+    held = contextlib.ExitStack()
+    thread = threading.Thread(target=lambda: held.enter_context(file_lock(target, wait=False)))
+    thread.start()
+    thread.join()
+    with pytest.raises(BlockingIOError):
+        with file_lock(target, wait=False):
+            pass
+    held.close()  # here, not in the thread that took it
+    with file_lock(target, wait=False):
+        pass

@@ -31,7 +31,6 @@ import io
 import re
 import shlex
 import shutil
-import socket
 import time
 import traceback
 import urllib.request
@@ -43,6 +42,7 @@ from typing import Callable
 import numpy as np
 import pytest
 import torch
+from browser import free_port, port_is_free
 from encoder_fixtures import _tensor, recipe
 from nvidia_pickles import FIXTURE as ADA_TINY
 from nvidia_pickles import modified_fixture, write
@@ -219,19 +219,6 @@ def _files(folder: Path) -> dict[str, tuple[int, int]]:
             for p in folder.rglob("*") if p.is_file()}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def port_is_free(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-        return True
 
 
 def _get(url: str) -> str:

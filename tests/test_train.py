@@ -40,6 +40,7 @@ from toonlib.train import (
     newest_state,
     update_ema,
 )
+from toonlib.train.snapshots import hold_run_dir
 
 TINY = dict(img_resolution=16, channel_base=256, channel_max=32)
 BACKGROUND, BLOB = (230, 150, 60), (30, 40, 160)
@@ -408,6 +409,8 @@ def test_torchrun_two_processes_agree_and_download_once(base, served, tmp_path):
     assert not torch.equal(state["rng"][0]["cpu"], state["rng"][1]["cpu"])
     assert load_network(run / "network-snapshot-000000016.safetensors").D is not None
     assert "last snapshot:" in result.stdout
+    with hold_run_dir(run):  # rank 0 held the run folder for both (rank 1 taking it too would have been refused)
+        pass  # and it is free again
 
 
 def test_torchrun_stops_every_process_when_the_download_fails(base, served, tmp_path):
@@ -416,6 +419,30 @@ def test_torchrun_stops_every_process_when_the_download_fails(base, served, tmp_
     assert result.returncode != 0
     assert seen == ["/missing.pt"]  # rank 1 did not try: it was told that rank 0 failed
     assert "HTTP 404" in result.stderr and "main training process (rank 0) failed" in result.stderr
+
+
+HOLD_RUN_DIR = """
+import sys
+from toonlib.train.snapshots import hold_run_dir
+with hold_run_dir(sys.argv[1]):
+    print("holding", flush=True)
+    sys.stdin.read()  # until the test closes stdin
+"""
+
+
+def test_torchrun_on_a_busy_run_folder_stops_every_process(base, tmp_path):
+    run = base["root"] / "ddp-busy"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_RUN_DIR, str(run)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        result = torchrun(base, run, str(base["base"]), tmp_path / "cache")
+    finally:
+        holder.communicate(timeout=60)  # closes its stdin: it lets go and exits
+    assert result.returncode != 0
+    assert f"error: {run} is in use by another fine-tuning run (process {holder.pid})" in result.stderr  # rank 0
+    assert "main training process (rank 0) failed: BlockingIOError" in result.stderr  # rank 1, not left waiting
+    assert not run.exists()
 
 
 PROCESS_GROUP_FREED = """

@@ -1,12 +1,19 @@
-"""`--resume` of a run folder (issue #10, item 3): the --run-dir folder itself continues that run; another
-run's folder starts a new run from the networks of its newest valid training state (a half-written one is
-skipped); a folder without a readable training state is a one-line error of the command line (exit 2).
+"""Runs in a run folder: `--resume` of a run folder (issue #10, item 3): the --run-dir folder itself continues
+that run; another run's folder starts a new run from the networks of its newest valid training state (a
+half-written one is skipped); a folder without a readable training state is a one-line error of the command line
+(exit 2). One run at a time in a run folder (a second is refused at once; a killed run leaves it free), and the
+data compared as the folder or zip it names, however spelled, from the path recorded resolved.
 
 The tiny 16 px networks, data set and settings of test_train.py, on one CPU thread.
 """
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -15,15 +22,15 @@ from test_train import base, config, one_thread  # noqa: F401 (fixtures)
 
 import toonlib.cli
 from toonlib.checkpoints import load_network
-from toonlib.train import Trainer, finetune, newest_state
-from toonlib.train.snapshots import write_latest
+from toonlib.train import Trainer, finetune, loop, newest_state
+from toonlib.train.snapshots import hold_run_dir, write_latest
 
 
-def cli(base: dict, resume: str, run: Path, *extra: str) -> int:  # noqa: F811 (the fixture's value)
-    """`toonlib finetune` with test_train's `config` settings."""
-    return toonlib.cli.main(["finetune", "--data", str(base["data"]), "--resume", resume, "--run-dir", str(run),
-                             "--prepare", "none", "--batch-size", "4", "--snapshot-kimg", "0.008",
-                             "--image-seeds", "0-3", "--no-progress", *extra])
+def cli(base: dict, resume: str, run: Path, *extra: str, data: str | None = None) -> int:  # noqa: F811
+    """`toonlib finetune` with test_train's `config` settings (`base`: the fixture's value)."""
+    return toonlib.cli.main(["finetune", "--data", str(base["data"]) if data is None else data, "--resume", resume,
+                             "--run-dir", str(run), "--prepare", "none", "--batch-size", "4", "--snapshot-kimg",
+                             "0.008", "--image-seeds", "0-3", "--no-progress", *extra])
 
 
 def test_resume_of_the_run_dir_itself_continues_that_run(base):  # noqa: F811
@@ -89,3 +96,141 @@ def test_a_folder_without_a_readable_training_state_is_a_one_line_error(base, tm
     assert warning.startswith("toonlib finetune: warning: ") and "unreadable training state" in warning
     assert f"e.g. {broken / 'network-snapshot-000000004.safetensors'}" in error
     assert not (tmp_path / "new").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# One run at a time in a run folder
+
+HOLDER = """
+import sys
+from toonlib.train import Trainer, TrainConfig
+trainer = Trainer(TrainConfig(data=sys.argv[1], resume=sys.argv[2], run_dir=sys.argv[3], prepare="none", batch_size=4,
+                              image_seeds=(0,)), progress=False)
+print("holding", flush=True)
+sys.stdin.read()  # a fine-tuning run in progress, until the test kills it
+"""
+
+
+def running_trainer(base: dict, run: Path) -> subprocess.Popen:  # noqa: F811
+    """Another process whose Trainer holds `run` (as a finetune does while it trains), until killed."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(base["data"]), str(base["base"]), str(run)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if proc.stdout.readline().strip() != "holding":
+        proc.kill()
+        pytest.fail(f"the holding process failed: {proc.communicate()[1][-3000:]}")
+    return proc
+
+
+def test_a_second_run_in_a_busy_run_folder_is_refused_at_once(base, monkeypatch, capsys):  # noqa: F811
+    run = base["root"] / "busy"
+    proc = running_trainer(base, run)
+    try:
+        with monkeypatch.context() as patched:  # refused before any state, model or image is read
+            for name in ("newest_state", "_load_base", "ImageDataset"):
+                patched.setattr(loop, name, lambda *args, **kwargs: pytest.fail("loaded before the lock"))
+            for spelling in (str(run), f"{run}/../{run.name}/"):
+                assert cli(base, str(base["base"]), Path(spelling), "--kimg", "0.004") == 2
+                assert capsys.readouterr().err == (
+                    f"toonlib finetune: error: {Path(spelling)} is in use by another fine-tuning run (process "
+                    f"{proc.pid}): wait until it ends or stop it, or train in another run folder (--run-dir)\n")
+            with pytest.raises(BlockingIOError, match=f"busy is in use by another fine-tuning run .process {proc.pid}"):
+                finetune(config(base, "busy"), progress=False)
+    finally:
+        proc.kill()  # as a crash would: the OS drops its lock
+        proc.communicate()
+    assert cli(base, str(base["base"]), run, "--kimg", "0.004") == 0
+    _, state = newest_state(run)
+    assert state["cur_nimg"] == 4
+
+
+def test_the_run_folder_is_held_until_the_run_ends_or_fails(base):  # noqa: F811
+    run = base["root"] / "held"
+    seen = []
+
+    def held_while_training(info: dict) -> None:
+        with pytest.raises(BlockingIOError, match="held is in use by another fine-tuning run in this Python process"):
+            with hold_run_dir(run):
+                pass
+        seen.append(info["kimg"])
+
+    trainer = Trainer(config(base, "held", kimg=0.004), progress=False, callback=held_while_training)
+    with pytest.raises(BlockingIOError, match=r"held is in use by another fine-tuning run in this Python process "
+                                              r"\(a Trainer that has not ended: let its run\(\) end or call its close"):
+        finetune(config(base, "held", kimg=0.004), progress=False)
+    trainer.close()
+    with hold_run_dir(run):  # free after close()
+        pass
+    assert trainer.run().name == "network-snapshot-000000004.safetensors" and seen == [0.004]  # held it again
+    with hold_run_dir(run):  # ... and released it when it ended
+        pass
+
+    def fail(info: dict) -> None:
+        raise RuntimeError("the snapshot viewer failed")
+
+    with pytest.raises(RuntimeError, match="viewer failed"):
+        finetune(config(base, "held", kimg=0.008), progress=False, callback=fail)
+    with pytest.raises(ValueError, match="seed: 0 -> 1"):  # a failed start
+        Trainer(config(base, "held", seed=1), progress=False)
+    with hold_run_dir(run):  # free after both
+        pass
+
+
+# ---------------------------------------------------------------------------------------------
+# The data: recorded resolved, compared as the folder or zip it names
+
+
+def records(run: Path) -> list[str]:
+    """The data as the run folder records it: config.json, the newest training state, the newest snapshot."""
+    _, state = newest_state(run)
+    snapshot = load_network(run / json.loads((run / "latest.json").read_text())["network"])
+    return [json.loads((run / "config.json").read_text())["data"], state["config"]["data"],
+            snapshot.meta["finetune"]["data"]]
+
+
+def test_the_data_is_recorded_resolved_and_resumed_however_spelled(base, monkeypatch, capsys):  # noqa: F811
+    monkeypatch.chdir(base["root"])
+    run = Path("spelled")
+    assert cli(base, str(base["base"]), run, "--kimg", "0.004", data="data/") == 0
+    assert records(run) == [str(base["data"].resolve())] * 3
+    for kimg, spelling in enumerate(("data", f"{base['data']}/", "./data/../data"), start=2):
+        assert cli(base, str(base["base"]), run, "--kimg", str(kimg * 0.004), data=spelling) == 0, spelling
+    _, state = newest_state(run)
+    assert state["cur_nimg"] == 16 and capsys.readouterr().err == ""
+    shutil.copytree("data", "data-copy")  # the same images elsewhere: another data set
+    assert cli(base, str(base["base"]), run, "--kimg", "0.02", data="data-copy") == 2
+    err = capsys.readouterr().err
+    assert f"(data: '{base['data'].resolve()}' -> '{(base['root'] / 'data-copy').resolve()}')" in err
+
+
+def test_a_run_recorded_with_a_relative_data_path_resumes_from_its_folder(base, tmp_path, monkeypatch,  # noqa: F811
+                                                                         capsys):
+    """As toonlib recorded the data before: the path as typed, which names a folder relative to the current one."""
+    monkeypatch.chdir(base["root"])
+    run = base["root"] / "relative"
+    finetune(config(base, "relative", kimg=0.004), progress=False)
+    path, state = newest_state(run)
+    state["config"]["data"] = "data/"
+    torch.save(state, path)
+    (run / "config.json").write_text(json.dumps(state["config"]))
+    monkeypatch.chdir(tmp_path)  # here 'data/' is another folder (empty): refused, whatever the spelling
+    (tmp_path / "data").mkdir()
+    assert cli(base, str(base["base"]), run, "--kimg", "0.008") == 2
+    assert "(data: 'data/' -> " in capsys.readouterr().err
+    monkeypatch.chdir(base["root"])
+    assert cli(base, str(base["base"]), run, "--kimg", "0.008", data="./data") == 0
+    assert records(run) == [str(base["data"].resolve())] * 3  # recorded resolved from now on
+    assert newest_state(run)[1]["cur_nimg"] == 8
+
+
+def test_a_zip_data_set_resumes_however_spelled(base, monkeypatch):  # noqa: F811
+    monkeypatch.chdir(base["root"])
+    with zipfile.ZipFile("faces.zip", "w") as archive:
+        for image in sorted(base["data"].glob("*.png")):
+            archive.write(image, image.name)
+    run = Path("zipped")
+    assert cli(base, str(base["base"]), run, "--kimg", "0.004", data="faces.zip") == 0
+    assert records(run) == [str(base["root"].resolve() / "faces.zip")] * 3
+    for kimg, spelling in enumerate(("./faces.zip", str(base["root"] / "faces.zip")), start=2):
+        assert cli(base, str(base["base"]), run, "--kimg", str(kimg * 0.004), data=spelling) == 0, spelling
+    assert newest_state(run)[1]["cur_nimg"] == 12

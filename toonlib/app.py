@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from .losses import PerceptualWeightsError, build_lpips
 from .pipeline import INVERT_LABELS, OPTIMIZING_MODES, Toonifier, paste
 
 __all__ = ["DEFAULT_STEPS", "MAX_PIXELS", "MAX_STEPS", "PhotoTooLargeError", "Session", "ToonApp", "View",
-           "launch", "require_gradio"]
+           "check_port", "check_settings", "launch", "require_gradio"]
 
 DEFAULT_STEPS = 200  # optimisation steps offered first (the pipeline's default, 500, is a long wait on a page)
 MAX_STEPS = 1000  # the steps slider's end; more steps hold the shared queue for everyone else
@@ -354,13 +355,42 @@ def launch(app: ToonApp, host: str = "127.0.0.1", port: int | None = None, share
     """Serve `app` on host:port (None: Gradio's first free port from 7860); `share` also opens a public link
     through Gradio's tunnel (needs internet). The detector and the perceptual metric are built first
     (`ToonApp.warm_up`). With `block=False` it returns the running `gradio.Blocks` (stop it with `.close()`)."""
+    check_port(host, port)
     app.warm_up()
     _reach_this_machine_without_proxy(host)
     page = app.build()
     page.queue(default_concurrency_limit=1, max_size=64)
     page.launch(server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD, inbrowser=False,
-                prevent_thread_lock=not block, quiet=not block, css=CSS)
+                prevent_thread_lock=True, quiet=True, css=CSS)  # Gradio's own lines name its Python options
+    if not block:
+        return page
+    print(f"serving the app on {page.local_url}" + (f" and {page.share_url}" if share else "") + " (Ctrl-C stops it)",
+          flush=True)
+    try:
+        _wait_for_ctrl_c()  # Gradio's own wait ended quietly on Ctrl-C: the caller learns of it (exit status 130)
+    finally:
+        page.close(verbose=False)
     return page
+
+
+def _wait_for_ctrl_c() -> None:
+    while True:
+        time.sleep(1)
+
+
+def check_port(host: str, port: int | None) -> None:
+    """Raise OSError, saying what to do, when `port` (None: any free one, nothing to check) cannot be served on
+    `host`: checked before the models load, not after (Gradio's message then named its Python options)."""
+    if port is None:
+        return
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does: a port just freed is free
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise OSError(f"cannot serve on {host}:{port} ({exc.strerror or exc}): another program uses that port, "
+                          "or the address is not this machine's; choose another --port, or leave it out (the first "
+                          "free one from 7860)") from None
 
 
 def _reach_this_machine_without_proxy(host: str) -> None:

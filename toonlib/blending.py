@@ -227,7 +227,8 @@ def check_compatible(a: GeneratorLike, b: GeneratorLike, names: tuple[str, str] 
 def swap_resolution_grid(low: GeneratorLike, high: GeneratorLike, seeds: Sequence[int],
                          swap_resolutions: Sequence[int] | None = None, level: int = 0,
                          blend_width: float | None = None, truncation_psi: float = 0.7, cell: int = 128):
-    """The figure of the blog posts as a PIL image: rows = seeds, columns = swap resolutions.
+    """The figure of the blog posts as a PIL image: rows = seeds; columns = the base (high-res model), a blend at
+    every swap resolution, the toon (low-res model), labelled so.
 
     Each row renders one latent (mapped by the high-res model, i.e. in the base model's W space, as in
     toonify) with the high-res model, a blend at every swap resolution, and the low-res model.
@@ -245,7 +246,7 @@ def swap_resolution_grid(low: GeneratorLike, high: GeneratorLike, seeds: Sequenc
     columns.append(low.synthesis(ws.to(low.device)))
     images = [to_pil(c) for c in columns]
     rows = [[images[j][i] for j in range(len(columns))] for i in range(len(seeds))]
-    col_labels = ["high-res"] + [f"swap {r}" for r in resolutions] + ["low-res"]
+    col_labels = ["base"] + [f"swap {r}" for r in resolutions] + ["toon"]
     return labelled_grid(rows, row_labels=[f"seed {s}" for s in seeds], col_labels=col_labels, cell=cell)
 
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import functools
 import math
 import os
 import sys
 import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -25,6 +27,9 @@ EXIT_STATUS = """exit status:
   2  bad usage, or a missing or unreadable model, weights file or photo
   130  interrupted (Ctrl-C)
   141  output closed early (`toonlib models | head`), nothing printed"""
+DEFAULT_GRID_SEEDS = "0-5"  # blend --grid's rows
+DEFAULT_VIDEO_EVERY = 5  # project --video: steps between frames
+BATCH_STATUS = "  1  some photos failed (the others were written)\n"  # the one command that toonifies several photos
 
 
 def _number(kind: type = int, low: float = 1, high: float | None = None) -> Callable[[str], int | float]:
@@ -82,6 +87,12 @@ def _check_output_suffix(output: str, command: str, suffixes: str | tuple[str, .
                          + advice)
 
 
+def _only_with(value: object, option: str, needed: object, needed_option: str, why: str) -> None:
+    """Refuse an option given without the one it belongs to (it would be ignored without a word)."""
+    if value is not None and not needed:
+        raise ValueError(f"{option} goes with {needed_option} ({why}); add {needed_option}, or leave {option} out")
+
+
 def _check_native_output(output: str, command: str) -> None:
     """`_check_output_suffix` for toonlib's format (`*.safetensors`)."""
     from .checkpoints import NATIVE_SUFFIX
@@ -107,7 +118,7 @@ def _fetch_named_models(*models: tuple[str | None, str]) -> None:
 
     for value, option in models:
         if isinstance(value, str):
-            check_source(value, f"{option} {value}")
+            check_source(value, f"{option} {value}", **({"kinds": ("encoder",)} if option == "--encoder" else {}))
     for value, option in models:
         if isinstance(value, str) and value in MODELS and not Path(value).exists():
             fetch(value, local_option=option)
@@ -162,6 +173,9 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         except DownloadError as exc:
             failed += 1
             print(f"toonlib fetch: error: {exc}", file=sys.stderr)
+    if args.cache_dir is not None and failed < len(args.names):
+        print(f"the other commands find models there with TOONLIB_CACHE={args.cache_dir} set (or given by path)",
+              file=sys.stderr)
     return 2 if failed else 0
 
 
@@ -200,7 +214,8 @@ def cmd_blend(args: argparse.Namespace) -> int:
     _check_native_output(args.output, "blend")
     check_setting(args.swap_res, args.level, args.blend_width)
     _check_image_output(args.grid, "blend")
-    seeds = parse_seeds(args.seeds) if args.grid else []  # a bad --seeds fails before anything is loaded or written
+    _only_with(args.seeds, "--seeds", args.grid, "--grid", "they are the grid's rows")
+    seeds = parse_seeds(args.seeds or DEFAULT_GRID_SEEDS) if args.grid else []  # before anything is loaded or written
     _fetch_named_models((args.toon, "--toon"), (args.base, "--base"))
     low = load_generator(args.toon, which=args.toon_network)
     high = load_generator(args.base, which=args.base_network)
@@ -215,8 +230,9 @@ def cmd_blend(args: argparse.Namespace) -> int:
     return 0
 
 
-def _numbered(path: Path, index: int, count: int) -> Path:
-    return path if count == 1 else path.with_name(f"{path.stem}-{index}{path.suffix}")
+def _face_stem(stem: str, face: int | None) -> str:
+    """`stem` of an output of face `face`; None: not numbered (--all-faces numbers every face, one found too)."""
+    return stem if face is None else f"{stem}-face{face}"
 
 
 def cmd_align(args: argparse.Namespace) -> int:
@@ -224,10 +240,13 @@ def cmd_align(args: argparse.Namespace) -> int:
     from .images import save_image
 
     _check_image_output(args.output, "align")
+    output = Path(args.output)
+    _refuse_to_overwrite(args.photo, [output], "-o")
     faces = align_faces(args.photo, output_size=args.size, detector=args.detector)
     faces = faces if args.all_faces else faces[:1]
     for i, face in enumerate(faces):
-        out = _numbered(Path(args.output), i, len(faces))
+        out = output.with_name(_face_stem(output.stem, i if args.all_faces else None) + output.suffix)
+        _refuse_to_overwrite(args.photo, [out], "-o")  # a numbered name, unknown before the faces were found
         save_image(face.image, out)
         print(f"wrote {out} (face {face.face_size:.0f} px in the photo)")
     return 0
@@ -242,10 +261,14 @@ def cmd_project(args: argparse.Namespace) -> int:
     _check_output_suffix(args.output, "project", ".npz", "the latent as an .npz file (NVIDIA's projected_w.npz)",
                          "; pass --image-out for the picture")
     _check_image_output(args.image_out, "project")
+    _only_with(args.video_every, "--video-every", args.video, "--video", "the video's frames")
     if args.video:
         _check_output_suffix(args.video, "project", ".mp4", "an H.264 video (MP4)")
         require_video_writer()
     target = read_image(args.image)  # a bad photo fails before any model is downloaded
+    for option, output in (("-o", args.output), ("--image-out", args.image_out), ("--video", args.video)):
+        if output is not None:
+            _refuse_to_overwrite(args.image, [Path(output)], option)
     if target.width != target.height:
         warnings.warn(f"{args.image} is {target.width}x{target.height}, not square: project takes an FFHQ-aligned face "
                       "(`toonlib align PHOTO -o aligned.png`, or `toonlib toonify` for the whole way); projecting its "
@@ -253,7 +276,7 @@ def cmd_project(args: argparse.Namespace) -> int:
     _fetch_named_models((args.base, "--base"))
     G = load_generator(args.base, device=default_device())
     result = project(G, target, space=args.space, steps=args.steps, seed=args.seed,
-                     save_every=args.video_every if args.video else None)
+                     save_every=(args.video_every or DEFAULT_VIDEO_EVERY) if args.video else None)
     result.save(args.output)
     steps = f"{result.steps} step" + ("s" if result.steps != 1 else "")
     print(f"wrote {args.output} (final LPIPS {result.losses[-1, 0]:.4f} after {steps})")
@@ -269,34 +292,37 @@ def cmd_project(args: argparse.Namespace) -> int:
 TOONIFY_KINDS = ("toon", "aligned", "reconstruction", "pasted")  # the images toonify writes per face (result fields)
 
 
-def _toonify_outputs(output: Path, source_is_folder: bool) -> Callable[[Path, int, int, str], Path]:
-    """Where `toonify` writes: a function (photo, face index, face count, kind) -> path.
+def _toonify_outputs(output: Path, photos: list[Path], source_is_folder: bool
+                     ) -> Callable[[Path, int | None, str], Path]:
+    """Where `toonify` writes: a function (photo, face number or None, kind) -> path.
 
-    A folder (the default): `<folder>/<photo>-<kind>.png`. One photo and `-o` ending in an image
-    suffix: the toon at exactly that path and the other images beside it (`<stem>-aligned<suffix>`).
+    A folder (the default): `<folder>/<photo>-<kind>.png`, where photos of one name (me.jpg, me.png) keep their
+    suffix apart (`me-jpg-toon.png`). One photo and `-o` ending in an image suffix: the toon at exactly that path
+    and the other images beside it (`<stem>-aligned<suffix>`).
     """
-    from .files import check_file_target
     from .images import IMAGE_SUFFIXES
 
     if output.suffix.lower() in IMAGE_SUFFIXES and not output.is_dir():  # an existing folder stays a folder
         if source_is_folder:
             raise ValueError(f"-o {output} names an image file, but the input is a folder of photos: "
                              "give a folder for -o (each photo gets its own <name>-toon.png there)")
-        check_file_target(output)
 
-        def image_path(photo: Path, face: int, faces: int, kind: str) -> Path:
-            stem = output.stem + (f"-face{face}" if faces > 1 else "")
+        def image_path(photo: Path, face: int | None, kind: str) -> Path:
+            stem = _face_stem(output.stem, face)
             return output.with_name(f"{stem}{'' if kind == 'toon' else '-' + kind}{output.suffix}")
         return image_path
 
     if output.exists() and not output.is_dir():
         raise ValueError(f"-o {output} is a file, but toonify writes a folder of images there: give a folder "
                          "(it is created), or for one photo an image name such as toon.png")
-    if not output.exists():
-        check_file_target(output)  # a parent that is a file
+    if output.suffix and not output.exists() and not source_is_folder:
+        raise ValueError(f"-o {output}: toonify writes one photo's images to an image file "
+                         f"({', '.join(IMAGE_SUFFIXES)}) or into a folder, and {output.suffix} is not an image suffix; "
+                         "to name a folder so, create it first")
+    stems = Counter(photo.stem for photo in photos)
 
-    def folder_path(photo: Path, face: int, faces: int, kind: str) -> Path:
-        stem = photo.stem + (f"-face{face}" if faces > 1 else "")
+    def folder_path(photo: Path, face: int | None, kind: str) -> Path:
+        stem = _face_stem(photo.stem + (f"-{photo.suffix[1:].lower()}" if stems[photo.stem] > 1 else ""), face)
         return output / f"{stem}-{kind}.png"
     return folder_path
 
@@ -324,50 +350,60 @@ def _photos_to_toonify(name: str) -> list[Path]:
 def cmd_toonify(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
+    from .files import check_file_target
     from .images import save_image
     from .pipeline import Toonifier, check_options
 
     source = Path(args.photos)
     photos = _photos_to_toonify(args.photos)
-    output_path = _toonify_outputs(Path(args.output), source.is_dir())
+    output_path = _toonify_outputs(Path(args.output), photos, source.is_dir())
+    first = 0 if args.all_faces else None  # the first face's number
+    check_file_target(output_path(photos[0], first, "toon"))  # a parent that is a file, a folder that is read-only
     check_options(args.invert, steps=args.steps, swap_res=args.swap_res, level=args.level,
                   blend_width=args.blend_width)
-    inputs = {p.resolve() for p in photos}
-    _refuse_to_overwrite(inputs, [output_path(photo, 0, 1, kind) for photo in photos for kind in TOONIFY_KINDS])
+    _refuse_to_overwrite(photos, [output_path(photo, first, kind) for photo in photos for kind in TOONIFY_KINDS])
     _fetch_toonify_models(args, args.invert)
     toonifier = Toonifier(args.base, args.toon, swap_res=args.swap_res, level=args.level,
                           blend_width=args.blend_width, toon_network=args.toon_network, detector=args.detector,
                           invert=args.invert, encoder=args.encoder)
     failed = 0
     written: list[Path] = []
+    one = len(photos) == 1  # one photo: the projection's step bar; a folder: a bar of photos
     outcomes = toonifier.toonify_many(photos, batch_size=args.batch_size, all_faces=args.all_faces, space=args.space,
-                                      steps=args.steps, seed=args.seed, paste_back=args.paste_back)
-    for photo, outcome in tqdm(outcomes, total=len(photos), desc="toonify", unit="photo", disable=len(photos) == 1):
+                                      steps=args.steps, seed=args.seed, paste_back=args.paste_back, progress=one)
+    for photo, outcome in tqdm(outcomes, total=len(photos), desc="toonify", unit="photo", disable=one):
         if isinstance(outcome, Exception):
+            if one:  # nothing was written: the photo is unusable, as `align` says of it (exit status 2)
+                raise outcome
             failed += 1
-            tqdm.write(f"{'skipped' if len(photos) > 1 else 'failed:'} {photo}: {outcome}", file=sys.stderr)
+            tqdm.write(f"skipped {photo}: {outcome}", file=sys.stderr)
             continue
         for i, result in enumerate(outcome):
             for kind in TOONIFY_KINDS:
-                image, target = getattr(result, kind), output_path(photo, i, len(outcome), kind)
+                face = i if args.all_faces else None
+                image, target = getattr(result, kind), output_path(photo, face, kind)
                 if image is None:
                     continue
-                _refuse_to_overwrite(inputs, [target])  # a numbered face's name, unknown before the faces were found
+                _refuse_to_overwrite(photos, [target])  # a numbered face's name, unknown before the faces were found
                 save_image(image, target)
                 written.append(target)
             if not args.no_identity:
-                tqdm.write(f"{output_path(photo, i, len(outcome), 'toon').name}: {_identity(result)}")
-    if len(photos) == 1 and written:
+                tqdm.write(f"{output_path(photo, i if args.all_faces else None, 'toon').name}: {_identity(result)}")
+    if one:
         print("wrote " + ", ".join(str(path) for path in written))
+    elif failed == len(photos):
+        print(f"no photo was toonified: all {failed} failed (above)")
     else:
         print(f"toonified {len(photos) - failed} of {len(photos)} photos into {args.output}")
     return 1 if failed else 0
 
 
-def _refuse_to_overwrite(inputs: set[Path], targets: list[Path]) -> None:
-    clash = next((target for target in targets if target.resolve() in inputs), None)
+def _refuse_to_overwrite(inputs: str | Path | list[Path], targets: list[Path], option: str = "-o") -> None:
+    """Refuse (ValueError) to write any of `targets` over one of the input photos."""
+    inputs = {Path(p).expanduser().resolve() for p in ([inputs] if isinstance(inputs, (str, Path)) else inputs)}
+    clash = next((target for target in targets if Path(target).expanduser().resolve() in inputs), None)
     if clash is not None:
-        raise ValueError(f"refusing to overwrite the input photo {clash}; choose another -o")
+        raise ValueError(f"refusing to overwrite {clash}: it is an input photo; choose another {option}")
 
 
 def _identity(result) -> str:
@@ -389,12 +425,13 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def cmd_app(args: argparse.Namespace) -> int:
-    from .app import ToonApp, check_settings, launch, require_gradio
+    from .app import ToonApp, check_port, check_settings, launch, require_gradio
     from .pipeline import Toonifier
 
     require_gradio()  # before any model is downloaded
     max_pixels = int(args.max_megapixels * 1e6)
     check_settings(args.steps, args.max_steps, max_pixels)
+    check_port(args.host, args.port)
     modes = list(dict.fromkeys(args.invert))
     if args.encoder is not None and sum(mode != "optimize" for mode in modes) != 1:
         raise ValueError(f"--encoder names the checkpoint of one encoder mode, but --invert offers {modes}: "
@@ -416,7 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="toonlib", description="Toonify faces with StyleGAN2 network blending.",
                                      epilog=EXIT_STATUS, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"toonlib {__version__}")
-    sub = _Subcommands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
+    sub = parser.subcommands = _Subcommands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
 
     p = sub.add_parser("convert", help="convert any supported StyleGAN2 checkpoint to toonlib's format")
     p.add_argument("input", help="checkpoint path, URL or model name (NVIDIA/TF .pkl, rosinality/pSp/e4e .pt, "
@@ -434,7 +471,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "failed.")
     p.add_argument("names", nargs="+", help="registry names (`toonlib models` lists them) or URLs")
     p.add_argument("--cache-dir", help="toonlib's cache folder instead of $TOONLIB_CACHE / Drive / ~/.cache/toonlib "
-                                       "(auxiliary weights always go to torch hub's folder)")
+                                       "(auxiliary weights always go to torch hub's folder); the other commands "
+                                       "look there when TOONLIB_CACHE names it")
     p.set_defaults(func=cmd_fetch)
 
     p = sub.add_parser("models", help="list every known model and weights file, its kind and whether it is here")
@@ -456,16 +494,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--blend-width", type=float, default=None,
                    help="smooth switch width in layers (centred 1.5 layers below the hard switch); default hard")
     p.add_argument("-o", "--output", required=True, help="blended network file (.safetensors, toonlib's format)")
-    p.add_argument("--grid", help="also save a PNG grid: rows = seeds, columns = swap resolutions")
-    p.add_argument("--seeds", default="0-5", help="seeds of the grid rows, e.g. 0-5 or 1,7,42")
+    p.add_argument("--grid", help="also save a PNG grid: rows = seeds; columns = --base, every swap resolution, "
+                                  "--toon")
+    p.add_argument("--seeds", help=f"seeds of the grid rows, e.g. 0-5 or 1,7,42 (default {DEFAULT_GRID_SEEDS})")
     p.add_argument("--truncation-psi", type=float, default=0.7,
                    help="truncation of the grid's latents towards the mean face (1 = none)")
     p.set_defaults(func=cmd_blend)
 
     p = sub.add_parser("align", help="crop and align a face like FFHQ")
     p.add_argument("photo", help="a photo with a face (jpg, png, ...)")
-    p.add_argument("-o", "--output", required=True, help="aligned image (PNG); with --all-faces numbered -0, -1, ...")
-    p.add_argument("--size", type=_number(), default=1024, help="output size in px (the model's resolution)")
+    p.add_argument("-o", "--output", required=True,
+                   help="aligned image (PNG); with --all-faces numbered -face0, -face1, ...")
+    p.add_argument("--size", type=_number(), default=1024,
+                   help="output size in px, the model's resolution (default 1024, FFHQ's)")
     p.add_argument("--detector", default="auto", choices=DETECTORS,
                    help="face landmarks: face-alignment (downloads its weights once), dlib (offline), or auto")
     p.add_argument("--all-faces", action="store_true", help="every face, largest first (default: the largest)")
@@ -481,7 +522,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="latent file (.npz, key 'w' like NVIDIA's projected_w)")
     p.add_argument("--image-out", help="also save the reconstruction (PNG)")
     p.add_argument("--video", help="also save a target | projection video (.mp4, needs imageio-ffmpeg)")
-    p.add_argument("--video-every", type=_number(), default=5, help="steps between video frames")
+    p.add_argument("--video-every", type=_number(),
+                   help=f"steps between video frames (default {DEFAULT_VIDEO_EVERY})")
     p.set_defaults(func=cmd_project)
 
     from .pipeline import INVERT_MODES
@@ -578,9 +620,13 @@ class _Subcommands:
 
     def add_parser(self, name: str, **kwargs) -> argparse.ArgumentParser:
         kwargs.setdefault("description", kwargs.get("help"))
-        kwargs.setdefault("epilog", EXIT_STATUS)
+        kwargs.setdefault("epilog", EXIT_STATUS if name == "toonify" else EXIT_STATUS.replace(BATCH_STATUS, ""))
         kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
         return self._subparsers.add_parser(name, **kwargs)
+
+    def parser(self, name: str) -> argparse.ArgumentParser:
+        """The sub-command's own parser (its usage in errors about its arguments)."""
+        return self._subparsers.choices[name]
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
@@ -598,13 +644,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the `toonlib` command line; returns the exit status (see `EXIT_STATUS`)."""
     try:
         try:
-            return _run(build_parser().parse_args(argv))
+            return _run(_parse(argv))
         finally:
             sys.stdout.flush()  # a reader gone away (`| head`) shows here, not as a traceback at exit
     except BrokenPipeError:  # stdout's reader went away: stop quietly, as command-line tools do (128 + SIGPIPE)
         with contextlib.suppress(OSError, ValueError):  # nothing more reaches the closed pipe, even at exit
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except KeyboardInterrupt:  # while the parser was built (imports take a few seconds): no traceback either
+        print("toonlib: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The parsed arguments; what the sub-command does not take is refused with that sub-command's usage (argparse
+    would show the top level's, `toonlib [-h] [--version] COMMAND ...`)."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        command = parser.subcommands.parser(args.command)
+        options = [arg.split("=")[0] for arg in extra if arg.startswith("-")]
+        if args.command == "toonify" and not options:
+            command.error(f"toonify takes one photo or one folder of photos, got also {' '.join(extra)}: put the "
+                          "photos in a folder and give the folder")
+        known = [name for action in command._actions for name in action.option_strings]
+        hints = [f"{option}: did you mean {close[0]}?" for option in options
+                 if (close := difflib.get_close_matches(option, known, n=1))]
+        command.error(f"unrecognized arguments: {' '.join(extra)}" + "".join(f"\n  {hint}" for hint in hints))
+    return args
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -235,7 +235,7 @@ def load_encoder(source: str | os.PathLike, device: torch.device | str | None = 
     The file's decoder is read by `toonlib.load_network(same file)`.
     """
     device = default_device(device)  # a device this machine lacks fails before the download
-    path = resolve_source(source)
+    path = resolve_source(source, kinds=("encoder",))
     if path.is_dir():
         raise EncoderError(f"{path} is a folder, not a pSp / e4e checkpoint file")
     with open(path, "rb") as f:

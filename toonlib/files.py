@@ -4,8 +4,9 @@
   user's normal permissions (the umask's, or the mode of the file it replaces, never mkstemp's 0600)
   and is flushed to disk (fsync) before the rename, so a crash leaves the old file or the new one.
 - `file_lock(path)`: an exclusive lock between processes for one file (two torchrun ranks or two
-  notebooks fetching the same model). It is an OS lock (`flock` through the `filelock` package): the
-  kernel releases it when its holder dies, so a crashed process never leaves a lock that blocks others.
+  notebooks fetching the same model) or folder (a fine-tuning run). It is an OS lock (`flock` through the
+  `filelock` package): the kernel releases it when its holder dies, so a crashed process never leaves a
+  lock that blocks others. `wait=False` refuses at once (BlockingIOError) instead of waiting.
 """
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from typing import Callable, Iterator, Optional
 
 from .messages import warn
 
-__all__ = ["atomic_write_path", "default_file_mode", "file_lock", "looks_like_html", "replace_file", "user_path"]
+__all__ = ["atomic_write_path", "default_file_mode", "file_lock", "lock_file_for", "looks_like_html", "replace_file",
+           "user_path"]
 
 LOCK_FOLDER = ".locks"  # lock files live here, beside the files they guard (like huggingface_hub's cache)
 
@@ -60,14 +62,21 @@ def is_url(source: object) -> bool:
 
 
 def check_file_target(path: str | os.PathLike) -> None:
-    """Raise IsADirectoryError / NotADirectoryError, saying which, when a file cannot be written at `path` because
-    `path` is a folder or one of its parents is a file (OSError's own message named only a temporary file)."""
-    path = Path(path)
+    """Raise IsADirectoryError / NotADirectoryError / PermissionError, saying which, when a file cannot be written
+    at `path` because `path` is a folder, one of its parents is a file, or the nearest existing folder on the way
+    is not writable (read-only, another user's): before the work whose result it is to hold, not after."""
+    path = user_path(path)
     if path.is_dir():
         raise IsADirectoryError(f"cannot write {path}: it is a folder; name a file")
     blocking = next((parent for parent in reversed(path.parents) if parent.exists() and not parent.is_dir()), None)
     if blocking is not None:
         raise NotADirectoryError(f"cannot write {path}: {blocking} is a file, not a folder")
+    folder = next(parent for parent in path.absolute().parents if parent.exists())
+    try:  # a probe, not os.access: that says yes to root everywhere, where a read-only or virtual folder says no
+        _create_temp(folder / "write-probe").unlink()
+    except OSError as e:
+        raise PermissionError(f"cannot write {path}: files cannot be created in {folder} ({e.strerror or e}); "
+                              "choose another place") from None
 
 
 def replace_file(src: str | os.PathLike, dst: str | os.PathLike, mode: Optional[int] = None) -> None:
@@ -98,37 +107,51 @@ def default_file_mode(folder: str | os.PathLike) -> int:
 
 
 @contextlib.contextmanager
-def file_lock(path: str | os.PathLike, on_wait: Optional[Callable[[Path], None]] = None) -> Iterator[None]:
-    """Hold an exclusive inter-process lock for `path` (which need not exist) while the body runs.
+def file_lock(path: str | os.PathLike, on_wait: Optional[Callable[[Path], None]] = None, *,
+              wait: bool = True) -> Iterator[Path]:
+    """Hold an exclusive inter-process lock for `path` (which need not exist) while the body runs; yields the
+    lock file (`lock_file_for(path)`: `<folder>/.locks/<name>.lock`).
 
-    The lock file is `<folder>/.locks/<name>.lock`. When another process holds the lock, `on_wait(lock_file)`
-    is called once and this one waits until the holder is done or dies (the OS releases the locks of dead
-    processes; on NFS the server does so when the client's lease expires). Locks coordinate processes on
-    one machine, or on several that share an NFS mount with working locks; Google Drive mounts on two
-    Colab machines do not share locks, and there the caller's own atomic rename must keep files whole.
-    Where the filesystem supports no locks at all, the body runs unlocked after a warning.
+    When another process holds the lock, `on_wait(lock_file)` is called once and this one waits until the holder
+    is done or dies (the OS releases the locks of dead processes; on NFS the server does so when the client's lease
+    expires); with `wait=False` a BlockingIOError is raised at once instead, also when the holder is another
+    `file_lock` of this process. The lock is released when the body ends, in whichever thread. Locks coordinate
+    processes on one machine, or on several that share an NFS mount with working locks; Google Drive mounts on
+    two Colab machines do not share locks, and there the caller's own atomic rename must keep files whole. Where
+    the filesystem supports no locks at all, the body runs unlocked after a warning.
     """
     from filelock import FileLock, Timeout
 
     path = Path(path)
-    lock_file = path.parent / LOCK_FOLDER / f"{path.name}.lock"
+    lock_file = lock_file_for(path)
     lock_file.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(lock_file))
+    try:
+        lock = FileLock(str(lock_file), thread_local=False)
+    except TypeError:  # filelock < 3.11 has no such option
+        lock = FileLock(str(lock_file))
     try:
         try:
             lock.acquire(timeout=0)
         except Timeout:
+            if not wait:
+                raise BlockingIOError(f"{path} is locked by another process (lock file {lock_file})") from None
             if on_wait is not None:
                 on_wait(lock_file)
             lock.acquire()
     except NotImplementedError:  # filelock < 4 on a filesystem without flock
         warn(f"cannot lock files in {path.parent} (the filesystem has no locks); continuing unlocked")
-        yield
+        yield lock_file
         return
     try:
-        yield
+        yield lock_file
     finally:
         lock.release()
+
+
+def lock_file_for(path: str | os.PathLike) -> Path:
+    """The file `file_lock(path)` locks: `<folder>/.locks/<name>.lock`, beside `path`."""
+    path = Path(path)
+    return path.parent / LOCK_FOLDER / f"{path.name}.lock"
 
 
 def looks_like_html(head: bytes) -> bool:

@@ -18,6 +18,10 @@ from typing import Optional
 __all__ = ["HOMES", "KINDS", "MODELS", "TOON_ROLES", "ModelInfo", "UnknownModelError", "get_model"]
 
 KINDS = ("stylegan2", "encoder", "lpips-vgg", "face-alignment", "fid")
+#: What each kind of file is, in words (for messages about a file given where another kind is wanted).
+KIND_NAMES = {"stylegan2": "a StyleGAN2 generator", "encoder": "a pSp / e4e encoder",
+              "lpips-vgg": "the VGG16 weights of the LPIPS loss", "face-alignment": "weights of the face landmarker",
+              "fid": "the Inception weights of FID / KID"}
 HOMES = ("cache", "torch-hub")
 TOON_ROLES = ("blended", "unblended")
 

@@ -598,9 +598,12 @@ def parse_seeds(text: str) -> list[int]:
             continue
         start, sep, end = part.partition("-")
         try:
-            seeds.extend(range(int(start), int(end) + 1) if sep else [int(start)])
+            first, last = int(start), int(end) if sep else int(start)
         except ValueError:
             raise ValueError(f"bad seed list {text!r}: use numbers and ranges such as '0-3,7'") from None
+        if last < first:
+            raise ValueError(f"bad seed list {text!r}: the range {part} runs backwards; write {last}-{first}")
+        seeds.extend(range(first, last + 1))
     if not seeds:
         raise ValueError(f"bad seed list {text!r}: no seeds")
     return seeds

@@ -45,7 +45,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from . import models
 from .align import AlignedFace, align_faces, check_detector, crop_to_photo_transform, face_position
 from .blending import Blender, check_lineage, check_setting
-from .checkpoints import GeneratorLike, Networks, check_source, load_generator, load_network
+from .checkpoints import GENERATOR_KINDS, GeneratorLike, Networks, check_source, load_generator, load_network
 from .devices import default_device
 from .encoders import Encoder, load_encoder
 from .images import describe_source, is_hidden, is_image_file, read_image, to_pil
@@ -120,7 +120,8 @@ class Toonifier:
                  f"are {', '.join(DEFAULT_ENCODERS)} (invert='e4e+optimize' starts the projection from its codes)")
         for name, source in (("base", base), ("toon", toon), ("encoder", encoder)):  # before the first download
             if isinstance(source, (str, os.PathLike)):
-                check_source(source, f"{name}={str(source)!r}")
+                check_source(source, f"{name}={str(source)!r}", kinds=("encoder",) if name == "encoder" else
+                             GENERATOR_KINDS)
         self.invert = invert
         self.device = default_device(device)
         self.detector = detector

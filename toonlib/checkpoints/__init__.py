@@ -87,30 +87,41 @@ def load_generator(source: GeneratorLike, which: str = "G_ema",
     return G if device is None else G.to(device)
 
 
-def _resolve(source: str | os.PathLike) -> Path:
-    """A local file for `source` (a path, a URL or a registry name), downloaded into the cache where need be."""
+#: The registry kinds whose files hold a generator (an encoder's file holds its decoder).
+GENERATOR_KINDS = ("stylegan2", "encoder")
+
+
+def _resolve(source: str | os.PathLike, kinds: tuple[str, ...] = GENERATOR_KINDS) -> Path:
+    """A local file for `source` (a path, a URL or a registry name of one of `kinds`), downloaded into the cache
+    where need be."""
     path = user_path(source)
     if not is_url(str(source)) and path.exists():
         return path
-    check_source(source)
+    check_source(source, kinds=kinds)
     from ..download import fetch
 
     return fetch(str(source))
 
 
-def check_source(source: str | os.PathLike, what: str = "") -> None:
+def check_source(source: str | os.PathLike, what: str = "", kinds: tuple[str, ...] = GENERATOR_KINDS) -> None:
     """Raise what loading `source` would for a name that is neither a URL, an existing path nor a registry model
-    (`FileNotFoundError`, or `UnknownModelError` with the known names and a close match), its message prefixed with
-    `what` (e.g. the option that named it), downloading nothing: the command line and `Toonifier` check every model
-    they were given before they fetch the first."""
+    (`FileNotFoundError`, or `UnknownModelError` with the known names and a close match), or a registry file of
+    another kind than `kinds` (CheckpointError: LPIPS' VGG16 given as a model), its message prefixed with `what`
+    (e.g. the option that named it), downloading nothing: the command line and `Toonifier` check every model they
+    were given before they fetch the first."""
     text, path = str(source), user_path(source)
     if is_url(text) or path.exists():
         return
     from .. import models
 
-    if text in models.MODELS:
-        return
     prefix = f"{what}: " if what else ""
+    if text in models.MODELS:
+        kind = models.MODELS[text].kind
+        if kind not in kinds:
+            wanted = " or ".join(models.KIND_NAMES[k] for k in kinds)
+            raise CheckpointError(f"{prefix}{text!r} is {models.KIND_NAMES[kind]}, not {wanted} (`toonlib models` "
+                                  "lists every file with its kind)")
+        return
     if path.suffix or "/" in text or os.sep in text:
         raise FileNotFoundError(f"{prefix}no checkpoint at {path}")
     try:

@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         path = finetune(config_from_args(args), progress=args.progress)
-    except (ValueError, FileNotFoundError, CheckpointError, DownloadError) as exc:
+    except (ValueError, OSError, CheckpointError, DownloadError) as exc:  # OSError: a run folder in use, ...
         parser.exit(2, f"error: {exc}\n")
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"last snapshot: {path}")

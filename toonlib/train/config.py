@@ -27,12 +27,14 @@ RESUME_FIXED = ("data", "resume", "resolution", "prepare", "mirror", "batch_size
 class TrainConfig:
     """Everything a fine-tuning run depends on; stored in the run folder (config.json and each training state).
 
-    `resume` is where the networks come from: a checkpoint with D (path, URL or registry name), or a run folder.
+    `data` is a folder or .zip of images; the run records it resolved (an absolute path), and a resumed run must
+    name the same one, however spelled. `resume` is where the networks come from: a checkpoint with D (path, URL
+    or registry name), or a run folder.
     `run_dir` itself continues that run from its newest valid training state, as re-running with the same
     `run_dir` does (its stored `resume` is kept); another run's folder starts a new run from G, D and G_ema of
     that run's newest training state that loads (a half-written one is skipped), recorded in the snapshots'
     metadata as `finetune.base_state`. A run in `run_dir` is always resumed, with settings that may not change
-    (`RESUME_FIXED`).
+    (`RESUME_FIXED`); one run at a time uses a `run_dir` (another is refused at once, see `Trainer`).
 
     Sizes are in kimg (thousands of real images shown to D). None means "NVIDIA's rule for this resolution
     and batch" (stylegan2-ada-pytorch `train.py`, config `auto`): `gamma` = 0.0002 * resolution^2 / batch_size,

@@ -6,10 +6,11 @@ Each minibatch runs the phases that are due: Gmain (non-saturating logistic loss
 sign(D(real)). G_ema follows G with a half-life of `ema_kimg` thousand images. Every `snapshot_kimg` the
 run folder gets a network snapshot, a fakes grid, a metrics line (and the quality metric when on) and a
 training state (snapshots.py), from which a later `finetune` on the same folder continues exactly as the
-uninterrupted run would have (bit for bit on the CPU).
+uninterrupted run would have (bit for bit on the CPU). One run at a time uses a run folder (`hold_run_dir`).
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import hashlib
@@ -29,7 +30,7 @@ from ..augment import AdaptiveP, AugmentPipe
 from ..checkpoints import CheckpointError, Networks, load_network, save_network
 from ..data import ImageDataset, infinite_loader
 from ..devices import default_device
-from ..files import atomic_write_path
+from ..files import atomic_write_path, is_url, user_path
 from ..images import labelled_grid, save_image, to_pil
 from ..losses import discriminator_loss, generator_loss, path_length_penalty, path_lengths, r1_penalty, update_pl_mean
 from ..messages import warn
@@ -40,7 +41,16 @@ from .config import RESUME_FIXED, TrainConfig
 from .distributed import Distributed, init_distributed
 from .metrics_log import append_metrics, plot_metrics, trim_metrics
 from .recipe import ema_beta, frozen_d_prefixes, frozen_g_prefixes, lazy_regularization, update_ema
-from .snapshots import fakes_name, latest_snapshot, newest_state, save_state, snapshot_name, state_name, write_latest
+from .snapshots import (
+    fakes_name,
+    hold_run_dir,
+    latest_snapshot,
+    newest_state,
+    save_state,
+    snapshot_name,
+    state_name,
+    write_latest,
+)
 
 __all__ = ["Trainer", "finetune"]
 
@@ -54,18 +64,34 @@ class Trainer:
 
     `run()` trains to the kimg budget and returns the last network snapshot's path; `step(reals)` runs one
     minibatch and `run_phase(name, reals)` one phase ('Gmain', 'Greg', 'Dmain', 'Dreg') of it. The resolved
-    settings are attributes: `gamma`, `lr`, `metrics` (names of the quality metrics computed at snapshots).
+    settings are attributes: `gamma`, `lr`, `metrics` (names of the quality metrics computed at snapshots);
+    `cfg.data` is the data's resolved (absolute) path, as the run folder records it.
+
+    The Trainer holds its run folder (`hold_run_dir`; the main process holds the lock for all) from its
+    construction, before anything is loaded, until `run()` ends or fails, or `close()`: another run in that
+    folder is refused at once with a BlockingIOError, and so is this one while another holds it.
     """
 
     def __init__(self, config: TrainConfig, *, dist: Distributed | None = None, progress: bool = True,
                  callback: Callable[[dict], None] | None = None):
-        self.cfg = cfg = config
+        self.cfg = config
         self.dist = dist or Distributed(device=default_device(config.device))
         self.device = self.dist.device
         self.is_main = self.dist.rank == 0
         self.progress = progress and self.is_main
         self.callback = callback
-        self.run_dir = Path(cfg.run_dir)
+        self.run_dir = Path(config.run_dir)
+        self._held: contextlib.ExitStack | None = None
+        self._hold_run_dir()
+        try:
+            self._setup()
+        except BaseException:
+            self.close()
+            raise
+
+    def _setup(self) -> None:
+        """Networks (fresh or resumed), optimisers, augmentation, data and counters."""
+        self.cfg = cfg = dataclasses.replace(self.cfg, data=_resolved(self.cfg.data))
         found = newest_state(self.run_dir)
         state = found[1] if found is not None else None
         if _same_folder(cfg.resume, cfg.run_dir):  # --resume RUN_DIR --run-dir RUN_DIR: continue that run
@@ -116,6 +142,19 @@ class Trainer:
             self._load_state(state)
 
     # ---- setup
+
+    def _hold_run_dir(self) -> None:
+        """Take the run folder unless this Trainer holds it (the main process locks it; every process calls this)."""
+        if self._held is None:
+            held = contextlib.ExitStack()
+            self.dist.on_main(lambda: held.enter_context(hold_run_dir(self.cfg.run_dir)))
+            self._held = held
+
+    def close(self) -> None:
+        """Release the run folder without training (`run()` does so when it ends or fails; it takes it again)."""
+        held, self._held = self._held, None
+        if held is not None:
+            held.close()
 
     def _load_run(self, folder: str) -> tuple[Generator, Discriminator, Generator]:
         """G, D and G_ema of another run's newest valid training state (chosen by the main process, so that
@@ -312,7 +351,15 @@ class Trainer:
     # ---- the loop
 
     def run(self) -> Path:
-        """Train until `kimg` thousand images; snapshot every `snapshot_kimg` and at the end."""
+        """Train until `kimg` thousand images; snapshot every `snapshot_kimg` and at the end. The run folder is
+        released when this returns or fails."""
+        self._hold_run_dir()
+        try:
+            return self._run()
+        finally:
+            self.close()
+
+    def _run(self) -> Path:
         cfg = self.cfg
         total_nimg = round(cfg.kimg * 1000)
         snapshot_nimg = max(1, round(cfg.snapshot_kimg * 1000))
@@ -486,11 +533,24 @@ def _load_base(source: str) -> tuple[Generator, Discriminator, Generator]:
     return G, nets.D, nets.G_ema
 
 
+def _resolved(data: str) -> str:
+    """The absolute path of the data folder or zip `data` (relative to the current folder), symbolic links resolved
+    (a web address, which is no data set, as it is: its error names it)."""
+    return data if is_url(data) else str(user_path(data).resolve())
+
+
 def _check_resumable(state: dict, cfg: TrainConfig) -> None:
-    """Check that the new config changes nothing a resumed run must keep."""
+    """Check that the new config changes nothing a resumed run must keep. The data is compared as resolved paths:
+    the same folder or zip however spelled; a run that recorded a relative path (as toonlib once did) names its
+    data relative to the current folder."""
     saved = TrainConfig.from_dict(state["config"])
-    changed = [f"{k}: {getattr(saved, k)!r} -> {getattr(cfg, k)!r}" for k in RESUME_FIXED
-               if getattr(saved, k) != getattr(cfg, k)]
+
+    def differs(key: str) -> bool:
+        if key == "data":
+            return _resolved(saved.data) != _resolved(cfg.data)
+        return getattr(saved, key) != getattr(cfg, key)
+
+    changed = [f"{k}: {getattr(saved, k)!r} -> {getattr(cfg, k)!r}" for k in RESUME_FIXED if differs(k)]
     if changed:
         raise ValueError(f"{cfg.run_dir} holds a run started with other settings ({'; '.join(changed)}). A resumed "
                          "run keeps its networks, data and random streams: restore those settings or use a new "

@@ -8,22 +8,28 @@
 
 Every file is written atomically. Resuming takes the newest training state that loads and ignores
 a broken one (a file cut short by a full disk or a Drive sync), falling back to the one before it.
+
+One run at a time uses a run folder: `hold_run_dir` locks it (an OS lock, `.locks/<name>.lock` beside the
+folder, which the kernel releases when its holder dies) and a second run there is refused at once.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import socket
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
 from ..checkpoints import NATIVE_SUFFIX
-from ..files import atomic_write_path
+from ..files import atomic_write_path, file_lock, lock_file_for, user_path
 from ..messages import warn
 
-__all__ = ["KEEP_STATES", "LATEST_FILE", "STATE_VERSION", "fakes_name", "latest_snapshot", "newest_state",
-           "read_latest", "save_state", "snapshot_name", "state_name", "write_latest"]
+__all__ = ["KEEP_STATES", "LATEST_FILE", "STATE_VERSION", "fakes_name", "hold_run_dir", "latest_snapshot",
+           "newest_state", "read_latest", "save_state", "snapshot_name", "state_name", "write_latest"]
 
 STATE_VERSION = 2
 KEEP_STATES = 2
@@ -110,3 +116,48 @@ def latest_snapshot(run_dir: str | os.PathLike) -> Path | None:
     """The newest network snapshot of a run folder (from latest.json), or None before the first snapshot."""
     latest = read_latest(run_dir)
     return None if latest is None else Path(run_dir) / latest["network"]
+
+
+@contextlib.contextmanager
+def hold_run_dir(run_dir: str | os.PathLike) -> Iterator[None]:
+    """Hold the run folder `run_dir` for one fine-tuning run while the body runs. When another run holds it, a
+    BlockingIOError is raised at once, naming the folder as given and the process that holds it.
+
+    The lock is `files.file_lock` of the resolved folder (one lock however the folder is spelled; the folder need
+    not exist yet): `runs/.locks/toon.lock` for `runs/toon`. It is released when the body ends or fails, and by
+    the kernel when its holder dies, so a killed run never leaves the folder locked. The holder's process id and
+    host are written beside the lock (`runs/.locks/toon.holder`) for the message of a refused run.
+    """
+    folder = user_path(run_dir).resolve()
+    lock_file = lock_file_for(folder)
+    holder = lock_file.with_name(f"{folder.name}.holder")
+    held = contextlib.ExitStack()
+    try:
+        held.enter_context(file_lock(folder, wait=False))
+    except BlockingIOError:
+        raise BlockingIOError(f"{run_dir} is in use by another fine-tuning run{_holder(holder)}: wait until it ends "
+                              "or stop it, or train in another run folder (--run-dir)") from None
+    except OSError as exc:  # the folder beside the run folder cannot be written
+        raise type(exc)(f"cannot lock the run folder {run_dir} ({lock_file}): {exc.strerror or exc}") from None
+    with held:
+        with atomic_write_path(holder) as tmp:
+            tmp.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}) + "\n")
+        try:
+            yield
+        finally:
+            holder.unlink(missing_ok=True)  # while still locked, so that the next holder's record stays
+
+
+def _holder(record: Path) -> str:
+    """Who holds a run folder, from its holder record: ' (process 123)', ' (process 123 on host)', ' in this
+    Python process (...)'; '' when unknown (a holder that has not written it yet)."""
+    try:
+        holder = json.loads(record.read_text())
+        pid, host = int(holder["pid"]), str(holder["host"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+    if host != socket.gethostname():
+        return f" (process {pid} on {host})"
+    if pid == os.getpid():
+        return " in this Python process (a Trainer that has not ended: let its run() end or call its close())"
+    return f" (process {pid})"
