@@ -292,6 +292,15 @@ def test_bad_values_are_refused_before_any_download(tmp_path, offline_cache, com
     assert sorted(path.name for path in tmp_path.iterdir()) == ["me.png"]  # nothing written
 
 
+def test_finetune_settings_are_named_as_the_options_are_typed(tmp_path):
+    """TrainConfig's checks named its fields ('invalid TrainConfig: kimg must be > 0'), not the options."""
+    result = run_main("finetune", "--data", str(tmp_path), "--resume", "ffhq-256-noaug", "--run-dir",
+                      str(tmp_path / "run"), "--kimg", "0", "--batch-gpu", "99")
+    assert result.returncode == 2 and result.stderr == (
+        "toonlib finetune: error: --kimg must be > 0, got 0.0; --batch-gpu must be between 1 and --batch-size (8), "
+        "got 99\n")
+
+
 def test_video_every_without_a_video_is_refused(tmp_path):
     result = run_main("project", str(tmp_path / "me.png"), "-o", str(tmp_path / "w.npz"), "--video-every", "2")
     assert result.returncode == 2 and result.stderr == ("toonlib project: error: --video-every goes with --video (the "

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 
 from ..data import PREPARE_MODES
 from ..networks import parse_seeds
@@ -71,9 +72,15 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The TrainConfig of parsed `add_train_arguments` options (other attributes of `args` are ignored)."""
+    """The TrainConfig of parsed `add_train_arguments` options (other attributes of `args` are ignored). Its
+    ValueError names the options as they are typed (`--kimg must be > 0`), not TrainConfig's fields."""
     names = {f.name for f in dataclasses.fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
+    try:
+        return TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
+    except ValueError as exc:
+        message = str(exc).removeprefix("invalid TrainConfig: ")
+        fields = "|".join(sorted(names, key=len, reverse=True))
+        raise ValueError(re.sub(rf"\b({fields})\b", lambda m: "--" + m.group(1).replace("_", "-"), message)) from None
 
 
 def main(argv: list[str] | None = None) -> int:
