@@ -361,8 +361,8 @@ def _align(photo: Image.Image, landmarks: np.ndarray, output_size: int, transfor
     face_size = _quad_size(quad)
     if face_size < output_size * MIN_FACE_FRACTION:
         warn(f"the face is small: its crop is {face_size:.0f} px wide in the photo but the output is "
-                      f"{output_size} px, so it is upsampled {output_size / face_size:.1f}x and will look blurry; "
-                      "use a photo in which the face is larger")
+             f"{output_size} px, so it is upsampled {output_size / face_size:.1f}x and will look blurry; "
+             "use a photo in which the face is larger")
     image = _warp_quad(photo, quad, output_size, max(transform_size, output_size))
     return AlignedFace(image=image, landmarks=landmarks, quad=quad, face_size=face_size)
 

@@ -309,13 +309,13 @@ def check_lineage(toon: GeneratorLike, base: GeneratorLike, toon_name: str = "th
     distance = lineage_distance(toon, base)
     if math.isinf(distance):
         warn(f"{toon_name} is not fine-tuned from {base_name}: their architectures differ (mapping or "
-                      "low-resolution layers of other shapes), so their W spaces differ and they cannot be blended. "
-                      "Pair the toon model with the base it was fine-tuned from (its lineage in `toonlib models`).",
-                      LineageWarning)
+             "low-resolution layers of other shapes), so their W spaces differ and they cannot be blended. "
+             "Pair the toon model with the base it was fine-tuned from (its lineage in `toonlib models`).",
+             LineageWarning)
     elif distance > UNRELATED_DISTANCE:
         warn(f"{toon_name} does not look fine-tuned from {base_name}: their mapping and low-resolution "
-                      f"weights are {distance:.2f} apart (relative; a fine-tuned model stays below "
-                      f"{UNRELATED_DISTANCE}, unrelated models are about 1.4 apart), so their W spaces differ and "
-                      "the blend mixes two different faces. Pair the toon model with the base it was fine-tuned "
-                      "from (its lineage in `toonlib models`).", LineageWarning)
+             f"weights are {distance:.2f} apart (relative; a fine-tuned model stays below "
+             f"{UNRELATED_DISTANCE}, unrelated models are about 1.4 apart), so their W spaces differ and "
+             "the blend mixes two different faces. Pair the toon model with the base it was fine-tuned "
+             "from (its lineage in `toonlib models`).", LineageWarning)
     return distance

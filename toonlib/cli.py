@@ -112,13 +112,13 @@ def _fetch_named_models(*models: tuple[str | None, str]) -> None:
     """Download the registry models named by (value, option) pairs before any is loaded, so that a failed
     download says which option takes a local file instead (e.g. `--base PATH`). Paths are left alone. Every value
     is checked first: a misspelt `--base` fails at once, not after the `--toon` download."""
-    from .checkpoints import check_source
+    from .checkpoints import ENCODER_KINDS, GENERATOR_KINDS, check_source
     from .download import fetch
     from .models import MODELS
 
     for value, option in models:
         if isinstance(value, str):
-            check_source(value, f"{option} {value}", **({"kinds": ("encoder",)} if option == "--encoder" else {}))
+            check_source(value, f"{option} {value}", kinds=ENCODER_KINDS if option == "--encoder" else GENERATOR_KINDS)
     for value, option in models:
         if isinstance(value, str) and value in MODELS and not Path(value).exists():
             fetch(value, local_option=option)
@@ -379,8 +379,8 @@ def cmd_toonify(args: argparse.Namespace) -> int:
             tqdm.write(f"skipped {photo}: {outcome}", file=sys.stderr)
             continue
         for i, result in enumerate(outcome):
+            face = i if args.all_faces else None
             for kind in TOONIFY_KINDS:
-                face = i if args.all_faces else None
                 image, target = getattr(result, kind), output_path(photo, face, kind)
                 if image is None:
                     continue
@@ -388,7 +388,7 @@ def cmd_toonify(args: argparse.Namespace) -> int:
                 save_image(image, target)
                 written.append(target)
             if not args.no_identity:
-                tqdm.write(f"{output_path(photo, i if args.all_faces else None, 'toon').name}: {_identity(result)}")
+                tqdm.write(f"{output_path(photo, face, 'toon').name}: {_identity(result)}")
     if one:
         print("wrote " + ", ".join(str(path) for path in written))
     elif failed == len(photos):
@@ -400,8 +400,10 @@ def cmd_toonify(args: argparse.Namespace) -> int:
 
 def _refuse_to_overwrite(inputs: str | Path | list[Path], targets: list[Path], option: str = "-o") -> None:
     """Refuse (ValueError) to write any of `targets` over one of the input photos."""
-    inputs = {Path(p).expanduser().resolve() for p in ([inputs] if isinstance(inputs, (str, Path)) else inputs)}
-    clash = next((target for target in targets if Path(target).expanduser().resolve() in inputs), None)
+    from .files import user_path
+
+    inputs = {user_path(p).resolve() for p in ([inputs] if isinstance(inputs, (str, Path)) else inputs)}
+    clash = next((target for target in targets if user_path(target).resolve() in inputs), None)
     if clash is not None:
         raise ValueError(f"refusing to overwrite {clash}: it is an input photo; choose another {option}")
 

@@ -39,6 +39,7 @@ from torch import nn
 
 from .checkpoints import (
     _LEGACY_TORCH_MAGIC,  # how pre-zip torch.save files start
+    ENCODER_KINDS,
     not_a_torch_zip,
 )
 from .checkpoints import _resolve as resolve_source  # path, URL or registry name -> local file
@@ -235,7 +236,7 @@ def load_encoder(source: str | os.PathLike, device: torch.device | str | None = 
     The file's decoder is read by `toonlib.load_network(same file)`.
     """
     device = default_device(device)  # a device this machine lacks fails before the download
-    path = resolve_source(source, kinds=("encoder",))
+    path = resolve_source(source, kinds=ENCODER_KINDS)
     if path.is_dir():
         raise EncoderError(f"{path} is a folder, not a pSp / e4e checkpoint file")
     with open(path, "rb") as f:

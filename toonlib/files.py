@@ -35,7 +35,7 @@ def atomic_write_path(path: str | os.PathLike) -> Iterator[Path]:
     `~` is the home folder (`user_path`); a folder that cannot be written is reported as `path`'s.
     """
     path = user_path(path)
-    check_file_target(path)
+    _check_file_path(path)  # its own temporary file below is the write probe
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = _create_temp(path)
@@ -66,17 +66,22 @@ def check_file_target(path: str | os.PathLike) -> None:
     at `path` because `path` is a folder, one of its parents is a file, or the nearest existing folder on the way
     is not writable (read-only, another user's): before the work whose result it is to hold, not after."""
     path = user_path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"cannot write {path}: it is a folder; name a file")
-    blocking = next((parent for parent in reversed(path.parents) if parent.exists() and not parent.is_dir()), None)
-    if blocking is not None:
-        raise NotADirectoryError(f"cannot write {path}: {blocking} is a file, not a folder")
+    _check_file_path(path)
     folder = next(parent for parent in path.absolute().parents if parent.exists())
     try:  # a probe, not os.access: that says yes to root everywhere, where a read-only or virtual folder says no
         _create_temp(folder / "write-probe").unlink()
     except OSError as e:
         raise PermissionError(f"cannot write {path}: files cannot be created in {folder} ({e.strerror or e}); "
                               "choose another place") from None
+
+
+def _check_file_path(path: Path) -> None:
+    """IsADirectoryError / NotADirectoryError when `path` is a folder or lies under a file."""
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot write {path}: it is a folder; name a file")
+    blocking = next((parent for parent in reversed(path.parents) if parent.exists() and not parent.is_dir()), None)
+    if blocking is not None:
+        raise NotADirectoryError(f"cannot write {path}: {blocking} is a file, not a folder")
 
 
 def replace_file(src: str | os.PathLike, dst: str | os.PathLike, mode: Optional[int] = None) -> None:

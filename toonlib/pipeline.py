@@ -45,7 +45,15 @@ from PIL import Image, ImageDraw, ImageFilter
 from . import models
 from .align import AlignedFace, align_faces, check_detector, crop_to_photo_transform, face_position
 from .blending import Blender, check_lineage, check_setting
-from .checkpoints import GENERATOR_KINDS, GeneratorLike, Networks, check_source, load_generator, load_network
+from .checkpoints import (
+    ENCODER_KINDS,
+    GENERATOR_KINDS,
+    GeneratorLike,
+    Networks,
+    check_source,
+    load_generator,
+    load_network,
+)
 from .devices import default_device
 from .encoders import Encoder, load_encoder
 from .images import describe_source, is_hidden, is_image_file, read_image, to_pil
@@ -120,8 +128,8 @@ class Toonifier:
                  f"are {', '.join(DEFAULT_ENCODERS)} (invert='e4e+optimize' starts the projection from its codes)")
         for name, source in (("base", base), ("toon", toon), ("encoder", encoder)):  # before the first download
             if isinstance(source, (str, os.PathLike)):
-                check_source(source, f"{name}={str(source)!r}", kinds=("encoder",) if name == "encoder" else
-                             GENERATOR_KINDS)
+                check_source(source, f"{name}={str(source)!r}",
+                             kinds=ENCODER_KINDS if name == "encoder" else GENERATOR_KINDS)
         self.invert = invert
         self.device = default_device(device)
         self.detector = detector
@@ -304,7 +312,7 @@ def check_options(invert: str, *, steps: int | None = None, batch_size: int = 1,
     callers check before any model is downloaded or loaded (`Toonifier`, `toonify_many`, the `toonify` command)."""
     if invert not in INVERT_MODES:
         raise ValueError(f"invert must be one of {', '.join(INVERT_MODES)}; got {invert!r}")
-    projection = {name: value for name, value in (project_kwargs or {}).items()}
+    projection = dict(project_kwargs or {})
     if steps is not None:
         projection["steps"] = steps
     if space != "w+":
@@ -336,6 +344,11 @@ def check_blend(swap_res: int | None, level: int = 0, blend_width: float | None 
         check_setting(swap_res, level, blend_width)
 
 
+#: The keywords `Toonifier.__call__` takes itself (the others go to `project`).
+_CALL_OPTIONS = frozenset(name for name, p in inspect.signature(Toonifier.__call__).parameters.items()
+                          if p.kind == p.KEYWORD_ONLY)
+
+
 def toonify(photo, base: GeneratorLike | None = None, toon: GeneratorLike = DEFAULT_TOON,
             swap_res: int | None = None, space: str = "w+", steps: int | None = None, invert: str = "optimize",
             **kwargs) -> ToonifyResult | list[ToonifyResult]:
@@ -347,8 +360,8 @@ def toonify(photo, base: GeneratorLike | None = None, toon: GeneratorLike = DEFA
     setup = {k: kwargs.pop(k) for k in ("level", "blend_width", "toon_network", "device", "detector", "encoder")
              if k in kwargs}
     # the call's options too, before the Toonifier loads (and perhaps downloads) its models
-    check_options(invert, steps=steps, space=space, project_kwargs={k: v for k, v in kwargs.items() if k not in (
-        "all_faces", "face_index", "seed", "paste_back", "progress")})
+    check_options(invert, steps=steps, space=space,
+                  project_kwargs={k: v for k, v in kwargs.items() if k not in _CALL_OPTIONS})
     return Toonifier(base, toon, swap_res=swap_res, invert=invert, **setup)(photo, space=space, steps=steps,
                                                                              **kwargs)
 

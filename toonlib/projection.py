@@ -83,12 +83,14 @@ class ProjectionResult:
         reads (NVIDIA's projected_w.npz: no losses or noise maps; its space is 'w' when every layer's w is the same)."""
         path = user_path(path)
         w = load_latent(path)
-        with np.load(path, allow_pickle=False) if _is_npz(path) else contextlib.nullcontext({}) as npz:
-            stored = set(getattr(npz, "files", []))
-            noise = {k[len("noise/"):]: torch.from_numpy(npz[k]) for k in stored if k.startswith("noise/")}
-            losses = npz["losses"] if "losses" in stored else np.zeros((0, w.shape[0]), np.float32)
-            space = str(npz["space"]) if "space" in stored else "w" if bool((w == w[:, :1]).all()) else "w+"
-            steps = int(npz["steps"]) if "steps" in stored else len(losses)
+        stored = {}  # what `save` keeps beside the latent
+        if _is_npz(path):
+            with np.load(path, allow_pickle=False) as npz:
+                stored = {name: npz[name] for name in npz.files if name != "w"}
+        noise = {k[len("noise/"):]: torch.from_numpy(v) for k, v in stored.items() if k.startswith("noise/")}
+        losses = stored.get("losses", np.zeros((0, w.shape[0]), np.float32))
+        space = str(stored["space"]) if "space" in stored else "w" if bool((w == w[:, :1]).all()) else "w+"
+        steps = int(stored["steps"]) if "steps" in stored else len(losses)
         return cls(w=w, images=None, noise=noise, losses=losses, space=space, steps=steps)
 
 
@@ -382,7 +384,7 @@ class _StepReplay:
             self.outputs = ()
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             warn(f"project(): recording the step as a CUDA graph failed, steps run op by op ({reason}); "
-                          "set TOONLIB_CUDA_GRAPHS=off to skip the attempt", RuntimeWarning)
+                 "set TOONLIB_CUDA_GRAPHS=off to skip the attempt", RuntimeWarning)
             return
         self.graph = graph
 

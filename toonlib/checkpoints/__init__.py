@@ -87,8 +87,9 @@ def load_generator(source: GeneratorLike, which: str = "G_ema",
     return G if device is None else G.to(device)
 
 
-#: The registry kinds whose files hold a generator (an encoder's file holds its decoder).
+#: The registry kinds whose files hold a generator (an encoder's file holds its decoder), and an encoder.
 GENERATOR_KINDS = ("stylegan2", "encoder")
+ENCODER_KINDS = ("encoder",)
 
 
 def _resolve(source: str | os.PathLike, kinds: tuple[str, ...] = GENERATOR_KINDS) -> Path:

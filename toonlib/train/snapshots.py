@@ -77,7 +77,7 @@ def newest_state(run_dir: str | os.PathLike) -> tuple[Path, dict] | None:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises many types for a cut-short file; all mean "unusable"
             warn(f"skipping the unreadable training state {path} ({type(exc).__name__}); resuming from "
-                          "an older one")
+                 "an older one")
             continue
         if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
             version = state.get("version") if isinstance(state, dict) else None
