@@ -85,6 +85,28 @@ def test_what_a_command_does_not_take_is_refused_with_its_own_usage():
     assert "unrecognized arguments: b" in result.stderr
 
 
+def test_a_misspelt_command_or_top_level_option_gets_the_close_match():
+    """`toonlib --verison` said 'the following arguments are required: COMMAND'; `toonlib toonfy` listed every
+    command without saying which was meant."""
+    result = run_main("--verison")
+    assert result.returncode == 2 and result.stderr.endswith(
+        "toonlib: error: unrecognized arguments: --verison\n  --verison: did you mean --version?\n"
+        "  (a command's options go after the command: toonlib COMMAND --help)\n")
+    result = run_main("--steps", "5", "toonify", "me.jpg", "-o", "t.png")  # a command's option before the command
+    assert result.returncode == 2 and "unrecognized arguments: --steps\n  (a command's options go after" in (
+        result.stderr)
+    result = run_main("toonfy", "me.jpg", "-o", "t.png")
+    assert result.returncode == 2 and result.stderr.endswith(
+        "toonlib: error: no command 'toonfy'\n  toonfy: did you mean toonify?\n")
+    result = run_main("frobnicate")
+    assert result.returncode == 2 and result.stderr.endswith(
+        "toonlib: error: no command 'frobnicate'; the commands are convert, info, fetch, models, blend, align, "
+        "project, toonify, finetune, app\n")
+    result = run_main("toonify", "me.jpg", "-o", "t.png", "--device", "cpu")  # nothing close: no wild guess
+    assert result.returncode == 2 and result.stderr.endswith("unrecognized arguments: --device cpu\n")
+    assert run_main("--version").stdout == f"toonlib {toonlib.__version__}\n"
+
+
 def test_ctrl_c_while_the_parser_is_built_exits_130_without_a_traceback(monkeypatch, capsys):
     def interrupted():
         raise KeyboardInterrupt  # the imports build_parser triggers take a few seconds
@@ -241,14 +263,19 @@ def test_inputs_are_checked_before_any_download(tmp_path, offline_cache):
     ("toonify", ["--steps", "1.5"], "argument --steps: expected a whole number, got '1.5'"),
     ("toonify", ["--batch-size", "0"], "argument --batch-size: must be >= 1, got 0"),  # was: range() arg 3 ...
     ("toonify", ["--swap-res", "7"], "argument --swap-res: must be a power of two >= 4"),
-    ("toonify", ["--invert", "e4e", "--steps", "3"], "invert='e4e' runs no projection"),  # was: after the downloads
-    ("toonify", ["--level", "1"], "give a swap resolution too (--swap-res"),  # was: silently ignored
-    ("toonify", ["--blend-width", "2"], "give a swap resolution too (--swap-res"),
-    ("toonify", ["--swap-res", "16", "--blend-width", "-1"], "blend_width must be None or 0 (hard switch) or a pos"),
+    # options named as typed, not as Python's keywords (`invert='e4e'`, `blend_width must be None or 0`)
+    ("toonify", ["--invert", "e4e", "--steps", "3"], "--steps is a projection option and --invert e4e runs no "
+                                                     "projection: use --invert optimize or e4e+optimize"),
+    ("toonify", ["--invert", "psp", "--space", "w"], "--space is a projection option and --invert psp runs no"),
+    ("toonify", ["--invert", "e4e", "--seed", "3"], "--seed is a projection option and --invert e4e runs no"),
+    ("toonify", ["--level", "1"], "--level goes with --swap-res (it shapes a re-blend of the toon model)"),
+    ("toonify", ["--blend-width", "2"], "--blend-width goes with --swap-res (it shapes a re-blend of the toon"),
+    ("toonify", ["--swap-res", "16", "--blend-width", "-1"], "argument --blend-width: must be a number >= 0, got -1"),
     ("align", ["--size", "0"], "argument --size: must be >= 1, got 0"),  # was: ZeroDivisionError
     ("project", ["--video-every", "0"], "argument --video-every: must be >= 1, got 0"),  # was: after projecting
     ("blend", ["--swap-res", "12"], "argument --swap-res: must be a power of two >= 4"),
-    ("blend", ["--swap-res", "16", "--blend-width", "-1"], "blend_width must be None or 0"),
+    ("blend", ["--swap-res", "16", "--blend-width", "-1"], "argument --blend-width: must be a number >= 0, got -1"),
+    ("blend", ["--truncation-psi", "0.5"], "--truncation-psi goes with --grid (it shapes the grid's faces)"),
     ("app", ["--port", "99999"], "argument --port: must be between 1 and 65535, got 99999"),  # was: OverflowError
     ("app", ["--max-megapixels", "-1"], "argument --max-megapixels: must be a number > 0, got -1"),
     ("app", ["--steps", "300", "--max-steps", "100"], "slider's start (300) must be between 1 and its end"),

@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import difflib
 import functools
+import itertools
 import math
 import os
 import sys
@@ -29,12 +30,14 @@ EXIT_STATUS = """exit status:
   141  output closed early (`toonlib models | head`), nothing printed"""
 DEFAULT_GRID_SEEDS = "0-5"  # blend --grid's rows
 DEFAULT_VIDEO_EVERY = 5  # project --video: steps between frames
+DEFAULT_TRUNCATION_PSI = 0.7  # blend --grid's latents
 BATCH_STATUS = "  1  some photos failed (the others were written)\n"  # the one command that toonifies several photos
 
 
-def _number(kind: type = int, low: float = 1, high: float | None = None) -> Callable[[str], int | float]:
-    """An argparse `type`: a whole number in [low, high] (`kind` int) or a number above `low` (float), refused
-    while the arguments are parsed, before anything is downloaded, loaded or written."""
+def _number(kind: type = int, low: float = 1, high: float | None = None, low_allowed: bool = False
+            ) -> Callable[[str], int | float]:
+    """An argparse `type`: a whole number in [low, high] (`kind` int) or a number above `low` (float; from `low`
+    with `low_allowed`), refused while the arguments are parsed, before anything is downloaded, loaded or written."""
     def parse(text: str) -> int | float:
         try:
             value = kind(text)
@@ -44,8 +47,8 @@ def _number(kind: type = int, low: float = 1, high: float | None = None) -> Call
         if kind is int and not (value >= low and (high is None or value <= high)):
             raise argparse.ArgumentTypeError(f"must be {f'between {low} and {high}' if high else f'>= {low}'}, "
                                              f"got {text}")
-        if kind is float and not (math.isfinite(value) and value > low):
-            raise argparse.ArgumentTypeError(f"must be a number > {low}, got {text}")
+        if kind is float and not (math.isfinite(value) and (value >= low if low_allowed else value > low)):
+            raise argparse.ArgumentTypeError(f"must be a number {'>=' if low_allowed else '>'} {low}, got {text}")
         return value
     return parse
 
@@ -215,6 +218,7 @@ def cmd_blend(args: argparse.Namespace) -> int:
     check_setting(args.swap_res, args.level, args.blend_width)
     _check_image_output(args.grid, "blend")
     _only_with(args.seeds, "--seeds", args.grid, "--grid", "they are the grid's rows")
+    _only_with(args.truncation_psi, "--truncation-psi", args.grid, "--grid", "it shapes the grid's faces")
     seeds = parse_seeds(args.seeds or DEFAULT_GRID_SEEDS) if args.grid else []  # before anything is loaded or written
     _fetch_named_models((args.toon, "--toon"), (args.base, "--base"))
     low = load_generator(args.toon, which=args.toon_network)
@@ -224,7 +228,9 @@ def cmd_blend(args: argparse.Namespace) -> int:
     print(f"wrote {args.output}")
     if args.grid:
         grid = swap_resolution_grid(low, high, seeds, level=args.level,
-                                    blend_width=args.blend_width, truncation_psi=args.truncation_psi)
+                                    blend_width=args.blend_width,
+                                    truncation_psi=DEFAULT_TRUNCATION_PSI if args.truncation_psi is None
+                                    else args.truncation_psi)
         save_image(grid, args.grid)
         print(f"wrote {args.grid}")
     return 0
@@ -352,15 +358,14 @@ def cmd_toonify(args: argparse.Namespace) -> int:
 
     from .files import check_file_target
     from .images import save_image
-    from .pipeline import Toonifier, check_options
+    from .pipeline import Toonifier
 
     source = Path(args.photos)
     photos = _photos_to_toonify(args.photos)
     output_path = _toonify_outputs(Path(args.output), photos, source.is_dir())
     first = 0 if args.all_faces else None  # the first face's number
     check_file_target(output_path(photos[0], first, "toon"))  # a parent that is a file, a folder that is read-only
-    check_options(args.invert, steps=args.steps, swap_res=args.swap_res, level=args.level,
-                  blend_width=args.blend_width)
+    _check_toonify_options(args)
     _refuse_to_overwrite(photos, [output_path(photo, first, kind) for photo in photos for kind in TOONIFY_KINDS])
     _fetch_toonify_models(args, args.invert)
     toonifier = Toonifier(args.base, args.toon, swap_res=args.swap_res, level=args.level,
@@ -369,8 +374,10 @@ def cmd_toonify(args: argparse.Namespace) -> int:
     failed = 0
     written: list[Path] = []
     one = len(photos) == 1  # one photo: the projection's step bar; a folder: a bar of photos
-    outcomes = toonifier.toonify_many(photos, batch_size=args.batch_size, all_faces=args.all_faces, space=args.space,
-                                      steps=args.steps, seed=args.seed, paste_back=args.paste_back, progress=one)
+    outcomes = toonifier.toonify_many(photos, batch_size=args.batch_size, all_faces=args.all_faces,
+                                      space=args.space or "w+",
+                                      steps=args.steps, seed=args.seed or 0, paste_back=args.paste_back,
+                                      progress=one)
     for photo, outcome in tqdm(outcomes, total=len(photos), desc="toonify", unit="photo", disable=one):
         if isinstance(outcome, Exception):
             if one:  # nothing was written: the photo is unusable, as `align` says of it (exit status 2)
@@ -396,6 +403,22 @@ def cmd_toonify(args: argparse.Namespace) -> int:
     else:
         print(f"toonified {len(photos) - failed} of {len(photos)} photos into {args.output}")
     return 1 if failed else 0
+
+
+def _check_toonify_options(args: argparse.Namespace) -> None:
+    """Refuse toonify options that would be ignored, by the names typed (`pipeline.check_options` says the same
+    in Python's names)."""
+    from .pipeline import OPTIMIZING_MODES, check_options
+
+    for option, value in (("--steps", args.steps), ("--space", args.space), ("--seed", args.seed)):
+        if value is not None and args.invert not in OPTIMIZING_MODES:
+            raise ValueError(f"{option} is a projection option and --invert {args.invert} runs no projection: use "
+                             f"--invert optimize or e4e+optimize, or leave {option} out")
+    why = "it shapes a re-blend of the toon model"
+    _only_with(args.level or None, "--level", args.swap_res, "--swap-res", why)
+    _only_with(args.blend_width, "--blend-width", args.swap_res, "--swap-res", why)
+    check_options(args.invert, steps=args.steps, space=args.space or "w+", swap_res=args.swap_res, level=args.level,
+                  blend_width=args.blend_width)
 
 
 def _refuse_to_overwrite(inputs: str | Path | list[Path], targets: list[Path], option: str = "-o") -> None:
@@ -493,14 +516,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--swap-res", type=_swap_res, required=True, help="resolution of the last block taken from --toon")
     p.add_argument("--level", type=int, default=0, choices=[0, 1],
                    help="1 also keeps the next block's first conv from --toon")
-    p.add_argument("--blend-width", type=float, default=None,
-                   help="smooth switch width in layers (centred 1.5 layers below the hard switch); default hard")
+    p.add_argument("--blend-width", type=_number(float, 0, low_allowed=True), default=None,
+                   help="smooth switch width in layers (centred 1.5 layers below the hard switch); default or 0: "
+                        "hard switch")
     p.add_argument("-o", "--output", required=True, help="blended network file (.safetensors, toonlib's format)")
     p.add_argument("--grid", help="also save a PNG grid: rows = seeds; columns = --base, every swap resolution, "
                                   "--toon")
     p.add_argument("--seeds", help=f"seeds of the grid rows, e.g. 0-5 or 1,7,42 (default {DEFAULT_GRID_SEEDS})")
-    p.add_argument("--truncation-psi", type=float, default=0.7,
-                   help="truncation of the grid's latents towards the mean face (1 = none)")
+    p.add_argument("--truncation-psi", type=float, default=None,
+                   help="with --grid: truncation of the grid's latents towards the mean face (1 = none; default "
+                        f"{DEFAULT_TRUNCATION_PSI})")
     p.set_defaults(func=cmd_blend)
 
     p = sub.add_parser("align", help="crop and align a face like FFHQ")
@@ -556,13 +581,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="re-blend at this resolution (default: as published)")
     p.add_argument("--level", type=int, default=0, choices=[0, 1],
                    help="with --swap-res: 1 also keeps the next block's first conv from the toon model")
-    p.add_argument("--blend-width", type=float, default=None,
-                   help="with --swap-res: smooth switch width in layers (default: hard switch)")
-    p.add_argument("--space", default="w+", choices=["w+", "w"],
-                   help="w+: one w per layer (Toonify's choice); w: one w for all layers")
+    p.add_argument("--blend-width", type=_number(float, 0, low_allowed=True), default=None,
+                   help="with --swap-res: smooth switch width in layers (default or 0: hard switch)")
+    p.add_argument("--space", default=None, choices=["w+", "w"],
+                   help="w+: one w per layer (Toonify's choice, default); w: one w for all layers")
     p.add_argument("--steps", type=_number(), default=None,
                    help="projection steps (default 500 in w+, 1000 in w; 100 with --invert e4e+optimize)")
-    p.add_argument("--seed", type=int, default=0, help="random seed of the projection")
+    p.add_argument("--seed", type=int, default=None, help="random seed of the projection (default 0)")
     p.add_argument("--batch-size", type=_number(), default=4, help="photos projected together")
     p.add_argument("--paste-back", action="store_true", help="also write the toon face pasted into the photo")
     p.add_argument("--all-faces", action="store_true", help="every face of each photo (default: the largest)")
@@ -626,6 +651,10 @@ class _Subcommands:
         kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
         return self._subparsers.add_parser(name, **kwargs)
 
+    def names(self) -> list[str]:
+        """The sub-commands' names, in the order of `toonlib --help`."""
+        return list(self._subparsers.choices)
+
     def parser(self, name: str) -> argparse.ArgumentParser:
         """The sub-command's own parser (its usage in errors about its arguments)."""
         return self._subparsers.choices[name]
@@ -662,6 +691,15 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     """The parsed arguments; what the sub-command does not take is refused with that sub-command's usage (argparse
     would show the top level's, `toonlib [-h] [--version] COMMAND ...`)."""
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    leading = list(itertools.takewhile(lambda arg: arg.startswith("-"), argv))  # the options before the command
+    if stray := [arg for arg in leading if arg.split("=")[0] not in _option_names(parser)]:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}" + _did_you_mean(stray, _option_names(parser))
+                     + "\n  (a command's options go after the command: toonlib COMMAND --help)")
+    commands = parser.subcommands.names()
+    if len(argv) > len(leading) and (word := argv[len(leading)]) not in commands:
+        parser.error(f"no command {word!r}" + (_did_you_mean([word], commands) or
+                                               f"; the commands are {', '.join(commands)}"))
     args, extra = parser.parse_known_args(argv)
     if extra:
         command = parser.subcommands.parser(args.command)
@@ -669,11 +707,19 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         if args.command == "toonify" and not options:
             command.error(f"toonify takes one photo or one folder of photos, got also {' '.join(extra)}: put the "
                           "photos in a folder and give the folder")
-        known = [name for action in command._actions for name in action.option_strings]
-        hints = [f"{option}: did you mean {close[0]}?" for option in options
-                 if (close := difflib.get_close_matches(option, known, n=1))]
-        command.error(f"unrecognized arguments: {' '.join(extra)}" + "".join(f"\n  {hint}" for hint in hints))
+        command.error(f"unrecognized arguments: {' '.join(extra)}" + _did_you_mean(options, _option_names(command)))
     return args
+
+
+def _option_names(parser: argparse.ArgumentParser) -> list[str]:
+    """Every option string `parser` takes (`-o`, `--output`, ...)."""
+    return [name for action in parser._actions for name in action.option_strings]
+
+
+def _did_you_mean(words: Sequence[str], known: Sequence[str]) -> str:
+    """Lines of `word: did you mean X?` for the words close to a known one (misspellings), else ''."""
+    return "".join(f"\n  {word.split('=')[0]}: did you mean {close[0]}?" for word in words
+                   if (close := difflib.get_close_matches(word.split("=")[0], known, n=1, cutoff=0.75)))
 
 
 def _run(args: argparse.Namespace) -> int:
