@@ -165,6 +165,20 @@ def test_empty_and_foreign_files(tmp_path):
         load_network(tmp_path / "missing.pkl")
 
 
+def test_a_photo_or_an_archive_given_as_a_checkpoint_is_named(tmp_path):
+    """The message showed the file's first bytes (b'\\xff\\xd8\\xff\\xe0\\x00\\x10JFIF...') for a photo."""
+    import gzip
+
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "me.jpg")
+    with pytest.raises(CheckpointError, match=r"me.jpg is a JPEG image, not a checkpoint: expected a network pickle"):
+        load_network(tmp_path / "me.jpg")
+    (tmp_path / "ffhq.pkl.gz").write_bytes(gzip.compress(b"\x80\x04 a pickle"))
+    with pytest.raises(CheckpointError, match=r"compressed archive .* unpack it \(tar -xf, gunzip, ...\)"):
+        load_network(tmp_path / "ffhq.pkl.gz")
+
+
 def test_conditional_model_is_refused(tmp_path):
     def make_conditional(snapshot):
         snapshot["G_ema"].state["c_dim"] = 10

@@ -162,8 +162,25 @@ def read_checkpoint(path: str | os.PathLike) -> Networks:
             return tensorflow.read_tf_pickle(obj, source)
         raise CheckpointError(f"{source} is a pickle but not a StyleGAN network pickle "
                               f"(it holds a {type(obj).__name__})")
-    raise CheckpointError(f"{source} is not a checkpoint toonlib knows: expected a network pickle (.pkl), a "
-                          f"torch file (.pt) or a toonlib .safetensors file; the file starts with {head[:16]!r}")
+    expected = "expected a network pickle (.pkl), a torch file (.pt) or a toonlib .safetensors file"
+    if head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ")):
+        raise CheckpointError(f"{source} is a compressed archive (gzip, bzip2 or xz), not a checkpoint: unpack it "
+                              f"(tar -xf, gunzip, ...) and give the file inside; {expected}")
+    if kind := _image_format(path):
+        raise CheckpointError(f"{source} is a {kind} image, not a checkpoint: {expected}")
+    raise CheckpointError(f"{source} is not a checkpoint toonlib knows: {expected}; the file starts with "
+                          f"{head[:16]!r}")
+
+
+def _image_format(path: Path) -> str | None:
+    """The image format of `path` ('JPEG', 'PNG', ...) when Pillow can read it, else None."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return image.format
+    except (UnidentifiedImageError, OSError, ValueError):
+        return None
 
 
 def not_a_torch_zip(path: Path, source: str) -> str | None:
