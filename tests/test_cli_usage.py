@@ -85,6 +85,12 @@ def test_what_a_command_does_not_take_is_refused_with_its_own_usage():
     assert "unrecognized arguments: b" in result.stderr
 
 
+def test_the_detector_takes_the_package_name_as_written():
+    """The help says face-alignment (the package), the choice was face_alignment only."""
+    args = cli.build_parser().parse_args(["align", "me.jpg", "-o", "a.png", "--detector", "face-alignment"])
+    assert args.detector == "face_alignment"
+
+
 def test_a_misspelt_command_or_top_level_option_gets_the_close_match():
     """`toonlib --verison` said 'the following arguments are required: COMMAND'; `toonlib toonfy` listed every
     command without saying which was meant."""

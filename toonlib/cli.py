@@ -473,7 +473,6 @@ def cmd_app(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
-    from .align import DETECTORS
 
     parser = argparse.ArgumentParser(prog="toonlib", description="Toonify faces with StyleGAN2 network blending.",
                                      epilog=EXIT_STATUS, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -534,8 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="aligned image (PNG); with --all-faces numbered -face0, -face1, ...")
     p.add_argument("--size", type=_number(), default=1024,
                    help="output size in px, the model's resolution (default 1024, FFHQ's)")
-    p.add_argument("--detector", default="auto", choices=DETECTORS,
-                   help="face landmarks: face-alignment (downloads its weights once), dlib (offline), or auto")
+    _add_detector(p)
     p.add_argument("--all-faces", action="store_true", help="every face, largest first (default: the largest)")
     p.set_defaults(func=cmd_align)
 
@@ -560,13 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True,
                    help="output folder (<name>-toon.png, -aligned, -reconstruction, -pasted); for one photo also "
                         "an image file: the toon there, the others beside it (out.png, out-aligned.png, ...)")
-    p.add_argument("--base", default=None,
-                   help="base model photos are inverted into (default: the toon model's own base, its lineage in "
-                        "`toonlib models`; FFHQ 1024 for a file)")
-    p.add_argument("--toon", default="toonify-blended-tf", help="toon checkpoint (default: Toonify's)")
-    p.add_argument("--toon-network", default=None, choices=["G", "G_ema"],
-                   help="the toon model inside --toon, used with --swap-res (default: the registry's choice; for "
-                        "a file its G if it has one, as Toonify's file, else its G_ema)")
+    _add_toonifier_models(p, "used with --swap-res")
     p.add_argument("--invert", default="optimize", choices=INVERT_MODES,
                    help="how the photo becomes a latent: optimize (projection, default; slow), e4e or psp (one "
                         "encoder pass: seconds), e4e+optimize (e4e, then 100 projection steps), psp-toonify "
@@ -591,8 +583,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_number(), default=4, help="photos projected together")
     p.add_argument("--paste-back", action="store_true", help="also write the toon face pasted into the photo")
     p.add_argument("--all-faces", action="store_true", help="every face of each photo (default: the largest)")
-    p.add_argument("--detector", default="auto", choices=DETECTORS,
-                   help="face landmarks: face-alignment (downloads its weights once), dlib (offline), or auto")
+    _add_detector(p)
     p.set_defaults(func=cmd_toonify)
 
     from .train import add_train_arguments
@@ -607,17 +598,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .pipeline import INVERT_MODES
 
     p = sub.add_parser("app", help="the Toonify web app in your browser (Gradio; pip install 'toonlib[app]')")
-    p.add_argument("--base", default=None,
-                   help="base model photos are inverted into (default: the toon model's own base, its lineage in "
-                        "`toonlib models`; FFHQ 1024 for a file)")
-    p.add_argument("--toon", default="toonify-blended-tf", help="toon checkpoint (default: Toonify's)")
-    p.add_argument("--toon-network", default=None, choices=["G", "G_ema"],
-                   help="the toon model inside --toon, re-blended by the swap-resolution slider (default: the "
-                        "registry's choice; for a file its G if it has one, as Toonify's file, else its G_ema)")
+    _add_toonifier_models(p, "re-blended by the swap-resolution slider")
     p.add_argument("--swap-res", type=_swap_res, default=DEFAULT_SWAP_RES,
                    help=f"where the swap-resolution slider starts, in px (default {DEFAULT_SWAP_RES})")
-    p.add_argument("--detector", default="auto", choices=DETECTORS,
-                   help="face landmarks: face-alignment (downloads its weights once), dlib (offline), or auto")
+    _add_detector(p)
     p.add_argument("--invert", nargs="+", default=["optimize"], choices=INVERT_MODES, metavar="MODE",
                    help="the inversion modes offered, the first selected: optimize (projection, default), e4e or "
                         "psp (one encoder pass: fast), e4e+optimize, psp-toonify; each mode loads its own models")
@@ -637,6 +621,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--share", action="store_true", help="also a public *.gradio.live link (Colab; needs internet)")
     p.set_defaults(func=cmd_app)
     return parser
+
+
+def _add_toonifier_models(p: argparse.ArgumentParser, toon_network_use: str) -> None:
+    """--base, --toon and --toon-network of the commands that make a `Toonifier` (toonify, app)."""
+    p.add_argument("--base", default=None,
+                   help="base model photos are inverted into (default: the toon model's own base, its lineage in "
+                        "`toonlib models`; FFHQ 1024 for a file)")
+    p.add_argument("--toon", default="toonify-blended-tf", help="toon checkpoint (default: Toonify's)")
+    p.add_argument("--toon-network", default=None, choices=["G", "G_ema"],
+                   help=f"the toon model inside --toon, {toon_network_use} (default: the registry's choice; for a "
+                        "file its G if it has one, as Toonify's file, else its G_ema)")
+
+
+def _add_detector(p: argparse.ArgumentParser) -> None:
+    """--detector of the commands that find faces (align, toonify, app)."""
+    from .align import DETECTORS
+
+    p.add_argument("--detector", default="auto", choices=DETECTORS, type=lambda text: text.replace("-", "_"),
+                   help="face landmarks: face_alignment (the face-alignment package; downloads its weights once), "
+                        "dlib (offline), or auto (face_alignment when its weights are here or can be downloaded, "
+                        "else dlib)")
 
 
 class _Subcommands:
