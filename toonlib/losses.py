@@ -6,7 +6,10 @@ this module stays cheap.
 """
 from __future__ import annotations
 
+import inspect
+import pickle
 import warnings
+from pathlib import Path
 from typing import Iterable
 
 import torch
@@ -43,6 +46,10 @@ def build_lpips(device: str | torch.device = "cpu") -> nn.Module:
 
 
 def _new_lpips() -> nn.Module:
+    """lpips' LPIPS-VGG module with its trunk read from torchvision's VGG16 file: only the 13 convolutions that
+    LPIPS uses (56 MB of the file's 528; its classifier is never built), memory-mapped where the file allows.
+    `lpips.LPIPS(net='vgg')` itself builds and randomly initialises the whole VGG16, then reads the whole file
+    beside it: ~1.2 GB above the result for a moment, and a second of CPU time."""
     import lpips
 
     from .download import DownloadError, fetch
@@ -57,15 +64,41 @@ def _new_lpips() -> nn.Module:
             f"and they could not be downloaded: {exc.reason}. Run `toonlib fetch {VGG16_WEIGHTS}` on a machine "
             f"with internet, or download {info.sources[0]} and save it as {exc.path}."
         ) from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torchvision's "pretrained is deprecated"; lpips' own
+        # load of its heads, a no-op on the meta device ("copying from a non-meta parameter ...")
+        with torch.device("meta"):  # the module's shape only: no memory, no random initialisation
+            net = lpips.LPIPS(net="vgg", pnet_rand=True, verbose=False)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # torchvision's "pretrained is deprecated"
-            return lpips.LPIPS(net="vgg", verbose=False).eval().requires_grad_(False)
-    except (OSError, RuntimeError) as exc:  # a state dict that is not VGG16's
+        state = _lpips_vgg_state(net, path)
+        net.load_state_dict(state, strict=False, assign=True)
+        empty = [name for name, tensor in [*net.named_parameters(), *net.named_buffers()] if tensor.is_meta]
+        if empty:
+            raise RuntimeError(f"no weights for {', '.join(empty)}")
+    except (OSError, RuntimeError, KeyError, pickle.UnpicklingError) as exc:  # a file that is not VGG16's
         raise PerceptualWeightsError(
             f"{path} is not torchvision's VGG16 ({type(exc).__name__}: {' '.join(str(exc).split())[:300]}). "
             f"Delete it and run `toonlib fetch {VGG16_WEIGHTS}`."
         ) from None
+    return net.eval().requires_grad_(False)
+
+
+def _lpips_vgg_state(net: nn.Module, vgg_path: Path) -> dict[str, torch.Tensor]:
+    """The weights of lpips' module `net` (built on the meta device): its VGG16 convolutions from torchvision's
+    file (`features.<i>.weight` there, `net.slice<k>.<i>.weight` in lpips), its per-layer heads from the file
+    lpips ships (`weights/v0.1/vgg.pth`, as `lpips.LPIPS(pretrained=True)` reads it)."""
+    import lpips
+
+    try:  # torch.save's zip format maps the file: only the pages of the convolutions are read
+        vgg = torch.load(vgg_path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError:  # the legacy format cannot be mapped: read whole, the classifier dropped at once
+        vgg = torch.load(vgg_path, map_location="cpu", weights_only=True)
+    state = {f"net.{name}": vgg[f"features.{name.split('.', 1)[1]}"].clone()
+             for name, _ in net.net.named_parameters()}  # clone: nothing stays mapped from the file
+    del vgg
+    heads = Path(inspect.getfile(lpips.LPIPS)).parent / "weights" / f"v{net.version}" / "vgg.pth"
+    state.update(torch.load(heads, map_location="cpu", weights_only=True))
+    return state
 
 
 class PerceptualDistance:
