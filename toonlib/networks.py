@@ -31,8 +31,31 @@ NOISE_MODES = ("random", "const", "none")
 # Configurations
 
 
+class _NetworkConfig:
+    """What the generator's and the discriminator's configs share: the channel table and a dict round trip."""
+
+    _KIND = "network"  # how errors name the config
+
+    def channels(self, res: int) -> int:
+        """Feature channels of the layers at resolution `res` (NVIDIA's `min(channel_base // res, channel_max)`)."""
+        return min(self.channel_base // res, self.channel_max)
+
+    def to_dict(self) -> dict:
+        """The fields as a plain dict (JSON-ready), what checkpoints store."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        """The config of a dict written by `to_dict`; unknown fields are a ValueError naming them."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown {cls._KIND} config field(s) {unknown}; known: {sorted(names)}")
+        return cls(**d)
+
+
 @dataclass
-class GeneratorConfig:
+class GeneratorConfig(_NetworkConfig):
     """Everything that defines a generator's architecture (NVIDIA's names and defaults, config F).
 
     A config is canonical once built, so that two configs of the same network compare equal whichever
@@ -41,6 +64,8 @@ class GeneratorConfig:
     the same channel count at every resolution of this model (see `canonical_channels`); numbers get one
     type (`conv_clamp`, `mapping_lr_multiplier`, `w_avg_beta` float, `resample_filter` a tuple).
     """
+
+    _KIND = "generator"
 
     z_dim: int = 512
     w_dim: int = 512
@@ -75,20 +100,13 @@ class GeneratorConfig:
         """Number of w vectors the synthesis network consumes (2 per resolution, minus 2)."""
         return 2 * int(math.log2(self.img_resolution)) - 2
 
-    def channels(self, res: int) -> int:
-        return min(self.channel_base // res, self.channel_max)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "GeneratorConfig":
-        return cls(**_known_fields(cls, d, "generator"))
 
 
 @dataclass
-class DiscriminatorConfig:
+class DiscriminatorConfig(_NetworkConfig):
     """Architecture of a residual StyleGAN2 discriminator (NVIDIA's names and defaults)."""
+
+    _KIND = "discriminator"
 
     img_resolution: int = 1024
     img_channels: int = 3
@@ -108,15 +126,6 @@ class DiscriminatorConfig:
         self.conv_clamp = None if self.conv_clamp is None else float(self.conv_clamp)
         self.resample_filter = _canonical_filter(self.resample_filter)
 
-    def channels(self, res: int) -> int:
-        return min(self.channel_base // res, self.channel_max)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "DiscriminatorConfig":
-        return cls(**_known_fields(cls, d, "discriminator"))
 
 
 def check_resolution(res: int) -> None:
@@ -143,14 +152,6 @@ def canonical_channels(channel_base: int, channel_max: int, img_resolution: int)
 def _canonical_filter(taps) -> tuple:
     """A FIR filter as a tuple, integral taps as ints ([1., 3., 3., 1.] -> (1, 3, 3, 1))."""
     return tuple(int(t) if float(t).is_integer() else float(t) for t in taps)
-
-
-def _known_fields(cls, d: dict, what: str) -> dict:
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise ValueError(f"unknown {what} config field(s) {unknown}; known: {sorted(names)}")
-    return dict(d)
 
 
 def _fp16_resolution(img_resolution: int, num_fp16_res: int) -> int:
