@@ -106,6 +106,13 @@ def test_too_few_images_is_an_error(tmp_path):
     assert len(load(tmp_path, min_images=3)) == 3
 
 
+def test_a_refused_data_set_writes_no_cache(tmp_path):
+    make_folder(tmp_path / "few", count=3)
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match="found 3 usable"):
+        ImageDataset(tmp_path / "few", RES, progress=False, cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()  # a fine-tuning run that stops at its start leaves nothing behind
+
+
 def test_xflip_doubles_with_mirrored_copies(folder):
     dataset = load(folder, xflip=True)
     assert len(dataset) == 2 * dataset.num_images == 40

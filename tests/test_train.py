@@ -12,6 +12,7 @@ import functools
 import http.server
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -22,6 +23,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+import toonlib.cli
 from toonlib import download
 from toonlib.checkpoints import CheckpointError, Networks, load_network, save_network
 from toonlib.losses import discriminator_loss, generator_loss, r1_penalty
@@ -267,7 +269,7 @@ def test_freeze_g_and_mapping_keep_the_base_g_ema_bit_identical(base):
 
 
 def test_freeze_g_must_leave_a_block_to_train(base):
-    with pytest.raises(ValueError, match="freeze_g=16 freezes every synthesis block.*\\[4, 8\\]"):
+    with pytest.raises(ValueError, match="--freeze-g 16 \\(freeze_g=16\\) freezes every synthesis block.*\\[4, 8\\]"):
         Trainer(config(base, "freeze_all", freeze_g=16), progress=False)
     with pytest.raises(ValueError, match="freeze_g must be 0 \\(off\\) or a resolution"):
         TrainConfig(data="d", resume="r", run_dir="o", freeze_g=12)
@@ -516,7 +518,7 @@ def test_base_without_discriminator_is_refused(base):
 
 
 def test_resolution_mismatch_is_refused(base):
-    with pytest.raises(ValueError, match="to be 32x32 .* makes 16x16") as raised:
+    with pytest.raises(ValueError, match=r"--resolution 32 \(resolution=32\): .* makes 16x16") as raised:
         finetune(config(base, "res", resolution=32), progress=False)
     assert raised.value.args[0].endswith("start from a 32 px model with its discriminator.")  # no registry model
     with pytest.raises(ValueError, match=r"start from a 256 px model \(e.g. 'ffhq-256-noaug'\)\.$"):
@@ -524,5 +526,25 @@ def test_resolution_mismatch_is_refused(base):
 
 
 def test_batch_not_divisible_is_refused(base):
-    with pytest.raises(ValueError, match="batch_size \\(6\\) must be divisible by batch_gpu \\(4\\)"):
+    with pytest.raises(ValueError, match=r"--batch-size 6 \(batch_size=6\) must be divisible by --batch-gpu 4 "
+                                         r"\(batch_gpu=4\)"):
         finetune(config(base, "batch", batch_size=6, batch_gpu=4), progress=False)
+
+
+@pytest.mark.parametrize("options, said", [
+    (["--freeze-d", "8"], "--freeze-d 8 (freeze_d=8) asks for more layers than D has that can be frozen: 7"),
+    (["--freeze-g", "16"], "--freeze-g 16 (freeze_g=16) freezes every synthesis block of this 16 px generator"),
+    (["--resolution", "32"], "Leave --resolution unset"),
+    (["--batch-size", "6", "--batch-gpu", "4"], "--batch-size 6 (batch_size=6) must be divisible by"),
+    (["--seed", "1"], "(--seed: 0 -> 1)"),
+])
+def test_settings_refused_at_the_start_are_named_as_typed(base, options, said, capsys):
+    run = base["root"] / ("named" if "--seed" in options else "named-new")  # a run to resume, for --seed
+    if "--seed" in options and not run.exists():
+        finetune(config(base, "named", kimg=0.004), progress=False)
+    assert toonlib.cli.main(["finetune", "--data", str(base["data"]), "--resume", str(base["base"]), "--run-dir",
+                             str(run), "--prepare", "none", "--batch-size", "4", "--kimg", "0.004", "--no-progress",
+                             *options]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("toonlib finetune: error: ") and said in err, err
+    assert not re.search(r"(?<![(\w])[a-z]+_[a-z_]+\b(?!=)|TrainConfig", err), err  # Python names only as name=

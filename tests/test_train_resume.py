@@ -22,7 +22,7 @@ from test_train import base, config, one_thread  # noqa: F401 (fixtures)
 
 import toonlib.cli
 from toonlib.checkpoints import load_network
-from toonlib.train import Trainer, finetune, loop, newest_state
+from toonlib.train import Trainer, finetune, latest_snapshot, loop, newest_state
 from toonlib.train.snapshots import hold_run_dir, write_latest
 
 
@@ -200,12 +200,14 @@ def test_the_data_is_recorded_resolved_and_resumed_however_spelled(base, monkeyp
     shutil.copytree("data", "data-copy")  # the same images elsewhere: another data set
     assert cli(base, str(base["base"]), run, "--kimg", "0.02", data="data-copy") == 2
     err = capsys.readouterr().err
-    assert f"(data: '{base['data'].resolve()}' -> '{(base['root'] / 'data-copy').resolve()}')" in err
+    assert f"(--data: '{base['data'].resolve()}' -> '{(base['root'] / 'data-copy').resolve()}')" in err
 
 
-def test_a_run_recorded_with_a_relative_data_path_resumes_from_its_folder(base, tmp_path, monkeypatch,  # noqa: F811
-                                                                         capsys):
-    """As toonlib recorded the data before: the path as typed, which names a folder relative to the current one."""
+def test_a_run_recorded_with_a_relative_data_path_resumes_from_any_folder(base, tmp_path, monkeypatch,  # noqa: F811
+                                                                        capsys):
+    """As toonlib recorded the data before: the path as typed, relative to a folder the run does not record. The
+    same images (the run's dataset cache holds them) resume from anywhere; others are refused, the message says
+    why."""
     monkeypatch.chdir(base["root"])
     run = base["root"] / "relative"
     finetune(config(base, "relative", kimg=0.004), progress=False)
@@ -213,12 +215,15 @@ def test_a_run_recorded_with_a_relative_data_path_resumes_from_its_folder(base, 
     state["config"]["data"] = "data/"
     torch.save(state, path)
     (run / "config.json").write_text(json.dumps(state["config"]))
-    monkeypatch.chdir(tmp_path)  # here 'data/' is another folder (empty): refused, whatever the spelling
-    (tmp_path / "data").mkdir()
-    assert cli(base, str(base["base"]), run, "--kimg", "0.008") == 2
-    assert "(data: 'data/' -> " in capsys.readouterr().err
-    monkeypatch.chdir(base["root"])
-    assert cli(base, str(base["base"]), run, "--kimg", "0.008", data="./data") == 0
+    monkeypatch.chdir(tmp_path)  # another folder
+    shutil.copytree(base["data"], "faces")
+    for image in Path("faces").iterdir():
+        os.utime(image, ns=(1, 1))  # other files than the run's, to its dataset cache
+    assert cli(base, str(base["base"]), run, "--kimg", "0.008", data="faces") == 2
+    err = capsys.readouterr().err
+    assert f"(--data: 'data/' -> '{(tmp_path / 'faces').resolve()}')" in err
+    assert "recorded 'data/' relative to the folder it was started in" in err
+    assert cli(base, str(base["base"]), run, "--kimg", "0.008") == 0  # the run's images, given from here
     assert records(run) == [str(base["data"].resolve())] * 3  # recorded resolved from now on
     assert newest_state(run)[1]["cur_nimg"] == 8
 
@@ -234,3 +239,129 @@ def test_a_zip_data_set_resumes_however_spelled(base, monkeypatch):  # noqa: F81
     for kimg, spelling in enumerate(("./faces.zip", str(base["root"] / "faces.zip")), start=2):
         assert cli(base, str(base["base"]), run, "--kimg", str(kimg * 0.004), data=spelling) == 0, spelling
     assert newest_state(run)[1]["cur_nimg"] == 12
+
+
+# ---------------------------------------------------------------------------------------------
+# The base model: recorded resolved, compared however spelled
+
+
+def test_the_base_is_recorded_resolved_and_resumed_however_spelled(base, monkeypatch, capsys):  # noqa: F811
+    monkeypatch.chdir(base["root"])
+    monkeypatch.setenv("HOME", str(base["root"]))
+    run = Path("based")
+    assert cli(base, "base.pt", run, "--kimg", "0.004") == 0
+    resolved = str(base["base"].resolve())
+    _, state = newest_state(run)
+    assert state["config"]["resume"] == resolved == json.loads((run / "config.json").read_text())["resume"]
+    assert load_network(run / "network-snapshot-000000004.safetensors").meta["finetune"]["base"] == resolved
+    spellings = ("./base.pt", resolved, "~/base.pt", f"../{base['root'].name}/base.pt")
+    for kimg, spelling in enumerate(spellings, start=2):
+        assert cli(base, spelling, run, "--kimg", str(kimg * 0.004)) == 0, spelling
+    assert newest_state(run)[1]["cur_nimg"] == 20 and capsys.readouterr().err == ""
+    # Another run's folder as the base, with and without a trailing slash.
+    assert cli(base, "based/", Path("from-based"), "--kimg", "0.004") == 0
+    assert cli(base, str(run.resolve()), Path("from-based"), "--kimg", "0.008") == 0
+    _, state = newest_state("from-based")
+    assert state["config"]["resume"] == str(run.resolve()) and state["base_state"]["run"] == str(run.resolve())
+    shutil.copy("base.pt", "other.pt")  # another file: refused
+    assert cli(base, "other.pt", run, "--kimg", "0.028") == 2
+    assert f"(--resume: '{resolved}' -> '{base['root'].resolve() / 'other.pt'}')" in capsys.readouterr().err
+
+
+def test_a_base_recorded_as_a_relative_path_resumes_from_another_folder(base, tmp_path, monkeypatch,  # noqa: F811
+                                                                      capsys):
+    """As toonlib recorded --resume before: as typed, relative to a folder the run does not record."""
+    run = base["root"] / "relative-base"
+    finetune(config(base, "relative-base", kimg=0.004), progress=False)
+    path, state = newest_state(run)
+    state["config"]["resume"] = "base.pt"
+    torch.save(state, path)
+    monkeypatch.chdir(tmp_path)
+    assert cli(base, str(base["base"]), run, "--kimg", "0.008") == 0  # a file that 'base.pt' named from its folder
+    assert newest_state(run)[1]["config"]["resume"] == str(base["base"].resolve())
+    shutil.copy(base["base"], "other.pt")
+    assert cli(base, "other.pt", run, "--kimg", "0.012") == 2
+    assert "(--resume: " in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# Failed starts, interruptions, finished runs
+
+
+def test_a_run_that_fails_at_its_start_leaves_no_run_folder(base, tmp_path, capsys):  # noqa: F811
+    unreadable = tmp_path / "unreadable"
+    unreadable.mkdir()
+    for i in range(8):
+        (unreadable / f"{i}.png").write_bytes(b"not a png")
+    (tmp_path / "bad.pkl").write_bytes(b"not a checkpoint")
+    run = tmp_path / "runs" / "toon"
+    for data, resume in ((str(unreadable), str(base["base"])), (None, str(tmp_path / "bad.pkl"))):
+        assert cli(base, resume, run, data=data) == 2
+        assert "error: " in capsys.readouterr().err
+        assert not run.exists(), sorted(run.rglob("*"))
+
+
+STAGES = ("save_network", "save_image", "append_metrics", "plot_metrics", "write_latest", "save_state")
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_ctrl_c_during_the_last_snapshot_resumes_exactly(base, stage, monkeypatch):  # noqa: F811
+    settings = dict(kimg=0.008, snapshot_kimg=0.004, pl_weight=0)
+    whole = base["root"] / "ctrl-c-whole"
+    if not whole.exists():
+        finetune(config(base, whole.name, **settings), progress=False)
+    run = base["root"] / f"ctrl-c-{stage}"
+    calls = []
+
+    def interrupted(*args, **kwargs):
+        calls.append(stage)
+        if len(calls) == 2:  # in the last snapshot
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    original = getattr(loop, stage)
+    with monkeypatch.context() as patched:
+        patched.setattr(loop, stage, interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            finetune(config(base, run.name, **settings), progress=False)
+    for name in ("network", "fakes"):  # what latest.json names is there, and whole
+        assert (run / json.loads((run / "latest.json").read_text())[name]).is_file()
+    assert not [p.name for p in run.iterdir() if p.name.startswith(".")]
+    path = finetune(config(base, run.name, **settings), progress=False)
+    assert path == run / "network-snapshot-000000008.safetensors" == latest_snapshot(run)
+    assert [json.loads(line)["kimg"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [0.004, 0.008]
+    _, a = newest_state(whole)
+    _, b = newest_state(run)
+    for name in ("G", "G_ema", "D"):
+        for key, value in a[name].items():
+            assert torch.equal(value, b[name][key]), f"{name}.{key}"
+
+
+def test_files_cut_short_by_a_killed_run_are_removed_when_it_resumes(base):  # noqa: F811
+    run = base["root"] / "killed"
+    finetune(config(base, run.name, kimg=0.004), progress=False)
+    stale = [run / ".training-state-000000008.pt.0a1b2c3d.tmp", run / ".metrics.png.deadbeef.tmp",
+             run / "dataset-cache" / ".data-none16-0123456789abcdef.pt.00ff00ff.tmp"]
+    for path in stale:  # what kill -9 leaves in the middle of an atomic write
+        path.write_bytes(b"half")
+    kept = [run / ".notes", run / ".keep.tmp", run / "mine.0a1b2c3d.tmp"]
+    for path in kept:
+        path.write_text("the user's")
+    finetune(config(base, run.name, kimg=0.008), progress=False)
+    assert not [path for path in stale if path.exists()] and all(path.exists() for path in kept)
+
+
+def test_a_kimg_already_reached_is_said_and_changes_nothing(base):  # noqa: F811
+    run = base["root"] / "reached"
+    finetune(config(base, run.name, kimg=0.008), progress=False)
+    before = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
+    for kimg, said in ((0.004, "asks for less"), (0.008, "is done")):
+        with pytest.warns(UserWarning, match=rf"{run} has trained 0.008 kimg.*--kimg {kimg} {said}.*larger --kimg"):
+            path = finetune(config(base, run.name, kimg=kimg), progress=False)
+        assert path == run / "network-snapshot-000000008.safetensors"
+    assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == before
+
+
+def test_a_kimg_below_one_image_trains_one_minibatch(base):  # noqa: F811
+    path = finetune(config(base, "under-one-image", kimg=0.0001), progress=False)  # 0.1 images
+    assert path.name == "network-snapshot-000000004.safetensors"

@@ -29,7 +29,7 @@ from .files import atomic_write_path
 from .images import IMAGE_SUFFIXES, is_hidden, read_image
 from .messages import warn
 
-__all__ = ["ImageDataset", "infinite_loader"]
+__all__ = ["ImageDataset", "cache_name", "infinite_loader"]
 
 PREPARE_MODES = ("crop", "align", "none")
 _CACHE_VERSION = 1  # bump when the preparation of images changes, so old caches are not reused
@@ -76,15 +76,10 @@ class ImageDataset(Dataset):
 
         with _open_source(self.source) as (entries, read):
             if cache_dir is not None:
-                key = _cache_key(entries, resolution, prepare)
-                self.cache_path = Path(cache_dir) / f"{self.source.stem}-{prepare}{resolution}-{key}.pt"
-            if self.cache_path is not None and self.cache_path.is_file():
-                payload = torch.load(self.cache_path, weights_only=True)
-            else:
-                payload = _prepare_all(entries, read, resolution, prepare, progress)
-                if self.cache_path is not None:
-                    with atomic_write_path(self.cache_path) as tmp:
-                        torch.save(payload, tmp)
+                self.cache_path = Path(cache_dir) / _cache_name(self.source, entries, resolution, prepare)
+            cached = self.cache_path is not None and self.cache_path.is_file()
+            payload = (torch.load(self.cache_path, weights_only=True) if cached
+                       else _prepare_all(entries, read, resolution, prepare, progress))
 
         self.images: torch.Tensor = payload["images"]  # uint8 [num_images, 3, R, R]
         self.names: list[str] = list(payload["names"])
@@ -92,10 +87,13 @@ class ImageDataset(Dataset):
         if self.skipped:
             lines = "\n".join(f"  {name}: {reason}" for name, reason in self.skipped)
             warn(f"skipped {len(self.skipped)} of {len(entries)} images in '{self.source}':\n{lines}")
-        if self.num_images < min_images:
+        if self.num_images < min_images:  # before the cache is written: a refused data set leaves nothing behind
             raise ValueError(f"found {self.num_images} usable image(s) in '{self.source}' "
                              f"({len(self.skipped)} skipped, extensions {', '.join(IMAGE_SUFFIXES)}); "
                              f"need at least {min_images}")
+        if self.cache_path is not None and not cached:
+            with atomic_write_path(self.cache_path) as tmp:
+                torch.save(payload, tmp)
 
     @property
     def num_images(self) -> int:
@@ -169,9 +167,16 @@ def _open_source(source: Path) -> Iterator[tuple[list[Entry], Callable[[str], by
         raise FileNotFoundError(f"no such folder or .zip file: '{source}'")
 
 
-def _cache_key(entries: list[Entry], resolution: int, prepare: str) -> str:
+def cache_name(source: Union[str, os.PathLike], resolution: int, prepare: str) -> str:
+    """The file name under which `ImageDataset(source, resolution, prepare=prepare, cache_dir=...)` caches its
+    images: the same for the same files (names, sizes, mtimes or a zip's CRCs), read nothing but the file list."""
+    with _open_source(Path(source)) as (entries, _):
+        return _cache_name(Path(source), entries, resolution, prepare)
+
+
+def _cache_name(source: Path, entries: list[Entry], resolution: int, prepare: str) -> str:
     text = json.dumps([_CACHE_VERSION, resolution, prepare, entries])
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return f"{source.stem}-{prepare}{resolution}-{hashlib.sha256(text.encode()).hexdigest()[:16]}.pt"
 
 
 def _prepare_all(entries: list[Entry], read: Callable[[str], bytes], resolution: int, prepare: str,

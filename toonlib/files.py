@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import stat
 from pathlib import Path
@@ -163,6 +164,10 @@ def looks_like_html(head: bytes) -> bool:
     """True when a file's first bytes are a web page (what failed downloads often save instead)."""
     start = head.lstrip().lower()
     return start.startswith((b"<!doctype html", b"<html", b"<head", b"<?xml", b"<!--")) or b"<html" in start[:1024]
+
+
+#: The names `_create_temp` gives: `.<name>.<8 hex digits>.tmp` (what a killed writer leaves behind).
+TEMP_FILE_NAME = re.compile(r"\..+\.[0-9a-f]{8}\.tmp")
 
 
 def _create_temp(path: Path) -> Path:

@@ -8,7 +8,7 @@ import re
 
 from ..data import PREPARE_MODES
 from ..networks import parse_seeds
-from .config import AUGMENT_MODES, METRIC_MODES, MIXED_PRECISION_MODES, TrainConfig
+from .config import AUGMENT_MODES, METRIC_MODES, MIXED_PRECISION_MODES, TrainConfig, option_name
 
 __all__ = ["add_train_arguments", "config_from_args", "main"]
 
@@ -24,7 +24,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
 
     def option(name: str, help: str, **kwargs) -> None:
         default = kwargs.pop("shown_default", defaults.get(name))
-        parser.add_argument("--" + name.replace("_", "-"), dest=name, default=argparse.SUPPRESS,
+        parser.add_argument(option_name(name), dest=name, default=argparse.SUPPRESS,
                             help=f"{help} (default: {default})", **kwargs)
 
     parser.add_argument("--data", required=True, help="folder or .zip of training images")
@@ -80,7 +80,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     except ValueError as exc:
         message = str(exc).removeprefix("invalid TrainConfig: ")
         fields = "|".join(sorted(names, key=len, reverse=True))
-        raise ValueError(re.sub(rf"\b({fields})\b", lambda m: "--" + m.group(1).replace("_", "-"), message)) from None
+        raise ValueError(re.sub(rf"\b({fields})\b", lambda m: option_name(m.group(1)), message)) from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from ..data import PREPARE_MODES
 
-__all__ = ["AUGMENT_MODES", "METRIC_MODES", "MIXED_PRECISION_MODES", "RESUME_FIXED", "TrainConfig"]
+__all__ = ["AUGMENT_MODES", "METRIC_MODES", "MIXED_PRECISION_MODES", "RESUME_FIXED", "TrainConfig", "option_name",
+           "option_value"]
 
 AUGMENT_MODES = ("ada", "fixed", "none")
 MIXED_PRECISION_MODES = ("auto", "off")
@@ -23,13 +24,23 @@ RESUME_FIXED = ("data", "resume", "resolution", "prepare", "mirror", "batch_size
                 "freeze_mapping", "augment", "augment_p")
 
 
+def option_name(name: str) -> str:
+    """The command-line option of the TrainConfig field `name`, as messages name it: 'freeze_d' -> '--freeze-d'."""
+    return "--" + name.replace("_", "-")
+
+
+def option_value(name: str, value: object) -> str:
+    """A setting's value as messages name it, for the command line and Python alike: '--freeze-d 11 (freeze_d=11)'."""
+    return f"{option_name(name)} {value} ({name}={value!r})"
+
+
 @dataclass
 class TrainConfig:
     """Everything a fine-tuning run depends on; stored in the run folder (config.json and each training state).
 
-    `data` is a folder or .zip of images; the run records it resolved (an absolute path), and a resumed run must
-    name the same one, however spelled. `resume` is where the networks come from: a checkpoint with D (path, URL
-    or registry name), or a run folder.
+    `data` is a folder or .zip of images. `resume` is where the networks come from: a checkpoint with D (path, URL
+    or registry name), or a run folder. The run records both resolved (a local path as an absolute one), and a
+    resumed run must name the same ones, however spelled.
     `run_dir` itself continues that run from its newest valid training state, as re-running with the same
     `run_dir` does (its stored `resume` is kept); another run's folder starts a new run from G, D and G_ema of
     that run's newest training state that loads (a half-written one is skipped), recorded in the snapshots'

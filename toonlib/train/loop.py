@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -28,7 +29,7 @@ from tqdm.auto import tqdm
 
 from ..augment import AdaptiveP, AugmentPipe
 from ..checkpoints import CheckpointError, Networks, load_network, save_network
-from ..data import ImageDataset, infinite_loader
+from ..data import ImageDataset, cache_name, infinite_loader
 from ..devices import default_device
 from ..files import atomic_write_path, is_url, user_path
 from ..images import labelled_grid, save_image, to_pil
@@ -37,7 +38,7 @@ from ..messages import warn
 from ..models import MODELS
 from ..networks import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, z_from_seeds
 from ..quality import MetricUnavailable, image_quality, inception_weights
-from .config import RESUME_FIXED, TrainConfig
+from .config import RESUME_FIXED, TrainConfig, option_name, option_value
 from .distributed import Distributed, init_distributed
 from .metrics_log import append_metrics, plot_metrics, trim_metrics
 from .recipe import ema_beta, frozen_d_prefixes, frozen_g_prefixes, lazy_regularization, update_ema
@@ -65,7 +66,7 @@ class Trainer:
     `run()` trains to the kimg budget and returns the last network snapshot's path; `step(reals)` runs one
     minibatch and `run_phase(name, reals)` one phase ('Gmain', 'Greg', 'Dmain', 'Dreg') of it. The resolved
     settings are attributes: `gamma`, `lr`, `metrics` (names of the quality metrics computed at snapshots);
-    `cfg.data` is the data's resolved (absolute) path, as the run folder records it.
+    `cfg.data` and `cfg.resume` are resolved (a local path as an absolute one), as the run folder records them.
 
     The Trainer holds its run folder (`hold_run_dir`; the main process holds the lock for all) from its
     construction, before anything is loaded, until `run()` ends or fails, or `close()`: another run in that
@@ -91,13 +92,14 @@ class Trainer:
 
     def _setup(self) -> None:
         """Networks (fresh or resumed), optimisers, augmentation, data and counters."""
-        self.cfg = cfg = dataclasses.replace(self.cfg, data=_resolved(self.cfg.data))
+        cfg = self.cfg
+        self.cfg = cfg = dataclasses.replace(cfg, data=_resolved(cfg.data), resume=_resolved(cfg.resume))
         found = newest_state(self.run_dir)
         state = found[1] if found is not None else None
         if _same_folder(cfg.resume, cfg.run_dir):  # --resume RUN_DIR --run-dir RUN_DIR: continue that run
             if state is None:
                 raise ValueError(_no_state_message(cfg.resume))
-            self.cfg = cfg = dataclasses.replace(cfg, resume=state["config"]["resume"])  # the run's own base
+            self.cfg = cfg = dataclasses.replace(cfg, resume=_resolved(state["config"]["resume"]))  # its own base
         self.base_state: dict | None = None  # where the networks came from when `resume` is another run's folder
         if state is not None:
             _check_resumable(state, cfg)
@@ -185,20 +187,20 @@ class Trainer:
         if cfg.resolution is not None and cfg.resolution != res:
             registry = f"ffhq-{cfg.resolution}-noaug"
             raise ValueError(
-                f"the training images are to be {cfg.resolution}x{cfg.resolution} but the base model {cfg.resume} "
-                f"makes {res}x{res} images: fine-tuning keeps the model's resolution. Leave resolution unset "
-                f"(the images are then resized to {res}) or start from a {cfg.resolution} px model"
+                f"{option_value('resolution', cfg.resolution)}: the base model {cfg.resume} makes {res}x{res} images "
+                f"and fine-tuning keeps the model's resolution. Leave --resolution unset (the images are then "
+                f"resized to {res}) or start from a {cfg.resolution} px model"
                 + (f" (e.g. '{registry}')." if registry in MODELS else " with its discriminator."))
         world = self.dist.world_size
         self.batch_gpu = cfg.batch_gpu or cfg.batch_size // world
         if self.batch_gpu < 1 or cfg.batch_size % (self.batch_gpu * world):
-            raise ValueError(f"batch_size ({cfg.batch_size}) must be divisible by batch_gpu ({self.batch_gpu}) x "
-                             f"the number of processes ({world})")
+            raise ValueError(f"{option_value('batch_size', cfg.batch_size)} must be divisible by "
+                             f"{option_value('batch_gpu', self.batch_gpu)} x the number of processes ({world})")
         self.num_micro = cfg.batch_size // (self.batch_gpu * world)
         group = min(D.config.mbstd_group_size or self.batch_gpu, self.batch_gpu)
         if self.batch_gpu % group:
-            raise ValueError(f"batch_gpu ({self.batch_gpu}) must be a multiple of D's minibatch-stddev group size "
-                             f"({D.config.mbstd_group_size})")
+            raise ValueError(f"{option_value('batch_gpu', self.batch_gpu)} must be a multiple of D's "
+                             f"minibatch-stddev group size ({D.config.mbstd_group_size})")
 
     @torch.no_grad()
     def _share_frozen_layers(self) -> None:
@@ -236,7 +238,7 @@ class Trainer:
                 return inception_weights(progress=self.progress)
             except MetricUnavailable as exc:
                 if cfg.metric != "auto":
-                    raise MetricUnavailable(f"metric={cfg.metric!r}: {exc}") from None
+                    raise MetricUnavailable(f"{option_value('metric', cfg.metric)}: {exc}") from None
                 warn(f"training without a quality metric: {exc}")
                 return None
 
@@ -361,8 +363,14 @@ class Trainer:
 
     def _run(self) -> Path:
         cfg = self.cfg
-        total_nimg = round(cfg.kimg * 1000)
+        total_nimg = max(1, round(cfg.kimg * 1000))  # at least one minibatch
         snapshot_nimg = max(1, round(cfg.snapshot_kimg * 1000))
+        if self.cur_nimg >= total_nimg:
+            if self.is_main:
+                asks = "asks for less" if self.cur_nimg > total_nimg else "is done"
+                warn(f"{cfg.run_dir} has trained {self.cur_nimg / 1000:g} kimg, so the run to --kimg {cfg.kimg:g} "
+                     f"{asks}: nothing to train. To train on, give a larger --kimg (kimg=)")
+            return self.run_dir / self.last_snapshot
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             _write_json(self.run_dir / "config.json", cfg.to_dict())
@@ -414,10 +422,10 @@ class Trainer:
             save_image(fakes, self.run_dir / fakes_name(nimg))
             info.update(self.quality())
             records = append_metrics(self.run_dir / "metrics.jsonl", info)
-            save_state(self.run_dir, self._state(rng))
             plot_metrics(records, self.run_dir / "metrics.png")
             write_latest(self.run_dir, {"kimg": nimg / 1000, "network": self.last_snapshot,
                                         "fakes": fakes_name(nimg), "state": state_name(nimg)})
+            save_state(self.run_dir, self._state(rng))  # last: a snapshot cut short by Ctrl-C is redone on resume
             info.update(network=self.run_dir / self.last_snapshot, fakes_path=self.run_dir / fakes_name(nimg),
                         fakes=fakes, plot_path=self.run_dir / "metrics.png")
             if self.callback is not None:
@@ -533,28 +541,66 @@ def _load_base(source: str) -> tuple[Generator, Discriminator, Generator]:
     return G, nets.D, nets.G_ema
 
 
-def _resolved(data: str) -> str:
-    """The absolute path of the data folder or zip `data` (relative to the current folder), symbolic links resolved
-    (a web address, which is no data set, as it is: its error names it)."""
-    return data if is_url(data) else str(user_path(data).resolve())
+def _resolved(source: str) -> str:
+    """The absolute path of the data set or base model `source` when it names a file or folder here (relative to the
+    current folder, `~` expanded, links resolved), else `source` as it is: a web address, a registry name, a path
+    that names nothing (its error then names it as given)."""
+    path = user_path(source)
+    return str(path.resolve()) if not is_url(source) and path.exists() else source
+
+
+def _recorded_relative(source: str) -> bool:
+    """Whether a run recorded `source` as a relative path, as toonlib once did (relative to an unrecorded folder)."""
+    return not is_url(source) and not user_path(source).is_absolute()
+
+
+def _same_data(saved: TrainConfig, data: str, run_dir: Path, state: dict) -> bool:
+    """Whether the data the run recorded (`saved.data`) is `data` (resolved): the same path; for a relative record,
+    also the very images the run was trained on, which its dataset cache holds (same names, sizes and mtimes)."""
+    if _resolved(saved.data) == data:
+        return True
+    if not _recorded_relative(saved.data):
+        return False
+    try:
+        name = cache_name(data, state["networks"]["G"]["img_resolution"], saved.prepare)
+    except (OSError, ValueError):  # no such folder or zip: not the run's data
+        return False
+    return (run_dir / "dataset-cache" / name).is_file()
+
+
+def _same_base(saved: str, resume: str) -> bool:
+    """Whether the base the run recorded (`saved`) is `resume` (resolved): the same path, address or name; a relative
+    record also matches a path that ends with it (the file it named from the folder the run was started in)."""
+    if _resolved(saved) == resume:
+        return True
+    parts = Path(os.path.normpath(saved)).parts
+    return _recorded_relative(saved) and ".." not in parts and Path(resume).parts[-len(parts):] == parts
 
 
 def _check_resumable(state: dict, cfg: TrainConfig) -> None:
-    """Check that the new config changes nothing a resumed run must keep. The data is compared as resolved paths:
-    the same folder or zip however spelled; a run that recorded a relative path (as toonlib once did) names its
-    data relative to the current folder."""
+    """Check that the new config changes nothing a resumed run must keep. The data and the base are compared as
+    resolved paths: the same folder, zip or file however spelled. A run that recorded them as relative paths (as
+    toonlib once did) resumes from any folder with the images it was trained on and the base file it named."""
     saved = TrainConfig.from_dict(state["config"])
+    run_dir = Path(cfg.run_dir)
 
-    def differs(key: str) -> bool:
+    def same(key: str) -> bool:
         if key == "data":
-            return _resolved(saved.data) != _resolved(cfg.data)
-        return getattr(saved, key) != getattr(cfg, key)
+            return _same_data(saved, cfg.data, run_dir, state)
+        if key == "resume":
+            return _same_base(saved.resume, cfg.resume)
+        return getattr(saved, key) == getattr(cfg, key)
 
-    changed = [f"{k}: {getattr(saved, k)!r} -> {getattr(cfg, k)!r}" for k in RESUME_FIXED if differs(k)]
+    changed = [k for k in RESUME_FIXED if not same(k)]
     if changed:
-        raise ValueError(f"{cfg.run_dir} holds a run started with other settings ({'; '.join(changed)}). A resumed "
+        listed = "; ".join(f"{option_name(k)}: {getattr(saved, k)!r} -> {getattr(cfg, k)!r}" for k in changed)
+        relative = (f" The run recorded {saved.data!r} relative to the folder it was started in, and its dataset "
+                    f"cache does not hold the images of {cfg.data}: give the folder it was trained on."
+                    if "data" in changed and _recorded_relative(saved.data) else "")
+        raise ValueError(f"{cfg.run_dir} holds a run started with other settings ({listed}).{relative} A resumed "
                          "run keeps its networks, data and random streams: restore those settings or use a new "
-                         "run folder, --run-dir (kimg, snapshot_kimg, the metric and the loss settings may change).")
+                         "run folder, --run-dir (--kimg, --snapshot-kimg, --metric and the loss settings may "
+                         "change).")
 
 
 def _empty_networks(state: dict) -> tuple[Generator, Discriminator, Generator]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from ..networks import Discriminator, Generator
+from .config import option_value
 
 __all__ = ["d_layer_names", "ema_beta", "frozen_d_prefixes", "frozen_g_prefixes", "lazy_regularization",
            "update_ema"]
@@ -53,7 +54,8 @@ def frozen_d_prefixes(D: Discriminator, freeze_d: int) -> tuple[str, ...]:
     """Parameter-name prefixes of D's first `freeze_d` layers (Freeze-D, Mo et al. 2020)."""
     layers = d_layer_names(D)
     if freeze_d > len(layers):
-        raise ValueError(f"freeze_d={freeze_d} but D has {len(layers)} layers that can be frozen: {layers}")
+        raise ValueError(f"{option_value('freeze_d', freeze_d)} asks for more layers than D has that can be frozen: "
+                         f"{len(layers)} ({', '.join(layers)})")
     return tuple(f"{name}." for name in layers[:freeze_d])
 
 
@@ -62,10 +64,10 @@ def frozen_g_prefixes(G: Generator, freeze_g: int, freeze_mapping: bool) -> tupl
     (FreezeG) and, with `freeze_mapping`, the mapping network (FreezeSG's frozen style vectors)."""
     resolutions = G.synthesis.block_resolutions
     if freeze_g > resolutions[-1]:
-        raise ValueError(f"freeze_g={freeze_g} but the generator's blocks go up to {resolutions[-1]} px: choose one "
-                         f"of {resolutions[:-1]} (freezing every block would leave nothing to train)")
+        raise ValueError(f"{option_value('freeze_g', freeze_g)}: the generator's blocks go up to {resolutions[-1]} "
+                         f"px; choose one of {resolutions[:-1]} (freezing every block would leave nothing to train)")
     if freeze_g == resolutions[-1]:
-        raise ValueError(f"freeze_g={freeze_g} freezes every synthesis block of this {freeze_g} px generator: "
-                         f"choose a lower resolution, one of {resolutions[:-1]}")
+        raise ValueError(f"{option_value('freeze_g', freeze_g)} freezes every synthesis block of this {freeze_g} px "
+                         f"generator: choose a lower resolution, one of {resolutions[:-1]}")
     prefixes = tuple(f"synthesis.b{res}." for res in resolutions if res <= freeze_g)
     return prefixes + (("mapping.",) if freeze_mapping else ())

@@ -6,8 +6,9 @@
     latest.json                     which of the above are the newest (a plain file: Google Drive has no symlinks)
     metrics.jsonl, metrics.png      the training log and its plot
 
-Every file is written atomically. Resuming takes the newest training state that loads and ignores
-a broken one (a file cut short by a full disk or a Drive sync), falling back to the one before it.
+Every file is written atomically, the training state last: a snapshot cut short (Ctrl-C) is redone when the run
+resumes. Resuming takes the newest training state that loads and ignores a broken one (a file cut short by a full
+disk or a Drive sync), falling back to the one before it; the temporary files a killed run left are removed.
 
 One run at a time uses a run folder: `hold_run_dir` locks it (an OS lock, `.locks/<name>.lock` beside the
 folder, which the kernel releases when its holder dies) and a second run there is refused at once.
@@ -25,7 +26,7 @@ from typing import Iterator
 import torch
 
 from ..checkpoints import NATIVE_SUFFIX
-from ..files import atomic_write_path, file_lock, lock_file_for, user_path
+from ..files import TEMP_FILE_NAME, atomic_write_path, file_lock, lock_file_for, user_path
 from ..messages import warn
 
 __all__ = ["KEEP_STATES", "LATEST_FILE", "STATE_VERSION", "fakes_name", "hold_run_dir", "latest_snapshot",
@@ -36,6 +37,7 @@ KEEP_STATES = 2
 LATEST_FILE = "latest.json"
 _STATE_PATTERN = re.compile(r"training-state-(\d{9})\.pt")
 _STATE_KEYS = ("config", "networks", "G", "D", "G_ema", "opt_G", "opt_D", "ada", "cur_nimg", "batch_idx", "rng")
+_WRITTEN_FOLDERS = (".", "dataset-cache")  # where a run writes through atomic_write_path
 
 
 def snapshot_name(nimg: int) -> str:
@@ -126,7 +128,8 @@ def hold_run_dir(run_dir: str | os.PathLike) -> Iterator[None]:
     The lock is `files.file_lock` of the resolved folder (one lock however the folder is spelled; the folder need
     not exist yet): `runs/.locks/toon.lock` for `runs/toon`. It is released when the body ends or fails, and by
     the kernel when its holder dies, so a killed run never leaves the folder locked. The holder's process id and
-    host are written beside the lock (`runs/.locks/toon.holder`) for the message of a refused run.
+    host are written beside the lock (`runs/.locks/toon.holder`) for the message of a refused run. Once it holds the
+    folder, the temporary files of atomic writes that a killed run left there (cut short) are removed.
     """
     folder = user_path(run_dir).resolve()
     lock_file = lock_file_for(folder)
@@ -142,10 +145,22 @@ def hold_run_dir(run_dir: str | os.PathLike) -> Iterator[None]:
     with held:
         with atomic_write_path(holder) as tmp:
             tmp.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}) + "\n")
+        _remove_stale_temps(folder)
         try:
             yield
         finally:
             holder.unlink(missing_ok=True)  # while still locked, so that the next holder's record stays
+
+
+def _remove_stale_temps(run_dir: Path) -> None:
+    """Delete the temporary files that atomic writes in a run folder left when their process was killed (kill -9,
+    a lost Colab runtime): hidden, cut short, and as large as a training state. Only the folder's holder calls it,
+    so no write of a running process is among them."""
+    for folder in (run_dir / name for name in _WRITTEN_FOLDERS):
+        if folder.is_dir():
+            for path in folder.iterdir():
+                if TEMP_FILE_NAME.fullmatch(path.name) and path.is_file():
+                    path.unlink(missing_ok=True)
 
 
 def _holder(record: Path) -> str:
