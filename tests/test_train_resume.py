@@ -351,6 +351,19 @@ def test_files_cut_short_by_a_killed_run_are_removed_when_it_resumes(base):  # n
     assert not [path for path in stale if path.exists()] and all(path.exists() for path in kept)
 
 
+def test_a_run_keeps_one_dataset_cache(base, tmp_path):  # noqa: F811
+    """Images added between resumes made a new cache beside the old one, each a full copy of the data set."""
+    data = tmp_path / "faces"
+    shutil.copytree(base["data"], data)
+    run = base["root"] / "growing"
+    finetune(config(base, run.name, kimg=0.004, data=str(data)), progress=False)
+    first = sorted((run / "dataset-cache").iterdir())
+    shutil.copy(sorted(data.glob("*.png"))[0], data / "added.png")
+    finetune(config(base, run.name, kimg=0.008, data=str(data)), progress=False)
+    second = sorted((run / "dataset-cache").iterdir())
+    assert len(first) == len(second) == 1 and first != second
+
+
 def test_a_kimg_already_reached_is_said_and_changes_nothing(base):  # noqa: F811
     run = base["root"] / "reached"
     finetune(config(base, run.name, kimg=0.008), progress=False)
