@@ -2,12 +2,13 @@
 Chromium through Playwright (tests/browser.py).
 
 What a person sees and does: notebooks 02 and 04 run from the Run menu; the blend explorer and the toonify panel
-show every control whole, uncovered and clickable, with full labels, at 1024 and 1600 px windows (JupyterLab's
-file browser open, so the output area is about 590 and 1170 px wide); images are never stretched; a keyboard
-move of a swap-resolution slider changes the image; the upload button takes a photo; the steps chosen with the
-keyboard are the steps the projection runs. Screenshots go to $TOONLIB_SCREENSHOTS (default: a temp folder
-printed by the tests) and failures name theirs; the update latencies measured through the browser are written
-to latency.json there.
+show every control whole, uncovered and clickable, with full labels, and nothing past the output's edge, at 800,
+1024 and 1600 px windows (JupyterLab's file browser open, so the output area is about 370, 590 and 1170 px wide);
+images are never stretched; a keyboard move of a swap-resolution slider changes the image, and 02 saves the blend
+the slider shows; the upload button takes a photo; the steps chosen with the keyboard are the steps the projection
+runs; a file that is no image clears the photo before and says so in a status line that wraps. Screenshots go to
+$TOONLIB_SCREENSHOTS (default: a temp folder printed by the tests) and failures name theirs; the update latencies
+measured through the browser are written to latency.json there.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import torch
 from browser import assert_usable, chromium, jupyter, page_at, screenshot, screenshots_on_failure
 from tiny import tiny_generator, write_photos
 
@@ -26,7 +28,8 @@ from notebooks import prepare
 from toonlib.blending import blend
 from toonlib.checkpoints import Networks, save_network
 
-WIDTHS = (1024, 1600)
+WIDTHS = (800, 1024, 1600)
+OPEN_WIDTH = 1024  # where the notebooks open and run (at 800 px JupyterLab folds the kernel name into a menu)
 WAIT_MS = 600_000  # the longest wait for a notebook or a projection on a busy 2-core machine (not a time limit)
 HANDLE = ".noUi-handle, .ui-slider-handle"  # a slider's handle: ipywidgets 8 (noUiSlider), 7 (jQuery UI)
 
@@ -108,6 +111,13 @@ def _accept_kernel(page) -> None:
         page.wait_for_timeout(250)
 
 
+def _run_cell(page, code: str) -> None:
+    """Run the code cell whose source contains `code` again (click into it, Shift+Enter), as a person does."""
+    cell = page.locator(".jp-CodeCell", has=page.locator(".jp-InputArea-editor", has_text=code))
+    cell.locator(".jp-InputArea-editor").click()
+    page.keyboard.press("Shift+Enter")
+
+
 def _image_bytes(locator) -> str:
     """The bytes the browser shows in an <img> (its blob: or data: URL, fetched in the page), base64."""
     return locator.evaluate("""async img => {
@@ -142,6 +152,19 @@ def _assert_apart(control, image, name: str) -> None:
     assert not overlap, f"{name} overlaps the image: {a} / {b}"
 
 
+def _assert_inside(widget, name: str, slack: float = 4) -> None:
+    """Nothing in the widget runs past the right edge of its output area, where it would be cut off (`slack` px for
+    a widget's own margin beside a full-width picture)."""
+    past = widget.evaluate("""(root, slack) => {
+        const edge = root.closest('.jp-OutputArea-output, .output_subarea').getBoundingClientRect().right;
+        return [...root.querySelectorAll('*')].filter(e => e.getClientRects().length
+                                                    && e.getBoundingClientRect().right > edge + slack)
+            .map(e => `${e.tagName}.${[...e.classList].join('.')}: `
+                      + `${Math.round(e.getBoundingClientRect().right - edge)} px past the edge: `
+                      + (e.textContent || '').slice(0, 60)); }""", slack)
+    assert past == [], f"{name}: cut off at the output's edge: {past}"
+
+
 def _move_slider(page, slider, key: str, image, readout: str, latencies: dict, label: str) -> None:
     """Focus a slider's handle, press `key`, and wait until the readout says `readout` and `image` changed."""
     before, source = _image_bytes(image), image.get_attribute("src")
@@ -174,6 +197,7 @@ def _check_at_widths(page, shots: Path, notebook: str, part: str, widget, contro
         with screenshots_on_failure(page, shots, f"{notebook}-{part}-{width}"):
             widget.scroll_into_view_if_needed()
             _assert_labels_whole(widget, part)
+            _assert_inside(widget, f"{part} at {width} px")
             for name, control in controls.items():
                 assert_usable(control, f"{name} at {width} px", click=name not in no_click)
                 _assert_apart(control, apart_from, f"{name} at {width} px")
@@ -181,6 +205,7 @@ def _check_at_widths(page, shots: Path, notebook: str, part: str, widget, contro
             for name, image in images.items():
                 image.scroll_into_view_if_needed()
                 _assert_not_stretched(image, f"{name} at {width} px")
+            _assert_inside(widget, f"{part} at {width} px")
             screenshot(page, shots, f"{notebook}-window-{width}")
             _widget_screenshot(page, widget, shots / f"{notebook}-{part}-{width}.png")
 
@@ -193,7 +218,7 @@ def _record(shots: Path, latencies: dict) -> None:
 
 
 def test_blend_explorer_fits_and_reacts_in_jupyterlab(lab, browser, shots):
-    page = page_at(browser, lab.url(f"lab/tree/02.ipynb?reset&{lab.url_token}"), width=WIDTHS[0])
+    page = page_at(browser, lab.url(f"lab/tree/02.ipynb?reset&{lab.url_token}"), width=OPEN_WIDTH)
     with screenshots_on_failure(page, shots, "02-run"):
         _run_all(page, "saved blend.pt")
     assert (lab.root / "blend.pt").exists()
@@ -216,12 +241,21 @@ def test_blend_explorer_fits_and_reacts_in_jupyterlab(lab, browser, shots):
         status.get_by_text("toon up to 16 px").wait_for()
         _move_slider(page, swap, "ArrowLeft", grid, "8 px", latencies, "explorer swap 16 -> 8 px")
         status.get_by_text("toon up to 8 px").wait_for()
+    with screenshots_on_failure(page, shots, "02-save"):  # the blend the slider shows, not the parameters' 8 px
+        _move_slider(page, swap, "ArrowRight", grid, "16 px", latencies, "explorer swap 8 -> 16 px, to save")
+        _run_cell(page, "explorer.save(")
+        page.get_by_text("saved blend.pt: toon up to 16 px").wait_for(timeout=WAIT_MS)
+    from toonlib.checkpoints import load_network
+
+    expected = blend(load_network(lab.root / "toon-ft.pt").G_ema, load_network(lab.root / "base.pt").G_ema, 16)
+    saved = load_network(lab.root / "blend.pt").G_ema.state_dict()
+    assert all(torch.equal(v, expected.state_dict()[k]) for k, v in saved.items()), "blend.pt is not the 16 px blend"
     _record(shots, latencies)
     page.close()
 
 
 def test_toonify_notebook_uploads_runs_the_chosen_steps_and_reblends(lab, browser, shots):
-    page = page_at(browser, lab.url(f"lab/tree/04.ipynb?reset&{lab.url_token}"), width=WIDTHS[0])
+    page = page_at(browser, lab.url(f"lab/tree/04.ipynb?reset&{lab.url_token}"), width=OPEN_WIDTH)
     with screenshots_on_failure(page, shots, "04-run"):
         _run_all(page, "No toon yet")  # photo_path empty outside Colab: the panel waits for an upload
     panel = page.locator(".toonlib-toonify")
@@ -260,5 +294,17 @@ def test_toonify_notebook_uploads_runs_the_chosen_steps_and_reblends(lab, browse
         swap = panel.locator(".toonlib-swap-res")
         _move_slider(page, swap, "ArrowRight", toon, "4 px", latencies, "toonify swap published -> 4 px")
         panel.get_by_text("toon, blend at 4 px").wait_for()
+    page.set_viewport_size({"width": WIDTHS[0], "height": 900})
+    with screenshots_on_failure(page, shots, f"04-not-an-image-{WIDTHS[0]}"):  # the message wraps; no stale photo
+        not_an_image = lab.root / "a_photo_whose_name_is_too_long_for_one_line_of_the_panel.jpg"
+        not_an_image.write_bytes(b"not an image")
+        with page.expect_file_chooser() as chooser:
+            panel.locator(".toonlib-upload").first.click()
+        chooser.value.set_files(str(not_an_image))
+        status.get_by_text("ImageReadError").wait_for(timeout=WAIT_MS)
+        _assert_inside(panel, f"panel with an error at {WIDTHS[0]} px")
+        for name in images:
+            assert not panel.locator(f"img.toonlib-{name}").is_visible(), f"the {name} before is still shown"
+        screenshot(page, shots, f"04-not-an-image-{WIDTHS[0]}")
     _record(shots, latencies)
     page.close()

@@ -177,6 +177,21 @@ def test_blend_explorer_renders_and_reacts():
     assert "bad seed list" in explorer.status.value
 
 
+def test_blend_explorer_saves_the_blend_its_sliders_show(tmp_path, capsys):
+    """Notebook 02 saved the parameters' blend whatever the sliders said; the explorer saves its own."""
+    from toonlib.checkpoints import load_network
+
+    base, toon = tiny_generator(0), tiny_generator(1)
+    explorer = blend_explorer(base, toon, seeds=[0], swap_res=32)
+    explorer.swap_res.value, explorer.level.value = 8, 1
+    assert explorer.save(tmp_path / "blend.safetensors") == tmp_path / "blend.safetensors"
+    expected = blend(toon, base, 8, level=1).state_dict()
+    saved = load_network(tmp_path / "blend.safetensors").G_ema.state_dict()
+    assert all(torch.equal(v, expected[k]) for k, v in saved.items())
+    assert f"saved {tmp_path / 'blend.safetensors'}: toon up to 8 px (level 1), FFHQ above; hard switch" in \
+        capsys.readouterr().out
+
+
 def test_frame_scrubber_captions_each_frame_with_its_step():
     from toonlib.widgets import FrameScrubber
 
@@ -341,3 +356,71 @@ def test_toonify_panel_loads_another_inversion_mode_when_chosen(tmp_path, encode
     panel.swap_res.value = 16  # re-rendered by the e4e toonifier's generator
     assert panel.tiles["toon"][1].value != toon_image
     assert panel.toonifiers["e4e"].blend_setting[0] == 16
+
+
+def test_a_new_photo_clears_the_results_of_the_one_before(toonifier, tmp_path, capsys):
+    """The panel showed the last photo's aligned face, toon and pasted photo under a newly uploaded photo (and the
+    slider re-rendered them, save wrote them); a file that is no image left the photo before on show."""
+    from tiny import write_photos
+
+    from toonlib.widgets import ToonifyPanel
+
+    photos = write_photos(tmp_path / "photos")
+    panel = ToonifyPanel(toonifier, steps=1, folder=tmp_path / "uploads")
+    _upload(panel.upload, "hopper.jpg", (photos / "hopper.jpg").read_bytes())
+    panel.run_button.click()
+    assert "done: 1 step (optimize)" in panel.status.value, panel.status.value
+    assert all(image.value for _, image in panel.tiles.values())
+    _upload(panel.upload, "astronaut.png", (photos / "astronaut.png").read_bytes())
+    assert panel.result is None and not any(image.value for _, image in panel.tiles.values())
+    assert panel.photo_image.value and not panel.run_button.disabled
+    panel.save(tmp_path / "toon.png")
+    assert "No toon yet" in capsys.readouterr().out and not (tmp_path / "toon.png").exists()
+    _upload(panel.upload, "notes.txt", b"not an image")
+    assert panel.photo is None and not panel.photo_image.value and panel.run_button.disabled
+    assert "ImageReadError" in panel.status.value
+
+
+def test_projection_panel_clears_its_results_and_shows_the_video_as_wide_as_the_frames(
+        tmp_path, monkeypatch, random_vgg_torch_home):
+    """The video of a 32 px model was shown 64 x 32 px, its controls unusable; it is as wide as the scrubber's
+    frames. A new photo clears the plots, video and scrubber of the photo before."""
+    import IPython.display
+    from tiny import write_photos
+
+    from toonlib.widgets import ProjectionPanel
+
+    monkeypatch.setenv("TORCH_HOME", str(random_vgg_torch_home))
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda *objects, **kwargs: shown.extend(objects))
+    photos = write_photos(tmp_path / "photos")
+    panel = ProjectionPanel(tiny_generator(0), steps=2, frame_every=1, detector="dlib", video=tmp_path / "p.mp4")
+    panel.set_photo(photos / "hopper.jpg")
+    panel.run_button.click()
+    assert panel.result is not None, panel.status.value
+    [video] = [obj for obj in shown if isinstance(obj, IPython.display.Video)]
+    assert video.width == 512  # the 64 x 32 px frames (target | projection) at 8x, like the scrubber's
+    cleared = []
+    monkeypatch.setattr(panel.output, "clear_output", lambda *args, **kwargs: cleared.append(True))
+    panel.set_photo(photos / "astronaut.png")
+    assert panel.result is None and cleared
+
+
+def test_progress_bars_span_a_notebook_output_and_wrap(monkeypatch, capsys):
+    """Fine-tuning's live numbers squeezed the notebook bar to nothing at a 1024 px window; in a terminal the
+    bar follows the window's width."""
+    import tqdm.auto
+    import tqdm.notebook
+
+    from toonlib.messages import progress_bar
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", tqdm.notebook.tqdm)  # what tqdm.auto is in a notebook's kernel
+    bar = progress_bar(total=4, desc="fine-tuning")
+    bar.set_postfix({"G": "1.206", "D": "0.512", "p": "0.000", "r_t": "0.125"})
+    bar.update(4)
+    bar.close()
+    assert bar.container.layout.width == "100%" and bar.container.layout.flex_flow == "row wrap"
+    assert "fine-tuning: 100%" in repr(bar.container)  # its text (what a log or a plain front end shows) works
+    monkeypatch.undo()
+    with progress_bar(total=4, desc="fine-tuning") as bar:
+        assert bar.dynamic_ncols

@@ -92,6 +92,9 @@ def test_finetune_notebook_runs_and_resumes(tmp_path):
     text = outputs_text(nb)
     assert "Blend it in 02_blend.ipynb" in text
     assert "kimg 0.008" in text and "  p 0.000" in text  # the snapshot viewer's line, updated in place
+    shown = [out["data"]["text/plain"] for cell in nb.cells for out in cell.get("outputs", [])
+             if "text/plain" in out.get("data", {})]
+    assert not [t for t in shown if t.startswith(("'", '"'))], f"strings shown with their quotes: {shown}"
     # Re-running with a larger budget resumes the run instead of starting over.
     execute("01_finetune.ipynb", {**params, "kimg": 0.012}, cwd=tmp_path)
     lines = (run / "metrics.jsonl").read_text().splitlines()
@@ -164,6 +167,55 @@ def test_drive_is_mounted_before_anything_is_loaded(name):
     mounts = [i for i, line in enumerate(lines) if "mount_drive(use=use_drive)" in line]
     loads = [i for i, line in enumerate(lines) if any(call in line for call in LOADS)]
     assert len(mounts) == 1 and loads and mounts[0] < loads[0], f"{name}: mount Drive once, before loading models"
+
+
+def _code(source: str) -> str:
+    """A cell's Python: IPython's `!` and `%` lines blanked (indentation kept, so the blocks around them parse)."""
+    return "\n".join(re.sub(r"^(\s*)[!%].*", r"\1pass", line) for line in source.splitlines())
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_no_cell_overwrites_a_parameter(name):
+    """A cell run again sees the parameters as the user set them: 04's photo cell once did `photo_path =
+    choose_photo(photo_path)`, so running it again (what its messages say to do for another photo) reused the
+    first upload instead of opening Colab's dialog."""
+    nb = json.loads((NOTEBOOKS / name).read_text())
+    params = {param for param, _, _ in _parameters(name)}
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "code" or "parameters" in cell["metadata"].get("tags", []):
+            continue
+        assigned = {node.id for node in ast.walk(ast.parse(_code("".join(cell["source"]))))
+                    if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)}
+        assert not assigned & params, f"{name}: a cell assigns the parameters {assigned & params}"
+
+
+def _run_install_cell(name: str, tmp_path: Path, colab: bool) -> bool:
+    """Run `name`'s install cell in a kernel whose `pip` is a stub (on PATH), after `import google.colab` (the fake
+    one, on PYTHONPATH) when `colab`; True if the cell called pip."""
+    from nbclient import NotebookClient
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    nb = json.loads((NOTEBOOKS / name).read_text())
+    [install] = [c for c in nb["cells"] if SKIP_TAG in c["metadata"].get("tags", [])]
+    called = tmp_path / "pip-called"
+    called.unlink(missing_ok=True)
+    cells = ([new_code_cell("import google.colab")] if colab else []) + [new_code_cell("".join(install["source"]))]
+    NotebookClient(new_notebook(cells=cells), timeout=120, kernel_name="python3").execute()
+    return called.exists()
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_install_cell_installs_in_colab_only(name, tmp_path, monkeypatch):
+    """Run All in Jupyter ran `pip install toonlib @ git+...` too: an error screen offline, and a reinstall over
+    the user's own (editable) install online."""
+    stub = tmp_path / "bin" / "pip"
+    stub.parent.mkdir()
+    stub.write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path / 'pip-called'}\n")
+    stub.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{stub.parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(FAKE_COLAB), os.environ.get("PYTHONPATH")])))
+    assert not _run_install_cell(name, tmp_path, colab=False)
+    assert _run_install_cell(name, tmp_path, colab=True)
 
 
 @pytest.fixture
@@ -260,3 +312,37 @@ def test_toonify_notebook_in_colab_survives_a_declined_drive_and_a_cancelled_upl
 
     assert Image.open(tmp_path / "me.png").size == (32, 32)
     assert fake_colab.log()[0] == "mount /content/drive decline" and fake_colab.log()[-1] == "download me.png"
+
+
+def test_toonify_notebook_in_colab_shows_a_bad_photo_in_the_panel_and_asks_again(fake_colab, tmp_path, monkeypatch,
+                                                                                  random_vgg_torch_home):
+    """In Colab the photo comes from the upload dialog and the panel runs at once: a photo without a face was a
+    traceback through the panel's code under a panel stuck at "finding the face...", and running the photo cell
+    again (as the messages say) reused that photo instead of asking for another."""
+    from nbclient import NotebookClient
+
+    from notebooks import prepare
+
+    monkeypatch.setenv("TORCH_HOME", str(random_vgg_torch_home))
+    monkeypatch.setenv("TOONLIB_CACHE", str(tmp_path / "cache"))
+    write_toonify_models(tmp_path)
+    photos = write_photos(tmp_path / "photos")
+    fake_colab.answer([photos / "coffee.png"], [photos / "hopper.jpg"])
+    nb = prepare("04_toonify.ipynb", {"base_model": str(tmp_path / "base.pt"), "toon_model": str(tmp_path / "toon.pt"),
+                                      "steps": 2, "detector": "dlib", "output": "me.png"})
+    [photo_cell] = [i for i, c in enumerate(nb.cells) if "choose_photo(" in c.source and c.cell_type == "code"]
+    client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    with client.setup_kernel():
+        for index, cell in enumerate(nb.cells):
+            client.execute_cell(cell, index)
+        text = outputs_text(nb)
+        assert "NoFaceError: no face was found" in str(client.widget_state)  # the panel's status line says it
+        assert not [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
+        assert "No toon yet: run the photo cell above again to upload a photo" in text
+        assert "upload a photo in the panel above" not in text  # Colab's panel has no upload button
+        client.execute_cell(nb.cells[photo_cell], photo_cell)  # another photo
+        client.execute_cell(nb.cells[-1], len(nb.cells) - 1)  # save
+    assert [line.split()[0] for line in fake_colab.log()].count("upload") == 2
+    from PIL import Image
+
+    assert Image.open(tmp_path / "me.png").size == (32, 32)

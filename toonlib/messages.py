@@ -5,6 +5,7 @@
   depths, where a fixed `stacklevel` would point into toonlib's own files).
 - `check_count`: a whole number a user gave (steps, a batch size, ...) refused with its name and its range, not
   with Python's message about the operation that tripped over it later.
+- `progress_bar`: tqdm's bar for a terminal or a notebook, its numbers readable at any width.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import os
 import sys
 import warnings
 
-__all__ = ["check_count", "warn"]
+__all__ = ["check_count", "progress_bar", "warn"]
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -30,3 +31,13 @@ def check_count(name: str, value: object, minimum: int = 1) -> None:
     """Raise ValueError unless `value` is a whole number (an int or NumPy integer, not a bool) >= `minimum`."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+
+
+def progress_bar(**kwargs):
+    """`tqdm.auto.tqdm(**kwargs)` with `dynamic_ncols`: in a terminal the bar follows the window's width; in a
+    notebook it spans the output and its parts wrap onto lines of their own where the output is narrow
+    (fine-tuning's live numbers, `G=... D=... p=... r_t=...`, squeezed a fixed bar to nothing and were cut off at
+    a 1024 px window)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(**{"dynamic_ncols": True, **kwargs})

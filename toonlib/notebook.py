@@ -181,6 +181,13 @@ def plot_losses(losses, title: str = "projection: LPIPS distance per step"):
     return fig
 
 
+class _Line(str):
+    """A string that IPython shows as it is: `display("x")` shows its repr, `'x'`, quotes included."""
+
+    def _repr_pretty_(self, printer, cycle: bool) -> None:
+        printer.text(str(self))
+
+
 def snapshot_viewer():
     """A `finetune` callback for notebooks: one line of the latest numbers (kimg, losses, ADA's p and r_t, the
     quality metric), the fakes grid and the training plots (metrics.png), each updated in place at every
@@ -188,14 +195,14 @@ def snapshot_viewer():
     from IPython.display import Image as DisplayImage
     from IPython.display import display
 
-    status = display("waiting for the first snapshot...", display_id=True)
-    grid = display("", display_id=True)
-    plots = display("", display_id=True)
+    status = display(_Line("waiting for the first snapshot..."), display_id=True)
+    grid = display(_Line(""), display_id=True)
+    plots = display(_Line(""), display_id=True)
     shown = (("kimg", "kimg {:.3f}"), ("loss_G", "G {:.3f}"), ("loss_D", "D {:.3f}"), ("augment_p", "p {:.3f}"),
              ("r_t", "r_t {:.3f}"), ("kid", "KID {:.4f}"), ("fid", "FID {:.2f}"))
 
     def show_snapshot(info: dict) -> None:
-        status.update("  ".join(text.format(info[key]) for key, text in shown if info.get(key) is not None))
+        status.update(_Line("  ".join(text.format(info[key]) for key, text in shown if info.get(key) is not None)))
         if info.get("fakes") is not None:
             grid.update(info["fakes"])
         if info.get("plot_path") is not None:

@@ -26,14 +26,13 @@ import numpy as np
 import PIL.Image
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from . import ops, runtime
 from .devices import default_device
 from .files import atomic_write_path, user_path
 from .images import from_pil, read_image, to_uint8
 from .losses import PerceptualDistance, build_lpips, noise_regularization, normalize_noise_
-from .messages import check_count, warn
+from .messages import check_count, progress_bar, warn
 
 Target = Union[PIL.Image.Image, np.ndarray, torch.Tensor, Sequence[Union[PIL.Image.Image, np.ndarray, torch.Tensor]]]
 Callback = Callable[[int, float, torch.Tensor], None]
@@ -245,7 +244,7 @@ def project(G: torch.nn.Module, target: Target, space: str = "w+", steps: int | 
         return (torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), sum(p[2] for p in parts), grads)
 
     step_once = _StepReplay(forward_backward, runtime.cuda_graphs(device))
-    bar = tqdm(total=steps, desc=f"project {space}", unit="step", disable=not progress)
+    bar = progress_bar(total=steps, desc=f"project {space}", unit="step", disable=not progress)
     with contextlib.ExitStack() as stack:
         if workers > 1:  # the intra-op threads shared out among the workers while they step side by side
             stack.enter_context(runtime.intra_op_threads(max(1, torch.get_num_threads() // workers)))

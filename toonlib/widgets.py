@@ -84,8 +84,10 @@ def _column(children: Sequence[widgets.Widget], min_width: int = 340, max_width:
 
 
 def _tile(caption: widgets.HTML, image: widgets.Image) -> widgets.VBox:
-    """An image with its caption above it, hidden while the image has no picture."""
-    tile = widgets.VBox([caption, image], layout=widgets.Layout(flex="0 0 auto", margin="0 12px 8px 0"))
+    """An image with its caption above it, hidden while the image has no picture; never wider than its row (the
+    image shrinks, aspect kept, where the output is narrower than its picture)."""
+    tile = widgets.VBox([caption, image], layout=widgets.Layout(flex="0 0 auto", max_width="100%",
+                                                                margin="0 12px 8px 0"))
 
     def follow(_=None) -> None:
         tile.layout.display = "flex" if image.value else "none"
@@ -101,9 +103,11 @@ def _styled(control: widgets.Widget, css_class: str) -> widgets.Widget:
 
 
 def _message(text: str, error: bool = False) -> str:
-    """Status-line HTML: `text` escaped, in red for an error."""
+    """Status-line HTML: `text` escaped, in red for an error; its line breaks kept, and long words (paths, web
+    addresses) broken where the line ends instead of running past the panel's edge."""
     color = "#c62828" if error else "inherit"
-    return f'<span style="color:{color}; white-space:normal">{html.escape(text)}</span>'
+    return (f'<span style="color:{color}; white-space:pre-line; overflow-wrap:anywhere; min-width:0">'
+            f'{html.escape(text)}</span>')
 
 
 def _short(name: str, limit: int = 18) -> str:
@@ -247,9 +251,24 @@ class BlendExplorer:
         _show(self.image, labelled_grid(rows, row_labels=[f"seed {s}" for s in self._seeds], col_labels=labels,
                                         cell=self.cell))
         _show(self.chart, layer_chart(weights, low=self.names[1], high=self.names[0]))
+        self.status.value = _message(self.setting)
+
+    @property
+    def setting(self) -> str:
+        """The sliders' blend in words: the toon model up to which resolution and level, hard or smooth switch."""
+        width = self.blend_width.value
         mode = f"smooth switch, width {width}" if width else "hard switch"
-        self.status.value = _message(f"{self.names[1]} up to {swap_res} px (level {level}), {self.names[0]} above; "
-                                     f"{mode}")
+        return (f"{self.names[1]} up to {self.swap_res.value} px (level {self.level.value}), {self.names[0]} above; "
+                f"{mode}")
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Save the blend the sliders show now (`save_network`, toonlib's format) and print where and which blend
+        it is; returns the path written."""
+        from .checkpoints import save_network
+
+        saved = save_network(path, self.blended)
+        print(f"saved {saved}: {self.setting}")
+        return saved
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
@@ -321,7 +340,7 @@ class _PhotoPanel:
     upload dialog), a steps slider, the inversion mode, a Run button, a progress bar and a status line.
 
     `modes` are (label, inversion mode) pairs; the steps slider is enabled for the modes in `OPTIMIZING_MODES`.
-    Subclasses add their controls (`_extra_controls`), their results (`results`) and `_run`.
+    Subclasses add their controls (`_extra_controls`), their results (`results`, `_clear_results`) and `_run`.
     """
 
     css_class = "toonlib-panel"
@@ -345,7 +364,7 @@ class _PhotoPanel:
         self.run_button = _styled(widgets.Button(description="Run", button_style="primary", icon="play",
                                                  disabled=True, tooltip="invert the photo with these settings"),
                                   "toonlib-run")
-        self.run_button.on_click(lambda _: self._run_from_button())
+        self.run_button.on_click(lambda _: self._showing_errors(self.run))
         self.progress = _styled(widgets.IntProgress(value=0, min=0, max=steps, description="progress",
                                                     style=FULL_LABEL, layout=wide), "toonlib-progress")
         self.status = _styled(widgets.HTML(_message(self._waiting_message())), "toonlib-status")
@@ -362,6 +381,12 @@ class _PhotoPanel:
             return "No photo yet: run the photo cell again to upload one."
         return "Upload a photo (or set photo_path in the parameters cell), then press Run."
 
+    def _no_result_message(self, what: str) -> str:
+        """What `save` says before the first result: how to get one here (Colab has no upload button)."""
+        if self.upload is None:
+            return f"No {what} yet: run the photo cell above again to upload a photo, then run this cell again."
+        return f"No {what} yet: upload a photo in the panel above and press Run, then run this cell again."
+
     def _mode_changed(self) -> None:
         self.steps.disabled = self.inversion.value not in OPTIMIZING_MODES
 
@@ -371,8 +396,15 @@ class _PhotoPanel:
     def results(self) -> widgets.Widget:
         raise NotImplementedError
 
+    def _clear_results(self) -> None:
+        """Forget and hide the results of the photo before."""
+        raise NotImplementedError
+
     def set_photo(self, photo: str | os.PathLike) -> None:
-        """Use `photo` from now on and show it (upright, EXIF applied); raises `ImageReadError` if unreadable."""
+        """Use `photo` from now on and show it (upright, EXIF applied); the results of the photo before are
+        cleared. Raises `ImageReadError` if unreadable, leaving no photo (Run disabled)."""
+        self.photo, self.run_button.disabled, self.photo_image.value = None, True, b""
+        self._clear_results()
         image = read_image(photo)
         self.photo = photo
         _show(self.photo_image, _scaled(image, 256))
@@ -385,12 +417,7 @@ class _PhotoPanel:
             return
         name, data = next(iter(files.items()))
         [path] = save_uploads({name: data}, self.folder)
-        try:
-            self.set_photo(path)
-        except ValueError as exc:
-            self.photo = None
-            self.run_button.disabled = True
-            self.status.value = _message(f"{type(exc).__name__}: {exc}", error=True)
+        self._showing_errors(lambda: self.set_photo(path))
 
     def run(self) -> None:
         """Run on the current photo with the panel's settings (errors are raised)."""
@@ -409,10 +436,12 @@ class _PhotoPanel:
         self.progress.value = step + 1
         self.status.value = _message(f"step {step + 1} of {self.progress.max}: distance {distance:.4f}")
 
-    def _run_from_button(self) -> None:
+    def _showing_errors(self, action: Callable[[], None]) -> None:
+        """Call `action`; an exception it raises is shown in the status line instead (a widget callback's would
+        only reach the log, the photo cell's would be a traceback through the panel's code)."""
         try:
-            self.run()
-        except Exception as exc:  # shown in the panel: a callback's exception would only reach the log
+            action()
+        except Exception as exc:
             self.status.value = _message(f"{type(exc).__name__}: {exc}", error=True)
 
     def _run(self, photo, steps: int | None, report: Callable) -> None:
@@ -424,8 +453,11 @@ class _PhotoPanel:
 
         display(self.widget)
         if photo:
-            self.set_photo(photo)
-            self.run()
+            def start() -> None:
+                self.set_photo(photo)
+                self.run()
+
+            self._showing_errors(start)
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
@@ -433,11 +465,15 @@ class _PhotoPanel:
         display(self.widget)
 
 
+def _steps(count: int) -> str:
+    return f"{count} step" if count == 1 else f"{count} steps"
+
+
 def _done(mode: str, losses) -> str:
     """The status line after a run: the mode, and the steps and final distance when it projected."""
     if len(losses) == 0:
         return f"done: {INVERT_LABELS.get(mode, mode)}"
-    return f"done: {len(losses)} steps ({mode}), distance {float(losses[-1]):.4f}"
+    return f"done: {_steps(len(losses))} ({mode}), distance {float(losses[-1]):.4f}"
 
 
 class ToonifyPanel(_PhotoPanel):
@@ -488,7 +524,13 @@ class ToonifyPanel(_PhotoPanel):
 
     def results(self) -> widgets.Widget:
         tiles = [_tile(self.photo_caption, self.photo_image)] + [_tile(*pair) for pair in self.tiles.values()]
-        return widgets.Box(tiles, layout=widgets.Layout(display="flex", flex_flow="row wrap", flex="1 1 400px"))
+        return widgets.Box(tiles, layout=widgets.Layout(display="flex", flex_flow="row wrap", flex="1 1 400px",
+                                                        min_width="0"))
+
+    def _clear_results(self) -> None:
+        self.result = None
+        for _, image in self.tiles.values():
+            image.value = b""
 
     def _blend(self) -> int | None:
         """The slider's swap resolution; None for the published blend."""
@@ -534,7 +576,7 @@ class ToonifyPanel(_PhotoPanel):
     def save(self, path: str | os.PathLike) -> None:
         """Save the toon shown (at the current swap resolution), or say what to do when there is none yet."""
         if self.result is None:
-            print("No toon yet: upload a photo in the panel above and press Run, then run this cell again.")
+            print(self._no_result_message("toon"))
             return
         from .images import save_image
 
@@ -570,7 +612,12 @@ class ProjectionPanel(_PhotoPanel):
 
     def results(self) -> widgets.Widget:
         return widgets.Box([_tile(self.photo_caption, self.photo_image), self.output],
-                           layout=widgets.Layout(display="flex", flex_flow="row wrap", flex="1 1 400px"))
+                           layout=widgets.Layout(display="flex", flex_flow="row wrap", flex="1 1 400px",
+                                                 min_width="0"))
+
+    def _clear_results(self) -> None:
+        self.result = None
+        self.output.clear_output()
 
     def _run(self, photo, steps: int, report: Callable) -> None:
         import matplotlib.pyplot as plt
@@ -587,13 +634,13 @@ class ProjectionPanel(_PhotoPanel):
         self.result = result
         with self.output:
             clear_output(wait=True)
-            show([face.image, to_pil(result.images[0])], ["aligned", f"projection, {result.steps} steps"])
+            show([face.image, to_pil(result.images[0])], ["aligned", f"projection, {_steps(result.steps)}"])
             figure = plot_losses(result.losses)
             display(figure)
             plt.close(figure)
             if result.frames:
-                save_video(result, self.video)
-                display(Video(str(self.video), embed=True))
+                save_video(result, self.video)  # target | projection, side by side: shown as wide as the scrubber
+                display(Video(str(self.video), embed=True, width=display_size(result.frames[0].shape[1], 512)))
                 display(FrameScrubber(result.frames, self.frame_every, last_step=result.steps - 1))
         self.status.value = _message(f"{_done(self.inversion.value, result.losses[:, 0])} in "
                                      f"{self.space.value.upper()}")
@@ -601,7 +648,7 @@ class ProjectionPanel(_PhotoPanel):
     def save(self, path: str | os.PathLike) -> None:
         """Save the latent (`ProjectionResult.save`), or say what to do when there is none yet."""
         if self.result is None:
-            print("No projection yet: upload a photo in the panel above and press Run, then run this cell again.")
+            print(self._no_result_message("projection"))
             return
         self.result.save(path)
         offer_download(path)

@@ -25,7 +25,6 @@ import numpy as np
 import torch
 import torch.distributed as torch_dist
 from PIL import Image
-from tqdm.auto import tqdm
 
 from ..augment import AdaptiveP, AugmentPipe
 from ..checkpoints import CheckpointError, Networks, load_network, save_network
@@ -34,7 +33,7 @@ from ..devices import default_device
 from ..files import atomic_write_path, is_url, user_path
 from ..images import labelled_grid, save_image, to_pil
 from ..losses import discriminator_loss, generator_loss, path_length_penalty, path_lengths, r1_penalty, update_pl_mean
-from ..messages import warn
+from ..messages import progress_bar, warn
 from ..models import MODELS
 from ..networks import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, z_from_seeds
 from ..quality import MetricUnavailable, image_quality, inception_weights
@@ -388,9 +387,9 @@ class Trainer:
                                  start_batch=self.batch_idx)
         last_nimg = max(self.cur_nimg, math.ceil(total_nimg / cfg.batch_size) * cfg.batch_size)  # whole minibatches
         # counted in images (integers: float kimg increments add up past the total), shown in kimg
-        bar = tqdm(total=last_nimg, initial=self.cur_nimg, unit_scale=1 / 1000, desc="fine-tuning",
-                   disable=not self.progress,
-                   bar_format="{l_bar}{bar}| {n:.3f}/{total:.3f} kimg [{elapsed}<{remaining}{postfix}]")
+        bar = progress_bar(total=last_nimg, initial=self.cur_nimg, unit_scale=1 / 1000, desc="fine-tuning",
+                           disable=not self.progress,
+                           bar_format="{l_bar}{bar}| {n:.3f}/{total:.3f} kimg [{elapsed}<{remaining}{postfix}]")
         self._start_tick()
         while self.cur_nimg < total_nimg:
             before = self.cur_nimg
