@@ -68,8 +68,11 @@ def test_seeds():
 
 def test_swap_resolution_grid_columns():
     base, toon = tiny_generator(0), tiny_generator(1)
-    grid = swap_resolution_grid(toon, base, seeds=[0, 1], cell=32)
-    assert grid.height > 2 * 32 and grid.width > 6 * 32  # base, 4 swaps (4..32), toon
+    hard = swap_resolution_grid(toon, base, seeds=[0, 1], cell=32)  # base, swaps 4..16, toon (swap 32 is the toon)
+    smooth = swap_resolution_grid(toon, base, seeds=[0, 1], cell=32, blend_width=1.0)  # a smooth swap 32 is not
+    given = swap_resolution_grid(toon, base, seeds=[0, 1], cell=32, swap_resolutions=[4, 8, 16, 32])
+    assert hard.height > 2 * 32 and hard.width > 5 * 32
+    assert smooth.width == given.width == hard.width + 32 + 4  # one more column (cell + pad)
 
 
 def _png(value: bytes) -> np.ndarray:

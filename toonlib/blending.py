@@ -231,14 +231,17 @@ def swap_resolution_grid(low: GeneratorLike, high: GeneratorLike, seeds: Sequenc
     every swap resolution, the toon (low-res model), labelled so.
 
     Each row renders one latent (mapped by the high-res model, i.e. in the base model's W space, as in
-    toonify) with the high-res model, a blend at every swap resolution, and the low-res model.
+    toonify) with the high-res model, a blend at every swap resolution, and the low-res model. By default the
+    swap resolutions are the model's block resolutions, but for a hard switch not the last: that blend is the
+    toon, whose column ends the row (11 columns of a 1024 px model shrank its labels out of reach in a notebook).
     """
     from .images import labelled_grid, to_pil
     from .networks import z_from_seeds
 
     low, high = load_generator(low), load_generator(high)
     blender = Blender(low, high)
-    resolutions = list(swap_resolutions or high.synthesis.block_resolutions)
+    resolutions = list(swap_resolutions or [res for res in high.synthesis.block_resolutions
+                                            if blend_width or res < high.img_resolution])
     ws = high.mapping(z_from_seeds(seeds, high.z_dim, high.device), None, truncation_psi=truncation_psi)
     columns = [high.synthesis(ws)]
     for res in resolutions:

@@ -519,7 +519,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="smooth switch width in layers (centred 1.5 layers below the hard switch); default or 0: "
                         "hard switch")
     p.add_argument("-o", "--output", required=True, help="blended network file (.safetensors, toonlib's format)")
-    p.add_argument("--grid", help="also save a PNG grid: rows = seeds; columns = --base, every swap resolution, "
+    p.add_argument("--grid", help="also save a PNG grid: rows = seeds; columns = --base, every swap resolution "
+                                  "(with a hard switch below the model's own, which is the toon), "
                                   "--toon")
     p.add_argument("--seeds", help=f"seeds of the grid rows, e.g. 0-5 or 1,7,42 (default {DEFAULT_GRID_SEEDS})")
     p.add_argument("--truncation-psi", type=float, default=None,
