@@ -427,3 +427,12 @@ def test_progress_bars_span_a_notebook_output_and_wrap(monkeypatch, capsys):
     monkeypatch.undo()
     with progress_bar(total=4, desc="fine-tuning") as bar:
         assert bar.dynamic_ncols
+
+
+def test_a_one_step_loss_plot_shows_its_step():
+    from toonlib.notebook import plot_losses
+
+    [line] = plot_losses(np.array([0.5])).axes[0].lines
+    assert line.get_marker() == "o"
+    [line] = plot_losses(np.linspace(1, 0, 500)).axes[0].lines
+    assert line.get_marker() in ("None", None, "")

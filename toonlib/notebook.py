@@ -168,12 +168,16 @@ def offer_download(path: str | os.PathLike) -> None:
         print(f"saved {Path(path).resolve()}")
 
 
+SHORT_RUN_STEPS = 30  # plot_losses marks each step of runs up to this long
+
+
 def plot_losses(losses, title: str = "projection: LPIPS distance per step"):
-    """A matplotlib figure of loss curves ([steps] or [steps, N] array)."""
+    """A matplotlib figure of loss curves ([steps] or [steps, N] array); a short run's steps are marked (a line
+    through one step draws nothing)."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3))
-    ax.plot(losses)
+    ax.plot(losses, marker="o" if len(losses) <= SHORT_RUN_STEPS else None, markersize=3)
     ax.set_xlabel("step")
     ax.set_ylabel("distance")
     ax.set_title(title)
