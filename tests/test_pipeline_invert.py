@@ -139,4 +139,4 @@ def test_command_line_modes_and_identity(setup, tmp_path, capsys):
     assert "identity" not in capsys.readouterr().out
     assert cli.main(["toonify", str(setup.photos / "astronaut.png"), "-o", str(out), "--invert", "e4e",
                      "--encoder", str(setup.e4e), "--steps", "5", *common]) == 2
-    assert "invert='e4e' runs no projection" in capsys.readouterr().err
+    assert "--steps is a projection option and --invert e4e runs no projection" in capsys.readouterr().err

@@ -412,7 +412,7 @@ def check_blend(out: Outcome, box: Sandbox) -> None:
     for name, tensor in written.G_ema.state_dict().items():
         assert torch.equal(tensor, expected[name]), name
     width, height = image_size("grid.png")
-    assert height >= 6 * 128 and width >= 6 * 128  # 6 seeds; base, swap 4, 8, 16, 32, toon
+    assert height >= 6 * 128 and 5 * 128 <= width < 6 * 128  # 6 seeds; base, swap 4, 8, 16, toon (swap 32 = toon)
 
 
 def check_finetune(out: Outcome, box: Sandbox) -> None:
