@@ -11,6 +11,7 @@ import struct
 import threading
 import urllib.request
 import zlib
+from pathlib import Path
 
 import lpips
 import numpy as np
@@ -89,6 +90,11 @@ def inside(quad: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(mask)
 
 
+def page_events(page) -> dict:
+    """The page's event handlers by function name."""
+    return {fn.name: fn for fn in page.fns.values()}
+
+
 def test_toonify_then_the_slider_rerenders_the_cached_latent(app, setup, projections):
     photo = setup["photos"] / "hopper.jpg"
     session, view = app.toonify(photo, STEPS, 16)
@@ -139,8 +145,10 @@ def test_bad_photos_get_the_cli_messages(app, setup, tmp_path):
     with pytest.raises(ImageReadError, match=r"^cannot read 'broken\.jpg' as an image") as error:
         app.toonify(photos / "broken.jpg", STEPS, 16)
     assert str(photos) not in str(error.value)  # the uploaded file's name, not the server's path
-    with pytest.raises(NoFaceError, match="no face was found"):
-        app.toonify(photos / "coffee.png", STEPS, 16)
+    with pytest.raises(NoFaceError, match="^no face was found in 'coffee.png'; use a larger"):
+        app.toonify(photos / "coffee.png", STEPS, 16)  # named: the message stays on the page with the next photo
+    with pytest.raises(NoFaceError, match="^no face was found in 'my cup.png'"):
+        app.toonify(photos / "coffee.png", STEPS, 16, name="my cup.png")
     small = ToonApp(app.toonifiers["optimize"], swap_res=16, steps=STEPS, max_pixels=100_000)
     with pytest.raises(PhotoTooLargeError, match=r"astronaut\.png is 512 x 512 px \(0\.3 megapixels\); the app takes "
                                                  r"photos up to 0 megapixels: use a smaller copy"):
@@ -253,10 +261,84 @@ def test_page_queues_every_model_event_in_one_line(app):
     page = app.build()
     try:
         assert page.analytics_enabled is False
-        events = {fn.name: fn for fn in page.fns.values()}
+        events = page_events(page)
         model_events = [events[name] for name in ("on_toonify", "on_pick", "on_reblend")]
         assert {(fn.concurrency_id, fn.concurrency_limit, fn.queue) for fn in model_events} == {("models", 1, True)}
         assert events["on_new_photo"].queue is False  # clearing the page never waits behind a projection
+    finally:
+        page.close()
+
+
+def test_results_download_under_the_photos_name(app, setup):
+    """Every result was downloaded as "image.png" (the toon, the aligned face and the pasted photo alike)."""
+    page = app.build()
+    try:
+        on_toonify = page_events(page)["on_toonify"].fn
+        upload = {"path": str(setup["photos"] / "hopper.jpg"), "orig_name": "me.jpg"}
+        _, _, aligned, toon, pasted, _ = on_toonify(upload, STEPS, 16, "optimize")
+        assert [Path(path).name for path in (aligned, toon, pasted)] == ["me-aligned.png", "me-toon.png",
+                                                                         "me-pasted.png"]
+        with Image.open(toon) as image:
+            assert image.format == "PNG" and image.size == (32, 32)
+        on_pick = page_events(page)["on_pick"].fn
+        session, _ = app.toonify(setup["photos"] / "pair.png", STEPS, 16, name="two of us.png")
+        select = type("Select", (), {"index": 1})()
+        _, _, aligned, toon, pasted, _ = on_pick(session, STEPS, 16, "optimize", select)
+        assert [Path(path).name for path in (aligned, toon, pasted)] == [
+            "two of us-face2-aligned.png", "two of us-face2-toon.png", "two of us-pasted.png"]
+    finally:
+        page.close()
+
+
+def test_errors_stay_on_the_page_until_closed(app, setup):
+    """The error toast vanished after 10 s, leaving only red "Error" badges: a visitor who looked away while a
+    photo was read never learnt what was wrong."""
+    import gradio
+
+    page = app.build()
+    try:
+        on_toonify = page_events(page)["on_toonify"].fn
+        with pytest.raises(gradio.Error, match="no face was found in 'coffee.png'") as error:
+            on_toonify({"path": str(setup["photos"] / "coffee.png"), "orig_name": "coffee.png"}, STEPS, 16,
+                       "optimize")
+        assert error.value.duration is None and error.value.print_exception is False
+    finally:
+        page.close()
+
+
+def test_a_new_photo_cancels_the_events_of_the_old_one(app):
+    """A new photo uploaded during a run got the old photo's toon when that run ended (a toon of someone else
+    beside the new photo); now changing the photo cancels what runs or waits for the old one."""
+    page = app.build()
+    try:
+        index = {fn.name: i for i, fn in page.fns.items()}
+        new_photo = page_events(page)["on_new_photo"]
+        [cancel] = [fn for fn in page.fns.values() if fn.is_cancel_function and fn.targets == new_photo.targets]
+        assert sorted(cancel.cancels) == sorted(index[name] for name in ("on_toonify", "on_pick", "on_reblend"))
+    finally:
+        page.close()
+
+
+def test_swap_resolution_is_chosen_in_pixels(app):
+    """The slider went from 2 to 5 (exponents: 2^n px) while the status, the README and --swap-res speak of px:
+    typing 32 in its box gave "Value 32 is greater than maximum value 5." and red "Error" badges."""
+    page = app.build()
+    try:
+        [swap] = [block for block in page.blocks.values() if getattr(block, "elem_id", None) == "swap"]
+        assert [value for _, value in swap.choices] == [4, 8, 16, 32] and swap.value == 16
+        assert [label for label, _ in swap.choices] == ["4 px", "8 px", "16 px", "32 px"]
+    finally:
+        page.close()
+
+
+def test_results_have_no_share_button(app):
+    """Each result had a Share button that only said "Must be on Spaces to share." (and the page promises that
+    the photo stays on this machine)."""
+    page = app.build()
+    try:
+        results = [block for block in page.blocks.values() if getattr(block, "elem_id", None) in
+                   ("toon", "aligned", "pasted")]
+        assert len(results) == 3 and all(block.buttons == ["download", "fullscreen"] for block in results)
     finally:
         page.close()
 

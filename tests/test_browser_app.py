@@ -81,6 +81,13 @@ def press(page, slider: str, key: str) -> str:
     return page.locator(f"{slider} input[type=number]").input_value()
 
 
+def upload(page, photo) -> None:
+    """Upload `photo` and wait until the page has taken it in (its new-photo event answered, after the preview
+    shows): that event cancels the old photo's runs, so a Toonify click before it would be cancelled too."""
+    with page.expect_response(lambda response: "/gradio_api/run/predict" in response.url):
+        page.locator("#photo input[type=file]").set_input_files(photo)
+
+
 def expect_toast(page, text: str) -> None:
     page.locator("[data-testid='toast-body']", has_text=text).first.wait_for(timeout=60_000)
 
@@ -90,8 +97,7 @@ def test_photo_to_toon_then_the_slider_changes_it(page, server, tmp_path, record
     with screenshots_on_failure(page, tmp_path, "photo-to-toon"):
         assert press(page, "#steps", "ArrowLeft") == "2"
         start = time.monotonic()
-        page.locator("#photo input[type=file]").set_input_files(photo)
-        page.locator("#photo img").wait_for()
+        upload(page, photo)
         page.click("#toonify")
         page.locator("#toon img").wait_for(timeout=TOON_S * 1000)
         upload_to_toon = time.monotonic() - start
@@ -104,7 +110,13 @@ def test_photo_to_toon_then_the_slider_changes_it(page, server, tmp_path, record
         assert shown_image(page, "#aligned")[1].shape == (32, 32, 3)
         assert shown_image(page, "#pasted")[1].shape == np.asarray(Image.open(photo)).shape
 
-        assert press(page, "#swap", "ArrowLeft") == "3"  # 2^3: the toon model's layers up to 8 px only
+        for result in ("toon", "aligned", "pasted"):  # each under its own name, not all "image.png"
+            assert page.locator(f"#{result} button[aria-label='Share']").count() == 0  # "Must be on Spaces"
+            with page.expect_download() as download:
+                page.click(f"#{result} button[aria-label='Download']")
+            assert download.value.suggested_filename == f"hopper-{result}.png"
+
+        page.locator("#swap label", has_text="8 px").click()  # the toon model's layers up to 8 px only
         page.wait_for_function("src => document.querySelector('#toon img').src !== src", arg=src,
                                timeout=TOON_S * 1000)
         _, reblended = shown_image(page, "#toon")
@@ -117,8 +129,7 @@ def test_photo_to_toon_then_the_slider_changes_it(page, server, tmp_path, record
 
 def test_a_second_face_is_picked_in_the_gallery(page, server, tmp_path):
     with screenshots_on_failure(page, tmp_path, "second-face"):
-        page.locator("#photo input[type=file]").set_input_files(server.photos / "pair.jpg")
-        page.locator("#photo img").wait_for()
+        upload(page, server.photos / "pair.jpg")
         page.click("#toonify")
         status = page.locator("#status")
         status.filter(has_text="Face 1 of 2").wait_for(timeout=TOON_S * 1000)
@@ -136,12 +147,12 @@ def test_a_second_face_is_picked_in_the_gallery(page, server, tmp_path):
 def test_bad_uploads_say_what_is_wrong(page, server, tmp_path):
     photos = server.photos
     with screenshots_on_failure(page, tmp_path, "bad-uploads"):
-        page.locator("#photo input[type=file]").set_input_files(photos / "broken.jpg")
+        upload(page, photos / "broken.jpg")
         page.click("#toonify")
         expect_toast(page, "cannot read 'broken.jpg' as an image")
-        page.locator("#photo input[type=file]").set_input_files(photos / "coffee.png")
+        upload(page, photos / "coffee.png")
         page.click("#toonify")
-        expect_toast(page, "no face was found in the image")
+        expect_toast(page, "no face was found in 'coffee.png'")
         page.locator("#photo input[type=file]").set_input_files(photos / "notes.txt")
         expect_toast(page, "Invalid file type: notes.txt. Only image/* allowed.")  # refused by the browser side
         huge = tmp_path / "huge.jpg"
@@ -154,6 +165,48 @@ def test_bad_uploads_say_what_is_wrong(page, server, tmp_path):
         assert page.locator("#toon img").count() == 0
 
 
+def test_errors_stay_until_closed(context, server, tmp_path):
+    """Gradio's error toast vanished after 10 s, leaving red "Error" badges and no word of what was wrong."""
+    page = context.new_page()
+    page.clock.install()  # the page's timers, fast-forwarded below
+    page.goto(server.url())
+    try:
+        with screenshots_on_failure(page, tmp_path, "errors-stay"):
+            upload(page, server.photos / "broken.jpg")
+            page.click("#toonify")
+            expect_toast(page, "cannot read 'broken.jpg' as an image")
+            page.clock.fast_forward(60_000)
+            toast = page.locator("[data-testid='toast-body']", has_text="broken.jpg")
+            assert toast.is_visible()
+            toast.locator("[data-testid='toast-close']").click()
+            toast.wait_for(state="detached")
+    finally:
+        page.close()
+
+
+def test_a_new_photo_during_a_run_gets_none_of_its_results(page, context, server, tmp_path):
+    """A photo uploaded while the last one was toonified got that one's toon, aligned face and pasted photo when
+    the run ended: someone else's toon beside the new photo. Now the new photo cancels the run."""
+    with screenshots_on_failure(page, tmp_path, "new-photo-during-run"):
+        steps = page.locator("#steps input[type=number]")
+        steps.fill("300")
+        steps.press("Enter")
+        upload(page, server.photos / "hopper.jpg")
+        page.click("#toonify")
+        page.locator("#toon", has_text="project w+").wait_for(timeout=TOON_S * 1000)  # the projection runs
+        upload(page, server.photos / "astronaut.png")
+        other = page_at(context, server.url(), width=1280)  # a second visitor, queued behind that projection
+        try:
+            upload(other, server.photos / "astronaut.png")
+            other.click("#toonify")
+            other.locator("#toon img").wait_for(timeout=TOON_S * 1000)  # the models are free: the run has ended
+        finally:
+            other.close()
+        page.wait_for_timeout(1000)
+        assert page.locator("#toon img, #aligned img, #pasted img").count() == 0
+        assert "Toonified" not in page.locator("#status").inner_text()  # (Gradio may mark the cancelled run "Error")
+
+
 def test_webcam_photo_reaches_the_app(page, server, tmp_path):
     """Chromium's fake camera (a test pattern, no face): the capture is toonified like an upload."""
     with screenshots_on_failure(page, tmp_path, "webcam"):
@@ -161,10 +214,10 @@ def test_webcam_photo_reaches_the_app(page, server, tmp_path):
         page.get_by_text("Click to Access Webcam").click()
         page.wait_for_function("() => { const v = document.querySelector('#photo video');"
                                " return v !== null && v.readyState >= 2 && v.videoWidth > 0; }")  # frames arrive
-        page.click("#photo button[aria-label='capture photo']")
-        page.locator("#photo img").wait_for()
+        with page.expect_response(lambda response: "/gradio_api/run/predict" in response.url):  # as upload()
+            page.click("#photo button[aria-label='capture photo']")
         page.click("#toonify")
-        expect_toast(page, "no face was found in the image")
+        expect_toast(page, "no face was found in '")
 
 
 @pytest.mark.parametrize("width", [390, 800, 1024, 1600])  # 390: a phone opening a shared link
@@ -177,7 +230,7 @@ def test_controls_usable_at_every_width(context, server, tmp_path, width):
                           click=False)
             assert_usable(page.locator("#photo button[aria-label='Capture from camera']"), "webcam", click=False)
             assert_usable(page.locator("#steps input[type=range]"), "steps slider")
-            assert_usable(page.locator("#swap input[type=range]"), "swap-resolution slider")
+            assert_usable(page.locator("#swap label", has_text="8 px"), "swap resolution 8 px")
             assert_usable(page.locator("#toonify"), "Toonify button", click=False)
             assert page.evaluate("document.documentElement.scrollWidth") <= width  # nothing scrolls sideways
     finally:

@@ -4,14 +4,15 @@
     toonlib app --share              # in Colab: also a public *.gradio.live link
 
 A photo (upload or webcam) gives the FFHQ-aligned face, its toon and the toon pasted back into the photo.
-A photo with several faces shows them all; clicking one toonifies it too. The swap-resolution slider
-re-renders the toons from the cached latents (no new projection).
+A photo with several faces shows them all; clicking one toonifies it too. The swap-resolution choice (in px)
+re-renders the toons from the cached latents (no new projection). Results download as `<photo>-toon.png`,
+`-aligned.png` and `-pasted.png`, the photo's own name.
 
 `ToonApp` is the logic, without Gradio: one `Toonifier` per inversion mode offered, shared by every visitor
 (models load once per process), one `Session` per visitor, the limits and the error messages.
 `ToonApp.build()` lays it out with Gradio (imported only there) and `launch` serves it. Every event that runs
 a model waits in one queue with a concurrency of 1, and a lock guards the shared models as well: the toon
-generator is re-blended for each visitor's slider, so two visitors' events must never interleave.
+generator is re-blended for each visitor's swap resolution, so two visitors' events must never interleave.
 """
 from __future__ import annotations
 
@@ -40,8 +41,9 @@ DEFAULT_STEPS = 200  # optimisation steps offered first (the pipeline's default,
 MAX_STEPS = 1000  # the steps slider's end; more steps hold the shared queue for everyone else
 MAX_PIXELS = 50_000_000  # larger photos are refused before they are decoded (48 MP phone photos pass)
 MAX_UPLOAD = "50mb"  # Gradio refuses larger uploads in the browser, before they reach the server
-DEFAULT_SWAP_RES = 32  # the slider's first position (clamped to the model's resolution)
+DEFAULT_SWAP_RES = 32  # the swap resolution chosen first (clamped to the model's resolution)
 ERRORS = (ValueError, LandmarkBackendError, PerceptualWeightsError)  # shown to the visitor as they are
+RESULTS = ("aligned", "toon", "pasted")  # the result images, in the order of `View`'s fields and the outputs
 # Result images fill their boxes (a small model's 256 px toon is drawn as large as a 1024 px one); the face
 # picker shows small whole faces, however few.
 CSS = ("#toon img, #aligned img { width: 100%; height: 100%; object-fit: contain; } "
@@ -54,11 +56,12 @@ class PhotoTooLargeError(ValueError):
 
 @dataclass
 class Session:
-    """One visitor's photo: its faces (largest first), and the latents (with the mode that made each) and the
-    toons of the faces toonified so far."""
+    """One visitor's photo (`name`: its file name without the suffix, for the downloads): its faces (largest
+    first), and the latents (with the mode that made each) and the toons of the faces toonified so far."""
 
     photo: Image.Image
     faces: list[AlignedFace]
+    name: str = "photo"
     latents: dict[int, tuple[str, torch.Tensor]] = field(default_factory=dict)
     toons: dict[int, Image.Image] = field(default_factory=dict)  # rendered with the blend at `swap_res`
     swap_res: int | None = None
@@ -68,13 +71,15 @@ class Session:
 @dataclass
 class View:
     """What the page shows for a session: every face (with a caption), the selected face's crop and toon,
-    the photo with every toon pasted back, and a one-line status."""
+    the photo with every toon pasted back, and a one-line status. `file_names`: what each result (`RESULTS`)
+    downloads as: `<photo>-toon.png` (`<photo>-face2-toon.png` in a photo of several faces)."""
 
     faces: list[tuple[Image.Image, str]]
     aligned: Image.Image
     toon: Image.Image
     pasted: Image.Image
     status: str
+    file_names: dict[str, str]
 
 
 def check_settings(steps: int = DEFAULT_STEPS, max_steps: int = MAX_STEPS, max_pixels: int = MAX_PIXELS) -> None:
@@ -90,9 +95,9 @@ class ToonApp:
     """The web app's logic: toonify a visitor's photo, toonify another of its faces, re-blend.
 
     `toonifiers`: one `Toonifier` per inversion mode offered (its `invert`), the first one the default; they
-    share the lock, so they may share models. `swap_res`: where the slider starts (px); the toon checkpoint
-    must hold the toon model itself (like Toonify's file) for re-blending, else the app renders with its
-    published blend and has no slider. `steps` / `max_steps`: the steps slider's start and end.
+    share the lock, so they may share models. `swap_res`: the swap resolution chosen first (px); the toon
+    checkpoint must hold the toon model itself (like Toonify's file) for re-blending, else the app renders with
+    its published blend and offers no choice. `steps` / `max_steps`: the steps slider's start and end.
     `max_pixels`: the largest photo taken.
     """
 
@@ -139,10 +144,12 @@ class ToonApp:
         if photo is None:
             raise ValueError("no photo yet: upload one or take one with the webcam, then press Toonify")
         mode = self._check(steps, swap_res, mode)
+        name = name or Path(photo).name
         image = self.read_photo(photo, name)
         start = time.perf_counter()
-        with self._lock:
-            session = Session(photo=image, faces=self.toonifiers[mode].align(image, all_faces=True))
+        with self._lock:  # messages name the photo: an error toast stays on the page until closed
+            faces = self.toonifiers[mode].align(image, all_faces=True, name=repr(name))
+            session = Session(photo=image, faces=faces, name=Path(name).stem or "photo")
             self._invert(session, 0, steps, mode)
             view = self._view(session, swap_res)
         return session, self._timed(view, start, steps, mode)
@@ -239,8 +246,10 @@ class ToonApp:
         count = len(session.faces)
         status = (f"Face {session.selected + 1} of {count} ({count - len(session.latents)} more to pick below), "
                   if count > 1 else "One face, ") + f"rendered with {blend}."
+        face = session.name + (f"-face{session.selected + 1}" if count > 1 else "")  # the pasted photo: every face
+        file_names = {kind: f"{session.name if kind == 'pasted' else face}-{kind}.png" for kind in RESULTS}
         return View(faces=faces, aligned=session.faces[session.selected].image, toon=session.toons[session.selected],
-                    pasted=pasted, status=status)
+                    pasted=pasted, status=status, file_names=file_names)
 
     def _timed(self, view: View, start: float, steps: int, mode: str) -> View:
         device = self.toonifiers[mode].device.type
@@ -255,41 +264,54 @@ class ToonApp:
         """The Gradio page (a `gradio.Blocks`) with its events queued on the shared models."""
         gr = require_gradio()
 
+        from gradio.processing_utils import save_pil_to_cache
+
         def fail(exc: Exception):
-            return gr.Error(str(exc), print_exception=False)  # the visitor's mistake, not the server's
+            # The visitor's mistake, not the server's; it stays until closed (Gradio's 10 s toast vanished, leaving
+            # red "Error" badges without a word of what was wrong).
+            return gr.Error(str(exc), duration=None, print_exception=False)
+
+        def outputs_of(view: View) -> tuple:
+            # Result images saved as Gradio saves them (PNG in its cache, deleted with it), named for the download:
+            # Gradio's own name for every image was "image.png".
+            files = [save_pil_to_cache(getattr(view, kind), cache_dir=toon.GRADIO_CACHE,
+                                       name=Path(view.file_names[kind]).stem, format="png") for kind in RESULTS]
+            return gr.update(value=view.faces, visible=len(view.faces) > 1), *files, view.status
 
         tracked = gr.Progress(track_tqdm=True)  # the projection's progress bar, shown on the page
 
-        def on_toonify(upload, steps, exponent, mode, progress=tracked):
+        def on_toonify(upload, steps, swap_res, mode, progress=tracked):
             # Not preprocessed: `upload` is Gradio's record of the uploaded file, which `read_photo` checks itself
             # (Gradio's decoding would turn a broken or huge file into an anonymous error).
             photo, name = (None, None) if upload is None else (upload["path"], upload.get("orig_name"))
             try:
-                session, view = self.toonify(photo, int(steps), self._swap(exponent), mode, name=name)
+                session, view = self.toonify(photo, int(steps), swap_res, mode, name=name)
             except ERRORS as exc:
                 raise fail(exc) from exc
-            return (session, *self._outputs(gr, view))
+            return session, *outputs_of(view)
 
-        def on_pick(session, steps, exponent, mode, event: gr.SelectData, progress=tracked):
+        def on_pick(session, steps, swap_res, mode, event: gr.SelectData, progress=tracked):
             try:
-                view = self.pick(session, event.index, int(steps), self._swap(exponent), mode)
+                view = self.pick(session, event.index, int(steps), swap_res, mode)
             except ERRORS as exc:
                 raise fail(exc) from exc
-            return (session, *self._outputs(gr, view))
+            return session, *outputs_of(view)
 
         on_pick.__annotations__["event"] = gr.SelectData  # Gradio finds it by its type (no `gr` in globals)
 
-        def on_reblend(session, exponent):
+        def on_reblend(session, swap_res):
             try:
-                view = self.reblend(session, self._swap(exponent))
+                view = self.reblend(session, swap_res)
             except ERRORS as exc:
                 raise fail(exc) from exc
-            return gr.skip() if view is None else (session, *self._outputs(gr, view))
+            return gr.skip() if view is None else (session, *outputs_of(view))
 
         def on_new_photo():
             return None, gr.update(value=None, visible=False), None, None, None, ""
 
-        exponents = [int(math.log2(r)) for r in self.swap_resolutions]
+        # Results go out as PNG, exactly toonlib's pixels (Gradio's default, lossy WebP, blurs them), without
+        # Gradio's Share button (it only said "Must be on Spaces to share"; the photo stays on this machine).
+        result = dict(interactive=False, height=420, format="png", buttons=["download", "fullscreen"])
         with gr.Blocks(title="Toonify yourself", analytics_enabled=False, delete_cache=(3600, 3600)) as page:
             gr.Markdown("# Toonify yourself\nUpload a photo of a face (or take one with the webcam) and press "
                         "**Toonify**. The photo stays on this machine and is deleted within two hours.")
@@ -308,37 +330,31 @@ class ToonApp:
                                       visible=self.modes[0] in OPTIMIZING_MODES)
                     button = gr.Button("Toonify", variant="primary", elem_id="toonify")
                 with gr.Column():
-                    # Results go out as PNG, exactly toonlib's pixels (Gradio's default, lossy WebP, blurs them).
-                    toon = gr.Image(label="Toon", interactive=False, height=420, format="png", elem_id="toon")
-                    swap = gr.Slider(min(exponents, default=0), max(exponents, default=0),
-                                     value=int(math.log2(self.swap_res)) if self.swap_res else 0, step=1,
-                                     label="Swap resolution: toon layers up to 2^n px",
-                                     info="left: more like the photo; right: more like a cartoon",
-                                     visible=bool(exponents), elem_id="swap")
+                    toon = gr.Image(label="Toon", elem_id="toon", **result)
+                    # In px, as the status line, --swap-res and the README say (a slider of exponents, 2^n px,
+                    # refused a typed 32 as "greater than maximum value 5").
+                    swap = gr.Radio([(f"{r} px", r) for r in self.swap_resolutions], value=self.swap_res,
+                                    label="Swap resolution: the toon model's layers up to",
+                                    info="smaller: more like the photo; larger: more like a cartoon",
+                                    visible=bool(self.swap_resolutions), elem_id="swap")
             status = gr.Markdown(elem_id="status")
             with gr.Row():
-                aligned = gr.Image(label="Aligned face", interactive=False, height=360, format="png", elem_id="aligned")
-                pasted = gr.Image(label="Toon in the photo", interactive=False, height=360, format="png",
-                                  elem_id="pasted")
+                aligned = gr.Image(label="Aligned face", elem_id="aligned", **{**result, "height": 360})
+                pasted = gr.Image(label="Toon in the photo", elem_id="pasted", **{**result, "height": 360})
 
             outputs = [session, faces, aligned, toon, pasted, status]
             queued = dict(concurrency_id="models", concurrency_limit=1)
-            button.click(on_toonify, [photo, steps, swap, mode], outputs, preprocess=False, api_name="toonify",
-                         **queued)
-            faces.select(on_pick, [session, steps, swap, mode], outputs, api_name="pick_face", **queued)
-            swap.change(on_reblend, [session, swap], outputs, trigger_mode="always_last", show_progress="minimal",
-                        api_name="reblend", **queued)
-            photo.change(on_new_photo, None, outputs, queue=False, api_name=False)
+            toonified = button.click(on_toonify, [photo, steps, swap, mode], outputs, preprocess=False,
+                                     api_name="toonify", **queued)
+            picked = faces.select(on_pick, [session, steps, swap, mode], outputs, api_name="pick_face", **queued)
+            reblended = swap.change(on_reblend, [session, swap], outputs, trigger_mode="always_last",
+                                    show_progress="minimal", api_name="reblend", **queued)
+            # A new photo cancels the old one's events, running or waiting: their results (the old photo's toon)
+            # came in beside the new photo.
+            photo.change(on_new_photo, None, outputs, queue=False, api_name=False,
+                         cancels=[toonified, picked, reblended])
             mode.change(lambda m: gr.update(visible=m in OPTIMIZING_MODES), mode, steps, queue=False, api_name=False)
         return page
-
-    def _swap(self, exponent: float) -> int | None:
-        return 2 ** int(exponent) if self.swap_resolutions else None
-
-    @staticmethod
-    def _outputs(gr: Any, view: View) -> tuple:
-        gallery = gr.update(value=view.faces, visible=len(view.faces) > 1)
-        return gallery, view.aligned, view.toon, view.pasted, view.status
 
 
 def require_gradio() -> Any:

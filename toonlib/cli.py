@@ -599,9 +599,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .pipeline import INVERT_MODES
 
     p = sub.add_parser("app", help="the Toonify web app in your browser (Gradio; pip install 'toonlib[app]')")
-    _add_toonifier_models(p, "re-blended by the swap-resolution slider")
+    _add_toonifier_models(p, "re-blended at the swap resolution chosen on the page")
     p.add_argument("--swap-res", type=_swap_res, default=DEFAULT_SWAP_RES,
-                   help=f"where the swap-resolution slider starts, in px (default {DEFAULT_SWAP_RES})")
+                   help=f"the swap resolution chosen first on the page, in px (default {DEFAULT_SWAP_RES})")
     _add_detector(p)
     p.add_argument("--invert", nargs="+", default=["optimize"], choices=INVERT_MODES, metavar="MODE",
                    help="the inversion modes offered, the first selected: optimize (projection, default), e4e or "
