@@ -22,6 +22,15 @@ def test_import_is_light():
     assert out.strip() == "[]"
 
 
+def test_the_command_lines_parser_builds_without_torch():
+    """`toonlib --help`, `--version` and a mistyped option answer at once: building the parser imported torch
+    through the modules of the choices it lists (2-3 s); `toonlib.train`'s exports resolve on first use."""
+    code = ("import sys; from toonlib import cli; cli.build_parser(); print('torch' in sys.modules); "
+            "import toonlib.train as train; print(sorted(n for n in train.__all__ if getattr(train, n) is None))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "[]"]
+
+
 def test_public_names_survive_importing_every_submodule():
     """`from toonlib.x import y` binds the submodule `toonlib.x` on the package: no public name may be a module."""
     code = """

@@ -36,6 +36,7 @@ from PIL import Image
 
 from .images import ImageInput, describe_source, read_image
 from .messages import warn
+from .options import DETECTORS
 
 __all__ = [
     "DETECTORS",
@@ -53,7 +54,6 @@ __all__ = [
 Face = tuple[np.ndarray, np.ndarray]  # (box [x0, y0, x1, y1], landmarks [68, 2]) in detection-image pixels
 Backend = Callable[[np.ndarray, Optional[np.ndarray]], list[Face]]
 
-DETECTORS = ("auto", "face_alignment", "dlib")  # where landmarks come from (`align_face`'s `detector`)
 DETECT_MAX_SIDE = 2048  # detect on a copy no larger than this (SFD activations grow with the pixel count)
 DLIB_UPSAMPLE_MAX_SIDE = 1024  # dlib upsamples images up to this size once, so faces down to ~40 px are found
 DLIB_MIN_SCORE = 0.5  # dlib HOG scores: real frontal faces ~1-1.5; face-like patterns (suit emblems) ~0

@@ -32,16 +32,13 @@ from .align import AlignedFace, LandmarkBackendError, NoFaceError
 from .checkpoints import CheckpointError
 from .images import read_image
 from .losses import PerceptualWeightsError, build_lpips
-from .pipeline import INVERT_LABELS, OPTIMIZING_MODES, Toonifier, paste
+from .options import DEFAULT_STEPS, DEFAULT_SWAP_RES, MAX_PIXELS, MAX_STEPS, OPTIMIZING_MODES
+from .pipeline import INVERT_LABELS, Toonifier, paste
 
 __all__ = ["DEFAULT_STEPS", "MAX_PIXELS", "MAX_STEPS", "PhotoTooLargeError", "Session", "ToonApp", "View",
            "check_port", "check_settings", "launch", "require_gradio"]
 
-DEFAULT_STEPS = 200  # optimisation steps offered first (the pipeline's default, 500, is a long wait on a page)
-MAX_STEPS = 1000  # the steps slider's end; more steps hold the shared queue for everyone else
-MAX_PIXELS = 50_000_000  # larger photos are refused before they are decoded (48 MP phone photos pass)
 MAX_UPLOAD = "50mb"  # Gradio refuses larger uploads in the browser, before they reach the server
-DEFAULT_SWAP_RES = 32  # the swap resolution chosen first (clamped to the model's resolution)
 ERRORS = (ValueError, LandmarkBackendError, PerceptualWeightsError)  # shown to the visitor as they are
 RESULTS = ("aligned", "toon", "pasted")  # the result images, in the order of `View`'s fields and the outputs
 # Result images fill their boxes (a small model's 256 px toon is drawn as large as a 1024 px one); the face

@@ -408,7 +408,8 @@ def cmd_toonify(args: argparse.Namespace) -> int:
 def _check_toonify_options(args: argparse.Namespace) -> None:
     """Refuse toonify options that would be ignored, by the names typed (`pipeline.check_options` says the same
     in Python's names)."""
-    from .pipeline import OPTIMIZING_MODES, check_options
+    from .options import OPTIMIZING_MODES
+    from .pipeline import check_options
 
     for option, value in (("--steps", args.steps), ("--space", args.space), ("--seed", args.seed)):
         if value is not None and args.invert not in OPTIMIZING_MODES:
@@ -552,7 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"steps between video frames (default {DEFAULT_VIDEO_EVERY})")
     p.set_defaults(func=cmd_project)
 
-    from .pipeline import INVERT_MODES
+    from .options import INVERT_MODES
 
     p = sub.add_parser("toonify", help="toonify a photo or a folder of photos")
     p.add_argument("photos", help="a photo or a folder of photos")
@@ -595,8 +596,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_arguments(p)
     p.set_defaults(func=cmd_finetune)
 
-    from .app import DEFAULT_STEPS, DEFAULT_SWAP_RES, MAX_PIXELS, MAX_STEPS
-    from .pipeline import INVERT_MODES
+    from .options import DEFAULT_STEPS, DEFAULT_SWAP_RES, INVERT_MODES, MAX_PIXELS, MAX_STEPS
 
     p = sub.add_parser("app", help="the Toonify web app in your browser (Gradio; pip install 'toonlib[app]')")
     _add_toonifier_models(p, "re-blended at the swap resolution chosen on the page")
@@ -637,7 +637,7 @@ def _add_toonifier_models(p: argparse.ArgumentParser, toon_network_use: str) -> 
 
 def _add_detector(p: argparse.ArgumentParser) -> None:
     """--detector of the commands that find faces (align, toonify, app)."""
-    from .align import DETECTORS
+    from .options import DETECTORS
 
     p.add_argument("--detector", default="auto", choices=DETECTORS, type=lambda text: text.replace("-", "_"),
                    help="face landmarks: face_alignment (the face-alignment package; downloads its weights once), "

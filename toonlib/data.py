@@ -28,10 +28,10 @@ from tqdm.auto import tqdm
 from .files import atomic_write_path
 from .images import IMAGE_SUFFIXES, is_hidden, read_image
 from .messages import warn
+from .options import PREPARE_MODES
 
 __all__ = ["ImageDataset", "cache_name", "infinite_loader"]
 
-PREPARE_MODES = ("crop", "align", "none")
 _CACHE_VERSION = 1  # bump when the preparation of images changes, so old caches are not reused
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, zipfile.BadZipFile,
                   Image.DecompressionBombError)

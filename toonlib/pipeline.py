@@ -59,14 +59,11 @@ from .encoders import Encoder, load_encoder
 from .images import describe_source, is_hidden, is_image_file, read_image, to_pil
 from .messages import check_count, warn
 from .networks import Generator
+from .options import INVERT_MODES, OPTIMIZING_MODES
 from .projection import project, render, w_statistics
 
 DEFAULT_BASE = "ffhq-1024-tf"  # for a toon model the registry has no lineage for
 DEFAULT_TOON = "toonify-blended-tf"  # Toonify's file: the fine-tuned toon model is its G, the blend its G_ema
-#: How a photo becomes a latent (see the module docstring), and the registry encoder of each mode.
-INVERT_MODES = ("optimize", "e4e", "psp", "e4e+optimize", "psp-toonify")
-#: The modes that run the LPIPS projection (and so take `steps`).
-OPTIMIZING_MODES = ("optimize", "e4e+optimize")
 #: How user interfaces (app, notebooks) name the inversion modes.
 INVERT_LABELS = {"optimize": "optimise (slow, closest to the photo)", "e4e": "e4e encoder (one pass)",
                  "psp": "pSp encoder (one pass)", "e4e+optimize": "e4e, then optimise",

@@ -18,14 +18,28 @@ metrics.png), arguments (command-line options).
 """
 from __future__ import annotations
 
-from .arguments import add_train_arguments, config_from_args
-from .config import TrainConfig
-from .distributed import Distributed
-from .loop import Trainer, finetune
-from .metrics_log import plot_metrics, read_metrics
-from .recipe import d_layer_names, ema_beta, lazy_regularization, update_ema
-from .snapshots import latest_snapshot, newest_state
+import importlib
 
-__all__ = ["Distributed", "TrainConfig", "Trainer", "add_train_arguments", "config_from_args", "d_layer_names",
-           "ema_beta", "finetune", "latest_snapshot", "lazy_regularization", "newest_state", "plot_metrics",
-           "read_metrics", "update_ema"]
+_EXPORTS = {
+    "add_train_arguments": "arguments", "config_from_args": "arguments", "TrainConfig": "config",
+    "Distributed": "distributed", "Trainer": "loop", "finetune": "loop", "plot_metrics": "metrics_log",
+    "read_metrics": "metrics_log", "d_layer_names": "recipe", "ema_beta": "recipe", "lazy_regularization": "recipe",
+    "update_ema": "recipe", "latest_snapshot": "snapshots", "newest_state": "snapshots",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    """The package's exports, imported on first use (as `toonlib`'s): the command line's parser reads the options
+    of fine-tuning without importing torch."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'toonlib.train' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -6,8 +6,7 @@ import dataclasses
 import os
 import re
 
-from ..data import PREPARE_MODES
-from ..networks import parse_seeds
+from ..options import PREPARE_MODES
 from .config import AUGMENT_MODES, METRIC_MODES, MIXED_PRECISION_MODES, TrainConfig, option_name
 
 __all__ = ["add_train_arguments", "config_from_args", "main"]
@@ -15,6 +14,13 @@ __all__ = ["add_train_arguments", "config_from_args", "main"]
 
 def _optional_float(text: str) -> float | None:
     return None if text.lower() == "none" else float(text)
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    """`networks.parse_seeds`, imported when an option needs it: the parser builds without torch."""
+    from ..networks import parse_seeds
+
+    return parse_seeds(text)
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -61,7 +67,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     option("snapshot_kimg", "snapshot every this many kimg", type=float)
     option("metric", "quality metric at each snapshot (auto: KID on CUDA, none on the CPU)", choices=METRIC_MODES)
     option("metric_images", "generated images per metric evaluation", type=int)
-    option("image_seeds", "seeds of the fakes grid, e.g. 0-15", type=parse_seeds, shown_default="0-15")
+    option("image_seeds", "seeds of the fakes grid, e.g. 0-15", type=_seeds, shown_default="0-15")
     option("seed", "random seed", type=int)
     option("mixed_precision", "float16 blocks on CUDA as the checkpoint says, or off", choices=MIXED_PRECISION_MODES)
     option("device", "cpu, cuda, cuda:1, ...", shown_default="cuda if available")

@@ -11,7 +11,7 @@ import dataclasses
 import os
 from dataclasses import dataclass
 
-from ..data import PREPARE_MODES
+from ..options import PREPARE_MODES
 
 __all__ = ["AUGMENT_MODES", "METRIC_MODES", "MIXED_PRECISION_MODES", "RESUME_FIXED", "TrainConfig", "option_name",
            "option_value"]

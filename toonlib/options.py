@@ -1,0 +1,19 @@
+"""The choices and defaults users set by name, one home each, shared by the Python API, the command line and
+the web app. Nothing here imports torch, so the command line's parser builds at once: `toonlib --help` and a
+mistyped option answered after 2-3 s, the time it took to import torch through the modules these lived in."""
+from __future__ import annotations
+
+#: How a photo becomes a latent (`toonlib.pipeline`'s module docstring).
+INVERT_MODES = ("optimize", "e4e", "psp", "e4e+optimize", "psp-toonify")
+#: The modes that run the LPIPS projection (and so take `steps`).
+OPTIMIZING_MODES = ("optimize", "e4e+optimize")
+#: Where face landmarks come from (`align_face`'s `detector`).
+DETECTORS = ("auto", "face_alignment", "dlib")
+#: How training images are brought to the model's resolution (`ImageDataset`'s `prepare`).
+PREPARE_MODES = ("crop", "align", "none")
+
+# The web app (`toonlib app`, `ToonApp`).
+DEFAULT_STEPS = 200  # optimisation steps offered first (the pipeline's default, 500, is a long wait on a page)
+MAX_STEPS = 1000  # the steps slider's end; more steps hold the shared queue for everyone else
+MAX_PIXELS = 50_000_000  # larger photos are refused before they are decoded (48 MP phone photos pass)
+DEFAULT_SWAP_RES = 32  # the swap resolution chosen first (clamped to the model's resolution)
