@@ -688,7 +688,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.suppress(OSError, ValueError):  # nothing more reaches the closed pipe, even at exit
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
-    except KeyboardInterrupt:  # while the parser was built (imports take a few seconds): no traceback either
+    except KeyboardInterrupt:  # outside a command (while the arguments are parsed): no traceback either
         print("toonlib: interrupted", file=sys.stderr)
         return 130
 
