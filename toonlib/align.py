@@ -35,7 +35,7 @@ import numpy as np
 from PIL import Image
 
 from .images import ImageInput, describe_source, read_image
-from .messages import warn
+from .messages import counted, warn
 from .options import DETECTORS
 
 __all__ = [
@@ -132,7 +132,7 @@ def face_position(face_index: int | None, count: int) -> int:
     faces found, or IndexError saying how many there are."""
     index = 0 if face_index is None else face_index
     if isinstance(index, bool) or not isinstance(index, numbers.Integral) or not -count <= index < count:
-        raise IndexError(f"face_index={face_index!r} is out of range: {count} face{'s' if count != 1 else ''} found "
+        raise IndexError(f"face_index={face_index!r} is out of range: {counted(count, 'face')} found "
                          "(index 0 is the largest)")
     return int(index)
 

@@ -262,6 +262,7 @@ def cmd_project(args: argparse.Namespace) -> int:
     from .checkpoints import load_generator
     from .devices import default_device
     from .images import read_image, save_image, to_pil
+    from .messages import counted
     from .projection import project, require_video_writer, save_video
 
     _check_output_suffix(args.output, "project", ".npz", "the latent as an .npz file (NVIDIA's projected_w.npz)",
@@ -284,8 +285,7 @@ def cmd_project(args: argparse.Namespace) -> int:
     result = project(G, target, space=args.space, steps=args.steps, seed=args.seed,
                      save_every=(args.video_every or DEFAULT_VIDEO_EVERY) if args.video else None)
     result.save(args.output)
-    steps = f"{result.steps} step" + ("s" if result.steps != 1 else "")
-    print(f"wrote {args.output} (final LPIPS {result.losses[-1, 0]:.4f} after {steps})")
+    print(f"wrote {args.output} (final LPIPS {result.losses[-1, 0]:.4f} after {counted(result.steps, 'step')})")
     if args.image_out:
         save_image(to_pil(result.images[0]), args.image_out)
         print(f"wrote {args.image_out}")

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import torch
 
+from .messages import counted
+
 __all__ = ["default_device"]
 
 
@@ -24,6 +26,6 @@ def default_device(device: torch.device | str | None = None) -> torch.device:
             raise ValueError(f"device={str(device)!r}, but torch finds no CUDA GPU here (no GPU or driver, or a "
                              "CPU-only torch build): pass device='cpu' or None (the CPU when there is no GPU)")
         if device.index is not None and device.index >= count:
-            raise ValueError(f"device={str(device)!r}, but this machine has {count} CUDA GPU"
-                             f"{'s' if count > 1 else ''} (cuda:0{f' to cuda:{count - 1}' if count > 1 else ''})")
+            raise ValueError(f"device={str(device)!r}, but this machine has {counted(count, 'CUDA GPU')} "
+                             f"(cuda:0{f' to cuda:{count - 1}' if count > 1 else ''})")
     return device

@@ -5,6 +5,7 @@
   depths, where a fixed `stacklevel` would point into toonlib's own files).
 - `check_count`: a whole number a user gave (steps, a batch size, ...) refused with its name and its range, not
   with Python's message about the operation that tripped over it later.
+- `counted`: a number and its noun, singular or plural ("1 step", "500 steps").
 - `progress_bar`: tqdm's bar for a terminal or a notebook, its numbers readable at any width.
 """
 from __future__ import annotations
@@ -14,7 +15,7 @@ import os
 import sys
 import warnings
 
-__all__ = ["check_count", "progress_bar", "warn"]
+__all__ = ["check_count", "counted", "progress_bar", "warn"]
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -31,6 +32,11 @@ def check_count(name: str, value: object, minimum: int = 1) -> None:
     """Raise ValueError unless `value` is a whole number (an int or NumPy integer, not a bool) >= `minimum`."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+
+
+def counted(count: int, noun: str) -> str:
+    """`count` and `noun`, plural unless the count is one: counted(1, "step") -> '1 step', (2, "face") -> '2 faces'."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def progress_bar(**kwargs):

@@ -25,6 +25,7 @@ from PIL import Image, ImageDraw
 from .blending import KEPT_LOW, Blender, LayerWeight, layer_weights
 from .checkpoints import GeneratorLike, load_generator
 from .images import labelled_grid, read_image, text_font, to_pil
+from .messages import counted
 from .networks import parse_seeds, z_from_seeds
 from .notebook import display_size, in_colab, offer_download, save_uploads
 from .pipeline import INVERT_LABELS, OPTIMIZING_MODES
@@ -465,15 +466,11 @@ class _PhotoPanel:
         display(self.widget)
 
 
-def _steps(count: int) -> str:
-    return f"{count} step" if count == 1 else f"{count} steps"
-
-
 def _done(mode: str, losses) -> str:
     """The status line after a run: the mode, and the steps and final distance when it projected."""
     if len(losses) == 0:
         return f"done: {INVERT_LABELS.get(mode, mode)}"
-    return f"done: {_steps(len(losses))} ({mode}), distance {float(losses[-1]):.4f}"
+    return f"done: {counted(len(losses), 'step')} ({mode}), distance {float(losses[-1]):.4f}"
 
 
 class ToonifyPanel(_PhotoPanel):
@@ -634,7 +631,7 @@ class ProjectionPanel(_PhotoPanel):
         self.result = result
         with self.output:
             clear_output(wait=True)
-            show([face.image, to_pil(result.images[0])], ["aligned", f"projection, {_steps(result.steps)}"])
+            show([face.image, to_pil(result.images[0])], ["aligned", f"projection, {counted(result.steps, 'step')}"])
             figure = plot_losses(result.losses)
             display(figure)
             plt.close(figure)
