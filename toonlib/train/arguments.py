@@ -90,7 +90,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m toonlib.train` / `torchrun ... -m toonlib.train`: exit 0 when done, 2 with a message on bad input."""
+    """`python -m toonlib.train` / `torchrun ... -m toonlib.train`: exit 0 when done, 2 with a message on bad input,
+    130 when interrupted (Ctrl-C)."""
     from ..checkpoints import CheckpointError
     from ..download import DownloadError
     from .loop import finetune
@@ -98,10 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = add_train_arguments(argparse.ArgumentParser(
         prog="python -m toonlib.train", description="Fine-tune a StyleGAN2 checkpoint on a folder of images."))
     args = parser.parse_args(argv)
+    main_process = int(os.environ.get("RANK", "0")) == 0
     try:
         path = finetune(config_from_args(args), progress=args.progress)
     except (ValueError, OSError, CheckpointError, DownloadError) as exc:  # OSError: a run folder in use, ...
         parser.exit(2, f"error: {exc}\n")
-    if int(os.environ.get("RANK", "0")) == 0:
+    except KeyboardInterrupt:  # Trainer.run has said where the run was saved, if it was
+        parser.exit(130, "interrupted\n" if main_process else None)
+    if main_process:
         print(f"last snapshot: {path}")
     return 0

@@ -39,6 +39,14 @@ class Distributed:
         if self.world_size > 1:
             torch_dist.all_reduce(tensor)
 
+    def any_true(self, flag: bool) -> bool:
+        """Whether `flag` is true on any process (every process calls it at the same point)."""
+        if self.world_size == 1:
+            return flag
+        box = torch.tensor([float(flag)], device=self.device)  # on the device: NCCL reduces only those
+        torch_dist.all_reduce(box)
+        return bool(box.item())
+
     def all_gather(self, obj: object) -> list:
         """Every process's `obj` (picklable), in rank order."""
         if self.world_size == 1:

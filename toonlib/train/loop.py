@@ -6,7 +6,9 @@ Each minibatch runs the phases that are due: Gmain (non-saturating logistic loss
 sign(D(real)). G_ema follows G with a half-life of `ema_kimg` thousand images. Every `snapshot_kimg` the
 run folder gets a network snapshot, a fakes grid, a metrics line (and the quality metric when on) and a
 training state (snapshots.py), from which a later `finetune` on the same folder continues exactly as the
-uninterrupted run would have (bit for bit on the CPU). One run at a time uses a run folder (`hold_run_dir`).
+uninterrupted run would have (bit for bit on the CPU). Ctrl-C lets the minibatch finish, snapshots there (without
+the quality metric; later snapshots stay on the `snapshot_kimg` grid) and raises KeyboardInterrupt; a second Ctrl-C
+stops at once (`_CtrlC`). One run at a time uses a run folder (`hold_run_dir`).
 """
 from __future__ import annotations
 
@@ -17,9 +19,13 @@ import hashlib
 import json
 import math
 import os
+import signal
+import sys
+import threading
 import time
 from pathlib import Path
-from typing import Callable
+from types import FrameType
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -57,6 +63,8 @@ __all__ = ["Trainer", "finetune"]
 PL_DECAY = 0.01
 PL_BATCH_SHRINK = 2
 STAT_KEYS = ("loss_G", "loss_D", "r1", "pl")
+STOPPING = ("Ctrl-C: saving the run at the end of this minibatch, to continue later (Ctrl-C again stops at once, "
+            "losing the training since the last snapshot)")
 
 
 class Trainer:
@@ -132,6 +140,7 @@ class Trainer:
         self.force_fp32 = None if cfg.mixed_precision == "auto" else True
         self.pl_mean = torch.zeros([], device=self.device)
         self.cur_nimg = self.batch_idx = 0
+        self._ctrl_c = _CtrlC()
         self.last_snapshot: str | None = None
         self.stats: dict[str, list[float]] = {}
         self.latest: dict[str, float] = {}
@@ -360,8 +369,10 @@ class Trainer:
     # ---- the loop
 
     def run(self) -> Path:
-        """Train until `kimg` thousand images; snapshot every `snapshot_kimg` and at the end. The run folder is
-        released when this returns or fails."""
+        """Train until `kimg` thousand images; snapshot every `snapshot_kimg` and at the end. Ctrl-C (SIGINT, in the
+        main thread; under torchrun, of any process) lets the minibatch finish, snapshots there, says so on stderr
+        and raises KeyboardInterrupt; a second Ctrl-C stops at once (the newest complete snapshot is then where the
+        run resumes). The run folder is released when this returns or fails."""
         self._hold_run_dir()
         try:
             return self._run()
@@ -391,15 +402,35 @@ class Trainer:
                            disable=not self.progress,
                            bar_format="{l_bar}{bar}| {n:.3f}/{total:.3f} kimg [{elapsed}<{remaining}{postfix}]")
         self._start_tick()
-        while self.cur_nimg < total_nimg:
-            before = self.cur_nimg
-            self.step(next(loader))
-            bar.update(self.cur_nimg - before)
-            bar.set_postfix(self._postfix(), refresh=False)
-            if self.cur_nimg >= total_nimg or self.cur_nimg // snapshot_nimg > before // snapshot_nimg:
-                self.snapshot()
-        bar.close()
+        stop = False
+        # the bar is closed however the loop ends, so that what follows (a message, a traceback) starts a line
+        with bar, self._ctrl_c.deferred((lambda: bar.write(STOPPING, file=sys.stderr)) if self.is_main else None):
+            while self.cur_nimg < total_nimg and not stop:
+                before = self.cur_nimg
+                self.step(next(loader))
+                bar.update(self.cur_nimg - before)
+                bar.set_postfix(self._postfix(), refresh=False)
+                due = self.cur_nimg >= total_nimg or self.cur_nimg // snapshot_nimg > before // snapshot_nimg
+                if due:
+                    self.snapshot()
+                stop = self.dist.any_true(self._ctrl_c.pressed)  # under torchrun, every process stops at this minibatch
+                if stop and not due:  # off the snapshot_kimg grid: later snapshots stay on it (`due` counts images)
+                    self.snapshot(quality=False)
+        if stop:
+            # every process waits for the main one's files: under torchrun, the first process to end with an error
+            # (this KeyboardInterrupt) gets the others killed
+            self.dist.barrier()
+            self._say_interrupted(total_nimg)
+            raise KeyboardInterrupt
         return self.run_dir / self.last_snapshot
+
+    def _say_interrupted(self, total_nimg: int) -> None:
+        """Tell the user (stderr, main process) where a run stopped by Ctrl-C was saved and how to continue it."""
+        if self.is_main:
+            then = ("; run the same fine-tuning again to continue from there" if self.cur_nimg < total_nimg
+                    else ", the end of the run")
+            print(f"fine-tuning interrupted at {self.cur_nimg / 1000:.3f} kimg: saved {self.last_snapshot} and the "
+                  f"training state in {self.run_dir}{then}", file=sys.stderr, flush=True)
 
     def _postfix(self) -> dict[str, str]:
         shown = {"G": self.latest.get("loss_G"), "D": self.latest.get("loss_D"), "p": self.ada.p, "r_t": self.ada.rt}
@@ -411,10 +442,11 @@ class Trainer:
 
     # ---- snapshots and resume
 
-    def snapshot(self) -> dict:
-        """Write the network, the fakes grid, the quality metric, a metrics line, the training state and
-        latest.json (main process only); every process must call it. Returns the metrics (with paths and the
-        grid on the main process)."""
+    def snapshot(self, *, quality: bool = True) -> dict:
+        """Write the network, the fakes grid, the quality metric, a metrics line, latest.json and the training state
+        (main process only); every process must call it. Returns the metrics (with paths and the grid on the main
+        process). The quality metric takes minutes: it is left out with `quality=False` (a run stopping at Ctrl-C)
+        and when Ctrl-C is pressed before or while it is computed."""
         info = self._tick_metrics()
         self._check_processes_agree()
         rng = self.dist.all_gather(_rng_state(self.device))
@@ -427,7 +459,8 @@ class Trainer:
             save_network(self.run_dir / self.last_snapshot, Networks(self.G_ema, self.G, self.D, meta=meta))
             fakes = self.fakes_grid()
             save_image(fakes, self.run_dir / fakes_name(nimg))
-            info.update(self.quality())
+            if quality:
+                info.update(self._ctrl_c.unless_pressed(self.quality))
             records = append_metrics(self.run_dir / "metrics.jsonl", info)
             plot_metrics(records, self.run_dir / "metrics.png")
             write_latest(self.run_dir, {"kimg": nimg / 1000, "network": self.last_snapshot,
@@ -512,6 +545,60 @@ class Trainer:
             _set_rng_state(state["rng"][self.dist.rank], self.device)
         else:  # another number of processes: data shards differ anyway, so continue with fresh streams
             self._seed(self.batch_idx)
+
+
+class _CtrlC:
+    """Ctrl-C (SIGINT) deferred to a point the training loop chooses (`deferred`); SIGINT is what Ctrl-C sends in a
+    terminal and what a Jupyter kernel's interrupt sends, into the main thread."""
+
+    def __init__(self) -> None:
+        self.pressed = False  # within `deferred`: Ctrl-C was pressed
+        self._abortable = False  # within `unless_pressed`: the first Ctrl-C raises KeyboardInterrupt there
+
+    @contextlib.contextmanager
+    def deferred(self, on_press: Callable[[], None] | None = None) -> Iterator[None]:
+        """Within the body, the first Ctrl-C sets `pressed` (and calls `on_press`) instead of raising, so the body can
+        stop where it chooses; the handler that was there before is put back at that moment, so a second Ctrl-C does
+        what it did before (Python's default: KeyboardInterrupt at once). It is put back when the body ends or fails,
+        too. Nothing is installed outside the main thread (signal.signal raises there), nor where SIGINT is ignored
+        (SIG_IGN) or handled outside Python (that handler could not be put back): there Ctrl-C keeps its behaviour
+        and `pressed` stays False."""
+        previous = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
+        if previous is None or previous == signal.SIG_IGN:
+            yield
+            return
+
+        def press(signum: int, frame: FrameType | None) -> None:
+            signal.signal(signal.SIGINT, previous)
+            self.pressed = True
+            if on_press is not None:
+                # RuntimeError: the main thread was inside a write to the same stream (a reentrant call); the notice
+                # is left out rather than failing the minibatch there
+                with contextlib.suppress(RuntimeError):
+                    on_press()
+            if self._abortable:
+                raise KeyboardInterrupt
+
+        signal.signal(signal.SIGINT, press)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            self.pressed = False
+
+    def unless_pressed(self, work: Callable[[], dict]) -> dict:
+        """`work()`, or {} when Ctrl-C is pressed before it or while it runs (it is then left unfinished)."""
+        if self.pressed:
+            return {}
+        self._abortable = True
+        try:
+            return work()
+        except KeyboardInterrupt:
+            if not self.pressed:  # not the first Ctrl-C of `deferred`
+                raise
+            return {}
+        finally:
+            self._abortable = False
 
 
 def _set_hparams(opt: torch.optim.Optimizer, lr: float, betas: tuple) -> None:
@@ -640,8 +727,9 @@ def finetune(config: TrainConfig, *, progress: bool = True, callback: Callable[[
     """Fine-tune `config.resume` (a checkpoint, or a run folder: see TrainConfig) on `config.data` into
     `config.run_dir` (resuming the run there if any); returns the last network snapshot's path. `callback(info)`
     gets each snapshot's metrics, paths (network, fakes_path, plot_path) and fakes grid (a PIL image). Under
-    torchrun, every process calls this; only the first writes files and downloads. The caller's torch RNG state
-    is left as it was."""
+    torchrun, every process calls this; only the first writes files and downloads. Ctrl-C saves the run at the end
+    of the minibatch, then raises KeyboardInterrupt (`Trainer.run`). The caller's torch RNG state is left as it
+    was."""
     dist, started = init_distributed(config.device)
     try:
         with torch.random.fork_rng(devices=[dist.device] if dist.device.type == "cuda" else []):

@@ -1,0 +1,260 @@
+"""Ctrl-C during fine-tuning: the first lets the minibatch finish, saves the run there (network, fakes, metrics line,
+latest.json and training state, not the quality metric), says so and stops with KeyboardInterrupt (the command line:
+exit 130), and the run resumes exactly as if it had not stopped, its later snapshots on the `snapshot_kimg` grid. A
+second Ctrl-C stops at once: the last complete snapshot stays the resume point. The SIGINT handler is installed only
+in the main thread, for the run, and put back when it returns or fails.
+
+The tiny 16 px networks, data set and settings of test_train.py, on one CPU thread.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from test_train import base, config, one_thread  # noqa: F401 (fixtures)
+
+import toonlib.cli
+from toonlib.train import Trainer, finetune, loop, newest_state
+from toonlib.train.distributed import Distributed
+
+# 50 minibatches of 4, snapshots every 10; every random stream in use, the ADA, R1 and path-length intervals
+# longer than one minibatch (a stop between two snapshots is also one inside these intervals).
+SETTINGS = dict(kimg=0.2, snapshot_kimg=0.04, augment_p=0.3, ada_interval=3, ada_kimg=0.02, pl_interval=2,
+                r1_interval=3)
+GRID = [0.04, 0.08, 0.12, 0.16, 0.2]
+SAVED = re.compile(r"fine-tuning interrupted at (\d+\.\d{3}) kimg: saved (network-snapshot-(\d{9})\.safetensors) and "
+                   r"the training state in (.+); run the same fine-tuning again to continue from there\n")
+STOPPING = ("Ctrl-C: saving the run at the end of this minibatch, to continue later (Ctrl-C again stops at once, "
+            "losing the training since the last snapshot)\n")
+LIMIT = 600  # seconds; only stops a hung run (a slow, shared 2-core machine)
+
+
+@pytest.fixture(autouse=True)
+def python_sigint():
+    """Python's own SIGINT handler (KeyboardInterrupt), as in a terminal or a Jupyter kernel, whatever the test
+    runner set (a runner started in the background ignores SIGINT)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.fixture(scope="module")
+def whole(base) -> dict:  # noqa: F811
+    """The newest training state of the run without Ctrl-C."""
+    run = Path(finetune(config(base, "whole", **SETTINGS), progress=False)).parent
+    return newest_state(run)[1]
+
+
+def assert_same_run(a: dict, b: dict) -> None:
+    """Two training states hold bit-identical networks, ADA state, path-length mean and random streams."""
+    assert a["cur_nimg"] == b["cur_nimg"] and a["batch_idx"] == b["batch_idx"]
+    for name in ("G", "G_ema", "D"):
+        for key, value in a[name].items():
+            assert torch.equal(value, b[name][key]), f"{name}.{key}"
+    assert a["ada"]["p"] == b["ada"]["p"] and torch.equal(a["ada"]["accum"], b["ada"]["accum"])
+    assert torch.equal(a["pl_mean"], b["pl_mean"]) and torch.equal(a["rng"][0]["cpu"], b["rng"][0]["cpu"])
+
+
+def kimgs(run: Path) -> list[float]:
+    return [json.loads(line)["kimg"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def command(base: dict, run: Path) -> list[str]:  # noqa: F811
+    """`toonlib finetune` with `config`'s and SETTINGS' values (the progress bar on, as users have it)."""
+    options = {**SETTINGS, "batch_size": 4, "image_seeds": "0-3", "prepare": "none", "data": base["data"],
+               "resume": base["base"], "run_dir": run}
+    return ["finetune", *(arg for key, value in options.items() for arg in ("--" + key.replace("_", "-"), str(value)))]
+
+
+def interrupt_at(trainer: Trainer, batch: int, *, twice: bool = False) -> None:
+    """Send this process SIGINT (as Ctrl-C does) as `trainer` ends minibatch number `batch` (counted from 1);
+    `twice`: a second SIGINT right after it."""
+    step = trainer.step
+
+    def step_then_ctrl_c(reals: torch.Tensor) -> None:
+        step(reals)
+        if trainer.batch_idx == batch:
+            for _ in range(1 + twice):
+                signal.raise_signal(signal.SIGINT)
+
+    trainer.step = step_then_ctrl_c
+
+
+def test_ctrl_c_on_the_command_line_saves_the_run_and_the_same_command_continues_it(base, whole, tmp_path):  # noqa: F811
+    run = base["root"] / "command-line"
+    argv = command(base, run)
+    err = tmp_path / "stderr.txt"
+    with err.open("w") as stderr:  # a file: a pipe left unread could fill up and stop the run
+        proc = subprocess.Popen([sys.executable, "-m", "toonlib", *argv], stdout=subprocess.PIPE, stderr=stderr,
+                                text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as in a terminal
+    try:
+        deadline = time.monotonic() + LIMIT
+        while max(map(float, re.findall(r"(\d\.\d{3})/0\.200 kimg", err.read_text())), default=0) <= 0.04:
+            assert proc.poll() is None and time.monotonic() < deadline, err.read_text()[-3000:]
+            time.sleep(0.05)  # until the progress bar shows minibatches past the first snapshot
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=LIMIT)
+    finally:
+        proc.kill()
+    said = err.read_text()
+    assert proc.returncode == 130, said[-3000:]
+    assert out == "" and STOPPING in said
+    saved = SAVED.search(said)
+    assert saved is not None and said.endswith(saved.group(0) + "toonlib finetune: interrupted\n"), said[-3000:]
+    kimg, name, nimg = float(saved.group(1)), saved.group(2), int(saved.group(3))
+    assert saved.group(4) == str(run) and 40 < nimg < 200 and nimg == round(kimg * 1000)
+    latest = json.loads((run / "latest.json").read_text())
+    assert latest == {"kimg": kimg, "network": name, "fakes": f"fakes-{nimg:09d}.png",
+                      "state": f"training-state-{nimg:09d}.pt"}
+    assert all((run / file).is_file() for file in latest.values() if isinstance(file, str))
+    path, state = newest_state(run)
+    assert path.name == latest["state"] and state["cur_nimg"] == nimg and kimgs(run)[-1] == kimg
+    assert toonlib.cli.main(argv) == 0  # the same command
+    assert_same_run(whole, newest_state(run)[1])
+    assert kimgs(run) == sorted({*GRID, kimg})
+
+
+def test_a_stop_between_snapshots_leaves_the_later_ones_on_the_grid(base, whole, capsys):  # noqa: F811
+    run = base["root"] / "between"
+    trainer = Trainer(config(base, run.name, **SETTINGS), progress=False)
+    interrupt_at(trainer, 17)  # 68 images: between the snapshots at 40 and 80, inside each interval
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run()
+    assert capsys.readouterr().err == STOPPING + (
+        f"fine-tuning interrupted at 0.068 kimg: saved network-snapshot-000000068.safetensors and the training state "
+        f"in {run}; run the same fine-tuning again to continue from there\n")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert sorted(p.name for p in run.glob("training-state-*")) == ["training-state-000000040.pt",
+                                                                     "training-state-000000068.pt"]
+    assert kimgs(run) == [0.04, 0.068] and (run / "fakes-000000068.png").is_file()
+    path = finetune(config(base, run.name, **SETTINGS), progress=False)
+    assert path.name == "network-snapshot-000000200.safetensors"
+    assert sorted(p.name for p in run.glob("network-snapshot-*")) == [
+        f"network-snapshot-{n:09d}.safetensors" for n in (40, 68, 80, 120, 160, 200)]
+    assert kimgs(run) == [0.04, 0.068, 0.08, 0.12, 0.16, 0.2]
+    assert_same_run(whole, newest_state(run)[1])
+
+
+@pytest.mark.parametrize("when", ["before", "while"])
+def test_ctrl_c_before_or_while_the_quality_metric_leaves_it_out(base, when, capsys):  # noqa: F811
+    """The metric takes minutes (1000 Inception passes on the GPU): the snapshot is written without it."""
+    run = base["root"] / f"metric-{when}"
+    trainer = Trainer(config(base, run.name, **SETTINGS), progress=False)
+    computed = []
+
+    def kid() -> dict[str, float]:
+        if when == "while":
+            signal.raise_signal(signal.SIGINT)
+        computed.append(trainer.cur_nimg)
+        return {"kid": 0.5}
+
+    trainer.quality = kid
+    if when == "before":
+        interrupt_at(trainer, 10)  # the minibatch that ends at the first snapshot
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run()
+    assert computed == [] and capsys.readouterr().err == STOPPING + (
+        f"fine-tuning interrupted at 0.040 kimg: saved network-snapshot-000000040.safetensors and the training state "
+        f"in {run}; run the same fine-tuning again to continue from there\n")
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [record["kimg"] for record in records] == [0.04] and "kid" not in records[0]
+    assert newest_state(run)[0].name == "training-state-000000040.pt"
+
+
+@pytest.mark.parametrize("where", ["minibatch", "snapshot"])
+def test_a_second_ctrl_c_stops_at_once_and_the_last_complete_snapshot_stays(base, where, monkeypatch,  # noqa: F811
+                                                                            capsys):
+    run = base["root"] / f"twice-{where}"
+    trainer = Trainer(config(base, run.name, **SETTINGS), progress=False)
+    if where == "minibatch":  # while the minibatch finishes
+        interrupt_at(trainer, 17, twice=True)
+    else:  # while the snapshot at the stop is written
+        interrupt_at(trainer, 17)
+        save_network = loop.save_network
+
+        def second_ctrl_c(path: Path, *args, **kwargs) -> None:
+            if path.name == "network-snapshot-000000068.safetensors":
+                signal.raise_signal(signal.SIGINT)
+            save_network(path, *args, **kwargs)
+
+        monkeypatch.setattr(loop, "save_network", second_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run()
+    assert capsys.readouterr().err == STOPPING  # and nothing saved since
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert newest_state(run)[0].name == "training-state-000000040.pt" and kimgs(run) == [0.04]
+    assert json.loads((run / "latest.json").read_text())["state"] == "training-state-000000040.pt"
+    assert not [p.name for p in run.iterdir() if p.name.startswith(".") or "000000068" in p.name]
+    resumed = Trainer(config(base, run.name, **SETTINGS), progress=False)
+    assert resumed.cur_nimg == 40
+    resumed.close()
+
+
+def test_the_handler_is_the_runs_in_the_main_thread_only_and_put_back(base):  # noqa: F811
+    seen, trained = [], [0]
+
+    def one_more_minibatch(callback) -> None:
+        trained[0] += 4
+        finetune(config(base, "handler", kimg=trained[0] / 1000, snapshot_kimg=0.004), progress=False,
+                 callback=callback)
+
+    def record(info: dict) -> None:
+        seen.append(signal.getsignal(signal.SIGINT))
+
+    def fail(info: dict) -> None:
+        raise RuntimeError("the snapshot viewer failed")
+
+    def mine(signum, frame) -> None:
+        pass
+
+    for previous in (signal.default_int_handler, mine, signal.SIG_DFL):
+        signal.signal(signal.SIGINT, previous)
+        one_more_minibatch(record)
+        assert seen[-1] not in (previous, signal.default_int_handler) and signal.getsignal(signal.SIGINT) is previous
+        with pytest.raises(RuntimeError, match="viewer failed"):
+            one_more_minibatch(fail)
+        assert signal.getsignal(signal.SIGINT) is previous
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C ignored (a job started in the background): left so
+    one_more_minibatch(record)
+    assert seen[-1] == signal.SIG_IGN == signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    failures = []
+
+    def in_a_thread() -> None:  # signal.signal raises outside the main thread: nothing is installed there
+        try:
+            one_more_minibatch(record)
+        except BaseException as exc:
+            failures.append(exc)
+
+    thread = threading.Thread(target=in_a_thread)
+    thread.start()
+    thread.join(LIMIT)
+    assert not failures and len(seen) == 5 and seen[-1] is signal.default_int_handler
+
+
+def test_every_process_stops_at_the_minibatch_where_any_was_interrupted(base, capsys):  # noqa: F811
+    """Under torchrun each process gets its own SIGINT, maybe a minibatch apart: they agree (`any_true`, an
+    all-reduce) after every minibatch. Here the other process was interrupted, this one was not."""
+    run = base["root"] / "other-process"
+    trainer = Trainer(config(base, run.name, **SETTINGS), progress=False)
+
+    class OtherInterrupted(Distributed):
+        def any_true(self, flag: bool) -> bool:
+            assert not flag
+            return trainer.batch_idx == 5
+
+    trainer.dist = OtherInterrupted()
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run()
+    assert "fine-tuning interrupted at 0.020 kimg: saved network-snapshot-000000020" in capsys.readouterr().err
+    assert newest_state(run)[1]["cur_nimg"] == 20
