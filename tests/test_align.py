@@ -23,6 +23,7 @@ from toonlib.align import (
     align_face,
     align_faces,
     crop_to_photo_transform,
+    face_position,
     ffhq_quad,
 )
 from toonlib.images import ImageReadError, read_image
@@ -330,6 +331,23 @@ def test_two_faces(astronaut, hopper):
         align_face(canvas, detector="dlib", face_index=5, **FAST)
 
 
+def test_a_face_index_that_is_not_a_whole_number_is_named_as_such():
+    """face_index=1.0 was "out of range: 2 faces found", although a second face was there."""
+    for bad in (1.0, "1", True):
+        with pytest.raises(ValueError, match=rf"face_index must be a whole number .* or None, got {bad!r}$"):
+            face_position(bad, 2)
+    assert face_position(np.int64(-1), 2) == -1 and face_position(None, 2) == 0
+    with pytest.raises(IndexError, match="face_index=2 is out of range: 2 faces found"):
+        face_position(2, 2)
+
+
+def test_an_aligned_face_prints_on_one_line():
+    """Its dataclass repr printed the 68 landmarks and the quad, 1,700 characters over 70 lines, in a REPL."""
+    quad = np.array([[100.0, 40.0], [100.0, 240.0], [300.0, 240.0], [300.0, 40.0]])
+    face = AlignedFace(Image.new("RGB", (64, 64)), np.zeros((68, 2)), quad, face_size=200.0)
+    assert repr(face) == "AlignedFace(image=64x64 RGB, face_size=200.0 px, centre=(200.0, 140.0) in the photo)"
+
+
 def _png_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
@@ -423,6 +441,44 @@ def test_unreadable_inputs(tmp_path):
                                              "give the file"):
         read_image("https://example.com/me.jpg")  # was: "No such file or directory: 'https:/example.com/me.jpg'"
     assert issubclass(ImageReadError, ValueError) and issubclass(NoFaceError, ValueError)
+
+
+def test_a_float_array_in_a_generators_range_is_refused_not_darkened():
+    """A [-1, 1] array (a rendered image as NumPy) was read as [0, 1]: its dark half clipped to black, no word said."""
+    with pytest.raises(ImageReadError, match=r"goes down to -1.00: for values in \[-1, 1\] .* pass \(array \+ 1\) / 2"):
+        read_image(np.linspace(-1, 1, 48).reshape(4, 4, 3))
+    np.testing.assert_array_equal(np.asarray(read_image(np.array([[-0.05, 0.5]])))[0, :, 0], [0, 128])  # ringing
+
+
+def test_a_photo_over_pillows_pixel_limit_is_told_what_to_do(monkeypatch):
+    """A 200-megapixel phone photo, over Pillow's 179, was refused as a "decompression bomb DOS attack" and no more."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 179 MP would be a large test; the check is the same
+    with pytest.raises(ImageReadError, match=r"^cannot read image data \(\d+ bytes\): Image size \(400 pixels\) "
+                                             r"exceeds .* Downscale the photo, or, for a file you trust, set "
+                                             r"PIL.Image.MAX_IMAGE_PIXELS = None before reading it$"):
+        read_image(_png_bytes(Image.new("L", (20, 20))))
+
+
+@pytest.mark.parametrize("detector", ["dlib", "auto"])
+def test_a_device_that_is_not_here_is_refused_whatever_the_detector(detector):
+    """device='gpu' (a typo) was ignored by dlib, and made detector='auto' say "face-alignment is not usable" and
+    fall back on dlib."""
+    with pytest.raises(ValueError, match="device='gpu' is not a torch device"):
+        align_face(np.zeros((8, 8, 3), np.uint8), detector=detector, device="gpu")
+
+
+def test_inputs_read_image_does_not_take_are_told_what_to_pass(tmp_path):
+    """A tensor, a file object, a list or a channels-first array was refused without a word on what to do."""
+    import torch
+
+    with pytest.raises(TypeError, match=r"got Tensor: for an image tensor \[3, H, W\] in \[-1, 1\] .*to_pil"):
+        read_image(torch.zeros(3, 8, 8))
+    with pytest.raises(TypeError, match=r"got BytesIO: pass the file's path, or its bytes \(f.read\(\)\)"):
+        read_image(io.BytesIO(_png_bytes(Image.new("RGB", (4, 4)))))
+    with pytest.raises(TypeError, match="got list of 2: this reads one image; pass each item on its own"):
+        align_face(["a.jpg", "b.jpg"])
+    with pytest.raises(ImageReadError, match=r"got shape \(3, 8, 6\): channels first\? use array.transpose\(1, 2, 0\)"):
+        read_image(np.zeros((3, 8, 6), np.uint8))
 
 
 def test_a_path_from_the_home_folder_reads_as_a_shell_would(tmp_path, monkeypatch):

@@ -226,12 +226,19 @@ def test_runtime_settings_may_differ(low, high):
     ({"swap_res": 8.0}, "power of two"), ({"swap_res": True}, "power of two"),
     ({"swap_res": 8, "level": 2}, "level"), ({"swap_res": 8, "blend_width": -1.0}, "blend_width"),
     ({"swap_res": 8, "blend_width": float("nan")}, "blend_width"),
+    ({"swap_res": 8, "blend_width": "1"}, "blend_width"),  # was: TypeError "must be real number, not str"
+    ({"swap_res": 8, "level": True}, "level"), ({"swap_res": 8, "level": 0.5}, "level"),
 ])
 def test_bad_settings(low, high, kwargs, message):
     with pytest.raises(ValueError, match=message):
         blend(low, high, **kwargs)
     with pytest.raises(ValueError, match=message):
         layer_weights(low, **kwargs)
+
+
+def test_blend_takes_the_argument_names_of_its_module(low, high):
+    """blend's low_res_G / high_res_G were the only other names for Blender's and blend_per_layer's low / high."""
+    assert_same_state(blend(low=low, high=high, swap_res=8).state_dict(), Blender(low, high).set(8).state_dict())
 
 
 def test_accepts_networks_and_paths(low, high, tmp_path):

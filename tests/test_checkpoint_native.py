@@ -58,6 +58,20 @@ def test_save_network_names_a_wrong_argument(nets, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_networks_print_on_one_line_and_load_network_names_a_wrong_argument(nets):
+    """A Networks printed its three module trees (hundreds of lines at 1024 px) in a REPL; load_network(G) was
+    "expected str, bytes or os.PathLike object, not Generator"."""
+    assert repr(nets) == ("Networks(G_ema=Generator(img_resolution=32, z_dim=64, w_dim=32, num_ws=8), "
+                          "G=Generator(img_resolution=32, z_dim=64, w_dim=32, num_ws=8), "
+                          f"D=Discriminator(img_resolution=32, img_channels=3), meta={{'format': 'nvidia', "
+                          f"'source': {nets.meta['source']!r}}})")
+    assert repr(Networks(G_ema=nets.G_ema, meta={"note": 1})).endswith("G=None, D=None, meta={...})")
+    with pytest.raises(TypeError, match="got Generator: that is loaded already"):
+        load_network(nets.G_ema)
+    with pytest.raises(TypeError, match=r"a path, an http\(s\) URL or a registry name .*; got NoneType$"):
+        load_network(None)
+
+
 def test_generator_shared_by_g_and_g_ema_is_saved(nets, tmp_path):
     """safetensors refuses tensors that share memory; a Networks may hold one generator twice."""
     path = save_network(tmp_path / "twice.safetensors", Networks(G_ema=nets.G_ema, G=nets.G_ema))

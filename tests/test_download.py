@@ -114,6 +114,24 @@ def test_download_then_cache_hit(server, tmp_path):
     assert len(server.log) == 1  # served from the cache without touching the network
 
 
+def test_the_download_bar_is_toonlibs_and_ends_full(server, monkeypatch):
+    """The bar was tqdm's fixed-width one, not `messages.progress_bar` (which follows the window, and in a notebook
+    spans the output and wraps) as every other bar of toonlib."""
+    import tqdm.auto
+
+    bars = []
+
+    class Recorded(tqdm.auto.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            bars.append(self)
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Recorded)
+    download.fetch(register(f"{server.base}/ada_tiny.pkl"))
+    [bar] = bars
+    assert bar.dynamic_ncols and bar.n == bar.total == len(PAYLOAD)
+
+
 def test_cache_folder_choice(server, tmp_path, monkeypatch):
     register(f"{server.base}/ada_tiny.pkl")
     monkeypatch.setenv("TOONLIB_CACHE", str(tmp_path / "mine"))

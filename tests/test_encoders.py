@@ -12,7 +12,7 @@ from PIL import Image
 from skimage import data as skdata
 
 import toonlib
-from toonlib.encoders import EncoderError, encoder_from_checkpoint, encoder_input
+from toonlib.encoders import Encoder, EncoderError, encoder_from_checkpoint, encoder_input
 
 TOL = dict(atol=1e-4, rtol=1e-4)  # fixtures README
 
@@ -141,6 +141,12 @@ def test_registry_files_of_another_kind_are_refused_before_any_download(monkeypa
     with pytest.raises(CheckpointError, match="'face-alignment-sfd' is weights of the face landmarker, not a "
                                               "StyleGAN2 generator or a pSp / e4e encoder"):
         toonlib.load_network("face-alignment-sfd")
+
+
+def test_repr_says_which_encoder_it_is():
+    """repr(encoder) began with 300 lines of IR-SE50 layers and never said pSp or e4e, or how many W+ entries."""
+    encoder = Encoder("e4e", 2, meta={"source": "e4e_ffhq_encode.pt"})
+    assert repr(encoder).splitlines()[:2] == ["Encoder(", "  kind='e4e', n_styles=2, source='e4e_ffhq_encode.pt'"]
 
 
 def test_other_inputs_are_refused(tmp_path):

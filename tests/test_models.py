@@ -48,6 +48,14 @@ def test_entry_is_consistent(name):
     assert info.reblend_network is None or info.toon == "blended"
 
 
+@pytest.mark.parametrize("typed", ["FFHQ-1024-TF", "ffhq_1024_tf", "Toonify-Blended-TF"])
+def test_a_misspelt_name_gets_its_close_match_whatever_its_case(typed):
+    """'FFHQ-1024-TF' got no suggestion: the close match ignored names that differ only in case or '_' / '-'."""
+    expected = typed.lower().replace("_", "-")
+    with pytest.raises(models.UnknownModelError, match=f"unknown model '{typed}'. Did you mean '{expected}'?"):
+        models.get_model(typed)
+
+
 def test_lineage_ends_at_a_base():
     for info in MODELS.values():
         if info.lineage is None:

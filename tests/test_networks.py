@@ -151,6 +151,14 @@ def test_latents_of_the_wrong_shape_are_named(G_ema):
         G_ema.synthesis(torch.randn(1, w_dim))
 
 
+def test_repr_starts_with_what_users_call_it_with():
+    """repr(G) was a module tree of `FullyConnectedLayer()`s that never said the resolution or the latent sizes."""
+    G = Generator(z_dim=8, w_dim=4, img_resolution=8, channel_base=32, channel_max=8)
+    assert repr(G).splitlines()[:2] == ["Generator(", "  img_resolution=8, z_dim=8, w_dim=4, num_ws=4"]
+    D = Discriminator(img_resolution=8, channel_base=32, channel_max=8)
+    assert repr(D).splitlines()[:2] == ["Discriminator(", "  img_resolution=8, img_channels=3"]
+
+
 @pytest.mark.parametrize("bad", [3, 2, 2048, 48])
 def test_rejects_bad_resolution(bad):
     with pytest.raises(ValueError, match="power of two"):

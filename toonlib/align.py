@@ -9,7 +9,7 @@ Defined behaviour:
 - Input: path, bytes, PIL image or numpy array (RGB order). EXIF orientation is applied first;
   every mode becomes 8-bit RGB (`toonlib.images.read_image`): transparent images are composited on white,
   16-bit data is scaled to 8 bits, float arrays are read as [0, 1] (or [0, 255] if any value
-  exceeds 1). Unreadable input raises `ImageReadError`.
+  exceeds 1; one in a generator's [-1, 1] is refused). Unreadable input raises `ImageReadError`.
 - Huge photos: faces are detected on a copy whose longest side is `DETECT_MAX_SIDE`; the landmarks
   are then predicted on the full-resolution photo inside the scaled-up boxes, and the crop is taken
   from the full photo.
@@ -49,6 +49,7 @@ __all__ = [
     "crop_to_photo_transform",
     "face_position",
     "ffhq_quad",
+    "photo_to_crop",
 ]
 
 Face = tuple[np.ndarray, np.ndarray]  # (box [x0, y0, x1, y1], landmarks [68, 2]) in detection-image pixels
@@ -77,7 +78,7 @@ class LandmarkBackendError(RuntimeError):
         self.summary = summary or message
 
 
-@dataclass
+@dataclass(repr=False)
 class AlignedFace:
     """One FFHQ-aligned face and where it came from.
 
@@ -91,14 +92,19 @@ class AlignedFace:
     quad: np.ndarray
     face_size: float
 
+    def __repr__(self) -> str:
+        """The crop and where it lies in the photo, on one line (the dataclass's printed 68 landmarks)."""
+        x, y = self.quad.mean(axis=0)
+        return (f"AlignedFace(image={self.image.width}x{self.image.height} {self.image.mode}, "
+                f"face_size={self.face_size:.1f} px, centre=({x:.1f}, {y:.1f}) in the photo)")
+
     def crop_to_photo(self) -> np.ndarray:
         """3x3 matrix mapping crop pixel coordinates to photo pixel coordinates."""
         return crop_to_photo_transform(self.quad, self.image.width)
 
     def landmarks_in_crop(self) -> np.ndarray:
         """The landmarks in the coordinates of `image` (68 x 2)."""
-        to_crop = np.linalg.inv(self.crop_to_photo())
-        return self.landmarks @ to_crop[:2, :2].T + to_crop[:2, 2]
+        return photo_to_crop(self.landmarks, self.quad, self.image.width)
 
 
 def align_face(image: ImageInput, output_size: int = 1024, detector: str = "auto",
@@ -129,9 +135,13 @@ def align_faces(image: ImageInput, output_size: int = 1024, detector: str = "aut
 
 def face_position(face_index: int | None, count: int) -> int:
     """The list position of `face_index` (None: 0, the largest; negative counts from the smallest) among `count`
-    faces found, or IndexError saying how many there are."""
+    faces found; ValueError for a `face_index` that is not a whole number, IndexError saying how many faces there are
+    for one out of range."""
     index = 0 if face_index is None else face_index
-    if isinstance(index, bool) or not isinstance(index, numbers.Integral) or not -count <= index < count:
+    if isinstance(index, bool) or not isinstance(index, numbers.Integral):
+        raise ValueError(f"face_index must be a whole number (0: the largest face, 1: the next, -1: the smallest) "
+                         f"or None, got {face_index!r}")
+    if not -count <= index < count:
         raise IndexError(f"face_index={face_index!r} is out of range: {counted(count, 'face')} found "
                          "(index 0 is the largest)")
     return int(index)
@@ -176,7 +186,11 @@ def _find_faces(photo: Image.Image, detector: str, device: str | None, name: str
 
 def _get_backend(detector: str, device: str | None) -> Backend:
     """The cached landmark backend for `detector` ('auto', 'face_alignment' or 'dlib')."""
+    from .devices import default_device
+
     check_detector(detector)
+    if device is not None:  # a device this machine lacks, or a typo, is refused whatever the detector
+        device = str(default_device(device))
     key = (detector, None if detector == "dlib" else device)
     if key not in _BACKENDS:
         if detector == "auto":
@@ -350,6 +364,13 @@ def crop_to_photo_transform(quad: np.ndarray, output_size: int) -> np.ndarray:
     return np.array([[step_u[0], step_v[0], origin[0]],
                      [step_u[1], step_v[1], origin[1]],
                      [0.0, 0.0, 1.0]])
+
+
+def photo_to_crop(points: np.ndarray, quad: np.ndarray, output_size: int) -> np.ndarray:
+    """Points [K, 2] in photo coordinates (landmarks) in the coordinates of the `output_size` crop of `quad`
+    (`crop_to_photo_transform` inverted)."""
+    to_crop = np.linalg.inv(crop_to_photo_transform(quad, output_size))
+    return points @ to_crop[:2, :2].T + to_crop[:2, 2]
 
 
 def _quad_size(quad: np.ndarray) -> float:

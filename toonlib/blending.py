@@ -130,9 +130,10 @@ def check_setting(swap_res: int, level: int = 0, blend_width: float | None = Non
             or swap_res & (swap_res - 1)):
         raise ValueError(f"swap_res must be a power of two >= 4 (a resolution such as 4, 8, ..., 1024), "
                          f"got {swap_res!r}")
-    if level not in (0, 1):
+    if isinstance(level, bool) or not isinstance(level, numbers.Integral) or level not in (0, 1):
         raise ValueError(f"level must be 0 (const/conv0) or 1 (conv1/torgb), got {level!r}")
-    if blend_width is not None and not (math.isfinite(blend_width) and blend_width >= 0):
+    if blend_width is not None and (isinstance(blend_width, bool) or not isinstance(blend_width, numbers.Real)
+                                    or not (math.isfinite(blend_width) and blend_width >= 0)):
         raise ValueError(f"blend_width must be None or 0 (hard switch) or a positive number, got {blend_width!r}")
 
 
@@ -175,11 +176,12 @@ class Blender:
         return self.G
 
 
-def blend(low_res_G: GeneratorLike, high_res_G: GeneratorLike, swap_res: int, level: int = 0,
+def blend(low: GeneratorLike, high: GeneratorLike, swap_res: int, level: int = 0,
           blend_width: float | None = None) -> Generator:
     """A new generator with the low-res model's layers below `swap_res` and the high-res model's above.
 
-    Layers of block `swap_res` and below come from `low_res_G`, the rest from `high_res_G`; with
+    Layers of block `swap_res` and below come from `low` (in toonify the toon model), the rest from `high` (the
+    base, FFHQ): the names `Blender`, `blend_per_layer` and `swap_resolution_grid` use too. With
     `level=1`, block `swap_res * 2`'s conv0 also stays low-res. `blend_width > 0` replaces the hard
     switch by a logistic ramp `a = 1 / (1 + exp(-x / blend_width))` centred on the position of
     `(swap_res, level)`, which is 1.5 positions below the hard threshold. A `swap_res` at or above the
@@ -188,7 +190,7 @@ def blend(low_res_G: GeneratorLike, high_res_G: GeneratorLike, swap_res: int, le
     `blend_models.py`. Use `layer_weights` to see the weight of every layer.
     """
     check_setting(swap_res, level, blend_width)
-    return Blender(low_res_G, high_res_G).set(swap_res, level, blend_width)
+    return Blender(low, high).set(swap_res, level, blend_width)
 
 
 def blend_per_layer(low: GeneratorLike, high: GeneratorLike, weights: Sequence[float]) -> Generator:

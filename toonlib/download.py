@@ -30,6 +30,7 @@ import urllib3
 
 from . import models
 from .files import default_file_mode, file_lock, is_url, looks_like_html, replace_file, user_path
+from .messages import progress_bar
 
 __all__ = ["DownloadError", "cache_dir", "fetch", "local_path"]
 
@@ -257,10 +258,9 @@ def _http_attempt(url: str, part: Path, progress: bool) -> None:
 
 def _write_body(response: requests.Response, part: Path, mode: str, offset: int, total: int | None,
                 progress: bool) -> None:
-    from tqdm.auto import tqdm  # lazily: tqdm.auto may pull in notebook widgets
-
-    with open(part, mode) as f, tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
-                                     desc=part.name[: -len(".part")], disable=not progress) as bar:
+    with open(part, mode) as f, progress_bar(total=total, initial=offset, unit="B", unit_scale=True,
+                                             unit_divisor=1024, desc=part.name[: -len(".part")],
+                                             disable=not progress) as bar:
         for chunk in response.iter_content(_CHUNK):
             f.write(chunk)
             bar.update(len(chunk))

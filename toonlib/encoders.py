@@ -191,6 +191,11 @@ class Encoder(nn.Module):
             deltas = [deltas[0]] + [deltas[0] + d for d in deltas[1:]]
         return torch.stack(deltas, dim=1) + self.latent_avg
 
+    def extra_repr(self) -> str:
+        """What the encoder is and makes, atop `repr(encoder)`'s module tree (hundreds of IR-SE50 layers)."""
+        source = f", source={self.meta['source']!r}" if "source" in self.meta else ""
+        return f"kind={self.kind!r}, n_styles={self.n_styles}{source}"
+
     @torch.no_grad()
     def encode(self, photos: ImageInput | Sequence[ImageInput]) -> torch.Tensor:
         """W+ codes [N, n_styles, 512] (on the CPU) of FFHQ-aligned face crops (any size; see `encoder_input`)."""

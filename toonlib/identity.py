@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 from PIL import Image
 
-from .align import align_face
+from .align import align_face, photo_to_crop
 from .images import ImageInput
 
 if TYPE_CHECKING:
@@ -106,7 +106,7 @@ def _is_descriptor(x: object) -> bool:
 def identity_report(result: ToonifyResult) -> IdentityReport:
     """How far the reconstruction and the toon of a `ToonifyResult` are from the photo's face."""
     recognizer = _recognizer()
-    landmarks = _landmarks_in_crop(result)
+    landmarks = photo_to_crop(result.landmarks, result.quad, result.aligned.width)
     photo = recognizer.embed(result.aligned, landmarks)
 
     def distance(image: Image.Image) -> float:
@@ -125,7 +125,7 @@ def identity_sweep(toonifier: Toonifier, result: ToonifyResult,
     restored afterwards. For a table over inversion modes, call it with one `Toonifier` per mode.
     """
     recognizer = _recognizer()
-    landmarks = _landmarks_in_crop(result)
+    landmarks = photo_to_crop(result.landmarks, result.quad, result.aligned.width)
     photo = recognizer.embed(result.aligned, landmarks)
     if swap_resolutions is None:
         top = toonifier.generator.img_resolution
@@ -141,11 +141,4 @@ def identity_sweep(toonifier: Toonifier, result: ToonifyResult,
     finally:
         toonifier.set_blend(*previous)
     return distances
-
-
-def _landmarks_in_crop(result: ToonifyResult) -> np.ndarray:
-    from .align import crop_to_photo_transform
-
-    to_crop = np.linalg.inv(crop_to_photo_transform(result.quad, result.aligned.width))
-    return result.landmarks @ to_crop[:2, :2].T + to_crop[:2, 2]
 

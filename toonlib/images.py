@@ -27,6 +27,13 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
         raise TypeError(f"expected an image tensor [C, H, W] or [N, C, H, W] in [-1, 1] (what a generator draws), "
                         f"got {what}" + (": for an array or a file use read_image" if isinstance(images, np.ndarray)
                                          else ""))
+    if not images.is_floating_point():  # uint8 0 .. 255 read as [-1, 1] came out a white image
+        raise TypeError(f"expected a float image tensor in [-1, 1] (what a generator draws), got {images.dtype}: for "
+                        "0 .. 255 values use images.float() / 127.5 - 1")
+    if images.shape[-3] not in (1, 3, 4):
+        last = images.shape[-1] in (1, 3, 4)
+        raise TypeError(f"expected an image tensor [C, H, W] or [N, C, H, W] with 1, 3 or 4 channels, got shape "
+                        f"{list(images.shape)}" + (": channels last? use images.movedim(-1, -3)" if last else ""))
     array = (images.detach().float() * 127.5 + 128).clamp(0, 255).to(torch.uint8).cpu()
     return array.movedim(-3, -1).numpy()
 
@@ -50,7 +57,15 @@ def from_pil(image: Image.Image, size: int | None = None) -> torch.Tensor:
 
 def save_image(image: Image.Image | np.ndarray | torch.Tensor, path: str | os.PathLike) -> None:
     """Save one image atomically: a PIL image, an array (as `read_image` reads it) or a tensor [C, H, W] or
-    [1, C, H, W] in [-1, 1] (`render`'s output for one latent). The format follows the file extension."""
+    [1, C, H, W] in [-1, 1] (`render`'s output for one latent).
+
+    The format follows the file's suffix, which must be one Pillow writes (`.png`, `.jpg`, ...). An image whose
+    mode that format cannot hold (RGBA, palette or 16-bit as JPEG) is written as `read_image` would read it:
+    8-bit RGB, transparency on white."""
+    if not isinstance(path, (str, os.PathLike)) or isinstance(image, (str, os.PathLike)):
+        swapped = isinstance(image, (str, os.PathLike)) and isinstance(path, (Image.Image, np.ndarray, torch.Tensor))
+        raise TypeError("save_image(image, path) takes a PIL image, array or tensor, then a file path; got "
+                        f"{type(image).__name__}, {type(path).__name__}" + (" (swapped)" if swapped else ""))
     if isinstance(image, torch.Tensor) and image.ndim == 4:
         if image.shape[0] != 1:
             raise ValueError(f"save_image writes one image, got a batch of {image.shape[0]}: save each of "
@@ -60,8 +75,21 @@ def save_image(image: Image.Image | np.ndarray | torch.Tensor, path: str | os.Pa
         image = to_pil(image)
     elif isinstance(image, np.ndarray):
         image = _array_to_image(image)
+    elif not isinstance(image, Image.Image):
+        raise TypeError(f"save_image takes a PIL image, an image array or an image tensor, got {type(image).__name__}")
+    suffix = user_path(path).suffix
+    image_format = Image.registered_extensions().get(suffix.lower())
+    if image_format not in Image.SAVE:  # PNG data went into a .txt file, or one without a suffix
+        problem = f"Pillow writes no {suffix} files" if suffix else "it has none"
+        raise ValueError(f"cannot save an image as {os.fspath(path)!r}: the format follows the file's suffix, and "
+                         f"{problem}; name it {Path(path).with_suffix('.png')} (or .jpg, .webp, ...)")
     with atomic_write_path(path) as tmp:
-        image.save(tmp, format=Image.registered_extensions().get(os.path.splitext(str(path))[1].lower(), "PNG"))
+        try:
+            image.save(tmp, format=image_format)
+        except (OSError, ValueError):  # "cannot write mode RGBA as JPEG": save what read_image would read instead
+            if image.mode == "RGB":
+                raise
+            _to_rgb(image).save(tmp, format=image_format)
 
 
 def text_font(size: int) -> ImageFont.ImageFont:
@@ -108,8 +136,8 @@ def read_image(image: ImageInput) -> Image.Image:
     """`image` (path, `~` expanded; bytes; PIL image or numpy array in RGB order) as an upright 8-bit RGB PIL image.
 
     EXIF orientation is applied; transparent images are composited on white, 16-bit data is scaled
-    to 8 bits, float arrays are read as [0, 1] (or [0, 255] if any value exceeds 1). Unreadable input
-    raises `ImageReadError`.
+    to 8 bits, float arrays are read as [0, 1] (or [0, 255] if any value exceeds 1; one in [-1, 1] is refused).
+    Unreadable input raises `ImageReadError`.
     """
     if isinstance(image, np.ndarray):
         return _to_rgb(_array_to_image(image))
@@ -122,7 +150,19 @@ def read_image(image: ImageInput) -> Image.Image:
                              "it first and give the file")
     if isinstance(image, (str, os.PathLike)):  # '~/me.jpg' as a shell would read it
         return _to_rgb(ImageOps.exif_transpose(_open(user_path(image), describe_source(image))))
-    raise TypeError(f"expected a path, bytes, PIL image or numpy array, got {type(image).__name__}")
+    raise TypeError(f"expected a path, bytes, PIL image or numpy array, got {type(image).__name__}{_advice(image)}")
+
+
+def _advice(image: object) -> str:
+    """What to pass instead of an input `read_image` does not take, for the kinds users have at hand."""
+    if isinstance(image, torch.Tensor):
+        return (": for an image tensor [3, H, W] in [-1, 1] (what a generator draws) pass to_pil(tensor) "
+                "(toonlib.images), for a uint8 one tensor.permute(1, 2, 0).numpy()")
+    if hasattr(image, "read"):
+        return ": pass the file's path, or its bytes (f.read())"
+    if isinstance(image, (list, tuple)):
+        return f" of {len(image)}: this reads one image; pass each item on its own"
+    return ""
 
 
 def describe_source(image: ImageInput) -> str:
@@ -149,7 +189,10 @@ def _open(source: Path | io.BytesIO, name: str) -> Image.Image:
     try:
         img = Image.open(source)
         img.load()
-    except (OSError, ValueError, SyntaxError, struct.error, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:  # a 200-megapixel phone photo, too: say what to do
+        raise ImageReadError(f"cannot read {name}: {exc} Downscale the photo, or, for a file you trust, set "
+                             "PIL.Image.MAX_IMAGE_PIXELS = None before reading it") from exc
+    except (OSError, ValueError, SyntaxError, struct.error) as exc:
         raise ImageReadError(f"cannot read {name} as an image: {exc}") from exc
     return img
 
@@ -159,7 +202,9 @@ def _array_to_image(array: np.ndarray) -> Image.Image:
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
     if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))):
-        raise ImageReadError(f"expected an HxW, HxWx3 or HxWx4 image array, got shape {array.shape}")
+        first = array.ndim == 3 and array.shape[0] in (1, 3, 4)
+        raise ImageReadError(f"expected an HxW, HxWx3 or HxWx4 image array, got shape {array.shape}"
+                             + (": channels first? use array.transpose(1, 2, 0)" if first else ""))
     if array.dtype.kind not in "biuf":
         raise ImageReadError(f"unsupported image array dtype {array.dtype}")
     if array.size == 0:
@@ -167,8 +212,14 @@ def _array_to_image(array: np.ndarray) -> Image.Image:
     return Image.fromarray(_array_to_uint8(array))
 
 
+#: The lowest value a float image array read as [0, 1] may hold: resampling rings a little below 0; an array in
+#: [-1, 1] (a generator's range) reaches far lower.
+_FLOAT_FLOOR = -0.25
+
+
 def _array_to_uint8(array: np.ndarray) -> np.ndarray:
-    """uint8 as is; bool -> 0/255; 16-bit (and other ints above 255) / 257; floats in [0, 1] * 255."""
+    """uint8 as is; bool -> 0/255; 16-bit (and other ints above 255) / 257; floats in [0, 1] * 255 (refused below
+    `_FLOAT_FLOOR`)."""
     if array.dtype == np.uint8:
         return np.ascontiguousarray(array)
     values = array.astype(np.float32)
@@ -177,6 +228,10 @@ def _array_to_uint8(array: np.ndarray) -> np.ndarray:
     elif array.dtype.kind in "iu" and (array.dtype.itemsize == 2 or values.max(initial=0) > 255):
         values /= 257.0
     elif array.dtype.kind == "f" and values.max(initial=0) <= 1.0:
+        if values.min(initial=0) < _FLOAT_FLOOR:  # darker than black: clipped to it, the image came out dark
+            raise ImageReadError(f"a float image array is read as [0, 1] (or [0, 255]), but this one goes down to "
+                                 f"{values.min():.2f}: for values in [-1, 1] (what a generator draws) pass "
+                                 "(array + 1) / 2")
         values *= 255.0
     return np.clip(np.rint(values), 0, 255).astype(np.uint8)
 

@@ -389,6 +389,12 @@ def get_model(name: str) -> ModelInfo:
         return MODELS[name]
     except KeyError:
         pass
-    close = difflib.get_close_matches(name, MODELS, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
+    by_key = {_match_key(known): known for known in MODELS}  # 'FFHQ-1024-TF', 'ffhq_1024_tf': 'ffhq-1024-tf'
+    close = difflib.get_close_matches(_match_key(str(name)), by_key, n=1)
+    hint = f" Did you mean {by_key[close[0]]!r}?" if close else ""
     raise UnknownModelError(f"unknown model {name!r}.{hint} Known models: {', '.join(sorted(MODELS))}") from None
+
+
+def _match_key(name: str) -> str:
+    """How `get_model` compares a name with the registry's for its suggestion: case and `_` / `-` aside."""
+    return name.lower().replace("_", "-")

@@ -465,12 +465,19 @@ class Generator(nn.Module):
 
     def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, truncation_psi: float = 1,
                 truncation_cutoff: int | None = None, noise_mode: str = "const", **synthesis_kwargs) -> torch.Tensor:
+        """Images [N, img_channels, H, W] in about [-1, 1] of latents z [N, z_dim]: `synthesis(mapping(z, c))`."""
         ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
         return self.synthesis(ws, noise_mode=noise_mode, **synthesis_kwargs)
 
     @property
     def device(self) -> torch.device:
+        """Where the generator's weights are."""
         return self.mapping.w_avg.device
+
+    def extra_repr(self) -> str:
+        """The shapes users call it with, atop `repr(G)`'s module tree."""
+        return (f"img_resolution={self.img_resolution}, z_dim={self.z_dim}, w_dim={self.w_dim}, "
+                f"num_ws={self.num_ws}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -577,12 +584,17 @@ class Discriminator(nn.Module):
                                         img_channels=config.img_channels if config.img_resolution == 4 else None)
 
     def forward(self, img: torch.Tensor, c: torch.Tensor | None = None, force_fp32: bool | None = None) -> torch.Tensor:
+        """Logits [N, 1] (real: high) of images [N, img_channels, H, W] in [-1, 1]."""
         if c is not None and c.numel() > 0:
             raise ValueError("this discriminator is unconditional: pass c=None")
         x = None
         for res in self.block_resolutions:
             x = getattr(self, f"b{res}")(x, img, force_fp32=force_fp32)
         return self.b4(x, img)
+
+    def extra_repr(self) -> str:
+        """The image size it judges, atop `repr(D)`'s module tree."""
+        return f"img_resolution={self.img_resolution}, img_channels={self.img_channels}"
 
 
 def z_from_seeds(seeds: Sequence[int], z_dim: int, device: torch.device | str | None = None) -> torch.Tensor:

@@ -51,6 +51,11 @@ def load_network(source: str | os.PathLike, device: torch.device | str | None = 
 
     Networks are returned in eval mode with gradients off, on `device` (default: CPU).
     """
+    if not isinstance(source, (str, os.PathLike)):
+        loaded = isinstance(source, (Generator, Networks))
+        raise TypeError(f"load_network reads a checkpoint: a path, an http(s) URL or a registry name (`toonlib "
+                        f"models`); got {type(source).__name__}" + (": that is loaded already (load_generator takes it "
+                                                                    "as it is)" if loaded else ""))
     device = None if device is None else default_device(device)  # a device this machine lacks fails first
     path = _resolve(source)
     nets = read_checkpoint(path)

@@ -14,7 +14,7 @@ class CheckpointError(ValueError):
     """A file that is not a checkpoint toonlib can read; the message says why and what to do."""
 
 
-@dataclass
+@dataclass(repr=False)
 class Networks:
     """The networks of one checkpoint.
 
@@ -30,7 +30,17 @@ class Networks:
 
     @property
     def config(self) -> GeneratorConfig:
+        """G_ema's architecture."""
         return self.G_ema.config
+
+    def __repr__(self) -> str:
+        """Each network's architecture and where they came from, on one line (not three module trees)."""
+        nets = ", ".join(f"{name}={'None' if net is None else f'{type(net).__name__}({net.extra_repr()})'}"
+                         for name, net in (("G_ema", self.G_ema), ("G", self.G), ("D", self.D)))
+        shown = [f"{key!r}: {self.meta[key]!r}" for key in ("format", "source") if key in self.meta]
+        if len(self.meta) > len(shown):
+            shown.append("...")
+        return f"Networks({nets}, meta={{{', '.join(shown)}}})"
 
 
 def build_network(cls, config, state: dict[str, torch.Tensor], what: str):
