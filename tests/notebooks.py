@@ -1,6 +1,7 @@
 """Run a notebook top to bottom like CI does: parameters injected, setup cells skipped, on the CPU."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -8,6 +9,7 @@ from nbclient import NotebookClient
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 SKIP_TAG = "skip-execution"
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def prepare(name: str, parameters: dict) -> nbformat.NotebookNode:
@@ -23,9 +25,9 @@ def prepare(name: str, parameters: dict) -> nbformat.NotebookNode:
             continue
         cells.append(cell)
         if "parameters" in tags:
-            overrides = "\n".join(f"{key} = {value!r}" for key, value in parameters.items())
-            cells.append(nbformat.v4.new_code_cell("# injected parameters\n" + overrides))
+            cells.append(nbformat.v4.new_code_cell("# injected parameters"))
     nb.cells = cells
+    inject(nb, parameters)
     return nb
 
 
@@ -44,3 +46,22 @@ def outputs_text(nb: nbformat.NotebookNode) -> str:
             parts.append(out.get("text", ""))
             parts.append(out.get("data", {}).get("text/plain", ""))
     return "\n".join(parts)
+
+
+def shown_error(cell: nbformat.NotebookNode) -> str | None:
+    """The error an executed cell shows, as a person reads it (its traceback lines, colours dropped); None if none."""
+    errors = [out for out in cell.get("outputs", []) if out.output_type == "error"]
+    return "\n".join(ANSI.sub("", line) for line in errors[-1].traceback) if errors else None
+
+
+def cell_index(nb: nbformat.NotebookNode, code: str) -> int:
+    """The index of the one code cell of `nb` whose source contains `code`."""
+    [index] = [i for i, cell in enumerate(nb.cells) if cell.cell_type == "code" and code in cell.source]
+    return index
+
+
+def inject(nb: nbformat.NotebookNode, parameters: dict) -> int:
+    """Set the injected parameters cell of a `prepare`d notebook to `parameters`; returns its index."""
+    index = cell_index(nb, "# injected parameters")
+    nb.cells[index].source = "# injected parameters\n" + "\n".join(f"{k} = {v!r}" for k, v in parameters.items())
+    return index

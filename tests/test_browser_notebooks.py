@@ -6,7 +6,9 @@ show every control whole, uncovered and clickable, with full labels, and nothing
 1024 and 1600 px windows (JupyterLab's file browser open, so the output area is about 370, 590 and 1170 px wide);
 images are never stretched; a keyboard move of a swap-resolution slider changes the image, and 02 saves the blend
 the slider shows; the upload button takes a photo; the steps chosen with the keyboard are the steps the projection
-runs; a file that is no image clears the photo before and says so in a status line that wraps. Screenshots go to
+runs; a file that is no image clears the photo before and says so, naming the file the user chose and what to do,
+in a status line that wraps. Notebook 01 run as shipped (no data_path) stops with a message, not a traceback, that
+wraps. Screenshots go to
 $TOONLIB_SCREENSHOTS (default: a temp folder printed by the tests) and failures name theirs; the update latencies
 measured through the browser are written to latency.json there.
 """
@@ -57,7 +59,7 @@ def _toon_of(base_seed: int):
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, random_vgg_torch_home, request):
     """JupyterLab over a folder with tiny models (a base and a toon model 'fine-tuned' from it), photos and
-    notebooks 02 and 04 prepared as CI runs them."""
+    notebooks 01 (its data_path left empty), 02 and 04 prepared as CI runs them."""
     root = tmp_path_factory.mktemp("lab")
     base, toon = tiny_generator(0), _toon_of(0)
     save_network(root / "base.pt", base)
@@ -65,7 +67,8 @@ def lab(tmp_path_factory, random_vgg_torch_home, request):
     save_network(root / "toon.pt", Networks(G_ema=blend(toon, base, 8), G=toon))  # laid out like Toonify's file
     write_photos(root / "photos")
     common = {"base_model": "base.pt", "use_drive": False}
-    notebooks = {"02.ipynb": prepare("02_blend.ipynb", {**common, "toon_model": "toon-ft.pt", "toon_network": "G_ema",
+    notebooks = {"01.ipynb": prepare("01_finetune.ipynb", common),  # data_path empty, as shipped
+                 "02.ipynb": prepare("02_blend.ipynb", {**common, "toon_model": "toon-ft.pt", "toon_network": "G_ema",
                                                        "swap_res": 8, "output": "blend.pt"}),
                  "04.ipynb": prepare("04_toonify.ipynb", {**common, "toon_model": "toon.pt", "steps": 2,
                                                          "detector": "dlib", "output": "me.png"})}
@@ -301,10 +304,37 @@ def test_toonify_notebook_uploads_runs_the_chosen_steps_and_reblends(lab, browse
         with page.expect_file_chooser() as chooser:
             panel.locator(".toonlib-upload").first.click()
         chooser.value.set_files(str(not_an_image))
-        status.get_by_text("ImageReadError").wait_for(timeout=WAIT_MS)
+        status.get_by_text(f"cannot read '{not_an_image.name}' as an image").wait_for(timeout=WAIT_MS)
+        said = status.inner_text()
+        assert "uploads/" not in said and said.endswith("Upload another photo (the photo button above), then press "
+                                                        "Run."), said
         _assert_inside(panel, f"panel with an error at {WIDTHS[0]} px")
         for name in images:
             assert not panel.locator(f"img.toonlib-{name}").is_visible(), f"the {name} before is still shown"
         screenshot(page, shots, f"04-not-an-image-{WIDTHS[0]}")
     _record(shots, latencies)
+    page.close()
+
+
+def test_finetune_notebook_without_data_stops_with_a_message_that_wraps(lab, browser, shots):
+    """Run All of notebook 01 as shipped outside Colab (data_path empty) ended in a RuntimeError traceback through
+    toonlib's code; it stops at the set-up cell with what to set, in lines that wrap at every width."""
+    page = page_at(browser, lab.url(f"lab/tree/01.ipynb?reset&{lab.url_token}"), width=OPEN_WIDTH)
+    with screenshots_on_failure(page, shots, "01-run"):
+        _run_all(page, "No training images: data_path is empty.")
+    error = page.locator(".jp-OutputArea-output", has_text="No training images")
+    text = error.inner_text()
+    assert text.startswith("No training images: data_path is empty.\nSet data_path in the parameters cell") and \
+        'e.g. data_path = "toons"' in text, text
+    assert "Traceback" not in text and "File " not in text and "Error" not in text, text
+    assert not page.get_by_text("fine-tuning").count(), "Run All went on past the stop"
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": 900})
+        with screenshots_on_failure(page, shots, f"01-no-data-{width}"):
+            error.scroll_into_view_if_needed()
+            past = error.evaluate("""out => { const edge = out.closest('.jp-OutputArea').getBoundingClientRect().right;
+                return [out, ...out.querySelectorAll('*')].filter(e => e.scrollWidth > e.clientWidth + 1
+                    || e.getBoundingClientRect().right > edge + 1).map(e => e.tagName); }""")
+            assert past == [], f"the message runs past the output's edge at {width} px: {past}"
+            screenshot(page, shots, f"01-no-data-{width}")
     page.close()

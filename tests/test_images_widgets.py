@@ -9,6 +9,7 @@ import copy
 import datetime
 import html
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -46,6 +47,37 @@ def test_save_image_takes_what_render_and_arrays_give(tmp_path):
     with pytest.raises(TypeError, match=r"expected an image tensor \[C, H, W\] .*got ndarray: for an array"):
         to_pil(pixels)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["array.png", "one.png"]
+
+
+def test_save_image_writes_the_format_its_suffix_names(tmp_path):
+    """PNG data went into `toon.txt` and a suffix-less `toon` without a word; an RGBA or palette image saved as
+    .jpg was Pillow's "cannot write mode RGBA as JPEG": it is written as read_image reads it, alpha on white."""
+    for name in ("toon.txt", "toon"):
+        with pytest.raises(ValueError, match=rf"cannot save an image as '.*{name}': the format follows the file's "
+                                             rf"suffix, .*; name it .*{name.split('.')[0]}.png"):
+            save_image(torch.zeros(3, 4, 4), tmp_path / name)
+    half = Image.new("RGBA", (4, 4), (255, 0, 0, 0))
+    save_image(half, tmp_path / "clear.jpg")
+    save_image(half.convert("P"), tmp_path / "palette.JPG")
+    assert Image.open(tmp_path / "clear.jpg").format == "JPEG"
+    assert np.asarray(Image.open(tmp_path / "clear.jpg")).min() >= 250  # transparent: white
+    save_image(half, tmp_path / "kept.png")
+    assert Image.open(tmp_path / "kept.png").mode == "RGBA"  # PNG keeps the alpha
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clear.jpg", "kept.png", "palette.JPG"]
+
+
+def test_save_image_and_to_pil_name_a_wrong_argument(tmp_path):
+    """Swapped arguments and lists were AttributeErrors; a uint8 tensor (0 .. 255) came out white, a channels-last
+    one "Cannot handle this data type: (1, 1, 8), |u1"."""
+    with pytest.raises(TypeError, match=r"save_image\(image, path\) .* got str, Image \(swapped\)"):
+        save_image(str(tmp_path / "a.png"), Image.new("RGB", (4, 4)))
+    with pytest.raises(TypeError, match="takes a PIL image, an image array or an image tensor, got list"):
+        save_image([Image.new("RGB", (4, 4))], tmp_path / "a.png")
+    with pytest.raises(TypeError, match=r"got torch.uint8: for 0 .. 255 values use images.float\(\) / 127.5 - 1"):
+        to_pil(torch.full((3, 4, 4), 255, dtype=torch.uint8))
+    with pytest.raises(TypeError, match=r"got shape \[8, 8, 3\]: channels last\? use images.movedim\(-1, -3\)"):
+        save_image(torch.zeros(8, 8, 3), tmp_path / "a.png")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_grid_layout_and_atomic_save(tmp_path):
@@ -109,14 +141,16 @@ def test_display_size_is_an_integer_multiple_up_to_the_bound():
 
 def test_uploads_never_replace_other_content(tmp_path):
     """An upload of a name the folder already holds with other content (an earlier photo) gets a number; the
-    same content keeps its file; two files of one name in one upload both survive."""
+    same content keeps its file; two files of one name in one upload both survive. Each keeps the name the user
+    chose, for messages."""
     from toonlib.notebook import save_uploads
 
     first = save_uploads({"me.jpg": b"one"}, tmp_path)
     assert save_uploads({"me.jpg": b"one"}, tmp_path) == first
     second = save_uploads({"me.jpg": b"two", "b/me.jpg": b"three"}, tmp_path)
-    assert [p.name for p in first + second] == ["me.jpg", "me-1.jpg", "me-2.jpg"]
-    assert [p.read_bytes() for p in first + second] == [b"one", b"two", b"three"]
+    assert [u.path.name for u in first + second] == ["me.jpg", "me-1.jpg", "me-2.jpg"]
+    assert [u.name for u in first + second] == ["me.jpg"] * 3
+    assert [Path(u).read_bytes() for u in first + second] == [b"one", b"two", b"three"]  # path-like
 
 
 def test_show_and_offer_download_say_what_is_missing(tmp_path):
@@ -261,7 +295,7 @@ def test_toonify_panel_uploads_runs_the_chosen_steps_and_reblends(toonifier, tmp
     _upload(panel.upload, "rotated.jpg", _rotated_jpeg())
     assert _shown_size(panel.photo_image)[0] < _shown_size(panel.photo_image)[1]  # EXIF applied: upright
     _upload(panel.upload, "hopper.jpg", (photos / "hopper.jpg").read_bytes())
-    assert panel.photo == tmp_path / "uploads" / "hopper.jpg" and not panel.run_button.disabled
+    assert panel.photo.path == tmp_path / "uploads" / "hopper.jpg" and not panel.run_button.disabled
 
     assert [mode for _, mode in panel.inversion.options] == ["optimize"]  # no models given for other modes
     panel.steps.value = 3
@@ -282,6 +316,7 @@ def test_toonify_panel_uploads_runs_the_chosen_steps_and_reblends(toonifier, tmp
 
 
 def test_toonify_panel_shows_the_errors_the_pipeline_raises(toonifier, tmp_path):
+    """The pipeline's messages, the uploaded photo named as the user chose it, then what to do next."""
     from tiny import write_photos
 
     from toonlib.align import NoFaceError
@@ -295,13 +330,71 @@ def test_toonify_panel_shows_the_errors_the_pipeline_raises(toonifier, tmp_path)
     _upload(panel.upload, "notes.txt", b"not an image")
     with pytest.raises(ImageReadError) as not_an_image:
         toonifier(tmp_path / "uploads" / "notes.txt")
-    assert html.escape(str(not_an_image.value)) in panel.status.value and panel.run_button.disabled
+    named = str(not_an_image.value).replace(str(tmp_path / "uploads" / "notes.txt"), "notes.txt")
+    assert html.escape(named) in panel.status.value and panel.run_button.disabled
     _upload(panel.upload, "coffee.png", (photos / "coffee.png").read_bytes())
     panel.run_button.click()
     with pytest.raises(NoFaceError) as no_face:
         toonifier(tmp_path / "uploads" / "coffee.png")
-    assert html.escape(str(no_face.value)) in panel.status.value and panel.result is None
+    named = str(no_face.value).replace(str(tmp_path / "uploads" / "coffee.png"), "coffee.png")
+    assert html.escape(named) in panel.status.value and panel.result is None
     assert not panel.run_button.disabled  # ready for another try
+
+
+def _status_text(panel) -> str:
+    """The panel's status line as a person reads it (HTML tags dropped, entities decoded)."""
+    import re
+
+    return html.unescape(re.sub(r"<[^>]+>", "", panel.status.value))
+
+
+def test_panel_messages_name_the_photo_the_user_uploaded_and_say_what_to_do(toonifier, tmp_path):
+    """A photo's errors named its saved copy (`.../uploads/me-1.jpg`, a second me.jpg), not the me.jpg the user
+    chose, behind the exception's class name, and did not say how to go on."""
+    from tiny import write_photos
+
+    from toonlib.widgets import ToonifyPanel
+
+    photos = write_photos(tmp_path / "photos")
+    panel = ToonifyPanel(toonifier, steps=1, folder=tmp_path / "uploads")
+    _upload(panel.upload, "me.jpg", (photos / "hopper.jpg").read_bytes())
+    _upload(panel.upload, "me.jpg", (photos / "coffee.png").read_bytes())  # saved as me-1.jpg: other content
+    assert panel.photo.path.name == "me-1.jpg" and _status_text(panel).startswith("me.jpg: ")
+    panel.run_button.click()
+    assert _status_text(panel) == ("no face was found in 'me.jpg'; use a larger, frontal, well-lit photo in which the "
+                                   "face is at least ~100 px wide\n"
+                                   "Upload another photo (the photo button above), then press Run.")
+    _upload(panel.upload, "notes.jpg", b"not an image")
+    text = _status_text(panel)
+    assert text.startswith("cannot read 'notes.jpg' as an image") and "uploads" not in text, text
+    assert text.endswith("\nUpload another photo (the photo button above), then press Run.")
+
+
+def test_a_stopped_run_says_so_and_runs_again(toonifier, tmp_path, monkeypatch):
+    """The kernel's interrupt during a Run (a long projection) escaped the panel: the status line kept its last
+    "step ... of ..." and the Run button's callback failed into the log."""
+    from tiny import write_photos
+
+    from toonlib.widgets import ToonifyPanel
+
+    panel = ToonifyPanel(toonifier, steps=3, folder=tmp_path / "uploads")
+    panel.set_photo(write_photos(tmp_path / "photos") / "hopper.jpg")
+    run = panel._run
+
+    def interrupted(photo, steps, report) -> None:
+        report(0, 0.5)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(panel, "_run", interrupted)
+    try:
+        panel.run_button.click()
+    except KeyboardInterrupt:
+        pytest.fail("the interrupt escaped the panel")
+    assert _status_text(panel) == "Interrupted. Press Run to start again."
+    assert not panel.run_button.disabled and panel.progress.value == 1
+    monkeypatch.setattr(panel, "_run", run)
+    panel.run_button.click()
+    assert panel.result is not None and "done: 3 steps" in panel.status.value
 
 
 def test_projection_panel_runs_the_chosen_steps(tmp_path, monkeypatch, random_vgg_torch_home, capsys):
@@ -381,7 +474,7 @@ def test_a_new_photo_clears_the_results_of_the_one_before(toonifier, tmp_path, c
     assert "No toon yet" in capsys.readouterr().out and not (tmp_path / "toon.png").exists()
     _upload(panel.upload, "notes.txt", b"not an image")
     assert panel.photo is None and not panel.photo_image.value and panel.run_button.disabled
-    assert "ImageReadError" in panel.status.value
+    assert "cannot read &#x27;notes.txt&#x27; as an image" in panel.status.value
 
 
 def test_projection_panel_clears_its_results_and_shows_the_video_as_wide_as_the_frames(

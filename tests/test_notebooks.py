@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 from tiny import tiny_generator, write_photos, write_toonify_models
 
-from notebooks import NOTEBOOKS, SKIP_TAG, execute, outputs_text
+from notebooks import NOTEBOOKS, SKIP_TAG, cell_index, execute, inject, outputs_text, prepare, shown_error
 from toonlib.checkpoints import load_network, save_network
 
 ALL = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
@@ -69,7 +69,8 @@ def test_toonify_notebook_without_a_photo_waits_for_an_upload_outside_colab(tmp_
     assert not (tmp_path / "toon.png").exists()
 
 
-def test_finetune_notebook_runs_and_resumes(tmp_path):
+def _finetune_files(folder: Path) -> tuple[Path, Path]:
+    """A tiny base model with its discriminator (base.pt) and 12 random 40 px images (faces/) in `folder`."""
     import numpy as np
     from PIL import Image
 
@@ -78,13 +79,18 @@ def test_finetune_notebook_runs_and_resumes(tmp_path):
 
     G = tiny_generator(0)
     D = Discriminator(img_resolution=32, channel_base=128, channel_max=16)
-    save_network(tmp_path / "base.pt", Networks(G_ema=G, G=G, D=D))
-    data = tmp_path / "faces"
+    save_network(folder / "base.pt", Networks(G_ema=G, G=G, D=D))
+    data = folder / "faces"
     data.mkdir()
     rng = np.random.default_rng(0)
     for i in range(12):
         Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(data / f"{i}.png")
-    params = {"data_path": str(data), "base_model": str(tmp_path / "base.pt"), "kimg": 0.008, "batch_size": 4,
+    return folder / "base.pt", data
+
+
+def test_finetune_notebook_runs_and_resumes(tmp_path):
+    base, data = _finetune_files(tmp_path)
+    params = {"data_path": str(data), "base_model": str(base), "kimg": 0.008, "batch_size": 4,
               "snapshot_kimg": 0.004}
     nb = execute("01_finetune.ipynb", params, cwd=tmp_path)
     run = tmp_path / "runs" / "toon"
@@ -102,13 +108,105 @@ def test_finetune_notebook_runs_and_resumes(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------
+# Error paths as a new user meets them: one message saying what to do, not a traceback
+
+
+def _assert_brief(text: str | None, start: str) -> None:
+    """`text`, a cell's error as shown, is a message starting with `start`, without a traceback's frames."""
+    assert text is not None and text.startswith(start), text
+    assert "Traceback" not in text and "File " not in text and "---->" not in text and "Cell In[" not in text, text
+
+
+def test_finetune_notebook_says_what_to_set_and_how_to_go_on(tmp_path, monkeypatch):
+    """Notebook 01 in Jupyter, as shipped (data_path empty), was a RuntimeError traceback through upload_images; a
+    data_path naming nothing, or a folder without images, failed in the training cell, after the base model had
+    loaded (a download), with a traceback; the last cell before any snapshot was a FileNotFoundError; stopping the
+    training with the kernel's interrupt, as the notebook invites, was a KeyboardInterrupt traceback."""
+    import signal
+    import threading
+    import time
+
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("TOONLIB_CACHE", str(tmp_path / "cache"))
+    base, faces = _finetune_files(tmp_path)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no images here")
+    params = {"data_path": "", "base_model": str(base), "kimg": 0.4, "batch_size": 4, "snapshot_kimg": 0.008}
+    nb = prepare("01_finetune.ipynb", params)
+    setup, train, show = cell_index(nb, "mount_drive("), cell_index(nb, "TrainConfig("), len(nb.cells) - 1
+    client = NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=True,
+                            resources={"metadata": {"path": str(tmp_path)}})
+
+    def run(index: int, **changed) -> str | None:
+        if changed:
+            injected = inject(nb, {**params, **changed})
+            client.execute_cell(nb.cells[injected], injected)
+        client.execute_cell(nb.cells[index], index)
+        return shown_error(nb.cells[index])
+
+    hint = ('Set data_path in the parameters cell to the folder or .zip file of your cartoon faces (a few hundred '
+            'images), e.g. data_path = "toons" (a folder beside this notebook) or data_path = "~/Downloads/toons.zip", '
+            "then run the notebook again.")
+    with client.setup_kernel():
+        for index in range(setup):
+            client.execute_cell(nb.cells[index], index)
+        assert run(setup) == f"No training images: data_path is empty.\n{hint}"
+        _assert_brief(run(show), "No snapshot in runs/toon yet: run the training cell above first")
+        assert run(setup, data_path="toonz") == (f"data_path = 'toonz': no such folder or .zip file: "
+                                                 f"'{tmp_path / 'toonz'}'.\n{hint}")
+        _assert_brief(run(setup, data_path="empty"), "data_path = 'empty' holds no images (.jpg, .jpeg, .png")
+        assert not (tmp_path / "cache").exists() and not (tmp_path / "runs").exists()  # nothing loaded or written
+        assert run(setup, data_path="faces") is None
+        pid = client.km.provisioner.pid
+        first_snapshot = tmp_path / "runs" / "toon" / "latest.json"
+
+        def interrupt() -> None:  # the kernel's interrupt button, once the run has a snapshot
+            deadline = time.monotonic() + 300
+            while not first_snapshot.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            os.kill(pid, signal.SIGINT)
+
+        threading.Thread(target=interrupt, daemon=True).start()
+        _assert_brief(run(train), "Training stopped (interrupted).\nRun this cell again to continue from its newest "
+                                  "snapshot (network-snapshot-")
+        assert run(show) is None
+    assert "Blend it in 02_blend.ipynb with toon_model" in outputs_text(nb)
+
+
+def test_a_wrong_model_is_one_message_and_other_errors_keep_their_traceback(tmp_path, monkeypatch):
+    """A misspelt model name or a model path that names nothing was a traceback through toonlib's loaders; the
+    user's own mistakes in their own code still show Python's traceback."""
+    from nbclient import NotebookClient
+    from nbformat.v4 import new_code_cell
+
+    monkeypatch.setenv("TOONLIB_CACHE", str(tmp_path / "cache"))
+    nb = prepare("02_blend.ipynb", {"base_model": "ffhq-1024-tfx", "use_drive": False})
+    load = cell_index(nb, "load_generator(base_model")
+    nb.cells.append(new_code_cell("int('one')"))
+    client = NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=True,
+                            resources={"metadata": {"path": str(tmp_path)}})
+    with client.setup_kernel():
+        for index in range(load + 1):
+            client.execute_cell(nb.cells[index], index)
+        _assert_brief(shown_error(nb.cells[load]), "unknown model 'ffhq-1024-tfx'. Did you mean 'ffhq-1024-tf'?")
+        injected = inject(nb, {"base_model": "models/ffhq.pkl"})
+        client.execute_cell(nb.cells[injected], injected)
+        client.execute_cell(nb.cells[load], load)
+        assert shown_error(nb.cells[load]) == "no checkpoint at models/ffhq.pkl"
+        client.execute_cell(nb.cells[-1], len(nb.cells) - 1)
+    own = shown_error(nb.cells[-1])
+    assert "Cell In[" in own and "ValueError: invalid literal for int() with base 10: 'one'" in own
+
+
+# --------------------------------------------------------------------------------------------
 # Colab: forms, Drive first, a declined Drive prompt, a cancelled upload
 
 FAKE_COLAB = Path(__file__).parent / "fake_colab"
 DROPDOWNS = {"base_model", "toon_model", "model", "toon_network", "detector", "inversion", "space", "augment",
              "prepare", "swap_res", "level", "batch_size", "freeze_g", "metric"}
 SLIDERS = {"steps", "truncation_psi", "blend_width", "frame_every", "freeze_d"}
-LOADS = ("load_generator(", "Toonifier(", "load_network(", "fetch(", "finetune(", "_panel(")
+LOADS = ("load_generator(", "Toonifier(", "load_network(", "fetch(", "run_training(", "_panel(")
 
 
 def _parameters(name: str) -> list[tuple[str, object, str]]:
@@ -256,6 +354,85 @@ def test_outside_colab_nothing_is_mounted_or_asked(capsys):
         upload_images("data", parameter="data_path")
 
 
+def test_notebook_stops_show_their_message_alone(tmp_path):
+    """What a notebook asks of its user (set data_path, choose a file) is a message, not a traceback; toonlib's
+    fixable errors and an interrupt inside toonlib too, once `brief_errors` is on; other errors keep theirs."""
+    from types import SimpleNamespace
+
+    from toonlib.checkpoints import load_generator
+    from toonlib.notebook import INTERRUPTED, NotebookStop, UploadCancelled, _show_briefly, show, upload_images
+
+    with pytest.raises(NotebookStop) as stop:
+        upload_images("data", parameter="data_path")
+    assert stop.value._render_traceback_() == [str(stop.value)]
+    assert issubclass(UploadCancelled, NotebookStop)
+    shown = []
+    shell = SimpleNamespace(_showtraceback=lambda etype, value, lines: shown.append(lines),
+                            showtraceback=lambda exc_tuple, tb_offset=None: shown.append("traceback"))
+
+    class Photo:
+        @property
+        def width(self):
+            raise KeyboardInterrupt  # the kernel's interrupt, arriving while toonlib works
+
+    for call in (lambda: load_generator(str(tmp_path / "nothing.pt")), lambda: show([Photo()]), lambda: int("one"),
+                 lambda: Photo().width):
+        try:
+            call()
+        except BaseException as exc:
+            _show_briefly(shell, type(exc), exc, exc.__traceback__)
+    assert shown == [[f"no checkpoint at {tmp_path / 'nothing.pt'}"], [INTERRUPTED], "traceback", "traceback"]
+
+
+def test_choose_data_checks_the_path_and_takes_a_colab_upload(fake_colab, tmp_path):
+    """Notebook 01's data: the path when it holds enough images; in Colab, an uploaded .zip, or the folder of
+    uploaded images (the first image alone was trained on: too few images)."""
+    import shutil
+    import zipfile
+
+    from toonlib.data import MIN_IMAGES
+    from toonlib.notebook import NotebookStop, choose_data
+
+    photos = write_photos(tmp_path / "photos")
+    for i in range(MIN_IMAGES - 3):  # with astronaut, hopper and coffee: just enough
+        shutil.copy(photos / "hopper.jpg", photos / f"copy{i}.jpg")
+    with zipfile.ZipFile(tmp_path / "toons.zip", "w") as archive:
+        for i in range(MIN_IMAGES):
+            archive.write(photos / "hopper.jpg", f"toons/hopper{i}.jpg")
+    with zipfile.ZipFile(tmp_path / "notes.zip", "w") as archive:
+        archive.writestr("notes.txt", "no images")
+    with zipfile.ZipFile(tmp_path / "few.zip", "w") as archive:
+        archive.write(photos / "hopper.jpg", "hopper.jpg")
+    assert choose_data(str(photos)) == str(photos)
+    assert choose_data(tmp_path / "toons.zip") == str(tmp_path / "toons.zip")
+    with pytest.raises(NotebookStop, match=r"data_path = '.*notes.zip' holds no images"):
+        choose_data(tmp_path / "notes.zip")
+    with pytest.raises(NotebookStop, match=rf"data_path = '.*few.zip' holds only 1 image, fine-tuning takes "
+                                           rf"{MIN_IMAGES} or more"):
+        choose_data(tmp_path / "few.zip")
+    with pytest.raises(NotebookStop, match=r"data_path = '.*hopper.jpg': '.*hopper.jpg' is neither a folder nor a "
+                                           r"\.zip file of images\.\nSet data_path"):
+        choose_data(photos / "hopper.jpg")
+    uploads = sorted(p for p in photos.iterdir() if p.name != "broken.jpg")
+    fake_colab.answer([tmp_path / "toons.zip"], uploads)
+    assert choose_data("", tmp_path / "data") == str(tmp_path / "data" / "toons.zip")
+    assert choose_data("", tmp_path / "faces") == str(tmp_path / "faces")
+    assert sorted(p.name for p in (tmp_path / "faces").iterdir()) == [p.name for p in uploads]
+
+
+def test_run_training_stopped_before_its_first_snapshot(tmp_path, monkeypatch):
+    import toonlib.train
+    from toonlib.notebook import NotebookStop, run_training
+    from toonlib.train import TrainConfig
+
+    def interrupted(config, callback=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(toonlib.train, "finetune", interrupted)
+    with pytest.raises(NotebookStop, match="before its first snapshot, so nothing was saved: run this cell again"):
+        run_training(TrainConfig(data="faces", resume="base.pt", run_dir=str(tmp_path / "run")))
+
+
 def test_colab_declined_drive_falls_back_to_the_local_cache_with_a_note(fake_colab, monkeypatch, capsys):
     from toonlib.download import cache_dir
     from toonlib.notebook import in_colab, mount_drive
@@ -288,7 +465,8 @@ def test_colab_cancelled_upload_is_asked_again_then_says_what_to_do(fake_colab, 
 
     photo = write_photos(tmp_path / "photos") / "hopper.jpg"
     fake_colab.answer([], [photo])
-    assert choose_photo("", tmp_path / "up") == tmp_path / "up" / "hopper.jpg"
+    upload = choose_photo("", tmp_path / "up")
+    assert upload.path == tmp_path / "up" / "hopper.jpg" and upload.name == "hopper.jpg"
     assert (tmp_path / "up" / "hopper.jpg").read_bytes() == photo.read_bytes()
     assert "No file was chosen: choose one in the upload dialog" in capsys.readouterr().out
     fake_colab.answer([], [])
@@ -318,7 +496,8 @@ def test_toonify_notebook_in_colab_shows_a_bad_photo_in_the_panel_and_asks_again
                                                                                   random_vgg_torch_home):
     """In Colab the photo comes from the upload dialog and the panel runs at once: a photo without a face was a
     traceback through the panel's code under a panel stuck at "finding the face...", and running the photo cell
-    again (as the messages say) reused that photo instead of asking for another."""
+    again (as the messages say) reused that photo instead of asking for another. The status line named the saved
+    copy (uploads/coffee.png), not the file the user chose, and did not say how to choose another."""
     from nbclient import NotebookClient
 
     from notebooks import prepare
@@ -336,7 +515,9 @@ def test_toonify_notebook_in_colab_shows_a_bad_photo_in_the_panel_and_asks_again
         for index, cell in enumerate(nb.cells):
             client.execute_cell(cell, index)
         text = outputs_text(nb)
-        assert "NoFaceError: no face was found" in str(client.widget_state)  # the panel's status line says it
+        state = str(client.widget_state)  # the panel's status line:
+        assert "no face was found in &#x27;coffee.png&#x27;; use a larger" in state and "uploads/" not in state
+        assert "Run the photo cell again to upload another photo." in state
         assert not [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
         assert "No toon yet: run the photo cell above again to upload a photo" in text
         assert "upload a photo in the panel above" not in text  # Colab's panel has no upload button

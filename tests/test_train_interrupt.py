@@ -33,8 +33,8 @@ SETTINGS = dict(kimg=0.2, snapshot_kimg=0.04, augment_p=0.3, ada_interval=3, ada
 GRID = [0.04, 0.08, 0.12, 0.16, 0.2]
 SAVED = re.compile(r"fine-tuning interrupted at (\d+\.\d{3}) kimg: saved (network-snapshot-(\d{9})\.safetensors) and "
                    r"the training state in (.+); run the same fine-tuning again to continue from there\n")
-STOPPING = ("Ctrl-C: saving the run at the end of this minibatch, to continue later (Ctrl-C again stops at once, "
-            "losing the training since the last snapshot)\n")
+STOPPING = ("Interrupted (Ctrl-C): saving the run at the end of this minibatch, to continue later (interrupt again to "
+            "stop at once, losing the training since the last snapshot)\n")
 LIMIT = 600  # seconds; only stops a hung run (a slow, shared 2-core machine)
 
 

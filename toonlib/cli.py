@@ -20,6 +20,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable, Sequence
 
+from .messages import expected_errors
+
 Command = Callable[[argparse.Namespace], int]
 
 EXIT_STATUS = """exit status:
@@ -666,17 +668,6 @@ class _Subcommands:
         return self._subparsers.choices[name]
 
 
-def _expected_errors() -> tuple[type[BaseException], ...]:
-    """Failures a user can fix (bad input, missing weights or models): reported in one line, exit 2."""
-    from .align import LandmarkBackendError
-    from .checkpoints import CheckpointError
-    from .download import DownloadError
-    from .losses import PerceptualWeightsError
-
-    return (CheckpointError, DownloadError, PerceptualWeightsError, LandmarkBackendError, ValueError, OSError,
-            ImportError)  # an optional extra not installed: the message says what to install
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `toonlib` command line; returns the exit status (see `EXIT_STATUS`)."""
     try:
@@ -736,7 +727,7 @@ def _run(args: argparse.Namespace) -> int:
             return args.func(args)
         except BrokenPipeError:  # not an error of the command's: `main` stops quietly
             raise
-        except _expected_errors() as exc:
+        except expected_errors() as exc:
             print(f"toonlib {args.command}: error: {exc}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:

@@ -30,7 +30,10 @@ from .images import IMAGE_SUFFIXES, is_hidden, read_image
 from .messages import warn
 from .options import PREPARE_MODES
 
-__all__ = ["ImageDataset", "cache_name", "infinite_loader"]
+__all__ = ["MIN_IMAGES", "ImageDataset", "cache_name", "image_files", "infinite_loader"]
+
+#: The fewest usable images a data set may hold (`ImageDataset`'s default `min_images`).
+MIN_IMAGES = 8
 
 _CACHE_VERSION = 1  # bump when the preparation of images changes, so old caches are not reused
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, zipfile.BadZipFile,
@@ -63,7 +66,7 @@ class ImageDataset(Dataset):
 
     def __init__(self, source: Union[str, os.PathLike], resolution: int, *, prepare: str = "crop",
                  xflip: bool = False, cache_dir: Union[str, os.PathLike, None] = None, progress: bool = True,
-                 min_images: int = 8) -> None:
+                 min_images: int = MIN_IMAGES) -> None:
         if prepare not in PREPARE_MODES:
             raise ValueError(f"prepare must be one of {PREPARE_MODES}, got {prepare!r}")
         if resolution < 1:
@@ -165,6 +168,13 @@ def _open_source(source: Path) -> Iterator[tuple[list[Entry], Callable[[str], by
         raise ValueError(f"'{source}' is neither a folder nor a .zip file of images")
     else:
         raise FileNotFoundError(f"no such folder or .zip file: '{source}'")
+
+
+def image_files(source: Union[str, os.PathLike]) -> list[str]:
+    """The names of the image files (`IMAGE_SUFFIXES`, subfolders too, hidden ones aside) in the folder or .zip
+    `source`, sorted, reading nothing but the file list; FileNotFoundError or ValueError when it is neither."""
+    with _open_source(Path(source)) as (entries, _):
+        return [name for name, *_ in entries]
 
 
 def cache_name(source: Union[str, os.PathLike], resolution: int, prepare: str) -> str:

@@ -15,15 +15,33 @@ import os
 import sys
 import warnings
 
-__all__ = ["check_count", "counted", "progress_bar", "warn"]
+__all__ = ["check_count", "counted", "expected_errors", "in_toonlib", "progress_bar", "warn"]
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def in_toonlib(filename: str) -> bool:
+    """Whether the source file `filename` (a frame's `f_code.co_filename`) is one of toonlib's."""
+    return os.path.abspath(filename).startswith(_PACKAGE)
+
+
+def expected_errors() -> tuple[type[BaseException], ...]:
+    """Failures a user can fix (bad input, missing weights or models, no internet, an optional extra not installed),
+    whose messages say what to do: the command line reports them in one line (exit 2), the notebooks as their
+    message alone (`notebook.brief_errors`)."""
+    from .align import LandmarkBackendError
+    from .checkpoints import CheckpointError
+    from .download import DownloadError
+    from .losses import PerceptualWeightsError
+
+    return (CheckpointError, DownloadError, PerceptualWeightsError, LandmarkBackendError, ValueError, OSError,
+            ImportError)
 
 
 def warn(message: str, category: type[Warning] = UserWarning) -> None:
     """`warnings.warn(message, category)` with the stack level of the innermost caller outside toonlib."""
     frame, level = sys._getframe(1), 2  # level 2: warn's caller
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE):
+    while frame is not None and in_toonlib(frame.f_code.co_filename):
         frame, level = frame.f_back, level + 1
     warnings.warn(message, category, stacklevel=level)
 

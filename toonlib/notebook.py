@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import os
 import platform
+import traceback
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -15,15 +18,68 @@ from PIL import Image
 from . import runtime
 from .devices import default_device
 from .download import DRIVE_ROOT
-from .files import atomic_write_path
+from .files import atomic_write_path, user_path
+from .messages import counted, expected_errors, in_toonlib
 
-__all__ = ["UploadCancelled", "choose_photo", "default_device", "device_report", "display_size", "in_colab",
-           "mount_drive", "offer_download", "plot_losses", "save_uploads", "show", "snapshot_viewer",
-           "upload_images"]
+__all__ = ["NotebookStop", "UploadCancelled", "UploadedFile", "brief_errors", "choose_data", "choose_photo",
+           "default_device", "device_report", "display_size", "in_colab", "mount_drive", "offer_download",
+           "plot_losses", "run_training", "save_uploads", "show", "show_run", "snapshot_viewer", "upload_images"]
+
+#: What notebook 01's messages say to do about its training images.
+DATA_HINT = ("Set data_path in the parameters cell to the folder or .zip file of your cartoon faces (a few hundred "
+             'images), e.g. data_path = "toons" (a folder beside this notebook) or '
+             'data_path = "~/Downloads/toons.zip", then run the notebook again.')
+INTERRUPTED = "Interrupted: this cell stopped before it finished; run it again to start it over."
 
 
-class UploadCancelled(RuntimeError):
+class NotebookStop(RuntimeError):
+    """Stops a notebook's cell (and Run All) with a message saying what to set or do; IPython shows the message
+    alone, not a traceback through toonlib's code."""
+
+    def _render_traceback_(self) -> list[str]:
+        return str(self).splitlines()
+
+
+class UploadCancelled(NotebookStop):
     """The user closed Colab's upload dialog without choosing a file (twice)."""
+
+
+@dataclass(frozen=True)
+class UploadedFile:
+    """A file the user uploaded, saved at `path`; `name` is the name they chose, which messages use (the saved copy
+    may be `me-1.jpg` in `uploads/`). Path-like: whatever reads a path reads the saved file."""
+
+    path: Path
+    name: str
+
+    def __fspath__(self) -> str:
+        return os.fspath(self.path)
+
+
+def brief_errors() -> None:
+    """From now on in this IPython kernel, a fixable error that toonlib raises (`messages.expected_errors`: the
+    command line's one-line errors), and a cell stopped with the kernel's interrupt inside toonlib, show as a short
+    message instead of a traceback through toonlib's code; other errors (bugs, errors of the user's own code) keep
+    their traceback. Does nothing outside IPython."""
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is not None:
+        shell.set_custom_exc(expected_errors() + (KeyboardInterrupt,), _show_briefly)
+
+
+def _show_briefly(shell, etype: type[BaseException], value: BaseException, tb, tb_offset: int | None = None
+                  ) -> None:
+    """IPython's custom exception handler of `brief_errors`."""
+    ours = [in_toonlib(frame.f_code.co_filename) for frame, _ in traceback.walk_tb(tb)]
+    if isinstance(value, KeyboardInterrupt) and any(ours):
+        lines = [INTERRUPTED]
+    elif not isinstance(value, KeyboardInterrupt) and ours and ours[-1]:  # raised on purpose: a message for the user
+        lines = str(value).splitlines() or [etype.__name__]
+    else:
+        shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
+        return
+    shell._showtraceback(etype, value, lines)
 
 
 def in_colab() -> bool:
@@ -82,16 +138,16 @@ def mount_drive(folder: str = "toonlib", use: bool = True) -> Path | None:
 
 
 def upload_images(folder: str | os.PathLike = "uploads", parameter: str = "photo_path",
-                  attempts: int = 2) -> list[Path]:
-    """Ask for files with Colab's upload dialog and save them into `folder`; returns the saved paths.
+                  attempts: int = 2) -> list[UploadedFile]:
+    """Ask for files with Colab's upload dialog and save them into `folder` (`save_uploads`).
 
     A cancelled dialog is asked again (`attempts` times in all), then `UploadCancelled` says what to do.
-    Outside Colab there is no blocking dialog: set `parameter` in the notebook's parameters cell (or use
-    the upload button of the notebook's panel) instead.
+    Outside Colab there is no blocking dialog: `NotebookStop` says to set `parameter` in the notebook's parameters
+    cell (or to use the upload button of the notebook's panel) instead.
     """
     if not in_colab():
-        raise RuntimeError(f"upload_images() needs Google Colab's upload dialog; set {parameter} in the "
-                           "parameters cell instead")
+        raise NotebookStop(f"upload_images() needs Google Colab's upload dialog; set {parameter} in the parameters "
+                           "cell instead")
     from google.colab import files
 
     for attempt in range(1, attempts + 1):
@@ -104,11 +160,13 @@ def upload_images(folder: str | os.PathLike = "uploads", parameter: str = "photo
                           "parameters cell")
 
 
-def save_uploads(files: Mapping[str, bytes], folder: str | os.PathLike = "uploads") -> list[Path]:
-    """Write uploaded files ({file name: content}) into `folder` under their base names; returns the paths. A name
-    already holding other content (an earlier upload, another file of this one) gets a number: `me-1.jpg`."""
+def save_uploads(files: Mapping[str, bytes], folder: str | os.PathLike = "uploads") -> list[UploadedFile]:
+    """Write uploaded files ({file name: content}) into `folder` under their base names. A name already holding
+    other content (an earlier upload, another file of this one) gets a number, `me-1.jpg`; the `UploadedFile`s
+    returned keep the names the user chose."""
     folder = Path(folder)
-    saved = []
+    saved: list[Path] = []
+    uploads = []
     for name, data in files.items():
         data = bytes(data)
         base = Path(Path(name).name or "upload")
@@ -119,12 +177,13 @@ def save_uploads(files: Mapping[str, bytes], folder: str | os.PathLike = "upload
         with atomic_write_path(path) as tmp:
             tmp.write_bytes(data)
         saved.append(path)
-    return saved
+        uploads.append(UploadedFile(path, base.name))
+    return uploads
 
 
 def choose_photo(photo_path: str | os.PathLike | None = None, folder: str | os.PathLike = "uploads"
                  ) -> str | os.PathLike | None:
-    """The photo a notebook works on: `photo_path` when set, else Colab's upload dialog.
+    """The photo a notebook works on: `photo_path` when set, else Colab's upload dialog (an `UploadedFile`).
 
     Outside Colab with no path, returns None: the notebook's panel then offers an upload button.
     """
@@ -133,6 +192,32 @@ def choose_photo(photo_path: str | os.PathLike | None = None, folder: str | os.P
     if in_colab():
         return upload_images(folder, parameter="photo_path")[0]
     return None
+
+
+def choose_data(data_path: str | os.PathLike | None = None, folder: str | os.PathLike = "data") -> str:
+    """Notebook 01's training images: `data_path` (a folder or .zip of images) when set, else what the user uploads
+    in Colab's dialog (a .zip, or images: the folder they are saved in). `NotebookStop` says what to set instead
+    of a traceback later: outside Colab with no path, and for a path that names nothing, or fewer images than
+    fine-tuning takes (`data.MIN_IMAGES`)."""
+    if data_path:
+        data = str(data_path)
+    elif in_colab():
+        uploads = upload_images(folder, parameter="data_path")
+        data = str(uploads[0].path if len(uploads) == 1 and zipfile.is_zipfile(uploads[0].path) else folder)
+    else:
+        raise NotebookStop(f"No training images: data_path is empty.\n{DATA_HINT}")
+    from .data import MIN_IMAGES, image_files
+    from .images import IMAGE_SUFFIXES
+
+    try:
+        found = len(image_files(user_path(data).absolute()))
+    except (OSError, ValueError) as exc:  # no such folder or .zip file, neither a folder nor a .zip file
+        raise NotebookStop(f"data_path = {data!r}: {exc}.\n{DATA_HINT}") from None
+    if found < MIN_IMAGES:
+        held = f"only {counted(found, 'image')}, fine-tuning takes {MIN_IMAGES} or more" if found else "no images"
+        raise NotebookStop(f"data_path = {data!r} holds {held} ({', '.join(IMAGE_SUFFIXES)} files, in subfolders "
+                           f"too).\n{DATA_HINT}")
+    return data
 
 
 def display_size(size: int, bound: int) -> int:
@@ -213,3 +298,37 @@ def snapshot_viewer():
             plots.update(DisplayImage(filename=str(info["plot_path"])))
 
     return show_snapshot
+
+
+def run_training(config) -> Path:
+    """Notebook 01's training: `finetune(config)` (a `TrainConfig`) showing each snapshot in place
+    (`snapshot_viewer`); returns the last snapshot. Stopped with the kernel's interrupt (how a notebook ends
+    training early), it raises `NotebookStop` saying which snapshot it continues from and what to run next."""
+    from .train import finetune, latest_snapshot
+
+    try:
+        return finetune(config, callback=snapshot_viewer())
+    except KeyboardInterrupt:
+        newest = latest_snapshot(config.run_dir)
+        if newest is None:
+            raise NotebookStop("Training stopped (interrupted) before its first snapshot, so nothing was saved: "
+                               "run this cell again to start over.") from None
+        raise NotebookStop(f"Training stopped (interrupted).\nRun this cell again to continue from its newest "
+                           f"snapshot ({newest.name}), or the next cell to see the run so far.") from None
+
+
+def show_run(run_dir: str | os.PathLike) -> None:
+    """Show a fine-tuning run: its training plots (metrics.png), its snapshots and the settings that blend the newest
+    in notebook 02. Before the first snapshot, `NotebookStop` says to train first."""
+    from IPython.display import Image as DisplayImage
+    from IPython.display import display
+
+    from .train import latest_snapshot
+
+    newest = latest_snapshot(run_dir)
+    if newest is None:
+        raise NotebookStop(f"No snapshot in {run_dir} yet: run the training cell above first (it saves one every "
+                           "snapshot_kimg).")
+    display(DisplayImage(filename=str(Path(run_dir) / "metrics.png")))
+    print("snapshots:", *[s.name for s in sorted(Path(run_dir).glob("network-snapshot-*"))], sep="\n  ")
+    print(f"\nBlend it in 02_blend.ipynb with toon_model = {str(newest)!r}, toon_network = 'G_ema'")

@@ -22,12 +22,13 @@ import ipywidgets as widgets
 import torch
 from PIL import Image, ImageDraw
 
+from .align import NoFaceError
 from .blending import KEPT_LOW, Blender, LayerWeight, layer_weights
 from .checkpoints import GeneratorLike, load_generator
-from .images import labelled_grid, read_image, text_font, to_pil
-from .messages import counted
+from .images import ImageReadError, labelled_grid, read_image, text_font, to_pil
+from .messages import counted, expected_errors
 from .networks import parse_seeds, z_from_seeds
-from .notebook import display_size, in_colab, offer_download, save_uploads
+from .notebook import UploadedFile, display_size, in_colab, offer_download, save_uploads
 from .pipeline import INVERT_LABELS, OPTIMIZING_MODES
 
 __all__ = ["PROJECTION_MODES", "BlendExplorer", "FrameScrubber", "ProjectionPanel", "ToonifyPanel", "blend_explorer",
@@ -382,6 +383,12 @@ class _PhotoPanel:
             return "No photo yet: run the photo cell again to upload one."
         return "Upload a photo (or set photo_path in the parameters cell), then press Run."
 
+    def _another_photo_message(self) -> str:
+        """What to do after a photo that cannot be used: choose another, where this front end offers it."""
+        if self.upload is None:
+            return "Run the photo cell again to upload another photo."
+        return "Upload another photo (the photo button above), then press Run."
+
     def _no_result_message(self, what: str) -> str:
         """What `save` says before the first result: how to get one here (Colab has no upload button)."""
         if self.upload is None:
@@ -402,23 +409,24 @@ class _PhotoPanel:
         raise NotImplementedError
 
     def set_photo(self, photo: str | os.PathLike) -> None:
-        """Use `photo` from now on and show it (upright, EXIF applied); the results of the photo before are
-        cleared. Raises `ImageReadError` if unreadable, leaving no photo (Run disabled)."""
+        """Use `photo` (a path, or an `UploadedFile`) from now on and show it (upright, EXIF applied); the results of
+        the photo before are cleared. Raises `ImageReadError` if unreadable, leaving no photo (Run disabled)."""
         self.photo, self.run_button.disabled, self.photo_image.value = None, True, b""
         self._clear_results()
         image = read_image(photo)
         self.photo = photo
         _show(self.photo_image, _scaled(image, 256))
         self.run_button.disabled = False
-        self.status.value = _message(f"{Path(photo).name}: {image.width} x {image.height} px. Press Run.")
+        name = photo.name if isinstance(photo, UploadedFile) else Path(photo).name
+        self.status.value = _message(f"{name}: {image.width} x {image.height} px. Press Run.")
 
     def _on_upload(self, change: dict) -> None:
         files = uploaded_files(change["new"])
         if not files:
             return
         name, data = next(iter(files.items()))
-        [path] = save_uploads({name: data}, self.folder)
-        self._showing_errors(lambda: self.set_photo(path))
+        [upload] = save_uploads({name: data}, self.folder)
+        self._showing_errors(lambda: self.set_photo(upload), upload)
 
     def run(self) -> None:
         """Run on the current photo with the panel's settings (errors are raised)."""
@@ -437,13 +445,25 @@ class _PhotoPanel:
         self.progress.value = step + 1
         self.status.value = _message(f"step {step + 1} of {self.progress.max}: distance {distance:.4f}")
 
-    def _showing_errors(self, action: Callable[[], None]) -> None:
-        """Call `action`; an exception it raises is shown in the status line instead (a widget callback's would
-        only reach the log, the photo cell's would be a traceback through the panel's code)."""
+    def _showing_errors(self, action: Callable[[], None], photo: str | os.PathLike | None = None) -> None:
+        """Call `action` on `photo` (default: the current photo); an exception it raises is shown in the status line
+        instead (a widget callback's would only reach the log, the photo cell's would be a traceback through the
+        panel's code), and so is a stop with the kernel's interrupt. A fixable error (`messages.expected_errors`)
+        shows as its message alone, an uploaded photo named as the user chose it (not its saved copy); a photo that
+        cannot be used is followed by how to choose another."""
+        photo = photo or self.photo
         try:
             action()
+        except KeyboardInterrupt:
+            again = " Press Run to start again." if self.photo is not None else ""
+            self.status.value = _message(f"Interrupted.{again}", error=True)
         except Exception as exc:
-            self.status.value = _message(f"{type(exc).__name__}: {exc}", error=True)
+            text = str(exc) if isinstance(exc, expected_errors()) else f"{type(exc).__name__}: {exc}"
+            if isinstance(photo, UploadedFile):
+                text = text.replace(os.fspath(photo), photo.name)
+            if isinstance(exc, (ImageReadError, NoFaceError)):
+                text += "\n" + self._another_photo_message()
+            self.status.value = _message(text, error=True)
 
     def _run(self, photo, steps: int | None, report: Callable) -> None:
         raise NotImplementedError
@@ -458,7 +478,7 @@ class _PhotoPanel:
                 self.set_photo(photo)
                 self.run()
 
-            self._showing_errors(start)
+            self._showing_errors(start, photo)
 
     def _ipython_display_(self) -> None:
         from IPython.display import display

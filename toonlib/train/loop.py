@@ -63,8 +63,8 @@ __all__ = ["Trainer", "finetune"]
 PL_DECAY = 0.01
 PL_BATCH_SHRINK = 2
 STAT_KEYS = ("loss_G", "loss_D", "r1", "pl")
-STOPPING = ("Ctrl-C: saving the run at the end of this minibatch, to continue later (Ctrl-C again stops at once, "
-            "losing the training since the last snapshot)")
+STOPPING = ("Interrupted (Ctrl-C): saving the run at the end of this minibatch, to continue later (interrupt again to "
+            "stop at once, losing the training since the last snapshot)")
 
 
 class Trainer:
