@@ -9,7 +9,7 @@ from typing import Sequence, Union
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
 from .files import atomic_write_path, is_url, user_path
 
@@ -193,8 +193,20 @@ def _open(source: Path | io.BytesIO, name: str) -> Image.Image:
         raise ImageReadError(f"cannot read {name}: {exc} Downscale the photo, or, for a file you trust, set "
                              "PIL.Image.MAX_IMAGE_PIXELS = None before reading it") from exc
     except (OSError, ValueError, SyntaxError, struct.error) as exc:
-        raise ImageReadError(f"cannot read {name} as an image: {exc}") from exc
+        raise ImageReadError(f"cannot read {name} as an image: {_reason(exc)}") from exc
     return img
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a file could not be read as an image, in the user's terms (Pillow's names the file again, or the
+    temporary copy of an upload)."""
+    if isinstance(exc, FileNotFoundError):
+        return "there is no such file"
+    if isinstance(exc, IsADirectoryError):
+        return "it is a folder"
+    if isinstance(exc, UnidentifiedImageError):
+        return "it is in no image format toonlib reads (JPEG, PNG, WebP, BMP, TIFF and the others Pillow opens)"
+    return str(exc)
 
 
 def _array_to_image(array: np.ndarray) -> Image.Image:
