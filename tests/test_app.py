@@ -4,11 +4,14 @@ tests/test_browser_app.py drives the same app through Chromium.
 """
 from __future__ import annotations
 
+import asyncio
 import copy
+import gc
 import os
 import socket
 import struct
 import threading
+import time
 import urllib.request
 import zlib
 from pathlib import Path
@@ -21,7 +24,7 @@ from browser import free_port, port_is_free
 from PIL import Image, ImageDraw
 from tiny import write_photos, write_toonify_models
 
-from toonlib import cli, losses
+from toonlib import cli, losses, projection
 from toonlib.align import NoFaceError
 from toonlib.app import PhotoTooLargeError, ToonApp, launch
 from toonlib.blending import blend
@@ -93,6 +96,32 @@ def inside(quad: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def page_events(page) -> dict:
     """The page's event handlers by function name."""
     return {fn.name: fn for fn in page.fns.values()}
+
+
+async def run_event(page, name: str, *inputs, event_data=None, visitor: str = "visitor"):
+    """The outputs of the page's handler `name` run as Gradio runs a queued event (`Blocks.call_function`: its
+    request, event data and progress filled in, a sync handler in a thread), for the visitor of session `visitor`."""
+    import gradio
+
+    index = {fn.name: i for i, fn in page.fns.items()}
+    return (await page.call_function(index[name], list(inputs), requests=gradio.Request(session_hash=visitor),
+                                     event_id=f"{visitor}-{name}", event_data=event_data))["prediction"]
+
+
+@pytest.fixture
+def projection_steps(monkeypatch):
+    """The thread of every projection step run (a forward pass of the tiny base model with autograd on; the renders
+    run without)."""
+    steps = []
+    synthesize = projection._synthesize
+
+    def counted(G, ws, noise):
+        if torch.is_grad_enabled():
+            steps.append(threading.current_thread())
+        return synthesize(G, ws, noise)
+
+    monkeypatch.setattr(projection, "_synthesize", counted)
+    return steps
 
 
 def test_toonify_then_the_slider_rerenders_the_cached_latent(app, setup, projections):
@@ -271,19 +300,20 @@ def test_page_queues_every_model_event_in_one_line(app):
 
 def test_results_download_under_the_photos_name(app, setup):
     """Every result was downloaded as "image.png" (the toon, the aligned face and the pasted photo alike)."""
+    import gradio
+
     page = app.build()
     try:
-        on_toonify = page_events(page)["on_toonify"].fn
         upload = {"path": str(setup["photos"] / "hopper.jpg"), "orig_name": "me.jpg"}
-        _, _, aligned, toon, pasted, _ = on_toonify(upload, STEPS, 16, "optimize")
+        _, _, aligned, toon, pasted, _ = asyncio.run(run_event(page, "on_toonify", upload, STEPS, 16, "optimize"))
         assert [Path(path).name for path in (aligned, toon, pasted)] == ["me-aligned.png", "me-toon.png",
                                                                          "me-pasted.png"]
         with Image.open(toon) as image:
             assert image.format == "PNG" and image.size == (32, 32)
-        on_pick = page_events(page)["on_pick"].fn
         session, _ = app.toonify(setup["photos"] / "pair.png", STEPS, 16, name="two of us.png")
-        select = type("Select", (), {"index": 1})()
-        _, _, aligned, toon, pasted, _ = on_pick(session, STEPS, 16, "optimize", select)
+        select = gradio.SelectData(None, {"index": 1, "value": None})
+        _, _, aligned, toon, pasted, _ = asyncio.run(run_event(page, "on_pick", session, STEPS, 16, "optimize",
+                                                               event_data=select))
         assert [Path(path).name for path in (aligned, toon, pasted)] == [
             "two of us-face2-aligned.png", "two of us-face2-toon.png", "two of us-pasted.png"]
     finally:
@@ -297,10 +327,9 @@ def test_errors_stay_on_the_page_until_closed(app, setup):
 
     page = app.build()
     try:
-        on_toonify = page_events(page)["on_toonify"].fn
         with pytest.raises(gradio.Error, match="no face was found in 'coffee.png'") as error:
-            on_toonify({"path": str(setup["photos"] / "coffee.png"), "orig_name": "coffee.png"}, STEPS, 16,
-                       "optimize")
+            asyncio.run(run_event(page, "on_toonify", {"path": str(setup["photos"] / "coffee.png"),
+                                                       "orig_name": "coffee.png"}, STEPS, 16, "optimize"))
         assert error.value.duration is None and error.value.print_exception is False
     finally:
         page.close()
@@ -315,6 +344,99 @@ def test_a_new_photo_cancels_the_events_of_the_old_one(app):
         new_photo = page_events(page)["on_new_photo"]
         [cancel] = [fn for fn in page.fns.values() if fn.is_cancel_function and fn.targets == new_photo.targets]
         assert sorted(cancel.cancels) == sorted(index[name] for name in ("on_toonify", "on_pick", "on_reblend"))
+    finally:
+        page.close()
+
+
+def test_a_cancelled_toonify_stops_its_projection(app, setup, projection_steps):
+    """Gradio cancels an event (a new photo cancels the old photo's toonify) by cancelling the asyncio task that
+    awaits it. The projection, in a worker thread, never noticed: it ran on to its last step holding the models, and
+    the next visitor (or the same one's new photo) waited minutes for a toon nobody would see."""
+    asked = app.max_steps
+    page = app.build()
+    upload = {"path": str(setup["photos"] / "hopper.jpg"), "orig_name": "hopper.jpg"}
+
+    async def cancel_a_running_toonify() -> tuple[int, int, float, list]:
+        troubles = []  # what asyncio reports, e.g. "Task exception was never retrieved"
+        asyncio.get_running_loop().set_exception_handler(lambda loop, context: troubles.append(context))
+        run = asyncio.ensure_future(run_event(page, "on_toonify", upload, asked, 16, "optimize"))
+        deadline = time.monotonic() + 120
+        while len(projection_steps) < 3 and not run.done() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)  # the projection runs
+        assert not run.done() and len(projection_steps) >= 3, "the projection did not start"
+        cancelled_after = len(projection_steps)
+        run.cancel()  # what Gradio's /cancel does (gradio.utils.cancel_tasks), the event loop running on
+        start = time.monotonic()
+        [outcome] = await asyncio.gather(run, return_exceptions=True)
+        assert outcome == {"__type__": "update"}  # answered, changing nothing (gr.skip()): no "Error" on the page
+        # The models are free at once when the projection has stopped; else after its last step.
+        assert await asyncio.to_thread(app._lock.acquire, True, 120), "the models are still held"
+        free_s = time.monotonic() - start
+        app._lock.release()
+        stopped_after = len(projection_steps)
+        await asyncio.sleep(0.5)
+        assert len(projection_steps) == stopped_after, "the projection runs on"
+        gc.collect()
+        return cancelled_after, stopped_after, free_s, troubles
+
+    try:
+        cancelled_after, stopped_after, free_s, troubles = asyncio.run(cancel_a_running_toonify())
+        # At most the step running when the cancel came and the one begun before the stop was seen.
+        assert stopped_after <= cancelled_after + 2 < asked, (stopped_after, cancelled_after, asked)
+        assert free_s < 30, f"the models were free {free_s:.1f} s after the cancel"  # a step or two
+        assert projection_steps[-1] is not threading.main_thread()
+        assert troubles == []  # ended quietly
+
+        projection_steps.clear()  # the next toonify runs normally, from the first step to the last
+        session, *_, status = asyncio.run(run_event(page, "on_toonify", upload, STEPS, 16, "optimize"))
+        assert len(projection_steps) == STEPS and list(session.latents) == [0]
+        assert f"{STEPS} steps" in status
+    finally:
+        page.close()
+
+
+def test_a_closed_tab_stops_its_visitors_projection(app, setup, projection_steps):
+    """Gradio cancels nothing when a tab closes: it marks the visitor's events closed (a running one runs on) and
+    runs the page's unload events. The page's own stops the visitor's projection; others' go on."""
+    page = app.build()
+    upload = {"path": str(setup["photos"] / "hopper.jpg"), "orig_name": "hopper.jpg"}
+
+    async def close_the_tab_during_a_run():
+        run = asyncio.ensure_future(run_event(page, "on_toonify", upload, app.max_steps, 16, "optimize"))
+        deadline = time.monotonic() + 120
+        while len(projection_steps) < 3 and not run.done() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        await run_event(page, "on_close", visitor="someone else")  # another visitor's tab: no effect
+        await asyncio.sleep(0.2)
+        assert not run.done()
+        await run_event(page, "on_close")  # as Gradio's heartbeat route calls it, with the visitor's session
+        return await asyncio.wait_for(run, 60)
+
+    try:
+        outputs = asyncio.run(close_the_tab_during_a_run())
+        assert outputs == {"__type__": "update"}  # nothing for the outputs (gr.skip(): nobody to show them to)
+        assert len(projection_steps) < app.max_steps
+        assert not app._lock.locked()
+    finally:
+        page.close()
+
+
+def test_the_page_shows_the_steps_in_the_visitors_words(app, setup, monkeypatch):
+    """The page showed tqdm's "project w+", jargon to a visitor, over the projection's progress."""
+    import gradio
+
+    page = app.build()
+    shown = []
+    monkeypatch.setattr(page._queue, "set_progress", lambda event_id, iterables: shown.append(
+        [(unit.desc, unit.index, unit.length, unit.unit) for unit in iterables]))
+    try:
+        upload = {"path": str(setup["photos"] / "pair.png"), "orig_name": "pair.png"}
+        session, *_ = asyncio.run(run_event(page, "on_toonify", upload, 3, 16, "optimize"))
+        assert shown == [[("Fitting your photo", step, 3, "steps")] for step in (1, 2, 3)]
+        shown.clear()
+        select = gradio.SelectData(None, {"index": 1, "value": None})
+        asyncio.run(run_event(page, "on_pick", session, 2, 16, "optimize", event_data=select))
+        assert shown == [[("Fitting face 2", step, 2, "steps")] for step in (1, 2)]
     finally:
         page.close()
 

@@ -7,6 +7,7 @@ the product's own code). On a failure each test saves a screenshot and names it 
 from __future__ import annotations
 
 import io
+import re
 import sys
 import time
 
@@ -19,6 +20,8 @@ from tiny import write_photos, write_toonify_models
 FAKE_CAMERA = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]  # a test-pattern webcam
 SERVER_START_S = 300  # importing gradio and torch, loading the models, LPIPS and dlib on a busy 2-core machine
 TOON_S = 300  # waits for results: generous, never asserted as a speed
+LONG_RUN = 5000  # steps of a projection that is cut short: minutes even on a fast machine (~20 steps/s here)
+OWN_TIME_S = 60  # a short run's own time, with room for a slow machine: ~3 s here (10 steps and the alignment)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +37,7 @@ def server(tmp_path_factory, random_vgg_torch_home):
     pair.paste(hopper, (astronaut.width, 0))
     pair.save(photos / "pair.jpg")  # two faces
     app = Server([sys.executable, "-m", "toonlib", "app", "--base", str(base), "--toon", str(toon), "--detector",
-                  "dlib", "--port", "{port}", "--steps", "3", "--swap-res", "16"],
+                  "dlib", "--port", "{port}", "--steps", "3", "--max-steps", str(LONG_RUN), "--swap-res", "16"],
                  env={"TORCH_HOME": str(random_vgg_torch_home), "GRADIO_TEMP_DIR": str(root / "uploads")},
                  log=root / "server.log", timeout=SERVER_START_S)
     app.start()
@@ -90,6 +93,71 @@ def upload(page, photo) -> None:
 
 def expect_toast(page, text: str) -> None:
     page.locator("[data-testid='toast-body']", has_text=text).first.wait_for(timeout=60_000)
+
+
+def set_steps(page, steps: int) -> None:
+    box = page.locator("#steps input[type=number]")
+    box.fill(str(steps))
+    box.press("Enter")
+
+
+def start_a_long_run(page, photo) -> None:
+    """Toonify `photo` with `LONG_RUN` steps and wait until its projection runs."""
+    set_steps(page, LONG_RUN)
+    upload(page, photo)
+    page.click("#toonify")
+    page.locator("#toon", has_text="Fitting your photo").wait_for(timeout=TOON_S * 1000)
+
+
+def upload_over_a_run(page, photo) -> None:
+    """`upload` while the last photo is toonified, then wait until the page's cancels of that run are answered and
+    no more come (a new-photo event sends one while something of the old photo is pending; one upload makes two):
+    Gradio's page dropped a Toonify click that came between a cancel and its answer."""
+    sent, answered = [], []
+
+    def on_request(request) -> None:
+        if "/gradio_api/cancel" in request.url:
+            sent.append(request)
+
+    def on_response(response) -> None:
+        if "/gradio_api/cancel" in response.url:
+            answered.append(response)
+
+    page.on("request", on_request)
+    page.on("response", on_response)
+    try:
+        upload(page, photo)
+        deadline, quiet_since = time.monotonic() + 60, None
+        while time.monotonic() < deadline:
+            settled = answered and len(answered) == len(sent)
+            quiet_since = (quiet_since or time.monotonic()) if settled else None
+            if quiet_since is not None and time.monotonic() - quiet_since > 0.5:
+                break
+            page.wait_for_timeout(20)
+        assert answered and len(answered) == len(sent), f"{len(sent)} cancels sent, {len(answered)} answered"
+    finally:
+        page.remove_listener("request", on_request)
+        page.remove_listener("response", on_response)
+
+
+def toonify_within_its_own_time(page, steps: int) -> float:
+    """Press Toonify (the photo uploaded, the slider at `steps`): the toon must come within `OWN_TIME_S`, not after
+    another projection's remaining steps. Returns the seconds it took."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    start = time.monotonic()
+    page.click("#toonify")
+    try:
+        page.locator("#status", has_text=f"{steps} steps").wait_for(timeout=OWN_TIME_S * 1000)
+    except PlaywrightTimeout:
+        raise AssertionError(f"no toon within {OWN_TIME_S} s: the models are still busy with another run") from None
+    return time.monotonic() - start
+
+
+def visible_errors(page) -> list[str]:
+    """The "Error" badges and toasts the page shows."""
+    errors = page.get_by_text("Error", exact=True)
+    return [errors.nth(i).evaluate("e => e.outerHTML") for i in range(errors.count()) if errors.nth(i).is_visible()]
 
 
 def test_photo_to_toon_then_the_slider_changes_it(page, server, tmp_path, record_property):
@@ -188,12 +256,10 @@ def test_a_new_photo_during_a_run_gets_none_of_its_results(page, context, server
     """A photo uploaded while the last one was toonified got that one's toon, aligned face and pasted photo when
     the run ended: someone else's toon beside the new photo. Now the new photo cancels the run."""
     with screenshots_on_failure(page, tmp_path, "new-photo-during-run"):
-        steps = page.locator("#steps input[type=number]")
-        steps.fill("300")
-        steps.press("Enter")
+        set_steps(page, 300)
         upload(page, server.photos / "hopper.jpg")
         page.click("#toonify")
-        page.locator("#toon", has_text="project w+").wait_for(timeout=TOON_S * 1000)  # the projection runs
+        page.locator("#toon", has_text="Fitting your photo").wait_for(timeout=TOON_S * 1000)  # the projection runs
         upload(page, server.photos / "astronaut.png")
         other = page_at(context, server.url(), width=1280)  # a second visitor, queued behind that projection
         try:
@@ -204,7 +270,44 @@ def test_a_new_photo_during_a_run_gets_none_of_its_results(page, context, server
             other.close()
         page.wait_for_timeout(1000)
         assert page.locator("#toon img, #aligned img, #pasted img").count() == 0
-        assert "Toonified" not in page.locator("#status").inner_text()  # (Gradio may mark the cancelled run "Error")
+        assert "Toonified" not in page.locator("#status").inner_text()
+        assert visible_errors(page) == []
+
+
+def test_a_new_photo_stops_the_old_photos_projection(page, server, tmp_path, record_property):
+    """A new photo cancelled the old photo's toonify, but its projection ran on to its last step holding the models
+    (minutes on a CPU): the new photo's toon came after the old projection's remaining time, not its own. Now the
+    cancel stops the projection after its current step. The page shows the steps in words ("project w+" was
+    tqdm's label), and no "Error" badge for the cancelled run."""
+    with screenshots_on_failure(page, tmp_path, "new-photo-stops-old-run"):
+        start_a_long_run(page, server.photos / "hopper.jpg")
+        progress = page.locator("#toon").inner_text()
+        assert re.search(rf"\b\d+/{LONG_RUN // 1000}k steps\b", progress), progress  # Gradio writes 5000 as 5k
+        set_steps(page, 10)
+        upload_over_a_run(page, server.photos / "astronaut.png")
+        took = toonify_within_its_own_time(page, 10)
+        record_property("new_photo_toon_s", round(took, 1))
+        print(f"the new photo's toon, its old photo's run cut short: {took:.1f} s")
+        assert shown_image(page, "#pasted")[1].shape == np.asarray(Image.open(server.photos / "astronaut.png")).shape
+        page.wait_for_timeout(1000)  # any late message of the cancelled run
+        assert visible_errors(page) == []
+
+
+def test_a_closed_tab_stops_its_projection(context, server, tmp_path):
+    """Gradio cancels nothing when a tab closes (it runs the page's unload events): the closed tab's projection ran
+    on to its last step while the next visitor waited."""
+    first = page_at(context, server.url(), width=1280)
+    with screenshots_on_failure(first, tmp_path, "closed-tab"):
+        start_a_long_run(first, server.photos / "hopper.jpg")
+    first.close()
+    other = page_at(context, server.url(), width=1280)
+    try:
+        with screenshots_on_failure(other, tmp_path, "after-closed-tab"):
+            set_steps(other, 10)
+            upload(other, server.photos / "astronaut.png")
+            toonify_within_its_own_time(other, 10)
+    finally:
+        other.close()
 
 
 def test_webcam_photo_reaches_the_app(page, server, tmp_path):

@@ -276,6 +276,27 @@ def test_callers_generator_is_not_modified(G, targets, net):
     assert not G.training
 
 
+def test_a_callback_stops_the_projection_and_closes_its_bar(G, targets, net):
+    """A callback's exception (a stop button, the web app's cancel) stops the projection and reaches the caller; the
+    progress bar is closed (left open, it pushed the next bar down a line, in a terminal and in a notebook)."""
+    from tqdm.auto import tqdm
+
+    class Stop(Exception):
+        pass
+
+    steps = []
+
+    def stop_at_the_second_step(step, distance, w):
+        steps.append(step)
+        if step == 1:
+            raise Stop
+
+    with pytest.raises(Stop) as stopped:  # its traceback kept, as a notebook keeps it
+        project(G, targets[0], steps=50, lpips_net=net, w_avg_samples=W_AVG_SAMPLES, callback=stop_at_the_second_step)
+    assert steps == [0, 1] and stopped.value.__traceback__ is not None
+    assert list(tqdm._instances) == []  # no bar left open
+
+
 def test_callback_frames_and_early_stop(G, targets, net):
     calls = []
     result = run(G, targets[0], net, steps=7, save_every=3,

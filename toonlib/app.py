@@ -12,10 +12,13 @@ re-renders the toons from the cached latents (no new projection). Results downlo
 (models load once per process), one `Session` per visitor, the limits and the error messages.
 `ToonApp.build()` lays it out with Gradio (imported only there) and `launch` serves it. Every event that runs
 a model waits in one queue with a concurrency of 1, and a lock guards the shared models as well: the toon
-generator is re-blended for each visitor's swap resolution, so two visitors' events must never interleave.
+generator is re-blended for each visitor's swap resolution, so two visitors' events must never interleave. A new
+photo cancels the old photo's events and a closed tab its visitor's: a running projection stops after its current
+step, so the queue moves on at once.
 """
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import socket
@@ -23,7 +26,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from PIL import Image
@@ -34,6 +37,7 @@ from .images import read_image
 from .losses import PerceptualWeightsError, build_lpips
 from .options import DEFAULT_STEPS, DEFAULT_SWAP_RES, MAX_PIXELS, MAX_STEPS, OPTIMIZING_MODES
 from .pipeline import INVERT_LABELS, Toonifier, paste
+from .projection import Callback
 
 __all__ = ["DEFAULT_STEPS", "MAX_PIXELS", "MAX_STEPS", "PhotoTooLargeError", "Session", "ToonApp", "View",
            "check_port", "check_settings", "launch", "require_gradio"]
@@ -49,6 +53,16 @@ CSS = ("#toon img, #aligned img { width: 100%; height: 100%; object-fit: contain
 
 class PhotoTooLargeError(ValueError):
     """The photo has more pixels than the app takes."""
+
+
+class _Stopped(Exception):
+    """The page stopped a visitor's event (a new photo, a closed tab) after a projection step."""
+
+
+def _discard(work: asyncio.Future) -> None:
+    """Take the outcome of a cancelled event's work (its result, its stop, an error), which nobody will see."""
+    if not work.cancelled():
+        work.exception()
 
 
 @dataclass
@@ -135,9 +149,10 @@ class ToonApp:
     # Events
 
     def toonify(self, photo: str | Path | None, steps: int, swap_res: int | None, mode: str | None = None,
-                name: str | None = None) -> tuple[Session, View]:
+                name: str | None = None, *, callback: Callback | None = None) -> tuple[Session, View]:
         """Find the faces of the uploaded file `photo` (called `name` on the visitor's machine) and toonify the
-        largest one with inversion `mode` (default: the first)."""
+        largest one with inversion `mode` (default: the first). `callback(step, distance, w)` runs after each
+        projection step (`projection.project`'s); an exception it raises stops the projection and is raised here."""
         if photo is None:
             raise ValueError("no photo yet: upload one or take one with the webcam, then press Toonify")
         mode = self._check(steps, swap_res, mode)
@@ -147,13 +162,14 @@ class ToonApp:
         with self._lock:  # messages name the photo: an error toast stays on the page until closed
             faces = self.toonifiers[mode].align(image, all_faces=True, name=repr(name))
             session = Session(photo=image, faces=faces, name=Path(name).stem or "photo")
-            self._invert(session, 0, steps, mode)
+            self._invert(session, 0, steps, mode, callback)
             view = self._view(session, swap_res)
         return session, self._timed(view, start, steps, mode)
 
     def pick(self, session: Session | None, index: int, steps: int, swap_res: int | None,
-             mode: str | None = None) -> View:
-        """Show face `index` of the session's photo, toonifying it first (with `mode`) if it is not yet."""
+             mode: str | None = None, *, callback: Callback | None = None) -> View:
+        """Show face `index` of the session's photo, toonifying it first (with `mode`) if it is not yet
+        (`callback`: as `toonify`'s)."""
         if session is None:
             raise ValueError("no photo yet: upload one or take one with the webcam, then press Toonify")
         if not 0 <= index < len(session.faces):
@@ -163,7 +179,7 @@ class ToonApp:
         with self._lock:
             inverted = index not in session.latents
             if inverted:
-                self._invert(session, index, steps, mode)
+                self._invert(session, index, steps, mode, callback)
             session.selected = index
             view = self._view(session, swap_res)
         return self._timed(view, start, steps, mode) if inverted else view
@@ -217,10 +233,11 @@ class ToonApp:
         if swap_res not in allowed:
             raise ValueError(f"swap_res must be one of {allowed}, got {swap_res}")
 
-    def _invert(self, session: Session, index: int, steps: int, mode: str) -> None:
-        """Turn face `index` of the session's photo into a latent with `mode` (under the lock)."""
-        result = self.toonifiers[mode](session.photo, face_index=index, progress=True,
-                                       steps=int(steps) if mode in OPTIMIZING_MODES else None)
+    def _invert(self, session: Session, index: int, steps: int, mode: str, callback: Callback | None) -> None:
+        """Turn face `index` of the session's photo into a latent with `mode` (under the lock); the page reports
+        the steps itself (through `callback`), in the visitor's words."""
+        projection = dict(steps=int(steps), callback=callback) if mode in OPTIMIZING_MODES else {}
+        result = self.toonifiers[mode](session.photo, face_index=index, progress=False, **projection)
         session.latents[index] = (mode, result.w)
         session.toons.pop(index, None)
 
@@ -275,26 +292,73 @@ class ToonApp:
                                        name=Path(view.file_names[kind]).stem, format="png") for kind in RESULTS]
             return gr.update(value=view.faces, visible=len(view.faces) > 1), *files, view.status
 
-        tracked = gr.Progress(track_tqdm=True)  # the projection's progress bar, shown on the page
+        # The projection's steps on the page, in the visitor's words (`after_step`): tqdm's label, "project w+",
+        # meant nothing to them.
+        steps_shown = gr.Progress()
+        running: dict[str, threading.Event] = {}  # visitor (Gradio's session hash) -> the stop of their event
 
-        def on_toonify(upload, steps, swap_res, mode, progress=tracked):
+        def after_step(stop: threading.Event, progress: Any, steps: int, what: str) -> Callback:
+            # The projection's callback: it ends the projection once `stop` is set, else shows the step done.
+            def callback(step: int, distance: float, w: torch.Tensor) -> None:
+                if stop.is_set():
+                    raise _Stopped(f"stopped after step {step + 1} of {steps}")
+                progress((step + 1, steps), desc=f"Fitting {what}", unit="steps")
+            return callback
+
+        async def in_worker(request: Any, job: Callable[[threading.Event], tuple]) -> tuple:
+            # `job(stop)` in a worker thread. Gradio cancels an event (a new photo cancels the old photo's) by
+            # cancelling the task that awaits it, which a thread never notices: the projection ran on to its last
+            # step, holding the models while the next event waited. Now the cancel sets `stop` too: the projection
+            # ends after its current step, and the next event, waiting for the models (the lock), starts then.
+            stop = running[request.session_hash] = threading.Event()
+            work = asyncio.ensure_future(asyncio.to_thread(job, stop))  # in Gradio's context: its progress
+            try:
+                return await asyncio.shield(work)
+            except asyncio.CancelledError:
+                # Not waiting for that step: Gradio's page forgets the event's next run (the new photo's Toonify
+                # click) when the cancel is answered after the click. Answered as a completed event that changes
+                # nothing: re-raised, the cancel raced the page's event stream, whose close marked the outputs
+                # "Error" (in half the browser test's runs).
+                stop.set()
+                work.add_done_callback(_discard)
+                return gr.skip()
+            except _Stopped:  # the visitor closed the tab (`on_close`): nobody to answer
+                return gr.skip()
+            except ERRORS as exc:
+                raise fail(exc) from exc
+            finally:
+                if running.get(request.session_hash) is stop:
+                    del running[request.session_hash]
+
+        async def on_toonify(upload, steps, swap_res, mode, request, progress=steps_shown):
             # Not preprocessed: `upload` is Gradio's record of the uploaded file, which `read_photo` checks itself
             # (Gradio's decoding would turn a broken or huge file into an anonymous error).
             photo, name = (None, None) if upload is None else (upload["path"], upload.get("orig_name"))
-            try:
-                session, view = self.toonify(photo, int(steps), swap_res, mode, name=name)
-            except ERRORS as exc:
-                raise fail(exc) from exc
-            return session, *outputs_of(view)
 
-        def on_pick(session, steps, swap_res, mode, event: gr.SelectData, progress=tracked):
-            try:
-                view = self.pick(session, event.index, int(steps), swap_res, mode)
-            except ERRORS as exc:
-                raise fail(exc) from exc
-            return session, *outputs_of(view)
+            def toonify(stop: threading.Event) -> tuple:
+                session, view = self.toonify(photo, int(steps), swap_res, mode, name=name,
+                                             callback=after_step(stop, progress, int(steps), "your photo"))
+                return session, *outputs_of(view)
+            return await in_worker(request, toonify)
 
-        on_pick.__annotations__["event"] = gr.SelectData  # Gradio finds it by its type (no `gr` in globals)
+        async def on_pick(session, steps, swap_res, mode, event, request, progress=steps_shown):
+            def pick(stop: threading.Event) -> tuple:
+                view = self.pick(session, event.index, int(steps), swap_res, mode,
+                                 callback=after_step(stop, progress, int(steps), f"face {event.index + 1}"))
+                return session, *outputs_of(view)
+            return await in_worker(request, pick)
+
+        def on_close(request):
+            # Gradio runs this when the visitor's tab closes (its heartbeat connection drops); it cancels nothing
+            # itself, so the visitor's running projection is stopped here.
+            stop = running.get(request.session_hash)
+            if stop is not None:
+                stop.set()
+
+        # Gradio finds these arguments by their types (`gr` is not in this module's globals for the annotations).
+        on_pick.__annotations__["event"] = gr.SelectData
+        for handler in (on_toonify, on_pick, on_close):
+            handler.__annotations__["request"] = gr.Request
 
         def on_reblend(session, swap_res):
             try:
@@ -351,6 +415,7 @@ class ToonApp:
             photo.change(on_new_photo, None, outputs, queue=False, api_name=False,
                          cancels=[toonified, picked, reblended])
             mode.change(lambda m: gr.update(visible=m in OPTIMIZING_MODES), mode, steps, queue=False, api_name=False)
+            page.unload(on_close)
         return page
 
 

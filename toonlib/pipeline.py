@@ -221,6 +221,8 @@ class Toonifier:
         """Toonify the largest face of `photo` (path, PIL image, array or bytes); a list with `all_faces`.
 
         Raises `NoFaceError` / `ImageReadError` (both ValueErrors) for a photo without a usable face.
+        `project_kwargs` go to `projection.project` (the modes that optimise), e.g. `callback(step, distance, w)`,
+        run after each step: an exception it raises stops the projection and is raised here.
         """
         [(_, outcome)] = self.toonify_many([photo], all_faces=all_faces, face_index=face_index, space=space,
                                            steps=steps, seed=seed, paste_back=paste_back, progress=progress,

@@ -141,7 +141,8 @@ def project(G: torch.nn.Module, target: Target, space: str = "w+", steps: int | 
     same metric [0, 255] images and rescales inside), both area-downsampled to 256 px when larger.
     `lpips_net`: a prebuilt `lpips.LPIPS` model (moved to `device`); None builds the real one once.
     `callback(step, distance, w)` runs after every step (distance summed over targets, w the current
-    [N, num_ws, w_dim] on `device`, not a copy). `save_every=k` keeps a frame every k steps and at the
+    [N, num_ws, w_dim] on `device`, not a copy); an exception it raises stops the projection there and reaches
+    the caller (a stop button: raise once it is pressed). `save_every=k` keeps a frame every k steps and at the
     last. `early_stop=(patience, min_delta)` stops once the summed distance has not improved by
     `min_delta` for `patience` steps. `w_stats`: G's `w_statistics`, when the caller projects
     many times with one G (they cost 10,000 mapping passes each call otherwise). The caller's G is
@@ -244,8 +245,9 @@ def project(G: torch.nn.Module, target: Target, space: str = "w+", steps: int | 
         return (torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), sum(p[2] for p in parts), grads)
 
     step_once = _StepReplay(forward_backward, runtime.cuda_graphs(device))
-    bar = progress_bar(total=steps, desc=f"project {space}", unit="step", disable=not progress)
     with contextlib.ExitStack() as stack:
+        # closed also when a callback stops the projection (left open, it pushed the next bar down a line)
+        bar = stack.enter_context(progress_bar(total=steps, desc=f"project {space}", unit="step", disable=not progress))
         if workers > 1:  # the intra-op threads shared out among the workers while they step side by side
             stack.enter_context(runtime.intra_op_threads(max(1, torch.get_num_threads() // workers)))
             pool = stack.enter_context(concurrent.futures.ThreadPoolExecutor(workers, "toonlib-project"))
@@ -273,7 +275,6 @@ def project(G: torch.nn.Module, target: Target, space: str = "w+", steps: int | 
             if last:
                 bar.total = step + 1  # an early stop ends the bar full: the projection is complete
                 break
-    bar.close()
 
     w = w_opt.detach().expand(-1, G.num_ws, -1).float().cpu().contiguous()
     noise = {name: n.detach().cpu() for name, n in noise.items()}
