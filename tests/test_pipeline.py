@@ -12,7 +12,7 @@ from toonlib.align import NoFaceError
 from toonlib.blending import blend
 from toonlib.images import to_uint8
 from toonlib.pipeline import Toonifier, paste, toonify
-from toonlib.projection import render
+from toonlib.projection import project, render
 
 STEPS = 3
 
@@ -182,6 +182,25 @@ def test_toonify_many_takes_any_iterable_of_photos(models, photos, lpips_net):
     toonifier = Toonifier(folder / "base.pt", folder / "toon.pt", detector="dlib")
     outcomes = list(toonifier.toonify_many((photos / n for n in ["hopper.jpg"]), steps=1, lpips_net=lpips_net))
     assert [(p.name, len(r)) for p, r in outcomes] == [("hopper.jpg", 1)]
+
+
+def test_results_and_toonifiers_print_on_one_line(models, photos, lpips_net):
+    """`ToonifyResult` printed its 68 landmarks and its latent (~2,500 characters), `ProjectionResult` every noise map
+    (~12,000), and a `Toonifier` was `<toonlib.pipeline.Toonifier object at 0x...>`."""
+    folder, _, _ = models
+    toonifier = Toonifier(folder / "base.pt", folder / "toon.pt", swap_res=8, detector="dlib")
+    assert repr(toonifier) == (f"Toonifier(invert='optimize', base={str(folder / 'base.pt')!r}, toon="
+                               f"{str(folder / 'toon.pt')!r}, swap_res=8, level=0, device='cpu', detector='dlib')")
+    result = toonifier(photos / "hopper.jpg", steps=STEPS, lpips_net=lpips_net, progress=False)
+    text = repr(result)
+    assert text.startswith("ToonifyResult(invert='optimize', photo=") and "\n" not in text and len(text) < 300, text
+    assert f"aligned=32x32 RGB, reconstruction=32x32 RGB, toon=32x32 RGB, pasted=None, w=[1, {result.w.shape[1]}, " \
+        in text and f"steps={STEPS}, final distance=" in text
+    G = tiny_generator(0)
+    projection = project(G, result.aligned, steps=2, lpips_net=lpips_net, w_avg_samples=100, progress=False)
+    text = repr(projection)
+    assert text.startswith(f"ProjectionResult(space='w+', steps=2, w=[1, {G.num_ws}, {G.w_dim}], final distance=[0.")
+    assert text.endswith(f"images=[1, 3, 32, 32], noise maps={len(projection.noise)}, frames=0)") and len(text) < 200
 
 
 def test_paste_keeps_photo_outside_the_face():

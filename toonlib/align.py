@@ -35,7 +35,7 @@ import numpy as np
 from PIL import Image
 
 from .images import ImageInput, describe_source, read_image
-from .messages import counted, warn
+from .messages import counted, summary, warn
 from .options import DETECTORS
 
 __all__ = [
@@ -95,7 +95,7 @@ class AlignedFace:
     def __repr__(self) -> str:
         """The crop and where it lies in the photo, on one line (the dataclass's printed 68 landmarks)."""
         x, y = self.quad.mean(axis=0)
-        return (f"AlignedFace(image={self.image.width}x{self.image.height} {self.image.mode}, "
+        return (f"AlignedFace(image={summary(self.image)}, "
                 f"face_size={self.face_size:.1f} px, centre=({x:.1f}, {y:.1f}) in the photo)")
 
     def crop_to_photo(self) -> np.ndarray:

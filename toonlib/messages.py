@@ -15,7 +15,7 @@ import os
 import sys
 import warnings
 
-__all__ = ["check_count", "counted", "expected_errors", "in_toonlib", "progress_bar", "warn"]
+__all__ = ["check_count", "counted", "expected_errors", "in_toonlib", "progress_bar", "summary", "warn"]
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -65,3 +65,13 @@ def progress_bar(**kwargs):
     from tqdm.auto import tqdm
 
     return tqdm(**{"dynamic_ncols": True, **kwargs})
+
+
+def summary(value: object) -> str:
+    """`value` as a one-line repr shows it: an image's size and mode (`1024x1024 RGB`), a tensor's or array's shape
+    (`[1, 18, 512]`), else its repr. Results print on one line, not as pages of numbers."""
+    if hasattr(value, "size") and hasattr(value, "mode") and isinstance(value.size, tuple):  # a PIL image
+        return f"{value.size[0]}x{value.size[1]} {value.mode}"
+    if hasattr(value, "shape") and hasattr(value, "dtype"):  # a torch tensor or a NumPy array
+        return f"[{', '.join(str(n) for n in value.shape)}]"
+    return repr(value)

@@ -36,7 +36,7 @@ import inspect
 import os
 from dataclasses import dataclass
 from pathlib import Path, PurePath
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -56,8 +56,8 @@ from .checkpoints import (
 )
 from .devices import default_device
 from .encoders import Encoder, load_encoder
-from .images import describe_source, is_hidden, is_image_file, read_image, to_pil
-from .messages import check_count, warn
+from .images import ImageInput, describe_source, is_hidden, is_image_file, read_image, to_pil
+from .messages import check_count, summary, warn
 from .networks import Generator
 from .options import INVERT_MODES, OPTIMIZING_MODES
 from .projection import project, render, w_statistics
@@ -73,7 +73,7 @@ _SET_BY_TOONIFIER = frozenset({"G", "target", "w_stats", "init"})  # what `proje
 _PROJECT_OPTIONS = frozenset(inspect.signature(project).parameters) - _SET_BY_TOONIFIER
 
 
-@dataclass
+@dataclass(repr=False)
 class ToonifyResult:
     """Every intermediate of one toonified face.
 
@@ -95,6 +95,14 @@ class ToonifyResult:
     losses: np.ndarray
     pasted: Image.Image | None = None
     invert: str = "optimize"
+
+    def __repr__(self) -> str:
+        """The images' sizes and the latent's shape on one line (the dataclass's printed the landmarks and w)."""
+        distance = f", final distance={float(self.losses[-1]):.4f}" if len(self.losses) else ""
+        images = ", ".join(f"{name}={summary(getattr(self, name))}"
+                           for name in ("photo", "aligned", "reconstruction", "toon", "pasted"))
+        return (f"ToonifyResult(invert={self.invert!r}, {images}, w={summary(self.w)}, steps={len(self.losses)}"
+                f"{distance})")
 
 
 class Toonifier:
@@ -167,6 +175,16 @@ class Toonifier:
         if swap_res is not None:
             self.set_blend(swap_res, level, blend_width)
 
+    def __repr__(self) -> str:
+        """Which models, blend and inversion this toonifier uses, on one line."""
+        def source(model: object) -> str:  # a name or path as given; a model object by its kind
+            return repr(os.fspath(model)) if isinstance(model, (str, os.PathLike)) else type(model).__name__
+        swap_res, level, width = self.blend_setting
+        blend = "the published blend" if swap_res is None else f"swap_res={swap_res}, level={level}" + (
+            f", blend_width={width}" if width is not None else "")
+        return (f"Toonifier(invert={self.invert!r}, base={source(self._base_source)}, toon={source(self._toon_source)}"
+                f", {blend}, device={str(self.device)!r}, detector={self.detector!r})")
+
     @property
     def base(self) -> Generator:
         """The base model (read on first use in 'psp-toonify' mode, which needs it only to re-blend)."""
@@ -207,15 +225,15 @@ class Toonifier:
         self.blend_setting = (swap_res, level, blend_width)
         return self.generator
 
-    def align(self, photo, all_faces: bool = False, face_index: int | None = None, *, name: str | None = None
-              ) -> list[AlignedFace]:
+    def align(self, photo: ImageInput, all_faces: bool = False, face_index: int | None = None, *,
+              name: str | None = None) -> list[AlignedFace]:
         """The FFHQ crops of the faces to toonify (the largest one unless `all_faces` / `face_index`). `name`: how
         messages call the photo (default: its quoted path, or "the image")."""
         faces = align_faces(photo, output_size=self.published_blend.img_resolution, detector=self.detector,
                             name=name)
         return faces if all_faces else [faces[face_position(face_index, len(faces))]]
 
-    def __call__(self, photo, *, all_faces: bool = False, face_index: int | None = None, space: str = "w+",
+    def __call__(self, photo: ImageInput, *, all_faces: bool = False, face_index: int | None = None, space: str = "w+",
                  steps: int | None = None, seed: int = 0, paste_back: bool = False, progress: bool = True,
                  **project_kwargs) -> ToonifyResult | list[ToonifyResult]:
         """Toonify the largest face of `photo` (path, PIL image, array or bytes); a list with `all_faces`.
@@ -231,16 +249,16 @@ class Toonifier:
             raise outcome
         return outcome if all_faces else outcome[0]
 
-    def toonify_many(self, photos: Sequence, batch_size: int = 4, *, all_faces: bool = False,
+    def toonify_many(self, photos: Iterable[ImageInput], batch_size: int = 4, *, all_faces: bool = False,
                      face_index: int | None = None, space: str = "w+", steps: int | None = None, seed: int = 0,
-                     paste_back: bool = False, progress: bool = False, **project_kwargs
+                     paste_back: bool = False, progress: bool = True, **project_kwargs
                      ) -> Iterator[tuple[object, list[ToonifyResult] | Exception]]:
         """Toonify many photos, inverting the faces of `batch_size` photos at once.
 
         Yields `(photo, results)` in input order, or `(photo, error)` for a photo that cannot be read or
         has no face: one bad photo never stops the batch. `space`, `steps`, `seed` and `project_kwargs`
         apply to the modes that optimise ('optimize', 'e4e+optimize'; `steps=None`: 500, or 100 from the
-        e4e codes); the encoder-only modes take W+ codes as they come.
+        e4e codes); the encoder-only modes take W+ codes as they come. `progress`: each batch's projection bar.
         """
         # now, not when the first result is asked for
         check_options(self.invert, steps=steps, batch_size=batch_size, space=space, project_kwargs=project_kwargs)
@@ -348,7 +366,7 @@ _CALL_OPTIONS = frozenset(name for name, p in inspect.signature(Toonifier.__call
                           if p.kind == p.KEYWORD_ONLY)
 
 
-def toonify(photo, base: GeneratorLike | None = None, toon: GeneratorLike = DEFAULT_TOON,
+def toonify(photo: ImageInput, base: GeneratorLike | None = None, toon: GeneratorLike = DEFAULT_TOON,
             swap_res: int | None = None, space: str = "w+", steps: int | None = None, invert: str = "optimize",
             **kwargs) -> ToonifyResult | list[ToonifyResult]:
     """Toonify one photo (see `Toonifier`; build one yourself to reuse the models across photos).

@@ -32,7 +32,7 @@ from .devices import default_device
 from .files import atomic_write_path, user_path
 from .images import from_pil, read_image, to_uint8
 from .losses import PerceptualDistance, build_lpips, noise_regularization, normalize_noise_
-from .messages import check_count, progress_bar, warn
+from .messages import check_count, progress_bar, summary, warn
 
 Target = Union[PIL.Image.Image, np.ndarray, torch.Tensor, Sequence[Union[PIL.Image.Image, np.ndarray, torch.Tensor]]]
 Callback = Callable[[int, float, torch.Tensor], None]
@@ -48,7 +48,7 @@ LATENT_NOISE_FACTOR = 0.05
 LATENT_NOISE_RAMP = 0.75
 
 
-@dataclass
+@dataclass(repr=False)
 class ProjectionResult:
     """What `project` found for N target images.
 
@@ -67,6 +67,12 @@ class ProjectionResult:
     space: str
     steps: int
     frames: list[np.ndarray] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        """What was found, on one line (the dataclass's printed every noise map: ~12,000 characters)."""
+        final = "[]" if not len(self.losses) else f"[{', '.join(f'{d:.4f}' for d in self.losses[-1])}]"
+        return (f"ProjectionResult(space={self.space!r}, steps={self.steps}, w={summary(self.w)}, final distance="
+                f"{final}, images={summary(self.images)}, noise maps={len(self.noise)}, frames={len(self.frames)})")
 
     def save(self, path: str | os.PathLike) -> None:
         """Write an `.npz` (atomically): `w` as NVIDIA's projected_w.npz, plus losses and noise maps."""
