@@ -370,6 +370,27 @@ def test_panel_messages_name_the_photo_the_user_uploaded_and_say_what_to_do(toon
     assert text.endswith("\nUpload another photo (the photo button above), then press Run.")
 
 
+def test_a_photo_path_that_cannot_be_used_says_to_change_photo_path(toonifier, tmp_path, monkeypatch):
+    """A photo given by photo_path was followed by "Run the photo cell again to upload another photo" (Colab): that
+    cell gives the same photo_path back, so the parameter is what to change."""
+    from tiny import write_photos
+
+    from toonlib import widgets
+    from toonlib.widgets import ToonifyPanel
+
+    coffee = write_photos(tmp_path / "photos") / "coffee.png"  # no face
+    panel = ToonifyPanel(toonifier, steps=1, folder=tmp_path / "uploads")
+    panel._showing_errors(lambda: (panel.set_photo(coffee), panel.run()), coffee)
+    assert _status_text(panel).endswith("\nUpload another photo (the photo button above), then press Run, or set "
+                                        "photo_path in the parameters cell to another photo and run the cells again.")
+    monkeypatch.setattr(widgets, "in_colab", lambda: True)  # Colab's panel: no upload button
+    colab = ToonifyPanel(toonifier, steps=1, folder=tmp_path / "uploads")
+    assert colab.upload is None
+    colab._showing_errors(lambda: (colab.set_photo(coffee), colab.run()), coffee)
+    assert _status_text(colab).endswith("\nSet photo_path in the parameters cell to another photo (or leave it empty "
+                                        "to upload one) and run the cells again.")
+
+
 def test_a_stopped_run_says_so_and_runs_again(toonifier, tmp_path, monkeypatch):
     """The kernel's interrupt during a Run (a long projection) escaped the panel: the status line kept its last
     "step ... of ..." and the Run button's callback failed into the log."""

@@ -383,11 +383,17 @@ class _PhotoPanel:
             return "No photo yet: run the photo cell again to upload one."
         return "Upload a photo (or set photo_path in the parameters cell), then press Run."
 
-    def _another_photo_message(self) -> str:
-        """What to do after a photo that cannot be used: choose another, where this front end offers it."""
-        if self.upload is None:
-            return "Run the photo cell again to upload another photo."
-        return "Upload another photo (the photo button above), then press Run."
+    def _another_photo_message(self, photo: str | os.PathLike | None) -> str:
+        """What to do after a photo that cannot be used: choose another, where this front end offers it (a photo
+        given by photo_path comes back when the photo cell runs again: that parameter is what to change)."""
+        upload = ("Upload another photo (the photo button above), then press Run" if self.upload is not None
+                  else "Run the photo cell again to upload another photo")
+        if isinstance(photo, UploadedFile) or photo is None:
+            return upload + "."
+        if self.upload is not None:
+            return f"{upload}, or set photo_path in the parameters cell to another photo and run the cells again."
+        return ("Set photo_path in the parameters cell to another photo (or leave it empty to upload one) and run "
+                "the cells again.")
 
     def _no_result_message(self, what: str) -> str:
         """What `save` says before the first result: how to get one here (Colab has no upload button)."""
@@ -462,7 +468,7 @@ class _PhotoPanel:
             if isinstance(photo, UploadedFile):
                 text = text.replace(os.fspath(photo), photo.name)
             if isinstance(exc, (ImageReadError, NoFaceError)):
-                text += "\n" + self._another_photo_message()
+                text += "\n" + self._another_photo_message(photo)
             self.status.value = _message(text, error=True)
 
     def _run(self, photo, steps: int | None, report: Callable) -> None:
