@@ -142,14 +142,16 @@ def test_models_command_lists_every_entry(tmp_path, monkeypatch, capsys):
     assert main(["models", "--cache-dir", str(cache)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == f"toonlib cache: {cache}" and out[1] == f"torch hub folder: {hub}"
-    assert out[2].split() == ["NAME", "KIND", "RES", "TOON", "CACHED", "DESCRIPTION"]
+    assert out[2].split() == ["NAME", "KIND", "RES", "TOON", "BASE", "CACHED", "DESCRIPTION"]
     rows = {line.split()[0]: line for line in out[3:3 + len(MODELS)]}
     assert list(rows) == list(MODELS)
     for name, line in rows.items():
         fields = line.split()
         assert fields[1] == MODELS[name].kind
         cached = "cached" if name in ("e4e-ffhq", "lpips-vgg16") else "-"
-        assert cached in fields[2:5], line
+        assert cached in fields[2:6], line
+        # the lineage the messages send users to ("its lineage in `toonlib models`"): it was shown nowhere
+        assert MODELS[name].lineage is None or MODELS[name].lineage in fields[2:5], line
     assert "blended+G" in rows["toonify-blended-tf"] and "unblended" in rows["yang-cartoon"]
     legend = "\n".join(out[3 + len(MODELS):])
     assert "- = not downloaded yet" in legend and "toonlib fetch NAME" in legend

@@ -22,6 +22,17 @@ def test_import_is_light():
     assert out.strip() == "[]"
 
 
+def test_submodules_resolve_after_import_toonlib():
+    """The README's `toonlib.identity.identity_report(result)` after `import toonlib` said "module 'toonlib' has no
+    attribute 'identity'": the lazy exports covered names, not submodules."""
+    code = ("import toonlib\n"
+            "print(toonlib.identity.identity_report.__name__, toonlib.blending.lineage_distance.__name__)"
+            "\ntry: toonlib.no_such_module\nexcept AttributeError as e: print(e)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == ["identity_report lineage_distance",
+                                "module 'toonlib' has no attribute 'no_such_module'"]
+
+
 def test_the_command_lines_parser_builds_without_torch():
     """`toonlib --help`, `--version` and a mistyped option answer at once: building the parser imported torch
     through the modules of the choices it lists (2-3 s); `toonlib.train`'s exports resolve on first use."""

@@ -9,6 +9,7 @@ Public API (imported lazily, so `import toonlib` is fast and loads no heavy depe
 from __future__ import annotations
 
 import importlib
+import importlib.util
 
 __version__ = "0.1.0"
 
@@ -39,6 +40,8 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str):
     module = _EXPORTS.get(name)
     if module is None:
+        if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+            return importlib.import_module(f"{__name__}.{name}")  # a submodule on first use: toonlib.identity
         raise AttributeError(f"module 'toonlib' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value

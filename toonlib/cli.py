@@ -189,6 +189,8 @@ CACHED: cached = on this machine; - = not downloaded yet (`toonlib fetch NAME` d
 TOON: unblended = a fine-tuned toon model, blended with its base at any swap resolution (--swap-res);
       blended = a published blend, fixed swap resolution; blended+G = blended, and its G network is the
       un-blended toon model (the swap resolution stays adjustable).
+BASE: the model a toon model was fine-tuned from, or whose latents an encoder makes: its base (--base) for
+      blending and inversion.
 KIND: stylegan2 / encoder = toonlib's cache; lpips-vgg, face-alignment, fid = torch hub's folder, where those
       libraries look for them."""
 
@@ -200,12 +202,14 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     print(f"toonlib cache: {cache_dir() if args.cache_dir is None else args.cache_dir}")
     print(f"torch hub folder: {torch_hub_checkpoints()}")
-    print(f"{'NAME':28} {'KIND':14} {'RES':>5}  {'TOON':9}  {'CACHED':6}  DESCRIPTION")
+    base_width = max(len("BASE"), *(len(info.lineage or "") for info in MODELS.values()))
+    print(f"{'NAME':28} {'KIND':14} {'RES':>5}  {'TOON':9}  {'BASE':{base_width}}  {'CACHED':6}  DESCRIPTION")
     for info in MODELS.values():
         cached = "cached" if local_path(info.name, cache_dir=args.cache_dir).is_file() else "-"
         toon = "blended+G" if info.toon == "blended" and info.reblend_network == "G" else info.toon or ""
         res = str(info.resolution or "")
-        print(f"{info.name:28} {info.kind:14} {res:>5}  {toon:9}  {cached:6}  {info.description}")
+        print(f"{info.name:28} {info.kind:14} {res:>5}  {toon:9}  {info.lineage or '':{base_width}}  {cached:6}  "
+              f"{info.description}")
     print(MODELS_LEGEND)
     return 0
 
@@ -512,9 +516,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base", "--high", dest="base", required=True,
                    help="the base FFHQ model, which gives the high-resolution layers (path, URL or name)")
     p.add_argument("--toon-network", "--low-network", dest="toon_network", default="G_ema", choices=["G_ema", "G"],
-                   help="which generator of --toon (Toonify's own file keeps its toon model as G)")
+                   help="which generator of --toon (default: G_ema; Toonify's own file keeps its toon model as G)")
     p.add_argument("--base-network", "--high-network", dest="base_network", default="G_ema", choices=["G_ema", "G"],
-                   help="which generator of --base")
+                   help="which generator of --base (default: G_ema)")
     p.add_argument("--swap-res", type=_swap_res, required=True, help="resolution of the last block taken from --toon")
     p.add_argument("--level", type=int, default=0, choices=[0, 1],
                    help="1 also keeps the next block's first conv from --toon")
@@ -584,7 +588,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_number(), default=None,
                    help="projection steps (default 500 in w+, 1000 in w; 100 with --invert e4e+optimize)")
     p.add_argument("--seed", type=int, default=None, help="random seed of the projection (default 0)")
-    p.add_argument("--batch-size", type=_number(), default=4, help="photos projected together")
+    p.add_argument("--batch-size", type=_number(), default=4, help="photos projected together (default: 4)")
     p.add_argument("--paste-back", action="store_true", help="also write the toon face pasted into the photo")
     p.add_argument("--all-faces", action="store_true", help="every face of each photo (default: the largest)")
     _add_detector(p)
