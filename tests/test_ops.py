@@ -329,30 +329,6 @@ def test_under_autocast_a_frozen_kernel_is_cast_once():
     assert first.dtype == torch.bfloat16 and torch.equal(first, expected) and torch.equal(second, expected)
 
 
-def test_under_autocast_a_frozen_dense_layer_is_cast_once():
-    """The styles' dense layers (`FullyConnectedLayer`: 17 of 512 x 512 at 256 px) were cast to bfloat16 by autocast
-    in every pass of a bfloat16 projection; now once, with autocast's numbers."""
-    from toonlib.networks import FullyConnectedLayer
-
-    torch.manual_seed(0)
-    layer = FullyConnectedLayer(32, 16, bias_init=1).requires_grad_(False)
-    w = torch.randn(2, 32, requires_grad=True)
-    casts = []
-
-    class Recording(ops.FrozenKernels):
-        def get(self, kind, weight, derive):
-            return super().get(kind, weight, lambda t: casts.append(kind) or derive(t))
-
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        expected = layer(w)
-        with ops.winograd(kernels=Recording(layer)):
-            first, second = layer(w), layer(w)
-    assert casts == [f"as/{torch.bfloat16}/{torch.contiguous_format}"]
-    assert first.dtype == torch.bfloat16 and torch.equal(first, expected) and torch.equal(second, expected)
-    second.float().sum().backward()  # the latent's gradient flows through the cached cast
-    assert w.grad is not None and w.grad.abs().sum() > 0
-
-
 def test_cached_kernels_follow_changes_and_cover_only_the_frozen_kernels():
     torch.manual_seed(0)
     x = torch.randn(1, 256, 8, 8)

@@ -191,7 +191,7 @@ class FullyConnectedLayer(nn.Module):
         self.bias_gain = lr_multiplier
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = ops.frozen_cast(self.weight, ops.compute_dtype(x))
+        w = self.weight.to(x.dtype)
         if self.bias is None:
             x = torch.mm(x, w.t()).mul_(self.weight_gain)
         else:  # the gain scales the [N, out] product, not a copy of the weight

@@ -214,18 +214,6 @@ def _layout(x: torch.Tensor) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if _CHANNELS_LAST.get() and x.ndim == 4 else x
 
 
-def compute_dtype(x: torch.Tensor) -> torch.dtype:
-    """The dtype an autocast region computes `x`'s matrix products in (its autocast dtype), else `x`'s own."""
-    device = x.device.type
-    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
-
-
-def frozen_cast(weight: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """`weight` as `dtype`, cast once per frozen-kernel cache where there is one (a projection's: autocast casts a
-    weight that needs no gradient again on every call), else on each call as `weight.to(dtype)` would."""
-    return _kernel(weight, dtype)
-
-
 def _kernel(weight: torch.Tensor, dtype: torch.dtype, kind: str = "",
             derive: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """`derive(weight)` (default: weight) as `dtype`, contiguous in the layout of the context, from the frozen-kernel
