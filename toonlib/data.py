@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from .files import atomic_write_path
 from .images import IMAGE_SUFFIXES, is_hidden, read_image
-from .messages import warn
+from .messages import counted, warn
 from .options import PREPARE_MODES
 
 __all__ = ["MIN_IMAGES", "ImageDataset", "cache_name", "image_files", "infinite_loader"]
@@ -91,7 +91,7 @@ class ImageDataset(Dataset):
             lines = "\n".join(f"  {name}: {reason}" for name, reason in self.skipped)
             warn(f"skipped {len(self.skipped)} of {len(entries)} images in '{self.source}':\n{lines}")
         if self.num_images < min_images:  # before the cache is written: a refused data set leaves nothing behind
-            raise ValueError(f"found {self.num_images} usable image(s) in '{self.source}' "
+            raise ValueError(f"found {counted(self.num_images, 'usable image')} in '{self.source}' "
                              f"({len(self.skipped)} skipped, extensions {', '.join(IMAGE_SUFFIXES)}); "
                              f"need at least {min_images}")
         if self.cache_path is not None and not cached:

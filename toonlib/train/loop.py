@@ -387,7 +387,7 @@ class Trainer:
             if self.is_main:
                 asks = "asks for less" if self.cur_nimg > total_nimg else "is done"
                 warn(f"{cfg.run_dir} has trained {self.cur_nimg / 1000:g} kimg, so the run to --kimg {cfg.kimg:g} "
-                     f"{asks}: nothing to train. To train on, give a larger --kimg (kimg=)")
+                     f"{asks}: nothing to train. To train on, give a larger --kimg (kimg= in Python)")
             return self.run_dir / self.last_snapshot
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
