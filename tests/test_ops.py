@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -343,6 +345,42 @@ def test_cached_kernels_follow_changes_and_cover_only_the_frozen_kernels():
         ops.conv3x3(x, uncovered)  # not one of the frozen kernels: not transformed, nothing kept
         ops.conv3x3(x, w.clone())
     assert kernels.nbytes == 2 * 16 * 256 * 256 * 4
+
+
+def test_threads_asking_at_once_share_one_derived_kernel():
+    """The side-by-side workers of a batch projection ask for a kernel's derived tensors at the same time on the
+    first step: it is derived once and every thread gets that one (two derivations let one be freed and its id be
+    reused by another kernel, which then got the first one's cached transform: a wrong step, now and then)."""
+    w = torch.randn(8, 8, 3, 3)
+    kernels = ops.FrozenKernels(w)
+    calls, results = [], []
+
+    def slow_flip(t):
+        calls.append(threading.get_ident())
+        time.sleep(0.05)  # the other threads arrive while this one derives
+        return t.flip([2, 3])
+
+    threads = [threading.Thread(target=lambda: results.append(kernels.get("flip", w, slow_flip))) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(calls) == 1 and len(results) == 4 and all(r is results[0] for r in results)
+
+
+def test_what_was_derived_from_a_replaced_tensor_is_forgotten():
+    """A kernel changed in place is derived again; what was derived from the tensor it replaces (a cast of the old
+    flip) is dropped, not kept and not served to a later tensor that happens to get the freed one's id."""
+    w = torch.randn(8, 8, 3, 3)
+    kernels = ops.FrozenKernels(w)
+    for scale in (2.0, 3.0, 4.0):
+        with torch.no_grad():
+            w.mul_(scale)
+        flipped = kernels.get("flip", w, lambda t: t.flip([2, 3]))
+        cast = kernels.get("cast", flipped, lambda t: t.to(torch.bfloat16))
+        assert torch.equal(cast, w.flip([2, 3]).to(torch.bfloat16))
+        del flipped, cast
+    assert kernels.nbytes == w.nbytes + w.nbytes // 2  # the last flip and its cast, nothing older
 
 
 @pytest.mark.parametrize("m", [2, 4])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
+import threading
 import weakref
 from typing import Callable, Iterator, NamedTuple, Sequence
 
@@ -85,7 +86,10 @@ class FrozenKernels:
         tensors = [t for source in frozen
                    for t in (source.parameters() if isinstance(source, torch.nn.Module) else [source])]
         self._kernels = {id(t): weakref.ref(t) for t in tensors}
-        self._store: dict[tuple[str, int], tuple[int, torch.Tensor]] = {}
+        # (kind, id(source)) -> (the source, its version when derived, what was derived)
+        self._store: dict[tuple[str, int], tuple[weakref.ref, int, torch.Tensor]] = {}
+        # The side-by-side workers of a batch projection (projection.project) ask for the same kernels at once.
+        self._lock = threading.RLock()
 
     def covers(self, weight: torch.Tensor) -> bool:
         """Whether `weight` is one of the frozen kernels."""
@@ -93,19 +97,33 @@ class FrozenKernels:
         return ref is not None and ref() is weight
 
     def get(self, kind: str, weight: torch.Tensor, derive: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-        """`derive(weight)` for a covered kernel, computed once per `kind` and kernel version. What is derived is
-        covered in turn (a cast of a flipped kernel is kept as well)."""
+        """`derive(weight)` for a covered kernel, computed once per `kind` and kernel version, also when threads ask
+        at once. What is derived is covered in turn (a cast of a flipped kernel is kept as well)."""
         key = (kind, id(weight))
-        hit = self._store.get(key)
-        if hit is None or hit[0] != weight._version:
-            hit = self._store[key] = (weight._version, derive(weight.detach()))
-            self._kernels[id(hit[1])] = weakref.ref(hit[1])
-        return hit[1]
+        with self._lock:
+            hit = self._store.get(key)
+            # The source is checked, not only its id: the id of a tensor that was derived and replaced (its kernel
+            # changed) is reused by later tensors, and what was derived from it must not be served to them.
+            if hit is None or hit[0]() is not weight or hit[1] != weight._version:
+                replaced = hit is not None
+                hit = self._store[key] = (weakref.ref(weight), weight._version, derive(weight.detach()))
+                self._kernels[id(hit[2])] = weakref.ref(hit[2])
+                if replaced:
+                    self._drop_orphans()
+            return hit[2]
+
+    def _drop_orphans(self) -> None:
+        """Forget what was derived from tensors that no longer exist (derived ones that were replaced), and in
+        turn what was derived from those."""
+        while orphans := [key for key, (source, _, _) in self._store.items() if source() is None]:
+            for key in orphans:
+                del self._store[key]
+        self._kernels = {i: ref for i, ref in self._kernels.items() if ref() is not None}
 
     @property
     def nbytes(self) -> int:
         """Memory held by the derived tensors."""
-        return sum(derived.nbytes for _, derived in self._store.values())
+        return sum(derived.nbytes for _, _, derived in self._store.values())
 
 
 class _Tiling(NamedTuple):
