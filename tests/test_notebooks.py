@@ -384,6 +384,30 @@ def test_notebook_stops_show_their_message_alone(tmp_path):
     assert shown == [[f"no checkpoint at {tmp_path / 'nothing.pt'}"], [INTERRUPTED], "traceback", "traceback"]
 
 
+def test_a_cell_run_before_the_one_that_sets_its_names_says_to_run_the_cells_above(capsys):
+    """In a real IPython shell with `brief_errors` on, a NameError in a cell (or in a function a cell defined) keeps
+    its traceback and gets the line saying how to run the cells above; one raised inside a module does not."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from toonlib.notebook import RUN_CELLS_ABOVE, brief_errors
+
+    shell = InteractiveShell.instance()
+    brief_errors()
+    try:
+        outputs = []
+        for cell in ("toon = blended.show()", "def look():\n    return ffhq\nlook()",
+                     "exec('undefined_here', {})"):  # raised in code with other globals than the cells'
+            shell.run_cell(cell)
+            outputs.append(re.sub(r"\x1b\[[0-9;]*m", "", capsys.readouterr().out))  # without the colours
+    finally:
+        shell.set_custom_exc((), None)
+    first, second, third = outputs
+    assert "NameError: name 'blended' is not defined" in first and "toon = blended.show()" in first
+    assert first.rstrip().endswith(RUN_CELLS_ABOVE.format(name="blended"))
+    assert second.rstrip().endswith(RUN_CELLS_ABOVE.format(name="ffhq")) and "return ffhq" in second
+    assert "undefined_here" in third and "Run before" not in third
+
+
 def test_choose_data_checks_the_path_and_takes_a_colab_upload(fake_colab, tmp_path):
     """Notebook 01's data: the path when it holds enough images; in Colab, an uploaded .zip, or the folder of
     uploaded images (the first image alone was trained on: too few images)."""

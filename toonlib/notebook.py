@@ -30,6 +30,9 @@ DATA_HINT = ("Set data_path in the parameters cell to the folder or .zip file of
              'images), e.g. data_path = "toons" (a folder beside this notebook) or '
              'data_path = "~/Downloads/toons.zip", then run the notebook again.')
 INTERRUPTED = "Interrupted: this cell stopped before it finished; run it again to start it over."
+#: Under a NameError in a cell: the name may be one that a cell above sets.
+RUN_CELLS_ABOVE = ("If a cell above this one sets {name!r}, run the cells above first (Colab: Runtime > Run before; "
+                   "Jupyter: Run > Run All Above Selected Cell); after a restart of the runtime every cell runs again.")
 
 
 class NotebookStop(RuntimeError):
@@ -60,12 +63,13 @@ def brief_errors() -> None:
     """From now on in this IPython kernel, a fixable error that toonlib raises (`messages.expected_errors`: the
     command line's one-line errors), and a cell stopped with the kernel's interrupt inside toonlib, show as a short
     message instead of a traceback through toonlib's code; other errors (bugs, errors of the user's own code) keep
-    their traceback. Does nothing outside IPython."""
+    their traceback, and a NameError in a cell (a cell run before the one above it that sets the name, or after the
+    runtime restarted) gets a line saying how to run the cells above. Does nothing outside IPython."""
     from IPython import get_ipython
 
     shell = get_ipython()
     if shell is not None:
-        shell.set_custom_exc(expected_errors() + (KeyboardInterrupt,), _show_briefly)
+        shell.set_custom_exc(expected_errors() + (KeyboardInterrupt, NameError), _show_briefly)
 
 
 def _show_briefly(shell, etype: type[BaseException], value: BaseException, tb, tb_offset: int | None = None
@@ -76,10 +80,19 @@ def _show_briefly(shell, etype: type[BaseException], value: BaseException, tb, t
         lines = [INTERRUPTED]
     elif not isinstance(value, KeyboardInterrupt) and ours and ours[-1]:  # raised on purpose: a message for the user
         lines = str(value).splitlines() or [etype.__name__]
+    elif isinstance(value, NameError) and _in_cell(shell, tb):
+        lines = shell.InteractiveTB.structured_traceback(etype, value, tb, tb_offset=tb_offset)
+        lines.append(RUN_CELLS_ABOVE.format(name=value.name))
     else:
         shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
         return
     shell._showtraceback(etype, value, lines)
+
+
+def _in_cell(shell, tb) -> bool:
+    """Whether the innermost frame of `tb` runs the user's code: a cell's, or a function defined in a cell."""
+    frames = [frame for frame, _ in traceback.walk_tb(tb)]
+    return bool(frames) and frames[-1].f_globals is shell.user_ns
 
 
 def in_colab() -> bool:
