@@ -122,13 +122,32 @@ def test_ctrl_c_while_the_parser_is_built_exits_130_without_a_traceback(monkeypa
     assert capsys.readouterr().err == "toonlib: interrupted\n"
 
 
-def test_ctrl_c_exits_130(monkeypatch, capsys):
-    def interrupted(args):
+def _import_cut_short() -> None:
+    """What pybind11 raises when Ctrl-C lands while one of its extension modules (matplotlib's) is imported."""
+    try:
         raise KeyboardInterrupt
+    except KeyboardInterrupt as exc:
+        raise ImportError("initialization failed") from exc
 
-    monkeypatch.setattr(cli, "cmd_models", interrupted)
+
+def _keyboard_interrupt() -> None:
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("stop", [_keyboard_interrupt, _import_cut_short])
+def test_ctrl_c_exits_130(monkeypatch, capsys, stop):
+    """Ctrl-C, also when it cut an import short (not 'error: initialization failed', exit 2); an ImportError of
+    its own is an error."""
+    monkeypatch.setattr(cli, "cmd_models", lambda args: stop())
     assert cli.main(["models"]) == 130
     assert capsys.readouterr().err == "toonlib models: interrupted\n"
+
+    def missing(args):
+        raise ImportError("no module named gradio")
+
+    monkeypatch.setattr(cli, "cmd_models", missing)
+    assert cli.main(["models"]) == 2
+    assert capsys.readouterr().err == "toonlib models: error: no module named gradio\n"
 
 
 def test_warnings_read_as_the_commands_own(monkeypatch, capsys):

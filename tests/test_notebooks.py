@@ -375,13 +375,22 @@ def test_notebook_stops_show_their_message_alone(tmp_path):
         def width(self):
             raise KeyboardInterrupt  # the kernel's interrupt, arriving while toonlib works
 
+    class Importing:
+        @property
+        def width(self):  # the interrupt while an extension module is imported: pybind11 turns it into this
+            try:
+                raise KeyboardInterrupt
+            except KeyboardInterrupt as exc:
+                raise ImportError("initialization failed") from exc
+
     for call in (lambda: load_generator(str(tmp_path / "nothing.pt")), lambda: show([Photo()]), lambda: int("one"),
-                 lambda: Photo().width):
+                 lambda: Photo().width, lambda: show([Importing()])):
         try:
             call()
         except BaseException as exc:
             _show_briefly(shell, type(exc), exc, exc.__traceback__)
-    assert shown == [[f"no checkpoint at {tmp_path / 'nothing.pt'}"], [INTERRUPTED], "traceback", "traceback"]
+    assert shown == [[f"no checkpoint at {tmp_path / 'nothing.pt'}"], [INTERRUPTED], "traceback", "traceback",
+                     [INTERRUPTED]]
 
 
 def test_a_cell_run_before_the_one_that_sets_its_names_says_to_run_the_cells_above(capsys):

@@ -20,7 +20,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .messages import expected_errors
+from .messages import expected_errors, interrupted
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -731,12 +731,12 @@ def _run(args: argparse.Namespace) -> int:
             return args.func(args)
         except BrokenPipeError:  # not an error of the command's: `main` stops quietly
             raise
-        except expected_errors() as exc:
+        except (*expected_errors(), KeyboardInterrupt) as exc:
+            if interrupted(exc):
+                print(f"toonlib {args.command}: interrupted", file=sys.stderr)
+                return 130
             print(f"toonlib {args.command}: error: {exc}", file=sys.stderr)
             return 2
-        except KeyboardInterrupt:
-            print(f"toonlib {args.command}: interrupted", file=sys.stderr)
-            return 130
 
 
 def _show_warning(command: str, shown: set[str], message: Warning | str, category: type[Warning], filename: str,

@@ -38,6 +38,19 @@ def expected_errors() -> tuple[type[BaseException], ...]:
             ImportError)
 
 
+def interrupted(exc: BaseException) -> bool:
+    """Whether `exc` is Ctrl-C (KeyboardInterrupt) or was raised because of one (in its chain of causes): an
+    extension module's import that Ctrl-C cut short raises ImportError('initialization failed') from it (pybind11's
+    modules, e.g. matplotlib's), which is an interruption, not an error to report."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def warn(message: str, category: type[Warning] = UserWarning) -> None:
     """`warnings.warn(message, category)` with the stack level of the innermost caller outside toonlib."""
     frame, level = sys._getframe(1), 2  # level 2: warn's caller

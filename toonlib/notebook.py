@@ -19,7 +19,7 @@ from . import runtime
 from .devices import default_device
 from .download import DRIVE_ROOT
 from .files import atomic_write_path, user_path
-from .messages import counted, expected_errors, in_toonlib
+from .messages import counted, expected_errors, in_toonlib, interrupted
 
 __all__ = ["NotebookStop", "UploadCancelled", "UploadedFile", "brief_errors", "choose_data", "choose_photo",
            "default_device", "device_report", "display_size", "in_colab", "mount_drive", "offer_download",
@@ -76,7 +76,7 @@ def _show_briefly(shell, etype: type[BaseException], value: BaseException, tb, t
                   ) -> None:
     """IPython's custom exception handler of `brief_errors`."""
     ours = [in_toonlib(frame.f_code.co_filename) for frame, _ in traceback.walk_tb(tb)]
-    if isinstance(value, KeyboardInterrupt) and any(ours):
+    if interrupted(value) and any(ours):
         lines = [INTERRUPTED]
     elif not isinstance(value, KeyboardInterrupt) and ours and ours[-1]:  # raised on purpose: a message for the user
         lines = str(value).splitlines() or [etype.__name__]

@@ -92,8 +92,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def main(argv: list[str] | None = None) -> int:
     """`python -m toonlib.train` / `torchrun ... -m toonlib.train`: exit 0 when done, 2 with a message on bad input,
     130 when interrupted (Ctrl-C)."""
-    from ..checkpoints import CheckpointError
-    from ..download import DownloadError
+    from ..messages import expected_errors, interrupted
     from .loop import finetune
 
     parser = add_train_arguments(argparse.ArgumentParser(
@@ -102,10 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     main_process = int(os.environ.get("RANK", "0")) == 0
     try:
         path = finetune(config_from_args(args), progress=args.progress)
-    except (ValueError, OSError, CheckpointError, DownloadError) as exc:  # OSError: a run folder in use, ...
+    except (*expected_errors(), KeyboardInterrupt) as exc:  # OSError: a run folder in use, ...
+        if interrupted(exc):  # Trainer.run has said where the run was saved, if it was
+            parser.exit(130, "interrupted\n" if main_process else None)
         parser.exit(2, f"error: {exc}\n")
-    except KeyboardInterrupt:  # Trainer.run has said where the run was saved, if it was
-        parser.exit(130, "interrupted\n" if main_process else None)
     if main_process:
         print(f"last snapshot: {path}")
     return 0

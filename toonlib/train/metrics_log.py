@@ -5,6 +5,10 @@ import json
 import os
 from pathlib import Path
 
+# Imported with the training loop, not at the first snapshot: that may be the one a Ctrl-C asks for, and a second
+# Ctrl-C that cuts short the import of matplotlib's extension modules can make Python abort as it exits.
+from matplotlib.figure import Figure
+
 from ..files import atomic_write_path
 
 __all__ = ["PANELS", "append_metrics", "plot_metrics", "read_metrics", "trim_metrics"]
@@ -44,8 +48,6 @@ def _write(path: Path, records: list[dict]) -> None:
 def plot_metrics(records: list[dict], path: str | os.PathLike) -> None:
     """Plot metrics.jsonl records against kimg into a PNG (atomically). Uses matplotlib's Agg canvas
     directly, so pyplot's backend (e.g. a notebook's) is left alone."""
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=(12, 6))
     fig.subplots_adjust(left=0.05, right=0.98, bottom=0.08, top=0.95, wspace=0.25, hspace=0.4)  # cheaper than
     axes = list(fig.subplots(2, 3).flat)  # a layout engine, which took most of the time of a snapshot in tests
