@@ -91,6 +91,19 @@ def _declared_distributions() -> set[str]:
     return {re.split(r"[<>=!~\[; ]", spec, maxsplit=1)[0].lower().replace("_", "-") for spec in specs}
 
 
+def test_requirements_txt_asks_for_what_pyproject_asks():
+    """requirements.txt (conda's environment.yml installs it) has pyproject's runtime dependencies with the same
+    bounds (the torch floor was raised in one and could stay behind in the other), and its notebook and app lines
+    are those extras'."""
+    from pathlib import Path
+
+    project = _pyproject_project()
+    lines = (Path(__file__).parent.parent / "requirements.txt").read_text().splitlines()
+    listed = [line.split("#")[0].strip() for line in lines if line.split("#")[0].strip()]
+    extras = project["optional-dependencies"]
+    assert listed == [spec.replace(" ", "") for spec in project["dependencies"] + extras["notebook"] + extras["app"]]
+
+
 def test_every_import_is_declared():
     """Every third-party module that toonlib imports (at the top or inside a function) is in pyproject.toml."""
     import ast
