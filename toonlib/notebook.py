@@ -78,7 +78,7 @@ def _show_briefly(shell, etype: type[BaseException], value: BaseException, tb, t
     ours = [in_toonlib(frame.f_code.co_filename) for frame, _ in traceback.walk_tb(tb)]
     if interrupted(value) and any(ours):
         lines = [INTERRUPTED]
-    elif not isinstance(value, KeyboardInterrupt) and ours and ours[-1]:  # raised on purpose: a message for the user
+    elif isinstance(value, expected_errors()) and ours and ours[-1]:  # raised on purpose: a message for the user
         lines = str(value).splitlines() or [etype.__name__]
     elif isinstance(value, NameError) and _in_cell(shell, tb):
         lines = shell.InteractiveTB.structured_traceback(etype, value, tb, tb_offset=tb_offset)
