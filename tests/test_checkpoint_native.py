@@ -44,6 +44,20 @@ def test_file_written_by_the_first_toonlib_format_still_loads(nets, tmp_path):
     assert (tmp_path / "new.safetensors").read_bytes()[8:9] == b"{"  # safetensors: header length, then JSON
 
 
+@pytest.mark.parametrize("source", ["ada_tiny.pkl", "toonlib"])
+def test_loading_leaves_torchs_random_stream_alone(nets, tmp_path, source):
+    """A checkpoint's networks are built without drawing random initial weights (`networks.uninitialized`), so
+    `torch.manual_seed(0)` before loading gives the z it gives after (the draws were most of the load time), and
+    what is loaded is the file's weights exactly."""
+    path = FIXTURES / source if source.endswith(".pkl") else save_network(tmp_path / "net.safetensors", nets)
+    torch.manual_seed(0)
+    loaded = load_network(path)
+    z = torch.randn(4, loaded.G_ema.z_dim)
+    torch.manual_seed(0)
+    assert torch.equal(z, torch.randn(4, loaded.G_ema.z_dim))
+    assert_same_networks(loaded, nets)
+
+
 @pytest.mark.parametrize("name", ["net.safetensors", "net.pt", "net.pkl", "net"])
 def test_found_by_content_under_any_name(nets, tmp_path, name):
     assert_same_networks(load_network(save_network(tmp_path / name, nets)), nets)

@@ -13,6 +13,8 @@ CUDA; on the CPU everything runs in float32.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -23,6 +25,26 @@ import torch
 from torch import nn
 
 from . import ops, runtime
+
+_UNINITIALIZED: contextvars.ContextVar[bool] = contextvars.ContextVar("toonlib_uninitialized", default=False)
+
+
+@contextlib.contextmanager
+def uninitialized() -> Iterator[None]:
+    """Within this context networks are built with their random weights (and noise maps) left uninitialised, for a
+    caller that loads every one of them right after (`checkpoints.common.build_network`): drawing them took most of
+    the time a checkpoint took to load, and it moved the caller's random stream."""
+    token = _UNINITIALIZED.set(True)
+    try:
+        yield
+    finally:
+        _UNINITIALIZED.reset(token)
+
+
+def _randn(shape: list[int]) -> torch.Tensor:
+    """A new weight's initial values: standard normal, or uninitialised inside `uninitialized()`."""
+    return torch.empty(shape) if _UNINITIALIZED.get() else torch.randn(shape)
+
 
 NOISE_MODES = ("random", "const", "none")
 
@@ -185,7 +207,7 @@ class FullyConnectedLayer(nn.Module):
                  lr_multiplier: float = 1.0, bias_init: float = 0.0):
         super().__init__()
         self.activation = activation
-        self.weight = nn.Parameter(torch.randn([out_features, in_features]) / lr_multiplier)
+        self.weight = nn.Parameter(_randn([out_features, in_features]) / lr_multiplier)
         self.bias = nn.Parameter(torch.full([out_features], float(bias_init))) if bias else None
         self.weight_gain = lr_multiplier / math.sqrt(in_features)
         self.bias_gain = lr_multiplier
@@ -215,7 +237,7 @@ class Conv2dLayer(nn.Module):
         self.padding = kernel_size // 2
         self.weight_gain = 1 / math.sqrt(in_channels * kernel_size**2)
         self.act_gain = ops.ACTIVATION_GAINS[activation]
-        self.weight = nn.Parameter(torch.randn([out_channels, in_channels, kernel_size, kernel_size]))
+        self.weight = nn.Parameter(_randn([out_channels, in_channels, kernel_size, kernel_size]))
         self.bias = nn.Parameter(torch.zeros([out_channels])) if bias else None
 
     def forward(self, x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
@@ -243,9 +265,9 @@ class SynthesisLayer(nn.Module):
         self.padding = kernel_size // 2
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
         self.register_buffer("resample_filter", ops.setup_filter(resample_filter))
-        self.weight = nn.Parameter(torch.randn([out_channels, in_channels, kernel_size, kernel_size]))
+        self.weight = nn.Parameter(_randn([out_channels, in_channels, kernel_size, kernel_size]))
         if use_noise:
-            self.register_buffer("noise_const", torch.randn([resolution, resolution]))
+            self.register_buffer("noise_const", _randn([resolution, resolution]))
             self.noise_strength = nn.Parameter(torch.zeros([]))
         self.bias = nn.Parameter(torch.zeros([out_channels]))
 
@@ -279,7 +301,7 @@ class ToRGBLayer(nn.Module):
         super().__init__()
         self.conv_clamp = conv_clamp
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
-        self.weight = nn.Parameter(torch.randn([out_channels, in_channels, 1, 1]))
+        self.weight = nn.Parameter(_randn([out_channels, in_channels, 1, 1]))
         self.bias = nn.Parameter(torch.zeros([out_channels]))
         self.weight_gain = 1 / math.sqrt(in_channels)
 
@@ -355,7 +377,7 @@ class SynthesisBlock(nn.Module):
         layer_kwargs = dict(w_dim=w_dim, resolution=resolution, use_noise=use_noise,
                             resample_filter=resample_filter, conv_clamp=conv_clamp)
         if in_channels == 0:
-            self.const = nn.Parameter(torch.randn([out_channels, resolution, resolution]))
+            self.const = nn.Parameter(_randn([out_channels, resolution, resolution]))
         else:
             self.conv0 = SynthesisLayer(in_channels, out_channels, up=2, **layer_kwargs)
         self.conv1 = SynthesisLayer(out_channels, out_channels, **layer_kwargs)

@@ -7,7 +7,7 @@ from typing import Union
 
 import torch
 
-from ..networks import Discriminator, Generator, GeneratorConfig
+from ..networks import Discriminator, Generator, GeneratorConfig, uninitialized
 
 
 class CheckpointError(ValueError):
@@ -49,7 +49,8 @@ def build_network(cls, config, state: dict[str, torch.Tensor], what: str):
     The FIR `resample_filter` buffers are defined by the config; where `state` lacks them (TF and
     rosinality files do not store them) the constructor's values are kept.
     """
-    net = cls(config).eval().requires_grad_(False)
+    with uninitialized():  # every weight is loaded below
+        net = cls(config).eval().requires_grad_(False)
     expected = net.state_dict()
     state = {**{k: v for k, v in expected.items() if k.endswith("resample_filter")}, **state}
     missing = [k for k in expected if k not in state]
