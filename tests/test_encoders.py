@@ -47,6 +47,26 @@ def test_codes_match_the_original_code(checkpoints, name, kind):
     np.testing.assert_allclose(images.numpy(), ref["images"], **TOL)
 
 
+def test_a_loaded_encoder_keeps_working_when_its_file_changes(checkpoints, tmp_path):
+    """The file is read memory-mapped; the encoder holds copies, so a file overwritten in place while it runs (an app
+    serving it) changes nothing (held as the mapping's pages, they would crash the process: SIGBUS)."""
+    import shutil
+    import subprocess
+    import sys
+
+    path = shutil.copy(checkpoints["e4e_tiny"], tmp_path / "e4e.pt")
+    code = f"""
+import torch, toonlib
+encoder = toonlib.load_encoder({str(path)!r}, device="cpu")
+open({str(path)!r}, "wb").close()  # truncated in place
+with torch.no_grad():
+    codes = encoder(torch.zeros(1, 3, 256, 256))
+print(bool(torch.isfinite(codes).all()))
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0 and run.stdout == "True\n", (run.returncode, run.stderr[-2000:])
+
+
 def test_registry_names_go_through_the_cache(checkpoints, tmp_path, monkeypatch):
     monkeypatch.setenv("TOONLIB_CACHE", str(tmp_path))
     (tmp_path / "e4e_ffhq_encode.pt").symlink_to(checkpoints["e4e_tiny"])  # as if `toonlib fetch e4e-ffhq` ran

@@ -330,7 +330,10 @@ def _load_state(encoder: Encoder, state: dict[str, torch.Tensor], source: str) -
     if problems:
         raise EncoderError(f"{source}: the encoder weights do not fit an IR-SE50 {encoder.kind} encoder with "
                            f"{encoder.n_styles} W+ entries: {'; '.join(problems)}")
-    weights = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    # Copies, each made once: the file's tensors are memory-mapped (a file changed in place under a running app would
+    # crash it), in float32, and 4-D ones channels-last, as the constructor lays the encoder out.
+    weights = {k: torch.empty_like(v, dtype=torch.float32 if v.is_floating_point() else v.dtype,
+                                   memory_format=torch.channels_last if v.ndim == 4 else torch.contiguous_format
+                                   ).copy_(v) for k, v in state.items()}
     encoder.load_state_dict({**weights, "latent_avg": encoder.latent_avg}, strict=True, assign=True)
-    encoder.to(memory_format=torch.channels_last)  # as the constructor left it (the loaded tensors are NCHW)
 
