@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 from skimage import data as skdata
+from tiny import INTERRUPTS
 
 import toonlib
 from toonlib import cli
@@ -122,19 +123,7 @@ def test_ctrl_c_while_the_parser_is_built_exits_130_without_a_traceback(monkeypa
     assert capsys.readouterr().err == "toonlib: interrupted\n"
 
 
-def _import_cut_short() -> None:
-    """What pybind11 raises when Ctrl-C lands while one of its extension modules (matplotlib's) is imported."""
-    try:
-        raise KeyboardInterrupt
-    except KeyboardInterrupt as exc:
-        raise ImportError("initialization failed") from exc
-
-
-def _keyboard_interrupt() -> None:
-    raise KeyboardInterrupt
-
-
-@pytest.mark.parametrize("stop", [_keyboard_interrupt, _import_cut_short])
+@pytest.mark.parametrize("stop", INTERRUPTS)
 def test_ctrl_c_exits_130(monkeypatch, capsys, stop):
     """Ctrl-C, also when it cut an import short (not 'error: initialization failed', exit 2); an ImportError of
     its own is an error."""

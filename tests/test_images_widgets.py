@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from tiny import tiny_generator
+from tiny import INTERRUPTS, tiny_generator
 
 from toonlib.blending import blend, swap_resolution_grid
 from toonlib.images import from_pil, labelled_grid, save_image, to_pil, to_uint8
@@ -391,7 +391,8 @@ def test_a_photo_path_that_cannot_be_used_says_to_change_photo_path(toonifier, t
                                         "to upload one) and run the cells again.")
 
 
-def test_a_stopped_run_says_so_and_runs_again(toonifier, tmp_path, monkeypatch):
+@pytest.mark.parametrize("stop", INTERRUPTS)
+def test_a_stopped_run_says_so_and_runs_again(toonifier, tmp_path, monkeypatch, stop):
     """The kernel's interrupt during a Run (a long projection) escaped the panel: the status line kept its last
     "step ... of ..." and the Run button's callback failed into the log."""
     from tiny import write_photos
@@ -404,7 +405,7 @@ def test_a_stopped_run_says_so_and_runs_again(toonifier, tmp_path, monkeypatch):
 
     def interrupted(photo, steps, report) -> None:
         report(0, 0.5)
-        raise KeyboardInterrupt
+        stop()
 
     monkeypatch.setattr(panel, "_run", interrupted)
     try:

@@ -12,7 +12,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from tiny import tiny_generator, write_photos, write_toonify_models
+from tiny import INTERRUPTS, import_cut_short, tiny_generator, write_photos, write_toonify_models
 
 from notebooks import NOTEBOOKS, SKIP_TAG, cell_index, execute, inject, outputs_text, prepare, shown_error
 from toonlib.checkpoints import load_network, save_network
@@ -97,6 +97,8 @@ def test_finetune_notebook_runs_and_resumes(tmp_path):
     assert list(run.glob("training-state-*.pt")) and (run / "metrics.png").exists() and (run / "latest.json").exists()
     text = outputs_text(nb)
     assert "Blend it in 02_blend.ipynb" in text
+    snapshots = sorted(path.name for path in run.glob("network-snapshot-*"))
+    assert len(snapshots) >= 2 and "snapshots:\n  " + "\n  ".join(snapshots) in text  # show_run lists them all
     assert "kimg 0.008" in text and "  p 0.000" in text  # the snapshot viewer's line, updated in place
     shown = [out["data"]["text/plain"] for cell in nb.cells for out in cell.get("outputs", [])
              if "text/plain" in out.get("data", {})]
@@ -377,11 +379,8 @@ def test_notebook_stops_show_their_message_alone(tmp_path):
 
     class Importing:
         @property
-        def width(self):  # the interrupt while an extension module is imported: pybind11 turns it into this
-            try:
-                raise KeyboardInterrupt
-            except KeyboardInterrupt as exc:
-                raise ImportError("initialization failed") from exc
+        def width(self):  # the interrupt while an extension module is imported
+            import_cut_short()
 
     import toonlib
 
@@ -456,15 +455,13 @@ def test_choose_data_checks_the_path_and_takes_a_colab_upload(fake_colab, tmp_pa
     assert sorted(p.name for p in (tmp_path / "faces").iterdir()) == [p.name for p in uploads]
 
 
-def test_run_training_stopped_before_its_first_snapshot(tmp_path, monkeypatch):
+@pytest.mark.parametrize("stop", INTERRUPTS)
+def test_run_training_stopped_before_its_first_snapshot(tmp_path, monkeypatch, stop):
     import toonlib.train
     from toonlib.notebook import NotebookStop, run_training
     from toonlib.train import TrainConfig
 
-    def interrupted(config, callback=None):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(toonlib.train, "finetune", interrupted)
+    monkeypatch.setattr(toonlib.train, "finetune", lambda config, callback=None: stop())
     with pytest.raises(NotebookStop, match="before its first snapshot, so nothing was saved: run this cell again"):
         run_training(TrainConfig(data="faces", resume="base.pt", run_dir=str(tmp_path / "run")))
 

@@ -47,3 +47,20 @@ def write_photos(folder: Path) -> Path:
     Image.fromarray(skdata.coffee()).save(folder / "coffee.png")  # no face
     (folder / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     return folder
+
+
+def keyboard_interrupt() -> None:
+    """Ctrl-C, or a Jupyter kernel's interrupt, as it arrives in Python code."""
+    raise KeyboardInterrupt
+
+
+def import_cut_short() -> None:
+    """What pybind11 raises when Ctrl-C lands while one of its extension modules (matplotlib's) is imported."""
+    try:
+        raise KeyboardInterrupt
+    except KeyboardInterrupt as exc:
+        raise ImportError("initialization failed") from exc
+
+
+#: Both ways an interrupt reaches toonlib's code.
+INTERRUPTS = [keyboard_interrupt, import_cut_short]

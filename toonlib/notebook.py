@@ -178,18 +178,17 @@ def save_uploads(files: Mapping[str, bytes], folder: str | os.PathLike = "upload
     other content (an earlier upload, another file of this one) gets a number, `me-1.jpg`; the `UploadedFile`s
     returned keep the names the user chose."""
     folder = Path(folder)
-    saved: list[Path] = []
-    uploads = []
+    uploads: list[UploadedFile] = []
     for name, data in files.items():
         data = bytes(data)
         base = Path(Path(name).name or "upload")
         path, number = folder / base, 0
-        while path in saved or (path.exists() and (not path.is_file() or path.read_bytes() != data)):
+        while (path in {upload.path for upload in uploads}
+               or (path.exists() and (not path.is_file() or path.read_bytes() != data))):
             number += 1
             path = folder / f"{base.stem}-{number}{base.suffix}"
         with atomic_write_path(path) as tmp:
             tmp.write_bytes(data)
-        saved.append(path)
         uploads.append(UploadedFile(path, base.name))
     return uploads
 
@@ -321,7 +320,9 @@ def run_training(config) -> Path:
 
     try:
         return finetune(config, callback=snapshot_viewer())
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, ImportError) as exc:  # ImportError: an import the interrupt cut short
+        if not interrupted(exc):
+            raise
         newest = latest_snapshot(config.run_dir)
         if newest is None:
             raise NotebookStop("Training stopped (interrupted) before its first snapshot, so nothing was saved: "
@@ -336,12 +337,12 @@ def show_run(run_dir: str | os.PathLike) -> None:
     from IPython.display import Image as DisplayImage
     from IPython.display import display
 
-    from .train import latest_snapshot
+    from .train import latest_snapshot, snapshot_paths
 
     newest = latest_snapshot(run_dir)
     if newest is None:
         raise NotebookStop(f"No snapshot in {run_dir} yet: run the training cell above first (it saves one every "
                            "snapshot_kimg).")
     display(DisplayImage(filename=str(Path(run_dir) / "metrics.png")))
-    print("snapshots:", *[s.name for s in sorted(Path(run_dir).glob("network-snapshot-*"))], sep="\n  ")
+    print("snapshots:", *[s.name for s in snapshot_paths(run_dir)], sep="\n  ")
     print(f"\nBlend it in 02_blend.ipynb with toon_model = {str(newest)!r}, toon_network = 'G_ema'")

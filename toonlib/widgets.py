@@ -26,7 +26,7 @@ from .align import NoFaceError
 from .blending import KEPT_LOW, Blender, LayerWeight, layer_weights
 from .checkpoints import GeneratorLike, load_generator
 from .images import ImageReadError, labelled_grid, read_image, text_font, to_pil
-from .messages import counted, expected_errors
+from .messages import counted, expected_errors, interrupted
 from .networks import parse_seeds, z_from_seeds
 from .notebook import UploadedFile, display_size, in_colab, offer_download, save_uploads
 from .pipeline import INVERT_LABELS, OPTIMIZING_MODES
@@ -460,10 +460,11 @@ class _PhotoPanel:
         photo = photo or self.photo
         try:
             action()
-        except KeyboardInterrupt:
-            again = " Press Run to start again." if self.photo is not None else ""
-            self.status.value = _message(f"Interrupted.{again}", error=True)
-        except Exception as exc:
+        except (KeyboardInterrupt, Exception) as exc:
+            if interrupted(exc):
+                again = " Press Run to start again." if self.photo is not None else ""
+                self.status.value = _message(f"Interrupted.{again}", error=True)
+                return
             text = str(exc) if isinstance(exc, expected_errors()) else f"{type(exc).__name__}: {exc}"
             if isinstance(photo, UploadedFile):
                 text = text.replace(os.fspath(photo), photo.name)

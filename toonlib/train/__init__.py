@@ -24,7 +24,7 @@ _EXPORTS = {
     "add_train_arguments": "arguments", "config_from_args": "arguments", "TrainConfig": "config",
     "Distributed": "distributed", "Trainer": "loop", "finetune": "loop", "plot_metrics": "metrics_log",
     "read_metrics": "metrics_log", "d_layer_names": "recipe", "ema_beta": "recipe", "lazy_regularization": "recipe",
-    "update_ema": "recipe", "latest_snapshot": "snapshots", "newest_state": "snapshots",
+    "update_ema": "recipe", "latest_snapshot": "snapshots", "newest_state": "snapshots", "snapshot_paths": "snapshots",
 }
 
 __all__ = sorted(_EXPORTS)

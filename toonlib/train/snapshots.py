@@ -30,7 +30,7 @@ from ..files import TEMP_FILE_NAME, atomic_write_path, file_lock, lock_file_for,
 from ..messages import warn
 
 __all__ = ["KEEP_STATES", "LATEST_FILE", "STATE_VERSION", "fakes_name", "hold_run_dir", "latest_snapshot",
-           "newest_state", "read_latest", "save_state", "snapshot_name", "state_name", "write_latest"]
+           "newest_state", "read_latest", "save_state", "snapshot_name", "snapshot_paths", "state_name", "write_latest"]
 
 STATE_VERSION = 2
 KEEP_STATES = 2
@@ -112,6 +112,11 @@ def read_latest(run_dir: str | os.PathLike) -> dict | None:
     """The contents of a run's latest.json, or None before its first snapshot."""
     path = Path(run_dir) / LATEST_FILE
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def snapshot_paths(run_dir: str | os.PathLike) -> list[Path]:
+    """A run folder's network snapshots (`snapshot_name`), oldest first."""
+    return sorted(Path(run_dir).glob(snapshot_name(0).replace("0" * 9, "[0-9]" * 9)))  # any nimg of 9 digits
 
 
 def latest_snapshot(run_dir: str | os.PathLike) -> Path | None:
