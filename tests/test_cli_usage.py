@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 from skimage import data as skdata
-from tiny import INTERRUPTS
+from tiny import INTERRUPTS, keyboard_interrupt
 
 import toonlib
 from toonlib import cli
@@ -137,6 +137,19 @@ def test_ctrl_c_exits_130(monkeypatch, capsys, stop):
     monkeypatch.setattr(cli, "cmd_models", missing)
     assert cli.main(["models"]) == 2
     assert capsys.readouterr().err == "toonlib models: error: no module named gradio\n"
+
+
+def test_ctrl_c_that_cut_torchs_import_short_exits_130(monkeypatch, capsys):
+    """Ctrl-C in `toonlib app`'s first seconds lands in torch's import. Telling an interrupt from the expected
+    errors must not import torch again: that raised pybind11's "generic_type: cannot initialize type" RuntimeError
+    and printed a 90-line traceback (exit 1)."""
+    def torch_half_imported():
+        raise RuntimeError('generic_type: cannot initialize type "RpcBackendOptions"')
+
+    monkeypatch.setattr(cli, "expected_errors", torch_half_imported)
+    monkeypatch.setattr(cli, "cmd_models", lambda args: keyboard_interrupt())
+    assert cli.main(["models"]) == 130
+    assert capsys.readouterr().err == "toonlib models: interrupted\n"
 
 
 def test_warnings_read_as_the_commands_own(monkeypatch, capsys):

@@ -13,7 +13,7 @@ re-renders the toons from the cached latents (no new projection). Results downlo
 `ToonApp.build()` lays it out with Gradio (imported only there) and `launch` serves it. Every event that runs
 a model waits in one queue with a concurrency of 1, and a lock guards the shared models as well: the toon
 generator is re-blended for each visitor's swap resolution, so two visitors' events must never interleave. A new
-photo cancels the old photo's events and a closed tab its visitor's: a running projection stops after its current
+photo stops the old photo's events and a closed tab its visitor's: a running projection stops after its current
 step, so the queue moves on at once.
 """
 from __future__ import annotations
@@ -59,6 +59,58 @@ class _Stopped(Exception):
     """The page stopped a visitor's event (a new photo, a closed tab) after a projection step."""
 
 
+class _Visitors:
+    """Per visitor (Gradio's session hash): the photo their page shows (the server's copy of the upload), the photos
+    it replaced, and the stop of their running event with the photo it works on.
+
+    A new photo stops the events of the photos it replaced, the running one (after its current step) and those that
+    wait (they end as they start). The page itself cancels nothing: Gradio's page dropped a Toonify click made while
+    a cancel was unanswered, or cancelled it when the click went out before the new photo's own event."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # events run in worker threads; the new-photo event does not queue
+        self._shown: dict[str, str | None] = {}
+        self._replaced: dict[str, set[str]] = {}
+        self._running: dict[str, tuple[threading.Event, str | None]] = {}
+
+    def show(self, visitor: str, photo: str | None) -> None:
+        """The visitor's page now shows `photo` (None: none)."""
+        with self._lock:
+            old = self._shown.get(visitor)
+            self._shown[visitor] = photo
+            replaced = self._replaced.setdefault(visitor, set())
+            if old is not None and old != photo:
+                replaced.add(old)
+            replaced.discard(photo)  # the same file again
+            running = self._running.get(visitor)
+            if running is not None and running[1] != photo:
+                running[0].set()
+
+    def start(self, visitor: str, photo: str | None) -> threading.Event | None:
+        """The stop of the visitor's event for `photo` that starts now, or None when their page has replaced it."""
+        with self._lock:
+            if photo in self._replaced.get(visitor, ()):
+                return None
+            stop = threading.Event()
+            self._running[visitor] = (stop, photo)
+            return stop
+
+    def end(self, visitor: str, stop: threading.Event) -> None:
+        """The event with `stop` has ended."""
+        with self._lock:
+            if self._running.get(visitor, (None,))[0] is stop:
+                del self._running[visitor]
+
+    def close(self, visitor: str) -> None:
+        """The visitor's tab has closed: stop their running event and forget them."""
+        with self._lock:
+            stop, _ = self._running.pop(visitor, (None, None))
+            if stop is not None:
+                stop.set()
+            self._shown.pop(visitor, None)
+            self._replaced.pop(visitor, None)
+
+
 def _discard(work: asyncio.Future) -> None:
     """Take the outcome of a cancelled event's work (its result, its stop, an error), which nobody will see."""
     if not work.cancelled():
@@ -67,13 +119,16 @@ def _discard(work: asyncio.Future) -> None:
 
 @dataclass
 class Session:
-    """One visitor's photo (`name`: its file name without the suffix, for the downloads): its faces (largest
-    first), and the latents (with the mode that made each) and the toons of the faces toonified so far."""
+    """One visitor's photo (`name`: its file name without the suffix, for the downloads; `upload`: the uploaded
+    file): its faces (largest first), and the latents (with the mode that made each, and the projection steps of
+    the modes that optimise) and the toons of the faces toonified so far."""
 
     photo: Image.Image
     faces: list[AlignedFace]
     name: str = "photo"
+    upload: str | None = None
     latents: dict[int, tuple[str, torch.Tensor]] = field(default_factory=dict)
+    steps: dict[int, int] = field(default_factory=dict)
     toons: dict[int, Image.Image] = field(default_factory=dict)  # rendered with the blend at `swap_res`
     swap_res: int | None = None
     selected: int = 0
@@ -149,19 +204,24 @@ class ToonApp:
     # Events
 
     def toonify(self, photo: str | Path | None, steps: int, swap_res: int | None, mode: str | None = None,
-                name: str | None = None, *, callback: Callback | None = None) -> tuple[Session, View]:
+                name: str | None = None, *, callback: Callback | None = None,
+                session: Session | None = None) -> tuple[Session, View]:
         """Find the faces of the uploaded file `photo` (called `name` on the visitor's machine) and toonify the
         largest one with inversion `mode` (default: the first). `callback(step, distance, w)` runs after each
-        projection step (`projection.project`'s); an exception it raises stops the projection and is raised here."""
+        projection step (`projection.project`'s); an exception it raises stops the projection and is raised here.
+        `session`: the visitor's; when it is this photo's, with that face toonified the same way (mode and steps),
+        that toon is shown again at once (Toonify pressed twice)."""
         if photo is None:
             raise ValueError("no photo yet: upload one or take one with the webcam, then press Toonify")
         mode = self._check(steps, swap_res, mode)
+        if session is not None and session.upload == str(photo) and self._inverted(session, 0, mode, steps):
+            return session, self.pick(session, 0, steps, swap_res, mode)
         name = name or Path(photo).name
         image = self.read_photo(photo, name)
         start = time.perf_counter()
         with self._lock:  # messages name the photo: an error toast stays on the page until closed
             faces = self.toonifiers[mode].align(image, all_faces=True, name=repr(name))
-            session = Session(photo=image, faces=faces, name=Path(name).stem or "photo")
+            session = Session(photo=image, faces=faces, name=Path(name).stem or "photo", upload=str(photo))
             self._invert(session, 0, steps, mode, callback)
             view = self._view(session, swap_res)
         return session, self._timed(view, start, steps, mode)
@@ -239,7 +299,15 @@ class ToonApp:
         projection = dict(steps=int(steps), callback=callback) if mode in OPTIMIZING_MODES else {}
         result = self.toonifiers[mode](session.photo, face_index=index, progress=False, **projection)
         session.latents[index] = (mode, result.w)
+        if projection:
+            session.steps[index] = int(steps)
         session.toons.pop(index, None)
+
+    @staticmethod
+    def _inverted(session: Session, index: int, mode: str, steps: int) -> bool:
+        """Whether face `index` of the session is inverted with `mode` (and `steps`, for the modes that optimise)."""
+        return (session.latents.get(index, (None,))[0] == mode
+                and (mode not in OPTIMIZING_MODES or session.steps.get(index) == steps))
 
     def _view(self, session: Session, swap_res: int | None) -> View:
         """Render what is missing at `swap_res` and lay out the page (under the lock)."""
@@ -267,7 +335,7 @@ class ToonApp:
 
     def _timed(self, view: View, start: float, steps: int, mode: str) -> View:
         device = self.toonifiers[mode].device.type
-        how = f"{mode}, {steps} steps" if mode in OPTIMIZING_MODES else mode
+        how = f"{mode}, {steps} step{'s' * (steps != 1)}" if mode in OPTIMIZING_MODES else mode
         view.status += f" Toonified in {time.perf_counter() - start:.1f} s ({how} on {device})."
         return view
 
@@ -280,10 +348,12 @@ class ToonApp:
 
         from gradio.processing_utils import save_pil_to_cache
 
-        def fail(exc: Exception):
-            # The visitor's mistake, not the server's; it stays until closed (Gradio's 10 s toast vanished, leaving
-            # red "Error" badges without a word of what was wrong).
-            return gr.Error(str(exc), duration=None, print_exception=False)
+        def failed(exc: Exception) -> tuple:
+            # The visitor's mistake, not the server's: said in the status line, which the next photo or toon
+            # replaces, and for a while in a toast. Raised as gr.Error, it marked every output with a red "Error"
+            # badge without a word, and its toast, kept until closed, stayed beside the next photo's toon.
+            gr.Warning(str(exc), title="Not toonified")
+            return (gr.skip(),) * (len(outputs) - 1) + (f"**Not toonified:** {exc}",)  # all but the status unchanged
 
         def outputs_of(view: View) -> tuple:
             # Result images saved as Gradio saves them (PNG in its cache, deleted with it), named for the download:
@@ -295,7 +365,7 @@ class ToonApp:
         # The projection's steps on the page, in the visitor's words (`after_step`): tqdm's label, "project w+",
         # meant nothing to them.
         steps_shown = gr.Progress()
-        running: dict[str, threading.Event] = {}  # visitor (Gradio's session hash) -> the stop of their event
+        visitors = _Visitors()
 
         def after_step(stop: threading.Event, progress: Any, steps: int, what: str) -> Callback:
             # The projection's callback: it ends the projection once `stop` is set, else shows the step done.
@@ -305,70 +375,68 @@ class ToonApp:
                 progress((step + 1, steps), desc=f"Fitting {what}", unit="steps")
             return callback
 
-        async def in_worker(request: Any, job: Callable[[threading.Event], tuple]) -> tuple:
-            # `job(stop)` in a worker thread. Gradio cancels an event (a new photo cancels the old photo's) by
-            # cancelling the task that awaits it, which a thread never notices: the projection ran on to its last
-            # step, holding the models while the next event waited. Now the cancel sets `stop` too: the projection
-            # ends after its current step, and the next event, waiting for the models (the lock), starts then.
-            stop = running[request.session_hash] = threading.Event()
+        async def in_worker(request: Any, photo: str | None, job: Callable[[threading.Event], tuple]) -> tuple:
+            # `job(stop)` in a worker thread, for `photo` (the server's copy of the upload) unless the visitor's
+            # page has replaced it (`_Visitors`). A new photo or a closed tab sets `stop`: the projection ends after
+            # its current step, and the next event, waiting for the models (the lock), starts then.
+            stop = visitors.start(request.session_hash, photo)
+            if stop is None:
+                return gr.skip()  # an event of a photo the page no longer shows: nobody waits for its results
             work = asyncio.ensure_future(asyncio.to_thread(job, stop))  # in Gradio's context: its progress
             try:
                 return await asyncio.shield(work)
             except asyncio.CancelledError:
-                # Not waiting for that step: Gradio's page forgets the event's next run (the new photo's Toonify
-                # click) when the cancel is answered after the click. Answered as a completed event that changes
-                # nothing: re-raised, the cancel raced the page's event stream, whose close marked the outputs
-                # "Error" (in half the browser test's runs).
+                # Gradio's /cancel (an API client's `Job.cancel()`) cancels the task awaiting the thread, which the
+                # thread never notices: `stop` ends its projection. Not waiting for that step, the event is answered
+                # as one that changes nothing (re-raised, the page marked the outputs "Error").
                 stop.set()
                 work.add_done_callback(_discard)
                 return gr.skip()
-            except _Stopped:  # the visitor closed the tab (`on_close`): nobody to answer
+            except _Stopped:  # a new photo or a closed tab: nobody waits for these results
                 return gr.skip()
             except ERRORS as exc:
-                raise fail(exc) from exc
+                return failed(exc)
             finally:
-                if running.get(request.session_hash) is stop:
-                    del running[request.session_hash]
+                visitors.end(request.session_hash, stop)
 
-        async def on_toonify(upload, steps, swap_res, mode, request, progress=steps_shown):
+        async def on_toonify(upload, steps, swap_res, mode, session, request, progress=steps_shown):
             # Not preprocessed: `upload` is Gradio's record of the uploaded file, which `read_photo` checks itself
             # (Gradio's decoding would turn a broken or huge file into an anonymous error).
             photo, name = (None, None) if upload is None else (upload["path"], upload.get("orig_name"))
 
             def toonify(stop: threading.Event) -> tuple:
-                session, view = self.toonify(photo, int(steps), swap_res, mode, name=name,
-                                             callback=after_step(stop, progress, int(steps), "your photo"))
-                return session, *outputs_of(view)
-            return await in_worker(request, toonify)
+                new, view = self.toonify(photo, int(steps), swap_res, mode, name=name, session=session,
+                                         callback=after_step(stop, progress, int(steps), "your photo"))
+                return new, *outputs_of(view)
+            return await in_worker(request, photo, toonify)
 
         async def on_pick(session, steps, swap_res, mode, event, request, progress=steps_shown):
             def pick(stop: threading.Event) -> tuple:
                 view = self.pick(session, event.index, int(steps), swap_res, mode,
                                  callback=after_step(stop, progress, int(steps), f"face {event.index + 1}"))
                 return session, *outputs_of(view)
-            return await in_worker(request, pick)
+            return await in_worker(request, session and session.upload, pick)
 
         def on_close(request):
             # Gradio runs this when the visitor's tab closes (its heartbeat connection drops); it cancels nothing
             # itself, so the visitor's running projection is stopped here.
-            stop = running.get(request.session_hash)
-            if stop is not None:
-                stop.set()
+            visitors.close(request.session_hash)
+
+        async def on_reblend(session, swap_res, request):
+            return await in_worker(request, session and session.upload, lambda stop: reblend(session, swap_res))
+
+        def reblend(session: Session | None, swap_res: int | None) -> tuple:
+            view = self.reblend(session, swap_res)
+            return gr.skip() if view is None else (session, *outputs_of(view))
+
+        def on_new_photo(upload, request):
+            visitors.show(request.session_hash, None if upload is None else upload["path"])
+            return None, gr.update(value=None, visible=False), None, None, None, ""
 
         # Gradio finds these arguments by their types (`gr` is not in this module's globals for the annotations).
         on_pick.__annotations__["event"] = gr.SelectData
-        for handler in (on_toonify, on_pick, on_close):
+        for handler in (on_toonify, on_pick, on_close, on_reblend, on_new_photo):
             handler.__annotations__["request"] = gr.Request
-
-        def on_reblend(session, swap_res):
-            try:
-                view = self.reblend(session, swap_res)
-            except ERRORS as exc:
-                raise fail(exc) from exc
-            return gr.skip() if view is None else (session, *outputs_of(view))
-
-        def on_new_photo():
-            return None, gr.update(value=None, visible=False), None, None, None, ""
 
         # Results go out as PNG, exactly toonlib's pixels (Gradio's default, lossy WebP, blurs them), without
         # Gradio's Share button (it only said "Must be on Spaces to share"; the photo stays on this machine).
@@ -405,15 +473,16 @@ class ToonApp:
 
             outputs = [session, faces, aligned, toon, pasted, status]
             queued = dict(concurrency_id="models", concurrency_limit=1)
-            toonified = button.click(on_toonify, [photo, steps, swap, mode], outputs, preprocess=False,
-                                     api_name="toonify", **queued)
-            picked = faces.select(on_pick, [session, steps, swap, mode], outputs, api_name="pick_face", **queued)
-            reblended = swap.change(on_reblend, [session, swap], outputs, trigger_mode="always_last",
-                                    show_progress="minimal", api_name="reblend", **queued)
-            # A new photo cancels the old one's events, running or waiting: their results (the old photo's toon)
-            # came in beside the new photo.
-            photo.change(on_new_photo, None, outputs, queue=False, api_name=False,
-                         cancels=[toonified, picked, reblended])
+            # A click while the last one is answered (the old photo's run, stopping) runs after it: Gradio's default
+            # for clicks dropped it. A second press of Toonify shows the first one's toon (`ToonApp.toonify`).
+            button.click(on_toonify, [photo, steps, swap, mode, session], outputs, preprocess=False,
+                         trigger_mode="always_last", api_name="toonify", **queued)
+            faces.select(on_pick, [session, steps, swap, mode], outputs, api_name="pick_face", **queued)
+            swap.change(on_reblend, [session, swap], outputs, trigger_mode="always_last", show_progress="minimal",
+                        api_name="reblend", **queued)
+            # A new photo stops the old one's events, running or waiting (`_Visitors`): their results (the old
+            # photo's toon) came in beside the new photo.
+            photo.change(on_new_photo, photo, outputs, preprocess=False, queue=False, api_name=False)
             mode.change(lambda m: gr.update(visible=m in OPTIMIZING_MODES), mode, steps, queue=False, api_name=False)
             page.unload(on_close)
         return page

@@ -729,12 +729,14 @@ def _run(args: argparse.Namespace) -> int:
         warnings.showwarning = functools.partial(_show_warning, args.command, set())
         try:
             return args.func(args)
-        except BrokenPipeError:  # not an error of the command's: `main` stops quietly
-            raise
-        except (*expected_errors(), KeyboardInterrupt) as exc:
+        except BaseException as exc:
             if interrupted(exc):
                 print(f"toonlib {args.command}: interrupted", file=sys.stderr)
                 return 130
+            # Asked only now: `expected_errors` imports torch, and Ctrl-C may have cut torch's own import short
+            # (`toonlib app` in its first seconds), when importing it again raises a RuntimeError of pybind11's.
+            if isinstance(exc, BrokenPipeError) or not isinstance(exc, expected_errors()):
+                raise  # BrokenPipeError is no error of the command's: `main` stops quietly
             print(f"toonlib {args.command}: error: {exc}", file=sys.stderr)
             return 2
 
