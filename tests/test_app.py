@@ -625,6 +625,17 @@ def test_cli_app_on_a_port_in_use_says_so_before_loading_models(monkeypatch, cap
         capsys.readouterr().err)
 
 
+@pytest.mark.parametrize("host, advice", [
+    ("10.255.255.1", "10.255.255.1 is not an address of this machine; use --host 127.0.0.1"),
+    ("no-such-host.invalid", "no address is known for the name 'no-such-host.invalid': check --host")])
+def test_cli_app_on_an_address_that_is_not_this_machines_says_so(monkeypatch, capsys, host, advice):
+    """A wrong --host was told that another program used the port and to choose another --port."""
+    monkeypatch.setattr("toonlib.pipeline.Toonifier", lambda *args, **kwargs: pytest.fail("models loaded first"))
+    assert cli.main(["app", "--host", host, "--port", "7860"]) == 2
+    err = capsys.readouterr().err
+    assert advice in err and "--port" not in err
+
+
 def test_cli_without_gradio_says_how_to_install_it(monkeypatch, capsys):
     monkeypatch.setitem(__import__("sys").modules, "gradio", None)  # `import gradio` now raises ImportError
     assert cli.main(["app", "--base", "no-such-model.pt"]) == 2  # fails before it looks for any model

@@ -172,6 +172,12 @@ def test_a_second_face_is_picked_in_the_gallery(page, server, tmp_path):
         status.filter(has_text="Face 1 of 2").wait_for(timeout=TOON_S * 1000)
         page.locator("#faces button[aria-label='Thumbnail 2 of 2']").wait_for()
         assert page.locator("#faces button[aria-label^='Thumbnail']").count() == 2
+        # Every face in view, below the gallery's label (which covered the first row; a third face was cut off).
+        box, label = (page.locator(selector).first.bounding_box() for selector in ("#faces", "#faces label"))
+        for thumbnail in page.locator("#faces button[aria-label^='Thumbnail']").all():
+            face = thumbnail.bounding_box()
+            assert face["y"] >= label["y"] + label["height"] and face["y"] + face["height"] <= box["y"] + box["height"]
+        assert page.locator("#faces button[aria-label='Download']").count() == 0  # the crops are no results
         _, first_pasted = shown_image(page, "#pasted")
         page.click("#faces button[aria-label='Thumbnail 2 of 2']")
         status.filter(has_text="Face 2 of 2").wait_for(timeout=TOON_S * 1000)

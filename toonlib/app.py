@@ -19,6 +19,7 @@ step, so the queue moves on at once.
 from __future__ import annotations
 
 import asyncio
+import errno
 import math
 import os
 import socket
@@ -46,9 +47,12 @@ MAX_UPLOAD = "50mb"  # Gradio refuses larger uploads in the browser, before they
 ERRORS = (ValueError, LandmarkBackendError, PerceptualWeightsError)  # shown to the visitor as they are
 RESULTS = ("aligned", "toon", "pasted")  # the result images, in the order of `View`'s fields and the outputs
 # Result images fill their boxes (a small model's 256 px toon is drawn as large as a 1024 px one); the face
-# picker shows small whole faces, however few.
+# picker shows small whole faces, however few, every one in view (its box grows with them) and below its label
+# (which covered the top of the first row).
 CSS = ("#toon img, #aligned img { width: 100%; height: 100%; object-fit: contain; } "
-       "#faces .grid-container { grid-template-columns: repeat(auto-fill, 110px) !important; }")
+       "#faces .grid-container { grid-template-columns: repeat(auto-fill, 88px) !important; "
+       "padding-top: 30px !important; } "
+       "#faces .grid-wrap { height: auto !important; min-height: 0 !important; max-height: 400px; }")
 
 
 class PhotoTooLargeError(ValueError):
@@ -450,7 +454,7 @@ class ToonApp:
                     photo = gr.Image(sources=["upload", "webcam"], type="filepath", label="Your photo",
                                      height=420, elem_id="photo")
                     faces = gr.Gallery(label="Faces in the photo: click one to toonify it", visible=False,
-                                       columns=6, height=150, allow_preview=False, elem_id="faces")
+                                       columns=6, height="auto", allow_preview=False, buttons=[], elem_id="faces")
                     mode = gr.Radio([(INVERT_LABELS.get(m, m), m) for m in self.modes], value=self.modes[0],
                                     label="Inversion: how the face becomes a latent", visible=len(self.modes) > 1,
                                     elem_id="mode")
@@ -535,9 +539,17 @@ def check_port(host: str, port: int | None) -> None:
         try:
             probe.bind((host, port))
         except OSError as exc:
-            raise OSError(f"cannot serve on {host}:{port} ({exc.strerror or exc}): another program uses that port, "
-                          "or the address is not this machine's; choose another --port, or leave it out (the first "
-                          "free one from 7860)") from None
+            if isinstance(exc, socket.gaierror):
+                advice = f"no address is known for the name {host!r}: check --host"
+            elif exc.errno == errno.EADDRNOTAVAIL:
+                advice = (f"{host} is not an address of this machine; use --host 127.0.0.1 (this machine only) or "
+                          "0.0.0.0 (every network it is on)")
+            elif exc.errno == errno.EACCES:
+                advice = "ports below 1024 need an administrator; choose --port 7860 or another above 1024"
+            else:
+                advice = ("another program uses that port; choose another --port, or leave it out (the first free "
+                          "one from 7860)")
+            raise OSError(f"cannot serve on {host}:{port} ({exc.strerror or exc}): {advice}") from None
 
 
 def _reach_this_machine_without_proxy(host: str) -> None:
