@@ -179,7 +179,7 @@ def test_bad_photos_get_the_cli_messages(app, setup, tmp_path):
     with pytest.raises(NoFaceError, match="^no face was found in 'my cup.png'"):
         app.toonify(photos / "coffee.png", STEPS, 16, name="my cup.png")
     small = ToonApp(app.toonifiers["optimize"], swap_res=16, steps=STEPS, max_pixels=100_000)
-    with pytest.raises(PhotoTooLargeError, match=r"astronaut\.png is 512 x 512 px \(0\.3 megapixels\); the app takes "
+    with pytest.raises(PhotoTooLargeError, match=r"'astronaut\.png' is 512 x 512 px \(0\.3 megapixels\); the app takes "
                                                  r"photos up to 0 megapixels: use a smaller copy"):
         small.toonify(photos / "astronaut.png", STEPS, 16)
 
@@ -195,12 +195,12 @@ def png_header(width: int, height: int) -> bytes:
 def test_huge_photos_are_refused_from_their_header(app, tmp_path):
     big = tmp_path / "big.png"
     big.write_bytes(png_header(10_000, 6_000))  # 60 MP: decoding it would take 180 MB
-    with pytest.raises(PhotoTooLargeError, match=r"big\.png is 10000 x 6000 px \(60\.0 megapixels\); the app takes "
+    with pytest.raises(PhotoTooLargeError, match=r"'big\.png' is 10000 x 6000 px \(60\.0 megapixels\); the app takes "
                                                  r"photos up to 50 megapixels"):
         app.read_photo(big)
     bomb = tmp_path / "bomb.png"
     bomb.write_bytes(png_header(20_000, 20_000))  # beyond Pillow's own decompression-bomb limit
-    with pytest.raises(PhotoTooLargeError, match=r"bomb\.png is too large to open safely"):
+    with pytest.raises(PhotoTooLargeError, match=r"'bomb\.png' is too large to open safely"):
         app.read_photo(bomb)
 
 

@@ -269,12 +269,12 @@ class ToonApp:
             with Image.open(path) as header:
                 width, height = header.size
         except Image.DecompressionBombError as exc:
-            raise PhotoTooLargeError(f"{name} is too large to open safely ({exc}); use a copy of at most "
+            raise PhotoTooLargeError(f"{name!r} is too large to open safely ({exc}); use a copy of at most "
                                      f"{self.max_pixels / 1e6:.0f} megapixels") from exc
         except (OSError, ValueError):
             width = height = 0  # not an image: read_image says so
         if width * height > self.max_pixels:
-            raise PhotoTooLargeError(f"{name} is {width} x {height} px ({width * height / 1e6:.1f} megapixels); "
+            raise PhotoTooLargeError(f"{name!r} is {width} x {height} px ({width * height / 1e6:.1f} megapixels); "
                                      f"the app takes photos up to {self.max_pixels / 1e6:.0f} megapixels: "
                                      "use a smaller copy")
         try:
