@@ -8,6 +8,7 @@ import asyncio
 import copy
 import gc
 import os
+import re
 import socket
 import struct
 import threading
@@ -647,3 +648,31 @@ def test_cli_encoder_goes_with_one_encoder_mode(capsys):
         assert cli.main(["app", "--invert", *modes, "--encoder", "e4e.pt"]) == 2  # before any model is read
         assert f"--encoder names the checkpoint of one encoder mode, but --invert offers {modes}" in \
             capsys.readouterr().err
+
+
+def test_stop_ends_the_visitors_projection_and_says_so(app, setup, projection_steps):
+    """A long projection (minutes on a CPU) could only be left by uploading another photo. Stop ends it after its
+    current step, says so in the status line, and leaves the results as they were; other visitors' runs go on."""
+    page = app.build()
+    upload = {"path": str(setup["photos"] / "hopper.jpg"), "orig_name": "hopper.jpg"}
+
+    async def stop_during_a_run():
+        await run_event(page, "on_new_photo", upload)
+        run = asyncio.ensure_future(run_event(page, "on_toonify", upload, app.max_steps, 16, "optimize", None))
+        deadline = time.monotonic() + 120
+        while len(projection_steps) < 3 and not run.done() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        await run_event(page, "on_stop", visitor="someone else")
+        await asyncio.sleep(0.2)
+        assert not run.done()
+        await run_event(page, "on_stop")
+        return await asyncio.wait_for(run, 60)
+
+    try:
+        *unchanged, status = asyncio.run(stop_during_a_run())
+        assert unchanged == [{"__type__": "update"}] * 5
+        assert re.fullmatch(rf"\*\*Stopped after step \d+ of {app.max_steps}\.\*\*", status), status
+        assert len(projection_steps) < app.max_steps and not app._lock.locked()
+        asyncio.run(run_event(page, "on_stop"))  # nothing runs: nothing happens
+    finally:
+        page.close()

@@ -299,6 +299,18 @@ def test_toonify_pressed_as_soon_as_the_photo_is_chosen(page, server, tmp_path, 
         assert visible_errors(page) == []
 
 
+def test_stop_ends_a_long_run(page, server, tmp_path):
+    """A long projection (minutes on a CPU) could only be left by uploading another photo."""
+    with screenshots_on_failure(page, tmp_path, "stop"):
+        start_a_long_run(page, server.photos / "hopper.jpg")
+        page.click("#stop")
+        page.locator("#status", has_text="Stopped after step").wait_for(timeout=OWN_TIME_S * 1000)
+        assert f"of {LONG_RUN}." in page.locator("#status").inner_text()
+        set_steps(page, 10)
+        toonify_within_its_own_time(page, 10)  # the models are free
+        assert visible_errors(page) == []
+
+
 def test_a_closed_tab_stops_its_projection(context, server, tmp_path):
     """Gradio cancels nothing when a tab closes (it runs the page's unload events): the closed tab's projection ran
     on to its last step while the next visitor waited."""
@@ -341,6 +353,7 @@ def test_controls_usable_at_every_width(context, server, tmp_path, width):
             assert_usable(page.locator("#steps input[type=range]"), "steps slider")
             assert_usable(page.locator("#swap label", has_text="8 px"), "swap resolution 8 px")
             assert_usable(page.locator("#toonify"), "Toonify button", click=False)
+            assert_usable(page.locator("#stop"), "Stop button", click=False)
             assert page.evaluate("document.documentElement.scrollWidth") <= width  # nothing scrolls sideways
     finally:
         page.close()

@@ -13,8 +13,8 @@ re-renders the toons from the cached latents (no new projection). Results downlo
 `ToonApp.build()` lays it out with Gradio (imported only there) and `launch` serves it. Every event that runs
 a model waits in one queue with a concurrency of 1, and a lock guards the shared models as well: the toon
 generator is re-blended for each visitor's swap resolution, so two visitors' events must never interleave. A new
-photo stops the old photo's events and a closed tab its visitor's: a running projection stops after its current
-step, so the queue moves on at once.
+photo stops the old photo's events, Stop the visitor's and a closed tab its visitor's: a running projection stops
+after its current step, so the queue moves on at once.
 """
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ class PhotoTooLargeError(ValueError):
 
 
 class _Stopped(Exception):
-    """The page stopped a visitor's event (a new photo, a closed tab) after a projection step."""
+    """The page stopped a visitor's event (Stop, a new photo, a closed tab) after a projection step."""
 
 
 class _Visitors:
@@ -98,6 +98,18 @@ class _Visitors:
             stop = threading.Event()
             self._running[visitor] = (stop, photo)
             return stop
+
+    def stop(self, visitor: str) -> None:
+        """The visitor pressed Stop: stop their running event."""
+        with self._lock:
+            stop, _ = self._running.get(visitor, (None, None))
+            if stop is not None:
+                stop.set()
+
+    def shows(self, visitor: str, photo: str | None) -> bool:
+        """Whether the visitor's page (still open) shows `photo`."""
+        with self._lock:
+            return visitor in self._shown and self._shown[visitor] == photo
 
     def end(self, visitor: str, stop: threading.Event) -> None:
         """The event with `stop` has ended."""
@@ -396,8 +408,10 @@ class ToonApp:
                 stop.set()
                 work.add_done_callback(_discard)
                 return gr.skip()
-            except _Stopped:  # a new photo or a closed tab: nobody waits for these results
-                return gr.skip()
+            except _Stopped as exc:  # Stop: said; a new photo or a closed tab: nobody waits for these results
+                if not visitors.shows(request.session_hash, photo):
+                    return gr.skip()
+                return (gr.skip(),) * (len(outputs) - 1) + (f"**{str(exc).capitalize()}.**",)
             except ERRORS as exc:
                 return failed(exc)
             finally:
@@ -421,6 +435,9 @@ class ToonApp:
                 return session, *outputs_of(view)
             return await in_worker(request, session and session.upload, pick)
 
+        def on_stop(request):
+            visitors.stop(request.session_hash)
+
         def on_close(request):
             # Gradio runs this when the visitor's tab closes (its heartbeat connection drops); it cancels nothing
             # itself, so the visitor's running projection is stopped here.
@@ -439,7 +456,7 @@ class ToonApp:
 
         # Gradio finds these arguments by their types (`gr` is not in this module's globals for the annotations).
         on_pick.__annotations__["event"] = gr.SelectData
-        for handler in (on_toonify, on_pick, on_close, on_reblend, on_new_photo):
+        for handler in (on_toonify, on_pick, on_stop, on_close, on_reblend, on_new_photo):
             handler.__annotations__["request"] = gr.Request
 
         # Results go out as PNG, exactly toonlib's pixels (Gradio's default, lossy WebP, blurs them), without
@@ -461,7 +478,11 @@ class ToonApp:
                     steps = gr.Slider(1, self.max_steps, value=self.steps, step=1, label="Optimisation steps",
                                       info="more steps: closer to the photo, slower", elem_id="steps",
                                       visible=self.modes[0] in OPTIMIZING_MODES)
-                    button = gr.Button("Toonify", variant="primary", elem_id="toonify")
+                    with gr.Row():
+                        button = gr.Button("Toonify", variant="primary", elem_id="toonify", scale=3)
+                        # Ends a projection after its current step (the encoder modes take seconds: no Stop).
+                        stop = gr.Button("Stop", variant="secondary", elem_id="stop", scale=1, min_width=80,
+                                         visible=self.modes[0] in OPTIMIZING_MODES)
                 with gr.Column():
                     toon = gr.Image(label="Toon", elem_id="toon", **result)
                     # In px, as the status line, --swap-res and the README say (a slider of exponents, 2^n px,
@@ -487,7 +508,9 @@ class ToonApp:
             # A new photo stops the old one's events, running or waiting (`_Visitors`): their results (the old
             # photo's toon) came in beside the new photo.
             photo.change(on_new_photo, photo, outputs, preprocess=False, queue=False, api_name=False)
-            mode.change(lambda m: gr.update(visible=m in OPTIMIZING_MODES), mode, steps, queue=False, api_name=False)
+            stop.click(on_stop, None, None, queue=False, api_name=False)
+            mode.change(lambda m: (gr.update(visible=m in OPTIMIZING_MODES),) * 2, mode, [steps, stop], queue=False,
+                        api_name=False)
             page.unload(on_close)
         return page
 
