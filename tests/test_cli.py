@@ -69,3 +69,18 @@ def test_models_lists_registry_and_cache(tmp_path):
               if x.startswith(("ffhq-1024-tf ", "ffhq-1024 "))}
     assert cached == {"ffhq-1024-tf": "cached", "ffhq-1024": "-"}
     assert "toonify-blended-tf" in result.stdout
+
+
+def test_a_truncated_safetensors_file_is_said_to_be_cut_short(tmp_path):
+    from tiny import tiny_generator
+
+    from toonlib.checkpoints import save_network
+
+    whole = tmp_path / "toon.safetensors"
+    save_network(whole, tiny_generator(0))
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(whole.read_bytes()[:3000])  # inside the header: an interrupted download
+    result = run_cli("info", str(cut))
+    assert result.returncode == 2 and result.stderr.startswith(f"toonlib info: error: {cut} is a safetensors file cut "
+                                                               "short: its header alone is "), result.stderr
+    assert "bytes, the whole file 3000. A truncated download or copy" in result.stderr

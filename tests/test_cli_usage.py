@@ -67,8 +67,8 @@ def test_version_and_exit_codes_in_help():
     for args in (["--help"], ["toonify", "--help"], ["project", "--help"], ["convert", "--help"]):
         text = run_main(*args).stdout
         assert "exit status:" in text and "2  bad usage" in text and "130  interrupted" in text, args
-        # "some photos failed" is toonify's alone (of a folder of photos): not in convert's or project's help
-        assert ("1  some photos failed" in text) == (args[0] in ("--help", "toonify")), args
+        # "photos of a folder failed" is toonify's alone (of a folder of photos): not in convert's or project's help
+        assert ("1  photos of a folder failed" in text) == (args[0] in ("--help", "toonify")), args
 
 
 def test_what_a_command_does_not_take_is_refused_with_its_own_usage():
@@ -211,6 +211,20 @@ def test_project_warns_when_its_target_is_not_an_aligned_crop(tmp_path, random_v
         "centre square"]
 
 
+def test_project_warns_when_a_square_photo_is_not_the_models_size(tmp_path, random_vgg_torch_home):
+    """A square photo that is not an aligned crop was projected without a hint to `toonlib align` first."""
+    from conftest import FIXTURES
+
+    photo = tmp_path / "photo.png"
+    Image.fromarray(skdata.astronaut()).resize((64, 64)).save(photo)
+    result = run_main("project", str(photo), "-o", str(tmp_path / "w.npz"), "--base", str(FIXTURES / "ada_tiny.pkl"),
+                      "--steps", "1", env={"TORCH_HOME": str(random_vgg_torch_home)})
+    assert result.returncode == 0, result.stderr
+    assert f"toonlib project: warning: {photo} is 64x64, not the base model's 32 px: project takes an FFHQ-aligned " \
+           "face (`toonlib align PHOTO -o aligned.png --size 32`, or `toonlib toonify` for the whole way); if it is " \
+           "one, it is resized\n" in result.stderr
+
+
 def test_output_closed_early_exits_quietly(tmp_path):
     # `toonlib models | head -1`: the reader is gone before the command writes (closed at once here, so no race)
     proc = subprocess.Popen([sys.executable, "-m", "toonlib", "models"], stdout=subprocess.PIPE,
@@ -298,7 +312,7 @@ def test_inputs_are_checked_before_any_download(tmp_path, offline_cache):
     ("toonify", ["--level", "1"], "--level goes with --swap-res (it shapes a re-blend of the toon model)"),
     ("toonify", ["--blend-width", "2"], "--blend-width goes with --swap-res (it shapes a re-blend of the toon"),
     ("toonify", ["--swap-res", "16", "--blend-width", "-1"], "argument --blend-width: must be a number >= 0, got -1"),
-    ("align", ["--size", "0"], "argument --size: must be >= 1, got 0"),  # was: ZeroDivisionError
+    ("align", ["--size", "0"], "argument --size: must be between 1 and 8192, got 0"),  # was: ZeroDivisionError
     ("project", ["--video-every", "0"], "argument --video-every: must be >= 1, got 0"),  # was: after projecting
     ("blend", ["--swap-res", "12"], "argument --swap-res: must be a power of two >= 4"),
     ("blend", ["--swap-res", "16", "--blend-width", "-1"], "argument --blend-width: must be a number >= 0, got -1"),
@@ -328,6 +342,18 @@ def test_inputs_are_checked_before_any_download(tmp_path, offline_cache):
                                          "not a StyleGAN2 generator or a pSp / e4e encoder"),
     ("toonify", ["--invert", "e4e", "--encoder", "ffhq-1024-tf"], "'ffhq-1024-tf' is a StyleGAN2 generator, not a "
                                                                   "pSp / e4e encoder"),
+    # a second audit: each was accepted, and ignored, overflowed or ran for an hour
+    ("toonify", ["--encoder", "e4e-ffhq"], "--encoder is the encoder of an --invert mode that uses one (e4e, psp, "
+                                           "e4e+optimize, psp-toonify), and --invert optimize (the default) starts"),
+    ("align", ["--size", "100000"], "argument --size: must be between 1 and 8192, got 100000"),  # was: killed (OOM)
+    ("blend", ["--grid", "{tmp}/g.png", "--seeds", "0-1000000000"],
+     "bad seed list '0-1000000000': 1000000001 seeds, more than the 32 taken here; give fewer"),
+    ("blend", ["--grid", "{tmp}/g.png", "--seeds", "4294967296"], "seeds go from 0 to 4294967295, got 4294967296"),
+    ("toonify", ["--swap-res", "4096"], "--swap-res 4096 is above the 1024 px of the --toon model, which would then "
+                                        "be used unblended: give one of 4, 8, 16, 32, 64, 128, 256, 512, 1024"),
+    ("blend", ["--swap-res", "2048"], "--swap-res 2048 is above the 1024 px of the --toon model"),
+    ("blend", ["--toon", "toonify-blended-rosinality"], "'toonify-blended-rosinality' holds only a blended generator"),
+    ("toonify", ["-o", "{tmp}/w.gif"], "it writes no .gif images: name it {tmp}/w.png, or, to name a folder so"),
 ])
 def test_bad_values_are_refused_before_any_download(tmp_path, offline_cache, command, args, message):
     photo = tmp_path / "me.png"
@@ -413,3 +439,153 @@ def test_a_failed_download_names_the_option_that_takes_a_local_file(tmp_path, mo
     assert "pass its path: --toon PATH" in advice("blend", "--toon", "toonify-blended-tf", "--base", str(local),
                                                   "--swap-res", "8", "-o", str(tmp_path / "b.safetensors"))
     assert not list((tmp_path / "cache").rglob("*.safetensors")) and not (tmp_path / "out").exists()
+
+
+def test_an_unknown_model_is_told_the_names_that_fit_its_option(tmp_path, offline_cache):
+    photo = tmp_path / "me.png"
+    Image.fromarray(skdata.astronaut()).save(photo)
+    result = run_main("toonify", str(photo), "-o", str(tmp_path / "out"), "--toon", "toonfy", env=offline_cache)
+    _short_error(result, "--toon toonfy: unknown model 'toonfy'", "Known StyleGAN2 generators: ffhq-1024,")
+    assert not any(name in result.stderr for name in ("lpips-vgg16", "face-alignment-sfd", "inception-fid", "e4e-ffhq"))
+    result = run_main("toonify", str(photo), "-o", str(tmp_path / "out"), "--invert", "e4e", "--encoder", "e4e",
+                      env=offline_cache)
+    _short_error(result, "unknown model 'e4e'. Known pSp / e4e encoders: e4e-ffhq, psp-ffhq, psp-toonify\n")
+
+
+def _cache_with_toonify_models(tmp_path: Path) -> tuple[dict, object, object]:
+    """A model cache holding Toonify's file (toon model as G, its blend as G_ema) and its base under their registry
+    names; the environment that points there, the toon model and the base."""
+    from tiny import write_toonify_models
+
+    from toonlib.models import MODELS
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    base_path, toon_path, base, toon = write_toonify_models(tmp_path)
+    base_path.rename(cache / MODELS["ffhq-1024-tf"].filename)
+    toon_path.rename(cache / MODELS["toonify-blended-tf"].filename)
+    return {"TOONLIB_CACHE": str(cache), "TORCH_HOME": str(tmp_path / "torch")}, toon, base
+
+
+def test_blend_takes_the_toon_model_the_registry_names(tmp_path):
+    """Toonify's file keeps its toon model as G and the published blend as G_ema: `blend` blended the blend again."""
+    import torch
+
+    from toonlib.blending import blend
+    from toonlib.checkpoints import load_network
+
+    env, toon, base = _cache_with_toonify_models(tmp_path)
+    out = tmp_path / "b.safetensors"
+    for extra, low in (([], toon), (["--toon-network", "G_ema"], blend(toon, base, 8))):
+        result = run_main("blend", "--toon", "toonify-blended-tf", "--base", "ffhq-1024-tf", "--swap-res", "16",
+                          "-o", str(out), *extra, env=env)
+        assert result.returncode == 0, result.stderr
+        expected, got = blend(low, base, 16).state_dict(), load_network(out).G_ema.state_dict()
+        assert all(torch.equal(got[key], value) for key, value in expected.items()), extra
+
+
+def test_a_swap_resolution_above_a_toon_files_resolution_is_refused(tmp_path):
+    """Above the model's resolution every layer is the toon model's: the result was the toon model, exit 0."""
+    from tiny import tiny_generator
+
+    from toonlib.checkpoints import save_network
+
+    for name, seed in (("toon", 1), ("base", 0)):
+        save_network(tmp_path / f"{name}.safetensors", tiny_generator(seed))
+    out = tmp_path / "b.safetensors"
+    result = run_main("blend", "--toon", str(tmp_path / "toon.safetensors"), "--base",
+                      str(tmp_path / "base.safetensors"), "--swap-res", "64", "-o", str(out))
+    _short_error(result, "--swap-res 64 is above the 32 px of the --toon model, which would then be used unblended: "
+                         "give one of 4, 8, 16, 32")
+    assert not out.exists()
+
+
+def test_a_toon_file_paired_with_the_default_base_is_told_which_base(tmp_path):
+    """The lineage warning said to pair the toon model with its base "(its lineage in `toonlib models`)", which
+    knows registry models only: for a file, it did not say that the default base was used."""
+    from tiny import tiny_generator
+
+    from toonlib.checkpoints import save_network
+    from toonlib.models import MODELS
+
+    (tmp_path / "cache").mkdir()
+    save_network(tmp_path / "cache" / MODELS["ffhq-1024-tf"].filename, tiny_generator(0))
+    save_network(tmp_path / "toon.safetensors", tiny_generator(1))  # not fine-tuned from that base
+    photo = tmp_path / "me.png"
+    Image.fromarray(skdata.astronaut()).save(photo)
+    toon = str(tmp_path / "toon.safetensors")
+    result = run_main("toonify", str(photo), "-o", str(tmp_path / "out"), "--toon", toon, "--swap-res", "64",
+                      env={"TOONLIB_CACHE": str(tmp_path / "cache"), "TORCH_HOME": str(tmp_path / "torch")})
+    _short_error(result, "--swap-res 64 is above the 32 px of the --toon model")  # stops it before any photo work
+    warning = next(line for line in result.stderr.splitlines() if line.startswith("toonlib toonify: warning: "))
+    assert "does not look fine-tuned from the default base model (ffhq-1024-tf)" in warning, warning
+    assert warning.endswith("Pair the toon model with the base it was fine-tuned from (the registry's toon models "
+                            "name theirs: their lineage in `toonlib models`)."), warning
+
+
+def test_messages_name_options_not_python_arguments(tmp_path, monkeypatch):
+    from conftest import FIXTURES
+
+    from toonlib import checkpoints
+
+    finetune = ["finetune", "--data", str(tmp_path), "--resume", str(FIXTURES / "ada_tiny.pkl"), "--run-dir",
+                str(tmp_path / "run")]
+    result = run_main(*finetune, "--resolution", "64")
+    _short_error(result, "error: --resolution 64: the base model")
+    result = run_main(*finetune, "--device", "gpu")
+    _short_error(result, "error: --device gpu is not a torch device: use 'cpu', 'cuda', 'cuda:1', ..., or leave "
+                         "--device out (CUDA when available, else the CPU)")
+    result = run_main("models", "--cache-dir", str(FIXTURES / "ada_tiny.pkl"))  # a file: checked before any output
+    _short_error(result, f"error: the cache folder (--cache-dir) {FIXTURES / 'ada_tiny.pkl'} is a file, not a folder")
+    assert result.stdout == ""
+    photo = tmp_path / "me.png"
+    Image.fromarray(skdata.astronaut()).save(photo)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # as a 200-megapixel photo is refused
+    result = run_main("align", str(photo), "-o", str(tmp_path / "a.png"))
+    _short_error(result, "could be decompression bomb DOS attack. Downscale it: a face needs a few megapixels at most")
+    assert "PIL" not in result.stderr
+    secret = tmp_path / "secret.pkl"
+    secret.write_bytes(b"x")
+
+    def unreadable(path, *args, **kwargs):  # chmod 000 does not stop root, who may run the tests
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(checkpoints, "open", unreadable, raising=False)
+    result = run_main("info", str(secret))
+    assert result.stderr == (f"toonlib info: error: {secret}: permission denied; check its permissions (ls -ld "
+                             f"{secret}) or give another file\n")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None or __import__("torch").cuda.is_available(),
+                    reason="a machine without a CUDA GPU")
+def test_finetune_on_cuda_without_a_gpu_names_the_option(tmp_path):
+    from conftest import FIXTURES
+
+    result = run_main("finetune", "--data", str(tmp_path), "--resume", str(FIXTURES / "ada_tiny.pkl"), "--run-dir",
+                      str(tmp_path / "run"), "--device", "cuda")
+    _short_error(result, "error: --device cuda, but torch finds no CUDA GPU here", "pass --device cpu, or leave "
+                         "--device out (the CPU when there is no GPU)")
+
+
+def test_finetune_says_a_zip_is_damaged(tmp_path):
+    import zipfile
+
+    from conftest import FIXTURES
+
+    archive = tmp_path / "faces.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for i in range(8):
+            zf.writestr(f"{i}.png", b"x" * 4000)
+    archive.write_bytes(archive.read_bytes()[:5000])  # an interrupted download
+    result = run_main("finetune", "--data", str(archive), "--resume", str(FIXTURES / "ada_tiny.pkl"), "--run-dir",
+                      str(tmp_path / "run"))
+    _short_error(result, f"--data {archive}: the .zip file is damaged")
+
+
+def test_long_descriptions_wrap_at_the_help_width():
+    for command in ("fetch", "finetune"):
+        result = run_cli(command, "--help", env={"COLUMNS": "80"})
+        assert result.returncode == 0
+        description = result.stdout.split("\n\n")[1]  # after the usage
+        assert max(len(line) for line in description.splitlines()) <= 80, description
+    assert "\n  2  bad usage" in run_cli("--help", env={"COLUMNS": "80"}).stdout  # the exit-status table as written

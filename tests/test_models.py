@@ -155,3 +155,13 @@ def test_models_command_lists_every_entry(tmp_path, monkeypatch, capsys):
     assert "blended+G" in rows["toonify-blended-tf"] and "unblended" in rows["yang-cartoon"]
     legend = "\n".join(out[3 + len(MODELS):])
     assert "- = not downloaded yet" in legend and "toonlib fetch NAME" in legend
+
+
+def test_an_unknown_name_lists_and_suggests_the_models_of_the_kinds_wanted():
+    with pytest.raises(models.UnknownModelError) as caught:
+        models.get_model("e4e", kinds=("encoder",))
+    assert str(caught.value) == "unknown model 'e4e'. Known pSp / e4e encoders: e4e-ffhq, psp-ffhq, psp-toonify"
+    with pytest.raises(models.UnknownModelError) as caught:
+        models.get_model("lpips-vgg", kinds=("stylegan2",))
+    assert "Did you mean" not in str(caught.value) and "lpips-vgg16" not in str(caught.value)
+    assert "Known StyleGAN2 generators: ffhq-1024, " in str(caught.value)

@@ -15,6 +15,13 @@ def test_public_api_resolves():
         assert name in toonlib.__all__  # docs/design.md section 2
 
 
+def test_dir_shows_the_public_api_alone():
+    """`dir(toonlib)` showed the package file's own imports (`importlib`, `annotations`) among the API."""
+    names = dir(toonlib)
+    assert set(toonlib.__all__) <= set(names) and "__version__" in names and "pipeline" in names
+    assert not {"importlib", "annotations", "_EXPORTS"} & set(names)
+
+
 def test_import_is_light():
     code = ("import sys, toonlib; heavy = [m for m in ('torch', 'lpips', 'face_alignment', 'ipywidgets', 'IPython') "
             "if m in sys.modules]; print(heavy)")

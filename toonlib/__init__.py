@@ -6,11 +6,6 @@ Public API (imported lazily, so `import toonlib` is fast and loads no heavy depe
     G = toonlib.load_network("stylegan2-ffhq.pkl").G_ema       # any published StyleGAN2 checkpoint
     toonlib.save_network("ffhq.safetensors", G)                 # toonlib's own format (safetensors)
 """
-from __future__ import annotations
-
-import importlib
-import importlib.util
-
 __version__ = "0.1.0"
 
 _EXPORTS = {
@@ -38,6 +33,9 @@ __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str):
+    import importlib
+    import importlib.util
+
     module = _EXPORTS.get(name)
     if module is None:
         if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
@@ -49,4 +47,8 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+    """The public API (`__all__`), `__version__` and the submodules, none of this file's own imports or helpers."""
+    import pkgutil
+
+    submodules = {info.name for info in pkgutil.iter_modules(__path__) if not info.name.startswith("_")}
+    return sorted({*__all__, "__version__", *submodules})

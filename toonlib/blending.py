@@ -178,7 +178,7 @@ class Blender:
 
 def blend(low: GeneratorLike, high: GeneratorLike, swap_res: int, level: int = 0,
           blend_width: float | None = None) -> Generator:
-    """A new generator with the low-res model's layers below `swap_res` and the high-res model's above.
+    """A new generator with the low-res model's layers up to block `swap_res` (included), the high-res model's above.
 
     Layers of block `swap_res` and below come from `low` (in toonify the toon model), the rest from `high` (the
     base, FFHQ): the names `Blender`, `blend_per_layer` and `swap_resolution_grid` use too. With
@@ -264,6 +264,11 @@ LINEAGE_MAX_RES = 32
 UNRELATED_DISTANCE = 0.5
 
 
+#: The advice of the messages about a toon model and a base that do not go together.
+PAIR_WITH_ITS_BASE = ("pair the toon model with the base it was fine-tuned from (the registry's toon models name "
+                      "theirs: their lineage in `toonlib models`)")
+
+
 class LineageWarning(UserWarning):
     """A toon model and a base model that do not look like parent and child."""
 
@@ -315,12 +320,11 @@ def check_lineage(toon: GeneratorLike, base: GeneratorLike, toon_name: str = "th
     if math.isinf(distance):
         warn(f"{toon_name} is not fine-tuned from {base_name}: their architectures differ (mapping or "
              "low-resolution layers of other shapes), so their W spaces differ and they cannot be blended. "
-             "Pair the toon model with the base it was fine-tuned from (its lineage in `toonlib models`).",
-             LineageWarning)
+             f"{PAIR_WITH_ITS_BASE[0].upper()}{PAIR_WITH_ITS_BASE[1:]}.", LineageWarning)
     elif distance > UNRELATED_DISTANCE:
         warn(f"{toon_name} does not look fine-tuned from {base_name}: their mapping and low-resolution "
              f"weights are {distance:.2f} apart (relative; a fine-tuned model stays below "
              f"{UNRELATED_DISTANCE}, unrelated models are about 1.4 apart), so their W spaces differ and "
-             "the blend mixes two different faces. Pair the toon model with the base it was fine-tuned "
-             "from (its lineage in `toonlib models`).", LineageWarning)
+             f"the blend mixes two different faces. {PAIR_WITH_ITS_BASE[0].upper()}{PAIR_WITH_ITS_BASE[1:]}.",
+             LineageWarning)
     return distance

@@ -1,9 +1,9 @@
 """The `toonlib` console script. Each sub-command is a thin wrapper over the Python API.
 
-Exit status (also in `--help`): 0 all done; 1 some photos failed (the others were written);
-2 bad usage, or a missing or unreadable model, weights file or photo; 130 interrupted (Ctrl-C); 141 output
-closed early (`| head`), nothing printed. Expected failures end in one short message naming the cause and the
-fix, never a traceback; warnings are one line each too (`toonlib COMMAND: warning: ...`).
+Exit status (also in `--help`): 0 all done; 1 photos of a folder failed (the others were written);
+2 bad usage, a missing or unreadable model, weights file or photo, or a photo without a face; 130 interrupted
+(Ctrl-C); 141 output closed early (`| head`), nothing printed. Expected failures end in one short message naming
+the cause and the fix, never a traceback; warnings are one line each too (`toonlib COMMAND: warning: ...`).
 """
 from __future__ import annotations
 
@@ -14,26 +14,31 @@ import functools
 import itertools
 import math
 import os
+import re
 import sys
+import textwrap
 import warnings
+import zipfile
 from collections import Counter
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from .messages import expected_errors, interrupted
 
+if TYPE_CHECKING:
+    from .models import ModelInfo
+
 Command = Callable[[argparse.Namespace], int]
 
-EXIT_STATUS = """exit status:
-  0  all done
-  1  some photos failed (the others were written)
-  2  bad usage, or a missing or unreadable model, weights file or photo
-  130  interrupted (Ctrl-C)
-  141  output closed early (`toonlib models | head`), nothing printed"""
+BATCH_STATUS = "  1  photos of a folder failed (the others were written)\n"  # the one command that toonifies several
+EXIT_STATUS = ("exit status:\n  0  all done\n" + BATCH_STATUS
+               + "  2  bad usage; a missing or unreadable model, weights file or photo; no face\n"
+               "  130  interrupted (Ctrl-C)\n  141  output closed early (`toonlib models | head`), nothing printed")
 DEFAULT_GRID_SEEDS = "0-5"  # blend --grid's rows
+MAX_GRID_SEEDS = 32  # blend --grid renders each column's rows in one batch: ~0.5 GB of memory a row at 1024 px
+MAX_ALIGN_SIZE = 8192  # align --size: 8x FFHQ's 1024 px; a crop that size already takes ~1 GB of memory
 DEFAULT_VIDEO_EVERY = 5  # project --video: steps between frames
 DEFAULT_TRUNCATION_PSI = 0.7  # blend --grid's latents
-BATCH_STATUS = "  1  some photos failed (the others were written)\n"  # the one command that toonifies several photos
 
 
 def _number(kind: type = int, low: float = 1, high: float | None = None, low_allowed: bool = False
@@ -67,12 +72,31 @@ def _swap_res(text: str) -> int:
     return value
 
 
+def _registry_entry(model: object) -> ModelInfo | None:
+    """The registry entry of model name `model`; None for a path, a URL, an unknown name or a loaded model."""
+    from .models import MODELS
+
+    return MODELS.get(model) if isinstance(model, str) and not Path(model).exists() else None
+
+
+def _check_swap_res(swap_res: int | None, toon: object) -> None:
+    """Refuse a --swap-res above the resolution of the toon model (a loaded `Generator`, or a registry name; other
+    names are checked once loaded), where every layer would come from the toon model: no blend at all."""
+    resolution = getattr(toon, "img_resolution", None) or getattr(_registry_entry(toon), "resolution", None)
+    if swap_res is not None and resolution is not None and swap_res > resolution:
+        choices = ", ".join(str(2**k) for k in range(2, int(math.log2(resolution)) + 1))
+        raise ValueError(f"--swap-res {swap_res} is above the {resolution} px of the --toon model, which would then "
+                         f"be used unblended: give one of {choices}")
+
+
 def _describe(nets) -> str:
     cfg, meta = nets.config, nets.meta
     parts = [f"{cfg.img_resolution}x{cfg.img_resolution}", f"z {cfg.z_dim}", f"w {cfg.w_dim} x {nets.G_ema.num_ws}",
              f"mapping {cfg.mapping_layers} layers", "G_ema" + (" + G" if nets.G else "") + (" + D" if nets.D else "")]
     if meta.get("encoder_type"):
-        parts.append(f"G_ema is the decoder of a {meta['encoder_type']} encoder checkpoint")
+        kind = meta["encoder_type"]
+        parts.append(f"G_ema is the decoder of {'an' if kind[:1].lower() in 'aeiou' else 'a'} {kind} encoder "
+                     "checkpoint")
     if meta.get("G_ema_from") == "g":
         parts.append("G_ema read from 'g' (the file has no g_ema)")
     return f"{meta.get('format', '?')} checkpoint: " + ", ".join(parts)
@@ -200,16 +224,17 @@ def cmd_models(args: argparse.Namespace) -> int:
     from .download import cache_dir, local_path, torch_hub_checkpoints
     from .models import MODELS
 
+    # every file looked up first: a --cache-dir (or $TOONLIB_CACHE) that is a file fails before anything is printed
+    cached = {name: "cached" if local_path(name, cache_dir=args.cache_dir).is_file() else "-" for name in MODELS}
     print(f"toonlib cache: {cache_dir() if args.cache_dir is None else args.cache_dir}")
     print(f"torch hub folder: {torch_hub_checkpoints()}")
     base_width = max(len("BASE"), *(len(info.lineage or "") for info in MODELS.values()))
     print(f"{'NAME':28} {'KIND':14} {'RES':>5}  {'TOON':9}  {'BASE':{base_width}}  {'CACHED':6}  DESCRIPTION")
     for info in MODELS.values():
-        cached = "cached" if local_path(info.name, cache_dir=args.cache_dir).is_file() else "-"
         toon = "blended+G" if info.toon == "blended" and info.reblend_network == "G" else info.toon or ""
         res = str(info.resolution or "")
-        print(f"{info.name:28} {info.kind:14} {res:>5}  {toon:9}  {info.lineage or '':{base_width}}  {cached:6}  "
-              f"{info.description}")
+        print(f"{info.name:28} {info.kind:14} {res:>5}  {toon:9}  {info.lineage or '':{base_width}}  "
+              f"{cached[info.name]:6}  {info.description}")
     print(MODELS_LEGEND)
     return 0
 
@@ -219,15 +244,20 @@ def cmd_blend(args: argparse.Namespace) -> int:
     from .checkpoints import load_generator, save_network
     from .images import save_image
     from .networks import parse_seeds
+    from .pipeline import toon_network_of
 
     _check_native_output(args.output, "blend")
     check_setting(args.swap_res, args.level, args.blend_width)
     _check_image_output(args.grid, "blend")
     _only_with(args.seeds, "--seeds", args.grid, "--grid", "they are the grid's rows")
     _only_with(args.truncation_psi, "--truncation-psi", args.grid, "--grid", "it shapes the grid's faces")
-    seeds = parse_seeds(args.seeds or DEFAULT_GRID_SEEDS) if args.grid else []  # before anything is loaded or written
+    seeds = (parse_seeds(args.seeds or DEFAULT_GRID_SEEDS, max_count=MAX_GRID_SEEDS) if args.grid
+             else [])  # before anything is loaded or written
+    toon_network = toon_network_of(args.toon, args.toon_network) or "G_ema"  # a file: its G_ema
+    _check_swap_res(args.swap_res, args.toon)
     _fetch_named_models((args.toon, "--toon"), (args.base, "--base"))
-    low = load_generator(args.toon, which=args.toon_network)
+    low = load_generator(args.toon, which=toon_network)
+    _check_swap_res(args.swap_res, low)
     high = load_generator(args.base, which=args.base_network)
     blended = blend(low, high, args.swap_res, level=args.level, blend_width=args.blend_width)
     save_network(args.output, blended)
@@ -288,6 +318,11 @@ def cmd_project(args: argparse.Namespace) -> int:
                       "centre square", stacklevel=2)
     _fetch_named_models((args.base, "--base"))
     G = load_generator(args.base, device=default_device())
+    if target.width == target.height != G.img_resolution:  # an aligned crop is most often the model's size
+        warnings.warn(f"{args.image} is {target.width}x{target.height}, not the base model's {G.img_resolution} px: "
+                      "project takes an FFHQ-aligned face (`toonlib align PHOTO -o aligned.png --size "
+                      f"{G.img_resolution}`, or `toonlib toonify` for the whole way); if it is one, it is resized",
+                      stacklevel=2)
     result = project(G, target, space=args.space, steps=args.steps, seed=args.seed,
                      save_every=(args.video_every or DEFAULT_VIDEO_EVERY) if args.video else None)
     result.save(args.output)
@@ -329,8 +364,8 @@ def _toonify_outputs(output: Path, photos: list[Path], source_is_folder: bool
                          "(it is created), or for one photo an image name such as toon.png")
     if output.suffix and not output.exists() and not source_is_folder:
         raise ValueError(f"-o {output}: toonify writes one photo's images to an image file "
-                         f"({', '.join(IMAGE_SUFFIXES)}) or into a folder, and {output.suffix} is not an image suffix; "
-                         "to name a folder so, create it first")
+                         f"({', '.join(IMAGE_SUFFIXES)}) or into a folder, and it writes no {output.suffix} images: "
+                         f"name it {output.with_suffix('.png')}, or, to name a folder so, create it first")
     stems = Counter(photo.stem for photo in photos)
 
     def folder_path(photo: Path, face: int | None, kind: str) -> Path:
@@ -377,6 +412,7 @@ def cmd_toonify(args: argparse.Namespace) -> int:
     toonifier = Toonifier(args.base, args.toon, swap_res=args.swap_res, level=args.level,
                           blend_width=args.blend_width, toon_network=args.toon_network, detector=args.detector,
                           invert=args.invert, encoder=args.encoder)
+    _check_swap_res(args.swap_res, toonifier.published_blend)
     failed = 0
     written: list[Path] = []
     one = len(photos) == 1  # one photo: the projection's step bar; a folder: a bar of photos
@@ -389,7 +425,7 @@ def cmd_toonify(args: argparse.Namespace) -> int:
             if one:  # nothing was written: the photo is unusable, as `align` says of it (exit status 2)
                 raise outcome
             failed += 1
-            tqdm.write(f"skipped {photo}: {outcome}", file=sys.stderr)
+            tqdm.write(f"skipped {photo}: {_for_command_line(outcome)}", file=sys.stderr)
             continue
         for i, result in enumerate(outcome):
             face = i if args.all_faces else None
@@ -415,15 +451,20 @@ def _check_toonify_options(args: argparse.Namespace) -> None:
     """Refuse toonify options that would be ignored, by the names typed (`pipeline.check_options` says the same
     in Python's names)."""
     from .options import OPTIMIZING_MODES
-    from .pipeline import check_options
+    from .pipeline import DEFAULT_ENCODERS, check_options
 
     for option, value in (("--steps", args.steps), ("--space", args.space), ("--seed", args.seed)):
         if value is not None and args.invert not in OPTIMIZING_MODES:
             raise ValueError(f"{option} is a projection option and --invert {args.invert} runs no projection: use "
                              f"--invert optimize or e4e+optimize, or leave {option} out")
+    if args.encoder is not None and args.invert == "optimize":
+        raise ValueError(f"--encoder is the encoder of an --invert mode that uses one ({', '.join(DEFAULT_ENCODERS)}), "
+                         "and --invert optimize (the default) starts from the mean face without one: add --invert "
+                         "e4e+optimize, say, or leave --encoder out")
     why = "it shapes a re-blend of the toon model"
     _only_with(args.level or None, "--level", args.swap_res, "--swap-res", why)
     _only_with(args.blend_width, "--blend-width", args.swap_res, "--swap-res", why)
+    _check_swap_res(args.swap_res, args.toon)
     check_options(args.invert, steps=args.steps, space=args.space or "w+", swap_res=args.swap_res, level=args.level,
                   blend_width=args.blend_width)
 
@@ -451,6 +492,10 @@ def _identity(result) -> str:
 def cmd_finetune(args: argparse.Namespace) -> int:
     from .train import config_from_args, finetune
 
+    data = Path(args.data)
+    if data.suffix.lower() == ".zip" and data.is_file() and not zipfile.is_zipfile(data):
+        raise ValueError(f"--data {data}: the .zip file is damaged (its table of contents, at the end, is missing: "
+                         "a truncated download or copy?); make or copy it again, or give the folder of images")
     path = finetune(config_from_args(args), progress=args.progress)
     print(f"last snapshot: {path}")
     return 0
@@ -472,6 +517,7 @@ def cmd_app(args: argparse.Namespace) -> int:
         _fetch_toonify_models(args, mode)
     toonifiers = [Toonifier(args.base, args.toon, toon_network=args.toon_network, detector=args.detector, invert=mode,
                             encoder=args.encoder) for mode in modes]  # one per mode offered, each with its models
+    _check_swap_res(args.swap_res, toonifiers[0].published_blend)
     app = ToonApp(toonifiers, swap_res=args.swap_res, steps=args.steps, max_steps=args.max_steps,
                   max_pixels=max_pixels)
     launch(app, host=args.host, port=args.port, share=args.share)
@@ -482,7 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
     parser = argparse.ArgumentParser(prog="toonlib", description="Toonify faces with StyleGAN2 network blending.",
-                                     epilog=EXIT_STATUS, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     epilog=EXIT_STATUS, formatter_class=_HelpFormatter)
     parser.add_argument("--version", action="version", version=f"toonlib {__version__}")
     sub = parser.subcommands = _Subcommands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
 
@@ -515,11 +561,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the toon model, which gives the low-resolution layers (path, URL or name)")
     p.add_argument("--base", "--high", dest="base", required=True,
                    help="the base FFHQ model, which gives the high-resolution layers (path, URL or name)")
-    p.add_argument("--toon-network", "--low-network", dest="toon_network", default="G_ema", choices=["G_ema", "G"],
-                   help="which generator of --toon (default: G_ema; Toonify's own file keeps its toon model as G)")
+    p.add_argument("--toon-network", "--low-network", dest="toon_network", default=None, choices=["G_ema", "G"],
+                   help="which generator of --toon (default: for a registry name the registry's choice, its un-blended "
+                        "toon model, as toonify takes it: G of toonify-blended-tf, whose G_ema is already blended; "
+                        "for a file its G_ema)")
     p.add_argument("--base-network", "--high-network", dest="base_network", default="G_ema", choices=["G_ema", "G"],
                    help="which generator of --base (default: G_ema)")
-    p.add_argument("--swap-res", type=_swap_res, required=True, help="resolution of the last block taken from --toon")
+    p.add_argument("--swap-res", type=_swap_res, required=True,
+                   help="resolution of the last block taken from --toon: 4, 8, ..., up to the models' resolution")
     p.add_argument("--level", type=int, default=0, choices=[0, 1],
                    help="1 also keeps the next block's first conv from --toon")
     p.add_argument("--blend-width", type=_number(float, 0, low_allowed=True), default=None,
@@ -529,7 +578,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", help="also save a PNG grid: rows = seeds; columns = --base, every swap resolution "
                                   "(with a hard switch below the model's own, which is the toon), "
                                   "--toon")
-    p.add_argument("--seeds", help=f"seeds of the grid rows, e.g. 0-5 or 1,7,42 (default {DEFAULT_GRID_SEEDS})")
+    p.add_argument("--seeds", help=f"seeds of the grid rows, e.g. 0-5 or 1,7,42 (default {DEFAULT_GRID_SEEDS}; at most "
+                                   f"{MAX_GRID_SEEDS}: each column renders its rows at once, ~0.5 GB a row at 1024 px)")
     p.add_argument("--truncation-psi", type=float, default=None,
                    help="with --grid: truncation of the grid's latents towards the mean face (1 = none; default "
                         f"{DEFAULT_TRUNCATION_PSI})")
@@ -539,8 +589,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("photo", help="a photo with a face (jpg, png, ...)")
     p.add_argument("-o", "--output", required=True,
                    help="aligned image (PNG); with --all-faces numbered -face0, -face1, ...")
-    p.add_argument("--size", type=_number(), default=1024,
-                   help="output size in px, the model's resolution (default 1024, FFHQ's)")
+    p.add_argument("--size", type=_number(high=MAX_ALIGN_SIZE), default=1024,
+                   help=f"output size in px, the model's resolution (default 1024, FFHQ's; at most {MAX_ALIGN_SIZE}, "
+                        "8x that: larger crops only enlarge the photo's pixels, and run out of memory)")
     _add_detector(p)
     p.add_argument("--all-faces", action="store_true", help="every face, largest first (default: the largest)")
     p.set_defaults(func=cmd_align)
@@ -651,6 +702,16 @@ def _add_detector(p: argparse.ArgumentParser) -> None:
                         "else dlib)")
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the lines of descriptions and epilogs as written, and wraps those longer than the help's width that are
+    not indented (`fetch`'s and `finetune`'s descriptions ran off as one line; the exit-status table stays)."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return "\n".join(textwrap.fill(line, width, initial_indent=indent, subsequent_indent=indent)
+                         if len(indent + line) > width and not line.startswith(" ") else indent + line
+                         for line in text.splitlines())
+
+
 class _Subcommands:
     """`add_parser` that gives every sub-command its help as description and the exit-status epilog."""
 
@@ -660,7 +721,7 @@ class _Subcommands:
     def add_parser(self, name: str, **kwargs) -> argparse.ArgumentParser:
         kwargs.setdefault("description", kwargs.get("help"))
         kwargs.setdefault("epilog", EXIT_STATUS if name == "toonify" else EXIT_STATUS.replace(BATCH_STATUS, ""))
-        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        kwargs.setdefault("formatter_class", _HelpFormatter)
         return self._subparsers.add_parser(name, **kwargs)
 
     def names(self) -> list[str]:
@@ -737,8 +798,34 @@ def _run(args: argparse.Namespace) -> int:
             # (`toonlib app` in its first seconds), when importing it again raises a RuntimeError of pybind11's.
             if isinstance(exc, BrokenPipeError) or not isinstance(exc, expected_errors()):
                 raise  # BrokenPipeError is no error of the command's: `main` stops quietly
-            print(f"toonlib {args.command}: error: {exc}", file=sys.stderr)
+            print(f"toonlib {args.command}: error: {_for_command_line(exc)}", file=sys.stderr)
             return 2
+
+
+#: Python's words in the API's messages, and the command line's: (pattern, replacement) for `re.sub`.
+_COMMAND_LINE_WORDS = (
+    (r"\bdevice='([^']*)'", r"--device \1"),  # devices.default_device
+    (r" or None \(((?:the CPU|CUDA) when)", r", or leave --device out (\1"),
+    (r"(--[\w-]+ [^\s(]+) \(\w+=[^()]*\)", r"\1"),  # TrainConfig's '--resolution 64 (resolution=64)'
+    (r"\((--[\w-]+), \w+=\)", r"(\1)"),  # download's '(--cache-dir, cache_dir=)'
+    (r"Downscale the photo, or, for a file you trust, set PIL\.Image\.MAX_IMAGE_PIXELS = None before reading it",
+     "Downscale it: a face needs a few megapixels at most"),  # images.read_image of a 200-megapixel photo
+)
+
+
+def _for_command_line(message: BaseException | str) -> str:
+    """An error's or warning's message in the command line's words (`_COMMAND_LINE_WORDS`); an OSError's bare
+    `[Errno 13] Permission denied: 'secret.pkl'` as `secret.pkl: permission denied; ...`."""
+    if isinstance(message, OSError) and message.filename is not None and message.strerror and str(
+            message).startswith("[Errno"):
+        text = f"{message.filename}: {message.strerror[:1].lower()}{message.strerror[1:]}"
+        if isinstance(message, PermissionError):
+            text += f"; check its permissions (ls -ld {message.filename}) or give another file"
+    else:
+        text = str(message)
+    for pattern, replacement in _COMMAND_LINE_WORDS:
+        text = re.sub(pattern, replacement, text)
+    return text
 
 
 def _show_warning(command: str, shown: set[str], message: Warning | str, category: type[Warning], filename: str,
@@ -747,7 +834,7 @@ def _show_warning(command: str, shown: set[str], message: Warning | str, categor
     each text once (`blend --grid` checks the same two models twice)."""
     if str(message) not in shown:
         shown.add(str(message))
-        print(f"toonlib {command}: warning: {message}", file=sys.stderr)
+        print(f"toonlib {command}: warning: {_for_command_line(message)}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,9 @@ KINDS = ("stylegan2", "encoder", "lpips-vgg", "face-alignment", "fid")
 KIND_NAMES = {"stylegan2": "a StyleGAN2 generator", "encoder": "a pSp / e4e encoder",
               "lpips-vgg": "the VGG16 weights of the LPIPS loss", "face-alignment": "weights of the face landmarker",
               "fid": "the Inception weights of FID / KID"}
+#: The same, in the plural (`get_model`'s list of the names of a kind).
+KIND_PLURALS = {"stylegan2": "StyleGAN2 generators", "encoder": "pSp / e4e encoders",
+                "lpips-vgg": "LPIPS weights", "face-alignment": "face landmarker weights", "fid": "FID / KID weights"}
 HOMES = ("cache", "torch-hub")
 TOON_ROLES = ("blended", "unblended")
 
@@ -383,16 +386,19 @@ _ENTRIES = (
 MODELS: dict[str, ModelInfo] = {info.name: info for info in _ENTRIES}
 
 
-def get_model(name: str) -> ModelInfo:
-    """The registry entry called `name`; an unknown name raises `UnknownModelError` with suggestions."""
+def get_model(name: str, kinds: tuple[str, ...] | None = None) -> ModelInfo:
+    """The registry entry called `name`; an unknown name raises `UnknownModelError` with suggestions, among the
+    models of `kinds` (default: all) where the name was given for a file of those kinds."""
     try:
         return MODELS[name]
     except KeyError:
         pass
-    by_key = {_match_key(known): known for known in MODELS}  # 'FFHQ-1024-TF', 'ffhq_1024_tf': 'ffhq-1024-tf'
+    names = sorted(known for known, info in MODELS.items() if kinds is None or info.kind in kinds)
+    by_key = {_match_key(known): known for known in names}  # 'FFHQ-1024-TF', 'ffhq_1024_tf': 'ffhq-1024-tf'
     close = difflib.get_close_matches(_match_key(str(name)), by_key, n=1)
     hint = f" Did you mean {by_key[close[0]]!r}?" if close else ""
-    raise UnknownModelError(f"unknown model {name!r}.{hint} Known models: {', '.join(sorted(MODELS))}") from None
+    known = "Known models" if kinds is None else f"Known {' and '.join(KIND_PLURALS[kind] for kind in kinds)}"
+    raise UnknownModelError(f"unknown model {name!r}.{hint} {known}: {', '.join(names)}") from None
 
 
 def _match_key(name: str) -> str:

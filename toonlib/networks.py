@@ -625,9 +625,16 @@ def z_from_seeds(seeds: Sequence[int], z_dim: int, device: torch.device | str | 
     return torch.from_numpy(z).to(device=device, dtype=torch.float32)
 
 
-def parse_seeds(text: str) -> list[int]:
-    """'0-3,7' -> [0, 1, 2, 3, 7] (the seed syntax of the CLI and the notebooks)."""
-    seeds: list[int] = []
+#: How many seeds `parse_seeds` takes by default: more is a typo (0-1000000000), not a list of images to render.
+MAX_SEEDS = 10_000
+#: Seeds are NumPy `RandomState` seeds (`z_from_seeds`): 0 to 2**32 - 1.
+_SEED_LIMIT = 2**32
+
+
+def parse_seeds(text: str, max_count: int = MAX_SEEDS) -> list[int]:
+    """'0-3,7' -> [0, 1, 2, 3, 7] (the seed syntax of the CLI and the notebooks); more than `max_count` seeds, or a
+    seed outside 0 to 2**32 - 1, is refused (ValueError) before any list is built."""
+    ranges: list[tuple[int, int]] = []
     for part in str(text).replace(" ", "").split(","):
         if not part:
             continue
@@ -638,7 +645,13 @@ def parse_seeds(text: str) -> list[int]:
             raise ValueError(f"bad seed list {text!r}: use numbers and ranges such as '0-3,7'") from None
         if last < first:
             raise ValueError(f"bad seed list {text!r}: the range {part} runs backwards; write {last}-{first}")
-        seeds.extend(range(first, last + 1))
-    if not seeds:
+        if last >= _SEED_LIMIT:
+            raise ValueError(f"bad seed list {text!r}: seeds go from 0 to {_SEED_LIMIT - 1}, got {last}")
+        ranges.append((first, last))
+    count = sum(last - first + 1 for first, last in ranges)
+    if not count:
         raise ValueError(f"bad seed list {text!r}: no seeds")
-    return seeds
+    if count > max_count:
+        raise ValueError(f"bad seed list {text!r}: {count} seeds, more than the {max_count} taken here; give fewer, "
+                         "such as 0-5")
+    return [seed for first, last in ranges for seed in range(first, last + 1)]

@@ -44,7 +44,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from . import models
 from .align import AlignedFace, align_faces, check_detector, crop_to_photo_transform, face_position
-from .blending import Blender, check_lineage, check_setting
+from .blending import PAIR_WITH_ITS_BASE, Blender, check_lineage, check_setting
 from .checkpoints import (
     ENCODER_KINDS,
     GENERATOR_KINDS,
@@ -159,8 +159,10 @@ class Toonifier:
             # A toon checkpoint is read once: its G_ema (the published blend) now, its toon model on re-blending.
             self._toon = _without_discriminator(load_network(toon)) if isinstance(toon, (str, os.PathLike)) else toon
             self.published_blend = load_generator(self._toon, device=self.device).eval()
-            self._check_latents_fit(self.published_blend, self.base)
-            check_lineage(self.published_blend, self.base, "the toon model", "the base model")
+            # Without `base`, the messages say which base the toon model was paired with.
+            base_name = "the base model" if base is not None else f"the default base model ({self._base_source})"
+            self._check_latents_fit(self.published_blend, self.base, base_name)
+            check_lineage(self.published_blend, self.base, "the toon model", base_name)
             if invert == "psp-toonify":
                 self._check_codes_fit(self.published_blend, "the toon model")
             elif self.encoder is not None:
@@ -193,13 +195,12 @@ class Toonifier:
         return self._base
 
     @staticmethod
-    def _check_latents_fit(toon: Generator, base: Generator) -> None:
+    def _check_latents_fit(toon: Generator, base: Generator, base_name: str = "the base model") -> None:
         """The toon model draws the base model's latents: their W+ shapes must agree (checked before any work)."""
         if (toon.num_ws, toon.w_dim) != (base.num_ws, base.w_dim):
             raise ValueError(f"the toon model ({toon.img_resolution} px) draws W+ latents of {toon.num_ws} x "
-                             f"{toon.w_dim} numbers, but the base model ({base.img_resolution} px) makes {base.num_ws}"
-                             f" x {base.w_dim}: pair the toon model with the base it was fine-tuned from (its "
-                             "lineage in `toonlib models`)")
+                             f"{toon.w_dim} numbers, but {base_name} ({base.img_resolution} px) makes {base.num_ws}"
+                             f" x {base.w_dim}: {PAIR_WITH_ITS_BASE}")
 
     def _check_codes_fit(self, G: Generator, what: str) -> None:
         if (self.encoder.n_styles, 512) != (G.num_ws, G.w_dim):

@@ -130,8 +130,8 @@ def check_source(source: str | os.PathLike, what: str = "", kinds: tuple[str, ..
         return
     if path.suffix or "/" in text or os.sep in text:
         raise FileNotFoundError(f"{prefix}no checkpoint at {path}")
-    try:
-        models.get_model(text)
+    try:  # listing the generators alone where an encoder's file would also do (as its decoder)
+        models.get_model(text, kinds=tuple(kind for kind in kinds if kind != "encoder") or kinds)
     except models.UnknownModelError as exc:
         raise models.UnknownModelError(f"{prefix}{exc}") from None
 
@@ -173,6 +173,10 @@ def read_checkpoint(path: str | os.PathLike) -> Networks:
                               f"(tar -xf, gunzip, ...) and give the file inside; {expected}")
     if kind := _image_format(path):
         raise CheckpointError(f"{source} is a {kind} image, not a checkpoint: {expected}")
+    if head[8:10] == b'{"':  # a safetensors header whose length runs past the end of the file
+        raise CheckpointError(f"{source} is a safetensors file cut short: its header alone is "
+                              f"{int.from_bytes(head[:8], 'little')} bytes, the whole file {path.stat().st_size}. A "
+                              "truncated download or copy: delete it and download, copy or convert it again.")
     raise CheckpointError(f"{source} is not a checkpoint toonlib knows: {expected}; the file starts with "
                           f"{head[:16]!r}")
 
