@@ -589,3 +589,11 @@ def test_long_descriptions_wrap_at_the_help_width():
         description = result.stdout.split("\n\n")[1]  # after the usage
         assert max(len(line) for line in description.splitlines()) <= 80, description
     assert "\n  2  bad usage" in run_cli("--help", env={"COLUMNS": "80"}).stdout  # the exit-status table as written
+
+
+def test_finetune_help_shows_defaults_as_typed(capsys):
+    """--ema-rampup's help said "or 'none' (default: None)": Python's None, not the value one types."""
+    with pytest.raises(SystemExit):
+        cli.main(["finetune", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: None)" not in text and "ramp-up ratio, or 'none' (default: none)" in text

@@ -30,6 +30,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
 
     def option(name: str, help: str, **kwargs) -> None:
         default = kwargs.pop("shown_default", defaults.get(name))
+        default = "none" if default is None else default  # as typed (--ema-rampup none)
         parser.add_argument(option_name(name), dest=name, default=argparse.SUPPRESS,
                             help=f"{help} (default: {default})", **kwargs)
 
