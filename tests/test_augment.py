@@ -275,3 +275,30 @@ def test_adaptive_p_state_dict_resumes_exactly():
     assert history["resumed"] == history["ada"]
     assert history["fresh"] != history["ada"]
     assert not math.isclose(ada.p, 0.1)
+
+
+def test_the_warp_is_grid_sample_with_a_gradient_r1_can_differentiate():
+    """R1 differentiates D's gradient with respect to the real images through the augmentation; torch 2.5 and 2.6
+    have no derivative of grid_sample's backward ("derivative for aten::grid_sampler_2d_backward is not
+    implemented": fine-tuning with ADA failed there). toonlib's warp has one: checked against finite differences,
+    in float64, with a grid reaching past the borders (reflection) and an output of another size."""
+    import torch.nn.functional as F
+
+    from toonlib.augment import _WarpImages
+
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(2, 3, 9, 7, dtype=torch.float64, generator=generator, requires_grad=True)
+    grid = torch.rand(2, 6, 5, 2, dtype=torch.float64, generator=generator) * 2.4 - 1.2
+    expected = F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    assert torch.equal(_WarpImages.apply(images, grid), expected)
+    assert torch.autograd.gradcheck(lambda x: _WarpImages.apply(x, grid), (images,))
+    assert torch.autograd.gradgradcheck(lambda x: _WarpImages.apply(x, grid), (images,))
+
+    # As R1 uses it: the gradient penalty through a geometric augmentation reaches the discriminator's weights.
+    pipe = AugmentPipe(p=1.0, xflip=0, rotate90=0, xint=0, scale=1, rotate=1, aniso=1, xfrac=1)
+    weight = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    real = images.detach().clone().requires_grad_(True)
+    score = (pipe(real) * weight[None, :, None, None]).square().sum()
+    (grad,) = torch.autograd.grad(score, real, create_graph=True)
+    grad.square().sum().backward()
+    assert weight.grad is not None and weight.grad.abs().sum() > 0

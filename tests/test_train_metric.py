@@ -144,7 +144,8 @@ def test_unusable_weights_stop_the_command_with_a_clear_message(base, weights_pa
                              "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2, err
-    assert "metric='kid'" in err and "not a plain Inception state dict" in err and "Traceback" not in err
+    assert "--metric kid:" in err and "metric='kid'" not in err  # the option as typed
+    assert "not a plain Inception state dict" in err and "Traceback" not in err
     assert not run.exists() or not list(run.glob("network-snapshot-*")), "nothing trained"
 
 

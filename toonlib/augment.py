@@ -160,6 +160,46 @@ def _is_identity(matrices: Tensor) -> Tensor:
     return (matrices == eye).flatten(1).all(1)[:, None, None, None]
 
 
+# grid_sample's modes, as aten's grid_sampler_2d takes them: bilinear, reflection padding.
+_BILINEAR, _REFLECTION = 0, 2
+
+
+class _WarpImages(torch.autograd.Function):
+    """`F.grid_sample(images, grid, 'bilinear', 'reflection', align_corners=False)` whose gradient with respect to
+    `images` can itself be differentiated: R1 differentiates the discriminator's gradient with respect to the real
+    images through the augmentation, and torch 2.5 and 2.6 have no derivative for `grid_sampler_2d_backward`
+    ("derivative for aten::grid_sampler_2d_backward is not implemented"). `grid` takes no gradient (ADA's
+    transforms are drawn, not learnt)."""
+
+    @staticmethod
+    def forward(ctx, images: Tensor, grid: Tensor) -> Tensor:
+        ctx.save_for_backward(images, grid)
+        return torch.grid_sampler_2d(images, grid, _BILINEAR, _REFLECTION, False)
+
+    @staticmethod
+    def backward(ctx, grad_output: Tensor) -> tuple[Tensor, None]:
+        images, grid = ctx.saved_tensors
+        return _WarpGradient.apply(grad_output, images, grid), None
+
+
+class _WarpGradient(torch.autograd.Function):
+    """The gradient of `_WarpImages` with respect to its images. It is linear in `grad_output` and does not depend
+    on the images' values (the sampling weights come from the grid alone), so its own gradient is the warp applied
+    to the incoming gradient, and none with respect to the images."""
+
+    @staticmethod
+    def forward(ctx, grad_output: Tensor, images: Tensor, grid: Tensor) -> Tensor:
+        ctx.save_for_backward(grid)
+        grad_images, _ = torch.ops.aten.grid_sampler_2d_backward(
+            grad_output, images, grid, _BILINEAR, _REFLECTION, False, [True, False])
+        return grad_images
+
+    @staticmethod
+    def backward(ctx, grad_grad: Tensor) -> tuple[Tensor, None, None]:
+        (grid,) = ctx.saved_tensors
+        return _WarpImages.apply(grad_grad, grid), None, None
+
+
 def augment(images: Tensor, params: AugmentParams) -> Tensor:
     """Apply the given per-sample parameters to images [N, C, H, W] (C = 3 when a color transform is enabled);
     differentiable with respect to `images`. A pure function: the randomness is all in `params`."""
@@ -173,7 +213,7 @@ def augment(images: Tensor, params: AugmentParams) -> Tensor:
         to_pixel = torch.diag(torch.tensor([w / 2, h / 2, 1.0], device=images.device))
         theta = (to_unit @ geometric @ to_pixel)[:, :2].to(images.dtype)
         grid = F.affine_grid(theta, [n, c, h, w], align_corners=False)
-        warped = F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+        warped = _WarpImages.apply(images, grid)
         out = torch.where(_is_identity(geometric), images, warped)
     color = color_matrix(params)
     if color is not None:

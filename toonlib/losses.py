@@ -66,7 +66,9 @@ def _new_lpips() -> nn.Module:
         ) from None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # torchvision's "pretrained is deprecated"; lpips' own
-        # load of its heads, a no-op on the meta device ("copying from a non-meta parameter ...")
+        # load of its heads, a no-op on the meta device ("copying from a non-meta parameter ..."), whose
+        # torch.load without weights_only torch 2.4-2.5 warn of (FutureWarning): the heads are read below, safely
+        warnings.simplefilter("ignore", FutureWarning)
         with torch.device("meta"):  # the module's shape only: no memory, no random initialisation
             net = lpips.LPIPS(net="vgg", pnet_rand=True, verbose=False)
     try:
