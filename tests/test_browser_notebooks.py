@@ -168,6 +168,22 @@ def _assert_inside(widget, name: str, slack: float = 4) -> None:
     assert past == [], f"{name}: cut off at the output's edge: {past}"
 
 
+def _assert_no_sideways_scroll(widget, name: str) -> None:
+    """No box of the widget (ipywidgets' boxes scroll what overflows them) has a horizontal scrollbar: a control of
+    width 100% plus its margins, or a column with a margin beside its min-width, ran a few px past its box."""
+    scrolling = widget.evaluate("""root => [root, ...root.querySelectorAll('*')]
+        .filter(e => e.scrollWidth > e.clientWidth + 0.5 && ['auto', 'scroll'].includes(getComputedStyle(e).overflowX))
+        .map(e => `${e.tagName}.${[...e.classList].join('.')}: ${e.scrollWidth} px in ${e.clientWidth}`)""")
+    assert scrolling == [], f"{name}: scrolls sideways: {scrolling}"
+
+
+def _assert_text_spacing(status, name: str) -> None:
+    """A status message's lines are spaced as text, not as a row of controls (the HTML widget's 28 px)."""
+    spacing = status.locator("span").first.evaluate("""span => { const style = getComputedStyle(span);
+        return [parseFloat(style.lineHeight), parseFloat(style.fontSize)]; }""")
+    assert spacing[0] <= 1.5 * spacing[1], f"{name}: lines {spacing[0]} px apart for a {spacing[1]} px font"
+
+
 def _move_slider(page, slider, key: str, image, readout: str, latencies: dict, label: str) -> None:
     """Focus a slider's handle, press `key`, and wait until the readout says `readout` and `image` changed."""
     before, source = _image_bytes(image), image.get_attribute("src")
@@ -201,6 +217,7 @@ def _check_at_widths(page, shots: Path, notebook: str, part: str, widget, contro
             widget.scroll_into_view_if_needed()
             _assert_labels_whole(widget, part)
             _assert_inside(widget, f"{part} at {width} px")
+            _assert_no_sideways_scroll(widget, f"{part} at {width} px")
             for name, control in controls.items():
                 assert_usable(control, f"{name} at {width} px", click=name not in no_click)
                 _assert_apart(control, apart_from, f"{name} at {width} px")
@@ -309,6 +326,9 @@ def test_toonify_notebook_uploads_runs_the_chosen_steps_and_reblends(lab, browse
         assert "uploads/" not in said and said.endswith("Upload another photo (the photo button above), then press "
                                                         "Run."), said
         _assert_inside(panel, f"panel with an error at {WIDTHS[0]} px")
+        _assert_no_sideways_scroll(panel, f"panel with an error at {WIDTHS[0]} px")
+        assert status.bounding_box()["height"] > 40, "the message did not wrap"  # so its line spacing shows
+        _assert_text_spacing(status, f"the error at {WIDTHS[0]} px")
         for name in images:
             assert not panel.locator(f"img.toonlib-{name}").is_visible(), f"the {name} before is still shown"
         screenshot(page, shots, f"04-not-an-image-{WIDTHS[0]}")

@@ -131,6 +131,8 @@ def test_device_report_says_what_a_cpu_runtime_can_expect(monkeypatch, bf16, exp
     report = notebook.device_report(print_it=False)
     assert "No GPU: toonlib will run on the CPU" in report and expected in report
     assert "the e4e inversion mode takes seconds" in report and "Runtime > Change runtime type > GPU" in report
+    assert notebook.CPU_TRAINING not in report  # notebook 01 alone: fine-tuning on the CPU takes days
+    assert notebook.device_report(print_it=False, training=True) == f"{report}\n{notebook.CPU_TRAINING}"
 
 
 def test_display_size_is_an_integer_multiple_up_to_the_bound():
@@ -229,18 +231,34 @@ def test_blend_explorer_saves_the_blend_its_sliders_show(tmp_path, capsys):
         capsys.readouterr().out
 
 
+@pytest.mark.parametrize("setting, message", [
+    ({"level": 2}, "level must be 0 or 1 (0: the swap block's conv0, 1: its conv1), got 2"),
+    ({"swap_res": 5}, "swap_res must be 4, 8, 16 or 32 (the models' resolutions, px), got 5"),
+    ({"swap_res": 64}, "swap_res must be 4, 8, 16 or 32 (the models' resolutions, px), got 64"),  # was clamped to 32
+    ({"truncation_psi": 5}, "truncation_psi must be a number from 0 to 1, got 5"),  # was clamped to 1
+    ({"blend_width": -1}, "blend_width must be a number from 0 to 3, got -1")])  # was accepted, then failed later
+def test_blend_explorer_refuses_a_setting_its_controls_cannot_show(setting, message):
+    """Notebook 02's parameters out of the controls' choices were ipywidgets TraitError tracebacks, or clamped by
+    a slider while the notebook's grid used the value given: a ValueError (one line in a notebook) naming what is
+    allowed."""
+    with pytest.raises(ValueError) as error:
+        blend_explorer(tiny_generator(0), tiny_generator(1), seeds=[0], **setting)
+    assert str(error.value) == message
+
+
 def test_frame_scrubber_captions_each_frame_with_its_step():
     from toonlib.widgets import FrameScrubber
 
     frames = [np.full((4, 8, 3), i * 50, np.uint8) for i in range(3)]
     scrubber = FrameScrubber(frames, steps_between=2, last_step=3, bound=16)
     last = scrubber.image.value
-    assert "frame 3 of 3: step 3" in scrubber.caption.value
+    assert scrubber.slider.value == 3 and "frame 3 of 3: step 3" in scrubber.caption.value  # the slider read 2
+    assert (scrubber.slider.min, scrubber.slider.max) == (1, 3)  # 1-based, as the caption
     assert _shown_size(scrubber.image) == (32, 16)  # 4 x 8 frames shown 4x, target | projection kept 2:1
-    scrubber.slider.value = 1
+    scrubber.slider.value = 2
     assert "frame 2 of 3: step 2" in scrubber.caption.value
-    scrubber.slider.value = 0
-    assert scrubber.image.value != last and "step 0" in scrubber.caption.value
+    scrubber.slider.value = 1
+    assert scrubber.image.value != last and "frame 1 of 3: step 0" in scrubber.caption.value
     with pytest.raises(ValueError, match="save_every"):
         FrameScrubber([])
 
@@ -419,6 +437,28 @@ def test_a_stopped_run_says_so_and_runs_again(toonifier, tmp_path, monkeypatch, 
     assert panel.result is not None and "done: 3 steps" in panel.status.value
 
 
+def test_photo_panels_refuse_settings_their_controls_cannot_show(toonifier):
+    """Notebooks 03 and 04 with a parameter out of the controls' choices were ipywidgets TraitError tracebacks
+    (space = "z", a swap_res the model has no layer of), and steps = 0 ran one step and saved it: a ValueError (one
+    line in a notebook) naming what is allowed."""
+    from toonlib.widgets import ProjectionPanel, ToonifyPanel
+
+    G = tiny_generator(0)
+    with pytest.raises(ValueError) as error:
+        ProjectionPanel(G, space="z")
+    assert str(error.value) == ("space must be 'w+' or 'w' (W+: one w per layer, as Toonify; W: one w for all "
+                                "layers), got 'z'")
+    for make in (lambda: ProjectionPanel(G, steps=0), lambda: ToonifyPanel(toonifier, steps=0)):
+        with pytest.raises(ValueError) as error:
+            make()
+        assert str(error.value) == "steps must be a whole number >= 1, got 0"
+    toonifier.set_blend(64)  # as Toonifier(swap_res=64) does: the whole toon model, for a 32 px one
+    with pytest.raises(ValueError) as error:
+        ToonifyPanel(toonifier)
+    assert str(error.value) == ("swap_res must be None, 4, 8, 16 or 32 (None: the published blend; else one of the "
+                                "model's resolutions, px), got 64")
+
+
 def test_projection_panel_runs_the_chosen_steps(tmp_path, monkeypatch, random_vgg_torch_home, capsys):
     from tiny import write_photos
 
@@ -506,7 +546,7 @@ def test_projection_panel_clears_its_results_and_shows_the_video_as_wide_as_the_
     import IPython.display
     from tiny import write_photos
 
-    from toonlib.widgets import ProjectionPanel
+    from toonlib.widgets import FrameScrubber, ProjectionPanel
 
     monkeypatch.setenv("TORCH_HOME", str(random_vgg_torch_home))
     shown = []
@@ -518,6 +558,13 @@ def test_projection_panel_clears_its_results_and_shows_the_video_as_wide_as_the_
     assert panel.result is not None, panel.status.value
     [video] = [obj for obj in shown if isinstance(obj, IPython.display.Video)]
     assert video.width == 512  # the 64 x 32 px frames (target | projection) at 8x, like the scrubber's
+    assert 'style="max-width: 100%; height: auto"' in video._repr_html_()  # narrower in an output of 370 px
+    import imageio_ffmpeg
+
+    frames, seconds = imageio_ffmpeg.count_frames_and_secs(str(tmp_path / "p.mp4"))
+    assert frames == 2 and seconds >= 2, (frames, seconds)  # at 30 fps it was over in 0.07 s ("0:00 / 0:00")
+    [scrubber] = [obj for obj in shown if isinstance(obj, FrameScrubber)]
+    assert scrubber.slider.value == 2 and "frame 2 of 2" in scrubber.caption.value  # the slider read 1
     cleared = []
     monkeypatch.setattr(panel.output, "clear_output", lambda *args, **kwargs: cleared.append(True))
     panel.set_photo(photos / "astronaut.png")
@@ -551,3 +598,13 @@ def test_a_one_step_loss_plot_shows_its_step():
     assert line.get_marker() == "o"
     [line] = plot_losses(np.linspace(1, 0, 500)).axes[0].lines
     assert line.get_marker() in ("None", None, "")
+
+
+def test_a_short_loss_plot_has_whole_steps_on_its_axis():
+    """A 3-step projection's plot had ticks at 0.25, 0.5, ... steps."""
+    from toonlib.notebook import plot_losses
+
+    figure = plot_losses(np.array([0.5, 0.4, 0.3]))
+    figure.canvas.draw()
+    ticks = figure.axes[0].get_xticks()
+    assert len(ticks) >= 2 and all(tick == round(tick) for tick in ticks), ticks

@@ -38,6 +38,8 @@ def test_blend_notebook_runs(tmp_path):
     nb = execute("02_blend.ipynb", {"base_model": str(tmp_path / "base.pt"), "toon_model": str(tmp_path / "toon.pt"),
                                     "toon_network": "G_ema", "swap_res": 8, "output": "blend.pt"}, cwd=tmp_path)
     assert "saved blend.pt" in outputs_text(nb)
+    save = nb.cells[cell_index(nb, "explorer.save(")]
+    assert [out.output_type for out in save.outputs] == ["stream"], save.outputs  # not PosixPath('blend.pt') below
     assert load_network(tmp_path / "blend.pt").G_ema.img_resolution == 32
 
 
@@ -96,7 +98,9 @@ def test_finetune_notebook_runs_and_resumes(tmp_path):
     run = tmp_path / "runs" / "toon"
     assert list(run.glob("training-state-*.pt")) and (run / "metrics.png").exists() and (run / "latest.json").exists()
     text = outputs_text(nb)
-    assert "Blend it in 02_blend.ipynb" in text
+    newest = max(run.glob("network-snapshot-*"))  # what 02 needs, its base included (02's default is another)
+    assert (f"Blend it in 02_blend.ipynb with base_model = {str(base.resolve())!r}, toon_model = "
+            f"{str(Path('runs') / 'toon' / newest.name)!r}, toon_network = 'G_ema'") in text
     snapshots = sorted(path.name for path in run.glob("network-snapshot-*"))
     assert len(snapshots) >= 2 and "snapshots:\n  " + "\n  ".join(snapshots) in text  # show_run lists them all
     assert "kimg 0.008" in text and "  p 0.000" in text  # the snapshot viewer's line, updated in place
@@ -173,7 +177,7 @@ def test_finetune_notebook_says_what_to_set_and_how_to_go_on(tmp_path, monkeypat
         _assert_brief(run(train), "Training stopped (interrupted).\nRun this cell again to continue from its newest "
                                   "snapshot (network-snapshot-")
         assert run(show) is None
-    assert "Blend it in 02_blend.ipynb with toon_model" in outputs_text(nb)
+    assert f"Blend it in 02_blend.ipynb with base_model = {str(base.resolve())!r}, toon_model" in outputs_text(nb)
 
 
 def test_a_wrong_model_is_one_message_and_other_errors_keep_their_traceback(tmp_path, monkeypatch):
@@ -199,6 +203,27 @@ def test_a_wrong_model_is_one_message_and_other_errors_keep_their_traceback(tmp_
         client.execute_cell(nb.cells[-1], len(nb.cells) - 1)
     own = shown_error(nb.cells[-1])
     assert "Cell In[" in own and "ValueError: invalid literal for int() with base 10: 'one'" in own
+
+
+def test_blend_notebook_with_a_toon_of_another_base_stops_at_loading_saying_what_to_set(tmp_path):
+    """Notebook 01's hint named the toon model but not its base, and 02's default base is another model: following it
+    ended in the explorer's cell with a dump of layer shapes. The loading cell stops, saying to set base_model."""
+    from nbclient import NotebookClient
+
+    save_network(tmp_path / "base.pt", tiny_generator(0, img_resolution=64))
+    save_network(tmp_path / "toon.pt", tiny_generator(1))
+    nb = prepare("02_blend.ipynb", {"base_model": "base.pt", "toon_model": "toon.pt", "toon_network": "G_ema",
+                                    "use_drive": False})
+    load = cell_index(nb, "load_generator(base_model")
+    client = NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=True,
+                            resources={"metadata": {"path": str(tmp_path)}})
+    with client.setup_kernel():
+        for index in range(load + 1):
+            client.execute_cell(nb.cells[index], index)
+    assert shown_error(nb.cells[load]) == (
+        "toon_model = 'toon.pt' (32 px) cannot be blended with base_model = 'base.pt' (64 px): it was fine-tuned "
+        "from another model. Set base_model in the parameters cell to the model the toon was fine-tuned from "
+        "(notebook 01's last cell names it), then run the cells again.")
 
 
 # --------------------------------------------------------------------------------------------
@@ -466,6 +491,42 @@ def test_run_training_stopped_before_its_first_snapshot(tmp_path, monkeypatch, s
         run_training(TrainConfig(data="faces", resume="base.pt", run_dir=str(tmp_path / "run")))
 
 
+def test_run_training_that_fails_before_a_snapshot_leaves_no_waiting_line(tmp_path, monkeypatch):
+    """With a base model without a discriminator, 'waiting for the first snapshot...' stayed above the error; the
+    line of a run that had a snapshot stays."""
+    import functools
+
+    import IPython.display
+
+    import toonlib.train
+    from toonlib.notebook import run_training
+    from toonlib.train import TrainConfig
+
+    class Handle:  # what display(..., display_id=True) returns in a kernel
+        def __init__(self, shown) -> None:
+            self.shown = shown
+
+        def update(self, shown) -> None:
+            self.shown = shown
+
+    handles: list[Handle] = []
+    monkeypatch.setattr(IPython.display, "display", lambda shown, display_id=None: handles.append(Handle(shown))
+                        or handles[-1])
+    config = TrainConfig(data="faces", resume="base.pt", run_dir=str(tmp_path / "run"))
+
+    def fail(config, callback=None, snapshot: bool = False) -> None:
+        if snapshot:
+            callback({"kimg": 0.004})
+        raise ValueError("base.pt has no discriminator (D)")
+
+    for snapshot, line in ((False, ""), (True, "kimg 0.004")):
+        handles.clear()
+        monkeypatch.setattr(toonlib.train, "finetune", functools.partial(fail, snapshot=snapshot))
+        with pytest.raises(ValueError, match="no discriminator"):
+            run_training(config)
+        assert str(handles[0].shown) == line
+
+
 def test_colab_declined_drive_falls_back_to_the_local_cache_with_a_note(fake_colab, monkeypatch, capsys):
     from toonlib.download import cache_dir
     from toonlib.notebook import in_colab, mount_drive
@@ -560,3 +621,67 @@ def test_toonify_notebook_in_colab_shows_a_bad_photo_in_the_panel_and_asks_again
     from PIL import Image
 
     assert Image.open(tmp_path / "me.png").size == (32, 32)
+
+
+def _kernel_run(client, code: str, timeout: float = 300) -> str:
+    """Execute `code` in the kernel of `client` and wait until it is done; returns what it printed (an error fails)."""
+    outputs: list[dict] = []
+    reply = client.execute_interactive(code, timeout=timeout, output_hook=outputs.append)
+    assert reply["content"]["status"] == "ok", [m["content"] for m in outputs if m["msg_type"] == "error"]
+    return "".join(m["content"]["text"] for m in outputs if m["msg_type"] == "stream")
+
+
+def test_a_panel_run_from_jupyterlab_stops_at_the_kernels_interrupt(tmp_path, random_vgg_torch_home):
+    """JupyterLab 4.6 sends widget messages to a subshell, which ipykernel 7 runs in a thread of its own: the
+    interrupt's SIGINT reached only the idle main thread (which ignores it), and a Run went on to its last step. In a
+    real kernel, a Run button clicked the way JupyterLab clicks it stops after the step under way with the panel's
+    message; the kernel's SIGINT handling is as before and its next cell runs."""
+    import time
+
+    from jupyter_client.manager import start_new_kernel
+
+    save_network(tmp_path / "base.pt", tiny_generator(0))
+    km, client = start_new_kernel(kernel_name="python3", cwd=str(tmp_path),
+                                  env={**os.environ, "TORCH_HOME": str(random_vgg_torch_home)})
+    try:
+        client.kernel_info()
+        if "kernel subshells" not in client.get_shell_msg(timeout=60)["content"].get("supported_features", []):
+            pytest.skip("this ipykernel runs no subshells")  # then every widget message runs in the main thread
+        _kernel_run(client, "import signal\nfrom toonlib.widgets import ProjectionPanel\n"
+                            f"panel = ProjectionPanel({str(tmp_path / 'base.pt')!r}, steps=100000, frame_every=100000,"
+                            f" detector='dlib')\npanel.set_photo({_photo()!r})\n"
+                            "idle_handler = signal.getsignal(signal.SIGINT)")
+        client.control_channel.send(client.session.msg("create_subshell_request", {}))
+        subshell = client.control_channel.get_msg(timeout=60)["content"]["subshell_id"]
+        button = _kernel_run(client, "print(panel.run_button.model_id)").strip()
+
+        def send(data: dict) -> str:
+            """A message to the button's model as JupyterLab sends it (to the subshell); returns its id."""
+            message = client.session.msg("comm_msg", {"comm_id": button, "data": data})
+            message["header"]["subshell_id"] = subshell
+            client.shell_channel.send(message)
+            return message["header"]["msg_id"]
+
+        asked = send({"method": "request_state"})  # its answer routes the button's next messages to the subshell
+        while (answer := client.get_iopub_msg(timeout=60))["parent_header"].get("msg_id") != asked or \
+                answer["msg_type"] != "comm_msg":
+            pass
+        send({"method": "custom", "content": {"event": "click"}})
+        deadline = time.monotonic() + 300
+        while not re.search(r"step \d\d+ of", _kernel_run(client, "print(panel.status.value)")):  # the main shell
+            assert time.monotonic() < deadline, "the run never reached step 10"  # answers meanwhile
+            time.sleep(0.5)
+        km.interrupt_kernel()
+        deadline = time.monotonic() + 60
+        while "Interrupted. Press Run to start again." not in _kernel_run(client, "print(panel.status.value)"):
+            assert time.monotonic() < deadline, "the run went on after the interrupt"
+            time.sleep(0.5)
+        assert _kernel_run(client, "print(panel.progress.value < 1000, not panel.run_button.disabled)").split() == \
+            ["True", "True"]
+        deadline = time.monotonic() + 60  # the handler is restored from the main thread's loop, soon after
+        while _kernel_run(client, "print(signal.getsignal(signal.SIGINT) is idle_handler)").strip() != "True":
+            assert time.monotonic() < deadline, "the kernel's SIGINT handler was not restored"
+            time.sleep(0.5)
+    finally:
+        client.stop_channels()
+        km.shutdown_kernel(now=True)

@@ -4,13 +4,16 @@ IPython and google.colab are imported inside the functions that need them, never
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
+import signal
+import threading
 import traceback
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import torch
 from PIL import Image
@@ -21,9 +24,10 @@ from .download import DRIVE_ROOT
 from .files import atomic_write_path, user_path
 from .messages import counted, expected_errors, in_toonlib, interrupted
 
-__all__ = ["NotebookStop", "UploadCancelled", "UploadedFile", "brief_errors", "choose_data", "choose_photo",
-           "default_device", "device_report", "display_size", "in_colab", "mount_drive", "offer_download",
-           "plot_losses", "run_training", "save_uploads", "show", "show_run", "snapshot_viewer", "upload_images"]
+__all__ = ["NotebookStop", "UploadCancelled", "UploadedFile", "brief_errors", "check_blendable", "choose_data",
+           "choose_photo", "default_device", "device_report", "display_size", "in_colab", "interrupt_requests",
+           "mount_drive", "offer_download", "plot_losses", "run_base", "run_training", "save_uploads", "show",
+           "show_run", "snapshot_viewer", "upload_images"]
 
 #: What notebook 01's messages say to do about its training images.
 DATA_HINT = ("Set data_path in the parameters cell to the folder or .zip file of your cartoon faces (a few hundred "
@@ -89,6 +93,49 @@ def _show_briefly(shell, etype: type[BaseException], value: BaseException, tb, t
     shell._showtraceback(etype, value, lines)
 
 
+@contextlib.contextmanager
+def interrupt_requests() -> Iterator[threading.Event]:
+    """While the block runs, an Event that the kernel's interrupt (Kernel > Interrupt) sets, for code that checks it
+    between steps and stops there.
+
+    A widget callback that runs in the kernel's main thread (a classic front end) is interrupted with
+    KeyboardInterrupt as a cell is, and the event stays clear. JupyterLab 4.6 sends widget messages to a subshell,
+    which ipykernel 7 runs in a thread of its own: the interrupt's SIGINT reaches only the main thread, which ignores
+    it while no cell runs, so nothing would stop the callback. There, for the duration of the block, the main thread
+    handles SIGINT by setting the event (installed and restored from the kernel's main event loop, where
+    `signal.signal` may be called); outside ipykernel nothing sets it."""
+    requested = threading.Event()
+    loop = _main_loop()
+    if loop is None or threading.current_thread() is threading.main_thread():
+        yield requested
+        return
+
+    def handler(signum: int, frame) -> None:
+        requested.set()
+
+    saved: list = []
+
+    def install() -> None:
+        saved.append(signal.signal(signal.SIGINT, handler))
+
+    def restore() -> None:
+        if saved and signal.getsignal(signal.SIGINT) is handler:
+            signal.signal(signal.SIGINT, saved.pop())
+
+    loop.add_callback(install)
+    try:
+        yield requested
+    finally:
+        loop.add_callback(restore)
+
+
+def _main_loop():
+    """The event loop of the IPython kernel's main thread (its `io_loop`), None outside ipykernel."""
+    from IPython import get_ipython
+
+    return getattr(getattr(get_ipython(), "kernel", None), "io_loop", None)
+
+
 def _in_cell(shell, tb) -> bool:
     """Whether the innermost frame of `tb` runs the user's code: a cell's, or a function defined in a cell."""
     frames = [frame for frame, _ in traceback.walk_tb(tb)]
@@ -104,8 +151,14 @@ def in_colab() -> bool:
     return True
 
 
-def device_report(print_it: bool = True) -> str:
-    """One paragraph on the runtime: Python, torch, the device toonlib will use, and what to expect."""
+#: What device_report(training=True) adds on the CPU (notebook 01).
+CPU_TRAINING = ("Training on the CPU is impractical: even tiny test models take minutes per kimg, real ones take "
+                "days. Train on a GPU.")
+
+
+def device_report(print_it: bool = True, training: bool = False) -> str:
+    """One paragraph on the runtime: Python, torch, the device toonlib will use, and what to expect (with `training`,
+    of notebook 01's training too: impractical on the CPU)."""
     lines = [f"Python {platform.python_version()}, torch {torch.__version__}"]
     if default_device().type == "cuda":
         props = torch.cuda.get_device_properties(0)
@@ -118,6 +171,8 @@ def device_report(print_it: bool = True) -> str:
                  "to 1.5 hours")
         lines.append(f"No GPU: toonlib will run on the CPU ({os.cpu_count()} cores, {speed}; the e4e inversion mode "
                      "takes seconds). In Colab choose Runtime > Change runtime type > GPU.")
+        if training:
+            lines.append(CPU_TRAINING)
     report = "\n".join(lines)
     if print_it:
         print(report)
@@ -269,12 +324,14 @@ SHORT_RUN_STEPS = 30  # plot_losses marks each step of runs up to this long
 
 
 def plot_losses(losses, title: str = "projection: LPIPS distance per step"):
-    """A matplotlib figure of loss curves ([steps] or [steps, N] array); a short run's steps are marked (a line
-    through one step draws nothing)."""
+    """A matplotlib figure of loss curves ([steps] or [steps, N] array), its step axis in whole steps; a short run's
+    steps are marked (a line through one step draws nothing)."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(6, 3))
     ax.plot(losses, marker="o" if len(losses) <= SHORT_RUN_STEPS else None, markersize=3)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers: no 0.5 ticks on a short run
     ax.set_xlabel("step")
     ax.set_ylabel("distance")
     ax.set_title(title)
@@ -292,7 +349,8 @@ class _Line(str):
 def snapshot_viewer():
     """A `finetune` callback for notebooks: one line of the latest numbers (kimg, losses, ADA's p and r_t, the
     quality metric), the fakes grid and the training plots (metrics.png), each updated in place at every
-    snapshot, so the cell shows the run as it evolves without growing."""
+    snapshot, so the cell shows the run as it evolves without growing. Its `stopped()` removes the line
+    'waiting for the first snapshot...' when the run ends before one (above an error, it misled)."""
     from IPython.display import Image as DisplayImage
     from IPython.display import display
 
@@ -302,13 +360,23 @@ def snapshot_viewer():
     shown = (("kimg", "kimg {:.3f}"), ("loss_G", "G {:.3f}"), ("loss_D", "D {:.3f}"), ("augment_p", "p {:.3f}"),
              ("r_t", "r_t {:.3f}"), ("kid", "KID {:.4f}"), ("fid", "FID {:.2f}"))
 
+    waiting = True
+
     def show_snapshot(info: dict) -> None:
+        nonlocal waiting
+        waiting = False
         status.update(_Line("  ".join(text.format(info[key]) for key, text in shown if info.get(key) is not None)))
         if info.get("fakes") is not None:
             grid.update(info["fakes"])
         if info.get("plot_path") is not None:
             plots.update(DisplayImage(filename=str(info["plot_path"])))
 
+    def stopped() -> None:
+        """The run ended without a snapshot (an error, an interrupt): its message alone, no 'waiting...' above."""
+        if waiting:
+            status.update(_Line(""))
+
+    show_snapshot.stopped = stopped
     return show_snapshot
 
 
@@ -318,10 +386,12 @@ def run_training(config) -> Path:
     training early), it raises `NotebookStop` saying which snapshot it continues from and what to run next."""
     from .train import finetune, latest_snapshot
 
+    viewer = snapshot_viewer()
     try:
-        return finetune(config, callback=snapshot_viewer())
-    except (KeyboardInterrupt, ImportError) as exc:  # ImportError: an import the interrupt cut short
-        if not interrupted(exc):
+        return finetune(config, callback=viewer)
+    except BaseException as exc:
+        viewer.stopped()
+        if not interrupted(exc):  # ImportError among them: an import the interrupt cut short
             raise
         newest = latest_snapshot(config.run_dir)
         if newest is None:
@@ -345,4 +415,37 @@ def show_run(run_dir: str | os.PathLike) -> None:
                            "snapshot_kimg).")
     display(DisplayImage(filename=str(Path(run_dir) / "metrics.png")))
     print("snapshots:", *[s.name for s in snapshot_paths(run_dir)], sep="\n  ")
-    print(f"\nBlend it in 02_blend.ipynb with toon_model = {str(newest)!r}, toon_network = 'G_ema'")
+    base = run_base(run_dir)
+    settings = [f"base_model = {base!r}"] if base else []
+    settings += [f"toon_model = {str(newest)!r}", "toon_network = 'G_ema'"]
+    print(f"\nBlend it in 02_blend.ipynb with {', '.join(settings)}")
+
+
+def run_base(run_dir: str | os.PathLike) -> str | None:
+    """The base model a fine-tuning run started from (its config.json's `resume`; a run started from another run's
+    folder: that run's base), None where the run recorded none."""
+    import json
+
+    seen: set[Path] = set()
+    config = Path(run_dir) / "config.json"
+    while config.is_file() and config not in seen:
+        seen.add(config)
+        base = json.loads(config.read_text()).get("resume")
+        if not base or not Path(base).is_dir():
+            return base or None
+        config = Path(base) / "config.json"
+    return None
+
+
+def check_blendable(toon, base, toon_model: str, base_model: str) -> None:
+    """Notebook 02's check right after loading: `NotebookStop` saying to set base_model to the model the toon was
+    fine-tuned from when the two cannot be blended (other architectures), instead of a dump of layer shapes later."""
+    from .blending import check_compatible
+
+    try:
+        check_compatible(toon, base)
+    except ValueError:
+        raise NotebookStop(f"toon_model = {str(toon_model)!r} ({toon.img_resolution} px) cannot be blended with "
+                           f"base_model = {str(base_model)!r} ({base.img_resolution} px): it was fine-tuned from "
+                           "another model. Set base_model in the parameters cell to the model the toon was fine-tuned "
+                           "from (notebook 01's last cell names it), then run the cells again.") from None

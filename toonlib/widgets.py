@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import html
 import io
+import numbers
 import os
+import threading
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -26,9 +28,9 @@ from .align import NoFaceError
 from .blending import KEPT_LOW, Blender, LayerWeight, layer_weights
 from .checkpoints import GeneratorLike, load_generator
 from .images import ImageReadError, labelled_grid, read_image, text_font, to_pil
-from .messages import counted, expected_errors, interrupted
+from .messages import check_count, counted, expected_errors, interrupted
 from .networks import parse_seeds, z_from_seeds
-from .notebook import UploadedFile, display_size, in_colab, offer_download, save_uploads
+from .notebook import UploadedFile, display_size, in_colab, interrupt_requests, offer_download, save_uploads
 from .pipeline import INVERT_LABELS, OPTIMIZING_MODES
 
 __all__ = ["PROJECTION_MODES", "BlendExplorer", "FrameScrubber", "ProjectionPanel", "ToonifyPanel", "blend_explorer",
@@ -38,6 +40,8 @@ __all__ = ["PROJECTION_MODES", "BlendExplorer", "FrameScrubber", "ProjectionPane
 PROJECTION_MODES = ("optimize",)
 #: Slider style that shows the whole description, however long (the default cuts it at about 80 px).
 FULL_LABEL = {"description_width": "initial"}
+#: The blend explorer's range of smooth widths (notebook 02's slider offers the same).
+BLEND_WIDTHS = (0.0, 3.0)
 LOW_COLOR, HIGH_COLOR = "#e07b39", "#3b6fb6"  # the toon (low-res) model and FFHQ (high-res) in the layer chart
 
 
@@ -60,7 +64,7 @@ def _scaled(image: Image.Image, bound: int) -> Image.Image:
 def _image_widget(css_class: str) -> widgets.Image:
     """An Image widget shown at its picture's pixel size, shrunk (aspect kept) only where the output is narrower."""
     image = widgets.Image(format="png", layout=widgets.Layout(flex="0 0 auto", max_width="100%", height="auto",
-                                                              object_fit="contain"))
+                                                              object_fit="contain", margin="0"))
     image.add_class(css_class)
     return image
 
@@ -80,16 +84,17 @@ def _wrap(children: Sequence[widgets.Widget], css_class: str) -> widgets.Box:
 
 
 def _column(children: Sequence[widgets.Widget], min_width: int = 340, max_width: int = 540) -> widgets.VBox:
-    """The controls column: as wide as the output allows between `min_width` and `max_width` px."""
+    """The controls column: as wide as the output allows between `min_width` and `max_width` px, its space to the
+    results included (padding: a margin would add to the width, past the edge of a narrow output)."""
     return widgets.VBox(list(children), layout=widgets.Layout(flex=f"1 1 {min_width}px", min_width=f"{min_width}px",
-                                                              max_width=f"{max_width}px", margin="0 16px 8px 0"))
+                                                              max_width=f"{max_width}px", padding="0 16px 8px 0"))
 
 
 def _tile(caption: widgets.HTML, image: widgets.Image) -> widgets.VBox:
     """An image with its caption above it, hidden while the image has no picture; never wider than its row (the
     image shrinks, aspect kept, where the output is narrower than its picture)."""
     tile = widgets.VBox([caption, image], layout=widgets.Layout(flex="0 0 auto", max_width="100%",
-                                                                margin="0 12px 8px 0"))
+                                                                padding="0 12px 8px 0"))
 
     def follow(_=None) -> None:
         tile.layout.display = "flex" if image.value else "none"
@@ -106,14 +111,32 @@ def _styled(control: widgets.Widget, css_class: str) -> widgets.Widget:
 
 def _message(text: str, error: bool = False) -> str:
     """Status-line HTML: `text` escaped, in red for an error; its line breaks kept, and long words (paths, web
-    addresses) broken where the line ends instead of running past the panel's edge."""
+    addresses) broken where the line ends instead of running past the panel's edge. Wrapped lines are spaced as
+    text (an inline block with its own line height: the HTML widget's line height is a control's, 28 px)."""
     color = "#c62828" if error else "inherit"
-    return (f'<span style="color:{color}; white-space:pre-line; overflow-wrap:anywhere; min-width:0">'
+    return (f'<span style="color:{color}; white-space:pre-line; overflow-wrap:anywhere; min-width:0; '
+            'display:inline-block; max-width:100%; line-height:1.4">'
             f'{html.escape(text)}</span>')
 
 
 def _short(name: str, limit: int = 18) -> str:
     return name if len(name) <= limit else name[:limit - 1] + "…"
+
+
+def _check_choice(name: str, value: object, allowed: Sequence, note: str = "") -> None:
+    """Raise ValueError unless `value` is one of `allowed`, the values its control offers (named in the message, with
+    `note` after them), instead of the control's error about its options."""
+    if value not in allowed:
+        *others, last = [repr(a) for a in allowed]
+        listed = f"{', '.join(others)} or {last}" if others else last
+        raise ValueError(f"{name} must be {listed}{note}, got {value!r}")
+
+
+def _check_range(name: str, value: object, low: float, high: float) -> None:
+    """Raise ValueError unless `value` is a number from `low` to `high`, the range of its slider (which would clamp
+    it silently)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not low <= value <= high:
+        raise ValueError(f"{name} must be a number from {low:g} to {high:g}, got {value!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -192,15 +215,19 @@ class BlendExplorer:
         self.names = names
         self.cell = display_size(self.base.img_resolution, cell)
         resolutions = self.base.synthesis.block_resolutions
-        wide = widgets.Layout(width="100%")
+        _check_choice("swap_res", swap_res, resolutions, " (the models' resolutions, px)")
+        _check_choice("level", level, (0, 1), " (0: the swap block's conv0, 1: its conv1)")
+        _check_range("blend_width", blend_width, BLEND_WIDTHS[0], BLEND_WIDTHS[1])
+        _check_range("truncation_psi", truncation_psi, 0, 1)
+        wide = widgets.Layout(width="auto")  # the column's width, less the control's margins
         self.swap_res = widgets.SelectionSlider(options=[(f"{r} px", r) for r in resolutions],
-                                                value=min(swap_res, resolutions[-1]), description="swap resolution",
+                                                value=swap_res, description="swap resolution",
                                                 continuous_update=False, style=FULL_LABEL, layout=wide)
         self.level = widgets.ToggleButtons(options=[("conv0", 0), ("conv1", 1)], value=level,
                                            description="swap level", style=FULL_LABEL,
                                            tooltips=["the whole swap block from the toon model",
                                                      "the swap block's conv0 from the toon model, the rest from FFHQ"])
-        self.blend_width = widgets.FloatSlider(value=blend_width, min=0.0, max=3.0, step=0.1,
+        self.blend_width = widgets.FloatSlider(value=blend_width, min=BLEND_WIDTHS[0], max=BLEND_WIDTHS[1], step=0.1,
                                                description="smooth width (0: hard switch)",
                                                continuous_update=False, style=FULL_LABEL, layout=wide)
         self.seeds = widgets.Text(value=",".join(str(s) for s in seeds), description="seeds",
@@ -296,9 +323,9 @@ class FrameScrubber:
         if not frames:
             raise ValueError("no frames to show: project with save_every=k to keep frames")
         self.frames, self.steps_between, self.last_step, self.bound = frames, steps_between, last_step, bound
-        self.slider = _styled(widgets.IntSlider(value=len(frames) - 1, min=0, max=len(frames) - 1,
+        self.slider = _styled(widgets.IntSlider(value=len(frames), min=1, max=len(frames),  # 1-based, as the caption
                                                 description="frame", style=FULL_LABEL,
-                                                layout=widgets.Layout(width="100%", max_width="540px")),
+                                                layout=widgets.Layout(width="auto", max_width="540px")),
                               "toonlib-frame")
         self.caption = _styled(widgets.HTML(), "toonlib-caption")
         self.image = _image_widget("toonlib-frame-image")
@@ -313,7 +340,7 @@ class FrameScrubber:
         return index * self.steps_between
 
     def render(self) -> None:
-        index = self.slider.value
+        index = self.slider.value - 1
         frame = Image.fromarray(self.frames[index])
         _show(self.image, _scaled(frame, self.bound * max(1, frame.width // frame.height)))
         self.caption.value = _message(f"frame {index + 1} of {len(self.frames)}: step {self.step(index)}; "
@@ -348,6 +375,7 @@ class _PhotoPanel:
     css_class = "toonlib-panel"
 
     def __init__(self, steps: int, modes: Sequence[tuple[str, str]], mode: str, folder: str | os.PathLike):
+        check_count("steps", steps)
         self.folder = Path(folder)
         self.photo: str | os.PathLike | None = None
         self.upload = None
@@ -355,7 +383,7 @@ class _PhotoPanel:
             self.upload = _styled(widgets.FileUpload(accept="image/*", multiple=False, description="photo"),
                                   "toonlib-upload")
             self.upload.observe(self._on_upload, names="value")
-        wide = widgets.Layout(width="100%")
+        wide = widgets.Layout(width="auto")  # the column's width, less the control's margins
         self.steps = _styled(widgets.IntSlider(value=steps, min=1, max=max(1000, steps), description="projection steps",
                                                continuous_update=False, style=FULL_LABEL, layout=wide),
                              "toonlib-steps")
@@ -442,12 +470,16 @@ class _PhotoPanel:
         self.progress.max, self.progress.value = steps or 1, 0
         self.run_button.disabled = True
         try:
-            self._run(self.photo, steps, self._report)
+            with interrupt_requests() as interrupt:
+                self._run(self.photo, steps, lambda *args: self._report(*args, interrupt=interrupt))
         finally:
             self.run_button.disabled = False
         self.progress.value = self.progress.max
 
-    def _report(self, step: int, distance: float, _w=None) -> None:
+    def _report(self, step: int, distance: float, _w=None, interrupt: threading.Event | None = None) -> None:
+        """Show a step's progress; raise KeyboardInterrupt there when the kernel was interrupted (`interrupt`)."""
+        if interrupt is not None and interrupt.is_set():
+            raise KeyboardInterrupt
         self.progress.value = step + 1
         self.status.value = _message(f"step {step + 1} of {self.progress.max}: distance {distance:.4f}")
 
@@ -493,6 +525,12 @@ class _PhotoPanel:
         display(self.widget)
 
 
+def _video_fps(frames: int, seconds: float = 2.0, most: int = 30) -> int:
+    """The frame rate at which `frames` frames play for `seconds` or more (a 3-frame video at 30 fps was over in
+    0.1 s, its player reading 0:00 / 0:00), up to `most` frames a second."""
+    return max(1, min(most, int(frames / seconds)))
+
+
 def _done(mode: str, losses) -> str:
     """The status line after a run: the mode, and the steps and final distance when it projected."""
     if len(losses) == 0:
@@ -520,11 +558,13 @@ class ToonifyPanel(_PhotoPanel):
         self.models, self.paste_back, self.result = models, paste_back, None
         resolutions = toonifier.published_blend.synthesis.block_resolutions
         swap_res = toonifier.blend_setting[0]
+        _check_choice("swap_res", swap_res, [None, *resolutions], " (None: the published blend; else one of the "
+                      "model's resolutions, px)")
         self.swap_res = _styled(widgets.SelectionSlider(
             options=[("published", "published")] + [(f"{r} px", r) for r in resolutions],
             value="published" if swap_res is None else swap_res,
             description="swap resolution", continuous_update=False, style=FULL_LABEL,
-            layout=widgets.Layout(width="100%")), "toonlib-swap-res")
+            layout=widgets.Layout(width="auto")), "toonlib-swap-res")
         self.swap_res.observe(lambda _: self._reblend(), names="value")
         self.tiles = {key: (widgets.HTML(_message(caption)), _image_widget(f"toonlib-{key}"))
                       for key, caption in (("aligned", "aligned"), ("reconstruction", "FFHQ reconstruction"),
@@ -624,6 +664,8 @@ class ProjectionPanel(_PhotoPanel):
     def __init__(self, G: GeneratorLike, steps: int = 500, space: str = "w+", frame_every: int = 10,
                  detector: str = "auto", video: str | os.PathLike = "projection.mp4",
                  folder: str | os.PathLike = "uploads"):
+        _check_choice("space", space, ("w+", "w"), " (W+: one w per layer, as Toonify; W: one w for all layers)")
+        check_count("frame_every", frame_every)
         self.G, self.frame_every, self.detector, self.video = load_generator(G), frame_every, detector, Path(video)
         self.result = None
         self.space = _styled(widgets.ToggleButtons(options=[("W+ (Toonify)", "w+"), ("W", "w")], value=space,
@@ -663,8 +705,10 @@ class ProjectionPanel(_PhotoPanel):
             display(figure)
             plt.close(figure)
             if result.frames:
-                save_video(result, self.video)  # target | projection, side by side: shown as wide as the scrubber
-                display(Video(str(self.video), embed=True, width=display_size(result.frames[0].shape[1], 512)))
+                # target | projection, side by side: shown as wide as the scrubber, narrower in a narrow output
+                save_video(result, self.video, fps=_video_fps(len(result.frames)))
+                display(Video(str(self.video), embed=True, width=display_size(result.frames[0].shape[1], 512),
+                              html_attributes='controls style="max-width: 100%; height: auto"'))
                 display(FrameScrubber(result.frames, self.frame_every, last_step=result.steps - 1))
         self.status.value = _message(f"{_done(self.inversion.value, result.losses[:, 0])} in "
                                      f"{self.space.value.upper()}")
