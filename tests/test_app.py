@@ -109,6 +109,16 @@ async def run_event(page, name: str, *inputs, event_data=None, visitor: str = "v
                                      event_id=f"{visitor}-{name}", event_data=event_data))["prediction"]
 
 
+async def start_a_long_toonify(page, upload: dict, steps: int, projection_steps: list) -> asyncio.Future:
+    """The page's toonify of `upload` with `steps` steps, started, once its projection has run 3 steps."""
+    run = asyncio.ensure_future(run_event(page, "on_toonify", upload, steps, 16, "optimize", None))
+    deadline = time.monotonic() + 120
+    while len(projection_steps) < 3 and not run.done() and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)  # the projection runs
+    assert not run.done() and len(projection_steps) >= 3, "the projection did not start"
+    return run
+
+
 @pytest.fixture
 def projection_steps(monkeypatch):
     """The thread of every projection step run (a forward pass of the tiny base model with autograd on; the renders
@@ -366,11 +376,7 @@ def test_a_new_photo_stops_the_old_photos_events(app, setup, projection_steps):
 
     async def scenario():
         await run_event(page, "on_new_photo", old)
-        run = asyncio.ensure_future(run_event(page, "on_toonify", old, app.max_steps, 16, "optimize", None))
-        deadline = time.monotonic() + 120
-        while len(projection_steps) < 3 and not run.done() and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        assert not run.done(), "the projection did not start"
+        run = await start_a_long_toonify(page, old, app.max_steps, projection_steps)
         await run_event(page, "on_new_photo", new, visitor="someone else")  # another visitor's photo: no effect
         await asyncio.sleep(0.2)
         assert not run.done()
@@ -426,11 +432,7 @@ def test_a_cancelled_toonify_stops_its_projection(app, setup, projection_steps):
     async def cancel_a_running_toonify() -> tuple[int, int, float, list]:
         troubles = []  # what asyncio reports, e.g. "Task exception was never retrieved"
         asyncio.get_running_loop().set_exception_handler(lambda loop, context: troubles.append(context))
-        run = asyncio.ensure_future(run_event(page, "on_toonify", upload, asked, 16, "optimize", None))
-        deadline = time.monotonic() + 120
-        while len(projection_steps) < 3 and not run.done() and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)  # the projection runs
-        assert not run.done() and len(projection_steps) >= 3, "the projection did not start"
+        run = await start_a_long_toonify(page, upload, asked, projection_steps)
         cancelled_after = len(projection_steps)
         run.cancel()  # what Gradio's /cancel does (gradio.utils.cancel_tasks), the event loop running on
         start = time.monotonic()
@@ -469,10 +471,7 @@ def test_a_closed_tab_stops_its_visitors_projection(app, setup, projection_steps
     upload = {"path": str(setup["photos"] / "hopper.jpg"), "orig_name": "hopper.jpg"}
 
     async def close_the_tab_during_a_run():
-        run = asyncio.ensure_future(run_event(page, "on_toonify", upload, app.max_steps, 16, "optimize", None))
-        deadline = time.monotonic() + 120
-        while len(projection_steps) < 3 and not run.done() and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+        run = await start_a_long_toonify(page, upload, app.max_steps, projection_steps)
         await run_event(page, "on_close", visitor="someone else")  # another visitor's tab: no effect
         await asyncio.sleep(0.2)
         assert not run.done()
@@ -658,10 +657,7 @@ def test_stop_ends_the_visitors_projection_and_says_so(app, setup, projection_st
 
     async def stop_during_a_run():
         await run_event(page, "on_new_photo", upload)
-        run = asyncio.ensure_future(run_event(page, "on_toonify", upload, app.max_steps, 16, "optimize", None))
-        deadline = time.monotonic() + 120
-        while len(projection_steps) < 3 and not run.done() and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+        run = await start_a_long_toonify(page, upload, app.max_steps, projection_steps)
         await run_event(page, "on_stop", visitor="someone else")
         await asyncio.sleep(0.2)
         assert not run.done()
