@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import lpips
+import numpy as np
 import pytest
 from PIL import Image
 from skimage import data as skdata
@@ -115,6 +116,26 @@ def test_all_faces_numbers_every_face(setup, tmp_path, capsys):
                      str(setup / "base.pt"), "--toon", str(setup / "toon.pt"), "--steps", "1", "--detector", "dlib",
                      "--no-identity", "--all-faces"]) == 0
     assert (tmp_path / "a-face0.png").is_file() and (tmp_path / "t" / "hopper-face0-toon.png").is_file()
+
+
+def test_all_faces_pasted_back_into_one_photo(setup, tmp_path):
+    """--all-faces --paste-back wrote -face0-pasted.png, -face1-pasted.png, each with only its own face toonified;
+    now one -pasted.png carries every face's toon (as the web app's), the other images stay per face."""
+    photo = Image.open(setup / "photos" / "hopper.jpg")
+    pair = Image.new("RGB", (photo.width * 2, photo.height))
+    pair.paste(photo, (0, 0))
+    pair.paste(photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT), (photo.width, 0))
+    pair.save(tmp_path / "pair.png")
+    out = tmp_path / "toons"
+    assert cli.main(["toonify", str(tmp_path / "pair.png"), "-o", str(out), "--base", str(setup / "base.pt"), "--toon",
+                     str(setup / "toon.pt"), "--steps", "1", "--detector", "dlib", "--no-identity", "--all-faces",
+                     "--paste-back"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        f"pair-face{i}-{kind}.png" for i in (0, 1) for kind in ("aligned", "reconstruction", "toon")] + [
+        "pair-pasted.png"]
+    pasted = np.asarray(Image.open(out / "pair-pasted.png")).astype(int)
+    changed = (pasted != np.asarray(pair)).any(-1)
+    assert changed[:, :photo.width].any() and changed[:, photo.width:].any()  # both faces
 
 
 def test_toonify_one_photo_to_an_image_path(setup, tmp_path, capsys):

@@ -37,7 +37,7 @@ from .checkpoints import CheckpointError
 from .images import read_image
 from .losses import PerceptualWeightsError, build_lpips
 from .options import DEFAULT_STEPS, DEFAULT_SWAP_RES, MAX_PIXELS, MAX_STEPS, OPTIMIZING_MODES
-from .pipeline import INVERT_LABELS, Toonifier, paste
+from .pipeline import INVERT_LABELS, Toonifier, paste_faces
 from .projection import Callback
 
 __all__ = ["DEFAULT_STEPS", "MAX_PIXELS", "MAX_STEPS", "PhotoTooLargeError", "Session", "ToonApp", "View",
@@ -335,9 +335,7 @@ class ToonApp:
                 toonifier = self.toonifiers[mode]  # its generator renders its mode's latents (psp-toonify's differ)
                 toonifier.set_blend(swap_res)
                 session.toons[index] = toonifier.render(w)
-        pasted = session.photo
-        for index, toon in session.toons.items():
-            pasted = paste(pasted, toon, session.faces[index].quad)
+        pasted = paste_faces(session.photo, [(toon, session.faces[i].quad) for i, toon in session.toons.items()])
         faces = [(face.image, f"face {i + 1}" + (" \N{CHECK MARK}" if i in session.latents else ""))  # ✓: toonified
                  for i, face in enumerate(session.faces)]
         blend = "the published blend" if swap_res is None else f"the blend at {swap_res} px"

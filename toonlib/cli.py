@@ -399,15 +399,18 @@ def cmd_toonify(args: argparse.Namespace) -> int:
 
     from .files import check_file_target
     from .images import save_image
-    from .pipeline import Toonifier
+    from .pipeline import Toonifier, paste_faces
 
     source = Path(args.photos)
     photos = _photos_to_toonify(args.photos)
     output_path = _toonify_outputs(Path(args.output), photos, source.is_dir())
     first = 0 if args.all_faces else None  # the first face's number
+    # With --all-faces, one pasted photo carries every face's toon (-pasted.png), the other images are per face.
+    per_face = [kind for kind in TOONIFY_KINDS if not (args.all_faces and kind == "pasted")]
     check_file_target(output_path(photos[0], first, "toon"))  # a parent that is a file, a folder that is read-only
     _check_toonify_options(args)
-    _refuse_to_overwrite(photos, [output_path(photo, first, kind) for photo in photos for kind in TOONIFY_KINDS])
+    _refuse_to_overwrite(photos, [output_path(photo, first, kind) for photo in photos for kind in per_face]
+                         + ([output_path(photo, None, "pasted") for photo in photos] if args.all_faces else []))
     _fetch_toonify_models(args, args.invert)
     toonifier = Toonifier(args.base, args.toon, swap_res=args.swap_res, level=args.level,
                           blend_width=args.blend_width, toon_network=args.toon_network, detector=args.detector,
@@ -418,7 +421,8 @@ def cmd_toonify(args: argparse.Namespace) -> int:
     one = len(photos) == 1  # one photo: the projection's step bar; a folder: a bar of photos
     outcomes = toonifier.toonify_many(photos, batch_size=args.batch_size, all_faces=args.all_faces,
                                       space=args.space or "w+",
-                                      steps=args.steps, seed=args.seed or 0, paste_back=args.paste_back,
+                                      steps=args.steps, seed=args.seed or 0,
+                                      paste_back=args.paste_back and not args.all_faces,  # pasted below, together
                                       progress=one)
     for photo, outcome in tqdm(outcomes, total=len(photos), desc="toonify", unit="photo", disable=one):
         if isinstance(outcome, Exception):
@@ -429,7 +433,7 @@ def cmd_toonify(args: argparse.Namespace) -> int:
             continue
         for i, result in enumerate(outcome):
             face = i if args.all_faces else None
-            for kind in TOONIFY_KINDS:
+            for kind in per_face:
                 image, target = getattr(result, kind), output_path(photo, face, kind)
                 if image is None:
                     continue
@@ -438,6 +442,10 @@ def cmd_toonify(args: argparse.Namespace) -> int:
                 written.append(target)
             if not args.no_identity:
                 tqdm.write(f"{output_path(photo, face, 'toon').name}: {_identity(result)}")
+        if args.all_faces and args.paste_back and outcome:
+            target = output_path(photo, None, "pasted")
+            save_image(paste_faces(outcome[0].photo, [(result.toon, result.quad) for result in outcome]), target)
+            written.append(target)
     if one:
         print("wrote " + ", ".join(str(path) for path in written))
     elif failed == len(photos):
@@ -640,7 +648,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="projection steps (default 500 in w+, 1000 in w; 100 with --invert e4e+optimize)")
     p.add_argument("--seed", type=int, default=None, help="random seed of the projection (default 0)")
     p.add_argument("--batch-size", type=_number(), default=4, help="photos projected together (default: 4)")
-    p.add_argument("--paste-back", action="store_true", help="also write the toon face pasted into the photo")
+    p.add_argument("--paste-back", action="store_true", help="also write the toon face pasted into the photo "
+                                                             "(with --all-faces, every face's toon in one photo)")
     p.add_argument("--all-faces", action="store_true", help="every face of each photo (default: the largest)")
     _add_detector(p)
     p.set_defaults(func=cmd_toonify)

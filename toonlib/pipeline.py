@@ -422,6 +422,14 @@ def paste(photo: Image.Image, face: Image.Image, quad: np.ndarray, feather: floa
                            Image.fromarray(mask).transform(**warp))
 
 
+def paste_faces(photo: Image.Image, faces: Iterable[tuple[Image.Image, np.ndarray]]) -> Image.Image:
+    """`photo` with each (aligned-crop image, crop quad) of `faces` pasted back (`paste`), in order: a photo of
+    several faces with all of them toonified (`toonlib toonify --all-faces --paste-back`, the web app)."""
+    for face, quad in faces:
+        photo = paste(photo, face, quad)
+    return photo
+
+
 def _without_discriminator(nets: Networks) -> Networks:
     nets.D = None  # toonify never needs it: free its memory
     return nets
