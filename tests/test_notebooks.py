@@ -444,6 +444,33 @@ def test_a_cell_run_before_the_one_that_sets_its_names_says_to_run_the_cells_abo
     assert "undefined_here" in third and "Run before" not in third
 
 
+def test_toonlibs_warnings_show_as_one_line_in_a_notebook(capsys, monkeypatch):
+    """A toonlib warning in a notebook showed the kernel's temporary file name and the cell's source line
+    ("/tmp/ipykernel_16335/2349888939.py:2: UserWarning: face-alignment is not usable: ..." and the code); with
+    `brief_errors` on it is one line, as on the command line. Other warnings keep Python's form."""
+    import warnings
+
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from toonlib.notebook import brief_errors
+
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)  # restored after the test
+    shell = InteractiveShell.instance()
+    brief_errors()
+    brief_errors()  # the set-up cell run again: still one line, not two
+    try:
+        shell.run_cell("import warnings\nfrom toonlib.messages import warn\n"
+                       "from toonlib.blending import LineageWarning\n"
+                       "with warnings.catch_warnings():\n    warnings.simplefilter('always')\n"
+                       "    warn('the face is small')\n    warn('not fine-tuned from it', LineageWarning)\n"
+                       "    warnings.warn('a warning of another library')")
+    finally:
+        shell.set_custom_exc((), None)
+    err = capsys.readouterr().err.splitlines()
+    assert err[:2] == ["warning: the face is small", "warning: not fine-tuned from it"], err
+    assert "UserWarning: a warning of another library" in err[2]
+
+
 def test_choose_data_checks_the_path_and_takes_a_colab_upload(fake_colab, tmp_path):
     """Notebook 01's data: the path when it holds enough images; in Colab, an uploaded .zip, or the folder of
     uploaded images (the first image alone was trained on: too few images)."""

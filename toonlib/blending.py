@@ -48,7 +48,7 @@ from dataclasses import dataclass
 import torch
 
 from .checkpoints import GeneratorLike, load_generator
-from .messages import warn
+from .messages import ToonlibWarning, warn
 from .networks import Generator, GeneratorConfig
 
 # The original never blended the 4x4 conv (see the module docstring).
@@ -269,7 +269,7 @@ PAIR_WITH_ITS_BASE = ("pair the toon model with the base it was fine-tuned from 
                       "theirs: their lineage in `toonlib models`)")
 
 
-class LineageWarning(UserWarning):
+class LineageWarning(ToonlibWarning):
     """A toon model and a base model that do not look like parent and child."""
 
 

@@ -51,7 +51,12 @@ def interrupted(exc: BaseException) -> bool:
     return False
 
 
-def warn(message: str, category: type[Warning] = UserWarning) -> None:
+class ToonlibWarning(UserWarning):
+    """A warning of toonlib's (`warn`): one line on something to know or to fix. The command line and the notebooks
+    (`notebook.brief_errors`) show it as that line alone."""
+
+
+def warn(message: str, category: type[Warning] = ToonlibWarning) -> None:
     """`warnings.warn(message, category)` with the stack level of the innermost caller outside toonlib."""
     frame, level = sys._getframe(1), 2  # level 2: warn's caller
     while frame is not None and in_toonlib(frame.f_code.co_filename):

@@ -8,8 +8,10 @@ import contextlib
 import os
 import platform
 import signal
+import sys
 import threading
 import traceback
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +24,7 @@ from . import runtime
 from .devices import default_device
 from .download import DRIVE_ROOT
 from .files import atomic_write_path, user_path
-from .messages import counted, expected_errors, in_toonlib, interrupted
+from .messages import ToonlibWarning, counted, expected_errors, in_toonlib, interrupted
 
 __all__ = ["NotebookStop", "UploadCancelled", "UploadedFile", "brief_errors", "check_blendable", "choose_data",
            "choose_photo", "default_device", "device_report", "display_size", "in_colab", "interrupt_requests",
@@ -74,6 +76,22 @@ def brief_errors() -> None:
     shell = get_ipython()
     if shell is not None:
         shell.set_custom_exc(expected_errors() + (KeyboardInterrupt, NameError), _show_briefly)
+        if not isinstance(warnings.showwarning, _BriefWarnings):  # the set-up cell may run again
+            warnings.showwarning = _BriefWarnings(warnings.showwarning)
+
+
+class _BriefWarnings:
+    """`warnings.showwarning` of `brief_errors`: toonlib's warnings (`messages.ToonlibWarning`) as one line, "warning:
+    <message>" (they showed the kernel's temporary file name and the cell's source line); others as before."""
+
+    def __init__(self, show) -> None:
+        self.show = show
+
+    def __call__(self, message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, ToonlibWarning):
+            print(f"warning: {message}", file=sys.stderr if file is None else file)
+        else:
+            self.show(message, category, filename, lineno, file, line)
 
 
 def _show_briefly(shell, etype: type[BaseException], value: BaseException, tb, tb_offset: int | None = None
