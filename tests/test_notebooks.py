@@ -381,6 +381,20 @@ def test_outside_colab_nothing_is_mounted_or_asked(capsys):
         upload_images("data", parameter="data_path")
 
 
+@pytest.fixture
+def ipython_shell():
+    """A real IPython shell in this process, forgotten afterwards: left as IPython's singleton, later tests saw an
+    IPython session (Gradio's launch then displayed its page inline)."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    try:
+        yield shell
+    finally:
+        shell.set_custom_exc((), None)
+        InteractiveShell.clear_instance()
+
+
 def test_notebook_stops_show_their_message_alone(tmp_path):
     """What a notebook asks of its user (set data_path, choose a file) is a message, not a traceback; toonlib's
     fixable errors and an interrupt inside toonlib too, once `brief_errors` is on; other errors keep theirs."""
@@ -420,23 +434,17 @@ def test_notebook_stops_show_their_message_alone(tmp_path):
                      [INTERRUPTED], "traceback"]  # a bug in toonlib keeps its traceback
 
 
-def test_a_cell_run_before_the_one_that_sets_its_names_says_to_run_the_cells_above(capsys):
+def test_a_cell_run_before_the_one_that_sets_its_names_says_to_run_the_cells_above(capsys, ipython_shell):
     """In a real IPython shell with `brief_errors` on, a NameError in a cell (or in a function a cell defined) keeps
     its traceback and gets the line saying how to run the cells above; one raised inside a module does not."""
-    from IPython.core.interactiveshell import InteractiveShell
-
     from toonlib.notebook import RUN_CELLS_ABOVE, brief_errors
 
-    shell = InteractiveShell.instance()
     brief_errors()
-    try:
-        outputs = []
-        for cell in ("toon = blended.show()", "def look():\n    return ffhq\nlook()",
-                     "exec('undefined_here', {})"):  # raised in code with other globals than the cells'
-            shell.run_cell(cell)
-            outputs.append(re.sub(r"\x1b\[[0-9;]*m", "", capsys.readouterr().out))  # without the colours
-    finally:
-        shell.set_custom_exc((), None)
+    outputs = []
+    for cell in ("toon = blended.show()", "def look():\n    return ffhq\nlook()",
+                 "exec('undefined_here', {})"):  # raised in code with other globals than the cells'
+        ipython_shell.run_cell(cell)
+        outputs.append(re.sub(r"\x1b\[[0-9;]*m", "", capsys.readouterr().out))  # without the colours
     first, second, third = outputs
     assert "NameError: name 'blended' is not defined" in first and "toon = blended.show()" in first
     assert first.rstrip().endswith(RUN_CELLS_ABOVE.format(name="blended"))
@@ -444,29 +452,23 @@ def test_a_cell_run_before_the_one_that_sets_its_names_says_to_run_the_cells_abo
     assert "undefined_here" in third and "Run before" not in third
 
 
-def test_toonlibs_warnings_show_as_one_line_in_a_notebook(capsys, monkeypatch):
+def test_toonlibs_warnings_show_as_one_line_in_a_notebook(capsys, monkeypatch, ipython_shell):
     """A toonlib warning in a notebook showed the kernel's temporary file name and the cell's source line
     ("/tmp/ipykernel_16335/2349888939.py:2: UserWarning: face-alignment is not usable: ..." and the code); with
-    `brief_errors` on it is one line, as on the command line. Other warnings keep Python's form."""
+    `brief_errors` on it is one line, as on the command line. Other warnings go to the kernel's own display."""
     import warnings
-
-    from IPython.core.interactiveshell import InteractiveShell
 
     from toonlib.notebook import brief_errors
 
     others = []  # what the kernel's own showwarning is given
     monkeypatch.setattr(warnings, "showwarning", lambda message, *args, **kwargs: others.append(str(message)))
-    shell = InteractiveShell.instance()
     brief_errors()
     brief_errors()  # the set-up cell run again: still one line, not two
-    try:
-        shell.run_cell("import warnings\nfrom toonlib.messages import warn\n"
-                       "from toonlib.blending import LineageWarning\n"
-                       "with warnings.catch_warnings():\n    warnings.simplefilter('always')\n"
-                       "    warn('the face is small')\n    warn('not fine-tuned from it', LineageWarning)\n"
-                       "    warnings.warn('a warning of another library')")
-    finally:
-        shell.set_custom_exc((), None)
+    ipython_shell.run_cell("import warnings\nfrom toonlib.messages import warn\n"
+                           "from toonlib.blending import LineageWarning\n"
+                           "with warnings.catch_warnings():\n    warnings.simplefilter('always')\n"
+                           "    warn('the face is small')\n    warn('not fine-tuned from it', LineageWarning)\n"
+                           "    warnings.warn('a warning of another library')")
     err = capsys.readouterr().err.splitlines()
     assert err == ["warning: the face is small", "warning: not fine-tuned from it"], err
     assert others == ["a warning of another library"]
@@ -509,7 +511,7 @@ def test_choose_data_checks_the_path_and_takes_a_colab_upload(fake_colab, tmp_pa
 
 
 @pytest.mark.parametrize("stop", INTERRUPTS)
-def test_run_training_stopped_before_its_first_snapshot(tmp_path, monkeypatch, stop):
+def test_run_training_stopped_before_its_first_snapshot(tmp_path, monkeypatch, stop, ipython_shell):
     import toonlib.train
     from toonlib.notebook import NotebookStop, run_training
     from toonlib.train import TrainConfig
