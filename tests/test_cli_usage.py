@@ -579,7 +579,7 @@ def test_finetune_says_a_zip_is_damaged(tmp_path):
     archive.write_bytes(archive.read_bytes()[:5000])  # an interrupted download
     result = run_main("finetune", "--data", str(archive), "--resume", str(FIXTURES / "ada_tiny.pkl"), "--run-dir",
                       str(tmp_path / "run"))
-    _short_error(result, f"--data {archive}: the .zip file is damaged")
+    _short_error(result, f"'{archive}': the .zip file is damaged")
 
 
 def test_long_descriptions_wrap_at_the_help_width():

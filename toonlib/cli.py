@@ -18,7 +18,6 @@ import re
 import sys
 import textwrap
 import warnings
-import zipfile
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
@@ -500,10 +499,6 @@ def _identity(result) -> str:
 def cmd_finetune(args: argparse.Namespace) -> int:
     from .train import config_from_args, finetune
 
-    data = Path(args.data)
-    if data.suffix.lower() == ".zip" and data.is_file() and not zipfile.is_zipfile(data):
-        raise ValueError(f"--data {data}: the .zip file is damaged (its table of contents, at the end, is missing: "
-                         "a truncated download or copy?); make or copy it again, or give the folder of images")
     path = finetune(config_from_args(args), progress=args.progress)
     print(f"last snapshot: {path}")
     return 0

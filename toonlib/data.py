@@ -164,6 +164,9 @@ def _open_source(source: Path) -> Iterator[tuple[list[Entry], Callable[[str], by
                        if not info.is_dir() and PurePosixPath(info.filename).suffix.lower() in IMAGE_SUFFIXES
                        and not is_hidden(PurePosixPath(info.filename))]
             yield sorted(entries), archive.read
+    elif source.is_file() and source.suffix.lower() == ".zip":
+        raise ValueError(f"'{source}': the .zip file is damaged (its table of contents, at the end, is missing: a "
+                         "truncated download or copy?); make or copy it again, or give the folder of images")
     elif source.exists():
         raise ValueError(f"'{source}' is neither a folder nor a .zip file of images")
     else:
