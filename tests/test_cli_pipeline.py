@@ -108,14 +108,15 @@ def test_toonify_of_one_photo_shows_the_projection_steps(setup, tmp_path, capsys
 
 
 def test_all_faces_numbers_every_face(setup, tmp_path, capsys):
-    """--all-faces numbers the faces (-face0, ...) whether one or several are found, in align as in toonify: a
-    script cannot know beforehand how many a photo has."""
+    """--all-faces numbers the faces from 1 (-face1, ..., as the web app does) whether one or several are found, in
+    align as in toonify: a script cannot know beforehand how many a photo has."""
     assert cli.main(["align", str(setup / "photos" / "hopper.jpg"), "-o", str(tmp_path / "a.png"), "--size", "32",
                      "--detector", "dlib", "--all-faces"]) == 0
     assert cli.main(["toonify", str(setup / "photos" / "hopper.jpg"), "-o", str(tmp_path / "t"), "--base",
                      str(setup / "base.pt"), "--toon", str(setup / "toon.pt"), "--steps", "1", "--detector", "dlib",
                      "--no-identity", "--all-faces"]) == 0
-    assert (tmp_path / "a-face0.png").is_file() and (tmp_path / "t" / "hopper-face0-toon.png").is_file()
+    assert (tmp_path / "a-face1.png").is_file() and (tmp_path / "t" / "hopper-face1-toon.png").is_file()
+    assert not (tmp_path / "a-face0.png").exists()
 
 
 def test_all_faces_pasted_back_into_one_photo(setup, tmp_path):
@@ -131,7 +132,7 @@ def test_all_faces_pasted_back_into_one_photo(setup, tmp_path):
                      str(setup / "toon.pt"), "--steps", "1", "--detector", "dlib", "--no-identity", "--all-faces",
                      "--paste-back"]) == 0
     assert sorted(p.name for p in out.iterdir()) == [
-        f"pair-face{i}-{kind}.png" for i in (0, 1) for kind in ("aligned", "reconstruction", "toon")] + [
+        f"pair-face{i}-{kind}.png" for i in (1, 2) for kind in ("aligned", "reconstruction", "toon")] + [
         "pair-pasted.png"]
     pasted = np.asarray(Image.open(out / "pair-pasted.png")).astype(int)
     changed = (pasted != np.asarray(pair)).any(-1)

@@ -272,8 +272,9 @@ def cmd_blend(args: argparse.Namespace) -> int:
 
 
 def _face_stem(stem: str, face: int | None) -> str:
-    """`stem` of an output of face `face`; None: not numbered (--all-faces numbers every face, one found too)."""
-    return stem if face is None else f"{stem}-face{face}"
+    """`stem` of an output of face `face` (0: the largest), counted from 1 as the web app counts them (`-face1`,
+    `-face2`, ...); None: not numbered (--all-faces numbers every face, one found too)."""
+    return stem if face is None else f"{stem}-face{face + 1}"
 
 
 def cmd_align(args: argparse.Namespace) -> int:
@@ -591,7 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("align", help="crop and align a face like FFHQ")
     p.add_argument("photo", help="a photo with a face (jpg, png, ...)")
     p.add_argument("-o", "--output", required=True,
-                   help="aligned image (PNG); with --all-faces numbered -face0, -face1, ...")
+                   help="aligned image (PNG); with --all-faces numbered -face1, -face2, ... (largest first)")
     p.add_argument("--size", type=_number(high=MAX_ALIGN_SIZE), default=1024,
                    help=f"output size in px, the model's resolution (default 1024, FFHQ's; at most {MAX_ALIGN_SIZE}, "
                         "8x that: larger crops only enlarge the photo's pixels, and run out of memory)")
