@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ from safetensors.torch import save_file
 from toonlib import load_network, save_network
 from toonlib.checkpoints import CheckpointError, Networks
 from toonlib.cli import main
+from toonlib.messages import ToonlibWarning
 
 
 @pytest.fixture(scope="module")
@@ -58,9 +60,22 @@ def test_loading_leaves_torchs_random_stream_alone(nets, tmp_path, source):
     assert_same_networks(loaded, nets)
 
 
-@pytest.mark.parametrize("name", ["net.safetensors", "net.pt", "net.pkl", "net"])
-def test_found_by_content_under_any_name(nets, tmp_path, name):
-    assert_same_networks(load_network(save_network(tmp_path / name, nets)), nets)
+@pytest.mark.parametrize("name, reader", [("net.safetensors", None), ("net.pt", "torch.load"),
+                                          ("net.pkl", "pickle.load"), ("net", None)])
+def test_found_by_content_under_any_name(nets, tmp_path, name, reader):
+    """toonlib reads its files under any name; a name that is not *.safetensors is written as asked, with a
+    warning that other tools go by the suffix (a .pkl or .pt promises a reader that fails on it)."""
+    if name.endswith(".safetensors"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            path = save_network(tmp_path / name, nets)
+    else:
+        advice = rf" \({reader} cannot read it\)" if reader else ""
+        with pytest.warns(ToonlibWarning, match=rf"wrote toonlib's format, a safetensors file, to '.*{name}': toonlib "
+                                                rf"reads it under any name, but other tools choose their reader by "
+                                                rf"the suffix{advice}; name it 'net.safetensors'$"):
+            path = save_network(tmp_path / name, nets)
+    assert_same_networks(load_network(path), nets)
 
 
 def test_save_network_names_a_wrong_argument(nets, tmp_path):

@@ -518,7 +518,7 @@ def test_a_toon_file_paired_with_the_default_base_is_told_which_base(tmp_path):
                       env={"TOONLIB_CACHE": str(tmp_path / "cache"), "TORCH_HOME": str(tmp_path / "torch")})
     _short_error(result, "--swap-res 64 is above the 32 px of the --toon model")  # stops it before any photo work
     warning = next(line for line in result.stderr.splitlines() if line.startswith("toonlib toonify: warning: "))
-    assert "does not look fine-tuned from the default base model (ffhq-1024-tf)" in warning, warning
+    assert "does not look fine-tuned from the default base model 'ffhq-1024-tf'" in warning, warning
     assert warning.endswith("Pair the toon model with the base it was fine-tuned from (the registry's toon models "
                             "name theirs: their lineage in `toonlib models`)."), warning
 

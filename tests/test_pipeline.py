@@ -64,6 +64,14 @@ def test_a_device_this_machine_lacks_is_refused_before_any_model_is_read(models,
             load(folder / "base.pt", device="cuda")
     with pytest.raises(ValueError, match=r"device='gpu' is not a torch device: use 'cpu', 'cuda', 'cuda:1', \.\.\."):
         Toonifier(folder / "base.pt", folder / "toon.pt", device="gpu")
+    # another backend that this torch build or machine lacks (Linux has no Apple GPU): torch said "PyTorch is not
+    # linked with support for mps devices" once the checkpoint had been read
+    assert not torch.backends.mps.is_available()
+    for load in (toonlib.load_network, toonlib.load_generator):
+        with pytest.raises(ValueError, match=r"device='mps', but torch has no mps device here .* pass device='cpu'"):
+            load(folder / "base.pt", device="mps")
+    with pytest.raises(ValueError, match=r"device='mps', but torch has no mps device here"):
+        Toonifier(folder / "base.pt", folder / "toon.pt", device="mps")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     with pytest.raises(ValueError, match=r"device='cuda:2', but this machine has 2 CUDA GPUs \(cuda:0 to cuda:1\)"):
@@ -115,6 +123,10 @@ def test_reblending_and_paste_back(models, photos, lpips_net):
     toonifier.set_blend(None)
     assert toonifier.generator is toonifier.published_blend
     assert np.asarray(toonifier.render(result.w)).shape == (32, 32, 3)
+    # the result itself where its latent is meant: said so (was "'ToonifyResult' object has no attribute 'shape'")
+    with pytest.raises(TypeError, match=r"a latent is a tensor or an array \[N, num_ws, w_dim\], got ToonifyResult: "
+                                        r"pass its \.w \(ToonifyResult\.w\)"):
+        toonifier.render(result)
 
 
 def test_batch_survives_bad_photos(models, photos, lpips_net):
@@ -167,6 +179,13 @@ def test_settings_that_cannot_work_are_refused_when_given(models, photos, monkey
             toonifier(photo, **kwargs)
     with pytest.raises(TypeError, match="toonify_many takes a list of photos, got one str: call the Toonifier"):
         toonifier.toonify_many(str(photo))  # it walked the name's characters, each a bad photo
+    # several photos where one is toonified: toonify_many named, before any model is read (toonlib.toonify)
+    with pytest.raises(TypeError, match=r"toonify takes one photo, got a list of 2: for several, .*toonify_many"):
+        toonifier([photo, photo])
+    with monkeypatch.context() as m:
+        m.setattr(checkpoints, "_resolve", lambda *args: pytest.fail("a model was read first"))
+        with pytest.raises(TypeError, match=r"toonify takes one photo, got a tuple of 1"):
+            toonlib.toonify((photo,))
     with pytest.raises(ValueError, match="batch_size must be a whole number >= 1, got 2.5"):
         toonifier.toonify_many([photo], batch_size=2.5)
     # re-blending takes what the constructor takes

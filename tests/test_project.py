@@ -116,6 +116,12 @@ def test_images_are_w_rendered_with_the_optimised_noise(projections, G):
     assert torch.equal(render(G, result.w.numpy()), render(G, result.w))
     with pytest.raises(ValueError, match=r"one w per image: repeat it over the layers, ws = w\[:, None\]\.repeat"):
         render(G, result.w[:, 0])  # W, not W+
+    # one image's W+ latent without its batch dimension: ws[None] (the repeat advice made num_ws images of it)
+    with pytest.raises(ValueError, match=r"got \[8, 32\] \(one image's W\+ latent: ws\[None\], or "
+                                        r"result\.w\[i:i \+ 1\] of a batch; one w per image"):
+        render(G, result.w[0])
+    with pytest.raises(TypeError, match=r"got ProjectionResult: pass its \.w \(ProjectionResult\.w\)"):
+        render(G, result)
     # The maps were optimised: they moved away from the seed's initial draw and stayed normalised.
     initial = projection._initial_noise(G, [torch.Generator().manual_seed(0)], torch.device("cpu"))
     moved = [float((result.noise[name] - initial[name].detach()).abs().max()) for name in initial]
@@ -147,6 +153,63 @@ def test_progress_bar_ends_complete(G, targets, net, capsys):
     bars = [line for line in capsys.readouterr().err.replace("\r", "\n").splitlines() if "project" in line]
     assert any("4/4" in line and "100%" in line for line in bars), bars
     assert any("3/3" in line and "100%" in line for line in bars), bars  # early stop after 3 steps
+
+
+def test_progress_in_a_log_is_updated_seldom_and_ends_complete(G, targets, net, capsys):
+    """Written to a file or a pipe, the bar was redrawn after every step (a 500-step projection wrote ~40 KB to a
+    log): now every `messages.LOG_PROGRESS_INTERVAL` seconds and at its end; in a terminal as tqdm does."""
+    import io
+
+    from toonlib import messages
+
+    project(G, targets[0], steps=30, lpips_net=net, w_avg_samples=W_AVG_SAMPLES)
+    records = [r for r in capsys.readouterr().err.split("\r") if "project" in r]  # capsys' stderr: no terminal
+    assert len(records) <= 4 and "30/30" in records[-1] and "100%" in records[-1], records
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    for stream, interval in ((io.StringIO(), messages.LOG_PROGRESS_INTERVAL), (Terminal(), 0.1)):
+        with messages.progress_bar(total=2, file=stream) as bar:
+            assert bar.mininterval == interval
+
+
+def test_a_projection_takes_what_load_generator_takes_and_says_what_a_target_is(G, targets, net, tmp_path):
+    """`project(load_network(...), ...)` (the README's `.G_ema` forgotten) failed with "'Networks' object has no
+    attribute 'parameters'"; a checkpoint's path or name loads as everywhere else. A [0, 1] tensor (torchvision's
+    to_tensor) was silently read as [-1, 1]: a pale target; align_face's result gets the hint to pass `.image`."""
+    from toonlib.align import AlignedFace
+    from toonlib.checkpoints import Networks, save_network
+    from toonlib.messages import ToonlibWarning
+
+    expected = run(G, targets[0], net, steps=2)
+    path = save_network(tmp_path / "g.safetensors", G)
+    for source in (Networks(G_ema=G), path, str(path)):
+        torch.testing.assert_close(run(source, targets[0], net, steps=2).w, expected.w)
+        torch.testing.assert_close(render(source, expected.w), render(G, expected.w))
+    with pytest.warns(ToonlibWarning, match=r"the target image tensor's values all lie in 0 \.\. 0\.9.*For a \[0, 1\] "
+                                            r"tensor \(torchvision's to_tensor\) pass x \* 2 - 1"):
+        as_images(torch.linspace(0, 0.99, 3 * 32 * 32).reshape(3, 32, 32), 32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        as_images(targets[:1], 32)  # a generator's image: dark pixels below 0
+    face = AlignedFace(image=PIL.Image.new("RGB", (32, 32)), landmarks=np.zeros((68, 2)), quad=np.zeros((4, 2)),
+                       face_size=32.0)
+    with pytest.raises(TypeError, match=r"cannot use AlignedFace as a target image .*: pass its \.image "
+                                        r"\(AlignedFace\.image, the picture it holds\)"):
+        as_images(face, 32)
+
+
+def test_rendering_one_target_of_a_batch_with_its_noise_says_how(G, targets, net):
+    """render(G, result.w[:1], result.noise) of a batch failed deep in a convolution: "output with shape [1, 16, 4,
+    4] doesn't match the broadcast shape [2, 16, 4, 4]"."""
+    result = run(G, targets, net, steps=1)
+    with pytest.raises(ValueError, match=r"the noise maps are for 2 latents, w holds 1 .* pass result\.w\[i:i \+ 1\] "
+                                         r"and \{name: n\[i:i \+ 1\] for name, n in result\.noise\.items\(\)\}"):
+        render(G, result.w[:1], result.noise)
+    one = {name: n[1:2] for name, n in result.noise.items()}
+    torch.testing.assert_close(render(G, result.w[1:2], one), result.images[1:2])
 
 
 def test_batch_equals_one_by_one(G, targets, net):

@@ -5,11 +5,13 @@ import os
 import platform
 import subprocess
 import sys
+import warnings
 
 import pytest
 import torch
 
 from toonlib import runtime
+from toonlib.messages import ToonlibWarning
 
 GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 
@@ -100,6 +102,23 @@ def test_resolve_precision(monkeypatch):
     assert runtime.resolve_precision("auto", cuda) is None
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     assert runtime.resolve_precision("auto", cuda) is None
+
+
+def test_forcing_a_precision_the_cpu_emulates_is_warned(monkeypatch):
+    """precision='bf16' on a CPU without bfloat16 in hardware (160x slower) and 'fp16' on any CPU (meant for CUDA)
+    are done as asked, with a warning that names 'auto'; bf16 where the CPU computes it is not warned."""
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    with pytest.warns(ToonlibWarning, match=r"precision='bf16' on a CPU without bfloat16 in hardware .*'auto' picks "
+                                            r"float32 here"):
+        assert runtime.resolve_precision("bf16", cpu) is torch.bfloat16
+    with pytest.warns(ToonlibWarning, match=r"precision='fp16' on the CPU: float16 is meant for CUDA GPUs"):
+        assert runtime.resolve_precision("fp16", cpu) is torch.float16
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert runtime.resolve_precision("bf16", cpu) is torch.bfloat16
+        assert runtime.resolve_precision("fp32", cpu) is None
 
 
 def test_autocast_region():

@@ -28,4 +28,11 @@ def default_device(device: torch.device | str | None = None) -> torch.device:
         if device.index is not None and device.index >= count:
             raise ValueError(f"device={str(device)!r}, but this machine has {counted(count, 'CUDA GPU')} "
                              f"(cuda:0{f' to cuda:{count - 1}' if count > 1 else ''})")
+    elif device.type != "cpu":  # mps, xpu, ...: torch says "not linked with support" only once a model moves there
+        try:
+            torch.empty(0, device=device)
+        except Exception as exc:  # RuntimeError, AssertionError, ModuleNotFoundError (hpu), ... by backend
+            raise ValueError(f"device={str(device)!r}, but torch has no {device.type} device here (none on this "
+                             "machine, or a torch build without it): pass device='cpu', or None (CUDA when available, "
+                             "else the CPU)") from exc
     return device

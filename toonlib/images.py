@@ -162,6 +162,13 @@ def _advice(image: object) -> str:
         return ": pass the file's path, or its bytes (f.read())"
     if isinstance(image, (list, tuple)):
         return f" of {len(image)}: this reads one image; pass each item on its own"
+    return image_attribute_hint(image)
+
+
+def image_attribute_hint(value: object) -> str:
+    """For an object that holds a picture as `.image` (`align_face`'s AlignedFace), the advice to pass that."""
+    if isinstance(getattr(value, "image", None), Image.Image):
+        return f": pass its .image ({type(value).__name__}.image, the picture it holds)"
     return ""
 
 

@@ -429,16 +429,22 @@ class SynthesisNetwork(nn.Module):
     def blocks(self) -> list[SynthesisBlock]:
         return [getattr(self, f"b{res}") for res in self.block_resolutions]
 
+    def _ws_advice(self, shape: torch.Size) -> str:
+        """How to reshape latents of `shape` for `forward`: one image's W+ latent, or one w per image."""
+        if len(shape) != 2 or shape[1] != self.w_dim:
+            return ""
+        one_w = f"one w per image: repeat it over the layers, ws = w[:, None].repeat(1, {self.num_ws}, 1)"
+        if shape[0] == self.num_ws:  # most likely one image's W+ latent, result.w[0]
+            return f" (one image's W+ latent: ws[None], or result.w[i:i + 1] of a batch; {one_w})"
+        return f" ({one_w})"
     def forward(self, ws: torch.Tensor, noise_mode: str = "const", force_fp32: bool | None = None,
                 fused_modconv: bool | None = None) -> torch.Tensor:
         """Render ws [N, num_ws, w_dim]. noise_mode: 'random' (fresh noise), 'const' (stored), 'none'."""
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
         if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
-            one_w = ws.ndim == 2 and ws.shape[1] == self.w_dim  # a W latent per image, not one per layer
             raise ValueError(f"ws must have shape [N, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}"
-                             + (f" (one w per image: repeat it over the layers, ws = w[:, None].repeat(1, "
-                                f"{self.num_ws}, 1))" if one_w else ""))
+                             + self._ws_advice(ws.shape))
         ws = ws.to(self.b4.const.dtype)
         # In eval mode (inference: one kernel per sample) channels-last where that pays, unless the caller chose the
         # layout (`ops.channels_last()`, as projection does); the image comes back NCHW. A forward 10-20% faster.

@@ -13,12 +13,13 @@ How the photo becomes a latent (`invert`, docs/design.md section 13):
 
 | invert          | latent                                            | cost (2-core CPU, 1024 px) |
 |-----------------|---------------------------------------------------|----------------------------|
-| 'optimize'      | LPIPS projection into the base's W+ (500 steps)   | 25 min - 1.5 h             |
-| 'e4e' / 'psp'   | one pass of the e4e / pSp FFHQ encoder            | 5-15 s                     |
-| 'e4e+optimize'  | the e4e codes, refined by projection (100 steps)  | 5-20 min                   |
-| 'psp-toonify'   | pSp's Toonify encoder: straight into the toon W+  | 4-10 s                     |
+| 'optimize'      | LPIPS projection into the base's W+ (500 steps)   | 5.5 min - 1.5 h            |
+| 'e4e' / 'psp'   | one pass of the e4e / pSp FFHQ encoder            | 2 - 15 s                   |
+| 'e4e+optimize'  | the e4e codes, refined by projection (100 steps)  | 1 - 20 min                 |
+| 'psp-toonify'   | pSp's Toonify encoder: straight into the toon W+  | 1 - 10 s                   |
 
-(benchmarks/bench_toonify.py and bench_vs_reference.py, quiet to busy shared machines: 3-11 s a projection
+(benchmarks/bench_toonify.py and bench_vs_reference.py: the low ends on 2 AVX-512 cores with AVX512-BF16, where
+projection runs in bfloat16, the high ends on 2 busy AVX2 cores, 3-11 s a projection
 step. On an H200 GPU 500 steps took 9.3 s, benchmarks/bench_gpu.py.)
 
 Every latent is rendered by the current toon generator, so `set_blend` works with every mode. The e4e and
@@ -160,7 +161,7 @@ class Toonifier:
             self._toon = _without_discriminator(load_network(toon)) if isinstance(toon, (str, os.PathLike)) else toon
             self.published_blend = load_generator(self._toon, device=self.device).eval()
             # Without `base`, the messages say which base the toon model was paired with.
-            base_name = "the base model" if base is not None else f"the default base model ({self._base_source})"
+            base_name = "the base model" if base is not None else f"the default base model '{self._base_source}'"
             self._check_latents_fit(self.published_blend, self.base, base_name)
             check_lineage(self.published_blend, self.base, "the toon model", base_name)
             if invert == "psp-toonify":
@@ -243,6 +244,7 @@ class Toonifier:
         `project_kwargs` go to `projection.project` (the modes that optimise), e.g. `callback(step, distance, w)`,
         run after each step: an exception it raises stops the projection and is raised here.
         """
+        check_one_photo(photo)
         [(_, outcome)] = self.toonify_many([photo], all_faces=all_faces, face_index=face_index, space=space,
                                            steps=steps, seed=seed, paste_back=paste_back, progress=progress,
                                            **project_kwargs)
@@ -310,7 +312,8 @@ class Toonifier:
 
     def render(self, w: torch.Tensor) -> Image.Image | list[Image.Image]:
         """The current toon generator's image(s) of latent(s) w [N, num_ws, w_dim] (const noise)."""
-        return to_pil(render(self.generator, w)[0] if w.shape[0] == 1 else render(self.generator, w))
+        images = render(self.generator, w)
+        return to_pil(images[0] if images.shape[0] == 1 else images)
 
     def _result(self, photo: Image.Image, face: AlignedFace, inverted: tuple, i: int,
                 paste_back: bool) -> ToonifyResult:
@@ -375,6 +378,7 @@ def toonify(photo: ImageInput, base: GeneratorLike | None = None, toon: Generato
     Extra keyword arguments go to `Toonifier.__call__` (all_faces, face_index, seed, paste_back, ...)
     or, for `level`, `blend_width`, `toon_network`, `device`, `detector`, `encoder`, to the `Toonifier`.
     """
+    check_one_photo(photo)
     setup = {k: kwargs.pop(k) for k in ("level", "blend_width", "toon_network", "device", "detector", "encoder")
              if k in kwargs}
     # the call's options too, before the Toonifier loads (and perhaps downloads) its models
@@ -382,6 +386,14 @@ def toonify(photo: ImageInput, base: GeneratorLike | None = None, toon: Generato
                   project_kwargs={k: v for k, v in kwargs.items() if k not in _CALL_OPTIONS})
     return Toonifier(base, toon, swap_res=swap_res, invert=invert, **setup)(photo, space=space, steps=steps,
                                                                              **kwargs)
+
+
+def check_one_photo(photo: object) -> None:
+    """TypeError for several photos given where one is toonified (`toonify`, `Toonifier.__call__`), before any
+    model is loaded: the message names `toonify_many`."""
+    if isinstance(photo, (list, tuple)):
+        raise TypeError(f"toonify takes one photo, got a {type(photo).__name__} of {len(photo)}: for several, "
+                        "toonifier = toonlib.Toonifier(); for photo, results in toonifier.toonify_many(photos): ...")
 
 
 def default_base(toon: GeneratorLike) -> GeneratorLike:

@@ -28,9 +28,10 @@ import torch
 import torch.nn.functional as F
 
 from . import ops, runtime
+from .checkpoints import GeneratorLike, load_generator
 from .devices import default_device
 from .files import atomic_write_path, user_path
-from .images import from_pil, read_image, to_uint8
+from .images import from_pil, image_attribute_hint, read_image, to_uint8
 from .losses import PerceptualDistance, build_lpips, noise_regularization, normalize_noise_
 from .messages import check_count, progress_bar, summary, warn
 
@@ -119,7 +120,7 @@ def latent_noise_scale(t: float, w_std: float) -> float:
 # Projection
 
 
-def project(G: torch.nn.Module, target: Target, space: str = "w+", steps: int | None = None, *,
+def project(G: GeneratorLike, target: Target, space: str = "w+", steps: int | None = None, *,
             seed: int | Sequence[int] = 0, device: str | torch.device | None = None,
             lpips_net: torch.nn.Module | None = None, noise_reg_weight: float = 1e5, initial_lr: float = 0.1,
             w_avg_samples: int = 10000, w_stats: tuple[torch.Tensor, float] | None = None,
@@ -128,6 +129,7 @@ def project(G: torch.nn.Module, target: Target, space: str = "w+", steps: int | 
             precision: str = "auto") -> ProjectionResult:
     """Project target image(s) into G's W or W+ space.
 
+    G: a generator, or what `load_generator` takes (a loaded checkpoint or a path, URL or registry name: its G_ema).
     target: a PIL image or an image array (read as `images.read_image` reads them: uint8 RGB as is, 16-bit
     scaled, transparency on white), a float tensor [3, H, W] or [N, 3, H, W] in [-1, 1], or a list of
     those; non-square images are centre-cropped and all are resized to G's resolution.
@@ -185,8 +187,11 @@ def project(G: torch.nn.Module, target: Target, space: str = "w+", steps: int | 
         check_count("w_avg_samples", w_avg_samples, 2)  # the spread of one sample is no spread
     if early_stop is not None:
         _EarlyStop.check(early_stop)
-    device = default_device(device) if device is not None else next(G.parameters()).device
-    dtype = runtime.resolve_precision(precision, device)  # a bad precision fails before any model is loaded
+    device = default_device(device) if device is not None else None
+    runtime.check_precision(precision)  # before any model is loaded
+    G = load_generator(G)
+    device = device if device is not None else next(G.parameters()).device
+    dtype = runtime.resolve_precision(precision, device)
     G = copy.deepcopy(G).eval().requires_grad_(False).to(device)
     targets = as_images(target, G.img_resolution).to(device)
     num = targets.shape[0]
@@ -300,14 +305,31 @@ def w_statistics(G: torch.nn.Module, num_samples: int = 10000) -> tuple[torch.Te
     return w_avg, w_std
 
 
-def render(G: torch.nn.Module, w: torch.Tensor | np.ndarray, noise: dict[str, torch.Tensor] | None = None
+def render(G: GeneratorLike, w: torch.Tensor | np.ndarray, noise: dict[str, torch.Tensor] | None = None
            ) -> torch.Tensor:
     """Synthesise ws [N, num_ws, w_dim] with const noise, or with the given per-target noise maps
-    (e.g. `ProjectionResult.noise`); returns [N, 3, H, W] float32 in [-1, 1] on the CPU. G is untouched."""
+    (e.g. `ProjectionResult.noise`); returns [N, 3, H, W] float32 in [-1, 1] on the CPU. G is untouched; like
+    `project`'s, it may be anything `load_generator` takes."""
+    G = load_generator(G)
     device = next(G.parameters()).device
+    ws = latent_tensor(w, device)
     noise = {name: n.to(device) for name, n in (noise or {}).items()}
-    with torch.no_grad():  # an array (a latent read with numpy) is taken as it is
-        return _synthesize(G, torch.as_tensor(w, device=device), noise).float().cpu().contiguous()
+    for name, n in noise.items():
+        if n.shape[0] != ws.shape[0]:
+            raise ValueError(f"the noise maps are for {n.shape[0]} latents, w holds {ws.shape[0]} ({name} "
+                             f"{list(n.shape)}): for target i of a projection pass result.w[i:i + 1] and "
+                             "{name: n[i:i + 1] for name, n in result.noise.items()}")
+    with torch.no_grad():
+        return _synthesize(G, ws, noise).float().cpu().contiguous()
+
+
+def latent_tensor(w: torch.Tensor | np.ndarray, device: torch.device | None = None) -> torch.Tensor:
+    """A latent as a tensor on `device` (an array, a latent read with numpy, is taken as it is); a TypeError that
+    names the attribute to pass for the result objects that hold one (`ProjectionResult.w`, `ToonifyResult.w`)."""
+    if isinstance(w, (torch.Tensor, np.ndarray)):
+        return torch.as_tensor(w, device=device)
+    hint = f": pass its .w ({type(w).__name__}.w)" if isinstance(getattr(w, "w", None), torch.Tensor) else ""
+    raise TypeError(f"a latent is a tensor or an array [N, num_ws, w_dim], got {type(w).__name__}{hint}")
 
 
 def _synthesize(G: torch.nn.Module, ws: torch.Tensor, noise: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -448,13 +470,17 @@ def _as_tensor(item) -> torch.Tensor:
         if x.numel() and x.detach().abs().amax() > 2:  # [0, 255] would be clamped to a white image
             raise ValueError(f"an image tensor must hold values in [-1, 1], got {x.min().item():.4g} .. "
                              f"{x.max().item():.4g}: for 0 .. 255 use x / 127.5 - 1, for 0 .. 1 x * 2 - 1")
+        if x.numel() and x.detach().amin() >= 0:  # no pixel darker than mid-grey: a [0, 1] tensor, most likely
+            warn(f"the target image tensor's values all lie in 0 .. {x.max().item():.3g}; project reads a tensor "
+                 "as [-1, 1] (what a generator draws), so this one is a pale picture with nothing darker than grey. "
+                 "For a [0, 1] tensor (torchvision's to_tensor) pass x * 2 - 1")
         return x.detach().float().cpu()
     if isinstance(item, (str, os.PathLike)):
         raise TypeError(f"a target is an image, not a file name ({str(item)!r}): for a photo of a face use "
                         "toonlib.align_face(path).image (the FFHQ crop projection expects), for an aligned one "
                         "PIL.Image.open(path)")
     raise TypeError(f"cannot use {type(item).__name__} as a target image (a PIL image, an image array or a float "
-                    "tensor in [-1, 1])")
+                    f"tensor in [-1, 1]){image_attribute_hint(item)}")
 
 
 def _fit(x: torch.Tensor, resolution: int) -> torch.Tensor:

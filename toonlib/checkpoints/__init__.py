@@ -29,6 +29,7 @@ import torch
 
 from ..devices import default_device
 from ..files import is_url, looks_like_html, user_path
+from ..messages import warn
 from ..networks import Generator
 from . import native, native_torch, nvidia, psp, rosinality, tensorflow
 from .common import CheckpointError, GeneratorLike, Networks
@@ -261,7 +262,8 @@ def save_network(path: str | os.PathLike, networks: Networks | Generator) -> Pat
 
     The format is safetensors (tensors plus the configs and meta as JSON; no pickle). The file is
     written at exactly `path`: name it `*.safetensors` (`NATIVE_SUFFIX`) so that other tools, which pick
-    their loader by suffix, recognise it; toonlib itself reads it under any name.
+    their loader by suffix, recognise it; toonlib itself reads it under any name. Another suffix is written
+    as asked, with a `ToonlibWarning`.
     """
     if isinstance(networks, Generator):
         networks = Networks(G_ema=networks)
@@ -270,4 +272,11 @@ def save_network(path: str | os.PathLike, networks: Networks | Generator) -> Pat
         raise TypeError("save_network(path, networks) takes a file path, then a Generator or Networks; got "
                         f"{type(path).__name__}, {type(networks).__name__}" + (" (swapped)" if swapped else ""))
     native.save(networks, path)
-    return user_path(path)
+    path = user_path(path)
+    if path.suffix.lower() != NATIVE_SUFFIX:
+        readers = {".pkl": "pickle.load", ".pickle": "pickle.load", ".pt": "torch.load", ".pth": "torch.load"}
+        reader = readers.get(path.suffix.lower())
+        warn(f"wrote toonlib's format, a safetensors file, to '{path}': toonlib reads it under any name, but other "
+             f"tools choose their reader by the suffix{f' ({reader} cannot read it)' if reader else ''}; "
+             f"name it '{path.with_suffix(NATIVE_SUFFIX).name}'")
+    return path
