@@ -84,3 +84,34 @@ def test_a_truncated_safetensors_file_is_said_to_be_cut_short(tmp_path):
     assert result.returncode == 2 and result.stderr.startswith(f"toonlib info: error: {cut} is a safetensors file cut "
                                                                "short: its header alone is "), result.stderr
     assert "bytes, the whole file 3000. A truncated download or copy" in result.stderr
+
+
+def test_info_tells_where_weights_came_from_and_a_run_folder_is_pointed_to_its_snapshot(tmp_path):
+    """`toonlib info` of a fine-tuning snapshot or a converted file printed the architecture only, though the file
+    records its history; a run folder given where a checkpoint is meant said only "is a folder" (`--resume` takes
+    run folders, `blend --toon` a snapshot)."""
+    import numpy as np
+    from PIL import Image
+
+    data = tmp_path / "faces"
+    data.mkdir()
+    for i in range(8):
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(data / f"{i}.png")
+    run = tmp_path / "run"
+    result = run_cli("finetune", "--data", str(data), "--resume", str(FIXTURES / "ada_tiny.pkl"), "--run-dir", str(run),
+                     "--kimg", "0.008", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    snapshot = run / "network-snapshot-000000008.safetensors"
+    result = run_cli("info", str(snapshot))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[1] == (f"fine-tuned from {FIXTURES / 'ada_tiny.pkl'} on {data}, 0.008 kimg "
+                                             "(8 images shown)")
+    result = run_cli("blend", "--toon", str(run), "--base", str(FIXTURES / "ada_tiny.pkl"), "--swap-res", "8", "-o",
+                     str(tmp_path / "b.safetensors"))
+    assert result.returncode == 2 and result.stderr == (
+        f"toonlib blend: error: {run} is a folder, not a checkpoint file: for the fine-tuning run there, give its "
+        f"newest snapshot, {snapshot}\n")
+    converted = tmp_path / "ada.safetensors"
+    assert run_cli("convert", str(FIXTURES / "ada_tiny.pkl"), str(converted)).returncode == 0
+    result = run_cli("info", str(converted))
+    assert result.stdout.splitlines()[1] == f"converted from {FIXTURES / 'ada_tiny.pkl'} (nvidia format)"

@@ -436,6 +436,7 @@ def check_convert(out: Outcome, box: Sandbox) -> None:
 def check_info(out: Outcome, box: Sandbox) -> None:
     assert out.written == set()
     assert out.out.startswith("toonlib checkpoint: 32x32") and "img_resolution: 32" in out.out
+    assert out.out.splitlines()[1] == "converted from stylegan2-ffhq-config-f.pkl (tensorflow format)"
 
 
 def check_toonify_e4e(out: Outcome, box: Sandbox) -> None:

@@ -180,9 +180,25 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     nets = load_network(args.checkpoint)
     print(_describe(nets))
+    for line in _history(nets.meta):
+        print(line)
     for key, value in nets.config.to_dict().items():
         print(f"  {key}: {value}")
     return 0
+
+
+def _history(meta: dict) -> list[str]:
+    """Where a toonlib file's weights came from, as its meta records it: the fine-tuning run that wrote a snapshot
+    (`toonlib finetune`), the file and format a converted one was read from (`toonlib convert`)."""
+    lines = []
+    finetune = meta.get("finetune")
+    if isinstance(finetune, dict):
+        lines.append(f"fine-tuned from {finetune.get('base')} on {finetune.get('data')}, "
+                     f"{finetune.get('kimg')} kimg ({round(1000 * float(finetune.get('kimg') or 0))} images shown)")
+    origin = meta.get("origin")
+    if isinstance(origin, dict) and origin.get("format") not in (None, "toonlib") and origin.get("source"):
+        lines.append(f"converted from {origin['source']} ({origin['format']} format)")
+    return lines
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:

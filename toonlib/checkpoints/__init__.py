@@ -142,7 +142,12 @@ def read_checkpoint(path: str | os.PathLike) -> Networks:
     path = Path(path)
     source = str(path)
     if path.is_dir():
-        raise CheckpointError(f"{source} is a folder, not a checkpoint file")
+        from ..train.snapshots import latest_snapshot
+
+        newest = latest_snapshot(path)  # a fine-tuning run's folder: its newest snapshot is what was meant
+        raise CheckpointError(f"{source} is a folder, not a checkpoint file"
+                              + (f": for the fine-tuning run there, give its newest snapshot, {newest}"
+                                 if newest is not None and newest.is_file() else ""))
     with open(path, "rb") as f:
         head = f.read(64)
     if not head:
