@@ -33,14 +33,14 @@ def test_committed_without_outputs_and_thin(name):
 
 
 def test_blend_notebook_runs(tmp_path):
-    save_network(tmp_path / "base.pt", tiny_generator(0))
-    save_network(tmp_path / "toon.pt", tiny_generator(1))
-    nb = execute("02_blend.ipynb", {"base_model": str(tmp_path / "base.pt"), "toon_model": str(tmp_path / "toon.pt"),
-                                    "toon_network": "G_ema", "swap_res": 8, "output": "blend.pt"}, cwd=tmp_path)
-    assert "saved blend.pt" in outputs_text(nb)
+    save_network(tmp_path / "base.safetensors", tiny_generator(0))
+    save_network(tmp_path / "toon.safetensors", tiny_generator(1))
+    nb = execute("02_blend.ipynb", {"base_model": str(tmp_path / "base.safetensors"), "toon_model": str(tmp_path / "toon.safetensors"),
+                                    "toon_network": "G_ema", "swap_res": 8, "output": "blend.safetensors"}, cwd=tmp_path)
+    assert "saved blend.safetensors" in outputs_text(nb)
     save = nb.cells[cell_index(nb, "explorer.save(")]
-    assert [out.output_type for out in save.outputs] == ["stream"], save.outputs  # not PosixPath('blend.pt') below
-    assert load_network(tmp_path / "blend.pt").G_ema.img_resolution == 32
+    assert [out.output_type for out in save.outputs] == ["stream"], save.outputs  # not PosixPath('blend.safetensors') below
+    assert load_network(tmp_path / "blend.safetensors").G_ema.img_resolution == 32
 
 
 def _photo() -> str:
