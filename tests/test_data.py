@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -108,9 +109,36 @@ def test_too_few_images_is_an_error(tmp_path):
 
 def test_a_refused_data_set_writes_no_cache(tmp_path):
     make_folder(tmp_path / "few", count=3)
+    accepted = []
     with pytest.warns(UserWarning), pytest.raises(ValueError, match="found 3 usable"):
-        ImageDataset(tmp_path / "few", RES, progress=False, cache_dir=tmp_path / "cache")
+        ImageDataset(tmp_path / "few", RES, progress=False, cache_dir=tmp_path / "cache",
+                     on_accept=lambda: accepted.append(True))
     assert not (tmp_path / "cache").exists()  # a fine-tuning run that stops at its start leaves nothing behind
+    assert not accepted  # where a fine-tuning run takes its new run folder
+
+
+def test_on_accept_is_called_before_the_cache_is_written(folder, tmp_path):
+    cache = tmp_path / "cache"
+    accepted = []
+    load(folder, cache_dir=cache, on_accept=lambda: accepted.append(cache.exists()))
+    load(folder, cache_dir=cache, on_accept=lambda: accepted.append("again"))  # read from the cache: nothing written
+    assert accepted == [False]
+
+
+def test_images_smaller_than_the_resolution_are_said_in_one_warning(tmp_path):
+    """A 20x20 image was enlarged to the training size without a word."""
+    data = tmp_path / "faces"
+    data.mkdir()
+    for i in range(8):
+        Image.new("RGB", (10, 12) if i in (2, 5, 6) else (30, 30), (30 * i, 0, 0)).save(data / f"{i}.png")
+    for _ in range(2):  # prepared, then from the cache
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            dataset = ImageDataset(data, RES, progress=False, cache_dir=tmp_path / "cache")
+        assert [str(w.message) for w in caught] == [
+            f"3 of 8 images in '{data}' are smaller than the training resolution, 15x15 (e.g. 2.png, 10x12): "
+            "enlarged to it, such images are blurred; larger ones make a sharper model"]
+    assert dataset.enlarged == [("2.png", 10, 12), ("5.png", 10, 12), ("6.png", 10, 12)]
 
 
 def test_xflip_doubles_with_mirrored_copies(folder):

@@ -33,13 +33,14 @@ def test_committed_without_outputs_and_thin(name):
 
 
 def test_blend_notebook_runs(tmp_path):
-    save_network(tmp_path / "base.safetensors", tiny_generator(0))
-    save_network(tmp_path / "toon.safetensors", tiny_generator(1))
-    nb = execute("02_blend.ipynb", {"base_model": str(tmp_path / "base.safetensors"), "toon_model": str(tmp_path / "toon.safetensors"),
-                                    "toon_network": "G_ema", "swap_res": 8, "output": "blend.safetensors"}, cwd=tmp_path)
+    base, toon = tmp_path / "base.safetensors", tmp_path / "toon.safetensors"
+    save_network(base, tiny_generator(0))
+    save_network(toon, tiny_generator(1))
+    nb = execute("02_blend.ipynb", {"base_model": str(base), "toon_model": str(toon), "toon_network": "G_ema",
+                                    "swap_res": 8, "output": "blend.safetensors"}, cwd=tmp_path)
     assert "saved blend.safetensors" in outputs_text(nb)
     save = nb.cells[cell_index(nb, "explorer.save(")]
-    assert [out.output_type for out in save.outputs] == ["stream"], save.outputs  # not PosixPath('blend.safetensors') below
+    assert [out.output_type for out in save.outputs] == ["stream"], save.outputs  # not PosixPath(...) below
     assert load_network(tmp_path / "blend.safetensors").G_ema.img_resolution == 32
 
 

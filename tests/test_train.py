@@ -42,6 +42,7 @@ from toonlib.train import (
     newest_state,
     update_ema,
 )
+from toonlib.train.arguments import EXIT_STATUS
 from toonlib.train.snapshots import hold_run_dir
 
 TINY = dict(img_resolution=16, channel_base=256, channel_max=32)
@@ -444,7 +445,7 @@ def test_torchrun_on_a_busy_run_folder_stops_every_process(base, tmp_path):
     assert result.returncode != 0
     assert f"error: {run} is in use by another fine-tuning run (process {holder.pid})" in result.stderr  # rank 0
     assert "main training process (rank 0) failed: BlockingIOError" in result.stderr  # rank 1, not left waiting
-    assert not run.exists()
+    assert [p.relative_to(run).as_posix() for p in sorted(run.rglob("*"))] == [".locks", ".locks/run.lock"]
 
 
 PROCESS_GROUP_FREED = """
@@ -509,6 +510,88 @@ def test_command_line_options_map_to_the_config():
 def test_invalid_settings_are_reported_together():
     with pytest.raises(ValueError, match="kimg must be > 0.*augment must be one of"):
         TrainConfig(data="d", resume="r", run_dir="o", kimg=0, augment="maybe")
+
+
+@pytest.mark.parametrize("settings, said", [
+    ({"kimg": "0.008"}, "kimg must be a number, got '0.008'"),  # was: '>' not supported between 'str' and 'int'
+    ({"kimg": float("inf")}, "kimg must be a finite number, got inf"),  # was: OverflowError, and a dataset cache
+    ({"snapshot_kimg": float("inf"), "gamma": float("nan"), "ema_rampup": float("inf")},
+     "gamma must be a finite number, got nan; ema_rampup must be a finite number, got inf; snapshot_kimg must be"),
+    ({"batch_size": 4.5}, "batch_size must be a whole number >= 1, got 4.5"),  # was: about --batch-gpu 4.0
+    ({"freeze_mapping": "no"}, "freeze_mapping must be True or False, got 'no'"),  # was: frozen (a truthy string)
+    ({"mirror": 0}, "mirror must be True or False, got 0"),
+    ({"betas": 0.9}, "betas must be two numbers in [0, 1), got 0.9"),
+    ({"image_seeds": 4}, "image_seeds: give whole numbers from 0 to 2**32 - 1, such as (0, 1, 2), or a string"),
+    ({"image_seeds": "0-"}, "image_seeds: bad seed list '0-': use numbers and ranges such as '0-3,7'"),
+])
+def test_values_of_the_wrong_type_are_refused_naming_the_field(settings, said):
+    with pytest.raises(ValueError, match=re.escape(f"invalid TrainConfig: {said}")):
+        TrainConfig(data="d", resume="r", run_dir="o", **settings)
+
+
+def test_seeds_are_taken_as_the_command_line_takes_them():
+    """TrainConfig(image_seeds='0-3') failed with int()'s "invalid literal for int() with base 10: '-'"."""
+    assert TrainConfig(data="d", resume="r", run_dir="o", image_seeds="0-2,7").image_seeds == (0, 1, 2, 7)
+
+
+def test_finetune_takes_a_train_config_or_its_settings_and_says_so_otherwise(base, capsys):
+    """finetune("faces") failed with "'str' object has no attribute 'device'", finetune(data=...) with "unexpected
+    keyword argument 'data'"; and progress=False printed nothing until the run ended."""
+    example = re.escape("finetune(TrainConfig(data='faces/', resume='ffhq-256-noaug', run_dir='runs/toon')), or its "
+                        "settings as keywords, finetune(data='faces/', resume='ffhq-256-noaug', run_dir='runs/toon')")
+    for wrong, got in (("faces", "got str 'faces'"), ({"data": "faces"}, r"got a dict: .* finetune\(\*\*settings\)")):
+        with pytest.raises(TypeError, match=f"^finetune takes a TrainConfig, {example}; {got}"):
+            finetune(wrong)
+    with pytest.raises(TypeError, match=r"TrainConfig and keyword settings \(kimg\): .*dataclasses.replace"):
+        finetune(config(base, "unused"), kimg=1)
+    run = base["root"] / "keywords"
+    path = finetune(data=str(base["data"]), resume=str(base["base"]), run_dir=str(run), prepare="none", batch_size=4,
+                    kimg=0.008, snapshot_kimg=0.004, image_seeds="0", progress=False)
+    assert path == run / "network-snapshot-000000008.safetensors"
+    lines = capsys.readouterr().out.splitlines()
+    assert [re.sub(r"\[\d\d:\d\d, G=\d\.\d{3}, D=\d\.\d{3}, p=\d\.\d{3}(, r_t=-?\d\.\d{3})?\]", "[...]", line)
+            for line in lines] == ["fine-tuning 0.004/0.008 kimg [...]: network-snapshot-000000004.safetensors",
+                                   "fine-tuning 0.008/0.008 kimg [...]: network-snapshot-000000008.safetensors"], lines
+
+
+def finetune_command(*options: str) -> int:
+    """The exit status of `toonlib finetune` with `options` (argparse's too, which exits)."""
+    try:
+        status = toonlib.cli.main(["finetune", *options])
+    except SystemExit as exc:
+        status = exc.code
+    return status
+
+
+@pytest.mark.parametrize("options, said", [
+    (["--kimg", "inf"], "toonlib finetune: error: --kimg must be a finite number, got inf"),
+    (["--freeze-g", "12"],  # was: "or a --resolution 4, 8, 16": the word rewritten as an option
+     "toonlib finetune: error: --freeze-g must be 0 (off) or a resolution 4, 8, 16, ..., got 12"),
+    (["--batch-size", "4", "--batch-gpu", "8"],
+     "toonlib finetune: error: --batch-gpu must be between 1 and --batch-size (4), got 8"),
+    (["--image-seeds", "5-1"],  # was: "invalid _seeds value: '5-1'"
+     "toonlib finetune: error: argument --image-seeds: bad seed list '5-1': the range 5-1 runs backwards; write 1-5"),
+    (["--ema-rampup", "foo"],  # was: "invalid _optional_float value: 'foo'"
+     "toonlib finetune: error: argument --ema-rampup: expected a number or 'none', got 'foo'"),
+])
+def test_bad_values_on_the_command_line_are_said_as_typed(base, options, said, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert finetune_command("--data", str(base["data"]), "--resume", str(base["base"]), "--run-dir", str(run),
+                            *options) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == said
+    assert not run.exists()
+
+
+def test_finetune_help_says_its_exit_statuses_and_the_images_it_needs(capsys):
+    """Its epilog was the other commands': photos, 'no face', `toonlib models | head`."""
+    assert finetune_command("--help") == 0
+    text = capsys.readouterr().out
+    epilog = text[text.index("\nexit status:"):]
+    assert epilog == "\n" + EXIT_STATUS + "\n" and "130  interrupted (Ctrl-C): the run is saved" in epilog
+    assert "face" not in epilog and "photo" not in epilog and "models | head" not in epilog
+    data = " ".join(text[text.index("\n  --data DATA"):text.index("\n  --resume RESUME")].split())
+    assert data == "--data DATA folder or .zip of training images, at least 8 (subfolders too); the run folder must " \
+                   "not be inside it"
 
 
 def test_base_without_discriminator_is_refused(base):

@@ -155,7 +155,9 @@ def test_weights_that_cannot_be_downloaded_are_explained(monkeypatch):
                                      "no internet connection", True)
 
     monkeypatch.setattr("toonlib.quality.fetch", offline)
-    with pytest.raises(MetricUnavailable, match="cannot be had. could not download .*no internet") as raised:
+    with pytest.raises(MetricUnavailable, match="^FID / KID need torch-fidelity's Inception-v3 weights: could not "
+                                                "download .*no internet") as raised:
         inception_weights(progress=False)
+    assert "  - or fetch them where there is internet (`toonlib fetch inception-fid`)" in str(raised.value)
     # the way out is the last of the download's advice lines, not a sentence glued to its file path
     assert str(raised.value).splitlines()[-1] == "  - or train without a quality metric: --metric none (metric='none')"

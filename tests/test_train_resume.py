@@ -8,6 +8,8 @@ The tiny 16 px networks, data set and settings of test_train.py, on one CPU thre
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import shutil
@@ -326,7 +328,7 @@ def test_ctrl_c_during_the_last_snapshot_resumes_exactly(base, stage, monkeypatc
             finetune(config(base, run.name, **settings), progress=False)
     for name in ("network", "fakes"):  # what latest.json names is there, and whole
         assert (run / json.loads((run / "latest.json").read_text())[name]).is_file()
-    assert not [p.name for p in run.iterdir() if p.name.startswith(".")]
+    assert not [p.name for p in run.iterdir() if p.name.startswith(".") and p.name != ".locks"]  # no temp files
     path = finetune(config(base, run.name, **settings), progress=False)
     assert path == run / "network-snapshot-000000008.safetensors" == latest_snapshot(run)
     assert [json.loads(line)["kimg"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [0.004, 0.008]
@@ -351,28 +353,135 @@ def test_files_cut_short_by_a_killed_run_are_removed_when_it_resumes(base):  # n
     assert not [path for path in stale if path.exists()] and all(path.exists() for path in kept)
 
 
-def test_a_run_keeps_one_dataset_cache(base, tmp_path):  # noqa: F811
-    """Images added between resumes made a new cache beside the old one, each a full copy of the data set."""
+def test_a_run_keeps_one_dataset_cache_and_says_how_its_images_changed(base, tmp_path):  # noqa: F811
+    """Images added between resumes made a new cache beside the old one, each a full copy of the data set; and the
+    run went on with other images without a word, which is not "as if it had not stopped"."""
     data = tmp_path / "faces"
     shutil.copytree(base["data"], data)
     run = base["root"] / "growing"
     finetune(config(base, run.name, kimg=0.004, data=str(data)), progress=False)
     first = sorted((run / "dataset-cache").iterdir())
-    shutil.copy(sorted(data.glob("*.png"))[0], data / "added.png")
-    finetune(config(base, run.name, kimg=0.008, data=str(data)), progress=False)
+    images = sorted(data.glob("*.png"))
+    shutil.copy(images[0], data / "added.png")
+    images[1].unlink()
+    images[2].unlink()
+    shutil.copy(images[3], images[4])  # replaced: another size or time
+    os.utime(images[4], ns=(1, 1))
+    with pytest.warns(UserWarning, match=rf"^the images in {data} changed since the run's last snapshot \(1 added, "
+                                         r"2 removed, 1 replaced; 63 files now\): the run goes on with the images "
+                                         "there now$"):
+        finetune(config(base, run.name, kimg=0.008, data=str(data)), progress=False)
     second = sorted((run / "dataset-cache").iterdir())
     assert len(first) == len(second) == 1 and first != second
+
+
+# ---------------------------------------------------------------------------------------------
+# Where a run folder may be and what it takes: not in the data, nothing outside it; a full disk; changed settings
+
+
+def test_a_run_folder_inside_the_data_folder_is_refused_before_anything_is_written(base, tmp_path,  # noqa: F811
+                                                                                   capsys):
+    """It trained on its own fakes and plots when it resumed (they were taken for training images)."""
+    data = tmp_path / "faces"
+    shutil.copytree(base["data"], data)
+    for run, where in ((data / "run", "is inside"), (data, "is"), (data / "runs" / "toon", "is inside")):
+        assert cli(base, str(base["base"]), run, "--kimg", "0.004", data=str(data)) == 2
+        assert capsys.readouterr().err == (
+            f"toonlib finetune: error: --run-dir {run} {where} the data folder {data}: the run's images (fakes, "
+            f"metrics.png) would become training images. Put the run folder elsewhere, e.g. {tmp_path}/runs/faces\n")
+    assert sorted(p.name for p in data.rglob("*")) == sorted(p.name for p in base["data"].iterdir())  # nothing new
+    with pytest.raises(ValueError, match=rf"^--run-dir {data}/run \(run_dir='{data}/run'\) is inside the data"):
+        finetune(config(base, "unused", data=str(data), run_dir=str(data / "run")), progress=False)
+
+
+def test_a_run_writes_nothing_outside_its_folder_and_a_refused_one_nothing(base, tmp_path, capsys):  # noqa: F811
+    """The lock was `.locks/<name>.lock` beside the run folder: left there for good by every run, refused and deleted
+    ones too, and a read-only parent refused a writable run folder."""
+    parent = tmp_path / "runs"
+    parent.mkdir()
+    run = parent / "toon"
+    finetune(config(base, "unused", run_dir=str(run), kimg=0.004), progress=False)
+    assert [p.name for p in parent.iterdir()] == ["toon"]
+    assert (run / ".locks" / "run.lock").is_file() and not (run / ".locks" / "run.holder").exists()
+    empty = parent / "empty"
+    empty.mkdir()
+    for folder in (parent / "refused", empty):  # refused after the base model was read
+        assert cli(base, str(base["base"]), folder, "--freeze-d", "99") == 2
+        assert "--freeze-d 99 asks for more layers" in capsys.readouterr().err
+    assert sorted(p.name for p in parent.rglob("*") if p.parent != run and run not in p.parents) == ["empty", "toon"]
+
+
+def full_disk_while(stage: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the `stage` of the second snapshot (the first for the dataset cache) fail as a full disk does: torch's
+    writes (dataset cache, training state) through /dev/full, safetensors' with its own error's text."""
+    from safetensors import SafetensorError
+
+    from toonlib import data
+    from toonlib.train import snapshots
+
+    module, name = {"dataset cache": (data, "atomic_write_path"), "network": (loop, "save_network"),
+                    "training state": (snapshots, "atomic_write_path")}[stage]
+    original = getattr(module, name)
+
+    def full(path: Path, *args, **kwargs):
+        if stage == "network" and path.name.endswith("8.safetensors"):
+            raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+        if stage == "dataset cache" or path.name.endswith("8.pt"):
+            return contextlib.nullcontext(Path("/dev/full"))  # writes fail with ENOSPC
+        return original(path, *args, **kwargs)
+
+    monkeypatch.setattr(module, name, full)
+
+
+@pytest.mark.skipif(not Path("/dev/full").is_char_device(), reason="needs /dev/full")
+@pytest.mark.parametrize("stage", ["dataset cache", "network", "training state"])
+def test_a_full_disk_is_one_line_and_the_same_command_continues(base, stage, monkeypatch, capsys):  # noqa: F811
+    """It was a traceback (safetensors' or torch's 'unexpected pos'), and latest.json named a training state that
+    was never written."""
+    run = base["root"] / f"full-{stage.replace(' ', '-')}"
+    with monkeypatch.context() as patched:
+        full_disk_while(stage, patched)
+        assert cli(base, str(base["base"]), run, "--kimg", "0.008", "--snapshot-kimg", "0.004") == 2
+    then = ("to start it again (no snapshot was saved)" if stage == "dataset cache"
+            else "to continue from network-snapshot-000000004.safetensors")
+    assert capsys.readouterr().err == (f"toonlib finetune: error: no space left on the device while saving the run to "
+                                       f"{run}: free space and run the same command again {then}\n")
+    if stage != "dataset cache":
+        assert json.loads((run / "latest.json").read_text())["state"] == "training-state-000000004.pt"
+        assert newest_state(run)[0].name == "training-state-000000004.pt"
+    with pytest.raises(OSError) as raised:  # the API's error says so too, and has its errno
+        with monkeypatch.context() as patched:
+            full_disk_while(stage, patched)
+            finetune(config(base, run.name, kimg=0.008, snapshot_kimg=0.004), progress=False)
+    assert raised.value.errno == errno.ENOSPC and str(raised.value).startswith("no space left on the device")
+    assert cli(base, str(base["base"]), run, "--kimg", "0.008", "--snapshot-kimg", "0.004") == 0  # space again
+    assert newest_state(run)[1]["cur_nimg"] == 8 and latest_snapshot(run).name.endswith("8.safetensors")
+
+
+def test_settings_changed_on_resume_are_said(base, capsys):  # noqa: F811
+    """A resumed run took another --gamma (or went back to auto) without a word."""
+    run = base["root"] / "changed"
+    assert cli(base, str(base["base"]), run, "--kimg", "0.004") == 0
+    assert cli(base, str(base["base"]), run, "--kimg", "0.008", "--gamma", "5", "--ema-rampup", "0.05") == 0
+    assert capsys.readouterr().err == (f"toonlib finetune: warning: {run}: --gamma 5 from here on (the run had auto)\n"
+                                       f"toonlib finetune: warning: {run}: --ema-rampup 0.05 from here on (the run had "
+                                       "none)\n")
+    assert cli(base, str(base["base"]), run, "--kimg", "0.012") == 0  # the first command again
+    assert capsys.readouterr().err == (f"toonlib finetune: warning: {run}: --gamma auto from here on (the run had 5)\n"
+                                       f"toonlib finetune: warning: {run}: --ema-rampup none from here on (the run had "
+                                       "0.05)\n")
+    assert cli(base, str(base["base"]), run, "--kimg", "0.016") == 0 and capsys.readouterr().err == ""
 
 
 def test_a_kimg_already_reached_is_said_and_changes_nothing(base):  # noqa: F811
     run = base["root"] / "reached"
     finetune(config(base, run.name, kimg=0.008), progress=False)
-    before = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
+    before = {p.name: p.stat().st_mtime_ns for p in run.iterdir() if p.name != ".locks"}  # the lock's holder record
     for kimg, said in ((0.004, "asks for less"), (0.008, "is done")):
         with pytest.warns(UserWarning, match=rf"{run} has trained 0.008 kimg.*--kimg {kimg} {said}.*larger --kimg"):
             path = finetune(config(base, run.name, kimg=kimg), progress=False)
         assert path == run / "network-snapshot-000000008.safetensors"
-    assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == before
+    assert {p.name: p.stat().st_mtime_ns for p in run.iterdir() if p.name != ".locks"} == before
 
 
 def test_a_kimg_below_one_image_trains_one_minibatch(base):  # noqa: F811

@@ -28,12 +28,9 @@ from tqdm.auto import tqdm
 from .files import atomic_write_path
 from .images import IMAGE_SUFFIXES, is_hidden, read_image
 from .messages import counted, warn
-from .options import PREPARE_MODES
+from .options import MIN_IMAGES, PREPARE_MODES  # MIN_IMAGES: data.MIN_IMAGES too (__all__)
 
 __all__ = ["MIN_IMAGES", "ImageDataset", "cache_name", "image_files", "infinite_loader"]
-
-#: The fewest usable images a data set may hold (`ImageDataset`'s default `min_images`).
-MIN_IMAGES = 8
 
 _CACHE_VERSION = 1  # bump when the preparation of images changes, so old caches are not reused
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, zipfile.BadZipFile,
@@ -59,14 +56,17 @@ class ImageDataset(Dataset):
     - 'none': the images are square already; those of another size are resized, non-square ones skipped.
 
     Unreadable files (and faceless ones for 'align') are skipped with a warning and listed in `skipped`
-    as (name, reason). `xflip=True` appends mirrored copies: index `i + num_images` is image `i` flipped.
-    With `cache_dir`, the prepared uint8 tensor is saved there (`cache_path`) under a key made of the
-    file list (names, sizes, mtimes or CRCs), resolution and mode, and loaded instead of preparing anew.
+    as (name, reason); images whose shorter side is below `resolution` are enlarged, with one warning for all
+    of them (`enlarged`: (name, width, height)). `xflip=True` appends mirrored copies: index `i + num_images` is
+    image `i` flipped. `files` lists the source's image files as (name, size, mtime_ns or a zip member's CRC).
+    With `cache_dir`, the prepared uint8 tensor is saved there (`cache_path`) under a key made of `files`,
+    resolution and mode, and loaded instead of preparing anew; `on_accept()` is called before the cache is
+    written (the data set has enough images), e.g. to take the folder it goes into.
     """
 
     def __init__(self, source: Union[str, os.PathLike], resolution: int, *, prepare: str = "crop",
                  xflip: bool = False, cache_dir: Union[str, os.PathLike, None] = None, progress: bool = True,
-                 min_images: int = MIN_IMAGES) -> None:
+                 min_images: int = MIN_IMAGES, on_accept: Callable[[], None] | None = None) -> None:
         if prepare not in PREPARE_MODES:
             raise ValueError(f"prepare must be one of {PREPARE_MODES}, got {prepare!r}")
         if resolution < 1:
@@ -78,6 +78,7 @@ class ImageDataset(Dataset):
         self.cache_path: Path | None = None
 
         with _open_source(self.source) as (entries, read):
+            self.files: list[Entry] = entries
             if cache_dir is not None:
                 self.cache_path = Path(cache_dir) / _cache_name(self.source, entries, resolution, prepare)
             cached = self.cache_path is not None and self.cache_path.is_file()
@@ -87,16 +88,27 @@ class ImageDataset(Dataset):
         self.images: torch.Tensor = payload["images"]  # uint8 [num_images, 3, R, R]
         self.names: list[str] = list(payload["names"])
         self.skipped: list[tuple[str, str]] = [(name, reason) for name, reason in payload["skipped"]]
+        self.enlarged: list[tuple[str, int, int]] = [tuple(e) for e in payload.get("enlarged", ())]  # older caches
         if self.skipped:
             lines = "\n".join(f"  {name}: {reason}" for name, reason in self.skipped)
             warn(f"skipped {len(self.skipped)} of {len(entries)} images in '{self.source}':\n{lines}")
+        if self.enlarged:
+            name, width, height = self.enlarged[0]
+            warn(f"{len(self.enlarged)} of {counted(self.num_images, 'image')} in '{self.source}' "
+                 f"{'is' if len(self.enlarged) == 1 else 'are'} smaller than the training resolution, "
+                 f"{resolution}x{resolution} (e.g. {name}, {width}x{height}): enlarged to it, such images are "
+                 "blurred; larger ones make a sharper model")
         if self.num_images < min_images:  # before the cache is written: a refused data set leaves nothing behind
             raise ValueError(f"found {counted(self.num_images, 'usable image')} in '{self.source}' "
                              f"({len(self.skipped)} skipped, extensions {', '.join(IMAGE_SUFFIXES)}); "
                              f"need at least {min_images}")
         if self.cache_path is not None and not cached:
-            with atomic_write_path(self.cache_path) as tmp:
-                torch.save(payload, tmp)
+            if on_accept is not None:
+                on_accept()
+            # through a Python file: a full disk is then an OSError (ENOSPC) in the chain, not only torch's
+            # RuntimeError "unexpected pos"
+            with atomic_write_path(self.cache_path) as tmp, tmp.open("wb") as file:
+                torch.save(payload, file)
 
     @property
     def num_images(self) -> int:
@@ -198,21 +210,26 @@ def _prepare_all(entries: list[Entry], read: Callable[[str], bytes], resolution:
     images = torch.empty(len(entries), 3, resolution, resolution, dtype=torch.uint8)
     names: list[str] = []
     skipped: list[tuple[str, str]] = []
+    enlarged: list[tuple[str, int, int]] = []
     for name, _, _ in tqdm(entries, desc="Preparing images", unit="img", disable=not progress):
         try:
-            image = _prepare_one(read, name, resolution, prepare)
+            image, size = _prepare_one(read, name, resolution, prepare)
         except _Skip as exc:
             skipped.append((name, str(exc)))
             continue
         images[len(names)] = torch.from_numpy(np.array(image)).permute(2, 0, 1)
         names.append(name)
+        if min(size) < resolution:
+            enlarged.append((name, *size))
     if len(names) < len(entries):
         images = images[:len(names)].clone()  # a view would save the whole buffer
-    return {"images": images, "names": names, "skipped": skipped}
+    return {"images": images, "names": names, "skipped": skipped, "enlarged": enlarged}
 
 
-def _prepare_one(read: Callable[[str], bytes], name: str, resolution: int, prepare: str) -> Image.Image:
-    """File `name` as an RGB image `resolution` x `resolution`; raises `_Skip` with the reason."""
+def _prepare_one(read: Callable[[str], bytes], name: str, resolution: int,
+                 prepare: str) -> tuple[Image.Image, tuple[int, int]]:
+    """File `name` as an RGB image `resolution` x `resolution`, and its size as read; raises `_Skip` with the
+    reason."""
     try:
         image = Image.open(io.BytesIO(read(name)))
         image.load()
@@ -224,14 +241,14 @@ def _prepare_one(read: Callable[[str], bytes], name: str, resolution: int, prepa
 
     size = (resolution, resolution)
     if prepare == "crop":
-        return ImageOps.fit(image, size, Image.Resampling.LANCZOS)
+        return ImageOps.fit(image, size, Image.Resampling.LANCZOS), image.size
     if prepare == "align":
         from .align import NoFaceError, align_face
 
         try:
-            return align_face(image, output_size=resolution).image
+            return align_face(image, output_size=resolution).image, image.size
         except NoFaceError:
             raise _Skip("no face found") from None
     if image.width != image.height:
         raise _Skip(f"not square ({image.width}x{image.height}); use prepare='crop' or 'align'")
-    return image if image.size == size else image.resize(size, Image.Resampling.LANCZOS)
+    return (image if image.size == size else image.resize(size, Image.Resampling.LANCZOS)), image.size

@@ -11,6 +11,8 @@ OPTIMIZING_MODES = ("optimize", "e4e+optimize")
 DETECTORS = ("auto", "face_alignment", "dlib")
 #: How training images are brought to the model's resolution (`ImageDataset`'s `prepare`).
 PREPARE_MODES = ("crop", "align", "none")
+#: The fewest usable images a fine-tuning data set may hold (`ImageDataset`'s default `min_images`).
+MIN_IMAGES = 8
 
 # The web app (`toonlib app`, `ToonApp`).
 DEFAULT_STEPS = 200  # optimisation steps offered first (the pipeline's default, 500, is a long wait on a page)

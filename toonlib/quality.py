@@ -44,8 +44,10 @@ def inception_weights(progress: bool = True) -> Path:
     try:
         path = fetch(INCEPTION_MODEL, progress=progress)
     except DownloadError as exc:
-        raise MetricUnavailable(f"the Inception weights of FID / KID cannot be had. {exc}\n  - or train without a "
-                                "quality metric: --metric none (metric='none')") from None
+        raise MetricUnavailable(f"FID / KID need torch-fidelity's Inception-v3 weights: {exc}\n  - or fetch them "
+                                f"where there is internet (`toonlib fetch {INCEPTION_MODEL}`) and copy the file to the "
+                                "folder above\n  - or train without a quality metric: --metric none "
+                                "(metric='none')") from None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unreadable or not plain tensors: never hand it to a full unpickler

@@ -4,28 +4,43 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import re
 
-from ..options import PREPARE_MODES
-from .config import AUGMENT_MODES, METRIC_MODES, MIXED_PRECISION_MODES, TrainConfig, option_name
+from ..options import MIN_IMAGES, PREPARE_MODES
+from .config import AUGMENT_MODES, METRIC_MODES, MIXED_PRECISION_MODES, TrainConfig, TrainConfigError, option_name
 
-__all__ = ["add_train_arguments", "config_from_args", "main"]
+__all__ = ["EXIT_STATUS", "add_train_arguments", "config_from_args", "main"]
+
+#: The exit statuses of fine-tuning (`toonlib finetune`, `python -m toonlib.train`), the epilog of their --help.
+EXIT_STATUS = ("exit status:\n"
+               "  0  all done (also when the run had already reached --kimg: nothing to train)\n"
+               "  2  bad usage; unusable images, checkpoint or settings; the run folder in use;\n"
+               "     a full disk (one line says what and how to fix it)\n"
+               "  130  interrupted (Ctrl-C): the run is saved; the same command continues it")
 
 
 def _optional_float(text: str) -> float | None:
-    return None if text.lower() == "none" else float(text)
+    """A number, or 'none' for None."""
+    if text.lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}") from None
 
 
 def _seeds(text: str) -> tuple[int, ...]:
     """`networks.parse_seeds`, imported when an option needs it: the parser builds without torch."""
     from ..networks import parse_seeds
 
-    return parse_seeds(text)
+    try:
+        return tuple(parse_seeds(text))
+    except ValueError as exc:  # its message says what is wrong and how to write it ('0-3,7')
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add one option per TrainConfig field (unset options keep TrainConfig's defaults) and --no-progress
-    (dest `progress`, finetune's argument)."""
+    (dest `progress`, finetune's argument); the exit statuses (`EXIT_STATUS`) become the parser's epilog."""
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
     def option(name: str, help: str, **kwargs) -> None:
@@ -34,7 +49,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         parser.add_argument(option_name(name), dest=name, default=argparse.SUPPRESS,
                             help=f"{help} (default: {default})", **kwargs)
 
-    parser.add_argument("--data", required=True, help="folder or .zip of training images")
+    parser.epilog = EXIT_STATUS
+    parser.add_argument("--data", required=True,
+                        help=f"folder or .zip of training images, at least {MIN_IMAGES} (subfolders too); the run "
+                             "folder must not be inside it")
     parser.add_argument("--resume", required=True,
                         help="base checkpoint with D: a path, URL or registry name such as ffhq-256-noaug; or a run "
                              "folder: the --run-dir folder itself continues that run, another run's folder starts "
@@ -74,7 +92,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     option("device", "cpu, cuda, cuda:1, ...", shown_default="cuda if available")
     option("prepare", "how images become squares of the model's size", choices=PREPARE_MODES)
     option("resolution", "training resolution; must be the base model's", type=int, shown_default="the model's")
-    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    parser.add_argument("--no-progress", dest="progress", action="store_false",
+                        help="no progress bar: one line per snapshot instead")
     return parser
 
 
@@ -84,10 +103,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     try:
         return TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
-    except ValueError as exc:
-        message = str(exc).removeprefix("invalid TrainConfig: ")
-        fields = "|".join(sorted(names, key=len, reverse=True))
-        raise ValueError(re.sub(rf"\b({fields})\b", lambda m: option_name(m.group(1)), message)) from None
+    except TrainConfigError as exc:
+        raise ValueError(exc.text(option_name)) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     from .loop import finetune
 
     parser = add_train_arguments(argparse.ArgumentParser(
-        prog="python -m toonlib.train", description="Fine-tune a StyleGAN2 checkpoint on a folder of images."))
+        prog="python -m toonlib.train", description="Fine-tune a StyleGAN2 checkpoint on a folder of images.",
+        formatter_class=argparse.RawDescriptionHelpFormatter))  # the exit-status table as written
     args = parser.parse_args(argv)
     main_process = int(os.environ.get("RANK", "0")) == 0
     try:

@@ -8,13 +8,18 @@ by `resolved_gamma` / `resolved_lr` / `resolved_ema_kimg` from the model's resol
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 import os
+import re
 from dataclasses import dataclass
+from typing import Callable
 
+from ..messages import check_count
 from ..options import PREPARE_MODES
 
-__all__ = ["AUGMENT_MODES", "METRIC_MODES", "MIXED_PRECISION_MODES", "RESUME_FIXED", "TrainConfig", "option_name",
-           "option_value"]
+__all__ = ["AUGMENT_MODES", "METRIC_MODES", "MIXED_PRECISION_MODES", "RESUME_FIXED", "TrainConfig", "TrainConfigError",
+           "option_name", "option_text", "option_value"]
 
 AUGMENT_MODES = ("ada", "fixed", "none")
 MIXED_PRECISION_MODES = ("auto", "off")
@@ -22,6 +27,42 @@ METRIC_MODES = ("auto", "none", "kid", "fid")
 # What a resumed run may not change: the networks, what is trained, the data, the random streams, the augmentation.
 RESUME_FIXED = ("data", "resume", "resolution", "prepare", "mirror", "batch_size", "seed", "freeze_d", "freeze_g",
                 "freeze_mapping", "augment", "augment_p")
+
+
+# The fields' types beyond str: numbers (floats), whole numbers (with their minimum), and which may be None (auto).
+_NUMBERS = ("kimg", "gamma", "pl_weight", "lr", "ema_kimg", "ema_rampup", "style_mixing", "augment_p", "ada_target",
+            "ada_kimg", "snapshot_kimg")
+_COUNTS = {"batch_size": 1, "batch_gpu": 1, "r1_interval": 1, "pl_interval": 1, "ada_interval": 1, "freeze_d": 0,
+           "freeze_g": 0, "metric_images": 2, "seed": 0, "resolution": 4}
+_OPTIONAL = ("batch_gpu", "gamma", "lr", "ema_kimg", "ema_rampup", "resolution")
+
+
+class TrainConfigError(ValueError):
+    """Invalid TrainConfig settings, all of them. Each problem names its fields as `{field}`, so that the message
+    names them as Python does (`str()`: 'kimg must be > 0') or as the command line does (`text(option_name)`)."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("invalid TrainConfig: " + self.text(lambda name: name))
+
+    def text(self, name: Callable[[str], str]) -> str:
+        """The problems, '; '-separated, each field named by `name(field)`."""
+        fields = {f.name for f in dataclasses.fields(TrainConfig)}
+        return "; ".join(re.sub(r"\{(\w+)\}", lambda m: name(m[1]) if m[1] in fields else m[0], problem)
+                         for problem in self.problems)
+
+
+def _seed_tuple(seeds: object) -> tuple[int, ...]:
+    """`image_seeds` as a tuple: a string such as '0-15' as the command line takes it, or whole numbers."""
+    if isinstance(seeds, str):
+        from ..networks import parse_seeds  # imports torch, which the command line's parser does without
+
+        return tuple(parse_seeds(seeds))
+    if isinstance(seeds, (tuple, list)) and all(isinstance(s, numbers.Integral) and not isinstance(s, bool)
+                                               and 0 <= s < 2**32 for s in seeds):
+        return tuple(int(s) for s in seeds)
+    raise ValueError(f"give whole numbers from 0 to 2**32 - 1, such as (0, 1, 2), or a string such as '0-15'; got "
+                     f"{seeds!r}")
 
 
 def option_name(name: str) -> str:
@@ -32,6 +73,24 @@ def option_name(name: str) -> str:
 def option_value(name: str, value: object) -> str:
     """A setting's value as messages name it, for the command line and Python alike: '--freeze-d 11 (freeze_d=11)'."""
     return f"{option_name(name)} {value} ({name}={value!r})"
+
+
+def option_text(name: str, value: object) -> str:
+    """A setting's value as one types it after its option: None as 'auto' ('none' for --ema-rampup, where None is
+    off), 5.0 as 5, betas as two numbers ('0 0.99'), seeds as ranges ('0-15,20')."""
+    if value is None:
+        return "none" if name == "ema_rampup" else "auto"
+    if name == "image_seeds":
+        runs: list[list[int]] = []
+        for seed in value:
+            if runs and seed == runs[-1][1] + 1:
+                runs[-1][1] = seed
+            else:
+                runs.append([seed, seed])
+        return ",".join(f"{first}-{last}" if last > first else str(first) for first, last in runs)
+    if isinstance(value, tuple):
+        return " ".join(option_text(name, v) for v in value)
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
 @dataclass
@@ -63,6 +122,10 @@ class TrainConfig:
     torch-fidelity, `metric_images` generated images); 'auto' = KID on CUDA and none on the CPU, where it is
     slow. `mixed_precision='auto'` runs the checkpoint's `num_fp16_res` top resolutions in float16 on CUDA
     (parameters stay float32); 'off' never. `resolution` defaults to the base model's; images are resized to it.
+    `image_seeds` may be written as on the command line ('0-15').
+
+    Values are checked when the config is made, all of them, and refused together (`TrainConfigError`, a
+    ValueError): numbers must be finite, counts whole numbers (4.0 is not a batch size), flags True or False.
     """
 
     data: str
@@ -104,43 +167,84 @@ class TrainConfig:
             if getattr(self, name) in (None, ""):
                 raise ValueError(f"TrainConfig.{name} is required")
             setattr(self, name, os.fspath(getattr(self, name)))
-        self.betas = tuple(float(b) for b in self.betas)
-        self.image_seeds = tuple(int(s) for s in self.image_seeds)
-        checks = [
-            (self.kimg > 0, f"kimg must be > 0, got {self.kimg}"),
-            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
-            (self.batch_gpu is None or 1 <= self.batch_gpu <= self.batch_size,
-             f"batch_gpu must be between 1 and batch_size ({self.batch_size}), got {self.batch_gpu}"),
-            (self.gamma is None or self.gamma >= 0, f"gamma must be >= 0 or None (auto), got {self.gamma}"),
-            (self.pl_weight >= 0, f"pl_weight must be >= 0, got {self.pl_weight}"),
-            (self.r1_interval >= 1 and self.pl_interval >= 1 and self.ada_interval >= 1,
-             "r1_interval, pl_interval and ada_interval must be >= 1"),
-            (self.lr is None or self.lr > 0, f"lr must be > 0 or None (auto), got {self.lr}"),
-            (len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
-             f"betas must be two numbers in [0, 1), got {self.betas}"),
-            (self.ema_kimg is None or self.ema_kimg >= 0, f"ema_kimg must be >= 0 or None, got {self.ema_kimg}"),
-            (self.ema_rampup is None or self.ema_rampup > 0, f"ema_rampup must be > 0 or None, got {self.ema_rampup}"),
-            (0 <= self.style_mixing <= 1, f"style_mixing must be in [0, 1], got {self.style_mixing}"),
-            (self.augment in AUGMENT_MODES, f"augment must be one of {AUGMENT_MODES}, got {self.augment!r}"),
-            (0 <= self.augment_p <= 1, f"augment_p must be in [0, 1], got {self.augment_p}"),
-            (0 < self.ada_target <= 1, f"ada_target must be in (0, 1], got {self.ada_target}"),
-            (self.ada_kimg > 0, f"ada_kimg must be > 0, got {self.ada_kimg}"),
-            (self.freeze_d >= 0, f"freeze_d must be >= 0, got {self.freeze_d}"),
-            (self.freeze_g == 0 or (self.freeze_g >= 4 and self.freeze_g & (self.freeze_g - 1) == 0),
-             f"freeze_g must be 0 (off) or a resolution 4, 8, 16, ..., got {self.freeze_g}"),
-            (self.snapshot_kimg > 0, f"snapshot_kimg must be > 0, got {self.snapshot_kimg}"),
-            (self.metric in METRIC_MODES, f"metric must be one of {METRIC_MODES}, got {self.metric!r}"),
-            (self.metric_images >= 2, f"metric_images must be >= 2, got {self.metric_images}"),
-            (len(self.image_seeds) > 0, "image_seeds must not be empty"),
-            (self.mixed_precision in MIXED_PRECISION_MODES,
-             f"mixed_precision must be one of {MIXED_PRECISION_MODES}, got {self.mixed_precision!r}"),
-            (self.prepare in PREPARE_MODES, f"prepare must be one of {PREPARE_MODES}, got {self.prepare!r}"),
-            (self.resolution is None or (self.resolution >= 4 and self.resolution & (self.resolution - 1) == 0),
-             f"resolution must be a power of two >= 4, got {self.resolution}"),
-        ]
-        problems = [message for ok, message in checks if not ok]
+        if self.device is not None:
+            self.device = str(self.device)  # a torch.device too; config.json holds it as typed
+        problems = self._type_problems()
+        if not problems:  # the ranges, once every value has its type (comparing a string to 0 fails in Python)
+            problems = [message for ok, message in self._range_checks() if not ok]
         if problems:
-            raise ValueError("invalid TrainConfig: " + "; ".join(problems))
+            raise TrainConfigError(problems)
+
+    def _type_problems(self) -> list[str]:
+        """What is not of its field's type, in `TrainConfigError`'s {field} form; converts numbers to float and the
+        sequences to tuples, as config.json and the training states hold them."""
+        problems = []
+        for name in _NUMBERS:
+            value = getattr(self, name)
+            if value is None and name in _OPTIONAL:
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                problems.append(f"{{{name}}} must be a number{' or None' if name in _OPTIONAL else ''}, got "
+                                f"{value!r}")
+            elif not math.isfinite(value):
+                problems.append(f"{{{name}}} must be a finite number, got {value}")
+            else:
+                setattr(self, name, float(value))
+        for name, minimum in _COUNTS.items():
+            value = getattr(self, name)
+            if value is None and name in _OPTIONAL:
+                continue
+            try:
+                check_count(f"{{{name}}}", value, minimum)
+            except ValueError as exc:
+                problems.append(str(exc))
+            else:
+                setattr(self, name, int(value))
+        for name in ("freeze_mapping", "mirror"):
+            if not isinstance(getattr(self, name), bool):  # "no" or 0 would be taken as a truth value
+                problems.append(f"{{{name}}} must be True or False, got {getattr(self, name)!r}")
+        betas = self.betas
+        if (isinstance(betas, (tuple, list)) and len(betas) == 2
+                and all(isinstance(b, numbers.Real) and not isinstance(b, bool) for b in betas)):
+            self.betas = tuple(float(b) for b in betas)
+        else:
+            problems.append(f"{{betas}} must be two numbers in [0, 1), got {betas!r}")
+        try:
+            self.image_seeds = _seed_tuple(self.image_seeds)
+        except ValueError as exc:
+            problems.append(f"{{image_seeds}}: {exc}")
+        return problems
+
+    def _range_checks(self) -> list[tuple[bool, str]]:
+        """(whether the values are in range, what is wrong otherwise), in `TrainConfigError`'s {field} form."""
+        return [
+            (self.kimg > 0, f"{{kimg}} must be > 0, got {self.kimg}"),
+            (self.batch_gpu is None or self.batch_gpu <= self.batch_size,
+             f"{{batch_gpu}} must be between 1 and {{batch_size}} ({self.batch_size}), got {self.batch_gpu}"),
+            (self.gamma is None or self.gamma >= 0, f"{{gamma}} must be >= 0 or None (auto), got {self.gamma}"),
+            (self.pl_weight >= 0, f"{{pl_weight}} must be >= 0, got {self.pl_weight}"),
+            (self.lr is None or self.lr > 0, f"{{lr}} must be > 0 or None (auto), got {self.lr}"),
+            (all(0 <= b < 1 for b in self.betas), f"{{betas}} must be two numbers in [0, 1), got {self.betas}"),
+            (self.ema_kimg is None or self.ema_kimg >= 0,
+             f"{{ema_kimg}} must be >= 0 or None, got {self.ema_kimg}"),
+            (self.ema_rampup is None or self.ema_rampup > 0,
+             f"{{ema_rampup}} must be > 0 or None, got {self.ema_rampup}"),
+            (0 <= self.style_mixing <= 1, f"{{style_mixing}} must be in [0, 1], got {self.style_mixing}"),
+            (self.augment in AUGMENT_MODES, f"{{augment}} must be one of {AUGMENT_MODES}, got {self.augment!r}"),
+            (0 <= self.augment_p <= 1, f"{{augment_p}} must be in [0, 1], got {self.augment_p}"),
+            (0 < self.ada_target <= 1, f"{{ada_target}} must be in (0, 1], got {self.ada_target}"),
+            (self.ada_kimg > 0, f"{{ada_kimg}} must be > 0, got {self.ada_kimg}"),
+            (self.freeze_g == 0 or (self.freeze_g >= 4 and self.freeze_g & (self.freeze_g - 1) == 0),
+             f"{{freeze_g}} must be 0 (off) or a resolution 4, 8, 16, ..., got {self.freeze_g}"),
+            (self.snapshot_kimg > 0, f"{{snapshot_kimg}} must be > 0, got {self.snapshot_kimg}"),
+            (self.metric in METRIC_MODES, f"{{metric}} must be one of {METRIC_MODES}, got {self.metric!r}"),
+            (len(self.image_seeds) > 0, "{image_seeds} must not be empty"),
+            (self.mixed_precision in MIXED_PRECISION_MODES,
+             f"{{mixed_precision}} must be one of {MIXED_PRECISION_MODES}, got {self.mixed_precision!r}"),
+            (self.prepare in PREPARE_MODES, f"{{prepare}} must be one of {PREPARE_MODES}, got {self.prepare!r}"),
+            (self.resolution is None or self.resolution & (self.resolution - 1) == 0,
+             f"{{resolution}} must be a power of two >= 4, got {self.resolution}"),
+        ]
 
     def resolved_gamma(self, resolution: int) -> float:
         """R1 weight: `gamma`, or NVIDIA's heuristic 0.0002 * resolution^2 / batch_size (train.py, cfg auto)."""

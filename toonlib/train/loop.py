@@ -8,7 +8,8 @@ run folder gets a network snapshot, a fakes grid, a metrics line (and the qualit
 training state (snapshots.py), from which a later `finetune` on the same folder continues exactly as the
 uninterrupted run would have (bit for bit on the CPU). Ctrl-C lets the minibatch finish, snapshots there (without
 the quality metric; later snapshots stay on the `snapshot_kimg` grid) and raises KeyboardInterrupt; a second Ctrl-C
-stops at once (`_CtrlC`). One run at a time uses a run folder (`hold_run_dir`).
+stops at once (`_CtrlC`). One run at a time uses a run folder (`hold_run_dir`); a run folder inside the data folder
+is refused (its images would become training images).
 """
 from __future__ import annotations
 
@@ -36,25 +37,29 @@ from ..augment import AdaptiveP, AugmentPipe
 from ..checkpoints import CheckpointError, Networks, load_network, save_network
 from ..data import ImageDataset, cache_name, infinite_loader
 from ..devices import default_device
-from ..files import atomic_write_path, is_url, user_path
+from ..files import atomic_write_path, check_file_target, is_url, user_path
 from ..images import labelled_grid, save_image, to_pil
 from ..losses import discriminator_loss, generator_loss, path_length_penalty, path_lengths, r1_penalty, update_pl_mean
-from ..messages import progress_bar, warn
+from ..messages import counted, progress_bar, warn
 from ..models import MODELS
 from ..networks import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, z_from_seeds
 from ..quality import MetricUnavailable, image_quality, inception_weights
-from .config import RESUME_FIXED, TrainConfig, option_name, option_value
+from .config import RESUME_FIXED, TrainConfig, option_name, option_text, option_value
 from .distributed import Distributed, init_distributed
 from .metrics_log import append_metrics, plot_metrics, trim_metrics
 from .recipe import ema_beta, frozen_d_prefixes, frozen_g_prefixes, lazy_regularization, update_ema
 from .snapshots import (
+    LATEST_FILE,
+    disk_full_said,
     fakes_name,
+    has_run,
     hold_run_dir,
+    latest_record,
     latest_snapshot,
     newest_state,
     save_state,
     snapshot_name,
-    state_name,
+    sync_latest,
     write_latest,
 )
 
@@ -63,6 +68,8 @@ __all__ = ["Trainer", "finetune"]
 PL_DECAY = 0.01
 PL_BATCH_SHRINK = 2
 STAT_KEYS = ("loss_G", "loss_D", "r1", "pl")
+# Settings a resumed run may change without a notice: where the run is, and how long it trains.
+QUIET_CHANGES = ("run_dir", "kimg")
 STOPPING = ("Interrupted (Ctrl-C): saving the run at the end of this minibatch, to continue later (interrupt again to "
             "stop at once, losing the training since the last snapshot)")
 
@@ -75,9 +82,11 @@ class Trainer:
     settings are attributes: `gamma`, `lr`, `metrics` (names of the quality metrics computed at snapshots);
     `cfg.data` and `cfg.resume` are resolved (a local path as an absolute one), as the run folder records them.
 
-    The Trainer holds its run folder (`hold_run_dir`; the main process holds the lock for all) from its
-    construction, before anything is loaded, until `run()` ends or fails, or `close()`: another run in that
-    folder is refused at once with a BlockingIOError, and so is this one while another holds it.
+    The Trainer holds its run folder (`hold_run_dir`; the main process holds the lock for all) until `run()` ends
+    or fails, or `close()`: another run in that folder is refused at once with a BlockingIOError, and so is this one
+    while another holds it. A folder that holds a run is taken at the Trainer's construction, before anything is
+    read; a new one once the run's checks passed (the data set is accepted), before the first file is written, so
+    that a run refused at its start writes nothing.
     """
 
     def __init__(self, config: TrainConfig, *, dist: Distributed | None = None, progress: bool = True,
@@ -90,9 +99,10 @@ class Trainer:
         self.callback = callback
         self.run_dir = Path(config.run_dir)
         self._held: contextlib.ExitStack | None = None
-        self._hold_run_dir()
+        self.dist.on_main(self._take_existing_run_dir)
         try:
-            self._setup()
+            with disk_full_said(self.run_dir):  # the dataset cache
+                self._setup()
         except BaseException:
             self.close()
             raise
@@ -110,6 +120,8 @@ class Trainer:
         self.base_state: dict | None = None  # where the networks came from when `resume` is another run's folder
         if state is not None:
             _check_resumable(state, cfg)
+            if self.is_main:
+                _say_changed_settings(state, cfg)
             G, D, G_ema = _empty_networks(state)
             self.base_state = state.get("base_state")
         elif Path(cfg.resume).is_dir():
@@ -146,19 +158,39 @@ class Trainer:
         self.latest: dict[str, float] = {}
         self.metrics, self.metric_weights = self._metric_setup()
         self.dataset = self._load_dataset()
+        self.dist.on_main(self._take_new_run_dir)  # a new run folder, where the dataset cache was there already
         if state is None:
             self._seed()
         else:
+            if self.is_main:
+                _say_changed_data(state, cfg.data, self.dataset.files)
             self._load_state(state)
 
     # ---- setup
 
-    def _hold_run_dir(self) -> None:
-        """Take the run folder unless this Trainer holds it (the main process locks it; every process calls this)."""
+    def _take_run_dir(self) -> None:
+        """Hold the run folder unless this Trainer does (the main process, for all)."""
         if self._held is None:
             held = contextlib.ExitStack()
-            self.dist.on_main(lambda: held.enter_context(hold_run_dir(self.cfg.run_dir)))
+            held.enter_context(hold_run_dir(self.cfg.run_dir))
             self._held = held
+
+    def _take_existing_run_dir(self) -> None:
+        """(Main process.) Hold a run folder that holds a run, before anything is read; of a new one, check only that
+        it can be written (a probe file, removed): it is taken before the run's first write (`_take_new_run_dir`)."""
+        if has_run(self.run_dir):
+            self._take_run_dir()
+        else:
+            check_file_target(self.run_dir / LATEST_FILE)
+
+    def _take_new_run_dir(self) -> None:
+        """(Main process.) Hold a run folder that held no run when this Trainer started, now that the run's checks
+        passed, before its first file is written; refused when a run was started there meanwhile."""
+        if self._held is None:
+            self._take_run_dir()
+            if newest_state(self.run_dir) is not None:  # decided "a new run" before another one saved there
+                raise BlockingIOError(f"{self.cfg.run_dir}: another fine-tuning run was started in this folder while "
+                                      "this one was starting; run the same command again to continue it")
 
     def close(self) -> None:
         """Release the run folder without training (`run()` does so when it ends or fails; it takes it again)."""
@@ -256,12 +288,14 @@ class Trainer:
     def _load_dataset(self) -> ImageDataset:
         """The training images at the model's resolution; the main process prepares and caches them first, and
         removes the run's caches of other files (the folder's images changed between resumes: each cache is a
-        full copy of the data set, ~900 MB for 300 images at 1024 px)."""
+        full copy of the data set, ~900 MB for 300 images at 1024 px). A run folder inside the data folder is
+        refused first."""
         cfg = self.cfg
+        _check_run_dir_outside_data(cfg)
         cache_dir = self.run_dir / "dataset-cache"
         dataset = self.dist.main_first(lambda: ImageDataset(
             cfg.data, self.G.img_resolution, prepare=cfg.prepare, xflip=cfg.mirror, cache_dir=cache_dir,
-            progress=self.progress))
+            progress=self.progress, on_accept=self._take_new_run_dir if self.is_main else None))
         if self.is_main:
             for stale in cache_dir.glob("*.pt"):
                 if stale.name != dataset.cache_path.name:
@@ -372,10 +406,12 @@ class Trainer:
         """Train until `kimg` thousand images; snapshot every `snapshot_kimg` and at the end. Ctrl-C (SIGINT, in the
         main thread; under torchrun, of any process) lets the minibatch finish, snapshots there, says so on stderr
         and raises KeyboardInterrupt; a second Ctrl-C stops at once (the newest complete snapshot is then where the
-        run resumes). The run folder is released when this returns or fails."""
-        self._hold_run_dir()
+        run resumes). The run folder is released when this returns or fails. A full disk while saving is an OSError
+        that says so and where the run continues from."""
+        self.dist.on_main(self._take_run_dir)
         try:
-            return self._run()
+            with disk_full_said(self.run_dir):
+                return self._run()
         finally:
             self.close()
 
@@ -383,6 +419,8 @@ class Trainer:
         cfg = self.cfg
         total_nimg = max(1, round(cfg.kimg * 1000))  # at least one minibatch
         snapshot_nimg = max(1, round(cfg.snapshot_kimg * 1000))
+        if self.is_main and self.last_snapshot is not None:
+            sync_latest(self.run_dir, self.cur_nimg)
         if self.cur_nimg >= total_nimg:
             if self.is_main:
                 asks = "asks for less" if self.cur_nimg > total_nimg else "is done"
@@ -402,6 +440,16 @@ class Trainer:
                            disable=not self.progress,
                            bar_format="{l_bar}{bar}| {n:.3f}/{total:.3f} kimg [{elapsed}<{remaining}{postfix}]")
         self._start_tick()
+        started = time.perf_counter()
+
+        def snapshot(quality: bool = True) -> None:
+            info = self.snapshot(quality=quality)
+            if self.is_main and not self.progress:  # a line instead of the bar (which shows the same numbers)
+                postfix = {**self._postfix(), **{k: f"{info[k]:.4g}" for k in ("kid", "fid") if k in info}}
+                print(f"fine-tuning {self.cur_nimg / 1000:.3f}/{last_nimg / 1000:.3f} kimg "
+                      f"[{bar.format_interval(time.perf_counter() - started)}, "
+                      f"{', '.join(f'{k}={v}' for k, v in postfix.items())}]: {self.last_snapshot}", flush=True)
+
         stop = False
         # the bar is closed however the loop ends, so that what follows (a message, a traceback) starts a line
         with bar, self._ctrl_c.deferred((lambda: bar.write(STOPPING, file=sys.stderr)) if self.is_main else None):
@@ -412,10 +460,10 @@ class Trainer:
                 bar.set_postfix(self._postfix(), refresh=False)
                 due = self.cur_nimg >= total_nimg or self.cur_nimg // snapshot_nimg > before // snapshot_nimg
                 if due:
-                    self.snapshot()
+                    snapshot()
                 stop = self.dist.any_true(self._ctrl_c.pressed)  # under torchrun, every process stops at this minibatch
                 if stop and not due:  # off the snapshot_kimg grid: later snapshots stay on it (`due` counts images)
-                    self.snapshot(quality=False)
+                    snapshot(quality=False)
         if stop:
             # every process waits for the main one's files: under torchrun, the first process to end with an error
             # (this KeyboardInterrupt) gets the others killed
@@ -443,10 +491,10 @@ class Trainer:
     # ---- snapshots and resume
 
     def snapshot(self, *, quality: bool = True) -> dict:
-        """Write the network, the fakes grid, the quality metric, a metrics line, latest.json and the training state
-        (main process only); every process must call it. Returns the metrics (with paths and the grid on the main
-        process). The quality metric takes minutes: it is left out with `quality=False` (a run stopping at Ctrl-C)
-        and when Ctrl-C is pressed before or while it is computed."""
+        """Write the network, the fakes grid, the quality metric, a metrics line, the training state and latest.json,
+        in this order (main process only); every process must call it. Returns the metrics (with paths and the grid
+        on the main process). The quality metric takes minutes: it is left out with `quality=False` (a run stopping
+        at Ctrl-C) and when Ctrl-C is pressed before or while it is computed."""
         info = self._tick_metrics()
         self._check_processes_agree()
         rng = self.dist.all_gather(_rng_state(self.device))
@@ -463,9 +511,8 @@ class Trainer:
                 info.update(self._ctrl_c.unless_pressed(self.quality))
             records = append_metrics(self.run_dir / "metrics.jsonl", info)
             plot_metrics(records, self.run_dir / "metrics.png")
-            write_latest(self.run_dir, {"kimg": nimg / 1000, "network": self.last_snapshot,
-                                        "fakes": fakes_name(nimg), "state": state_name(nimg)})
-            save_state(self.run_dir, self._state(rng))  # last: a snapshot cut short by Ctrl-C is redone on resume
+            save_state(self.run_dir, self._state(rng))  # a snapshot cut short before it is redone on resume
+            write_latest(self.run_dir, latest_record(nimg))  # last: it names only complete files
             info.update(network=self.run_dir / self.last_snapshot, fakes_path=self.run_dir / fakes_name(nimg),
                         fakes=fakes, plot_path=self.run_dir / "metrics.png")
             if self.callback is not None:
@@ -528,6 +575,7 @@ class Trainer:
             "ada": self.ada.state_dict(), "augment_p": float(self.augment_pipe.p), "pl_mean": self.pl_mean.cpu(),
             "cur_nimg": self.cur_nimg, "batch_idx": self.batch_idx, "last_snapshot": self.last_snapshot,
             "world_size": self.dist.world_size, "rng": rng, "base_state": self.base_state,
+            "data_files": self.dataset.files,  # what it was trained on: a resumed run says what changed
         }
 
     def _load_state(self, state: dict) -> None:
@@ -697,6 +745,44 @@ def _check_resumable(state: dict, cfg: TrainConfig) -> None:
                          "change).")
 
 
+def _check_run_dir_outside_data(cfg: TrainConfig) -> None:
+    """Refuse a run folder inside the data folder (or the data folder itself): its fakes grids and plots would be
+    read as training images when the run resumes."""
+    data, run_dir = user_path(cfg.data).resolve(), user_path(cfg.run_dir).resolve()
+    if data.is_dir() and run_dir.is_relative_to(data):
+        where = "is" if run_dir == data else "is inside"
+        raise ValueError(f"{option_value('run_dir', cfg.run_dir)} {where} the data folder {cfg.data}: the run's "
+                         "images (fakes, metrics.png) would become training images. Put the run folder elsewhere, "
+                         f"e.g. {data.parent / 'runs' / data.name}")
+
+
+def _say_changed_settings(state: dict, cfg: TrainConfig) -> None:
+    """Warn of each setting a resumed run changes (those it may change, `RESUME_FIXED` aside), one line each: the
+    run goes on with it, as it would not have without the stop."""
+    saved = TrainConfig.from_dict(state["config"])
+    for field in dataclasses.fields(TrainConfig):
+        name = field.name
+        old, new = getattr(saved, name), getattr(cfg, name)
+        if name not in RESUME_FIXED + QUIET_CHANGES and old != new:
+            warn(f"{cfg.run_dir}: {option_name(name)} {option_text(name, new)} from here on (the run had "
+                 f"{option_text(name, old)})")
+
+
+def _say_changed_data(state: dict, data: str, files: list[tuple[str, int, int]]) -> None:
+    """Warn when the images of the data set changed since the training state was saved (added, removed, replaced):
+    the run goes on with the images there now. States of older toonlibs did not record them."""
+    if "data_files" not in state:
+        return
+    before = {name: stamp for name, *stamp in state["data_files"]}
+    now = {name: stamp for name, *stamp in files}
+    changes = {"added": len(now.keys() - before.keys()), "removed": len(before.keys() - now.keys()),
+               "replaced": sum(before[name] != stamp for name, stamp in now.items() if name in before)}
+    if any(changes.values()):
+        said = ", ".join(f"{count} {change}" for change, count in changes.items() if count)
+        warn(f"the images in {data} changed since the run's last snapshot ({said}; {counted(len(now), 'file')} "
+             "now): the run goes on with the images there now")
+
+
 def _empty_networks(state: dict) -> tuple[Generator, Discriminator, Generator]:
     """Networks of a training state's architecture (G, D, G_ema), weights not loaded."""
     G = Generator(GeneratorConfig.from_dict(state["networks"]["G"]))
@@ -723,13 +809,16 @@ def _write_json(path: Path, obj: dict) -> None:
         tmp.write_text(json.dumps(obj, indent=2) + "\n")
 
 
-def finetune(config: TrainConfig, *, progress: bool = True, callback: Callable[[dict], None] | None = None) -> Path:
+def finetune(config: TrainConfig | None = None, *, progress: bool = True,
+             callback: Callable[[dict], None] | None = None, **settings: object) -> Path:
     """Fine-tune `config.resume` (a checkpoint, or a run folder: see TrainConfig) on `config.data` into
-    `config.run_dir` (resuming the run there if any); returns the last network snapshot's path. `callback(info)`
-    gets each snapshot's metrics, paths (network, fakes_path, plot_path) and fakes grid (a PIL image). Under
-    torchrun, every process calls this; only the first writes files and downloads. Ctrl-C saves the run at the end
-    of the minibatch, then raises KeyboardInterrupt (`Trainer.run`). The caller's torch RNG state is left as it
-    was."""
+    `config.run_dir` (resuming the run there if any); returns the last network snapshot's path. The settings are a
+    TrainConfig or its fields as keywords: `finetune(data="faces/", resume="ffhq-256-noaug", run_dir="runs/toon")`.
+    `progress=False`: no progress bars, and one line per snapshot on stdout instead. `callback(info)` gets each
+    snapshot's metrics, paths (network, fakes_path, plot_path) and fakes grid (a PIL image). Under torchrun, every
+    process calls this; only the first writes files and downloads. Ctrl-C saves the run at the end of the
+    minibatch, then raises KeyboardInterrupt (`Trainer.run`). The caller's torch RNG state is left as it was."""
+    config = _config_of(config, settings)
     dist, started = init_distributed(config.device)
     try:
         with torch.random.fork_rng(devices=[dist.device] if dist.device.type == "cuda" else []):
@@ -737,3 +826,22 @@ def finetune(config: TrainConfig, *, progress: bool = True, callback: Callable[[
     finally:
         if started:
             torch_dist.destroy_process_group()
+
+
+def _config_of(config: object, settings: dict[str, object]) -> TrainConfig:
+    """`finetune`'s TrainConfig: `config`, or one of the keyword `settings`; a TypeError that shows both forms
+    for anything else."""
+    if config is None:
+        return TrainConfig(**settings)
+    if isinstance(config, TrainConfig) and not settings:
+        return config
+    example = "data='faces/', resume='ffhq-256-noaug', run_dir='runs/toon'"
+    if isinstance(config, TrainConfig):
+        got = (f"a TrainConfig and keyword settings ({', '.join(settings)}): change a TrainConfig with "
+               "dataclasses.replace(config, kimg=20)")
+    elif isinstance(config, dict):
+        got = "a dict: pass its settings as keywords, finetune(**settings)"
+    else:
+        got = f"{type(config).__name__} {config!r}"[:200]
+    raise TypeError(f"finetune takes a TrainConfig, finetune(TrainConfig({example})), or its settings as keywords, "
+                    f"finetune({example}); got {got}")

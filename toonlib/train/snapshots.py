@@ -6,16 +6,19 @@
     latest.json                     which of the above are the newest (a plain file: Google Drive has no symlinks)
     metrics.jsonl, metrics.png      the training log and its plot
 
-Every file is written atomically, the training state last: a snapshot cut short (Ctrl-C) is redone when the run
-resumes. Resuming takes the newest training state that loads and ignores a broken one (a file cut short by a full
-disk or a Drive sync), falling back to the one before it; the temporary files a killed run left are removed.
+Every file is written atomically, the training state and then latest.json last: a snapshot cut short (Ctrl-C, a
+full disk) is redone when the run resumes, and latest.json names only files that are complete. Resuming takes the
+newest training state that loads and ignores a broken one (a file cut short by a Drive sync), falling back to the one
+before it; the temporary files a killed run left are removed. A full disk while saving is one OSError that says
+where the run can continue from (`disk_full_said`).
 
-One run at a time uses a run folder: `hold_run_dir` locks it (an OS lock, `.locks/<name>.lock` beside the
-folder, which the kernel releases when its holder dies) and a second run there is refused at once.
+One run at a time uses a run folder: `hold_run_dir` locks it (an OS lock on `.locks/run.lock` inside the folder,
+which the kernel releases when its holder dies) and a second run there is refused at once.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -29,13 +32,16 @@ from ..checkpoints import NATIVE_SUFFIX
 from ..files import TEMP_FILE_NAME, atomic_write_path, file_lock, lock_file_for, user_path
 from ..messages import warn
 
-__all__ = ["KEEP_STATES", "LATEST_FILE", "STATE_VERSION", "fakes_name", "hold_run_dir", "latest_snapshot",
-           "newest_state", "read_latest", "save_state", "snapshot_name", "snapshot_paths", "state_name", "write_latest"]
+__all__ = ["KEEP_STATES", "LATEST_FILE", "STATE_VERSION", "disk_full_said", "fakes_name", "has_run", "hold_run_dir",
+           "latest_record", "latest_snapshot", "newest_state", "read_latest", "save_state", "snapshot_name",
+           "snapshot_paths", "state_name", "sync_latest", "write_latest"]
 
 STATE_VERSION = 2
 KEEP_STATES = 2
 LATEST_FILE = "latest.json"
+_LOCKED = "run"  # what `files.file_lock` guards inside a run folder: its lock is <run>/.locks/run.lock
 _STATE_PATTERN = re.compile(r"training-state-(\d{9})\.pt")
+_DISK_FULL = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "the disk quota is used up"}
 _STATE_KEYS = ("config", "networks", "G", "D", "G_ema", "opt_G", "opt_D", "ada", "cur_nimg", "batch_idx", "rng")
 _WRITTEN_FOLDERS = (".", "dataset-cache")  # where a run writes through atomic_write_path
 
@@ -59,8 +65,10 @@ def save_state(run_dir: str | os.PathLike, state: dict) -> Path:
     """Write `state` (with `cur_nimg`) as training-state-NNNNNNNNN.pt and delete all but the newest KEEP_STATES."""
     run_dir = Path(run_dir)
     path = run_dir / state_name(state["cur_nimg"])
-    with atomic_write_path(path) as tmp:
-        torch.save({"version": STATE_VERSION, **state}, tmp)
+    # through a Python file: a full disk is then an OSError (ENOSPC) in the chain, not only torch's RuntimeError
+    # "unexpected pos"
+    with atomic_write_path(path) as tmp, tmp.open("wb") as file:
+        torch.save({"version": STATE_VERSION, **state}, file)
     for old in _state_paths(run_dir)[KEEP_STATES:]:
         old.unlink(missing_ok=True)
     return path
@@ -102,10 +110,26 @@ def _state_paths(run_dir: Path) -> list[Path]:
     return sorted(paths, key=lambda p: p.name, reverse=True)
 
 
+def latest_record(nimg: int) -> dict:
+    """What latest.json holds for the snapshot after `nimg` images: its kimg and the names of its files."""
+    return {"kimg": nimg / 1000, "network": snapshot_name(nimg), "fakes": fakes_name(nimg), "state": state_name(nimg)}
+
+
 def write_latest(run_dir: str | os.PathLike, record: dict) -> None:
-    """Point latest.json at the newest snapshot's files (`record`: kimg, network, fakes, state)."""
+    """Point latest.json at the newest snapshot's files (`record`: `latest_record`)."""
     with atomic_write_path(Path(run_dir) / LATEST_FILE) as tmp:
         tmp.write_text(json.dumps(record, indent=2) + "\n")
+
+
+def sync_latest(run_dir: str | os.PathLike, nimg: int) -> None:
+    """Make latest.json name the snapshot after `nimg` images, the one a run resumes from, where it names another: a
+    run stopped between its training state and latest.json, or one whose newest training state was unreadable."""
+    try:
+        same = read_latest(run_dir) == latest_record(nimg)
+    except (OSError, ValueError):  # unreadable: rewritten
+        same = False
+    if not same:
+        write_latest(run_dir, latest_record(nimg))
 
 
 def read_latest(run_dir: str | os.PathLike) -> dict | None:
@@ -125,28 +149,36 @@ def latest_snapshot(run_dir: str | os.PathLike) -> Path | None:
     return None if latest is None else Path(run_dir) / latest["network"]
 
 
+def has_run(run_dir: str | os.PathLike) -> bool:
+    """Whether the folder `run_dir` holds a fine-tuning run, or did: its lock file or a training state is there."""
+    folder = user_path(run_dir)
+    return lock_file_for(folder / _LOCKED).is_file() or any(folder.glob("training-state*.pt"))
+
+
 @contextlib.contextmanager
 def hold_run_dir(run_dir: str | os.PathLike) -> Iterator[None]:
-    """Hold the run folder `run_dir` for one fine-tuning run while the body runs. When another run holds it, a
-    BlockingIOError is raised at once, naming the folder as given and the process that holds it.
+    """Hold the run folder `run_dir` for one fine-tuning run while the body runs, creating it if need be. When
+    another run holds it, a BlockingIOError is raised at once, naming the folder as given and the process that holds
+    it.
 
-    The lock is `files.file_lock` of the resolved folder (one lock however the folder is spelled; the folder need
-    not exist yet): `runs/.locks/toon.lock` for `runs/toon`. It is released when the body ends or fails, and by
-    the kernel when its holder dies, so a killed run never leaves the folder locked. The holder's process id and
-    host are written beside the lock (`runs/.locks/toon.holder`) for the message of a refused run. Once it holds the
-    folder, the temporary files of atomic writes that a killed run left there (cut short) are removed.
+    The lock is `files.file_lock` of `.locks/run.lock` inside the folder (one lock however the folder is spelled,
+    nothing outside it written: only the run folder must be writable). It is released when the body ends or fails,
+    and by the kernel when its holder dies, so a killed run never leaves the folder locked; the lock file stays, as
+    a lock file must (one deleted while another process opens it could be held twice). The holder's process id and
+    host are written beside it (`.locks/run.holder`) for the message of a refused run. Once it holds the folder, the
+    temporary files of atomic writes that a killed run left there (cut short) are removed.
     """
     folder = user_path(run_dir).resolve()
-    lock_file = lock_file_for(folder)
-    holder = lock_file.with_name(f"{folder.name}.holder")
+    lock_file = lock_file_for(folder / _LOCKED)
+    holder = lock_file.with_suffix(".holder")
     held = contextlib.ExitStack()
     try:
-        held.enter_context(file_lock(folder, wait=False))
+        held.enter_context(file_lock(folder / _LOCKED, wait=False))
     except BlockingIOError:
         raise BlockingIOError(f"{run_dir} is in use by another fine-tuning run{_holder(holder)}: wait until it ends "
                               "or stop it, or train in another run folder (--run-dir)") from None
-    except OSError as exc:  # the folder beside the run folder cannot be written
-        raise type(exc)(f"cannot lock the run folder {run_dir} ({lock_file}): {exc.strerror or exc}") from None
+    except OSError as exc:  # the run folder cannot be created or written
+        raise type(exc)(f"cannot write in the run folder {run_dir}: {exc.strerror or exc}") from None
     with held:
         with atomic_write_path(holder) as tmp:
             tmp.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}) + "\n")
@@ -155,6 +187,43 @@ def hold_run_dir(run_dir: str | os.PathLike) -> Iterator[None]:
             yield
         finally:
             holder.unlink(missing_ok=True)  # while still locked, so that the next holder's record stays
+
+
+@contextlib.contextmanager
+def disk_full_said(run_dir: str | os.PathLike) -> Iterator[None]:
+    """Run the body, which writes the run in `run_dir`; when it fails because the disk is full (ENOSPC or a quota:
+    an OSError in the error's chain, or a Rust library's 'os error 28' as safetensors says it), raise one OSError
+    instead, which says so and where the run continues from: latest.json's snapshot, complete since latest.json is
+    written last. Its `errno` is the one found."""
+    try:
+        yield
+    except Exception as exc:
+        code = _disk_full_code(exc)
+        if code is None:
+            raise
+        try:
+            latest = read_latest(run_dir)
+        except (OSError, ValueError):  # unreadable: say nothing of it
+            latest = None
+        then = (f"to continue from {latest['network']}" if latest is not None
+                else "to start it again (no snapshot was saved)")
+        error = OSError(f"{_DISK_FULL[code]} while saving the run to {run_dir}: free space and run the same command "
+                        f"again {then}")
+        error.errno = code  # str() stays the message, without '[Errno 28]'
+        raise error from exc
+
+
+def _disk_full_code(exc: BaseException | None) -> int | None:
+    """ENOSPC or EDQUOT when `exc` or an exception in its chain (cause, context) says so, else None."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        found = re.search(r"\(os error (\d+)\)", str(exc))
+        code = exc.errno if isinstance(exc, OSError) else int(found[1]) if found else None
+        if code in _DISK_FULL:
+            return code
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _remove_stale_temps(run_dir: Path) -> None:
