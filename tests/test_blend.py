@@ -244,7 +244,7 @@ def test_blend_takes_the_argument_names_of_its_module(low, high):
 def test_accepts_networks_and_paths(low, high, tmp_path):
     from toonlib import checkpoints
 
-    path = checkpoints.save_network(tmp_path / "high.pt", high)
+    path = checkpoints.save_network(tmp_path / "high.safetensors", high)
     G = blend(checkpoints.Networks(G_ema=low), path, 8)
     assert_same_state(G.state_dict(), blend(low, high, 8).state_dict())
     with pytest.raises(TypeError, match="Generator"):

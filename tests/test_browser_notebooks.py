@@ -62,15 +62,17 @@ def lab(tmp_path_factory, random_vgg_torch_home, request):
     notebooks 01 (its data_path left empty), 02 and 04 prepared as CI runs them."""
     root = tmp_path_factory.mktemp("lab")
     base, toon = tiny_generator(0), _toon_of(0)
-    save_network(root / "base.pt", base)
-    save_network(root / "toon-ft.pt", toon)
-    save_network(root / "toon.pt", Networks(G_ema=blend(toon, base, 8), G=toon))  # laid out like Toonify's file
+    save_network(root / "base.safetensors", base)
+    save_network(root / "toon-ft.safetensors", toon)
+    # laid out like Toonify's file
+    save_network(root / "toon.safetensors", Networks(G_ema=blend(toon, base, 8), G=toon))
     write_photos(root / "photos")
-    common = {"base_model": "base.pt", "use_drive": False}
+    common = {"base_model": "base.safetensors", "use_drive": False}
     notebooks = {"01.ipynb": prepare("01_finetune.ipynb", common),  # data_path empty, as shipped
-                 "02.ipynb": prepare("02_blend.ipynb", {**common, "toon_model": "toon-ft.pt", "toon_network": "G_ema",
-                                                       "swap_res": 8, "output": "blend.pt"}),
-                 "04.ipynb": prepare("04_toonify.ipynb", {**common, "toon_model": "toon.pt", "steps": 2,
+                 "02.ipynb": prepare("02_blend.ipynb", {**common, "toon_model": "toon-ft.safetensors",
+                                                        "toon_network": "G_ema", "swap_res": 8,
+                                                        "output": "blend.safetensors"}),
+                 "04.ipynb": prepare("04_toonify.ipynb", {**common, "toon_model": "toon.safetensors", "steps": 2,
                                                          "detector": "dlib", "output": "me.png"})}
     for name, nb in notebooks.items():
         nbformat.write(nb, root / name)
@@ -240,8 +242,8 @@ def _record(shots: Path, latencies: dict) -> None:
 def test_blend_explorer_fits_and_reacts_in_jupyterlab(lab, browser, shots):
     page = page_at(browser, lab.url(f"lab/tree/02.ipynb?reset&{lab.url_token}"), width=OPEN_WIDTH)
     with screenshots_on_failure(page, shots, "02-run"):
-        _run_all(page, "saved blend.pt")
-    assert (lab.root / "blend.pt").exists()
+        _run_all(page, "saved blend.safetensors")
+    assert (lab.root / "blend.safetensors").exists()
     explorer = page.locator(".toonlib-explorer")
     grid, chart = explorer.locator("img.toonlib-grid"), explorer.locator("img.toonlib-chart")
     status = explorer.locator(".toonlib-status")
@@ -264,12 +266,13 @@ def test_blend_explorer_fits_and_reacts_in_jupyterlab(lab, browser, shots):
     with screenshots_on_failure(page, shots, "02-save"):  # the blend the slider shows, not the parameters' 8 px
         _move_slider(page, swap, "ArrowRight", grid, "16 px", latencies, "explorer swap 8 -> 16 px, to save")
         _run_cell(page, "explorer.save(")
-        page.get_by_text("saved blend.pt: toon up to 16 px").wait_for(timeout=WAIT_MS)
+        page.get_by_text("saved blend.safetensors: toon up to 16 px").wait_for(timeout=WAIT_MS)
     from toonlib.checkpoints import load_network
 
-    expected = blend(load_network(lab.root / "toon-ft.pt").G_ema, load_network(lab.root / "base.pt").G_ema, 16)
-    saved = load_network(lab.root / "blend.pt").G_ema.state_dict()
-    assert all(torch.equal(v, expected.state_dict()[k]) for k, v in saved.items()), "blend.pt is not the 16 px blend"
+    expected = blend(load_network(lab.root / "toon-ft.safetensors").G_ema,
+                     load_network(lab.root / "base.safetensors").G_ema, 16)
+    saved = load_network(lab.root / "blend.safetensors").G_ema.state_dict()
+    assert all(torch.equal(v, expected.state_dict()[k]) for k, v in saved.items()), "the saved blend is not at 16 px"
     _record(shots, latencies)
     page.close()
 

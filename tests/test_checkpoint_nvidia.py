@@ -85,7 +85,7 @@ def test_round_trip_through_toonlib_format_is_exact(nets, tmp_path):
 
 
 def test_lone_generator_round_trip(nets, tmp_path):
-    path = save_network(tmp_path / "g.pt", nets.G_ema)
+    path = save_network(tmp_path / "g.safetensors", nets.G_ema)
     again = load_network(path)
     assert again.G is None and again.D is None
     z = torch.from_numpy(REF["z"])
@@ -94,7 +94,7 @@ def test_lone_generator_round_trip(nets, tmp_path):
 
 
 def test_failed_save_keeps_the_old_file(nets, tmp_path, monkeypatch):
-    path = save_network(tmp_path / "g.pt", nets.G_ema)
+    path = save_network(tmp_path / "g.safetensors", nets.G_ema)
     before = path.read_bytes()
 
     def broken_save(tensors, filename, metadata=None):
@@ -105,7 +105,7 @@ def test_failed_save_keeps_the_old_file(nets, tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         save_network(path, nets.G_ema)
     assert path.read_bytes() == before
-    assert os.listdir(tmp_path) == ["g.pt"]
+    assert os.listdir(tmp_path) == ["g.safetensors"]
 
 
 class _RunsCode:
@@ -216,6 +216,6 @@ def test_meta_with_numpy_values_is_saved_as_plain_json(nets, tmp_path):
     from toonlib.checkpoints import Networks
 
     meta = {"format": "tensorflow", "source": "x.pkl", "static_kwargs": {"fmap_base": np.int64(8), "lr": np.float32(2)}}
-    path = save_network(tmp_path / "n.pt", Networks(G_ema=nets.G_ema, meta=meta))
+    path = save_network(tmp_path / "n.safetensors", Networks(G_ema=nets.G_ema, meta=meta))
     loaded = load_network(path).meta
     assert loaded["static_kwargs"] == {"fmap_base": 8, "lr": 2.0} and loaded["origin"]["format"] == "tensorflow"

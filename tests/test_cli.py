@@ -44,9 +44,10 @@ def test_blend_command_writes_network_and_grid(tmp_path):
     from toonlib.checkpoints import save_network
 
     toon, base = tiny_generator(1), tiny_generator(0)
-    save_network(tmp_path / "toon.pt", toon)
-    save_network(tmp_path / "base.pt", base)
-    result = run_cli("blend", "--toon", str(tmp_path / "toon.pt"), "--base", str(tmp_path / "base.pt"),
+    save_network(tmp_path / "toon.safetensors", toon)
+    save_network(tmp_path / "base.safetensors", base)
+    result = run_cli("blend", "--toon", str(tmp_path / "toon.safetensors"), "--base",
+                     str(tmp_path / "base.safetensors"),
                      "--swap-res", "8", "--blend-width", "0.5", "-o", str(tmp_path / "b.safetensors"),
                      "--grid", str(tmp_path / "grid.png"), "--seeds", "0-2")
     assert result.returncode == 0, result.stderr
@@ -54,7 +55,7 @@ def test_blend_command_writes_network_and_grid(tmp_path):
     got = load_network(tmp_path / "b.safetensors").G_ema.state_dict()
     assert all(torch.equal(got[k], v) for k, v in expected.items())
     assert Image.open(tmp_path / "grid.png").height > 3 * 32
-    result = run_cli("blend", "--low", str(tmp_path / "toon.pt"), "--high", str(FIXTURES / "ada_tiny.pkl"),
+    result = run_cli("blend", "--low", str(tmp_path / "toon.safetensors"), "--high", str(FIXTURES / "ada_tiny.pkl"),
                      "--swap-res", "8", "-o", str(tmp_path / "bad.safetensors"))
     assert result.returncode == 2 and "different architectures" in result.stderr
 

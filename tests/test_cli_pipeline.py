@@ -32,7 +32,8 @@ def test_align_then_project(setup, tmp_path, capsys):
                      "--detector", "dlib"]) == 0
     assert Image.open(aligned).size == (64, 64)
     latent = tmp_path / "w.npz"
-    assert cli.main(["project", str(aligned), "--base", str(setup / "base.pt"), "--steps", "3", "-o", str(latent),
+    assert cli.main(["project", str(aligned), "--base", str(setup / "base.safetensors"), "--steps", "3", "-o",
+                     str(latent),
                      "--image-out", str(tmp_path / "recon.png")]) == 0
     assert load_latent(latent).shape == (1, 8, 16)
     assert Image.open(tmp_path / "recon.png").size == (32, 32)
@@ -44,8 +45,8 @@ def test_align_then_project(setup, tmp_path, capsys):
 
 def test_toonify_folder_survives_bad_photos(setup, tmp_path, capsys):
     out = tmp_path / "toons"
-    code = cli.main(["toonify", str(setup / "photos"), "-o", str(out), "--base", str(setup / "base.pt"),
-                     "--toon", str(setup / "toon.pt"), "--steps", "2", "--paste-back", "--detector", "dlib"])
+    code = cli.main(["toonify", str(setup / "photos"), "-o", str(out), "--base", str(setup / "base.safetensors"),
+                     "--toon", str(setup / "toon.safetensors"), "--steps", "2", "--paste-back", "--detector", "dlib"])
     captured = capsys.readouterr()
     assert code == 1  # some photos failed, the others were written
     assert "skipped" in captured.err and "broken.jpg" in captured.err and "coffee.png" in captured.err
@@ -66,8 +67,8 @@ def test_toonify_refuses_to_overwrite_inputs(setup, tmp_path, capsys):
     Image.fromarray(skdata.astronaut()).save(photos / "me.png")
     Image.fromarray(skdata.astronaut()[::-1]).save(photos / "me-toon.png")  # an input named like an output
     before = (photos / "me-toon.png").read_bytes()
-    code = cli.main(["toonify", str(photos), "-o", str(photos), "--base", str(setup / "base.pt"),
-                     "--toon", str(setup / "toon.pt"), "--steps", "1", "--detector", "dlib"])
+    code = cli.main(["toonify", str(photos), "-o", str(photos), "--base", str(setup / "base.safetensors"),
+                     "--toon", str(setup / "toon.safetensors"), "--steps", "1", "--detector", "dlib"])
     assert code == 2 and "refusing to overwrite" in capsys.readouterr().err
     assert (photos / "me-toon.png").read_bytes() == before
 
@@ -81,7 +82,7 @@ def test_align_and_project_refuse_to_overwrite_their_photo(setup, tmp_path, caps
     assert cli.main(["align", str(photo), "-o", str(photo), "--detector", "dlib", "--size", "32"]) == 2
     assert f"refusing to overwrite {photo}: it is an input photo; choose another -o" in capsys.readouterr().err
     assert cli.main(["project", str(photo), "-o", str(tmp_path / "w.npz"), "--image-out", str(photo),
-                     "--base", str(setup / "base.pt"), "--steps", "1"]) == 2
+                     "--base", str(setup / "base.safetensors"), "--steps", "1"]) == 2
     assert "it is an input photo; choose another --image-out" in capsys.readouterr().err
     assert photo.read_bytes() == before and sorted(tmp_path.iterdir()) == [photo]
 
@@ -93,8 +94,8 @@ def test_toonify_keeps_photos_of_one_name_apart(setup, tmp_path, capsys):
     Image.open(setup / "photos" / "hopper.jpg").save(photos / "me.jpg")
     Image.open(setup / "photos" / "astronaut.png").save(photos / "me.png")
     out = tmp_path / "out"
-    assert cli.main(["toonify", str(photos), "-o", str(out), "--base", str(setup / "base.pt"), "--toon",
-                     str(setup / "toon.pt"), "--steps", "1", "--detector", "dlib", "--no-identity"]) == 0
+    assert cli.main(["toonify", str(photos), "-o", str(out), "--base", str(setup / "base.safetensors"), "--toon",
+                     str(setup / "toon.safetensors"), "--steps", "1", "--detector", "dlib", "--no-identity"]) == 0
     assert sorted(p.name for p in out.iterdir()) == [f"me-{ext}-{kind}.png" for ext in ("jpg", "png")
                                                      for kind in ("aligned", "reconstruction", "toon")]
 
@@ -102,7 +103,8 @@ def test_toonify_keeps_photos_of_one_name_apart(setup, tmp_path, capsys):
 def test_toonify_of_one_photo_shows_the_projection_steps(setup, tmp_path, capsys):
     """One photo took up to an hour on a CPU with nothing on the screen; now the step bar, ending complete."""
     assert cli.main(["toonify", str(setup / "photos" / "hopper.jpg"), "-o", str(tmp_path), "--base",
-                     str(setup / "base.pt"), "--toon", str(setup / "toon.pt"), "--steps", "3", "--detector", "dlib",
+                     str(setup / "base.safetensors"), "--toon", str(setup / "toon.safetensors"), "--steps", "3",
+                     "--detector", "dlib",
                      "--no-identity"]) == 0
     assert "3/3" in capsys.readouterr().err
 
@@ -113,7 +115,8 @@ def test_all_faces_numbers_every_face(setup, tmp_path, capsys):
     assert cli.main(["align", str(setup / "photos" / "hopper.jpg"), "-o", str(tmp_path / "a.png"), "--size", "32",
                      "--detector", "dlib", "--all-faces"]) == 0
     assert cli.main(["toonify", str(setup / "photos" / "hopper.jpg"), "-o", str(tmp_path / "t"), "--base",
-                     str(setup / "base.pt"), "--toon", str(setup / "toon.pt"), "--steps", "1", "--detector", "dlib",
+                     str(setup / "base.safetensors"), "--toon", str(setup / "toon.safetensors"), "--steps", "1",
+                     "--detector", "dlib",
                      "--no-identity", "--all-faces"]) == 0
     assert (tmp_path / "a-face1.png").is_file() and (tmp_path / "t" / "hopper-face1-toon.png").is_file()
     assert not (tmp_path / "a-face0.png").exists()
@@ -128,8 +131,10 @@ def test_all_faces_pasted_back_into_one_photo(setup, tmp_path):
     pair.paste(photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT), (photo.width, 0))
     pair.save(tmp_path / "pair.png")
     out = tmp_path / "toons"
-    assert cli.main(["toonify", str(tmp_path / "pair.png"), "-o", str(out), "--base", str(setup / "base.pt"), "--toon",
-                     str(setup / "toon.pt"), "--steps", "1", "--detector", "dlib", "--no-identity", "--all-faces",
+    assert cli.main(["toonify", str(tmp_path / "pair.png"), "-o", str(out), "--base", str(setup / "base.safetensors"),
+                     "--toon",
+                     str(setup / "toon.safetensors"), "--steps", "1", "--detector", "dlib", "--no-identity",
+                     "--all-faces",
                      "--paste-back"]) == 0
     assert sorted(p.name for p in out.iterdir()) == [
         f"pair-face{i}-{kind}.png" for i in (1, 2) for kind in ("aligned", "reconstruction", "toon")] + [
@@ -142,8 +147,9 @@ def test_all_faces_pasted_back_into_one_photo(setup, tmp_path):
 def test_toonify_one_photo_to_an_image_path(setup, tmp_path, capsys):
     """`toonify PHOTO -o out.png` writes the toon at out.png and the other images beside it, not a folder."""
     out = tmp_path / "results" / "out.png"
-    code = cli.main(["toonify", str(setup / "photos" / "hopper.jpg"), "-o", str(out), "--base", str(setup / "base.pt"),
-                     "--toon", str(setup / "toon.pt"), "--steps", "1", "--paste-back", "--detector", "dlib"])
+    code = cli.main(["toonify", str(setup / "photos" / "hopper.jpg"), "-o", str(out), "--base",
+                     str(setup / "base.safetensors"),
+                     "--toon", str(setup / "toon.safetensors"), "--steps", "1", "--paste-back", "--detector", "dlib"])
     assert code == 0
     assert out.is_file() and Image.open(out).size == (32, 32)
     assert sorted(p.name for p in out.parent.iterdir()) == ["out-aligned.png", "out-pasted.png",
@@ -155,7 +161,8 @@ def test_toonify_one_photo_without_a_face_exits_2(setup, tmp_path, capsys):
     """Nothing written: the photo is unusable, as `align` says of it (exit status 1 means some photos of a folder
     failed and the others were written)."""
     code = cli.main(["toonify", str(setup / "photos" / "coffee.png"), "-o", str(tmp_path / "x.png"),
-                     "--base", str(setup / "base.pt"), "--toon", str(setup / "toon.pt"), "--steps", "1",
+                     "--base", str(setup / "base.safetensors"), "--toon", str(setup / "toon.safetensors"), "--steps",
+                     "1",
                      "--detector", "dlib"])
     assert code == 2
     assert capsys.readouterr().err.splitlines()[-1] == (

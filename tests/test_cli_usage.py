@@ -393,10 +393,10 @@ def test_missing_vgg16_weights_is_one_short_message(tmp_path, offline_cache):
 
     from toonlib.checkpoints import save_network
 
-    save_network(tmp_path / "base.pt", tiny_generator(0))
+    save_network(tmp_path / "base.safetensors", tiny_generator(0))
     face = tmp_path / "face.png"
     Image.fromarray(skdata.astronaut()).resize((32, 32)).save(face)
-    result = run_cli("project", str(face), "--base", str(tmp_path / "base.pt"), "--steps", "1",
+    result = run_cli("project", str(face), "--base", str(tmp_path / "base.safetensors"), "--steps", "1",
                      "-o", str(tmp_path / "w.npz"), env=offline_cache)
     _short_error(result, "VGG16")
     assert not (tmp_path / "w.npz").exists()

@@ -496,9 +496,10 @@ def test_toonify_panel_loads_another_inversion_mode_when_chosen(tmp_path, encode
     with torch.no_grad():
         for param in toon.synthesis.parameters():
             param.add_(0.05 * param.std().nan_to_num(0) * torch.randn_like(param))
-    save_network(tmp_path / "base.pt", base)
-    save_network(tmp_path / "toon.pt", Networks(G_ema=blend_models(toon, base, 8), G=toon))
-    models = dict(base=tmp_path / "base.pt", toon=tmp_path / "toon.pt", detector="dlib", device="cpu", encoder=e4e)
+    save_network(tmp_path / "base.safetensors", base)
+    save_network(tmp_path / "toon.safetensors", Networks(G_ema=blend_models(toon, base, 8), G=toon))
+    models = dict(base=tmp_path / "base.safetensors", toon=tmp_path / "toon.safetensors", detector="dlib",
+                  device="cpu", encoder=e4e)
     panel = ToonifyPanel(Toonifier(**models), steps=2, models=models, folder=tmp_path / "uploads")
     assert [mode for _, mode in panel.inversion.options] == list(INVERT_MODES)
     assert not panel.steps.disabled

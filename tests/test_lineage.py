@@ -38,11 +38,12 @@ def family(tmp_path_factory):
         ImageDraw.Draw(image).ellipse([x - r, y - r, x + r, y + r], fill=(30, 40, 160))
         image.save(data / f"{i:02d}.png")
     base = tiny_networks(0)
-    save_network(root / "base.pt", base)
+    save_network(root / "base.safetensors", base)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        snapshot = finetune(TrainConfig(data=str(data), resume=str(root / "base.pt"), run_dir=str(root / "run"),
+        snapshot = finetune(TrainConfig(data=str(data), resume=str(root / "base.safetensors"),
+                                        run_dir=str(root / "run"),
                                         prepare="none", batch_size=4, kimg=0.1, snapshot_kimg=0.1, image_seeds=(0,),
                                         metric="none"), progress=False)
     finally:
@@ -93,11 +94,11 @@ def test_a_toon_model_pairs_with_its_own_base():
     assert default_base("yang-cartoon") == "ffhq-1024-rosinality"
     assert default_base("jojogan-disney") == "ffhq-1024-rosinality"
     assert default_base("metfaces-1024") == "ffhq-1024"
-    assert default_base("my-toon.pt") == DEFAULT_BASE
+    assert default_base("my-toon.safetensors") == DEFAULT_BASE
     # Which network of a toon checkpoint is re-blended.
     assert toon_network_of("toonify-blended-tf") == "G"  # Toonify's file: G is the toon model, G_ema the blend
     assert toon_network_of("yang-cartoon") == "G_ema"
     assert toon_network_of("toonify-blended-tf", "G_ema") == "G_ema"
-    assert toon_network_of("my-toon.pt") is None
+    assert toon_network_of("my-toon.safetensors") is None
     with pytest.raises(ValueError, match="holds only a blended generator"):
         toon_network_of("toonify-blended-rosinality")

@@ -52,8 +52,8 @@ def _photo() -> str:
 
 def test_project_notebook_runs(tmp_path, monkeypatch, random_vgg_torch_home):
     monkeypatch.setenv("TORCH_HOME", str(random_vgg_torch_home))
-    save_network(tmp_path / "base.pt", tiny_generator(0))
-    nb = execute("03_project.ipynb", {"photo_path": _photo(), "model": str(tmp_path / "base.pt"), "steps": 4,
+    save_network(tmp_path / "base.safetensors", tiny_generator(0))
+    nb = execute("03_project.ipynb", {"photo_path": _photo(), "model": str(tmp_path / "base.safetensors"), "steps": 4,
                                       "frame_every": 2, "detector": "dlib", "output": "w.npz"}, cwd=tmp_path)
     assert (tmp_path / "projection.mp4").stat().st_size > 0
     assert "saved" in outputs_text(nb)
@@ -66,14 +66,15 @@ def test_toonify_notebook_without_a_photo_waits_for_an_upload_outside_colab(tmp_
                                                                            random_vgg_torch_home):
     monkeypatch.setenv("TORCH_HOME", str(random_vgg_torch_home))
     write_toonify_models(tmp_path)
-    nb = execute("04_toonify.ipynb", {"base_model": str(tmp_path / "base.pt"), "toon_model": str(tmp_path / "toon.pt"),
+    nb = execute("04_toonify.ipynb", {"base_model": str(tmp_path / "base.safetensors"),
+                                      "toon_model": str(tmp_path / "toon.safetensors"),
                                       "detector": "dlib"}, cwd=tmp_path)
     assert "No toon yet: upload a photo in the panel above" in outputs_text(nb)
     assert not (tmp_path / "toon.png").exists()
 
 
 def _finetune_files(folder: Path) -> tuple[Path, Path]:
-    """A tiny base model with its discriminator (base.pt) and 12 random 40 px images (faces/) in `folder`."""
+    """A tiny base model with its discriminator (base.safetensors) and 12 random 40 px images (faces/) in `folder`."""
     import numpy as np
     from PIL import Image
 
@@ -82,13 +83,13 @@ def _finetune_files(folder: Path) -> tuple[Path, Path]:
 
     G = tiny_generator(0)
     D = Discriminator(img_resolution=32, channel_base=128, channel_max=16)
-    save_network(folder / "base.pt", Networks(G_ema=G, G=G, D=D))
+    save_network(folder / "base.safetensors", Networks(G_ema=G, G=G, D=D))
     data = folder / "faces"
     data.mkdir()
     rng = np.random.default_rng(0)
     for i in range(12):
         Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(data / f"{i}.png")
-    return folder / "base.pt", data
+    return folder / "base.safetensors", data
 
 
 def test_finetune_notebook_runs_and_resumes(tmp_path):
@@ -211,9 +212,10 @@ def test_blend_notebook_with_a_toon_of_another_base_stops_at_loading_saying_what
     ended in the explorer's cell with a dump of layer shapes. The loading cell stops, saying to set base_model."""
     from nbclient import NotebookClient
 
-    save_network(tmp_path / "base.pt", tiny_generator(0, img_resolution=64))
-    save_network(tmp_path / "toon.pt", tiny_generator(1))
-    nb = prepare("02_blend.ipynb", {"base_model": "base.pt", "toon_model": "toon.pt", "toon_network": "G_ema",
+    save_network(tmp_path / "base.safetensors", tiny_generator(0, img_resolution=64))
+    save_network(tmp_path / "toon.safetensors", tiny_generator(1))
+    nb = prepare("02_blend.ipynb", {"base_model": "base.safetensors", "toon_model": "toon.safetensors",
+                                    "toon_network": "G_ema",
                                     "use_drive": False})
     load = cell_index(nb, "load_generator(base_model")
     client = NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=True,
@@ -222,9 +224,9 @@ def test_blend_notebook_with_a_toon_of_another_base_stops_at_loading_saying_what
         for index in range(load + 1):
             client.execute_cell(nb.cells[index], index)
     assert shown_error(nb.cells[load]) == (
-        "toon_model = 'toon.pt' (32 px) cannot be blended with base_model = 'base.pt' (64 px): it was fine-tuned "
-        "from another model. Set base_model in the parameters cell to the model the toon was fine-tuned from "
-        "(notebook 01's last cell names it), then run the cells again.")
+        "toon_model = 'toon.safetensors' (32 px) cannot be blended with base_model = 'base.safetensors' (64 px): it "
+        "was fine-tuned from another model. Set base_model in the parameters cell to the model the toon was "
+        "fine-tuned from (notebook 01's last cell names it), then run the cells again.")
 
 
 # --------------------------------------------------------------------------------------------
@@ -519,7 +521,7 @@ def test_run_training_stopped_before_its_first_snapshot(tmp_path, monkeypatch, s
 
     monkeypatch.setattr(toonlib.train, "finetune", lambda config, callback=None: stop())
     with pytest.raises(NotebookStop, match="before its first snapshot, so nothing was saved: run this cell again"):
-        run_training(TrainConfig(data="faces", resume="base.pt", run_dir=str(tmp_path / "run")))
+        run_training(TrainConfig(data="faces", resume="base.safetensors", run_dir=str(tmp_path / "run")))
 
 
 def test_run_training_that_fails_before_a_snapshot_leaves_no_waiting_line(tmp_path, monkeypatch):
@@ -543,12 +545,12 @@ def test_run_training_that_fails_before_a_snapshot_leaves_no_waiting_line(tmp_pa
     handles: list[Handle] = []
     monkeypatch.setattr(IPython.display, "display", lambda shown, display_id=None: handles.append(Handle(shown))
                         or handles[-1])
-    config = TrainConfig(data="faces", resume="base.pt", run_dir=str(tmp_path / "run"))
+    config = TrainConfig(data="faces", resume="base.safetensors", run_dir=str(tmp_path / "run"))
 
     def fail(config, callback=None, snapshot: bool = False) -> None:
         if snapshot:
             callback({"kimg": 0.004})
-        raise ValueError("base.pt has no discriminator (D)")
+        raise ValueError("base.safetensors has no discriminator (D)")
 
     for snapshot, line in ((False, ""), (True, "kimg 0.004")):
         handles.clear()
@@ -607,7 +609,8 @@ def test_toonify_notebook_in_colab_survives_a_declined_drive_and_a_cancelled_upl
     monkeypatch.setenv("TOONLIB_CACHE", str(tmp_path / "cache"))
     write_toonify_models(tmp_path)
     fake_colab.answer([], [_photo()])
-    nb = execute("04_toonify.ipynb", {"base_model": str(tmp_path / "base.pt"), "toon_model": str(tmp_path / "toon.pt"),
+    nb = execute("04_toonify.ipynb", {"base_model": str(tmp_path / "base.safetensors"),
+                                      "toon_model": str(tmp_path / "toon.safetensors"),
                                       "steps": 3, "detector": "dlib", "output": "me.png"}, cwd=tmp_path)
     text = outputs_text(nb)
     assert "Google Drive not mounted" in text and "No file was chosen" in text
@@ -632,7 +635,8 @@ def test_toonify_notebook_in_colab_shows_a_bad_photo_in_the_panel_and_asks_again
     write_toonify_models(tmp_path)
     photos = write_photos(tmp_path / "photos")
     fake_colab.answer([photos / "coffee.png"], [photos / "hopper.jpg"])
-    nb = prepare("04_toonify.ipynb", {"base_model": str(tmp_path / "base.pt"), "toon_model": str(tmp_path / "toon.pt"),
+    nb = prepare("04_toonify.ipynb", {"base_model": str(tmp_path / "base.safetensors"),
+                                      "toon_model": str(tmp_path / "toon.safetensors"),
                                       "steps": 2, "detector": "dlib", "output": "me.png"})
     [photo_cell] = [i for i, c in enumerate(nb.cells) if "choose_photo(" in c.source and c.cell_type == "code"]
     client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
@@ -671,7 +675,7 @@ def test_a_panel_run_from_jupyterlab_stops_at_the_kernels_interrupt(tmp_path, ra
 
     from jupyter_client.manager import start_new_kernel
 
-    save_network(tmp_path / "base.pt", tiny_generator(0))
+    save_network(tmp_path / "base.safetensors", tiny_generator(0))
     km, client = start_new_kernel(kernel_name="python3", cwd=str(tmp_path),
                                   env={**os.environ, "TORCH_HOME": str(random_vgg_torch_home)})
     try:
@@ -679,8 +683,8 @@ def test_a_panel_run_from_jupyterlab_stops_at_the_kernels_interrupt(tmp_path, ra
         if "kernel subshells" not in client.get_shell_msg(timeout=60)["content"].get("supported_features", []):
             pytest.skip("this ipykernel runs no subshells")  # then every widget message runs in the main thread
         _kernel_run(client, "import signal\nfrom toonlib.widgets import ProjectionPanel\n"
-                            f"panel = ProjectionPanel({str(tmp_path / 'base.pt')!r}, steps=100000, frame_every=100000,"
-                            f" detector='dlib')\npanel.set_photo({_photo()!r})\n"
+                            f"panel = ProjectionPanel({str(tmp_path / 'base.safetensors')!r}, steps=100000, "
+                            f"frame_every=100000, detector='dlib')\npanel.set_photo({_photo()!r})\n"
                             "idle_handler = signal.getsignal(signal.SIGINT)")
         client.control_channel.send(client.session.msg("create_subshell_request", {}))
         subshell = client.control_channel.get_msg(timeout=60)["content"]["subshell_id"]

@@ -43,7 +43,7 @@ def test_every_model_name_is_checked_before_the_first_download(models, monkeypat
     with pytest.raises(UnknownModelError, match="base='ffhq-1042': unknown model 'ffhq-1042'. Did you mean 'ffhq-1024"):
         Toonifier(base="ffhq-1042")  # the default toon model is a registry name: loading it would download it
     with pytest.raises(FileNotFoundError, match="toon='.*toon.pkl': no checkpoint at"):
-        Toonifier(base=folder / "base.pt", toon=str(folder / "toon.pkl"))
+        Toonifier(base=folder / "base.safetensors", toon=str(folder / "toon.pkl"))
     # a re-blend's shape without the swap resolution it shapes: refused, not silently ignored
     for setting in ({"level": 1}, {"blend_width": 2.0}):
         with pytest.raises(ValueError, match="give a swap resolution too"):
@@ -61,21 +61,21 @@ def test_a_device_this_machine_lacks_is_refused_before_any_model_is_read(models,
     # torch said "Found no NVIDIA driver on your system" once the first tensor moved
     for load in (toonlib.load_network, toonlib.load_generator, toonlib.load_encoder):
         with pytest.raises(ValueError, match="device='cuda', but torch finds no CUDA GPU here .* pass device='cpu'"):
-            load(folder / "base.pt", device="cuda")
+            load(folder / "base.safetensors", device="cuda")
     with pytest.raises(ValueError, match=r"device='gpu' is not a torch device: use 'cpu', 'cuda', 'cuda:1', \.\.\."):
-        Toonifier(folder / "base.pt", folder / "toon.pt", device="gpu")
+        Toonifier(folder / "base.safetensors", folder / "toon.safetensors", device="gpu")
     # another backend that this torch build or machine lacks (Linux has no Apple GPU): torch said "PyTorch is not
     # linked with support for mps devices" once the checkpoint had been read
     assert not torch.backends.mps.is_available()
     for load in (toonlib.load_network, toonlib.load_generator):
         with pytest.raises(ValueError, match=r"device='mps', but torch has no mps device here .* pass device='cpu'"):
-            load(folder / "base.pt", device="mps")
+            load(folder / "base.safetensors", device="mps")
     with pytest.raises(ValueError, match=r"device='mps', but torch has no mps device here"):
-        Toonifier(folder / "base.pt", folder / "toon.pt", device="mps")
+        Toonifier(folder / "base.safetensors", folder / "toon.safetensors", device="mps")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     with pytest.raises(ValueError, match=r"device='cuda:2', but this machine has 2 CUDA GPUs \(cuda:0 to cuda:1\)"):
-        toonlib.load_network(folder / "base.pt", device="cuda:2")
+        toonlib.load_network(folder / "base.safetensors", device="cuda:2")
     with pytest.raises(ValueError, match="device='cuda:2'"):
         toonlib.project(tiny_generator(0), torch.zeros(3, 32, 32), device="cuda:2")
 
@@ -91,7 +91,8 @@ def test_a_folder_of_photos_leaves_out_hidden_files(tmp_path):
 
 def test_every_intermediate(models, photos, lpips_net):
     folder, base, toon = models
-    result = toonify(photos / "astronaut.png", base=folder / "base.pt", toon=folder / "toon.pt", steps=STEPS,
+    result = toonify(photos / "astronaut.png", base=folder / "base.safetensors", toon=folder / "toon.safetensors",
+                     steps=STEPS,
                      lpips_net=lpips_net, progress=False, detector="dlib")
     assert result.photo.size == (512, 512)
     assert result.aligned.size == result.reconstruction.size == result.toon.size == (32, 32)
@@ -105,7 +106,7 @@ def test_every_intermediate(models, photos, lpips_net):
 
 def test_reblending_and_paste_back(models, photos, lpips_net):
     folder, base, toon = models
-    toonifier = Toonifier(folder / "base.pt", folder / "toon.pt", swap_res=16, detector="dlib")
+    toonifier = Toonifier(folder / "base.safetensors", folder / "toon.safetensors", swap_res=16, detector="dlib")
     result = toonifier(photos / "hopper.jpg", steps=STEPS, lpips_net=lpips_net, progress=False, paste_back=True)
     assert all(torch.equal(a, b) for a, b in zip(toonifier.generator.state_dict().values(),
                                                  blend(toon, base, 16).state_dict().values()))
@@ -131,7 +132,7 @@ def test_reblending_and_paste_back(models, photos, lpips_net):
 
 def test_batch_survives_bad_photos(models, photos, lpips_net):
     folder, _, _ = models
-    toonifier = Toonifier(folder / "base.pt", folder / "toon.pt", detector="dlib")
+    toonifier = Toonifier(folder / "base.safetensors", folder / "toon.safetensors", detector="dlib")
     names = ["astronaut.png", "broken.jpg", "coffee.png", "hopper.jpg"]
     outcomes = dict(toonifier.toonify_many([photos / n for n in names], batch_size=4, steps=STEPS,
                                            lpips_net=lpips_net))
@@ -166,7 +167,8 @@ def test_settings_that_cannot_work_are_refused_when_given(models, photos, monkey
         with pytest.raises(ValueError, match="initial_lr: a projection option; invert='e4e' runs no projection"):
             toonlib.toonify(photos / "hopper.jpg", invert="e4e", initial_lr=0.01)
     with pytest.warns(UserWarning, match="encoder= is not used with invert='optimize'") as caught:
-        toonifier = Toonifier(folder / "base.pt", folder / "toon.pt", detector="dlib", encoder="e4e-ffhq")
+        toonifier = Toonifier(folder / "base.safetensors", folder / "toon.safetensors", detector="dlib",
+                              encoder="e4e-ffhq")
     assert {w.filename for w in caught} == {__file__}  # the warnings name the user's line, not toonlib's
     monkeypatch.setattr(pipeline, "read_image", lambda *args: pytest.fail("a photo was read first"))
     photo = photos / "hopper.jpg"
@@ -198,7 +200,7 @@ def test_settings_that_cannot_work_are_refused_when_given(models, photos, monkey
 
 def test_toonify_many_takes_any_iterable_of_photos(models, photos, lpips_net):
     folder, _, _ = models
-    toonifier = Toonifier(folder / "base.pt", folder / "toon.pt", detector="dlib")
+    toonifier = Toonifier(folder / "base.safetensors", folder / "toon.safetensors", detector="dlib")
     outcomes = list(toonifier.toonify_many((photos / n for n in ["hopper.jpg"]), steps=1, lpips_net=lpips_net))
     assert [(p.name, len(r)) for p, r in outcomes] == [("hopper.jpg", 1)]
 
@@ -207,9 +209,10 @@ def test_results_and_toonifiers_print_on_one_line(models, photos, lpips_net):
     """`ToonifyResult` printed its 68 landmarks and its latent (~2,500 characters), `ProjectionResult` every noise map
     (~12,000), and a `Toonifier` was `<toonlib.pipeline.Toonifier object at 0x...>`."""
     folder, _, _ = models
-    toonifier = Toonifier(folder / "base.pt", folder / "toon.pt", swap_res=8, detector="dlib")
-    assert repr(toonifier) == (f"Toonifier(invert='optimize', base={str(folder / 'base.pt')!r}, toon="
-                               f"{str(folder / 'toon.pt')!r}, swap_res=8, level=0, device='cpu', detector='dlib')")
+    toonifier = Toonifier(folder / "base.safetensors", folder / "toon.safetensors", swap_res=8, detector="dlib")
+    assert repr(toonifier) == (f"Toonifier(invert='optimize', base={str(folder / 'base.safetensors')!r}, toon="
+                               f"{str(folder / 'toon.safetensors')!r}, swap_res=8, level=0, device='cpu', "
+                               "detector='dlib')")
     result = toonifier(photos / "hopper.jpg", steps=STEPS, lpips_net=lpips_net, progress=False)
     text = repr(result)
     assert text.startswith("ToonifyResult(invert='optimize', photo=") and "\n" not in text and len(text) < 300, text

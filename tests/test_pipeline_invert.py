@@ -38,10 +38,10 @@ def setup(tmp_path_factory, encoder_checkpoint):
     psp, e4e = encoder_checkpoint("psp_tiny"), encoder_checkpoint("e4e_tiny")
     base = load_network(psp).G_ema
     toon = child_of(base)
-    save_network(root / "base.pt", base)
-    save_network(root / "toon.pt", Networks(G_ema=blend(toon, base, 8), G=toon))
-    return SimpleNamespace(psp=psp, e4e=e4e, base=base, toon=toon, base_path=root / "base.pt",
-                           toon_path=root / "toon.pt", photos=write_photos(root / "photos"))
+    save_network(root / "base.safetensors", base)
+    save_network(root / "toon.safetensors", Networks(G_ema=blend(toon, base, 8), G=toon))
+    return SimpleNamespace(psp=psp, e4e=e4e, base=base, toon=toon, base_path=root / "base.safetensors",
+                           toon_path=root / "toon.safetensors", photos=write_photos(root / "photos"))
 
 
 def toonifier(setup, invert: str, encoder, **kwargs) -> Toonifier:

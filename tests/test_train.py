@@ -75,8 +75,8 @@ def base(tmp_path_factory) -> dict[str, Path]:
         x, y, r = rng.integers(5, 11), rng.integers(5, 11), rng.integers(2, 5)
         ImageDraw.Draw(image).ellipse([x - r, y - r, x + r, y + r], fill=BLOB)
         image.save(data / f"{i:02d}.png")
-    save_network(root / "base.pt", tiny_networks())
-    return {"data": data, "base": root / "base.pt", "root": root}
+    save_network(root / "base.safetensors", tiny_networks())
+    return {"data": data, "base": root / "base.safetensors", "root": root}
 
 
 def config(base: dict, run: str, **overrides) -> TrainConfig:
@@ -248,8 +248,8 @@ def test_freeze_g_and_mapping_keep_the_base_g_ema_bit_identical(base):
         for p in nets.G.parameters():
             p.add_(0.01 * torch.randn_like(p))
         nets.G.mapping.w_avg.add_(0.5)
-    save_network(base["root"] / "differs.pt", nets)
-    trainer = Trainer(config(base, "freeze_g", resume=str(base["root"] / "differs.pt"), freeze_g=8,
+    save_network(base["root"] / "differs.safetensors", nets)
+    trainer = Trainer(config(base, "freeze_g", resume=str(base["root"] / "differs.safetensors"), freeze_g=8,
                              freeze_mapping=True), progress=False)
     reals = torch.stack([trainer.dataset[i] for i in range(4)])
     for _ in range(3):
@@ -397,13 +397,13 @@ def torchrun(base: dict, run: Path, resume: str, cache: Path, *extra: str) -> su
 def test_torchrun_two_processes_agree_and_download_once(base, served, tmp_path):
     url, seen = served
     run = base["root"] / "ddp"
-    result = torchrun(base, run, f"{url}/base.pt", tmp_path / "cache")
+    result = torchrun(base, run, f"{url}/base.safetensors", tmp_path / "cache")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     # One download: rank 0 fetched the base model while rank 1 waited, then read the cached file. (fetch's
     # per-file lock alone would also serialise two downloads into one; that rank 1 does not try at all shows
     # in test_torchrun_stops_every_process_when_the_download_fails.)
-    assert seen == ["/base.pt"]
-    assert download.local_path(f"{url}/base.pt", cache_dir=tmp_path / "cache").is_file()
+    assert seen == ["/base.safetensors"]
+    assert download.local_path(f"{url}/base.safetensors", cache_dir=tmp_path / "cache").is_file()
     assert not list((tmp_path / "cache").glob("*.part"))
     # Each snapshot checks inside the training code (all_gather of state digests) that both processes hold
     # bit-identical networks; a mismatch raises and torchrun fails.
@@ -595,9 +595,9 @@ def test_finetune_help_says_its_exit_statuses_and_the_images_it_needs(capsys):
 
 
 def test_base_without_discriminator_is_refused(base):
-    save_network(base["root"] / "g_only.pt", tiny_networks().G_ema)
+    save_network(base["root"] / "g_only.safetensors", tiny_networks().G_ema)
     with pytest.raises(CheckpointError, match="no discriminator.*ffhq-256-noaug"):
-        finetune(config(base, "no_d", resume=str(base["root"] / "g_only.pt")), progress=False)
+        finetune(config(base, "no_d", resume=str(base["root"] / "g_only.safetensors")), progress=False)
 
 
 def test_resolution_mismatch_is_refused(base):

@@ -72,8 +72,8 @@ def base(tmp_path_factory) -> dict[str, Path]:
         Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(root / "data" / f"{i}.png")
     torch.manual_seed(0)
     G = Generator(z_dim=32, w_dim=32, **TINY)
-    save_network(root / "base.pt", Networks(G_ema=copy.deepcopy(G), G=G, D=Discriminator(**TINY)))
-    return {"root": root, "data": root / "data", "base": root / "base.pt"}
+    save_network(root / "base.safetensors", Networks(G_ema=copy.deepcopy(G), G=G, D=Discriminator(**TINY)))
+    return {"root": root, "data": root / "data", "base": root / "base.safetensors"}
 
 
 def _config(base: dict, run: Path, **overrides) -> TrainConfig:

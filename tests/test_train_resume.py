@@ -251,12 +251,12 @@ def test_the_base_is_recorded_resolved_and_resumed_however_spelled(base, monkeyp
     monkeypatch.chdir(base["root"])
     monkeypatch.setenv("HOME", str(base["root"]))
     run = Path("based")
-    assert cli(base, "base.pt", run, "--kimg", "0.004") == 0
+    assert cli(base, "base.safetensors", run, "--kimg", "0.004") == 0
     resolved = str(base["base"].resolve())
     _, state = newest_state(run)
     assert state["config"]["resume"] == resolved == json.loads((run / "config.json").read_text())["resume"]
     assert load_network(run / "network-snapshot-000000004.safetensors").meta["finetune"]["base"] == resolved
-    spellings = ("./base.pt", resolved, "~/base.pt", f"../{base['root'].name}/base.pt")
+    spellings = ("./base.safetensors", resolved, "~/base.safetensors", f"../{base['root'].name}/base.safetensors")
     for kimg, spelling in enumerate(spellings, start=2):
         assert cli(base, spelling, run, "--kimg", str(kimg * 0.004)) == 0, spelling
     assert newest_state(run)[1]["cur_nimg"] == 20 and capsys.readouterr().err == ""
@@ -265,7 +265,7 @@ def test_the_base_is_recorded_resolved_and_resumed_however_spelled(base, monkeyp
     assert cli(base, str(run.resolve()), Path("from-based"), "--kimg", "0.008") == 0
     _, state = newest_state("from-based")
     assert state["config"]["resume"] == str(run.resolve()) and state["base_state"]["run"] == str(run.resolve())
-    shutil.copy("base.pt", "other.pt")  # another file: refused
+    shutil.copy("base.safetensors", "other.pt")  # another file: refused
     assert cli(base, "other.pt", run, "--kimg", "0.028") == 2
     assert f"(--resume: '{resolved}' -> '{base['root'].resolve() / 'other.pt'}')" in capsys.readouterr().err
 
@@ -276,10 +276,11 @@ def test_a_base_recorded_as_a_relative_path_resumes_from_another_folder(base, tm
     run = base["root"] / "relative-base"
     finetune(config(base, "relative-base", kimg=0.004), progress=False)
     path, state = newest_state(run)
-    state["config"]["resume"] = "base.pt"
+    state["config"]["resume"] = "base.safetensors"
     torch.save(state, path)
     monkeypatch.chdir(tmp_path)
-    assert cli(base, str(base["base"]), run, "--kimg", "0.008") == 0  # a file that 'base.pt' named from its folder
+    # a file that 'base.safetensors' named from its folder
+    assert cli(base, str(base["base"]), run, "--kimg", "0.008") == 0
     assert newest_state(run)[1]["config"]["resume"] == str(base["base"].resolve())
     shutil.copy(base["base"], "other.pt")
     assert cli(base, "other.pt", run, "--kimg", "0.012") == 2

@@ -24,15 +24,15 @@ def tiny_generator(seed: int, **overrides) -> Generator:
 
 
 def write_toonify_models(folder: Path) -> tuple[Path, Path, Generator, Generator]:
-    """base.pt (a tiny base model) and toon.pt laid out like Toonify's own file: the toon model as G,
+    """base.safetensors (a tiny base model) and toon.safetensors laid out like Toonify's own file: the toon model as G,
     the published blend (swap at 8 px) as G_ema. Returns both paths and the two generators."""
     from toonlib.blending import blend
     from toonlib.checkpoints import Networks, save_network
 
     base, toon = tiny_generator(0), tiny_generator(1)
-    save_network(folder / "base.pt", base)
-    save_network(folder / "toon.pt", Networks(G_ema=blend(toon, base, 8), G=toon))
-    return folder / "base.pt", folder / "toon.pt", base, toon
+    save_network(folder / "base.safetensors", base)
+    save_network(folder / "toon.safetensors", Networks(G_ema=blend(toon, base, 8), G=toon))
+    return folder / "base.safetensors", folder / "toon.safetensors", base, toon
 
 
 def write_photos(folder: Path) -> Path:

@@ -4,9 +4,9 @@
   user's normal permissions (the umask's, or the mode of the file it replaces, never mkstemp's 0600)
   and is flushed to disk (fsync) before the rename, so a crash leaves the old file or the new one.
 - `file_lock(path)`: an exclusive lock between processes for one file (two torchrun ranks or two
-  notebooks fetching the same model; a fine-tuning run locks `run` inside its folder). It is an OS lock (`flock` through the
-  `filelock` package): the kernel releases it when its holder dies, so a crashed process never leaves a
-  lock that blocks others. `wait=False` refuses at once (BlockingIOError) instead of waiting.
+  notebooks fetching the same model; a fine-tuning run locks `run` inside its folder). It is an OS lock
+  (`flock` through the `filelock` package): the kernel releases it when its holder dies, so a crashed process
+  never leaves a lock that blocks others. `wait=False` refuses at once (BlockingIOError) instead of waiting.
 """
 from __future__ import annotations
 
