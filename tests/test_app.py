@@ -111,7 +111,12 @@ async def run_event(page, name: str, *inputs, event_data=None, visitor: str = "v
 
 async def start_a_long_toonify(page, upload: dict, steps: int, projection_steps: list) -> asyncio.Future:
     """The page's toonify of `upload` with `steps` steps, started, once its projection has run 3 steps."""
-    run = asyncio.ensure_future(run_event(page, "on_toonify", upload, steps, 16, "optimize", None))
+    return await start_a_long_run(page, projection_steps, "on_toonify", upload, steps, 16, "optimize", None, 0)
+
+
+async def start_a_long_run(page, projection_steps: list, name: str, *inputs, event_data=None) -> asyncio.Future:
+    """The page's event `name` (a projection), started, once its projection has run 3 steps."""
+    run = asyncio.ensure_future(run_event(page, name, *inputs, event_data=event_data))
     deadline = time.monotonic() + 120
     while len(projection_steps) < 3 and not run.done() and time.monotonic() < deadline:
         await asyncio.sleep(0.01)  # the projection runs
@@ -162,13 +167,15 @@ def test_several_faces_are_picked_one_by_one(app, setup, projections):
     session, view = app.toonify(setup["photos"] / "pair.png", STEPS, 16)
     assert projections == [0]
     assert [caption for _, caption in view.faces] == ["face 1 \N{CHECK MARK}", "face 2"]  # face 1 is toonified
-    assert "Face 1 of 2" in view.status
+    # The picker is above the status on a wide page, below it on a phone: "to pick below" was wrong on one.
+    assert view.status.startswith("Face 1 of 2 (1 more face to pick), rendered with the blend at 16 px.")
     hopper_quad, astronaut_quad = session.faces[0].quad, session.faces[1].quad
     assert hopper_quad[:, 0].min() > 512 > astronaut_quad[:, 0].max()  # largest first: Grace Hopper's
 
     view2 = app.pick(session, 1, STEPS, 16)
     assert projections == [0, 1] and sorted(session.latents) == [0, 1]
-    assert view2.aligned is session.faces[1].image and "Face 2 of 2" in view2.status
+    assert view2.aligned is session.faces[1].image
+    assert view2.status.startswith("Face 2 of 2, rendered with")  # none left: no "(0 more to pick)"
     changed = changed_pixels(view2.pasted, session.photo)
     for quad in (hopper_quad, astronaut_quad):  # both toons are in the photo
         assert (changed & inside(quad, session.photo.size)).any()
@@ -255,25 +262,38 @@ def test_inversion_modes_side_by_side(setup, tmp_path, encoder_checkpoint):
     with torch.no_grad():  # a stand-in for a fine-tuned toon model: close to its base, not equal
         for param in toon.synthesis.parameters():
             param.add_(0.05 * param.std().nan_to_num(0) * torch.randn_like(param))
-    save_network(tmp_path / "base.pt", base)
-    save_network(tmp_path / "toon.pt", Networks(G_ema=blend(toon, base, 8), G=toon))
-    toonifiers = [Toonifier(tmp_path / "base.pt", tmp_path / "toon.pt", invert=mode, encoder=e4e, detector="dlib")
-                  for mode in ("e4e", "optimize")]
+    save_network(tmp_path / "base.safetensors", base)
+    save_network(tmp_path / "toon.safetensors", Networks(G_ema=blend(toon, base, 8), G=toon))
+    toonifiers = [Toonifier(tmp_path / "base.safetensors", tmp_path / "toon.safetensors", invert=mode, encoder=e4e,
+                            detector="dlib") for mode in ("e4e", "optimize")]
     app = ToonApp(toonifiers, swap_res=16, steps=STEPS)
     assert app.modes == ("e4e", "optimize")
 
     session, view = app.toonify(setup["photos"] / "pair.png", 0, 16)  # the first mode; it takes no steps
     mode, w = session.latents[0]
-    assert mode == "e4e" and "(e4e on cpu)" in view.status
+    assert mode == "e4e" and "(e4e encoder on cpu)" in view.status  # as the page's choice names it
     codes = toonifiers[0].encoder.encode([session.faces[0].image])
     assert torch.allclose(w, codes)
     assert np.array_equal(np.asarray(view.toon), to_uint8(render(blend(toon, base, 16), w)[0]))
     view = app.pick(session, 1, STEPS, 16, mode="optimize")
-    assert session.latents[1][0] == "optimize" and f"(optimize, {STEPS} steps on cpu)" in view.status
+    # The page's spelling, its labels' ("Optimisation steps"), not the mode's name: one word on the page.
+    assert session.latents[1][0] == "optimize" and f"(optimise, {STEPS} steps on cpu)" in view.status
     view = app.reblend(session, 8)
     assert np.array_equal(np.asarray(view.toon), to_uint8(render(blend(toon, base, 8), session.latents[1][1])[0]))
     with pytest.raises(ValueError, match="steps must be between 1 and 1000, got 0"):
         app.pick(session, 1, 0, 16, mode="optimize")
+
+    # Stop: shown with e4e chosen first, and nothing changes that (a switch of mode during a run hid it, with the
+    # steps slider, and nothing could end the run). The slider still goes with the mode.
+    page = app.build()
+    try:
+        blocks = {getattr(block, "elem_id", None): block for block in page.blocks.values()}
+        stop, steps = blocks["stop"], blocks["steps"]
+        assert stop.visible is True and steps.visible is False
+        assert not any(stop in fn.outputs for fn in page.fns.values())
+        assert any(steps in fn.outputs for fn in page.fns.values())
+    finally:
+        page.close()
 
 
 def test_visitors_never_see_each_others_blend(app, setup):
@@ -316,14 +336,15 @@ def test_results_download_under_the_photos_name(app, setup):
     page = app.build()
     try:
         upload = {"path": str(setup["photos"] / "hopper.jpg"), "orig_name": "me.jpg"}
-        _, _, aligned, toon, pasted, _ = asyncio.run(run_event(page, "on_toonify", upload, STEPS, 16, "optimize", None))
+        _, _, aligned, toon, pasted, _ = asyncio.run(run_event(page, "on_toonify", upload, STEPS, 16, "optimize", None,
+                                                               0))
         assert [Path(path).name for path in (aligned, toon, pasted)] == ["me-aligned.png", "me-toon.png",
                                                                          "me-pasted.png"]
         with Image.open(toon) as image:
             assert image.format == "PNG" and image.size == (32, 32)
         session, _ = app.toonify(setup["photos"] / "pair.png", STEPS, 16, name="two of us.png")
         select = gradio.SelectData(None, {"index": 1, "value": None})
-        _, _, aligned, toon, pasted, _ = asyncio.run(run_event(page, "on_pick", session, STEPS, 16, "optimize",
+        _, _, aligned, toon, pasted, _ = asyncio.run(run_event(page, "on_pick", session, STEPS, 16, "optimize", 0,
                                                                event_data=select))
         assert [Path(path).name for path in (aligned, toon, pasted)] == [
             "two of us-face2-aligned.png", "two of us-face2-toon.png", "two of us-pasted.png"]
@@ -334,21 +355,40 @@ def test_results_download_under_the_photos_name(app, setup):
 def test_errors_are_said_in_the_status_line_without_error_badges(app, setup, monkeypatch):
     """A visitor's mistake was raised as gr.Error: every output got a red "Error" badge without a word, and the
     toast, kept until closed, stayed beside the next photo's toon. Now the status line says it (the next photo or
-    toon replaces it), a toast too for a while, and the outputs stay as they were."""
+    toon replaces it) and the outputs stay as they were. No toast: one per press piled up ("Warning (3)"), outlived
+    its photo and covered the photo's Remove button on a phone."""
     import gradio
 
     toasts = []
-    monkeypatch.setattr(gradio, "Warning", lambda message, **options: toasts.append((message, options)))
+    for kind in ("Warning", "Info"):
+        monkeypatch.setattr(gradio, kind, lambda message, **options: toasts.append(message))
     page = app.build()
     try:
-        outputs = asyncio.run(run_event(page, "on_toonify", {"path": str(setup["photos"] / "coffee.png"),
-                                                             "orig_name": "coffee.png"}, STEPS, 16, "optimize", None))
-        *unchanged, status = outputs
-        assert unchanged == [{"__type__": "update"}] * 5  # gr.skip(): session, faces and results as they were
-        assert status.startswith("**Not toonified:** no face was found in 'coffee.png'")
-        assert [(message, options.get("title")) for message, options in toasts] == [
-            (status.removeprefix("**Not toonified:** "), "Not toonified")]
-        assert toasts[0][1].get("duration", 10) is not None  # it goes: the status line keeps the words
+        coffee = {"path": str(setup["photos"] / "coffee.png"), "orig_name": "coffee.png"}
+        for _ in range(2):
+            *unchanged, status = asyncio.run(run_event(page, "on_toonify", coffee, STEPS, 16, "optimize", None, 0))
+            assert unchanged == [{"__type__": "update"}] * 5  # gr.skip(): session, faces and results as they were
+            assert status.startswith("**Not toonified:** no face was found in 'coffee.png'")
+        assert toasts == []
+    finally:
+        page.close()
+
+
+def test_a_file_that_is_no_image_is_said_at_its_upload(app, setup, tmp_path):
+    """A corrupt upload previewed as an empty frame, without a word until Toonify. Now the upload's own event says
+    what Toonify would (from the file's header: nothing is decoded), and a readable photo clears the status."""
+    page = app.build()
+    broken = {"path": str(setup["photos"] / "broken.jpg"), "orig_name": "my photo.jpg"}
+    big = tmp_path / "big.png"
+    big.write_bytes(png_header(10_000, 6_000))  # 60 MP, never decoded
+    try:
+        *cleared, status = asyncio.run(run_event(page, "on_new_photo", broken))
+        assert status.startswith("**Not toonified:** cannot read 'my photo.jpg' as an image")
+        assert cleared == [None, {"__type__": "update", "value": None, "visible": False}, None, None, None]
+        *_, status = asyncio.run(run_event(page, "on_new_photo", {"path": str(big), "orig_name": "big.png"}))
+        assert status.startswith("**Not toonified:** 'big.png' is 10000 x 6000 px (60.0 megapixels)")
+        hopper = {"path": str(setup["photos"] / "hopper.jpg"), "orig_name": "hopper.jpg"}
+        assert asyncio.run(run_event(page, "on_new_photo", hopper))[-1] == ""
     finally:
         page.close()
 
@@ -383,10 +423,10 @@ def test_a_new_photo_stops_the_old_photos_events(app, setup, projection_steps):
         await run_event(page, "on_new_photo", new)
         stopped = await asyncio.wait_for(run, 60)
         projection_steps.clear()
-        waiting = await run_event(page, "on_toonify", old, STEPS, 16, "optimize", None)  # queued before the photo
+        waiting = await run_event(page, "on_toonify", old, STEPS, 16, "optimize", None, 0)  # queued before the photo
         assert projection_steps == []
         # The new photo's click went out first (Gradio's page may send it before the photo's own change event).
-        fresh = asyncio.ensure_future(run_event(page, "on_toonify", new, STEPS, 16, "optimize", None))
+        fresh = asyncio.ensure_future(run_event(page, "on_toonify", new, STEPS, 16, "optimize", None, 0))
         while not projection_steps and not fresh.done():
             await asyncio.sleep(0.01)
         await run_event(page, "on_new_photo", new)
@@ -399,7 +439,7 @@ def test_a_new_photo_stops_the_old_photos_events(app, setup, projection_steps):
         # The photo after that one: the events of the session shown so far end at once.
         asyncio.run(run_event(page, "on_new_photo", old))
         select = gradio.SelectData(None, {"index": 1, "value": None})
-        assert asyncio.run(run_event(page, "on_pick", session, STEPS, 16, "optimize", event_data=select)) == {
+        assert asyncio.run(run_event(page, "on_pick", session, STEPS, 16, "optimize", 0, event_data=select)) == {
             "__type__": "update"}
         assert asyncio.run(run_event(page, "on_reblend", session, 8)) == {"__type__": "update"}
         assert len(session.latents) == 1 and session.swap_res == 16
@@ -457,7 +497,7 @@ def test_a_cancelled_toonify_stops_its_projection(app, setup, projection_steps):
         assert troubles == []  # ended quietly
 
         projection_steps.clear()  # the next toonify runs normally, from the first step to the last
-        session, *_, status = asyncio.run(run_event(page, "on_toonify", upload, STEPS, 16, "optimize", None))
+        session, *_, status = asyncio.run(run_event(page, "on_toonify", upload, STEPS, 16, "optimize", None, 0))
         assert len(projection_steps) == STEPS and list(session.latents) == [0]
         assert f"{STEPS} steps" in status
     finally:
@@ -497,11 +537,11 @@ def test_the_page_shows_the_steps_in_the_visitors_words(app, setup, monkeypatch)
         [(unit.desc, unit.index, unit.length, unit.unit) for unit in iterables]))
     try:
         upload = {"path": str(setup["photos"] / "pair.png"), "orig_name": "pair.png"}
-        session, *_ = asyncio.run(run_event(page, "on_toonify", upload, 3, 16, "optimize", None))
+        session, *_ = asyncio.run(run_event(page, "on_toonify", upload, 3, 16, "optimize", None, 0))
         assert shown == [[("Fitting your photo", step, 3, "steps")] for step in (1, 2, 3)]
         shown.clear()
         select = gradio.SelectData(None, {"index": 1, "value": None})
-        asyncio.run(run_event(page, "on_pick", session, 2, 16, "optimize", event_data=select))
+        asyncio.run(run_event(page, "on_pick", session, 2, 16, "optimize", 0, event_data=select))
         assert shown == [[("Fitting face 2", step, 2, "steps")] for step in (1, 2)]
     finally:
         page.close()
@@ -658,10 +698,10 @@ def test_stop_ends_the_visitors_projection_and_says_so(app, setup, projection_st
     async def stop_during_a_run():
         await run_event(page, "on_new_photo", upload)
         run = await start_a_long_toonify(page, upload, app.max_steps, projection_steps)
-        await run_event(page, "on_stop", visitor="someone else")
+        await run_event(page, "on_stop", 0, visitor="someone else")
         await asyncio.sleep(0.2)
         assert not run.done()
-        await run_event(page, "on_stop")
+        await run_event(page, "on_stop", 0)
         return await asyncio.wait_for(run, 60)
 
     try:
@@ -669,6 +709,86 @@ def test_stop_ends_the_visitors_projection_and_says_so(app, setup, projection_st
         assert unchanged == [{"__type__": "update"}] * 5
         assert re.fullmatch(rf"\*\*Stopped after step \d+ of {app.max_steps}\.\*\*", status), status
         assert len(projection_steps) < app.max_steps and not app._lock.locked()
-        asyncio.run(run_event(page, "on_stop"))  # nothing runs: nothing happens
+        asyncio.run(run_event(page, "on_stop", 0))  # nothing runs: nothing happens
+    finally:
+        page.close()
+
+
+def test_stop_ends_the_clicks_made_before_it(app, setup, projection_steps):
+    """Toonify pressed twice, then Stop: the first run stopped, and the second, which the page holds until the first
+    has ended (Toonify's `trigger_mode="always_last"`), ran all its steps. Stop now ends the events of every Toonify
+    and face click before it (the page counts them and sends the count with each event and with Stop): running, held
+    or waiting. A click after Stop runs."""
+    import gradio
+
+    page = app.build()
+    upload = {"path": str(setup["photos"] / "pair.png"), "orig_name": "pair.png"}
+    select = gradio.SelectData(None, {"index": 1, "value": None})
+
+    async def scenario():
+        await run_event(page, "on_new_photo", upload)
+        session, *_ = await run_event(page, "on_toonify", upload, STEPS, 16, "optimize", None, 1)
+        run = await start_a_long_run(page, projection_steps, "on_toonify", upload, app.max_steps, 16, "optimize",
+                                     session, 2)
+        await run_event(page, "on_stop", 4)  # clicks 3 (Toonify, held) and 4 (face 2, queued) came before it
+        stopped = await asyncio.wait_for(run, 60)
+        projection_steps.clear()
+        held = await run_event(page, "on_toonify", upload, app.max_steps, 16, "optimize", session, 3)
+        queued = await run_event(page, "on_pick", session, app.max_steps, 16, "optimize", 4, event_data=select)
+        assert projection_steps == [] and list(session.latents) == [0]
+        picked = await run_event(page, "on_pick", session, STEPS, 16, "optimize", 5, event_data=select)
+        return stopped, held, queued, picked
+
+    try:
+        (*unchanged, status), held, queued, (*_, picked) = asyncio.run(scenario())
+        assert re.fullmatch(rf"\*\*Stopped after step \d+ of {app.max_steps}\.\*\*", status), status
+        assert held == queued == {"__type__": "update"}  # gr.skip(): the status still says the run stopped
+        assert len(projection_steps) == STEPS and picked.startswith("Face 2 of 2, rendered")
+    finally:
+        page.close()
+
+
+def test_a_rerender_after_a_stop_still_says_it_stopped(app, setup, projection_steps):
+    """A swap resolution chosen during a run re-rendered the toons once Stop had ended it, and its status ("Face 1 of
+    2 ..., rendered with the blend at 8 px.") replaced "Stopped after step k of N.": the toon shown, the one from
+    before the run, passed for its result. The stop is said until the next toon."""
+    import gradio
+
+    page = app.build()
+    upload = {"path": str(setup["photos"] / "pair.png"), "orig_name": "pair.png"}
+    select = gradio.SelectData(None, {"index": 1, "value": None})
+
+    async def scenario():
+        await run_event(page, "on_new_photo", upload)
+        session, *_ = await run_event(page, "on_toonify", upload, STEPS, 16, "optimize", None, 1)
+        run = await start_a_long_run(page, projection_steps, "on_pick", session, app.max_steps, 16, "optimize", 2,
+                                     event_data=select)
+        await run_event(page, "on_stop", 2)
+        *_, stopped = await asyncio.wait_for(run, 60)
+        *_, rerendered = await run_event(page, "on_reblend", session, 8)
+        *_, picked = await run_event(page, "on_pick", session, STEPS, 16, "optimize", 3, event_data=select)
+        return stopped, rerendered, picked
+
+    try:
+        stopped, rerendered, picked = asyncio.run(scenario())
+        assert rerendered == f"{stopped} Face 1 of 2 (1 more face to pick), rendered with the blend at 8 px."
+        assert picked.startswith("Face 2 of 2, rendered with the blend at 16 px.")  # a toon: the stop is past
+    finally:
+        page.close()
+
+
+def test_steps_are_rounded_as_the_steps_box_rounds_them(app, setup, projection_steps):
+    """A typed 2.5 stayed in the steps box while the slider showed 3 and 2 steps ran. The box now rounds itself half
+    up when it is left (tests/test_browser_app.py), and the server rounds a step count it gets the same way."""
+    import gradio
+
+    page = app.build()
+    upload = {"path": str(setup["photos"] / "pair.png"), "orig_name": "pair.png"}
+    try:
+        session, *_, status = asyncio.run(run_event(page, "on_toonify", upload, 2.5, 16, "optimize", None, 1))
+        assert len(projection_steps) == 3 and "3 steps" in status
+        select = gradio.SelectData(None, {"index": 1, "value": None})
+        *_, status = asyncio.run(run_event(page, "on_pick", session, 1.5, 16, "optimize", 2, event_data=select))
+        assert len(projection_steps) == 3 + 2 and "2 steps" in status
     finally:
         page.close()

@@ -13,8 +13,8 @@ re-renders the toons from the cached latents (no new projection). Results downlo
 `ToonApp.build()` lays it out with Gradio (imported only there) and `launch` serves it. Every event that runs
 a model waits in one queue with a concurrency of 1, and a lock guards the shared models as well: the toon
 generator is re-blended for each visitor's swap resolution, so two visitors' events must never interleave. A new
-photo stops the old photo's events, Stop the visitor's and a closed tab its visitor's: a running projection stops
-after its current step, so the queue moves on at once.
+photo stops the old photo's events, Stop the visitor's (the running one and the Toonify and face clicks before it) and
+a closed tab its visitor's: a running projection stops after its current step, so the queue moves on at once.
 """
 from __future__ import annotations
 
@@ -46,13 +46,37 @@ __all__ = ["DEFAULT_STEPS", "MAX_PIXELS", "MAX_STEPS", "PhotoTooLargeError", "Se
 MAX_UPLOAD = "50mb"  # Gradio refuses larger uploads in the browser, before they reach the server
 ERRORS = (ValueError, LandmarkBackendError, PerceptualWeightsError)  # shown to the visitor as they are
 RESULTS = ("aligned", "toon", "pasted")  # the result images, in the order of `View`'s fields and the outputs
+# While a toonify or a face pick waits or runs, Gradio shows its queue place or steps over the toon (a full
+# progress; a re-blend's is minimal): out of view on a phone, whose results are below the fold.
+BUSY = "body:has(#toon [data-testid=status-tracker].full:not(.hide))"
 # Result images fill their boxes (a small model's 256 px toon is drawn as large as a 1024 px one); the face
 # picker shows small whole faces, however few, every one in view (its box grows with them) and below its label
-# (which covered the top of the first row).
+# (which covered the top of the first row). While busy, the Toonify button says so where the visitor pressed it
+# (its label swapped at once: Gradio's 0.2 s transition shrank and grew it), and the status line (the last run's
+# words, greyed under the progress, which overlapped them) is blank; its words come back at once (Gradio's fade of
+# 0.15 s kept them hidden after the line showed). The hints and the slider's ends were light grey at 12 px (1.9:1 on
+# white): now the labels' grey (4.8:1).
 CSS = ("#toon img, #aligned img { width: 100%; height: 100%; object-fit: contain; } "
        "#faces .grid-container { grid-template-columns: repeat(auto-fill, 88px) !important; "
        "padding-top: 30px !important; } "
-       "#faces .grid-wrap { height: auto !important; min-height: 0 !important; max-height: 400px; }")
+       "#faces .grid-wrap { height: auto !important; min-height: 0 !important; max-height: 400px; } "
+       f"#toonify {{ transition: none; }} {BUSY} #toonify {{ font-size: 0; cursor: progress; }} "
+       f"{BUSY} #toonify::after {{ content: 'Toonifying\\2026'; font-size: var(--button-large-text-size); }} "
+       f"{BUSY} #status {{ visibility: hidden; }} #status * {{ transition: none; }} "
+       "#steps .info-text, #swap .info-text, #steps .min_value, #steps .max_value { "
+       "color: var(--block-title-text-color); font-size: 13px; }")
+# After a run, on a screen too narrow for the results beside the photo, the status line (and the toon above it) is
+# brought into view when it is out of view and says something (a phone showed nothing new where the visitor pressed
+# Toonify). Once Gradio has drawn the outputs.
+SHOW_RESULT = """() => setTimeout(() => {
+    const status = document.querySelector('#status'), toon = document.querySelector('#toon');
+    const below = toon.getBoundingClientRect().top >= document.querySelector('#toonify').getBoundingClientRect().bottom;
+    const box = status.getBoundingClientRect();
+    if (below && status.innerText.trim() && (box.top < -1 || box.bottom > window.innerHeight + 1))
+        status.scrollIntoView({block: 'end', behavior: 'smooth'});
+}, 100)"""
+COUNT_CLICK = "(n) => n + 1"  # the page's count of Toonify and face clicks (`_Visitors.start`)
+WHOLE_STEPS = "Math.max(1, Math.round(n) || 1)"  # the page's steps box, `n`, as a whole count (an empty box: 1)
 
 
 class PhotoTooLargeError(ValueError):
@@ -65,17 +89,20 @@ class _Stopped(Exception):
 
 class _Visitors:
     """Per visitor (Gradio's session hash): the photo their page shows (the server's copy of the upload), the photos
-    it replaced, and the stop of their running event with the photo it works on.
+    it replaced, the stop of their running event with the photo it works on, and the page's count of Toonify and
+    face clicks when they last pressed Stop.
 
     A new photo stops the events of the photos it replaced, the running one (after its current step) and those that
-    wait (they end as they start). The page itself cancels nothing: Gradio's page dropped a Toonify click made while
-    a cancel was unanswered, or cancelled it when the click went out before the new photo's own event."""
+    wait (they end as they start); Stop stops the running one and those of the clicks before it. The page itself
+    cancels nothing: Gradio's page dropped a Toonify click made while a cancel was unanswered, or cancelled it when
+    the click went out before the new photo's own event."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()  # events run in worker threads; the new-photo event does not queue
         self._shown: dict[str, str | None] = {}
         self._replaced: dict[str, set[str]] = {}
         self._running: dict[str, tuple[threading.Event, str | None]] = {}
+        self._stopped_at: dict[str, int] = {}
 
     def show(self, visitor: str, photo: str | None) -> None:
         """The visitor's page now shows `photo` (None: none)."""
@@ -90,18 +117,23 @@ class _Visitors:
             if running is not None and running[1] != photo:
                 running[0].set()
 
-    def start(self, visitor: str, photo: str | None) -> threading.Event | None:
-        """The stop of the visitor's event for `photo` that starts now, or None when their page has replaced it."""
+    def start(self, visitor: str, photo: str | None, clicks: int | None) -> threading.Event | None:
+        """The stop of the visitor's event for `photo` that starts now, or None when their page has replaced the photo
+        or they pressed Stop after the event's click (`clicks`: the page's count of clicks when the event was sent,
+        None for an event no click sends; a click that came while another event ran is sent when that one ends, after
+        a Stop that ended it)."""
         with self._lock:
-            if photo in self._replaced.get(visitor, ()):
+            stopped = clicks is not None and clicks <= self._stopped_at.get(visitor, -1)
+            if stopped or photo in self._replaced.get(visitor, ()):
                 return None
             stop = threading.Event()
             self._running[visitor] = (stop, photo)
             return stop
 
-    def stop(self, visitor: str) -> None:
-        """The visitor pressed Stop: stop their running event."""
+    def stop(self, visitor: str, clicks: int) -> None:
+        """The visitor pressed Stop after `clicks` clicks: stop their running event and those of these clicks."""
         with self._lock:
+            self._stopped_at[visitor] = clicks
             stop, _ = self._running.get(visitor, (None, None))
             if stop is not None:
                 stop.set()
@@ -125,6 +157,12 @@ class _Visitors:
                 stop.set()
             self._shown.pop(visitor, None)
             self._replaced.pop(visitor, None)
+            self._stopped_at.pop(visitor, None)
+
+
+def _whole_steps(value: float) -> int:
+    """Steps from the page's steps box, rounded half up, as the box itself rounds them (`WHOLE_STEPS`)."""
+    return math.floor(float(value) + 0.5)
 
 
 def _discard(work: asyncio.Future) -> None:
@@ -137,7 +175,8 @@ def _discard(work: asyncio.Future) -> None:
 class Session:
     """One visitor's photo (`name`: its file name without the suffix, for the downloads; `upload`: the uploaded
     file): its faces (largest first), and the latents (with the mode that made each, and the projection steps of
-    the modes that optimise) and the toons of the faces toonified so far."""
+    the modes that optimise) and the toons of the faces toonified so far. `note`: said before the status until the
+    next toonify or pick (the page's word that a run stopped: a re-render shows the toon from before it)."""
 
     photo: Image.Image
     faces: list[AlignedFace]
@@ -148,6 +187,7 @@ class Session:
     toons: dict[int, Image.Image] = field(default_factory=dict)  # rendered with the blend at `swap_res`
     swap_res: int | None = None
     selected: int = 0
+    note: str = ""
 
 
 @dataclass
@@ -257,6 +297,7 @@ class ToonApp:
             if inverted:
                 self._invert(session, index, steps, mode, callback)
             session.selected = index
+            session.note = ""
             view = self._view(session, swap_res)
         return self._timed(view, start, steps, mode) if inverted else view
 
@@ -273,9 +314,15 @@ class ToonApp:
     def read_photo(self, path: str | Path, name: str | None = None) -> Image.Image:
         """The uploaded file as an upright RGB photo, or the error that says what is wrong with it.
 
-        A photo over `max_pixels` is refused from its header, before it is decoded. Messages name the file
-        `name` (default: its file name), the visitor's name for it, never the server's temporary path.
+        A photo over `max_pixels` is refused from its header, before it is decoded (`check_photo`). Messages name the
+        file `name` (default: its file name), the visitor's name for it, never the server's temporary path.
         """
+        self.check_photo(path, name)
+        return self._decode(str(path), name or Path(path).name)
+
+    def check_photo(self, path: str | Path, name: str | None = None) -> None:
+        """Raise `read_photo`'s error for a file that is no image or a photo over `max_pixels`, from its header
+        (nothing is decoded: cheap enough for the upload itself)."""
         path, name = str(path), name or Path(path).name
         try:
             with Image.open(path) as header:
@@ -283,12 +330,16 @@ class ToonApp:
         except Image.DecompressionBombError as exc:
             raise PhotoTooLargeError(f"{name!r} is too large to open safely ({exc}); use a copy of at most "
                                      f"{self.max_pixels / 1e6:.0f} megapixels") from exc
-        except (OSError, ValueError):
-            width = height = 0  # not an image: read_image says so
+        except (OSError, ValueError):  # not an image: read_image says why (it fails as fast, on the same header)
+            self._decode(path, name)
+            return  # read by read_image after all: nothing to refuse
         if width * height > self.max_pixels:
             raise PhotoTooLargeError(f"{name!r} is {width} x {height} px ({width * height / 1e6:.1f} megapixels); "
                                      f"the app takes photos up to {self.max_pixels / 1e6:.0f} megapixels: "
                                      "use a smaller copy")
+
+    @staticmethod
+    def _decode(path: str, name: str) -> Image.Image:
         try:
             return read_image(path)
         except ValueError as exc:
@@ -339,9 +390,12 @@ class ToonApp:
         faces = [(face.image, f"face {i + 1}" + (" \N{CHECK MARK}" if i in session.latents else ""))  # ✓: toonified
                  for i, face in enumerate(session.faces)]
         blend = "the published blend" if swap_res is None else f"the blend at {swap_res} px"
-        count = len(session.faces)
-        status = (f"Face {session.selected + 1} of {count} ({count - len(session.latents)} more to pick below), "
-                  if count > 1 else "One face, ") + f"rendered with {blend}."
+        count, left = len(session.faces), len(session.faces) - len(session.latents)
+        # The face picker is above the status on a wide page and below it on a phone: no direction.
+        more = f" ({left} more face{'s' * (left != 1)} to pick)" if left else ""
+        status = (f"Face {session.selected + 1} of {count}{more}, " if count > 1 else "One face, ") + \
+            f"rendered with {blend}."
+        status = f"{session.note} {status}" if session.note else status
         face = session.name + (f"-face{session.selected + 1}" if count > 1 else "")  # the pasted photo: every face
         file_names = {kind: f"{session.name if kind == 'pasted' else face}-{kind}.png" for kind in RESULTS}
         return View(faces=faces, aligned=session.faces[session.selected].image, toon=session.toons[session.selected],
@@ -349,7 +403,8 @@ class ToonApp:
 
     def _timed(self, view: View, start: float, steps: int, mode: str) -> View:
         device = self.toonifiers[mode].device.type
-        how = f"{mode}, {steps} step{'s' * (steps != 1)}" if mode in OPTIMIZING_MODES else mode
+        said = INVERT_LABELS.get(mode, mode).split(" (")[0]  # the mode as the page's choice names it: "optimise"
+        how = f"{said}, {steps} step{'s' * (steps != 1)}" if mode in OPTIMIZING_MODES else said
         view.status += f" Toonified in {time.perf_counter() - start:.1f} s ({how} on {device})."
         return view
 
@@ -362,12 +417,14 @@ class ToonApp:
 
         from gradio.processing_utils import save_pil_to_cache
 
-        def failed(exc: Exception) -> tuple:
-            # The visitor's mistake, not the server's: said in the status line, which the next photo or toon
-            # replaces, and for a while in a toast. Raised as gr.Error, it marked every output with a red "Error"
-            # badge without a word, and its toast, kept until closed, stayed beside the next photo's toon.
-            gr.Warning(str(exc), title="Not toonified")
-            return (gr.skip(),) * (len(outputs) - 1) + (f"**Not toonified:** {exc}",)  # all but the status unchanged
+        def not_toonified(exc: Exception) -> str:
+            # The visitor's mistake, not the server's: said in the status line, which the next photo or toon replaces.
+            # Raised as gr.Error, it marked every output with a red "Error" badge without a word; a toast as well
+            # piled up ("Warning (3)") over the photo's Remove button on a phone, and outlived the photo.
+            return f"**Not toonified:** {exc}"
+
+        def said(status: str) -> tuple:
+            return (gr.skip(),) * (len(outputs) - 1) + (status,)  # all but the status unchanged
 
         def outputs_of(view: View) -> tuple:
             # Result images saved as Gradio saves them (PNG in its cache, deleted with it), named for the download:
@@ -389,13 +446,15 @@ class ToonApp:
                 progress((step + 1, steps), desc=f"Fitting {what}", unit="steps")
             return callback
 
-        async def in_worker(request: Any, photo: str | None, job: Callable[[threading.Event], tuple]) -> tuple:
+        async def in_worker(request: Any, photo: str | None, clicks: int | None, session: Session | None,
+                            job: Callable[[threading.Event], tuple]) -> tuple:
             # `job(stop)` in a worker thread, for `photo` (the server's copy of the upload) unless the visitor's
-            # page has replaced it (`_Visitors`). A new photo or a closed tab sets `stop`: the projection ends after
-            # its current step, and the next event, waiting for the models (the lock), starts then.
-            stop = visitors.start(request.session_hash, photo)
+            # page has replaced it or Stop came after the event's click (`_Visitors`). A new photo, Stop or a closed
+            # tab sets `stop`: the projection ends after its current step, and the next event, waiting for the models
+            # (the lock), starts then.
+            stop = visitors.start(request.session_hash, photo, clicks)
             if stop is None:
-                return gr.skip()  # an event of a photo the page no longer shows: nobody waits for its results
+                return gr.skip()  # nobody waits for its results; a stop said so already
             work = asyncio.ensure_future(asyncio.to_thread(job, stop))  # in Gradio's context: its progress
             try:
                 return await asyncio.shield(work)
@@ -409,32 +468,38 @@ class ToonApp:
             except _Stopped as exc:  # Stop: said; a new photo or a closed tab: nobody waits for these results
                 if not visitors.shows(request.session_hash, photo):
                     return gr.skip()
-                return (gr.skip(),) * (len(outputs) - 1) + (f"**{str(exc).capitalize()}.**",)
+                status = f"**{str(exc).capitalize()}.**"
+                if session is not None:  # the page's photo, its toon from before: a re-render says so too
+                    session.note = status
+                return said(status)
             except ERRORS as exc:
-                return failed(exc)
+                return said(not_toonified(exc))
             finally:
                 visitors.end(request.session_hash, stop)
 
-        async def on_toonify(upload, steps, swap_res, mode, session, request, progress=steps_shown):
+        async def on_toonify(upload, steps, swap_res, mode, session, clicks, request, progress=steps_shown):
             # Not preprocessed: `upload` is Gradio's record of the uploaded file, which `read_photo` checks itself
             # (Gradio's decoding would turn a broken or huge file into an anonymous error).
             photo, name = (None, None) if upload is None else (upload["path"], upload.get("orig_name"))
+            steps = _whole_steps(steps)
 
             def toonify(stop: threading.Event) -> tuple:
-                new, view = self.toonify(photo, int(steps), swap_res, mode, name=name, session=session,
-                                         callback=after_step(stop, progress, int(steps), "your photo"))
+                new, view = self.toonify(photo, steps, swap_res, mode, name=name, session=session,
+                                         callback=after_step(stop, progress, steps, "your photo"))
                 return new, *outputs_of(view)
-            return await in_worker(request, photo, toonify)
+            return await in_worker(request, photo, clicks, session, toonify)
 
-        async def on_pick(session, steps, swap_res, mode, event, request, progress=steps_shown):
+        async def on_pick(session, steps, swap_res, mode, clicks, event, request, progress=steps_shown):
+            steps = _whole_steps(steps)
+
             def pick(stop: threading.Event) -> tuple:
-                view = self.pick(session, event.index, int(steps), swap_res, mode,
-                                 callback=after_step(stop, progress, int(steps), f"face {event.index + 1}"))
+                view = self.pick(session, event.index, steps, swap_res, mode,
+                                 callback=after_step(stop, progress, steps, f"face {event.index + 1}"))
                 return session, *outputs_of(view)
-            return await in_worker(request, session and session.upload, pick)
+            return await in_worker(request, session and session.upload, clicks, session, pick)
 
-        def on_stop(request):
-            visitors.stop(request.session_hash)
+        def on_stop(clicks, request):
+            visitors.stop(request.session_hash, clicks)
 
         def on_close(request):
             # Gradio runs this when the visitor's tab closes (its heartbeat connection drops); it cancels nothing
@@ -442,15 +507,23 @@ class ToonApp:
             visitors.close(request.session_hash)
 
         async def on_reblend(session, swap_res, request):
-            return await in_worker(request, session and session.upload, lambda stop: reblend(session, swap_res))
+            return await in_worker(request, session and session.upload, None, session,
+                                   lambda stop: reblend(session, swap_res))
 
         def reblend(session: Session | None, swap_res: int | None) -> tuple:
             view = self.reblend(session, swap_res)
             return gr.skip() if view is None else (session, *outputs_of(view))
 
         def on_new_photo(upload, request):
-            visitors.show(request.session_hash, None if upload is None else upload["path"])
-            return None, gr.update(value=None, visible=False), None, None, None, ""
+            photo = None if upload is None else upload["path"]
+            visitors.show(request.session_hash, photo)
+            status = ""
+            if photo is not None:  # a file that is no image previewed as an empty frame, without a word
+                try:
+                    self.check_photo(photo, upload.get("orig_name"))
+                except ERRORS as exc:
+                    status = not_toonified(exc)
+            return None, gr.update(value=None, visible=False), None, None, None, status
 
         # Gradio finds these arguments by their types (`gr` is not in this module's globals for the annotations).
         on_pick.__annotations__["event"] = gr.SelectData
@@ -460,10 +533,14 @@ class ToonApp:
         # Results go out as PNG, exactly toonlib's pixels (Gradio's default, lossy WebP, blurs them), without
         # Gradio's Share button (it only said "Must be on Spaces to share"; the photo stays on this machine).
         result = dict(interactive=False, height=420, format="png", buttons=["download", "fullscreen"])
+        optimizing = any(mode in OPTIMIZING_MODES for mode in self.modes)
         with gr.Blocks(title="Toonify yourself", analytics_enabled=False, delete_cache=(3600, 3600)) as page:
             gr.Markdown("# Toonify yourself\nUpload a photo of a face (or take one with the webcam) and press "
                         "**Toonify**. The photo stays on this machine and is deleted within two hours.")
             session = gr.State(None)
+            # The page's count of Toonify and face clicks, counted where they happen (`COUNT_CLICK`) and sent with
+            # their events and with Stop, which ends the events of the clicks before it (`_Visitors`).
+            clicks = gr.Number(0, precision=0, visible=False)
             with gr.Row():
                 with gr.Column():
                     photo = gr.Image(sources=["upload", "webcam"], type="filepath", label="Your photo",
@@ -478,9 +555,10 @@ class ToonApp:
                                       visible=self.modes[0] in OPTIMIZING_MODES)
                     with gr.Row():
                         button = gr.Button("Toonify", variant="primary", elem_id="toonify", scale=3)
-                        # Ends a projection after its current step (the encoder modes take seconds: no Stop).
+                        # Ends a projection after its current step (offered with a mode that optimises; shown
+                        # whatever the mode chosen now: one switched during a run hid it, and nothing could end it).
                         stop = gr.Button("Stop", variant="secondary", elem_id="stop", scale=1, min_width=80,
-                                         visible=self.modes[0] in OPTIMIZING_MODES)
+                                         visible=optimizing)
                 with gr.Column():
                     toon = gr.Image(label="Toon", elem_id="toon", **result)
                     # In px, as the status line, --swap-res and the README say (a slider of exponents, 2^n px,
@@ -495,20 +573,31 @@ class ToonApp:
                 pasted = gr.Image(label="Toon in the photo", elem_id="pasted", **{**result, "height": 360})
 
             outputs = [session, faces, aligned, toon, pasted, status]
-            queued = dict(concurrency_id="models", concurrency_limit=1)
+            # The progress shows over the results, not over the status line's last words (`CSS`: blank meanwhile).
+            queued = dict(concurrency_id="models", concurrency_limit=1, show_progress_on=[faces, aligned, toon, pasted])
             # A click while the last one is answered (the old photo's run, stopping) runs after it: Gradio's default
-            # for clicks dropped it. A second press of Toonify shows the first one's toon (`ToonApp.toonify`).
-            button.click(on_toonify, [photo, steps, swap, mode, session], outputs, preprocess=False,
-                         trigger_mode="always_last", api_name="toonify", **queued)
-            faces.select(on_pick, [session, steps, swap, mode], outputs, api_name="pick_face", **queued)
+            # for clicks dropped it. A second press of Toonify shows the first one's toon (`ToonApp.toonify`). The
+            # click is counted first, by itself: the event that runs after another is sent again then (as Gradio
+            # sends a held click), and a count sent again would pass for a click after Stop.
+            button.click(None, clicks, clicks, js=COUNT_CLICK, api_name=False).then(
+                on_toonify, [photo, steps, swap, mode, session, clicks], outputs, preprocess=False,
+                trigger_mode="always_last", api_name="toonify", **queued).then(None, js=SHOW_RESULT)
+            # A face click needs its event's data (which a chained event lacks) and a held one is dropped: counted
+            # by a listener of its own, first.
+            faces.select(None, clicks, clicks, js=COUNT_CLICK, api_name=False)
+            faces.select(on_pick, [session, steps, swap, mode, clicks], outputs, api_name="pick_face",
+                         **queued).then(None, js=SHOW_RESULT)
             swap.change(on_reblend, [session, swap], outputs, trigger_mode="always_last", show_progress="minimal",
                         api_name="reblend", **queued)
             # A new photo stops the old one's events, running or waiting (`_Visitors`): their results (the old
-            # photo's toon) came in beside the new photo.
-            photo.change(on_new_photo, photo, outputs, preprocess=False, queue=False, api_name=False)
-            stop.click(on_stop, None, None, queue=False, api_name=False)
-            mode.change(lambda m: (gr.update(visible=m in OPTIMIZING_MODES),) * 2, mode, [steps, stop], queue=False,
-                        api_name=False)
+            # photo's toon) came in beside the new photo. No progress: the page is not busy with a toon.
+            photo.change(on_new_photo, photo, outputs, preprocess=False, queue=False, show_progress="hidden",
+                         api_name=False)
+            stop.click(on_stop, clicks, None, queue=False, api_name=False)
+            mode.change(lambda m: gr.update(visible=m in OPTIMIZING_MODES), mode, steps, queue=False, api_name=False)
+            # The steps box shows what runs: a typed 2.5 stayed while 2 ran. When the box is left (Gradio clamps it
+            # then), not at each key: an emptied box became 1 before the next digit.
+            steps.release(None, steps, steps, js=f"(n) => Math.min({self.max_steps}, {WHOLE_STEPS})", api_name=False)
             page.unload(on_close)
         return page
 
