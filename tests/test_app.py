@@ -714,16 +714,20 @@ def test_stop_ends_the_visitors_projection_and_says_so(app, setup, projection_st
         page.close()
 
 
+def two_faces_page(app, setup) -> tuple:
+    """The app's page, the upload record of the two-face photo, and a click on its second face."""
+    import gradio
+
+    upload = {"path": str(setup["photos"] / "pair.png"), "orig_name": "pair.png"}
+    return app.build(), upload, gradio.SelectData(None, {"index": 1, "value": None})
+
+
 def test_stop_ends_the_clicks_made_before_it(app, setup, projection_steps):
     """Toonify pressed twice, then Stop: the first run stopped, and the second, which the page holds until the first
     has ended (Toonify's `trigger_mode="always_last"`), ran all its steps. Stop now ends the events of every Toonify
     and face click before it (the page counts them and sends the count with each event and with Stop): running, held
     or waiting. A click after Stop runs."""
-    import gradio
-
-    page = app.build()
-    upload = {"path": str(setup["photos"] / "pair.png"), "orig_name": "pair.png"}
-    select = gradio.SelectData(None, {"index": 1, "value": None})
+    page, upload, select = two_faces_page(app, setup)
 
     async def scenario():
         await run_event(page, "on_new_photo", upload)
@@ -752,11 +756,7 @@ def test_a_rerender_after_a_stop_still_says_it_stopped(app, setup, projection_st
     """A swap resolution chosen during a run re-rendered the toons once Stop had ended it, and its status ("Face 1 of
     2 ..., rendered with the blend at 8 px.") replaced "Stopped after step k of N.": the toon shown, the one from
     before the run, passed for its result. The stop is said until the next toon."""
-    import gradio
-
-    page = app.build()
-    upload = {"path": str(setup["photos"] / "pair.png"), "orig_name": "pair.png"}
-    select = gradio.SelectData(None, {"index": 1, "value": None})
+    page, upload, select = two_faces_page(app, setup)
 
     async def scenario():
         await run_event(page, "on_new_photo", upload)
