@@ -53,6 +53,7 @@ from .snapshots import (
     disk_full_said,
     fakes_name,
     has_run,
+    has_states,
     hold_run_dir,
     latest_record,
     latest_snapshot,
@@ -188,7 +189,7 @@ class Trainer:
         passed, before its first file is written; refused when a run was started there meanwhile."""
         if self._held is None:
             self._take_run_dir()
-            if newest_state(self.run_dir) is not None:  # decided "a new run" before another one saved there
+            if has_states(self.run_dir):  # decided "a new run" before another one saved there
                 raise BlockingIOError(f"{self.cfg.run_dir}: another fine-tuning run was started in this folder while "
                                       "this one was starting; run the same command again to continue it")
 

@@ -32,15 +32,16 @@ from ..checkpoints import NATIVE_SUFFIX
 from ..files import TEMP_FILE_NAME, atomic_write_path, file_lock, lock_file_for, user_path
 from ..messages import warn
 
-__all__ = ["KEEP_STATES", "LATEST_FILE", "STATE_VERSION", "disk_full_said", "fakes_name", "has_run", "hold_run_dir",
-           "latest_record", "latest_snapshot", "newest_state", "read_latest", "save_state", "snapshot_name",
-           "snapshot_paths", "state_name", "sync_latest", "write_latest"]
+__all__ = ["KEEP_STATES", "LATEST_FILE", "STATE_VERSION", "disk_full_said", "fakes_name", "has_run", "has_states",
+           "hold_run_dir", "latest_record", "latest_snapshot", "newest_state", "read_latest", "save_state",
+           "snapshot_name", "snapshot_paths", "state_name", "sync_latest", "write_latest"]
 
 STATE_VERSION = 2
 KEEP_STATES = 2
 LATEST_FILE = "latest.json"
 _LOCKED = "run"  # what `files.file_lock` guards inside a run folder: its lock is <run>/.locks/run.lock
 _STATE_PATTERN = re.compile(r"training-state-(\d{9})\.pt")
+_LEGACY_STATE = "training-state.pt"  # version 1's one state file, refused on resume
 _DISK_FULL = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "the disk quota is used up"}
 _STATE_KEYS = ("config", "networks", "G", "D", "G_ema", "opt_G", "opt_D", "ada", "cur_nimg", "batch_idx", "rng")
 _WRITTEN_FOLDERS = (".", "dataset-cache")  # where a run writes through atomic_write_path
@@ -77,7 +78,7 @@ def save_state(run_dir: str | os.PathLike, state: dict) -> Path:
 def newest_state(run_dir: str | os.PathLike) -> tuple[Path, dict] | None:
     """The newest training state of a run folder that loads completely, with its path; None when there is none.
     Broken files are skipped with a warning (and left for the user to inspect)."""
-    legacy = Path(run_dir) / "training-state.pt"
+    legacy = Path(run_dir) / _LEGACY_STATE
     if legacy.is_file() and not _state_paths(Path(run_dir)):
         raise ValueError(f"{legacy} is a training state of an older toonlib (version 1), which this one does not "
                          "resume: finish that run with the toonlib that started it, or use a new run folder "
@@ -149,10 +150,15 @@ def latest_snapshot(run_dir: str | os.PathLike) -> Path | None:
     return None if latest is None else Path(run_dir) / latest["network"]
 
 
+def has_states(run_dir: str | os.PathLike) -> bool:
+    """Whether the folder `run_dir` holds a training state (of this toonlib or an older one), none of them read."""
+    folder = user_path(run_dir)
+    return bool(_state_paths(folder)) or (folder / _LEGACY_STATE).is_file()
+
+
 def has_run(run_dir: str | os.PathLike) -> bool:
     """Whether the folder `run_dir` holds a fine-tuning run, or did: its lock file or a training state is there."""
-    folder = user_path(run_dir)
-    return lock_file_for(folder / _LOCKED).is_file() or any(folder.glob("training-state*.pt"))
+    return lock_file_for(user_path(run_dir) / _LOCKED).is_file() or has_states(run_dir)
 
 
 @contextlib.contextmanager
