@@ -21,6 +21,7 @@ from toonlib.blending import blend, swap_resolution_grid
 from toonlib.images import from_pil, labelled_grid, save_image, to_pil, to_uint8
 from toonlib.networks import parse_seeds, z_from_seeds
 from toonlib.notebook import display_size
+from toonlib.projection import ProjectionResult
 from toonlib.widgets import blend_explorer, layer_chart, uploaded_files
 
 
@@ -79,6 +80,25 @@ def test_save_image_and_to_pil_name_a_wrong_argument(tmp_path):
         save_image(torch.zeros(8, 8, 3), tmp_path / "a.png")
     assert list(tmp_path.iterdir()) == []
 
+
+
+def test_to_pil_refuses_a_latent_and_draws_grey_batches():
+    """A latent (`result.w`, [1, 18, 512]) came out as a grey 512 x 18 strip, and [N, 3, 18, 512] as a colour one;
+    a result object was "got ProjectionResult"; a batch of grey images failed in Pillow
+    ("Cannot handle this data type: (1, 1, 1), |u1")."""
+    G = tiny_generator(0)
+    ws = G.mapping(torch.randn(3, G.z_dim), None)
+    for latent in (ws[:1], ws, ws[:, :1]):
+        with pytest.raises(TypeError, match=r"looks like a latent \[N, num_ws, w_dim\], not a picture: draw it first, "
+                                            r"e.g. to_pil\(toonlib.render\(G, w\)\)"):
+            to_pil(latent)
+    result = ProjectionResult(ws[:1], torch.zeros(1, 3, 16, 16), {}, np.zeros((1, 1)), "w+", 1)
+    with pytest.raises(TypeError, match=r"got ProjectionResult: pass its .images"):
+        to_pil(result)
+    grey = to_pil(torch.linspace(-1, 1, 2 * 64).reshape(2, 1, 8, 8))
+    assert [(image.mode, image.size) for image in grey] == [("L", (8, 8))] * 2
+    assert np.asarray(grey[1])[-1, -1] == 255 and np.asarray(grey[0])[0, 0] == 0
+    assert to_pil(torch.zeros(1, 18, 18)).size == (18, 18)  # a small square grey picture is still a picture
 
 def test_grid_layout_and_atomic_save(tmp_path):
     cells = [[Image.new("RGB", (10, 10), c) for c in ("red", "green")] for _ in range(3)]

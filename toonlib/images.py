@@ -19,6 +19,10 @@ ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, 
 #: File suffixes of the images toonlib reads from folders (photos to toonify, training images).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
+#: A latent [N, num_ws, w_dim] has at most this many rows (num_ws of a 2048 px generator) and is wider than tall;
+#: `to_uint8` refuses such a 3-D tensor, a latent rather than a picture (generators draw square ones).
+_MOST_LATENT_ROWS = 20
+
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """[N, C, H, W] or [C, H, W] in [-1, 1] -> uint8 array [N, H, W, C] or [H, W, C] (NVIDIA's rounding)."""
@@ -26,7 +30,12 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
         what = f"a {images.ndim}-D tensor" if isinstance(images, torch.Tensor) else type(images).__name__
         raise TypeError(f"expected an image tensor [C, H, W] or [N, C, H, W] in [-1, 1] (what a generator draws), "
                         f"got {what}" + (": for an array or a file use read_image" if isinstance(images, np.ndarray)
-                                         else ""))
+                                         else _picture_attribute_hint(images)))
+    rows, width = images.shape[-2:]
+    if images.ndim == 3 and rows < width and rows <= _MOST_LATENT_ROWS:  # drawn, it was a grey strip
+        raise TypeError(f"expected an image tensor [C, H, W] or [N, C, H, W], got shape {list(images.shape)}, which "
+                        "looks like a latent [N, num_ws, w_dim], not a picture: draw it first, e.g. "
+                        "to_pil(toonlib.render(G, w))")
     if not images.is_floating_point():  # uint8 0 .. 255 read as [-1, 1] came out a white image
         raise TypeError(f"expected a float image tensor in [-1, 1] (what a generator draws), got {images.dtype}: for "
                         "0 .. 255 values use images.float() / 127.5 - 1")
@@ -41,9 +50,9 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 def to_pil(images: torch.Tensor) -> Image.Image | list[Image.Image]:
     """One PIL image for a [C, H, W] tensor, a list for [N, C, H, W]; values in [-1, 1]."""
     array = to_uint8(images)
-    if array.ndim == 3:
-        return Image.fromarray(array.squeeze(-1) if array.shape[-1] == 1 else array)
-    return [Image.fromarray(a) for a in array]
+    if array.shape[-1] == 1:  # grey: Pillow takes [H, W], not [H, W, 1]
+        array = array[..., 0]
+    return [Image.fromarray(a) for a in array] if images.ndim == 4 else Image.fromarray(array)
 
 
 def from_pil(image: Image.Image, size: int | None = None) -> torch.Tensor:
@@ -163,6 +172,15 @@ def _advice(image: object) -> str:
     if isinstance(image, (list, tuple)):
         return f" of {len(image)}: this reads one image; pass each item on its own"
     return image_attribute_hint(image)
+
+
+def _picture_attribute_hint(value: object) -> str:
+    """For a result object given where an image tensor belongs, the attribute that holds its pictures."""
+    if isinstance(getattr(value, "images", None), torch.Tensor):
+        return f": pass its .images ({type(value).__name__}.images, the pictures it holds)"
+    if isinstance(getattr(value, "toon", None), Image.Image):
+        return f": its .toon is already a PIL image ({type(value).__name__}.toon)"
+    return ""
 
 
 def image_attribute_hint(value: object) -> str:
