@@ -83,7 +83,7 @@ def test_save_image_and_to_pil_name_a_wrong_argument(tmp_path):
 
 
 def test_to_pil_refuses_a_latent_and_draws_grey_batches():
-    """A latent (`result.w`, [1, 18, 512]) came out as a grey 512 x 18 strip, and [N, 3, 18, 512] as a colour one;
+    """A latent (`result.w`, [1, 18, 512]) came out as a grey 512 x 18 strip, three ([3, 18, 512]) as a colour one;
     a result object was "got ProjectionResult"; a batch of grey images failed in Pillow
     ("Cannot handle this data type: (1, 1, 1), |u1")."""
     G = tiny_generator(0)
