@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import warnings
 
 import numpy as np
@@ -12,6 +13,7 @@ from tiny import write_toonify_models
 
 from toonlib.blending import UNRELATED_DISTANCE, LineageWarning, blend, check_lineage, lineage_distance
 from toonlib.checkpoints import Networks, load_network, save_network
+from toonlib.models import MODELS
 from toonlib.networks import Discriminator, Generator
 from toonlib.pipeline import DEFAULT_BASE, Toonifier, default_base, toon_network_of
 from toonlib.train import TrainConfig, finetune
@@ -100,5 +102,8 @@ def test_a_toon_model_pairs_with_its_own_base():
     assert toon_network_of("yang-cartoon") == "G_ema"
     assert toon_network_of("toonify-blended-tf", "G_ema") == "G_ema"
     assert toon_network_of("my-toon.safetensors") is None
-    with pytest.raises(ValueError, match="holds only a blended generator"):
+    with pytest.raises(ValueError, match="holds only a blended generator") as refused:
         toon_network_of("toonify-blended-rosinality")
+    # It named a README section that does not exist ('Toon models'); now models that do offer re-blending.
+    offered = re.search(r"such as (.*) \(`toonlib models` marks them", str(refused.value)).group(1).split(", ")
+    assert len(offered) == 3 and all(MODELS[name].offers_swap_slider for name in offered)

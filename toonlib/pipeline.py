@@ -409,8 +409,10 @@ def toon_network_of(toon: GeneratorLike, which: str | None = None) -> str | None
     if info is None:
         return which
     if info.toon == "blended" and info.reblend_network is None:
+        offering = [name for name, entry in models.MODELS.items() if entry.offers_swap_slider]
         raise ValueError(f"{toon!r} holds only a blended generator, fixed at its authors' swap resolution: "
-                         "re-blending needs an un-blended toon model (see the README, 'Toon models')")
+                         f"re-blending needs an un-blended toon model, such as {', '.join(offering[:3])} (`toonlib "
+                         "models` marks them 'unblended' or 'blended+G' under TOON)")
     return info.reblend_network or "G_ema"
 
 
