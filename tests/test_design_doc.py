@@ -1,6 +1,7 @@
 """docs/design.md is cited correctly: every `docs/design.md section N` in the code, tests, benchmarks, notebooks
 and README names a `## N.` heading of it, nothing cites it by an old name (DESIGN.md, "DESIGN section N"), and
-its section 2 lists every module and the whole public API."""
+its section 2 lists every module and the whole public API. The dotted toonlib names (`ops.winograd`,
+`Toonifier.set_blend`) and the command-line options (`--swap-res`) that it and the README give exist."""
 from __future__ import annotations
 
 import re
@@ -91,3 +92,143 @@ def test_section_2_lists_every_module_and_the_public_api():
     listed = set(re.findall(r"`([A-Za-z]\w*)`", api))
     assert listed == set(toonlib.__all__), (f"missing: {sorted(set(toonlib.__all__) - listed)}, "
                                            f"not exported: {sorted(listed - set(toonlib.__all__))}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Names and options the documents mention exist: a renamed function or option fails here, not in a reader's hands.
+# Section 11 is left out: it is a dated record of measurements, which may name code of its day.
+
+README = ROOT / "README.md"
+FILE_SUFFIXES = {"py", "md", "toml", "yml", "txt", "json", "jsonl", "png", "jpg", "pt", "pkl", "npz", "mp4",
+                 "safetensors", "lock", "holder", "tar", "zip"}
+# Options of other programs that the documents quote (pip, torchrun, NVIDIA's train.py) and one misspelling
+# they show on purpose (what the command line answers to `toonlib --verison`).
+OTHER_OPTIONS = {"--index-url", "--nproc_per_node", "--aug", "--augpipe", "--freezed", "--verison"}
+DOTTED = re.compile(r"(?<![\w.])([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)")
+OPTION = re.compile(r"(?<![\w-])(--[a-z][a-z0-9_]*(?:-[a-z0-9_]+)*)(?![\w>=-]|-[^-\s])|(?<![\w-])(--[a-z][\w-]*)=")
+
+
+def current_text(path: Path) -> str:
+    """A document without its diagrams (fenced blocks without a language; ```bash and ```python blocks stay) and
+    without design section 11."""
+    lines, fence = [], None  # fence: the info string of the block the line is in (None: outside any)
+    for line in path.read_text().splitlines(keepends=True):
+        if line.startswith("```"):
+            fence = line[3:].strip() if fence is None else None
+            continue
+        if fence != "":
+            lines.append(line)
+    text = "".join(lines)
+    if path == DESIGN:
+        text = "".join(part for number, part in design_sections(text).items() if number != 11)
+    return text
+
+
+def toonlib_modules() -> dict[str, object]:
+    """Every importable toonlib module by the short names the documents use: `ops`, `loop`, `train.loop`, ..."""
+    import importlib
+
+    found: dict[str, list] = {}
+    for path in sorted((ROOT / "toonlib").rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        if parts[-1] == "__main__" or "__pycache__" in parts:
+            continue
+        parts = parts[:-1] if parts[-1] == "__init__" else parts
+        try:
+            module = importlib.import_module(".".join(parts))
+        except ImportError:  # an optional dependency missing here: its names are not checked
+            continue
+        for start in range(len(parts)):
+            found.setdefault(".".join(parts[start:]), []).append(module)
+    return {name: modules[0] for name, modules in found.items() if len(modules) == 1}
+
+
+def unresolved_names(text: str, modules: dict[str, object]) -> list[str]:
+    """The backticked dotted names of `text` that start with a toonlib module (`ops.winograd`, `train.loop._CtrlC`)
+    or a class of toonlib's (`Toonifier.set_blend`) and do not resolve: an attribute, a method or a dataclass field."""
+    import inspect
+
+    classes: dict[str, set] = {}
+    for module in {id(module): module for module in modules.values()}.values():
+        for name, value in vars(module).items():
+            if inspect.isclass(value) and value.__module__.startswith("toonlib"):
+                classes.setdefault(name, set()).add(value)
+    wrong = []
+    for quoted in re.findall(r"`([^`\n]+)`", text):
+        for ref in DOTTED.findall(quoted):
+            parts = ref.split(".")
+            if parts[-1] in FILE_SUFFIXES:
+                continue
+            for i in range(len(parts) - 1, 0, -1):  # the longest module name it starts with
+                if ".".join(parts[:i]) in modules:
+                    obj, rest = modules[".".join(parts[:i])], parts[i:]
+                    break
+            else:
+                if len(classes.get(parts[0], ())) != 1:
+                    continue  # not toonlib's (torch.load, gr.State, skimage.data.astronaut, ...)
+                obj, rest = next(iter(classes[parts[0]])), parts[1:]
+            for attribute in rest:
+                fields = getattr(obj, "__dataclass_fields__", {}) if inspect.isclass(obj) else {}
+                if hasattr(obj, attribute):
+                    obj = getattr(obj, attribute)
+                elif attribute in fields:
+                    break
+                else:
+                    wrong.append(ref)
+                    break
+    return wrong
+
+
+def command_line_options() -> set[str]:
+    """Every option of `toonlib` and its commands (finetune's are `python -m toonlib.train`'s), and of the
+    benchmark scripts."""
+    import argparse
+
+    from toonlib.cli import build_parser
+
+    options: set[str] = set()
+
+    def walk(parser: argparse.ArgumentParser) -> None:
+        for action in parser._actions:
+            options.update(action.option_strings)
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    walk(sub)
+
+    walk(build_parser())
+    for script in sorted((ROOT / "benchmarks").glob("*.py")):
+        options.update(re.findall(r"add_argument\(\s*\"(--[\w-]+)\"", script.read_text()))
+    return options
+
+
+def unknown_options(text: str, options: set[str]) -> list[str]:
+    """The `--options` written in `text` that no toonlib command or benchmark takes (other programs' aside)."""
+    written = {a or b for a, b in OPTION.findall(text)}
+    return sorted(written - options - OTHER_OPTIONS)
+
+
+def test_the_name_and_option_checks_can_fail():
+    modules = toonlib_modules()
+    assert {"ops", "loop", "train.loop", "cli", "checkpoints"} <= set(modules)
+    sample = ("`ops.winograd()`, `train.loop._CtrlC`, `Toonifier.set_blend`, `Session.note`, `torch.load`, `app.py`; "
+              "`ops.no_such_function`, `Toonifier.no_such_method`, `messages.warn.nothing`")
+    assert unresolved_names(sample, modules) == ["ops.no_such_function", "Toonifier.no_such_method",
+                                                 "messages.warn.nothing"]
+    options = command_line_options()
+    assert unknown_options("--swap-res 32, --freeze-g, --no-progress, --aug=ada, photo --align--> crop, "
+                           "--no-such-option, --kimg=20, --bogus=1", options) == ["--bogus", "--no-such-option"]
+    # the README's diagram ("--render(w)-->") is left out, its commands are kept
+    assert "--render" in README.read_text() and "--render" not in current_text(README)
+    assert "toonlib toonify me.jpg" in current_text(README)
+
+
+def test_the_dotted_names_the_documents_give_exist():
+    modules = toonlib_modules()
+    wrong = {path.name: unresolved_names(current_text(path), modules) for path in (DESIGN, README)}
+    assert not any(wrong.values()), f"names that toonlib does not have (renamed or removed?): {wrong}"
+
+
+def test_the_command_line_options_the_documents_give_exist():
+    options = command_line_options()
+    wrong = {path.name: unknown_options(current_text(path), options) for path in (DESIGN, README)}
+    assert not any(wrong.values()), f"options that no toonlib command takes (renamed or removed?): {wrong}"
