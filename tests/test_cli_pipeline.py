@@ -43,6 +43,23 @@ def test_align_then_project(setup, tmp_path, capsys):
     assert "no face" in capsys.readouterr().err.lower()
 
 
+def test_align_warns_only_of_the_face_it_writes(setup, tmp_path, capsys):
+    """Without --all-faces, align wrote the largest face but aligned every one, and warned that a smaller face it
+    did not write was "small ... will look blurry"."""
+    photo = Image.open(setup / "photos" / "hopper.jpg")
+    small = photo.resize((photo.width * 3 // 5, photo.height * 3 // 5))
+    pair = Image.new("RGB", (photo.width + small.width, photo.height), "white")
+    pair.paste(photo, (0, 0))
+    pair.paste(small, (photo.width, 0))
+    pair.save(tmp_path / "pair.png")
+    argv = ["align", str(tmp_path / "pair.png"), "-o", str(tmp_path / "a.png"), "--size", "512", "--detector", "dlib"]
+    assert cli.main([*argv, "--all-faces"]) == 0
+    assert capsys.readouterr().err.count("the face is small") == 1  # the second face, upsampled more than 2x
+    assert cli.main(argv) == 0
+    captured = capsys.readouterr()
+    assert "the face is small" not in captured.err and captured.out.startswith(f"wrote {tmp_path / 'a.png'}")
+
+
 def test_toonify_folder_survives_bad_photos(setup, tmp_path, capsys):
     out = tmp_path / "toons"
     code = cli.main(["toonify", str(setup / "photos"), "-o", str(out), "--base", str(setup / "base.safetensors"),

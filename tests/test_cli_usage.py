@@ -108,10 +108,53 @@ def test_a_misspelt_command_or_top_level_option_gets_the_close_match():
     result = run_main("frobnicate")
     assert result.returncode == 2 and result.stderr.endswith(
         "toonlib: error: no command 'frobnicate'; the commands are convert, info, fetch, models, blend, align, "
-        "project, toonify, finetune, app\n")
+        "project, toonify, finetune, app (`toonlib --help` says what each does)\n")
     result = run_main("toonify", "me.jpg", "-o", "t.png", "--device", "cpu")  # nothing close: no wild guess
     assert result.returncode == 2 and result.stderr.endswith("unrecognized arguments: --device cpu\n")
     assert run_main("--version").stdout == f"toonlib {toonlib.__version__}\n"
+
+
+def test_toonlib_alone_or_help_shows_the_commands():
+    """`toonlib` alone said only "the following arguments are required: COMMAND"; `toonlib help` and `toonlib help
+    toonify` were "no command 'help'"."""
+    result = run_main()
+    assert result.returncode == 2 and result.stdout == ""
+    assert "    toonify   toonify a photo or a folder of photos\n" in result.stderr
+    assert result.stderr.endswith("\ntoonlib: error: no command given: pick one of the COMMANDs above\n")
+    overview = run_main("--help")
+    assert "`toonlib COMMAND --help` (or `toonlib help COMMAND`) shows" in " ".join(overview.stdout.split())
+    for asked, meant in ((run_main("help"), overview), (run_main("help", "toonify"), run_main("toonify", "--help"))):
+        assert (asked.returncode, asked.stdout, asked.stderr) == (0, meant.stdout, "")
+    result = run_main("help", "toonfy")
+    assert result.returncode == 2 and result.stderr.endswith("no command 'toonfy'\n  toonfy: did you mean toonify?\n")
+
+
+def test_every_command_help_has_examples_that_run_as_typed():
+    """No command's --help showed an example. Each example is one the parser takes as it stands."""
+    import shlex
+
+    parser = cli.build_parser()
+    for name in parser.subcommands.names():
+        text = run_main(name, "--help").stdout
+        assert "\nexamples:\n" in text and "\nexit status:\n" in text, name
+        examples = text.split("\nexamples:\n")[1].split("\n\n")[0].splitlines()
+        assert examples and all(line.startswith(f"  toonlib {name}") for line in examples), text
+        for line in examples:
+            argv = shlex.split(line.split("  # ")[0])[1:]
+            assert cli.build_parser().parse_args(argv).command == name, line
+
+
+def test_every_default_is_in_the_help():
+    """project --seed (0) and --space (w+), --level (0), --detector (auto) and --toon (toonify-blended-tf) did not
+    say what they are when left out."""
+    parser = cli.build_parser()
+    silent = [f"{name} {action.option_strings[0]}" for name, sub in _subparsers(parser).items()
+              for action in sub._actions
+              if action.option_strings and action.default is not None and action.nargs != 0  # not a flag
+              and "default" not in action.help]
+    assert silent == []
+    toon = next(action for action in _subparsers(parser)["toonify"]._actions if "--toon" in action.option_strings)
+    assert "(default: toonify-blended-tf, Toonify's)" in toon.help  # the name to type, not only whose it is
 
 
 def test_ctrl_c_while_the_parser_is_built_exits_130_without_a_traceback(monkeypatch, capsys):
@@ -303,6 +346,9 @@ def test_inputs_are_checked_before_any_download(tmp_path, offline_cache):
     ("toonify", ["--steps", "0"], "argument --steps: must be >= 1, got 0"),
     ("toonify", ["--steps", "1.5"], "argument --steps: expected a whole number, got '1.5'"),
     ("toonify", ["--batch-size", "0"], "argument --batch-size: must be >= 1, got 0"),  # was: range() arg 3 ...
+    # was: "Overflow when unpacking long long", once the models were downloaded and loaded
+    ("toonify", ["--seed", "99999999999999999999"], "argument --seed: must be between 0 and 4294967295, got 9999"),
+    ("project", ["--seed", "-1"], "argument --seed: must be between 0 and 4294967295, got -1"),
     ("toonify", ["--swap-res", "7"], "argument --swap-res: must be a power of two >= 4"),
     # options named as typed, not as Python's keywords (`invert='e4e'`, `blend_width must be None or 0`)
     ("toonify", ["--invert", "e4e", "--steps", "3"], "--steps is a projection option and --invert e4e runs no "
@@ -330,7 +376,13 @@ def test_inputs_are_checked_before_any_download(tmp_path, offline_cache):
     # outputs no file can be written to: refused up front, not after the work with an OSError naming a temporary file
     ("toonify", ["-o", "{tmp}/me.png"], "refusing to overwrite {tmp}/me.png: it is an input photo"),
     ("toonify", ["-o", "{tmp}/me.png/toon.png"], "cannot write {tmp}/me.png/toon.png: {tmp}/me.png is a file, not a"),
-    ("project", ["-o", "{tmp}"], "cannot write {tmp}: it is a folder; name a file"),
+    # a folder where one file is written: told the file to name in it (a new folder's '/' got "name it aligned.png")
+    ("project", ["-o", "{tmp}"], "{tmp} names a folder, but project writes one file there, the latent as an .npz "
+                                 "file (NVIDIA's projected_w.npz): name it, e.g. {tmp}/me.npz"),
+    ("align", ["-o", "{tmp}/aligned/"], "{tmp}/aligned/ names a folder, but align writes one file there, an image "
+                                        "(PNG, JPEG, WebP, ...): name it, e.g. {tmp}/aligned/me-aligned.png"),
+    ("blend", ["-o", "{tmp}/blends/"], "{tmp}/blends/ names a folder, but blend writes one file there, toonlib's "
+                                       "format, a safetensors file: name it, e.g. {tmp}/blends/blended.safetensors"),
     # found by a new-user audit: each was accepted, and failed or was ignored later
     ("toonify", ["-o", "{tmp}/toons.txt"], "-o {tmp}/toons.txt: toonify writes one photo's images to an image file"),
     ("toonify", ["-o", "/sys/toons"], "cannot write /sys/toons/me-toon.png: files cannot be created in /sys"),
@@ -450,6 +502,22 @@ def test_an_unknown_model_is_told_the_names_that_fit_its_option(tmp_path, offlin
     result = run_main("toonify", str(photo), "-o", str(tmp_path / "out"), "--invert", "e4e", "--encoder", "e4e",
                       env=offline_cache)
     _short_error(result, "unknown model 'e4e'. Known pSp / e4e encoders: e4e-ffhq, psp-ffhq, psp-toonify\n")
+
+
+def test_a_generator_given_as_the_encoder_is_told_where_it_goes(tmp_path):
+    """The message ended "(for a generator checkpoint use toonlib.load_network)": Python's advice."""
+    from tiny import tiny_generator
+
+    from toonlib.checkpoints import save_network
+
+    model = save_network(tmp_path / "ffhq.safetensors", tiny_generator(0))
+    photo = tmp_path / "me.png"
+    Image.fromarray(skdata.astronaut()).save(photo)
+    result = run_main("toonify", str(photo), "-o", str(tmp_path / "toon.png"), "--base", str(model), "--toon",
+                      str(model), "--invert", "e4e", "--encoder", str(model))
+    _short_error(result, f"{model} is not a pSp / e4e checkpoint", "; a generator goes to --base or --toon, and "
+                 "--encoder takes a pSp / e4e file (e4e-ffhq, psp-ffhq, psp-toonify)")
+    assert "load_network" not in result.stderr and not (tmp_path / "toon.png").exists()
 
 
 def _cache_with_toonify_models(tmp_path: Path) -> tuple[dict, object, object]:

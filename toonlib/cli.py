@@ -33,11 +33,36 @@ BATCH_STATUS = "  1  photos of a folder failed (the others were written)\n"  # t
 EXIT_STATUS = ("exit status:\n  0  all done\n" + BATCH_STATUS
                + "  2  bad usage; a missing or unreadable model, weights file or photo; no face\n"
                "  130  interrupted (Ctrl-C)\n  141  output closed early (`toonlib models | head`), nothing printed")
+#: The `examples:` of each command's --help, as typed (`# ...`: what it writes), from the README's "Command line".
+EXAMPLES = {
+    "convert": ["toonlib convert stylegan2-ffhq-config-f.pkl ffhq.safetensors"],
+    "info": ["toonlib info ffhq.safetensors"],
+    "fetch": ["toonlib fetch ffhq-1024-tf toonify-blended-tf"],
+    "models": ["toonlib models"],
+    "blend": ["toonlib blend --toon toon.pkl --base ffhq.pkl --swap-res 32 -o blended.safetensors",
+              "toonlib blend --toon toonify-blended-tf --base ffhq-1024-tf --swap-res 16 -o b.safetensors "
+              "--grid grid.png"],
+    "align": ["toonlib align me.jpg -o aligned.png",
+              "toonlib align group.jpg -o face.png --all-faces   # face-face1.png, face-face2.png, ..."],
+    "project": ["toonlib project aligned.png -o latent.npz --image-out reconstruction.png"],
+    "toonify": ["toonlib toonify me.jpg -o me-toon.png --paste-back  # me-toon.png, me-toon-aligned.png, ...",
+                "toonlib toonify photos/ -o toons/ --swap-res 32     # toons/<photo>-toon.png, ...",
+                "toonlib toonify me.jpg -o me-toon.png --invert e4e  # seconds, not minutes"],
+    "finetune": ["toonlib finetune --data faces/ --resume ffhq-256-noaug --run-dir runs/toon --kimg 20"],
+    "app": ["toonlib app",
+            "toonlib app --invert e4e optimize --host 0.0.0.0   # e4e first; open to your network"],
+}
 DEFAULT_GRID_SEEDS = "0-5"  # blend --grid's rows
 MAX_GRID_SEEDS = 32  # blend --grid renders each column's rows in one batch: ~0.5 GB of memory a row at 1024 px
 MAX_ALIGN_SIZE = 8192  # align --size: 8x FFHQ's 1024 px; a crop that size already takes ~1 GB of memory
 DEFAULT_VIDEO_EVERY = 5  # project --video: steps between frames
 DEFAULT_TRUNCATION_PSI = 0.7  # blend --grid's latents
+MAX_SEED = 2**32 - 1  # --seed, as blend --seeds (NumPy's seeds, networks.parse_seeds); torch overflowed past 2**64
+
+
+def _examples(command: str) -> str:
+    """The `examples:` section of `command`'s --help (`EXAMPLES`), which goes before its exit statuses."""
+    return "examples:\n" + "".join(f"  {line}\n" for line in EXAMPLES[command]) + "\n"
 
 
 def _number(kind: type = int, low: float = 1, high: float | None = None, low_allowed: bool = False
@@ -101,13 +126,18 @@ def _describe(nets) -> str:
     return f"{meta.get('format', '?')} checkpoint: " + ", ".join(parts)
 
 
-def _check_output_suffix(output: str, command: str, suffixes: str | tuple[str, ...], kind: str, advice: str = ""
-                         ) -> None:
+def _check_output_suffix(output: str, command: str, suffixes: str | tuple[str, ...], kind: str, name: str,
+                         advice: str = "") -> None:
     """Refuse (before any download or work) an output name whose suffix is not one of the file `command` writes
-    there (the first of `suffixes` is suggested), or where no file can be written (a folder, or under a file)."""
+    there (the first of `suffixes` is suggested), or where no file can be written (a folder, or under a file). A
+    folder (`-o out/`, or one that exists) is told the file to name in it: `name` and the first suffix."""
     from .files import check_file_target
 
-    output, suffixes = Path(output), (suffixes,) if isinstance(suffixes, str) else suffixes
+    suffixes = (suffixes,) if isinstance(suffixes, str) else suffixes
+    if output.endswith(("/", os.sep)) or Path(output).is_dir():  # Path() drops the '/' that says "a folder"
+        raise ValueError(f"{output} names a folder, but {command} writes one file there, {kind}: name it, e.g. "
+                         f"{Path(output) / (name + suffixes[0])}")
+    output = Path(output)
     check_file_target(output)
     if output.suffix.lower() not in suffixes:
         raise ValueError(f"{output}: {command} writes {kind}; name the output {output.with_suffix(suffixes[0])} (tools "
@@ -121,19 +151,19 @@ def _only_with(value: object, option: str, needed: object, needed_option: str, w
         raise ValueError(f"{option} goes with {needed_option} ({why}); add {needed_option}, or leave {option} out")
 
 
-def _check_native_output(output: str, command: str) -> None:
+def _check_native_output(output: str, command: str, name: str) -> None:
     """`_check_output_suffix` for toonlib's format (`*.safetensors`)."""
     from .checkpoints import NATIVE_SUFFIX
 
-    _check_output_suffix(output, command, NATIVE_SUFFIX, "toonlib's format, a safetensors file")
+    _check_output_suffix(output, command, NATIVE_SUFFIX, "toonlib's format, a safetensors file", name)
 
 
-def _check_image_output(output: str | None, command: str) -> None:
+def _check_image_output(output: str | None, command: str, name: str) -> None:
     """`_check_output_suffix` for an image (PNG suggested; None: no such output asked for)."""
     from .images import IMAGE_SUFFIXES
 
     if output is not None:
-        _check_output_suffix(output, command, (".png", *IMAGE_SUFFIXES), "an image (PNG, JPEG, WebP, ...)")
+        _check_output_suffix(output, command, (".png", *IMAGE_SUFFIXES), "an image (PNG, JPEG, WebP, ...)", name)
 
 
 def _fetch_named_models(*models: tuple[str | None, str]) -> None:
@@ -167,7 +197,7 @@ def _fetch_toonify_models(args: argparse.Namespace, mode: str) -> None:
 def cmd_convert(args: argparse.Namespace) -> int:
     from .checkpoints import load_network, save_network
 
-    _check_native_output(args.output, "convert")
+    _check_native_output(args.output, "convert", Path(args.input).stem)
     nets = load_network(args.input)
     print(_describe(nets))
     save_network(args.output, nets)
@@ -261,9 +291,9 @@ def cmd_blend(args: argparse.Namespace) -> int:
     from .networks import parse_seeds
     from .pipeline import toon_network_of
 
-    _check_native_output(args.output, "blend")
+    _check_native_output(args.output, "blend", "blended")
     check_setting(args.swap_res, args.level, args.blend_width)
-    _check_image_output(args.grid, "blend")
+    _check_image_output(args.grid, "blend", "grid")
     _only_with(args.seeds, "--seeds", args.grid, "--grid", "they are the grid's rows")
     _only_with(args.truncation_psi, "--truncation-psi", args.grid, "--grid", "it shapes the grid's faces")
     seeds = (parse_seeds(args.seeds or DEFAULT_GRID_SEEDS, max_count=MAX_GRID_SEEDS) if args.grid
@@ -294,14 +324,15 @@ def _face_stem(stem: str, face: int | None) -> str:
 
 
 def cmd_align(args: argparse.Namespace) -> int:
-    from .align import align_faces
+    from .align import align_face, align_faces
     from .images import save_image
 
-    _check_image_output(args.output, "align")
+    _check_image_output(args.output, "align", Path(args.photo).stem + "-aligned")
     output = Path(args.output)
     _refuse_to_overwrite(args.photo, [output], "-o")
-    faces = align_faces(args.photo, output_size=args.size, detector=args.detector)
-    faces = faces if args.all_faces else faces[:1]
+    # the largest face alone unless --all-faces: aligning the others too warned of their size, unwritten
+    faces = (align_faces(args.photo, output_size=args.size, detector=args.detector) if args.all_faces
+             else [align_face(args.photo, output_size=args.size, detector=args.detector)])
     for i, face in enumerate(faces):
         out = output.with_name(_face_stem(output.stem, i if args.all_faces else None) + output.suffix)
         _refuse_to_overwrite(args.photo, [out], "-o")  # a numbered name, unknown before the faces were found
@@ -318,11 +349,11 @@ def cmd_project(args: argparse.Namespace) -> int:
     from .projection import project, require_video_writer, save_video
 
     _check_output_suffix(args.output, "project", ".npz", "the latent as an .npz file (NVIDIA's projected_w.npz)",
-                         "; pass --image-out for the picture")
-    _check_image_output(args.image_out, "project")
+                         Path(args.image).stem, "; pass --image-out for the picture")
+    _check_image_output(args.image_out, "project", "reconstruction")
     _only_with(args.video_every, "--video-every", args.video, "--video", "the video's frames")
     if args.video:
-        _check_output_suffix(args.video, "project", ".mp4", "an H.264 video (MP4)")
+        _check_output_suffix(args.video, "project", ".mp4", "an H.264 video (MP4)", "projection")
         require_video_writer()
     target = read_image(args.image)  # a bad photo fails before any model is downloaded
     for option, output in (("-o", args.output), ("--image-out", args.image_out), ("--video", args.video)):
@@ -548,7 +579,9 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
     parser = argparse.ArgumentParser(prog="toonlib", description="Toonify faces with StyleGAN2 network blending.",
-                                     epilog=EXIT_STATUS, formatter_class=_HelpFormatter)
+                                     epilog="`toonlib COMMAND --help` (or `toonlib help COMMAND`) shows a command's "
+                                            "options, their defaults and examples.\n\n" + EXIT_STATUS,
+                                     formatter_class=_HelpFormatter)
     parser.add_argument("--version", action="version", version=f"toonlib {__version__}")
     sub = parser.subcommands = _Subcommands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
 
@@ -590,7 +623,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--swap-res", type=_swap_res, required=True,
                    help="resolution of the last block taken from --toon: 4, 8, ..., up to the models' resolution")
     p.add_argument("--level", type=int, default=0, choices=[0, 1],
-                   help="1 also keeps the next block's first conv from --toon")
+                   help="1 also keeps the next block's first conv from --toon (default 0)")
     p.add_argument("--blend-width", type=_number(float, 0, low_allowed=True), default=None,
                    help="smooth switch width in layers (centred 1.5 layers below the hard switch); default or 0: "
                         "hard switch")
@@ -620,9 +653,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("image", help="an aligned face (see `toonlib align`)")
     p.add_argument("--base", "--model", dest="base", default="ffhq-1024-tf",
                    help="the base model to project into: path, URL or name (default: ffhq-1024-tf)")
-    p.add_argument("--space", default="w+", choices=["w+", "w"], help="w+: one w per layer (Toonify); w: one w")
+    p.add_argument("--space", default="w+", choices=["w+", "w"],
+                   help="w+: one w per layer (Toonify's choice, default); w: one w for all layers")
     p.add_argument("--steps", type=_number(), default=None, help="optimisation steps (default 500 for w+, 1000 for w)")
-    p.add_argument("--seed", type=int, default=0, help="random seed of the noise maps and latent noise")
+    p.add_argument("--seed", type=_number(low=0, high=MAX_SEED), default=0,
+                   help="random seed of the noise maps and latent noise (default 0)")
     p.add_argument("-o", "--output", required=True, help="latent file (.npz, key 'w' like NVIDIA's projected_w)")
     p.add_argument("--image-out", help="also save the reconstruction (PNG)")
     p.add_argument("--video", help="also save a target | projection video (.mp4, needs imageio-ffmpeg)")
@@ -651,14 +686,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--swap-res", type=_swap_res, default=None,
                    help="re-blend at this resolution (default: as published)")
     p.add_argument("--level", type=int, default=0, choices=[0, 1],
-                   help="with --swap-res: 1 also keeps the next block's first conv from the toon model")
+                   help="with --swap-res: 1 also keeps the next block's first conv from the toon model (default 0)")
     p.add_argument("--blend-width", type=_number(float, 0, low_allowed=True), default=None,
                    help="with --swap-res: smooth switch width in layers (default or 0: hard switch)")
     p.add_argument("--space", default=None, choices=["w+", "w"],
                    help="w+: one w per layer (Toonify's choice, default); w: one w for all layers")
     p.add_argument("--steps", type=_number(), default=None,
                    help="projection steps (default 500 in w+, 1000 in w; 100 with --invert e4e+optimize)")
-    p.add_argument("--seed", type=int, default=None, help="random seed of the projection (default 0)")
+    p.add_argument("--seed", type=_number(low=0, high=MAX_SEED), default=None,
+                   help="random seed of the projection (default 0)")
     p.add_argument("--batch-size", type=_number(), default=4, help="photos projected together (default: 4)")
     p.add_argument("--paste-back", action="store_true", help="also write the toon face pasted into the photo "
                                                              "(with --all-faces, every face's toon in one photo)")
@@ -672,6 +708,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Transfer learning with ADA. For several GPUs: "
                                    "torchrun --nproc_per_node=N -m toonlib.train ... (same options).")
     add_train_arguments(p)
+    p.epilog = _examples("finetune") + p.epilog  # fine-tuning's own exit statuses
     p.set_defaults(func=cmd_finetune)
 
     from .options import DEFAULT_STEPS, DEFAULT_SWAP_RES, INVERT_MODES, MAX_PIXELS, MAX_STEPS
@@ -707,7 +744,8 @@ def _add_toonifier_models(p: argparse.ArgumentParser, toon_network_use: str) -> 
     p.add_argument("--base", default=None,
                    help="base model photos are inverted into (default: the toon model's own base, its lineage in "
                         "`toonlib models`; FFHQ 1024 for a file)")
-    p.add_argument("--toon", default="toonify-blended-tf", help="toon checkpoint (default: Toonify's)")
+    p.add_argument("--toon", default="toonify-blended-tf",
+                   help="toon checkpoint: path, URL or name (default: toonify-blended-tf, Toonify's)")
     p.add_argument("--toon-network", default=None, choices=["G", "G_ema"],
                    help=f"the toon model inside --toon, {toon_network_use} (default: the registry's choice; for a "
                         "file its G if it has one, as Toonify's file, else its G_ema)")
@@ -719,8 +757,8 @@ def _add_detector(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--detector", default="auto", choices=DETECTORS, type=lambda text: text.replace("-", "_"),
                    help="face landmarks: face_alignment (the face-alignment package; downloads its weights once), "
-                        "dlib (offline), or auto (face_alignment when its weights are here or can be downloaded, "
-                        "else dlib)")
+                        "dlib (offline), or auto (the default: face_alignment when its weights are here or can be "
+                        "downloaded, else dlib)")
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -734,14 +772,16 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 class _Subcommands:
-    """`add_parser` that gives every sub-command its help as description and the exit-status epilog."""
+    """`add_parser` that gives every sub-command its help as description and its examples and exit statuses as
+    epilog."""
 
     def __init__(self, subparsers):
         self._subparsers = subparsers
 
     def add_parser(self, name: str, **kwargs) -> argparse.ArgumentParser:
         kwargs.setdefault("description", kwargs.get("help"))
-        kwargs.setdefault("epilog", EXIT_STATUS if name == "toonify" else EXIT_STATUS.replace(BATCH_STATUS, ""))
+        kwargs.setdefault("epilog", _examples(name) + (EXIT_STATUS if name == "toonify"
+                                                       else EXIT_STATUS.replace(BATCH_STATUS, "")))
         kwargs.setdefault("formatter_class", _HelpFormatter)
         return self._subparsers.add_parser(name, **kwargs)
 
@@ -775,6 +815,11 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     would show the top level's, `toonlib [-h] [--version] COMMAND ...`)."""
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:  # `toonlib` alone: what it can do (argparse said only "the following arguments are required")
+        parser.print_help(sys.stderr)
+        parser.exit(2, "\ntoonlib: error: no command given: pick one of the COMMANDs above\n")
+    if argv[0] == "help":  # `toonlib help` is `toonlib --help`, `toonlib help toonify` is `toonlib toonify --help`
+        argv = [argv[1], "--help"] if len(argv) > 1 and not argv[1].startswith("-") else ["--help"]
     leading = list(itertools.takewhile(lambda arg: arg.startswith("-"), argv))  # the options before the command
     if stray := [arg for arg in leading if arg.split("=")[0] not in _option_names(parser)]:
         parser.error(f"unrecognized arguments: {' '.join(stray)}" + _did_you_mean(stray, _option_names(parser))
@@ -782,7 +827,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     commands = parser.subcommands.names()
     if len(argv) > len(leading) and (word := argv[len(leading)]) not in commands:
         parser.error(f"no command {word!r}" + (_did_you_mean([word], commands) or
-                                               f"; the commands are {', '.join(commands)}"))
+                                               f"; the commands are {', '.join(commands)} (`toonlib --help` says "
+                                               "what each does)"))
     args, extra = parser.parse_known_args(argv)
     if extra:
         command = parser.subcommands.parser(args.command)
@@ -829,6 +875,8 @@ _COMMAND_LINE_WORDS = (
     (r" or None \(((?:the CPU|CUDA) when)", r", or leave --device out (\1"),
     (r"(--[\w-]+ [^\s(]+) \(\w+=[^()]*\)", r"\1"),  # TrainConfig's '--resolution 64 (resolution=64)'
     (r"\((--[\w-]+), \w+=\)", r"(\1)"),  # download's '(--cache-dir, cache_dir=)'
+    (r" \(for a generator checkpoint use toonlib\.load_network\)",  # encoders.load_encoder of a generator's file
+     "; a generator goes to --base or --toon, and --encoder takes a pSp / e4e file (e4e-ffhq, psp-ffhq, psp-toonify)"),
     (r"Downscale the photo, or, for a file you trust, set PIL\.Image\.MAX_IMAGE_PIXELS = None before reading it",
      "Downscale it: a face needs a few megapixels at most"),  # images.read_image of a 200-megapixel photo
 )
