@@ -354,9 +354,17 @@ def check_version(out: Outcome, box: Sandbox) -> None:
     assert out.out.strip() == f"toonlib {toonlib.__version__}"
 
 
+def check_commands(out: Outcome, box: Sandbox) -> None:
+    assert out.err.startswith("usage: toonlib") and out.out == ""
+    for command in ("toonify", "fetch", "models", "align", "project", "blend", "finetune", "convert", "info", "app"):
+        assert re.search(rf"^    {command} +\w", out.err, re.M), command  # listed, with what it does
+    assert out.err.rstrip().endswith("no command given: pick one of the COMMANDs above")
+
+
 def check_help(out: Outcome, box: Sandbox) -> None:
     assert out.out.startswith("usage: toonlib toonify")
     assert "--invert" in out.out and out.out.rstrip().endswith(cli.EXIT_STATUS)
+    assert "examples:\n  toonlib toonify me.jpg -o me-toon.png --paste-back" in out.out
 
 
 def check_models(out: Outcome, box: Sandbox) -> None:
@@ -473,6 +481,7 @@ class AppOnPort(Cli):
 CLI_CHECKS: dict[str, Cli] = {
     "toonlib toonify examples/grace_hopper.jpg -o toons/ --paste-back": Cli(0, check_first_example),
     "toonlib --version": Cli(0, check_version),
+    "toonlib": Cli(2, check_commands),
     "toonlib toonify --help": Cli(0, check_help),
     "toonlib models": Cli(0, check_models),
     "toonlib fetch ffhq-1024-tf toonify-blended-tf": Cli(0, check_fetch),
