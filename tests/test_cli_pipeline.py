@@ -86,7 +86,10 @@ def test_toonify_refuses_to_overwrite_inputs(setup, tmp_path, capsys):
     before = (photos / "me-toon.png").read_bytes()
     code = cli.main(["toonify", str(photos), "-o", str(photos), "--base", str(setup / "base.safetensors"),
                      "--toon", str(setup / "toon.safetensors"), "--steps", "1", "--detector", "dlib"])
-    assert code == 2 and "refusing to overwrite" in capsys.readouterr().err
+    # the second run of `toonify in/ -o in/` meets its first run's toons: said why, and what to type instead
+    assert code == 2 and (f"refusing to overwrite {photos / 'me-toon.png'}: -o is the photos folder itself, so the "
+                          "toons of an earlier run there are read as photos now; write them to another folder, e.g. "
+                          "-o in-toons/") in capsys.readouterr().err
     assert (photos / "me-toon.png").read_bytes() == before
 
 

@@ -457,7 +457,8 @@ def cmd_toonify(args: argparse.Namespace) -> int:
     check_file_target(output_path(photos[0], first, "toon"))  # a parent that is a file, a folder that is read-only
     _check_toonify_options(args)
     _refuse_to_overwrite(photos, [output_path(photo, first, kind) for photo in photos for kind in per_face]
-                         + ([output_path(photo, None, "pasted") for photo in photos] if args.all_faces else []))
+                         + ([output_path(photo, None, "pasted") for photo in photos] if args.all_faces else []),
+                         folder=source if source.is_dir() else None)
     _fetch_toonify_models(args, args.invert)
     toonifier = Toonifier(args.base, args.toon, swap_res=args.swap_res, level=args.level,
                           blend_width=args.blend_width, toon_network=args.toon_network, detector=args.detector,
@@ -524,14 +525,21 @@ def _check_toonify_options(args: argparse.Namespace) -> None:
                   blend_width=args.blend_width)
 
 
-def _refuse_to_overwrite(inputs: str | Path | list[Path], targets: list[Path], option: str = "-o") -> None:
-    """Refuse (ValueError) to write any of `targets` over one of the input photos."""
+def _refuse_to_overwrite(inputs: str | Path | list[Path], targets: list[Path], option: str = "-o",
+                         folder: Path | None = None) -> None:
+    """Refuse (ValueError) to write any of `targets` over one of the input photos (those of `folder`, if given)."""
     from .files import user_path
 
     inputs = {user_path(p).resolve() for p in ([inputs] if isinstance(inputs, (str, Path)) else inputs)}
     clash = next((target for target in targets if user_path(target).resolve() in inputs), None)
-    if clash is not None:
-        raise ValueError(f"refusing to overwrite {clash}: it is an input photo; choose another {option}")
+    if clash is None:
+        return
+    if folder is not None and user_path(clash).parent.resolve() == user_path(folder).resolve():
+        # `toonify photos/ -o photos/` worked once; run again, its toons were photos to toonify
+        raise ValueError(f"refusing to overwrite {clash}: -o is the photos folder itself, so the toons of an earlier "
+                         f"run there are read as photos now; write them to another folder, e.g. -o "
+                         f"{user_path(folder).resolve().name}-toons/ (and move out the earlier ones)")
+    raise ValueError(f"refusing to overwrite {clash}: it is an input photo; choose another {option}")
 
 
 def _identity(result) -> str:
