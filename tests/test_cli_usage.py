@@ -357,14 +357,18 @@ def test_inputs_are_checked_before_any_download(tmp_path, offline_cache):
     ("toonify", ["--invert", "e4e", "--seed", "3"], "--seed is a projection option and --invert e4e runs no"),
     ("toonify", ["--level", "1"], "--level goes with --swap-res (it shapes a re-blend of the toon model)"),
     ("toonify", ["--blend-width", "2"], "--blend-width goes with --swap-res (it shapes a re-blend of the toon"),
-    ("toonify", ["--swap-res", "16", "--blend-width", "-1"], "argument --blend-width: must be a number >= 0, got -1"),
+    ("toonify", ["--swap-res", "16", "--blend-width", "-1"],
+     "argument --blend-width: must be a finite number >= 0, got -1"),
     ("align", ["--size", "0"], "argument --size: must be between 1 and 8192, got 0"),  # was: ZeroDivisionError
     ("project", ["--video-every", "0"], "argument --video-every: must be >= 1, got 0"),  # was: after projecting
     ("blend", ["--swap-res", "12"], "argument --swap-res: must be a power of two >= 4"),
-    ("blend", ["--swap-res", "16", "--blend-width", "-1"], "argument --blend-width: must be a number >= 0, got -1"),
+    ("blend", ["--swap-res", "16", "--blend-width", "-1"],
+     "argument --blend-width: must be a finite number >= 0, got -1"),
     ("blend", ["--truncation-psi", "0.5"], "--truncation-psi goes with --grid (it shapes the grid's faces)"),
     ("app", ["--port", "99999"], "argument --port: must be between 1 and 65535, got 99999"),  # was: OverflowError
-    ("app", ["--max-megapixels", "-1"], "argument --max-megapixels: must be a number > 0, got -1"),
+    ("app", ["--max-megapixels", "-1"], "argument --max-megapixels: must be a finite number > 0, got -1"),
+    ("blend", ["--swap-res", "16", "--grid", "{tmp}/g.png", "--truncation-psi", "nan"],  # was: a grid of NaN faces
+     "argument --truncation-psi: must be a finite number, got nan"),
     ("app", ["--steps", "300", "--max-steps", "100"], "slider's start (300) must be between 1 and its end"),
     # image and video outputs named for another kind of file (PNG data went into them)
     ("align", ["-o", "{tmp}/aligned.txt"], "aligned.txt: align writes an image (PNG, JPEG, WebP, ...); name the "

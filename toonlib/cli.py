@@ -67,8 +67,9 @@ def _examples(command: str) -> str:
 
 def _number(kind: type = int, low: float = 1, high: float | None = None, low_allowed: bool = False
             ) -> Callable[[str], int | float]:
-    """An argparse `type`: a whole number in [low, high] (`kind` int) or a number above `low` (float; from `low`
-    with `low_allowed`), refused while the arguments are parsed, before anything is downloaded, loaded or written."""
+    """An argparse `type`: a whole number in [low, high] (`kind` int) or a finite number above `low` (float; from
+    `low` with `low_allowed`; any with low -inf), refused while the arguments are parsed, before anything is
+    downloaded, loaded or written."""
     def parse(text: str) -> int | float:
         try:
             value = kind(text)
@@ -79,7 +80,8 @@ def _number(kind: type = int, low: float = 1, high: float | None = None, low_all
             raise argparse.ArgumentTypeError(f"must be {f'between {low} and {high}' if high else f'>= {low}'}, "
                                              f"got {text}")
         if kind is float and not (math.isfinite(value) and (value >= low if low_allowed else value > low)):
-            raise argparse.ArgumentTypeError(f"must be a number {'>=' if low_allowed else '>'} {low}, got {text}")
+            bound = f" {'>=' if low_allowed else '>'} {low}" if math.isfinite(low) else ""
+            raise argparse.ArgumentTypeError(f"must be a finite number{bound}, got {text}")
         return value
     return parse
 
@@ -641,7 +643,7 @@ def build_parser() -> argparse.ArgumentParser:
                                   "--toon")
     p.add_argument("--seeds", help=f"seeds of the grid rows, e.g. 0-5 or 1,7,42 (default {DEFAULT_GRID_SEEDS}; at most "
                                    f"{MAX_GRID_SEEDS}: each column renders its rows at once, ~0.5 GB a row at 1024 px)")
-    p.add_argument("--truncation-psi", type=float, default=None,
+    p.add_argument("--truncation-psi", type=_number(float, -math.inf), default=None,
                    help="with --grid: truncation of the grid's latents towards the mean face (1 = none; default "
                         f"{DEFAULT_TRUNCATION_PSI})")
     p.set_defaults(func=cmd_blend)
