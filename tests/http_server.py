@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import hashlib
 import re
 import ssl
 import sys
@@ -37,9 +38,11 @@ class ServerState:
     base: str
     files: dict[str, Union[bytes, Reply]]
     log: list[tuple[str, dict[str, str]]] = dataclasses.field(default_factory=list)
-    fail_first: int = 0  # answer this many requests with 503
+    fail_first: int = 0  # answer this many requests with `failure`, else with 503
+    failure: Optional[Reply] = None
     cut_responses: int = 0  # announce the full length but drop the connection after CUT bytes, this many times
     ranges: bool = True  # honour Range requests
+    etags: bool = True  # send an ETag (the body's hash) with files, and honour If-Range
     hold: Optional[threading.Event] = None  # send CUT bytes of a file, then wait for this event to send the rest
     streaming: threading.Event = dataclasses.field(default_factory=threading.Event)  # set once a body is half sent
 
@@ -58,22 +61,23 @@ class Handler(BaseHTTPRequestHandler):
         state.log.append((self.path, dict(self.headers)))
         if state.fail_first > 0:
             state.fail_first -= 1
-            self.send_error(503)
+            if state.failure is None:
+                self.send_error(503)
+            else:
+                self._reply(state.failure)
             return
         body = state.files.get(self.path)
         if body is None:
             self.send_error(404)
             return
         if isinstance(body, Reply):
-            self.send_response(body.status)
-            for key, value in {"Content-Length": str(len(body.body)), **body.headers}.items():
-                self.send_header(key, value)
-            self.end_headers()
-            self.wfile.write(body.body)
+            self._reply(body)
             return
         status, start = 200, 0
+        etag = f'"{hashlib.sha256(body).hexdigest()[:16]}"'
         match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", ""))
-        if match and state.ranges:
+        if_range = self.headers.get("If-Range")
+        if match and state.ranges and not (state.etags and if_range is not None and if_range != etag):
             start = int(match.group(1))
             if start >= len(body):
                 self.send_response(416)
@@ -86,6 +90,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "text/html" if body.startswith(b"<") else "application/octet-stream")
         self.send_header("Content-Length", str(len(chunk)))
+        if state.etags:
+            self.send_header("ETag", etag)
         if status == 206:
             self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
         self.end_headers()
@@ -100,6 +106,13 @@ class Handler(BaseHTTPRequestHandler):
             state.hold.wait(timeout=60)
             chunk = chunk[CUT:]
         self.wfile.write(chunk)
+
+    def _reply(self, reply: Reply) -> None:
+        self.send_response(reply.status)
+        for key, value in {"Content-Length": str(len(reply.body)), **reply.headers}.items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(reply.body)
 
 
 class _Server(ThreadingHTTPServer):
@@ -188,6 +201,8 @@ def serve_drive(files: dict[str, Union[bytes, Reply]], folder: Path) -> Iterator
     try:
         yield state, proxy, cert
     finally:
+        if state.hold is not None:
+            state.hold.set()
         httpd.shutdown()
         httpd.server_close()
         thread.join()

@@ -3,11 +3,13 @@ auxiliary weights in torch hub's folder, a fake Google Drive that gdown talks to
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import io
 import os
 import queue
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -31,6 +33,7 @@ QUOTA_PAGE = (b"<!DOCTYPE html><html><head><title>Google Drive - Quota exceeded<
               b"<p class=\"uc-error-subcaption\">Too many users have viewed or downloaded this file recently. "
               b"Please try accessing the file again later.</p></body></html>")
 HTML = {"Content-Type": "text/html; charset=utf-8"}
+FILE = {"Content-Type": "application/octet-stream", "Content-Disposition": 'attachment; filename="tiny.pkl"'}
 CONFIRM_PAGE = (b'<!DOCTYPE html><html><head><title>Google Drive - Virus scan warning</title></head><body>'
                 b'<form id="download-form" action="https://drive.usercontent.google.com/download" method="get">'
                 b'<input type="hidden" name="id" value="big"><input type="hidden" name="export" value="download">'
@@ -153,6 +156,11 @@ def test_cache_folder_choice(server, tmp_path, monkeypatch):
         download.fetch("tiny", progress=False)
     with pytest.raises(ValueError, match=r"the cache folder \(--cache-dir, cache_dir=\) .*notes is a file"):
         download.fetch("tiny", cache_dir=tmp_path / "notes", progress=False)
+    # a folder under that file: was "[Errno 20] Not a directory" from the first download
+    monkeypatch.setenv("TOONLIB_CACHE", str(tmp_path / "notes" / "models"))
+    with pytest.raises(ValueError, match=r"\$TOONLIB_CACHE .*notes/models is under .*notes, which is a file, not a "
+                                         "folder: point it at a folder"):
+        download.fetch("tiny", progress=False)
 
 
 def test_resume_within_one_call(server):
@@ -210,11 +218,91 @@ def test_part_from_another_source_is_not_resumed(server, tmp_path):
     assert path.read_bytes() == PAYLOAD
 
 
+def break_off(server, name: str, tmp_path: Path) -> int:
+    """A download of `name` that breaks off every time (the server ignores Range): its part stays; its size."""
+    server.cut_responses, server.ranges = 99, False
+    with pytest.raises(download.DownloadError, match="broke off"):
+        download.fetch(name, progress=False)
+    server.cut_responses, server.ranges = 0, True
+    return (tmp_path / "cache" / "tiny.pkl.part").stat().st_size
+
+
+@pytest.mark.parametrize("etags", [True, False])
+def test_a_file_changed_on_the_server_is_not_resumed_into_a_mix(server, tmp_path, etags):
+    """The part of the old file was completed with the rest of the new one: the weights of two versions in one file
+    (a torch file of zeros then ones passed the checks). With an ETag, If-Range gets the new file whole; without,
+    its other length gives it away."""
+    server.etags = etags
+    old, new = (torch_bytes({"conv.weight": torch.full((100_000,), value)}) for value in (0.0, 1.0))
+    server.files["/w.pth"] = old
+    name = register(f"{server.base}/w.pth", kind="fid", format="torch", resolution=None)
+    kept = break_off(server, name, tmp_path)
+    server.files["/w.pth"] = new if etags else new + b"\0" * 7  # the same length, or another one
+    path = download.fetch(name, progress=False)
+    assert path.read_bytes() == server.files["/w.pth"]
+    if etags:  # one request: If-Range got the whole new file
+        assert server.log[-1][1].get("Range") == f"bytes={kept}-" and server.log[-1][1].get("If-Range")
+    else:  # a 206 of the new file's other length, then the whole file
+        (_, resume), (_, again) = server.log[-2:]
+        assert resume.get("Range") == f"bytes={kept}-" and "Range" not in again
+    assert cached_files(tmp_path) == ["tiny.pkl"]
+
+
+def test_a_web_page_in_reply_to_a_resume_keeps_the_partial_download(server, tmp_path):
+    """A captive portal or an error page answering the resume replaced hundreds of MB already downloaded."""
+    name = register(f"{server.base}/ada_tiny.pkl")
+    kept = break_off(server, name, tmp_path)
+    server.files["/ada_tiny.pkl"] = Reply(SIGN_IN_PAGE, headers=HTML)
+    with pytest.raises(download.DownloadError, match="sent a web page instead of the file"):
+        download.fetch(name, progress=False)
+    assert (tmp_path / "cache" / "tiny.pkl.part").stat().st_size == kept
+    server.files["/ada_tiny.pkl"] = PAYLOAD
+    assert download.fetch(name, progress=False).read_bytes() == PAYLOAD
+    assert server.log[-1][1].get("Range") == f"bytes={kept}-"
+
+
 def test_retries_server_errors(server):
     server.fail_first = 2
     path = download.fetch(register(f"{server.base}/ada_tiny.pkl"), progress=False)
     assert path.read_bytes() == PAYLOAD
     assert len(server.log) == 3
+
+
+def test_a_429_is_retried_after_the_wait_it_asks_for(server, monkeypatch):
+    sleeps = []
+    monkeypatch.setattr(download.time, "sleep", sleeps.append)
+    server.fail_first, server.failure = 1, Reply(b"slow down", status=429, headers={"Retry-After": "7"})
+    assert download.fetch(register(f"{server.base}/ada_tiny.pkl"), progress=False).read_bytes() == PAYLOAD
+    assert sleeps == [7.0] and len(server.log) == 2
+
+
+def test_a_429_that_asks_for_a_long_wait_fails_at_once_saying_so(server, monkeypatch):
+    sleeps = []
+    monkeypatch.setattr(download.time, "sleep", sleeps.append)
+    server.fail_first, server.failure = 1, Reply(b"slow down", status=429, headers={"Retry-After": "3600"})
+    url = f"{server.base}/ada_tiny.pkl"
+    with pytest.raises(download.DownloadError) as info:
+        download.fetch(register(url), progress=False)
+    assert f"{url}: HTTP 429 Too Many Requests: the server asks to wait 60 min; try again then" in str(info.value)
+    assert sleeps == [] and len(server.log) == 1
+
+
+def test_a_proxy_that_cannot_be_reached_is_named_not_retried_and_no_proxy_bypasses_it(server, monkeypatch):
+    """It said "the download broke off" after three tries (~10 s a source): the proxy is what failed."""
+    for variable in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(variable, raising=False)
+    proxy = closed_port_url().rsplit("/", 1)[0]
+    monkeypatch.setenv("http_proxy", proxy)
+    sleeps = []
+    monkeypatch.setattr(download.time, "sleep", sleeps.append)
+    name = register(f"{server.base}/ada_tiny.pkl")
+    with pytest.raises(download.DownloadError) as info:
+        download.fetch(name, progress=False)
+    assert f"the proxy {proxy} refused or could not be reached ([Errno 111] Connection refused): check " \
+           "http_proxy / HTTP_PROXY, or unset them, or list the host in no_proxy" in str(info.value)
+    assert sleeps == [] and server.log == [] and not info.value.offline
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    assert download.fetch(name, progress=False).read_bytes() == PAYLOAD
 
 
 def test_quota_page_from_a_direct_url(server, tmp_path):
@@ -269,8 +357,7 @@ def test_no_connection(tmp_path):
 def test_drive_download_through_gdowns_confirmation_page(drive, tmp_path):
     """gdown's own Drive logic: the virus-scan page's form leads to drive.usercontent.google.com."""
     drive.files["/uc?id=big"] = Reply(CONFIRM_PAGE, headers=HTML)
-    drive.files["/download?id=big&export=download&confirm=t"] = Reply(PAYLOAD, headers={
-        "Content-Type": "application/octet-stream", "Content-Disposition": 'attachment; filename="tiny.pkl"'})
+    drive.files["/download?id=big&export=download&confirm=t"] = Reply(PAYLOAD, headers=FILE)
     path = download.fetch(register("gdrive:big"), progress=False)
     assert path.read_bytes() == PAYLOAD
     assert [(p, h["Host"]) for p, h in drive.log] == [("/uc?id=big", "drive.google.com"),
@@ -278,6 +365,34 @@ def test_drive_download_through_gdowns_confirmation_page(drive, tmp_path):
                                                         "drive.usercontent.google.com")]
     assert cached_files(tmp_path) == ["tiny.pkl"]  # gdown's temporary folder is gone
     assert path.stat().st_mode & 0o777 == 0o666 & ~current_umask()  # not gdown's private temp-file mode
+
+
+def test_a_drive_download_shows_toonlibs_bar(drive, monkeypatch):
+    """gdown drew its own bar, redrawn ten times a second: ~300 KB of bars in a log for one model."""
+    import tqdm.auto
+
+    bars = []
+
+    class Recorded(tqdm.auto.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            bars.append(self)
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Recorded)
+    drive.files["/uc?id=big"] = Reply(PAYLOAD, headers=FILE)
+    download.fetch(register("gdrive:big"))
+    [bar] = bars
+    assert bar.dynamic_ncols and bar.n == bar.total == len(PAYLOAD)
+
+
+def test_a_stalled_drive_download_times_out(drive, tmp_path, monkeypatch):
+    """gdown got no timeout: a Drive download that stalled waited forever."""
+    monkeypatch.setattr(download, "TIMEOUT", (15.0, 0.5))
+    drive.files["/uc?id=big"] = PAYLOAD
+    drive.hold = threading.Event()  # sends part of the file, then nothing
+    with pytest.raises(download.DownloadError, match=r"file/d/big/view: the download broke off \(.*Read timed out"):
+        download.fetch(register("gdrive:big"), progress=False)
+    assert cached_files(tmp_path) == []
 
 
 @pytest.mark.parametrize("status", [200, 404])  # a private file (sign-in page), a removed file
@@ -318,6 +433,131 @@ def test_truncated_file_is_rejected_by_validation(server, tmp_path):
     assert cached_files(tmp_path) == []
     # Without validation the same bytes are accepted: it is the parse that rejects them.
     assert download.fetch(name, progress=False, validate=False).stat().st_size == len(PAYLOAD) // 2
+
+
+def test_a_damaged_file_in_the_cache_is_downloaded_again(server, tmp_path):
+    """`toonlib fetch` said a cut-short, empty or web-page file in the cache was there, and the loader failed on it
+    (a copy or a Drive sync interrupted, a browser's download saved under the model's name)."""
+    name = register(f"{server.base}/ada_tiny.pkl")
+    cached = tmp_path / "cache" / "tiny.pkl"
+    cached.parent.mkdir()
+    for damaged in (PAYLOAD[: len(PAYLOAD) // 2], b"", QUOTA_PAGE):
+        cached.write_bytes(damaged)
+        assert main(["fetch", name]) == 0 and cached.read_bytes() == PAYLOAD
+    assert len(server.log) == 3
+    assert download.fetch(name, progress=False) == cached and len(server.log) == 3  # a whole one stays
+
+
+def test_a_damaged_file_in_the_cache_is_named_when_no_download_replaces_it(tmp_path):
+    cached = tmp_path / "cache" / "tiny.pkl"
+    cached.parent.mkdir()
+    cached.write_bytes(PAYLOAD[:1000])
+    with pytest.raises(download.DownloadError) as info:
+        download.fetch(register(closed_port_url()), progress=False)
+    assert f"The file in the cache, {cached}, is cut short (1000 bytes: a pickle without its end): it cannot be " \
+           "used, and is replaced by the next download that succeeds." in str(info.value)
+    assert cached.read_bytes() == PAYLOAD[:1000]  # perhaps the user's only copy: kept
+
+
+def test_whole_files_of_each_format_look_whole_and_cut_ones_do_not(tmp_path):
+    """`_damage` reads a file's ends only: no whole file of a format toonlib reads may look damaged."""
+    from toonlib.checkpoints import save_network
+
+    legacy = io.BytesIO()
+    torch.save({"w": torch.ones(3)}, legacy, _use_new_zipfile_serialization=False)
+    save_network(tmp_path / "native.safetensors", load_network(FIXTURES / "ada_tiny.pkl"))
+    whole = {"nvidia.pkl": PAYLOAD, "tf.pkl": (FIXTURES / "tf_tiny.pkl").read_bytes(),
+             "rosinality.pt": (FIXTURES / "rosinality_tiny.pt").read_bytes(), "legacy.pt": legacy.getvalue(),
+             "native.safetensors": (tmp_path / "native.safetensors").read_bytes()}
+    for name, data in whole.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        assert download._damage(path) is None, name
+        path.write_bytes(data[:-100])
+        damage = download._damage(path)
+        if name == "legacy.pt":  # torch's pre-zip format ends with raw tensor bytes: only its reader can tell
+            assert damage is None
+        else:
+            assert damage is not None and damage.startswith(f"cut short ({len(data) - 100} bytes"), name
+
+
+class FullDisk(io.FileIO):
+    """A file on a disk with room for `CUT` bytes: writing past them fails as a full disk does."""
+
+    def write(self, data) -> int:
+        if self.tell() + len(data) > CUT:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return super().write(data)
+
+
+def small_disk(path, mode: str = "r", **kwargs):
+    """`open` for a module whose writes go to a `FullDisk`."""
+    return FullDisk(path, mode.replace("b", "")) if mode in ("wb", "ab") else open(path, mode, **kwargs)
+
+
+def test_a_disk_that_fills_up_during_the_download(server, tmp_path, monkeypatch):
+    """It was "[Errno 28] No space left on device", naming no folder, and the partial download kept the disk full."""
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "other.pkl").write_bytes(PAYLOAD)
+    monkeypatch.setattr(download, "open", small_disk, raising=False)
+    with pytest.raises(OSError) as info:
+        download.fetch(register(f"{server.base}/ada_tiny.pkl"), progress=False)
+    assert str(info.value) == (
+        f"cannot download 'tiny': the disk of {tmp_path / 'cache'} is full (No space left on device); the partial "
+        "download was deleted to free its space. Free some space, or set TOONLIB_CACHE (or --cache-dir, cache_dir=) "
+        "to a folder elsewhere that you can write")
+    assert cached_files(tmp_path) == ["other.pkl"]
+
+
+def test_a_drive_download_that_fills_the_disk_is_said_the_same_way(drive, tmp_path, monkeypatch):
+    """gdown's OSError was reported as a failure of the source ("gdown failed: [Errno 28] ...")."""
+    drive.files["/uc?id=big"] = Reply(PAYLOAD, headers=FILE)
+    monkeypatch.setattr(sys.modules["gdown.download"], "open", small_disk, raising=False)
+    with pytest.raises(OSError, match=r"^cannot download 'tiny': the disk of .*cache is full \(No space left"):
+        download.fetch(register("gdrive:big"), progress=False)
+    assert cached_files(tmp_path) == []
+
+
+def test_not_enough_space_is_said_before_the_download(server, tmp_path, monkeypatch):
+    name = register(f"{server.base}/ada_tiny.pkl")
+    kept = break_off(server, name, tmp_path)
+    real = shutil.disk_usage
+    free = len(PAYLOAD) - kept - 1
+    monkeypatch.setattr(download.shutil, "disk_usage", lambda folder: real(folder)._replace(free=free))
+    with pytest.raises(OSError) as info:
+        download.fetch(name, progress=False)
+    assert str(info.value) == (
+        f"cannot download 'tiny' into {tmp_path / 'cache'}: tiny.pkl needs {(len(PAYLOAD) - kept) / 1e6:.1f} MB more, "
+        f"{free / 1e6:.1f} MB are free. Free some space, or set TOONLIB_CACHE (or --cache-dir, cache_dir=) to a "
+        "folder elsewhere that you can write; the partial download tiny.pkl.part is kept and resumed")
+    assert (tmp_path / "cache" / "tiny.pkl.part").stat().st_size == kept
+    monkeypatch.setattr(download.shutil, "disk_usage", real)
+    assert download.fetch(name, progress=False).read_bytes() == PAYLOAD
+    assert server.log[-1][1].get("Range") == f"bytes={kept}-"
+
+
+@pytest.mark.parametrize(("home", "advice"), [
+    ("cache", "set TOONLIB_CACHE (or --cache-dir, cache_dir=) to a folder elsewhere that you can write"),
+    ("torch-hub", "set TORCH_HOME to a folder elsewhere that you can write (the file goes into its hub/checkpoints)"),
+])
+def test_a_folder_that_cannot_be_written_is_named_with_what_to_do(server, tmp_path, monkeypatch, home, advice):
+    """It was "[Errno 13] Permission denied: '.../.locks'" (or read-only file system), a folder the user never named.
+    (The refusal is simulated: the tests may run as root, whom permissions do not stop.)"""
+    name = register_weights(f"{server.base}/w.pth", home=home)
+    folder = download.local_path(name).parent
+    real_mkdir = Path.mkdir
+
+    def refuse(self, *args, **kwargs):
+        if self == folder:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    with pytest.raises(PermissionError) as info:
+        download.fetch(name, progress=False)
+    assert str(info.value) == f"cannot download 'tiny': files cannot be written in {folder} (Permission denied); " \
+                              f"{advice}"
+    assert server.log == []
 
 
 def test_load_network_from_url(server, tmp_path):

@@ -7,23 +7,32 @@ libraries look for them, torch hub's checkpoints folder, so that they never down
 
 A file reaches its final name only after it passed every check (not a web page, size and sha256 when
 known, and read by the reader of its kind), through an fsynced atomic rename, so the cache never holds a
-corrupt file under a real name. Partial downloads stay as `<file>.part` (with `<file>.part.source` naming
-the URL they came from) and are resumed with an HTTP Range request by the next attempt on the same URL.
+corrupt file under a real name; a cache file that is empty, a web page or cut short is downloaded again.
+Partial downloads stay as `<file>.part` (with `<file>.part.source` recording the URL they came from, and the
+file's ETag or Last-Modified and length) and are resumed with an HTTP Range request (If-Range) by the next attempt
+on the same URL; a file the server has changed since is downloaded whole again, not appended to the old start.
 One lock per file (`toonlib.files.file_lock`) makes concurrent processes (torchrun ranks, notebooks)
 take turns: the second waits, then uses the file the first one finished.
 """
 from __future__ import annotations
 
+import contextlib
+import email.utils
+import errno
 import hashlib
+import inspect
+import itertools
+import json
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Iterator, Optional
 
 import requests
 import urllib3
@@ -32,14 +41,23 @@ from . import models
 from .files import default_file_mode, file_lock, is_url, looks_like_html, replace_file, user_path
 from .messages import progress_bar
 
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
 __all__ = ["DownloadError", "cache_dir", "fetch", "local_path"]
 
 DRIVE_ROOT = Path("/content/drive/MyDrive")  # where Colab mounts the user's Google Drive
 RETRY_DELAYS = (1.0, 4.0)  # seconds before each retry of a direct URL after a network error
+MAX_RETRY_AFTER = 60.0  # the longest Retry-After (429, 503) waited for before a retry; longer ones fail at once
 TIMEOUT = (15.0, 60.0)  # seconds: connect, then between bytes
 _CHUNK = 1 << 16  # a dropped connection loses the bytes of the read in progress: keep reads small
 _QUOTA_TEXT = "too many users have viewed or downloaded this file recently"
 _NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+_CANNOT_WRITE = (errno.EACCES, errno.EPERM, errno.EROFS)
+_TAIL = 1 << 17  # bytes read from a cached file's end to see that it is whole (a zip's end record is in the last 64 KB)
+_LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19."  # torch.save's pre-zip format: not one pickle
+_MAX_SAFETENSORS_HEADER = 100_000_000  # the safetensors format's own limit
 
 
 class DownloadError(RuntimeError):
@@ -54,6 +72,10 @@ class DownloadError(RuntimeError):
         self.path = path
         self.reason = reason
         self.offline = offline
+
+
+class _NotEnoughSpace(Exception):
+    """The folder has less free space than the rest of the download needs (found before writing it)."""
 
 
 class _SourceFailed(Exception):
@@ -88,9 +110,12 @@ def cache_dir() -> Path:
 
 
 def _folder(path: Path, what: str) -> Path:
-    """`path`, refused with `what` named when it is a file (then nothing can be cached in it)."""
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"{what} {path} is a file, not a folder: point it at a folder (it is created when missing)")
+    """`path`, refused with `what` named when it or the nearest of its parents that exists is a file (then nothing
+    can be cached in it)."""
+    existing = next((folder for folder in (path, *path.parents) if folder.exists()), path)
+    if existing.exists() and not existing.is_dir():
+        where = "is a file" if existing == path else f"is under {existing}, which is a file"
+        raise ValueError(f"{what} {path} {where}, not a folder: point it at a folder (it is created when missing)")
     return path
 
 
@@ -124,25 +149,56 @@ def fetch(name_or_url: str, *, cache_dir: str | os.PathLike | None = None, progr
     final = plan.path
     if _usable(plan):
         return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    with file_lock(final, on_wait=_waiting_message(final, progress)):
-        if _usable(plan):  # another process finished it while this one waited
-            return final
-        part = final.with_name(final.name + ".part")
-        failures: list[tuple[str, _SourceFailed]] = []
-        for source in plan.sources:
-            try:
-                _fetch_source(source, part, progress)
-                _check(part, plan, validate)
-            except _SourceFailed as failure:
-                failures.append((source, failure))
-                continue
-            replace_file(part, final, mode=default_file_mode(final.parent))
-            _marker(part).unlink(missing_ok=True)
-            return final
+    damage = _damage(final) if plan.home == "cache" and final.is_file() else None
+    part = final.with_name(final.name + ".part")
+    failures: list[tuple[str, _SourceFailed]] = []
+    with contextlib.ExitStack() as stack:
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(file_lock(final, on_wait=_waiting_message(final, progress)))
+            if _usable(plan):  # another process finished it while this one waited
+                return final
+            for source in plan.sources:
+                try:
+                    _fetch_source(source, part, progress)
+                    _check(part, plan, validate)
+                except _SourceFailed as failure:
+                    failures.append((source, failure))
+                    continue
+                replace_file(part, final, mode=default_file_mode(final.parent))
+                _marker(part).unlink(missing_ok=True)
+                return final
+        except _NotEnoughSpace as exc:
+            kept = f"; the partial download {part.name} is kept and resumed" if part.is_file() else ""
+            raise OSError(f"cannot download {plan.what!r} into {final.parent}: {exc}. Free some space, or "
+                          f"{_elsewhere(plan)}{kept}") from None
+        except OSError as exc:
+            raise _local_error(plan, part, exc) from None
     offline = all(failure.offline for _, failure in failures)
     reason = "no internet connection" if offline else f"{_browser_link(failures[-1][0])}: {failures[-1][1]}"
-    raise DownloadError(_explain(plan, failures, local_option), final, reason, offline)
+    raise DownloadError(_explain(plan, failures, local_option, damage), final, reason, offline)
+
+
+def _local_error(plan: _Plan, part: Path, exc: OSError) -> OSError:
+    """What this machine's disk refused, said with the folder and what to do (`exc` itself when it is something
+    else). A full disk loses the partial download: it would keep the disk full for everything else."""
+    folder = plan.path.parent
+    if exc.errno in _DISK_FULL:
+        part.unlink(missing_ok=True)
+        _marker(part).unlink(missing_ok=True)
+        return type(exc)(f"cannot download {plan.what!r}: the disk of {folder} is full ({exc.strerror}); the partial "
+                         f"download was deleted to free its space. Free some space, or {_elsewhere(plan)}")
+    if exc.errno in _CANNOT_WRITE:
+        return type(exc)(f"cannot download {plan.what!r}: files cannot be written in {folder} "
+                         f"({exc.strerror or exc}); {_elsewhere(plan)}")
+    return exc
+
+
+def _elsewhere(plan: _Plan) -> str:
+    """How to download into another folder, for a file of `plan`'s home."""
+    if plan.home == "torch-hub":
+        return "set TORCH_HOME to a folder elsewhere that you can write (the file goes into its hub/checkpoints)"
+    return "set TOONLIB_CACHE (or --cache-dir, cache_dir=) to a folder elsewhere that you can write"
 
 
 def _plan(name_or_url: str, override: str | os.PathLike | None) -> _Plan:
@@ -158,10 +214,48 @@ def _plan(name_or_url: str, override: str | os.PathLike | None) -> _Plan:
 
 def _usable(plan: _Plan) -> bool:
     """The file is in place: any file in torch hub's folder (the libraries check hashes only when they
-    download), a cache file whose sha256 (when known) matches."""
+    download), a cache file that looks whole (`_damage`) and has the size and sha256 of the entry, where known."""
     if not plan.path.is_file():
         return False
-    return plan.home == "torch-hub" or plan.sha256 is None or _sha256(plan.path).startswith(plan.sha256)
+    if plan.home == "torch-hub":
+        return True
+    if _damage(plan.path) or (plan.size is not None and plan.path.stat().st_size != plan.size):
+        return False
+    return plan.sha256 is None or _sha256(plan.path).startswith(plan.sha256)
+
+
+def _damage(path: Path) -> str | None:
+    """Why the file at `path` cannot be a whole network file, from its first and last bytes only (empty, a web
+    page, a pickle, zip or safetensors file cut short); None when it may be whole. A file a user copied into the
+    cache, or one an interrupted copy or sync left there, is then downloaded again rather than handed to a loader."""
+    size = path.stat().st_size
+    if size == 0:
+        return "empty (0 bytes)"
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+        f.seek(max(0, size - _TAIL))
+        tail = f.read()
+    if looks_like_html(head):
+        return "a web page, not the file"
+    if head.startswith(b"PK\x03\x04"):
+        whole = b"PK\x05\x06" in tail  # a zip ends with its end-of-central-directory record
+        return None if whole else f"cut short ({size} bytes: a zip file without its end)"
+    if head.startswith(b"\x80"):
+        whole = head.startswith(_LEGACY_TORCH_MAGIC) or tail.endswith(b".")  # a pickle ends with STOP
+        return None if whole else f"cut short ({size} bytes: a pickle without its end)"
+    if head[8:9] == b"{":  # safetensors: the header's length, the header, then the tensors it places
+        length = int.from_bytes(head[:8], "little")
+        with open(path, "rb") as f:
+            f.seek(8)
+            header = f.read(min(length, size, _MAX_SAFETENSORS_HEADER))
+        try:
+            places = json.loads(header)
+            end = max((v["data_offsets"][1] for k, v in places.items() if k != "__metadata__"), default=0)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+            return f"cut short ({size} bytes: a safetensors file without its whole header)"
+        if size < 8 + length + end:
+            return f"cut short ({size} bytes of the {8 + length + end} its safetensors header describes)"
+    return None
 
 
 def _waiting_message(final: Path, progress: bool) -> Callable[[Path], None]:
@@ -182,16 +276,29 @@ def _url_filename(url: str) -> str:
 
 
 def _marker(part: Path) -> Path:
-    """File naming the URL a `.part` file came from: only that URL may resume it."""
+    """File recording where a `.part` file came from (`_read_marker`): only that source may resume it."""
     return part.with_name(part.name + ".source")
+
+
+def _read_marker(part: Path) -> dict:
+    """What `part`'s marker records: 'source' (its URL), and for a direct URL 'validator' (the ETag or Last-Modified
+    of the reply it came from) and 'size' (the whole file's length), which a resume must match; {} when unreadable."""
+    try:
+        record = json.loads(_marker(part).read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _write_marker(part: Path, record: dict) -> None:
+    _marker(part).write_text(json.dumps(record))
 
 
 def _claim(part: Path, source: str) -> None:
     """Keep `part` for resuming only if it came from `source`; otherwise start it afresh."""
-    marker = _marker(part)
-    if not (part.is_file() and marker.is_file() and marker.read_text() == source):
+    if not (part.is_file() and _read_marker(part).get("source") == source):
         part.unlink(missing_ok=True)
-        marker.write_text(source)
+        _write_marker(part, {"source": source})
 
 
 def _fetch_source(source: str, part: Path, progress: bool) -> None:
@@ -201,7 +308,7 @@ def _fetch_source(source: str, part: Path, progress: bool) -> None:
             _download_gdrive(source[len("gdrive:"):], part, progress)
         else:
             _download_http(source, part, progress)
-    except _SourceFailed:
+    except (_SourceFailed, _NotEnoughSpace):
         if not (part.is_file() and part.stat().st_size):  # nothing worth keeping for a resume
             part.unlink(missing_ok=True)
             _marker(part).unlink(missing_ok=True)
@@ -211,10 +318,11 @@ def _fetch_source(source: str, part: Path, progress: bool) -> None:
 # --- direct URLs ----------------------------------------------------------------------------------
 
 def _download_http(url: str, part: Path, progress: bool) -> None:
-    """Download `url` into `part`, resuming what is there; retry network errors and 5xx replies.
+    """Download `url` into `part`, resuming what is there; retry network errors and 5xx replies, and a 429 or 503
+    that asks to wait (Retry-After) no longer than `MAX_RETRY_AFTER`.
 
-    An unknown host name is not retried: that is a machine without internet (or a wrong URL), and
-    waiting does not change it.
+    An unknown host name and a proxy that refuses are not retried: that is a machine without internet, a wrong
+    URL or a wrong proxy setting, and waiting does not change them.
     """
     delays = (*RETRY_DELAYS, None)
     for delay in delays:
@@ -222,48 +330,97 @@ def _download_http(url: str, part: Path, progress: bool) -> None:
             _http_attempt(url, part, progress)
             return
         except requests.HTTPError as exc:
-            status = exc.response.status_code
-            if status < 500 or delay is None:
-                raise _SourceFailed(f"HTTP {status} {exc.response.reason}") from None
+            status, wait = exc.response.status_code, _retry_after(exc.response)
+            reason = f"HTTP {status} {exc.response.reason}"
+            if wait is not None and (wait > MAX_RETRY_AFTER or delay is None):
+                raise _SourceFailed(f"{reason}: the server asks to wait {_duration(wait)}; try again then") from None
+            if (status < 500 and wait is None) or delay is None:
+                raise _SourceFailed(reason) from None
+            delay = delay if wait is None else wait
         except _NETWORK_ERRORS as exc:
-            if delay is None or _unresolved(exc):
-                raise _SourceFailed(_network_reason(exc), offline=_unreachable(exc)) from None
+            if delay is None or _unresolved(exc) or isinstance(exc, requests.exceptions.ProxyError):
+                raise _SourceFailed(_network_reason(exc, url), offline=_unreachable(exc)) from None
         time.sleep(delay)
 
 
+def _retry_after(response: requests.Response) -> float | None:
+    """Seconds a 429 or 503 reply asks to wait (its Retry-After: seconds or a date), else None."""
+    value = response.headers.get("Retry-After", "").strip()
+    if response.status_code not in (429, 503) or not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
 def _http_attempt(url: str, part: Path, progress: bool) -> None:
+    """One request for the rest of `url`: a Range request from the end of `part` when it holds bytes already, with
+    If-Range, so that a file the server changed since comes whole rather than appended to the old one's start."""
     have = part.stat().st_size if part.is_file() else 0
+    record = _read_marker(part) if have else {}
     headers = {"Accept-Encoding": "identity"}  # byte offsets must count the bytes on disk
     if have:
         headers["Range"] = f"bytes={have}-"
+        if record.get("validator"):
+            headers["If-Range"] = record["validator"]
     with requests.get(url, headers=headers, stream=True, timeout=TIMEOUT) as response:
         if have and response.status_code == 416:  # nothing left to fetch, or a stale longer part
-            if _range_total(response) == have:
+            if _range_total(response) == have and record.get("size") in (None, have):
                 return
             part.unlink()
             return _http_attempt(url, part, progress)
         response.raise_for_status()
         resumed = have > 0 and response.status_code == 206
-        if resumed and _range_start(response) != have:
-            part.unlink()
+        if resumed and (_range_start(response) != have or record.get("size") not in (None, _range_total(response))):
+            part.unlink()  # not the rest of the file the part began (another version of it): start again
             return _http_attempt(url, part, progress)
         offset = have if resumed else 0
         length = response.headers.get("Content-Length")
         total = offset + int(length) if length and length.isdigit() else None
-        _write_body(response, part, "ab" if resumed else "wb", offset, total, progress)
+        chunks = response.iter_content(_CHUNK)
+        first = next(chunks, b"")
+        if not resumed and looks_like_html(first):  # an error or login page: it replaces no partial download
+            raise _SourceFailed(_page_reason(first))  # the first 64 KB of the page (`_CHUNK`)
+        free = shutil.disk_usage(part.parent).free
+        if total is not None and total - offset > free:
+            raise _NotEnoughSpace(f"{part.name[: -len('.part')]} needs {_megabytes(total - offset)} more, "
+                                  f"{_megabytes(free)} are free")
+        if not resumed:
+            _write_marker(part, {"source": url, "validator": _validator(response), "size": total})
+        _write_body(first, chunks, part, "ab" if resumed else "wb", offset, total, progress)
     if total is not None and part.stat().st_size < total:  # urllib3 < 2 does not enforce Content-Length
         raise requests.exceptions.ChunkedEncodingError(f"connection closed after {part.stat().st_size} "
                                                        f"of {total} bytes")
 
 
-def _write_body(response: requests.Response, part: Path, mode: str, offset: int, total: int | None,
+def _write_body(first: bytes, rest: Iterator[bytes], part: Path, mode: str, offset: int, total: int | None,
                 progress: bool) -> None:
     with open(part, mode) as f, progress_bar(total=total, initial=offset, unit="B", unit_scale=True,
                                              unit_divisor=1024, desc=part.name[: -len(".part")],
                                              disable=not progress) as bar:
-        for chunk in response.iter_content(_CHUNK):
+        for chunk in itertools.chain((first,), rest):
             f.write(chunk)
             bar.update(len(chunk))
+
+
+def _validator(response: requests.Response) -> str | None:
+    """What If-Range can send back to get the rest of this very file: a strong ETag, else Last-Modified."""
+    etag = response.headers.get("ETag")
+    if etag and not etag.startswith("W/"):  # weak ETags are not allowed in If-Range
+        return etag
+    return response.headers.get("Last-Modified")
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:,.1f} MB"
 
 
 def _range_start(response: requests.Response) -> int | None:
@@ -296,10 +453,16 @@ def _unresolved(exc: Exception) -> bool:
     return any(words in text for words in ("Name or service not known", "name resolution", "nodename nor servname"))
 
 
-def _network_reason(exc: Exception) -> str:
+def _network_reason(exc: Exception, url: str) -> str:
     text = str(exc)
-    errno = re.search(r"\[Errno -?\d+\][^'\")]*", text)
-    detail = errno.group(0).strip() if errno else (text[:200] or type(exc).__name__)
+    number = re.search(r"\[Errno -?\d+\][^'\")]*", text)
+    detail = number.group(0).strip() if number else (text[:200] or type(exc).__name__)
+    if isinstance(exc, requests.exceptions.ProxyError):
+        scheme = urllib.parse.urlsplit(url).scheme
+        proxy = requests.utils.select_proxy(url, requests.utils.get_environ_proxies(url))
+        named = f"the proxy {proxy}" if proxy else "the proxy"
+        return (f"{named} refused or could not be reached ({detail}): check {scheme}_proxy / {scheme.upper()}_PROXY, "
+                "or unset them, or list the host in no_proxy")
     if _unreachable(exc):
         return f"could not connect ({detail})"
     return f"the download broke off ({detail})"
@@ -313,23 +476,43 @@ def _drive_url(file_id: str) -> str:
 
 
 def _download_gdrive(file_id: str, part: Path, progress: bool) -> None:
-    """Download a Drive file with gdown (which handles Drive's confirmation pages) into `part`."""
+    """Download a Drive file with gdown (which handles Drive's confirmation pages) into `part`.
+
+    Where the installed gdown takes them, it gets `TIMEOUT` (without one, a stalled download waited forever) and
+    reports its progress to toonlib's bar (its own bar, redrawn ten times a second, flooded logs)."""
     import gdown
 
+    accepts = inspect.signature(gdown.download).parameters
+    options: dict = {"timeout": TIMEOUT} if "timeout" in accepts else {}
     # gdown leaves its own temporary files behind on failure: give it a folder that is always removed.
-    with tempfile.TemporaryDirectory(prefix=".gdown-", dir=part.parent) as tmp:
+    with tempfile.TemporaryDirectory(prefix=".gdown-", dir=part.parent) as tmp, \
+            progress_bar(unit="B", unit_scale=True, unit_divisor=1024, desc=part.name[: -len(".part")],
+                         disable=not (progress and "progress" in accepts)) as bar:
+        if "progress" in accepts:
+            options.update(quiet=True, progress=lambda done, total: _advance(bar, done, total))
+        else:
+            options["quiet"] = not progress
         out = Path(tmp) / part.name
         try:
-            gdown.download(_drive_url(file_id), output=str(out), quiet=not progress)
+            gdown.download(_drive_url(file_id), output=str(out), **options)
         except Exception as exc:  # noqa: BLE001 -- gdown raises requests', its own and OS errors alike
             if _QUOTA_TEXT in str(exc).lower():
                 raise _SourceFailed(_quota_reason()) from None
+            if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+                raise
             if isinstance(exc, _NETWORK_ERRORS):
-                raise _SourceFailed(_network_reason(exc), offline=_unreachable(exc)) from None
+                raise _SourceFailed(_network_reason(exc, _drive_url(file_id)), offline=_unreachable(exc)) from None
             raise _SourceFailed(f"gdown failed: {_one_paragraph(exc)}") from None
         if not out.is_file():  # gdown < 5 prints the error and returns None
             raise _SourceFailed("gdown could not download it (see its message above)")
         os.replace(out, part)
+
+
+def _advance(bar: tqdm, done: int, total: int | None) -> None:
+    """Show `done` of `total` bytes on `bar` (a `progress_bar`)."""
+    if total is not None and bar.total != total:
+        bar.total = total
+    bar.update(done - bar.n)
 
 
 def _one_paragraph(exc: Exception) -> str:
@@ -352,9 +535,7 @@ def _problem(part: Path, plan: _Plan, validate: bool) -> str | None:
     with open(part, "rb") as f:
         head = f.read(1 << 16)
     if looks_like_html(head):
-        if _QUOTA_TEXT in head.decode("utf-8", "replace").lower():
-            return _quota_reason()
-        return "the server sent a web page instead of the file (an error, login or confirmation page)"
+        return _page_reason(head)
     actual = part.stat().st_size
     if plan.size is not None and actual != plan.size:
         return f"wrong size: {actual} bytes, expected {plan.size}"
@@ -392,6 +573,13 @@ def _unreadable(part: Path, kind: str) -> str | None:
     return None
 
 
+def _page_reason(head: bytes) -> str:
+    """Why a download that is a web page (its first bytes `head`) failed: Drive's quota page, or another page."""
+    if _QUOTA_TEXT in head.decode("utf-8", "replace").lower():
+        return _quota_reason()
+    return "the server sent a web page instead of the file (an error, login or confirmation page)"
+
+
 def _quota_reason() -> str:
     return ("Google Drive refused: 'Too many users have viewed or downloaded this file recently' "
             "(its download quota is used up for now; it resets within about a day)")
@@ -405,13 +593,18 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _explain(plan: _Plan, failures: list[tuple[str, _SourceFailed]], local_option: str | None) -> str:
+def _explain(plan: _Plan, failures: list[tuple[str, _SourceFailed]], local_option: str | None,
+             damage: str | None) -> str:
     offline = all(failure.offline for _, failure in failures)
     headline = "no internet connection (no source could be reached)" if offline else "every source failed"
-    lines = [f"could not download {plan.what!r}: {headline}.", "Sources tried:"]
+    final = plan.path
+    lines = [f"could not download {plan.what!r}: {headline}."]
+    if damage:
+        lines.append(f"The file in the cache, {final}, is {damage}: it cannot be used, and is replaced by the next "
+                     "download that succeeds.")
+    lines.append("Sources tried:")
     lines += [f"  {i}. {_browser_link(source)}: {failure}" for i, (source, failure) in enumerate(failures, 1)]
     lines.append("What you can do:")
-    final = plan.path
     on_drive = any(source.startswith("gdrive:") for source in plan.sources) or any(
         _QUOTA_TEXT in str(failure).lower() for _, failure in failures)
     if DRIVE_ROOT.is_dir() and plan.home == "cache":  # Colab with Drive mounted: the user works in Drive
