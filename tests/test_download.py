@@ -21,7 +21,7 @@ import pytest
 import torch
 from http_server import CUT, Reply, serve, serve_drive
 
-from toonlib import download, models
+from toonlib import download, messages, models
 from toonlib.checkpoints import load_network
 from toonlib.cli import main
 from toonlib.models import ModelInfo
@@ -172,6 +172,20 @@ def test_resume_within_one_call(server):
     assert 0 < int(second[6:-1]) <= CUT
 
 
+
+def test_a_broken_off_bar_is_cleared_and_the_resumed_one_ends_full(server, monkeypatch):
+    """A retry drew a second bar and left the first standing at its break-off point (34%)."""
+    bars = []
+
+    def recorded(**kwargs):
+        bars.append(messages.progress_bar(**kwargs))
+        return bars[-1]
+
+    monkeypatch.setattr(download, "progress_bar", recorded)
+    server.cut_responses = 1
+    download.fetch(register(f"{server.base}/ada_tiny.pkl"), progress=True)
+    assert [(bar.leave, bar.n == bar.total == len(PAYLOAD)) for bar in bars] == [(False, False), (True, True)]
+
 def test_broken_download_fails_then_resumes(server, tmp_path):
     name = register(f"{server.base}/ada_tiny.pkl")
     server.cut_responses, server.ranges = 99, False  # every try breaks off; no Range support: each restarts
@@ -286,6 +300,22 @@ def test_a_429_that_asks_for_a_long_wait_fails_at_once_saying_so(server, monkeyp
     assert f"{url}: HTTP 429 Too Many Requests: the server asks to wait 60 min; try again then" in str(info.value)
     assert sleeps == [] and len(server.log) == 1
 
+
+
+def test_a_429_without_retry_after_is_retried_then_said_to_wait(server, monkeypatch):
+    """A 429 that names no wait failed at once as a bare "HTTP 429 Too Many Requests"."""
+    sleeps = []
+    monkeypatch.setattr(download.time, "sleep", sleeps.append)
+    server.fail_first, server.failure = 1, Reply(b"slow down", status=429)
+    assert download.fetch(register(f"{server.base}/ada_tiny.pkl"), progress=False).read_bytes() == PAYLOAD
+    assert sleeps == [download.RETRY_DELAYS[0]]
+    server.fail_first, sleeps[:] = 99, []
+    url = f"{server.base}/ffhq_tiny.pkl"
+    with pytest.raises(download.DownloadError) as info:
+        download.fetch(register(url, filename="other.pkl"), progress=False)
+    assert (f"{url}: HTTP 429 Too Many Requests: the server limits how often it is asked; try again in a few "
+            "minutes") in str(info.value)
+    assert sleeps == list(download.RETRY_DELAYS)
 
 def test_a_proxy_that_cannot_be_reached_is_named_not_retried_and_no_proxy_bypasses_it(server, monkeypatch):
     """It said "the download broke off" after three tries (~10 s a source): the proxy is what failed."""

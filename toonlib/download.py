@@ -318,8 +318,8 @@ def _fetch_source(source: str, part: Path, progress: bool) -> None:
 # --- direct URLs ----------------------------------------------------------------------------------
 
 def _download_http(url: str, part: Path, progress: bool) -> None:
-    """Download `url` into `part`, resuming what is there; retry network errors and 5xx replies, and a 429 or 503
-    that asks to wait (Retry-After) no longer than `MAX_RETRY_AFTER`.
+    """Download `url` into `part`, resuming what is there; retry network errors, 5xx and 429 replies, after the
+    wait a 429 or 503 asks for (Retry-After) when that is no longer than `MAX_RETRY_AFTER`.
 
     An unknown host name and a proxy that refuses are not retried: that is a machine without internet, a wrong
     URL or a wrong proxy setting, and waiting does not change them.
@@ -334,7 +334,10 @@ def _download_http(url: str, part: Path, progress: bool) -> None:
             reason = f"HTTP {status} {exc.response.reason}"
             if wait is not None and (wait > MAX_RETRY_AFTER or delay is None):
                 raise _SourceFailed(f"{reason}: the server asks to wait {_duration(wait)}; try again then") from None
-            if (status < 500 and wait is None) or delay is None:
+            if status == 429 and delay is None:  # retried without being told how long to wait
+                raise _SourceFailed(f"{reason}: the server limits how often it is asked; try again in a few "
+                                    "minutes") from None
+            if (status < 500 and status != 429 and wait is None) or delay is None:
                 raise _SourceFailed(reason) from None
             delay = delay if wait is None else wait
         except _NETWORK_ERRORS as exc:
@@ -406,9 +409,13 @@ def _write_body(first: bytes, rest: Iterator[bytes], part: Path, mode: str, offs
     with open(part, mode) as f, progress_bar(total=total, initial=offset, unit="B", unit_scale=True,
                                              unit_divisor=1024, desc=part.name[: -len(".part")],
                                              disable=not progress) as bar:
-        for chunk in itertools.chain((first,), rest):
-            f.write(chunk)
-            bar.update(len(chunk))
+        try:
+            for chunk in itertools.chain((first,), rest):
+                f.write(chunk)
+                bar.update(len(chunk))
+        except BaseException:
+            bar.leave = False  # cleared: a retry draws the bar again from here, it must not stay behind at 34%
+            raise
 
 
 def _validator(response: requests.Response) -> str | None:
