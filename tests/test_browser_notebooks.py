@@ -3,7 +3,8 @@ Chromium through Playwright (tests/browser.py).
 
 What a person sees and does: notebooks 02 and 04 run from the Run menu; the blend explorer and the toonify panel
 show every control whole, uncovered and clickable, with full labels, and nothing past the output's edge, at 800,
-1024 and 1600 px windows (JupyterLab's file browser open, so the output area is about 370, 590 and 1170 px wide);
+1024 and 1600 px windows (JupyterLab's file browser open, so the output area is about 370, 590 and 1170 px wide) and
+at a phone's 360 px with the file browser closed (about 245 px); 04's toon shows beside or right under its slider;
 images are never stretched; a keyboard move of a swap-resolution slider changes the image, and 02 saves the blend
 the slider shows; the upload button takes a photo; the steps chosen with the keyboard are the steps the projection
 runs; a file that is no image clears the photo before and says so, naming the file the user chose and what to do,
@@ -31,6 +32,7 @@ from toonlib.blending import blend
 from toonlib.checkpoints import Networks, save_network
 
 WIDTHS = (800, 1024, 1600)
+PHONE = 360  # a phone's window, the file browser closed (as in Colab): an output about 245 px wide
 OPEN_WIDTH = 1024  # where the notebooks open and run (at 800 px JupyterLab folds the kernel name into a menu)
 WAIT_MS = 600_000  # the longest wait for a notebook or a projection on a busy 2-core machine (not a time limit)
 HANDLE = ".noUi-handle, .ui-slider-handle"  # a slider's handle: ipywidgets 8 (noUiSlider), 7 (jQuery UI)
@@ -208,12 +210,19 @@ def _widget_screenshot(page, widget, path: Path) -> None:
     page.set_viewport_size({"width": width, "height": 900})
 
 
+def _toggle_file_browser(page) -> None:
+    """Close JupyterLab's file browser (the left sidebar's open tab), or open it again."""
+    page.locator('.jp-SideBar.jp-mod-left .lm-TabBar-tab[data-id="filebrowser"]').click()
+
+
 def _check_at_widths(page, shots: Path, notebook: str, part: str, widget, controls: dict, images: dict, *,
                      apart_from, no_click: tuple[str, ...] = (), settle=lambda: None) -> None:
-    """At every width in WIDTHS: the widget's labels whole, each control usable (clicked unless named in
-    `no_click`) and clear of `apart_from`, then (after `settle`) no image stretched; screenshots of the window
-    and of the widget, named `<notebook>-window-<width>` and `<notebook>-<part>-<width>`."""
-    for width in WIDTHS:
+    """At every width in WIDTHS, and at PHONE with the file browser closed: the widget's labels whole, each control
+    usable (clicked unless named in `no_click`) and clear of `apart_from`, then (after `settle`) no image stretched;
+    screenshots of the window and of the widget, named `<notebook>-window-<width>` and `<notebook>-<part>-<width>`."""
+    for width in (*WIDTHS, PHONE):
+        if width == PHONE:
+            _toggle_file_browser(page)
         page.set_viewport_size({"width": width, "height": 900})
         with screenshots_on_failure(page, shots, f"{notebook}-{part}-{width}"):
             widget.scroll_into_view_if_needed()
@@ -230,6 +239,8 @@ def _check_at_widths(page, shots: Path, notebook: str, part: str, widget, contro
             _assert_inside(widget, f"{part} at {width} px")
             screenshot(page, shots, f"{notebook}-window-{width}")
             _widget_screenshot(page, widget, shots / f"{notebook}-{part}-{width}.png")
+    _toggle_file_browser(page)
+    page.set_viewport_size({"width": WIDTHS[-1], "height": 900})  # as the checks at WIDTHS left it
 
 
 def _record(shots: Path, latencies: dict) -> None:
@@ -312,6 +323,12 @@ def test_toonify_notebook_uploads_runs_the_chosen_steps_and_reblends(lab, browse
                                                                        "pasted")}
     _check_at_widths(page, shots, "04", "panel", panel, controls, images, apart_from=toon,
                      no_click=("upload button", "Run button"))
+    for width in WIDTHS:  # the toon, the result, shows with the panel's top (its slider), before the steps to it
+        page.set_viewport_size({"width": width, "height": 900})
+        with screenshots_on_failure(page, shots, f"04-toon-in-view-{width}"):
+            panel.evaluate("panel => panel.scrollIntoView({block: 'start'})")
+            top, photo = toon.bounding_box()["y"], panel.locator("img.toonlib-photo").bounding_box()["y"]
+            assert top < 900 - 150 and top <= photo, f"the toon is out of view at {width} px: top {top}, photo {photo}"
     latencies = {}
     with screenshots_on_failure(page, shots, "04-keyboard"):
         swap = panel.locator(".toonlib-swap-res")

@@ -666,6 +666,27 @@ def _kernel_run(client, code: str, timeout: float = 300) -> str:
     return "".join(m["content"]["text"] for m in outputs if m["msg_type"] == "stream")
 
 
+def _click_in_subshell(client, button: str) -> None:
+    """Click the Button widget `button` (an expression in the kernel) as JupyterLab 4.6 does: its messages go to a
+    kernel subshell, which ipykernel 7 runs in a thread of its own."""
+    client.control_channel.send(client.session.msg("create_subshell_request", {}))
+    subshell = client.control_channel.get_msg(timeout=60)["content"]["subshell_id"]
+    model = _kernel_run(client, f"print({button}.model_id)").strip()
+
+    def send(data: dict) -> str:
+        """A message to the button's model as JupyterLab sends it (to the subshell); returns its id."""
+        message = client.session.msg("comm_msg", {"comm_id": model, "data": data})
+        message["header"]["subshell_id"] = subshell
+        client.shell_channel.send(message)
+        return message["header"]["msg_id"]
+
+    asked = send({"method": "request_state"})  # its answer routes the button's next messages to the subshell
+    while (answer := client.get_iopub_msg(timeout=60))["parent_header"].get("msg_id") != asked or \
+            answer["msg_type"] != "comm_msg":
+        pass
+    send({"method": "custom", "content": {"event": "click"}})
+
+
 def test_a_panel_run_from_jupyterlab_stops_at_the_kernels_interrupt(tmp_path, random_vgg_torch_home):
     """JupyterLab 4.6 sends widget messages to a subshell, which ipykernel 7 runs in a thread of its own: the
     interrupt's SIGINT reached only the idle main thread (which ignores it), and a Run went on to its last step. In a
@@ -686,22 +707,7 @@ def test_a_panel_run_from_jupyterlab_stops_at_the_kernels_interrupt(tmp_path, ra
                             f"panel = ProjectionPanel({str(tmp_path / 'base.safetensors')!r}, steps=100000, "
                             f"frame_every=100000, detector='dlib')\npanel.set_photo({_photo()!r})\n"
                             "idle_handler = signal.getsignal(signal.SIGINT)")
-        client.control_channel.send(client.session.msg("create_subshell_request", {}))
-        subshell = client.control_channel.get_msg(timeout=60)["content"]["subshell_id"]
-        button = _kernel_run(client, "print(panel.run_button.model_id)").strip()
-
-        def send(data: dict) -> str:
-            """A message to the button's model as JupyterLab sends it (to the subshell); returns its id."""
-            message = client.session.msg("comm_msg", {"comm_id": button, "data": data})
-            message["header"]["subshell_id"] = subshell
-            client.shell_channel.send(message)
-            return message["header"]["msg_id"]
-
-        asked = send({"method": "request_state"})  # its answer routes the button's next messages to the subshell
-        while (answer := client.get_iopub_msg(timeout=60))["parent_header"].get("msg_id") != asked or \
-                answer["msg_type"] != "comm_msg":
-            pass
-        send({"method": "custom", "content": {"event": "click"}})
+        _click_in_subshell(client, "panel.run_button")
         deadline = time.monotonic() + 300
         while not re.search(r"step \d\d+ of", _kernel_run(client, "print(panel.status.value)")):  # the main shell
             assert time.monotonic() < deadline, "the run never reached step 10"  # answers meanwhile
@@ -720,3 +726,63 @@ def test_a_panel_run_from_jupyterlab_stops_at_the_kernels_interrupt(tmp_path, ra
     finally:
         client.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+def test_a_panel_run_stops_at_the_kernels_interrupt_while_it_downloads_a_model(tmp_path, random_vgg_torch_home):
+    """Only the projection's steps looked at the interrupt of a Run clicked in JupyterLab (a widget callback in a
+    kernel subshell): while 04's panel loaded the models of another inversion mode (the e4e encoder and the base, a
+    download of about 1 GB in Colab), aligned the face or ran an encoder, it went on; in the encoder modes, which have
+    no steps, to the end. In a real kernel with a subshell, the interrupt now stops the Run in the base model's
+    download with the panel's message, and the kernel's next Run finishes."""
+    import threading
+    import time
+
+    from http_server import serve
+    from jupyter_client.manager import start_new_kernel
+    from test_readme import build_sandbox
+
+    from toonlib.models import MODELS
+
+    box = build_sandbox(tmp_path)
+    toon = box.cache / MODELS["toonify-blended-tf"].filename
+    with serve({"/ffhq.safetensors": (box.cache / MODELS["ffhq-1024-tf"].filename).read_bytes()}) as server:
+        server.hold = threading.Event()  # the download stops half way until the test lets it go on
+        km, client = start_new_kernel(kernel_name="python3", cwd=str(box.work),
+                                      env={**os.environ, "TORCH_HOME": str(random_vgg_torch_home),
+                                           "TOONLIB_CACHE": str(box.cache), "no_proxy": "127.0.0.1",
+                                           "NO_PROXY": "127.0.0.1"})
+        try:
+            client.kernel_info()
+            assert "kernel subshells" in client.get_shell_msg(timeout=60)["content"].get("supported_features", [])
+            models = {"base": f"{server.base}/ffhq.safetensors", "toon": str(toon), "detector": "dlib"}
+            _kernel_run(client, "import signal\nfrom toonlib.pipeline import Toonifier\n"
+                                "from toonlib.widgets import ToonifyPanel\n"
+                                f"panel = ToonifyPanel(Toonifier(**{models!r}), steps=2, models={models!r})\n"
+                                "panel.inversion.value = 'e4e'\npanel.set_photo('me.jpg')\n"
+                                "idle_handler = signal.getsignal(signal.SIGINT)")
+            _click_in_subshell(client, "panel.run_button")
+            assert server.streaming.wait(120), "the Run never started the base model's download"
+            time.sleep(1)  # the handler is installed from the main thread's loop, at once: leave it a moment
+            km.interrupt_kernel()
+            time.sleep(1)
+            server.hold.set()  # the download goes on: the interrupt lands in its next Python instruction
+            deadline = time.monotonic() + 120
+            while "Interrupted. Press Run to start again." not in (
+                    status := _kernel_run(client, "print(panel.status.value)")):
+                assert time.monotonic() < deadline and "done:" not in status, f"the run went on: {status}"
+                time.sleep(0.5)
+            assert _kernel_run(client, "print(panel.result is None, not panel.run_button.disabled)").split() == \
+                ["True", "True"]
+            deadline = time.monotonic() + 60
+            while _kernel_run(client, "print(signal.getsignal(signal.SIGINT) is idle_handler)").strip() != "True":
+                assert time.monotonic() < deadline, "the kernel's SIGINT handler was not restored"
+                time.sleep(0.5)
+            server.hold = None
+            _click_in_subshell(client, "panel.run_button")  # run again: the subshell is alive, the run finishes
+            deadline = time.monotonic() + 300
+            while "done: e4e" not in (status := _kernel_run(client, "print(panel.status.value)")):
+                assert time.monotonic() < deadline and "Interrupted" not in status, status
+                time.sleep(0.5)
+        finally:
+            client.stop_channels()
+            km.shutdown_kernel(now=True)

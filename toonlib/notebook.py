@@ -113,23 +113,30 @@ def _show_briefly(shell, etype: type[BaseException], value: BaseException, tb, t
 
 @contextlib.contextmanager
 def interrupt_requests() -> Iterator[threading.Event]:
-    """While the block runs, an Event that the kernel's interrupt (Kernel > Interrupt) sets, for code that checks it
-    between steps and stops there.
+    """While the block runs, the kernel's interrupt (Kernel > Interrupt) stops it with KeyboardInterrupt, as it stops a
+    cell, wherever it is: a model's loading or download, the face's alignment, an encoder's pass, a projection step.
+    The Event yielded is set too.
 
     A widget callback that runs in the kernel's main thread (a classic front end) is interrupted with
     KeyboardInterrupt as a cell is, and the event stays clear. JupyterLab 4.6 sends widget messages to a subshell,
     which ipykernel 7 runs in a thread of its own: the interrupt's SIGINT reaches only the main thread, which ignores
     it while no cell runs, so nothing would stop the callback. There, for the duration of the block, the main thread
-    handles SIGINT by setting the event (installed and restored from the kernel's main event loop, where
-    `signal.signal` may be called); outside ipykernel nothing sets it."""
+    handles SIGINT by setting the event and raising KeyboardInterrupt in the block's thread (once; it lands at the
+    next Python instruction there, after a C call under way returns); it is installed and restored from the kernel's
+    main event loop, where `signal.signal` may be called. One that has not landed when the block ends is withdrawn.
+    Outside ipykernel nothing sets it."""
     requested = threading.Event()
     loop = _main_loop()
     if loop is None or threading.current_thread() is threading.main_thread():
         yield requested
         return
+    thread, lock, running = threading.get_ident(), threading.Lock(), [True]
 
     def handler(signum: int, frame) -> None:
-        requested.set()
+        with lock:
+            if running[0] and not requested.is_set():
+                requested.set()
+                _raise_in(thread, KeyboardInterrupt)
 
     saved: list = []
 
@@ -144,7 +151,19 @@ def interrupt_requests() -> Iterator[threading.Event]:
     try:
         yield requested
     finally:
-        loop.add_callback(restore)
+        loop.add_callback(restore)  # first: whatever lands below, the kernel's own handler comes back
+        with lock:
+            running[0] = False
+            if requested.is_set():
+                _raise_in(thread, None)  # withdraw it if it has not landed: it would stop the kernel's subshell
+
+
+def _raise_in(thread: int, exception: type[BaseException] | None) -> None:
+    """Raise `exception` in the thread of id `thread` at its next Python instruction; None withdraws one pending."""
+    import ctypes
+
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread),
+                                               None if exception is None else ctypes.py_object(exception))
 
 
 def _main_loop():

@@ -16,7 +16,6 @@ import html
 import io
 import numbers
 import os
-import threading
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -85,8 +84,10 @@ def _wrap(children: Sequence[widgets.Widget], css_class: str) -> widgets.Box:
 
 def _column(children: Sequence[widgets.Widget], min_width: int = 340, max_width: int = 540) -> widgets.VBox:
     """The controls column: as wide as the output allows between `min_width` and `max_width` px, its space to the
-    results included (padding: a margin would add to the width, past the edge of a narrow output)."""
-    return widgets.VBox(list(children), layout=widgets.Layout(flex=f"1 1 {min_width}px", min_width=f"{min_width}px",
+    results included (padding: a margin would add to the width, past the edge of a narrow output); on an output
+    narrower than `min_width` (a phone), as wide as the output."""
+    return widgets.VBox(list(children), layout=widgets.Layout(flex=f"1 1 {min_width}px",
+                                                              min_width=f"min({min_width}px, 100%)",
                                                               max_width=f"{max_width}px", padding="0 16px 8px 0"))
 
 
@@ -219,7 +220,8 @@ class BlendExplorer:
         _check_choice("level", level, (0, 1), " (0: the swap block's conv0, 1: its conv1)")
         _check_range("blend_width", blend_width, BLEND_WIDTHS[0], BLEND_WIDTHS[1])
         _check_range("truncation_psi", truncation_psi, 0, 1)
-        wide = widgets.Layout(width="auto")  # the column's width, less the control's margins
+        # The column's width; on a phone, the track and the readout wrap under the label (the height follows)
+        wide = widgets.Layout(width="auto", height="auto", flex_flow="row wrap")
         self.swap_res = widgets.SelectionSlider(options=[(f"{r} px", r) for r in resolutions],
                                                 value=swap_res, description="swap resolution",
                                                 continuous_update=False, style=FULL_LABEL, layout=wide)
@@ -383,7 +385,8 @@ class _PhotoPanel:
             self.upload = _styled(widgets.FileUpload(accept="image/*", multiple=False, description="photo"),
                                   "toonlib-upload")
             self.upload.observe(self._on_upload, names="value")
-        wide = widgets.Layout(width="auto")  # the column's width, less the control's margins
+        # The column's width; on a phone, the track and the readout wrap under the label (the height follows)
+        wide = widgets.Layout(width="auto", height="auto", flex_flow="row wrap")
         self.steps = _styled(widgets.IntSlider(value=steps, min=1, max=max(1000, steps), description="projection steps",
                                                continuous_update=False, style=FULL_LABEL, layout=wide),
                              "toonlib-steps")
@@ -470,16 +473,14 @@ class _PhotoPanel:
         self.progress.max, self.progress.value = steps or 1, 0
         self.run_button.disabled = True
         try:
-            with interrupt_requests() as interrupt:
-                self._run(self.photo, steps, lambda *args: self._report(*args, interrupt=interrupt))
+            with interrupt_requests():
+                self._run(self.photo, steps, self._report)
         finally:
             self.run_button.disabled = False
         self.progress.value = self.progress.max
 
-    def _report(self, step: int, distance: float, _w=None, interrupt: threading.Event | None = None) -> None:
-        """Show a step's progress; raise KeyboardInterrupt there when the kernel was interrupted (`interrupt`)."""
-        if interrupt is not None and interrupt.is_set():
-            raise KeyboardInterrupt
+    def _report(self, step: int, distance: float, _w=None) -> None:
+        """Show a step's progress."""
         self.progress.value = step + 1
         self.status.value = _message(f"step {step + 1} of {self.progress.max}: distance {distance:.4f}")
 
@@ -567,8 +568,8 @@ class ToonifyPanel(_PhotoPanel):
             layout=widgets.Layout(width="auto")), "toonlib-swap-res")
         self.swap_res.observe(lambda _: self._reblend(), names="value")
         self.tiles = {key: (widgets.HTML(_message(caption)), _image_widget(f"toonlib-{key}"))
-                      for key, caption in (("aligned", "aligned"), ("reconstruction", "FFHQ reconstruction"),
-                                           ("toon", "toon"), ("pasted", "pasted back"))}
+                      for key, caption in (("toon", "toon"), ("pasted", "pasted back"), ("aligned", "aligned"),
+                                           ("reconstruction", "FFHQ reconstruction"))}
         modes = INVERT_MODES if models is not None else (toonifier.invert,)
         super().__init__(steps, [(INVERT_LABELS.get(m, m), m) for m in modes], toonifier.invert, folder)
 
@@ -587,7 +588,10 @@ class ToonifyPanel(_PhotoPanel):
         return [self.swap_res]
 
     def results(self) -> widgets.Widget:
-        tiles = [_tile(self.photo_caption, self.photo_image)] + [_tile(*pair) for pair in self.tiles.values()]
+        """The toon first, beside the controls (below them on a narrow output) where the slider's changes show without
+        scrolling, then the photo in the toon, the photo, its aligned face and its reconstruction."""
+        tiles = [_tile(*self.tiles["toon"]), _tile(*self.tiles["pasted"]), _tile(self.photo_caption, self.photo_image),
+                 _tile(*self.tiles["aligned"]), _tile(*self.tiles["reconstruction"])]
         return widgets.Box(tiles, layout=widgets.Layout(display="flex", flex_flow="row wrap", flex="1 1 400px",
                                                         min_width="0"))
 
