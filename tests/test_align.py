@@ -387,7 +387,7 @@ def test_path_input_and_small_face_warning(astronaut, tmp_path):
 
 
 def test_huge_photo_detects_on_a_smaller_copy(astronaut, backends, monkeypatch):
-    """Detection runs on a copy at most DETECT_MAX_SIDE px; landmarks come from the full photo."""
+    """Detection runs on a copy of at most DETECT_MAX_PIXELS; landmarks come from the full photo."""
     dlib_backend = align._get_backend("dlib", None)
     calls = []
 
@@ -398,10 +398,39 @@ def test_huge_photo_detects_on_a_smaller_copy(astronaut, backends, monkeypatch):
     backends[("dlib", None)] = recording
     reference = align_face(astronaut, detector="dlib", **FAST)
     calls.clear()
-    monkeypatch.setattr(align, "DETECT_MAX_SIDE", 256)
+    monkeypatch.setattr(align, "DETECT_MAX_PIXELS", 256 * 256)
     face = align_face(astronaut, detector="dlib", **FAST)
     assert calls == [((256, 256, 3), True), ((512, 512, 3), False)]
     assert np.abs(face.landmarks - reference.landmarks).mean() < 1.5
+
+
+def test_a_face_in_a_panorama_is_found_at_its_size():
+    """A 6000 x 800 panorama was shrunk to 2048 px wide for detection, its 270 px face to 90 px, too small for dlib:
+    "no face was found". The detection copy is now bounded by its pixel count, and the face keeps its size."""
+    from skimage import data
+
+    face_photo = Image.fromarray(data.astronaut()).resize((800, 800), Image.Resampling.LANCZOS)
+    panorama = Image.new("RGB", (6000, 800), (120, 130, 140))
+    panorama.paste(face_photo, (2600, 0))
+    face = align_face(panorama, detector="dlib", **FAST)
+    expected = align_face(face_photo, detector="dlib", **FAST)
+    error = np.linalg.norm(face.landmarks - (expected.landmarks + [2600, 0]), axis=1)  # boxes found a little apart
+    assert error.mean() < 1.5 and error.max() < 5.0, (error.mean(), error.max())
+    assert np.abs(np.asarray(face.image, dtype=float) - np.asarray(expected.image, dtype=float)).mean() < 6.0
+
+
+@pytest.mark.parametrize("turns", [1, 3, 2])
+def test_a_face_turned_without_exif_is_found_and_cropped_upright(turns, astronaut):
+    """A photo held sideways (or upside down) whose EXIF orientation is lost: "no face was found", as the
+    detectors find upright faces only. Now the turned copies are searched too, and the crop comes out upright."""
+    turned = np.rot90(astronaut, turns)
+    face = align_face(turned, detector="dlib", **FAST)
+    expected = align_face(astronaut, detector="dlib", **FAST)
+    assert np.abs(np.asarray(face.image, dtype=float) - np.asarray(expected.image, dtype=float)).mean() < 1.0
+    # the landmarks are where the face is in the turned photo: its pixels there are the upright photo's
+    rows, cols = np.rint(face.landmarks[:, ::-1]).astype(int).T
+    up_rows, up_cols = np.rint(expected.landmarks[:, ::-1]).astype(int).T
+    np.testing.assert_array_equal(turned[rows, cols], astronaut[up_rows, up_cols])
 
 
 # ----------------------------------------------------------------------------------------------

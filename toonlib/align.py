@@ -10,9 +10,11 @@ Defined behaviour:
   every mode becomes 8-bit RGB (`toonlib.images.read_image`): transparent images are composited on white,
   16-bit data is scaled to 8 bits, float arrays are read as [0, 1] (or [0, 255] if any value
   exceeds 1; one in a generator's [-1, 1] is refused). Unreadable input raises `ImageReadError`.
-- Huge photos: faces are detected on a copy whose longest side is `DETECT_MAX_SIDE`; the landmarks
-  are then predicted on the full-resolution photo inside the scaled-up boxes, and the crop is taken
-  from the full photo.
+- Huge photos: faces are detected on a copy of at most `DETECT_MAX_PIXELS` pixels (a panorama keeps its
+  height, and its faces their size, better than by its longest side); the landmarks are then predicted on the
+  full-resolution photo inside the scaled-up boxes, and the crop is taken from the full photo.
+- Sideways faces: when the upright photo shows none, it is searched turned a quarter either way, then upside
+  down (a phone photo without EXIF orientation); the crop, which follows the eyes, comes out upright.
 - No face: `NoFaceError`. Several faces: the largest (by `face_size`) unless `face_index` says
   otherwise; `align_faces` returns all of them, largest first.
 - Small faces: a warning when the crop square is less than half the output size, i.e. the face
@@ -55,7 +57,7 @@ __all__ = [
 Face = tuple[np.ndarray, np.ndarray]  # (box [x0, y0, x1, y1], landmarks [68, 2]) in detection-image pixels
 Backend = Callable[[np.ndarray, Optional[np.ndarray]], list[Face]]
 
-DETECT_MAX_SIDE = 2048  # detect on a copy no larger than this (SFD activations grow with the pixel count)
+DETECT_MAX_PIXELS = 2048 * 2048  # detect on a copy no larger than this (SFD activations grow with the pixel count)
 DLIB_UPSAMPLE_MAX_SIDE = 1024  # dlib upsamples images up to this size once, so faces down to ~40 px are found
 DLIB_MIN_SCORE = 0.5  # dlib HOG scores: real frontal faces ~1-1.5; face-like patterns (suit emblems) ~0
 MIN_FACE_FRACTION = 0.5  # warn when the crop square is smaller than this fraction of the output size
@@ -165,23 +167,41 @@ def _check_output_size(output_size: int) -> None:
 
 
 def _find_faces(photo: Image.Image, detector: str, device: str | None, name: str) -> list[np.ndarray]:
-    """68-point landmarks of every face in `photo` (photo coordinates), largest face first."""
+    """68-point landmarks of every face in `photo` (photo coordinates), largest face first; of the photo turned a
+    quarter either way or upside down when the upright photo shows none (detectors find upright faces)."""
     backend = _get_backend(detector, device)
     pixels = np.asarray(photo)
-    scale = min(1.0, DETECT_MAX_SIDE / max(photo.size))
-    if scale < 1.0:
-        small = photo.resize((max(1, round(photo.width * scale)), max(1, round(photo.height * scale))),
-                             Image.Resampling.LANCZOS)
-        # box coordinates scale with the pixel edges: (x + 0.5) / scale - 0.5
-        boxes = [(box + 0.5) / scale - 0.5 for box, _ in backend(np.asarray(small), None)]
-        faces = backend(pixels, np.array(boxes)) if boxes else []
+    for turns in (0, 1, 3, 2):  # quarter turns counter-clockwise, as np.rot90
+        faces = _detect(backend, np.ascontiguousarray(np.rot90(pixels, turns)))
+        if faces:
+            break
     else:
-        faces = backend(pixels, None)
-    if not faces:
         raise NoFaceError(f"no face was found in {name}; use a larger, frontal, well-lit photo "
                           "in which the face is at least ~100 px wide")
-    landmarks = [np.asarray(lm, dtype=np.float64) for _, lm in faces]
+    landmarks = [_unturn(np.asarray(lm, dtype=np.float64), turns, photo.size) for _, lm in faces]
     return sorted(landmarks, key=lambda lm: -_quad_size(ffhq_quad(lm)))
+
+
+def _detect(backend: Backend, pixels: np.ndarray) -> list[Face]:
+    """The faces in `pixels`, found on a copy of at most `DETECT_MAX_PIXELS`, their landmarks on `pixels` itself."""
+    height, width = pixels.shape[:2]
+    scale = min(1.0, float(np.sqrt(DETECT_MAX_PIXELS / (width * height))))
+    if scale == 1.0:
+        return backend(pixels, None)
+    small = Image.fromarray(pixels).resize((max(1, round(width * scale)), max(1, round(height * scale))),
+                                           Image.Resampling.LANCZOS)
+    # box coordinates scale with the pixel edges: (x + 0.5) / scale - 0.5
+    boxes = [(box + 0.5) / scale - 0.5 for box, _ in backend(np.asarray(small), None)]
+    return backend(pixels, np.array(boxes)) if boxes else []
+
+
+def _unturn(points: np.ndarray, turns: int, size: tuple[int, int]) -> np.ndarray:
+    """Points [K, 2] in a `size` (width, height) photo turned `turns` quarter turns counter-clockwise
+    (np.rot90) in the coordinates of the photo itself."""
+    width, height = size
+    x, y = points[:, 0], points[:, 1]
+    return {0: points, 1: np.stack([width - 1 - y, x], axis=1), 2: np.stack([width - 1 - x, height - 1 - y], axis=1),
+            3: np.stack([y, height - 1 - x], axis=1)}[turns]
 
 
 def _get_backend(detector: str, device: str | None) -> Backend:

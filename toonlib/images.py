@@ -11,17 +11,37 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
-from .files import atomic_write_path, is_url, user_path
+from .files import atomic_write_path, is_url, looks_like_html, user_path
 
 #: What `read_image` accepts: a path, encoded bytes, a PIL image or a numpy array (RGB order).
 ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]
 
-#: File suffixes of the images toonlib reads from folders (photos to toonify, training images).
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+#: File suffixes of the images toonlib reads from folders (photos to toonify, training images). HEIC/HEIF (iPhones'
+#: photos) is read through pillow-heif, AVIF by Pillow 11.3 or later; a file neither reads is refused by name.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".avif", ".bmp", ".tif", ".tiff")
+
+#: ISO media brands (a file's `ftyp` box) of HEIC/HEIF photos, and of AVIF images.
+_HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1"})
+_AVIF_BRANDS = frozenset({b"avif", b"avis"})
+#: ... and of videos: MP4, an iPhone's MOV (a Live Photo's moving part), 3GP.
+_VIDEO_BRANDS = frozenset({b"isom", b"iso2", b"mp41", b"mp42", b"avc1", b"M4V ", b"qt  ", b"3gp4", b"3gp5", b"3g2a"})
 
 #: A latent [N, num_ws, w_dim] has at most this many rows (num_ws of a 2048 px generator) and is wider than tall;
 #: `to_uint8` refuses such a 3-D tensor, a latent rather than a picture (generators draw square ones).
 _MOST_LATENT_ROWS = 20
+
+
+def _register_heif_opener() -> None:
+    """Let Pillow open HEIC/HEIF photos, iPhones' default, when pillow-heif (a dependency) is installed: for toonlib's
+    reads and the web app's uploads alike. Without it such a photo is refused by name, saying what to do."""
+    try:
+        from pillow_heif import register_heif_opener
+    except ImportError:
+        return
+    register_heif_opener()
+
+
+_register_heif_opener()
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -146,7 +166,8 @@ def read_image(image: ImageInput) -> Image.Image:
 
     EXIF orientation is applied; transparent images are composited on white, 16-bit data is scaled
     to 8 bits, float arrays are read as [0, 1] (or [0, 255] if any value exceeds 1; one in [-1, 1] is refused).
-    Unreadable input raises `ImageReadError`.
+    Of an animated file (GIF, WebP, ...) the first frame is read. Unreadable input raises `ImageReadError`, saying
+    why in the user's terms (a HEIC photo without pillow-heif, a file cut short, a web page saved as .jpg, ...).
     """
     if isinstance(image, np.ndarray):
         return _to_rgb(_array_to_image(image))
@@ -211,6 +232,7 @@ def is_image_file(path: str | os.PathLike) -> bool:
 
 
 def _open(source: Path | io.BytesIO, name: str) -> Image.Image:
+    img = None
     try:
         img = Image.open(source)
         img.load()
@@ -218,20 +240,64 @@ def _open(source: Path | io.BytesIO, name: str) -> Image.Image:
         raise ImageReadError(f"cannot read {name}: {exc} Downscale the photo, or, for a file you trust, set "
                              "PIL.Image.MAX_IMAGE_PIXELS = None before reading it") from exc
     except (OSError, ValueError, SyntaxError, struct.error) as exc:
-        raise ImageReadError(f"cannot read {name} as an image: {_reason(exc)}") from exc
+        reason = _reason(exc, source, img.format if img is not None else None)
+        raise ImageReadError(f"cannot read {name} as an image: {reason}") from exc
+    if getattr(img, "is_animated", False):  # Pillow keeps the file open for the other frames: keep the first alone
+        first = img.copy()
+        img.close()
+        return first
     return img
 
 
-def _reason(exc: BaseException) -> str:
+def _reason(exc: BaseException, source: Path | io.BytesIO, image_format: str | None) -> str:
     """Why a file could not be read as an image, in the user's terms (Pillow's names the file again, or the
-    temporary copy of an upload)."""
+    temporary copy of an upload). `image_format`: what Pillow took the file for, when it got that far (a file
+    Pillow identified but could not decode is damaged or cut short)."""
     if isinstance(exc, FileNotFoundError):
         return "there is no such file"
     if isinstance(exc, IsADirectoryError):
         return "it is a folder"
     if isinstance(exc, UnidentifiedImageError):
-        return "it is in no image format toonlib reads (JPEG, PNG, WebP, BMP, TIFF and the others Pillow opens)"
-    return str(exc)
+        return _unread_format(_head(source))
+    if isinstance(exc, OSError) and exc.strerror:  # the file system's word ("Permission denied"), not Pillow's
+        return exc.strerror
+    if "not available" in str(exc):  # "decoder jpeg2k not available": a Pillow built without it, no damage
+        return str(exc)
+    kind = f"{image_format} file" if image_format else "file"
+    if "truncated" in str(exc).lower():  # "image file is truncated (18 bytes not processed)"
+        return f"the {kind} is cut short (a download or copy that did not finish?): download or copy it again"
+    return f"the {kind} is damaged ({exc}): download or copy it again, or export it anew"
+
+
+def _head(source: Path | io.BytesIO) -> bytes:
+    """The first KB of a file or buffer."""
+    if isinstance(source, io.BytesIO):
+        return source.getvalue()[:1024]
+    with open(source, "rb") as f:
+        return f.read(1024)
+
+
+def _unread_format(head: bytes) -> str:
+    """What a file that Pillow opens as no image is, from its first bytes, and what to do: a HEIC photo without
+    pillow-heif, an AVIF image on an old Pillow, or what people pick instead of a photo."""
+    if not head:
+        return "the file is empty (0 bytes)"
+    if head[4:8] == b"ftyp":  # ISO media: a major brand, a version, then compatible brands up to the box's end
+        end = min(int.from_bytes(head[:4], "big"), len(head))
+        brands = {head[8:12], *(head[i:i + 4] for i in range(16, end - 3, 4))}
+        if brands & _AVIF_BRANDS:
+            return ("it is an AVIF image, which this Pillow does not read: `pip install -U pillow` (11.3 or later "
+                    "reads AVIF), or export it as JPEG")
+        if brands & _HEIF_BRANDS:
+            return ("it is a HEIC/HEIF photo (iPhones' format), which toonlib reads with pillow-heif: "
+                    "`pip install pillow-heif`, or export the photo as JPEG")
+        if brands & _VIDEO_BRANDS:
+            return "it is a video (MP4/MOV), not a photo: pick a photo, or save a frame of the video as JPEG"
+    if b"<svg" in head.lower():
+        return "it is an SVG drawing, not a photo: export it as PNG or JPEG"
+    if looks_like_html(head):
+        return "it is a web page (HTML), not an image: save the image itself (right-click it, Save image as)"
+    return "it is in no image format toonlib reads (JPEG, PNG, WebP, HEIC, AVIF, BMP, TIFF and the others Pillow opens)"
 
 
 def _array_to_image(array: np.ndarray) -> Image.Image:

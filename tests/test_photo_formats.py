@@ -1,0 +1,243 @@
+"""Photos as users' devices and downloads make them: HEIC (iPhones), AVIF, animated files, CMYK and 16-bit files,
+EXIF orientations, wrong suffixes, and the files people pick instead of a photo, read through `read_image`.
+
+Each file is written here from scikit-image's astronaut (HEIC with pillow-heif, a toonlib dependency). A photo is
+either read as the upright RGB astronaut or refused with a one-line message that says what to do.
+"""
+from __future__ import annotations
+
+import gc
+import io
+import re
+import struct
+import subprocess
+import sys
+import warnings
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from toonlib.align import align_face
+from toonlib.images import ImageReadError, read_image
+from toonlib.pipeline import photos_in
+
+
+@pytest.fixture(scope="module")
+def upright() -> Image.Image:
+    from skimage import data
+
+    return Image.fromarray(data.astronaut())
+
+
+def difference(image: Image.Image, reference: Image.Image) -> float:
+    """Mean absolute pixel difference (0 .. 255) of two RGB images of one size."""
+    assert image.mode == "RGB" and image.size == reference.size, (image.mode, image.size)
+    return float(np.abs(np.asarray(image, dtype=float) - np.asarray(reference, dtype=float)).mean())
+
+
+def exif_orientation(orientation: int) -> bytes:
+    """EXIF data holding an Orientation tag."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return exif.tobytes()
+
+
+def write_heic(image: Image.Image, path: Path, **options) -> Path:
+    import pillow_heif
+
+    pillow_heif.from_pillow(image).save(path, quality=90, **options)
+    return path
+
+
+# ----------------------------------------------------------------------------------------------
+# HEIC: read through pillow-heif, and named when it is not installed
+
+
+_READ_HEIC = """
+import sys
+if {hide}:
+    sys.modules["pillow_heif"] = None  # as if not installed
+from toonlib.images import ImageReadError, read_image
+read_image(sys.argv[1]).save(sys.argv[2])  # a JPEG reads either way
+for heic, out in zip(sys.argv[3::2], sys.argv[4::2]):
+    try:
+        read_image(heic).save(out)
+    except ImageReadError as exc:
+        print(exc)
+"""
+
+
+@pytest.mark.parametrize("hide", [False, True], ids=["pillow-heif", "without-pillow-heif"])
+def test_iphone_heic_photos_are_read_or_named_with_what_to_do(hide, upright, tmp_path):
+    """An iPhone's HEIC photo was "in no image format toonlib reads", or read only in a process where imageio's
+    Pillow plugin had happened to register pillow-heif. toonlib now registers it itself, in a fresh process, EXIF
+    orientation applied; without pillow-heif the photo is named as HEIC, saying what to do."""
+    heic = write_heic(upright, tmp_path / "IMG_0001.HEIC")
+    sideways = write_heic(upright.transpose(Image.Transpose.ROTATE_90), tmp_path / "IMG_0002.heic",
+                          exif=exif_orientation(6))  # stored sideways, shown upright
+    upright.save(tmp_path / "photo.jpg", quality=95)
+    args = [tmp_path / "photo.jpg", tmp_path / "photo.png", heic, tmp_path / "1.png", sideways, tmp_path / "2.png"]
+    result = subprocess.run([sys.executable, "-c", _READ_HEIC.format(hide=hide), *map(str, args)],
+                            capture_output=True, text=True, check=True)
+    assert difference(Image.open(tmp_path / "photo.png"), upright) < 3.0
+    if hide:
+        lines = result.stdout.splitlines()
+        assert len(lines) == 2, result.stdout
+        for path, line in zip((heic, sideways), lines):
+            assert line == (f"cannot read '{path}' as an image: it is a HEIC/HEIF photo (iPhones' format), which "
+                            "toonlib reads with pillow-heif: `pip install pillow-heif`, or export the photo as JPEG")
+    else:
+        assert result.stdout == "", result.stdout
+        for out in ("1.png", "2.png"):
+            assert difference(Image.open(tmp_path / out), upright) < 3.0
+
+
+def test_a_heic_photo_aligns_like_the_jpeg(upright, tmp_path):
+    heic = write_heic(upright, tmp_path / "me.heic")
+    face = align_face(heic, detector="dlib", output_size=256, transform_size=512)
+    expected = align_face(upright, detector="dlib", output_size=256, transform_size=512)
+    assert np.abs(face.landmarks - expected.landmarks).mean() < 1.5
+
+
+def test_avif_is_named_with_what_to_do_where_pillow_does_not_read_it(upright, tmp_path, monkeypatch):
+    """Pillow reads AVIF from 11.3 on (and here); an older one said "in no image format toonlib reads"."""
+    path = tmp_path / "photo.avif"
+    upright.save(path, quality=90)
+    assert difference(read_image(path), upright) < 3.0
+    Image.init()  # every plugin registered in Pillow's own list first, none into the one patched here
+    monkeypatch.setattr(Image, "ID", [name for name in Image.ID if name != "AVIF"])  # a Pillow without AVIF
+    with pytest.raises(ImageReadError, match=r"it is an AVIF image, which this Pillow does not read: "
+                                             r"`pip install -U pillow` \(11.3 or later reads AVIF\), or export it as "
+                                             "JPEG$"):
+        read_image(path)
+
+
+def test_a_folder_of_iphone_photos_is_not_empty(tmp_path):
+    """`toonlib toonify FOLDER` of photos copied from an iPhone said "no photos in the folder"."""
+    for name in ("IMG_0001.HEIC", "b.heif", "c.avif", "d.jpg", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    assert [p.name for p in photos_in(tmp_path)] == ["IMG_0001.HEIC", "b.heif", "c.avif", "d.jpg"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Files read as the upright photo
+
+
+def _jpeg_with_orientation(image: Image.Image, orientation: int) -> bytes:
+    """A JPEG stored so that its EXIF orientation turns it back into `image`."""
+    stored = {1: image, 2: image.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
+              3: image.transpose(Image.Transpose.ROTATE_180), 4: image.transpose(Image.Transpose.FLIP_TOP_BOTTOM),
+              5: image.transpose(Image.Transpose.TRANSPOSE), 6: image.transpose(Image.Transpose.ROTATE_90),
+              7: image.transpose(Image.Transpose.TRANSVERSE), 8: image.transpose(Image.Transpose.ROTATE_270)}
+    return _encoded(stored[orientation], "JPEG", quality=95, exif=exif_orientation(orientation))
+
+
+def _encoded(image: Image.Image, image_format: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=image_format, **options)
+    return buffer.getvalue()
+
+
+def _png16(image: Image.Image) -> bytes:
+    """A 16-bit RGB PNG (Pillow writes none), its values the 8-bit ones times 257."""
+    rows = b"".join(b"\x00" + row.tobytes() for row in np.asarray(image, dtype=">u2") * 257)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", image.width, image.height, 16, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+def _animated(image: Image.Image, image_format: str) -> bytes:
+    """An animation whose first frame is `image` and whose second is black."""
+    return _encoded(image, image_format, save_all=True, append_images=[Image.new("RGB", image.size)], duration=100)
+
+
+PHOTOS = {
+    **{f"exif-{o}": (lambda image, o=o: _jpeg_with_orientation(image, o), "jpg") for o in range(1, 9)},
+    "exif-png": (lambda image: _encoded(image.transpose(Image.Transpose.ROTATE_90), "PNG",
+                                        exif=exif_orientation(6)), "png"),
+    "progressive": (lambda image: _encoded(image, "JPEG", quality=95, progressive=True), "jpg"),
+    "cmyk-jpeg": (lambda image: _encoded(image.convert("CMYK"), "JPEG", quality=95), "jpg"),
+    "16-bit-png": (_png16, "png"),
+    "animated-gif": (lambda image: _animated(image, "GIF"), "gif"),
+    "animated-webp": (lambda image: _animated(image, "WEBP"), "webp"),
+    "png-named-jpg": (lambda image: _encoded(image, "PNG"), "jpg"),
+    "no-suffix": (lambda image: _encoded(image, "PNG"), ""),
+    "heic-named-jpg": (lambda image: _encoded(image, "HEIF", quality=90), "jpg"),
+}
+
+
+@pytest.mark.parametrize("kind", PHOTOS)
+def test_photo_files_read_as_the_upright_rgb_photo(kind, upright, tmp_path):
+    """Every EXIF orientation, CMYK colours, 16 bits, an animation's first frame, content over suffix."""
+    encode, suffix = PHOTOS[kind]
+    path = tmp_path / (f"photo.{suffix}" if suffix else "photo")
+    path.write_bytes(encode(upright))
+    assert difference(read_image(path), upright) < 4.0  # lossy formats; a turned or miscoloured photo: tens
+
+
+def test_an_animated_file_is_closed_once_read(upright, tmp_path):
+    """Pillow keeps an animated GIF open for its other frames: read_image's photo held the file open until
+    collected ("ResourceWarning: unclosed file"), one handle per photo of a folder."""
+    path = tmp_path / "animated.gif"
+    path.write_bytes(_animated(upright, "GIF"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        photo = np.asarray(read_image(path))
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)], [str(w.message) for w in caught]
+    assert difference(Image.fromarray(photo), upright) < 4.0
+
+
+# ----------------------------------------------------------------------------------------------
+# Files that are no whole photo: one line each, saying what to do
+
+
+def _cut_short(data: bytes) -> bytes:
+    return data[: len(data) // 2]
+
+
+NOT_PHOTOS = {
+    "cut-short-jpeg": (lambda image: _cut_short(_encoded(image, "JPEG")), "jpg",
+                       r"the JPEG file is cut short \(a download or copy that did not finish\?\): download or copy "
+                       "it again$"),
+    "cut-short-png": (lambda image: _cut_short(_encoded(image, "PNG")), "png", r"the PNG file is cut short \("),
+    "damaged-webp": (lambda image: _cut_short(_encoded(image, "WEBP")), "webp",
+                     r"the file is damaged \(could not create decoder object\): download or copy it again, or "
+                     "export it anew$"),
+    "empty": (lambda image: b"", "jpg", r"the file is empty \(0 bytes\)$"),
+    "web-page": (lambda image: b"<!DOCTYPE html><html><body>Sign in to see this photo</body></html>", "jpg",
+                 r"it is a web page \(HTML\), not an image: save the image itself \(right-click it, Save image as\)$"),
+    "svg": (lambda image: b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"/>', "svg",
+            "it is an SVG drawing, not a photo: export it as PNG or JPEG$"),
+    "live-photo-mov": (lambda image: b"\x00\x00\x00\x14ftypqt  \x00\x00\x00\x00qt  \x00\x00\x00\x08wide", "mov",
+                       r"it is a video \(MP4/MOV\), not a photo: pick a photo, or save a frame of the video as JPEG$"),
+}
+
+
+@pytest.mark.parametrize("kind", NOT_PHOTOS)
+def test_files_that_are_no_whole_photo_are_named_with_what_to_do(kind, upright, tmp_path):
+    """A half-downloaded JPEG said "image file is truncated (18 bytes not processed)", a damaged WebP "could not
+    create decoder object", and an empty file, a web page saved as .jpg, an SVG or a Live Photo's video "in no image
+    format toonlib reads"."""
+    encode, suffix, reason = NOT_PHOTOS[kind]
+    path = tmp_path / f"photo.{suffix}"
+    path.write_bytes(encode(upright))
+    for source, name in ((path, re.escape(f"'{path}'")), (path.read_bytes(), r"image data \(\d+ bytes\)")):
+        with pytest.raises(ImageReadError, match=f"^cannot read {name} as an image: {reason}") as error:
+            read_image(source)
+        assert "\n" not in str(error.value)
+
+
+def test_a_file_toonlib_may_not_read_is_not_called_damaged(tmp_path, monkeypatch):
+    def refused(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(Image, "open", refused)  # root, who runs CI, reads any file: chmod cannot show it
+    with pytest.raises(ImageReadError, match=r"^cannot read '.*me\.jpg' as an image: Permission denied$"):
+        read_image(tmp_path / "me.jpg")
