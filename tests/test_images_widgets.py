@@ -330,6 +330,8 @@ def test_toonify_panel_uploads_runs_the_chosen_steps_and_reblends(toonifier, tmp
     photos = write_photos(tmp_path / "photos")
     panel = ToonifyPanel(toonifier, steps=2, folder=tmp_path / "uploads")
     assert panel.upload is not None and panel.run_button.disabled and "Upload a photo" in panel.status.value
+    # iPhone photos are offered in the file picker: some pickers grey out .heic under "image/*" alone
+    assert {"image/*", ".heic", ".heif", ".avif"} <= set(panel.upload.accept.split(","))
     _upload(panel.upload, "rotated.jpg", _rotated_jpeg())
     assert _shown_size(panel.photo_image)[0] < _shown_size(panel.photo_image)[1]  # EXIF applied: upright
     _upload(panel.upload, "hopper.jpg", (photos / "hopper.jpg").read_bytes())

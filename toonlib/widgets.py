@@ -26,7 +26,7 @@ from PIL import Image, ImageDraw
 from .align import NoFaceError
 from .blending import KEPT_LOW, Blender, LayerWeight, layer_weights
 from .checkpoints import GeneratorLike, load_generator
-from .images import ImageReadError, labelled_grid, read_image, text_font, to_pil
+from .images import UPLOAD_ACCEPT, ImageReadError, labelled_grid, read_image, text_font, to_pil
 from .messages import check_count, counted, expected_errors, interrupted
 from .networks import parse_seeds, z_from_seeds
 from .notebook import UploadedFile, display_size, in_colab, interrupt_requests, offer_download, save_uploads
@@ -382,7 +382,7 @@ class _PhotoPanel:
         self.photo: str | os.PathLike | None = None
         self.upload = None
         if not in_colab():
-            self.upload = _styled(widgets.FileUpload(accept="image/*", multiple=False, description="photo"),
+            self.upload = _styled(widgets.FileUpload(accept=UPLOAD_ACCEPT, multiple=False, description="photo"),
                                   "toonlib-upload")
             self.upload.observe(self._on_upload, names="value")
         # The column's width; on a phone, the track and the readout wrap under the label (the height follows)
