@@ -16,7 +16,7 @@ import torch
 from tiny import write_photos, write_toonify_models
 
 from toonlib.blending import blend
-from toonlib.checkpoints import Networks, load_network, save_network
+from toonlib.checkpoints import Networks, load_generator, load_network, save_network
 from toonlib.images import to_uint8
 from toonlib.pipeline import INVERT_MODES, Toonifier, toonify
 from toonlib.projection import project, render, w_statistics
@@ -112,8 +112,17 @@ def test_psp_mode_through_toonify(setup):
 
 
 def test_bad_settings_are_refused(setup, tmp_path):
-    with pytest.raises(ValueError, match="invert must be one of optimize, e4e, psp, e4e\\+optimize, psp-toonify"):
+    with pytest.raises(ValueError, match=r"invert \(the inversion mode\) must be one of optimize, e4e, psp, "
+                                         r"e4e\+optimize, psp-toonify; got 'restyle'$"):
         Toonifier(setup.base_path, setup.toon_path, invert="restyle")
+    # a parameter cell's stray space or capital: said, not only refused
+    with pytest.raises(ValueError, match=r"got 'E4E ': did you mean 'e4e'\?"):
+        Toonifier(setup.base_path, setup.toon_path, invert="E4E ")
+    with pytest.raises(ValueError, match=r"got 'g_ema': did you mean 'G_ema'\? \(the names are case-sensitive\)"):
+        Toonifier(setup.base_path, setup.toon_path, toon_network="g_ema")
+    with pytest.raises(ValueError, match=r"which \(the generator of the checkpoint\) must be 'G_ema' or 'G', got 'g': "
+                                         r"did you mean 'G'\?"):
+        load_generator(setup.toon_path, which="g")
     assert INVERT_MODES == ("optimize", "e4e", "psp", "e4e+optimize", "psp-toonify")
     small_base, small_toon, _, _ = write_toonify_models(tmp_path)  # 16-dimensional W: not the encoder's
     with pytest.raises(ValueError, match=r"makes 8 W\+ entries of 512 numbers, but the base model takes 8 of 16"):

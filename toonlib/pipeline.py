@@ -49,11 +49,13 @@ from .blending import PAIR_WITH_ITS_BASE, Blender, check_lineage, check_setting
 from .checkpoints import (
     ENCODER_KINDS,
     GENERATOR_KINDS,
+    GENERATOR_NETWORKS,
     GeneratorLike,
     Networks,
     check_source,
     load_generator,
     load_network,
+    network_name_hint,
 )
 from .devices import default_device
 from .encoders import Encoder, load_encoder
@@ -126,9 +128,9 @@ class Toonifier:
                  invert: str = "optimize", encoder: Encoder | str | os.PathLike | None = None):
         check_options(invert, swap_res=swap_res, level=level, blend_width=blend_width)
         check_detector(detector)
-        if toon_network not in (None, "G", "G_ema"):
+        if toon_network is not None and toon_network not in GENERATOR_NETWORKS:
             raise ValueError(f"toon_network picks the toon model in the toon checkpoint: None (the registry's choice),"
-                             f" 'G' or 'G_ema'; got {toon_network!r}")
+                             f" 'G' or 'G_ema'; got {toon_network!r}{network_name_hint(toon_network)}")
         if encoder is not None and invert == "optimize":
             warn(f"encoder= is not used with invert='optimize', which starts from the mean w; the modes that use one "
                  f"are {', '.join(DEFAULT_ENCODERS)} (invert='e4e+optimize' starts the projection from its codes)")
@@ -332,7 +334,9 @@ def check_options(invert: str, *, steps: int | None = None, batch_size: int = 1,
     """Raise ValueError (TypeError for an unknown keyword) for toonify options that cannot work together; cheap, so
     callers check before any model is downloaded or loaded (`Toonifier`, `toonify_many`, the `toonify` command)."""
     if invert not in INVERT_MODES:
-        raise ValueError(f"invert must be one of {', '.join(INVERT_MODES)}; got {invert!r}")
+        close = invert.strip().lower() if isinstance(invert, str) else None
+        raise ValueError(f"invert (the inversion mode) must be one of {', '.join(INVERT_MODES)}; got {invert!r}"
+                         + (f": did you mean {close!r}?" if close in INVERT_MODES else ""))
     projection = dict(project_kwargs or {})
     if steps is not None:
         projection["steps"] = steps

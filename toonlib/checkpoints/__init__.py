@@ -67,6 +67,17 @@ def load_network(source: str | os.PathLike, device: torch.device | str | None = 
     return nets
 
 
+#: The generators a checkpoint may hold, by the names NVIDIA's files give them.
+GENERATOR_NETWORKS = ("G_ema", "G")
+
+
+def network_name_hint(which: object) -> str:
+    """For a generator's name given in the wrong case ('g_ema'), the advice naming the right one; else ''."""
+    close = next((name for name in GENERATOR_NETWORKS if isinstance(which, str) and which.strip().lower()
+                  == name.lower()), None)
+    return f": did you mean {close!r}? (the names are case-sensitive)" if close else ""
+
+
 def load_generator(source: GeneratorLike, which: str = "G_ema",
                    device: torch.device | str | None = None) -> Generator:
     """One generator from anything that names one: the one place toonlib turns an argument into a generator.
@@ -76,8 +87,9 @@ def load_generator(source: GeneratorLike, which: str = "G_ema",
     The original Toonify file keeps the fine-tuned toon model as its "G" and the blended one as G_ema.
     With `device`, the generator is moved there.
     """
-    if which not in ("G_ema", "G"):
-        raise ValueError(f"which must be 'G_ema' or 'G', got {which!r}")
+    if which not in GENERATOR_NETWORKS:
+        raise ValueError(f"which (the generator of the checkpoint) must be 'G_ema' or 'G', got {which!r}"
+                         f"{network_name_hint(which)}")
     device = None if device is None else default_device(device)
     if isinstance(source, Generator):
         G = source
