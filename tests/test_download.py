@@ -21,7 +21,7 @@ import pytest
 import torch
 from http_server import CUT, Reply, serve, serve_drive
 
-from toonlib import download, messages, models
+from toonlib import download, models
 from toonlib.checkpoints import load_network
 from toonlib.cli import main
 from toonlib.models import ModelInfo
@@ -117,19 +117,24 @@ def test_download_then_cache_hit(server, tmp_path):
     assert len(server.log) == 1  # served from the cache without touching the network
 
 
-def test_the_download_bar_is_toonlibs_and_ends_full(server, monkeypatch):
-    """The bar was tqdm's fixed-width one, not `messages.progress_bar` (which follows the window, and in a notebook
-    spans the output and wraps) as every other bar of toonlib."""
+@pytest.fixture
+def bars(monkeypatch) -> list:
+    """Every progress bar drawn while the test runs (tqdm.auto's, which `messages.progress_bar` draws), in order."""
     import tqdm.auto
 
-    bars = []
+    drawn = []
 
     class Recorded(tqdm.auto.tqdm):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
-            bars.append(self)
+            drawn.append(self)
 
     monkeypatch.setattr(tqdm.auto, "tqdm", Recorded)
+    return drawn
+
+def test_the_download_bar_is_toonlibs_and_ends_full(server, bars):
+    """The bar was tqdm's fixed-width one, not `messages.progress_bar` (which follows the window, and in a notebook
+    spans the output and wraps) as every other bar of toonlib."""
     download.fetch(register(f"{server.base}/ada_tiny.pkl"))
     [bar] = bars
     assert bar.dynamic_ncols and bar.n == bar.total == len(PAYLOAD)
@@ -173,15 +178,8 @@ def test_resume_within_one_call(server):
 
 
 
-def test_a_broken_off_bar_is_cleared_and_the_resumed_one_ends_full(server, monkeypatch):
+def test_a_broken_off_bar_is_cleared_and_the_resumed_one_ends_full(server, bars):
     """A retry drew a second bar and left the first standing at its break-off point (34%)."""
-    bars = []
-
-    def recorded(**kwargs):
-        bars.append(messages.progress_bar(**kwargs))
-        return bars[-1]
-
-    monkeypatch.setattr(download, "progress_bar", recorded)
     server.cut_responses = 1
     download.fetch(register(f"{server.base}/ada_tiny.pkl"), progress=True)
     assert [(bar.leave, bar.n == bar.total == len(PAYLOAD)) for bar in bars] == [(False, False), (True, True)]
@@ -397,18 +395,8 @@ def test_drive_download_through_gdowns_confirmation_page(drive, tmp_path):
     assert path.stat().st_mode & 0o777 == 0o666 & ~current_umask()  # not gdown's private temp-file mode
 
 
-def test_a_drive_download_shows_toonlibs_bar(drive, monkeypatch):
+def test_a_drive_download_shows_toonlibs_bar(drive, bars):
     """gdown drew its own bar, redrawn ten times a second: ~300 KB of bars in a log for one model."""
-    import tqdm.auto
-
-    bars = []
-
-    class Recorded(tqdm.auto.tqdm):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            bars.append(self)
-
-    monkeypatch.setattr(tqdm.auto, "tqdm", Recorded)
     drive.files["/uc?id=big"] = Reply(PAYLOAD, headers=FILE)
     download.fetch(register("gdrive:big"))
     [bar] = bars
