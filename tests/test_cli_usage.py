@@ -410,6 +410,9 @@ def test_inputs_are_checked_before_any_download(tmp_path, offline_cache):
     ("blend", ["--swap-res", "2048"], "--swap-res 2048 is above the 1024 px of the --toon model"),
     ("blend", ["--toon", "toonify-blended-rosinality"], "'toonify-blended-rosinality' holds only a blended generator"),
     ("toonify", ["-o", "{tmp}/w.gif"], "it writes no .gif images: name it {tmp}/w.png, or, to name a folder so"),
+    # a registry encoder of the other latent space drew the photo as the toon (exit 0), after a ~1 GB download
+    ("toonify", ["--invert", "psp-toonify", "--encoder", "psp-ffhq"], "'psp-ffhq' makes latents of the FFHQ base, "
+                                                                      "not of a toon model"),
 ])
 def test_bad_values_are_refused_before_any_download(tmp_path, offline_cache, command, args, message):
     photo = tmp_path / "me.png"

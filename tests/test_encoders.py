@@ -208,3 +208,22 @@ def test_other_inputs_are_refused(tmp_path):
     np.savez(tmp_path / "latent.npz", w=np.zeros((1, 18, 512), np.float32))
     with pytest.raises(EncoderError, match=r"latent.npz is a NumPy .npz file \(arrays w\), not a network: .*latent"):
         toonlib.load_encoder(tmp_path / "latent.npz", device="cpu")
+
+
+def test_damaged_and_unsafe_files_say_what_to_do(tmp_path):
+    """A cut-off download said "a truncated download, or not a pSp / e4e file" after torch's whole paragraph, and a
+    file asking for code (numpy scalars in its opts) was called truncated, relaying torch's advice to load it unsafely.
+    """
+    whole = _fake(tmp_path, {"encoder_type": "Encoder4Editing", "start_from_latent_avg": True})
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(whole.read_bytes()[:2000])
+    with pytest.raises(EncoderError) as info:
+        toonlib.load_encoder(cut, device="cpu")
+    assert str(info.value).endswith("a truncated download or a damaged file; delete it and download it again")
+    assert "miniz" not in str(info.value)
+    unsafe = _fake(tmp_path, {"encoder_type": "Encoder4Editing", "best_val_loss": np.float64(0.3)}, name="np.pt")
+    with pytest.raises(EncoderError) as info:
+        toonlib.load_encoder(unsafe, device="cpu")
+    message = str(info.value)
+    assert message.startswith(f"{unsafe} was not loaded: this torch file asks for 'numpy.")
+    assert "could run code" in message and "truncated" not in message and "Weights only" not in message

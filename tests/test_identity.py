@@ -100,3 +100,28 @@ def test_sweep_over_swap_resolutions(tmp_path):
     assert toonifier.blend_setting == (16, 0, None)  # restored
     assert list(identity_sweep(toonifier, result)) == [None, 8, 16, 32]  # default: the published blend and 8 px up
     assert isinstance(IdentityReport(None, 0.5).toon, float)
+
+
+def test_a_missing_recognition_model_is_said_not_a_traceback(tmp_path, monkeypatch):
+    """An incomplete face_recognition_models (the 68-point model, not the recognition network) raised dlib's
+    RuntimeError: a traceback that stopped `toonlib toonify FOLDER` after its first photo. It is an ImportError now,
+    which the command line reports on the face's line (`identity not measured (...)`) and goes on."""
+    from toonlib import cli
+    from toonlib.align import _dlib_model_path
+    from toonlib.identity import _recognizer
+
+    astronaut = skdata.astronaut()
+    result = _result(astronaut, astronaut, astronaut)
+    package = tmp_path / "face_recognition_models"
+    (package / "models").mkdir(parents=True)
+    (package / "__init__.py").touch()
+    (package / "models" / "shape_predictor_68_face_landmarks.dat").symlink_to(_dlib_model_path())
+    monkeypatch.syspath_prepend(str(tmp_path))
+    _recognizer.cache_clear()
+    try:
+        with pytest.raises(ImportError, match=r"face_recognition_models has no models/dlib_face_recognition_"
+                                                     r"resnet_model_v1\.dat; reinstall it: pip install"):
+            identity_report(result)
+        assert cli._identity(result).startswith("identity not measured (face_recognition_models has no models/")
+    finally:
+        _recognizer.cache_clear()

@@ -13,7 +13,7 @@ import lpips
 import numpy as np
 import pytest
 import torch
-from tiny import write_photos, write_toonify_models
+from tiny import tiny_generator, write_photos, write_toonify_models
 
 from toonlib.blending import blend
 from toonlib.checkpoints import Networks, load_generator, load_network, save_network
@@ -101,6 +101,42 @@ def test_psp_toonify_renders_with_the_encoders_decoder(setup):
     again = t(setup.photos / "astronaut.png", progress=False)
     assert torch.equal(again.w, result.w)
     assert same_image(again.toon, render(blend(setup.toon, setup.base, 8), result.w)[0])
+
+
+def test_psp_toonify_refuses_a_reblend_its_codes_do_not_fit(setup, tmp_path):
+    """psp-toonify's codes were checked against its decoder only: re-blending a toon model of another resolution
+    (`--swap-res` with `--toon`) failed only at the first photo: "ws must have shape [N, 10, 512], got [1, 8, 512]"."""
+    base = tiny_generator(0, z_dim=512, w_dim=512, img_resolution=64)  # 10 W+ entries; the encoder's decoder has 8
+    toon = child_of(base)
+    save_network(tmp_path / "base.safetensors", base)
+    save_network(tmp_path / "toon.safetensors", Networks(G_ema=blend(toon, base, 8), G=toon))
+    t = Toonifier(tmp_path / "base.safetensors", tmp_path / "toon.safetensors", invert="psp-toonify",
+                  encoder=setup.psp, detector="dlib", device="cpu")
+    with pytest.raises(ValueError, match=r"^the psp-toonify encoder makes 8 W\+ entries of 512 numbers, but the toon "
+                                         r"model to re-blend \(toon=, --toon\) takes 10 of 512 \(64 px\): pair"):
+        t.set_blend(16)
+    assert t.generator is t.published_blend and t.blend_setting == (None, 0, None)
+    result = t(setup.photos / "astronaut.png", progress=False)  # its own decoder still draws the toon
+    assert result.toon.size == (32, 32) and result.w.shape == (1, 8, 512)
+
+
+def test_registry_encoders_are_refused_in_the_wrong_mode(monkeypatch):
+    """psp-toonify mode with the FFHQ encoder drew the photo's reconstruction and called it the toon; e4e / psp mode
+    with pSp's Toonify encoder rendered toon latents with the base. Refused now, before any download."""
+    from toonlib import download
+
+    monkeypatch.setattr(download, "fetch", lambda *args, **kwargs: pytest.fail("a download was started"))
+    with pytest.raises(ValueError, match=r"^'psp-ffhq' makes latents of the FFHQ base, not of a toon model: in "
+                                         r"psp-toonify mode its decoder, FFHQ, would draw the photo itself"):
+        Toonifier(invert="psp-toonify", encoder="psp-ffhq", device="cpu")
+    with pytest.raises(ValueError, match=r"^'psp-toonify' makes latents of its blended toon decoder, not of the base "
+                                         r"model: invert mode e4e\+optimize would render them with the base"):
+        Toonifier(invert="e4e+optimize", encoder="psp-toonify", device="cpu")
+    from toonlib.encoders import check_encoder_mode
+
+    for invert, encoder in (("e4e", "e4e-ffhq"), ("psp", "psp-ffhq"), ("psp-toonify", "psp-toonify"),
+                            ("psp-toonify", "my_toonify.pt")):  # a file's codes are not known before it is read
+        check_encoder_mode(invert, encoder)
 
 
 def test_psp_mode_through_toonify(setup):

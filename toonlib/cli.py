@@ -508,6 +508,7 @@ def cmd_toonify(args: argparse.Namespace) -> int:
 def _check_toonify_options(args: argparse.Namespace) -> None:
     """Refuse toonify options that would be ignored, by the names typed (`pipeline.check_options` says the same
     in Python's names)."""
+    from .encoders import check_encoder_mode
     from .options import OPTIMIZING_MODES
     from .pipeline import DEFAULT_ENCODERS, check_options
 
@@ -519,6 +520,7 @@ def _check_toonify_options(args: argparse.Namespace) -> None:
         raise ValueError(f"--encoder is the encoder of an --invert mode that uses one ({', '.join(DEFAULT_ENCODERS)}), "
                          "and --invert optimize (the default) starts from the mean face without one: add --invert "
                          "e4e+optimize, say, or leave --encoder out")
+    check_encoder_mode(args.invert, args.encoder)  # before its download: a registry encoder of the other space
     why = "it shapes a re-blend of the toon model"
     _only_with(args.level or None, "--level", args.swap_res, "--swap-res", why)
     _only_with(args.blend_width, "--blend-width", args.swap_res, "--swap-res", why)

@@ -25,7 +25,6 @@ Codes include `latent_avg` (the checkpoints' `start_from_latent_avg`): encoder(x
 """
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import re
@@ -37,17 +36,21 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from . import models
 from .checkpoints import (
     _LEGACY_TORCH_MAGIC,  # how pre-zip torch.save files start
     ENCODER_KINDS,
+    _torch_load,  # torch.load(weights_only=True), memory-mapped where the file system allows
+    _unsafe_globals,  # what a torch file asks for that weights-only loading refused
     not_a_torch_zip,
 )
 from .checkpoints import _resolve as resolve_source  # path, URL or registry name -> local file
+from .checkpoints.safe_pickle import refusal
 from .devices import default_device
 from .images import ImageInput, read_image
 
-__all__ = ["ENCODER_TYPES", "INPUT_SIZE", "Encoder", "EncoderError", "encoder_from_checkpoint", "encoder_input",
-           "load_encoder"]
+__all__ = ["ENCODER_TYPES", "INPUT_SIZE", "Encoder", "EncoderError", "check_encoder_mode", "encoder_from_checkpoint",
+           "encoder_input", "load_encoder"]
 
 #: Encoder types (the checkpoints' `opts['encoder_type']`) that `load_encoder` reads, by paper.
 ENCODER_TYPES = {"GradualStyleEncoder": "pSp", "Encoder4Editing": "e4e"}
@@ -254,14 +257,33 @@ def load_encoder(source: str | os.PathLike, device: torch.device | str | None = 
         raise EncoderError(f"{path} is not a pSp / e4e checkpoint: those are torch.save files, this file starts "
                            f"with {head[:8]!r} (for a generator checkpoint use toonlib.load_network)")
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):  # `opts` of files saved from a Namespace
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=zipped)
+        checkpoint = _torch_load(path, zipped)  # `opts` saved as an argparse.Namespace are read too
     except Exception as exc:  # torch raises many types for bad files; all mean "unreadable"
+        unsafe = _unsafe_globals(path, exc)
+        if unsafe:  # not damaged: it asks for code (torch's own advice, turning weights_only off, is not passed on)
+            raise EncoderError(refusal(str(path), "torch file", unsafe)) from None
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise EncoderError(f"{path} cannot be read as a torch checkpoint ({message}): a truncated download, "
-                           "or not a pSp / e4e file") from None
+        raise EncoderError(f"{path} cannot be read as a torch checkpoint ({message.split('. ')[0]}): a truncated "
+                           "download or a damaged file; delete it and download it again") from None
     encoder = encoder_from_checkpoint(checkpoint, str(path))
     return encoder.to(device)
+
+
+def check_encoder_mode(invert: str, encoder: object) -> None:
+    """ValueError, before any download, for a registry encoder whose codes belong to another space than inversion
+    mode `invert` reads them in: psp-toonify's are latents of its blended toon decoder, e4e-ffhq's and psp-ffhq's of
+    the FFHQ base (each would draw a wrong image, and nothing else would say so). Paths and objects pass."""
+    info = models.MODELS.get(encoder) if isinstance(encoder, str) else None
+    if info is None or info.kind != "encoder" or (invert == "psp-toonify") == (info.toon is not None):
+        return
+    toonify = [name for name, entry in models.MODELS.items() if entry.kind == "encoder" and entry.toon is not None]
+    if invert == "psp-toonify":
+        raise ValueError(f"{encoder!r} makes latents of the FFHQ base, not of a toon model: in psp-toonify mode its "
+                         f"decoder, FFHQ, would draw the photo itself as the toon. Use invert mode e4e or psp with it, "
+                         f"or leave the encoder out (psp-toonify mode uses {toonify[0]!r})")
+    raise ValueError(f"{encoder!r} makes latents of its blended toon decoder, not of the base model: invert mode "
+                     f"{invert} would render them with the base. Use it in psp-toonify mode, or leave the encoder "
+                     f"out ({invert} mode uses its registry encoder)")
 
 
 def encoder_from_checkpoint(checkpoint: object, source: str = "the checkpoint") -> Encoder:

@@ -28,8 +28,8 @@ from .images import ImageInput
 if TYPE_CHECKING:
     from .pipeline import Toonifier, ToonifyResult
 
-__all__ = ["SAME_PERSON", "IdentityReport", "face_embedding", "identity_distance", "identity_report",
-           "identity_sweep"]
+__all__ = ["SAME_PERSON", "IdentityModelError", "IdentityReport", "face_embedding", "identity_distance",
+           "identity_report", "identity_sweep"]
 
 #: dlib's threshold: descriptors of one person are closer than this (Euclidean distance).
 SAME_PERSON = 0.6
@@ -53,6 +53,10 @@ class IdentityReport:
         return f"identity distance (dlib; < {SAME_PERSON} = same person): " + ", ".join(parts)
 
 
+class IdentityModelError(ImportError):
+    """dlib's models are missing from an installed `face_recognition_models`: the `dlib` extra is incomplete."""
+
+
 class _Recognizer:
     """dlib's 68-point landmark predictor and face-recognition network, loaded once."""
 
@@ -61,10 +65,17 @@ class _Recognizer:
 
         from .align import _dlib_model_path  # the one place that finds face_recognition_models' files
 
-        landmarks = _dlib_model_path()
+        reinstall = "reinstall it: pip install --force-reinstall face_recognition_models"
+        try:
+            landmarks = _dlib_model_path()
+        except FileNotFoundError as exc:
+            raise IdentityModelError(f"{exc}; {reinstall}") from None
+        recognition = landmarks.parent / "dlib_face_recognition_resnet_model_v1.dat"
+        if not recognition.is_file():  # dlib's own error is a RuntimeError, "Unable to open ... for reading"
+            raise IdentityModelError(f"face_recognition_models has no models/{recognition.name}; {reinstall}")
         self.dlib = dlib
         self.predictor = dlib.shape_predictor(str(landmarks))
-        self.net = dlib.face_recognition_model_v1(str(landmarks.parent / "dlib_face_recognition_resnet_model_v1.dat"))
+        self.net = dlib.face_recognition_model_v1(str(recognition))
 
     def embed(self, image: Image.Image, landmarks: np.ndarray) -> np.ndarray:
         """Descriptor of the face whose 68 landmarks in `image` are about `landmarks` (re-predicted in their box)."""

@@ -58,7 +58,7 @@ from .checkpoints import (
     network_name_hint,
 )
 from .devices import default_device
-from .encoders import Encoder, load_encoder
+from .encoders import Encoder, check_encoder_mode, load_encoder
 from .images import ImageInput, describe_source, is_hidden, is_image_file, read_image, to_pil
 from .messages import check_count, summary, warn
 from .networks import Generator
@@ -127,6 +127,7 @@ class Toonifier:
                  toon_network: str | None = None, device: torch.device | str | None = None, detector: str = "auto",
                  invert: str = "optimize", encoder: Encoder | str | os.PathLike | None = None):
         check_options(invert, swap_res=swap_res, level=level, blend_width=blend_width)
+        check_encoder_mode(invert, encoder)
         check_detector(detector)
         if toon_network is not None and toon_network not in GENERATOR_NETWORKS:
             raise ValueError(f"toon_network picks the toon model in the toon checkpoint: None (the registry's choice),"
@@ -224,6 +225,8 @@ class Toonifier:
                 if which is None:  # a file toonlib knows nothing about: Toonify's layout when it has a G
                     which = "G" if isinstance(self._toon, Networks) and self._toon.G is not None else "G_ema"
                 toon = load_generator(self._toon, which, device=self.device).eval()
+                if self.invert == "psp-toonify":  # its codes were checked against its decoder only
+                    self._check_codes_fit(toon, "the toon model to re-blend (toon=, --toon)")
                 self._blender = Blender(low=toon, high=self.base)
             self.generator = self._blender.set(swap_res, level, blend_width)
         self.blend_setting = (swap_res, level, blend_width)
