@@ -778,6 +778,9 @@ def test_a_panel_run_stops_at_the_kernels_interrupt_while_it_downloads_a_model(t
                 assert time.monotonic() < deadline, "the kernel's SIGINT handler was not restored"
                 time.sleep(0.5)
             server.hold = None
+            # The first Run's message replaced, so that one seen from here on is the second Run's (the click is
+            # handled in the subshell after _click_in_subshell returns: the old message was read as the new one)
+            _kernel_run(client, "panel.status.value = 'clicked again'")
             _click_in_subshell(client, "panel.run_button")  # run again: the subshell is alive, the run finishes
             deadline = time.monotonic() + 300
             while "done: e4e" not in (status := _kernel_run(client, "print(panel.status.value)")):
