@@ -196,6 +196,19 @@ def test_settings_that_cannot_work_are_refused_when_given(models, photos, monkey
     assert toonifier.set_blend(np.int64(16)) is toonifier.generator and toonifier.blend_setting[0] == 16
     with pytest.raises(ValueError, match="swap_res must be a power of two >= 4 .* got 16.0"):
         toonifier.set_blend(16.0)
+    # above the toon model's resolution every layer is the toon model's: it drew the toon unblended, without a word
+    # (the command line refused it; Python did not)
+    resolution = toonifier.published_blend.img_resolution
+    too_high = f"swap_res {2 * resolution} is above the {resolution} px of the toon model, which would then be used "
+    with pytest.raises(ValueError, match=too_high):
+        toonifier.set_blend(2 * resolution)
+    assert toonifier.blend_setting[0] == 16  # unchanged
+    with pytest.raises(ValueError, match=too_high):
+        Toonifier(folder / "base.safetensors", folder / "toon.safetensors", swap_res=2 * resolution)
+    with monkeypatch.context() as m:  # a registry model's resolution is known before its download
+        m.setattr(checkpoints, "_resolve", lambda *args: pytest.fail("a model was read first"))
+        with pytest.raises(ValueError, match="swap_res 2048 is above the 1024 px of the toon model"):
+            Toonifier(toon="toonify-blended-tf", swap_res=2048)
 
 
 def test_toonify_many_takes_any_iterable_of_photos(models, photos, lpips_net):

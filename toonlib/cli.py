@@ -20,12 +20,9 @@ import textwrap
 import warnings
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Callable, Sequence
 
 from .messages import expected_errors, interrupted
-
-if TYPE_CHECKING:
-    from .models import ModelInfo
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -96,23 +93,6 @@ def _swap_res(text: str) -> int:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc).replace("swap_res ", "")) from None
     return value
-
-
-def _registry_entry(model: object) -> ModelInfo | None:
-    """The registry entry of model name `model`; None for a path, a URL, an unknown name or a loaded model."""
-    from .models import MODELS
-
-    return MODELS.get(model) if isinstance(model, str) and not Path(model).exists() else None
-
-
-def _check_swap_res(swap_res: int | None, toon: object) -> None:
-    """Refuse a --swap-res above the resolution of the toon model (a loaded `Generator`, or a registry name; other
-    names are checked once loaded), where every layer would come from the toon model: no blend at all."""
-    resolution = getattr(toon, "img_resolution", None) or getattr(_registry_entry(toon), "resolution", None)
-    if swap_res is not None and resolution is not None and swap_res > resolution:
-        choices = ", ".join(str(2**k) for k in range(2, int(math.log2(resolution)) + 1))
-        raise ValueError(f"--swap-res {swap_res} is above the {resolution} px of the --toon model, which would then "
-                         f"be used unblended: give one of {choices}")
 
 
 def _describe(nets) -> str:
@@ -291,7 +271,7 @@ def cmd_blend(args: argparse.Namespace) -> int:
     from .checkpoints import load_generator, save_network
     from .images import save_image
     from .networks import parse_seeds
-    from .pipeline import toon_network_of
+    from .pipeline import check_swap_res, toon_network_of
 
     _check_native_output(args.output, "blend", "blended")
     check_setting(args.swap_res, args.level, args.blend_width)
@@ -301,10 +281,10 @@ def cmd_blend(args: argparse.Namespace) -> int:
     seeds = (parse_seeds(args.seeds or DEFAULT_GRID_SEEDS, max_count=MAX_GRID_SEEDS) if args.grid
              else [])  # before anything is loaded or written
     toon_network = toon_network_of(args.toon, args.toon_network) or "G_ema"  # a file: its G_ema
-    _check_swap_res(args.swap_res, args.toon)
+    check_swap_res(args.swap_res, args.toon)
     _fetch_named_models((args.toon, "--toon"), (args.base, "--base"))
     low = load_generator(args.toon, which=toon_network)
-    _check_swap_res(args.swap_res, low)
+    check_swap_res(args.swap_res, low)
     high = load_generator(args.base, which=args.base_network)
     blended = blend(low, high, args.swap_res, level=args.level, blend_width=args.blend_width)
     save_network(args.output, blended)
@@ -448,7 +428,7 @@ def cmd_toonify(args: argparse.Namespace) -> int:
 
     from .files import check_file_target
     from .images import save_image
-    from .pipeline import Toonifier, paste_faces
+    from .pipeline import Toonifier, check_swap_res, paste_faces
 
     source = Path(args.photos)
     photos = _photos_to_toonify(args.photos)
@@ -465,7 +445,7 @@ def cmd_toonify(args: argparse.Namespace) -> int:
     toonifier = Toonifier(args.base, args.toon, swap_res=args.swap_res, level=args.level,
                           blend_width=args.blend_width, toon_network=args.toon_network, detector=args.detector,
                           invert=args.invert, encoder=args.encoder)
-    _check_swap_res(args.swap_res, toonifier.published_blend)
+    check_swap_res(args.swap_res, toonifier.published_blend)
     failed = 0
     written: list[Path] = []
     one = len(photos) == 1  # one photo: the projection's step bar; a folder: a bar of photos
@@ -510,7 +490,7 @@ def _check_toonify_options(args: argparse.Namespace) -> None:
     in Python's names)."""
     from .encoders import check_encoder_mode
     from .options import OPTIMIZING_MODES
-    from .pipeline import DEFAULT_ENCODERS, check_options
+    from .pipeline import DEFAULT_ENCODERS, check_options, check_swap_res
 
     for option, value in (("--steps", args.steps), ("--space", args.space), ("--seed", args.seed)):
         if value is not None and args.invert not in OPTIMIZING_MODES:
@@ -524,7 +504,7 @@ def _check_toonify_options(args: argparse.Namespace) -> None:
     why = "it shapes a re-blend of the toon model"
     _only_with(args.level or None, "--level", args.swap_res, "--swap-res", why)
     _only_with(args.blend_width, "--blend-width", args.swap_res, "--swap-res", why)
-    _check_swap_res(args.swap_res, args.toon)
+    check_swap_res(args.swap_res, args.toon)
     check_options(args.invert, steps=args.steps, space=args.space or "w+", swap_res=args.swap_res, level=args.level,
                   blend_width=args.blend_width)
 
@@ -566,7 +546,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 def cmd_app(args: argparse.Namespace) -> int:
     from .app import ToonApp, check_port, check_settings, launch, require_gradio
-    from .pipeline import Toonifier
+    from .pipeline import Toonifier, check_swap_res
 
     require_gradio()  # before any model is downloaded
     max_pixels = int(args.max_megapixels * 1e6)
@@ -580,7 +560,7 @@ def cmd_app(args: argparse.Namespace) -> int:
         _fetch_toonify_models(args, mode)
     toonifiers = [Toonifier(args.base, args.toon, toon_network=args.toon_network, detector=args.detector, invert=mode,
                             encoder=args.encoder) for mode in modes]  # one per mode offered, each with its models
-    _check_swap_res(args.swap_res, toonifiers[0].published_blend)
+    check_swap_res(args.swap_res, toonifiers[0].published_blend)
     app = ToonApp(toonifiers, swap_res=args.swap_res, steps=args.steps, max_steps=args.max_steps,
                   max_pixels=max_pixels)
     launch(app, host=args.host, port=args.port, share=args.share)
@@ -884,6 +864,8 @@ def _run(args: argparse.Namespace) -> int:
 #: Python's words in the API's messages, and the command line's: (pattern, replacement) for `re.sub`.
 _COMMAND_LINE_WORDS = (
     (r"\bdevice='([^']*)'", r"--device \1"),  # devices.default_device
+    (r"^swap_res (\d+) is above the (\d+) px of the toon model", r"--swap-res \1 is above the \2 px of the --toon "
+     "model"),  # pipeline.check_swap_res
     (r" or None \(((?:the CPU|CUDA) when)", r", or leave --device out (\1"),
     (r"(--[\w-]+ [^\s(]+) \(\w+=[^()]*\)", r"\1"),  # TrainConfig's '--resolution 64 (resolution=64)'
     (r"\((--[\w-]+), \w+=\)", r"(\1)"),  # download's '(--cache-dir, cache_dir=)'

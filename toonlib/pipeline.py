@@ -34,6 +34,7 @@ that do not look like parent and child (`blending.lineage_distance`) raise a `Li
 from __future__ import annotations
 
 import inspect
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path, PurePath
@@ -127,6 +128,7 @@ class Toonifier:
                  toon_network: str | None = None, device: torch.device | str | None = None, detector: str = "auto",
                  invert: str = "optimize", encoder: Encoder | str | os.PathLike | None = None):
         check_options(invert, swap_res=swap_res, level=level, blend_width=blend_width)
+        check_swap_res(swap_res, toon)  # a registry name's resolution, before any download
         check_encoder_mode(invert, encoder)
         check_detector(detector)
         if toon_network is not None and toon_network not in GENERATOR_NETWORKS:
@@ -228,6 +230,7 @@ class Toonifier:
                 if self.invert == "psp-toonify":  # its codes were checked against its decoder only
                     self._check_codes_fit(toon, "the toon model to re-blend (toon=, --toon)")
                 self._blender = Blender(low=toon, high=self.base)
+            check_swap_res(swap_res, self._blender.G)
             self.generator = self._blender.set(swap_res, level, blend_width)
         self.blend_setting = (swap_res, level, blend_width)
         return self.generator
@@ -256,6 +259,13 @@ class Toonifier:
         if isinstance(outcome, Exception):
             raise outcome
         return outcome if all_faces else outcome[0]
+
+    def __getattr__(self, name: str):
+        """Only for names that are not there: `toonifier.toonify(photo)`, as the module's `toonify` is called, is
+        told to call the toonifier itself (Python's own advice was `toonify_many`, which takes a list)."""
+        advice = (": call the toonifier itself, toonifier(photo) (toonifier.toonify_many(photos) for several)"
+                  if name in ("toonify", "run", "process", "predict") else "")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}{advice}", name=name, obj=self)
 
     def toonify_many(self, photos: Iterable[ImageInput], batch_size: int = 4, *, all_faces: bool = False,
                      face_index: int | None = None, space: str = "w+", steps: int | None = None, seed: int = 0,
@@ -407,6 +417,18 @@ def default_base(toon: GeneratorLike) -> GeneratorLike:
     """The base a toon model pairs with: its registry `lineage` for a registry name, else `DEFAULT_BASE`."""
     info = models.MODELS.get(toon) if isinstance(toon, str) else None
     return info.lineage if info is not None and info.lineage else DEFAULT_BASE
+
+
+def check_swap_res(swap_res: int | None, toon: object) -> None:
+    """ValueError for a swap resolution above the resolution of the toon model (a loaded `Generator`, or a registry
+    name; other names are checked once loaded), where every layer would come from the toon model: no blend at all
+    (`blending` keeps the low model whole there, as the reference code does)."""
+    info = models.MODELS.get(toon) if isinstance(toon, str) and not Path(toon).exists() else None
+    resolution = getattr(toon, "img_resolution", None) or getattr(info, "resolution", None)
+    if swap_res is not None and resolution is not None and swap_res > resolution:
+        choices = ", ".join(str(2**k) for k in range(2, int(math.log2(resolution)) + 1))
+        raise ValueError(f"swap_res {swap_res} is above the {resolution} px of the toon model, which would then be "
+                         f"used unblended: give one of {choices}")
 
 
 def toon_network_of(toon: GeneratorLike, which: str | None = None) -> str | None:
