@@ -196,6 +196,11 @@ def test_settings_that_cannot_work_are_refused_when_given(models, photos, monkey
     assert toonifier.set_blend(np.int64(16)) is toonifier.generator and toonifier.blend_setting[0] == 16
     with pytest.raises(ValueError, match="swap_res must be a power of two >= 4 .* got 16.0"):
         toonifier.set_blend(16.0)
+    # the module's toonify() as a method: Python's advice was toonify_many, which takes a list
+    with pytest.raises(AttributeError, match=r"no attribute 'toonify': call the toonifier itself, toonifier\(photo\)"):
+        toonifier.toonify(photo)
+    with pytest.raises(AttributeError, match=r"^'Toonifier' object has no attribute 'w'$"):
+        assert toonifier.w is None  # other names: Python's own message
     # above the toon model's resolution every layer is the toon model's: it drew the toon unblended, without a word
     # (the command line refused it; Python did not)
     resolution = toonifier.published_blend.img_resolution
