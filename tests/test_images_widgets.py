@@ -474,11 +474,10 @@ def test_photo_panels_refuse_settings_their_controls_cannot_show(toonifier):
         with pytest.raises(ValueError) as error:
             make()
         assert str(error.value) == "steps must be a whole number >= 1, got 0"
-    toonifier.set_blend(64)  # as Toonifier(swap_res=64) does: the whole toon model, for a 32 px one
-    with pytest.raises(ValueError) as error:
-        ToonifyPanel(toonifier)
-    assert str(error.value) == ("swap_res must be None, 4, 8, 16 or 32 (None: the published blend; else one of the "
-                                "model's resolutions, px), got 64")
+    # a swap resolution the panel's slider has no stop for: the Toonifier refuses it now, before any panel is built
+    with pytest.raises(ValueError, match="swap_res 64 is above the 32 px of the toon model"):
+        toonifier.set_blend(64)
+    assert ToonifyPanel(toonifier).swap_res.value == "published"
 
 
 def test_projection_panel_runs_the_chosen_steps(tmp_path, monkeypatch, random_vgg_torch_home, capsys):

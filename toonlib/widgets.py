@@ -558,9 +558,7 @@ class ToonifyPanel(_PhotoPanel):
         self.toonifiers = {toonifier.invert: toonifier}
         self.models, self.paste_back, self.result = models, paste_back, None
         resolutions = toonifier.published_blend.synthesis.block_resolutions
-        swap_res = toonifier.blend_setting[0]
-        _check_choice("swap_res", swap_res, [None, *resolutions], " (None: the published blend; else one of the "
-                      "model's resolutions, px)")
+        swap_res = toonifier.blend_setting[0]  # one of the resolutions: the Toonifier refuses others
         self.swap_res = _styled(widgets.SelectionSlider(
             options=[("published", "published")] + [(f"{r} px", r) for r in resolutions],
             value="published" if swap_res is None else swap_res,
