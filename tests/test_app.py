@@ -29,7 +29,7 @@ from toonlib import cli, losses, projection
 from toonlib.align import NoFaceError
 from toonlib.app import PhotoTooLargeError, ToonApp, launch
 from toonlib.blending import blend
-from toonlib.images import ImageReadError, read_image, to_uint8
+from toonlib.images import ImageReadError, to_uint8
 from toonlib.pipeline import Toonifier
 from toonlib.projection import render
 
@@ -392,24 +392,6 @@ def test_a_file_that_is_no_image_is_said_at_its_upload(app, setup, tmp_path):
     finally:
         page.close()
 
-
-
-def test_an_uploaded_screenshots_transparency_is_white_as_toonlib_reads_it(app, tmp_path):
-    """Gradio converted every upload to RGB before toonlib saw it: a transparent screenshot's background came out
-    black (read_image composites transparency on white)."""
-    from gradio.data_classes import ImageData
-
-    page = app.build()
-    try:
-        photo = next(block for block in page.blocks.values() if getattr(block, "elem_id", None) == "photo")
-        shot = Image.new("RGBA", (64, 48), (0, 0, 0, 0))
-        shot.paste((200, 30, 30, 255), (16, 12, 48, 36))
-        shot.save(tmp_path / "screenshot.png")
-        path = photo.preprocess(ImageData(path=str(tmp_path / "screenshot.png"), orig_name="screenshot.png"))
-        pixels = np.asarray(read_image(path))
-        assert pixels[0, 0].tolist() == [255, 255, 255] and pixels[24, 32].tolist() == [200, 30, 30]
-    finally:
-        page.close()
 
 def test_the_page_cancels_nothing(app):
     """A new photo cancelled the old photo's events on the page; Gradio's page then dropped a Toonify click made

@@ -543,10 +543,8 @@ class ToonApp:
             clicks = gr.Number(0, precision=0, visible=False)
             with gr.Row():
                 with gr.Column():
-                    # image_mode=None: the upload's own file reaches toonlib's reader (Gradio's RGB copy of a
-                    # transparent screenshot had a black background, and it drops 16-bit depth and HEIC's EXIF)
                     photo = gr.Image(sources=["upload", "webcam"], type="filepath", label="Your photo",
-                                     height=420, elem_id="photo", image_mode=None)
+                                     height=420, elem_id="photo")
                     faces = gr.Gallery(label="Faces in the photo: click one to toonify it", visible=False,
                                        columns=6, height="auto", allow_preview=False, buttons=[], elem_id="faces")
                     mode = gr.Radio([(INVERT_LABELS.get(m, m), m) for m in self.modes], value=self.modes[0],

@@ -428,7 +428,7 @@ def cmd_toonify(args: argparse.Namespace) -> int:
 
     from .files import check_file_target
     from .images import save_image
-    from .pipeline import Toonifier, check_swap_res, paste_faces
+    from .pipeline import Toonifier, paste_faces
 
     source = Path(args.photos)
     photos = _photos_to_toonify(args.photos)
@@ -444,8 +444,7 @@ def cmd_toonify(args: argparse.Namespace) -> int:
     _fetch_toonify_models(args, args.invert)
     toonifier = Toonifier(args.base, args.toon, swap_res=args.swap_res, level=args.level,
                           blend_width=args.blend_width, toon_network=args.toon_network, detector=args.detector,
-                          invert=args.invert, encoder=args.encoder)
-    check_swap_res(args.swap_res, toonifier.published_blend)
+                          invert=args.invert, encoder=args.encoder)  # it checks swap_res against its toon model
     failed = 0
     written: list[Path] = []
     one = len(photos) == 1  # one photo: the projection's step bar; a folder: a bar of photos
