@@ -181,6 +181,96 @@ def test_photo_files_read_as_the_upright_rgb_photo(kind, upright, tmp_path):
     assert difference(read_image(path), upright) < 4.0  # lossy formats; a turned or miscoloured photo: tens
 
 
+# ----------------------------------------------------------------------------------------------
+# Colour profiles: an iPhone's Display P3 photo, read in sRGB as browsers show it
+
+
+def _s15(value: float) -> bytes:
+    return struct.pack(">i", round(value * 65536))
+
+
+def _rgb_profile(description: str, red, green, blue, gamma: float = 2.2) -> bytes:
+    """An ICC v2 RGB display profile: PCS colourants (D50) of the three primaries and one gamma curve."""
+    def xyz(value) -> bytes:
+        return b"XYZ \0\0\0\0" + b"".join(_s15(v) for v in value)
+
+    text = description.encode() + b"\0"
+    tags = {b"desc": b"desc\0\0\0\0" + struct.pack(">I", len(text)) + text + bytes(4 + 4 + 2 + 1 + 67),
+            b"wtpt": xyz((0.9642, 1.0, 0.8249)), b"rXYZ": xyz(red), b"gXYZ": xyz(green), b"bXYZ": xyz(blue),
+            b"rTRC": b"curv\0\0\0\0" + struct.pack(">IH", 1, round(gamma * 256)) + bytes(2)}
+    tags[b"gTRC"] = tags[b"bTRC"] = tags[b"rTRC"]
+    table, data, offset = [], b"", 128 + 4 + 12 * len(tags)
+    for signature, body in tags.items():
+        table.append(signature + struct.pack(">II", offset + len(data), len(body)))
+        data += body + bytes(-len(body) % 4)
+    size = offset + len(data)
+    header = (struct.pack(">I", size) + b"lcms" + bytes([2, 0x10, 0, 0]) + b"mntrRGB XYZ " + bytes(12) + b"acsp"
+              + bytes(24) + struct.pack(">I", 0) + _s15(0.9642) + _s15(1.0) + _s15(0.8249) + bytes(48))
+    return header + struct.pack(">I", len(tags)) + b"".join(table) + data
+
+
+#: Display P3 (the primaries adapted to D50) with a 2.2 gamma: the colour space of iPhones' photos.
+DISPLAY_P3 = _rgb_profile("Display P3", (0.5151, 0.2412, -0.0011), (0.2920, 0.6922, 0.0419),
+                          (0.1571, 0.0666, 0.7841))
+
+
+def _in_display_p3(image: Image.Image) -> Image.Image:
+    """`image`'s colours as Display P3 numbers (what an iPhone stores for them), the profile attached."""
+    from PIL import ImageCms
+
+    p3 = ImageCms.profileToProfile(image, ImageCms.createProfile("sRGB"), ImageCms.ImageCmsProfile(io.BytesIO(
+        DISPLAY_P3)), renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC)
+    p3.info["icc_profile"] = DISPLAY_P3
+    return p3
+
+
+@pytest.fixture(scope="module")
+def colours() -> Image.Image:
+    """Every hue (across) from grey to fully saturated (down), at 90% brightness: a colour chart."""
+    hue = Image.linear_gradient("L").rotate(90).resize((256, 128))
+    saturation = Image.linear_gradient("L").resize((256, 128))
+    return Image.merge("HSV", (hue, saturation, Image.new("L", (256, 128), 230))).convert("RGB")
+
+
+@pytest.mark.parametrize("image_format", ["JPEG", "PNG", "HEIF", "pil"])
+def test_a_display_p3_photo_is_read_in_the_colours_it_shows(image_format, colours, tmp_path):
+    """An iPhone photo stores Display P3 numbers: read as sRGB, as before, they came out washed out (a mean
+    difference of 10 levels on the colour chart). read_image converts them with the embedded profile."""
+    p3 = _in_display_p3(colours)
+    assert difference(p3, colours) > 8  # the numbers stored are far from the colours shown
+    if image_format == "pil":
+        source = p3
+    else:
+        source = tmp_path / f"photo.{image_format.lower()}"
+        if image_format == "HEIF":
+            write_heic(p3, source, icc_profile=DISPLAY_P3)
+        else:
+            p3.save(source, format=image_format, icc_profile=DISPLAY_P3, **({"quality": 95} if
+                                                                                 image_format == "JPEG" else {}))
+    read = read_image(source)
+    assert difference(read, colours) < (0.5 if image_format in ("PNG", "pil") else 2.0)  # rounding, compression
+
+
+def test_srgb_and_damaged_profiles_keep_the_stored_numbers(upright, tmp_path):
+    """An sRGB profile changes nothing (not even by rounding), nor does a transparent P3 image's alpha; a profile
+    LittleCMS cannot read is passed over, the numbers read as sRGB, as viewers without colour management do."""
+    from PIL import ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    upright.save(tmp_path / "srgb.png", icc_profile=srgb)
+    assert np.array_equal(np.asarray(read_image(tmp_path / "srgb.png")), np.asarray(upright))
+    upright.save(tmp_path / "damaged.png", icc_profile=DISPLAY_P3[:200])
+    assert np.array_equal(np.asarray(read_image(tmp_path / "damaged.png")), np.asarray(upright))
+    alpha = Image.linear_gradient("L").resize(upright.size)
+    p3 = _in_display_p3(upright).convert("RGBA")
+    p3.putalpha(alpha)
+    p3.save(tmp_path / "p3-alpha.png", icc_profile=DISPLAY_P3)
+    shown = upright.convert("RGBA")
+    shown.putalpha(alpha)
+    on_white = Image.alpha_composite(Image.new("RGBA", upright.size, "white"), shown).convert("RGB")
+    assert difference(read_image(tmp_path / "p3-alpha.png"), on_white) < 1.5
+
+
 def test_an_animated_file_is_closed_once_read(upright, tmp_path):
     """Pillow keeps an animated GIF open for its other frames: read_image's photo held the file open until
     collected ("ResourceWarning: unclosed file"), one handle per photo of a folder."""

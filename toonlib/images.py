@@ -1,6 +1,7 @@
 """Images: reading users' photos, tensors in [-1, 1] <-> PIL / uint8, labelled grids, saving."""
 from __future__ import annotations
 
+import functools
 import io
 import os
 import struct
@@ -9,7 +10,7 @@ from typing import Sequence, Union
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
 from .files import atomic_write_path, is_url, looks_like_html, user_path
 
@@ -169,20 +170,22 @@ def read_image(image: ImageInput) -> Image.Image:
 
     EXIF orientation is applied; transparent images are composited on white, 16-bit data is scaled
     to 8 bits, float arrays are read as [0, 1] (or [0, 255] if any value exceeds 1; one in [-1, 1] is refused).
-    Of an animated file (GIF, WebP, ...) the first frame is read. Unreadable input raises `ImageReadError`, saying
+    Colours are converted to sRGB from the image's embedded colour profile (an iPhone's Display P3, Adobe RGB, a CMYK
+    print profile), as browsers show them; the networks were trained on sRGB. Of an animated file (GIF, WebP, ...)
+    the first frame is read. Unreadable input raises `ImageReadError`, saying
     why in the user's terms (a HEIC photo without pillow-heif, a file cut short, a web page saved as .jpg, ...).
     """
     if isinstance(image, np.ndarray):
         return _to_rgb(_array_to_image(image))
     if isinstance(image, Image.Image):
-        return _to_rgb(ImageOps.exif_transpose(image))
+        return _upright_srgb(image)
     if isinstance(image, (bytes, bytearray, memoryview)):
-        return _to_rgb(ImageOps.exif_transpose(_open(io.BytesIO(bytes(image)), describe_source(image))))
+        return _upright_srgb(_open(io.BytesIO(bytes(image)), describe_source(image)))
     if is_url(image):
         raise ImageReadError(f"{describe_source(image)} is a web address: toonlib reads photos from files; download "
                              "it first and give the file")
     if isinstance(image, (str, os.PathLike)):  # '~/me.jpg' as a shell would read it
-        return _to_rgb(ImageOps.exif_transpose(_open(user_path(image), describe_source(image))))
+        return _upright_srgb(_open(user_path(image), describe_source(image)))
     raise TypeError(f"expected a path, bytes, PIL image or numpy array, got {type(image).__name__}{_advice(image)}")
 
 
@@ -340,6 +343,44 @@ def _array_to_uint8(array: np.ndarray) -> np.ndarray:
                                  "(array + 1) / 2")
         values *= 255.0
     return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+
+
+def _upright_srgb(img: Image.Image) -> Image.Image:
+    """A decoded image as read_image returns it: EXIF orientation applied, colours in sRGB, 8-bit RGB."""
+    return _to_rgb(_to_srgb(ImageOps.exif_transpose(img)))
+
+
+#: The modes whose colours an embedded profile converts, and the mode each becomes in sRGB.
+_PROFILE_MODES = {"RGB": "RGB", "RGBA": "RGBA", "CMYK": "RGB"}
+
+
+def _to_srgb(img: Image.Image) -> Image.Image:
+    """`img` with its colours converted to sRGB when it embeds another colour profile (ICC). An iPhone's Display P3
+    photo read as sRGB numbers comes out washed out, a CMYK one with the wrong hues. sRGB profiles, images without
+    one, and profiles LittleCMS cannot read (damaged: the numbers are read as sRGB, what every viewer without colour
+    management does) are left as they are; so are grey and 16-bit images."""
+    icc = img.info.get("icc_profile")
+    if not icc:
+        return img
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode not in _PROFILE_MODES:
+        return img
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if "srgb" in ImageCms.getProfileDescription(source).lower() or source.profile.xcolor_space.strip() != \
+                img.mode.rstrip("A"):
+            return img
+        return ImageCms.profileToProfile(img, source, _srgb_profile(), outputMode=_PROFILE_MODES[img.mode],
+                                         renderingIntent=ImageCms.getDefaultIntent(source))
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        return img
+
+
+@functools.lru_cache(maxsize=1)
+def _srgb_profile() -> ImageCms.ImageCmsProfile:
+    """LittleCMS' built-in sRGB profile, made once."""
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
