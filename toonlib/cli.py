@@ -489,17 +489,13 @@ def _check_toonify_options(args: argparse.Namespace) -> None:
     in Python's names)."""
     from .encoders import check_encoder_mode
     from .options import OPTIMIZING_MODES
-    from .pipeline import DEFAULT_ENCODERS, check_options, check_swap_res
+    from .pipeline import check_options, check_swap_res
 
     for option, value in (("--steps", args.steps), ("--space", args.space), ("--seed", args.seed)):
         if value is not None and args.invert not in OPTIMIZING_MODES:
             raise ValueError(f"{option} is a projection option and --invert {args.invert} runs no projection: use "
                              f"--invert optimize or e4e+optimize, or leave {option} out")
-    if args.encoder is not None and args.invert == "optimize":
-        raise ValueError(f"--encoder is the encoder of an --invert mode that uses one ({', '.join(DEFAULT_ENCODERS)}), "
-                         "and --invert optimize (the default) starts from the mean face without one: add --invert "
-                         "e4e+optimize, say, or leave --encoder out")
-    check_encoder_mode(args.invert, args.encoder)  # before its download: a registry encoder of the other space
+    check_encoder_mode(args.invert, args.encoder)  # before its download: one for 'optimize', or of the other space
     why = "it shapes a re-blend of the toon model"
     _only_with(args.level or None, "--level", args.swap_res, "--swap-res", why)
     _only_with(args.blend_width, "--blend-width", args.swap_res, "--swap-res", why)
@@ -863,6 +859,8 @@ def _run(args: argparse.Namespace) -> int:
 #: Python's words in the API's messages, and the command line's: (pattern, replacement) for `re.sub`.
 _COMMAND_LINE_WORDS = (
     (r"\bdevice='([^']*)'", r"--device \1"),  # devices.default_device
+    (r"\binvert='([^']*)'", r"--invert \1"),  # encoders.check_encoder_mode
+    (r"\b(encoder|invert)=(?=\s)", r"--\1"),
     (r"^swap_res (\d+) is above the (\d+) px of the toon model", r"--swap-res \1 is above the \2 px of the --toon "
      "model"),  # pipeline.check_swap_res
     (r" or None \(((?:the CPU|CUDA) when)", r", or leave --device out (\1"),

@@ -48,6 +48,7 @@ from .checkpoints import _resolve as resolve_source  # path, URL or registry nam
 from .checkpoints.safe_pickle import refusal
 from .devices import default_device
 from .images import ImageInput, read_image
+from .options import INVERT_MODES
 
 __all__ = ["ENCODER_TYPES", "INPUT_SIZE", "Encoder", "EncoderError", "check_encoder_mode", "encoder_from_checkpoint",
            "encoder_input", "load_encoder"]
@@ -270,9 +271,15 @@ def load_encoder(source: str | os.PathLike, device: torch.device | str | None = 
 
 
 def check_encoder_mode(invert: str, encoder: object) -> None:
-    """ValueError, before any download, for a registry encoder whose codes belong to another space than inversion
-    mode `invert` reads them in: psp-toonify's are latents of its blended toon decoder, e4e-ffhq's and psp-ffhq's of
-    the FFHQ base (each would draw a wrong image, and nothing else would say so). Paths and objects pass."""
+    """ValueError, before any download, for an encoder given to inversion mode 'optimize', which uses none, and for a
+    registry encoder whose codes belong to another space than mode `invert` reads them in: psp-toonify's are latents
+    of its blended toon decoder, e4e-ffhq's and psp-ffhq's of the FFHQ base (each would draw a wrong image, and
+    nothing else would say so). Paths and objects pass."""
+    if encoder is not None and invert == "optimize":
+        raise ValueError(f"encoder= is the encoder of an invert= mode that uses one "
+                         f"({', '.join(mode for mode in INVERT_MODES if mode != 'optimize')}), and invert='optimize' "
+                         "(the default) starts from the mean face without one: add invert='e4e+optimize', say, or "
+                         "leave encoder= out")
     info = models.MODELS.get(encoder) if isinstance(encoder, str) else None
     if info is None or info.kind != "encoder" or (invert == "psp-toonify") == (info.toon is not None):
         return

@@ -61,7 +61,7 @@ from .checkpoints import (
 from .devices import default_device
 from .encoders import Encoder, check_encoder_mode, load_encoder
 from .images import ImageInput, describe_source, is_hidden, is_image_file, read_image, to_pil
-from .messages import check_count, summary, warn
+from .messages import check_count, summary
 from .networks import Generator
 from .options import INVERT_MODES, OPTIMIZING_MODES
 from .projection import project, render, w_statistics
@@ -134,9 +134,6 @@ class Toonifier:
         if toon_network is not None and toon_network not in GENERATOR_NETWORKS:
             raise ValueError(f"toon_network picks the toon model in the toon checkpoint: None (the registry's choice),"
                              f" 'G' or 'G_ema'; got {toon_network!r}{network_name_hint(toon_network)}")
-        if encoder is not None and invert == "optimize":
-            warn(f"encoder= is not used with invert='optimize', which starts from the mean w; the modes that use one "
-                 f"are {', '.join(DEFAULT_ENCODERS)} (invert='e4e+optimize' starts the projection from its codes)")
         for name, source in (("base", base), ("toon", toon), ("encoder", encoder)):  # before the first download
             if isinstance(source, (str, os.PathLike)):
                 check_source(source, f"{name}={str(source)!r}",
