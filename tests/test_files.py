@@ -207,3 +207,29 @@ def test_a_lock_is_released_by_the_thread_that_ends_it(tmp_path):
     held.close()  # here, not in the thread that took it
     with file_lock(target, wait=False):
         pass
+
+
+_LOCK_WITH_UMASK_022 = """
+import os, sys
+os.umask(0o022)  # most users' umask: their new files are 0644, their folders 0755
+from toonlib.files import file_lock
+with file_lock(sys.argv[1]):
+    pass
+"""
+
+
+@pytest.mark.parametrize("folder_mode, folder_after, lock_after", [
+    (0o755, 0o755, 0o644),  # one user's cache: nothing shared
+    (0o2775, 0o2775, 0o664),  # a group's cache (setgid, group-writable)
+    (0o1777, 0o1777, 0o666),  # everyone's, like /tmp (sticky)
+], ids=["private", "group", "everyone"])
+def test_lock_files_in_a_shared_cache_can_be_taken_by_the_other_users(folder_mode, folder_after, lock_after,
+                                                                          tmp_path):
+    """The first user's umask made `.locks` 0755 and its lock files 0644 even in a cache folder all may write, and
+    the next user's download failed there (Permission denied). They are as writable as the cache folder now."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    cache.chmod(folder_mode)
+    subprocess.run([sys.executable, "-c", _LOCK_WITH_UMASK_022, str(cache / "ffhq.pkl")], check=True)
+    assert stat.S_IMODE((cache / ".locks").stat().st_mode) == folder_after
+    assert stat.S_IMODE((cache / ".locks" / "ffhq.pkl.lock").stat().st_mode) == lock_after

@@ -130,7 +130,9 @@ def file_lock(path: str | os.PathLike, on_wait: Optional[Callable[[Path], None]]
 
     path = Path(path)
     lock_file = lock_file_for(path)
-    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _create_shared_as(lock_file.parent, path.parent, folder=True)
+    _create_shared_as(lock_file, path.parent, folder=False)
     try:
         lock = FileLock(str(lock_file), thread_local=False)
     except TypeError:  # filelock < 3.11 has no such option
@@ -152,6 +154,26 @@ def file_lock(path: str | os.PathLike, on_wait: Optional[Callable[[Path], None]]
         yield lock_file
     finally:
         lock.release()
+
+
+def _create_shared_as(path: Path, parent: Path, *, folder: bool) -> None:
+    """Create the lock folder or a lock file `path` if it is missing, writable by all who may write `parent`.
+
+    In a cache several users share (a folder writable by its group or by all: 2775, 1777), the first user's umask
+    made `.locks` 0755 and its lock files 0644, and the next user's download failed on them (Permission denied).
+    Lock files hold nothing, so sharing them shares no data; the sticky bit is kept."""
+    try:
+        if folder:
+            path.mkdir()
+        else:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+    except FileExistsError:
+        return
+    parent_mode = parent.stat().st_mode
+    shared = parent_mode & (stat.S_IWGRP | stat.S_IWOTH) | (parent_mode & stat.S_ISVTX if folder else 0)
+    if shared:
+        with contextlib.suppress(OSError):  # a file system without modes (FAT, some mounts): nothing to share
+            os.chmod(path, stat.S_IMODE(path.stat().st_mode) | shared)
 
 
 def lock_file_for(path: str | os.PathLike) -> Path:
