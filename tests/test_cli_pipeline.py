@@ -1,6 +1,8 @@
 """`toonlib align | project | toonify` on real photos with tiny models (in-process, to share LPIPS)."""
 from __future__ import annotations
 
+import re
+
 import lpips
 import numpy as np
 import pytest
@@ -116,8 +118,8 @@ def test_toonify_keeps_photos_of_one_name_apart(setup, tmp_path, capsys):
     out = tmp_path / "out"
     assert cli.main(["toonify", str(photos), "-o", str(out), "--base", str(setup / "base.safetensors"), "--toon",
                      str(setup / "toon.safetensors"), "--steps", "1", "--detector", "dlib", "--no-identity"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == [f"me-{ext}-{kind}.png" for ext in ("jpg", "png")
-                                                     for kind in ("aligned", "reconstruction", "toon")]
+    assert sorted(p.name for p in out.iterdir()) == [f"me-{ext}-{kind}" for ext in ("jpg", "png") for kind in
+                                                     ("aligned.png", "latent.npz", "reconstruction.png", "toon.png")]
 
 
 def test_toonify_of_one_photo_shows_the_projection_steps(setup, tmp_path, capsys):
@@ -157,8 +159,8 @@ def test_all_faces_pasted_back_into_one_photo(setup, tmp_path):
                      "--all-faces",
                      "--paste-back"]) == 0
     assert sorted(p.name for p in out.iterdir()) == [
-        f"pair-face{i}-{kind}.png" for i in (1, 2) for kind in ("aligned", "reconstruction", "toon")] + [
-        "pair-pasted.png"]
+        f"pair-face{i}-{kind}" for i in (1, 2) for kind in ("aligned.png", "latent.npz", "reconstruction.png",
+                                                           "toon.png")] + ["pair-pasted.png"]
     pasted = np.asarray(Image.open(out / "pair-pasted.png")).astype(int)
     changed = (pasted != np.asarray(pair)).any(-1)
     assert changed[:, :photo.width].any() and changed[:, photo.width:].any()  # both faces
@@ -172,9 +174,53 @@ def test_toonify_one_photo_to_an_image_path(setup, tmp_path, capsys):
                      "--toon", str(setup / "toon.safetensors"), "--steps", "1", "--paste-back", "--detector", "dlib"])
     assert code == 0
     assert out.is_file() and Image.open(out).size == (32, 32)
-    assert sorted(p.name for p in out.parent.iterdir()) == ["out-aligned.png", "out-pasted.png",
+    assert sorted(p.name for p in out.parent.iterdir()) == ["out-aligned.png", "out-latent.npz", "out-pasted.png",
                                                             "out-reconstruction.png", "out.png"]
     assert f"wrote {out}" in capsys.readouterr().out
+
+
+def test_toonify_a_saved_latent_re_blends_it_in_seconds(setup, tmp_path, capsys):
+    """Another swap resolution cost the whole projection again (minutes to an hour on a CPU): toonify writes the
+    face's latent beside its toon, and `toonify LATENT` renders it with the toon model re-blended as asked. Options
+    about the photo are refused, as are latents of another model and outputs that are no image."""
+    from toonlib import blend, load_generator
+    from toonlib.images import to_pil
+    from toonlib.projection import render
+
+    models = ["--base", str(setup / "base.safetensors"), "--toon", str(setup / "toon.safetensors")]
+    assert cli.main(["toonify", str(setup / "photos" / "hopper.jpg"), "-o", str(tmp_path / "me.png"), *models,
+                     "--steps", "2", "--detector", "dlib", "--no-identity"]) == 0
+    latent = tmp_path / "me-latent.npz"
+    assert f"{latent}" in capsys.readouterr().out  # said among what was written
+    w = load_latent(latent)
+    assert w.shape == (1, 8, 16)
+    base, toon = load_generator(setup / "base.safetensors"), load_generator(setup / "toon.safetensors", which="G")
+    assert cli.main(["toonify", str(latent), "-o", str(tmp_path / "again.png"), *models]) == 0  # as published
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "again.png")), np.asarray(Image.open(tmp_path / "me.png")))
+    assert capsys.readouterr().out.strip() == f"wrote {tmp_path / 'again.png'}"
+    assert cli.main(["toonify", str(latent), "-o", str(tmp_path / "toons"), *models, "--swap-res", "16"]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote {tmp_path / 'toons' / 'me-toon.png'}"  # "-latent" dropped
+    expected = to_pil(render(blend(toon, base, 16), w)[0])
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "toons" / "me-toon.png")), np.asarray(expected))
+    # NVIDIA's projected_w.npz of two latents: one toon each
+    np.savez(tmp_path / "projected_w.npz", w=np.concatenate([w.numpy(), -w.numpy()]))
+    assert cli.main(["toonify", str(tmp_path / "projected_w.npz"), "-o", str(tmp_path / "two.png"), *models]) == 0
+    assert (tmp_path / "two-1.png").is_file() and (tmp_path / "two-2.png").is_file()
+    capsys.readouterr()
+    np.savez(tmp_path / "other.npz", w=np.zeros((1, 10, 16), np.float32))
+    for argv, message in [
+            ([str(latent), "-o", "x.png", "--paste-back"],
+             "--paste-back is about the photo, and .*me-latent.npz is a latent, the photo already inverted: leave "
+             "--paste-back out"),
+            ([str(latent), "-o", "x.png", "--steps", "5"], "--steps is about the photo"),
+            ([str(latent), "-o", "x.png", "--invert", "e4e"], "--invert is about the photo"),
+            ([str(latent), "-o", str(tmp_path / "x.npz")], r"the toon of a latent is written to an image file .* name "
+                                                           r"it .*x\.png, or give a folder"),
+            ([str(tmp_path / "other.npz"), "-o", "x.png"], r"holds latents of shape \[1, 10, 16\], and the toon model "
+                                                           r".* takes \[N, 8, 16\]: they belong to another model"),
+            ([str(setup / "photos" / "hopper.jpg").replace(".jpg", ".npz"), "-o", "x.png"], "no such file")]:
+        assert cli.main(["toonify", *argv, *models]) == 2
+        assert re.search(message, capsys.readouterr().err), message
 
 
 def test_toonify_one_photo_without_a_face_exits_2(setup, tmp_path, capsys):

@@ -54,8 +54,10 @@ import toonlib
 from toonlib import cli, download, losses, projection
 from toonlib.blending import LineageWarning, blend
 from toonlib.checkpoints import Networks, load_network, save_network
+from toonlib.images import to_pil
 from toonlib.models import MODELS
 from toonlib.networks import Generator
+from toonlib.projection import load_latent, render
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
@@ -342,7 +344,7 @@ def assert_toonified(out: Outcome, stem: str, folder: str, photo: Path, kinds=("
 def check_first_example(out: Outcome, box: Sandbox) -> None:
     photo = box.work / "examples" / "grace_hopper.jpg"
     kinds = ("toon", "aligned", "reconstruction", "pasted")
-    assert out.written == {f"toons/grace_hopper-{kind}.png" for kind in kinds}
+    assert out.written == {f"toons/grace_hopper-{kind}.png" for kind in kinds} | {"toons/grace_hopper-latent.npz"}
     assert_toonified(out, "grace_hopper", "toons/", photo, kinds)
     assert "wrote toons/grace_hopper-toon.png" in out.out
     assert "grace_hopper-toon.png: " in out.out  # the identity report, one line per face
@@ -381,16 +383,27 @@ def check_fetch(out: Outcome, box: Sandbox) -> None:
 
 
 def check_toonify_to_file(out: Outcome, box: Sandbox) -> None:
-    names = ("me-toon.png", "me-toon-aligned.png", "me-toon-reconstruction.png", "me-toon-pasted.png")
+    names = ("me-toon.png", "me-toon-aligned.png", "me-toon-reconstruction.png", "me-toon-pasted.png",
+             "me-toon-latent.npz")
     assert out.written == set(names)
     assert [image_size(name) for name in names[:3]] == [(32, 32)] * 3
     assert image_size("me-toon-pasted.png") == image_size("me.jpg")
     assert f"wrote {', '.join(names)}" in out.out
 
 
+def check_toonify_latent(out: Outcome, box: Sandbox) -> None:
+    assert out.written == {"me-16.png"} and out.out.strip() == "wrote me-16.png"
+    toon = load_network(box.cache / MODELS["toonify-blended-tf"].filename).G
+    base = load_network(box.cache / MODELS["ffhq-1024-tf"].filename).G_ema
+    expected = to_pil(render(blend(toon, base, 16), load_latent("me-toon-latent.npz"))[0])
+    assert np.array_equal(np.asarray(Image.open("me-16.png")), np.asarray(expected))
+    assert not np.array_equal(np.asarray(Image.open("me-16.png")), np.asarray(Image.open("me-toon.png")))
+
+
 def check_toonify_folder(out: Outcome, box: Sandbox) -> None:
     kinds = ("toon", "aligned", "reconstruction")
-    assert out.written == {f"toons/{stem}-{kind}.png" for stem in ("astronaut", "hopper") for kind in kinds}
+    assert out.written == {f"toons/{stem}-{kind}" for stem in ("astronaut", "hopper")
+                           for kind in (*(f"{kind}.png" for kind in kinds), "latent.npz")}
     assert_toonified(out, "astronaut", "toons/", box.work / "photos" / "astronaut.png")
     assert "skipped photos/coffee.png" in out.err and "skipped photos/broken.jpg" in out.err
     assert "toonified 2 of 4 photos into toons/" in out.out
@@ -448,7 +461,8 @@ def check_info(out: Outcome, box: Sandbox) -> None:
 
 
 def check_toonify_e4e(out: Outcome, box: Sandbox) -> None:
-    assert out.written == {f"toons/me-{kind}.png" for kind in ("toon", "aligned", "reconstruction")}
+    assert out.written == {f"toons/me-{kind}" for kind in ("toon.png", "aligned.png", "reconstruction.png",
+                                                          "latent.npz")}
     assert_toonified(out, "me", "toons/", box.work / "me.jpg")
 
 
@@ -486,6 +500,7 @@ CLI_CHECKS: dict[str, Cli] = {
     "toonlib models": Cli(0, check_models),
     "toonlib fetch ffhq-1024-tf toonify-blended-tf": Cli(0, check_fetch),
     "toonlib toonify me.jpg -o me-toon.png --paste-back": Cli(0, check_toonify_to_file),
+    "toonlib toonify me-toon-latent.npz -o me-16.png --swap-res 16": Cli(0, check_toonify_latent),
     "toonlib toonify photos/ -o toons/ --swap-res 32": Cli(1, check_toonify_folder),  # 1: two bad photos
     "toonlib align me.jpg -o aligned.png": Cli(0, check_align),
     "toonlib project aligned.png -o latent.npz --image-out reconstruction.png --video projection.mp4":

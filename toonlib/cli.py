@@ -44,7 +44,8 @@ EXAMPLES = {
     "project": ["toonlib project aligned.png -o latent.npz --image-out reconstruction.png"],
     "toonify": ["toonlib toonify me.jpg -o me-toon.png --paste-back  # me-toon.png, me-toon-aligned.png, ...",
                 "toonlib toonify photos/ -o toons/ --swap-res 32     # toons/<photo>-toon.png, ...",
-                "toonlib toonify me.jpg -o me-toon.png --invert e4e  # seconds, not minutes"],
+                "toonlib toonify me.jpg -o me-toon.png --invert e4e  # seconds, not minutes",
+                "toonlib toonify me-toon-latent.npz -o me-16.png --swap-res 16  # that face re-blended, in seconds"],
     "finetune": ["toonlib finetune --data faces/ --resume ffhq-256-noaug --run-dir runs/toon --kimg 20"],
     "app": ["toonlib app",
             "toonlib app --invert e4e optimize --host 0.0.0.0   # e4e first; open to your network"],
@@ -429,7 +430,10 @@ def cmd_toonify(args: argparse.Namespace) -> int:
     from .files import check_file_target
     from .images import save_image
     from .pipeline import Toonifier, paste_faces
+    from .projection import save_latent
 
+    if Path(args.photos).suffix.lower() in LATENT_SUFFIXES:
+        return _toonify_latent(args)
     source = Path(args.photos)
     photos = _photos_to_toonify(args.photos)
     output_path = _toonify_outputs(Path(args.output), photos, source.is_dir())
@@ -448,7 +452,7 @@ def cmd_toonify(args: argparse.Namespace) -> int:
     failed = 0
     written: list[Path] = []
     one = len(photos) == 1  # one photo: the projection's step bar; a folder: a bar of photos
-    outcomes = toonifier.toonify_many(photos, batch_size=args.batch_size, all_faces=args.all_faces,
+    outcomes = toonifier.toonify_many(photos, batch_size=args.batch_size or 4, all_faces=args.all_faces,
                                       space=args.space or "w+",
                                       steps=args.steps, seed=args.seed or 0,
                                       paste_back=args.paste_back and not args.all_faces,  # pasted below, together
@@ -469,6 +473,9 @@ def cmd_toonify(args: argparse.Namespace) -> int:
                 _refuse_to_overwrite(photos, [target])  # a numbered face's name, unknown before the faces were found
                 save_image(image, target)
                 written.append(target)
+            target = output_path(photo, face, "latent").with_suffix(".npz")  # toonify LATENT re-blends it
+            save_latent(result.w, target)
+            written.append(target)
             if not args.no_identity:
                 tqdm.write(f"{output_path(photo, face, 'toon').name}: {_identity(result)}")
         if args.all_faces and args.paste_back and outcome:
@@ -482,6 +489,55 @@ def cmd_toonify(args: argparse.Namespace) -> int:
     else:
         print(f"toonified {len(photos) - failed} of {len(photos)} photos into {args.output}")
     return 1 if failed else 0
+
+
+#: Suffixes of the latent files `toonify` takes instead of a photo: its own and `project`'s .npz (NVIDIA's
+#: projected_w.npz too), rosinality's projector output (.pt).
+LATENT_SUFFIXES = (".npz", ".pt")
+
+
+def _toonify_latent(args: argparse.Namespace) -> int:
+    """`toonify LATENT`: the toon of latents an earlier toonify or `project` saved, with the toon model re-blended
+    as asked (another --swap-res in seconds, where the photo's projection took minutes)."""
+    from .files import check_file_target, user_path
+    from .images import IMAGE_SUFFIXES, save_image
+    from .pipeline import Toonifier
+    from .projection import load_latent
+
+    photo_options = (("--invert", args.invert != "optimize"), ("--encoder", args.encoder), ("--steps", args.steps),
+                     ("--space", args.space), ("--seed", args.seed), ("--batch-size", args.batch_size),
+                     ("--paste-back", args.paste_back), ("--all-faces", args.all_faces))
+    for option, given in photo_options:
+        if given:
+            raise ValueError(f"{option} is about the photo, and {args.photos} is a latent, the photo already "
+                             f"inverted: leave {option} out, or toonify the photo itself")
+    ws = load_latent(args.photos)  # a file that is no latent fails before any model is downloaded
+    stem = user_path(args.photos).stem.removesuffix("-latent")
+    output = Path(args.output)
+    if output.suffix.lower() in IMAGE_SUFFIXES and not output.is_dir():
+        targets = [output] if len(ws) == 1 else [output.with_name(f"{output.stem}-{i + 1}{output.suffix}")
+                                                 for i in range(len(ws))]
+    elif not output.is_dir() and (output.exists() or output.suffix):
+        raise ValueError(f"-o {output}: the toon of a latent is written to an image file ({', '.join(IMAGE_SUFFIXES)})"
+                         f" or into a folder: name it {output.with_suffix('.png')}, or give a folder")
+    else:
+        targets = [output / (f"{stem}-toon.png" if len(ws) == 1 else f"{stem}-{i + 1}-toon.png")
+                   for i in range(len(ws))]
+    check_file_target(targets[0])
+    _check_toonify_options(args)
+    _fetch_toonify_models(args, "optimize")
+    toonifier = Toonifier(args.base, args.toon, swap_res=args.swap_res, level=args.level,
+                          blend_width=args.blend_width, toon_network=args.toon_network, detector=args.detector)
+    G = toonifier.generator
+    if tuple(ws.shape[1:]) != (G.num_ws, G.w_dim):
+        raise ValueError(f"{args.photos} holds latents of shape {list(ws.shape)}, and the toon model ({args.toon}, "
+                         f"{G.img_resolution} px) takes [N, {G.num_ws}, {G.w_dim}]: they belong to another model; "
+                         "toonify them with the toon model of that model's size, or toonify the photo again")
+    toons = toonifier.render(ws)
+    for toon, target in zip(toons if isinstance(toons, list) else [toons], targets):
+        save_image(toon, target)
+    print("wrote " + ", ".join(str(path) for path in targets))
+    return 0
 
 
 def _check_toonify_options(args: argparse.Namespace) -> None:
@@ -655,10 +711,12 @@ def build_parser() -> argparse.ArgumentParser:
     from .options import INVERT_MODES
 
     p = sub.add_parser("toonify", help="toonify a photo or a folder of photos")
-    p.add_argument("photos", help="a photo or a folder of photos")
+    p.add_argument("photos", help="a photo or a folder of photos; or a latent file an earlier toonify or `toonlib "
+                                  "project` wrote (.npz): its toon, re-blended as asked, in seconds")
     p.add_argument("-o", "--output", required=True,
-                   help="output folder (<name>-toon.png, -aligned, -reconstruction, -pasted); for one photo also "
-                        "an image file: the toon there, the others beside it (out.png, out-aligned.png, ...)")
+                   help="output folder (<name>-toon.png, -aligned, -reconstruction, -pasted, -latent.npz); for one "
+                        "photo also an image file: the toon there, the others beside it (out.png, out-aligned.png, "
+                        "..., out-latent.npz)")
     _add_toonifier_models(p, "used with --swap-res")
     p.add_argument("--invert", default="optimize", choices=INVERT_MODES,
                    help="how the photo becomes a latent: optimize (projection, default; slow), e4e or psp (one "
@@ -682,7 +740,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="projection steps (default 500 in w+, 1000 in w; 100 with --invert e4e+optimize)")
     p.add_argument("--seed", type=_number(low=0, high=MAX_SEED), default=None,
                    help="random seed of the projection (default 0)")
-    p.add_argument("--batch-size", type=_number(), default=4, help="photos projected together (default: 4)")
+    p.add_argument("--batch-size", type=_number(), default=None, help="photos projected together (default: 4)")
     p.add_argument("--paste-back", action="store_true", help="also write the toon face pasted into the photo "
                                                              "(with --all-faces, every face's toon in one photo)")
     p.add_argument("--all-faces", action="store_true", help="every face of each photo (default: the largest)")

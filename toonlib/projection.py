@@ -528,6 +528,16 @@ def save_video(result: ProjectionResult, path: str | os.PathLike, fps: int = 30)
 # Reading latents written by other projectors
 
 
+def save_latent(w: torch.Tensor | np.ndarray, path: str | os.PathLike) -> None:
+    """Write latents [N, num_ws, w_dim] atomically as an `.npz` with key `w`, as NVIDIA's projected_w.npz: what
+    `load_latent` and `toonlib toonify LATENT.npz` read (`ToonifyResult.w`, `ProjectionResult.w`)."""
+    w = latent_tensor(w).detach().float().cpu()
+    if w.ndim != 3:
+        raise ValueError(f"latents have shape {list(w.shape)}, expected [N, num_ws, w_dim]")
+    with atomic_write_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, w=w.numpy())
+
+
 def load_latent(path: str | os.PathLike, num_ws: int | None = None) -> torch.Tensor:
     """Latents from a file as float32 [N, num_ws, w_dim].
 
