@@ -701,7 +701,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_number(), default=None, help="optimisation steps (default 500 for w+, 1000 for w)")
     p.add_argument("--seed", type=_number(low=0, high=MAX_SEED), default=0,
                    help="random seed of the noise maps and latent noise (default 0)")
-    p.add_argument("-o", "--output", required=True, help="latent file (.npz, key 'w' like NVIDIA's projected_w)")
+    p.add_argument("-o", "--output", required=True, help="latent file (.npz, key 'w' like NVIDIA's projected_w; "
+                                                         "`toonlib toonify LATENT.npz -o toon.png` draws its toon)")
     p.add_argument("--image-out", help="also save the reconstruction (PNG)")
     p.add_argument("--video", help="also save a target | projection video (.mp4, needs imageio-ffmpeg)")
     p.add_argument("--video-every", type=_number(),
