@@ -128,7 +128,10 @@ def test_toonify_of_one_photo_shows_the_projection_steps(setup, tmp_path, capsys
                      str(setup / "base.safetensors"), "--toon", str(setup / "toon.safetensors"), "--steps", "3",
                      "--detector", "dlib",
                      "--no-identity"]) == 0
-    assert "3/3" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "3/3" in err
+    assert "projecting on the CPU takes minutes a photo (the bar below counts them down); --invert e4e takes " \
+           "seconds" in err  # how a new user learns of the encoders
 
 
 def test_all_faces_numbers_every_face(setup, tmp_path, capsys):

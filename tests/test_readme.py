@@ -348,6 +348,7 @@ def check_first_example(out: Outcome, box: Sandbox) -> None:
     assert_toonified(out, "grace_hopper", "toons/", photo, kinds)
     assert "wrote toons/grace_hopper-toon.png" in out.out
     assert "grace_hopper-toon.png: " in out.out  # the identity report, one line per face
+    assert "--invert e4e takes seconds" in out.err  # on a CPU, the README's next sentence
     toon, reconstruction = (np.asarray(Image.open(f"toons/grace_hopper-{k}.png")) for k in ("toon", "reconstruction"))
     assert not np.array_equal(toon, reconstruction)
 
@@ -464,6 +465,7 @@ def check_toonify_e4e(out: Outcome, box: Sandbox) -> None:
     assert out.written == {f"toons/me-{kind}" for kind in ("toon.png", "aligned.png", "reconstruction.png",
                                                           "latent.npz")}
     assert_toonified(out, "me", "toons/", box.work / "me.jpg")
+    assert "projecting on the CPU" not in out.err  # the advice to use an encoder, given in the default mode
 
 
 def check_app(*modes: str) -> Callable[[Outcome, Sandbox], None]:

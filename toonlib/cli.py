@@ -449,6 +449,9 @@ def cmd_toonify(args: argparse.Namespace) -> int:
     toonifier = Toonifier(args.base, args.toon, swap_res=args.swap_res, level=args.level,
                           blend_width=args.blend_width, toon_network=args.toon_network, detector=args.detector,
                           invert=args.invert, encoder=args.encoder)  # it checks swap_res against its toon model
+    if args.invert == "optimize" and toonifier.device.type == "cpu":  # the default: say there is a faster way
+        print("toonlib toonify: projecting on the CPU takes minutes a photo (the bar below counts them down); "
+              "--invert e4e takes seconds (README: Inversion modes)", file=sys.stderr)
     failed = 0
     written: list[Path] = []
     one = len(photos) == 1  # one photo: the projection's step bar; a folder: a bar of photos
