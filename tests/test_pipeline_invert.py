@@ -180,7 +180,8 @@ def test_command_line_modes_and_identity(setup, tmp_path, capsys):
     out = tmp_path / "toonify"
     assert cli.main(["toonify", str(setup.photos / "astronaut.png"), "-o", str(out), "--invert", "psp-toonify",
                      "--encoder", str(setup.psp), "--no-identity", *common]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["astronaut-aligned.png", "astronaut-toon.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["astronaut-aligned.png", "astronaut-latent.npz",
+                                                      "astronaut-toon.png"]
     assert "identity" not in capsys.readouterr().out
     assert cli.main(["toonify", str(setup.photos / "astronaut.png"), "-o", str(out), "--invert", "e4e",
                      "--encoder", str(setup.e4e), "--steps", "5", *common]) == 2
