@@ -13,6 +13,7 @@ import socket
 import struct
 import threading
 import time
+import urllib.error
 import urllib.request
 import zlib
 from pathlib import Path
@@ -202,6 +203,60 @@ def test_bad_photos_get_the_cli_messages(app, setup, tmp_path):
         small.toonify(photos / "astronaut.png", STEPS, 16)
 
 
+def test_a_deleted_upload_says_to_upload_it_again(app, setup, tmp_path):
+    """Uploads are deleted after an hour or two, while the page still shows the photo: Toonify then said only "cannot
+    read 'me.jpg' as an image: there is no such file" of the photo in view."""
+    gone = tmp_path / "gone.jpg"
+    with pytest.raises(ImageReadError, match=r"^the app no longer has 'me\.jpg': uploads are deleted after an hour or "
+                                             r"two; upload the photo again$"):
+        app.toonify(gone, STEPS, 16, name="me.jpg")
+
+
+def test_a_long_photo_name_is_cut_for_the_downloads(app, setup):
+    """A photo named with 244 bytes or more (a long title saved from the web; 82 Japanese characters) failed every
+    toonify with bare red "Error" badges: its results' names ("...-aligned.png") were too long for a file name."""
+    page = app.build()
+    try:
+        upload = {"path": str(setup["photos"] / "hopper.jpg"), "orig_name": "写真" * 41 + ".jpg"}  # 246 bytes, .jpg
+        _, _, aligned, toon, pasted, status = asyncio.run(run_event(page, "on_toonify", upload, STEPS, 16, "optimize",
+                                                                    None, 0))
+        assert status.startswith("One face")
+        for path, kind in zip((aligned, toon, pasted), ("aligned", "toon", "pasted")):
+            name = Path(path).name
+            assert name == "写真" * 33 + f"-{kind}.png"  # the name's first 200 bytes, whole characters: 198
+    finally:
+        page.close()
+
+
+def test_photos_browsers_cannot_draw_are_shown_as_a_jpeg(app, setup, tmp_path):
+    """A HEIC photo (an iPhone's) or a TIFF was toonified, but Chromium and Firefox showed it as an empty frame. Its
+    upload now shows a JPEG copy, which the page sends back as a photo of its own: the events read the upload, by its
+    name, and the copy is no new photo (it would stop the upload's toonify, pressed at once)."""
+    import pillow_heif
+
+    hopper = Image.open(setup["photos"] / "hopper.jpg")
+    heic = tmp_path / "upload" / "me.heic"
+    heic.parent.mkdir()
+    pillow_heif.from_pillow(hopper).save(heic, quality=90)
+    assert app.preview(setup["photos"] / "hopper.jpg") is None  # browsers draw JPEG, PNG, WebP, AVIF, ... themselves
+    page = app.build()
+    try:
+        upload = {"path": str(heic), "orig_name": "me.heic"}
+        *_, status, shown = asyncio.run(run_event(page, "on_new_photo", upload))
+        assert status == "" and Path(shown).name == "me.jpeg"
+        with Image.open(shown) as preview:
+            assert preview.format == "JPEG" and preview.size == hopper.size
+        copy = {"path": shown, "orig_name": "me.jpeg"}  # what the page shows, and sends with Toonify
+        assert list(asyncio.run(run_event(page, "on_new_photo", copy))) == [{"__type__": "update"}] * 7  # all skipped
+        _, _, aligned, toon, pasted, status = asyncio.run(run_event(page, "on_toonify", copy, STEPS, 16, "optimize",
+                                                                    None, 0))
+        assert status.startswith("One face") and Path(toon).name == "me-toon.png"
+        session, _ = app.toonify(heic, STEPS, 16, name="me.heic")  # the HEIC itself (the JPEG copy is lossy)
+        assert np.array_equal(np.asarray(Image.open(aligned)), np.asarray(session.faces[0].image))
+    finally:
+        page.close()
+
+
 def png_header(width: int, height: int) -> bytes:
     """A PNG file with a valid header for width x height and no pixel data (never decoded by the check)."""
     def chunk(kind: bytes, data: bytes) -> bytes:
@@ -264,8 +319,8 @@ def test_inversion_modes_side_by_side(setup, tmp_path, encoder_checkpoint):
             param.add_(0.05 * param.std().nan_to_num(0) * torch.randn_like(param))
     save_network(tmp_path / "base.safetensors", base)
     save_network(tmp_path / "toon.safetensors", Networks(G_ema=blend(toon, base, 8), G=toon))
-    toonifiers = [Toonifier(tmp_path / "base.safetensors", tmp_path / "toon.safetensors", invert=mode, encoder=e4e,
-                            detector="dlib") for mode in ("e4e", "optimize")]
+    toonifiers = [Toonifier(tmp_path / "base.safetensors", tmp_path / "toon.safetensors", invert=mode,
+                            encoder=e4e if mode == "e4e" else None, detector="dlib") for mode in ("e4e", "optimize")]
     app = ToonApp(toonifiers, swap_res=16, steps=STEPS)
     assert app.modes == ("e4e", "optimize")
 
@@ -382,13 +437,13 @@ def test_a_file_that_is_no_image_is_said_at_its_upload(app, setup, tmp_path):
     big = tmp_path / "big.png"
     big.write_bytes(png_header(10_000, 6_000))  # 60 MP, never decoded
     try:
-        *cleared, status = asyncio.run(run_event(page, "on_new_photo", broken))
+        *cleared, status, _ = asyncio.run(run_event(page, "on_new_photo", broken))
         assert status.startswith("**Not toonified:** cannot read 'my photo.jpg' as an image")
         assert cleared == [None, {"__type__": "update", "value": None, "visible": False}, None, None, None]
-        *_, status = asyncio.run(run_event(page, "on_new_photo", {"path": str(big), "orig_name": "big.png"}))
+        *_, status, _ = asyncio.run(run_event(page, "on_new_photo", {"path": str(big), "orig_name": "big.png"}))
         assert status.startswith("**Not toonified:** 'big.png' is 10000 x 6000 px (60.0 megapixels)")
         hopper = {"path": str(setup["photos"] / "hopper.jpg"), "orig_name": "hopper.jpg"}
-        assert asyncio.run(run_event(page, "on_new_photo", hopper))[-1] == ""
+        assert asyncio.run(run_event(page, "on_new_photo", hopper))[-2] == ""
     finally:
         page.close()
 
@@ -596,6 +651,9 @@ def test_served_locally_without_touching_the_internet(app, monkeypatch):
         assert "fonts.googleapis.com" not in html
         config = urllib.request.urlopen(url + "config", timeout=60).read().decode()
         assert "fonts.googleapis.com" not in config
+        # No run history: its page offered to send the visitors' runs (their photos) to a Hugging Face bucket
+        with pytest.raises(urllib.error.HTTPError, match="404"):
+            urllib.request.urlopen(url + "gradio_api/runs", timeout=60)
     finally:
         page.close()
     assert hosts and set(hosts) <= {"127.0.0.1", "localhost"}, hosts
@@ -680,6 +738,23 @@ def test_cli_without_gradio_says_how_to_install_it(monkeypatch, capsys):
     monkeypatch.setitem(__import__("sys").modules, "gradio", None)  # `import gradio` now raises ImportError
     assert cli.main(["app", "--base", "no-such-model.pt"]) == 2  # fails before it looks for any model
     assert "pip install 'toonlib[app]'" in capsys.readouterr().err
+
+
+def test_cli_encoder_goes_to_the_encoder_mode_offered_beside_optimize(setup, monkeypatch, encoder_checkpoint):
+    """`app --invert e4e optimize --encoder FILE` refused to start: the encoder went to the optimize mode's
+    Toonifier too, which refuses one (c9978d7)."""
+    started = {}
+    monkeypatch.setattr("toonlib.app.launch", lambda app, **kwargs: started.update(app=app, **kwargs))
+    e4e = encoder_checkpoint("e4e_tiny")
+    from toonlib.checkpoints import load_network, save_network
+
+    save_network(setup["root"] / "e4e-base.safetensors", load_network(e4e).G_ema)  # the encoder's own decoder
+    assert cli.main(["app", "--base", str(setup["root"] / "e4e-base.safetensors"), "--toon",
+                     str(setup["root"] / "e4e-base.safetensors"), "--detector", "dlib", "--invert", "e4e", "optimize",
+                     "--encoder", str(e4e)]) == 0
+    app = started["app"]
+    assert app.modes == ("e4e", "optimize")
+    assert app.toonifiers["e4e"].encoder is not None and app.toonifiers["optimize"].encoder is None
 
 
 def test_cli_encoder_goes_with_one_encoder_mode(capsys):

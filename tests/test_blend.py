@@ -249,3 +249,54 @@ def test_accepts_networks_and_paths(low, high, tmp_path):
     assert_same_state(G.state_dict(), blend(low, high, 8).state_dict())
     with pytest.raises(TypeError, match="Generator"):
         blend(low, 42, 8)
+
+
+@pytest.mark.filterwarnings("ignore::toonlib.blending.LineageWarning")  # the fixtures are unrelated models
+@pytest.mark.filterwarnings("ignore:wrote toonlib's format")  # under the registry's .pkl name, as the cache holds it
+def test_a_registry_name_blends_its_unblended_toon_model_as_the_command_line_does(low, high, tmp_path, monkeypatch):
+    """blend('toonify-blended-tf', ...) took its G_ema, Toonify's published blend, and blended that blend, where
+    `toonlib blend --toon toonify-blended-tf` takes its G, the un-blended toon model; 'toonify-blended-rosinality',
+    which holds only a blend, was blended too (after its download) where the command line refuses it."""
+    from toonlib.blending import swap_resolution_grid
+    from toonlib.checkpoints import Networks, save_network
+    from toonlib.models import MODELS
+
+    monkeypatch.setenv("TOONLIB_CACHE", str(tmp_path))
+    save_network(tmp_path / MODELS["toonify-blended-tf"].filename, Networks(G_ema=blend(low, high, 8), G=low))
+    expected = blend(low, high, 16).state_dict()
+    for got in (blend("toonify-blended-tf", high, 16), Blender("toonify-blended-tf", high).set(16)):
+        assert all(torch.equal(tensor, expected[name]) for name, tensor in got.state_dict().items())
+    seeds = [0, 1]
+    assert (swap_resolution_grid("toonify-blended-tf", high, seeds, cell=32).tobytes()
+            == swap_resolution_grid(low, high, seeds, cell=32).tobytes())
+    with pytest.raises(ValueError, match="'toonify-blended-rosinality' holds only a blended generator"):
+        blend("toonify-blended-rosinality", high, 16)  # refused before any download: none is reachable here
+    assert sorted(p.name for p in tmp_path.iterdir()) == [MODELS["toonify-blended-tf"].filename]
+
+
+def test_generators_that_cannot_be_blended_are_told_what_to_pair(low):
+    """The error listed the layers' shapes under 'low-res' and 'high-res', and nothing of what to do."""
+    with pytest.raises(ValueError) as info:
+        blend(low, Generator(**{**TINY, "channel_max": 8}), 8)
+    assert str(info.value).endswith("\nThe low-res model is the toon model, the high-res one the base: pair the toon "
+                                    "model with the base it was fine-tuned from (the registry's toon models name "
+                                    "theirs: their lineage in `toonlib models`).")
+
+
+def test_blend_and_convert_refuse_to_write_over_a_model_they_read(tmp_path, capsys):
+    """`toonlib blend --toon runs/r/network-snapshot.safetensors ... -o` the same file succeeded: the snapshot lost
+    its G, its D and its fine-tuning record to the blend. Refused before anything is read, the file unchanged."""
+    from tiny import write_toonify_models
+
+    from toonlib import cli
+
+    base, toon, _, _ = write_toonify_models(tmp_path)
+    before = toon.read_bytes()
+    for argv, option in [(["blend", "--toon", str(toon), "--base", str(base), "--swap-res", "8", "-o", str(toon)],
+                          "--toon"),
+                         (["blend", "--toon", str(toon), "--base", str(base), "--swap-res", "8", "-o",
+                           str(tmp_path / "." / base.name)], "--base"),
+                         (["convert", str(toon), str(toon)], "input")]:
+        assert cli.main(argv) == 2
+        assert f"is the {option} model's file: writing there would replace that model" in capsys.readouterr().err
+    assert toon.read_bytes() == before

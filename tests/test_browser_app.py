@@ -440,6 +440,64 @@ def test_a_closed_tab_stops_its_projection(context, server, tmp_path):
         other.close()
 
 
+def test_a_heic_photo_is_shown_and_toonified_under_its_name(page, server, tmp_path):
+    """Chromium (and Firefox) draw no HEIC or TIFF: an iPhone's photo was toonified, but it showed as an empty frame.
+    The page now shows a JPEG copy of it, which comes while a Toonify pressed at once runs: that run reads the photo
+    itself and names the results by it."""
+    import pillow_heif
+
+    heic = tmp_path / "my photo.heic"
+    pillow_heif.from_pillow(Image.open(server.photos / "hopper.jpg")).save(heic, quality=90)
+    with screenshots_on_failure(page, tmp_path, "heic"):
+        page.locator("#photo input[type=file]").set_input_files(heic)
+        page.click("#toonify")
+        page.locator("#status", has_text="One face").wait_for(timeout=TOON_S * 1000)
+        assert page.locator("#photo img").evaluate("image => image.complete && image.naturalWidth") == 512
+        assert page.locator("#toon a[download]").get_attribute("download") == "my photo-toon.png"
+
+
+def test_a_long_photo_name_is_toonified(page, server, tmp_path):
+    """A photo named with 82 Japanese characters (246 bytes) failed every toonify with bare red "Error" badges, the
+    Toonify button stuck on "Toonifying...": its results' names ("...-aligned.png") were too long for a file name."""
+    photo = tmp_path / ("写真" * 41 + ".jpg")
+    photo.write_bytes((server.photos / "hopper.jpg").read_bytes())
+    with screenshots_on_failure(page, tmp_path, "long-name"):
+        upload(page, photo)
+        page.click("#toonify")
+        page.locator("#status", has_text="One face").wait_for(timeout=TOON_S * 1000)
+        assert visible_errors(page) == [] and not busy(page)
+        assert page.locator("#toon a[download]").get_attribute("download") == "写真" * 33 + "-toon.png"  # 198 bytes
+
+
+def test_a_failed_run_leaves_toonify_ready(page, server, tmp_path):
+    """A run that fails in a way toonlib does not foresee (here dlib's landmarks on a photo 1 px tall: "The stride of
+    the 2nd dimension ... must be 3") ends with Gradio's red "Error" badges; the Toonify button then said
+    "Toonifying..." for good, the status line hidden, as if the run went on."""
+    strip = tmp_path / "strip.png"
+    Image.new("RGB", (40, 1), "grey").save(strip)
+    with screenshots_on_failure(page, tmp_path, "failed-run"):
+        upload(page, strip)
+        page.click("#toonify")
+        page.wait_for_function("() => document.querySelector('#toon .error') !== null"  # once dlib copes: its words
+                               " || document.querySelector('#status').innerText.includes('Not toonified')",
+                               timeout=TOON_S * 1000)
+        page.wait_for_timeout(500)
+        assert not busy(page) and page.locator("#toonify").inner_text() == "Toonify"
+
+
+def test_no_run_history(page, server, tmp_path):
+    """Gradio's "Runs" page (in the footer after a run) reloaded a past run's pictures without its session: the face
+    picker stayed hidden and a swap choice did nothing. It also listed the visitors' photos for the next person at the
+    browser and offered to save runs in a Hugging Face bucket, which the server would contact."""
+    with screenshots_on_failure(page, tmp_path, "run-history"):
+        upload(page, server.photos / "hopper.jpg")
+        page.click("#toonify")
+        page.locator("#status", has_text="One face").wait_for(timeout=TOON_S * 1000)
+        page.wait_for_timeout(1000)  # the footer's link came with the saved run
+        assert page.locator("footer").get_by_text("Runs").count() == 0
+        assert page.request.get(server.url("gradio_api/runs")).status == 404
+
+
 def test_webcam_photo_reaches_the_app(page, server, tmp_path):
     """Chromium's fake camera (a test pattern, no face): the capture is toonified like an upload."""
     with screenshots_on_failure(page, tmp_path, "webcam"):

@@ -406,10 +406,10 @@ def test_inputs_are_checked_before_any_download(tmp_path, offline_cache):
      "bad seed list '0-1000000000': 1000000001 seeds, more than the 32 taken here; give fewer"),
     ("blend", ["--grid", "{tmp}/g.png", "--seeds", "4294967296"], "seeds go from 0 to 4294967295, got 4294967296"),
     ("toonify", ["--swap-res", "4096"], "--swap-res 4096 is above the 1024 px of the --toon model, which would then "
-                                        "be used unblended: give one of 4, 8, 16, 32, 64, 128, 256, 512, 1024"),
+                                        "be used unblended: give one of 4, 8, 16, 32, 64, 128, 256, 512 (at 1024 too"),
     ("blend", ["--swap-res", "2048"], "--swap-res 2048 is above the 1024 px of the --toon model"),
     ("blend", ["--toon", "toonify-blended-rosinality"], "'toonify-blended-rosinality' holds only a blended generator"),
-    ("toonify", ["-o", "{tmp}/w.gif"], "it writes no .gif images: name it {tmp}/w.png, or, to name a folder so"),
+    ("toonify", ["-o", "{tmp}/w.svg"], "it writes no .svg images: name it {tmp}/w.png, or, to name a folder so"),
     # a registry encoder of the other latent space drew the photo as the toon (exit 0), after a ~1 GB download
     ("toonify", ["--invert", "psp-toonify", "--encoder", "psp-ffhq"], "'psp-ffhq' makes latents of the FFHQ base, "
                                                                       "not of a toon model"),
@@ -571,7 +571,7 @@ def test_a_swap_resolution_above_a_toon_files_resolution_is_refused(tmp_path):
     result = run_main("blend", "--toon", str(tmp_path / "toon.safetensors"), "--base",
                       str(tmp_path / "base.safetensors"), "--swap-res", "64", "-o", str(out))
     _short_error(result, "--swap-res 64 is above the 32 px of the --toon model, which would then be used unblended: "
-                         "give one of 4, 8, 16, 32")
+                         "give one of 4, 8, 16 (at 32 too, with a hard switch, every layer is the toon model's)")
     assert not out.exists()
 
 

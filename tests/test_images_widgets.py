@@ -521,7 +521,8 @@ def test_toonify_panel_loads_another_inversion_mode_when_chosen(tmp_path, encode
     save_network(tmp_path / "toon.safetensors", Networks(G_ema=blend_models(toon, base, 8), G=toon))
     models = dict(base=tmp_path / "base.safetensors", toon=tmp_path / "toon.safetensors", detector="dlib",
                   device="cpu", encoder=e4e)
-    panel = ToonifyPanel(Toonifier(**models), steps=2, models=models, folder=tmp_path / "uploads")
+    panel = ToonifyPanel(Toonifier(**{**models, "encoder": None}), steps=2, models=models,
+                         folder=tmp_path / "uploads")
     assert [mode for _, mode in panel.inversion.options] == list(INVERT_MODES)
     assert not panel.steps.disabled
     panel.inversion.value = "e4e"
@@ -536,6 +537,10 @@ def test_toonify_panel_loads_another_inversion_mode_when_chosen(tmp_path, encode
     panel.swap_res.value = 16  # re-rendered by the e4e toonifier's generator
     assert panel.tiles["toon"][1].value != toon_image
     assert panel.toonifiers["e4e"].blend_setting[0] == 16
+    # a panel started in an encoder mode builds the optimize mode from `models` without their encoder (refused there)
+    panel = ToonifyPanel(panel.toonifiers["e4e"], steps=2, models=models, folder=tmp_path / "uploads")
+    panel.inversion.value = "optimize"
+    assert panel.toonifier.invert == "optimize" and panel.toonifier.encoder is None
 
 
 def test_a_new_photo_clears_the_results_of_the_one_before(toonifier, tmp_path, capsys):

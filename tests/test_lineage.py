@@ -107,3 +107,33 @@ def test_a_toon_model_pairs_with_its_own_base():
     # It named a README section that does not exist ('Toon models'); now models that do offer re-blending.
     offered = re.search(r"such as (.*) \(`toonlib models` marks them", str(refused.value)).group(1).split(", ")
     assert len(offered) == 3 and all(MODELS[name].offers_swap_slider for name in offered)
+
+
+def test_a_fine_tuning_snapshot_is_re_blended_from_its_g_ema_everywhere(family, tmp_path):
+    """`toonify --toon runs/x/network-snapshot-N.safetensors --swap-res 16` re-blended the snapshot's G, the raw
+    training copy, where `toonlib blend --toon` took its G_ema. Both take a training snapshot's G_ema now (toonlib's,
+    NVIDIA's and rosinality's formats), and the G of a file in Toonify's layout (fine-tuned G, blended Gs)."""
+    from toonlib import cli
+    from toonlib.blending import toon_generator
+    from toonlib.pipeline import toon_network_in
+
+    base, child, _ = family
+    assert not torch.equal(child.G.synthesis.b8.conv1.weight, child.G_ema.synthesis.b8.conv1.weight)
+    snapshot = tmp_path / "network-snapshot.safetensors"
+    save_network(snapshot, child)
+    save_network(tmp_path / "base.safetensors", base)
+    assert toon_network_in(load_network(snapshot)) == "G_ema"
+    toonifier = Toonifier(tmp_path / "base.safetensors", snapshot, swap_res=8, device="cpu", detector="dlib")
+    expected = blend(child.G_ema, base, 8).state_dict()
+    assert all(torch.equal(t, expected[name]) for name, t in toonifier.generator.state_dict().items())
+    assert cli.main(["blend", "--toon", str(snapshot), "--base", str(tmp_path / "base.safetensors"), "--swap-res",
+                     "8", "-o", str(tmp_path / "b.safetensors")]) == 0
+    written = load_network(tmp_path / "b.safetensors").G_ema.state_dict()
+    assert all(torch.equal(t, expected[name]) for name, t in written.items())
+    # NVIDIA's and rosinality's formats are training code's; a file without a fine-tuning record is Toonify's layout
+    for meta, which in [({"format": "nvidia"}, "G_ema"), ({"format": "rosinality"}, "G_ema"),
+                        ({"format": "toonlib", "origin": {"format": "nvidia"}}, "G_ema"),
+                        ({"format": "tensorflow"}, "G"), ({"format": "toonlib"}, "G")]:
+        assert toon_network_in(Networks(G_ema=child.G_ema, G=child.G, meta=meta)) == which, meta
+        assert toon_generator(Networks(G_ema=child.G_ema, G=child.G, meta=meta)) is getattr(child, which)
+    assert toon_network_in(Networks(G_ema=child.G_ema, meta={"format": "tensorflow"})) == "G_ema"  # no G

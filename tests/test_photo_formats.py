@@ -116,10 +116,11 @@ def test_avif_is_named_with_what_to_do_where_pillow_does_not_read_it(upright, tm
 
 
 def test_a_folder_of_iphone_photos_is_not_empty(tmp_path):
-    """`toonlib toonify FOLDER` of photos copied from an iPhone said "no photos in the folder"."""
-    for name in ("IMG_0001.HEIC", "b.heif", "c.avif", "d.jpg", "notes.txt"):
+    """`toonlib toonify FOLDER` of photos copied from an iPhone said "no photos in the folder". GIFs, which the README
+    lists among the photos read, were passed over in folders without a word."""
+    for name in ("IMG_0001.HEIC", "b.heif", "c.avif", "d.jpg", "e.gif", "notes.txt"):
         (tmp_path / name).write_bytes(b"")
-    assert [p.name for p in photos_in(tmp_path)] == ["IMG_0001.HEIC", "b.heif", "c.avif", "d.jpg"]
+    assert [p.name for p in photos_in(tmp_path)] == ["IMG_0001.HEIC", "b.heif", "c.avif", "d.jpg", "e.gif"]
 
 
 # ----------------------------------------------------------------------------------------------

@@ -619,6 +619,12 @@ def test_batch_not_divisible_is_refused(base):
     (["--freeze-g", "16"], "--freeze-g 16 freezes every synthesis block of this 16 px generator"),
     (["--resolution", "32"], "Leave --resolution unset"),
     (["--batch-size", "6", "--batch-gpu", "4"], "--batch-size 6 must be divisible by"),
+    # was "--batch-gpu 6 must be a multiple of D's minibatch-stddev group size (4)": an option not given, and no way out
+    (["--batch-size", "6"], "--batch-size 6 does not split into the groups of 4 images of D's minibatch-stddev layer "
+                            "(6 images a process): give a --batch-size that is a multiple of 4 (e.g. 8) or at most 4, "
+                            "or keep it with micro-batches of 3 images, --batch-gpu 3 (gradient accumulation)\n"),
+    (["--batch-size", "12", "--batch-gpu", "6"],
+     "--batch-gpu 6 must be at most 4 or a multiple of 4, D's minibatch-stddev group size, e.g. --batch-gpu 3\n"),
     (["--seed", "1"], "(--seed: 0 -> 1)"),
 ])
 def test_settings_refused_at_the_start_are_named_as_typed(base, options, said, capsys):

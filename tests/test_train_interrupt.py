@@ -190,7 +190,11 @@ def test_a_second_ctrl_c_stops_at_once_and_the_last_complete_snapshot_stays(base
         monkeypatch.setattr(loop, "save_network", second_ctrl_c)
     with pytest.raises(KeyboardInterrupt):
         trainer.run()
-    assert capsys.readouterr().err == STOPPING  # and nothing saved since
+    # and nothing saved since, which it says: the command line said only "interrupted", as if saved (exit status 130:
+    # "the run is saved")
+    assert capsys.readouterr().err == STOPPING + (
+        "fine-tuning stopped at once at 0.068 kimg, not saved there: run the same fine-tuning again to continue from "
+        "network-snapshot-000000040.safetensors (0.040 kimg)\n")
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     assert newest_state(run)[0].name == "training-state-000000040.pt" and kimgs(run) == [0.04]
     assert json.loads((run / "latest.json").read_text())["state"] == "training-state-000000040.pt"
@@ -258,3 +262,15 @@ def test_every_process_stops_at_the_minibatch_where_any_was_interrupted(base, ca
         trainer.run()
     assert "fine-tuning interrupted at 0.020 kimg: saved network-snapshot-000000020" in capsys.readouterr().err
     assert newest_state(run)[1]["cur_nimg"] == 20
+
+
+def test_a_second_ctrl_c_before_the_first_snapshot_says_the_run_starts_again(base, capsys):  # noqa: F811
+    run = base["root"] / "twice-at-the-start"
+    trainer = Trainer(config(base, run.name, **SETTINGS), progress=False)
+    interrupt_at(trainer, 2, twice=True)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run()
+    assert capsys.readouterr().err == STOPPING + (
+        "fine-tuning stopped at once at 0.008 kimg, not saved there: run the same fine-tuning again to start it again "
+        "(nothing was saved)\n")
+    assert newest_state(run) is None

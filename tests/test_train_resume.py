@@ -12,6 +12,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -483,6 +484,46 @@ def test_a_kimg_already_reached_is_said_and_changes_nothing(base):  # noqa: F811
             path = finetune(config(base, run.name, kimg=kimg), progress=False)
         assert path == run / "network-snapshot-000000008.safetensors"
     assert {p.name: p.stat().st_mtime_ns for p in run.iterdir() if p.name != ".locks"} == before
+
+
+def test_the_same_command_again_after_the_run_is_done(base):  # noqa: F811
+    """A run ends on the minibatch that reaches --kimg (0.006 kimg at 4 images a minibatch: 0.008), and the same
+    command again said that it "asks for less"."""
+    run = base["root"] / "done-again"
+    finetune(config(base, run.name, kimg=0.006), progress=False)
+    with pytest.warns(UserWarning, match=rf"{run} has trained 0.008 kimg, so the run to --kimg 0.006 is done: nothing"):
+        assert finetune(config(base, run.name, kimg=0.006), progress=False).name.endswith("8.safetensors")
+
+
+def test_a_resumed_runs_progress_bar_counts_from_where_it_resumed(base, capsys):  # noqa: F811
+    """tqdm took the rate as (n * unit_scale - initial) / elapsed, images counted and shown in kimg: a resumed run's bar
+    showed a negative time left before its rate was measured, and always in its last line when it stopped early
+    (Ctrl-C, an error): `0.408/20.000 kimg [00:06<-00:02, ...`."""
+    run = base["root"] / "bar"
+    finetune(config(base, run.name, kimg=0.008, snapshot_kimg=0.004), progress=False)
+    capsys.readouterr()
+
+    def stop(info: dict) -> None:
+        raise RuntimeError("stopped")
+
+    with pytest.raises(RuntimeError, match="stopped"):
+        finetune(config(base, run.name, kimg=1000, snapshot_kimg=0.004), callback=stop)
+    lines = capsys.readouterr().err.replace("\r", "\n").split("\n")
+    bars = [line for line in lines if line.startswith("fine-tuning:")]
+    assert re.match(r"fine-tuning: +0%\|.*\| 0.012/1000.000 kimg \[\d\d:\d\d<\d[\d:]*\d, G=", bars[-1]), bars
+    assert all("<-" not in line for line in bars), bars
+
+
+def test_the_model_resolution_given_or_not_is_the_same_run(base, capsys):  # noqa: F811
+    """--resolution is the model's whether given or not, and a resumed run was refused when it gave it and the run
+    had not, or the other way round: "--resolution: None -> 16"."""
+    for run, first, then in (("res-given", None, 16), ("res-unset", 16, None)):
+        finetune(config(base, run, kimg=0.004, resolution=first), progress=False)
+        path = finetune(config(base, run, kimg=0.008, resolution=then), progress=False)
+        assert path.name == "network-snapshot-000000008.safetensors"
+        assert "resolution" not in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"other settings \(--resolution: 16 -> 32\)"):  # not "None -> 32"
+        finetune(config(base, "res-given", kimg=0.012, resolution=32), progress=False)
 
 
 def test_a_kimg_below_one_image_trains_one_minibatch(base):  # noqa: F811

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import hashlib
+import inspect
 import math
 import os
 import socket
@@ -34,7 +36,7 @@ from PIL import Image
 
 from .align import AlignedFace, LandmarkBackendError, NoFaceError
 from .checkpoints import CheckpointError
-from .images import read_image
+from .images import ImageReadError, read_image
 from .losses import PerceptualWeightsError, build_lpips
 from .options import DEFAULT_STEPS, DEFAULT_SWAP_RES, MAX_PIXELS, MAX_STEPS, OPTIMIZING_MODES
 from .pipeline import INVERT_LABELS, Toonifier, paste_faces
@@ -47,8 +49,9 @@ MAX_UPLOAD = "50mb"  # Gradio refuses larger uploads in the browser, before they
 ERRORS = (ValueError, LandmarkBackendError, PerceptualWeightsError)  # shown to the visitor as they are
 RESULTS = ("aligned", "toon", "pasted")  # the result images, in the order of `View`'s fields and the outputs
 # While a toonify or a face pick waits or runs, Gradio shows its queue place or steps over the toon (a full
-# progress; a re-blend's is minimal): out of view on a phone, whose results are below the fold.
-BUSY = "body:has(#toon [data-testid=status-tracker].full:not(.hide))"
+# progress; a re-blend's is minimal): out of view on a phone, whose results are below the fold. Its progress text, not
+# the tracker alone: a failed event's tracker stays, with an "Error" badge (the button said "Toonifying..." for good).
+BUSY = "body:has(#toon [data-testid=status-tracker].full:not(.hide) .progress-text)"
 # Result images fill their boxes (a small model's 256 px toon is drawn as large as a 1024 px one); the face
 # picker shows small whole faces, however few, every one in view (its box grows with them) and below its label
 # (which covered the top of the first row). While busy, the Toonify button says so where the visitor pressed it
@@ -75,6 +78,13 @@ SHOW_RESULT = """() => setTimeout(() => {
     if (below && status.innerText.trim() && (box.top < -1 || box.bottom > window.innerHeight + 1))
         status.scrollIntoView({block: 'end', behavior: 'smooth'});
 }, 100)"""
+# Formats every browser draws (Pillow's names; MPO: a camera's JPEG). Others (HEIC, TIFF) previewed as an empty frame
+# in Chromium and Firefox: the page shows a JPEG copy of them instead (`ToonApp.preview`).
+BROWSER_FORMATS = {"JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP", "ICO", "AVIF"}
+PREVIEW_PX = 2048  # a preview's longer side at most
+# A download's name is the photo's name and "-face12-aligned.png": the photo's part is cut to these many bytes (UTF-8),
+# since a file name has at most 255 (a longer photo name failed every toonify with bare "Error" badges).
+NAME_BYTES = 200
 COUNT_CLICK = "(n) => n + 1"  # the page's count of Toonify and face clicks (`_Visitors.start`)
 WHOLE_STEPS = "Math.max(1, Math.round(n) || 1)"  # the page's steps box, `n`, as a whole count (an empty box: 1)
 
@@ -163,6 +173,12 @@ class _Visitors:
 def _whole_steps(value: float) -> int:
     """Steps from the page's steps box, rounded half up, as the box itself rounds them (`WHOLE_STEPS`)."""
     return math.floor(float(value) + 0.5)
+
+
+def _download_stem(name: str) -> str:
+    """The photo's part of its results' download names: its file name without the suffix, cut to `NAME_BYTES`."""
+    stem = Path(name).stem.encode()[:NAME_BYTES].decode(errors="ignore")  # not within a character
+    return stem or "photo"
 
 
 def _discard(work: asyncio.Future) -> None:
@@ -277,7 +293,7 @@ class ToonApp:
         start = time.perf_counter()
         with self._lock:  # messages name the photo: an error toast stays on the page until closed
             faces = self.toonifiers[mode].align(image, all_faces=True, name=repr(name))
-            session = Session(photo=image, faces=faces, name=Path(name).stem or "photo", upload=str(photo))
+            session = Session(photo=image, faces=faces, name=_download_stem(name), upload=str(photo))
             self._invert(session, 0, steps, mode, callback)
             view = self._view(session, swap_res)
         return session, self._timed(view, start, steps, mode)
@@ -320,23 +336,38 @@ class ToonApp:
         self.check_photo(path, name)
         return self._decode(str(path), name or Path(path).name)
 
-    def check_photo(self, path: str | Path, name: str | None = None) -> None:
+    def check_photo(self, path: str | Path, name: str | None = None) -> str | None:
         """Raise `read_photo`'s error for a file that is no image or a photo over `max_pixels`, from its header
-        (nothing is decoded: cheap enough for the upload itself)."""
+        (nothing is decoded: cheap enough for the upload itself); returns the header's format (Pillow's name)."""
         path, name = str(path), name or Path(path).name
+        if not os.path.exists(path):  # read_image's "there is no such file" of the photo the page shows
+            raise ImageReadError(f"the app no longer has {name!r}: uploads are deleted after an hour or two; "
+                                 "upload the photo again")
         try:
             with Image.open(path) as header:
                 width, height = header.size
+                kind = header.format
         except Image.DecompressionBombError as exc:
             raise PhotoTooLargeError(f"{name!r} is too large to open safely ({exc}); use a copy of at most "
                                      f"{self.max_pixels / 1e6:.0f} megapixels") from exc
         except (OSError, ValueError):  # not an image: read_image says why (it fails as fast, on the same header)
             self._decode(path, name)
-            return  # read by read_image after all: nothing to refuse
+            return None  # read by read_image after all: nothing to refuse
         if width * height > self.max_pixels:
             raise PhotoTooLargeError(f"{name!r} is {width} x {height} px ({width * height / 1e6:.1f} megapixels); "
                                      f"the app takes photos up to {self.max_pixels / 1e6:.0f} megapixels: "
                                      "use a smaller copy")
+        return kind
+
+    def preview(self, path: str | Path, name: str | None = None) -> Image.Image | None:
+        """A copy of the uploaded photo for the page to show (at most `PREVIEW_PX` on its longer side), or None when
+        browsers draw its format themselves; `read_photo`'s error for a file it refuses. HEIC and TIFF photos showed
+        as an empty frame in Chromium and Firefox (they were toonified all the same)."""
+        if self.check_photo(path, name) in BROWSER_FORMATS:
+            return None
+        image = self.read_photo(path, name)
+        image.thumbnail((PREVIEW_PX, PREVIEW_PX))
+        return image
 
     @staticmethod
     def _decode(path: str, name: str) -> Image.Image:
@@ -437,6 +468,9 @@ class ToonApp:
         # meant nothing to them.
         steps_shown = gr.Progress()
         visitors = _Visitors()
+        # A photo browsers cannot draw (`ToonApp.preview`) is shown as a JPEG copy: its path -> the upload's path and
+        # name, which the events read (the page sends whichever it shows when Toonify is pressed).
+        previews: dict[str, tuple[str, str | None]] = {}
 
         def after_step(stop: threading.Event, progress: Any, steps: int, what: str) -> Callback:
             # The projection's callback: it ends the projection once `stop` is set, else shows the step done.
@@ -480,7 +514,7 @@ class ToonApp:
         async def on_toonify(upload, steps, swap_res, mode, session, clicks, request, progress=steps_shown):
             # Not preprocessed: `upload` is Gradio's record of the uploaded file, which `read_photo` checks itself
             # (Gradio's decoding would turn a broken or huge file into an anonymous error).
-            photo, name = (None, None) if upload is None else (upload["path"], upload.get("orig_name"))
+            photo, name = uploaded(upload)
             steps = _whole_steps(steps)
 
             def toonify(stop: threading.Event) -> tuple:
@@ -514,16 +548,33 @@ class ToonApp:
             view = self.reblend(session, swap_res)
             return gr.skip() if view is None else (session, *outputs_of(view))
 
+        def uploaded(upload: dict | None) -> tuple[str | None, str | None]:
+            # The server's copy of the visitor's photo and its name on their machine (the original of a preview).
+            if upload is None:
+                return None, None
+            return previews.get(upload["path"], (upload["path"], upload.get("orig_name")))
+
         def on_new_photo(upload, request):
-            photo = None if upload is None else upload["path"]
+            if upload is not None and upload["path"] in previews:  # the preview of the photo shown: not a new one
+                return (gr.skip(),) * (len(outputs) + 1)
+            photo, name = uploaded(upload)
             visitors.show(request.session_hash, photo)
-            status = ""
+            status, shown = "", gr.skip()
             if photo is not None:  # a file that is no image previewed as an empty frame, without a word
                 try:
-                    self.check_photo(photo, upload.get("orig_name"))
+                    preview = self.preview(photo, name)
                 except ERRORS as exc:
                     status = not_toonified(exc)
-            return None, gr.update(value=None, visible=False), None, None, None, status
+                else:
+                    if preview is not None:  # HEIC, TIFF: an empty frame in Chromium and Firefox
+                        # In a folder of its upload's own (named by the upload's path: Gradio's are by content and
+                        # name), so two photos of the same pixels do not share a preview, and deleted with the cache.
+                        folder = Path(toon.GRADIO_CACHE) / hashlib.sha256(photo.encode()).hexdigest()
+                        folder.mkdir(parents=True, exist_ok=True)
+                        shown = str(folder / f"{_download_stem(name or Path(photo).name)}.jpeg")
+                        preview.save(shown, quality=90)
+                        previews[shown] = (photo, name)
+            return None, gr.update(value=None, visible=False), None, None, None, status, shown
 
         # Gradio finds these arguments by their types (`gr` is not in this module's globals for the annotations).
         on_pick.__annotations__["event"] = gr.SelectData
@@ -591,7 +642,7 @@ class ToonApp:
                         api_name="reblend", **queued)
             # A new photo stops the old one's events, running or waiting (`_Visitors`): their results (the old
             # photo's toon) came in beside the new photo. No progress: the page is not busy with a toon.
-            photo.change(on_new_photo, photo, outputs, preprocess=False, queue=False, show_progress="hidden",
+            photo.change(on_new_photo, photo, [*outputs, photo], preprocess=False, queue=False, show_progress="hidden",
                          api_name=False)
             stop.click(on_stop, clicks, None, queue=False, api_name=False)
             mode.change(lambda m: gr.update(visible=m in OPTIMIZING_MODES), mode, steps, queue=False, api_name=False)
@@ -621,8 +672,12 @@ def launch(app: ToonApp, host: str = "127.0.0.1", port: int | None = None, share
     _reach_this_machine_without_proxy(host)
     page = app.build()
     page.queue(default_concurrency_limit=1, max_size=64)
+    # No run history (Gradio's "Runs" page, in recent Gradio 6 releases): a loaded run showed a photo whose faces and
+    # swap choices did nothing (its session is not in a run), it kept the visitors' photos listed in the browser for the
+    # next person at it, and it offered to send runs to a Hugging Face bucket (from this server).
+    no_history = {"run_history": False} if "run_history" in inspect.signature(page.launch).parameters else {}
     page.launch(server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD, inbrowser=False,
-                prevent_thread_lock=True, quiet=True, css=CSS)  # Gradio's own lines name its Python options
+                prevent_thread_lock=True, quiet=True, css=CSS, **no_history)  # Gradio's own lines name its options
     if not block:
         return page
     print(f"serving the app on {page.local_url}" + (f" and {page.share_url}" if share else "") + " (Ctrl-C stops it)",

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .checkpoints import GeneratorLike, load_generator
+from .checkpoints import GeneratorLike, Networks, load_generator, load_network
 from .messages import ToonlibWarning, warn
 from .networks import Generator, GeneratorConfig
 
@@ -137,6 +137,23 @@ def check_setting(swap_res: int, level: int = 0, blend_width: float | None = Non
         raise ValueError(f"blend_width must be None or 0 (hard switch) or a positive number, got {blend_width!r}")
 
 
+def toon_generator(low: GeneratorLike, which: str | None = None) -> Generator:
+    """The low-res (toon) model `low` as a generator: network `which` when given; else for a registry name its
+    un-blended toon model (G of 'toonify-blended-tf', whose G_ema is already blended; a registry model that holds only
+    a blend is refused, as re-blending it would blend a blend), for a checkpoint the network `pipeline.toon_network_in`
+    names (a training snapshot's G_ema, Toonify's G). The command line, `toonify --swap-res` and `blend` take the same
+    one: `blend('toonify-blended-tf', ...)` blended the published blend, unlike `toonlib blend --toon NAME`."""
+    from .pipeline import toon_network_in, toon_network_of  # it imports this module
+
+    if isinstance(low, Generator):
+        return low
+    which = toon_network_of(low, which)
+    if which is None:
+        low = low if isinstance(low, Networks) else load_network(low)
+        which = toon_network_in(low)
+    return load_generator(low, which=which)
+
+
 class Blender:
     """Mixes two generators into one output generator, in place, for interactive use.
 
@@ -146,8 +163,12 @@ class Blender:
     """
 
     def __init__(self, low: GeneratorLike, high: GeneratorLike):
-        low, high = load_generator(low), load_generator(high)
-        check_compatible(low, high, names=("low-res", "high-res"))
+        low, high = toon_generator(low), load_generator(high)
+        try:
+            check_compatible(low, high, names=("low-res", "high-res"))
+        except ValueError as exc:  # the layer shapes alone did not say what to do
+            raise ValueError(f"{exc}\nThe low-res model is the toon model, the high-res one the base: "
+                             f"{PAIR_WITH_ITS_BASE}.") from None
         check_lineage(low, high, "the low-res (toon) model", "the high-res (base) model")
         self.G: Generator = copy.deepcopy(low)
         self._layers = synthesis_layers(self.G.config)
@@ -187,7 +208,8 @@ def blend(low: GeneratorLike, high: GeneratorLike, swap_res: int, level: int = 0
     `(swap_res, level)`, which is 1.5 positions below the hard threshold. A `swap_res` at or above the
     model resolution gives (with the hard switch) the low-res model. `synthesis.b4.conv1`, the mapping
     network, `w_avg` and the noise buffers always come from the low-res model, as in the original
-    `blend_models.py`. Use `layer_weights` to see the weight of every layer.
+    `blend_models.py`. Use `layer_weights` to see the weight of every layer. A registry name as `low` gives its
+    un-blended toon model, as `toonlib blend --toon NAME` takes it (`toon_generator`).
     """
     check_setting(swap_res, level, blend_width)
     return Blender(low, high).set(swap_res, level, blend_width)
@@ -240,7 +262,7 @@ def swap_resolution_grid(low: GeneratorLike, high: GeneratorLike, seeds: Sequenc
     from .images import labelled_grid, to_pil
     from .networks import z_from_seeds
 
-    low, high = load_generator(low), load_generator(high)
+    low, high = toon_generator(low), load_generator(high)
     blender = Blender(low, high)
     resolutions = list(swap_resolutions or [res for res in high.synthesis.block_resolutions
                                             if blend_width or res < high.img_resolution])

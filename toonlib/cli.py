@@ -141,6 +141,19 @@ def _check_native_output(output: str, command: str, name: str) -> None:
     _check_output_suffix(output, command, NATIVE_SUFFIX, "toonlib's format, a safetensors file", name)
 
 
+def _refuse_to_replace_model(output: str, *models: tuple[str, str]) -> None:
+    """Refuse (ValueError) an output file that is one of the model files read, given as (source, option) pairs:
+    `blend -o` onto its --toon replaced a fine-tuning snapshot's G and D by the blend."""
+    from .files import user_path
+
+    target = user_path(output)
+    for source, option in models:
+        path = user_path(source)
+        if target.is_file() and path.is_file() and os.path.samefile(path, target):
+            raise ValueError(f"-o {output} is the {option} model's file: writing there would replace that model (a "
+                             "fine-tuning snapshot's G and D with it); give another output file")
+
+
 def _check_image_output(output: str | None, command: str, name: str) -> None:
     """`_check_output_suffix` for an image (PNG suggested; None: no such output asked for)."""
     from .images import IMAGE_SUFFIXES
@@ -181,6 +194,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from .checkpoints import load_network, save_network
 
     _check_native_output(args.output, "convert", Path(args.input).stem)
+    _refuse_to_replace_model(args.output, (args.input, "input"))
     nets = load_network(args.input)
     print(_describe(nets))
     save_network(args.output, nets)
@@ -268,23 +282,24 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_blend(args: argparse.Namespace) -> int:
-    from .blending import blend, check_setting, swap_resolution_grid
+    from .blending import blend, check_setting, swap_resolution_grid, toon_generator
     from .checkpoints import load_generator, save_network
     from .images import save_image
     from .networks import parse_seeds
     from .pipeline import check_swap_res, toon_network_of
 
     _check_native_output(args.output, "blend", "blended")
+    _refuse_to_replace_model(args.output, (args.toon, "--toon"), (args.base, "--base"))
     check_setting(args.swap_res, args.level, args.blend_width)
     _check_image_output(args.grid, "blend", "grid")
     _only_with(args.seeds, "--seeds", args.grid, "--grid", "they are the grid's rows")
     _only_with(args.truncation_psi, "--truncation-psi", args.grid, "--grid", "it shapes the grid's faces")
     seeds = (parse_seeds(args.seeds or DEFAULT_GRID_SEEDS, max_count=MAX_GRID_SEEDS) if args.grid
              else [])  # before anything is loaded or written
-    toon_network = toon_network_of(args.toon, args.toon_network) or "G_ema"  # a file: its G_ema
+    toon_network_of(args.toon, args.toon_network)  # a registry model that holds only a blend: before the download
     check_swap_res(args.swap_res, args.toon)
     _fetch_named_models((args.toon, "--toon"), (args.base, "--base"))
-    low = load_generator(args.toon, which=toon_network)
+    low = toon_generator(args.toon, args.toon_network)  # as toonify --swap-res takes it
     check_swap_res(args.swap_res, low)
     high = load_generator(args.base, which=args.base_network)
     blended = blend(low, high, args.swap_res, level=args.level, blend_width=args.blend_width)
@@ -613,7 +628,8 @@ def cmd_app(args: argparse.Namespace) -> int:
     for mode in modes:
         _fetch_toonify_models(args, mode)
     toonifiers = [Toonifier(args.base, args.toon, toon_network=args.toon_network, detector=args.detector, invert=mode,
-                            encoder=args.encoder) for mode in modes]  # one per mode offered, each with its models
+                            encoder=None if mode == "optimize" else args.encoder)  # the encoder mode's encoder
+                  for mode in modes]  # one per mode offered, each with its models
     check_swap_res(args.swap_res, toonifiers[0].published_blend)
     app = ToonApp(toonifiers, swap_res=args.swap_res, steps=args.steps, max_steps=args.max_steps,
                   max_pixels=max_pixels)
@@ -663,7 +679,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--toon-network", "--low-network", dest="toon_network", default=None, choices=["G_ema", "G"],
                    help="which generator of --toon (default: for a registry name the registry's choice, its un-blended "
                         "toon model, as toonify takes it: G of toonify-blended-tf, whose G_ema is already blended; "
-                        "for a file its G_ema)")
+                        "for a file as toonify takes it: a training snapshot's G_ema, else its G if it has one, as "
+                        "Toonify's file)")
     p.add_argument("--base-network", "--high-network", dest="base_network", default="G_ema", choices=["G_ema", "G"],
                    help="which generator of --base (default: G_ema)")
     p.add_argument("--swap-res", type=_swap_res, required=True,
@@ -797,7 +814,8 @@ def _add_toonifier_models(p: argparse.ArgumentParser, toon_network_use: str) -> 
                    help="toon checkpoint: path, URL or name (default: toonify-blended-tf, Toonify's)")
     p.add_argument("--toon-network", default=None, choices=["G", "G_ema"],
                    help=f"the toon model inside --toon, {toon_network_use} (default: the registry's choice; for a "
-                        "file its G if it has one, as Toonify's file, else its G_ema)")
+                        "file a training snapshot's G_ema (toonlib finetune's, NVIDIA's, rosinality's), else its G if "
+                        "it has one, as Toonify's file, else its G_ema)")
 
 
 def _add_detector(p: argparse.ArgumentParser) -> None:

@@ -47,7 +47,7 @@ class _Skip(Exception):
 class ImageDataset(Dataset):
     """Square RGB images of one resolution as float tensors [3, R, R] in [-1, 1].
 
-    `source`: a folder (searched recursively) or a .zip, with .png / .jpg / .jpeg / .webp / .bmp images,
+    `source`: a folder (searched recursively) or a .zip, with images of the `images.IMAGE_SUFFIXES` kinds,
     taken in sorted order; hidden files and folders and a Mac zip's `__MACOSX` are left out. `prepare`:
 
     - 'crop': centre-crop to a square, resize to `resolution` (LANCZOS). For cartoon faces, where

@@ -221,8 +221,8 @@ class Toonifier:
                 which = toon_network_of(self._toon_source, self._toon_network)
                 if isinstance(self._toon, (str, os.PathLike)):
                     self._toon = _without_discriminator(load_network(self._toon))
-                if which is None:  # a file toonlib knows nothing about: Toonify's layout when it has a G
-                    which = "G" if isinstance(self._toon, Networks) and self._toon.G is not None else "G_ema"
+                if which is None:  # a file toonlib knows nothing about
+                    which = toon_network_in(self._toon) if isinstance(self._toon, Networks) else "G_ema"
                 toon = load_generator(self._toon, which, device=self.device).eval()
                 if self.invert == "psp-toonify":  # its codes were checked against its decoder only
                     self._check_codes_fit(toon, "the toon model to re-blend (toon=, --toon)")
@@ -423,9 +423,10 @@ def check_swap_res(swap_res: int | None, toon: object) -> None:
     info = models.MODELS.get(toon) if isinstance(toon, str) and not Path(toon).exists() else None
     resolution = getattr(toon, "img_resolution", None) or getattr(info, "resolution", None)
     if swap_res is not None and resolution is not None and swap_res > resolution:
-        choices = ", ".join(str(2**k) for k in range(2, int(math.log2(resolution)) + 1))
+        choices = ", ".join(str(2**k) for k in range(2, int(math.log2(resolution))))
         raise ValueError(f"swap_res {swap_res} is above the {resolution} px of the toon model, which would then be "
-                         f"used unblended: give one of {choices}")
+                         f"used unblended: give one of {choices} (at {resolution} too, with a hard switch, every "
+                         "layer is the toon model's)")
 
 
 def toon_network_of(toon: GeneratorLike, which: str | None = None) -> str | None:
@@ -440,6 +441,23 @@ def toon_network_of(toon: GeneratorLike, which: str | None = None) -> str | None
                          f"re-blending needs an un-blended toon model, such as {', '.join(offering[:3])} (`toonlib "
                          "models` marks them 'unblended' or 'blended+G' under TOON)")
     return info.reblend_network or "G_ema"
+
+
+#: Checkpoint formats written by training code, whose G is the raw training copy and G_ema its running average, the
+#: model (NVIDIA's stylegan2-ada-pytorch snapshots, rosinality's g / g_ema).
+_TRAINING_FORMATS = ("nvidia", "rosinality")
+
+
+def toon_network_in(toon: Networks) -> str:
+    """Which generator of a toon checkpoint the registry does not know holds the toon model to re-blend: the G_ema of
+    a training snapshot (toonlib's fine-tuning, NVIDIA's or rosinality's training code: G is the training copy, noisier
+    than its average), else G where there is one (Toonify's layout: the fine-tuned G, its D and the blended Gs), else
+    G_ema. `toonify --swap-res` took the G of a toonlib fine-tuning snapshot where `toonlib blend` took its G_ema."""
+    if toon.G is None:
+        return "G_ema"
+    origin = toon.meta.get("origin")
+    formats = {toon.meta.get("format"), origin.get("format") if isinstance(origin, dict) else None}
+    return "G_ema" if "finetune" in toon.meta or formats & set(_TRAINING_FORMATS) else "G"
 
 
 def paste(photo: Image.Image, face: Image.Image, quad: np.ndarray, feather: float = 0.04) -> Image.Image:

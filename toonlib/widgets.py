@@ -579,7 +579,10 @@ class ToonifyPanel(_PhotoPanel):
             from .pipeline import Toonifier
 
             self.status.value = _message(f"loading the models of {INVERT_LABELS.get(mode, mode)}...")
-            self.toonifiers[mode] = Toonifier(**self.models, invert=mode)
+            arguments = {**self.models, "invert": mode}
+            if mode == "optimize":  # `models`' encoder is the encoder modes' (Toonifier refuses one here)
+                arguments.pop("encoder", None)
+            self.toonifiers[mode] = Toonifier(**arguments)
         return self.toonifiers[mode]
 
     def _extra_controls(self) -> list[widgets.Widget]:

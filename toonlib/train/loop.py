@@ -58,6 +58,7 @@ from .snapshots import (
     latest_record,
     latest_snapshot,
     newest_state,
+    newest_state_nimg,
     save_state,
     snapshot_name,
     sync_latest,
@@ -240,8 +241,7 @@ class Trainer:
         self.num_micro = cfg.batch_size // (self.batch_gpu * world)
         group = min(D.config.mbstd_group_size or self.batch_gpu, self.batch_gpu)
         if self.batch_gpu % group:
-            raise ValueError(f"{option_value('batch_gpu', self.batch_gpu)} must be a multiple of D's "
-                             f"minibatch-stddev group size ({D.config.mbstd_group_size})")
+            raise ValueError(_batch_split_message(cfg, self.batch_gpu, group, world))
 
     @torch.no_grad()
     def _share_frozen_layers(self) -> None:
@@ -410,9 +410,14 @@ class Trainer:
         run resumes). The run folder is released when this returns or fails. A full disk while saving is an OSError
         that says so and where the run continues from."""
         self.dist.on_main(self._take_run_dir)
+        self._said_saved = False
         try:
             with disk_full_said(self.run_dir):
                 return self._run()
+        except KeyboardInterrupt:
+            if not self._said_saved:  # a second Ctrl-C: stopped at once, the run not saved here
+                self._say_stopped_at_once()
+            raise
         finally:
             self.close()
 
@@ -422,9 +427,12 @@ class Trainer:
         snapshot_nimg = max(1, round(cfg.snapshot_kimg * 1000))
         if self.is_main and self.last_snapshot is not None:
             sync_latest(self.run_dir, self.cur_nimg)
+        end_nimg = math.ceil(total_nimg / cfg.batch_size) * cfg.batch_size  # a run ends with a whole minibatch
         if self.cur_nimg >= total_nimg:
             if self.is_main:
-                asks = "asks for less" if self.cur_nimg > total_nimg else "is done"
+                # the same command again finds the run a little past --kimg (0.1 kimg at 8 images a minibatch ended
+                # at 0.104): that run is done, it does not ask for less
+                asks = "asks for less" if self.cur_nimg > end_nimg else "is done"
                 warn(f"{cfg.run_dir} has trained {self.cur_nimg / 1000:g} kimg, so the run to --kimg {cfg.kimg:g} "
                      f"{asks}: nothing to train. To train on, give a larger --kimg (kimg= in Python)")
             return self.run_dir / self.last_snapshot
@@ -435,9 +443,11 @@ class Trainer:
         loader = infinite_loader(self.dataset, cfg.batch_size // self.dist.world_size, seed=cfg.seed,
                                  rank=self.dist.rank, world_size=self.dist.world_size, device=self.device,
                                  start_batch=self.batch_idx)
-        last_nimg = max(self.cur_nimg, math.ceil(total_nimg / cfg.batch_size) * cfg.batch_size)  # whole minibatches
-        # counted in images (integers: float kimg increments add up past the total), shown in kimg
-        bar = progress_bar(total=last_nimg, initial=self.cur_nimg, unit_scale=1 / 1000, desc="fine-tuning",
+        last_nimg = max(self.cur_nimg, end_nimg)
+        # in kimg, set from the images counted (integers: float kimg increments add up past the total). Not counted
+        # in images shown with unit_scale=1/1000: tqdm then took the rate as (n * unit_scale - initial) / elapsed, a
+        # resumed run's bar showing a negative remaining time (`[00:05<-00:02`), and its last line always
+        bar = progress_bar(total=last_nimg / 1000, initial=self.cur_nimg / 1000, desc="fine-tuning",
                            disable=not self.progress,
                            bar_format="{l_bar}{bar}| {n:.3f}/{total:.3f} kimg [{elapsed}<{remaining}{postfix}]")
         self._start_tick()
@@ -457,7 +467,7 @@ class Trainer:
             while self.cur_nimg < total_nimg and not stop:
                 before = self.cur_nimg
                 self.step(next(loader))
-                bar.update(self.cur_nimg - before)
+                bar.update(self.cur_nimg / 1000 - bar.n)
                 bar.set_postfix(self._postfix(), refresh=False)
                 due = self.cur_nimg >= total_nimg or self.cur_nimg // snapshot_nimg > before // snapshot_nimg
                 if due:
@@ -473,8 +483,20 @@ class Trainer:
             raise KeyboardInterrupt
         return self.run_dir / self.last_snapshot
 
+    def _say_stopped_at_once(self) -> None:
+        """Tell the user (stderr, main process) where a run stopped at once by Ctrl-C (a second one) continues from:
+        its newest training state (a snapshot cut short counts as not taken). It said only "interrupted", as if the run
+        had been saved there."""
+        if self.is_main:
+            nimg = newest_state_nimg(self.run_dir)
+            where = (f"continue from {snapshot_name(nimg)} ({nimg / 1000:.3f} kimg)" if nimg is not None
+                     else "start it again (nothing was saved)")
+            print(f"fine-tuning stopped at once at {self.cur_nimg / 1000:.3f} kimg, not saved there: run the same "
+                  f"fine-tuning again to {where}", file=sys.stderr, flush=True)
+
     def _say_interrupted(self, total_nimg: int) -> None:
         """Tell the user (stderr, main process) where a run stopped by Ctrl-C was saved and how to continue it."""
+        self._said_saved = True
         if self.is_main:
             then = ("; run the same fine-tuning again to continue from there" if self.cur_nimg < total_nimg
                     else ", the end of the run")
@@ -720,23 +742,46 @@ def _same_base(saved: str, resume: str) -> bool:
     return _recorded_relative(saved) and ".." not in parts and Path(resume).parts[-len(parts):] == parts
 
 
+def _batch_split_message(cfg: TrainConfig, batch_gpu: int, group: int, world: int) -> str:
+    """Why D cannot take micro-batches of `batch_gpu` images (its minibatch-stddev layer splits each into groups of
+    `group`, or takes them all as one when fewer), and which settings would do, naming the options the user gave."""
+    divisor = next((n for n in range(group, 1, -1) if batch_gpu % n == 0), None)
+    other_gpu = f"{option_name('batch_gpu')} {divisor}" if divisor is not None else ""
+    if cfg.batch_gpu is None:  # no micro-batch was asked for: the batch size is what the user chose
+        per_process = f" x {world} processes" if world > 1 else ""
+        example = math.ceil(cfg.batch_size / (group * world)) * group * world
+        return (f"{option_value('batch_size', cfg.batch_size)} does not split into the groups of {group} images of "
+                f"D's minibatch-stddev layer ({batch_gpu} images a process): give a {option_name('batch_size')} that "
+                f"is a multiple of {group}{per_process} (e.g. {example}) or at most {group}{per_process}"
+                + (f", or keep it with micro-batches of {divisor} images, {other_gpu} (gradient accumulation)"
+                   if other_gpu else ""))
+    return (f"{option_value('batch_gpu', batch_gpu)} must be at most {group} or a multiple of {group}, D's "
+            f"minibatch-stddev group size" + (f", e.g. {other_gpu}" if other_gpu else ""))
+
+
 def _check_resumable(state: dict, cfg: TrainConfig) -> None:
     """Check that the new config changes nothing a resumed run must keep. The data and the base are compared as
     resolved paths: the same folder, zip or file however spelled. A run that recorded them as relative paths (as
     toonlib once did) resumes from any folder with the images it was trained on and the base file it named."""
     saved = TrainConfig.from_dict(state["config"])
     run_dir = Path(cfg.run_dir)
+    model_res = state["networks"]["G"]["img_resolution"]
+
+    def value(config: TrainConfig, key: str) -> object:
+        # an unset resolution is the model's: `--resolution 256` resumes a 256 px run started without it (it was
+        # refused as "--resolution: None -> 256"), and the other way round
+        return config.resolution or model_res if key == "resolution" else getattr(config, key)
 
     def same(key: str) -> bool:
         if key == "data":
             return _same_data(saved, cfg.data, run_dir, state)
         if key == "resume":
             return _same_base(saved.resume, cfg.resume)
-        return getattr(saved, key) == getattr(cfg, key)
+        return value(saved, key) == value(cfg, key)
 
     changed = [k for k in RESUME_FIXED if not same(k)]
     if changed:
-        listed = "; ".join(f"{option_name(k)}: {getattr(saved, k)!r} -> {getattr(cfg, k)!r}" for k in changed)
+        listed = "; ".join(f"{option_name(k)}: {value(saved, k)!r} -> {value(cfg, k)!r}" for k in changed)
         relative = (f" The run recorded {saved.data!r} relative to the folder it was started in, and its dataset "
                     f"cache does not hold the images of {cfg.data}: give the folder it was trained on."
                     if "data" in changed and _recorded_relative(saved.data) else "")

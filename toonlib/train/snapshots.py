@@ -33,8 +33,8 @@ from ..files import TEMP_FILE_NAME, atomic_write_path, file_lock, lock_file_for,
 from ..messages import warn
 
 __all__ = ["KEEP_STATES", "LATEST_FILE", "STATE_VERSION", "disk_full_said", "fakes_name", "has_run", "has_states",
-           "hold_run_dir", "latest_record", "latest_snapshot", "newest_state", "read_latest", "save_state",
-           "snapshot_name", "snapshot_paths", "state_name", "sync_latest", "write_latest"]
+           "hold_run_dir", "latest_record", "latest_snapshot", "newest_state", "newest_state_nimg", "read_latest",
+           "save_state", "snapshot_name", "snapshot_paths", "state_name", "sync_latest", "write_latest"]
 
 STATE_VERSION = 2
 KEEP_STATES = 2
@@ -148,6 +148,13 @@ def latest_snapshot(run_dir: str | os.PathLike) -> Path | None:
     """The newest network snapshot of a run folder (from latest.json), or None before the first snapshot."""
     latest = read_latest(run_dir)
     return None if latest is None else Path(run_dir) / latest["network"]
+
+
+def newest_state_nimg(run_dir: str | os.PathLike) -> int | None:
+    """The number of images of the newest training state of a run folder, read from its name (complete: states are
+    written atomically); None when there is none."""
+    paths = _state_paths(user_path(run_dir))
+    return int(_STATE_PATTERN.fullmatch(paths[0].name).group(1)) if paths else None
 
 
 def has_states(run_dir: str | os.PathLike) -> bool:
