@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from toonlib.align import align_face
+from toonlib.align import NoFaceError, align_face
 from toonlib.images import ImageReadError, read_image
 from toonlib.pipeline import photos_in
 
@@ -332,3 +332,12 @@ def test_a_file_toonlib_may_not_read_is_not_called_damaged(tmp_path, monkeypatch
     monkeypatch.setattr(Image, "open", refused)  # root, who runs CI, reads any file: chmod cannot show it
     with pytest.raises(ImageReadError, match=r"^cannot read '.*me\.jpg' as an image: Permission denied$"):
         read_image(tmp_path / "me.jpg")
+
+
+@pytest.mark.parametrize("size", [(300, 1), (1, 300), (1, 1)])
+def test_a_photo_one_pixel_thin_has_no_face(size, tmp_path):
+    """A photo 1 px tall or wide crashed dlib's detector (`RuntimeError: The stride of the 2nd dimension ... must be
+    3`: numpy's strides of a side of one, turned); the web app showed bare "Error" badges. It has no face."""
+    Image.new("RGB", size, "white").save(tmp_path / "thin.png")
+    with pytest.raises(NoFaceError, match="no face was found in"):
+        align_face(tmp_path / "thin.png", detector="dlib")

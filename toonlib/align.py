@@ -172,7 +172,7 @@ def _find_faces(photo: Image.Image, detector: str, device: str | None, name: str
     backend = _get_backend(detector, device)
     pixels = np.asarray(photo)
     for turns in (0, 1, 3, 2):  # quarter turns counter-clockwise, as np.rot90
-        faces = _detect(backend, np.ascontiguousarray(np.rot90(pixels, turns)))
+        faces = _detect(backend, np.rot90(pixels, turns).copy())  # canonical strides, which dlib checks
         if faces:
             break
     else:
