@@ -134,7 +134,10 @@ def _image_bytes(locator) -> str:
 
 def _assert_not_stretched(locator, name: str) -> None:
     """An <img> is shown at its pixel size, or shrunk with its aspect kept where the output is narrower."""
-    size = locator.evaluate("""img => { const r = img.getBoundingClientRect();
+    # decode() waits for a picture the kernel has just replaced (the layer chart after a slider move): read at once,
+    # its natural size was 0 now and then (the full suite, 2026-12-02); a broken picture rejects, and is caught below
+    size = locator.evaluate("""async img => { try { await img.decode(); } catch (e) {}
+        const r = img.getBoundingClientRect();
         return {w: r.width, h: r.height, nw: img.naturalWidth, nh: img.naturalHeight,
                 room: img.closest('.jp-OutputArea-output, .output_subarea').getBoundingClientRect().width}; }""")
     assert size["nw"] > 0, f"{name} shows no picture"
