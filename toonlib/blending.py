@@ -137,21 +137,23 @@ def check_setting(swap_res: int, level: int = 0, blend_width: float | None = Non
         raise ValueError(f"blend_width must be None or 0 (hard switch) or a positive number, got {blend_width!r}")
 
 
-def toon_generator(low: GeneratorLike, which: str | None = None) -> Generator:
+def toon_generator(low: GeneratorLike, which: str | None = None,
+                   device: torch.device | str | None = None) -> Generator:
     """The low-res (toon) model `low` as a generator: network `which` when given; else for a registry name its
     un-blended toon model (G of 'toonify-blended-tf', whose G_ema is already blended; a registry model that holds only
     a blend is refused, as re-blending it would blend a blend), for a checkpoint the network `pipeline.toon_network_in`
     names (a training snapshot's G_ema, Toonify's G). The command line, `toonify --swap-res` and `blend` take the same
-    one: `blend('toonify-blended-tf', ...)` blended the published blend, unlike `toonlib blend --toon NAME`."""
+    one: `blend('toonify-blended-tf', ...)` blended the published blend, unlike `toonlib blend --toon NAME`. On
+    `device` as `load_generator` puts it."""
     from .pipeline import toon_network_in, toon_network_of  # it imports this module
 
     if isinstance(low, Generator):
-        return low
+        return load_generator(low, device=device)
     which = toon_network_of(low, which)
     if which is None:
         low = low if isinstance(low, Networks) else load_network(low)
         which = toon_network_in(low)
-    return load_generator(low, which=which)
+    return load_generator(low, which=which, device=device)
 
 
 class Blender:

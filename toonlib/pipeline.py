@@ -46,7 +46,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from . import models
 from .align import AlignedFace, align_faces, check_detector, crop_to_photo_transform, face_position
-from .blending import PAIR_WITH_ITS_BASE, Blender, check_lineage, check_setting
+from .blending import PAIR_WITH_ITS_BASE, Blender, check_lineage, check_setting, toon_generator
 from .checkpoints import (
     ENCODER_KINDS,
     GENERATOR_KINDS,
@@ -218,12 +218,10 @@ class Toonifier:
             self.generator = self.published_blend
         else:
             if self._blender is None:
-                which = toon_network_of(self._toon_source, self._toon_network)
+                which = toon_network_of(self._toon_source, self._toon_network)  # the registry's, by its name
                 if isinstance(self._toon, (str, os.PathLike)):
                     self._toon = _without_discriminator(load_network(self._toon))
-                if which is None:  # a file toonlib knows nothing about
-                    which = toon_network_in(self._toon) if isinstance(self._toon, Networks) else "G_ema"
-                toon = load_generator(self._toon, which, device=self.device).eval()
+                toon = toon_generator(self._toon, which, device=self.device).eval()  # as `toonlib blend` takes it
                 if self.invert == "psp-toonify":  # its codes were checked against its decoder only
                     self._check_codes_fit(toon, "the toon model to re-blend (toon=, --toon)")
                 self._blender = Blender(low=toon, high=self.base)
@@ -445,7 +443,7 @@ def toon_network_of(toon: GeneratorLike, which: str | None = None) -> str | None
 
 #: Checkpoint formats written by training code, whose G is the raw training copy and G_ema its running average, the
 #: model (NVIDIA's stylegan2-ada-pytorch snapshots, rosinality's g / g_ema).
-_TRAINING_FORMATS = ("nvidia", "rosinality")
+_TRAINING_FORMATS = frozenset({"nvidia", "rosinality"})
 
 
 def toon_network_in(toon: Networks) -> str:
@@ -457,7 +455,7 @@ def toon_network_in(toon: Networks) -> str:
         return "G_ema"
     origin = toon.meta.get("origin")
     formats = {toon.meta.get("format"), origin.get("format") if isinstance(origin, dict) else None}
-    return "G_ema" if "finetune" in toon.meta or formats & set(_TRAINING_FORMATS) else "G"
+    return "G_ema" if "finetune" in toon.meta or formats & _TRAINING_FORMATS else "G"
 
 
 def paste(photo: Image.Image, face: Image.Image, quad: np.ndarray, feather: float = 0.04) -> Image.Image:
