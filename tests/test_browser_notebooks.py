@@ -134,9 +134,15 @@ def _image_bytes(locator) -> str:
 
 def _assert_not_stretched(locator, name: str) -> None:
     """An <img> is shown at its pixel size, or shrunk with its aspect kept where the output is narrower."""
-    # decode() waits for a picture the kernel has just replaced (the layer chart after a slider move): read at once,
-    # its natural size was 0 now and then (the full suite, 2026-12-02); a broken picture rejects, and is caught below
-    size = locator.evaluate("""async img => { try { await img.decode(); } catch (e) {}
+    # A picture the kernel is replacing (the layer chart re-drawn by a level click whose render had not yet reached
+    # the page when the status already read as wanted) has no natural size until the new one loads, and decode()
+    # rejects when the src changes under it: read once, it was 0 now and then (CI, 2026-12-02). Wait up to 10 s for
+    # a loaded picture; one that never loads is still read as 0 and fails below.
+    size = locator.evaluate("""async img => {
+        for (let i = 0; i < 50; i++) {
+            try { await img.decode(); } catch (e) {}
+            if (img.complete && img.naturalWidth > 0) break;
+            await new Promise(r => setTimeout(r, 200)); }
         const r = img.getBoundingClientRect();
         return {w: r.width, h: r.height, nw: img.naturalWidth, nh: img.naturalHeight,
                 room: img.closest('.jp-OutputArea-output, .output_subarea').getBoundingClientRect().width}; }""")
