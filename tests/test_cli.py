@@ -55,6 +55,9 @@ def test_blend_command_writes_network_and_grid(tmp_path):
     got = load_network(tmp_path / "b.safetensors").G_ema.state_dict()
     assert all(torch.equal(got[k], v) for k, v in expected.items())
     assert Image.open(tmp_path / "grid.png").height > 3 * 32
+    result = run_cli("info", str(tmp_path / "b.safetensors"))  # which models and setting made it: not on record
+    assert result.stdout.splitlines()[1] == (f"blend of {tmp_path / 'toon.safetensors'} up to 8 px (level 0), "
+                                             f"{tmp_path / 'base.safetensors'} above; smooth switch, width 0.5")
     result = run_cli("blend", "--low", str(tmp_path / "toon.safetensors"), "--high", str(FIXTURES / "ada_tiny.pkl"),
                      "--swap-res", "8", "-o", str(tmp_path / "bad.safetensors"))
     assert result.returncode == 2 and "different architectures" in result.stderr

@@ -249,6 +249,12 @@ def test_blend_explorer_saves_the_blend_its_sliders_show(tmp_path, capsys):
     assert all(torch.equal(v, expected[k]) for k, v in saved.items())
     assert f"saved {tmp_path / 'blend.safetensors'}: toon up to 8 px (level 1), FFHQ above; hard switch" in \
         capsys.readouterr().out
+    assert load_network(tmp_path / "blend.safetensors").meta["blend"] == {  # for `toonlib info`
+        "toon": "toon", "base": "FFHQ", "swap_res": 8, "level": 1, "blend_width": None}
+    named = blend_explorer(base, toon, seeds=[0], swap_res=16, blend_width=0.5, sources=("ffhq.pkl", "cartoon.pkl"))
+    named.save(tmp_path / "named.safetensors")
+    assert load_network(tmp_path / "named.safetensors").meta["blend"] == {
+        "toon": "cartoon.pkl", "base": "ffhq.pkl", "swap_res": 16, "level": 0, "blend_width": 0.5}
 
 
 @pytest.mark.parametrize("setting, message", [

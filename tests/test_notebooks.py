@@ -41,7 +41,10 @@ def test_blend_notebook_runs(tmp_path):
     assert "saved blend.safetensors" in outputs_text(nb)
     save = nb.cells[cell_index(nb, "explorer.save(")]
     assert [out.output_type for out in save.outputs] == ["stream"], save.outputs  # not PosixPath(...) below
-    assert load_network(tmp_path / "blend.safetensors").G_ema.img_resolution == 32
+    saved = load_network(tmp_path / "blend.safetensors")
+    assert saved.G_ema.img_resolution == 32
+    assert saved.meta["blend"] == {"toon": str(toon), "base": str(base), "swap_res": 8, "level": 0,
+                                   "blend_width": None}
 
 
 def _photo() -> str:

@@ -41,6 +41,7 @@ import copy
 import dataclasses
 import math
 import numbers
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -135,6 +136,22 @@ def check_setting(swap_res: int, level: int = 0, blend_width: float | None = Non
     if blend_width is not None and (isinstance(blend_width, bool) or not isinstance(blend_width, numbers.Real)
                                     or not (math.isfinite(blend_width) and blend_width >= 0)):
         raise ValueError(f"blend_width must be None or 0 (hard switch) or a positive number, got {blend_width!r}")
+
+
+def blend_record(toon: str | os.PathLike, base: str | os.PathLike, swap_res: int, level: int = 0,
+                 blend_width: float | None = None) -> dict:
+    """How a blend was made, as a saved blend keeps it (meta "blend", shown by `toonlib info`): the toon (low-res)
+    and base (high-res) models as the user named them (registry name, path or URL) and the setting."""
+    return {"toon": str(toon), "base": str(base), "swap_res": swap_res, "level": level,
+            "blend_width": blend_width or None}
+
+
+def describe_blend(record: dict) -> str:
+    """A `blend_record` in words: "toon up to 16 px (level 0), FFHQ above; hard switch"."""
+    width = record.get("blend_width")
+    mode = f"smooth switch, width {width}" if width else "hard switch"
+    return (f"{record.get('toon')} up to {record.get('swap_res')} px (level {record.get('level', 0)}), "
+            f"{record.get('base')} above; {mode}")
 
 
 def toon_generator(low: GeneratorLike, which: str | None = None,

@@ -216,7 +216,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def _history(meta: dict) -> list[str]:
     """Where a toonlib file's weights came from, as its meta records it: the fine-tuning run that wrote a snapshot
-    (`toonlib finetune`), the file and format a converted one was read from (`toonlib convert`)."""
+    (`toonlib finetune`), the file and format a converted one was read from (`toonlib convert`), the models and
+    setting of a blend (`toonlib blend`, the notebook's blend explorer)."""
+    from .blending import describe_blend
+
     lines = []
     finetune = meta.get("finetune")
     if isinstance(finetune, dict):
@@ -225,6 +228,8 @@ def _history(meta: dict) -> list[str]:
     origin = meta.get("origin")
     if isinstance(origin, dict) and origin.get("format") not in (None, "toonlib") and origin.get("source"):
         lines.append(f"converted from {origin['source']} ({origin['format']} format)")
+    if isinstance(meta.get("blend"), dict):
+        lines.append(f"blend of {describe_blend(meta['blend'])}")
     return lines
 
 
@@ -282,8 +287,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_blend(args: argparse.Namespace) -> int:
-    from .blending import blend, check_setting, swap_resolution_grid, toon_generator
-    from .checkpoints import load_generator, save_network
+    from .blending import blend, blend_record, check_setting, swap_resolution_grid, toon_generator
+    from .checkpoints import Networks, load_generator, save_network
     from .images import save_image
     from .networks import parse_seeds
     from .pipeline import check_swap_res, toon_network_of
@@ -303,7 +308,8 @@ def cmd_blend(args: argparse.Namespace) -> int:
     check_swap_res(args.swap_res, low)
     high = load_generator(args.base, which=args.base_network)
     blended = blend(low, high, args.swap_res, level=args.level, blend_width=args.blend_width)
-    save_network(args.output, blended)
+    record = blend_record(args.toon, args.base, args.swap_res, args.level, args.blend_width)
+    save_network(args.output, Networks(G_ema=blended, meta={"blend": record}))
     print(f"wrote {args.output}")
     if args.grid:
         grid = swap_resolution_grid(low, high, seeds, level=args.level,

@@ -24,7 +24,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from .align import NoFaceError
-from .blending import KEPT_LOW, Blender, LayerWeight, layer_weights
+from .blending import KEPT_LOW, Blender, LayerWeight, blend_record, describe_blend, layer_weights
 from .checkpoints import GeneratorLike, load_generator
 from .images import UPLOAD_ACCEPT, ImageReadError, labelled_grid, read_image, text_font, to_pil
 from .messages import check_count, counted, expected_errors, interrupted
@@ -203,14 +203,18 @@ class BlendExplorer:
     The ws, the base images and the toon images are computed once per (seeds, truncation); a slider
     move only re-mixes the blended generator's parameters in place and renders it. `cell` bounds the
     side of each face in the grid (an integer multiple of the model's resolution when smaller);
-    `names` label the base and toon columns. Attributes: the controls (`swap_res`, `level`,
+    `names` label the base and toon columns; `sources` name the base and toon models as the user gave them (registry
+    name, path), which `save` records in the file (`toonlib info` shows them; default: `base` and `toon` when given
+    by name, else `names`). Attributes: the controls (`swap_res`, `level`,
     `blend_width`, `seeds`, `truncation`), the outputs (`image`, `chart`, `status`) and `widget` (the
     whole UI). `render()` redraws; `blended` is the current blended generator.
     """
 
     def __init__(self, base: GeneratorLike, toon: GeneratorLike, seeds: Sequence[int] = (0, 1, 2, 3),
                  swap_res: int = 16, level: int = 0, blend_width: float = 0.0, truncation_psi: float = 0.7,
-                 cell: int = 192, names: tuple[str, str] = ("FFHQ", "toon")):
+                 cell: int = 192, names: tuple[str, str] = ("FFHQ", "toon"), sources: tuple[str, str] | None = None):
+        self.sources = sources or tuple(str(model) if isinstance(model, (str, os.PathLike)) else name
+                                        for model, name in zip((base, toon), names))
         self.base, self.toon = load_generator(base), load_generator(toon)
         self.blender = Blender(low=self.toon, high=self.base)
         self.names = names
@@ -287,17 +291,18 @@ class BlendExplorer:
     @property
     def setting(self) -> str:
         """The sliders' blend in words: the toon model up to which resolution and level, hard or smooth switch."""
-        width = self.blend_width.value
-        mode = f"smooth switch, width {width}" if width else "hard switch"
-        return (f"{self.names[1]} up to {self.swap_res.value} px (level {self.level.value}), {self.names[0]} above; "
-                f"{mode}")
+        return describe_blend(self._record(self.names))
+
+    def _record(self, names: Sequence[str]) -> dict:
+        """The sliders' blend as `blending.blend_record`, the models named by `names` (base, toon)."""
+        return blend_record(names[1], names[0], self.swap_res.value, self.level.value, self.blend_width.value)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Save the blend the sliders show now (`save_network`, toonlib's format) and print where and which blend
         it is; returns the path written."""
-        from .checkpoints import save_network
+        from .checkpoints import Networks, save_network
 
-        saved = save_network(path, self.blended)
+        saved = save_network(path, Networks(G_ema=self.blended, meta={"blend": self._record(self.sources)}))
         print(f"saved {saved}: {self.setting}")
         return saved
 
