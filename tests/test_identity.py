@@ -106,7 +106,7 @@ def test_a_missing_recognition_model_is_said_not_a_traceback(tmp_path, monkeypat
     """An incomplete face_recognition_models (the 68-point model, not the recognition network) raised dlib's
     RuntimeError: a traceback that stopped `toonlib toonify FOLDER` after its first photo. It is an ImportError now,
     which the command line reports on the face's line (`identity not measured (...)`) and goes on."""
-    from toonlib import cli
+    from toonlib import commands
     from toonlib.align import _dlib_model_path
     from toonlib.identity import _recognizer
 
@@ -122,6 +122,6 @@ def test_a_missing_recognition_model_is_said_not_a_traceback(tmp_path, monkeypat
         with pytest.raises(ImportError, match=r"face_recognition_models has no models/dlib_face_recognition_"
                                                      r"resnet_model_v1\.dat; reinstall it: pip install"):
             identity_report(result)
-        assert cli._identity(result).startswith("identity not measured (face_recognition_models has no models/")
+        assert commands._identity(result).startswith("identity not measured (face_recognition_models has no models/")
     finally:
         _recognizer.cache_clear()

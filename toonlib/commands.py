@@ -1,0 +1,599 @@
+"""The bodies of the `toonlib` commands (`cmd_*`, which `cli.build_parser` dispatches to) and the checks they share:
+output names refused before any download or work, models fetched before they load, the command line's words for the
+API's messages (`for_command_line`). Each command is a thin wrapper over the Python API; `cli.py` parses the
+arguments, runs a command and turns its expected failures into one line and an exit status.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import warnings
+from collections import Counter
+from pathlib import Path
+from typing import Callable
+
+DEFAULT_GRID_SEEDS = "0-5"  # blend --grid's rows
+MAX_GRID_SEEDS = 32  # blend --grid renders each column's rows in one batch: ~0.5 GB of memory a row at 1024 px
+DEFAULT_VIDEO_EVERY = 5  # project --video: steps between frames
+DEFAULT_TRUNCATION_PSI = 0.7  # blend --grid's latents
+
+
+def _describe(nets) -> str:
+    cfg, meta = nets.config, nets.meta
+    parts = [f"{cfg.img_resolution}x{cfg.img_resolution}", f"z {cfg.z_dim}", f"w {cfg.w_dim} x {nets.G_ema.num_ws}",
+             f"mapping {cfg.mapping_layers} layers", "G_ema" + (" + G" if nets.G else "") + (" + D" if nets.D else "")]
+    if meta.get("encoder_type"):
+        kind = meta["encoder_type"]
+        parts.append(f"G_ema is the decoder of {'an' if kind[:1].lower() in 'aeiou' else 'a'} {kind} encoder "
+                     "checkpoint")
+    if meta.get("G_ema_from") == "g":
+        parts.append("G_ema read from 'g' (the file has no g_ema)")
+    return f"{meta.get('format', '?')} checkpoint: " + ", ".join(parts)
+
+
+def _check_output_suffix(output: str, command: str, suffixes: str | tuple[str, ...], kind: str, name: str,
+                         advice: str = "") -> None:
+    """Refuse (before any download or work) an output name whose suffix is not one of the file `command` writes
+    there (the first of `suffixes` is suggested), or where no file can be written (a folder, or under a file). A
+    folder (`-o out/`, or one that exists) is told the file to name in it: `name` and the first suffix."""
+    from .files import check_file_target
+
+    suffixes = (suffixes,) if isinstance(suffixes, str) else suffixes
+    if output.endswith(("/", os.sep)) or Path(output).is_dir():  # Path() drops the '/' that says "a folder"
+        raise ValueError(f"{output} names a folder, but {command} writes one file there, {kind}: name it, e.g. "
+                         f"{Path(output) / (name + suffixes[0])}")
+    output = Path(output)
+    check_file_target(output)
+    if output.suffix.lower() not in suffixes:
+        raise ValueError(f"{output}: {command} writes {kind}; name the output {output.with_suffix(suffixes[0])} (tools "
+                         f"that pick their reader by the suffix would misread a {output.suffix or 'suffix-less'} file)"
+                         + advice)
+
+
+def _only_with(value: object, option: str, needed: object, needed_option: str, why: str) -> None:
+    """Refuse an option given without the one it belongs to (it would be ignored without a word)."""
+    if value is not None and not needed:
+        raise ValueError(f"{option} goes with {needed_option} ({why}); add {needed_option}, or leave {option} out")
+
+
+def _check_native_output(output: str, command: str, name: str) -> None:
+    """`_check_output_suffix` for toonlib's format (`*.safetensors`)."""
+    from .checkpoints import NATIVE_SUFFIX
+
+    _check_output_suffix(output, command, NATIVE_SUFFIX, "toonlib's format, a safetensors file", name)
+
+
+def _refuse_to_replace_model(output: str, *models: tuple[str, str]) -> None:
+    """Refuse (ValueError) an output file that is one of the model files read, given as (source, option) pairs:
+    `blend -o` onto its --toon replaced a fine-tuning snapshot's G and D by the blend."""
+    from .files import user_path
+
+    target = user_path(output)
+    for source, option in models:
+        path = user_path(source)
+        if target.is_file() and path.is_file() and os.path.samefile(path, target):
+            raise ValueError(f"-o {output} is the {option} model's file: writing there would replace that model (a "
+                             "fine-tuning snapshot's G and D with it); give another output file")
+
+
+def _check_image_output(output: str | None, command: str, name: str) -> None:
+    """`_check_output_suffix` for an image (PNG suggested; None: no such output asked for)."""
+    from .images import IMAGE_SUFFIXES
+
+    if output is not None:
+        _check_output_suffix(output, command, (".png", *IMAGE_SUFFIXES), "an image (PNG, JPEG, WebP, ...)", name)
+
+
+def _fetch_named_models(*models: tuple[str | None, str]) -> None:
+    """Download the registry models named by (value, option) pairs before any is loaded, so that a failed
+    download says which option takes a local file instead (e.g. `--base PATH`). Paths are left alone. Every value
+    is checked first: a misspelt `--base` fails at once, not after the `--toon` download."""
+    from .checkpoints import ENCODER_KINDS, GENERATOR_KINDS, check_source
+    from .download import fetch
+    from .models import MODELS
+
+    for value, option in models:
+        if isinstance(value, str):
+            check_source(value, f"{option} {value}", kinds=ENCODER_KINDS if option == "--encoder" else GENERATOR_KINDS)
+    for value, option in models:
+        if isinstance(value, str) and value in MODELS and not Path(value).exists():
+            fetch(value, local_option=option)
+
+
+def _fetch_toonify_models(args: argparse.Namespace, mode: str) -> None:
+    """`_fetch_named_models` for what a Toonifier in inversion mode `mode` loads at once."""
+    from .pipeline import DEFAULT_ENCODERS, default_base
+
+    wanted = []
+    if mode != "psp-toonify":  # that mode's encoder holds its own decoder; base and toon load only to re-blend
+        wanted += [(args.base if args.base is not None else default_base(args.toon), "--base"), (args.toon, "--toon")]
+    if mode != "optimize":
+        wanted.append((args.encoder if args.encoder is not None else DEFAULT_ENCODERS[mode], "--encoder"))
+    _fetch_named_models(*wanted)
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .checkpoints import load_network, save_network
+
+    _check_native_output(args.output, "convert", Path(args.input).stem)
+    _refuse_to_replace_model(args.output, (args.input, "input"))
+    nets = load_network(args.input)
+    print(_describe(nets))
+    save_network(args.output, nets)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .checkpoints import load_network
+
+    nets = load_network(args.checkpoint)
+    print(_describe(nets))
+    for line in _history(nets.meta):
+        print(line)
+    for key, value in nets.config.to_dict().items():
+        print(f"  {key}: {value}")
+    return 0
+
+
+def _history(meta: dict) -> list[str]:
+    """Where a toonlib file's weights came from, as its meta records it: the fine-tuning run that wrote a snapshot
+    (`toonlib finetune`), the file and format a converted one was read from (`toonlib convert`), the models and
+    setting of a blend (`toonlib blend`, the notebook's blend explorer)."""
+    from .blending import describe_blend
+
+    lines = []
+    finetune = meta.get("finetune")
+    if isinstance(finetune, dict):
+        lines.append(f"fine-tuned from {finetune.get('base')} on {finetune.get('data')}, "
+                     f"{finetune.get('kimg')} kimg ({round(1000 * float(finetune.get('kimg') or 0))} images shown)")
+    origin = meta.get("origin")
+    if isinstance(origin, dict) and origin.get("format") not in (None, "toonlib") and origin.get("source"):
+        lines.append(f"converted from {origin['source']} ({origin['format']} format)")
+    if isinstance(meta.get("blend"), dict):
+        lines.append(f"blend of {describe_blend(meta['blend'])}")
+    return lines
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    """Download each model or weights file into its place; one failure does not stop the others."""
+    from .download import DownloadError, fetch
+    from .files import is_url
+    from .models import get_model
+
+    for name in args.names:  # an unknown name fails before any download starts
+        if not is_url(name):
+            get_model(name)
+    failed = 0
+    for name in args.names:
+        try:
+            print(fetch(name, cache_dir=args.cache_dir))
+        except DownloadError as exc:
+            failed += 1
+            print(f"toonlib fetch: error: {exc}", file=sys.stderr)
+    if args.cache_dir is not None and failed < len(args.names):
+        print(f"the other commands find models there with TOONLIB_CACHE={args.cache_dir} set (or given by path)",
+              file=sys.stderr)
+    return 2 if failed else 0
+
+
+MODELS_LEGEND = """\
+CACHED: cached = on this machine; - = not downloaded yet (`toonlib fetch NAME` downloads it).
+TOON: unblended = a fine-tuned toon model, blended with its base at any swap resolution (--swap-res);
+      blended = a published blend, fixed swap resolution; blended+G = blended, and its G network is the
+      un-blended toon model (the swap resolution stays adjustable).
+BASE: the model a toon model was fine-tuned from, or whose latents an encoder makes: its base (--base) for
+      blending and inversion.
+KIND: stylegan2 / encoder = toonlib's cache; lpips-vgg, face-alignment, fid = torch hub's folder, where those
+      libraries look for them."""
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """List every registry entry with its kind and whether it is on this machine."""
+    from .download import cache_dir, local_path, torch_hub_checkpoints
+    from .models import MODELS
+
+    # every file looked up first: a --cache-dir (or $TOONLIB_CACHE) that is a file fails before anything is printed
+    cached = {name: "cached" if local_path(name, cache_dir=args.cache_dir).is_file() else "-" for name in MODELS}
+    print(f"toonlib cache: {cache_dir() if args.cache_dir is None else args.cache_dir}")
+    print(f"torch hub folder: {torch_hub_checkpoints()}")
+    base_width = max(len("BASE"), *(len(info.lineage or "") for info in MODELS.values()))
+    print(f"{'NAME':28} {'KIND':14} {'RES':>5}  {'TOON':9}  {'BASE':{base_width}}  {'CACHED':6}  DESCRIPTION")
+    for info in MODELS.values():
+        toon = "blended+G" if info.toon == "blended" and info.reblend_network == "G" else info.toon or ""
+        res = str(info.resolution or "")
+        print(f"{info.name:28} {info.kind:14} {res:>5}  {toon:9}  {info.lineage or '':{base_width}}  "
+              f"{cached[info.name]:6}  {info.description}")
+    print(MODELS_LEGEND)
+    return 0
+
+
+def cmd_blend(args: argparse.Namespace) -> int:
+    from .blending import blend, blend_record, check_setting, swap_resolution_grid, toon_generator
+    from .checkpoints import Networks, load_generator, save_network
+    from .images import save_image
+    from .networks import parse_seeds
+    from .pipeline import check_swap_res, toon_network_of
+
+    _check_native_output(args.output, "blend", "blended")
+    _refuse_to_replace_model(args.output, (args.toon, "--toon"), (args.base, "--base"))
+    check_setting(args.swap_res, args.level, args.blend_width)
+    _check_image_output(args.grid, "blend", "grid")
+    _only_with(args.seeds, "--seeds", args.grid, "--grid", "they are the grid's rows")
+    _only_with(args.truncation_psi, "--truncation-psi", args.grid, "--grid", "it shapes the grid's faces")
+    seeds = (parse_seeds(args.seeds or DEFAULT_GRID_SEEDS, max_count=MAX_GRID_SEEDS) if args.grid
+             else [])  # before anything is loaded or written
+    toon_network_of(args.toon, args.toon_network)  # a registry model that holds only a blend: before the download
+    check_swap_res(args.swap_res, args.toon)
+    _fetch_named_models((args.toon, "--toon"), (args.base, "--base"))
+    low = toon_generator(args.toon, args.toon_network)  # as toonify --swap-res takes it
+    check_swap_res(args.swap_res, low)
+    high = load_generator(args.base, which=args.base_network)
+    blended = blend(low, high, args.swap_res, level=args.level, blend_width=args.blend_width)
+    record = blend_record(args.toon, args.base, args.swap_res, args.level, args.blend_width)
+    save_network(args.output, Networks(G_ema=blended, meta={"blend": record}))
+    print(f"wrote {args.output}")
+    if args.grid:
+        grid = swap_resolution_grid(low, high, seeds, level=args.level,
+                                    blend_width=args.blend_width,
+                                    truncation_psi=DEFAULT_TRUNCATION_PSI if args.truncation_psi is None
+                                    else args.truncation_psi)
+        save_image(grid, args.grid)
+        print(f"wrote {args.grid}")
+    return 0
+
+
+def _face_stem(stem: str, face: int | None) -> str:
+    """`stem` of an output of face `face` (0: the largest), counted from 1 as the web app counts them (`-face1`,
+    `-face2`, ...); None: not numbered (--all-faces numbers every face, one found too)."""
+    return stem if face is None else f"{stem}-face{face + 1}"
+
+
+def cmd_align(args: argparse.Namespace) -> int:
+    from .align import align_face, align_faces
+    from .images import save_image
+
+    _check_image_output(args.output, "align", Path(args.photo).stem + "-aligned")
+    output = Path(args.output)
+    _refuse_to_overwrite(args.photo, [output], "-o")
+    # the largest face alone unless --all-faces: aligning the others too warned of their size, unwritten
+    faces = (align_faces(args.photo, output_size=args.size, detector=args.detector) if args.all_faces
+             else [align_face(args.photo, output_size=args.size, detector=args.detector)])
+    for i, face in enumerate(faces):
+        out = output.with_name(_face_stem(output.stem, i if args.all_faces else None) + output.suffix)
+        _refuse_to_overwrite(args.photo, [out], "-o")  # a numbered name, unknown before the faces were found
+        save_image(face.image, out)
+        print(f"wrote {out} (face {face.face_size:.0f} px in the photo)")
+    return 0
+
+
+def cmd_project(args: argparse.Namespace) -> int:
+    from .checkpoints import load_generator
+    from .devices import default_device
+    from .images import read_image, save_image, to_pil
+    from .messages import counted
+    from .projection import project, require_video_writer, save_video
+
+    _check_output_suffix(args.output, "project", ".npz", "the latent as an .npz file (NVIDIA's projected_w.npz)",
+                         Path(args.image).stem, "; pass --image-out for the picture")
+    _check_image_output(args.image_out, "project", "reconstruction")
+    _only_with(args.video_every, "--video-every", args.video, "--video", "the video's frames")
+    if args.video:
+        _check_output_suffix(args.video, "project", ".mp4", "an H.264 video (MP4)", "projection")
+        require_video_writer()
+    target = read_image(args.image)  # a bad photo fails before any model is downloaded
+    for option, output in (("-o", args.output), ("--image-out", args.image_out), ("--video", args.video)):
+        if output is not None:
+            _refuse_to_overwrite(args.image, [Path(output)], option)
+    if target.width != target.height:
+        warnings.warn(f"{args.image} is {target.width}x{target.height}, not square: project takes an FFHQ-aligned face "
+                      "(`toonlib align PHOTO -o aligned.png`, or `toonlib toonify` for the whole way); projecting its "
+                      "centre square", stacklevel=2)
+    _fetch_named_models((args.base, "--base"))
+    G = load_generator(args.base, device=default_device())
+    if target.width == target.height != G.img_resolution:  # an aligned crop is most often the model's size
+        warnings.warn(f"{args.image} is {target.width}x{target.height}, not the base model's {G.img_resolution} px: "
+                      "project takes an FFHQ-aligned face (`toonlib align PHOTO -o aligned.png --size "
+                      f"{G.img_resolution}`, or `toonlib toonify` for the whole way); if it is one, it is resized",
+                      stacklevel=2)
+    result = project(G, target, space=args.space, steps=args.steps, seed=args.seed,
+                     save_every=(args.video_every or DEFAULT_VIDEO_EVERY) if args.video else None)
+    result.save(args.output)
+    print(f"wrote {args.output} (final LPIPS {result.losses[-1, 0]:.4f} after {counted(result.steps, 'step')})")
+    if args.image_out:
+        save_image(to_pil(result.images[0]), args.image_out)
+        print(f"wrote {args.image_out}")
+    if args.video:
+        save_video(result, args.video)
+        print(f"wrote {args.video}")
+    return 0
+
+
+TOONIFY_KINDS = ("toon", "aligned", "reconstruction", "pasted")  # the images toonify writes per face (result fields)
+
+
+def _toonify_outputs(output: Path, photos: list[Path], source_is_folder: bool
+                     ) -> Callable[[Path, int | None, str], Path]:
+    """Where `toonify` writes: a function (photo, face number or None, kind) -> path.
+
+    A folder (the default): `<folder>/<photo>-<kind>.png`, where photos of one name (me.jpg, me.png) keep their
+    suffix apart (`me-jpg-toon.png`). One photo and `-o` ending in an image suffix: the toon at exactly that path
+    and the other images beside it (`<stem>-aligned<suffix>`).
+    """
+    from .images import IMAGE_SUFFIXES
+
+    if output.suffix.lower() in IMAGE_SUFFIXES and not output.is_dir():  # an existing folder stays a folder
+        if source_is_folder:
+            raise ValueError(f"-o {output} names an image file, but the input is a folder of photos: "
+                             "give a folder for -o (each photo gets its own <name>-toon.png there)")
+
+        def image_path(photo: Path, face: int | None, kind: str) -> Path:
+            stem = _face_stem(output.stem, face)
+            return output.with_name(f"{stem}{'' if kind == 'toon' else '-' + kind}{output.suffix}")
+        return image_path
+
+    if output.exists() and not output.is_dir():
+        raise ValueError(f"-o {output} is a file, but toonify writes a folder of images there: give a folder "
+                         "(it is created), or for one photo an image name such as toon.png")
+    if output.suffix and not output.exists() and not source_is_folder:
+        raise ValueError(f"-o {output}: toonify writes one photo's images to an image file "
+                         f"({', '.join(IMAGE_SUFFIXES)}) or into a folder, and it writes no {output.suffix} images: "
+                         f"name it {output.with_suffix('.png')}, or, to name a folder so, create it first")
+    stems = Counter(photo.stem for photo in photos)
+
+    def folder_path(photo: Path, face: int | None, kind: str) -> Path:
+        stem = _face_stem(photo.stem + (f"-{photo.suffix[1:].lower()}" if stems[photo.stem] > 1 else ""), face)
+        return output / f"{stem}-{kind}.png"
+    return folder_path
+
+
+def _photos_to_toonify(name: str) -> list[Path]:
+    """The photos named on the command line, checked before any model is loaded or downloaded."""
+    from .files import is_url
+    from .images import IMAGE_SUFFIXES, read_image
+    from .pipeline import photos_in
+
+    if is_url(name):  # before Path() folds its '//'
+        read_image(name)  # refused, saying what to do
+    source = Path(name)
+    if source.is_dir():
+        photos = photos_in(source)
+        if not photos:
+            raise ValueError(f"no photos in the folder {source} (looked for {', '.join(IMAGE_SUFFIXES)})")
+        return photos
+    if not source.exists():
+        raise FileNotFoundError(f"no photo or folder at {source}")
+    read_image(source)  # raises ImageReadError for a file that is not an image
+    return [source]
+
+
+def cmd_toonify(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from .files import check_file_target
+    from .images import save_image
+    from .pipeline import Toonifier, paste_faces
+    from .projection import save_latent
+
+    if Path(args.photos).suffix.lower() in LATENT_SUFFIXES:
+        return _toonify_latent(args)
+    source = Path(args.photos)
+    photos = _photos_to_toonify(args.photos)
+    output_path = _toonify_outputs(Path(args.output), photos, source.is_dir())
+    first = 0 if args.all_faces else None  # the first face's number
+    # With --all-faces, one pasted photo carries every face's toon (-pasted.png), the other images are per face.
+    per_face = [kind for kind in TOONIFY_KINDS if not (args.all_faces and kind == "pasted")]
+    check_file_target(output_path(photos[0], first, "toon"))  # a parent that is a file, a folder that is read-only
+    _check_toonify_options(args)
+    _refuse_to_overwrite(photos, [output_path(photo, first, kind) for photo in photos for kind in per_face]
+                         + ([output_path(photo, None, "pasted") for photo in photos] if args.all_faces else []),
+                         folder=source if source.is_dir() else None)
+    _fetch_toonify_models(args, args.invert)
+    toonifier = Toonifier(args.base, args.toon, swap_res=args.swap_res, level=args.level,
+                          blend_width=args.blend_width, toon_network=args.toon_network, detector=args.detector,
+                          invert=args.invert, encoder=args.encoder)  # it checks swap_res against its toon model
+    if args.invert == "optimize" and toonifier.device.type == "cpu":  # the default: say there is a faster way
+        print("toonlib toonify: projecting on the CPU takes minutes a photo (the bar below counts them down); "
+              "--invert e4e takes seconds (README: Inversion modes)", file=sys.stderr)
+    failed = 0
+    written: list[Path] = []
+    one = len(photos) == 1  # one photo: the projection's step bar; a folder: a bar of photos
+    outcomes = toonifier.toonify_many(photos, batch_size=args.batch_size or 4, all_faces=args.all_faces,
+                                      space=args.space or "w+",
+                                      steps=args.steps, seed=args.seed or 0,
+                                      paste_back=args.paste_back and not args.all_faces,  # pasted below, together
+                                      progress=one)
+    for photo, outcome in tqdm(outcomes, total=len(photos), desc="toonify", unit="photo", disable=one):
+        if isinstance(outcome, Exception):
+            if one:  # nothing was written: the photo is unusable, as `align` says of it (exit status 2)
+                raise outcome
+            failed += 1
+            tqdm.write(f"skipped {photo}: {for_command_line(outcome)}", file=sys.stderr)
+            continue
+        for i, result in enumerate(outcome):
+            face = i if args.all_faces else None
+            for kind in per_face:
+                image, target = getattr(result, kind), output_path(photo, face, kind)
+                if image is None:
+                    continue
+                _refuse_to_overwrite(photos, [target])  # a numbered face's name, unknown before the faces were found
+                save_image(image, target)
+                written.append(target)
+            target = output_path(photo, face, "latent").with_suffix(".npz")  # toonify LATENT re-blends it
+            save_latent(result.w, target)
+            written.append(target)
+            if not args.no_identity:
+                tqdm.write(f"{output_path(photo, face, 'toon').name}: {_identity(result)}")
+        if args.all_faces and args.paste_back and outcome:
+            target = output_path(photo, None, "pasted")
+            save_image(paste_faces(outcome[0].photo, [(result.toon, result.quad) for result in outcome]), target)
+            written.append(target)
+    if one:
+        print("wrote " + ", ".join(str(path) for path in written))
+    elif failed == len(photos):
+        print(f"no photo was toonified: all {failed} failed (above)")
+    else:
+        print(f"toonified {len(photos) - failed} of {len(photos)} photos into {args.output}")
+    return 1 if failed else 0
+
+
+#: Suffixes of the latent files `toonify` takes instead of a photo: its own and `project`'s .npz (NVIDIA's
+#: projected_w.npz too), rosinality's projector output (.pt).
+LATENT_SUFFIXES = (".npz", ".pt")
+
+
+def _toonify_latent(args: argparse.Namespace) -> int:
+    """`toonify LATENT`: the toon of latents an earlier toonify or `project` saved, with the toon model re-blended
+    as asked (another --swap-res in seconds, where the photo's projection took minutes)."""
+    from .files import check_file_target, user_path
+    from .images import IMAGE_SUFFIXES, save_image
+    from .pipeline import Toonifier
+    from .projection import load_latent
+
+    photo_options = (("--invert", args.invert != "optimize"), ("--encoder", args.encoder), ("--steps", args.steps),
+                     ("--space", args.space), ("--seed", args.seed), ("--batch-size", args.batch_size),
+                     ("--paste-back", args.paste_back), ("--all-faces", args.all_faces))
+    for option, given in photo_options:
+        if given:
+            raise ValueError(f"{option} is about the photo, and {args.photos} is a latent, the photo already "
+                             f"inverted: leave {option} out, or toonify the photo itself")
+    ws = load_latent(args.photos)  # a file that is no latent fails before any model is downloaded
+    stem = user_path(args.photos).stem.removesuffix("-latent")
+    output = Path(args.output)
+    if output.suffix.lower() in IMAGE_SUFFIXES and not output.is_dir():
+        targets = [output] if len(ws) == 1 else [output.with_name(f"{output.stem}-{i + 1}{output.suffix}")
+                                                 for i in range(len(ws))]
+    elif not output.is_dir() and (output.exists() or output.suffix):
+        raise ValueError(f"-o {output}: the toon of a latent is written to an image file ({', '.join(IMAGE_SUFFIXES)})"
+                         f" or into a folder: name it {output.with_suffix('.png')}, or give a folder")
+    else:
+        targets = [output / (f"{stem}-toon.png" if len(ws) == 1 else f"{stem}-{i + 1}-toon.png")
+                   for i in range(len(ws))]
+    check_file_target(targets[0])
+    _check_toonify_options(args)
+    _fetch_toonify_models(args, "optimize")
+    toonifier = Toonifier(args.base, args.toon, swap_res=args.swap_res, level=args.level,
+                          blend_width=args.blend_width, toon_network=args.toon_network, detector=args.detector)
+    G = toonifier.generator
+    if tuple(ws.shape[1:]) != (G.num_ws, G.w_dim):
+        raise ValueError(f"{args.photos} holds latents of shape {list(ws.shape)}, and the toon model ({args.toon}, "
+                         f"{G.img_resolution} px) takes [N, {G.num_ws}, {G.w_dim}]: they belong to another model; "
+                         "toonify them with the toon model of that model's size, or toonify the photo again")
+    toons = toonifier.render(ws)
+    for toon, target in zip(toons if isinstance(toons, list) else [toons], targets):
+        save_image(toon, target)
+    print("wrote " + ", ".join(str(path) for path in targets))
+    return 0
+
+
+def _check_toonify_options(args: argparse.Namespace) -> None:
+    """Refuse toonify options that would be ignored, by the names typed (`pipeline.check_options` says the same
+    in Python's names)."""
+    from .encoders import check_encoder_mode
+    from .options import OPTIMIZING_MODES
+    from .pipeline import check_options, check_swap_res
+
+    for option, value in (("--steps", args.steps), ("--space", args.space), ("--seed", args.seed)):
+        if value is not None and args.invert not in OPTIMIZING_MODES:
+            raise ValueError(f"{option} is a projection option and --invert {args.invert} runs no projection: use "
+                             f"--invert optimize or e4e+optimize, or leave {option} out")
+    check_encoder_mode(args.invert, args.encoder)  # before its download: one for 'optimize', or of the other space
+    why = "it shapes a re-blend of the toon model"
+    _only_with(args.level or None, "--level", args.swap_res, "--swap-res", why)
+    _only_with(args.blend_width, "--blend-width", args.swap_res, "--swap-res", why)
+    check_swap_res(args.swap_res, args.toon)
+    check_options(args.invert, steps=args.steps, space=args.space or "w+", swap_res=args.swap_res, level=args.level,
+                  blend_width=args.blend_width)
+
+
+def _refuse_to_overwrite(inputs: str | Path | list[Path], targets: list[Path], option: str = "-o",
+                         folder: Path | None = None) -> None:
+    """Refuse (ValueError) to write any of `targets` over one of the input photos (those of `folder`, if given)."""
+    from .files import user_path
+
+    inputs = {user_path(p).resolve() for p in ([inputs] if isinstance(inputs, (str, Path)) else inputs)}
+    clash = next((target for target in targets if user_path(target).resolve() in inputs), None)
+    if clash is None:
+        return
+    if folder is not None and user_path(clash).parent.resolve() == user_path(folder).resolve():
+        # `toonify photos/ -o photos/` worked once; run again, its toons were photos to toonify
+        raise ValueError(f"refusing to overwrite {clash}: -o is the photos folder itself, so the toons of an earlier "
+                         f"run there are read as photos now; write them to another folder, e.g. -o "
+                         f"{user_path(folder).resolve().name}-toons/ (and move out the earlier ones)")
+    raise ValueError(f"refusing to overwrite {clash}: it is an input photo; choose another {option}")
+
+
+def _identity(result) -> str:
+    """The identity report of a toonified face, or why there is none (dlib is an optional extra)."""
+    from .identity import identity_report
+
+    try:
+        return str(identity_report(result))
+    except ImportError as exc:
+        return f"identity not measured ({exc}); pip install 'toonlib[dlib]', or pass --no-identity"
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from .train import config_from_args, finetune
+
+    path = finetune(config_from_args(args), progress=args.progress)
+    print(f"last snapshot: {path}")
+    return 0
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    from .app import ToonApp, check_port, check_settings, launch, require_gradio
+    from .pipeline import Toonifier, check_swap_res
+
+    require_gradio()  # before any model is downloaded
+    max_pixels = int(args.max_megapixels * 1e6)
+    check_settings(args.steps, args.max_steps, max_pixels)
+    check_port(args.host, args.port)
+    modes = list(dict.fromkeys(args.invert))
+    if args.encoder is not None and sum(mode != "optimize" for mode in modes) != 1:
+        raise ValueError(f"--encoder names the checkpoint of one encoder mode, but --invert offers {modes}: "
+                         "offer one encoder mode, or leave out --encoder (each mode then uses its registry encoder)")
+    for mode in modes:
+        _fetch_toonify_models(args, mode)
+    toonifiers = [Toonifier(args.base, args.toon, toon_network=args.toon_network, detector=args.detector, invert=mode,
+                            encoder=None if mode == "optimize" else args.encoder)  # the encoder mode's encoder
+                  for mode in modes]  # one per mode offered, each with its models
+    check_swap_res(args.swap_res, toonifiers[0].published_blend)
+    app = ToonApp(toonifiers, swap_res=args.swap_res, steps=args.steps, max_steps=args.max_steps,
+                  max_pixels=max_pixels)
+    launch(app, host=args.host, port=args.port, share=args.share)
+    return 0
+
+
+#: Python's words in the API's messages, and the command line's: (pattern, replacement) for `re.sub`.
+_COMMAND_LINE_WORDS = (
+    (r"\bdevice='([^']*)'", r"--device \1"),  # devices.default_device
+    (r"\binvert='([^']*)'", r"--invert \1"),  # encoders.check_encoder_mode
+    (r"\b(encoder|invert)=(?=\s)", r"--\1"),
+    (r"^swap_res (\d+) is above the (\d+) px of the toon model", r"--swap-res \1 is above the \2 px of the --toon "
+     "model"),  # pipeline.check_swap_res
+    (r" or None \(((?:the CPU|CUDA) when)", r", or leave --device out (\1"),
+    (r"(--[\w-]+ [^\s(]+) \(\w+=[^()]*\)", r"\1"),  # TrainConfig's '--resolution 64 (resolution=64)'
+    (r"\((--[\w-]+), \w+=\)", r"(\1)"),  # download's '(--cache-dir, cache_dir=)'
+    (r" \(for a generator checkpoint use toonlib\.load_network\)",  # encoders.load_encoder of a generator's file
+     "; a generator goes to --base or --toon, and --encoder takes a pSp / e4e file (e4e-ffhq, psp-ffhq, psp-toonify)"),
+    (r"Downscale the photo, or, for a file you trust, set PIL\.Image\.MAX_IMAGE_PIXELS = None before reading it",
+     "Downscale it: a face needs a few megapixels at most"),  # images.read_image of a 200-megapixel photo
+)
+
+
+def for_command_line(message: BaseException | str) -> str:
+    """An error's or warning's message in the command line's words (`_COMMAND_LINE_WORDS`); an OSError's bare
+    `[Errno 13] Permission denied: 'secret.pkl'` as `secret.pkl: permission denied; ...`."""
+    if isinstance(message, OSError) and message.filename is not None and message.strerror and str(
+            message).startswith("[Errno"):
+        text = f"{message.filename}: {message.strerror[:1].lower()}{message.strerror[1:]}"
+        if isinstance(message, PermissionError):
+            text += f"; check its permissions (ls -ld {message.filename}) or give another file"
+    else:
+        text = str(message)
+    for pattern, replacement in _COMMAND_LINE_WORDS:
+        text = re.sub(pattern, replacement, text)
+    return text
