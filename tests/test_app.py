@@ -308,7 +308,9 @@ def test_a_toon_model_that_cannot_be_reblended_has_no_slider(setup, monkeypatch)
 
 
 def test_inversion_modes_side_by_side(setup, tmp_path, encoder_checkpoint):
-    """An encoder mode and optimisation offered together: each face keeps the mode that made its latent."""
+    """An encoder mode and optimisation offered together: each face's toon is made with the mode chosen when it was
+    toonified or picked; a face picked again after a switch of mode is toonified again (it showed the old mode's toon,
+    the status naming no mode), as the Toonify button does."""
     from toonlib.checkpoints import Networks, load_network, save_network
 
     e4e = encoder_checkpoint("e4e_tiny")
@@ -337,6 +339,11 @@ def test_inversion_modes_side_by_side(setup, tmp_path, encoder_checkpoint):
     assert np.array_equal(np.asarray(view.toon), to_uint8(render(blend(toon, base, 8), session.latents[1][1])[0]))
     with pytest.raises(ValueError, match="steps must be between 1 and 1000, got 0"):
         app.pick(session, 1, 0, 16, mode="optimize")
+    view = app.pick(session, 1, STEPS, 8, mode="e4e")  # the mode switched back: face 2 again, by e4e this time
+    assert session.latents[1][0] == "e4e" and "(e4e encoder on cpu)" in view.status
+    assert torch.allclose(session.latents[1][1], toonifiers[0].encoder.encode([session.faces[1].image]))
+    view = app.pick(session, 0, STEPS, 8, mode="e4e")  # face 1 is e4e's already: shown at once, not toonified again
+    assert "Toonified in" not in view.status and session.latents[0] == (mode, w)
 
     # Stop: shown with e4e chosen first, and nothing changes that (a switch of mode during a run hid it, with the
     # steps slider, and nothing could end the run). The slider still goes with the mode.

@@ -300,8 +300,8 @@ class ToonApp:
 
     def pick(self, session: Session | None, index: int, steps: int, swap_res: int | None,
              mode: str | None = None, *, callback: Callback | None = None) -> View:
-        """Show face `index` of the session's photo, toonifying it first (with `mode`) if it is not yet
-        (`callback`: as `toonify`'s)."""
+        """Show face `index` of the session's photo, toonifying it first with `mode` (and `steps`) unless it is
+        already toonified so, as the Toonify button does (`callback`: as `toonify`'s)."""
         if session is None:
             raise ValueError("no photo yet: upload one or take one with the webcam, then press Toonify")
         if not 0 <= index < len(session.faces):
@@ -309,7 +309,7 @@ class ToonApp:
         mode = self._check(steps, swap_res, mode)
         start = time.perf_counter()
         with self._lock:
-            inverted = index not in session.latents
+            inverted = not self._inverted(session, index, mode, steps)  # a face toonified before in another mode
             if inverted:
                 self._invert(session, index, steps, mode, callback)
             session.selected = index
