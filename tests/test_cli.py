@@ -115,6 +115,12 @@ def test_info_tells_where_weights_came_from_and_a_run_folder_is_pointed_to_its_s
     assert result.returncode == 2 and result.stderr == (
         f"toonlib blend: error: {run} is a folder, not a checkpoint file: for the fine-tuning run there, give its "
         f"newest snapshot, {snapshot}\n")
+    state = run / "training-state-000000008.pt"  # it listed the state's keys as "not a known StyleGAN2 checkpoint"
+    result = run_cli("blend", "--toon", str(state), "--base", str(FIXTURES / "ada_tiny.pkl"), "--swap-res", "8", "-o",
+                     str(tmp_path / "b.safetensors"))
+    assert result.returncode == 2 and result.stderr == (
+        f"toonlib blend: error: {state} is the training state of a fine-tuning run (what `toonlib finetune` resumes "
+        f"from), not a network: give the run's newest snapshot, {snapshot}\n")
     converted = tmp_path / "ada.safetensors"
     assert run_cli("convert", str(FIXTURES / "ada_tiny.pkl"), str(converted)).returncode == 0
     result = run_cli("info", str(converted))

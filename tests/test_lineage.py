@@ -137,3 +137,25 @@ def test_a_fine_tuning_snapshot_is_re_blended_from_its_g_ema_everywhere(family, 
         assert toon_network_in(Networks(G_ema=child.G_ema, G=child.G, meta=meta)) == which, meta
         assert toon_generator(Networks(G_ema=child.G_ema, G=child.G, meta=meta)) is getattr(child, which)
     assert toon_network_in(Networks(G_ema=child.G_ema, meta={"format": "tensorflow"})) == "G_ema"  # no G
+
+
+def test_the_base_given_as_the_toon_model_is_said(family, tmp_path, encoder_checkpoint):
+    """`toonlib blend --toon e4e-ffhq` (the encoder's decoder is FFHQ) or the base given as --toon wrote a "blend" that
+    is the base itself, and toonify drew the reconstruction as the toon, without a word. An encoder's decoder that
+    is its base is no mistake: no warning there."""
+    base, child, _ = family
+    with pytest.warns(LineageWarning, match=r"^the low-res \(toon\) model has the same weights as the high-res \(base\) "
+                                            r"model: every blend of them is that model, which draws faces as they are"):
+        blend(copy.deepcopy(base), base, 8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LineageWarning)
+        blend(child.G_ema, base, 8)  # close, not equal: fine-tuned
+        e4e = encoder_checkpoint("e4e_tiny")
+        decoder = load_network(e4e).G_ema
+        save_network(tmp_path / "base.safetensors", decoder)
+        toon = copy.deepcopy(decoder)
+        with torch.no_grad():
+            toon.synthesis.b4.conv1.weight.mul_(1.01)
+        Toonifier(tmp_path / "base.safetensors", toon, invert="e4e", encoder=e4e, detector="dlib", device="cpu")
+    with pytest.warns(LineageWarning, match="^the toon model has the same weights as the base model"):
+        Toonifier(tmp_path / "base.safetensors", tmp_path / "base.safetensors", device="cpu")

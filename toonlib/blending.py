@@ -345,6 +345,11 @@ def lineage_distance(a: GeneratorLike, b: GeneratorLike, max_res: int = LINEAGE_
     return sum(parts) / len(parts)
 
 
+def _same_weights(a: GeneratorLike, b: GeneratorLike) -> bool:
+    state_a, state_b = load_generator(a).state_dict(), load_generator(b).state_dict()
+    return state_a.keys() == state_b.keys() and all(torch.equal(state_a[k], state_b[k].to(state_a[k])) for k in state_a)
+
+
 def _mapping_weight(name: str) -> bool:
     return name.startswith("mapping.fc") and name.endswith(".weight")
 
@@ -355,10 +360,16 @@ def _low_res_weight(name: str, max_res: int) -> bool:
 
 
 def check_lineage(toon: GeneratorLike, base: GeneratorLike, toon_name: str = "the toon model",
-                  base_name: str = "the base model") -> float:
-    """`lineage_distance(toon, base)`; warns (`LineageWarning`) when it says they are not parent and child."""
+                  base_name: str = "the base model", may_be_equal: bool = False) -> float:
+    """`lineage_distance(toon, base)`; warns (`LineageWarning`) when it says they are not parent and child, and,
+    unless `may_be_equal` (an encoder's decoder and its base), when they are one network: the base or an FFHQ
+    encoder given as the toon model blends into the base itself, a reconstruction and no toon."""
     distance = lineage_distance(toon, base)
-    if math.isinf(distance):
+    if distance == 0 and not may_be_equal and _same_weights(toon, base):
+        warn(f"{toon_name} has the same weights as {base_name}: every blend of them is that model, which draws "
+             "faces as they are, not toons. Give a toon model fine-tuned from the base (such as toonify-blended-tf), not "
+             "the base itself or an encoder of it", LineageWarning)
+    elif math.isinf(distance):
         warn(f"{toon_name} is not fine-tuned from {base_name}: their architectures differ (mapping or "
              "low-resolution layers of other shapes), so their W spaces differ and they cannot be blended. "
              f"{PAIR_WITH_ITS_BASE[0].upper()}{PAIR_WITH_ITS_BASE[1:]}.", LineageWarning)

@@ -172,7 +172,7 @@ class Toonifier:
                 self._check_codes_fit(self.base, "the base model")
                 if decoder is not None:
                     check_lineage(load_generator(decoder), self.base, f"the {invert} encoder's decoder",
-                                  "the base model")
+                                  "the base model", may_be_equal=True)
         self._blender: Blender | None = None
         self._w_stats: tuple[torch.Tensor, float] | None = None
         self.generator = self.published_blend

@@ -154,12 +154,9 @@ def read_checkpoint(path: str | os.PathLike) -> Networks:
     path = Path(path)
     source = str(path)
     if path.is_dir():
-        from ..train.snapshots import latest_snapshot
-
-        newest = latest_snapshot(path)  # a fine-tuning run's folder: its newest snapshot is what was meant
+        newest = _newest_snapshot(path)  # a fine-tuning run's folder: its newest snapshot is what was meant
         raise CheckpointError(f"{source} is a folder, not a checkpoint file"
-                              + (f": for the fine-tuning run there, give its newest snapshot, {newest}"
-                                 if newest is not None and newest.is_file() else ""))
+                              + (f": for the fine-tuning run there, give its newest snapshot, {newest}" if newest else ""))
     with open(path, "rb") as f:
         head = f.read(64)
     if not head:
@@ -228,6 +225,14 @@ def not_a_torch_zip(path: Path, source: str) -> str | None:
     return f"{source} is a zip archive ({shown or 'empty'}), not a checkpoint: unpack it and give the checkpoint inside"
 
 
+def _newest_snapshot(run_dir: Path) -> Path | None:
+    """The newest network snapshot of a fine-tuning run's folder, or None (no run there, or no snapshot yet)."""
+    from ..train.snapshots import latest_snapshot
+
+    newest = latest_snapshot(run_dir)
+    return newest if newest is not None and newest.is_file() else None
+
+
 def _read_torch_file(path: Path, source: str, zipped: bool) -> Networks:
     try:
         obj = _torch_load(path, zipped)
@@ -246,6 +251,13 @@ def _read_torch_file(path: Path, source: str, zipped: bool) -> Networks:
         return rosinality.read_rosinality(obj, source)
     if psp.is_psp(obj):
         return psp.read_psp(obj, source)
+    from ..train.snapshots import is_training_state
+
+    if is_training_state(obj):  # a run's training-state-*.pt: its snapshot beside it is the network
+        newest = _newest_snapshot(path.parent)
+        raise CheckpointError(f"{source} is the training state of a fine-tuning run (what `toonlib finetune` resumes "
+                              "from), not a network: give the run's "
+                              + (f"newest snapshot, {newest}" if newest else "network-snapshot-*.safetensors"))
     keys = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
     raise CheckpointError(f"{source} is a torch file but not a known StyleGAN2 checkpoint (contents: {keys})")
 

@@ -75,6 +75,11 @@ def save_state(run_dir: str | os.PathLike, state: dict) -> Path:
     return path
 
 
+def is_training_state(obj: object) -> bool:
+    """Whether a loaded torch file is a run's training state (`save_state`): it resumes a run, but is no network."""
+    return isinstance(obj, dict) and all(key in obj for key in ("cur_nimg", "opt_G", "opt_D"))
+
+
 def newest_state(run_dir: str | os.PathLike) -> tuple[Path, dict] | None:
     """The newest training state of a run folder that loads completely, with its path; None when there is none.
     Broken files are skipped with a warning (and left for the user to inspect)."""
