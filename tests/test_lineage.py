@@ -144,8 +144,8 @@ def test_the_base_given_as_the_toon_model_is_said(family, tmp_path, encoder_chec
     is the base itself, and toonify drew the reconstruction as the toon, without a word. An encoder's decoder that
     is its base is no mistake: no warning there."""
     base, child, _ = family
-    with pytest.warns(LineageWarning, match=r"^the low-res \(toon\) model has the same weights as the high-res \(base\) "
-                                            r"model: every blend of them is that model, which draws faces as they are"):
+    with pytest.warns(LineageWarning, match=r"^the low-res \(toon\) model has the same weights as the high-res "
+                                            r"\(base\) model: every blend of them is that model, which draws faces"):
         blend(copy.deepcopy(base), base, 8)
     with warnings.catch_warnings():
         warnings.simplefilter("error", LineageWarning)

@@ -367,8 +367,8 @@ def check_lineage(toon: GeneratorLike, base: GeneratorLike, toon_name: str = "th
     distance = lineage_distance(toon, base)
     if distance == 0 and not may_be_equal and _same_weights(toon, base):
         warn(f"{toon_name} has the same weights as {base_name}: every blend of them is that model, which draws "
-             "faces as they are, not toons. Give a toon model fine-tuned from the base (such as toonify-blended-tf), not "
-             "the base itself or an encoder of it", LineageWarning)
+             "faces as they are, not toons. Give a toon model fine-tuned from the base (such as toonify-blended-tf), "
+             "not the base itself or an encoder of it", LineageWarning)
     elif math.isinf(distance):
         warn(f"{toon_name} is not fine-tuned from {base_name}: their architectures differ (mapping or "
              "low-resolution layers of other shapes), so their W spaces differ and they cannot be blended. "

@@ -156,7 +156,8 @@ def read_checkpoint(path: str | os.PathLike) -> Networks:
     if path.is_dir():
         newest = _newest_snapshot(path)  # a fine-tuning run's folder: its newest snapshot is what was meant
         raise CheckpointError(f"{source} is a folder, not a checkpoint file"
-                              + (f": for the fine-tuning run there, give its newest snapshot, {newest}" if newest else ""))
+                              + (f": for the fine-tuning run there, give its newest snapshot, {newest}"
+                                 if newest else ""))
     with open(path, "rb") as f:
         head = f.read(64)
     if not head:
