@@ -190,7 +190,7 @@ def test_broken_download_fails_then_resumes(server, tmp_path):
     with pytest.raises(download.DownloadError, match="broke off") as info:
         download.fetch(name, progress=False)
     assert "no internet" not in str(info.value)
-    assert len(server.log) == 3  # first try + 2 retries
+    assert len(server.log) == 4  # the first try, then three that got no further than it (each restarted from 0)
     assert not (tmp_path / "cache" / "tiny.pkl").exists()
     kept = (tmp_path / "cache" / "tiny.pkl.part").stat().st_size
     assert 0 < kept <= CUT  # each try restarted rather than appended
@@ -260,6 +260,40 @@ def test_a_file_changed_on_the_server_is_not_resumed_into_a_mix(server, tmp_path
     assert cached_files(tmp_path) == ["tiny.pkl"]
 
 
+def test_ctrl_c_while_the_whole_new_file_starts_leaves_no_part_to_resume(server, tmp_path, monkeypatch):
+    """The server's file changed since the part began: the part's record took the new file's ETag before the old
+    bytes were dropped, and a Ctrl-C between the two had the next run resume the old start with the new file's rest
+    (zeros then ones: a file that passed the checks)."""
+    old, new = (torch_bytes({"conv.weight": torch.full((100_000,), value)}) for value in (0.0, 1.0))
+    server.files["/w.pth"] = old
+    name = register(f"{server.base}/w.pth", kind="fid", format="torch", resolution=None)
+    break_off(server, name, tmp_path)
+    server.files["/w.pth"] = new  # the same length, another ETag: If-Range gets it whole
+    write_body = download._write_body
+
+    def interrupted(*args) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(download, "_write_body", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        download.fetch(name, progress=False)
+    monkeypatch.setattr(download, "_write_body", write_body)
+    assert download.fetch(name, progress=False).read_bytes() == new
+    assert cached_files(tmp_path) == ["tiny.pkl"]
+
+
+def test_ctrl_c_before_the_first_byte_leaves_nothing_behind(server, tmp_path, monkeypatch):
+    """Ctrl-C while the download waited (here for a retry after a 503) left tiny.pkl.part.source in the cache."""
+    def interrupted(seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(download.time, "sleep", interrupted)
+    server.fail_first = 1
+    with pytest.raises(KeyboardInterrupt):
+        download.fetch(register(f"{server.base}/ada_tiny.pkl"), progress=False)
+    assert cached_files(tmp_path) == []
+
+
 def test_a_web_page_in_reply_to_a_resume_keeps_the_partial_download(server, tmp_path):
     """A captive portal or an error page answering the resume replaced hundreds of MB already downloaded."""
     name = register(f"{server.base}/ada_tiny.pkl")
@@ -271,6 +305,18 @@ def test_a_web_page_in_reply_to_a_resume_keeps_the_partial_download(server, tmp_
     server.files["/ada_tiny.pkl"] = PAYLOAD
     assert download.fetch(name, progress=False).read_bytes() == PAYLOAD
     assert server.log[-1][1].get("Range") == f"bytes={kept}-"
+
+
+def test_a_download_that_keeps_breaking_off_goes_on_while_each_try_gets_further(server, tmp_path):
+    """Every try resumed, got 300 KB further and broke off again, and the third one failed the whole download ("the
+    download broke off"): a flaky connection needed as many commands as the file had breaks."""
+    big = torch_bytes({"conv.weight": torch.ones(600_000)})  # 2.4 MB: 8 tries of `CUT` bytes
+    server.files["/w.pth"] = big
+    server.cut_responses = 99
+    path = download.fetch(register(f"{server.base}/w.pth", kind="fid", format="torch", resolution=None),
+                          progress=False)
+    assert path.read_bytes() == big and len(server.log) > 1 + len(download.RETRY_DELAYS)
+    assert cached_files(tmp_path) == ["tiny.pkl"]
 
 
 def test_retries_server_errors(server):
@@ -331,6 +377,21 @@ def test_a_proxy_that_cannot_be_reached_is_named_not_retried_and_no_proxy_bypass
     assert sleeps == [] and server.log == [] and not info.value.offline
     monkeypatch.setenv("no_proxy", "127.0.0.1")
     assert download.fetch(name, progress=False).read_bytes() == PAYLOAD
+
+
+def test_a_redirect_loop_is_a_failed_source_and_the_other_names_are_fetched(server, tmp_path, capsys):
+    """requests' other errors are OSErrors: "toonlib fetch: error: Exceeded 30 redirects." named neither the model
+    nor the URL, and stopped the names after it."""
+    server.files["/loop"] = Reply(b"", status=302, headers={"Location": "/loop"})
+    loop = register(f"{server.base}/loop")
+    models.MODELS["good"] = dataclasses.replace(models.MODELS[loop], name="good", filename="good.pkl",
+                                                sources=(f"{server.base}/ada_tiny.pkl",))
+    assert main(["fetch", loop, "good"]) == 2
+    out, err = capsys.readouterr()
+    assert out.strip() == str(tmp_path / "cache" / "good.pkl")
+    assert f"could not download 'tiny': every source failed.\nSources tried:\n  1. {server.base}/loop: Exceeded 30 " \
+           "redirects." in err
+    assert cached_files(tmp_path) == ["good.pkl"]
 
 
 def test_quota_page_from_a_direct_url(server, tmp_path):
@@ -403,6 +464,15 @@ def test_a_drive_download_shows_toonlibs_bar(drive, bars):
     assert bar.dynamic_ncols and bar.n == bar.total == len(PAYLOAD)
 
 
+def test_a_failed_drive_download_clears_its_bar(drive, bars):
+    """Its bar stayed ("tiny.pkl: 0.00B [00:00, ?B/s]") on the line the error began, as a direct URL's does not."""
+    drive.files["/uc?id=secret"] = Reply(SIGN_IN_PAGE, headers=HTML)
+    with pytest.raises(download.DownloadError):
+        download.fetch(register("gdrive:secret"))
+    [bar] = bars
+    assert not bar.leave
+
+
 def test_a_stalled_drive_download_times_out(drive, tmp_path, monkeypatch):
     """gdown got no timeout: a Drive download that stalled waited forever."""
     monkeypatch.setattr(download, "TIMEOUT", (15.0, 0.5))
@@ -435,6 +505,51 @@ def test_drive_quota_page_through_gdown(drive, tmp_path):
     assert "Google Drive refused: 'Too many users have viewed or downloaded this file recently'" in message
     assert "https://drive.google.com/file/d/popular/view" in message and "your own Google Drive" in message
     assert cached_files(tmp_path) == []
+
+
+VIEW_PAGE = b"<!DOCTYPE html><html><head><title>tiny.pkl - Google Drive</title></head><body>viewer</body></html>"
+
+
+def test_a_google_drive_link_is_downloaded_as_drive_files_are(drive, tmp_path):
+    """A Drive share link given as the URL was fetched as a plain web address: Drive's viewer page came back ("the
+    server sent a web page instead of the file"), for every link form, whatever the file."""
+    link = "https://drive.google.com/file/d/big/view?usp=sharing"
+    drive.files["/file/d/big/view?usp=sharing"] = Reply(VIEW_PAGE, headers=HTML)
+    drive.files["/uc?id=big"] = Reply(CONFIRM_PAGE, headers=HTML)
+    drive.files["/download?id=big&export=download&confirm=t"] = Reply(PAYLOAD, headers=FILE)
+    assert load_network(link).G_ema is not None
+    path = tmp_path / "cache" / "drive-big"
+    assert path.read_bytes() == PAYLOAD and cached_files(tmp_path) == [path.name]
+    for same in ("https://drive.google.com/open?id=big", "https://drive.google.com/uc?export=download&id=big",
+                 "https://drive.usercontent.google.com/download?id=big&export=download&confirm=t",
+                 "https://docs.google.com/file/d/big/edit", "https://drive.google.com/u/0/uc?id=big&export=download"):
+        assert download.fetch(same, progress=False) == path  # the same file: downloaded once
+    assert drive.paths() == ["/uc?id=big", "/download?id=big&export=download&confirm=t"]
+    folder = "https://drive.google.com/drive/folders/big"  # no file's link: a web address as any other
+    assert download.local_path(folder).name.startswith("big-")
+
+
+def test_a_proxy_that_inspects_https_is_named_with_what_to_set(drive, tmp_path, monkeypatch):
+    """Behind a proxy that re-signs HTTPS (a company's firewall; here the test Drive's proxy, whose certificate is not
+    trusted), it said "the download broke off (HTTPSConnectionPool(host=..., port=443): Max retries exceeded with
+    url: ... (Caused by SSLError(SSLCertVerificationError(1, '[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify
+    failed: se" after three tries."""
+    ca_bundle = os.environ["REQUESTS_CA_BUNDLE"]
+    for variable in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(variable, raising=False)
+    sleeps = []
+    monkeypatch.setattr(download.time, "sleep", sleeps.append)
+    drive.files["/ada_tiny.pkl"] = PAYLOAD
+    drive.files["/uc?id=big"] = Reply(PAYLOAD, headers=FILE)
+    for source in ("https://drive.google.com/ada_tiny.pkl", "gdrive:big"):
+        with pytest.raises(download.DownloadError) as info:
+            download.fetch(register(source), progress=False)
+        assert "the server's certificate could not be verified (certificate verify failed: self-signed certificate" \
+               "): behind a proxy or firewall that inspects HTTPS, set REQUESTS_CA_BUNDLE to the file of its " \
+               "certificate" in str(info.value)
+        assert not info.value.offline and sleeps == [] and drive.log == []
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", ca_bundle)  # as the message says
+    assert download.fetch("tiny", progress=False).read_bytes() == PAYLOAD
 
 
 def test_drive_url_is_what_gdown_builds_from_an_id():

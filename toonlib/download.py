@@ -1,9 +1,12 @@
 """Download every weights file toonlib uses into its place: mirrors, resume, checks, locks, clear errors.
 
 `fetch(name_or_url)` returns the path of a registry file (`toonlib.models.MODELS`) or of a URL, downloading
-it first when needed. StyleGAN models and encoders go to toonlib's cache folder (`cache_dir()`); the
-weights of other libraries (LPIPS' VGG16, face-alignment's networks, FID's Inception) go where those
-libraries look for them, torch hub's checkpoints folder, so that they never download them again.
+it first when needed; a Google Drive file's link (`.../file/d/<id>/view`) is downloaded as the registry's Drive
+files are, through gdown, into `drive-<id>`. StyleGAN models and encoders go to toonlib's cache folder
+(`cache_dir()`); the weights of other libraries (LPIPS' VGG16, face-alignment's networks, FID's Inception) go
+where those libraries look for them, torch hub's checkpoints folder, so that they never download them again.
+Direct URLs are retried after network errors, and a try that broke off further into the file than any before it
+is resumed at once (a flaky connection goes on as long as it makes progress).
 
 A file reaches its final name only after it passed every check (not a web page, size and sha256 when
 known, and read by the reader of its kind), through an fsynced atomic rename, so the cache never holds a
@@ -47,6 +50,7 @@ if TYPE_CHECKING:
 __all__ = ["DownloadError", "cache_dir", "fetch", "local_path"]
 
 DRIVE_ROOT = Path("/content/drive/MyDrive")  # where Colab mounts the user's Google Drive
+DRIVE_HOSTS = ("drive.google.com", "drive.usercontent.google.com", "docs.google.com")  # a file's links on Drive
 RETRY_DELAYS = (1.0, 4.0)  # seconds before each retry of a direct URL after a network error
 MAX_RETRY_AFTER = 60.0  # the longest Retry-After (429, 503) waited for before a retry; longer ones fail at once
 TIMEOUT = (15.0, 60.0)  # seconds: connect, then between bytes
@@ -205,6 +209,10 @@ def _plan(name_or_url: str, override: str | os.PathLike | None) -> _Plan:
     cache = (_folder(user_path(override), "the cache folder (--cache-dir, cache_dir=)") if override is not None
              else cache_dir())
     if is_url(name_or_url):
+        file_id = _drive_file_id(name_or_url)
+        if file_id is not None:  # Drive's viewer page, not the file, answers a share link: gdown gets the file
+            return _Plan(name_or_url, cache / f"drive-{file_id}", (f"gdrive:{file_id}",), None, None, "stylegan2",
+                         "cache")
         return _Plan(name_or_url, cache / _url_filename(name_or_url), (name_or_url,), None, None, "stylegan2",
                      "cache")
     info = models.get_model(name_or_url)
@@ -275,6 +283,17 @@ def _url_filename(url: str) -> str:
     return f"{stem}-{digest}.{suffix}" if dot and stem else f"{last}-{digest}"
 
 
+def _drive_file_id(url: str) -> str | None:
+    """The file id of a Google Drive file's link (`.../file/d/<id>/view`, `open?id=`, `uc?id=`, the
+    drive.usercontent.google.com download link), else None (a folder's link, any other address)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.hostname not in DRIVE_HOSTS:
+        return None
+    in_path = re.search(r"/file/d/([^/]+)", parts.path)
+    file_id = in_path.group(1) if in_path else urllib.parse.parse_qs(parts.query).get("id", [""])[0]
+    return file_id if re.fullmatch(r"[A-Za-z0-9_-]+", file_id) else None
+
+
 def _marker(part: Path) -> Path:
     """File recording where a `.part` file came from (`_read_marker`): only that source may resume it."""
     return part.with_name(part.name + ".source")
@@ -308,8 +327,8 @@ def _fetch_source(source: str, part: Path, progress: bool) -> None:
             _download_gdrive(source[len("gdrive:"):], part, progress)
         else:
             _download_http(source, part, progress)
-    except (_SourceFailed, _NotEnoughSpace):
-        if not (part.is_file() and part.stat().st_size):  # nothing worth keeping for a resume
+    except BaseException:  # a failure, or Ctrl-C
+        if not _size(part):  # nothing worth keeping for a resume
             part.unlink(missing_ok=True)
             _marker(part).unlink(missing_ok=True)
         raise
@@ -319,13 +338,17 @@ def _fetch_source(source: str, part: Path, progress: bool) -> None:
 
 def _download_http(url: str, part: Path, progress: bool) -> None:
     """Download `url` into `part`, resuming what is there; retry network errors, 5xx and 429 replies, after the
-    wait a 429 or 503 asks for (Retry-After) when that is no longer than `MAX_RETRY_AFTER`.
+    wait a 429 or 503 asks for (Retry-After) when that is no longer than `MAX_RETRY_AFTER`. A try that broke off
+    further into the file than every try before it is resumed at once and counts as no failure: a connection that
+    keeps breaking goes on as long as each try gets further.
 
-    An unknown host name and a proxy that refuses are not retried: that is a machine without internet, a wrong
-    URL or a wrong proxy setting, and waiting does not change them.
+    An unknown host name, a proxy that refuses and a certificate that cannot be verified are not retried: that is a
+    machine without internet, a wrong URL or a wrong proxy or certificate setting, and waiting does not change them.
+    Other errors of requests (too many redirects, an invalid URL) fail the source at once.
     """
-    delays = (*RETRY_DELAYS, None)
-    for delay in delays:
+    failed, furthest = 0, _size(part)  # tries in a row that got no further; the most of the file the part held
+    while True:
+        delay = RETRY_DELAYS[failed] if failed < len(RETRY_DELAYS) else None
         try:
             _http_attempt(url, part, progress)
             return
@@ -341,9 +364,15 @@ def _download_http(url: str, part: Path, progress: bool) -> None:
                 raise _SourceFailed(reason) from None
             delay = delay if wait is None else wait
         except _NETWORK_ERRORS as exc:
-            if delay is None or _unresolved(exc) or isinstance(exc, requests.exceptions.ProxyError):
+            if _size(part) > furthest:
+                furthest, failed = _size(part), 0
+                continue
+            if delay is None or _unresolved(exc) or _untrusted(exc) or isinstance(exc, requests.exceptions.ProxyError):
                 raise _SourceFailed(_network_reason(exc, url), offline=_unreachable(exc)) from None
+        except requests.RequestException as exc:  # an OSError, which `fetch` would take for one of this disk's
+            raise _SourceFailed(_one_paragraph(exc)) from None
         time.sleep(delay)
+        failed += 1
 
 
 def _retry_after(response: requests.Response) -> float | None:
@@ -367,7 +396,7 @@ def _duration(seconds: float) -> str:
 def _http_attempt(url: str, part: Path, progress: bool) -> None:
     """One request for the rest of `url`: a Range request from the end of `part` when it holds bytes already, with
     If-Range, so that a file the server changed since comes whole rather than appended to the old one's start."""
-    have = part.stat().st_size if part.is_file() else 0
+    have = _size(part)
     record = _read_marker(part) if have else {}
     headers = {"Accept-Encoding": "identity"}  # byte offsets must count the bytes on disk
     if have:
@@ -396,7 +425,8 @@ def _http_attempt(url: str, part: Path, progress: bool) -> None:
         if total is not None and total - offset > free:
             raise _NotEnoughSpace(f"{part.name[: -len('.part')]} needs {_megabytes(total - offset)} more, "
                                   f"{_megabytes(free)} are free")
-        if not resumed:
+        if not resumed:  # the old bytes go first: a record of this file beside them would resume them
+            part.unlink(missing_ok=True)
             _write_marker(part, {"source": url, "validator": _validator(response), "size": total})
         _write_body(first, chunks, part, "ab" if resumed else "wb", offset, total, progress)
     if total is not None and part.stat().st_size < total:  # urllib3 < 2 does not enforce Content-Length
@@ -406,16 +436,28 @@ def _http_attempt(url: str, part: Path, progress: bool) -> None:
 
 def _write_body(first: bytes, rest: Iterator[bytes], part: Path, mode: str, offset: int, total: int | None,
                 progress: bool) -> None:
-    with open(part, mode) as f, progress_bar(total=total, initial=offset, unit="B", unit_scale=True,
-                                             unit_divisor=1024, desc=part.name[: -len(".part")],
-                                             disable=not progress) as bar:
+    with open(part, mode) as f, _download_bar(part, not progress, total=total, initial=offset) as bar:
+        for chunk in itertools.chain((first,), rest):
+            f.write(chunk)
+            bar.update(len(chunk))
+
+
+@contextlib.contextmanager
+def _download_bar(part: Path, disable: bool, total: int | None = None, initial: int = 0) -> Iterator[tqdm]:
+    """The bar of a download into `part` (`messages.progress_bar`), cleared when the download fails or is stopped:
+    a retry draws it again from there, and the error's first line must not follow a bar left at 34%."""
+    with progress_bar(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024,
+                      desc=part.name[: -len(".part")], disable=disable) as bar:
         try:
-            for chunk in itertools.chain((first,), rest):
-                f.write(chunk)
-                bar.update(len(chunk))
+            yield bar
         except BaseException:
-            bar.leave = False  # cleared: a retry draws the bar again from here, it must not stay behind at 34%
+            bar.leave = False
             raise
+
+
+def _size(part: Path) -> int:
+    """The bytes a partial download holds (0 when there is none)."""
+    return part.stat().st_size if part.is_file() else 0
 
 
 def _validator(response: requests.Response) -> str | None:
@@ -460,8 +502,18 @@ def _unresolved(exc: Exception) -> bool:
     return any(words in text for words in ("Name or service not known", "name resolution", "nodename nor servname"))
 
 
+def _untrusted(exc: Exception) -> bool:
+    """True when the server's TLS certificate could not be verified (a proxy that inspects HTTPS, a wrong clock)."""
+    return isinstance(exc, requests.exceptions.SSLError) and "certificate verify failed" in str(exc)
+
+
 def _network_reason(exc: Exception, url: str) -> str:
     text = str(exc)
+    if _untrusted(exc):
+        why = re.search(r"certificate verify failed[^'\"(]*", text).group(0).strip()
+        return (f"the server's certificate could not be verified ({why}): behind a proxy or firewall that inspects "
+                "HTTPS, set REQUESTS_CA_BUNDLE to the file of its certificate (PEM); else check this machine's date "
+                "and time")
     number = re.search(r"\[Errno -?\d+\][^'\")]*", text)
     detail = number.group(0).strip() if number else (text[:200] or type(exc).__name__)
     if isinstance(exc, requests.exceptions.ProxyError):
@@ -493,8 +545,7 @@ def _download_gdrive(file_id: str, part: Path, progress: bool) -> None:
     options: dict = {"timeout": TIMEOUT} if "timeout" in accepts else {}
     # gdown leaves its own temporary files behind on failure: give it a folder that is always removed.
     with tempfile.TemporaryDirectory(prefix=".gdown-", dir=part.parent) as tmp, \
-            progress_bar(unit="B", unit_scale=True, unit_divisor=1024, desc=part.name[: -len(".part")],
-                         disable=not (progress and "progress" in accepts)) as bar:
+            _download_bar(part, not (progress and "progress" in accepts)) as bar:
         if "progress" in accepts:
             options.update(quiet=True, progress=lambda done, total: _advance(bar, done, total))
         else:
