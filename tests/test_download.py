@@ -841,6 +841,25 @@ def test_fetch_command(server, tmp_path, capsys):
     assert main(["fetch", good]) == 0
 
 
+def test_fetch_command_goes_on_after_a_disk_error(server, tmp_path, capsys, monkeypatch):
+    """A full disk or a read-only folder for one name (the weights of other libraries go to torch hub's folder, the
+    models to toonlib's cache) stopped `toonlib fetch` there: the names after it were not fetched."""
+    good = register(f"{server.base}/ada_tiny.pkl")
+    fetch = download.fetch
+
+    def read_only_for(name: str, **kwargs):
+        if name == "lpips-vgg16":
+            raise PermissionError(13, "Permission denied", "/hub/checkpoints")
+        return fetch(name, **kwargs)
+
+    monkeypatch.setattr(download, "fetch", read_only_for)
+    assert main(["fetch", "lpips-vgg16", good]) == 2
+    out, err = capsys.readouterr()
+    assert out.strip() == str(tmp_path / "cache" / "tiny.pkl")
+    assert err.startswith("toonlib fetch: error: /hub/checkpoints: permission denied; check its permissions (ls -ld "
+                          "/hub/checkpoints) or give another file\n")  # then the next name's download bar
+
+
 # --- processes that fetch the same file at once -----------------------------------------------------------
 
 CHILD = "import sys; from toonlib.download import fetch; print(fetch(sys.argv[1]))"

@@ -170,9 +170,9 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     for name in args.names:
         try:
             print(fetch(name, cache_dir=args.cache_dir))
-        except DownloadError as exc:
+        except (DownloadError, OSError) as exc:  # this disk's failures too (a full disk, a read-only folder)
             failed += 1
-            print(f"toonlib fetch: error: {exc}", file=sys.stderr)
+            print(f"toonlib fetch: error: {for_command_line(exc)}", file=sys.stderr)
     if args.cache_dir is not None and failed < len(args.names):
         print(f"the other commands find models there with TOONLIB_CACHE={args.cache_dir} set (or given by path)",
               file=sys.stderr)
