@@ -1,6 +1,7 @@
 """The console script, run as users run it (a subprocess), and its error handling."""
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
@@ -64,14 +65,19 @@ def test_blend_command_writes_network_and_grid(tmp_path):
 
 
 def test_models_lists_registry_and_cache(tmp_path):
-    (tmp_path / "stylegan2-ffhq-config-f.pkl").write_bytes(b"x")
+    """A file in a model's place that `fetch` would download again (here a copy cut short) is "damaged": it was
+    listed as cached."""
+    from toonlib.models import MODELS
+
+    (tmp_path / MODELS["ffhq-1024-tf"].filename).write_bytes((FIXTURES / "ada_tiny.pkl").read_bytes()[:1000])
+    shutil.copy(FIXTURES / "ada_tiny.pkl", tmp_path / MODELS["ffhq-1024-noaug"].filename)  # no published size
     result = run_cli("models", "--cache-dir", str(tmp_path))
     assert result.returncode == 0
     lines = result.stdout.splitlines()
     column = next(x for x in lines if x.startswith("NAME")).index("CACHED")
-    cached = {x.split()[0]: x[column:column + 6].strip() for x in lines
-              if x.startswith(("ffhq-1024-tf ", "ffhq-1024 "))}
-    assert cached == {"ffhq-1024-tf": "cached", "ffhq-1024": "-"}
+    cached = {x.split()[0]: x[column:column + 7].strip() for x in lines
+              if x.startswith(("ffhq-1024-tf ", "ffhq-1024 ", "ffhq-1024-noaug "))}
+    assert cached == {"ffhq-1024-tf": "damaged", "ffhq-1024": "-", "ffhq-1024-noaug": "cached"}
     assert "toonify-blended-tf" in result.stdout
 
 

@@ -180,7 +180,8 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 MODELS_LEGEND = """\
-CACHED: cached = on this machine; - = not downloaded yet (`toonlib fetch NAME` downloads it).
+CACHED: cached = on this machine; - = not downloaded yet; damaged = a file cut short, empty or a web page
+      (`toonlib fetch NAME` downloads it, again where damaged)
 TOON: unblended = a fine-tuned toon model, blended with its base at any swap resolution (--swap-res);
       blended = a published blend, fixed swap resolution; blended+G = blended, and its G network is the
       un-blended toon model (the swap resolution stays adjustable).
@@ -192,20 +193,20 @@ KIND: stylegan2 / encoder = toonlib's cache; lpips-vgg, face-alignment, fid = to
 
 def cmd_models(args: argparse.Namespace) -> int:
     """List every registry entry with its kind and whether it is on this machine."""
-    from .download import cache_dir, local_path, torch_hub_checkpoints
+    from .download import cache_dir, cache_state, torch_hub_checkpoints
     from .models import MODELS
 
     # every file looked up first: a --cache-dir (or $TOONLIB_CACHE) that is a file fails before anything is printed
-    cached = {name: "cached" if local_path(name, cache_dir=args.cache_dir).is_file() else "-" for name in MODELS}
+    cached = {name: cache_state(name, cache_dir=args.cache_dir) for name in MODELS}
     print(f"toonlib cache: {cache_dir() if args.cache_dir is None else args.cache_dir}")
     print(f"torch hub folder: {torch_hub_checkpoints()}")
     base_width = max(len("BASE"), *(len(info.lineage or "") for info in MODELS.values()))
-    print(f"{'NAME':28} {'KIND':14} {'RES':>5}  {'TOON':9}  {'BASE':{base_width}}  {'CACHED':6}  DESCRIPTION")
+    print(f"{'NAME':28} {'KIND':14} {'RES':>5}  {'TOON':9}  {'BASE':{base_width}}  {'CACHED':7}  DESCRIPTION")
     for info in MODELS.values():
         toon = "blended+G" if info.toon == "blended" and info.reblend_network == "G" else info.toon or ""
         res = str(info.resolution or "")
         print(f"{info.name:28} {info.kind:14} {res:>5}  {toon:9}  {info.lineage or '':{base_width}}  "
-              f"{cached[info.name]:6}  {info.description}")
+              f"{cached[info.name]:7}  {info.description}")
     print(MODELS_LEGEND)
     return 0
 

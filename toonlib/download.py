@@ -47,7 +47,7 @@ from .messages import progress_bar
 if TYPE_CHECKING:
     from tqdm import tqdm
 
-__all__ = ["DownloadError", "cache_dir", "fetch", "local_path"]
+__all__ = ["DownloadError", "cache_dir", "cache_state", "fetch", "local_path"]
 
 DRIVE_ROOT = Path("/content/drive/MyDrive")  # where Colab mounts the user's Google Drive
 DRIVE_HOSTS = ("drive.google.com", "drive.usercontent.google.com", "docs.google.com")  # a file's links on Drive
@@ -138,6 +138,16 @@ def local_path(name_or_url: str, *, cache_dir: str | os.PathLike | None = None) 
     return _plan(str(name_or_url), cache_dir).path
 
 
+def cache_state(name_or_url: str, *, cache_dir: str | os.PathLike | None = None) -> str:
+    """Whether this registry file or URL is here, as `toonlib models` says it: 'cached'; 'damaged', a file in its
+    place that `fetch` downloads again (empty, a web page, cut short, of another size than the registry's; judged
+    from the file's ends, without its checksum); '-', none yet."""
+    plan = _plan(str(name_or_url), cache_dir)
+    if not plan.path.is_file():
+        return "-"
+    return "cached" if _looks_whole(plan) else "damaged"
+
+
 def fetch(name_or_url: str, *, cache_dir: str | os.PathLike | None = None, progress: bool = True,
           validate: bool = True, local_option: str | None = None) -> Path:
     """Path of a registry file (`toonlib.models.MODELS`) or http(s) URL, downloaded first if it is missing.
@@ -223,13 +233,17 @@ def _plan(name_or_url: str, override: str | os.PathLike | None) -> _Plan:
 def _usable(plan: _Plan) -> bool:
     """The file is in place: any file in torch hub's folder (the libraries check hashes only when they
     download), a cache file that looks whole (`_damage`) and has the size and sha256 of the entry, where known."""
-    if not plan.path.is_file():
+    if not (plan.path.is_file() and _looks_whole(plan)):
         return False
+    return plan.home == "torch-hub" or plan.sha256 is None or _sha256(plan.path).startswith(plan.sha256)
+
+
+def _looks_whole(plan: _Plan) -> bool:
+    """A file in place that may be whole: any in torch hub's folder, a cache file without `_damage` and of the
+    entry's size, where known."""
     if plan.home == "torch-hub":
         return True
-    if _damage(plan.path) or (plan.size is not None and plan.path.stat().st_size != plan.size):
-        return False
-    return plan.sha256 is None or _sha256(plan.path).startswith(plan.sha256)
+    return not _damage(plan.path) and (plan.size is None or plan.path.stat().st_size == plan.size)
 
 
 def _damage(path: Path) -> str | None:
