@@ -90,7 +90,7 @@ def test_to_pil_refuses_a_latent_and_draws_grey_batches():
     ws = G.mapping(torch.randn(3, G.z_dim), None)
     for latent in (ws[:1], ws, ws[:, :1]):
         with pytest.raises(TypeError, match=r"looks like a latent \[N, num_ws, w_dim\], not a picture: draw it first, "
-                                            r"e.g. to_pil\(toonlib.render\(G, w\)\)"):
+                                            r"e.g. to_pil\(toonlib.projection.render\(G, w\)\)"):
             to_pil(latent)
     result = ProjectionResult(ws[:1], torch.zeros(1, 3, 16, 16), {}, np.zeros((1, 1)), "w+", 1)
     with pytest.raises(TypeError, match=r"got ProjectionResult: pass its .images"):

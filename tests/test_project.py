@@ -632,6 +632,7 @@ def test_load_rosinality_projection(tmp_path):
     assert torch.equal(latents[0], w_plus.detach()) and torch.equal(latents[1], w.expand(8, 32))
     with pytest.raises(ValueError, match="pass num_ws"):
         load_latent(tmp_path / "proj.pt")
+    assert ProjectionResult.load(tmp_path / "proj.pt", num_ws=8).w.shape == (2, 8, 32)  # as the message says
     torch.save({"weights": torch.zeros(3)}, tmp_path / "not_latents.pt")
     with pytest.raises(ValueError, match="not a latent file"):
         load_latent(tmp_path / "not_latents.pt")

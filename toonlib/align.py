@@ -354,6 +354,10 @@ def _dlib_model_path() -> Path:
 
 def ffhq_quad(landmarks: np.ndarray) -> np.ndarray:
     """The FFHQ crop square for 68 landmarks: corners top-left, bottom-left, bottom-right, top-right."""
+    landmarks = np.asarray(landmarks, dtype=np.float64)
+    if landmarks.shape != (68, 2):  # dlib's 5-point landmarks failed with "index 48 is out of bounds"
+        raise ValueError(f"ffhq_quad takes the 68 facial landmarks (iBUG order, x and y) as a 68 x 2 array, got shape "
+                         f"{list(landmarks.shape)}: find them with align_face(photo).landmarks")
     eye_left = landmarks[36:42].mean(axis=0)
     eye_right = landmarks[42:48].mean(axis=0)
     eye_avg = (eye_left + eye_right) * 0.5

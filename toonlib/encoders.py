@@ -178,6 +178,11 @@ class Encoder(nn.Module):
         self.to(memory_format=torch.channels_last)  # ~30% faster convolutions on the CPU (measured)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """W+ codes [N, n_styles, 512] of images [N, 3, 256, 256] in [-1, 1] (`encoder_input`)."""
+        if not isinstance(x, torch.Tensor) or x.ndim != 4 or list(x.shape[1:]) != [3, INPUT_SIZE, INPUT_SIZE]:
+            got = list(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__  # failed in a conv, or at x.to
+            raise ValueError(f"the encoder takes images [N, 3, {INPUT_SIZE}, {INPUT_SIZE}] in [-1, 1], got {got}: for "
+                             "photos (paths, PIL images, arrays) use encoder.encode(photos), which prepares them")
         x = self.input_layer(x.to(self.latent_avg).contiguous(memory_format=torch.channels_last))
         taps = []
         for i, unit in enumerate(self.body):
@@ -244,6 +249,10 @@ def load_encoder(source: str | os.PathLike, device: torch.device | str | None = 
     W-only backbones, ReStyle's iterative encoders, sketch / segmentation encoders) raise `EncoderError`.
     The file's decoder is read by `toonlib.load_network(same file)`.
     """
+    if not isinstance(source, (str, os.PathLike)):  # None or a model failed inside pathlib
+        loaded = ": that is loaded already" if isinstance(source, Encoder) else ""
+        raise TypeError(f"load_encoder reads a pSp / e4e checkpoint: a path, an http(s) URL or a registry name "
+                        f"(`toonlib models`); got {type(source).__name__}{loaded}")
     device = default_device(device)  # a device this machine lacks fails before the download
     path = resolve_source(source, kinds=ENCODER_KINDS)
     if path.is_dir():

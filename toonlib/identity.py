@@ -116,6 +116,7 @@ def _is_descriptor(x: object) -> bool:
 
 def identity_report(result: ToonifyResult) -> IdentityReport:
     """How far the reconstruction and the toon of a `ToonifyResult` are from the photo's face."""
+    _check_result(result, "identity_report")
     recognizer = _recognizer()
     landmarks = photo_to_crop(result.landmarks, result.quad, result.aligned.width)
     photo = recognizer.embed(result.aligned, landmarks)
@@ -128,6 +129,15 @@ def identity_report(result: ToonifyResult) -> IdentityReport:
     return IdentityReport(reconstruction=recon, toon=distance(result.toon))
 
 
+def _check_result(result: object, caller: str) -> None:
+    """TypeError, naming what to pass, for anything but a `ToonifyResult` (an image failed at `result.landmarks`)."""
+    from .pipeline import ToonifyResult
+
+    if not isinstance(result, ToonifyResult):
+        raise TypeError(f"{caller} takes a ToonifyResult (what a Toonifier returns for a photo), got "
+                        f"{type(result).__name__}: for two face photos use identity_distance(a, b)")
+
+
 def identity_sweep(toonifier: Toonifier, result: ToonifyResult,
                    swap_resolutions: Sequence[int | None] | None = None) -> dict[int | None, float]:
     """The toon's identity distance when `result.w` is rendered at each swap resolution (None: the published blend).
@@ -135,6 +145,7 @@ def identity_sweep(toonifier: Toonifier, result: ToonifyResult,
     Default: None and every resolution of the toonifier's model from 8 px. The toonifier's blend is
     restored afterwards. For a table over inversion modes, call it with one `Toonifier` per mode.
     """
+    _check_result(result, "identity_sweep")
     recognizer = _recognizer()
     landmarks = photo_to_crop(result.landmarks, result.quad, result.aligned.width)
     photo = recognizer.embed(result.aligned, landmarks)

@@ -13,6 +13,7 @@ import torch
 from PIL import Image, ImageCms, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
 from .files import atomic_write_path, is_url, looks_like_html, user_path
+from .messages import check_count, counted
 
 #: What `read_image` accepts: a path, encoded bytes, a PIL image or a numpy array (RGB order).
 ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]
@@ -59,7 +60,7 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     if images.ndim == 3 and rows < width and rows <= _MOST_LATENT_ROWS:  # drawn, it was a grey strip
         raise TypeError(f"expected an image tensor [C, H, W] or [N, C, H, W], got shape {list(images.shape)}, which "
                         "looks like a latent [N, num_ws, w_dim], not a picture: draw it first, e.g. "
-                        "to_pil(toonlib.render(G, w))")
+                        "to_pil(toonlib.projection.render(G, w))")
     if not images.is_floating_point():  # uint8 0 .. 255 read as [-1, 1] came out a white image
         raise TypeError(f"expected a float image tensor in [-1, 1] (what a generator draws), got {images.dtype}: for "
                         "0 .. 255 values use images.float() / 127.5 - 1")
@@ -81,6 +82,11 @@ def to_pil(images: torch.Tensor) -> Image.Image | list[Image.Image]:
 
 def from_pil(image: Image.Image, size: int | None = None) -> torch.Tensor:
     """PIL image -> float tensor [1, 3, H, W] in [-1, 1], resized (LANCZOS) to size x size if given."""
+    if not isinstance(image, Image.Image):  # a path or an array failed at image.convert
+        raise TypeError(f"from_pil takes a PIL image, got {type(image).__name__}: for a file, bytes or an array use "
+                        "from_pil(read_image(x))")
+    if size is not None:
+        check_count("size", size)
     image = image.convert("RGB")
     if size is not None and image.size != (size, size):
         image = image.resize((size, size), Image.Resampling.LANCZOS)
@@ -138,8 +144,18 @@ def labelled_grid(rows: Sequence[Sequence[Image.Image]], row_labels: Sequence[st
 
     All cells are resized to `cell` x `cell` (default: the first image's width). White background.
     """
+    flat = [type(row).__name__ for row in rows if not isinstance(row, (list, tuple))]
+    if flat:  # a flat list of images failed at rows[0][0]
+        raise TypeError(f"labelled_grid takes rows of images, a list of lists ([[a, b], [c, d]]), got {flat[0]} "
+                        "where a row belongs: for one row of images pass [images]")
     if not rows or not rows[0]:
         raise ValueError("labelled_grid needs at least one image")
+    odd = next((type(image).__name__ for row in rows for image in row if not isinstance(image, Image.Image)), None)
+    if odd is not None:
+        raise TypeError(f"labelled_grid lays out PIL images, got {odd}: for an image tensor use to_pil(tensor)")
+    if row_labels is not None and len(row_labels) != len(rows):  # too few failed with an IndexError
+        raise ValueError(f"got {counted(len(row_labels), 'row label')} for {counted(len(rows), 'row')}: give one "
+                         "per row")
     cell = cell or rows[0][0].width
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
     font = text_font(max(10, cell // 10))

@@ -84,11 +84,12 @@ class ProjectionResult:
             np.savez(f, **arrays)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "ProjectionResult":
+    def load(cls, path: str | os.PathLike, num_ws: int | None = None) -> "ProjectionResult":
         """Read a file written by `save` (images are not stored: use `render`), or any latent file `load_latent`
-        reads (NVIDIA's projected_w.npz: no losses or noise maps; its space is 'w' when every layer's w is the same)."""
+        reads (NVIDIA's projected_w.npz: no losses or noise maps; its space is 'w' when every layer's w is the same;
+        `num_ws` as `load_latent`'s, for a file of W latents [N, w_dim])."""
         path = user_path(path)
-        w = load_latent(path)
+        w = load_latent(path, num_ws)
         stored = {}  # what `save` keeps beside the latent
         if _is_npz(path):
             with np.load(path, allow_pickle=False) as npz:
@@ -187,6 +188,9 @@ def project(G: GeneratorLike, target: Target, space: str = "w+", steps: int | No
         check_count("w_avg_samples", w_avg_samples, 2)  # the spread of one sample is no spread
     if early_stop is not None:
         _EarlyStop.check(early_stop)
+    if lpips_net is not None and not isinstance(lpips_net, torch.nn.Module):  # "vgg": it failed at lpips_net.to
+        raise TypeError(f"lpips_net is a prebuilt lpips.LPIPS model, or None (LPIPS-VGG, built once), got "
+                        f"{type(lpips_net).__name__}")
     device = default_device(device) if device is not None else None
     runtime.check_precision(precision)  # before any model is loaded
     G = load_generator(G)
@@ -307,13 +311,23 @@ def w_statistics(G: torch.nn.Module, num_samples: int = 10000) -> tuple[torch.Te
 
 def render(G: GeneratorLike, w: torch.Tensor | np.ndarray, noise: dict[str, torch.Tensor] | None = None
            ) -> torch.Tensor:
-    """Synthesise ws [N, num_ws, w_dim] with const noise, or with the given per-target noise maps
-    (e.g. `ProjectionResult.noise`); returns [N, 3, H, W] float32 in [-1, 1] on the CPU. G is untouched; like
-    `project`'s, it may be anything `load_generator` takes."""
+    """Synthesise ws [N, num_ws, w_dim] with const noise, or with the given per-target noise maps of G's
+    (e.g. the `ProjectionResult.noise` of a projection with G); returns [N, 3, H, W] float32 in about [-1, 1]
+    (not clamped) on the CPU. G is untouched; like `project`'s, it may be anything `load_generator` takes."""
     G = load_generator(G)
     device = next(G.parameters()).device
     ws = latent_tensor(w, device)
-    noise = {name: n.to(device) for name, n in (noise or {}).items()}
+    if not isinstance(noise, (dict, type(None))):
+        raise TypeError(f"noise is a dict of noise maps, buffer name -> [N, 1, res, res] (ProjectionResult.noise), "
+                        f"or None, got {type(noise).__name__}")
+    noise = {name: torch.as_tensor(n, device=device) for name, n in (noise or {}).items()}
+    shapes = {name: [1, *buf.shape] for name, buf in G.named_buffers() if name.endswith("noise_const")}
+    for name, n in noise.items():  # those of another generator failed inside torch (no attribute `b64`, sizes)
+        if name not in shapes or list(n.shape[1:]) != shapes[name]:
+            found = (f"is not one of its {len(shapes)} maps ({', '.join(list(shapes)[:2])}, ...)" if name not in shapes
+                     else f"is {list(n.shape)}, where it takes [N, {', '.join(map(str, shapes[name]))}]")
+            raise ValueError(f"noise map {name!r} does not fit this {G.img_resolution} px generator: it {found}; "
+                             "pass the noise maps of a projection with it, or noise=None (its own const noise)")
     for name, n in noise.items():
         if n.shape[0] != ws.shape[0]:
             raise ValueError(f"the noise maps are for {n.shape[0]} latents, w holds {ws.shape[0]} ({name} "
@@ -341,19 +355,28 @@ def _synthesize(G: torch.nn.Module, ws: torch.Tensor, noise: dict[str, torch.Ten
 
 def _initial_w(init: torch.Tensor, num: int, num_ws: int, w_dim: int) -> torch.Tensor:
     """`project`'s `init` as float32 [num, num_ws, w_dim] (a [num, 1, w_dim] w is repeated over the layers)."""
-    w = torch.as_tensor(init).detach().float().cpu()
+    w = latent_tensor(init).detach().float().cpu()  # a result object is refused, naming its .w
+    shape = list(w.shape)
     w = w[None] if w.ndim == 2 else w
     if w.ndim != 3 or w.shape[0] != num or w.shape[1] not in (1, num_ws) or w.shape[2] != w_dim:
-        raise ValueError(f"init must have shape [{num}, {num_ws}, {w_dim}] (one W+ latent per target), "
-                         f"got {list(torch.as_tensor(init).shape)}")
+        raise ValueError(f"init must have shape [{num}, {num_ws}, {w_dim}] (one W+ latent per target), got {shape}")
     return w.expand(num, num_ws, w_dim).clone()
 
 
 def _seeds(seed: int | Sequence[int], num: int) -> list[int]:
-    seeds = [seed + i for i in range(num)] if isinstance(seed, int) else list(seed)
-    if len(seeds) != num:
-        raise ValueError(f"got {len(seeds)} seeds for {num} target images")
-    return seeds
+    """The seed of each of `num` targets: `seed + i`, or `seed[i]` of a sequence (NumPy integers too)."""
+    if _is_whole(seed):
+        return [int(seed) + i for i in range(num)]
+    if not isinstance(seed, (Sequence, np.ndarray)) or isinstance(seed, str) or not all(map(_is_whole, seed)):
+        raise ValueError(f"seed must be a whole number (target i uses seed + i) or a list of one per target, "
+                         f"got {seed!r}")
+    if len(seed) != num:
+        raise ValueError(f"got {len(seed)} seeds for {num} target images")
+    return [int(s) for s in seed]
+
+
+def _is_whole(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _initial_noise(G: torch.nn.Module, generators: list[torch.Generator],
@@ -547,6 +570,10 @@ def load_latent(path: str | os.PathLike, num_ws: int | None = None) -> torch.Ten
     then be given; when `num_ws` is given, W+ latents must have that many layers.
     """
     path = user_path(path)
+    if path.is_dir():  # a folder and a missing file failed inside torch.load ("[Errno 21] Is a directory")
+        raise IsADirectoryError(f"{path} is a folder, not a latent file: name the .npz (or .pt) file in it")
+    if not path.exists():
+        raise FileNotFoundError(f"no latent file at {path}")
     if _is_npz(path):
         with np.load(path, allow_pickle=False) as npz:
             if "w" not in npz.files:
@@ -558,7 +585,7 @@ def load_latent(path: str | os.PathLike, num_ws: int | None = None) -> torch.Ten
             with warnings.catch_warnings():  # torch's own warnings about what is not a torch file: refused below
                 warnings.simplefilter("ignore")
                 data = torch.load(path, map_location="cpu", weights_only=True)
-        except OSError:  # no such file, no permission: as they are
+        except OSError:  # no permission: as it is
             raise
         except Exception:  # torch raises many types for what is not a torch file (advising weights_only=False)
             data = None  # refused below, saying what a latent file is
