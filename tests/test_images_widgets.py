@@ -331,6 +331,7 @@ def toonifier(tmp_path, monkeypatch, random_vgg_torch_home):
 def test_toonify_panel_uploads_runs_the_chosen_steps_and_reblends(toonifier, tmp_path):
     from tiny import write_photos
 
+    from toonlib.projection import load_latent
     from toonlib.widgets import ToonifyPanel
 
     photos = write_photos(tmp_path / "photos")
@@ -357,8 +358,10 @@ def test_toonify_panel_uploads_runs_the_chosen_steps_and_reblends(toonifier, tmp
     assert np.array_equal(np.asarray(panel.result.toon), to_uint8(toonifier.generator.synthesis(w))[0])
     panel.swap_res.value = "published"
     assert panel.tiles["toon"][1].value == toon and toonifier.generator is toonifier.published_blend
-    panel.save(tmp_path / "toon.png")
+    panel.save(tmp_path / "toon.png")  # the toon alone: the minutes of the inversion were lost with the kernel
     assert Image.open(tmp_path / "toon.png").size == (32, 32)
+    assert Image.open(tmp_path / "toon-pasted.png").size == panel.result.pasted.size
+    assert torch.equal(load_latent(tmp_path / "toon-latent.npz"), w)
 
 
 def test_toonify_panel_shows_the_errors_the_pipeline_raises(toonifier, tmp_path):

@@ -16,6 +16,7 @@ from tiny import INTERRUPTS, import_cut_short, tiny_generator, write_photos, wri
 
 from notebooks import NOTEBOOKS, SKIP_TAG, cell_index, execute, inject, outputs_text, prepare, shown_error
 from toonlib.checkpoints import load_network, save_network
+from toonlib.projection import load_latent
 
 ALL = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
 
@@ -60,8 +61,6 @@ def test_project_notebook_runs(tmp_path, monkeypatch, random_vgg_torch_home):
                                       "frame_every": 2, "detector": "dlib", "output": "w.npz"}, cwd=tmp_path)
     assert (tmp_path / "projection.mp4").stat().st_size > 0
     assert "saved" in outputs_text(nb)
-    from toonlib.projection import load_latent
-
     assert load_latent(tmp_path / "w.npz").shape == (1, 8, 16)
 
 
@@ -620,7 +619,9 @@ def test_toonify_notebook_in_colab_survives_a_declined_drive_and_a_cancelled_upl
     from PIL import Image
 
     assert Image.open(tmp_path / "me.png").size == (32, 32)
-    assert fake_colab.log()[0] == "mount /content/drive decline" and fake_colab.log()[-1] == "download me.png"
+    assert fake_colab.log()[0] == "mount /content/drive decline"
+    assert fake_colab.log()[-2:] == ["download me.png", "download me-pasted.png"]  # the latent is kept, not offered
+    assert load_latent(tmp_path / "me-latent.npz").shape == (1, 8, 16)
 
 
 def test_toonify_notebook_in_colab_shows_a_bad_photo_in_the_panel_and_asks_again(fake_colab, tmp_path, monkeypatch,

@@ -648,14 +648,26 @@ class ToonifyPanel(_PhotoPanel):
             _show(self.tiles["pasted"][1], _scaled(result.pasted, 384))
 
     def save(self, path: str | os.PathLike) -> None:
-        """Save the toon shown (at the current swap resolution), or say what to do when there is none yet."""
+        """Save the toon shown (at the current swap resolution) at `path`, and beside it, as `toonlib toonify` names
+        them, the toon pasted into the photo (`<name>-pasted.png`, when there is one) and the face's latent
+        (`<name>-latent.npz`: `toonlib toonify` of it re-blends the face in seconds, where the inversion took
+        minutes); or say what to do when there is no toon yet."""
         if self.result is None:
             print(self._no_result_message("toon"))
             return
         from .images import save_image
+        from .projection import save_latent
 
+        path = Path(path)
+        pasted, latent = (path.with_name(f"{path.stem}-{kind}") for kind in (f"pasted{path.suffix}", "latent.npz"))
         save_image(self.result.toon, path)
         offer_download(path)
+        if self.result.pasted is not None:
+            save_image(self.result.pasted, pasted)
+            offer_download(pasted)
+        save_latent(self.result.w, latent)
+        print(f"saved {latent.resolve()}: the face's latent (`toonlib toonify {latent.name} -o {path.stem}-16.png "
+              "--swap-res 16` draws it at another blend in seconds)")
 
 
 def toonify_panel(toonifier, photo: str | os.PathLike | None = None, **kwargs) -> ToonifyPanel:
