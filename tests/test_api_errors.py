@@ -2,6 +2,7 @@
 what to pass, not a traceback from inside torch, NumPy or Pillow."""
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import numpy as np
@@ -10,11 +11,12 @@ import torch
 from PIL import Image
 from tiny import tiny_generator
 
-from toonlib.align import ffhq_quad
+from toonlib import projection
+from toonlib.align import align_face, align_faces, ffhq_quad
 from toonlib.encoders import Encoder, load_encoder
-from toonlib.identity import identity_report, identity_sweep
+from toonlib.identity import identity_distance, identity_report, identity_sweep
 from toonlib.images import from_pil, labelled_grid
-from toonlib.projection import ProjectionResult, load_latent, project, render
+from toonlib.projection import ProjectionResult, load_latent, project, render, save_video, w_statistics
 
 
 @pytest.fixture(scope="module")
@@ -155,3 +157,99 @@ def test_an_encoder_says_what_it_takes():
         with pytest.raises(TypeError, match=r"^load_encoder reads a pSp / e4e checkpoint: a path, an http\(s\) URL or "
                                             rf"a registry name \(`toonlib models`\); got \w+{loaded}$"):
             load_encoder(source)
+
+
+@contextlib.contextmanager
+def unloaded(monkeypatch):
+    """project's options are checked before G is loaded (a path or a registry name: a download, seconds to read)."""
+    with monkeypatch.context() as patched:
+        patched.setattr(projection, "load_generator", lambda *args: pytest.fail("G loaded before the check"))
+        yield
+
+
+def test_w_stats_is_the_pair_w_statistics_returns(G, net, monkeypatch):
+    """w_stats=w_avg (w_statistics' first half) failed with "index 1 is out of bounds for dimension 0 with size 1"."""
+    face = Image.new("RGB", (32, 32), "gray")
+    w_avg, w_std = w_statistics(G, 100)
+    with unloaded(monkeypatch):
+        for w_stats in (w_avg, (w_avg.numpy(), w_std)):
+            with pytest.raises(ValueError, match=r"^w_stats is the pair \(w_avg, w_std\) that w_statistics\(G\) "
+                                                 r"returns, got (Tensor|tuple): pass w_stats=w_statistics\(G\), or "
+                                                 r"None \(computed here\)$"):
+                run(G, face, net, w_stats=w_stats)
+        with pytest.raises(ValueError, match=r"^w_stats's w_std must be a finite number >= 0, got '1'$"):
+            run(G, face, net, w_stats=(w_avg, "1"))
+    assert torch.equal(run(G, face, net, w_stats=[w_avg, w_std]).w, run(G, face, net).w)
+
+
+def test_project_numbers_are_numbers(G, net, monkeypatch):
+    """initial_lr="0.1" failed inside torch.optim ("'<=' not supported between instances of 'float' and 'str'"),
+    noise_reg_weight="1e5" in the first step ("only integer tensors of a single element can be converted to an
+    index")."""
+    face = Image.new("RGB", (32, 32), "gray")
+    with unloaded(monkeypatch):
+        for name, value in (("initial_lr", "0.1"), ("initial_lr", -0.1), ("initial_lr", True),
+                            ("noise_reg_weight", "1e5"), ("noise_reg_weight", float("nan"))):
+            with pytest.raises(ValueError, match=rf"^{name} must be a finite number >= 0, got {value!r}$"):
+                run(G, face, net, **{name: value})
+    assert torch.equal(run(G, face, net, initial_lr=np.float64(0.1), noise_reg_weight=100000).w, run(G, face, net).w)
+
+
+def test_a_callback_that_cannot_be_called(G, net, monkeypatch):
+    """callback=3 failed only after the first step (minutes on a CPU): "'int' object is not callable"."""
+    with unloaded(monkeypatch), pytest.raises(TypeError, match=r"^callback is a function, called as callback\(step, "
+                                                               r"distance, w\) after every step, or None, got int$"):
+        run(G, Image.new("RGB", (32, 32), "gray"), net, callback=3)
+
+
+def test_project_on_the_meta_device(G, net, monkeypatch):
+    """device='meta' (default_device took it) failed inside torch: "unknown device type for autocast in
+    get_autocast_dispatch_key_from_device_type"; every API that takes a device refuses it alike."""
+    from toonlib import Toonifier, load_generator
+
+    message = (r"^device='meta' holds no data \(its tensors are shapes alone\), so nothing can run there: pass "
+               r"device='cpu', 'cuda' or None \(CUDA when available, else the CPU\)$")
+    with unloaded(monkeypatch), pytest.raises(ValueError, match=message):
+        run(G, Image.new("RGB", (32, 32), "gray"), net, device="meta")
+    for call in (lambda: load_generator(G, device="meta"), lambda: Toonifier(G, G, device="meta")):
+        with pytest.raises(ValueError, match=message):
+            call()
+
+
+def test_an_empty_target_tensor():
+    """[1, 3, 0, 0] failed inside F.interpolate ("Input and output sizes should be greater than 0"), [0, 3, 32, 32]
+    at "torch.cat(): expected a non-empty list of Tensors"."""
+    for empty in (torch.zeros(1, 3, 0, 0), torch.zeros(0, 3, 32, 32)):
+        with pytest.raises(ValueError, match=r"^the image tensor is empty \(shape \[\d, 3, \d+, \d+\]\): a target "
+                                             r"tensor is float \[3, H, W\] or \[N, 3, H, W\] with N, H and W >= 1$"):
+            projection.as_images(empty, 32)
+
+
+def test_save_video_takes_the_result_first(tmp_path):
+    """save_video("out.mp4", result) failed at "'str' object has no attribute 'frames'"."""
+    result = ProjectionResult(torch.zeros(1, 8, 16), None, {}, np.zeros((0, 1)), "w+", 0)
+    with pytest.raises(TypeError, match=r"^save_video takes the ProjectionResult first, then the path, got str "
+                                        r"first: save_video\(result, 'out\.mp4'\)$"):
+        save_video(str(tmp_path / "out.mp4"), result)
+
+
+def test_align_face_transform_size_is_a_whole_number(monkeypatch):
+    """transform_size="4096" failed after the face search with "'>' not supported between instances of 'int' and
+    'str'"."""
+    from toonlib import align
+
+    monkeypatch.setattr(align, "read_image", lambda *args: pytest.fail("photo read before the size check"))
+    for function in (align_face, align_faces):
+        for size in ("4096", 0, 4096.0):
+            with pytest.raises(ValueError, match=rf"^transform_size \(the intermediate warp's width in px\) must be a "
+                                                 rf"whole number >= 1, got {size!r}$"):
+                function(np.zeros((64, 64, 3), np.uint8), transform_size=size, detector="dlib")
+
+
+def test_identity_distance_of_a_descriptor_of_another_length():
+    """A 64-long array was read as an image: "expected an HxW, HxWx3 or HxWx4 image array, got shape (64,)"."""
+    for a, b in ((np.zeros(64), np.zeros(128)), (np.zeros(128), np.zeros(512))):
+        with pytest.raises(ValueError, match=r"^a face descriptor is dlib's 128-d array, got one of length (64|512): "
+                                             r"pass face_embedding\(photo\), or the photo itself$"):
+            identity_distance(a, b)
+    assert identity_distance(np.zeros(128), np.full(128, 0.5)) == pytest.approx(0.5 * 128 ** 0.5)

@@ -37,7 +37,7 @@ import numpy as np
 from PIL import Image
 
 from .images import ImageInput, describe_source, read_image
-from .messages import counted, summary, warn
+from .messages import check_count, counted, summary, warn
 from .options import DETECTORS
 
 __all__ = [
@@ -118,7 +118,7 @@ def align_face(image: ImageInput, output_size: int = 1024, detector: str = "auto
     `transform_size`: the size of the intermediate QUAD warp (raised to `output_size` if smaller).
     `device`: torch device for face-alignment (default: cuda if available).
     """
-    _check_output_size(output_size)
+    _check_sizes(output_size, transform_size)
     photo = read_image(image)
     faces = _find_faces(photo, detector, device, describe_source(image))
     return _align(photo, faces[face_position(face_index, len(faces))], output_size, transform_size)
@@ -129,7 +129,7 @@ def align_faces(image: ImageInput, output_size: int = 1024, detector: str = "aut
                 ) -> list[AlignedFace]:
     """FFHQ-aligned crops of every face in `image`, largest first (see `align_face`). `name`: how messages call
     the image (default: its quoted path, or "the image")."""
-    _check_output_size(output_size)
+    _check_sizes(output_size, transform_size)
     photo = read_image(image)
     faces = _find_faces(photo, detector, device, describe_source(image) if name is None else name)
     return [_align(photo, landmarks, output_size, transform_size) for landmarks in faces]
@@ -156,10 +156,13 @@ def check_detector(detector: str) -> None:
                          f"got {detector!r}")
 
 
-def _check_output_size(output_size: int) -> None:
+def _check_sizes(output_size: int, transform_size: int) -> None:
+    """ValueError, before the photo is read, for sizes that are not whole numbers >= 1 (0 was a ZeroDivisionError
+    after the face search, transform_size='4096' a TypeError from a comparison)."""
     if isinstance(output_size, bool) or not isinstance(output_size, numbers.Integral) or output_size < 1:
         raise ValueError(f"output_size is the crop's width in px (1024 for FFHQ models), a whole number >= 1; "
                          f"got {output_size!r}")
+    check_count("transform_size (the intermediate warp's width in px)", transform_size)
 
 
 # ----------------------------------------------------------------------------------------------

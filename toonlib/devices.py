@@ -28,6 +28,9 @@ def default_device(device: torch.device | str | None = None) -> torch.device:
         if device.index is not None and device.index >= count:
             raise ValueError(f"device={str(device)!r}, but this machine has {counted(count, 'CUDA GPU')} "
                              f"(cuda:0{f' to cuda:{count - 1}' if count > 1 else ''})")
+    elif device.type == "meta":  # shapes without data: a model there computes nothing (autocast: "unknown device")
+        raise ValueError("device='meta' holds no data (its tensors are shapes alone), so nothing can run there: pass "
+                         "device='cpu', 'cuda' or None (CUDA when available, else the CPU)")
     elif device.type != "cpu":  # mps, xpu, ...: torch says "not linked with support" only once a model moves there
         try:
             torch.empty(0, device=device)

@@ -111,7 +111,14 @@ def identity_distance(a: ImageInput | np.ndarray, b: ImageInput | np.ndarray, de
 
 
 def _is_descriptor(x: object) -> bool:
-    return isinstance(x, np.ndarray) and x.shape == (128,)
+    """Whether `x` is a descriptor, a 1-D array (an image array has 2 or 3 dimensions); ValueError for one of another
+    length than dlib's 128 (it was read as an image: "expected an HxW, HxWx3 or HxWx4 image array")."""
+    if not (isinstance(x, np.ndarray) and x.ndim == 1):
+        return False
+    if x.shape != (128,):
+        raise ValueError(f"a face descriptor is dlib's 128-d array, got one of length {x.shape[0]}: pass "
+                         "face_embedding(photo), or the photo itself")
+    return True
 
 
 def identity_report(result: ToonifyResult) -> IdentityReport:

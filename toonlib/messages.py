@@ -5,17 +5,19 @@
   depths, where a fixed `stacklevel` would point into toonlib's own files).
 - `check_count`: a whole number a user gave (steps, a batch size, ...) refused with its name and its range, not
   with Python's message about the operation that tripped over it later.
+- `check_number`: the same for a real number a user gave (a learning rate, a weight).
 - `counted`: a number and its noun, singular or plural ("1 step", "500 steps").
 - `progress_bar`: tqdm's bar for a terminal or a notebook, its numbers readable at any width.
 """
 from __future__ import annotations
 
+import math
 import numbers
 import os
 import sys
 import warnings
 
-__all__ = ["check_count", "counted", "expected_errors", "in_toonlib", "progress_bar", "summary", "warn"]
+__all__ = ["check_count", "check_number", "counted", "expected_errors", "in_toonlib", "progress_bar", "summary", "warn"]
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -68,6 +70,13 @@ def check_count(name: str, value: object, minimum: int = 1) -> None:
     """Raise ValueError unless `value` is a whole number (an int or NumPy integer, not a bool) >= `minimum`."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+
+
+def check_number(name: str, value: object, minimum: float = 0) -> None:
+    """Raise ValueError unless `value` is a finite real number (an int, a float or a NumPy scalar, not a bool)
+    >= `minimum`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < minimum:
+        raise ValueError(f"{name} must be a finite number >= {minimum:g}, got {value!r}")
 
 
 def counted(count: int, noun: str) -> str:

@@ -33,7 +33,7 @@ from .devices import default_device
 from .files import atomic_write_path, user_path
 from .images import from_pil, image_attribute_hint, read_image, to_uint8
 from .losses import PerceptualDistance, build_lpips, noise_regularization, normalize_noise_
-from .messages import check_count, progress_bar, summary, warn
+from .messages import check_count, check_number, progress_bar, summary, warn
 
 Target = Union[PIL.Image.Image, np.ndarray, torch.Tensor, Sequence[Union[PIL.Image.Image, np.ndarray, torch.Tensor]]]
 Callback = Callable[[int, float, torch.Tensor], None]
@@ -186,11 +186,18 @@ def project(G: GeneratorLike, target: Target, space: str = "w+", steps: int | No
         check_count("save_every (a frame every k steps)", save_every)
     if w_stats is None:
         check_count("w_avg_samples", w_avg_samples, 2)  # the spread of one sample is no spread
+    else:
+        _check_w_stats(w_stats)
+    check_number("initial_lr", initial_lr)  # a string failed inside torch.optim, noise_reg_weight in the first step
+    check_number("noise_reg_weight", noise_reg_weight)
     if early_stop is not None:
         _EarlyStop.check(early_stop)
     if lpips_net is not None and not isinstance(lpips_net, torch.nn.Module):  # "vgg": it failed at lpips_net.to
         raise TypeError(f"lpips_net is a prebuilt lpips.LPIPS model, or None (LPIPS-VGG, built once), got "
                         f"{type(lpips_net).__name__}")
+    if callback is not None and not callable(callback):  # it failed after the first step
+        raise TypeError(f"callback is a function, called as callback(step, distance, w) after every step, or None, "
+                        f"got {type(callback).__name__}")
     device = default_device(device) if device is not None else None
     runtime.check_precision(precision)  # before any model is loaded
     G = load_generator(G)
@@ -363,6 +370,14 @@ def _initial_w(init: torch.Tensor, num: int, num_ws: int, w_dim: int) -> torch.T
     return w.expand(num, num_ws, w_dim).clone()
 
 
+def _check_w_stats(w_stats: object) -> None:
+    """ValueError unless `w_stats` is (w_avg, w_std) as `w_statistics` returns it: a tensor and a number >= 0."""
+    if not (isinstance(w_stats, (tuple, list)) and len(w_stats) == 2 and isinstance(w_stats[0], torch.Tensor)):
+        raise ValueError(f"w_stats is the pair (w_avg, w_std) that w_statistics(G) returns, got "
+                         f"{type(w_stats).__name__}: pass w_stats=w_statistics(G), or None (computed here)")
+    check_number("w_stats's w_std", w_stats[1])
+
+
 def _seeds(seed: int | Sequence[int], num: int) -> list[int]:
     """The seed of each of `num` targets: `seed + i`, or `seed[i]` of a sequence (NumPy integers too)."""
     if _is_whole(seed):
@@ -490,10 +505,13 @@ def _as_tensor(item) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != 3 or not x.is_floating_point():
             raise ValueError(f"an image tensor must be float [3, H, W] or [N, 3, H, W], got {item.dtype} "
                              f"{list(item.shape)}")
-        if x.numel() and x.detach().abs().amax() > 2:  # [0, 255] would be clamped to a white image
+        if not x.numel():  # it failed inside F.interpolate
+            raise ValueError(f"the image tensor is empty (shape {list(item.shape)}): a target tensor is float "
+                             "[3, H, W] or [N, 3, H, W] with N, H and W >= 1")
+        if x.detach().abs().amax() > 2:  # [0, 255] would be clamped to a white image
             raise ValueError(f"an image tensor must hold values in [-1, 1], got {x.min().item():.4g} .. "
                              f"{x.max().item():.4g}: for 0 .. 255 use x / 127.5 - 1, for 0 .. 1 x * 2 - 1")
-        if x.numel() and x.detach().amin() >= 0:  # no pixel darker than mid-grey: a [0, 1] tensor, most likely
+        if x.detach().amin() >= 0:  # no pixel darker than mid-grey: a [0, 1] tensor, most likely
             warn(f"the target image tensor's values all lie in 0 .. {x.max().item():.3g}; project reads a tensor "
                  "as [-1, 1] (what a generator draws), so this one is a pale picture with nothing darker than grey. "
                  "For a [0, 1] tensor (torchvision's to_tensor) pass x * 2 - 1")
@@ -530,6 +548,9 @@ def require_video_writer() -> None:
 
 def save_video(result: ProjectionResult, path: str | os.PathLike, fps: int = 30) -> None:
     """Write the result's frames (project with `save_every=k`) as an H.264 .mp4 (needs imageio-ffmpeg)."""
+    if not isinstance(result, ProjectionResult):  # ("out.mp4", result) failed at "'str' object has no attribute"
+        raise TypeError(f"save_video takes the ProjectionResult first, then the path, got {type(result).__name__} "
+                        "first: save_video(result, 'out.mp4')")
     if not result.frames:
         raise ValueError("the result has no frames: project with save_every=k to keep some")
     require_video_writer()
