@@ -3,13 +3,12 @@ what to pass, not a traceback from inside torch, NumPy or Pillow."""
 from __future__ import annotations
 
 import contextlib
-import warnings
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
-from tiny import tiny_generator
+from tiny import random_lpips, tiny_generator
 
 from toonlib import projection
 from toonlib.align import align_face, align_faces, ffhq_quad
@@ -26,12 +25,7 @@ def G():
 
 @pytest.fixture(scope="module")
 def net() -> torch.nn.Module:
-    torch.manual_seed(0)
-    import lpips
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return lpips.LPIPS(net="vgg", pnet_rand=True, verbose=False)
+    return random_lpips()
 
 
 def run(G, target, net, **kwargs) -> ProjectionResult:

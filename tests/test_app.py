@@ -18,13 +18,12 @@ import urllib.request
 import zlib
 from pathlib import Path
 
-import lpips
 import numpy as np
 import pytest
 import torch
 from browser import free_port, port_is_free
 from PIL import Image, ImageDraw
-from tiny import write_photos, write_toonify_models
+from tiny import random_lpips, write_photos, write_toonify_models
 
 from toonlib import cli, losses, projection
 from toonlib.align import NoFaceError
@@ -39,7 +38,7 @@ STEPS = 2
 
 @pytest.fixture(scope="module")
 def lpips_net():
-    return lpips.LPIPS(net="vgg", pnet_rand=True, verbose=False)
+    return random_lpips()
 
 
 @pytest.fixture(autouse=True)

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import re
 
-import lpips
 import numpy as np
 import pytest
 from PIL import Image
 from skimage import data as skdata
-from tiny import write_photos, write_toonify_models
+from tiny import random_lpips, write_photos, write_toonify_models
 
 from toonlib import cli, losses
 from toonlib.projection import load_latent
@@ -17,7 +16,7 @@ from toonlib.projection import load_latent
 @pytest.fixture(autouse=True)
 def offline_lpips(monkeypatch):
     """The product's LPIPS cache pre-filled with a random-trunk LPIPS (no VGG16 download here)."""
-    monkeypatch.setitem(losses._LPIPS_CACHE, "cpu", lpips.LPIPS(net="vgg", pnet_rand=True, verbose=False))
+    monkeypatch.setitem(losses._LPIPS_CACHE, "cpu", random_lpips())
 
 
 @pytest.fixture(scope="module")

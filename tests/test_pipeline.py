@@ -1,12 +1,11 @@
 """toonify end to end on real photos (shipped by installed packages) with tiny random models."""
 from __future__ import annotations
 
-import lpips
 import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageDraw
-from tiny import tiny_generator, write_photos, write_toonify_models
+from tiny import random_lpips, tiny_generator, write_photos, write_toonify_models
 
 from toonlib.align import NoFaceError
 from toonlib.blending import blend
@@ -19,7 +18,7 @@ STEPS = 3
 
 @pytest.fixture(scope="module")
 def lpips_net():
-    return lpips.LPIPS(net="vgg", pnet_rand=True, verbose=False)
+    return random_lpips()
 
 
 @pytest.fixture(scope="module")

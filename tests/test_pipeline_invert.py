@@ -9,11 +9,10 @@ from __future__ import annotations
 import copy
 from types import SimpleNamespace
 
-import lpips
 import numpy as np
 import pytest
 import torch
-from tiny import tiny_generator, write_photos, write_toonify_models
+from tiny import random_lpips, tiny_generator, write_photos, write_toonify_models
 
 from toonlib.blending import blend
 from toonlib.checkpoints import Networks, load_generator, load_network, save_network
@@ -74,7 +73,7 @@ def test_e4e_mode(setup):
 
 
 def test_e4e_then_optimize_starts_from_the_codes(setup):
-    net = lpips.LPIPS(net="vgg", pnet_rand=True, verbose=False)
+    net = random_lpips()
     t = toonifier(setup, "e4e+optimize", setup.e4e)
     result = t(setup.photos / "hopper.jpg", steps=2, lpips_net=net, progress=False)
     codes = t.encoder.encode(result.aligned)

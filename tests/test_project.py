@@ -15,6 +15,7 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
+from tiny import random_lpips
 
 from toonlib import losses, ops, projection
 from toonlib.losses import PerceptualDistance, PerceptualWeightsError, noise_regularization, normalize_noise_
@@ -49,12 +50,7 @@ def G() -> Generator:
 
 @pytest.fixture(scope="module")
 def net() -> torch.nn.Module:
-    torch.manual_seed(0)
-    import lpips
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return lpips.LPIPS(net="vgg", pnet_rand=True, verbose=False)
+    return random_lpips()
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """Tiny random generators for tests: 32 px, few channels, images scaled into about [-1, 1]."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -64,3 +65,14 @@ def import_cut_short() -> None:
 
 #: Both ways an interrupt reaches toonlib's code.
 INTERRUPTS = [keyboard_interrupt, import_cut_short]
+
+
+def random_lpips(seed: int = 0) -> torch.nn.Module:
+    """LPIPS-VGG with a random VGG16 trunk (`pnet_rand=True`: the same compute, the real linear heads), built offline,
+    its trunk drawn from `seed`."""
+    import lpips
+
+    torch.manual_seed(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torchvision's about the unused pretrained weights
+        return lpips.LPIPS(net="vgg", pnet_rand=True, verbose=False)
