@@ -23,11 +23,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
-from tqdm.auto import tqdm
 
 from .files import atomic_write_path
 from .images import IMAGE_SUFFIXES, is_hidden, read_image
-from .messages import counted, warn
+from .messages import counted, progress_bar, warn
 from .options import MIN_IMAGES, PREPARE_MODES  # MIN_IMAGES: data.MIN_IMAGES too (__all__)
 
 __all__ = ["MIN_IMAGES", "ImageDataset", "cache_name", "image_files", "infinite_loader"]
@@ -179,6 +178,9 @@ def _open_source(source: Path) -> Iterator[tuple[list[Entry], Callable[[str], by
     elif source.is_file() and source.suffix.lower() == ".zip":
         raise ValueError(f"'{source}': the .zip file is damaged (its table of contents, at the end, is missing: a "
                          "truncated download or copy?); make or copy it again, or give the folder of images")
+    elif source.is_file() and source.suffix.lower() in IMAGE_SUFFIXES:
+        raise ValueError(f"'{source}' is one image, not a folder or .zip file of images: give the folder that holds "
+                         f"the training images, at least {MIN_IMAGES}, such as '{source.parent}'")
     elif source.exists():
         raise ValueError(f"'{source}' is neither a folder nor a .zip file of images")
     else:
@@ -211,7 +213,7 @@ def _prepare_all(entries: list[Entry], read: Callable[[str], bytes], resolution:
     names: list[str] = []
     skipped: list[tuple[str, str]] = []
     enlarged: list[tuple[str, int, int]] = []
-    for name, _, _ in tqdm(entries, desc="Preparing images", unit="img", disable=not progress):
+    for name, _, _ in progress_bar(iterable=entries, desc="Preparing images", unit="img", disable=not progress):
         try:
             image, size = _prepare_one(read, name, resolution, prepare)
         except _Skip as exc:

@@ -47,8 +47,10 @@ _TORCH_SAFE_GLOBALS = [argparse.Namespace]
 _LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19."
 
 
-def load_network(source: str | os.PathLike, device: torch.device | str | None = None) -> Networks:
-    """Load the networks of a checkpoint: a path, an http(s) URL or a registry name (`toonlib models`).
+def load_network(source: str | os.PathLike, device: torch.device | str | None = None, *,
+                 progress: bool = True) -> Networks:
+    """Load the networks of a checkpoint: a path, an http(s) URL or a registry name (`toonlib models`), downloaded
+    first where need be (with a bar unless `progress` is False).
 
     Networks are returned in eval mode with gradients off, on `device` (default: CPU).
     """
@@ -58,7 +60,7 @@ def load_network(source: str | os.PathLike, device: torch.device | str | None = 
                         f"models`); got {type(source).__name__}" + (": that is loaded already (load_generator takes it "
                                                                     "as it is)" if loaded else ""))
     device = None if device is None else default_device(device)  # a device this machine lacks fails first
-    path = _resolve(source)
+    path = _resolve(source, progress=progress)
     nets = read_checkpoint(path)
     if device is not None:
         for net in (nets.G_ema, nets.G, nets.D):
@@ -110,16 +112,16 @@ GENERATOR_KINDS = ("stylegan2", "encoder")
 ENCODER_KINDS = ("encoder",)
 
 
-def _resolve(source: str | os.PathLike, kinds: tuple[str, ...] = GENERATOR_KINDS) -> Path:
+def _resolve(source: str | os.PathLike, kinds: tuple[str, ...] = GENERATOR_KINDS, progress: bool = True) -> Path:
     """A local file for `source` (a path, a URL or a registry name of one of `kinds`), downloaded into the cache
-    where need be."""
+    where need be (its bar shown when `progress`)."""
     path = user_path(source)
     if not is_url(str(source)) and path.exists():
         return path
     check_source(source, kinds=kinds)
     from ..download import fetch
 
-    return fetch(str(source))
+    return fetch(str(source), progress=progress)
 
 
 def check_source(source: str | os.PathLike, what: str = "", kinds: tuple[str, ...] = GENERATOR_KINDS) -> None:

@@ -13,7 +13,7 @@ import numbers
 import os
 import re
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable, Mapping
 
 from ..messages import check_count
 from ..options import PREPARE_MODES
@@ -35,6 +35,9 @@ _NUMBERS = ("kimg", "gamma", "pl_weight", "lr", "ema_kimg", "ema_rampup", "style
 _COUNTS = {"batch_size": 1, "batch_gpu": 1, "r1_interval": 1, "pl_interval": 1, "ada_interval": 1, "freeze_d": 0,
            "freeze_g": 0, "metric_images": 2, "seed": 0, "resolution": 4}
 _OPTIONAL = ("batch_gpu", "gamma", "lr", "ema_kimg", "ema_rampup", "resolution")
+# The paths, and what each names.
+_PATHS = {"data": "the path of a folder or .zip file of images",
+          "resume": "a checkpoint's path, URL or registry name, or a run folder", "run_dir": "the path of a folder"}
 
 
 class TrainConfigError(ValueError):
@@ -53,14 +56,16 @@ class TrainConfigError(ValueError):
 
 
 def _seed_tuple(seeds: object) -> tuple[int, ...]:
-    """`image_seeds` as a tuple: a string such as '0-15' as the command line takes it, or whole numbers."""
+    """`image_seeds` as a tuple: a string such as '0-15' as the command line takes it, or whole numbers (a tuple, a
+    list, a range, a NumPy array)."""
     if isinstance(seeds, str):
         from ..networks import parse_seeds  # imports torch, which the command line's parser does without
 
         return tuple(parse_seeds(seeds))
-    if isinstance(seeds, (tuple, list)) and all(isinstance(s, numbers.Integral) and not isinstance(s, bool)
-                                               and 0 <= s < 2**32 for s in seeds):
-        return tuple(int(s) for s in seeds)
+    listed = list(seeds) if isinstance(seeds, Iterable) and not isinstance(seeds, (bytes, Mapping)) else None
+    if listed is not None and all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and 0 <= s < 2**32
+                                  for s in listed):
+        return tuple(int(s) for s in listed)
     raise ValueError(f"give whole numbers from 0 to 2**32 - 1, such as (0, 1, 2), or a string such as '0-15'; got "
                      f"{seeds!r}")
 
@@ -98,8 +103,8 @@ class TrainConfig:
     """Everything a fine-tuning run depends on; stored in the run folder (config.json and each training state).
 
     `data` is a folder or .zip of images. `resume` is where the networks come from: a checkpoint with D (path, URL
-    or registry name), or a run folder. The run records both resolved (a local path as an absolute one), and a
-    resumed run must name the same ones, however spelled.
+    or registry name), or a run folder. Paths are strings or Paths, `~` the home folder. The run records both
+    resolved (a local path as an absolute one), and a resumed run must name the same ones, however spelled.
     `run_dir` itself continues that run from its newest valid training state, as re-running with the same
     `run_dir` does (its stored `resume` is kept); another run's folder starts a new run from G, D and G_ema of
     that run's newest training state that loads (a half-written one is skipped), recorded in the snapshots'
@@ -122,7 +127,7 @@ class TrainConfig:
     torch-fidelity, `metric_images` generated images); 'auto' = KID on CUDA and none on the CPU, where it is
     slow. `mixed_precision='auto'` runs the checkpoint's `num_fp16_res` top resolutions in float16 on CUDA
     (parameters stay float32); 'off' never. `resolution` defaults to the base model's; images are resized to it.
-    `image_seeds` may be written as on the command line ('0-15').
+    `image_seeds` may be written as on the command line ('0-15'), or as a range or NumPy array of seeds.
 
     Values are checked when the config is made, all of them, and refused together (`TrainConfigError`, a
     ValueError): numbers must be finite, counts whole numbers (4.0 is not a batch size), flags True or False.
@@ -163,17 +168,32 @@ class TrainConfig:
     resolution: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("data", "resume", "run_dir"):
+        for name in _PATHS:
             if getattr(self, name) in (None, ""):
                 raise ValueError(f"TrainConfig.{name} is required")
-            setattr(self, name, os.fspath(getattr(self, name)))
         if self.device is not None:
             self.device = str(self.device)  # a torch.device too; config.json holds it as typed
-        problems = self._type_problems()
+        problems = self._path_problems() + self._type_problems()
         if not problems:  # the ranges, once every value has its type (comparing a string to 0 fails in Python)
             problems = [message for ok, message in self._range_checks() if not ok]
         if problems:
             raise TrainConfigError(problems)
+
+    def _path_problems(self) -> list[str]:
+        """What is not a path among `data`, `resume` and `run_dir`, in `TrainConfigError`'s {field} form; converts
+        Paths to strings, as config.json holds them."""
+        problems = []
+        for name, what in _PATHS.items():
+            value = getattr(self, name)
+            value = os.fspath(value) if isinstance(value, os.PathLike) else value
+            if isinstance(value, str):
+                setattr(self, name, value)
+                continue
+            loaded = name == "resume" and (hasattr(value, "state_dict") or hasattr(value, "G_ema"))  # a model
+            problems.append(f"{{{name}}} must be {what} (a str or Path), got {type(value).__name__}"
+                            + (": give the file or registry name it was loaded from (the run records where its "
+                               "networks came from; save_network writes a loaded model to a file)" if loaded else ""))
+        return problems
 
     def _type_problems(self) -> list[str]:
         """What is not of its field's type, in `TrainConfigError`'s {field} form; converts numbers to float and the

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import difflib
 import hashlib
 import json
 import math
@@ -99,7 +100,7 @@ class Trainer:
         self.is_main = self.dist.rank == 0
         self.progress = progress and self.is_main
         self.callback = callback
-        self.run_dir = Path(config.run_dir)
+        self.run_dir = user_path(config.run_dir)  # '~/runs/toon' is in the home folder, not in a folder named '~'
         self._held: contextlib.ExitStack | None = None
         self.dist.on_main(self._take_existing_run_dir)
         try:
@@ -129,7 +130,7 @@ class Trainer:
         elif Path(cfg.resume).is_dir():
             G, D, G_ema = self._load_run(cfg.resume)
         else:
-            G, D, G_ema = self.dist.main_first(lambda: _load_base(cfg.resume))
+            G, D, G_ema = self.dist.main_first(lambda: _load_base(cfg.resume, self.progress))
         self.G = G.to(self.device).train().requires_grad_(False)
         self.D = D.to(self.device).train().requires_grad_(False)
         self.G_ema = G_ema.to(self.device).eval().requires_grad_(False)
@@ -679,7 +680,7 @@ def _set_hparams(opt: torch.optim.Optimizer, lr: float, betas: tuple) -> None:
 
 def _same_folder(resume: str, run_dir: str) -> bool:
     """Whether `resume` is the existing folder `run_dir` (however spelled)."""
-    return Path(resume).is_dir() and Path(resume).resolve() == Path(run_dir).resolve()
+    return Path(resume).is_dir() and Path(resume).resolve() == user_path(run_dir).resolve()
 
 
 def _no_state_message(folder: str) -> str:
@@ -693,9 +694,10 @@ def _no_state_message(folder: str) -> str:
             f"(.safetensors or .pkl) as resume (--resume){example}")
 
 
-def _load_base(source: str) -> tuple[Generator, Discriminator, Generator]:
-    """G, D and G_ema of the base checkpoint (G defaults to a copy of G_ema); D is required."""
-    nets = load_network(source)
+def _load_base(source: str, progress: bool) -> tuple[Generator, Discriminator, Generator]:
+    """G, D and G_ema of the base checkpoint (G defaults to a copy of G_ema); D is required. A URL or registry name is
+    downloaded first where need be, its bar shown when `progress` (`finetune(progress=False)` shows none)."""
+    nets = load_network(source, progress=progress)
     if nets.D is None:
         raise CheckpointError(
             f"{source} has no discriminator (D): transfer learning fine-tunes the base model's D together with "
@@ -764,7 +766,7 @@ def _check_resumable(state: dict, cfg: TrainConfig) -> None:
     resolved paths: the same folder, zip or file however spelled. A run that recorded them as relative paths (as
     toonlib once did) resumes from any folder with the images it was trained on and the base file it named."""
     saved = TrainConfig.from_dict(state["config"])
-    run_dir = Path(cfg.run_dir)
+    run_dir = user_path(cfg.run_dir)
     model_res = state["networks"]["G"]["img_resolution"]
 
     def value(config: TrainConfig, key: str) -> object:
@@ -876,13 +878,23 @@ def finetune(config: TrainConfig | None = None, *, progress: bool = True,
 
 def _config_of(config: object, settings: dict[str, object]) -> TrainConfig:
     """`finetune`'s TrainConfig: `config`, or one of the keyword `settings`; a TypeError that shows both forms
-    for anything else."""
-    if config is None:
+    for anything else (a name that is no setting, a required one missing)."""
+    fields = [field.name for field in dataclasses.fields(TrainConfig)]
+    unknown = [name for name in settings if name not in fields]
+    missing = [name for name in ("data", "resume", "run_dir") if name not in settings]
+    if config is None and not unknown and not missing:
         return TrainConfig(**settings)
     if isinstance(config, TrainConfig) and not settings:
         return config
     example = "data='faces/', resume='ffhq-256-noaug', run_dir='runs/toon'"
-    if isinstance(config, TrainConfig):
+    if unknown:
+        close = {name: difflib.get_close_matches(name, fields + ["progress", "callback"], n=1) for name in unknown}
+        got = ", ".join(f"{name!r}" + (f" (did you mean {close[name][0]!r}?)" if close[name] else "")
+                        for name in unknown)
+        got = f"{got}, which {'is no setting' if len(unknown) == 1 else 'are no settings'} of TrainConfig"
+    elif config is None:
+        got = f"no {' or '.join(missing)}" if settings else "nothing"
+    elif isinstance(config, TrainConfig):
         got = (f"a TrainConfig and keyword settings ({', '.join(settings)}): change a TrainConfig with "
                "dataclasses.replace(config, kimg=20)")
     elif isinstance(config, dict):

@@ -64,7 +64,7 @@ def state_name(nimg: int) -> str:
 
 def save_state(run_dir: str | os.PathLike, state: dict) -> Path:
     """Write `state` (with `cur_nimg`) as training-state-NNNNNNNNN.pt and delete all but the newest KEEP_STATES."""
-    run_dir = Path(run_dir)
+    run_dir = user_path(run_dir)
     path = run_dir / state_name(state["cur_nimg"])
     # through a Python file: a full disk is then an OSError (ENOSPC) in the chain, not only torch's RuntimeError
     # "unexpected pos"
@@ -83,12 +83,12 @@ def is_training_state(obj: object) -> bool:
 def newest_state(run_dir: str | os.PathLike) -> tuple[Path, dict] | None:
     """The newest training state of a run folder that loads completely, with its path; None when there is none.
     Broken files are skipped with a warning (and left for the user to inspect)."""
-    legacy = Path(run_dir) / _LEGACY_STATE
-    if legacy.is_file() and not _state_paths(Path(run_dir)):
+    legacy = user_path(run_dir) / _LEGACY_STATE
+    if legacy.is_file() and not _state_paths(user_path(run_dir)):
         raise ValueError(f"{legacy} is a training state of an older toonlib (version 1), which this one does not "
                          "resume: finish that run with the toonlib that started it, or use a new run folder "
                          "(--run-dir)")
-    for path in _state_paths(Path(run_dir)):
+    for path in _state_paths(user_path(run_dir)):
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises many types for a cut-short file; all mean "unusable"
@@ -123,7 +123,7 @@ def latest_record(nimg: int) -> dict:
 
 def write_latest(run_dir: str | os.PathLike, record: dict) -> None:
     """Point latest.json at the newest snapshot's files (`record`: `latest_record`)."""
-    with atomic_write_path(Path(run_dir) / LATEST_FILE) as tmp:
+    with atomic_write_path(user_path(run_dir) / LATEST_FILE) as tmp:
         tmp.write_text(json.dumps(record, indent=2) + "\n")
 
 
@@ -140,19 +140,19 @@ def sync_latest(run_dir: str | os.PathLike, nimg: int) -> None:
 
 def read_latest(run_dir: str | os.PathLike) -> dict | None:
     """The contents of a run's latest.json, or None before its first snapshot."""
-    path = Path(run_dir) / LATEST_FILE
+    path = user_path(run_dir) / LATEST_FILE
     return json.loads(path.read_text()) if path.is_file() else None
 
 
 def snapshot_paths(run_dir: str | os.PathLike) -> list[Path]:
     """A run folder's network snapshots (`snapshot_name`), oldest first."""
-    return sorted(Path(run_dir).glob(snapshot_name(0).replace("0" * 9, "[0-9]" * 9)))  # any nimg of 9 digits
+    return sorted(user_path(run_dir).glob(snapshot_name(0).replace("0" * 9, "[0-9]" * 9)))  # any nimg of 9 digits
 
 
 def latest_snapshot(run_dir: str | os.PathLike) -> Path | None:
     """The newest network snapshot of a run folder (from latest.json), or None before the first snapshot."""
     latest = read_latest(run_dir)
-    return None if latest is None else Path(run_dir) / latest["network"]
+    return None if latest is None else user_path(run_dir) / latest["network"]
 
 
 def newest_state_nimg(run_dir: str | os.PathLike) -> int | None:
