@@ -108,7 +108,7 @@ def test_generator_shared_by_g_and_g_ema_is_saved(nets, tmp_path):
     assert torch.equal(loaded.G.synthesis.b32.torgb.weight, loaded.G_ema.synthesis.b32.torgb.weight)
 
 
-def test_zips_that_are_not_torch_files_are_named(tmp_path):
+def test_zips_that_are_not_torch_files_are_named(tmp_path, capsys):
     """Both were "a torch file that could not be read ... delete it and download it again": wrong, and bad advice."""
     import zipfile
 
@@ -118,6 +118,9 @@ def test_zips_that_are_not_torch_files_are_named(tmp_path):
     with pytest.raises(CheckpointError, match=r"latent.npz is a NumPy .npz file \(arrays w\), not a network: a "
                                               "latent such as `toonlib project` writes"):
         load_network(tmp_path / "latent.npz")
+    assert main(["info", str(tmp_path / "latent.npz")]) == 2  # the command line's way to it, not Python's
+    assert capsys.readouterr().err.endswith("a latent such as `toonlib project` writes; `toonlib toonify` of it draws "
+                                            "its toon (-o toon.png)\n")
     with zipfile.ZipFile(tmp_path / "model.zip", "w") as archive:
         archive.write(FIXTURES / "ada_tiny.pkl", "stylegan2/ada_tiny.pkl")
     with pytest.raises(CheckpointError, match=r"model.zip is a zip archive \(stylegan2/ada_tiny.pkl\), not a "

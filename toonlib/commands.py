@@ -582,6 +582,7 @@ _COMMAND_LINE_WORDS = (
      "; a generator goes to --base or --toon, and --encoder takes a pSp / e4e file (e4e-ffhq, psp-ffhq, psp-toonify)"),
     (r"Downscale the photo, or, for a file you trust, set PIL\.Image\.MAX_IMAGE_PIXELS = None before reading it",
      "Downscale it: a face needs a few megapixels at most"),  # images.read_image of a 200-megapixel photo
+    (r"; load it with toonlib\.projection\.load_latent", "; `toonlib toonify` of it draws its toon (-o toon.png)"),
 )
 
 
