@@ -505,8 +505,9 @@ def test_choose_data_checks_the_path_and_takes_a_colab_upload(fake_colab, tmp_pa
     with pytest.raises(NotebookStop, match=rf"data_path = '.*few.zip' holds only 1 image, fine-tuning takes "
                                            rf"{MIN_IMAGES} or more"):
         choose_data(tmp_path / "few.zip")
-    with pytest.raises(NotebookStop, match=r"data_path = '.*hopper.jpg': '.*hopper.jpg' is neither a folder nor a "
-                                           r"\.zip file of images\.\nSet data_path"):
+    with pytest.raises(NotebookStop, match=r"data_path = '.*hopper.jpg': '.*hopper.jpg' is one image, not a folder "
+                                           r"or \.zip file of images: give the folder that holds the training images, "
+                                           r"at least 8, such as '.*photos'\.\nSet data_path"):
         choose_data(photos / "hopper.jpg")
     uploads = sorted(p for p in photos.iterdir() if p.name != "broken.jpg")
     fake_colab.answer([tmp_path / "toons.zip"], uploads)
