@@ -57,6 +57,12 @@ def test_image_seeds_may_be_a_range_or_a_numpy_array():
         assert TrainConfig(data="d", resume="r", run_dir="o", image_seeds=seeds).image_seeds == (0, 1, 2, 3)
 
 
+def test_a_gpus_number_is_its_device():
+    """`device=1` (torch.device(1) is cuda:1) was stored as '1' and refused as "not a torch device"."""
+    assert TrainConfig(data="d", resume="r", run_dir="o", device=1).device == "cuda:1"
+    assert TrainConfig(data="d", resume="r", run_dir="o", device=np.int64(0)).device == "cuda:0"
+
+
 @pytest.mark.parametrize("settings, got", [
     ({}, "got nothing"),  # was: "TrainConfig.__init__() missing 3 required positional arguments"
     ({"data": "faces/"}, "got no resume or run_dir"),

@@ -171,7 +171,9 @@ class TrainConfig:
         for name in _PATHS:
             if getattr(self, name) in (None, ""):
                 raise ValueError(f"TrainConfig.{name} is required")
-        if self.device is not None:
+        if isinstance(self.device, numbers.Integral) and not isinstance(self.device, bool):
+            self.device = f"cuda:{self.device}"  # a GPU's number, as torch.device(1) takes it (it was read as '1')
+        elif self.device is not None:
             self.device = str(self.device)  # a torch.device too; config.json holds it as typed
         problems = self._path_problems() + self._type_problems()
         if not problems:  # the ranges, once every value has its type (comparing a string to 0 fails in Python)
