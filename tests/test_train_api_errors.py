@@ -55,6 +55,8 @@ def test_image_seeds_may_be_a_range_or_a_numpy_array():
     """`image_seeds=range(16)` (how the default is written) and NumPy arrays were refused as not whole numbers."""
     for seeds in (range(4), np.arange(4)):
         assert TrainConfig(data="d", resume="r", run_dir="o", image_seeds=seeds).image_seeds == (0, 1, 2, 3)
+    with pytest.raises(TrainConfigError, match=r"give at most 10000 seeds .*; got 1000000000"):  # not a list of 1e9
+        TrainConfig(data="d", resume="r", run_dir="o", image_seeds=range(10**9))
 
 
 def test_a_gpus_number_is_its_device():

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from . import ops, runtime
+from .options import MAX_SEEDS
 
 _UNINITIALIZED: contextvars.ContextVar[bool] = contextvars.ContextVar("toonlib_uninitialized", default=False)
 
@@ -631,8 +632,6 @@ def z_from_seeds(seeds: Sequence[int], z_dim: int, device: torch.device | str | 
     return torch.from_numpy(z).to(device=device, dtype=torch.float32)
 
 
-#: How many seeds `parse_seeds` takes by default: more is a typo (0-1000000000), not a list of images to render.
-MAX_SEEDS = 10_000
 #: Seeds are NumPy `RandomState` seeds (`z_from_seeds`): 0 to 2**32 - 1.
 _SEED_LIMIT = 2**32
 

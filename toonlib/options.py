@@ -13,6 +13,9 @@ DETECTORS = ("auto", "face_alignment", "dlib")
 PREPARE_MODES = ("crop", "align", "none")
 #: The fewest usable images a fine-tuning data set may hold (`ImageDataset`'s default `min_images`).
 MIN_IMAGES = 8
+#: How many seeds a seed list takes (`networks.parse_seeds`, `TrainConfig.image_seeds`): more is a typo
+#: (0-1000000000), not a list of images to render.
+MAX_SEEDS = 10_000
 
 # The web app (`toonlib app`, `ToonApp`).
 DEFAULT_STEPS = 200  # optimisation steps offered first (the pipeline's default, 500, is a long wait on a page)
