@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import warnings
 import zipfile
 from pathlib import Path
@@ -90,10 +91,18 @@ def test_crop_keeps_the_centre(folder):
     assert abs(pixels[0, 0, 7].item() - (20 + 70)) <= 3 and abs(pixels[2, 0, 7].item() - 200) <= 3
 
 
-def test_unreadable_files_are_reported_and_skipped(folder):
-    with pytest.warns(UserWarning, match=r"skipped 1 of 21 images .*\n  sub/corrupt.png: not an image"):
+NO_FORMAT = ("it is in no image format toonlib reads (JPEG, PNG, WebP, HEIC, AVIF, BMP, TIFF and the others Pillow "
+             "opens)")
+
+
+def test_unreadable_files_are_reported_and_skipped(folder, tmp_path):
+    with pytest.warns(UserWarning, match=r"skipped 1 of 21 images .*\n  sub/corrupt.png: it is in no image format"):
         dataset = ImageDataset(folder, RES, progress=False)
-    assert dataset.skipped == [("sub/corrupt.png", "not an image (unrecognised format)")]
+    assert dataset.skipped == [("sub/corrupt.png", NO_FORMAT)]
+    shutil.copytree(folder, tmp_path / "pages")  # a web page saved as .jpg was "not an image (unrecognised format)"
+    (tmp_path / "pages" / "sub" / "corrupt.png").write_bytes(b"<!DOCTYPE html><html><body>Quota exceeded</body></html>")
+    with pytest.warns(UserWarning, match=r"corrupt.png: it is a web page \(HTML\), not an image: save the image"):
+        ImageDataset(tmp_path / "pages", RES, progress=False)
     assert "notes.txt" not in dataset.names and len(dataset) == 20
 
 
@@ -211,7 +220,7 @@ def test_align_mode_uses_align_face_and_skips_faceless_images(folder, monkeypatc
     with pytest.warns(UserWarning, match=f"{name(4)}: no face found"):
         aligned = ImageDataset(folder, RES, prepare="align", progress=False)
     assert calls == [RES] * 20 and name(4) not in aligned.names and len(aligned) == 19
-    assert aligned.skipped == [("sub/corrupt.png", "not an image (unrecognised format)"), (name(4), "no face found")]
+    assert aligned.skipped == [("sub/corrupt.png", NO_FORMAT), (name(4), "no face found")]
     cropped = load(folder)
     assert torch.equal(aligned[aligned.names.index(name(7))], cropped[cropped.names.index(name(7))])
 

@@ -25,7 +25,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from .files import atomic_write_path
-from .images import IMAGE_SUFFIXES, is_hidden, read_image
+from .images import IMAGE_SUFFIXES, is_hidden, read_image, unread_format
 from .messages import counted, progress_bar, warn
 from .options import MIN_IMAGES, PREPARE_MODES  # MIN_IMAGES: data.MIN_IMAGES too (__all__)
 
@@ -232,12 +232,13 @@ def _prepare_one(read: Callable[[str], bytes], name: str, resolution: int,
                  prepare: str) -> tuple[Image.Image, tuple[int, int]]:
     """File `name` as an RGB image `resolution` x `resolution`, and its size as read; raises `_Skip` with the
     reason."""
+    content = read(name)
     try:
-        image = Image.open(io.BytesIO(read(name)))
+        image = Image.open(io.BytesIO(content))
         image.load()
         image = read_image(image)
-    except UnidentifiedImageError:
-        raise _Skip("not an image (unrecognised format)") from None
+    except UnidentifiedImageError:  # what it is instead: a web page saved as .jpg, a video, a HEIC without its reader
+        raise _Skip(unread_format(content[:1024])) from None
     except _DECODE_ERRORS as exc:
         raise _Skip(f"cannot read: {exc}") from None
 

@@ -280,7 +280,7 @@ def _reason(exc: BaseException, source: Path | io.BytesIO, image_format: str | N
     if isinstance(exc, IsADirectoryError):
         return "it is a folder"
     if isinstance(exc, UnidentifiedImageError):
-        return _unread_format(_head(source))
+        return unread_format(_head(source))
     if isinstance(exc, OSError) and exc.strerror:  # the file system's word ("Permission denied"), not Pillow's
         return exc.strerror
     if "not available" in str(exc):  # "decoder jpeg2k not available": a Pillow built without it, no damage
@@ -299,9 +299,9 @@ def _head(source: Path | io.BytesIO) -> bytes:
         return f.read(1024)
 
 
-def _unread_format(head: bytes) -> str:
-    """What a file that Pillow opens as no image is, from its first bytes, and what to do: a HEIC photo without
-    pillow-heif, an AVIF image on an old Pillow, or what people pick instead of a photo."""
+def unread_format(head: bytes) -> str:
+    """What a file that Pillow opens as no image is, from its first bytes (1 KB is plenty), and what to do: a HEIC
+    photo without pillow-heif, an AVIF image on an old Pillow, or what people pick instead of a photo."""
     if not head:
         return "the file is empty (0 bytes)"
     if head[4:8] == b"ftyp":  # ISO media: a major brand, a version, then compatible brands up to the box's end
