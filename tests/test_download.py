@@ -921,3 +921,28 @@ def test_a_killed_download_does_not_block_the_next(server, tmp_path):
     resumed_from = server.log[-1][1].get("Range")
     assert resumed_from and 0 < int(resumed_from[6:-1]) <= CUT  # it resumed the killed process's part
     assert cached_files(tmp_path) == [path.name]
+
+
+WITHOUT_TORCH = """
+import sys
+from toonlib.cli import main
+from toonlib.download import torch_hub_checkpoints
+ours = torch_hub_checkpoints()
+assert main(["models"]) == 0 and "torch" not in sys.modules, "torch was imported"
+import torch
+print(ours == torch_hub_checkpoints() and str(ours), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("variables", [{"TORCH_HOME": "~/th"}, {"XDG_CACHE_HOME": "XDG"}, {}])
+def test_models_lists_without_importing_torch_and_finds_torchs_folder(tmp_path, variables):
+    """`toonlib models` imported torch (1.3 s, 0.2 s without) only to ask where torch hub keeps its weights: the same
+    folder is found from torch's variables, as torch itself finds it once imported."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TORCH_HOME", "XDG_CACHE_HOME")}
+    env.update(HOME=str(tmp_path), TOONLIB_CACHE=str(tmp_path / "cache"),
+               **{k: v.replace("XDG", str(tmp_path / "xdg")) for k, v in variables.items()})
+    result = subprocess.run([sys.executable, "-c", WITHOUT_TORCH], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    expected = {"TORCH_HOME": tmp_path / "th", "XDG_CACHE_HOME": tmp_path / "xdg" / "torch"}.get(
+        next(iter(variables), None), tmp_path / ".cache" / "torch")
+    assert result.stderr.strip() == str(expected / "hub" / "checkpoints")

@@ -124,10 +124,14 @@ def _folder(path: Path, what: str) -> Path:
 
 
 def torch_hub_checkpoints() -> Path:
-    """torch hub's checkpoints folder (`$TORCH_HOME/hub/checkpoints`), where torchvision and friends look."""
-    import torch
-
-    return Path(torch.hub.get_dir()) / "checkpoints"
+    """torch hub's checkpoints folder (`$TORCH_HOME/hub/checkpoints`), where torchvision and friends look: torch's own
+    answer once torch is imported (`torch.hub.set_dir` may have moved it), else torch's rule read from the same
+    variables, so that `toonlib models` and `fetch` of a StyleGAN model do without importing torch (~1 s)."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return Path(torch.hub.get_dir()) / "checkpoints"
+    home = os.getenv("TORCH_HOME", os.path.join(os.getenv("XDG_CACHE_HOME", "~/.cache"), "torch"))
+    return Path(os.path.expanduser(home)) / "hub" / "checkpoints"
 
 
 def local_path(name_or_url: str, *, cache_dir: str | os.PathLike | None = None) -> Path:
