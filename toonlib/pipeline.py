@@ -115,8 +115,9 @@ class Toonifier:
     base: the model photos are inverted into (FFHQ); None: the toon model's own base (its registry
     `lineage`), else `DEFAULT_BASE`. toon: where the toon generator comes from: a checkpoint holding the
     blended model (with `swap_res=None`) or the fine-tuned toon model (with a `swap_res`). `toon_network`
-    picks the toon model inside that checkpoint for re-blending; None: the registry's choice, else "G"
-    when the file has one (Toonify's file keeps its toon model as G and the blend as G_ema), else "G_ema".
+    picks the toon model inside that checkpoint for re-blending; None: the registry's choice, else
+    `toon_network_in`'s: a training snapshot's "G_ema", else "G" when the file has one (Toonify's file keeps its
+    toon model as G and the blend as G_ema), else "G_ema".
     invert: how a photo becomes a latent, one of `INVERT_MODES` (see the module docstring); `encoder`
     overrides the mode's registry encoder: a checkpoint path, URL or name, or an `Encoder` (then nothing
     checks that the base fits its codes, and in 'psp-toonify' mode the toon checkpoint's G_ema renders them,
