@@ -77,10 +77,15 @@ def test_blend_warns_only_for_an_unrelated_pair(family):
         blend(stranger, base, 8)
 
 
-def test_toonifier_warns_for_an_unrelated_toon(tmp_path):
+def test_toonifier_warns_for_an_unrelated_toon_once(tmp_path):
+    """Once: re-blending said it again, in other words ("the low-res (toon) model ..."), a second line on the command
+    line for the same pair."""
     base, toon, _, _ = write_toonify_models(tmp_path)  # two independent random models
     with pytest.warns(LineageWarning, match="the toon model does not look fine-tuned from the base model"):
-        Toonifier(base, toon, device="cpu")
+        toonifier = Toonifier(base, toon, device="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LineageWarning)
+        toonifier.set_blend(8)
 
 
 def test_toonifier_refuses_a_base_whose_latents_the_toon_cannot_draw(tmp_path):
@@ -89,6 +94,23 @@ def test_toonifier_refuses_a_base_whose_latents_the_toon_cannot_draw(tmp_path):
     with pytest.raises(ValueError, match=r"the toon model \(32 px\) draws W\+ latents of 8 x .* but the base model "
                                          r"\(16 px\) makes 6 x 16: pair"):
         Toonifier(small, toon, device="cpu")  # was: a ws shape error after the whole projection
+
+
+def test_a_fine_tuning_snapshot_pairs_with_the_base_its_run_recorded(family, tmp_path):
+    """`toonify --toon runs/toon/network-snapshot-....safetensors` took FFHQ 1024 as its base whatever the run was
+    fine-tuned from (a 256 px toon: "makes 8 x 512", refused); the base the run recorded is the default now, where it
+    is still there."""
+    base, child, _ = family
+    snapshot, recorded = child.meta["source"], child.meta["finetune"]["base"]
+    assert default_base(snapshot) == default_base(child) == recorded and recorded.endswith("base.safetensors")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LineageWarning)  # its own base: no warning
+        toonifier = Toonifier(toon=snapshot, device="cpu")
+    assert toonifier._base_source == recorded
+    assert all(torch.equal(a, b) for a, b in zip(toonifier.base.state_dict().values(), base.state_dict().values()))
+    moved = Networks(G_ema=child.G_ema, meta={"finetune": {**child.meta["finetune"], "base": str(tmp_path / "gone")}})
+    assert default_base(moved) == DEFAULT_BASE  # a base that is no longer there: the usual default
+    assert default_base(tmp_path / "no-such-file.safetensors") == DEFAULT_BASE
 
 
 def test_a_toon_model_pairs_with_its_own_base():

@@ -179,16 +179,19 @@ class Blender:
     The output `G` starts as a copy of `low`; each `set` / `set_per_ws` overwrites its synthesis
     parameters with `torch.lerp(low, high, a)` without allocating a new network. The inputs are
     never modified, but they are read at every call (keep them alive and unchanged while blending).
+    `lineage_checked`: the caller has warned about the pair's lineage already (`check_lineage`; a `Toonifier`, of
+    its published blend and the same base), so it is not said twice.
     """
 
-    def __init__(self, low: GeneratorLike, high: GeneratorLike):
+    def __init__(self, low: GeneratorLike, high: GeneratorLike, *, lineage_checked: bool = False):
         low, high = toon_generator(low), load_generator(high)
         try:
             check_compatible(low, high, names=("low-res", "high-res"))
         except ValueError as exc:  # the layer shapes alone did not say what to do
             raise ValueError(f"{exc}\nThe low-res model is the toon model, the high-res one the base: "
                              f"{PAIR_WITH_ITS_BASE}.") from None
-        check_lineage(low, high, "the low-res (toon) model", "the high-res (base) model")
+        if not lineage_checked:
+            check_lineage(low, high, "the low-res (toon) model", "the high-res (base) model")
         self.G: Generator = copy.deepcopy(low)
         self._layers = synthesis_layers(self.G.config)
         high_params = dict(high.named_parameters())

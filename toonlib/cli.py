@@ -4,8 +4,11 @@ status.
 
 Exit status (also in `--help`): 0 all done; 1 photos of a folder failed (the others were written);
 2 bad usage, a missing or unreadable model, weights file or photo, or a photo without a face; 130 interrupted
-(Ctrl-C); 141 output closed early (`| head`), nothing printed. Expected failures end in one short message naming
-the cause and the fix, never a traceback; warnings are one line each too (`toonlib COMMAND: warning: ...`).
+(Ctrl-C); 141 output closed early (`| head`), nothing printed. `finetune` has its own (`train.arguments.EXIT_STATUS`,
+in `toonlib finetune --help`): 0 done, also when the run had already reached --kimg; 2 bad usage, unusable images,
+checkpoint or settings, the run folder in use, a full disk; 130 interrupted, the run saved for the same command to
+continue. Expected failures end in one short message naming the cause and the fix, never a traceback; warnings are
+one line each too (`toonlib COMMAND: warning: ...`).
 """
 from __future__ import annotations
 

@@ -455,7 +455,8 @@ def _toonify_latent(args: argparse.Namespace) -> int:
 
     photo_options = (("--invert", args.invert != "optimize"), ("--encoder", args.encoder), ("--steps", args.steps),
                      ("--space", args.space), ("--seed", args.seed), ("--batch-size", args.batch_size),
-                     ("--paste-back", args.paste_back), ("--all-faces", args.all_faces))
+                     ("--paste-back", args.paste_back), ("--all-faces", args.all_faces),
+                     ("--detector", args.detector != "auto"), ("--no-identity", args.no_identity))
     for option, given in photo_options:
         if given:
             raise ValueError(f"{option} is about the photo, and {args.photos} is a latent, the photo already "
@@ -476,7 +477,7 @@ def _toonify_latent(args: argparse.Namespace) -> int:
     _check_toonify_options(args)
     _fetch_toonify_models(args, "optimize")
     toonifier = Toonifier(args.base, args.toon, swap_res=args.swap_res, level=args.level,
-                          blend_width=args.blend_width, toon_network=args.toon_network, detector=args.detector)
+                          blend_width=args.blend_width, toon_network=args.toon_network)
     G = toonifier.generator
     if tuple(ws.shape[1:]) != (G.num_ws, G.w_dim):
         raise ValueError(f"{args.photos} holds latents of shape {list(ws.shape)}, and the toon model ({args.toon}, "

@@ -58,8 +58,10 @@ from .checkpoints import (
     load_network,
     network_name_hint,
 )
+from .checkpoints.native import read_meta
 from .devices import default_device
 from .encoders import Encoder, check_encoder_mode, load_encoder
+from .files import is_url, user_path
 from .images import ImageInput, describe_source, is_hidden, is_image_file, read_image, to_pil
 from .messages import check_count, summary
 from .networks import Generator
@@ -225,7 +227,8 @@ class Toonifier:
                 toon = toon_generator(self._toon, which, device=self.device).eval()  # as `toonlib blend` takes it
                 if self.invert == "psp-toonify":  # its codes were checked against its decoder only
                     self._check_codes_fit(toon, "the toon model to re-blend (toon=, --toon)")
-                self._blender = Blender(low=toon, high=self.base)
+                # its published blend and this base were checked when it was made (not in psp-toonify mode)
+                self._blender = Blender(low=toon, high=self.base, lineage_checked=self.invert != "psp-toonify")
             check_swap_res(swap_res, self._blender.G)
             self.generator = self._blender.set(swap_res, level, blend_width)
         self.blend_setting = (swap_res, level, blend_width)
@@ -410,9 +413,18 @@ def check_one_photo(photo: object) -> None:
 
 
 def default_base(toon: GeneratorLike) -> GeneratorLike:
-    """The base a toon model pairs with: its registry `lineage` for a registry name, else `DEFAULT_BASE`."""
+    """The base a toon model pairs with: its registry `lineage` for a registry name; for a `toonlib finetune` snapshot
+    (a file or its `Networks`) the base its run recorded, where that is a registry name, a URL or a file that is
+    there (a fine-tuned FFHQ-256 toon was paired with FFHQ 1024 and refused: "makes 8 x 512"); else `DEFAULT_BASE`."""
     info = models.MODELS.get(toon) if isinstance(toon, str) else None
-    return info.lineage if info is not None and info.lineage else DEFAULT_BASE
+    if info is not None:
+        return info.lineage or DEFAULT_BASE
+    meta = (toon.meta if isinstance(toon, Networks) else read_meta(user_path(toon))
+            if isinstance(toon, (str, os.PathLike)) and user_path(toon).is_file() else None) or {}
+    base = meta.get("finetune", {}).get("base") if isinstance(meta.get("finetune"), dict) else None
+    if isinstance(base, str) and (base in models.MODELS or is_url(base) or user_path(base).is_file()):
+        return base
+    return DEFAULT_BASE
 
 
 def check_swap_res(swap_res: int | None, toon: object) -> None:

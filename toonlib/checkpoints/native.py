@@ -65,6 +65,21 @@ def _json_value(value):
     return str(value)
 
 
+def read_meta(path: str | os.PathLike) -> dict | None:
+    """The meta of a toonlib file (where its weights came from), from its header alone; None for any other file."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+        if not is_safetensors(head, os.path.getsize(path)):
+            return None
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            metadata = f.metadata() or {}
+        meta = json.loads(metadata.get("meta") or "{}") if metadata.get("format") == FORMAT else None
+    except (OSError, SafetensorError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
 def read(path: str | os.PathLike, source: str = "") -> Networks:
     """Networks from a safetensors file written by `save`."""
     source = source or str(path)
