@@ -175,13 +175,17 @@ def test_uploads_never_replace_other_content(tmp_path):
     assert [Path(u).read_bytes() for u in first + second] == [b"one", b"two", b"three"]  # path-like
 
 
-def test_show_and_offer_download_say_what_is_missing(tmp_path):
+def test_show_and_offer_download_say_what_is_missing(tmp_path, monkeypatch, capsys):
     from toonlib.notebook import offer_download, show
 
     with pytest.raises(ValueError, match="no images to show"):
         show([])
     with pytest.raises(FileNotFoundError, match="no file at .*nope.jpg to download"):  # it printed "saved ..."
         offer_download(tmp_path / "nope.jpg")
+    monkeypatch.setenv("HOME", str(tmp_path))  # a panel's save('~/toon.png') wrote there, then found "no file"
+    (tmp_path / "toon.png").write_bytes(b"png")
+    offer_download("~/toon.png")
+    assert capsys.readouterr().out == f"saved {tmp_path / 'toon.png'}\n"
 
 
 def _runs(row: np.ndarray, color: tuple[int, int, int]) -> int:

@@ -347,14 +347,15 @@ def show(images: Image.Image | Sequence[Image.Image], titles: Sequence[str] | No
 
 def offer_download(path: str | os.PathLike) -> None:
     """Colab: start the browser download of `path`. Elsewhere: print where the file is."""
-    if not Path(path).is_file():
+    path = user_path(path)
+    if not path.is_file():
         raise FileNotFoundError(f"no file at {path} to download")
     if in_colab():
         from google.colab import files
 
         files.download(str(path))
     else:
-        print(f"saved {Path(path).resolve()}")
+        print(f"saved {path.resolve()}")
 
 
 SHORT_RUN_STEPS = 30  # plot_losses marks each step of runs up to this long

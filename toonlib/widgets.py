@@ -26,6 +26,7 @@ from PIL import Image, ImageDraw
 from .align import NoFaceError
 from .blending import KEPT_LOW, Blender, LayerWeight, blend_record, describe_blend, layer_weights
 from .checkpoints import GeneratorLike, load_generator
+from .files import user_path
 from .images import UPLOAD_ACCEPT, ImageReadError, labelled_grid, read_image, text_font, to_pil
 from .messages import check_count, counted, expected_errors, interrupted
 from .networks import parse_seeds, z_from_seeds
@@ -658,7 +659,7 @@ class ToonifyPanel(_PhotoPanel):
         from .images import save_image
         from .projection import save_latent
 
-        path = Path(path)
+        path = user_path(path)  # '~/toon.png' in the home folder, where offer_download looks for it too
         pasted, latent = (path.with_name(f"{path.stem}-{kind}") for kind in (f"pasted{path.suffix}", "latent.npz"))
         save_image(self.result.toon, path)
         offer_download(path)
