@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import re
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -108,6 +109,17 @@ def test_a_fine_tuning_snapshot_pairs_with_the_base_its_run_recorded(family, tmp
         toonifier = Toonifier(toon=snapshot, device="cpu")
     assert toonifier._base_source == recorded
     assert all(torch.equal(a, b) for a, b in zip(toonifier.base.state_dict().values(), base.state_dict().values()))
+    run = Path(snapshot).parent  # a run started from that run's folder: the first run's base, through it
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        grandchild = finetune(TrainConfig(data=child.meta["finetune"]["data"], resume=str(run),
+                                          run_dir=str(tmp_path / "run2"), prepare="none", batch_size=4, kimg=0.004,
+                                          snapshot_kimg=0.004, image_seeds=(0,), metric="none"), progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert load_network(grandchild).meta["finetune"]["base"] == str(run)  # a folder, no model
+    assert default_base(grandchild) == recorded
     moved = Networks(G_ema=child.G_ema, meta={"finetune": {**child.meta["finetune"], "base": str(tmp_path / "gone")}})
     assert default_base(moved) == DEFAULT_BASE  # a base that is no longer there: the usual default
     assert default_base(tmp_path / "no-such-file.safetensors") == DEFAULT_BASE

@@ -412,18 +412,31 @@ def check_one_photo(photo: object) -> None:
                         "toonifier = toonlib.Toonifier(); for photo, results in toonifier.toonify_many(photos): ...")
 
 
+#: How many runs `default_base` follows back, each started from the one before's folder, to the base of the first.
+MAX_RUN_HOPS = 8
+
+
 def default_base(toon: GeneratorLike) -> GeneratorLike:
     """The base a toon model pairs with: its registry `lineage` for a registry name; for a `toonlib finetune` snapshot
     (a file or its `Networks`) the base its run recorded, where that is a registry name, a URL or a file that is
-    there (a fine-tuned FFHQ-256 toon was paired with FFHQ 1024 and refused: "makes 8 x 512"); else `DEFAULT_BASE`."""
+    there (a fine-tuned FFHQ-256 toon was paired with FFHQ 1024 and refused: "makes 8 x 512"), through the runs it
+    was started from (`resume` of another run's folder); else `DEFAULT_BASE`."""
+    from .train.snapshots import latest_snapshot
+
     info = models.MODELS.get(toon) if isinstance(toon, str) else None
     if info is not None:
         return info.lineage or DEFAULT_BASE
     meta = (toon.meta if isinstance(toon, Networks) else read_meta(user_path(toon))
-            if isinstance(toon, (str, os.PathLike)) and user_path(toon).is_file() else None) or {}
-    base = meta.get("finetune", {}).get("base") if isinstance(meta.get("finetune"), dict) else None
-    if isinstance(base, str) and (base in models.MODELS or is_url(base) or user_path(base).is_file()):
-        return base
+            if isinstance(toon, (str, os.PathLike)) and user_path(toon).is_file() else None)
+    for _ in range(MAX_RUN_HOPS):  # a run started from another run's folder: that run's base, and so on
+        base = meta.get("finetune", {}).get("base") if isinstance(meta, dict) and isinstance(
+            meta.get("finetune"), dict) else None
+        if not isinstance(base, str):
+            break
+        if base in models.MODELS or is_url(base) or user_path(base).is_file():
+            return base
+        snapshot = latest_snapshot(base) if user_path(base).is_dir() else None
+        meta = read_meta(snapshot) if snapshot is not None and snapshot.is_file() else None
     return DEFAULT_BASE
 
 
