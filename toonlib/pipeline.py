@@ -275,7 +275,9 @@ class Toonifier:
         Yields `(photo, results)` in input order, or `(photo, error)` for a photo that cannot be read or
         has no face: one bad photo never stops the batch. `space`, `steps`, `seed` and `project_kwargs`
         apply to the modes that optimise ('optimize', 'e4e+optimize'; `steps=None`: 500, or 100 from the
-        e4e codes); the encoder-only modes take W+ codes as they come. `progress`: each batch's projection bar.
+        e4e codes); the encoder-only modes take W+ codes as they come. Every face is projected with `seed`, so a
+        face gets the same latent alone, in a folder, beside other faces (`all_faces`) and in any batch size, as the
+        app and the notebook panel give it. `progress`: each batch's projection bar.
         """
         # now, not when the first result is asked for
         check_options(self.invert, steps=steps, batch_size=batch_size, space=space, project_kwargs=project_kwargs)
@@ -299,7 +301,7 @@ class Toonifier:
                 except (ValueError, IndexError, OSError) as exc:
                     prepared.append((photo, exc))
             faces = [face.image for item in prepared if len(item) == 3 for face in item[2]]
-            inverted = self._invert(faces, space, steps, seed + start, progress, project_kwargs) if faces else None
+            inverted = self._invert(faces, space, steps, seed, progress, project_kwargs) if faces else None
             index = 0
             for item in prepared:
                 if len(item) == 2:
@@ -312,7 +314,8 @@ class Toonifier:
 
     def _invert(self, faces: list[Image.Image], space: str, steps: int | None, seed: int, progress: bool,
                 project_kwargs: dict) -> tuple[torch.Tensor, torch.Tensor | None, np.ndarray]:
-        """Latents [N, num_ws, w_dim], reconstructions [N, 3, H, W] (or None) and losses [steps, N] of faces."""
+        """Latents [N, num_ws, w_dim], reconstructions [N, 3, H, W] (or None) and losses [steps, N] of faces, each
+        face projected with `seed` (not `project`'s seed + i: a face's latent must not depend on its company)."""
         codes = None if self.encoder is None else self.encoder.encode(faces)
         if self.invert in ("e4e", "psp"):
             return codes, render(self.base, codes), np.zeros((0, len(faces)), np.float32)
@@ -320,7 +323,7 @@ class Toonifier:
             return codes, None, np.zeros((0, len(faces)), np.float32)
         if self._w_stats is None:
             self._w_stats = w_statistics(self.base)  # once per Toonifier, not once per batch
-        projection = project(self.base, faces, space=space, steps=steps, seed=seed, progress=progress,
+        projection = project(self.base, faces, space=space, steps=steps, seed=[seed] * len(faces), progress=progress,
                              w_stats=self._w_stats, init=codes, **project_kwargs)
         return projection.w, projection.images, projection.losses
 
