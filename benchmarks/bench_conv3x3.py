@@ -1,15 +1,16 @@
 """Where Winograd pays: a 3x3 convolution (padding 1, batch 1, float32, CPU) by oneDNN's direct algorithm, by
 NNPACK's Winograd F(6x6, 3x3) and by toonlib's F(2x2, 3x3) and F(4x4, 3x3) on a kernel transformed beforehand
-(`ops.FrozenKernels`),
-at the shapes a projection step runs (the generator's 3x3 layers at 256 and 1024 px, and LPIPS' VGG16 trunk at
-256 px), and which one `toonlib.ops.conv3x3` picks inside projection's `ops.winograd(kernels=...)`.
+(`convolution.FrozenKernels`), at the shapes a projection step runs (the generator's 3x3 layers at 256 and 1024 px,
+and LPIPS' VGG16 trunk at 256 px), and which one `toonlib.convolution.conv3x3` picks inside projection's
+`convolution.winograd(kernels=...)`.
 
     python benchmarks/bench_conv3x3.py [--rounds 7] [--threads 2]
 
 Each call is timed cache-cold (a 64 MiB buffer is written between calls), the algorithms alternate call by
 call, median and min over the rounds. NNPACK transforms the whole kernel on every call, which is why it loses
 at small images with many channels; F(2x2, 3x3) saves less arithmetic per tile but its kernel transform is done
-once per projection (docs/design.md section 3, `ops.WINOGRAD_MIN_SIZE`, `ops.CACHED_WINOGRAD_MIN_SIZE`).
+once per projection (docs/design.md section 3, `convolution.WINOGRAD_MIN_SIZE`,
+`convolution.CACHED_WINOGRAD_MIN_SIZE`).
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def main() -> None:
     import torch
     import torch.nn.functional as F
 
-    from toonlib import ops, runtime
+    from toonlib import convolution, runtime
 
     torch.set_num_threads(args.threads)
     runtime.tune_allocator()  # as in a toonlib process
@@ -59,12 +60,12 @@ def main() -> None:
     for cin, cout, side in SHAPES:
         x = torch.randn(1, cin, side, side)
         w = torch.randn(cout, cin, 3, 3)
-        f23, f43 = (ops._winograd_kernel(w, tiling) for tiling in (ops._F23, ops._F43))
+        f23, f43 = (convolution._winograd_kernel(w, tiling) for tiling in (convolution._F23, convolution._F43))
         calls = {
             "direct": lambda x=x, w=w: F.conv2d(x, w, padding=1),
             "nnpack": lambda x=x, w=w: torch._nnpack_spatial_convolution(x, w, None, [1, 1]),
-            "f23": lambda x=x, t=f23: ops._winograd_forward(x, t),
-            "f43": lambda x=x, t=f43: ops._winograd_forward(x, t),
+            "f23": lambda x=x, t=f23: convolution._winograd_forward(x, t),
+            "f43": lambda x=x, t=f43: convolution._winograd_forward(x, t),
         }
         times: dict[str, list[float]] = {name: [] for name in calls}
         for call in calls.values():
@@ -72,9 +73,9 @@ def main() -> None:
         for _ in range(args.rounds):
             for name, call in calls.items():
                 times[name].append(timed(call))
-        kernels = ops.FrozenKernels(w)
-        with torch.no_grad(), ops.winograd(kernels=kernels):
-            y = ops.conv3x3(x, w)
+        kernels = convolution.FrozenKernels(w)
+        with torch.no_grad(), convolution.winograd(kernels=kernels):
+            y = convolution.conv3x3(x, w)
         picked = ("f23" if kernels.nbytes == f23.nbytes else "f43" if kernels.nbytes == f43.nbytes
                   else "direct" if torch.equal(y, calls["direct"]()) else "nnpack")
         cells = [f"{statistics.median(times[name]) * 1e3:.1f} ({min(times[name]) * 1e3:.1f})" for name in calls]

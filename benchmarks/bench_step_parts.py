@@ -27,7 +27,7 @@ def parts(res: int, precision: str) -> dict[str, Callable[[], object]]:
     import lpips
     import torch
 
-    from toonlib import ops, runtime
+    from toonlib import convolution, runtime
     from toonlib.losses import PerceptualDistance
     from toonlib.networks import Generator
     from toonlib.projection import _lpips_size, _synthesize
@@ -39,11 +39,11 @@ def parts(res: int, precision: str) -> dict[str, Callable[[], object]]:
         warnings.simplefilter("ignore", UserWarning)
         net = lpips.LPIPS(net="vgg", pnet_rand=True, verbose=False).eval().requires_grad_(False)
     dtype = runtime.resolve_precision(precision, device)
-    layout = ops.channels_last_pays(device, winograd=True)
+    layout = convolution.channels_last_pays(device, winograd=True)
     target = torch.rand(1, 3, res, res) * 2 - 1
-    with ops.channels_last(layout):
+    with convolution.channels_last(layout):
         distance = PerceptualDistance(net, _lpips_size(target))
-    kernels = ops.FrozenKernels(G, net)
+    kernels = convolution.FrozenKernels(G, net)
     with torch.no_grad():
         ws = G.mapping(torch.randn(1, G.z_dim), None)
     ws.requires_grad_(True)
@@ -53,14 +53,14 @@ def parts(res: int, precision: str) -> dict[str, Callable[[], object]]:
     image = torch.rand(1, 3, res, res) * 2 - 1
 
     def generator() -> object:
-        with ops.winograd(kernels=kernels), ops.channels_last(layout):
+        with convolution.winograd(kernels=kernels), convolution.channels_last(layout):
             with runtime.autocast(device, dtype):
                 images = _synthesize(G, ws, noise)
             return torch.autograd.grad((images.float() * probe).sum(), [ws, *noise.values()])
 
     def perceptual() -> object:
         x = image.clone().requires_grad_(True)
-        with ops.winograd(kernels=kernels), ops.channels_last(layout):
+        with convolution.winograd(kernels=kernels), convolution.channels_last(layout):
             with runtime.autocast(device, dtype):
                 dist = distance(_lpips_size(x)).float()
             return torch.autograd.grad(dist.sum(), [x])

@@ -1,6 +1,6 @@
 """docs/design.md is cited correctly: every `docs/design.md section N` in the code, tests, benchmarks, notebooks
 and README names a `## N.` heading of it, nothing cites it by an old name (DESIGN.md, "DESIGN section N"), and
-its section 2 lists every module and the whole public API. The dotted toonlib names (`ops.winograd`,
+its section 2 lists every module and the whole public API. The dotted toonlib names (`convolution.winograd`,
 `Toonifier.set_blend`) and the command-line options (`--swap-res`) that it and the README give exist."""
 from __future__ import annotations
 
@@ -144,8 +144,9 @@ def toonlib_modules() -> dict[str, object]:
 
 
 def unresolved_names(text: str, modules: dict[str, object]) -> list[str]:
-    """The backticked dotted names of `text` that start with a toonlib module (`ops.winograd`, `train.loop._CtrlC`)
-    or a class of toonlib's (`Toonifier.set_blend`) and do not resolve: an attribute, a method or a dataclass field."""
+    """The backticked dotted names of `text` that start with a toonlib module (`convolution.winograd`,
+    `train.loop._CtrlC`) or a class of toonlib's (`Toonifier.set_blend`) and do not resolve: an attribute, a method or
+    a dataclass field."""
     import inspect
 
     classes: dict[str, set] = {}
@@ -210,8 +211,8 @@ def unknown_options(text: str, options: set[str]) -> list[str]:
 def test_the_name_and_option_checks_can_fail():
     modules = toonlib_modules()
     assert {"ops", "loop", "train.loop", "cli", "checkpoints"} <= set(modules)
-    sample = ("`ops.winograd()`, `train.loop._CtrlC`, `Toonifier.set_blend`, `Session.note`, `torch.load`, `app.py`; "
-              "`ops.no_such_function`, `Toonifier.no_such_method`, `messages.warn.nothing`")
+    sample = ("`convolution.winograd()`, `train.loop._CtrlC`, `Toonifier.set_blend`, `Session.note`, `torch.load`, "
+              "`app.py`; `ops.no_such_function`, `Toonifier.no_such_method`, `messages.warn.nothing`")
     assert unresolved_names(sample, modules) == ["ops.no_such_function", "Toonifier.no_such_method",
                                                  "messages.warn.nothing"]
     options = command_line_options()

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from toonlib import ops
+from toonlib import convolution, ops
 from toonlib.networks import Discriminator, Generator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -123,8 +123,8 @@ def _saved_bytes(fn) -> int:
 
 @pytest.fixture(autouse=True)
 def winograd_cpu(monkeypatch):
-    """The Winograd paths run on CPUs without AVX-512 (`ops.WIDE_DIRECT_CONV`); they are tested on every CPU."""
-    monkeypatch.setattr(ops, "WIDE_DIRECT_CONV", False)
+    """The Winograd paths run on CPUs without AVX-512 (`convolution.WIDE_DIRECT_CONV`); they are tested on every CPU."""
+    monkeypatch.setattr(convolution, "WIDE_DIRECT_CONV", False)
 
 
 def _projection_step(net, ws):
@@ -154,8 +154,8 @@ def _cached_winograd_generator(m: int = 2) -> Generator:
     """Frozen generator with layers on the cached Winograd path F(m x m, 3x3): m = 2, 8x8 and 16x16 layers of
     its channel count; m = 4, a 32x32 layer of that one's."""
     torch.manual_seed(0)
-    channels, size = ((ops.CACHED_WINOGRAD_MIN_CHANNELS, 16) if m == 2 else
-                      (ops.CACHED_F43_MIN_CHANNELS, ops.CACHED_F43_MIN_SIZE))
+    channels, size = ((convolution.CACHED_WINOGRAD_MIN_CHANNELS, 16) if m == 2 else
+                      (convolution.CACHED_F43_MIN_CHANNELS, convolution.CACHED_F43_MIN_SIZE))
     return Generator(z_dim=8, w_dim=8, img_resolution=size, channel_base=size * channels,
                      channel_max=channels).eval().requires_grad_(False)
 
@@ -171,18 +171,18 @@ def _transform_bytes(m: int, weight: torch.Tensor) -> int:
 
 @pytest.mark.parametrize("winograd", ["off", "nnpack", "cached F(2x2)", "cached F(4x4)"])
 def test_fused_batch_is_bit_identical_to_one_by_one(winograd):
-    if winograd == "nnpack":  # large enough for NNPACK (ops.WINOGRAD_MIN_SIZE / _CHANNELS) in its last block
+    if winograd == "nnpack":  # large enough for NNPACK (convolution.WINOGRAD_MIN_SIZE / _CHANNELS) in its last block
         torch.manual_seed(0)
-        G = Generator(z_dim=8, w_dim=8, img_resolution=ops.WINOGRAD_MIN_SIZE,
-                      channel_base=ops.WINOGRAD_MIN_CHANNELS * ops.WINOGRAD_MIN_SIZE,
-                      channel_max=ops.WINOGRAD_MIN_CHANNELS).eval()
+        G = Generator(z_dim=8, w_dim=8, img_resolution=convolution.WINOGRAD_MIN_SIZE,
+                      channel_base=convolution.WINOGRAD_MIN_CHANNELS * convolution.WINOGRAD_MIN_SIZE,
+                      channel_max=convolution.WINOGRAD_MIN_CHANNELS).eval()
     elif winograd.startswith("cached"):
         G = _cached_winograd_generator(int(winograd[-2]))
     else:
         G, _ = _pair(dtype=torch.float32)
-    kernels = ops.FrozenKernels(G) if winograd.startswith("cached") else None
+    kernels = convolution.FrozenKernels(G) if winograd.startswith("cached") else None
     ws = _ws(G, 3, torch.float32)
-    with torch.no_grad(), ops.winograd(winograd != "off", kernels=kernels):
+    with torch.no_grad(), convolution.winograd(winograd != "off", kernels=kernels):
         batch = G.synthesis(ws, noise_mode="const", fused_modconv=True)
         alone = torch.cat([G.synthesis(ws[i:i + 1], noise_mode="const", fused_modconv=True) for i in range(3)])
     assert torch.equal(batch, alone)
@@ -193,15 +193,15 @@ def test_fused_batch_is_bit_identical_to_one_by_one(winograd):
 @pytest.mark.skipif(not torch.backends.nnpack.is_available(), reason="NNPACK is not in this PyTorch build")
 def test_winograd_convolution_is_close_with_first_and_second_order_gradients():
     torch.manual_seed(0)
-    size, channels = ops.WINOGRAD_MIN_SIZE, ops.WINOGRAD_MIN_CHANNELS
+    size, channels = convolution.WINOGRAD_MIN_SIZE, convolution.WINOGRAD_MIN_CHANNELS
     x = torch.randn(2, channels + 1, size, size + 3, requires_grad=True)
     w = torch.randn(channels, channels + 1, 3, 3, requires_grad=True)
     b = torch.randn(channels, requires_grad=True)
     probe = torch.randn(2, channels, size, size + 3)
     results = []
     for enabled in (False, True):
-        with ops.winograd(enabled):
-            y = ops.conv3x3(x, w, b)
+        with convolution.winograd(enabled):
+            y = convolution.conv3x3(x, w, b)
             grads = torch.autograd.grad((y * probe).sum(), [x, w, b], create_graph=True)
             (ggw,) = torch.autograd.grad(grads[0].square().sum(), w)
         results.append((y, *grads, ggw))
@@ -225,8 +225,8 @@ def test_winograd_runs_only_where_it_pays(shape, out_channels, winograd_pays):
     x = torch.randn(shape)
     w = torch.randn(out_channels, shape[1], 3, 3)
     direct = F.conv2d(x, w, padding=1)
-    with ops.winograd():
-        y = ops.conv3x3(x, w)
+    with convolution.winograd():
+        y = convolution.conv3x3(x, w)
     assert torch.equal(y, direct) is not winograd_pays
     torch.testing.assert_close(y, direct, rtol=1e-4, atol=1e-4 * float(direct.abs().max()))
 
@@ -237,9 +237,10 @@ def _relative_error(a: torch.Tensor, exact: torch.Tensor) -> float:
 
 @pytest.mark.parametrize("m, size, channels, bound", [
     # F(2x2, 3x3): within a few 1e-7 of float64, like oneDNN's direct float32 convolution
-    (2, (9, 12), ops.CACHED_WINOGRAD_MIN_CHANNELS, None),
+    (2, (9, 12), convolution.CACHED_WINOGRAD_MIN_CHANNELS, None),
     # F(4x4, 3x3): its larger interpolation points cost accuracy, ~1e-5 of the range, like NNPACK's F(6x6, 3x3)
-    (4, (ops.CACHED_F43_MIN_SIZE + 1, ops.CACHED_F43_MIN_SIZE + 6), ops.CACHED_F43_MIN_CHANNELS, 5e-5),
+    (4, (convolution.CACHED_F43_MIN_SIZE + 1, convolution.CACHED_F43_MIN_SIZE + 6),
+     convolution.CACHED_F43_MIN_CHANNELS, 5e-5),
 ])
 def test_cached_winograd_is_accurate_and_its_gradient_is_the_adjoint(m, size, channels, bound):
     """F(m x m, 3x3) on transformed kernels, sizes that are not multiples of m, a batch: output and input gradient
@@ -251,9 +252,9 @@ def test_cached_winograd_is_accurate_and_its_gradient_is_the_adjoint(m, size, ch
     probe = torch.randn(2, channels, *size)
     x, w = x64.float().requires_grad_(True), w64.float()
     b = b64.float().requires_grad_(True)
-    kernels = ops.FrozenKernels(w)
-    with ops.winograd(kernels=kernels):
-        y = ops.conv3x3(x, w, b)
+    kernels = convolution.FrozenKernels(w)
+    with convolution.winograd(kernels=kernels):
+        y = convolution.conv3x3(x, w, b)
         gx, gb = torch.autograd.grad(y, [x, b], probe.requires_grad_(True), create_graph=True)
         v = torch.randn_like(gx)
         (again,) = torch.autograd.grad((gx * v).sum(), probe)  # d<adjoint(p), v>/dp = conv(v)
@@ -285,9 +286,9 @@ def test_cached_winograd_runs_only_where_it_pays(shape, out_channels, m):
     torch.manual_seed(0)
     x = torch.randn(shape)
     w = torch.randn(out_channels, shape[1], 3, 3, requires_grad=True)  # frozen for the cache all the same
-    kernels = ops.FrozenKernels(w)
-    with torch.no_grad(), ops.winograd(kernels=kernels):
-        y = ops.conv3x3(x, w)
+    kernels = convolution.FrozenKernels(w)
+    with torch.no_grad(), convolution.winograd(kernels=kernels):
+        y = convolution.conv3x3(x, w)
     assert kernels.nbytes == (0 if m is None else _transform_bytes(m, w))
     direct = F.conv2d(x, w, padding=1)
     torch.testing.assert_close(y, direct, rtol=1e-4, atol=1e-4 * float(direct.abs().max()))
@@ -298,13 +299,13 @@ def test_cached_winograd_runs_only_where_it_pays(shape, out_channels, m):
 def test_on_avx512_cpus_every_convolution_is_the_direct_one(monkeypatch, shape, out_channels):
     """With WIDE_DIRECT_CONV (AVX-512, where oneDNN's direct convolution is the fastest) the shapes that run cached
     F(2x2) / F(4x4) or NNPACK elsewhere give the direct convolution's numbers exactly, and nothing is transformed."""
-    monkeypatch.setattr(ops, "WIDE_DIRECT_CONV", True)
+    monkeypatch.setattr(convolution, "WIDE_DIRECT_CONV", True)
     torch.manual_seed(0)
     x = torch.randn(shape, requires_grad=True)
     w = torch.randn(out_channels, shape[1], 3, 3)
-    kernels = ops.FrozenKernels(w)
-    with ops.winograd(kernels=kernels):
-        y = ops.conv3x3(x, w)
+    kernels = convolution.FrozenKernels(w)
+    with convolution.winograd(kernels=kernels):
+        y = convolution.conv3x3(x, w)
         (gx,) = torch.autograd.grad(y.square().sum(), x)
     direct = F.conv2d(x, w, padding=1)
     assert torch.equal(y, direct)
@@ -319,14 +320,14 @@ def test_under_autocast_a_frozen_kernel_is_cast_once():
     x, w, b = torch.randn(1, 16, 12, 12), torch.randn(32, 16, 3, 3), torch.randn(32)
     casts = []
 
-    class Recording(ops.FrozenKernels):
+    class Recording(convolution.FrozenKernels):
         def get(self, kind, weight, derive):
             return super().get(kind, weight, lambda t: casts.append(kind) or derive(t))
 
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         expected = F.conv2d(x, w, b, padding=1)
-        with ops.winograd(kernels=Recording(w)):
-            first, second = ops.conv3x3(x, w, b), ops.conv3x3(x, w, b)
+        with convolution.winograd(kernels=Recording(w)):
+            first, second = convolution.conv3x3(x, w, b), convolution.conv3x3(x, w, b)
     assert casts == [f"as/{torch.bfloat16}/{torch.contiguous_format}"]
     assert first.dtype == torch.bfloat16 and torch.equal(first, expected) and torch.equal(second, expected)
 
@@ -335,15 +336,15 @@ def test_cached_kernels_follow_changes_and_cover_only_the_frozen_kernels():
     torch.manual_seed(0)
     x = torch.randn(1, 256, 8, 8)
     w, other, uncovered = (torch.randn(256, 256, 3, 3) for _ in range(3))
-    kernels = ops.FrozenKernels(w, other)
-    with torch.no_grad(), ops.winograd(kernels=kernels):
-        first = ops.conv3x3(x, w)
+    kernels = convolution.FrozenKernels(w, other)
+    with torch.no_grad(), convolution.winograd(kernels=kernels):
+        first = convolution.conv3x3(x, w)
         w.mul_(2)  # in place: the version counter changes, the transform is recomputed
-        torch.testing.assert_close(ops.conv3x3(x, w), 2 * first)
-        torch.testing.assert_close(ops.conv3x3(x, other), F.conv2d(x, other, padding=1), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(convolution.conv3x3(x, w), 2 * first)
+        torch.testing.assert_close(convolution.conv3x3(x, other), F.conv2d(x, other, padding=1), rtol=1e-4, atol=1e-4)
         assert kernels.nbytes == 2 * 16 * 256 * 256 * 4
-        ops.conv3x3(x, uncovered)  # not one of the frozen kernels: not transformed, nothing kept
-        ops.conv3x3(x, w.clone())
+        convolution.conv3x3(x, uncovered)  # not one of the frozen kernels: not transformed, nothing kept
+        convolution.conv3x3(x, w.clone())
     assert kernels.nbytes == 2 * 16 * 256 * 256 * 4
 
 
@@ -352,7 +353,7 @@ def test_threads_asking_at_once_share_one_derived_kernel():
     first step: it is derived once and every thread gets that one (two derivations let one be freed and its id be
     reused by another kernel, which then got the first one's cached transform: a wrong step, now and then)."""
     w = torch.randn(8, 8, 3, 3)
-    kernels = ops.FrozenKernels(w)
+    kernels = convolution.FrozenKernels(w)
     calls, results = [], []
 
     def slow_flip(t):
@@ -372,7 +373,7 @@ def test_what_was_derived_from_a_replaced_tensor_is_forgotten():
     """A kernel changed in place is derived again; what was derived from the tensor it replaces (a cast of the old
     flip) is dropped, not kept and not served to a later tensor that happens to get the freed one's id."""
     w = torch.randn(8, 8, 3, 3)
-    kernels = ops.FrozenKernels(w)
+    kernels = convolution.FrozenKernels(w)
     for scale in (2.0, 3.0, 4.0):
         with torch.no_grad():
             w.mul_(scale)
@@ -392,8 +393,8 @@ def test_modulated_convolution_with_cached_kernels_has_the_same_values_and_gradi
     noise = {name: torch.randn_like(buf) for name, buf in G.synthesis.named_buffers() if "noise_const" in name}
     probe = torch.randn(2, 3, G.img_resolution, G.img_resolution)
     results = []
-    for kernels in (None, ops.FrozenKernels(G)):
-        with ops.winograd(kernels is not None, kernels=kernels):
+    for kernels in (None, convolution.FrozenKernels(G)):
+        with convolution.winograd(kernels is not None, kernels=kernels):
             img = torch.func.functional_call(G.synthesis, noise, (ws,), {"noise_mode": "const"})
             results.append((img, *torch.autograd.grad((img * probe).sum(), [ws])))
     last = getattr(G.synthesis, f"b{G.img_resolution}").conv1.weight
@@ -405,11 +406,11 @@ def test_modulated_convolution_with_cached_kernels_has_the_same_values_and_gradi
 @pytest.mark.parametrize("frozen", [True, False])  # projection's kernel cache, or none (`render`)
 @pytest.mark.parametrize("fused", [True, False])
 def test_channels_last_synthesis_has_the_same_values_and_gradients(monkeypatch, fused, frozen):
-    """Inside `ops.channels_last()` (projection, and eval-mode synthesis on AVX-512 CPUs) every layer of a synthesis
-    pass, up-sampling ones and ToRGB included, takes and returns channels-last images and kernels; image and gradients
-    with respect to the latents and the noise maps are those of the NCHW pass up to float rounding."""
-    monkeypatch.setattr(ops, "WIDE_DIRECT_CONV", True)  # oneDNN's direct convolutions, as where the layout is used
-    monkeypatch.setattr(ops, "channels_last_pays", lambda device, winograd=False: False)  # NCHW: no own layout
+    """Inside `convolution.channels_last()` (projection, and eval-mode synthesis on AVX-512 CPUs) every layer of a
+    synthesis pass, up-sampling ones and ToRGB included, takes and returns channels-last images and kernels; image and
+    gradients with respect to the latents and the noise maps are those of the NCHW pass up to float rounding."""
+    monkeypatch.setattr(convolution, "WIDE_DIRECT_CONV", True)  # oneDNN's direct convolutions, where the layout is used
+    monkeypatch.setattr(convolution, "channels_last_pays", lambda device, winograd=False: False)  # NCHW: no own layout
     torch.manual_seed(0)
     G = Generator(z_dim=8, w_dim=8, img_resolution=32, channel_base=512, channel_max=32).eval().requires_grad_(False)
     ws = _ws(G, 2, torch.float32).requires_grad_(True)
@@ -418,7 +419,7 @@ def test_channels_last_synthesis_has_the_same_values_and_gradients(monkeypatch, 
     probe = torch.randn(2, 3, 32, 32)
     results = []
     for layout in (False, True):
-        with ops.winograd(frozen, kernels=ops.FrozenKernels(G)), ops.channels_last(layout):
+        with convolution.winograd(frozen, kernels=convolution.FrozenKernels(G)), convolution.channels_last(layout):
             img = torch.func.functional_call(G.synthesis, noise, (ws,), {"noise_mode": "const", "fused_modconv": fused})
             results.append((img, *torch.autograd.grad((img * probe).sum(), [ws, *noise.values()])))
     assert results[1][0].is_contiguous(memory_format=torch.channels_last) and not results[1][0].is_contiguous()
@@ -430,19 +431,19 @@ def test_channels_last_synthesis_has_the_same_values_and_gradients(monkeypatch, 
 @pytest.mark.parametrize("layout", [False, True])
 def test_per_sample_kernels_come_in_the_layout_of_the_context(layout, transposed):
     """The fused modulated convolution's kernels (weight x styles x demodulation, one per sample) are made in the
-    layout their convolution reads by the product itself: channels-last inside `ops.channels_last()`, NCHW outside,
-    and for an upsampling layer's transposed convolution as the transposed kernel [in, out, kh, kw]. So nothing is
-    copied between the product and the convolution (the copies took 15% of a 256 px forward on 2 AVX-512 cores); the
-    values are the same."""
+    layout their convolution reads by the product itself: channels-last inside `convolution.channels_last()`, NCHW
+    outside, and for an upsampling layer's transposed convolution as the transposed kernel [in, out, kh, kw]. So
+    nothing is copied between the product and the convolution (the copies took 15% of a 256 px forward on 2 AVX-512
+    cores); the values are the same."""
     torch.manual_seed(0)
     weight, outer = torch.randn(6, 5, 3, 3), torch.randn(2, 6, 5)
     fmt = torch.channels_last if layout else torch.contiguous_format
-    with ops.channels_last(layout):
+    with convolution.channels_last(layout):
         kernels = ops._modulated_kernels(weight, outer, transposed=transposed)
         assert kernels.shape == (2, 6, 5, 3, 3)
         for kernel in kernels:
-            read = ops._kernel(kernel, kernel.dtype, "transposed1/", lambda w: ops._transposed(w, 1)) if transposed \
-                else ops._kernel(kernel, kernel.dtype)
+            read = (convolution._kernel(kernel, kernel.dtype, "transposed1/", lambda w: ops._transposed(w, 1))
+                    if transposed else convolution._kernel(kernel, kernel.dtype))
             assert read.data_ptr() == kernel.data_ptr() and read.is_contiguous(memory_format=fmt)
             assert read.is_contiguous() != layout
         torch.testing.assert_close(kernels, weight[None] * outer[..., None, None], rtol=0, atol=0)

@@ -17,7 +17,7 @@ import pytest
 import torch
 from tiny import random_lpips
 
-from toonlib import losses, ops, projection
+from toonlib import convolution, losses, ops, projection
 from toonlib.losses import PerceptualDistance, PerceptualWeightsError, noise_regularization, normalize_noise_
 from toonlib.networks import Generator, SynthesisLayer
 from toonlib.projection import (
@@ -269,15 +269,15 @@ def _channels_last(t: torch.Tensor) -> bool:
 
 @pytest.mark.parametrize("avx512", [True, False])
 def test_projection_steps_channels_last_where_that_pays(G, targets, net, monkeypatch, avx512):
-    """On AVX-512 CPUs (`ops.channels_last_pays`) the generator's layers and VGG16 take channels-last images; the
-    projection is the same as in NCHW up to float rounding (observed max |dw| ~1e-6 after 5 steps)."""
+    """On AVX-512 CPUs (`convolution.channels_last_pays`) the generator's layers and VGG16 take channels-last images;
+    the projection is the same as in NCHW up to float rounding (observed max |dw| ~1e-6 after 5 steps)."""
     layouts = []
 
     def spy(module, inputs, output):
         if torch.is_grad_enabled():  # a step (the final render is a plain forward)
             layouts.append(_channels_last(output))
 
-    monkeypatch.setattr(ops, "WIDE_DIRECT_CONV", avx512)
+    monkeypatch.setattr(convolution, "WIDE_DIRECT_CONV", avx512)
     hooks = [G.synthesis.b32.conv1.register_forward_hook(spy), net.net.slice2.register_forward_hook(spy)]
     try:
         result = run(G, targets, net, steps=5, precision="fp32")
@@ -285,7 +285,7 @@ def test_projection_steps_channels_last_where_that_pays(G, targets, net, monkeyp
         for hook in hooks:
             hook.remove()
     assert len(layouts) == 2 * 5 and set(layouts) == {avx512}  # two modules, five steps
-    monkeypatch.setattr(ops, "channels_last_pays", lambda device, winograd=False: not avx512)
+    monkeypatch.setattr(convolution, "channels_last_pays", lambda device, winograd=False: not avx512)
     other = run(G, targets, net, steps=5, precision="fp32")
     torch.testing.assert_close(result.w, other.w, atol=1e-4, rtol=0)
     np.testing.assert_allclose(result.losses, other.losses, rtol=1e-4)
@@ -294,10 +294,10 @@ def test_projection_steps_channels_last_where_that_pays(G, targets, net, monkeyp
 @pytest.mark.parametrize("avx512", [True, False])
 def test_eval_mode_synthesis_runs_channels_last_on_the_cpu(G, ws, monkeypatch, avx512):
     """In eval mode (`render`, `G(z)`, the app's sliders) the synthesis network's layers compute channels-last on the
-    CPU (`ops.channels_last_pays`) and the image comes back NCHW, with the values of the NCHW pass up to float
-    rounding. Inside `ops.winograd()` (projection's steps) only on AVX-512 CPUs: elsewhere the Winograd transforms
-    tile NCHW images. A network in training mode stays NCHW."""
-    monkeypatch.setattr(ops, "WIDE_DIRECT_CONV", avx512)
+    CPU (`convolution.channels_last_pays`) and the image comes back NCHW, with the values of the NCHW pass up to
+    float rounding. Inside `convolution.winograd()` (projection's steps) only on AVX-512 CPUs: elsewhere the Winograd
+    transforms tile NCHW images. A network in training mode stays NCHW."""
+    monkeypatch.setattr(convolution, "WIDE_DIRECT_CONV", avx512)
     seen = []
     hook = G.synthesis.b32.conv1.register_forward_hook(
         lambda module, inputs, output: seen.append(_channels_last(output)))
@@ -305,7 +305,7 @@ def test_eval_mode_synthesis_runs_channels_last_on_the_cpu(G, ws, monkeypatch, a
         images = render(G, ws)
         with torch.no_grad():
             direct = G.synthesis(ws, noise_mode="const")
-            with ops.winograd(kernels=ops.FrozenKernels(G)):
+            with convolution.winograd(kernels=convolution.FrozenKernels(G)):
                 G.synthesis(ws, noise_mode="const")
             G.synthesis.train()
             G.synthesis(ws, noise_mode="const")
@@ -313,7 +313,7 @@ def test_eval_mode_synthesis_runs_channels_last_on_the_cpu(G, ws, monkeypatch, a
         G.synthesis.eval()
         hook.remove()
     assert seen == [True, True, avx512, False] and images.is_contiguous() and direct.is_contiguous()
-    monkeypatch.setattr(ops, "channels_last_pays", lambda device, winograd=False: False)
+    monkeypatch.setattr(convolution, "channels_last_pays", lambda device, winograd=False: False)
     with torch.no_grad():
         nchw = G.synthesis(ws, noise_mode="const")
     for image in (images, direct):
@@ -653,14 +653,14 @@ def test_precomputed_w_statistics_give_the_same_projection(net):
 
 
 def test_projection_derives_from_the_fixed_kernels_once(G, targets, net, monkeypatch):
-    """project() runs inside ops.winograd with a frozen-kernel cache: VGG16's 256-channel layers (8x8 pixels for
-    these 32 px images) are transformed for Winograd, and G's demodulation energies computed, on the first step
-    only; the next steps reuse them. In float32 and as on CPUs without AVX-512 (`ops.WIDE_DIRECT_CONV`), where
-    Winograd runs: 'auto' is bfloat16 on CPUs with AVX512-BF16, and AVX-512 CPUs convolve directly."""
-    monkeypatch.setattr(ops, "WIDE_DIRECT_CONV", False)
+    """project() runs inside convolution.winograd with a frozen-kernel cache: VGG16's 256-channel layers (8x8 pixels
+    for these 32 px images) are transformed for Winograd, and G's demodulation energies computed, on the first step
+    only; the next steps reuse them. In float32 and as on CPUs without AVX-512 (`convolution.WIDE_DIRECT_CONV`),
+    where Winograd runs: 'auto' is bfloat16 on CPUs with AVX512-BF16, and AVX-512 CPUs convolve directly."""
+    monkeypatch.setattr(convolution, "WIDE_DIRECT_CONV", False)
     caches = []
 
-    class Recording(ops.FrozenKernels):
+    class Recording(convolution.FrozenKernels):
         def __init__(self, *frozen):
             super().__init__(*frozen)
             self.derived: list[str] = []
@@ -669,7 +669,7 @@ def test_projection_derives_from_the_fixed_kernels_once(G, targets, net, monkeyp
         def get(self, kind, weight, derive):
             return super().get(kind, weight, lambda w: self.derived.append(kind) or derive(w))
 
-    monkeypatch.setattr(ops, "FrozenKernels", Recording)
+    monkeypatch.setattr(convolution, "FrozenKernels", Recording)
     run(G, targets[0], net, steps=3, precision="fp32")
     assert len(caches) == 1
     derived = caches[0].derived

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import ops
+from . import convolution, ops
 
 VGG16_WEIGHTS = "lpips-vgg16"  # registry name of torchvision's ImageNet VGG16 (toonlib.models)
 
@@ -200,8 +200,8 @@ class _UnitChannelDistance(torch.autograd.Function):
 
 def _trunk_outputs(trunk: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
     """The outputs of an lpips trunk's slices (`slice1` .. `slice{N_slices}`), its 3x3 stride-1 convolutions
-    through `ops.conv3x3` (Winograd inside `ops.winograd()`, as projection runs it) and, on the CPU, its max pools
-    through `ops.max_pool2d` (a faster backward, same numbers); another trunk runs as is."""
+    through `convolution.conv3x3` (Winograd inside `convolution.winograd()`, as projection runs it) and, on the CPU,
+    its max pools through `ops.max_pool2d` (a faster backward, same numbers); another trunk runs as is."""
     slices = [getattr(trunk, f"slice{i}") for i in range(1, getattr(trunk, "N_slices", 0) + 1)]
     if not slices:
         return list(trunk(x))
@@ -210,7 +210,7 @@ def _trunk_outputs(trunk: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
         for layer in layers:
             if (isinstance(layer, nn.Conv2d) and layer.kernel_size == (3, 3) and layer.stride == (1, 1)
                     and layer.padding == (1, 1) and layer.dilation == (1, 1) and layer.groups == 1):
-                x = ops.conv3x3(x, layer.weight, layer.bias)
+                x = convolution.conv3x3(x, layer.weight, layer.bias)
             elif x.device.type == "cpu" and _side_by_side_pool(layer):
                 x = ops.max_pool2d(x, layer.kernel_size)
             else:

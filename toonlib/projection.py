@@ -27,7 +27,7 @@ import PIL.Image
 import torch
 import torch.nn.functional as F
 
-from . import ops, runtime
+from . import convolution, runtime
 from .checkpoints import GeneratorLike, load_generator
 from .devices import default_device
 from .files import atomic_write_path, user_path
@@ -162,16 +162,16 @@ def project(G: GeneratorLike, target: Target, space: str = "w+", steps: int | No
     'fp32', 'bf16' or 'fp16' (CUDA; with loss scaling) choose. The latents, the noise maps and Adam stay
     float32. tests/test_precision.py checks that bfloat16 keeps the result (final LPIPS within 1%, the same
     toon within 1/255). In float32 on CPUs without AVX-512 the loop runs its 3x3 convolutions as Winograd
-    transforms (`ops.winograd`). On CUDA the step is recorded once as a CUDA graph and replayed
+    transforms (`convolution.winograd`). On CUDA the step is recorded once as a CUDA graph and replayed
     (TOONLIB_CUDA_GRAPHS=off: op by op).
 
     Cost, config F, batch 1, on a quiet 2-core CPU (benchmarks/bench_vs_reference.py, docs/design.md section
     11; 3-4x that on a busy one): with AVX512-BF16 ('auto' = bfloat16) about 0.22 s a step at 256 px and 0.70 s at
     1024 px, 500 W+ steps at 1024 px in ~5.5 minutes; with AVX2 only about 0.8 s and 2.8 s, ~25 minutes. On an
     H200 GPU the whole call of 500 W+ steps at 1024 px took 9.3 s (benchmarks/bench_gpu.py). On the CPU the
-    networks' fixed kernels are transformed once per call (`ops.FrozenKernels`, ~280 MiB; on AVX-512, where the
-    step runs channels-last (`ops.channels_last`), their channels-last copies instead, cast to bfloat16 in
-    bfloat16, flipped and transposed ones too, with the demodulation energies: 106-124 MiB in bfloat16, 203-237
+    networks' fixed kernels are transformed once per call (`convolution.FrozenKernels`, ~280 MiB; on AVX-512, where
+    the step runs channels-last (`convolution.channels_last`), their channels-last copies instead, cast to bfloat16
+    in bfloat16, flipped and transposed ones too, with the demodulation energies: 106-124 MiB in bfloat16, 203-237
     MiB in float32 at 256-1024 px), and the targets of a batch step side by side on up to one worker thread per
     intra-op thread, the intra-op threads shared out among the workers, each with a copy of G (1.2-1.4x the photos
     per second of one by one on 2 AVX2 cores, 1.0-1.12x on 2 AVX-512 ones; torch's thread count is restored
@@ -216,8 +216,8 @@ def project(G: GeneratorLike, target: Target, space: str = "w+", steps: int | No
     idle = queue.SimpleQueue()
     for copied in copies:
         idle.put(copied)
-    layout = ops.channels_last_pays(device, winograd=True)
-    with ops.channels_last(layout):  # the target features in the layout the steps compute in
+    layout = convolution.channels_last_pays(device, winograd=True)
+    with convolution.channels_last(layout):  # the target features in the layout the steps compute in
         distances = [PerceptualDistance(net.to(device), _lpips_size(targets if part is None else targets[part]))
                      for part in groups]
 
@@ -237,7 +237,7 @@ def project(G: GeneratorLike, target: Target, space: str = "w+", steps: int | No
     stopper = _EarlyStop(*early_stop) if early_stop is not None else None
     target_u8 = to_uint8(targets)
     losses, frames = [], []
-    kernels = ops.FrozenKernels(*copies, net)  # what is derived from G's and VGG16's kernels, once for this projection
+    kernels = convolution.FrozenKernels(*copies, net)  # what is derived from G's and VGG16's kernels, once a projection
     params = [w_opt, *noise.values()]
     w_noise = torch.zeros_like(w_opt)  # this step's latent noise, refilled in place (a CUDA graph reads it there)
 
@@ -248,7 +248,8 @@ def project(G: GeneratorLike, target: Target, space: str = "w+", steps: int | No
         maps = dict(zip(noise, mine[1:]))
         generator = idle.get()
         try:
-            with ops.winograd(kernels=kernels), ops.channels_last(layout):  # forward and backward (this thread)
+            # forward and backward (this thread)
+            with convolution.winograd(kernels=kernels), convolution.channels_last(layout):
                 with runtime.autocast(device, dtype, cache=not capturing):
                     images = _synthesize(generator, (mine[0] + rows(w_noise)).expand(-1, G.num_ws, -1), maps)
                     dist = distances[g](_lpips_size(images)).float()
