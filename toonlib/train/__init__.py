@@ -13,8 +13,9 @@ networks, and only the first process downloads and writes files:
     torchrun --nproc_per_node=2 -m toonlib.train --data toons/ --resume ffhq-256-noaug --run-dir runs/toons
 
 The package's modules: config (TrainConfig and its defaults), recipe (formulas, freezing), loop (Trainer,
-finetune), distributed (torchrun processes), snapshots (run-folder files, resume), metrics_log (metrics.jsonl,
-metrics.png), arguments (command-line options).
+finetune), resume (whether a run folder's state may continue, what a resumed run changed), distributed (torchrun
+processes), snapshots (run-folder files, resume), metrics_log (metrics.jsonl, metrics.png), arguments (command-line
+options).
 """
 from __future__ import annotations
 

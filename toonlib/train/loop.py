@@ -20,7 +20,6 @@ import difflib
 import hashlib
 import json
 import math
-import os
 import signal
 import sys
 import threading
@@ -36,19 +35,27 @@ from PIL import Image
 
 from ..augment import AdaptiveP, AugmentPipe
 from ..checkpoints import CheckpointError, Networks, load_network, save_network
-from ..data import ImageDataset, cache_name, infinite_loader
+from ..data import ImageDataset, infinite_loader
 from ..devices import default_device
-from ..files import atomic_write_path, check_file_target, is_url, user_path
+from ..files import atomic_write_path, check_file_target, user_path
 from ..images import labelled_grid, save_image, to_pil
 from ..losses import discriminator_loss, generator_loss, path_length_penalty, path_lengths, r1_penalty, update_pl_mean
-from ..messages import counted, progress_bar, warn
+from ..messages import progress_bar, warn
 from ..models import MODELS
 from ..networks import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, z_from_seeds
 from ..quality import MetricUnavailable, image_quality, inception_weights
-from .config import RESUME_FIXED, TrainConfig, option_name, option_text, option_value
+from .config import TrainConfig, option_name, option_value
 from .distributed import Distributed, init_distributed
 from .metrics_log import append_metrics, plot_metrics, trim_metrics
 from .recipe import ema_beta, frozen_d_prefixes, frozen_g_prefixes, lazy_regularization, update_ema
+from .resume import (
+    check_resumable,
+    no_state_message,
+    resolved_source,
+    same_folder,
+    say_changed_data,
+    say_changed_settings,
+)
 from .snapshots import (
     LATEST_FILE,
     disk_full_said,
@@ -57,7 +64,6 @@ from .snapshots import (
     has_states,
     hold_run_dir,
     latest_record,
-    latest_snapshot,
     newest_state,
     newest_state_nimg,
     save_state,
@@ -71,8 +77,6 @@ __all__ = ["Trainer", "finetune"]
 PL_DECAY = 0.01
 PL_BATCH_SHRINK = 2
 STAT_KEYS = ("loss_G", "loss_D", "r1", "pl")
-# Settings a resumed run may change without a notice: where the run is, and how long it trains.
-QUIET_CHANGES = ("run_dir", "kimg")
 STOPPING = ("Interrupted (Ctrl-C): saving the run at the end of this minibatch, to continue later (interrupt again to "
             "stop at once, losing the training since the last snapshot)")
 
@@ -113,18 +117,18 @@ class Trainer:
     def _setup(self) -> None:
         """Networks (fresh or resumed), optimisers, augmentation, data and counters."""
         cfg = self.cfg
-        self.cfg = cfg = dataclasses.replace(cfg, data=_resolved(cfg.data), resume=_resolved(cfg.resume))
+        self.cfg = cfg = dataclasses.replace(cfg, data=resolved_source(cfg.data), resume=resolved_source(cfg.resume))
         found = newest_state(self.run_dir)
         state = found[1] if found is not None else None
-        if _same_folder(cfg.resume, cfg.run_dir):  # --resume RUN_DIR --run-dir RUN_DIR: continue that run
+        if same_folder(cfg.resume, cfg.run_dir):  # --resume RUN_DIR --run-dir RUN_DIR: continue that run
             if state is None:
-                raise ValueError(_no_state_message(cfg.resume))
-            self.cfg = cfg = dataclasses.replace(cfg, resume=_resolved(state["config"]["resume"]))  # its own base
+                raise ValueError(no_state_message(cfg.resume))
+            self.cfg = cfg = dataclasses.replace(cfg, resume=resolved_source(state["config"]["resume"]))  # its own base
         self.base_state: dict | None = None  # where the networks came from when `resume` is another run's folder
         if state is not None:
-            _check_resumable(state, cfg)
+            check_resumable(state, cfg)
             if self.is_main:
-                _say_changed_settings(state, cfg)
+                say_changed_settings(state, cfg)
             G, D, G_ema = _empty_networks(state)
             self.base_state = state.get("base_state")
         elif Path(cfg.resume).is_dir():
@@ -166,7 +170,7 @@ class Trainer:
             self._seed()
         else:
             if self.is_main:
-                _say_changed_data(state, cfg.data, self.dataset.files)
+                say_changed_data(state, cfg.data, self.dataset.files)
             self._load_state(state)
 
     # ---- setup
@@ -209,7 +213,7 @@ class Trainer:
         def find() -> str:
             found = newest_state(folder)
             if found is None:
-                raise ValueError(_no_state_message(folder))
+                raise ValueError(no_state_message(folder))
             chosen["path"], chosen["state"] = found
             return str(found[0])
 
@@ -678,22 +682,6 @@ def _set_hparams(opt: torch.optim.Optimizer, lr: float, betas: tuple) -> None:
         group["lr"], group["betas"] = lr, betas
 
 
-def _same_folder(resume: str, run_dir: str) -> bool:
-    """Whether `resume` is the existing folder `run_dir` (however spelled)."""
-    return Path(resume).is_dir() and Path(resume).resolve() == user_path(run_dir).resolve()
-
-
-def _no_state_message(folder: str) -> str:
-    try:
-        snapshot = latest_snapshot(folder)
-    except (OSError, ValueError, KeyError):  # latest.json cut short too
-        snapshot = None
-    example = f", e.g. {snapshot}" if snapshot is not None and snapshot.is_file() else ""
-    return (f"{folder} is a folder, and no training state in it (training-state-*.pt) could be read, so there is "
-            "no fine-tuning run to continue or start from. To start from a snapshot, pass the snapshot file "
-            f"(.safetensors or .pkl) as resume (--resume){example}")
-
-
 def _load_base(source: str, progress: bool) -> tuple[Generator, Discriminator, Generator]:
     """G, D and G_ema of the base checkpoint (G defaults to a copy of G_ema); D is required. A URL or registry name is
     downloaded first where need be, its bar shown when `progress` (`finetune(progress=False)` shows none)."""
@@ -705,43 +693,8 @@ def _load_base(source: str, progress: bool) -> tuple[Generator, Discriminator, G
             "registry models 'ffhq-256-noaug', 'ffhq-512-noaug', 'ffhq-1024-noaug' or NVIDIA's ffhq.pkl "
             "('ffhq-1024').")
     G = nets.G if nets.G is not None else copy.deepcopy(nets.G_ema)
+    G.loaded_from = nets.G_ema.loaded_from = None  # trained from here on: no longer the base's (a blend's record)
     return G, nets.D, nets.G_ema
-
-
-def _resolved(source: str) -> str:
-    """The absolute path of the data set or base model `source` when it names a file or folder here (relative to the
-    current folder, `~` expanded, links resolved), else `source` as it is: a web address, a registry name, a path
-    that names nothing (its error then names it as given)."""
-    path = user_path(source)
-    return str(path.resolve()) if not is_url(source) and path.exists() else source
-
-
-def _recorded_relative(source: str) -> bool:
-    """Whether a run recorded `source` as a relative path, as toonlib once did (relative to an unrecorded folder)."""
-    return not is_url(source) and not user_path(source).is_absolute()
-
-
-def _same_data(saved: TrainConfig, data: str, run_dir: Path, state: dict) -> bool:
-    """Whether the data the run recorded (`saved.data`) is `data` (resolved): the same path; for a relative record,
-    also the very images the run was trained on, which its dataset cache holds (same names, sizes and mtimes)."""
-    if _resolved(saved.data) == data:
-        return True
-    if not _recorded_relative(saved.data):
-        return False
-    try:
-        name = cache_name(data, state["networks"]["G"]["img_resolution"], saved.prepare)
-    except (OSError, ValueError):  # no such folder or zip: not the run's data
-        return False
-    return (run_dir / "dataset-cache" / name).is_file()
-
-
-def _same_base(saved: str, resume: str) -> bool:
-    """Whether the base the run recorded (`saved`) is `resume` (resolved): the same path, address or name; a relative
-    record also matches a path that ends with it (the file it named from the folder the run was started in)."""
-    if _resolved(saved) == resume:
-        return True
-    parts = Path(os.path.normpath(saved)).parts
-    return _recorded_relative(saved) and ".." not in parts and Path(resume).parts[-len(parts):] == parts
 
 
 def _batch_split_message(cfg: TrainConfig, batch_gpu: int, group: int, world: int) -> str:
@@ -761,38 +714,6 @@ def _batch_split_message(cfg: TrainConfig, batch_gpu: int, group: int, world: in
             f"minibatch-stddev group size" + (f", e.g. {other_gpu}" if other_gpu else ""))
 
 
-def _check_resumable(state: dict, cfg: TrainConfig) -> None:
-    """Check that the new config changes nothing a resumed run must keep. The data and the base are compared as
-    resolved paths: the same folder, zip or file however spelled. A run that recorded them as relative paths (as
-    toonlib once did) resumes from any folder with the images it was trained on and the base file it named."""
-    saved = TrainConfig.from_dict(state["config"])
-    run_dir = user_path(cfg.run_dir)
-    model_res = state["networks"]["G"]["img_resolution"]
-
-    def value(config: TrainConfig, key: str) -> object:
-        # an unset resolution is the model's: `--resolution 256` resumes a 256 px run started without it (it was
-        # refused as "--resolution: None -> 256"), and the other way round
-        return config.resolution or model_res if key == "resolution" else getattr(config, key)
-
-    def same(key: str) -> bool:
-        if key == "data":
-            return _same_data(saved, cfg.data, run_dir, state)
-        if key == "resume":
-            return _same_base(saved.resume, cfg.resume)
-        return value(saved, key) == value(cfg, key)
-
-    changed = [k for k in RESUME_FIXED if not same(k)]
-    if changed:
-        listed = "; ".join(f"{option_name(k)}: {value(saved, k)!r} -> {value(cfg, k)!r}" for k in changed)
-        relative = (f" The run recorded {saved.data!r} relative to the folder it was started in, and its dataset "
-                    f"cache does not hold the images of {cfg.data}: give the folder it was trained on."
-                    if "data" in changed and _recorded_relative(saved.data) else "")
-        raise ValueError(f"{cfg.run_dir} holds a run started with other settings ({listed}).{relative} A resumed "
-                         "run keeps its networks, data and random streams: restore those settings or use a new "
-                         "run folder, --run-dir (--kimg, --snapshot-kimg, --metric and the loss settings may "
-                         "change).")
-
-
 def _check_run_dir_outside_data(cfg: TrainConfig) -> None:
     """Refuse a run folder inside the data folder (or the data folder itself): its fakes grids and plots would be
     read as training images when the run resumes."""
@@ -802,33 +723,6 @@ def _check_run_dir_outside_data(cfg: TrainConfig) -> None:
         raise ValueError(f"{option_value('run_dir', cfg.run_dir)} {where} the data folder {cfg.data}: the run's "
                          "images (fakes, metrics.png) would become training images. Put the run folder elsewhere, "
                          f"e.g. {data.parent / 'runs' / data.name}")
-
-
-def _say_changed_settings(state: dict, cfg: TrainConfig) -> None:
-    """Warn of each setting a resumed run changes (those it may change, `RESUME_FIXED` aside), one line each: the
-    run goes on with it, as it would not have without the stop."""
-    saved = TrainConfig.from_dict(state["config"])
-    for field in dataclasses.fields(TrainConfig):
-        name = field.name
-        old, new = getattr(saved, name), getattr(cfg, name)
-        if name not in RESUME_FIXED + QUIET_CHANGES and old != new:
-            warn(f"{cfg.run_dir}: {option_name(name)} {option_text(name, new)} from here on (the run had "
-                 f"{option_text(name, old)})")
-
-
-def _say_changed_data(state: dict, data: str, files: list[tuple[str, int, int]]) -> None:
-    """Warn when the images of the data set changed since the training state was saved (added, removed, replaced):
-    the run goes on with the images there now. States of older toonlibs did not record them."""
-    if "data_files" not in state:
-        return
-    before = {name: stamp for name, *stamp in state["data_files"]}
-    now = {name: stamp for name, *stamp in files}
-    changes = {"added": len(now.keys() - before.keys()), "removed": len(before.keys() - now.keys()),
-               "replaced": sum(before[name] != stamp for name, stamp in now.items() if name in before)}
-    if any(changes.values()):
-        said = ", ".join(f"{count} {change}" for change, count in changes.items() if count)
-        warn(f"the images in {data} changed since the run's last snapshot ({said}; {counted(len(now), 'file')} "
-             "now): the run goes on with the images there now")
 
 
 def _empty_networks(state: dict) -> tuple[Generator, Discriminator, Generator]:

@@ -1,0 +1,141 @@
+"""Resuming a run: whether a run folder's training state may continue under a new run's settings, and what the
+resumed run says changed (docs/design.md section 8).
+
+A run keeps what would change its networks, data or random streams (`config.RESUME_FIXED`, `check_resumable`); the
+data and the base (`resume`) are compared as resolved paths (`resolved_source`), so the same folder, zip or file
+resumes however it is spelled, and a run that recorded them as relative paths (as toonlib once did) resumes from any
+folder with the images it was trained on and the base file it named. The settings it may change, and images added,
+removed or replaced in the data folder, are said in one warning each (`say_changed_settings`, `say_changed_data`).
+`resume` may name the run folder itself (`same_folder`: that run continues); a folder without a readable training
+state is refused with `no_state_message`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+from ..data import cache_name
+from ..files import is_url, user_path
+from ..messages import counted, warn
+from .config import RESUME_FIXED, TrainConfig, option_name, option_text
+from .snapshots import latest_snapshot
+
+__all__ = ["QUIET_CHANGES", "check_resumable", "no_state_message", "resolved_source", "same_folder",
+           "say_changed_data", "say_changed_settings"]
+
+# Settings a resumed run may change without a notice: where the run is, and how long it trains.
+QUIET_CHANGES = ("run_dir", "kimg")
+
+
+def same_folder(resume: str, run_dir: str) -> bool:
+    """Whether `resume` is the existing folder `run_dir` (however spelled)."""
+    return Path(resume).is_dir() and Path(resume).resolve() == user_path(run_dir).resolve()
+
+
+def no_state_message(folder: str) -> str:
+    """Why the folder `folder`, given as `resume`, is refused: no training state in it can be read; names its newest
+    snapshot, when it has one, as the file to pass instead."""
+    try:
+        snapshot = latest_snapshot(folder)
+    except (OSError, ValueError, KeyError):  # latest.json cut short too
+        snapshot = None
+    example = f", e.g. {snapshot}" if snapshot is not None and snapshot.is_file() else ""
+    return (f"{folder} is a folder, and no training state in it (training-state-*.pt) could be read, so there is "
+            "no fine-tuning run to continue or start from. To start from a snapshot, pass the snapshot file "
+            f"(.safetensors or .pkl) as resume (--resume){example}")
+
+
+def resolved_source(source: str) -> str:
+    """The absolute path of the data set or base model `source` when it names a file or folder here (relative to the
+    current folder, `~` expanded, links resolved), else `source` as it is: a web address, a registry name, a path
+    that names nothing (its error then names it as given)."""
+    path = user_path(source)
+    return str(path.resolve()) if not is_url(source) and path.exists() else source
+
+
+def _recorded_relative(source: str) -> bool:
+    """Whether a run recorded `source` as a relative path, as toonlib once did (relative to an unrecorded folder)."""
+    return not is_url(source) and not user_path(source).is_absolute()
+
+
+def _same_data(saved: TrainConfig, data: str, run_dir: Path, state: dict) -> bool:
+    """Whether the data the run recorded (`saved.data`) is `data` (resolved): the same path; for a relative record,
+    also the very images the run was trained on, which its dataset cache holds (same names, sizes and mtimes)."""
+    if resolved_source(saved.data) == data:
+        return True
+    if not _recorded_relative(saved.data):
+        return False
+    try:
+        name = cache_name(data, state["networks"]["G"]["img_resolution"], saved.prepare)
+    except (OSError, ValueError):  # no such folder or zip: not the run's data
+        return False
+    return (run_dir / "dataset-cache" / name).is_file()
+
+
+def _same_base(saved: str, resume: str) -> bool:
+    """Whether the base the run recorded (`saved`) is `resume` (resolved): the same path, address or name; a relative
+    record also matches a path that ends with it (the file it named from the folder the run was started in)."""
+    if resolved_source(saved) == resume:
+        return True
+    parts = Path(os.path.normpath(saved)).parts
+    return _recorded_relative(saved) and ".." not in parts and Path(resume).parts[-len(parts):] == parts
+
+
+def check_resumable(state: dict, cfg: TrainConfig) -> None:
+    """Check that the new config changes nothing a resumed run must keep. The data and the base are compared as
+    resolved paths: the same folder, zip or file however spelled. A run that recorded them as relative paths (as
+    toonlib once did) resumes from any folder with the images it was trained on and the base file it named."""
+    saved = TrainConfig.from_dict(state["config"])
+    run_dir = user_path(cfg.run_dir)
+    model_res = state["networks"]["G"]["img_resolution"]
+
+    def value(config: TrainConfig, key: str) -> object:
+        # an unset resolution is the model's: `--resolution 256` resumes a 256 px run started without it (it was
+        # refused as "--resolution: None -> 256"), and the other way round
+        return config.resolution or model_res if key == "resolution" else getattr(config, key)
+
+    def same(key: str) -> bool:
+        if key == "data":
+            return _same_data(saved, cfg.data, run_dir, state)
+        if key == "resume":
+            return _same_base(saved.resume, cfg.resume)
+        return value(saved, key) == value(cfg, key)
+
+    changed = [k for k in RESUME_FIXED if not same(k)]
+    if changed:
+        listed = "; ".join(f"{option_name(k)}: {value(saved, k)!r} -> {value(cfg, k)!r}" for k in changed)
+        relative = (f" The run recorded {saved.data!r} relative to the folder it was started in, and its dataset "
+                    f"cache does not hold the images of {cfg.data}: give the folder it was trained on."
+                    if "data" in changed and _recorded_relative(saved.data) else "")
+        raise ValueError(f"{cfg.run_dir} holds a run started with other settings ({listed}).{relative} A resumed "
+                         "run keeps its networks, data and random streams: restore those settings or use a new "
+                         "run folder, --run-dir (--kimg, --snapshot-kimg, --metric and the loss settings may "
+                         "change).")
+
+
+def say_changed_settings(state: dict, cfg: TrainConfig) -> None:
+    """Warn of each setting a resumed run changes (those it may change, `RESUME_FIXED` aside), one line each: the
+    run goes on with it, as it would not have without the stop."""
+    saved = TrainConfig.from_dict(state["config"])
+    for field in dataclasses.fields(TrainConfig):
+        name = field.name
+        old, new = getattr(saved, name), getattr(cfg, name)
+        if name not in RESUME_FIXED + QUIET_CHANGES and old != new:
+            warn(f"{cfg.run_dir}: {option_name(name)} {option_text(name, new)} from here on (the run had "
+                 f"{option_text(name, old)})")
+
+
+def say_changed_data(state: dict, data: str, files: list[tuple[str, int, int]]) -> None:
+    """Warn when the images of the data set changed since the training state was saved (added, removed, replaced):
+    the run goes on with the images there now. States of older toonlibs did not record them."""
+    if "data_files" not in state:
+        return
+    before = {name: stamp for name, *stamp in state["data_files"]}
+    now = {name: stamp for name, *stamp in files}
+    changes = {"added": len(now.keys() - before.keys()), "removed": len(before.keys() - now.keys()),
+               "replaced": sum(before[name] != stamp for name, stamp in now.items() if name in before)}
+    if any(changes.values()):
+        said = ", ".join(f"{count} {change}" for change, count in changes.items() if count)
+        warn(f"the images in {data} changed since the run's last snapshot ({said}; {counted(len(now), 'file')} "
+             "now): the run goes on with the images there now")
