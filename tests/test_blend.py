@@ -300,3 +300,40 @@ def test_blend_and_convert_refuse_to_write_over_a_model_they_read(tmp_path, caps
         assert cli.main(argv) == 2
         assert f"is the {option} model's file: writing there would replace that model" in capsys.readouterr().err
     assert toon.read_bytes() == before
+
+
+@pytest.mark.filterwarnings("ignore::toonlib.blending.LineageWarning")  # the fixtures are unrelated models
+def test_a_blend_saved_from_python_says_how_it_was_made(low, high, tmp_path):
+    """The README's way, `save_network(path, toonlib.blend(toon_G, G, 32))`, wrote a file whose `toonlib info` said
+    nothing of the blend, where `toonlib blend`'s files name their models and setting."""
+    import subprocess
+    import sys
+
+    import toonlib
+
+    toon_path = toonlib.save_network(tmp_path / "toon.safetensors", low)
+    base_path = toonlib.save_network(tmp_path / "base.safetensors", high)
+    toon_G = toonlib.load_generator(str(toon_path))
+    G = toonlib.load_network(base_path).G_ema  # a Path, as given: named as str(path)
+    blended = toonlib.blend(toon_G, G, swap_res=8, blend_width=0.5)
+    saved = toonlib.save_network(tmp_path / "blended.safetensors", blended)
+    record = {"toon": str(toon_path), "base": str(base_path), "swap_res": 8, "level": 0, "blend_width": 0.5}
+    assert toonlib.load_network(saved).meta["blend"] == record
+    info = subprocess.run([sys.executable, "-m", "toonlib", "info", str(saved)], capture_output=True, text=True,
+                          timeout=120)
+    assert info.stdout.splitlines()[1] == (f"blend of {toon_path} up to 8 px (level 0), {base_path} above; "
+                                           "smooth switch, width 0.5"), info.stdout + info.stderr
+    # A blend of the saved blend names the file it came from.
+    reblended = toonlib.blend(str(saved), G, 16)
+    assert reblended.blend_record == {**record, "toon": str(saved), "swap_res": 16, "blend_width": None}
+    assert reblended.loaded_from is None and toon_G.loaded_from == str(toon_path)  # the inputs keep their names
+
+    # Generators made in memory are named so; a per-layer blend has no swap resolution to record; the caller's
+    # own meta wins.
+    assert blend(low, high, 8).blend_record["toon"] == "an unsaved generator"
+    assert blend_per_layer(low, high, [0.5] * low.num_ws).blend_record is None
+    own = toonlib.save_network(tmp_path / "own.safetensors",
+                               toonlib.Networks(G_ema=blended, meta={"blend": {**record, "toon": "my toon"}}))
+    assert toonlib.load_network(own).meta["blend"]["toon"] == "my toon"
+    blender = Blender(toon_G, G)
+    assert blender.set(16).blend_record["swap_res"] == 16 and blender.set_per_ws([1] * low.num_ws).blend_record is None

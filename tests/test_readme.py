@@ -541,7 +541,10 @@ def check_python(out: Outcome, box: Sandbox) -> None:
     assert isinstance(names["toon_G"], Generator) and isinstance(names["blended"], Generator)
     toon_state = names["toon_G"].state_dict()
     assert all(torch.equal(toon_state[name], tensor) for name, tensor in box.toon.state_dict().items())
-    assert load_network("blended.safetensors").G_ema.img_resolution == 32
+    blended = load_network("blended.safetensors")
+    assert blended.G_ema.img_resolution == 32
+    assert blended.meta["blend"] == {"toon": "toonify-blended-tf", "base": "ffhq-1024-tf", "swap_res": 32,
+                                     "level": 0, "blend_width": None}  # its comment: `toonlib info` names them
     assert tuple(names["projection"].w.shape) == (1, box.base.num_ws, box.base.w_dim)
     assert names["projection"].steps == PROJECTION_STEPS
     with np.load("me.npz") as npz:

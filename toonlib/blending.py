@@ -146,6 +146,15 @@ def blend_record(toon: str | os.PathLike, base: str | os.PathLike, swap_res: int
             "blend_width": blend_width or None}
 
 
+#: How a blend record names a generator made in memory, not loaded from a file (`Generator.loaded_from`).
+UNSAVED = "an unsaved generator"
+
+
+def _name_of(G: Generator) -> str:
+    """A model of a blend as its record names it: the checkpoint it was loaded from, as the caller named it."""
+    return G.loaded_from or UNSAVED
+
+
 def describe_blend(record: dict) -> str:
     """A `blend_record` in words: "toon up to 16 px (level 0), FFHQ above; hard switch"."""
     width = record.get("blend_width")
@@ -193,6 +202,8 @@ class Blender:
         if not lineage_checked:
             check_lineage(low, high, "the low-res (toon) model", "the high-res (base) model")
         self.G: Generator = copy.deepcopy(low)
+        self.G.loaded_from = None  # it is no longer the file's model
+        self._names = (_name_of(low), _name_of(high))
         self._layers = synthesis_layers(self.G.config)
         high_params = dict(high.named_parameters())
         low_params = dict(low.named_parameters())
@@ -202,14 +213,18 @@ class Blender:
                                  high_params[name].detach().to(param)))
 
     def set(self, swap_res: int, level: int = 0, blend_width: float | None = None) -> Generator:
-        """Apply a resolution-based setting (see the module docstring) and return the output `G`."""
-        return self._apply({layer.name: layer.weight for layer in layer_weights(self.G, swap_res, level, blend_width)})
+        """Apply a resolution-based setting (see the module docstring) and return the output `G`, which records it
+        (`G.blend_record`, kept by `save_network`)."""
+        self._apply({layer.name: layer.weight for layer in layer_weights(self.G, swap_res, level, blend_width)})
+        self.G.blend_record = blend_record(*self._names, swap_res, level, blend_width)
+        return self.G
 
     def set_per_ws(self, weights: Sequence[float]) -> Generator:
         """Apply one weight per ws index (see `blend_per_layer`) and return the output `G`."""
         weights = [float(a) for a in weights]
         if len(weights) != self.G.num_ws or not all(math.isfinite(a) for a in weights):
             raise ValueError(f"weights must be {self.G.num_ws} finite numbers (one per ws index), got {weights}")
+        self.G.blend_record = None  # no swap resolution describes it
         return self._apply({layer.name: weights[layer.ws_index] for layer in self._layers})
 
     @torch.no_grad()

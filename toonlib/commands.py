@@ -17,6 +17,7 @@ from typing import Callable
 DEFAULT_GRID_SEEDS = "0-5"  # blend --grid's rows
 MAX_GRID_SEEDS = 32  # blend --grid renders each column's rows in one batch: ~0.5 GB of memory a row at 1024 px
 DEFAULT_VIDEO_EVERY = 5  # project --video: steps between frames
+CPU_HINT_STEPS = 100  # toonify names the encoders from this many projection steps on a CPU (~a minute at 1024 px)
 DEFAULT_TRUNCATION_PSI = 0.7  # blend --grid's latents
 
 
@@ -212,8 +213,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_blend(args: argparse.Namespace) -> int:
-    from .blending import blend, blend_record, check_setting, swap_resolution_grid, toon_generator
-    from .checkpoints import Networks, load_generator, save_network
+    from .blending import blend, check_setting, swap_resolution_grid, toon_generator
+    from .checkpoints import load_generator, save_network
     from .images import save_image
     from .networks import parse_seeds
     from .pipeline import check_swap_res, toon_network_of
@@ -233,8 +234,7 @@ def cmd_blend(args: argparse.Namespace) -> int:
     check_swap_res(args.swap_res, low)
     high = load_generator(args.base, which=args.base_network)
     blended = blend(low, high, args.swap_res, level=args.level, blend_width=args.blend_width)
-    record = blend_record(args.toon, args.base, args.swap_res, args.level, args.blend_width)
-    save_network(args.output, Networks(G_ema=blended, meta={"blend": record}))
+    save_network(args.output, blended)  # with its record: the models as given and the setting
     print(f"wrote {args.output}")
     if args.grid:
         grid = swap_resolution_grid(low, high, seeds, level=args.level,
@@ -376,7 +376,7 @@ def cmd_toonify(args: argparse.Namespace) -> int:
     from .files import check_file_target
     from .images import save_image
     from .pipeline import Toonifier, paste_faces
-    from .projection import save_latent
+    from .projection import DEFAULT_STEPS, save_latent
 
     if Path(args.photos).suffix.lower() in LATENT_SUFFIXES:
         return _toonify_latent(args)
@@ -395,9 +395,11 @@ def cmd_toonify(args: argparse.Namespace) -> int:
     toonifier = Toonifier(args.base, args.toon, swap_res=args.swap_res, level=args.level,
                           blend_width=args.blend_width, toon_network=args.toon_network, detector=args.detector,
                           invert=args.invert, encoder=args.encoder)  # it checks swap_res against its toon model
-    if args.invert == "optimize" and toonifier.device.type == "cpu":  # the default: say there is a faster way
-        print("toonlib toonify: projecting on the CPU takes minutes a photo (the bar below counts them down); "
-              "--invert e4e takes seconds (README: Inversion modes)", file=sys.stderr)
+    steps = args.steps or DEFAULT_STEPS[args.space or "w+"]
+    if args.invert == "optimize" and toonifier.device.type == "cpu" and steps >= CPU_HINT_STEPS:
+        # the default: say there is a faster way
+        print(f"toonlib toonify: projecting on the CPU takes minutes a photo at {steps} steps (the bar below counts "
+              "them down); --invert e4e takes seconds (README: Inversion modes)", file=sys.stderr)
     failed = 0
     written: list[Path] = []
     one = len(photos) == 1  # one photo: the projection's step bar; a folder: a bar of photos

@@ -471,6 +471,11 @@ class Generator(nn.Module):
     `Generator(img_resolution=256)` is FFHQ's config F at 256 px.
     """
 
+    #: the checkpoint `load_network` read it from, as the caller named it (registry name, path or URL)
+    loaded_from: str | None = None
+    #: how `blending.blend` / `Blender.set` made it (`blending.blend_record`); `save_network` keeps it in the file
+    blend_record: dict | None = None
+
     def __init__(self, config: GeneratorConfig | None = None, **fields):
         super().__init__()
         runtime.tune_allocator()  # keep large freed blocks for reuse (toonlib.runtime; opt-out there)

@@ -19,6 +19,7 @@ any two formats compares equal and blends. No reader runs code from a file: pick
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import pickle
 import re
@@ -62,6 +63,9 @@ def load_network(source: str | os.PathLike, device: torch.device | str | None = 
     device = None if device is None else default_device(device)  # a device this machine lacks fails first
     path = _resolve(source, progress=progress)
     nets = read_checkpoint(path)
+    for G in (nets.G_ema, nets.G):
+        if G is not None:
+            G.loaded_from = str(source)
     if device is not None:
         for net in (nets.G_ema, nets.G, nets.D):
             if net is not None:
@@ -295,7 +299,8 @@ def save_network(path: str | os.PathLike, networks: Networks | Generator) -> Pat
     The format is safetensors (tensors plus the configs and meta as JSON; no pickle). The file is
     written at exactly `path`: name it `*.safetensors` (`NATIVE_SUFFIX`) so that other tools, which pick
     their loader by suffix, recognise it; toonlib itself reads it under any name. Another suffix is written
-    as asked, with a `ToonlibWarning`.
+    as asked, with a `ToonlibWarning`. A generator made by `blend` keeps how it was made (meta "blend", shown by
+    `toonlib info`), as `toonlib blend`'s files do, unless `networks.meta` says otherwise.
     """
     if isinstance(networks, Generator):
         networks = Networks(G_ema=networks)
@@ -303,6 +308,8 @@ def save_network(path: str | os.PathLike, networks: Networks | Generator) -> Pat
         swapped = isinstance(path, (Generator, Networks))
         raise TypeError("save_network(path, networks) takes a file path, then a Generator or Networks; got "
                         f"{type(path).__name__}, {type(networks).__name__}" + (" (swapped)" if swapped else ""))
+    if networks.G_ema.blend_record is not None and "blend" not in networks.meta:  # a blend made in Python
+        networks = dataclasses.replace(networks, meta={**networks.meta, "blend": networks.G_ema.blend_record})
     native.save(networks, path)
     path = user_path(path)
     if path.suffix.lower() != NATIVE_SUFFIX:
