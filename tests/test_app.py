@@ -256,6 +256,66 @@ def test_photos_browsers_cannot_draw_are_shown_as_a_jpeg(app, setup, tmp_path):
         page.close()
 
 
+def test_previews_are_forgotten_once_gradio_deletes_them(app, setup, tmp_path):
+    """The page's map of JPEG copies (copy -> upload) kept every HEIC or TIFF photo ever uploaded, though Gradio
+    deletes the files after an hour: a server running for weeks grew without end. A new copy now drops those whose
+    file is gone; the copies still there still lead to their uploads."""
+    import inspect
+
+    hopper = Image.open(setup["photos"] / "hopper.jpg")
+    uploads = []
+    for name in ("first", "second", "third"):
+        tiff = tmp_path / name / f"{name}.tiff"
+        tiff.parent.mkdir()
+        hopper.save(tiff)
+        uploads.append({"path": str(tiff), "orig_name": tiff.name})
+    page = app.build()
+    previews = inspect.getclosurevars(page_events(page)["on_new_photo"].fn).nonlocals["previews"]
+    try:
+        first, second = (asyncio.run(run_event(page, "on_new_photo", upload, visitor=upload["orig_name"]))[-1]
+                         for upload in uploads[:2])
+        assert set(previews) == {first, second}
+        for gone in (first, uploads[0]["path"]):  # as Gradio's cache deletes them, an hour on
+            os.remove(gone)
+        third = asyncio.run(run_event(page, "on_new_photo", uploads[2], visitor="third.tiff"))[-1]
+        assert set(previews) == {second, third}
+        shown = {"path": second, "orig_name": "second.jpeg"}  # what the page shows, and sends with Toonify
+        assert list(asyncio.run(run_event(page, "on_new_photo", shown, visitor="second.tiff"))) == [
+            {"__type__": "update"}] * 7  # skipped
+        *_, toon, _, status = asyncio.run(run_event(page, "on_toonify", shown, STEPS, 16, "optimize", None, 0,
+                                                    visitor="second.tiff"))
+        assert status.startswith("One face") and Path(toon).name == "second-toon.png"
+    finally:
+        page.close()
+
+
+def test_webcam_photos_are_named_by_their_time(app, setup, tmp_path):
+    """Gradio's page names every webcam capture "image.png", so its toon downloaded as "image-toon.png". It sends the
+    capture without a type, unlike a file the visitor picks (typed by the browser): a capture is now named by the time
+    it reached the server (the server's copy's), and a file called image.png keeps its name."""
+    capture = tmp_path / "upload" / "image.png"
+    capture.parent.mkdir()
+    Image.open(setup["photos"] / "hopper.jpg").save(capture)
+    taken = time.mktime((2026, 12, 3, 6, 14, 59, 0, 0, -1))  # local time, as the server's clock
+    os.utime(capture, (taken, taken))
+    webcam = {"path": str(capture), "orig_name": "image.png", "mime_type": ""}  # what the page sends
+    picked = {**webcam, "mime_type": "image/png"}
+    page = app.build()
+    try:
+        _, _, aligned, toon, pasted, status = asyncio.run(run_event(page, "on_toonify", webcam, STEPS, 16, "optimize",
+                                                                    None, 0))
+        assert status.startswith("One face")
+        assert [Path(file).name for file in (aligned, toon, pasted)] == [
+            f"webcam-2026-12-03-0614-{kind}.png" for kind in ("aligned", "toon", "pasted")]
+        *_, toon, _, _ = asyncio.run(run_event(page, "on_toonify", picked, STEPS, 16, "optimize", None, 0))
+        assert Path(toon).name == "image-toon.png"
+        os.remove(capture)  # as Gradio's cache deletes it, an hour on: its time is gone with it
+        *_, status = asyncio.run(run_event(page, "on_toonify", webcam, STEPS, 16, "optimize", None, 0))
+        assert status.startswith("**Not toonified:** the app no longer has 'webcam.png': uploads are deleted")
+    finally:
+        page.close()
+
+
 def png_header(width: int, height: int) -> bytes:
     """A PNG file with a valid header for width x height and no pixel data (never decoded by the check)."""
     def chunk(kind: bytes, data: bytes) -> bytes:

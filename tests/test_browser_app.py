@@ -499,7 +499,9 @@ def test_no_run_history(page, server, tmp_path):
 
 
 def test_webcam_photo_reaches_the_app(page, server, tmp_path):
-    """Chromium's fake camera (a test pattern, no face): the capture is toonified like an upload."""
+    """Chromium's fake camera (a test pattern, no face): the capture is toonified like an upload. Gradio names every
+    capture "image.png"; the app names it by its time (`_upload_name`), and an uploaded file called image.png keeps
+    its name."""
     with screenshots_on_failure(page, tmp_path, "webcam"):
         page.click("#photo button[aria-label='Capture from camera']")
         page.get_by_text("Click to Access Webcam").click()
@@ -508,7 +510,15 @@ def test_webcam_photo_reaches_the_app(page, server, tmp_path):
         with page.expect_response(lambda response: "/gradio_api/run/predict" in response.url):  # as upload()
             page.click("#photo button[aria-label='capture photo']")
         page.click("#toonify")
-        page.locator("#status", has_text="Not toonified: no face was found in '").wait_for(timeout=TOON_S * 1000)
+        page.locator("#status", has_text=re.compile(r"Not toonified: no face was found in "
+                                                    r"'webcam-\d{4}-\d\d-\d\d-\d{4}\.png'")
+                     ).wait_for(timeout=TOON_S * 1000)
+        named_image = tmp_path / "image.png"
+        Image.open(server.photos / "coffee.png").save(named_image)  # no face
+        upload(page, named_image)
+        page.click("#toonify")
+        page.locator("#status", has_text="Not toonified: no face was found in 'image.png'").wait_for(
+            timeout=TOON_S * 1000)
 
 
 @pytest.mark.parametrize("width", [390, 800, 1024, 1600])  # 390: a phone opening a shared link

@@ -6,7 +6,7 @@
 A photo (upload or webcam) gives the FFHQ-aligned face, its toon and the toon pasted back into the photo.
 A photo with several faces shows them all; clicking one toonifies it too. The swap-resolution choice (in px)
 re-renders the toons from the cached latents (no new projection). Results download as `<photo>-toon.png`,
-`-aligned.png` and `-pasted.png`, the photo's own name.
+`-aligned.png` and `-pasted.png`, the photo's own name (a webcam photo's: its time, `webcam-2026-12-03-0614`).
 
 `ToonApp` is the logic, without Gradio: one `Toonifier` per inversion mode offered, shared by every visitor
 (models load once per process), one `Session` per visitor, the limits and the error messages.
@@ -179,6 +179,22 @@ def _download_stem(name: str) -> str:
     """The photo's part of its results' download names: its file name without the suffix, cut to `NAME_BYTES`."""
     stem = Path(name).stem.encode()[:NAME_BYTES].decode(errors="ignore")  # not within a character
     return stem or "photo"
+
+
+def _upload_name(upload: dict) -> str | None:
+    """The name of an upload (Gradio's record of it, a `FileData` dict) on the visitor's machine. Gradio's page
+    names every webcam capture "image.png" (its toon downloaded as "image-toon.png"): a capture is named by the time
+    it reached the server instead (the server's clock), "webcam-2026-12-03-0614.png". Gradio's page makes the
+    capture's file without a type and sends that empty type with it; a file the visitor picks or drops is typed by
+    their browser from its name ("image/png")."""
+    name = upload.get("orig_name")
+    if name != "image.png" or upload.get("mime_type") != "":
+        return name
+    try:
+        taken = time.localtime(os.path.getmtime(upload["path"]))
+    except OSError:  # deleted with Gradio's cache: its message names it (`ToonApp.check_photo`)
+        return "webcam.png"
+    return time.strftime("webcam-%Y-%m-%d-%H%M.png", taken)
 
 
 def _discard(work: asyncio.Future) -> None:
@@ -471,6 +487,7 @@ class ToonApp:
         # A photo browsers cannot draw (`ToonApp.preview`) is shown as a JPEG copy: its path -> the upload's path and
         # name, which the events read (the page sends whichever it shows when Toonify is pressed).
         previews: dict[str, tuple[str, str | None]] = {}
+        previews_lock = threading.Lock()  # the new-photo event runs in worker threads, unqueued
 
         def after_step(stop: threading.Event, progress: Any, steps: int, what: str) -> Callback:
             # The projection's callback: it ends the projection once `stop` is set, else shows the step done.
@@ -552,7 +569,16 @@ class ToonApp:
             # The server's copy of the visitor's photo and its name on their machine (the original of a preview).
             if upload is None:
                 return None, None
-            return previews.get(upload["path"], (upload["path"], upload.get("orig_name")))
+            return previews.get(upload["path"], (upload["path"], _upload_name(upload)))
+
+        def keep_preview(shown: str, photo: str, name: str | None) -> None:
+            # Copies Gradio has deleted (with its cache, an hour on) are forgotten as a new one comes: a server that
+            # ran for weeks kept every one. Their uploads, older, are deleted too: a page still showing such a copy
+            # is asked for the photo again either way (`ToonApp.check_photo`).
+            with previews_lock:
+                for gone in [path for path in previews if not os.path.exists(path)]:
+                    del previews[gone]
+                previews[shown] = (photo, name)
 
         def on_new_photo(upload, request):
             if upload is not None and upload["path"] in previews:  # the preview of the photo shown: not a new one
@@ -573,7 +599,7 @@ class ToonApp:
                         folder.mkdir(parents=True, exist_ok=True)
                         shown = str(folder / f"{_download_stem(name or Path(photo).name)}.jpeg")
                         preview.save(shown, quality=90)
-                        previews[shown] = (photo, name)
+                        keep_preview(shown, photo, name)
             return None, gr.update(value=None, visible=False), None, None, None, status, shown
 
         # Gradio finds these arguments by their types (`gr` is not in this module's globals for the annotations).
