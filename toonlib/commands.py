@@ -17,7 +17,7 @@ from typing import Callable
 DEFAULT_GRID_SEEDS = "0-5"  # blend --grid's rows
 MAX_GRID_SEEDS = 32  # blend --grid renders each column's rows in one batch: ~0.5 GB of memory a row at 1024 px
 DEFAULT_VIDEO_EVERY = 5  # project --video: steps between frames
-CPU_HINT_STEPS = 100  # toonify names the encoders from this many projection steps on a CPU (~a minute at 1024 px)
+CPU_HINT_STEPS = 100  # toonify names the encoders on a CPU by default and from this many --steps (~a minute at 1024 px)
 DEFAULT_TRUNCATION_PSI = 0.7  # blend --grid's latents
 
 
@@ -375,6 +375,7 @@ def cmd_toonify(args: argparse.Namespace) -> int:
 
     from .files import check_file_target
     from .images import save_image
+    from .messages import counted
     from .pipeline import Toonifier, paste_faces
     from .projection import DEFAULT_STEPS, save_latent
 
@@ -395,11 +396,11 @@ def cmd_toonify(args: argparse.Namespace) -> int:
     toonifier = Toonifier(args.base, args.toon, swap_res=args.swap_res, level=args.level,
                           blend_width=args.blend_width, toon_network=args.toon_network, detector=args.detector,
                           invert=args.invert, encoder=args.encoder)  # it checks swap_res against its toon model
-    steps = args.steps or DEFAULT_STEPS[args.space or "w+"]
-    if args.invert == "optimize" and toonifier.device.type == "cpu" and steps >= CPU_HINT_STEPS:
-        # the default: say there is a faster way
-        print(f"toonlib toonify: projecting on the CPU takes minutes a photo at {steps} steps (the bar below counts "
-              "them down); --invert e4e takes seconds (README: Inversion modes)", file=sys.stderr)
+    if (args.invert == "optimize" and toonifier.device.type == "cpu"  # the default: say there is a faster way
+            and (args.steps is None or args.steps >= CPU_HINT_STEPS)):
+        steps = counted(args.steps or DEFAULT_STEPS[args.space or "w+"], "step")
+        print(f"toonlib toonify: projecting on the CPU takes minutes a photo at {steps} (the bar below counts them "
+              "down); --invert e4e takes seconds (README: Inversion modes)", file=sys.stderr)
     failed = 0
     written: list[Path] = []
     one = len(photos) == 1  # one photo: the projection's step bar; a folder: a bar of photos
