@@ -195,6 +195,26 @@ def test_ctrl_c_that_cut_torchs_import_short_exits_130(monkeypatch, capsys):
     assert capsys.readouterr().err == "toonlib models: interrupted\n"
 
 
+def test_ctrl_c_while_python_exits_ends_the_program_with_the_commands_status(tmp_path):
+    """Ctrl-C once the command was done, while Python exited (joining threads, running exit handlers), printed a
+    KeyboardInterrupt traceback ("Exception ignored in ...") under the command's last line; now the program ends at
+    once with the command's own status. Here an exit handler of the program's sends the Ctrl-C."""
+    program = tmp_path / "program.py"
+    program.write_text("import atexit, os, runpy, signal, sys, time\n"
+                       "atexit.register(lambda: (os.kill(os.getpid(), signal.SIGINT), time.sleep(10)))\n"
+                       "module, sys.argv = sys.argv[1], sys.argv[1:]\n"
+                       "runpy.run_module(module, run_name='__main__')\n")
+    missing = str(tmp_path / "missing.pkl")
+    for args, status, said in ((["toonlib", "models"], 0, ""),
+                               (["toonlib", "info", missing], 2, "toonlib info: error: "),
+                               (["toonlib.train", "--data", str(tmp_path), "--resume", missing, "--run-dir",
+                                 str(tmp_path / "run")], 2, "error: no checkpoint at")):  # `python -m toonlib.train`
+        result = subprocess.run([sys.executable, str(program), *args], capture_output=True, text=True, timeout=300)
+        assert result.returncode == status, result.stderr
+        assert "Traceback" not in result.stderr and "KeyboardInterrupt" not in result.stderr, result.stderr
+        assert said in result.stderr  # the command's own words stay
+
+
 def test_warnings_read_as_the_commands_own(monkeypatch, capsys):
     import warnings
 

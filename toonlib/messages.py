@@ -11,10 +11,14 @@
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import numbers
 import os
+import signal
 import sys
+import threading
 import warnings
 
 __all__ = ["check_count", "check_number", "counted", "expected_errors", "in_toonlib", "progress_bar", "summary", "warn"]
@@ -51,6 +55,22 @@ def interrupted(exc: BaseException) -> bool:
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
     return False
+
+
+def exit_at_once_on_ctrl_c(status: int) -> None:
+    """From now on (a program's command is done and Python exits: it joins threads, runs exit handlers), Ctrl-C ends
+    the process at once with `status`, the command's. Python raised KeyboardInterrupt in whatever ran then, with a
+    traceback ("Exception ignored in: <module 'threading'>") under the command's own last line. Only the main thread
+    can set it; elsewhere Ctrl-C keeps its behaviour."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, functools.partial(_exit_now, status))
+
+
+def _exit_now(status: int, *_: object) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(status)
 
 
 class ToonlibWarning(UserWarning):
