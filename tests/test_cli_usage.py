@@ -213,6 +213,19 @@ def test_ctrl_c_while_python_exits_ends_the_program_with_the_commands_status(tmp
         assert result.returncode == status, result.stderr
         assert "Traceback" not in result.stderr and "KeyboardInterrupt" not in result.stderr, result.stderr
         assert said in result.stderr  # the command's own words stay
+    # In an interactive host (IPython's `%run -m toonlib models`) the host's next Ctrl-C stays the host's.
+    host = tmp_path / "host.py"
+    host.write_text("import contextlib, runpy, signal, sys\n"
+                    "import IPython\n"
+                    "sys.argv = ['toonlib', 'models']\n"
+                    "with contextlib.suppress(SystemExit):\n"
+                    "    runpy.run_module('toonlib', run_name='__main__')\n"
+                    "try:\n"
+                    "    signal.raise_signal(signal.SIGINT)\n"
+                    "except KeyboardInterrupt:\n"
+                    "    print('the host took its Ctrl-C')\n")
+    result = subprocess.run([sys.executable, str(host)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.endswith("the host took its Ctrl-C\n"), result.stderr
 
 
 def test_warnings_read_as_the_commands_own(monkeypatch, capsys):

@@ -41,7 +41,7 @@ from .commands import (
     cmd_toonify,
     for_command_line,
 )
-from .messages import exit_at_once_on_ctrl_c, expected_errors, interrupted
+from .messages import expected_errors, interrupted, run_program
 
 BATCH_STATUS = "  1  photos of a folder failed (the others were written)\n"  # the one command that toonifies several
 EXIT_STATUS = ("exit status:\n  0  all done\n" + BATCH_STATUS
@@ -336,13 +336,6 @@ class _Subcommands:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `toonlib` command line; returns the exit status (see `EXIT_STATUS`)."""
-    status = _main(argv)
-    if argv is None:  # the program itself: Python's exit follows
-        exit_at_once_on_ctrl_c(status)
-    return status
-
-
-def _main(argv: Sequence[str] | None) -> int:
     try:
         try:
             return _run(_parse(argv))
@@ -426,5 +419,10 @@ def _show_warning(command: str, shown: set[str], message: Warning | str, categor
         print(f"toonlib {command}: warning: {for_command_line(message)}", file=sys.stderr)
 
 
+def program() -> None:
+    """The `toonlib` program (its console script, `python -m toonlib`): `main()` as the process (`run_program`)."""
+    run_program(main)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    program()

@@ -20,8 +20,10 @@ import signal
 import sys
 import threading
 import warnings
+from typing import Callable, NoReturn
 
-__all__ = ["check_count", "check_number", "counted", "expected_errors", "in_toonlib", "progress_bar", "summary", "warn"]
+__all__ = ["check_count", "check_number", "counted", "expected_errors", "in_toonlib", "progress_bar", "run_program",
+           "summary", "warn"]
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -57,20 +59,34 @@ def interrupted(exc: BaseException) -> bool:
     return False
 
 
-def exit_at_once_on_ctrl_c(status: int) -> None:
-    """From now on (a program's command is done and Python exits: it joins threads, runs exit handlers), Ctrl-C ends
-    the process at once with `status`, the command's. Python raised KeyboardInterrupt in whatever ran then, with a
-    traceback ("Exception ignored in: <module 'threading'>") under the command's own last line. Only the main thread
-    can set it; elsewhere Ctrl-C keeps its behaviour."""
-    if threading.current_thread() is threading.main_thread():
+def run_program(main: Callable[[], int]) -> NoReturn:
+    """Run `main` as the process (the `toonlib` program, `python -m toonlib`, `python -m toonlib.train`): exit with its
+    status. Once it is done, a Ctrl-C while Python exits (joining threads, running exit handlers) ends the process at
+    once with that status; Python raised KeyboardInterrupt in whatever ran then, with a traceback ("Exception ignored
+    in ...") under the command's own last line. Not inside an interactive host (IPython's `%run -m toonlib`, `python
+    -i`), whose next Ctrl-C is its own, nor outside the main thread."""
+    try:
+        status = main()
+    except SystemExit as exc:  # argparse's usage errors and --help, parser.exit
+        _exit_at_once_on_ctrl_c(exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1)
+        raise
+    _exit_at_once_on_ctrl_c(status)
+    sys.exit(status)
+
+
+def _exit_at_once_on_ctrl_c(status: int) -> None:
+    interactive = hasattr(sys, "ps1") or sys.flags.interactive or "IPython" in sys.modules
+    if not interactive and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, functools.partial(_exit_now, status))
 
 
 def _exit_now(status: int, *_: object) -> None:
-    with contextlib.suppress(OSError, ValueError):
-        sys.stdout.flush()
-        sys.stderr.flush()
-    os._exit(status)
+    try:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):  # closed, None (an embedded interpreter), a reentrant write
+                stream.flush()
+    finally:
+        os._exit(status)
 
 
 class ToonlibWarning(UserWarning):

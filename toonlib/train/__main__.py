@@ -1,6 +1,5 @@
 """`python -m toonlib.train ...` and `torchrun --nproc_per_node=N -m toonlib.train ...`."""
-import sys
-
+from ..messages import run_program
 from .arguments import main
 
-sys.exit(main())
+run_program(main)

@@ -110,7 +110,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def main(argv: list[str] | None = None) -> int:
     """`python -m toonlib.train` / `torchrun ... -m toonlib.train`: exit 0 when done, 2 with a message on bad input,
     130 when interrupted (Ctrl-C)."""
-    from ..messages import exit_at_once_on_ctrl_c, expected_errors, interrupted
+    from ..messages import expected_errors, interrupted
     from .loop import finetune
 
     parser = add_train_arguments(argparse.ArgumentParser(
@@ -121,13 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         path = finetune(config_from_args(args), progress=args.progress)
     except (*expected_errors(), KeyboardInterrupt) as exc:  # OSError: a run folder in use, ...
-        # interrupted: Trainer.run has said where the run was saved, if it was
-        status, said = (130, "interrupted\n" if main_process else None) if interrupted(exc) else (2, f"error: {exc}\n")
-        if argv is None:  # the program itself: Python's exit follows
-            exit_at_once_on_ctrl_c(status)
-        parser.exit(status, said)
+        if interrupted(exc):  # Trainer.run has said where the run was saved, if it was
+            parser.exit(130, "interrupted\n" if main_process else None)
+        parser.exit(2, f"error: {exc}\n")
     if main_process:
         print(f"last snapshot: {path}")
-    if argv is None:
-        exit_at_once_on_ctrl_c(0)
     return 0
