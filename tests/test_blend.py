@@ -337,3 +337,41 @@ def test_a_blend_saved_from_python_says_how_it_was_made(low, high, tmp_path):
     assert toonlib.load_network(own).meta["blend"]["toon"] == "my toon"
     blender = Blender(toon_G, G)
     assert blender.set(16).blend_record["swap_res"] == 16 and blender.set_per_ws([1] * low.num_ws).blend_record is None
+
+
+@pytest.mark.filterwarnings("ignore::toonlib.blending.LineageWarning")  # the fixtures are unrelated models
+def test_a_record_holds_while_the_weights_it_describes_do(low, high, tmp_path, monkeypatch):
+    """A record is kept while the weights are the ones it describes, on a copy too, and dropped once one changes (a
+    copied blend edited and saved named the blend it no longer was). A file of G and G_ema names the network
+    (Toonify's file holds the toon as G, its blend as G_ema); a URL is recorded without its query (a signed URL's
+    token); a saved blend's generator, loaded, keeps its record."""
+    import copy
+
+    from http_server import serve
+
+    import toonlib
+
+    blended = copy.deepcopy(blend(low, high, 8))
+    assert blended.blend_record["swap_res"] == 8
+    with torch.no_grad():
+        blended.synthesis.b32.conv1.weight[0, 0, 0, 0] += 1e-3
+    assert blended.blend_record is None
+    assert "blend" not in toonlib.load_network(toonlib.save_network(tmp_path / "edited.safetensors", blended)).meta
+
+    both = toonlib.save_network(tmp_path / "both.safetensors", toonlib.Networks(G_ema=high, G=low))
+    nets = toonlib.load_network(both)
+    assert (nets.G.loaded_from, nets.G_ema.loaded_from) == (f"{both} (G)", f"{both} (G_ema)")
+    with torch.no_grad():
+        nets.G.mapping.fc0.weight.mul_(0.5)  # fine-tuned in memory: no longer the file's
+    assert nets.G.loaded_from is None and blend(nets.G, high, 8).blend_record["toon"] == "an unsaved generator"
+
+    monkeypatch.setenv("TOONLIB_CACHE", str(tmp_path / "cache"))
+    with serve({"/low.safetensors?token=secret": (tmp_path / "edited.safetensors").read_bytes()}) as server:
+        url = f"{server.base}/low.safetensors"
+        assert toonlib.load_generator(f"{url}?token=secret#x").loaded_from == url
+
+    saved = toonlib.save_network(tmp_path / "blend.safetensors", blend(low, high, 16, blend_width=0.5))
+    G = toonlib.load_generator(saved)
+    assert G.blend_record == toonlib.load_network(saved).meta["blend"] and G.blend_record["swap_res"] == 16
+    again = toonlib.save_network(tmp_path / "again.safetensors", G)  # the generator alone: its record goes along
+    assert toonlib.load_network(again).meta["blend"] == G.blend_record

@@ -543,7 +543,7 @@ def check_python(out: Outcome, box: Sandbox) -> None:
     assert all(torch.equal(toon_state[name], tensor) for name, tensor in box.toon.state_dict().items())
     blended = load_network("blended.safetensors")
     assert blended.G_ema.img_resolution == 32
-    assert blended.meta["blend"] == {"toon": "toonify-blended-tf", "base": "ffhq-1024-tf", "swap_res": 32,
+    assert blended.meta["blend"] == {"toon": "toonify-blended-tf (G)", "base": "ffhq-1024-tf", "swap_res": 32,
                                      "level": 0, "blend_width": None}  # its comment: `toonlib info` names them
     assert tuple(names["projection"].w.shape) == (1, box.base.num_ws, box.base.w_dim)
     assert names["projection"].steps == PROJECTION_STEPS

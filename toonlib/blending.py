@@ -202,7 +202,7 @@ class Blender:
         if not lineage_checked:
             check_lineage(low, high, "the low-res (toon) model", "the high-res (base) model")
         self.G: Generator = copy.deepcopy(low)
-        self.G.loaded_from = None  # it is no longer the file's model
+        self.G.set_origin()  # it is no longer the file's model
         self._names = (_name_of(low), _name_of(high))
         self._layers = synthesis_layers(self.G.config)
         high_params = dict(high.named_parameters())
@@ -216,7 +216,7 @@ class Blender:
         """Apply a resolution-based setting (see the module docstring) and return the output `G`, which records it
         (`G.blend_record`, kept by `save_network`)."""
         self._apply({layer.name: layer.weight for layer in layer_weights(self.G, swap_res, level, blend_width)})
-        self.G.blend_record = blend_record(*self._names, swap_res, level, blend_width)
+        self.G.set_origin(blend_record=blend_record(*self._names, swap_res, level, blend_width))
         return self.G
 
     def set_per_ws(self, weights: Sequence[float]) -> Generator:
@@ -224,7 +224,7 @@ class Blender:
         weights = [float(a) for a in weights]
         if len(weights) != self.G.num_ws or not all(math.isfinite(a) for a in weights):
             raise ValueError(f"weights must be {self.G.num_ws} finite numbers (one per ws index), got {weights}")
-        self.G.blend_record = None  # no swap resolution describes it
+        self.G.set_origin()  # no swap resolution describes it
         return self._apply({layer.name: weights[layer.ws_index] for layer in self._layers})
 
     @torch.no_grad()

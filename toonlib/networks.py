@@ -471,10 +471,7 @@ class Generator(nn.Module):
     `Generator(img_resolution=256)` is FFHQ's config F at 256 px.
     """
 
-    #: the checkpoint `load_network` read it from, as the caller named it (registry name, path or URL)
-    loaded_from: str | None = None
-    #: how `blending.blend` / `Blender.set` made it (`blending.blend_record`); `save_network` keeps it in the file
-    blend_record: dict | None = None
+    _origin: tuple[str | None, dict | None, torch.Tensor] | None = None  # `set_origin`'s
 
     def __init__(self, config: GeneratorConfig | None = None, **fields):
         super().__init__()
@@ -509,6 +506,38 @@ class Generator(nn.Module):
     def device(self) -> torch.device:
         """Where the generator's weights are."""
         return self.mapping.w_avg.device
+
+    def set_origin(self, loaded_from: str | None = None, blend_record: dict | None = None) -> None:
+        """Note where the current weights came from (`load_network`, `blending.Blender.set`); `loaded_from` and
+        `blend_record` say it while the weights stay as they are now, and None once any is changed."""
+        self._origin = None if loaded_from is blend_record is None else (loaded_from, blend_record,
+                                                                         self._fingerprint())
+
+    @property
+    def loaded_from(self) -> str | None:
+        """The checkpoint `load_network` read these weights from, as the caller named it (registry name, path or URL;
+        "(G)" or "(G_ema)" after the name of a file that holds both); None when they were made or changed since."""
+        return self._current_origin()[0]
+
+    @property
+    def blend_record(self) -> dict | None:
+        """How `blending.blend` / `Blender.set` made these weights (`blending.blend_record`), which `save_network`
+        keeps in the file; None when they were made otherwise or changed since."""
+        return self._current_origin()[1]
+
+    def _current_origin(self) -> tuple[str | None, dict | None]:
+        if self._origin is None:
+            return None, None
+        loaded_from, record, fingerprint = self._origin
+        now = self._fingerprint()
+        same = now.shape == fingerprint.shape and torch.allclose(now, fingerprint, rtol=1e-12, atol=1e-12)
+        return (loaded_from, record) if same else (None, None)
+
+    def _fingerprint(self) -> torch.Tensor:
+        """Each weight's and buffer's sum in float64, on the CPU: any change of a weight (a training step, an edit, a
+        re-blend) changes them; a move to another device does not (the tolerance of `_current_origin`)."""
+        with torch.no_grad():
+            return torch.stack([t.sum(dtype=torch.float64) for t in self.state_dict().values()]).cpu()
 
     def extra_repr(self) -> str:
         """The shapes users call it with, atop `repr(G)`'s module tree."""

@@ -205,8 +205,8 @@ class BlendExplorer:
     move only re-mixes the blended generator's parameters in place and renders it. `cell` bounds the
     side of each face in the grid (an integer multiple of the model's resolution when smaller);
     `names` label the base and toon columns; `sources` name the base and toon models as the user gave them (registry
-    name, path), which `save` records in the file (`toonlib info` shows them; default: `base` and `toon` when given
-    by name, else `names`). Attributes: the controls (`swap_res`, `level`,
+    name, path), which `save` records in the file (`toonlib info` shows them; default: the checkpoints they were
+    loaded from, `Generator.loaded_from`, else `names`). Attributes: the controls (`swap_res`, `level`,
     `blend_width`, `seeds`, `truncation`), the outputs (`image`, `chart`, `status`) and `widget` (the
     whole UI). `render()` redraws; `blended` is the current blended generator.
     """
@@ -214,9 +214,8 @@ class BlendExplorer:
     def __init__(self, base: GeneratorLike, toon: GeneratorLike, seeds: Sequence[int] = (0, 1, 2, 3),
                  swap_res: int = 16, level: int = 0, blend_width: float = 0.0, truncation_psi: float = 0.7,
                  cell: int = 192, names: tuple[str, str] = ("FFHQ", "toon"), sources: tuple[str, str] | None = None):
-        self.sources = sources or tuple(str(model) if isinstance(model, (str, os.PathLike)) else name
-                                        for model, name in zip((base, toon), names))
         self.base, self.toon = load_generator(base), load_generator(toon)
+        self.sources = sources or tuple(G.loaded_from or name for G, name in zip((self.base, self.toon), names))
         self.blender = Blender(low=self.toon, high=self.base)
         self.names = names
         self.cell = display_size(self.base.img_resolution, cell)

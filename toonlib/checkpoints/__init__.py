@@ -23,6 +23,7 @@ import dataclasses
 import os
 import pickle
 import re
+import urllib.parse
 import zipfile
 from pathlib import Path
 
@@ -63,14 +64,22 @@ def load_network(source: str | os.PathLike, device: torch.device | str | None = 
     device = None if device is None else default_device(device)  # a device this machine lacks fails first
     path = _resolve(source, progress=progress)
     nets = read_checkpoint(path)
-    for G in (nets.G_ema, nets.G):
-        if G is not None:
-            G.loaded_from = str(source)
     if device is not None:
         for net in (nets.G_ema, nets.G, nets.D):
             if net is not None:
                 net.to(device)
+    name = _public_name(source)
+    record = nets.meta.get("blend") if isinstance(nets.meta.get("blend"), dict) else None  # a saved blend's
+    for which, G in (("G_ema", nets.G_ema), ("G", nets.G)):
+        if G is not None:
+            G.set_origin(f"{name} ({which})" if nets.G is not None else name, record if which == "G_ema" else None)
     return nets
+
+
+def _public_name(source: str | os.PathLike) -> str:
+    """`source` as files that record it may show it: a URL without its query and fragment (a signed URL's token)."""
+    return urllib.parse.urlsplit(str(source))._replace(query="", fragment="").geturl() if is_url(str(source)) \
+        else str(source)
 
 
 #: The generators a checkpoint may hold, by the names NVIDIA's files give them.

@@ -693,7 +693,6 @@ def _load_base(source: str, progress: bool) -> tuple[Generator, Discriminator, G
             "registry models 'ffhq-256-noaug', 'ffhq-512-noaug', 'ffhq-1024-noaug' or NVIDIA's ffhq.pkl "
             "('ffhq-1024').")
     G = nets.G if nets.G is not None else copy.deepcopy(nets.G_ema)
-    G.loaded_from = nets.G_ema.loaded_from = None  # trained from here on: no longer the base's (a blend's record)
     return G, nets.D, nets.G_ema
 
 
