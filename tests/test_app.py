@@ -306,7 +306,7 @@ def test_webcam_photos_are_named_by_their_time(app, setup, tmp_path):
                                                                     None, 0))
         assert status.startswith("One face")
         assert [Path(file).name for file in (aligned, toon, pasted)] == [
-            f"webcam-2026-12-03-0614-{kind}.png" for kind in ("aligned", "toon", "pasted")]
+            f"webcam-2026-12-03-061459-{kind}.png" for kind in ("aligned", "toon", "pasted")]
         *_, toon, _, _ = asyncio.run(run_event(page, "on_toonify", picked, STEPS, 16, "optimize", None, 0))
         assert Path(toon).name == "image-toon.png"
         os.remove(capture)  # as Gradio's cache deletes it, an hour on: its time is gone with it

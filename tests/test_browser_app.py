@@ -511,7 +511,7 @@ def test_webcam_photo_reaches_the_app(page, server, tmp_path):
             page.click("#photo button[aria-label='capture photo']")
         page.click("#toonify")
         page.locator("#status", has_text=re.compile(r"Not toonified: no face was found in "
-                                                    r"'webcam-\d{4}-\d\d-\d\d-\d{4}\.png'")
+                                                    r"'webcam-\d{4}-\d\d-\d\d-\d{6}\.png'")
                      ).wait_for(timeout=TOON_S * 1000)
         named_image = tmp_path / "image.png"
         Image.open(server.photos / "coffee.png").save(named_image)  # no face

@@ -134,9 +134,17 @@ def test_toonify_of_one_photo_shows_the_projection_steps(setup, tmp_path, capsys
                          "--steps", str(steps), "--detector", "dlib", "--no-identity"]) == 0
         err = capsys.readouterr().err
         assert f"{steps}/{steps}" in err
-        hint = (f"projecting on the CPU takes minutes a photo at {steps} steps (the bar below counts them down); "
+        hint = (f"projecting on the CPU can take minutes a photo at {steps} steps (the bar below counts the steps); "
                 "--invert e4e takes seconds")  # how a new user learns of the encoders
         assert (hint in err) == (steps == 4), err
+    photos = tmp_path / "folder"  # a folder's bar counts photos
+    photos.mkdir()
+    Image.open(setup / "photos" / "hopper.jpg").save(photos / "me.jpg")
+    Image.open(setup / "photos" / "hopper.jpg").save(photos / "you.jpg")
+    assert cli.main(["toonify", str(photos), "-o", str(tmp_path / "toons"), "--base", str(setup / "base.safetensors"),
+                     "--toon", str(setup / "toon.safetensors"), "--steps", "4", "--detector", "dlib",
+                     "--no-identity"]) == 0
+    assert "at 4 steps (the bar below counts the photos)" in capsys.readouterr().err
 
 
 def test_all_faces_numbers_every_face(setup, tmp_path, capsys):

@@ -6,7 +6,7 @@
 A photo (upload or webcam) gives the FFHQ-aligned face, its toon and the toon pasted back into the photo.
 A photo with several faces shows them all; clicking one toonifies it too. The swap-resolution choice (in px)
 re-renders the toons from the cached latents (no new projection). Results download as `<photo>-toon.png`,
-`-aligned.png` and `-pasted.png`, the photo's own name (a webcam photo's: its time, `webcam-2026-12-03-0614`).
+`-aligned.png` and `-pasted.png`, the photo's own name (a webcam photo's: its time, `webcam-2026-12-03-061459`).
 
 `ToonApp` is the logic, without Gradio: one `Toonifier` per inversion mode offered, shared by every visitor
 (models load once per process), one `Session` per visitor, the limits and the error messages.
@@ -184,7 +184,7 @@ def _download_stem(name: str) -> str:
 def _upload_name(upload: dict) -> str | None:
     """The name of an upload (Gradio's record of it, a `FileData` dict) on the visitor's machine. Gradio's page
     names every webcam capture "image.png" (its toon downloaded as "image-toon.png"): a capture is named by the time
-    it reached the server instead (the server's clock), "webcam-2026-12-03-0614.png". Gradio's page makes the
+    it reached the server instead (the server's clock), "webcam-2026-12-03-061459.png". Gradio's page makes the
     capture's file without a type and sends that empty type with it; a file the visitor picks or drops is typed by
     their browser from its name ("image/png")."""
     name = upload.get("orig_name")
@@ -194,7 +194,7 @@ def _upload_name(upload: dict) -> str | None:
         taken = time.localtime(os.path.getmtime(upload["path"]))
     except OSError:  # deleted with Gradio's cache: its message names it (`ToonApp.check_photo`)
         return "webcam.png"
-    return time.strftime("webcam-%Y-%m-%d-%H%M.png", taken)
+    return time.strftime("webcam-%Y-%m-%d-%H%M%S.png", taken)
 
 
 def _discard(work: asyncio.Future) -> None:

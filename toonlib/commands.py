@@ -399,8 +399,9 @@ def cmd_toonify(args: argparse.Namespace) -> int:
     if (args.invert == "optimize" and toonifier.device.type == "cpu"  # the default: say there is a faster way
             and (args.steps is None or args.steps >= CPU_HINT_STEPS)):
         steps = counted(args.steps or DEFAULT_STEPS[args.space or "w+"], "step")
-        print(f"toonlib toonify: projecting on the CPU takes minutes a photo at {steps} (the bar below counts them "
-              "down); --invert e4e takes seconds (README: Inversion modes)", file=sys.stderr)
+        bar = "the steps" if len(photos) == 1 else "the photos"  # the bars below
+        print(f"toonlib toonify: projecting on the CPU can take minutes a photo at {steps} (the bar below counts "
+              f"{bar}); --invert e4e takes seconds (README: Inversion modes)", file=sys.stderr)
     failed = 0
     written: list[Path] = []
     one = len(photos) == 1  # one photo: the projection's step bar; a folder: a bar of photos
