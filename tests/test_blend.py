@@ -269,6 +269,10 @@ def test_a_registry_name_blends_its_unblended_toon_model_as_the_command_line_doe
     seeds = [0, 1]
     assert (swap_resolution_grid("toonify-blended-tf", high, seeds, cell=32).tobytes()
             == swap_resolution_grid(low, high, seeds, cell=32).tobytes())
+    from toonlib.widgets import blend_explorer  # the notebook's explorer, given the name, explored the blend's blends
+
+    explored = blend_explorer(high, "toonify-blended-tf", seeds=[0], swap_res=16).blended
+    assert all(torch.equal(tensor, expected[name]) for name, tensor in explored.state_dict().items())
     with pytest.raises(ValueError, match="'toonify-blended-rosinality' holds only a blended generator"):
         blend("toonify-blended-rosinality", high, 16)  # refused before any download: none is reachable here
     assert sorted(p.name for p in tmp_path.iterdir()) == [MODELS["toonify-blended-tf"].filename]

@@ -24,7 +24,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from .align import NoFaceError
-from .blending import KEPT_LOW, Blender, LayerWeight, blend_record, describe_blend, layer_weights
+from .blending import KEPT_LOW, Blender, LayerWeight, blend_record, describe_blend, layer_weights, toon_generator
 from .checkpoints import GeneratorLike, load_generator
 from .files import user_path
 from .images import UPLOAD_ACCEPT, ImageReadError, labelled_grid, read_image, text_font, to_pil
@@ -214,7 +214,7 @@ class BlendExplorer:
     def __init__(self, base: GeneratorLike, toon: GeneratorLike, seeds: Sequence[int] = (0, 1, 2, 3),
                  swap_res: int = 16, level: int = 0, blend_width: float = 0.0, truncation_psi: float = 0.7,
                  cell: int = 192, names: tuple[str, str] = ("FFHQ", "toon"), sources: tuple[str, str] | None = None):
-        self.base, self.toon = load_generator(base), load_generator(toon)
+        self.base, self.toon = load_generator(base), toon_generator(toon)  # a registry name: its un-blended toon
         self.sources = sources or tuple(G.loaded_from or name for G, name in zip((self.base, self.toon), names))
         self.blender = Blender(low=self.toon, high=self.base)
         self.names = names
