@@ -266,11 +266,10 @@ def _damage(path: Path) -> str | None:
     if head.startswith(b"PK\x03\x04"):
         whole = b"PK\x05\x06" in tail  # a zip ends with its end-of-central-directory record
         return None if whole else f"cut short ({size} bytes: a zip file without its end)"
-    if head.startswith(b"\x80"):
-        whole = head.startswith(_LEGACY_TORCH_MAGIC) or tail.endswith(b".")  # a pickle ends with STOP
-        return None if whole else f"cut short ({size} bytes: a pickle without its end)"
-    if head[8:9] == b"{":  # safetensors: the header's length, the header, then the tensors it places
-        length = int.from_bytes(head[:8], "little")
+    length = int.from_bytes(head[:8], "little")
+    # safetensors: the header's length, the header, then the tensors it places. Before the pickle's test: a length
+    # whose low byte is 0x80 (1 header size in 256) starts like a pickle, and a whole file was called cut short.
+    if head[8:9] == b"{" and length <= _MAX_SAFETENSORS_HEADER:  # a pickle's first 8 bytes make a far larger one
         with open(path, "rb") as f:
             f.seek(8)
             header = f.read(min(length, size, _MAX_SAFETENSORS_HEADER))
@@ -281,6 +280,10 @@ def _damage(path: Path) -> str | None:
             return f"cut short ({size} bytes: a safetensors file without its whole header)"
         if size < 8 + length + end:
             return f"cut short ({size} bytes of the {8 + length + end} its safetensors header describes)"
+        return None
+    if head.startswith(b"\x80"):
+        whole = head.startswith(_LEGACY_TORCH_MAGIC) or tail.endswith(b".")  # a pickle ends with STOP
+        return None if whole else f"cut short ({size} bytes: a pickle without its end)"
     return None
 
 
