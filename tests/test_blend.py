@@ -372,10 +372,15 @@ def test_a_record_holds_while_the_weights_it_describes_do(low, high, tmp_path, m
     monkeypatch.setenv("TOONLIB_CACHE", str(tmp_path / "cache"))
     with serve({"/low.safetensors?token=secret": (tmp_path / "edited.safetensors").read_bytes()}) as server:
         url = f"{server.base}/low.safetensors"
-        assert toonlib.load_generator(f"{url}?token=secret#x").loaded_from == url
+        with_password = url.replace("http://", "http://me:password@")
+        assert toonlib.load_generator(f"{with_password}?token=secret#x").loaded_from == url
 
     saved = toonlib.save_network(tmp_path / "blend.safetensors", blend(low, high, 16, blend_width=0.5))
     G = toonlib.load_generator(saved)
     assert G.blend_record == toonlib.load_network(saved).meta["blend"] and G.blend_record["swap_res"] == 16
     again = toonlib.save_network(tmp_path / "again.safetensors", G)  # the generator alone: its record goes along
     assert toonlib.load_network(again).meta["blend"] == G.blend_record
+    nets = toonlib.load_network(saved)  # changed, then saved with the file's meta: the file's record goes
+    with torch.no_grad():
+        nets.G_ema.synthesis.b32.torgb.bias.add_(1.0)
+    assert "blend" not in toonlib.load_network(toonlib.save_network(tmp_path / "changed.safetensors", nets)).meta

@@ -213,10 +213,20 @@ def test_ctrl_c_while_python_exits_ends_the_program_with_the_commands_status(tmp
         assert result.returncode == status, result.stderr
         assert "Traceback" not in result.stderr and "KeyboardInterrupt" not in result.stderr, result.stderr
         assert said in result.stderr  # the command's own words stay
+    # Gradio imports IPython (`toonlib app`): no interactive host for all that.
+    app = tmp_path / "app.py"
+    app.write_text("import atexit, os, signal, time\n"
+                   "atexit.register(lambda: (os.kill(os.getpid(), signal.SIGINT), time.sleep(10)))\n"
+                   "import gradio\n"
+                   "from toonlib.messages import run_program\n"
+                   "run_program(lambda: 0)\n")
+    result = subprocess.run([sys.executable, str(app)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and "KeyboardInterrupt" not in result.stderr, result.stderr
     # In an interactive host (IPython's `%run -m toonlib models`) the host's next Ctrl-C stays the host's.
     host = tmp_path / "host.py"
     host.write_text("import contextlib, runpy, signal, sys\n"
-                    "import IPython\n"
+                    "from IPython.core.interactiveshell import InteractiveShell\n"
+                    "InteractiveShell.instance()\n"  # a running shell, as in Jupyter
                     "sys.argv = ['toonlib', 'models']\n"
                     "with contextlib.suppress(SystemExit):\n"
                     "    runpy.run_module('toonlib', run_name='__main__')\n"

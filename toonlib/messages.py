@@ -75,7 +75,9 @@ def run_program(main: Callable[[], int]) -> NoReturn:
 
 
 def _exit_at_once_on_ctrl_c(status: int) -> None:
-    interactive = hasattr(sys, "ps1") or sys.flags.interactive or "IPython" in sys.modules
+    ipython = sys.modules.get("IPython")  # imported by Gradio too: a running shell is what counts
+    interactive = hasattr(sys, "ps1") or sys.flags.interactive or (ipython is not None
+                                                                   and ipython.get_ipython() is not None)
     if not interactive and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, functools.partial(_exit_now, status))
 

@@ -536,8 +536,9 @@ class Generator(nn.Module):
     def _fingerprint(self) -> torch.Tensor:
         """Each weight's and buffer's sum in float64, on the CPU: any change of a weight (a training step, an edit, a
         re-blend) changes them; a move to another device does not (the tolerance of `_current_origin`)."""
-        with torch.no_grad():
-            return torch.stack([t.sum(dtype=torch.float64) for t in self.state_dict().values()]).cpu()
+        with torch.no_grad():  # float64 where the device has it (not MPS): on the CPU otherwise
+            return torch.stack([(t if t.device.type in ("cpu", "cuda") else t.cpu()).sum(dtype=torch.float64).cpu()
+                                for t in self.state_dict().values()])
 
     def extra_repr(self) -> str:
         """The shapes users call it with, atop `repr(G)`'s module tree."""

@@ -77,9 +77,16 @@ def load_network(source: str | os.PathLike, device: torch.device | str | None = 
 
 
 def _public_name(source: str | os.PathLike) -> str:
-    """`source` as files that record it may show it: a URL without its query and fragment (a signed URL's token)."""
-    return urllib.parse.urlsplit(str(source))._replace(query="", fragment="").geturl() if is_url(str(source)) \
-        else str(source)
+    """`source` as files that record it may show it: a URL without its user and password, query and fragment (a
+    signed URL's token), except a Google Drive link's file id."""
+    if not is_url(str(source)):
+        return str(source)
+    from ..download import _drive_file_id
+
+    parts = urllib.parse.urlsplit(str(source))
+    drive_id = _drive_file_id(str(source))
+    query = f"id={drive_id}" if drive_id and f"/file/d/{drive_id}" not in parts.path else ""
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2], query=query, fragment="").geturl()
 
 
 #: The generators a checkpoint may hold, by the names NVIDIA's files give them.
@@ -317,8 +324,11 @@ def save_network(path: str | os.PathLike, networks: Networks | Generator) -> Pat
         swapped = isinstance(path, (Generator, Networks))
         raise TypeError("save_network(path, networks) takes a file path, then a Generator or Networks; got "
                         f"{type(path).__name__}, {type(networks).__name__}" + (" (swapped)" if swapped else ""))
-    if networks.G_ema.blend_record is not None and "blend" not in networks.meta:  # a blend made in Python
-        networks = dataclasses.replace(networks, meta={**networks.meta, "blend": networks.G_ema.blend_record})
+    record, noted = networks.G_ema.blend_record, networks.G_ema._origin and networks.G_ema._origin[1]
+    if record is not None and "blend" not in networks.meta:  # a blend made in Python
+        networks = dataclasses.replace(networks, meta={**networks.meta, "blend": record})
+    elif record is None and noted is not None and networks.meta.get("blend") is noted:  # a loaded blend, changed
+        networks = dataclasses.replace(networks, meta={k: v for k, v in networks.meta.items() if k != "blend"})
     native.save(networks, path)
     path = user_path(path)
     if path.suffix.lower() != NATIVE_SUFFIX:
