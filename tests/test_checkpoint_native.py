@@ -161,3 +161,24 @@ def test_cli_convert_refuses_a_name_that_promises_another_format(tmp_path, capsy
     assert code == 2
     assert "safetensors" in err and f"name the output {tmp_path / 'ada.safetensors'}" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_header_length_that_starts_like_a_pickle_reads_and_is_told_cut_short(nets, tmp_path):
+    """A safetensors header whose length's low byte is 0x80 (1 header size in 256, a blend record's length can make
+    it so) starts like a pickle: the cache called the whole file damaged, and cut short it was unpickled."""
+    path = tmp_path / "net.safetensors"
+    note = ""
+    while True:
+        save_network(path, Networks(G_ema=nets.G_ema, meta={"note": note}))
+        data = path.read_bytes()
+        if data[0] == 0x80:
+            break
+        note += "x"
+    assert load_network(path).meta["note"] == note
+    path.write_bytes(data[:50])  # cut inside its header
+    with pytest.raises(CheckpointError, match=r"is a safetensors file cut short: its header alone is \d+ bytes, the "
+                                              r"whole file 50\."):
+        load_network(path)
+    path.write_bytes(data[:len(data) // 2])  # cut among its tensors
+    with pytest.raises(CheckpointError, match="is not a readable safetensors file .*a truncated download"):
+        load_network(path)

@@ -41,13 +41,21 @@ import requests
 import urllib3
 
 from . import models
-from .files import default_file_mode, file_lock, is_url, looks_like_html, replace_file, user_path
+from .files import (
+    default_file_mode,
+    file_lock,
+    is_url,
+    looks_like_html,
+    replace_file,
+    safetensors_header_length,
+    user_path,
+)
 from .messages import progress_bar
 
 if TYPE_CHECKING:
     from tqdm import tqdm
 
-__all__ = ["DownloadError", "cache_dir", "cache_state", "fetch", "local_path"]
+__all__ = ["DownloadError", "cache_dir", "cache_state", "drive_file_id", "fetch", "local_path"]
 
 DRIVE_ROOT = Path("/content/drive/MyDrive")  # where Colab mounts the user's Google Drive
 DRIVE_HOSTS = ("drive.google.com", "drive.usercontent.google.com", "docs.google.com")  # a file's links on Drive
@@ -61,7 +69,6 @@ _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 _CANNOT_WRITE = (errno.EACCES, errno.EPERM, errno.EROFS)
 _TAIL = 1 << 17  # bytes read from a cached file's end to see that it is whole (a zip's end record is in the last 64 KB)
 _LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19."  # torch.save's pre-zip format: not one pickle
-_MAX_SAFETENSORS_HEADER = 100_000_000  # the safetensors format's own limit
 
 
 class DownloadError(RuntimeError):
@@ -223,7 +230,7 @@ def _plan(name_or_url: str, override: str | os.PathLike | None) -> _Plan:
     cache = (_folder(user_path(override), "the cache folder (--cache-dir, cache_dir=)") if override is not None
              else cache_dir())
     if is_url(name_or_url):
-        file_id = _drive_file_id(name_or_url)
+        file_id = drive_file_id(name_or_url)
         if file_id is not None:  # Drive's viewer page, not the file, answers a share link: gdown gets the file
             return _Plan(name_or_url, cache / f"drive-{file_id}", (f"gdrive:{file_id}",), None, None, "stylegan2",
                          "cache")
@@ -266,13 +273,13 @@ def _damage(path: Path) -> str | None:
     if head.startswith(b"PK\x03\x04"):
         whole = b"PK\x05\x06" in tail  # a zip ends with its end-of-central-directory record
         return None if whole else f"cut short ({size} bytes: a zip file without its end)"
-    length = int.from_bytes(head[:8], "little")
-    # safetensors: the header's length, the header, then the tensors it places. Before the pickle's test: a length
-    # whose low byte is 0x80 (1 header size in 256) starts like a pickle, and a whole file was called cut short.
-    if head[8:9] == b"{" and length <= _MAX_SAFETENSORS_HEADER:  # a pickle's first 8 bytes make a far larger one
+    # safetensors: the header's length, the header, then the tensors it places (before the pickle's test: a length
+    # whose low byte is 0x80, 1 header size in 256, starts like a pickle, and a whole file was called cut short)
+    length = safetensors_header_length(head)
+    if length is not None:
         with open(path, "rb") as f:
             f.seek(8)
-            header = f.read(min(length, size, _MAX_SAFETENSORS_HEADER))
+            header = f.read(min(length, size))
         try:
             places = json.loads(header)
             end = max((v["data_offsets"][1] for k, v in places.items() if k != "__metadata__"), default=0)
@@ -304,7 +311,7 @@ def _url_filename(url: str) -> str:
     return f"{stem}-{digest}.{suffix}" if dot and stem else f"{last}-{digest}"
 
 
-def _drive_file_id(url: str) -> str | None:
+def drive_file_id(url: str) -> str | None:
     """The file id of a Google Drive file's link (`.../file/d/<id>/view`, `open?id=`, `uc?id=`, the
     drive.usercontent.google.com download link), else None (a folder's link, any other address)."""
     parts = urllib.parse.urlsplit(url)

@@ -21,7 +21,7 @@ from typing import Callable, Iterator, Optional
 from .messages import warn
 
 __all__ = ["atomic_write_path", "default_file_mode", "file_lock", "lock_file_for", "looks_like_html", "replace_file",
-           "user_path"]
+           "safetensors_header_length", "user_path"]
 
 LOCK_FOLDER = ".locks"  # lock files live here, beside the files they guard (like huggingface_hub's cache)
 
@@ -180,6 +180,21 @@ def lock_file_for(path: str | os.PathLike) -> Path:
     """The file `file_lock(path)` locks: `<folder>/.locks/<name>.lock`, beside `path`."""
     path = Path(path)
     return path.parent / LOCK_FOLDER / f"{path.name}.lock"
+
+
+#: The largest header the safetensors format allows, in bytes.
+SAFETENSORS_MAX_HEADER = 100_000_000
+
+
+def safetensors_header_length(head: bytes) -> int | None:
+    """The header length of a file whose first bytes `head` start like a safetensors file (an 8-byte little-endian
+    length, then the JSON header's "{"), whether or not the file is whole; else None. One home for that test: a
+    length whose low byte is 0x80 starts like a pickle, so it comes before any pickle's (a pickle's first 8 bytes
+    make a far larger length)."""
+    if len(head) < 9 or head[8:9] != b"{":
+        return None
+    length = int.from_bytes(head[:8], "little")
+    return length if 2 <= length <= SAFETENSORS_MAX_HEADER else None
 
 
 def looks_like_html(head: bytes) -> bool:

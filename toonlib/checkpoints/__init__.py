@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from ..devices import default_device
-from ..files import is_url, looks_like_html, user_path
+from ..files import is_url, looks_like_html, safetensors_header_length, user_path
 from ..messages import warn
 from ..networks import Generator
 from . import native, native_torch, nvidia, psp, rosinality, tensorflow
@@ -81,10 +81,10 @@ def _public_name(source: str | os.PathLike) -> str:
     signed URL's token), except a Google Drive link's file id."""
     if not is_url(str(source)):
         return str(source)
-    from ..download import _drive_file_id
+    from ..download import drive_file_id
 
     parts = urllib.parse.urlsplit(str(source))
-    drive_id = _drive_file_id(str(source))
+    drive_id = drive_file_id(str(source))
     query = f"id={drive_id}" if drive_id and f"/file/d/{drive_id}" not in parts.path else ""
     return parts._replace(netloc=parts.netloc.rpartition("@")[2], query=query, fragment="").geturl()
 
@@ -191,6 +191,10 @@ def read_checkpoint(path: str | os.PathLike) -> Networks:
             "later, or copy the file into your own Google Drive and load it from there.")
     if native.is_safetensors(head, path.stat().st_size):
         return native.read(path, source)
+    if safetensors_header_length(head) is not None:  # before the pickle's test: its length's low byte may be 0x80
+        raise CheckpointError(f"{source} is a safetensors file cut short: its header alone is "
+                              f"{int.from_bytes(head[:8], 'little')} bytes, the whole file {path.stat().st_size}. A "
+                              "truncated download or copy: delete it and download, copy or convert it again.")
     problem = not_a_torch_zip(path, source) if head.startswith(b"PK") else None
     if problem:
         raise CheckpointError(problem)
@@ -211,10 +215,6 @@ def read_checkpoint(path: str | os.PathLike) -> Networks:
                               f"(tar -xf, gunzip, ...) and give the file inside; {expected}")
     if kind := _image_format(path):
         raise CheckpointError(f"{source} is a {kind} image, not a checkpoint: {expected}")
-    if head[8:10] == b'{"':  # a safetensors header whose length runs past the end of the file
-        raise CheckpointError(f"{source} is a safetensors file cut short: its header alone is "
-                              f"{int.from_bytes(head[:8], 'little')} bytes, the whole file {path.stat().st_size}. A "
-                              "truncated download or copy: delete it and download, copy or convert it again.")
     raise CheckpointError(f"{source} is not a checkpoint toonlib knows: {expected}; the file starts with "
                           f"{head[:16]!r}")
 

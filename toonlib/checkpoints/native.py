@@ -19,7 +19,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from ..files import atomic_write_path
+from ..files import atomic_write_path, safetensors_header_length
 from ..networks import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 from .common import CheckpointError, Networks, build_network
 
@@ -30,10 +30,10 @@ NETWORKS = ("G_ema", "G", "D")
 
 
 def is_safetensors(head: bytes, size: int) -> bool:
-    """True when a file starts like a safetensors file: an 8-byte little-endian header length, then JSON."""
-    if len(head) < 9 or head[8:9] != b"{":
-        return False
-    return 2 <= int.from_bytes(head[:8], "little") <= size - 8
+    """True when a file of `size` bytes starts like a safetensors file whose header fits in it
+    (`files.safetensors_header_length`)."""
+    length = safetensors_header_length(head)
+    return length is not None and length <= size - 8
 
 
 def save(nets: Networks, path: str | os.PathLike) -> None:
