@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import math
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -368,6 +370,14 @@ def test_a_record_holds_while_the_weights_it_describes_do(low, high, tmp_path, m
     with torch.no_grad():
         nets.G.mapping.fc0.weight.mul_(0.5)  # fine-tuned in memory: no longer the file's
     assert nets.G.loaded_from is None and blend(nets.G, high, 8).blend_record["toon"] == "an unsaved generator"
+    for which in ("G", "G_ema"):  # the name it was recorded under loads that generator, a file so named itself
+        assert torch.equal(toonlib.load_generator(f"{both} ({which})").synthesis.b32.torgb.bias,
+                           getattr(toonlib.load_network(both), which).synthesis.b32.torgb.bias)
+    assert toonlib.load_generator(f"{both} (G)").loaded_from == f"{both} (G)"
+    with pytest.raises(ValueError, match=r"names its file's G, but G_ema was asked for as well"):
+        toonlib.load_generator(f"{both} (G)", which="G_ema")
+    named = Path(shutil.copy(tmp_path / "edited.safetensors", tmp_path / "both.safetensors (G)"))
+    assert toonlib.load_generator(named).loaded_from == str(named)
 
     monkeypatch.setenv("TOONLIB_CACHE", str(tmp_path / "cache"))
     with serve({"/low.safetensors?token=secret": (tmp_path / "edited.safetensors").read_bytes()}) as server:

@@ -131,3 +131,30 @@ def test_info_tells_where_weights_came_from_and_a_run_folder_is_pointed_to_its_s
     assert run_cli("convert", str(FIXTURES / "ada_tiny.pkl"), str(converted)).returncode == 0
     result = run_cli("info", str(converted))
     assert result.stdout.splitlines()[1] == f"converted from {FIXTURES / 'ada_tiny.pkl'} (nvidia format)"
+
+
+def test_a_blend_remade_from_the_names_info_shows(tmp_path):
+    """`toonlib info` names a generator of a file that holds two as "toon.pkl (G)"; given back to --toon / --base as
+    shown, it said 'no checkpoint at toon.pkl (G)'. Now it names that generator, and the remade blend is the same."""
+    from tiny import tiny_generator
+
+    from toonlib.checkpoints import Networks, save_network
+
+    both = save_network(tmp_path / "both.safetensors", Networks(G_ema=tiny_generator(0), G=tiny_generator(1)))
+    first = tmp_path / "first.safetensors"
+    result = run_cli("blend", "--toon", str(both), "--toon-network", "G", "--base", str(both), "--swap-res", "8",
+                     "-o", str(first))
+    assert result.returncode == 0, result.stderr
+    shown = run_cli("info", str(first)).stdout.splitlines()[1]
+    assert shown == f"blend of {both} (G) up to 8 px (level 0), {both} (G_ema) above; hard switch"
+    toon, base = shown.removeprefix("blend of ").split(" up to ")[0], shown.split("), ")[1].split(" above")[0]
+    again = tmp_path / "again.safetensors"
+    result = run_cli("blend", "--toon", toon, "--base", base, "--swap-res", "8", "-o", str(again))
+    assert result.returncode == 0, result.stderr
+    remade, made = load_network(again).G_ema.state_dict(), load_network(first).G_ema.state_dict()
+    assert all(torch.equal(remade[k], v) for k, v in made.items())
+    assert run_cli("info", str(again)).stdout.splitlines()[1] == shown
+    result = run_cli("blend", "--toon", toon, "--toon-network", "G_ema", "--base", base, "--swap-res", "8",
+                     "-o", str(tmp_path / "no.safetensors"))
+    assert result.returncode == 2 and "names its file's G, but G_ema was asked for" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "no.safetensors").exists()

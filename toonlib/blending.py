@@ -48,7 +48,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .checkpoints import GeneratorLike, Networks, load_generator, load_network
+from .checkpoints import GeneratorLike, Networks, load_generator, load_network, split_network
 from .messages import ToonlibWarning, warn
 from .networks import Generator, GeneratorConfig
 
@@ -175,6 +175,7 @@ def toon_generator(low: GeneratorLike, which: str | None = None,
 
     if isinstance(low, Generator):
         return load_generator(low, device=device)
+    low, which = split_network(low, which)  # "toon.pkl (G)", as a blend's record names it
     which = toon_network_of(low, which)
     if which is None:
         low = low if isinstance(low, Networks) else load_network(low)

@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "toon model, as toonify takes it: G of toonify-blended-tf, whose G_ema is already blended; "
                         "for a file as toonify takes it: a training snapshot's G_ema, else its G if it has one, as "
                         "Toonify's file)")
-    p.add_argument("--base-network", "--high-network", dest="base_network", default="G_ema", choices=["G_ema", "G"],
+    p.add_argument("--base-network", "--high-network", dest="base_network", default=None, choices=["G_ema", "G"],
                    help="which generator of --base (default: G_ema)")
     p.add_argument("--swap-res", type=_swap_res, required=True,
                    help="resolution of the last block taken from --toon: 4, 8, ..., up to the models' resolution")

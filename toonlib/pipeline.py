@@ -57,6 +57,7 @@ from .checkpoints import (
     load_generator,
     load_network,
     network_name_hint,
+    split_network,
 )
 from .checkpoints.native import read_meta
 from .devices import default_device
@@ -459,6 +460,7 @@ def check_swap_res(swap_res: int | None, toon: object) -> None:
 def toon_network_of(toon: GeneratorLike, which: str | None = None) -> str | None:
     """Which network of toon checkpoint `toon` holds the un-blended toon model: `which` when given, else what
     the registry says for a registry name; None for other checkpoints (unknown: their G if they have one)."""
+    toon, which = split_network(toon, which)  # "toon.pkl (G)" names its generator
     info = models.MODELS.get(toon) if isinstance(toon, str) and which is None else None
     if info is None:
         return which

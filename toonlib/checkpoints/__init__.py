@@ -38,7 +38,7 @@ from .common import CheckpointError, GeneratorLike, Networks
 from .safe_pickle import UnsafePickleError, refusal, safe_load
 
 __all__ = ["NATIVE_SUFFIX", "CheckpointError", "GeneratorLike", "Networks", "UnsafePickleError", "load_generator",
-           "load_network", "read_checkpoint", "save_network"]
+           "load_network", "read_checkpoint", "save_network", "split_network"]
 
 #: The file suffix for toonlib's own format (safetensors).
 NATIVE_SUFFIX = native.SUFFIX
@@ -100,19 +100,41 @@ def network_name_hint(which: object) -> str:
     return f": did you mean {close!r}? (the names are case-sensitive)" if close else ""
 
 
-def load_generator(source: GeneratorLike, which: str = "G_ema",
+#: One generator of a file that holds two, as `Generator.loaded_from` and a blend's record name it: "toon.pkl (G)".
+_NAMED_NETWORK = re.compile(r"^(?P<source>.+) \((?P<which>G_ema|G)\)$")
+
+
+def split_network(source: GeneratorLike, which: str | None = None) -> tuple[GeneratorLike, str | None]:
+    """`source` and the generator it names: "toon.pkl (G)" (how `Generator.loaded_from`, `toonlib info` and a blend's
+    record name the G of a file that holds G and G_ema) is toon.pkl's G, unless a file has that very name. `which`, when
+    given, must agree (ValueError); anything else comes back as it is, with `which`."""
+    if not isinstance(source, (str, os.PathLike)):
+        return source, which
+    match = _NAMED_NETWORK.match(str(source))
+    if match is None or (not is_url(str(source)) and user_path(source).exists()):
+        return source, which
+    if which is not None and which != match["which"]:
+        raise ValueError(f"{str(source)!r} names its file's {match['which']}, but {which} was asked for as well: name "
+                         "the generator once")
+    return match["source"], match["which"]
+
+
+def load_generator(source: GeneratorLike, which: str | None = None,
                    device: torch.device | str | None = None) -> Generator:
     """One generator from anything that names one: the one place toonlib turns an argument into a generator.
 
     `source` is a `Generator` (returned as it is), a `Networks` or a checkpoint path, URL or registry
-    name; `which` picks "G_ema" (default, for sampling) or "G" (the training copy) of a checkpoint.
+    name, which may name its generator as `Generator.loaded_from` does ("toon.pkl (G)", `split_network`);
+    `which` picks "G_ema" (the default, for sampling) or "G" (the training copy) of a checkpoint.
     The original Toonify file keeps the fine-tuned toon model as its "G" and the blended one as G_ema.
     With `device`, the generator is moved there.
     """
-    if which not in GENERATOR_NETWORKS:
+    if which is not None and which not in GENERATOR_NETWORKS:
         raise ValueError(f"which (the generator of the checkpoint) must be 'G_ema' or 'G', got {which!r}"
                          f"{network_name_hint(which)}")
     device = None if device is None else default_device(device)
+    source, which = split_network(source, which)
+    which = which or "G_ema"
     if isinstance(source, Generator):
         G = source
     elif isinstance(source, Networks):
@@ -150,6 +172,7 @@ def check_source(source: str | os.PathLike, what: str = "", kinds: tuple[str, ..
     another kind than `kinds` (CheckpointError: LPIPS' VGG16 given as a model), its message prefixed with `what`
     (e.g. the option that named it), downloading nothing: the command line and `Toonifier` check every model they
     were given before they fetch the first."""
+    source = split_network(source)[0]  # "toon.pkl (G)": its file
     text, path = str(source), user_path(source)
     if is_url(text) or path.exists():
         return
@@ -324,7 +347,7 @@ def save_network(path: str | os.PathLike, networks: Networks | Generator) -> Pat
         swapped = isinstance(path, (Generator, Networks))
         raise TypeError("save_network(path, networks) takes a file path, then a Generator or Networks; got "
                         f"{type(path).__name__}, {type(networks).__name__}" + (" (swapped)" if swapped else ""))
-    record, noted = networks.G_ema.blend_record, networks.G_ema._origin and networks.G_ema._origin[1]
+    record, noted = networks.G_ema.blend_record, networks.G_ema.noted_blend_record
     if record is not None and "blend" not in networks.meta:  # a blend made in Python
         networks = dataclasses.replace(networks, meta={**networks.meta, "blend": record})
     elif record is None and noted is not None and networks.meta.get("blend") is noted:  # a loaded blend, changed
