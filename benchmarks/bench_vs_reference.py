@@ -2,22 +2,25 @@
 projector / training loops), and optionally against an older toonlib, on the same random config-F weights.
 
     python benchmarks/bench_vs_reference.py [--before /tmp/toonlib-before] [--rounds 2] [--steps 3]
-           [--cases project forward train batch] [--resolutions 256 1024] [--threads 2] [--precisions fp32 bf16]
+           [--cases project forward train batch] [--resolutions 256 1024] [--threads 2] [--precisions auto fp32 bf16]
            [--tuned-reference] [--untuned-toonlib]
 
 Cases (each measurement in its own process, the implementations interleaved round by round, A B C A B C ...):
 
 * project: seconds per projection step (synthesis + VGG16 LPIPS + backward + Adam + noise renormalisation) in W
   and W+, batch 1: `toonlib.project` (timed between its callbacks) and NVIDIA's projector loop.
-* forward: generator forward, batch 1, const noise, no autograd.
+* forward: generator forward, batch 1, const noise, no autograd. toonlib's plain column is `G.synthesis` in float32,
+  exact as a forward outside projection must be; a --precisions column renders under that precision's autocast, as
+  the blend explorer's pictures do (`BlendExplorer(precision='auto')`: bfloat16 on CPUs that compute it).
 * train: one fine-tuning minibatch at 256 px, batch 4, ADA on (p = 0.2): seconds of Gmain + Dmain + Dreg / 16
   (R1 every 16 minibatches) and + Greg / 4 (path length every 4, NVIDIA's default), each phase timed on its own
   through toonlib's public `TrainConfig` / `Trainer.run_phase` and the reference training phases.
 * batch: photos per second projecting N = 1, 2, 4, 8 targets at once (W+, 256 px), toonlib only.
 
---precisions adds toonlib's projection at these precisions (fp32, bf16, fp16) as columns of its own, in W and W+ at
-every resolution; the plain toonlib column is `precision='auto'`, what a user gets, and the first line says what
-that resolves to on this machine (bfloat16 on CPUs with AVX512-BF16 or AMX, else float32).
+--precisions adds toonlib at these precisions (auto, fp32, bf16, fp16) as columns of its own: projection in W and W+
+at every resolution, and the forward (above). The plain toonlib column's projection is `precision='auto'`, what a user
+gets, and the first line says what that resolves to on this machine (bfloat16 on CPUs with AVX512-BF16 or AMX, else
+float32).
 
 --tuned-reference adds the reference once more with toonlib's malloc settings (`toonlib.runtime.tune_allocator`)
 in its process: what the allocator alone gives, apart from the rest of toonlib's changes. --untuned-toonlib adds
@@ -138,17 +141,26 @@ def _work_project(impl: str, res: int, space: str, batch: int, steps: int, warmu
     return clock.result(skip=warmup)
 
 
-def _work_forward(impl: str, res: int, steps: int, warmup: int, weights: str) -> dict:
+def _work_forward(impl: str, res: int, steps: int, warmup: int, weights: str, precision: str | None) -> dict:
+    import contextlib
+
     import torch
 
     G = _generator(impl, res, weights)
+    if precision is None:
+        context = contextlib.nullcontext
+    else:
+        from toonlib.runtime import autocast, resolve_precision
+
+        dtype = resolve_precision(precision, torch.device("cpu"))
+        context = lambda: autocast(torch.device("cpu"), dtype)  # noqa: E731
     with torch.no_grad():
         ws = G.mapping(torch.randn(1, 512, generator=torch.Generator().manual_seed(2)), None)
     clock = _Clock()
     for i in range(warmup + 1 + steps):
         if i == warmup:
             clock.reset_peak()
-        with torch.no_grad():
+        with torch.no_grad(), context():
             G.synthesis(ws, noise_mode="const")
         clock.stamp()
     return clock.result(skip=warmup)
@@ -229,7 +241,8 @@ def worker(spec: dict) -> dict:
         result = _work_project(spec["impl"], spec["res"], spec["space"], spec["batch"], spec["steps"],
                                spec["warmup"], spec["weights"], spec.get("precision"))
     elif case == "forward":
-        result = _work_forward(spec["impl"], spec["res"], spec["steps"], spec["warmup"], spec["weights"])
+        result = _work_forward(spec["impl"], spec["res"], spec["steps"], spec["warmup"], spec["weights"],
+                               spec.get("precision"))
     else:
         result = _work_train(spec["impl"], spec["res"], spec["steps"], spec["weights"], spec["d_weights"])
     _check_toonlib_root(spec.get("root"))
@@ -327,8 +340,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="processes per implementation and case")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per process (after one warm-up step)")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads in every process")
-    parser.add_argument("--precisions", nargs="+", default=[], choices=["fp32", "bf16", "fp16"],
-                        help="also measure toonlib's projection at these precisions (columns of their own)")
+    parser.add_argument("--precisions", nargs="+", default=[], choices=["auto", "fp32", "bf16", "fp16"],
+                        help="also measure toonlib's projection and forward at these precisions (columns of their own)")
     parser.add_argument("--tuned-reference", action="store_true",
                         help="also measure the reference with toonlib's malloc settings (project, forward)")
     parser.add_argument("--untuned-toonlib", action="store_true",
@@ -362,7 +375,7 @@ def main() -> None:
                         for space in ("w", "w+"):
                             jobs.append((("project", res, space, impl), {**base, "case": "project", "impl": impl,
                                          "res": res, "space": space, "batch": 1, "weights": w}))
-                    if "forward" in args.cases and impl not in precisions:  # G.synthesis: float32
+                    if "forward" in args.cases:  # G.synthesis: float32, or under a --precisions autocast
                         jobs.append((("forward", res, impl), {**base, "case": "forward", "impl": impl, "res": res,
                                                               "weights": w, "steps": args.steps + 2}))
             if "train" in args.cases:
