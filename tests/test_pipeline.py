@@ -9,7 +9,7 @@ from tiny import random_lpips, tiny_generator, write_photos, write_toonify_model
 
 from toonlib.align import NoFaceError
 from toonlib.blending import blend
-from toonlib.images import to_uint8
+from toonlib.images import ImageReadError, to_uint8
 from toonlib.pipeline import Toonifier, paste, toonify
 from toonlib.projection import project, render
 
@@ -157,12 +157,22 @@ def test_settings_that_cannot_work_are_refused_when_given(models, photos, monkey
     folder, _, _ = models
     with monkeypatch.context() as m:
         m.setattr(checkpoints, "_resolve", lambda *args: pytest.fail("a model was read first"))
-        for kwargs, message in [({"detector": "x"}, "detector must be 'auto', 'face_alignment' or 'dlib', got 'x'"),
+        for kwargs, message in [({"detector": "x"}, "detector must be 'auto', 'face_alignment' or 'dlib', got 'x'$"),
+                                ({"detector": "Face-Alignment"}, "got 'Face-Alignment': did you mean 'face_alignment'"),
                                 ({"toon_network": "D"}, "toon_network picks the toon model .* got 'D'")]:
             with pytest.raises(ValueError, match=message):
                 Toonifier(**kwargs)
-        with pytest.raises(TypeError, match="unexpected keyword argument devcie: projection options are"):
+        with pytest.raises(TypeError, match="unexpected keyword argument devcie: did you mean 'device' for 'devcie'"
+                                            r"\? the photo's options are all_faces, .*; projection options are"):
             toonlib.toonify(photos / "hopper.jpg", invert="e4e", devcie="cpu")
+        with pytest.raises(TypeError, match="did you mean 'paste_back' for 'pasteback'"):  # only project's were listed
+            toonlib.toonify(photos / "hopper.jpg", pasteback=True)
+        with pytest.raises(ValueError, match=r"^seed must be a whole number \(every face is projected with it.*got 1.5$"):
+            toonlib.toonify(photos / "hopper.jpg", seed=1.5)  # said "target i uses seed + i ... got [1.5]"
+        with pytest.raises(ImageReadError, match="there is no such file"):  # a typo cost the models' download first
+            toonlib.toonify(photos / "hoper.jpg")
+        with pytest.raises(ValueError, match="holds only a blended generator"):  # refused after its download
+            Toonifier(toon="toonify-blended-rosinality", swap_res=16)
         with pytest.raises(ValueError, match="initial_lr: a projection option; invert='e4e' runs no projection"):
             toonlib.toonify(photos / "hopper.jpg", invert="e4e", initial_lr=0.01)
         with pytest.raises(ValueError, match=r"^encoder= is the encoder of an invert= mode that uses one \(e4e, psp, "
@@ -172,10 +182,13 @@ def test_settings_that_cannot_work_are_refused_when_given(models, photos, monkey
     monkeypatch.setattr(pipeline, "read_image", lambda *args: pytest.fail("a photo was read first"))
     photo = photos / "hopper.jpg"
     for kwargs, error, message in [
-            ({"bogus": 1}, TypeError, "unexpected keyword argument bogus: projection options are callback, "),
+            ({"bogus": 1}, TypeError, "unexpected keyword argument bogus: the photo's options are all_faces, "
+                                      "face_index, paste_back, progress, seed, space, steps; projection options are "
+                                      "callback, device, early_stop, initial_lr, "),
             ({"init": None}, TypeError, "unexpected keyword argument init: the Toonifier sets it itself"),
             ({"space": "zzz"}, ValueError, "space must be 'w\\+' .* got 'zzz'"),
-            ({"steps": 2.5}, ValueError, "steps must be a whole number >= 1, got 2.5")]:
+            ({"steps": 2.5}, ValueError, "steps must be a whole number >= 1, got 2.5"),
+            ({"seed": [1, 2]}, ValueError, r"seed must be a whole number \(every face .*got \[1, 2\]")]:
         with pytest.raises(error, match=message):
             toonifier(photo, **kwargs)
     with pytest.raises(TypeError, match="toonify_many takes a list of photos, got one str: call the Toonifier"):

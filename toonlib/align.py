@@ -152,8 +152,9 @@ def face_position(face_index: int | None, count: int) -> int:
 def check_detector(detector: str) -> None:
     """Raise ValueError unless `detector` is one of `DETECTORS`."""
     if detector not in DETECTORS:
+        close = detector.strip().lower().replace("-", "_") if isinstance(detector, str) else None
         raise ValueError(f"detector must be {', '.join(map(repr, DETECTORS[:-1]))} or {DETECTORS[-1]!r}, "
-                         f"got {detector!r}")
+                         f"got {detector!r}" + (f": did you mean {close!r}?" if close in DETECTORS else ""))
 
 
 def _check_sizes(output_size: int, transform_size: int) -> None:

@@ -33,8 +33,10 @@ that do not look like parent and child (`blending.lineage_distance`) raise a `Li
 """
 from __future__ import annotations
 
+import difflib
 import inspect
 import math
+import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path, PurePath
@@ -133,6 +135,8 @@ class Toonifier:
                  invert: str = "optimize", encoder: Encoder | str | os.PathLike | None = None):
         check_options(invert, swap_res=swap_res, level=level, blend_width=blend_width)
         check_swap_res(swap_res, toon)  # a registry name's resolution, before any download
+        if swap_res is not None:
+            toon_network_of(toon, toon_network)  # a registry model that holds only a blend: refused before its download
         check_encoder_mode(invert, encoder)
         check_detector(detector)
         if toon_network is not None and toon_network not in GENERATOR_NETWORKS:
@@ -281,7 +285,8 @@ class Toonifier:
         app and the notebook panel give it. `progress`: each batch's projection bar.
         """
         # now, not when the first result is asked for
-        check_options(self.invert, steps=steps, batch_size=batch_size, space=space, project_kwargs=project_kwargs)
+        check_options(self.invert, steps=steps, batch_size=batch_size, space=space, seed=seed,
+                      project_kwargs=project_kwargs)
         if isinstance(photos, (str, os.PathLike, bytes, bytearray, Image.Image, np.ndarray)):
             raise TypeError(f"toonify_many takes a list of photos, got one {type(photos).__name__}: call the "
                             "Toonifier itself for one photo, or pass toonlib.pipeline.photos_in(folder) for a folder")
@@ -345,10 +350,11 @@ class Toonifier:
 
 
 def check_options(invert: str, *, steps: int | None = None, batch_size: int = 1, swap_res: int | None = None,
-                  level: int = 0, blend_width: float | None = None, space: str = "w+",
+                  level: int = 0, blend_width: float | None = None, space: str = "w+", seed: int = 0,
                   project_kwargs: dict | None = None) -> None:
     """Raise ValueError (TypeError for an unknown keyword) for toonify options that cannot work together; cheap, so
-    callers check before any model is downloaded or loaded (`Toonifier`, `toonify_many`, the `toonify` command)."""
+    callers check before any model is downloaded or loaded, or any photo read (`Toonifier`, `toonify_many`, the
+    `toonify` command)."""
     if invert not in INVERT_MODES:
         close = invert.strip().lower() if isinstance(invert, str) else None
         raise ValueError(f"invert (the inversion mode) must be one of {', '.join(INVERT_MODES)}; got {invert!r}"
@@ -361,9 +367,14 @@ def check_options(invert: str, *, steps: int | None = None, batch_size: int = 1,
     set_here = sorted(set(projection) & _SET_BY_TOONIFIER)
     refused = set_here + sorted(set(projection) - _PROJECT_OPTIONS - _SET_BY_TOONIFIER)
     if refused:
+        known = _PROJECT_OPTIONS | _CALL_OPTIONS | _TOONIFIER_OPTIONS
+        close = {name: difflib.get_close_matches(name, known, n=1, cutoff=0.75) for name in refused}
+        hints = "; ".join(f"did you mean {match[0]!r} for {name!r}?" for name, match in close.items() if match)
         raise TypeError(f"unexpected keyword argument{'s' if len(refused) > 1 else ''} {', '.join(refused)}: "
+                        + (f"{hints} " if hints else "")
                         + (f"the Toonifier sets {'it' if len(set_here) == 1 else 'them'} itself; " if set_here else "")
-                        + f"projection options are {', '.join(sorted(_PROJECT_OPTIONS))}")
+                        + f"the photo's options are {', '.join(sorted(_CALL_OPTIONS))}; projection options are "
+                        f"{', '.join(sorted(_PROJECT_OPTIONS - _CALL_OPTIONS))}")
     if projection and invert not in OPTIMIZING_MODES:
         kind = "a projection option" if len(projection) == 1 else "projection options"
         raise ValueError(f"{', '.join(projection)}: {kind}; invert={invert!r} runs no projection (use 'optimize' or "
@@ -373,6 +384,9 @@ def check_options(invert: str, *, steps: int | None = None, batch_size: int = 1,
     check_count("batch_size", batch_size)
     if steps is not None:
         check_count("steps", steps)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ValueError(f"seed must be a whole number (every face is projected with it, so that a face gets the same "
+                         f"toon alone and among others), got {seed!r}")
     check_blend(swap_res, level, blend_width)
 
 
@@ -388,6 +402,8 @@ def check_blend(swap_res: int | None, level: int = 0, blend_width: float | None 
 #: The keywords `Toonifier.__call__` takes itself (the others go to `project`).
 _CALL_OPTIONS = frozenset(name for name, p in inspect.signature(Toonifier.__call__).parameters.items()
                           if p.kind == p.KEYWORD_ONLY)
+#: The keywords `toonify` passes to the `Toonifier` it builds, not to its call.
+_TOONIFIER_OPTIONS = frozenset({"level", "blend_width", "toon_network", "device", "detector", "encoder"})
 
 
 def toonify(photo: ImageInput, base: GeneratorLike | None = None, toon: GeneratorLike = DEFAULT_TOON,
@@ -399,11 +415,12 @@ def toonify(photo: ImageInput, base: GeneratorLike | None = None, toon: Generato
     or, for `level`, `blend_width`, `toon_network`, `device`, `detector`, `encoder`, to the `Toonifier`.
     """
     check_one_photo(photo)
-    setup = {k: kwargs.pop(k) for k in ("level", "blend_width", "toon_network", "device", "detector", "encoder")
-             if k in kwargs}
-    # the call's options too, before the Toonifier loads (and perhaps downloads) its models
-    check_options(invert, steps=steps, space=space,
+    setup = {k: kwargs.pop(k) for k in _TOONIFIER_OPTIONS if k in kwargs}
+    # the call's options and the photo's path too, before the Toonifier loads (and perhaps downloads) its models
+    check_options(invert, steps=steps, space=space, seed=kwargs.get("seed", 0),
                   project_kwargs={k: v for k, v in kwargs.items() if k not in _CALL_OPTIONS})
+    if isinstance(photo, (str, os.PathLike)) and not user_path(photo).is_file():
+        read_image(photo)  # its error: "there is no such file", "it is a folder"
     return Toonifier(base, toon, swap_res=swap_res, invert=invert, **setup)(photo, space=space, steps=steps,
                                                                              **kwargs)
 
