@@ -12,7 +12,7 @@ from toonlib.blending import Blender, blend, blend_per_layer, check_compatible, 
 from toonlib.networks import Generator
 
 TINY = {"z_dim": 16, "w_dim": 16, "img_resolution": 32, "channel_base": 128, "channel_max": 16}
-SETTINGS = [(res, level) for res in (4, 8, 16, 32, 64) for level in (0, 1)]
+SETTINGS = [(res, level) for res in (4, 8, 16, 32) for level in (0, 1)]
 
 # The rule for a 32 px model, written out by hand: the layers that come from the high-res model.
 B8, B16, B32 = ([f"synthesis.b{r}.{p}" for p in ("conv0", "conv1", "torgb")] for r in (8, 16, 32))
@@ -100,11 +100,45 @@ def test_every_parameter_comes_from_the_model_the_rule_says(low, high):
         assert_same_state(non_blended(G), non_blended(low))
 
 
-def test_swap_res_at_or_above_resolution_gives_the_low_res_model(low, high, ws):
-    for res in (32, 64, 1024):
-        G = blend(low, high, res)
-        assert_same_state(G.state_dict(), low.state_dict())
-        assert torch.equal(render(G, ws), render(low, ws))
+def test_swap_res_at_the_resolution_gives_the_low_res_model(low, high, ws):
+    G = blend(low, high, 32)
+    assert_same_state(G.state_dict(), low.state_dict())
+    assert torch.equal(render(G, ws), render(low, ws))
+
+
+def test_swap_res_above_the_resolution_is_refused_as_toonifier_refuses_it(low, high, monkeypatch):
+    """blend(toon, base, 64) of 32 px models returned the un-blended toon model without a word, where
+    Toonifier(swap_res=64) and set_blend(64) refused it; a registry model's resolution is known before its download."""
+    from toonlib import checkpoints, download
+    from toonlib.blending import swap_resolution_grid
+
+    message = (r"swap_res {} is above the 32 px of the toon model, which would then be used unblended: give one of 4, "
+               r"8, 16 \(at 32 too")
+    blender = Blender(low, high)
+    for res in (64, 1024):
+        for width in (None, 1.0):
+            with pytest.raises(ValueError, match=message.format(res)):
+                blend(low, high, res, blend_width=width)
+            with pytest.raises(ValueError, match=message.format(res)):
+                blender.set(res, blend_width=width)
+    with pytest.raises(ValueError, match=message.format(64)):
+        swap_resolution_grid(low, high, [0], swap_resolutions=[16, 64])
+    monkeypatch.setattr(download, "fetch", lambda *args, **kwargs: pytest.fail("a download was started"))
+    monkeypatch.setattr(checkpoints, "_resolve", lambda *args, **kwargs: pytest.fail("a model was read first"))
+    with pytest.raises(ValueError, match="swap_res 2048 is above the 1024 px of the toon model"):
+        blend("toonify-blended-tf", high, 2048)
+
+
+def test_a_model_given_for_the_setting_is_named_by_its_type(low, high):
+    """blend(toon, 8, base), the arguments swapped, printed the base's whole multi-line Generator repr."""
+    with pytest.raises(ValueError) as info:
+        blend(low, 8, high)
+    assert str(info.value) == ("swap_res must be a power of two >= 4 (a resolution such as 4, 8, ..., 1024), got a "
+                               "Generator: the models come first, then swap_res: blend(toon, base, 16)")
+    with pytest.raises(ValueError, match=r"level must be 0 \(const/conv0\) or 1 \(conv1/torgb\), got a Generator: "):
+        blend(low, high, 8, high)
+    with pytest.raises(ValueError, match=r"got a Tensor$"):
+        layer_weights(low, 8, blend_width=torch.ones(2))
 
 
 def test_lowest_setting_is_high_res_except_the_4x4_block(low, high, ws):
@@ -190,7 +224,7 @@ def test_blender_in_place_matches_blend(low, high):
     blender = Blender(low, high)
     G = blender.G
     pointers = [p.data_ptr() for p in G.parameters()]
-    sequence = [(16, 0, None), (4, 1, 0.5), (64, 0, None), (8, 0, 2.0), (32, 1, 0.0), (4, 0, None), (16, 1, 1.0)]
+    sequence = [(16, 0, None), (4, 1, 0.5), (32, 0, None), (8, 0, 2.0), (32, 1, 0.0), (4, 0, None), (16, 1, 1.0)]
     for res, level, width in sequence:
         assert blender.set(res, level, width) is G
         assert_same_state(G.state_dict(), blend(low, high, res, level, width).state_dict())

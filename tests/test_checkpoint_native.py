@@ -1,16 +1,20 @@
 """toonlib's own format: safetensors written atomically, found by content; the old torch files still load."""
 from __future__ import annotations
 
+import errno
 import json
+import os
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
 from conftest import FIXTURES
+from safetensors import SafetensorError
 from safetensors.torch import save_file
 
 from toonlib import load_network, save_network
-from toonlib.checkpoints import CheckpointError, Networks
+from toonlib.checkpoints import CheckpointError, Networks, native
 from toonlib.cli import main
 from toonlib.messages import ToonlibWarning
 
@@ -180,5 +184,45 @@ def test_a_header_length_that_starts_like_a_pickle_reads_and_is_told_cut_short(n
                                               r"whole file 50\."):
         load_network(path)
     path.write_bytes(data[:len(data) // 2])  # cut among its tensors
-    with pytest.raises(CheckpointError, match="is not a readable safetensors file .*a truncated download"):
+    with pytest.raises(CheckpointError, match=r"is not a readable safetensors file .*\. A truncated download"):
         load_network(path)
+
+
+@pytest.mark.parametrize("words", [
+    "Error while serializing: I/O error: No space left on device (os error 28)",  # safetensors 0.8
+    'Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })',  # 0.4
+])
+def test_a_full_disk_is_an_oserror_naming_the_file(nets, tmp_path, monkeypatch, words):
+    """safetensors said it as a SafetensorError of its own, naming no file, where other writes say "cannot write
+    PATH: ..."; the old file stays and no temporary file is left."""
+    path = save_network(tmp_path / "net.safetensors", nets)
+    old = path.read_bytes()
+
+    def fill_the_disk(tensors, filename, metadata=None):
+        Path(filename).write_bytes(b"half a file")
+        raise SafetensorError(words)
+
+    monkeypatch.setattr(native, "save_file", fill_the_disk)
+    with pytest.raises(OSError) as info:
+        save_network(path, nets)
+    assert info.value.errno == errno.ENOSPC
+    assert str(info.value) == (f"cannot write {path}: the disk is full (No space left on device); free some space or "
+                               "write it elsewhere")
+    assert path.read_bytes() == old and os.listdir(tmp_path) == ["net.safetensors"]
+
+
+def test_the_installed_safetensors_says_which_os_error(tmp_path):
+    """What the words above assume, checked against the installed safetensors: its error for a missing folder."""
+    with pytest.raises(SafetensorError) as info:
+        save_file({"x": torch.zeros(1)}, str(tmp_path / "missing" / "x.safetensors"))
+    assert native._os_error(info.value).errno == errno.ENOENT
+
+
+def test_saving_over_a_link_writes_the_file_it_links_to(nets, tmp_path):
+    """`current.safetensors -> v1.safetensors`: the link became a file of its own, and v1 kept the old networks."""
+    v1 = save_network(tmp_path / "v1.safetensors", Networks(G_ema=nets.G_ema))
+    (tmp_path / "current.safetensors").symlink_to("v1.safetensors")
+    assert save_network(tmp_path / "current.safetensors", nets) == tmp_path / "current.safetensors"
+    assert (tmp_path / "current.safetensors").is_symlink()
+    assert_same_networks(load_network(v1), nets)
+    assert sorted(os.listdir(tmp_path)) == ["current.safetensors", "v1.safetensors"]

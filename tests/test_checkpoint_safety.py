@@ -51,3 +51,15 @@ def test_damaged_torch_file_is_not_loaded(tmp_path):
     with pytest.raises(CheckpointError, match="could not be read .*it was not loaded.*download it again") as info:
         load_network(path)
     assert "weights_only" not in str(info.value)
+
+
+@pytest.mark.parametrize("size", [2, 100, None], ids=["its-start", "its-header", "half"])
+def test_a_cut_pickle_gets_the_advice_the_other_readers_give(tmp_path, size):
+    """A cut network pickle said "not a readable network pickle (UnpicklingError: pickle data was truncated)" and no
+    more, where a cut torch or safetensors file was said to be a truncated download, with what to do."""
+    data = (FIXTURES / "ada_tiny.pkl").read_bytes()
+    path = tmp_path / "cut.pkl"
+    path.write_bytes(data[: size or len(data) // 2])
+    with pytest.raises(CheckpointError, match=r"^.*cut\.pkl .*\. A truncated download or a damaged file: delete it and "
+                                              r"download it again\.$"):
+        load_network(path)

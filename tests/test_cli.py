@@ -93,7 +93,8 @@ def test_a_truncated_safetensors_file_is_said_to_be_cut_short(tmp_path):
     result = run_cli("info", str(cut))
     assert result.returncode == 2 and result.stderr.startswith(f"toonlib info: error: {cut} is a safetensors file cut "
                                                                "short: its header alone is "), result.stderr
-    assert "bytes, the whole file 3000. A truncated download or copy" in result.stderr
+    assert ("bytes, the whole file 3000. A truncated download or a damaged file: delete it and download, copy"
+            in result.stderr)
 
 
 def test_info_tells_where_weights_came_from_and_a_run_folder_is_pointed_to_its_snapshot(tmp_path):

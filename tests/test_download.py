@@ -735,6 +735,25 @@ def test_unknown_model_names(monkeypatch):
         download.fetch("nothing-like-it")
 
 
+def test_fetch_takes_one_name_or_url_not_a_list_none_or_a_local_file(tmp_path):
+    """fetch(None) listed every registry name, fetch([name]) offered the name inside the list as a close match, and a
+    file here was an "unknown model"."""
+    with pytest.raises(TypeError, match=r"^fetch takes one name, got a list of 1: call it once per name$"):
+        download.fetch(["ffhq-1024-tf"])
+    with pytest.raises(TypeError, match=r"^fetch takes a registry name \(`toonlib models`\) or an http\(s\) URL, got "
+                                        "NoneType$"):
+        download.fetch(None)
+    local = tmp_path / "ffhq.pkl"
+    local.write_bytes(PAYLOAD)
+    for given in (str(local), local):
+        with pytest.raises(ValueError, match=rf"^{re.escape(str(local))} is a file here: fetch downloads registry "
+                                             r"names \(`toonlib models`\) and http\(s\) URLs into the cache; "
+                                             r"load_network \(or a command's model option\) reads a local file as it "
+                                             "is$"):
+            download.fetch(given, progress=False)
+    assert cached_files(tmp_path) == []
+
+
 # --- advice that fits where the user is --------------------------------------------------------------
 
 def test_advice_names_the_option_that_takes_a_local_file(tmp_path):

@@ -219,7 +219,7 @@ def test_damaged_and_unsafe_files_say_what_to_do(tmp_path):
     cut.write_bytes(whole.read_bytes()[:2000])
     with pytest.raises(EncoderError) as info:
         toonlib.load_encoder(cut, device="cpu")
-    assert str(info.value).endswith("a truncated download or a damaged file; delete it and download it again")
+    assert str(info.value).endswith(". A truncated download or a damaged file: delete it and download it again.")
     assert "miniz" not in str(info.value)
     unsafe = _fake(tmp_path, {"encoder_type": "Encoder4Editing", "best_val_loss": np.float64(0.3)}, name="np.pt")
     with pytest.raises(EncoderError) as info:

@@ -3,7 +3,9 @@ per-file locks between processes that a killed process never leaves behind."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -129,6 +131,81 @@ def test_a_folder_that_cannot_be_written_is_named_as_the_users_path(tmp_path, mo
     monkeypatch.setattr(files, "_create_temp", refuse)
     with pytest.raises(PermissionError, match=r"^cannot write .*out.png: .*Permission denied"):
         save_image(Image.new("RGB", (4, 4)), tmp_path / "out.png")
+
+
+def test_a_full_disk_is_said_with_the_users_path_and_leaves_nothing(tmp_path):
+    """ENOSPC while writing was Python's bare "[Errno 28] No space left on device" (safetensors: an error of its own),
+    naming no file; a folder that cannot be written was already "cannot write PATH: ..."."""
+    target = tmp_path / "toon.png"
+    target.write_bytes(b"old")
+    with pytest.raises(OSError) as info, atomic_write_path(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert info.value.errno == errno.ENOSPC
+    assert str(info.value) == (f"cannot write {target}: the disk is full (No space left on device); free some space "
+                               "or write it elsewhere")
+    assert os.listdir(tmp_path) == ["toon.png"] and target.read_bytes() == b"old"
+
+
+def test_a_link_is_written_through_to_its_file(tmp_path, umask):
+    """`current.png -> versions/v1.png`: the rename replaced the link by a file of its own and left v1.png as it was;
+    open() and torch.save write through a link."""
+    umask(0o022)
+    v1 = tmp_path / "versions" / "v1.png"
+    save_image(Image.new("RGB", (4, 4), "red"), v1)
+    os.chmod(v1, 0o640)
+    link = tmp_path / "current.png"
+    link.symlink_to(os.path.join("versions", "v1.png"))
+    save_image(Image.new("RGB", (4, 4), "blue"), link)
+    assert link.is_symlink() and os.readlink(link) == os.path.join("versions", "v1.png")
+    with Image.open(v1) as image:
+        assert image.getpixel((0, 0)) == (0, 0, 255)
+    assert mode(v1) == 0o640
+    assert sorted(os.listdir(tmp_path)) == ["current.png", "versions"] and os.listdir(v1.parent) == ["v1.png"]
+
+    dangling = tmp_path / "next.png"  # as open() does, a link to no file yet writes its target
+    dangling.symlink_to(os.path.join("versions", "v2.png"))
+    save_image(Image.new("RGB", (4, 4)), dangling)
+    assert dangling.is_symlink() and sorted(os.listdir(v1.parent)) == ["v1.png", "v2.png"]
+
+
+def test_a_fifo_or_device_is_refused_not_replaced(tmp_path):
+    """As root, saving to /dev/full replaced the device by a regular file; a fifo was replaced by anyone's save."""
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    (tmp_path / "link.png").symlink_to(fifo)
+    for path in (fifo, tmp_path / "link.png"):
+        message = rf"^cannot write {re.escape(str(path))}: it is a fifo \(named pipe\), which toonlib does not replace"
+        with pytest.raises(OSError, match=message + "; name a file$"):
+            save_image(Image.new("RGB", (4, 4)), path)
+        with pytest.raises(OSError, match=message):
+            files.check_file_target(path)  # before the work, as a folder is
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and sorted(os.listdir(tmp_path)) == ["link.png", "pipe.png"]
+
+
+def test_an_empty_path_is_said_to_be_empty(tmp_path, monkeypatch):
+    """'' (an unset variable, an empty form field) was Path('') = '.': "'.' is a folder, not a checkpoint file",
+    "cannot read '' as an image: it is a folder", and Toonifier(base='') began with the toon model's download."""
+    import toonlib
+    from toonlib import download
+    from toonlib.checkpoints import check_source, read_checkpoint
+    from toonlib.images import read_image
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("nothing is downloaded for an empty path")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(download, "fetch", no_download)
+    G = toonlib.Generator(z_dim=8, w_dim=8, img_resolution=8, channel_base=32, channel_max=8)
+    calls = [lambda: toonlib.load_network(""), lambda: read_checkpoint(""), lambda: check_source(""),
+             lambda: toonlib.Toonifier(base=""), lambda: toonlib.align_face(""), lambda: read_image(""),
+             lambda: save_image(Image.new("RGB", (4, 4)), ""), lambda: toonlib.save_network("", G),
+             lambda: files.check_file_target("")]
+    for call in calls:
+        with pytest.raises(ValueError, match=r"^(base='': )?the path is empty \(''\), which an unset variable or an "
+                                             "empty form field gives: give the path of a file or folder$"):
+            call()  # Toonifier's named by its parameter, as check_source names every model it checks
+    assert os.listdir(tmp_path) == []
 
 
 HOLDER = """

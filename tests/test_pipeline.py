@@ -167,7 +167,7 @@ def test_settings_that_cannot_work_are_refused_when_given(models, photos, monkey
             toonlib.toonify(photos / "hopper.jpg", invert="e4e", devcie="cpu")
         with pytest.raises(TypeError, match="did you mean 'paste_back' for 'pasteback'"):  # only project's were listed
             toonlib.toonify(photos / "hopper.jpg", pasteback=True)
-        with pytest.raises(ValueError, match=r"^seed must be a whole number \(every face is projected with it.*got 1.5$"):
+        with pytest.raises(ValueError, match=r"^seed must be a whole number \(every face is projected .*got 1.5$"):
             toonlib.toonify(photos / "hopper.jpg", seed=1.5)  # said "target i uses seed + i ... got [1.5]"
         with pytest.raises(ImageReadError, match="there is no such file"):  # a typo cost the models' download first
             toonlib.toonify(photos / "hoper.jpg")

@@ -208,6 +208,23 @@ def test_rendering_one_target_of_a_batch_with_its_noise_says_how(G, targets, net
     torch.testing.assert_close(render(G, result.w[1:2], one), result.images[1:2])
 
 
+@pytest.mark.filterwarnings("ignore::toonlib.blending.LineageWarning")  # the tiny models are unrelated
+def test_rendering_no_latents_says_so(G, tmp_path):
+    """render of an empty batch, and Toonifier.render through it, failed inside the first convolution: "torch.cat():
+    expected a non-empty list of Tensors"."""
+    from tiny import write_toonify_models
+
+    from toonlib.pipeline import Toonifier
+
+    with pytest.raises(ValueError, match=r"no latents to render: w has shape \[0, 8, 32\]; render takes \[N, 8, 32\] "
+                                         "with N >= 1"):
+        render(G, torch.zeros(0, G.num_ws, G.w_dim))
+    base, toon, _, _ = write_toonify_models(tmp_path)
+    toonifier = Toonifier(base, toon)
+    with pytest.raises(ValueError, match=r"no latents to render: w has shape \[0, 8, 16\]"):
+        toonifier.render(np.zeros((0, 8, 16), np.float32))
+
+
 def test_batch_equals_one_by_one(G, targets, net):
     batch = run(G, targets, net, steps=10, seed=[5, 7])
     for i, seed in enumerate([5, 7]):
@@ -318,6 +335,39 @@ def test_eval_mode_synthesis_runs_channels_last_on_the_cpu(G, ws, monkeypatch, a
         nchw = G.synthesis(ws, noise_mode="const")
     for image in (images, direct):
         torch.testing.assert_close(image, nchw, rtol=1e-5, atol=1e-6)
+
+
+def test_a_seed_torch_cannot_take_is_refused_with_the_range(G, targets, net, monkeypatch):
+    """seed=2**70 failed in torch.Generator.manual_seed with "Overflow when unpacking long long"; the ends of its
+    range (-2**63 .. 2**64 - 1) run."""
+    for seed in (-2**63, 2**64 - 1, np.uint64(2**64 - 1)):
+        assert run(G, targets[0], net, steps=1, seed=seed).steps == 1
+    monkeypatch.setattr(projection, "build_lpips", lambda *args: pytest.fail("LPIPS built before the seed was checked"))
+    in_range = r"is out of range: a seed is a whole number in -2\*\*63 \.\. 2\*\*64 - 1"
+    for target, seed, given in [(targets[0], 2**70, "seed 1180591620717411303424 "),
+                                (targets[0], -2**63 - 1, "seed -9223372036854775809 "),
+                                (targets, [0, 2**64], "seed 18446744073709551616 "),
+                                (targets, 2**64 - 1, r"seed 18446744073709551615 \+ 1 \(target i uses seed \+ i\) ")]:
+        with pytest.raises(ValueError, match=given + in_range):
+            projection.project(G, target, steps=1, seed=seed, progress=False)
+
+
+def test_a_target_with_nan_or_inf_is_refused_before_any_step(G, targets, monkeypatch):
+    """A NaN pixel gave NaN losses and a NaN latent, silently (a float array: numpy's RuntimeWarning "invalid value
+    encountered in cast" and on); an infinite one was called out of [-1, 1] as "got -inf .. inf"."""
+    monkeypatch.setattr(projection, "build_lpips", lambda *args: pytest.fail("LPIPS built before the target was read"))
+    nan = targets[0].clone()
+    nan[0, 0, 0] = float("nan")
+    inf = targets[:1].clone()
+    inf[0, 1, 2, 3], inf[0, 2, 3, 4] = float("inf"), -float("inf")
+    array = (targets[0].permute(1, 2, 0).numpy() + 1) / 2  # a float image array in [0, 1], as read_image reads it
+    array[5, 5, 1] = np.nan
+    for target, count in [(nan, 1), (inf, 2), (array, 1), ([targets[1], nan], 1), (array.astype(np.float64), 1)]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # not numpy's cast warning: refused before the cast
+            with pytest.raises(ValueError, match=rf"the (target image|image array) holds NaN or infinite values "
+                                                 rf"\({count} of 3072\)"):  # an array: read_image's, for every reader
+                projection.project(G, target, steps=1, progress=False)
 
 
 def test_same_seed_same_result(G, targets, net):
@@ -613,10 +663,40 @@ def test_load_nvidia_npz(tmp_path):
     np.savez(tmp_path / "single.npz", w=w[0])
     assert load_latent(tmp_path / "single.npz", num_ws=8).shape == (1, 8, 32)
     with pytest.raises(ValueError, match=r"\[N, 18, w_dim\]"):
-        load_latent(tmp_path / "single.npz", num_ws=18)
+        load_latent(tmp_path / "projected_w.npz", num_ws=18)
+    # 2-D with another number of rows than num_ws: W latents [N, w_dim] (test_load_w_latents_from_npz)
+    assert load_latent(tmp_path / "single.npz", num_ws=18).shape == (8, 18, 32)
     np.savez(tmp_path / "other.npz", z=w)
     with pytest.raises(ValueError, match="'w'"):
         load_latent(tmp_path / "other.npz")
+
+
+def test_load_w_latents_from_npz(projections, G, tmp_path):
+    """An .npz of W latents [N, w_dim] read as one W+ latent of N layers, and with num_ws (as the docstring said to
+    give) failed: "latents have shape [1, 3, 32], expected [N, 8, w_dim]". Now repeated to num_ws layers, as
+    rosinality's W latents are; a 2-D array of num_ws rows stays one W+ latent, [N, 1, w_dim] is W latents too."""
+    w = torch.randn(3, 32)
+    repeated = w[:, None].repeat(1, 8, 1)
+    np.savez(tmp_path / "w_latents.npz", w=w.numpy())
+    np.savez(tmp_path / "one_layer.npz", w=w[:, None].numpy())
+    for name in ("w_latents.npz", "one_layer.npz"):
+        assert torch.equal(load_latent(tmp_path / name, num_ws=8), repeated)
+        loaded = ProjectionResult.load(tmp_path / name, num_ws=8)
+        assert torch.equal(loaded.w, repeated) and loaded.w.is_contiguous()
+        assert (loaded.space, loaded.steps, loaded.losses.shape) == ("w", 0, (0, 3))
+    eight = torch.randn(8, 32)  # as many rows as layers: one W+ latent, with num_ws or without
+    np.savez(tmp_path / "w_plus.npz", w=eight.numpy())
+    assert torch.equal(load_latent(tmp_path / "w_plus.npz", num_ws=8), eight[None])
+    assert torch.equal(load_latent(tmp_path / "w_plus.npz"), eight[None])
+    # a projection in W space is saved as [N, num_ws, w_dim]: read back exactly, with num_ws or without
+    result = projections["w"]
+    result.save(tmp_path / "w_space.npz")
+    with np.load(tmp_path / "w_space.npz") as npz:
+        assert npz["w"].shape == (1, 8, 32) and str(npz["space"]) == "w"
+    for num_ws in (None, 8):
+        loaded = ProjectionResult.load(tmp_path / "w_space.npz", num_ws=num_ws)
+        assert torch.equal(loaded.w, result.w) and (loaded.space, loaded.steps) == ("w", 40)
+        assert torch.equal(render(G, loaded.w, loaded.noise), render(G, result.w, result.noise))
 
 
 def test_load_rosinality_projection(tmp_path):

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 
 import torch
 
+from . import models
 from .checkpoints import GeneratorLike, Networks, load_generator, load_network, split_network
 from .messages import ToonlibWarning, warn
 from .networks import Generator, GeneratorConfig
@@ -125,17 +126,41 @@ def _rule(x: int, blend_width: float | None) -> float:
 
 def check_setting(swap_res: int, level: int = 0, blend_width: float | None = None) -> None:
     """Raise ValueError for a blend setting no generator takes (a `swap_res` that is not a power of two >= 4, a
-    `level` other than 0 or 1, a negative `blend_width`). A `swap_res` at or above the resolution keeps the low
-    model whole."""
+    `level` other than 0 or 1, a negative `blend_width`). `blend` and `Blender.set` also refuse a `swap_res` above
+    the models' resolution (`check_swap_res`); at it, the hard switch keeps the low model whole."""
     if (isinstance(swap_res, bool) or not isinstance(swap_res, numbers.Integral) or swap_res < 4
             or swap_res & (swap_res - 1)):
         raise ValueError(f"swap_res must be a power of two >= 4 (a resolution such as 4, 8, ..., 1024), "
-                         f"got {swap_res!r}")
+                         f"got {_given(swap_res)}")
     if isinstance(level, bool) or not isinstance(level, numbers.Integral) or level not in (0, 1):
-        raise ValueError(f"level must be 0 (const/conv0) or 1 (conv1/torgb), got {level!r}")
+        raise ValueError(f"level must be 0 (const/conv0) or 1 (conv1/torgb), got {_given(level)}")
     if blend_width is not None and (isinstance(blend_width, bool) or not isinstance(blend_width, numbers.Real)
                                     or not (math.isfinite(blend_width) and blend_width >= 0)):
-        raise ValueError(f"blend_width must be None or 0 (hard switch) or a positive number, got {blend_width!r}")
+        raise ValueError(f"blend_width must be None or 0 (hard switch) or a positive number, got {_given(blend_width)}")
+
+
+def check_swap_res(swap_res: int | None, toon: object) -> None:
+    """ValueError for a swap resolution above the resolution of the toon model (a loaded `Generator`, or a registry
+    name; other names are checked once loaded), where every layer would come from the toon model: no blend at all
+    (`blending` keeps the low model whole there, as the reference code does)."""
+    info = models.MODELS.get(toon) if isinstance(toon, str) and not os.path.exists(toon) else None
+    resolution = getattr(toon, "img_resolution", None) or getattr(info, "resolution", None)
+    if swap_res is not None and resolution is not None and swap_res > resolution:
+        choices = ", ".join(str(2**k) for k in range(2, int(math.log2(resolution))))
+        raise ValueError(f"swap_res {swap_res} is above the {resolution} px of the toon model, which would then be "
+                         f"used unblended: give one of {choices} (at {resolution} too, with a hard switch, every "
+                         "layer is the toon model's)")
+
+
+def _given(value: object) -> str:
+    """A setting as a message shows it: a number or a string as typed, anything else by its type. A generator given
+    for swap_res (blend(toon, 8, base)) printed its whole multi-line repr."""
+    if isinstance(value, (numbers.Number, str)):
+        return repr(value)
+    name = type(value).__name__
+    hint = (": the models come first, then swap_res: blend(toon, base, 16)"
+            if isinstance(value, (torch.nn.Module, Networks)) else "")
+    return f"{'an' if name[0] in 'AEIOU' else 'a'} {name}{hint}"
 
 
 def blend_record(toon: str | os.PathLike, base: str | os.PathLike, swap_res: int, level: int = 0,
@@ -215,8 +240,11 @@ class Blender:
 
     def set(self, swap_res: int, level: int = 0, blend_width: float | None = None) -> Generator:
         """Apply a resolution-based setting (see the module docstring) and return the output `G`, which records it
-        (`G.blend_record`, kept by `save_network`)."""
-        self._apply({layer.name: layer.weight for layer in layer_weights(self.G, swap_res, level, blend_width)})
+        (`G.blend_record`, kept by `save_network`). A `swap_res` above the models' resolution is refused: every
+        layer would be the low-res model's."""
+        weights = {layer.name: layer.weight for layer in layer_weights(self.G, swap_res, level, blend_width)}
+        check_swap_res(swap_res, self.G)  # after layer_weights has checked that it is a resolution
+        self._apply(weights)
         self.G.set_origin(blend_record=blend_record(*self._names, swap_res, level, blend_width))
         return self.G
 
@@ -243,13 +271,15 @@ def blend(low: GeneratorLike, high: GeneratorLike, swap_res: int, level: int = 0
     base, FFHQ): the names `Blender`, `blend_per_layer` and `swap_resolution_grid` use too. With
     `level=1`, block `swap_res * 2`'s conv0 also stays low-res. `blend_width > 0` replaces the hard
     switch by a logistic ramp `a = 1 / (1 + exp(-x / blend_width))` centred on the position of
-    `(swap_res, level)`, which is 1.5 positions below the hard threshold. A `swap_res` at or above the
-    model resolution gives (with the hard switch) the low-res model. `synthesis.b4.conv1`, the mapping
-    network, `w_avg` and the noise buffers always come from the low-res model, as in the original
-    `blend_models.py`. Use `layer_weights` to see the weight of every layer. A registry name as `low` gives its
-    un-blended toon model, as `toonlib blend --toon NAME` takes it (`toon_generator`).
+    `(swap_res, level)`, which is 1.5 positions below the hard threshold. A `swap_res` at the model
+    resolution gives (with the hard switch) the low-res model; one above it is refused (ValueError).
+    `synthesis.b4.conv1`, the mapping network, `w_avg` and the noise buffers always come from the low-res
+    model, as in the original `blend_models.py`. Use `layer_weights` to see the weight of every layer. A
+    registry name as `low` gives its un-blended toon model, as `toonlib blend --toon NAME` takes it
+    (`toon_generator`).
     """
     check_setting(swap_res, level, blend_width)
+    check_swap_res(swap_res, low)  # a registry name's resolution, before its download; a path's once loaded (`set`)
     return Blender(low, high).set(swap_res, level, blend_width)
 
 

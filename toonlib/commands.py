@@ -213,11 +213,11 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_blend(args: argparse.Namespace) -> int:
-    from .blending import blend, check_setting, swap_resolution_grid, toon_generator
+    from .blending import blend, check_setting, check_swap_res, swap_resolution_grid, toon_generator
     from .checkpoints import load_generator, save_network
     from .images import save_image
     from .networks import parse_seeds
-    from .pipeline import check_swap_res, toon_network_of
+    from .pipeline import toon_network_of
 
     _check_native_output(args.output, "blend", "blended")
     _refuse_to_replace_model(args.output, (args.toon, "--toon"), (args.base, "--base"))
@@ -497,9 +497,10 @@ def _toonify_latent(args: argparse.Namespace) -> int:
 def _check_toonify_options(args: argparse.Namespace) -> None:
     """Refuse toonify options that would be ignored, by the names typed (`pipeline.check_options` says the same
     in Python's names)."""
+    from .blending import check_swap_res
     from .encoders import check_encoder_mode
     from .options import OPTIMIZING_MODES
-    from .pipeline import check_options, check_swap_res
+    from .pipeline import check_options
 
     for option, value in (("--steps", args.steps), ("--space", args.space), ("--seed", args.seed)):
         if value is not None and args.invert not in OPTIMIZING_MODES:
@@ -551,7 +552,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 def cmd_app(args: argparse.Namespace) -> int:
     from .app import ToonApp, check_port, check_settings, launch, require_gradio
-    from .pipeline import Toonifier, check_swap_res
+    from .blending import check_swap_res
+    from .pipeline import Toonifier
 
     require_gradio()  # before any model is downloaded
     max_pixels = int(args.max_megapixels * 1e6)
@@ -579,7 +581,7 @@ _COMMAND_LINE_WORDS = (
     (r"\binvert='([^']*)'", r"--invert \1"),  # encoders.check_encoder_mode
     (r"\b(encoder|invert)=(?=\s)", r"--\1"),
     (r"^swap_res (\d+) is above the (\d+) px of the toon model", r"--swap-res \1 is above the \2 px of the --toon "
-     "model"),  # pipeline.check_swap_res
+     "model"),  # blending.check_swap_res
     (r" or None \(((?:the CPU|CUDA) when)", r", or leave --device out (\1"),
     (r"(--[\w-]+ [^\s(]+) \(\w+=[^()]*\)", r"\1"),  # TrainConfig's '--resolution 64 (resolution=64)'
     (r"\((--[\w-]+), \w+=\)", r"(\1)"),  # download's '(--cache-dir, cache_dir=)'

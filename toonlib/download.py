@@ -42,6 +42,7 @@ import urllib3
 
 from . import models
 from .files import (
+    DISK_FULL,
     default_file_mode,
     file_lock,
     is_url,
@@ -65,7 +66,6 @@ TIMEOUT = (15.0, 60.0)  # seconds: connect, then between bytes
 _CHUNK = 1 << 16  # a dropped connection loses the bytes of the read in progress: keep reads small
 _QUOTA_TEXT = "too many users have viewed or downloaded this file recently"
 _NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
-_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 _CANNOT_WRITE = (errno.EACCES, errno.EPERM, errno.EROFS)
 _TAIL = 1 << 17  # bytes read from a cached file's end to see that it is whole (a zip's end record is in the last 64 KB)
 _LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19."  # torch.save's pre-zip format: not one pickle
@@ -168,9 +168,10 @@ def fetch(name_or_url: str, *, cache_dir: str | os.PathLike | None = None, progr
     `torch.load(weights_only=True)`). A file that torch hub's folder already holds is used as it is, as
     torchvision and face-alignment would. Raises `DownloadError` when every source fails; its advice
     names `local_option` (e.g. '--base'), the command-line option that takes a local file instead, when
-    given, and the Google Drive path on Colab.
+    given, and the Google Drive path on Colab. Anything but one name or URL (a list, None, a file here) is refused
+    with what to do instead (`_fetchable`).
     """
-    plan = _plan(str(name_or_url), cache_dir)
+    plan = _plan(_fetchable(name_or_url), cache_dir)
     final = plan.path
     if _usable(plan):
         return final
@@ -204,11 +205,28 @@ def fetch(name_or_url: str, *, cache_dir: str | os.PathLike | None = None, progr
     raise DownloadError(_explain(plan, failures, local_option, damage), final, reason, offline)
 
 
+def _fetchable(name_or_url: object) -> str:
+    """`name_or_url` as the text `fetch` looks up; TypeError for anything but one name or URL (several names, None),
+    ValueError for a file or folder here that is no registry name: a local file is not fetched but loaded."""
+    if isinstance(name_or_url, (list, tuple, set, frozenset)):
+        raise TypeError(f"fetch takes one name, got a {type(name_or_url).__name__} of {len(name_or_url)}: call it once "
+                        "per name")
+    if not isinstance(name_or_url, (str, os.PathLike)):
+        raise TypeError("fetch takes a registry name (`toonlib models`) or an http(s) URL, got "
+                        f"{type(name_or_url).__name__}")
+    text = os.fspath(name_or_url)
+    if text and not is_url(text) and text not in models.MODELS and user_path(text).exists():
+        raise ValueError(f"{text} is a {'folder' if user_path(text).is_dir() else 'file'} here: fetch downloads "
+                         "registry names (`toonlib models`) and http(s) URLs into the cache; load_network (or a "
+                         "command's model option) reads a local file as it is")
+    return text
+
+
 def _local_error(plan: _Plan, part: Path, exc: OSError) -> OSError:
     """What this machine's disk refused, said with the folder and what to do (`exc` itself when it is something
     else). A full disk loses the partial download: it would keep the disk full for everything else."""
     folder = plan.path.parent
-    if exc.errno in _DISK_FULL:
+    if exc.errno in DISK_FULL:
         part.unlink(missing_ok=True)
         _marker(part).unlink(missing_ok=True)
         return type(exc)(f"cannot download {plan.what!r}: the disk of {folder} is full ({exc.strerror}); the partial "
@@ -584,7 +602,7 @@ def _download_gdrive(file_id: str, part: Path, progress: bool) -> None:
         except Exception as exc:  # noqa: BLE001 -- gdown raises requests', its own and OS errors alike
             if _QUOTA_TEXT in str(exc).lower():
                 raise _SourceFailed(_quota_reason()) from None
-            if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+            if isinstance(exc, OSError) and exc.errno in DISK_FULL:
                 raise
             if isinstance(exc, _NETWORK_ERRORS):
                 raise _SourceFailed(_network_reason(exc, _drive_url(file_id)), offline=_unreachable(exc)) from None

@@ -45,6 +45,7 @@ from .checkpoints import (
     not_a_torch_zip,
 )
 from .checkpoints import _resolve as resolve_source  # path, URL or registry name -> local file
+from .checkpoints.common import damaged_file
 from .checkpoints.safe_pickle import refusal
 from .devices import default_device
 from .images import ImageInput, read_image
@@ -273,8 +274,8 @@ def load_encoder(source: str | os.PathLike, device: torch.device | str | None = 
         if unsafe:  # not damaged: it asks for code (torch's own advice, turning weights_only off, is not passed on)
             raise EncoderError(refusal(str(path), "torch file", unsafe)) from None
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise EncoderError(f"{path} cannot be read as a torch checkpoint ({message.split('. ')[0]}): a truncated "
-                           "download or a damaged file; delete it and download it again") from None
+        raise EncoderError(f"{path} cannot be read as a torch checkpoint ({message.split('. ')[0]}). "
+                           f"{damaged_file()}") from None
     encoder = encoder_from_checkpoint(checkpoint, str(path))
     return encoder.to(device)
 

@@ -2,7 +2,8 @@
 
 - `atomic_write_path(path)`: write beside `path`, then replace it in one rename. The new file has the
   user's normal permissions (the umask's, or the mode of the file it replaces, never mkstemp's 0600)
-  and is flushed to disk (fsync) before the rename, so a crash leaves the old file or the new one.
+  and is flushed to disk (fsync) before the rename, so a crash leaves the old file or the new one. A symbolic
+  link is written through (its target is replaced, as `open(path, "w")` writes it); a device or a fifo is refused.
 - `file_lock(path)`: an exclusive lock between processes for one file (two torchrun ranks or two
   notebooks fetching the same model; a fine-tuning run locks `run` inside its folder). It is an OS lock
   (`flock` through the `filelock` package): the kernel releases it when its holder dies, so a crashed process
@@ -11,6 +12,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import secrets
@@ -20,10 +22,11 @@ from typing import Callable, Iterator, Optional
 
 from .messages import warn
 
-__all__ = ["atomic_write_path", "default_file_mode", "file_lock", "lock_file_for", "looks_like_html", "replace_file",
-           "safetensors_header_length", "user_path"]
+__all__ = ["DISK_FULL", "atomic_write_path", "default_file_mode", "file_lock", "lock_file_for", "looks_like_html",
+           "replace_file", "safetensors_header_length", "user_path"]
 
 LOCK_FOLDER = ".locks"  # lock files live here, beside the files they guard (like huggingface_hub's cache)
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # the errors of a full disk (or a used-up quota)
 
 
 @contextlib.contextmanager
@@ -33,27 +36,52 @@ def atomic_write_path(path: str | os.PathLike) -> Iterator[Path]:
     If the body raises, the temporary file is removed and `path` keeps its old content, so an
     interrupted save never leaves a half-written checkpoint or image behind. The result has the
     mode of the file it replaces, or else the default mode of new files (0666 minus the umask).
-    `~` is the home folder (`user_path`); a folder that cannot be written is reported as `path`'s.
+    `~` is the home folder (`user_path`); a symbolic link's target is what is replaced (`_written_file`); a
+    folder that cannot be written, and a disk that fills up, are reported as `path`'s (OSError, errno kept).
     """
     path = user_path(path)
     _check_file_path(path)  # its own temporary file below is the write probe
+    target = _written_file(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _create_temp(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _create_temp(target)
     except OSError as e:  # PermissionError, read-only filesystem, ...: named by the user's path, not a temp file's
-        raise type(e)(f"cannot write {path}: {e.strerror or e}") from None  # no "[Errno 13]": a message to read
+        raise _cannot_write(path, e, e.strerror or str(e)) from None  # no "[Errno 13]": a message to read
     try:
-        existing = path.stat().st_mode if path.is_file() else None
+        existing = target.stat().st_mode if target.is_file() else None
         mode = stat.S_IMODE(existing if existing is not None else tmp.stat().st_mode)
         yield tmp
-        replace_file(tmp, path, mode=mode)
+        replace_file(tmp, target, mode=mode)
+    except OSError as e:
+        if e.errno not in DISK_FULL:
+            raise
+        raise _cannot_write(path, e, f"the disk is full ({e.strerror or e}); free some space or write it "
+                                     "elsewhere") from None
     finally:
         tmp.unlink(missing_ok=True)
 
 
+def _cannot_write(path: Path, error: OSError, why: str) -> OSError:
+    """`error` said as "cannot write PATH: why", of its type and with its errno (an EACCES, an ENOSPC), without the
+    "[Errno N]" that setting it through the constructor would print."""
+    named = type(error)(f"cannot write {path}: {why}")
+    named.errno = error.errno
+    return named
+
+
+def _written_file(path: Path) -> Path:
+    """The file a write to `path` replaces: a symbolic link's target, which `open(path, "w")` and `torch.save` write
+    through (a rename would replace the link by a file and leave its target as it was); else `path`."""
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
 def user_path(path: str | os.PathLike) -> Path:
     """`path` as a Path with `~` expanded: every path a user gives, read or written (a file written at a literal
-    `~/x` would land in a folder named `~`)."""
+    `~/x` would land in a folder named `~`). An empty path, what an unset variable or an empty form field gives, is
+    a ValueError: Path('') is the current folder, and was read as that ("'.' is a folder")."""
+    if not os.fspath(path):
+        raise ValueError("the path is empty (''), which an unset variable or an empty form field gives: give the "
+                         "path of a file or folder")
     return Path(path).expanduser()
 
 
@@ -63,12 +91,13 @@ def is_url(source: object) -> bool:
 
 
 def check_file_target(path: str | os.PathLike) -> None:
-    """Raise IsADirectoryError / NotADirectoryError / PermissionError, saying which, when a file cannot be written
-    at `path` because `path` is a folder, one of its parents is a file, or the nearest existing folder on the way
-    is not writable (read-only, another user's): before the work whose result it is to hold, not after."""
+    """Raise IsADirectoryError / NotADirectoryError / PermissionError / OSError, saying which, when a file cannot be
+    written at `path` because `path` is a folder or a device, one of its parents is a file, or the nearest existing
+    folder on the way is not writable (read-only, another user's): before the work whose result it is to hold, not
+    after. A symbolic link is judged by its target, which the write replaces."""
     path = user_path(path)
     _check_file_path(path)
-    folder = next(parent for parent in path.absolute().parents if parent.exists())
+    folder = next(parent for parent in _written_file(path).absolute().parents if parent.exists())
     try:  # a probe, not os.access: that says yes to root everywhere, where a read-only or virtual folder says no
         _create_temp(folder / "write-probe").unlink()
     except OSError as e:
@@ -76,10 +105,20 @@ def check_file_target(path: str | os.PathLike) -> None:
                               "choose another place") from None
 
 
+#: What `_check_file_path` calls the files that are neither a regular file nor a folder.
+_SPECIAL_FILES = {stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
+                  stat.S_IFIFO: "a fifo (named pipe)", stat.S_IFSOCK: "a socket"}
+
+
 def _check_file_path(path: Path) -> None:
-    """IsADirectoryError / NotADirectoryError when `path` is a folder or lies under a file."""
+    """IsADirectoryError / NotADirectoryError when `path` is a folder or lies under a file; OSError when it is
+    something else that is not a regular file (a device, a fifo, a socket), which the rename would replace (as root,
+    `/dev/full` became a regular file). Symbolic links are followed."""
     if path.is_dir():
         raise IsADirectoryError(f"cannot write {path}: it is a folder; name a file")
+    if path.exists() and not path.is_file():
+        kind = _SPECIAL_FILES.get(stat.S_IFMT(path.stat().st_mode), "not a regular file")
+        raise OSError(f"cannot write {path}: it is {kind}, which toonlib does not replace; name a file")
     blocking = next((parent for parent in reversed(path.parents) if parent.exists() and not parent.is_dir()), None)
     if blocking is not None:
         raise NotADirectoryError(f"cannot write {path}: {blocking} is a file, not a folder")
@@ -124,7 +163,10 @@ def file_lock(path: str | os.PathLike, on_wait: Optional[Callable[[Path], None]]
     `file_lock` of this process. The lock is released when the body ends, in whichever thread. Locks coordinate
     processes on one machine, or on several that share an NFS mount with working locks; Google Drive mounts on
     two Colab machines do not share locks, and there the caller's own atomic rename must keep files whole. Where
-    the filesystem supports no locks at all, the body runs unlocked after a warning.
+    the filesystem supports no locks at all, the body runs unlocked after a warning. The lock file (and its folder)
+    stays: a process waiting for the lock holds that file open, and were it deleted, a third process would lock a new
+    file of the same name while the waiter went on with the old one: two holders at once (older filelock releases, which
+    toonlib supports, do not check for that).
     """
     from filelock import FileLock, Timeout
 

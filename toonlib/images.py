@@ -334,6 +334,10 @@ def _array_to_image(array: np.ndarray) -> Image.Image:
         raise ImageReadError(f"unsupported image array dtype {array.dtype}")
     if array.size == 0:
         raise ImageReadError(f"the image array is empty (shape {array.shape})")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():  # the cast below made them some byte, with a warning
+        bad = int((~np.isfinite(array)).sum())
+        raise ImageReadError(f"the image array holds NaN or infinite values ({bad} of {array.size}): fix what "
+                             "computed it, or replace them (np.nan_to_num)")
     return Image.fromarray(_array_to_uint8(array))
 
 

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import difflib
 import inspect
-import math
 import numbers
 import os
 from dataclasses import dataclass
@@ -48,7 +47,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from . import models
 from .align import AlignedFace, align_faces, check_detector, crop_to_photo_transform, face_position
-from .blending import PAIR_WITH_ITS_BASE, Blender, check_lineage, check_setting, toon_generator
+from .blending import PAIR_WITH_ITS_BASE, Blender, check_lineage, check_setting, check_swap_res, toon_generator
 from .checkpoints import (
     ENCODER_KINDS,
     GENERATOR_KINDS,
@@ -234,8 +233,7 @@ class Toonifier:
                     self._check_codes_fit(toon, "the toon model to re-blend (toon=, --toon)")
                 # its published blend and this base were checked when it was made (not in psp-toonify mode)
                 self._blender = Blender(low=toon, high=self.base, lineage_checked=self.invert != "psp-toonify")
-            check_swap_res(swap_res, self._blender.G)
-            self.generator = self._blender.set(swap_res, level, blend_width)
+            self.generator = self._blender.set(swap_res, level, blend_width)  # refuses a swap_res above the model's
         self.blend_setting = (swap_res, level, blend_width)
         return self.generator
 
@@ -452,26 +450,13 @@ def default_base(toon: GeneratorLike) -> GeneratorLike:
     for _ in range(MAX_RUN_HOPS):  # a run started from another run's folder: that run's base, and so on
         base = meta.get("finetune", {}).get("base") if isinstance(meta, dict) and isinstance(
             meta.get("finetune"), dict) else None
-        if not isinstance(base, str):
+        if not isinstance(base, str) or not base:
             break
         if base in models.MODELS or is_url(base) or user_path(base).is_file():
             return base
         snapshot = latest_snapshot(base) if user_path(base).is_dir() else None
         meta = read_meta(snapshot) if snapshot is not None and snapshot.is_file() else None
     return DEFAULT_BASE
-
-
-def check_swap_res(swap_res: int | None, toon: object) -> None:
-    """ValueError for a swap resolution above the resolution of the toon model (a loaded `Generator`, or a registry
-    name; other names are checked once loaded), where every layer would come from the toon model: no blend at all
-    (`blending` keeps the low model whole there, as the reference code does)."""
-    info = models.MODELS.get(toon) if isinstance(toon, str) and not Path(toon).exists() else None
-    resolution = getattr(toon, "img_resolution", None) or getattr(info, "resolution", None)
-    if swap_res is not None and resolution is not None and swap_res > resolution:
-        choices = ", ".join(str(2**k) for k in range(2, int(math.log2(resolution))))
-        raise ValueError(f"swap_res {swap_res} is above the {resolution} px of the toon model, which would then be "
-                         f"used unblended: give one of {choices} (at {resolution} too, with a hard switch, every "
-                         "layer is the toon model's)")
 
 
 def toon_network_of(toon: GeneratorLike, which: str | None = None) -> str | None:

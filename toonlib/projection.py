@@ -47,6 +47,8 @@ LR_RAMPDOWN = 0.25
 LR_RAMPUP = 0.05
 LATENT_NOISE_FACTOR = 0.05
 LATENT_NOISE_RAMP = 0.75
+#: The seeds `torch.Generator.manual_seed` takes (a negative seed is taken modulo 2**64).
+SEED_RANGE = (-2**63, 2**64 - 1)
 
 
 @dataclass(repr=False)
@@ -86,8 +88,9 @@ class ProjectionResult:
     @classmethod
     def load(cls, path: str | os.PathLike, num_ws: int | None = None) -> "ProjectionResult":
         """Read a file written by `save` (images are not stored: use `render`), or any latent file `load_latent`
-        reads (NVIDIA's projected_w.npz: no losses or noise maps; its space is 'w' when every layer's w is the same;
-        `num_ws` as `load_latent`'s, for a file of W latents [N, w_dim])."""
+        reads (NVIDIA's projected_w.npz: no losses or noise maps; its space is 'w' when every layer's w is the same).
+        `num_ws` as `load_latent`'s: give it (G.num_ws) for a file of W latents [N, w_dim] or [N, 1, w_dim], which
+        are repeated to that many layers (space 'w'); `save` writes [N, num_ws, w_dim] in either space."""
         path = user_path(path)
         w = load_latent(path, num_ws)
         stored = {}  # what `save` keeps beside the latent
@@ -133,7 +136,8 @@ def project(G: GeneratorLike, target: Target, space: str = "w+", steps: int | No
     G: a generator, or what `load_generator` takes (a loaded checkpoint or a path, URL or registry name: its G_ema).
     target: a PIL image or an image array (read as `images.read_image` reads them: uint8 RGB as is, 16-bit
     scaled, transparency on white), a float tensor [3, H, W] or [N, 3, H, W] in [-1, 1], or a list of
-    those; non-square images are centre-cropped and all are resized to G's resolution.
+    those; non-square images are centre-cropped and all are resized to G's resolution. NaN or infinite values are
+    refused.
     space: 'w+' (one w per layer, 500 steps by default: Toonify's choice) or 'w' (one w for all
     layers, 1000 steps by default). `steps=None` takes that default.
     init: where the optimisation starts, e.g. an encoder's W+ codes: [N, num_ws, w_dim] or
@@ -142,8 +146,9 @@ def project(G: GeneratorLike, target: Target, space: str = "w+", steps: int | No
     `DEFAULT_INIT_STEPS` (100): the start is already close.
 
     Each target gets its own w, its own noise maps and its own random stream (target i uses
-    `seed + i`, or `seed[i]` for a list), and the loss is a sum of per-target terms, so projecting a
-    batch gives the same result as projecting each image alone with its seed (up to float rounding).
+    `seed + i`, or `seed[i]` for a list; a seed lies in -2**63 .. 2**64 - 1, torch's range), and the
+    loss is a sum of per-target terms, so projecting a batch gives the same result as projecting each
+    image alone with its seed (up to float rounding).
     NVIDIA's projector shares the noise maps across a batch; here they are per target.
 
     The perceptual distance is LPIPS-VGG on images in [-1, 1] (lpips' convention; NVIDIA feeds the
@@ -321,10 +326,14 @@ def render(G: GeneratorLike, w: torch.Tensor | np.ndarray, noise: dict[str, torc
            ) -> torch.Tensor:
     """Synthesise ws [N, num_ws, w_dim] with const noise, or with the given per-target noise maps of G's
     (e.g. the `ProjectionResult.noise` of a projection with G); returns [N, 3, H, W] float32 in about [-1, 1]
-    (not clamped) on the CPU. G is untouched; like `project`'s, it may be anything `load_generator` takes."""
+    (not clamped) on the CPU. G is untouched; like `project`'s, it may be anything `load_generator` takes.
+    No latents (N = 0) is a ValueError, not an empty batch: it is a slice or a file that missed its latents."""
     G = load_generator(G)
     device = next(G.parameters()).device
     ws = latent_tensor(w, device)
+    if ws.ndim == 3 and not ws.shape[0]:  # it failed inside the first convolution: "torch.cat(): expected a non-empty"
+        raise ValueError(f"no latents to render: w has shape {list(ws.shape)}; render takes [N, {G.num_ws}, "
+                         f"{G.w_dim}] with N >= 1 (it returns [N, 3, H, W])")
     if not isinstance(noise, (dict, type(None))):
         raise TypeError(f"noise is a dict of noise maps, buffer name -> [N, 1, res, res] (ProjectionResult.noise), "
                         f"or None, got {type(noise).__name__}")
@@ -380,15 +389,23 @@ def _check_w_stats(w_stats: object) -> None:
 
 
 def _seeds(seed: int | Sequence[int], num: int) -> list[int]:
-    """The seed of each of `num` targets: `seed + i`, or `seed[i]` of a sequence (NumPy integers too)."""
+    """The seed of each of `num` targets: `seed + i`, or `seed[i]` of a sequence (NumPy integers too), each within
+    `SEED_RANGE` (beyond it torch raised "Overflow when unpacking long long")."""
     if _is_whole(seed):
-        return [int(seed) + i for i in range(num)]
-    if not isinstance(seed, (Sequence, np.ndarray)) or isinstance(seed, str) or not all(map(_is_whole, seed)):
+        seeds = [int(seed) + i for i in range(num)]
+    elif not isinstance(seed, (Sequence, np.ndarray)) or isinstance(seed, str) or not all(map(_is_whole, seed)):
         raise ValueError(f"seed must be a whole number (target i uses seed + i) or a list of one per target, "
                          f"got {seed!r}")
-    if len(seed) != num:
+    elif len(seed) != num:
         raise ValueError(f"got {len(seed)} seeds for {num} target images")
-    return [int(s) for s in seed]
+    else:
+        seeds = [int(s) for s in seed]
+    for i, s in enumerate(seeds):
+        if not SEED_RANGE[0] <= s <= SEED_RANGE[1]:
+            given = f"seed {seed} + {i} (target i uses seed + i)" if _is_whole(seed) and i else f"seed {s}"
+            raise ValueError(f"{given} is out of range: a seed is a whole number in -2**63 .. 2**64 - 1 (what "
+                             "torch's random generator takes)")
+    return seeds
 
 
 def _is_whole(value: object) -> bool:
@@ -509,6 +526,7 @@ def _as_tensor(item) -> torch.Tensor:
         if not x.numel():  # it failed inside F.interpolate
             raise ValueError(f"the image tensor is empty (shape {list(item.shape)}): a target tensor is float "
                              "[3, H, W] or [N, 3, H, W] with N, H and W >= 1")
+        _check_finite(x.detach())  # NaN passed the range check below and made every step's latent NaN
         if x.detach().abs().amax() > 2:  # [0, 255] would be clamped to a white image
             raise ValueError(f"an image tensor must hold values in [-1, 1], got {x.min().item():.4g} .. "
                              f"{x.max().item():.4g}: for 0 .. 255 use x / 127.5 - 1, for 0 .. 1 x * 2 - 1")
@@ -523,6 +541,16 @@ def _as_tensor(item) -> torch.Tensor:
                         "PIL.Image.open(path)")
     raise TypeError(f"cannot use {type(item).__name__} as a target image (a PIL image, an image array or a float "
                     f"tensor in [-1, 1]){image_attribute_hint(item)}")
+
+
+def _check_finite(image: torch.Tensor) -> None:
+    """ValueError for a target tensor that holds NaN or infinite values (its projection was a NaN latent); arrays are
+    checked by `read_image`."""
+    bad = int((~torch.isfinite(image)).sum())
+    if bad:
+        raise ValueError(f"the target image holds NaN or infinite values ({bad} of {image.numel()}), "
+                         "from which a projection finds no latent: fix what computed it, or replace them "
+                         "(torch.nan_to_num)")
 
 
 def _fit(x: torch.Tensor, resolution: int) -> torch.Tensor:
@@ -586,10 +614,14 @@ def save_latent(w: torch.Tensor | np.ndarray, path: str | os.PathLike) -> None:
 def load_latent(path: str | os.PathLike, num_ws: int | None = None) -> torch.Tensor:
     """Latents from a file as float32 [N, num_ws, w_dim].
 
-    Reads toonlib's and NVIDIA's `.npz` (key `w`, [N, num_ws, w_dim] or [num_ws, w_dim]) and
+    Reads toonlib's and NVIDIA's `.npz` (key `w`: W+ latents [N, num_ws, w_dim], or W latents [N, 1, w_dim]) and
     rosinality's projector output (a torch file: image name -> {'latent': [n_latent, w_dim] (W+) or
     [w_dim] (W), ...}, stacked in file order). A W latent is repeated to `num_ws` layers, which must
     then be given; when `num_ws` is given, W+ latents must have that many layers.
+
+    A 2-D `w` [rows, w_dim] is one W+ latent [num_ws, w_dim] (`result.w[0]`) when `num_ws` is None or equals
+    `rows`, else `rows` W latents [N, w_dim] (`G.mapping(z)[:, 0]`). So exactly `num_ws` W latents would read as one
+    W+ latent: save those as [N, 1, w_dim].
     """
     path = user_path(path)
     if path.is_dir():  # a folder and a missing file failed inside torch.load ("[Errno 21] Is a directory")
@@ -601,7 +633,10 @@ def load_latent(path: str | os.PathLike, num_ws: int | None = None) -> torch.Ten
             if "w" not in npz.files:
                 raise ValueError(f"{path}: an .npz latent file needs a key 'w', found {npz.files}")
             w = torch.from_numpy(npz["w"])
-        w = w[None] if w.ndim == 2 else w
+        if w.ndim == 2:  # one W+ latent, or W latents where num_ws says it is not one (see above)
+            w = w[None] if num_ws in (None, w.shape[0]) else w[:, None]
+        if w.ndim == 3 and num_ws is not None and w.shape[1] == 1:  # W latents, repeated as rosinality's below
+            w = w.repeat(1, num_ws, 1)
     else:
         try:
             with warnings.catch_warnings():  # torch's own warnings about what is not a torch file: refused below

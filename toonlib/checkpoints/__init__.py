@@ -34,7 +34,7 @@ from ..files import is_url, looks_like_html, safetensors_header_length, user_pat
 from ..messages import warn
 from ..networks import Generator
 from . import native, native_torch, nvidia, psp, rosinality, tensorflow
-from .common import CheckpointError, GeneratorLike, Networks
+from .common import CheckpointError, GeneratorLike, Networks, damaged_file
 from .safe_pickle import UnsafePickleError, refusal, safe_load
 
 __all__ = ["NATIVE_SUFFIX", "CheckpointError", "GeneratorLike", "Networks", "UnsafePickleError", "load_generator",
@@ -173,12 +173,15 @@ def check_source(source: str | os.PathLike, what: str = "", kinds: tuple[str, ..
     (e.g. the option that named it), downloading nothing: the command line and `Toonifier` check every model they
     were given before they fetch the first."""
     source = split_network(source)[0]  # "toon.pkl (G)": its file
-    text, path = str(source), user_path(source)
+    prefix = f"{what}: " if what else ""
+    try:
+        text, path = str(source), user_path(source)
+    except ValueError as exc:  # an empty path, named by the option that gave it
+        raise ValueError(f"{prefix}{exc}") from None
     if is_url(text) or path.exists():
         return
     from .. import models
 
-    prefix = f"{what}: " if what else ""
     if text in models.MODELS:
         kind = models.MODELS[text].kind
         if kind not in kinds:
@@ -195,8 +198,8 @@ def check_source(source: str | os.PathLike, what: str = "", kinds: tuple[str, ..
 
 
 def read_checkpoint(path: str | os.PathLike) -> Networks:
-    """Read a local checkpoint file of any supported format (detected from its content)."""
-    path = Path(path)
+    """Read a local checkpoint file of any supported format (detected from its content); `~` is the home folder."""
+    path = user_path(path)
     source = str(path)
     if path.is_dir():
         newest = _newest_snapshot(path)  # a fine-tuning run's folder: its newest snapshot is what was meant
@@ -216,8 +219,8 @@ def read_checkpoint(path: str | os.PathLike) -> Networks:
         return native.read(path, source)
     if safetensors_header_length(head) is not None:  # before the pickle's test: its length's low byte may be 0x80
         raise CheckpointError(f"{source} is a safetensors file cut short: its header alone is "
-                              f"{int.from_bytes(head[:8], 'little')} bytes, the whole file {path.stat().st_size}. A "
-                              "truncated download or copy: delete it and download, copy or convert it again.")
+                              f"{int.from_bytes(head[:8], 'little')} bytes, the whole file {path.stat().st_size}. "
+                              f"{damaged_file('download, copy or convert it again')}")
     problem = not_a_torch_zip(path, source) if head.startswith(b"PK") else None
     if problem:
         raise CheckpointError(problem)
@@ -290,7 +293,7 @@ def _read_torch_file(path: Path, source: str, zipped: bool) -> Networks:
         if "weights_only" in message:  # torch's own advice is to turn the safety off: never pass that on
             message = type(exc).__name__
         raise CheckpointError(f"{source} is a torch file that could not be read ({message}); it was not loaded. "
-                              "A truncated download or a damaged file: delete it and download it again.") from None
+                              f"{damaged_file()}") from None
     if native_torch.is_native_torch(obj):
         return native_torch.read(obj, source)
     if rosinality.is_rosinality(obj):

@@ -14,6 +14,12 @@ class CheckpointError(ValueError):
     """A file that is not a checkpoint toonlib can read; the message says why and what to do."""
 
 
+def damaged_file(again: str = "download it again") -> str:
+    """What a reader's error says of a file it cannot parse (a pickle, torch or safetensors file cut short or damaged):
+    one sentence for every format; `again` is how to get the file again."""
+    return f"A truncated download or a damaged file: delete it and {again}."
+
+
 @dataclass(repr=False)
 class Networks:
     """The networks of one checkpoint.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -21,7 +22,7 @@ from safetensors.torch import save_file
 
 from ..files import atomic_write_path, safetensors_header_length
 from ..networks import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
-from .common import CheckpointError, Networks, build_network
+from .common import CheckpointError, Networks, build_network, damaged_file
 
 FORMAT = "toonlib"
 VERSION = "2"
@@ -47,7 +48,24 @@ def save(nets: Networks, path: str | os.PathLike) -> None:
     metadata = {"format": FORMAT, "version": VERSION, "config": json.dumps(config),
                 "meta": json.dumps(_meta_for_saving(nets.meta))}
     with atomic_write_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+        try:
+            save_file(tensors, str(tmp), metadata=metadata)
+        except SafetensorError as exc:  # a full disk: an OSError, which atomic_write_path says with `path`
+            raise _os_error(exc) or exc from None
+
+
+#: How safetensors words an error of the OS, the number of which it keeps: "Error while serializing: I/O error: No
+#: space left on device (os error 28)" (0.8), "... IoError(Os { code: 28, kind: StorageFull, message: ... })" (0.4).
+_OS_ERROR_NUMBER = re.compile(r"\(os error (\d+)\)|Os \{ code: (\d+),")
+
+
+def _os_error(exc: SafetensorError) -> OSError | None:
+    """The OSError that safetensors reports as a SafetensorError of its own (a full disk), else None."""
+    match = _OS_ERROR_NUMBER.search(str(exc))
+    if match is None:
+        return None
+    number = int(match[1] or match[2])
+    return OSError(number, os.strerror(number))
 
 
 def _meta_for_saving(meta: dict) -> dict:
@@ -95,8 +113,8 @@ def read(path: str | os.PathLike, source: str = "") -> Networks:
                                           f"(names start with {', '.join(p + '.' for p in NETWORKS)})")
                 states.setdefault(prefix, {})[name] = f.get_tensor(key)
     except SafetensorError as exc:
-        raise CheckpointError(f"{source} is not a readable safetensors file ({exc}): a truncated download or a "
-                              "damaged file. Delete it and download or convert it again.") from None
+        raise CheckpointError(f"{source} is not a readable safetensors file ({exc}). "
+                              f"{damaged_file('download or convert it again')}") from None
     try:
         config = json.loads(metadata["config"])
         g_config = GeneratorConfig.from_dict(config["G"])

@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import torch
 
-from .common import CheckpointError
+from .common import CheckpointError, damaged_file
 
 try:  # numpy >= 2
     from numpy._core import multiarray as _np_multiarray
@@ -109,9 +109,8 @@ def safe_load(file: BinaryIO, what: str = "checkpoint") -> Any:
     except CheckpointError:
         raise
     except EOFError:
-        raise CheckpointError(
-            f"{what} ends early: the file is truncated (an interrupted download?). Delete it and download it again."
-        ) from None
+        raise CheckpointError(f"{what} ends before its pickle does. {damaged_file()}") from None
     except (pickle.UnpicklingError, ValueError, TypeError, AttributeError, IndexError, KeyError,
             RuntimeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{what} is not a readable network pickle ({type(exc).__name__}: {exc})") from None
+        raise CheckpointError(f"{what} is not a readable network pickle ({type(exc).__name__}: {exc}). "
+                              f"{damaged_file()}") from None
