@@ -159,3 +159,12 @@ def test_a_blend_remade_from_the_names_info_shows(tmp_path):
                      "-o", str(tmp_path / "no.safetensors"))
     assert result.returncode == 2 and "names its file's G, but G_ema was asked for" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "no.safetensors").exists()
+
+
+def test_fetch_of_a_local_file_says_what_fetch_is_for():
+    """`toonlib fetch ffhq.pkl` of a file here said "unknown model 'ffhq.pkl'" and listed 30 names."""
+    result = run_cli("fetch", str(FIXTURES / "ada_tiny.pkl"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == (f"toonlib fetch: error: {FIXTURES / 'ada_tiny.pkl'} is a file here: fetch "
+                                     "downloads registry names (`toonlib models`) and http(s) URLs into the cache; "
+                                     "load_network (or a command's model option) reads a local file as it is")

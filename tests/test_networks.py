@@ -147,8 +147,11 @@ def test_latents_of_the_wrong_shape_are_named(G_ema):
         G_ema.mapping(torch.randn(2, 7), None)  # was: "mat1 and mat2 shapes cannot be multiplied"
     with pytest.raises(ValueError, match=rf"z must have shape \[N, {z_dim}\], got \[{z_dim}\]"):
         G_ema(torch.randn(z_dim), None)
-    with pytest.raises(ValueError, match=rf"ws must have shape \[N, {num_ws}, {w_dim}\], got \[1, {w_dim}\]"):
+    with pytest.raises(ValueError, match=rf"ws must have shape \[N, {num_ws}, {w_dim}\] with N >= 1, got "
+                                         rf"\[1, {w_dim}\]"):
         G_ema.synthesis(torch.randn(1, w_dim))
+    with pytest.raises(ValueError, match=rf"with N >= 1, got \[0, {num_ws}, {w_dim}\]"):  # torch.cat's error
+        G_ema.synthesis(torch.randn(0, num_ws, w_dim))
 
 
 def test_repr_starts_with_what_users_call_it_with():

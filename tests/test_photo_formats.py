@@ -308,7 +308,23 @@ NOT_PHOTOS = {
             "it is an SVG drawing, not a photo: export it as PNG or JPEG$"),
     "live-photo-mov": (lambda image: b"\x00\x00\x00\x14ftypqt  \x00\x00\x00\x00qt  \x00\x00\x00\x08wide", "mov",
                        r"it is a video \(MP4/MOV\), not a photo: pick a photo, or save a frame of the video as JPEG$"),
+    "latent": (lambda image: _latent_file(), "npz",  # what toonify saves beside a toon, which the command line draws
+               r"it is a latent file \(an \.npz of w, .*\), not a photo: "
+               r"toonifier\.render\(toonlib\.projection\.load_latent\(path\)\)"),
 }
+
+
+def _latent_file() -> bytes:
+    import tempfile
+
+    import torch
+
+    from toonlib.projection import ProjectionResult
+
+    with tempfile.TemporaryDirectory() as folder:
+        ProjectionResult(w=torch.zeros(1, 8, 16), images=torch.zeros(1, 3, 8, 8), noise={}, losses=np.zeros((1, 1)),
+                         space="w+", steps=1).save(Path(folder) / "me-latent.npz")
+        return (Path(folder) / "me-latent.npz").read_bytes()
 
 
 @pytest.mark.parametrize("kind", NOT_PHOTOS)

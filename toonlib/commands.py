@@ -6,6 +6,7 @@ arguments, runs a command and turns its expected failures into one line and an e
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import sys
@@ -160,12 +161,12 @@ def _history(meta: dict) -> list[str]:
 
 def cmd_fetch(args: argparse.Namespace) -> int:
     """Download each model or weights file into its place; one failure does not stop the others."""
-    from .download import DownloadError, fetch
+    from .download import DownloadError, fetch, fetch_source
     from .files import is_url
     from .models import get_model
 
-    for name in args.names:  # an unknown name fails before any download starts
-        if not is_url(name):
+    for name in args.names:  # an unknown name or a local file fails before any download starts
+        if not is_url(fetch_source(name)):
             get_model(name)
     failed = 0
     for name in args.names:
@@ -467,22 +468,30 @@ def _toonify_latent(args: argparse.Namespace) -> int:
                              f"inverted: leave {option} out, or toonify the photo itself")
     ws = load_latent(args.photos)  # a file that is no latent fails before any model is downloaded
     stem = user_path(args.photos).stem.removesuffix("-latent")
-    output = Path(args.output)
-    if output.suffix.lower() in IMAGE_SUFFIXES and not output.is_dir():
-        targets = [output] if len(ws) == 1 else [output.with_name(f"{output.stem}-{i + 1}{output.suffix}")
-                                                 for i in range(len(ws))]
-    elif not output.is_dir() and (output.exists() or output.suffix):
-        raise ValueError(f"-o {output}: the toon of a latent is written to an image file ({', '.join(IMAGE_SUFFIXES)})"
-                         f" or into a folder: name it {output.with_suffix('.png')}, or give a folder")
-    else:
-        targets = [output / (f"{stem}-toon.png" if len(ws) == 1 else f"{stem}-{i + 1}-toon.png")
-                   for i in range(len(ws))]
+    output = user_path(args.output)
+
+    def toon_files(count: int) -> list[Path]:
+        if output.suffix.lower() in IMAGE_SUFFIXES and not output.is_dir():
+            return [output] if count == 1 else [output.with_name(f"{output.stem}-{i + 1}{output.suffix}")
+                                                for i in range(count)]
+        if not output.is_dir() and (output.exists() or output.suffix):
+            raise ValueError(f"-o {output}: the toon of a latent is written to an image file "
+                             f"({', '.join(IMAGE_SUFFIXES)}) or into a folder: name it {output.with_suffix('.png')}, "
+                             "or give a folder")
+        return [output / (f"{stem}-toon.png" if count == 1 else f"{stem}-{i + 1}-toon.png") for i in range(count)]
+
+    targets = toon_files(len(ws))
     check_file_target(targets[0])
     _check_toonify_options(args)
     _fetch_toonify_models(args, "optimize")
     toonifier = Toonifier(args.base, args.toon, swap_res=args.swap_res, level=args.level,
                           blend_width=args.blend_width, toon_network=args.toon_network)
     G = toonifier.generator
+    if ws.shape[1] != G.num_ws:  # W latents [N, w_dim] are told from one W+ latent by the model's num_ws
+        with contextlib.suppress(ValueError):  # another model's W+ latents: said below
+            ws = load_latent(args.photos, num_ws=G.num_ws)
+        targets = toon_files(len(ws))
+        check_file_target(targets[0])
     if tuple(ws.shape[1:]) != (G.num_ws, G.w_dim):
         raise ValueError(f"{args.photos} holds latents of shape {list(ws.shape)}, and the toon model ({args.toon}, "
                          f"{G.img_resolution} px) takes [N, {G.num_ws}, {G.w_dim}]: they belong to another model; "

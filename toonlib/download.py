@@ -56,7 +56,7 @@ from .messages import progress_bar
 if TYPE_CHECKING:
     from tqdm import tqdm
 
-__all__ = ["DownloadError", "cache_dir", "cache_state", "drive_file_id", "fetch", "local_path"]
+__all__ = ["DownloadError", "cache_dir", "cache_state", "drive_file_id", "fetch", "fetch_source", "local_path"]
 
 DRIVE_ROOT = Path("/content/drive/MyDrive")  # where Colab mounts the user's Google Drive
 DRIVE_HOSTS = ("drive.google.com", "drive.usercontent.google.com", "docs.google.com")  # a file's links on Drive
@@ -169,9 +169,9 @@ def fetch(name_or_url: str, *, cache_dir: str | os.PathLike | None = None, progr
     torchvision and face-alignment would. Raises `DownloadError` when every source fails; its advice
     names `local_option` (e.g. '--base'), the command-line option that takes a local file instead, when
     given, and the Google Drive path on Colab. Anything but one name or URL (a list, None, a file here) is refused
-    with what to do instead (`_fetchable`).
+    with what to do instead (`fetch_source`).
     """
-    plan = _plan(_fetchable(name_or_url), cache_dir)
+    plan = _plan(fetch_source(name_or_url), cache_dir)
     final = plan.path
     if _usable(plan):
         return final
@@ -205,7 +205,7 @@ def fetch(name_or_url: str, *, cache_dir: str | os.PathLike | None = None, progr
     raise DownloadError(_explain(plan, failures, local_option, damage), final, reason, offline)
 
 
-def _fetchable(name_or_url: object) -> str:
+def fetch_source(name_or_url: object) -> str:
     """`name_or_url` as the text `fetch` looks up; TypeError for anything but one name or URL (several names, None),
     ValueError for a file or folder here that is no registry name: a local file is not fetched but loaded."""
     if isinstance(name_or_url, (list, tuple, set, frozenset)):

@@ -319,6 +319,9 @@ def unread_format(head: bytes) -> str:
         return "it is an SVG drawing, not a photo: export it as PNG or JPEG"
     if looks_like_html(head):
         return "it is a web page (HTML), not an image: save the image itself (right-click it, Save image as)"
+    if head.startswith(b"PK\x03\x04") and head[30:30 + int.from_bytes(head[26:28], "little")] == b"w.npy":
+        return ("it is a latent file (an .npz of w, as toonify and NVIDIA's projector save them), not a photo: "
+                "toonifier.render(toonlib.projection.load_latent(path)) draws its toon, `toonlib toonify FILE` too")
     return "it is in no image format toonlib reads (JPEG, PNG, WebP, HEIC, AVIF, BMP, TIFF and the others Pillow opens)"
 
 

@@ -443,8 +443,8 @@ class SynthesisNetwork(nn.Module):
         """Render ws [N, num_ws, w_dim]. noise_mode: 'random' (fresh noise), 'const' (stored), 'none'."""
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
-        if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
-            raise ValueError(f"ws must have shape [N, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}"
+        if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim) or not ws.shape[0]:
+            raise ValueError(f"ws must have shape [N, {self.num_ws}, {self.w_dim}] with N >= 1, got {list(ws.shape)}"
                              + self._ws_advice(ws.shape))
         ws = ws.to(self.b4.const.dtype)
         # In eval mode (inference: one kernel per sample) channels-last where that pays, unless the caller chose the
