@@ -77,6 +77,17 @@ def test_toonify_folder_survives_bad_photos(setup, tmp_path, capsys):
         assert pasted.size == original.size
     assert sorted(p.name for p in (setup / "photos").iterdir()) == ["astronaut.png", "broken.jpg", "coffee.png",
                                                                     "hopper.jpg"]
+    # several photos (a shell glob), also after -o: the same toons as from their folder; a bad one skipped, as there
+    photos = setup / "photos"
+    code = cli.main(["toonify", str(photos / "hopper.jpg"), str(photos / "broken.jpg"), "-o", str(tmp_path / "some"),
+                     str(photos / "astronaut.png"), "--base", str(setup / "base.safetensors"), "--toon",
+                     str(setup / "toon.safetensors"), "--steps", "2", "--detector", "dlib"])
+    captured = capsys.readouterr()
+    assert code == 1 and "skipped" in captured.err and "broken.jpg" in captured.err
+    assert f"toonified 2 of 3 photos into {tmp_path / 'some'}" in captured.out
+    for stem in ("astronaut", "hopper"):
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "some" / f"{stem}-toon.png")),
+                              np.asarray(Image.open(out / f"{stem}-toon.png")))
 
 
 def test_toonify_refuses_to_overwrite_inputs(setup, tmp_path, capsys):

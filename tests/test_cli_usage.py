@@ -74,10 +74,6 @@ def test_version_and_exit_codes_in_help():
 def test_what_a_command_does_not_take_is_refused_with_its_own_usage():
     """argparse showed the top level's usage (`toonlib [-h] [--version] COMMAND ...`) for a sub-command's stray
     arguments: a shell glob of photos, a misspelt option (now with the close match)."""
-    result = run_main("toonify", "a.jpg", "b.jpg", "-o", "out/")
-    assert result.returncode == 2 and result.stderr.startswith("usage: toonlib toonify")
-    assert "toonify takes one photo or one folder of photos, got also b.jpg: put the photos in a folder" in (
-        result.stderr)
     result = run_main("toonify", "a.jpg", "-o", "x.png", "--stpes", "5")
     assert result.returncode == 2 and result.stderr.startswith("usage: toonlib toonify")
     assert "unrecognized arguments: --stpes 5\n  --stpes: did you mean --steps?" in result.stderr
@@ -456,10 +452,29 @@ def test_inputs_are_checked_before_any_download(tmp_path, offline_cache):
     # a registry encoder of the other latent space drew the photo as the toon (exit 0), after a ~1 GB download
     ("toonify", ["--invert", "psp-toonify", "--encoder", "psp-ffhq"], "'psp-ffhq' makes latents of the FFHQ base, "
                                                                       "not of a toon model"),
+    # an unset shell variable ("$OUT"): -o "" wrote into the current folder, --video "" made no video, without a word
+    ("toonify", ["-o", ""], "argument -o/--output: it is empty (''), which an unset shell variable gives: give a path"),
+    ("project", ["--video", ""], "argument --video: it is empty (''), which an unset shell variable gives: give a "
+                                 "path"),
+    ("blend", ["--toon", ""], "argument --toon/--low: it is empty (''), which an unset shell variable gives: give a "
+                              "model: a path, URL or name (`toonlib models`)"),
+    ("toonify", ["--swap-res", "0"], "argument --swap-res: must be a power of two >= 4 (a resolution such as 4, 8, "
+                                     "..., 1024), got 0"),  # was "must be >= 1", then 1 was refused too
+    # several photos (a shell glob): -o is their folder; a latent is drawn alone; two photos of one name would clash
+    ("toonify", ["{tmp}/sub", "-o", "{tmp}/t.png"], "-o {tmp}/t.png names an image file, but the input is several "
+                                                       "photos: give a folder for -o"),
+    ("toonify", ["{tmp}/w-latent.npz"], "w-latent.npz is a latent file, and its toon is drawn by a command of its "
+                                        "own: toonlib toonify {tmp}/w-latent.npz -o ..."),
+    ("toonify", ["{tmp}/sub/me.png"], "2 photos are named me.png ({tmp}/me.png, {tmp}/sub/me.png): their toons would "
+                                      "have one name in -o"),
 ])
 def test_bad_values_are_refused_before_any_download(tmp_path, offline_cache, command, args, message):
     photo = tmp_path / "me.png"
     Image.fromarray(skdata.astronaut()).save(photo)
+    for name in ("sub/me.png", "sub/you.png"):  # several photos: another one of the same name, or not
+        if f"{{tmp}}/{name}" in args or (name == "sub/you.png" and "{tmp}/sub" in args):
+            (tmp_path / "sub").mkdir()
+            Image.fromarray(skdata.astronaut()).save(tmp_path / name)
     base = {"toonify": [str(photo), "-o", str(tmp_path / "out")], "align": [str(photo), "-o", str(tmp_path / "a.png")],
             "project": [str(photo), "-o", str(tmp_path / "w.npz"), "--video", str(tmp_path / "v.mp4")],
             "blend": ["--toon", "toonify-blended-tf", "--base", "ffhq-1024-tf", "-o", str(tmp_path / "b.safetensors")],
@@ -471,7 +486,7 @@ def test_bad_values_are_refused_before_any_download(tmp_path, offline_cache, com
     last = result.stderr.strip().splitlines()[-1]  # argparse's usage lines, if any, come first
     assert last.startswith(f"toonlib {command}: error: ") and message.format(tmp=tmp_path) in last, result.stderr
     assert not Path(offline_cache["TOONLIB_CACHE"]).exists() and not Path(offline_cache["TORCH_HOME"]).exists()
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["me.png"]  # nothing written
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["me.png"] + ["sub"] * (tmp_path / "sub").exists()
 
 
 def test_finetune_settings_are_named_as_the_options_are_typed(tmp_path):

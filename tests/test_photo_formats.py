@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import io
+import pickle
 import re
 import struct
 import subprocess
@@ -308,6 +309,11 @@ NOT_PHOTOS = {
             "it is an SVG drawing, not a photo: export it as PNG or JPEG$"),
     "live-photo-mov": (lambda image: b"\x00\x00\x00\x14ftypqt  \x00\x00\x00\x00qt  \x00\x00\x00\x08wide", "mov",
                        r"it is a video \(MP4/MOV\), not a photo: pick a photo, or save a frame of the video as JPEG$"),
+    "jpeg-start-only": (lambda image: b"\xff\xd8 not really a jpeg", "jpg",  # was "in no image format"
+                        "the JPEG file is damaged: download or copy it again, or export it anew$"),
+    "checkpoint": (lambda image: pickle.dumps({"G_ema": None}, protocol=4), "pkl",  # a model given as the photo
+                   r"it is a model checkpoint \(safetensors, pickle or torch file\), not a photo: give it as a model "
+                   r"\(--toon, --base; toon=, base= in Python\)$"),
     "latent": (lambda image: _latent_file(), "npz",  # what toonify saves beside a toon, which the command line draws
                r"it is a latent file \(an \.npz of w, .*\), not a photo: "
                r"toonifier\.render\(toonlib\.projection\.load_latent\(path\)\)"),

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import glob
 import io
 import re
 import shlex
@@ -319,6 +320,7 @@ class Cli:
     substitute: tuple[str, str, str] | None = None  # (option, README value, value run here)
 
     def argv(self, argv: list[str]) -> list[str]:
+        argv = [name for arg in argv for name in (sorted(glob.glob(arg)) if "*" in arg else [arg])]  # as a shell
         if self.substitute is None:
             return argv
         option, written, used = self.substitute
@@ -408,6 +410,14 @@ def check_toonify_folder(out: Outcome, box: Sandbox) -> None:
     assert_toonified(out, "astronaut", "toons/", box.work / "photos" / "astronaut.png")
     assert "skipped photos/coffee.png" in out.err and "skipped photos/broken.jpg" in out.err
     assert "toonified 2 of 4 photos into toons/" in out.out
+
+
+def check_toonify_glob(out: Outcome, box: Sandbox) -> None:
+    jpegs = sorted(Path(".").glob("*.jpg"))  # what the shell gives for *.jpg in the README's folder
+    expected = {f"toons/{photo.stem}-{kind}" for photo in jpegs for kind in ("toon.png", "aligned.png",
+                                                                             "reconstruction.png", "latent.npz")}
+    assert jpegs and out.written == expected, (jpegs, out.written)
+    assert_toonified(out, "me", "toons/", box.work / "me.jpg")
 
 
 def check_align(out: Outcome, box: Sandbox) -> None:
@@ -504,6 +514,7 @@ CLI_CHECKS: dict[str, Cli] = {
     "toonlib toonify me.jpg -o me-toon.png --paste-back": Cli(0, check_toonify_to_file),
     "toonlib toonify me-toon-latent.npz -o me-16.png --swap-res 16": Cli(0, check_toonify_latent),
     "toonlib toonify photos/ -o toons/ --swap-res 32": Cli(1, check_toonify_folder),  # 1: two bad photos
+    "toonlib toonify '*.jpg' -o toons/": Cli(0, check_toonify_glob),
     "toonlib align me.jpg -o aligned.png": Cli(0, check_align),
     "toonlib project aligned.png -o latent.npz --image-out reconstruction.png --video projection.mp4":
         Cli(0, check_project),

@@ -102,7 +102,7 @@ def _swap_res(text: str) -> int:
     """An argparse `type` for --swap-res: a power of two >= 4 (`blending.check_setting`)."""
     from .blending import check_setting
 
-    value = _number()(text)
+    value = _number(low=-math.inf)(text)  # 0 and below: the power-of-two message, not ">= 1" (1 is refused too)
     try:
         check_setting(value)
     except ValueError as exc:
@@ -205,8 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .options import INVERT_MODES
 
     p = sub.add_parser("toonify", help="toonify a photo or a folder of photos")
-    p.add_argument("photos", help="a photo or a folder of photos; or a latent file an earlier toonify or `toonlib "
-                                  "project` wrote (.npz): its toon, re-blended as asked, in seconds")
+    p.add_argument("photos", nargs="+", help="photos or folders of photos (toonlib toonify *.jpg -o toons/); or a "
+                                             "latent file an earlier toonify or `toonlib project` wrote (.npz): its "
+                                             "toon, re-blended as asked, in seconds")
     p.add_argument("-o", "--output", required=True,
                    help="output folder (<name>-toon.png, -aligned, -reconstruction, -pasted, -latent.npz); for one "
                         "photo also an image file: the toon there, the others beside it (out.png, out-aligned.png, "
@@ -373,11 +374,32 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     if extra:
         command = parser.subcommands.parser(args.command)
         options = [arg.split("=")[0] for arg in extra if arg.startswith("-")]
-        if args.command == "toonify" and not options:
-            command.error(f"toonify takes one photo or one folder of photos, got also {' '.join(extra)}: put the "
-                          "photos in a folder and give the folder")
-        command.error(f"unrecognized arguments: {' '.join(extra)}" + _did_you_mean(options, _option_names(command)))
+        if args.command == "toonify" and not options:  # photos after an option: `toonify a.jpg -o toons/ b.jpg`
+            args.photos += extra
+        else:
+            command.error(f"unrecognized arguments: {' '.join(extra)}"
+                          + _did_you_mean(options, _option_names(command)))
+    _refuse_empty(parser.subcommands.parser(args.command), args)
     return args
+
+
+def _refuse_empty(command: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse an empty argument, what an unset shell variable gives (`toonlib toonify "$PHOTO" -o "$OUT"`): an empty
+    photo path toonified the current folder, an empty -o wrote into it, an empty --video was no video."""
+    for action in command._actions:
+        value = getattr(args, action.dest, None)
+        if action.default != "" and (value == "" or (isinstance(value, list) and "" in value)):
+            name = "/".join(action.option_strings) or action.metavar or action.dest
+            command.error(f"argument {name}: it is empty (''), which an unset shell variable gives: give "
+                          f"{_EMPTY_ADVICE.get(action.dest, 'a value')}")
+
+
+#: What `_refuse_empty` asks for instead of an empty argument, by its dest (else "a value").
+_EMPTY_ADVICE = {**dict.fromkeys(("input", "output", "checkpoint", "cache_dir", "grid", "photo", "image", "image_out",
+                                  "video", "photos", "data", "run_dir"), "a path"),
+                 **dict.fromkeys(("toon", "base", "encoder", "resume"), "a model: a path, URL or name (`toonlib "
+                                                                        "models`)"),
+                 "names": "a registry name (`toonlib models`) or URL"}
 
 
 def _option_names(parser: argparse.ArgumentParser) -> list[str]:

@@ -316,19 +316,20 @@ def cmd_project(args: argparse.Namespace) -> int:
 TOONIFY_KINDS = ("toon", "aligned", "reconstruction", "pasted")  # the images toonify writes per face (result fields)
 
 
-def _toonify_outputs(output: Path, photos: list[Path], source_is_folder: bool
+def _toonify_outputs(output: Path, photos: list[Path], several: str | None
                      ) -> Callable[[Path, int | None, str], Path]:
     """Where `toonify` writes: a function (photo, face number or None, kind) -> path.
 
     A folder (the default): `<folder>/<photo>-<kind>.png`, where photos of one name (me.jpg, me.png) keep their
     suffix apart (`me-jpg-toon.png`). One photo and `-o` ending in an image suffix: the toon at exactly that path
-    and the other images beside it (`<stem>-aligned<suffix>`).
+    and the other images beside it (`<stem>-aligned<suffix>`). `several` says what the input is when it is more than
+    one photo ("a folder of photos", "3 photos"): then `-o` is a folder.
     """
     from .images import IMAGE_SUFFIXES
 
     if output.suffix.lower() in IMAGE_SUFFIXES and not output.is_dir():  # an existing folder stays a folder
-        if source_is_folder:
-            raise ValueError(f"-o {output} names an image file, but the input is a folder of photos: "
+        if several:
+            raise ValueError(f"-o {output} names an image file, but the input is {several}: "
                              "give a folder for -o (each photo gets its own <name>-toon.png there)")
 
         def image_path(photo: Path, face: int | None, kind: str) -> Path:
@@ -339,7 +340,7 @@ def _toonify_outputs(output: Path, photos: list[Path], source_is_folder: bool
     if output.exists() and not output.is_dir():
         raise ValueError(f"-o {output} is a file, but toonify writes a folder of images there: give a folder "
                          "(it is created), or for one photo an image name such as toon.png")
-    if output.suffix and not output.exists() and not source_is_folder:
+    if output.suffix and not output.exists() and not several:
         raise ValueError(f"-o {output}: toonify writes one photo's images to an image file "
                          f"({', '.join(IMAGE_SUFFIXES)}) or into a folder, and it writes no {output.suffix} images: "
                          f"name it {output.with_suffix('.png')}, or, to name a folder so, create it first")
@@ -351,8 +352,22 @@ def _toonify_outputs(output: Path, photos: list[Path], source_is_folder: bool
     return folder_path
 
 
-def _photos_to_toonify(name: str) -> list[Path]:
-    """The photos named on the command line, checked before any model is loaded or downloaded."""
+def _photos_to_toonify(names: list[str]) -> list[Path]:
+    """The photos named on the command line (photos and folders of photos), checked before any model is loaded or
+    downloaded: each once, and no two of one name (their toons would have one name in -o)."""
+    photos = list(dict.fromkeys(photo for name in names for photo in _photos_named(name, check=len(names) == 1)))
+    if len(names) > 1:
+        named = Counter((photo.stem, photo.suffix.lower()) for photo in photos)
+        if clash := next((key for key, count in named.items() if count > 1), None):
+            paths = [str(photo) for photo in photos if (photo.stem, photo.suffix.lower()) == clash]
+            raise ValueError(f"{len(paths)} photos are named {clash[0]}{clash[1]} ({', '.join(paths)}): their toons "
+                             "would have one name in -o; rename one, or toonify them with separate commands")
+    return photos
+
+
+def _photos_named(name: str, check: bool) -> list[Path]:
+    """The photos one command-line argument names: a photo (with `check`, read to see that it is one: the only photo;
+    else, as a folder's, skipped in the run if it is none), or the photos of a folder."""
     from .files import is_url
     from .images import IMAGE_SUFFIXES, read_image
     from .pipeline import photos_in
@@ -367,7 +382,8 @@ def _photos_to_toonify(name: str) -> list[Path]:
         return photos
     if not source.exists():
         raise FileNotFoundError(f"no photo or folder at {source}")
-    read_image(source)  # raises ImageReadError for a file that is not an image
+    if check:
+        read_image(source)  # raises ImageReadError for a file that is not an image
     return [source]
 
 
@@ -380,11 +396,16 @@ def cmd_toonify(args: argparse.Namespace) -> int:
     from .pipeline import Toonifier, paste_faces
     from .projection import DEFAULT_STEPS, save_latent
 
-    if Path(args.photos).suffix.lower() in LATENT_SUFFIXES:
-        return _toonify_latent(args)
-    source = Path(args.photos)
+    if latent := next((name for name in args.photos if Path(name).suffix.lower() in LATENT_SUFFIXES), None):
+        if len(args.photos) > 1:
+            raise ValueError(f"{latent} is a latent file, and its toon is drawn by a command of its own: toonlib "
+                             f"toonify {latent} -o ... (then the photos without it)")
+        return _toonify_latent(args, latent)
+    source = Path(args.photos[0])  # a folder, a photo, or the first of several
+    several = (None if len(args.photos) == 1 and not source.is_dir() else "a folder of photos"
+               if len(args.photos) == 1 else "several photos")
     photos = _photos_to_toonify(args.photos)
-    output_path = _toonify_outputs(Path(args.output), photos, source.is_dir())
+    output_path = _toonify_outputs(Path(args.output), photos, several)
     first = 0 if args.all_faces else None  # the first face's number
     # With --all-faces, one pasted photo carries every face's toon (-pasted.png), the other images are per face.
     per_face = [kind for kind in TOONIFY_KINDS if not (args.all_faces and kind == "pasted")]
@@ -392,7 +413,7 @@ def cmd_toonify(args: argparse.Namespace) -> int:
     _check_toonify_options(args)
     _refuse_to_overwrite(photos, [output_path(photo, first, kind) for photo in photos for kind in per_face]
                          + ([output_path(photo, None, "pasted") for photo in photos] if args.all_faces else []),
-                         folder=source if source.is_dir() else None)
+                         folder=source if len(args.photos) == 1 and source.is_dir() else None)
     _fetch_toonify_models(args, args.invert)
     toonifier = Toonifier(args.base, args.toon, swap_res=args.swap_res, level=args.level,
                           blend_width=args.blend_width, toon_network=args.toon_network, detector=args.detector,
@@ -450,7 +471,7 @@ def cmd_toonify(args: argparse.Namespace) -> int:
 LATENT_SUFFIXES = (".npz", ".pt")
 
 
-def _toonify_latent(args: argparse.Namespace) -> int:
+def _toonify_latent(args: argparse.Namespace, latent: str) -> int:
     """`toonify LATENT`: the toon of latents an earlier toonify or `project` saved, with the toon model re-blended
     as asked (another --swap-res in seconds, where the photo's projection took minutes)."""
     from .files import check_file_target, user_path
@@ -464,10 +485,10 @@ def _toonify_latent(args: argparse.Namespace) -> int:
                      ("--detector", args.detector != "auto"), ("--no-identity", args.no_identity))
     for option, given in photo_options:
         if given:
-            raise ValueError(f"{option} is about the photo, and {args.photos} is a latent, the photo already "
+            raise ValueError(f"{option} is about the photo, and {latent} is a latent, the photo already "
                              f"inverted: leave {option} out, or toonify the photo itself")
-    ws = load_latent(args.photos)  # a file that is no latent fails before any model is downloaded
-    stem = user_path(args.photos).stem.removesuffix("-latent")
+    ws = load_latent(latent)  # a file that is no latent fails before any model is downloaded
+    stem = user_path(latent).stem.removesuffix("-latent")
     output = user_path(args.output)
 
     def toon_files(count: int) -> list[Path]:
@@ -489,11 +510,11 @@ def _toonify_latent(args: argparse.Namespace) -> int:
     G = toonifier.generator
     if ws.shape[1] != G.num_ws:  # W latents [N, w_dim] are told from one W+ latent by the model's num_ws
         with contextlib.suppress(ValueError):  # another model's W+ latents: said below
-            ws = load_latent(args.photos, num_ws=G.num_ws)
+            ws = load_latent(latent, num_ws=G.num_ws)
         targets = toon_files(len(ws))
         check_file_target(targets[0])
     if tuple(ws.shape[1:]) != (G.num_ws, G.w_dim):
-        raise ValueError(f"{args.photos} holds latents of shape {list(ws.shape)}, and the toon model ({args.toon}, "
+        raise ValueError(f"{latent} holds latents of shape {list(ws.shape)}, and the toon model ({args.toon}, "
                          f"{G.img_resolution} px) takes [N, {G.num_ws}, {G.w_dim}]: they belong to another model; "
                          "toonify them with the toon model of that model's size, or toonify the photo again")
     toons = toonifier.render(ws)
