@@ -580,7 +580,8 @@ def test_a_generator_given_as_the_encoder_is_told_where_it_goes(tmp_path):
     Image.fromarray(skdata.astronaut()).save(photo)
     result = run_main("toonify", str(photo), "-o", str(tmp_path / "toon.png"), "--base", str(model), "--toon",
                       str(model), "--invert", "e4e", "--encoder", str(model))
-    _short_error(result, f"{model} is not a pSp / e4e checkpoint", "; a generator goes to --base or --toon, and "
+    _short_error(result, f"{model} is a generator checkpoint (a network pickle or a toonlib file), not a pSp / e4e "
+                 "checkpoint", "; a generator goes to --base or --toon, and "
                  "--encoder takes a pSp / e4e file (e4e-ffhq, psp-ffhq, psp-toonify)")
     assert "load_network" not in result.stderr and not (tmp_path / "toon.png").exists()
 

@@ -191,8 +191,15 @@ def test_other_inputs_are_refused(tmp_path):
     generator = tmp_path / "generator.pt"
     toonlib.save_network(generator, toonlib.Generator(z_dim=8, w_dim=8, img_resolution=8, channel_base=32,
                                                       channel_max=8))
+    with pytest.raises(EncoderError, match=r"generator\.pt is a generator checkpoint \(a network pickle or a toonlib "
+                                           r"file\), not a pSp / e4e checkpoint \(for a generator checkpoint use"):
+        toonlib.load_encoder(generator, device="cpu")  # it said "this file starts with b'...'"
+    Image.new("RGB", (4, 4)).save(tmp_path / "me.jpg")
+    with pytest.raises(EncoderError, match=r"me\.jpg is a JPEG image, not a pSp / e4e checkpoint \(those are torch"):
+        toonlib.load_encoder(tmp_path / "me.jpg", device="cpu")
+    (tmp_path / "text.pt").write_text("neither a photo nor a checkpoint")
     with pytest.raises(EncoderError, match="not a pSp / e4e checkpoint: those are torch.save files"):
-        toonlib.load_encoder(generator, device="cpu")
+        toonlib.load_encoder(tmp_path / "text.pt", device="cpu")
     torch.save({"g_ema": {"style.1.weight": torch.zeros(2, 2)}}, tmp_path / "rosinality.pt")
     with pytest.raises(EncoderError, match=r"not a pSp / e4e checkpoint: expected a dict with 'state_dict'.*g_ema"):
         toonlib.load_encoder(tmp_path / "rosinality.pt", device="cpu")

@@ -415,49 +415,183 @@ def test_a_run_writes_nothing_outside_its_folder_and_a_refused_one_nothing(base,
 
 def full_disk_while(stage: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Make the `stage` of the second snapshot (the first for the dataset cache) fail as a full disk does: torch's
-    writes (dataset cache, training state) through /dev/full, safetensors' with its own error's text."""
+    writes (dataset cache, training state) and latest.json's through /dev/full, safetensors' with its own error's
+    text. latest.json fails once the second training state is written (and in the next run's sync too)."""
     from safetensors import SafetensorError
 
     from toonlib import data
     from toonlib.train import snapshots
 
     module, name = {"dataset cache": (data, "atomic_write_path"), "network": (loop, "save_network"),
-                    "training state": (snapshots, "atomic_write_path")}[stage]
+                    "training state": (snapshots, "atomic_write_path"),
+                    "latest.json": (snapshots, "atomic_write_path")}[stage]
     original = getattr(module, name)
 
     def full(path: Path, *args, **kwargs):
         if stage == "network" and path.name.endswith("8.safetensors"):
             raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
-        if stage == "dataset cache" or path.name.endswith("8.pt"):
+        if stage == "latest.json":
+            full = path.name == "latest.json" and (path.parent / "training-state-000000008.pt").is_file()
+        else:
+            full = stage == "dataset cache" or path.name.endswith("8.pt")
+        if full:
             return contextlib.nullcontext(Path("/dev/full"))  # writes fail with ENOSPC
         return original(path, *args, **kwargs)
 
     monkeypatch.setattr(module, name, full)
 
 
+FULL = "toonlib finetune: error: no space left on the device while saving"
+AGAIN = "free space and run the same command again to"
+FROM_4 = (f"{AGAIN} continue from network-snapshot-000000004.safetensors (0.004 kimg), the last snapshot saved with "
+          "its training state")
+# what each stage of the second snapshot says (the dataset cache: before the first): what was written, and where the
+# same command continues from; it said "to continue from network-snapshot-000000004.safetensors" whatever was written
+FULL_SAID = {
+    "dataset cache": f"the run to {{run}}: {AGAIN} start it again (no snapshot was saved)",
+    "network": f"the snapshot at 0.008 kimg to {{run}}, before any of its files was written: {FROM_4}",
+    "training state": ("the snapshot at 0.008 kimg to {run}: network-snapshot-000000008.safetensors, "
+                       "fakes-000000008.png, its metrics.jsonl line and metrics.png were written, but not its training "
+                       f"state, so the run cannot continue from that snapshot; {FROM_4}"),
+    "latest.json": ("the snapshot at 0.008 kimg to {run}: its files and its training state were written but "
+                    "latest.json was not updated (the run continues from that snapshot all the same); "
+                    f"{AGAIN} continue from network-snapshot-000000008.safetensors (0.008 kimg), the last snapshot "
+                    "saved with its training state"),
+}
+
+
+def whole_run(base: dict) -> Path:  # noqa: F811
+    """The run of `cli(..., "--kimg", "0.008", "--snapshot-kimg", "0.004")` without a full disk."""
+    run = base["root"] / "full-whole"
+    if not run.exists():
+        assert cli(base, str(base["base"]), run, "--kimg", "0.008", "--snapshot-kimg", "0.004") == 0
+    return run
+
+
+def assert_same_networks(a: Path, b: Path) -> None:
+    _, one = newest_state(a)
+    _, other = newest_state(b)
+    assert one["cur_nimg"] == other["cur_nimg"]
+    for name in ("G", "G_ema", "D"):
+        for key, value in one[name].items():
+            assert torch.equal(value, other[name][key]), f"{name}.{key}"
+    assert torch.equal(one["rng"][0]["cpu"], other["rng"][0]["cpu"]) and one["augment_p"] == other["augment_p"]
+
+
 @pytest.mark.skipif(not Path("/dev/full").is_char_device(), reason="needs /dev/full")
-@pytest.mark.parametrize("stage", ["dataset cache", "network", "training state"])
+@pytest.mark.parametrize("stage", list(FULL_SAID))
 def test_a_full_disk_is_one_line_and_the_same_command_continues(base, stage, monkeypatch, capsys):  # noqa: F811
     """It was a traceback (safetensors' or torch's 'unexpected pos'), and latest.json named a training state that
-    was never written."""
+    was never written. The line says what of the snapshot was written and what was not, and the same command
+    continues from the last snapshot saved with its training state, as the uninterrupted run."""
+    whole = whole_run(base)
+    capsys.readouterr()
     run = base["root"] / f"full-{stage.replace(' ', '-')}"
     with monkeypatch.context() as patched:
         full_disk_while(stage, patched)
         assert cli(base, str(base["base"]), run, "--kimg", "0.008", "--snapshot-kimg", "0.004") == 2
-    then = ("to start it again (no snapshot was saved)" if stage == "dataset cache"
-            else "to continue from network-snapshot-000000004.safetensors")
-    assert capsys.readouterr().err == (f"toonlib finetune: error: no space left on the device while saving the run to "
-                                       f"{run}: free space and run the same command again {then}\n")
-    if stage != "dataset cache":
+    assert capsys.readouterr().err == f"{FULL} {FULL_SAID[stage].format(run=run)}\n"
+    assert not [p.name for p in run.iterdir() if p.name.startswith(".") and p.name != ".locks"]  # no temp files
+    if stage in ("network", "training state"):
         assert json.loads((run / "latest.json").read_text())["state"] == "training-state-000000004.pt"
         assert newest_state(run)[0].name == "training-state-000000004.pt"
+    if stage == "training state":  # what it says was written is there, and whole
+        assert load_network(run / "network-snapshot-000000008.safetensors").meta["finetune"]["kimg"] == 0.008
+        assert (run / "fakes-000000008.png").is_file()
+        assert [json.loads(line)["kimg"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [0.004, 0.008]
+    if stage == "latest.json":
+        assert json.loads((run / "latest.json").read_text())["state"] == "training-state-000000004.pt"
+        assert newest_state(run)[0].name == "training-state-000000008.pt"
     with pytest.raises(OSError) as raised:  # the API's error says so too, and has its errno
         with monkeypatch.context() as patched:
             full_disk_while(stage, patched)
             finetune(config(base, run.name, kimg=0.008, snapshot_kimg=0.004), progress=False)
     assert raised.value.errno == errno.ENOSPC and str(raised.value).startswith("no space left on the device")
+    if stage == "latest.json":  # the next run stopped as it pointed latest.json at the state it resumes from
+        assert str(raised.value) == (f"no space left on the device while saving the run to {run}: {AGAIN} continue "
+                                     "from network-snapshot-000000008.safetensors (0.008 kimg), the last snapshot "
+                                     "saved with its training state")
+    capsys.readouterr()
     assert cli(base, str(base["base"]), run, "--kimg", "0.008", "--snapshot-kimg", "0.004") == 0  # space again
+    out = capsys.readouterr().out
     assert newest_state(run)[1]["cur_nimg"] == 8 and latest_snapshot(run).name.endswith("8.safetensors")
+    assert [json.loads(line)["kimg"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [0.004, 0.008]
+    if stage in ("network", "training state"):  # resumed at 0.004 kimg: one snapshot trained and saved, at 0.008
+        assert [line.split(" [")[0] for line in out.splitlines() if line.startswith("fine-tuning")] == [
+            "fine-tuning 0.008/0.008 kimg"]
+    assert_same_networks(run, whole)
+
+
+def test_a_full_disk_at_the_first_training_state_says_the_network_was_written(base, monkeypatch,  # noqa: F811
+                                                                              capsys):
+    """The training state of the run's first snapshot did not fit (a 2 MB disk): the network snapshot, the fakes and
+    the metrics were written, and the line said "(no snapshot was saved)". It says what was written and that the same
+    command starts the run again (a network without its training state is no point a run continues from), which it
+    does, ending as the uninterrupted run. The disk is full as torch writes into the atomic write's file."""
+    from toonlib.train import snapshots
+
+    whole = whole_run(base)
+    capsys.readouterr()
+    run = base["root"] / "full-first-state"
+    save = torch.save
+
+    def full(obj: object, file, *args, **kwargs) -> None:
+        if "training-state-000000004.pt" in str(getattr(file, "name", file)):
+            file.write(b"\0" * 1000)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        save(obj, file, *args, **kwargs)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(snapshots.torch, "save", full)
+        assert cli(base, str(base["base"]), run, "--kimg", "0.008", "--snapshot-kimg", "0.004") == 2
+    assert capsys.readouterr().err == (
+        f"{FULL} the snapshot at 0.004 kimg to {run}: network-snapshot-000000004.safetensors, fakes-000000004.png, its "
+        "metrics.jsonl line and metrics.png were written, but not its training state, so the run cannot continue "
+        f"from that snapshot; {AGAIN} start it again from the beginning (no training state was saved)\n")
+    assert load_network(run / "network-snapshot-000000004.safetensors").meta["finetune"]["kimg"] == 0.004
+    assert (run / "fakes-000000004.png").is_file() and not (run / "latest.json").exists()
+    assert newest_state(run) is None
+    assert not [p.name for p in run.iterdir() if p.name.startswith(".") and p.name != ".locks"]  # no temp files
+    with pytest.raises(OSError) as raised:  # the API says the same, with the errno
+        with monkeypatch.context() as patched:
+            patched.setattr(snapshots.torch, "save", full)
+            finetune(config(base, run.name, kimg=0.008, snapshot_kimg=0.004), progress=False)
+    assert raised.value.errno == errno.ENOSPC and "start it again from the beginning" in str(raised.value)
+    assert cli(base, str(base["base"]), run, "--kimg", "0.008", "--snapshot-kimg", "0.004") == 0  # space again
+    out = capsys.readouterr().out
+    assert [line.split(" [")[0] for line in out.splitlines() if line.startswith("fine-tuning")] == [
+        "fine-tuning 0.004/0.008 kimg", "fine-tuning 0.008/0.008 kimg"]  # from the start
+    assert [json.loads(line)["kimg"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [0.004, 0.008]
+    assert_same_networks(run, whole)
+    for nimg in (4, 8):  # the network rewritten as the uninterrupted run's
+        a = load_network(run / f"network-snapshot-{nimg:09d}.safetensors")
+        b = load_network(whole / f"network-snapshot-{nimg:09d}.safetensors")
+        assert all(torch.equal(x, y) for x, y in zip(a.G_ema.state_dict().values(), b.G_ema.state_dict().values()))
+
+
+def test_a_full_disk_message_says_what_of_the_snapshot_was_written(tmp_path):
+    """Every point of a snapshot where the disk can fill up (`snapshots.disk_full_message`), and where the run
+    continues from: its newest training state, else the start (no snapshot at all, or networks without states)."""
+    from toonlib.train.snapshots import SnapshotWrites, disk_full_message
+
+    run = tmp_path / "run"
+    run.mkdir()
+    said = lambda *written: disk_full_message(run, "no space left on the device",  # noqa: E731
+                                              SnapshotWrites(12, list(written)))
+    start = f"no space left on the device while saving the snapshot at 0.012 kimg to {run}"
+    assert said() == f"{start}, before any of its files was written: {AGAIN} start it again (no snapshot was saved)"
+    (run / "network-snapshot-000000012.safetensors").write_bytes(b"written")
+    assert said("network") == (f"{start}: network-snapshot-000000012.safetensors was written, but not its training "
+                               f"state, so the run cannot continue from that snapshot; {AGAIN} start it again from "
+                               "the beginning (no training state was saved)")
+    (run / "training-state-000000008.pt").write_bytes(b"written")
+    then = (f"{AGAIN} continue from network-snapshot-000000008.safetensors (0.008 kimg), the last snapshot saved with "
+            "its training state")
+    assert said("network", "fakes", "metrics") == (
+        f"{start}: network-snapshot-000000012.safetensors, fakes-000000012.png and its metrics.jsonl line were "
+        f"written, but not its training state, so the run cannot continue from that snapshot; {then}")
+    assert disk_full_message(run, "the disk quota is used up", None) == (
+        f"the disk quota is used up while saving the run to {run}: {then}")
 
 
 def test_settings_changed_on_resume_are_said(base, capsys):  # noqa: F811

@@ -58,6 +58,7 @@ from .resume import (
 )
 from .snapshots import (
     LATEST_FILE,
+    SnapshotWrites,
     disk_full_said,
     fakes_name,
     has_run,
@@ -106,6 +107,7 @@ class Trainer:
         self.callback = callback
         self.run_dir = user_path(config.run_dir)  # '~/runs/toon' is in the home folder, not in a folder named '~'
         self._held: contextlib.ExitStack | None = None
+        self._saving: SnapshotWrites | None = None  # the snapshot being saved (main process): what a full disk says
         self.dist.on_main(self._take_existing_run_dir)
         try:
             with disk_full_said(self.run_dir):  # the dataset cache
@@ -413,11 +415,13 @@ class Trainer:
         main thread; under torchrun, of any process) lets the minibatch finish, snapshots there, says so on stderr
         and raises KeyboardInterrupt; a second Ctrl-C stops at once (the newest complete snapshot is then where the
         run resumes). The run folder is released when this returns or fails. A full disk while saving is an OSError
-        that says so and where the run continues from."""
+        that says so, what of the snapshot being saved was written (a network without its training state is no point
+        the run continues from) and where the same command continues from (`snapshots.disk_full_message`)."""
         self.dist.on_main(self._take_run_dir)
         self._said_saved = False
+        self._saving = None
         try:
-            with disk_full_said(self.run_dir):
+            with disk_full_said(self.run_dir, lambda: self._saving):  # what of a snapshot was written, if in one
                 return self._run()
         except KeyboardInterrupt:
             if not self._said_saved:  # a second Ctrl-C: stopped at once, the run not saved here
@@ -529,18 +533,27 @@ class Trainer:
         nimg = self.cur_nimg
         self.last_snapshot = snapshot_name(nimg)
         if self.is_main:
+            # what is written so far, for the message of a full disk: a network written without its training state
+            # is a complete file, but no point the run continues from (the same command redoes this snapshot)
+            self._saving = saving = SnapshotWrites(nimg)
             meta = {"finetune": {"base": self.cfg.resume, "data": self.cfg.data, "kimg": nimg / 1000}}
             if self.base_state is not None:
                 meta["finetune"]["base_state"] = self.base_state
             save_network(self.run_dir / self.last_snapshot, Networks(self.G_ema, self.G, self.D, meta=meta))
+            saving.written.append(SnapshotWrites.NETWORK)
             fakes = self.fakes_grid()
             save_image(fakes, self.run_dir / fakes_name(nimg))
+            saving.written.append(SnapshotWrites.FAKES)
             if quality:
                 info.update(self._ctrl_c.unless_pressed(self.quality))
             records = append_metrics(self.run_dir / "metrics.jsonl", info)
+            saving.written.append(SnapshotWrites.METRICS)
             plot_metrics(records, self.run_dir / "metrics.png")
+            saving.written.append(SnapshotWrites.PLOT)
             save_state(self.run_dir, self._state(rng))  # a snapshot cut short before it is redone on resume
+            saving.written.append(SnapshotWrites.STATE)
             write_latest(self.run_dir, latest_record(nimg))  # last: it names only complete files
+            self._saving = None
             info.update(network=self.run_dir / self.last_snapshot, fakes_path=self.run_dir / fakes_name(nimg),
                         fakes=fakes, plot_path=self.run_dir / "metrics.png")
             if self.callback is not None:

@@ -10,7 +10,9 @@ Every file is written atomically, the training state and then latest.json last: 
 full disk) is redone when the run resumes, and latest.json names only files that are complete. Resuming takes the
 newest training state that loads and ignores a broken one (a file cut short by a Drive sync), falling back to the one
 before it; the temporary files a killed run left are removed. A full disk while saving is one OSError that says
-where the run can continue from (`disk_full_said`).
+what of the snapshot being saved was written and where the run continues from (`disk_full_said`, `SnapshotWrites`):
+a network snapshot written without its training state is left (a complete file: a usable model) but is no point the
+run continues from, and the same command redoes that snapshot.
 
 One run at a time uses a run folder: `hold_run_dir` locks it (an OS lock on `.locks/run.lock` inside the folder,
 which the kernel releases when its holder dies) and a second run there is refused at once.
@@ -18,13 +20,14 @@ which the kernel releases when its holder dies) and a second run there is refuse
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import json
 import os
 import re
 import socket
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 
@@ -32,9 +35,10 @@ from ..checkpoints import NATIVE_SUFFIX
 from ..files import TEMP_FILE_NAME, atomic_write_path, file_lock, lock_file_for, user_path
 from ..messages import warn
 
-__all__ = ["KEEP_STATES", "LATEST_FILE", "STATE_VERSION", "disk_full_said", "fakes_name", "has_run", "has_states",
-           "hold_run_dir", "latest_record", "latest_snapshot", "newest_state", "newest_state_nimg", "read_latest",
-           "save_state", "snapshot_name", "snapshot_paths", "state_name", "sync_latest", "write_latest"]
+__all__ = ["KEEP_STATES", "LATEST_FILE", "STATE_VERSION", "SnapshotWrites", "disk_full_message", "disk_full_said",
+           "fakes_name", "has_run", "has_states", "hold_run_dir", "latest_record", "latest_snapshot", "newest_state",
+           "newest_state_nimg", "read_latest", "save_state", "snapshot_name", "snapshot_paths", "state_name",
+           "sync_latest", "write_latest"]
 
 STATE_VERSION = 2
 KEEP_STATES = 2
@@ -207,28 +211,74 @@ def hold_run_dir(run_dir: str | os.PathLike) -> Iterator[None]:
             holder.unlink(missing_ok=True)  # while still locked, so that the next holder's record stays
 
 
+@dataclasses.dataclass
+class SnapshotWrites:
+    """The snapshot after `nimg` images being saved, and what of it is written so far (`written`: the network, the
+    fakes grid, the metrics line and plot, the training state, in the order written): what a full disk's message
+    says."""
+
+    nimg: int
+    written: list[str] = dataclasses.field(default_factory=list)
+
+    NETWORK = "network"
+    FAKES = "fakes"
+    METRICS = "metrics"  # its line in metrics.jsonl
+    PLOT = "plot"  # metrics.png
+    STATE = "state"
+
+
 @contextlib.contextmanager
-def disk_full_said(run_dir: str | os.PathLike) -> Iterator[None]:
+def disk_full_said(run_dir: str | os.PathLike,
+                   saving: Callable[[], SnapshotWrites | None] | None = None) -> Iterator[None]:
     """Run the body, which writes the run in `run_dir`; when it fails because the disk is full (ENOSPC or a quota:
     an OSError in the error's chain, or a Rust library's 'os error 28' as safetensors says it), raise one OSError
-    instead, which says so and where the run continues from: latest.json's snapshot, complete since latest.json is
-    written last. Its `errno` is the one found."""
+    instead, which says so, what it was saving, and where the same command continues from (`disk_full_message`).
+    `saving()` is the snapshot being saved when the disk filled up (None between snapshots). Its `errno` is the one
+    found."""
     try:
         yield
     except Exception as exc:
         code = _disk_full_code(exc)
         if code is None:
             raise
-        try:
-            latest = read_latest(run_dir)
-        except (OSError, ValueError):  # unreadable: say nothing of it
-            latest = None
-        then = (f"to continue from {latest['network']}" if latest is not None
-                else "to start it again (no snapshot was saved)")
-        error = OSError(f"{_DISK_FULL[code]} while saving the run to {run_dir}: free space and run the same command "
-                        f"again {then}")
+        error = OSError(disk_full_message(run_dir, _DISK_FULL[code], saving() if saving is not None else None))
         error.errno = code  # str() stays the message, without '[Errno 28]'
         raise error from exc
+
+
+def disk_full_message(run_dir: str | os.PathLike, reason: str, saving: SnapshotWrites | None) -> str:
+    """What a run stopped by a full disk (`reason`) while saving to `run_dir` says: what of the snapshot being saved
+    (`saving`, None between snapshots) was written and what was not, and where the same command continues from: the
+    newest training state, the last complete snapshot (a network snapshot without its training state is no point a
+    run continues from; its file is complete, and the same command writes it again when it gets there)."""
+    told = False  # whether `said` tells what was written, after a colon
+    if saving is None:
+        said = f"{reason} while saving the run to {run_dir}"
+    else:
+        said = f"{reason} while saving the snapshot at {saving.nimg / 1000:.3f} kimg to {run_dir}"
+        names = {SnapshotWrites.NETWORK: snapshot_name(saving.nimg), SnapshotWrites.FAKES: fakes_name(saving.nimg),
+                 SnapshotWrites.METRICS: "its metrics.jsonl line", SnapshotWrites.PLOT: "metrics.png"}
+        written = [names[item] for item in saving.written if item in names]
+        if SnapshotWrites.STATE in saving.written:
+            said += (f": its files and its training state were written but {LATEST_FILE} was not updated (the run "
+                     "continues from that snapshot all the same)")
+            told = True
+        elif written:
+            listed = written[0] if len(written) == 1 else f"{', '.join(written[:-1])} and {written[-1]}"
+            said += (f": {listed} {'was' if len(written) == 1 else 'were'} written, but not its training state, so "
+                     "the run cannot continue from that snapshot")
+            told = True
+        else:
+            said += ", before any of its files was written"
+    nimg = newest_state_nimg(run_dir)
+    if nimg is not None:
+        then = (f"continue from {snapshot_name(nimg)} ({nimg / 1000:.3f} kimg), the last snapshot saved with its "
+                "training state")
+    elif snapshot_paths(run_dir):  # a snapshot (this one, or an earlier attempt's) without its training state
+        then = "start it again from the beginning (no training state was saved)"
+    else:
+        then = "start it again (no snapshot was saved)"
+    return f"{said}{'; ' if told else ': '}free space and run the same command again to {then}"
 
 
 def _disk_full_code(exc: BaseException | None) -> int | None:
