@@ -7,6 +7,7 @@ blend with the base at 8 px as G_ema.
 from __future__ import annotations
 
 import copy
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -162,6 +163,15 @@ def test_bad_settings_are_refused(setup, tmp_path):
     small_base, small_toon, _, _ = write_toonify_models(tmp_path)  # 16-dimensional W: not the encoder's
     with pytest.raises(ValueError, match=r"makes 8 W\+ entries of 512 numbers, but the base model takes 8 of 16"):
         Toonifier(small_base, small_toon, invert="e4e", encoder=setup.e4e, device="cpu")
+    # a base the user did not name (a fine-tuning snapshot's, from its run record) is named: "the base model" was not
+    from toonlib.checkpoints import Networks, load_network, save_network
+
+    nets = load_network(small_toon)
+    snapshot = save_network(tmp_path / "snapshot.safetensors", Networks(
+        G_ema=nets.G_ema, G=nets.G, meta={"finetune": {"base": str(small_base), "data": "faces", "kimg": 1}}))
+    with pytest.raises(ValueError, match=rf"makes 8 W\+ entries of 512 numbers, but the default base model "
+                                         rf"'{re.escape(str(small_base))}' takes 8 of 16"):
+        Toonifier(toon=snapshot, invert="e4e", encoder=setup.e4e, device="cpu")
 
 
 def test_command_line_modes_and_identity(setup, tmp_path, capsys):

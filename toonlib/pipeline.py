@@ -176,10 +176,10 @@ class Toonifier:
             if invert == "psp-toonify":
                 self._check_codes_fit(self.published_blend, "the toon model")
             elif self.encoder is not None:
-                self._check_codes_fit(self.base, "the base model")
+                self._check_codes_fit(self.base, base_name)  # a base chosen here is named: the user named none
                 if decoder is not None:
                     check_lineage(load_generator(decoder), self.base, f"the {invert} encoder's decoder",
-                                  "the base model", may_be_equal=True)
+                                  base_name, may_be_equal=True)
         self._blender: Blender | None = None
         self._w_stats: tuple[torch.Tensor, float] | None = None
         self.generator = self.published_blend
