@@ -188,7 +188,11 @@ def test_settings_that_cannot_work_are_refused_when_given(models, photos, monkey
             ({"init": None}, TypeError, "unexpected keyword argument init: the Toonifier sets it itself"),
             ({"space": "zzz"}, ValueError, "space must be 'w\\+' .* got 'zzz'"),
             ({"steps": 2.5}, ValueError, "steps must be a whole number >= 1, got 2.5"),
-            ({"seed": [1, 2]}, ValueError, r"seed must be a whole number \(every face .*got \[1, 2\]")]:
+            ({"seed": [1, 2]}, ValueError, r"seed must be a whole number \(every face .*got \[1, 2\]"),
+            # project's own options too, before the photo is read (they were checked after its alignment)
+            ({"early_stop": 5}, ValueError, r"early_stop is \(patience, min_delta\)"),
+            ({"callback": "print"}, TypeError, "callback is a function"),
+            ({"save_every": 0}, ValueError, "save_every .* got 0")]:
         with pytest.raises(error, match=message):
             toonifier(photo, **kwargs)
     with pytest.raises(TypeError, match="toonify_many takes a list of photos, got one str: call the Toonifier"):

@@ -68,7 +68,7 @@ from .images import ImageInput, describe_source, is_hidden, is_image_file, read_
 from .messages import check_count, summary
 from .networks import Generator
 from .options import INVERT_MODES, OPTIMIZING_MODES
-from .projection import project, render, w_statistics
+from .projection import check_project_options, project, render, w_statistics
 
 DEFAULT_BASE = "ffhq-1024-tf"  # for a toon model the registry has no lineage for
 DEFAULT_TOON = "toonify-blended-tf"  # Toonify's file: the fine-tuned toon model is its G, the blend its G_ema
@@ -380,8 +380,7 @@ def check_options(invert: str, *, steps: int | None = None, batch_size: int = 1,
     if space not in ("w", "w+"):
         raise ValueError(f"space must be 'w+' (one w per layer) or 'w' (one w for all layers), got {space!r}")
     check_count("batch_size", batch_size)
-    if steps is not None:
-        check_count("steps", steps)
+    check_project_options(**projection)  # early_stop, callback, ...: before the photos are read and aligned
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise ValueError(f"seed must be a whole number (every face is projected with it, so that a face gets the same "
                          f"toon alone and among others), got {seed!r}")

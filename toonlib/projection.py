@@ -186,25 +186,10 @@ def project(G: GeneratorLike, target: Target, space: str = "w+", steps: int | No
         raise ValueError(f"space must be one of {SPACES}, got {space!r}")
     if steps is None:
         steps = DEFAULT_STEPS[space] if init is None else DEFAULT_INIT_STEPS
-    check_count("steps", steps)
-    if save_every is not None:
-        check_count("save_every (a frame every k steps)", save_every)
-    if w_stats is None:
-        check_count("w_avg_samples", w_avg_samples, 2)  # the spread of one sample is no spread
-    else:
-        _check_w_stats(w_stats)
-    check_number("initial_lr", initial_lr)  # a string failed inside torch.optim, noise_reg_weight in the first step
-    check_number("noise_reg_weight", noise_reg_weight)
-    if early_stop is not None:
-        _EarlyStop.check(early_stop)
-    if lpips_net is not None and not isinstance(lpips_net, torch.nn.Module):  # "vgg": it failed at lpips_net.to
-        raise TypeError(f"lpips_net is a prebuilt lpips.LPIPS model, or None (LPIPS-VGG, built once), got "
-                        f"{type(lpips_net).__name__}")
-    if callback is not None and not callable(callback):  # it failed after the first step
-        raise TypeError(f"callback is a function, called as callback(step, distance, w) after every step, or None, "
-                        f"got {type(callback).__name__}")
+    check_project_options(steps=steps, save_every=save_every, w_stats=w_stats, w_avg_samples=w_avg_samples,
+                          initial_lr=initial_lr, noise_reg_weight=noise_reg_weight, early_stop=early_stop,
+                          lpips_net=lpips_net, callback=callback, precision=precision)
     device = default_device(device) if device is not None else None
-    runtime.check_precision(precision)  # before any model is loaded
     G = load_generator(G)
     device = device if device is not None else next(G.parameters()).device
     dtype = runtime.resolve_precision(precision, device)
@@ -378,6 +363,35 @@ def _initial_w(init: torch.Tensor, num: int, num_ws: int, w_dim: int) -> torch.T
     if w.ndim != 3 or w.shape[0] != num or w.shape[1] not in (1, num_ws) or w.shape[2] != w_dim:
         raise ValueError(f"init must have shape [{num}, {num_ws}, {w_dim}] (one W+ latent per target), got {shape}")
     return w.expand(num, num_ws, w_dim).clone()
+
+
+def check_project_options(**options: object) -> None:
+    """Raise ValueError / TypeError for `project` keyword values that cannot work, of those given (`steps`,
+    `save_every`, `w_stats`, `w_avg_samples`, `initial_lr`, `noise_reg_weight`, `early_stop`, `lpips_net`, `callback`,
+    `precision`): cheap, before any model is loaded or photo read (`project`, `pipeline.check_options`)."""
+    if options.get("steps") is not None:
+        check_count("steps", options["steps"])
+    if options.get("save_every") is not None:
+        check_count("save_every (a frame every k steps)", options["save_every"])
+    if options.get("w_stats") is not None:
+        _check_w_stats(options["w_stats"])
+    elif "w_avg_samples" in options:
+        check_count("w_avg_samples", options["w_avg_samples"], 2)  # the spread of one sample is no spread
+    for name in ("initial_lr", "noise_reg_weight"):  # a string failed inside torch.optim, or in the first step
+        if name in options:
+            check_number(name, options[name])
+    if options.get("early_stop") is not None:
+        _EarlyStop.check(options["early_stop"])
+    lpips_net = options.get("lpips_net")
+    if lpips_net is not None and not isinstance(lpips_net, torch.nn.Module):  # "vgg": it failed at lpips_net.to
+        raise TypeError(f"lpips_net is a prebuilt lpips.LPIPS model, or None (LPIPS-VGG, built once), got "
+                        f"{type(lpips_net).__name__}")
+    callback = options.get("callback")
+    if callback is not None and not callable(callback):  # it failed after the first step
+        raise TypeError(f"callback is a function, called as callback(step, distance, w) after every step, or None, "
+                        f"got {type(callback).__name__}")
+    if "precision" in options:
+        runtime.check_precision(options["precision"])
 
 
 def _check_w_stats(w_stats: object) -> None:
