@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 import urllib.error
 import warnings
 
@@ -158,9 +159,12 @@ def test_progress_in_a_log_is_updated_seldom_and_ends_complete(G, targets, net, 
 
     from toonlib import messages
 
+    started = time.monotonic()
     project(G, targets[0], steps=30, lpips_net=net, w_avg_samples=W_AVG_SAMPLES)
+    elapsed = time.monotonic() - started  # a busy machine's slow steps make more intervals, not more redraws
     records = [r for r in capsys.readouterr().err.split("\r") if "project" in r]  # capsys' stderr: no terminal
-    assert len(records) <= 4 and "30/30" in records[-1] and "100%" in records[-1], records
+    assert len(records) <= 3 + elapsed / messages.LOG_PROGRESS_INTERVAL < 30, (records, elapsed)
+    assert "30/30" in records[-1] and "100%" in records[-1], records
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:
