@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -410,6 +411,14 @@ def test_a_record_holds_while_the_weights_it_describes_do(low, high, tmp_path, m
     assert toonlib.load_generator(f"{both} (G)").loaded_from == f"{both} (G)"
     with pytest.raises(ValueError, match=r"names its file's G, but G_ema was asked for as well"):
         toonlib.load_generator(f"{both} (G)", which="G_ema")
+    # the Toonifier (toonify, the app) takes such a name for that generator, blended or not ("unknown model" before)
+    toonifier = toonlib.Toonifier(f"{both} (G_ema)", f"{both} (G)")
+    assert torch.equal(toonifier.generator.synthesis.b32.torgb.bias, low.synthesis.b32.torgb.bias)
+    assert all(torch.equal(v, w) for v, w in zip(toonifier.set_blend(8).state_dict().values(),
+                                                blend(low, high, 8).state_dict().values()))
+    with pytest.raises(ValueError, match=rf"{re.escape(str(both))} \(G\) names the G of {re.escape(str(both))}, and "
+                                         rf"the whole file is read here: give {re.escape(str(both))}"):
+        toonlib.load_network(f"{both} (G)")  # `toonlib info 'toon.pkl (G)'`, `convert`
     named = Path(shutil.copy(tmp_path / "edited.safetensors", tmp_path / "both.safetensors (G)"))
     assert toonlib.load_generator(named).loaded_from == str(named)
 

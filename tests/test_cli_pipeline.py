@@ -233,9 +233,9 @@ def test_toonify_a_saved_latent_re_blends_it_in_seconds(setup, tmp_path, capsys)
     np.savez(tmp_path / "projected_w.npz", w=np.concatenate([w.numpy(), -w.numpy()]))
     assert cli.main(["toonify", str(tmp_path / "projected_w.npz"), "-o", str(tmp_path / "two.png"), *models]) == 0
     assert (tmp_path / "two-1.png").is_file() and (tmp_path / "two-2.png").is_file()
-    # W latents [N, w_dim] (G.mapping(z)[:, 0]): one toon each, as load_latent(num_ws=) reads them (it was refused as
-    # "latents of shape [1, 3, 16]")
-    np.savez(tmp_path / "w.npz", w=w[0, :3].numpy())
+    # W latents [N, 1, w_dim] (G.mapping(z)[:, :1]): one toon each, repeated to the model's layers (it was refused as
+    # "latents of shape [3, 1, 16]")
+    np.savez(tmp_path / "w.npz", w=w[0, :3, None].numpy())
     capsys.readouterr()
     assert cli.main(["toonify", str(tmp_path / "w.npz"), "-o", str(tmp_path / "w.png"), *models]) == 0
     assert capsys.readouterr().out.strip() == "wrote " + ", ".join(str(tmp_path / f"w-{i}.png") for i in (1, 2, 3))

@@ -67,8 +67,8 @@ def test_version_and_exit_codes_in_help():
     for args in (["--help"], ["toonify", "--help"], ["project", "--help"], ["convert", "--help"]):
         text = run_main(*args).stdout
         assert "exit status:" in text and "2  bad usage" in text and "130  interrupted" in text, args
-        # "photos of a folder failed" is toonify's alone (of a folder of photos): not in convert's or project's help
-        assert ("1  photos of a folder failed" in text) == (args[0] in ("--help", "toonify")), args
+        # "some of several photos failed" is toonify's alone: not in convert's or project's help
+        assert ("1  some of several photos failed" in text) == (args[0] in ("--help", "toonify")), args
 
 
 def test_what_a_command_does_not_take_is_refused_with_its_own_usage():
@@ -463,8 +463,8 @@ def test_inputs_are_checked_before_any_download(tmp_path, offline_cache):
     # several photos (a shell glob): -o is their folder; a latent is drawn alone; two photos of one name would clash
     ("toonify", ["{tmp}/sub", "-o", "{tmp}/t.png"], "-o {tmp}/t.png names an image file, but the input is several "
                                                        "photos: give a folder for -o"),
-    ("toonify", ["{tmp}/w-latent.npz"], "w-latent.npz is a latent file, and its toon is drawn by a command of its "
-                                        "own: toonlib toonify {tmp}/w-latent.npz -o ..."),
+    ("toonify", ["{tmp}/w-latent.npz"], "w-latent.npz is a latent file, and a command draws the toons of one latent "
+                                        "file: toonlib toonify {tmp}/w-latent.npz -o ..."),
     ("toonify", ["{tmp}/sub/me.png"], "2 photos are named me.png ({tmp}/me.png, {tmp}/sub/me.png): their toons would "
                                       "have one name in -o"),
 ])

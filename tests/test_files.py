@@ -167,6 +167,14 @@ def test_a_link_is_written_through_to_its_file(tmp_path, umask):
     dangling.symlink_to(os.path.join("versions", "v2.png"))
     save_image(Image.new("RGB", (4, 4)), dangling)
     assert dangling.is_symlink() and sorted(os.listdir(v1.parent)) == ["v1.png", "v2.png"]
+    # as open() does too: a link into no folder, and a loop of links, are refused (a folder was made, a loop replaced)
+    (tmp_path / "nowhere.png").symlink_to(os.path.join("nodir", "x.png"))
+    (tmp_path / "loop-a.png").symlink_to("loop-b.png")
+    (tmp_path / "loop-b.png").symlink_to("loop-a.png")
+    for name, message in (("nowhere.png", "in a folder that does not exist"), ("loop-a.png", "leads to no file")):
+        with pytest.raises(OSError, match=rf"^cannot write {re.escape(str(tmp_path / name))}: .*{message}"):
+            save_image(Image.new("RGB", (4, 4)), tmp_path / name)
+    assert not (tmp_path / "nodir").exists() and (tmp_path / "loop-a.png").is_symlink()
 
 
 def test_a_fifo_or_device_is_refused_not_replaced(tmp_path):

@@ -264,7 +264,8 @@ def test_blend_explorer_saves_the_blend_its_sliders_show(tmp_path, capsys):
 @pytest.mark.filterwarnings("ignore:precision='bf16' on a CPU without bfloat16")  # emulated: slow, not wrong
 def test_blend_explorer_previews_in_bfloat16_where_the_cpu_computes_it(monkeypatch):
     """'auto' draws the pictures in bfloat16 on CPUs that compute it in hardware (a slider move ~1.7x faster on
-    an AMX Xeon), within about a level of float32's, and exactly as float32 elsewhere; the blend is the same."""
+    an AMX Xeon), within about a level of float32's, and exactly as float32 elsewhere; the blend is the same. A bad
+    precision is refused before the models are read."""
     import toonlib.runtime
 
     base, toon = tiny_generator(0), tiny_generator(1)
@@ -280,7 +281,7 @@ def test_blend_explorer_previews_in_bfloat16_where_the_cpu_computes_it(monkeypat
     assert np.array_equal(grid("auto", False), exact) and np.array_equal(grid("auto", True), bf16)
     assert 0 < np.abs(bf16 - exact).mean() < 1 and np.abs(bf16 - exact).max() < 16
     with pytest.raises(ValueError, match="precision must be one of"):
-        blend_explorer(base, toon, seeds=[0], precision="half")
+        blend_explorer("ffhq-1024-tf", "toonify-blended-tf", seeds=[0], precision="half")  # no download first
 
 
 @pytest.mark.parametrize("setting, message", [

@@ -316,7 +316,8 @@ NOT_PHOTOS = {
                    r"\(--toon, --base; toon=, base= in Python\)$"),
     "latent": (lambda image: _latent_file(), "npz",  # what toonify saves beside a toon, which the command line draws
                r"it is a latent file \(an \.npz of w, .*\), not a photo: "
-               r"toonifier\.render\(toonlib\.projection\.load_latent\(path\)\)"),
+               r"toonifier\.render\(toonlib\.projection\.load_latent\(path\)\) draws its toon; `toonlib toonify` "
+               r"does for a file named \.npz$"),
 }
 
 

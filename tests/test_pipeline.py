@@ -167,7 +167,7 @@ def test_settings_that_cannot_work_are_refused_when_given(models, photos, monkey
             toonlib.toonify(photos / "hopper.jpg", invert="e4e", devcie="cpu")
         with pytest.raises(TypeError, match="did you mean 'paste_back' for 'pasteback'"):  # only project's were listed
             toonlib.toonify(photos / "hopper.jpg", pasteback=True)
-        with pytest.raises(ValueError, match=r"^seed must be a whole number \(every face is projected .*got 1.5$"):
+        with pytest.raises(ValueError, match=r"^seed must be a whole number from .* \(every face is .*got 1.5$"):
             toonlib.toonify(photos / "hopper.jpg", seed=1.5)  # said "target i uses seed + i ... got [1.5]"
         with pytest.raises(ImageReadError, match="there is no such file"):  # a typo cost the models' download first
             toonlib.toonify(photos / "hoper.jpg")
@@ -188,7 +188,8 @@ def test_settings_that_cannot_work_are_refused_when_given(models, photos, monkey
             ({"init": None}, TypeError, "unexpected keyword argument init: the Toonifier sets it itself"),
             ({"space": "zzz"}, ValueError, "space must be 'w\\+' .* got 'zzz'"),
             ({"steps": 2.5}, ValueError, "steps must be a whole number >= 1, got 2.5"),
-            ({"seed": [1, 2]}, ValueError, r"seed must be a whole number \(every face .*got \[1, 2\]"),
+            ({"seed": [1, 2]}, ValueError, r"seed must be a whole number from .*\(every face .*got \[1, 2\]"),
+            ({"seed": 2**70}, ValueError, r"seed must be a whole number from -2\*\*63 to 2\*\*64 - 1"),
             # project's own options too, before the photo is read (they were checked after its alignment)
             ({"early_stop": 5}, ValueError, r"early_stop is \(patience, min_delta\)"),
             ({"callback": "print"}, TypeError, "callback is a function"),

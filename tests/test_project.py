@@ -668,26 +668,29 @@ def test_load_nvidia_npz(tmp_path):
     assert load_latent(tmp_path / "single.npz", num_ws=8).shape == (1, 8, 32)
     with pytest.raises(ValueError, match=r"\[N, 18, w_dim\]"):
         load_latent(tmp_path / "projected_w.npz", num_ws=18)
-    # 2-D with another number of rows than num_ws: W latents [N, w_dim] (test_load_w_latents_from_npz)
-    assert load_latent(tmp_path / "single.npz", num_ws=18).shape == (8, 18, 32)
+    # 2-D with another number of rows than num_ws: another model's W+ latent (or W latents, saved as [N, 1, w_dim])
+    with pytest.raises(ValueError, match=r"w has shape \[8, 32\], one W\+ latent of 8 layers, and this model takes 18: "
+                                         r"a latent of another model; W latents are read as \[N, 1, 32\]"):
+        load_latent(tmp_path / "single.npz", num_ws=18)
     np.savez(tmp_path / "other.npz", z=w)
     with pytest.raises(ValueError, match="'w'"):
         load_latent(tmp_path / "other.npz")
 
 
 def test_load_w_latents_from_npz(projections, G, tmp_path):
-    """An .npz of W latents [N, w_dim] read as one W+ latent of N layers, and with num_ws (as the docstring said to
-    give) failed: "latents have shape [1, 3, 32], expected [N, 8, w_dim]". Now repeated to num_ws layers, as
-    rosinality's W latents are; a 2-D array of num_ws rows stays one W+ latent, [N, 1, w_dim] is W latents too."""
+    """W latents [N, 1, w_dim] are repeated to num_ws layers, as rosinality's W latents are; a 2-D array is one W+
+    latent (another model's when its rows are not num_ws: refused, not read as W latents, which gave a 1024 px
+    latent [18, 512] 18 toons of a 256 px model); the docstring said [N, w_dim] for W latents."""
     w = torch.randn(3, 32)
     repeated = w[:, None].repeat(1, 8, 1)
-    np.savez(tmp_path / "w_latents.npz", w=w.numpy())
     np.savez(tmp_path / "one_layer.npz", w=w[:, None].numpy())
-    for name in ("w_latents.npz", "one_layer.npz"):
-        assert torch.equal(load_latent(tmp_path / name, num_ws=8), repeated)
-        loaded = ProjectionResult.load(tmp_path / name, num_ws=8)
-        assert torch.equal(loaded.w, repeated) and loaded.w.is_contiguous()
-        assert (loaded.space, loaded.steps, loaded.losses.shape) == ("w", 0, (0, 3))
+    assert torch.equal(load_latent(tmp_path / "one_layer.npz", num_ws=8), repeated)
+    loaded = ProjectionResult.load(tmp_path / "one_layer.npz", num_ws=8)
+    assert torch.equal(loaded.w, repeated) and loaded.w.is_contiguous()
+    assert (loaded.space, loaded.steps, loaded.losses.shape) == ("w", 0, (0, 3))
+    np.savez(tmp_path / "w_latents.npz", w=w.numpy())
+    with pytest.raises(ValueError, match=r"W latents are read as \[N, 1, 32\]"):
+        ProjectionResult.load(tmp_path / "w_latents.npz", num_ws=8)
     eight = torch.randn(8, 32)  # as many rows as layers: one W+ latent, with num_ws or without
     np.savez(tmp_path / "w_plus.npz", w=eight.numpy())
     assert torch.equal(load_latent(tmp_path / "w_plus.npz", num_ws=8), eight[None])

@@ -2,7 +2,7 @@
 command (the bodies are `commands.cmd_*`, each a thin wrapper over the Python API) and turns its end into an exit
 status.
 
-Exit status (also in `--help`): 0 all done; 1 photos of a folder failed (the others were written);
+Exit status (also in `--help`): 0 all done; 1 some of several photos failed (the others were written);
 2 bad usage, a missing or unreadable model, weights file or photo, or a photo without a face; 130 interrupted
 (Ctrl-C); 141 output closed early (`| head`), nothing printed. `finetune` has its own (`train.arguments.EXIT_STATUS`,
 in `toonlib finetune --help`): 0 done, also when the run had already reached --kimg; 2 bad usage, unusable images,
@@ -43,7 +43,8 @@ from .commands import (
 )
 from .messages import expected_errors, interrupted, run_program
 
-BATCH_STATUS = "  1  photos of a folder failed (the others were written)\n"  # the one command that toonifies several
+#: The status of the one command that toonifies several photos
+BATCH_STATUS = "  1  some of several photos failed (the others were written)\n"
 EXIT_STATUS = ("exit status:\n  0  all done\n" + BATCH_STATUS
                + "  2  bad usage; a missing or unreadable model, weights file or photo; no face\n"
                "  130  interrupted (Ctrl-C)\n  141  output closed early (`toonlib models | head`), nothing printed")
@@ -388,12 +389,15 @@ def _refuse_empty(command: argparse.ArgumentParser, args: argparse.Namespace) ->
     photo path toonified the current folder, an empty -o wrote into it, an empty --video was no video."""
     for action in command._actions:
         value = getattr(args, action.dest, None)
-        if action.default != "" and (value == "" or (isinstance(value, list) and "" in value)):
+        if action.dest not in _EMPTY_ALLOWED and action.default != "" and (
+                value == "" or (isinstance(value, list) and "" in value)):
             name = "/".join(action.option_strings) or action.metavar or action.dest
             command.error(f"argument {name}: it is empty (''), which an unset shell variable gives: give "
                           f"{_EMPTY_ADVICE.get(action.dest, 'a value')}")
 
 
+#: The arguments whose empty value means something: `app --host ''`, Gradio's default host.
+_EMPTY_ALLOWED = frozenset({"host"})
 #: What `_refuse_empty` asks for instead of an empty argument, by its dest (else "a value").
 _EMPTY_ADVICE = {**dict.fromkeys(("input", "output", "checkpoint", "cache_dir", "grid", "photo", "image", "image_out",
                                   "video", "photos", "data", "run_dir"), "a path"),

@@ -6,7 +6,6 @@ arguments, runs a command and turns its expected failures into one line and an e
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import re
 import sys
@@ -92,7 +91,7 @@ def _fetch_named_models(*models: tuple[str | None, str]) -> None:
     """Download the registry models named by (value, option) pairs before any is loaded, so that a failed
     download says which option takes a local file instead (e.g. `--base PATH`). Paths are left alone. Every value
     is checked first: a misspelt `--base` fails at once, not after the `--toon` download."""
-    from .checkpoints import ENCODER_KINDS, GENERATOR_KINDS, check_source
+    from .checkpoints import ENCODER_KINDS, GENERATOR_KINDS, check_source, split_network
     from .download import fetch
     from .models import MODELS
 
@@ -100,8 +99,9 @@ def _fetch_named_models(*models: tuple[str | None, str]) -> None:
         if isinstance(value, str):
             check_source(value, f"{option} {value}", kinds=ENCODER_KINDS if option == "--encoder" else GENERATOR_KINDS)
     for value, option in models:
-        if isinstance(value, str) and value in MODELS and not Path(value).exists():
-            fetch(value, local_option=option)
+        name = split_network(value)[0]  # 'toonify-blended-tf (G)': its file
+        if isinstance(name, str) and name in MODELS and not Path(name).exists():
+            fetch(name, local_option=option)
 
 
 def _fetch_toonify_models(args: argparse.Namespace, mode: str) -> None:
@@ -390,21 +390,23 @@ def _photos_named(name: str, check: bool) -> list[Path]:
 def cmd_toonify(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from .files import check_file_target
+    from .files import check_file_target, is_url
     from .images import save_image
     from .messages import counted
     from .pipeline import Toonifier, paste_faces
     from .projection import DEFAULT_STEPS, save_latent
 
-    if latent := next((name for name in args.photos if Path(name).suffix.lower() in LATENT_SUFFIXES), None):
-        if len(args.photos) > 1:
-            raise ValueError(f"{latent} is a latent file, and its toon is drawn by a command of its own: toonlib "
-                             f"toonify {latent} -o ... (then the photos without it)")
+    # `me.jpg ./me.jpg` is one photo (a URL is kept as typed: Path() folds its '//', and it is refused below)
+    inputs = list({name if is_url(name) else os.path.normpath(name): name for name in args.photos}.values())
+    if latent := next((name for name in inputs if Path(name).suffix.lower() in LATENT_SUFFIXES), None):
+        if len(inputs) > 1:
+            raise ValueError(f"{latent} is a latent file, and a command draws the toons of one latent file: toonlib "
+                             f"toonify {latent} -o ... (and the other files in commands of their own)")
         return _toonify_latent(args, latent)
-    source = Path(args.photos[0])  # a folder, a photo, or the first of several
-    several = (None if len(args.photos) == 1 and not source.is_dir() else "a folder of photos"
-               if len(args.photos) == 1 else "several photos")
-    photos = _photos_to_toonify(args.photos)
+    source = Path(inputs[0])  # a folder, a photo, or the first of several
+    several = (None if len(inputs) == 1 and not source.is_dir() else "a folder of photos" if len(inputs) == 1
+               else "several photos")
+    photos = _photos_to_toonify(inputs)
     output_path = _toonify_outputs(Path(args.output), photos, several)
     first = 0 if args.all_faces else None  # the first face's number
     # With --all-faces, one pasted photo carries every face's toon (-pasted.png), the other images are per face.
@@ -413,7 +415,7 @@ def cmd_toonify(args: argparse.Namespace) -> int:
     _check_toonify_options(args)
     _refuse_to_overwrite(photos, [output_path(photo, first, kind) for photo in photos for kind in per_face]
                          + ([output_path(photo, None, "pasted") for photo in photos] if args.all_faces else []),
-                         folder=source if len(args.photos) == 1 and source.is_dir() else None)
+                         folder=source if len(inputs) == 1 and source.is_dir() else None)
     _fetch_toonify_models(args, args.invert)
     toonifier = Toonifier(args.base, args.toon, swap_res=args.swap_res, level=args.level,
                           blend_width=args.blend_width, toon_network=args.toon_network, detector=args.detector,
@@ -490,33 +492,28 @@ def _toonify_latent(args: argparse.Namespace, latent: str) -> int:
     ws = load_latent(latent)  # a file that is no latent fails before any model is downloaded
     stem = user_path(latent).stem.removesuffix("-latent")
     output = user_path(args.output)
-
-    def toon_files(count: int) -> list[Path]:
-        if output.suffix.lower() in IMAGE_SUFFIXES and not output.is_dir():
-            return [output] if count == 1 else [output.with_name(f"{output.stem}-{i + 1}{output.suffix}")
-                                                for i in range(count)]
-        if not output.is_dir() and (output.exists() or output.suffix):
-            raise ValueError(f"-o {output}: the toon of a latent is written to an image file "
-                             f"({', '.join(IMAGE_SUFFIXES)}) or into a folder: name it {output.with_suffix('.png')}, "
-                             "or give a folder")
-        return [output / (f"{stem}-toon.png" if count == 1 else f"{stem}-{i + 1}-toon.png") for i in range(count)]
-
-    targets = toon_files(len(ws))
+    if output.suffix.lower() in IMAGE_SUFFIXES and not output.is_dir():
+        targets = [output] if len(ws) == 1 else [output.with_name(f"{output.stem}-{i + 1}{output.suffix}")
+                                                 for i in range(len(ws))]
+    elif not output.is_dir() and (output.exists() or output.suffix):
+        raise ValueError(f"-o {output}: the toon of a latent is written to an image file ({', '.join(IMAGE_SUFFIXES)})"
+                         f" or into a folder: name it {output.with_suffix('.png')}, or give a folder")
+    else:
+        targets = [output / (f"{stem}-toon.png" if len(ws) == 1 else f"{stem}-{i + 1}-toon.png")
+                   for i in range(len(ws))]
     check_file_target(targets[0])
     _check_toonify_options(args)
     _fetch_toonify_models(args, "optimize")
     toonifier = Toonifier(args.base, args.toon, swap_res=args.swap_res, level=args.level,
                           blend_width=args.blend_width, toon_network=args.toon_network)
     G = toonifier.generator
-    if ws.shape[1] != G.num_ws:  # W latents [N, w_dim] are told from one W+ latent by the model's num_ws
-        with contextlib.suppress(ValueError):  # another model's W+ latents: said below
-            ws = load_latent(latent, num_ws=G.num_ws)
-        targets = toon_files(len(ws))
-        check_file_target(targets[0])
+    if ws.shape[1] == 1 != G.num_ws:  # W latents [N, 1, w_dim]: repeated to the model's layers
+        ws = load_latent(latent, num_ws=G.num_ws)
     if tuple(ws.shape[1:]) != (G.num_ws, G.w_dim):
         raise ValueError(f"{latent} holds latents of shape {list(ws.shape)}, and the toon model ({args.toon}, "
                          f"{G.img_resolution} px) takes [N, {G.num_ws}, {G.w_dim}]: they belong to another model; "
-                         "toonify them with the toon model of that model's size, or toonify the photo again")
+                         "toonify them with the toon model of that model's size, or toonify the photo again (W "
+                         f"latents are read as [N, 1, {G.w_dim}])")
     toons = toonifier.render(ws)
     for toon, target in zip(toons if isinstance(toons, list) else [toons], targets):
         save_image(toon, target)

@@ -43,7 +43,7 @@ def atomic_write_path(path: str | os.PathLike) -> Iterator[Path]:
     _check_file_path(path)  # its own temporary file below is the write probe
     target = _written_file(path)
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        target.parent.mkdir(parents=True, exist_ok=True)  # a link's target's folder is there (`_written_file`)
         tmp = _create_temp(target)
     except OSError as e:  # PermissionError, read-only filesystem, ...: named by the user's path, not a temp file's
         raise _cannot_write(path, e, e.strerror or str(e)) from None  # no "[Errno 13]": a message to read
@@ -71,8 +71,20 @@ def _cannot_write(path: Path, error: OSError, why: str) -> OSError:
 
 def _written_file(path: Path) -> Path:
     """The file a write to `path` replaces: a symbolic link's target, which `open(path, "w")` and `torch.save` write
-    through (a rename would replace the link by a file and leave its target as it was); else `path`."""
-    return Path(os.path.realpath(path)) if path.is_symlink() else path
+    through (a rename would replace the link by a file and leave its target as it was); else `path`. As open() does,
+    a loop of links is refused (ELOOP), and so is a link into a folder that does not exist (it is not created)."""
+    if not path.is_symlink():
+        return path
+    try:
+        os.stat(path)  # follows the links
+    except FileNotFoundError:
+        pass  # a link to no file yet: its target is created, in its folder
+    except OSError as e:  # a loop of links
+        raise _cannot_write(path, e, f"{e.strerror or e} (a symbolic link that leads to no file)") from None
+    target = Path(os.path.realpath(path))
+    if not target.parent.is_dir():
+        raise FileNotFoundError(f"cannot write {path}: it links to {target}, in a folder that does not exist")
+    return target
 
 
 def user_path(path: str | os.PathLike) -> Path:

@@ -331,7 +331,8 @@ def unread_format(head: bytes) -> str:
                 "(--toon, --base; toon=, base= in Python)")
     if head.startswith(b"PK\x03\x04") and head[30:30 + int.from_bytes(head[26:28], "little")] == b"w.npy":
         return ("it is a latent file (an .npz of w, as toonify and NVIDIA's projector save them), not a photo: "
-                "toonifier.render(toonlib.projection.load_latent(path)) draws its toon, `toonlib toonify FILE` too")
+                "toonifier.render(toonlib.projection.load_latent(path)) draws its toon; `toonlib toonify` does for a "
+                "file named .npz")
     return "it is in no image format toonlib reads (JPEG, PNG, WebP, HEIC, AVIF, BMP, TIFF and the others Pillow opens)"
 
 

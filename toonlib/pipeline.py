@@ -68,7 +68,7 @@ from .images import ImageInput, describe_source, is_hidden, is_image_file, read_
 from .messages import check_count, summary
 from .networks import Generator
 from .options import INVERT_MODES, OPTIMIZING_MODES
-from .projection import check_project_options, project, render, w_statistics
+from .projection import SEED_RANGE, check_project_options, project, render, w_statistics
 
 DEFAULT_BASE = "ffhq-1024-tf"  # for a toon model the registry has no lineage for
 DEFAULT_TOON = "toonify-blended-tf"  # Toonify's file: the fine-tuned toon model is its G, the blend its G_ema
@@ -133,6 +133,8 @@ class Toonifier:
                  toon_network: str | None = None, device: torch.device | str | None = None, detector: str = "auto",
                  invert: str = "optimize", encoder: Encoder | str | os.PathLike | None = None):
         check_options(invert, swap_res=swap_res, level=level, blend_width=blend_width)
+        named = split_network(toon)[1]  # "toon.pkl (G)", as `toonlib info` names one: that generator, blended or not
+        toon, toon_network = split_network(toon, toon_network)
         check_swap_res(swap_res, toon)  # a registry name's resolution, before any download
         if swap_res is not None:
             toon_network_of(toon, toon_network)  # a registry model that holds only a blend: refused before its download
@@ -168,7 +170,7 @@ class Toonifier:
         else:
             # A toon checkpoint is read once: its G_ema (the published blend) now, its toon model on re-blending.
             self._toon = _without_discriminator(load_network(toon)) if isinstance(toon, (str, os.PathLike)) else toon
-            self.published_blend = load_generator(self._toon, device=self.device).eval()
+            self.published_blend = load_generator(self._toon, which=named, device=self.device).eval()
             # Without `base`, the messages say which base the toon model was paired with.
             base_name = "the base model" if base is not None else f"the default base model '{self._base_source}'"
             self._check_latents_fit(self.published_blend, self.base, base_name)
@@ -381,9 +383,9 @@ def check_options(invert: str, *, steps: int | None = None, batch_size: int = 1,
         raise ValueError(f"space must be 'w+' (one w per layer) or 'w' (one w for all layers), got {space!r}")
     check_count("batch_size", batch_size)
     check_project_options(**projection)  # early_stop, callback, ...: before the photos are read and aligned
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise ValueError(f"seed must be a whole number (every face is projected with it, so that a face gets the same "
-                         f"toon alone and among others), got {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
+        raise ValueError(f"seed must be a whole number from -2**63 to 2**64 - 1 (every face is projected with it, so "
+                         f"that a face gets the same toon alone and among others), got {seed!r}")
     check_blend(swap_res, level, blend_width)
 
 

@@ -89,8 +89,8 @@ class ProjectionResult:
     def load(cls, path: str | os.PathLike, num_ws: int | None = None) -> "ProjectionResult":
         """Read a file written by `save` (images are not stored: use `render`), or any latent file `load_latent`
         reads (NVIDIA's projected_w.npz: no losses or noise maps; its space is 'w' when every layer's w is the same).
-        `num_ws` as `load_latent`'s: give it (G.num_ws) for a file of W latents [N, w_dim] or [N, 1, w_dim], which
-        are repeated to that many layers (space 'w'); `save` writes [N, num_ws, w_dim] in either space."""
+        `num_ws` as `load_latent`'s: give it (G.num_ws) for a file of W latents [N, 1, w_dim], which are repeated to
+        that many layers (space 'w'); `save` writes [N, num_ws, w_dim] in either space."""
         path = user_path(path)
         w = load_latent(path, num_ws)
         stored = {}  # what `save` keeps beside the latent
@@ -633,9 +633,8 @@ def load_latent(path: str | os.PathLike, num_ws: int | None = None) -> torch.Ten
     [w_dim] (W), ...}, stacked in file order). A W latent is repeated to `num_ws` layers, which must
     then be given; when `num_ws` is given, W+ latents must have that many layers.
 
-    A 2-D `w` [rows, w_dim] is one W+ latent [num_ws, w_dim] (`result.w[0]`) when `num_ws` is None or equals
-    `rows`, else `rows` W latents [N, w_dim] (`G.mapping(z)[:, 0]`). So exactly `num_ws` W latents would read as one
-    W+ latent: save those as [N, 1, w_dim].
+    A 2-D `w` [rows, w_dim] is one W+ latent (`result.w[0]`); one whose rows are not `num_ws` is refused, saying so:
+    it is another model's W+ latent, or W latents (`G.mapping(z)[:, 0]`), which are saved as [N, 1, w_dim].
     """
     path = user_path(path)
     if path.is_dir():  # a folder and a missing file failed inside torch.load ("[Errno 21] Is a directory")
@@ -647,8 +646,11 @@ def load_latent(path: str | os.PathLike, num_ws: int | None = None) -> torch.Ten
             if "w" not in npz.files:
                 raise ValueError(f"{path}: an .npz latent file needs a key 'w', found {npz.files}")
             w = torch.from_numpy(npz["w"])
-        if w.ndim == 2:  # one W+ latent, or W latents where num_ws says it is not one (see above)
-            w = w[None] if num_ws in (None, w.shape[0]) else w[:, None]
+        if w.ndim == 2 and num_ws not in (None, w.shape[0]):  # another model's W+ latent, or W latents?
+            raise ValueError(f"{path}: w has shape {list(w.shape)}, one W+ latent of {w.shape[0]} layers, and this "
+                             f"model takes {num_ws}: a latent of another model; W latents are read as [N, 1, "
+                             f"{w.shape[1]}] (np.savez(path, w=w[:, None]))")
+        w = w[None] if w.ndim == 2 else w
         if w.ndim == 3 and num_ws is not None and w.shape[1] == 1:  # W latents, repeated as rosinality's below
             w = w.repeat(1, num_ws, 1)
     else:

@@ -32,7 +32,7 @@ from .messages import check_count, counted, expected_errors, interrupted
 from .networks import parse_seeds, z_from_seeds
 from .notebook import UploadedFile, display_size, in_colab, interrupt_requests, offer_download, save_uploads
 from .pipeline import INVERT_LABELS, OPTIMIZING_MODES
-from .runtime import autocast, resolve_precision
+from .runtime import autocast, check_precision, resolve_precision
 
 __all__ = ["PROJECTION_MODES", "BlendExplorer", "FrameScrubber", "ProjectionPanel", "ToonifyPanel", "blend_explorer",
            "layer_chart", "projection_panel", "toonify_panel", "uploaded_files"]
@@ -208,7 +208,7 @@ class BlendExplorer:
     `names` label the base and toon columns; `sources` name the base and toon models as the user gave them (registry
     name, path), which `save` records in the file (`toonlib info` shows them; default: the checkpoints they were
     loaded from, `Generator.loaded_from`, else `names`). `precision` is the pictures' (`runtime.resolve_precision`):
-    'auto' renders them in bfloat16 on CPUs that compute it in hardware, a slider move ~1.7x faster there, off by about
+    'auto' renders them in bfloat16 on CPUs that compute it in hardware, a slider move ~2x faster there, off by about
     a level of 255 from float32 on average; 'fp32' renders them as `G.synthesis` does. The blend `save` writes is the
     same either way. Attributes: the controls (`swap_res`, `level`, `blend_width`, `seeds`, `truncation`), the outputs
     (`image`, `chart`, `status`) and `widget` (the whole UI). `render()` redraws; `blended` is the current blended
@@ -219,6 +219,7 @@ class BlendExplorer:
                  swap_res: int = 16, level: int = 0, blend_width: float = 0.0, truncation_psi: float = 0.7,
                  cell: int = 192, names: tuple[str, str] = ("FFHQ", "toon"), sources: tuple[str, str] | None = None,
                  precision: str = "auto"):
+        check_precision(precision)  # before the models are read (and perhaps downloaded)
         self.base, self.toon = load_generator(base), toon_generator(toon)  # a registry name: its un-blended toon
         self._dtype = resolve_precision(precision, self.base.device)
         self.sources = sources or tuple(G.loaded_from or name for G, name in zip((self.base, self.toon), names))

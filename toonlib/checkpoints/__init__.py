@@ -61,6 +61,10 @@ def load_network(source: str | os.PathLike, device: torch.device | str | None = 
         raise TypeError(f"load_network reads a checkpoint: a path, an http(s) URL or a registry name (`toonlib "
                         f"models`); got {type(source).__name__}" + (": that is loaded already (load_generator takes it "
                                                                     "as it is)" if loaded else ""))
+    file, which = split_network(source)
+    if which is not None:  # "toon.pkl (G)": one generator, where this reads the whole file
+        raise ValueError(f"{source} names the {which} of {file}, and the whole file is read here: give {file} "
+                         f"(load_generator({str(source)!r}) reads that generator)")
     device = None if device is None else default_device(device)  # a device this machine lacks fails first
     path = _resolve(source, progress=progress)
     nets = read_checkpoint(path)
