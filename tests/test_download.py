@@ -179,11 +179,22 @@ def test_resume_within_one_call(server):
 
 
 
-def test_a_broken_off_bar_is_cleared_and_the_resumed_one_ends_full(server, bars):
-    """A retry drew a second bar and left the first standing at its break-off point (34%)."""
+def test_a_broken_off_bar_is_cleared_and_the_resumed_one_ends_full(server, bars, monkeypatch):
+    """A retry drew a second bar and left the first standing at its break-off point (34%), in a terminal."""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     server.cut_responses = 1
     download.fetch(register(f"{server.base}/ada_tiny.pkl"), progress=True)
     assert [(bar.leave, bar.n == bar.total == len(PAYLOAD)) for bar in bars] == [(False, False), (True, True)]
+
+
+def test_a_broken_off_bar_in_a_log_ends_its_line(server, bars, capsys):
+    """Written to a file (`2> log`), where '\r' erases nothing, the cleared bar's text stayed and the next line
+    began after it ("e4e_ffhq_encode.pt: 0.00B [00:00, ?B/s]   toonlib toonify: error: ..."): it keeps its line."""
+    server.cut_responses = 1
+    download.fetch(register(f"{server.base}/ada_tiny.pkl"), progress=True)
+    assert [bar.leave for bar in bars] == [True, True]
+    lines = capsys.readouterr().err.split("\n")
+    assert len(lines) == 3 and lines[-1] == "" and "100%" in lines[1].split("\r")[-1], lines  # each bar's own line
 
 def test_broken_download_fails_then_resumes(server, tmp_path):
     name = register(f"{server.base}/ada_tiny.pkl")
@@ -465,8 +476,9 @@ def test_a_drive_download_shows_toonlibs_bar(drive, bars):
     assert bar.dynamic_ncols and bar.n == bar.total == len(PAYLOAD)
 
 
-def test_a_failed_drive_download_clears_its_bar(drive, bars):
+def test_a_failed_drive_download_clears_its_bar(drive, bars, monkeypatch):
     """Its bar stayed ("tiny.pkl: 0.00B [00:00, ?B/s]") on the line the error began, as a direct URL's does not."""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # a terminal, where a bar is erased
     drive.files["/uc?id=secret"] = Reply(SIGN_IN_PAGE, headers=HTML)
     with pytest.raises(download.DownloadError):
         download.fetch(register("gdrive:secret"))

@@ -51,7 +51,7 @@ from .files import (
     safetensors_header_length,
     user_path,
 )
-from .messages import progress_bar
+from .messages import clear_on_close, progress_bar
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -490,14 +490,15 @@ def _write_body(first: bytes, rest: Iterator[bytes], part: Path, mode: str, offs
 
 @contextlib.contextmanager
 def _download_bar(part: Path, disable: bool, total: int | None = None, initial: int = 0) -> Iterator[tqdm]:
-    """The bar of a download into `part` (`messages.progress_bar`), cleared when the download fails or is stopped:
-    a retry draws it again from there, and the error's first line must not follow a bar left at 34%."""
+    """The bar of a download into `part` (`messages.progress_bar`), cleared when the download fails or is stopped
+    (`messages.clear_on_close`): a retry draws it again from there, and the error's first line must not follow a bar
+    left at 34%."""
     with progress_bar(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024,
                       desc=part.name[: -len(".part")], disable=disable) as bar:
         try:
             yield bar
         except BaseException:
-            bar.leave = False
+            clear_on_close(bar)
             raise
 
 

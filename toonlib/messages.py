@@ -22,8 +22,8 @@ import threading
 import warnings
 from typing import Callable, NoReturn
 
-__all__ = ["check_count", "check_number", "counted", "expected_errors", "in_toonlib", "progress_bar", "run_program",
-           "summary", "warn"]
+__all__ = ["check_count", "check_number", "clear_on_close", "counted", "expected_errors", "in_toonlib", "progress_bar",
+           "run_program", "summary", "warn"]
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -139,6 +139,15 @@ def progress_bar(**kwargs):
     if not tqdm.__module__.startswith("tqdm.notebook") and not is_terminal:  # not the widget bar of a notebook
         kwargs.setdefault("mininterval", LOG_PROGRESS_INTERVAL)
     return tqdm(**{"dynamic_ncols": True, **kwargs})
+
+
+def clear_on_close(bar) -> None:
+    """Have a bar broken off (a failed try, an error) erased when it closes, where erasing works: in a terminal and a
+    notebook. In a file or a pipe (a log) a bar's '\r' erases nothing, and the next line, the error's, began after the
+    bar's text; there the bar keeps its line, ended."""
+    stream = getattr(bar, "fp", None)  # none where the bar is disabled
+    if type(bar).__module__.startswith("tqdm.notebook") or getattr(stream, "isatty", lambda: False)():
+        bar.leave = False
 
 
 def summary(value: object) -> str:
