@@ -47,6 +47,7 @@ from .files import (
     file_lock,
     is_url,
     looks_like_html,
+    looks_like_pickle,
     replace_file,
     safetensors_header_length,
     user_path,
@@ -306,7 +307,7 @@ def _damage(path: Path) -> str | None:
         if size < 8 + length + end:
             return f"cut short ({size} bytes of the {8 + length + end} its safetensors header describes)"
         return None
-    if head.startswith(b"\x80"):
+    if looks_like_pickle(head):
         whole = head.startswith(_LEGACY_TORCH_MAGIC) or tail.endswith(b".")  # a pickle ends with STOP
         return None if whole else f"cut short ({size} bytes: a pickle without its end)"
     return None

@@ -49,7 +49,7 @@ from .checkpoints import _resolve as resolve_source  # path, URL or registry nam
 from .checkpoints.common import damaged_file
 from .checkpoints.safe_pickle import refusal
 from .devices import default_device
-from .files import safetensors_header_length
+from .files import looks_like_pickle, safetensors_header_length
 from .images import ImageInput, read_image
 from .options import INVERT_MODES
 
@@ -269,7 +269,7 @@ def load_encoder(source: str | os.PathLike, device: torch.device | str | None = 
     if not (zipped or head == _LEGACY_TORCH_MAGIC):
         if kind := image_format(path):  # what --encoder me.jpg gets (it was "this file starts with b'\xff\xd8...'")
             raise EncoderError(f"{path} is a {kind} image, not a pSp / e4e checkpoint (those are torch.save files)")
-        if head[:1] == b"\x80" or safetensors_header_length(head) is not None:
+        if safetensors_header_length(head) is not None or looks_like_pickle(head):
             raise EncoderError(f"{path} is a generator checkpoint (a network pickle or a toonlib file), not a pSp / "
                                "e4e checkpoint (for a generator checkpoint use toonlib.load_network)")
         raise EncoderError(f"{path} is not a pSp / e4e checkpoint: those are torch.save files, this file starts "

@@ -23,7 +23,7 @@ from typing import Callable, Iterator, Optional
 from .messages import warn
 
 __all__ = ["DISK_FULL", "atomic_write_path", "default_file_mode", "file_lock", "lock_file_for", "looks_like_html",
-           "replace_file", "safetensors_header_length", "user_path"]
+           "looks_like_pickle", "replace_file", "safetensors_header_length", "user_path"]
 
 LOCK_FOLDER = ".locks"  # lock files live here, beside the files they guard (like huggingface_hub's cache)
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # the errors of a full disk (or a used-up quota)
@@ -249,6 +249,12 @@ def safetensors_header_length(head: bytes) -> int | None:
         return None
     length = int.from_bytes(head[:8], "little")
     return length if 2 <= length <= SAFETENSORS_MAX_HEADER else None
+
+
+def looks_like_pickle(head: bytes) -> bool:
+    """True when a file's first bytes start a pickle of protocol 2-5 (NVIDIA's and TF's .pkl, torch's legacy files):
+    the PROTO opcode and its number. Test `safetensors_header_length` first (see there)."""
+    return head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
 
 
 def looks_like_html(head: bytes) -> bool:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageCms, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
-from .files import atomic_write_path, is_url, looks_like_html, safetensors_header_length, user_path
+from .files import atomic_write_path, is_url, looks_like_html, looks_like_pickle, safetensors_header_length, user_path
 from .messages import check_count, counted
 
 #: What `read_image` accepts: a path, encoded bytes, a PIL image or a numpy array (RGB order).
@@ -299,10 +299,6 @@ def _head(source: Path | io.BytesIO) -> bytes:
         return f.read(1024)
 
 
-#: How pickles of protocols 2-5 start (NVIDIA's and TF's .pkl; torch's legacy files).
-_PICKLE_STARTS = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
-
-
 def unread_format(head: bytes) -> str:
     """What a file that Pillow opens as no image is, from its first bytes (1 KB is plenty), and what to do: a HEIC
     photo without pillow-heif, an AVIF image on an old Pillow, or what people pick instead of a photo."""
@@ -325,7 +321,7 @@ def unread_format(head: bytes) -> str:
         return "it is a web page (HTML), not an image: save the image itself (right-click it, Save image as)"
     if head.startswith(b"\xff\xd8"):  # a JPEG's start of image, then no JPEG Pillow recognises
         return "the JPEG file is damaged: download or copy it again, or export it anew"
-    if (safetensors_header_length(head) is not None or head[:2] in _PICKLE_STARTS
+    if (safetensors_header_length(head) is not None or looks_like_pickle(head)
             or (head.startswith(b"PK\x03\x04") and b"data.pkl" in head[:200])):
         return ("it is a model checkpoint (safetensors, pickle or torch file), not a photo: give it as a model "
                 "(--toon, --base; toon=, base= in Python)")

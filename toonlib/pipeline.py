@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import difflib
 import inspect
-import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path, PurePath
@@ -68,7 +67,7 @@ from .images import ImageInput, describe_source, is_hidden, is_image_file, read_
 from .messages import check_count, summary
 from .networks import Generator
 from .options import INVERT_MODES, OPTIMIZING_MODES
-from .projection import SEED_RANGE, check_project_options, project, render, w_statistics
+from .projection import check_project_options, is_seed, project, render, w_statistics
 
 DEFAULT_BASE = "ffhq-1024-tf"  # for a toon model the registry has no lineage for
 DEFAULT_TOON = "toonify-blended-tf"  # Toonify's file: the fine-tuned toon model is its G, the blend its G_ema
@@ -383,7 +382,7 @@ def check_options(invert: str, *, steps: int | None = None, batch_size: int = 1,
         raise ValueError(f"space must be 'w+' (one w per layer) or 'w' (one w for all layers), got {space!r}")
     check_count("batch_size", batch_size)
     check_project_options(**projection)  # early_stop, callback, ...: before the photos are read and aligned
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
+    if not is_seed(seed):
         raise ValueError(f"seed must be a whole number from -2**63 to 2**64 - 1 (every face is projected with it, so "
                          f"that a face gets the same toon alone and among others), got {seed!r}")
     check_blend(swap_res, level, blend_width)

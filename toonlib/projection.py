@@ -415,11 +415,16 @@ def _seeds(seed: int | Sequence[int], num: int) -> list[int]:
     else:
         seeds = [int(s) for s in seed]
     for i, s in enumerate(seeds):
-        if not SEED_RANGE[0] <= s <= SEED_RANGE[1]:
+        if not is_seed(s):
             given = f"seed {seed} + {i} (target i uses seed + i)" if _is_whole(seed) and i else f"seed {s}"
             raise ValueError(f"{given} is out of range: a seed is a whole number in -2**63 .. 2**64 - 1 (what "
                              "torch's random generator takes)")
     return seeds
+
+
+def is_seed(value: object) -> bool:
+    """Whether `value` is a seed `torch.Generator.manual_seed` takes: a whole number in `SEED_RANGE`."""
+    return _is_whole(value) and SEED_RANGE[0] <= value <= SEED_RANGE[1]
 
 
 def _is_whole(value: object) -> bool:

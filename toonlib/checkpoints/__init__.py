@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from ..devices import default_device
-from ..files import is_url, looks_like_html, safetensors_header_length, user_path
+from ..files import is_url, looks_like_html, looks_like_pickle, safetensors_header_length, user_path
 from ..messages import warn
 from ..networks import Generator
 from . import native, native_torch, nvidia, psp, rosinality, tensorflow
@@ -230,7 +230,7 @@ def read_checkpoint(path: str | os.PathLike) -> Networks:
         raise CheckpointError(problem)
     if head.startswith(b"PK") or head.startswith(_LEGACY_TORCH_MAGIC):
         return _read_torch_file(path, source, zipped=head.startswith(b"PK"))
-    if head[:1] == b"\x80":
+    if looks_like_pickle(head):
         with open(path, "rb") as f:
             obj = safe_load(f, what=source)
         if nvidia.is_nvidia_snapshot(obj):
