@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -246,6 +247,40 @@ def test_warnings_read_as_the_commands_own(monkeypatch, capsys):
     assert cli.main(["models"]) == 0
     assert capsys.readouterr().err == "toonlib models: warning: the face is small\n"  # no source file, no code line
     assert warnings.showwarning.__module__ == "warnings"  # the API's warnings are Python's again
+
+
+@pytest.mark.parametrize("terminal", [False, True], ids=["log", "terminal"])
+def test_a_warning_during_a_progress_bar_starts_its_own_line(monkeypatch, capsys, terminal):
+    """In a log (`2> log`) a warning or a skipped photo began on the bar's line ("toonify:   0%|   | 0/4
+    [00:00<?, ?photo/s]toonlib toonify: warning: ..."): the bar's line is ended first. In a terminal the bars are
+    erased and drawn again below the line, as tqdm.write does; nested bars end their line once."""
+    import warnings
+
+    from toonlib.messages import progress_bar
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal, raising=False)
+
+    def warn_mid_bar(args):
+        with progress_bar(total=4, desc="toonify") as photos, progress_bar(total=2, desc="project") as steps:
+            photos.update(1)
+            steps.update(1)
+            warnings.warn("the face is small", stacklevel=2)
+            photos.update(3)
+            steps.update(1)
+        return 0
+
+    monkeypatch.setattr(cli, "cmd_models", warn_mid_bar)
+    assert cli.main(["models"]) == 0
+    err = capsys.readouterr().err
+    lines = err.split("\n")
+    warning = "toonlib models: warning: the face is small"
+    if terminal:  # the line follows the bars' erasure (blanks, '\r', the cursor moved up): a terminal shows it alone
+        (line,) = [re.sub(r"\x1b\[\d*[A-Z]", "", line) for line in lines if warning in line]
+        assert line.split("\r")[-1] == warning and not line.split("\r")[-2].strip(), line
+    else:
+        assert warning in lines and err.count(f"\n{warning}\n") == 1, err
+        assert "\n\n" not in err, err  # one line end for the two bars
+    assert "4/4" in err.split(warning)[1] and "2/2" in err.split(warning)[1]  # the bars go on below it
 
 
 def test_blend_checks_its_seeds_before_it_writes(tmp_path):

@@ -41,7 +41,7 @@ from .commands import (
     cmd_toonify,
     for_command_line,
 )
-from .messages import expected_errors, interrupted, run_program
+from .messages import expected_errors, interrupted, run_program, write_line
 
 #: The status of the one command that toonifies several photos
 BATCH_STATUS = "  1  some of several photos failed (the others were written)\n"
@@ -442,7 +442,7 @@ def _show_warning(command: str, shown: set[str], message: Warning | str, categor
     each text once (`blend --grid` checks the same two models twice)."""
     if str(message) not in shown:
         shown.add(str(message))
-        print(f"toonlib {command}: warning: {for_command_line(message)}", file=sys.stderr)
+        write_line(f"toonlib {command}: warning: {for_command_line(message)}", file=sys.stderr)
 
 
 def program() -> None:

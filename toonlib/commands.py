@@ -388,11 +388,9 @@ def _photos_named(name: str, check: bool) -> list[Path]:
 
 
 def cmd_toonify(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
     from .files import check_file_target, is_url
     from .images import save_image
-    from .messages import counted
+    from .messages import counted, progress_bar, write_line
     from .pipeline import Toonifier, paste_faces
     from .projection import DEFAULT_STEPS, save_latent
 
@@ -434,12 +432,13 @@ def cmd_toonify(args: argparse.Namespace) -> int:
                                       steps=args.steps, seed=args.seed or 0,
                                       paste_back=args.paste_back and not args.all_faces,  # pasted below, together
                                       progress=one)
-    for photo, outcome in tqdm(outcomes, total=len(photos), desc="toonify", unit="photo", disable=one):
+    for photo, outcome in progress_bar(iterable=outcomes, total=len(photos), desc="toonify", unit="photo",
+                                       disable=one):
         if isinstance(outcome, Exception):
             if one:  # nothing was written: the photo is unusable, as `align` says of it (exit status 2)
                 raise outcome
             failed += 1
-            tqdm.write(f"skipped {photo}: {for_command_line(outcome)}", file=sys.stderr)
+            write_line(f"skipped {photo}: {for_command_line(outcome)}", file=sys.stderr)
             continue
         for i, result in enumerate(outcome):
             face = i if args.all_faces else None
@@ -454,7 +453,7 @@ def cmd_toonify(args: argparse.Namespace) -> int:
             save_latent(result.w, target)
             written.append(target)
             if not args.no_identity:
-                tqdm.write(f"{output_path(photo, face, 'toon').name}: {_identity(result)}")
+                write_line(f"{output_path(photo, face, 'toon').name}: {_identity(result)}")
         if args.all_faces and args.paste_back and outcome:
             target = output_path(photo, None, "pasted")
             save_image(paste_faces(outcome[0].photo, [(result.toon, result.quad) for result in outcome]), target)

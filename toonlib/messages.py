@@ -141,13 +141,44 @@ def progress_bar(**kwargs):
     return tqdm(**{"dynamic_ncols": True, **kwargs})
 
 
-def clear_on_close(bar) -> None:
-    """Have a bar broken off (a failed try, an error) erased when it closes, where erasing works: in a terminal and a
-    notebook. In a file or a pipe (a log) a bar's '\r' erases nothing, and the next line, the error's, began after the
-    bar's text; there the bar keeps its line, ended."""
+def _erasable(bar) -> bool:
+    """Whether `bar` can be erased: a notebook's widget, or text in a terminal. In a file or a pipe (a log) a bar's
+    '\r' erases nothing."""
     stream = getattr(bar, "fp", None)  # none where the bar is disabled
-    if type(bar).__module__.startswith("tqdm.notebook") or getattr(stream, "isatty", lambda: False)():
+    return type(bar).__module__.startswith("tqdm.notebook") or getattr(stream, "isatty", lambda: False)()
+
+
+def clear_on_close(bar) -> None:
+    """Have a bar broken off (a failed try, an error) erased when it closes, where erasing works (`_erasable`). In a
+    log the next line, the error's, began after the bar's text; there the bar keeps its line, ended."""
+    if _erasable(bar):
         bar.leave = False
+
+
+def write_line(text: str, file=None) -> None:
+    """Print `text` as a line of its own while progress bars may run (a warning, a skipped photo). A terminal's bars
+    are erased and drawn again below the text, as `tqdm.write` does. In a log a bar's text cannot be erased, and
+    `tqdm.write`'s line began after it ("toonify:   0%|   | 0/4 [00:00<?, ?photo/s]toonlib toonify: warning: ..."):
+    there the bar's line is ended first, and the bar's next update starts below the text."""
+    from tqdm import tqdm
+
+    stream = sys.stdout if file is None else file
+    with tqdm.get_lock():
+        erased, ended = [], []
+        for bar in list(getattr(tqdm, "_instances", ())):  # the bars writing where `text` goes (stdout and stderr mix)
+            if (bar.disable or not hasattr(bar, "start_t")
+                    or not (bar.fp == stream or all(f in (sys.stdout, sys.stderr) for f in (bar.fp, stream)))):
+                continue
+            if _erasable(bar):
+                bar.clear(nolock=True)
+                erased.append(bar)
+            elif not any(bar.fp == fp for fp in ended):  # one line end for a log's nested bars
+                bar.fp.write("\n")
+                ended.append(bar.fp)
+        stream.write(f"{text}\n")
+        stream.flush()
+        for bar in erased:
+            bar.refresh(nolock=True)
 
 
 def summary(value: object) -> str:

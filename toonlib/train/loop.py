@@ -40,7 +40,7 @@ from ..devices import default_device
 from ..files import atomic_write_path, check_file_target, user_path
 from ..images import labelled_grid, save_image, to_pil
 from ..losses import discriminator_loss, generator_loss, path_length_penalty, path_lengths, r1_penalty, update_pl_mean
-from ..messages import progress_bar, warn
+from ..messages import progress_bar, warn, write_line
 from ..models import MODELS
 from ..networks import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, z_from_seeds
 from ..quality import MetricUnavailable, image_quality, inception_weights
@@ -472,7 +472,7 @@ class Trainer:
 
         stop = False
         # the bar is closed however the loop ends, so that what follows (a message, a traceback) starts a line
-        with bar, self._ctrl_c.deferred((lambda: bar.write(STOPPING, file=sys.stderr)) if self.is_main else None):
+        with bar, self._ctrl_c.deferred((lambda: write_line(STOPPING, file=sys.stderr)) if self.is_main else None):
             while self.cur_nimg < total_nimg and not stop:
                 before = self.cur_nimg
                 self.step(next(loader))
