@@ -107,6 +107,11 @@ class Handler(BaseHTTPRequestHandler):
             chunk = chunk[CUT:]
         self.wfile.write(chunk)
 
+    def do_CONNECT(self) -> None:
+        """This server as an https:// URL's proxy: the tunnel to `host:443` is asked for as that path (`fail_first` and
+        `failure` answer it: a 407 is a proxy asking for a login)."""
+        self.do_GET()
+
     def _reply(self, reply: Reply) -> None:
         self.send_response(reply.status)
         for key, value in {"Content-Length": str(len(reply.body)), **reply.headers}.items():

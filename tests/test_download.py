@@ -391,6 +391,25 @@ def test_a_proxy_that_cannot_be_reached_is_named_not_retried_and_no_proxy_bypass
     assert download.fetch(name, progress=False).read_bytes() == PAYLOAD
 
 
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_proxy_that_asks_for_a_login_says_where_to_give_it(scheme, monkeypatch):
+    """A proxy's 407 said "HTTP 407 Proxy Authentication Required" alone (http), or quoted 200 characters of urllib3's
+    wrappers, cut off before the 407 (https: "HTTPSConnectionPool(host=...): Max retries exceeded with url: ...")."""
+    for variable in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
+                     "all_proxy"):
+        monkeypatch.delenv(variable, raising=False)
+    with serve({}) as proxy:
+        proxy.fail_first, proxy.failure = 99, Reply(b"", status=407, headers={"Proxy-Authenticate": 'Basic realm="x"'})
+        monkeypatch.setenv(f"{scheme}_proxy", proxy.base)
+        with pytest.raises(download.DownloadError) as info:
+            download.fetch(register(f"{scheme}://toonlib.invalid/tiny.pkl"), progress=False)
+    message = str(info.value)
+    assert "407 Proxy Authentication Required" in message, message
+    assert (f"give the proxy's user name and password in {scheme}_proxy / {scheme.upper()}_PROXY: "
+            "http://USER:PASSWORD@HOST:PORT") in message, message
+    assert "Max retries" not in message and len(proxy.log) == 1  # asked once: a login does not come by waiting
+
+
 def test_a_redirect_loop_is_a_failed_source_and_the_other_names_are_fetched(server, tmp_path, capsys):
     """requests' other errors are OSErrors: "toonlib fetch: error: Exceeded 30 redirects." named neither the model
     nor the URL, and stopped the names after it."""

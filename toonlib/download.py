@@ -407,6 +407,8 @@ def _download_http(url: str, part: Path, progress: bool) -> None:
             if status == 429 and delay is None:  # retried without being told how long to wait
                 raise _SourceFailed(f"{reason}: the server limits how often it is asked; try again in a few "
                                     "minutes") from None
+            if status == 407:  # an http:// URL through the proxy: the proxy's own reply
+                raise _SourceFailed(f"{reason}: {_proxy_login(url)}") from None
             if (status < 500 and status != 429 and wait is None) or delay is None:
                 raise _SourceFailed(reason) from None
             delay = delay if wait is None else wait
@@ -530,6 +532,32 @@ def _range_total(response: requests.Response) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def _proxy_variables(url: str) -> str:
+    """The environment variables that name the proxy for `url`: 'https_proxy / HTTPS_PROXY'."""
+    scheme = urllib.parse.urlsplit(url).scheme
+    return f"{scheme}_proxy / {scheme.upper()}_PROXY"
+
+
+def _proxy_login(url: str) -> str:
+    """What to do when a proxy answers 407 Proxy Authentication Required."""
+    return f"give the proxy's user name and password in {_proxy_variables(url)}: http://USER:PASSWORD@HOST:PORT"
+
+
+def _innermost(exc: BaseException) -> BaseException:
+    """The error inside requests' and urllib3's wrappers (a MaxRetryError's reason, a ProxyError's OSError), whose
+    words say what failed: "Tunnel connection failed: 407 Proxy Authentication Required" came cut off at 200
+    characters of "HTTPSConnectionPool(host=...): Max retries exceeded with url: ... (Caused by ProxyError(..."."""
+    seen = {id(exc)}
+    while True:
+        inner = getattr(exc, "reason", None)
+        if not isinstance(inner, BaseException):
+            inner = next((arg for arg in reversed(exc.args) if isinstance(arg, BaseException)), exc.__cause__)
+        if inner is None or id(inner) in seen:
+            return exc
+        seen.add(id(inner))
+        exc = inner
+
+
 def _connection_cause(exc: Exception) -> object:
     """urllib3's reason inside a requests ConnectionError (requests wraps urllib3's MaxRetryError)."""
     return getattr(exc.args[0], "reason", None) if exc.args else None
@@ -565,11 +593,13 @@ def _network_reason(exc: Exception, url: str) -> str:
     number = re.search(r"\[Errno -?\d+\][^'\")]*", text)
     detail = number.group(0).strip() if number else (text[:200] or type(exc).__name__)
     if isinstance(exc, requests.exceptions.ProxyError):
-        scheme = urllib.parse.urlsplit(url).scheme
         proxy = requests.utils.select_proxy(url, requests.utils.get_environ_proxies(url))
         named = f"the proxy {proxy}" if proxy else "the proxy"
-        return (f"{named} refused or could not be reached ({detail}): check {scheme}_proxy / {scheme.upper()}_PROXY, "
-                "or unset them, or list the host in no_proxy")
+        detail = str(_innermost(exc)) or detail
+        if " 407 " in f" {detail} ":
+            return f"{named} refused the connection ({detail}): {_proxy_login(url)}"
+        return (f"{named} refused or could not be reached ({detail}): check {_proxy_variables(url)}, or unset them, "
+                "or list the host in no_proxy")
     if _unreachable(exc):
         return f"could not connect ({detail})"
     return f"the download broke off ({detail})"
