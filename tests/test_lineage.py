@@ -120,9 +120,32 @@ def test_a_fine_tuning_snapshot_pairs_with_the_base_its_run_recorded(family, tmp
         torch.set_num_threads(threads)
     assert load_network(grandchild).meta["finetune"]["base"] == str(run)  # a folder, no model
     assert default_base(grandchild) == recorded
+    # a run started from that run's snapshot file (what the error for a folder without training state advises) was
+    # paired with that toon: the high resolutions of a toon, photos projected into it
+    from_file = Networks(G_ema=child.G_ema, meta={"finetune": {**child.meta["finetune"], "base": snapshot}})
+    assert default_base(from_file) == recorded
     moved = Networks(G_ema=child.G_ema, meta={"finetune": {**child.meta["finetune"], "base": str(tmp_path / "gone")}})
     assert default_base(moved) == DEFAULT_BASE  # a base that is no longer there: the usual default
     assert default_base(tmp_path / "no-such-file.safetensors") == DEFAULT_BASE
+
+
+def test_blend_of_a_fine_tuning_snapshot_takes_its_recorded_base_as_toonify_does(family, tmp_path, capsys):
+    """`toonlib blend --toon runs/toon/network-snapshot-....safetensors --swap-res 8 -o out` said "the following
+    arguments are required: --base/--high" where toonify pairs the snapshot with the base its run recorded."""
+    from toonlib import cli
+    from toonlib.blending import toon_generator
+
+    base, child, _ = family
+    snapshot = child.meta["source"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LineageWarning)  # its own base: parent and child
+        assert cli.main(["blend", "--toon", snapshot, "--swap-res", "8", "-o", str(tmp_path / "out.safetensors")]) == 0
+        assert cli.main(["blend", "--toon", f"{snapshot} (G)", "--swap-res", "8", "-o",
+                         str(tmp_path / "g.safetensors")]) == 0  # a generator named as `toonlib info` names it
+    assert default_base(f"{snapshot} (G)") == child.meta["finetune"]["base"]
+    expected = blend(toon_generator(snapshot), base, 8)
+    written = load_network(tmp_path / "out.safetensors").G_ema
+    assert all(torch.equal(a, b) for a, b in zip(written.state_dict().values(), expected.state_dict().values()))
 
 
 def test_a_toon_model_pairs_with_its_own_base():

@@ -148,8 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("blend", help="blend a toon model (low resolutions) with a base model (high resolutions)")
     p.add_argument("--toon", "--low", dest="toon", required=True,
                    help="the toon model, which gives the low-resolution layers (path, URL or name)")
-    p.add_argument("--base", "--high", dest="base", required=True,
-                   help="the base FFHQ model, which gives the high-resolution layers (path, URL or name)")
+    p.add_argument("--base", "--high", dest="base", default=None,
+                   help="the base FFHQ model, which gives the high-resolution layers (path, URL or name; default: the "
+                        "toon model's own base, as toonify takes it: its lineage in `toonlib models`, the base a "
+                        "`toonlib finetune` run recorded, else ffhq-1024-tf)")
     p.add_argument("--toon-network", "--low-network", dest="toon_network", default=None, choices=["G_ema", "G"],
                    help="which generator of --toon (default: for a registry name the registry's choice, its un-blended "
                         "toon model, as toonify takes it: G of toonify-blended-tf, whose G_ema is already blended; "
@@ -283,8 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_toonifier_models(p: argparse.ArgumentParser, toon_network_use: str) -> None:
     """--base, --toon and --toon-network of the commands that make a `Toonifier` (toonify, app)."""
     p.add_argument("--base", default=None,
-                   help="base model photos are inverted into (default: the toon model's own base, its lineage in "
-                        "`toonlib models`; FFHQ 1024 for a file)")
+                   help="base model photos are inverted into (default: the toon model's own base: its lineage in "
+                        "`toonlib models`, the base a `toonlib finetune` run recorded, else ffhq-1024-tf)")
     p.add_argument("--toon", default="toonify-blended-tf",
                    help="toon checkpoint: path, URL or name (default: toonify-blended-tf, Toonify's)")
     p.add_argument("--toon-network", default=None, choices=["G", "G_ema"],

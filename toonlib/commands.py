@@ -218,8 +218,10 @@ def cmd_blend(args: argparse.Namespace) -> int:
     from .checkpoints import load_generator, save_network
     from .images import save_image
     from .networks import parse_seeds
-    from .pipeline import toon_network_of
+    from .pipeline import default_base, toon_network_of
 
+    if args.base is None:  # as toonify pairs them
+        args.base = default_base(args.toon)
     _check_native_output(args.output, "blend", "blended")
     _refuse_to_replace_model(args.output, (args.toon, "--toon"), (args.base, "--base"))
     check_setting(args.swap_res, args.level, args.blend_width)

@@ -439,24 +439,35 @@ def default_base(toon: GeneratorLike) -> GeneratorLike:
     """The base a toon model pairs with: its registry `lineage` for a registry name; for a `toonlib finetune` snapshot
     (a file or its `Networks`) the base its run recorded, where that is a registry name, a URL or a file that is
     there (a fine-tuned FFHQ-256 toon was paired with FFHQ 1024 and refused: "makes 8 x 512"), through the runs it
-    was started from (`resume` of another run's folder); else `DEFAULT_BASE`."""
+    was started from (`resume` of another run's folder or of a snapshot file: that toon was taken as the base);
+    else `DEFAULT_BASE`."""
     from .train.snapshots import latest_snapshot
 
+    toon, _ = split_network(toon)  # "toon.pkl (G)": toon.pkl's base
     info = models.MODELS.get(toon) if isinstance(toon, str) else None
     if info is not None:
         return info.lineage or DEFAULT_BASE
     meta = (toon.meta if isinstance(toon, Networks) else read_meta(user_path(toon))
             if isinstance(toon, (str, os.PathLike)) and user_path(toon).is_file() else None)
-    for _ in range(MAX_RUN_HOPS):  # a run started from another run's folder: that run's base, and so on
-        base = meta.get("finetune", {}).get("base") if isinstance(meta, dict) and isinstance(
-            meta.get("finetune"), dict) else None
-        if not isinstance(base, str) or not base:
+    for _ in range(MAX_RUN_HOPS):  # a run started from another run (its folder or a snapshot): its base, and so on
+        base = _recorded_base(meta)
+        if base is None:
             break
-        if base in models.MODELS or is_url(base) or user_path(base).is_file():
+        if base in models.MODELS or is_url(base):
             return base
-        snapshot = latest_snapshot(base) if user_path(base).is_dir() else None
+        path = user_path(base)
+        snapshot = path if path.is_file() else latest_snapshot(base) if path.is_dir() else None
         meta = read_meta(snapshot) if snapshot is not None and snapshot.is_file() else None
+        if path.is_file() and _recorded_base(meta) is None:  # a model, no run's snapshot: the base
+            return base
     return DEFAULT_BASE
+
+
+def _recorded_base(meta: object) -> str | None:
+    """The base a `toonlib finetune` snapshot's meta records (what its run was started from), else None."""
+    run = meta.get("finetune") if isinstance(meta, dict) else None
+    base = run.get("base") if isinstance(run, dict) else None
+    return base if isinstance(base, str) and base else None
 
 
 def toon_network_of(toon: GeneratorLike, which: str | None = None) -> str | None:
