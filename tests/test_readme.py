@@ -29,6 +29,7 @@ import contextlib
 import copy
 import glob
 import io
+import os
 import re
 import shlex
 import shutil
@@ -453,9 +454,25 @@ def check_finetune(out: Outcome, box: Sandbox) -> None:
     snapshot = "runs/toon/network-snapshot-000000008.safetensors"
     assert {snapshot, "runs/toon/fakes-000000008.png", "runs/toon/latest.json", "runs/toon/metrics.jsonl"} \
         <= out.written
-    assert out.out.strip().endswith(f"last snapshot: {snapshot}")
+    last, blend_line, toonify_line = out.out.strip().splitlines()[-3:]
+    assert last == f"last snapshot: {snapshot}"
     nets = load_network(snapshot)
     assert nets.G is not None and nets.D is not None and nets.G_ema.img_resolution == 32
+    # the commands it prints next run as printed: the blend (its base the run's, ffhq-256-noaug) in a folder of its own
+    blend_command = blend_line[blend_line.index("toonlib "):].replace(snapshot, str(box.work / snapshot))
+    assert f"toonlib toonify photo.jpg --toon {snapshot} --swap-res 32 -o toons/" in toonify_line
+    folder, here = box.work.parent / "next", os.getcwd()
+    folder.mkdir()
+    os.chdir(folder)
+    try:
+        assert cli.main(shlex.split(blend_command)[1:]) == 0
+    finally:
+        os.chdir(here)
+    toon = load_network(box.work / snapshot).G_ema
+    expected = blend(toon, load_network(box.cache / MODELS["ffhq-256-noaug"].filename).G_ema, 32)
+    written = load_network(folder / "blended.safetensors").G_ema
+    assert load_network(folder / "blended.safetensors").meta["blend"]["base"] == "ffhq-256-noaug (G_ema)"
+    assert all(torch.equal(a, b) for a, b in zip(written.state_dict().values(), expected.state_dict().values()))
 
 
 def check_convert(out: Outcome, box: Sandbox) -> None:

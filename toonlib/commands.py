@@ -572,9 +572,9 @@ def _identity(result) -> str:
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     from .train import config_from_args, finetune
+    from .train.arguments import finished
 
-    path = finetune(config_from_args(args), progress=args.progress)
-    print(f"last snapshot: {path}")
+    print(finished(finetune(config_from_args(args), progress=args.progress)))
     return 0
 
 

@@ -8,7 +8,7 @@ import os
 from ..options import MIN_IMAGES, PREPARE_MODES
 from .config import AUGMENT_MODES, METRIC_MODES, MIXED_PRECISION_MODES, TrainConfig, TrainConfigError, option_name
 
-__all__ = ["EXIT_STATUS", "add_train_arguments", "config_from_args", "main"]
+__all__ = ["EXIT_STATUS", "add_train_arguments", "config_from_args", "finished", "main"]
 
 #: The exit statuses of fine-tuning (`toonlib finetune`, `python -m toonlib.train`), the epilog of their --help.
 EXIT_STATUS = ("exit status:\n"
@@ -16,6 +16,18 @@ EXIT_STATUS = ("exit status:\n"
                "  2  bad usage; unusable images, checkpoint or settings; the run folder in use;\n"
                "     a full disk (one line says what and how to fix it)\n"
                "  130  interrupted (Ctrl-C): the run is saved; the same command continues it")
+
+
+def finished(snapshot: os.PathLike | str) -> str:
+    """What a finished fine-tuning prints: its last snapshot, and the commands that use it, ready to copy (a run
+    ended with the snapshot's name alone, and `toonlib blend` then asked for --base)."""
+    import shlex
+
+    toon = shlex.quote(str(snapshot))
+    return (f"last snapshot: {snapshot}\n"
+            f"to compare swap resolutions: toonlib blend --toon {toon} --swap-res 32 -o blended.safetensors "
+            "--grid grid.png\n"
+            f"to toonify a photo:          toonlib toonify photo.jpg --toon {toon} --swap-res 32 -o toons/")
 
 
 def _optional_float(text: str) -> float | None:
@@ -125,5 +137,5 @@ def main(argv: list[str] | None = None) -> int:
             parser.exit(130, "interrupted\n" if main_process else None)
         parser.exit(2, f"error: {exc}\n")
     if main_process:
-        print(f"last snapshot: {path}")
+        print(finished(path))
     return 0
