@@ -789,13 +789,17 @@ def test_cli_app_on_a_port_in_use_says_so_before_loading_models(monkeypatch, cap
         capsys.readouterr().err)
 
 
+@pytest.mark.parametrize("port", [["--port", "7860"], []], ids=["port", "any-port"])
 @pytest.mark.parametrize("host, advice", [
     ("10.255.255.1", "10.255.255.1 is not an address of this machine; use --host 127.0.0.1"),
-    ("no-such-host.invalid", "no address is known for the name 'no-such-host.invalid': check --host")])
-def test_cli_app_on_an_address_that_is_not_this_machines_says_so(monkeypatch, capsys, host, advice):
-    """A wrong --host was told that another program used the port and to choose another --port."""
+    ("no-such-host.invalid", "no address is known for the name 'no-such-host.invalid': check --host"),
+    ("::1", "the app takes an IPv4 address or a name as --host, not an IPv6 address; use --host 127.0.0.1")])
+def test_cli_app_on_an_address_that_is_not_this_machines_says_so(monkeypatch, capsys, host, advice, port):
+    """A wrong --host was told that another program used the port and to choose another --port; without --port it
+    was not checked (the models loaded, then Gradio tried 100 ports for ~8 minutes: "Cannot find empty port"), and an
+    IPv6 address ended in httpx's traceback ("Invalid port: ':1:7875'")."""
     monkeypatch.setattr("toonlib.pipeline.Toonifier", lambda *args, **kwargs: pytest.fail("models loaded first"))
-    assert cli.main(["app", "--host", host, "--port", "7860"]) == 2
+    assert cli.main(["app", "--host", host, *port]) == 2
     err = capsys.readouterr().err
     assert advice in err and "--port" not in err
 

@@ -721,14 +721,16 @@ def _wait_for_ctrl_c() -> None:
 
 
 def check_port(host: str, port: int | None) -> None:
-    """Raise OSError, saying what to do, when `port` (None: any free one, nothing to check) cannot be served on
-    `host`: checked before the models load, not after (Gradio's message then named its Python options)."""
-    if port is None:
-        return
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+    """Raise OSError, saying what to do, when `port` cannot be served on `host`: checked before the models load, not
+    after (Gradio's message then named its Python options). With `port` None (any free one) the host is checked all
+    the same: a mistyped name waited ~8 minutes for Gradio's "Cannot find empty port in range: 7860-7959"."""
+    if ":" in host:  # Gradio writes http://::1:7860, which its own check of the server cannot open
+        raise OSError(f"cannot serve on {host}: the app takes an IPv4 address or a name as --host, not an IPv6 "
+                      "address; use --host 127.0.0.1 (this machine only) or 0.0.0.0 (every network it is on)")
+    with socket.socket(socket.AF_INET) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does: a port just freed is free
         try:
-            probe.bind((host, port))
+            probe.bind((host, port or 0))
         except OSError as exc:
             if isinstance(exc, socket.gaierror):
                 advice = f"no address is known for the name {host!r}: check --host"
@@ -740,7 +742,8 @@ def check_port(host: str, port: int | None) -> None:
             else:
                 advice = ("another program uses that port; choose another --port, or leave it out (the first free "
                           "one from 7860)")
-            raise OSError(f"cannot serve on {host}:{port} ({exc.strerror or exc}): {advice}") from None
+            where = host if port is None else f"{host}:{port}"
+            raise OSError(f"cannot serve on {where} ({exc.strerror or exc}): {advice}") from None
 
 
 def _reach_this_machine_without_proxy(host: str) -> None:
