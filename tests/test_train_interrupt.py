@@ -35,6 +35,8 @@ SAVED = re.compile(r"fine-tuning interrupted at (\d+\.\d{3}) kimg: saved (networ
                    r"the training state in (.+); run the same fine-tuning again to continue from there\n")
 STOPPING = ("Interrupted (Ctrl-C): saving the run at the end of this minibatch, to continue later (interrupt again to "
             "stop at once, losing the training since the last snapshot)\n")
+TERMINATING = ("Asked to stop (SIGTERM): saving the run at the end of this minibatch, to continue later (a second "
+               "signal stops at once, losing the training since the last snapshot)\n")
 LIMIT = 600  # seconds; only stops a hung run (a slow, shared 2-core machine)
 
 
@@ -89,8 +91,12 @@ def interrupt_at(trainer: Trainer, batch: int, *, twice: bool = False) -> None:
     trainer.step = step_then_ctrl_c
 
 
-def test_ctrl_c_on_the_command_line_saves_the_run_and_the_same_command_continues_it(base, whole, tmp_path):  # noqa: F811
-    run = base["root"] / "command-line"
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_on_the_command_line_saves_the_run_and_the_same_command_continues_it(base, whole, tmp_path,  # noqa: F811
+                                                                                     stop):
+    """SIGTERM (`kill`, `timeout`, a job scheduler) ended a run at once, unsaved and without a word: it stops as one
+    Ctrl-C does."""
+    run = base["root"] / f"command-line-{stop.name}"
     argv = command(base, run)
     err = tmp_path / "stderr.txt"
     with err.open("w") as stderr:  # a file: a pipe left unread could fill up and stop the run
@@ -102,13 +108,13 @@ def test_ctrl_c_on_the_command_line_saves_the_run_and_the_same_command_continues
         while not (run / "latest.json").is_file():  # the first snapshot is complete (latest.json is written last)
             assert proc.poll() is None and time.monotonic() < deadline, err.read_text()[-3000:]
             time.sleep(0.05)  # (a bar written to a file shows only every 10 s: `messages.progress_bar`)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop)
         out, _ = proc.communicate(timeout=LIMIT)
     finally:
         proc.kill()
     said = err.read_text()
     assert proc.returncode == 130, said[-3000:]
-    assert out == "" and STOPPING in said
+    assert out == "" and (STOPPING if stop == signal.SIGINT else TERMINATING) in said
     saved = SAVED.search(said)
     assert saved is not None and said.endswith(saved.group(0) + "toonlib finetune: interrupted\n"), said[-3000:]
     kimg, name, nimg = float(saved.group(1)), saved.group(2), int(saved.group(3))

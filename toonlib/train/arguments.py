@@ -15,7 +15,8 @@ EXIT_STATUS = ("exit status:\n"
                "  0  all done (also when the run had already reached --kimg: nothing to train)\n"
                "  2  bad usage; unusable images, checkpoint or settings; the run folder in use;\n"
                "     a full disk (one line says what and how to fix it)\n"
-               "  130  interrupted (Ctrl-C): the run is saved; the same command continues it")
+               "  130  interrupted (Ctrl-C, or SIGTERM: kill, timeout, a job scheduler): the run is saved;\n"
+               "       the same command continues it")
 
 
 def finished(snapshot: os.PathLike | str) -> str:

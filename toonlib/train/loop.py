@@ -80,6 +80,9 @@ PL_BATCH_SHRINK = 2
 STAT_KEYS = ("loss_G", "loss_D", "r1", "pl")
 STOPPING = ("Interrupted (Ctrl-C): saving the run at the end of this minibatch, to continue later (interrupt again to "
             "stop at once, losing the training since the last snapshot)")
+#: What a run says when SIGTERM (`kill`, `timeout`, a job scheduler) asks it to stop: it stops as at Ctrl-C.
+TERMINATING = ("Asked to stop (SIGTERM): saving the run at the end of this minibatch, to continue later (a second "
+               "signal stops at once, losing the training since the last snapshot)")
 
 
 class Trainer:
@@ -472,7 +475,15 @@ class Trainer:
 
         stop = False
         # the bar is closed however the loop ends, so that what follows (a message, a traceback) starts a line
-        with bar, self._ctrl_c.deferred((lambda: write_line(STOPPING, file=sys.stderr)) if self.is_main else None):
+        # SIGTERM too, as one Ctrl-C (it ended a run unsaved), but not under torchrun, which stops its other
+        # processes with it when one fails: they would wait at the end of the minibatch for the one that is gone
+        signals = (signal.SIGINT,) if self.dist.world_size > 1 else (signal.SIGINT, signal.SIGTERM)
+
+        def say_stopping(signum: int) -> None:
+            if self.is_main:
+                write_line(STOPPING if signum == signal.SIGINT else TERMINATING, file=sys.stderr)
+
+        with bar, self._ctrl_c.deferred(say_stopping, signals):
             while self.cur_nimg < total_nimg and not stop:
                 before = self.cur_nimg
                 self.step(next(loader))
@@ -638,41 +649,50 @@ class Trainer:
 
 class _CtrlC:
     """Ctrl-C (SIGINT) deferred to a point the training loop chooses (`deferred`); SIGINT is what Ctrl-C sends in a
-    terminal and what a Jupyter kernel's interrupt sends, into the main thread."""
+    terminal and what a Jupyter kernel's interrupt sends, into the main thread. SIGTERM (`kill`, `timeout`, a job
+    scheduler) may be deferred the same way."""
 
     def __init__(self) -> None:
         self.pressed = False  # within `deferred`: Ctrl-C was pressed
         self._abortable = False  # within `unless_pressed`: the first Ctrl-C raises KeyboardInterrupt there
 
     @contextlib.contextmanager
-    def deferred(self, on_press: Callable[[], None] | None = None) -> Iterator[None]:
-        """Within the body, the first Ctrl-C sets `pressed` (and calls `on_press`) instead of raising, so the body can
-        stop where it chooses; the handler that was there before is put back at that moment, so a second Ctrl-C does
-        what it did before (Python's default: KeyboardInterrupt at once). It is put back when the body ends or fails,
-        too. Nothing is installed outside the main thread (signal.signal raises there), nor where SIGINT is ignored
-        (SIG_IGN) or handled outside Python (that handler could not be put back): there Ctrl-C keeps its behaviour
-        and `pressed` stays False."""
-        previous = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
-        if previous is None or previous == signal.SIG_IGN:
+    def deferred(self, on_press: Callable[[int], None] | None = None,
+                 signals: tuple[int, ...] = (signal.SIGINT,)) -> Iterator[None]:
+        """Within the body, the first of `signals` sets `pressed` (and calls `on_press` with the signal) instead of
+        raising or ending the process, so the body can stop where it chooses; the handlers that were there before are
+        put back at that moment, so a second signal does what it did before (Python's default: KeyboardInterrupt at
+        once for Ctrl-C, the end of the process for SIGTERM). They are put back when the body ends or fails, too.
+        Nothing is installed outside the main thread (signal.signal raises there), nor for a signal that is ignored
+        (SIG_IGN) or handled outside Python (that handler could not be put back): there it keeps its behaviour."""
+        main = threading.current_thread() is threading.main_thread()
+        previous = {signum: handler for signum in signals
+                    if main and (handler := signal.getsignal(signum)) is not None and handler != signal.SIG_IGN}
+        if not previous:
             yield
             return
 
+        def put_back() -> None:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
         def press(signum: int, frame: FrameType | None) -> None:
-            signal.signal(signal.SIGINT, previous)
+            put_back()
             self.pressed = True
             if on_press is not None:
                 # RuntimeError: the main thread was inside a write to the same stream (a reentrant call); the notice
                 # is left out rather than failing the minibatch there
                 with contextlib.suppress(RuntimeError):
-                    on_press()
+                    on_press(signum)
             if self._abortable:
                 raise KeyboardInterrupt
 
-        signal.signal(signal.SIGINT, press)
+        for signum in previous:
+            signal.signal(signum, press)
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            put_back()
             self.pressed = False
 
     def unless_pressed(self, work: Callable[[], dict]) -> dict:
