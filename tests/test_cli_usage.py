@@ -704,6 +704,14 @@ def test_messages_name_options_not_python_arguments(tmp_path, monkeypatch):
     result = run_main(*finetune, "--device", "gpu")
     _short_error(result, "error: --device gpu is not a torch device: use 'cpu', 'cuda', 'cuda:1', ..., or leave "
                          "--device out (CUDA when available, else the CPU)")
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for i in range(7):
+        Image.new("RGB", (32, 32), (30 * i, 0, 0)).save(faces / f"{i}.png")
+    Image.new("RGB", (40, 30)).save(faces / "wide.png")
+    result = run_main("finetune", "--data", str(faces), *finetune[3:], "--prepare", "none")
+    assert "wide.png: not square (40x30); use --prepare crop or align" in result.stderr, result.stderr
+    assert "prepare=" not in result.stderr and result.returncode == 2  # 7 usable images of the 8 it needs
     result = run_main("models", "--cache-dir", str(FIXTURES / "ada_tiny.pkl"))  # a file: checked before any output
     _short_error(result, f"error: the cache folder (--cache-dir) {FIXTURES / 'ada_tiny.pkl'} is a file, not a folder")
     assert result.stdout == ""

@@ -106,6 +106,22 @@ def test_unreadable_files_are_reported_and_skipped(folder, tmp_path):
     assert "notes.txt" not in dataset.names and len(dataset) == 20
 
 
+def test_an_image_over_pillows_limit_is_skipped_with_what_to_do_and_no_nameless_warning(folder, monkeypatch):
+    """A 14000 x 14000 photo was skipped as "cannot read: Image size (196000000 pixels) exceeds limit of 178956970
+    pixels, could be decompression bomb DOS attack.", and one of 100 megapixels got Pillow's warning, naming no file."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1500)  # the 40 x 30 images stay below it
+    Image.new("RGB", (80, 60)).save(folder / "huge.png")  # over twice the limit: Pillow refuses it
+    Image.new("RGB", (50, 40)).save(folder / "large.png")  # over the limit: Pillow warns, and reads it
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dataset = ImageDataset(folder, RES, progress=False)
+    said = [str(warning.message) for warning in caught]
+    assert not any("decompression bomb" in text for text in said), said
+    assert ("huge.png", f"4800 pixels, more than Pillow reads in one image: downscale it (training uses {RES} x {RES} "
+                        "px)") in dataset.skipped
+    assert "large.png" in dataset.names
+
+
 def test_too_few_images_is_an_error(tmp_path):
     make_folder(tmp_path, count=3)
     with pytest.warns(UserWarning), pytest.raises(ValueError, match=r"found 3 usable .* \(1 skipped"):

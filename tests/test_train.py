@@ -550,8 +550,13 @@ def test_finetune_takes_a_train_config_or_its_settings_and_says_so_otherwise(bas
     assert path == run / "network-snapshot-000000008.safetensors"
     lines = capsys.readouterr().out.splitlines()
     assert [re.sub(r"\[\d\d:\d\d, G=\d\.\d{3}, D=\d\.\d{3}, p=\d\.\d{3}(, r_t=-?\d\.\d{3})?\]", "[...]", line)
-            for line in lines] == ["fine-tuning 0.004/0.008 kimg [...]: network-snapshot-000000004.safetensors",
+            for line in lines] == [f"{run}: started, training to 0.008 kimg (a line per snapshot)",
+                                   "fine-tuning 0.004/0.008 kimg [...]: network-snapshot-000000004.safetensors",
                                    "fine-tuning 0.008/0.008 kimg [...]: network-snapshot-000000008.safetensors"], lines
+    finetune(data=str(base["data"]), resume=str(base["base"]), run_dir=str(run), prepare="none", batch_size=4,
+             kimg=0.012, snapshot_kimg=0.004, image_seeds="0", progress=False)  # resumed: said before any snapshot
+    assert capsys.readouterr().out.splitlines()[0] == f"{run}: resumed at 0.008 kimg, training to 0.012 kimg (a line " \
+                                                      "per snapshot)"
 
 
 def finetune_command(*options: str) -> int:
@@ -587,7 +592,8 @@ def test_finetune_help_says_its_exit_statuses_and_the_images_it_needs(capsys):
     assert finetune_command("--help") == 0
     text = capsys.readouterr().out
     epilog = text[text.index("\nexit status:"):]
-    assert epilog == "\n" + EXIT_STATUS + "\n" and "130  interrupted (Ctrl-C): the run is saved" in epilog
+    assert epilog == "\n" + EXIT_STATUS + "\n"
+    assert "130  interrupted (Ctrl-C, or SIGTERM: kill, timeout, a job scheduler): the run is saved" in epilog
     assert "face" not in epilog and "photo" not in epilog and "models | head" not in epilog
     data = " ".join(text[text.index("\n  --data DATA"):text.index("\n  --resume RESUME")].split())
     assert data == "--data DATA folder or .zip of training images, at least 8 (subfolders too); the run folder must " \

@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -106,6 +107,7 @@ def test_a_folder_without_a_readable_training_state_is_a_one_line_error(base, tm
 
 HOLDER = """
 import sys
+import warnings
 from toonlib.train import Trainer, TrainConfig
 trainer = Trainer(TrainConfig(data=sys.argv[1], resume=sys.argv[2], run_dir=sys.argv[3], prepare="none", batch_size=4,
                               image_seeds=(0,)), progress=False)
@@ -618,6 +620,11 @@ def test_a_kimg_already_reached_is_said_and_changes_nothing(base):  # noqa: F811
             path = finetune(config(base, run.name, kimg=kimg), progress=False)
         assert path == run / "network-snapshot-000000008.safetensors"
     assert {p.name: p.stat().st_mtime_ns for p in run.iterdir() if p.name != ".locks"} == before
+    with warnings.catch_warnings(record=True) as caught:  # "--gamma 5 from here on" beside "nothing to train"
+        warnings.simplefilter("always")
+        finetune(config(base, run.name, kimg=0.008, gamma=5.0), progress=False)
+    said = [str(warning.message) for warning in caught]
+    assert len(said) == 1 and "has trained 0.008 kimg" in said[0], said
 
 
 def test_the_same_command_again_after_the_run_is_done(base):  # noqa: F811

@@ -618,6 +618,7 @@ _COMMAND_LINE_WORDS = (
     (r"Downscale the photo, or, for a file you trust, set PIL\.Image\.MAX_IMAGE_PIXELS = None before reading it",
      "Downscale it: a face needs a few megapixels at most"),  # images.read_image of a 200-megapixel photo
     (r"; load it with toonlib\.projection\.load_latent", "; `toonlib toonify` of it draws its toon (-o toon.png)"),
+    (r"\bprepare='(\w+)' or '(\w+)'", r"--prepare \1 or \2"),  # data's non-square image with prepare='none'
 )
 
 

@@ -14,7 +14,9 @@ import io
 import itertools
 import json
 import os
+import re
 import struct
+import warnings
 import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator, Tuple, Union
@@ -32,8 +34,7 @@ from .options import MIN_IMAGES, PREPARE_MODES  # MIN_IMAGES: data.MIN_IMAGES to
 __all__ = ["MIN_IMAGES", "ImageDataset", "cache_name", "image_files", "infinite_loader"]
 
 _CACHE_VERSION = 1  # bump when the preparation of images changes, so old caches are not reused
-_DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, zipfile.BadZipFile,
-                  Image.DecompressionBombError)
+_DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, zipfile.BadZipFile)
 
 # What identifies a file: (name, size in bytes, mtime_ns for a folder's files / CRC-32 for zip members)
 Entry = Tuple[str, int, int]
@@ -234,11 +235,19 @@ def _prepare_one(read: Callable[[str], bytes], name: str, resolution: int,
     reason."""
     content = read(name)
     try:
-        image = Image.open(io.BytesIO(content))
-        image.load()
+        with warnings.catch_warnings():  # Pillow's warning of a 90-180 megapixel image named no file: it is read
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(content))
+            image.load()
         image = read_image(image)
     except UnidentifiedImageError:  # what it is instead: a web page saved as .jpg, a video, a HEIC without its reader
         raise _Skip(unread_format(content[:1024])) from None
+    except Image.DecompressionBombError as exc:  # Pillow's words: "could be decompression bomb DOS attack"
+        pixels = re.search(r"\((\d+) pixels\)", str(exc))
+        count = int(pixels.group(1)) if pixels else 0
+        size = f"{count / 1e6:.0f} megapixels" if count >= 1e6 else f"{count} pixels" if count else "too large"
+        raise _Skip(f"{size}, more than Pillow reads in one image: downscale it (training uses {resolution} x "
+                    f"{resolution} px)") from None
     except _DECODE_ERRORS as exc:
         raise _Skip(f"cannot read: {exc}") from None
 

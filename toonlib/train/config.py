@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping, Sized
 
 from ..messages import check_count
-from ..options import MAX_SEEDS, PREPARE_MODES
+from ..options import MAX_IMAGE_SEEDS, PREPARE_MODES
 
 __all__ = ["AUGMENT_MODES", "METRIC_MODES", "MIXED_PRECISION_MODES", "RESUME_FIXED", "TrainConfig", "TrainConfigError",
            "option_name", "option_text", "option_value"]
@@ -61,9 +61,10 @@ def _seed_tuple(seeds: object) -> tuple[int, ...]:
     if isinstance(seeds, str):
         from ..networks import parse_seeds  # imports torch, which the command line's parser does without
 
-        return tuple(parse_seeds(seeds))
-    if isinstance(seeds, Sized) and len(seeds) > MAX_SEEDS:  # range(10**9): before a list of them is built
-        raise ValueError(f"give at most {MAX_SEEDS} seeds (one image each in every snapshot's grid); got {len(seeds)}")
+        return tuple(parse_seeds(seeds, max_count=MAX_IMAGE_SEEDS))
+    if isinstance(seeds, Sized) and len(seeds) > MAX_IMAGE_SEEDS:  # range(10**9): before a list of them is built
+        raise ValueError(f"give at most {MAX_IMAGE_SEEDS} seeds (one image each in every snapshot's grid); got "
+                         f"{len(seeds)}")
     listed = list(seeds) if isinstance(seeds, Iterable) and not isinstance(seeds, (bytes, Mapping)) else None
     if listed is not None and all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and 0 <= s < 2**32
                                   for s in listed):

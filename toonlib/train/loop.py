@@ -132,7 +132,7 @@ class Trainer:
         self.base_state: dict | None = None  # where the networks came from when `resume` is another run's folder
         if state is not None:
             check_resumable(state, cfg)
-            if self.is_main:
+            if self.is_main and state["cur_nimg"] < _images(cfg.kimg):  # a finished run trains nothing from here on
                 say_changed_settings(state, cfg)
             G, D, G_ema = _empty_networks(state)
             self.base_state = state.get("base_state")
@@ -435,8 +435,8 @@ class Trainer:
 
     def _run(self) -> Path:
         cfg = self.cfg
-        total_nimg = max(1, round(cfg.kimg * 1000))  # at least one minibatch
-        snapshot_nimg = max(1, round(cfg.snapshot_kimg * 1000))
+        total_nimg = _images(cfg.kimg)  # at least one minibatch
+        snapshot_nimg = _images(cfg.snapshot_kimg)
         if self.is_main and self.last_snapshot is not None:
             sync_latest(self.run_dir, self.cur_nimg)
         end_nimg = math.ceil(total_nimg / cfg.batch_size) * cfg.batch_size  # a run ends with a whole minibatch
@@ -462,6 +462,9 @@ class Trainer:
         bar = progress_bar(total=last_nimg / 1000, initial=self.cur_nimg / 1000, desc="fine-tuning",
                            disable=not self.progress,
                            bar_format="{l_bar}{bar}| {n:.3f}/{total:.3f} kimg [{elapsed}<{remaining}{postfix}]")
+        if self.is_main and not self.progress:  # else nothing said it till a snapshot
+            begun = f"resumed at {self.cur_nimg / 1000:.3f} kimg" if self.cur_nimg else "started"
+            print(f"{self.run_dir}: {begun}, training to {last_nimg / 1000:.3f} kimg (a line per snapshot)", flush=True)
         self._start_tick()
         started = time.perf_counter()
 
@@ -708,6 +711,11 @@ class _CtrlC:
             return {}
         finally:
             self._abortable = False
+
+
+def _images(kimg: float) -> int:
+    """`kimg` as a count of images, at least one."""
+    return max(1, round(kimg * 1000))
 
 
 def _set_hparams(opt: torch.optim.Optimizer, lr: float, betas: tuple) -> None:
