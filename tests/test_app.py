@@ -111,7 +111,7 @@ async def run_event(page, name: str, *inputs, event_data=None, visitor: str = "v
 
 async def start_a_long_toonify(page, upload: dict, steps: int, projection_steps: list) -> asyncio.Future:
     """The page's toonify of `upload` with `steps` steps, started, once its projection has run 3 steps."""
-    return await start_a_long_run(page, projection_steps, "on_toonify", upload, steps, 16, "optimize", None, 0)
+    return await start_a_long_run(page, projection_steps, "on_toonify", upload, steps, 16, "optimize", None, 0, "")
 
 
 async def start_a_long_run(page, projection_steps: list, name: str, *inputs, event_data=None) -> asyncio.Future:
@@ -218,7 +218,7 @@ def test_a_long_photo_name_is_cut_for_the_downloads(app, setup):
     try:
         upload = {"path": str(setup["photos"] / "hopper.jpg"), "orig_name": "写真" * 41 + ".jpg"}  # 246 bytes, .jpg
         _, _, aligned, toon, pasted, status = asyncio.run(run_event(page, "on_toonify", upload, STEPS, 16, "optimize",
-                                                                    None, 0))
+                                                                    None, 0, ""))
         assert status.startswith("One face")
         for path, kind in zip((aligned, toon, pasted), ("aligned", "toon", "pasted")):
             name = Path(path).name
@@ -247,8 +247,9 @@ def test_photos_browsers_cannot_draw_are_shown_as_a_jpeg(app, setup, tmp_path):
             assert preview.format == "JPEG" and preview.size == hopper.size
         copy = {"path": shown, "orig_name": "me.jpeg"}  # what the page shows, and sends with Toonify
         assert list(asyncio.run(run_event(page, "on_new_photo", copy))) == [{"__type__": "update"}] * 7  # all skipped
+        # Pressed as the upload came, sent once the copy showed: pressed for the same photo.
         _, _, aligned, toon, pasted, status = asyncio.run(run_event(page, "on_toonify", copy, STEPS, 16, "optimize",
-                                                                    None, 0))
+                                                                    None, 0, str(heic)))
         assert status.startswith("One face") and Path(toon).name == "me-toon.png"
         session, _ = app.toonify(heic, STEPS, 16, name="me.heic")  # the HEIC itself (the JPEG copy is lossy)
         assert np.array_equal(np.asarray(Image.open(aligned)), np.asarray(session.faces[0].image))
@@ -282,7 +283,7 @@ def test_previews_are_forgotten_once_gradio_deletes_them(app, setup, tmp_path):
         shown = {"path": second, "orig_name": "second.jpeg"}  # what the page shows, and sends with Toonify
         assert list(asyncio.run(run_event(page, "on_new_photo", shown, visitor="second.tiff"))) == [
             {"__type__": "update"}] * 7  # skipped
-        *_, toon, _, status = asyncio.run(run_event(page, "on_toonify", shown, STEPS, 16, "optimize", None, 0,
+        *_, toon, _, status = asyncio.run(run_event(page, "on_toonify", shown, STEPS, 16, "optimize", None, 0, "",
                                                     visitor="second.tiff"))
         assert status.startswith("One face") and Path(toon).name == "second-toon.png"
     finally:
@@ -303,14 +304,14 @@ def test_webcam_photos_are_named_by_their_time(app, setup, tmp_path):
     page = app.build()
     try:
         _, _, aligned, toon, pasted, status = asyncio.run(run_event(page, "on_toonify", webcam, STEPS, 16, "optimize",
-                                                                    None, 0))
+                                                                    None, 0, ""))
         assert status.startswith("One face")
         assert [Path(file).name for file in (aligned, toon, pasted)] == [
             f"webcam-2026-12-03-061459-{kind}.png" for kind in ("aligned", "toon", "pasted")]
-        *_, toon, _, _ = asyncio.run(run_event(page, "on_toonify", picked, STEPS, 16, "optimize", None, 0))
+        *_, toon, _, _ = asyncio.run(run_event(page, "on_toonify", picked, STEPS, 16, "optimize", None, 0, ""))
         assert Path(toon).name == "image-toon.png"
         os.remove(capture)  # as Gradio's cache deletes it, an hour on: its time is gone with it
-        *_, status = asyncio.run(run_event(page, "on_toonify", webcam, STEPS, 16, "optimize", None, 0))
+        *_, status = asyncio.run(run_event(page, "on_toonify", webcam, STEPS, 16, "optimize", None, 0, ""))
         assert status.startswith("**Not toonified:** the app no longer has 'webcam.png': uploads are deleted")
     finally:
         page.close()
@@ -458,7 +459,7 @@ def test_results_download_under_the_photos_name(app, setup):
     try:
         upload = {"path": str(setup["photos"] / "hopper.jpg"), "orig_name": "me.jpg"}
         _, _, aligned, toon, pasted, _ = asyncio.run(run_event(page, "on_toonify", upload, STEPS, 16, "optimize", None,
-                                                               0))
+                                                               0, ""))
         assert [Path(path).name for path in (aligned, toon, pasted)] == ["me-aligned.png", "me-toon.png",
                                                                          "me-pasted.png"]
         with Image.open(toon) as image:
@@ -487,7 +488,7 @@ def test_errors_are_said_in_the_status_line_without_error_badges(app, setup, mon
     try:
         coffee = {"path": str(setup["photos"] / "coffee.png"), "orig_name": "coffee.png"}
         for _ in range(2):
-            *unchanged, status = asyncio.run(run_event(page, "on_toonify", coffee, STEPS, 16, "optimize", None, 0))
+            *unchanged, status = asyncio.run(run_event(page, "on_toonify", coffee, STEPS, 16, "optimize", None, 0, ""))
             assert unchanged == [{"__type__": "update"}] * 5  # gr.skip(): session, faces and results as they were
             assert status.startswith("**Not toonified:** no face was found in 'coffee.png'")
         assert toasts == []
@@ -544,10 +545,10 @@ def test_a_new_photo_stops_the_old_photos_events(app, setup, projection_steps):
         await run_event(page, "on_new_photo", new)
         stopped = await asyncio.wait_for(run, 60)
         projection_steps.clear()
-        waiting = await run_event(page, "on_toonify", old, STEPS, 16, "optimize", None, 0)  # queued before the photo
+        waiting = await run_event(page, "on_toonify", old, STEPS, 16, "optimize", None, 0, "")  # queued before `new`
         assert projection_steps == []
         # The new photo's click went out first (Gradio's page may send it before the photo's own change event).
-        fresh = asyncio.ensure_future(run_event(page, "on_toonify", new, STEPS, 16, "optimize", None, 0))
+        fresh = asyncio.ensure_future(run_event(page, "on_toonify", new, STEPS, 16, "optimize", None, 0, ""))
         while not projection_steps and not fresh.done():
             await asyncio.sleep(0.01)
         await run_event(page, "on_new_photo", new)
@@ -564,6 +565,48 @@ def test_a_new_photo_stops_the_old_photos_events(app, setup, projection_steps):
             "__type__": "update"}
         assert asyncio.run(run_event(page, "on_reblend", session, 8)) == {"__type__": "update"}
         assert len(session.latents) == 1 and session.swap_res == 16
+    finally:
+        page.close()
+
+
+def test_a_press_held_for_a_replaced_photo_ends_with_it(app, setup, projection_steps):
+    """Toonify pressed again during a run is held by the page until the run ends, then sent with the photo the page
+    shows then. A new photo stopped the run, and the held press toonified the new photo, which nobody had pressed
+    Toonify for (600 steps, until Stop); with the photo removed (✕) it said "no photo yet". A click now says the photo
+    it was pressed for (the page notes it, `PRESSED_FOR`) and ends with that photo, as a waiting event does; a press
+    made after the new photo runs."""
+    page = app.build()
+    old, new = ({"path": str(setup["photos"] / name), "orig_name": name} for name in ("hopper.jpg", "pair.png"))
+
+    def toonify(upload: dict | None, steps: int, clicks: int, pressed_for: str):
+        return run_event(page, "on_toonify", upload, steps, 16, "optimize", None, clicks, pressed_for)
+
+    async def scenario():
+        await run_event(page, "on_new_photo", old)
+        run = await start_a_long_run(page, projection_steps, "on_toonify", old, app.max_steps, 16, "optimize", None,
+                                     1, old["path"])
+        # Click 2, for the old photo, is held by the page; then the new photo comes.
+        await run_event(page, "on_new_photo", new)
+        stopped = await asyncio.wait_for(run, 60)
+        projection_steps.clear()
+        held = await toonify(new, app.max_steps, 2, old["path"])  # sent as the run has ended
+        await run_event(page, "on_new_photo", None)  # ✕
+        removed = await toonify(None, app.max_steps, 3, new["path"])  # pressed for the new photo, sent without one
+        await run_event(page, "on_new_photo", new)
+        photoless = await toonify(new, app.max_steps, 4, "no photo")  # pressed before any photo was there
+        assert projection_steps == []
+        fresh = await toonify(new, STEPS, 5, new["path"])  # pressed once the photo was there
+        await run_event(page, "on_new_photo", None)
+        *_, no_photo = await toonify(None, STEPS, 6, "no photo")
+        return stopped, held, removed, photoless, fresh, no_photo
+
+    try:
+        stopped, held, removed, photoless, (session, *_, status), no_photo = asyncio.run(scenario())
+        assert stopped == held == removed == photoless == {"__type__": "update"}  # gr.skip(): the status as it was
+        assert len(projection_steps) == STEPS and session.upload == new["path"] and f"{STEPS} steps" in status
+        assert no_photo.startswith("**Not toonified:** no photo yet")  # a press without a photo still says so
+        api = {p["parameter_name"]: p for p in page.get_api_info()["named_endpoints"]["/toonify"]["parameters"]}
+        assert api["pressed_for"]["parameter_default"] == ""  # an API call says none: its photo is not checked
     finally:
         page.close()
 
@@ -618,7 +661,7 @@ def test_a_cancelled_toonify_stops_its_projection(app, setup, projection_steps):
         assert troubles == []  # ended quietly
 
         projection_steps.clear()  # the next toonify runs normally, from the first step to the last
-        session, *_, status = asyncio.run(run_event(page, "on_toonify", upload, STEPS, 16, "optimize", None, 0))
+        session, *_, status = asyncio.run(run_event(page, "on_toonify", upload, STEPS, 16, "optimize", None, 0, ""))
         assert len(projection_steps) == STEPS and list(session.latents) == [0]
         assert f"{STEPS} steps" in status
     finally:
@@ -658,7 +701,7 @@ def test_the_page_shows_the_steps_in_the_visitors_words(app, setup, monkeypatch)
         [(unit.desc, unit.index, unit.length, unit.unit) for unit in iterables]))
     try:
         upload = {"path": str(setup["photos"] / "pair.png"), "orig_name": "pair.png"}
-        session, *_ = asyncio.run(run_event(page, "on_toonify", upload, 3, 16, "optimize", None, 0))
+        session, *_ = asyncio.run(run_event(page, "on_toonify", upload, 3, 16, "optimize", None, 0, ""))
         assert shown == [[("Fitting your photo", step, 3, "steps")] for step in (1, 2, 3)]
         shown.clear()
         select = gradio.SelectData(None, {"index": 1, "value": None})
@@ -876,13 +919,13 @@ def test_stop_ends_the_clicks_made_before_it(app, setup, projection_steps):
 
     async def scenario():
         await run_event(page, "on_new_photo", upload)
-        session, *_ = await run_event(page, "on_toonify", upload, STEPS, 16, "optimize", None, 1)
+        session, *_ = await run_event(page, "on_toonify", upload, STEPS, 16, "optimize", None, 1, "")
         run = await start_a_long_run(page, projection_steps, "on_toonify", upload, app.max_steps, 16, "optimize",
-                                     session, 2)
+                                     session, 2, "")
         await run_event(page, "on_stop", 4)  # clicks 3 (Toonify, held) and 4 (face 2, queued) came before it
         stopped = await asyncio.wait_for(run, 60)
         projection_steps.clear()
-        held = await run_event(page, "on_toonify", upload, app.max_steps, 16, "optimize", session, 3)
+        held = await run_event(page, "on_toonify", upload, app.max_steps, 16, "optimize", session, 3, "")
         queued = await run_event(page, "on_pick", session, app.max_steps, 16, "optimize", 4, event_data=select)
         assert projection_steps == [] and list(session.latents) == [0]
         picked = await run_event(page, "on_pick", session, STEPS, 16, "optimize", 5, event_data=select)
@@ -905,7 +948,7 @@ def test_a_rerender_after_a_stop_still_says_it_stopped(app, setup, projection_st
 
     async def scenario():
         await run_event(page, "on_new_photo", upload)
-        session, *_ = await run_event(page, "on_toonify", upload, STEPS, 16, "optimize", None, 1)
+        session, *_ = await run_event(page, "on_toonify", upload, STEPS, 16, "optimize", None, 1, "")
         run = await start_a_long_run(page, projection_steps, "on_pick", session, app.max_steps, 16, "optimize", 2,
                                      event_data=select)
         await run_event(page, "on_stop", 2)
@@ -930,7 +973,7 @@ def test_steps_are_rounded_as_the_steps_box_rounds_them(app, setup, projection_s
     page = app.build()
     upload = {"path": str(setup["photos"] / "pair.png"), "orig_name": "pair.png"}
     try:
-        session, *_, status = asyncio.run(run_event(page, "on_toonify", upload, 2.5, 16, "optimize", None, 1))
+        session, *_, status = asyncio.run(run_event(page, "on_toonify", upload, 2.5, 16, "optimize", None, 1, ""))
         assert len(projection_steps) == 3 and "3 steps" in status
         select = gradio.SelectData(None, {"index": 1, "value": None})
         *_, status = asyncio.run(run_event(page, "on_pick", session, 1.5, 16, "optimize", 2, event_data=select))

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import io
 import re
+import struct
 import sys
 import time
+import zlib
 
 import numpy as np
 import pytest
@@ -368,6 +370,39 @@ def test_stop_ends_a_second_press_too(page, server, tmp_path):
         toonify_within_its_own_time(page, 10)  # the models are free
 
 
+@pytest.mark.parametrize("then", ["new photo", "photo removed"])
+def test_a_second_press_ends_with_its_photo(page, server, tmp_path, then):
+    """Toonify pressed again during a run is held by the page until the run ends, then sent with the photo the page
+    shows then. A new photo stopped the run, and the held press toonified the new photo, which nobody had pressed
+    Toonify for ("4/5k steps | Fitting your photo", until Stop); with the photo removed (its ✕), the status said "Not
+    toonified: no photo yet ..." though nothing had been pressed since. The press ends with the photo it was made for:
+    the page shows the new photo's state (no toon, no message), and a press now runs at once."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    with screenshots_on_failure(page, tmp_path, f"second-press-{then.replace(' ', '-')}"):
+        start_a_long_run(page, server.photos / "hopper.jpg")
+        page.click("#toonify")  # held by the page until the run ends
+        if then == "new photo":
+            upload(page, server.photos / "astronaut.png")
+        else:
+            with page.expect_response(lambda response: "/gradio_api/run/predict" in response.url):
+                page.click("#photo button[aria-label='Remove Image']")
+        try:
+            page.wait_for_function(f"!({BUSY})()", timeout=OWN_TIME_S * 1000)  # the old run stops after its step
+        except PlaywrightTimeout:
+            raise AssertionError(f"the second press runs: {page.locator('#toon').inner_text()!r}") from None
+        page.wait_for_timeout(1500)  # the held press goes out once the run has ended, and is answered
+        assert not busy(page) and "Fitting" not in page.locator("#toon").inner_text(), "the second press runs"
+        assert page.locator("#status").inner_text().strip() == "", page.locator("#status").inner_text()
+        assert page.locator("#toon img, #aligned img, #pasted img").count() == 0
+        assert visible_errors(page) == []
+        if then == "new photo":
+            set_steps(page, 10)
+            toonify_within_its_own_time(page, 10)  # pressed for the new photo: it runs, the models free
+            assert shown_image(page, "#pasted")[1].shape == \
+                np.asarray(Image.open(server.photos / "astronaut.png").convert("RGB")).shape
+
+
 def test_stop_stays_when_the_mode_changes_during_a_run(context, two_modes, tmp_path):
     """At a phone's width, as the audit found it: choosing the e4e encoder during a run hid Stop (with the steps
     slider), and nothing could end the run."""
@@ -403,6 +438,52 @@ def test_a_phone_shows_the_run_where_toonify_was_pressed(context, server, tmp_pa
                 page.locator("#status", has_text=f"{steps} steps").wait_for(timeout=TOON_S * 1000)
                 page.wait_for_function(IN_VIEW, arg="#status")  # scrolled to
                 assert in_view(page, "#toon img")  # the toon above it too
+    finally:
+        page.close()
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG file with a valid header for width x height and no pixel data (the app refuses it from its header)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + \
+        chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("width", [375, 768, 1280])
+def test_an_upload_error_is_in_view(context, server, tmp_path, width):
+    """At 375 x 812 a text file named notes.jpg, or a 10000 x 6000 PNG, showed as a thin broken frame, and the message
+    that said why ("Not toonified: cannot read 'notes.jpg' as an image ...") was ~570 px below the fold. The page now
+    scrolls to it, as after Toonify; where the status line is in view already (the results beside the photo, at 768
+    and 1280 px) the page stays put, and a photo it takes moves nothing."""
+    notes = tmp_path / "notes.jpg"
+    notes.write_text("my shopping list, not a photo")
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(png_header(10_000, 6_000))  # 60 megapixels, refused from its header
+    page = page_at(context, server.url(), width=width, height=812)
+    try:
+        page.wait_for_selector("#toonify")
+        with screenshots_on_failure(page, tmp_path, f"upload-error-{width}"):
+            for photo, said in ((notes, "cannot read 'notes.jpg' as an image"),
+                                (huge, "the app takes photos up to 50 megapixels")):
+                page.evaluate("window.scrollTo(0, 0)")
+                upload(page, photo)
+                page.locator("#status", has_text=said).wait_for(timeout=10_000)
+                status = page.locator("#status").inner_text()
+                assert status.startswith("Not toonified:") and repr(photo.name) in status, status
+                if width < 768:
+                    try:
+                        page.wait_for_function(IN_VIEW, arg="#status", timeout=5_000)  # scrolled to
+                    except Exception:
+                        raise AssertionError(f"the message of {photo.name} is out of view: "
+                                             f"{page.locator('#status').bounding_box()}") from None
+                else:
+                    page.wait_for_timeout(500)
+                    assert in_view(page, "#status") and page.evaluate("window.scrollY") == 0
+            page.evaluate("window.scrollTo(0, 0)")
+            upload(page, server.photos / "hopper.jpg")  # a photo the app takes: nothing to say, nothing moves
+            page.wait_for_timeout(500)
+            assert page.locator("#status").inner_text().strip() == "" and page.evaluate("window.scrollY") == 0
     finally:
         page.close()
 

@@ -68,9 +68,10 @@ CSS = ("#toon img, #aligned img { width: 100%; height: 100%; object-fit: contain
        f"{BUSY} #status {{ visibility: hidden; }} #status * {{ transition: none; }} "
        "#steps .info-text, #swap .info-text, #steps .min_value, #steps .max_value { "
        "color: var(--block-title-text-color); font-size: 13px; }")
-# After a run, on a screen too narrow for the results beside the photo, the status line (and the toon above it) is
-# brought into view when it is out of view and says something (a phone showed nothing new where the visitor pressed
-# Toonify). Once Gradio has drawn the outputs.
+# After a run, or a photo whose upload the status line refuses, on a screen too narrow for the results beside the photo,
+# the status line (and the toon above it) is brought into view when it is out of view and says something (a phone
+# showed nothing new where the visitor pressed Toonify; a file that is no image, or too large, showed as a thin empty
+# frame, its message ~570 px below the fold). Once Gradio has drawn the outputs.
 SHOW_RESULT = """() => setTimeout(() => {
     const status = document.querySelector('#status'), toon = document.querySelector('#toon');
     const below = toon.getBoundingClientRect().top >= document.querySelector('#toonify').getBoundingClientRect().bottom;
@@ -86,6 +87,12 @@ PREVIEW_PX = 2048  # a preview's longer side at most
 # since a file name has at most 255 (a longer photo name failed every toonify with bare "Error" badges).
 NAME_BYTES = 200
 COUNT_CLICK = "(n) => n + 1"  # the page's count of Toonify and face clicks (`_Visitors.start`)
+# The photo a Toonify click is made for: the one the page shows when it is pressed (the server's copy of the upload; a
+# photo still uploading once its upload is done, as Gradio's page waits for it), or `NO_PHOTO`. Its event takes it
+# along: a click that the page held while another event ran goes out with the page's photo then, which a new photo
+# (or ✕) had replaced, and ran for a photo nobody had pressed Toonify for (`on_toonify`). "": not said (API callers).
+PRESSED_FOR = "(photo) => photo ? photo.path : 'no photo'"
+NO_PHOTO = "no photo"  # never a server path (they are absolute)
 WHOLE_STEPS = "Math.max(1, Math.round(n) || 1)"  # the page's steps box, `n`, as a whole count (an empty box: 1)
 
 
@@ -105,7 +112,9 @@ class _Visitors:
     A new photo stops the events of the photos it replaced, the running one (after its current step) and those that
     wait (they end as they start); Stop stops the running one and those of the clicks before it. The page itself
     cancels nothing: Gradio's page dropped a Toonify click made while a cancel was unanswered, or cancelled it when
-    the click went out before the new photo's own event."""
+    the click went out before the new photo's own event. A Toonify click that the page holds while another event runs
+    goes out with the photo shown then: it says the photo it was pressed for (`PRESSED_FOR`), and `on_toonify` ends it
+    at once when that photo has been replaced (or removed) since."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()  # events run in worker threads; the new-photo event does not queue
@@ -528,10 +537,16 @@ class ToonApp:
             finally:
                 visitors.end(request.session_hash, stop)
 
-        async def on_toonify(upload, steps, swap_res, mode, session, clicks, request, progress=steps_shown):
+        async def on_toonify(upload, steps, swap_res, mode, session, clicks, pressed_for, request,
+                             progress=steps_shown):
             # Not preprocessed: `upload` is Gradio's record of the uploaded file, which `read_photo` checks itself
             # (Gradio's decoding would turn a broken or huge file into an anonymous error).
             photo, name = uploaded(upload)
+            if pressed_for and pressed_photo(pressed_for) != photo:
+                # Pressed for another photo (`PRESSED_FOR`), held by the page while an event ran and sent once it
+                # ended, with the photo that replaced that one (or none): it toonified a photo nobody pressed
+                # Toonify for, or said "no photo yet" after ✕. It ends with its photo, as one in the queue does.
+                return gr.skip()
             steps = _whole_steps(steps)
 
             def toonify(stop: threading.Event) -> tuple:
@@ -570,6 +585,13 @@ class ToonApp:
             if upload is None:
                 return None, None
             return previews.get(upload["path"], (upload["path"], _upload_name(upload)))
+
+        def pressed_photo(pressed_for: str) -> str | None:
+            # The server's copy of the photo a Toonify click was made for (`PRESSED_FOR`; a preview: its upload's).
+            if pressed_for == NO_PHOTO:
+                return None
+            with previews_lock:
+                return previews.get(pressed_for, (pressed_for,))[0]
 
         def keep_preview(shown: str, photo: str, name: str | None) -> None:
             # Copies Gradio has deleted (with its cache, an hour on) are forgotten as a new one comes: a server that
@@ -618,6 +640,8 @@ class ToonApp:
             # The page's count of Toonify and face clicks, counted where they happen (`COUNT_CLICK`) and sent with
             # their events and with Stop, which ends the events of the clicks before it (`_Visitors`).
             clicks = gr.Number(0, precision=0, visible=False)
+            # The photo of the last Toonify click (`PRESSED_FOR`), sent with its event.
+            pressed_for = gr.Textbox("", visible=False)
             with gr.Row():
                 with gr.Column():
                     photo = gr.Image(sources=["upload", "webcam"], type="filepath", label="Your photo",
@@ -655,9 +679,11 @@ class ToonApp:
             # A click while the last one is answered (the old photo's run, stopping) runs after it: Gradio's default
             # for clicks dropped it. A second press of Toonify shows the first one's toon (`ToonApp.toonify`). The
             # click is counted first, by itself: the event that runs after another is sent again then (as Gradio
-            # sends a held click), and a count sent again would pass for a click after Stop.
+            # sends a held click), and a count sent again would pass for a click after Stop. The photo it is made for
+            # is noted next (it waits for an upload in progress: a count that waited would miss a Stop meanwhile).
             button.click(None, clicks, clicks, js=COUNT_CLICK, api_name=False).then(
-                on_toonify, [photo, steps, swap, mode, session, clicks], outputs, preprocess=False,
+                None, photo, pressed_for, js=PRESSED_FOR, api_name=False).then(
+                on_toonify, [photo, steps, swap, mode, session, clicks, pressed_for], outputs, preprocess=False,
                 trigger_mode="always_last", api_name="toonify", **queued).then(None, js=SHOW_RESULT)
             # A face click needs its event's data (which a chained event lacks) and a held one is dropped: counted
             # by a listener of its own, first.
@@ -669,7 +695,7 @@ class ToonApp:
             # A new photo stops the old one's events, running or waiting (`_Visitors`): their results (the old
             # photo's toon) came in beside the new photo. No progress: the page is not busy with a toon.
             photo.change(on_new_photo, photo, [*outputs, photo], preprocess=False, queue=False, show_progress="hidden",
-                         api_name=False)
+                         api_name=False).then(None, js=SHOW_RESULT)
             stop.click(on_stop, clicks, None, queue=False, api_name=False)
             mode.change(lambda m: gr.update(visible=m in OPTIMIZING_MODES), mode, steps, queue=False, api_name=False)
             # The steps box shows what runs: a typed 2.5 stayed while 2 ran. When the box is left (Gradio clamps it
