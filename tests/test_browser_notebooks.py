@@ -190,6 +190,20 @@ def _assert_no_sideways_scroll(widget, name: str) -> None:
     assert scrolling == [], f"{name}: scrolls sideways: {scrolling}"
 
 
+#: The shortest slider track a person can drag to each stop of (04's swap resolution has ten at 1024 px).
+MIN_TRACK = 120
+
+
+def _assert_tracks_long(widget, name: str) -> None:
+    """Every slider's track has room: 04's swap-resolution slider shrank to a 30 px stub beside its label at a phone's
+    width (~3 px a stop) while the steps slider under it, whose parts wrap, kept 212 px."""
+    tracks = widget.evaluate("""root => [...root.querySelectorAll('.widget-slider .slider-container')]
+        .map(e => [[...e.closest('.widget-slider').classList].find(c => c.startsWith('toonlib-')) || '?',
+                   e.getBoundingClientRect().width])""")
+    short = [(owner, round(width)) for owner, width in tracks if width < MIN_TRACK]
+    assert tracks and not short, f"{name}: slider tracks shorter than {MIN_TRACK} px: {short}"
+
+
 def _assert_text_spacing(status, name: str) -> None:
     """A status message's lines are spaced as text, not as a row of controls (the HTML widget's 28 px)."""
     spacing = status.locator("span").first.evaluate("""span => { const style = getComputedStyle(span);
@@ -238,6 +252,7 @@ def _check_at_widths(page, shots: Path, notebook: str, part: str, widget, contro
             _assert_labels_whole(widget, part)
             _assert_inside(widget, f"{part} at {width} px")
             _assert_no_sideways_scroll(widget, f"{part} at {width} px")
+            _assert_tracks_long(widget, f"{part} at {width} px")
             for name, control in controls.items():
                 assert_usable(control, f"{name} at {width} px", click=name not in no_click)
                 _assert_apart(control, apart_from, f"{name} at {width} px")

@@ -6,6 +6,7 @@ and respond in a real browser is tested in test_browser_notebooks.py.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime
 import html
 import io
@@ -379,8 +380,10 @@ def test_toonify_panel_uploads_runs_the_chosen_steps_and_reblends(toonifier, tmp
     toon = panel.tiles["toon"][1].value
     assert _shown_size(panel.tiles["toon"][1]) == (384, 384)  # the 32 px toon at 12x
     w = panel.result.w.clone()
+    panel.status.value = "an error of a run since (a failed download)"
     panel.swap_res.value = 32  # everything from the toon model: re-rendered, not projected again
     assert panel.tiles["toon"][1].value != toon and "blend at 32 px" in panel.tiles["toon"][0].value
+    assert "Re-rendered the last toon (optimise) with the blend at 32 px." in panel.status.value  # not the error
     assert torch.equal(panel.result.w, w)
     assert np.array_equal(np.asarray(panel.result.toon), to_uint8(toonifier.generator.synthesis(w))[0])
     panel.swap_res.value = "published"
@@ -389,6 +392,22 @@ def test_toonify_panel_uploads_runs_the_chosen_steps_and_reblends(toonifier, tmp
     assert Image.open(tmp_path / "toon.png").size == (32, 32)
     assert Image.open(tmp_path / "toon-pasted.png").size == panel.result.pasted.size
     assert torch.equal(load_latent(tmp_path / "toon-latent.npz"), w)
+
+    class Encoder:  # a mode whose result has no reconstruction (psp-toonify), as a stand-in
+        def __init__(self, toonifier) -> None:
+            self.toonifier = toonifier
+
+        def __getattr__(self, name: str):
+            return getattr(self.toonifier, name)
+
+        def __call__(self, *args, **kwargs):
+            return dataclasses.replace(self.toonifier(*args, **kwargs), reconstruction=None)
+
+    assert panel.tiles["reconstruction"][1].value
+    panel.toonifiers["optimize"] = Encoder(toonifier)
+    panel.run_button.click()
+    assert panel.result.reconstruction is None and "no reconstruction" in panel.tiles["reconstruction"][0].value
+    assert panel.tiles["reconstruction"][1].value == b""  # the last run's picture stayed under that caption
 
 
 def test_toonify_panel_shows_the_errors_the_pipeline_raises(toonifier, tmp_path):

@@ -561,6 +561,9 @@ def test_run_training_that_fails_before_a_snapshot_leaves_no_waiting_line(tmp_pa
         with pytest.raises(ValueError, match="no discriminator"):
             run_training(config)
         assert str(handles[0].shown) == line
+    handles.clear()  # the cell run again on a finished run: "nothing to train", and 'waiting...' stayed for ever
+    monkeypatch.setattr(toonlib.train, "finetune", lambda config, callback=None: tmp_path / "run" / "last.safetensors")
+    assert run_training(config) == tmp_path / "run" / "last.safetensors" and str(handles[0].shown) == ""
 
 
 def test_colab_declined_drive_falls_back_to_the_local_cache_with_a_note(fake_colab, monkeypatch, capsys):

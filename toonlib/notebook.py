@@ -410,7 +410,8 @@ def snapshot_viewer():
             plots.update(DisplayImage(filename=str(info["plot_path"])))
 
     def stopped() -> None:
-        """The run ended without a snapshot (an error, an interrupt): its message alone, no 'waiting...' above."""
+        """The run ended without a snapshot (an error, an interrupt, nothing left to train): its message alone, no
+        'waiting...' above."""
         if waiting:
             status.update(_Line(""))
 
@@ -426,7 +427,9 @@ def run_training(config) -> Path:
 
     viewer = snapshot_viewer()
     try:
-        return finetune(config, callback=viewer)
+        snapshot = finetune(config, callback=viewer)
+        viewer.stopped()  # a run that had reached kimg trains nothing: its warning alone, no 'waiting...' above
+        return snapshot
     except BaseException as exc:
         viewer.stopped()
         if not interrupted(exc):  # ImportError among them: an import the interrupt cut short

@@ -84,6 +84,13 @@ def _wrap(children: Sequence[widgets.Widget], css_class: str) -> widgets.Box:
     return box
 
 
+def _wrapping() -> widgets.Layout:
+    """A slider's or a progress bar's layout: the column's width; on a phone, the track and the readout wrap under the
+    label (the height follows: a 30 px track beside the label left ~3 px to each of ten stops). The margin ipywidgets
+    gives its other controls, which a SelectionSlider lacks: its handle at the first stop stood past the output."""
+    return widgets.Layout(width="auto", height="auto", flex_flow="row wrap", margin="2px")
+
+
 def _column(children: Sequence[widgets.Widget], min_width: int = 340, max_width: int = 540) -> widgets.VBox:
     """The controls column: as wide as the output allows between `min_width` and `max_width` px, its space to the
     results included (padding: a margin would add to the width, past the edge of a narrow output); on an output
@@ -231,8 +238,7 @@ class BlendExplorer:
         _check_choice("level", level, (0, 1), " (0: the swap block's conv0, 1: its conv1)")
         _check_range("blend_width", blend_width, BLEND_WIDTHS[0], BLEND_WIDTHS[1])
         _check_range("truncation_psi", truncation_psi, 0, 1)
-        # The column's width; on a phone, the track and the readout wrap under the label (the height follows)
-        wide = widgets.Layout(width="auto", height="auto", flex_flow="row wrap")
+        wide = _wrapping()
         self.swap_res = widgets.SelectionSlider(options=[(f"{r} px", r) for r in resolutions],
                                                 value=swap_res, description="swap resolution",
                                                 continuous_update=False, style=FULL_LABEL, layout=wide)
@@ -402,8 +408,7 @@ class _PhotoPanel:
             self.upload = _styled(widgets.FileUpload(accept=UPLOAD_ACCEPT, multiple=False, description="photo"),
                                   "toonlib-upload")
             self.upload.observe(self._on_upload, names="value")
-        # The column's width; on a phone, the track and the readout wrap under the label (the height follows)
-        wide = widgets.Layout(width="auto", height="auto", flex_flow="row wrap")
+        wide = _wrapping()
         self.steps = _styled(widgets.IntSlider(value=steps, min=1, max=max(1000, steps), description="projection steps",
                                                continuous_update=False, style=FULL_LABEL, layout=wide),
                              "toonlib-steps")
@@ -580,7 +585,7 @@ class ToonifyPanel(_PhotoPanel):
             options=[("published", "published")] + [(f"{r} px", r) for r in resolutions],
             value="published" if swap_res is None else swap_res,
             description="swap resolution", continuous_update=False, style=FULL_LABEL,
-            layout=widgets.Layout(width="auto")), "toonlib-swap-res")
+            layout=_wrapping()), "toonlib-swap-res")
         self.swap_res.observe(lambda _: self._reblend(), names="value")
         self.tiles = {key: (widgets.HTML(_message(caption)), _image_widget(f"toonlib-{key}"))
                       for key, caption in (("toon", "toon"), ("pasted", "pasted back"), ("aligned", "aligned"),
@@ -632,6 +637,8 @@ class ToonifyPanel(_PhotoPanel):
         _show(self.tiles["aligned"][1], result.aligned.resize((side, side), Image.Resampling.LANCZOS))
         if result.reconstruction is not None:
             _show(self.tiles["reconstruction"][1], result.reconstruction.resize((side, side), Image.Resampling.LANCZOS))
+        else:  # the last run's stayed under this run's caption
+            self.tiles["reconstruction"][1].value = b""
         self.tiles["reconstruction"][0].value = _message("FFHQ reconstruction" if result.reconstruction is not None
                                                          else f"no reconstruction ({result.invert})")
         self.result = result
@@ -650,11 +657,16 @@ class ToonifyPanel(_PhotoPanel):
 
             self.result.pasted = paste(self.result.photo, self.result.toon, self.result.quad)
         self._show_toon()
+        mode = INVERT_LABELS.get(self.result.invert, self.result.invert).split(" (")[0]  # "optimise"
+        self.status.value = _message(f"Re-rendered the last toon ({mode}) with the {self._blend_text()}.")  # not an
+        # error of a run since (a download that failed) over a toon that is drawn
+
+    def _blend_text(self) -> str:
+        return "published blend" if self._blend() is None else f"blend at {self._blend()} px"
 
     def _show_toon(self) -> None:
         result = self.result
-        blend = "published blend" if self._blend() is None else f"blend at {self._blend()} px"
-        self.tiles["toon"][0].value = _message(f"toon, {blend}")
+        self.tiles["toon"][0].value = _message(f"toon, {self._blend_text()}")
         _show(self.tiles["toon"][1], _scaled(result.toon, 384))
         if result.pasted is not None:
             _show(self.tiles["pasted"][1], _scaled(result.pasted, 384))
