@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import io
 import urllib.error
+import warnings
 from typing import ClassVar
 
 import numpy as np
@@ -483,12 +484,19 @@ def test_a_float_array_in_a_generators_range_is_refused_not_darkened():
 
 
 def test_a_photo_over_pillows_pixel_limit_is_told_what_to_do(monkeypatch):
-    """A 200-megapixel phone photo, over Pillow's 179, was refused as a "decompression bomb DOS attack" and no more."""
+    """A 200-megapixel phone photo, over Pillow's 179, was refused as a "decompression bomb DOS attack" and no more;
+    one of 100 megapixels, read, got Pillow's warning, naming no file."""
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 179 MP would be a large test; the check is the same
-    with pytest.raises(ImageReadError, match=r"^cannot read image data \(\d+ bytes\): Image size \(400 pixels\) "
-                                             r"exceeds .* Downscale the photo, or, for a file you trust, set "
-                                             r"PIL.Image.MAX_IMAGE_PIXELS = None before reading it$"):
+    with pytest.raises(ImageReadError, match=r"^cannot read image data \(\d+ bytes\): it is 400 pixels, more than "
+                                             r"Pillow opens in one image \(200 at most\): downscale it, or, for a file "
+                                             r"you trust, set PIL.Image.MAX_IMAGE_PIXELS = None before reading it$"):
         read_image(_png_bytes(Image.new("L", (20, 20))))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10**6)
+    with pytest.raises(ImageReadError, match=r"it is 5 megapixels, more than Pillow opens in one image \(2 at most\)"):
+        read_image(_png_bytes(Image.new("L", (2500, 2000))))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # over the limit, under twice it: read, and nothing said without the file
+        assert read_image(_png_bytes(Image.new("L", (1200, 1000)))).size == (1200, 1000)
 
 
 @pytest.mark.parametrize("detector", ["dlib", "auto"])

@@ -15,6 +15,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import warnings
 import zlib
 from pathlib import Path
 
@@ -333,8 +334,16 @@ def test_huge_photos_are_refused_from_their_header(app, tmp_path):
         app.read_photo(big)
     bomb = tmp_path / "bomb.png"
     bomb.write_bytes(png_header(20_000, 20_000))  # beyond Pillow's own decompression-bomb limit
-    with pytest.raises(PhotoTooLargeError, match=r"'bomb\.png' is too large to open safely"):
+    with pytest.raises(PhotoTooLargeError, match=r"^'bomb\.png' is 400 megapixels, more than Pillow opens in one image "
+                                                 r"\(179 at most\); the app takes photos up to 50 megapixels: use a "
+                                                 r"smaller copy$"):
         app.read_photo(bomb)
+    nameless = tmp_path / "large.png"
+    nameless.write_bytes(png_header(10_000, 10_000))  # over Pillow's warning limit, under its error's
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(PhotoTooLargeError, match=r"'large\.png' is 10000 x 10000 px \(100\.0 megapixels\)"):
+            app.read_photo(nameless)
 
 
 def test_limits_on_steps_swap_resolution_and_mode(app, setup):

@@ -117,8 +117,8 @@ def test_an_image_over_pillows_limit_is_skipped_with_what_to_do_and_no_nameless_
         dataset = ImageDataset(folder, RES, progress=False)
     said = [str(warning.message) for warning in caught]
     assert not any("decompression bomb" in text for text in said), said
-    assert ("huge.png", f"4800 pixels, more than Pillow reads in one image: downscale it (training uses {RES} x {RES} "
-                        "px)") in dataset.skipped
+    assert ("huge.png", f"4800 pixels, more than Pillow opens in one image (3000 at most): downscale it (training uses "
+                        f"{RES} x {RES} px)") in dataset.skipped
     assert "large.png" in dataset.names
 
 

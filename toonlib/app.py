@@ -36,7 +36,7 @@ from PIL import Image
 
 from .align import AlignedFace, LandmarkBackendError, NoFaceError
 from .checkpoints import CheckpointError
-from .images import ImageReadError, read_image
+from .images import ImageReadError, quiet_large_images, read_image, too_many_pixels
 from .losses import PerceptualWeightsError, build_lpips
 from .options import DEFAULT_STEPS, DEFAULT_SWAP_RES, MAX_PIXELS, MAX_STEPS, OPTIMIZING_MODES
 from .pipeline import INVERT_LABELS, Toonifier, paste_faces
@@ -369,12 +369,12 @@ class ToonApp:
             raise ImageReadError(f"the app no longer has {name!r}: uploads are deleted after an hour or two; "
                                  "upload the photo again")
         try:
-            with Image.open(path) as header:
+            with quiet_large_images(), Image.open(path) as header:
                 width, height = header.size
                 kind = header.format
         except Image.DecompressionBombError as exc:
-            raise PhotoTooLargeError(f"{name!r} is too large to open safely ({exc}); use a copy of at most "
-                                     f"{self.max_pixels / 1e6:.0f} megapixels") from exc
+            raise PhotoTooLargeError(f"{name!r} is {too_many_pixels(exc)}; the app takes photos up to "
+                                     f"{self.max_pixels / 1e6:.0f} megapixels: use a smaller copy") from exc
         except (OSError, ValueError):  # not an image: read_image says why (it fails as fast, on the same header)
             self._decode(path, name)
             return None  # read by read_image after all: nothing to refuse

@@ -615,8 +615,8 @@ _COMMAND_LINE_WORDS = (
     (r"\((--[\w-]+), \w+=\)", r"(\1)"),  # download's '(--cache-dir, cache_dir=)'
     (r" \(for a generator checkpoint use toonlib\.load_network\)",  # encoders.load_encoder of a generator's file
      "; a generator goes to --base or --toon, and --encoder takes a pSp / e4e file (e4e-ffhq, psp-ffhq, psp-toonify)"),
-    (r"Downscale the photo, or, for a file you trust, set PIL\.Image\.MAX_IMAGE_PIXELS = None before reading it",
-     "Downscale it: a face needs a few megapixels at most"),  # images.read_image of a 200-megapixel photo
+    (r"downscale it, or, for a file you trust, set PIL\.Image\.MAX_IMAGE_PIXELS = None before reading it",
+     "downscale it (a face needs a few megapixels at most)"),  # images.read_image of a 200-megapixel photo
     (r"; load it with toonlib\.projection\.load_latent", "; `toonlib toonify` of it draws its toon (-o toon.png)"),
     (r"\bprepare='(\w+)' or '(\w+)'", r"--prepare \1 or \2"),  # data's non-square image with prepare='none'
 )

@@ -14,9 +14,7 @@ import io
 import itertools
 import json
 import os
-import re
 import struct
-import warnings
 import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator, Tuple, Union
@@ -27,7 +25,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from .files import atomic_write_path
-from .images import IMAGE_SUFFIXES, is_hidden, read_image, unread_format
+from .images import IMAGE_SUFFIXES, is_hidden, quiet_large_images, read_image, too_many_pixels, unread_format
 from .messages import counted, progress_bar, warn
 from .options import MIN_IMAGES, PREPARE_MODES  # MIN_IMAGES: data.MIN_IMAGES too (__all__)
 
@@ -235,19 +233,14 @@ def _prepare_one(read: Callable[[str], bytes], name: str, resolution: int,
     reason."""
     content = read(name)
     try:
-        with warnings.catch_warnings():  # Pillow's warning of a 90-180 megapixel image named no file: it is read
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with quiet_large_images():
             image = Image.open(io.BytesIO(content))
             image.load()
         image = read_image(image)
     except UnidentifiedImageError:  # what it is instead: a web page saved as .jpg, a video, a HEIC without its reader
         raise _Skip(unread_format(content[:1024])) from None
     except Image.DecompressionBombError as exc:  # Pillow's words: "could be decompression bomb DOS attack"
-        pixels = re.search(r"\((\d+) pixels\)", str(exc))
-        count = int(pixels.group(1)) if pixels else 0
-        size = f"{count / 1e6:.0f} megapixels" if count >= 1e6 else f"{count} pixels" if count else "too large"
-        raise _Skip(f"{size}, more than Pillow reads in one image: downscale it (training uses {resolution} x "
-                    f"{resolution} px)") from None
+        raise _Skip(f"{too_many_pixels(exc)}: downscale it (training uses {resolution} x {resolution} px)") from None
     except _DECODE_ERRORS as exc:
         raise _Skip(f"cannot read: {exc}") from None
 

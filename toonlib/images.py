@@ -1,12 +1,15 @@
 """Images: reading users' photos, tensors in [-1, 1] <-> PIL / uint8, labelled grids, saving."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import os
+import re
 import struct
+import warnings
 from pathlib import Path, PurePath
-from typing import Sequence, Union
+from typing import Iterator, Sequence, Union
 
 import numpy as np
 import torch
@@ -253,14 +256,37 @@ def is_image_file(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES and Path(path).is_file()
 
 
+@contextlib.contextmanager
+def quiet_large_images() -> Iterator[None]:
+    """Read images of 90-180 megapixels (over `Image.MAX_IMAGE_PIXELS`) without Pillow's DecompressionBombWarning,
+    which names no file. A larger image still raises `Image.DecompressionBombError` (`too_many_pixels` says it in a
+    user's words)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        yield
+
+
+def too_many_pixels(exc: Image.DecompressionBombError) -> str:
+    """Pillow's refusal of an image over its limit in a user's words: '196 megapixels, more than Pillow opens in one
+    image (179 at most)'."""
+    counts = [int(count) for count in re.findall(r"(\d+) pixels", str(exc))]  # its size, then the limit
+    if len(counts) != 2:
+        return "too many pixels for Pillow to open in one image"
+    size, limit = counts
+    if limit >= 1e6:
+        return f"{size / 1e6:.0f} megapixels, more than Pillow opens in one image ({limit / 1e6:.0f} at most)"
+    return f"{size} pixels, more than Pillow opens in one image ({limit} at most)"
+
+
 def _open(source: Path | io.BytesIO, name: str) -> Image.Image:
     img = None
     try:
-        img = Image.open(source)
-        img.load()
+        with quiet_large_images():
+            img = Image.open(source)
+            img.load()
     except Image.DecompressionBombError as exc:  # a 200-megapixel phone photo, too: say what to do
-        raise ImageReadError(f"cannot read {name}: {exc} Downscale the photo, or, for a file you trust, set "
-                             "PIL.Image.MAX_IMAGE_PIXELS = None before reading it") from exc
+        raise ImageReadError(f"cannot read {name}: it is {too_many_pixels(exc)}: downscale it, or, for a file you "
+                             "trust, set PIL.Image.MAX_IMAGE_PIXELS = None before reading it") from exc
     except (OSError, ValueError, SyntaxError, struct.error) as exc:
         reason = _reason(exc, source, img.format if img is not None else None)
         raise ImageReadError(f"cannot read {name} as an image: {reason}") from exc
