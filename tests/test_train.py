@@ -318,7 +318,7 @@ def test_resume_skips_a_half_written_training_state(base):
 def test_a_run_of_an_older_toonlib_is_not_overwritten(base, tmp_path):
     (tmp_path / "training-state.pt").write_bytes(b"version 1")
     (tmp_path / "metrics.jsonl").write_text('{"kimg": 1.0}\n')
-    with pytest.raises(ValueError, match=r"older toonlib .*use a new run folder \(--run-dir\)"):
+    with pytest.raises(ValueError, match=r"older toonlib .*use a new run folder \(--run-dir, run_dir=\)"):
         finetune(config(base, "unused", run_dir=str(tmp_path)), progress=False)
     assert (tmp_path / "metrics.jsonl").read_text() == '{"kimg": 1.0}\n'
 
@@ -346,7 +346,7 @@ def test_interrupted_run_resumes_exactly(base):
     lines = (base["root"] / "interrupted" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["kimg"] for line in lines] == [0.016, 0.032]
 
-    with pytest.raises(ValueError, match="seed: 0 -> 1"):
+    with pytest.raises(ValueError, match=r"--seed \(seed=\): 0 -> 1"):
         finetune(config(base, "interrupted", kimg=0.05, seed=1, **settings), progress=False)
 
 

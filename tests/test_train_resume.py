@@ -27,6 +27,7 @@ from test_train import base, config, one_thread  # noqa: F401 (fixtures)
 import toonlib.cli
 from toonlib.checkpoints import load_network
 from toonlib.train import Trainer, finetune, latest_snapshot, loop, newest_state
+from toonlib.train.arguments import main as train_main
 from toonlib.train.snapshots import hold_run_dir, write_latest
 
 
@@ -175,7 +176,7 @@ def test_the_run_folder_is_held_until_the_run_ends_or_fails(base):  # noqa: F811
 
     with pytest.raises(RuntimeError, match="viewer failed"):
         finetune(config(base, "held", kimg=0.008), progress=False, callback=fail)
-    with pytest.raises(ValueError, match="seed: 0 -> 1"):  # a failed start
+    with pytest.raises(ValueError, match=r"--seed \(seed=\): 0 -> 1"):  # a failed start
         Trainer(config(base, "held", seed=1), progress=False)
     with hold_run_dir(run):  # free after both
         pass
@@ -377,6 +378,40 @@ def test_a_run_keeps_one_dataset_cache_and_says_how_its_images_changed(base, tmp
         finetune(config(base, run.name, kimg=0.008, data=str(data)), progress=False)
     second = sorted((run / "dataset-cache").iterdir())
     assert len(first) == len(second) == 1 and first != second
+
+
+def test_a_resumed_run_with_too_few_images_left_says_they_were_removed(base, tmp_path):  # noqa: F811
+    """It said only "found 3 usable images ...; need at least 8", as if the folder had never held more."""
+    data = tmp_path / "faces"
+    shutil.copytree(base["data"], data)
+    run = base["root"] / "shrunk"
+    finetune(config(base, run.name, kimg=0.004, data=str(data)), progress=False)
+    for image in sorted(data.glob("*.png"))[3:]:
+        image.unlink()
+    with pytest.raises(ValueError, match=rf"^found 3 usable images in '{data}' \(0 skipped, .*\); need at least 8\. "
+                                         rf"The images in {data} changed since the run's last snapshot \(61 removed; 3 "
+                                         r"files now\): put back those it trained on, or add others$"):
+        finetune(config(base, run.name, kimg=0.008, data=str(data)), progress=False)
+    with pytest.raises(ValueError, match=r"need at least 8$"):  # a new run: nothing was removed from it
+        finetune(config(base, "new-on-three", kimg=0.004, data=str(data)), progress=False)
+
+
+def test_a_resumed_runs_fixed_settings_are_named_as_the_caller_gives_them(base, capsys):  # noqa: F811
+    """The notebook's (Python's) message named them as options alone: 'runs/toon holds a run started with other
+    settings (--batch-size: 4 -> 8) ... use a new run folder, --run-dir'."""
+    run = base["root"] / "fixed"
+    finetune(config(base, run.name, kimg=0.004), progress=False)
+    with pytest.raises(ValueError, match=r"other settings \(--batch-size \(batch_size=\): 4 -> 8\)\. A resumed run .* "
+                                         r"use a new run folder \(--run-dir, run_dir=\); --kimg"):
+        finetune(config(base, run.name, kimg=0.008, batch_size=8), progress=False)
+    assert cli(base, str(base["base"]), run, "--kimg", "0.008", "--batch-size", "8") == 2
+    err = capsys.readouterr().err
+    assert "other settings (--batch-size: 4 -> 8). A resumed run" in err and "new run folder (--run-dir); " in err, err
+    with pytest.raises(SystemExit) as exited:  # `python -m toonlib.train`, torchrun's: it printed Python's words
+        train_main(["--data", str(base["data"]), "--resume", str(base["base"]), "--run-dir", str(run), "--prepare",
+                    "none", "--batch-size", "8", "--kimg", "0.008", "--no-progress"])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and "(--batch-size: 4 -> 8)" in err and "(--run-dir); " in err, err
 
 
 # ---------------------------------------------------------------------------------------------
@@ -663,7 +698,7 @@ def test_the_model_resolution_given_or_not_is_the_same_run(base, capsys):  # noq
         path = finetune(config(base, run, kimg=0.008, resolution=then), progress=False)
         assert path.name == "network-snapshot-000000008.safetensors"
         assert "resolution" not in capsys.readouterr().err
-    with pytest.raises(ValueError, match=r"other settings \(--resolution: 16 -> 32\)"):  # not "None -> 32"
+    with pytest.raises(ValueError, match=r"other settings \(--resolution \(resolution=\): 16 -> 32\)"):  # not "None"
         finetune(config(base, "res-given", kimg=0.012, resolution=32), progress=False)
 
 

@@ -613,6 +613,7 @@ _COMMAND_LINE_WORDS = (
     (r" or None \(((?:the CPU|CUDA) when)", r", or leave --device out (\1"),
     (r"(--[\w-]+ [^\s(]+) \(\w+=[^()]*\)", r"\1"),  # TrainConfig's '--resolution 64 (resolution=64)'
     (r"\((--[\w-]+), \w+=\)", r"(\1)"),  # download's '(--cache-dir, cache_dir=)'
+    (r"(--[\w-]+) \(\w+=\):", r"\1:"),  # a resumed run's changed settings, '--seed (seed=): 0 -> 1'
     (r" \(for a generator checkpoint use toonlib\.load_network\)",  # encoders.load_encoder of a generator's file
      "; a generator goes to --base or --toon, and --encoder takes a pSp / e4e file (e4e-ffhq, psp-ffhq, psp-toonify)"),
     (r"downscale it, or, for a file you trust, set PIL\.Image\.MAX_IMAGE_PIXELS = None before reading it",

@@ -29,7 +29,7 @@ from .images import IMAGE_SUFFIXES, is_hidden, quiet_large_images, read_image, t
 from .messages import counted, progress_bar, warn
 from .options import MIN_IMAGES, PREPARE_MODES  # MIN_IMAGES: data.MIN_IMAGES too (__all__)
 
-__all__ = ["MIN_IMAGES", "ImageDataset", "cache_name", "image_files", "infinite_loader"]
+__all__ = ["MIN_IMAGES", "ImageDataset", "TooFewImagesError", "cache_name", "image_files", "infinite_loader"]
 
 _CACHE_VERSION = 1  # bump when the preparation of images changes, so old caches are not reused
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, zipfile.BadZipFile)
@@ -40,6 +40,15 @@ Entry = Tuple[str, int, int]
 
 class _Skip(Exception):
     """An image that cannot be used; the message is the reason reported to the user."""
+
+
+class TooFewImagesError(ValueError):
+    """`ImageDataset`'s refusal of a data set with fewer usable images than it needs; `files` lists the source's image
+    files as `ImageDataset.files` does."""
+
+    def __init__(self, message: str, files: list[Entry]) -> None:
+        super().__init__(message)
+        self.files = files
 
 
 class ImageDataset(Dataset):
@@ -97,9 +106,9 @@ class ImageDataset(Dataset):
                  f"{resolution}x{resolution} (e.g. {name}, {width}x{height}): enlarged to it, such images are "
                  "blurred; larger ones make a sharper model")
         if self.num_images < min_images:  # before the cache is written: a refused data set leaves nothing behind
-            raise ValueError(f"found {counted(self.num_images, 'usable image')} in '{self.source}' "
-                             f"({len(self.skipped)} skipped, extensions {', '.join(IMAGE_SUFFIXES)}); "
-                             f"need at least {min_images}")
+            raise TooFewImagesError(f"found {counted(self.num_images, 'usable image')} in '{self.source}' "
+                                    f"({len(self.skipped)} skipped, extensions {', '.join(IMAGE_SUFFIXES)}); "
+                                    f"need at least {min_images}", self.files)
         if self.cache_path is not None and not cached:
             if on_accept is not None:
                 on_accept()

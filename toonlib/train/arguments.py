@@ -123,6 +123,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def main(argv: list[str] | None = None) -> int:
     """`python -m toonlib.train` / `torchrun ... -m toonlib.train`: exit 0 when done, 2 with a message on bad input,
     130 when interrupted (Ctrl-C)."""
+    from ..commands import for_command_line
     from ..messages import expected_errors, interrupted
     from .loop import finetune
 
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     except (*expected_errors(), KeyboardInterrupt) as exc:  # OSError: a run folder in use, ...
         if interrupted(exc):  # Trainer.run has said where the run was saved, if it was
             parser.exit(130, "interrupted\n" if main_process else None)
-        parser.exit(2, f"error: {exc}\n")
+        parser.exit(2, f"error: {for_command_line(exc)}\n")
     if main_process:
         print(finished(path))
     return 0

@@ -35,7 +35,7 @@ from PIL import Image
 
 from ..augment import AdaptiveP, AugmentPipe
 from ..checkpoints import CheckpointError, Networks, load_network, save_network
-from ..data import ImageDataset, infinite_loader
+from ..data import ImageDataset, TooFewImagesError, infinite_loader
 from ..devices import default_device
 from ..files import atomic_write_path, check_file_target, user_path
 from ..images import labelled_grid, save_image, to_pil
@@ -50,6 +50,7 @@ from .metrics_log import append_metrics, plot_metrics, trim_metrics
 from .recipe import ema_beta, frozen_d_prefixes, frozen_g_prefixes, lazy_regularization, update_ema
 from .resume import (
     check_resumable,
+    data_changes,
     no_state_message,
     resolved_source,
     same_folder,
@@ -169,7 +170,7 @@ class Trainer:
         self.stats: dict[str, list[float]] = {}
         self.latest: dict[str, float] = {}
         self.metrics, self.metric_weights = self._metric_setup()
-        self.dataset = self._load_dataset()
+        self.dataset = self._load_dataset(state)
         self.dist.on_main(self._take_new_run_dir)  # a new run folder, where the dataset cache was there already
         if state is None:
             self._seed()
@@ -296,17 +297,23 @@ class Trainer:
         path = self.dist.on_main(weights)
         return (names, path) if path is not None else ((), None)
 
-    def _load_dataset(self) -> ImageDataset:
+    def _load_dataset(self, state: dict | None) -> ImageDataset:
         """The training images at the model's resolution; the main process prepares and caches them first, and
         removes the run's caches of other files (the folder's images changed between resumes: each cache is a
         full copy of the data set, ~900 MB for 300 images at 1024 px). A run folder inside the data folder is
-        refused first."""
+        refused first; too few images for a resumed run (`state`) say how they changed since its last snapshot."""
         cfg = self.cfg
         _check_run_dir_outside_data(cfg)
         cache_dir = self.run_dir / "dataset-cache"
-        dataset = self.dist.main_first(lambda: ImageDataset(
-            cfg.data, self.G.img_resolution, prepare=cfg.prepare, xflip=cfg.mirror, cache_dir=cache_dir,
-            progress=self.progress, on_accept=self._take_new_run_dir if self.is_main else None))
+        try:
+            dataset = self.dist.main_first(lambda: ImageDataset(
+                cfg.data, self.G.img_resolution, prepare=cfg.prepare, xflip=cfg.mirror, cache_dir=cache_dir,
+                progress=self.progress, on_accept=self._take_new_run_dir if self.is_main else None))
+        except TooFewImagesError as exc:
+            if state is None or not (changes := data_changes(state, exc.files)):
+                raise
+            raise TooFewImagesError(f"{exc}. The images in {cfg.data} changed since the run's last snapshot "
+                                    f"({changes}): put back those it trained on, or add others", exc.files) from None
         if self.is_main:
             for stale in cache_dir.glob("*.pt"):
                 if stale.name != dataset.cache_path.name:

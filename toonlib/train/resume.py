@@ -104,14 +104,14 @@ def check_resumable(state: dict, cfg: TrainConfig) -> None:
 
     changed = [k for k in RESUME_FIXED if not same(k)]
     if changed:
-        listed = "; ".join(f"{option_name(k)}: {value(saved, k)!r} -> {value(cfg, k)!r}" for k in changed)
+        listed = "; ".join(f"{option_name(k)} ({k}=): {value(saved, k)!r} -> {value(cfg, k)!r}" for k in changed)
         relative = (f" The run recorded {saved.data!r} relative to the folder it was started in, and its dataset "
                     f"cache does not hold the images of {cfg.data}: give the folder it was trained on."
                     if "data" in changed and _recorded_relative(saved.data) else "")
         raise ValueError(f"{cfg.run_dir} holds a run started with other settings ({listed}).{relative} A resumed "
                          "run keeps its networks, data and random streams: restore those settings or use a new "
-                         "run folder, --run-dir (--kimg, --snapshot-kimg, --metric and the loss settings may "
-                         "change).")
+                         "run folder (--run-dir, run_dir=); --kimg, --snapshot-kimg, --metric and the loss settings "
+                         "may change.")
 
 
 def say_changed_settings(state: dict, cfg: TrainConfig) -> None:
@@ -122,20 +122,29 @@ def say_changed_settings(state: dict, cfg: TrainConfig) -> None:
         name = field.name
         old, new = getattr(saved, name), getattr(cfg, name)
         if name not in RESUME_FIXED + QUIET_CHANGES and old != new:
-            warn(f"{cfg.run_dir}: {option_name(name)} {option_text(name, new)} from here on (the run had "
-                 f"{option_text(name, old)})")
+            warn(f"{cfg.run_dir}: {option_name(name)} {option_text(name, new)} ({name}={new!r}) from here on (the "
+                 f"run had {option_text(name, old)})")
 
 
-def say_changed_data(state: dict, data: str, files: list[tuple[str, int, int]]) -> None:
-    """Warn when the images of the data set changed since the training state was saved (added, removed, replaced):
-    the run goes on with the images there now. States of older toonlibs did not record them."""
+def data_changes(state: dict, files: list[tuple[str, int, int]]) -> str | None:
+    """How the images of the data set changed since the training state was saved ('1 added, 2 removed; 63 files
+    now'), from its file list and `files` (`ImageDataset.files`); None when they did not, or the state (of an older
+    toonlib) did not record them."""
     if "data_files" not in state:
-        return
+        return None
     before = {name: stamp for name, *stamp in state["data_files"]}
     now = {name: stamp for name, *stamp in files}
     changes = {"added": len(now.keys() - before.keys()), "removed": len(before.keys() - now.keys()),
                "replaced": sum(before[name] != stamp for name, stamp in now.items() if name in before)}
-    if any(changes.values()):
-        said = ", ".join(f"{count} {change}" for change, count in changes.items() if count)
-        warn(f"the images in {data} changed since the run's last snapshot ({said}; {counted(len(now), 'file')} "
-             "now): the run goes on with the images there now")
+    if not any(changes.values()):
+        return None
+    said = ", ".join(f"{count} {change}" for change, count in changes.items() if count)
+    return f"{said}; {counted(len(now), 'file')} now"
+
+
+def say_changed_data(state: dict, data: str, files: list[tuple[str, int, int]]) -> None:
+    """Warn when the images of the data set changed since the training state was saved (added, removed, replaced):
+    the run goes on with the images there now."""
+    if changes := data_changes(state, files):
+        warn(f"the images in {data} changed since the run's last snapshot ({changes}): the run goes on with the "
+             "images there now")

@@ -91,7 +91,7 @@ def newest_state(run_dir: str | os.PathLike) -> tuple[Path, dict] | None:
     if legacy.is_file() and not _state_paths(user_path(run_dir)):
         raise ValueError(f"{legacy} is a training state of an older toonlib (version 1), which this one does not "
                          "resume: finish that run with the toonlib that started it, or use a new run folder "
-                         "(--run-dir)")
+                         "(--run-dir, run_dir=)")
     for path in _state_paths(user_path(run_dir)):
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -103,7 +103,7 @@ def newest_state(run_dir: str | os.PathLike) -> tuple[Path, dict] | None:
             version = state.get("version") if isinstance(state, dict) else None
             raise ValueError(f"{path}: training state version {version!r}, this toonlib reads version "
                              f"{STATE_VERSION}; finish that run with the toonlib that started it or use a new run "
-                             "folder (--run-dir)")
+                             "folder (--run-dir, run_dir=)")
         missing = [key for key in _STATE_KEYS if key not in state]
         if missing:
             warn(f"skipping the incomplete training state {path} (missing {missing})")
@@ -198,7 +198,7 @@ def hold_run_dir(run_dir: str | os.PathLike) -> Iterator[None]:
         held.enter_context(file_lock(folder / _LOCKED, wait=False))
     except BlockingIOError:
         raise BlockingIOError(f"{run_dir} is in use by another fine-tuning run{_holder(holder)}: wait until it ends "
-                              "or stop it, or train in another run folder (--run-dir)") from None
+                              "or stop it, or train in another run folder (--run-dir, run_dir=)") from None
     except OSError as exc:  # the run folder cannot be created or written
         raise type(exc)(f"cannot write in the run folder {run_dir}: {exc.strerror or exc}") from None
     with held:
