@@ -1,17 +1,16 @@
 """The notebooks' widgets in a real browser: JupyterLab on 127.0.0.1 with tiny checkpoints, driven by headless
 Chromium through Playwright (tests/browser.py).
 
-What a person sees and does: notebooks 02 and 04 run from the Run menu; the blend explorer and the toonify panel
-show every control whole, uncovered and clickable, with full labels, and nothing past the output's edge, at 800,
-1024 and 1600 px windows (JupyterLab's file browser open, so the output area is about 370, 590 and 1170 px wide) and
-at a phone's 360 px with the file browser closed (about 245 px); 04's toon shows beside or right under its slider;
-images are never stretched; a keyboard move of a swap-resolution slider changes the image, and 02 saves the blend
-the slider shows; the upload button takes a photo; the steps chosen with the keyboard are the steps the projection
-runs; a file that is no image clears the photo before and says so, naming the file the user chose and what to do,
-in a status line that wraps. Notebook 01 run as shipped (no data_path) stops with a message, not a traceback, that
-wraps. Screenshots go to
-$TOONLIB_SCREENSHOTS (default: a temp folder printed by the tests) and failures name theirs; the update latencies
-measured through the browser are written to latency.json there.
+What a person sees and does: notebooks 02 and 04 run from the Run menu; the blend explorer and the toonify panel show
+every control whole, uncovered and clickable, with full labels and menu choices, and nothing past the output's edge, at
+800, 1024 and 1600 px windows (JupyterLab's file browser open, so the output area is about 370, 590 and 1170 px wide)
+and at a phone's 360 px with the file browser closed (about 245 px); 04's toon shows beside or right under its slider;
+images are never stretched; a keyboard move of a swap-resolution slider changes the image, and 02 saves the blend the
+slider shows; the upload button takes a photo; the steps chosen with the keyboard are the steps the projection runs; a
+file that is no image clears the photo before and says so, naming the file the user chose and what to do, in a status
+line that wraps. Notebook 01 run as shipped (no data_path) stops with a message, not a traceback, that wraps.
+Screenshots go to $TOONLIB_SCREENSHOTS (default: a temp folder printed by the tests) and failures name theirs; the
+update latencies measured through the browser are written to latency.json there.
 """
 from __future__ import annotations
 
@@ -154,9 +153,21 @@ def _assert_not_stretched(locator, name: str) -> None:
 
 
 def _assert_labels_whole(widget, name: str) -> None:
-    """Descriptions and readouts are not cut off (no ellipsis: their text fits their box)."""
-    cut = widget.evaluate("""root => [...root.querySelectorAll('.widget-label, .widget-readout, label')]
-        .filter(e => e.offsetParent && e.scrollWidth > e.clientWidth + 1).map(e => e.textContent)""")
+    """Descriptions, readouts and the choices of menus are not cut off (no ellipsis: their text fits their box). A
+    closed menu shows its choice on one line, so every choice must fit it: 04's inversion menu, whose choices were
+    "optimise (slow, closest to the photo)" and longer, cut them off at a phone's width (the longest at 800 px too)."""
+    cut = widget.evaluate("""root => {
+        const cut = [...root.querySelectorAll('.widget-label, .widget-readout, label')]
+            .filter(e => e.offsetParent && e.scrollWidth > e.clientWidth + 1).map(e => e.textContent);
+        const text = document.createElement('canvas').getContext('2d');
+        for (const menu of [...root.querySelectorAll('select')].filter(e => e.offsetParent)) {
+            const style = getComputedStyle(menu);
+            text.font = `${style.fontWeight} ${style.fontSize} ${style.fontFamily}`;
+            const room = menu.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+            cut.push(...[...menu.options].filter(o => text.measureText(o.text).width > room + 0.5)
+                .map(o => `menu choice ${o.text}: ${Math.round(text.measureText(o.text).width)} px in ${room}`));
+        }
+        return cut; }""")
     assert cut == [], f"{name}: labels cut off: {cut}"
 
 

@@ -262,6 +262,24 @@ def test_blend_explorer_saves_the_blend_its_sliders_show(tmp_path, capsys):
         "toon": "cartoon.pkl", "base": "ffhq.pkl", "swap_res": 16, "level": 0, "blend_width": 0.5}
 
 
+def test_blend_explorer_draws_every_swap_resolution_at_its_sliders_settings():
+    """Notebook 02's grid of every swap resolution used the parameters cell's level, width, truncation and seeds
+    whatever the explorer's controls above it said, and skipped their checks: the explorer draws it at its own."""
+    base, toon = tiny_generator(0), tiny_generator(1)
+    explorer = blend_explorer(base, toon, seeds=[0, 1], swap_res=8)
+    explorer.level.value, explorer.blend_width.value, explorer.truncation.value = 1, 1.0, 0.5
+    explorer.seeds.value = "3"
+    drawn = explorer.swap_resolution_grid(cell=32)
+    expected = swap_resolution_grid(toon, base, [3], level=1, blend_width=1.0, truncation_psi=0.5, cell=32)
+    assert drawn.size == expected.size and np.array_equal(np.asarray(drawn), np.asarray(expected))
+    explorer.blend_width.value = 0.0  # a hard switch, as the explorer's slider means it: no "swap 32" column
+    assert explorer.swap_resolution_grid(cell=32).size == swap_resolution_grid(toon, base, [3], cell=32).size
+    explorer.seeds.value = "x"  # the explorer says so in its status line; the grid is not drawn for older seeds
+    with pytest.raises(ValueError) as error:
+        explorer.swap_resolution_grid()
+    assert str(error.value) == "the explorer's seeds: bad seed list 'x': use numbers and ranges such as '0-3,7'"
+
+
 @pytest.mark.filterwarnings("ignore:precision='bf16' on a CPU without bfloat16")  # emulated: slow, not wrong
 def test_blend_explorer_previews_in_bfloat16_where_the_cpu_computes_it(monkeypatch):
     """'auto' draws the pictures in bfloat16 on CPUs that compute it in hardware (a slider move ~1.7x faster on
@@ -535,6 +553,33 @@ def test_photo_panels_refuse_settings_their_controls_cannot_show(toonifier):
     assert ToonifyPanel(toonifier).swap_res.value == "published"
 
 
+def test_toonify_panel_starts_at_the_swap_resolution_it_is_given(toonifier, tmp_path):
+    """Notebook 04's photo cell run again made a panel that started at the blend the last panel's slider had left in
+    the shared toonifier, not at the notebook's swap_res: a panel starts at the `swap_res` it is given (None: the
+    published blend; by default the toonifier's) and runs there."""
+    from tiny import write_photos
+
+    from toonlib.widgets import ToonifyPanel
+
+    photo = write_photos(tmp_path / "photos") / "hopper.jpg"
+    last = ToonifyPanel(toonifier, steps=1, folder=tmp_path / "uploads")
+    last.set_photo(photo)
+    last.run()
+    last.swap_res.value = 16  # re-blends the toonifier the panels share
+    assert toonifier.blend_setting[0] == 16
+    assert ToonifyPanel(toonifier, steps=1, folder=tmp_path / "uploads").swap_res.value == 16  # the toonifier's
+    assert ToonifyPanel(toonifier, swap_res=None, folder=tmp_path / "uploads").swap_res.value == "published"
+    panel = ToonifyPanel(toonifier, steps=1, swap_res=8, folder=tmp_path / "uploads")
+    assert panel.swap_res.value == 8
+    panel.set_photo(photo)
+    panel.run()
+    assert toonifier.blend_setting[0] == 8 and "toon, blend at 8 px" in panel.tiles["toon"][0].value
+    with pytest.raises(ValueError) as error:
+        ToonifyPanel(toonifier, swap_res=64)
+    assert str(error.value) == ("swap_res must be None, 4, 8, 16 or 32 (None: the published blend; a resolution of "
+                                "the models, px), got 64")
+
+
 def test_projection_panel_runs_the_chosen_steps(tmp_path, monkeypatch, random_vgg_torch_home, capsys):
     from tiny import write_photos
 
@@ -579,9 +624,16 @@ def test_toonify_panel_loads_another_inversion_mode_when_chosen(tmp_path, encode
     panel = ToonifyPanel(Toonifier(**{**models, "encoder": None}), steps=2, models=models,
                          folder=tmp_path / "uploads")
     assert [mode for _, mode in panel.inversion.options] == list(INVERT_MODES)
-    assert not panel.steps.disabled
+    # names short enough for the closed menu at a phone's width; what the chosen one does in a line that wraps
+    assert [name for name, _ in panel.inversion.options] == ["optimise", "e4e encoder", "pSp encoder",
+                                                             "e4e, then optimise", "pSp Toonify encoder"]
+    assert "slow, closest to the photo" in panel.inversion_detail.value and not panel.steps.disabled
     panel.inversion.value = "e4e"
     assert panel.steps.disabled  # one pass of the encoder: no projection steps
+    assert "one pass" in panel.inversion_detail.value and panel.inversion_detail.layout.display is None
+    panel.inversion.value = "e4e+optimize"  # its name says it all
+    assert panel.inversion_detail.layout.display == "none" and not panel.steps.disabled
+    panel.inversion.value = "e4e"
     panel.set_photo(write_photos(tmp_path / "photos") / "hopper.jpg")
     panel.run_button.click()
     assert panel.result is not None, panel.status.value
@@ -609,7 +661,7 @@ def test_a_new_photo_clears_the_results_of_the_one_before(toonifier, tmp_path, c
     panel = ToonifyPanel(toonifier, steps=1, folder=tmp_path / "uploads")
     _upload(panel.upload, "hopper.jpg", (photos / "hopper.jpg").read_bytes())
     panel.run_button.click()
-    assert "done: 1 step (optimize)" in panel.status.value, panel.status.value
+    assert "done: 1 step (optimise)" in panel.status.value, panel.status.value  # as the menu names it
     assert all(image.value for _, image in panel.tiles.values())
     _upload(panel.upload, "astronaut.png", (photos / "astronaut.png").read_bytes())
     assert panel.result is None and not any(image.value for _, image in panel.tiles.values())

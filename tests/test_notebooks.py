@@ -48,6 +48,45 @@ def test_blend_notebook_runs(tmp_path):
                                    "blend_width": None}
 
 
+def test_blend_notebooks_grid_follows_the_explorers_controls(tmp_path):
+    """The grid of every swap resolution was drawn with the parameters cell's level, width, truncation and seeds
+    whatever the explorer above it said, and took seeds its box refuses: run again, it draws the explorer's."""
+    import base64
+    import io
+
+    import numpy as np
+    from nbclient import NotebookClient
+    from nbformat.v4 import new_code_cell
+    from PIL import Image
+
+    from toonlib.blending import swap_resolution_grid
+
+    base, toon = tmp_path / "base.safetensors", tmp_path / "toon.safetensors"
+    save_network(base, tiny_generator(0))
+    save_network(toon, tiny_generator(1))
+    nb = prepare("02_blend.ipynb", {"base_model": str(base), "toon_model": str(toon), "toon_network": "G_ema",
+                                    "swap_res": 8, "output": "blend.safetensors", "use_drive": False})
+    grid = cell_index(nb, "swap_resolution_grid(")
+    nb.cells.append(new_code_cell("explorer.level.value, explorer.blend_width.value = 1, 1.0\n"
+                                  "explorer.truncation.value, explorer.seeds.value = 0.5, '5'"))
+    nb.cells.append(new_code_cell("explorer.seeds.value = 'x'"))
+    client = NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=True,
+                            resources={"metadata": {"path": str(tmp_path)}})
+    with client.setup_kernel():
+        for index, cell in enumerate(nb.cells[:-2]):
+            client.execute_cell(cell, index)
+        for index in (len(nb.cells) - 2, grid):  # the explorer's controls moved, then the grid cell run again
+            client.execute_cell(nb.cells[index], index)
+        [png] = [out.data["image/png"] for out in nb.cells[grid].outputs if "image/png" in out.get("data", {})]
+        client.execute_cell(nb.cells[-1], len(nb.cells) - 1)  # a seed list the explorer refuses
+        client.execute_cell(nb.cells[grid], grid)
+    drawn = np.asarray(Image.open(io.BytesIO(base64.b64decode(png))).convert("RGB"))
+    expected = np.asarray(swap_resolution_grid(toon, base, [5], level=1, blend_width=1.0, truncation_psi=0.5))
+    assert drawn.shape == expected.shape and np.abs(drawn.astype(int) - expected).mean() < 0.5
+    assert shown_error(nb.cells[grid]) == ("the explorer's seeds: bad seed list 'x': use numbers and ranges such as "
+                                           "'0-3,7'")
+
+
 def _photo() -> str:
     from matplotlib import cbook
 
@@ -664,6 +703,39 @@ def test_toonify_notebook_in_colab_shows_a_bad_photo_in_the_panel_and_asks_again
     from PIL import Image
 
     assert Image.open(tmp_path / "me.png").size == (32, 32)
+
+
+def test_toonify_notebooks_photo_cell_run_again_starts_at_the_swap_res_parameter(tmp_path, monkeypatch,
+                                                                                  random_vgg_torch_home):
+    """The photo cell run again made a panel that started at the blend the last panel's slider had left in the
+    toonifier, not at swap_res: a user who set swap_res in the parameters cell and ran the photo cell again got the
+    old slider's blend. Each new panel starts, and runs, at the parameter (None: the published blend)."""
+    from nbclient import NotebookClient
+    from nbformat.v4 import new_code_cell
+
+    monkeypatch.setenv("TORCH_HOME", str(random_vgg_torch_home))
+    write_toonify_models(tmp_path)
+    nb = prepare("04_toonify.ipynb", {"photo_path": _photo(), "base_model": str(tmp_path / "base.safetensors"),
+                                      "toon_model": str(tmp_path / "toon.safetensors"), "steps": 2,
+                                      "detector": "dlib", "use_drive": False})
+    photo_cell = cell_index(nb, "choose_photo(")
+    shown = "print(panel.swap_res.value, toonifier.blend_setting[0], panel.tiles['toon'][0].value)"
+    nb.cells += [new_code_cell("panel.swap_res.value = 16"), new_code_cell(shown)]
+    client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    with client.setup_kernel():
+        for index, cell in enumerate(nb.cells):  # the panel runs at once, then its slider is moved to 16 px
+            client.execute_cell(cell, index)
+        assert outputs_text(nb).count("16 16 ") == 1, outputs_text(nb)
+        said = {}
+        for swap_res in (None, 8):  # the parameter as shipped, then changed in the parameters cell
+            injected = inject(nb, {"photo_path": _photo(), "base_model": str(tmp_path / "base.safetensors"),
+                                   "toon_model": str(tmp_path / "toon.safetensors"), "steps": 2, "detector": "dlib",
+                                   "use_drive": False, "swap_res": swap_res})
+            for index in (injected, photo_cell, len(nb.cells) - 1):
+                client.execute_cell(nb.cells[index], index)
+            said[swap_res] = nb.cells[-1].outputs[-1].text
+    assert said[None].startswith("published None ") and "toon, published blend" in said[None], said
+    assert said[8].startswith("8 8 ") and "toon, blend at 8 px" in said[8], said
 
 
 def _kernel_run(client, code: str, timeout: float = 300) -> str:

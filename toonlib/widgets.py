@@ -17,6 +17,7 @@ import io
 import numbers
 import os
 from pathlib import Path
+from types import EllipsisType
 from typing import Callable, Sequence
 
 import ipywidgets as widgets
@@ -24,7 +25,16 @@ import torch
 from PIL import Image, ImageDraw
 
 from .align import NoFaceError
-from .blending import KEPT_LOW, Blender, LayerWeight, blend_record, describe_blend, layer_weights, toon_generator
+from .blending import (
+    KEPT_LOW,
+    Blender,
+    LayerWeight,
+    blend_record,
+    describe_blend,
+    layer_weights,
+    swap_resolution_grid,
+    toon_generator,
+)
 from .checkpoints import GeneratorLike, load_generator
 from .files import user_path
 from .images import UPLOAD_ACCEPT, ImageReadError, labelled_grid, read_image, text_font, to_pil
@@ -133,6 +143,13 @@ def _short(name: str, limit: int = 18) -> str:
     return name if len(name) <= limit else name[:limit - 1] + "…"
 
 
+def _mode_words(mode: str) -> tuple[str, str]:
+    """An inversion mode's label (`INVERT_LABELS`) in two parts: its name, "optimise", and what the parenthesis
+    after it says, "slow, closest to the photo" ("" where there is none)."""
+    name, _, detail = INVERT_LABELS.get(mode, mode).partition(" (")
+    return name, detail.removesuffix(")")
+
+
 def _check_choice(name: str, value: object, allowed: Sequence, note: str = "") -> None:
     """Raise ValueError unless `value` is one of `allowed`, the values its control offers (named in the message, with
     `note` after them), instead of the control's error about its options."""
@@ -219,7 +236,8 @@ class BlendExplorer:
     a level of 255 from float32 on average; 'fp32' renders them as `G.synthesis` does. The blend `save` writes is the
     same either way. Attributes: the controls (`swap_res`, `level`, `blend_width`, `seeds`, `truncation`), the outputs
     (`image`, `chart`, `status`) and `widget` (the whole UI). `render()` redraws; `blended` is the current blended
-    generator.
+    generator; `swap_resolution_grid()` draws the controls' seeds, level, width and truncation at every swap
+    resolution.
     """
 
     def __init__(self, base: GeneratorLike, toon: GeneratorLike, seeds: Sequence[int] = (0, 1, 2, 3),
@@ -315,6 +333,18 @@ class BlendExplorer:
         """The sliders' blend as `blending.blend_record`, the models named by `names` (base, toon)."""
         return blend_record(names[1], names[0], self.swap_res.value, self.level.value, self.blend_width.value)
 
+    def swap_resolution_grid(self, cell: int = 128) -> Image.Image:
+        """`blending.swap_resolution_grid` of the models at the controls' current seeds, level, smooth width and
+        truncation (the explorer's swap resolution aside: it draws them all), each face at `cell` px. Raises
+        ValueError for seeds the explorer refuses (its status line says so), instead of drawing older ones."""
+        try:
+            seeds = parse_seeds(self.seeds.value)
+        except ValueError as exc:
+            raise ValueError(f"the explorer's seeds: {exc}") from None
+        return swap_resolution_grid(self.toon, self.base, seeds, level=self.level.value,
+                                    blend_width=self.blend_width.value or None,
+                                    truncation_psi=self.truncation.value, cell=cell)
+
     def save(self, path: str | os.PathLike) -> Path:
         """Save the blend the sliders show now (`save_network`, toonlib's format) and print where and which blend
         it is; returns the path written."""
@@ -393,13 +423,14 @@ class _PhotoPanel:
     """The common part of the photo panels: an upload button (outside Colab, whose notebooks use its
     upload dialog), a steps slider, the inversion mode, a Run button, a progress bar and a status line.
 
-    `modes` are (label, inversion mode) pairs; the steps slider is enabled for the modes in `OPTIMIZING_MODES`.
+    `modes` are the inversion modes offered, by name in a menu (short enough for a phone's width) with what the
+    chosen one does in a line under it; the steps slider is enabled for the modes in `OPTIMIZING_MODES`.
     Subclasses add their controls (`_extra_controls`), their results (`results`, `_clear_results`) and `_run`.
     """
 
     css_class = "toonlib-panel"
 
-    def __init__(self, steps: int, modes: Sequence[tuple[str, str]], mode: str, folder: str | os.PathLike):
+    def __init__(self, steps: int, modes: Sequence[str], mode: str, folder: str | os.PathLike):
         check_count("steps", steps)
         self.folder = Path(folder)
         self.photo: str | os.PathLike | None = None
@@ -412,9 +443,10 @@ class _PhotoPanel:
         self.steps = _styled(widgets.IntSlider(value=steps, min=1, max=max(1000, steps), description="projection steps",
                                                continuous_update=False, style=FULL_LABEL, layout=wide),
                              "toonlib-steps")
-        self.inversion = _styled(widgets.Dropdown(options=list(modes), value=mode, description="inversion",
-                                                  style=FULL_LABEL, layout=widgets.Layout(width="auto")),
-                                 "toonlib-inversion")
+        self.inversion = _styled(widgets.Dropdown(options=[(_mode_words(m)[0], m) for m in modes], value=mode,
+                                                  description="inversion", style=FULL_LABEL,
+                                                  layout=widgets.Layout(width="auto")), "toonlib-inversion")
+        self.inversion_detail = _styled(widgets.HTML(), "toonlib-inversion-detail")
         self.inversion.observe(lambda _: self._mode_changed(), names="value")
         self.run_button = _styled(widgets.Button(description="Run", button_style="primary", icon="play",
                                                  disabled=True, tooltip="invert the photo with these settings"),
@@ -426,8 +458,8 @@ class _PhotoPanel:
         self.photo_image = _image_widget("toonlib-photo")
         self.photo_caption = widgets.HTML(_message("your photo"))
         upload = [self.upload] if self.upload is not None else []
-        self.controls = _column(upload + self._extra_controls() + [self.inversion, self.steps, self.run_button,
-                                                                     self.progress, self.status])
+        self.controls = _column(upload + self._extra_controls() + [self.inversion, self.inversion_detail, self.steps,
+                                                                     self.run_button, self.progress, self.status])
         self.widget = _wrap([self.controls, self.results()], self.css_class)
         self._mode_changed()
 
@@ -455,6 +487,11 @@ class _PhotoPanel:
         return f"No {what} yet: upload a photo in the panel above and press Run, then run this cell again."
 
     def _mode_changed(self) -> None:
+        """Say what the chosen mode does (hidden where its label says no more than its name); enable the steps
+        slider for the modes that optimise."""
+        detail = _mode_words(self.inversion.value)[1]
+        self.inversion_detail.value = _message(detail)
+        self.inversion_detail.layout.display = None if detail else "none"
         self.steps.disabled = self.inversion.value not in OPTIMIZING_MODES
 
     def _extra_controls(self) -> list[widgets.Widget]:
@@ -555,32 +592,39 @@ def _video_fps(frames: int, seconds: float = 2.0, most: int = 30) -> int:
 
 
 def _done(mode: str, losses) -> str:
-    """The status line after a run: the mode, and the steps and final distance when it projected."""
+    """The status line after a run: the mode (as the menu names it: "optimise", not the id "optimize"), and the steps
+    and final distance when it projected."""
     if len(losses) == 0:
         return f"done: {INVERT_LABELS.get(mode, mode)}"
-    return f"done: {counted(len(losses), 'step')} ({mode}), distance {float(losses[-1]):.4f}"
+    return f"done: {counted(len(losses), 'step')} ({_mode_words(mode)[0]}), distance {float(losses[-1]):.4f}"
 
 
 class ToonifyPanel(_PhotoPanel):
     """Photo -> toon with `toonlib.pipeline.Toonifier`s: choose the inversion mode, the steps and the blend, press
     Run; moving the swap-resolution slider afterwards re-renders the same latent (no new inversion).
 
-    `toonifier` is used for its own mode (`invert`) and blend; `models`, the `Toonifier` arguments (base, toon,
+    `toonifier` is used for its own mode (`invert`); `models`, the `Toonifier` arguments (base, toon,
     toon_network, detector, ...), make the toonifier of any other mode the first time it runs (without them
-    only `toonifier`'s mode is offered). `result` is the last `ToonifyResult` (its `toon` and `pasted`
-    follow the slider), None before the first run.
+    only `toonifier`'s mode is offered). `swap_res` is the blend the slider starts at: None, the published blend,
+    or a swap resolution of the models; by default the toonifier's. Each run and slider move sets the slider's blend
+    on the toonifier, so a notebook cell that makes its panel again passes its `swap_res` parameter (it started where
+    the last panel's slider left the toonifier). `result` is the last `ToonifyResult` (its `toon` and `pasted` follow
+    the slider), None before the first run.
     """
 
     css_class = "toonlib-toonify"
 
     def __init__(self, toonifier, steps: int = 500, paste_back: bool = True, models: dict | None = None,
-                 folder: str | os.PathLike = "uploads"):
+                 folder: str | os.PathLike = "uploads", swap_res: int | None | EllipsisType = ...):
         from .pipeline import INVERT_MODES
 
+        resolutions = toonifier.published_blend.synthesis.block_resolutions
+        if swap_res is ...:
+            swap_res = toonifier.blend_setting[0]  # one of the resolutions: the Toonifier refuses others
+        _check_choice("swap_res", swap_res, (None, *resolutions),
+                      " (None: the published blend; a resolution of the models, px)")
         self.toonifiers = {toonifier.invert: toonifier}
         self.models, self.paste_back, self.result = models, paste_back, None
-        resolutions = toonifier.published_blend.synthesis.block_resolutions
-        swap_res = toonifier.blend_setting[0]  # one of the resolutions: the Toonifier refuses others
         self.swap_res = _styled(widgets.SelectionSlider(
             options=[("published", "published")] + [(f"{r} px", r) for r in resolutions],
             value="published" if swap_res is None else swap_res,
@@ -591,7 +635,7 @@ class ToonifyPanel(_PhotoPanel):
                       for key, caption in (("toon", "toon"), ("pasted", "pasted back"), ("aligned", "aligned"),
                                            ("reconstruction", "FFHQ reconstruction"))}
         modes = INVERT_MODES if models is not None else (toonifier.invert,)
-        super().__init__(steps, [(INVERT_LABELS.get(m, m), m) for m in modes], toonifier.invert, folder)
+        super().__init__(steps, modes, toonifier.invert, folder)
 
     @property
     def toonifier(self):
@@ -657,7 +701,7 @@ class ToonifyPanel(_PhotoPanel):
 
             self.result.pasted = paste(self.result.photo, self.result.toon, self.result.quad)
         self._show_toon()
-        mode = INVERT_LABELS.get(self.result.invert, self.result.invert).split(" (")[0]  # "optimise"
+        mode = _mode_words(self.result.invert)[0]  # "optimise"
         self.status.value = _message(f"Re-rendered the last toon ({mode}) with the {self._blend_text()}.")  # not an
         # error of a run since (a download that failed) over a toon that is drawn
 
@@ -695,7 +739,8 @@ class ToonifyPanel(_PhotoPanel):
 
 
 def toonify_panel(toonifier, photo: str | os.PathLike | None = None, **kwargs) -> ToonifyPanel:
-    """Display a `ToonifyPanel` (keyword arguments: its settings); with `photo`, toonify it at once."""
+    """Display a `ToonifyPanel` (keyword arguments: its settings, `swap_res` where its slider starts); with `photo`,
+    toonify it at once."""
     panel = ToonifyPanel(toonifier, **kwargs)
     panel._start(photo)
     return panel
@@ -717,7 +762,7 @@ class ProjectionPanel(_PhotoPanel):
         self.space = _styled(widgets.ToggleButtons(options=[("W+ (Toonify)", "w+"), ("W", "w")], value=space,
                                                    description="latent space", style=FULL_LABEL), "toonlib-space")
         self.output = widgets.Output(layout=widgets.Layout(flex="1 1 400px", min_width="0"))
-        super().__init__(steps, [(INVERT_LABELS.get(m, m), m) for m in PROJECTION_MODES], PROJECTION_MODES[0], folder)
+        super().__init__(steps, PROJECTION_MODES, PROJECTION_MODES[0], folder)
 
     def _extra_controls(self) -> list[widgets.Widget]:
         return [self.space]
