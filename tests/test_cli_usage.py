@@ -192,6 +192,36 @@ def test_ctrl_c_that_cut_torchs_import_short_exits_130(monkeypatch, capsys):
     assert capsys.readouterr().err == "toonlib models: interrupted\n"
 
 
+def test_sigterm_stops_a_command_as_ctrl_c_does(tmp_path):
+    """SIGTERM (`kill`, `timeout`, a job scheduler) ended `toonlib toonify` at once (exit 143, silent), leaving the
+    temporary file of the picture it was writing (`.me-pasted.png.eb618c24.tmp`); now it is Ctrl-C: the file is
+    removed, 'interrupted', 130. Under torchrun (WORLD_SIZE > 1), which stops its processes with SIGTERM, it is not."""
+    program = tmp_path / "program.py"
+    program.write_text("import os, signal, sys, time\n"
+                       "import toonlib.cli, toonlib.files\n"
+                       "target = sys.argv[1]\n"
+                       "def writing(args):\n"
+                       "    with toonlib.files.atomic_write_path(target) as tmp:\n"
+                       "        tmp.write_bytes(b'half')\n"
+                       "        os.kill(os.getpid(), signal.SIGTERM)\n"
+                       "        time.sleep(60)\n"
+                       "toonlib.cli.cmd_models = writing\n"
+                       "sys.argv = ['toonlib', 'models']\n"
+                       "toonlib.cli.program()\n")
+    for world_size, status in (("1", 130), ("2", -15)):
+        out = tmp_path / world_size / "toon.png"
+        out.parent.mkdir()
+        result = subprocess.run([sys.executable, str(program), str(out)], capture_output=True, text=True, timeout=120,
+                                env={**os.environ, "WORLD_SIZE": world_size})
+        assert result.returncode == status, result.stderr
+        written = [path.name for path in out.parent.iterdir()]
+        if status == 130:
+            assert result.stderr == "toonlib models: interrupted\n"
+            assert written == []  # neither the picture nor its temporary file
+        else:  # killed while writing: what the test would see without the handler
+            assert len(written) == 1 and written[0].startswith(".toon.png.") and written[0].endswith(".tmp"), written
+
+
 def test_ctrl_c_while_python_exits_ends_the_program_with_the_commands_status(tmp_path):
     """Ctrl-C once the command was done, while Python exited (joining threads, running exit handlers), printed a
     KeyboardInterrupt traceback ("Exception ignored in ...") under the command's last line; now the program ends at

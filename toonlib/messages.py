@@ -20,7 +20,7 @@ import signal
 import sys
 import threading
 import warnings
-from typing import Callable, NoReturn
+from typing import Callable, Iterator, NoReturn
 
 __all__ = ["check_count", "check_number", "clear_on_close", "counted", "expected_errors", "in_toonlib", "progress_bar",
            "run_program", "summary", "warn"]
@@ -66,12 +66,34 @@ def run_program(main: Callable[[], int]) -> NoReturn:
     in ...") under the command's own last line. Not inside an interactive host (IPython's `%run -m toonlib`, `python
     -i`), whose next Ctrl-C is its own, nor outside the main thread."""
     try:
-        status = main()
+        with _sigterm_as_ctrl_c():
+            status = main()
     except SystemExit as exc:  # argparse's usage errors and --help, parser.exit
         _exit_at_once_on_ctrl_c(exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1)
         raise
     _exit_at_once_on_ctrl_c(status)
     sys.exit(status)
+
+
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[None]:
+    """Inside it SIGTERM (`kill`, `timeout`, a job scheduler) stops a command as Ctrl-C does: KeyboardInterrupt, so
+    the temporary file of an output being written is removed and the command says 'interrupted' (exit 130). By
+    default SIGTERM ended the process at once, silently, leaving that file. Not under torchrun (WORLD_SIZE > 1),
+    which stops its other processes with SIGTERM, nor outside the main thread; fine-tuning takes it as one Ctrl-C
+    of its own (the run saved at the end of the minibatch)."""
+    if threading.current_thread() is not threading.main_thread() or os.environ.get("WORLD_SIZE", "1") != "1":
+        yield
+        return
+    before = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def _raise_interrupt(*_: object) -> NoReturn:
+    raise KeyboardInterrupt
 
 
 def _exit_at_once_on_ctrl_c(status: int) -> None:
