@@ -461,6 +461,14 @@ def test_inputs_are_checked_before_any_download(tmp_path, offline_cache):
     ("toonify", ["--invert", "e4e", "--seed", "3"], "--seed is a projection option and --invert e4e runs no"),
     ("toonify", ["--level", "1"], "--level goes with --swap-res (it shapes a re-blend of the toon model)"),
     ("toonify", ["--blend-width", "2"], "--blend-width goes with --swap-res (it shapes a re-blend of the toon"),
+    # ignored without a word: the toons of --toon-network G, G_ema and none were the same file's bytes
+    ("toonify", ["--toon-network", "G"], "--toon-network goes with --swap-res (it picks the toon model a re-blend "
+                                         "takes; without one the toon file's published blend draws the toon)"),
+    # psp-toonify's decoder draws the toon: a --toon or --base that did not fit was not even read
+    ("toonify", ["--invert", "psp-toonify", "--toon", "mine.pkl"], "--toon is read only to re-blend: --invert "
+                                                                   "psp-toonify draws the toon with its encoder's own"),
+    ("toonify", ["--invert", "psp-toonify", "--base", "ffhq-1024"], "--base is read only to re-blend: --invert "
+                                                                    "psp-toonify draws the toon"),
     ("toonify", ["--swap-res", "16", "--blend-width", "-1"],
      "argument --blend-width: must be a finite number >= 0, got -1"),
     ("align", ["--size", "0"], "argument --size: must be between 1 and 8192, got 0"),  # was: ZeroDivisionError

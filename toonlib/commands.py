@@ -528,7 +528,7 @@ def _check_toonify_options(args: argparse.Namespace) -> None:
     from .blending import check_swap_res
     from .encoders import check_encoder_mode
     from .options import OPTIMIZING_MODES
-    from .pipeline import check_options
+    from .pipeline import DEFAULT_TOON, check_options
 
     for option, value in (("--steps", args.steps), ("--space", args.space), ("--seed", args.seed)):
         if value is not None and args.invert not in OPTIMIZING_MODES:
@@ -538,6 +538,14 @@ def _check_toonify_options(args: argparse.Namespace) -> None:
     why = "it shapes a re-blend of the toon model"
     _only_with(args.level or None, "--level", args.swap_res, "--swap-res", why)
     _only_with(args.blend_width, "--blend-width", args.swap_res, "--swap-res", why)
+    _only_with(args.toon_network, "--toon-network", args.swap_res, "--swap-res",
+               "it picks the toon model a re-blend takes; without one the toon file's published blend draws the toon")
+    if args.invert == "psp-toonify" and args.swap_res is None:  # the encoder's decoder draws the toon
+        for option, given in (("--toon", args.toon != DEFAULT_TOON), ("--base", args.base is not None)):
+            if given:
+                raise ValueError(f"{option} is read only to re-blend: --invert psp-toonify draws the toon with its "
+                                 "encoder's own decoder, a blended toon model; add --swap-res to re-blend the --toon "
+                                 f"model with the --base model, or leave {option} out")
     check_swap_res(args.swap_res, args.toon)
     check_options(args.invert, steps=args.steps, space=args.space or "w+", swap_res=args.swap_res, level=args.level,
                   blend_width=args.blend_width)
