@@ -15,6 +15,7 @@ from http_server import serve
 
 from toonlib import align, download, losses, models
 from toonlib.align import LandmarkBackendError, align_face
+from toonlib.commands import for_command_line
 from toonlib.losses import PerceptualWeightsError
 
 FAST = {"output_size": 64, "transform_size": 128}
@@ -153,6 +154,8 @@ def test_face_alignment_offline_says_what_to_fetch(tmp_path, monkeypatch):
     assert "no internet connection" in message and "detector='dlib'" in message
     assert "pip install face-alignment" not in message  # it is installed
     assert "\n" not in message and info.value.__cause__ is None
+    # the command line's words alone: it said "(detector='dlib', `--detector dlib`)"
+    assert for_command_line(info.value).endswith("; or use dlib's landmarks: --detector dlib")
 
 
 def test_auto_falls_back_to_dlib_with_a_short_warning(astronaut):

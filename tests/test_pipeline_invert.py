@@ -17,6 +17,7 @@ from tiny import random_lpips, tiny_generator, write_photos, write_toonify_model
 
 from toonlib.blending import blend
 from toonlib.checkpoints import Networks, load_generator, load_network, save_network
+from toonlib.commands import for_command_line
 from toonlib.images import to_uint8
 from toonlib.pipeline import INVERT_MODES, Toonifier, toonify
 from toonlib.projection import project, render, w_statistics
@@ -112,9 +113,11 @@ def test_psp_toonify_refuses_a_reblend_its_codes_do_not_fit(setup, tmp_path):
     save_network(tmp_path / "toon.safetensors", Networks(G_ema=blend(toon, base, 8), G=toon))
     t = Toonifier(tmp_path / "base.safetensors", tmp_path / "toon.safetensors", invert="psp-toonify",
                   encoder=setup.psp, detector="dlib", device="cpu")
-    with pytest.raises(ValueError, match=r"^the psp-toonify encoder makes 8 W\+ entries of 512 numbers, but the toon "
-                                         r"model to re-blend \(toon=, --toon\) takes 10 of 512 \(64 px\): pair"):
+    said = (r"^the psp-toonify encoder makes 8 W\+ entries of 512 numbers, but the toon model to re-blend "
+            r"\(--toon, toon=\) takes 10 of 512 \(64 px\): pair")
+    with pytest.raises(ValueError, match=said) as error:
         t.set_blend(16)
+    assert "model to re-blend (--toon) takes 10" in for_command_line(error.value)  # the command line's words alone
     assert t.generator is t.published_blend and t.blend_setting == (None, 0, None)
     result = t(setup.photos / "astronaut.png", progress=False)  # its own decoder still draws the toon
     assert result.toon.size == (32, 32) and result.w.shape == (1, 8, 512)

@@ -260,7 +260,7 @@ def _require(backend_name: str, *modules: str) -> None:
 
 def _dlib_advice() -> str:
     if all(importlib.util.find_spec(module) for module in ("dlib", "face_recognition_models")):
-        return "or use dlib's landmarks (detector='dlib', `--detector dlib`)"
+        return "or use dlib's landmarks: --detector dlib (detector='dlib')"
     return f"or install dlib's landmarks, which work offline: {_INSTALL_HINT['dlib']}"
 
 

@@ -231,7 +231,7 @@ class Toonifier:
                     self._toon = _without_discriminator(load_network(self._toon))
                 toon = toon_generator(self._toon, which, device=self.device).eval()  # as `toonlib blend` takes it
                 if self.invert == "psp-toonify":  # its codes were checked against its decoder only
-                    self._check_codes_fit(toon, "the toon model to re-blend (toon=, --toon)")
+                    self._check_codes_fit(toon, "the toon model to re-blend (--toon, toon=)")
                 # its published blend and this base were checked when it was made (not in psp-toonify mode)
                 self._blender = Blender(low=toon, high=self.base, lineage_checked=self.invert != "psp-toonify")
             self.generator = self._blender.set(swap_res, level, blend_width)  # refuses a swap_res above the model's
