@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import re
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -96,13 +98,64 @@ def test_toonify_refuses_to_overwrite_inputs(setup, tmp_path, capsys):
     Image.fromarray(skdata.astronaut()).save(photos / "me.png")
     Image.fromarray(skdata.astronaut()[::-1]).save(photos / "me-toon.png")  # an input named like an output
     before = (photos / "me-toon.png").read_bytes()
-    code = cli.main(["toonify", str(photos), "-o", str(photos), "--base", str(setup / "base.safetensors"),
-                     "--toon", str(setup / "toon.safetensors"), "--steps", "1", "--detector", "dlib"])
-    # the second run of `toonify in/ -o in/` meets its first run's toons: said why, and what to type instead
-    assert code == 2 and (f"refusing to overwrite {photos / 'me-toon.png'}: -o is the photos folder itself, so the "
-                          "toons of an earlier run there are read as photos now; write them to another folder, e.g. "
-                          "-o in-toons/") in capsys.readouterr().err
+    models = ["--base", str(setup / "base.safetensors"), "--toon", str(setup / "toon.safetensors"), "--steps", "1",
+              "--detector", "dlib"]
+    code = cli.main(["toonify", str(photos / "me.png"), str(photos / "me-toon.png"), "-o", str(photos), *models])
+    assert code == 2 and (f"refusing to overwrite {photos / 'me-toon.png'}: it is an input photo; choose another -o"
+                          in capsys.readouterr().err)
     assert (photos / "me-toon.png").read_bytes() == before
+    # `toonify in/ -o in/` worked the first time, and the next run on in/ took its toons for photos (toonified in
+    # turn, or skipped as faceless): refused at once, saying what to type instead
+    empty = tmp_path / "faces"
+    empty.mkdir()
+    Image.fromarray(skdata.astronaut()).save(empty / "me.png")
+    assert cli.main(["toonify", str(empty), "-o", f"{empty}/", *models]) == 2
+    assert capsys.readouterr().err == (f"toonlib toonify: error: -o {empty}/ is the photos folder itself, and the next "
+                                       "run on it would take its toons for photos: write them to another folder, e.g. "
+                                       "-o faces-toons/\n")
+    assert [p.name for p in empty.iterdir()] == ["me.png"]
+
+
+def test_toonify_of_a_folder_whose_photos_all_fail_exits_2(setup, tmp_path, capsys):
+    """Status 1 says that some photos failed and the others were written: with none written it was 1 too."""
+    photos = tmp_path / "bad"
+    photos.mkdir()
+    for name in ("coffee.png", "broken.jpg"):
+        shutil.copy(setup / "photos" / name, photos / name)
+    code = cli.main(["toonify", str(photos), "-o", str(tmp_path / "out"), "--base", str(setup / "base.safetensors"),
+                     "--toon", str(setup / "toon.safetensors"), "--steps", "1", "--detector", "dlib"])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == "no photo was toonified: all 2 failed (above)\n"
+    assert captured.err.count("skipped") == 2
+
+
+def test_an_interrupted_folder_run_says_which_photos_are_done(setup, tmp_path, capsys, monkeypatch):
+    """Ctrl-C (or SIGTERM) said only 'interrupted': not which photos were toonified, nor that the photo being written
+    had some of its files."""
+    import toonlib.images
+
+    photos = tmp_path / "two"
+    photos.mkdir()
+    for name in ("astronaut.png", "hopper.jpg"):
+        shutil.copy(setup / "photos" / name, photos / name)
+    save_image = toonlib.images.save_image
+
+    def cut_at_hoppers_second_picture(image, path):
+        if Path(path).name == "hopper-aligned.png":
+            raise KeyboardInterrupt
+        save_image(image, path)
+
+    monkeypatch.setattr(toonlib.images, "save_image", cut_at_hoppers_second_picture)
+    out = tmp_path / "toons"
+    code = cli.main(["toonify", str(photos), "-o", str(out), "--base", str(setup / "base.safetensors"), "--toon",
+                     str(setup / "toon.safetensors"), "--steps", "1", "--detector", "dlib", "--no-identity"])
+    err = capsys.readouterr().err.splitlines()
+    assert code == 130 and err[-2:] == [
+        f"toonified 1 of 2 photos into {out} before the interrupt; {photos / 'hopper.jpg'}'s files may be incomplete",
+        "toonlib toonify: interrupted"]
+    assert sorted(p.name for p in out.iterdir()) == ["astronaut-aligned.png", "astronaut-latent.npz",
+                                                     "astronaut-reconstruction.png", "astronaut-toon.png",
+                                                     "hopper-toon.png"]
 
 
 def test_align_and_project_refuse_to_overwrite_their_photo(setup, tmp_path, capsys):

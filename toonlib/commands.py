@@ -391,10 +391,9 @@ def _photos_named(name: str, check: bool) -> list[Path]:
 
 def cmd_toonify(args: argparse.Namespace) -> int:
     from .files import check_file_target, is_url
-    from .images import save_image
     from .messages import counted, progress_bar, write_line
-    from .pipeline import Toonifier, paste_faces
-    from .projection import DEFAULT_STEPS, save_latent
+    from .pipeline import Toonifier
+    from .projection import DEFAULT_STEPS
 
     # `me.jpg ./me.jpg` is one photo (a URL is kept as typed: Path() folds its '//', and it is refused below)
     inputs = list({name if is_url(name) else os.path.normpath(name): name for name in args.photos}.values())
@@ -407,6 +406,8 @@ def cmd_toonify(args: argparse.Namespace) -> int:
     several = (None if len(inputs) == 1 and not source.is_dir() else "a folder of photos" if len(inputs) == 1
                else "several photos")
     photos = _photos_to_toonify(inputs)
+    if several == "a folder of photos":
+        _refuse_the_photos_folder(source, args.output)
     output_path = _toonify_outputs(Path(args.output), photos, several)
     first = 0 if args.all_faces else None  # the first face's number
     # With --all-faces, one pasted photo carries every face's toon (-pasted.png), the other images are per face.
@@ -414,8 +415,7 @@ def cmd_toonify(args: argparse.Namespace) -> int:
     check_file_target(output_path(photos[0], first, "toon"))  # a parent that is a file, a folder that is read-only
     _check_toonify_options(args)
     _refuse_to_overwrite(photos, [output_path(photo, first, kind) for photo in photos for kind in per_face]
-                         + ([output_path(photo, None, "pasted") for photo in photos] if args.all_faces else []),
-                         folder=source if len(inputs) == 1 and source.is_dir() else None)
+                         + ([output_path(photo, None, "pasted") for photo in photos] if args.all_faces else []))
     _fetch_toonify_models(args, args.invert)
     toonifier = Toonifier(args.base, args.toon, swap_res=args.swap_res, level=args.level,
                           blend_width=args.blend_width, toon_network=args.toon_network, detector=args.detector,
@@ -434,39 +434,63 @@ def cmd_toonify(args: argparse.Namespace) -> int:
                                       steps=args.steps, seed=args.seed or 0,
                                       paste_back=args.paste_back and not args.all_faces,  # pasted below, together
                                       progress=one)
-    for photo, outcome in progress_bar(iterable=outcomes, total=len(photos), desc="toonify", unit="photo",
-                                       disable=one):
-        if isinstance(outcome, Exception):
-            if one:  # nothing was written: the photo is unusable, as `align` says of it (exit status 2)
-                raise outcome
-            failed += 1
-            write_line(f"skipped {photo}: {for_command_line(outcome)}", file=sys.stderr)
-            continue
-        for i, result in enumerate(outcome):
-            face = i if args.all_faces else None
-            for kind in per_face:
-                image, target = getattr(result, kind), output_path(photo, face, kind)
-                if image is None:
-                    continue
-                _refuse_to_overwrite(photos, [target])  # a numbered face's name, unknown before the faces were found
-                save_image(image, target)
-                written.append(target)
-            target = output_path(photo, face, "latent").with_suffix(".npz")  # toonify LATENT re-blends it
-            save_latent(result.w, target)
-            written.append(target)
-            if not args.no_identity:
-                write_line(f"{output_path(photo, face, 'toon').name}: {_identity(result)}")
-        if args.all_faces and args.paste_back and outcome:
-            target = output_path(photo, None, "pasted")
-            save_image(paste_faces(outcome[0].photo, [(result.toon, result.quad) for result in outcome]), target)
-            written.append(target)
+    toonified, writing = 0, None  # photos whose files are all written; the photo being written
+    try:
+        for photo, outcome in progress_bar(iterable=outcomes, total=len(photos), desc="toonify", unit="photo",
+                                           disable=one):
+            if isinstance(outcome, Exception):
+                if one:  # nothing was written: the photo is unusable, as `align` says of it (exit status 2)
+                    raise outcome
+                failed += 1
+                write_line(f"skipped {photo}: {for_command_line(outcome)}", file=sys.stderr)
+                continue
+            writing = photo
+            written += _write_toons(args, photos, photo, outcome, output_path, per_face)
+            writing, toonified = None, toonified + 1
+    except KeyboardInterrupt:  # which photos are done: the same command starts again from the first
+        if not one:
+            cut = f"; {writing}'s files may be incomplete" if writing is not None else ""
+            write_line(f"toonified {toonified} of {len(photos)} photos into {args.output} before the interrupt{cut}",
+                       file=sys.stderr)
+        raise
     if one:
         print("wrote " + ", ".join(str(path) for path in written))
     elif failed == len(photos):
         print(f"no photo was toonified: all {failed} failed (above)")
     else:
         print(f"toonified {len(photos) - failed} of {len(photos)} photos into {args.output}")
-    return 1 if failed else 0
+    return 2 if failed == len(photos) else 1 if failed else 0
+
+
+def _write_toons(args: argparse.Namespace, photos: list[Path], photo: Path, faces: list,
+                 output_path: Callable[[Path, int | None, str], Path], per_face: list[str]) -> list[Path]:
+    """Write the pictures and latent of each toonified face of `photo` (`ToonifyResult`s), with --all-faces and
+    --paste-back every face's toon in one pasted photo; print each face's identity report. Returns the paths."""
+    from .images import save_image
+    from .messages import write_line
+    from .pipeline import paste_faces
+    from .projection import save_latent
+
+    written = []
+    for i, result in enumerate(faces):
+        face = i if args.all_faces else None
+        for kind in per_face:
+            image, target = getattr(result, kind), output_path(photo, face, kind)
+            if image is None:
+                continue
+            _refuse_to_overwrite(photos, [target])  # a numbered face's name, unknown before the faces were found
+            save_image(image, target)
+            written.append(target)
+        target = output_path(photo, face, "latent").with_suffix(".npz")  # toonify LATENT re-blends it
+        save_latent(result.w, target)
+        written.append(target)
+        if not args.no_identity:
+            write_line(f"{output_path(photo, face, 'toon').name}: {_identity(result)}")
+    if args.all_faces and args.paste_back and faces:
+        target = output_path(photo, None, "pasted")
+        save_image(paste_faces(faces[0].photo, [(result.toon, result.quad) for result in faces]), target)
+        written.append(target)
+    return written
 
 
 #: Suffixes of the latent files `toonify` takes instead of a photo: its own and `project`'s .npz (NVIDIA's
@@ -551,21 +575,24 @@ def _check_toonify_options(args: argparse.Namespace) -> None:
                   blend_width=args.blend_width)
 
 
-def _refuse_to_overwrite(inputs: str | Path | list[Path], targets: list[Path], option: str = "-o",
-                         folder: Path | None = None) -> None:
-    """Refuse (ValueError) to write any of `targets` over one of the input photos (those of `folder`, if given)."""
+def _refuse_to_overwrite(inputs: str | Path | list[Path], targets: list[Path], option: str = "-o") -> None:
+    """Refuse (ValueError) to write any of `targets` over one of the input photos."""
     from .files import user_path
 
     inputs = {user_path(p).resolve() for p in ([inputs] if isinstance(inputs, (str, Path)) else inputs)}
     clash = next((target for target in targets if user_path(target).resolve() in inputs), None)
-    if clash is None:
-        return
-    if folder is not None and user_path(clash).parent.resolve() == user_path(folder).resolve():
-        # `toonify photos/ -o photos/` worked once; run again, its toons were photos to toonify
-        raise ValueError(f"refusing to overwrite {clash}: -o is the photos folder itself, so the toons of an earlier "
-                         f"run there are read as photos now; write them to another folder, e.g. -o "
-                         f"{user_path(folder).resolve().name}-toons/ (and move out the earlier ones)")
-    raise ValueError(f"refusing to overwrite {clash}: it is an input photo; choose another {option}")
+    if clash is not None:
+        raise ValueError(f"refusing to overwrite {clash}: it is an input photo; choose another {option}")
+
+
+def _refuse_the_photos_folder(folder: Path, output: str) -> None:
+    """Refuse `toonify FOLDER -o FOLDER`: the toons written there are photos of that folder in the next run on it
+    (they were toonified in turn, or skipped as faceless, one line each)."""
+    from .files import user_path
+
+    if user_path(output).resolve() == user_path(folder).resolve():
+        raise ValueError(f"-o {output} is the photos folder itself, and the next run on it would take its toons for "
+                         f"photos: write them to another folder, e.g. -o {user_path(folder).resolve().name}-toons/")
 
 
 def _identity(result) -> str:
