@@ -304,6 +304,19 @@ def test_no_face(photo):
         align_face(image, detector="dlib", **FAST)
 
 
+def test_no_face_in_a_photo_shrunk_for_the_search_says_how_large_the_face_must_be(monkeypatch):
+    """A 9000 x 9000 photo with a 175 px face was told to show a face "at least ~100 px wide": it is searched for
+    at 2048 x 2048, where that face is 40 px."""
+    from toonlib import align
+
+    monkeypatch.setattr(align, "DETECT_MAX_PIXELS", 100 * 50)  # a 400 x 200 photo is searched at 100 x 50
+    with pytest.raises(NoFaceError) as error:
+        align_face(np.full((200, 400), 128, np.uint8), detector="dlib", **FAST)
+    assert str(error.value) == ("no face was found in the image; use a larger, frontal, well-lit photo in which the "
+                                "face is at least ~100 px wide; faces are searched for in a copy shrunk to 100 x 50 "
+                                "px, so in this 400 x 200 photo that is ~400 px: crop the photo around the face")
+
+
 @pytest.mark.parametrize("size", [0, -8, 64.0])
 def test_bad_output_size(size, monkeypatch):
     from toonlib import align

@@ -180,8 +180,14 @@ def _find_faces(photo: Image.Image, detector: str, device: str | None, name: str
         if faces:
             break
     else:
+        width, height = photo.size
+        scale = _detection_scale(width, height)
+        shrunk = ("" if scale == 1.0 else
+                  f"; faces are searched for in a copy shrunk to {round(width * scale)} x {round(height * scale)} px, "
+                  f"so in this {width} x {height} photo that is ~{round(100 / scale, -1):.0f} px: crop the photo "
+                  "around the face")
         raise NoFaceError(f"no face was found in {name}; use a larger, frontal, well-lit photo "
-                          "in which the face is at least ~100 px wide")
+                          f"in which the face is at least ~100 px wide{shrunk}")
     landmarks = [_unturn(np.asarray(lm, dtype=np.float64), turns, photo.size) for _, lm in faces]
     return sorted(landmarks, key=lambda lm: -_quad_size(ffhq_quad(lm)))
 
@@ -189,7 +195,7 @@ def _find_faces(photo: Image.Image, detector: str, device: str | None, name: str
 def _detect(backend: Backend, pixels: np.ndarray) -> list[Face]:
     """The faces in `pixels`, found on a copy of at most `DETECT_MAX_PIXELS`, their landmarks on `pixels` itself."""
     height, width = pixels.shape[:2]
-    scale = min(1.0, float(np.sqrt(DETECT_MAX_PIXELS / (width * height))))
+    scale = _detection_scale(width, height)
     if scale == 1.0:
         return backend(pixels, None)
     small = Image.fromarray(pixels).resize((max(1, round(width * scale)), max(1, round(height * scale))),
@@ -197,6 +203,11 @@ def _detect(backend: Backend, pixels: np.ndarray) -> list[Face]:
     # box coordinates scale with the pixel edges: (x + 0.5) / scale - 0.5
     boxes = [(box + 0.5) / scale - 0.5 for box, _ in backend(np.asarray(small), None)]
     return backend(pixels, np.array(boxes)) if boxes else []
+
+
+def _detection_scale(width: int, height: int) -> float:
+    """How much a photo is shrunk for the face search: to at most `DETECT_MAX_PIXELS` pixels (1.0: not at all)."""
+    return min(1.0, float(np.sqrt(DETECT_MAX_PIXELS / (width * height))))
 
 
 def _unturn(points: np.ndarray, turns: int, size: tuple[int, int]) -> np.ndarray:
