@@ -53,6 +53,10 @@ def test_cli_info_names_the_encoder(checkpoint, capsys):
     name, path = checkpoint
     assert main(["info", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "psp checkpoint: 32x32, z 512, w 512 x 8" in out
-    article = "an" if ENCODER_TYPES[name].startswith("E") else "a"  # 'an Encoder4Editing', 'a GradualStyleEncoder'
-    assert f"decoder of {article} {ENCODER_TYPES[name]} encoder checkpoint" in out
+    # it began 'psp checkpoint: 32x32, ...' for both papers, and named the encoder's class only, at the end
+    assert out.splitlines()[0] == {
+        "GradualStyleEncoder": "psp checkpoint: a pSp encoder (GradualStyleEncoder; toonify --invert psp, or "
+                               "psp-toonify where its decoder draws toons) and its decoder, 32x32, z 512, w 512 x 8, "
+                               "mapping 8 layers, G_ema",
+        "Encoder4Editing": "psp checkpoint: an e4e encoder (Encoder4Editing; toonify --invert e4e or e4e+optimize) and "
+                           "its decoder, 32x32, z 512, w 512 x 8, mapping 8 layers, G_ema"}[ENCODER_TYPES[name]]

@@ -21,17 +21,27 @@ CPU_HINT_STEPS = 100  # toonify names the encoders on a CPU by default and from 
 DEFAULT_TRUNCATION_PSI = 0.7  # blend --grid's latents
 
 
+#: The inversion modes of each encoder paper's checkpoints, as `toonlib info` names them.
+_ENCODER_MODES = {"e4e": "toonify --invert e4e or e4e+optimize",
+                  "pSp": "toonify --invert psp, or psp-toonify where its decoder draws toons"}
+
+
 def _describe(nets) -> str:
+    """`toonlib info`'s first line: the format, and the generator's shape; for a pSp / e4e checkpoint, the encoder
+    first (the generator is its decoder)."""
     cfg, meta = nets.config, nets.meta
     parts = [f"{cfg.img_resolution}x{cfg.img_resolution}", f"z {cfg.z_dim}", f"w {cfg.w_dim} x {nets.G_ema.num_ws}",
              f"mapping {cfg.mapping_layers} layers", "G_ema" + (" + G" if nets.G else "") + (" + D" if nets.D else "")]
-    if meta.get("encoder_type"):
-        kind = meta["encoder_type"]
-        parts.append(f"G_ema is the decoder of {'an' if kind[:1].lower() in 'aeiou' else 'a'} {kind} encoder "
-                     "checkpoint")
     if meta.get("G_ema_from") == "g":
         parts.append("G_ema read from 'g' (the file has no g_ema)")
-    return f"{meta.get('format', '?')} checkpoint: " + ", ".join(parts)
+    head = f"{meta.get('format', '?')} checkpoint: "
+    if kind := meta.get("encoder_type"):
+        from .encoders import ENCODER_TYPES
+
+        paper = ENCODER_TYPES.get(kind, kind)
+        modes = f"; {_ENCODER_MODES[paper]}" if paper in _ENCODER_MODES else ""
+        head += f"{'an' if paper[:1].lower() in 'aeiou' else 'a'} {paper} encoder ({kind}{modes}) and its decoder, "
+    return head + ", ".join(parts)
 
 
 def _check_output_suffix(output: str, command: str, suffixes: str | tuple[str, ...], kind: str, name: str,
