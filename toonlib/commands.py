@@ -12,7 +12,7 @@ import sys
 import warnings
 from collections import Counter
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 DEFAULT_GRID_SEEDS = "0-5"  # blend --grid's rows
 MAX_GRID_SEEDS = 32  # blend --grid renders each column's rows in one batch: ~0.5 GB of memory a row at 1024 px
@@ -172,7 +172,7 @@ def _history(meta: dict) -> list[str]:
 def cmd_fetch(args: argparse.Namespace) -> int:
     """Download each model or weights file into its place; one failure does not stop the others."""
     from .download import DownloadError, fetch, fetch_source
-    from .files import is_url
+    from .files import is_url, user_path
     from .models import get_model
 
     for name in args.names:  # an unknown name or a local file fails before any download starts
@@ -186,8 +186,8 @@ def cmd_fetch(args: argparse.Namespace) -> int:
             failed += 1
             print(f"toonlib fetch: error: {for_command_line(exc)}", file=sys.stderr)
     if args.cache_dir is not None and failed < len(args.names):
-        print(f"the other commands find models there with TOONLIB_CACHE={args.cache_dir} set (or given by path)",
-              file=sys.stderr)
+        print(f"the other commands find models there with TOONLIB_CACHE={user_path(args.cache_dir).absolute()} set "
+              "(or given by path)", file=sys.stderr)
     return 2 if failed else 0
 
 
@@ -433,21 +433,21 @@ def cmd_toonify(args: argparse.Namespace) -> int:
     if (args.invert == "optimize" and toonifier.device.type == "cpu"  # the default: say there is a faster way
             and (args.steps is None or args.steps >= CPU_HINT_STEPS)):
         steps = counted(args.steps or DEFAULT_STEPS[args.space or "w+"], "step")
-        bar = "the steps" if len(photos) == 1 else "the photos"  # the bars below
+        bar = "the steps" if len(photos) == 1 else "the photos, and each batch's steps"  # the bars below
         print(f"toonlib toonify: projecting on the CPU can take minutes a photo at {steps} (the bar below counts "
               f"{bar}); --invert e4e takes seconds (README: Inversion modes)", file=sys.stderr)
     failed = 0
     written: list[Path] = []
     one = len(photos) == 1  # one photo: the projection's step bar; a folder: a bar of photos
+    bar = progress_bar(total=len(photos), desc="toonify", unit="photo", disable=one)
     outcomes = toonifier.toonify_many(photos, batch_size=args.batch_size or 4, all_faces=args.all_faces,
                                       space=args.space or "w+",
                                       steps=args.steps, seed=args.seed or 0,
                                       paste_back=args.paste_back and not args.all_faces,  # pasted below, together
-                                      progress=one)
+                                      progress=one, **_batch_steps_shown(bar, args, one))
     toonified, writing = 0, None  # photos whose files are all written; the photo being written
     try:
-        for photo, outcome in progress_bar(iterable=outcomes, total=len(photos), desc="toonify", unit="photo",
-                                           disable=one):
+        for photo, outcome in _advancing(bar, outcomes):
             if isinstance(outcome, Exception):
                 if one:  # nothing was written: the photo is unusable, as `align` says of it (exit status 2)
                     raise outcome
@@ -470,6 +470,32 @@ def cmd_toonify(args: argparse.Namespace) -> int:
     else:
         print(f"toonified {len(photos) - failed} of {len(photos)} photos into {args.output}")
     return 2 if failed == len(photos) else 1 if failed else 0
+
+
+def _advancing(bar, items: Iterable) -> Iterator:
+    """`items`, `bar` advanced by one once each is dealt with (a bar made before the iterator it counts)."""
+    with bar:
+        for item in items:
+            yield item
+            bar.update(1)
+
+
+def _batch_steps_shown(bar, args: argparse.Namespace, one: bool) -> dict:
+    """The projection's `callback` that shows a folder's batch projecting on the bar of photos ('step 37/500'), which
+    moves only when a batch is done (20-80 minutes for 4 photos on a CPU); none for one photo, which shows the
+    steps' own bar, or where nothing is projected."""
+    from .options import OPTIMIZING_MODES
+    from .projection import default_steps
+
+    if one or args.invert not in OPTIMIZING_MODES:
+        return {}
+    total = args.steps or default_steps(args.space or "w+", from_init=args.invert != "optimize")
+
+    def show(step: int, distance: float, w: object) -> None:
+        bar.set_postfix_str(f"projection step {step + 1}/{total}", refresh=False)
+        bar.update(0)  # drawn at the bar's pace: every step in a terminal, every few seconds in a log
+
+    return {"callback": show}
 
 
 def _write_toons(args: argparse.Namespace, photos: list[Path], photo: Path, faces: list,
@@ -657,7 +683,7 @@ _COMMAND_LINE_WORDS = (
      "model"),  # blending.check_swap_res
     (r" or None \(((?:the CPU|CUDA) when)", r", or leave --device out (\1"),
     (r"(--[\w-]+ [^\s(]+) \(\w+=[^()]*\)", r"\1"),  # TrainConfig's '--resolution 64 (resolution=64)'
-    (r"\((--[\w-]+), \w+=\)", r"(\1)"),  # download's '(--cache-dir, cache_dir=)'
+    (r"\(((?:or )?--[\w-]+), \w+=\)", r"(\1)"),  # download: (--cache-dir, cache_dir=), (or --cache-dir, ...)
     (r"(--[\w-]+) \(\w+=\):", r"\1:"),  # a resumed run's changed settings, '--seed (seed=): 0 -> 1'
     (r" \(for a generator checkpoint use toonlib\.load_network\)",  # encoders.load_encoder of a generator's file
      "; a generator goes to --base or --toon, and --encoder takes a pSp / e4e file (e4e-ffhq, psp-ffhq, psp-toonify)"),

@@ -41,6 +41,12 @@ Callback = Callable[[int, float, torch.Tensor], None]
 SPACES = ("w", "w+")
 DEFAULT_STEPS = {"w": 1000, "w+": 500}
 DEFAULT_INIT_STEPS = 100  # steps when starting from a given latent (an encoder's), in either space
+
+
+def default_steps(space: str, from_init: bool = False) -> int:
+    """The steps `project` takes without `steps`: `DEFAULT_STEPS[space]`, or `DEFAULT_INIT_STEPS` from a given
+    latent (`init`, an encoder's)."""
+    return DEFAULT_INIT_STEPS if from_init else DEFAULT_STEPS[space]
 LPIPS_RESOLUTION = 256  # images larger than this are area-downsampled before the distance
 W_AVG_SEED = 123
 LR_RAMPDOWN = 0.25
@@ -184,8 +190,7 @@ def project(G: GeneratorLike, target: Target, space: str = "w+", steps: int | No
     """
     if space not in SPACES:
         raise ValueError(f"space must be one of {SPACES}, got {space!r}")
-    if steps is None:
-        steps = DEFAULT_STEPS[space] if init is None else DEFAULT_INIT_STEPS
+    steps = default_steps(space, init is not None) if steps is None else steps
     check_project_options(steps=steps, save_every=save_every, w_stats=w_stats, w_avg_samples=w_avg_samples,
                           initial_lr=initial_lr, noise_reg_weight=noise_reg_weight, early_stop=early_stop,
                           lpips_net=lpips_net, callback=callback, precision=precision)
