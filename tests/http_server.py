@@ -18,17 +18,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator, Optional, Union
 
-CUT = 300_000  # bytes a broken connection delivers
+CUT = 300_000  # bytes a broken or held response delivers, by default (`ServerState.cut`)
 DRIVE_HOSTS = ("drive.google.com", "drive.usercontent.google.com", "docs.google.com")
 
 
 @dataclasses.dataclass
 class Reply:
-    """A response with its own status and headers (files are plain bytes, served as 200 with Range support)."""
+    """A response with its own status and headers (files are plain bytes, served as 200 with Range support); with
+    `ranges`, a file served as plain bytes are, with these headers too (as Google Drive serves a file to gdown)."""
 
     body: bytes
     status: int = 200
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    ranges: bool = False
 
 
 @dataclasses.dataclass
@@ -40,10 +42,11 @@ class ServerState:
     log: list[tuple[str, dict[str, str]]] = dataclasses.field(default_factory=list)
     fail_first: int = 0  # answer this many requests with `failure`, else with 503
     failure: Optional[Reply] = None
-    cut_responses: int = 0  # announce the full length but drop the connection after CUT bytes, this many times
+    cut_responses: int = 0  # announce the full length but drop the connection after `cut` bytes, this many times
     ranges: bool = True  # honour Range requests
     etags: bool = True  # send an ETag (the body's hash) with files, and honour If-Range
-    hold: Optional[threading.Event] = None  # send CUT bytes of a file, then wait for this event to send the rest
+    hold: Optional[threading.Event] = None  # send `cut` bytes of a file, then wait for this event to send the rest
+    cut: int = CUT  # bytes a cut or held response delivers (gdown reads 512 KB at a time, and drops a broken read)
     streaming: threading.Event = dataclasses.field(default_factory=threading.Event)  # set once a body is half sent
 
     def paths(self) -> list[str]:
@@ -70,9 +73,11 @@ class Handler(BaseHTTPRequestHandler):
         if body is None:
             self.send_error(404)
             return
-        if isinstance(body, Reply):
+        if isinstance(body, Reply) and not body.ranges:
             self._reply(body)
             return
+        headers = body.headers if isinstance(body, Reply) else {}
+        body = body.body if isinstance(body, Reply) else body
         status, start = 200, 0
         etag = f'"{hashlib.sha256(body).hexdigest()[:16]}"'
         match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", ""))
@@ -88,8 +93,9 @@ class Handler(BaseHTTPRequestHandler):
             status = 206
         chunk = body[start:]
         self.send_response(status)
-        self.send_header("Content-Type", "text/html" if body.startswith(b"<") else "application/octet-stream")
-        self.send_header("Content-Length", str(len(chunk)))
+        headers = {"Content-Type": "text/html" if body.startswith(b"<") else "application/octet-stream", **headers}
+        for key, value in {**headers, "Content-Length": str(len(chunk))}.items():
+            self.send_header(key, value)
         if state.etags:
             self.send_header("ETag", etag)
         if status == 206:
@@ -97,14 +103,14 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if state.cut_responses > 0:
             state.cut_responses -= 1
-            self.wfile.write(chunk[:CUT])
+            self.wfile.write(chunk[:state.cut])
             return
         if state.hold is not None:
-            self.wfile.write(chunk[:CUT])
+            self.wfile.write(chunk[:state.cut])
             self.wfile.flush()
             state.streaming.set()
             state.hold.wait(timeout=60)
-            chunk = chunk[CUT:]
+            chunk = chunk[state.cut:]
         self.wfile.write(chunk)
 
     def do_CONNECT(self) -> None:

@@ -442,6 +442,32 @@ def test_mirror_fallback(server):
     assert server.paths() == ["/missing.pkl", "/ada_tiny.pkl"]  # a 404 is not retried
 
 
+def test_a_mirror_that_fails_at_once_leaves_the_partial_download_of_the_one_before(server, tmp_path):
+    """With two mirrors (ffhq-1024: NVIDIA's CDN, then NGC), the first one's partial download was deleted when the
+    second was tried, which failed before sending a byte: the next run, the first mirror back, started from 0."""
+    name = register(f"{server.base}/ada_tiny.pkl", f"{server.base}/missing.pkl")
+    kept = break_off(server, name, tmp_path)
+    assert server.paths()[-1] == "/missing.pkl"  # a 404: nothing sent
+    assert cached_files(tmp_path) == ["tiny.pkl.part", "tiny.pkl.part.source"]
+    assert download.fetch(name, progress=False).read_bytes() == PAYLOAD
+    assert server.log[-1][1].get("Range") == f"bytes={kept}-"
+    assert cached_files(tmp_path) == ["tiny.pkl"]
+
+
+def test_a_drive_partial_download_stays_until_another_source_sends_the_file(drive, server, tmp_path):
+    """A Drive file's partial download is kept by a mirror that fails at once, and goes when one sends the file."""
+    drive.files["/uc?id=big"] = Reply(PAYLOAD, headers=FILE, ranges=True)
+    drive.cut, drive.cut_responses = DRIVE_CUT, 1
+    name = register("gdrive:big", f"{server.base}/missing.pkl")
+    with pytest.raises(download.DownloadError, match="HTTP 404"):
+        download.fetch(name, progress=False)
+    assert cached_files(tmp_path) == ["tiny.pkl.part.gdown", "tiny.pkl.part.source"]
+    drive.files["/uc?id=big"] = Reply(SIGN_IN_PAGE, headers=HTML)  # Drive refuses at once: the mirror sends it
+    assert download.fetch(register("gdrive:big", f"{server.base}/ada_tiny.pkl"), progress=False).read_bytes() == \
+        PAYLOAD
+    assert cached_files(tmp_path) == ["tiny.pkl"]
+
+
 def test_sha256(server, tmp_path):
     url = f"{server.base}/ada_tiny.pkl"
     register(url, sha256="0" * 64)
@@ -584,6 +610,124 @@ def test_a_proxy_that_inspects_https_is_named_with_what_to_set(drive, tmp_path, 
     assert download.fetch("tiny", progress=False).read_bytes() == PAYLOAD
 
 
+DRIVE_CUT = 600_000  # gdown reads 512 KB at a time and drops the read a broken connection cut: one read is kept
+
+
+def gdown_partial(tmp_path: Path, name: str = "tiny.pkl") -> Path:
+    """The partial file gdown keeps for `name`'s Drive download, in the folder of its own toonlib gives it."""
+    [partial] = (tmp_path / "cache" / f"{name}.part.gdown").iterdir()
+    return partial
+
+
+@pytest.mark.parametrize("interruption", ["dropped connection", "ctrl-c"])
+def test_an_interrupted_drive_download_is_resumed_by_the_next_fetch(drive, tmp_path, bars, monkeypatch, interruption):
+    """gdown got a temporary folder that was always deleted, and no `resume`: a Drive download broken off at 90% (a
+    dropped connection, Ctrl-C in a notebook) started again from 0, although `toonlib fetch --help` says downloads
+    resume. The bar starts at the bytes already there."""
+    drive.files["/uc?id=big"] = Reply(PAYLOAD, headers=FILE, ranges=True)
+    drive.cut = DRIVE_CUT
+    name = register("gdrive:big")
+    if interruption == "ctrl-c":
+        advance = download._advance
+
+        def stopped(*args) -> None:
+            raise KeyboardInterrupt  # the user stops the notebook once the first bytes are written
+
+        monkeypatch.setattr(download, "_advance", stopped)
+        with pytest.raises(KeyboardInterrupt):
+            download.fetch(name)
+        monkeypatch.setattr(download, "_advance", advance)
+    else:
+        drive.cut_responses = 1
+        with pytest.raises(download.DownloadError, match=r"file/d/big/view: the download broke off \(") as info:
+            download.fetch(name)
+        assert "--continue" not in str(info.value)  # gdown's advice to its own command line
+    kept = gdown_partial(tmp_path).stat().st_size
+    assert 0 < kept <= DRIVE_CUT
+    assert cached_files(tmp_path) == ["tiny.pkl.part.gdown", "tiny.pkl.part.source"]
+    bars.clear()
+    path = download.fetch(name)
+    assert path.read_bytes() == PAYLOAD
+    (_, asked), (_, resumed) = drive.log[-2:]  # gdown asks for the file, then for its rest
+    assert "Range" not in asked and resumed.get("Range") == f"bytes={kept}-" and resumed.get("If-Range")
+    [bar] = bars
+    assert bar.initial == kept and bar.n == bar.total == len(PAYLOAD)
+    assert cached_files(tmp_path) == ["tiny.pkl"]  # the partial download went with the download done
+
+
+def test_a_drive_partial_download_of_another_source_or_version_is_not_resumed(drive, tmp_path):
+    """A partial download is resumed only by its own source, and only while the file is the same: the registry's
+    source changed, or the file on Drive changed (another length; one the server no longer resumes)."""
+    other = torch_bytes({"conv.weight": torch.ones(300_000)})  # another file of another length
+    drive.files["/uc?id=big"] = drive.files["/uc?id=new"] = Reply(PAYLOAD, headers=FILE, ranges=True)
+    drive.cut = DRIVE_CUT
+
+    def interrupted(name: str) -> int:
+        drive.cut_responses = 1
+        with pytest.raises(download.DownloadError, match="broke off"):
+            download.fetch(name, progress=False)
+        return gdown_partial(tmp_path, models.MODELS[name].filename).stat().st_size
+
+    interrupted(register("gdrive:big"))
+    assert download.fetch(register("gdrive:new"), progress=False).read_bytes() == PAYLOAD  # another source
+    assert drive.paths()[-1] == "/uc?id=new" and "Range" not in drive.log[-1][1]
+    assert cached_files(tmp_path) == ["tiny.pkl"]
+
+    name = register("gdrive:big", filename="w.pth", kind="fid", format="torch", resolution=None)
+    kept = interrupted(name)
+    drive.files["/uc?id=big"] = Reply(other, headers=FILE, ranges=True)  # a new version, of another length
+    assert download.fetch(name, progress=False).read_bytes() == other
+    assert [asked.get("Range") for _, asked in drive.log[-3:]] == [None, f"bytes={kept}-", None]  # then whole again
+    assert cached_files(tmp_path) == ["tiny.pkl", "w.pth"]
+
+    name = register("gdrive:big", filename="x.pkl")
+    drive.files["/uc?id=big"] = Reply(PAYLOAD, headers=FILE, ranges=True)
+    kept = interrupted(name)
+    drive.files["/uc?id=big"] = Reply(PAYLOAD, headers=FILE)  # a server that answers a resume with the whole file
+    assert download.fetch(name, progress=False).read_bytes() == PAYLOAD
+    assert [asked.get("Range") for _, asked in drive.log[-3:]] == [None, f"bytes={kept}-", None]
+    assert cached_files(tmp_path) == ["tiny.pkl", "w.pth", "x.pkl"]
+
+
+def test_a_killed_drive_download_leaves_one_partial_download_that_the_next_fetch_resumes(drive, tmp_path):
+    """A hard kill (kill -9, out of memory, a Colab disconnect) left a `.gdown-XXXXXXXX` folder with the bytes
+    received, one more per kill, that no later fetch used or removed (on Colab, the cache is on the user's Drive)."""
+    link = "https://drive.google.com/file/d/big/view"
+    drive.files["/uc?id=big"] = Reply(PAYLOAD, headers=FILE, ranges=True)
+    drive.cut = DRIVE_CUT
+    hold = drive.hold = threading.Event()
+    first = child(link)
+    record = tmp_path / "cache" / "drive-big.part.source"
+    deadline = time.monotonic() + 300
+    while not record.is_file():  # the first bytes are on disk
+        assert time.monotonic() < deadline and first.poll() is None, first.communicate()
+        time.sleep(0.05)
+    first.kill()
+    first.wait()
+    drive.hold = None
+    hold.set()
+    kept = gdown_partial(tmp_path, "drive-big").stat().st_size
+    assert 0 < kept <= DRIVE_CUT
+    assert download.fetch(link, progress=False).read_bytes() == PAYLOAD
+    assert drive.log[-1][1].get("Range") == f"bytes={kept}-"
+    assert cached_files(tmp_path) == ["drive-big"]
+
+
+def test_folders_that_older_versions_gave_gdown_are_removed_by_the_next_download_of_their_file(server, tmp_path):
+    """toonlib gave gdown a `.gdown-XXXXXXXX` folder per download, which a hard kill left behind: the next download of
+    the same file removes those of its file, and nothing else (another file's may be in use by its download)."""
+    cache = tmp_path / "cache"
+    leftovers = {".gdown-k2x9_q0a": ["tiny.pkl.partq1w2e3r4.part"], ".gdown-zz8y7x6w": ["tiny.pkl.part"],
+                 ".gdown-abcdefgh": ["other.pkl.partq1w2e3r4.part"], ".gdown-01234567": [],
+                 ".gdown-mixed123": ["tiny.pkl.partq1w2e3r4.part", "notes.txt"]}
+    for folder, files in leftovers.items():
+        (cache / folder).mkdir(parents=True)
+        for file in files:
+            (cache / folder / file).write_bytes(b"x" * 1000)
+    assert download.fetch(register(f"{server.base}/ada_tiny.pkl"), progress=False).read_bytes() == PAYLOAD
+    assert cached_files(tmp_path) == [".gdown-01234567", ".gdown-abcdefgh", ".gdown-mixed123", "tiny.pkl"]
+
+
 def test_drive_url_is_what_gdown_builds_from_an_id():
     assert download._drive_url("1H73TfV5gQ9ot7slSed_l-lim9X7pMRiU") == \
         "https://drive.google.com/uc?id=1H73TfV5gQ9ot7slSed_l-lim9X7pMRiU"
@@ -622,6 +766,18 @@ def test_a_damaged_file_in_the_cache_is_named_when_no_download_replaces_it(tmp_p
     assert f"The file in the cache, {cached}, is cut short (1000 bytes: a pickle without its end): it cannot be " \
            "used, and is replaced by the next download that succeeds." in str(info.value)
     assert cached.read_bytes() == PAYLOAD[:1000]  # perhaps the user's only copy: kept
+
+
+def test_a_file_that_fails_its_check_is_named_by_what_was_fetched(server):
+    """The reader's words named the partial download, deleted by then: "not a readable checkpoint: /.../short.pkl.part
+    is not a readable network pickle"."""
+    url = f"{server.base}/short.pkl"
+    server.files["/short.pkl"] = PAYLOAD[: len(PAYLOAD) // 2]
+    with pytest.raises(download.DownloadError) as info:
+        download.fetch(register(url), progress=False)
+    assert f"{url}: not a readable checkpoint: 'tiny' is not a readable network pickle (UnpicklingError" in str(
+        info.value)
+    assert ".part" not in str(info.value)
 
 
 def test_whole_files_of_each_format_look_whole_and_cut_ones_do_not(tmp_path):
@@ -922,6 +1078,32 @@ def test_fetch_command_goes_on_after_a_disk_error(server, tmp_path, capsys, monk
     assert out.strip() == str(tmp_path / "cache" / "tiny.pkl")
     assert err.startswith("toonlib fetch: error: /hub/checkpoints: permission denied; check its permissions (ls -ld "
                           "/hub/checkpoints) or give another file\n")  # then the next name's download bar
+
+
+def test_fetch_command_names_the_cache_folder_for_any_folder(server, tmp_path, capsys, monkeypatch):
+    """`toonlib fetch NAME --cache-dir relcache` said "with TOONLIB_CACHE=relcache set", which works from that folder
+    only."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["fetch", register(f"{server.base}/ada_tiny.pkl"), "--cache-dir", "relcache"]) == 0
+    assert f"with TOONLIB_CACHE={tmp_path / 'relcache'} set" in capsys.readouterr().err
+
+
+def test_fetch_command_advice_names_the_option_not_the_keyword(server, tmp_path, capsys, monkeypatch):
+    """The advice named Python's keyword too: "set TOONLIB_CACHE (or --cache-dir, cache_dir=) to a folder"."""
+    monkeypatch.chdir(tmp_path)
+    name = register(f"{server.base}/ada_tiny.pkl")
+    real_mkdir = Path.mkdir
+
+    def refuse(self, *args, **kwargs):
+        if self.name == "read-only":
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    assert main(["fetch", name, "--cache-dir", "read-only"]) == 2
+    err = capsys.readouterr().err
+    assert "; set TOONLIB_CACHE (or --cache-dir) to a folder elsewhere that you can write" in err
+    assert "cache_dir=" not in err
 
 
 # --- processes that fetch the same file at once -----------------------------------------------------------

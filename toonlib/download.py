@@ -14,6 +14,9 @@ corrupt file under a real name; a cache file that is empty, a web page or cut sh
 Partial downloads stay as `<file>.part` (with `<file>.part.source` recording the URL they came from, and the
 file's ETag or Last-Modified and length) and are resumed with an HTTP Range request (If-Range) by the next attempt
 on the same URL; a file the server has changed since is downloaded whole again, not appended to the old start.
+A Google Drive file's partial download is gdown's, in the folder `<file>.part.gdown`, resumed by gdown. A file has
+one partial download at a time: another source's stays until a source starts sending the file (a mirror that fails
+at once takes nothing from the next run's resume).
 One lock per file (`toonlib.files.file_lock`) makes concurrent processes (torchrun ranks, notebooks)
 take turns: the second waits, then uses the file the first one finished.
 """
@@ -30,11 +33,11 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import time
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Callable, Iterator, Optional
 
 import requests
@@ -69,6 +72,8 @@ _QUOTA_TEXT = "too many users have viewed or downloaded this file recently"
 _NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 _CANNOT_WRITE = (errno.EACCES, errno.EPERM, errno.EROFS)
 _TAIL = 1 << 17  # bytes read from a cached file's end to see that it is whole (a zip's end record is in the last 64 KB)
+_RANGE_REFUSED = "did not honor the requested byte range"  # gdown's error when a resume gets the whole file
+_OLD_GDOWN_FOLDER = re.compile(r"\.gdown-[a-z0-9_]{8}")  # tempfile's names: older toonlib's folders for gdown
 _LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19."  # torch.save's pre-zip format: not one pickle
 
 
@@ -183,6 +188,7 @@ def fetch(name_or_url: str, *, cache_dir: str | os.PathLike | None = None, progr
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
             stack.enter_context(file_lock(final, on_wait=_waiting_message(final, progress)))
+            _remove_old_gdown_folders(part)
             if _usable(plan):  # another process finished it while this one waited
                 return final
             for source in plan.sources:
@@ -193,7 +199,7 @@ def fetch(name_or_url: str, *, cache_dir: str | os.PathLike | None = None, progr
                     failures.append((source, failure))
                     continue
                 replace_file(part, final, mode=default_file_mode(final.parent))
-                _marker(part).unlink(missing_ok=True)
+                _discard(part)
                 return final
         except _NotEnoughSpace as exc:
             kept = f"; the partial download {part.name} is kept and resumed" if part.is_file() else ""
@@ -228,8 +234,7 @@ def _local_error(plan: _Plan, part: Path, exc: OSError) -> OSError:
     else). A full disk loses the partial download: it would keep the disk full for everything else."""
     folder = plan.path.parent
     if exc.errno in DISK_FULL:
-        part.unlink(missing_ok=True)
-        _marker(part).unlink(missing_ok=True)
+        _discard(part)
         return type(exc)(f"cannot download {plan.what!r}: the disk of {folder} is full ({exc.strerror}); the partial "
                          f"download was deleted to free its space. Free some space, or {_elsewhere(plan)}")
     if exc.errno in _CANNOT_WRITE:
@@ -342,13 +347,15 @@ def drive_file_id(url: str) -> str | None:
 
 
 def _marker(part: Path) -> Path:
-    """File recording where a `.part` file came from (`_read_marker`): only that source may resume it."""
+    """File recording where the partial download of `part` (the `.part` file, or a Drive file's `_gdown_folder`)
+    came from (`_read_marker`): only that source may resume it."""
     return part.with_name(part.name + ".source")
 
 
 def _read_marker(part: Path) -> dict:
-    """What `part`'s marker records: 'source' (its URL), and for a direct URL 'validator' (the ETag or Last-Modified
-    of the reply it came from) and 'size' (the whole file's length), which a resume must match; {} when unreadable."""
+    """What `part`'s marker records: 'source' (its URL, or 'gdrive:<id>'), 'size' (the whole file's length, where
+    known), and for a direct URL 'validator' (the ETag or Last-Modified of the reply it came from), which a resume
+    must match; {} when unreadable."""
     try:
         record = json.loads(_marker(part).read_text())
     except (OSError, ValueError):
@@ -360,24 +367,38 @@ def _write_marker(part: Path, record: dict) -> None:
     _marker(part).write_text(json.dumps(record))
 
 
-def _claim(part: Path, source: str) -> None:
-    """Keep `part` for resuming only if it came from `source`; otherwise start it afresh."""
-    if not (part.is_file() and _read_marker(part).get("source") == source):
-        part.unlink(missing_ok=True)
-        _write_marker(part, {"source": source})
+def _resumable(part: Path, source: str) -> int:
+    """The bytes of `part` that `source` may resume: none when `part` is another source's (kept for that one)."""
+    return _size(part) if _read_marker(part).get("source") == source else 0
+
+
+def _take_over(part: Path, record: dict) -> None:
+    """Make `record['source']` the source of `part`'s partial download as it starts sending the file: the partial
+    download of any other source goes first (a record beside its bytes would have them resumed), then the record."""
+    part.unlink(missing_ok=True)
+    if not record["source"].startswith("gdrive:"):  # a Drive source's own folder holds its bytes already
+        shutil.rmtree(_gdown_folder(part), ignore_errors=True)
+    _write_marker(part, record)
+
+
+def _discard(part: Path) -> None:
+    """Remove `part`'s partial download, whichever source's, and its record."""
+    part.unlink(missing_ok=True)
+    shutil.rmtree(_gdown_folder(part), ignore_errors=True)
+    _marker(part).unlink(missing_ok=True)
 
 
 def _fetch_source(source: str, part: Path, progress: bool) -> None:
-    _claim(part, source)
+    """Download `source` into `part`. The partial download another source left stays until this one starts sending
+    the file (`_take_over`): a mirror that fails at once leaves it to be resumed by the next run."""
     try:
         if source.startswith("gdrive:"):
             _download_gdrive(source[len("gdrive:"):], part, progress)
         else:
             _download_http(source, part, progress)
     except BaseException:  # a failure, or Ctrl-C
-        if not _size(part):  # nothing worth keeping for a resume
-            part.unlink(missing_ok=True)
-            _marker(part).unlink(missing_ok=True)
+        if not (_size(part) or _bytes_in(_gdown_folder(part))):  # nothing worth keeping for a resume
+            _discard(part)
         raise
 
 
@@ -393,7 +414,7 @@ def _download_http(url: str, part: Path, progress: bool) -> None:
     machine without internet, a wrong URL or a wrong proxy or certificate setting, and waiting does not change them.
     Other errors of requests (too many redirects, an invalid URL) fail the source at once.
     """
-    failed, furthest = 0, _size(part)  # tries in a row that got no further; the most of the file the part held
+    failed, furthest = 0, _resumable(part, url)  # tries in a row that got no further; the most of the file held
     while True:
         delay = RETRY_DELAYS[failed] if failed < len(RETRY_DELAYS) else None
         try:
@@ -413,8 +434,8 @@ def _download_http(url: str, part: Path, progress: bool) -> None:
                 raise _SourceFailed(reason) from None
             delay = delay if wait is None else wait
         except _NETWORK_ERRORS as exc:
-            if _size(part) > furthest:
-                furthest, failed = _size(part), 0
+            if _resumable(part, url) > furthest:
+                furthest, failed = _resumable(part, url), 0
                 continue
             if delay is None or _unresolved(exc) or _untrusted(exc) or isinstance(exc, requests.exceptions.ProxyError):
                 raise _SourceFailed(_network_reason(exc, url), offline=_unreachable(exc)) from None
@@ -445,7 +466,7 @@ def _duration(seconds: float) -> str:
 def _http_attempt(url: str, part: Path, progress: bool) -> None:
     """One request for the rest of `url`: a Range request from the end of `part` when it holds bytes already, with
     If-Range, so that a file the server changed since comes whole rather than appended to the old one's start."""
-    have = _size(part)
+    have = _resumable(part, url)
     record = _read_marker(part) if have else {}
     headers = {"Accept-Encoding": "identity"}  # byte offsets must count the bytes on disk
     if have:
@@ -474,9 +495,8 @@ def _http_attempt(url: str, part: Path, progress: bool) -> None:
         if total is not None and total - offset > free:
             raise _NotEnoughSpace(f"{part.name[: -len('.part')]} needs {_megabytes(total - offset)} more, "
                                   f"{_megabytes(free)} are free")
-        if not resumed:  # the old bytes go first: a record of this file beside them would resume them
-            part.unlink(missing_ok=True)
-            _write_marker(part, {"source": url, "validator": _validator(response), "size": total})
+        if not resumed:
+            _take_over(part, {"source": url, "validator": _validator(response), "size": total})
         _write_body(first, chunks, part, "ab" if resumed else "wb", offset, total, progress)
     if total is not None and part.stat().st_size < total:  # urllib3 < 2 does not enforce Content-Length
         raise requests.exceptions.ChunkedEncodingError(f"connection closed after {part.stat().st_size} "
@@ -612,36 +632,110 @@ def _drive_url(file_id: str) -> str:
     return f"https://drive.google.com/uc?id={file_id}"
 
 
+def _gdown_folder(part: Path) -> Path:
+    """Where gdown keeps the partial download of `part`'s Google Drive source between runs: a folder of its own, for
+    gdown names its partial file itself (`<output><8 random characters>.part`) and resumes the one it finds there."""
+    return part.with_name(part.name + ".gdown")
+
+
+def _bytes_in(folder: Path) -> int:
+    """The bytes the files in `folder` hold (0 when there is no such folder)."""
+    return sum(file.stat().st_size for file in folder.iterdir() if file.is_file()) if folder.is_dir() else 0
+
+
+def _remove_old_gdown_folders(part: Path) -> None:
+    """Remove the folders `.gdown-<8 characters>` that older toonlib versions gave gdown for `part` and a hard kill
+    left behind, holding its partial download. Called under `part`'s file lock, which those versions took too: no
+    process uses them. A folder that holds anything else, or nothing (another file's download), stays."""
+    own = re.compile(rf"{re.escape(part.name)}([a-z0-9_]{{8}}(\.part|tmp))?")  # gdown's names for output `part.name`
+    for folder in part.parent.glob(".gdown-*"):
+        if not (_OLD_GDOWN_FOLDER.fullmatch(folder.name) and folder.is_dir()):
+            continue
+        files = list(folder.iterdir())
+        if files and all(own.fullmatch(file.name) and file.is_file() for file in files):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def _download_gdrive(file_id: str, part: Path, progress: bool) -> None:
-    """Download a Drive file with gdown (which handles Drive's confirmation pages) into `part`.
+    """Download a Drive file with gdown (which handles Drive's confirmation pages) into `part`, resuming the partial
+    download this source left in `_gdown_folder(part)`; a partial download of another version of the file (another
+    length, or one the server does not resume) is dropped and the file downloaded whole.
 
     Where the installed gdown takes them, it gets `TIMEOUT` (without one, a stalled download waited forever) and
-    reports its progress to toonlib's bar (its own bar, redrawn ten times a second, flooded logs)."""
+    reports its progress to toonlib's bar (its own bar, redrawn ten times a second, flooded logs). Resuming takes a
+    gdown with `resume` and `progress`, whose first report says that the file started coming (`_take_over`)."""
     import gdown
 
     accepts = inspect.signature(gdown.download).parameters
+    reports = "progress" in accepts
     options: dict = {"timeout": TIMEOUT} if "timeout" in accepts else {}
-    # gdown leaves its own temporary files behind on failure: give it a folder that is always removed.
-    with tempfile.TemporaryDirectory(prefix=".gdown-", dir=part.parent) as tmp, \
-            _download_bar(part, not (progress and "progress" in accepts)) as bar:
-        if "progress" in accepts:
-            options.update(quiet=True, progress=lambda done, total: _advance(bar, done, total))
-        else:
-            options["quiet"] = not progress
-        out = Path(tmp) / part.name
+    if reports and "resume" in accepts:
+        options["resume"] = True
+    folder = _gdown_folder(part)
+    if not (options.get("resume") and _read_marker(part).get("source") == f"gdrive:{file_id}"):
+        shutil.rmtree(folder, ignore_errors=True)  # another source's bytes, or ones this gdown cannot resume
+    elif part.is_file():  # downloaded whole by a run stopped before its checks
+        return
+    try:
+        while True:  # twice at most: a try with no bytes to resume raises no _Restart
+            try:
+                _gdown_into(gdown, file_id, part, options, progress, reports)
+                break
+            except _Restart:
+                shutil.rmtree(folder)
+    except BaseException:
+        if not (options.get("resume") and _bytes_in(folder)):  # nothing a later run can resume
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    os.replace(folder / part.name, part)
+    shutil.rmtree(folder)
+
+
+class _Restart(Exception):
+    """The partial download of a Drive file is of another version of it: it is downloaded whole again."""
+
+
+def _gdown_into(gdown: ModuleType, file_id: str, part: Path, options: dict, progress: bool, reports: bool) -> None:
+    """One `gdown.download` of the Drive file into `_gdown_folder(part)` with `options`, resuming the bytes there
+    (`_Restart` when they are of another version of the file); `reports`: gdown takes `progress`, and reports to
+    toonlib's bar."""
+    folder = _gdown_folder(part)
+    folder.mkdir(exist_ok=True)
+    have = _bytes_in(folder)
+    expected = _read_marker(part).get("size") if have else None
+    started = False  # whether the file started coming
+
+    def report(done: int, total: int | None) -> None:
+        nonlocal started
+        if not started:
+            started = True
+            if expected not in (None, total):
+                raise _Restart
+            if not have:
+                _take_over(part, {"source": f"gdrive:{file_id}", "size": total})
+        _advance(bar, done, total)
+
+    with _download_bar(part, not (progress and reports), initial=have) as bar:
+        shown = {"quiet": True, "progress": report} if reports else {"quiet": not progress}
         try:
-            gdown.download(_drive_url(file_id), output=str(out), **options)
+            gdown.download(_drive_url(file_id), output=str(folder / part.name), **options, **shown)
+        except _Restart:
+            raise
         except Exception as exc:  # noqa: BLE001 -- gdown raises requests', its own and OS errors alike
+            if have and _RANGE_REFUSED in str(exc):
+                raise _Restart from None
             if _QUOTA_TEXT in str(exc).lower():
                 raise _SourceFailed(_quota_reason()) from None
             if isinstance(exc, OSError) and exc.errno in DISK_FULL:
                 raise
-            if isinstance(exc, _NETWORK_ERRORS):
-                raise _SourceFailed(_network_reason(exc, _drive_url(file_id)), offline=_unreachable(exc)) from None
+            cause = exc if isinstance(exc, _NETWORK_ERRORS) else exc.__cause__  # gdown's "Download is incomplete"
+            if isinstance(cause, _NETWORK_ERRORS):
+                raise _SourceFailed(_network_reason(cause, _drive_url(file_id)), offline=_unreachable(cause)) from None
             raise _SourceFailed(f"gdown failed: {_one_paragraph(exc)}") from None
-        if not out.is_file():  # gdown < 5 prints the error and returns None
-            raise _SourceFailed("gdown could not download it (see its message above)")
-        os.replace(out, part)
+    if not (folder / part.name).is_file():  # gdown < 5 prints the error and returns None
+        raise _SourceFailed("gdown could not download it (see its message above)")
+    if not (started or have):  # a gdown without `progress`, or an empty file
+        _take_over(part, {"source": f"gdrive:{file_id}"})
 
 
 def _advance(bar: tqdm, done: int, total: int | None) -> None:
@@ -659,12 +753,12 @@ def _one_paragraph(exc: Exception) -> str:
 # --- checks and messages --------------------------------------------------------------------------
 
 def _check(part: Path, plan: _Plan, validate: bool) -> None:
-    """Raise `_SourceFailed` (and delete `part`) unless `part` holds the expected file."""
+    """Raise `_SourceFailed` (and delete `part`) unless `part` holds the expected file; the reason names the file by
+    what was fetched (`plan.what`)."""
     reason = _problem(part, plan, validate)
     if reason:
-        part.unlink(missing_ok=True)
-        _marker(part).unlink(missing_ok=True)
-        raise _SourceFailed(reason)
+        _discard(part)
+        raise _SourceFailed(reason.replace(str(part), repr(plan.what)))  # the reader's words name the file, now gone
 
 
 def _problem(part: Path, plan: _Plan, validate: bool) -> str | None:
