@@ -214,6 +214,29 @@ def test_broken_download_fails_then_resumes(server, tmp_path):
     assert cached_files(tmp_path) == ["tiny.pkl"]
 
 
+def test_a_server_that_dies_mid_file_is_no_lost_connection_and_the_kept_bytes_are_said(server, monkeypatch):
+    """The server went away after sending part of the file (its next connections refused): "no internet connection
+    (no source could be reached)", and not a word of the bytes kept, which the same command resumes."""
+    name = register(f"{server.base}/ada_tiny.pkl")
+    with socket.socket() as closed:  # a port nothing listens on: refused, as a dead server's
+        closed.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{closed.getsockname()[1]}/ada_tiny.pkl"
+    attempt, tries = download._http_attempt, []
+
+    def then_dead(url: str, part, progress: bool) -> None:
+        tries.append(url)
+        attempt(url if len(tries) == 1 else dead, part, progress)
+
+    server.cut_responses = 1
+    monkeypatch.setattr(download, "_http_attempt", then_dead)
+    with pytest.raises(download.DownloadError) as info:
+        download.fetch(name, progress=False)
+    text = str(info.value)
+    assert "every source failed" in text and "no internet" not in text and not info.value.offline, text
+    assert (f"  - run the same command again: the download resumes where it stopped ({CUT / 1e6:.1f} MB of "
+            f"{len(PAYLOAD) / 1e6:.1f} MB are kept)") in text.splitlines()
+
+
 def test_complete_part_is_checked_not_downloaded_again(server, monkeypatch):
     name = register(f"{server.base}/ada_tiny.pkl")
     check = download._check
@@ -534,11 +557,26 @@ def test_a_failed_drive_download_clears_its_bar(drive, bars, monkeypatch):
 def test_a_stalled_drive_download_times_out(drive, tmp_path, monkeypatch):
     """gdown got no timeout: a Drive download that stalled waited forever."""
     monkeypatch.setattr(download, "TIMEOUT", (15.0, 0.5))
-    drive.files["/uc?id=big"] = PAYLOAD
-    drive.hold = threading.Event()  # sends part of the file, then nothing
-    with pytest.raises(download.DownloadError, match=r"file/d/big/view: the download broke off \(.*Read timed out"):
+    drive.files["/uc?id=big"] = Reply(PAYLOAD, headers=FILE, ranges=True)
+    drive.hold, drive.cut = threading.Event(), DRIVE_CUT  # sends part of the file, then nothing
+    # it said "the download broke off (HTTPSConnectionPool(...): Read timed out.)"
+    with pytest.raises(download.DownloadError, match=r"file/d/big/view: the server stopped sending: nothing came for "
+                                                     r"0\.5 s\n") as info:
         download.fetch(register("gdrive:big"), progress=False)
-    assert cached_files(tmp_path) == []
+    kept = sorted(p.name for p in (tmp_path / "cache").iterdir() if p.name != ".locks")
+    assert kept == ["tiny.pkl.part.gdown", "tiny.pkl.part.source"], kept
+    assert "run the same command again: the download resumes" in str(info.value)
+
+
+def test_a_stalled_direct_download_says_the_server_stopped_sending(server, monkeypatch):
+    monkeypatch.setattr(download, "TIMEOUT", (15.0, 0.5))
+    server.hold, server.cut = threading.Event(), 0  # the server sends its reply's headers, then nothing
+    try:
+        with pytest.raises(download.DownloadError, match=r"ada_tiny.pkl: the server stopped sending: nothing came for "
+                                                         r"0\.5 s\n"):
+            download.fetch(register(f"{server.base}/ada_tiny.pkl"), progress=False)
+    finally:
+        server.hold.set()
 
 
 @pytest.mark.parametrize("status", [200, 404])  # a private file (sign-in page), a removed file

@@ -209,7 +209,9 @@ def fetch(name_or_url: str, *, cache_dir: str | os.PathLike | None = None, progr
             raise _local_error(plan, part, exc) from None
     offline = all(failure.offline for _, failure in failures)
     reason = "no internet connection" if offline else f"{_browser_link(failures[-1][0])}: {failures[-1][1]}"
-    raise DownloadError(_explain(plan, failures, local_option, damage), final, reason, offline)
+    kept = max((_partial_bytes(part, source) for source in plan.sources), default=0)
+    raise DownloadError(_explain(plan, failures, local_option, damage, kept, _read_marker(part).get("size")), final,
+                        reason, offline)
 
 
 def fetch_source(name_or_url: object) -> str:
@@ -390,16 +392,29 @@ def _discard(part: Path) -> None:
 
 def _fetch_source(source: str, part: Path, progress: bool) -> None:
     """Download `source` into `part`. The partial download another source left stays until this one starts sending
-    the file (`_take_over`): a mirror that fails at once leaves it to be resumed by the next run."""
+    the file (`_take_over`): a mirror that fails at once leaves it to be resumed by the next run. A source that sent
+    some of the file before it failed was reached, whatever its last error says (a server that died mid-file
+    refuses connections)."""
+    before = _partial_bytes(part, source)
     try:
         if source.startswith("gdrive:"):
             _download_gdrive(source[len("gdrive:"):], part, progress)
         else:
             _download_http(source, part, progress)
-    except BaseException:  # a failure, or Ctrl-C
+    except BaseException as exc:  # a failure, or Ctrl-C
         if not (_size(part) or _bytes_in(_gdown_folder(part))):  # nothing worth keeping for a resume
             _discard(part)
+        elif isinstance(exc, _SourceFailed) and _partial_bytes(part, source) > before:
+            exc.offline = False
         raise
+
+
+def _partial_bytes(part: Path, source: str) -> int:
+    """The bytes of the file that `source` sent so far and that are kept for a resume (`.part`, or a Drive file's
+    `_gdown_folder`)."""
+    if _read_marker(part).get("source") != source:
+        return 0
+    return _size(part) or _bytes_in(_gdown_folder(part))
 
 
 # --- direct URLs ----------------------------------------------------------------------------------
@@ -622,6 +637,9 @@ def _network_reason(exc: Exception, url: str) -> str:
                 "or list the host in no_proxy")
     if _unreachable(exc):
         return f"could not connect ({detail})"
+    if isinstance(exc, requests.ReadTimeout) or any(isinstance(cause, urllib3.exceptions.ReadTimeoutError)
+                                                    for cause in (_connection_cause(exc), *exc.args[:1])):
+        return f"the server stopped sending: nothing came for {TIMEOUT[1]:g} s"  # "broke off (... Read timed out.)"
     return f"the download broke off ({detail})"
 
 
@@ -824,7 +842,7 @@ def _sha256(path: Path) -> str:
 
 
 def _explain(plan: _Plan, failures: list[tuple[str, _SourceFailed]], local_option: str | None,
-             damage: str | None) -> str:
+             damage: str | None, kept: int = 0, total: int | None = None) -> str:
     offline = all(failure.offline for _, failure in failures)
     headline = "no internet connection (no source could be reached)" if offline else "every source failed"
     final = plan.path
@@ -835,6 +853,9 @@ def _explain(plan: _Plan, failures: list[tuple[str, _SourceFailed]], local_optio
     lines.append("Sources tried:")
     lines += [f"  {i}. {_browser_link(source)}: {failure}" for i, (source, failure) in enumerate(failures, 1)]
     lines.append("What you can do:")
+    if kept:
+        so_far = f"{_megabytes(kept)} of {_megabytes(total)}" if total else _megabytes(kept)
+        lines.append(f"  - run the same command again: the download resumes where it stopped ({so_far} are kept)")
     on_drive = any(source.startswith("gdrive:") for source in plan.sources) or any(
         _QUOTA_TEXT in str(failure).lower() for _, failure in failures)
     if DRIVE_ROOT.is_dir() and plan.home == "cache":  # Colab with Drive mounted: the user works in Drive
