@@ -364,10 +364,20 @@ def test_a_blend_saved_from_python_says_how_it_was_made(low, high, tmp_path):
                           timeout=120)
     assert info.stdout.splitlines()[1] == (f"blend of {toon_path} up to 8 px (level 0), {base_path} above; "
                                            "smooth switch, width 0.5"), info.stdout + info.stderr
-    # A blend of the saved blend names the file it came from.
-    reblended = toonlib.blend(str(saved), G, 16)
-    assert reblended.blend_record == {**record, "toon": str(saved), "swap_res": 16, "blend_width": None}
+    # A blend of a file names the file it came from.
+    reblended = toonlib.blend(str(toon_path), G, 16)
+    assert reblended.blend_record == {**record, "swap_res": 16, "blend_width": None}
     assert reblended.loaded_from is None and toon_G.loaded_from == str(toon_path)  # the inputs keep their names
+    # The saved blend as the toon was blended again: at 16 px it stayed the 8 px blend, recorded as one at 16 px
+    # (`toonlib info`), and `toonify --swap-res 16` drew the same toon as without it.
+    for toon in (str(saved), blended):
+        with pytest.raises(ValueError) as error:
+            toonlib.blend(toon, G, 16)
+        name = saved if isinstance(toon, str) else "an unsaved generator"
+        assert str(error.value) == (
+            f"the toon model {name} is a blend already ({toon_path} up to 8 px (level 0), {base_path} above; smooth "
+            "switch, width 0.5): blending it again blends a blend (at a higher swap resolution it stays this blend); "
+            f"give its toon model, {toon_path}, as the toon")
 
     # Generators made in memory are named so; a per-layer blend has no swap resolution to record; the caller's
     # own meta wins.

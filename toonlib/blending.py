@@ -195,17 +195,24 @@ def toon_generator(low: GeneratorLike, which: str | None = None,
     a blend is refused, as re-blending it would blend a blend), for a checkpoint the network `pipeline.toon_network_in`
     names (a training snapshot's G_ema, Toonify's G). The command line, `toonify --swap-res` and `blend` take the same
     one: `blend('toonify-blended-tf', ...)` blended the published blend, unlike `toonlib blend --toon NAME`. On
-    `device` as `load_generator` puts it."""
+    `device` as `load_generator` puts it. A blend toonlib made (`Generator.blend_record`: `blend`'s output, a saved
+    blend's file) is refused, as a registry model that holds only a blend is."""
     from .pipeline import toon_network_in, toon_network_of  # it imports this module
 
     if isinstance(low, Generator):
-        return load_generator(low, device=device)
-    low, which = split_network(low, which)  # "toon.pkl (G)", as a blend's record names it
-    which = toon_network_of(low, which)
-    if which is None:
-        low = low if isinstance(low, Networks) else load_network(low)
-        which = toon_network_in(low)
-    return load_generator(low, which=which, device=device)
+        G = load_generator(low, device=device)
+    else:
+        low, which = split_network(low, which)  # "toon.pkl (G)", as a blend's record names it
+        which = toon_network_of(low, which)
+        if which is None:
+            low = low if isinstance(low, Networks) else load_network(low)
+            which = toon_network_in(low)
+        G = load_generator(low, which=which, device=device)
+    if (record := G.blend_record) is not None:  # blended again, it stayed the same blend, recorded as the new one
+        raise ValueError(f"the toon model {G.loaded_from or UNSAVED} is a blend already ({describe_blend(record)}): "
+                         "blending it again blends a blend (at a higher swap resolution it stays this blend); give "
+                         f"its toon model, {record.get('toon')}, as the toon")
+    return G
 
 
 class Blender:
