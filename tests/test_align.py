@@ -433,6 +433,18 @@ def test_a_face_in_a_panorama_is_found_at_its_size():
     assert np.abs(np.asarray(face.image, dtype=float) - np.asarray(expected.image, dtype=float)).mean() < 6.0
 
 
+def test_faces_are_found_right_from_several_threads_at_once(astronaut, hopper):
+    """The landmark backends are shared: two threads in dlib's detector at once crashed the process (a segfault, a
+    Jupyter kernel gone) or returned another photo's landmarks, 128-301 px off, without an error."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    photos = [astronaut, hopper] * 8
+    alone = [align_face(photo, detector="dlib", **FAST).landmarks for photo in photos[:2]]
+    with ThreadPoolExecutor(2) as pool:
+        together = list(pool.map(lambda photo: align_face(photo, detector="dlib", **FAST).landmarks, photos))
+    assert all(np.array_equal(found, alone[i % 2]) for i, found in enumerate(together))
+
+
 @pytest.mark.parametrize("turns", [1, 3, 2])
 def test_a_face_turned_without_exif_is_found_and_cropped_upright(turns, astronaut):
     """A photo held sideways (or upside down) whose EXIF orientation is lost: "no face was found", as the

@@ -28,6 +28,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import numbers
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,9 @@ _INSTALL_HINT = {"face-alignment": "`pip install face-alignment`",
                  "dlib": "`pip install dlib-bin face_recognition_models` (dlib's landmarks work offline)"}
 _FACE_ALIGNMENT_WEIGHTS = ("face-alignment-sfd", "face-alignment-2dfan4")  # registry names (toonlib.models)
 _BACKENDS: dict = {}  # (detector, device) -> backend, built once per process
+# The backends are shared and not thread-safe: two threads in dlib's detector at once crashed the process or returned
+# another photo's landmarks. One face search at a time (reentrant: 'auto' builds 'face_alignment' or 'dlib').
+_LANDMARKS_LOCK = threading.RLock()
 
 
 class NoFaceError(ValueError):
@@ -173,13 +177,14 @@ def _check_sizes(output_size: int, transform_size: int) -> None:
 def _find_faces(photo: Image.Image, detector: str, device: str | None, name: str) -> list[np.ndarray]:
     """68-point landmarks of every face in `photo` (photo coordinates), largest face first; of the photo turned a
     quarter either way or upside down when the upright photo shows none (detectors find upright faces)."""
-    backend = _get_backend(detector, device)
     pixels = np.asarray(photo)
-    for turns in (0, 1, 3, 2):  # quarter turns counter-clockwise, as np.rot90
-        faces = _detect(backend, np.rot90(pixels, turns).copy())  # canonical strides, which dlib checks
-        if faces:
-            break
-    else:
+    with _LANDMARKS_LOCK:
+        backend = _get_backend(detector, device)
+        for turns in (0, 1, 3, 2):  # quarter turns counter-clockwise, as np.rot90
+            faces = _detect(backend, np.rot90(pixels, turns).copy())  # canonical strides, which dlib checks
+            if faces:
+                break
+    if not faces:
         width, height = photo.size
         scale = _detection_scale(width, height)
         shrunk = ("" if scale == 1.0 else
