@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -214,6 +215,21 @@ def test_an_empty_path_is_said_to_be_empty(tmp_path, monkeypatch):
                                              "empty form field gives: give the path of a file or folder$"):
             call()  # Toonifier's named by its parameter, as check_source names every model it checks
     assert os.listdir(tmp_path) == []
+
+
+def test_a_home_folder_of_no_user_is_said_to_be_none(capsys):
+    """`~nouser/x.pkl` (a typo for ~/) was Python's "RuntimeError: Could not determine home directory." with a
+    traceback (exit 1), from every command and load_network."""
+    import toonlib
+    from toonlib import cli
+
+    said = ("~nouser/x.pkl: there is no user 'nouser' here, so ~nouser names no home folder; give the path another way "
+            "(~/ is your own home folder)")
+    with pytest.raises(ValueError) as error:
+        toonlib.load_network("~nouser/x.pkl")
+    assert str(error.value) == said
+    assert cli.main(["info", "~nouser/x.pkl"]) == 2 and capsys.readouterr().err == f"toonlib info: error: {said}\n"
+    assert files.user_path("~/x") == Path.home() / "x"
 
 
 HOLDER = """

@@ -39,8 +39,12 @@ def _describe(nets) -> str:
         from .encoders import ENCODER_TYPES
 
         paper = ENCODER_TYPES.get(kind, kind)
-        modes = f"; {_ENCODER_MODES[paper]}" if paper in _ENCODER_MODES else ""
-        head += f"{'an' if paper[:1].lower() in 'aeiou' else 'a'} {paper} encoder ({kind}{modes}) and its decoder, "
+        article = "an" if paper[:1].lower() in "aeiou" else "a"
+        if meta.get("format") == "psp":
+            modes = f"; {_ENCODER_MODES[paper]}" if paper in _ENCODER_MODES else ""
+            head += f"{article} {paper} encoder ({kind}{modes}) and its decoder, "
+        else:  # `toonlib convert` of an encoder's checkpoint: its decoder alone
+            head += f"the decoder of {article} {paper} encoder (the encoder is not in this file), "
     return head + ", ".join(parts)
 
 
@@ -134,7 +138,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
     nets = load_network(args.input)
     print(_describe(nets))
     save_network(args.output, nets)
-    print(f"wrote {args.output}")
+    encoder = (f" (its decoder alone: toonlib's format holds generators; --encoder takes {args.input} itself)"
+               if nets.meta.get("encoder_type") else "")
+    print(f"wrote {args.output}{encoder}")
     return 0
 
 

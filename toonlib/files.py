@@ -94,7 +94,12 @@ def user_path(path: str | os.PathLike) -> Path:
     if not os.fspath(path):
         raise ValueError("the path is empty (''), which an unset variable or an empty form field gives: give the "
                          "path of a file or folder")
-    return Path(path).expanduser()
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:  # Python's "Could not determine home directory." for ~nobody/x: a traceback, exit 1
+        user = Path(path).parts[0]
+        raise ValueError(f"{os.fspath(path)}: there is no user {user[1:]!r} here, so {user} names no home folder; "
+                         "give the path another way (~/ is your own home folder)") from None
 
 
 def is_url(source: object) -> bool:
