@@ -370,14 +370,14 @@ def test_a_blend_saved_from_python_says_how_it_was_made(low, high, tmp_path):
     assert reblended.loaded_from is None and toon_G.loaded_from == str(toon_path)  # the inputs keep their names
     # The saved blend as the toon was blended again: at 16 px it stayed the 8 px blend, recorded as one at 16 px
     # (`toonlib info`), and `toonify --swap-res 16` drew the same toon as without it.
-    for toon in (str(saved), blended):
-        with pytest.raises(ValueError) as error:
-            toonlib.blend(toon, G, 16)
-        name = saved if isinstance(toon, str) else "an unsaved generator"
-        assert str(error.value) == (
-            f"the toon model {name} is a blend already ({toon_path} up to 8 px (level 0), {base_path} above; smooth "
-            "switch, width 0.5): blending it again blends a blend (at a higher swap resolution it stays this blend); "
-            f"give its toon model, {toon_path}, as the toon")
+    with pytest.raises(ValueError) as error:
+        toonlib.blend(str(saved), G, 16)
+    assert str(error.value) == (
+        f"the toon model {saved} is a blend already ({toon_path} up to 8 px (level 0), {base_path} above; smooth "
+        "switch, width 0.5): blending it again blends a blend (at a higher swap resolution it stays this blend); "
+        f"give its toon model, {toon_path}, as the toon, or name the blend's network to blend it all the same "
+        "(--toon-network G_ema; in Python 'FILE (G_ema)')")
+    assert toonlib.blend(f"{saved} (G_ema)", G, 16).blend_record["toon"] == str(saved)  # asked for: blended
 
     # Generators made in memory are named so; a per-layer blend has no swap resolution to record; the caller's
     # own meta wins.

@@ -195,23 +195,23 @@ def toon_generator(low: GeneratorLike, which: str | None = None,
     a blend is refused, as re-blending it would blend a blend), for a checkpoint the network `pipeline.toon_network_in`
     names (a training snapshot's G_ema, Toonify's G). The command line, `toonify --swap-res` and `blend` take the same
     one: `blend('toonify-blended-tf', ...)` blended the published blend, unlike `toonlib blend --toon NAME`. On
-    `device` as `load_generator` puts it. A blend toonlib made (`Generator.blend_record`: `blend`'s output, a saved
-    blend's file) is refused, as a registry model that holds only a blend is."""
+    `device` as `load_generator` puts it. A blend file toonlib wrote (its G_ema's `Generator.blend_record`) is refused
+    unless `which` names that network, as a registry model that holds only a blend is."""
     from .pipeline import toon_network_in, toon_network_of  # it imports this module
 
-    if isinstance(low, Generator):
-        G = load_generator(low, device=device)
-    else:
-        low, which = split_network(low, which)  # "toon.pkl (G)", as a blend's record names it
-        which = toon_network_of(low, which)
-        if which is None:
-            low = low if isinstance(low, Networks) else load_network(low)
-            which = toon_network_in(low)
-        G = load_generator(low, which=which, device=device)
-    if (record := G.blend_record) is not None:  # blended again, it stayed the same blend, recorded as the new one
+    if isinstance(low, Generator):  # chosen already (by `toon_generator` itself, for `Blender`)
+        return load_generator(low, device=device)
+    low, which = split_network(low, which)  # "toon.pkl (G)", as a blend's record names it
+    asked, which = which, toon_network_of(low, which)  # a network named: a blend taken on purpose
+    if which is None:
+        low = low if isinstance(low, Networks) else load_network(low)
+        which = toon_network_in(low)
+    G = load_generator(low, which=which, device=device)
+    if asked is None and (record := G.blend_record) is not None:  # blended again, it stayed the same blend
         raise ValueError(f"the toon model {G.loaded_from or UNSAVED} is a blend already ({describe_blend(record)}): "
                          "blending it again blends a blend (at a higher swap resolution it stays this blend); give "
-                         f"its toon model, {record.get('toon')}, as the toon")
+                         f"its toon model, {record.get('toon')}, as the toon, or name the blend's network to blend "
+                         "it all the same (--toon-network G_ema; in Python 'FILE (G_ema)')")
     return G
 
 
