@@ -409,7 +409,7 @@ def cmd_toonify(args: argparse.Namespace) -> int:
     from .files import check_file_target, is_url
     from .messages import counted, progress_bar, write_line
     from .pipeline import Toonifier
-    from .projection import DEFAULT_STEPS
+    from .projection import default_steps
 
     # `me.jpg ./me.jpg` is one photo (a URL is kept as typed: Path() folds its '//', and it is refused below)
     inputs = list({name if is_url(name) else os.path.normpath(name): name for name in args.photos}.values())
@@ -438,7 +438,7 @@ def cmd_toonify(args: argparse.Namespace) -> int:
                           invert=args.invert, encoder=args.encoder)  # it checks swap_res against its toon model
     if (args.invert == "optimize" and toonifier.device.type == "cpu"  # the default: say there is a faster way
             and (args.steps is None or args.steps >= CPU_HINT_STEPS)):
-        steps = counted(args.steps or DEFAULT_STEPS[args.space or "w+"], "step")
+        steps = counted(args.steps or default_steps(args.space or "w+"), "step")
         bar = "the steps" if len(photos) == 1 else "the photos, and each batch's steps"  # the bars below
         print(f"toonlib toonify: projecting on the CPU can take minutes a photo at {steps} (the bar below counts "
               f"{bar}); --invert e4e takes seconds (README: Inversion modes)", file=sys.stderr)

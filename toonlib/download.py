@@ -209,7 +209,7 @@ def fetch(name_or_url: str, *, cache_dir: str | os.PathLike | None = None, progr
             raise _local_error(plan, part, exc) from None
     offline = all(failure.offline for _, failure in failures)
     reason = "no internet connection" if offline else f"{_browser_link(failures[-1][0])}: {failures[-1][1]}"
-    kept = max((_partial_bytes(part, source) for source in plan.sources), default=0)
+    kept = max((_resumable(part, source) for source in plan.sources), default=0)
     raise DownloadError(_explain(plan, failures, local_option, damage, kept, _read_marker(part).get("size")), final,
                         reason, offline)
 
@@ -370,8 +370,11 @@ def _write_marker(part: Path, record: dict) -> None:
 
 
 def _resumable(part: Path, source: str) -> int:
-    """The bytes of `part` that `source` may resume: none when `part` is another source's (kept for that one)."""
-    return _size(part) if _read_marker(part).get("source") == source else 0
+    """The bytes of the file that `source` sent so far and that it may resume (`part`, or a Drive file's
+    `_gdown_folder`): none when the partial download is another source's (kept for that one)."""
+    if _read_marker(part).get("source") != source:
+        return 0
+    return _size(part) or _bytes_in(_gdown_folder(part))
 
 
 def _take_over(part: Path, record: dict) -> None:
@@ -395,7 +398,7 @@ def _fetch_source(source: str, part: Path, progress: bool) -> None:
     the file (`_take_over`): a mirror that fails at once leaves it to be resumed by the next run. A source that sent
     some of the file before it failed was reached, whatever its last error says (a server that died mid-file
     refuses connections)."""
-    before = _partial_bytes(part, source)
+    before = _resumable(part, source)
     try:
         if source.startswith("gdrive:"):
             _download_gdrive(source[len("gdrive:"):], part, progress)
@@ -404,17 +407,9 @@ def _fetch_source(source: str, part: Path, progress: bool) -> None:
     except BaseException as exc:  # a failure, or Ctrl-C
         if not (_size(part) or _bytes_in(_gdown_folder(part))):  # nothing worth keeping for a resume
             _discard(part)
-        elif isinstance(exc, _SourceFailed) and _partial_bytes(part, source) > before:
+        elif isinstance(exc, _SourceFailed) and _resumable(part, source) > before:
             exc.offline = False
         raise
-
-
-def _partial_bytes(part: Path, source: str) -> int:
-    """The bytes of the file that `source` sent so far and that are kept for a resume (`.part`, or a Drive file's
-    `_gdown_folder`)."""
-    if _read_marker(part).get("source") != source:
-        return 0
-    return _size(part) or _bytes_in(_gdown_folder(part))
 
 
 # --- direct URLs ----------------------------------------------------------------------------------

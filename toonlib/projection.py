@@ -41,12 +41,6 @@ Callback = Callable[[int, float, torch.Tensor], None]
 SPACES = ("w", "w+")
 DEFAULT_STEPS = {"w": 1000, "w+": 500}
 DEFAULT_INIT_STEPS = 100  # steps when starting from a given latent (an encoder's), in either space
-
-
-def default_steps(space: str, from_init: bool = False) -> int:
-    """The steps `project` takes without `steps`: `DEFAULT_STEPS[space]`, or `DEFAULT_INIT_STEPS` from a given
-    latent (`init`, an encoder's)."""
-    return DEFAULT_INIT_STEPS if from_init else DEFAULT_STEPS[space]
 LPIPS_RESOLUTION = 256  # images larger than this are area-downsampled before the distance
 W_AVG_SEED = 123
 LR_RAMPDOWN = 0.25
@@ -55,6 +49,12 @@ LATENT_NOISE_FACTOR = 0.05
 LATENT_NOISE_RAMP = 0.75
 #: The seeds `torch.Generator.manual_seed` takes (a negative seed is taken modulo 2**64).
 SEED_RANGE = (-2**63, 2**64 - 1)
+
+
+def default_steps(space: str, from_init: bool = False) -> int:
+    """The steps `project` takes without `steps`: `DEFAULT_STEPS[space]`, or `DEFAULT_INIT_STEPS` from a given
+    latent (`init`, an encoder's)."""
+    return DEFAULT_INIT_STEPS if from_init else DEFAULT_STEPS[space]
 
 
 @dataclass(repr=False)
