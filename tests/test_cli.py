@@ -122,6 +122,14 @@ def test_info_tells_where_weights_came_from_and_a_run_folder_is_pointed_to_its_s
     assert result.returncode == 2 and result.stderr == (
         f"toonlib blend: error: {run} is a folder, not a checkpoint file: for the fine-tuning run there, give its "
         f"newest snapshot, {snapshot}\n")
+    nvidia_run = tmp_path / "00000-faces-auto2"  # stylegan2-ada-pytorch's run folder: its snapshots, numbered by kimg
+    nvidia_run.mkdir()
+    for kimg in ("000200", "001000", "000800"):
+        (nvidia_run / f"network-snapshot-{kimg}.pkl").write_bytes((FIXTURES / "ada_tiny.pkl").read_bytes())
+    result = run_cli("info", str(nvidia_run))
+    assert result.returncode == 2 and result.stderr == (
+        f"toonlib info: error: {nvidia_run} is a folder, not a checkpoint file: for the training run there, give its "
+        f"newest snapshot, {nvidia_run / 'network-snapshot-001000.pkl'}\n")
     state = run / "training-state-000000008.pt"  # it listed the state's keys as "not a known StyleGAN2 checkpoint"
     result = run_cli("blend", "--toon", str(state), "--base", str(FIXTURES / "ada_tiny.pkl"), "--swap-res", "8", "-o",
                      str(tmp_path / "b.safetensors"))

@@ -512,6 +512,46 @@ def test_wrong_size(server, tmp_path):
     assert cached_files(tmp_path) == []
 
 
+def test_a_readable_file_that_is_not_the_registrys_is_refused_and_the_next_mirror_tried(server, tmp_path):
+    """Only readability was checked: a 32 px generator where the registry says 1024 px (a file changed upstream, a
+    mirror that serves another model) was cached under the registry's name."""
+    server.files["/other.pkl"] = PAYLOAD
+    with pytest.raises(download.DownloadError) as info:
+        download.fetch(register(f"{server.base}/ada_tiny.pkl", resolution=1024), progress=False)
+    message = str(info.value)
+    assert (f"1. {server.base}/ada_tiny.pkl: not the file the registry describes: it holds a 32x32 generator in nvidia "
+            "format, where 'tiny' is a 1024x1024 generator in nvidia format (the file there has changed, or it is "
+            "another model)") in message, message
+    assert "report it to toonlib's maintainers: a source sends another file than the registry's 'tiny'" in message
+    assert cached_files(tmp_path) == []  # nothing under the registry's name, no .part
+    with pytest.raises(download.DownloadError, match="where 'tiny' is a 32x32 generator in rosinality format"):
+        download.fetch(register(f"{server.base}/ada_tiny.pkl", format="rosinality"), progress=False)
+
+    server.files["/right.pt"] = (FIXTURES / "rosinality_tiny.pt").read_bytes()  # the next mirror's is the entry's
+    name = register(f"{server.base}/ada_tiny.pkl", f"{server.base}/right.pt", format="rosinality", filename="r.pt")
+    assert download.fetch(name, progress=False).read_bytes() == server.files["/right.pt"]
+    assert cached_files(tmp_path) == ["r.pt"]
+
+
+def test_an_encoder_that_is_not_the_registrys_is_refused(server, tmp_path):
+    from conftest import FIXTURES
+
+    rosinality = torch.load(FIXTURES / "rosinality_tiny.pt", weights_only=True)  # a 32 px generator: the decoder
+    decoder = {f"decoder.{key}": tensor for key, tensor in rosinality["g_ema"].items()}
+    server.files["/e4e.pt"] = torch_bytes({"state_dict": {"encoder.body.0.weight": torch.ones(1), **decoder},
+                                           "opts": {"encoder_type": "Encoder4Editing"}})
+    name = register(f"{server.base}/e4e.pt", kind="encoder", format="psp", resolution=32, filename="e.pt")
+    with pytest.raises(download.DownloadError, match="it holds an e4e encoder with a 32x32 decoder, where 'tiny' is a "
+                                                     "psp encoder with a 32x32 decoder"):
+        download.fetch(name, progress=False)
+    name = register(f"{server.base}/e4e.pt", kind="encoder", format="e4e", resolution=1024, filename="e.pt")
+    with pytest.raises(download.DownloadError, match="where 'tiny' is an e4e encoder with a 1024x1024 decoder"):
+        download.fetch(name, progress=False)
+    assert cached_files(tmp_path) == []
+    name = register(f"{server.base}/e4e.pt", kind="encoder", format="e4e", resolution=32, filename="e.pt")
+    assert download.fetch(name, progress=False) == tmp_path / "cache" / "e.pt"
+
+
 def test_no_connection(tmp_path):
     url = closed_port_url()
     with pytest.raises(download.DownloadError) as info:
@@ -577,6 +617,53 @@ def test_a_stalled_direct_download_says_the_server_stopped_sending(server, monke
             download.fetch(register(f"{server.base}/ada_tiny.pkl"), progress=False)
     finally:
         server.hold.set()
+
+
+def test_a_stalled_server_is_said_after_the_first_timeout_with_the_retry_that_follows(server, monkeypatch, capsys):
+    """A server that sent its headers, then nothing, left the bar standing still for the timeout times each try (60 s
+    x 3) before the first word: each retry is said as it starts, the first after the first timeout."""
+    monkeypatch.setattr(download, "TIMEOUT", (15.0, 0.5))
+    said = []  # (requests so far, what stderr held) as each wait before a retry starts
+    monkeypatch.setattr(download.time, "sleep", lambda seconds: said.append((len(server.log), capsys.readouterr().err)))
+    server.hold, server.cut = threading.Event(), 0
+    try:
+        with pytest.raises(download.DownloadError, match="nothing came for 0.5 s"):
+            download.fetch(register(f"{server.base}/ada_tiny.pkl"))
+    finally:
+        server.hold.set()
+    retries = [(asked, re.findall(r"toonlib: downloading tiny.pkl: .*", err)) for asked, err in said]
+    assert retries == [(n, [f"toonlib: downloading tiny.pkl: the server stopped sending: nothing came for 0.5 s; "
+                            f"trying again ({n + 1} of 3)"]) for n in (1, 2)], retries
+
+
+def test_a_server_that_stalls_mid_file_is_said_and_resumed(server, monkeypatch, capsys):
+    """It stalls after some of the file, each time: each try got further, so it goes on at once, and says why the bar
+    stood still."""
+    monkeypatch.setattr(download, "TIMEOUT", (15.0, 0.5))
+    server.hold = threading.Event()  # each reply: `CUT` bytes, then nothing
+    try:
+        assert download.fetch(register(f"{server.base}/ada_tiny.pkl")).read_bytes() == PAYLOAD
+    finally:
+        server.hold.set()
+    said = re.findall(r"toonlib: downloading tiny.pkl: .*", capsys.readouterr().err)
+    assert said == ["toonlib: downloading tiny.pkl: the server stopped sending: nothing came for 0.5 s; going on from "
+                    "where it stopped"] * 2, said
+    first, *resumes = [asked.get("Range") for _, asked in server.log]
+    starts = [int(re.fullmatch(r"bytes=(\d+)-", asked)[1]) for asked in resumes]
+    assert first is None and len(starts) == 2 and 0 < starts[0] < starts[1], starts  # a stalled read's bytes are lost
+
+
+def test_a_retry_after_a_server_error_is_said_with_its_wait(server, monkeypatch, capsys):
+    monkeypatch.setattr(download, "RETRY_DELAYS", (1.0, 4.0))
+    monkeypatch.setattr(download.time, "sleep", lambda seconds: None)
+    server.fail_first = 2
+    download.fetch(register(f"{server.base}/ada_tiny.pkl"))
+    assert re.findall(r"toonlib: downloading tiny.pkl: .*", capsys.readouterr().err) == [
+        "toonlib: downloading tiny.pkl: HTTP 503 Service Unavailable; trying again in 1 s (2 of 3)",
+        "toonlib: downloading tiny.pkl: HTTP 503 Service Unavailable; trying again in 4 s (3 of 3)"]
+    server.fail_first = 1
+    download.fetch(register(f"{server.base}/ada_tiny.pkl", filename="quiet.pkl"), progress=False)  # no bar, no words
+    assert "toonlib:" not in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("status", [200, 404])  # a private file (sign-in page), a removed file
@@ -940,6 +1027,22 @@ def test_load_network_from_url(server, tmp_path):
     assert re.fullmatch(r"ada_tiny-[0-9a-f]{8}\.pkl", name)
     load_network(url)
     assert len(server.log) == 1
+
+
+def test_convert_records_the_url_or_name_given_not_the_cache_file(server, tmp_path, capsys):
+    """`toonlib convert URL out` recorded the cache file as the origin: `info` said "converted from
+    /root/.cache/toonlib/ada_tiny-1a2b3c4d.pkl", a path of the machine that converted it."""
+    url = f"{server.base}/ada_tiny.pkl"
+    server.files["/ada_tiny.pkl?token=secret"] = PAYLOAD  # a signed URL: its token is not recorded
+    name = register(url)
+    for given, recorded in ((url, url), (f"{url}?token=secret", url), (name, name)):
+        out = tmp_path / f"out-{len(capsys.readouterr().out)}.safetensors"
+        assert main(["convert", given, str(out)]) == 0
+        capsys.readouterr()
+        assert main(["info", str(out)]) == 0
+        assert capsys.readouterr().out.splitlines()[1] == f"converted from {recorded} (nvidia format)"
+    assert load_network(url).meta["source"] == url
+    assert load_network(out).meta["source"] == str(out)  # a local file: its path
 
 
 def test_url_filenames():

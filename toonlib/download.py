@@ -5,12 +5,14 @@ it first when needed; a Google Drive file's link (`.../file/d/<id>/view`) is dow
 files are, through gdown, into `drive-<id>`. StyleGAN models and encoders go to toonlib's cache folder
 (`cache_dir()`); the weights of other libraries (LPIPS' VGG16, face-alignment's networks, FID's Inception) go
 where those libraries look for them, torch hub's checkpoints folder, so that they never download them again.
-Direct URLs are retried after network errors, and a try that broke off further into the file than any before it
-is resumed at once (a flaky connection goes on as long as it makes progress).
+Direct URLs are retried after network errors (each retry said as it starts: a server that stalls is said after
+its first timeout), and a try that broke off further into the file than any before it is resumed at once (a flaky
+connection goes on as long as it makes progress).
 
 A file reaches its final name only after it passed every check (not a web page, size and sha256 when
-known, and read by the reader of its kind), through an fsynced atomic rename, so the cache never holds a
-corrupt file under a real name; a cache file that is empty, a web page or cut short is downloaded again.
+known, read by the reader of its kind, and for a registry file a network of the entry's resolution and format),
+through an fsynced atomic rename, so the cache never holds a corrupt or wrong file under a real name; a cache file
+that is empty, a web page or cut short is downloaded again.
 Partial downloads stay as `<file>.part` (with `<file>.part.source` recording the URL they came from, and the
 file's ETag or Last-Modified and length) and are resumed with an HTTP Range request (If-Range) by the next attempt
 on the same URL; a file the server has changed since is downloaded whole again, not appended to the old start.
@@ -55,7 +57,7 @@ from .files import (
     safetensors_header_length,
     user_path,
 )
-from .messages import clear_on_close, progress_bar
+from .messages import clear_on_close, progress_bar, write_line
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -114,6 +116,8 @@ class _Plan:
     size: Optional[int]
     kind: str
     home: str
+    resolution: Optional[int] = None  # what the registry records of the file (None for a URL): `_mismatch`
+    format: Optional[str] = None
 
 
 def cache_dir() -> Path:
@@ -264,7 +268,8 @@ def _plan(name_or_url: str, override: str | os.PathLike | None) -> _Plan:
                      "cache")
     info = models.get_model(name_or_url)
     folder = torch_hub_checkpoints() if info.home == "torch-hub" else cache
-    return _Plan(name_or_url, folder / info.filename, info.sources, info.sha256, info.size, info.kind, info.home)
+    return _Plan(name_or_url, folder / info.filename, info.sources, info.sha256, info.size, info.kind, info.home,
+                 resolution=info.resolution, format=info.format)
 
 
 def _usable(plan: _Plan) -> bool:
@@ -423,6 +428,9 @@ def _download_http(url: str, part: Path, progress: bool) -> None:
     An unknown host name, a proxy that refuses and a certificate that cannot be verified are not retried: that is a
     machine without internet, a wrong URL or a wrong proxy or certificate setting, and waiting does not change them.
     Other errors of requests (too many redirects, an invalid URL) fail the source at once.
+
+    With `progress`, each retry is said as it starts (`_say_retry`): a server that stalls showed a bar standing
+    still for `TIMEOUT` (60 s) times each try, ~3 minutes, before the first word.
     """
     failed, furthest = 0, _resumable(part, url)  # tries in a row that got no further; the most of the file held
     while True:
@@ -446,13 +454,25 @@ def _download_http(url: str, part: Path, progress: bool) -> None:
         except _NETWORK_ERRORS as exc:
             if _resumable(part, url) > furthest:
                 furthest, failed = _resumable(part, url), 0
+                if _timed_out(exc):  # the bar stood still for the whole timeout: say why, and that it goes on
+                    _say_retry(part, progress, f"{_network_reason(exc, url)}; going on from where it stopped")
                 continue
             if delay is None or _unresolved(exc) or _untrusted(exc) or isinstance(exc, requests.exceptions.ProxyError):
                 raise _SourceFailed(_network_reason(exc, url), offline=_unreachable(exc)) from None
+            reason = _network_reason(exc, url)
         except requests.RequestException as exc:  # an OSError, which `fetch` would take for one of this disk's
             raise _SourceFailed(_one_paragraph(exc)) from None
+        wait_said = f" in {_duration(delay)}" if delay >= 1 else ""
+        _say_retry(part, progress, f"{reason}; trying again{wait_said} ({failed + 2} of {len(RETRY_DELAYS) + 1})")
         time.sleep(delay)
         failed += 1
+
+
+def _say_retry(part: Path, progress: bool, what: str) -> None:
+    """Say on a line of its own (with `progress`), as the next try of `part`'s download starts, why the last one
+    failed and what comes next: `what`."""
+    if progress:
+        write_line(f"toonlib: downloading {part.name[: -len('.part')]}: {what}", file=sys.stderr)
 
 
 def _retry_after(response: requests.Response) -> float | None:
@@ -632,10 +652,15 @@ def _network_reason(exc: Exception, url: str) -> str:
                 "or list the host in no_proxy")
     if _unreachable(exc):
         return f"could not connect ({detail})"
-    if isinstance(exc, requests.ReadTimeout) or any(isinstance(cause, urllib3.exceptions.ReadTimeoutError)
-                                                    for cause in (_connection_cause(exc), *exc.args[:1])):
+    if _timed_out(exc):
         return f"the server stopped sending: nothing came for {TIMEOUT[1]:g} s"  # "broke off (... Read timed out.)"
     return f"the download broke off ({detail})"
+
+
+def _timed_out(exc: Exception) -> bool:
+    """True when the server sent nothing for `TIMEOUT[1]` seconds (before its reply's headers, or within its body)."""
+    return isinstance(exc, requests.ReadTimeout) or any(isinstance(cause, urllib3.exceptions.ReadTimeoutError)
+                                                        for cause in (_connection_cause(exc), *exc.args[:1]))
 
 
 # --- Google Drive ---------------------------------------------------------------------------------
@@ -676,7 +701,13 @@ def _download_gdrive(file_id: str, part: Path, progress: bool) -> None:
 
     Where the installed gdown takes them, it gets `TIMEOUT` (without one, a stalled download waited forever) and
     reports its progress to toonlib's bar (its own bar, redrawn ten times a second, flooded logs). Resuming takes a
-    gdown with `resume` and `progress`, whose first report says that the file started coming (`_take_over`)."""
+    gdown with `resume` and `progress`, whose first report says that the file started coming (`_take_over`).
+
+    A new version of the same length under the same id is resumed onto the old bytes: gdown sends If-Range with the
+    validator of the new run's own first reply, and shows the caller no reply's headers (its progress reports are
+    byte counts; Last-Modified only becomes the finished file's mtime), so the marker cannot record the first run's.
+    The checks of the whole file (sha256 where known; a registry file's resolution and format, `_mismatch`) catch it
+    where they can."""
     import gdown
 
     accepts = inspect.signature(gdown.download).parameters
@@ -786,19 +817,21 @@ def _problem(part: Path, plan: _Plan, validate: bool) -> str | None:
         digest = _sha256(part)
         if not digest.startswith(plan.sha256):
             return f"sha256 mismatch: got {digest}, expected {plan.sha256} (a corrupt or different file)"
-    return _unreadable(part, plan.kind) if validate else None
+    return _unreadable(part, plan) if validate else None
 
 
-def _unreadable(part: Path, kind: str) -> str | None:
-    """Why the reader of `kind` cannot read `part`, or None when it can."""
+def _unreadable(part: Path, plan: _Plan) -> str | None:
+    """Why the reader of the file's kind cannot read `part`, or what it read is not the registry's file (`_mismatch`:
+    a changed upstream file or a wrong mirror, readable all the same); None when it is the file."""
+    kind = plan.kind
     if kind == "stylegan2":
         from .checkpoints import CheckpointError, read_checkpoint
 
         try:
-            read_checkpoint(part)
+            nets = read_checkpoint(part)
         except CheckpointError as exc:
             return f"not a readable checkpoint: {exc}"
-        return None
+        return _mismatch(plan, nets.config.img_resolution, nets.meta.get("format"))
     import pickle
 
     import torch
@@ -811,9 +844,54 @@ def _unreadable(part: Path, kind: str) -> str | None:
         state = data.get("state_dict") if isinstance(data, dict) else None
         if not (isinstance(state, dict) and any(key.startswith("encoder.") for key in state)):
             return "not a pSp / e4e checkpoint (no 'state_dict' with 'encoder.*' weights)"
+        return _mismatch(plan, *_encoder_facts(data))
     elif not (isinstance(data, dict) and data and all(isinstance(v, torch.Tensor) for v in data.values())):
         return "not a state dict of tensors"
     return None
+
+
+#: How a reason says that a download is readable but not the file its registry entry describes (`_mismatch`).
+_NOT_THE_REGISTRYS = "not the file the registry describes"
+
+
+def _mismatch(plan: _Plan, resolution: int | None, file_format: str | None) -> str | None:
+    """Why a readable download of a registry file is not that file: its network's resolution or format is not the
+    entry's (a file changed upstream, a mirror that serves another model); None when they agree or are not known."""
+    if (resolution in (None, plan.resolution) or plan.resolution is None) and (
+            file_format in (None, plan.format) or plan.format is None):
+        return None
+    return (f"{_NOT_THE_REGISTRYS}: it holds {_network_words(plan.kind, resolution, file_format)}, where "
+            f"{plan.what!r} is {_network_words(plan.kind, plan.resolution, plan.format)} (the file there has changed, "
+            "or it is another model)")
+
+
+def _network_words(kind: str, resolution: int | None, file_format: str | None) -> str:
+    """What `_mismatch` compares, in words: 'a 1024x1024 generator in nvidia format', 'an e4e encoder with a
+    1024x1024 decoder'."""
+    size = f"{resolution}x{resolution}" if resolution is not None else ""
+    if kind == "encoder":
+        name = f"{file_format} encoder" if file_format else "encoder"
+        words = f"{name} with a {size} decoder" if size else name
+    else:
+        words = " ".join(filter(None, (size, "generator"))) + (f" in {file_format} format" if file_format else "")
+    return f"{'an' if words[0] in 'aeiou' else 'a'} {words}"
+
+
+def _encoder_facts(data: dict) -> tuple[int | None, str | None]:
+    """The resolution of a pSp / e4e checkpoint's decoder (`checkpoints.rosinality.generator_config`) and its format
+    ('psp' or 'e4e', from `opts['encoder_type']`), each None where the file does not say."""
+    from .checkpoints import CheckpointError, psp, rosinality
+    from .encoders import ENCODER_TYPES
+
+    resolution = None
+    if psp.is_psp(data):
+        with contextlib.suppress(CheckpointError):  # a decoder of odd shapes: its resolution unknown, not refused here
+            resolution = rosinality.generator_config(psp.decoder_state(data["state_dict"]),
+                                                     "the decoder").img_resolution
+    opts = data.get("opts")
+    encoder_type = opts.get("encoder_type") if isinstance(opts, dict) else getattr(opts, "encoder_type", None)
+    paper = ENCODER_TYPES.get(encoder_type) if isinstance(encoder_type, str) else None
+    return resolution, paper.lower() if paper else None
 
 
 def _page_reason(head: bytes) -> str:
@@ -848,6 +926,9 @@ def _explain(plan: _Plan, failures: list[tuple[str, _SourceFailed]], local_optio
     lines.append("Sources tried:")
     lines += [f"  {i}. {_browser_link(source)}: {failure}" for i, (source, failure) in enumerate(failures, 1)]
     lines.append("What you can do:")
+    if any(_NOT_THE_REGISTRYS in str(failure) for _, failure in failures):
+        lines.append(f"  - report it to toonlib's maintainers: a source sends another file than the registry's "
+                     f"{plan.what!r} (that download was deleted, not cached)")
     if kept:
         so_far = f"{_megabytes(kept)} of {_megabytes(total)}" if total else _megabytes(kept)
         lines.append(f"  - run the same command again: the download resumes where it stopped ({so_far} are kept)")

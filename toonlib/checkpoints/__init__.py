@@ -54,7 +54,8 @@ def load_network(source: str | os.PathLike, device: torch.device | str | None = 
     """Load the networks of a checkpoint: a path, an http(s) URL or a registry name (`toonlib models`), downloaded
     first where need be (with a bar unless `progress` is False).
 
-    Networks are returned in eval mode with gradients off, on `device` (default: CPU).
+    Networks are returned in eval mode with gradients off, on `device` (default: CPU). `meta["source"]` is the
+    file's path, or the URL (`_public_name`) or registry name given, not the cache file it was downloaded into.
     """
     if not isinstance(source, (str, os.PathLike)):
         loaded = isinstance(source, (Generator, Networks))
@@ -73,6 +74,8 @@ def load_network(source: str | os.PathLike, device: torch.device | str | None = 
             if net is not None:
                 net.to(device)
     name = _public_name(source)
+    if path != user_path(source):  # a URL or a registry name: recorded as given (`toonlib convert`'s origin), not
+        nets.meta["source"] = name  # as the cache file it was read from, a path of this machine's
     record = nets.meta.get("blend") if isinstance(nets.meta.get("blend"), dict) else None  # a saved blend's
     for which, G in (("G_ema", nets.G_ema), ("G", nets.G)):
         if G is not None:
@@ -207,9 +210,11 @@ def read_checkpoint(path: str | os.PathLike) -> Networks:
     source = str(path)
     if path.is_dir():
         newest = _newest_snapshot(path)  # a fine-tuning run's folder: its newest snapshot is what was meant
+        theirs = None if newest else _newest_nvidia_snapshot(path)  # a training run of NVIDIA's code, as well
         raise CheckpointError(f"{source} is a folder, not a checkpoint file"
-                              + (f": for the fine-tuning run there, give its newest snapshot, {newest}"
-                                 if newest else ""))
+                              + (f": for the fine-tuning run there, give its newest snapshot, {newest}" if newest
+                                 else f": for the training run there, give its newest snapshot, {theirs}" if theirs
+                                 else ""))
     with open(path, "rb") as f:
         head = f.read(64)
     if not head:
@@ -284,6 +289,14 @@ def _newest_snapshot(run_dir: Path) -> Path | None:
 
     newest = latest_snapshot(run_dir)
     return newest if newest is not None and newest.is_file() else None
+
+
+def _newest_nvidia_snapshot(run_dir: Path) -> Path | None:
+    """The newest `network-snapshot-<kimg>.pkl` of a training run of NVIDIA's code (stylegan2, stylegan2-ada, their
+    PyTorch ports, stylegan3) in folder `run_dir`, or None."""
+    numbered = [(int(match[1]), path) for path in run_dir.glob("network-snapshot-*.pkl")
+                if (match := re.fullmatch(r"network-snapshot-(\d+)\.pkl", path.name)) and path.is_file()]
+    return max(numbered)[1] if numbered else None
 
 
 def _read_torch_file(path: Path, source: str, zipped: bool) -> Networks:

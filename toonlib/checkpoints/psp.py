@@ -26,10 +26,11 @@ DECODER_PREFIX = "decoder."
 def is_psp(obj: object) -> bool:
     """A dict whose `state_dict` holds a rosinality generator under `decoder.`."""
     state = obj.get("state_dict") if isinstance(obj, dict) else None
-    return isinstance(state, dict) and is_generator_state(_decoder_state(state))
+    return isinstance(state, dict) and is_generator_state(decoder_state(state))
 
 
-def _decoder_state(state: dict) -> dict:
+def decoder_state(state: dict) -> dict:
+    """The rosinality generator inside a pSp / e4e `state_dict`: its `decoder.` keys, without the prefix."""
     return {k[len(DECODER_PREFIX):]: v for k, v in state.items() if isinstance(k, str) and k.startswith(DECODER_PREFIX)}
 
 
@@ -40,7 +41,7 @@ def read_psp(obj: dict, source: str = "") -> Networks:
     if opts is not None and not isinstance(opts, dict):
         raise CheckpointError(f"{source}: pSp/e4e checkpoint whose 'opts' is a {type(opts).__name__}, not a dict")
     opts = dict(opts or {})
-    G_ema = read_generator(_decoder_state(obj["state_dict"]), f"{source} [decoder]")
+    G_ema = read_generator(decoder_state(obj["state_dict"]), f"{source} [decoder]")
     meta = {"format": "psp", "source": source, "encoder_type": opts.get("encoder_type"), "w_avg": "computed",
             "opts": opts}
     return Networks(G_ema=G_ema, meta=meta)
