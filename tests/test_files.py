@@ -134,6 +134,50 @@ def test_a_folder_that_cannot_be_written_is_named_as_the_users_path(tmp_path, mo
         save_image(Image.new("RGB", (4, 4)), tmp_path / "out.png")
 
 
+def test_a_file_that_cannot_be_replaced_is_refused_before_the_work(tmp_path, monkeypatch):
+    """`toonlib project -o latent.npz` over another user's latent.npz in /tmp (sticky), or an immutable one, ran all
+    its steps, then failed at the rename naming its temporary file, "/tmp/.latent.npz.dc7abcd3.tmp: operation not
+    permitted", gone by then. Now `check_file_target` (run before the work) says why, and a rename that fails all the
+    same names the user's file."""
+    sticky = tmp_path / "shared"
+    sticky.mkdir()
+    sticky.chmod(0o1777)
+    theirs = sticky / "latent.npz"
+    theirs.write_bytes(b"theirs")
+    files.check_file_target(theirs)  # root replaces it: no refusal
+    monkeypatch.setattr(os, "geteuid", lambda: theirs.stat().st_uid + 1000)  # another user than the file's and folder's
+    with pytest.raises(PermissionError, match=r"^cannot write .*latent.npz: it is another user's file in .*shared, a "
+                                              r"folder where only a file's owner may replace it; name another file$"):
+        files.check_file_target(theirs)
+    files.check_file_target(sticky / "mine.npz")  # a new file there is fine
+    monkeypatch.undo()
+    sticky.chmod(0o777)
+
+    fcntl = pytest.importorskip("fcntl")  # Linux's file flags: what `chattr +i` sets, as read back by the kernel
+    real_ioctl = fcntl.ioctl
+
+    def immutable(fd, request, flags, *args):
+        if request != files._GET_FLAGS:
+            return real_ioctl(fd, request, flags, *args)
+        flags[0] = 0x80010  # as read here from a file after `chattr +i` (0x80000: extents)
+        return 0
+
+    monkeypatch.setattr(fcntl, "ioctl", immutable)
+    with pytest.raises(PermissionError, match=r"^cannot write .*latent.npz: it is immutable \(chattr \+i\), so it "
+                                              r"cannot be replaced; name another file$"):
+        files.check_file_target(theirs)
+    monkeypatch.undo()
+
+    def refused(src, dst):  # the rename fails all the same (a flag set while the work ran)
+        raise PermissionError(errno.EPERM, os.strerror(errno.EPERM), str(src), str(dst))
+
+    monkeypatch.setattr(os, "replace", refused)
+    with pytest.raises(PermissionError) as info, atomic_write_path(theirs) as tmp:
+        tmp.write_bytes(b"mine")
+    assert str(info.value) == f"cannot write {theirs}: Operation not permitted" and ".tmp" not in str(info.value)
+    assert os.listdir(sticky) == ["latent.npz"] and theirs.read_bytes() == b"theirs"
+
+
 def test_a_full_disk_is_said_with_the_users_path_and_leaves_nothing(tmp_path):
     """ENOSPC while writing was Python's bare "[Errno 28] No space left on device" (safetensors: an error of its own),
     naming no file; a folder that cannot be written was already "cannot write PATH: ..."."""

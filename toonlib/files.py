@@ -11,12 +11,14 @@
 """
 from __future__ import annotations
 
+import array
 import contextlib
 import errno
 import os
 import re
 import secrets
 import stat
+import struct
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
@@ -51,7 +53,10 @@ def atomic_write_path(path: str | os.PathLike) -> Iterator[Path]:
         existing = target.stat().st_mode if target.is_file() else None
         mode = stat.S_IMODE(existing if existing is not None else tmp.stat().st_mode)
         yield tmp
-        replace_file(tmp, target, mode=mode)
+        try:
+            replace_file(tmp, target, mode=mode)
+        except PermissionError as e:  # it named the temporary file, which is gone
+            raise _cannot_write(path, e, _unreplaceable(target) or e.strerror or str(e)) from None
     except OSError as e:
         if e.errno not in DISK_FULL:
             raise
@@ -120,6 +125,43 @@ def check_file_target(path: str | os.PathLike) -> None:
     except OSError as e:
         raise PermissionError(f"cannot write {path}: files cannot be created in {folder} ({e.strerror or e}); "
                               "choose another place") from None
+    why = _unreplaceable(_written_file(path))
+    if why:
+        raise PermissionError(f"cannot write {path}: {why}; name another file")
+
+
+#: Linux's FS_IOC_GETFLAGS (_IOR('f', 1, long)) and its immutable and append-only flags (`chattr +i`, `+a`).
+_GET_FLAGS = 0x80006601 | (struct.calcsize("l") << 16)
+_FIXED_FLAGS = {0x10: "immutable (chattr +i)", 0x20: "append-only (chattr +a)"}
+
+
+def _unreplaceable(target: Path) -> str | None:
+    """Why the file at `target` cannot be replaced by a rename although its folder takes new files, else None: it is
+    immutable or append-only (Linux), or another user's in a sticky folder (/tmp), where only its owner (or root) may
+    replace it. Unknown flags (another system, a file system without them) are taken as none."""
+    try:
+        info = target.stat()
+        folder = target.parent.stat()
+    except OSError:
+        return None  # no file there yet: nothing to replace
+    euid = os.geteuid() if hasattr(os, "geteuid") else None
+    if (euid not in (None, 0) and folder.st_mode & stat.S_ISVTX and info.st_uid != euid
+            and folder.st_uid != euid):
+        return (f"it is another user's file in {target.parent}, a folder where only a file's owner may replace "
+                "it")
+    try:
+        import fcntl
+
+        fd = os.open(target, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        try:
+            flags = array.array("l", [0])
+            fcntl.ioctl(fd, _GET_FLAGS, flags)
+        finally:
+            os.close(fd)
+    except (ImportError, OSError):
+        return None
+    return next((f"it is {words}, so it cannot be replaced" for flag, words in _FIXED_FLAGS.items()
+                 if flags[0] & flag), None)
 
 
 #: What `_check_file_path` calls the files that are neither a regular file nor a folder.
