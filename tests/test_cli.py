@@ -1,6 +1,7 @@
 """The console script, run as users run it (a subprocess), and its error handling."""
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -56,6 +57,8 @@ def test_blend_command_writes_network_and_grid(tmp_path):
     got = load_network(tmp_path / "b.safetensors").G_ema.state_dict()
     assert all(torch.equal(got[k], v) for k, v in expected.items())
     assert Image.open(tmp_path / "grid.png").height > 3 * 32
+    # its columns' bar, ended complete: the base, a blend at 4, 8, 16 and 32 px (a smooth switch), the toon
+    assert re.search(r"grid: 100%\|[^\n]*\| 6/6 \[", result.stderr), result.stderr  # minutes of silence at 1024 px
     result = run_cli("info", str(tmp_path / "b.safetensors"))  # which models and setting made it: not on record
     assert result.stdout.splitlines()[1] == (f"blend of {tmp_path / 'toon.safetensors'} up to 8 px (level 0), "
                                              f"{tmp_path / 'base.safetensors'} above; smooth switch, width 0.5")

@@ -6,6 +6,7 @@ import argparse
 import importlib.util
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from skimage import data as skdata
 from tiny import INTERRUPTS, keyboard_interrupt
 
 import toonlib
-from toonlib import cli
+from toonlib import cli, messages
 
 
 def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -83,6 +84,26 @@ def test_what_a_command_does_not_take_is_refused_with_its_own_usage():
     assert "unrecognized arguments: b" in result.stderr
 
 
+def test_a_misspelt_option_is_named_before_a_required_one_is_missed():
+    """`toonlib align me.jpg --ouput x.png` said only "the following arguments are required: -o/--output", as did
+    `blend --swapres 16`; `project --invert e4e` did not say that --invert is toonify's. argparse's abbreviations
+    (`--out`) and a short option's attached value (`-ox.png`) stay taken."""
+    for args, said in ((["align", "me.jpg", "--ouput", "x.png"],
+                        "toonlib align: error: unrecognized arguments: --ouput x.png\n  --ouput: did you mean "
+                        "--output?\n"),
+                       (["blend", "--toon", "t.pkl", "--swapres", "16", "-o", "b.safetensors"],
+                        "toonlib blend: error: unrecognized arguments: --swapres 16\n  --swapres: did you mean "
+                        "--swap-res?\n"),
+                       (["project", "me.png", "--invert", "e4e", "-o", "w.npz"],
+                        "toonlib project: error: unrecognized arguments: --invert e4e\n  --invert: an option of "
+                        "toonlib toonify, toonlib app\n")):
+        result = run_main(*args)
+        assert result.returncode == 2 and result.stderr.endswith(said), result.stderr
+        assert "required" not in result.stderr
+    assert cli._parse(["align", "me.jpg", "--out", "x.png"]).output == "x.png"
+    assert cli._parse(["align", "me.jpg", "-ox.png"]).output == "x.png"
+
+
 def test_the_detector_takes_the_package_name_as_written():
     """The help says face-alignment (the package), the choice was face_alignment only."""
     args = cli.build_parser().parse_args(["align", "me.jpg", "-o", "a.png", "--detector", "face-alignment"])
@@ -107,7 +128,8 @@ def test_a_misspelt_command_or_top_level_option_gets_the_close_match():
         "toonlib: error: no command 'frobnicate'; the commands are convert, info, fetch, models, blend, align, "
         "project, toonify, finetune, app (`toonlib --help` says what each does)\n")
     result = run_main("toonify", "me.jpg", "-o", "t.png", "--device", "cpu")  # nothing close: no wild guess
-    assert result.returncode == 2 and result.stderr.endswith("unrecognized arguments: --device cpu\n")
+    assert result.returncode == 2 and result.stderr.endswith(
+        "unrecognized arguments: --device cpu\n  --device: an option of toonlib finetune\n")  # it is finetune's
     assert run_main("--version").stdout == f"toonlib {toonlib.__version__}\n"
 
 
@@ -220,6 +242,34 @@ def test_sigterm_stops_a_command_as_ctrl_c_does(tmp_path):
             assert written == []  # neither the picture nor its temporary file
         else:  # killed while writing: what the test would see without the handler
             assert len(written) == 1 and written[0].startswith(".toon.png.") and written[0].endswith(".tmp"), written
+
+
+@pytest.mark.parametrize("module", ["numpy", "torch._C"])
+def test_ctrl_c_while_numpy_and_torch_load_interrupts_the_command(tmp_path, module):
+    """Ctrl-C in a command's first second, while numpy loaded, was lost: `toonlib info` ran on and ended with status 0
+    (at another moment numpy turned it into its "Importing the numpy C-extensions failed" ImportError, a traceback).
+    Now the interrupt waits until they are loaded: 'interrupted', 130. An audit hook sends it as the module loads."""
+    from conftest import FIXTURES
+
+    program = tmp_path / "program.py"
+    program.write_text("import os, signal, sys\n"
+                       "sent, module = [], sys.argv[1]\n"
+                       "def hook(event, args):\n"
+                       "    if event == 'import' and args[0] == module and not sent:\n"
+                       "        sent.append(module)\n"
+                       "        os.kill(os.getpid(), signal.SIGINT)\n"  # the last statement: raised in the import
+                       "sys.addaudithook(hook)\n"
+                       "import toonlib.cli\n"
+                       "sys.argv = ['toonlib', 'info', sys.argv[2]]\n"
+                       "toonlib.cli.program()\n")
+    result = subprocess.run([sys.executable, str(program), module, str(FIXTURES / "ada_tiny.pkl")],
+                            capture_output=True, text=True, timeout=300)
+    assert (result.returncode, result.stderr, result.stdout) == (130, "toonlib info: interrupted\n", "")
+    with pytest.raises(KeyboardInterrupt):  # held, then raised as the block ends
+        with messages.interrupts_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            reached = True
+    assert reached and signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_ctrl_c_while_python_exits_ends_the_program_with_the_commands_status(tmp_path):
@@ -562,6 +612,23 @@ def test_bad_values_are_refused_before_any_download(tmp_path, offline_cache, com
     assert sorted(path.name for path in tmp_path.iterdir()) == ["me.png"] + ["sub"] * (tmp_path / "sub").exists()
 
 
+def test_a_latent_or_a_model_given_as_the_photo_is_told_in_the_command_lines_words(tmp_path, offline_cache):
+    """`toonlib project w.npz` was told Python's code ("toonifier.render(toonlib.projection.load_latent(path)) draws
+    its toon"), and a model given as the photo "(--toon, --base; toon=, base= in Python)"."""
+    import torch
+    from conftest import FIXTURES
+
+    from toonlib.projection import save_latent
+
+    save_latent(torch.zeros(1, 8, 32), tmp_path / "w.npz")
+    result = run_main("project", str(tmp_path / "w.npz"), "-o", str(tmp_path / "z.npz"), env=offline_cache)
+    _short_error(result)
+    assert result.stderr.endswith("not a photo: `toonlib toonify` draws its toon from a file named .npz\n")
+    result = run_main("align", str(FIXTURES / "ada_tiny.pkl"), "-o", str(tmp_path / "a.png"), env=offline_cache)
+    _short_error(result)
+    assert result.stderr.endswith("not a photo: give it as a model, the toon (--toon) or the base (--base)\n")
+
+
 def test_finetune_settings_are_named_as_the_options_are_typed(tmp_path):
     """TrainConfig's checks named its fields ('invalid TrainConfig: kimg must be > 0'), not the options."""
     result = run_main("finetune", "--data", str(tmp_path), "--resume", "ffhq-256-noaug", "--run-dir",
@@ -728,6 +795,38 @@ def test_a_toon_file_paired_with_the_default_base_is_told_which_base(tmp_path):
     assert "does not look fine-tuned from the default base model 'ffhq-1024-tf'" in warning, warning
     assert warning.endswith("Pair the toon model with the base it was fine-tuned from (the registry's toon models "
                             "name theirs: their lineage in `toonlib models`)."), warning
+
+
+def test_a_toon_file_of_another_resolution_is_not_paired_with_a_default_base_to_download(tmp_path, monkeypatch):
+    """A 32 px toon file that records no base waited for the 380 MB FFHQ 1024 download (here: "could not download
+    'ffhq-1024-tf'") before that base was refused as making 18 x 512 latents: the registry's resolution says so
+    first. A base in the cache is compared as loaded; a named base is taken as given."""
+    from tiny import tiny_generator
+
+    from toonlib.checkpoints import save_network
+    from toonlib.pipeline import Toonifier
+
+    save_network(tmp_path / "toon.safetensors", tiny_generator(1))
+    toon = str(tmp_path / "toon.safetensors")
+    env = {"TOONLIB_CACHE": str(tmp_path / "empty-cache"), "TORCH_HOME": str(tmp_path / "torch")}
+    expected = (f"error: '{toon}' is a 32 px model that records no base, and the default base 'ffhq-1024-tf' is "
+                "1024 px: name the model it was fine-tuned from (--base)")
+    result = run_main("blend", "--toon", toon, "--swap-res", "8", "-o", str(tmp_path / "b.safetensors"), env=env)
+    _short_error(result, expected)
+    photo = tmp_path / "me.png"
+    Image.new("RGB", (64, 64)).save(photo)
+    result = run_main("toonify", str(photo), "--toon", toon, "--swap-res", "8", "-o", str(tmp_path / "out"), env=env)
+    _short_error(result, expected)
+    assert not (tmp_path / "b.safetensors").exists() and not (tmp_path / "out").exists()
+    monkeypatch.setenv("TOONLIB_CACHE", env["TOONLIB_CACHE"])
+    with pytest.raises(ValueError, match=r"^'.*toon.safetensors' is a 32 px model that records no base, .* "
+                                         r"\(--base, base=\)$"):
+        Toonifier(toon=toon, swap_res=8)
+    base = tmp_path / "base.safetensors"
+    save_network(base, tiny_generator(0))
+    result = run_main("blend", "--toon", toon, "--base", str(base), "--swap-res", "8", "-o",
+                      str(tmp_path / "b.safetensors"), env=env)
+    assert result.returncode == 0, result.stderr
 
 
 def test_messages_name_options_not_python_arguments(tmp_path, monkeypatch):

@@ -132,6 +132,32 @@ def test_encode_preprocesses_photos(checkpoints):
         assert torch.equal(codes, encoder(encoder_input(photo)))
 
 
+def test_encode_warns_of_a_photo_that_is_no_aligned_crop(tmp_path):
+    """A whole photo was encoded squashed to 256 x 256 without a word: an image that is not square is no FFHQ crop
+    (`align_face` makes square ones), and the warning says how to get one, attributed to the caller's line."""
+    import warnings
+
+    from toonlib.messages import ToonlibWarning
+
+    encoder = Encoder("e4e", 2)
+    photo = Image.fromarray(skdata.astronaut()[:, :400])  # 400 x 512: a photo, not a crop
+    advice = (r"not square: the encoder takes an FFHQ-aligned face \(toonlib\.align_face\(path\)\.image\); encoding it "
+              r"squashed to 256 x 256$")
+    with pytest.warns(ToonlibWarning, match=rf"^the image is 400x512, {advice}") as caught:
+        assert encoder.encode(photo).shape == (1, 2, 512)
+    assert [w.filename for w in caught] == [__file__]
+    photo.save(tmp_path / "me.png")
+    with pytest.warns(ToonlibWarning, match=rf"^'{tmp_path / 'me.png'}' is 400x512, {advice}"):
+        encoder_input(tmp_path / "me.png")
+    square = Image.fromarray(skdata.astronaut())
+    with pytest.warns(ToonlibWarning, match=rf"^photos\[1\] is 512x400, {advice}") as caught:
+        encoder_input([square, np.asarray(photo).transpose(1, 0, 2)])
+    assert len(caught) == 1  # the square one is not named
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        encoder_input([square, square.resize((64, 64))])  # square crops of any size: no warning
+
+
 def _fake(tmp_path, opts, in_channels: int = 3, name: str = "enc.pt"):
     """A small file laid out like a pSp checkpoint (enough for load_encoder to judge it)."""
     state = {"encoder.input_layer.0.weight": torch.zeros(64, in_channels, 3, 3),

@@ -286,6 +286,24 @@ def test_an_animated_file_is_closed_once_read(upright, tmp_path):
     assert difference(Image.fromarray(photo), upright) < 4.0
 
 
+def test_8_bit_values_in_a_uint16_array_are_refused_with_the_fix(upright):
+    """np.array(photo, np.uint16) (or a sum of uint8 images) holds 8-bit values in a 16-bit array: read as 16-bit
+    (/ 257), it was a nearly black photo and no word said why. Refused as a [-1, 1] float array is, naming the fix;
+    16-bit data, a black array, a signed one with negatives and a 16-bit file (mode I;16) read as before."""
+    eight = np.asarray(upright)
+    fix = r"a nearly black image: for 8-bit values \(0 \.\. 255\) pass array\.astype\(np\.uint8\)$"
+    for dtype in (np.uint16, np.int16):
+        with pytest.raises(ImageReadError, match=rf"^a {np.dtype(dtype).name} image array is read as 16-bit \(0 \.\. "
+                                                 rf"65535\), but this one goes up to 255 only, {fix}"):
+            read_image(eight.astype(dtype))
+    assert difference(read_image(eight.astype(np.uint16).astype(np.uint8)), upright) == 0  # the fix
+    assert difference(read_image(eight.astype(np.uint16) * 257), upright) == 0  # 16-bit data
+    assert not np.asarray(read_image(np.zeros((4, 4, 3), np.uint16))).any()  # black either way
+    assert np.asarray(read_image(np.array([[-3, 200]], np.int16))).max() == 1  # not 8-bit values: read as before
+    dark_file = Image.fromarray(eight[:, :, 0].astype(np.uint16))  # a 16-bit PNG's pixels: the file's numbers
+    assert dark_file.mode == "I;16" and np.asarray(read_image(dark_file)).max() == 1
+
+
 # ----------------------------------------------------------------------------------------------
 # Files that are no whole photo: one line each, saying what to do
 
@@ -312,12 +330,11 @@ NOT_PHOTOS = {
     "jpeg-start-only": (lambda image: b"\xff\xd8 not really a jpeg", "jpg",  # was "in no image format"
                         "the JPEG file is damaged: download or copy it again, or export it anew$"),
     "checkpoint": (lambda image: pickle.dumps({"G_ema": None}, protocol=4), "pkl",  # a model given as the photo
-                   r"it is a model checkpoint \(safetensors, pickle or torch file\), not a photo: give it as a model "
-                   r"\(--toon, --base; toon=, base= in Python\)$"),
+                   r"it is a model checkpoint \(safetensors, pickle or torch file\), not a photo: give it as a model, "
+                   r"the toon \(--toon, toon=\) or the base \(--base, base=\)$"),
     "latent": (lambda image: _latent_file(), "npz",  # what toonify saves beside a toon, which the command line draws
-               r"it is a latent file \(an \.npz of w, .*\), not a photo: "
-               r"toonifier\.render\(toonlib\.projection\.load_latent\(path\)\) draws its toon; `toonlib toonify` "
-               r"does for a file named \.npz$"),
+               r"it is a latent file \(an \.npz of w, .*\), not a photo: `toonlib toonify` draws its toon from a file "
+               r"named \.npz; in Python, toonifier\.render\(toonlib\.load_latent\(path\)\)$"),
 }
 
 

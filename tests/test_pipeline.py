@@ -1,6 +1,9 @@
 """toonify end to end on real photos (shipped by installed packages) with tiny random models."""
 from __future__ import annotations
 
+import dataclasses
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +13,7 @@ from tiny import random_lpips, tiny_generator, write_photos, write_toonify_model
 from toonlib.align import NoFaceError
 from toonlib.blending import blend
 from toonlib.images import ImageReadError, to_uint8
-from toonlib.pipeline import Toonifier, paste, toonify
+from toonlib.pipeline import Toonifier, ToonifyResult, paste, toonify
 from toonlib.projection import project, render
 
 STEPS = 3
@@ -233,6 +236,59 @@ def test_settings_that_cannot_work_are_refused_when_given(models, photos, monkey
             Toonifier(toon="toonify-blended-tf", swap_res=2048)
 
 
+def test_a_blend_setting_given_to_a_call_says_to_set_the_blend(models, photos, monkeypatch):
+    """toonifier(photo, swap_res=16) said only "unexpected keyword argument swap_res: the photo's options are ...",
+    as if there were no swap resolution: the blend is the toonifier's, set by `set_blend` or when it is built. Said
+    before the photo is read."""
+    from toonlib import pipeline
+
+    folder, _, _ = models
+    toonifier = Toonifier(folder / "base.safetensors", folder / "toon.safetensors", detector="dlib")
+    monkeypatch.setattr(pipeline, "read_image", lambda *args: pytest.fail("a photo was read first"))
+    photo = photos / "hopper.jpg"
+    told = r"the blend is the toonifier's, the same for every photo: call toonifier\.set_blend"
+    for kwargs, message in [
+            ({"swap_res": 16}, rf"^unexpected keyword argument swap_res: {told}\(16\) first, or build it with "
+                               r"Toonifier\(\.\.\., swap_res=16\) \(toonlib\.toonify\(photo, swap_res=16\) for one "
+                               r"photo\)$"),
+            ({"swap_res": 16, "level": 1}, rf"^unexpected keyword arguments swap_res, level: {told}\(16, level=1\) "
+                                           r"first, or build it with Toonifier\(\.\.\., swap_res=16, level=1\)"),
+            ({"level": 1}, r"call toonifier\.set_blend\(swap_res, level=1\) first"),
+            ({"blend_width": 2.0}, r"call toonifier\.set_blend\(swap_res, blend_width=2\.0\) first")]:
+        with pytest.raises(TypeError, match=message):
+            toonifier(photo, **kwargs)
+        with pytest.raises(TypeError, match=message):
+            toonifier.toonify_many([photo], **kwargs)
+    assert toonifier.blend_setting == (None, 0, None)  # nothing was set on the way
+    with pytest.raises(TypeError, match="did you mean 'swap_res' for 'swapres'"):  # then told where swap_res goes
+        toonifier(photo, swapres=16)
+
+
+def test_all_faces_and_a_face_index_together_are_refused_at_once(models, photos, monkeypatch):
+    """all_faces=True toonified every face and face_index was ignored without a word. Refused before any photo is
+    read, and by toonlib.toonify before any model is."""
+    import toonlib
+    from toonlib import checkpoints, pipeline
+
+    folder, _, _ = models
+    toonifier = Toonifier(folder / "base.safetensors", folder / "toon.safetensors", detector="dlib")
+    monkeypatch.setattr(pipeline, "read_image", lambda *args: pytest.fail("a photo was read first"))
+    monkeypatch.setattr(pipeline, "align_faces", lambda *args, **kwargs: pytest.fail("a photo was aligned first"))
+    photo = photos / "hopper.jpg"
+    for index in (1, 0):  # face_index=0, the largest face, is one face too
+        message = rf"^all_faces=True toonifies every face and face_index={index} one of them: pass one of the two$"
+        with pytest.raises(ValueError, match=message):
+            toonifier(photo, all_faces=True, face_index=index)
+        with pytest.raises(ValueError, match=message):
+            toonifier.toonify_many([photo], all_faces=True, face_index=index)
+        with pytest.raises(ValueError, match=message):
+            toonifier.align(photo, all_faces=True, face_index=index)
+        with monkeypatch.context() as m:
+            m.setattr(checkpoints, "_resolve", lambda *args: pytest.fail("a model was read first"))
+            with pytest.raises(ValueError, match=message):
+                toonlib.toonify(photo, all_faces=True, face_index=index)
+
+
 def test_toonify_many_takes_any_iterable_of_photos(models, photos, lpips_net):
     folder, _, _ = models
     toonifier = Toonifier(folder / "base.safetensors", folder / "toon.safetensors", detector="dlib")
@@ -258,6 +314,32 @@ def test_results_and_toonifiers_print_on_one_line(models, photos, lpips_net):
     text = repr(projection)
     assert text.startswith(f"ProjectionResult(space='w+', steps=2, w=[1, {G.num_ws}, {G.w_dim}], final distance=[0.")
     assert text.endswith(f"images=[1, 3, 32, 32], noise maps={len(projection.noise)}, frames=0)") and len(text) < 200
+
+
+def test_a_result_shows_its_pictures_in_a_notebook():
+    """A result at the end of a Jupyter cell showed its one-line repr only: it shows the aligned crop, the
+    reconstruction and the toon side by side, labelled, as `notebook.show` shows images (a 32 px crop at 256 px)."""
+    from toonlib.images import labelled_grid
+
+    colours = {"aligned": (200, 0, 0), "reconstruction": (0, 200, 0), "toon": (0, 0, 200)}
+    pictures = {name: Image.new("RGB", (32, 32), colour) for name, colour in colours.items()}
+    result = ToonifyResult(photo=Image.new("RGB", (64, 48)), landmarks=np.zeros((68, 2)), quad=np.zeros((4, 2)),
+                           w=torch.zeros(1, 8, 32), losses=np.zeros(0, np.float32), **pictures)
+    for shown_result, names in ((result, list(colours)),
+                                (dataclasses.replace(result, reconstruction=None, invert="psp-toonify"),
+                                 ["aligned", "toon"])):
+        shown = Image.open(io.BytesIO(shown_result._repr_png_()))
+        assert shown.format == "PNG"
+        expected = labelled_grid([[pictures[name] for name in names]], col_labels=names, cell=256)
+        assert shown.size == expected.size and shown.width == len(names) * (256 + 4) + 4
+        pixels = np.asarray(shown.convert("RGB"))
+        assert np.array_equal(pixels, np.asarray(expected))
+        label_height = shown.height - (256 + 2 * 4)
+        for j, name in enumerate(names):  # each column: its picture under its label
+            left = 4 + j * (256 + 4)
+            assert tuple(pixels[label_height + 4 + 128, left + 128]) == colours[name]
+            assert pixels[:label_height, left:left + 256].min() < 128  # the label's dark text
+    assert repr(result).startswith("ToonifyResult(invert='optimize', photo=64x48 RGB, aligned=32x32 RGB, ")
 
 
 def test_paste_keeps_photo_outside_the_face():

@@ -374,6 +374,42 @@ def test_a_target_with_nan_or_inf_is_refused_before_any_step(G, targets, monkeyp
                 projection.project(G, target, steps=1, progress=False)
 
 
+def test_a_target_that_is_no_crop_is_warned_of_in_python_as_on_the_command_line(G, net):
+    """`toonlib project photo.png` warned that a 600x400 photo is no aligned crop; `toonlib.project(G, photo)` said
+    nothing and projected its centre square. The encoders' `encode` says the same (`images.warn_if_not_a_crop`)."""
+    from PIL import Image
+
+    from toonlib.images import NotACropWarning
+
+    wide, square = Image.new("RGB", (48, 32), "grey"), Image.new("RGB", (32, 32), "grey")
+    kwargs = dict(steps=1, lpips_net=net, w_avg_samples=W_AVG_SAMPLES, progress=False)
+    with pytest.warns(NotACropWarning) as caught:
+        project(G, wide, **kwargs)
+        project(G, [square, np.asarray(wide)], **kwargs)
+    assert [str(w.message) for w in caught] == [
+        "the target image is 48x32, not square: project takes an FFHQ-aligned face (toonlib.align_face(path).image); "
+        "projecting its centre square",
+        "target[1] is 48x32, not square: project takes an FFHQ-aligned face (toonlib.align_face(path).image); "
+        "projecting its centre square"]
+    assert all(w.filename == __file__ for w in caught)  # the user's line, not toonlib's
+
+
+def test_latents_saved_under_another_suffix_are_warned_of(tmp_path):
+    """`result.save("me.png")` wrote an .npz file named me.png without a word, which `toonlib toonify me.png` then
+    took for a photo and refused; the command line refuses such names (`project -o`)."""
+    from toonlib.messages import ToonlibWarning
+    from toonlib.projection import load_latent, save_latent
+
+    w = torch.randn(1, 4, 8)
+    with pytest.warns(ToonlibWarning, match=r"^wrote latents, an \.npz file, to '.*me\.png': tools choose their reader "
+                                            r"by the suffix .*; name it 'me\.npz'$"):
+        save_latent(w, tmp_path / "me.png")
+    assert torch.equal(load_latent(tmp_path / "me.png"), w)  # what was written is the latent all the same
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # .npz in any case: no warning
+        save_latent(w, tmp_path / "me.NPZ")
+
+
 def test_same_seed_same_result(G, targets, net):
     a, b = (run(G, targets[0], net, steps=4, seed=3) for _ in range(2))
     assert torch.equal(a.w, b.w)

@@ -560,8 +560,13 @@ class Py:
 
 def check_python(out: Outcome, box: Sandbox) -> None:
     names = out.namespace
-    assert out.written == {"toon.png", "pasted.png", "toon-16.png", "blended.safetensors", "me.npz",
-                           "me-blended.png"}
+    assert out.written == {"toon.png", "pasted.png", "toon-16.png", "me-w.npz", "all-faces.png",
+                           "blended.safetensors", "me.npz", "me-blended.png"}
+    assert torch.equal(names["w"], names["result"].w)  # save_latent / load_latent: the same numbers
+    [face] = names["faces"]  # me.jpg has one face, projected as alone: the same latent, drawn at the 16 px blend
+    assert np.array_equal(np.asarray(face.toon), np.asarray(Image.open("toon-16.png")))
+    assert image_size("all-faces.png") == image_size("me.jpg")
+    assert not np.array_equal(np.asarray(Image.open("all-faces.png")), np.asarray(Image.open("pasted.png")))
     assert image_size("toon.png") == image_size("toon-16.png") == (32, 32)
     assert image_size("pasted.png") == image_size("me.jpg")
     assert not np.array_equal(np.asarray(Image.open("toon.png")), np.asarray(Image.open("toon-16.png")))

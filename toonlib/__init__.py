@@ -23,8 +23,11 @@ _EXPORTS = {
     "fetch": "toonlib.download",
     "align_face": "toonlib.align",
     "project": "toonlib.projection",
+    "save_latent": "toonlib.projection",
+    "load_latent": "toonlib.projection",
     "toonify": "toonlib.pipeline",
     "Toonifier": "toonlib.pipeline",
+    "paste_faces": "toonlib.pipeline",
     "finetune": "toonlib.train",
     "TrainConfig": "toonlib.train",
 }

@@ -19,6 +19,7 @@ import functools
 import itertools
 import math
 import os
+import re
 import sys
 import textwrap
 import warnings
@@ -41,7 +42,7 @@ from .commands import (
     cmd_toonify,
     for_command_line,
 )
-from .messages import expected_errors, interrupted, run_program, write_line
+from .messages import expected_errors, interrupted, interrupts_held, run_program, write_line
 
 #: The status of the one command that toonifies several photos
 BATCH_STATUS = "  1  some of several photos failed (the others were written)\n"
@@ -374,6 +375,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error(f"no command {word!r}" + (_did_you_mean([word], commands) or
                                                f"; the commands are {', '.join(commands)} (`toonlib --help` says "
                                                "what each does)"))
+    if len(argv) > len(leading):  # before argparse, whose "arguments are required: -o" hid a misspelt `--ouput`
+        _refuse_unknown_options(parser, argv[len(leading)], argv[len(leading) + 1:])
     args, extra = parser.parse_known_args(argv)
     if extra:
         command = parser.subcommands.parser(args.command)
@@ -385,6 +388,33 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
                           + _did_you_mean(options, _option_names(command)))
     _refuse_empty(parser.subcommands.parser(args.command), args)
     return args
+
+
+def _refuse_unknown_options(parser: argparse.ArgumentParser, name: str, args: Sequence[str]) -> None:
+    """Refuse the options command `name` does not take (argparse's abbreviations, `--out`, are taken), each with the
+    option it looks like a misspelling of, or else the commands that take it (`project --invert e4e`: toonify's)."""
+    command = parser.subcommands.parser(name)
+    names = _option_names(command)
+
+    def known(arg: str) -> bool:
+        option = arg.split("=")[0]
+        if option.startswith("--"):
+            return option in names or any(name.startswith(option) for name in names if name.startswith("--"))
+        return arg[:2] in names  # `-o` or `-oout.png`
+
+    args = list(itertools.takewhile(lambda arg: arg != "--", args))  # after `--`, only positional arguments
+    unknown = [arg for arg in args if re.match(r"--?[A-Za-z]", arg) and not known(arg)]
+    if not unknown:
+        return
+    shown = [arg for i, arg in enumerate(args)  # with the values after them, as argparse lists what it did not take
+             if arg in unknown or (not arg.startswith("-") and i and args[i - 1] in unknown and "=" not in args[i - 1])]
+    hints = _did_you_mean(unknown, names)
+    for option in (arg.split("=")[0] for arg in unknown):
+        others = [f"toonlib {other}" for other in parser.subcommands.names()
+                  if option in _option_names(parser.subcommands.parser(other))]
+        if others and f"\n  {option}:" not in hints:
+            hints += f"\n  {option}: an option of {', '.join(others)}"
+    command.error(f"unrecognized arguments: {' '.join(shown)}{hints}")
 
 
 def _refuse_empty(command: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -420,11 +450,18 @@ def _did_you_mean(words: Sequence[str], known: Sequence[str]) -> str:
                    if (close := difflib.get_close_matches(word.split("=")[0], known, n=1, cutoff=0.75)))
 
 
+#: The commands that never load a network: they stay quick, torch unimported.
+_WITHOUT_TORCH = frozenset({"models"})
+
+
 def _run(args: argparse.Namespace) -> int:
     """The command `args` names: its expected failures one line each, its warnings too (`_show_warning`)."""
     with warnings.catch_warnings():
         warnings.showwarning = functools.partial(_show_warning, args.command, set())
         try:
+            if args.command not in _WITHOUT_TORCH:
+                with interrupts_held():  # a Ctrl-C while they load was lost or became numpy's ImportError
+                    import torch  # noqa: F401  (numpy with it)
             return args.func(args)
         except BaseException as exc:
             if interrupted(exc):

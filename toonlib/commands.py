@@ -120,11 +120,13 @@ def _fetch_named_models(*models: tuple[str | None, str]) -> None:
 
 def _fetch_toonify_models(args: argparse.Namespace, mode: str) -> None:
     """`_fetch_named_models` for what a Toonifier in inversion mode `mode` loads at once."""
-    from .pipeline import DEFAULT_ENCODERS, default_base
+    from .pipeline import DEFAULT_ENCODERS, check_default_base, default_base
 
     wanted = []
     if mode != "psp-toonify":  # that mode's encoder holds its own decoder; base and toon load only to re-blend
-        wanted += [(args.base if args.base is not None else default_base(args.toon), "--base"), (args.toon, "--toon")]
+        base = args.base if args.base is not None else default_base(args.toon)
+        check_default_base(args.toon, base)
+        wanted += [(base, "--base"), (args.toon, "--toon")]
     if mode != "optimize":
         wanted.append((args.encoder if args.encoder is not None else DEFAULT_ENCODERS[mode], "--encoder"))
     _fetch_named_models(*wanted)
@@ -234,7 +236,7 @@ def cmd_blend(args: argparse.Namespace) -> int:
     from .checkpoints import load_generator, save_network
     from .images import save_image
     from .networks import parse_seeds
-    from .pipeline import default_base, toon_network_of
+    from .pipeline import check_default_base, default_base, toon_network_of
 
     if args.base is None:  # as toonify pairs them
         args.base = default_base(args.toon)
@@ -248,6 +250,7 @@ def cmd_blend(args: argparse.Namespace) -> int:
              else [])  # before anything is loaded or written
     toon_network_of(args.toon, args.toon_network)  # a registry model that holds only a blend: before the download
     check_swap_res(args.swap_res, args.toon)
+    check_default_base(args.toon, args.base)
     _fetch_named_models((args.toon, "--toon"), (args.base, "--base"))
     low = toon_generator(args.toon, args.toon_network)  # as toonify --swap-res takes it
     check_swap_res(args.swap_res, low)
@@ -259,7 +262,7 @@ def cmd_blend(args: argparse.Namespace) -> int:
         grid = swap_resolution_grid(low, high, seeds, level=args.level,
                                     blend_width=args.blend_width,
                                     truncation_psi=DEFAULT_TRUNCATION_PSI if args.truncation_psi is None
-                                    else args.truncation_psi)
+                                    else args.truncation_psi, progress=True)
         save_image(grid, args.grid)
         print(f"wrote {args.grid}")
     return 0
@@ -292,7 +295,7 @@ def cmd_align(args: argparse.Namespace) -> int:
 def cmd_project(args: argparse.Namespace) -> int:
     from .checkpoints import load_generator
     from .devices import default_device
-    from .images import read_image, save_image, to_pil
+    from .images import NotACropWarning, read_image, save_image, to_pil, warn_if_not_a_crop
     from .messages import counted
     from .projection import project, require_video_writer, save_video
 
@@ -307,10 +310,8 @@ def cmd_project(args: argparse.Namespace) -> int:
     for option, output in (("-o", args.output), ("--image-out", args.image_out), ("--video", args.video)):
         if output is not None:
             _refuse_to_overwrite(args.image, [Path(output)], option)
-    if target.width != target.height:
-        warnings.warn(f"{args.image} is {target.width}x{target.height}, not square: project takes an FFHQ-aligned face "
-                      "(`toonlib align PHOTO -o aligned.png`, or `toonlib toonify` for the whole way); projecting its "
-                      "centre square", stacklevel=2)
+    warn_if_not_a_crop(target, args.image, "project", "projecting its centre square",
+                       advice="`toonlib align PHOTO -o aligned.png`, or `toonlib toonify` for the whole way")
     _fetch_named_models((args.base, "--base"))
     G = load_generator(args.base, device=default_device())
     if target.width == target.height != G.img_resolution:  # an aligned crop is most often the model's size
@@ -318,8 +319,10 @@ def cmd_project(args: argparse.Namespace) -> int:
                       "project takes an FFHQ-aligned face (`toonlib align PHOTO -o aligned.png --size "
                       f"{G.img_resolution}`, or `toonlib toonify` for the whole way); if it is one, it is resized",
                       stacklevel=2)
-    result = project(G, target, space=args.space, steps=args.steps, seed=args.seed,
-                     save_every=(args.video_every or DEFAULT_VIDEO_EVERY) if args.video else None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotACropWarning)  # said above, naming the file and the command's advice
+        result = project(G, target, space=args.space, steps=args.steps, seed=args.seed,
+                         save_every=(args.video_every or DEFAULT_VIDEO_EVERY) if args.video else None)
     result.save(args.output)
     print(f"wrote {args.output} (final LPIPS {result.losses[-1, 0]:.4f} after {counted(result.steps, 'step')})")
     if args.image_out:
@@ -696,6 +699,7 @@ _COMMAND_LINE_WORDS = (
     (r"downscale it, or, for a file you trust, set PIL\.Image\.MAX_IMAGE_PIXELS = None before reading it",
      "downscale it (a face needs a few megapixels at most)"),  # images.read_image of a 200-megapixel photo
     (r"; load it with toonlib\.projection\.load_latent", "; `toonlib toonify` of it draws its toon (-o toon.png)"),
+    (r"; in Python, toonifier\.render\(toonlib\.load_latent\(path\)\)", ""),  # images.unread_format of a latent
     (r"\bprepare='(\w+)' or '(\w+)'", r"--prepare \1 or \2"),  # data's non-square image with prepare='none'
 )
 

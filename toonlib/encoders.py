@@ -50,7 +50,7 @@ from .checkpoints.common import damaged_file
 from .checkpoints.safe_pickle import refusal
 from .devices import default_device
 from .files import looks_like_pickle, safetensors_header_length
-from .images import ImageInput, read_image
+from .images import ImageInput, describe_source, read_image, warn_if_not_a_crop
 from .options import INVERT_MODES
 
 __all__ = ["ENCODER_TYPES", "INPUT_SIZE", "Encoder", "EncoderError", "check_encoder_mode", "encoder_from_checkpoint",
@@ -208,10 +208,12 @@ class Encoder(nn.Module):
         source = f", source={self.meta['source']!r}" if "source" in self.meta else ""
         return f"kind={self.kind!r}, n_styles={self.n_styles}{source}"
 
-    @torch.no_grad()
     def encode(self, photos: ImageInput | Sequence[ImageInput]) -> torch.Tensor:
-        """W+ codes [N, n_styles, 512] (on the CPU) of FFHQ-aligned face crops (any size; see `encoder_input`)."""
-        return self(encoder_input(photos).to(self.latent_avg.device)).float().cpu()
+        """W+ codes [N, n_styles, 512] (on the CPU) of FFHQ-aligned face crops (any size; see `encoder_input`, which
+        warns of an image that cannot be one: not square)."""
+        x = encoder_input(photos)  # outside torch.no_grad's decorator, whose frame its warning named as the caller
+        with torch.no_grad():
+            return self(x.to(self.latent_avg.device)).float().cpu()
 
 
 def _level(index: int) -> int:
@@ -228,14 +230,18 @@ def encoder_input(photos: ImageInput | Sequence[ImageInput]) -> torch.Tensor:
     Each image (path, PIL image, uint8 array, ...) is read upright as RGB, resized to 256 x 256 with PIL's
     bilinear filter (what the pSp / e4e inference transform `torchvision.transforms.Resize((256, 256))`
     does to a PIL image) and scaled as (pixel / 255 - 0.5) / 0.5. Pass the aligned crop
-    (`toonlib.align_face(photo).image`), not the whole photo.
+    (`toonlib.align_face(photo).image`), not the whole photo: an image that is not square cannot be one, and is
+    encoded with a warning (`images.warn_if_not_a_crop`).
     """
     items = photos if isinstance(photos, (list, tuple)) else [photos]
     if not items:
         raise ValueError("no image given")
     arrays = []
-    for item in items:
+    for i, item in enumerate(items):
         image = read_image(item)
+        name = describe_source(item)
+        name = f"photos[{i}]" if len(items) > 1 and name == "the image" else name
+        warn_if_not_a_crop(image, name, "the encoder", f"encoding it squashed to {INPUT_SIZE} x {INPUT_SIZE}")
         if image.size != (INPUT_SIZE, INPUT_SIZE):
             image = image.resize((INPUT_SIZE, INPUT_SIZE), Image.Resampling.BILINEAR)
         arrays.append(np.asarray(image, dtype=np.float32))

@@ -16,7 +16,7 @@ import torch
 from PIL import Image, ImageCms, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
 from .files import atomic_write_path, is_url, looks_like_html, looks_like_pickle, safetensors_header_length, user_path
-from .messages import check_count, counted
+from .messages import ToonlibWarning, check_count, counted, warn
 
 #: What `read_image` accepts: a path, encoded bytes, a PIL image or a numpy array (RGB order).
 ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]
@@ -33,6 +33,9 @@ _HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", 
 _AVIF_BRANDS = frozenset({b"avif", b"avis"})
 #: ... and of videos: MP4, an iPhone's MOV (a Live Photo's moving part), 3GP.
 _VIDEO_BRANDS = frozenset({b"isom", b"iso2", b"mp41", b"mp42", b"avc1", b"M4V ", b"qt  ", b"3gp4", b"3gp5", b"3g2a"})
+
+#: How a Python user gets, from a photo of a face, the FFHQ-aligned crop that projection and the encoders take.
+ALIGN_ADVICE = "toonlib.align_face(path).image"
 
 #: A latent [N, num_ws, w_dim] has at most this many rows (num_ws of a 2048 px generator) and is wider than tall;
 #: `to_uint8` refuses such a 3-D tensor, a latent rather than a picture (generators draw square ones).
@@ -180,6 +183,22 @@ def labelled_grid(rows: Sequence[Sequence[Image.Image]], row_labels: Sequence[st
     return grid
 
 
+class NotACropWarning(ToonlibWarning):
+    """`warn_if_not_a_crop`'s: an image given where an FFHQ-aligned face crop belongs is not square."""
+
+
+def warn_if_not_a_crop(image: Image.Image, name: str, taker: str, outcome: str, advice: str = ALIGN_ADVICE) -> None:
+    """Warn (`messages.warn`, a `NotACropWarning`) where `image` is not square, so no FFHQ-aligned crop (`align_face`
+    makes square ones): a whole photo, most likely. `name`: how the message calls the image; `taker`: what takes
+    aligned crops ("the encoder"); `outcome`: what it does with this image instead; `advice`: how to get the crop. The
+    one check of the kind that needs no face detector: "'me.jpg' is 640x480, not square: the encoder takes an
+    FFHQ-aligned face (toonlib.align_face(path).image); encoding it squashed to 256 x 256"."""
+    width, height = image.size
+    if width != height:
+        warn(f"{name} is {width}x{height}, not square: {taker} takes an FFHQ-aligned face ({advice}); {outcome}",
+             NotACropWarning)
+
+
 class ImageReadError(ValueError):
     """The input could not be read as an image."""
 
@@ -188,7 +207,9 @@ def read_image(image: ImageInput) -> Image.Image:
     """`image` (path, `~` expanded; bytes; PIL image or numpy array in RGB order) as an upright 8-bit RGB PIL image.
 
     EXIF orientation is applied; transparent images are composited on white, 16-bit data is scaled
-    to 8 bits, float arrays are read as [0, 1] (or [0, 255] if any value exceeds 1; one in [-1, 1] is refused).
+    to 8 bits (a 16-bit array whose largest value lies in 1 .. 255, 8-bit values in a uint16 array, is refused: read
+    so, it is nearly black), float arrays are read as [0, 1] (or [0, 255] if any value exceeds 1; one in [-1, 1]
+    is refused).
     Colours are converted to sRGB from the image's embedded colour profile (an iPhone's Display P3, Adobe RGB, a CMYK
     print profile), as browsers show them; the networks were trained on sRGB. Of an animated file (GIF, WebP, ...)
     the first frame is read. Unreadable input raises `ImageReadError`, saying
@@ -349,17 +370,18 @@ def unread_format(head: bytes) -> str:
         return "the JPEG file is damaged: download or copy it again, or export it anew"
     if (safetensors_header_length(head) is not None or looks_like_pickle(head)
             or (head.startswith(b"PK\x03\x04") and b"data.pkl" in head[:200])):
-        return ("it is a model checkpoint (safetensors, pickle or torch file), not a photo: give it as a model "
-                "(--toon, --base; toon=, base= in Python)")
+        return ("it is a model checkpoint (safetensors, pickle or torch file), not a photo: give it as a model, the "
+                "toon (--toon, toon=) or the base (--base, base=)")
     if head.startswith(b"PK\x03\x04") and head[30:30 + int.from_bytes(head[26:28], "little")] == b"w.npy":
         return ("it is a latent file (an .npz of w, as toonify and NVIDIA's projector save them), not a photo: "
-                "toonifier.render(toonlib.projection.load_latent(path)) draws its toon; `toonlib toonify` does for a "
-                "file named .npz")
+                "`toonlib toonify` draws its toon from a file named .npz; in Python, "
+                "toonifier.render(toonlib.load_latent(path))")
     return "it is in no image format toonlib reads (JPEG, PNG, WebP, HEIC, AVIF, BMP, TIFF and the others Pillow opens)"
 
 
 def _array_to_image(array: np.ndarray) -> Image.Image:
-    """HxW, HxWx1, HxWx3 (RGB) or HxWx4 (RGBA) array of any numeric dtype as an 8-bit image."""
+    """HxW, HxWx1, HxWx3 (RGB) or HxWx4 (RGBA) array of any numeric dtype as an 8-bit image (`_array_to_uint8`);
+    ImageReadError for one that would come out wrong (NaN, [-1, 1] floats, 8-bit values in a 16-bit array)."""
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
     if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))):
@@ -370,6 +392,11 @@ def _array_to_image(array: np.ndarray) -> Image.Image:
         raise ImageReadError(f"unsupported image array dtype {array.dtype}")
     if array.size == 0:
         raise ImageReadError(f"the image array is empty (shape {array.shape})")
+    if array.dtype.kind in "iu" and array.dtype.itemsize == 2 and 0 < array.max() <= 255 and array.min() >= 0:
+        # 8-bit values in a uint16 array (np.array(photo, np.uint16)): read as 16-bit (/ 257), nearly black
+        raise ImageReadError(f"a {array.dtype} image array is read as 16-bit (0 .. 65535), but this one goes up to "
+                             f"{array.max()} only, a nearly black image: for 8-bit values (0 .. 255) pass "
+                             "array.astype(np.uint8)")
     if array.dtype.kind == "f" and not np.isfinite(array).all():  # the cast below made them some byte, with a warning
         bad = int((~np.isfinite(array)).sum())
         raise ImageReadError(f"the image array holds NaN or infinite values ({bad} of {array.size}): fix what "

@@ -96,6 +96,27 @@ def _raise_interrupt(*_: object) -> NoReturn:
     raise KeyboardInterrupt
 
 
+@contextlib.contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Inside it Ctrl-C (and SIGTERM where `run_program` made it one) waits: KeyboardInterrupt is raised when it ends.
+    For the import of numpy and torch, whose extension modules lose an interrupt that comes while they load (the
+    command then ran on) or turn it into an ImportError of their own ("Importing the numpy C-extensions failed").
+    Outside the main thread, where no signal handler can be set, it holds nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    held = [signal.SIGINT] + ([signal.SIGTERM] if signal.getsignal(signal.SIGTERM) is _raise_interrupt else [])
+    before = {signum: signal.signal(signum, lambda signum, _: pending.append(signum)) for signum in held}
+    try:
+        yield
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+        if pending:
+            raise KeyboardInterrupt
+
+
 def _exit_at_once_on_ctrl_c(status: int) -> None:
     ipython = sys.modules.get("IPython")  # imported by Gradio too: a running shell is what counts
     interactive = hasattr(sys, "ps1") or sys.flags.interactive or (ipython is not None

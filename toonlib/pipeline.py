@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path, PurePath
@@ -61,9 +62,10 @@ from .checkpoints import (
 )
 from .checkpoints.native import read_meta
 from .devices import default_device
+from .download import cache_state
 from .encoders import Encoder, check_encoder_mode, load_encoder
 from .files import is_url, user_path
-from .images import ImageInput, describe_source, is_hidden, is_image_file, read_image, to_pil
+from .images import ImageInput, describe_source, is_hidden, is_image_file, labelled_grid, read_image, to_pil
 from .messages import check_count, summary
 from .networks import Generator
 from .options import INVERT_MODES, OPTIMIZING_MODES
@@ -78,6 +80,10 @@ INVERT_LABELS = {"optimize": "optimise (slow, closest to the photo)", "e4e": "e4
 DEFAULT_ENCODERS = {"e4e": "e4e-ffhq", "psp": "psp-ffhq", "e4e+optimize": "e4e-ffhq", "psp-toonify": "psp-toonify"}
 _SET_BY_TOONIFIER = frozenset({"G", "target", "w_stats", "init"})  # what `project` gets from the Toonifier itself
 _PROJECT_OPTIONS = frozenset(inspect.signature(project).parameters) - _SET_BY_TOONIFIER
+#: The blend a toonifier draws every photo with (`Toonifier.set_blend`, `Toonifier(swap_res=...)`): no photo's options.
+_BLEND_OPTIONS = ("swap_res", "level", "blend_width")
+#: The side of a picture in a result's image in a notebook (`ToonifyResult._repr_png_`), as `notebook.show` sizes them.
+_SHOWN_SIZE = 256
 
 
 @dataclass(repr=False)
@@ -110,6 +116,18 @@ class ToonifyResult:
                            for name in ("photo", "aligned", "reconstruction", "toon", "pasted"))
         return (f"ToonifyResult(invert={self.invert!r}, {images}, w={summary(self.w)}, steps={len(self.losses)}"
                 f"{distance})")
+
+    def _repr_png_(self) -> bytes:
+        """What Jupyter shows for a result: the aligned crop, the reconstruction (none with 'psp-toonify') and the toon
+        side by side, labelled, each at `notebook.display_size` (up to 256 px, as `notebook.show` shows images)."""
+        from .notebook import display_size
+
+        names = [name for name in ("aligned", "reconstruction", "toon") if getattr(self, name) is not None]
+        grid = labelled_grid([[getattr(self, name) for name in names]], col_labels=names,
+                             cell=display_size(self.aligned.width, _SHOWN_SIZE))
+        buffer = io.BytesIO()
+        grid.save(buffer, format="PNG")
+        return buffer.getvalue()
 
 
 class Toonifier:
@@ -202,6 +220,7 @@ class Toonifier:
     def base(self) -> Generator:
         """The base model (read on first use in 'psp-toonify' mode, which needs it only to re-blend)."""
         if self._base is None:
+            check_default_base(self._toon_source, self._base_source)
             self._base = load_generator(self._base_source, device=self.device).eval()
         return self._base
 
@@ -240,8 +259,9 @@ class Toonifier:
 
     def align(self, photo: ImageInput, all_faces: bool = False, face_index: int | None = None, *,
               name: str | None = None) -> list[AlignedFace]:
-        """The FFHQ crops of the faces to toonify (the largest one unless `all_faces` / `face_index`). `name`: how
-        messages call the photo (default: its quoted path, or "the image")."""
+        """The FFHQ crops of the faces to toonify (the largest one unless `all_faces` / `face_index`, not both). `name`:
+        how messages call the photo (default: its quoted path, or "the image")."""
+        check_faces(all_faces, face_index)
         faces = align_faces(photo, output_size=self.published_blend.img_resolution, detector=self.detector,
                             name=name)
         return faces if all_faces else [faces[face_position(face_index, len(faces))]]
@@ -251,7 +271,8 @@ class Toonifier:
                  **project_kwargs) -> ToonifyResult | list[ToonifyResult]:
         """Toonify the largest face of `photo` (path, PIL image, array or bytes); a list with `all_faces`.
 
-        Raises `NoFaceError` / `ImageReadError` (both ValueErrors) for a photo without a usable face.
+        Raises `NoFaceError` / `ImageReadError` (both ValueErrors) for a photo without a usable face, and ValueError
+        for `all_faces` with a `face_index`. The blend is the toonifier's: `set_blend` changes it.
         `project_kwargs` go to `projection.project` (the modes that optimise), e.g. `callback(step, distance, w)`,
         run after each step: an exception it raises stops the projection and is raised here.
         """
@@ -285,7 +306,7 @@ class Toonifier:
         """
         # now, not when the first result is asked for
         check_options(self.invert, steps=steps, batch_size=batch_size, space=space, seed=seed,
-                      project_kwargs=project_kwargs)
+                      all_faces=all_faces, face_index=face_index, project_kwargs=project_kwargs)
         if isinstance(photos, (str, os.PathLike, bytes, bytearray, Image.Image, np.ndarray)):
             raise TypeError(f"toonify_many takes a list of photos, got one {type(photos).__name__}: call the "
                             "Toonifier itself for one photo, or pass toonlib.pipeline.photos_in(folder) for a folder")
@@ -350,10 +371,10 @@ class Toonifier:
 
 def check_options(invert: str, *, steps: int | None = None, batch_size: int = 1, swap_res: int | None = None,
                   level: int = 0, blend_width: float | None = None, space: str = "w+", seed: int = 0,
-                  project_kwargs: dict | None = None) -> None:
+                  all_faces: bool = False, face_index: int | None = None, project_kwargs: dict | None = None) -> None:
     """Raise ValueError (TypeError for an unknown keyword) for toonify options that cannot work together; cheap, so
     callers check before any model is downloaded or loaded, or any photo read (`Toonifier`, `toonify_many`, the
-    `toonify` command)."""
+    `toonify` command). A blend setting among `project_kwargs` (a call's keywords) is told to go to `set_blend`."""
     if invert not in INVERT_MODES:
         close = invert.strip().lower() if isinstance(invert, str) else None
         raise ValueError(f"invert (the inversion mode) must be one of {', '.join(INVERT_MODES)}; got {invert!r}"
@@ -363,10 +384,12 @@ def check_options(invert: str, *, steps: int | None = None, batch_size: int = 1,
         projection["steps"] = steps
     if space != "w+":
         projection["space"] = space
+    check_faces(all_faces, face_index)
+    check_no_blend_in_call(projection)
     set_here = sorted(set(projection) & _SET_BY_TOONIFIER)
     refused = set_here + sorted(set(projection) - _PROJECT_OPTIONS - _SET_BY_TOONIFIER)
     if refused:
-        known = _PROJECT_OPTIONS | _CALL_OPTIONS | _TOONIFIER_OPTIONS
+        known = _PROJECT_OPTIONS | _CALL_OPTIONS | _TOONIFIER_OPTIONS | set(_BLEND_OPTIONS)
         close = {name: difflib.get_close_matches(name, known, n=1, cutoff=0.75) for name in refused}
         hints = "; ".join(f"did you mean {match[0]!r} for {name!r}?" for name, match in close.items() if match)
         raise TypeError(f"unexpected keyword argument{'s' if len(refused) > 1 else ''} {', '.join(refused)}: "
@@ -386,6 +409,27 @@ def check_options(invert: str, *, steps: int | None = None, batch_size: int = 1,
         raise ValueError(f"seed must be a whole number from -2**63 to 2**64 - 1 (every face is projected with it, so "
                          f"that a face gets the same toon alone and among others), got {seed!r}")
     check_blend(swap_res, level, blend_width)
+
+
+def check_faces(all_faces: bool, face_index: int | None) -> None:
+    """Raise ValueError for `all_faces` with a `face_index`: every face and one face (the second ignored the first)."""
+    if all_faces and face_index is not None:
+        raise ValueError(f"all_faces=True toonifies every face and face_index={face_index!r} one of them: pass one "
+                         "of the two")
+
+
+def check_no_blend_in_call(kwargs: dict) -> None:
+    """TypeError for a blend setting (swap_res, level, blend_width) among a toonifier call's keywords: the blend is
+    the toonifier's, set with `set_blend` or when it is built, not a photo's."""
+    given = {name: kwargs[name] for name in _BLEND_OPTIONS if name in kwargs}
+    if not given:
+        return
+    first = repr(given["swap_res"]) if "swap_res" in given else "swap_res"
+    call = ", ".join([first] + [f"{name}={value!r}" for name, value in given.items() if name != "swap_res"])
+    built = ", ".join(f"{name}={value!r}" for name, value in given.items())
+    raise TypeError(f"unexpected keyword argument{'s' if len(given) > 1 else ''} {', '.join(given)}: the blend is "
+                    f"the toonifier's, the same for every photo: call toonifier.set_blend({call}) first, or build it "
+                    f"with Toonifier(..., {built}) (toonlib.toonify(photo, {built}) for one photo)")
 
 
 def check_blend(swap_res: int | None, level: int = 0, blend_width: float | None = None) -> None:
@@ -416,6 +460,7 @@ def toonify(photo: ImageInput, base: GeneratorLike | None = None, toon: Generato
     setup = {k: kwargs.pop(k) for k in _TOONIFIER_OPTIONS if k in kwargs}
     # the call's options and the photo's path too, before the Toonifier loads (and perhaps downloads) its models
     check_options(invert, steps=steps, space=space, seed=kwargs.get("seed", 0),
+                  all_faces=kwargs.get("all_faces", False), face_index=kwargs.get("face_index"),
                   project_kwargs={k: v for k, v in kwargs.items() if k not in _CALL_OPTIONS})
     if isinstance(photo, (str, os.PathLike)) and not user_path(photo).is_file():
         read_image(photo)  # its error: "there is no such file", "it is a folder"
@@ -461,6 +506,25 @@ def default_base(toon: GeneratorLike) -> GeneratorLike:
         if path.is_file() and _recorded_base(meta) is None:  # a model, no run's snapshot: the base
             return base
     return DEFAULT_BASE
+
+
+def check_default_base(toon: GeneratorLike, base: GeneratorLike) -> None:
+    """Refuse to download `DEFAULT_BASE` for a toon model that cannot pair with it: a file or model object that records
+    no base of its own, at another resolution than the registry's (a 256 px toon would wait for 380 MB of FFHQ 1024
+    before "makes 18 x 512" refused it). Nothing is read when the base was named or is already in the cache: the files
+    themselves are compared when they are loaded."""
+    if base != DEFAULT_BASE or cache_state(DEFAULT_BASE) == "cached":
+        return
+    source, which = split_network(toon)
+    if isinstance(source, (str, os.PathLike)) and not user_path(source).is_file():
+        return  # a registry toon names its base (its lineage); URLs, folders and misspelt names: their own checks
+    generator = load_generator(source, which=which)
+    expected = models.MODELS[DEFAULT_BASE].resolution
+    if generator.img_resolution != expected:
+        shown = f"'{source}'" if isinstance(source, (str, os.PathLike)) else "the toon model"
+        raise ValueError(f"{shown} is a {generator.img_resolution} px model that records no base, and the default "
+                         f"base '{DEFAULT_BASE}' is {expected} px: name the model it was fine-tuned from "
+                         f"(--base, base=)")
 
 
 def _recorded_base(meta: object) -> str | None:

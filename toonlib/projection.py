@@ -31,7 +31,7 @@ from . import convolution, runtime
 from .checkpoints import GeneratorLike, load_generator
 from .devices import default_device
 from .files import atomic_write_path, user_path
-from .images import from_pil, image_attribute_hint, read_image, to_uint8
+from .images import from_pil, image_attribute_hint, read_image, to_uint8, warn_if_not_a_crop
 from .losses import PerceptualDistance, build_lpips, noise_regularization, normalize_noise_
 from .messages import check_count, check_number, progress_bar, summary, warn
 
@@ -536,12 +536,15 @@ def as_images(target: Target, resolution: int) -> torch.Tensor:
     items = target if isinstance(target, (list, tuple)) else [target]
     if not items:
         raise ValueError("no target image given")
-    return torch.cat([_fit(_as_tensor(item), resolution) for item in items])
+    names = [f"target[{i}]" if len(items) > 1 else "the target image" for i in range(len(items))]
+    return torch.cat([_fit(_as_tensor(item, name), resolution) for item, name in zip(items, names)])
 
 
-def _as_tensor(item) -> torch.Tensor:
+def _as_tensor(item, name: str) -> torch.Tensor:
     if isinstance(item, (PIL.Image.Image, np.ndarray)):  # read as everywhere else: 16-bit scaled, alpha on white, ...
-        return from_pil(read_image(item))
+        image = read_image(item)
+        warn_if_not_a_crop(image, name, "project", "projecting its centre square")  # a whole photo, most likely
+        return from_pil(image)
     if isinstance(item, torch.Tensor):
         x = item[None] if item.ndim == 3 else item
         if x.ndim != 4 or x.shape[1] != 3 or not x.is_floating_point():
@@ -633,6 +636,10 @@ def save_latent(w: torch.Tensor | np.ndarray, path: str | os.PathLike) -> None:
         raise ValueError(f"latents have shape {list(w.shape)}, expected [N, num_ws, w_dim]")
     with atomic_write_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, w=w.numpy())
+    path = user_path(path)
+    if path.suffix.lower() != ".npz":  # `toonlib toonify me.png` of it took it for a photo, and refused it
+        warn(f"wrote latents, an .npz file, to '{path}': tools choose their reader by the suffix (`toonlib toonify` "
+             f"reads latents from .npz files, images from others); name it '{path.with_suffix('.npz').name}'")
 
 
 def load_latent(path: str | os.PathLike, num_ws: int | None = None) -> torch.Tensor:
