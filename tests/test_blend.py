@@ -140,6 +140,11 @@ def test_a_model_given_for_the_setting_is_named_by_its_type(low, high):
         blend(low, high, 8, high)
     with pytest.raises(ValueError, match=r"got a Tensor$"):
         layer_weights(low, 8, blend_width=torch.ones(2))
+    # 16.0 is a power of two: "must be a power of two >= 4, got 16.0" did not say that its type was wrong
+    with pytest.raises(ValueError, match=r"1024\), got 16\.0, a float: give the whole number 16$"):
+        blend(low, high, 16.0)
+    with pytest.raises(ValueError, match=r"got -2\.0$"):  # blend_width takes floats: no such advice
+        blend(low, high, 16, blend_width=-2.0)
 
 
 def test_lowest_setting_is_high_res_except_the_4x4_block(low, high, ws):

@@ -1,6 +1,7 @@
 """The console script, run as users run it (a subprocess), and its error handling."""
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -12,8 +13,9 @@ from conftest import FIXTURES
 from toonlib.checkpoints import load_network
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "toonlib", *args], capture_output=True, text=True, timeout=120)
+def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "toonlib", *args], capture_output=True, text=True, timeout=120,
+                          env=None if env is None else {**os.environ, **env})
 
 
 def test_convert_then_load_gives_identical_outputs(tmp_path):
@@ -65,6 +67,17 @@ def test_blend_command_writes_network_and_grid(tmp_path):
     result = run_cli("blend", "--low", str(tmp_path / "toon.safetensors"), "--high", str(FIXTURES / "ada_tiny.pkl"),
                      "--swap-res", "8", "-o", str(tmp_path / "bad.safetensors"))
     assert result.returncode == 2 and "different architectures" in result.stderr
+    assert "No --base was given" not in result.stderr  # a base was named
+    from toonlib.models import MODELS
+
+    cache = tmp_path / "cache"  # no --base: the default base, here a 32 px model of another architecture
+    cache.mkdir()
+    shutil.copy(FIXTURES / "ada_tiny.pkl", cache / MODELS["ffhq-1024-tf"].filename)
+    result = run_cli("blend", "--toon", str(tmp_path / "toon.safetensors"), "--swap-res", "8", "-o",
+                     str(tmp_path / "bad.safetensors"), env={"TOONLIB_CACHE": str(cache)})
+    assert result.returncode == 2 and "different architectures" in result.stderr, result.stderr
+    assert result.stderr.endswith("No --base was given, so the base was toonlib's default, 'ffhq-1024-tf': name the "
+                                  "base the toon model was fine-tuned from with --base.\n"), result.stderr
 
 
 def test_models_lists_registry_and_cache(tmp_path):

@@ -105,9 +105,17 @@ def test_a_misspelt_option_is_named_before_a_required_one_is_missed():
 
 
 def test_the_detector_takes_the_package_name_as_written():
-    """The help says face-alignment (the package), the choice was face_alignment only."""
+    """The help says face-alignment (the package), the choice was face_alignment only; `--space W` and
+    `--toon-network g_ema` were refused where `--detector face-alignment` was taken."""
     args = cli.build_parser().parse_args(["align", "me.jpg", "-o", "a.png", "--detector", "face-alignment"])
     assert args.detector == "face_alignment"
+    args = cli._parse(["toonify", "me.jpg", "-o", "t", "--space", "W", "--invert", "E4E+Optimize", "--swap-res",
+                       "16", "--toon-network", "g-ema"])
+    assert (args.space, args.invert, args.toon_network) == ("w", "e4e+optimize", "G_ema")
+    assert cli._parse(["app", "--invert", "PSP", "e4e"]).invert == ["psp", "e4e"]
+    assert cli._parse(["blend", "--toon", "t", "--swap-res", "8", "-o", "b", "--base-network", "g"]).base_network == "G"
+    result = run_main("project", "me.png", "-o", "w.npz", "--space", "z")  # an unknown choice is still refused
+    assert result.returncode == 2 and "argument --space: invalid choice: 'z' (choose from" in result.stderr
 
 
 def test_a_misspelt_command_or_top_level_option_gets_the_close_match():

@@ -131,9 +131,9 @@ def check_setting(swap_res: int, level: int = 0, blend_width: float | None = Non
     if (isinstance(swap_res, bool) or not isinstance(swap_res, numbers.Integral) or swap_res < 4
             or swap_res & (swap_res - 1)):
         raise ValueError(f"swap_res must be a power of two >= 4 (a resolution such as 4, 8, ..., 1024), "
-                         f"got {_given(swap_res)}")
+                         f"got {_given(swap_res, whole=True)}")
     if isinstance(level, bool) or not isinstance(level, numbers.Integral) or level not in (0, 1):
-        raise ValueError(f"level must be 0 (const/conv0) or 1 (conv1/torgb), got {_given(level)}")
+        raise ValueError(f"level must be 0 (const/conv0) or 1 (conv1/torgb), got {_given(level, whole=True)}")
     if blend_width is not None and (isinstance(blend_width, bool) or not isinstance(blend_width, numbers.Real)
                                     or not (math.isfinite(blend_width) and blend_width >= 0)):
         raise ValueError(f"blend_width must be None or 0 (hard switch) or a positive number, got {_given(blend_width)}")
@@ -152,9 +152,12 @@ def check_swap_res(swap_res: int | None, toon: object) -> None:
                          "layer is the toon model's)")
 
 
-def _given(value: object) -> str:
+def _given(value: object, whole: bool = False) -> str:
     """A setting as a message shows it: a number or a string as typed, anything else by its type. A generator given
-    for swap_res (blend(toon, 8, base)) printed its whole multi-line repr."""
+    for swap_res (blend(toon, 8, base)) printed its whole multi-line repr. `whole`: the setting takes whole numbers,
+    so a float of one is told to be given as that number (`blend(toon, base, 16.0)`, "got 16.0")."""
+    if whole and isinstance(value, float) and value.is_integer():  # 16.0 is a power of two: its type is what is wrong
+        return f"{value!r}, a float: give the whole number {int(value)}"
     if isinstance(value, (numbers.Number, str)):
         return repr(value)
     name = type(value).__name__

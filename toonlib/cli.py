@@ -72,6 +72,7 @@ EXAMPLES = {
 }
 
 MAX_ALIGN_SIZE = 8192  # align --size: 8x FFHQ's 1024 px; a crop that size already takes ~1 GB of memory
+NETWORKS = ("G_ema", "G")  # what --toon-network and --base-network pick in a checkpoint
 MAX_SEED = 2**32 - 1  # --seed, as blend --seeds (NumPy's seeds, networks.parse_seeds); torch overflowed past 2**64
 
 
@@ -154,12 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the base FFHQ model, which gives the high-resolution layers (path, URL or name; default: the "
                         "toon model's own base, as toonify takes it: its lineage in `toonlib models`, the base a "
                         "`toonlib finetune` run recorded, else ffhq-1024-tf)")
-    p.add_argument("--toon-network", "--low-network", dest="toon_network", default=None, choices=["G_ema", "G"],
+    p.add_argument("--toon-network", "--low-network", dest="toon_network", default=None, choices=NETWORKS,
+                   type=_as_written(NETWORKS),
                    help="which generator of --toon (default: for a registry name the registry's choice, its un-blended "
                         "toon model, as toonify takes it: G of toonify-blended-tf, whose G_ema is already blended; "
                         "for a file as toonify takes it: a training snapshot's G_ema, else its G if it has one, as "
                         "Toonify's file)")
-    p.add_argument("--base-network", "--high-network", dest="base_network", default=None, choices=["G_ema", "G"],
+    p.add_argument("--base-network", "--high-network", dest="base_network", default=None, choices=NETWORKS,
+                   type=_as_written(NETWORKS),
                    help="which generator of --base (default: G_ema)")
     p.add_argument("--swap-res", type=_swap_res, required=True,
                    help="resolution of the last block taken from --toon: 4, 8, ..., up to the models' resolution")
@@ -182,7 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("align", help="crop and align a face like FFHQ")
     p.add_argument("photo", help="a photo with a face (jpg, png, ...)")
     p.add_argument("-o", "--output", required=True,
-                   help="aligned image (PNG); with --all-faces numbered -face1, -face2, ... (largest first)")
+                   help="aligned image (PNG; JPEG and WebP are written lossy); with --all-faces numbered -face1, "
+                        "-face2, ... (largest first)")
     p.add_argument("--size", type=_number(high=MAX_ALIGN_SIZE), default=1024,
                    help=f"output size in px, the model's resolution (default 1024, FFHQ's; at most {MAX_ALIGN_SIZE}, "
                         "8x that: larger crops only enlarge the photo's pixels, and run out of memory)")
@@ -194,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("image", help="an aligned face (see `toonlib align`)")
     p.add_argument("--base", "--model", dest="base", default="ffhq-1024-tf",
                    help="the base model to project into: path, URL or name (default: ffhq-1024-tf)")
-    p.add_argument("--space", default="w+", choices=["w+", "w"],
+    p.add_argument("--space", default="w+", choices=["w+", "w"], type=_as_written(["w+", "w"]),
                    help="w+: one w per layer (Toonify's choice, default); w: one w for all layers")
     p.add_argument("--steps", type=_number(), default=None, help="optimisation steps (default 500 for w+, 1000 for w)")
     p.add_argument("--seed", type=_number(low=0, high=MAX_SEED), default=0,
@@ -218,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "photo also an image file: the toon there, the others beside it (out.png, out-aligned.png, "
                         "..., out-latent.npz)")
     _add_toonifier_models(p, "used with --swap-res")
-    p.add_argument("--invert", default="optimize", choices=INVERT_MODES,
+    p.add_argument("--invert", default="optimize", choices=INVERT_MODES, type=_as_written(INVERT_MODES),
                    help="how the photo becomes a latent: optimize (projection, default; slow), e4e or psp (one "
                         "encoder pass: seconds), e4e+optimize (e4e, then 100 projection steps), psp-toonify "
                         "(pSp's Toonify encoder, straight to the toon)")
@@ -234,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --swap-res: 1 also keeps the next block's first conv from the toon model (default 0)")
     p.add_argument("--blend-width", type=_number(float, 0, low_allowed=True), default=None,
                    help="with --swap-res: smooth switch width in layers (default or 0: hard switch)")
-    p.add_argument("--space", default=None, choices=["w+", "w"],
+    p.add_argument("--space", default=None, choices=["w+", "w"], type=_as_written(["w+", "w"]),
                    help="w+: one w per layer (Toonify's choice, default); w: one w for all layers")
     p.add_argument("--steps", type=_number(), default=None,
                    help="projection steps (default 500 in w+, 1000 in w; 100 with --invert e4e+optimize)")
@@ -263,7 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--swap-res", type=_swap_res, default=DEFAULT_SWAP_RES,
                    help=f"the swap resolution chosen first on the page, in px (default {DEFAULT_SWAP_RES})")
     _add_detector(p)
-    p.add_argument("--invert", nargs="+", default=["optimize"], choices=INVERT_MODES, metavar="MODE",
+    p.add_argument("--invert", nargs="+", default=["optimize"], choices=INVERT_MODES, type=_as_written(INVERT_MODES),
+                   metavar="MODE",
                    help="the inversion modes offered, the first selected: optimize (projection, default), e4e or "
                         "psp (one encoder pass: fast), e4e+optimize, psp-toonify; each mode loads its own models")
     p.add_argument("--encoder", default=None,
@@ -291,17 +296,25 @@ def _add_toonifier_models(p: argparse.ArgumentParser, toon_network_use: str) -> 
                         "`toonlib models`, the base a `toonlib finetune` run recorded, else ffhq-1024-tf)")
     p.add_argument("--toon", default="toonify-blended-tf",
                    help="toon checkpoint: path, URL or name (default: toonify-blended-tf, Toonify's)")
-    p.add_argument("--toon-network", default=None, choices=["G", "G_ema"],
+    p.add_argument("--toon-network", default=None, choices=NETWORKS, type=_as_written(NETWORKS),
                    help=f"the toon model inside --toon, {toon_network_use} (default: the registry's choice; for a "
                         "file a training snapshot's G_ema (toonlib finetune's, NVIDIA's, rosinality's), else its G if "
                         "it has one, as Toonify's file, else its G_ema)")
+
+
+def _as_written(choices: Sequence[str]) -> Callable[[str], str]:
+    """An argparse type for a choice option: the choice as the option lists it, whatever its case and `-` for `_`
+    (`--space W`, `--toon-network g_ema`, `--detector face-alignment`); anything else as given, for argparse's
+    "invalid choice"."""
+    folded = {choice.lower().replace("-", "_"): choice for choice in choices}
+    return lambda text: folded.get(text.lower().replace("-", "_"), text)
 
 
 def _add_detector(p: argparse.ArgumentParser) -> None:
     """--detector of the commands that find faces (align, toonify, app)."""
     from .options import DETECTORS
 
-    p.add_argument("--detector", default="auto", choices=DETECTORS, type=lambda text: text.replace("-", "_"),
+    p.add_argument("--detector", default="auto", choices=DETECTORS, type=_as_written(DETECTORS),
                    help="face landmarks: face_alignment (the face-alignment package; downloads its weights once), "
                         "dlib (offline), or auto (the default: face_alignment when its weights are here or can be "
                         "downloaded, else dlib)")

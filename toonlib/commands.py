@@ -236,9 +236,10 @@ def cmd_blend(args: argparse.Namespace) -> int:
     from .checkpoints import load_generator, save_network
     from .images import save_image
     from .networks import parse_seeds
-    from .pipeline import check_default_base, default_base, toon_network_of
+    from .pipeline import DEFAULT_BASE, check_default_base, default_base, toon_network_of
 
-    if args.base is None:  # as toonify pairs them
+    defaulted = args.base is None
+    if defaulted:  # as toonify pairs them
         args.base = default_base(args.toon)
     _check_native_output(args.output, "blend", "blended")
     _refuse_to_replace_model(args.output, (args.toon, "--toon"), (args.base, "--base"))
@@ -255,7 +256,14 @@ def cmd_blend(args: argparse.Namespace) -> int:
     low = toon_generator(args.toon, args.toon_network)  # as toonify --swap-res takes it
     check_swap_res(args.swap_res, low)
     high = load_generator(args.base, which=args.base_network)
-    blended = blend(low, high, args.swap_res, level=args.level, blend_width=args.blend_width)
+    try:
+        blended = blend(low, high, args.swap_res, level=args.level, blend_width=args.blend_width)
+    except ValueError as exc:  # "the generators have different architectures": the user named no base
+        if not defaulted:
+            raise
+        whose = "toonlib's default" if args.base == DEFAULT_BASE else "the one the toon model records"
+        raise ValueError(f"{exc}\nNo --base was given, so the base was {whose}, '{args.base}': name the base the toon "
+                         "model was fine-tuned from with --base.") from None
     save_network(args.output, blended)  # with its record: the models as given and the setting
     print(f"wrote {args.output}")
     if args.grid:
