@@ -100,6 +100,10 @@ def test_a_misspelt_option_is_named_before_a_required_one_is_missed():
         result = run_main(*args)
         assert result.returncode == 2 and result.stderr.endswith(said), result.stderr
         assert "required" not in result.stderr
+    # an option under two of its names: argparse kept the last without a word (`--toon a --low b` dropped a)
+    result = run_main("blend", "--toon", "a.pkl", "--low", "b.pkl", "--swap-res", "8", "-o", "b.safetensors")
+    assert result.returncode == 2 and result.stderr.endswith(
+        "toonlib blend: error: --toon and --low are names of one option: give it once\n"), result.stderr
     assert cli._parse(["align", "me.jpg", "--out", "x.png"]).output == "x.png"
     assert cli._parse(["align", "me.jpg", "-ox.png"]).output == "x.png"
 
@@ -543,10 +547,12 @@ def test_inputs_are_checked_before_any_download(tmp_path, offline_cache):
     # image and video outputs named for another kind of file (PNG data went into them)
     ("align", ["-o", "{tmp}/aligned.txt"], "aligned.txt: align writes an image (PNG, JPEG, WebP, ...); name the "
                                            "output {tmp}/aligned.png"),
-    ("project", ["--image-out", "{tmp}/reconstruction"], "reconstruction: project writes an image"),
-    ("project", ["--video", "{tmp}/projection.avi"], "projection.avi: project writes an H.264 video (MP4); name "
-                                                     "the output {tmp}/projection.mp4"),
-    ("blend", ["--grid", "{tmp}/grid.pdf"], "grid.pdf: blend writes an image"),
+    # an output of another option than -o is named with it: "name the output" was taken for -o's
+    ("project", ["--image-out", "{tmp}/reconstruction"], "--image-out {tmp}/reconstruction: project writes an image"),
+    ("project", ["--video", "{tmp}/projection.avi"], "--video {tmp}/projection.avi: project writes an H.264 video "
+                                                     "(MP4); name it {tmp}/projection.mp4"),
+    ("blend", ["--grid", "{tmp}/grid.pdf"], "--grid {tmp}/grid.pdf: blend writes an image (PNG, JPEG, WebP, ...); "
+                                            "name it {tmp}/grid.png"),
     # outputs no file can be written to: refused up front, not after the work with an OSError naming a temporary file
     ("toonify", ["-o", "{tmp}/me.png"], "refusing to overwrite {tmp}/me.png: it is an input photo"),
     ("toonify", ["-o", "{tmp}/me.png/toon.png"], "cannot write {tmp}/me.png/toon.png: {tmp}/me.png is a file, not a"),

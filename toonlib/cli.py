@@ -390,6 +390,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
                                                "what each does)"))
     if len(argv) > len(leading):  # before argparse, whose "arguments are required: -o" hid a misspelt `--ouput`
         _refuse_unknown_options(parser, argv[len(leading)], argv[len(leading) + 1:])
+        _refuse_both_names(parser.subcommands.parser(argv[len(leading)]), argv[len(leading) + 1:])
     args, extra = parser.parse_known_args(argv)
     if extra:
         command = parser.subcommands.parser(args.command)
@@ -417,10 +418,10 @@ def _refuse_unknown_options(parser: argparse.ArgumentParser, name: str, args: Se
 
     args = list(itertools.takewhile(lambda arg: arg != "--", args))  # after `--`, only positional arguments
     unknown = [arg for arg in args if re.match(r"--?[A-Za-z]", arg) and not known(arg)]
-    if not unknown:
-        return
     shown = [arg for i, arg in enumerate(args)  # with the values after them, as argparse lists what it did not take
              if arg in unknown or (not arg.startswith("-") and i and args[i - 1] in unknown and "=" not in args[i - 1])]
+    if not unknown:
+        return
     hints = _did_you_mean(unknown, names)
     for option in (arg.split("=")[0] for arg in unknown):
         others = [f"toonlib {other}" for other in parser.subcommands.names()
@@ -428,6 +429,16 @@ def _refuse_unknown_options(parser: argparse.ArgumentParser, name: str, args: Se
         if others and f"\n  {option}:" not in hints:
             hints += f"\n  {option}: an option of {', '.join(others)}"
     command.error(f"unrecognized arguments: {' '.join(shown)}{hints}")
+
+
+def _refuse_both_names(command: argparse.ArgumentParser, args: Sequence[str]) -> None:
+    """Refuse an option given under two of its names (`blend --toon a.pkl --low b.pkl`): argparse kept the last
+    without a word, and the first model was dropped."""
+    given = {arg.split("=")[0] for arg in itertools.takewhile(lambda arg: arg != "--", args)}
+    for action in command._actions:
+        used = [name for name in action.option_strings if name.startswith("--") and name in given]
+        if len(used) > 1:
+            command.error(f"{' and '.join(used)} are names of one option: give it once")
 
 
 def _refuse_empty(command: argparse.ArgumentParser, args: argparse.Namespace) -> None:

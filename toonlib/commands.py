@@ -49,22 +49,24 @@ def _describe(nets) -> str:
 
 
 def _check_output_suffix(output: str, command: str, suffixes: str | tuple[str, ...], kind: str, name: str,
-                         advice: str = "") -> None:
+                         advice: str = "", option: str = "-o") -> None:
     """Refuse (before any download or work) an output name whose suffix is not one of the file `command` writes
     there (the first of `suffixes` is suggested), or where no file can be written (a folder, or under a file). A
-    folder (`-o out/`, or one that exists) is told the file to name in it: `name` and the first suffix."""
+    folder (`-o out/`, or one that exists) is told the file to name in it: `name` and the first suffix. An output of
+    another `option` than `-o` (`--grid`, `--video`) is named with it: "the output" was -o's too."""
     from .files import check_file_target
 
+    shown, named = (output, "the output") if option == "-o" else (f"{option} {output}", "it")
     suffixes = (suffixes,) if isinstance(suffixes, str) else suffixes
     if output.endswith(("/", os.sep)) or Path(output).is_dir():  # Path() drops the '/' that says "a folder"
-        raise ValueError(f"{output} names a folder, but {command} writes one file there, {kind}: name it, e.g. "
+        raise ValueError(f"{shown} names a folder, but {command} writes one file there, {kind}: name it, e.g. "
                          f"{Path(output) / (name + suffixes[0])}")
     output = Path(output)
     check_file_target(output)
     if output.suffix.lower() not in suffixes:
-        raise ValueError(f"{output}: {command} writes {kind}; name the output {output.with_suffix(suffixes[0])} (tools "
-                         f"that pick their reader by the suffix would misread a {output.suffix or 'suffix-less'} file)"
-                         + advice)
+        raise ValueError(f"{shown}: {command} writes {kind}; name {named} {output.with_suffix(suffixes[0])} "
+                         f"(tools that pick their reader by the suffix would misread a {output.suffix or 'suffix-less'}"
+                         " file)" + advice)
 
 
 def _only_with(value: object, option: str, needed: object, needed_option: str, why: str) -> None:
@@ -93,12 +95,13 @@ def _refuse_to_replace_model(output: str, *models: tuple[str, str]) -> None:
                              "fine-tuning snapshot's G and D with it); give another output file")
 
 
-def _check_image_output(output: str | None, command: str, name: str) -> None:
+def _check_image_output(output: str | None, command: str, name: str, option: str = "-o") -> None:
     """`_check_output_suffix` for an image (PNG suggested; None: no such output asked for)."""
     from .images import IMAGE_SUFFIXES
 
     if output is not None:
-        _check_output_suffix(output, command, (".png", *IMAGE_SUFFIXES), "an image (PNG, JPEG, WebP, ...)", name)
+        _check_output_suffix(output, command, (".png", *IMAGE_SUFFIXES), "an image (PNG, JPEG, WebP, ...)", name,
+                             option=option)
 
 
 def _fetch_named_models(*models: tuple[str | None, str]) -> None:
@@ -244,7 +247,7 @@ def cmd_blend(args: argparse.Namespace) -> int:
     _check_native_output(args.output, "blend", "blended")
     _refuse_to_replace_model(args.output, (args.toon, "--toon"), (args.base, "--base"))
     check_setting(args.swap_res, args.level, args.blend_width)
-    _check_image_output(args.grid, "blend", "grid")
+    _check_image_output(args.grid, "blend", "grid", option="--grid")
     _only_with(args.seeds, "--seeds", args.grid, "--grid", "they are the grid's rows")
     _only_with(args.truncation_psi, "--truncation-psi", args.grid, "--grid", "it shapes the grid's faces")
     seeds = (parse_seeds(args.seeds or DEFAULT_GRID_SEEDS, max_count=MAX_GRID_SEEDS) if args.grid
@@ -309,10 +312,10 @@ def cmd_project(args: argparse.Namespace) -> int:
 
     _check_output_suffix(args.output, "project", ".npz", "the latent as an .npz file (NVIDIA's projected_w.npz)",
                          Path(args.image).stem, "; pass --image-out for the picture")
-    _check_image_output(args.image_out, "project", "reconstruction")
+    _check_image_output(args.image_out, "project", "reconstruction", option="--image-out")
     _only_with(args.video_every, "--video-every", args.video, "--video", "the video's frames")
     if args.video:
-        _check_output_suffix(args.video, "project", ".mp4", "an H.264 video (MP4)", "projection")
+        _check_output_suffix(args.video, "project", ".mp4", "an H.264 video (MP4)", "projection", option="--video")
         require_video_writer()
     target = read_image(args.image)  # a bad photo fails before any model is downloaded
     for option, output in (("-o", args.output), ("--image-out", args.image_out), ("--video", args.video)):
