@@ -340,6 +340,12 @@ def test_a_result_shows_its_pictures_in_a_notebook():
             assert tuple(pixels[label_height + 4 + 128, left + 128]) == colours[name]
             assert pixels[:label_height, left:left + 256].min() < 128  # the label's dark text
     assert repr(result).startswith("ToonifyResult(invert='optimize', photo=64x48 RGB, aligned=32x32 RGB, ")
+    # with paste_back=True the pasted photo too, what was asked for: whole, its sides padded white, not squashed
+    pasted = dataclasses.replace(result, pasted=Image.new("RGB", (64, 32), (200, 200, 0)))
+    pixels = np.asarray(Image.open(io.BytesIO(pasted._repr_png_())).convert("RGB"))
+    assert pixels.shape[1] == 4 * (256 + 4) + 4
+    left, top = 4 + 3 * (256 + 4), pixels.shape[0] - 4 - 256
+    assert tuple(pixels[top + 128, left + 128]) == (200, 200, 0) and tuple(pixels[top + 10, left + 128]) == (255,) * 3
 
 
 def test_paste_keeps_photo_outside_the_face():

@@ -43,7 +43,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
 from . import models
 from .align import AlignedFace, align_faces, check_detector, crop_to_photo_transform, face_position
@@ -118,13 +118,17 @@ class ToonifyResult:
                 f"{distance})")
 
     def _repr_png_(self) -> bytes:
-        """What Jupyter shows for a result: the aligned crop, the reconstruction (none with 'psp-toonify') and the toon
-        side by side, labelled, each at `notebook.display_size` (up to 256 px, as `notebook.show` shows images)."""
+        """What Jupyter shows for a result: the aligned crop, the reconstruction (none with 'psp-toonify'), the toon and
+        the pasted photo (with `paste_back=True`, fitted whole into its square) side by side, labelled, each at
+        `notebook.display_size` (up to 256 px, as `notebook.show` shows images)."""
         from .notebook import display_size
 
-        names = [name for name in ("aligned", "reconstruction", "toon") if getattr(self, name) is not None]
-        grid = labelled_grid([[getattr(self, name) for name in names]], col_labels=names,
-                             cell=display_size(self.aligned.width, _SHOWN_SIZE))
+        cell = display_size(self.aligned.width, _SHOWN_SIZE)
+        shown = {name: getattr(self, name) for name in ("aligned", "reconstruction", "toon")
+                 if getattr(self, name) is not None}
+        if self.pasted is not None:  # what the user asked for: a photo of any shape, not squashed
+            shown["pasted"] = ImageOps.pad(self.pasted, (cell, cell), color="white")
+        grid = labelled_grid([list(shown.values())], col_labels=list(shown), cell=cell)
         buffer = io.BytesIO()
         grid.save(buffer, format="PNG")
         return buffer.getvalue()
