@@ -317,13 +317,13 @@ def test_no_face_in_a_photo_shrunk_for_the_search_says_how_large_the_face_must_b
                                 "px, so in this 400 x 200 photo that is ~400 px: crop the photo around the face")
 
 
-@pytest.mark.parametrize("size", [0, -8, 64.0])
+@pytest.mark.parametrize("size", [0, -8, 64.0, 100_000])  # 100000: a 30 GB crop, which `toonlib align --size` refused
 def test_bad_output_size(size, monkeypatch):
     from toonlib import align
 
     monkeypatch.setattr(align, "read_image", lambda *args: pytest.fail("photo read before the size check"))
     for function in (align_face, align_faces):  # 0 was a ZeroDivisionError after the face search
-        with pytest.raises(ValueError, match=f"output_size is the crop's width in px .* got {size!r}"):
+        with pytest.raises(ValueError, match=f"output_size is the crop's width in px .* from 1 to 8192; got {size!r}"):
             function(np.zeros((64, 64, 3), np.uint8), output_size=size, detector="dlib")
 
 

@@ -39,7 +39,7 @@ from PIL import Image
 
 from .images import ImageInput, describe_source, read_image
 from .messages import check_count, counted, summary, warn
-from .options import DETECTORS
+from .options import DETECTORS, MAX_ALIGN_SIZE
 
 __all__ = [
     "DETECTORS",
@@ -164,9 +164,10 @@ def check_detector(detector: str) -> None:
 def _check_sizes(output_size: int, transform_size: int) -> None:
     """ValueError, before the photo is read, for sizes that are not whole numbers >= 1 (0 was a ZeroDivisionError
     after the face search, transform_size='4096' a TypeError from a comparison)."""
-    if isinstance(output_size, bool) or not isinstance(output_size, numbers.Integral) or output_size < 1:
-        raise ValueError(f"output_size is the crop's width in px (1024 for FFHQ models), a whole number >= 1; "
-                         f"got {output_size!r}")
+    if (isinstance(output_size, bool) or not isinstance(output_size, numbers.Integral) or output_size < 1
+            or output_size > MAX_ALIGN_SIZE):  # 100000: as `toonlib align --size`, killed for memory
+        raise ValueError(f"output_size is the crop's width in px (1024 for FFHQ models), a whole number from 1 to "
+                         f"{MAX_ALIGN_SIZE}; got {output_size!r}")
     check_count("transform_size (the intermediate warp's width in px)", transform_size)
 
 

@@ -71,7 +71,6 @@ EXAMPLES = {
             "toonlib app --invert e4e optimize --host 0.0.0.0   # e4e first; open to your network"],
 }
 
-MAX_ALIGN_SIZE = 8192  # align --size: 8x FFHQ's 1024 px; a crop that size already takes ~1 GB of memory
 NETWORKS = ("G_ema", "G")  # what --toon-network and --base-network pick in a checkpoint
 MAX_SEED = 2**32 - 1  # --seed, as blend --seeds (NumPy's seeds, networks.parse_seeds); torch overflowed past 2**64
 
@@ -181,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --grid: truncation of the grid's latents towards the mean face (1 = none; default "
                         f"{DEFAULT_TRUNCATION_PSI})")
     p.set_defaults(func=cmd_blend)
+
+    from .options import MAX_ALIGN_SIZE
 
     p = sub.add_parser("align", help="crop and align a face like FFHQ")
     p.add_argument("photo", help="a photo with a face (jpg, png, ...)")

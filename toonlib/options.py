@@ -9,6 +9,9 @@ INVERT_MODES = ("optimize", "e4e", "psp", "e4e+optimize", "psp-toonify")
 OPTIMIZING_MODES = ("optimize", "e4e+optimize")
 #: Where face landmarks come from (`align_face`'s `detector`).
 DETECTORS = ("auto", "face_alignment", "dlib")
+#: The largest aligned crop (`align_face`'s `output_size`, `toonlib align --size`): 8x FFHQ's 1024 px. A crop that
+#: size already takes ~1 GB of memory, and a larger one only enlarges the photo's pixels.
+MAX_ALIGN_SIZE = 8192
 #: How training images are brought to the model's resolution (`ImageDataset`'s `prepare`).
 PREPARE_MODES = ("crop", "align", "none")
 #: The fewest usable images a fine-tuning data set may hold (`ImageDataset`'s default `min_images`).
