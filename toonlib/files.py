@@ -119,13 +119,14 @@ def check_file_target(path: str | os.PathLike) -> None:
     after. A symbolic link is judged by its target, which the write replaces."""
     path = user_path(path)
     _check_file_path(path)
-    folder = next(parent for parent in _written_file(path).absolute().parents if parent.exists())
+    target = _written_file(path)
+    folder = next(parent for parent in target.absolute().parents if parent.exists())
     try:  # a probe, not os.access: that says yes to root everywhere, where a read-only or virtual folder says no
         _create_temp(folder / "write-probe").unlink()
     except OSError as e:
         raise PermissionError(f"cannot write {path}: files cannot be created in {folder} ({e.strerror or e}); "
                               "choose another place") from None
-    why = _unreplaceable(_written_file(path))
+    why = _unreplaceable(target)
     if why:
         raise PermissionError(f"cannot write {path}: {why}; name another file")
 

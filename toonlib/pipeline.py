@@ -224,7 +224,8 @@ class Toonifier:
     def base(self) -> Generator:
         """The base model (read on first use in 'psp-toonify' mode, which needs it only to re-blend)."""
         if self._base is None:
-            check_default_base(self._toon_source, self._base_source)
+            check_default_base(self._toon_source, self._base_source,  # its published blend: the toon's resolution
+                               loaded=None if self.invert == "psp-toonify" else self.published_blend)
             self._base = load_generator(self._base_source, device=self.device).eval()
         return self._base
 
@@ -512,17 +513,17 @@ def default_base(toon: GeneratorLike) -> GeneratorLike:
     return DEFAULT_BASE
 
 
-def check_default_base(toon: GeneratorLike, base: GeneratorLike) -> None:
+def check_default_base(toon: GeneratorLike, base: GeneratorLike, loaded: Generator | None = None) -> None:
     """Refuse to download `DEFAULT_BASE` for a toon model that cannot pair with it: a file or model object that records
     no base of its own, at another resolution than the registry's (a 256 px toon would wait for 380 MB of FFHQ 1024
     before "makes 18 x 512" refused it). Nothing is read when the base was named or is already in the cache: the files
-    themselves are compared when they are loaded."""
+    themselves are compared when they are loaded. `loaded`: a generator of `toon` read already (not read again)."""
     if base != DEFAULT_BASE or cache_state(DEFAULT_BASE) == "cached":
         return
     source, which = split_network(toon)
     if isinstance(source, (str, os.PathLike)) and not user_path(source).is_file():
         return  # a registry toon names its base (its lineage); URLs, folders and misspelt names: their own checks
-    generator = load_generator(source, which=which)
+    generator = loaded if loaded is not None else load_generator(source, which=which)
     expected = models.MODELS[DEFAULT_BASE].resolution
     if generator.img_resolution != expected:
         shown = f"'{source}'" if isinstance(source, (str, os.PathLike)) else "the toon model"
