@@ -108,6 +108,16 @@ def test_a_misspelt_option_is_named_before_a_required_one_is_missed():
     assert cli._parse(["align", "me.jpg", "-ox.png"]).output == "x.png"
 
 
+def test_a_zero_typed_for_the_letter_o_is_named():
+    """`toonify me.jpg -0 x.png` (a zero): argparse took `-0` for a negative number, a photo, and said only that
+    -o/--output was required. A zero as an option's value (`--seed -0`) stays that option's to check."""
+    for args in (["toonify", "me.jpg", "-0", "x.png"], ["align", "me.jpg", "-0x.png"]):
+        result = run_main(*args)
+        assert result.returncode == 2 and result.stderr.endswith(
+            f"error: {args[2]}: a zero, taken for a negative number: did you mean -o (the letter o)?\n"), result.stderr
+    assert cli._parse(["project", "me.png", "--seed", "-0", "-o", "w.npz"]).seed == 0
+
+
 def test_the_detector_takes_the_package_name_as_written():
     """The help says face-alignment (the package), the choice was face_alignment only; `--space W` and
     `--toon-network g_ema` were refused where `--detector face-alignment` was taken."""
@@ -563,6 +573,11 @@ def test_inputs_are_checked_before_any_download(tmp_path, offline_cache):
                                         "(PNG, JPEG, WebP, ...): name it, e.g. {tmp}/aligned/me-aligned.png"),
     ("blend", ["-o", "{tmp}/blends/"], "{tmp}/blends/ names a folder, but blend writes one file there, toonlib's "
                                        "format, a safetensors file: name it, e.g. {tmp}/blends/blended.safetensors"),
+    # --all-faces numbers the name it is given: a folder was told "align writes one file there"
+    ("align", ["-o", "{tmp}/faces/", "--all-faces"], "{tmp}/faces/ names a folder, but align --all-faces takes a file "
+                                                     "name, an image (PNG, JPEG, WebP, ...), and numbers it per face: "
+                                                     "name it, e.g. {tmp}/faces/me.png (written as "
+                                                     "{tmp}/faces/me-face1.png, me-face2.png, ...)"),
     # found by a new-user audit: each was accepted, and failed or was ignored later
     ("toonify", ["-o", "{tmp}/toons.txt"], "-o {tmp}/toons.txt: toonify writes one photo's images to an image file"),
     ("toonify", ["-o", "/sys/toons"], "cannot write /sys/toons/me-toon.png: files cannot be created in /sys"),

@@ -417,7 +417,15 @@ def _refuse_unknown_options(parser: argparse.ArgumentParser, name: str, args: Se
             return option in names or any(name.startswith(option) for name in names if name.startswith("--"))
         return arg[:2] in names  # `-o` or `-oout.png`
 
+    def takes_value(option: str) -> bool:
+        return any(option in action.option_strings and action.nargs != 0 for action in command._actions)
+
     args = list(itertools.takewhile(lambda arg: arg != "--", args))  # after `--`, only positional arguments
+    # `-0 out.png`, a zero for the letter: argparse took it for a negative number, a photo, and said -o is missing
+    zeros = [arg for i, arg in enumerate(args) if "-o" in names and re.fullmatch(r"-0\S*", arg)
+             and not (i and takes_value(args[i - 1].split("=")[0]))]
+    if zeros:
+        command.error(f"{zeros[0]}: a zero, taken for a negative number: did you mean -o (the letter o)?")
     unknown = [arg for arg in args if re.match(r"--?[A-Za-z]", arg) and not known(arg)]
     shown = [arg for i, arg in enumerate(args)  # with the values after them, as argparse lists what it did not take
              if arg in unknown or (not arg.startswith("-") and i and args[i - 1] in unknown and "=" not in args[i - 1])]

@@ -49,18 +49,24 @@ def _describe(nets) -> str:
 
 
 def _check_output_suffix(output: str, command: str, suffixes: str | tuple[str, ...], kind: str, name: str,
-                         advice: str = "", option: str = "-o") -> None:
+                         advice: str = "", option: str = "-o", numbered: bool = False) -> None:
     """Refuse (before any download or work) an output name whose suffix is not one of the file `command` writes
     there (the first of `suffixes` is suggested), or where no file can be written (a folder, or under a file). A
     folder (`-o out/`, or one that exists) is told the file to name in it: `name` and the first suffix. An output of
-    another `option` than `-o` (`--grid`, `--video`) is named with it: "the output" was -o's too."""
+    another `option` than `-o` (`--grid`, `--video`) is named with it: "the output" was -o's too. `numbered`: the
+    name is numbered per face (`--all-faces`), which a folder is told."""
     from .files import check_file_target
 
     shown, named = (output, "the output") if option == "-o" else (f"{option} {output}", "it")
     suffixes = (suffixes,) if isinstance(suffixes, str) else suffixes
     if output.endswith(("/", os.sep)) or Path(output).is_dir():  # Path() drops the '/' that says "a folder"
+        example = Path(output) / (name + suffixes[0])
+        if numbered:
+            raise ValueError(f"{shown} names a folder, but {command} --all-faces takes a file name, {kind}, and "
+                             f"numbers it per face: name it, e.g. {example} (written as "
+                             f"{example.with_stem(_face_stem(name, 0))}, {_face_stem(name, 1)}{suffixes[0]}, ...)")
         raise ValueError(f"{shown} names a folder, but {command} writes one file there, {kind}: name it, e.g. "
-                         f"{Path(output) / (name + suffixes[0])}")
+                         f"{example}")
     output = Path(output)
     check_file_target(output)
     if output.suffix.lower() not in suffixes:
@@ -95,13 +101,14 @@ def _refuse_to_replace_model(output: str, *models: tuple[str, str]) -> None:
                              "fine-tuning snapshot's G and D with it); give another output file")
 
 
-def _check_image_output(output: str | None, command: str, name: str, option: str = "-o") -> None:
+def _check_image_output(output: str | None, command: str, name: str, option: str = "-o",
+                        numbered: bool = False) -> None:
     """`_check_output_suffix` for an image (PNG suggested; None: no such output asked for)."""
     from .images import IMAGE_SUFFIXES
 
     if output is not None:
         _check_output_suffix(output, command, (".png", *IMAGE_SUFFIXES), "an image (PNG, JPEG, WebP, ...)", name,
-                             option=option)
+                             option=option, numbered=numbered)
 
 
 def _fetch_named_models(*models: tuple[str | None, str]) -> None:
@@ -289,7 +296,8 @@ def cmd_align(args: argparse.Namespace) -> int:
     from .align import align_face, align_faces
     from .images import save_image
 
-    _check_image_output(args.output, "align", Path(args.photo).stem + "-aligned")
+    _check_image_output(args.output, "align", Path(args.photo).stem + ("" if args.all_faces else "-aligned"),
+                        numbered=args.all_faces)
     output = Path(args.output)
     _refuse_to_overwrite(args.photo, [output], "-o")
     # the largest face alone unless --all-faces: aligning the others too warned of their size, unwritten
