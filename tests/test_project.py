@@ -7,6 +7,7 @@ generator's images are not upsampled.
 from __future__ import annotations
 
 import math
+import re
 import threading
 import time
 import urllib.error
@@ -150,6 +151,23 @@ def test_progress_bar_ends_complete(G, targets, net, capsys):
     bars = [line for line in capsys.readouterr().err.replace("\r", "\n").splitlines() if "project" in line]
     assert any("4/4" in line and "100%" in line for line in bars), bars
     assert any("3/3" in line and "100%" in line for line in bars), bars  # early stop after 3 steps
+
+
+def test_progress_bar_keeps_its_bar_at_80_columns(G, targets, net, monkeypatch):
+    """The live numbers after the bar (`dist=0.1234, loss=0.1235`) squeezed it to one character in an 80-column
+    terminal: the distance alone is shown."""
+    import io
+
+    from toonlib import messages
+
+    stream = io.StringIO()
+    monkeypatch.setattr(projection, "progress_bar", lambda **kwargs: messages.progress_bar(
+        **kwargs, file=stream, ncols=80, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [01:23<02:05,  1.23s/step"
+                                                    "{postfix}]"))  # a CPU's timing, not this tiny model's
+    project(G, targets[0], steps=2, lpips_net=net, w_avg_samples=W_AVG_SAMPLES, progress=True)
+    last = stream.getvalue().split("\r")[-1].strip()
+    assert re.search(r", dist=\d\.\d{4}]$", last) and len(last) <= 80, last
+    assert len(last.split("|")[1]) >= 10, last  # the bar itself
 
 
 def test_progress_in_a_log_is_updated_seldom_and_ends_complete(G, targets, net, capsys):

@@ -274,7 +274,7 @@ def project(G: GeneratorLike, target: Target, space: str = "w+", steps: int | No
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(t, initial_lr)
             w_noise.copy_(_latent_noise(generators, w_opt.shape[1:]) * latent_noise_scale(t, w_std))
-            images, dist, loss, grads = step_once()
+            images, dist, _, grads = step_once()
             for p, grad in zip(params, grads):
                 p.grad = grad
             scaler.step(optimizer)
@@ -283,7 +283,7 @@ def project(G: GeneratorLike, target: Target, space: str = "w+", steps: int | No
 
             losses.append(dist.detach().cpu().numpy())
             total = float(losses[-1].sum())
-            bar.set_postfix(dist=f"{total:.4f}", loss=f"{loss.item():.4g}", refresh=False)
+            bar.set_postfix(dist=f"{total:.4f}", refresh=False)  # the loss beside it squeezed the bar at 80 columns
             bar.update(1)
             last = step == steps - 1 or (stopper is not None and stopper.should_stop(total))
             if save_every and (step % save_every == 0 or last):
