@@ -132,13 +132,19 @@ def test_reblending_and_paste_back(models, photos, lpips_net):
         toonifier.render(result)
 
 
-def test_batch_survives_bad_photos(models, photos, lpips_net):
+def test_batch_survives_bad_photos(models, photos, lpips_net, monkeypatch):
+    """A bad photo is told as soon as it is read, and takes no place in a batch: a folder run listed the skipped
+    photos after the projection of the batch they were read with, and projected the batch's good photos alone."""
     folder, _, _ = models
     toonifier = Toonifier(folder / "base.safetensors", folder / "toon.safetensors", detector="dlib")
     names = ["astronaut.png", "broken.jpg", "coffee.png", "hopper.jpg"]
-    outcomes = dict(toonifier.toonify_many([photos / n for n in names], batch_size=4, steps=STEPS,
+    inverted = []  # the faces of each batch's inversion
+    invert = toonifier._invert
+    monkeypatch.setattr(toonifier, "_invert", lambda faces, *args: inverted.append(len(faces)) or invert(faces, *args))
+    outcomes = dict(toonifier.toonify_many([photos / n for n in names], batch_size=2, steps=STEPS,
                                            lpips_net=lpips_net))
-    assert [p.name for p in outcomes] == names
+    assert [p.name for p in outcomes] == ["broken.jpg", "coffee.png", "astronaut.png", "hopper.jpg"]
+    assert inverted == [2]  # the two good photos together
     assert isinstance(outcomes[photos / "broken.jpg"], ValueError)
     assert isinstance(outcomes[photos / "coffee.png"], NoFaceError)
     good = outcomes[photos / "astronaut.png"], outcomes[photos / "hopper.jpg"]
@@ -346,6 +352,18 @@ def test_a_result_shows_its_pictures_in_a_notebook():
     assert pixels.shape[1] == 4 * (256 + 4) + 4
     left, top = 4 + 3 * (256 + 4), pixels.shape[0] - 4 - 256
     assert tuple(pixels[top + 128, left + 128]) == (200, 200, 0) and tuple(pixels[top + 10, left + 128]) == (255,) * 3
+
+    # a photo's faces (all_faces=True): a list that showed as text; a labelled row per face, "face 1" first
+    from toonlib.pipeline import ToonifyResults
+
+    faces = ToonifyResults([result, dataclasses.replace(result, toon=Image.new("RGB", (32, 32), (9, 9, 9)))])
+    assert faces == [faces[0], faces[1]] and isinstance(faces, list)
+    pixels = np.asarray(Image.open(io.BytesIO(faces._repr_png_())).convert("RGB"))
+    expected = labelled_grid([[pictures[name] for name in colours], [pictures["aligned"], pictures["reconstruction"],
+                                                                      faces[1].toon]],
+                             row_labels=["face 1", "face 2"], col_labels=list(colours), cell=256)
+    assert np.array_equal(pixels, np.asarray(expected))
+    assert ToonifyResults()._repr_png_() is None  # no faces: Jupyter shows "[]"
 
 
 def test_paste_keeps_photo_outside_the_face():

@@ -564,6 +564,7 @@ def check_python(out: Outcome, box: Sandbox) -> None:
                            "blended.safetensors", "me.npz", "me-blended.png"}
     assert torch.equal(names["w"], names["result"].w)  # save_latent / load_latent: the same numbers
     [face] = names["faces"]  # me.jpg has one face, projected as alone: the same latent, drawn at the 16 px blend
+    assert names["faces"]._repr_png_().startswith(b"\x89PNG")  # in a notebook, pictures (a list showed as text)
     assert np.array_equal(np.asarray(face.toon), np.asarray(Image.open("toon-16.png")))
     assert image_size("all-faces.png") == image_size("me.jpg")
     assert not np.array_equal(np.asarray(Image.open("all-faces.png")), np.asarray(Image.open("pasted.png")))

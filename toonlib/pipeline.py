@@ -121,17 +121,36 @@ class ToonifyResult:
         """What Jupyter shows for a result: the aligned crop, the reconstruction (none with 'psp-toonify'), the toon and
         the pasted photo (with `paste_back=True`, fitted whole into its square) side by side, labelled, each at
         `notebook.display_size` (up to 256 px, as `notebook.show` shows images)."""
-        from .notebook import display_size
+        return _results_png([self])
 
-        cell = display_size(self.aligned.width, _SHOWN_SIZE)
+    def _shown(self, cell: int) -> dict[str, Image.Image]:
+        """The pictures of `_repr_png_`'s row by label, the pasted photo padded into a `cell`-wide square."""
         shown = {name: getattr(self, name) for name in ("aligned", "reconstruction", "toon")
                  if getattr(self, name) is not None}
         if self.pasted is not None:  # what the user asked for: a photo of any shape, not squashed
             shown["pasted"] = ImageOps.pad(self.pasted, (cell, cell), color="white")
-        grid = labelled_grid([list(shown.values())], col_labels=list(shown), cell=cell)
-        buffer = io.BytesIO()
-        grid.save(buffer, format="PNG")
-        return buffer.getvalue()
+        return shown
+
+
+class ToonifyResults(list):
+    """The results of one photo's faces (`all_faces=True`), largest face first: a list of `ToonifyResult` that
+    Jupyter shows as a row of pictures per face (a plain list showed as text)."""
+
+    def _repr_png_(self) -> bytes | None:
+        return _results_png(self) if self else None
+
+
+def _results_png(results: Sequence[ToonifyResult]) -> bytes:
+    """PNG bytes of `results`' pictures, a labelled row each (rows labelled "face 1", ... when there are several)."""
+    from .notebook import display_size
+
+    cell = display_size(results[0].aligned.width, _SHOWN_SIZE)
+    rows = [result._shown(cell) for result in results]
+    grid = labelled_grid([list(row.values()) for row in rows], col_labels=list(max(rows, key=len)), cell=cell,
+                         row_labels=[f"face {i + 1}" for i in range(len(rows))] if len(rows) > 1 else None)
+    buffer = io.BytesIO()
+    grid.save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 class Toonifier:
@@ -273,8 +292,9 @@ class Toonifier:
 
     def __call__(self, photo: ImageInput, *, all_faces: bool = False, face_index: int | None = None, space: str = "w+",
                  steps: int | None = None, seed: int = 0, paste_back: bool = False, progress: bool = True,
-                 **project_kwargs) -> ToonifyResult | list[ToonifyResult]:
-        """Toonify the largest face of `photo` (path, PIL image, array or bytes); a list with `all_faces`.
+                 **project_kwargs) -> ToonifyResult | ToonifyResults:
+        """Toonify the largest face of `photo` (path, PIL image, array or bytes); a list (`ToonifyResults`) with
+        `all_faces`.
 
         Raises `NoFaceError` / `ImageReadError` (both ValueErrors) for a photo without a usable face, and ValueError
         for `all_faces` with a `face_index`. The blend is the toonifier's: `set_blend` changes it.
@@ -299,11 +319,12 @@ class Toonifier:
     def toonify_many(self, photos: Iterable[ImageInput], batch_size: int = 4, *, all_faces: bool = False,
                      face_index: int | None = None, space: str = "w+", steps: int | None = None, seed: int = 0,
                      paste_back: bool = False, progress: bool = True, **project_kwargs
-                     ) -> Iterator[tuple[object, list[ToonifyResult] | Exception]]:
+                     ) -> Iterator[tuple[object, ToonifyResults | Exception]]:
         """Toonify many photos, inverting the faces of `batch_size` photos at once.
 
-        Yields `(photo, results)` in input order, or `(photo, error)` for a photo that cannot be read or
-        has no face: one bad photo never stops the batch. `space`, `steps`, `seed` and `project_kwargs`
+        Yields `(photo, results)` in input order once its batch is inverted, and `(photo, error)` for a photo that
+        cannot be read or has no face as soon as it is found (before the batch it was read with): one bad photo never
+        stops the batch, nor takes a place in it. `space`, `steps`, `seed` and `project_kwargs`
         apply to the modes that optimise ('optimize', 'e4e+optimize'; `steps=None`: 500, or 100 from the
         e4e codes); the encoder-only modes take W+ codes as they come. Every face is projected with `seed`, so a
         face gets the same latent alone, in a folder, beside other faces (`all_faces`) and in any batch size, as the
@@ -321,27 +342,30 @@ class Toonifier:
 
     def _toonify_many(self, photos: Sequence, batch_size: int, all_faces: bool, face_index: int | None, space: str,
                       steps: int | None, seed: int, paste_back: bool, progress: bool, project_kwargs: dict
-                      ) -> Iterator[tuple[object, list[ToonifyResult] | Exception]]:
-        for start in range(0, len(photos), batch_size):
-            prepared: list[tuple] = []  # (photo, upright image, faces) or (photo, error)
-            for photo in photos[start:start + batch_size]:
-                try:
-                    upright = read_image(photo)
-                    prepared.append((photo, upright, self.align(upright, all_faces, face_index,
-                                                                name=describe_source(photo))))
-                except (ValueError, IndexError, OSError) as exc:
-                    prepared.append((photo, exc))
-            faces = [face.image for item in prepared if len(item) == 3 for face in item[2]]
-            inverted = self._invert(faces, space, steps, seed, progress, project_kwargs) if faces else None
+                      ) -> Iterator[tuple[object, ToonifyResults | Exception]]:
+        batch: list[tuple] = []  # (photo, upright image, faces): the next `batch_size` photos with faces
+
+        def invert_batch() -> Iterator[tuple[object, ToonifyResults]]:
+            faces = [face.image for _, _, aligned in batch for face in aligned]
+            inverted = self._invert(faces, space, steps, seed, progress, project_kwargs)
             index = 0
-            for item in prepared:
-                if len(item) == 2:
-                    yield item
-                    continue
-                photo, upright, aligned = item
-                yield photo, [self._result(upright, face, inverted, index + k, paste_back)
-                              for k, face in enumerate(aligned)]
+            for photo, upright, aligned in batch:
+                yield photo, ToonifyResults(self._result(upright, face, inverted, index + k, paste_back)
+                                            for k, face in enumerate(aligned))
                 index += len(aligned)
+
+        for photo in photos:
+            try:
+                upright = read_image(photo)
+                batch.append((photo, upright, self.align(upright, all_faces, face_index, name=describe_source(photo))))
+            except (ValueError, IndexError, OSError) as exc:
+                yield photo, exc  # at once, not after the projection of the batch it was read with
+                continue
+            if len(batch) == batch_size:
+                yield from invert_batch()
+                batch = []
+        if batch:
+            yield from invert_batch()
 
     def _invert(self, faces: list[Image.Image], space: str, steps: int | None, seed: int, progress: bool,
                 project_kwargs: dict) -> tuple[torch.Tensor, torch.Tensor | None, np.ndarray]:
@@ -455,7 +479,7 @@ _TOONIFIER_OPTIONS = frozenset({"level", "blend_width", "toon_network", "device"
 
 def toonify(photo: ImageInput, base: GeneratorLike | None = None, toon: GeneratorLike = DEFAULT_TOON,
             swap_res: int | None = None, space: str = "w+", steps: int | None = None, invert: str = "optimize",
-            **kwargs) -> ToonifyResult | list[ToonifyResult]:
+            **kwargs) -> ToonifyResult | ToonifyResults:
     """Toonify one photo (see `Toonifier`; build one yourself to reuse the models across photos).
 
     Extra keyword arguments go to `Toonifier.__call__` (all_faces, face_index, seed, paste_back, ...)
