@@ -248,6 +248,40 @@ def test_a_wrong_model_is_one_message_and_other_errors_keep_their_traceback(tmp_
     assert "Cell In[" in own and "ValueError: invalid literal for int() with base 10: 'one'" in own
 
 
+def test_a_notebooks_errors_name_its_parameters(tmp_path, monkeypatch):
+    """Notebook 04's misspelt base model was told as `base='ffhq-1024-tfx'`, the Toonifier's argument, which the
+    notebook's user never wrote: its parameter is `base_model`."""
+    from nbclient import NotebookClient
+
+    from toonlib.notebook import _show_briefly, in_notebook_words
+
+    monkeypatch.setenv("TOONLIB_CACHE", str(tmp_path / "cache"))
+    nb = prepare("04_toonify.ipynb", {"base_model": "ffhq-1024-tfx", "use_drive": False, "detector": "dlib"})
+    load = cell_index(nb, "toonifier = Toonifier(")
+    client = NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=True,
+                            resources={"metadata": {"path": str(tmp_path)}})
+    with client.setup_kernel():
+        for index in range(load + 1):
+            client.execute_cell(nb.cells[index], index)
+    _assert_brief(shown_error(nb.cells[load]), "base_model='ffhq-1024-tfx': unknown model 'ffhq-1024-tfx'. Did you "
+                                               "mean 'ffhq-1024-tf'?")
+    # the argument as a message's first word, and never inside other names or the prose
+    names = {"which": "toon_network", "toon": "toon_model", "base": "base_model"}
+    assert in_notebook_words("which (the generator of the checkpoint) must be 'G_ema' or 'G', got 'D'", names) == (
+        "toon_network (the generator of the checkpoint) must be 'G_ema' or 'G', got 'D'")
+    assert in_notebook_words("the toon model's base (--toon=x, toon_network='G')", names) == (
+        "the toon model's base (--toon=x, toon_network='G')")
+    shown = []
+    shell = SimpleNamespace(_showtraceback=lambda etype, value, lines: shown.append(lines))
+    error = ValueError("which (the generator) must be 'G_ema' or 'G'")
+    try:
+        raise error
+    except ValueError:  # raised here, not in toonlib: a traceback would be shown; the message as toonlib's
+        monkeypatch.setattr("toonlib.notebook.in_toonlib", lambda filename: True)
+        _show_briefly(shell, ValueError, error, error.__traceback__, parameters=names)
+    assert shown == [["toon_network (the generator) must be 'G_ema' or 'G'"]]
+
+
 def test_blend_notebook_with_a_toon_of_another_base_stops_at_loading_saying_what_to_set(tmp_path):
     """Notebook 01's hint named the toon model but not its base, and 02's default base is another model: following it
     ended in the explorer's cell with a dump of layer shapes. The loading cell stops, saying to set base_model."""

@@ -5,8 +5,10 @@ IPython and google.colab are imported inside the functions that need them, never
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import platform
+import re
 import signal
 import sys
 import threading
@@ -65,17 +67,21 @@ class UploadedFile:
         return os.fspath(self.path)
 
 
-def brief_errors() -> None:
+def brief_errors(parameters: Mapping[str, str] | None = None) -> None:
     """From now on in this IPython kernel, a fixable error that toonlib raises (`messages.expected_errors`: the
     command line's one-line errors), and a cell stopped with the kernel's interrupt inside toonlib, show as a short
     message instead of a traceback through toonlib's code; other errors (bugs, errors of the user's own code) keep
     their traceback, and a NameError in a cell (a cell run before the one above it that sets the name, or after the
-    runtime restarted) gets a line saying how to run the cells above. Does nothing outside IPython."""
+    runtime restarted) gets a line saying how to run the cells above. Does nothing outside IPython.
+
+    `parameters`: the notebook's parameter for a toonlib argument it is passed to (`{"invert": "inversion"}`); the
+    short messages name the parameter (`inversion='x'`), not the argument the user never wrote."""
     from IPython import get_ipython
 
     shell = get_ipython()
     if shell is not None:
-        shell.set_custom_exc(expected_errors() + (KeyboardInterrupt, NameError), _show_briefly)
+        shell.set_custom_exc(expected_errors() + (KeyboardInterrupt, NameError),
+                             functools.partial(_show_briefly, parameters=dict(parameters or {})))
         if not isinstance(warnings.showwarning, _BriefWarnings):  # the set-up cell may run again
             warnings.showwarning = _BriefWarnings(warnings.showwarning)
 
@@ -94,14 +100,14 @@ class _BriefWarnings:
             self.show(message, category, filename, lineno, file, line)
 
 
-def _show_briefly(shell, etype: type[BaseException], value: BaseException, tb, tb_offset: int | None = None
-                  ) -> None:
+def _show_briefly(shell, etype: type[BaseException], value: BaseException, tb, tb_offset: int | None = None, *,
+                  parameters: Mapping[str, str] | None = None) -> None:
     """IPython's custom exception handler of `brief_errors`."""
     ours = [in_toonlib(frame.f_code.co_filename) for frame, _ in traceback.walk_tb(tb)]
     if interrupted(value) and any(ours):
         lines = [INTERRUPTED]
     elif isinstance(value, expected_errors()) and ours and ours[-1]:  # raised on purpose: a message for the user
-        lines = str(value).splitlines() or [etype.__name__]
+        lines = in_notebook_words(str(value), parameters or {}).splitlines() or [etype.__name__]
     elif isinstance(value, NameError) and _in_cell(shell, tb):
         lines = shell.InteractiveTB.structured_traceback(etype, value, tb, tb_offset=tb_offset)
         lines.append(RUN_CELLS_ABOVE.format(name=value.name))
@@ -109,6 +115,16 @@ def _show_briefly(shell, etype: type[BaseException], value: BaseException, tb, t
         shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
         return
     shell._showtraceback(etype, value, lines)
+
+
+def in_notebook_words(text: str, parameters: Mapping[str, str]) -> str:
+    """`text` naming the notebook's `parameters` for the toonlib arguments they are passed to: `base='x'` as
+    `base_model='x'`, a message's first word `which (the generator ...) must be` as `toon_network (...) must be`.
+    Other words are left alone (the prose's "the base model")."""
+    for argument, parameter in parameters.items():
+        text = re.sub(rf"(?<![\w.-]){re.escape(argument)}=", f"{parameter}=", text)
+        text = re.sub(rf"^{re.escape(argument)}(?= \(| must )", parameter, text, flags=re.MULTILINE)
+    return text
 
 
 @contextlib.contextmanager
