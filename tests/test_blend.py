@@ -344,7 +344,10 @@ def test_blend_and_convert_refuse_to_write_over_a_model_they_read(tmp_path, caps
                            str(tmp_path / "." / base.name)], "--base"),
                          (["convert", str(toon), str(toon)], "input")]:
         assert cli.main(argv) == 2
-        assert f"is the {option} model's file: writing there would replace that model" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert f"is the {option} model's file: writing there would replace that model" in err
+        # convert takes no -o: its output is its second argument ("-o" was named)
+        assert f"error: {'the output' if argv[0] == 'convert' else '-o'} {argv[-1]} is the" in err, err
     assert toon.read_bytes() == before
 
 

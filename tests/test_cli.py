@@ -191,4 +191,4 @@ def test_fetch_of_a_local_file_says_what_fetch_is_for():
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip() == (f"toonlib fetch: error: {FIXTURES / 'ada_tiny.pkl'} is a file here: fetch "
                                      "downloads registry names (`toonlib models`) and http(s) URLs into the cache; "
-                                     "load_network (or a command's model option) reads a local file as it is")
+                                     "a local file is read as it is where a model is asked for (--toon, --base)")

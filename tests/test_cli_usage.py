@@ -164,7 +164,8 @@ def test_toonlib_alone_or_help_shows_the_commands():
     assert result.stderr.endswith("\ntoonlib: error: no command given: pick one of the COMMANDs above\n")
     overview = run_main("--help")
     assert "`toonlib COMMAND --help` (or `toonlib help COMMAND`) shows" in " ".join(overview.stdout.split())
-    for asked, meant in ((run_main("help"), overview), (run_main("help", "toonify"), run_main("toonify", "--help"))):
+    for asked, meant in ((run_main("help"), overview), (run_main("help", "toonify"), run_main("toonify", "--help")),
+                         (run_main("help", "help"), overview)):  # was "no command 'help'"
         assert (asked.returncode, asked.stdout, asked.stderr) == (0, meant.stdout, "")
     result = run_main("help", "toonfy")
     assert result.returncode == 2 and result.stderr.endswith("no command 'toonfy'\n  toonfy: did you mean toonify?\n")
@@ -656,6 +657,39 @@ def test_a_latent_or_a_model_given_as_the_photo_is_told_in_the_command_lines_wor
     result = run_main("align", str(FIXTURES / "ada_tiny.pkl"), "-o", str(tmp_path / "a.png"), env=offline_cache)
     _short_error(result)
     assert result.stderr.endswith("not a photo: give it as a model, the toon (--toon) or the base (--base)\n")
+
+
+def test_toonify_outputs_named_too_long_are_refused_before_the_work(tmp_path, offline_cache):
+    """A photo's name of 245 bytes (valid) gave outputs of 260 (`-reconstruction.png`): `toonify` of it, alone or in a
+    folder, failed with "File name too long" after the projection, and the folder's other photos were lost with it."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    long_name = "a" + "\u00e9" * 120 + ".png"  # 245 bytes in UTF-8
+    for name in (long_name, "b.png"):
+        Image.fromarray(skdata.astronaut()).save(folder / name)
+    for args, advice in (([str(folder)], f"it is named after the photo {folder / long_name}: rename it\n"),
+                         ([str(folder / long_name)], f"it is named after the photo {folder / long_name} or -o: rename "
+                                                     "the photo, or give -o a short image name (-o toon.png)\n")):
+        result = run_main("toonify", *args, "-o", str(tmp_path / "toons"), env=offline_cache)
+        _short_error(result, "-reconstruction.png: its name is 260 bytes long, and file names here take 255 at most")
+        assert result.stderr.endswith(advice), result.stderr
+    assert not Path(offline_cache["TOONLIB_CACHE"]).exists() and not (tmp_path / "toons").exists()
+
+
+def test_toonify_output_with_a_trailing_slash_is_a_folder_whatever_its_name(tmp_path, offline_cache):
+    """`-o toons.png/` wrote the files toons.png, toons-aligned.png, ...; `-o run.2024.12.03/` was refused as "writes
+    no .03 images", with the '/' dropped; a folder of photos took both as folders already."""
+    from toonlib.commands import _toonify_outputs
+
+    for output in ("toons.png/", "run.2024.12.03/"):
+        path = _toonify_outputs(Path(output), [Path("me.jpg")], None, folder=True)
+        assert path(Path("me.jpg"), None, "toon") == Path(output) / "me-toon.png"
+    assert _toonify_outputs(Path("toon.png"), [Path("me.jpg")], None)(Path("me.jpg"), None, "aligned") == Path(
+        "toon-aligned.png")
+    Image.fromarray(skdata.astronaut()).save(tmp_path / "me.png")
+    result = run_main("toonify", str(tmp_path / "me.png"), "-o", f"{tmp_path}/run.2024.12.03/", env=offline_cache)
+    assert result.returncode == 2 and "writes no .03 images" not in result.stderr  # past the outputs: the models
+    assert "could not download" in result.stderr or "no internet" in result.stderr, result.stderr
 
 
 def test_finetune_settings_are_named_as_the_options_are_typed(tmp_path):

@@ -82,6 +82,24 @@ def test_data_is_flushed_before_the_rename(tmp_path, monkeypatch):
     assert events == [("fsync", inode), ("replace", inode), ("fsync", "folder")]
 
 
+def test_a_name_near_the_limit_is_written_and_one_past_it_refused_by_name(tmp_path):
+    """A 245-byte name (valid) failed: its temporary file, `.<name>.<random>.tmp`, was 259 bytes. One past the
+    file system's 255 failed with "[Errno 36] File name too long: '<path>'" (from stat()), after the work."""
+    from toonlib.files import check_file_target
+
+    near = tmp_path / ("a" + "\u00e9" * 120 + ".png")  # 245 bytes
+    with atomic_write_path(near) as tmp:
+        assert len(os.fsencode(tmp.name)) <= 255
+        tmp.write_bytes(b"image")
+    assert near.read_bytes() == b"image" and [p.name for p in tmp_path.iterdir()] == [near.name]
+    past = tmp_path / ("a" + "\u00e9" * 127 + ".png")  # 259 bytes
+    for write in (check_file_target, lambda path: atomic_write_path(path).__enter__()):
+        with pytest.raises(OSError, match=r"its name is 259 bytes long, and file names here take 255 at most; "
+                                          "choose a shorter name") as error:
+            write(past)
+        assert error.value.errno == errno.ENAMETOOLONG
+
+
 def test_failed_write_keeps_the_old_file(tmp_path):
     target = tmp_path / "model.pt"
     target.write_bytes(b"old")

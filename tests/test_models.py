@@ -56,6 +56,15 @@ def test_a_misspelt_name_gets_its_close_match_whatever_its_case(typed):
         models.get_model(typed)
 
 
+def test_a_name_that_begins_registry_names_gets_them_all():
+    """`toonlib fetch ffhq` was asked "Did you mean 'psp-ffhq'?" (the closest spelling), not the FFHQ models."""
+    with pytest.raises(models.UnknownModelError, match=r"unknown model 'ffhq'\. Did you mean one of ffhq-1024, "
+                                                       r"ffhq-1024-noaug, .*, ffhq-512-noaug\? Known models"):
+        models.get_model("ffhq")
+    with pytest.raises(models.UnknownModelError, match=r"unknown model 'FFHQ-1024'\. Did you mean 'ffhq-1024'\?"):
+        models.get_model("FFHQ-1024")  # a name of its own: not "one of ffhq-1024-noaug, ..."
+
+
 def test_lineage_ends_at_a_base():
     for info in MODELS.values():
         if info.lineage is None:

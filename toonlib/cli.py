@@ -379,7 +379,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.print_help(sys.stderr)
         parser.exit(2, "\ntoonlib: error: no command given: pick one of the COMMANDs above\n")
     if argv[0] == "help":  # `toonlib help` is `toonlib --help`, `toonlib help toonify` is `toonlib toonify --help`
-        argv = [argv[1], "--help"] if len(argv) > 1 and not argv[1].startswith("-") else ["--help"]
+        argv = [argv[1], "--help"] if len(argv) > 1 and not argv[1].startswith("-") and argv[1] != "help" \
+            else ["--help"]  # `toonlib help help` too
     leading = list(itertools.takewhile(lambda arg: arg.startswith("-"), argv))  # the options before the command
     if stray := [arg for arg in leading if arg.split("=")[0] not in _option_names(parser)]:
         parser.error(f"unrecognized arguments: {' '.join(stray)}" + _did_you_mean(stray, _option_names(parser))

@@ -88,16 +88,17 @@ def _check_native_output(output: str, command: str, name: str) -> None:
     _check_output_suffix(output, command, NATIVE_SUFFIX, "toonlib's format, a safetensors file", name)
 
 
-def _refuse_to_replace_model(output: str, *models: tuple[str, str]) -> None:
+def _refuse_to_replace_model(output: str, *models: tuple[str, str], named: str = "-o") -> None:
     """Refuse (ValueError) an output file that is one of the model files read, given as (source, option) pairs:
-    `blend -o` onto its --toon replaced a fine-tuning snapshot's G and D by the blend."""
+    `blend -o` onto its --toon replaced a fine-tuning snapshot's G and D by the blend. `named`: how the output is
+    given (`convert`'s is its second argument, not -o)."""
     from .files import user_path
 
     target = user_path(output)
     for source, option in models:
         path = user_path(source)
         if target.is_file() and path.is_file() and os.path.samefile(path, target):
-            raise ValueError(f"-o {output} is the {option} model's file: writing there would replace that model (a "
+            raise ValueError(f"{named} {output} is the {option} model's file: writing there would replace that model (a "
                              "fine-tuning snapshot's G and D with it); give another output file")
 
 
@@ -146,7 +147,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from .checkpoints import load_network, save_network
 
     _check_native_output(args.output, "convert", Path(args.input).stem)
-    _refuse_to_replace_model(args.output, (args.input, "input"))
+    _refuse_to_replace_model(args.output, (args.input, "input"), named="the output")
     nets = load_network(args.input)
     print(_describe(nets))
     save_network(args.output, nets)
@@ -356,18 +357,19 @@ def cmd_project(args: argparse.Namespace) -> int:
 TOONIFY_KINDS = ("toon", "aligned", "reconstruction", "pasted")  # the images toonify writes per face (result fields)
 
 
-def _toonify_outputs(output: Path, photos: list[Path], several: str | None
+def _toonify_outputs(output: Path, photos: list[Path], several: str | None, folder: bool = False
                      ) -> Callable[[Path, int | None, str], Path]:
     """Where `toonify` writes: a function (photo, face number or None, kind) -> path.
 
     A folder (the default): `<folder>/<photo>-<kind>.png`, where photos of one name (me.jpg, me.png) keep their
     suffix apart (`me-jpg-toon.png`). One photo and `-o` ending in an image suffix: the toon at exactly that path
     and the other images beside it (`<stem>-aligned<suffix>`). `several` says what the input is when it is more than
-    one photo ("a folder of photos", "3 photos"): then `-o` is a folder.
+    one photo ("a folder of photos", "3 photos"): then `-o` is a folder. `folder`: `-o` was given with a trailing
+    '/', a folder whatever its name (`-o run.2024.12.03/`, `-o toons.png/`).
     """
     from .images import IMAGE_SUFFIXES
 
-    if output.suffix.lower() in IMAGE_SUFFIXES and not output.is_dir():  # an existing folder stays a folder
+    if output.suffix.lower() in IMAGE_SUFFIXES and not output.is_dir() and not folder:  # a folder stays one
         if several:
             raise ValueError(f"-o {output} names an image file, but the input is {several}: "
                              "give a folder for -o (each photo gets its own <name>-toon.png there)")
@@ -380,7 +382,7 @@ def _toonify_outputs(output: Path, photos: list[Path], several: str | None
     if output.exists() and not output.is_dir():
         raise ValueError(f"-o {output} is a file, but toonify writes a folder of images there: give a folder "
                          "(it is created), or for one photo an image name such as toon.png")
-    if output.suffix and not output.exists() and not several:
+    if output.suffix and not output.exists() and not several and not folder:
         raise ValueError(f"-o {output}: toonify writes one photo's images to an image file "
                          f"({', '.join(IMAGE_SUFFIXES)}) or into a folder, and it writes no {output.suffix} images: "
                          f"name it {output.with_suffix('.png')}, or, to name a folder so, create it first")
@@ -428,7 +430,7 @@ def _photos_named(name: str, check: bool) -> list[Path]:
 
 
 def cmd_toonify(args: argparse.Namespace) -> int:
-    from .files import check_file_target, is_url
+    from .files import check_file_target, check_name_length, is_url
     from .messages import counted, progress_bar, write_line
     from .pipeline import Toonifier
     from .projection import default_steps
@@ -446,11 +448,16 @@ def cmd_toonify(args: argparse.Namespace) -> int:
     photos = _photos_to_toonify(inputs)
     if several == "a folder of photos":
         _refuse_the_photos_folder(source, args.output)
-    output_path = _toonify_outputs(Path(args.output), photos, several)
+    output_path = _toonify_outputs(Path(args.output), photos, several, args.output.endswith(("/", os.sep)))
     first = 0 if args.all_faces else None  # the first face's number
     # With --all-faces, one pasted photo carries every face's toon (-pasted.png), the other images are per face.
     per_face = [kind for kind in TOONIFY_KINDS if not (args.all_faces and kind == "pasted")]
     check_file_target(output_path(photos[0], first, "toon"))  # a parent that is a file, a folder that is read-only
+    for photo in photos:  # named after the photo: a long name failed after the projection, the whole run with it
+        for kind in (*per_face, "latent"):
+            check_name_length(output_path(photo, first, kind), f"it is named after the photo {photo}: rename it"
+                              if several else f"it is named after the photo {photo} or -o: rename the photo, or "
+                              "give -o a short image name (-o toon.png)")
     _check_toonify_options(args)
     _refuse_to_overwrite(photos, [output_path(photo, first, kind) for photo in photos for kind in per_face]
                          + ([output_path(photo, None, "pasted") for photo in photos] if args.all_faces else []))
@@ -712,7 +719,7 @@ _COMMAND_LINE_WORDS = (
     (r" or None \(((?:the CPU|CUDA) when)", r", or leave --device out (\1"),
     (r"(--[\w-]+ [^\s(]+) \(\w+=[^()]*\)", r"\1"),  # TrainConfig's '--resolution 64 (resolution=64)'
     (r"\(((?:or )?--[\w-]+), \w+=\)", r"(\1)"),  # download: (--cache-dir, cache_dir=), (or --cache-dir, ...)
-    (r"(--[\w-]+) \(\w+=\):", r"\1:"),  # a resumed run's changed settings, '--seed (seed=): 0 -> 1'
+    (r"(--[\w-]+) \(\w+=\)", r"\1"),  # a resumed run's changed settings, '--seed (seed=): 0 -> 1'; '--kimg (kimg=)'
     (r" \(for a generator checkpoint use toonlib\.load_network\)",  # encoders.load_encoder of a generator's file
      "; a generator goes to --base or --toon, and --encoder takes a pSp / e4e file (e4e-ffhq, psp-ffhq, psp-toonify)"),
     (r"downscale it, or, for a file you trust, set PIL\.Image\.MAX_IMAGE_PIXELS = None before reading it",
@@ -720,6 +727,7 @@ _COMMAND_LINE_WORDS = (
     (r"; load it with toonlib\.projection\.load_latent", "; `toonlib toonify` of it draws its toon (-o toon.png)"),
     (r"; in Python, toonifier\.render\(toonlib\.load_latent\(path\)\)", ""),  # images.unread_format of a latent
     (r"\bprepare='(\w+)' or '(\w+)'", r"--prepare \1 or \2"),  # data's non-square image with prepare='none'
+    (r"(--toon, --base); load_network in Python\)", r"\1)"),  # download.fetch of a local file
 )
 
 

@@ -173,7 +173,9 @@ _SPECIAL_FILES = {stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block dev
 def _check_file_path(path: Path) -> None:
     """IsADirectoryError / NotADirectoryError when `path` is a folder or lies under a file; OSError when it is
     something else that is not a regular file (a device, a fifo, a socket), which the rename would replace (as root,
-    `/dev/full` became a regular file). Symbolic links are followed."""
+    `/dev/full` became a regular file). Symbolic links are followed. A name too long is refused
+    (`check_name_length`)."""
+    check_name_length(path)  # first: stat() of such a name raised "[Errno 36] File name too long"
     if path.is_dir():
         raise IsADirectoryError(f"cannot write {path}: it is a folder; name a file")
     if path.exists() and not path.is_file():
@@ -182,6 +184,27 @@ def _check_file_path(path: Path) -> None:
     blocking = next((parent for parent in reversed(path.parents) if parent.exists() and not parent.is_dir()), None)
     if blocking is not None:
         raise NotADirectoryError(f"cannot write {path}: {blocking} is a file, not a folder")
+
+
+def check_name_length(path: str | os.PathLike, advice: str = "choose a shorter name") -> None:
+    """Raise OSError (ENAMETOOLONG) when the file name of `path` is longer than its folder's file system takes (255
+    bytes on most): a toonify of a photo with a long name failed at its outputs, after the projection."""
+    path = user_path(path)
+    length, limit = len(os.fsencode(path.name)), _name_max(path)
+    if length > limit:
+        error = OSError(f"cannot write {path}: its name is {length} bytes long, and file names here take {limit} at "
+                        f"most; {advice}")
+        error.errno = errno.ENAMETOOLONG
+        raise error
+
+
+def _name_max(path: Path) -> int:
+    """The longest file name (bytes) the file system of `path`'s nearest existing folder takes (255 if unknown)."""
+    folder = next((parent for parent in path.absolute().parents if parent.is_dir()), None)
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX") if folder is not None else 255
+    except (OSError, ValueError, AttributeError):  # no pathconf (Windows), or the file system does not say
+        return 255
 
 
 def replace_file(src: str | os.PathLike, dst: str | os.PathLike, mode: Optional[int] = None) -> None:
@@ -317,8 +340,10 @@ TEMP_FILE_NAME = re.compile(r"\..+\.[0-9a-f]{8}\.tmp")
 
 def _create_temp(path: Path) -> Path:
     """A new empty file `.<name>.<random>.tmp` beside `path`, created with mode 0666 so the umask applies."""
+    room = _name_max(path) - len(".12345678.tmp") - 1  # a name near the limit keeps its temporary file under it
+    name = os.fsencode(path.name)[:room].decode(errors="ignore") if len(os.fsencode(path.name)) > room else path.name
     for _ in range(100):
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        tmp = path.with_name(f".{name}.{secrets.token_hex(4)}.tmp")
         try:
             os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         except FileExistsError:

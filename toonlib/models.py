@@ -395,8 +395,11 @@ def get_model(name: str, kinds: tuple[str, ...] | None = None) -> ModelInfo:
         pass
     names = sorted(known for known, info in MODELS.items() if kinds is None or info.kind in kinds)
     by_key = {_match_key(known): known for known in names}  # 'FFHQ-1024-TF', 'ffhq_1024_tf': 'ffhq-1024-tf'
-    close = difflib.get_close_matches(_match_key(str(name)), by_key, n=1)
-    hint = f" Did you mean {by_key[close[0]]!r}?" if close else ""
+    key = _match_key(str(name))
+    starting = [known for known_key, known in by_key.items() if known_key.startswith(key + "-")]
+    close = difflib.get_close_matches(key, by_key, n=1)
+    hint = (f" Did you mean one of {', '.join(starting)}?" if key not in by_key and starting and len(key) >= 3
+            else f" Did you mean {by_key[close[0]]!r}?" if close else "")  # `ffhq`: the FFHQ models, not psp-ffhq
     known = "Known models" if kinds is None else f"Known {' and '.join(KIND_PLURALS[kind] for kind in kinds)}"
     raise UnknownModelError(f"unknown model {name!r}.{hint} {known}: {', '.join(names)}") from None
 
