@@ -210,6 +210,31 @@ def test_a_second_ctrl_c_stops_at_once_and_the_last_complete_snapshot_stays(base
     resumed.close()
 
 
+def test_a_second_ctrl_c_while_the_training_state_is_written_says_the_network_was_saved(base, monkeypatch,  # noqa: F811
+                                                                                        capsys):
+    """It said "not saved there" while the snapshot's network file was there, complete: only its training state
+    is missing, so the run continues from the one before."""
+    run = base["root"] / "twice-state"
+    trainer = Trainer(config(base, run.name, **SETTINGS), progress=False)
+    interrupt_at(trainer, 17)
+    save_state = loop.save_state
+
+    def second_ctrl_c(run_dir: Path, state: dict) -> Path:
+        if state["cur_nimg"] == 68:
+            signal.raise_signal(signal.SIGINT)
+        return save_state(run_dir, state)
+
+    monkeypatch.setattr(loop, "save_state", second_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run()
+    assert capsys.readouterr().err == STOPPING + (
+        "fine-tuning stopped at once at 0.068 kimg, its network saved (network-snapshot-000000068.safetensors) but not "
+        "its training state: run the same fine-tuning again to continue from network-snapshot-000000040.safetensors "
+        "(0.040 kimg)\n")
+    assert (run / "network-snapshot-000000068.safetensors").is_file()
+    assert newest_state(run)[0].name == "training-state-000000040.pt"
+
+
 def test_the_handler_is_the_runs_in_the_main_thread_only_and_put_back(base):  # noqa: F811
     seen, trained = [], [0]
 

@@ -25,6 +25,7 @@ import torch
 from test_train import base, config, one_thread  # noqa: F401 (fixtures)
 
 import toonlib.cli
+import toonlib.commands
 from toonlib.checkpoints import load_network
 from toonlib.train import Trainer, finetune, latest_snapshot, loop, newest_state
 from toonlib.train.arguments import main as train_main
@@ -101,6 +102,30 @@ def test_a_folder_without_a_readable_training_state_is_a_one_line_error(base, tm
     assert warning.startswith("toonlib finetune: warning: ") and "unreadable training state" in warning
     assert f"e.g. {broken / 'network-snapshot-000000004.safetensors'}" in error
     assert not (tmp_path / "new").exists()
+
+
+def test_a_run_folder_whose_training_states_are_gone_is_not_restarted_over_its_snapshots(base, capsys):  # noqa: F811
+    """Its training states deleted (to save space) or cut short, a run folder restarted from the base without a word,
+    replacing its snapshots; its newest state alone deleted, it resumed at the older one, and its later snapshots were
+    replaced, also without a word. Refused, naming the snapshot to start a new run from; warned."""
+    run = Path(finetune(config(base, "states-gone", kimg=0.016, snapshot_kimg=0.008), progress=False)).parent
+    (run / "training-state-000000016.pt").unlink()
+    resumed = config(base, run.name, kimg=0.024, snapshot_kimg=0.008)
+    with pytest.warns(UserWarning, match=rf"^{re.escape(str(run))}: resuming at 0\.008 kimg, its newest training "
+                                         r"state that can be read; its snapshots after it, up to 0\.016 kimg, have "
+                                         r"none and are replaced as the run goes on$"):
+        Trainer(resumed, progress=False).close()
+    (run / "training-state-000000008.pt").unlink()
+    before = {p.name: p.stat().st_mtime_ns for p in run.iterdir() if p.name != ".locks"}  # the run's files
+    assert cli(base, str(base["base"]), run, "--kimg", "0.024") == 2
+    snapshot = run / "network-snapshot-000000016.safetensors"
+    assert capsys.readouterr().err == (
+        f"toonlib finetune: error: {run} holds a fine-tuning run's snapshots up to 0.016 kimg but no training state to "
+        "continue it from (its training-state-*.pt files are gone or cannot be read), and a new run there would "
+        f"replace its snapshots. To fine-tune on from its newest network, start a new run from it in another folder: "
+        f"--resume {snapshot} and a new --run-dir; to start over in {run}, empty it first\n")
+    assert {p.name: p.stat().st_mtime_ns for p in run.iterdir() if p.name != ".locks"} == before  # none replaced
+    assert cli(base, str(snapshot), base["root"] / "from-its-snapshot", "--kimg", "0.008") == 0  # as it says
 
 
 # ---------------------------------------------------------------------------------------------
@@ -660,6 +685,8 @@ def test_a_kimg_already_reached_is_said_and_changes_nothing(base):  # noqa: F811
         finetune(config(base, run.name, kimg=0.008, gamma=5.0), progress=False)
     said = [str(warning.message) for warning in caught]
     assert len(said) == 1 and "has trained 0.008 kimg" in said[0], said
+    assert said[0].endswith("give a larger --kimg (kimg=)")  # the command line's words: "--kimg" alone (below)
+    assert toonlib.commands.for_command_line(said[0]).endswith("give a larger --kimg")  # was "(kimg= in Python)"
 
 
 def test_the_same_command_again_after_the_run_is_done(base):  # noqa: F811

@@ -68,6 +68,7 @@ from .snapshots import (
     latest_record,
     newest_state,
     newest_state_nimg,
+    read_latest,
     save_state,
     snapshot_name,
     sync_latest,
@@ -130,6 +131,7 @@ class Trainer:
             if state is None:
                 raise ValueError(no_state_message(cfg.resume))
             self.cfg = cfg = dataclasses.replace(cfg, resume=resolved_source(state["config"]["resume"]))  # its own base
+        self._check_snapshots_kept(state)
         self.base_state: dict | None = None  # where the networks came from when `resume` is another run's folder
         if state is not None:
             check_resumable(state, cfg)
@@ -180,6 +182,28 @@ class Trainer:
             self._load_state(state)
 
     # ---- setup
+
+    def _check_snapshots_kept(self, state: dict | None) -> None:
+        """Refuse a run folder whose snapshots (latest.json) have no training state left to continue them: a new run
+        there replaced them without a word (the states deleted to save space, or the snapshots copied alone). Warn when
+        the newest state is older than the newest snapshot: the snapshots after it are replaced as the run goes on."""
+        try:
+            latest = read_latest(self.run_dir)
+        except (OSError, ValueError):  # damaged: `sync_latest` rewrites it
+            latest = None
+        if latest is None or not isinstance(latest.get("kimg"), (int, float)):
+            return
+        kimg, resumed = latest["kimg"], (state["cur_nimg"] / 1000 if state is not None else None)
+        if resumed is None:
+            raise ValueError(
+                f"{self.cfg.run_dir} holds a fine-tuning run's snapshots up to {kimg:.3f} kimg but no training state "
+                "to continue it from (its training-state-*.pt files are gone or cannot be read), and a new run there "
+                "would replace its snapshots. To fine-tune on from its newest network, start a new run from it in "
+                f"another folder: --resume {Path(self.cfg.run_dir) / latest['network']} (resume=) and a new --run-dir "
+                f"(run_dir=); to start over in {self.cfg.run_dir}, empty it first")
+        if resumed < kimg - 1e-9 and self.is_main:
+            warn(f"{self.cfg.run_dir}: resuming at {resumed:.3f} kimg, its newest training state that can be read; "
+                 f"its snapshots after it, up to {kimg:.3f} kimg, have none and are replaced as the run goes on")
 
     def _take_run_dir(self) -> None:
         """Hold the run folder unless this Trainer does (the main process, for all)."""
@@ -453,7 +477,7 @@ class Trainer:
                 # at 0.104): that run is done, it does not ask for less
                 asks = "asks for less" if self.cur_nimg > end_nimg else "is done"
                 warn(f"{cfg.run_dir} has trained {self.cur_nimg / 1000:g} kimg, so the run to --kimg {cfg.kimg:g} "
-                     f"{asks}: nothing to train. To train on, give a larger --kimg (kimg= in Python)")
+                     f"{asks}: nothing to train. To train on, give a larger --kimg (kimg=)")
             return self.run_dir / self.last_snapshot
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -521,7 +545,10 @@ class Trainer:
             nimg = newest_state_nimg(self.run_dir)
             where = (f"continue from {snapshot_name(nimg)} ({nimg / 1000:.3f} kimg)" if nimg is not None
                      else "start it again (nothing was saved)")
-            print(f"fine-tuning stopped at once at {self.cur_nimg / 1000:.3f} kimg, not saved there: run the same "
+            network = snapshot_name(self.cur_nimg)  # written, when the stop came while its training state was
+            saved = (f"its network saved ({network}) but not its training state" if nimg != self.cur_nimg
+                     and (self.run_dir / network).is_file() else "not saved there")
+            print(f"fine-tuning stopped at once at {self.cur_nimg / 1000:.3f} kimg, {saved}: run the same "
                   f"fine-tuning again to {where}", file=sys.stderr, flush=True)
 
     def _say_interrupted(self, total_nimg: int) -> None:

@@ -96,8 +96,8 @@ def newest_state(run_dir: str | os.PathLike) -> tuple[Path, dict] | None:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises many types for a cut-short file; all mean "unusable"
-            warn(f"skipping the unreadable training state {path} ({type(exc).__name__}); resuming from "
-                 "an older one")
+            why = exc.strerror.lower() if isinstance(exc, OSError) and exc.strerror else "cut short or damaged"
+            warn(f"skipping the unreadable training state {path} ({why}); resuming from an older one")
             continue
         if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
             version = state.get("version") if isinstance(state, dict) else None
