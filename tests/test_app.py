@@ -829,6 +829,23 @@ def test_cli_app_stops_on_ctrl_c_with_status_130(setup, monkeypatch, capsys):
     assert err.splitlines()[-1] == "toonlib app: interrupted" and "launch()" not in out + err
     assert port_is_free("127.0.0.1", port)  # the server was closed
 
+    # --share where no public link can be made (no internet): Gradio leaves share_url None, printed as a link "None"
+    import gradio
+
+    launch = gradio.Blocks.launch
+
+    def launch_without_a_tunnel(page, *args, share=False, **kwargs):
+        assert share is True
+        return launch(page, *args, share=False, **kwargs)
+
+    monkeypatch.setattr(gradio.Blocks, "launch", launch_without_a_tunnel)
+    port = free_port()
+    stopped.clear()
+    assert cli.main(["app", "--base", str(setup["base_path"]), "--toon", str(setup["toon_path"]), "--detector",
+                     "dlib", "--port", str(port), "--share"]) == 130
+    assert capsys.readouterr().out == (f"serving the app on http://127.0.0.1:{port}/ only: --share made no public link "
+                                       "(it needs internet; Gradio's lines above say why) (Ctrl-C stops it)\n")
+
 
 def test_cli_app_on_a_port_in_use_says_so_before_loading_models(monkeypatch, capsys):
     monkeypatch.setattr("toonlib.pipeline.Toonifier", lambda *args, **kwargs: pytest.fail("models loaded first"))

@@ -732,8 +732,10 @@ def launch(app: ToonApp, host: str = "127.0.0.1", port: int | None = None, share
                 prevent_thread_lock=True, quiet=True, css=CSS, **no_history)  # Gradio's own lines name its options
     if not block:
         return page
-    print(f"serving the app on {page.local_url}" + (f" and {page.share_url}" if share else "") + " (Ctrl-C stops it)",
-          flush=True)
+    # without internet Gradio says why above and leaves share_url None: it printed "... and None"
+    public = (f" and {page.share_url}" if page.share_url else " only: --share made no public link (it needs internet; "
+              "Gradio's lines above say why)") if share else ""
+    print(f"serving the app on {page.local_url}{public} (Ctrl-C stops it)", flush=True)
     try:
         _wait_for_ctrl_c()  # Gradio's own wait ended quietly on Ctrl-C: the caller learns of it (exit status 130)
     finally:

@@ -98,8 +98,8 @@ def _refuse_to_replace_model(output: str, *models: tuple[str, str], named: str =
     for source, option in models:
         path = user_path(source)
         if target.is_file() and path.is_file() and os.path.samefile(path, target):
-            raise ValueError(f"{named} {output} is the {option} model's file: writing there would replace that model (a "
-                             "fine-tuning snapshot's G and D with it); give another output file")
+            raise ValueError(f"{named} {output} is the {option} model's file: writing there would replace that "
+                             "model (a fine-tuning snapshot's G and D with it); give another output file")
 
 
 def _check_image_output(output: str | None, command: str, name: str, option: str = "-o",

@@ -230,8 +230,8 @@ def fetch_source(name_or_url: object) -> str:
     text = os.fspath(name_or_url)
     if text and not is_url(text) and text not in models.MODELS and user_path(text).exists():
         raise ValueError(f"{text} is a {'folder' if user_path(text).is_dir() else 'file'} here: fetch downloads "
-                         "registry names (`toonlib models`) and http(s) URLs into the cache; a local file is read as it "
-                         "is where a model is asked for (--toon, --base; load_network in Python)")
+                         "registry names (`toonlib models`) and http(s) URLs into the cache; a local file is read as "
+                         "it is where a model is asked for (--toon, --base; load_network in Python)")
     return text
 
 
