@@ -228,10 +228,21 @@ def test_the_data_is_recorded_resolved_and_resumed_however_spelled(base, monkeyp
         assert cli(base, str(base["base"]), run, "--kimg", str(kimg * 0.004), data=spelling) == 0, spelling
     _, state = newest_state(run)
     assert state["cur_nimg"] == 16 and capsys.readouterr().err == ""
-    shutil.copytree("data", "data-copy")  # the same images elsewhere: another data set
-    assert cli(base, str(base["base"]), run, "--kimg", "0.02", data="data-copy") == 2
+    # the same image files elsewhere (a folder moved or copied: another machine, mount or home folder) resume, said;
+    # they were refused as other settings, and a moved folder's run could not be continued at all
+    shutil.copytree("data", "data-copy")
+    os.utime(next(Path("data-copy").iterdir()), ns=(0, 0))  # a copy's times may differ: names and sizes count
+    assert cli(base, str(base["base"]), run, "--kimg", "0.02", data="data-copy") == 0
+    copy = (base["root"] / "data-copy").resolve()
+    assert capsys.readouterr().err == (f"toonlib finetune: warning: spelled: the run's data moved, from "
+                                       f"{base['data'].resolve()} to {copy} (the same image files, by name and size): "
+                                       "the run goes on with it there\n")
+    assert newest_state(run)[1]["config"]["data"] == str(copy)  # and is recorded there
+    shutil.copytree("data-copy", "data-other")
+    next(Path("data-other").iterdir()).unlink()  # other images: another data set
+    assert cli(base, str(base["base"]), run, "--kimg", "0.024", data="data-other") == 2
     err = capsys.readouterr().err
-    assert f"(--data: '{base['data'].resolve()}' -> '{(base['root'] / 'data-copy').resolve()}')" in err
+    assert f"(--data: '{copy}' -> '{(base['root'] / 'data-other').resolve()}')" in err
 
 
 def test_a_run_recorded_with_a_relative_data_path_resumes_from_any_folder(base, tmp_path, monkeypatch,  # noqa: F811
@@ -248,8 +259,8 @@ def test_a_run_recorded_with_a_relative_data_path_resumes_from_any_folder(base, 
     (run / "config.json").write_text(json.dumps(state["config"]))
     monkeypatch.chdir(tmp_path)  # another folder
     shutil.copytree(base["data"], "faces")
-    for image in Path("faces").iterdir():
-        os.utime(image, ns=(1, 1))  # other files than the run's, to its dataset cache
+    with open(next(Path("faces").iterdir()), "ab") as image:
+        image.write(b"\0")  # other files than the run's, to its dataset cache and by their sizes
     assert cli(base, str(base["base"]), run, "--kimg", "0.008", data="faces") == 2
     err = capsys.readouterr().err
     assert f"(--data: 'data/' -> '{(tmp_path / 'faces').resolve()}')" in err

@@ -29,7 +29,8 @@ from .images import IMAGE_SUFFIXES, is_hidden, quiet_large_images, read_image, t
 from .messages import counted, progress_bar, warn
 from .options import MIN_IMAGES, PREPARE_MODES  # MIN_IMAGES: data.MIN_IMAGES too (__all__)
 
-__all__ = ["MIN_IMAGES", "ImageDataset", "TooFewImagesError", "cache_name", "image_files", "infinite_loader"]
+__all__ = ["MIN_IMAGES", "ImageDataset", "TooFewImagesError", "cache_name", "image_entries", "image_files",
+           "infinite_loader"]
 
 _CACHE_VERSION = 1  # bump when the preparation of images changes, so old caches are not reused
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, zipfile.BadZipFile)
@@ -198,8 +199,13 @@ def _open_source(source: Path) -> Iterator[tuple[list[Entry], Callable[[str], by
 def image_files(source: Union[str, os.PathLike]) -> list[str]:
     """The names of the image files (`IMAGE_SUFFIXES`, subfolders too, hidden ones aside) in the folder or .zip
     `source`, sorted, reading nothing but the file list; FileNotFoundError or ValueError when it is neither."""
+    return [name for name, *_ in image_entries(source)]
+
+
+def image_entries(source: Union[str, os.PathLike]) -> list[Entry]:
+    """`image_files` with each file's size and mtime_ns (a zip member's CRC-32), as `ImageDataset.files` lists them."""
     with _open_source(Path(source)) as (entries, _):
-        return [name for name, *_ in entries]
+        return entries
 
 
 def cache_name(source: Union[str, os.PathLike], resolution: int, prepare: str) -> str:

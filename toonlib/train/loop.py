@@ -51,6 +51,7 @@ from .recipe import ema_beta, frozen_d_prefixes, frozen_g_prefixes, lazy_regular
 from .resume import (
     check_resumable,
     data_changes,
+    data_moved,
     no_state_message,
     resolved_source,
     same_folder,
@@ -177,7 +178,10 @@ class Trainer:
         if state is None:
             self._seed()
         else:
-            if self.is_main:
+            if self.is_main and data_moved(state, cfg.data):  # the same files: their mtimes may differ (a copy)
+                warn(f"{cfg.run_dir}: the run's data moved, from {state['config']['data']} to {cfg.data} (the same "
+                     "image files, by name and size): the run goes on with it there")
+            elif self.is_main:
                 say_changed_data(state, cfg.data, self.dataset.files)
             self._load_state(state)
 

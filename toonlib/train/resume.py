@@ -5,7 +5,8 @@ A run keeps what would change its networks, data or random streams (`config.RESU
 data and the base (`resume`) are compared as resolved paths (`resolved_source`), so the same folder, zip or file
 resumes however it is spelled, and a run that recorded them as relative paths (as toonlib once did) resumes from any
 folder with the images it was trained on and the base file it named. The settings it may change, and images added,
-removed or replaced in the data folder, are said in one warning each (`say_changed_settings`, `say_changed_data`).
+removed or replaced in the data folder, are said in one warning each (`say_changed_settings`, `say_changed_data`); the
+same image files at another path (a moved folder) resume, said (`data_moved`).
 `resume` may name the run folder itself (`same_folder`: that run continues); a folder without a readable training
 state is refused with `no_state_message`.
 """
@@ -15,13 +16,13 @@ import dataclasses
 import os
 from pathlib import Path
 
-from ..data import cache_name
+from ..data import cache_name, image_entries
 from ..files import is_url, user_path
 from ..messages import counted, warn
 from .config import RESUME_FIXED, TrainConfig, option_name, option_text
 from .snapshots import latest_snapshot
 
-__all__ = ["QUIET_CHANGES", "check_resumable", "no_state_message", "resolved_source", "same_folder",
+__all__ = ["QUIET_CHANGES", "check_resumable", "data_moved", "no_state_message", "resolved_source", "same_folder",
            "say_changed_data", "say_changed_settings"]
 
 # Settings a resumed run may change without a notice: where the run is, and how long it trains.
@@ -73,6 +74,20 @@ def _same_data(saved: TrainConfig, data: str, run_dir: Path, state: dict) -> boo
     return (run_dir / "dataset-cache" / name).is_file()
 
 
+def data_moved(state: dict, data: str) -> bool:
+    """Whether `data` (resolved) is not the path the run recorded but holds the very image files it was trained on
+    (names and sizes, `state['data_files']`): the folder or zip moved, renamed or copied (another machine, mount or
+    home folder). Such a run resumes: it was refused, and could not be continued at all."""
+    if resolved_source(state["config"]["data"]) == data or not state.get("data_files"):
+        return False
+    try:
+        now = image_entries(data)
+    except (OSError, ValueError):  # no such folder or zip
+        return False
+    return sorted((name, size) for name, size, *_ in now) == sorted(
+        (name, size) for name, size, *_ in state["data_files"])
+
+
 def _same_base(saved: str, resume: str) -> bool:
     """Whether the base the run recorded (`saved`) is `resume` (resolved): the same path, address or name; a relative
     record also matches a path that ends with it (the file it named from the folder the run was started in)."""
@@ -97,7 +112,7 @@ def check_resumable(state: dict, cfg: TrainConfig) -> None:
 
     def same(key: str) -> bool:
         if key == "data":
-            return _same_data(saved, cfg.data, run_dir, state)
+            return _same_data(saved, cfg.data, run_dir, state) or data_moved(state, cfg.data)
         if key == "resume":
             return _same_base(saved.resume, cfg.resume)
         return value(saved, key) == value(cfg, key)
