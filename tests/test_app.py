@@ -160,7 +160,8 @@ def test_toonify_then_the_slider_rerenders_the_cached_latent(app, setup, project
     assert session.latents[0][1] is w
     assert np.array_equal(np.asarray(view8.toon), expected_toon(setup, 8, w))
     assert not np.array_equal(np.asarray(view8.toon), np.asarray(view.toon))
-    assert "8 px" in view8.status and "Toonified" not in view8.status
+    # re-rendered: not timed, but still saying how its latent was made (it said only the blend)
+    assert view8.status == f"One face, rendered with the blend at 8 px (optimise, {STEPS} steps on cpu)."
     assert app.reblend(None, 8) is None  # the slider before any photo: nothing to do
 
 
@@ -169,7 +170,8 @@ def test_several_faces_are_picked_one_by_one(app, setup, projections):
     assert projections == [0]
     assert [caption for _, caption in view.faces] == ["face 1 \N{CHECK MARK}", "face 2"]  # face 1 is toonified
     # The picker is above the status on a wide page, below it on a phone: "to pick below" was wrong on one.
-    assert view.status.startswith("Face 1 of 2 (1 more face to pick), rendered with the blend at 16 px.")
+    assert view.status.startswith(f"Face 1 of 2 (1 more face to pick), rendered with the blend at 16 px (optimise, "
+                                  f"{STEPS} steps on cpu). Toonified in ")
     hopper_quad, astronaut_quad = session.faces[0].quad, session.faces[1].quad
     assert hopper_quad[:, 0].min() > 512 > astronaut_quad[:, 0].max()  # largest first: Grace Hopper's
 
@@ -985,8 +987,9 @@ def test_a_rerender_after_a_stop_still_says_it_stopped(app, setup, projection_st
 
     try:
         stopped, rerendered, picked = asyncio.run(scenario())
-        assert rerendered == f"{stopped} Face 1 of 2 (1 more face to pick), rendered with the blend at 8 px."
-        assert picked.startswith("Face 2 of 2, rendered with the blend at 16 px.")  # a toon: the stop is past
+        assert rerendered == (f"{stopped} Face 1 of 2 (1 more face to pick), rendered with the blend at 8 px "
+                              f"(optimise, {STEPS} steps on cpu).")
+        assert picked.startswith("Face 2 of 2, rendered with the blend at 16 px (")  # a toon: the stop is past
     finally:
         page.close()
 

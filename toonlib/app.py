@@ -321,7 +321,7 @@ class ToonApp:
             session = Session(photo=image, faces=faces, name=_download_stem(name), upload=str(photo))
             self._invert(session, 0, steps, mode, callback)
             view = self._view(session, swap_res)
-        return session, self._timed(view, start, steps, mode)
+        return session, self._timed(view, start)
 
     def pick(self, session: Session | None, index: int, steps: int, swap_res: int | None,
              mode: str | None = None, *, callback: Callback | None = None) -> View:
@@ -340,7 +340,7 @@ class ToonApp:
             session.selected = index
             session.note = ""
             view = self._view(session, swap_res)
-        return self._timed(view, start, steps, mode) if inverted else view
+        return self._timed(view, start) if inverted else view
 
     def reblend(self, session: Session | None, swap_res: int | None) -> View | None:
         """Re-render the session's toons with the toon model blended at `swap_res` (None without a session)."""
@@ -449,19 +449,24 @@ class ToonApp:
         count, left = len(session.faces), len(session.faces) - len(session.latents)
         # The face picker is above the status on a wide page and below it on a phone: no direction.
         more = f" ({left} more face{'s' * (left != 1)} to pick)" if left else ""
+        mode, _ = session.latents[session.selected]  # the toon's own making, shown while it is (it was only timed)
         status = (f"Face {session.selected + 1} of {count}{more}, " if count > 1 else "One face, ") + \
-            f"rendered with {blend}."
+            f"rendered with {blend} ({self._how(mode, session.steps.get(session.selected))})."
         status = f"{session.note} {status}" if session.note else status
         face = session.name + (f"-face{session.selected + 1}" if count > 1 else "")  # the pasted photo: every face
         file_names = {kind: f"{session.name if kind == 'pasted' else face}-{kind}.png" for kind in RESULTS}
         return View(faces=faces, aligned=session.faces[session.selected].image, toon=session.toons[session.selected],
                     pasted=pasted, status=status, file_names=file_names)
 
-    def _timed(self, view: View, start: float, steps: int, mode: str) -> View:
-        device = self.toonifiers[mode].device.type
+    def _how(self, mode: str, steps: int | None) -> str:
+        """How a toon's latent was made, as the page names it: "optimise, 200 steps on cpu", "e4e on cuda"."""
         said = INVERT_LABELS.get(mode, mode).split(" (")[0]  # the mode as the page's choice names it: "optimise"
-        how = f"{said}, {steps} step{'s' * (steps != 1)}" if mode in OPTIMIZING_MODES else said
-        view.status += f" Toonified in {time.perf_counter() - start:.1f} s ({how} on {device})."
+        how = f"{said}, {steps} step{'s' * (steps != 1)}" if mode in OPTIMIZING_MODES and steps else said
+        return f"{how} on {self.toonifiers[mode].device.type}"
+
+    @staticmethod
+    def _timed(view: View, start: float) -> View:
+        view.status += f" Toonified in {time.perf_counter() - start:.1f} s."
         return view
 
     # ------------------------------------------------------------------------------------------
