@@ -740,6 +740,23 @@ def test_the_model_resolution_given_or_not_is_the_same_run(base, capsys):  # noq
         finetune(config(base, "res-given", kimg=0.012, resolution=32), progress=False)
 
 
-def test_a_kimg_below_one_image_trains_one_minibatch(base):  # noqa: F811
+def test_a_kimg_below_one_image_trains_one_minibatch(base, capsys):  # noqa: F811
     path = finetune(config(base, "under-one-image", kimg=0.0001), progress=False)  # 0.1 images
     assert path.name == "network-snapshot-000000004.safetensors"
+    # said: "training to 0.004 kimg" for --kimg 0.0001, and 0.012 for 0.01, was left unexplained
+    assert capsys.readouterr().out.splitlines()[0] == (f"{path.parent}: started, training to 0.004 kimg, --kimg 0.0001 "
+                                                       "rounded up to whole minibatches of 4 (a line per snapshot)")
+
+
+def test_a_new_run_in_a_folder_of_other_files_says_so(base, tmp_path):  # noqa: F811
+    """A folder of photos given as the run folder took the run's snapshots, fakes and metrics without a word."""
+    folder = tmp_path / "my-photos"
+    folder.mkdir()
+    (folder / "holiday.jpg").write_bytes(b"a photo")
+    with pytest.warns(UserWarning, match=rf"^{re.escape(str(folder))} holds 1 file \(e\.g\. holiday\.jpg\) and no "
+                                         r"fine-tuning run: the run's snapshots, fakes and metrics go in among them"):
+        Trainer(config(base, str(folder), kimg=0.004), progress=False).close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the folder holds a run now: resumed without the warning; a new one neither
+        Trainer(config(base, str(folder), kimg=0.004), progress=False).close()
+        Trainer(config(base, str(tmp_path / "new"), kimg=0.004), progress=False).close()

@@ -40,7 +40,7 @@ from ..devices import default_device
 from ..files import atomic_write_path, check_file_target, user_path
 from ..images import labelled_grid, save_image, to_pil
 from ..losses import discriminator_loss, generator_loss, path_length_penalty, path_lengths, r1_penalty, update_pl_mean
-from ..messages import progress_bar, warn, write_line
+from ..messages import counted, progress_bar, warn, write_line
 from ..models import MODELS
 from ..networks import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, z_from_seeds
 from ..quality import MetricUnavailable, image_quality, inception_weights
@@ -59,6 +59,7 @@ from .resume import (
     say_changed_settings,
 )
 from .snapshots import (
+    DATASET_CACHE,
     LATEST_FILE,
     SnapshotWrites,
     disk_full_said,
@@ -232,6 +233,12 @@ class Trainer:
             if has_states(self.run_dir):  # decided "a new run" before another one saved there
                 raise BlockingIOError(f"{self.cfg.run_dir}: another fine-tuning run was started in this folder while "
                                       "this one was starting; run the same command again to continue it")
+            others = [entry for entry in self.run_dir.iterdir() if not entry.name.startswith(".")
+                      and entry.name != DATASET_CACHE] if self.run_dir.is_dir() else []
+            if others:  # a folder of photos given as --run-dir took the run's files without a word
+                warn(f"{self.cfg.run_dir} holds {counted(len(others), 'file')} (e.g. {others[0].name}) and no "
+                     "fine-tuning run: the run's snapshots, fakes and metrics go in among them; a new folder of its "
+                     "own (--run-dir, run_dir=) keeps them apart")
 
     def close(self) -> None:
         """Release the run folder without training (`run()` does so when it ends or fails; it takes it again)."""
@@ -332,7 +339,7 @@ class Trainer:
         refused first; too few images for a resumed run (`state`) say how they changed since its last snapshot."""
         cfg = self.cfg
         _check_run_dir_outside_data(cfg)
-        cache_dir = self.run_dir / "dataset-cache"
+        cache_dir = self.run_dir / DATASET_CACHE
         try:
             dataset = self.dist.main_first(lambda: ImageDataset(
                 cfg.data, self.G.img_resolution, prepare=cfg.prepare, xflip=cfg.mirror, cache_dir=cache_dir,
@@ -499,7 +506,10 @@ class Trainer:
                            bar_format="{l_bar}{bar}| {n:.3f}/{total:.3f} kimg [{elapsed}<{remaining}{postfix}]")
         if self.is_main and not self.progress:  # else nothing said it till a snapshot
             begun = f"resumed at {self.cur_nimg / 1000:.3f} kimg" if self.cur_nimg else "started"
-            print(f"{self.run_dir}: {begun}, training to {last_nimg / 1000:.3f} kimg (a line per snapshot)", flush=True)
+            rounded = (f", --kimg {cfg.kimg:g} rounded up to whole minibatches of {cfg.batch_size}"
+                       if last_nimg != round(cfg.kimg * 1000) else "")  # it said 0.012 for --kimg 0.01 unexplained
+            print(f"{self.run_dir}: {begun}, training to {last_nimg / 1000:.3f} kimg{rounded} (a line per snapshot)",
+                  flush=True)
         self._start_tick()
         started = time.perf_counter()
 

@@ -20,7 +20,7 @@ from ..data import cache_name, image_entries
 from ..files import is_url, user_path
 from ..messages import counted, warn
 from .config import RESUME_FIXED, TrainConfig, option_name, option_text
-from .snapshots import latest_snapshot
+from .snapshots import DATASET_CACHE, latest_snapshot
 
 __all__ = ["QUIET_CHANGES", "check_resumable", "data_moved", "no_state_message", "resolved_source", "same_folder",
            "say_changed_data", "say_changed_settings"]
@@ -71,7 +71,7 @@ def _same_data(saved: TrainConfig, data: str, run_dir: Path, state: dict) -> boo
         name = cache_name(data, state["networks"]["G"]["img_resolution"], saved.prepare)
     except (OSError, ValueError):  # no such folder or zip: not the run's data
         return False
-    return (run_dir / "dataset-cache" / name).is_file()
+    return (run_dir / DATASET_CACHE / name).is_file()
 
 
 def data_moved(state: dict, data: str) -> bool:

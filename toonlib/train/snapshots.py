@@ -35,10 +35,10 @@ from ..checkpoints import NATIVE_SUFFIX
 from ..files import TEMP_FILE_NAME, atomic_write_path, file_lock, lock_file_for, user_path
 from ..messages import warn
 
-__all__ = ["KEEP_STATES", "LATEST_FILE", "STATE_VERSION", "SnapshotWrites", "disk_full_message", "disk_full_said",
-           "fakes_name", "has_run", "has_states", "hold_run_dir", "latest_record", "latest_snapshot", "newest_state",
-           "newest_state_nimg", "read_latest", "save_state", "snapshot_name", "snapshot_paths", "state_name",
-           "sync_latest", "write_latest"]
+__all__ = ["DATASET_CACHE", "KEEP_STATES", "LATEST_FILE", "STATE_VERSION", "SnapshotWrites", "disk_full_message",
+           "disk_full_said", "fakes_name", "has_run", "has_states", "hold_run_dir", "latest_record", "latest_snapshot",
+           "newest_state", "newest_state_nimg", "read_latest", "save_state", "snapshot_name", "snapshot_paths",
+           "state_name", "sync_latest", "write_latest"]
 
 STATE_VERSION = 2
 KEEP_STATES = 2
@@ -48,7 +48,8 @@ _STATE_PATTERN = re.compile(r"training-state-(\d{9})\.pt")
 _LEGACY_STATE = "training-state.pt"  # version 1's one state file, refused on resume
 _DISK_FULL = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "the disk quota is used up"}
 _STATE_KEYS = ("config", "networks", "G", "D", "G_ema", "opt_G", "opt_D", "ada", "cur_nimg", "batch_idx", "rng")
-_WRITTEN_FOLDERS = (".", "dataset-cache")  # where a run writes through atomic_write_path
+DATASET_CACHE = "dataset-cache"  # the run folder's subfolder of prepared data sets (`data.ImageDataset(cache_dir=)`)
+_WRITTEN_FOLDERS = (".", DATASET_CACHE)  # where a run writes through atomic_write_path
 
 
 def snapshot_name(nimg: int) -> str:
