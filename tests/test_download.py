@@ -465,6 +465,23 @@ def test_mirror_fallback(server):
     assert server.paths() == ["/missing.pkl", "/ada_tiny.pkl"]  # a 404 is not retried
 
 
+def test_a_file_the_server_does_not_have_is_not_sent_to_a_browser(server, tmp_path):
+    """A URL that is 404 was told "download it in a browser from a link above and save it as ...", which gets the same
+    404: the address is to be checked (a registry name's sources: reported), or a local file passed."""
+    with pytest.raises(download.DownloadError) as info:
+        download.fetch(f"{server.base}/missing.pkl", progress=False, local_option="--toon")
+    message = str(info.value)
+    assert message.endswith("What you can do:\n  - check the address: the server has no file there\n  - or, with the "
+                            "file on this machine, pass its path: --toon PATH"), message
+    assert "HTTP 404" in message and "in a browser" not in message
+    with pytest.raises(download.DownloadError) as info:
+        download.fetch(register(f"{server.base}/missing.pkl"), progress=False)
+    assert "  - report it to toonlib's maintainers: the registry's sources of 'tiny' have no file" in str(info.value)
+    # one source missing and another failing otherwise: a browser may still get the file
+    with pytest.raises(download.DownloadError, match="in a browser from a link above"):
+        download.fetch(register(f"{server.base}/missing.pkl", "http://127.0.0.1:9/none.pkl"), progress=False)
+
+
 def test_a_mirror_that_fails_at_once_leaves_the_partial_download_of_the_one_before(server, tmp_path):
     """With two mirrors (ffhq-1024: NVIDIA's CDN, then NGC), the first one's partial download was deleted when the
     second was tried, which failed before sending a byte: the next run, the first mirror back, started from 0."""
@@ -1076,8 +1093,8 @@ def test_fetch_takes_one_name_or_url_not_a_list_none_or_a_local_file(tmp_path):
     for given in (str(local), local):
         with pytest.raises(ValueError, match=rf"^{re.escape(str(local))} is a file here: fetch downloads registry "
                                              r"names \(`toonlib models`\) and http\(s\) URLs into the cache; "
-                                             r"load_network \(or a command's model option\) reads a local file as it "
-                                             "is$"):
+                                             r"a local file is read as it is where a model is asked for \(--toon, "
+                                             r"--base; load_network in Python\)$"):
             download.fetch(given, progress=False)
     assert cached_files(tmp_path) == []
 

@@ -98,11 +98,13 @@ class _NotEnoughSpace(Exception):
 
 
 class _SourceFailed(Exception):
-    """One source failed; `offline` when it could not be reached at all."""
+    """One source failed; `offline` when it could not be reached at all, `missing` when the server has no file there
+    (HTTP 404, 410)."""
 
-    def __init__(self, reason: str, offline: bool = False) -> None:
+    def __init__(self, reason: str, offline: bool = False, missing: bool = False) -> None:
         super().__init__(reason)
         self.offline = offline
+        self.missing = missing
 
 
 @dataclass(frozen=True)
@@ -449,7 +451,7 @@ def _download_http(url: str, part: Path, progress: bool) -> None:
             if status == 407:  # an http:// URL through the proxy: the proxy's own reply
                 raise _SourceFailed(f"{reason}: {_proxy_login(url)}") from None
             if (status < 500 and status != 429 and wait is None) or delay is None:
-                raise _SourceFailed(reason) from None
+                raise _SourceFailed(reason, missing=status in (404, 410)) from None
             delay = delay if wait is None else wait
         except _NETWORK_ERRORS as exc:
             if _resumable(part, url) > furthest:
@@ -934,7 +936,12 @@ def _explain(plan: _Plan, failures: list[tuple[str, _SourceFailed]], local_optio
         lines.append(f"  - run the same command again: the download resumes where it stopped ({so_far} are kept)")
     on_drive = any(source.startswith("gdrive:") for source in plan.sources) or any(
         _QUOTA_TEXT in str(failure).lower() for _, failure in failures)
-    if DRIVE_ROOT.is_dir() and plan.home == "cache":  # Colab with Drive mounted: the user works in Drive
+    if all(failure.missing for _, failure in failures):  # a browser gets the same "not found": no use sending one
+        lines.append("  - check the address: the server has no file there" if is_url(plan.what) else
+                     f"  - report it to toonlib's maintainers: the registry's sources of {plan.what!r} have no file")
+        if local_option and plan.home == "cache":
+            lines.append(f"  - or, with the file on this machine, pass its path: {local_option} PATH")
+    elif DRIVE_ROOT.is_dir() and plan.home == "cache":  # Colab with Drive mounted: the user works in Drive
         in_drive = final if final.is_relative_to(DRIVE_ROOT) else DRIVE_ROOT / final.name
         lines.append(f"  - put the file into your Google Drive as {in_drive}: open a link above in a browser, "
                      "'Make a copy' (or download it and upload it), then move and rename the copy")
