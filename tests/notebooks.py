@@ -54,6 +54,17 @@ def shown_error(cell: nbformat.NotebookNode) -> str | None:
     return "\n".join(ANSI.sub("", line) for line in errors[-1].traceback) if errors else None
 
 
+def error_of_the_cell(nb: nbformat.NotebookNode, code: str, cwd: Path) -> str | None:
+    """Run `nb`'s cells in `cwd` up to the code cell whose source contains `code`; the error it shows (None if none)."""
+    last = cell_index(nb, code)
+    client = NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=True,
+                            resources={"metadata": {"path": str(cwd)}})
+    with client.setup_kernel():
+        for index in range(last + 1):
+            client.execute_cell(nb.cells[index], index)
+    return shown_error(nb.cells[last])
+
+
 def cell_index(nb: nbformat.NotebookNode, code: str) -> int:
     """The index of the one code cell of `nb` whose source contains `code`."""
     [index] = [i for i, cell in enumerate(nb.cells) if cell.cell_type == "code" and code in cell.source]

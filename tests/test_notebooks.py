@@ -14,7 +14,17 @@ from types import SimpleNamespace
 import pytest
 from tiny import INTERRUPTS, import_cut_short, tiny_generator, write_photos, write_toonify_models
 
-from notebooks import NOTEBOOKS, SKIP_TAG, cell_index, execute, inject, outputs_text, prepare, shown_error
+from notebooks import (
+    NOTEBOOKS,
+    SKIP_TAG,
+    cell_index,
+    error_of_the_cell,
+    execute,
+    inject,
+    outputs_text,
+    prepare,
+    shown_error,
+)
 from toonlib.checkpoints import load_network, save_network
 from toonlib.projection import load_latent
 
@@ -251,20 +261,13 @@ def test_a_wrong_model_is_one_message_and_other_errors_keep_their_traceback(tmp_
 def test_a_notebooks_errors_name_its_parameters(tmp_path, monkeypatch):
     """Notebook 04's misspelt base model was told as `base='ffhq-1024-tfx'`, the Toonifier's argument, which the
     notebook's user never wrote: its parameter is `base_model`."""
-    from nbclient import NotebookClient
 
     from toonlib.notebook import _show_briefly, in_notebook_words
 
     monkeypatch.setenv("TOONLIB_CACHE", str(tmp_path / "cache"))
     nb = prepare("04_toonify.ipynb", {"base_model": "ffhq-1024-tfx", "use_drive": False, "detector": "dlib"})
-    load = cell_index(nb, "toonifier = Toonifier(")
-    client = NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=True,
-                            resources={"metadata": {"path": str(tmp_path)}})
-    with client.setup_kernel():
-        for index in range(load + 1):
-            client.execute_cell(nb.cells[index], index)
-    _assert_brief(shown_error(nb.cells[load]), "base_model='ffhq-1024-tfx': unknown model 'ffhq-1024-tfx'. Did you "
-                                               "mean 'ffhq-1024-tf'?")
+    _assert_brief(error_of_the_cell(nb, "toonifier = Toonifier(", tmp_path),
+                  "base_model='ffhq-1024-tfx': unknown model 'ffhq-1024-tfx'. Did you mean 'ffhq-1024-tf'?")
     # the argument as a message's first word, and never inside other names or the prose
     names = {"which": "toon_network", "toon": "toon_model", "base": "base_model"}
     assert in_notebook_words("which (the generator of the checkpoint) must be 'G_ema' or 'G', got 'D'", names) == (
@@ -285,20 +288,13 @@ def test_a_notebooks_errors_name_its_parameters(tmp_path, monkeypatch):
 def test_blend_notebook_with_a_toon_of_another_base_stops_at_loading_saying_what_to_set(tmp_path):
     """Notebook 01's hint named the toon model but not its base, and 02's default base is another model: following it
     ended in the explorer's cell with a dump of layer shapes. The loading cell stops, saying to set base_model."""
-    from nbclient import NotebookClient
 
     save_network(tmp_path / "base.safetensors", tiny_generator(0, img_resolution=64))
     save_network(tmp_path / "toon.safetensors", tiny_generator(1))
     nb = prepare("02_blend.ipynb", {"base_model": "base.safetensors", "toon_model": "toon.safetensors",
                                     "toon_network": "G_ema",
                                     "use_drive": False})
-    load = cell_index(nb, "load_generator(base_model")
-    client = NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=True,
-                            resources={"metadata": {"path": str(tmp_path)}})
-    with client.setup_kernel():
-        for index in range(load + 1):
-            client.execute_cell(nb.cells[index], index)
-    assert shown_error(nb.cells[load]) == (
+    assert error_of_the_cell(nb, "load_generator(base_model", tmp_path) == (
         "toon_model = 'toon.safetensors' (32 px) cannot be blended with base_model = 'base.safetensors' (64 px): it "
         "was fine-tuned from another model. Set base_model in the parameters cell to the model the toon was "
         "fine-tuned from (notebook 01's last cell names it), then run the cells again.")
