@@ -144,6 +144,20 @@ def test_init_starts_from_the_given_latent(G, targets, ws, net, monkeypatch):
         run(G, targets[0], net, steps=1, init=torch.zeros(2, G.num_ws, G.w_dim))
 
 
+def test_a_projection_runs_inside_no_grad_and_inference_mode(G, targets, net):
+    """Inference code runs under torch.no_grad() or torch.inference_mode(): project there failed with torch's "element
+    0 of tensors does not require grad" / "Inference tensors do not track version counter". Its warnings still name
+    the caller's line (torch's own decorators named theirs)."""
+    expected = run(G, targets[0], net, steps=2)
+    for context in (torch.no_grad, torch.inference_mode):
+        with context():
+            torch.testing.assert_close(run(G, targets[0], net, steps=2).w, expected.w, rtol=0, atol=0)
+        assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+    with pytest.warns(UserWarning, match=r"values all lie in 0 \.\. 0") as caught, torch.no_grad():
+        run(G, torch.zeros(1, 3, 32, 32), net, steps=1)
+    assert caught[0].filename == __file__
+
+
 def test_progress_bar_ends_complete(G, targets, net, capsys):
     run_kwargs = dict(lpips_net=net, w_avg_samples=W_AVG_SAMPLES, progress=True)
     project(G, targets[0], steps=4, **run_kwargs)

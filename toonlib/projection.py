@@ -130,6 +130,7 @@ def latent_noise_scale(t: float, w_std: float) -> float:
 # Projection
 
 
+@runtime.with_gradients
 def project(G: GeneratorLike, target: Target, space: str = "w+", steps: int | None = None, *,
             seed: int | Sequence[int] = 0, device: str | torch.device | None = None,
             lpips_net: torch.nn.Module | None = None, noise_reg_weight: float = 1e5, initial_lr: float = 0.1,

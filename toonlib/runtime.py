@@ -21,16 +21,17 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import platform
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 import torch
 
 from .messages import warn
 
 __all__ = ["ALLOCATOR_ENV", "CUDA_GRAPHS_ENV", "PRECISIONS", "allocator_tuned", "autocast", "cuda_graphs",
-           "check_precision", "native_bf16", "resolve_precision", "tune_allocator"]
+           "check_precision", "native_bf16", "resolve_precision", "tune_allocator", "with_gradients"]
 
 ALLOCATOR_ENV = "TOONLIB_MALLOC"  # "default" (or "off", "0"): leave glibc's malloc as it is
 CUDA_GRAPHS_ENV = "TOONLIB_CUDA_GRAPHS"  # "off" (or "0", "default"): projection steps run op by op on CUDA too
@@ -149,3 +150,18 @@ def cuda_graphs(device: torch.device) -> bool:
     """Whether `project()` replays its step as a CUDA graph on `device`: on CUDA devices, unless the environment
     variable TOONLIB_CUDA_GRAPHS is 'off' (or '0', 'false', 'no', 'default')."""
     return device.type == "cuda" and os.environ.get(CUDA_GRAPHS_ENV, "").strip().lower() not in _OPT_OUT
+
+
+_Function = TypeVar("_Function", bound=Callable)
+
+
+def with_gradients(function: _Function) -> _Function:
+    """`function` run with autograd on, whatever its caller's `torch.no_grad()` or `torch.inference_mode()` (where
+    inference code usually runs): an optimisation inside it failed there with torch's "element 0 of tensors does not
+    require grad". A wrapper of toonlib's own, not torch's decorators: `messages.warn` names the caller's line."""
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        with torch.inference_mode(False), torch.enable_grad():
+            return function(*args, **kwargs)
+    return wrapper  # type: ignore[return-value]
+
