@@ -601,6 +601,10 @@ def test_inputs_are_checked_before_any_download(tmp_path, offline_cache):
                                         "be used unblended: give one of 4, 8, 16, 32, 64, 128, 256, 512 (at 1024 too"),
     ("blend", ["--swap-res", "2048"], "--swap-res 2048 is above the 1024 px of the --toon model"),
     ("blend", ["--toon", "toonify-blended-rosinality"], "'toonify-blended-rosinality' holds only a blended generator"),
+    # the base and the toon model swapped: projected into the toon model, drawn by FFHQ, without a word
+    ("toonify", ["--base", "toonify-blended-tf", "--toon", "ffhq-1024-tf"], "--base toonify-blended-tf: "
+     "'toonify-blended-tf' is a toon model, not a base (the model photos are projected into, such as 'ffhq-1024-tf', "
+     "its own): give it as --toon"),
     ("toonify", ["-o", "{tmp}/w.svg"], "it writes no .svg images: name it {tmp}/w.png, or, to name a folder so"),
     # a registry encoder of the other latent space drew the photo as the toon (exit 0), after a ~1 GB download
     ("toonify", ["--invert", "psp-toonify", "--encoder", "psp-ffhq"], "'psp-ffhq' makes latents of the FFHQ base, "

@@ -36,7 +36,7 @@ def photos(tmp_path_factory):
     return write_photos(tmp_path_factory.mktemp("photos"))
 
 
-def test_every_model_name_is_checked_before_the_first_download(models, monkeypatch):
+def test_every_model_name_is_checked_before_the_first_download(models, photos, monkeypatch):
     from toonlib import download
     from toonlib.models import UnknownModelError
 
@@ -46,6 +46,16 @@ def test_every_model_name_is_checked_before_the_first_download(models, monkeypat
         Toonifier(base="ffhq-1042")  # the default toon model is a registry name: loading it would download it
     with pytest.raises(FileNotFoundError, match="toon='.*toon.pkl': no checkpoint at"):
         Toonifier(base=folder / "base.safetensors", toon=str(folder / "toon.pkl"))
+    # the two models swapped (the base comes first): photos were projected into the toon model without a word
+    import toonlib
+
+    message = (r"^base='toonify-blended-tf': 'toonify-blended-tf' is a toon model, not a base \(the model photos are "
+               r"projected into, such as 'ffhq-1024-tf', its own\): give it as toon= \(a Toonifier takes the base "
+               r"first\)$")
+    for swapped in (lambda: Toonifier("toonify-blended-tf", "ffhq-1024-tf"),
+                    lambda: toonlib.toonify(photos / "hopper.jpg", "toonify-blended-tf")):
+        with pytest.raises(ValueError, match=message):
+            swapped()
     # a re-blend's shape without the swap resolution it shapes: refused, not silently ignored
     for setting in ({"level": 1}, {"blend_width": 2.0}):
         with pytest.raises(ValueError, match="give a swap resolution too"):
@@ -374,3 +384,26 @@ def test_paste_keeps_photo_outside_the_face():
     assert out.shape == (160, 200, 3)
     assert (out[:25] == (10, 20, 30)).all() and (out[:, :45] == (10, 20, 30)).all()
     assert tuple(out[85, 100]) == (250, 0, 0)  # centre of the face fully replaced
+
+
+def test_paste_faces_takes_results_and_a_photos_path_and_says_what_it_takes(tmp_path):
+    """`paste_faces(photo, [result])`, a path as the photo, one pair for the list, a pair swapped: each failed deep
+    inside ("cannot unpack non-iterable ToonifyResult object", "'str' object has no attribute 'size'")."""
+    from toonlib import paste_faces
+
+    photo = Image.new("RGB", (200, 160), (10, 20, 30))
+    photo.save(tmp_path / "photo.png")
+    face = Image.new("RGB", (64, 64), (250, 0, 0))
+    quad = np.array([[50, 30], [50, 130], [150, 130], [150, 30]], dtype=float)
+    result = ToonifyResult(photo=photo, aligned=face, landmarks=np.zeros((68, 2)), quad=quad, w=torch.zeros(1, 8, 32),
+                           reconstruction=None, toon=face, losses=np.zeros(0, np.float32))
+    expected = np.asarray(paste(photo, face, quad))
+    for given, faces in ((photo, [result]), (tmp_path / "photo.png", [(face, quad)]), (np.asarray(photo), [result]),
+                         (photo, [(face, quad.tolist())])):
+        assert np.array_equal(np.asarray(paste_faces(given, faces)), expected)
+    for faces, message in (((face, quad), r"takes a list of faces, got one tuple: pass \[pair\] or \[result\]"),
+                           (result, "got one ToonifyResult"),
+                           ([(quad, face)], r"got tuple \(a PIL image and a \[4, 2\] quad, in that order\)"),
+                           ([face], "got 64x64 RGB")):
+        with pytest.raises(TypeError, match=message):
+            paste_faces(photo, faces)

@@ -131,9 +131,10 @@ def _fetch_named_models(*models: tuple[str | None, str]) -> None:
 
 def _fetch_toonify_models(args: argparse.Namespace, mode: str) -> None:
     """`_fetch_named_models` for what a Toonifier in inversion mode `mode` loads at once."""
-    from .pipeline import DEFAULT_ENCODERS, check_default_base, default_base
+    from .pipeline import DEFAULT_ENCODERS, check_default_base, check_not_a_toon, default_base
 
     wanted = []
+    check_not_a_toon(args.base, f"--base {args.base}", "give it as --toon")
     if mode != "psp-toonify":  # that mode's encoder holds its own decoder; base and toon load only to re-blend
         base = args.base if args.base is not None else default_base(args.toon)
         check_default_base(args.toon, base)

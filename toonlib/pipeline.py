@@ -187,6 +187,7 @@ class Toonifier:
             if isinstance(source, (str, os.PathLike)):
                 check_source(source, f"{name}={str(source)!r}",
                              kinds=ENCODER_KINDS if name == "encoder" else GENERATOR_KINDS)
+        check_not_a_toon(base, f"base={base!r}", "give it as toon= (a Toonifier takes the base first)")
         self.invert = invert
         self.device = default_device(device)
         self.detector = detector
@@ -440,6 +441,16 @@ def check_options(invert: str, *, steps: int | None = None, batch_size: int = 1,
     check_blend(swap_res, level, blend_width)
 
 
+def check_not_a_toon(base: object, what: str, advice: str) -> None:
+    """Raise ValueError when `base` names a registry toon model (`ModelInfo.toon`): photos were projected into the toon
+    model and drawn by FFHQ without a word (`Toonifier("toonify-blended-tf", "ffhq-1024-tf")`, its two models swapped:
+    the base comes first). `what`: how the base was given (`base='...'`, `--base ...`); `advice`: where it goes."""
+    info = models.MODELS.get(base) if isinstance(base, str) else None
+    if info is not None and info.toon is not None:
+        raise ValueError(f"{what}: {base!r} is a toon model, not a base (the model photos are projected into, such as "
+                         f"{info.lineage!r}, its own): {advice}")
+
+
 def check_faces(all_faces: bool, face_index: int | None) -> None:
     """Raise ValueError for `all_faces` with a `face_index`: every face and one face (the second ignored the first)."""
     if all_faces and face_index is not None:
@@ -615,11 +626,27 @@ def paste(photo: Image.Image, face: Image.Image, quad: np.ndarray, feather: floa
                            Image.fromarray(mask).transform(**warp))
 
 
-def paste_faces(photo: Image.Image, faces: Iterable[tuple[Image.Image, np.ndarray]]) -> Image.Image:
+def paste_faces(photo: ImageInput, faces: Iterable[tuple[Image.Image, np.ndarray] | ToonifyResult]) -> Image.Image:
     """`photo` with each (aligned-crop image, crop quad) of `faces` pasted back (`paste`), in order: a photo of
-    several faces with all of them toonified (`toonlib toonify --all-faces --paste-back`, the web app)."""
-    for face, quad in faces:
-        photo = paste(photo, face, quad)
+    several faces with all of them toonified (`toonlib toonify --all-faces --paste-back`, the web app). A face may be
+    a toonify result (its toon and quad); the photo a path or an array too (read upright, as the results' quads are)."""
+    if isinstance(faces, (ToonifyResult, Image.Image)) or (isinstance(faces, tuple) and len(faces) == 2 and isinstance(
+            faces[0], Image.Image)):
+        raise TypeError(f"paste_faces takes a list of faces, got one {type(faces).__name__}: pass [pair] or [result]")
+    pairs = []
+    for face in faces:
+        if isinstance(face, ToonifyResult):
+            face = face.toon, face.quad
+        if not (isinstance(face, (tuple, list)) and len(face) == 2 and isinstance(face[0], Image.Image)
+                and np.shape(face[1]) == (4, 2)):
+            got = summary(face) if isinstance(face, Image.Image) else type(face).__name__
+            order = " (a PIL image and a [4, 2] quad, in that order)" if isinstance(face, (tuple, list)) else ""
+            raise TypeError(f"paste_faces takes (face image, quad) pairs, such as (result.toon, result.quad), or "
+                            f"toonify results; got {got}{order}")
+        pairs.append(face)
+    photo = photo if isinstance(photo, Image.Image) else read_image(photo)
+    for face, quad in pairs:
+        photo = paste(photo, face, np.asarray(quad, dtype=np.float64))
     return photo
 
 
