@@ -536,8 +536,12 @@ def test_inputs_read_image_does_not_take_are_told_what_to_pass(tmp_path):
     """A tensor, a file object, a list or a channels-first array was refused without a word on what to do."""
     import torch
 
-    with pytest.raises(TypeError, match=r"got Tensor: for an image tensor \[3, H, W\] in \[-1, 1\] .*to_pil"):
-        read_image(torch.zeros(3, 8, 8))
+    with pytest.raises(TypeError, match=r"got Tensor: for an image tensor \[3, H, W\] in \[-1, 1\] .*to_pil\(tensor\) "
+                                        r".*, for one in \[0, 1\] \(torchvision's to_tensor\) "
+                                        r"to_pil\(tensor \* 2 - 1\)"):
+        read_image(torch.zeros(3, 8, 8))  # torchvision's to_tensor in [0, 1] was not said: its to_pil was pale
+    with pytest.raises(TypeError, match=r"pass to_pil\(tensor\[0\]\)"):  # a batch of one
+        read_image(torch.zeros(1, 3, 8, 8))
     with pytest.raises(TypeError, match=r"got BytesIO: pass the file's path, or its bytes \(f.read\(\)\)"):
         read_image(io.BytesIO(_png_bytes(Image.new("RGB", (4, 4)))))
     with pytest.raises(TypeError, match="got list of 2: this reads one image; pass each item on its own"):

@@ -261,6 +261,19 @@ def test_rendering_no_latents_says_so(G, tmp_path):
         toonifier.render(np.zeros((0, 8, 16), np.float32))
 
 
+
+def test_rendering_takes_w_latents_and_refuses_nan(G, ws, tmp_path):
+    """An .npz of W latents [N, 1, w_dim], as load_latent reads it without num_ws, was refused by render ("ws must
+    have shape [N, 8, 32]"); latents holding NaN drew a picture without a word."""
+    w = ws[:2, :1]  # one w for every layer
+    np.savez(tmp_path / "w.npz", w=w.numpy())
+    loaded = load_latent(tmp_path / "w.npz")
+    assert list(loaded.shape) == [2, 1, G.w_dim]
+    torch.testing.assert_close(render(G, loaded), render(G, w.expand(-1, G.num_ws, -1)), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="the latents hold NaN or infinite values"):
+        render(G, torch.full((1, G.num_ws, G.w_dim), float("nan")))
+
+
 def test_batch_equals_one_by_one(G, targets, net):
     batch = run(G, targets, net, steps=10, seed=[5, 7])
     for i, seed in enumerate([5, 7]):

@@ -232,8 +232,10 @@ def read_image(image: ImageInput) -> Image.Image:
 def _advice(image: object) -> str:
     """What to pass instead of an input `read_image` does not take, for the kinds users have at hand."""
     if isinstance(image, torch.Tensor):
-        return (": for an image tensor [3, H, W] in [-1, 1] (what a generator draws) pass to_pil(tensor) "
-                "(toonlib.images), for a uint8 one tensor.permute(1, 2, 0).numpy()")
+        batch = "tensor[0]" if image.ndim == 4 else "tensor"
+        return (f": for an image tensor [3, H, W] in [-1, 1] (what a generator draws) pass to_pil({batch}) "
+                f"(toonlib.images), for one in [0, 1] (torchvision's to_tensor) to_pil({batch} * 2 - 1), for a uint8 "
+                "one tensor.permute(1, 2, 0).numpy()")
     if hasattr(image, "read"):
         return ": pass the file's path, or its bytes (f.read())"
     if isinstance(image, (list, tuple)):

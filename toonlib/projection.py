@@ -315,16 +315,22 @@ def w_statistics(G: torch.nn.Module, num_samples: int = 10000) -> tuple[torch.Te
 
 def render(G: GeneratorLike, w: torch.Tensor | np.ndarray, noise: dict[str, torch.Tensor] | None = None
            ) -> torch.Tensor:
-    """Synthesise ws [N, num_ws, w_dim] with const noise, or with the given per-target noise maps of G's
-    (e.g. the `ProjectionResult.noise` of a projection with G); returns [N, 3, H, W] float32 in about [-1, 1]
-    (not clamped) on the CPU. G is untouched; like `project`'s, it may be anything `load_generator` takes.
-    No latents (N = 0) is a ValueError, not an empty batch: it is a slice or a file that missed its latents."""
+    """Synthesise ws [N, num_ws, w_dim] (or W latents [N, 1, w_dim], one w for every layer) with const noise, or with
+    the given per-target noise maps of G's (e.g. the `ProjectionResult.noise` of a projection with G); returns
+    [N, 3, H, W] float32 in about [-1, 1] (not clamped) on the CPU. G is untouched; like `project`'s, it may be
+    anything `load_generator` takes. No latents (N = 0) is a ValueError, not an empty batch: it is a slice or a file
+    that missed its latents; so are latents that hold NaN or inf (they drew a picture of noise)."""
     G = load_generator(G)
     device = next(G.parameters()).device
     ws = latent_tensor(w, device)
     if ws.ndim == 3 and not ws.shape[0]:  # it failed inside the first convolution: "torch.cat(): expected a non-empty"
         raise ValueError(f"no latents to render: w has shape {list(ws.shape)}; render takes [N, {G.num_ws}, "
                          f"{G.w_dim}] with N >= 1 (it returns [N, 3, H, W])")
+    if ws.ndim == 3 and ws.shape[1] == 1 and ws.shape[2] == G.w_dim:  # W latents, as an .npz may hold them
+        ws = ws.expand(-1, G.num_ws, -1)
+    if ws.is_floating_point() and not torch.isfinite(ws).all():
+        raise ValueError("the latents hold NaN or infinite values: a projection or an edit that diverged; render "
+                         "takes finite latents")
     if not isinstance(noise, (dict, type(None))):
         raise TypeError(f"noise is a dict of noise maps, buffer name -> [N, 1, res, res] (ProjectionResult.noise), "
                         f"or None, got {type(noise).__name__}")
@@ -648,8 +654,9 @@ def load_latent(path: str | os.PathLike, num_ws: int | None = None) -> torch.Ten
 
     Reads toonlib's and NVIDIA's `.npz` (key `w`: W+ latents [N, num_ws, w_dim], or W latents [N, 1, w_dim]) and
     rosinality's projector output (a torch file: image name -> {'latent': [n_latent, w_dim] (W+) or
-    [w_dim] (W), ...}, stacked in file order). A W latent is repeated to `num_ws` layers, which must
-    then be given; when `num_ws` is given, W+ latents must have that many layers.
+    [w_dim] (W), ...}, stacked in file order). A W latent is repeated to `num_ws` layers when it is given (an .npz's
+    W latents stay [N, 1, w_dim] without it, which `render` takes too; rosinality's need it); when `num_ws` is given,
+    W+ latents must have that many layers.
 
     A 2-D `w` [rows, w_dim] is one W+ latent (`result.w[0]`); one whose rows are not `num_ws` is refused, saying so:
     it is another model's W+ latent, or W latents (`G.mapping(z)[:, 0]`), which are saved as [N, 1, w_dim].
