@@ -31,6 +31,7 @@ from toonlib.projection import (
     project,
     render,
     save_video,
+    w_statistics,
 )
 
 W_AVG_SAMPLES = 1000
@@ -260,6 +261,21 @@ def test_rendering_no_latents_says_so(G, tmp_path):
     with pytest.raises(ValueError, match=r"no latents to render: w has shape \[0, 8, 16\]"):
         toonifier.render(np.zeros((0, 8, 16), np.float32))
 
+
+
+def test_a_generator_in_another_dtype_projects_and_renders(G, targets, net):
+    """`G.double()` failed in project and render ("Input type (float) and bias type (double)"); a `G.half()`'s
+    w_statistics overflowed to inf, which a Toonifier then refused as "w_stats's w_std ... got inf"."""
+    import copy
+
+    expected = run(G, targets[0], net, steps=2)
+    doubled = copy.deepcopy(G).double()
+    torch.testing.assert_close(run(doubled, targets[0], net, steps=2).w, expected.w, rtol=0, atol=0)  # exact in fp32
+    torch.testing.assert_close(render(doubled, expected.w), render(G, expected.w), rtol=1e-5, atol=1e-5)
+    halved = copy.deepcopy(G).half()
+    w_avg, w_std = w_statistics(halved, 1000)
+    assert math.isfinite(w_std) and w_avg.dtype == torch.float32
+    assert render(halved, expected.w).dtype == torch.float32
 
 
 def test_rendering_takes_w_latents_and_refuses_nan(G, ws, tmp_path):
@@ -808,8 +824,6 @@ def test_load_rosinality_projection(tmp_path):
 
 
 def test_precomputed_w_statistics_give_the_same_projection(net):
-    from toonlib.projection import w_statistics
-
     G = Generator(z_dim=16, w_dim=16, img_resolution=16, channel_base=64, channel_max=8).eval()
     target = torch.rand(1, 3, 16, 16) * 2 - 1
     a = project(G, target, steps=2, lpips_net=net, progress=False, w_avg_samples=500)

@@ -199,7 +199,7 @@ def project(G: GeneratorLike, target: Target, space: str = "w+", steps: int | No
     G = load_generator(G)
     device = device if device is not None else next(G.parameters()).device
     dtype = runtime.resolve_precision(precision, device)
-    G = copy.deepcopy(G).eval().requires_grad_(False).to(device)
+    G = copy.deepcopy(G).eval().requires_grad_(False).to(device, torch.float32)  # `precision` sets what it computes in
     targets = as_images(target, G.img_resolution).to(device)
     num = targets.shape[0]
     generators = [torch.Generator().manual_seed(s) for s in _seeds(seed, num)]
@@ -303,11 +303,13 @@ def project(G: GeneratorLike, target: Target, space: str = "w+", steps: int | No
 
 
 def w_statistics(G: torch.nn.Module, num_samples: int = 10000) -> tuple[torch.Tensor, float]:
-    """Mean w [1, 1, w_dim] and scalar spread sqrt(E|w - w_avg|^2) of `num_samples` mapped z (seed 123)."""
-    device = next(G.parameters()).device
-    z = torch.from_numpy(np.random.RandomState(W_AVG_SEED).randn(num_samples, G.z_dim)).float().to(device)
+    """Mean w [1, 1, w_dim] and scalar spread sqrt(E|w - w_avg|^2) of `num_samples` mapped z (seed 123), in float32
+    whatever G's weights (a float16 G's spread overflowed to inf)."""
+    param = next(G.parameters())
+    mapping = G.mapping if param.dtype == torch.float32 else copy.deepcopy(G.mapping).float()
+    z = torch.from_numpy(np.random.RandomState(W_AVG_SEED).randn(num_samples, G.z_dim)).float().to(param.device)
     with torch.no_grad():
-        w = G.mapping(z, None, skip_w_avg_update=True)[:, :1, :]
+        w = mapping(z, None, skip_w_avg_update=True)[:, :1, :]
     w_avg = w.mean(dim=0, keepdim=True)
     w_std = float((w - w_avg).square().sum() / num_samples) ** 0.5
     return w_avg, w_std
@@ -321,8 +323,8 @@ def render(G: GeneratorLike, w: torch.Tensor | np.ndarray, noise: dict[str, torc
     anything `load_generator` takes. No latents (N = 0) is a ValueError, not an empty batch: it is a slice or a file
     that missed its latents; so are latents that hold NaN or inf (they drew a picture of noise)."""
     G = load_generator(G)
-    device = next(G.parameters()).device
-    ws = latent_tensor(w, device)
+    param = next(G.parameters())
+    ws = latent_tensor(w, param.device)
     if ws.ndim == 3 and not ws.shape[0]:  # it failed inside the first convolution: "torch.cat(): expected a non-empty"
         raise ValueError(f"no latents to render: w has shape {list(ws.shape)}; render takes [N, {G.num_ws}, "
                          f"{G.w_dim}] with N >= 1 (it returns [N, 3, H, W])")
@@ -334,7 +336,7 @@ def render(G: GeneratorLike, w: torch.Tensor | np.ndarray, noise: dict[str, torc
     if not isinstance(noise, (dict, type(None))):
         raise TypeError(f"noise is a dict of noise maps, buffer name -> [N, 1, res, res] (ProjectionResult.noise), "
                         f"or None, got {type(noise).__name__}")
-    noise = {name: torch.as_tensor(n, device=device) for name, n in (noise or {}).items()}
+    noise = {name: torch.as_tensor(n, device=param.device, dtype=param.dtype) for name, n in (noise or {}).items()}
     shapes = {name: [1, *buf.shape] for name, buf in G.named_buffers() if name.endswith("noise_const")}
     for name, n in noise.items():  # those of another generator failed inside torch (no attribute `b64`, sizes)
         if name not in shapes or list(n.shape[1:]) != shapes[name]:
@@ -347,8 +349,8 @@ def render(G: GeneratorLike, w: torch.Tensor | np.ndarray, noise: dict[str, torc
             raise ValueError(f"the noise maps are for {n.shape[0]} latents, w holds {ws.shape[0]} ({name} "
                              f"{list(n.shape)}): for target i of a projection pass result.w[i:i + 1] and "
                              "{name: n[i:i + 1] for name, n in result.noise.items()}")
-    with torch.no_grad():
-        return _synthesize(G, ws, noise).float().cpu().contiguous()
+    with torch.no_grad():  # in G's dtype (a float64 G failed: "Input type (float) and bias type (double)")
+        return _synthesize(G, ws.to(param.dtype), noise).float().cpu().contiguous()
 
 
 def latent_tensor(w: torch.Tensor | np.ndarray, device: torch.device | None = None) -> torch.Tensor:
