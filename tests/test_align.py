@@ -542,6 +542,14 @@ def test_inputs_read_image_does_not_take_are_told_what_to_pass(tmp_path):
         read_image(torch.zeros(3, 8, 8))  # torchvision's to_tensor in [0, 1] was not said: its to_pil was pale
     with pytest.raises(TypeError, match=r"pass to_pil\(tensor\[0\]\)"):  # a batch of one
         read_image(torch.zeros(1, 3, 8, 8))
+    from toonlib.pipeline import ToonifyResult
+
+    picture = Image.new("RGB", (8, 8))
+    result = ToonifyResult(photo=picture, aligned=picture, landmarks=np.zeros((68, 2)), quad=np.zeros((4, 2)),
+                           w=torch.zeros(1, 8, 32), reconstruction=None, toon=picture, losses=np.zeros(0))
+    with pytest.raises(TypeError, match=r"got ToonifyResult: pass its \.photo \(ToonifyResult\.photo, the photo it "
+                                        r"was made from\) or \.aligned"):
+        read_image(result)  # a result toonified again: no hint, where an AlignedFace got one
     with pytest.raises(TypeError, match=r"got BytesIO: pass the file's path, or its bytes \(f.read\(\)\)"):
         read_image(io.BytesIO(_png_bytes(Image.new("RGB", (4, 4)))))
     with pytest.raises(TypeError, match="got list of 2: this reads one image; pass each item on its own"):

@@ -469,6 +469,16 @@ def test_latents_saved_under_another_suffix_are_warned_of(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # .npz in any case: no warning
         save_latent(w, tmp_path / "me.NPZ")
+    result = ProjectionResult(w=w, images=torch.zeros(1, 3, 8, 8), noise={}, losses=np.zeros((1, 1), np.float32),
+                              space="w+", steps=1)
+    with pytest.warns(ToonlibWarning, match=r"to '.*projection': tools choose their reader by the suffix"):
+        result.save(tmp_path / "projection")  # ProjectionResult.save wrote it without a word
+    # the arguments swapped, one latent without its batch: each said what to pass
+    with pytest.raises(TypeError, match=r"save_latent\(w, path\) takes the latents first, then the path \(swapped\)"):
+        save_latent(tmp_path / "w.npz", w)
+    with pytest.raises(ValueError, match=r"latents have shape \[4, 8\], .* \(one latent \[num_ws, w_dim\]: pass "
+                                         r"w\[None\]\)"):
+        save_latent(w[0], tmp_path / "w.npz")
 
 
 def test_same_seed_same_result(G, targets, net):

@@ -256,6 +256,8 @@ def image_attribute_hint(value: object) -> str:
     """For an object that holds a picture as `.image` (`align_face`'s AlignedFace), the advice to pass that."""
     if isinstance(getattr(value, "image", None), Image.Image):
         return f": pass its .image ({type(value).__name__}.image, the picture it holds)"
+    if isinstance(getattr(value, "photo", None), Image.Image):  # a ToonifyResult: its upright photo
+        return f": pass its .photo ({type(value).__name__}.photo, the photo it was made from) or .aligned"
     return ""
 
 

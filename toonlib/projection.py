@@ -90,6 +90,7 @@ class ProjectionResult:
         arrays.update({f"noise/{name}": t.numpy() for name, t in self.noise.items()})
         with atomic_write_path(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, **arrays)
+        _warn_unless_npz(path)
 
     @classmethod
     def load(cls, path: str | os.PathLike, num_ws: int | None = None) -> "ProjectionResult":
@@ -640,13 +641,22 @@ def save_video(result: ProjectionResult, path: str | os.PathLike, fps: int = 30)
 def save_latent(w: torch.Tensor | np.ndarray, path: str | os.PathLike) -> None:
     """Write latents [N, num_ws, w_dim] atomically as an `.npz` with key `w`, as NVIDIA's projected_w.npz: what
     `load_latent` and `toonlib toonify LATENT.npz` read (`ToonifyResult.w`, `ProjectionResult.w`)."""
+    if isinstance(w, (str, os.PathLike)) and isinstance(path, (torch.Tensor, np.ndarray)):
+        raise TypeError("save_latent(w, path) takes the latents first, then the path (swapped)")
     w = latent_tensor(w).detach().float().cpu()
     if w.ndim != 3:
-        raise ValueError(f"latents have shape {list(w.shape)}, expected [N, num_ws, w_dim]")
+        one = " (one latent [num_ws, w_dim]: pass w[None])" if w.ndim == 2 else ""
+        raise ValueError(f"latents have shape {list(w.shape)}, expected [N, num_ws, w_dim]{one}")
     with atomic_write_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, w=w.numpy())
+    _warn_unless_npz(path)
+
+
+def _warn_unless_npz(path: str | os.PathLike) -> None:
+    """Warn that latents written to `path` are an .npz file under another suffix (`save_latent`,
+    `ProjectionResult.save`): `toonlib toonify me.png` of one took it for a photo, and refused it."""
     path = user_path(path)
-    if path.suffix.lower() != ".npz":  # `toonlib toonify me.png` of it took it for a photo, and refused it
+    if path.suffix.lower() != ".npz":
         warn(f"wrote latents, an .npz file, to '{path}': tools choose their reader by the suffix (`toonlib toonify` "
              f"reads latents from .npz files, images from others); name it '{path.with_suffix('.npz').name}'")
 
