@@ -165,7 +165,8 @@ class Toonifier:
     invert: how a photo becomes a latent, one of `INVERT_MODES` (see the module docstring); `encoder`
     overrides the mode's registry encoder: a checkpoint path, URL or name, or an `Encoder` (then nothing
     checks that the base fits its codes, and in 'psp-toonify' mode the toon checkpoint's G_ema renders them,
-    there being no decoder). Models may be registry names, paths, URLs, `Generator`s or `Networks`.
+    there being no decoder). Models may be registry names, paths, URLs, `Generator`s or `Networks`; a `Generator`
+    given is used as it is, not copied: put in eval mode and moved to the toonifier's device.
     """
 
     def __init__(self, base: GeneratorLike | None = None, toon: GeneratorLike = DEFAULT_TOON,
