@@ -434,6 +434,7 @@ def test_a_phone_shows_the_run_where_toonify_was_pressed(context, server, tmp_pa
                 page.click("#toonify")
                 page.locator("#toon", has_text="Fitting your photo").wait_for(timeout=TOON_S * 1000)
                 assert busy(page) and in_view(page, "#toonify")  # "Toonifying…" where it was pressed
+                page.wait_for_function(IN_VIEW, arg="#toon")  # and the steps under it (they were below the fold)
                 assert not page.locator("#status").is_visible()  # not the last run's words (none, the first time)
                 page.locator("#status", has_text=f"{steps} steps").wait_for(timeout=TOON_S * 1000)
                 page.wait_for_function(IN_VIEW, arg="#status")  # scrolled to

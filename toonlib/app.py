@@ -86,7 +86,16 @@ PREVIEW_PX = 2048  # a preview's longer side at most
 # A download's name is the photo's name and "-face12-aligned.png": the photo's part is cut to these many bytes (UTF-8),
 # since a file name has at most 255 (a longer photo name failed every toonify with bare "Error" badges).
 NAME_BYTES = 200
-COUNT_CLICK = "(n) => n + 1"  # the page's count of Toonify and face clicks (`_Visitors.start`)
+# The page's count of Toonify and face clicks (`_Visitors.start`). Counted as the click happens, so it also brings the
+# run's progress into view on a screen too narrow for the results beside the photo: the Toonify button to the top, the
+# toon box (where the steps show) under it. A phone showed "Toonifying..." alone for minutes, the steps below the fold.
+COUNT_CLICK = """(n) => {
+    const toon = document.querySelector('#toon'), button = document.querySelector('#toonify');
+    if (toon && button && toon.getBoundingClientRect().top >= button.getBoundingClientRect().bottom
+            && toon.getBoundingClientRect().bottom > window.innerHeight + 1)
+        button.scrollIntoView({block: 'start', behavior: 'smooth'});
+    return n + 1;
+}"""
 # The photo a Toonify click is made for: the one the page shows when it is pressed (the server's copy of the upload; a
 # photo still uploading once its upload is done, as Gradio's page waits for it), or `NO_PHOTO`. Its event takes it
 # along: a click that the page held while another event ran goes out with the page's photo then, which a new photo
