@@ -475,7 +475,7 @@ def test_panel_messages_name_the_photo_the_user_uploaded_and_say_what_to_do(toon
     assert panel.photo.path.name == "me-1.jpg" and _status_text(panel).startswith("me.jpg: ")
     panel.run_button.click()
     assert _status_text(panel) == ("no face was found in 'me.jpg'; use a larger, frontal, well-lit photo in which the "
-                                   "face is at least ~100 px wide\n"
+                                   "face is at least ~100 px wide.\n"  # a sentence of its own: the full stop
                                    "Upload another photo (the photo button above), then press Run.")
     _upload(panel.upload, "notes.jpg", b"not an image")
     text = _status_text(panel)
@@ -547,6 +547,8 @@ def test_photo_panels_refuse_settings_their_controls_cannot_show(toonifier):
         with pytest.raises(ValueError) as error:
             make()
         assert str(error.value) == "steps must be a whole number >= 1, got 0"
+    with pytest.raises(ValueError, match="^detector must be 'auto', 'face_alignment' or 'dlib', got 'x'$"):
+        ProjectionPanel(G, detector="x")  # 03's detector = "x" was said only when Run was pressed
     # a swap resolution the panel's slider has no stop for: the Toonifier refuses it now, before any panel is built
     with pytest.raises(ValueError, match="swap_res 64 is above the 32 px of the toon model"):
         toonifier.set_blend(64)

@@ -249,6 +249,9 @@ def test_a_wrong_model_is_one_message_and_other_errors_keep_their_traceback(tmp_
         for index in range(load + 1):
             client.execute_cell(nb.cells[index], index)
         _assert_brief(shown_error(nb.cells[load]), "unknown model 'ffhq-1024-tfx'. Did you mean 'ffhq-1024-tf'?")
+        # the set-up cell said it first, naming the parameter: the load cell reads two models (neither was named)
+        _assert_brief(shown_error(nb.cells[cell_index(nb, "check_models(")]),
+                      "base_model = 'ffhq-1024-tfx': unknown model 'ffhq-1024-tfx'. Did you mean 'ffhq-1024-tf'?")
         injected = inject(nb, {"base_model": "models/ffhq.pkl"})
         client.execute_cell(nb.cells[injected], injected)
         client.execute_cell(nb.cells[load], load)
@@ -268,6 +271,10 @@ def test_a_notebooks_errors_name_its_parameters(tmp_path, monkeypatch):
     nb = prepare("04_toonify.ipynb", {"base_model": "ffhq-1024-tfx", "use_drive": False, "detector": "dlib"})
     _assert_brief(error_of_the_cell(nb, "toonifier = Toonifier(", tmp_path),
                   "base_model='ffhq-1024-tfx': unknown model 'ffhq-1024-tfx'. Did you mean 'ffhq-1024-tf'?")
+    from toonlib.notebook import check_models
+
+    with pytest.raises(FileNotFoundError, match=r"^toon_model = 'nope\.pkl': no checkpoint at nope\.pkl$"):
+        check_models(base_model="ffhq-1024-tf", toon_model="nope.pkl")  # registry names download nothing here
     # the argument as a message's first word, and never inside other names or the prose
     names = {"which": "toon_network", "toon": "toon_model", "base": "base_model"}
     assert in_notebook_words("which (the generator of the checkpoint) must be 'G_ema' or 'G', got 'D'", names) == (

@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 
 from . import runtime
+from .checkpoints import check_source
 from .devices import default_device
 from .download import DRIVE_ROOT
 from .files import atomic_write_path, user_path
@@ -115,6 +116,14 @@ def _show_briefly(shell, etype: type[BaseException], value: BaseException, tb, t
         shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
         return
     shell._showtraceback(etype, value, lines)
+
+
+def check_models(**models: str) -> None:
+    """Check the notebook's model parameters (`check_models(base_model=base_model)`) before anything downloads: a name
+    that is no registry model or a path that names no file raises the loader's error prefixed with the parameter
+    (`base_model = 'nope': unknown model ...`); 02 loads two models in one cell, and its error named neither."""
+    for parameter, value in models.items():
+        check_source(value, f"{parameter} = {value!r}")
 
 
 def in_notebook_words(text: str, parameters: Mapping[str, str]) -> str:

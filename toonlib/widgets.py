@@ -24,7 +24,7 @@ import ipywidgets as widgets
 import torch
 from PIL import Image, ImageDraw
 
-from .align import NoFaceError
+from .align import NoFaceError, check_detector
 from .blending import (
     KEPT_LOW,
     Blender,
@@ -560,8 +560,8 @@ class _PhotoPanel:
             text = str(exc) if isinstance(exc, expected_errors()) else f"{type(exc).__name__}: {exc}"
             if isinstance(photo, UploadedFile):
                 text = text.replace(os.fspath(photo), photo.name)
-            if isinstance(exc, (ImageReadError, NoFaceError)):
-                text += "\n" + self._another_photo_message(photo)
+            if isinstance(exc, (ImageReadError, NoFaceError)):  # a sentence of its own ("...~100 px wide Upload")
+                text = text.rstrip(".") + ".\n" + self._another_photo_message(photo)
             self.status.value = _message(text, error=True)
 
     def _run(self, photo, steps: int | None, report: Callable) -> None:
@@ -757,6 +757,7 @@ class ProjectionPanel(_PhotoPanel):
                  folder: str | os.PathLike = "uploads"):
         _check_choice("space", space, ("w+", "w"), " (W+: one w per layer, as Toonify; W: one w for all layers)")
         check_count("frame_every", frame_every)
+        check_detector(detector)  # when the panel is made: it was said only when Run was pressed
         self.G, self.frame_every, self.detector, self.video = load_generator(G), frame_every, detector, Path(video)
         self.result = None
         self.space = _styled(widgets.ToggleButtons(options=[("W+ (Toonify)", "w+"), ("W", "w")], value=space,
