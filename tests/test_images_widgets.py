@@ -530,6 +530,10 @@ def test_a_stopped_run_says_so_and_runs_again(toonifier, tmp_path, monkeypatch, 
     monkeypatch.setattr(panel, "_run", run)
     panel.run_button.click()
     assert panel.result is not None and "done: 3 steps" in panel.status.value
+    monkeypatch.setattr(panel, "_run", interrupted)  # a result shown: it passed for the interrupted run's
+    panel.run_button.click()
+    assert _status_text(panel) == ("Interrupted. Press Run to start again. The results shown are from the run "
+                                   "before.")
 
 
 def test_photo_panels_refuse_settings_their_controls_cannot_show(toonifier):

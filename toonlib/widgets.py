@@ -432,6 +432,7 @@ class _PhotoPanel:
 
     def __init__(self, steps: int, modes: Sequence[str], mode: str, folder: str | os.PathLike):
         check_count("steps", steps)
+        self.result = None  # the last run's result (the subclass's kind), None before one and after a new photo
         self.folder = Path(folder)
         self.photo: str | os.PathLike | None = None
         self.upload = None
@@ -555,7 +556,9 @@ class _PhotoPanel:
         except (KeyboardInterrupt, Exception) as exc:
             if interrupted(exc):
                 again = " Press Run to start again." if self.photo is not None else ""
-                self.status.value = _message(f"Interrupted.{again}", error=True)
+                # the results of a run before stay shown (and saved by the save cell): said, not passed for this one's
+                before = " The results shown are from the run before." if self.result is not None else ""
+                self.status.value = _message(f"Interrupted.{again}{before}", error=True)
                 return
             text = str(exc) if isinstance(exc, expected_errors()) else f"{type(exc).__name__}: {exc}"
             if isinstance(photo, UploadedFile):
@@ -624,7 +627,7 @@ class ToonifyPanel(_PhotoPanel):
         _check_choice("swap_res", swap_res, (None, *resolutions),
                       " (None: the published blend; a resolution of the models, px)")
         self.toonifiers = {toonifier.invert: toonifier}
-        self.models, self.paste_back, self.result = models, paste_back, None
+        self.models, self.paste_back = models, paste_back
         self.swap_res = _styled(widgets.SelectionSlider(
             options=[("published", "published")] + [(f"{r} px", r) for r in resolutions],
             value="published" if swap_res is None else swap_res,
@@ -759,7 +762,6 @@ class ProjectionPanel(_PhotoPanel):
         check_count("frame_every", frame_every)
         check_detector(detector)  # when the panel is made: it was said only when Run was pressed
         self.G, self.frame_every, self.detector, self.video = load_generator(G), frame_every, detector, Path(video)
-        self.result = None
         self.space = _styled(widgets.ToggleButtons(options=[("W+ (Toonify)", "w+"), ("W", "w")], value=space,
                                                    description="latent space", style=FULL_LABEL), "toonlib-space")
         self.output = widgets.Output(layout=widgets.Layout(flex="1 1 400px", min_width="0"))
