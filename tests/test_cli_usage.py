@@ -773,7 +773,8 @@ def test_an_unknown_model_is_told_the_names_that_fit_its_option(tmp_path, offlin
     assert not any(name in result.stderr for name in ("lpips-vgg16", "face-alignment-sfd", "inception-fid", "e4e-ffhq"))
     result = run_main("toonify", str(photo), "-o", str(tmp_path / "out"), "--invert", "e4e", "--encoder", "e4e",
                       env=offline_cache)
-    _short_error(result, "unknown model 'e4e'. Known pSp / e4e encoders: e4e-ffhq, psp-ffhq, psp-toonify\n")
+    _short_error(result, "unknown model 'e4e'. Did you mean 'e4e-ffhq'? Known pSp / e4e encoders: e4e-ffhq, psp-ffhq, "
+                         "psp-toonify\n")
 
 
 def test_a_generator_given_as_the_encoder_is_told_where_it_goes(tmp_path):

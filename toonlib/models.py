@@ -398,8 +398,10 @@ def get_model(name: str, kinds: tuple[str, ...] | None = None) -> ModelInfo:
     key = _match_key(str(name))
     starting = [known for known_key, known in by_key.items() if known_key.startswith(key + "-")]
     close = difflib.get_close_matches(key, by_key, n=1)
-    hint = (f" Did you mean one of {', '.join(starting)}?" if key not in by_key and starting and len(key) >= 3
-            else f" Did you mean {by_key[close[0]]!r}?" if close else "")  # `ffhq`: the FFHQ models, not psp-ffhq
+    if key not in by_key and starting and len(key) >= 3:  # `ffhq`: the FFHQ models, not psp-ffhq; `e4e`: e4e-ffhq
+        hint = f" Did you mean {'one of ' + ', '.join(starting) if len(starting) > 1 else repr(starting[0])}?"
+    else:
+        hint = f" Did you mean {by_key[close[0]]!r}?" if close else ""
     known = "Known models" if kinds is None else f"Known {' and '.join(KIND_PLURALS[kind] for kind in kinds)}"
     raise UnknownModelError(f"unknown model {name!r}.{hint} {known}: {', '.join(names)}") from None
 
