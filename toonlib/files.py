@@ -192,10 +192,8 @@ def check_name_length(path: str | os.PathLike, advice: str = "choose a shorter n
     path = user_path(path)
     length, limit = len(os.fsencode(path.name)), _name_max(path)
     if length > limit:
-        error = OSError(f"cannot write {path}: its name is {length} bytes long, and file names here take {limit} at "
-                        f"most; {advice}")
-        error.errno = errno.ENAMETOOLONG
-        raise error
+        raise _cannot_write(path, OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG)),
+                            f"its name is {length} bytes long, and file names here take {limit} at most; {advice}")
 
 
 def _name_max(path: Path) -> int:
