@@ -97,6 +97,32 @@ def test_models_lists_registry_and_cache(tmp_path):
     assert "toonify-blended-tf" in result.stdout
 
 
+def test_models_says_what_the_files_take_and_the_caches_other_files(tmp_path):
+    """`toonlib models` said whether a file was here, not how much disk it took, and the cache's files it does not
+    list (downloaded by URL, partial downloads) were nowhere: a user freeing space had to look in the folder."""
+    from toonlib.models import MODELS
+
+    shutil.copy(FIXTURES / "ada_tiny.pkl", tmp_path / MODELS["ffhq-1024-noaug"].filename)
+    (tmp_path / "drive-1abc").write_bytes(b"x" * 2_500_000)
+    (tmp_path / ".locks").mkdir()  # the cache's own bookkeeping: not a file a user put there
+    result = run_cli("models", "--cache-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    header = next(x for x in lines if x.startswith("NAME"))
+    size = {x.split()[0]: x[header.index("CACHED") + 7:header.index("DESCRIPTION")].strip() for x in lines
+            if x.startswith(("ffhq-1024 ", "ffhq-1024-noaug "))}
+    tiny = (FIXTURES / "ada_tiny.pkl").stat().st_size
+    assert size == {"ffhq-1024": "", "ffhq-1024-noaug": f"{tiny / 1e3:.0f} kB"}
+    assert f"on this machine: 1 of these files, {tiny / 1e3:.0f} kB\n" in result.stdout
+    assert ("the cache also holds drive-1abc (2.50 MB) (downloaded by URL or put there)\n" in result.stdout)
+    assert "To free the space, delete the file (`toonlib fetch NAME` prints where it is)" in result.stdout
+    (tmp_path / "drive-1abc").unlink()
+    (tmp_path / "ffhq.pkl.part").write_bytes(b"x" * 1500)
+    result = run_cli("models", "--cache-dir", str(tmp_path))
+    assert "the cache also holds ffhq.pkl.part (1.50 kB) (partial downloads, resumed by the next fetch)\n" in (
+        result.stdout)
+
+
 def test_a_truncated_safetensors_file_is_said_to_be_cut_short(tmp_path):
     from tiny import tiny_generator
 

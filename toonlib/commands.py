@@ -220,27 +220,60 @@ TOON: unblended = a fine-tuned toon model, blended with its base at any swap res
 BASE: the model a toon model was fine-tuned from, or whose latents an encoder makes: its base (--base) for
       blending and inversion.
 KIND: stylegan2 / encoder = toonlib's cache; lpips-vgg, face-alignment, fid = torch hub's folder, where those
-      libraries look for them."""
+      libraries look for them.
+SIZE: of the file on this machine. To free the space, delete the file (`toonlib fetch NAME` prints where it is)."""
 
 
 def cmd_models(args: argparse.Namespace) -> int:
     """List every registry entry with its kind and whether it is on this machine."""
-    from .download import cache_dir, cache_state, torch_hub_checkpoints
+    from .download import cache_dir, cache_state, local_path, torch_hub_checkpoints
+    from .files import user_path
     from .models import MODELS
 
     # every file looked up first: a --cache-dir (or $TOONLIB_CACHE) that is a file fails before anything is printed
     cached = {name: cache_state(name, cache_dir=args.cache_dir) for name in MODELS}
-    print(f"toonlib cache: {cache_dir() if args.cache_dir is None else args.cache_dir}")
+    paths = {name: local_path(name, cache_dir=args.cache_dir) for name in MODELS}
+    sizes = {name: path.stat().st_size for name, path in paths.items() if cached[name] != "-"}
+    cache = cache_dir() if args.cache_dir is None else user_path(args.cache_dir)
+    print(f"toonlib cache: {cache}")
     print(f"torch hub folder: {torch_hub_checkpoints()}")
     base_width = max(len("BASE"), *(len(info.lineage or "") for info in MODELS.values()))
-    print(f"{'NAME':28} {'KIND':14} {'RES':>5}  {'TOON':9}  {'BASE':{base_width}}  {'CACHED':7}  DESCRIPTION")
+    print(f"{'NAME':28} {'KIND':14} {'RES':>5}  {'TOON':9}  {'BASE':{base_width}}  {'CACHED':7}  {'SIZE':>8}  "
+          "DESCRIPTION")
     for info in MODELS.values():
         toon = "blended+G" if info.toon == "blended" and info.reblend_network == "G" else info.toon or ""
         res = str(info.resolution or "")
+        size = _file_size(sizes[info.name]) if info.name in sizes else ""
         print(f"{info.name:28} {info.kind:14} {res:>5}  {toon:9}  {info.lineage or '':{base_width}}  "
-              f"{cached[info.name]:7}  {info.description}")
+              f"{cached[info.name]:7}  {size:>8}  {info.description}")
+    print(_disk_use(sizes, paths, cache))
     print(MODELS_LEGEND)
     return 0
+
+
+def _file_size(size: int) -> str:
+    """A file size as `toonlib models` prints it: 3 significant figures or more, in kB, MB or GB."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            value = size / scale
+            return f"{value:.{2 if value < 10 else 1 if value < 100 else 0}f} {unit}"
+    return f"{size} B"
+
+
+def _disk_use(sizes: dict[str, int], paths: dict[str, Path], cache: Path) -> str:
+    """The line under `toonlib models`' table: what the listed files take, and the cache's other files (downloaded
+    by URL, put there by hand, partial downloads), which the table does not list."""
+    listed = {paths[name] for name in sizes}
+    others = sorted(path for path in (cache.iterdir() if cache.is_dir() else ())
+                    if path.is_file() and path not in listed and not path.name.startswith("."))
+    partial = [path for path in others if ".part" in path.name]
+    said = f"on this machine: {len(sizes)} of these files, {_file_size(sum(sizes.values()))}"
+    if others:
+        extra = ", ".join(f"{path.name} ({_file_size(path.stat().st_size)})" for path in others)
+        what = "partial downloads, resumed by the next fetch" if len(partial) == len(others) else (
+            "downloaded by URL or put there" + ("; .part: partial downloads" if partial else ""))
+        said += f"\nthe cache also holds {extra} ({what})"
+    return said
 
 
 def cmd_blend(args: argparse.Namespace) -> int:
