@@ -125,7 +125,7 @@ def test_lpips_reads_only_the_convolutions_it_uses(tmp_path, zipped):
     torch.testing.assert_close(net(a, b), reference(a, b), rtol=0, atol=0)
 
     # Peak memory of the build in a fresh process (VmHWM: ru_maxrss keeps the parent's across exec), against the
-    # file's size (528 MB for the real one).
+    # file's size (553 MB for the real one).
     script = ("import re, torch, lpips, toonlib.losses as L\n"
               "peak = lambda: int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())[1]) * 1024\n"
               "before = peak()\n"

@@ -709,7 +709,7 @@ def test_default_lpips_explains_missing_vgg_weights(monkeypatch, tmp_path):
         raise urllib.error.URLError("no network")
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)  # never download 528 MB in a test
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)  # never download 553 MB in a test
     monkeypatch.setattr(losses, "_LPIPS_CACHE", {})
     with pytest.raises(PerceptualWeightsError) as info:
         losses.build_lpips("cpu")

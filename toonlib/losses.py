@@ -35,7 +35,7 @@ class PerceptualWeightsError(RuntimeError):
 def build_lpips(device: str | torch.device = "cpu") -> nn.Module:
     """The real LPIPS-VGG metric (`lpips.LPIPS(net='vgg')`), built once per device and cached.
 
-    Its trunk is torchvision's ImageNet VGG16 (528 MB), fetched once through `toonlib.fetch('lpips-vgg16')`
+    Its trunk is torchvision's ImageNet VGG16 (553 MB), fetched once through `toonlib.fetch('lpips-vgg16')`
     (resume, checks, progress bar) into `$TORCH_HOME/hub/checkpoints/`, where torchvision finds it.
     Without it and without internet, `PerceptualWeightsError` names the file, where it goes and how to get it.
     """
@@ -47,7 +47,7 @@ def build_lpips(device: str | torch.device = "cpu") -> nn.Module:
 
 def _new_lpips() -> nn.Module:
     """lpips' LPIPS-VGG module with its trunk read from torchvision's VGG16 file: only the 13 convolutions that
-    LPIPS uses (56 MB of the file's 528; its classifier is never built), memory-mapped where the file allows.
+    LPIPS uses (56 MB of the file's 553; its classifier is never built), memory-mapped where the file allows.
     `lpips.LPIPS(net='vgg')` itself builds and randomly initialises the whole VGG16, then reads the whole file
     beside it: ~1.2 GB above the result for a moment, and a second of CPU time."""
     import lpips
@@ -60,7 +60,7 @@ def _new_lpips() -> nn.Module:
         path = fetch(VGG16_WEIGHTS)
     except DownloadError as exc:
         raise PerceptualWeightsError(
-            f"LPIPS (the projection loss) needs torchvision's ImageNet VGG16 weights, {info.filename} (528 MB), "
+            f"LPIPS (the projection loss) needs torchvision's ImageNet VGG16 weights, {info.filename} (553 MB), "
             f"and they could not be downloaded: {exc.reason}. Run `toonlib fetch {VGG16_WEIGHTS}` on a machine "
             f"with internet, or download {info.sources[0]} and save it as {exc.path}."
         ) from None

@@ -324,7 +324,7 @@ _ENTRIES = (
     # --- auxiliary weights of other libraries -------------------------------------------------------------
     ModelInfo(
         name="lpips-vgg16",
-        description="torchvision's ImageNet VGG16, the trunk of the LPIPS loss used by projection (528 MB)",
+        description="torchvision's ImageNet VGG16, the trunk of the LPIPS loss used by projection (553 MB)",
         sources=("https://download.pytorch.org/models/vgg16-397923af.pth",),
         filename="vgg16-397923af.pth",
         format="torch",

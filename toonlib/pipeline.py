@@ -157,7 +157,7 @@ class Toonifier:
     """Loads the models once and toonifies any number of photos with them.
 
     base: the model photos are inverted into (FFHQ); None: the toon model's own base (its registry
-    `lineage`), else `DEFAULT_BASE`. toon: where the toon generator comes from: a checkpoint holding the
+    `lineage`, or the base a `toonlib.finetune` snapshot's run started from), else `DEFAULT_BASE`. toon: where the toon generator comes from: a checkpoint holding the
     blended model (with `swap_res=None`) or the fine-tuned toon model (with a `swap_res`). `toon_network`
     picks the toon model inside that checkpoint for re-blending; None: the registry's choice, else
     `toon_network_in`'s: a training snapshot's "G_ema", else "G" when the file has one (Toonify's file keeps its
