@@ -406,3 +406,30 @@ def test_paste_faces_takes_results_and_a_photos_path_and_says_what_it_takes(tmp_
                            ([face], "got 64x64 RGB")):
         with pytest.raises(TypeError, match=message):
             paste_faces(photo, faces)
+
+
+def test_paste_faces_reads_a_pil_photo_upright_and_refuses_a_photo_the_faces_were_not_made_from(tmp_path):
+    """A phone photo opened with PIL (stored on its side, an EXIF rotation) came back on its side with the face pasted
+    in the wrong place; a photo of another size came back unchanged (the quad outside it): both without a word."""
+    from toonlib import paste_faces
+
+    photo = Image.new("RGB", (200, 160), (10, 20, 30))
+    face = Image.new("RGB", (64, 64), (250, 0, 0))
+    quad = np.array([[50, 30], [50, 130], [150, 130], [150, 30]], dtype=float)
+    result = ToonifyResult(photo=photo, aligned=face, landmarks=np.zeros((68, 2)), quad=quad, w=torch.zeros(1, 8, 32),
+                           reconstruction=None, toon=face, losses=np.zeros(0, np.float32))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned 90 degrees clockwise: stored turned the other way
+    photo.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "phone.png", exif=exif.tobytes())
+    with Image.open(tmp_path / "phone.png") as stored:
+        assert stored.size == (160, 200)
+        pasted = paste_faces(stored, [result])
+    assert np.array_equal(np.asarray(pasted), np.asarray(paste(photo, face, quad)))
+    with pytest.raises(ValueError, match=r"^paste_faces: the photo is 100x80 RGB but a result was made from a photo of "
+                                         r"200x160 RGB \(its quad is in that photo's pixels\): pass the photo it was "
+                                         r"made from \(result.photo\)$"):
+        paste_faces(photo.resize((100, 80)), [result])
+    with pytest.raises(ValueError, match=r"a face's quad lies wholly outside the photo \(40x30 RGB\); a quad is in "
+                                         "the pixels of the photo it was aligned from: pass that photo"):
+        paste_faces(photo.resize((40, 30)), [(face, quad)])
+    assert np.asarray(paste_faces(photo.resize((120, 100)), [(face, quad)]))[85, 100].tolist() == [250, 0, 0]  # partly in

@@ -630,13 +630,20 @@ def paste(photo: Image.Image, face: Image.Image, quad: np.ndarray, feather: floa
 def paste_faces(photo: ImageInput, faces: Iterable[tuple[Image.Image, np.ndarray] | ToonifyResult]) -> Image.Image:
     """`photo` with each (aligned-crop image, crop quad) of `faces` pasted back (`paste`), in order: a photo of
     several faces with all of them toonified (`toonlib toonify --all-faces --paste-back`, the web app). A face may be
-    a toonify result (its toon and quad); the photo a path or an array too (read upright, as the results' quads are)."""
+    a toonify result (its toon and quad); the photo a path, PIL image or array, read upright (`read_image`: EXIF
+    orientation applied), as the results' quads are. A result made from a photo of another size, or a quad wholly
+    outside the photo, is refused: its quad is in the pixels of the photo it was aligned from."""
     if isinstance(faces, (ToonifyResult, Image.Image)) or (isinstance(faces, tuple) and len(faces) == 2 and isinstance(
             faces[0], Image.Image)):
         raise TypeError(f"paste_faces takes a list of faces, got one {type(faces).__name__}: pass [pair] or [result]")
+    photo = read_image(photo)
     pairs = []
     for face in faces:
         if isinstance(face, ToonifyResult):
+            if face.photo.size != photo.size:
+                raise ValueError(f"paste_faces: the photo is {summary(photo)} but a result was made from a photo of "
+                                 f"{summary(face.photo)} (its quad is in that photo's pixels): pass the photo it was "
+                                 "made from (result.photo)")
             face = face.toon, face.quad
         if not (isinstance(face, (tuple, list)) and len(face) == 2 and isinstance(face[0], Image.Image)
                 and np.shape(face[1]) == (4, 2)):
@@ -644,8 +651,12 @@ def paste_faces(photo: ImageInput, faces: Iterable[tuple[Image.Image, np.ndarray
             order = " (a PIL image and a [4, 2] quad, in that order)" if isinstance(face, (tuple, list)) else ""
             raise TypeError(f"paste_faces takes (face image, quad) pairs, such as (result.toon, result.quad), or "
                             f"toonify results; got {got}{order}")
+        corners = np.asarray(face[1], dtype=np.float64)
+        if not (corners[:, 0].max() > 0 and corners[:, 1].max() > 0 and corners[:, 0].min() < photo.width
+                and corners[:, 1].min() < photo.height):
+            raise ValueError(f"paste_faces: a face's quad lies wholly outside the photo ({summary(photo)}); a quad is in "
+                             "the pixels of the photo it was aligned from: pass that photo")
         pairs.append(face)
-    photo = photo if isinstance(photo, Image.Image) else read_image(photo)
     for face, quad in pairs:
         photo = paste(photo, face, np.asarray(quad, dtype=np.float64))
     return photo
