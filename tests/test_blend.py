@@ -1,6 +1,7 @@
 """toonlib.blending: the layer-swapping rule of Pinkney & Adler's blend_models.py, on tiny random generators."""
 from __future__ import annotations
 
+import copy
 import math
 import re
 import shutil
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from toonlib.blending import Blender, blend, blend_per_layer, check_compatible, layer_weights
+from toonlib.blending import Blender, LineageWarning, blend, blend_per_layer, check_compatible, layer_weights
 from toonlib.networks import Generator
 
 TINY = {"z_dim": 16, "w_dim": 16, "img_resolution": 32, "channel_base": 128, "channel_max": 16}
@@ -318,6 +319,41 @@ def test_a_registry_name_blends_its_unblended_toon_model_as_the_command_line_doe
     with pytest.raises(ValueError, match="'toonify-blended-rosinality' holds only a blended generator"):
         blend("toonify-blended-rosinality", high, 16)  # refused before any download: none is reachable here
     assert sorted(p.name for p in tmp_path.iterdir()) == [MODELS["toonify-blended-tf"].filename]
+
+
+@pytest.mark.filterwarnings("ignore::toonlib.blending.LineageWarning")  # the fixtures are unrelated models
+@pytest.mark.filterwarnings("ignore:wrote toonlib's format")  # under the registry's .pkl name, as the cache holds it
+def test_a_generator_that_is_a_blend_is_said_to_be_one_when_blended_again(low, high, tmp_path, monkeypatch):
+    """`blend(load_generator('toonify-blended-tf'), base, 16)` (or a Toonifier given that generator) blended the
+    published blend, whose layers up to its own swap resolution stay the old blend's, without a word; the name or
+    a path is refused so (a blend file toonlib wrote) or takes the un-blended toon model."""
+    import warnings
+
+    from toonlib import Toonifier, load_generator
+    from toonlib.checkpoints import Networks, save_network
+    from toonlib.messages import ToonlibWarning
+    from toonlib.models import MODELS
+
+    said = r"blending it again blends a blend \(the layers above the swap resolution come from the base, those below "
+    with pytest.warns(ToonlibWarning, match=r"^the toon model an unsaved generator is a blend already \(an unsaved "
+                                            r"generator up to 8 px \(level 0\), an unsaved generator above; hard "
+                                            rf"switch\); give its toon model: {said}"):
+        blend(blend(low, high, 8), high, 16)
+    monkeypatch.setenv("TOONLIB_CACHE", str(tmp_path))
+    published = copy.deepcopy(high)
+    published.set_origin()  # the real file's blend has no record
+    save_network(tmp_path / MODELS["toonify-blended-tf"].filename, Networks(G_ema=published, G=low))
+    with pytest.warns(ToonlibWarning, match=r"^the toon model toonify-blended-tf \(G_ema\) is the published blend of "
+                                            r"'toonify-blended-tf'; give its toon model, load_generator\("
+                                            r"'toonify-blended-tf', 'G'\), or the name 'toonify-blended-tf': "
+                                            f"{said}") as caught:
+        Toonifier(base=high, toon=load_generator("toonify-blended-tf"), invert="optimize").set_blend(16)
+    assert len([w for w in caught if "blends a blend" in str(w.message)]) == 1  # said once
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ToonlibWarning)
+        warnings.simplefilter("ignore", LineageWarning)  # the fixtures are unrelated models
+        blend(load_generator("toonify-blended-tf", "G"), high, 16)  # its toon model
+        blend(low, high, 16)
 
 
 def test_generators_that_cannot_be_blended_are_told_what_to_pair(low):

@@ -202,7 +202,10 @@ def toon_generator(low: GeneratorLike, which: str | None = None,
     unless `which` names that network, as a registry model that holds only a blend is."""
     from .pipeline import toon_network_in, toon_network_of  # it imports this module
 
-    if isinstance(low, Generator):  # chosen already (by `toon_generator` itself, for `Blender`)
+    if isinstance(low, Generator):  # the caller's choice: said when it is a blend
+        if (blend_of := _blend_in(low)) is not None:
+            warn(f"the toon model {low.loaded_from or UNSAVED} is {blend_of}: blending it again blends a blend (the "
+                 "layers above the swap resolution come from the base, those below stay the old blend's)")
         return load_generator(low, device=device)
     low, which = split_network(low, which)  # "toon.pkl (G)", as a blend's record names it
     asked, which = which, toon_network_of(low, which)  # a network named: a blend taken on purpose
@@ -218,6 +221,22 @@ def toon_generator(low: GeneratorLike, which: str | None = None,
     return G
 
 
+def _blend_in(G: Generator) -> str | None:
+    """What says that `G` is a blend, with the toon model to give instead: its blend record (a blend toonlib made), or
+    its `loaded_from`, the blended network of a registry model (`load_generator('toonify-blended-tf')`); else None."""
+    if (record := G.blend_record) is not None:
+        toon = "" if record.get("toon") == UNSAVED else f", {record.get('toon')}"
+        return f"a blend already ({describe_blend(record)}); give its toon model{toon}"
+    name, which = split_network(G.loaded_from or "")
+    info = models.MODELS.get(name) if isinstance(name, str) else None
+    if info is None or info.toon != "blended" or which == info.reblend_network:
+        return None
+    if info.reblend_network is None:
+        return f"the blend of {name!r}, fixed at its authors' swap resolution; give an un-blended toon model"
+    return (f"the published blend of {name!r}; give its toon model, load_generator({name!r}, "
+            f"{info.reblend_network!r}), or the name {name!r}")
+
+
 class Blender:
     """Mixes two generators into one output generator, in place, for interactive use.
 
@@ -229,7 +248,9 @@ class Blender:
     """
 
     def __init__(self, low: GeneratorLike, high: GeneratorLike, *, lineage_checked: bool = False):
-        low, high = toon_generator(low), load_generator(high)
+        # a generator is the caller's, its choice said by `toon_generator` (`blend`, `Toonifier.set_blend`)
+        low = load_generator(low) if isinstance(low, Generator) else toon_generator(low)
+        high = load_generator(high)
         try:
             check_compatible(low, high, names=("low-res", "high-res"))
         except ValueError as exc:  # the layer shapes alone did not say what to do
@@ -290,7 +311,7 @@ def blend(low: GeneratorLike, high: GeneratorLike, swap_res: int, level: int = 0
     """
     check_setting(swap_res, level, blend_width)
     check_swap_res(swap_res, low)  # a registry name's resolution, before its download; a path's once loaded (`set`)
-    return Blender(low, high).set(swap_res, level, blend_width)
+    return Blender(toon_generator(low), high).set(swap_res, level, blend_width)
 
 
 def blend_per_layer(low: GeneratorLike, high: GeneratorLike, weights: Sequence[float]) -> Generator:
@@ -302,7 +323,7 @@ def blend_per_layer(low: GeneratorLike, high: GeneratorLike, weights: Sequence[f
     exception: all ones gives every synthesis parameter of `high`. The mapping network, `w_avg` and the
     noise buffers still come from `low`. Values outside [0, 1] extrapolate.
     """
-    return Blender(low, high).set_per_ws(weights)
+    return Blender(toon_generator(low), high).set_per_ws(weights)
 
 
 def check_compatible(a: GeneratorLike, b: GeneratorLike, names: tuple[str, str] = ("a", "b")) -> None:

@@ -157,8 +157,9 @@ class Toonifier:
     """Loads the models once and toonifies any number of photos with them.
 
     base: the model photos are inverted into (FFHQ); None: the toon model's own base (its registry
-    `lineage`, or the base a `toonlib.finetune` snapshot's run started from), else `DEFAULT_BASE`. toon: where the toon generator comes from: a checkpoint holding the
-    blended model (with `swap_res=None`) or the fine-tuned toon model (with a `swap_res`). `toon_network`
+    `lineage`, or the base a `toonlib.finetune` snapshot's run started from), else `DEFAULT_BASE`. toon: where the
+    toon generator comes from: a checkpoint holding the blended model (with `swap_res=None`) or the fine-tuned toon
+    model (with a `swap_res`). `toon_network`
     picks the toon model inside that checkpoint for re-blending; None: the registry's choice, else
     `toon_network_in`'s: a training snapshot's "G_ema", else "G" when the file has one (Toonify's file keeps its
     toon model as G and the blend as G_ema), else "G_ema".
@@ -654,8 +655,8 @@ def paste_faces(photo: ImageInput, faces: Iterable[tuple[Image.Image, np.ndarray
         corners = np.asarray(face[1], dtype=np.float64)
         if not (corners[:, 0].max() > 0 and corners[:, 1].max() > 0 and corners[:, 0].min() < photo.width
                 and corners[:, 1].min() < photo.height):
-            raise ValueError(f"paste_faces: a face's quad lies wholly outside the photo ({summary(photo)}); a quad is in "
-                             "the pixels of the photo it was aligned from: pass that photo")
+            raise ValueError(f"paste_faces: a face's quad lies wholly outside the photo ({summary(photo)}); a quad is "
+                             "in the pixels of the photo it was aligned from: pass that photo")
         pairs.append(face)
     for face, quad in pairs:
         photo = paste(photo, face, np.asarray(quad, dtype=np.float64))
