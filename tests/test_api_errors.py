@@ -174,6 +174,10 @@ def test_w_stats_is_the_pair_w_statistics_returns(G, net, monkeypatch):
         with pytest.raises(ValueError, match=r"^w_stats's w_std must be a finite number >= 0, got '1'$"):
             run(G, face, net, w_stats=(w_avg, "1"))
     assert torch.equal(run(G, face, net, w_stats=[w_avg, w_std]).w, run(G, face, net).w)
+    # another model's w_avg was named as the latents' ("ws must have shape [N, 8, 512] ... got [1, 8, 3]")
+    with pytest.raises(ValueError, match=rf"^w_stats's w_avg has shape \[3\], and this model's is \[1, 1, {G.w_dim}\]: "
+                                         r"pass w_stats=w_statistics\(G\) of this G, or None \(computed here\)$"):
+        run(G, face, net, w_stats=(torch.zeros(3), 1.0))
 
 
 def test_project_numbers_are_numbers(G, net, monkeypatch):

@@ -479,6 +479,14 @@ def test_latents_saved_under_another_suffix_are_warned_of(tmp_path):
     with pytest.raises(ValueError, match=r"latents have shape \[4, 8\], .* \(one latent \[num_ws, w_dim\]: pass "
                                          r"w\[None\]\)"):
         save_latent(w[0], tmp_path / "w.npz")
+    # latents that diverged were written, and refused only when rendered; num_ws failed inside torch or gave no layers
+    with pytest.raises(ValueError, match=r"^the latents hold NaN or infinite values: a projection or an edit that "
+                                         r"diverged; nothing was written"):
+        save_latent(torch.full_like(w, float("nan")), tmp_path / "nan.npz")
+    assert not (tmp_path / "nan.npz").exists()
+    for num_ws in ("8", 0):
+        with pytest.raises(ValueError, match=rf"^num_ws must be a whole number >= 1, got {num_ws!r}$"):
+            load_latent(tmp_path / "me.NPZ", num_ws=num_ws)
 
 
 def test_same_seed_same_result(G, targets, net):

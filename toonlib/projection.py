@@ -218,6 +218,9 @@ def project(G: GeneratorLike, target: Target, space: str = "w+", steps: int | No
         distances = [PerceptualDistance(net.to(device), _lpips_size(targets if part is None else targets[part]))
                      for part in groups]
 
+    if w_stats is not None and tuple(w_stats[0].shape) not in ((1, 1, G.w_dim), (G.w_dim,)):
+        raise ValueError(f"w_stats's w_avg has shape {list(w_stats[0].shape)}, and this model's is [1, 1, {G.w_dim}]: "
+                         "pass w_stats=w_statistics(G) of this G, or None (computed here)")
     w_avg, w_std = w_statistics(G, w_avg_samples) if w_stats is None else (w_stats[0].to(device), w_stats[1])
     if init is None:
         start = w_avg.repeat(num, G.num_ws if space == "w+" else 1, 1)
@@ -647,6 +650,9 @@ def save_latent(w: torch.Tensor | np.ndarray, path: str | os.PathLike) -> None:
     if w.ndim != 3:
         one = " (one latent [num_ws, w_dim]: pass w[None])" if w.ndim == 2 else ""
         raise ValueError(f"latents have shape {list(w.shape)}, expected [N, num_ws, w_dim]{one}")
+    if not torch.isfinite(w).all():  # written, it was refused only when rendered, far from where it went wrong
+        raise ValueError("the latents hold NaN or infinite values: a projection or an edit that diverged; nothing "
+                         "was written (a latent file holds finite latents)")
     with atomic_write_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, w=w.numpy())
     _warn_unless_npz(path)
@@ -673,6 +679,8 @@ def load_latent(path: str | os.PathLike, num_ws: int | None = None) -> torch.Ten
     A 2-D `w` [rows, w_dim] is one W+ latent (`result.w[0]`); one whose rows are not `num_ws` is refused, saying so:
     it is another model's W+ latent, or W latents (`G.mapping(z)[:, 0]`), which are saved as [N, 1, w_dim].
     """
+    if num_ws is not None:
+        check_count("num_ws", num_ws)  # "8" failed inside torch's repeat, 0 gave latents of no layers
     path = user_path(path)
     if path.is_dir():  # a folder and a missing file failed inside torch.load ("[Errno 21] Is a directory")
         raise IsADirectoryError(f"{path} is a folder, not a latent file: name the .npz (or .pt) file in it")
