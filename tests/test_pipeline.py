@@ -56,6 +56,14 @@ def test_every_model_name_is_checked_before_the_first_download(models, photos, m
                     lambda: toonlib.toonify(photos / "hopper.jpg", "toonify-blended-tf")):
         with pytest.raises(ValueError, match=message):
             swapped()
+    # a registry encoder as the toon model: its base was downloaded, then blended with itself under a warning
+    with pytest.raises(ValueError, match=r"^toon='e4e-ffhq': 'e4e-ffhq' is an encoder \(photo -> latent of "
+                                         r"'ffhq-1024-rosinality'\), not a toon model: give it as encoder= with "
+                                         r"invert='e4e'; a toon model is one `toonlib models` marks under TOON"):
+        Toonifier(toon="e4e-ffhq")
+    with pytest.raises(ValueError, match=r"^the toon model: 'psp-ffhq' is an encoder .*: an encoder inverts photos "
+                                         r"\(encoder=, invert='psp'\)"):
+        toonlib.blend("psp-ffhq", folder / "base.safetensors", 8)
     # a re-blend's shape without the swap resolution it shapes: refused, not silently ignored
     for setting in ({"level": 1}, {"blend_width": 2.0}):
         with pytest.raises(ValueError, match="give a swap resolution too"):

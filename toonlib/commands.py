@@ -131,10 +131,11 @@ def _fetch_named_models(*models: tuple[str | None, str]) -> None:
 
 def _fetch_toonify_models(args: argparse.Namespace, mode: str) -> None:
     """`_fetch_named_models` for what a Toonifier in inversion mode `mode` loads at once."""
-    from .pipeline import DEFAULT_ENCODERS, check_default_base, check_not_a_toon, default_base
+    from .pipeline import DEFAULT_ENCODERS, check_default_base, check_not_a_toon, check_not_an_encoder, default_base
 
     wanted = []
     check_not_a_toon(args.base, f"--base {args.base}", "give it as --toon")
+    check_not_an_encoder(args.toon, f"--toon {args.toon}", "give it as --encoder with --invert {mode}")
     if mode != "psp-toonify":  # that mode's encoder holds its own decoder; base and toon load only to re-blend
         base = args.base if args.base is not None else default_base(args.toon)
         check_default_base(args.toon, base)
@@ -281,8 +282,10 @@ def cmd_blend(args: argparse.Namespace) -> int:
     from .checkpoints import load_generator, save_network
     from .images import save_image
     from .networks import parse_seeds
-    from .pipeline import DEFAULT_BASE, check_default_base, default_base, toon_network_of
+    from .pipeline import DEFAULT_BASE, check_default_base, check_not_an_encoder, default_base, toon_network_of
 
+    check_not_an_encoder(args.toon, f"--toon {args.toon}",
+                         "an encoder inverts photos (toonlib toonify --invert {mode})")
     defaulted = args.base is None
     if defaulted:  # as toonify pairs them
         args.base = default_base(args.toon)

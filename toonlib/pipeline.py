@@ -190,6 +190,7 @@ class Toonifier:
                 check_source(source, f"{name}={str(source)!r}",
                              kinds=ENCODER_KINDS if name == "encoder" else GENERATOR_KINDS)
         check_not_a_toon(base, f"base={base!r}", "give it as toon= (a Toonifier takes the base first)")
+        check_not_an_encoder(toon, f"toon={toon!r}", "give it as encoder= with invert='{mode}'")
         self.invert = invert
         self.device = default_device(device)
         self.detector = detector
@@ -453,6 +454,18 @@ def check_not_a_toon(base: object, what: str, advice: str) -> None:
                          f"{info.lineage!r}, its own): {advice}")
 
 
+def check_not_an_encoder(toon: object, what: str, advice: str) -> None:
+    """Raise ValueError when `toon` names a registry encoder that is no toon model (e4e-ffhq, psp-ffhq: their decoder is
+    the base): it was downloaded with its base, then blended as the toon with a warning that it drew faces as they
+    are. `what`: how the toon was given (`toon='...'`, `--toon ...`); `advice`: where an encoder goes, `{mode}` in it
+    the encoder's inversion mode."""
+    info = models.MODELS.get(toon) if isinstance(toon, str) else None
+    if info is not None and info.kind == "encoder" and info.toon is None:
+        raise ValueError(f"{what}: {toon!r} is an encoder (photo -> latent of {info.lineage!r}), not a toon model: "
+                         f"{advice.format(mode=info.format)}; a toon model is one `toonlib models` marks under TOON, "
+                         f"such as '{DEFAULT_TOON}'")
+
+
 def check_faces(all_faces: bool, face_index: int | None) -> None:
     """Raise ValueError for `all_faces` with a `face_index`: every face and one face (the second ignored the first)."""
     if all_faces and face_index is not None:
@@ -583,6 +596,7 @@ def toon_network_of(toon: GeneratorLike, which: str | None = None) -> str | None
     info = models.MODELS.get(toon) if isinstance(toon, str) and which is None else None
     if info is None:
         return which
+    check_not_an_encoder(toon, "the toon model", "an encoder inverts photos (encoder=, invert='{mode}')")
     if info.toon == "blended" and info.reblend_network is None:
         offering = [name for name, entry in models.MODELS.items() if entry.offers_swap_slider]
         raise ValueError(f"{toon!r} holds only a blended generator, fixed at its authors' swap resolution: "
