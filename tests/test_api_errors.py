@@ -63,6 +63,21 @@ def test_lpips_net_is_a_model(G):
         project(G, Image.new("RGB", (32, 32)), steps=2, lpips_net="vgg", progress=False)
 
 
+def test_networks_holds_networks(G):
+    """Networks(G_ema="ffhq.pkl") was built, and load_generator returned the str; its repr and save_network failed
+    ("'str' object has no attribute 'extra_repr'"), and project said "no G_ema network (it has G_ema only)"."""
+    from toonlib import Networks
+
+    for given, message in ((dict(G_ema="ffhq.pkl"), r"Networks' G_ema is a Generator, got str \(load_network\(path\) "
+                                                    r"reads a checkpoint's networks\)"),
+                           (dict(G_ema=None), "Networks' G_ema is a Generator, got NoneType"),
+                           (dict(G_ema=G, D=G), "Networks' D is a Discriminator or None, got Generator"),
+                           (dict(G_ema=G, meta=None), "Networks' meta is a dict, got NoneType")):
+        with pytest.raises(TypeError, match=f"^{message}$"):
+            Networks(**given)
+    assert Networks(G_ema=G, G=G).G is G
+
+
 def test_render_refuses_noise_maps_that_do_not_fit_the_generator(G):
     """A 64 px projection's noise maps given to a 32 px generator failed inside torch ("SynthesisNetwork has no
     attribute `b64`"); a map of another size in ops ("The size of tensor a (8) must match ...")."""

@@ -468,7 +468,8 @@ class Generator(nn.Module):
     """StyleGAN2 generator: `G(z, c)` = `G.synthesis(G.mapping(z, c))`.
 
     Build it from a `GeneratorConfig` or from its fields as keyword arguments:
-    `Generator(img_resolution=256)` is FFHQ's config F at 256 px.
+    `Generator(img_resolution=256)` is FFHQ's config F at 256 px. The first network built tunes glibc's malloc for
+    the process (`toonlib.runtime.tune_allocator`; TOONLIB_MALLOC=default keeps glibc's own behaviour).
     """
 
     _origin: tuple[str | None, dict | None, torch.Tensor] | None = None  # `set_origin`'s

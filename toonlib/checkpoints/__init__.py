@@ -56,6 +56,7 @@ def load_network(source: str | os.PathLike, device: torch.device | str | None = 
 
     Networks are returned in eval mode with gradients off, on `device` (default: CPU). `meta["source"]` is the
     file's path, or the URL (`_public_name`) or registry name given, not the cache file it was downloaded into.
+    Building them tunes glibc's malloc for the process, once (`toonlib.runtime`; TOONLIB_MALLOC=default opts out).
     """
     if not isinstance(source, (str, os.PathLike)):
         loaded = isinstance(source, (Generator, Networks))

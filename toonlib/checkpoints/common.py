@@ -34,6 +34,19 @@ class Networks:
     D: Discriminator | None = None
     meta: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        """Refuse what is not a network in its place: a path or None as G_ema was taken as the generator and failed
+        far from here ("'str' object has no attribute 'blend_record'")."""
+        for name, kind, optional in (("G_ema", Generator, False), ("G", Generator, True), ("D", Discriminator, True)):
+            net = getattr(self, name)
+            if not (isinstance(net, kind) or (optional and net is None)):
+                load = " (load_network(path) reads a checkpoint's networks)" if isinstance(net, (str, os.PathLike)) \
+                    else ""
+                raise TypeError(f"Networks' {name} is a {kind.__name__}{' or None' if optional else ''}, got "
+                                f"{type(net).__name__}{load}")
+        if not isinstance(self.meta, dict):
+            raise TypeError(f"Networks' meta is a dict, got {type(self.meta).__name__}")
+
     @property
     def config(self) -> GeneratorConfig:
         """G_ema's architecture."""
