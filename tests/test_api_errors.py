@@ -61,6 +61,8 @@ def test_lpips_net_is_a_model(G):
     with pytest.raises(TypeError, match=r"^lpips_net is a prebuilt lpips\.LPIPS model, or None \(LPIPS-VGG, built "
                                         r"once\), got str$"):
         project(G, Image.new("RGB", (32, 32)), steps=2, lpips_net="vgg", progress=False)
+    with pytest.raises(TypeError, match=r"^lpips_net is a prebuilt lpips\.LPIPS model, .* got Linear$"):
+        project(G, Image.new("RGB", (32, 32)), steps=2, lpips_net=torch.nn.Linear(3, 3), progress=False)
 
 
 def test_networks_holds_networks(G):

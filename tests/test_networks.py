@@ -152,6 +152,20 @@ def test_latents_of_the_wrong_shape_are_named(G_ema):
         G_ema.synthesis(torch.randn(1, w_dim))
     with pytest.raises(ValueError, match=rf"with N >= 1, got \[0, {num_ws}, {w_dim}\]"):  # torch.cat's error
         G_ema.synthesis(torch.randn(0, num_ws, w_dim))
+    # NumPy arrays failed inside ("'numpy.ndarray' object has no attribute 'to'")
+    with pytest.raises(TypeError, match=r"^z is a torch tensor, got ndarray: torch.from_numpy\(z\).float\(\)$"):
+        G_ema(np.zeros((1, z_dim), np.float32), None)
+    with pytest.raises(TypeError, match=r"^ws is a torch tensor, got list$"):
+        G_ema.synthesis([[0.0] * w_dim] * num_ws)
+
+
+def test_a_discriminator_names_the_images_it_judges(D):
+    """Images of another size failed at the last layer: "mat1 and mat2 shapes cannot be multiplied"."""
+    for shape in ((1, 3, 64, 64), (1, 1, 32, 32), (3, 32, 32)):
+        with pytest.raises(ValueError, match=rf"^this discriminator judges images \[N, 3, 32, 32\], got "
+                                             rf"\[{', '.join(map(str, shape))}\]$"):
+            D(torch.zeros(shape), None)
+    assert D(torch.zeros(2, 3, 32, 32), None).shape == (2, 1)
 
 
 def test_repr_starts_with_what_users_call_it_with():

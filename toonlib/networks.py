@@ -344,6 +344,7 @@ class MappingNetwork(nn.Module):
         """
         if c is not None and c.numel() > 0:
             raise ValueError("this generator is unconditional: pass c=None")
+        _check_tensor("z", z)
         if z.ndim != 2 or z.shape[1] != self.z_dim:
             raise ValueError(f"z must have shape [N, {self.z_dim}], got {list(z.shape)}")
         x = ops.normalize_2nd_moment(z.to(self.fc0.weight.dtype))
@@ -443,6 +444,7 @@ class SynthesisNetwork(nn.Module):
         """Render ws [N, num_ws, w_dim]. noise_mode: 'random' (fresh noise), 'const' (stored), 'none'."""
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
+        _check_tensor("ws", ws)
         if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim) or not ws.shape[0]:
             raise ValueError(f"ws must have shape [N, {self.num_ws}, {self.w_dim}] with N >= 1, got {list(ws.shape)}"
                              + self._ws_advice(ws.shape))
@@ -660,6 +662,11 @@ class Discriminator(nn.Module):
         """Logits [N, 1] (real: high) of images [N, img_channels, H, W] in [-1, 1]."""
         if c is not None and c.numel() > 0:
             raise ValueError("this discriminator is unconditional: pass c=None")
+        _check_tensor("img", img)
+        size = (self.img_channels, self.img_resolution, self.img_resolution)
+        if img.ndim != 4 or tuple(img.shape[1:]) != size:  # it failed at its last layer ("mat1 and mat2 shapes ...")
+            raise ValueError(f"this discriminator judges images [N, {', '.join(map(str, size))}], got "
+                             f"{list(img.shape)}")
         x = None
         for res in self.block_resolutions:
             x = getattr(self, f"b{res}")(x, img, force_fp32=force_fp32)
@@ -668,6 +675,14 @@ class Discriminator(nn.Module):
     def extra_repr(self) -> str:
         """The image size it judges, atop `repr(D)`'s module tree."""
         return f"img_resolution={self.img_resolution}, img_channels={self.img_channels}"
+
+
+def _check_tensor(name: str, value: object) -> None:
+    """TypeError unless `value` is a torch tensor: a NumPy array failed inside ("'numpy.ndarray' object has no
+    attribute 'to'")."""
+    if not isinstance(value, torch.Tensor):
+        advice = f": torch.from_numpy({name}).float()" if isinstance(value, np.ndarray) else ""
+        raise TypeError(f"{name} is a torch tensor, got {type(value).__name__}{advice}")
 
 
 def z_from_seeds(seeds: Sequence[int], z_dim: int, device: torch.device | str | None = None) -> torch.Tensor:

@@ -401,7 +401,10 @@ def check_project_options(**options: object) -> None:
     if options.get("early_stop") is not None:
         _EarlyStop.check(options["early_stop"])
     lpips_net = options.get("lpips_net")
-    if lpips_net is not None and not isinstance(lpips_net, torch.nn.Module):  # "vgg": it failed at lpips_net.to
+    # "vgg" failed at lpips_net.to, another module at "'Linear' object has no attribute 'version'"
+    lpips_parts = ("net", "lins", "scaling_layer", "version")
+    if lpips_net is not None and not (isinstance(lpips_net, torch.nn.Module)
+                                      and all(hasattr(lpips_net, part) for part in lpips_parts)):
         raise TypeError(f"lpips_net is a prebuilt lpips.LPIPS model, or None (LPIPS-VGG, built once), got "
                         f"{type(lpips_net).__name__}")
     callback = options.get("callback")
