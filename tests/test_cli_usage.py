@@ -871,6 +871,42 @@ def test_a_toon_file_paired_with_the_default_base_is_told_which_base(tmp_path):
                             "name theirs: their lineage in `toonlib models`)."), warning
 
 
+def test_a_snapshot_whose_recorded_base_is_gone_says_so(tmp_path, monkeypatch):
+    """A snapshot whose run's base file was moved or deleted was said to "record no base", and with the default base
+    in the cache was paired with it, the errors saying only that the default was taken."""
+    from tiny import tiny_generator
+
+    from toonlib.checkpoints import Networks, save_network
+    from toonlib.messages import ToonlibWarning
+    from toonlib.models import MODELS
+    from toonlib.pipeline import Toonifier
+
+    gone = tmp_path / "gone.pkl"
+    toon = str(tmp_path / "toon.safetensors")
+    save_network(toon, Networks(G_ema=tiny_generator(1), meta={"finetune": {"base": str(gone), "data": "faces",
+                                                                               "kimg": 1.0}}))
+    env = {"TOONLIB_CACHE": str(tmp_path / "empty-cache"), "TORCH_HOME": str(tmp_path / "torch")}
+    result = run_main("blend", "--toon", toon, "--swap-res", "8", "-o", str(tmp_path / "b.safetensors"), env=env)
+    _short_error(result, f"error: '{toon}' is a 32 px model whose run recorded its base {gone}, which is not there "
+                         "(moved or deleted), and the default base 'ffhq-1024-tf' is 1024 px: name the model it was "
+                         "fine-tuned from (--base)")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    save_network(cache / MODELS["ffhq-1024-tf"].filename, Networks(G_ema=tiny_generator(0, w_dim=64)))
+    env["TOONLIB_CACHE"] = str(cache)
+    result = run_main("blend", "--toon", toon, "--swap-res", "8", "-o", str(tmp_path / "b.safetensors"), env=env)
+    assert result.returncode == 2 and result.stderr.rstrip().endswith(
+        f"No --base was given, so the base was toonlib's default (the toon model's run recorded its base {gone}, "
+        "which is not there), 'ffhq-1024-tf': name the base the toon model was fine-tuned from with --base."), (
+        result.stderr)
+    monkeypatch.setenv("TOONLIB_CACHE", str(cache))
+    with pytest.warns(ToonlibWarning, match=rf"^the toon model's run recorded its base {re.escape(str(gone))}, which "
+                                            r"is not there \(moved or deleted\): the default base 'ffhq-1024-tf' is "
+                                            r"taken instead; name the model it was fine-tuned from \(base=, --base\)$"):
+        with pytest.raises(ValueError, match="makes 8 x 64"):
+            Toonifier(toon=toon, swap_res=8)
+
+
 def test_a_toon_file_of_another_resolution_is_not_paired_with_a_default_base_to_download(tmp_path, monkeypatch):
     """A 32 px toon file that records no base waited for the 380 MB FFHQ 1024 download (here: "could not download
     'ffhq-1024-tf'") before that base was refused as making 18 x 512 latents: the registry's resolution says so

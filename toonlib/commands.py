@@ -282,7 +282,14 @@ def cmd_blend(args: argparse.Namespace) -> int:
     from .checkpoints import load_generator, save_network
     from .images import save_image
     from .networks import parse_seeds
-    from .pipeline import DEFAULT_BASE, check_default_base, check_not_an_encoder, default_base, toon_network_of
+    from .pipeline import (
+        DEFAULT_BASE,
+        check_default_base,
+        check_not_an_encoder,
+        default_base,
+        missing_recorded_base,
+        toon_network_of,
+    )
 
     check_not_an_encoder(args.toon, f"--toon {args.toon}",
                          "an encoder inverts photos (toonlib toonify --invert {mode})")
@@ -309,7 +316,10 @@ def cmd_blend(args: argparse.Namespace) -> int:
     except ValueError as exc:  # "the generators have different architectures": the user named no base
         if not defaulted:
             raise
-        whose = "toonlib's default" if args.base == DEFAULT_BASE else "the one the toon model records"
+        missing = missing_recorded_base(args.toon)
+        whose = ("toonlib's default" + (f" (the toon model's run recorded its base {missing}, which is not there)"
+                                        if missing else "") if args.base == DEFAULT_BASE
+                 else "the one the toon model records")
         raise ValueError(f"{exc}\nNo --base was given, so the base was {whose}, '{args.base}': name the base the toon "
                          "model was fine-tuned from with --base.") from None
     save_network(args.output, blended)  # with its record: the models as given and the setting

@@ -66,7 +66,7 @@ from .download import cache_state
 from .encoders import Encoder, check_encoder_mode, load_encoder
 from .files import is_url, user_path
 from .images import ImageInput, describe_source, is_hidden, is_image_file, labelled_grid, read_image, to_pil
-from .messages import check_count, summary
+from .messages import check_count, summary, warn
 from .networks import Generator
 from .options import INVERT_MODES, OPTIMIZING_MODES
 from .projection import check_project_options, is_seed, project, render, w_statistics
@@ -217,6 +217,10 @@ class Toonifier:
             self.published_blend = load_generator(self._toon, which=named, device=self.device).eval()
             # Without `base`, the messages say which base the toon model was paired with.
             base_name = "the base model" if base is not None else f"the default base model '{self._base_source}'"
+            if base is None and (missing := missing_recorded_base(toon)):
+                warn(f"the toon model's run recorded its base {missing}, which is not there (moved or deleted): the "
+                     f"default base '{DEFAULT_BASE}' is taken instead; name the model it was fine-tuned from (base=, "
+                     "--base)")
             self._check_latents_fit(self.published_blend, self.base, base_name)
             check_lineage(self.published_blend, self.base, "the toon model", base_name)
             if invert == "psp-toonify":
@@ -540,13 +544,24 @@ def default_base(toon: GeneratorLike) -> GeneratorLike:
     (a file or its `Networks`) the base its run recorded, where that is a registry name, a URL or a file that is
     there (a fine-tuned FFHQ-256 toon was paired with FFHQ 1024 and refused: "makes 8 x 512"), through the runs it
     was started from (`resume` of another run's folder or of a snapshot file: that toon was taken as the base);
-    else `DEFAULT_BASE`."""
+    else `DEFAULT_BASE` (`missing_recorded_base` says when a recorded base file is gone)."""
+    return _base_of(toon)[0]
+
+
+def missing_recorded_base(toon: GeneratorLike) -> str | None:
+    """The base file a `toonlib finetune` snapshot's run recorded (through the runs it was started from) that is no
+    longer there (moved or deleted), for the messages about `DEFAULT_BASE` taken instead; else None."""
+    return _base_of(toon)[1]
+
+
+def _base_of(toon: GeneratorLike) -> tuple[GeneratorLike, str | None]:
+    """`default_base(toon)`, and the recorded base that is missing where that made it `DEFAULT_BASE`."""
     from .train.snapshots import latest_snapshot
 
     toon, _ = split_network(toon)  # "toon.pkl (G)": toon.pkl's base
     info = models.MODELS.get(toon) if isinstance(toon, str) else None
     if info is not None:
-        return info.lineage or DEFAULT_BASE
+        return info.lineage or DEFAULT_BASE, None
     meta = (toon.meta if isinstance(toon, Networks) else read_meta(user_path(toon))
             if isinstance(toon, (str, os.PathLike)) and user_path(toon).is_file() else None)
     for _ in range(MAX_RUN_HOPS):  # a run started from another run (its folder or a snapshot): its base, and so on
@@ -554,13 +569,15 @@ def default_base(toon: GeneratorLike) -> GeneratorLike:
         if base is None:
             break
         if base in models.MODELS or is_url(base):
-            return base
+            return base, None
         path = user_path(base)
+        if not path.exists():
+            return DEFAULT_BASE, base
         snapshot = path if path.is_file() else latest_snapshot(base) if path.is_dir() else None
         meta = read_meta(snapshot) if snapshot is not None and snapshot.is_file() else None
         if path.is_file() and _recorded_base(meta) is None:  # a model, no run's snapshot: the base
-            return base
-    return DEFAULT_BASE
+            return base, None
+    return DEFAULT_BASE, None
 
 
 def check_default_base(toon: GeneratorLike, base: GeneratorLike, loaded: Generator | None = None) -> None:
@@ -577,9 +594,11 @@ def check_default_base(toon: GeneratorLike, base: GeneratorLike, loaded: Generat
     expected = models.MODELS[DEFAULT_BASE].resolution
     if generator.img_resolution != expected:
         shown = f"'{source}'" if isinstance(source, (str, os.PathLike)) else "the toon model"
-        raise ValueError(f"{shown} is a {generator.img_resolution} px model that records no base, and the default "
-                         f"base '{DEFAULT_BASE}' is {expected} px: name the model it was fine-tuned from "
-                         f"(--base, base=)")
+        missing = missing_recorded_base(toon)
+        records = (f"whose run recorded its base {missing}, which is not there (moved or deleted)," if missing
+                   else "that records no base,")
+        raise ValueError(f"{shown} is a {generator.img_resolution} px model {records} and the default base "
+                         f"'{DEFAULT_BASE}' is {expected} px: name the model it was fine-tuned from (--base, base=)")
 
 
 def _recorded_base(meta: object) -> str | None:
