@@ -65,6 +65,19 @@ def test_a_name_that_begins_registry_names_gets_them_all():
         models.get_model("FFHQ-1024")  # a name of its own: not "one of ffhq-1024-noaug, ..."
 
 
+def test_a_checkpoint_name_near_an_encoders_is_asked_about_it():
+    """`toonlib info e4e` (info and convert read an encoder's file, as its decoder) listed the generators only, and
+    asked about none: the encoders were left out of the suggestions as well as of the list."""
+    from toonlib.checkpoints import load_network
+
+    for name, meant in (("e4e", "e4e-ffhq"), ("PSP-FFHQ", "psp-ffhq"), ("ffhq_1024_tf", "ffhq-1024-tf")):
+        with pytest.raises(models.UnknownModelError) as caught:
+            load_network(name)
+        said = str(caught.value)
+        assert said.startswith(f"unknown model {name!r}. Did you mean {meant!r}? Known StyleGAN2 generators: "), said
+        assert "e4e-ffhq" not in said.split("Known")[1]  # listed: the generators
+
+
 def test_lineage_ends_at_a_base():
     for info in MODELS.values():
         if info.lineage is None:

@@ -386,15 +386,19 @@ _ENTRIES = (
 MODELS: dict[str, ModelInfo] = {info.name: info for info in _ENTRIES}
 
 
-def get_model(name: str, kinds: tuple[str, ...] | None = None) -> ModelInfo:
+def get_model(name: str, kinds: tuple[str, ...] | None = None, listed: tuple[str, ...] | None = None) -> ModelInfo:
     """The registry entry called `name`; an unknown name raises `UnknownModelError` with suggestions, among the
-    models of `kinds` (default: all) where the name was given for a file of those kinds."""
+    models of `kinds` (default: all) where the name was given for a file of those kinds, and the names of the models
+    of `listed` (default: `kinds`): a generator's option lists the generators, and suggests an encoder too, whose
+    file holds one (its decoder)."""
     try:
         return MODELS[name]
     except KeyError:
         pass
-    names = sorted(known for known, info in MODELS.items() if kinds is None or info.kind in kinds)
-    by_key = {_match_key(known): known for known in names}  # 'FFHQ-1024-TF', 'ffhq_1024_tf': 'ffhq-1024-tf'
+    listed = kinds if listed is None else listed
+    names = sorted(known for known, info in MODELS.items() if listed is None or info.kind in listed)
+    # 'FFHQ-1024-TF', 'ffhq_1024_tf': 'ffhq-1024-tf'
+    by_key = {_match_key(known): known for known in sorted(MODELS) if kinds is None or MODELS[known].kind in kinds}
     key = _match_key(str(name))
     starting = [known for known_key, known in by_key.items() if known_key.startswith(key + "-")]
     close = difflib.get_close_matches(key, by_key, n=1)
@@ -402,7 +406,7 @@ def get_model(name: str, kinds: tuple[str, ...] | None = None) -> ModelInfo:
         hint = f" Did you mean {'one of ' + ', '.join(starting) if len(starting) > 1 else repr(starting[0])}?"
     else:
         hint = f" Did you mean {by_key[close[0]]!r}?" if close else ""
-    known = "Known models" if kinds is None else f"Known {' and '.join(KIND_PLURALS[kind] for kind in kinds)}"
+    known = "Known models" if listed is None else f"Known {' and '.join(KIND_PLURALS[kind] for kind in listed)}"
     raise UnknownModelError(f"unknown model {name!r}.{hint} {known}: {', '.join(names)}") from None
 
 

@@ -199,8 +199,8 @@ def check_source(source: str | os.PathLike, what: str = "", kinds: tuple[str, ..
         return
     if path.suffix or "/" in text or os.sep in text:
         raise FileNotFoundError(f"{prefix}no checkpoint at {path}")
-    try:  # listing the generators alone where an encoder's file would also do (as its decoder)
-        models.get_model(text, kinds=tuple(kind for kind in kinds if kind != "encoder") or kinds)
+    try:  # listing the generators alone where an encoder's file would also do (as its decoder), but suggesting it
+        models.get_model(text, kinds=kinds, listed=tuple(kind for kind in kinds if kind != "encoder") or kinds)
     except models.UnknownModelError as exc:
         raise models.UnknownModelError(f"{prefix}{exc}") from None
 
