@@ -460,7 +460,8 @@ def check_finetune(out: Outcome, box: Sandbox) -> None:
     assert nets.G is not None and nets.D is not None and nets.G_ema.img_resolution == 32
     # the commands it prints next run as printed: the blend (its base the run's, ffhq-256-noaug) in a folder of its own
     blend_command = blend_line[blend_line.index("toonlib "):].replace(snapshot, str(box.work / snapshot))
-    assert f"toonlib toonify photo.jpg --toon {snapshot} --swap-res 32 -o toons/" in toonify_line
+    # half the model's 32 px: a blend (at 32 px every layer is the toon model's)
+    assert f"toonlib toonify photo.jpg --toon {snapshot} --swap-res 16 -o toons/" in toonify_line
     folder, here = box.work.parent / "next", os.getcwd()
     folder.mkdir()
     os.chdir(folder)
@@ -469,7 +470,7 @@ def check_finetune(out: Outcome, box: Sandbox) -> None:
     finally:
         os.chdir(here)
     toon = load_network(box.work / snapshot).G_ema
-    expected = blend(toon, load_network(box.cache / MODELS["ffhq-256-noaug"].filename).G_ema, 32)
+    expected = blend(toon, load_network(box.cache / MODELS["ffhq-256-noaug"].filename).G_ema, 16)
     written = load_network(folder / "blended.safetensors").G_ema
     assert load_network(folder / "blended.safetensors").meta["blend"]["base"] == "ffhq-256-noaug (G_ema)"
     assert all(torch.equal(a, b) for a, b in zip(written.state_dict().values(), expected.state_dict().values()))

@@ -760,3 +760,21 @@ def test_a_new_run_in_a_folder_of_other_files_says_so(base, tmp_path):  # noqa: 
         warnings.simplefilter("error")  # the folder holds a run now: resumed without the warning; a new one neither
         Trainer(config(base, str(folder), kimg=0.004), progress=False).close()
         Trainer(config(base, str(tmp_path / "new"), kimg=0.004), progress=False).close()
+
+
+def test_the_commands_a_finished_run_prints_blend_below_the_models_resolution(tmp_path):
+    """The printed commands said --swap-res 32 whatever the model: for a 32 px model that is every layer the toon
+    model's, no blend; for a smaller one, refused."""
+    from tiny import tiny_generator
+
+    from toonlib.checkpoints import save_network
+    from toonlib.train.arguments import finished
+
+    for resolution, swap in ((16, 8), (32, 16), (64, 32), (256, 32)):
+        G = tiny_generator(0, img_resolution=resolution, channel_base=256)
+        path = save_network(tmp_path / f"{resolution}.safetensors", G)
+        assert finished(path).count(f"--swap-res {swap} ") == 2, finished(path)
+    from conftest import FIXTURES
+
+    shutil.copy(FIXTURES / "ada_tiny.pkl", tmp_path / "nvidia.pkl")  # not toonlib's file: the default
+    assert finished(tmp_path / "nvidia.pkl").count("--swap-res 32 ") == 2

@@ -85,6 +85,18 @@ def _json_value(value):
 
 def read_meta(path: str | os.PathLike) -> dict | None:
     """The meta of a toonlib file (where its weights came from), from its header alone; None for any other file."""
+    return _header_json(path, "meta")
+
+
+def read_resolution(path: str | os.PathLike) -> int | None:
+    """The image resolution of a toonlib file's G_ema, from its header alone; None for any other file."""
+    config = _header_json(path, "config")
+    resolution = config.get("G", {}).get("img_resolution") if config is not None else None
+    return resolution if isinstance(resolution, int) else None
+
+
+def _header_json(path: str | os.PathLike, key: str) -> dict | None:
+    """The JSON dict under `key` ("meta", "config") of a toonlib file's header; None for any other file."""
     try:
         with open(path, "rb") as f:
             head = f.read(64)
@@ -92,10 +104,10 @@ def read_meta(path: str | os.PathLike) -> dict | None:
             return None
         with safe_open(str(path), framework="pt", device="cpu") as f:
             metadata = f.metadata() or {}
-        meta = json.loads(metadata.get("meta") or "{}") if metadata.get("format") == FORMAT else None
+        value = json.loads(metadata.get(key) or "{}") if metadata.get("format") == FORMAT else None
     except (OSError, SafetensorError, ValueError):
         return None
-    return meta if isinstance(meta, dict) else None
+    return value if isinstance(value, dict) else None
 
 
 def read(path: str | os.PathLike, source: str = "") -> Networks:

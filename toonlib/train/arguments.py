@@ -24,11 +24,16 @@ def finished(snapshot: os.PathLike | str) -> str:
     ended with the snapshot's name alone, and `toonlib blend` then asked for --base)."""
     import shlex
 
+    from ..checkpoints.native import read_resolution
+    from ..options import DEFAULT_SWAP_RES
+
     toon = shlex.quote(str(snapshot))
+    resolution = read_resolution(snapshot)  # a swap resolution below the model's: at it, the whole toon model
+    swap = DEFAULT_SWAP_RES if resolution is None else min(DEFAULT_SWAP_RES, resolution // 2)
     return (f"last snapshot: {snapshot}\n"
-            f"to compare swap resolutions: toonlib blend --toon {toon} --swap-res 32 -o blended.safetensors "
+            f"to compare swap resolutions: toonlib blend --toon {toon} --swap-res {swap} -o blended.safetensors "
             "--grid grid.png\n"
-            f"to toonify a photo:          toonlib toonify photo.jpg --toon {toon} --swap-res 32 -o toons/")
+            f"to toonify a photo:          toonlib toonify photo.jpg --toon {toon} --swap-res {swap} -o toons/")
 
 
 def _optional_float(text: str) -> float | None:
