@@ -602,13 +602,19 @@ def test_a_drive_download_shows_toonlibs_bar(drive, bars):
 
 
 def test_a_failed_drive_download_clears_its_bar(drive, bars, monkeypatch):
-    """Its bar stayed ("tiny.pkl: 0.00B [00:00, ?B/s]") on the line the error began, as a direct URL's does not."""
+    """Its bar stayed ("tiny.pkl: 0.00B [00:00, ?B/s]") on the line the error began, as a direct URL's does not; a
+    Drive that sent no file (a sign-in page) drew that empty bar, twice in a log."""
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # a terminal, where a bar is erased
     drive.files["/uc?id=secret"] = Reply(SIGN_IN_PAGE, headers=HTML)
     with pytest.raises(download.DownloadError):
         download.fetch(register("gdrive:secret"))
+    assert bars == []
+    drive.files["/uc?id=big"] = Reply(PAYLOAD, headers=FILE, ranges=True)
+    drive.cut, drive.cut_responses = DRIVE_CUT, 1  # the file starts coming, then the connection drops
+    with pytest.raises(download.DownloadError, match="the download broke off"):
+        download.fetch(register("gdrive:big"))
     [bar] = bars
-    assert not bar.leave
+    assert not bar.leave and 0 < bar.n <= DRIVE_CUT
 
 
 def test_a_stalled_drive_download_times_out(drive, tmp_path, monkeypatch):

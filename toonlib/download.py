@@ -749,19 +749,20 @@ def _gdown_into(gdown: ModuleType, file_id: str, part: Path, options: dict, prog
     folder.mkdir(exist_ok=True)
     have = _bytes_in(folder)
     expected = _read_marker(part).get("size") if have else None
-    started = False  # whether the file started coming
+    bar: tqdm | None = None  # drawn once the file starts coming: a Drive that answers nothing draws no empty bar
+    bars = contextlib.ExitStack()
 
     def report(done: int, total: int | None) -> None:
-        nonlocal started
-        if not started:
-            started = True
+        nonlocal bar
+        if bar is None:  # the file started coming
             if expected not in (None, total):
                 raise _Restart
             if not have:
                 _take_over(part, {"source": f"gdrive:{file_id}", "size": total})
+            bar = bars.enter_context(_download_bar(part, not progress, initial=have))
         _advance(bar, done, total)
 
-    with _download_bar(part, not (progress and reports), initial=have) as bar:
+    with bars:
         shown = {"quiet": True, "progress": report} if reports else {"quiet": not progress}
         try:
             gdown.download(_drive_url(file_id), output=str(folder / part.name), **options, **shown)
@@ -780,7 +781,7 @@ def _gdown_into(gdown: ModuleType, file_id: str, part: Path, options: dict, prog
             raise _SourceFailed(f"gdown failed: {_one_paragraph(exc)}") from None
     if not (folder / part.name).is_file():  # gdown < 5 prints the error and returns None
         raise _SourceFailed("gdown could not download it (see its message above)")
-    if not (started or have):  # a gdown without `progress`, or an empty file
+    if not (bar is not None or have):  # a gdown without `progress`, or an empty file
         _take_over(part, {"source": f"gdrive:{file_id}"})
 
 
