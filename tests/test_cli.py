@@ -182,6 +182,18 @@ def test_info_tells_where_weights_came_from_and_a_run_folder_is_pointed_to_its_s
     assert run_cli("convert", str(FIXTURES / "ada_tiny.pkl"), str(converted)).returncode == 0
     result = run_cli("info", str(converted))
     assert result.stdout.splitlines()[1] == f"converted from {FIXTURES / 'ada_tiny.pkl'} (nvidia format)"
+    # a blend or a conversion written over the run's snapshot replaced its G and D without a word
+    before = snapshot.read_bytes()
+    blend_onto = ["blend", "--toon", str(converted), "--base", str(converted), "--swap-res", "8", "-o"]
+    for command, said in ((blend_onto, "-o"), (["convert", str(FIXTURES / "ada_tiny.pkl")], "the output")):
+        result = run_cli(*command, str(snapshot))
+        assert result.returncode == 2 and result.stderr.endswith(
+            f"error: {said} {snapshot} is a snapshot of the fine-tuning run in {run} (its G, G_ema and D): writing "
+            "there would replace it; give another output file\n"), result.stderr
+    assert snapshot.read_bytes() == before
+    copied = tmp_path / "copy.safetensors"  # a copy of a snapshot elsewhere is any file: replaced as asked
+    for _ in range(2):
+        assert run_cli("convert", str(snapshot), str(copied)).returncode == 0
 
 
 def test_a_blend_remade_from_the_names_info_shows(tmp_path):

@@ -90,9 +90,12 @@ def _check_native_output(output: str, command: str, name: str) -> None:
 
 def _refuse_to_replace_model(output: str, *models: tuple[str, str], named: str = "-o") -> None:
     """Refuse (ValueError) an output file that is one of the model files read, given as (source, option) pairs:
-    `blend -o` onto its --toon replaced a fine-tuning snapshot's G and D by the blend. `named`: how the output is
-    given (`convert`'s is its second argument, not -o)."""
+    `blend -o` onto its --toon replaced a fine-tuning snapshot's G and D by the blend; or a fine-tuning snapshot (its
+    run folder's, which `latest.json` may name: replaced by a blend or a conversion without a word). `named`: how
+    the output is given (`convert`'s is its second argument, not -o)."""
+    from .checkpoints.native import read_meta
     from .files import user_path
+    from .train.snapshots import LATEST_FILE
 
     target = user_path(output)
     for source, option in models:
@@ -100,6 +103,9 @@ def _refuse_to_replace_model(output: str, *models: tuple[str, str], named: str =
         if target.is_file() and path.is_file() and os.path.samefile(path, target):
             raise ValueError(f"{named} {output} is the {option} model's file: writing there would replace that "
                              "model (a fine-tuning snapshot's G and D with it); give another output file")
+    if target.is_file() and (target.parent / LATEST_FILE).is_file() and "finetune" in (read_meta(target) or {}):
+        raise ValueError(f"{named} {output} is a snapshot of the fine-tuning run in {target.parent} (its G, G_ema and "
+                         "D): writing there would replace it; give another output file")
 
 
 def _check_image_output(output: str | None, command: str, name: str, option: str = "-o",
