@@ -624,16 +624,30 @@ def test_a_press_held_for_a_replaced_photo_ends_with_it(app, setup, projection_s
 
 def test_toonify_pressed_twice_shows_the_first_toon(app, setup, projections):
     """A second press of Toonify, run after the first (the page no longer drops it), gave the same toon again after
-    as many steps; now it is shown at once. Other settings toonify anew."""
+    as many steps; now it is shown at once. Other settings toonify the shown face anew."""
     photo = setup["photos"] / "hopper.jpg"
     session, _ = app.toonify(photo, STEPS, 16)
     again, same = app.toonify(photo, STEPS, 8, session=session)
     assert projections == [0] and again is session and "Toonified" not in same.status
     assert np.array_equal(np.asarray(same.toon), expected_toon(setup, 8, session.latents[0][1]))
-    other, _ = app.toonify(photo, STEPS + 1, 8, session=session)
-    assert projections == [0, 0] and other is not session and other.steps == {0: STEPS + 1}
+    other, view = app.toonify(photo, STEPS + 1, 8, session=session)
+    assert projections == [0, 0] and other is session and other.steps == {0: STEPS + 1} and "Toonified" in view.status
     app.toonify(setup["photos"] / "pair.png", STEPS + 1, 8, session=other)  # another photo
     assert projections == [0, 0, 0]
+
+
+def test_toonify_with_another_face_shown_toonifies_that_face(app, setup, projections):
+    """Toonify pressed, with other steps, while the photo's second face was shown, toonified its first face anew in
+    a new session: the second face's toon was dropped and the first shown. It re-does the face shown, keeping the
+    other's toon."""
+    session, _ = app.toonify(setup["photos"] / "pair.png", STEPS, 16)
+    app.pick(session, 1, STEPS, 16)
+    first = session.latents[0][1].clone()
+    again, view = app.toonify(setup["photos"] / "pair.png", STEPS + 1, 16, session=session)
+    assert projections == [0, 1, 1] and again is session and session.selected == 1
+    assert session.steps == {0: STEPS, 1: STEPS + 1} and torch.equal(session.latents[0][1], first)
+    assert view.status.startswith("Face 2 of 2, ") and view.faces[0][1] == "face 1 \N{CHECK MARK}"
+    assert np.array_equal(np.asarray(view.toon), expected_toon(setup, 16, session.latents[1][1]))
 
 
 def test_a_cancelled_toonify_stops_its_projection(app, setup, projection_steps):

@@ -406,6 +406,8 @@ def test_toonify_panel_uploads_runs_the_chosen_steps_and_reblends(toonifier, tmp
     assert np.array_equal(np.asarray(panel.result.toon), to_uint8(toonifier.generator.synthesis(w))[0])
     panel.swap_res.value = "published"
     assert panel.tiles["toon"][1].value == toon and toonifier.generator is toonifier.published_blend
+    with pytest.raises(IsADirectoryError, match=r"^cannot write \.: it is a folder; name a file$"):
+        panel.save(".")  # 04's empty output parameter: it failed naming the files beside it ('.' has no name)
     panel.save(tmp_path / "toon.png")  # the toon alone: the minutes of the inversion were lost with the kernel
     assert Image.open(tmp_path / "toon.png").size == (32, 32)
     assert Image.open(tmp_path / "toon-pasted.png").size == panel.result.pasted.size

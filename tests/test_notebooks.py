@@ -281,6 +281,12 @@ def test_a_notebooks_errors_name_its_parameters(tmp_path, monkeypatch):
         "toon_network (the generator of the checkpoint) must be 'G_ema' or 'G', got 'D'")
     assert in_notebook_words("the toon model's base (--toon=x, toon_network='G')", names) == (
         "the toon model's base (--toon=x, toon_network='G')")
+    # an option in both languages in Python's words alone, the notebook's parameter where it has one
+    assert in_notebook_words("a new --run-dir (run_dir=); start from --resume runs/a.pkl (resume=) or the toon "
+                             "(--toon, toon=); changed: --seed (seed=): 0 -> 1, --resolution 64 (resolution=64); "
+                             "set TOONLIB_CACHE (or --cache-dir, cache_dir=)", {**names, "resume": "base_model"}) == (
+        "a new run_dir; start from base_model=runs/a.pkl or the toon (toon_model); changed: seed: 0 -> 1, "
+        "resolution=64; set TOONLIB_CACHE (or cache_dir)")
     shown = []
     shell = SimpleNamespace(_showtraceback=lambda etype, value, lines: shown.append(lines))
     error = ValueError("which (the generator) must be 'G_ema' or 'G'")
@@ -544,15 +550,36 @@ def test_toonlibs_warnings_show_as_one_line_in_a_notebook(capsys, monkeypatch, i
     others = []  # what the kernel's own showwarning is given
     monkeypatch.setattr(warnings, "showwarning", lambda message, *args, **kwargs: others.append(str(message)))
     brief_errors()
-    brief_errors()  # the set-up cell run again: still one line, not two
+    brief_errors({"resume": "base_model"})  # the set-up cell run again: still one line, not two; its parameters
     ipython_shell.run_cell("import warnings\nfrom toonlib.messages import warn\n"
                            "from toonlib.blending import LineageWarning\n"
                            "with warnings.catch_warnings():\n    warnings.simplefilter('always')\n"
                            "    warn('the face is small')\n    warn('not fine-tuned from it', LineageWarning)\n"
+                           "    warn('nothing to train. To train on, give a larger --kimg (kimg=)')\n"
+                           "    warn('start from --resume x.pkl (resume=)')\n"
                            "    warnings.warn('a warning of another library')")
     err = capsys.readouterr().err.splitlines()
-    assert err == ["warning: the face is small", "warning: not fine-tuned from it"], err
+    assert err == ["warning: the face is small", "warning: not fine-tuned from it",  # and in the notebook's words:
+                   "warning: nothing to train. To train on, give a larger kimg",  # 01's finished run said '(kimg=)'
+                   "warning: start from base_model=x.pkl"], err
     assert others == ["a warning of another library"]
+
+
+def test_an_empty_output_parameter_is_named(capsys, ipython_shell):
+    """Notebooks 02-04 save at `output` (on Drive when mounted); left empty it named the folder, and 04's save failed
+    with a traceback ('PosixPath('.') has an empty name'). Every save cell goes through `output_path`."""
+    from toonlib.notebook import brief_errors, output_path
+
+    assert output_path("toon.png", None) == Path("toon.png")
+    assert output_path("toon.png", Path("/drive/toonlib")) == Path("/drive/toonlib/toon.png")
+    brief_errors()
+    ipython_shell.run_cell("from toonlib.notebook import output_path\noutput_path(' ', None)")
+    assert capsys.readouterr().out.strip().splitlines()[-1] == (
+        "output is empty: set it in the parameters cell to the name of the file to save")
+    for name in ("02_blend.ipynb", "03_project.ipynb", "04_toonify.ipynb"):
+        sources = ["".join(cell["source"]) for cell in json.loads((NOTEBOOKS / name).read_text())["cells"]]
+        saves = [source for source in sources if ".save(" in source]
+        assert len(saves) == 1 and "save(output_path(output, drive))" in saves[0], name
 
 
 def test_choose_data_checks_the_path_and_takes_a_colab_upload(fake_colab, tmp_path):

@@ -687,7 +687,7 @@ def test_a_kimg_already_reached_is_said_and_changes_nothing(base):  # noqa: F811
     finetune(config(base, run.name, kimg=0.008), progress=False)
     before = {p.name: p.stat().st_mtime_ns for p in run.iterdir() if p.name != ".locks"}  # the lock's holder record
     for kimg, said in ((0.004, "asks for less"), (0.008, "is done")):
-        with pytest.warns(UserWarning, match=rf"{run} has trained 0.008 kimg.*--kimg {kimg} {said}.*larger --kimg"):
+        with pytest.warns(UserWarning, match=rf"{run} has trained 0.008 kimg.*to {kimg} kimg {said}.*larger --kimg"):
             path = finetune(config(base, run.name, kimg=kimg), progress=False)
         assert path == run / "network-snapshot-000000008.safetensors"
     assert {p.name: p.stat().st_mtime_ns for p in run.iterdir() if p.name != ".locks"} == before
@@ -705,7 +705,7 @@ def test_the_same_command_again_after_the_run_is_done(base):  # noqa: F811
     command again said that it "asks for less"."""
     run = base["root"] / "done-again"
     finetune(config(base, run.name, kimg=0.006), progress=False)
-    with pytest.warns(UserWarning, match=rf"{run} has trained 0.008 kimg, so the run to --kimg 0.006 is done: nothing"):
+    with pytest.warns(UserWarning, match=rf"{run} has trained 0.008 kimg, so the run to 0.006 kimg is done: nothing"):
         assert finetune(config(base, run.name, kimg=0.006), progress=False).name.endswith("8.safetensors")
 
 

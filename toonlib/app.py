@@ -315,13 +315,13 @@ class ToonApp:
         """Find the faces of the uploaded file `photo` (called `name` on the visitor's machine) and toonify the
         largest one with inversion `mode` (default: the first). `callback(step, distance, w)` runs after each
         projection step (`projection.project`'s); an exception it raises stops the projection and is raised here.
-        `session`: the visitor's; when it is this photo's, with that face toonified the same way (mode and steps),
-        that toon is shown again at once (Toonify pressed twice)."""
+        `session`: the visitor's; when it is this photo's, its selected face is toonified again with these settings,
+        the other faces' toons kept, or, toonified so already, shown again at once (Toonify pressed twice)."""
         if photo is None:
             raise ValueError("no photo yet: upload one or take one with the webcam, then press Toonify")
         mode = self._check(steps, swap_res, mode)
-        if session is not None and session.upload == str(photo) and self._inverted(session, 0, mode, steps):
-            return session, self.pick(session, 0, steps, swap_res, mode)
+        if session is not None and session.upload == str(photo):
+            return session, self.pick(session, session.selected, steps, swap_res, mode, callback=callback)
         name = name or Path(photo).name
         image = self.read_photo(photo, name)
         start = time.perf_counter()

@@ -81,22 +81,28 @@ def brief_errors(parameters: Mapping[str, str] | None = None) -> None:
 
     shell = get_ipython()
     if shell is not None:
+        parameters = dict(parameters or {})
         shell.set_custom_exc(expected_errors() + (KeyboardInterrupt, NameError),
-                             functools.partial(_show_briefly, parameters=dict(parameters or {})))
-        if not isinstance(warnings.showwarning, _BriefWarnings):  # the set-up cell may run again
-            warnings.showwarning = _BriefWarnings(warnings.showwarning)
+                             functools.partial(_show_briefly, parameters=parameters))
+        if isinstance(warnings.showwarning, _BriefWarnings):  # the set-up cell run again
+            warnings.showwarning.parameters = parameters
+        else:
+            warnings.showwarning = _BriefWarnings(warnings.showwarning, parameters)
 
 
 class _BriefWarnings:
     """`warnings.showwarning` of `brief_errors`: toonlib's warnings (`messages.ToonlibWarning`) as one line, "warning:
-    <message>" (they showed the kernel's temporary file name and the cell's source line); others as before."""
+    <message>" in the notebook's words (they showed the kernel's temporary file name and the cell's source line);
+    others as before."""
 
-    def __init__(self, show) -> None:
+    def __init__(self, show, parameters: Mapping[str, str]) -> None:
         self.show = show
+        self.parameters = parameters
 
     def __call__(self, message, category, filename, lineno, file=None, line=None) -> None:
         if issubclass(category, ToonlibWarning):
-            print(f"warning: {message}", file=sys.stderr if file is None else file)
+            print(f"warning: {in_notebook_words(str(message), self.parameters)}",
+                  file=sys.stderr if file is None else file)
         else:
             self.show(message, category, filename, lineno, file, line)
 
@@ -126,13 +132,27 @@ def check_models(**models: str) -> None:
         check_source(value, f"{parameter} = {value!r}")
 
 
+#: An option in the command line's and Python's words, and Python's alone: (pattern, replacement) for `re.sub`.
+_NOTEBOOK_WORDS = (
+    (r"--[\w-]+ ([^\s(),;:]+) \((\w+)=\)", r"\2=\1"),  # '--resume runs/x.pkl (resume=)'
+    (r"--[\w-]+ [^\s(),;:]+ \((\w+=[^()]+)\)", r"\1"),  # TrainConfig's '--resolution 64 (resolution=64)'
+    (r"--[\w-]+ \((\w+)=\)", r"\1"),  # '--kimg (kimg=)', a resumed run's changed '--seed (seed=): 0 -> 1'
+    (r"\(((?:or )?)--[\w-]+, (\w+)=\)", r"(\1\2)"),  # '(--run-dir, run_dir=)', '(or --cache-dir, cache_dir=)'
+)
+
+
 def in_notebook_words(text: str, parameters: Mapping[str, str]) -> str:
     """`text` naming the notebook's `parameters` for the toonlib arguments they are passed to: `base='x'` as
     `base_model='x'`, a message's first word `which (the generator ...) must be` as `toon_network (...) must be`.
-    Other words are left alone (the prose's "the base model")."""
+    Other words are left alone (the prose's "the base model"). An option named in both languages keeps Python's
+    words alone (`--kimg (kimg=)` as `kimg`, `--resume x (resume=)` as `resume=x`, `(--run-dir, run_dir=)` as
+    `(run_dir)`): a notebook has no command line."""
+    for pattern, replacement in _NOTEBOOK_WORDS:
+        text = re.sub(pattern, replacement, text)
     for argument, parameter in parameters.items():
         text = re.sub(rf"(?<![\w.-]){re.escape(argument)}=", f"{parameter}=", text)
         text = re.sub(rf"^{re.escape(argument)}(?= \(| must )", parameter, text, flags=re.MULTILINE)
+        text = re.sub(rf"(?<=[(\s]){re.escape(argument)}(?=\))", parameter, text)  # '(toon)' of '(--toon, toon=)'
     return text
 
 
@@ -265,6 +285,14 @@ def mount_drive(folder: str = "toonlib", use: bool = True) -> Path | None:
     path = DRIVE_ROOT / folder
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def output_path(name: str | os.PathLike, drive: Path | None, parameter: str = "output") -> Path:
+    """Where a notebook saves the file its `parameter` names: in the Drive folder `mount_drive` returned, else in the
+    working folder. An empty name is refused naming the parameter (it named the folder, and the save failed inside)."""
+    if not os.fspath(name).strip():
+        raise ValueError(f"{parameter} is empty: set it in the parameters cell to the name of the file to save")
+    return (drive or Path(".")) / name
 
 
 def upload_images(folder: str | os.PathLike = "uploads", parameter: str = "photo_path",

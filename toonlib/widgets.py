@@ -36,7 +36,7 @@ from .blending import (
     toon_generator,
 )
 from .checkpoints import GeneratorLike, load_generator
-from .files import user_path
+from .files import check_file_target, user_path
 from .images import UPLOAD_ACCEPT, ImageReadError, labelled_grid, read_image, text_font, to_pil
 from .messages import check_count, counted, expected_errors, interrupted
 from .networks import parse_seeds, z_from_seeds
@@ -730,6 +730,7 @@ class ToonifyPanel(_PhotoPanel):
         from .projection import save_latent
 
         path = user_path(path)  # '~/toon.png' in the home folder, where offer_download looks for it too
+        check_file_target(path)  # '.' or a folder: said, not a failure to name the files beside it
         pasted, latent = (path.with_name(f"{path.stem}-{kind}") for kind in (f"pasted{path.suffix}", "latent.npz"))
         save_image(self.result.toon, path)
         offer_download(path)

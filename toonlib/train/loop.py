@@ -487,7 +487,7 @@ class Trainer:
                 # the same command again finds the run a little past --kimg (0.1 kimg at 8 images a minibatch ended
                 # at 0.104): that run is done, it does not ask for less
                 asks = "asks for less" if self.cur_nimg > end_nimg else "is done"
-                warn(f"{cfg.run_dir} has trained {self.cur_nimg / 1000:g} kimg, so the run to --kimg {cfg.kimg:g} "
+                warn(f"{cfg.run_dir} has trained {self.cur_nimg / 1000:g} kimg, so the run to {cfg.kimg:g} kimg "
                      f"{asks}: nothing to train. To train on, give a larger --kimg (kimg=)")
             return self.run_dir / self.last_snapshot
         if self.is_main:
