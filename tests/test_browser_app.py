@@ -236,6 +236,37 @@ def test_a_second_face_is_picked_in_the_gallery(page, server, tmp_path):
         assert changed[:, :512].any() and not changed[:, 512:].any()  # the astronaut's face (left) joins
 
 
+def marked_faces(page) -> list[int]:
+    """The faces (from 1) that the face picker marks as selected."""
+    thumbnails = page.locator("#faces button[aria-label^='Thumbnail']")
+    return [i + 1 for i in range(thumbnails.count())
+            if "selected" in (thumbnails.nth(i).get_attribute("class") or "").split()]
+
+
+def test_the_face_picker_marks_the_face_shown(page, server, tmp_path):
+    """A face clicked stayed marked when its run was stopped, face 1 shown; now the mark follows the face shown."""
+    with screenshots_on_failure(page, tmp_path, "face-marked"):
+        upload(page, server.photos / "pair.jpg")
+        page.click("#toonify")
+        status = page.locator("#status")
+        status.filter(has_text="Face 1 of 2").wait_for(timeout=TOON_S * 1000)
+        page.wait_for_function("() => document.querySelectorAll('#faces button.selected').length > 0",
+                               timeout=OWN_TIME_S * 1000)
+        assert marked_faces(page) == [1]
+        set_steps(page, LONG_RUN)
+        page.click("#faces button[aria-label='Thumbnail 2 of 2']")
+        page.locator("#toon", has_text="Fitting face 2").wait_for(timeout=TOON_S * 1000)
+        page.click("#stop")
+        status.filter(has_text="Stopped after step").wait_for(timeout=OWN_TIME_S * 1000)
+        page.wait_for_timeout(500)
+        assert marked_faces(page) == [1]  # the face shown, not the one whose run was stopped
+        set_steps(page, 3)
+        page.click("#faces button[aria-label='Thumbnail 2 of 2']")
+        status.filter(has_text="Face 2 of 2").wait_for(timeout=TOON_S * 1000)
+        page.wait_for_timeout(500)
+        assert marked_faces(page) == [2]
+
+
 def test_bad_uploads_say_what_is_wrong(page, server, tmp_path):
     photos = server.photos
     with screenshots_on_failure(page, tmp_path, "bad-uploads"):

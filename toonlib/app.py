@@ -244,9 +244,11 @@ class Session:
 class View:
     """What the page shows for a session: every face (with a caption), the selected face's crop and toon,
     the photo with every toon pasted back, and a one-line status. `file_names`: what each result (`RESULTS`)
-    downloads as: `<photo>-toon.png` (`<photo>-face2-toon.png` in a photo of several faces)."""
+    downloads as: `<photo>-toon.png` (`<photo>-face2-toon.png` in a photo of several faces). `selected`: the index
+    of the face shown, which the face picker marks."""
 
     faces: list[tuple[Image.Image, str]]
+    selected: int
     aligned: Image.Image
     toon: Image.Image
     pasted: Image.Image
@@ -464,8 +466,8 @@ class ToonApp:
         status = f"{session.note} {status}" if session.note else status
         face = session.name + (f"-face{session.selected + 1}" if count > 1 else "")  # the pasted photo: every face
         file_names = {kind: f"{session.name if kind == 'pasted' else face}-{kind}.png" for kind in RESULTS}
-        return View(faces=faces, aligned=session.faces[session.selected].image, toon=session.toons[session.selected],
-                    pasted=pasted, status=status, file_names=file_names)
+        return View(faces=faces, selected=session.selected, aligned=session.faces[session.selected].image,
+                    toon=session.toons[session.selected], pasted=pasted, status=status, file_names=file_names)
 
     def _how(self, mode: str, steps: int | None) -> str:
         """How a toon's latent was made, as the page names it: "optimise, 200 steps on cpu", "e4e on cuda"."""
@@ -501,7 +503,12 @@ class ToonApp:
             # Gradio's own name for every image was "image.png".
             files = [save_pil_to_cache(getattr(view, kind), cache_dir=toon.GRADIO_CACHE,
                                        name=Path(view.file_names[kind]).stem, format="png") for kind in RESULTS]
-            return gr.update(value=view.faces, visible=len(view.faces) > 1), *files, view.status
+            return marked(view.selected, value=view.faces, visible=len(view.faces) > 1), *files, view.status
+
+        def marked(face: int, **update: Any) -> Any:
+            # The face picker marks the face shown: a click marked the face clicked, and the mark stayed there when
+            # that run was stopped, or a new photo's first face was shown.
+            return gr.update(selected_index=face, **update)
 
         # The projection's steps on the page, in the visitor's words (`after_step`): tqdm's label, "project w+",
         # meant nothing to them.
@@ -543,9 +550,10 @@ class ToonApp:
                 if not visitors.shows(request.session_hash, photo):
                     return gr.skip()
                 status = f"**{str(exc).capitalize()}.**"
-                if session is not None:  # the page's photo, its toon from before: a re-render says so too
-                    session.note = status
-                return said(status)
+                if session is None:
+                    return said(status)
+                session.note = status  # the page's photo, its toon from before: a re-render says so too
+                return gr.skip(), marked(session.selected), *said(status)[2:]  # that face marked, not the one clicked
             except ERRORS as exc:
                 return said(not_toonified(exc))
             finally:
