@@ -162,7 +162,8 @@ def test_info_tells_where_weights_came_from_and_a_run_folder_is_pointed_to_its_s
     result = run_cli("blend", "--toon", str(run), "--base", str(FIXTURES / "ada_tiny.pkl"), "--swap-res", "8", "-o",
                      str(tmp_path / "b.safetensors"))
     assert result.returncode == 2 and result.stderr == (
-        f"toonlib blend: error: {run} is a folder, not a checkpoint file: for the fine-tuning run there, give its "
+        f"toonlib blend: error: --toon {run}: {run} is a folder, not a checkpoint file: for the fine-tuning run there, "
+        "give its "
         f"newest snapshot, {snapshot}\n")
     nvidia_run = tmp_path / "00000-faces-auto2"  # stylegan2-ada-pytorch's run folder: its snapshots, numbered by kimg
     nvidia_run.mkdir()

@@ -271,10 +271,13 @@ def test_a_notebooks_errors_name_its_parameters(tmp_path, monkeypatch):
     nb = prepare("04_toonify.ipynb", {"base_model": "ffhq-1024-tfx", "use_drive": False, "detector": "dlib"})
     _assert_brief(error_of_the_cell(nb, "toonifier = Toonifier(", tmp_path),
                   "base_model='ffhq-1024-tfx': unknown model 'ffhq-1024-tfx'. Did you mean 'ffhq-1024-tf'?")
+    from toonlib.checkpoints import CheckpointError
     from toonlib.notebook import check_models
 
     with pytest.raises(FileNotFoundError, match=r"^toon_model = 'nope\.pkl': no checkpoint at nope\.pkl$"):
         check_models(base_model="ffhq-1024-tf", toon_model="nope.pkl")  # registry names download nothing here
+    with pytest.raises(CheckpointError, match=rf"^toon_model = '{tmp_path}': {tmp_path} is a folder, not a checkpoint"):
+        check_models(toon_model=str(tmp_path))  # was said when loaded, without the parameter
     # the argument as a message's first word, and never inside other names or the prose
     names = {"which": "toon_network", "toon": "toon_model", "base": "base_model"}
     assert in_notebook_words("which (the generator of the checkpoint) must be 'G_ema' or 'G', got 'D'", names) == (

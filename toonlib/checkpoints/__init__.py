@@ -186,6 +186,8 @@ def check_source(source: str | os.PathLike, what: str = "", kinds: tuple[str, ..
         text, path = str(source), user_path(source)
     except ValueError as exc:  # an empty path, named by the option that gave it
         raise ValueError(f"{prefix}{exc}") from None
+    if path.is_dir():  # a run folder given for its snapshot: said with `what` (a notebook's parameter), not later
+        raise CheckpointError(f"{prefix}{_folder_problem(path, kinds)}")
     if is_url(text) or path.exists():
         return
     from .. import models
@@ -205,17 +207,24 @@ def check_source(source: str | os.PathLike, what: str = "", kinds: tuple[str, ..
         raise models.UnknownModelError(f"{prefix}{exc}") from None
 
 
+def _folder_problem(path: Path, kinds: tuple[str, ...] = GENERATOR_KINDS) -> str:
+    """What is wrong with the folder `path` given as a checkpoint of `kinds`, naming the snapshot meant where it holds
+    a training run."""
+    if kinds == ENCODER_KINDS:
+        return f"{path} is a folder, not a pSp / e4e checkpoint file"
+    newest = _newest_snapshot(path)  # a fine-tuning run's folder: its newest snapshot is what was meant
+    theirs = None if newest else _newest_nvidia_snapshot(path)  # a training run of NVIDIA's code, as well
+    return (f"{path} is a folder, not a checkpoint file"
+            + (f": for the fine-tuning run there, give its newest snapshot, {newest}" if newest
+               else f": for the training run there, give its newest snapshot, {theirs}" if theirs else ""))
+
+
 def read_checkpoint(path: str | os.PathLike) -> Networks:
     """Read a local checkpoint file of any supported format (detected from its content); `~` is the home folder."""
     path = user_path(path)
     source = str(path)
     if path.is_dir():
-        newest = _newest_snapshot(path)  # a fine-tuning run's folder: its newest snapshot is what was meant
-        theirs = None if newest else _newest_nvidia_snapshot(path)  # a training run of NVIDIA's code, as well
-        raise CheckpointError(f"{source} is a folder, not a checkpoint file"
-                              + (f": for the fine-tuning run there, give its newest snapshot, {newest}" if newest
-                                 else f": for the training run there, give its newest snapshot, {theirs}" if theirs
-                                 else ""))
+        raise CheckpointError(_folder_problem(path))
     with open(path, "rb") as f:
         head = f.read(64)
     if not head:
