@@ -750,3 +750,7 @@ def test_a_short_loss_plot_has_whole_steps_on_its_axis():
     figure.canvas.draw()
     ticks = figure.axes[0].get_xticks()
     assert len(ticks) >= 2 and all(tick == round(tick) for tick in ticks), ticks
+    figure = plot_losses(np.array([0.5]))  # one step (03 with steps = 1): ticked from -0.06 to 0.06
+    figure.canvas.draw()
+    low, high = figure.axes[0].get_xlim()
+    assert [tick for tick in figure.axes[0].get_xticks() if low <= tick <= high] == [0]

@@ -421,8 +421,11 @@ def plot_losses(losses, title: str = "projection: LPIPS distance per step"):
     from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(6, 3))
-    ax.plot(losses, marker="o" if len(losses) <= SHORT_RUN_STEPS else None, markersize=3)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers: no 0.5 ticks on a short run
+    short = len(losses) <= SHORT_RUN_STEPS
+    ax.plot(losses, marker="o" if short else None, markersize=3)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # whole steps: no 0.5 ticks
+    if short:  # half a step of room either side: one step's axis was ticked from -0.06 to 0.06
+        ax.set_xlim(-0.5, len(losses) - 0.5)
     ax.set_xlabel("step")
     ax.set_ylabel("distance")
     ax.set_title(title)
