@@ -213,12 +213,19 @@ def test_photo_to_toon_then_the_slider_changes_it(page, server, tmp_path, record
         assert outside == [], f"the page fetched from outside the app: {outside}"
 
 
+def toonify_two_faces(page, server):
+    """Upload the photo of two faces and toonify it; returns the status line, once it names face 1."""
+    upload(page, server.photos / "pair.jpg")
+    page.click("#toonify")
+    status = page.locator("#status")
+    status.filter(has_text="Face 1 of 2").wait_for(timeout=TOON_S * 1000)
+    return status
+
+
 def test_a_second_face_is_picked_in_the_gallery(page, server, tmp_path):
     with screenshots_on_failure(page, tmp_path, "second-face"):
-        upload(page, server.photos / "pair.jpg")
-        page.click("#toonify")
-        status = page.locator("#status")
-        status.filter(has_text="Face 1 of 2 (1 more face to pick)").wait_for(timeout=TOON_S * 1000)
+        status = toonify_two_faces(page, server)
+        assert "Face 1 of 2 (1 more face to pick)" in status.inner_text()
         page.locator("#faces button[aria-label='Thumbnail 2 of 2']").wait_for()
         assert page.locator("#faces button[aria-label^='Thumbnail']").count() == 2
         # Every face in view, below the gallery's label (which covered the first row; a third face was cut off).
@@ -246,10 +253,7 @@ def marked_faces(page) -> list[int]:
 def test_the_face_picker_marks_the_face_shown(page, server, tmp_path):
     """A face clicked stayed marked when its run was stopped, face 1 shown; now the mark follows the face shown."""
     with screenshots_on_failure(page, tmp_path, "face-marked"):
-        upload(page, server.photos / "pair.jpg")
-        page.click("#toonify")
-        status = page.locator("#status")
-        status.filter(has_text="Face 1 of 2").wait_for(timeout=TOON_S * 1000)
+        status = toonify_two_faces(page, server)
         page.wait_for_function("() => document.querySelectorAll('#faces button.selected').length > 0",
                                timeout=OWN_TIME_S * 1000)
         assert marked_faces(page) == [1]
