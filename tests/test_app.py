@@ -636,6 +636,26 @@ def test_toonify_pressed_twice_shows_the_first_toon(app, setup, projections):
     assert projections == [0, 0, 0]
 
 
+def test_a_stop_that_found_nothing_running_is_said_by_the_click_it_stopped():
+    """A visitor's Toonify waiting behind another visitor's run, then Stop: their run never started, so no "Stopped
+    after step" said it, and the page stayed blank. The click says it once it would have started, once."""
+    from toonlib.app import STOPPED_WAITING, _Visitors
+
+    visitors = _Visitors()
+    visitors.show("b", "me.jpg")
+    visitors.stop("b", 1)  # click 1 waits
+    assert visitors.start("b", "me.jpg", 1) == STOPPED_WAITING
+    assert visitors.start("b", "me.jpg", 1) is None  # a second held click: said once
+    run = visitors.start("b", "me.jpg", 2)
+    visitors.stop("b", 3)  # its own run stops, and says so; the held click 3 ends without a word
+    assert run.is_set() and visitors.start("b", "me.jpg", 3) is None
+    visitors.end("b", run)
+    visitors.stop("b", 3)  # pressed while nothing ran or waited
+    later = visitors.start("b", "me.jpg", 4)  # a click after it runs, and its own stop is said by its run
+    visitors.stop("b", 5)
+    assert later.is_set() and visitors.start("b", "me.jpg", 5) is None
+
+
 def test_toonify_with_another_face_shown_toonifies_that_face(app, setup, projections):
     """Toonify pressed, with other steps, while the photo's second face was shown, toonified its first face anew in
     a new session: the second face's toon was dropped and the first shown. It re-does the face shown, keeping the

@@ -405,6 +405,26 @@ def test_stop_ends_a_second_press_too(page, server, tmp_path):
         toonify_within_its_own_time(page, 10)  # the models are free
 
 
+def test_stop_while_waiting_for_another_visitor_says_so(page, context, server, tmp_path):
+    """Stop pressed while the visitor's Toonify waited for another visitor's run left the page blank once that run
+    ended: nothing said that it had stopped. It says so then."""
+    with screenshots_on_failure(page, tmp_path, "stop-while-waiting"):
+        start_a_long_run(page, server.photos / "hopper.jpg")
+        other = page_at(context, server.url(), width=1280)  # a second visitor, queued behind that projection
+        try:
+            upload(other, server.photos / "astronaut.png")
+            other.click("#toonify")
+            other.wait_for_function(f"({BUSY})()", timeout=OWN_TIME_S * 1000)
+            other.click("#stop")
+            page.click("#stop")  # the first visitor's run ends: the second visitor's click would start
+            other.locator("#status", has_text="Stopped before it started").wait_for(timeout=OWN_TIME_S * 1000)
+            wait_until_idle(other)
+            assert other.locator("#toon img").count() == 0 and visible_errors(other) == []
+        finally:
+            other.close()
+        page.locator("#status", has_text="Stopped after step").wait_for(timeout=OWN_TIME_S * 1000)
+
+
 @pytest.mark.parametrize("then", ["new photo", "photo removed"])
 def test_a_second_press_ends_with_its_photo(page, server, tmp_path, then):
     """Toonify pressed again during a run is held by the page until the run ends, then sent with the photo the page

@@ -109,6 +109,10 @@ class PhotoTooLargeError(ValueError):
     """The photo has more pixels than the app takes."""
 
 
+#: What a click stopped while it waited for another visitor's run says once it would have started (`_Visitors.start`).
+STOPPED_WAITING = "Stopped before it started (it waited for another visitor's toon)."
+
+
 class _Stopped(Exception):
     """The page stopped a visitor's event (Stop, a new photo, a closed tab) after a projection step."""
 
@@ -131,6 +135,7 @@ class _Visitors:
         self._replaced: dict[str, set[str]] = {}
         self._running: dict[str, tuple[threading.Event, str | None]] = {}
         self._stopped_at: dict[str, int] = {}
+        self._unsaid: set[str] = set()  # visitors whose Stop found no run of theirs: their waiting click says it
 
     def show(self, visitor: str, photo: str | None) -> None:
         """The visitor's page now shows `photo` (None: none)."""
@@ -145,15 +150,20 @@ class _Visitors:
             if running is not None and running[1] != photo:
                 running[0].set()
 
-    def start(self, visitor: str, photo: str | None, clicks: int | None) -> threading.Event | None:
+    def start(self, visitor: str, photo: str | None, clicks: int | None) -> threading.Event | str | None:
         """The stop of the visitor's event for `photo` that starts now, or None when their page has replaced the photo
         or they pressed Stop after the event's click (`clicks`: the page's count of clicks when the event was sent,
         None for an event no click sends; a click that came while another event ran is sent when that one ends, after
-        a Stop that ended it)."""
+        a Stop that ended it). `STOPPED_WAITING` instead of None for the first event a Stop ended while it waited
+        for another visitor's (nothing of theirs ran, so nothing had said it)."""
         with self._lock:
             stopped = clicks is not None and clicks <= self._stopped_at.get(visitor, -1)
+            if stopped and visitor in self._unsaid and photo not in self._replaced.get(visitor, ()):
+                self._unsaid.discard(visitor)
+                return STOPPED_WAITING
             if stopped or photo in self._replaced.get(visitor, ()):
                 return None
+            self._unsaid.discard(visitor)  # a Stop pressed while nothing ran or waited: this click came after it
             stop = threading.Event()
             self._running[visitor] = (stop, photo)
             return stop
@@ -164,7 +174,10 @@ class _Visitors:
             self._stopped_at[visitor] = clicks
             stop, _ = self._running.get(visitor, (None, None))
             if stop is not None:
-                stop.set()
+                stop.set()  # its run says it stopped
+                self._unsaid.discard(visitor)
+            else:
+                self._unsaid.add(visitor)
 
     def shows(self, visitor: str, photo: str | None) -> bool:
         """Whether the visitor's page (still open) shows `photo`."""
@@ -186,6 +199,7 @@ class _Visitors:
             self._shown.pop(visitor, None)
             self._replaced.pop(visitor, None)
             self._stopped_at.pop(visitor, None)
+            self._unsaid.discard(visitor)
 
 
 def _whole_steps(value: float) -> int:
@@ -536,6 +550,8 @@ class ToonApp:
             stop = visitors.start(request.session_hash, photo, clicks)
             if stop is None:
                 return gr.skip()  # nobody waits for its results; a stop said so already
+            if stop == STOPPED_WAITING:
+                return said(f"**{STOPPED_WAITING}**")
             work = asyncio.ensure_future(asyncio.to_thread(job, stop))  # in Gradio's context: its progress
             try:
                 return await asyncio.shield(work)
