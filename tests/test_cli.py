@@ -163,8 +163,7 @@ def test_info_tells_where_weights_came_from_and_a_run_folder_is_pointed_to_its_s
                      str(tmp_path / "b.safetensors"))
     assert result.returncode == 2 and result.stderr == (
         f"toonlib blend: error: --toon {run}: {run} is a folder, not a checkpoint file: for the fine-tuning run there, "
-        "give its "
-        f"newest snapshot, {snapshot}\n")
+        f"give its newest snapshot, {snapshot}\n")
     nvidia_run = tmp_path / "00000-faces-auto2"  # stylegan2-ada-pytorch's run folder: its snapshots, numbered by kimg
     nvidia_run.mkdir()
     for kimg in ("000200", "001000", "000800"):

@@ -44,6 +44,7 @@ from .checkpoints import (
     _unsafe_globals,  # what a torch file asks for that weights-only loading refused
     not_a_torch_zip,
 )
+from .checkpoints import _folder_problem as folder_problem  # what a folder given as a checkpoint is told
 from .checkpoints import _image_format as image_format  # 'JPEG', ... for an image Pillow reads
 from .checkpoints import _resolve as resolve_source  # path, URL or registry name -> local file
 from .checkpoints.common import damaged_file
@@ -265,7 +266,7 @@ def load_encoder(source: str | os.PathLike, device: torch.device | str | None = 
     device = default_device(device)  # a device this machine lacks fails before the download
     path = resolve_source(source, kinds=ENCODER_KINDS)
     if path.is_dir():
-        raise EncoderError(f"{path} is a folder, not a pSp / e4e checkpoint file")
+        raise EncoderError(folder_problem(path, ENCODER_KINDS))
     with open(path, "rb") as f:
         head = f.read(len(_LEGACY_TORCH_MAGIC))
     zipped = head.startswith(b"PK")  # torch's zip format can be memory-mapped: the decoder is never read
