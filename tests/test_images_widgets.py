@@ -113,8 +113,10 @@ def test_grid_layout_and_atomic_save(tmp_path):
 
 def test_seeds():
     assert parse_seeds("0-2, 5") == [0, 1, 2, 5]
-    with pytest.raises(ValueError, match="bad seed list"):
+    with pytest.raises(ValueError, match="^bad seed list 'a-b': use numbers"):
         parse_seeds("a-b")
+    with pytest.raises(ValueError, match="^seeds = '3-1': the range 3-1 runs backwards; write 1-3$"):
+        parse_seeds("3-1", parameter="seeds")  # a notebook's parameter, named
     z = z_from_seeds([3], 4)
     assert torch.allclose(z[0], torch.from_numpy(np.random.RandomState(3).randn(4)).float())
 

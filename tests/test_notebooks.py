@@ -301,6 +301,16 @@ def test_a_notebooks_errors_name_its_parameters(tmp_path, monkeypatch):
     assert shown == [["toon_network (the generator) must be 'G_ema' or 'G'"]]
 
 
+def test_blend_notebooks_bad_seeds_are_named_before_anything_downloads(tmp_path, monkeypatch):
+    """02's `seeds = 'abc'` said "bad seed list 'abc'" without the parameter, and only in the explorer's cell, after
+    both models had downloaded; the set-up cell names it, and the explorer's cell does too."""
+    monkeypatch.setenv("TOONLIB_CACHE", str(tmp_path / "cache"))
+    nb = prepare("02_blend.ipynb", {"seeds": "abc", "use_drive": False})
+    assert error_of_the_cell(nb, "check_models(", tmp_path) == "seeds = 'abc': use numbers and ranges such as '0-3,7'"
+    assert not (tmp_path / "cache").exists()  # nothing downloaded
+    assert "parse_seeds(seeds, parameter=\"seeds\")" in nb.cells[cell_index(nb, "blend_explorer(base")].source
+
+
 def test_blend_notebook_with_a_toon_of_another_base_stops_at_loading_saying_what_to_set(tmp_path):
     """Notebook 01's hint named the toon model but not its base, and 02's default base is another model: following it
     ended in the explorer's cell with a dump of layer shapes. The loading cell stops, saying to set base_model."""

@@ -695,9 +695,11 @@ def z_from_seeds(seeds: Sequence[int], z_dim: int, device: torch.device | str | 
 _SEED_LIMIT = 2**32
 
 
-def parse_seeds(text: str, max_count: int = MAX_SEEDS) -> list[int]:
+def parse_seeds(text: str, max_count: int = MAX_SEEDS, parameter: str | None = None) -> list[int]:
     """'0-3,7' -> [0, 1, 2, 3, 7] (the seed syntax of the CLI and the notebooks); more than `max_count` seeds, or a
-    seed outside 0 to 2**32 - 1, is refused (ValueError) before any list is built."""
+    seed outside 0 to 2**32 - 1, is refused (ValueError) before any list is built. The error begins "bad seed list
+    '...'", or names the notebook's `parameter` that held the list (`seeds = 'abc': ...`)."""
+    bad = f"bad seed list {text!r}" if parameter is None else f"{parameter} = {text!r}"
     ranges: list[tuple[int, int]] = []
     for part in str(text).replace(" ", "").split(","):
         if not part:
@@ -706,16 +708,16 @@ def parse_seeds(text: str, max_count: int = MAX_SEEDS) -> list[int]:
         try:
             first, last = int(start), int(end) if sep else int(start)
         except ValueError:
-            raise ValueError(f"bad seed list {text!r}: use numbers and ranges such as '0-3,7'") from None
+            raise ValueError(f"{bad}: use numbers and ranges such as '0-3,7'") from None
         if last < first:
-            raise ValueError(f"bad seed list {text!r}: the range {part} runs backwards; write {last}-{first}")
+            raise ValueError(f"{bad}: the range {part} runs backwards; write {last}-{first}")
         if last >= _SEED_LIMIT:
-            raise ValueError(f"bad seed list {text!r}: seeds go from 0 to {_SEED_LIMIT - 1}, got {last}")
+            raise ValueError(f"{bad}: seeds go from 0 to {_SEED_LIMIT - 1}, got {last}")
         ranges.append((first, last))
     count = sum(last - first + 1 for first, last in ranges)
     if not count:
-        raise ValueError(f"bad seed list {text!r}: no seeds")
+        raise ValueError(f"{bad}: no seeds")
     if count > max_count:
-        raise ValueError(f"bad seed list {text!r}: {count} seeds, more than the {max_count} taken here; give fewer, "
+        raise ValueError(f"{bad}: {count} seeds, more than the {max_count} taken here; give fewer, "
                          "such as 0-5")
     return [seed for first, last in ranges for seed in range(first, last + 1)]
