@@ -229,6 +229,8 @@ def test_finetune_notebook_says_what_to_set_and_how_to_go_on(tmp_path, monkeypat
         threading.Thread(target=interrupt, daemon=True).start()
         _assert_brief(run(train), "Training stopped (interrupted).\nRun this cell again to continue from its newest "
                                   "snapshot (network-snapshot-")
+        said = "".join(out.get("text", "") for out in nb.cells[train].outputs)  # the trainer's words, a notebook's
+        assert "Interrupted: saving the run at the end of this minibatch" in said and "Ctrl-C" not in said
         assert run(show) is None
     assert f"Blend it in 02_blend.ipynb with base_model = {str(base.resolve())!r}, toon_model" in outputs_text(nb)
 

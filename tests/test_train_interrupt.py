@@ -33,7 +33,7 @@ SETTINGS = dict(kimg=0.2, snapshot_kimg=0.04, augment_p=0.3, ada_interval=3, ada
 GRID = [0.04, 0.08, 0.12, 0.16, 0.2]
 SAVED = re.compile(r"fine-tuning interrupted at (\d+\.\d{3}) kimg: saved (network-snapshot-(\d{9})\.safetensors) and "
                    r"the training state in (.+); run the same fine-tuning again to continue from there\n")
-STOPPING = ("Interrupted (Ctrl-C): saving the run at the end of this minibatch, to continue later (interrupt again to "
+STOPPING = ("Interrupted: saving the run at the end of this minibatch, to continue later (interrupt again to "
             "stop at once, losing the training since the last snapshot)\n")
 TERMINATING = ("Asked to stop (SIGTERM): saving the run at the end of this minibatch, to continue later (a second "
                "signal stops at once, losing the training since the last snapshot)\n")

@@ -82,7 +82,8 @@ __all__ = ["Trainer", "finetune"]
 PL_DECAY = 0.01
 PL_BATCH_SHRINK = 2
 STAT_KEYS = ("loss_G", "loss_D", "r1", "pl")
-STOPPING = ("Interrupted (Ctrl-C): saving the run at the end of this minibatch, to continue later (interrupt again to "
+#: What a run says at Ctrl-C, or at a notebook's interrupt (it named Ctrl-C there, which the notebook had not pressed).
+STOPPING = ("Interrupted: saving the run at the end of this minibatch, to continue later (interrupt again to "
             "stop at once, losing the training since the last snapshot)")
 #: What a run says when SIGTERM (`kill`, `timeout`, a job scheduler) asks it to stop: it stops as at Ctrl-C.
 TERMINATING = ("Asked to stop (SIGTERM): saving the run at the end of this minibatch, to continue later (a second "
