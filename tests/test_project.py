@@ -566,6 +566,8 @@ def test_bad_arguments(G, targets, net, monkeypatch):
     for kwargs, message in [({"save_every": 0}, r"save_every \(a frame every k steps\) must be a whole number >= 1, "
                                                   "got 0"),
                             ({"steps": 2.5}, "steps must be a whole number >= 1, got 2.5"),
+                            ({"steps": 500.0}, r"steps must be a whole number >= 1, write it as an int: 500, "
+                                                 r"not 500\.0"),
                             ({"steps": "5"}, "steps must be a whole number >= 1, got '5'"),
                             ({"w_avg_samples": 0}, "w_avg_samples must be a whole number >= 2, got 0"),
                             ({"early_stop": 5}, r"early_stop is \(patience, min_delta\): .* got 5"),

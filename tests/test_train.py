@@ -518,6 +518,7 @@ def test_invalid_settings_are_reported_together():
     ({"snapshot_kimg": float("inf"), "gamma": float("nan"), "ema_rampup": float("inf")},
      "gamma must be a finite number, got nan; ema_rampup must be a finite number, got inf; snapshot_kimg must be"),
     ({"batch_size": 4.5}, "batch_size must be a whole number >= 1, got 4.5"),  # was: about --batch-gpu 4.0
+    ({"batch_size": 4.0}, "batch_size must be a whole number >= 1, write it as an int: 4, not 4.0"),  # was: 'got 4.0'
     ({"freeze_mapping": "no"}, "freeze_mapping must be True or False, got 'no'"),  # was: frozen (a truthy string)
     ({"mirror": 0}, "mirror must be True or False, got 0"),
     ({"betas": 0.9}, "betas must be two numbers in [0, 1), got 0.9"),
