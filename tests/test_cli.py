@@ -115,7 +115,7 @@ def test_models_says_what_the_files_take_and_the_caches_other_files(tmp_path):
     assert size == {"ffhq-1024": "", "ffhq-1024-noaug": f"{tiny / 1e3:.0f} kB"}
     assert f"on this machine: 1 of these files, {tiny / 1e3:.0f} kB\n" in result.stdout
     assert ("the cache also holds drive-1abc (2.50 MB) (downloaded by URL or put there)\n" in result.stdout)
-    assert "To free the space, delete the file (`toonlib fetch NAME` prints where it is)" in result.stdout
+    assert "`toonlib remove NAME` deletes it, to free the space." in result.stdout
     (tmp_path / "drive-1abc").unlink()
     (tmp_path / "ffhq.pkl.part").write_bytes(b"x" * 1500)
     result = run_cli("models", "--cache-dir", str(tmp_path))

@@ -147,8 +147,8 @@ def test_a_misspelt_command_or_top_level_option_gets_the_close_match():
         "toonlib: error: no command 'toonfy'\n  toonfy: did you mean toonify?\n")
     result = run_main("frobnicate")
     assert result.returncode == 2 and result.stderr.endswith(
-        "toonlib: error: no command 'frobnicate'; the commands are convert, info, fetch, models, blend, align, "
-        "project, toonify, finetune, app (`toonlib --help` says what each does)\n")
+        "toonlib: error: no command 'frobnicate'; the commands are convert, info, fetch, models, remove, blend, "
+        "align, project, toonify, finetune, app (`toonlib --help` says what each does)\n")
     result = run_main("toonify", "me.jpg", "-o", "t.png", "--device", "cpu")  # nothing close: no wild guess
     assert result.returncode == 2 and result.stderr.endswith(
         "unrecognized arguments: --device cpu\n  --device: an option of toonlib finetune\n")  # it is finetune's

@@ -1356,3 +1356,48 @@ def test_models_lists_without_importing_torch_and_finds_torchs_folder(tmp_path, 
     expected = {"TORCH_HOME": tmp_path / "th", "XDG_CACHE_HOME": tmp_path / "xdg" / "torch"}.get(
         next(iter(variables), None), tmp_path / ".cache" / "torch")
     assert result.stderr.strip() == str(expected / "hub" / "checkpoints")
+
+
+def test_remove_deletes_the_file_and_its_partial_download_and_fetch_gets_it_again(server, tmp_path, capsys):
+    """Freeing space meant finding the cache folder and deleting files by hand (the legend of `toonlib models` said
+    so): `toonlib remove` deletes a model and a partial download, and says what it freed."""
+    from toonlib.commands import _file_size
+
+    name = register(f"{server.base}/ada_tiny.pkl")
+    server.cut_responses, server.ranges = 99, False  # a download that breaks off: its partial download is kept
+    with pytest.raises(download.DownloadError):
+        download.fetch(name, progress=False)
+    server.cut_responses, server.ranges = 0, True
+    models.MODELS["whole"] = dataclasses.replace(models.MODELS[name], name="whole", filename="whole.pkl")
+    path = download.fetch("whole", progress=False)
+    assert cached_files(tmp_path) == ["tiny.pkl.part", "tiny.pkl.part.source", "whole.pkl"]
+    partial = sum(p.stat().st_size for p in (tmp_path / "cache").glob("tiny.pkl.part*"))
+
+    assert main(["remove", "whole", name, "ffhq-1024-tf"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"removed whole: {path} ({_file_size(len(PAYLOAD))})",
+        f"removed tiny: the partial download of tiny.pkl ({_file_size(partial)})",
+        f"ffhq-1024-tf: not on this machine ({tmp_path / 'cache' / 'stylegan2-ffhq-config-f.pkl'})",
+        f"freed {_file_size(len(PAYLOAD) + partial)}"]
+    assert cached_files(tmp_path) == []
+    assert download.remove("whole") == 0  # nothing left to remove
+    logged = len(server.log)
+    assert download.fetch("whole", progress=False).read_bytes() == PAYLOAD and len(server.log) == logged + 1
+
+
+def test_remove_refuses_a_file_being_downloaded_and_an_unknown_name_removes_nothing(server, tmp_path, capsys):
+    from toonlib.files import file_lock, lock_file_for
+
+    name = register(f"{server.base}/ada_tiny.pkl")
+    path = download.fetch(name, progress=False)
+    assert main(["remove", name, "ffhq-1024-tfx"]) == 2  # a misspelt name: nothing is deleted
+    assert "unknown model 'ffhq-1024-tfx'. Did you mean 'ffhq-1024-tf'?" in capsys.readouterr().err
+    assert path.exists()
+    with file_lock(path):  # a download of it under way (here, in this process: the lock is refused alike)
+        assert main(["remove", name]) == 2
+    assert capsys.readouterr().err == (f"toonlib remove: error: 'tiny' is being downloaded by another process (it "
+                                       f"holds {lock_file_for(path)}): remove it once that download has ended\n")
+    assert path.read_bytes() == PAYLOAD
+    assert main(["remove", f"{server.base}/nothing.pkl"]) == 0  # a URL never fetched
+    assert capsys.readouterr().out == (f"{server.base}/nothing.pkl: not on this machine "
+                                       f"({download.local_path(f'{server.base}/nothing.pkl')})\n")

@@ -362,7 +362,8 @@ def check_version(out: Outcome, box: Sandbox) -> None:
 
 def check_commands(out: Outcome, box: Sandbox) -> None:
     assert out.err.startswith("usage: toonlib") and out.out == ""
-    for command in ("toonify", "fetch", "models", "align", "project", "blend", "finetune", "convert", "info", "app"):
+    for command in ("toonify", "fetch", "models", "remove", "align", "project", "blend", "finetune", "convert", "info",
+                    "app"):
         assert re.search(rf"^    {command} +\w", out.err, re.M), command  # listed, with what it does
     assert out.err.rstrip().endswith("no command given: pick one of the COMMANDs above")
 
@@ -384,6 +385,11 @@ def check_fetch(out: Outcome, box: Sandbox) -> None:
     names = ("ffhq-1024-tf", "toonify-blended-tf")
     assert out.out.split() == [str(box.cache / MODELS[name].filename) for name in names]
     assert not list(box.cache.glob("*.part*"))  # nothing was downloaded: the cached files were used as they are
+
+
+def check_remove(out: Outcome, box: Sandbox) -> None:
+    path = box.cache / MODELS["ffhq-256-noaug"].filename
+    assert out.out.startswith(f"removed ffhq-256-noaug: {path} (") and not path.exists()
 
 
 def check_toonify_to_file(out: Outcome, box: Sandbox) -> None:
@@ -543,6 +549,7 @@ CLI_CHECKS: dict[str, Cli] = {
     "toonlib finetune --data faces/ --resume ffhq-256-noaug --run-dir runs/toon --kimg 20":
         Cli(0, check_finetune, substitute=("--kimg", *KIMG)),
     "toonlib convert stylegan2-ffhq-config-f.pkl ffhq.safetensors": Cli(0, check_convert),
+    "toonlib remove ffhq-256-noaug": Cli(0, check_remove),
     "toonlib info ffhq.safetensors": Cli(0, check_info),
     "toonlib toonify me.jpg -o toons/ --invert e4e --swap-res 16": Cli(0, check_toonify_e4e),
     "toonlib app": Cli(0, check_app("optimize")),

@@ -39,6 +39,7 @@ from .commands import (
     cmd_info,
     cmd_models,
     cmd_project,
+    cmd_remove,
     cmd_toonify,
     for_command_line,
 )
@@ -56,6 +57,7 @@ EXAMPLES = {
     "info": ["toonlib info ffhq.safetensors"],
     "fetch": ["toonlib fetch ffhq-1024-tf toonify-blended-tf"],
     "models": ["toonlib models"],
+    "remove": ["toonlib remove ffhq-1024-tf toonify-blended-tf"],
     "blend": ["toonlib blend --toon toon.pkl --base ffhq.pkl --swap-res 32 -o blended.safetensors",
               "toonlib blend --toon toonify-blended-tf --base ffhq-1024-tf --swap-res 16 -o b.safetensors "
               "--grid grid.png"],
@@ -146,6 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="list every known model and weights file, its kind and whether it is here")
     p.add_argument("--cache-dir", help="toonlib's cache folder instead of $TOONLIB_CACHE / Drive / ~/.cache/toonlib")
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("remove", help="delete downloaded models and weights from this machine, to free space",
+                       description="Delete registry files or URLs that `toonlib fetch` downloaded (and their partial "
+                                   "downloads); a command that needs one downloads it again.")
+    p.add_argument("names", nargs="+", help="registry names (`toonlib models` lists them) or URLs")
+    p.add_argument("--cache-dir", help="toonlib's cache folder instead of $TOONLIB_CACHE / Drive / ~/.cache/toonlib")
+    p.set_defaults(func=cmd_remove)
 
     p = sub.add_parser("blend", help="blend a toon model (low resolutions) with a base model (high resolutions)")
     p.add_argument("--toon", "--low", dest="toon", required=True,
@@ -485,7 +494,7 @@ def _did_you_mean(words: Sequence[str], known: Sequence[str]) -> str:
 
 
 #: The commands that never load a network: they stay quick, torch unimported.
-_WITHOUT_TORCH = frozenset({"models"})
+_WITHOUT_TORCH = frozenset({"models", "remove"})
 
 
 def _run(args: argparse.Namespace) -> int:

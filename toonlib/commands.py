@@ -218,6 +218,34 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     return 2 if failed else 0
 
 
+def cmd_remove(args: argparse.Namespace) -> int:
+    """Delete each downloaded model or weights file (`download.remove`); one failure does not stop the others."""
+    from .download import fetch_source, local_path, remove
+    from .files import is_url
+    from .models import get_model
+
+    for name in args.names:  # an unknown name or a local file fails before anything is deleted
+        if not is_url(fetch_source(name)):
+            get_model(name)
+    failed, total = 0, 0
+    for name in args.names:
+        path = local_path(name, cache_dir=args.cache_dir)
+        whole = path.is_file()
+        try:
+            freed = remove(name, cache_dir=args.cache_dir)
+        except OSError as exc:
+            failed += 1
+            print(f"toonlib remove: error: {for_command_line(exc)}", file=sys.stderr)
+            continue
+        total += freed
+        what = f"{path}" if whole else f"the partial download of {path.name}"
+        print(f"removed {name}: {what} ({_file_size(freed)})" if whole or freed
+              else f"{name}: not on this machine ({path})")
+    if len(args.names) > 1 and total:
+        print(f"freed {_file_size(total)}")
+    return 2 if failed else 0
+
+
 MODELS_LEGEND = """\
 CACHED: cached = on this machine; - = not downloaded yet; damaged = a file cut short, empty or a web page
       (`toonlib fetch NAME` downloads it, again where damaged)
@@ -228,7 +256,7 @@ BASE: the model a toon model was fine-tuned from, or whose latents an encoder ma
       blending and inversion.
 KIND: stylegan2 / encoder = toonlib's cache; lpips-vgg, face-alignment, fid = torch hub's folder, where those
       libraries look for them.
-SIZE: of the file on this machine. To free the space, delete the file (`toonlib fetch NAME` prints where it is)."""
+SIZE: of the file on this machine. `toonlib remove NAME` deletes it, to free the space."""
 
 
 def cmd_models(args: argparse.Namespace) -> int:

@@ -20,7 +20,8 @@ A Google Drive file's partial download is gdown's, in the folder `<file>.part.gd
 one partial download at a time: another source's stays until a source starts sending the file (a mirror that fails
 at once takes nothing from the next run's resume).
 One lock per file (`toonlib.files.file_lock`) makes concurrent processes (torchrun ranks, notebooks)
-take turns: the second waits, then uses the file the first one finished.
+take turns: the second waits, then uses the file the first one finished. `remove(name_or_url)` (`toonlib remove`)
+deletes a file and its partial download, under the same lock.
 """
 from __future__ import annotations
 
@@ -51,6 +52,7 @@ from .files import (
     default_file_mode,
     file_lock,
     is_url,
+    lock_file_for,
     looks_like_html,
     looks_like_pickle,
     replace_file,
@@ -218,6 +220,31 @@ def fetch(name_or_url: str, *, cache_dir: str | os.PathLike | None = None, progr
     kept = max((_resumable(part, source) for source in plan.sources), default=0)
     raise DownloadError(_explain(plan, failures, local_option, damage, kept, _read_marker(part).get("size")), final,
                         reason, offline)
+
+
+def remove(name_or_url: str, *, cache_dir: str | os.PathLike | None = None) -> int:
+    """Delete what `fetch` keeps of this registry file or URL on this machine, the file and its partial download: the
+    bytes freed, 0 when none was here. The next `fetch` (or a command that needs the file) downloads it again.
+
+    Refused with an OSError naming the lock while another process downloads the file (it holds the lock); a process
+    that already reads the file keeps reading it (POSIX). `cache_dir` as `fetch`'s."""
+    plan = _plan(fetch_source(name_or_url), cache_dir)
+    final = plan.path
+    part = final.with_name(final.name + ".part")
+    left = [path for path in (final, part, _gdown_folder(part), _marker(part)) if path.exists()]
+    if not left:  # nothing to do: no lock file is made in a folder that may not exist
+        return 0
+    try:
+        with file_lock(final, wait=False):
+            freed = sum(_bytes_in(path) if path.is_dir() else path.stat().st_size for path in left)
+            final.unlink(missing_ok=True)
+            _discard(part)
+    except BlockingIOError:
+        raise OSError(f"{plan.what!r} is being downloaded by another process (it holds {lock_file_for(final)}): "
+                      "remove it once that download has ended") from None
+    except OSError as exc:
+        raise OSError(f"cannot remove {plan.what!r} from {final.parent}: {exc.strerror or exc}") from None
+    return freed
 
 
 def fetch_source(name_or_url: object) -> str:
