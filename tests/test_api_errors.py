@@ -255,9 +255,9 @@ def test_align_face_transform_size_is_a_whole_number(monkeypatch):
 
     monkeypatch.setattr(align, "read_image", lambda *args: pytest.fail("photo read before the size check"))
     for function in (align_face, align_faces):
-        for size in ("4096", 0, 4096.0):
+        for size, got in (("4096", "got '4096'"), (0, "got 0"), (4096.0, "write it as an int: 4096, not 4096.0")):
             with pytest.raises(ValueError, match=rf"^transform_size \(the intermediate warp's width in px\) must be a "
-                                                 rf"whole number >= 1, got {size!r}$"):
+                                                 rf"whole number >= 1, {got}$"):
                 function(np.zeros((64, 64, 3), np.uint8), transform_size=size, detector="dlib")
 
 
