@@ -605,6 +605,9 @@ def test_inputs_are_checked_before_any_download(tmp_path, offline_cache):
     ("toonify", ["--base", "toonify-blended-tf", "--toon", "ffhq-1024-tf"], "--base toonify-blended-tf: "
      "'toonify-blended-tf' is a toon model, not a base (the model photos are projected into, such as 'ffhq-1024-tf', "
      "its own): give it as --toon"),
+    ("blend", ["--base", "toonify-blended-tf", "--toon", "ffhq-1024-tf"], "--base toonify-blended-tf: "  # was: written
+     "'toonify-blended-tf' is a toon model, not a base (the model photos are projected into, such as 'ffhq-1024-tf', "
+     "its own): give it as --toon"),
     # a registry encoder as the toon: its base downloaded, then blended with itself under a warning
     ("toonify", ["--toon", "e4e-ffhq"], "--toon e4e-ffhq: 'e4e-ffhq' is an encoder (photo -> latent of "
      "'ffhq-1024-rosinality'), not a toon model: give it as --encoder with --invert e4e; a toon model is one `toonlib "

@@ -56,6 +56,16 @@ def test_every_model_name_is_checked_before_the_first_download(models, photos, m
                     lambda: toonlib.toonify(photos / "hopper.jpg", "toonify-blended-tf")):
         with pytest.raises(ValueError, match=message):
             swapped()
+    # blend's two models swapped: FFHQ's low layers and the toon's high ones, written without a word
+    from toonlib.blending import blend_per_layer, swap_resolution_grid
+
+    message = (r"^high='toonify-blended-tf': 'toonify-blended-tf' is a toon model, not a base \(.*\): give it as low, "
+               r"the first argument \(the toon model gives the low-res layers, the base the high-res ones\)$")
+    for swapped in (lambda: toonlib.blend("ffhq-1024-tf", "toonify-blended-tf", 16),
+                    lambda: blend_per_layer("ffhq-1024-tf", "toonify-blended-tf", [0.0] * 18),
+                    lambda: swap_resolution_grid("ffhq-1024-tf", "toonify-blended-tf", [0])):
+        with pytest.raises(ValueError, match=message):
+            swapped()
     # a registry encoder as the toon model: its base was downloaded, then blended with itself under a warning
     with pytest.raises(ValueError, match=r"^toon='e4e-ffhq': 'e4e-ffhq' is an encoder \(photo -> latent of "
                                          r"'ffhq-1024-rosinality'\), not a toon model: give it as encoder= with "

@@ -307,10 +307,11 @@ def blend(low: GeneratorLike, high: GeneratorLike, swap_res: int, level: int = 0
     `synthesis.b4.conv1`, the mapping network, `w_avg` and the noise buffers always come from the low-res
     model, as in the original `blend_models.py`. Use `layer_weights` to see the weight of every layer. A
     registry name as `low` gives its un-blended toon model, as `toonlib blend --toon NAME` takes it
-    (`toon_generator`).
+    (`toon_generator`); a registry toon model as `high` is refused (the two swapped: `check_base`).
     """
     check_setting(swap_res, level, blend_width)
     check_swap_res(swap_res, low)  # a registry name's resolution, before its download; a path's once loaded (`set`)
+    check_base(high)
     return Blender(toon_generator(low), high).set(swap_res, level, blend_width)
 
 
@@ -323,7 +324,17 @@ def blend_per_layer(low: GeneratorLike, high: GeneratorLike, weights: Sequence[f
     exception: all ones gives every synthesis parameter of `high`. The mapping network, `w_avg` and the
     noise buffers still come from `low`. Values outside [0, 1] extrapolate.
     """
+    check_base(high)
     return Blender(toon_generator(low), high).set_per_ws(weights)
+
+
+def check_base(high: GeneratorLike) -> None:
+    """Refuse a registry toon model given as the high-res model (ValueError), before anything downloads: `blend`
+    with its two models swapped blended FFHQ's low layers with the toon's high ones, without a word."""
+    from .pipeline import check_not_a_toon  # it imports this module
+
+    check_not_a_toon(high, f"high={high!r}", "give it as low, the first argument (the toon model gives the low-res "
+                                             "layers, the base the high-res ones)")
 
 
 def check_compatible(a: GeneratorLike, b: GeneratorLike, names: tuple[str, str] = ("a", "b")) -> None:
@@ -364,6 +375,7 @@ def swap_resolution_grid(low: GeneratorLike, high: GeneratorLike, seeds: Sequenc
     from .messages import progress_bar
     from .networks import z_from_seeds
 
+    check_base(high)
     low, high = toon_generator(low), load_generator(high)
     blender = Blender(low, high)
     resolutions = list(swap_resolutions or [res for res in high.synthesis.block_resolutions

@@ -319,6 +319,7 @@ def cmd_blend(args: argparse.Namespace) -> int:
     from .pipeline import (
         DEFAULT_BASE,
         check_default_base,
+        check_not_a_toon,
         check_not_an_encoder,
         default_base,
         missing_recorded_base,
@@ -327,6 +328,7 @@ def cmd_blend(args: argparse.Namespace) -> int:
 
     check_not_an_encoder(args.toon, f"--toon {args.toon}",
                          "an encoder inverts photos (toonlib toonify --invert {mode})")
+    check_not_a_toon(args.base, f"--base {args.base}", "give it as --toon")
     defaulted = args.base is None
     if defaulted:  # as toonify pairs them
         args.base = default_base(args.toon)
