@@ -289,7 +289,7 @@ def test_an_animated_file_is_closed_once_read(upright, tmp_path):
 def test_8_bit_values_in_a_uint16_array_are_refused_with_the_fix(upright):
     """np.array(photo, np.uint16) (or a sum of uint8 images) holds 8-bit values in a 16-bit array: read as 16-bit
     (/ 257), it was a nearly black photo and no word said why. Refused as a [-1, 1] float array is, naming the fix;
-    16-bit data, a black array, a signed one with negatives and a 16-bit file (mode I;16) read as before."""
+    16-bit data, a black array and a 16-bit file (mode I;16) read as before."""
     eight = np.asarray(upright)
     fix = r"a nearly black image: for 8-bit values \(0 \.\. 255\) pass array\.astype\(np\.uint8\)$"
     for dtype in (np.uint16, np.int16):
@@ -299,9 +299,28 @@ def test_8_bit_values_in_a_uint16_array_are_refused_with_the_fix(upright):
     assert difference(read_image(eight.astype(np.uint16).astype(np.uint8)), upright) == 0  # the fix
     assert difference(read_image(eight.astype(np.uint16) * 257), upright) == 0  # 16-bit data
     assert not np.asarray(read_image(np.zeros((4, 4, 3), np.uint16))).any()  # black either way
-    assert np.asarray(read_image(np.array([[-3, 200]], np.int16))).max() == 1  # not 8-bit values: read as before
     dark_file = Image.fromarray(eight[:, :, 0].astype(np.uint16))  # a 16-bit PNG's pixels: the file's numbers
     assert dark_file.mode == "I;16" and np.asarray(read_image(dark_file)).max() == 1
+
+
+def test_arrays_whose_values_an_8_bit_image_would_clip_are_refused(upright):
+    """Values below black or above the 16-bit range came out as a black or white photo, or wrapped around (int8),
+    without a word: int64 photo - 300 was all black, a float array of 16-bit values nearly white."""
+    eight = np.asarray(upright)
+    ints = r"is read as 0 \.\. 255 \(8-bit\) or 0 \.\. 65535 \(16-bit\), but this one goes from "
+    floats = r"^a float image array is read as \[0, 1\] or \[0, 255\], but this one goes from "
+    for array, said in [(eight.astype(np.int64) - 300, rf"^an image array of int64 {ints}-300 to -45: scale it"),
+                        (np.array([[-3, 200]], np.int16), rf"^an image array of int16 {ints}-3 to 200: "),
+                        (eight.astype(np.int8), rf"^an image array of int8 {ints}-128 to 127: "),
+                        (eight.astype(np.int32) * 1000, rf"^an image array of int32 {ints}0 to 255000: "),
+                        (eight.astype(np.float64) * 257, rf"{floats}0 to 6.554e\+04: scale it into one of those "
+                                                         r"\(16-bit values: array / 257\)$"),
+                        (eight.astype(np.float32) - 128, rf"{floats}-128 to 127: ")]:
+        with pytest.raises(ImageReadError, match=said):
+            read_image(array)
+    for fine in (eight.astype(np.int64), eight.astype(np.float64), eight / 255, eight.astype(np.uint16) * 257,
+                 eight.astype(np.float32) - 3):  # 8-bit, 16-bit, [0, 1] and a little ringing below black: read
+        assert difference(read_image(fine), upright) < 3
 
 
 # ----------------------------------------------------------------------------------------------

@@ -209,7 +209,7 @@ def read_image(image: ImageInput) -> Image.Image:
     EXIF orientation is applied; transparent images are composited on white, 16-bit data is scaled
     to 8 bits (a 16-bit array whose largest value lies in 1 .. 255, 8-bit values in a uint16 array, is refused: read
     so, it is nearly black), float arrays are read as [0, 1] (or [0, 255] if any value exceeds 1; one in [-1, 1]
-    is refused).
+    is refused), and an array the 8-bit image would clip (ints below 0 or above 65535, floats above 255) is refused.
     Colours are converted to sRGB from the image's embedded colour profile (an iPhone's Display P3, Adobe RGB, a CMYK
     print profile), as browsers show them; the networks were trained on sRGB. Of an animated file (GIF, WebP, ...)
     the first frame is read. Unreadable input raises `ImageReadError`, saying
@@ -405,7 +405,21 @@ def _array_to_image(array: np.ndarray) -> Image.Image:
         bad = int((~np.isfinite(array)).sum())
         raise ImageReadError(f"the image array holds NaN or infinite values ({bad} of {array.size}): fix what "
                              "computed it, or replace them (np.nan_to_num)")
+    _check_array_range(array)
     return Image.fromarray(_array_to_uint8(array))
+
+
+def _check_array_range(array: np.ndarray) -> None:
+    """ImageReadError for values the 8-bit image would clip to black or white (an int array below 0 or above 65535, a
+    float one above 255 or far below 0): it came out black, white or wrapped around, without a word."""
+    low, high = array.min(), array.max()
+    if array.dtype.kind in "iu" and (low < 0 or high > 65535):
+        raise ImageReadError(f"an image array of {array.dtype} is read as 0 .. 255 (8-bit) or 0 .. 65535 (16-bit), but "
+                             f"this one goes from {low} to {high}: scale it into one of those (np.clip if only a few "
+                             "values stray)")
+    if array.dtype.kind == "f" and high > 1.0 and (high > 255.0 or low < _FLOAT_FLOOR * 255):
+        raise ImageReadError(f"a float image array is read as [0, 1] or [0, 255], but this one goes from {low:.4g} to "
+                             f"{high:.4g}: scale it into one of those (16-bit values: array / 257)")
 
 
 #: The lowest value a float image array read as [0, 1] may hold: resampling rings a little below 0; an array in
