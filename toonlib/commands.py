@@ -400,7 +400,7 @@ def cmd_project(args: argparse.Namespace) -> int:
     from .devices import default_device
     from .images import NotACropWarning, read_image, save_image, to_pil, warn_if_not_a_crop
     from .messages import counted
-    from .projection import project, require_video_writer, save_video
+    from .projection import project, render, require_video_writer, save_video
 
     _check_output_suffix(args.output, "project", ".npz", "the latent as an .npz file (NVIDIA's projected_w.npz)",
                          Path(args.image).stem, "; pass --image-out for the picture")
@@ -429,7 +429,7 @@ def cmd_project(args: argparse.Namespace) -> int:
     result.save(args.output)
     print(f"wrote {args.output} (final LPIPS {result.losses[-1, 0]:.4f} after {counted(result.steps, 'step')})")
     if args.image_out:
-        save_image(to_pil(result.images[0]), args.image_out)
+        save_image(to_pil(render(G, result.w)[0]), args.image_out)  # const noise, as NVIDIA's proj.png and the toon
         print(f"wrote {args.image_out}")
     if args.video:
         save_video(result, args.video)

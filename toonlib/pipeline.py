@@ -92,9 +92,9 @@ class ToonifyResult:
 
     photo: the upright input photo. aligned: the FFHQ crop. landmarks / quad: in photo coordinates.
     w: [1, num_ws, w_dim] latent in the base model's W(+) space (with 'psp-toonify': the toon model's).
-    reconstruction: the base model's rendering of w (how well the inversion explains the photo); None
-    with 'psp-toonify'. toon: the blended model's rendering. pasted: the toon face warped back into the
-    photo (with `paste_back=True`). losses: LPIPS per projection step (none for the encoder-only modes).
+    reconstruction: the base model's rendering of w with const noise, as the toon is drawn (how well the latent
+    explains the photo); None with 'psp-toonify'. toon: the blended model's rendering. pasted: the toon face warped
+    back into the photo (with `paste_back=True`). losses: LPIPS per projection step (none for the encoder-only modes).
     invert: the inversion mode that made w.
     """
 
@@ -388,7 +388,9 @@ class Toonifier:
             self._w_stats = w_statistics(self.base)  # once per Toonifier, not once per batch
         projection = project(self.base, faces, space=space, steps=steps, seed=[seed] * len(faces), progress=progress,
                              w_stats=self._w_stats, init=codes, **project_kwargs)
-        return projection.w, projection.images, projection.losses
+        # the reconstruction as the toon is drawn, with const noise: the projection's images use its optimised noise
+        # maps, which the toon never gets, and looked closer to the photo than the latent is (audit)
+        return projection.w, render(self.base, projection.w), projection.losses
 
     def render(self, w: torch.Tensor) -> Image.Image | list[Image.Image]:
         """The current toon generator's image(s) of latent(s) w [N, num_ws, w_dim] (const noise)."""
