@@ -268,3 +268,22 @@ def test_identity_distance_of_a_descriptor_of_another_length():
                                              r"pass face_embedding\(photo\), or the photo itself$"):
             identity_distance(a, b)
     assert identity_distance(np.zeros(128), np.full(128, 0.5)) == pytest.approx(0.5 * 128 ** 0.5)
+
+
+def test_what_is_not_a_path_a_list_of_faces_or_a_latent_is_named(tmp_path):
+    """Four mistakes of the twenty-sixth session's audit: Python's own errors from inside toonlib (os.fspath's "expected
+    str, bytes or os.PathLike object", "'NoneType' object is not iterable"), an empty latent written without a word,
+    and a message naming a blend width nobody gave."""
+    import toonlib
+
+    with pytest.raises(TypeError, match=r"^expected a path \(a str or Path\), got Image$"):
+        load_latent(Image.new("RGB", (4, 4)))
+    with pytest.raises(TypeError, match=r"^paste_faces takes a list of faces \(toonify results, or \(face image, "
+                                        r"quad\) pairs\), got NoneType$"):
+        toonlib.paste_faces(np.zeros((8, 8, 3), np.uint8), None)
+    with pytest.raises(ValueError, match=r"^the latents are empty \(shape \[0, 8, 16\]\): nothing was written"):
+        projection.save_latent(torch.zeros(0, 8, 16), tmp_path / "w.npz")
+    assert not (tmp_path / "w.npz").exists()
+    with pytest.raises(ValueError, match=r"^level \(1\) shapes a re-blend of the toon model: give a swap resolution "
+                                         r"too \(--swap-res, swap_res=\)$"):
+        toonlib.Toonifier(level=1)

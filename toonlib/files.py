@@ -95,7 +95,10 @@ def _written_file(path: Path) -> Path:
 def user_path(path: str | os.PathLike) -> Path:
     """`path` as a Path with `~` expanded: every path a user gives, read or written (a file written at a literal
     `~/x` would land in a folder named `~`). An empty path, what an unset variable or an empty form field gives, is
-    a ValueError: Path('') is the current folder, and was read as that ("'.' is a folder")."""
+    a ValueError: Path('') is the current folder, and was read as that ("'.' is a folder"). Anything but a str or
+    path-like is a TypeError naming what it got (`load_latent(image)` got os.fspath's "expected str, bytes ...")."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"expected a path (a str or Path), got {type(path).__name__}")
     if not os.fspath(path):
         raise ValueError("the path is empty (''), which an unset variable or an empty form field gives: give the "
                          "path of a file or folder")

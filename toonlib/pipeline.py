@@ -496,8 +496,9 @@ def check_no_blend_in_call(kwargs: dict) -> None:
 def check_blend(swap_res: int | None, level: int = 0, blend_width: float | None = None) -> None:
     """Raise ValueError for a re-blend setting (`Toonifier`'s swap_res, level, blend_width) that cannot work."""
     if swap_res is None and (level != 0 or blend_width is not None):
-        raise ValueError(f"level ({level!r}) and blend width ({blend_width!r}) shape a re-blend of the toon model: "
-                         "give a swap resolution too (--swap-res, swap_res=)")
+        given = [f"level ({level!r})"] * (level != 0) + [f"blend width ({blend_width!r})"] * (blend_width is not None)
+        raise ValueError(f"{' and '.join(given)} shape{'s' * (len(given) == 1)} a re-blend of the toon model: give a "
+                         "swap resolution too (--swap-res, swap_res=)")
     if swap_res is not None:
         check_setting(swap_res, level, blend_width)
 
@@ -672,6 +673,9 @@ def paste_faces(photo: ImageInput, faces: Iterable[tuple[Image.Image, np.ndarray
     if isinstance(faces, (ToonifyResult, Image.Image)) or (isinstance(faces, tuple) and len(faces) == 2 and isinstance(
             faces[0], Image.Image)):
         raise TypeError(f"paste_faces takes a list of faces, got one {type(faces).__name__}: pass [pair] or [result]")
+    if not isinstance(faces, Iterable) or isinstance(faces, (str, bytes)):
+        raise TypeError(f"paste_faces takes a list of faces (toonify results, or (face image, quad) pairs), got "
+                        f"{type(faces).__name__}")
     photo = read_image(photo)
     pairs = []
     for face in faces:

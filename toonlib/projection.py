@@ -656,6 +656,9 @@ def save_latent(w: torch.Tensor | np.ndarray, path: str | os.PathLike) -> None:
     if not torch.isfinite(w).all():  # written, it was refused only when rendered, far from where it went wrong
         raise ValueError("the latents hold NaN or infinite values: a projection or an edit that diverged; nothing "
                          "was written (a latent file holds finite latents)")
+    if w.numel() == 0:  # written, it drew nothing when read back
+        raise ValueError(f"the latents are empty (shape {list(w.shape)}): nothing was written (a latent file holds "
+                         "at least one latent)")
     with atomic_write_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, w=w.numpy())
     _warn_unless_npz(path)
