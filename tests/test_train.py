@@ -510,6 +510,13 @@ def test_command_line_options_map_to_the_config():
 def test_invalid_settings_are_reported_together():
     with pytest.raises(ValueError, match="kimg must be > 0.*augment must be one of"):
         TrainConfig(data="d", resume="r", run_dir="o", kimg=0, augment="maybe")
+    # a value of the wrong type, and others out of range: all said (the ranges were checked once every type was right)
+    with pytest.raises(ValueError, match=r"^invalid TrainConfig: batch_size must be a whole number >= 1, write it as "
+                                         r"an int: 4, not 4\.0; kimg must be > 0, got -1\.0; augment must be one of"):
+        TrainConfig(data="d", resume="r", run_dir="o", batch_size=4.0, kimg=-1, augment="maybe")
+    with pytest.raises(ValueError, match=r"^invalid TrainConfig: kimg must be a finite number, got nan; gamma must be "
+                                         r">= 0 or None \(auto\), got -1\.0$"):  # nan said once, as not finite
+        TrainConfig(data="d", resume="r", run_dir="o", kimg=float("nan"), gamma=-1)
 
 
 @pytest.mark.parametrize("settings, said", [

@@ -179,10 +179,20 @@ class TrainConfig:
         elif self.device is not None:
             self.device = str(self.device)  # a torch.device too; config.json holds it as typed
         problems = self._path_problems() + self._type_problems()
-        if not problems:  # the ranges, once every value has its type (comparing a string to 0 fails in Python)
-            problems = [message for ok, message in self._range_checks() if not ok]
+        problems += self._range_problems(problems)
         if problems:
             raise TrainConfigError(problems)
+
+    def _range_problems(self, type_problems: list[str]) -> list[str]:
+        """The range checks' problems, in `TrainConfigError`'s {field} form, of the fields that have their type: the
+        others are said by `type_problems` (comparing a string to 0 fails in Python). They were checked only once every
+        value had its type, so `batch_size=4.0, kimg=-1` said the first alone."""
+        mistyped = set(re.findall(r"\{(\w+)\}", " ".join(type_problems)))
+        problems = []
+        for ok, message in self._range_checks():
+            if mistyped.isdisjoint(re.findall(r"\{(\w+)\}", message)) and not ok():
+                problems.append(message)
+        return problems
 
     def _path_problems(self) -> list[str]:
         """What is not a path among `data`, `resume` and `run_dir`, in `TrainConfigError`'s {field} form; converts
@@ -240,34 +250,37 @@ class TrainConfig:
             problems.append(f"{{image_seeds}}: {exc}")
         return problems
 
-    def _range_checks(self) -> list[tuple[bool, str]]:
-        """(whether the values are in range, what is wrong otherwise), in `TrainConfigError`'s {field} form."""
+    def _range_checks(self) -> list[tuple[Callable[[], bool], str]]:
+        """(whether the values are in range, what is wrong otherwise), in `TrainConfigError`'s {field} form; the first
+        is asked only of values of their field's type (`_range_problems`)."""
         return [
-            (self.kimg > 0, f"{{kimg}} must be > 0, got {self.kimg}"),
-            (self.batch_gpu is None or self.batch_gpu <= self.batch_size,
+            (lambda: self.kimg > 0, f"{{kimg}} must be > 0, got {self.kimg}"),
+            (lambda: self.batch_gpu is None or self.batch_gpu <= self.batch_size,
              f"{{batch_gpu}} must be between 1 and {{batch_size}} ({self.batch_size}), got {self.batch_gpu}"),
-            (self.gamma is None or self.gamma >= 0, f"{{gamma}} must be >= 0 or None (auto), got {self.gamma}"),
-            (self.pl_weight >= 0, f"{{pl_weight}} must be >= 0, got {self.pl_weight}"),
-            (self.lr is None or self.lr > 0, f"{{lr}} must be > 0 or None (auto), got {self.lr}"),
-            (all(0 <= b < 1 for b in self.betas), f"{{betas}} must be two numbers in [0, 1), got {self.betas}"),
-            (self.ema_kimg is None or self.ema_kimg >= 0,
+            (lambda: self.gamma is None or self.gamma >= 0, f"{{gamma}} must be >= 0 or None (auto), got {self.gamma}"),
+            (lambda: self.pl_weight >= 0, f"{{pl_weight}} must be >= 0, got {self.pl_weight}"),
+            (lambda: self.lr is None or self.lr > 0, f"{{lr}} must be > 0 or None (auto), got {self.lr}"),
+            (lambda: all(0 <= b < 1 for b in self.betas), f"{{betas}} must be two numbers in [0, 1), got {self.betas}"),
+            (lambda: self.ema_kimg is None or self.ema_kimg >= 0,
              f"{{ema_kimg}} must be >= 0 or None, got {self.ema_kimg}"),
-            (self.ema_rampup is None or self.ema_rampup > 0,
+            (lambda: self.ema_rampup is None or self.ema_rampup > 0,
              f"{{ema_rampup}} must be > 0 or None, got {self.ema_rampup}"),
-            (0 <= self.style_mixing <= 1, f"{{style_mixing}} must be in [0, 1], got {self.style_mixing}"),
-            (self.augment in AUGMENT_MODES, f"{{augment}} must be one of {AUGMENT_MODES}, got {self.augment!r}"),
-            (0 <= self.augment_p <= 1, f"{{augment_p}} must be in [0, 1], got {self.augment_p}"),
-            (0 < self.ada_target <= 1, f"{{ada_target}} must be in (0, 1], got {self.ada_target}"),
-            (self.ada_kimg > 0, f"{{ada_kimg}} must be > 0, got {self.ada_kimg}"),
-            (self.freeze_g == 0 or (self.freeze_g >= 4 and self.freeze_g & (self.freeze_g - 1) == 0),
+            (lambda: 0 <= self.style_mixing <= 1, f"{{style_mixing}} must be in [0, 1], got {self.style_mixing}"),
+            (lambda: self.augment in AUGMENT_MODES,
+             f"{{augment}} must be one of {AUGMENT_MODES}, got {self.augment!r}"),
+            (lambda: 0 <= self.augment_p <= 1, f"{{augment_p}} must be in [0, 1], got {self.augment_p}"),
+            (lambda: 0 < self.ada_target <= 1, f"{{ada_target}} must be in (0, 1], got {self.ada_target}"),
+            (lambda: self.ada_kimg > 0, f"{{ada_kimg}} must be > 0, got {self.ada_kimg}"),
+            (lambda: self.freeze_g == 0 or (self.freeze_g >= 4 and self.freeze_g & (self.freeze_g - 1) == 0),
              f"{{freeze_g}} must be 0 (off) or a resolution 4, 8, 16, ..., got {self.freeze_g}"),
-            (self.snapshot_kimg > 0, f"{{snapshot_kimg}} must be > 0, got {self.snapshot_kimg}"),
-            (self.metric in METRIC_MODES, f"{{metric}} must be one of {METRIC_MODES}, got {self.metric!r}"),
-            (len(self.image_seeds) > 0, "{image_seeds} must not be empty"),
-            (self.mixed_precision in MIXED_PRECISION_MODES,
+            (lambda: self.snapshot_kimg > 0, f"{{snapshot_kimg}} must be > 0, got {self.snapshot_kimg}"),
+            (lambda: self.metric in METRIC_MODES, f"{{metric}} must be one of {METRIC_MODES}, got {self.metric!r}"),
+            (lambda: len(self.image_seeds) > 0, "{image_seeds} must not be empty"),
+            (lambda: self.mixed_precision in MIXED_PRECISION_MODES,
              f"{{mixed_precision}} must be one of {MIXED_PRECISION_MODES}, got {self.mixed_precision!r}"),
-            (self.prepare in PREPARE_MODES, f"{{prepare}} must be one of {PREPARE_MODES}, got {self.prepare!r}"),
-            (self.resolution is None or self.resolution & (self.resolution - 1) == 0,
+            (lambda: self.prepare in PREPARE_MODES,
+             f"{{prepare}} must be one of {PREPARE_MODES}, got {self.prepare!r}"),
+            (lambda: self.resolution is None or self.resolution & (self.resolution - 1) == 0,
              f"{{resolution}} must be a power of two >= 4, got {self.resolution}"),
         ]
 
