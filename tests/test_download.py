@@ -1398,6 +1398,21 @@ def test_remove_refuses_a_file_being_downloaded_and_an_unknown_name_removes_noth
     assert capsys.readouterr().err == (f"toonlib remove: error: 'tiny' is being downloaded by another process (it "
                                        f"holds {lock_file_for(path)}): remove it once that download has ended\n")
     assert path.read_bytes() == PAYLOAD
+    # a file of the cache by the name `toonlib models` lists it under ("the cache also holds ..."), with its partial
+    # download; a file elsewhere is not toonlib's to delete
+    (tmp_path / "cache" / "put-there.pkl").write_bytes(b"x" * 10)
+    (tmp_path / "cache" / "put-there.pkl.part").write_bytes(b"x" * 5)
+    elsewhere = tmp_path / "mine.pkl"
+    elsewhere.write_bytes(b"x")
+    assert main(["remove", "put-there.pkl", str(elsewhere)]) == 2  # checked before anything is deleted
+    assert capsys.readouterr().err == (f"toonlib remove: error: {elsewhere} is a file here, not one of toonlib's "
+                                       "downloads: remove deletes registry names, URLs and the cache's files by name "
+                                       "(`toonlib models` lists them); delete other files yourself\n")
+    assert (tmp_path / "cache" / "put-there.pkl").exists() and elsewhere.exists()
+    assert main(["remove", "put-there.pkl"]) == 0
+    assert capsys.readouterr().out == (f"removed put-there.pkl: {tmp_path / 'cache' / 'put-there.pkl'} and its partial "
+                                       "download (15 B)\n")
+    assert cached_files(tmp_path) == ["tiny.pkl"]
     assert main(["remove", f"{server.base}/nothing.pkl"]) == 0  # a URL never fetched
     assert capsys.readouterr().out == (f"{server.base}/nothing.pkl: not on this machine "
                                        f"({download.local_path(f'{server.base}/nothing.pkl')})\n")

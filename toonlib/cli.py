@@ -151,8 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("remove", help="delete downloaded models and weights from this machine, to free space",
                        description="Delete registry files or URLs that `toonlib fetch` downloaded (and their partial "
-                                   "downloads); a command that needs one downloads it again.")
-    p.add_argument("names", nargs="+", help="registry names (`toonlib models` lists them) or URLs")
+                                   "downloads), or other files of the cache by name, as `toonlib models` lists them; "
+                                   "a command that needs one downloads it again. The weights of other libraries "
+                                   "(lpips-vgg16, face-alignment-*, inception-fid) are in torch hub's folder, "
+                                   "whatever --cache-dir says.")
+    p.add_argument("names", nargs="+", help="registry names (`toonlib models` lists them), URLs, or file names of "
+                                            "the cache")
     p.add_argument("--cache-dir", help="toonlib's cache folder instead of $TOONLIB_CACHE / Drive / ~/.cache/toonlib")
     p.set_defaults(func=cmd_remove)
 

@@ -6,6 +6,7 @@ arguments, runs a command and turns its expected failures into one line and an e
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 import re
 import sys
@@ -220,17 +221,12 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 def cmd_remove(args: argparse.Namespace) -> int:
     """Delete each downloaded model or weights file (`download.remove`); one failure does not stop the others."""
-    from .download import fetch_source, local_path, remove
-    from .files import is_url
-    from .models import get_model
+    from .download import removable, remove
 
-    for name in args.names:  # an unknown name or a local file fails before anything is deleted
-        if not is_url(fetch_source(name)):
-            get_model(name)
+    paths = {name: removable(name, cache_dir=args.cache_dir) for name in args.names}  # all known before any is deleted
     failed, total = 0, 0
-    for name in args.names:
-        path = local_path(name, cache_dir=args.cache_dir)
-        whole = path.is_file()
+    for name, path in paths.items():
+        whole, partial = path.is_file(), any(path.parent.glob(f"{glob.escape(path.name)}.part*"))
         try:
             freed = remove(name, cache_dir=args.cache_dir)
         except OSError as exc:
@@ -238,7 +234,8 @@ def cmd_remove(args: argparse.Namespace) -> int:
             print(f"toonlib remove: error: {for_command_line(exc)}", file=sys.stderr)
             continue
         total += freed
-        what = f"{path}" if whole else f"the partial download of {path.name}"
+        what = (f"{path}" + (" and its partial download" if partial else "") if whole
+                else f"the partial download of {path.name}")
         print(f"removed {name}: {what} ({_file_size(freed)})" if whole or freed
               else f"{name}: not on this machine ({path})")
     if len(args.names) > 1 and total:

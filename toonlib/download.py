@@ -190,7 +190,7 @@ def fetch(name_or_url: str, *, cache_dir: str | os.PathLike | None = None, progr
     if _usable(plan):
         return final
     damage = _damage(final) if plan.home == "cache" and final.is_file() else None
-    part = final.with_name(final.name + ".part")
+    part = _partial_download(final)
     failures: list[tuple[str, _SourceFailed]] = []
     with contextlib.ExitStack() as stack:
         try:
@@ -228,9 +228,9 @@ def remove(name_or_url: str, *, cache_dir: str | os.PathLike | None = None) -> i
 
     Refused with an OSError naming the lock while another process downloads the file (it holds the lock); a process
     that already reads the file keeps reading it (POSIX). `cache_dir` as `fetch`'s."""
-    plan = _plan(fetch_source(name_or_url), cache_dir)
+    plan = _removal_plan(name_or_url, cache_dir)
     final = plan.path
-    part = final.with_name(final.name + ".part")
+    part = _partial_download(final)
     left = [path for path in (final, part, _gdown_folder(part), _marker(part)) if path.exists()]
     if not left:  # nothing to do: no lock file is made in a folder that may not exist
         return 0
@@ -245,6 +245,31 @@ def remove(name_or_url: str, *, cache_dir: str | os.PathLike | None = None) -> i
     except OSError as exc:
         raise OSError(f"cannot remove {plan.what!r} from {final.parent}: {exc.strerror or exc}") from None
     return freed
+
+
+def removable(name_or_url: str, *, cache_dir: str | os.PathLike | None = None) -> Path:
+    """The file `remove` deletes for this name (whether or not it is there): a registry file's or URL's place, as
+    `local_path`, or a file of the cache folder named by its file name (`toonlib models` lists the cache's other
+    files so). An unknown name is an `UnknownModelError`, a file elsewhere a ValueError: it is not toonlib's."""
+    return _removal_plan(name_or_url, cache_dir).path
+
+
+def _partial_download(path: Path) -> Path:
+    """The `.part` file of the download of `path` (a Drive file's partial download is in its `.gdown` folder)."""
+    return path.with_name(path.name + ".part")
+
+
+def _removal_plan(name_or_url: str, cache_dir: str | os.PathLike | None) -> _Plan:
+    text = os.fspath(name_or_url) if isinstance(name_or_url, (str, os.PathLike)) else None
+    if text and not is_url(text) and text not in models.MODELS:
+        cache = _cache_folder(cache_dir)
+        if os.path.basename(text) == text and not text.startswith(".") and (cache / text).is_file():
+            return _Plan(text, cache / text, (), None, None, "stylegan2", "cache")
+        if user_path(text).exists():
+            raise ValueError(f"{text} is a file here, not one of toonlib's downloads: remove deletes registry names, "
+                             "URLs and the cache's files by name (`toonlib models` lists them); delete other files "
+                             "yourself")
+    return _plan(fetch_source(name_or_url), cache_dir)
 
 
 def fetch_source(name_or_url: object) -> str:
@@ -285,9 +310,14 @@ def _elsewhere(plan: _Plan) -> str:
     return "set TOONLIB_CACHE (or --cache-dir, cache_dir=) to a folder elsewhere that you can write"
 
 
+def _cache_folder(override: str | os.PathLike | None) -> Path:
+    """The cache folder: `override` (--cache-dir, cache_dir=), else `cache_dir()`."""
+    return (_folder(user_path(override), "the cache folder (--cache-dir, cache_dir=)") if override is not None
+            else cache_dir())
+
+
 def _plan(name_or_url: str, override: str | os.PathLike | None) -> _Plan:
-    cache = (_folder(user_path(override), "the cache folder (--cache-dir, cache_dir=)") if override is not None
-             else cache_dir())
+    cache = _cache_folder(override)
     if is_url(name_or_url):
         file_id = drive_file_id(name_or_url)
         if file_id is not None:  # Drive's viewer page, not the file, answers a share link: gdown gets the file
