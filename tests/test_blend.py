@@ -468,7 +468,8 @@ def test_a_record_holds_while_the_weights_it_describes_do(low, high, tmp_path, m
     # the Toonifier (toonify, the app) takes such a name for that generator, blended or not ("unknown model" before)
     toonifier = toonlib.Toonifier(f"{both} (G_ema)", f"{both} (G)")
     assert torch.equal(toonifier.generator.synthesis.b32.torgb.bias, low.synthesis.b32.torgb.bias)
-    assert all(torch.equal(v, w) for v, w in zip(toonifier.set_blend(8).state_dict().values(),
+    assert toonifier.set_blend(8) is None  # in place: it returned the generator the next call changed
+    assert all(torch.equal(v, w) for v, w in zip(toonifier.generator.state_dict().values(),
                                                 blend(low, high, 8).state_dict().values()))
     with pytest.raises(ValueError, match=rf"{re.escape(str(both))} \(G\) names the G of {re.escape(str(both))}, and "
                                          rf"the whole file is read here: give {re.escape(str(both))}"):

@@ -168,6 +168,7 @@ class Toonifier:
     checks that the base fits its codes, and in 'psp-toonify' mode the toon checkpoint's G_ema renders them,
     there being no decoder). Models may be registry names, paths, URLs, `Generator`s or `Networks`; a `Generator`
     given is used as it is, not copied: put in eval mode and moved to the toonifier's device.
+    Attributes: `base`, and `generator`, the blend that draws the toons (`set_blend` changes it in place).
     """
 
     def __init__(self, base: GeneratorLike | None = None, toon: GeneratorLike = DEFAULT_TOON,
@@ -270,8 +271,11 @@ class Toonifier:
                              f"but {what} takes {G.num_ws} of {G.w_dim} ({G.img_resolution} px): pair the encoder "
                              "with the model it was trained for (its lineage in `toonlib models`)")
 
-    def set_blend(self, swap_res: int | None, level: int = 0, blend_width: float | None = None) -> Generator:
-        """Re-blend the toon model with the base at `swap_res` (None: back to the published blend)."""
+    def set_blend(self, swap_res: int | None, level: int = 0, blend_width: float | None = None) -> None:
+        """Re-blend the toon model with the base at `swap_res` (None: back to the published blend), in place: the
+        toonifier draws with it from now on (`generator`, which the next set_blend changes in place too; `blend` makes
+        a generator of one's own). It returned that generator: a REPL printed its 100 lines of modules, and one kept
+        as "the 16 px blend" became the 8 px one at the next call."""
         check_blend(swap_res, level, blend_width)
         if swap_res is None:
             self.generator = self.published_blend
@@ -287,7 +291,6 @@ class Toonifier:
                 self._blender = Blender(low=toon, high=self.base, lineage_checked=self.invert != "psp-toonify")
             self.generator = self._blender.set(swap_res, level, blend_width)  # refuses a swap_res above the model's
         self.blend_setting = (swap_res, level, blend_width)
-        return self.generator
 
     def align(self, photo: ImageInput, all_faces: bool = False, face_index: int | None = None, *,
               name: str | None = None) -> list[AlignedFace]:
