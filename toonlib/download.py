@@ -223,8 +223,9 @@ def fetch(name_or_url: str, *, cache_dir: str | os.PathLike | None = None, progr
 
 
 def remove(name_or_url: str, *, cache_dir: str | os.PathLike | None = None) -> int:
-    """Delete what `fetch` keeps of this registry file or URL on this machine, the file and its partial download: the
-    bytes freed, 0 when none was here. The next `fetch` (or a command that needs the file) downloads it again.
+    """Delete what `fetch` keeps of this registry file or URL on this machine (or a file of the cache named by its file
+    name, `removable`), the file and its partial download: the bytes freed, 0 when none was here. The next `fetch`
+    (or a command that needs the file) downloads it again.
 
     Refused with an OSError naming the lock while another process downloads the file (it holds the lock); a process
     that already reads the file keeps reading it (POSIX). `cache_dir` as `fetch`'s."""
