@@ -381,7 +381,8 @@ def test_blend_and_convert_refuse_to_write_over_a_model_they_read(tmp_path, caps
                          (["convert", str(toon), str(toon)], "input")]:
         assert cli.main(argv) == 2
         err = capsys.readouterr().err
-        assert f"is the {option} model's file: writing there would replace that model" in err
+        assert f"is the {option} model's file: writing there would replace that model; give another" in err
+        assert "fine-tuning snapshot" not in err  # said of snapshots only (these are plain files)
         # convert takes no -o: its output is its second argument ("-o" was named)
         assert f"error: {'the output' if argv[0] == 'convert' else '-o'} {argv[-1]} is the" in err, err
     assert toon.read_bytes() == before

@@ -102,8 +102,9 @@ def _refuse_to_replace_model(output: str, *models: tuple[str, str], named: str =
     for source, option in models:
         path = user_path(source)
         if target.is_file() and path.is_file() and os.path.samefile(path, target):
+            snapshot = " (a fine-tuning snapshot's G and D with it)" if "finetune" in (read_meta(path) or {}) else ""
             raise ValueError(f"{named} {output} is the {option} model's file: writing there would replace that "
-                             "model (a fine-tuning snapshot's G and D with it); give another output file")
+                             f"model{snapshot}; give another output file")
     if target.is_file() and (target.parent / LATEST_FILE).is_file() and "finetune" in (read_meta(target) or {}):
         raise ValueError(f"{named} {output} is a snapshot of the fine-tuning run in {target.parent} (its G, G_ema and "
                          "D): writing there would replace it; give another output file")
