@@ -96,7 +96,12 @@ def test_a_misspelt_option_is_named_before_a_required_one_is_missed():
                         "--swap-res?\n"),
                        (["project", "me.png", "--invert", "e4e", "-o", "w.npz"],
                         "toonlib project: error: unrecognized arguments: --invert e4e\n  --invert: an option of "
-                        "toonlib toonify, toonlib app\n")):
+                        "toonlib toonify, toonlib app\n"),
+                       # convert's output is its second argument: it listed the commands that take -o (audit)
+                       (["convert", "ada.pkl", "-o", "x.safetensors"],
+                        "toonlib convert: error: unrecognized arguments: -o x.safetensors\n  -o: convert takes its "
+                        "output as an argument, with no option: toonlib convert stylegan2-ffhq-config-f.pkl "
+                        "ffhq.safetensors\n")):
         result = run_main(*args)
         assert result.returncode == 2 and result.stderr.endswith(said), result.stderr
         assert "required" not in result.stderr

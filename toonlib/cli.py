@@ -447,6 +447,10 @@ def _refuse_unknown_options(parser: argparse.ArgumentParser, name: str, args: Se
         return
     hints = _did_you_mean(unknown, names)
     for option in (arg.split("=")[0] for arg in unknown):
+        if option in ("-o", "--output") and any(action.dest == "output" and not action.option_strings
+                                                for action in command._actions):
+            hints += f"\n  {option}: {name} takes its output as an argument, with no option: {EXAMPLES[name][0]}"
+            continue
         others = [f"toonlib {other}" for other in parser.subcommands.names()
                   if option in _option_names(parser.subcommands.parser(other))]
         if others and f"\n  {option}:" not in hints:
