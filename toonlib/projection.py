@@ -155,8 +155,9 @@ def project(G: GeneratorLike, target: Target, space: str = "w+", steps: int | No
 
     Each target gets its own w, its own noise maps and its own random stream (target i uses
     `seed + i`, or `seed[i]` for a list; a seed lies in -2**63 .. 2**64 - 1, torch's range), and the
-    loss is a sum of per-target terms, so projecting a batch gives the same result as projecting each
-    image alone with its seed (up to float rounding).
+    loss is a sum of per-target terms, so projecting a batch computes what projecting each image alone with its
+    seed computes; the float rounding of batched kernels differs, and hundreds of optimiser steps can grow it
+    into a visibly different latent (more in bfloat16): compare a batch with a batch.
     NVIDIA's projector shares the noise maps across a batch; here they are per target.
 
     The perceptual distance is LPIPS-VGG on images in [-1, 1] (lpips' convention; NVIDIA feeds the
