@@ -277,3 +277,21 @@ def test_synthesis_blocks_under_autocast(dtype):
         for hook in hooks:
             hook.remove()
     assert seen == [torch.bfloat16 if dtype == torch.bfloat16 else torch.float32] * 3 and img.dtype == torch.float32
+
+
+def test_a_config_that_builds_no_network_is_refused_by_name():
+    """Audit: `Generator(z_dim=0)` failed with a ZeroDivisionError in a layer, `Generator({...})` with "'dict' object
+    has no attribute 'z_dim'"."""
+    import re
+
+    for fields, said in [({"z_dim": 0}, "z_dim must be a whole number >= 1, got 0"),
+                         ({"w_dim": 16.0}, "w_dim must be a whole number >= 1, write it as an int: 16, not 16.0"),
+                         ({"mapping_layers": 0}, "mapping_layers must be a whole number >= 1, got 0")]:
+        with pytest.raises(ValueError, match=f"^{re.escape(said)}$"):
+            Generator(img_resolution=16, **fields)
+    with pytest.raises(ValueError, match=r"^channel_max must be a whole number >= 1, got 0$"):
+        Discriminator(img_resolution=16, channel_max=0)
+    for network, config in ((Generator, "GeneratorConfig"), (Discriminator, "DiscriminatorConfig")):
+        with pytest.raises(TypeError, match=rf"^{network.__name__} takes a {config} or its fields as keywords "
+                                            rf"\({network.__name__}\(\*\*fields\) for a dict\), got dict$"):
+            network({"img_resolution": 16})

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from . import convolution, ops, runtime
+from .messages import check_count
 from .options import MAX_SEEDS
 
 _UNINITIALIZED: contextvars.ContextVar[bool] = contextvars.ContextVar("toonlib_uninitialized", default=False)
@@ -107,8 +108,8 @@ class GeneratorConfig(_NetworkConfig):
 
     def __post_init__(self) -> None:
         check_resolution(self.img_resolution)
-        if self.mapping_layers < 1:
-            raise ValueError(f"mapping_layers must be >= 1, got {self.mapping_layers}")
+        for name in ("z_dim", "w_dim", "img_channels", "mapping_layers", "channel_base", "channel_max"):
+            check_count(name, getattr(self, name))  # z_dim=0 failed with a ZeroDivisionError in a layer
         if self.mapping_layer_features is None or self.mapping_layers == 1:  # no hidden layer: width unused
             self.mapping_layer_features = self.w_dim
         self.channel_base, self.channel_max = canonical_channels(self.channel_base, self.channel_max,
@@ -144,6 +145,8 @@ class DiscriminatorConfig(_NetworkConfig):
     def __post_init__(self) -> None:
         """Canonical like `GeneratorConfig`: channel table, number types."""
         check_resolution(self.img_resolution)
+        for name in ("img_channels", "channel_base", "channel_max"):
+            check_count(name, getattr(self, name))
         self.channel_base, self.channel_max = canonical_channels(self.channel_base, self.channel_max,
                                                                  self.img_resolution)
         self.conv_clamp = None if self.conv_clamp is None else float(self.conv_clamp)
@@ -481,6 +484,9 @@ class Generator(nn.Module):
         runtime.tune_allocator()  # keep large freed blocks for reuse (toonlib.runtime; opt-out there)
         if config is None:
             config = GeneratorConfig(**fields)
+        elif not isinstance(config, GeneratorConfig):  # a dict failed on "no attribute 'z_dim'"
+            raise TypeError(f"Generator takes a GeneratorConfig or its fields as keywords (Generator(**fields) for a "
+                            f"dict), got {type(config).__name__}")
         elif fields:
             config = dataclasses.replace(config, **fields)
         self.config = config
@@ -637,6 +643,9 @@ class Discriminator(nn.Module):
         runtime.tune_allocator()
         if config is None:
             config = DiscriminatorConfig(**fields)
+        elif not isinstance(config, DiscriminatorConfig):
+            raise TypeError(f"Discriminator takes a DiscriminatorConfig or its fields as keywords (Discriminator"
+                            f"(**fields) for a dict), got {type(config).__name__}")
         elif fields:
             config = dataclasses.replace(config, **fields)
         self.config = config
