@@ -83,7 +83,7 @@ def test_e4e_then_optimize_starts_from_the_codes(setup):
                        w_stats=w_statistics(setup.base))
     assert torch.allclose(result.w, expected.w, atol=1e-6) and not torch.equal(result.w, codes)
     assert result.losses.shape == (2,) and result.invert == "e4e+optimize"
-    assert same_image(result.reconstruction, expected.images[0])
+    assert same_image(result.reconstruction, render(setup.base, expected.w)[0])  # const noise, as the toon is drawn
 
 
 def test_psp_toonify_renders_with_the_encoders_decoder(setup):
