@@ -1380,7 +1380,7 @@ def test_remove_deletes_the_file_and_its_partial_download_and_fetch_gets_it_agai
         f"ffhq-1024-tf: not on this machine ({tmp_path / 'cache' / 'stylegan2-ffhq-config-f.pkl'})",
         f"freed {_file_size(len(PAYLOAD) + partial)}"]
     assert cached_files(tmp_path) == []
-    assert download.remove("whole") == 0  # nothing left to remove
+    assert download.remove("whole") == download.Removal(path, 0, False, False)  # nothing left to remove
     logged = len(server.log)
     assert download.fetch("whole", progress=False).read_bytes() == PAYLOAD and len(server.log) == logged + 1
 

@@ -6,7 +6,6 @@ arguments, runs a command and turns its expected failures into one line and an e
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 import re
 import sys
@@ -224,20 +223,21 @@ def cmd_remove(args: argparse.Namespace) -> int:
     """Delete each downloaded model or weights file (`download.remove`); one failure does not stop the others."""
     from .download import removable, remove
 
-    paths = {name: removable(name, cache_dir=args.cache_dir) for name in args.names}  # all known before any is deleted
+    for name in args.names:  # all known before any is deleted: a misspelt name stops the command
+        removable(name, cache_dir=args.cache_dir)
     failed, total = 0, 0
-    for name, path in paths.items():
-        whole, partial = path.is_file(), any(path.parent.glob(f"{glob.escape(path.name)}.part*"))
+    for name in args.names:
         try:
-            freed = remove(name, cache_dir=args.cache_dir)
+            removed = remove(name, cache_dir=args.cache_dir)
         except OSError as exc:
             failed += 1
             print(f"toonlib remove: error: {for_command_line(exc)}", file=sys.stderr)
             continue
-        total += freed
-        what = (f"{path}" + (" and its partial download" if partial else "") if whole
+        total += removed.freed
+        path = removed.path
+        what = (f"{path}" + (" and its partial download" if removed.partial else "") if removed.file
                 else f"the partial download of {path.name}")
-        print(f"removed {name}: {what} ({_file_size(freed)})" if whole or freed
+        print(f"removed {name}: {what} ({_file_size(removed.freed)})" if removed.file or removed.partial
               else f"{name}: not on this machine ({path})")
     if len(args.names) > 1 and total:
         print(f"freed {_file_size(total)}")

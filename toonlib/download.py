@@ -41,7 +41,7 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Callable, Iterator, NamedTuple, Optional
 
 import requests
 import urllib3
@@ -222,10 +222,20 @@ def fetch(name_or_url: str, *, cache_dir: str | os.PathLike | None = None, progr
                         reason, offline)
 
 
-def remove(name_or_url: str, *, cache_dir: str | os.PathLike | None = None) -> int:
+class Removal(NamedTuple):
+    """What `remove` deleted: the file's place, the bytes freed, and whether the file and a partial download were
+    there."""
+
+    path: Path
+    freed: int
+    file: bool
+    partial: bool
+
+
+def remove(name_or_url: str, *, cache_dir: str | os.PathLike | None = None) -> Removal:
     """Delete what `fetch` keeps of this registry file or URL on this machine (or a file of the cache named by its file
-    name, `removable`), the file and its partial download: the bytes freed, 0 when none was here. The next `fetch`
-    (or a command that needs the file) downloads it again.
+    name, `removable`), the file and its partial download; says what was there (`Removal`: nothing, 0 bytes, when
+    none was). The next `fetch` (or a command that needs the file) downloads it again.
 
     Refused with an OSError naming the lock while another process downloads the file (it holds the lock); a process
     that already reads the file keeps reading it (POSIX). `cache_dir` as `fetch`'s."""
@@ -234,7 +244,7 @@ def remove(name_or_url: str, *, cache_dir: str | os.PathLike | None = None) -> i
     part = _partial_download(final)
     left = [path for path in (final, part, _gdown_folder(part), _marker(part)) if path.exists()]
     if not left:  # nothing to do: no lock file is made in a folder that may not exist
-        return 0
+        return Removal(final, 0, False, False)
     try:
         with file_lock(final, wait=False):
             freed = sum(_bytes_in(path) if path.is_dir() else path.stat().st_size for path in left)
@@ -245,7 +255,7 @@ def remove(name_or_url: str, *, cache_dir: str | os.PathLike | None = None) -> i
                       "remove it once that download has ended") from None
     except OSError as exc:
         raise OSError(f"cannot remove {plan.what!r} from {final.parent}: {exc.strerror or exc}") from None
-    return freed
+    return Removal(final, freed, final in left, any(path != final for path in left))
 
 
 def removable(name_or_url: str, *, cache_dir: str | os.PathLike | None = None) -> Path:
