@@ -482,6 +482,9 @@ class _StepReplay:
         self.compute, self.graphs, self.calls = compute, graphs, 0
         self.graph: torch.cuda.CUDAGraph | None = None
         self.outputs: tuple = ()
+        # The warm-up steps and the capture share one side stream: autograd keeps the stream each leaf's gradient
+        # node was made on, and a capture on another stream made torch warn of a stream mismatch (torch 2.11, H200).
+        self.stream: torch.cuda.Stream | None = None  # made at the first warm-up step
 
     def __call__(self) -> tuple:
         self.calls += 1
@@ -492,18 +495,18 @@ class _StepReplay:
             return self.outputs
         if not self.graphs:
             return self.compute(False)
-        side = torch.cuda.Stream()  # warm-up away from the default stream, as CUDA graph capture expects
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
+        self.stream = self.stream or torch.cuda.Stream()  # warm-up away from the default stream, as capture expects
+        self.stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(self.stream):
             outputs = self.compute(False)
-        torch.cuda.current_stream().wait_stream(side)
+        torch.cuda.current_stream().wait_stream(self.stream)
         return outputs
 
     def _capture(self) -> None:
         self.graphs = False  # one attempt: from here on, a replay or op by op
         try:
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
+            with torch.cuda.graph(graph, stream=self.stream):
                 self.outputs = self.compute(True)
         except RuntimeError as error:
             self.outputs = ()
