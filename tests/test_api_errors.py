@@ -215,6 +215,16 @@ def test_a_callback_that_cannot_be_called(G, net, monkeypatch):
     with unloaded(monkeypatch), pytest.raises(TypeError, match=r"^callback is a function, called as callback\(step, "
                                                                r"distance, w\) after every step, or None, got int$"):
         run(G, Image.new("RGB", (32, 32), "gray"), net, callback=3)
+    # one that takes other arguments failed there too, with Python's "takes 1 positional argument but 3 were given"
+    def show(image):
+        pass
+    with unloaded(monkeypatch), pytest.raises(TypeError, match=r"^callback is called as callback\(step, distance, w\) "
+                                                               r"after every step, but show\(image\) cannot be called "
+                                                               r"with 3 arguments$"):
+        run(G, Image.new("RGB", (32, 32), "gray"), net, callback=show)
+    steps = []
+    run(G, Image.new("RGB", (32, 32), "gray"), net, callback=lambda step, *rest: steps.append(step))  # any that take 3
+    assert steps == list(range(len(steps))) and steps
 
 
 def test_project_on_the_meta_device(G, net, monkeypatch):

@@ -87,6 +87,19 @@ def test_a_misspelt_argument_beside_a_config_is_not_called_a_setting():
         finetune(TrainConfig(data="d", resume="r", run_dir="o"), progres=False)
 
 
+def test_a_callback_that_cannot_be_called_is_refused_before_the_run(base):  # noqa: F811
+    """A callback that takes no info, or no callback at all, failed at the first snapshot, after the first hour of a
+    run on a GPU; it is refused before anything is written."""
+    cfg = config(base, "callback")
+    with pytest.raises(TypeError, match=r"^callback is called as callback\(info\) at every snapshot, but "
+                                        r"<lambda>\(\) cannot be called with 1 argument$"):
+        finetune(cfg, progress=False, callback=lambda: None)
+    with pytest.raises(TypeError, match=r"^callback is a function, called as callback\(info\) at every snapshot, "
+                                        r"or None, got str$"):
+        finetune(cfg, progress=False, callback="print")
+    assert not (base["root"] / "callback").exists()
+
+
 def test_one_image_as_the_data_names_the_folder_to_give(base, tmp_path):  # noqa: F811
     """It said "'.../00.png' is neither a folder nor a .zip file of images", and not what to give."""
     image = base["data"] / "00.png"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import math
 import numbers
 import os
@@ -162,6 +163,26 @@ def check_number(name: str, value: object, minimum: float = 0) -> None:
     >= `minimum`."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < minimum:
         raise ValueError(f"{name} must be a finite number >= {minimum:g}, got {value!r}")
+
+
+def check_callback(callback: object, call: str, *example: object) -> None:
+    """TypeError unless `callback` is None or a function that takes `example`'s arguments, as it is called (`call`, e.g.
+    "callback(step, distance, w) after every step"): a wrong one failed only when first called, after the first
+    projection step or a fine-tuning run's first snapshot. A callable whose signature Python cannot read passes."""
+    if callback is None:
+        return
+    if not callable(callback):
+        raise TypeError(f"callback is a function, called as {call}, or None, got {type(callback).__name__}")
+    try:
+        signature = inspect.signature(callback)
+    except (TypeError, ValueError):  # some builtins and extension functions
+        return
+    try:
+        signature.bind(*example)
+    except TypeError:
+        name = getattr(callback, "__name__", type(callback).__name__)
+        raise TypeError(f"callback is called as {call}, but {name}{signature} cannot be called with "
+                        f"{counted(len(example), 'argument')}") from None
 
 
 def counted(count: int, noun: str) -> str:

@@ -33,7 +33,7 @@ from .devices import default_device
 from .files import atomic_write_path, user_path
 from .images import from_pil, image_attribute_hint, read_image, to_uint8, warn_if_not_a_crop
 from .losses import PerceptualDistance, build_lpips, noise_regularization, normalize_noise_
-from .messages import check_count, check_number, progress_bar, summary, warn
+from .messages import check_callback, check_count, check_number, progress_bar, summary, warn
 
 Target = Union[PIL.Image.Image, np.ndarray, torch.Tensor, Sequence[Union[PIL.Image.Image, np.ndarray, torch.Tensor]]]
 Callback = Callable[[int, float, torch.Tensor], None]
@@ -408,10 +408,7 @@ def check_project_options(**options: object) -> None:
                                       and all(hasattr(lpips_net, part) for part in lpips_parts)):
         raise TypeError(f"lpips_net is a prebuilt lpips.LPIPS model, or None (LPIPS-VGG, built once), got "
                         f"{type(lpips_net).__name__}")
-    callback = options.get("callback")
-    if callback is not None and not callable(callback):  # it failed after the first step
-        raise TypeError(f"callback is a function, called as callback(step, distance, w) after every step, or None, "
-                        f"got {type(callback).__name__}")
+    check_callback(options.get("callback"), "callback(step, distance, w) after every step", 0, 0.0, None)
     if "precision" in options:
         runtime.check_precision(options["precision"])
 
@@ -688,6 +685,7 @@ def load_latent(path: str | os.PathLike, num_ws: int | None = None) -> torch.Ten
 
     A 2-D `w` [rows, w_dim] is one W+ latent (`result.w[0]`); one whose rows are not `num_ws` is refused, saying so:
     it is another model's W+ latent, or W latents (`G.mapping(z)[:, 0]`), which are saved as [N, 1, w_dim].
+    Latents that hold NaN or inf are refused, naming the file.
     """
     if num_ws is not None:
         check_count("num_ws", num_ws)  # "8" failed inside torch's repeat, 0 gave latents of no layers
@@ -720,6 +718,10 @@ def load_latent(path: str | os.PathLike, num_ws: int | None = None) -> torch.Ten
         w = torch.stack([_rosinality_latent(name, entry, num_ws, path) for name, entry in _entries(data, path)])
     if w.ndim != 3 or (num_ws is not None and w.shape[1] != num_ws):
         raise ValueError(f"{path}: latents have shape {list(w.shape)}, expected [N, {num_ws or 'num_ws'}, w_dim]")
+    if w.is_floating_point() and not torch.isfinite(w).all():  # read, it was refused only when rendered, unnamed
+        bad = int((~torch.isfinite(w)).sum())
+        raise ValueError(f"{path}: the latents hold NaN or infinite values ({bad} of {w.numel()}): a projection or an "
+                         "edit that diverged wrote them; project the photo again")
     return w.float()
 
 

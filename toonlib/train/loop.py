@@ -40,7 +40,7 @@ from ..devices import default_device
 from ..files import atomic_write_path, check_file_target, user_path
 from ..images import labelled_grid, save_image, to_pil
 from ..losses import discriminator_loss, generator_loss, path_length_penalty, path_lengths, r1_penalty, update_pl_mean
-from ..messages import counted, progress_bar, warn, write_line
+from ..messages import check_callback, counted, progress_bar, warn, write_line
 from ..models import MODELS
 from ..networks import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, z_from_seeds
 from ..quality import MetricUnavailable, image_quality, inception_weights
@@ -107,6 +107,7 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, *, dist: Distributed | None = None, progress: bool = True,
                  callback: Callable[[dict], None] | None = None):
+        check_callback(callback, "callback(info) at every snapshot", {})  # before the run, not after its first hour
         self.cfg = config
         self.dist = dist or Distributed(device=default_device(config.device))
         self.device = self.dist.device
