@@ -174,6 +174,10 @@ def test_toonlib_alone_or_help_shows_the_commands():
         assert (asked.returncode, asked.stdout, asked.stderr) == (0, meant.stdout, "")
     result = run_main("help", "toonfy")
     assert result.returncode == 2 and result.stderr.endswith("no command 'toonfy'\n  toonfy: did you mean toonify?\n")
+    result = run_main("help", "toonify", "photo.jpg")  # the extra words were ignored without a word
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.endswith("toonlib: error: help takes one command name, got 'toonify photo.jpg': toonlib help "
+                                  "toonify\n")
 
 
 def test_every_command_help_has_examples_that_run_as_typed():

@@ -1416,3 +1416,8 @@ def test_remove_refuses_a_file_being_downloaded_and_an_unknown_name_removes_noth
     assert main(["remove", f"{server.base}/nothing.pkl"]) == 0  # a URL never fetched
     assert capsys.readouterr().out == (f"{server.base}/nothing.pkl: not on this machine "
                                        f"({download.local_path(f'{server.base}/nothing.pkl')})\n")
+    missing = tmp_path / "no-such-cache"  # a misspelt --cache-dir: said only "not on this machine"
+    assert main(["remove", name, "--cache-dir", str(missing)]) == 0
+    assert capsys.readouterr().out == (f"tiny: not on this machine ({missing / 'tiny.pkl'}; there is no folder "
+                                       f"{missing})\n")
+    assert not missing.exists()

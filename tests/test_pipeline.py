@@ -14,7 +14,7 @@ from toonlib.align import NoFaceError
 from toonlib.blending import blend
 from toonlib.images import ImageReadError, to_uint8
 from toonlib.pipeline import Toonifier, ToonifyResult, paste, toonify
-from toonlib.projection import project, render
+from toonlib.projection import ProjectionResult, project, render, save_latent
 
 STEPS = 3
 
@@ -331,7 +331,7 @@ def test_toonify_many_takes_any_iterable_of_photos(models, photos, lpips_net):
     assert [(p.name, len(r)) for p, r in outcomes] == [("hopper.jpg", 1)]
 
 
-def test_results_and_toonifiers_print_on_one_line(models, photos, lpips_net):
+def test_results_and_toonifiers_print_on_one_line(models, photos, lpips_net, tmp_path):
     """`ToonifyResult` printed its 68 landmarks and its latent (~2,500 characters), `ProjectionResult` every noise map
     (~12,000), and a `Toonifier` was `<toonlib.pipeline.Toonifier object at 0x...>`."""
     folder, _, _ = models
@@ -349,6 +349,11 @@ def test_results_and_toonifiers_print_on_one_line(models, photos, lpips_net):
     text = repr(projection)
     assert text.startswith(f"ProjectionResult(space='w+', steps=2, w=[1, {G.num_ws}, {G.w_dim}], final distance=[0.")
     assert text.endswith(f"images=[1, 3, 32, 32], noise maps={len(projection.noise)}, frames=0)") and len(text) < 200
+    # a latent file alone (NVIDIA's projected_w.npz) said "steps=0, final distance=[]"
+    save_latent(projection.w, tmp_path / "projected_w.npz")
+    assert repr(ProjectionResult.load(tmp_path / "projected_w.npz")) == (
+        f"ProjectionResult(space='w+', w=[1, {G.num_ws}, {G.w_dim}], steps and distances not stored, images=None, "
+        "noise maps=0, frames=0)")
 
 
 def test_a_result_shows_its_pictures_in_a_notebook():

@@ -392,6 +392,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.print_help(sys.stderr)
         parser.exit(2, "\ntoonlib: error: no command given: pick one of the COMMANDs above\n")
     if argv[0] == "help":  # `toonlib help` is `toonlib --help`, `toonlib help toonify` is `toonlib toonify --help`
+        if len(argv) > 2:  # the words after the command were ignored without a word
+            parser.error(f"help takes one command name, got {' '.join(argv[1:])!r}: toonlib help {argv[1]}")
         argv = [argv[1], "--help"] if len(argv) > 1 and not argv[1].startswith("-") and argv[1] != "help" \
             else ["--help"]  # `toonlib help help` too
     leading = list(itertools.takewhile(lambda arg: arg.startswith("-"), argv))  # the options before the command

@@ -237,8 +237,9 @@ def cmd_remove(args: argparse.Namespace) -> int:
         path = removed.path
         what = (f"{path}" + (" and its partial download" if removed.partial else "") if removed.file
                 else f"the partial download of {path.name}")
+        nowhere = "" if path.parent.is_dir() else f"; there is no folder {path.parent}"  # a --cache-dir misspelt?
         print(f"removed {name}: {what} ({_file_size(removed.freed)})" if removed.file or removed.partial
-              else f"{name}: not on this machine ({path})")
+              else f"{name}: not on this machine ({path}{nowhere})")
     if len(args.names) > 1 and total:
         print(f"freed {_file_size(total)}")
     return 2 if failed else 0

@@ -79,9 +79,13 @@ class ProjectionResult:
 
     def __repr__(self) -> str:
         """What was found, on one line (the dataclass's printed every noise map: ~12,000 characters)."""
-        final = "[]" if not len(self.losses) else f"[{', '.join(f'{d:.4f}' for d in self.losses[-1])}]"
-        return (f"ProjectionResult(space={self.space!r}, steps={self.steps}, w={summary(self.w)}, final distance="
-                f"{final}, images={summary(self.images)}, noise maps={len(self.noise)}, frames={len(self.frames)})")
+        if len(self.losses):
+            final = ", ".join(f"{d:.4f}" for d in self.losses[-1])
+            steps = f"steps={self.steps}, w={summary(self.w)}, final distance=[{final}]"
+        else:  # a latent file alone, as NVIDIA's projected_w.npz: it said "steps=0, final distance=[]"
+            steps = f"w={summary(self.w)}, steps and distances not stored"
+        return (f"ProjectionResult(space={self.space!r}, {steps}, images={summary(self.images)}, "
+                f"noise maps={len(self.noise)}, frames={len(self.frames)})")
 
     def save(self, path: str | os.PathLike) -> None:
         """Write an `.npz` (atomically): `w` as NVIDIA's projected_w.npz, plus losses and noise maps."""
