@@ -1,6 +1,6 @@
 """The ways in that run on a GPU, on tiny random models, each on `--device` against the same call on the CPU.
 
-    python benchmarks/check_cuda.py [--device cuda] [--out DIR]
+    python benchmarks/check_cuda.py [--device cuda] [--steps 30] [--out DIR]
 
 The test suite runs on CPUs (CI has no GPU); this script is what a session with a GPU runs to see that the
 device paths work as a user calls them: `project` (W and W+, 'auto' precision, as CUDA graphs replay it, inside
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import sys
 import tempfile
 import time
@@ -36,7 +37,7 @@ from toonlib.checkpoints import Networks, save_network  # noqa: E402
 from toonlib.networks import Discriminator, Generator  # noqa: E402
 from toonlib.projection import ProjectionResult, render  # noqa: E402
 
-STEPS = 30
+STEPS = 30  # projection steps of each call (--steps)
 
 
 def _finite(*arrays: torch.Tensor | np.ndarray) -> None:
@@ -49,32 +50,37 @@ def _gap(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.detach().float().cpu() - b.detach().float().cpu()).abs().max())
 
 
-def _projection(device: str, **kwargs) -> ProjectionResult:
-    G, net = tiny_generator(0), random_lpips()
+@functools.cache
+def _lpips() -> torch.nn.Module:
+    return random_lpips()  # one for every call (project moves it to the call's device)
+
+
+def _projection(device: str, steps: int, **kwargs) -> ProjectionResult:
+    G, net = tiny_generator(0), _lpips()
     target = render(tiny_generator(0), torch.randn(1, G.num_ws, G.w_dim) * 0.3 + G.mapping.w_avg)
-    return toonlib.project(kwargs.pop("G", G), kwargs.pop("target", target), kwargs.pop("space", "w+"), STEPS,
-                           lpips_net=net, device=device, progress=False, **kwargs)
+    return toonlib.project(kwargs.pop("G", G), kwargs.pop("target", target), kwargs.pop("space", "w+"), steps,
+                           lpips_net=net, device=device, progress=False, w_avg_samples=1000, **kwargs)
 
 
-def check_project(device: str, space: str) -> str:
-    mine, cpu = _projection(device, space=space), _projection("cpu", space=space)
+def check_project(device: str, steps: int, space: str) -> str:
+    mine, cpu = _projection(device, steps, space=space), _projection("cpu", steps, space=space)
     _finite(mine.w, mine.losses)
     return (f"final distance {float(mine.losses[-1].sum()):.4f} (CPU {float(cpu.losses[-1].sum()):.4f}); "
-            f"max |w - CPU's| {_gap(mine.w, cpu.w):.2e} after {STEPS} steps")
+            f"max |w - CPU's| {_gap(mine.w, cpu.w):.2e} after {steps} steps")
 
 
-def check_project_variants(device: str) -> str:
-    plain = _projection(device)
+def check_project_variants(device: str, steps: int) -> str:
+    plain = _projection(device, steps)
     with torch.no_grad():
-        no_grad = _projection(device)
-    half = _projection(device, G=tiny_generator(0).half())
-    batch = _projection(device, target=render(tiny_generator(0), torch.randn(3, 1, 16) * 0.3), seed=[0, 1, 2])
+        no_grad = _projection(device, steps)
+    half = _projection(device, steps, G=tiny_generator(0).half())
+    batch = _projection(device, steps, target=render(tiny_generator(0), torch.randn(3, 1, 16) * 0.3), seed=[0, 1, 2])
     _finite(no_grad.w, half.w, batch.w)
     return (f"under no_grad: max |w - outside| {_gap(no_grad.w, plain.w):.2e}; G.half(): {_gap(half.w, plain.w):.2e};"
             f" batch of 3 ran ({tuple(batch.w.shape)})")
 
 
-def check_render_blend(device: str) -> str:
+def check_render_blend(device: str, steps: int) -> str:
     base = tiny_generator(0)
     toon = copy.deepcopy(base)  # a fine-tuned model's stand-in: its base's weights, moved a little
     with torch.no_grad():
@@ -103,7 +109,7 @@ def _training_base(root: Path) -> tuple[Path, Path]:
     return data, root / "base.safetensors"
 
 
-def check_finetune(device: str) -> str:
+def check_finetune(device: str, steps: int) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         data, base = _training_base(Path(tmp))
         settings = dict(data=str(data), resume=str(base), run_dir=str(Path(tmp) / "run"), prepare="none",
@@ -119,8 +125,8 @@ def check_finetune(device: str) -> str:
 
 
 CHECKS = {
-    "project W+ (auto precision)": lambda d: check_project(d, "w+"),
-    "project W (auto precision)": lambda d: check_project(d, "w"),
+    "project W+ (auto precision)": lambda device, steps: check_project(device, steps, "w+"),
+    "project W (auto precision)": lambda device, steps: check_project(device, steps, "w"),
     "project: no_grad, float16 G, batch": check_project_variants,
     "blend + render": check_render_blend,
     "finetune (ADA, fp16 layers) + resume": check_finetune,
@@ -130,6 +136,7 @@ CHECKS = {
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--steps", type=int, default=STEPS, help="projection steps of each call")
     parser.add_argument("--out", type=Path, help="folder for check_cuda.md")
     args = parser.parse_args()
     name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "cpu"
@@ -141,7 +148,7 @@ def main() -> int:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                said, ok = check(args.device), "yes"
+                said, ok = check(args.device, args.steps), "yes"
             except Exception as error:  # reported in the row; the others still run
                 said, ok = f"{type(error).__name__}: {error}".replace("\n", " ")[:400], "**no**"
                 traceback.print_exc()
