@@ -1034,3 +1034,21 @@ def test_finetune_help_shows_defaults_as_typed(capsys):
         cli.main(["finetune", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "(default: None)" not in text and "ramp-up ratio, or 'none' (default: none)" in text
+
+
+def test_a_network_the_file_lacks_names_the_option_that_asked_for_it(tmp_path):
+    """`--base-network G` of a file of G_ema only said "... has no G network (it has G_ema only)", naming no option."""
+    from tiny import tiny_generator
+
+    from toonlib.checkpoints import save_network
+
+    save_network(tmp_path / "toon.safetensors", tiny_generator(1))  # G_ema only, both
+    save_network(tmp_path / "base.safetensors", tiny_generator(0))
+    common = ["--toon", str(tmp_path / "toon.safetensors"), "--base", str(tmp_path / "base.safetensors"),
+              "--swap-res", "8", "-o", str(tmp_path / "blend.safetensors")]
+    for option, file in (("--base-network", "base"), ("--toon-network", "toon")):
+        result = run_main("blend", *common, option, "G")
+        assert (result.returncode, result.stdout) == (2, "")
+        assert result.stderr.endswith(f"toonlib blend: error: {option} G: {tmp_path / file}.safetensors has no G "
+                                      "network (it has G_ema only)\n"), result.stderr
+    assert not (tmp_path / "blend.safetensors").exists()

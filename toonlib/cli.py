@@ -524,8 +524,20 @@ def _run(args: argparse.Namespace) -> int:
             # (`toonlib app` in its first seconds), when importing it again raises a RuntimeError of pybind11's.
             if isinstance(exc, BrokenPipeError) or not isinstance(exc, expected_errors()):
                 raise  # BrokenPipeError is no error of the command's: `main` stops quietly
-            print(f"toonlib {args.command}: error: {for_command_line(exc)}", file=sys.stderr)
+            print(f"toonlib {args.command}: error: {_asked_by(args, exc)}{for_command_line(exc)}", file=sys.stderr)
             return 2
+
+
+def _asked_by(args: argparse.Namespace, exc: BaseException) -> str:
+    """'--base-network G: ' before the error of a checkpoint without the network an option asked for (the message
+    named the file alone)."""
+    from .checkpoints.common import MissingNetworkError
+
+    if not isinstance(exc, MissingNetworkError):
+        return ""
+    asked = [f"--{name.replace('_', '-')} {exc.which}" for name in ("toon_network", "base_network")
+             if getattr(args, name, None) == exc.which]
+    return f"{' / '.join(asked)}: " if asked else ""
 
 
 

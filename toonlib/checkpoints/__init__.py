@@ -34,7 +34,7 @@ from ..files import is_url, looks_like_html, looks_like_pickle, safetensors_head
 from ..messages import warn
 from ..networks import Generator
 from . import native, native_torch, nvidia, psp, rosinality, tensorflow
-from .common import CheckpointError, GeneratorLike, Networks, damaged_file
+from .common import CheckpointError, GeneratorLike, MissingNetworkError, Networks, damaged_file
 from .safe_pickle import UnsafePickleError, refusal, safe_load
 
 __all__ = ["NATIVE_SUFFIX", "CheckpointError", "GeneratorLike", "Networks", "UnsafePickleError", "load_generator",
@@ -148,8 +148,8 @@ def load_generator(source: GeneratorLike, which: str | None = None,
     elif isinstance(source, Networks):
         G = getattr(source, which)
         if G is None:
-            raise CheckpointError(f"{source.meta.get('source') or 'the checkpoint'} has no {which} network "
-                                  "(it has G_ema only)")
+            raise MissingNetworkError(f"{source.meta.get('source') or 'the checkpoint'} has no {which} network "
+                                      "(it has G_ema only)", which)
     elif isinstance(source, (str, os.PathLike)):
         return load_generator(load_network(source), which, device)
     else:

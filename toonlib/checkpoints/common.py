@@ -14,6 +14,14 @@ class CheckpointError(ValueError):
     """A file that is not a checkpoint toonlib can read; the message says why and what to do."""
 
 
+class MissingNetworkError(CheckpointError):
+    """A checkpoint without the generator asked for (`which`: its G, of a file that holds G_ema only)."""
+
+    def __init__(self, message: str, which: str) -> None:
+        super().__init__(message)
+        self.which = which
+
+
 def damaged_file(again: str = "download it again") -> str:
     """What a reader's error says of a file it cannot parse (a pickle, torch or safetensors file cut short or damaged):
     one sentence for every format; `again` is how to get the file again."""
