@@ -122,13 +122,90 @@ def test_an_image_over_pillows_limit_is_skipped_with_what_to_do_and_no_nameless_
     assert "large.png" in dataset.names
 
 
+def test_a_damaged_zip_member_is_skipped_and_a_password_protected_zip_refused(folder, tmp_path):
+    """One damaged image in a .zip stopped the run with zipfile's traceback ("Bad CRC-32 for file ...", a deflated
+    member's zlib.error), and a password-protected zip with "File ... is encrypted" (a RuntimeError), where a damaged
+    file of a folder is skipped."""
+    archive = make_zip(folder, tmp_path / "faces.zip")
+    with zipfile.ZipFile(archive) as zf:
+        stored = zf.getinfo(name(2))
+    data = bytearray(archive.read_bytes())
+    data[stored.header_offset + 30 + len(stored.filename) + 100] ^= 0xFF  # one byte of its image data
+    (tmp_path / "crc.zip").write_bytes(bytes(data))
+    with pytest.warns(UserWarning, match=rf"skipped 2 of 21 images .*\n  {name(2)}: cannot read: Bad CRC-32"):
+        dataset = ImageDataset(tmp_path / "crc.zip", RES, progress=False)
+    assert name(2) not in dataset.names and len(dataset) == 19
+
+    with zipfile.ZipFile(tmp_path / "deflated.zip", "w", zipfile.ZIP_DEFLATED) as zf:
+        for i in range(9):
+            zf.writestr(f"{i}.png", (folder / name(i)).read_bytes() if name(i).endswith(".png") else b"")
+    data = bytearray((tmp_path / "deflated.zip").read_bytes())
+    with zipfile.ZipFile(tmp_path / "deflated.zip") as zf:
+        member = zf.getinfo("0.png")
+    start = member.header_offset + 30 + len(member.filename)
+    data[start:start + 40] = bytes(40)  # its compressed stream
+    (tmp_path / "deflated.zip").write_bytes(bytes(data))
+    with pytest.warns(UserWarning, match=r"\n  0.png: cannot read: "):
+        dataset = ImageDataset(tmp_path / "deflated.zip", RES, progress=False, min_images=1)
+    assert "0.png" not in dataset.names and "1.png" in dataset.names
+
+    with zipfile.ZipFile(tmp_path / "locked.zip", "w") as zf:
+        for i in range(9):
+            zf.writestr(f"{i}.png", b"encrypted bytes")
+    data = bytearray((tmp_path / "locked.zip").read_bytes())  # marked as `zip -P secret` marks them: encrypted
+    with zipfile.ZipFile(tmp_path / "locked.zip") as zf:
+        for info in zf.infolist():
+            data[info.header_offset + 6] |= 1  # the local header's flag bit 0
+    entry = data.find(b"PK\x01\x02")
+    while entry != -1:  # and each central directory entry's
+        data[entry + 8] |= 1
+        entry = data.find(b"PK\x01\x02", entry + 4)
+    (tmp_path / "locked.zip").write_bytes(data)
+    with pytest.raises(ValueError, match=r"^'.*locked.zip' is a password-protected \.zip: extract it \(unzip it with "
+                                         r"its password\) and give the folder of images$"):
+        ImageDataset(tmp_path / "locked.zip", RES, progress=False)
+
+
+def test_a_run_folder_inside_the_data_folder_is_left_out(folder):
+    """An earlier run's folder kept beside the images had its fakes grids and metrics plot trained on as faces."""
+    run = folder / "runs" / "old"
+    run.mkdir(parents=True)
+    (run / "latest.json").write_text("{}")
+    for image in ("fakes-000000004.png", "metrics.png"):
+        draw(1).save(run / image)
+    with pytest.warns(UserWarning, match=r"^left out 1 fine-tuning run folder inside '.*faces' \('runs/old'\): their "
+                                         r"fakes grids and plots are no training images; keep run folders outside "
+                                         r"the data folder$"):
+        dataset = load(folder)
+    assert len(dataset) == 20 and not [n for n in dataset.names if n.startswith("runs/")]
+
+
+def test_a_long_list_of_skipped_images_names_the_first_few(tmp_path):
+    """60 non-square images gave 60 lines of warning, again at every resume."""
+    for i in range(16):
+        Image.new("RGB", (30, 20) if i < 8 else (30, 30)).save(tmp_path / f"{i:02d}.png")
+    with pytest.warns(UserWarning) as caught:
+        dataset = ImageDataset(tmp_path, RES, prepare="none", progress=False)
+    [text] = [str(w.message) for w in caught if "skipped" in str(w.message)]
+    reason = "not square (30x20); use prepare='crop' or 'align'"
+    assert text.splitlines() == [f"skipped 8 of 16 images in '{tmp_path}':",
+                                 *(f"  {i:02d}.png: {reason}" for i in range(5)), "  ... and 3 more"]
+    assert len(dataset.skipped) == 8 and dataset.num_images == 8
+
+
 def test_too_few_images_is_an_error(tmp_path):
     make_folder(tmp_path, count=3)
     with pytest.warns(UserWarning), pytest.raises(ValueError, match=r"found 3 usable .* \(1 skipped"):
         ImageDataset(tmp_path, RES, progress=False)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="found 0 usable"):
+    with pytest.raises(ValueError, match=r"found 0 usable images in '.*empty' \(no image files: their names end in "
+                                         r"\.jpg, \.jpeg, \.png, "):
         ImageDataset(tmp_path / "empty", RES, progress=False, min_images=1)
+    (tmp_path / "broken").mkdir()
+    shutil.copy(tmp_path / "sub" / "corrupt.png", tmp_path / "broken")
+    all_skipped = r"found 0 usable images in '.*broken' \(1 skipped, see the warning\); need at least 8$"
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match=all_skipped):
+        ImageDataset(tmp_path / "broken", RES, progress=False)  # all skipped: it listed the file kinds it reads
     assert len(load(tmp_path, min_images=3)) == 3
 
 

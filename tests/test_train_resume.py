@@ -424,7 +424,7 @@ def test_a_resumed_run_with_too_few_images_left_says_they_were_removed(base, tmp
     finetune(config(base, run.name, kimg=0.004, data=str(data)), progress=False)
     for image in sorted(data.glob("*.png"))[3:]:
         image.unlink()
-    with pytest.raises(ValueError, match=rf"^found 3 usable images in '{data}' \(0 skipped, .*\); need at least 8\. "
+    with pytest.raises(ValueError, match=rf"^found 3 usable images in '{data}'; need at least 8\. "
                                          rf"The images in {data} changed since the run's last snapshot \(61 removed; 3 "
                                          r"files now\): put back those it trained on, or add others$"):
         finetune(config(base, run.name, kimg=0.008, data=str(data)), progress=False)
@@ -680,6 +680,12 @@ def test_settings_changed_on_resume_are_said(base, capsys):  # noqa: F811
                                        f"toonlib finetune: warning: {run}: --ema-rampup none from here on (the run had "
                                        "0.05)\n")
     assert cli(base, str(base["base"]), run, "--kimg", "0.016") == 0 and capsys.readouterr().err == ""
+    # settings of several numbers, which kept their Python form: "--betas 0.5 0.99 (betas=(0.5, 0.99))"
+    assert cli(base, str(base["base"]), run, "--kimg", "0.020", "--betas", "0.5", "0.99", "--image-seeds", "0-2") == 0
+    assert capsys.readouterr().err == (f"toonlib finetune: warning: {run}: --betas 0.5 0.99 from here on (the run "
+                                       "had 0 0.99)\n"
+                                       f"toonlib finetune: warning: {run}: --image-seeds 0-2 from here on (the run had "
+                                       "0-3)\n")
 
 
 def test_a_kimg_already_reached_is_said_and_changes_nothing(base):  # noqa: F811

@@ -16,6 +16,7 @@ import json
 import os
 import struct
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator, Tuple, Union
 
@@ -34,6 +35,8 @@ __all__ = ["MIN_IMAGES", "ImageDataset", "TooFewImagesError", "cache_name", "ima
 
 _CACHE_VERSION = 1  # bump when the preparation of images changes, so old caches are not reused
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, zipfile.BadZipFile)
+_ENCRYPTED = 0x1  # a zip entry's flag bit: encrypted (a password-protected zip)
+_LISTED_SKIPS = 5  # skipped images named in the warning; the others counted (`ImageDataset.skipped` has them all)
 
 # What identifies a file: (name, size in bytes, mtime_ns for a folder's files / CRC-32 for zip members)
 Entry = Tuple[str, int, int]
@@ -97,9 +100,15 @@ class ImageDataset(Dataset):
         self.names: list[str] = list(payload["names"])
         self.skipped: list[tuple[str, str]] = [(name, reason) for name, reason in payload["skipped"]]
         self.enlarged: list[tuple[str, int, int]] = [tuple(e) for e in payload.get("enlarged", ())]  # older caches
-        if self.skipped:
-            lines = "\n".join(f"  {name}: {reason}" for name, reason in self.skipped)
-            warn(f"skipped {len(self.skipped)} of {len(entries)} images in '{self.source}':\n{lines}")
+        if self.source.is_dir() and (runs := run_folders(self.source)):
+            warn(f"left out {counted(len(runs), 'fine-tuning run folder')} inside '{self.source}' ("
+                 f"{', '.join(repr(run.relative_to(self.source).as_posix()) for run in runs)}): their fakes grids and "
+                 "plots are no training images; keep run folders outside the data folder")
+        if self.skipped:  # the first few named, a reason each (60 lines of "not square" hid the rest)
+            lines = [f"  {name}: {reason}" for name, reason in self.skipped[:_LISTED_SKIPS]]
+            if len(self.skipped) > _LISTED_SKIPS:
+                lines.append(f"  ... and {len(self.skipped) - _LISTED_SKIPS} more")
+            warn(f"skipped {len(self.skipped)} of {len(entries)} images in '{self.source}':\n" + "\n".join(lines))
         if self.enlarged:
             name, width, height = self.enlarged[0]
             warn(f"{len(self.enlarged)} of {counted(self.num_images, 'image')} in '{self.source}' "
@@ -107,8 +116,10 @@ class ImageDataset(Dataset):
                  f"{resolution}x{resolution} (e.g. {name}, {width}x{height}): enlarged to it, such images are "
                  "blurred; larger ones make a sharper model")
         if self.num_images < min_images:  # before the cache is written: a refused data set leaves nothing behind
-            raise TooFewImagesError(f"found {counted(self.num_images, 'usable image')} in '{self.source}' "
-                                    f"({len(self.skipped)} skipped, extensions {', '.join(IMAGE_SUFFIXES)}); "
+            # the file kinds read only when no image file was found (it listed them beside 16 "no face found")
+            why = (f" ({len(self.skipped)} skipped, see the warning)" if self.skipped else "" if entries
+                   else f" (no image files: their names end in {', '.join(IMAGE_SUFFIXES)})")
+            raise TooFewImagesError(f"found {counted(self.num_images, 'usable image')} in '{self.source}'{why}; "
                                     f"need at least {min_images}", self.files)
         if self.cache_path is not None and not cached:
             if on_accept is not None:
@@ -171,8 +182,9 @@ def infinite_loader(dataset: Dataset, batch_size: int, *, seed: int = 0, rank: i
 def _open_source(source: Path) -> Iterator[tuple[list[Entry], Callable[[str], bytes]]]:
     """The image files of a folder or zip, sorted by name, and a function reading one file's bytes."""
     if source.is_dir():
+        runs = run_folders(source)
         paths = (p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-                 and not is_hidden(p.relative_to(source)))
+                 and not is_hidden(p.relative_to(source)) and not any(run in p.parents for run in runs))
         entries = []
         for path in paths:
             stat = path.stat()
@@ -183,6 +195,11 @@ def _open_source(source: Path) -> Iterator[tuple[list[Entry], Callable[[str], by
             entries = [(info.filename, info.file_size, info.CRC) for info in archive.infolist()
                        if not info.is_dir() and PurePosixPath(info.filename).suffix.lower() in IMAGE_SUFFIXES
                        and not is_hidden(PurePosixPath(info.filename))]
+            names = {name for name, *_ in entries}
+            if any(info.flag_bits & _ENCRYPTED for info in archive.infolist() if info.filename in names):
+                # each image failed with zipfile's "password required for extraction", a RuntimeError
+                raise ValueError(f"'{source}' is a password-protected .zip: extract it (unzip it with its password) "
+                                 "and give the folder of images")
             yield sorted(entries), archive.read
     elif source.is_file() and source.suffix.lower() == ".zip":
         raise ValueError(f"'{source}': the .zip file is damaged (its table of contents, at the end, is missing: a "
@@ -194,6 +211,16 @@ def _open_source(source: Path) -> Iterator[tuple[list[Entry], Callable[[str], by
         raise ValueError(f"'{source}' is neither a folder nor a .zip file of images")
     else:
         raise FileNotFoundError(f"no such folder or .zip file: '{source}'")
+
+
+def run_folders(source: Path) -> list[Path]:
+    """The fine-tuning run folders inside the folder `source` (those holding a run's `latest.json`): their fakes
+    grids and plots are no training images, and were trained on as cartoon faces (the run folder of the run itself
+    is refused outright, `train.loop`)."""
+    from .train.snapshots import LATEST_FILE
+
+    return sorted(path.parent for path in source.rglob(LATEST_FILE)
+                  if path.is_file() and not is_hidden(path.parent.relative_to(source)))
 
 
 def image_files(source: Union[str, os.PathLike]) -> list[str]:
@@ -246,7 +273,10 @@ def _prepare_one(read: Callable[[str], bytes], name: str, resolution: int,
                  prepare: str) -> tuple[Image.Image, tuple[int, int]]:
     """File `name` as an RGB image `resolution` x `resolution`, and its size as read; raises `_Skip` with the
     reason."""
-    content = read(name)
+    try:
+        content = read(name)
+    except (*_DECODE_ERRORS, zlib.error, NotImplementedError) as exc:  # a zip member damaged, or packed by a method
+        raise _Skip(f"cannot read: {exc}") from None                   # zipfile lacks (deflate64); a file's OSError
     try:
         with quiet_large_images():
             image = Image.open(io.BytesIO(content))
