@@ -617,9 +617,19 @@ def test_base_without_discriminator_is_refused(base):
 def test_resolution_mismatch_is_refused(base):
     with pytest.raises(ValueError, match=r"--resolution 32 \(resolution=32\): .* makes 16x16") as raised:
         finetune(config(base, "res", resolution=32), progress=False)
-    assert raised.value.args[0].endswith("start from a 32 px model with its discriminator.")  # no registry model
-    with pytest.raises(ValueError, match=r"start from a 256 px model \(e.g. 'ffhq-256-noaug'\)\.$"):
+    assert raised.value.args[0].endswith("start from a model of 32 px with its discriminator.")  # no registry model
+    with pytest.raises(ValueError, match=r"start from a model of 256 px \(e.g. 'ffhq-256-noaug'\)\.$"):
         finetune(config(base, "res", resolution=256), progress=False)
+    with pytest.raises(ValueError, match=r"start from a model of 8 px with"):  # it said "a 8 px model"
+        finetune(config(base, "res", resolution=8), progress=False)
+
+
+def test_an_augmentation_probability_without_augmentation_is_said(base):
+    """--augment none --augment-p 0.5 trained without augmentation, without a word."""
+    with pytest.warns(UserWarning, match=r"^--augment-p 0\.5 \(augment_p=0\.5\) is ignored: --augment none "
+                                            r"\(augment='none'\) augments nothing \('fixed' keeps that probability, "
+                                            r"'ada' starts from it\)$"):
+        finetune(config(base, "no_augment", augment="none", augment_p=0.5, kimg=0.004), progress=False)
 
 
 def test_batch_not_divisible_is_refused(base):
@@ -651,3 +661,21 @@ def test_settings_refused_at_the_start_are_named_as_typed(base, options, said, c
     err = capsys.readouterr().err
     assert err.startswith("toonlib finetune: error: ") and said in err, err
     assert not re.search(r"[a-z]+_[a-z_]+\b|TrainConfig", err), err  # the options' names, not Python's
+
+
+def test_a_diverged_run_is_said_and_its_log_stays_json(base):
+    """With an absurd --lr the losses became NaN: the run exited 0 suggesting a blend of its broken model, without a
+    word, and metrics.jsonl held bare NaN, which strict JSON readers refuse."""
+    import json
+
+    def strict(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    run = base["root"] / "diverged"
+    with pytest.warns(UserWarning, match=r"loss_\w+ became (nan|inf) by [\d.]+ kimg: the training diverged and the "
+                                         r"snapshots from here on are broken; start again from the base with a lower "
+                                         r"--lr 1000000\.0 \(lr=1000000\.0\)$") as caught:
+        finetune(config(base, run.name, lr=1e6, kimg=0.016), progress=False)
+    assert sum("diverged" in str(w.message) for w in caught) == 1  # once, not at every snapshot
+    records = [json.loads(line, parse_constant=strict) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) == 2 and None in (records[-1]["loss_G"], records[-1]["loss_D"])

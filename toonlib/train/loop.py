@@ -164,6 +164,9 @@ class Trainer:
         self.phases = [("Gmain", 1)] + ([("Greg", cfg.pl_interval)] if cfg.pl_weight > 0 else []) + [("Dmain", 1)]
         self.phases += [("Dreg", cfg.r1_interval)] if self.gamma > 0 else []
         p = 0.0 if cfg.augment == "none" else cfg.augment_p
+        if cfg.augment == "none" and cfg.augment_p and state is None and self.is_main:  # set, and ignored unsaid
+            warn(f"{option_value('augment_p', cfg.augment_p)} is ignored: {option_value('augment', 'none')} augments "
+                 "nothing ('fixed' keeps that probability, 'ada' starts from it)")
         self.augment_pipe = AugmentPipe.bgc(p).to(self.device)
         self.ada = AdaptiveP(p, target=cfg.ada_target if cfg.augment == "ada" else None,
                              interval=cfg.ada_interval * self.num_micro, ada_kimg=cfg.ada_kimg,
@@ -173,6 +176,7 @@ class Trainer:
         self.cur_nimg = self.batch_idx = 0
         self._ctrl_c = _CtrlC()
         self.last_snapshot: str | None = None
+        self._diverged_said = False  # losses that became NaN or inf are said once
         self.stats: dict[str, list[float]] = {}
         self.latest: dict[str, float] = {}
         self.metrics, self.metric_weights = self._metric_setup()
@@ -279,7 +283,7 @@ class Trainer:
             raise ValueError(
                 f"{option_value('resolution', cfg.resolution)}: the base model {cfg.resume} makes {res}x{res} images "
                 f"and fine-tuning keeps the model's resolution. Leave --resolution unset (the images are then "
-                f"resized to {res}) or start from a {cfg.resolution} px model"
+                f"resized to {res}) or start from a model of {cfg.resolution} px"  # not "a 8 px model"
                 + (f" (e.g. '{registry}')." if registry in MODELS else " with its discriminator."))
         world = self.dist.world_size
         self.batch_gpu = cfg.batch_gpu or cfg.batch_size // world
@@ -590,8 +594,15 @@ class Trainer:
         """Write the network, the fakes grid, the quality metric, a metrics line, the training state and latest.json,
         in this order (main process only); every process must call it. Returns the metrics (with paths and the grid
         on the main process). The quality metric takes minutes: it is left out with `quality=False` (a run stopping
-        at Ctrl-C) and when Ctrl-C is pressed before or while it is computed."""
+        at Ctrl-C) and when Ctrl-C is pressed before or while it is computed. Losses that are no longer finite are
+        said once (the run went on to exit 0 and to suggest blending its broken model)."""
         info = self._tick_metrics()
+        diverged = [k for k in ("loss_G", "loss_D") if info.get(k) is not None and not math.isfinite(info[k])]
+        if diverged and self.is_main and not self._diverged_said:
+            self._diverged_said = True
+            warn(f"{' and '.join(diverged)} became {info[diverged[0]]} by {info['kimg']:g} kimg: the training "
+                 f"diverged and the snapshots from here on are broken; start again from the base with a lower "
+                 f"{option_value('lr', self.lr)}")
         self._check_processes_agree()
         rng = self.dist.all_gather(_rng_state(self.device))
         nimg = self.cur_nimg

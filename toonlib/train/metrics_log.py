@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -41,8 +42,11 @@ def trim_metrics(path: str | os.PathLike, cur_nimg: int) -> None:
 
 
 def _write(path: Path, records: list[dict]) -> None:
+    """The records as JSON lines; a NaN or infinite value as null (a diverged run's losses: bare NaN is no JSON, and
+    strict readers refused the file)."""
+    finite = [{k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in r.items()} for r in records]
     with atomic_write_path(path) as tmp:
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+        tmp.write_text("".join(json.dumps(r, allow_nan=False) + "\n" for r in finite))
 
 
 def plot_metrics(records: list[dict], path: str | os.PathLike) -> None:
