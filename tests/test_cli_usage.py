@@ -1051,4 +1051,25 @@ def test_a_network_the_file_lacks_names_the_option_that_asked_for_it(tmp_path):
         assert (result.returncode, result.stdout) == (2, "")
         assert result.stderr.endswith(f"toonlib blend: error: {option} G: {tmp_path / file}.safetensors has no G "
                                       "network (it has G_ema only)\n"), result.stderr
+    # both asked for G: the option of the file that lacks it; a G named in the toon's name: no option is to blame
+    result = run_main("blend", *common, "--toon-network", "G", "--base-network", "G")
+    assert result.stderr.endswith(f"error: --toon-network G: {tmp_path}/toon.safetensors has no G network (it has "
+                                  "G_ema only)\n"), result.stderr
+    common[1] += " (G)"
+    result = run_main("blend", *common, "--base-network", "G")
+    assert result.stderr.endswith(f"error: {tmp_path}/toon.safetensors has no G network (it has G_ema only)\n"), \
+        result.stderr
     assert not (tmp_path / "blend.safetensors").exists()
+
+
+def test_the_command_line_words_drop_only_an_options_own_python_form():
+    """'--betas 0.5 0.99 (betas=(0.5, 0.99))' kept its Python form (a tuple in it); the rule that drops it leaves the
+    Python form of another setting in place."""
+    from toonlib.commands import for_command_line
+
+    assert for_command_line("--betas 0.5 0.99 (betas=(0.5, 0.99)) from here on (the run had 0 0.99)") == \
+        "--betas 0.5 0.99 from here on (the run had 0 0.99)"
+    assert for_command_line("--image-seeds 0-3 (image_seeds=(0, 1, 2, 3)) from here on") == \
+        "--image-seeds 0-3 from here on"
+    assert for_command_line("--seed 1 is taken, but a model (c_dim=10) is not") == \
+        "--seed 1 is taken, but a model (c_dim=10) is not"

@@ -167,15 +167,22 @@ def test_a_damaged_zip_member_is_skipped_and_a_password_protected_zip_refused(fo
 
 
 def test_a_run_folder_inside_the_data_folder_is_left_out(folder):
-    """An earlier run's folder kept beside the images had its fakes grids and metrics plot trained on as faces."""
-    run = folder / "runs" / "old"
-    run.mkdir(parents=True)
-    (run / "latest.json").write_text("{}")
-    for image in ("fakes-000000004.png", "metrics.png"):
-        draw(1).save(run / image)
-    with pytest.warns(UserWarning, match=r"^left out 1 fine-tuning run folder inside '.*faces' \('runs/old'\): their "
-                                         r"fakes grids and plots are no training images; keep run folders outside "
-                                         r"the data folder$"):
+    """An earlier run's folder kept beside the images had its fakes grids and metrics plot trained on as faces; one
+    stopped in its first snapshot (its lock, no training state yet) too. A file another tool named latest.json marks
+    no run folder, in the data folder itself or below it."""
+    old, starting = folder / "runs" / "old", folder / "runs" / "starting"
+    (old / ".locks").mkdir(parents=True)
+    (old / "training-state-000000004.pt").write_bytes(b"a training state")
+    (starting / ".locks").mkdir(parents=True)
+    (starting / ".locks" / "run.lock").write_bytes(b"")
+    for run in (old, starting):
+        for image in ("fakes-000000004.png", "metrics.png"):
+            draw(1).save(run / image)
+    (folder / "latest.json").write_text("{}")  # another tool's file
+    (folder / "sub" / "latest.json").write_text("{}")
+    with pytest.warns(UserWarning, match=r"^left out 2 fine-tuning run folders inside '.*faces' \('runs/old', "
+                                         r"'runs/starting'\): their fakes grids and plots are no training images; "
+                                         r"keep run folders outside the data folder$"):
         dataset = load(folder)
     assert len(dataset) == 20 and not [n for n in dataset.names if n.startswith("runs/")]
 

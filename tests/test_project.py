@@ -484,9 +484,9 @@ def test_latents_saved_under_another_suffix_are_warned_of(tmp_path):
                                          r"diverged; nothing was written"):
         save_latent(torch.full_like(w, float("nan")), tmp_path / "nan.npz")
     assert not (tmp_path / "nan.npz").exists()
-    written = w.clone()
-    written[0, 2, 5] = float("inf")
-    np.savez(tmp_path / "nvidia.npz", w=written.numpy())  # another tool's file: read, it was refused only when drawn
+    written = w.double()
+    written[0, 2, 5] = 1e300  # another tool's float64 file: inf in float32; read, it was refused only when drawn
+    np.savez(tmp_path / "nvidia.npz", w=written.numpy())
     with pytest.raises(ValueError, match=r"nvidia.npz: the latents hold NaN or infinite values \(1 of 32\): a "
                                          r"projection or an edit that diverged wrote them; project the photo again$"):
         load_latent(tmp_path / "nvidia.npz")

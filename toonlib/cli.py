@@ -529,15 +529,22 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _asked_by(args: argparse.Namespace, exc: BaseException) -> str:
-    """'--base-network G: ' before the error of a checkpoint without the network an option asked for (the message
-    named the file alone)."""
-    from .checkpoints.common import MissingNetworkError
+    """'--base-network G: ' before the error of a checkpoint without the network that option asked for (the message
+    named the file alone): the option whose network is the missing one and whose file is the checkpoint's."""
+    from .checkpoints import MissingNetworkError, split_network
+    from .files import user_path
 
-    if not isinstance(exc, MissingNetworkError):
+    if not isinstance(exc, MissingNetworkError) or exc.source is None:
         return ""
-    asked = [f"--{name.replace('_', '-')} {exc.which}" for name in ("toon_network", "base_network")
-             if getattr(args, name, None) == exc.which]
-    return f"{' / '.join(asked)}: " if asked else ""
+
+    def names(file: object) -> set[str]:  # the checkpoint's meta["source"] is the path as typed, ~ expanded
+        file = split_network(file)[0] if isinstance(file, str) else file
+        return {str(file), str(user_path(file))} if isinstance(file, str) and file else set()
+
+    asked = [f"--{network.replace('_', '-')} {exc.which}" for network, file in (("toon_network", "toon"),
+                                                                              ("base_network", "base"))
+             if getattr(args, network, None) == exc.which and exc.source in names(getattr(args, file, None))]
+    return f"{asked[0]}: " if len(asked) == 1 else ""
 
 
 

@@ -799,8 +799,10 @@ _COMMAND_LINE_WORDS = (
     (r"^swap_res (\d+) is above the (\d+) px of the toon model", r"--swap-res \1 is above the \2 px of the --toon "
      "model"),  # blending.check_swap_res
     (r" or None \(((?:the CPU|CUDA) when)", r", or leave --device out (\1"),
-    # TrainConfig's '--resolution 64 (resolution=64)', '--betas 0.5 0.99 (betas=(0.5, 0.99))'
-    (r"(--[\w-]+ [^()]*?) \(\w+=(?:[^()]|\([^()]*\))*\)", r"\1"),
+    # TrainConfig's '--resolution 64 (resolution=64)', '--betas 0.5 0.99 (betas=(0.5, 0.99))': the Python form of
+    # that option's own setting, kept elsewhere ('--seed 1 ... (c_dim=10)')
+    (r"--([\w-]+) ([^()]*?) \((\w+)=(?:[^()]|\([^()]*\))*\)",
+     lambda m: f"--{m[1]} {m[2]}" if m[3] == m[1].replace("-", "_") else m[0]),
     (r"\(((?:or )?--[\w-]+), \w+=\)", r"(\1)"),  # download: (--cache-dir, cache_dir=), (or --cache-dir, ...)
     (r"(--[\w-]+) \(\w+=\)", r"\1"),  # a resumed run's changed settings, '--seed (seed=): 0 -> 1'; '--kimg (kimg=)'
     (r" \(for a generator checkpoint use toonlib\.load_network\)",  # encoders.load_encoder of a generator's file

@@ -88,7 +88,7 @@ class ImageDataset(Dataset):
         self.xflip = xflip
         self.cache_path: Path | None = None
 
-        with _open_source(self.source) as (entries, read):
+        with _open_source(self.source) as (entries, read, runs):
             self.files: list[Entry] = entries
             if cache_dir is not None:
                 self.cache_path = Path(cache_dir) / _cache_name(self.source, entries, resolution, prepare)
@@ -100,7 +100,7 @@ class ImageDataset(Dataset):
         self.names: list[str] = list(payload["names"])
         self.skipped: list[tuple[str, str]] = [(name, reason) for name, reason in payload["skipped"]]
         self.enlarged: list[tuple[str, int, int]] = [tuple(e) for e in payload.get("enlarged", ())]  # older caches
-        if self.source.is_dir() and (runs := run_folders(self.source)):
+        if runs:
             warn(f"left out {counted(len(runs), 'fine-tuning run folder')} inside '{self.source}' ("
                  f"{', '.join(repr(run.relative_to(self.source).as_posix()) for run in runs)}): their fakes grids and "
                  "plots are no training images; keep run folders outside the data folder")
@@ -179,17 +179,18 @@ def infinite_loader(dataset: Dataset, batch_size: int, *, seed: int = 0, rank: i
 
 
 @contextlib.contextmanager
-def _open_source(source: Path) -> Iterator[tuple[list[Entry], Callable[[str], bytes]]]:
-    """The image files of a folder or zip, sorted by name, and a function reading one file's bytes."""
+def _open_source(source: Path) -> Iterator[tuple[list[Entry], Callable[[str], bytes], list[Path]]]:
+    """The image files of a folder or zip, sorted by name, a function reading one file's bytes, and the run folders
+    whose files were left out (`_run_folders`)."""
     if source.is_dir():
-        runs = run_folders(source)
+        runs = _run_folders(source)
         paths = (p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
                  and not is_hidden(p.relative_to(source)) and not any(run in p.parents for run in runs))
         entries = []
         for path in paths:
             stat = path.stat()
             entries.append((path.relative_to(source).as_posix(), stat.st_size, stat.st_mtime_ns))
-        yield sorted(entries), lambda name: (source / name).read_bytes()
+        yield sorted(entries), lambda name: (source / name).read_bytes(), runs
     elif source.is_file() and zipfile.is_zipfile(source):
         with zipfile.ZipFile(source) as archive:
             entries = [(info.filename, info.file_size, info.CRC) for info in archive.infolist()
@@ -200,7 +201,7 @@ def _open_source(source: Path) -> Iterator[tuple[list[Entry], Callable[[str], by
                 # each image failed with zipfile's "password required for extraction", a RuntimeError
                 raise ValueError(f"'{source}' is a password-protected .zip: extract it (unzip it with its password) "
                                  "and give the folder of images")
-            yield sorted(entries), archive.read
+            yield sorted(entries), archive.read, []
     elif source.is_file() and source.suffix.lower() == ".zip":
         raise ValueError(f"'{source}': the .zip file is damaged (its table of contents, at the end, is missing: a "
                          "truncated download or copy?); make or copy it again, or give the folder of images")
@@ -213,32 +214,33 @@ def _open_source(source: Path) -> Iterator[tuple[list[Entry], Callable[[str], by
         raise FileNotFoundError(f"no such folder or .zip file: '{source}'")
 
 
-def run_folders(source: Path) -> list[Path]:
-    """The fine-tuning run folders inside the folder `source` (those holding a run's `latest.json`): their fakes
-    grids and plots are no training images, and were trained on as cartoon faces (the run folder of the run itself
-    is refused outright, `train.loop`)."""
-    from .train.snapshots import LATEST_FILE
+def _run_folders(source: Path) -> list[Path]:
+    """The fine-tuning run folders below the folder `source` (`train.snapshots.has_run`: a run's lock or training
+    state, there from a run's start): their fakes grids and plots are no training images, and were trained on as
+    cartoon faces. `source` itself is not one of them (the run folder of the run itself is refused, `train.loop`)."""
+    from .train.snapshots import has_run  # what a run folder is, said once: there
 
-    return sorted(path.parent for path in source.rglob(LATEST_FILE)
-                  if path.is_file() and not is_hidden(path.parent.relative_to(source)))
+    return sorted(folder for folder in source.rglob("*") if folder.is_dir()
+                  and not is_hidden(folder.relative_to(source)) and has_run(folder))
 
 
 def image_files(source: Union[str, os.PathLike]) -> list[str]:
-    """The names of the image files (`IMAGE_SUFFIXES`, subfolders too, hidden ones aside) in the folder or .zip
-    `source`, sorted, reading nothing but the file list; FileNotFoundError or ValueError when it is neither."""
+    """The names of the image files (`IMAGE_SUFFIXES`, subfolders too, hidden ones and fine-tuning run folders aside)
+    in the folder or .zip `source`, sorted, reading nothing but the file list; FileNotFoundError or ValueError when
+    it is neither."""
     return [name for name, *_ in image_entries(source)]
 
 
 def image_entries(source: Union[str, os.PathLike]) -> list[Entry]:
     """`image_files` with each file's size and mtime_ns (a zip member's CRC-32), as `ImageDataset.files` lists them."""
-    with _open_source(Path(source)) as (entries, _):
+    with _open_source(Path(source)) as (entries, _, _):
         return entries
 
 
 def cache_name(source: Union[str, os.PathLike], resolution: int, prepare: str) -> str:
     """The file name under which `ImageDataset(source, resolution, prepare=prepare, cache_dir=...)` caches its
     images: the same for the same files (names, sizes, mtimes or a zip's CRCs), read nothing but the file list."""
-    with _open_source(Path(source)) as (entries, _):
+    with _open_source(Path(source)) as (entries, _, _):
         return _cache_name(Path(source), entries, resolution, prepare)
 
 
@@ -275,8 +277,8 @@ def _prepare_one(read: Callable[[str], bytes], name: str, resolution: int,
     reason."""
     try:
         content = read(name)
-    except (*_DECODE_ERRORS, zlib.error, NotImplementedError) as exc:  # a zip member damaged, or packed by a method
-        raise _Skip(f"cannot read: {exc}") from None                   # zipfile lacks (deflate64); a file's OSError
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:  # a zip member damaged or packed
+        raise _Skip(f"cannot read: {exc}") from None  # by a method zipfile lacks (deflate64); a folder's file as before
     try:
         with quiet_large_images():
             image = Image.open(io.BytesIO(content))

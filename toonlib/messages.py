@@ -175,8 +175,8 @@ def check_callback(callback: object, call: str, *example: object) -> None:
         raise TypeError(f"callback is a function, called as {call}, or None, got {type(callback).__name__}")
     try:
         signature = inspect.signature(callback)
-    except (TypeError, ValueError):  # some builtins and extension functions
-        return
+    except (TypeError, ValueError, NameError):  # some builtins and extension functions; an annotation Python 3.14
+        return                                      # cannot evaluate
     try:
         signature.bind(*example)
     except TypeError:

@@ -722,11 +722,12 @@ def load_latent(path: str | os.PathLike, num_ws: int | None = None) -> torch.Ten
         w = torch.stack([_rosinality_latent(name, entry, num_ws, path) for name, entry in _entries(data, path)])
     if w.ndim != 3 or (num_ws is not None and w.shape[1] != num_ws):
         raise ValueError(f"{path}: latents have shape {list(w.shape)}, expected [N, {num_ws or 'num_ws'}, w_dim]")
-    if w.is_floating_point() and not torch.isfinite(w).all():  # read, it was refused only when rendered, unnamed
+    w = w.float()  # first: a float64 1e300 is inf in float32
+    if not torch.isfinite(w).all():  # read, it was refused only when rendered, without the file's name
         bad = int((~torch.isfinite(w)).sum())
         raise ValueError(f"{path}: the latents hold NaN or infinite values ({bad} of {w.numel()}): a projection or an "
                          "edit that diverged wrote them; project the photo again")
-    return w.float()
+    return w
 
 
 def _is_npz(path: str | os.PathLike) -> bool:

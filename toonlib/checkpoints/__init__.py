@@ -37,8 +37,8 @@ from . import native, native_torch, nvidia, psp, rosinality, tensorflow
 from .common import CheckpointError, GeneratorLike, MissingNetworkError, Networks, damaged_file
 from .safe_pickle import UnsafePickleError, refusal, safe_load
 
-__all__ = ["NATIVE_SUFFIX", "CheckpointError", "GeneratorLike", "Networks", "UnsafePickleError", "load_generator",
-           "load_network", "read_checkpoint", "save_network", "split_network"]
+__all__ = ["NATIVE_SUFFIX", "CheckpointError", "GeneratorLike", "MissingNetworkError", "Networks", "UnsafePickleError",
+           "load_generator", "load_network", "read_checkpoint", "save_network", "split_network"]
 
 #: The file suffix for toonlib's own format (safetensors).
 NATIVE_SUFFIX = native.SUFFIX
@@ -148,8 +148,9 @@ def load_generator(source: GeneratorLike, which: str | None = None,
     elif isinstance(source, Networks):
         G = getattr(source, which)
         if G is None:
-            raise MissingNetworkError(f"{source.meta.get('source') or 'the checkpoint'} has no {which} network "
-                                      "(it has G_ema only)", which)
+            named = source.meta.get("source")
+            raise MissingNetworkError(f"{named or 'the checkpoint'} has no {which} network (it has G_ema only)", which,
+                                      named)
     elif isinstance(source, (str, os.PathLike)):
         return load_generator(load_network(source), which, device)
     else:

@@ -15,11 +15,12 @@ class CheckpointError(ValueError):
 
 
 class MissingNetworkError(CheckpointError):
-    """A checkpoint without the generator asked for (`which`: its G, of a file that holds G_ema only)."""
+    """A checkpoint without the generator asked for (`which`: its G, of a file that holds G_ema only); `source`: the
+    checkpoint as it was named (its `meta["source"]`), or None."""
 
-    def __init__(self, message: str, which: str) -> None:
+    def __init__(self, message: str, which: str, source: str | None = None) -> None:
         super().__init__(message)
-        self.which = which
+        self.which, self.source = which, source
 
 
 def damaged_file(again: str = "download it again") -> str:
