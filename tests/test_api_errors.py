@@ -297,3 +297,25 @@ def test_what_is_not_a_path_a_list_of_faces_or_a_latent_is_named(tmp_path):
     with pytest.raises(ValueError, match=r"^level \(1\) shapes a re-blend of the toon model: give a swap resolution "
                                          r"too \(--swap-res, swap_res=\)$"):
         toonlib.Toonifier(level=1)
+
+
+def test_a_flag_that_is_no_bool_is_refused(G, net, monkeypatch, tmp_path):
+    """progress="no" showed the bars (a truthy string), and paste_back="no" pasted; TrainConfig already refused
+    freeze_mapping="no" for that reason. Each is refused before any work."""
+    import toonlib
+    from toonlib.checkpoints import save_network
+
+    with unloaded(monkeypatch), pytest.raises(TypeError, match=r"^progress must be True or False, got 'no'$"):
+        project(G, Image.new("RGB", (32, 32), "gray"), steps=2, lpips_net=net, progress="no")
+    save_network(tmp_path / "base.safetensors", G)
+    with pytest.warns(UserWarning, match="the toon model has the same weights as the base model"):
+        toonifier = toonlib.Toonifier(tmp_path / "base.safetensors", tmp_path / "base.safetensors", detector="dlib")
+    for name in ("all_faces", "paste_back", "progress"):
+        with pytest.raises(TypeError, match=rf"^{name} must be True or False, got 'no'$"):
+            toonifier(Image.new("RGB", (32, 32), "gray"), **{name: "no"})
+    with pytest.raises(TypeError, match=r"^progress must be True or False, got 0$"):
+        toonlib.fetch("ffhq-1024-tf", progress=0)
+    with pytest.raises(TypeError, match=r"^progress must be True or False, got 'no'$"):
+        toonlib.finetune(data=str(tmp_path), resume=str(tmp_path / "base.safetensors"), run_dir=str(tmp_path / "run"),
+                         progress="no")
+    assert not (tmp_path / "run").exists()

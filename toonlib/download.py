@@ -59,7 +59,7 @@ from .files import (
     safetensors_header_length,
     user_path,
 )
-from .messages import clear_on_close, progress_bar, write_line
+from .messages import check_flag, clear_on_close, progress_bar, write_line
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -185,6 +185,7 @@ def fetch(name_or_url: str, *, cache_dir: str | os.PathLike | None = None, progr
     given, and the Google Drive path on Colab. Anything but one name or URL (a list, None, a file here) is refused
     with what to do instead (`fetch_source`).
     """
+    check_flag("progress", progress)  # "no" showed the bar
     plan = _plan(fetch_source(name_or_url), cache_dir)
     final = plan.path
     if _usable(plan):

@@ -165,6 +165,13 @@ def check_number(name: str, value: object, minimum: float = 0) -> None:
         raise ValueError(f"{name} must be a finite number >= {minimum:g}, got {value!r}")
 
 
+def check_flag(name: str, value: object) -> None:
+    """TypeError unless `value` is True or False: "no" or 0 would be taken as a truth value (`progress="no"` showed
+    the bars)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+
+
 def check_callback(callback: object, call: str, *example: object) -> None:
     """TypeError unless `callback` is None or a function that takes `example`'s arguments, as it is called (`call`, e.g.
     "callback(step, distance, w) after every step"): a wrong one failed only when first called, after the first

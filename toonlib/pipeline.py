@@ -66,7 +66,7 @@ from .download import cache_state
 from .encoders import Encoder, check_encoder_mode, load_encoder
 from .files import is_url, user_path
 from .images import ImageInput, describe_source, is_hidden, is_image_file, labelled_grid, read_image, to_pil
-from .messages import check_count, summary, warn
+from .messages import check_count, check_flag, summary, warn
 from .networks import Generator
 from .options import INVERT_MODES, OPTIMIZING_MODES
 from .projection import check_project_options, is_seed, project, render, w_statistics
@@ -344,6 +344,8 @@ class Toonifier:
         # now, not when the first result is asked for
         check_options(self.invert, steps=steps, batch_size=batch_size, space=space, seed=seed,
                       all_faces=all_faces, face_index=face_index, project_kwargs=project_kwargs)
+        for name, flag in (("all_faces", all_faces), ("paste_back", paste_back), ("progress", progress)):
+            check_flag(name, flag)  # "no" was taken as True
         if isinstance(photos, (str, os.PathLike, bytes, bytearray, Image.Image, np.ndarray)):
             raise TypeError(f"toonify_many takes a list of photos, got one {type(photos).__name__}: call the "
                             "Toonifier itself for one photo, or pass toonlib.pipeline.photos_in(folder) for a folder")

@@ -33,7 +33,7 @@ from .devices import default_device
 from .files import atomic_write_path, user_path
 from .images import from_pil, image_attribute_hint, read_image, to_uint8, warn_if_not_a_crop
 from .losses import PerceptualDistance, build_lpips, noise_regularization, normalize_noise_
-from .messages import check_callback, check_count, check_number, progress_bar, summary, warn
+from .messages import check_callback, check_count, check_flag, check_number, progress_bar, summary, warn
 
 Target = Union[PIL.Image.Image, np.ndarray, torch.Tensor, Sequence[Union[PIL.Image.Image, np.ndarray, torch.Tensor]]]
 Callback = Callable[[int, float, torch.Tensor], None]
@@ -200,7 +200,7 @@ def project(G: GeneratorLike, target: Target, space: str = "w+", steps: int | No
     steps = default_steps(space, init is not None) if steps is None else steps
     check_project_options(steps=steps, save_every=save_every, w_stats=w_stats, w_avg_samples=w_avg_samples,
                           initial_lr=initial_lr, noise_reg_weight=noise_reg_weight, early_stop=early_stop,
-                          lpips_net=lpips_net, callback=callback, precision=precision)
+                          lpips_net=lpips_net, callback=callback, precision=precision, progress=progress)
     device = default_device(device) if device is not None else None
     G = load_generator(G)
     device = device if device is not None else next(G.parameters()).device
@@ -391,7 +391,7 @@ def _initial_w(init: torch.Tensor, num: int, num_ws: int, w_dim: int) -> torch.T
 def check_project_options(**options: object) -> None:
     """Raise ValueError / TypeError for `project` keyword values that cannot work, of those given (`steps`,
     `save_every`, `w_stats`, `w_avg_samples`, `initial_lr`, `noise_reg_weight`, `early_stop`, `lpips_net`, `callback`,
-    `precision`): cheap, before any model is loaded or photo read (`project`, `pipeline.check_options`)."""
+    `precision`, `progress`): cheap, before any model is loaded or photo read (`project`, `pipeline.check_options`)."""
     if options.get("steps") is not None:
         check_count("steps", options["steps"])
     if options.get("save_every") is not None:
@@ -413,6 +413,8 @@ def check_project_options(**options: object) -> None:
         raise TypeError(f"lpips_net is a prebuilt lpips.LPIPS model, or None (LPIPS-VGG, built once), got "
                         f"{type(lpips_net).__name__}")
     check_callback(options.get("callback"), "callback(step, distance, w) after every step", 0, 0.0, None)
+    if "progress" in options:
+        check_flag("progress", options["progress"])
     if "precision" in options:
         runtime.check_precision(options["precision"])
 

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping, Sized
 
-from ..messages import check_count
+from ..messages import check_count, check_flag
 from ..options import MAX_IMAGE_SEEDS, PREPARE_MODES
 
 __all__ = ["AUGMENT_MODES", "METRIC_MODES", "MIXED_PRECISION_MODES", "RESUME_FIXED", "TrainConfig", "TrainConfigError",
@@ -236,8 +236,10 @@ class TrainConfig:
             else:
                 setattr(self, name, int(value))
         for name in ("freeze_mapping", "mirror"):
-            if not isinstance(getattr(self, name), bool):  # "no" or 0 would be taken as a truth value
-                problems.append(f"{{{name}}} must be True or False, got {getattr(self, name)!r}")
+            try:
+                check_flag(f"{{{name}}}", getattr(self, name))
+            except TypeError as exc:
+                problems.append(str(exc))
         betas = self.betas
         if (isinstance(betas, (tuple, list)) and len(betas) == 2
                 and all(isinstance(b, numbers.Real) and not isinstance(b, bool) for b in betas)):

@@ -40,7 +40,7 @@ from ..devices import default_device
 from ..files import atomic_write_path, check_file_target, user_path
 from ..images import labelled_grid, save_image, to_pil
 from ..losses import discriminator_loss, generator_loss, path_length_penalty, path_lengths, r1_penalty, update_pl_mean
-from ..messages import check_callback, counted, progress_bar, warn, write_line
+from ..messages import check_callback, check_flag, counted, progress_bar, warn, write_line
 from ..models import MODELS
 from ..networks import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, z_from_seeds
 from ..quality import MetricUnavailable, image_quality, inception_weights
@@ -862,6 +862,7 @@ def finetune(config: TrainConfig | None = None, *, progress: bool = True,
     process calls this; only the first writes files and downloads. Ctrl-C saves the run at the end of the
     minibatch, then raises KeyboardInterrupt (`Trainer.run`). The caller's torch RNG state is left as it was."""
     config = _config_of(config, settings)
+    check_flag("progress", progress)  # "no" showed the bars
     dist, started = init_distributed(config.device)
     try:
         with torch.random.fork_rng(devices=[dist.device] if dist.device.type == "cuda" else []):
