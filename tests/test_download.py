@@ -1385,7 +1385,8 @@ def test_remove_deletes_the_file_and_its_partial_download_and_fetch_gets_it_agai
     assert download.fetch("whole", progress=False).read_bytes() == PAYLOAD and len(server.log) == logged + 1
 
 
-def test_remove_refuses_a_file_being_downloaded_and_an_unknown_name_removes_nothing(server, tmp_path, capsys):
+def test_remove_refuses_a_file_being_downloaded_and_an_unknown_name_removes_nothing(server, tmp_path, capsys,
+                                                                                      monkeypatch):
     from toonlib.files import file_lock, lock_file_for
 
     name = register(f"{server.base}/ada_tiny.pkl")
@@ -1416,6 +1417,17 @@ def test_remove_refuses_a_file_being_downloaded_and_an_unknown_name_removes_noth
     assert main(["remove", f"{server.base}/nothing.pkl"]) == 0  # a URL never fetched
     assert capsys.readouterr().out == (f"{server.base}/nothing.pkl: not on this machine "
                                        f"({download.local_path(f'{server.base}/nothing.pkl')})\n")
+    # the file deleted and its partial download not: the error said only "cannot remove", as if nothing had gone
+    path = download.fetch(name, progress=False)
+    (tmp_path / "cache" / "tiny.pkl.part").write_bytes(b"x")
+
+    def refused(part):
+        raise PermissionError(13, "Permission denied", str(part))
+    monkeypatch.setattr(download, "_discard", refused)
+    assert main(["remove", name]) == 2
+    assert capsys.readouterr().err == (f"toonlib remove: error: removed {path}, but not all of its partial download "
+                                       "(tiny.pkl.part): Permission denied\n")
+    assert not path.exists()
     missing = tmp_path / "no-such-cache"  # a misspelt --cache-dir: said only "not on this machine"
     assert main(["remove", name, "--cache-dir", str(missing)]) == 0
     assert capsys.readouterr().out == (f"tiny: not on this machine ({missing / 'tiny.pkl'}; there is no folder "

@@ -255,7 +255,10 @@ def remove(name_or_url: str, *, cache_dir: str | os.PathLike | None = None) -> R
         raise OSError(f"{plan.what!r} is being downloaded by another process (it holds {lock_file_for(final)}): "
                       "remove it once that download has ended") from None
     except OSError as exc:
-        raise OSError(f"cannot remove {plan.what!r} from {final.parent}: {exc.strerror or exc}") from None
+        reason = exc.strerror or exc
+        if final in left and not final.exists():  # the file went, its partial download did not: said, not hidden
+            raise OSError(f"removed {final}, but not all of its partial download ({part.name}): {reason}") from None
+        raise OSError(f"cannot remove {plan.what!r} from {final.parent}: {reason}") from None
     return Removal(final, freed, final in left, any(path != final for path in left))
 
 
