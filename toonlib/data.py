@@ -183,8 +183,9 @@ def _open_source(source: Path) -> Iterator[tuple[list[Entry], Callable[[str], by
     """The image files of a folder or zip, sorted by name, a function reading one file's bytes, and the run folders
     whose files were left out (`_run_folders`)."""
     if source.is_dir():
-        runs = _run_folders(source)
-        paths = (p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+        found = list(source.rglob("*"))  # one walk of the tree, for the run folders and the images
+        runs = _run_folders(source, found)
+        paths = (p for p in found if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
                  and not is_hidden(p.relative_to(source)) and not any(run in p.parents for run in runs))
         entries = []
         for path in paths:
@@ -214,14 +215,15 @@ def _open_source(source: Path) -> Iterator[tuple[list[Entry], Callable[[str], by
         raise FileNotFoundError(f"no such folder or .zip file: '{source}'")
 
 
-def _run_folders(source: Path) -> list[Path]:
-    """The fine-tuning run folders below the folder `source` (`train.snapshots.has_run`: a run's lock or training
-    state, there from a run's start): their fakes grids and plots are no training images, and were trained on as
-    cartoon faces. `source` itself is not one of them (the run folder of the run itself is refused, `train.loop`)."""
+def _run_folders(source: Path, found: list[Path]) -> list[Path]:
+    """The fine-tuning run folders among `found`, the paths below the folder `source` (`train.snapshots.has_run`: a
+    run's lock or training state, there from a run's start): their fakes grids and plots are no training images, and
+    were trained on as cartoon faces. `source` itself is not one of them (the run's own folder is refused there,
+    `train.loop`)."""
     from .train.snapshots import has_run  # what a run folder is, said once: there
 
-    return sorted(folder for folder in source.rglob("*") if folder.is_dir()
-                  and not is_hidden(folder.relative_to(source)) and has_run(folder))
+    return sorted(folder for folder in found if folder.is_dir() and not is_hidden(folder.relative_to(source))
+                  and has_run(folder))
 
 
 def image_files(source: Union[str, os.PathLike]) -> list[str]:
