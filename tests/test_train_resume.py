@@ -224,6 +224,9 @@ def test_the_data_is_recorded_resolved_and_resumed_however_spelled(base, monkeyp
     run = Path("spelled")
     assert cli(base, str(base["base"]), run, "--kimg", "0.004", data="data/") == 0
     assert records(run) == [str(base["data"].resolve())] * 3
+    # the run folder too: it was recorded as typed ('spelled'), relative to a folder the run does not record
+    assert json.loads((run / "config.json").read_text())["run_dir"] == str(run.resolve())
+    assert newest_state(run)[1]["config"]["run_dir"] == str(run.resolve())
     for kimg, spelling in enumerate(("data", f"{base['data']}/", "./data/../data"), start=2):
         assert cli(base, str(base["base"]), run, "--kimg", str(kimg * 0.004), data=spelling) == 0, spelling
     _, state = newest_state(run)

@@ -498,7 +498,7 @@ class Trainer:
             return self.run_dir / self.last_snapshot
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            _write_json(self.run_dir / "config.json", cfg.to_dict())
+            _write_json(self.run_dir / "config.json", self._recorded_config())
             trim_metrics(self.run_dir / "metrics.jsonl", self.cur_nimg)
         loader = infinite_loader(self.dataset, cfg.batch_size // self.dist.world_size, seed=cfg.seed,
                                  rank=self.dist.rank, world_size=self.dist.world_size, device=self.device,
@@ -682,9 +682,14 @@ class Trainer:
         if len(set(digests)) > 1:
             raise RuntimeError(f"training processes diverged at kimg {self.cur_nimg / 1000}: state digests {digests}")
 
+    def _recorded_config(self) -> dict:
+        """The settings as config.json and the training states record them: paths resolved (the data and the base
+        since `_setup`, the run folder here), so the record names them from any folder."""
+        return {**self.cfg.to_dict(), "run_dir": str(self.run_dir.resolve())}
+
     def _state(self, rng: list[dict]) -> dict:
         return {
-            "config": self.cfg.to_dict(),
+            "config": self._recorded_config(),
             "networks": {"G": self.G.config.to_dict(), "D": self.D.config.to_dict()},
             "G": _cpu_state(self.G), "D": _cpu_state(self.D), "G_ema": _cpu_state(self.G_ema),
             "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
