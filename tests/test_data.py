@@ -185,6 +185,15 @@ def test_a_run_folder_inside_the_data_folder_is_left_out(folder):
                                          r"keep run folders outside the data folder$"):
         dataset = load(folder)
     assert len(dataset) == 20 and not [n for n in dataset.names if n.startswith("runs/")]
+    # the same folder as a .zip (its hidden files too, as `zip -r` keeps them): the run folders were trained on
+    zipped = folder.parent / "zipped-faces.zip"
+    with zipfile.ZipFile(zipped, "w") as archive:
+        for path in sorted(folder.rglob("*")):
+            archive.write(path, path.relative_to(folder).as_posix())
+    with pytest.warns(UserWarning, match=r"^left out 2 fine-tuning run folders inside '.*zipped-faces.zip' "
+                                         r"\('runs/old', 'runs/starting'\): their fakes grids"):
+        dataset = load(zipped)
+    assert len(dataset) == 20 and not [n for n in dataset.names if n.startswith("runs/")]
 
 
 def test_a_long_list_of_skipped_images_names_the_first_few(tmp_path):

@@ -197,12 +197,14 @@ def _open_source(source: Path) -> Iterator[tuple[list[Entry], Callable[[str], by
             entries = [(info.filename, info.file_size, info.CRC) for info in archive.infolist()
                        if not info.is_dir() and PurePosixPath(info.filename).suffix.lower() in IMAGE_SUFFIXES
                        and not is_hidden(PurePosixPath(info.filename))]
+            runs = _zipped_run_folders(archive)
+            entries = [entry for entry in entries if not any(run in PurePosixPath(entry[0]).parents for run in runs)]
             names = {name for name, *_ in entries}
             if any(info.flag_bits & _ENCRYPTED for info in archive.infolist() if info.filename in names):
                 # each image failed with zipfile's "password required for extraction", a RuntimeError
                 raise ValueError(f"'{source}' is a password-protected .zip: extract it (unzip it with its password) "
                                  "and give the folder of images")
-            yield sorted(entries), archive.read, []
+            yield sorted(entries), archive.read, [source / run for run in runs]
     elif source.is_file() and source.suffix.lower() == ".zip":
         raise ValueError(f"'{source}': the .zip file is damaged (its table of contents, at the end, is missing: a "
                          "truncated download or copy?); make or copy it again, or give the folder of images")
@@ -224,6 +226,16 @@ def _run_folders(source: Path, found: list[Path]) -> list[Path]:
 
     return sorted(folder for folder in found if folder.is_dir() and not is_hidden(folder.relative_to(source))
                   and has_run(folder))
+
+
+def _zipped_run_folders(archive: zipfile.ZipFile) -> list[PurePosixPath]:
+    """The fine-tuning run folders inside the .zip `archive`, by its members' names (`train.snapshots.run_folder_of`:
+    a run's lock or training state), as `_run_folders` finds them in a folder; the zip's top level aside, as a data
+    folder itself is."""
+    from .train.snapshots import run_folder_of
+
+    found = (run_folder_of(PurePosixPath(info.filename)) for info in archive.infolist() if not info.is_dir())
+    return sorted({run for run in found if run is not None and run != PurePosixPath(".") and not is_hidden(run)})
 
 
 def image_files(source: Union[str, os.PathLike]) -> list[str]:

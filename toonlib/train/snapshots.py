@@ -26,7 +26,7 @@ import json
 import os
 import re
 import socket
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator
 
 import torch
@@ -37,8 +37,8 @@ from ..messages import warn
 
 __all__ = ["DATASET_CACHE", "KEEP_STATES", "LATEST_FILE", "STATE_VERSION", "SnapshotWrites", "disk_full_message",
            "disk_full_said", "fakes_name", "has_run", "has_states", "hold_run_dir", "latest_record", "latest_snapshot",
-           "newest_state", "newest_state_nimg", "read_latest", "save_state", "snapshot_name", "snapshot_paths",
-           "state_name", "sync_latest", "write_latest"]
+           "newest_state", "newest_state_nimg", "read_latest", "run_folder_of", "save_state", "snapshot_name",
+           "snapshot_paths", "state_name", "sync_latest", "write_latest"]
 
 STATE_VERSION = 2
 KEEP_STATES = 2
@@ -176,6 +176,16 @@ def has_states(run_dir: str | os.PathLike) -> bool:
 def has_run(run_dir: str | os.PathLike) -> bool:
     """Whether the folder `run_dir` holds a fine-tuning run, or did: its lock file or a training state is there."""
     return lock_file_for(user_path(run_dir) / _LOCKED).is_file() or has_states(run_dir)
+
+
+def run_folder_of(member: PurePosixPath) -> PurePosixPath | None:
+    """The fine-tuning run folder that the file `member` (a path inside a folder tree or .zip, by name alone) shows
+    there, as `has_run` finds one: `member` is its lock file or a training state. None for any other file."""
+    if member.parts[-2:] == lock_file_for(_LOCKED).parts:  # <run>/.locks/run.lock
+        return member.parent.parent
+    if _STATE_PATTERN.fullmatch(member.name) or member.name == _LEGACY_STATE:
+        return member.parent
+    return None
 
 
 @contextlib.contextmanager
