@@ -1385,6 +1385,39 @@ def test_remove_deletes_the_file_and_its_partial_download_and_fetch_gets_it_agai
     assert download.fetch("whole", progress=False).read_bytes() == PAYLOAD and len(server.log) == logged + 1
 
 
+def test_remove_of_a_partial_download_by_its_listed_name_waits_for_its_download(server, tmp_path, capsys):
+    """`toonlib models` lists a partial download as X.part (and X.part.source): removing it by that name took the
+    .part's own lock, not the download's, and deleted the file a running download was writing (which then failed,
+    its bytes lost), leaving X.part.source and a stray lock. A cache file named that is not there is "not on this
+    machine", as a registry name is (it was an "unknown model", the whole registry listed)."""
+    from toonlib.commands import _file_size
+    from toonlib.files import file_lock
+
+    name = register(f"{server.base}/ada_tiny.pkl")
+    server.cut_responses, server.ranges = 99, False  # a download that breaks off: its partial download is kept
+    with pytest.raises(download.DownloadError):
+        download.fetch(name, progress=False)
+    cache = tmp_path / "cache"
+    assert cached_files(tmp_path) == ["tiny.pkl.part", "tiny.pkl.part.source"]
+    partial = sum(p.stat().st_size for p in cache.glob("tiny.pkl.part*"))
+    for listed in ("tiny.pkl.part", "tiny.pkl.part.source"):
+        with file_lock(cache / "tiny.pkl"):  # its download under way (the lock is refused in this process alike)
+            assert main(["remove", listed]) == 2
+        assert capsys.readouterr().err == (f"toonlib remove: error: '{listed}' is being downloaded by another process "
+                                           f"(it holds {cache / '.locks' / 'tiny.pkl.lock'}): remove it once that "
+                                           "download has ended\n")
+        assert cached_files(tmp_path) == ["tiny.pkl.part", "tiny.pkl.part.source"]
+    (cache / "tiny.pkl").write_bytes(PAYLOAD)  # a whole file beside it stays: only the partial download was named
+    assert main(["remove", "tiny.pkl.part"]) == 0
+    assert capsys.readouterr().out == (f"removed tiny.pkl.part: the partial download of tiny.pkl "
+                                       f"({_file_size(partial)})\n")
+    assert cached_files(tmp_path) == ["tiny.pkl"]
+    assert sorted(p.name for p in (cache / ".locks").iterdir()) == ["tiny.pkl.lock"]  # no tiny.pkl.part.lock
+    assert main(["remove", "tiny.pkl.part.source", "gone.pkl"]) == 0  # removed already; never there
+    assert capsys.readouterr().out == (f"tiny.pkl.part.source: not on this machine ({cache / 'tiny.pkl.part.source'})\n"
+                                       f"gone.pkl: not on this machine ({cache / 'gone.pkl'})\n")
+
+
 def test_remove_refuses_a_file_being_downloaded_and_an_unknown_name_removes_nothing(server, tmp_path, capsys,
                                                                                       monkeypatch):
     from toonlib.files import file_lock, lock_file_for

@@ -76,6 +76,7 @@ _QUOTA_TEXT = "too many users have viewed or downloaded this file recently"
 _NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 _CANNOT_WRITE = (errno.EACCES, errno.EPERM, errno.EROFS)
 _TAIL = 1 << 17  # bytes read from a cached file's end to see that it is whole (a zip's end record is in the last 64 KB)
+_PARTIAL, _MARKER = ".part", ".source"  # a download's partial file, X.part, and its record, X.part.source
 _RANGE_REFUSED = "did not honor the requested byte range"  # gdown's error when a resume gets the whole file
 _OLD_GDOWN_FOLDER = re.compile(r"\.gdown-[a-z0-9_]{8}")  # tempfile's names: older toonlib's folders for gdown
 _LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19."  # torch.save's pre-zip format: not one pickle
@@ -235,21 +236,24 @@ class Removal(NamedTuple):
 
 def remove(name_or_url: str, *, cache_dir: str | os.PathLike | None = None) -> Removal:
     """Delete what `fetch` keeps of this registry file or URL on this machine (or a file of the cache named by its file
-    name, `removable`), the file and its partial download; says what was there (`Removal`: nothing, 0 bytes, when
+    name, `removable`), the file and its partial download (only the partial download when its `.part` file is
+    named); says what was there (`Removal`: nothing, 0 bytes, when
     none was). The next `fetch` (or a command that needs the file) downloads it again.
 
     Refused with an OSError naming the lock while another process downloads the file (it holds the lock); a process
     that already reads the file keeps reading it (POSIX). `cache_dir` as `fetch`'s."""
-    plan = _removal_plan(name_or_url, cache_dir)
+    plan, partial_only = _removal_plan(name_or_url, cache_dir)
     final = plan.path
     part = _partial_download(final)
-    left = [path for path in (final, part, _gdown_folder(part), _marker(part)) if path.exists()]
+    partial = (part, _gdown_folder(part), _marker(part))
+    left = [path for path in (partial if partial_only else (final, *partial)) if path.exists()]
     if not left:  # nothing to do: no lock file is made in a folder that may not exist
-        return Removal(final, 0, False, False)
+        return Removal(final.with_name(plan.what) if partial_only else final, 0, False, False)  # the file named
     try:
-        with file_lock(final, wait=False):
+        with file_lock(final, wait=False):  # the download's own lock, a partial download named too
             freed = sum(_bytes_in(path) if path.is_dir() else path.stat().st_size for path in left)
-            final.unlink(missing_ok=True)
+            if not partial_only:
+                final.unlink(missing_ok=True)
             _discard(part)
     except BlockingIOError:
         raise OSError(f"{plan.what!r} is being downloaded by another process (it holds {lock_file_for(final)}): "
@@ -266,25 +270,33 @@ def removable(name_or_url: str, *, cache_dir: str | os.PathLike | None = None) -
     """The file `remove` deletes for this name (whether or not it is there): a registry file's or URL's place, as
     `local_path`, or a file of the cache folder named by its file name (`toonlib models` lists the cache's other
     files so). An unknown name is an `UnknownModelError`, a file elsewhere a ValueError: it is not toonlib's."""
-    return _removal_plan(name_or_url, cache_dir).path
+    return _removal_plan(name_or_url, cache_dir)[0].path
 
 
 def _partial_download(path: Path) -> Path:
     """The `.part` file of the download of `path` (a Drive file's partial download is in its `.gdown` folder)."""
-    return path.with_name(path.name + ".part")
+    return path.with_name(path.name + _PARTIAL)
 
 
-def _removal_plan(name_or_url: str, cache_dir: str | os.PathLike | None) -> _Plan:
+def _removal_plan(name_or_url: str, cache_dir: str | os.PathLike | None) -> tuple[_Plan, bool]:
+    """What `remove` deletes for `name_or_url`, and whether only its partial download is asked for: a cache file
+    named by its file name (one with a suffix names a file of the cache, there or not, where it was an unknown model
+    name), a partial download by its `.part` or `.part.source` file (the download's lock then guards it: it was
+    removed under a download that was writing it), else a registry file or URL."""
     text = os.fspath(name_or_url) if isinstance(name_or_url, (str, os.PathLike)) else None
     if text and not is_url(text) and text not in models.MODELS:
         cache = _cache_folder(cache_dir)
-        if os.path.basename(text) == text and not text.startswith(".") and (cache / text).is_file():
-            return _Plan(text, cache / text, (), None, None, "stylegan2", "cache")
+        named = os.path.basename(text) == text and not text.startswith(".")
+        if named and (cache / text).is_file() or named and os.path.splitext(text)[1]:
+            for suffix in (_PARTIAL, _PARTIAL + _MARKER):
+                if text.endswith(suffix) and len(text) > len(suffix):
+                    return _Plan(text, cache / text[:-len(suffix)], (), None, None, "stylegan2", "cache"), True
+            return _Plan(text, cache / text, (), None, None, "stylegan2", "cache"), False
         if user_path(text).exists():
             raise ValueError(f"{text} is a file here, not one of toonlib's downloads: remove deletes registry names, "
                              "URLs and the cache's files by name (`toonlib models` lists them); delete other files "
                              "yourself")
-    return _plan(fetch_source(name_or_url), cache_dir)
+    return _plan(fetch_source(name_or_url), cache_dir), False
 
 
 def fetch_source(name_or_url: object) -> str:
@@ -430,7 +442,7 @@ def drive_file_id(url: str) -> str | None:
 def _marker(part: Path) -> Path:
     """File recording where the partial download of `part` (the `.part` file, or a Drive file's `_gdown_folder`)
     came from (`_read_marker`): only that source may resume it."""
-    return part.with_name(part.name + ".source")
+    return part.with_name(part.name + _MARKER)
 
 
 def _read_marker(part: Path) -> dict:
@@ -621,7 +633,7 @@ def _download_bar(part: Path, disable: bool, total: int | None = None, initial: 
     (`messages.clear_on_close`): a retry draws it again from there, and the error's first line must not follow a bar
     left at 34%."""
     with progress_bar(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024,
-                      desc=part.name[: -len(".part")], disable=disable) as bar:
+                      desc=part.name[: -len(_PARTIAL)], disable=disable) as bar:
         try:
             yield bar
         except BaseException:
