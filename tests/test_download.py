@@ -1042,6 +1042,27 @@ def test_a_folder_that_cannot_be_written_is_named_with_what_to_do(server, tmp_pa
     assert server.log == []
 
 
+def test_an_entry_of_a_shared_cache_that_cannot_be_written_is_named(server, tmp_path, monkeypatch):
+    """Another user's partial download in a shared cache (a folder everyone writes) stopped every fetch with "files
+    cannot be written in CACHE", which was not so: that one file could not. (Simulated: the tests may run as root.)"""
+    name = register(f"{server.base}/ada_tiny.pkl")
+    part = download.local_path(name).with_name("tiny.pkl.part")
+    part.parent.mkdir(parents=True)
+    part.write_bytes(PAYLOAD[:1000])  # another user's, which this one may not write, resumed from its record
+    download._write_marker(part, {"source": f"{server.base}/ada_tiny.pkl", "validator": None, "size": len(PAYLOAD)})
+
+    def refuse(first, rest, path, *args):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+
+    monkeypatch.setattr(download, "_write_body", refuse)
+    with pytest.raises(PermissionError) as info:
+        download.fetch(name, progress=False)
+    assert str(info.value) == (f"cannot download 'tiny': {part} cannot be written (Permission denied), though "
+                               f"{part.parent} can: made by another user? Ask its owner to delete it or to make it "
+                               "writable for you, or set TOONLIB_CACHE (or --cache-dir, cache_dir=) to a folder "
+                               "elsewhere that you can write")
+
+
 def test_load_network_from_url(server, tmp_path):
     url = f"{server.base}/ada_tiny.pkl"
     nets = load_network(url)

@@ -325,6 +325,12 @@ def _local_error(plan: _Plan, part: Path, exc: OSError) -> OSError:
         return type(exc)(f"cannot download {plan.what!r}: the disk of {folder} is full ({exc.strerror}); the partial "
                          f"download was deleted to free its space. Free some space, or {_elsewhere(plan)}")
     if exc.errno in _CANNOT_WRITE:
+        blocked = Path(exc.filename) if isinstance(exc.filename, str) else folder
+        blocked = blocked if blocked.exists() else blocked.parent  # a lock file not made: its .locks folder
+        if folder in blocked.parents and os.access(folder, os.W_OK):  # one entry of a shared cache, its folder fine
+            return type(exc)(f"cannot download {plan.what!r}: {blocked} cannot be written ({exc.strerror or exc}), "
+                             f"though {folder} can: made by another user? Ask its owner to delete it or to make it "
+                             f"writable for you, or {_elsewhere(plan)}")
         return type(exc)(f"cannot download {plan.what!r}: files cannot be written in {folder} "
                          f"({exc.strerror or exc}); {_elsewhere(plan)}")
     return exc
