@@ -1089,12 +1089,18 @@ def test_convert_records_the_url_or_name_given_not_the_cache_file(server, tmp_pa
     assert load_network(out).meta["source"] == str(out)  # a local file: its path
 
 
-def test_url_filenames():
+def test_url_filenames(server):
     a = download._url_filename("https://a.example/x/ffhq.pkl")
     b = download._url_filename("https://b.example/y/ffhq.pkl?download=1")
     assert a != b and a.startswith("ffhq-") and a.endswith(".pkl")
     assert download._url_filename("https://a.example/").startswith("download-")
     assert "/" not in download._url_filename("https://a.example/a%2Fb%20c")
+    # a long last component: the lock file's name was too long for the file system, and the URL never fetched
+    long = download._url_filename(f"https://a.example/{'a' * 300}.{'b' * 300}")
+    assert re.fullmatch(r"a{100}-[0-9a-f]{8}\.b{20}", long)
+    assert re.fullmatch(r"c{100}-[0-9a-f]{8}", download._url_filename(f"https://a.example/{'c' * 300}"))
+    server.files[f"/{'d' * 300}.pkl"] = PAYLOAD
+    assert download.fetch(f"{server.base}/{'d' * 300}.pkl", progress=False).read_bytes() == PAYLOAD
 
 
 def test_unknown_model_names(monkeypatch):

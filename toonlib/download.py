@@ -426,12 +426,14 @@ def _waiting_message(final: Path, progress: bool) -> Callable[[Path], None]:
 
 
 def _url_filename(url: str) -> str:
-    """The URL's last path component, with a short hash of the whole URL so different URLs never collide."""
+    """The URL's last path component, with a short hash of the whole URL so different URLs never collide; a long one
+    shortened (at most 100 characters before the hash, 20 after its dot), so that the name and its `.part.source`
+    and `.lock` files stay within the 255 bytes file systems allow (such a URL could never be fetched)."""
     last = urllib.parse.unquote(urllib.parse.urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1])
     last = re.sub(r"[^A-Za-z0-9._-]", "_", last).lstrip(".") or "download"
     stem, dot, suffix = last.rpartition(".")
     digest = hashlib.sha256(url.encode()).hexdigest()[:8]
-    return f"{stem}-{digest}.{suffix}" if dot and stem else f"{last}-{digest}"
+    return f"{stem[:100]}-{digest}.{suffix[:20]}" if dot and stem else f"{last[:100]}-{digest}"
 
 
 def drive_file_id(url: str) -> str | None:
