@@ -995,7 +995,9 @@ def test_stop_ends_the_clicks_made_before_it(app, setup, projection_steps):
 
     try:
         (*unchanged, status), held, queued, (*_, picked) = asyncio.run(scenario())
-        assert re.fullmatch(rf"\*\*Stopped after step \d+ of {app.max_steps}\.\*\*", status), status
+        # the toon shown is the one from before: said (it passed for the stopped run's result, to be downloaded)
+        assert re.fullmatch(rf"\*\*Stopped after step \d+ of {app.max_steps}\.\*\* The toon shown is the one "
+                            rf"from before \({STEPS} steps\)\.", status), status
         assert held == queued == {"__type__": "update"}  # gr.skip(): the status still says the run stopped
         assert len(projection_steps) == STEPS and picked.startswith("Face 2 of 2, rendered")
     finally:
@@ -1021,6 +1023,8 @@ def test_a_rerender_after_a_stop_still_says_it_stopped(app, setup, projection_st
 
     try:
         stopped, rerendered, picked = asyncio.run(scenario())
+        assert stopped.endswith(f"** The toon shown is the one from before ({STEPS} steps).")
+        stopped = stopped.split("** ")[0] + "**"  # a re-render says the stop, and what it renders
         assert rerendered == (f"{stopped} Face 1 of 2 (1 more face to pick), rendered with the blend at 8 px "
                               f"(optimise, {STEPS} steps on cpu).")
         assert picked.startswith("Face 2 of 2, rendered with the blend at 16 px (")  # a toon: the stop is past

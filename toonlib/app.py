@@ -38,6 +38,7 @@ from .align import AlignedFace, LandmarkBackendError, NoFaceError
 from .checkpoints import CheckpointError
 from .images import ImageReadError, quiet_large_images, read_image, too_many_pixels
 from .losses import PerceptualWeightsError, build_lpips
+from .messages import counted
 from .options import DEFAULT_STEPS, DEFAULT_SWAP_RES, MAX_PIXELS, MAX_STEPS, OPTIMIZING_MODES
 from .pipeline import INVERT_LABELS, Toonifier, paste_faces
 from .projection import Callback
@@ -569,6 +570,8 @@ class ToonApp:
                 if session is None:
                     return said(status)
                 session.note = status  # the page's photo, its toon from before: a re-render says so too
+                steps = session.steps.get(session.selected)  # none for a toon of a mode that does not optimise
+                status += " The toon shown is the one from before" + (f" ({counted(steps, 'step')})." if steps else ".")
                 return gr.skip(), marked(session.selected), *said(status)[2:]  # that face marked, not the one clicked
             except ERRORS as exc:
                 return said(not_toonified(exc))
