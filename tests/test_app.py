@@ -883,6 +883,23 @@ def test_cli_app_stops_on_ctrl_c_with_status_130(setup, monkeypatch, capsys):
                                        "(it needs internet; Gradio's lines above say why) (Ctrl-C stops it)\n")
 
 
+@pytest.mark.parametrize("address", ["192.0.2.7", None])
+def test_cli_app_for_the_network_says_the_address_other_machines_open(setup, monkeypatch, capsys, address):
+    """`--host 0.0.0.0` (the README's "for your network") printed only http://localhost:PORT/, which other machines
+    cannot open."""
+    import toonlib.app
+
+    monkeypatch.setattr(toonlib.app, "_address_on_network", lambda: address)
+    monkeypatch.setattr(toonlib.app, "_wait_for_ctrl_c", lambda: (_ for _ in ()).throw(KeyboardInterrupt))
+    port = free_port()
+    assert cli.main(["app", "--base", str(setup["base_path"]), "--toon", str(setup["toon_path"]), "--detector",
+                     "dlib", "--port", str(port), "--host", "0.0.0.0"]) == 130
+    out = capsys.readouterr().out
+    where = (f"and, from other machines of its network, http://192.0.2.7:{port}/" if address
+             else f"and on this machine's network address, port {port}")
+    assert out == f"serving the app on http://localhost:{port}/ {where} (Ctrl-C stops it)\n"
+
+
 def test_cli_app_on_a_port_in_use_says_so_before_loading_models(monkeypatch, capsys):
     monkeypatch.setattr("toonlib.pipeline.Toonifier", lambda *args, **kwargs: pytest.fail("models loaded first"))
     with socket.socket() as busy:

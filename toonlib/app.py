@@ -776,12 +776,36 @@ def launch(app: ToonApp, host: str = "127.0.0.1", port: int | None = None, share
     # without internet Gradio says why above and leaves share_url None: it printed "... and None"
     public = (f" and {page.share_url}" if page.share_url else " only: --share made no public link (it needs internet; "
               "Gradio's lines above say why)") if share else ""
-    print(f"serving the app on {page.local_url}{public} (Ctrl-C stops it)", flush=True)
+    print(f"serving the app on {page.local_url}{_for_the_network(host, port or page.server_port)}{public} "
+          "(Ctrl-C stops it)", flush=True)
     try:
         _wait_for_ctrl_c()  # Gradio's own wait ended quietly on Ctrl-C: the caller learns of it (exit status 130)
     finally:
         page.close(verbose=False)
     return page
+
+
+def _for_the_network(host: str, port: int) -> str:
+    """The address other machines open, said after the local one when the app serves every network (`--host 0.0.0.0`
+    printed only http://localhost:PORT/, of no use to them); '' for a host of this machine only or named."""
+    if host not in ("0.0.0.0", "::"):
+        return ""
+    address = _address_on_network()
+    if address is None:
+        return f" and on this machine's network address, port {port}"
+    return f" and, from other machines of its network, http://{address}:{port}/"
+
+
+def _address_on_network() -> str | None:
+    """This machine's IPv4 address on its network: the one its traffic leaves by (a UDP socket is connected, no packet
+    sent); None without a network."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("10.254.254.254", 9))
+            address = probe.getsockname()[0]
+        except OSError:
+            return None
+    return None if address.startswith(("127.", "0.")) else address
 
 
 def _wait_for_ctrl_c() -> None:
