@@ -202,6 +202,9 @@ def test_broken_download_fails_then_resumes(server, tmp_path):
     with pytest.raises(download.DownloadError, match="broke off") as info:
         download.fetch(name, progress=False)
     assert "no internet" not in str(info.value)
+    # in plain words: urllib3's were said twice over, "(('Connection broken: IncompleteRead(300000 bytes read, ...)"
+    cut = f"the download broke off (the connection closed after {CUT / 1e6:.1f} MB of {len(PAYLOAD) / 1e6:.1f} MB)"
+    assert f"{server.base}/ada_tiny.pkl: {cut}" in str(info.value), str(info.value)
     assert len(server.log) == 4  # the first try, then three that got no further than it (each restarted from 0)
     assert not (tmp_path / "cache" / "tiny.pkl").exists()
     kept = (tmp_path / "cache" / "tiny.pkl.part").stat().st_size

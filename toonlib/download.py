@@ -748,6 +748,10 @@ def _network_reason(exc: Exception, url: str) -> str:
         return f"could not connect ({detail})"
     if _timed_out(exc):
         return f"the server stopped sending: nothing came for {TIMEOUT[1]:g} s"  # "broke off (... Read timed out.)"
+    short = re.search(r"IncompleteRead\((\d+) bytes read, (\d+) more expected\)", text)
+    if short:  # urllib3's words were repeated twice over: "(('Connection broken: IncompleteRead(...)', ...))"
+        got, more = map(int, short.groups())
+        return f"the download broke off (the connection closed after {_megabytes(got)} of {_megabytes(got + more)})"
     return f"the download broke off ({detail})"
 
 
