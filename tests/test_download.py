@@ -147,6 +147,14 @@ def test_cache_folder_choice(server, tmp_path, monkeypatch):
     assert download.cache_dir() == tmp_path / "mine"
     assert download.fetch("tiny", progress=False) == tmp_path / "mine" / "tiny.pkl"
     assert download.fetch("tiny", cache_dir=tmp_path / "arg", progress=False) == tmp_path / "arg" / "tiny.pkl"
+    # a relative one is said as the folder it is from here (`toonlib models` printed "relcache"); a blank one is unset
+    # (' ' made a folder named ' ')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TOONLIB_CACHE", "relcache")
+    assert download.cache_dir() == tmp_path / "relcache"
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TOONLIB_CACHE", " ")
+    assert download.cache_dir() == tmp_path / "home" / ".cache" / "toonlib"
 
     monkeypatch.delenv("TOONLIB_CACHE")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
@@ -329,6 +337,15 @@ def test_ctrl_c_before_the_first_byte_leaves_nothing_behind(server, tmp_path, mo
     server.fail_first = 1
     with pytest.raises(KeyboardInterrupt):
         download.fetch(register(f"{server.base}/ada_tiny.pkl"), progress=False)
+    assert cached_files(tmp_path) == []
+
+
+def test_a_web_page_that_starts_with_a_byte_order_mark_is_one(server, tmp_path):
+    """A page saved with a UTF-8 byte-order mark was "not a readable checkpoint: ... the file starts with
+    b'\\xef\\xbb\\xbf<!DOCTYPE htm'"."""
+    server.files["/bom.pkl"] = Reply(b"\xef\xbb\xbf<!DOCTYPE html><title>Not found</title>", headers=HTML)
+    with pytest.raises(download.DownloadError, match="sent a web page instead of the file"):
+        download.fetch(f"{server.base}/bom.pkl", progress=False)
     assert cached_files(tmp_path) == []
 
 
@@ -1074,6 +1091,8 @@ def test_load_network_from_url(server, tmp_path):
     assert re.fullmatch(r"ada_tiny-[0-9a-f]{8}\.pkl", name)
     load_network(url)
     assert len(server.log) == 1
+    # the scheme in capitals, as URLs allow: it was an unknown model name
+    assert download.fetch(url.replace("http://", "HTTP://"), progress=False).read_bytes() == PAYLOAD
 
 
 def test_convert_records_the_url_or_name_given_not_the_cache_file(server, tmp_path, capsys):

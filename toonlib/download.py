@@ -127,9 +127,9 @@ class _Plan:
 
 def cache_dir() -> Path:
     """Where downloads go: `$TOONLIB_CACHE`, else the mounted Google Drive on Colab, else `~/.cache/toonlib`."""
-    env = os.environ.get("TOONLIB_CACHE")
+    env = os.environ.get("TOONLIB_CACHE", "").strip()  # ' ' made a folder named ' '
     if env:
-        return _folder(user_path(env), "$TOONLIB_CACHE")
+        return _folder(user_path(env).absolute(), "$TOONLIB_CACHE")  # a relative one: said where it is
     if DRIVE_ROOT.is_dir():
         return DRIVE_ROOT / "toonlib" / "cache"
     return Path.home() / ".cache" / "toonlib"

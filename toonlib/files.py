@@ -111,8 +111,9 @@ def user_path(path: str | os.PathLike) -> Path:
 
 
 def is_url(source: object) -> bool:
-    """Whether `source` (a model, weights file or photo argument) is a web address rather than a path or a name."""
-    return isinstance(source, str) and source.startswith(("http://", "https://"))
+    """Whether `source` (a model, weights file or photo argument) is a web address rather than a path or a name (its
+    scheme in any case, as URLs allow: 'HTTP://...' was an unknown model name)."""
+    return isinstance(source, str) and source[:8].lower().startswith(("http://", "https://"))
 
 
 def check_file_target(path: str | os.PathLike) -> None:
@@ -331,7 +332,7 @@ def looks_like_pickle(head: bytes) -> bool:
 
 def looks_like_html(head: bytes) -> bool:
     """True when a file's first bytes are a web page (what failed downloads often save instead)."""
-    start = head.lstrip().lower()
+    start = head.removeprefix(b"\xef\xbb\xbf").lstrip().lower()  # a UTF-8 byte-order mark before the page too
     return start.startswith((b"<!doctype html", b"<html", b"<head", b"<?xml", b"<!--")) or b"<html" in start[:1024]
 
 
