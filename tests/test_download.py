@@ -340,6 +340,17 @@ def test_ctrl_c_before_the_first_byte_leaves_nothing_behind(server, tmp_path, mo
     assert cached_files(tmp_path) == []
 
 
+def test_a_folder_where_the_file_goes_is_named_before_any_download(server, tmp_path):
+    """It downloaded the file every time, then said "CACHE/tiny.pkl.part: is a directory", naming the wrong entry."""
+    name = register(f"{server.base}/ada_tiny.pkl")
+    (tmp_path / "cache" / "tiny.pkl").mkdir(parents=True)
+    with pytest.raises(IsADirectoryError, match=rf"^cannot download 'tiny': {re.escape(str(tmp_path / 'cache'))}/"
+                                                r"tiny\.pkl is a folder, where the file goes; move it away \(or "
+                                                r"delete it\) and try again$"):
+        download.fetch(name, progress=False)
+    assert server.log == []
+
+
 def test_a_web_page_that_starts_with_a_byte_order_mark_is_one(server, tmp_path):
     """A page saved with a UTF-8 byte-order mark was "not a readable checkpoint: ... the file starts with
     b'\\xef\\xbb\\xbf<!DOCTYPE htm'"."""

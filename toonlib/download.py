@@ -191,6 +191,9 @@ def fetch(name_or_url: str, *, cache_dir: str | os.PathLike | None = None, progr
     final = plan.path
     if _usable(plan):
         return final
+    if final.is_dir():  # a download each time, then "...part: is a directory", naming the wrong entry
+        raise IsADirectoryError(f"cannot download {plan.what!r}: {final} is a folder, where the file goes; move it "
+                                "away (or delete it) and try again")
     damage = _damage(final) if plan.home == "cache" and final.is_file() else None
     part = _partial_download(final)
     failures: list[tuple[str, _SourceFailed]] = []
