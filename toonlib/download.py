@@ -240,8 +240,8 @@ class Removal(NamedTuple):
 def remove(name_or_url: str, *, cache_dir: str | os.PathLike | None = None) -> Removal:
     """Delete what `fetch` keeps of this registry file or URL on this machine (or a file of the cache named by its file
     name, `removable`), the file and its partial download (only the partial download when its `.part` file is
-    named); says what was there (`Removal`: nothing, 0 bytes, when
-    none was). The next `fetch` (or a command that needs the file) downloads it again.
+    named); says what was there (`Removal`: nothing, 0 bytes, when none was). The next `fetch` (or a command that
+    needs the file) downloads it again.
 
     Refused with an OSError naming the lock while another process downloads the file (it holds the lock); a process
     that already reads the file keeps reading it (POSIX). `cache_dir` as `fetch`'s."""
@@ -290,7 +290,7 @@ def _removal_plan(name_or_url: str, cache_dir: str | os.PathLike | None) -> tupl
     if text and not is_url(text) and text not in models.MODELS:
         cache = _cache_folder(cache_dir)
         named = os.path.basename(text) == text and not text.startswith(".")
-        if named and (cache / text).is_file() or named and os.path.splitext(text)[1]:
+        if named and ((cache / text).is_file() or os.path.splitext(text)[1]):
             for suffix in (_PARTIAL, _PARTIAL + _MARKER):
                 if text.endswith(suffix) and len(text) > len(suffix):
                     return _Plan(text, cache / text[:-len(suffix)], (), None, None, "stylegan2", "cache"), True
