@@ -213,6 +213,11 @@ def test_broken_download_fails_then_resumes(server, tmp_path):
     # in plain words: urllib3's were said twice over, "(('Connection broken: IncompleteRead(300000 bytes read, ...)"
     cut = f"the download broke off (the connection closed after {CUT / 1e6:.1f} MB of {len(PAYLOAD) / 1e6:.1f} MB)"
     assert f"{server.base}/ada_tiny.pkl: {cut}" in str(info.value), str(info.value)
+    # the server sent the whole file again when asked for its rest: no resume is promised ("the download resumes
+    # where it stopped (0.3 MB of 0.8 MB are kept)")
+    assert ("  - run the same command again: the download starts over (this server sends only whole files, no rest "
+            "of one)") in str(info.value) and "resumes where it stopped" not in str(info.value)
+    assert download._going_on(tmp_path / "cache" / "tiny.pkl.part").startswith("starting over")  # a stall's retry
     assert len(server.log) == 4  # the first try, then three that got no further than it (each restarted from 0)
     assert not (tmp_path / "cache" / "tiny.pkl").exists()
     kept = (tmp_path / "cache" / "tiny.pkl.part").stat().st_size

@@ -223,7 +223,7 @@ def fetch(name_or_url: str, *, cache_dir: str | os.PathLike | None = None, progr
     offline = all(failure.offline for _, failure in failures)
     reason = "no internet connection" if offline else f"{_browser_link(failures[-1][0])}: {failures[-1][1]}"
     kept = max((_resumable(part, source) for source in plan.sources), default=0)
-    raise DownloadError(_explain(plan, failures, local_option, damage, kept, _read_marker(part).get("size")), final,
+    raise DownloadError(_explain(plan, failures, local_option, damage, kept, _read_marker(part)), final,
                         reason, offline)
 
 
@@ -552,7 +552,7 @@ def _download_http(url: str, part: Path, progress: bool) -> None:
             if _resumable(part, url) > furthest:
                 furthest, failed = _resumable(part, url), 0
                 if _timed_out(exc):  # the bar stood still for the whole timeout: say why, and that it goes on
-                    _say_retry(part, progress, f"{_network_reason(exc, url)}; going on from where it stopped")
+                    _say_retry(part, progress, f"{_network_reason(exc, url)}; {_going_on(part)}")
                 continue
             if delay is None or _unresolved(exc) or _untrusted(exc) or isinstance(exc, requests.exceptions.ProxyError):
                 raise _SourceFailed(_network_reason(exc, url), offline=_unreachable(exc)) from None
@@ -623,7 +623,10 @@ def _http_attempt(url: str, part: Path, progress: bool) -> None:
             raise _NotEnoughSpace(f"{part.name[: -len('.part')]} needs {_megabytes(total - offset)} more, "
                                   f"{_megabytes(free)} are free")
         if not resumed:
-            _take_over(part, {"source": url, "validator": _validator(response), "size": total})
+            record = {"source": url, "validator": _validator(response), "size": total}
+            if have and response.headers.get("Accept-Ranges") != "bytes":  # a Range asked for, the whole file sent
+                record["resumes"] = False  # said so, not "the download resumes where it stopped"
+            _take_over(part, record)
         _write_body(first, chunks, part, "ab" if resumed else "wb", offset, total, progress)
     if total is not None and part.stat().st_size < total:  # urllib3 < 2 does not enforce Content-Length
         raise requests.exceptions.ChunkedEncodingError(f"connection closed after {part.stat().st_size} "
@@ -1016,8 +1019,16 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _going_on(part: Path) -> str:
+    """How the download of `part` goes on after a try that broke off: from there, or from its start where the server
+    sent the whole file when asked for its rest (`_http_attempt` records it)."""
+    if _read_marker(part).get("resumes") is False:
+        return "starting over (this server sends only whole files, no rest of one)"
+    return "going on from where it stopped"
+
+
 def _explain(plan: _Plan, failures: list[tuple[str, _SourceFailed]], local_option: str | None,
-             damage: str | None, kept: int = 0, total: int | None = None) -> str:
+             damage: str | None, kept: int = 0, record: dict | None = None) -> str:
     offline = all(failure.offline for _, failure in failures)
     headline = "no internet connection (no source could be reached)" if offline else "every source failed"
     final = plan.path
@@ -1031,7 +1042,12 @@ def _explain(plan: _Plan, failures: list[tuple[str, _SourceFailed]], local_optio
     if any(_NOT_THE_REGISTRYS in str(failure) for _, failure in failures):
         lines.append(f"  - report it to toonlib's maintainers: a source sends another file than the registry's "
                      f"{plan.what!r} (that download was deleted, not cached)")
-    if kept:
+    record = record or {}
+    if kept and record.get("resumes") is False:
+        lines.append("  - run the same command again: the download starts over (this server sends only whole files, "
+                     "no rest of one)")
+    elif kept:
+        total = record.get("size")
         so_far = f"{_megabytes(kept)} of {_megabytes(total)}" if total else _megabytes(kept)
         lines.append(f"  - run the same command again: the download resumes where it stopped ({so_far} are kept)")
     on_drive = any(source.startswith("gdrive:") for source in plan.sources) or any(
