@@ -556,12 +556,16 @@ def test_an_upload_error_is_in_view(context, server, tmp_path, width):
 
 def test_the_steps_box_shows_the_steps_that_run(page, server, tmp_path):
     """A typed 2.5 stayed in the steps box while the slider showed 3 and 2 steps ran. The box now shows the steps
-    that will run once it is left (0, an empty box or too many are clamped, as they were)."""
+    that will run once it is left or Enter is pressed (0, an empty box or too many are clamped, as they were)."""
     box = page.locator("#steps input[type=number]")
     with screenshots_on_failure(page, tmp_path, "steps-box"):
         for typed, shown in (("2.5", "3"), ("0", "1"), ("", "1"), (str(LONG_RUN + 1), str(LONG_RUN)), ("7", "7")):
             box.fill(typed)
             box.press("Tab")  # leaving the box
+            page.wait_for_function(f"() => document.querySelector('#steps input[type=number]').value === '{shown}'")
+        for typed, shown in (("0", "1"), (str(LONG_RUN + 1), str(LONG_RUN)), ("7", "7")):  # Enter: as leaving it
+            box.fill(typed)
+            box.press("Enter")  # a typed 0 or too many stayed shown
             page.wait_for_function(f"() => document.querySelector('#steps input[type=number]').value === '{shown}'")
         upload(page, server.photos / "hopper.jpg")
         box.fill("2.5")

@@ -104,6 +104,10 @@ COUNT_CLICK = """(n) => {
 PRESSED_FOR = "(photo) => photo ? photo.path : 'no photo'"
 NO_PHOTO = "no photo"  # never a server path (they are absolute)
 WHOLE_STEPS = "Math.max(1, Math.round(n) || 1)"  # the page's steps box, `n`, as a whole count (an empty box: 1)
+#: Enter in the steps box does what leaving it does (Gradio clamps the box's number, and `WHOLE_STEPS` rounds it, when
+#: the box loses focus): a typed 0 or 99999 stayed shown after Enter, where many press it rather than Tab.
+ENTER_LEAVES_STEPS = ("() => document.addEventListener('keydown', (e) => { if (e.key === 'Enter' && "
+                      "e.target.matches('#steps input[type=number]')) e.target.blur(); }, true)")
 
 
 class PhotoTooLargeError(ValueError):
@@ -770,7 +774,8 @@ def launch(app: ToonApp, host: str = "127.0.0.1", port: int | None = None, share
     # next person at it, and it offered to send runs to a Hugging Face bucket (from this server).
     no_history = {"run_history": False} if "run_history" in inspect.signature(page.launch).parameters else {}
     page.launch(server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD, inbrowser=False,
-                prevent_thread_lock=True, quiet=True, css=CSS, **no_history)  # Gradio's own lines name its options
+                prevent_thread_lock=True, quiet=True, css=CSS, js=ENTER_LEAVES_STEPS,
+                **no_history)  # Gradio's own lines name its options
     if not block:
         return page
     # without internet Gradio says why above and leaves share_url None: it printed "... and None"
