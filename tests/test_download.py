@@ -211,12 +211,13 @@ def test_broken_download_fails_then_resumes(server, tmp_path):
         download.fetch(name, progress=False)
     assert "no internet" not in str(info.value)
     # in plain words: urllib3's were said twice over, "(('Connection broken: IncompleteRead(300000 bytes read, ...)"
-    cut = f"the download broke off (the connection closed after {CUT / 1e6:.1f} MB of {len(PAYLOAD) / 1e6:.1f} MB)"
+    cut = (f"the download broke off (the connection closed {(len(PAYLOAD) - CUT) / 1e6:.1f} MB before the end of the "
+           "file)")
     assert f"{server.base}/ada_tiny.pkl: {cut}" in str(info.value), str(info.value)
     # the server sent the whole file again when asked for its rest: no resume is promised ("the download resumes
     # where it stopped (0.3 MB of 0.8 MB are kept)")
-    assert ("  - run the same command again: the download starts over (this server sends only whole files, no rest "
-            "of one)") in str(info.value) and "resumes where it stopped" not in str(info.value)
+    assert ("  - run the same command again: the download starts over (this server sends only whole files, not the "
+            "rest of one)") in str(info.value) and "resumes where it stopped" not in str(info.value)
     assert download._going_on(tmp_path / "cache" / "tiny.pkl.part").startswith("starting over")  # a stall's retry
     assert len(server.log) == 4  # the first try, then three that got no further than it (each restarted from 0)
     assert not (tmp_path / "cache" / "tiny.pkl").exists()
@@ -288,6 +289,30 @@ def break_off(server, name: str, tmp_path: Path) -> int:
         download.fetch(name, progress=False)
     server.cut_responses, server.ranges = 0, True
     return (tmp_path / "cache" / "tiny.pkl.part").stat().st_size
+
+
+def test_a_server_found_to_send_whole_files_is_said_so_until_it_resumes(server, tmp_path):
+    """A server that sent the same file whole when asked for its rest is recorded so: the advice says the download
+    starts over. Once it resumes after all (a 206), the record goes: that said "starts over" of a download resuming."""
+    name = register(f"{server.base}/ada_tiny.pkl")
+    kept = break_off(server, name, tmp_path)  # a Range asked for, the whole file sent (same ETag): recorded
+    part = tmp_path / "cache" / "tiny.pkl.part"
+    assert download._read_marker(part)["resumes"] is False
+    server.hold = threading.Event()  # now it resumes: the rest's first `CUT` bytes, then it waits
+    fetching = threading.Thread(target=download.fetch, args=(name,), kwargs={"progress": False})
+    fetching.start()
+    try:
+        assert server.streaming.wait(timeout=300)
+        deadline = time.monotonic() + 300
+        while part.stat().st_size <= kept:  # the rest's first bytes reach the disk (the record is written first)
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert server.log[-1][1].get("Range") == f"bytes={kept}-"
+        assert "resumes" not in download._read_marker(part)  # no longer "this server sends only whole files"
+    finally:
+        server.hold.set()
+        fetching.join(timeout=300)
+    assert download.local_path(name).read_bytes() == PAYLOAD
 
 
 @pytest.mark.parametrize("etags", [True, False])
@@ -1093,10 +1118,26 @@ def test_an_entry_of_a_shared_cache_that_cannot_be_written_is_named(server, tmp_
     monkeypatch.setattr(download, "_write_body", refuse)
     with pytest.raises(PermissionError) as info:
         download.fetch(name, progress=False)
+    advice = ("or set TOONLIB_CACHE (or --cache-dir, cache_dir=) to a folder elsewhere that you can write")
     assert str(info.value) == (f"cannot download 'tiny': {part} cannot be written (Permission denied), though "
-                               f"{part.parent} can: made by another user? Ask its owner to delete it or to make it "
-                               "writable for you, or set TOONLIB_CACHE (or --cache-dir, cache_dir=) to a folder "
-                               "elsewhere that you can write")
+                               f"{part.parent} can: made by another user? Delete it (the folder lets you) or ask its "
+                               f"owner to make it writable for you, {advice}")
+    part.parent.chmod(0o1777)  # a sticky folder, as shared ones are: only its owner may delete it
+    with pytest.raises(PermissionError) as info:
+        download.fetch(name, progress=False)
+    assert f"made by another user? Ask its owner to delete it or to make it writable for you, {advice}" in str(
+        info.value)
+    # a .locks folder another user made 0755 (its lock file cannot be made): the folder is named
+    from toonlib import files
+
+    def refuse_lock(path, *args, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(files.lock_file_for(path)))
+
+    monkeypatch.setattr(download, "file_lock", refuse_lock)
+    files.lock_file_for(download.local_path(name)).unlink()  # not made yet, in a cache new to this user
+    with pytest.raises(PermissionError, match=rf"^cannot download 'tiny': {re.escape(str(part.parent / '.locks'))} "
+                                              r"cannot be written \(Permission denied\), though"):
+        download.fetch(name, progress=False)
 
 
 def test_load_network_from_url(server, tmp_path):
@@ -1139,6 +1180,10 @@ def test_url_filenames(server):
     assert re.fullmatch(r"c{100}-[0-9a-f]{8}", download._url_filename(f"https://a.example/{'c' * 300}"))
     server.files[f"/{'d' * 300}.pkl"] = PAYLOAD
     assert download.fetch(f"{server.base}/{'d' * 300}.pkl", progress=False).read_bytes() == PAYLOAD
+    kept = f"https://a.example/{'e' * 180}.pkl"  # a long name that worked: kept, not downloaded again as another
+    assert download._url_filename(kept).startswith("e" * 180 + "-")
+    # one file whatever the scheme's case
+    assert download._url_filename("HTTPS://a.example/x/ffhq.pkl") == download._url_filename("https://a.example/x/ffhq.pkl")
 
 
 def test_unknown_model_names(monkeypatch):
@@ -1508,6 +1553,9 @@ def test_remove_refuses_a_file_being_downloaded_and_an_unknown_name_removes_noth
                                        "downloads: remove deletes registry names, URLs and the cache's files by name "
                                        "(`toonlib models` lists them); delete other files yourself\n")
     assert (tmp_path / "cache" / "put-there.pkl").exists() and elsewhere.exists()
+    monkeypatch.chdir(tmp_path)  # named as a file of the current folder, not of the cache: refused alike
+    assert main(["remove", "mine.pkl"]) == 2
+    assert capsys.readouterr().err.startswith("toonlib remove: error: mine.pkl is a file here, not one of toonlib's ")
     assert main(["remove", "put-there.pkl"]) == 0
     assert capsys.readouterr().out == (f"removed put-there.pkl: {tmp_path / 'cache' / 'put-there.pkl'} and its partial "
                                        "download (15 B)\n")

@@ -793,7 +793,7 @@ def launch(app: ToonApp, host: str = "127.0.0.1", port: int | None = None, share
 def _for_the_network(host: str, port: int) -> str:
     """The address other machines open, said after the local one when the app serves every network (`--host 0.0.0.0`
     printed only http://localhost:PORT/, of no use to them); '' for a host of this machine only or named."""
-    if host not in ("0.0.0.0", "::"):
+    if host != "0.0.0.0":  # IPv6 hosts are refused (`check_port`)
         return ""
     address = _address_on_network()
     if address is None:
@@ -810,7 +810,7 @@ def _address_on_network() -> str | None:
             address = probe.getsockname()[0]
         except OSError:
             return None
-    return None if address.startswith(("127.", "0.")) else address
+    return None if address.startswith(("127.", "0.", "169.254.")) else address  # loopback, none, link-local
 
 
 def _wait_for_ctrl_c() -> None:

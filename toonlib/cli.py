@@ -156,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(lpips-vgg16, face-alignment-*, inception-fid) are in torch hub's folder, "
                                    "whatever --cache-dir says.")
     p.add_argument("names", nargs="+", help="registry names (`toonlib models` lists them), URLs, or file names of "
-                                            "the cache")
+                                            "the cache (NAME.part: that partial download alone)")
     p.add_argument("--cache-dir", help="toonlib's cache folder instead of $TOONLIB_CACHE / Drive / ~/.cache/toonlib")
     p.set_defaults(func=cmd_remove)
 

@@ -35,6 +35,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import sys
 import time
 import urllib.parse
@@ -228,8 +229,9 @@ def fetch(name_or_url: str, *, cache_dir: str | os.PathLike | None = None, progr
 
 
 class Removal(NamedTuple):
-    """What `remove` deleted: the file's place, the bytes freed, and whether the file and a partial download were
-    there."""
+    """What `remove` deleted: the file's place (a partial download named by its `.part` file: the file it is the
+    download of, or the file named when nothing was there), the bytes freed, and whether the file and a partial
+    download were there."""
 
     path: Path
     freed: int
@@ -272,8 +274,10 @@ def remove(name_or_url: str, *, cache_dir: str | os.PathLike | None = None) -> R
 def removable(name_or_url: str, *, cache_dir: str | os.PathLike | None = None) -> Path:
     """The file `remove` deletes for this name (whether or not it is there): a registry file's or URL's place, as
     `local_path`, or a file of the cache folder named by its file name (`toonlib models` lists the cache's other
-    files so). An unknown name is an `UnknownModelError`, a file elsewhere a ValueError: it is not toonlib's."""
-    return _removal_plan(name_or_url, cache_dir)[0].path
+    files so; a partial download's `.part` file named: that file). An unknown name is an `UnknownModelError`, a file
+    elsewhere a ValueError: it is not toonlib's."""
+    plan, partial_only = _removal_plan(name_or_url, cache_dir)
+    return plan.path.with_name(plan.what) if partial_only else plan.path
 
 
 def _partial_download(path: Path) -> Path:
@@ -282,23 +286,25 @@ def _partial_download(path: Path) -> Path:
 
 
 def _removal_plan(name_or_url: str, cache_dir: str | os.PathLike | None) -> tuple[_Plan, bool]:
-    """What `remove` deletes for `name_or_url`, and whether only its partial download is asked for: a cache file
-    named by its file name (one with a suffix names a file of the cache, there or not, where it was an unknown model
-    name), a partial download by its `.part` or `.part.source` file (the download's lock then guards it: it was
-    removed under a download that was writing it), else a registry file or URL."""
+    """What `remove` deletes for `name_or_url`, and whether only its partial download is asked for: a file of the
+    cache named by its file name, a partial download by its `.part` or `.part.source` file (the download's lock then
+    guards it: it was removed under a download that was writing it), a file here is refused (it is not toonlib's),
+    a name with a suffix that is neither names a file of the cache that is not there (it was an unknown model
+    name); else a registry file or URL."""
     text = os.fspath(name_or_url) if isinstance(name_or_url, (str, os.PathLike)) else None
     if text and not is_url(text) and text not in models.MODELS:
         cache = _cache_folder(cache_dir)
         named = os.path.basename(text) == text and not text.startswith(".")
-        if named and ((cache / text).is_file() or os.path.splitext(text)[1]):
-            for suffix in (_PARTIAL, _PARTIAL + _MARKER):
-                if text.endswith(suffix) and len(text) > len(suffix):
-                    return _Plan(text, cache / text[:-len(suffix)], (), None, None, "stylegan2", "cache"), True
-            return _Plan(text, cache / text, (), None, None, "stylegan2", "cache"), False
-        if user_path(text).exists():
+        in_cache = named and (cache / text).is_file()
+        if not in_cache and user_path(text).exists():
             raise ValueError(f"{text} is a file here, not one of toonlib's downloads: remove deletes registry names, "
                              "URLs and the cache's files by name (`toonlib models` lists them); delete other files "
                              "yourself")
+        if in_cache or named and os.path.splitext(text)[1]:
+            for suffix in (_PARTIAL, _PARTIAL + _MARKER):
+                if text.endswith(suffix):  # not all of it: `named` starts with no dot
+                    return _Plan(text, cache / text[:-len(suffix)], (), None, None, "stylegan2", "cache"), True
+            return _Plan(text, cache / text, (), None, None, "stylegan2", "cache"), False
     return _plan(fetch_source(name_or_url), cache_dir), False
 
 
@@ -328,15 +334,26 @@ def _local_error(plan: _Plan, part: Path, exc: OSError) -> OSError:
         return type(exc)(f"cannot download {plan.what!r}: the disk of {folder} is full ({exc.strerror}); the partial "
                          f"download was deleted to free its space. Free some space, or {_elsewhere(plan)}")
     if exc.errno in _CANNOT_WRITE:
-        blocked = Path(exc.filename) if isinstance(exc.filename, str) else folder
-        blocked = blocked if blocked.exists() else blocked.parent  # a lock file not made: its .locks folder
+        blocked = _blocking_entry(exc, folder)
         if folder in blocked.parents and os.access(folder, os.W_OK):  # one entry of a shared cache, its folder fine
+            sticky = folder.stat().st_mode & stat.S_ISVTX  # only an entry's owner may delete it then
+            ask = ("Ask its owner to delete it or to make it writable for you" if sticky else
+                   "Delete it (the folder lets you) or ask its owner to make it writable for you")
             return type(exc)(f"cannot download {plan.what!r}: {blocked} cannot be written ({exc.strerror or exc}), "
-                             f"though {folder} can: made by another user? Ask its owner to delete it or to make it "
-                             f"writable for you, or {_elsewhere(plan)}")
+                             f"though {folder} can: made by another user? {ask}, or {_elsewhere(plan)}")
         return type(exc)(f"cannot download {plan.what!r}: files cannot be written in {folder} "
                          f"({exc.strerror or exc}); {_elsewhere(plan)}")
     return exc
+
+
+def _blocking_entry(exc: OSError, folder: Path) -> Path:
+    """The entry of the cache `folder` that refused `exc`: of the paths it names (a rename names two), another user's
+    first, else one that is there; a file not made (a lock file): its folder; `folder` when it names none."""
+    named = [Path(name) for name in (exc.filename2, exc.filename) if isinstance(name, str)]
+    there = [path for path in named if path.exists()]
+    me = os.geteuid() if hasattr(os, "geteuid") else None  # POSIX: owners are told apart
+    theirs = [path for path in there if me is not None and path.stat().st_uid != me]
+    return (theirs or there or [path.parent for path in named[-1:]] or [folder])[0]
 
 
 def _elsewhere(plan: _Plan) -> str:
@@ -348,8 +365,9 @@ def _elsewhere(plan: _Plan) -> str:
 
 def _cache_folder(override: str | os.PathLike | None) -> Path:
     """The cache folder: `override` (--cache-dir, cache_dir=), else `cache_dir()`."""
-    return (_folder(user_path(override), "the cache folder (--cache-dir, cache_dir=)") if override is not None
-            else cache_dir())
+    if override is None:
+        return cache_dir()
+    return _folder(user_path(override).absolute(), "the cache folder (--cache-dir, cache_dir=)")  # said as it is
 
 
 def _plan(name_or_url: str, override: str | os.PathLike | None) -> _Plan:
@@ -429,13 +447,18 @@ def _waiting_message(final: Path, progress: bool) -> Callable[[Path], None]:
 
 
 def _url_filename(url: str) -> str:
-    """The URL's last path component, with a short hash of the whole URL so different URLs never collide; a long one
-    shortened (at most 100 characters before the hash, 20 after its dot), so that the name and its `.part.source`
-    and `.lock` files stay within the 255 bytes file systems allow (such a URL could never be fetched)."""
+    """The URL's last path component, with a short hash of the whole URL (its scheme in lower case: `HTTP://` and
+    `http://` are one file) so different URLs never collide. A name longer than 200 characters is shortened (100
+    before the hash, 20 after its dot), so that its `.part.source` and `.lock` files stay within the 255 bytes file
+    systems allow: such a URL could never be fetched."""
+    scheme, colon, rest = url.partition(":")
     last = urllib.parse.unquote(urllib.parse.urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1])
     last = re.sub(r"[^A-Za-z0-9._-]", "_", last).lstrip(".") or "download"
     stem, dot, suffix = last.rpartition(".")
-    digest = hashlib.sha256(url.encode()).hexdigest()[:8]
+    digest = hashlib.sha256(f"{scheme.lower()}{colon}{rest}".encode()).hexdigest()[:8]
+    name = f"{stem}-{digest}.{suffix}" if dot and stem else f"{last}-{digest}"
+    if len(name) <= 200:
+        return name
     return f"{stem[:100]}-{digest}.{suffix[:20]}" if dot and stem else f"{last[:100]}-{digest}"
 
 
@@ -459,7 +482,8 @@ def _marker(part: Path) -> Path:
 def _read_marker(part: Path) -> dict:
     """What `part`'s marker records: 'source' (its URL, or 'gdrive:<id>'), 'size' (the whole file's length, where
     known), and for a direct URL 'validator' (the ETag or Last-Modified of the reply it came from), which a resume
-    must match; {} when unreadable."""
+    must match, and 'resumes': False where the server sent the same file whole when asked for its rest; {} when
+    unreadable."""
     try:
         record = json.loads(_marker(part).read_text())
     except (OSError, ValueError):
@@ -569,7 +593,7 @@ def _say_retry(part: Path, progress: bool, what: str) -> None:
     """Say on a line of its own (with `progress`), as the next try of `part`'s download starts, why the last one
     failed and what comes next: `what`."""
     if progress:
-        write_line(f"toonlib: downloading {part.name[: -len('.part')]}: {what}", file=sys.stderr)
+        write_line(f"toonlib: downloading {part.name[: -len(_PARTIAL)]}: {what}", file=sys.stderr)
 
 
 def _retry_after(response: requests.Response) -> float | None:
@@ -620,17 +644,19 @@ def _http_attempt(url: str, part: Path, progress: bool) -> None:
             raise _SourceFailed(_page_reason(first))  # the first 64 KB of the page (`_CHUNK`)
         free = shutil.disk_usage(part.parent).free
         if total is not None and total - offset > free:
-            raise _NotEnoughSpace(f"{part.name[: -len('.part')]} needs {_megabytes(total - offset)} more, "
+            raise _NotEnoughSpace(f"{part.name[: -len(_PARTIAL)]} needs {_megabytes(total - offset)} more, "
                                   f"{_megabytes(free)} are free")
         if not resumed:
-            record = {"source": url, "validator": _validator(response), "size": total}
-            if have and response.headers.get("Accept-Ranges") != "bytes":  # a Range asked for, the whole file sent
-                record["resumes"] = False  # said so, not "the download resumes where it stopped"
-            _take_over(part, record)
+            new = {"source": url, "validator": _validator(response), "size": total}
+            if have and response.headers.get("Accept-Ranges") != "bytes" and new["validator"] == record.get(
+                    "validator"):  # its rest asked for, the same file sent whole: said, not "resumes where it stopped"
+                new["resumes"] = False
+            _take_over(part, new)
+        elif record.pop("resumes", None) is False:  # it does resume after all
+            _write_marker(part, record)
         _write_body(first, chunks, part, "ab" if resumed else "wb", offset, total, progress)
     if total is not None and part.stat().st_size < total:  # urllib3 < 2 does not enforce Content-Length
-        raise requests.exceptions.ChunkedEncodingError(f"connection closed after {part.stat().st_size} "
-                                                       f"of {total} bytes")
+        raise requests.exceptions.ChunkedEncodingError(_closed_early(total - part.stat().st_size))
 
 
 def _write_body(first: bytes, rest: Iterator[bytes], part: Path, mode: str, offset: int, total: int | None,
@@ -754,11 +780,15 @@ def _network_reason(exc: Exception, url: str) -> str:
         return f"could not connect ({detail})"
     if _timed_out(exc):
         return f"the server stopped sending: nothing came for {TIMEOUT[1]:g} s"  # "broke off (... Read timed out.)"
-    short = re.search(r"IncompleteRead\((\d+) bytes read, (\d+) more expected\)", text)
+    short = re.search(r"IncompleteRead\(\d+ bytes read, (\d+) more expected\)", text)
     if short:  # urllib3's words were repeated twice over: "(('Connection broken: IncompleteRead(...)', ...))"
-        got, more = map(int, short.groups())
-        return f"the download broke off (the connection closed after {_megabytes(got)} of {_megabytes(got + more)})"
+        detail = _closed_early(int(short.group(1)))
     return f"the download broke off ({detail})"
+
+
+def _closed_early(missing: int) -> str:
+    """Why a reply cut short failed, `missing` bytes before the file's end (a resumed reply's end is the file's)."""
+    return f"the connection closed {_megabytes(missing)} before the end of the file"
 
 
 def _timed_out(exc: Exception) -> bool:
@@ -1019,11 +1049,15 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+#: Why a download starts over where its server sent the whole file when asked for its rest (`_http_attempt`).
+_WHOLE_FILES_ONLY = "this server sends only whole files, not the rest of one"
+
+
 def _going_on(part: Path) -> str:
     """How the download of `part` goes on after a try that broke off: from there, or from its start where the server
     sent the whole file when asked for its rest (`_http_attempt` records it)."""
     if _read_marker(part).get("resumes") is False:
-        return "starting over (this server sends only whole files, no rest of one)"
+        return f"starting over ({_WHOLE_FILES_ONLY})"
     return "going on from where it stopped"
 
 
@@ -1044,8 +1078,7 @@ def _explain(plan: _Plan, failures: list[tuple[str, _SourceFailed]], local_optio
                      f"{plan.what!r} (that download was deleted, not cached)")
     record = record or {}
     if kept and record.get("resumes") is False:
-        lines.append("  - run the same command again: the download starts over (this server sends only whole files, "
-                     "no rest of one)")
+        lines.append(f"  - run the same command again: the download starts over ({_WHOLE_FILES_ONLY})")
     elif kept:
         total = record.get("size")
         so_far = f"{_megabytes(kept)} of {_megabytes(total)}" if total else _megabytes(kept)
