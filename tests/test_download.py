@@ -1217,6 +1217,24 @@ def test_fetch_takes_one_name_or_url_not_a_list_none_or_a_local_file(tmp_path):
 
 # --- advice that fits where the user is --------------------------------------------------------------
 
+def test_an_offline_command_names_every_model_it_lacks(tmp_path, capsys):
+    """Offline, `toonlib app` said one missing file per run: the base, then (once it was put there) the toon model."""
+    from toonlib import cli
+
+    base, toon = register(closed_port_url()), "tinytoon"
+    models.MODELS[toon] = dataclasses.replace(models.MODELS[base], name=toon, filename="tinytoon.pkl", lineage=base,
+                                              toon="unblended")
+    try:
+        assert cli.main(["blend", "--toon", toon, "--swap-res", "8", "-o", str(tmp_path / "b.safetensors")]) == 2
+    finally:
+        del models.MODELS[toon]
+    err = capsys.readouterr().err
+    assert "no internet connection" in err
+    [other] = [name for name in (base, toon) if f"could not download {name!r}" not in err]  # the one not tried
+    assert err.endswith(f"\nThis command needs {other!r} too, also not on this machine: `toonlib fetch {other}` once "
+                        f"online, or save it as {tmp_path / 'cache' / f'{other}.pkl'}\n"), err
+
+
 def test_advice_names_the_option_that_takes_a_local_file(tmp_path):
     url = closed_port_url()
     with pytest.raises(download.DownloadError) as info:
