@@ -817,6 +817,39 @@ def test_toonify_notebooks_photo_cell_run_again_starts_at_the_swap_res_parameter
     assert said[8].startswith("8 8 ") and "toon, blend at 8 px" in said[8], said
 
 
+def test_a_set_up_cell_that_fails_leaves_no_models_from_before(tmp_path, monkeypatch, random_vgg_torch_home):
+    """04 run once, then a misspelt base_model: the set-up cell said so, and the photo cell ran a whole toonify with
+    the models of the earlier set-up, nothing said (the same in 02 and 03). It now stops, saying to run that cell."""
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("TORCH_HOME", str(random_vgg_torch_home))
+    write_toonify_models(tmp_path)
+    good = {"photo_path": _photo(), "base_model": str(tmp_path / "base.safetensors"),
+            "toon_model": str(tmp_path / "toon.safetensors"), "steps": 2, "detector": "dlib", "use_drive": False}
+    nb = prepare("04_toonify.ipynb", good)
+    set_up, photo_cell = cell_index(nb, "toonifier = Toonifier("), cell_index(nb, "choose_photo(")
+    client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}},
+                            allow_errors=True)
+    with client.setup_kernel():
+        for index in range(photo_cell + 1):
+            client.execute_cell(nb.cells[index], index)
+        assert shown_error(nb.cells[photo_cell]) is None
+        injected = inject(nb, {**good, "base_model": "ffhq-1024-tfx"})
+        for index in (injected, set_up, photo_cell):
+            client.execute_cell(nb.cells[index], index)
+    _assert_brief(shown_error(nb.cells[set_up]), "base_model='ffhq-1024-tfx': unknown model 'ffhq-1024-tfx'.")
+    _assert_brief(shown_error(nb.cells[photo_cell]), "toonifier is None: the cell above that sets it did not finish. "
+                                                     "Fix what it said (a parameter, in the parameters cell) and run "
+                                                     "it again, then this cell.")
+    from toonlib.notebook import NotebookStop
+    from toonlib.widgets import blend_explorer, projection_panel
+
+    with pytest.raises(NotebookStop, match=r"^base is None: the cell above that sets it did not finish"):
+        blend_explorer(None, None)  # 02's explorer cell after its load cell stopped
+    with pytest.raises(NotebookStop, match=r"^G is None: the cell above that sets it did not finish"):
+        projection_panel(None)  # 03's photo cell after its set-up cell stopped
+
+
 def _kernel_run(client, code: str, timeout: float = 300) -> str:
     """Execute `code` in the kernel of `client` and wait until it is done; returns what it printed (an error fails)."""
     outputs: list[dict] = []

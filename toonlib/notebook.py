@@ -44,6 +44,20 @@ RUN_CELLS_ABOVE = ("If a cell above this one sets {name!r}, run the cells above 
                    "Jupyter: Run > Run All Above Selected Cell); after a restart of the runtime every cell runs again.")
 
 
+#: A cell's stop where a cell above did not finish (it stopped with an error): its names are then set to None there,
+#: and the work of the cell before would go on with the models of an earlier run, nothing said (`check_set_up`).
+SET_UP_FIRST = ("{name} is None: the cell above that sets it did not finish. Fix what it said (a parameter, in the "
+                "parameters cell) and run it again, then this cell.")
+
+
+def check_set_up(**objects: object) -> None:
+    """Stop the cell (`NotebookStop`, `SET_UP_FIRST`) when one of `objects` is None: the set-up cell that makes it
+    sets it to None first, so that, failing, it leaves no models from before for the next cell to use."""
+    for name, value in objects.items():
+        if value is None:
+            raise NotebookStop(SET_UP_FIRST.format(name=name))
+
+
 class NotebookStop(RuntimeError):
     """Stops a notebook's cell (and Run All) with a message saying what to set or do; IPython shows the message
     alone, not a traceback through toonlib's code."""

@@ -40,7 +40,15 @@ from .files import check_file_target, user_path
 from .images import UPLOAD_ACCEPT, ImageReadError, labelled_grid, read_image, text_font, to_pil
 from .messages import check_count, counted, expected_errors, interrupted
 from .networks import parse_seeds, z_from_seeds
-from .notebook import UploadedFile, display_size, in_colab, interrupt_requests, offer_download, save_uploads
+from .notebook import (
+    UploadedFile,
+    check_set_up,
+    display_size,
+    in_colab,
+    interrupt_requests,
+    offer_download,
+    save_uploads,
+)
 from .pipeline import INVERT_LABELS, OPTIMIZING_MODES
 from .runtime import autocast, check_precision, resolve_precision
 
@@ -363,6 +371,7 @@ class BlendExplorer:
 def blend_explorer(base: GeneratorLike, toon: GeneratorLike, seeds: Sequence[int] = (0, 1, 2, 3),
                    **kwargs) -> BlendExplorer:
     """An interactive blend explorer (see `BlendExplorer`); display it as the last line of a cell."""
+    check_set_up(base=base, toon=toon)
     return BlendExplorer(base, toon, seeds=seeds, **kwargs)
 
 
@@ -745,6 +754,7 @@ class ToonifyPanel(_PhotoPanel):
 def toonify_panel(toonifier, photo: str | os.PathLike | None = None, **kwargs) -> ToonifyPanel:
     """Display a `ToonifyPanel` (keyword arguments: its settings, `swap_res` where its slider starts); with `photo`,
     toonify it at once."""
+    check_set_up(toonifier=toonifier)
     panel = ToonifyPanel(toonifier, **kwargs)
     panel._start(photo)
     return panel
@@ -819,6 +829,7 @@ class ProjectionPanel(_PhotoPanel):
 
 def projection_panel(G: GeneratorLike, photo: str | os.PathLike | None = None, **kwargs) -> ProjectionPanel:
     """Display a `ProjectionPanel` (keyword arguments: its settings); with `photo`, project it at once."""
+    check_set_up(G=G)
     panel = ProjectionPanel(G, **kwargs)
     panel._start(photo)
     return panel
