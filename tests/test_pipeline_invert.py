@@ -157,6 +157,9 @@ def test_bad_settings_are_refused(setup, tmp_path):
     # a parameter cell's stray space or capital: said, not only refused
     with pytest.raises(ValueError, match=r"got 'E4E ': did you mean 'e4e'\?"):
         Toonifier(setup.base_path, setup.toon_path, invert="E4E ")
+    # the spelling the app and the notebook panel show ('optimise'): the mode meant, named
+    with pytest.raises(ValueError, match=r"got 'optimise': did you mean 'optimize'\?"):
+        Toonifier(setup.base_path, setup.toon_path, invert="optimise")
     with pytest.raises(ValueError, match=r"got 'g_ema': did you mean 'G_ema'\? \(the names are case-sensitive\)"):
         Toonifier(setup.base_path, setup.toon_path, toon_network="g_ema")
     with pytest.raises(ValueError, match=r"which \(the generator of the checkpoint\) must be 'G_ema' or 'G', got 'g': "

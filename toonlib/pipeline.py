@@ -420,9 +420,11 @@ def check_options(invert: str, *, steps: int | None = None, batch_size: int = 1,
     callers check before any model is downloaded or loaded, or any photo read (`Toonifier`, `toonify_many`, the
     `toonify` command). A blend setting among `project_kwargs` (a call's keywords) is told to go to `set_blend`."""
     if invert not in INVERT_MODES:
-        close = invert.strip().lower() if isinstance(invert, str) else None
+        # a mode in capitals, spaced, or spelt as the app and the panel label it ('optimise'): the mode meant
+        close = difflib.get_close_matches(invert.strip().lower(), INVERT_MODES, n=1, cutoff=0.8) if isinstance(
+            invert, str) else []
         raise ValueError(f"invert (the inversion mode) must be one of {', '.join(INVERT_MODES)}; got {invert!r}"
-                         + (f": did you mean {close!r}?" if close in INVERT_MODES else ""))
+                         + (f": did you mean {close[0]!r}?" if close else ""))
     projection = dict(project_kwargs or {})
     if steps is not None:
         projection["steps"] = steps
