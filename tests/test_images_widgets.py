@@ -539,6 +539,13 @@ def test_a_stopped_run_says_so_and_runs_again(toonifier, tmp_path, monkeypatch, 
     assert _status_text(panel) == ("Interrupted. Press Run to start again. The results shown are from the run "
                                    "before.")
 
+    def failed(photo, steps, report) -> None:  # an encoder's download offline, say: it showed the old toon unsaid
+        raise OSError("could not download 'e4e-ffhq': no internet connection")
+
+    monkeypatch.setattr(panel, "_run", failed)
+    panel.run_button.click()
+    assert _status_text(panel).endswith("no internet connection\nThe results shown are from the run before.")
+
 
 def test_photo_panels_refuse_settings_their_controls_cannot_show(toonifier):
     """Notebooks 03 and 04 with a parameter out of the controls' choices were ipywidgets TraitError tracebacks

@@ -563,10 +563,10 @@ class _PhotoPanel:
         try:
             action()
         except (KeyboardInterrupt, Exception) as exc:
+            # the results of a run before stay shown (and saved by the save cell): said, not passed for this one's
+            before = " The results shown are from the run before." if self.result is not None else ""
             if interrupted(exc):
                 again = " Press Run to start again." if self.photo is not None else ""
-                # the results of a run before stay shown (and saved by the save cell): said, not passed for this one's
-                before = " The results shown are from the run before." if self.result is not None else ""
                 self.status.value = _message(f"Interrupted.{again}{before}", error=True)
                 return
             text = str(exc) if isinstance(exc, expected_errors()) else f"{type(exc).__name__}: {exc}"
@@ -574,7 +574,7 @@ class _PhotoPanel:
                 text = text.replace(os.fspath(photo), photo.name)
             if isinstance(exc, (ImageReadError, NoFaceError)):  # a sentence of its own ("...~100 px wide Upload")
                 text = text.rstrip(".") + ".\n" + self._another_photo_message(photo)
-            self.status.value = _message(text, error=True)
+            self.status.value = _message(text + (f"\n{before.strip()}" if before else ""), error=True)
 
     def _run(self, photo, steps: int | None, report: Callable) -> None:
         raise NotImplementedError
