@@ -548,7 +548,6 @@ def _asked_by(args: argparse.Namespace, exc: BaseException) -> str:
     return f"{asked[0]}: " if len(asked) == 1 else ""
 
 
-
 def _also_missing(args: argparse.Namespace, exc: BaseException) -> str:
     """After a download that failed offline: the other registry files this command's models need (`--base`, `--toon`,
     `--encoder`; a toon model's base where `--base` is not given) and this machine lacks too, one line each with the
