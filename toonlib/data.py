@@ -18,7 +18,7 @@ import struct
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
-from typing import Callable, Iterator, Tuple, Union
+from typing import Callable, Iterable, Iterator, Tuple, Union
 
 import numpy as np
 import torch
@@ -183,22 +183,22 @@ def _open_source(source: Path) -> Iterator[tuple[list[Entry], Callable[[str], by
     """The image files of a folder or zip, sorted by name, a function reading one file's bytes, and the run folders
     whose files were left out (`_run_folders`)."""
     if source.is_dir():
-        found = list(source.rglob("*"))  # one walk of the tree, for the run folders and the images
-        runs = _run_folders(source, found)
-        paths = (p for p in found if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-                 and not is_hidden(p.relative_to(source)) and not any(run in p.parents for run in runs))
+        files = [path for path in source.rglob("*") if path.is_file()]  # one walk, for the run folders and images
+        runs = _run_folders(PurePosixPath(path.relative_to(source).as_posix()) for path in files)
         entries = []
-        for path in paths:
-            stat = path.stat()
-            entries.append((path.relative_to(source).as_posix(), stat.st_size, stat.st_mtime_ns))
-        yield sorted(entries), lambda name: (source / name).read_bytes(), runs
+        for path in files:
+            name = PurePosixPath(path.relative_to(source).as_posix())
+            if name.suffix.lower() in IMAGE_SUFFIXES and not is_hidden(name) and not _in_runs(name, runs):
+                stat = path.stat()
+                entries.append((name.as_posix(), stat.st_size, stat.st_mtime_ns))
+        yield sorted(entries), lambda name: (source / name).read_bytes(), [source / run for run in runs]
     elif source.is_file() and zipfile.is_zipfile(source):
         with zipfile.ZipFile(source) as archive:
             entries = [(info.filename, info.file_size, info.CRC) for info in archive.infolist()
                        if not info.is_dir() and PurePosixPath(info.filename).suffix.lower() in IMAGE_SUFFIXES
                        and not is_hidden(PurePosixPath(info.filename))]
-            runs = _zipped_run_folders(archive)
-            entries = [entry for entry in entries if not any(run in PurePosixPath(entry[0]).parents for run in runs)]
+            runs = _run_folders(PurePosixPath(info.filename) for info in archive.infolist() if not info.is_dir())
+            entries = [entry for entry in entries if not _in_runs(PurePosixPath(entry[0]), runs)]
             names = {name for name, *_ in entries}
             if any(info.flag_bits & _ENCRYPTED for info in archive.infolist() if info.filename in names):
                 # each image failed with zipfile's "password required for extraction", a RuntimeError
@@ -217,25 +217,20 @@ def _open_source(source: Path) -> Iterator[tuple[list[Entry], Callable[[str], by
         raise FileNotFoundError(f"no such folder or .zip file: '{source}'")
 
 
-def _run_folders(source: Path, found: list[Path]) -> list[Path]:
-    """The fine-tuning run folders among `found`, the paths below the folder `source` (`train.snapshots.has_run`: a
-    run's lock or training state, there from a run's start): their fakes grids and plots are no training images, and
-    were trained on as cartoon faces. `source` itself is not one of them (the run's own folder is refused there,
-    `train.loop`)."""
-    from .train.snapshots import has_run  # what a run folder is, said once: there
+def _run_folders(files: Iterable[PurePosixPath]) -> list[PurePosixPath]:
+    """The fine-tuning run folders that the names of `files` (paths inside a data folder or .zip) show: a run's lock
+    or training state (`train.snapshots.run_folder_of`, there from a run's start). Their fakes grids and plots are no
+    training images, and were trained on as cartoon faces. The top level is not one of them (the run's own folder is
+    refused there, `train.loop`); hidden ones are left out anyway."""
+    from .train.snapshots import run_folder_of  # what a run folder is, said once: there
 
-    return sorted(folder for folder in found if folder.is_dir() and not is_hidden(folder.relative_to(source))
-                  and has_run(folder))
+    found = {run_folder_of(name) for name in files}
+    return sorted(run for run in found if run is not None and run != PurePosixPath(".") and not is_hidden(run))
 
 
-def _zipped_run_folders(archive: zipfile.ZipFile) -> list[PurePosixPath]:
-    """The fine-tuning run folders inside the .zip `archive`, by its members' names (`train.snapshots.run_folder_of`:
-    a run's lock or training state), as `_run_folders` finds them in a folder; the zip's top level aside, as a data
-    folder itself is."""
-    from .train.snapshots import run_folder_of
-
-    found = (run_folder_of(PurePosixPath(info.filename)) for info in archive.infolist() if not info.is_dir())
-    return sorted({run for run in found if run is not None and run != PurePosixPath(".") and not is_hidden(run)})
+def _in_runs(name: PurePosixPath, runs: list[PurePosixPath]) -> bool:
+    """Whether the file `name` is inside one of the run folders `runs`."""
+    return any(run in name.parents for run in runs)
 
 
 def image_files(source: Union[str, os.PathLike]) -> list[str]:
