@@ -1217,22 +1217,30 @@ def test_fetch_takes_one_name_or_url_not_a_list_none_or_a_local_file(tmp_path):
 
 # --- advice that fits where the user is --------------------------------------------------------------
 
-def test_an_offline_command_names_every_model_it_lacks(tmp_path, capsys):
-    """Offline, `toonlib app` said one missing file per run: the base, then (once it was put there) the toon model."""
+@pytest.mark.parametrize("invert", ["optimize", "e4e"])
+def test_an_offline_command_names_every_model_it_lacks(tmp_path, capsys, invert):
+    """Offline, `toonlib app` said one missing file per run: the base, then (once it was put there) the toon model.
+    The models named are those the command loads (`commands._fetch_toonify_models`): the toon model's base where
+    --base is not given, and the encoder of an encoder mode."""
+    from PIL import Image
+
     from toonlib import cli
 
     base, toon = register(closed_port_url()), "tinytoon"
     models.MODELS[toon] = dataclasses.replace(models.MODELS[base], name=toon, filename="tinytoon.pkl", lineage=base,
                                               toon="unblended")
-    try:
-        assert cli.main(["blend", "--toon", toon, "--swap-res", "8", "-o", str(tmp_path / "b.safetensors")]) == 2
+    Image.new("RGB", (64, 64)).save(tmp_path / "me.png")
+    try:  # e4e's encoder: the registry's default for the mode (`pipeline.DEFAULT_ENCODERS`), not on this machine
+        assert cli.main(["toonify", str(tmp_path / "me.png"), "--toon", toon, "--invert", invert, "-o",
+                         str(tmp_path / "out.png")]) == 2
     finally:
         del models.MODELS[toon]
     err = capsys.readouterr().err
-    assert "no internet connection" in err
-    [other] = [name for name in (base, toon) if f"could not download {name!r}" not in err]  # the one not tried
-    assert err.endswith(f"\nThis command needs {other!r} too, also not on this machine: `toonlib fetch {other}` once "
-                        f"online, or save it as {tmp_path / 'cache' / f'{other}.pkl'}\n"), err
+    assert f"could not download {base!r}: no internet connection" in err  # the first the command loads
+    others = {toon: "tinytoon.pkl", **({"e4e-ffhq": models.MODELS["e4e-ffhq"].filename} if invert == "e4e" else {})}
+    said = [line for line in err.splitlines() if line.startswith("This command needs")]
+    assert said == [f"This command needs {other!r} too, also not on this machine: `toonlib fetch {other}` once "
+                    f"online, or save it as {tmp_path / 'cache' / file}" for other, file in others.items()], err
 
 
 def test_advice_names_the_option_that_takes_a_local_file(tmp_path):

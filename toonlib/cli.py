@@ -524,8 +524,7 @@ def _run(args: argparse.Namespace) -> int:
             # (`toonlib app` in its first seconds), when importing it again raises a RuntimeError of pybind11's.
             if isinstance(exc, BrokenPipeError) or not isinstance(exc, expected_errors()):
                 raise  # BrokenPipeError is no error of the command's: `main` stops quietly
-            said = f"{_asked_by(args, exc)}{for_command_line(exc)}{_also_missing(args, exc)}"
-            print(f"toonlib {args.command}: error: {said}", file=sys.stderr)
+            print(f"toonlib {args.command}: error: {_asked_by(args, exc)}{for_command_line(exc)}", file=sys.stderr)
             return 2
 
 
@@ -546,26 +545,6 @@ def _asked_by(args: argparse.Namespace, exc: BaseException) -> str:
                                                                               ("base_network", "base"))
              if getattr(args, network, None) == exc.which and exc.source in names(getattr(args, file, None))]
     return f"{asked[0]}: " if len(asked) == 1 else ""
-
-
-def _also_missing(args: argparse.Namespace, exc: BaseException) -> str:
-    """After a download that failed offline: the other registry files this command's models need (`--base`, `--toon`,
-    `--encoder`; a toon model's base where `--base` is not given) and this machine lacks too, one line each with the
-    place to put it. An offline `toonlib app` named one missing file per run."""
-    from .checkpoints import split_network
-    from .download import DownloadError, cache_state, local_path
-    from .models import MODELS
-
-    if not (isinstance(exc, DownloadError) and exc.offline):
-        return ""
-    given = [getattr(args, option, None) for option in ("toon", "base", "encoder")]
-    names = [split_network(value)[0] for value in given if isinstance(value, str)]
-    if getattr(args, "base", "") is None:  # the toon model's own base, as `Toonifier` takes it
-        names += [MODELS[name].lineage for name in names if name in MODELS and MODELS[name].lineage]
-    missing = [name for name in dict.fromkeys(names) if name in MODELS and local_path(name) != exc.path
-               and cache_state(name) == "-"]
-    return "".join(f"\nThis command needs {name!r} too, also not on this machine: `toonlib fetch {name}` once online, "
-                   f"or save it as {local_path(name)}" for name in missing)
 
 
 def _show_warning(command: str, shown: set[str], message: Warning | str, category: type[Warning], filename: str,

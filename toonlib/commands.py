@@ -124,16 +124,26 @@ def _fetch_named_models(*models: tuple[str | None, str]) -> None:
     download says which option takes a local file instead (e.g. `--base PATH`). Paths are left alone. Every value
     is checked first: a misspelt `--base` fails at once, not after the `--toon` download."""
     from .checkpoints import ENCODER_KINDS, GENERATOR_KINDS, check_source, split_network
-    from .download import fetch
+    from .download import DownloadError, cache_state, fetch, local_path
     from .models import MODELS
 
     for value, option in models:
         if isinstance(value, str):
             check_source(value, f"{option} {value}", kinds=ENCODER_KINDS if option == "--encoder" else GENERATOR_KINDS)
-    for value, option in models:
-        name = split_network(value)[0]  # 'toonify-blended-tf (G)': its file
-        if isinstance(name, str) and name in MODELS and not Path(name).exists():
+    named = [(name, option) for name, option in ((split_network(value)[0], option) for value, option in models)
+             if isinstance(name, str) and name in MODELS and not Path(name).exists()]  # 'x (G)': its file
+    for name, option in named:
+        try:
             fetch(name, local_option=option)
+        except DownloadError as exc:
+            if not exc.offline:
+                raise
+            # the others this command needs and lacks, said now: offline, `toonlib app` said one per run
+            missing = [other for other, _ in named if other != name and cache_state(other) == "-"]
+            raise DownloadError(str(exc) + "".join(
+                f"\nThis command needs {other!r} too, also not on this machine: `toonlib fetch {other}` once "
+                f"online, or save it as {local_path(other)}" for other in dict.fromkeys(missing)),
+                exc.path, exc.reason, exc.offline) from None
 
 
 def _fetch_toonify_models(args: argparse.Namespace, mode: str) -> None:
