@@ -313,6 +313,8 @@ def test_a_flag_that_is_no_bool_is_refused(G, net, monkeypatch, tmp_path):
     for name in ("all_faces", "paste_back", "progress"):
         with pytest.raises(TypeError, match=rf"^{name} must be True or False, got 'no'$"):
             toonifier(Image.new("RGB", (32, 32), "gray"), **{name: "no"})
+    with pytest.raises(TypeError, match=r"^all_faces must be True or False, got 'no'$"):
+        toonifier.align(Image.new("RGB", (32, 32), "gray"), all_faces="no")  # one face was taken for every face
     with pytest.raises(TypeError, match=r"^progress must be True or False, got 0$"):
         toonlib.fetch("ffhq-1024-tf", progress=0)
     with pytest.raises(TypeError, match=r"^progress must be True or False, got 'no'$"):

@@ -344,7 +344,7 @@ class Toonifier:
         # now, not when the first result is asked for
         check_options(self.invert, steps=steps, batch_size=batch_size, space=space, seed=seed,
                       all_faces=all_faces, face_index=face_index, project_kwargs=project_kwargs)
-        for name, flag in (("all_faces", all_faces), ("paste_back", paste_back), ("progress", progress)):
+        for name, flag in (("paste_back", paste_back), ("progress", progress)):  # all_faces: `check_faces`
             check_flag(name, flag)  # "no" was taken as True
         if isinstance(photos, (str, os.PathLike, bytes, bytearray, Image.Image, np.ndarray)):
             raise TypeError(f"toonify_many takes a list of photos, got one {type(photos).__name__}: call the "
@@ -480,7 +480,9 @@ def check_not_an_encoder(toon: object, what: str, advice: str) -> None:
 
 
 def check_faces(all_faces: bool, face_index: int | None) -> None:
-    """Raise ValueError for `all_faces` with a `face_index`: every face and one face (the second ignored the first)."""
+    """Raise TypeError for an `all_faces` that is no bool ("no" was taken as True), ValueError for `all_faces` with a
+    `face_index`: every face and one face (the second ignored the first)."""
+    check_flag("all_faces", all_faces)
     if all_faces and face_index is not None:
         raise ValueError(f"all_faces=True toonifies every face and face_index={face_index!r} one of them: pass one "
                          "of the two")
