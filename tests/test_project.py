@@ -286,7 +286,9 @@ def test_rendering_takes_w_latents_and_refuses_nan(G, ws, tmp_path):
     loaded = load_latent(tmp_path / "w.npz")
     assert list(loaded.shape) == [2, 1, G.w_dim]
     torch.testing.assert_close(render(G, loaded), render(G, w.expand(-1, G.num_ws, -1)), rtol=0, atol=0)
-    with pytest.raises(ValueError, match="the latents hold NaN or infinite values"):
+    with pytest.raises(ValueError, match=rf"^the latents hold NaN or infinite values \({G.num_ws * G.w_dim} of "
+                                         rf"{G.num_ws * G.w_dim}\): a projection or an edit that diverged; render "
+                                         r"takes finite latents$"):
         render(G, torch.full((1, G.num_ws, G.w_dim), float("nan")))
 
 
@@ -480,8 +482,8 @@ def test_latents_saved_under_another_suffix_are_warned_of(tmp_path):
                                          r"w\[None\]\)"):
         save_latent(w[0], tmp_path / "w.npz")
     # latents that diverged were written, and refused only when rendered; num_ws failed inside torch or gave no layers
-    with pytest.raises(ValueError, match=r"^the latents hold NaN or infinite values: a projection or an edit that "
-                                         r"diverged; nothing was written"):
+    with pytest.raises(ValueError, match=r"^the latents hold NaN or infinite values \(32 of 32\): a projection or an "
+                                         r"edit that diverged; nothing was written"):
         save_latent(torch.full_like(w, float("nan")), tmp_path / "nan.npz")
     assert not (tmp_path / "nan.npz").exists()
     written = w.double()

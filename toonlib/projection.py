@@ -339,9 +339,8 @@ def render(G: GeneratorLike, w: torch.Tensor | np.ndarray, noise: dict[str, torc
                          f"{G.w_dim}] with N >= 1 (it returns [N, 3, H, W])")
     if ws.ndim == 3 and ws.shape[1] == 1 and ws.shape[2] == G.w_dim:  # W latents, as an .npz may hold them
         ws = ws.expand(-1, G.num_ws, -1)
-    if ws.is_floating_point() and not torch.isfinite(ws).all():
-        raise ValueError("the latents hold NaN or infinite values: a projection or an edit that diverged; render "
-                         "takes finite latents")
+    if ws.is_floating_point():
+        _check_finite_latents(ws, "; render takes finite latents")
     if not isinstance(noise, (dict, type(None))):
         raise TypeError(f"noise is a dict of noise maps, buffer name -> [N, 1, res, res] (ProjectionResult.noise), "
                         f"or None, got {type(noise).__name__}")
@@ -593,6 +592,15 @@ def _as_tensor(item, name: str) -> torch.Tensor:
                     f"tensor in [-1, 1]){image_attribute_hint(item)}")
 
 
+def _check_finite_latents(w: torch.Tensor, then: str, where: str = "") -> None:
+    """ValueError for latents `w` that hold NaN or infinite values (`render`, `save_latent`, `load_latent`): how many,
+    and `then`, what the caller does not do with them; `where`: the file's name, before."""
+    bad = int((~torch.isfinite(w)).sum())
+    if bad:
+        raise ValueError(f"{where}the latents hold NaN or infinite values ({bad} of {w.numel()}): a projection or an "
+                         f"edit that diverged{then}")
+
+
 def _check_finite(image: torch.Tensor) -> None:
     """ValueError for a target tensor that holds NaN or infinite values (its projection was a NaN latent); arrays are
     checked by `read_image`."""
@@ -660,9 +668,8 @@ def save_latent(w: torch.Tensor | np.ndarray, path: str | os.PathLike) -> None:
     if w.ndim != 3:
         one = " (one latent [num_ws, w_dim]: pass w[None])" if w.ndim == 2 else ""
         raise ValueError(f"latents have shape {list(w.shape)}, expected [N, num_ws, w_dim]{one}")
-    if not torch.isfinite(w).all():  # written, it was refused only when rendered, far from where it went wrong
-        raise ValueError("the latents hold NaN or infinite values: a projection or an edit that diverged; nothing "
-                         "was written (a latent file holds finite latents)")
+    # written, it was refused only when rendered, far from where it went wrong
+    _check_finite_latents(w, "; nothing was written (a latent file holds finite latents)")
     if w.numel() == 0:  # written, it drew nothing when read back
         raise ValueError(f"the latents are empty (shape {list(w.shape)}): nothing was written (a latent file holds "
                          "at least one latent)")
@@ -725,10 +732,8 @@ def load_latent(path: str | os.PathLike, num_ws: int | None = None) -> torch.Ten
     if w.ndim != 3 or (num_ws is not None and w.shape[1] != num_ws):
         raise ValueError(f"{path}: latents have shape {list(w.shape)}, expected [N, {num_ws or 'num_ws'}, w_dim]")
     w = w.float()  # first: a float64 1e300 is inf in float32
-    if not torch.isfinite(w).all():  # read, it was refused only when rendered, without the file's name
-        bad = int((~torch.isfinite(w)).sum())
-        raise ValueError(f"{path}: the latents hold NaN or infinite values ({bad} of {w.numel()}): a projection or an "
-                         "edit that diverged wrote them; project the photo again")
+    # read, it was refused only when rendered, without the file's name
+    _check_finite_latents(w, " wrote them; project the photo again", f"{path}: ")
     return w
 
 
