@@ -80,7 +80,7 @@ def check_project_variants(device: str, steps: int) -> str:
             f" batch of 3 ran ({tuple(batch.w.shape)})")
 
 
-def check_render_blend(device: str, steps: int) -> str:
+def check_render_blend(device: str) -> str:
     base = tiny_generator(0)
     toon = copy.deepcopy(base)  # a fine-tuned model's stand-in: its base's weights, moved a little
     with torch.no_grad():
@@ -109,7 +109,7 @@ def _training_base(root: Path) -> tuple[Path, Path]:
     return data, root / "base.safetensors"
 
 
-def check_finetune(device: str, steps: int) -> str:
+def check_finetune(device: str) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         data, base = _training_base(Path(tmp))
         settings = dict(data=str(data), resume=str(base), run_dir=str(Path(tmp) / "run"), prepare="none",
@@ -128,8 +128,8 @@ CHECKS = {
     "project W+ (auto precision)": lambda device, steps: check_project(device, steps, "w+"),
     "project W (auto precision)": lambda device, steps: check_project(device, steps, "w"),
     "project: no_grad, float16 G, batch": check_project_variants,
-    "blend + render": check_render_blend,
-    "finetune (ADA, fp16 layers) + resume": check_finetune,
+    "blend + render": lambda device, steps: check_render_blend(device),  # no projection steps
+    "finetune (ADA, fp16 layers) + resume": lambda device, steps: check_finetune(device),
 }
 
 
