@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Iterator, Optional, Union
 
 CUT = 300_000  # bytes a broken or held response delivers, by default (`ServerState.cut`)
+#: What a machine without internet gets: a URL whose host name does not resolve (.invalid never does).
+OFFLINE_URL = "http://toonlib-test.invalid/tiny.pkl"
 DRIVE_HOSTS = ("drive.google.com", "drive.usercontent.google.com", "docs.google.com")
 
 

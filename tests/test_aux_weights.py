@@ -6,12 +6,11 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import io
-import socket
 
 import numpy as np
 import pytest
 import torch
-from http_server import serve
+from http_server import OFFLINE_URL, serve
 
 from toonlib import align, download, losses, models
 from toonlib.align import LandmarkBackendError, align_face
@@ -46,12 +45,6 @@ def hub(tmp_path):
     return tmp_path / "torch" / "hub" / "checkpoints"
 
 
-def offline_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{sock.getsockname()[1]}/weights"
-
-
 def point(name: str, url: str) -> None:
     """Make a registry entry download from `url` (a test server) instead of its publisher."""
     models.MODELS[name] = dataclasses.replace(models.MODELS[name], sources=(url,), sha256=None)
@@ -66,7 +59,7 @@ def state_dict_bytes() -> bytes:
 # --- LPIPS ------------------------------------------------------------------------------------------------
 
 def test_lpips_offline_names_the_file_the_place_and_the_command(tmp_path):
-    point("lpips-vgg16", offline_url())
+    point("lpips-vgg16", OFFLINE_URL)
     with pytest.raises(PerceptualWeightsError) as info:
         losses.build_lpips("cpu")
     message = str(info.value)
@@ -95,7 +88,7 @@ def test_lpips_uses_a_vgg_file_in_place_without_network(tmp_path):
     placed = hub(tmp_path) / "vgg16-397923af.pth"
     placed.parent.mkdir(parents=True)
     placed.write_bytes(state_dict_bytes())
-    point("lpips-vgg16", offline_url())
+    point("lpips-vgg16", OFFLINE_URL)
     with pytest.raises(PerceptualWeightsError, match="is not torchvision's VGG16"):  # it was read, not downloaded
         losses.build_lpips("cpu")
 
@@ -114,7 +107,7 @@ def test_lpips_reads_only_the_convolutions_it_uses(tmp_path, zipped):
     placed = hub(tmp_path) / "vgg16-397923af.pth"
     placed.parent.mkdir(parents=True)
     torch.save(torchvision.models.vgg16().state_dict(), placed, _use_new_zipfile_serialization=zipped)
-    point("lpips-vgg16", offline_url())  # read in place, not downloaded
+    point("lpips-vgg16", OFFLINE_URL)  # read in place, not downloaded
     net = losses.build_lpips("cpu")
     reference = lpips.LPIPS(net="vgg", verbose=False)
     assert net.state_dict().keys() == reference.state_dict().keys()
@@ -146,7 +139,7 @@ def test_face_alignment_offline_says_what_to_fetch(tmp_path, monkeypatch):
 
     monkeypatch.setattr(face_alignment, "FaceAlignment", never)
     for name in ("face-alignment-sfd", "face-alignment-2dfan4"):
-        point(name, offline_url())
+        point(name, OFFLINE_URL)
     with pytest.raises(LandmarkBackendError) as info:
         align_face(np.zeros((64, 64, 3), np.uint8), detector="face_alignment", **FAST)
     message = str(info.value)
@@ -160,7 +153,7 @@ def test_face_alignment_offline_says_what_to_fetch(tmp_path, monkeypatch):
 
 def test_auto_falls_back_to_dlib_with_a_short_warning(astronaut):
     for name in ("face-alignment-sfd", "face-alignment-2dfan4"):
-        point(name, offline_url())
+        point(name, OFFLINE_URL)
     with pytest.warns(UserWarning) as record:
         face = align_face(astronaut, **FAST)
     (warning,) = [w for w in record if "face-alignment" in str(w.message)]

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import safetensors.torch
 import torch
-from http_server import CUT, Reply, serve, serve_drive
+from http_server import CUT, OFFLINE_URL, Reply, serve, serve_drive
 
 from toonlib import download, models
 from toonlib.checkpoints import load_network
@@ -630,14 +630,17 @@ def test_an_encoder_that_is_not_the_registrys_is_refused(server, tmp_path):
     assert download.fetch(name, progress=False) == tmp_path / "cache" / "e.pt"
 
 
-def test_no_connection(tmp_path):
+def test_a_refused_connection_is_not_said_to_be_no_internet(tmp_path):
+    """A port nothing listens on (a local server that is down, a wrong port) was "no internet connection": the host
+    answered. Offline is a host name that does not resolve (`test_unknown_host_is_not_retried`)."""
     url = closed_port_url()
     with pytest.raises(download.DownloadError) as info:
         download.fetch(register(url), progress=False)
     message = str(info.value)
-    assert "no internet connection" in message
-    assert f"{url}: could not connect" in message
-    assert "Connection refused" in message
+    assert message.startswith("could not download 'tiny': the connection was refused (no source could be reached).")
+    assert f"{url}: could not connect ([Errno 111] Connection refused)" in message
+    assert "no internet" not in message and info.value.reason == "the connection was refused"
+    assert info.value.offline  # nothing was reached: a command names the other models it lacks, as offline
     assert cached_files(tmp_path) == []
 
 
@@ -1226,7 +1229,7 @@ def test_an_offline_command_names_every_model_it_lacks(tmp_path, capsys, invert)
 
     from toonlib import cli
 
-    base, toon = register(closed_port_url()), "tinytoon"
+    base, toon = register(OFFLINE_URL), "tinytoon"
     models.MODELS[toon] = dataclasses.replace(models.MODELS[base], name=toon, filename="tinytoon.pkl", lineage=base,
                                               toon="unblended")
     Image.new("RGB", (64, 64)).save(tmp_path / "me.png")
@@ -1244,7 +1247,7 @@ def test_an_offline_command_names_every_model_it_lacks(tmp_path, capsys, invert)
 
 
 def test_advice_names_the_option_that_takes_a_local_file(tmp_path):
-    url = closed_port_url()
+    url = OFFLINE_URL
     with pytest.raises(download.DownloadError) as info:
         download.fetch(register(url), progress=False, local_option="--base")
     message = str(info.value)
@@ -1279,7 +1282,7 @@ def test_unknown_host_is_not_retried(monkeypatch):
     sleeps = []
     monkeypatch.setattr(download.time, "sleep", sleeps.append)
     with pytest.raises(download.DownloadError) as info:
-        download.fetch(register("http://toonlib-test.invalid/tiny.pkl"), progress=False)  # .invalid never resolves
+        download.fetch(register(OFFLINE_URL), progress=False)
     assert info.value.offline and "no internet connection" in str(info.value)
     assert sleeps == []  # waiting does not give a machine internet
 

@@ -102,13 +102,15 @@ class _NotEnoughSpace(Exception):
 
 
 class _SourceFailed(Exception):
-    """One source failed; `offline` when it could not be reached at all, `missing` when the server has no file there
-    (HTTP 404, 410)."""
+    """One source failed; `offline` when it could not be reached at all (`refused` when its host answered that
+    nothing takes connections there: a server that is down, a wrong port), `missing` when the server has no file
+    there (HTTP 404, 410)."""
 
-    def __init__(self, reason: str, offline: bool = False, missing: bool = False) -> None:
+    def __init__(self, reason: str, offline: bool = False, missing: bool = False, refused: bool = False) -> None:
         super().__init__(reason)
-        self.offline = offline
+        self.offline = offline or refused
         self.missing = missing
+        self.refused = refused
 
 
 @dataclass(frozen=True)
@@ -222,7 +224,7 @@ def fetch(name_or_url: str, *, cache_dir: str | os.PathLike | None = None, progr
         except OSError as exc:
             raise _local_error(plan, part, exc) from None
     offline = all(failure.offline for _, failure in failures)
-    reason = "no internet connection" if offline else f"{_browser_link(failures[-1][0])}: {failures[-1][1]}"
+    reason = _unreached(failures) or f"{_browser_link(failures[-1][0])}: {failures[-1][1]}"
     kept = max((_resumable(part, source) for source in plan.sources), default=0)
     raise DownloadError(_explain(plan, failures, local_option, damage, kept, _read_marker(part)), final,
                         reason, offline)
@@ -579,7 +581,9 @@ def _download_http(url: str, part: Path, progress: bool) -> None:
                     _say_retry(part, progress, f"{_network_reason(exc, url)}; {_going_on(part)}")
                 continue
             if delay is None or _unresolved(exc) or _untrusted(exc) or isinstance(exc, requests.exceptions.ProxyError):
-                raise _SourceFailed(_network_reason(exc, url), offline=_unreachable(exc)) from None
+                unreachable = _unreachable(exc)  # not a proxy's refusal: that is said as the proxy's
+                raise _SourceFailed(_network_reason(exc, url), offline=unreachable,
+                                    refused=unreachable and isinstance(_innermost(exc), ConnectionRefusedError)) from None
             reason = _network_reason(exc, url)
         except requests.RequestException as exc:  # an OSError, which `fetch` would take for one of this disk's
             raise _SourceFailed(_one_paragraph(exc)) from None
@@ -1061,10 +1065,20 @@ def _going_on(part: Path) -> str:
     return "going on from where it stopped"
 
 
+def _unreached(failures: list[tuple[str, _SourceFailed]]) -> str | None:
+    """Why no source could be reached, when none could: no internet connection, or (every host answered that nothing
+    takes connections there: a local server that is down, a wrong port) refused connections; else None."""
+    if not all(failure.offline for _, failure in failures):
+        return None
+    if all(failure.refused for _, failure in failures):
+        return "the connection was refused" if len(failures) == 1 else "every connection was refused"
+    return "no internet connection"
+
+
 def _explain(plan: _Plan, failures: list[tuple[str, _SourceFailed]], local_option: str | None,
              damage: str | None, kept: int = 0, record: dict | None = None) -> str:
-    offline = all(failure.offline for _, failure in failures)
-    headline = "no internet connection (no source could be reached)" if offline else "every source failed"
+    unreached = _unreached(failures)
+    headline = f"{unreached} (no source could be reached)" if unreached else "every source failed"
     final = plan.path
     lines = [f"could not download {plan.what!r}: {headline}."]
     if damage:
