@@ -321,3 +321,66 @@ def test_a_flag_that_is_no_bool_is_refused(G, net, monkeypatch, tmp_path):
         toonlib.finetune(data=str(tmp_path), resume=str(tmp_path / "base.safetensors"), run_dir=str(tmp_path / "run"),
                          progress="no")
     assert not (tmp_path / "run").exists()
+
+
+def test_toonify_options_are_checked_before_the_models_load_and_the_faces_are_searched(G, net, monkeypatch, tmp_path):
+    """face_index="0", paste_back="yes" and progress="no" were refused by `toonlib.toonify` only after its models had
+    loaded (downloaded, for the default ones), and face_index="0" and device= by a Toonifier only after the face search.
+    save_every and w_avg_samples were taken and did nothing (frames rendered, then dropped; the cached mean w won)."""
+    import toonlib
+    from toonlib import pipeline
+    from toonlib.checkpoints import save_network
+
+    photo = Image.new("RGB", (32, 32), "gray")
+    monkeypatch.setattr(pipeline, "load_generator", lambda *args, **kwargs: pytest.fail("a model was loaded"))
+    for wrong, error, words in [(dict(face_index="0"), ValueError, r"^face_index must be a whole number .* got '0'$"),
+                                (dict(face_index=1.0), ValueError, r"^face_index must be a whole number .* got 1\.0$"),
+                                (dict(paste_back="yes"), TypeError, r"^paste_back must be True or False, got 'yes'$"),
+                                (dict(progress="no"), TypeError, r"^progress must be True or False, got 'no'$")]:
+        with pytest.raises(error, match=words):
+            toonlib.toonify(photo, **wrong)
+    monkeypatch.undo()
+    save_network(tmp_path / "base.safetensors", G)
+    with pytest.warns(UserWarning, match="the toon model has the same weights as the base model"):
+        toonifier = toonlib.Toonifier(tmp_path / "base.safetensors", tmp_path / "base.safetensors", detector="dlib")
+    monkeypatch.setattr(pipeline, "align_faces", lambda *args, **kwargs: pytest.fail("the photo's faces were searched"))
+    with pytest.raises(ValueError, match=r"^face_index must be a whole number .* got '0'$"):
+        toonifier(photo, face_index="0")
+    for option, words in [("device", r"the models' device is the Toonifier's: Toonifier\(\.\.\., device=\.\.\.\)$"),
+                          ("save_every", r"a toonify keeps no frames: toonlib\.project\(toonifier\.base, "
+                                         r"result\.aligned, save_every=k\) makes them$"),
+                          ("w_avg_samples", r"the Toonifier computes the mean w once, from 10000 samples")]:
+        with pytest.raises(TypeError, match=rf"^unexpected keyword argument '{option}' in a toonify call: {words}"):
+            toonifier(photo, **{option: 2 if option != "device" else "cpu"}, lpips_net=net)
+        with pytest.raises(TypeError, match=rf"'{option}' in a toonify call"):
+            list(toonifier.toonify_many([photo], **{option: 2 if option != "device" else "cpu"}))
+
+
+def test_a_missing_photo_is_a_file_not_found_error_too(tmp_path):
+    """A missing model, encoder or latent file is a FileNotFoundError; a missing photo was an ImageReadError alone,
+    which `except FileNotFoundError` (or OSError) around `toonifier("me.jpg")` did not catch."""
+    from toonlib.images import ImageReadError, read_image
+
+    for read in (read_image, align_face):
+        with pytest.raises(FileNotFoundError, match=r"cannot read '.*me\.jpg' as an image: there is no such file$"
+                           ) as info:
+            read(tmp_path / "me.jpg")
+        assert isinstance(info.value, ImageReadError)
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    with pytest.raises(ImageReadError) as info:
+        read_image(tmp_path / "broken.jpg")
+    assert not isinstance(info.value, OSError)  # a file that is there and no image is no missing file
+
+
+def test_an_lpips_net_in_training_mode_measures_the_same_distance(G, net):
+    """lpips' heads hold dropout: a net in training mode (as a training loss leaves it) made the latent of the same
+    seed differ from call to call (its heads ran through dropout), and left the plain head's float32 path."""
+    target = Image.new("RGB", (32, 32), "gray")
+    evaluated = run(G, target, net.eval(), seed=3)
+    try:
+        trained = [run(G, target, net.train(), seed=3) for _ in range(2)]
+    finally:
+        net.eval()
+    for result in trained:
+        torch.testing.assert_close(result.w, evaluated.w, rtol=0, atol=0)
+        np.testing.assert_array_equal(result.losses, evaluated.losses)

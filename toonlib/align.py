@@ -143,14 +143,19 @@ def face_position(face_index: int | None, count: int) -> int:
     """The list position of `face_index` (None: 0, the largest; negative counts from the smallest) among `count`
     faces found; ValueError for a `face_index` that is not a whole number, IndexError saying how many faces there are
     for one out of range."""
+    check_face_index(face_index)
     index = 0 if face_index is None else face_index
-    if isinstance(index, bool) or not isinstance(index, numbers.Integral):
-        raise ValueError(f"face_index must be a whole number (0: the largest face, 1: the next, -1: the smallest) "
-                         f"or None, got {face_index!r}")
     if not -count <= index < count:
         raise IndexError(f"face_index={face_index!r} is out of range: {counted(count, 'face')} found "
                          "(index 0 is the largest)")
     return int(index)
+
+
+def check_face_index(face_index: int | None) -> None:
+    """ValueError for a `face_index` that is neither None nor a whole number (before any photo is read)."""
+    if face_index is not None and (isinstance(face_index, bool) or not isinstance(face_index, numbers.Integral)):
+        raise ValueError(f"face_index must be a whole number (0: the largest face, 1: the next, -1: the smallest) "
+                         f"or None, got {face_index!r}")
 
 
 def check_detector(detector: str) -> None:

@@ -203,6 +203,11 @@ class ImageReadError(ValueError):
     """The input could not be read as an image."""
 
 
+class PhotoNotFoundError(ImageReadError, FileNotFoundError):
+    """There is no file at the photo's path: an `ImageReadError` that `except FileNotFoundError` (or OSError), as
+    around a missing model's file, catches too."""
+
+
 def read_image(image: ImageInput) -> Image.Image:
     """`image` (path, `~` expanded; bytes; PIL image or numpy array in RGB order) as an upright 8-bit RGB PIL image.
 
@@ -314,7 +319,8 @@ def _open(source: Path | io.BytesIO, name: str) -> Image.Image:
                              "trust, set PIL.Image.MAX_IMAGE_PIXELS = None before reading it") from exc
     except (OSError, ValueError, SyntaxError, struct.error) as exc:
         reason = _reason(exc, source, img.format if img is not None else None)
-        raise ImageReadError(f"cannot read {name} as an image: {reason}") from exc
+        error = PhotoNotFoundError if isinstance(exc, FileNotFoundError) else ImageReadError
+        raise error(f"cannot read {name} as an image: {reason}") from exc
     if getattr(img, "is_animated", False):  # Pillow keeps the file open for the other frames: keep the first alone
         first = img.copy()
         img.close()

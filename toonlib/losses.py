@@ -137,11 +137,11 @@ class PerceptualDistance:
 
 
 def _plain_lin_weight(lin: nn.Module) -> torch.Tensor | None:
-    """The [C] weights of an lpips linear head that is a plain 1x1 convolution without bias to one channel
-    (lpips' NetLinLayer in eval mode: dropout off); else None."""
+    """The [C] weights of an lpips linear head that is a plain 1x1 convolution without bias to one channel (lpips'
+    NetLinLayer, its dropout too, which is the metric's in either mode: a net in training mode, as a training loss
+    leaves it, made a projection's latent differ from call to call with the same seed); else None."""
     convs = [m for m in lin.modules() if isinstance(m, nn.Conv2d)]
     if (len(convs) != 1 or convs[0].bias is not None or convs[0].kernel_size != (1, 1) or convs[0].out_channels != 1
-            or any(isinstance(m, nn.Dropout) and m.training for m in lin.modules())
             or not all(isinstance(m, (nn.Sequential, nn.Dropout, nn.Conv2d)) or type(m).__name__ == "NetLinLayer"
                        for m in lin.modules())):
         return None

@@ -46,7 +46,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
 from . import models
-from .align import AlignedFace, align_faces, check_detector, crop_to_photo_transform, face_position
+from .align import AlignedFace, align_faces, check_detector, check_face_index, crop_to_photo_transform, face_position
 from .blending import PAIR_WITH_ITS_BASE, Blender, check_lineage, check_setting, check_swap_res, toon_generator
 from .checkpoints import (
     ENCODER_KINDS,
@@ -79,7 +79,13 @@ INVERT_LABELS = {"optimize": "optimise (slow, closest to the photo)", "e4e": "e4
                  "psp-toonify": "pSp Toonify encoder (one pass, straight to the toon)"}
 DEFAULT_ENCODERS = {"e4e": "e4e-ffhq", "psp": "psp-ffhq", "e4e+optimize": "e4e-ffhq", "psp-toonify": "psp-toonify"}
 _SET_BY_TOONIFIER = frozenset({"G", "target", "w_stats", "init"})  # what `project` gets from the Toonifier itself
-_PROJECT_OPTIONS = frozenset(inspect.signature(project).parameters) - _SET_BY_TOONIFIER
+#: `project`'s options a toonify call refuses, and why: they were taken and did nothing (w_avg_samples: the cached
+#: statistics won; save_every: frames rendered, then dropped) or ran the projection elsewhere than the models (device).
+_NOT_PER_CALL = {"w_avg_samples": "the Toonifier computes the mean w once, from 10000 samples, for every photo",
+                 "save_every": "a toonify keeps no frames: toonlib.project(toonifier.base, result.aligned, "
+                               "save_every=k) makes them",
+                 "device": "the models' device is the Toonifier's: Toonifier(..., device=...)"}
+_PROJECT_OPTIONS = frozenset(inspect.signature(project).parameters) - _SET_BY_TOONIFIER - set(_NOT_PER_CALL)
 #: The blend a toonifier draws every photo with (`Toonifier.set_blend`, `Toonifier(swap_res=...)`): no photo's options.
 _BLEND_OPTIONS = ("swap_res", "level", "blend_width")
 #: The side of a picture in a result's image in a notebook (`ToonifyResult._repr_png_`), as `notebook.show` sizes them.
@@ -90,7 +96,8 @@ _SHOWN_SIZE = 256
 class ToonifyResult:
     """Every intermediate of one toonified face.
 
-    photo: the upright input photo. aligned: the FFHQ crop. landmarks / quad: in photo coordinates.
+    photo: the upright input photo (one image, shared by the results of its faces). aligned: the FFHQ crop.
+    landmarks / quad: in photo coordinates.
     w: [1, num_ws, w_dim] latent in the base model's W(+) space (with 'psp-toonify': the toon model's).
     reconstruction: the base model's rendering of w with const noise, as the toon is drawn (how well the latent
     explains the photo); None with 'psp-toonify'. toon: the blended model's rendering. pasted: the toon face warped
@@ -307,8 +314,9 @@ class Toonifier:
         """Toonify the largest face of `photo` (path, PIL image, array or bytes); a list (`ToonifyResults`) with
         `all_faces`.
 
-        Raises `NoFaceError` / `ImageReadError` (both ValueErrors) for a photo without a usable face, and ValueError
-        for `all_faces` with a `face_index`. The blend is the toonifier's: `set_blend` changes it.
+        Raises `NoFaceError` / `ImageReadError` (both ValueErrors) for a photo without a usable face, ValueError
+        for `all_faces` with a `face_index`, and IndexError for a `face_index` beyond the faces found. The blend is
+        the toonifier's: `set_blend` changes it.
         `project_kwargs` go to `projection.project` (the modes that optimise), e.g. `callback(step, distance, w)`,
         run after each step: an exception it raises stops the projection and is raised here.
         """
@@ -342,10 +350,8 @@ class Toonifier:
         app and the notebook panel give it. `progress`: each batch's projection bar.
         """
         # now, not when the first result is asked for
-        check_options(self.invert, steps=steps, batch_size=batch_size, space=space, seed=seed,
-                      all_faces=all_faces, face_index=face_index, project_kwargs=project_kwargs)
-        for name, flag in (("paste_back", paste_back), ("progress", progress)):  # all_faces: `check_faces`
-            check_flag(name, flag)  # "no" was taken as True
+        check_options(self.invert, steps=steps, batch_size=batch_size, space=space, seed=seed, all_faces=all_faces,
+                      face_index=face_index, paste_back=paste_back, progress=progress, project_kwargs=project_kwargs)
         if isinstance(photos, (str, os.PathLike, bytes, bytearray, Image.Image, np.ndarray)):
             raise TypeError(f"toonify_many takes a list of photos, got one {type(photos).__name__}: call the "
                             "Toonifier itself for one photo, or pass toonlib.pipeline.photos_in(folder) for a folder")
@@ -405,7 +411,7 @@ class Toonifier:
     def _result(self, photo: Image.Image, face: AlignedFace, inverted: tuple, i: int,
                 paste_back: bool) -> ToonifyResult:
         ws, reconstructions, losses = inverted
-        w = ws[i:i + 1]
+        w = ws[i:i + 1].clone()  # its own: a view kept the batch's latents (torch.save wrote them all)
         toon = self.render(w)
         return ToonifyResult(photo=photo, aligned=face.image, landmarks=face.landmarks, quad=face.quad, w=w,
                              reconstruction=None if reconstructions is None else to_pil(reconstructions[i]),
@@ -415,7 +421,8 @@ class Toonifier:
 
 def check_options(invert: str, *, steps: int | None = None, batch_size: int = 1, swap_res: int | None = None,
                   level: int = 0, blend_width: float | None = None, space: str = "w+", seed: int = 0,
-                  all_faces: bool = False, face_index: int | None = None, project_kwargs: dict | None = None) -> None:
+                  all_faces: bool = False, face_index: int | None = None, paste_back: bool = False,
+                  progress: bool = True, project_kwargs: dict | None = None) -> None:
     """Raise ValueError (TypeError for an unknown keyword) for toonify options that cannot work together; cheap, so
     callers check before any model is downloaded or loaded, or any photo read (`Toonifier`, `toonify_many`, the
     `toonify` command). A blend setting among `project_kwargs` (a call's keywords) is told to go to `set_blend`."""
@@ -431,7 +438,12 @@ def check_options(invert: str, *, steps: int | None = None, batch_size: int = 1,
     if space != "w+":
         projection["space"] = space
     check_faces(all_faces, face_index)
+    for name, flag in (("paste_back", paste_back), ("progress", progress)):
+        check_flag(name, flag)  # "no" was taken as True
     check_no_blend_in_call(projection)
+    per_call = [name for name in _NOT_PER_CALL if name in projection]
+    if per_call:
+        raise TypeError(f"unexpected keyword argument {per_call[0]!r} in a toonify call: {_NOT_PER_CALL[per_call[0]]}")
     set_here = sorted(set(projection) & _SET_BY_TOONIFIER)
     refused = set_here + sorted(set(projection) - _PROJECT_OPTIONS - _SET_BY_TOONIFIER)
     if refused:
@@ -480,9 +492,11 @@ def check_not_an_encoder(toon: object, what: str, advice: str) -> None:
 
 
 def check_faces(all_faces: bool, face_index: int | None) -> None:
-    """Raise TypeError for an `all_faces` that is no bool ("no" was taken as True), ValueError for `all_faces` with a
-    `face_index`: every face and one face (the second ignored the first)."""
+    """Raise TypeError for an `all_faces` that is no bool ("no" was taken as True), ValueError for a `face_index` that
+    is no whole number (it was refused after the photo's face search) and for `all_faces` with a `face_index`: every
+    face and one face (the second ignored the first)."""
     check_flag("all_faces", all_faces)
+    check_face_index(face_index)
     if all_faces and face_index is not None:
         raise ValueError(f"all_faces=True toonifies every face and face_index={face_index!r} one of them: pass one "
                          "of the two")
@@ -532,6 +546,7 @@ def toonify(photo: ImageInput, base: GeneratorLike | None = None, toon: Generato
     # the call's options and the photo's path too, before the Toonifier loads (and perhaps downloads) its models
     check_options(invert, steps=steps, space=space, seed=kwargs.get("seed", 0),
                   all_faces=kwargs.get("all_faces", False), face_index=kwargs.get("face_index"),
+                  paste_back=kwargs.get("paste_back", False), progress=kwargs.get("progress", True),
                   project_kwargs={k: v for k, v in kwargs.items() if k not in _CALL_OPTIONS})
     if isinstance(photo, (str, os.PathLike)) and not user_path(photo).is_file():
         read_image(photo)  # its error: "there is no such file", "it is a folder"
