@@ -158,6 +158,86 @@ def test_an_interrupted_folder_run_says_which_photos_are_done(setup, tmp_path, c
                                                      "hopper-toon.png"]
 
 
+def test_a_full_disk_in_a_folder_run_says_which_photos_are_done(setup, tmp_path, capsys, monkeypatch):
+    """A full disk said its one line alone: not that a photo's files were all written, nor which photo's were cut
+    short, as an interrupt says."""
+    import errno
+
+    import toonlib.images
+
+    photos = tmp_path / "two"
+    photos.mkdir()
+    for name in ("astronaut.png", "hopper.jpg"):
+        shutil.copy(setup / "photos" / name, photos / name)
+    save_image = toonlib.images.save_image
+
+    def full_at_hoppers_second_picture(image, path):
+        if Path(path).name == "hopper-aligned.png":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        save_image(image, path)
+
+    monkeypatch.setattr(toonlib.images, "save_image", full_at_hoppers_second_picture)
+    out = tmp_path / "toons"
+    code = cli.main(["toonify", str(photos), "-o", str(out), "--base", str(setup / "base.safetensors"), "--toon",
+                     str(setup / "toon.safetensors"), "--steps", "1", "--detector", "dlib", "--no-identity"])
+    err = capsys.readouterr().err.splitlines()
+    assert code == 2 and err[-2] == (f"toonified 1 of 2 photos into {out} before the error below; "
+                                     f"{photos / 'hopper.jpg'}'s files may be incomplete")
+    assert err[-1].startswith("toonlib toonify: error: ") and "No space left on device" in err[-1]
+
+
+def test_two_photos_never_get_one_name_and_a_photos_folder_is_no_output(setup, tmp_path, capsys):
+    """me.jpg and me.JPG in one folder (or me.jpg, me.png and me-jpg.png) were written to the same me-jpg-* files,
+    the run saying "toonified 2 of 2"; only two photos of one name given as two arguments were refused. -o as one of
+    several inputs' folders was taken (the next run on it took the toons for photos). One photo named two ways (a
+    relative and an absolute path) is one photo."""
+    models = ["--base", str(setup / "base.safetensors"), "--toon", str(setup / "toon.safetensors"), "--steps", "1",
+              "--detector", "dlib", "--no-identity"]
+    face = Image.fromarray(skdata.astronaut())
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    face.save(cases / "me.jpg")
+    face.save(cases / "me.JPG")
+    assert cli.main(["toonify", str(cases), "-o", str(tmp_path / "out"), *models]) == 2
+    err = capsys.readouterr().err
+    assert (f"2 photos would get the same file names in -o, me-jpg-toon.png and the others ({cases / 'me.JPG'}, "
+            f"{cases / 'me.jpg'}; names that differ in case alone are one file on macOS and Windows): rename one, or "
+            "toonify them with separate commands") in err or (
+            f"({cases / 'me.jpg'}, {cases / 'me.JPG'};") in err, err
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    face.save(a / "me.jpg"), face.save(b / "me.png"), face.save(b / "me-jpg.png")
+    assert cli.main(["toonify", str(a), str(b), "-o", str(tmp_path / "out"), *models]) == 2
+    assert "2 photos would get the same file names in -o, me-jpg-toon.png" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    (b / "me-jpg.png").unlink()
+    assert cli.main(["toonify", str(a), str(b), "-o", str(a), *models]) == 2
+    assert f"-o {a} is the photos folder itself" in capsys.readouterr().err
+    assert sorted(p.name for p in a.iterdir()) == ["me.jpg"]
+    assert cli.main(["toonify", str(a / "me.jpg"), str(a.resolve() / "me.jpg"), "-o", str(tmp_path / "one"),
+                     *models]) == 0
+    assert capsys.readouterr().out.startswith(f"wrote {tmp_path / 'one' / 'me-toon.png'}, ")  # one photo's run
+
+
+def test_a_reblended_latent_keeps_the_photos_toon(setup, tmp_path, capsys):
+    """The README's way to try another blend, `toonify toons/me-latent.npz -o toons/ --swap-res 16`, replaced the
+    photo's own toons/me-toon.png; `-o NAME.png/` and `-o run.v2/` were no folders for a latent, as they are for
+    photos."""
+    toons = tmp_path / "toons"
+    models = ["--base", str(setup / "base.safetensors"), "--toon", str(setup / "toon.safetensors")]
+    assert cli.main(["toonify", str(setup / "photos" / "hopper.jpg"), "-o", f"{toons}/", *models, "--steps", "1",
+                     "--detector", "dlib", "--no-identity"]) == 0
+    toon = (toons / "hopper-toon.png").read_bytes()
+    assert cli.main(["toonify", str(toons / "hopper-latent.npz"), "-o", str(toons), *models, "--swap-res", "16"]) == 0
+    assert (toons / "hopper-toon.png").read_bytes() == toon
+    assert capsys.readouterr().out.splitlines()[-1] == f"wrote {toons / 'hopper-16px-toon.png'}"
+    for folder in ("toons.png", "run.v2"):
+        assert cli.main(["toonify", str(toons / "hopper-latent.npz"), "-o", f"{tmp_path / folder}/", *models]) == 0
+        assert (tmp_path / folder / "hopper-toon.png").is_file()
+    assert cli.main(["toonify", str(toons / "hopper-latent.npz"), "-o", str(tmp_path / "run.v3"), *models]) == 2
+    assert (f"-o {tmp_path / 'run.v3'}: the toon of a latent is written to an image file") in capsys.readouterr().err
+
+
 def test_align_and_project_refuse_to_overwrite_their_photo(setup, tmp_path, capsys):
     """As toonify does: `align me.jpg -o me.jpg` replaced the photo by its 32 px crop, `project --image-out` the
     aligned face by its reconstruction."""
@@ -282,9 +362,9 @@ def test_toonify_a_saved_latent_re_blends_it_in_seconds(setup, tmp_path, capsys)
     assert np.array_equal(np.asarray(Image.open(tmp_path / "again.png")), np.asarray(Image.open(tmp_path / "me.png")))
     assert capsys.readouterr().out.strip() == f"wrote {tmp_path / 'again.png'}"
     assert cli.main(["toonify", str(latent), "-o", str(tmp_path / "toons"), *models, "--swap-res", "16"]) == 0
-    assert capsys.readouterr().out.strip() == f"wrote {tmp_path / 'toons' / 'me-toon.png'}"  # "-latent" dropped
+    assert capsys.readouterr().out.strip() == f"wrote {tmp_path / 'toons' / 'me-16px-toon.png'}"  # "-latent" dropped
     expected = to_pil(render(blend(toon, base, 16), w)[0])
-    assert np.array_equal(np.asarray(Image.open(tmp_path / "toons" / "me-toon.png")), np.asarray(expected))
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "toons" / "me-16px-toon.png")), np.asarray(expected))
     # NVIDIA's projected_w.npz of two latents: one toon each
     np.savez(tmp_path / "projected_w.npz", w=np.concatenate([w.numpy(), -w.numpy()]))
     assert cli.main(["toonify", str(tmp_path / "projected_w.npz"), "-o", str(tmp_path / "two.png"), *models]) == 0

@@ -640,8 +640,8 @@ def test_inputs_are_checked_before_any_download(tmp_path, offline_cache):
                                                        "photos: give a folder for -o"),
     ("toonify", ["{tmp}/w-latent.npz"], "w-latent.npz is a latent file, and a command draws the toons of one latent "
                                         "file: toonlib toonify {tmp}/w-latent.npz -o ..."),
-    ("toonify", ["{tmp}/sub/me.png"], "2 photos are named me.png ({tmp}/me.png, {tmp}/sub/me.png): their toons would "
-                                      "have one name in -o"),
+    ("toonify", ["{tmp}/sub/me.png"], "2 photos would get the same file names in -o, me-png-toon.png and the others "
+                                      "({tmp}/me.png, {tmp}/sub/me.png; "),
 ])
 def test_bad_values_are_refused_before_any_download(tmp_path, offline_cache, command, args, message):
     photo = tmp_path / "me.png"
@@ -1066,6 +1066,7 @@ def test_the_command_line_words_drop_only_an_options_own_python_form():
     """'--betas 0.5 0.99 (betas=(0.5, 0.99))' kept its Python form (a tuple in it); the rule that drops it leaves the
     Python form of another setting in place."""
     from toonlib.commands import for_command_line
+    from toonlib.devices import default_device
 
     assert for_command_line("--betas 0.5 0.99 (betas=(0.5, 0.99)) from here on (the run had 0 0.99)") == \
         "--betas 0.5 0.99 from here on (the run had 0 0.99)"
@@ -1073,3 +1074,8 @@ def test_the_command_line_words_drop_only_an_options_own_python_form():
         "--image-seeds 0-3 from here on"
     assert for_command_line("--seed 1 is taken, but a model (c_dim=10) is not") == \
         "--seed 1 is taken, but a model (c_dim=10) is not"
+    # a device torch lacks said "pass --device cpu,, or leave --device out"
+    with pytest.raises(ValueError) as info:
+        default_device("mps")
+    assert for_command_line(info.value).endswith("pass --device cpu, or leave --device out (CUDA when available, else "
+                                                 "the CPU)")

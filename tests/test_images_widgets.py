@@ -113,6 +113,7 @@ def test_grid_layout_and_atomic_save(tmp_path):
 
 def test_seeds():
     assert parse_seeds("0-2, 5") == [0, 1, 2, 5]
+    assert parse_seeds("1 2") == [1, 2] and parse_seeds("0 - 2 7") == [0, 1, 2, 7]  # '1 2' was seed 12
     with pytest.raises(ValueError, match="^bad seed list 'a-b': use numbers"):
         parse_seeds("a-b")
     with pytest.raises(ValueError, match="^seeds = '3-1': the range 3-1 runs backwards; write 1-3$"):

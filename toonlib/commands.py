@@ -478,25 +478,32 @@ def _toonify_outputs(output: Path, photos: list[Path], several: str | None, fold
         raise ValueError(f"-o {output}: toonify writes one photo's images to an image file "
                          f"({', '.join(IMAGE_SUFFIXES)}) or into a folder, and it writes no {output.suffix} images: "
                          f"name it {output.with_suffix('.png')}, or, to name a folder so, create it first")
-    stems = Counter(photo.stem for photo in photos)
+    stems = Counter(photo.stem.casefold() for photo in photos)
+    named = {photo: photo.stem + (f"-{photo.suffix[1:].lower()}" if stems[photo.stem.casefold()] > 1 else "")
+             for photo in photos}
+    # a name two photos would get (me.jpg in two folders; me.jpg and me.JPG in one, whose suffixes keep nothing
+    # apart; me.jpg, me.png and me-jpg.png): the second one's toons replaced the first's, "toonified 2 of 2"
+    by_name: dict[str, list[Path]] = {}
+    for photo, name in named.items():
+        by_name.setdefault(name.casefold(), []).append(photo)
+    if clash := next((paths for paths in by_name.values() if len(paths) > 1), None):
+        raise ValueError(f"{len(clash)} photos would get the same file names in -o, {named[clash[0]]}-toon.png and "
+                         f"the others ({', '.join(map(str, clash))}; names that differ in case alone are one file on "
+                         "macOS and Windows): rename one, or toonify them with separate commands")
 
     def folder_path(photo: Path, face: int | None, kind: str) -> Path:
-        stem = _face_stem(photo.stem + (f"-{photo.suffix[1:].lower()}" if stems[photo.stem] > 1 else ""), face)
-        return output / f"{stem}-{kind}.png"
+        return output / f"{_face_stem(named[photo], face)}-{kind}.png"
     return folder_path
 
 
 def _photos_to_toonify(names: list[str]) -> list[Path]:
     """The photos named on the command line (photos and folders of photos), checked before any model is loaded or
-    downloaded: each once, and no two of one name (their toons would have one name in -o)."""
-    photos = list(dict.fromkeys(photo for name in names for photo in _photos_named(name, check=len(names) == 1)))
-    if len(names) > 1:
-        named = Counter((photo.stem, photo.suffix.lower()) for photo in photos)
-        if clash := next((key for key, count in named.items() if count > 1), None):
-            paths = [str(photo) for photo in photos if (photo.stem, photo.suffix.lower()) == clash]
-            raise ValueError(f"{len(paths)} photos are named {clash[0]}{clash[1]} ({', '.join(paths)}): their toons "
-                             "would have one name in -o; rename one, or toonify them with separate commands")
-    return photos
+    downloaded, each once however it is named (`d/me.jpg` and its absolute path, `d/` and `d/me.jpg`)."""
+    photos: dict[Path, Path] = {}
+    for name in names:
+        for photo in _photos_named(name, check=len(names) == 1):
+            photos.setdefault(photo.resolve(), photo)
+    return list(photos.values())
 
 
 def _photos_named(name: str, check: bool) -> list[Path]:
@@ -538,8 +545,9 @@ def cmd_toonify(args: argparse.Namespace) -> int:
     several = (None if len(inputs) == 1 and not source.is_dir() else "a folder of photos" if len(inputs) == 1
                else "several photos")
     photos = _photos_to_toonify(inputs)
-    if several == "a folder of photos":
-        _refuse_the_photos_folder(source, args.output)
+    for name in inputs:
+        if Path(name).is_dir():
+            _refuse_the_photos_folder(Path(name), args.output)
     output_path = _toonify_outputs(Path(args.output), photos, several, args.output.endswith(("/", os.sep)))
     first = 0 if args.all_faces else None  # the first face's number
     # With --all-faces, one pasted photo carries every face's toon (-pasted.png), the other images are per face.
@@ -584,10 +592,11 @@ def cmd_toonify(args: argparse.Namespace) -> int:
             writing = photo
             written += _write_toons(args, photos, photo, outcome, output_path, per_face)
             writing, toonified = None, toonified + 1
-    except KeyboardInterrupt:  # which photos are done: the same command starts again from the first
-        if not one:
+    except (KeyboardInterrupt, OSError) as exc:  # which photos are done: the same command starts again from the first
+        if not one:  # (a full disk said its one line alone, the photos written before it and the one cut short unsaid)
             cut = f"; {writing}'s files may be incomplete" if writing is not None else ""
-            write_line(f"toonified {toonified} of {len(photos)} photos into {args.output} before the interrupt{cut}",
+            what = "the interrupt" if isinstance(exc, KeyboardInterrupt) else "the error below"
+            write_line(f"toonified {toonified} of {len(photos)} photos into {args.output} before {what}{cut}",
                        file=sys.stderr)
         raise
     if one:
@@ -678,14 +687,18 @@ def _toonify_latent(args: argparse.Namespace, latent: str) -> int:
             raise ValueError(f"{option} is about the photo, and {latent} is a latent, the photo already "
                              f"inverted: leave {option} out, or toonify the photo itself")
     ws = load_latent(latent)  # a file that is no latent fails before any model is downloaded
-    stem = user_path(latent).stem.removesuffix("-latent")
+    # in a folder, a re-blend's name says its swap resolution: toons/me-latent.npz -o toons/ --swap-res 16 replaced
+    # the photo's own toons/me-toon.png (the README's way to try another blend)
+    stem = user_path(latent).stem.removesuffix("-latent") + (f"-{args.swap_res}px" if args.swap_res else "")
     output = user_path(args.output)
-    if output.suffix.lower() in IMAGE_SUFFIXES and not output.is_dir():
+    folder = args.output.endswith(("/", os.sep))  # `-o toons.png/`, `-o run.v2/`: a folder, as for photos
+    if output.suffix.lower() in IMAGE_SUFFIXES and not output.is_dir() and not folder:
         targets = [output] if len(ws) == 1 else [output.with_name(f"{output.stem}-{i + 1}{output.suffix}")
                                                  for i in range(len(ws))]
-    elif not output.is_dir() and (output.exists() or output.suffix):
-        raise ValueError(f"-o {output}: the toon of a latent is written to an image file ({', '.join(IMAGE_SUFFIXES)})"
-                         f" or into a folder: name it {output.with_suffix('.png')}, or give a folder")
+    elif not output.is_dir() and (output.exists() or (output.suffix and not folder)):
+        raise ValueError(f"-o {args.output}: the toon of a latent is written to an image file "
+                         f"({', '.join(IMAGE_SUFFIXES)}) or into a folder: name it {output.with_suffix('.png')}, or "
+                         f"give a folder ({args.output}/: a folder whatever its name)")
     else:
         targets = [output / (f"{stem}-toon.png" if len(ws) == 1 else f"{stem}-{i + 1}-toon.png")
                    for i in range(len(ws))]
@@ -808,7 +821,7 @@ _COMMAND_LINE_WORDS = (
     (r"\b(encoder|invert)=(?=\s)", r"--\1"),
     (r"^swap_res (\d+) is above the (\d+) px of the toon model", r"--swap-res \1 is above the \2 px of the --toon "
      "model"),  # blending.check_swap_res
-    (r" or None \(((?:the CPU|CUDA) when)", r", or leave --device out (\1"),
+    (r",? or None \(((?:the CPU|CUDA) when)", r", or leave --device out (\1"),  # "cpu,, or leave" once
     # TrainConfig's '--resolution 64 (resolution=64)', '--betas 0.5 0.99 (betas=(0.5, 0.99))': the Python form of
     # that option's own setting, kept elsewhere ('--seed 1 ... (c_dim=10)')
     (r"--([\w-]+) ([^()]*?) \((\w+)=(?:[^()]|\([^()]*\))*\)",

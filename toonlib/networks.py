@@ -17,6 +17,7 @@ import contextlib
 import contextvars
 import dataclasses
 import math
+import re
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
@@ -710,7 +711,8 @@ def parse_seeds(text: str, max_count: int = MAX_SEEDS, parameter: str | None = N
     '...'", or names the notebook's `parameter` that held the list (`seeds = 'abc': ...`)."""
     bad = f"bad seed list {text!r}" if parameter is None else f"{parameter} = {text!r}"
     ranges: list[tuple[int, int]] = []
-    for part in str(text).replace(" ", "").split(","):
+    # spaces part seeds as commas do ('1 2' was seed 12), except around a range's dash ('0 - 3')
+    for part in re.split(r"[\s,]+", re.sub(r"\s*-\s*", "-", str(text).strip())):
         if not part:
             continue
         start, sep, end = part.partition("-")
