@@ -292,6 +292,41 @@ def test_cache_is_written_reused_and_invalidated(folder, tmp_path, monkeypatch):
     assert torch.equal(updated.images[updated.names.index(name(3))], first.images[first.names.index(name(15))])
 
 
+def test_linked_folders_are_read_and_links_to_nothing_said(tmp_path):
+    """Images in a linked folder were left out without a word (Path.rglob does not follow links, Python < 3.13): 6
+    usable images where 11 were there. A link to nothing went unsaid too; a link to a folder above is no loop."""
+    data, elsewhere = tmp_path / "data", tmp_path / "elsewhere"
+    data.mkdir(), elsewhere.mkdir()
+    for i in range(5):
+        draw(i).save(data / f"{i}.png")
+        draw(i + 5).save(elsewhere / f"{i}.png")
+    (data / "more").symlink_to(elsewhere, target_is_directory=True)
+    (data / "more" / "up").symlink_to(data, target_is_directory=True)  # a loop, through the linked folder
+    (data / "gone.png").symlink_to(tmp_path / "deleted.png")
+    with pytest.warns(UserWarning, match=r"skipped 1 of 11 images .*\n  gone\.png: the file is not there \(a link "
+                                         r"to nothing\?\)$"):
+        dataset = ImageDataset(data, RES, progress=False)
+    assert dataset.names == [f"{i}.png" for i in range(5)] + [f"more/{i}.png" for i in range(5)]
+
+
+def test_a_damaged_cache_is_prepared_again(folder, tmp_path):
+    """The prepared images' cache is the largest file of a run folder, the one a partial Drive sync cuts: cut short
+    (or another file in its place), it stopped every resume with torch's "checkpoint corrupted" traceback."""
+    cache = tmp_path / "cache"
+    first = load(folder, cache_dir=cache)
+    whole = first.cache_path.read_bytes()
+    for damaged in (whole[:100], b"", None):
+        if damaged is None:
+            torch.save({"images": [1, 2]}, first.cache_path)  # readable, and no cache of prepared images
+        else:
+            first.cache_path.write_bytes(damaged)
+        with pytest.warns(UserWarning, match=rf"^{first.cache_path} is no usable cache of the prepared images "
+                                             r"\(\w+: .*\): deleted, the images are prepared again$"):
+            again = load(folder, cache_dir=cache)
+        assert torch.equal(again.images, first.images) and again.names == first.names
+        assert first.cache_path.read_bytes() == whole  # written anew
+
+
 def test_none_mode_resizes_squares_and_skips_others(tmp_path):
     for i in range(8):
         Image.new("RGB", (30, 30) if i else (RES, RES), (i * 30, 50, 50)).save(tmp_path / f"{i}.png")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -161,3 +162,43 @@ def test_weights_that_cannot_be_downloaded_are_explained(monkeypatch):
     assert "  - or fetch them where there is internet (`toonlib fetch inception-fid`)" in str(raised.value)
     # the way out is the last of the download's advice lines, not a sentence glued to its file path
     assert str(raised.value).splitlines()[-1] == "  - or train without a quality metric: --metric none (metric='none')"
+
+
+class _Planted:
+    """A pickle that runs code when it is loaded by a full unpickler: it writes a file."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (self.marker, "code from the run folder ran"))
+
+
+def test_a_planted_or_damaged_feature_cache_is_computed_again_never_unpickled(base, weights_path, random_inception,
+                                                                               tmp_path):
+    """torch-fidelity reads the real images' features from the run folder with a full unpickler: a file planted there
+    (a shared run folder, one downloaded to continue) ran its code at the next snapshot, and one cut short (a partial
+    Drive sync) stopped the run there with a traceback, every time. Now either is deleted with a warning and computed
+    again; FID's cached statistics (NumPy arrays) stay in use."""
+    _place(weights_path, random_inception)
+    run = tmp_path / "run"
+    finetune(_config(base, run, kimg=0.004, metric="fid"), progress=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        finetune(_config(base, run, kimg=0.008, metric="fid"), progress=False)
+    assert not [w for w in caught if "no usable cache" in str(w.message)]  # FID's cached statistics are usable
+    assert sorted(p.name.split("-compat-")[1] for p in (run / "metric-cache").iterdir()) == [
+        "features-2048.pt", "stat-fid-2048.pt"]
+    (cached,) = (run / "metric-cache").glob("reals-*-features-*.pt")
+    marker = tmp_path / "ran.txt"
+    for kimg, damage in [(0.012, lambda: torch.save(_Planted(marker), cached)),
+                         (0.016, lambda: cached.write_bytes(cached.read_bytes()[:100]))]:
+        damage()
+        with pytest.warns(UserWarning, match=rf"^{cached} is no usable cache of the real images' features \(\w+\): "
+                                             "deleted, they are computed again$"):
+            finetune(_config(base, run, kimg=kimg), progress=False)
+        assert not marker.exists()
+        torch.load(cached, weights_only=True)  # computed again
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["kimg"] for r in records] == [0.004, 0.008, 0.012, 0.016]
+    assert all(math.isfinite(r["kid"]) for r in records[2:])

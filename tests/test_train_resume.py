@@ -787,3 +787,19 @@ def test_the_commands_a_finished_run_prints_blend_below_the_models_resolution(tm
 
     shutil.copy(FIXTURES / "ada_tiny.pkl", tmp_path / "nvidia.pkl")  # not toonlib's file: the default
     assert finished(tmp_path / "nvidia.pkl").count("--swap-res 32 ") == 2
+
+
+def test_a_damaged_metrics_log_is_said_and_the_run_goes_on(base, capsys):  # noqa: F811
+    """metrics.jsonl cut short (a partial sync) stopped every resume with json's "Unterminated string starting at:
+    line 1 column 143" naming no file; a line of JSON that is no record, with a traceback (exit 1)."""
+    finetune(config(base, "damaged-log", kimg=0.008), progress=False)
+    run = base["root"] / "damaged-log"
+    log = run / "metrics.jsonl"
+    whole = log.read_text()
+    log.write_text(whole + "NaN\n" + whole[:40] + "\n")
+    capsys.readouterr()
+    assert cli(base, str(base["base"]), run, "--kimg", "0.016") == 0
+    said = [line for line in capsys.readouterr().err.splitlines() if "metrics.jsonl" in line]
+    assert said == [f"toonlib finetune: warning: {log}: left out 2 lines that are no record (line 2, 3): the run's "
+                    "log, written anew at the next snapshot without them"]  # once
+    assert [json.loads(line)["kimg"] for line in log.read_text().splitlines()] == [0.008, 0.016]

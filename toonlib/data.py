@@ -92,9 +92,10 @@ class ImageDataset(Dataset):
             self.files: list[Entry] = entries
             if cache_dir is not None:
                 self.cache_path = Path(cache_dir) / _cache_name(self.source, entries, resolution, prepare)
-            cached = self.cache_path is not None and self.cache_path.is_file()
-            payload = (torch.load(self.cache_path, weights_only=True) if cached
-                       else _prepare_all(entries, read, resolution, prepare, progress))
+            payload = _read_cache(self.cache_path) if self.cache_path is not None else None
+            cached = payload is not None
+            if payload is None:
+                payload = _prepare_all(entries, read, resolution, prepare, progress)
 
         self.images: torch.Tensor = payload["images"]  # uint8 [num_images, 3, R, R]
         self.names: list[str] = list(payload["names"])
@@ -183,13 +184,13 @@ def _open_source(source: Path) -> Iterator[tuple[list[Entry], Callable[[str], by
     """The image files of a folder or zip, sorted by name, a function reading one file's bytes, and the run folders
     whose files were left out (`_run_folders`)."""
     if source.is_dir():
-        files = [path for path in source.rglob("*") if path.is_file()]  # one walk, for the run folders and images
+        files = _files_under(source)  # one walk, for the run folders and images
         runs = _run_folders(PurePosixPath(path.relative_to(source).as_posix()) for path in files)
         entries = []
         for path in files:
             name = PurePosixPath(path.relative_to(source).as_posix())
             if name.suffix.lower() in IMAGE_SUFFIXES and not is_hidden(name) and not _in_runs(name, runs):
-                stat = path.stat()
+                stat = path.stat() if path.exists() else path.lstat()  # a link to nothing: skipped when read, said
                 entries.append((name.as_posix(), stat.st_size, stat.st_mtime_ns))
         yield sorted(entries), lambda name: (source / name).read_bytes(), [source / run for run in runs]
     elif source.is_file() and zipfile.is_zipfile(source):
@@ -215,6 +216,24 @@ def _open_source(source: Path) -> Iterator[tuple[list[Entry], Callable[[str], by
         raise ValueError(f"'{source}' is neither a folder nor a .zip file of images")
     else:
         raise FileNotFoundError(f"no such folder or .zip file: '{source}'")
+
+
+def _files_under(folder: Path) -> list[Path]:
+    """The files under `folder`, in linked folders too (each real folder once: a link to a folder above is no loop),
+    links to nothing among them. `Path.rglob` left linked folders out without a word (Python < 3.13), and links to
+    nothing with them."""
+    files, seen = [], set()
+    for root, folders, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            folders.clear()
+            continue
+        seen.add(real)
+        for name in names:
+            path = Path(root, name)
+            if path.is_file() or (path.is_symlink() and not path.exists()):
+                files.append(path)
+    return files
 
 
 def _run_folders(files: Iterable[PurePosixPath]) -> list[PurePosixPath]:
@@ -258,6 +277,25 @@ def _cache_name(source: Path, entries: list[Entry], resolution: int, prepare: st
     return f"{source.stem}-{prepare}{resolution}-{hashlib.sha256(text.encode()).hexdigest()[:16]}.pt"
 
 
+def _read_cache(path: Path) -> dict | None:
+    """The prepared images cached at `path`, or None when there are none; a file cut short or damaged (the largest of
+    a run folder, the one a partial Drive sync cuts: it stopped every resume with torch's "checkpoint corrupted"
+    traceback) is deleted with a warning, and the images are prepared again."""
+    if not path.is_file():
+        return None
+    try:
+        payload = torch.load(path, weights_only=True)
+        if not (isinstance(payload, dict) and isinstance(payload.get("images"), torch.Tensor)
+                and {"names", "skipped"} <= payload.keys()):
+            raise ValueError("not a cache of prepared images")
+    except Exception as exc:  # cut short, damaged, or another file: derived data, made again
+        warn(f"{path} is no usable cache of the prepared images ({type(exc).__name__}: "
+             f"{str(exc).splitlines()[0][:120] if str(exc) else 'unreadable'}): deleted, the images are prepared again")
+        path.unlink(missing_ok=True)
+        return None
+    return payload
+
+
 def _prepare_all(entries: list[Entry], read: Callable[[str], bytes], resolution: int, prepare: str,
                  progress: bool) -> dict:
     """Decode and prepare every entry: {'images': uint8 [N, 3, R, R], 'names': [...], 'skipped': [...]}."""
@@ -288,6 +326,8 @@ def _prepare_one(read: Callable[[str], bytes], name: str, resolution: int,
         content = read(name)
     except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:  # a zip member damaged or packed
         raise _Skip(f"cannot read: {exc}") from None  # by a method zipfile lacks (deflate64); a folder's file as before
+    except FileNotFoundError:  # a link to a file that is not there (or one deleted since the folder was listed)
+        raise _Skip("the file is not there (a link to nothing?)") from None
     try:
         with quiet_large_images():
             image = Image.open(io.BytesIO(content))

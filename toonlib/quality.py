@@ -13,6 +13,7 @@ download and errors as the models, and they can be put into the cache folder by 
 """
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 from pathlib import Path
@@ -21,6 +22,7 @@ import torch
 
 from .download import DownloadError, fetch
 from .images import to_uint8
+from .messages import warn
 from .networks import Generator
 
 __all__ = ["INCEPTION_MODEL", "METRICS", "MetricUnavailable", "image_quality", "inception_weights"]
@@ -84,6 +86,27 @@ class _Reals(torch.utils.data.Dataset):
         return self.images[index]
 
 
+def _drop_unusable_cache(cache_root: Path, prefix: str) -> None:
+    """Delete, with a warning, the cached real-image features and statistics under `cache_root` (files `prefix*.pt`)
+    that are no plain tensors and NumPy arrays, so that torch-fidelity computes them again. torch-fidelity reads its
+    cache with a full unpickler (`weights_only=False`): a file planted in a run folder (a shared one, a run downloaded
+    to continue) ran its code at the next snapshot, and one cut short (a partial Drive sync) stopped every run there
+    with a traceback at each snapshot, the training since the last saved state lost each time."""
+    import numpy as np
+
+    multiarray = getattr(np, "_core", None) or np.core  # NumPy 2, NumPy 1
+    arrays = [np.ndarray, np.dtype, multiarray.multiarray._reconstruct,
+              *(getattr(np.dtypes, name) for name in dir(getattr(np, "dtypes", None)) if name.endswith("DType"))]
+    for path in sorted(cache_root.glob(f"{glob.escape(prefix)}*.pt")):
+        try:
+            with torch.serialization.safe_globals(arrays):
+                torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # cut short, damaged, or carrying code: never handed to the full unpickler
+            warn(f"{path} is no usable cache of the real images' features ({type(exc).__name__}): deleted, they are "
+                 "computed again")
+            path.unlink(missing_ok=True)
+
+
 def image_quality(G: Generator, reals: torch.Tensor, metrics: tuple[str, ...], weights: str | os.PathLike, *,
                   num_images: int = 1000, batch_size: int = 32, seed: int = 0, force_fp32: bool | None = None,
                   cache_root: str | os.PathLike | None = None, reals_key: str | None = None) -> dict[str, float]:
@@ -107,6 +130,7 @@ def image_quality(G: Generator, reals: torch.Tensor, metrics: tuple[str, ...], w
     if cache_root is not None:
         key = reals_key or hashlib.sha256(reals.cpu().numpy().tobytes()).hexdigest()[:16]
         options.update(cache_root=str(cache_root), input2_cache_name=f"reals-{len(reals)}-{key}")
+        _drop_unusable_cache(Path(cache_root), f"reals-{len(reals)}-{key}-")
     try:
         results = torch_fidelity.calculate_metrics(**options)
     finally:

@@ -11,6 +11,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from ..files import atomic_write_path
+from ..messages import counted, warn
 
 __all__ = ["PANELS", "append_metrics", "plot_metrics", "read_metrics", "trim_metrics"]
 
@@ -21,9 +22,29 @@ PANELS = (("losses", ("loss_G", "loss_D")), ("regularisers", ("r1", "pl")),
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict]:
-    """The records of a metrics.jsonl file ([] when there is none)."""
+    """The records of a metrics.jsonl file ([] when there is none). Lines that are no record (cut short by a partial
+    sync, edited by hand) are left out with a warning that names them: one stopped every resume of the run, with
+    json's "Unterminated string ..." naming no file, or a traceback."""
     path = Path(path)
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    if not path.is_file():
+        return []
+    records, damaged = [], []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if isinstance(record, dict) and isinstance(record.get("kimg"), (int, float)):
+            records.append(record)
+        else:
+            damaged.append(number)
+    if damaged:
+        warn(f"{path}: left out {counted(len(damaged), 'line')} that {'is' if len(damaged) == 1 else 'are'} no record "
+             f"(line {', '.join(map(str, damaged[:5]))}{', ...' if len(damaged) > 5 else ''}): the run's log, "
+             "written anew at the next snapshot without them")
+    return records
 
 
 def append_metrics(path: str | os.PathLike, record: dict) -> list[dict]:
@@ -34,10 +55,11 @@ def append_metrics(path: str | os.PathLike, record: dict) -> list[dict]:
 
 
 def trim_metrics(path: str | os.PathLike, cur_nimg: int) -> None:
-    """Drop records past the training state being resumed (written after it, or by an abandoned run)."""
+    """Drop records past the training state being resumed (written after it, or by an abandoned run), and lines that
+    are no record (said once, here)."""
     records = read_metrics(path)
     kept = [r for r in records if round(r["kimg"] * 1000) <= cur_nimg]
-    if len(kept) < len(records):
+    if Path(path).is_file():
         _write(Path(path), kept)
 
 
