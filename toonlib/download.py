@@ -582,8 +582,8 @@ def _download_http(url: str, part: Path, progress: bool) -> None:
                 continue
             if delay is None or _unresolved(exc) or _untrusted(exc) or isinstance(exc, requests.exceptions.ProxyError):
                 unreachable = _unreachable(exc)  # not a proxy's refusal: that is said as the proxy's
-                raise _SourceFailed(_network_reason(exc, url), offline=unreachable,
-                                    refused=unreachable and isinstance(_innermost(exc), ConnectionRefusedError)) from None
+                refused = unreachable and isinstance(_innermost(exc), ConnectionRefusedError)
+                raise _SourceFailed(_network_reason(exc, url), offline=unreachable, refused=refused) from None
             reason = _network_reason(exc, url)
         except requests.RequestException as exc:  # an OSError, which `fetch` would take for one of this disk's
             raise _SourceFailed(_one_paragraph(exc)) from None
