@@ -803,3 +803,17 @@ def test_a_damaged_metrics_log_is_said_and_the_run_goes_on(base, capsys):  # noq
     assert said == [f"toonlib finetune: warning: {log}: left out 2 lines that are no record (line 2, 3): the run's "
                     "log, written anew at the next snapshot without them"]  # once
     assert [json.loads(line)["kimg"] for line in log.read_text().splitlines()] == [0.008, 0.016]
+
+
+def test_a_done_run_whose_snapshot_was_deleted_says_so(base, capsys):  # noqa: F811
+    """Snapshots deleted to free space: the same command again printed `blend` and `toonify` commands naming the
+    missing file (with --swap-res 32 for a 16 px model: its resolution could not be read)."""
+    run = base["root"] / "deleted"
+    assert cli(base, str(base["base"]), run, "--kimg", "0.008") == 0
+    assert "toonlib blend --toon" in capsys.readouterr().out
+    for snapshot in run.glob("network-snapshot-*.safetensors"):
+        snapshot.unlink()
+    assert cli(base, str(base["base"]), run, "--kimg", "0.008") == 0
+    assert capsys.readouterr().out == (f"last snapshot: {run / 'network-snapshot-000000008.safetensors'}, which is not "
+                                       "there any more (deleted?): give a larger --kimg to train on and write a new "
+                                       "one\n")
