@@ -46,6 +46,7 @@ class ServerState:
     failure: Optional[Reply] = None
     cut_responses: int = 0  # announce the full length but drop the connection after `cut` bytes, this many times
     ranges: bool = True  # honour Range requests
+    accept_ranges: bool = True  # and say so (Accept-Ranges: bytes), where `ranges`, as most servers do
     etags: bool = True  # send an ETag (the body's hash) with files, and honour If-Range
     hold: Optional[threading.Event] = None  # send `cut` bytes of a file, then wait for this event to send the rest
     cut: int = CUT  # bytes a cut or held response delivers (gdown reads 512 KB at a time, and drops a broken read)
@@ -100,6 +101,8 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         if state.etags:
             self.send_header("ETag", etag)
+        if state.ranges and state.accept_ranges:
+            self.send_header("Accept-Ranges", "bytes")
         if status == 206:
             self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
         self.end_headers()

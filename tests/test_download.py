@@ -308,7 +308,7 @@ def test_a_server_found_to_send_whole_files_is_said_so_until_it_resumes(server, 
             assert time.monotonic() < deadline
             time.sleep(0.05)
         assert server.log[-1][1].get("Range") == f"bytes={kept}-"
-        assert "resumes" not in download._read_marker(part)  # no longer "this server sends only whole files"
+        assert download._read_marker(part)["resumes"] is True  # no longer "this server sends only whole files"
     finally:
         server.hold.set()
         fetching.join(timeout=300)
@@ -738,6 +738,25 @@ def test_a_server_that_stalls_mid_file_is_said_and_resumed(server, monkeypatch, 
     first, *resumes = [asked.get("Range") for _, asked in server.log]
     starts = [int(re.fullmatch(r"bytes=(\d+)-", asked)[1]) for asked in resumes]
     assert first is None and len(starts) == 2 and 0 < starts[0] < starts[1], starts  # a stalled read's bytes are lost
+
+
+def test_a_first_stall_promises_no_resume_the_server_has_not_offered(server, monkeypatch, capsys):
+    """A stall in a download's first try said "going on from where it stopped" of a server that had not said it sends
+    the rest of a file (no Accept-Ranges: bytes); this one then sent the whole file, and the next stall said so."""
+    monkeypatch.setattr(download, "TIMEOUT", (15.0, 0.5))
+    server.hold, server.ranges = threading.Event(), False  # each reply: `CUT` bytes of the whole file, then nothing
+    server.cut_responses = 0
+    try:
+        with pytest.raises(download.DownloadError):
+            download.fetch(register(f"{server.base}/ada_tiny.pkl"))
+    finally:
+        server.hold.set()
+    said = re.findall(r"toonlib: downloading tiny.pkl: the server stopped sending: nothing came for 0\.5 s; (.*)",
+                      capsys.readouterr().err)
+    assert said[:2] == ["asking for the rest (the server has not said that it sends one: if it sends the whole file, "
+                        "it starts over)", "trying again (2 of 3)"], said
+    assert all(line in ("starting over (this server sends only whole files, not the rest of one)",
+                        "trying again (3 of 3)") for line in said[2:]), said
 
 
 def test_a_retry_after_a_server_error_is_said_with_its_wait(server, monkeypatch, capsys):

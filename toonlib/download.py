@@ -484,7 +484,8 @@ def _marker(part: Path) -> Path:
 def _read_marker(part: Path) -> dict:
     """What `part`'s marker records: 'source' (its URL, or 'gdrive:<id>'), 'size' (the whole file's length, where
     known), and for a direct URL 'validator' (the ETag or Last-Modified of the reply it came from), which a resume
-    must match, and 'resumes': False where the server sent the same file whole when asked for its rest; {} when
+    must match, and 'resumes': True where the server said it sends the rest of a file (`Accept-Ranges: bytes`) or
+    did, False where it sent the same file whole when asked for its rest, absent where not known; {} when
     unreadable."""
     try:
         record = json.loads(_marker(part).read_text())
@@ -652,12 +653,14 @@ def _http_attempt(url: str, part: Path, progress: bool) -> None:
                                   f"{_megabytes(free)} are free")
         if not resumed:
             new = {"source": url, "validator": _validator(response), "size": total}
-            if have and response.headers.get("Accept-Ranges") != "bytes" and new["validator"] == record.get(
-                    "validator"):  # its rest asked for, the same file sent whole: said, not "resumes where it stopped"
-                new["resumes"] = False
+            ranges = response.headers.get("Accept-Ranges") == "bytes"
+            if have and not ranges and new["validator"] == record.get("validator"):
+                new["resumes"] = False  # its rest asked for, the same file sent whole: not "resumes where it stopped"
+            elif ranges:  # it says it sends the rest of a file
+                new["resumes"] = True
             _take_over(part, new)
-        elif record.pop("resumes", None) is False:  # it does resume after all
-            _write_marker(part, record)
+        elif record.get("resumes") is not True:  # it does resume (after all)
+            _write_marker(part, {**record, "resumes": True})
         _write_body(first, chunks, part, "ab" if resumed else "wb", offset, total, progress)
     if total is not None and part.stat().st_size < total:  # urllib3 < 2 does not enforce Content-Length
         raise requests.exceptions.ChunkedEncodingError(_closed_early(total - part.stat().st_size))
@@ -1058,10 +1061,15 @@ _WHOLE_FILES_ONLY = "this server sends only whole files, not the rest of one"
 
 
 def _going_on(part: Path) -> str:
-    """How the download of `part` goes on after a try that broke off: from there, or from its start where the server
-    sent the whole file when asked for its rest (`_http_attempt` records it)."""
-    if _read_marker(part).get("resumes") is False:
+    """How the download of `part` goes on after a try that broke off, as `_http_attempt` recorded its server: from
+    there (it said `Accept-Ranges: bytes`, or sent the rest of the file), from its start (it sent the whole file when
+    asked for its rest), or, not known yet (a stall in the first try), asking for the rest."""
+    resumes = _read_marker(part).get("resumes")
+    if resumes is False:
         return f"starting over ({_WHOLE_FILES_ONLY})"
+    if resumes is None:  # it said "going on from where it stopped" of a server that then sent the whole file
+        return ("asking for the rest (the server has not said that it sends one: if it sends the whole file, it "
+                "starts over)")
     return "going on from where it stopped"
 
 
