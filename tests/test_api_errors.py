@@ -109,6 +109,16 @@ def test_a_latent_file_that_is_not_there_or_a_folder(tmp_path):
         ProjectionResult.load(tmp_path)
 
 
+def test_a_model_given_as_a_latent_is_named_a_model():
+    """A rosinality generator (.pt, a latent file's suffix too) given to `toonify` or `load_latent` was "not a latent
+    file" alone, with no word that it is a model, as a model given as a photo is told."""
+    from conftest import FIXTURES
+
+    with pytest.raises(ValueError, match=r"rosinality_tiny\.pt: it is a model checkpoint, not a latent file: give it "
+                                         r"as a model, the toon \(--toon, toon=\) or the base \(--base, base=\)$"):
+        load_latent(FIXTURES / "rosinality_tiny.pt")
+
+
 def test_from_pil_takes_a_pil_image(tmp_path):
     """A path or an array failed at "'str' object has no attribute 'convert'", size=0 inside Pillow."""
     for image in (str(tmp_path / "me.png"), np.zeros((8, 8, 3), np.uint8)):

@@ -199,6 +199,10 @@ def warn_if_not_a_crop(image: Image.Image, name: str, taker: str, outcome: str, 
              NotACropWarning)
 
 
+#: What to do with a model's file given where a photo or a latent goes (the command line keeps the options alone).
+GIVE_AS_A_MODEL = "give it as a model, the toon (--toon, toon=) or the base (--base, base=)"
+
+
 class ImageReadError(ValueError):
     """The input could not be read as an image."""
 
@@ -380,8 +384,7 @@ def unread_format(head: bytes) -> str:
         return "the JPEG file is damaged: download or copy it again, or export it anew"
     if (safetensors_header_length(head) is not None or looks_like_pickle(head)
             or (head.startswith(b"PK\x03\x04") and b"data.pkl" in head[:200])):
-        return ("it is a model checkpoint (safetensors, pickle or torch file), not a photo: give it as a model, the "
-                "toon (--toon, toon=) or the base (--base, base=)")
+        return f"it is a model checkpoint (safetensors, pickle or torch file), not a photo: {GIVE_AS_A_MODEL}"
     if head.startswith(b"PK\x03\x04") and head[30:30 + int.from_bytes(head[26:28], "little")] == b"w.npy":
         return ("it is a latent file (an .npz of w, as toonify and NVIDIA's projector save them), not a photo: "
                 "`toonlib toonify` draws its toon from a file named .npz; in Python, "

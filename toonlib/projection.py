@@ -31,7 +31,7 @@ from . import convolution, runtime
 from .checkpoints import GeneratorLike, load_generator
 from .devices import default_device
 from .files import atomic_write_path, user_path
-from .images import from_pil, image_attribute_hint, read_image, to_uint8, warn_if_not_a_crop
+from .images import GIVE_AS_A_MODEL, from_pil, image_attribute_hint, read_image, to_uint8, warn_if_not_a_crop
 from .losses import PerceptualDistance, build_lpips, noise_regularization, normalize_noise_
 from .messages import check_callback, check_count, check_flag, check_number, progress_bar, summary, warn
 
@@ -737,6 +737,10 @@ def load_latent(path: str | os.PathLike, num_ws: int | None = None) -> torch.Ten
     return w
 
 
+#: Top-level keys of the torch files of models (rosinality's generators, pSp / e4e encoders), never of latents.
+_CHECKPOINT_KEYS = ("g_ema", "g", "d", "state_dict", "latent_avg")
+
+
 def _is_npz(path: str | os.PathLike) -> bool:
     if not zipfile.is_zipfile(path):
         return False
@@ -745,6 +749,8 @@ def _is_npz(path: str | os.PathLike) -> bool:
 
 
 def _entries(data, path) -> list:
+    if isinstance(data, dict) and any(key in data for key in _CHECKPOINT_KEYS):  # it said "not a latent file" alone
+        raise ValueError(f"{path}: it is a model checkpoint, not a latent file: {GIVE_AS_A_MODEL}")
     if not (isinstance(data, dict) and data and all(isinstance(v, dict) and "latent" in v for v in data.values())):
         raise ValueError(f"{path}: not a latent file (expected an .npz with key 'w', or rosinality's "
                          "projector output: image name -> {'latent': tensor, ...})")
