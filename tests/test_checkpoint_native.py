@@ -125,6 +125,10 @@ def test_zips_that_are_not_torch_files_are_named(tmp_path, capsys):
     assert main(["info", str(tmp_path / "latent.npz")]) == 2  # the command line's way to it, not Python's
     assert capsys.readouterr().err.endswith("a latent such as `toonlib project` writes; `toonlib toonify` of it draws "
                                             "its toon (-o toon.png)\n")
+    np.savez(tmp_path / "noise.npz", z=np.zeros(3), real=np.zeros(3))  # no w: it was called a latent too
+    assert main(["info", str(tmp_path / "noise.npz")]) == 2
+    assert capsys.readouterr().err.endswith("noise.npz is a NumPy .npz file (arrays z, real), neither a network nor a "
+                                            "latent (whose array is named w)\n")
     with zipfile.ZipFile(tmp_path / "model.zip", "w") as archive:
         archive.write(FIXTURES / "ada_tiny.pkl", "stylegan2/ada_tiny.pkl")
     with pytest.raises(CheckpointError, match=r"model.zip is a zip archive \(stylegan2/ada_tiny.pkl\), not a "

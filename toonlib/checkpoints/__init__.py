@@ -288,8 +288,11 @@ def not_a_torch_zip(path: Path, source: str) -> str | None:
     if any(name == "data.pkl" or name.endswith("/data.pkl") for name in names):
         return None
     if names and all(name.endswith(".npy") for name in names):
-        return (f"{source} is a NumPy .npz file (arrays {', '.join(n[:-4] for n in names[:5])}), not a network: a "
-                "latent such as `toonlib project` writes; load it with toonlib.projection.load_latent")
+        arrays = f"arrays {', '.join(n[:-4] for n in names[:5])}"
+        if "w.npy" in names:  # an .npz of other arrays was called a latent too
+            return (f"{source} is a NumPy .npz file ({arrays}), not a network: a latent such as `toonlib project` "
+                    "writes; load it with toonlib.projection.load_latent")
+        return f"{source} is a NumPy .npz file ({arrays}), neither a network nor a latent (whose array is named w)"
     shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
     return f"{source} is a zip archive ({shown or 'empty'}), not a checkpoint: unpack it and give the checkpoint inside"
 
