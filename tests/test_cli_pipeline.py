@@ -200,23 +200,25 @@ def test_two_photos_never_get_one_name_and_a_photos_folder_is_no_output(setup, t
     face.save(cases / "me.JPG")
     assert cli.main(["toonify", str(cases), "-o", str(tmp_path / "out"), *models]) == 2
     err = capsys.readouterr().err
-    assert (f"2 photos would get the same file names in -o, me-jpg-toon.png and the others ({cases / 'me.JPG'}, "
-            f"{cases / 'me.jpg'}; names that differ in case alone are one file on macOS and Windows): rename one, or "
-            "toonify them with separate commands") in err or (
-            f"({cases / 'me.jpg'}, {cases / 'me.JPG'};") in err, err
+    assert (f"2 photos would get the same file names in -o, me-jpg-*.png ({cases / 'me.JPG'}, {cases / 'me.jpg'}; "
+            "names that differ in case alone are one file on macOS and Windows): rename one, or toonify them with "
+            "separate commands") in err or (f"({cases / 'me.jpg'}, {cases / 'me.JPG'};") in err, err
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir(), b.mkdir()
     face.save(a / "me.jpg"), face.save(b / "me.png"), face.save(b / "me-jpg.png")
     assert cli.main(["toonify", str(a), str(b), "-o", str(tmp_path / "out"), *models]) == 2
-    assert "2 photos would get the same file names in -o, me-jpg-toon.png" in capsys.readouterr().err
+    assert "2 photos would get the same file names in -o, me-jpg-*.png" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
     (b / "me-jpg.png").unlink()
     assert cli.main(["toonify", str(a), str(b), "-o", str(a), *models]) == 2
     assert f"-o {a} is the photos folder itself" in capsys.readouterr().err
     assert sorted(p.name for p in a.iterdir()) == ["me.jpg"]
-    assert cli.main(["toonify", str(a / "me.jpg"), str(a.resolve() / "me.jpg"), "-o", str(tmp_path / "one"),
-                     *models]) == 0
-    assert capsys.readouterr().out.startswith(f"wrote {tmp_path / 'one' / 'me-toon.png'}, ")  # one photo's run
+    assert cli.main(["toonify", str(a / "me.jpg"), str(a.resolve() / "me.jpg"), "-o", str(tmp_path / "one.png"),
+                     *models]) == 0  # one photo: -o names its toon (it was refused as "several photos")
+    assert capsys.readouterr().out.startswith(f"wrote {tmp_path / 'one.png'}, ")
+    (a / "alias.jpg").symlink_to(a / "me.jpg")  # a link is a photo of its own name, as before
+    assert cli.main(["toonify", str(a), "-o", str(tmp_path / "two"), *models]) == 0
+    assert sorted(p.name for p in (tmp_path / "two").glob("*-toon.png")) == ["alias-toon.png", "me-toon.png"]
 
 
 def test_a_reblended_latent_keeps_the_photos_toon(setup, tmp_path, capsys):
@@ -230,10 +232,13 @@ def test_a_reblended_latent_keeps_the_photos_toon(setup, tmp_path, capsys):
     toon = (toons / "hopper-toon.png").read_bytes()
     assert cli.main(["toonify", str(toons / "hopper-latent.npz"), "-o", str(toons), *models, "--swap-res", "16"]) == 0
     assert (toons / "hopper-toon.png").read_bytes() == toon
-    assert capsys.readouterr().out.splitlines()[-1] == f"wrote {toons / 'hopper-16px-toon.png'}"
+    assert capsys.readouterr().out.splitlines()[-1] == f"wrote {toons / 'hopper-toon-16px-toon.png'}"  # --toon toon.*
+    assert cli.main(["toonify", str(toons / "hopper-latent.npz"), "-o", str(toons), *models, "--swap-res", "16",
+                     "--level", "1", "--blend-width", "0.5"]) == 0  # another blend: another name
+    assert capsys.readouterr().out.splitlines()[-1] == f"wrote {toons / 'hopper-toon-16px-level1-width0.5-toon.png'}"
     for folder in ("toons.png", "run.v2"):
         assert cli.main(["toonify", str(toons / "hopper-latent.npz"), "-o", f"{tmp_path / folder}/", *models]) == 0
-        assert (tmp_path / folder / "hopper-toon.png").is_file()
+        assert (tmp_path / folder / "hopper-toon-toon.png").is_file()  # its toon model, toon.safetensors, named
     assert cli.main(["toonify", str(toons / "hopper-latent.npz"), "-o", str(tmp_path / "run.v3"), *models]) == 2
     assert (f"-o {tmp_path / 'run.v3'}: the toon of a latent is written to an image file") in capsys.readouterr().err
 
@@ -362,9 +367,9 @@ def test_toonify_a_saved_latent_re_blends_it_in_seconds(setup, tmp_path, capsys)
     assert np.array_equal(np.asarray(Image.open(tmp_path / "again.png")), np.asarray(Image.open(tmp_path / "me.png")))
     assert capsys.readouterr().out.strip() == f"wrote {tmp_path / 'again.png'}"
     assert cli.main(["toonify", str(latent), "-o", str(tmp_path / "toons"), *models, "--swap-res", "16"]) == 0
-    assert capsys.readouterr().out.strip() == f"wrote {tmp_path / 'toons' / 'me-16px-toon.png'}"  # "-latent" dropped
+    assert capsys.readouterr().out.strip() == f"wrote {tmp_path / 'toons' / 'me-toon-16px-toon.png'}"  # no "-latent"
     expected = to_pil(render(blend(toon, base, 16), w)[0])
-    assert np.array_equal(np.asarray(Image.open(tmp_path / "toons" / "me-16px-toon.png")), np.asarray(expected))
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "toons" / "me-toon-16px-toon.png")), np.asarray(expected))
     # NVIDIA's projected_w.npz of two latents: one toon each
     np.savez(tmp_path / "projected_w.npz", w=np.concatenate([w.numpy(), -w.numpy()]))
     assert cli.main(["toonify", str(tmp_path / "projected_w.npz"), "-o", str(tmp_path / "two.png"), *models]) == 0

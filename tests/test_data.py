@@ -303,13 +303,16 @@ def test_linked_folders_are_read_and_links_to_nothing_said(tmp_path):
     (data / "more").symlink_to(elsewhere, target_is_directory=True)
     (data / "more" / "up").symlink_to(data, target_is_directory=True)  # a loop, through the linked folder
     (data / "gone.png").symlink_to(tmp_path / "deleted.png")
-    with pytest.warns(UserWarning, match=r"skipped 1 of 11 images .*\n  gone\.png: the file is not there \(a link "
-                                         r"to nothing\?\)$"):
+    (data / "loop.png").symlink_to(data / "loop.png")  # it stopped the data set (ELOOP), left out before
+    (data / "up").symlink_to(tmp_path, target_is_directory=True)  # above: elsewhere/ is no data through it
+    with pytest.warns(UserWarning, match=r"skipped 2 of 12 images .*\n  gone\.png: the file is not there \(a link "
+                                         r"to nothing\?\)\n  loop\.png: cannot read: Too many levels of symbolic "
+                                         r"links$"):
         dataset = ImageDataset(data, RES, progress=False)
     assert dataset.names == [f"{i}.png" for i in range(5)] + [f"more/{i}.png" for i in range(5)]
 
 
-def test_a_damaged_cache_is_prepared_again(folder, tmp_path):
+def test_a_damaged_cache_is_prepared_again(folder, tmp_path, monkeypatch):
     """The prepared images' cache is the largest file of a run folder, the one a partial Drive sync cuts: cut short
     (or another file in its place), it stopped every resume with torch's "checkpoint corrupted" traceback."""
     cache = tmp_path / "cache"
@@ -325,6 +328,13 @@ def test_a_damaged_cache_is_prepared_again(folder, tmp_path):
             again = load(folder, cache_dir=cache)
         assert torch.equal(again.images, first.images) and again.names == first.names
         assert first.cache_path.read_bytes() == whole  # written anew
+    # memory running out says nothing of the file: a valid cache was deleted, and making it again needed that memory
+    with monkeypatch.context() as patched:
+        patched.setattr(torch, "load", lambda *args, **kwargs: (_ for _ in ()).throw(
+            RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 900 MB")))
+        with pytest.raises(RuntimeError, match="can't allocate memory"):
+            ImageDataset(folder, RES, progress=False, cache_dir=cache)
+    assert first.cache_path.read_bytes() == whole
 
 
 def test_none_mode_resizes_squares_and_skips_others(tmp_path):

@@ -638,7 +638,7 @@ def test_a_refused_connection_is_not_said_to_be_no_internet(tmp_path):
         download.fetch(register(url), progress=False)
     message = str(info.value)
     assert message.startswith("could not download 'tiny': the connection was refused (no source could be reached).")
-    assert f"{url}: could not connect ([Errno 111] Connection refused)" in message
+    assert re.search(rf"{re.escape(url)}: could not connect \(\[Errno \d+\] Connection refused\)", message), message
     assert "no internet" not in message and info.value.reason == "the connection was refused"
     assert info.value.offline  # nothing was reached: a command names the other models it lacks, as offline
     assert cached_files(tmp_path) == []

@@ -801,7 +801,7 @@ def test_a_damaged_metrics_log_is_said_and_the_run_goes_on(base, capsys):  # noq
     assert cli(base, str(base["base"]), run, "--kimg", "0.016") == 0
     said = [line for line in capsys.readouterr().err.splitlines() if "metrics.jsonl" in line]
     assert said == [f"toonlib finetune: warning: {log}: left out 2 lines that are no record (line 2, 3): the run's "
-                    "log, written anew at the next snapshot without them"]  # once
+                    "log, written anew without them"]  # once
     assert [json.loads(line)["kimg"] for line in log.read_text().splitlines()] == [0.008, 0.016]
 
 

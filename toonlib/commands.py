@@ -487,9 +487,9 @@ def _toonify_outputs(output: Path, photos: list[Path], several: str | None, fold
     for photo, name in named.items():
         by_name.setdefault(name.casefold(), []).append(photo)
     if clash := next((paths for paths in by_name.values() if len(paths) > 1), None):
-        raise ValueError(f"{len(clash)} photos would get the same file names in -o, {named[clash[0]]}-toon.png and "
-                         f"the others ({', '.join(map(str, clash))}; names that differ in case alone are one file on "
-                         "macOS and Windows): rename one, or toonify them with separate commands")
+        raise ValueError(f"{len(clash)} photos would get the same file names in -o, {named[clash[0]]}-*.png "
+                         f"({', '.join(map(str, clash))}; names that differ in case alone are one file on macOS and "
+                         "Windows): rename one, or toonify them with separate commands")
 
     def folder_path(photo: Path, face: int | None, kind: str) -> Path:
         return output / f"{_face_stem(named[photo], face)}-{kind}.png"
@@ -498,11 +498,12 @@ def _toonify_outputs(output: Path, photos: list[Path], several: str | None, fold
 
 def _photos_to_toonify(names: list[str]) -> list[Path]:
     """The photos named on the command line (photos and folders of photos), checked before any model is loaded or
-    downloaded, each once however it is named (`d/me.jpg` and its absolute path, `d/` and `d/me.jpg`)."""
-    photos: dict[Path, Path] = {}
+    downloaded, each once however its path is written (`d/me.jpg` and its absolute path, `d/` and `d/me.jpg`; a link
+    to a photo stays a photo of its own name)."""
+    photos: dict[str, Path] = {}
     for name in names:
         for photo in _photos_named(name, check=len(names) == 1):
-            photos.setdefault(photo.resolve(), photo)
+            photos.setdefault(os.path.abspath(photo), photo)
     return list(photos.values())
 
 
@@ -541,13 +542,12 @@ def cmd_toonify(args: argparse.Namespace) -> int:
             raise ValueError(f"{latent} is a latent file, and a command draws the toons of one latent file: toonlib "
                              f"toonify {latent} -o ... (and the other files in commands of their own)")
         return _toonify_latent(args, latent)
-    source = Path(inputs[0])  # a folder, a photo, or the first of several
-    several = (None if len(inputs) == 1 and not source.is_dir() else "a folder of photos" if len(inputs) == 1
-               else "several photos")
     photos = _photos_to_toonify(inputs)
-    for name in inputs:
-        if Path(name).is_dir():
-            _refuse_the_photos_folder(Path(name), args.output)
+    folders = [name for name in inputs if Path(name).is_dir()]
+    several = (None if len(photos) == 1 and not folders else "a folder of photos" if len(inputs) == 1
+               else "several photos")  # one photo written two ways is one photo: `-o toon.png` takes it
+    for folder in folders:
+        _refuse_the_photos_folder(Path(folder), args.output)
     output_path = _toonify_outputs(Path(args.output), photos, several, args.output.endswith(("/", os.sep)))
     first = 0 if args.all_faces else None  # the first face's number
     # With --all-faces, one pasted photo carries every face's toon (-pasted.png), the other images are per face.
@@ -687,9 +687,7 @@ def _toonify_latent(args: argparse.Namespace, latent: str) -> int:
             raise ValueError(f"{option} is about the photo, and {latent} is a latent, the photo already "
                              f"inverted: leave {option} out, or toonify the photo itself")
     ws = load_latent(latent)  # a file that is no latent fails before any model is downloaded
-    # in a folder, a re-blend's name says its swap resolution: toons/me-latent.npz -o toons/ --swap-res 16 replaced
-    # the photo's own toons/me-toon.png (the README's way to try another blend)
-    stem = user_path(latent).stem.removesuffix("-latent") + (f"-{args.swap_res}px" if args.swap_res else "")
+    stem = user_path(latent).stem.removesuffix("-latent") + _drawn_with(args)
     output = user_path(args.output)
     folder = args.output.endswith(("/", os.sep))  # `-o toons.png/`, `-o run.v2/`: a folder, as for photos
     if output.suffix.lower() in IMAGE_SUFFIXES and not output.is_dir() and not folder:
@@ -720,6 +718,20 @@ def _toonify_latent(args: argparse.Namespace, latent: str) -> int:
         save_image(toon, target)
     print("wrote " + ", ".join(str(path) for path in targets))
     return 0
+
+
+def _drawn_with(args: argparse.Namespace) -> str:
+    """What a latent's toon in a folder is named after besides the latent: the toon model where it is not the default,
+    and the re-blend (`-mytoon-16px-level1-width0.5`). `toonify toons/me-latent.npz -o toons/ --swap-res 16`, the
+    README's way to try another blend, replaced the photo's own toons/me-toon.png."""
+    from .checkpoints import split_network
+    from .pipeline import DEFAULT_TOON
+
+    toon = split_network(args.toon)[0] if args.toon != DEFAULT_TOON else None
+    parts = [Path(str(toon).rstrip("/")).stem if toon is not None else None,
+             f"{args.swap_res}px" if args.swap_res else None, f"level{args.level}" if args.level else None,
+             f"width{args.blend_width:g}" if args.blend_width is not None else None]
+    return "".join(f"-{part}" for part in parts if part)
 
 
 def _check_toonify_options(args: argparse.Namespace) -> None:

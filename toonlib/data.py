@@ -25,7 +25,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from .files import atomic_write_path
+from .files import atomic_write_path, is_damage
 from .images import IMAGE_SUFFIXES, is_hidden, quiet_large_images, read_image, too_many_pixels, unread_format
 from .messages import counted, progress_bar, warn
 from .options import MIN_IMAGES, PREPARE_MODES  # MIN_IMAGES: data.MIN_IMAGES too (__all__)
@@ -219,19 +219,21 @@ def _open_source(source: Path) -> Iterator[tuple[list[Entry], Callable[[str], by
 
 
 def _files_under(folder: Path) -> list[Path]:
-    """The files under `folder`, in linked folders too (each real folder once: a link to a folder above is no loop),
-    links to nothing among them. `Path.rglob` left linked folders out without a word (Python < 3.13), and links to
-    nothing with them."""
-    files, seen = [], set()
+    """The files under `folder`, in linked folders too (each real folder once; a link to a folder above the data folder
+    is left out, whose other folders are no training images), links that lead nowhere among them (to nothing, or in
+    a loop: skipped as they are read, with the reason). `Path.rglob` left linked folders out without a word, and
+    links to nothing with them."""
+    files, seen, top = [], set(), os.path.realpath(folder)
     for root, folders, names in os.walk(folder, followlinks=True):
         real = os.path.realpath(root)
-        if real in seen:
+        # seen, or a folder above the data folder (`up -> ..`): its other folders are no training images
+        if real in seen or (real != top and Path(top).is_relative_to(real)):
             folders.clear()
             continue
         seen.add(real)
         for name in names:
             path = Path(root, name)
-            if path.is_file() or (path.is_symlink() and not path.exists()):
+            if path.is_file() or (path.is_symlink() and not path.exists()):  # exists(): False in a loop too
                 files.append(path)
     return files
 
@@ -289,9 +291,15 @@ def _read_cache(path: Path) -> dict | None:
                 and {"names", "skipped"} <= payload.keys()):
             raise ValueError("not a cache of prepared images")
     except Exception as exc:  # cut short, damaged, or another file: derived data, made again
-        warn(f"{path} is no usable cache of the prepared images ({type(exc).__name__}: "
-             f"{str(exc).splitlines()[0][:120] if str(exc) else 'unreadable'}): deleted, the images are prepared again")
-        path.unlink(missing_ok=True)
+        if not is_damage(exc):
+            raise
+        why = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else 'unreadable'}"
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as denied:
+            raise OSError(f"{path} is no usable cache of the prepared images ({why}), and it cannot be deleted "
+                          f"({denied.strerror}): delete it") from None
+        warn(f"{path} is no usable cache of the prepared images ({why}): deleted, the images are prepared again")
         return None
     return payload
 
@@ -328,6 +336,8 @@ def _prepare_one(read: Callable[[str], bytes], name: str, resolution: int,
         raise _Skip(f"cannot read: {exc}") from None  # by a method zipfile lacks (deflate64); a folder's file as before
     except FileNotFoundError:  # a link to a file that is not there (or one deleted since the folder was listed)
         raise _Skip("the file is not there (a link to nothing?)") from None
+    except OSError as exc:  # a link in a loop, no permission: as the file system says it
+        raise _Skip(f"cannot read: {exc.strerror or exc}") from None
     try:
         with quiet_large_images():
             image = Image.open(io.BytesIO(content))

@@ -583,8 +583,8 @@ def _download_http(url: str, part: Path, progress: bool) -> None:
                 continue
             if delay is None or _unresolved(exc) or _untrusted(exc) or isinstance(exc, requests.exceptions.ProxyError):
                 unreachable = _unreachable(exc)  # not a proxy's refusal: that is said as the proxy's
-                refused = unreachable and isinstance(_innermost(exc), ConnectionRefusedError)
-                raise _SourceFailed(_network_reason(exc, url), offline=unreachable, refused=refused) from None
+                raise _SourceFailed(_network_reason(exc, url), offline=unreachable,
+                                    refused=unreachable and _refused(exc)) from None
             reason = _network_reason(exc, url)
         except requests.RequestException as exc:  # an OSError, which `fetch` would take for one of this disk's
             raise _SourceFailed(_one_paragraph(exc)) from None
@@ -750,6 +750,23 @@ def _unreachable(exc: Exception) -> bool:
     """True when no connection could be made at all (no network, unknown host, refused, connect timeout)."""
     return isinstance(exc, requests.ConnectTimeout) or isinstance(_connection_cause(exc),
                                                                   urllib3.exceptions.NewConnectionError)
+
+
+def _refused(exc: BaseException) -> bool:
+    """True when a ConnectionRefusedError is in `exc`'s chain: its reason, arguments, cause or context (urllib3 < 2
+    raises its NewConnectionError while handling the refusal, without naming it as the cause)."""
+    seen, chain = set(), [exc]
+    while chain:
+        error = chain.pop()
+        if error is None or id(error) in seen:
+            continue
+        if isinstance(error, ConnectionRefusedError):
+            return True
+        seen.add(id(error))
+        reason = getattr(error, "reason", None)
+        chain += [reason if isinstance(reason, BaseException) else None, error.__cause__, error.__context__,
+                  *(arg for arg in error.args if isinstance(arg, BaseException))]
+    return False
 
 
 def _unresolved(exc: Exception) -> bool:

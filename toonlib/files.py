@@ -313,6 +313,14 @@ def lock_file_for(path: str | os.PathLike) -> Path:
 SAFETENSORS_MAX_HEADER = 100_000_000
 
 
+def is_damage(exc: BaseException) -> bool:
+    """Whether a reader's error (torch.load's, a parser's) says that the file is unusable, as a file cut short, damaged
+    or of another kind is; not memory running out (MemoryError, torch's "can't allocate memory") nor the file system
+    refusing it (an OSError: permission, I/O), which say nothing of its content. A derived file is deleted and made
+    again only for damage: a valid cache deleted for want of memory needed the same memory to be made again."""
+    return not (isinstance(exc, (MemoryError, OSError)) or "allocate memory" in str(exc))
+
+
 def safetensors_header_length(head: bytes) -> int | None:
     """The header length of a file whose first bytes `head` start like a safetensors file (an 8-byte little-endian
     length, then the JSON header's "{"), whether or not the file is whole; else None. One home for that test: a

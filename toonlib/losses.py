@@ -108,7 +108,8 @@ class PerceptualDistance:
 
     `net` is an `lpips.LPIPS` model (linear heads on, any trunk); inputs are images in [-1, 1]
     (lpips' own convention, normalize=False). `distance(images)` returns one value per image,
-    equal to `net(images, target).flatten()` but without re-running the trunk on the target, each layer's
+    equal to `net(images, target).flatten()` in eval mode (a head's dropout is no part of the metric, in either mode)
+    but without re-running the trunk on the target, each layer's
     distance one autograd function with a hand-written backward where the head is lpips' plain one
     (`_UnitChannelDistance`), in float32 even when the trunk runs in bfloat16 / float16 under autocast.
     """

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from .download import DownloadError, fetch
+from .files import is_damage
 from .images import to_uint8
 from .messages import warn
 from .networks import Generator
@@ -92,19 +93,23 @@ def _drop_unusable_cache(cache_root: Path, prefix: str) -> None:
     cache with a full unpickler (`weights_only=False`): a file planted in a run folder (a shared one, a run downloaded
     to continue) ran its code at the next snapshot, and one cut short (a partial Drive sync) stopped every run there
     with a traceback at each snapshot, the training since the last saved state lost each time."""
-    import numpy as np
+    from .checkpoints.safe_pickle import NUMPY_ARRAY_GLOBALS
 
-    multiarray = getattr(np, "_core", None) or np.core  # NumPy 2, NumPy 1
-    arrays = [np.ndarray, np.dtype, multiarray.multiarray._reconstruct,
-              *(getattr(np.dtypes, name) for name in dir(getattr(np, "dtypes", None)) if name.endswith("DType"))]
     for path in sorted(cache_root.glob(f"{glob.escape(prefix)}*.pt")):
         try:
-            with torch.serialization.safe_globals(arrays):
+            with torch.serialization.safe_globals(NUMPY_ARRAY_GLOBALS):
                 torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # cut short, damaged, or carrying code: never handed to the full unpickler
+            if not is_damage(exc):
+                raise
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as denied:
+                raise MetricUnavailable(f"{path} is no usable cache of the real images' features "
+                                        f"({type(exc).__name__}), and it cannot be deleted ({denied.strerror}): delete "
+                                        "it, or train without a quality metric (--metric none)") from None
             warn(f"{path} is no usable cache of the real images' features ({type(exc).__name__}): deleted, they are "
                  "computed again")
-            path.unlink(missing_ok=True)
 
 
 def image_quality(G: Generator, reals: torch.Tensor, metrics: tuple[str, ...], weights: str | os.PathLike, *,

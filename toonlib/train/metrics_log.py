@@ -43,7 +43,7 @@ def read_metrics(path: str | os.PathLike) -> list[dict]:
     if damaged:
         warn(f"{path}: left out {counted(len(damaged), 'line')} that {'is' if len(damaged) == 1 else 'are'} no record "
              f"(line {', '.join(map(str, damaged[:5]))}{', ...' if len(damaged) > 5 else ''}): the run's log, "
-             "written anew at the next snapshot without them")
+             "written anew without them")
     return records
 
 
