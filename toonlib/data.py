@@ -231,6 +231,7 @@ def _files_under(folder: Path) -> list[Path]:
             folders.clear()
             continue
         seen.add(real)
+        folders.sort()  # a real folder reached twice is named by the first way in, the same on every machine
         for name in names:
             path = Path(root, name)
             if path.is_file() or (path.is_symlink() and not path.exists()):  # exists(): False in a loop too

@@ -81,7 +81,7 @@ DEFAULT_ENCODERS = {"e4e": "e4e-ffhq", "psp": "psp-ffhq", "e4e+optimize": "e4e-f
 _SET_BY_TOONIFIER = frozenset({"G", "target", "w_stats", "init"})  # what `project` gets from the Toonifier itself
 #: `project`'s options a toonify call refuses, and why: they were taken and did nothing (w_avg_samples: the cached
 #: statistics won; save_every: frames rendered, then dropped) or ran the projection elsewhere than the models (device).
-_NOT_PER_CALL = {"w_avg_samples": "the Toonifier computes the mean w once, from 10000 samples, for every photo",
+_NOT_PER_CALL = {"w_avg_samples": "the Toonifier computes the mean w once (w_statistics' samples), for every photo",
                  "save_every": "a toonify keeps no frames: toonlib.project(toonifier.base, result.aligned, "
                                "save_every=k) makes them",
                  "device": "the models' device is the Toonifier's: Toonifier(..., device=...)"}
