@@ -221,6 +221,24 @@ def test_two_photos_never_get_one_name_and_a_photos_folder_is_no_output(setup, t
     assert sorted(p.name for p in (tmp_path / "two").glob("*-toon.png")) == ["alias-toon.png", "me-toon.png"]
 
 
+def test_a_photo_whose_toons_name_is_too_long_is_skipped_in_a_folder_run(setup, tmp_path, capsys):
+    """One photo named 245 characters long (its -reconstruction.png over the file system's 255 bytes) stopped a
+    folder run before any work, where a bad photo is skipped."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    long = "a" * 245 + ".jpg"
+    shutil.copy(setup / "photos" / "hopper.jpg", photos / long)
+    shutil.copy(setup / "photos" / "hopper.jpg", photos / "me.jpg")
+    out = tmp_path / "toons"
+    assert cli.main(["toonify", str(photos), "-o", str(out), "--base", str(setup / "base.safetensors"), "--toon",
+                     str(setup / "toon.safetensors"), "--steps", "1", "--detector", "dlib", "--no-identity"]) == 1
+    captured = capsys.readouterr()
+    assert f"skipped {photos / long}: cannot write {out / ('a' * 245)}-" in captured.err
+    assert "bytes long, and file names here take 255 at most; it is named after the photo" in captured.err
+    assert captured.out.splitlines()[-1] == f"toonified 1 of 2 photos into {out}"
+    assert (out / "me-toon.png").is_file()
+
+
 def test_a_reblended_latent_keeps_the_photos_toon(setup, tmp_path, capsys):
     """The README's way to try another blend, `toonify toons/me-latent.npz -o toons/ --swap-res 16`, replaced the
     photo's own toons/me-toon.png; `-o NAME.png/` and `-o run.v2/` were no folders for a latent, as they are for

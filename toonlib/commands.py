@@ -553,11 +553,23 @@ def cmd_toonify(args: argparse.Namespace) -> int:
     # With --all-faces, one pasted photo carries every face's toon (-pasted.png), the other images are per face.
     per_face = [kind for kind in TOONIFY_KINDS if not (args.all_faces and kind == "pasted")]
     check_file_target(output_path(photos[0], first, "toon"))  # a parent that is a file, a folder that is read-only
-    for photo in photos:  # named after the photo: a long name failed after the projection, the whole run with it
-        for kind in (*per_face, "latent"):
-            check_name_length(output_path(photo, first, kind), f"it is named after the photo {photo}: rename it"
-                              if several else f"it is named after the photo {photo} or -o: rename the photo, or "
-                              "give -o a short image name (-o toon.png)")
+    # named after the photo: a long name failed after the projection, the whole run with it; in a folder run that
+    # photo is skipped, said first, as a bad photo is (one such name stopped the run before any work)
+    named_too_long = []
+    for photo in photos:
+        try:
+            for kind in (*per_face, "latent"):
+                check_name_length(output_path(photo, first, kind), f"it is named after the photo {photo}: rename it"
+                                  if several else f"it is named after the photo {photo} or -o: rename the photo, or "
+                                  "give -o a short image name (-o toon.png)")
+        except OSError as exc:
+            if not several:
+                raise
+            named_too_long.append(photo)
+            write_line(f"skipped {photo}: {for_command_line(exc)}", file=sys.stderr)
+    if len(named_too_long) == len(photos):
+        print(f"no photo was toonified: all {len(photos)} failed (above)")
+        return 2
     _check_toonify_options(args)
     _refuse_to_overwrite(photos, [output_path(photo, first, kind) for photo in photos for kind in per_face]
                          + ([output_path(photo, None, "pasted") for photo in photos] if args.all_faces else []))
@@ -571,11 +583,12 @@ def cmd_toonify(args: argparse.Namespace) -> int:
         bar = "the steps" if len(photos) == 1 else "the photos, and each batch's steps"  # the bars below
         print(f"toonlib toonify: projecting on the CPU can take minutes a photo at {steps} (the bar below counts "
               f"{bar}); --invert e4e takes seconds (README: Inversion modes)", file=sys.stderr)
-    failed = 0
+    failed = len(named_too_long)
     written: list[Path] = []
     one = len(photos) == 1  # one photo: the projection's step bar; a folder: a bar of photos
-    bar = progress_bar(total=len(photos), desc="toonify", unit="photo", disable=one)
-    outcomes = toonifier.toonify_many(photos, batch_size=args.batch_size or 4, all_faces=args.all_faces,
+    runs = [photo for photo in photos if photo not in named_too_long]
+    bar = progress_bar(total=len(runs), desc="toonify", unit="photo", disable=one)
+    outcomes = toonifier.toonify_many(runs, batch_size=args.batch_size or 4, all_faces=args.all_faces,
                                       space=args.space or "w+",
                                       steps=args.steps, seed=args.seed or 0,
                                       paste_back=args.paste_back and not args.all_faces,  # pasted below, together
