@@ -119,6 +119,18 @@ def test_a_model_given_as_a_latent_is_named_a_model():
         load_latent(FIXTURES / "rosinality_tiny.pt")
 
 
+def test_a_projector_output_of_any_image_name_is_a_latent_and_a_training_state_is_named(tmp_path):
+    """An image named 'd' or 'g' in rosinality's projector output is a latent file, no model; a run's training state
+    (a .pt) is named for what it is."""
+    torch.save({"d": {"latent": torch.ones(8, 16)}}, tmp_path / "proj.pt")
+    assert load_latent(tmp_path / "proj.pt").shape == (1, 8, 16)
+    torch.save({"cur_nimg": 8, "opt_G": {}, "opt_D": {}}, tmp_path / "training-state-000000008.pt")
+    with pytest.raises(ValueError, match=r"training-state-000000008\.pt: it is a fine-tuning run's training state, not "
+                                         r"a latent file: the run's network-snapshot-\*\.safetensors files are its "
+                                         r"models$"):
+        load_latent(tmp_path / "training-state-000000008.pt")
+
+
 def test_from_pil_takes_a_pil_image(tmp_path):
     """A path or an array failed at "'str' object has no attribute 'convert'", size=0 inside Pillow."""
     for image in (str(tmp_path / "me.png"), np.zeros((8, 8, 3), np.uint8)):

@@ -1,6 +1,7 @@
 """`toonlib align | project | toonify` on real photos with tiny models (in-process, to share LPIPS)."""
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -213,9 +214,14 @@ def test_two_photos_never_get_one_name_and_a_photos_folder_is_no_output(setup, t
     assert cli.main(["toonify", str(a), str(b), "-o", str(a), *models]) == 2
     assert f"-o {a} is the photos folder itself" in capsys.readouterr().err
     assert sorted(p.name for p in a.iterdir()) == ["me.jpg"]
-    assert cli.main(["toonify", str(a / "me.jpg"), str(a.resolve() / "me.jpg"), "-o", str(tmp_path / "one.png"),
+    assert cli.main(["toonify", str(a / "me.jpg"), os.path.relpath(a / "me.jpg"), "-o", str(tmp_path / "one.png"),
                      *models]) == 0  # one photo: -o names its toon (it was refused as "several photos")
     assert capsys.readouterr().out.startswith(f"wrote {tmp_path / 'one.png'}, ")
+    (a / "bad.jpg").write_bytes(b"not an image")  # one photo written two ways is read first, as one photo is
+    assert cli.main(["toonify", str(a / "bad.jpg"), os.path.relpath(a / "bad.jpg"), "-o", str(tmp_path / "bad.png"),
+                     *models, "--base", str(tmp_path / "no-such-base.safetensors")]) == 2
+    assert "cannot read" in capsys.readouterr().err  # not the missing --base: the photo was read before the models
+    (a / "bad.jpg").unlink()
     (a / "alias.jpg").symlink_to(a / "me.jpg")  # a link is a photo of its own name, as before
     assert cli.main(["toonify", str(a), "-o", str(tmp_path / "two"), *models]) == 0
     assert sorted(p.name for p in (tmp_path / "two").glob("*-toon.png")) == ["alias-toon.png", "me-toon.png"]
@@ -237,6 +243,23 @@ def test_a_photo_whose_toons_name_is_too_long_is_skipped_in_a_folder_run(setup, 
     assert "bytes long, and file names here take 255 at most; it is named after the photo" in captured.err
     assert captured.out.splitlines()[-1] == f"toonified 1 of 2 photos into {out}"
     assert (out / "me-toon.png").is_file()
+
+
+def test_a_latents_toon_is_named_by_what_draws_it():
+    """The toon model where it is not the default (a URL's path's stem: a Drive link's gave "view?usp=sharing", no
+    file name on Windows) and the re-blend."""
+    import argparse
+
+    from toonlib.commands import _drawn_with
+
+    def named(**given) -> str:
+        return _drawn_with(argparse.Namespace(**{"toon": "toonify-blended-tf", "swap_res": None, "level": 0,
+                                                 "blend_width": None, **given}))
+
+    assert named() == "" and named(swap_res=16) == "-16px"
+    assert named(toon="https://drive.google.com/file/d/1a2B/view?usp=sharing", swap_res=16) == "-view-16px"
+    assert named(toon="runs/my toon/network-snapshot-000000016.safetensors (G)", swap_res=8, level=1,
+                 blend_width=0.5) == "-network-snapshot-000000016-8px-level1-width0.5"
 
 
 def test_a_reblended_latent_keeps_the_photos_toon(setup, tmp_path, capsys):

@@ -304,7 +304,9 @@ def test_linked_folders_are_read_and_links_to_nothing_said(tmp_path):
     (data / "more" / "up").symlink_to(data, target_is_directory=True)  # a loop, through the linked folder
     (data / "gone.png").symlink_to(tmp_path / "deleted.png")
     (data / "loop.png").symlink_to(data / "loop.png")  # it stopped the data set (ELOOP), left out before
-    (data / "up").symlink_to(tmp_path, target_is_directory=True)  # above: elsewhere/ is no data through it
+    (tmp_path / "other").mkdir()
+    draw(10).save(tmp_path / "other" / "x.png")
+    (data / "up").symlink_to(tmp_path, target_is_directory=True)  # above the data: other/ is no data through it
     with pytest.warns(UserWarning, match=r"skipped 2 of 12 images .*\n  gone\.png: the file is not there \(a link "
                                          r"to nothing\?\)\n  loop\.png: cannot read: Too many levels of symbolic "
                                          r"links$"):

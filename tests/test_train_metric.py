@@ -194,11 +194,27 @@ def test_a_planted_or_damaged_feature_cache_is_computed_again_never_unpickled(ba
     for kimg, damage in [(0.012, lambda: torch.save(_Planted(marker), cached)),
                          (0.016, lambda: cached.write_bytes(cached.read_bytes()[:100]))]:
         damage()
-        with pytest.warns(UserWarning, match=rf"^{cached} is no usable cache of the real images' features \(\w+\): "
+        with pytest.warns(UserWarning, match=rf"^{cached} is no usable cache of the real images' features \(\w+.*\): "
                                              "deleted, they are computed again$"):
             finetune(_config(base, run, kimg=kimg), progress=False)
         assert not marker.exists()
         torch.load(cached, weights_only=True)  # computed again
+    # one that cannot be read for another reason than its content (I/O, permission, memory): the metric is computed
+    # without the cache, and the snapshot saved (it stopped the run before its training state was written)
+    real_load = torch.load
+
+    def unreadable(path, *args, **kwargs):
+        if "metric-cache" in str(path):
+            raise OSError(5, "Input/output error")
+        return real_load(path, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setattr(torch, "load", unreadable)
+        with pytest.warns(UserWarning, match=rf"^{cached}: the cache of the real images' features cannot be used "
+                                             r"\(OSError: \[Errno 5\] Input/output error\): the metric is computed "
+                                             "without it$"):
+            finetune(_config(base, run, kimg=0.020), progress=False)
+    assert cached.is_file()
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [r["kimg"] for r in records] == [0.004, 0.008, 0.012, 0.016]
+    assert [r["kimg"] for r in records] == [0.004, 0.008, 0.012, 0.016, 0.020]
     assert all(math.isfinite(r["kid"]) for r in records[2:])

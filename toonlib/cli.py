@@ -229,12 +229,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("toonify", help="toonify a photo or a folder of photos")
     p.add_argument("photos", nargs="+", help="photos or folders of photos (toonlib toonify *.jpg -o toons/); or a "
-                                             "latent file an earlier toonify or `toonlib project` wrote (.npz): its "
-                                             "toon, re-blended as asked, in seconds")
+                                             "latent file an earlier toonify or `toonlib project` wrote (.npz; "
+                                             "rosinality's projector's .pt): its toon, re-blended as asked, in "
+                                             "seconds")
     p.add_argument("-o", "--output", required=True,
                    help="output folder (<name>-toon.png, -aligned, -reconstruction, -pasted, -latent.npz); for one "
                         "photo also an image file: the toon there, the others beside it (out.png, out-aligned.png, "
-                        "..., out-latent.npz)")
+                        "..., out-latent.npz). A latent's toon in a folder: <name>[-<toon model>][-16px...]-toon.png, "
+                        "named by a --toon other than the default and the re-blend")
     _add_toonifier_models(p, "used with --swap-res")
     p.add_argument("--invert", default="optimize", choices=INVERT_MODES, type=_as_written(INVERT_MODES),
                    help="how the photo becomes a latent: optimize (projection, default; slow), e4e or psp (one "

@@ -500,16 +500,19 @@ def _photos_to_toonify(names: list[str]) -> list[Path]:
     """The photos named on the command line (photos and folders of photos), checked before any model is loaded or
     downloaded, each once however its path is written (`d/me.jpg` and its absolute path, `d/` and `d/me.jpg`; a link
     to a photo stays a photo of its own name)."""
+    from .images import read_image
+
     photos: dict[str, Path] = {}
     for name in names:
-        for photo in _photos_named(name, check=len(names) == 1):
+        for photo in _photos_named(name):
             photos.setdefault(os.path.abspath(photo), photo)
+    if len(photos) == 1 and not any(Path(name).is_dir() for name in names):
+        read_image(next(iter(photos.values())))  # the only photo, read to see that it is one (a folder's: skipped)
     return list(photos.values())
 
 
-def _photos_named(name: str, check: bool) -> list[Path]:
-    """The photos one command-line argument names: a photo (with `check`, read to see that it is one: the only photo;
-    else, as a folder's, skipped in the run if it is none), or the photos of a folder."""
+def _photos_named(name: str) -> list[Path]:
+    """The photos one command-line argument names: a photo, or the photos of a folder."""
     from .files import is_url
     from .images import IMAGE_SUFFIXES, read_image
     from .pipeline import photos_in
@@ -524,8 +527,6 @@ def _photos_named(name: str, check: bool) -> list[Path]:
         return photos
     if not source.exists():
         raise FileNotFoundError(f"no photo or folder at {source}")
-    if check:
-        read_image(source)  # raises ImageReadError for a file that is not an image
     return [source]
 
 
@@ -737,11 +738,16 @@ def _drawn_with(args: argparse.Namespace) -> str:
     """What a latent's toon in a folder is named after besides the latent: the toon model where it is not the default,
     and the re-blend (`-mytoon-16px-level1-width0.5`). `toonify toons/me-latent.npz -o toons/ --swap-res 16`, the
     README's way to try another blend, replaced the photo's own toons/me-toon.png."""
+    from urllib.parse import urlparse
+
     from .checkpoints import split_network
+    from .files import is_url
     from .pipeline import DEFAULT_TOON
 
     toon = split_network(args.toon)[0] if args.toon != DEFAULT_TOON else None
-    parts = [Path(str(toon).rstrip("/")).stem if toon is not None else None,
+    if toon is not None:  # a file's or registry name's stem; a URL's path's (a Drive link's gave "view?usp=sharing")
+        toon = re.sub(r"[^\w.-]+", "_", Path(urlparse(str(toon)).path if is_url(str(toon)) else str(toon)).stem)[:40]
+    parts = [toon,
              f"{args.swap_res}px" if args.swap_res else None, f"level{args.level}" if args.level else None,
              f"width{args.blend_width:g}" if args.blend_width is not None else None]
     return "".join(f"-{part}" for part in parts if part)

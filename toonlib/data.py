@@ -8,6 +8,7 @@ tensor; with `cache_dir` that tensor is saved and reused while the source files 
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import hashlib
 import io
@@ -190,8 +191,11 @@ def _open_source(source: Path) -> Iterator[tuple[list[Entry], Callable[[str], by
         for path in files:
             name = PurePosixPath(path.relative_to(source).as_posix())
             if name.suffix.lower() in IMAGE_SUFFIXES and not is_hidden(name) and not _in_runs(name, runs):
-                stat = path.stat() if path.exists() else path.lstat()  # a link to nothing: skipped when read, said
-                entries.append((name.as_posix(), stat.st_size, stat.st_mtime_ns))
+                if path.exists():
+                    stat = path.stat()
+                    entries.append((name.as_posix(), stat.st_size, stat.st_mtime_ns))
+                else:  # a link to nothing, or in a loop: skipped when read, said; once mended, another entry (a cache
+                    entries.append((name.as_posix(), -1, 0))  # keyed on the link's own time kept it skipped)
         yield sorted(entries), lambda name: (source / name).read_bytes(), [source / run for run in runs]
     elif source.is_file() and zipfile.is_zipfile(source):
         with zipfile.ZipFile(source) as archive:
@@ -337,8 +341,10 @@ def _prepare_one(read: Callable[[str], bytes], name: str, resolution: int,
         raise _Skip(f"cannot read: {exc}") from None  # by a method zipfile lacks (deflate64); a folder's file as before
     except FileNotFoundError:  # a link to a file that is not there (or one deleted since the folder was listed)
         raise _Skip("the file is not there (a link to nothing?)") from None
-    except OSError as exc:  # a link in a loop, no permission: as the file system says it
-        raise _Skip(f"cannot read: {exc.strerror or exc}") from None
+    except OSError as exc:  # a link in a loop; no permission or an I/O error stops the run, as before (a skip is
+        if exc.errno != errno.ELOOP:  # cached, and the file would stay skipped once readable)
+            raise
+        raise _Skip(f"cannot read: {exc.strerror}") from None
     try:
         with quiet_large_images():
             image = Image.open(io.BytesIO(content))

@@ -653,10 +653,10 @@ def _http_attempt(url: str, part: Path, progress: bool) -> None:
                                   f"{_megabytes(free)} are free")
         if not resumed:
             new = {"source": url, "validator": _validator(response), "size": total}
-            ranges = response.headers.get("Accept-Ranges") == "bytes"
-            if have and not ranges and new["validator"] == record.get("validator"):
+            said = response.headers.get("Accept-Ranges", "").strip().lower()  # "bytes", "none", or not said
+            if (have and new["validator"] == record.get("validator")) or said == "none":
                 new["resumes"] = False  # its rest asked for, the same file sent whole: not "resumes where it stopped"
-            elif ranges:  # it says it sends the rest of a file
+            elif said == "bytes":  # it says it sends the rest of a file
                 new["resumes"] = True
             _take_over(part, new)
         elif record.get("resumes") is not True:  # it does resume (after all)
@@ -1121,7 +1121,9 @@ def _explain(plan: _Plan, failures: list[tuple[str, _SourceFailed]], local_optio
     elif kept:
         total = record.get("size")
         so_far = f"{_megabytes(kept)} of {_megabytes(total)}" if total else _megabytes(kept)
-        lines.append(f"  - run the same command again: the download resumes where it stopped ({so_far} are kept)")
+        unknown = "" if record.get("resumes") else "; the server has not said that it sends the rest of a file"
+        lines.append(f"  - run the same command again: the download resumes where it stopped ({so_far} are "
+                     f"kept{unknown})")
     on_drive = any(source.startswith("gdrive:") for source in plan.sources) or any(
         _QUOTA_TEXT in str(failure).lower() for _, failure in failures)
     if all(failure.missing for _, failure in failures):  # a browser gets the same "not found": no use sending one

@@ -318,7 +318,8 @@ def is_damage(exc: BaseException) -> bool:
     or of another kind is; not memory running out (MemoryError, torch's "can't allocate memory") nor the file system
     refusing it (an OSError: permission, I/O), which say nothing of its content. A derived file is deleted and made
     again only for damage: a valid cache deleted for want of memory needed the same memory to be made again."""
-    return not (isinstance(exc, (MemoryError, OSError)) or "allocate memory" in str(exc))
+    return not (isinstance(exc, (MemoryError, OSError))
+                or any(words in str(exc) for words in ("allocate memory", "not enough memory")))  # Linux, Windows
 
 
 def safetensors_header_length(head: bytes) -> int | None:

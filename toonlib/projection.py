@@ -28,7 +28,10 @@ import torch
 import torch.nn.functional as F
 
 from . import convolution, runtime
-from .checkpoints import GeneratorLike, load_generator
+from .checkpoints import GeneratorLike, _torch_load, load_generator
+from .checkpoints.native_torch import is_native_torch
+from .checkpoints.psp import is_psp
+from .checkpoints.rosinality import is_rosinality
 from .devices import default_device
 from .files import atomic_write_path, user_path
 from .images import GIVE_AS_A_MODEL, from_pil, image_attribute_hint, read_image, to_uint8, warn_if_not_a_crop
@@ -723,7 +726,7 @@ def load_latent(path: str | os.PathLike, num_ws: int | None = None) -> torch.Ten
         try:
             with warnings.catch_warnings():  # torch's own warnings about what is not a torch file: refused below
                 warnings.simplefilter("ignore")
-                data = torch.load(path, map_location="cpu", weights_only=True)
+                data = _torch_load(path, zipfile.is_zipfile(path))  # a model's too (its safe globals): named below
         except OSError:  # no permission: as it is
             raise
         except Exception:  # torch raises many types for what is not a torch file (advising weights_only=False)
@@ -737,10 +740,6 @@ def load_latent(path: str | os.PathLike, num_ws: int | None = None) -> torch.Ten
     return w
 
 
-#: Top-level keys of the torch files of models (rosinality's generators, pSp / e4e encoders), never of latents.
-_CHECKPOINT_KEYS = ("g_ema", "g", "d", "state_dict", "latent_avg")
-
-
 def _is_npz(path: str | os.PathLike) -> bool:
     if not zipfile.is_zipfile(path):
         return False
@@ -749,8 +748,14 @@ def _is_npz(path: str | os.PathLike) -> bool:
 
 
 def _entries(data, path) -> list:
-    if isinstance(data, dict) and any(key in data for key in _CHECKPOINT_KEYS):  # it said "not a latent file" alone
+    latents = isinstance(data, dict) and data and all(isinstance(v, dict) and "latent" in v for v in data.values())
+    if not latents and (is_rosinality(data) or is_psp(data) or is_native_torch(data)):  # "not a latent file" alone
         raise ValueError(f"{path}: it is a model checkpoint, not a latent file: {GIVE_AS_A_MODEL}")
+    from .train.snapshots import is_training_state  # an error's words: the training package only then
+
+    if not latents and is_training_state(data):
+        raise ValueError(f"{path}: it is a fine-tuning run's training state, not a latent file: the run's "
+                         "network-snapshot-*.safetensors files are its models")
     if not (isinstance(data, dict) and data and all(isinstance(v, dict) and "latent" in v for v in data.values())):
         raise ValueError(f"{path}: not a latent file (expected an .npz with key 'w', or rosinality's "
                          "projector output: image name -> {'latent': tensor, ...})")

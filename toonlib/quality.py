@@ -87,29 +87,36 @@ class _Reals(torch.utils.data.Dataset):
         return self.images[index]
 
 
-def _drop_unusable_cache(cache_root: Path, prefix: str) -> None:
-    """Delete, with a warning, the cached real-image features and statistics under `cache_root` (files `prefix*.pt`)
-    that are no plain tensors and NumPy arrays, so that torch-fidelity computes them again. torch-fidelity reads its
-    cache with a full unpickler (`weights_only=False`): a file planted in a run folder (a shared one, a run downloaded
-    to continue) ran its code at the next snapshot, and one cut short (a partial Drive sync) stopped every run there
-    with a traceback at each snapshot, the training since the last saved state lost each time."""
+def _usable_cache(cache_root: Path, prefix: str) -> bool:
+    """Whether torch-fidelity may read the cached real-image features and statistics under `cache_root` (files
+    `prefix*.pt`): each is loaded first with `weights_only=True` (plain tensors and NumPy arrays). A damaged one is
+    deleted with a warning, and computed again; one that cannot be checked or deleted (an I/O error, no permission,
+    memory) is said, and the metric computed without the cache (False). torch-fidelity reads its cache with a full
+    unpickler: a file planted in a run folder (a shared one, a run downloaded to continue) ran its code at the next
+    snapshot, and one cut short (a partial Drive sync) stopped the run there with a traceback at every snapshot, before
+    its training state was saved."""
     from .checkpoints.safe_pickle import NUMPY_ARRAY_GLOBALS
 
     for path in sorted(cache_root.glob(f"{glob.escape(prefix)}*.pt")):
         try:
             with torch.serialization.safe_globals(NUMPY_ARRAY_GLOBALS):
                 torch.load(path, map_location="cpu", weights_only=True)
+            continue
         except Exception as exc:  # cut short, damaged, or carrying code: never handed to the full unpickler
-            if not is_damage(exc):
-                raise
-            try:
+            damaged = is_damage(exc)
+            why = type(exc).__name__ + (f": {str(exc).splitlines()[0][:120]}" if str(exc).strip() else "")
+        try:
+            if damaged:
                 path.unlink(missing_ok=True)
-            except OSError as denied:
-                raise MetricUnavailable(f"{path} is no usable cache of the real images' features "
-                                        f"({type(exc).__name__}), and it cannot be deleted ({denied.strerror}): delete "
-                                        "it, or train without a quality metric (--metric none)") from None
-            warn(f"{path} is no usable cache of the real images' features ({type(exc).__name__}): deleted, they are "
-                 "computed again")
+        except OSError as denied:
+            why += f"; it cannot be deleted: {denied.strerror}"
+            damaged = False
+        if not damaged:
+            warn(f"{path}: the cache of the real images' features cannot be used ({why}): the metric is computed "
+                 "without it")
+            return False
+        warn(f"{path} is no usable cache of the real images' features ({why}): deleted, they are computed again")
+    return True
 
 
 def image_quality(G: Generator, reals: torch.Tensor, metrics: tuple[str, ...], weights: str | os.PathLike, *,
@@ -135,7 +142,8 @@ def image_quality(G: Generator, reals: torch.Tensor, metrics: tuple[str, ...], w
     if cache_root is not None:
         key = reals_key or hashlib.sha256(reals.cpu().numpy().tobytes()).hexdigest()[:16]
         options.update(cache_root=str(cache_root), input2_cache_name=f"reals-{len(reals)}-{key}")
-        _drop_unusable_cache(Path(cache_root), f"reals-{len(reals)}-{key}-")
+        if not _usable_cache(Path(cache_root), f"reals-{len(reals)}-{key}-"):
+            options["cache"] = False  # computed without it, this time: the snapshot is saved
     try:
         results = torch_fidelity.calculate_metrics(**options)
     finally:

@@ -63,7 +63,7 @@ def _load_storage_from_bytes(data: bytes):
 
 
 _NUMPY_CORE = ("numpy.core.multiarray", "numpy._core.multiarray")
-#: What a pickle of NumPy arrays names, for `torch.serialization.safe_globals` (`quality._drop_unusable_cache`).
+#: What a pickle of NumPy arrays names, for `torch.serialization.safe_globals` (`quality._usable_cache`).
 NUMPY_ARRAY_GLOBALS = [np.ndarray, np.dtype, _np_multiarray._reconstruct, _np_multiarray.scalar,
                        *(getattr(np.dtypes, name) for name in dir(getattr(np, "dtypes", None))
                          if name.endswith("DType"))]
