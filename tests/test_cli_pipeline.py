@@ -130,38 +130,10 @@ def test_toonify_of_a_folder_whose_photos_all_fail_exits_2(setup, tmp_path, caps
     assert captured.err.count("skipped") == 2
 
 
-def test_an_interrupted_folder_run_says_which_photos_are_done(setup, tmp_path, capsys, monkeypatch):
-    """Ctrl-C (or SIGTERM) said only 'interrupted': not which photos were toonified, nor that the photo being written
-    had some of its files."""
-    import toonlib.images
-
-    photos = tmp_path / "two"
-    photos.mkdir()
-    for name in ("astronaut.png", "hopper.jpg"):
-        shutil.copy(setup / "photos" / name, photos / name)
-    save_image = toonlib.images.save_image
-
-    def cut_at_hoppers_second_picture(image, path):
-        if Path(path).name == "hopper-aligned.png":
-            raise KeyboardInterrupt
-        save_image(image, path)
-
-    monkeypatch.setattr(toonlib.images, "save_image", cut_at_hoppers_second_picture)
-    out = tmp_path / "toons"
-    code = cli.main(["toonify", str(photos), "-o", str(out), "--base", str(setup / "base.safetensors"), "--toon",
-                     str(setup / "toon.safetensors"), "--steps", "1", "--detector", "dlib", "--no-identity"])
-    err = capsys.readouterr().err.splitlines()
-    assert code == 130 and err[-2:] == [
-        f"toonified 1 of 2 photos into {out} before the interrupt; {photos / 'hopper.jpg'}'s files may be incomplete",
-        "toonlib toonify: interrupted"]
-    assert sorted(p.name for p in out.iterdir()) == ["astronaut-aligned.png", "astronaut-latent.npz",
-                                                     "astronaut-reconstruction.png", "astronaut-toon.png",
-                                                     "hopper-toon.png"]
-
-
-def test_a_full_disk_in_a_folder_run_says_which_photos_are_done(setup, tmp_path, capsys, monkeypatch):
-    """A full disk said its one line alone: not that a photo's files were all written, nor which photo's were cut
-    short, as an interrupt says."""
+@pytest.mark.parametrize("stop", ["interrupt", "full disk"])
+def test_a_folder_run_cut_short_says_which_photos_are_done(setup, tmp_path, capsys, monkeypatch, stop):
+    """Ctrl-C (or SIGTERM) said only 'interrupted', and a full disk its one line alone: not which photos were
+    toonified, nor that the photo being written had some of its files."""
     import errno
 
     import toonlib.images
@@ -172,19 +144,24 @@ def test_a_full_disk_in_a_folder_run_says_which_photos_are_done(setup, tmp_path,
         shutil.copy(setup / "photos" / name, photos / name)
     save_image = toonlib.images.save_image
 
-    def full_at_hoppers_second_picture(image, path):
+    def cut_at_hoppers_second_picture(image, path):
         if Path(path).name == "hopper-aligned.png":
-            raise OSError(errno.ENOSPC, "No space left on device")
+            raise KeyboardInterrupt if stop == "interrupt" else OSError(errno.ENOSPC, "No space left on device")
         save_image(image, path)
 
-    monkeypatch.setattr(toonlib.images, "save_image", full_at_hoppers_second_picture)
+    monkeypatch.setattr(toonlib.images, "save_image", cut_at_hoppers_second_picture)
     out = tmp_path / "toons"
     code = cli.main(["toonify", str(photos), "-o", str(out), "--base", str(setup / "base.safetensors"), "--toon",
                      str(setup / "toon.safetensors"), "--steps", "1", "--detector", "dlib", "--no-identity"])
     err = capsys.readouterr().err.splitlines()
-    assert code == 2 and err[-2] == (f"toonified 1 of 2 photos into {out} before the error below; "
-                                     f"{photos / 'hopper.jpg'}'s files may be incomplete")
-    assert err[-1].startswith("toonlib toonify: error: ") and "No space left on device" in err[-1]
+    before = "the interrupt" if stop == "interrupt" else "the error below"
+    assert code == (130 if stop == "interrupt" else 2) and err[-2] == (
+        f"toonified 1 of 2 photos into {out} before {before}; {photos / 'hopper.jpg'}'s files may be incomplete")
+    assert err[-1] == "toonlib toonify: interrupted" if stop == "interrupt" else (
+        err[-1].startswith("toonlib toonify: error: ") and "No space left on device" in err[-1])
+    assert sorted(p.name for p in out.iterdir()) == ["astronaut-aligned.png", "astronaut-latent.npz",
+                                                     "astronaut-reconstruction.png", "astronaut-toon.png",
+                                                     "hopper-toon.png"]
 
 
 def test_two_photos_never_get_one_name_and_a_photos_folder_is_no_output(setup, tmp_path, capsys):
