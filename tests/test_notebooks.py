@@ -216,6 +216,13 @@ def test_finetune_notebook_says_what_to_set_and_how_to_go_on(tmp_path, monkeypat
                                                  f"'{tmp_path / 'toonz'}'.\n{hint}")
         _assert_brief(run(setup, data_path="empty"), "data_path = 'empty' holds no images (.jpg, .jpeg, .png")
         assert not (tmp_path / "cache").exists() and not (tmp_path / "runs").exists()  # nothing loaded or written
+        # images beside the notebook: the run folder, runs/toon, is inside them; the notebook's run_dir is no
+        # parameter, data_path is (it said "Put the run folder elsewhere" alone)
+        assert run(setup, data_path=".") is None
+        _assert_brief(run(train), f"run_dir='runs/toon' is inside the data folder {tmp_path}: the run's images "
+                                  "(fakes, metrics.png) would become training images. Put the run folder elsewhere, "
+                                  f"e.g. {tmp_path.parent / 'runs' / tmp_path.name}, or the images in a folder of "
+                                  "their own (data_path)")
         assert run(setup, data_path="faces") is None
         pid = client.km.provisioner.pid
         first_snapshot = tmp_path / "runs" / "toon" / "latest.json"

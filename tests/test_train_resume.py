@@ -466,7 +466,8 @@ def test_a_run_folder_inside_the_data_folder_is_refused_before_anything_is_writt
         assert cli(base, str(base["base"]), run, "--kimg", "0.004", data=str(data)) == 2
         assert capsys.readouterr().err == (
             f"toonlib finetune: error: --run-dir {run} {where} the data folder {data}: the run's images (fakes, "
-            f"metrics.png) would become training images. Put the run folder elsewhere, e.g. {tmp_path}/runs/faces\n")
+            f"metrics.png) would become training images. Put the run folder elsewhere, e.g. {tmp_path}/runs/faces, or "
+            "the images in a folder of their own (--data)\n")
     assert sorted(p.name for p in data.rglob("*")) == sorted(p.name for p in base["data"].iterdir())  # nothing new
     with pytest.raises(ValueError, match=rf"^--run-dir {data}/run \(run_dir='{data}/run'\) is inside the data"):
         finetune(config(base, "unused", data=str(data), run_dir=str(data / "run")), progress=False)

@@ -828,7 +828,8 @@ def _check_run_dir_outside_data(cfg: TrainConfig) -> None:
         where = "is" if run_dir == data else "is inside"
         raise ValueError(f"{option_value('run_dir', cfg.run_dir)} {where} the data folder {cfg.data}: the run's "
                          "images (fakes, metrics.png) would become training images. Put the run folder elsewhere, "
-                         f"e.g. {data.parent / 'runs' / data.name}")
+                         f"e.g. {data.parent / 'runs' / data.name}, or the images in a folder of their own "
+                         "(--data, data=)")  # a notebook's data_path: its run folder is runs/<run_name>
 
 
 def _empty_networks(state: dict) -> tuple[Generator, Discriminator, Generator]:
