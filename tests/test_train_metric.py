@@ -218,3 +218,18 @@ def test_a_planted_or_damaged_feature_cache_is_computed_again_never_unpickled(ba
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["kimg"] for r in records] == [0.004, 0.008, 0.012, 0.016, 0.020]
     assert all(math.isfinite(r["kid"]) for r in records[2:])
+
+
+def test_a_usable_feature_cache_is_checked_once_per_process(tmp_path, monkeypatch):
+    """Every snapshot loaded the whole cache (FID's statistics: ~32 MB) before torch-fidelity loaded it again: a file
+    found usable, unchanged since, is not read again."""
+    from toonlib import quality
+
+    torch.save(torch.ones(4, 2048), tmp_path / "reals-8-key-inception-v3-compat-features-2048.pt")
+    loads = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *args, **kwargs: loads.append(args[0]) or real_load(*args, **kwargs))
+    assert quality._usable_cache(tmp_path, "reals-8-key-") and quality._usable_cache(tmp_path, "reals-8-key-")
+    assert len(loads) == 1
+    torch.save(torch.zeros(5, 2048), tmp_path / "reals-8-key-inception-v3-compat-features-2048.pt")  # changed
+    assert quality._usable_cache(tmp_path, "reals-8-key-") and len(loads) == 2

@@ -19,6 +19,7 @@ import struct
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
+from stat import S_ISREG
 from typing import Callable, Iterable, Iterator, Tuple, Union
 
 import numpy as np
@@ -26,7 +27,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from .files import atomic_write_path, is_damage
+from .files import atomic_write_path, discard_damaged, is_damage
 from .images import IMAGE_SUFFIXES, is_hidden, quiet_large_images, read_image, too_many_pixels, unread_format
 from .messages import counted, progress_bar, warn
 from .options import MIN_IMAGES, PREPARE_MODES  # MIN_IMAGES: data.MIN_IMAGES too (__all__)
@@ -188,14 +189,12 @@ def _open_source(source: Path) -> Iterator[tuple[list[Entry], Callable[[str], by
         files = _files_under(source)  # one walk, for the run folders and images
         runs = _run_folders(PurePosixPath(path.relative_to(source).as_posix()) for path in files)
         entries = []
-        for path in files:
+        for path, stat in files.items():
             name = PurePosixPath(path.relative_to(source).as_posix())
             if name.suffix.lower() in IMAGE_SUFFIXES and not is_hidden(name) and not _in_runs(name, runs):
-                if path.exists():
-                    stat = path.stat()
-                    entries.append((name.as_posix(), stat.st_size, stat.st_mtime_ns))
-                else:  # a link to nothing, or in a loop: skipped when read, said; once mended, another entry (a cache
-                    entries.append((name.as_posix(), -1, 0))  # keyed on the link's own time kept it skipped)
+                # a link to nothing, or in a loop (no stat): skipped when read, said; once mended, another entry (a
+                # cache keyed on the link's own time kept it skipped)
+                entries.append((name.as_posix(), stat.st_size, stat.st_mtime_ns) if stat else (name.as_posix(), -1, 0))
         yield sorted(entries), lambda name: (source / name).read_bytes(), [source / run for run in runs]
     elif source.is_file() and zipfile.is_zipfile(source):
         with zipfile.ZipFile(source) as archive:
@@ -222,12 +221,12 @@ def _open_source(source: Path) -> Iterator[tuple[list[Entry], Callable[[str], by
         raise FileNotFoundError(f"no such folder or .zip file: '{source}'")
 
 
-def _files_under(folder: Path) -> list[Path]:
-    """The files under `folder`, in linked folders too (each real folder once; a link to a folder above the data folder
-    is left out, whose other folders are no training images), links that lead nowhere among them (to nothing, or in
-    a loop: skipped as they are read, with the reason). `Path.rglob` left linked folders out without a word, and
-    links to nothing with them."""
-    files, seen, top = [], set(), os.path.realpath(folder)
+def _files_under(folder: Path) -> dict[Path, os.stat_result | None]:
+    """The files under `folder` with their stat (one each: a folder on Google Drive answers slowly), in linked folders
+    too (each real folder once; a link to a folder above the data folder is left out, whose other folders are no
+    training images), links that lead nowhere among them, with None (to nothing, or in a loop: skipped as they are
+    read, with the reason). `Path.rglob` left linked folders out without a word, and links to nothing with them."""
+    files, seen, top = {}, set(), os.path.realpath(folder)
     for root, folders, names in os.walk(folder, followlinks=True):
         real = os.path.realpath(root)
         # seen, or a folder above the data folder (`up -> ..`): its other folders are no training images
@@ -238,8 +237,13 @@ def _files_under(folder: Path) -> list[Path]:
         folders.sort()  # a real folder reached twice is named by the first way in, the same on every machine
         for name in names:
             path = Path(root, name)
-            if path.is_file() or (path.is_symlink() and not path.exists()):  # exists(): False in a loop too
-                files.append(path)
+            try:
+                stat = path.stat()
+            except OSError:  # a link to nothing, or in a loop (os.walk lists only what is there)
+                files[path] = None
+                continue
+            if S_ISREG(stat.st_mode):
+                files[path] = stat
     return files
 
 
@@ -296,14 +300,11 @@ def _read_cache(path: Path) -> dict | None:
                 and {"names", "skipped"} <= payload.keys()):
             raise ValueError("not a cache of prepared images")
     except Exception as exc:  # cut short, damaged, or another file: derived data, made again
-        if not is_damage(exc):
+        deleted, why = discard_damaged(path, exc)
+        if not deleted and not is_damage(exc):  # memory, the file system: nothing said of the file
             raise
-        why = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else 'unreadable'}"
-        try:
-            path.unlink(missing_ok=True)
-        except OSError as denied:
-            raise OSError(f"{path} is no usable cache of the prepared images ({why}), and it cannot be deleted "
-                          f"({denied.strerror}): delete it") from None
+        if not deleted:
+            raise OSError(f"{path} is no usable cache of the prepared images ({why}): delete it") from None
         warn(f"{path} is no usable cache of the prepared images ({why}): deleted, the images are prepared again")
         return None
     return payload

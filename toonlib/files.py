@@ -322,6 +322,20 @@ def is_damage(exc: BaseException) -> bool:
                 or any(words in str(exc) for words in ("allocate memory", "not enough memory")))  # Linux, Windows
 
 
+def discard_damaged(path: Path, exc: BaseException) -> tuple[bool, str]:
+    """Delete `path`, a derived file (a cache) whose reader raised `exc`, where `exc` is damage (`is_damage`). Returns
+    whether it was deleted, and why it is unusable in words (the error's kind and first line; with why it could not be
+    deleted, where it could not)."""
+    why = type(exc).__name__ + (f": {str(exc).strip().splitlines()[0][:120]}" if str(exc).strip() else "")
+    if not is_damage(exc):
+        return False, why
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as denied:
+        return False, f"{why}; it cannot be deleted: {denied.strerror}"
+    return True, why
+
+
 def safetensors_header_length(head: bytes) -> int | None:
     """The header length of a file whose first bytes `head` start like a safetensors file (an 8-byte little-endian
     length, then the JSON header's "{"), whether or not the file is whole; else None. One home for that test: a

@@ -756,7 +756,7 @@ def _entries(data, path) -> list:
     if not latents and is_training_state(data):
         raise ValueError(f"{path}: it is a fine-tuning run's training state, not a latent file: the run's "
                          "network-snapshot-*.safetensors files are its models")
-    if not (isinstance(data, dict) and data and all(isinstance(v, dict) and "latent" in v for v in data.values())):
+    if not latents:
         raise ValueError(f"{path}: not a latent file (expected an .npz with key 'w', or rosinality's "
                          "projector output: image name -> {'latent': tensor, ...})")
     return list(data.items())

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from .download import DownloadError, fetch
-from .files import is_damage
+from .files import discard_damaged
 from .images import to_uint8
 from .messages import warn
 from .networks import Generator
@@ -98,25 +98,27 @@ def _usable_cache(cache_root: Path, prefix: str) -> bool:
     from .checkpoints.safe_pickle import NUMPY_ARRAY_GLOBALS
 
     for path in sorted(cache_root.glob(f"{glob.escape(prefix)}*.pt")):
+        stat = path.stat()
+        checked = (str(path), stat.st_size, stat.st_mtime_ns)
+        if checked in _CHECKED_CACHES:  # as checked at an earlier snapshot: not read twice each time
+            continue
         try:
             with torch.serialization.safe_globals(NUMPY_ARRAY_GLOBALS):
                 torch.load(path, map_location="cpu", weights_only=True)
+            _CHECKED_CACHES.add(checked)
             continue
         except Exception as exc:  # cut short, damaged, or carrying code: never handed to the full unpickler
-            damaged = is_damage(exc)
-            why = type(exc).__name__ + (f": {str(exc).splitlines()[0][:120]}" if str(exc).strip() else "")
-        try:
-            if damaged:
-                path.unlink(missing_ok=True)
-        except OSError as denied:
-            why += f"; it cannot be deleted: {denied.strerror}"
-            damaged = False
-        if not damaged:
+            deleted, why = discard_damaged(path, exc)
+        if not deleted:
             warn(f"{path}: the cache of the real images' features cannot be used ({why}): the metric is computed "
                  "without it")
             return False
         warn(f"{path} is no usable cache of the real images' features ({why}): deleted, they are computed again")
     return True
+
+
+#: The metric caches `_usable_cache` found usable (path, size, time), in this process.
+_CHECKED_CACHES: set[tuple[str, int, int]] = set()
 
 
 def image_quality(G: Generator, reals: torch.Tensor, metrics: tuple[str, ...], weights: str | os.PathLike, *,

@@ -63,10 +63,6 @@ def _load_storage_from_bytes(data: bytes):
 
 
 _NUMPY_CORE = ("numpy.core.multiarray", "numpy._core.multiarray")
-#: What a pickle of NumPy arrays names, for `torch.serialization.safe_globals` (`quality._usable_cache`).
-NUMPY_ARRAY_GLOBALS = [np.ndarray, np.dtype, _np_multiarray._reconstruct, _np_multiarray.scalar,
-                       *(getattr(np.dtypes, name) for name in dir(getattr(np, "dtypes", None))
-                         if name.endswith("DType"))]
 
 ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
     ("collections", "OrderedDict"): collections.OrderedDict,
@@ -84,6 +80,11 @@ ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
     ("dnnlib.util", "EasyDict"): EasyDict,
     ("dnnlib.tflib.network", "Network"): TFNetwork,
 }
+#: What a pickle of NumPy arrays names, for `torch.serialization.safe_globals` (`quality._usable_cache`): the
+#: allow-list's NumPy entries, and NumPy's dtype classes (a dtype pickled by NumPy >= 1.25 names its class).
+NUMPY_ARRAY_GLOBALS = [*{id(obj): obj for (module, _), obj in ALLOWED_GLOBALS.items() if module.startswith("numpy")}
+                       .values(), *(getattr(np.dtypes, name) for name in dir(getattr(np, "dtypes", None))
+                                    if name.endswith("DType"))]
 
 
 def refusal(what: str, kind: str, names: list[str]) -> str:

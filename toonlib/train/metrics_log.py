@@ -22,12 +22,15 @@ PANELS = (("losses", ("loss_G", "loss_D")), ("regularisers", ("r1", "pl")),
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict]:
-    """The records of a metrics.jsonl file ([] when there is none). Lines that are no record (cut short by a partial
-    sync, edited by hand) are left out with a warning that names them: one stopped every resume of the run, with
-    json's "Unterminated string ..." naming no file, or a traceback."""
-    path = Path(path)
+    """The records of a metrics.jsonl file ([] when there is none); lines that are no record (cut short by a partial
+    sync, edited by hand) are left out (`trim_metrics` says so, as a run resumes)."""
+    return _read(Path(path))[0]
+
+
+def _read(path: Path) -> tuple[list[dict], list[int]]:
+    """The records of a metrics.jsonl file, and the numbers of its lines that are no record."""
     if not path.is_file():
-        return []
+        return [], []
     records, damaged = [], []
     for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
         if not line.strip():
@@ -40,11 +43,7 @@ def read_metrics(path: str | os.PathLike) -> list[dict]:
             records.append(record)
         else:
             damaged.append(number)
-    if damaged:
-        warn(f"{path}: left out {counted(len(damaged), 'line')} that {'is' if len(damaged) == 1 else 'are'} no record "
-             f"(line {', '.join(map(str, damaged[:5]))}{', ...' if len(damaged) > 5 else ''}): the run's log, "
-             "written anew without them")
-    return records
+    return records, damaged
 
 
 def append_metrics(path: str | os.PathLike, record: dict) -> list[dict]:
@@ -56,11 +55,17 @@ def append_metrics(path: str | os.PathLike, record: dict) -> list[dict]:
 
 def trim_metrics(path: str | os.PathLike, cur_nimg: int) -> None:
     """Drop records past the training state being resumed (written after it, or by an abandoned run), and lines that
-    are no record (said once, here)."""
-    records = read_metrics(path)
+    are no record, with a warning naming them: one stopped every resume, with json's "Unterminated string ..." naming
+    no file, or a traceback."""
+    path = Path(path)
+    records, damaged = _read(path)
     kept = [r for r in records if round(r["kimg"] * 1000) <= cur_nimg]
-    if Path(path).is_file():
-        _write(Path(path), kept)
+    if damaged:
+        warn(f"{path}: left out {counted(len(damaged), 'line')} that {'is' if len(damaged) == 1 else 'are'} no record "
+             f"(line {', '.join(map(str, damaged[:5]))}{', ...' if len(damaged) > 5 else ''}): the run's log, "
+             "written anew without them")
+    if damaged or len(kept) < len(records):
+        _write(path, kept)
 
 
 def _write(path: Path, records: list[dict]) -> None:
