@@ -678,7 +678,8 @@ def test_a_latent_or_a_model_given_as_the_photo_is_told_in_the_command_lines_wor
     assert result.stderr.endswith("not a photo: `toonlib toonify` draws its toon from a file named .npz\n")
     result = run_main("align", str(FIXTURES / "ada_tiny.pkl"), "-o", str(tmp_path / "a.png"), env=offline_cache)
     _short_error(result)
-    assert result.stderr.endswith("not a photo: give it as a model, the toon (--toon) or the base (--base)\n")
+    assert result.stderr.endswith("not a photo: give it as a model to toonify, project or blend, the toon (--toon) "
+                                  "or the base (--base)\n")  # align takes no model: it named options of its own
 
 
 def test_toonify_outputs_named_too_long_are_refused_before_the_work(tmp_path, offline_cache):

@@ -349,8 +349,8 @@ NOT_PHOTOS = {
     "jpeg-start-only": (lambda image: b"\xff\xd8 not really a jpeg", "jpg",  # was "in no image format"
                         "the JPEG file is damaged: download or copy it again, or export it anew$"),
     "checkpoint": (lambda image: pickle.dumps({"G_ema": None}, protocol=4), "pkl",  # a model given as the photo
-                   r"it is a model checkpoint \(safetensors, pickle or torch file\), not a photo: give it as a model, "
-                   r"the toon \(--toon, toon=\) or the base \(--base, base=\)$"),
+                   r"it is a model checkpoint \(safetensors, pickle or torch file\), not a photo: give it as a model "
+                   r"to toonify, project or blend, the toon \(--toon, toon=\) or the base \(--base, base=\)$"),
     "latent": (lambda image: _latent_file(), "npz",  # what toonify saves beside a toon, which the command line draws
                r"it is a latent file \(an \.npz of w, .*\), not a photo: `toonlib toonify` draws its toon from a file "
                r"named \.npz; in Python, toonifier\.render\(toonlib\.load_latent\(path\)\)$"),

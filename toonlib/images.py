@@ -199,8 +199,10 @@ def warn_if_not_a_crop(image: Image.Image, name: str, taker: str, outcome: str, 
              NotACropWarning)
 
 
-#: What to do with a model's file given where a photo or a latent goes (the command line keeps the options alone).
-GIVE_AS_A_MODEL = "give it as a model, the toon (--toon, toon=) or the base (--base, base=)"
+#: What to do with a model's file given where a photo or a latent goes (the command line keeps the options alone):
+#: toonify, project and blend take models; `align` of a model was told options that align lacks.
+GIVE_AS_A_MODEL = ("give it as a model to toonify, project or blend, the toon (--toon, toon=) or the base "
+                   "(--base, base=)")
 
 
 class ImageReadError(ValueError):
