@@ -201,6 +201,21 @@ def test_inputs_are_not_modified(low, high):
         assert_same_state(G.state_dict(), state)
 
 
+def test_a_toon_model_in_training_mode_gives_a_blend_as_loaded_networks_are(low, high):
+    """A toon model built with `Generator(...)` is in training mode: its blend was too, with gradients on, so each
+    sample moved w_avg (the same z gave other faces) and the blend's record was lost before `save_network`."""
+    low.train().requires_grad_(True)
+    blended = blend(low, high, 8)
+    for G in (blended, blend_per_layer(low, high, [0.5] * low.num_ws)):
+        assert not G.training and not any(p.requires_grad for p in G.parameters())
+        z = torch.randn([2, G.z_dim], generator=torch.Generator().manual_seed(0))
+        first = G(z, None, truncation_psi=0.5, noise_mode="const")
+        assert torch.equal(G(z, None, truncation_psi=0.5, noise_mode="const"), first)
+        assert first.grad_fn is None
+    assert blended.blend_record is not None
+    assert low.training  # the input keeps its own mode
+
+
 def test_per_ws_weights(low, high, ws):
     zeros = blend_per_layer(low, high, [0.0] * low.num_ws)
     assert_same_state(zeros.state_dict(), low.state_dict())

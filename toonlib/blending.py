@@ -258,7 +258,9 @@ class Blender:
                              f"{PAIR_WITH_ITS_BASE}.") from None
         if not lineage_checked:
             check_lineage(low, high, "the low-res (toon) model", "the high-res (base) model")
-        self.G: Generator = copy.deepcopy(low)
+        # a new network, as load_network gives one: in eval mode without gradients (a toon model in training mode,
+        # as `Generator(...)` builds it, moved w_avg at every sample and left the blend's record behind)
+        self.G: Generator = copy.deepcopy(low).eval().requires_grad_(False)
         self.G.set_origin()  # it is no longer the file's model
         self._names = (_name_of(low), _name_of(high))
         self._layers = synthesis_layers(self.G.config)
@@ -307,7 +309,8 @@ def blend(low: GeneratorLike, high: GeneratorLike, swap_res: int, level: int = 0
     `synthesis.b4.conv1`, the mapping network, `w_avg` and the noise buffers always come from the low-res
     model, as in the original `blend_models.py`. Use `layer_weights` to see the weight of every layer. A
     registry name as `low` gives its un-blended toon model, as `toonlib blend --toon NAME` takes it
-    (`toon_generator`); a registry toon model as `high` is refused (the two swapped: `check_base`).
+    (`toon_generator`); a registry toon model as `high` is refused (the two swapped: `check_base`). The new
+    generator is in eval mode without gradients, as `load_network` gives networks, whatever the inputs' modes.
     """
     check_setting(swap_res, level, blend_width)
     check_swap_res(swap_res, low)  # a registry name's resolution, before its download; a path's once loaded (`set`)
