@@ -3,6 +3,7 @@ what to pass, not a traceback from inside torch, NumPy or Pillow."""
 from __future__ import annotations
 
 import contextlib
+import io
 
 import numpy as np
 import pytest
@@ -115,7 +116,8 @@ def test_a_model_given_as_a_latent_is_named_a_model():
     from conftest import FIXTURES
 
     with pytest.raises(ValueError, match=r"rosinality_tiny\.pt: it is a model checkpoint, not a latent file: give it "
-                                         r"as a model, the toon \(--toon, toon=\) or the base \(--base, base=\)$"):
+                                         r"as a model to toonify, project or blend, the toon \(--toon, toon=\) or the "
+                                         r"base \(--base, base=\)$"):
         load_latent(FIXTURES / "rosinality_tiny.pt")
 
 
@@ -139,6 +141,21 @@ def test_from_pil_takes_a_pil_image(tmp_path):
             from_pil(image)
     with pytest.raises(ValueError, match=r"^size must be a whole number >= 1, got 0$"):
         from_pil(Image.new("RGB", (8, 8)), 0)
+
+
+def test_from_pil_reads_an_image_as_read_image_does():
+    """A transparent pixel came out black (`convert("RGB")` drops alpha), where read_image, and so project and the
+    encoders, put it on white; a photo's EXIF orientation was not applied."""
+    rgba = Image.new("RGBA", (4, 2), (200, 10, 10, 255))
+    rgba.putpixel((0, 0), (0, 0, 0, 0))
+    x = from_pil(rgba)
+    assert x.shape == (1, 3, 2, 4) and torch.equal(x[0, :, 0, 0], torch.ones(3))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated 90 degrees: the stored 4 x 2 image is shown 2 x 4
+    photo = Image.new("RGB", (4, 2))
+    buffer = io.BytesIO()
+    photo.save(buffer, "JPEG", exif=exif)
+    assert from_pil(Image.open(buffer)).shape == (1, 3, 4, 2)
 
 
 def test_labelled_grid_says_what_a_grid_is_made_of():
@@ -267,8 +284,9 @@ def test_an_empty_target_tensor():
     """[1, 3, 0, 0] failed inside F.interpolate ("Input and output sizes should be greater than 0"), [0, 3, 32, 32]
     at "torch.cat(): expected a non-empty list of Tensors"."""
     for empty in (torch.zeros(1, 3, 0, 0), torch.zeros(0, 3, 32, 32)):
-        with pytest.raises(ValueError, match=r"^the image tensor is empty \(shape \[\d, 3, \d+, \d+\]\): a target "
-                                             r"tensor is float \[3, H, W\] or \[N, 3, H, W\] with N, H and W >= 1$"):
+        with pytest.raises(ValueError, match=r"^the target image tensor is empty \(shape \[\d, 3, \d+, \d+\]\): "
+                                             r"an image tensor is float \[3, H, W\] or \[N, 3, H, W\] with N, H and W "
+                                             r">= 1$"):
             projection.as_images(empty, 32)
 
 

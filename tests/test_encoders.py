@@ -132,6 +132,35 @@ def test_encode_preprocesses_photos(checkpoints):
         assert torch.equal(codes, encoder(encoder_input(photo)))
 
 
+def test_image_tensors_are_read_and_checked_as_project_reads_them():
+    """`encoder(x)` of a 0 .. 255 or a [0, 1] tensor gave codes hundreds off without a word, and `encode` of the
+    [-1, 1] tensor a generator draws was a TypeError: both check it as `project` does, and `encode` takes it."""
+    encoder = Encoder("e4e", 2)
+    photo = Image.fromarray(skdata.astronaut()).resize((256, 256), Image.Resampling.BILINEAR)
+    x = encoder_input(photo)
+    with torch.no_grad():
+        expected = encoder(x)
+    torch.testing.assert_close(encoder.encode(x), expected)
+    torch.testing.assert_close(encoder.encode(x[0]), expected)  # [3, H, W]
+    big = Image.fromarray(skdata.astronaut())  # 512 px: resized as the photos are
+    as_tensor = torch.from_numpy(np.asarray(big, dtype=np.float32)).permute(2, 0, 1) / 127.5 - 1
+    assert (encoder_input(as_tensor) - encoder_input(big)).abs().mean() < 0.005
+    with pytest.raises(ValueError, match=r"^the encoder's input must hold values in \[-1, 1\], got 0 \.\. 255: for "
+                                         r"0 \.\. 255 use x / 127\.5 - 1"):
+        encoder((x + 1) * 127.5)
+    with pytest.raises(ValueError, match=r"^the image tensor must be a float image tensor \[3, H, W\] or \[N, 3, H, "
+                                         r"W\] in \[-1, 1\], got torch\.uint8 \[1, 3, 256, 256\]: for 0 \.\. 255 "
+                                         r"values"):
+        encoder.encode(((x + 1) * 127.5).round().to(torch.uint8))
+    with pytest.warns(UserWarning, match=r"^the encoder's input's values all lie in 0 \.\. 1; the encoder reads a "
+                                         r"tensor as \[-1, 1\]"):
+        encoder((x + 1) / 2)
+    with pytest.raises(ValueError, match=r"^the image tensor holds NaN or infinite values \(1 of"):
+        encoder.encode(torch.where(torch.arange(x.numel()).reshape(x.shape) == 5, torch.nan, x))
+    with pytest.warns(UserWarning, match=r"^the image tensor is 128x256, not square: the encoder takes"):
+        assert encoder.encode(x[..., :128]).shape == (1, 2, 512)
+
+
 def test_encode_warns_of_a_photo_that_is_no_aligned_crop(tmp_path):
     """A whole photo was encoded squashed to 256 x 256 without a word: an image that is not square is no FFHQ crop
     (`align_face` makes square ones), and the warning says how to get one, attributed to the caller's line."""

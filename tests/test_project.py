@@ -432,7 +432,7 @@ def test_a_target_with_nan_or_inf_is_refused_before_any_step(G, targets, monkeyp
     for target, count in [(nan, 1), (inf, 2), (array, 1), ([targets[1], nan], 1), (array.astype(np.float64), 1)]:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # not numpy's cast warning: refused before the cast
-            with pytest.raises(ValueError, match=rf"the (target image|image array) holds NaN or infinite values "
+            with pytest.raises(ValueError, match=rf"the (target image tensor|image array) holds NaN or infinite values "
                                                  rf"\({count} of 3072\)"):  # an array: read_image's, for every reader
                 projection.project(G, target, steps=1, progress=False)
 

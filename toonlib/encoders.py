@@ -51,7 +51,7 @@ from .checkpoints.common import damaged_file
 from .checkpoints.safe_pickle import refusal
 from .devices import default_device
 from .files import looks_like_pickle, safetensors_header_length
-from .images import ImageInput, describe_source, read_image, warn_if_not_a_crop
+from .images import ImageInput, check_image_tensor, describe_source, read_image, warn_if_not_a_crop
 from .options import INVERT_MODES
 
 __all__ = ["ENCODER_TYPES", "INPUT_SIZE", "Encoder", "EncoderError", "check_encoder_mode", "encoder_from_checkpoint",
@@ -187,6 +187,7 @@ class Encoder(nn.Module):
             got = list(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__  # failed in a conv, or at x.to
             raise ValueError(f"the encoder takes images [N, 3, {INPUT_SIZE}, {INPUT_SIZE}] in [-1, 1], got {got}: for "
                              "photos (paths, PIL images, arrays) use encoder.encode(photos), which prepares them")
+        check_image_tensor(x, "the encoder's input", "the encoder")  # 0 .. 255 gave codes hundreds off, silently
         x = self.input_layer(x.to(self.latent_avg).contiguous(memory_format=torch.channels_last))
         taps = []
         for i, unit in enumerate(self.body):
@@ -209,9 +210,9 @@ class Encoder(nn.Module):
         source = f", source={self.meta['source']!r}" if "source" in self.meta else ""
         return f"kind={self.kind!r}, n_styles={self.n_styles}{source}"
 
-    def encode(self, photos: ImageInput | Sequence[ImageInput]) -> torch.Tensor:
+    def encode(self, photos: ImageInput | torch.Tensor | Sequence[ImageInput]) -> torch.Tensor:
         """W+ codes [N, n_styles, 512] (on the CPU) of FFHQ-aligned face crops (any size; see `encoder_input`, which
-        warns of an image that cannot be one: not square)."""
+        warns of an image that cannot be one: not square), given as photos or as an image tensor in [-1, 1]."""
         x = encoder_input(photos)  # outside torch.no_grad's decorator, whose frame its warning named as the caller
         with torch.no_grad():
             return self(x.to(self.latent_avg.device)).float().cpu()
@@ -225,15 +226,23 @@ def _upsample_add(top: torch.Tensor, lateral: torch.Tensor) -> torch.Tensor:
     return F.interpolate(top, size=lateral.shape[2:], mode="bilinear", align_corners=True) + lateral
 
 
-def encoder_input(photos: ImageInput | Sequence[ImageInput]) -> torch.Tensor:
+def encoder_input(photos: ImageInput | torch.Tensor | Sequence[ImageInput]) -> torch.Tensor:
     """FFHQ-aligned face crop(s) as the encoders were trained on them: [N, 3, 256, 256] in [-1, 1].
 
     Each image (path, PIL image, uint8 array, ...) is read upright as RGB, resized to 256 x 256 with PIL's
     bilinear filter (what the pSp / e4e inference transform `torchvision.transforms.Resize((256, 256))`
-    does to a PIL image) and scaled as (pixel / 255 - 0.5) / 0.5. Pass the aligned crop
+    does to a PIL image) and scaled as (pixel / 255 - 0.5) / 0.5. A float tensor [3, H, W] or [N, 3, H, W] in
+    [-1, 1] (what a generator draws, as `project` takes it) is checked as `project` checks it and resized with
+    antialiased bilinear interpolation. Pass the aligned crop
     (`toonlib.align_face(photo).image`), not the whole photo: an image that is not square cannot be one, and is
     encoded with a warning (`images.warn_if_not_a_crop`).
     """
+    if isinstance(photos, torch.Tensor):  # what a generator draws, as project takes it
+        x = check_image_tensor(photos, "the image tensor", "the encoder").float().cpu()
+        warn_if_not_a_crop(x, "the image tensor", "the encoder", f"encoding it squashed to {INPUT_SIZE} x {INPUT_SIZE}")
+        if x.shape[2:] != (INPUT_SIZE, INPUT_SIZE):  # PIL's bilinear filter, as the photos get
+            x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False, antialias=True)
+        return x.contiguous()
     items = photos if isinstance(photos, (list, tuple)) else [photos]
     if not items:
         raise ValueError("no image given")

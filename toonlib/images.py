@@ -78,6 +78,33 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return array.movedim(-3, -1).numpy()
 
 
+def check_image_tensor(item: torch.Tensor, what: str, reader: str) -> torch.Tensor:
+    """`item`, an image tensor given to `reader` ("project", "the encoder"), as [N, 3, H, W], detached: ValueError for
+    another shape or dtype, an empty one, NaN or infinite values and values beyond [-1, 1] (0 .. 255 ones, which
+    came out white or gave the encoder codes hundreds off); a warning for one whose values all lie in [0, 1]
+    (torchvision's to_tensor), read as a pale picture. `what`: how the messages call the tensor ("the target")."""
+    x = (item[None] if item.ndim == 3 else item).detach()
+    if x.ndim != 4 or x.shape[1] != 3 or not x.is_floating_point():
+        raise ValueError(f"{what} must be a float image tensor [3, H, W] or [N, 3, H, W] in [-1, 1], got {item.dtype} "
+                         f"{list(item.shape)}" + (": for 0 .. 255 values use x.float() / 127.5 - 1"
+                                                  if not x.is_floating_point() else ""))
+    if not x.numel():  # it failed inside F.interpolate
+        raise ValueError(f"{what} is empty (shape {list(item.shape)}): an image tensor is float [3, H, W] or "
+                         "[N, 3, H, W] with N, H and W >= 1")
+    bad = int((~torch.isfinite(x)).sum())  # NaN passed the range check below and made every latent NaN
+    if bad:
+        raise ValueError(f"{what} holds NaN or infinite values ({bad} of {x.numel()}), of which {reader} makes no "
+                         "latent: fix what computed it, or replace them (torch.nan_to_num)")
+    if x.abs().amax() > 2:  # [0, 255] would be clamped to a white image
+        raise ValueError(f"{what} must hold values in [-1, 1], got {x.min().item():.4g} .. {x.max().item():.4g}: for "
+                         "0 .. 255 use x / 127.5 - 1, for 0 .. 1 x * 2 - 1")
+    if x.amin() >= 0:  # no pixel darker than mid-grey: a [0, 1] tensor, most likely
+        warn(f"{what}'s values all lie in 0 .. {x.max().item():.3g}; {reader} reads a tensor as [-1, 1] (what a "
+             "generator draws), so this one is a pale picture with nothing darker than grey. For a [0, 1] tensor "
+             "(torchvision's to_tensor) pass x * 2 - 1")
+    return x
+
+
 def to_pil(images: torch.Tensor) -> Image.Image | list[Image.Image]:
     """One PIL image for a [C, H, W] tensor, a list for [N, C, H, W]; values in [-1, 1]."""
     array = to_uint8(images)
@@ -87,13 +114,14 @@ def to_pil(images: torch.Tensor) -> Image.Image | list[Image.Image]:
 
 
 def from_pil(image: Image.Image, size: int | None = None) -> torch.Tensor:
-    """PIL image -> float tensor [1, 3, H, W] in [-1, 1], resized (LANCZOS) to size x size if given."""
+    """PIL image -> float tensor [1, 3, H, W] in [-1, 1], resized (LANCZOS) to size x size if given; read as
+    `read_image` reads it (EXIF orientation, transparency on white, 16-bit scaled, sRGB)."""
     if not isinstance(image, Image.Image):  # a path or an array failed at image.convert
         raise TypeError(f"from_pil takes a PIL image, got {type(image).__name__}: for a file, bytes or an array use "
                         "from_pil(read_image(x))")
     if size is not None:
         check_count("size", size)
-    image = image.convert("RGB")
+    image = read_image(image)  # as everywhere: upright, alpha on white (convert("RGB") made it black), 8-bit sRGB
     if size is not None and image.size != (size, size):
         image = image.resize((size, size), Image.Resampling.LANCZOS)
     array = torch.from_numpy(np.asarray(image, dtype=np.float32).copy())
@@ -187,13 +215,15 @@ class NotACropWarning(ToonlibWarning):
     """`warn_if_not_a_crop`'s: an image given where an FFHQ-aligned face crop belongs is not square."""
 
 
-def warn_if_not_a_crop(image: Image.Image, name: str, taker: str, outcome: str, advice: str = ALIGN_ADVICE) -> None:
-    """Warn (`messages.warn`, a `NotACropWarning`) where `image` is not square, so no FFHQ-aligned crop (`align_face`
-    makes square ones): a whole photo, most likely. `name`: how the message calls the image; `taker`: what takes
-    aligned crops ("the encoder"); `outcome`: what it does with this image instead; `advice`: how to get the crop. The
-    one check of the kind that needs no face detector: "'me.jpg' is 640x480, not square: the encoder takes an
-    FFHQ-aligned face (toonlib.align_face(path).image); encoding it squashed to 256 x 256"."""
-    width, height = image.size
+def warn_if_not_a_crop(image: Image.Image | torch.Tensor, name: str, taker: str, outcome: str,
+                       advice: str = ALIGN_ADVICE) -> None:
+    """Warn (`messages.warn`, a `NotACropWarning`) where `image` (PIL, or a tensor [..., H, W]) is not square, so no
+    FFHQ-aligned crop (`align_face` makes square ones): a whole photo, most likely. `name`: how the message calls
+    the image; `taker`: what takes aligned crops ("the encoder"); `outcome`: what it does with this image instead;
+    `advice`: how to get the crop. The one check of the kind that needs no face detector: "'me.jpg' is 640x480, not
+    square: the encoder takes an FFHQ-aligned face (toonlib.align_face(path).image); encoding it squashed to
+    256 x 256"."""
+    width, height = (image.shape[-1], image.shape[-2]) if isinstance(image, torch.Tensor) else image.size
     if width != height:
         warn(f"{name} is {width}x{height}, not square: {taker} takes an FFHQ-aligned face ({advice}); {outcome}",
              NotACropWarning)

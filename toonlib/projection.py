@@ -34,7 +34,15 @@ from .checkpoints.psp import is_psp
 from .checkpoints.rosinality import is_rosinality
 from .devices import default_device
 from .files import atomic_write_path, user_path
-from .images import GIVE_AS_A_MODEL, from_pil, image_attribute_hint, read_image, to_uint8, warn_if_not_a_crop
+from .images import (
+    GIVE_AS_A_MODEL,
+    check_image_tensor,
+    from_pil,
+    image_attribute_hint,
+    read_image,
+    to_uint8,
+    warn_if_not_a_crop,
+)
 from .losses import PerceptualDistance, build_lpips, noise_regularization, normalize_noise_
 from .messages import check_callback, check_count, check_flag, check_number, progress_bar, summary, warn
 
@@ -571,22 +579,7 @@ def _as_tensor(item, name: str) -> torch.Tensor:
         warn_if_not_a_crop(image, name, "project", "projecting its centre square")  # a whole photo, most likely
         return from_pil(image)
     if isinstance(item, torch.Tensor):
-        x = item[None] if item.ndim == 3 else item
-        if x.ndim != 4 or x.shape[1] != 3 or not x.is_floating_point():
-            raise ValueError(f"an image tensor must be float [3, H, W] or [N, 3, H, W], got {item.dtype} "
-                             f"{list(item.shape)}")
-        if not x.numel():  # it failed inside F.interpolate
-            raise ValueError(f"the image tensor is empty (shape {list(item.shape)}): a target tensor is float "
-                             "[3, H, W] or [N, 3, H, W] with N, H and W >= 1")
-        _check_finite(x.detach())  # NaN passed the range check below and made every step's latent NaN
-        if x.detach().abs().amax() > 2:  # [0, 255] would be clamped to a white image
-            raise ValueError(f"an image tensor must hold values in [-1, 1], got {x.min().item():.4g} .. "
-                             f"{x.max().item():.4g}: for 0 .. 255 use x / 127.5 - 1, for 0 .. 1 x * 2 - 1")
-        if x.detach().amin() >= 0:  # no pixel darker than mid-grey: a [0, 1] tensor, most likely
-            warn(f"the target image tensor's values all lie in 0 .. {x.max().item():.3g}; project reads a tensor "
-                 "as [-1, 1] (what a generator draws), so this one is a pale picture with nothing darker than grey. "
-                 "For a [0, 1] tensor (torchvision's to_tensor) pass x * 2 - 1")
-        return x.detach().float().cpu()
+        return check_image_tensor(item, "the target image tensor", "project").float().cpu()
     if isinstance(item, (str, os.PathLike)):
         raise TypeError(f"a target is an image, not a file name ({str(item)!r}): for a photo of a face use "
                         "toonlib.align_face(path).image (the FFHQ crop projection expects), for an aligned one "
@@ -602,16 +595,6 @@ def _check_finite_latents(w: torch.Tensor, then: str, where: str = "") -> None:
     if bad:
         raise ValueError(f"{where}the latents hold NaN or infinite values ({bad} of {w.numel()}): a projection or an "
                          f"edit that diverged{then}")
-
-
-def _check_finite(image: torch.Tensor) -> None:
-    """ValueError for a target tensor that holds NaN or infinite values (its projection was a NaN latent); arrays are
-    checked by `read_image`."""
-    bad = int((~torch.isfinite(image)).sum())
-    if bad:
-        raise ValueError(f"the target image holds NaN or infinite values ({bad} of {image.numel()}), "
-                         "from which a projection finds no latent: fix what computed it, or replace them "
-                         "(torch.nan_to_num)")
 
 
 def _fit(x: torch.Tensor, resolution: int) -> torch.Tensor:
