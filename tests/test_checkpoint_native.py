@@ -112,6 +112,23 @@ def test_generator_shared_by_g_and_g_ema_is_saved(nets, tmp_path):
     assert torch.equal(loaded.G.synthesis.b32.torgb.weight, loaded.G_ema.synthesis.b32.torgb.weight)
 
 
+def test_a_g_of_another_config_than_g_ema_is_refused_before_writing(nets, tmp_path):
+    """The file keeps G_ema's config alone: a G of another resolution was written and then failed to load ("the
+    weights do not fit"); one of another conv_clamp came back with G_ema's, silently."""
+    import dataclasses
+
+    from toonlib.networks import Generator
+
+    for change in (dict(img_resolution=64), dict(conv_clamp=64.0)):
+        G = Generator(**{**dataclasses.asdict(nets.G_ema.config), **change})
+        name = next(iter(change))
+        with pytest.raises(ValueError, match=rf"^G_ema and G differ \({name} .+\): a toonlib file keeps one generator "
+                                             r"config, so this one could not be read back; save each generator on its "
+                                             r"own \(save_network\(path, G\)\)$"):
+            save_network(tmp_path / "mixed.safetensors", Networks(G_ema=nets.G_ema, G=G))
+        assert not (tmp_path / "mixed.safetensors").exists()
+
+
 def test_zips_that_are_not_torch_files_are_named(tmp_path, capsys):
     """Both were "a torch file that could not be read ... delete it and download it again": wrong, and bad advice."""
     import zipfile

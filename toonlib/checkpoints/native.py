@@ -38,7 +38,14 @@ def is_safetensors(head: bytes, size: int) -> bool:
 
 
 def save(nets: Networks, path: str | os.PathLike) -> None:
-    """Write `nets` to `path` atomically (tensors moved to the CPU as float32)."""
+    """Write `nets` to `path` atomically (tensors moved to the CPU as float32). The file keeps one generator config,
+    G_ema's: a G of another one is refused (ValueError) before anything is written, as it could not be read back."""
+    if nets.G is not None and nets.G.config != nets.G_ema.config:
+        differ = ", ".join(f"{name} {getattr(nets.G_ema.config, name)!r} / {getattr(nets.G.config, name)!r}"
+                           for name in nets.G_ema.config.to_dict()
+                           if getattr(nets.G_ema.config, name) != getattr(nets.G.config, name))
+        raise ValueError(f"G_ema and G differ ({differ}): a toonlib file keeps one generator config, so this one could "
+                         "not be read back; save each generator on its own (save_network(path, G))")
     tensors = {}
     for prefix, net in zip(NETWORKS, (nets.G_ema, nets.G, nets.D)):
         if net is not None:
