@@ -623,6 +623,19 @@ def test_inputs_are_checked_before_any_download(tmp_path, offline_cache):
      "models` marks under TOON, such as 'toonify-blended-tf'"),
     ("blend", ["--toon", "psp-ffhq"], "--toon psp-ffhq: 'psp-ffhq' is an encoder (photo -> latent of "
      "'ffhq-1024-rosinality'), not a toon model: an encoder inverts photos (toonlib toonify --invert psp)"),
+    # a registry base as the toon: downloaded (380 MB), then blended with the base, a toon of nothing but faces
+    ("blend", ["--toon", "ffhq-1024-tf"], "--toon ffhq-1024-tf: 'ffhq-1024-tf' is a base model (the model photos are "
+     "projected into), not a toon model: give it as --base; a toon model is one `toonlib models` marks under TOON, "
+     "such as 'toonify-blended-tf'"),
+    ("toonify", ["--toon", "ffhq-1024"], "--toon ffhq-1024: 'ffhq-1024' is a base model (the model photos are "
+     "projected into), not a toon model: give it as --base"),
+    # a toon model as project's base: its latent, drawn by the toon model as FFHQ's, was the wrong face
+    ("project", ["--base", "yang-pixar"], "--base yang-pixar: 'yang-pixar' is a toon model, not a base (the model "
+     "photos are projected into, such as 'ffhq-1024-rosinality', its own): project into its base (toonlib toonify "
+     "--toon takes the toon)"),
+    # an encoder of the other space offered by the app: downloaded (1 GB), then refused
+    ("app", ["--invert", "e4e", "--encoder", "psp-toonify"], "'psp-toonify' makes latents of its blended toon "
+                                                             "decoder, not of the base model"),
     ("toonify", ["-o", "{tmp}/w.svg"], "it writes no .svg images: name it {tmp}/w.png, or, to name a folder so"),
     # a registry encoder of the other latent space drew the photo as the toon (exit 0), after a ~1 GB download
     ("toonify", ["--invert", "psp-toonify", "--encoder", "psp-ffhq"], "'psp-ffhq' makes latents of the FFHQ base, "

@@ -148,11 +148,19 @@ def _fetch_named_models(*models: tuple[str | None, str]) -> None:
 
 def _fetch_toonify_models(args: argparse.Namespace, mode: str) -> None:
     """`_fetch_named_models` for what a Toonifier in inversion mode `mode` loads at once."""
-    from .pipeline import DEFAULT_ENCODERS, check_default_base, check_not_a_toon, check_not_an_encoder, default_base
+    from .pipeline import (
+        DEFAULT_ENCODERS,
+        check_default_base,
+        check_not_a_base,
+        check_not_a_toon,
+        check_not_an_encoder,
+        default_base,
+    )
 
     wanted = []
     check_not_a_toon(args.base, f"--base {args.base}", "give it as --toon")
     check_not_an_encoder(args.toon, f"--toon {args.toon}", "give it as --encoder with --invert {mode}")
+    check_not_a_base(args.toon, f"--toon {args.toon}", "give it as --base")
     if mode != "psp-toonify":  # that mode's encoder holds its own decoder; base and toon load only to re-blend
         base = args.base if args.base is not None else default_base(args.toon)
         check_default_base(args.toon, base)
@@ -328,6 +336,7 @@ def cmd_blend(args: argparse.Namespace) -> int:
     from .pipeline import (
         DEFAULT_BASE,
         check_default_base,
+        check_not_a_base,
         check_not_a_toon,
         check_not_an_encoder,
         default_base,
@@ -338,6 +347,7 @@ def cmd_blend(args: argparse.Namespace) -> int:
     check_not_an_encoder(args.toon, f"--toon {args.toon}",
                          "an encoder inverts photos (toonlib toonify --invert {mode})")
     check_not_a_toon(args.base, f"--base {args.base}", "give it as --toon")
+    check_not_a_base(args.toon, f"--toon {args.toon}", "give it as --base")
     defaulted = args.base is None
     if defaulted:  # as toonify pairs them
         args.base = default_base(args.toon)
@@ -409,8 +419,11 @@ def cmd_project(args: argparse.Namespace) -> int:
     from .devices import default_device
     from .images import NotACropWarning, read_image, save_image, to_pil, warn_if_not_a_crop
     from .messages import counted
+    from .pipeline import check_not_a_toon
     from .projection import project, render, require_video_writer, save_video
 
+    # a latent of the toon model, which the toon drawn from it reads as FFHQ's: the wrong face, without a word
+    check_not_a_toon(args.base, f"--base {args.base}", "project into its base (toonlib toonify --toon takes the toon)")
     _check_output_suffix(args.output, "project", ".npz", "the latent as an .npz file (NVIDIA's projected_w.npz)",
                          Path(args.image).stem, "; pass --image-out for the picture")
     _check_image_output(args.image_out, "project", "reconstruction", option="--image-out")
@@ -823,6 +836,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 def cmd_app(args: argparse.Namespace) -> int:
     from .app import ToonApp, check_port, check_settings, launch, require_gradio
     from .blending import check_swap_res
+    from .encoders import check_encoder_mode
     from .pipeline import Toonifier
 
     require_gradio()  # before any model is downloaded
@@ -833,6 +847,9 @@ def cmd_app(args: argparse.Namespace) -> int:
     if args.encoder is not None and sum(mode != "optimize" for mode in modes) != 1:
         raise ValueError(f"--encoder names the checkpoint of one encoder mode, but --invert offers {modes}: "
                          "offer one encoder mode, or leave out --encoder (each mode then uses its registry encoder)")
+    for mode in modes:  # an encoder of the other space, refused before anything is downloaded
+        if mode != "optimize":
+            check_encoder_mode(mode, args.encoder)
     for mode in modes:
         _fetch_toonify_models(args, mode)
     toonifiers = [Toonifier(args.base, args.toon, toon_network=args.toon_network, detector=args.detector, invert=mode,

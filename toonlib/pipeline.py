@@ -199,6 +199,7 @@ class Toonifier:
                              kinds=ENCODER_KINDS if name == "encoder" else GENERATOR_KINDS)
         check_not_a_toon(base, f"base={base!r}", "give it as toon= (a Toonifier takes the base first)")
         check_not_an_encoder(toon, f"toon={toon!r}", "give it as encoder= with invert='{mode}'")
+        check_not_a_base(toon, f"toon={toon!r}", "give it as base=")
         self.invert = invert
         self.device = default_device(device)
         self.detector = detector
@@ -491,6 +492,16 @@ def check_not_an_encoder(toon: object, what: str, advice: str) -> None:
                          f"such as '{DEFAULT_TOON}'")
 
 
+def check_not_a_base(toon: object, what: str, advice: str) -> None:
+    """Raise ValueError when `toon` names a registry base model (FFHQ: a StyleGAN2 model that is no toon model): it was
+    downloaded (380 MB) and blended with the base, a toon of nothing but faces. `what`: how the toon was given
+    (`toon='...'`, `--toon ...`); `advice`: where a base goes."""
+    info = models.MODELS.get(toon) if isinstance(toon, str) else None
+    if info is not None and info.kind == "stylegan2" and info.toon is None:
+        raise ValueError(f"{what}: {toon!r} is a base model (the model photos are projected into), not a toon model: "
+                         f"{advice}; a toon model is one `toonlib models` marks under TOON, such as '{DEFAULT_TOON}'")
+
+
 def check_faces(all_faces: bool, face_index: int | None) -> None:
     """Raise TypeError for an `all_faces` that is no bool ("no" was taken as True), ValueError for a `face_index` that
     is no whole number (it was refused after the photo's face search) and for `all_faces` with a `face_index`: every
@@ -643,6 +654,7 @@ def toon_network_of(toon: GeneratorLike, which: str | None = None) -> str | None
     if info is None:
         return which
     check_not_an_encoder(toon, "the toon model", "an encoder inverts photos (encoder=, invert='{mode}')")
+    check_not_a_base(toon, "the toon model", "give it as the base (blend's second model, a Toonifier's base=)")
     if info.toon == "blended" and info.reblend_network is None:
         offering = [name for name, entry in models.MODELS.items() if entry.offers_swap_slider]
         raise ValueError(f"{toon!r} holds only a blended generator, fixed at its authors' swap resolution: "
