@@ -22,6 +22,7 @@ import asyncio
 import errno
 import hashlib
 import inspect
+import io
 import math
 import os
 import socket
@@ -36,6 +37,7 @@ from PIL import Image
 
 from .align import AlignedFace, LandmarkBackendError, NoFaceError
 from .checkpoints import CheckpointError
+from .files import atomic_write_path
 from .images import ImageReadError, quiet_large_images, read_image, too_many_pixels
 from .losses import PerceptualWeightsError, build_lpips
 from .messages import counted
@@ -278,8 +280,8 @@ class View:
 def check_settings(steps: int = DEFAULT_STEPS, max_steps: int = MAX_STEPS, max_pixels: int = MAX_PIXELS) -> None:
     """Raise ValueError for `ToonApp` settings that cannot work; cheap, so `toonlib app` checks before any download."""
     if not 1 <= steps <= max_steps:
-        raise ValueError(f"the steps slider's start ({steps}) must be between 1 and its end, max_steps={max_steps} "
-                         "(--steps, --max-steps)")
+        raise ValueError(f"the steps slider's start ({steps}) must be between 1 and its end ({max_steps}): lower the "
+                         "start (--steps, steps=) or raise the end (--max-steps, max_steps=)")
     if not max_pixels >= 1:
         raise ValueError(f"max_pixels is the largest photo taken, in pixels (>= 1); got {max_pixels!r}")
 
@@ -396,8 +398,8 @@ class ToonApp:
         (nothing is decoded: cheap enough for the upload itself); returns the header's format (Pillow's name)."""
         path, name = str(path), name or Path(path).name
         if not os.path.exists(path):  # read_image's "there is no such file" of the photo the page shows
-            raise ImageReadError(f"the app no longer has {name!r}: uploads are deleted after an hour or two; "
-                                 "upload the photo again")
+            raise ImageReadError(f"the app no longer has {name!r} (it was restarted, or the upload is over an hour "
+                                 "old: uploads are deleted after an hour or two): upload the photo again")
         try:
             with quiet_large_images(), Image.open(path) as header:
                 width, height = header.size
@@ -506,8 +508,6 @@ class ToonApp:
         """The Gradio page (a `gradio.Blocks`) with its events queued on the shared models."""
         gr = require_gradio()
 
-        from gradio.processing_utils import save_pil_to_cache
-
         def not_toonified(exc: Exception) -> str:
             # The visitor's mistake, not the server's: said in the status line, which the next photo or toon replaces.
             # Raised as gr.Error, it marked every output with a red "Error" badge without a word; a toast as well
@@ -517,12 +517,24 @@ class ToonApp:
         def said(status: str) -> tuple:
             return (gr.skip(),) * (len(outputs) - 1) + (status,)  # all but the status unchanged
 
-        def outputs_of(view: View) -> tuple:
-            # Result images saved as Gradio saves them (PNG in its cache, deleted with it), named for the download:
-            # Gradio's own name for every image was "image.png".
-            files = [save_pil_to_cache(getattr(view, kind), cache_dir=toon.GRADIO_CACHE,
-                                       name=Path(view.file_names[kind]).stem, format="png") for kind in RESULTS]
+        def outputs_of(view: View, reblended: bool = False) -> tuple:
+            # Result images as PNG files in Gradio's cache (deleted with it), named for the download: Gradio's own
+            # name for every image was "image.png". A re-blend leaves the aligned face as it was: it sent it again.
+            files = [gr.skip() if reblended and kind == "aligned" else result_file(getattr(view, kind),
+                                                                                   view.file_names[kind])
+                     for kind in RESULTS]
             return marked(view.selected, value=view.faces, visible=len(view.faces) > 1), *files, view.status
+
+        def result_file(image: Image.Image, name: str) -> str:
+            # zlib's level 1: a 12 MP photo pasted back took 3.0 s to save at Gradio's level (6), within the shared
+            # queue at every swap change, and takes 0.7 s, 8 % larger. In a folder named by the content, as Gradio's.
+            data = io.BytesIO()
+            image.save(data, "PNG", compress_level=1)
+            path = Path(toon.GRADIO_CACHE) / hashlib.sha256(data.getbuffer()).hexdigest() / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_write_path(path) as tmp:
+                tmp.write_bytes(data.getbuffer())
+            return str(path)
 
         def marked(face: int, **update: Any) -> Any:
             # The face picker marks the face shown: a click marked the face clicked, and the mark stayed there when
@@ -623,7 +635,7 @@ class ToonApp:
 
         def reblend(session: Session | None, swap_res: int | None) -> tuple:
             view = self.reblend(session, swap_res)
-            return gr.skip() if view is None else (session, *outputs_of(view))
+            return gr.skip() if view is None else (session, *outputs_of(view, reblended=True))
 
         def uploaded(upload: dict | None) -> tuple[str | None, str | None]:
             # The server's copy of the visitor's photo and its name on their machine (the original of a preview).
