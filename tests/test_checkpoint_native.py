@@ -174,8 +174,11 @@ def test_foreign_truncated_and_future_files_are_refused(nets, tmp_path):
 def test_cli_convert_writes_safetensors(nets, tmp_path, capsys):
     out = tmp_path / "ada.safetensors"
     assert main(["convert", str(FIXTURES / "ada_tiny.pkl"), str(out)]) == 0
-    assert f"wrote {out}" in capsys.readouterr().out
+    assert capsys.readouterr().out.splitlines()[-1] == f"wrote {out}"
     assert_same_networks(load_network(out), nets)
+    # another model at -o is replaced, and said so (it was replaced without a word)
+    assert main(["convert", str(FIXTURES / "ada_tiny.pkl"), str(out)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"wrote {out} (it replaced the file that was there)"
 
 
 @pytest.mark.parametrize("name", ["ada.pt", "ada.pkl", "ada"])

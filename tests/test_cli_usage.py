@@ -553,7 +553,7 @@ def test_inputs_are_checked_before_any_download(tmp_path, offline_cache):
                                                                     "psp-toonify draws the toon"),
     ("toonify", ["--swap-res", "16", "--blend-width", "-1"],
      "argument --blend-width: must be a finite number >= 0, got -1"),
-    ("align", ["--size", "0"], "argument --size: must be between 1 and 8192, got 0"),  # was: ZeroDivisionError
+    ("align", ["--size", "0"], "argument --size: must be between 4 and 8192, got 0"),  # was: ZeroDivisionError
     ("project", ["--video-every", "0"], "argument --video-every: must be >= 1, got 0"),  # was: after projecting
     ("blend", ["--swap-res", "12"], "argument --swap-res: must be a power of two >= 4"),
     ("blend", ["--swap-res", "16", "--blend-width", "-1"],
@@ -563,7 +563,8 @@ def test_inputs_are_checked_before_any_download(tmp_path, offline_cache):
     ("app", ["--max-megapixels", "-1"], "argument --max-megapixels: must be a finite number > 0, got -1"),
     ("blend", ["--swap-res", "16", "--grid", "{tmp}/g.png", "--truncation-psi", "nan"],  # was: a grid of NaN faces
      "argument --truncation-psi: must be a finite number, got nan"),
-    ("app", ["--steps", "300", "--max-steps", "100"], "slider's start (300) must be between 1 and its end"),
+    ("app", ["--steps", "300", "--max-steps", "100"], "slider's start (300) must be between 1 and its end (100): lower "
+                                                      "the start (--steps) or raise the end (--max-steps)"),
     # image and video outputs named for another kind of file (PNG data went into them)
     ("align", ["-o", "{tmp}/aligned.txt"], "aligned.txt: align writes an image (PNG, JPEG, WebP, ...); name the "
                                            "output {tmp}/aligned.png"),
@@ -602,7 +603,8 @@ def test_inputs_are_checked_before_any_download(tmp_path, offline_cache):
     # a second audit: each was accepted, and ignored, overflowed or ran for an hour
     ("toonify", ["--encoder", "e4e-ffhq"], "--encoder is the encoder of an --invert mode that uses one (e4e, psp, "
                                            "e4e+optimize, psp-toonify), and --invert optimize (the default) starts"),
-    ("align", ["--size", "100000"], "argument --size: must be between 1 and 8192, got 100000"),  # was: killed (OOM)
+    ("align", ["--size", "100000"], "argument --size: must be between 4 and 8192, got 100000"),  # was: killed (OOM)
+    ("align", ["--size", "1"], "argument --size: must be between 4 and 8192, got 1"),  # a 1 x 1 crop, projected
     ("blend", ["--grid", "{tmp}/g.png", "--seeds", "0-1000000000"],
      "bad seed list '0-1000000000': 1000000001 seeds, more than the 32 taken here; give fewer"),
     ("blend", ["--grid", "{tmp}/g.png", "--seeds", "4294967296"], "seeds go from 0 to 4294967295, got 4294967296"),

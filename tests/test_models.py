@@ -164,6 +164,9 @@ def test_models_command_lists_every_entry(tmp_path, monkeypatch, capsys):
     assert main(["models", "--cache-dir", str(cache)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == f"toonlib cache: {cache}" and out[1] == f"torch hub folder: {hub}"
+    assert main(["models", "--cache-dir", str(tmp_path / "cahce")]) == 0  # misspelt: every model "missing", unsaid
+    assert capsys.readouterr().out.splitlines()[0] == (f"toonlib cache: {tmp_path / 'cahce'} (no such folder yet: "
+                                                       "nothing downloaded there)")
     assert out[2].split() == ["NAME", "KIND", "RES", "TOON", "BASE", "CACHED", "SIZE", "DESCRIPTION"]
     rows = {line.split()[0]: line for line in out[3:3 + len(MODELS)]}
     assert list(rows) == list(MODELS)

@@ -199,9 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("align", help="crop and align a face like FFHQ")
     p.add_argument("photo", help="a photo with a face (jpg, png, ...)")
     p.add_argument("-o", "--output", required=True,
-                   help="aligned image (PNG; JPEG and WebP are written lossy); with --all-faces numbered -face1, "
-                        "-face2, ... (largest first)")
-    p.add_argument("--size", type=_number(high=MAX_ALIGN_SIZE), default=1024,
+                   help="aligned image (PNG keeps every pixel; JPEG, WebP, GIF, AVIF and HEIC lose some, and "
+                        "`toonlib project` of it fits their artefacts); with --all-faces numbered -face1, -face2, ... "
+                        "(largest first)")
+    p.add_argument("--size", type=_number(low=4, high=MAX_ALIGN_SIZE), default=1024,  # no StyleGAN2 is smaller
                    help=f"output size in px, the model's resolution (default 1024, FFHQ's; at most {MAX_ALIGN_SIZE}, "
                         "8x that: larger crops only enlarge the photo's pixels, and run out of memory)")
     _add_detector(p)

@@ -170,6 +170,14 @@ def _fetch_toonify_models(args: argparse.Namespace, mode: str) -> None:
     _fetch_named_models(*wanted)
 
 
+def _replaced(output: str) -> str:
+    """What `convert` and `blend` add to "wrote OUT" where OUT was there before: another model the user had was
+    replaced without a word (the models they read are refused as -o: `_refuse_to_replace_model`)."""
+    from .files import user_path
+
+    return " (it replaced the file that was there)" if user_path(output).is_file() else ""
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     from .checkpoints import load_network, save_network
 
@@ -177,10 +185,11 @@ def cmd_convert(args: argparse.Namespace) -> int:
     _refuse_to_replace_model(args.output, (args.input, "input"), named="the output")
     nets = load_network(args.input)
     print(_describe(nets))
+    replaced = _replaced(args.output)
     save_network(args.output, nets)
     encoder = (f" (its decoder alone: toonlib's format holds generators; --encoder takes {args.input} itself)"
                if nets.meta.get("encoder_type") else "")
-    print(f"wrote {args.output}{encoder}")
+    print(f"wrote {args.output}{encoder}{replaced}")
     return 0
 
 
@@ -287,7 +296,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     paths = {name: local_path(name, cache_dir=args.cache_dir) for name in MODELS}
     sizes = {name: path.stat().st_size for name, path in paths.items() if cached[name] != "-"}
     cache = cache_dir() if args.cache_dir is None else user_path(args.cache_dir)
-    print(f"toonlib cache: {cache}")
+    # a misspelt --cache-dir listed every model as missing without a word (`toonlib remove` says so)
+    print(f"toonlib cache: {cache}" + ("" if cache.is_dir() else " (no such folder yet: nothing downloaded there)"))
     print(f"torch hub folder: {torch_hub_checkpoints()}")
     base_width = max(len("BASE"), *(len(info.lineage or "") for info in MODELS.values()))
     print(f"{'NAME':28} {'KIND':14} {'RES':>5}  {'TOON':9}  {'BASE':{base_width}}  {'CACHED':7}  {'SIZE':>8}  "
@@ -377,8 +387,9 @@ def cmd_blend(args: argparse.Namespace) -> int:
                  else "the one the toon model records")
         raise ValueError(f"{exc}\nNo --base was given, so the base was {whose}, '{args.base}': name the base the toon "
                          "model was fine-tuned from with --base.") from None
+    replaced = _replaced(args.output)
     save_network(args.output, blended)  # with its record: the models as given and the setting
-    print(f"wrote {args.output}")
+    print(f"wrote {args.output}{replaced}")
     if args.grid:
         grid = swap_resolution_grid(low, high, seeds, level=args.level,
                                     blend_width=args.blend_width,
