@@ -294,6 +294,25 @@ def test_bad_settings(low, high, kwargs, message):
         layer_weights(low, **kwargs)
 
 
+def test_the_grid_and_layer_weights_take_what_the_other_functions_take(low, high, tmp_path):
+    """`layer_weights` of a Networks or a path failed at "no attribute 'img_resolution'"; the grid's
+    `swap_resolutions=[]` drew every resolution, and one seed (3) failed at "'int' object is not iterable"."""
+    from toonlib.blending import swap_resolution_grid
+    from toonlib.checkpoints import Networks, save_network
+
+    path = save_network(tmp_path / "low.safetensors", low)
+    for given in (Networks(G_ema=low), path, str(path), low.config):
+        assert layer_weights(given, 8) == layer_weights(low, 8)
+    with pytest.raises(ValueError, match=r"^swap_resolutions is empty: give the resolutions to draw, such as "):
+        swap_resolution_grid(low, high, [0], swap_resolutions=[])
+    with pytest.raises(TypeError, match=r"^seeds is a list of whole numbers, such as \[3\] or range\(4\), got int 3$"):
+        swap_resolution_grid(low, high, 3)
+    with pytest.raises(TypeError, match=r"got str '0-3': for a text such as '0-3', toonlib\.networks\.parse_seeds"):
+        swap_resolution_grid(low, high, "0-3")
+    with pytest.raises(ValueError, match=r"^seeds is empty: give at least one seed"):
+        swap_resolution_grid(low, high, [])
+
+
 def test_blend_takes_the_argument_names_of_its_module(low, high):
     """blend's low_res_G / high_res_G were the only other names for Blender's and blend_per_layer's low / high."""
     assert_same_state(blend(low=low, high=high, swap_res=8).state_dict(), Blender(low, high).set(8).state_dict())

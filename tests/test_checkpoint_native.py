@@ -129,6 +129,20 @@ def test_a_g_of_another_config_than_g_ema_is_refused_before_writing(nets, tmp_pa
         assert not (tmp_path / "mixed.safetensors").exists()
 
 
+def test_a_generators_state_dict_alone_is_told_what_it_lacks(nets, tmp_path):
+    """torch.save(G.state_dict()) was "not a known StyleGAN2 checkpoint (contents: [...])" with its 300 keys listed
+    (4,759 characters for a 256 px model) and no word of what to do; other dicts list a dozen keys at most."""
+    torch.save(nets.G_ema.state_dict(), tmp_path / "g.pt")
+    with pytest.raises(CheckpointError, match=r"g\.pt holds a generator's weights alone "
+                                              r"\(torch\.save\(G\.state_dict\(\)\)\), without its architecture: load "
+                                              r"it into a toonlib\.Generator"):
+        load_network(tmp_path / "g.pt")
+    torch.save({f"key{i:03}": torch.zeros(1) for i in range(300)}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match=r"\(contents: 'key000', .*'key011' and 288 more\)$") as caught:
+        load_network(tmp_path / "other.pt")
+    assert len(str(caught.value)) < 400
+
+
 def test_zips_that_are_not_torch_files_are_named(tmp_path, capsys):
     """Both were "a torch file that could not be read ... delete it and download it again": wrong, and bad advice."""
     import zipfile

@@ -578,6 +578,9 @@ def test_bad_arguments(G, targets, net, monkeypatch):
                                                  r"not 500\.0"),
                             ({"steps": "5"}, "steps must be a whole number >= 1, got '5'"),
                             ({"w_avg_samples": 0}, "w_avg_samples must be a whole number >= 2, got 0"),
+                            # beside w_stats, which it is ignored beside, it passed
+                            ({"w_avg_samples": 1, "w_stats": (G.mapping.w_avg[None], 1.0)},
+                             "w_avg_samples must be a whole number >= 2, got 1"),
                             ({"early_stop": 5}, r"early_stop is \(patience, min_delta\): .* got 5"),
                             ({"early_stop": (0, 1e-4)}, "early_stop's patience must be a whole number >= 1, got 0")]:
         with pytest.raises(ValueError, match=message):

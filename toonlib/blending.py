@@ -78,14 +78,17 @@ class LayerWeight:
     weight: float = 0.0
 
 
-def layer_weights(G_or_config: Generator | GeneratorConfig, swap_res: int, level: int = 0,
+def layer_weights(G_or_config: GeneratorLike | GeneratorConfig, swap_res: int, level: int = 0,
                   blend_width: float | None = None) -> list[LayerWeight]:
-    """The weight of every synthesis layer for a `blend` setting, in forward order (for plots and UIs).
+    """The weight of every synthesis layer for a `blend` setting, in forward order (for plots and UIs), of a
+    generator (anything `load_generator` takes) or its config.
 
     `synthesis.b4.conv1` is listed with weight 0 at every setting (it always stays low-res).
     """
-    config = G_or_config.config if isinstance(G_or_config, Generator) else G_or_config
-    check_setting(swap_res, level, blend_width)
+    check_setting(swap_res, level, blend_width)  # before a checkpoint is read
+    # what every other function of the module takes, a Networks or a path too (they failed at "no attribute
+    # 'img_resolution'")
+    config = G_or_config if isinstance(G_or_config, GeneratorConfig) else load_generator(G_or_config).config
     mid = _position(swap_res, level)
     return [dataclasses.replace(layer, weight=0.0 if layer.name == KEPT_LOW else
                                 _rule(layer.position - mid, blend_width))
@@ -381,8 +384,11 @@ def swap_resolution_grid(low: GeneratorLike, high: GeneratorLike, seeds: Sequenc
     check_base(high)
     low, high = toon_generator(low), load_generator(high)
     blender = Blender(low, high)
-    resolutions = list(swap_resolutions or [res for res in high.synthesis.block_resolutions
-                                            if blend_width or res < high.img_resolution])
+    if swap_resolutions is not None and not list(swap_resolutions):  # [] drew every resolution
+        raise ValueError("swap_resolutions is empty: give the resolutions to draw, such as [8, 16, 32], or leave it "
+                         "out for every one")
+    resolutions = list(swap_resolutions if swap_resolutions is not None else
+                       [res for res in high.synthesis.block_resolutions if blend_width or res < high.img_resolution])
     ws = high.mapping(z_from_seeds(seeds, high.z_dim, high.device), None, truncation_psi=truncation_psi)
     with progress_bar(total=len(resolutions) + 2, desc="grid", unit="column", disable=not progress) as bar:
         images = [to_pil(high.synthesis(ws))]

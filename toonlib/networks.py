@@ -19,7 +19,7 @@ import dataclasses
 import math
 import re
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -696,7 +696,16 @@ def _check_tensor(name: str, value: object) -> None:
 
 
 def z_from_seeds(seeds: Sequence[int], z_dim: int, device: torch.device | str | None = None) -> torch.Tensor:
-    """Latents for integer seeds, NVIDIA's generate.py convention: z = RandomState(seed).randn(z_dim)."""
+    """Latents for integer seeds, NVIDIA's generate.py convention: z = RandomState(seed).randn(z_dim). One seed alone,
+    or a '0-3' text, is refused with what to pass (it failed with "'int' object is not iterable")."""
+    if isinstance(seeds, (int, np.integer, str, bytes)) or not isinstance(seeds, Iterable):
+        example = f"[{seeds}]" if isinstance(seeds, (int, np.integer)) else "[0, 5]"
+        parse = ": for a text such as '0-3', toonlib.networks.parse_seeds(text)" if isinstance(seeds, str) else ""
+        raise TypeError(f"seeds is a list of whole numbers, such as {example} or range(4), got "
+                        f"{type(seeds).__name__} {seeds!r}{parse}")
+    seeds = list(seeds)
+    if not seeds:
+        raise ValueError("seeds is empty: give at least one seed, such as [0]")
     z = np.stack([np.random.RandomState(int(seed)).randn(z_dim) for seed in seeds])
     return torch.from_numpy(z).to(device=device, dtype=torch.float32)
 

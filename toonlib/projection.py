@@ -408,7 +408,7 @@ def check_project_options(**options: object) -> None:
         check_count("save_every (a frame every k steps)", options["save_every"])
     if options.get("w_stats") is not None:
         _check_w_stats(options["w_stats"])
-    elif "w_avg_samples" in options:
+    if "w_avg_samples" in options:  # checked with w_stats too, which it is ignored beside: 1 passed there alone
         check_count("w_avg_samples", options["w_avg_samples"], 2)  # the spread of one sample is no spread
     for name in ("initial_lr", "noise_reg_weight"):  # a string failed inside torch.optim, or in the first step
         if name in options:

@@ -34,7 +34,7 @@ from ..files import is_url, looks_like_html, looks_like_pickle, safetensors_head
 from ..messages import warn
 from ..networks import Generator
 from . import native, native_torch, nvidia, psp, rosinality, tensorflow
-from .common import CheckpointError, GeneratorLike, MissingNetworkError, Networks, damaged_file
+from .common import CheckpointError, GeneratorLike, MissingNetworkError, Networks, _short, damaged_file
 from .safe_pickle import UnsafePickleError, refusal, safe_load
 
 __all__ = ["NATIVE_SUFFIX", "CheckpointError", "GeneratorLike", "MissingNetworkError", "Networks", "UnsafePickleError",
@@ -338,7 +338,13 @@ def _read_torch_file(path: Path, source: str, zipped: bool) -> Networks:
         raise CheckpointError(f"{source} is the training state of a fine-tuning run (what `toonlib finetune` resumes "
                               "from), not a network: give the run's "
                               + (f"newest snapshot, {newest}" if newest else "network-snapshot-*.safetensors"))
-    keys = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
+    if isinstance(obj, dict) and any(str(key).startswith(("synthesis.", "mapping.")) for key in obj):
+        # torch.save(G.state_dict()): its 300 keys listed, with no word of what was missing
+        raise CheckpointError(f"{source} holds a generator's weights alone (torch.save(G.state_dict())), without its "
+                              "architecture: load it into a toonlib.Generator of the same settings "
+                              "(G.load_state_dict(torch.load(path))), and save networks with toonlib.save_network, "
+                              "which keeps both")
+    keys = _short([repr(key) for key in sorted(obj, key=str)], 12) if isinstance(obj, dict) else type(obj).__name__
     raise CheckpointError(f"{source} is a torch file but not a known StyleGAN2 checkpoint (contents: {keys})")
 
 
