@@ -255,6 +255,31 @@ def test_a_second_face_is_picked_in_the_gallery(page, server, tmp_path):
         assert changed[:, :512].any() and not changed[:, 512:].any()  # the astronaut's face (left) joins
 
 
+def test_a_phone_shows_three_faces_to_a_row(context, server, tmp_path):
+    """At 360 px the picker fitted two 88 px faces to a row, a third of its width empty, and a group photo's last
+    row was cut off inside its scroll box; three fit now."""
+    pair = Image.open(server.photos / "pair.jpg")
+    astronaut = Image.open(server.photos / "astronaut.png")
+    trio = Image.new("RGB", (pair.width + astronaut.width, pair.height), "white")
+    trio.paste(pair, (0, 0))
+    trio.paste(astronaut, (pair.width, 0))
+    trio.save(tmp_path / "trio.jpg")
+    page = page_at(context, server.url(), width=360, height=740)
+    try:
+        page.wait_for_selector("#toonify")
+        with screenshots_on_failure(page, tmp_path, "three-faces-360"):
+            upload(page, tmp_path / "trio.jpg")
+            page.click("#toonify")
+            page.locator("#status").filter(has_text="Face 1 of 3").wait_for(timeout=TOON_S * 1000)
+            page.locator("#faces button[aria-label='Thumbnail 3 of 3']").wait_for()
+            thumbnails = page.locator("#faces button[aria-label^='Thumbnail']").all()
+            boxes = [thumbnail.bounding_box() for thumbnail in thumbnails]
+            assert len(boxes) == 3 and len({round(box["y"]) for box in boxes}) == 1, boxes
+            assert page.evaluate("document.documentElement.scrollWidth") <= 360  # nothing wider than the phone
+    finally:
+        page.close()
+
+
 def marked_faces(page) -> list[int]:
     """The faces (from 1) that the face picker marks as selected."""
     thumbnails = page.locator("#faces button[aria-label^='Thumbnail']")

@@ -55,15 +55,16 @@ RESULTS = ("aligned", "toon", "pasted")  # the result images, in the order of `V
 # progress; a re-blend's is minimal): out of view on a phone, whose results are below the fold. Its progress text, not
 # the tracker alone: a failed event's tracker stays, with an "Error" badge (the button said "Toonifying..." for good).
 BUSY = "body:has(#toon [data-testid=status-tracker].full:not(.hide) .progress-text)"
-# Result images fill their boxes (a small model's 256 px toon is drawn as large as a 1024 px one); the face
-# picker shows small whole faces, however few, every one in view (its box grows with them) and below its label
-# (which covered the top of the first row). While busy, the Toonify button says so where the visitor pressed it
-# (its label swapped at once: Gradio's 0.2 s transition shrank and grew it), and the status line (the last run's
-# words, greyed under the progress, which overlapped them) is blank; its words come back at once (Gradio's fade of
-# 0.15 s kept them hidden after the line showed). The hints and the slider's ends were light grey at 12 px (1.9:1 on
-# white): now the labels' grey (4.8:1).
+# Result images fill their boxes (a small model's 256 px toon is drawn as large as a 1024 px one); the face picker shows
+# small whole faces, however few, every one in view (its box grows with them) and below its label (which covered the top
+# of the first row), three to a row on a 360 px phone (88 px ones fitted two, and a group's last row was cut off inside
+# the picker's scroll box). While busy, the Toonify button says so where the visitor pressed it (its label swapped at
+# once: Gradio's 0.2 s transition shrank and grew it), and the status line (the last run's words, greyed under the
+# progress, which overlapped them) is blank; its words come back at once (Gradio's fade of 0.15 s kept them hidden after
+# the line showed). The hints and the slider's ends were light grey at 12 px (1.9:1 on white): now the labels' grey
+# (4.8:1).
 CSS = ("#toon img, #aligned img { width: 100%; height: 100%; object-fit: contain; } "
-       "#faces .grid-container { grid-template-columns: repeat(auto-fill, 88px) !important; "
+       "#faces .grid-container { grid-template-columns: repeat(auto-fill, 84px) !important; "
        "padding-top: 30px !important; } "
        "#faces .grid-wrap { height: auto !important; min-height: 0 !important; max-height: 400px; } "
        f"#toonify {{ transition: none; }} {BUSY} #toonify {{ font-size: 0; cursor: progress; }} "
