@@ -508,6 +508,34 @@ def test_stop_stays_when_the_mode_changes_during_a_run(context, two_modes, tmp_p
         page.close()
 
 
+def test_toonify_pressed_while_the_photo_uploads_says_so(context, server, tmp_path):
+    """On mobile data a phone's photo takes half a minute to upload. Toonify pressed meanwhile scrolled the page's
+    "Uploading 1 file..." out of view, and the button still said "Toonify": nothing changed until the upload ended.
+    The button says the photo is uploading, then that it toonifies."""
+    page = page_at(context, server.url(), width=360, height=740)
+    try:
+        page.wait_for_selector("#toonify")
+        after = "() => getComputedStyle(document.querySelector('#toonify'), '::after').content"
+        with screenshots_on_failure(page, tmp_path, "upload-then-toonify-360"):
+            cdp = context.new_cdp_session(page)
+            cdp.send("Network.enable")
+            size = (server.photos / "hopper.jpg").stat().st_size
+            cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 0, "downloadThroughput": -1,
+                                                           "uploadThroughput": size / 4})  # 4 s
+            page.locator("#photo input[type=file]").set_input_files(server.photos / "hopper.jpg")
+            page.locator("#photo .uploading").wait_for()
+            page.click("#toonify")
+            assert page.evaluate(after) == '"Uploading your photo\u2026"' and in_view(page, "#toonify")
+            page.locator("#toon", has_text="Fitting your photo").wait_for(timeout=TOON_S * 1000)
+            assert page.evaluate(after) == '"Toonifying\u2026"'
+            cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 0, "downloadThroughput": -1,
+                                                           "uploadThroughput": -1})
+            page.locator("#status", has_text="One face").wait_for(timeout=TOON_S * 1000)
+            assert page.evaluate(after) == "none"
+    finally:
+        page.close()
+
+
 def test_a_phone_shows_the_run_where_toonify_was_pressed(context, server, tmp_path):
     """At 390 x 844 the results are below the fold: pressing Toonify showed nothing in view (the progress was in the
     toon box, out of view) and the page stayed put when the toon came. The status line kept the last run's words,

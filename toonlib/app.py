@@ -55,6 +55,9 @@ RESULTS = ("aligned", "toon", "pasted")  # the result images, in the order of `V
 # progress; a re-blend's is minimal): out of view on a phone, whose results are below the fold. Its progress text, not
 # the tracker alone: a failed event's tracker stays, with an "Error" badge (the button said "Toonifying..." for good).
 BUSY = "body:has(#toon [data-testid=status-tracker].full:not(.hide) .progress-text)"
+# While the photo uploads (a phone's 12 MP photo on mobile data: half a minute), the Toonify button says so: pressed
+# then, the page scrolled "Uploading 1 file..." out of view and nothing changed until the upload ended.
+UPLOADING = "body:has(#photo .uploading)"
 # Result images fill their boxes (a small model's 256 px toon is drawn as large as a 1024 px one); the face picker shows
 # small whole faces, however few, every one in view (its box grows with them) and below its label (which covered the top
 # of the first row), three to a row on a 360 px phone (88 px ones fitted two, and a group's last row was cut off inside
@@ -67,7 +70,9 @@ CSS = ("#toon img, #aligned img { width: 100%; height: 100%; object-fit: contain
        "#faces .grid-container { grid-template-columns: repeat(auto-fill, 84px) !important; "
        "padding-top: 30px !important; } "
        "#faces .grid-wrap { height: auto !important; min-height: 0 !important; max-height: 400px; } "
-       f"#toonify {{ transition: none; }} {BUSY} #toonify {{ font-size: 0; cursor: progress; }} "
+       f"#toonify {{ transition: none; }} {UPLOADING} #toonify, {BUSY} #toonify {{ font-size: 0; cursor: progress; }} "
+       f"{UPLOADING} #toonify::after {{ content: 'Uploading your photo\\2026'; "
+       "font-size: var(--button-large-text-size); } "
        f"{BUSY} #toonify::after {{ content: 'Toonifying\\2026'; font-size: var(--button-large-text-size); }} "
        f"{BUSY} #status {{ visibility: hidden; }} #status * {{ transition: none; }} "
        "#steps .info-text, #swap .info-text, #steps .min_value, #steps .max_value { "
