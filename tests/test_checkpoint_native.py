@@ -103,6 +103,13 @@ def test_networks_print_on_one_line_and_load_network_names_a_wrong_argument(nets
         load_network(nets.G_ema)
     with pytest.raises(TypeError, match=r"a path, an http\(s\) URL or a registry name .*; got NoneType$"):
         load_network(None)
+    # load_generator(G, which="G") gave G itself back: `which` was ignored without a word
+    from toonlib import load_generator
+
+    assert load_generator(nets.G_ema) is nets.G_ema and load_generator(nets, which="G") is nets.G
+    with pytest.raises(ValueError, match=r"^which='G' picks a network of a checkpoint, and a Generator is one network "
+                                         r"already: leave which out, or give the checkpoint"):
+        load_generator(nets.G_ema, which="G")
 
 
 def test_generator_shared_by_g_and_g_ema_is_saved(nets, tmp_path):

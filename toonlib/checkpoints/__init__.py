@@ -142,6 +142,9 @@ def load_generator(source: GeneratorLike, which: str | None = None,
                          f"{network_name_hint(which)}")
     device = None if device is None else default_device(device)
     source, which = split_network(source, which)
+    if isinstance(source, Generator) and which is not None:  # it was ignored: the generator itself came back
+        raise ValueError(f"which={which!r} picks a network of a checkpoint, and a Generator is one network already: "
+                         "leave which out, or give the checkpoint (its path, or its Networks)")
     which = which or "G_ema"
     if isinstance(source, Generator):
         G = source
