@@ -118,6 +118,7 @@ def test_preprocessing_is_the_original_inference_transform():
         np.testing.assert_allclose(x[0].numpy(), original(image).numpy(), atol=1e-6)
     batch = encoder_input([photo, np.asarray(photo)[:, ::-1]])
     assert batch.shape == (2, 3, 256, 256)
+    assert torch.equal(encoder_input(np.stack([np.asarray(photo), np.asarray(photo)[:, ::-1]])), batch)  # [N, H, W, 3]
     assert torch.equal(batch[1], encoder_input(Image.fromarray(np.asarray(photo)[:, ::-1].copy()))[0])
     with pytest.raises(ValueError, match="no image"):
         encoder_input([])

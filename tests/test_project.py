@@ -751,6 +751,8 @@ def test_targets_in_every_form():
     torch.testing.assert_close(as_images(rgb[4:36, 8:40], 32)[0], same_size)
     with pytest.raises(TypeError):
         as_images("face.png", 32)
+    # a stacked array [N, H, W, 3] is N images, as a tensor [N, 3, H, W] is (it was refused by its shape)
+    torch.testing.assert_close(as_images(np.stack([rgb, rgb[::-1]]), 32), as_images([rgb, rgb[::-1]], 32))
 
 
 def test_targets_are_read_as_photos_are():

@@ -243,7 +243,8 @@ def encoder_input(photos: ImageInput | torch.Tensor | Sequence[ImageInput]) -> t
         if x.shape[2:] != (INPUT_SIZE, INPUT_SIZE):  # PIL's bilinear filter, as the photos get
             x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False, antialias=True)
         return x.contiguous()
-    items = photos if isinstance(photos, (list, tuple)) else [photos]
+    stacked = isinstance(photos, np.ndarray) and photos.ndim == 4  # [N, H, W, C]: N images, as `project` takes them
+    items = list(photos) if stacked else photos if isinstance(photos, (list, tuple)) else [photos]
     if not items:
         raise ValueError("no image given")
     arrays = []

@@ -565,8 +565,10 @@ class _EarlyStop:
 
 
 def as_images(target: Target, resolution: int) -> torch.Tensor:
-    """Target image(s) as float32 [N, 3, resolution, resolution] in [-1, 1] (centre-cropped, resized)."""
-    items = target if isinstance(target, (list, tuple)) else [target]
+    """Target image(s) as float32 [N, 3, resolution, resolution] in [-1, 1] (centre-cropped, resized); a stacked
+    array [N, H, W, C] is N images, as a tensor [N, 3, H, W] is."""
+    stacked = isinstance(target, np.ndarray) and target.ndim == 4  # it was refused as "got shape (2, 32, 32, 3)"
+    items = list(target) if stacked else target if isinstance(target, (list, tuple)) else [target]
     if not items:
         raise ValueError("no target image given")
     names = [f"target[{i}]" if len(items) > 1 else "the target image" for i in range(len(items))]
