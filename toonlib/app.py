@@ -726,10 +726,12 @@ class ToonApp:
                 with gr.Column():
                     toon = gr.Image(label="Toon", elem_id="toon", **result)
                     # In px, as the status line, --swap-res and the README say (a slider of exponents, 2^n px,
-                    # refused a typed 32 as "greater than maximum value 5").
+                    # refused a typed 32 as "greater than maximum value 5"); labelled by what it does to the toon,
+                    # the term after it ("Swap resolution: the toon model's layers up to" meant nothing to visitors).
                     swap = gr.Radio([(f"{r} px", r) for r in self.swap_resolutions], value=self.swap_res,
-                                    label="Swap resolution: the toon model's layers up to",
-                                    info="smaller: more like the photo; larger: more like a cartoon",
+                                    label="How cartoonish (swap resolution)",
+                                    info="the toon model's layers up to: smaller, more like the photo; larger, more "
+                                         "like a cartoon",
                                     visible=bool(self.swap_resolutions), elem_id="swap")
             status = gr.Markdown(elem_id="status")
             with gr.Row():
