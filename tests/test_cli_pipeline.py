@@ -261,6 +261,45 @@ def test_a_reblended_latent_keeps_the_photos_toon(setup, tmp_path, capsys):
     assert (f"-o {tmp_path / 'run.v3'}: the toon of a latent is written to an image file") in capsys.readouterr().err
 
 
+def test_a_latent_drawn_plainly_keeps_a_toon_drawn_otherwise(setup, tmp_path, capsys, monkeypatch):
+    """Without --swap-res or --toon, a latent's toon in a folder takes the photo's own name, `<name>-toon.png`: where
+    the photo's toon there was drawn otherwise (`toonify me.jpg -o toons/ --swap-res 16`), it was replaced by the
+    published blend's. It is kept now, and the message says how to name the new one; a toon drawn the same way (on
+    another device it differs by rounding at most) is replaced, as a re-run replaces it."""
+    import torch
+
+    from toonlib.checkpoints import load_generator
+    from toonlib.models import MODELS
+    from toonlib.projection import save_latent
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    monkeypatch.setenv("TOONLIB_CACHE", str(cache))  # the default toon model, tiny, where the real one is kept
+    shutil.copy(setup / "toon.safetensors", cache / MODELS["toonify-blended-tf"].filename)
+    toons = tmp_path / "toons"
+    toons.mkdir()
+    base = ["--base", str(setup / "base.safetensors")]
+    G = load_generator(setup / "base.safetensors")
+    save_latent(G.mapping(torch.randn([1, G.z_dim], generator=torch.Generator().manual_seed(0)), None),
+                toons / "me-latent.npz")
+    assert cli.main(["toonify", str(toons / "me-latent.npz"), "-o", str(toons / "me-toon.png"), *base,
+                     "--swap-res", "16"]) == 0  # the photo's toon, re-blended at 16 px
+    reblended = (toons / "me-toon.png").read_bytes()
+    capsys.readouterr()
+    assert cli.main(["toonify", str(toons / "me-latent.npz"), "-o", str(toons), *base]) == 2
+    assert (toons / "me-toon.png").read_bytes() == reblended
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (  # after the tiny models' lineage warning
+        f"toonlib toonify: error: {toons / 'me-toon.png'} is there, a toon drawn otherwise (another blend or toon "
+        "model), and it is kept: draw the latent as it was drawn (its --swap-res, --toon), or name this one, e.g. "
+        f"-o {toons / 'me-published-toon.png'}")
+    assert cli.main(["toonify", str(toons / "me-latent.npz"), "-o", str(toons / "me-published-toon.png"), *base]) == 0
+    published = (toons / "me-published-toon.png").read_bytes()
+    shutil.copy(toons / "me-published-toon.png", toons / "me-toon.png")  # drawn the same way: replaced, no word
+    assert cli.main(["toonify", str(toons / "me-latent.npz"), "-o", str(toons), *base]) == 0
+    assert (toons / "me-toon.png").read_bytes() == published
+    assert not list(cache.glob("*.part*"))  # nothing downloaded
+
+
 def test_align_and_project_refuse_to_overwrite_their_photo(setup, tmp_path, capsys):
     """As toonify does: `align me.jpg -o me.jpg` replaced the photo by its 32 px crop, `project --image-out` the
     aligned face by its reconstruction."""

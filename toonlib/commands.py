@@ -725,7 +725,8 @@ def _toonify_latent(args: argparse.Namespace, latent: str) -> int:
             raise ValueError(f"{option} is about the photo, and {latent} is a latent, the photo already "
                              f"inverted: leave {option} out, or toonify the photo itself")
     ws = load_latent(latent)  # a file that is no latent fails before any model is downloaded
-    stem = user_path(latent).stem.removesuffix("-latent") + _drawn_with(args)
+    drawn_with = _drawn_with(args)
+    stem = user_path(latent).stem.removesuffix("-latent") + drawn_with
     output = user_path(args.output)
     folder = args.output.endswith(("/", os.sep))  # `-o toons.png/`, `-o run.v2/`: a folder, as for photos
     if output.suffix.lower() in IMAGE_SUFFIXES and not output.is_dir() and not folder:
@@ -752,10 +753,34 @@ def _toonify_latent(args: argparse.Namespace, latent: str) -> int:
                          "toonify them with the toon model of that model's size, or toonify the photo again (W "
                          f"latents are read as [N, 1, {G.w_dim}])")
     toons = toonifier.render(ws)
-    for toon, target in zip(toons if isinstance(toons, list) else [toons], targets):
+    toons = toons if isinstance(toons, list) else [toons]
+    if not drawn_with and output.is_dir() and targets[0].parent == output:  # the photo's own name, in a folder
+        _keep_toons_drawn_otherwise(toons, targets)
+    for toon, target in zip(toons, targets):
         save_image(toon, target)
     print("wrote " + ", ".join(str(path) for path in targets))
     return 0
+
+
+def _keep_toons_drawn_otherwise(toons: list, targets: list[Path]) -> None:
+    """ValueError where a latent's toon would replace a toon of the photo's own name (`<name>-toon.png`) that was drawn
+    otherwise: `toonify me.jpg -o toons/ --swap-res 16`, then `toonify toons/me-latent.npz -o toons/` replaced that
+    16 px toon with the published blend's. A toon that differs by rounding alone (another device) is the same one."""
+    import numpy as np
+
+    from .images import ImageReadError, read_image
+
+    for toon, target in zip(toons, targets):
+        try:
+            existing = read_image(target) if target.is_file() else None
+        except ImageReadError:  # no image: nothing of the user's to keep as a toon
+            existing = None
+        if existing is not None and (existing.size != toon.size or np.abs(
+                np.asarray(existing, np.int16) - np.asarray(toon, np.int16)).mean() > 2):
+            published = target.with_name(target.name.removesuffix("-toon.png") + "-published-toon.png")
+            raise ValueError(f"{target} is there, a toon drawn otherwise (another blend or toon model), and it is "
+                             "kept: draw the latent as it was drawn (its --swap-res, --toon), or name this one, e.g. "
+                             f"-o {published}")
 
 
 def _drawn_with(args: argparse.Namespace) -> str:
