@@ -311,6 +311,10 @@ def test_the_grid_and_layer_weights_take_what_the_other_functions_take(low, high
         swap_resolution_grid(low, high, "0-3")
     with pytest.raises(ValueError, match=r"^seeds is empty: give at least one seed"):
         swap_resolution_grid(low, high, [])
+    given = swap_resolution_grid(low, high, [0], swap_resolutions=[8, 16], cell=16)
+    assert swap_resolution_grid(low, high, [0], swap_resolutions=(r for r in [8, 16]), cell=16).size == given.size
+    with pytest.raises(TypeError, match=r"^seeds is a list"):  # before the models are read (a registry name's download)
+        swap_resolution_grid(tmp_path / "missing.safetensors", high, 3)
 
 
 def test_blend_takes_the_argument_names_of_its_module(low, high):
@@ -420,6 +424,12 @@ def test_blend_and_convert_refuse_to_write_over_a_model_they_read(tmp_path, caps
         # convert takes no -o: its output is its second argument ("-o" was named)
         assert f"error: {'the output' if argv[0] == 'convert' else '-o'} {argv[-1]} is the" in err, err
     assert toon.read_bytes() == before
+    # another file at -o is replaced, and said so (another model was replaced without a word)
+    blended = ["blend", "--toon", str(toon), "--base", str(base), "--swap-res", "8", "-o",
+               str(tmp_path / "b.safetensors")]
+    for said in ("", " (it replaced the file that was there)"):
+        assert cli.main(blended) == 0
+        assert capsys.readouterr().out.splitlines()[-1] == f"wrote {tmp_path / 'b.safetensors'}{said}"
 
 
 @pytest.mark.filterwarnings("ignore::toonlib.blending.LineageWarning")  # the fixtures are unrelated models

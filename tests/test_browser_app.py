@@ -521,15 +521,17 @@ def test_toonify_pressed_while_the_photo_uploads_says_so(context, server, tmp_pa
             cdp.send("Network.enable")
             size = (server.photos / "hopper.jpg").stat().st_size
             cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 0, "downloadThroughput": -1,
-                                                           "uploadThroughput": size / 4})  # 4 s
+                                                           "uploadThroughput": size / 10})  # 10 s
             page.locator("#photo input[type=file]").set_input_files(server.photos / "hopper.jpg")
             page.locator("#photo .uploading").wait_for()
             page.click("#toonify")
-            assert page.evaluate(after) == '"Uploading your photo\u2026"' and in_view(page, "#toonify")
+            for _ in range(5):  # while it uploads (the click waiting for it), in view where it was pressed
+                if not page.locator("#photo .uploading").count():
+                    break
+                assert page.evaluate(after) == '"Uploading your photo\u2026"' and in_view(page, "#toonify")
+                page.wait_for_timeout(300)
             page.locator("#toon", has_text="Fitting your photo").wait_for(timeout=TOON_S * 1000)
             assert page.evaluate(after) == '"Toonifying\u2026"'
-            cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 0, "downloadThroughput": -1,
-                                                           "uploadThroughput": -1})
             page.locator("#status", has_text="One face").wait_for(timeout=TOON_S * 1000)
             assert page.evaluate(after) == "none"
     finally:

@@ -631,10 +631,6 @@ def test_inputs_are_checked_before_any_download(tmp_path, offline_cache):
      "such as 'toonify-blended-tf'"),
     ("toonify", ["--toon", "ffhq-1024"], "--toon ffhq-1024: 'ffhq-1024' is a base model (the model photos are "
      "projected into), not a toon model: give it as --base"),
-    # a toon model as project's base: its latent, drawn by the toon model as FFHQ's, was the wrong face
-    ("project", ["--base", "yang-pixar"], "--base yang-pixar: 'yang-pixar' is a toon model, not a base (the model "
-     "photos are projected into, such as 'ffhq-1024-rosinality', its own): project into its base (toonlib toonify "
-     "--toon takes the toon)"),
     # an encoder of the other space offered by the app: downloaded (1 GB), then refused
     ("app", ["--invert", "e4e", "--encoder", "psp-toonify"], "'psp-toonify' makes latents of its blended toon "
                                                              "decoder, not of the base model"),
@@ -677,6 +673,19 @@ def test_bad_values_are_refused_before_any_download(tmp_path, offline_cache, com
     assert last.startswith(f"toonlib {command}: error: ") and message.format(tmp=tmp_path) in last, result.stderr
     assert not Path(offline_cache["TOONLIB_CACHE"]).exists() and not Path(offline_cache["TORCH_HOME"]).exists()
     assert sorted(path.name for path in tmp_path.iterdir()) == ["me.png"] + ["sub"] * (tmp_path / "sub").exists()
+
+
+def test_project_into_a_toon_model_says_what_its_latent_is(tmp_path, offline_cache):
+    """`project --base yang-pixar` made the toon model's own latent, which `toonify` of it draws as FFHQ's: another
+    face, without a word. Said before the download (a cartoon inverted into its own toon model is of use)."""
+    photo = tmp_path / "me.png"
+    Image.fromarray(skdata.astronaut()).save(photo)
+    result = run_main("project", str(photo), "-o", str(tmp_path / "w.npz"), "--base", "yang-pixar", env=offline_cache)
+    assert result.stderr.startswith("toonlib project: warning: --base yang-pixar: 'yang-pixar' is a toon model, not a "
+                                    "base (the model photos are projected into, such as 'ffhq-1024-rosinality', its "
+                                    "own): a photo to toonify is projected into its base; the latent made here is the "
+                                    "toon model's own, and `toonlib toonify` of it draws another face\n"), result.stderr
+    assert "could not download 'yang-pixar'" in result.stderr and result.returncode == 2  # offline
 
 
 def test_a_latent_or_a_model_given_as_the_photo_is_told_in_the_command_lines_words(tmp_path, offline_cache):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import warnings
 
 import numpy as np
 import pytest
@@ -156,6 +157,12 @@ def test_image_tensors_are_read_and_checked_as_project_reads_them():
     with pytest.warns(UserWarning, match=r"^the encoder's input's values all lie in 0 \.\. 1; the encoder reads a "
                                          r"tensor as \[-1, 1\]"):
         encoder((x + 1) / 2)
+    with pytest.warns(UserWarning) as caught:  # once, for the caller's tensor (encode's own input is not warned of)
+        encoder.encode((x + 1) / 2)
+    assert [str(w.message).split("'s values")[0] for w in caught] == ["the image tensor"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        encoder.encode(Image.new("RGB", (256, 256), (230, 200, 180)))  # a pale photo: no word of [0, 1] tensors
     with pytest.raises(ValueError, match=r"^the image tensor holds NaN or infinite values \(1 of"):
         encoder.encode(torch.where(torch.arange(x.numel()).reshape(x.shape) == 5, torch.nan, x))
     with pytest.warns(UserWarning, match=r"^the image tensor is 128x256, not square: the encoder takes"):

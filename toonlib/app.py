@@ -525,11 +525,13 @@ class ToonApp:
 
         def outputs_of(view: View, reblended: bool = False) -> tuple:
             # Result images as PNG files in Gradio's cache (deleted with it), named for the download: Gradio's own
-            # name for every image was "image.png". A re-blend leaves the aligned face as it was: it sent it again.
+            # name for every image was "image.png". A re-blend leaves the faces and the aligned face as they were:
+            # it sent them again.
             files = [gr.skip() if reblended and kind == "aligned" else result_file(getattr(view, kind),
                                                                                    view.file_names[kind])
                      for kind in RESULTS]
-            return marked(view.selected, value=view.faces, visible=len(view.faces) > 1), *files, view.status
+            faces = gr.skip() if reblended else marked(view.selected, value=view.faces, visible=len(view.faces) > 1)
+            return faces, *files, view.status
 
         def result_file(image: Image.Image, name: str) -> str:
             # zlib's level 1: a 12 MP photo pasted back took 3.0 s to save at Gradio's level (6), within the shared
@@ -730,8 +732,8 @@ class ToonApp:
                     # the term after it ("Swap resolution: the toon model's layers up to" meant nothing to visitors).
                     swap = gr.Radio([(f"{r} px", r) for r in self.swap_resolutions], value=self.swap_res,
                                     label="How cartoonish (swap resolution)",
-                                    info="the toon model's layers up to: smaller, more like the photo; larger, more "
-                                         "like a cartoon",
+                                    info="the toon model's layers up to this size: smaller, more like the photo; "
+                                         "larger, more like a cartoon",
                                     visible=bool(self.swap_resolutions), elem_id="swap")
             status = gr.Markdown(elem_id="status")
             with gr.Row():

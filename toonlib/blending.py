@@ -379,16 +379,18 @@ def swap_resolution_grid(low: GeneratorLike, high: GeneratorLike, seeds: Sequenc
     """
     from .images import labelled_grid, to_pil
     from .messages import progress_bar
-    from .networks import z_from_seeds
+    from .networks import check_seeds, z_from_seeds
 
+    seeds = check_seeds(seeds)  # before any model is read (or downloaded)
+    asked = None if swap_resolutions is None else list(swap_resolutions)
+    if asked == []:  # it drew every resolution
+        raise ValueError("swap_resolutions is empty: give the resolutions to draw, such as [8, 16, 32], or leave it "
+                         "out for every one")
     check_base(high)
     low, high = toon_generator(low), load_generator(high)
     blender = Blender(low, high)
-    if swap_resolutions is not None and not list(swap_resolutions):  # [] drew every resolution
-        raise ValueError("swap_resolutions is empty: give the resolutions to draw, such as [8, 16, 32], or leave it "
-                         "out for every one")
-    resolutions = list(swap_resolutions if swap_resolutions is not None else
-                       [res for res in high.synthesis.block_resolutions if blend_width or res < high.img_resolution])
+    resolutions = asked if asked is not None else [res for res in high.synthesis.block_resolutions
+                                                   if blend_width or res < high.img_resolution]
     ws = high.mapping(z_from_seeds(seeds, high.z_dim, high.device), None, truncation_psi=truncation_psi)
     with progress_bar(total=len(resolutions) + 2, desc="grid", unit="column", disable=not progress) as bar:
         images = [to_pil(high.synthesis(ws))]

@@ -429,12 +429,17 @@ def cmd_project(args: argparse.Namespace) -> int:
     from .checkpoints import load_generator
     from .devices import default_device
     from .images import NotACropWarning, read_image, save_image, to_pil, warn_if_not_a_crop
-    from .messages import counted
+    from .messages import counted, warn
     from .pipeline import check_not_a_toon
     from .projection import project, render, require_video_writer, save_video
 
-    # a latent of the toon model, which the toon drawn from it reads as FFHQ's: the wrong face, without a word
-    check_not_a_toon(args.base, f"--base {args.base}", "project into its base (toonlib toonify --toon takes the toon)")
+    # a latent of the toon model, which a toon drawn from it reads as FFHQ's: the wrong face, without a word (said, not
+    # refused: a cartoon inverted into its own toon model is a latent of use)
+    try:
+        check_not_a_toon(args.base, f"--base {args.base}", "a photo to toonify is projected into its base; the "
+                         "latent made here is the toon model's own, and `toonlib toonify` of it draws another face")
+    except ValueError as exc:
+        warn(str(exc))
     _check_output_suffix(args.output, "project", ".npz", "the latent as an .npz file (NVIDIA's projected_w.npz)",
                          Path(args.image).stem, "; pass --image-out for the picture")
     _check_image_output(args.image_out, "project", "reconstruction", option="--image-out")

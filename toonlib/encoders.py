@@ -188,6 +188,11 @@ class Encoder(nn.Module):
             raise ValueError(f"the encoder takes images [N, 3, {INPUT_SIZE}, {INPUT_SIZE}] in [-1, 1], got {got}: for "
                              "photos (paths, PIL images, arrays) use encoder.encode(photos), which prepares them")
         check_image_tensor(x, "the encoder's input", "the encoder")  # 0 .. 255 gave codes hundreds off, silently
+        return self._codes(x)
+
+    def _codes(self, x: torch.Tensor) -> torch.Tensor:
+        """`forward` of images it has checked, or `encode` prepared (checked once: a pale photo, in range, was
+        warned of as a [0, 1] tensor)."""
         x = self.input_layer(x.to(self.latent_avg).contiguous(memory_format=torch.channels_last))
         taps = []
         for i, unit in enumerate(self.body):
@@ -215,7 +220,7 @@ class Encoder(nn.Module):
         warns of an image that cannot be one: not square), given as photos or as an image tensor in [-1, 1]."""
         x = encoder_input(photos)  # outside torch.no_grad's decorator, whose frame its warning named as the caller
         with torch.no_grad():
-            return self(x.to(self.latent_avg.device)).float().cpu()
+            return self._codes(x.to(self.latent_avg.device)).float().cpu()
 
 
 def _level(index: int) -> int:

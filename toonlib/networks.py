@@ -695,9 +695,9 @@ def _check_tensor(name: str, value: object) -> None:
         raise TypeError(f"{name} is a torch tensor, got {type(value).__name__}{advice}")
 
 
-def z_from_seeds(seeds: Sequence[int], z_dim: int, device: torch.device | str | None = None) -> torch.Tensor:
-    """Latents for integer seeds, NVIDIA's generate.py convention: z = RandomState(seed).randn(z_dim). One seed alone,
-    or a '0-3' text, is refused with what to pass (it failed with "'int' object is not iterable")."""
+def check_seeds(seeds: Iterable[int]) -> list[int]:
+    """`seeds` as a list, refused where it is no list of seeds: one seed alone or a '0-3' text (TypeError, saying what
+    to pass: it failed with "'int' object is not iterable"), none (ValueError)."""
     if isinstance(seeds, (int, np.integer, str, bytes)) or not isinstance(seeds, Iterable):
         example = f"[{seeds}]" if isinstance(seeds, (int, np.integer)) else "[0, 5]"
         parse = ": for a text such as '0-3', toonlib.networks.parse_seeds(text)" if isinstance(seeds, str) else ""
@@ -706,7 +706,12 @@ def z_from_seeds(seeds: Sequence[int], z_dim: int, device: torch.device | str | 
     seeds = list(seeds)
     if not seeds:
         raise ValueError("seeds is empty: give at least one seed, such as [0]")
-    z = np.stack([np.random.RandomState(int(seed)).randn(z_dim) for seed in seeds])
+    return seeds
+
+
+def z_from_seeds(seeds: Sequence[int], z_dim: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """Latents for integer seeds (`check_seeds`), NVIDIA's generate.py convention: RandomState(seed).randn(z_dim)."""
+    z = np.stack([np.random.RandomState(int(seed)).randn(z_dim) for seed in check_seeds(seeds)])
     return torch.from_numpy(z).to(device=device, dtype=torch.float32)
 
 

@@ -654,7 +654,7 @@ def toon_network_of(toon: GeneratorLike, which: str | None = None) -> str | None
     if info is None:
         return which
     check_not_an_encoder(toon, "the toon model", "an encoder inverts photos (encoder=, invert='{mode}')")
-    check_not_a_base(toon, "the toon model", "give it as the base (blend's second model, a Toonifier's base=)")
+    check_not_a_base(toon, "the toon model", "give it as the base model")
     if info.toon == "blended" and info.reblend_network is None:
         offering = [name for name, entry in models.MODELS.items() if entry.offers_swap_slider]
         raise ValueError(f"{toon!r} holds only a blended generator, fixed at its authors' swap resolution: "

@@ -133,7 +133,8 @@ def load_generator(source: GeneratorLike, which: str | None = None,
 
     `source` is a `Generator` (returned as it is), a `Networks` or a checkpoint path, URL or registry
     name, which may name its generator as `Generator.loaded_from` does ("toon.pkl (G)", `split_network`);
-    `which` picks "G_ema" (the default, for sampling) or "G" (the training copy) of a checkpoint.
+    `which` picks "G_ema" (the default, for sampling) or "G" (the training copy) of a checkpoint, and is refused
+    (ValueError) with a `Generator`, one network already (it was ignored).
     The original Toonify file keeps the fine-tuned toon model as its "G" and the blended one as G_ema.
     With `device`, the generator is moved there.
     """
