@@ -517,6 +517,7 @@ def test_toonify_pressed_while_the_photo_uploads_says_so(context, server, tmp_pa
         page.wait_for_selector("#toonify")
         after = "() => getComputedStyle(document.querySelector('#toonify'), '::after').content"
         with screenshots_on_failure(page, tmp_path, "upload-then-toonify-360"):
+            set_steps(page, 40)  # a run long enough to be seen (3 steps ended before "Fitting your photo" showed)
             cdp = context.new_cdp_session(page)
             cdp.send("Network.enable")
             size = (server.photos / "hopper.jpg").stat().st_size
