@@ -459,6 +459,36 @@ def test_toonify_panel_shows_the_errors_the_pipeline_raises(toonifier, tmp_path)
     assert not panel.run_button.disabled  # ready for another try
 
 
+def test_a_swap_that_cannot_be_drawn_is_said_and_the_slider_put_back(tmp_path, monkeypatch, random_vgg_torch_home):
+    """04 with a blend saved by 02 as its toon model: the slider moved to 16 px, the toon stayed the published blend's
+    and the caption said so; the error reached the kernel's log alone, and the save cell saved the old toon."""
+    from tiny import tiny_generator, write_photos
+
+    from toonlib.blending import blend
+    from toonlib.checkpoints import save_network
+    from toonlib.pipeline import Toonifier
+    from toonlib.widgets import ToonifyPanel
+
+    monkeypatch.setenv("TORCH_HOME", str(random_vgg_torch_home))
+    base, toon = tiny_generator(0), tiny_generator(1)
+    save_network(tmp_path / "base.safetensors", base)
+    save_network(tmp_path / "blended.safetensors", blend(toon, base, 8))  # G_ema alone: a blend, no toon model
+    toonifier = Toonifier(tmp_path / "base.safetensors", tmp_path / "blended.safetensors", detector="dlib")
+    photos = write_photos(tmp_path / "photos")
+    panel = ToonifyPanel(toonifier, steps=1, folder=tmp_path / "uploads")
+    _upload(panel.upload, "hopper.jpg", (photos / "hopper.jpg").read_bytes())
+    panel.run_button.click()
+    toon = panel.tiles["toon"][1].value
+    assert panel.result is not None and toon
+    panel.swap_res.value = 16
+    said = _status_text(panel)
+    assert "is a blend already" in said and said.endswith("The toon shown is still the published blend."), said
+    assert panel.swap_res.value == "published" and "published blend" in panel.tiles["toon"][0].value
+    assert panel.tiles["toon"][1].value == toon
+    panel.save(tmp_path / "toon.png")
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "toon.png")), np.asarray(panel.result.toon))
+
+
 def _status_text(panel) -> str:
     """The panel's status line as a person reads it (HTML tags dropped, entities decoded)."""
     import re

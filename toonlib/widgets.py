@@ -553,18 +553,21 @@ class _PhotoPanel:
         self.progress.value = step + 1
         self.status.value = _message(f"step {step + 1} of {self.progress.max}: distance {distance:.4f}")
 
-    def _showing_errors(self, action: Callable[[], None], photo: str | os.PathLike | None = None) -> None:
+    def _showing_errors(self, action: Callable[[], None], photo: str | os.PathLike | None = None,
+                        shown: Callable[[], str] | None = None) -> None:
         """Call `action` on `photo` (default: the current photo); an exception it raises is shown in the status line
         instead (a widget callback's would only reach the log, the photo cell's would be a traceback through the
         panel's code), and so is a stop with the kernel's interrupt. A fixable error (`messages.expected_errors`)
         shows as its message alone, an uploaded photo named as the user chose it (not its saved copy); a photo that
-        cannot be used is followed by how to choose another."""
+        cannot be used is followed by how to choose another. `shown()`: what the results shown are then, where not
+        the run before's."""
         photo = photo or self.photo
         try:
             action()
         except (KeyboardInterrupt, Exception) as exc:
             # the results of a run before stay shown (and saved by the save cell): said, not passed for this one's
-            before = " The results shown are from the run before." if self.result is not None else ""
+            before = (f" {shown()}" if shown is not None else " The results shown are from the run before."
+                      if self.result is not None else "")
             if interrupted(exc):
                 again = " Press Run to start again." if self.photo is not None else ""
                 self.status.value = _message(f"Interrupted.{again}{before}", error=True)
@@ -642,7 +645,7 @@ class ToonifyPanel(_PhotoPanel):
             value="published" if swap_res is None else swap_res,
             description="swap resolution", continuous_update=False, style=FULL_LABEL,
             layout=_wrapping()), "toonlib-swap-res")
-        self.swap_res.observe(lambda _: self._reblend(), names="value")
+        self.swap_res.observe(self._on_swap_res, names="value")
         self.tiles = {key: (widgets.HTML(_message(caption)), _image_widget(f"toonlib-{key}"))
                       for key, caption in (("toon", "toon"), ("pasted", "pasted back"), ("aligned", "aligned"),
                                            ("reconstruction", "FFHQ reconstruction"))}
@@ -701,6 +704,25 @@ class ToonifyPanel(_PhotoPanel):
         self._show_toon()
         self.status.value = _message(f"{_done(result.invert, result.losses)}. Move the swap resolution to "
                                      "re-render the same face.")
+
+    def _on_swap_res(self, change: dict) -> None:
+        """Re-render at the slider's new blend; where that fails (a toon file that is a blend already, which no
+        re-blend takes), say why in the status line and put the slider back: the error only reached the kernel's
+        log, the slider showing a blend the toon was not drawn with, which the save cell then saved as the old one."""
+        if change["new"] == getattr(self, "_restoring", None):
+            return
+
+        def reblend() -> None:
+            try:
+                self._reblend()
+            except BaseException:
+                self._restoring = change["old"]
+                try:
+                    self.swap_res.value = change["old"]
+                finally:
+                    self._restoring = None
+                raise
+        self._showing_errors(reblend, shown=lambda: f"The toon shown is still the {self._blend_text()}.")
 
     def _reblend(self) -> None:
         if self.result is None:
