@@ -244,6 +244,35 @@ def test_blend_explorer_renders_and_reacts():
     assert "bad seed list" in explorer.status.value
 
 
+def test_blend_explorer_says_what_it_cannot_draw_and_keeps_what_it_drew(monkeypatch):
+    """02's seeds box took 0-9999: the pictures of every seed in one batch ran out of memory (~0.5 GB a face at
+    1024 px) inside the widget's callback, which said nothing; the new seeds were kept beside the old pictures, so
+    every slider move failed the same way. A grid takes 32 seeds, drawn four at a time; an error is said in the
+    status line, and the seeds and pictures drawn before stay."""
+    base, toon = tiny_generator(0), tiny_generator(1)
+    explorer = blend_explorer(base, toon, seeds=[0, 1], cell=32)
+    explorer.seeds.value = "0-32"
+    assert "33 seeds, more than the 32 taken here" in explorer.status.value and explorer._seeds == [0, 1]
+    batches = []
+    synthesis = type(base.synthesis).forward
+    monkeypatch.setattr(type(base.synthesis), "forward",
+                        lambda self, ws, **kw: batches.append(len(ws)) or synthesis(self, ws, **kw))
+    explorer.seeds.value = "0-9"
+    assert explorer._seeds == list(range(10)) and max(batches) == 4  # four at a time
+    drawn = explorer.image.value
+
+    def out_of_memory(self, ws, **kw):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1073741824 bytes.")
+    monkeypatch.setattr(type(base.synthesis), "forward", out_of_memory)
+    explorer.seeds.value = "0-20"
+    assert _status_text(explorer) == ("RuntimeError: DefaultCPUAllocator: can't allocate memory: you tried to allocate "
+                                      "1073741824 bytes.\nThe faces shown are the last ones drawn.")
+    assert explorer._seeds == list(range(10)) and explorer.image.value == drawn
+    monkeypatch.setattr(type(base.synthesis), "forward", synthesis)
+    explorer.swap_res.value = 8  # the sliders draw the seeds shown
+    assert explorer._seeds == list(range(10)) and "toon up to 8 px" in explorer.status.value
+
+
 def test_blend_explorer_saves_the_blend_its_sliders_show(tmp_path, capsys):
     """Notebook 02 saved the parameters' blend whatever the sliders said; the explorer saves its own."""
     from toonlib.checkpoints import load_network

@@ -29,7 +29,6 @@ from .commands import (
     DEFAULT_GRID_SEEDS,
     DEFAULT_TRUNCATION_PSI,
     DEFAULT_VIDEO_EVERY,
-    MAX_GRID_SEEDS,
     cmd_align,
     cmd_app,
     cmd_blend,
@@ -117,6 +116,7 @@ def _swap_res(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .options import MAX_GRID_SEEDS
 
     parser = argparse.ArgumentParser(prog="toonlib", description="Toonify faces with StyleGAN2 network blending.",
                                      epilog="`toonlib COMMAND --help` (or `toonlib help COMMAND`) shows a command's "

@@ -14,8 +14,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from .options import MAX_GRID_SEEDS
+
 DEFAULT_GRID_SEEDS = "0-5"  # blend --grid's rows
-MAX_GRID_SEEDS = 32  # blend --grid renders each column's rows in one batch: ~0.5 GB of memory a row at 1024 px
 DEFAULT_VIDEO_EVERY = 5  # project --video: steps between frames
 CPU_HINT_STEPS = 100  # toonify names the encoders on a CPU by default and from this many --steps (~a minute at 1024 px)
 DEFAULT_TRUNCATION_PSI = 0.7  # blend --grid's latents

@@ -18,6 +18,9 @@ PREPARE_MODES = ("crop", "align", "none")
 MIN_IMAGES = 8
 #: How many seeds a seed list takes (`networks.parse_seeds`): more is a typo (0-1000000000), not a list of images.
 MAX_SEEDS = 10_000
+#: How many seeds a grid of faces takes (`blend --grid`, the blend explorer's seeds box): each face is kept as a picture
+#: per column, and `blend --grid` renders a column's rows in one batch, ~0.5 GB a row at 1024 px.
+MAX_GRID_SEEDS = 32
 #: How many seeds fine-tuning's fakes grid takes (`TrainConfig.image_seeds`, drawn at every snapshot): 8 x 8, an
 #: 8192 px square at 1024 px; 0-9999 made a 3604 px grid of 32 px images, 42 s and 1.5 GB a snapshot.
 MAX_IMAGE_SEEDS = 64

@@ -49,6 +49,7 @@ from .notebook import (
     offer_download,
     save_uploads,
 )
+from .options import MAX_GRID_SEEDS
 from .pipeline import INVERT_LABELS, OPTIMIZING_MODES
 from .runtime import autocast, check_precision, resolve_precision
 
@@ -287,33 +288,47 @@ class BlendExplorer:
         self.chart = _image_widget("toonlib-chart")
         self.status = _styled(widgets.HTML(), "toonlib-status")
         for control in (self.swap_res, self.level, self.blend_width):
-            control.observe(lambda _: self.render(), names="value")
+            control.observe(lambda _: self._showing_errors(self.render), names="value")
         for control in (self.seeds, self.truncation):
-            control.observe(lambda _: self._new_latents(), names="value")
+            control.observe(lambda _: self._showing_errors(self._new_latents), names="value")
         controls = _column([self.swap_res, self.level, self.blend_width, self.seeds, self.truncation, self.chart,
                             self.status], min_width=360)
         images = widgets.VBox([self.image], layout=widgets.Layout(flex="0 1 auto", max_width="100%", overflow="auto"))
         self.widget = _wrap([controls, images], "toonlib-explorer")
         self._new_latents()
 
+    def _showing_errors(self, action: Callable[[], None]) -> None:
+        """Run a control's `action`; an error it raises (memory run out) is said in the status line: in a widget's
+        callback it reached the kernel's log alone, the controls showing what was never drawn."""
+        try:
+            action()
+        except Exception as exc:
+            text = str(exc) if isinstance(exc, expected_errors()) else f"{type(exc).__name__}: {exc}"
+            self.status.value = _message(f"{text}\nThe faces shown are the last ones drawn.", error=True)
+
     @torch.no_grad()
     def _new_latents(self) -> None:
         try:
-            seeds = parse_seeds(self.seeds.value)
+            seeds = parse_seeds(self.seeds.value, max_count=MAX_GRID_SEEDS)  # each face kept three times, as pictures
         except ValueError as exc:
             self.status.value = _message(str(exc), error=True)
             return
-        self._seeds = seeds
         z = z_from_seeds(seeds, self.base.z_dim, self.base.device)
-        self._ws = self.base.mapping(z, None, truncation_psi=self.truncation.value)
-        self._base_images = self._pictures(self.base)
-        self._toon_images = self._pictures(self.toon)
+        ws = self.base.mapping(z, None, truncation_psi=self.truncation.value)
+        pictures = self._pictures(self.base, ws), self._pictures(self.toon, ws)
+        # kept only once drawn: a failure (memory) left new seeds beside old pictures, and every slider move failed
+        self._seeds, self._ws, (self._base_images, self._toon_images) = seeds, ws, pictures
         self.render()
 
-    def _pictures(self, G) -> list[Image.Image]:
-        """The seeds' pictures by `G`, at the explorer's precision."""
+    def _pictures(self, G, ws: torch.Tensor | None = None) -> list[Image.Image]:
+        """The seeds' pictures by `G` (of latents `ws`, by default the explorer's), at the explorer's precision, four
+        at a time: a batch of all the seeds took ~0.5 GB a face at 1024 px."""
+        ws = self._ws if ws is None else ws
+        pictures = []
         with autocast(G.device, self._dtype):
-            return to_pil(G.synthesis(self._ws.to(G.device)))
+            for part in ws.to(G.device).split(4):
+                pictures += to_pil(G.synthesis(part))
+        return pictures
 
     @property
     def blended(self):
