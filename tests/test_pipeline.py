@@ -167,6 +167,29 @@ def test_reblending_and_paste_back(models, photos, lpips_net):
         toonifier.render(result)
 
 
+def test_a_fine_tuning_snapshot_without_a_swap_resolution_is_said_to_be_unblended(models, tmp_path):
+    """04 (or `toonify --toon snapshot`) without a swap resolution drew its toons with the snapshot's G_ema, the
+    toon model alone, while the panel said "published blend": a snapshot holds no blend, and it is said so."""
+    import warnings
+
+    from toonlib.blending import LineageWarning
+    from toonlib.checkpoints import Networks, save_network
+    from toonlib.messages import ToonlibWarning
+
+    folder, base, toon = models
+    snapshot = save_network(tmp_path / "network-snapshot-000000008.safetensors",
+                            Networks(G_ema=toon, G=toon, meta={"finetune": {"base": str(folder / "base.safetensors")}}))
+    with pytest.warns(ToonlibWarning, match=r"is a fine-tuning snapshot, not a blend: without a swap resolution its "
+                                            r"toons are drawn by the toon model alone, with none of the base's layers; "
+                                            r"give one \(--swap-res, swap_res=\), 32 as Toonify's published blend$"):
+        Toonifier(folder / "base.safetensors", snapshot, detector="dlib")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ToonlibWarning)
+        warnings.simplefilter("ignore", LineageWarning)  # the tiny models are unrelated
+        Toonifier(folder / "base.safetensors", snapshot, swap_res=16, detector="dlib")  # blended: nothing to say
+        Toonifier(folder / "base.safetensors", folder / "toon.safetensors", detector="dlib")  # a published blend
+
+
 def test_batch_survives_bad_photos(models, photos, lpips_net, monkeypatch):
     """A bad photo is told as soon as it is read, and takes no place in a batch: a folder run listed the skipped
     photos after the projection of the batch they were read with, and projected the batch's good photos alone."""

@@ -232,6 +232,11 @@ class Toonifier:
                      "--base)")
             self._check_latents_fit(self.published_blend, self.base, base_name)
             check_lineage(self.published_blend, self.base, "the toon model", base_name)
+            if swap_res is None and isinstance(self._toon, Networks) and isinstance(self._toon.meta.get("finetune"),
+                                                                                   dict):  # its G_ema is no blend
+                warn(f"the toon model {self.published_blend.loaded_from or 'given'} is a fine-tuning snapshot, not a "
+                     "blend: without a swap resolution its toons are drawn by the toon model alone, with none of the "
+                     "base's layers; give one (--swap-res, swap_res=), 32 as Toonify's published blend")
             if invert == "psp-toonify":
                 self._check_codes_fit(self.published_blend, "the toon model")
             elif self.encoder is not None:
