@@ -290,13 +290,16 @@ def test_a_latent_drawn_plainly_keeps_a_toon_drawn_otherwise(setup, tmp_path, ca
     assert (toons / "me-toon.png").read_bytes() == reblended
     assert capsys.readouterr().err.strip().splitlines()[-1] == (  # after the tiny models' lineage warning
         f"toonlib toonify: error: {toons / 'me-toon.png'} is there, a toon drawn otherwise (another blend or toon "
-        "model), and it is kept: draw the latent as it was drawn (its --swap-res, --toon), or name this one, e.g. "
-        f"-o {toons / 'me-published-toon.png'}")
+        "model, or another latent), and it is kept: draw the latent as it was drawn (its --swap-res, --toon), or "
+        f"name this one, e.g. -o {toons / 'me-published-toon.png'}")
     assert cli.main(["toonify", str(toons / "me-latent.npz"), "-o", str(toons / "me-published-toon.png"), *base]) == 0
     published = (toons / "me-published-toon.png").read_bytes()
-    shutil.copy(toons / "me-published-toon.png", toons / "me-toon.png")  # drawn the same way: replaced, no word
-    assert cli.main(["toonify", str(toons / "me-latent.npz"), "-o", str(toons), *base]) == 0
-    assert (toons / "me-toon.png").read_bytes() == published
+    pixels = np.asarray(Image.open(toons / "me-published-toon.png")).astype(int)
+    for change, kept in ((1, False), (5, True)):  # off by one level (another device's rounding): the same toon
+        Image.fromarray(np.clip(pixels + change, 0, 255).astype(np.uint8)).save(toons / "me-toon.png")
+        before = (toons / "me-toon.png").read_bytes()
+        assert cli.main(["toonify", str(toons / "me-latent.npz"), "-o", str(toons), *base]) == (2 if kept else 0)
+        assert (toons / "me-toon.png").read_bytes() == (before if kept else published)
     assert not list(cache.glob("*.part*"))  # nothing downloaded
 
 

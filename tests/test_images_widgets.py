@@ -250,9 +250,13 @@ def test_blend_explorer_says_what_it_cannot_draw_and_keeps_what_it_drew(monkeypa
     every slider move failed the same way. A grid takes 32 seeds, drawn four at a time; an error is said in the
     status line, and the seeds and pictures drawn before stay."""
     base, toon = tiny_generator(0), tiny_generator(1)
+    with pytest.raises(ValueError, match=r"^seeds: 40 faces, more than the 32 the explorer draws; give fewer"):
+        blend_explorer(base, toon, seeds=range(40))  # it came up blank, every slider move an AttributeError
     explorer = blend_explorer(base, toon, seeds=[0, 1], cell=32)
     explorer.seeds.value = "0-32"
     assert "33 seeds, more than the 32 taken here" in explorer.status.value and explorer._seeds == [0, 1]
+    with pytest.raises(ValueError, match="33 seeds, more than the 32 taken here"):
+        explorer.swap_resolution_grid()  # every seed in one batch a column
     batches = []
     synthesis = type(base.synthesis).forward
     monkeypatch.setattr(type(base.synthesis), "forward",
@@ -513,9 +517,32 @@ def test_a_swap_that_cannot_be_drawn_is_said_and_the_slider_put_back(tmp_path, m
     said = _status_text(panel)
     assert "is a blend already" in said and said.endswith("The toon shown is still the published blend."), said
     assert panel.swap_res.value == "published" and "published blend" in panel.tiles["toon"][0].value
+    assert toonifier.blend_setting == (None, 0, None)  # the notebook's later cells draw with it
     assert panel.tiles["toon"][1].value == toon
     panel.save(tmp_path / "toon.png")
     assert np.array_equal(np.asarray(Image.open(tmp_path / "toon.png")), np.asarray(panel.result.toon))
+
+
+def test_a_swap_that_fails_while_drawing_leaves_the_toonifier_and_the_result_as_they_were(toonifier, tmp_path,
+                                                                                          monkeypatch):
+    """A move that failed after the re-blend (memory, while drawing) put the slider back but left the toonifier at
+    the new blend, which the notebook's later cells drew with."""
+    from tiny import write_photos
+
+    from toonlib.widgets import ToonifyPanel
+
+    photos = write_photos(tmp_path / "photos")
+    panel = ToonifyPanel(toonifier, steps=1, folder=tmp_path / "uploads")
+    _upload(panel.upload, "hopper.jpg", (photos / "hopper.jpg").read_bytes())
+    panel.run_button.click()
+    toon = panel.result.toon
+
+    def out_of_memory(w):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory")
+    monkeypatch.setattr(toonifier, "render", out_of_memory)
+    panel.swap_res.value = 16
+    assert "can't allocate memory" in _status_text(panel) and panel.swap_res.value == "published"
+    assert toonifier.blend_setting == (None, 0, None) and panel.result.toon is toon
 
 
 def _status_text(panel) -> str:

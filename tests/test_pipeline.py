@@ -179,15 +179,23 @@ def test_a_fine_tuning_snapshot_without_a_swap_resolution_is_said_to_be_unblende
     folder, base, toon = models
     snapshot = save_network(tmp_path / "network-snapshot-000000008.safetensors",
                             Networks(G_ema=toon, G=toon, meta={"finetune": {"base": str(folder / "base.safetensors")}}))
+    w = base.mapping(torch.randn([1, base.z_dim], generator=torch.Generator().manual_seed(0)), None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LineageWarning)  # the tiny models are unrelated
+        unblended = Toonifier(folder / "base.safetensors", snapshot, detector="dlib")
+        later = Toonifier(folder / "base.safetensors", snapshot, detector="dlib")
     with pytest.warns(ToonlibWarning, match=r"is a fine-tuning snapshot, not a blend: without a swap resolution its "
                                             r"toons are drawn by the toon model alone, with none of the base's layers; "
                                             r"give one \(--swap-res, swap_res=\), 32 as Toonify's published blend$"):
-        Toonifier(folder / "base.safetensors", snapshot, detector="dlib")
+        unblended.render(w)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ToonlibWarning)
-        warnings.simplefilter("ignore", LineageWarning)  # the tiny models are unrelated
-        Toonifier(folder / "base.safetensors", snapshot, swap_res=16, detector="dlib")  # blended: nothing to say
-        Toonifier(folder / "base.safetensors", folder / "toon.safetensors", detector="dlib")  # a published blend
+        warnings.simplefilter("ignore", LineageWarning)
+        unblended.render(w)  # said once
+        later.set_blend(16)  # as the app and the notebook's panel set it before they draw: nothing to say
+        later.render(w)
+        Toonifier(folder / "base.safetensors", snapshot, swap_res=16, detector="dlib").render(w)
+        Toonifier(folder / "base.safetensors", folder / "toon.safetensors", detector="dlib").render(w)  # published
 
 
 def test_batch_survives_bad_photos(models, photos, lpips_net, monkeypatch):

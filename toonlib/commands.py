@@ -760,18 +760,19 @@ def _toonify_latent(args: argparse.Namespace, latent: str) -> int:
                          f"latents are read as [N, 1, {G.w_dim}])")
     toons = toonifier.render(ws)
     toons = toons if isinstance(toons, list) else [toons]
-    if not drawn_with and output.is_dir() and targets[0].parent == output:  # the photo's own name, in a folder
-        _keep_toons_drawn_otherwise(toons, targets)
+    if not drawn_with and output.is_dir():  # the photo's own name, in a folder
+        _keep_toons_drawn_otherwise(toons, targets, output / f"{stem}-published-toon.png")
     for toon, target in zip(toons, targets):
         save_image(toon, target)
     print("wrote " + ", ".join(str(path) for path in targets))
     return 0
 
 
-def _keep_toons_drawn_otherwise(toons: list, targets: list[Path]) -> None:
+def _keep_toons_drawn_otherwise(toons: list, targets: list[Path], published: Path) -> None:
     """ValueError where a latent's toon would replace a toon of the photo's own name (`<name>-toon.png`) that was drawn
     otherwise: `toonify me.jpg -o toons/ --swap-res 16`, then `toonify toons/me-latent.npz -o toons/` replaced that
-    16 px toon with the published blend's. A toon that differs by rounding alone (another device) is the same one."""
+    16 px toon with the published blend's. A toon that differs by rounding alone (another device) is the same one.
+    `published`: the name the message offers for the new toon."""
     import numpy as np
 
     from .images import ImageReadError, read_image
@@ -783,10 +784,9 @@ def _keep_toons_drawn_otherwise(toons: list, targets: list[Path]) -> None:
             existing = None
         if existing is not None and (existing.size != toon.size or np.abs(
                 np.asarray(existing, np.int16) - np.asarray(toon, np.int16)).mean() > 2):
-            published = target.with_name(target.name.removesuffix("-toon.png") + "-published-toon.png")
-            raise ValueError(f"{target} is there, a toon drawn otherwise (another blend or toon model), and it is "
-                             "kept: draw the latent as it was drawn (its --swap-res, --toon), or name this one, e.g. "
-                             f"-o {published}")
+            raise ValueError(f"{target} is there, a toon drawn otherwise (another blend or toon model, or another "
+                             "latent), and it is kept: draw the latent as it was drawn (its --swap-res, --toon), or "
+                             f"name this one, e.g. -o {published}")
 
 
 def _drawn_with(args: argparse.Namespace) -> str:

@@ -201,6 +201,7 @@ class Toonifier:
         check_not_an_encoder(toon, f"toon={toon!r}", "give it as encoder= with invert='{mode}'")
         check_not_a_base(toon, f"toon={toon!r}", "give it as base=")
         self.invert = invert
+        self._unblended = False  # a fine-tuning snapshot as the toon: said when it draws unblended
         self.device = default_device(device)
         self.detector = detector
         self._base_source = default_base(toon) if base is None else base
@@ -232,11 +233,8 @@ class Toonifier:
                      "--base)")
             self._check_latents_fit(self.published_blend, self.base, base_name)
             check_lineage(self.published_blend, self.base, "the toon model", base_name)
-            if swap_res is None and isinstance(self._toon, Networks) and isinstance(self._toon.meta.get("finetune"),
-                                                                                   dict):  # its G_ema is no blend
-                warn(f"the toon model {self.published_blend.loaded_from or 'given'} is a fine-tuning snapshot, not a "
-                     "blend: without a swap resolution its toons are drawn by the toon model alone, with none of the "
-                     "base's layers; give one (--swap-res, swap_res=), 32 as Toonify's published blend")
+            # a `toonlib finetune` snapshot: its G_ema is no blend (said when it draws a toon unblended: `render`)
+            self._unblended = isinstance(self._toon, Networks) and isinstance(self._toon.meta.get("finetune"), dict)
             if invert == "psp-toonify":
                 self._check_codes_fit(self.published_blend, "the toon model")
             elif self.encoder is not None:
@@ -411,6 +409,11 @@ class Toonifier:
 
     def render(self, w: torch.Tensor) -> Image.Image | list[Image.Image]:
         """The current toon generator's image(s) of latent(s) w [N, num_ws, w_dim] (const noise)."""
+        if self._unblended and self.blend_setting[0] is None:  # once: 04 called these toons the published blend's
+            self._unblended = False
+            warn(f"the toon model {self.published_blend.loaded_from or 'given'} is a fine-tuning snapshot, not a "
+                 "blend: without a swap resolution its toons are drawn by the toon model alone, with none of the "
+                 "base's layers; give one (--swap-res, swap_res=), 32 as Toonify's published blend")
         images = render(self.generator, w)
         return to_pil(images[0] if images.shape[0] == 1 else images)
 

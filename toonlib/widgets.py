@@ -39,7 +39,7 @@ from .checkpoints import GeneratorLike, load_generator
 from .files import check_file_target, user_path
 from .images import UPLOAD_ACCEPT, ImageReadError, labelled_grid, read_image, text_font, to_pil
 from .messages import check_count, counted, expected_errors, interrupted
-from .networks import parse_seeds, z_from_seeds
+from .networks import check_seeds, parse_seeds, z_from_seeds
 from .notebook import (
     UploadedFile,
     check_set_up,
@@ -232,6 +232,12 @@ def _hatched(width: int, height: int, spacing: int = 6) -> Image.Image:
     return box
 
 
+def _error_text(exc: BaseException) -> str:
+    """An error as a widget's status line says it: a fixable one (`messages.expected_errors`) by its message alone,
+    others with their type (a bug's `KeyError: 'x'` said nothing alone)."""
+    return str(exc) if isinstance(exc, expected_errors()) else f"{type(exc).__name__}: {exc}"
+
+
 class BlendExplorer:
     """Sliders over the blend settings; shows base | toon | blend for each seed and the layer weights.
 
@@ -254,6 +260,10 @@ class BlendExplorer:
                  cell: int = 192, names: tuple[str, str] = ("FFHQ", "toon"), sources: tuple[str, str] | None = None,
                  precision: str = "auto"):
         check_precision(precision)  # before the models are read (and perhaps downloaded)
+        seeds = check_seeds(seeds)
+        if len(seeds) > MAX_GRID_SEEDS:  # the box would refuse them, the explorer drawing nothing
+            raise ValueError(f"seeds: {len(seeds)} faces, more than the {MAX_GRID_SEEDS} the explorer draws; give "
+                             "fewer, such as 0-5")
         self.base, self.toon = load_generator(base), toon_generator(toon)  # a registry name: its un-blended toon
         self._dtype = resolve_precision(precision, self.base.device)
         self.sources = sources or tuple(G.loaded_from or name for G, name in zip((self.base, self.toon), names))
@@ -303,7 +313,7 @@ class BlendExplorer:
         try:
             action()
         except Exception as exc:
-            text = str(exc) if isinstance(exc, expected_errors()) else f"{type(exc).__name__}: {exc}"
+            text = _error_text(exc)
             self.status.value = _message(f"{text}\nThe faces shown are the last ones drawn.", error=True)
 
     @torch.no_grad()
@@ -361,7 +371,7 @@ class BlendExplorer:
         truncation (the explorer's swap resolution aside: it draws them all), each face at `cell` px. Raises
         ValueError for seeds the explorer refuses (its status line says so), instead of drawing older ones."""
         try:
-            seeds = parse_seeds(self.seeds.value)
+            seeds = parse_seeds(self.seeds.value, max_count=MAX_GRID_SEEDS)
         except ValueError as exc:
             raise ValueError(f"the explorer's seeds: {exc}") from None
         return swap_resolution_grid(self.toon, self.base, seeds, level=self.level.value,
@@ -587,7 +597,7 @@ class _PhotoPanel:
                 again = " Press Run to start again." if self.photo is not None else ""
                 self.status.value = _message(f"Interrupted.{again}{before}", error=True)
                 return
-            text = str(exc) if isinstance(exc, expected_errors()) else f"{type(exc).__name__}: {exc}"
+            text = _error_text(exc)
             if isinstance(photo, UploadedFile):
                 text = text.replace(os.fspath(photo), photo.name)
             if isinstance(exc, (ImageReadError, NoFaceError)):  # a sentence of its own ("...~100 px wide Upload")
@@ -660,6 +670,7 @@ class ToonifyPanel(_PhotoPanel):
             value="published" if swap_res is None else swap_res,
             description="swap resolution", continuous_update=False, style=FULL_LABEL,
             layout=_wrapping()), "toonlib-swap-res")
+        self._restoring: int | str | None = None  # the value the slider is put back to after a failed move
         self.swap_res.observe(self._on_swap_res, names="value")
         self.tiles = {key: (widgets.HTML(_message(caption)), _image_widget(f"toonlib-{key}"))
                       for key, caption in (("toon", "toon"), ("pasted", "pasted back"), ("aligned", "aligned"),
@@ -724,7 +735,7 @@ class ToonifyPanel(_PhotoPanel):
         """Re-render at the slider's new blend; where that fails (a toon file that is a blend already, which no
         re-blend takes), say why in the status line and put the slider back: the error only reached the kernel's
         log, the slider showing a blend the toon was not drawn with, which the save cell then saved as the old one."""
-        if change["new"] == getattr(self, "_restoring", None):
+        if change["new"] == self._restoring:
             return
 
         def reblend() -> None:
@@ -740,15 +751,22 @@ class ToonifyPanel(_PhotoPanel):
         self._showing_errors(reblend, shown=lambda: f"The toon shown is still the {self._blend_text()}.")
 
     def _reblend(self) -> None:
+        """Draw the last toon at the slider's blend; failing, the toonifier keeps the blend it had, and the result its
+        pictures (the save cell saved a toon of one blend under another)."""
         if self.result is None:
             return
-        toonifier = self.toonifiers[self.result.invert]
-        toonifier.set_blend(self._blend())
-        self.result.toon = toonifier.render(self.result.w)
-        if self.paste_back:
-            from .pipeline import paste
+        from .pipeline import paste
 
-            self.result.pasted = paste(self.result.photo, self.result.toon, self.result.quad)
+        toonifier = self.toonifiers[self.result.invert]
+        before = toonifier.blend_setting
+        try:
+            toonifier.set_blend(self._blend())
+            toon = toonifier.render(self.result.w)
+            pasted = paste(self.result.photo, toon, self.result.quad) if self.paste_back else self.result.pasted
+        except BaseException:
+            toonifier.set_blend(*before)
+            raise
+        self.result.toon, self.result.pasted = toon, pasted
         self._show_toon()
         mode = _mode_words(self.result.invert)[0]  # "optimise"
         self.status.value = _message(f"Re-rendered the last toon ({mode}) with the {self._blend_text()}.")  # not an
