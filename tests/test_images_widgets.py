@@ -10,6 +10,7 @@ import dataclasses
 import datetime
 import html
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -850,3 +851,19 @@ def test_a_short_loss_plot_has_whole_steps_on_its_axis():
     figure.canvas.draw()
     low, high = figure.axes[0].get_xlim()
     assert [tick for tick in figure.axes[0].get_xticks() if low <= tick <= high] == [0]
+
+
+def test_save_image_warns_of_a_zero_to_one_tensor(tmp_path):
+    """A [0, 1] tensor (torchvision's to_tensor) was saved as a washed-out picture without a word: it is warned of,
+    with what to pass; a [-1, 1] one (what a generator draws) saves silently, and a refused name warns of nothing."""
+    zero_to_one = torch.rand(3, 8, 8)
+    with pytest.warns(UserWarning, match=r"the image tensor's values all lie in 0 \.\. 0\.9.*save_image reads a "
+                                         r"tensor as \[-1, 1\].*pass x \* 2 - 1"):
+        save_image(zero_to_one, tmp_path / "pale.png")
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "pale.png")), to_uint8(zero_to_one))  # saved all the same
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        save_image(zero_to_one * 2 - 1, tmp_path / "drawn.png")
+        with pytest.raises(ValueError, match="the format follows the file's suffix"):
+            save_image(zero_to_one, tmp_path / "pale.txt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["drawn.png", "pale.png"]

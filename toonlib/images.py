@@ -98,11 +98,17 @@ def check_image_tensor(item: torch.Tensor, what: str, reader: str) -> torch.Tens
     if x.abs().amax() > 2:  # [0, 255] would be clamped to a white image
         raise ValueError(f"{what} must hold values in [-1, 1], got {x.min().item():.4g} .. {x.max().item():.4g}: for "
                          "0 .. 255 use x / 127.5 - 1, for 0 .. 1 x * 2 - 1")
-    if x.amin() >= 0:  # no pixel darker than mid-grey: a [0, 1] tensor, most likely
+    warn_if_zero_to_one(x, what, reader)
+    return x
+
+
+def warn_if_zero_to_one(x: torch.Tensor, what: str, reader: str) -> None:
+    """Warn where an image tensor given to `reader` has no value below 0: no pixel darker than mid-grey, a [0, 1]
+    tensor (torchvision's to_tensor) most likely, which [-1, 1] reading makes a pale picture."""
+    if x.numel() and x.amin() >= 0:
         warn(f"{what}'s values all lie in 0 .. {x.max().item():.3g}; {reader} reads a tensor as [-1, 1] (what a "
              "generator draws), so this one is a pale picture with nothing darker than grey. For a [0, 1] tensor "
              "(torchvision's to_tensor) pass x * 2 - 1")
-    return x
 
 
 def to_pil(images: torch.Tensor) -> Image.Image | list[Image.Image]:
@@ -130,7 +136,8 @@ def from_pil(image: Image.Image, size: int | None = None) -> torch.Tensor:
 
 def save_image(image: Image.Image | np.ndarray | torch.Tensor, path: str | os.PathLike) -> None:
     """Save one image atomically: a PIL image, an array (as `read_image` reads it) or a tensor [C, H, W] or
-    [1, C, H, W] in [-1, 1] (`render`'s output for one latent).
+    [1, C, H, W] in [-1, 1] (`render`'s output for one latent; one with no value below 0 is warned of, as a [0, 1]
+    tensor saved pale).
 
     The format follows the file's suffix, which must be one Pillow writes (`.png`, `.jpg`, ...). An image whose
     mode that format cannot hold (RGBA, palette or 16-bit as JPEG) is written as `read_image` would read it:
@@ -144,8 +151,9 @@ def save_image(image: Image.Image | np.ndarray | torch.Tensor, path: str | os.Pa
             raise ValueError(f"save_image writes one image, got a batch of {image.shape[0]}: save each of "
                              "to_pil(images) under its own name")
         image = image[0]
-    if isinstance(image, torch.Tensor):
-        image = to_pil(image)
+    tensor = image if isinstance(image, torch.Tensor) else None
+    if tensor is not None:
+        image = to_pil(tensor)
     elif isinstance(image, np.ndarray):
         image = _array_to_image(image)
     elif not isinstance(image, Image.Image):
@@ -156,6 +164,8 @@ def save_image(image: Image.Image | np.ndarray | torch.Tensor, path: str | os.Pa
         problem = f"Pillow writes no {suffix} files" if suffix else "it has none"
         raise ValueError(f"cannot save an image as {os.fspath(path)!r}: the format follows the file's suffix, and "
                          f"{problem}; name it {Path(path).with_suffix('.png')} (or .jpg, .webp, ...)")
+    if tensor is not None:  # a [0, 1] tensor was saved washed out without a word
+        warn_if_zero_to_one(tensor.detach(), "the image tensor", "save_image")
     with atomic_write_path(path) as tmp:
         try:
             image.save(tmp, format=image_format)
