@@ -601,7 +601,24 @@ def test_an_empty_output_parameter_is_named(capsys, ipython_shell):
     for name in ("02_blend.ipynb", "03_project.ipynb", "04_toonify.ipynb"):
         sources = ["".join(cell["source"]) for cell in json.loads((NOTEBOOKS / name).read_text())["cells"]]
         saves = [source for source in sources if ".save(" in source]
-        assert len(saves) == 1 and "save(output_path(output, drive))" in saves[0], name
+        assert len(saves) == 1 and "save(output_path(output, drive" in saves[0], name
+
+
+def test_toonify_notebooks_output_without_an_image_suffix_stops_the_set_up_cell(tmp_path, monkeypatch):
+    """04's `output = "toon"` (or "toon.txt") was refused by the save cell only, after the models' downloads and the
+    minutes of projection: the set-up cell says it, naming the parameter, before any model is read."""
+    monkeypatch.setenv("TOONLIB_CACHE", str(tmp_path / "cache"))
+    nb = prepare("04_toonify.ipynb", {"output": "toon", "use_drive": False, "detector": "dlib"})
+    assert error_of_the_cell(nb, "toonifier = Toonifier(", tmp_path) == (
+        "output in the parameters cell: cannot save an image as 'toon': the format follows the file's suffix, and it "
+        "has none; name it toon.png (or .jpg, .webp, ...)")
+    assert not (tmp_path / "cache").exists()  # nothing downloaded
+    from toonlib.notebook import output_path
+
+    with pytest.raises(ValueError, match=r"^output in the parameters cell: .*Pillow writes no \.txt files"):
+        output_path("toon.txt", None, image=True)
+    assert output_path("toon.webp", Path("/drive"), image=True) == Path("/drive/toon.webp")
+    assert output_path("blend.safetensors", None) == Path("blend.safetensors")  # a network's name: not an image
 
 
 def test_choose_data_checks_the_path_and_takes_a_colab_upload(fake_colab, tmp_path):

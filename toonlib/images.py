@@ -158,12 +158,7 @@ def save_image(image: Image.Image | np.ndarray | torch.Tensor, path: str | os.Pa
         image = _array_to_image(image)
     elif not isinstance(image, Image.Image):
         raise TypeError(f"save_image takes a PIL image, an image array or an image tensor, got {type(image).__name__}")
-    suffix = user_path(path).suffix
-    image_format = Image.registered_extensions().get(suffix.lower())
-    if image_format not in Image.SAVE:  # PNG data went into a .txt file, or one without a suffix
-        problem = f"Pillow writes no {suffix} files" if suffix else "it has none"
-        raise ValueError(f"cannot save an image as {os.fspath(path)!r}: the format follows the file's suffix, and "
-                         f"{problem}; name it {Path(path).with_suffix('.png')} (or .jpg, .webp, ...)")
+    image_format = image_file_format(path)
     if tensor is not None:  # a [0, 1] tensor was saved washed out without a word
         warn_if_zero_to_one(tensor.detach(), "the image tensor", "save_image")
     with atomic_write_path(path) as tmp:
@@ -173,6 +168,18 @@ def save_image(image: Image.Image | np.ndarray | torch.Tensor, path: str | os.Pa
             if image.mode == "RGB":
                 raise
             _to_rgb(image).save(tmp, format=image_format)
+
+
+def image_file_format(path: str | os.PathLike) -> str:
+    """The format Pillow writes for `path`'s suffix ('PNG' for `.png`); ValueError, saying what to name it, for a
+    suffix Pillow does not write or none (PNG data went into a .txt file, or one without a suffix)."""
+    suffix = user_path(path).suffix
+    image_format = Image.registered_extensions().get(suffix.lower())
+    if image_format not in Image.SAVE:
+        problem = f"Pillow writes no {suffix} files" if suffix else "it has none"
+        raise ValueError(f"cannot save an image as {os.fspath(path)!r}: the format follows the file's suffix, and "
+                         f"{problem}; name it {Path(path).with_suffix('.png')} (or .jpg, .webp, ...)")
+    return image_format
 
 
 def text_font(size: int) -> ImageFont.ImageFont:

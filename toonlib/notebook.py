@@ -27,6 +27,7 @@ from .checkpoints import check_source
 from .devices import default_device
 from .download import DRIVE_ROOT
 from .files import atomic_write_path, user_path
+from .images import image_file_format
 from .messages import ToonlibWarning, counted, expected_errors, in_toonlib, interrupted
 
 __all__ = ["NotebookStop", "UploadCancelled", "UploadedFile", "brief_errors", "check_blendable", "choose_data",
@@ -301,12 +302,20 @@ def mount_drive(folder: str = "toonlib", use: bool = True) -> Path | None:
     return path
 
 
-def output_path(name: str | os.PathLike, drive: Path | None, parameter: str = "output") -> Path:
+def output_path(name: str | os.PathLike, drive: Path | None, parameter: str = "output", image: bool = False) -> Path:
     """Where a notebook saves the file its `parameter` names: in the Drive folder `mount_drive` returned, else in the
-    working folder. An empty name is refused naming the parameter (it named the folder, and the save failed inside)."""
+    working folder. An empty name is refused naming the parameter (it named the folder, and the save failed inside);
+    with `image`, so is a name whose suffix is no image format (a set-up cell checks it before the minutes of work
+    whose picture it names)."""
     if not os.fspath(name).strip():
         raise ValueError(f"{parameter} is empty: set it in the parameters cell to the name of the file to save")
-    return (drive or Path(".")) / name
+    path = (drive or Path(".")) / name
+    if image:
+        try:
+            image_file_format(name)
+        except ValueError as exc:
+            raise ValueError(f"{parameter} in the parameters cell: {exc}") from None
+    return path
 
 
 def upload_images(folder: str | os.PathLike = "uploads", parameter: str = "photo_path",
