@@ -243,6 +243,11 @@ def test_blend_explorer_renders_and_reacts():
     assert _shown_size(explorer.image) == (three_rows.shape[1], three_rows.shape[0])
     explorer.seeds.value = "x"
     assert "bad seed list" in explorer.status.value
+    explorer.swap_res.value = 8  # the blend's words took the message's place, the box still holding "x"
+    assert _status_text(explorer).endswith("\nbad seed list 'x': use numbers and ranges such as '0-3,7'; the faces "
+                                           "shown are seeds 0, 1, 2") and "toon up to 8 px" in explorer.status.value
+    explorer.seeds.value = "1"
+    assert "bad seed list" not in explorer.status.value and "toon up to 8 px" in explorer.status.value
 
 
 def test_blend_explorer_says_what_it_cannot_draw_and_keeps_what_it_drew(monkeypatch):

@@ -355,7 +355,13 @@ class BlendExplorer:
         _show(self.image, labelled_grid(rows, row_labels=[f"seed {s}" for s in self._seeds], col_labels=labels,
                                         cell=self.cell))
         _show(self.chart, layer_chart(weights, low=self.names[1], high=self.names[0]))
-        self.status.value = _message(self.setting)
+        try:  # seeds the box refuses stay said: a slider move put the blend's words in their place
+            parse_seeds(self.seeds.value, max_count=MAX_GRID_SEEDS)
+        except ValueError as exc:
+            shown = ", ".join(map(str, self._seeds))
+            self.status.value = _message(f"{self.setting}\n{exc}; the faces shown are seeds {shown}", error=True)
+        else:
+            self.status.value = _message(self.setting)
 
     @property
     def setting(self) -> str:
