@@ -320,6 +320,21 @@ def test_blend_notebooks_bad_seeds_are_named_before_anything_downloads(tmp_path,
     assert "parse_seeds(seeds, parameter=\"seeds\")" in nb.cells[cell_index(nb, "blend_explorer(base")].source
 
 
+@pytest.mark.parametrize("parameter, message", [
+    ({"swap_res": 33}, "swap_res must be a power of two >= 4 (a resolution such as 4, 8, ..., 1024), got 33"),
+    ({"swap_res": 2048}, "swap_res 2048 is above the 1024 px of the toon model, which would then be used unblended"),
+    ({"level": 2}, "level must be 0 or 1 (0: the swap block's conv0, 1: its conv1), got 2"),
+    ({"truncation_psi": 1.5}, "truncation_psi must be a number from 0 to 1, got 1.5")])
+def test_blend_notebooks_blend_settings_are_checked_before_anything_downloads(tmp_path, monkeypatch, parameter,
+                                                                              message):
+    """02's `level = 2` or `swap_res = 33` was refused by the explorer's cell, after both models had downloaded (a
+    GB each); the set-up cell says it first."""
+    monkeypatch.setenv("TOONLIB_CACHE", str(tmp_path / "cache"))
+    nb = prepare("02_blend.ipynb", {**parameter, "use_drive": False})
+    assert error_of_the_cell(nb, "check_models(", tmp_path).startswith(message)
+    assert not (tmp_path / "cache").exists()  # nothing downloaded
+
+
 def test_blend_notebook_with_a_toon_of_another_base_stops_at_loading_saying_what_to_set(tmp_path):
     """Notebook 01's hint named the toon model but not its base, and 02's default base is another model: following it
     ended in the explorer's cell with a dump of layer shapes. The loading cell stops, saying to set base_model."""

@@ -30,6 +30,8 @@ from .blending import (
     Blender,
     LayerWeight,
     blend_record,
+    check_setting,
+    check_swap_res,
     describe_blend,
     layer_weights,
     swap_resolution_grid,
@@ -54,7 +56,7 @@ from .pipeline import INVERT_LABELS, OPTIMIZING_MODES
 from .runtime import autocast, check_precision, resolve_precision
 
 __all__ = ["PROJECTION_MODES", "BlendExplorer", "FrameScrubber", "ProjectionPanel", "ToonifyPanel", "blend_explorer",
-           "layer_chart", "projection_panel", "toonify_panel", "uploaded_files"]
+           "check_explorer_settings", "layer_chart", "projection_panel", "toonify_panel", "uploaded_files"]
 
 #: The modes the projection panel offers (the toonify panel offers `pipeline.INVERT_MODES`).
 PROJECTION_MODES = ("optimize",)
@@ -264,6 +266,7 @@ class BlendExplorer:
         if len(seeds) > MAX_GRID_SEEDS:  # the box would refuse them, the explorer drawing nothing
             raise ValueError(f"seeds: {len(seeds)} faces, more than the {MAX_GRID_SEEDS} the explorer draws; give "
                              "fewer, such as 0-5")
+        check_explorer_settings(swap_res, level, blend_width, truncation_psi, toon=toon)
         self.base, self.toon = load_generator(base), toon_generator(toon)  # a registry name: its un-blended toon
         self._dtype = resolve_precision(precision, self.base.device)
         self.sources = sources or tuple(G.loaded_from or name for G, name in zip((self.base, self.toon), names))
@@ -272,9 +275,6 @@ class BlendExplorer:
         self.cell = display_size(self.base.img_resolution, cell)
         resolutions = self.base.synthesis.block_resolutions
         _check_choice("swap_res", swap_res, resolutions, " (the models' resolutions, px)")
-        _check_choice("level", level, (0, 1), " (0: the swap block's conv0, 1: its conv1)")
-        _check_range("blend_width", blend_width, BLEND_WIDTHS[0], BLEND_WIDTHS[1])
-        _check_range("truncation_psi", truncation_psi, 0, 1)
         wide = _wrapping()
         self.swap_res = widgets.SelectionSlider(options=[(f"{r} px", r) for r in resolutions],
                                                 value=swap_res, description="swap resolution",
@@ -397,6 +397,19 @@ class BlendExplorer:
         from IPython.display import display
 
         display(self.widget)
+
+
+def check_explorer_settings(swap_res: int, level: int = 0, blend_width: float = 0.0, truncation_psi: float = 0.7,
+                            toon: object = None) -> None:
+    """ValueError for a setting `BlendExplorer` would refuse, said before any model is read (notebook 02's set-up
+    cell: it was said once both models had downloaded): `level`, `blend_width` and `truncation_psi` outside their
+    controls' ranges, a `swap_res` that is no resolution, or above a registry toon model's (`toon`, its name)."""
+    if getattr(toon, "img_resolution", None) is None:  # a name: the explorer checks against the models' once read
+        check_setting(swap_res)
+        check_swap_res(swap_res, toon)
+    _check_choice("level", level, (0, 1), " (0: the swap block's conv0, 1: its conv1)")
+    _check_range("blend_width", blend_width, BLEND_WIDTHS[0], BLEND_WIDTHS[1])
+    _check_range("truncation_psi", truncation_psi, 0, 1)
 
 
 def blend_explorer(base: GeneratorLike, toon: GeneratorLike, seeds: Sequence[int] = (0, 1, 2, 3),
