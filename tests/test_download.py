@@ -1633,3 +1633,27 @@ def test_remove_refuses_a_file_being_downloaded_and_an_unknown_name_removes_noth
     assert capsys.readouterr().out == (f"tiny: not on this machine ({missing / 'tiny.pkl'}; there is no folder "
                                        f"{missing})\n")
     assert not missing.exists()
+
+
+def test_a_plainly_damaged_file_in_torch_hub_is_downloaded_again(server, tmp_path):
+    """An empty file, a web page or a zip cut short in torch hub's folder (a copy into it interrupted, a browser's
+    error page saved there) was "cached" for good: `fetch` handed it back and face-alignment failed on it naming no
+    file ("OSError: [Errno 22] Invalid argument"). It is "damaged" and downloaded again; a file placed by hand that
+    may be whole is still used as it is."""
+    whole = torch_bytes({"conv.weight": torch.ones(2, 2)})  # a zip
+    server.files["/w.pth"] = whole
+    name = register_weights(f"{server.base}/w.pth")
+    placed = tmp_path / "torch" / "hub" / "checkpoints" / "weights-0123abcd.pth"
+    placed.parent.mkdir(parents=True)
+    for damaged in (b"", QUOTA_PAGE, whole[: len(whole) // 2]):
+        placed.write_bytes(damaged)
+        assert download.cache_state(name) == "damaged"
+        assert download.fetch(name, progress=False) == placed and placed.read_bytes() == whole
+        assert download.cache_state(name) == "cached"
+    assert len(server.log) == 3
+    placed.write_bytes(b"\x80\x02 a pickle of another kind")  # the libraries' own files are not judged by their ends
+    assert download.fetch(name, progress=False) == placed and len(server.log) == 3
+    placed.write_bytes(b"")
+    server.files.pop("/w.pth")
+    with pytest.raises(download.DownloadError, match=r"empty \(0 bytes\)"):  # the damage named beside the failure
+        download.fetch(name, progress=False)

@@ -197,7 +197,7 @@ def fetch(name_or_url: str, *, cache_dir: str | os.PathLike | None = None, progr
     if final.is_dir():  # a download each time, then "...part: is a directory", naming the wrong entry
         raise IsADirectoryError(f"cannot download {plan.what!r}: {final} is a folder, where the file goes; move it "
                                 "away (or delete it) and try again")
-    damage = _damage(final) if plan.home == "cache" and final.is_file() else None
+    damage = _damage(final, pickles=plan.home == "cache") if final.is_file() else None
     part = _partial_download(final)
     failures: list[tuple[str, _SourceFailed]] = []
     with contextlib.ExitStack() as stack:
@@ -388,25 +388,29 @@ def _plan(name_or_url: str, override: str | os.PathLike | None) -> _Plan:
 
 
 def _usable(plan: _Plan) -> bool:
-    """The file is in place: any file in torch hub's folder (the libraries check hashes only when they
-    download), a cache file that looks whole (`_damage`) and has the size and sha256 of the entry, where known."""
+    """The file is in place: a file in torch hub's folder that is not plainly damaged (the libraries check hashes
+    only when they download), a cache file that looks whole (`_damage`) and has the size and sha256 of the entry,
+    where known."""
     if not (plan.path.is_file() and _looks_whole(plan)):
         return False
     return plan.home == "torch-hub" or plan.sha256 is None or _sha256(plan.path).startswith(plan.sha256)
 
 
 def _looks_whole(plan: _Plan) -> bool:
-    """A file in place that may be whole: any in torch hub's folder, a cache file without `_damage` and of the
-    entry's size, where known."""
+    """A file in place that may be whole: one in torch hub's folder that is not empty, a web page or a zip or
+    safetensors file cut short (an empty one was "cached" for good, and face-alignment failed on it naming no file;
+    pickles are not judged there: the libraries' files were never read here to prove the test right for them), a
+    cache file without `_damage` and of the entry's size, where known."""
     if plan.home == "torch-hub":
-        return True
+        return not _damage(plan.path, pickles=False)
     return not _damage(plan.path) and (plan.size is None or plan.path.stat().st_size == plan.size)
 
 
-def _damage(path: Path) -> str | None:
+def _damage(path: Path, pickles: bool = True) -> str | None:
     """Why the file at `path` cannot be a whole network file, from its first and last bytes only (empty, a web
-    page, a pickle, zip or safetensors file cut short); None when it may be whole. A file a user copied into the
-    cache, or one an interrupted copy or sync left there, is then downloaded again rather than handed to a loader."""
+    page, a pickle, zip or safetensors file cut short; a pickle's end judged only with `pickles`); None when it may
+    be whole. A file a user copied into the cache, or one an interrupted copy or sync left there, is then downloaded
+    again rather than handed to a loader."""
     size = path.stat().st_size
     if size == 0:
         return "empty (0 bytes)"
@@ -434,7 +438,7 @@ def _damage(path: Path) -> str | None:
         if size < 8 + length + end:
             return f"cut short ({size} bytes of the {8 + length + end} its safetensors header describes)"
         return None
-    if looks_like_pickle(head):
+    if pickles and looks_like_pickle(head):
         whole = head.startswith(_LEGACY_TORCH_MAGIC) or tail.endswith(b".")  # a pickle ends with STOP
         return None if whole else f"cut short ({size} bytes: a pickle without its end)"
     return None
