@@ -750,6 +750,28 @@ def test_colab_drive_mounted_once_or_skipped_on_purpose(fake_colab, monkeypatch,
     assert fake_colab.log() == [f"mount {tmp_path / 'drive'} accept"]  # mounted once
 
 
+def test_colab_use_drive_false_keeps_downloads_off_a_drive_mounted_before(fake_colab, monkeypatch, tmp_path, capsys):
+    """With Drive mounted by an earlier run (or Colab's Files pane), `use_drive = False` said "models are cached on
+    this runtime only" while `cache_dir()` still put every download on Drive."""
+    import toonlib.notebook
+    from toonlib import download
+    from toonlib.notebook import mount_drive
+
+    drive_root = tmp_path / "drive" / "MyDrive"
+    monkeypatch.setattr(toonlib.notebook, "DRIVE_ROOT", drive_root)
+    monkeypatch.setattr(download, "DRIVE_ROOT", drive_root)
+    monkeypatch.setattr(download, "_drive_cache", True)
+    monkeypatch.delenv("TOONLIB_CACHE", raising=False)
+    monkeypatch.setenv("FAKE_COLAB_DRIVE", "accept")
+    assert mount_drive() == drive_root / "toonlib" and download.cache_dir() == drive_root / "toonlib" / "cache"
+    capsys.readouterr()
+    assert mount_drive(use=False) is None
+    assert capsys.readouterr().out == ("Google Drive skipped (use_drive = False): models are cached on this runtime "
+                                       "only (Drive stays mounted; nothing is saved to it).\n")
+    assert download.cache_dir() == Path.home() / ".cache" / "toonlib"
+    assert mount_drive() == drive_root / "toonlib" and download.cache_dir() == drive_root / "toonlib" / "cache"
+
+
 def test_colab_cancelled_upload_is_asked_again_then_says_what_to_do(fake_colab, tmp_path, capsys):
     from toonlib.notebook import UploadCancelled, choose_photo
 

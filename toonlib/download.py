@@ -128,12 +128,25 @@ class _Plan:
     format: Optional[str] = None
 
 
+#: Whether `cache_dir` puts the cache on a mounted Google Drive (Colab); see `use_drive_cache`.
+_drive_cache = True
+
+
+def use_drive_cache(use: bool) -> None:
+    """Whether this process caches downloads on a mounted Google Drive (Colab; the default). A notebook's
+    `use_drive = False` (`notebook.mount_drive(use=False)`) turns it off: with Drive mounted before (an earlier run,
+    Colab's Files pane), models went to Drive all the same, the notebook saying "cached on this runtime only"."""
+    global _drive_cache
+    _drive_cache = use
+
+
 def cache_dir() -> Path:
-    """Where downloads go: `$TOONLIB_CACHE`, else the mounted Google Drive on Colab, else `~/.cache/toonlib`."""
+    """Where downloads go: `$TOONLIB_CACHE`, else the mounted Google Drive on Colab (unless `use_drive_cache(False)`),
+    else `~/.cache/toonlib`."""
     env = os.environ.get("TOONLIB_CACHE", "").strip()  # ' ' made a folder named ' '
     if env:
         return _folder(user_path(env).absolute(), "$TOONLIB_CACHE")  # a relative one: said where it is
-    if DRIVE_ROOT.is_dir():
+    if _drive_cache and DRIVE_ROOT.is_dir():
         return DRIVE_ROOT / "toonlib" / "cache"
     return Path.home() / ".cache" / "toonlib"
 

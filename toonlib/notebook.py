@@ -25,7 +25,7 @@ from PIL import Image
 from . import runtime
 from .checkpoints import check_source
 from .devices import default_device
-from .download import DRIVE_ROOT
+from .download import DRIVE_ROOT, use_drive_cache
 from .files import atomic_write_path, user_path
 from .images import image_file_format
 from .messages import ToonlibWarning, counted, expected_errors, in_toonlib, interrupted
@@ -285,8 +285,10 @@ def mount_drive(folder: str = "toonlib", use: bool = True) -> Path | None:
     """
     if not in_colab():
         return None
+    use_drive_cache(use)  # mounted before (an earlier run, the Files pane), Drive took the downloads all the same
     if not use:
-        print("Google Drive skipped (use_drive = False): models are cached on this runtime only.")
+        mounted = " (Drive stays mounted; nothing is saved to it)" if DRIVE_ROOT.exists() else ""
+        print(f"Google Drive skipped (use_drive = False): models are cached on this runtime only{mounted}.")
         return None
     from google.colab import drive
 
