@@ -364,6 +364,28 @@ def test_ctrl_c_while_the_whole_new_file_starts_leaves_no_part_to_resume(server,
     assert cached_files(tmp_path) == ["tiny.pkl"]
 
 
+def test_ctrl_c_says_that_the_bytes_received_are_kept_and_resumed(server, tmp_path, monkeypatch, capsys):
+    """`toonlib fetch` stopped with Ctrl-C said "interrupted" alone: that the partial download is kept and that the
+    same command resumes it was not said. With nothing received, nothing is said."""
+    name = register(f"{server.base}/ada_tiny.pkl")
+    kept = break_off(server, name, tmp_path)
+    capsys.readouterr()
+
+    def interrupted(*args) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(download, "_write_body", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        download.fetch(name)
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"toonlib: {download._megabytes(kept)} of tiny.pkl kept: fetching it again resumes the download")
+    (tmp_path / "cache" / "tiny.pkl.part").unlink()
+    (tmp_path / "cache" / "tiny.pkl.part.source").unlink()
+    with pytest.raises(KeyboardInterrupt):
+        download.fetch(name)
+    assert "kept" not in capsys.readouterr().err
+
+
 def test_ctrl_c_before_the_first_byte_leaves_nothing_behind(server, tmp_path, monkeypatch):
     """Ctrl-C while the download waited (here for a retry after a 503) left tiny.pkl.part.source in the cache."""
     def interrupted(seconds: float) -> None:
@@ -1358,6 +1380,19 @@ def test_each_kind_is_validated_by_its_reader(server, tmp_path, kind, body, prob
     with pytest.raises(download.DownloadError, match=problem):
         download.fetch(name, progress=False)
     assert listing(tmp_path / "torch" / "hub" / "checkpoints") == []  # nothing under the real name, no .part
+
+
+def test_an_unreadable_torch_download_is_not_told_to_be_unpickled(server, tmp_path):
+    """torch's reason was quoted whole, cut at 300 characters: "Re-running `torch.load` with `weights_only` set to
+    `False` will likely succeed, but it can result in arbitr", its warning cut off, inviting the user to unpickle an
+    untrusted download. Its first sentence and the unpickler's reason are said."""
+    server.files["/w.pth"] = b"\x80\x02 not a torch file" + bytes(5000)
+    name = register_weights(f"{server.base}/w.pth")
+    with pytest.raises(download.DownloadError) as info:
+        download.fetch(name, progress=False)
+    said = str(info.value)
+    assert "not a readable torch file (UnpicklingError: Weights only load failed: Unsupported operand" in said
+    assert "weights_only" not in said and "arbitr" not in said
 
 
 def test_encoder_checkpoint_is_accepted(server, tmp_path):

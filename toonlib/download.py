@@ -230,6 +230,12 @@ def fetch(name_or_url: str, *, cache_dir: str | os.PathLike | None = None, progr
                 replace_file(part, final, mode=default_file_mode(final.parent))
                 _discard(part)
                 return final
+        except KeyboardInterrupt:  # "interrupted" alone: the user could not know that the bytes are kept
+            kept = max((_resumable(part, source) for source in plan.sources), default=0)
+            if progress and kept:
+                write_line(f"toonlib: {_megabytes(kept)} of {final.name} kept: fetching it again resumes the "
+                           "download", file=sys.stderr)
+            raise
         except _NotEnoughSpace as exc:
             kept = f"; the partial download {part.name} is kept and resumed" if part.is_file() else ""
             raise OSError(f"cannot download {plan.what!r} into {final.parent}: {exc}. Free some space, or "
@@ -1015,7 +1021,13 @@ def _unreadable(part: Path, plan: _Plan) -> str | None:
     try:
         data = torch.load(part, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
-        return f"not a readable torch file ({type(exc).__name__}: {_one_paragraph(exc)[:300]})"
+        # torch's first sentence and the unpickler's reason: the rest advised weights_only=False (unpickling the
+        # download: code it holds would run), cut off mid-word before its warning
+        text = _one_paragraph(exc)
+        first = text.split(". ")[0].rstrip(".")
+        detail = re.search(r"WeightsUnpickler error: (.*?)(?: Check the documentation|$)", text)
+        reason = f"{first}: {detail.group(1).rstrip('. ')}" if detail else first
+        return f"not a readable torch file ({type(exc).__name__}: {reason[:300]})"
     if kind == "encoder":
         state = data.get("state_dict") if isinstance(data, dict) else None
         if not (isinstance(state, dict) and any(key.startswith("encoder.") for key in state)):
