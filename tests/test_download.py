@@ -1617,6 +1617,26 @@ def test_remove_of_a_partial_download_by_its_listed_name_waits_for_its_download(
                                        f"gone.pkl: not on this machine ({cache / 'gone.pkl'})\n")
 
 
+def test_remove_takes_the_path_that_fetch_printed(server, tmp_path, capsys):
+    """`toonlib fetch` prints the file's path, the natural thing to paste into `toonlib remove`, which refused it:
+    "is a file here, not one of toonlib's downloads". A path of the cache's file, or of a registry file in torch
+    hub's folder, is removed as its name is."""
+    from toonlib.commands import _file_size
+
+    name = register(f"{server.base}/ada_tiny.pkl")
+    assert main(["fetch", name]) == 0
+    path = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    assert path == tmp_path / "cache" / "tiny.pkl"
+    assert main(["remove", str(path)]) == 0
+    assert capsys.readouterr().out == f"removed tiny.pkl: {path} ({_file_size(len(PAYLOAD))})\n"
+    assert cached_files(tmp_path) == []
+    server.files["/w.pth"] = torch_bytes({"conv.weight": torch.ones(2, 2)})
+    weights = download.fetch(register_weights(f"{server.base}/w.pth"), progress=False)
+    assert main(["remove", str(weights)]) == 0
+    assert capsys.readouterr().out.startswith(f"removed {weights.name}: {weights} (")
+    assert not weights.exists()
+
+
 def test_remove_refuses_a_file_being_downloaded_and_an_unknown_name_removes_nothing(server, tmp_path, capsys,
                                                                                       monkeypatch):
     from toonlib.files import file_lock, lock_file_for

@@ -250,6 +250,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 def cmd_remove(args: argparse.Namespace) -> int:
     """Delete each downloaded model or weights file (`download.remove`); one failure does not stop the others."""
     from .download import removable, remove
+    from .files import is_url
 
     for name in args.names:  # all known before any is deleted: a misspelt name stops the command
         removable(name, cache_dir=args.cache_dir)
@@ -263,6 +264,8 @@ def cmd_remove(args: argparse.Namespace) -> int:
             continue
         total += removed.freed
         path = removed.path
+        if not is_url(name) and os.path.basename(name) != name:  # the path `fetch` printed: said by its file's name
+            name = os.path.basename(name)
         what = (f"{path}" + (" and its partial download" if removed.partial else "") if removed.file
                 else f"the partial download of {path.name}")
         nowhere = "" if path.parent.is_dir() else f"; there is no folder {path.parent}"  # a --cache-dir misspelt?

@@ -315,6 +315,14 @@ def _removal_plan(name_or_url: str, cache_dir: str | os.PathLike | None) -> tupl
     text = os.fspath(name_or_url) if isinstance(name_or_url, (str, os.PathLike)) else None
     if text and not is_url(text) and text not in models.MODELS:
         cache = _cache_folder(cache_dir)
+        local = user_path(text)
+        if os.path.basename(text) != text and local.exists() and local.resolve().parent == cache.resolve():
+            text = local.name  # the path `fetch` printed: the cache's file by its name (it was "not toonlib's")
+        elif local.is_file() and local.resolve().parent == torch_hub_checkpoints().resolve():
+            text = next((n for n, i in models.MODELS.items() if i.home == "torch-hub" and i.filename == local.name),
+                        text)  # a registry file in torch hub's folder: its name
+        if text in models.MODELS:
+            return _plan(text, cache_dir), False
         named = os.path.basename(text) == text and not text.startswith(".")
         in_cache = named and (cache / text).is_file()
         if not in_cache and user_path(text).exists():
