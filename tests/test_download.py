@@ -1202,6 +1202,25 @@ def test_load_network_from_url(server, tmp_path):
     assert download.fetch(url.replace("http://", "HTTP://"), progress=False).read_bytes() == PAYLOAD
 
 
+def test_a_url_of_a_registry_file_is_that_file(server, tmp_path):
+    """The link a failed fetch lists (a direct URL, or a Drive link of a `gdrive:` source), fetched, was saved under
+    another name (`drive-<id>`, `<name>-<hash>.pkl`) and checked as an unknown StyleGAN2 file: the registry's name
+    still found nothing and downloaded it again, and weights of another kind (LPIPS' VGG16) were refused after their
+    whole download. It is the registry's file, with its checks and its folder."""
+    url = f"{server.base}/ada_tiny.pkl"
+    name = register(url)
+    assert download.fetch(url, progress=False) == tmp_path / "cache" / "tiny.pkl"
+    assert download.cache_state(name) == "cached" and download.fetch(name, progress=False) and len(server.log) == 1
+    register(f"{server.base}/elsewhere.pkl", "gdrive:big")
+    for link in ("https://drive.google.com/file/d/big/view?usp=sharing", "https://drive.google.com/open?id=big"):
+        assert download.local_path(link) == tmp_path / "cache" / "tiny.pkl"
+    assert download.local_path("https://drive.google.com/file/d/other/view") == tmp_path / "cache" / "drive-other"
+    server.files["/w.pth"] = torch_bytes({"conv.weight": torch.ones(2, 2)})
+    register_weights(f"{server.base}/w.pth")
+    path = download.fetch(f"{server.base}/w.pth", progress=False)  # a state dict, not a StyleGAN2 checkpoint
+    assert path == tmp_path / "torch" / "hub" / "checkpoints" / "weights-0123abcd.pth"
+
+
 def test_convert_records_the_url_or_name_given_not_the_cache_file(server, tmp_path, capsys):
     """`toonlib convert URL out` recorded the cache file as the origin: `info` said "converted from
     /root/.cache/toonlib/ada_tiny-1a2b3c4d.pkl", a path of the machine that converted it."""

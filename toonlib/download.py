@@ -401,17 +401,26 @@ def _cache_folder(override: str | os.PathLike | None) -> Path:
 
 def _plan(name_or_url: str, override: str | os.PathLike | None) -> _Plan:
     cache = _cache_folder(override)
-    if is_url(name_or_url):
+    info = _registry_entry(name_or_url) if is_url(name_or_url) else models.get_model(name_or_url)
+    if info is None:  # a URL of no registry file
         file_id = drive_file_id(name_or_url)
         if file_id is not None:  # Drive's viewer page, not the file, answers a share link: gdown gets the file
             return _Plan(name_or_url, cache / f"drive-{file_id}", (f"gdrive:{file_id}",), None, None, "stylegan2",
                          "cache")
         return _Plan(name_or_url, cache / _url_filename(name_or_url), (name_or_url,), None, None, "stylegan2",
                      "cache")
-    info = models.get_model(name_or_url)
     folder = torch_hub_checkpoints() if info.home == "torch-hub" else cache
     return _Plan(name_or_url, folder / info.filename, info.sources, info.sha256, info.size, info.kind, info.home,
                  resolution=info.resolution, format=info.format)
+
+
+def _registry_entry(url: str) -> models.ModelInfo | None:
+    """The registry file `url` is a source of (a direct URL, or a Drive link of its `gdrive:` id): the link a failed
+    fetch lists was saved as `drive-<id>` beside the registry's name, which then downloaded it again, and weights of
+    another kind (LPIPS' VGG16) went to the cache, refused as no StyleGAN2 checkpoint."""
+    file_id = drive_file_id(url)
+    source = f"gdrive:{file_id}" if file_id is not None else url
+    return next((info for info in models.MODELS.values() if source in info.sources), None)
 
 
 def _usable(plan: _Plan) -> bool:
