@@ -129,6 +129,35 @@ def test_a_fine_tuning_snapshot_pairs_with_the_base_its_run_recorded(family, tmp
     assert default_base(tmp_path / "no-such-file.safetensors") == DEFAULT_BASE
 
 
+def test_notebook_01_names_the_base_of_a_run_started_from_a_snapshot_file(family, tmp_path, capsys):
+    """01's last cell said "Blend it in 02_blend.ipynb with base_model = <the snapshot file the run started from>",
+    an earlier toon (its helper followed run folders only), where `toonlib blend` finds the first run's base; a
+    recorded base that is gone is named, with what to do, not replaced by the default without a word."""
+    from toonlib.notebook import show_run
+
+    _, child, _ = family
+    snapshot, recorded = child.meta["source"], child.meta["finetune"]["base"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        newest = finetune(TrainConfig(data=child.meta["finetune"]["data"], resume=snapshot, run_dir=str(tmp_path / "r"),
+                                      prepare="none", batch_size=4, kimg=0.004, snapshot_kimg=0.004, image_seeds=(0,),
+                                      metric="none"), progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    show_run(tmp_path / "r")
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"Blend it in 02_blend.ipynb with base_model = {recorded!r}, toon_model = {str(newest)!r}, "
+        "toon_network = 'G_ema'")
+    moved = Networks(G_ema=child.G_ema, meta={"finetune": {**child.meta["finetune"], "base": str(tmp_path / "gone")}})
+    save_network(newest, moved)
+    show_run(tmp_path / "r")
+    said = capsys.readouterr().out.splitlines()
+    assert said[-2].startswith(f"Blend it in 02_blend.ipynb with base_model = {str(tmp_path / 'gone')!r}, ")
+    assert said[-1] == (f"(the base its run recorded, {tmp_path / 'gone'}, is not there: put it back, or set "
+                        "base_model to the model the run was fine-tuned from)")
+
+
 def test_blend_of_a_fine_tuning_snapshot_takes_its_recorded_base_as_toonify_does(family, tmp_path, capsys):
     """`toonlib blend --toon runs/toon/network-snapshot-....safetensors --swap-res 8 -o out` said "the following
     arguments are required: --base/--high" where toonify pairs the snapshot with the base its run recorded."""

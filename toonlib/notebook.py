@@ -32,7 +32,7 @@ from .messages import ToonlibWarning, counted, expected_errors, in_toonlib, inte
 
 __all__ = ["NotebookStop", "UploadCancelled", "UploadedFile", "brief_errors", "check_blendable", "choose_data",
            "choose_photo", "default_device", "device_report", "display_size", "in_colab", "interrupt_requests",
-           "mount_drive", "offer_download", "plot_losses", "run_base", "run_training", "save_uploads", "show",
+           "mount_drive", "offer_download", "plot_losses", "run_training", "save_uploads", "show",
            "show_run", "snapshot_viewer", "upload_images"]
 
 #: What notebook 01's messages say to do about its training images.
@@ -537,26 +537,17 @@ def show_run(run_dir: str | os.PathLike) -> None:
                            "snapshot_kimg).")
     display(DisplayImage(filename=str(Path(run_dir) / "metrics.png")))
     print("snapshots:", *[s.name for s in snapshot_paths(run_dir)], sep="\n  ")
-    base = run_base(run_dir)
-    settings = [f"base_model = {base!r}"] if base else []
-    settings += [f"toon_model = {str(newest)!r}", "toon_network = 'G_ema'"]
+    # the base as `toonlib blend` finds it, through the runs started from (a snapshot file's run: its base; the
+    # snapshot was named, an earlier toon, and 02 blended toon with toon)
+    from .pipeline import default_base, missing_recorded_base
+
+    missing = missing_recorded_base(newest)
+    settings = [f"base_model = {os.fspath(missing or default_base(newest))!r}", f"toon_model = {str(newest)!r}",
+                "toon_network = 'G_ema'"]
     print(f"\nBlend it in 02_blend.ipynb with {', '.join(settings)}")
-
-
-def run_base(run_dir: str | os.PathLike) -> str | None:
-    """The base model a fine-tuning run started from (its config.json's `resume`; a run started from another run's
-    folder: that run's base), None where the run recorded none."""
-    import json
-
-    seen: set[Path] = set()
-    config = Path(run_dir) / "config.json"
-    while config.is_file() and config not in seen:
-        seen.add(config)
-        base = json.loads(config.read_text()).get("resume")
-        if not base or not Path(base).is_dir():
-            return base or None
-        config = Path(base) / "config.json"
-    return None
+    if missing:
+        print(f"(the base its run recorded, {missing}, is not there: put it back, or set base_model to the model the "
+              "run was fine-tuned from)")
 
 
 def check_blendable(toon, base, toon_model: str, base_model: str) -> None:
