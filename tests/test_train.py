@@ -296,6 +296,19 @@ def test_snapshots_are_named_by_images_and_never_collide(base):
     assert not (run / "latest.json").is_symlink() and latest_snapshot(run) == run / latest["network"]
     for path in run.glob("network-snapshot-*"):
         assert load_network(path).meta["finetune"]["kimg"] == int(path.stem[-9:]) / 1000
+    # latest.json cut short (an interrupted copy or Drive sync), emptied, or naming a snapshot that is gone: `blend`,
+    # `toonify`, `info` and 01 said "Expecting ',' delimiter" naming no file, or a KeyError traceback; the newest
+    # snapshot file is taken
+    text = (run / "latest.json").read_text()
+    (run / "network-snapshot-000000004.safetensors").rename(run / "network-snapshot-000000004.kept")
+    for damaged in (text[:12], "", "{}", "[1]", text.replace("000000012.safetensors", "000000099.safetensors")):
+        (run / "latest.json").write_text(damaged)
+        assert latest_snapshot(run) == run / "network-snapshot-000000012.safetensors", damaged
+        with pytest.raises(CheckpointError, match=r"is a folder, not a checkpoint file: for the fine-tuning run there, "
+                                                  r"give its newest snapshot, .*network-snapshot-000000012"):
+            load_network(run)
+    (run / "latest.json").write_text(text.replace("000000012.safetensors", "000000008.safetensors"))
+    assert latest_snapshot(run) == run / "network-snapshot-000000008.safetensors"  # a whole one is followed
 
 
 def test_resume_skips_a_half_written_training_state(base):

@@ -37,10 +37,7 @@ def same_folder(resume: str, run_dir: str) -> bool:
 def no_state_message(folder: str) -> str:
     """Why the folder `folder`, given as `resume`, is refused: no training state in it can be read; names its newest
     snapshot, when it has one, as the file to pass instead."""
-    try:
-        snapshot = latest_snapshot(folder)
-    except (OSError, ValueError, KeyError):  # latest.json cut short too
-        snapshot = None
+    snapshot = latest_snapshot(folder)  # latest.json cut short too: the newest snapshot file
     example = f", e.g. {snapshot}" if snapshot is not None and snapshot.is_file() else ""
     return (f"{folder} is a folder, and no training state in it (training-state-*.pt) could be read, so there is "
             "no fine-tuning run to continue or start from. To start from a snapshot, pass the snapshot file "

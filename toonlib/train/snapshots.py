@@ -155,9 +155,20 @@ def snapshot_paths(run_dir: str | os.PathLike) -> list[Path]:
 
 
 def latest_snapshot(run_dir: str | os.PathLike) -> Path | None:
-    """The newest network snapshot of a run folder (from latest.json), or None before the first snapshot."""
-    latest = read_latest(run_dir)
-    return None if latest is None else user_path(run_dir) / latest["network"]
+    """The newest network snapshot of a run folder: the one latest.json names; where latest.json is missing, damaged
+    (cut short by an interrupted copy or Drive sync) or names no file that is there, the newest snapshot file by its
+    name (they are written whole); None before the first snapshot. A damaged latest.json was a bare JSON error
+    ("Expecting ',' delimiter") naming no file, or a KeyError traceback, in `blend`, `toonify`, `info` and 01."""
+    folder = user_path(run_dir)
+    try:
+        latest = read_latest(folder)
+        named = folder / latest["network"] if latest is not None else None
+    except (OSError, ValueError, KeyError, TypeError):
+        named = None
+    if named is not None and named.is_file():
+        return named
+    snapshots = snapshot_paths(folder)
+    return snapshots[-1] if snapshots else named
 
 
 def newest_state_nimg(run_dir: str | os.PathLike) -> int | None:
