@@ -299,6 +299,16 @@ def test_a_notebooks_errors_name_its_parameters(tmp_path, monkeypatch):
                              "set TOONLIB_CACHE (or --cache-dir, cache_dir=)", {**names, "resume": "base_model"}) == (
         "a new run_dir; start from base_model=runs/a.pkl or the toon (toon_model); changed: seed: 0 -> 1, "
         "resolution=64; set TOONLIB_CACHE (or cache_dir)")
+    # 01's run folder is `run_name` (it said "use a new run folder (run_dir)", a name of no parameter, and the options
+    # that may change in the command line's words alone)
+    finetune_names = {"resume": "base_model", "data": "data_path", "run_dir": "run_name"}
+    assert '"run_dir": "run_name"' in "".join(json.loads((NOTEBOOKS / "01_finetune.ipynb").read_text())["cells"][3]
+                                              ["source"])
+    assert in_notebook_words("use a new run folder (--run-dir, run_dir=); --kimg (kimg=), --snapshot-kimg "
+                             "(snapshot_kimg=), --metric (metric=) and the loss settings may change; a new --run-dir "
+                             "(run_dir=); my_run_dirs", finetune_names) == (
+        "use a new run folder (run_name); kimg, snapshot_kimg, metric and the loss settings may change; a new "
+        "run_name; my_run_dirs")
     shown = []
     shell = SimpleNamespace(_showtraceback=lambda etype, value, lines: shown.append(lines))
     error = ValueError("which (the generator) must be 'G_ema' or 'G'")

@@ -122,8 +122,8 @@ def check_resumable(state: dict, cfg: TrainConfig) -> None:
                     if "data" in changed and _recorded_relative(saved.data) else "")
         raise ValueError(f"{cfg.run_dir} holds a run started with other settings ({listed}).{relative} A resumed "
                          "run keeps its networks, data and random streams: restore those settings or use a new "
-                         "run folder (--run-dir, run_dir=); --kimg, --snapshot-kimg, --metric and the loss settings "
-                         "may change.")
+                         "run folder (--run-dir, run_dir=); --kimg (kimg=), --snapshot-kimg (snapshot_kimg=), --metric "
+                         "(metric=) and the loss settings may change.")
 
 
 def say_changed_settings(state: dict, cfg: TrainConfig) -> None:
