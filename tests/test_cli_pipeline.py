@@ -179,8 +179,10 @@ def test_two_photos_never_get_one_name_and_a_photos_folder_is_no_output(setup, t
     assert cli.main(["toonify", str(cases), "-o", str(tmp_path / "out"), *models]) == 2
     err = capsys.readouterr().err
     assert (f"2 photos would get the same file names in -o, me-jpg-*.png ({cases / 'me.JPG'}, {cases / 'me.jpg'}; "
-            "names that differ in case alone are one file on macOS and Windows): rename one, or toonify them with "
-            "separate commands") in err or (f"({cases / 'me.jpg'}, {cases / 'me.JPG'};") in err, err
+            "names that differ in case alone are one file on macOS and Windows): rename one, or toonify them into "
+            "separate folders (one -o folder each: with one -o, the second one's files would replace the first "
+            "one's)") in err or (f"({cases / 'me.jpg'}, {cases / 'me.JPG'};") in err, err
+    assert err.rstrip().endswith("would replace the first one's)")  # "with separate commands", into one -o, did
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir(), b.mkdir()
     face.save(a / "me.jpg"), face.save(b / "me.png"), face.save(b / "me-jpg.png")
@@ -473,3 +475,41 @@ def test_toonify_one_photo_without_a_face_exits_2(setup, tmp_path, capsys):
         f"toonlib toonify: error: no face was found in '{setup}/photos/coffee.png'; use a larger, frontal, well-lit "
         "photo in which the face is at least ~100 px wide")
     assert not any(tmp_path.iterdir())
+
+
+def test_every_output_that_replaces_a_file_says_so(setup, tmp_path, capsys):
+    """Only `blend -o` and `convert` said "(it replaced the file that was there)": `align -o`, `blend --grid`,
+    `project -o / --image-out` and toonify's files replaced a photo, a grid or an hour's latent without a word (in
+    one `blend` run the -o line said it and the --grid line did not). A file written new says nothing."""
+    photo = str(setup / "photos" / "hopper.jpg")
+    models = ["--base", str(setup / "base.safetensors"), "--toon", str(setup / "toon.safetensors")]
+    said = "(it replaced the file that was there)"
+    aligned = tmp_path / "face.png"
+    runs = {"align": ["align", photo, "-o", str(aligned), "--size", "32", "--detector", "dlib"],
+            "project": ["project", str(aligned), "--base", str(setup / "base.safetensors"), "--steps", "1", "-o",
+                        str(tmp_path / "w.npz"), "--image-out", str(tmp_path / "recon.png")],
+            "blend": ["blend", *models, "--swap-res", "8", "-o", str(tmp_path / "b.safetensors"), "--grid",
+                      str(tmp_path / "grid.png"), "--seeds", "0,1"],
+            "toonify": ["toonify", photo, "-o", str(tmp_path / "toons") + "/", *models, "--steps", "1", "--detector",
+                        "dlib"],
+            "toonify folder": ["toonify", str(tmp_path / "photos"), "-o", str(tmp_path / "folder"), *models, "--steps",
+                               "1", "--detector", "dlib"]}
+    (tmp_path / "photos").mkdir()
+    shutil.copy(photo, tmp_path / "photos" / "a.jpg")
+    shutil.copy(photo, tmp_path / "photos" / "b.jpg")
+    for name, argv in runs.items():
+        assert cli.main(argv) == 0, name
+        wrote = [line for line in capsys.readouterr().out.splitlines() if line.startswith(("wrote", "toonified"))]
+        assert wrote and not any("replaced" in line for line in wrote), (name, wrote)
+        assert cli.main(argv) == 0, name
+        wrote = [line for line in capsys.readouterr().out.splitlines() if line.startswith(("wrote", "toonified"))]
+        if name == "toonify":  # toon, aligned face, reconstruction, latent
+            files = ", ".join(str(tmp_path / "toons" / f"hopper-{kind}")
+                              for kind in ("toon.png", "aligned.png", "reconstruction.png", "latent.npz"))
+            assert wrote == [f"wrote {files} (they replaced 4 files that were there)"]
+        elif name == "toonify folder":
+            assert wrote == [f"toonified 2 of 2 photos into {tmp_path / 'folder'} (they replaced 8 files that were "
+                             "there)"]
+        else:
+            assert len(wrote) == 2 if name != "align" else 1, (name, wrote)
+            assert all(line.endswith(said) for line in wrote), (name, wrote)

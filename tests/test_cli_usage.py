@@ -154,9 +154,12 @@ def test_a_misspelt_command_or_top_level_option_gets_the_close_match():
     assert result.returncode == 2 and result.stderr.endswith(
         "toonlib: error: no command 'frobnicate'; the commands are convert, info, fetch, models, remove, blend, "
         "align, project, toonify, finetune, app (`toonlib --help` says what each does)\n")
-    result = run_main("toonify", "me.jpg", "-o", "t.png", "--device", "cpu")  # nothing close: no wild guess
+    # nothing close: no wild guess; "an option of toonlib finetune" said nothing of how to choose the device here
+    result = run_main("toonify", "me.jpg", "-o", "t.png", "--device", "cpu")
     assert result.returncode == 2 and result.stderr.endswith(
-        "unrecognized arguments: --device cpu\n  --device: an option of toonlib finetune\n")  # it is finetune's
+        "unrecognized arguments: --device cpu\n  --device: toonlib toonify uses the GPU (CUDA) where there is one, "
+        "else the CPU; for the CPU run CUDA_VISIBLE_DEVICES= toonlib toonify ..., for the second GPU "
+        "CUDA_VISIBLE_DEVICES=1\n")
     assert run_main("--version").stdout == f"toonlib {toonlib.__version__}\n"
 
 
@@ -634,7 +637,8 @@ def test_inputs_are_checked_before_any_download(tmp_path, offline_cache):
     # an encoder of the other space offered by the app: downloaded (1 GB), then refused
     ("app", ["--invert", "e4e", "--encoder", "psp-toonify"], "'psp-toonify' makes latents of its blended toon "
                                                              "decoder, not of the base model"),
-    ("toonify", ["-o", "{tmp}/w.svg"], "it writes no .svg images: name it {tmp}/w.png, or, to name a folder so"),
+    ("toonify", ["-o", "{tmp}/w.svg"], "it writes no .svg images: name it {tmp}/w.png, or give a folder "
+                                       "({tmp}/w.svg/: a folder whatever its name)"),  # 'create it first' hid the '/'
     # a registry encoder of the other latent space drew the photo as the toon (exit 0), after a ~1 GB download
     ("toonify", ["--invert", "psp-toonify", "--encoder", "psp-ffhq"], "'psp-ffhq' makes latents of the FFHQ base, "
                                                                       "not of a toon model"),

@@ -456,6 +456,10 @@ def _refuse_unknown_options(parser: argparse.ArgumentParser, name: str, args: Se
                                                 for action in command._actions):
             hints += f"\n  {option}: {name} takes its output as an argument, with no option: {EXAMPLES[name][0]}"
             continue
+        if option == "--device":  # "an option of toonlib finetune" said nothing of how to choose it here
+            hints += (f"\n  --device: toonlib {name} uses the GPU (CUDA) where there is one, else the CPU; for the "
+                      f"CPU run CUDA_VISIBLE_DEVICES= toonlib {name} ..., for the second GPU CUDA_VISIBLE_DEVICES=1")
+            continue
         others = [f"toonlib {other}" for other in parser.subcommands.names()
                   if option in _option_names(parser.subcommands.parser(other))]
         if others and f"\n  {option}:" not in hints:

@@ -171,12 +171,19 @@ def _fetch_toonify_models(args: argparse.Namespace, mode: str) -> None:
     _fetch_named_models(*wanted)
 
 
-def _replaced(output: str) -> str:
-    """What `convert` and `blend` add to "wrote OUT" where OUT was there before: another model the user had was
-    replaced without a word (the models they read are refused as -o: `_refuse_to_replace_model`)."""
+def _replaced(output: str | os.PathLike) -> str:
+    """What a command adds to "wrote OUT" where OUT was there before (asked before it is written): a model, a photo
+    or an hour's latent the user had was replaced without a word (what a command reads is refused as its output:
+    `_refuse_to_replace_model`, `_refuse_to_overwrite`)."""
     from .files import user_path
 
-    return " (it replaced the file that was there)" if user_path(output).is_file() else ""
+    return _replacing(int(user_path(output).is_file()))
+
+
+def _replacing(count: int) -> str:
+    """`_replaced`'s words for `count` files written where files of their names were."""
+    return ("" if not count else " (it replaced the file that was there)" if count == 1
+            else f" (they replaced {count} files that were there)")
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
@@ -399,8 +406,9 @@ def cmd_blend(args: argparse.Namespace) -> int:
                                     blend_width=args.blend_width,
                                     truncation_psi=DEFAULT_TRUNCATION_PSI if args.truncation_psi is None
                                     else args.truncation_psi, progress=True)
+        replaced = _replaced(args.grid)
         save_image(grid, args.grid)
-        print(f"wrote {args.grid}")
+        print(f"wrote {args.grid}{replaced}")
     return 0
 
 
@@ -424,8 +432,9 @@ def cmd_align(args: argparse.Namespace) -> int:
     for i, face in enumerate(faces):
         out = output.with_name(_face_stem(output.stem, i if args.all_faces else None) + output.suffix)
         _refuse_to_overwrite(args.photo, [out], "-o")  # a numbered name, unknown before the faces were found
+        replaced = _replaced(out)
         save_image(face.image, out)
-        print(f"wrote {out} (face {face.face_size:.0f} px in the photo)")
+        print(f"wrote {out} (face {face.face_size:.0f} px in the photo){replaced}")
     return 0
 
 
@@ -468,14 +477,18 @@ def cmd_project(args: argparse.Namespace) -> int:
         warnings.simplefilter("ignore", NotACropWarning)  # said above, naming the file and the command's advice
         result = project(G, target, space=args.space, steps=args.steps, seed=args.seed,
                          save_every=(args.video_every or DEFAULT_VIDEO_EVERY) if args.video else None)
+    replaced = _replaced(args.output)
     result.save(args.output)
-    print(f"wrote {args.output} (final LPIPS {result.losses[-1, 0]:.4f} after {counted(result.steps, 'step')})")
+    print(f"wrote {args.output} (final LPIPS {result.losses[-1, 0]:.4f} after {counted(result.steps, 'step')})"
+          f"{replaced}")
     if args.image_out:
+        replaced = _replaced(args.image_out)
         save_image(to_pil(render(G, result.w)[0]), args.image_out)  # const noise, as NVIDIA's proj.png and the toon
-        print(f"wrote {args.image_out}")
+        print(f"wrote {args.image_out}{replaced}")
     if args.video:
+        replaced = _replaced(args.video)
         save_video(result, args.video)
-        print(f"wrote {args.video}")
+        print(f"wrote {args.video}{replaced}")
     return 0
 
 
@@ -510,7 +523,8 @@ def _toonify_outputs(output: Path, photos: list[Path], several: str | None, fold
     if output.suffix and not output.exists() and not several and not folder:
         raise ValueError(f"-o {output}: toonify writes one photo's images to an image file "
                          f"({', '.join(IMAGE_SUFFIXES)}) or into a folder, and it writes no {output.suffix} images: "
-                         f"name it {output.with_suffix('.png')}, or, to name a folder so, create it first")
+                         f"name it {output.with_suffix('.png')}, or give a folder ({output}/: a folder whatever its "
+                         "name)")
     stems = Counter(photo.stem.casefold() for photo in photos)
     named = {photo: photo.stem + (f"-{photo.suffix[1:].lower()}" if stems[photo.stem.casefold()] > 1 else "")
              for photo in photos}
@@ -522,7 +536,8 @@ def _toonify_outputs(output: Path, photos: list[Path], several: str | None, fold
     if clash := next((paths for paths in by_name.values() if len(paths) > 1), None):
         raise ValueError(f"{len(clash)} photos would get the same file names in -o, {named[clash[0]]}-*.png "
                          f"({', '.join(map(str, clash))}; names that differ in case alone are one file on macOS and "
-                         "Windows): rename one, or toonify them with separate commands")
+                         "Windows): rename one, or toonify them into separate folders (one -o folder each: with one "
+                         "-o, the second one's files would replace the first one's)")
 
     def folder_path(photo: Path, face: int | None, kind: str) -> Path:
         return output / f"{_face_stem(named[photo], face)}-{kind}.png"
@@ -619,6 +634,7 @@ def cmd_toonify(args: argparse.Namespace) -> int:
               f"{bar}); --invert e4e takes seconds (README: Inversion modes)", file=sys.stderr)
     failed = len(named_too_long)
     written: list[Path] = []
+    replaced = 0  # of them, files that were there
     one = len(photos) == 1  # one photo: the projection's step bar; a folder: a bar of photos
     runs = [photo for photo in photos if photo not in named_too_long]
     bar = progress_bar(total=len(runs), desc="toonify", unit="photo", disable=one)
@@ -637,7 +653,8 @@ def cmd_toonify(args: argparse.Namespace) -> int:
                 write_line(f"skipped {photo}: {for_command_line(outcome)}", file=sys.stderr)
                 continue
             writing = photo
-            written += _write_toons(args, photos, photo, outcome, output_path, per_face)
+            paths, there = _write_toons(args, photos, photo, outcome, output_path, per_face)
+            written, replaced = written + paths, replaced + len(there)
             writing, toonified = None, toonified + 1
     except (KeyboardInterrupt, OSError) as exc:  # which photos are done: the same command starts again from the first
         if not one:  # (a full disk said its one line alone, the photos written before it and the one cut short unsaid)
@@ -647,11 +664,11 @@ def cmd_toonify(args: argparse.Namespace) -> int:
                        file=sys.stderr)
         raise
     if one:
-        print("wrote " + ", ".join(str(path) for path in written))
+        print("wrote " + ", ".join(str(path) for path in written) + _replacing(replaced))
     elif failed == len(photos):
         print(f"no photo was toonified: all {failed} failed (above)")
     else:
-        print(f"toonified {len(photos) - failed} of {len(photos)} photos into {args.output}")
+        print(f"toonified {len(photos) - failed} of {len(photos)} photos into {args.output}{_replacing(replaced)}")
     return 2 if failed == len(photos) else 1 if failed else 0
 
 
@@ -684,13 +701,21 @@ def _batch_steps_shown(bar, args: argparse.Namespace, one: bool) -> dict:
 def _write_toons(args: argparse.Namespace, photos: list[Path], photo: Path, faces: list,
                  output_path: Callable[[Path, int | None, str], Path], per_face: list[str]) -> list[Path]:
     """Write the pictures and latent of each toonified face of `photo` (`ToonifyResult`s), with --all-faces and
-    --paste-back every face's toon in one pasted photo; print each face's identity report. Returns the paths."""
+    --paste-back every face's toon in one pasted photo; print each face's identity report. Returns the paths, and
+    those of them that were there before (replaced)."""
     from .images import save_image
     from .messages import write_line
     from .pipeline import paste_faces
     from .projection import save_latent
 
-    written = []
+    written, replaced = [], []
+
+    def writing(target: Path) -> Path:
+        if target.is_file():
+            replaced.append(target)
+        written.append(target)
+        return target
+
     for i, result in enumerate(faces):
         face = i if args.all_faces else None
         for kind in per_face:
@@ -698,18 +723,14 @@ def _write_toons(args: argparse.Namespace, photos: list[Path], photo: Path, face
             if image is None:
                 continue
             _refuse_to_overwrite(photos, [target])  # a numbered face's name, unknown before the faces were found
-            save_image(image, target)
-            written.append(target)
-        target = output_path(photo, face, "latent").with_suffix(".npz")  # toonify LATENT re-blends it
-        save_latent(result.w, target)
-        written.append(target)
+            save_image(image, writing(target))
+        save_latent(result.w, writing(output_path(photo, face, "latent").with_suffix(".npz")))  # LATENT re-blends it
         if not args.no_identity:
             write_line(f"{output_path(photo, face, 'toon').name}: {_identity(result)}")
     if args.all_faces and args.paste_back and faces:
-        target = output_path(photo, None, "pasted")
-        save_image(paste_faces(faces[0].photo, [(result.toon, result.quad) for result in faces]), target)
-        written.append(target)
-    return written
+        save_image(paste_faces(faces[0].photo, [(result.toon, result.quad) for result in faces]),
+                   writing(output_path(photo, None, "pasted")))
+    return written, replaced
 
 
 #: Suffixes of the latent files `toonify` takes instead of a photo: its own and `project`'s .npz (NVIDIA's
@@ -765,9 +786,10 @@ def _toonify_latent(args: argparse.Namespace, latent: str) -> int:
     toons = toons if isinstance(toons, list) else [toons]
     if not drawn_with and output.is_dir():  # the photo's own name, in a folder
         _keep_toons_drawn_otherwise(toons, targets, output / f"{stem}-published-toon.png")
+    replaced = _replacing(sum(target.is_file() for target in targets))
     for toon, target in zip(toons, targets):
         save_image(toon, target)
-    print("wrote " + ", ".join(str(path) for path in targets))
+    print("wrote " + ", ".join(str(path) for path in targets) + replaced)
     return 0
 
 
