@@ -471,6 +471,15 @@ def test_a_run_folder_inside_the_data_folder_is_refused_before_anything_is_writt
     assert sorted(p.name for p in data.rglob("*")) == sorted(p.name for p in base["data"].iterdir())  # nothing new
     with pytest.raises(ValueError, match=rf"^--run-dir {data}/run \(run_dir='{data}/run'\) is inside the data"):
         finetune(config(base, "unused", data=str(data), run_dir=str(data / "run")), progress=False)
+    # another run's folder given as the data (--data for --resume): its fakes grids and plot were trained on
+    other = tmp_path / "runs" / "a"
+    finetune(config(base, "unused", run_dir=str(other), kimg=0.004), progress=False)
+    assert cli(base, str(base["base"]), tmp_path / "runs" / "b", "--kimg", "0.004", data=str(other)) == 2
+    assert capsys.readouterr().err == (
+        f"toonlib finetune: error: --data {other} is a fine-tuning run's folder, whose images (fakes grids, "
+        "metrics.png) are no training faces: give the folder of your faces; to go on from that run, give it as "
+        "--resume\n")
+    assert not (tmp_path / "runs" / "b" / "network-snapshot-000000004.safetensors").exists()
 
 
 def test_a_run_writes_nothing_outside_its_folder_and_a_refused_one_nothing(base, tmp_path, capsys):  # noqa: F811

@@ -822,7 +822,8 @@ def _batch_split_message(cfg: TrainConfig, batch_gpu: int, group: int, world: in
 
 def _check_run_dir_outside_data(cfg: TrainConfig) -> None:
     """Refuse a run folder inside the data folder (or the data folder itself): its fakes grids and plots would be
-    read as training images when the run resumes."""
+    read as training images when the run resumes; and another run's folder as the data (`--data runs/a` for
+    `--resume runs/a`: its fakes grids and metrics.png were trained on without a word)."""
     data, run_dir = user_path(cfg.data).resolve(), user_path(cfg.run_dir).resolve()
     if data.is_dir() and run_dir.is_relative_to(data):
         where = "is" if run_dir == data else "is inside"
@@ -830,6 +831,10 @@ def _check_run_dir_outside_data(cfg: TrainConfig) -> None:
                          "images (fakes, metrics.png) would become training images. Put the run folder elsewhere, "
                          f"e.g. {data.parent / 'runs' / data.name}, or the images in a folder of their own "
                          "(--data, data=)")  # a notebook's data_path: its run folder is runs/<run_name>
+    if data.is_dir() and has_run(data):
+        raise ValueError(f"{option_value('data', cfg.data)} is a fine-tuning run's folder, whose images (fakes grids, "
+                         "metrics.png) are no training faces: give the folder of your faces; to go on from that "
+                         "run, give it as --resume (resume=)")
 
 
 def _empty_networks(state: dict) -> tuple[Generator, Discriminator, Generator]:
