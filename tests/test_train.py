@@ -692,3 +692,19 @@ def test_a_diverged_run_is_said_and_its_log_stays_json(base):
     assert sum("diverged" in str(w.message) for w in caught) == 1  # once, not at every snapshot
     records = [json.loads(line, parse_constant=strict) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert len(records) == 2 and None in (records[-1]["loss_G"], records[-1]["loss_D"])
+
+
+def test_read_metrics_takes_a_run_folder_and_names_a_path_that_is_not_there(tmp_path):
+    """`read_metrics("runs/a")`, the run folder, gave [] without a word, as did a misspelt path; a run folder gives
+    its metrics.jsonl's records, a missing other name is a FileNotFoundError, a run before its first snapshot []."""
+    from toonlib.train.metrics_log import read_metrics
+
+    run = tmp_path / "runs" / "a"
+    run.mkdir(parents=True)
+    assert read_metrics(run) == [] == read_metrics(run / "metrics.jsonl")  # no snapshot yet
+    (run / "metrics.jsonl").write_text('{"kimg": 0.004, "loss_G": 1.5}\n{"kimg": 0.0\n')  # its last line cut short
+    assert read_metrics(run) == read_metrics(run / "metrics.jsonl") == [{"kimg": 0.004, "loss_G": 1.5}]
+    for wrong in (run / "metrics.json", tmp_path / "runs" / "b" / "metrics.jsonl"):
+        with pytest.raises(FileNotFoundError, match=rf"^no file {re.escape(str(wrong))}: read_metrics takes a "
+                                                    r"fine-tuning run's folder or its metrics\.jsonl$"):
+            read_metrics(wrong)

@@ -46,7 +46,7 @@ from ..networks import Discriminator, DiscriminatorConfig, Generator, GeneratorC
 from ..quality import MetricUnavailable, image_quality, inception_weights
 from .config import TrainConfig, option_name, option_value
 from .distributed import Distributed, init_distributed
-from .metrics_log import append_metrics, plot_metrics, trim_metrics
+from .metrics_log import METRICS_FILE, append_metrics, plot_metrics, trim_metrics
 from .recipe import ema_beta, frozen_d_prefixes, frozen_g_prefixes, lazy_regularization, update_ema
 from .resume import (
     check_resumable,
@@ -499,7 +499,7 @@ class Trainer:
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             _write_json(self.run_dir / "config.json", self._recorded_config())
-            trim_metrics(self.run_dir / "metrics.jsonl", self.cur_nimg)
+            trim_metrics(self.run_dir / METRICS_FILE, self.cur_nimg)
         loader = infinite_loader(self.dataset, cfg.batch_size // self.dist.world_size, seed=cfg.seed,
                                  rank=self.dist.rank, world_size=self.dist.world_size, device=self.device,
                                  start_batch=self.batch_idx)
@@ -621,7 +621,7 @@ class Trainer:
             saving.written.append(SnapshotWrites.FAKES)
             if quality:
                 info.update(self._ctrl_c.unless_pressed(self.quality))
-            records = append_metrics(self.run_dir / "metrics.jsonl", info)
+            records = append_metrics(self.run_dir / METRICS_FILE, info)
             saving.written.append(SnapshotWrites.METRICS)
             plot_metrics(records, self.run_dir / "metrics.png")
             saving.written.append(SnapshotWrites.PLOT)

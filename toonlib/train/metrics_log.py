@@ -10,10 +10,13 @@ from pathlib import Path
 # Ctrl-C that cuts short the import of matplotlib's extension modules can make Python abort as it exits.
 from matplotlib.figure import Figure
 
-from ..files import atomic_write_path
+from ..files import atomic_write_path, user_path
 from ..messages import counted, warn
 
 __all__ = ["PANELS", "append_metrics", "plot_metrics", "read_metrics", "trim_metrics"]
+
+#: The run folder's training log.
+METRICS_FILE = "metrics.jsonl"
 
 # (title, metrics.jsonl keys) of each panel of metrics.png
 PANELS = (("losses", ("loss_G", "loss_D")), ("regularisers", ("r1", "pl")),
@@ -22,9 +25,16 @@ PANELS = (("losses", ("loss_G", "loss_D")), ("regularisers", ("r1", "pl")),
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict]:
-    """The records of a metrics.jsonl file ([] when there is none); lines that are no record (cut short by a partial
-    sync, edited by hand) are left out (`trim_metrics` says so, as a run resumes)."""
-    return _read(Path(path))[0]
+    """The records of a run's metrics.jsonl, given as the file or the run folder ([] before the run's first
+    snapshot); lines that are no record (cut short by a partial sync, edited by hand) are left out (`trim_metrics`
+    says so, as a run resumes). FileNotFoundError for another name that is not there (a misspelt path gave [])."""
+    path = user_path(path)
+    if path.is_dir():  # a run folder: [] without a word, as for a run not yet started
+        path = path / METRICS_FILE
+    elif not path.exists() and (path.name != METRICS_FILE or not path.parent.is_dir()):
+        raise FileNotFoundError(f"no file {path}: read_metrics takes a fine-tuning run's folder or its "
+                                f"{METRICS_FILE}")
+    return _read(path)[0]
 
 
 def _read(path: Path) -> tuple[list[dict], list[int]]:
