@@ -708,3 +708,26 @@ def test_read_metrics_takes_a_run_folder_and_names_a_path_that_is_not_there(tmp_
         with pytest.raises(FileNotFoundError, match=rf"^no file {re.escape(str(wrong))}: read_metrics takes a "
                                                     r"fine-tuning run's folder or its metrics\.jsonl$"):
             read_metrics(wrong)
+
+
+def test_the_bar_draws_each_minibatchs_numbers_with_it(base, monkeypatch):
+    """The bar's G / D / p were set after its update had drawn it: every drawing showed the minibatch before's
+    numbers (during a long last snapshot, 100% beside the numbers of the minibatch before the last)."""
+    import toonlib.train.loop as loop
+    from toonlib.messages import progress_bar
+
+    drawn = []  # the bar's numbers at each update, which draws it
+
+    def recording(**kwargs):
+        bar = progress_bar(**kwargs)
+        update = bar.update
+        bar.update = lambda n=1: drawn.append(str(bar.postfix)) or update(n)
+        return bar
+
+    monkeypatch.setattr(loop, "progress_bar", recording)
+    trainers = []
+    monkeypatch.setattr(loop.Trainer, "step", lambda self, batch, step=loop.Trainer.step: (
+        trainers.append(self), step(self, batch))[1])
+    finetune(config(base, "bar", kimg=0.008, snapshot_kimg=0.008), progress=True)
+    assert len(drawn) == 2 and all("G=" in shown for shown in drawn), drawn
+    assert drawn[-1] == ", ".join(f"{k}={v}" for k, v in trainers[-1]._postfix().items())

@@ -541,8 +541,8 @@ class Trainer:
             while self.cur_nimg < total_nimg and not stop:
                 before = self.cur_nimg
                 self.step(next(loader))
+                bar.set_postfix(self._postfix(), refresh=False)  # first: the update draws it (it lagged a minibatch)
                 bar.update(self.cur_nimg / 1000 - bar.n)
-                bar.set_postfix(self._postfix(), refresh=False)
                 due = self.cur_nimg >= total_nimg or self.cur_nimg // snapshot_nimg > before // snapshot_nimg
                 if due:
                     snapshot()
