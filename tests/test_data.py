@@ -223,6 +223,13 @@ def test_too_few_images_is_an_error(tmp_path):
     with pytest.warns(UserWarning), pytest.raises(ValueError, match=all_skipped):
         ImageDataset(tmp_path / "broken", RES, progress=False)  # all skipped: it listed the file kinds it reads
     assert len(load(tmp_path, min_images=3)) == 3
+    zipped = tmp_path / "zipped"  # a folder holding the .zip of the faces: "no image files", the zip unsaid
+    zipped.mkdir()
+    with zipfile.ZipFile(zipped / "toons.zip", "w") as archive:
+        archive.write(tmp_path / "sub" / "corrupt.png", "a.png")
+    with pytest.raises(ValueError, match=r"found 0 usable images in '.*zipped' \(no image files: their names end in "
+                                         r"\.jpg, .*; it holds toons\.zip: give that \.zip file itself\); need"):
+        ImageDataset(zipped, RES, progress=False, min_images=1)
 
 
 def test_a_refused_data_set_writes_no_cache(tmp_path):
