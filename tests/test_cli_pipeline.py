@@ -513,3 +513,10 @@ def test_every_output_that_replaces_a_file_says_so(setup, tmp_path, capsys):
         else:
             assert len(wrote) == 2 if name != "align" else 1, (name, wrote)
             assert all(line.endswith(said) for line in wrote), (name, wrote)
+    (tmp_path / "toons" / "hopper-aligned.png").unlink()
+    (tmp_path / "toons" / "hopper-latent.npz").unlink()
+    assert cli.main(runs["toonify"]) == 0  # which of the files were there: "it replaced the file" of four said none
+    assert capsys.readouterr().out.splitlines()[-1].endswith(" (2 of them replaced files that were there)")
+    from toonlib.commands import _replacing
+
+    assert _replacing(1, 4) == " (one of them replaced a file that was there)"

@@ -379,6 +379,17 @@ def test_ctrl_c_says_that_the_bytes_received_are_kept_and_resumed(server, tmp_pa
         download.fetch(name)
     assert capsys.readouterr().err.splitlines()[-1] == (
         f"toonlib: {download._megabytes(kept)} of tiny.pkl kept: fetching it again resumes the download")
+    from toonlib.files import file_lock
+
+    def stopped_waiting(final, progress):
+        def wait(lock_file):
+            raise KeyboardInterrupt  # Ctrl-C while another process downloads it: those bytes are not this one's
+        return wait
+
+    monkeypatch.setattr(download, "_waiting_message", stopped_waiting)
+    with file_lock(tmp_path / "cache" / "tiny.pkl"), pytest.raises(KeyboardInterrupt):
+        download.fetch(name)
+    assert "kept" not in capsys.readouterr().err
     (tmp_path / "cache" / "tiny.pkl.part").unlink()
     (tmp_path / "cache" / "tiny.pkl.part.source").unlink()
     with pytest.raises(KeyboardInterrupt):
@@ -1654,6 +1665,12 @@ def test_remove_takes_the_path_that_fetch_printed(server, tmp_path, capsys):
     assert main(["remove", str(weights)]) == 0
     assert capsys.readouterr().out.startswith(f"removed {weights.name}: {weights} (")
     assert not weights.exists()
+    elsewhere = tmp_path / "mine.pkl"  # a link placed in the cache is the cache's file: its folder is what counts
+    elsewhere.write_bytes(PAYLOAD)
+    (tmp_path / "cache" / "linked.pkl").symlink_to(elsewhere)
+    assert main(["remove", str(tmp_path / "cache" / "linked.pkl")]) == 0
+    assert capsys.readouterr().out.startswith("removed linked.pkl: ")
+    assert not (tmp_path / "cache" / "linked.pkl").is_symlink() and elsewhere.is_file()
 
 
 def test_remove_refuses_a_file_being_downloaded_and_an_unknown_name_removes_nothing(server, tmp_path, capsys,

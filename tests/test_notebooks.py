@@ -306,9 +306,9 @@ def test_a_notebooks_errors_name_its_parameters(tmp_path, monkeypatch):
                                               ["source"])
     assert in_notebook_words("use a new run folder (--run-dir, run_dir=); --kimg (kimg=), --snapshot-kimg "
                              "(snapshot_kimg=), --metric (metric=) and the loss settings may change; a new --run-dir "
-                             "(run_dir=); my_run_dirs", finetune_names) == (
+                             "(run_dir=); my_run_dirs in /content/run_dir/a, run_dir/b", finetune_names) == (
         "use a new run folder (run_name); kimg, snapshot_kimg, metric and the loss settings may change; a new "
-        "run_name; my_run_dirs")
+        "run_name; my_run_dirs in /content/run_dir/a, run_dir/b")
     shown = []
     shell = SimpleNamespace(_showtraceback=lambda etype, value, lines: shown.append(lines))
     error = ValueError("which (the generator) must be 'G_ema' or 'G'")
@@ -752,6 +752,7 @@ def test_colab_drive_mounted_once_or_skipped_on_purpose(fake_colab, monkeypatch,
     from toonlib.notebook import mount_drive
 
     monkeypatch.setattr(toonlib.notebook, "DRIVE_ROOT", tmp_path / "drive" / "MyDrive")
+    monkeypatch.setattr(toonlib.download, "_drive_cache", True)  # put back however the test ends
     monkeypatch.setenv("FAKE_COLAB_DRIVE", "accept")
     assert mount_drive(use=False) is None
     assert "skipped" in capsys.readouterr().out and fake_colab.log() == []

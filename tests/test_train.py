@@ -309,6 +309,9 @@ def test_snapshots_are_named_by_images_and_never_collide(base):
             load_network(run)
     (run / "latest.json").write_text(text.replace("000000012.safetensors", "000000008.safetensors"))
     assert latest_snapshot(run) == run / "network-snapshot-000000008.safetensors"  # a whole one is followed
+    for path in run.glob("network-snapshot-*.safetensors"):
+        path.unlink()
+    assert latest_snapshot(run) is None  # none left: said as before the first one, not a path that is not there
 
 
 def test_resume_skips_a_half_written_training_state(base):
@@ -700,14 +703,21 @@ def test_read_metrics_takes_a_run_folder_and_names_a_path_that_is_not_there(tmp_
     from toonlib.train.metrics_log import read_metrics
 
     run = tmp_path / "runs" / "a"
-    run.mkdir(parents=True)
+    (run / ".locks").mkdir(parents=True)
+    (run / ".locks" / "run.lock").write_bytes(b"")  # a run's, from its start
     assert read_metrics(run) == [] == read_metrics(run / "metrics.jsonl")  # no snapshot yet
     (run / "metrics.jsonl").write_text('{"kimg": 0.004, "loss_G": 1.5}\n{"kimg": 0.0\n')  # its last line cut short
     assert read_metrics(run) == read_metrics(run / "metrics.jsonl") == [{"kimg": 0.004, "loss_G": 1.5}]
-    for wrong in (run / "metrics.json", tmp_path / "runs" / "b" / "metrics.jsonl"):
+    for wrong in (run / "metrics.json", tmp_path / "runs" / "b" / "metrics.jsonl", tmp_path / "runs" / "metrics.jsonl"):
         with pytest.raises(FileNotFoundError, match=rf"^no file {re.escape(str(wrong))}: read_metrics takes a "
                                                     r"fine-tuning run's folder or its metrics\.jsonl$"):
             read_metrics(wrong)
+    with pytest.raises(FileNotFoundError, match=r"metrics\.jsonl: read_metrics takes"):
+        read_metrics(tmp_path / "runs")  # a folder, no run's
+    from toonlib.train.metrics_log import append_metrics
+
+    append_metrics(tmp_path / "log.jsonl", {"kimg": 1})  # a new log of another name is written, as before
+    assert read_metrics(tmp_path / "log.jsonl") == [{"kimg": 1}]
 
 
 def test_the_bar_draws_each_minibatchs_numbers_with_it(base, monkeypatch):

@@ -477,8 +477,8 @@ def test_a_run_folder_inside_the_data_folder_is_refused_before_anything_is_writt
     assert cli(base, str(base["base"]), tmp_path / "runs" / "b", "--kimg", "0.004", data=str(other)) == 2
     assert capsys.readouterr().err == (
         f"toonlib finetune: error: --data {other} is a fine-tuning run's folder, whose images (fakes grids, "
-        "metrics.png) are no training faces: give the folder of your faces; to go on from that run, give it as "
-        "--resume\n")
+        f"metrics.png) are no training faces: give the folder of your faces; to go on from that run, give it as "
+        f"--resume {other}\n")
     assert not (tmp_path / "runs" / "b" / "network-snapshot-000000004.safetensors").exists()
 
 

@@ -456,7 +456,8 @@ def _refuse_unknown_options(parser: argparse.ArgumentParser, name: str, args: Se
                                                 for action in command._actions):
             hints += f"\n  {option}: {name} takes its output as an argument, with no option: {EXAMPLES[name][0]}"
             continue
-        if option == "--device":  # "an option of toonlib finetune" said nothing of how to choose it here
+        if option == "--device" and name in ("align", "project", "toonify", "app"):  # those that take the GPU: "an
+            # option of toonlib finetune" said nothing of how to choose it there
             hints += (f"\n  --device: toonlib {name} uses the GPU (CUDA) where there is one, else the CPU; for the "
                       f"CPU run CUDA_VISIBLE_DEVICES= toonlib {name} ..., for the second GPU CUDA_VISIBLE_DEVICES=1")
             continue

@@ -180,10 +180,16 @@ def _replaced(output: str | os.PathLike) -> str:
     return _replacing(int(user_path(output).is_file()))
 
 
-def _replacing(count: int) -> str:
-    """`_replaced`'s words for `count` files written where files of their names were."""
-    return ("" if not count else " (it replaced the file that was there)" if count == 1
-            else f" (they replaced {count} files that were there)")
+def _replacing(count: int, of: int = 1) -> str:
+    """`_replaced`'s words for `count` of `of` files written where files of their names were."""
+    if not count:
+        return ""
+    if of == 1:
+        return " (it replaced the file that was there)"
+    if count == of:
+        return f" (they replaced {count} files that were there)"
+    return " (one of them replaced a file that was there)" if count == 1 else (
+        f" ({count} of them replaced files that were there)")
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
@@ -664,11 +670,12 @@ def cmd_toonify(args: argparse.Namespace) -> int:
                        file=sys.stderr)
         raise
     if one:
-        print("wrote " + ", ".join(str(path) for path in written) + _replacing(replaced))
+        print("wrote " + ", ".join(str(path) for path in written) + _replacing(replaced, len(written)))
     elif failed == len(photos):
         print(f"no photo was toonified: all {failed} failed (above)")
     else:
-        print(f"toonified {len(photos) - failed} of {len(photos)} photos into {args.output}{_replacing(replaced)}")
+        print(f"toonified {len(photos) - failed} of {len(photos)} photos into {args.output}"
+              f"{_replacing(replaced, len(written))}")
     return 2 if failed == len(photos) else 1 if failed else 0
 
 
@@ -699,7 +706,8 @@ def _batch_steps_shown(bar, args: argparse.Namespace, one: bool) -> dict:
 
 
 def _write_toons(args: argparse.Namespace, photos: list[Path], photo: Path, faces: list,
-                 output_path: Callable[[Path, int | None, str], Path], per_face: list[str]) -> list[Path]:
+                 output_path: Callable[[Path, int | None, str], Path], per_face: list[str]
+                 ) -> tuple[list[Path], list[Path]]:
     """Write the pictures and latent of each toonified face of `photo` (`ToonifyResult`s), with --all-faces and
     --paste-back every face's toon in one pasted photo; print each face's identity report. Returns the paths, and
     those of them that were there before (replaced)."""
@@ -786,7 +794,7 @@ def _toonify_latent(args: argparse.Namespace, latent: str) -> int:
     toons = toons if isinstance(toons, list) else [toons]
     if not drawn_with and output.is_dir():  # the photo's own name, in a folder
         _keep_toons_drawn_otherwise(toons, targets, output / f"{stem}-published-toon.png")
-    replaced = _replacing(sum(target.is_file() for target in targets))
+    replaced = _replacing(sum(target.is_file() for target in targets), len(targets))
     for toon, target in zip(toons, targets):
         save_image(toon, target)
     print("wrote " + ", ".join(str(path) for path in targets) + replaced)

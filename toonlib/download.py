@@ -213,6 +213,7 @@ def fetch(name_or_url: str, *, cache_dir: str | os.PathLike | None = None, progr
     damage = _damage(final, pickles=plan.home == "cache") if final.is_file() else None
     part = _partial_download(final)
     failures: list[tuple[str, _SourceFailed]] = []
+    downloading = False  # the lock is this process's: the partial download is its own
     with contextlib.ExitStack() as stack:
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
@@ -220,6 +221,7 @@ def fetch(name_or_url: str, *, cache_dir: str | os.PathLike | None = None, progr
             _remove_old_gdown_folders(part)
             if _usable(plan):  # another process finished it while this one waited
                 return final
+            downloading = True
             for source in plan.sources:
                 try:
                     _fetch_source(source, part, progress)
@@ -231,8 +233,8 @@ def fetch(name_or_url: str, *, cache_dir: str | os.PathLike | None = None, progr
                 _discard(part)
                 return final
         except KeyboardInterrupt:  # "interrupted" alone: the user could not know that the bytes are kept
-            kept = max((_resumable(part, source) for source in plan.sources), default=0)
-            if progress and kept:
+            kept = max((_resumable(part, source) for source in plan.sources), default=0) if downloading else 0
+            if progress and kept:  # (not while waiting for another process's download: its bytes)
                 write_line(f"toonlib: {_megabytes(kept)} of {final.name} kept: fetching it again resumes the "
                            "download", file=sys.stderr)
             raise
@@ -315,10 +317,10 @@ def _removal_plan(name_or_url: str, cache_dir: str | os.PathLike | None) -> tupl
     text = os.fspath(name_or_url) if isinstance(name_or_url, (str, os.PathLike)) else None
     if text and not is_url(text) and text not in models.MODELS:
         cache = _cache_folder(cache_dir)
-        local = user_path(text)
-        if os.path.basename(text) != text and local.exists() and local.resolve().parent == cache.resolve():
+        local = user_path(text)  # its folder resolved, not the file: a link placed in the cache stays the cache's
+        if os.path.basename(text) != text and local.exists() and local.parent.resolve() == cache.resolve():
             text = local.name  # the path `fetch` printed: the cache's file by its name (it was "not toonlib's")
-        elif local.is_file() and local.resolve().parent == torch_hub_checkpoints().resolve():
+        elif local.is_file() and local.parent.resolve() == torch_hub_checkpoints().resolve():
             text = next((n for n, i in models.MODELS.items() if i.home == "torch-hub" and i.filename == local.name),
                         text)  # a registry file in torch hub's folder: its name
         if text in models.MODELS:

@@ -169,7 +169,7 @@ def in_notebook_words(text: str, parameters: Mapping[str, str]) -> str:
         text = re.sub(rf"^{re.escape(argument)}(?= \(| must )", parameter, text, flags=re.MULTILINE)
         text = re.sub(rf"(?<=[(\s]){re.escape(argument)}(?=\))", parameter, text)  # '(toon)' of '(--toon, toon=)'
         if "_" in argument:  # no prose word: 'a new run_dir' of 'a new --run-dir (run_dir=)' as well
-            text = re.sub(rf"(?<![\w.-]){re.escape(argument)}(?!\w)", parameter, text)
+            text = re.sub(rf"(?<![\w./-]){re.escape(argument)}(?![\w/])", parameter, text)  # not in a path
     return text
 
 

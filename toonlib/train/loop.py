@@ -834,7 +834,7 @@ def _check_run_dir_outside_data(cfg: TrainConfig) -> None:
     if data.is_dir() and has_run(data):
         raise ValueError(f"{option_value('data', cfg.data)} is a fine-tuning run's folder, whose images (fakes grids, "
                          "metrics.png) are no training faces: give the folder of your faces; to go on from that "
-                         "run, give it as --resume (resume=)")
+                         f"run, give it as {option_value('resume', cfg.data)}")
 
 
 def _empty_networks(state: dict) -> tuple[Generator, Discriminator, Generator]:

@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 
 from ..files import atomic_write_path, user_path
 from ..messages import counted, warn
+from .snapshots import has_run
 
 __all__ = ["PANELS", "append_metrics", "plot_metrics", "read_metrics", "trim_metrics"]
 
@@ -29,9 +30,10 @@ def read_metrics(path: str | os.PathLike) -> list[dict]:
     snapshot); lines that are no record (cut short by a partial sync, edited by hand) are left out (`trim_metrics`
     says so, as a run resumes). FileNotFoundError for another name that is not there (a misspelt path gave [])."""
     path = user_path(path)
-    if path.is_dir():  # a run folder: [] without a word, as for a run not yet started
+    folder = path if path.is_dir() else path.parent
+    if path.is_dir():  # a run folder: its log
         path = path / METRICS_FILE
-    elif not path.exists() and (path.name != METRICS_FILE or not path.parent.is_dir()):
+    if not path.exists() and (path.name != METRICS_FILE or not has_run(folder)):  # not a run not yet started
         raise FileNotFoundError(f"no file {path}: read_metrics takes a fine-tuning run's folder or its "
                                 f"{METRICS_FILE}")
     return _read(path)[0]
@@ -58,7 +60,7 @@ def _read(path: Path) -> tuple[list[dict], list[int]]:
 
 def append_metrics(path: str | os.PathLike, record: dict) -> list[dict]:
     """Add one record (rewriting the file atomically, so a crash never leaves half a line); returns all records."""
-    records = read_metrics(path) + [record]
+    records = _read(Path(path))[0] + [record]
     _write(Path(path), records)
     return records
 

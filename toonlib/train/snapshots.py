@@ -157,8 +157,9 @@ def snapshot_paths(run_dir: str | os.PathLike) -> list[Path]:
 def latest_snapshot(run_dir: str | os.PathLike) -> Path | None:
     """The newest network snapshot of a run folder: the one latest.json names; where latest.json is missing, damaged
     (cut short by an interrupted copy or Drive sync) or names no file that is there, the newest snapshot file by its
-    name (they are written whole); None before the first snapshot. A damaged latest.json was a bare JSON error
-    ("Expecting ',' delimiter") naming no file, or a KeyError traceback, in `blend`, `toonify`, `info` and 01."""
+    name (they are written whole); None before the first snapshot, or where none is left. A damaged latest.json was
+    a bare JSON error ("Expecting ',' delimiter") naming no file, or a KeyError traceback, in `blend`, `toonify`,
+    `info` and 01."""
     folder = user_path(run_dir)
     try:
         latest = read_latest(folder)
@@ -168,7 +169,7 @@ def latest_snapshot(run_dir: str | os.PathLike) -> Path | None:
     if named is not None and named.is_file():
         return named
     snapshots = snapshot_paths(folder)
-    return snapshots[-1] if snapshots else named
+    return snapshots[-1] if snapshots else None
 
 
 def newest_state_nimg(run_dir: str | os.PathLike) -> int | None:
