@@ -165,12 +165,18 @@ def in_notebook_words(text: str, parameters: Mapping[str, str]) -> str:
     for pattern, replacement in _NOTEBOOK_WORDS:
         text = re.sub(pattern, replacement, text)
     for argument, parameter in parameters.items():
+        if argument in _DERIVED:  # its value is no parameter's: run_dir='runs/toon' stays, 'a new run_dir' is said
+            text = re.sub(rf"(?<![\w./-]){re.escape(argument)}(?![\w/=])", parameter, text)  # not in a path
+            continue
         text = re.sub(rf"(?<![\w.-]){re.escape(argument)}=", f"{parameter}=", text)
         text = re.sub(rf"^{re.escape(argument)}(?= \(| must )", parameter, text, flags=re.MULTILINE)
         text = re.sub(rf"(?<=[(\s]){re.escape(argument)}(?=\))", parameter, text)  # '(toon)' of '(--toon, toon=)'
-        if "_" in argument:  # no prose word: 'a new run_dir' of 'a new --run-dir (run_dir=)' as well
-            text = re.sub(rf"(?<![\w./-]){re.escape(argument)}(?![\w/])", parameter, text)  # not in a path
     return text
+
+
+#: Arguments a notebook derives from a parameter (01's run folder, runs/<run_name>): where a message names the
+#: argument, the notebook's words name the parameter, but a value it shows (run_dir='runs/toon') stays the argument's.
+_DERIVED = ("run_dir",)
 
 
 @contextlib.contextmanager
