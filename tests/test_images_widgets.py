@@ -10,6 +10,7 @@ import dataclasses
 import datetime
 import html
 import io
+import os
 import warnings
 from pathlib import Path
 
@@ -173,7 +174,9 @@ def test_uploads_never_replace_other_content(tmp_path):
     from toonlib.notebook import save_uploads
 
     first = save_uploads({"me.jpg": b"one"}, tmp_path)
-    assert save_uploads({"me.jpg": b"one"}, tmp_path) == first
+    os.utime(first[0].path, ns=(1, 1))  # its file's time: rewritten with the same content, a resumed fine-tuning run
+    assert save_uploads({"me.jpg": b"one"}, tmp_path) == first  # called its images "replaced" (01's uploads)
+    assert first[0].path.stat().st_mtime_ns == 1
     second = save_uploads({"me.jpg": b"two", "b/me.jpg": b"three"}, tmp_path)
     assert [u.path.name for u in first + second] == ["me.jpg", "me-1.jpg", "me-2.jpg"]
     assert [u.name for u in first + second] == ["me.jpg"] * 3

@@ -365,8 +365,9 @@ def save_uploads(files: Mapping[str, bytes], folder: str | os.PathLike = "upload
                or (path.exists() and (not path.is_file() or path.read_bytes() != data))):
             number += 1
             path = folder / f"{base.stem}-{number}{base.suffix}"
-        with atomic_write_path(path) as tmp:
-            tmp.write_bytes(data)
+        if not path.is_file():  # the same content there already is kept as it is: rewritten, its new time made a
+            with atomic_write_path(path) as tmp:  # resumed fine-tuning run call its images replaced
+                tmp.write_bytes(data)
         uploads.append(UploadedFile(path, base.name))
     return uploads
 
