@@ -44,6 +44,33 @@ def test_custom_class_is_named(tmp_path):
     assert "weights_only" not in str(info.value)
 
 
+def test_a_whole_saved_network_is_told_how_to_save_it_and_the_advice_works(tmp_path):
+    """torch.save(G) of toonlib's own Generator was "not a StyleGAN network", with the advice to save its state dict
+    "with that code"; and a rosinality generator's state dict, saved as that advice says, was refused too, its keys
+    listed, though toonlib reads the same weights under a 'g_ema' key."""
+    from test_cross_format import to_rosinality
+    from tiny import tiny_generator
+
+    G = tiny_generator(0)
+    torch.save(G, tmp_path / "whole.pt")
+    with pytest.raises(UnsafePickleError, match=r"holds a toonlib network saved whole \(torch\.save of the module, "
+                                                r"which asks for 'toonlib\.networks\..*'\).*Save networks with "
+                                                r"toonlib\.save_network\(path, G\), which toonlib reads\.$"):
+        load_network(tmp_path / "whole.pt")
+    state = to_rosinality(G)
+    torch.save(state, tmp_path / "state.pt")
+    torch.save({"g_ema": state}, tmp_path / "keyed.pt")
+    bare, keyed = load_network(tmp_path / "state.pt"), load_network(tmp_path / "keyed.pt")
+    assert all(torch.equal(a, b) for a, b in zip(bare.G_ema.state_dict().values(), keyed.G_ema.state_dict().values()))
+    z = torch.randn(1, G.z_dim, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(bare.G_ema(z, None), G(z, None), atol=1e-5)
+    with pytest.raises(UnsafePickleError, match=r"which toonlib does not load: loading it could run code.*a "
+                                                r"rosinality generator's, torch\.save\(g_ema\.state_dict\(\)\), is "
+                                                r"read as it is"):
+        torch.save({"g_ema": CustomModule()}, tmp_path / "custom.pt")
+        load_network(tmp_path / "custom.pt")
+
+
 def test_damaged_torch_file_is_not_loaded(tmp_path):
     data = (FIXTURES / "rosinality_tiny.pt").read_bytes()
     path = tmp_path / "cut.pt"

@@ -252,3 +252,13 @@ def test_wrong_layout_is_reported(tf_tuple):
     variables[:] = [(name, value.T if name == "Dense0/weight" else value) for name, value in variables]
     with pytest.raises(CheckpointError, match=r"wrong shape mapping\.fc0\.weight \[64, 32\]"):
         read_tf_pickle(tf_tuple)
+
+
+def test_a_stylegan1_pickle_is_named_as_such(tf_tuple):
+    """StyleGAN (version 1)'s FFHQ pickle, which people mix up with StyleGAN2's, was "the 'orig' architecture
+    (StyleGAN2 configs B-D)" with 1,400 characters of layer names; its networks record their build function."""
+    tf_tuple[GS].state["build_func_name"] = "G_style"
+    with pytest.raises(CheckpointError, match=r"^x\.pkl \[Gs\] is a StyleGAN \(version 1\) network \(G_style\): "
+                                              r"toonlib reads StyleGAN2 models only; use a StyleGAN2 one \(`toonlib "
+                                              r"models`, e\.g\. ffhq-1024-tf\)$"):
+        read_tf_pickle((None, None, tf_tuple[GS]), "x.pkl")

@@ -331,6 +331,8 @@ def _read_torch_file(path: Path, source: str, zipped: bool) -> Networks:
                               f"{damaged_file()}") from None
     if native_torch.is_native_torch(obj):
         return native_torch.read(obj, source)
+    if rosinality.is_generator_state(obj):  # torch.save(g_ema.state_dict()), which the refusal of a whole
+        return rosinality.read_rosinality({"g_ema": obj}, source)  # module advises: its keys were listed
     if rosinality.is_rosinality(obj):
         return rosinality.read_rosinality(obj, source)
     if psp.is_psp(obj):

@@ -89,10 +89,15 @@ NUMPY_ARRAY_GLOBALS = [*{id(obj): obj for (module, _), obj in ALLOWED_GLOBALS.it
 
 def refusal(what: str, kind: str, names: list[str]) -> str:
     """The message for a file that asks for globals outside the allow-list (pickles and torch files alike)."""
-    asked = ", ".join(f"'{name}'" for name in names)
-    return (f"{what} was not loaded: this {kind} asks for {asked}, which is not a StyleGAN network or plain "
-            "data, and loading it could run code. toonlib never runs code from a checkpoint; if this is a "
-            "network from another code base, save its state dict (plain tensors) with that code first.")
+    asked = ", ".join(f"'{name}'" for name in sorted(names))
+    if any(name.startswith("toonlib.") for name in names):  # "not a StyleGAN network", of toonlib's own Generator
+        return (f"{what} was not loaded: this {kind} holds a toonlib network saved whole (torch.save of the module, "
+                f"which asks for {asked}), and loading such a file could run code: toonlib never runs code from a "
+                "checkpoint. Save networks with toonlib.save_network(path, G), which toonlib reads.")
+    return (f"{what} was not loaded: this {kind} asks for {asked}, which toonlib does not load: loading it could "
+            "run code, and toonlib never runs code from a checkpoint. If this is a network from another code base, "
+            "save its state dict (plain tensors) with that code first (a rosinality generator's, "
+            "torch.save(g_ema.state_dict()), is read as it is).")
 
 
 class _RestrictedUnpickler(pickle.Unpickler):

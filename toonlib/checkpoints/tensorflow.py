@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ..networks import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
-from .common import CheckpointError, Networks, build_network
+from .common import CheckpointError, Networks, _short, build_network
 from .safe_pickle import TFNetwork
 
 # Static kwargs legacy.py understands, with their defaults; the ignored ones only affect sampling or training.
@@ -51,6 +51,10 @@ _G_PARAMS = {"weight": "weight", "bias": "bias", "mod_weight": "affine.weight", 
 _D_LAYERS = {"FromRGB": "fromrgb", "Conv0": "conv0", "Conv1_down": "conv1", "Skip": "skip"}
 
 
+#: The build functions of StyleGAN's (version 1) networks, which its pickles record (networks_stylegan.py).
+_STYLEGAN1_BUILDERS = ("G_style", "G_mapping", "G_synthesis", "D_basic")
+
+
 def is_tf_pickle(obj: object) -> bool:
     """True for an unpickled TF StyleGAN2 file: `(G, D, Gs)`, a tuple ending in Gs, or a lone network."""
     if isinstance(obj, tuple) and obj:
@@ -70,6 +74,11 @@ def read_tf_pickle(obj: tuple | TFNetwork, source: str = "") -> Networks:
         if not isinstance(net, TFNetwork):
             raise CheckpointError(f"{source}: entry {key} is a {type(net).__name__}, not a TF network")
         what = f"{source} [{key}]"
+        if net.state.get("build_func_name") in _STYLEGAN1_BUILDERS:  # it was "the 'orig' architecture (StyleGAN2
+            # configs B-D)", with 1,400 characters of layer names
+            raise CheckpointError(f"{what} is a StyleGAN (version 1) network ({net.state['build_func_name']}): "
+                                  "toonlib reads StyleGAN2 models only; use a StyleGAN2 one (`toonlib models`, e.g. "
+                                  "ffhq-1024-tf)")
         kwargs = dict(net.state.get("static_kwargs") or {})
         static_kwargs[key] = kwargs
         variables = _flatten_variables(net)
@@ -180,11 +189,11 @@ def _convert(variables: dict[str, np.ndarray], rename, what: str) -> dict[str, t
         else:
             state[converted[0]] = torch.from_numpy(np.array(converted[1], dtype=np.float32))  # a copy
     if any("_lod" in name for name in unmapped):
-        raise CheckpointError(f"{what}: the layers {unmapped} belong to the 'orig' architecture (StyleGAN2 "
+        raise CheckpointError(f"{what}: the layers {_short(unmapped)} belong to the 'orig' architecture (StyleGAN2 "
                               "configs B-D); toonlib supports configs E and F (skip generator, resnet discriminator)")
     if unmapped:
-        raise CheckpointError(f"{what}: TF variable(s) {unmapped} have no counterpart in a StyleGAN2 config E/F "
-                              "network; is this a StyleGAN2 pickle (not StyleGAN1 or a modified architecture)?")
+        raise CheckpointError(f"{what}: TF variable(s) {_short(unmapped)} have no counterpart in a StyleGAN2 config "
+                              "E/F network; is this a StyleGAN2 pickle (not StyleGAN1 or a modified architecture)?")
     return state
 
 
