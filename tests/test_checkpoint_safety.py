@@ -90,3 +90,24 @@ def test_a_cut_pickle_gets_the_advice_the_other_readers_give(tmp_path, size):
     with pytest.raises(CheckpointError, match=r"^.*cut\.pkl .*\. A truncated download or a damaged file: delete it and "
                                               r"download it again\.$"):
         load_network(path)
+
+
+def test_a_tar_and_a_name_without_its_suffix_are_said(tmp_path, monkeypatch):
+    """A plain .tar of a checkpoint was "not a checkpoint toonlib knows" (compressed ones were said to be archives),
+    and `toon` for toon.pkl (its suffix hidden by the file browser) listed the registry's 23 names."""
+    import tarfile
+
+    from toonlib.models import UnknownModelError
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "toon.pkl").write_bytes((FIXTURES / "ada_tiny.pkl").read_bytes())
+    with tarfile.open(tmp_path / "toon.tar", "w") as archive:
+        archive.add(tmp_path / "toon.pkl", "toon.pkl")
+    with pytest.raises(CheckpointError, match=r"toon\.tar is a tar archive, not a checkpoint: unpack it \(tar -xf\) "
+                                              r"and give the file inside"):
+        load_network(tmp_path / "toon.tar")
+    with pytest.raises(FileNotFoundError, match=r"^no checkpoint at toon \(nor a model of that name\): did you mean "
+                                                r"toon\.pkl\?$"):
+        load_network("toon")
+    with pytest.raises(UnknownModelError, match="unknown model 'tooon'"):  # nothing beside: the registry's names
+        load_network("tooon")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import glob
 import os
 import pickle
 import re
@@ -42,6 +43,8 @@ __all__ = ["NATIVE_SUFFIX", "CheckpointError", "GeneratorLike", "MissingNetworkE
 
 #: The file suffix for toonlib's own format (safetensors).
 NATIVE_SUFFIX = native.SUFFIX
+#: The suffixes of checkpoint files: a name given without one is looked for under them.
+CHECKPOINT_SUFFIXES = (".pkl", ".pt", ".pth", NATIVE_SUFFIX)
 # Globals torch files may name besides tensors: rosinality's train.py stores its argparse.Namespace.
 _TORCH_SAFE_GLOBALS = [argparse.Namespace]
 
@@ -206,6 +209,11 @@ def check_source(source: str | os.PathLike, what: str = "", kinds: tuple[str, ..
         return
     if path.suffix or "/" in text or os.sep in text:
         raise FileNotFoundError(f"{prefix}no checkpoint at {path}")
+    beside = sorted(p for p in path.parent.glob(f"{glob.escape(path.name)}.*")
+                    if p.suffix.lower() in CHECKPOINT_SUFFIXES and p.is_file())
+    if beside:  # `toon` for toon.pkl, its suffix hidden by the file browser: the registry's names were listed
+        raise FileNotFoundError(f"{prefix}no checkpoint at {path} (nor a model of that name): did you mean "
+                                f"{beside[0]}?")
     try:  # listing the generators alone where an encoder's file would also do (as its decoder), but suggesting it
         models.get_model(text, kinds=kinds, listed=tuple(kind for kind in kinds if kind != "encoder") or kinds)
     except models.UnknownModelError as exc:
@@ -231,7 +239,7 @@ def read_checkpoint(path: str | os.PathLike) -> Networks:
     if path.is_dir():
         raise CheckpointError(_folder_problem(path))
     with open(path, "rb") as f:
-        head = f.read(64)
+        head = f.read(512)  # a tar's header: its "ustar" mark at byte 257
     if not head:
         raise CheckpointError(f"{source} is empty (0 bytes): an interrupted download? Delete it and download again.")
     if looks_like_html(head):
@@ -260,6 +268,9 @@ def read_checkpoint(path: str | os.PathLike) -> Networks:
         raise CheckpointError(f"{source} is a pickle but not a StyleGAN network pickle "
                               f"(it holds a {type(obj).__name__})")
     expected = "expected a network pickle (.pkl), a torch file (.pt) or a toonlib .safetensors file"
+    if head[257:262] == b"ustar":  # it was "not a checkpoint toonlib knows", where compressed ones said to unpack
+        raise CheckpointError(f"{source} is a tar archive, not a checkpoint: unpack it (tar -xf) and give the file "
+                              f"inside; {expected}")
     if head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ")):
         raise CheckpointError(f"{source} is a compressed archive (gzip, bzip2 or xz), not a checkpoint: unpack it "
                               f"(tar -xf, gunzip, ...) and give the file inside; {expected}")
