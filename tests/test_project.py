@@ -346,6 +346,21 @@ def test_a_batch_steps_side_by_side_on_the_cpu(G, targets, net, monkeypatch):
         torch.set_num_threads(threads)
 
 
+def test_a_batch_on_one_thread_gives_each_target_its_own_latent_exactly(G, targets, net):
+    """On one intra-op thread (a 1-vCPU machine) the batch stepped as one group: batched kernels rounded otherwise,
+    Adam grew it (0.16 in w after 3 steps on config F), and a folder's latent was not the photo's alone, as
+    `toonify_many` promises. The targets step in turn, each computing what it computes alone."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        batch = run(G, targets, net, steps=15, seed=[5, 7])
+        for i, seed in enumerate([5, 7]):
+            alone = run(G, targets[i], net, steps=15, seed=seed)
+            assert torch.equal(batch.w[i:i + 1], alone.w) and np.array_equal(batch.losses[:, i:i + 1], alone.losses)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _channels_last(t: torch.Tensor) -> bool:
     """Laid out channels-last, and not merely a tensor that is contiguous both ways."""
     return t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()

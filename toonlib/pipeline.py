@@ -351,7 +351,8 @@ class Toonifier:
         apply to the modes that optimise ('optimize', 'e4e+optimize'; `steps=None`: 500, or 100 from the
         e4e codes); the encoder-only modes take W+ codes as they come. Every face is projected with `seed`, so a
         face gets the same latent alone, in a folder, beside other faces (`all_faces`) and in any batch size, as the
-        app and the notebook panel give it. `progress`: each batch's projection bar.
+        app and the notebook panel give it (on a GPU, where a batch steps as one group, up to the rounding that
+        hundreds of steps can grow: `project`). `progress`: each batch's projection bar.
         """
         # now, not when the first result is asked for
         check_options(self.invert, steps=steps, batch_size=batch_size, space=space, seed=seed, all_faces=all_faces,

@@ -171,8 +171,9 @@ def project(G: GeneratorLike, target: Target, space: str = "w+", steps: int | No
     Each target gets its own w, its own noise maps and its own random stream (target i uses
     `seed + i`, or `seed[i]` for a list; a seed lies in -2**63 .. 2**64 - 1, torch's range), and the
     loss is a sum of per-target terms, so projecting a batch computes what projecting each image alone with its
-    seed computes; the float rounding of batched kernels differs, and hundreds of optimiser steps can grow it
-    into a visibly different latent (more in bfloat16): compare a batch with a batch.
+    seed computes: exactly on the CPU, where each target steps on its own; on a GPU the batch steps as one group,
+    the float rounding of batched kernels differs, and hundreds of optimiser steps can grow it into a visibly
+    different latent (more in bfloat16): there, compare a batch with a batch.
     NVIDIA's projector shares the noise maps across a batch; here they are per target.
 
     The perceptual distance is LPIPS-VGG on images in [-1, 1] (lpips' convention; NVIDIA feeds the
@@ -221,10 +222,12 @@ def project(G: GeneratorLike, target: Target, space: str = "w+", steps: int | No
     num = targets.shape[0]
     generators = [torch.Generator().manual_seed(s) for s in _seeds(seed, num)]
     net = lpips_net if lpips_net is not None else build_lpips(device)
-    # On the CPU the targets of a batch step one by one on `workers` threads side by side, each thread with its
-    # own copy of G while it steps (a step swaps G's noise buffers); elsewhere the batch steps as one group.
+    # On the CPU the targets of a batch step one by one, on `workers` threads side by side, each thread with its
+    # own copy of G while it steps (a step swaps G's noise buffers), or in turn on one thread: a target computes what
+    # it computes alone (as one group, batched kernels rounded otherwise, and Adam grew that into another latent:
+    # 0.16 in w after 3 steps). Elsewhere (a GPU) the batch steps as one group: its throughput.
     workers = runtime.side_by_side(device, num)
-    groups: list[slice | None] = [slice(i, i + 1) for i in range(num)] if workers > 1 else [None]  # None: all
+    groups: list[slice | None] = [slice(i, i + 1) for i in range(num)] if device.type == "cpu" else [None]  # None: all
     copies = [G] + [copy.deepcopy(G) for _ in range(workers - 1)]
     idle = queue.SimpleQueue()
     for copied in copies:
@@ -277,9 +280,9 @@ def project(G: GeneratorLike, target: Target, space: str = "w+", steps: int | No
     pool: concurrent.futures.ThreadPoolExecutor | None = None  # the workers, while the steps run
 
     def forward_backward(capturing: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
-        if pool is None:
+        if len(groups) == 1:
             return group_step(0, capturing)
-        parts = list(pool.map(group_step, range(len(groups)), [capturing] * len(groups)))
+        parts = list((pool.map if pool is not None else map)(group_step, range(len(groups)), [capturing] * len(groups)))
         grads = tuple(torch.cat(by_group) for by_group in zip(*(p[3] for p in parts)))  # the groups are rows in order
         return (torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), sum(p[2] for p in parts), grads)
 
