@@ -140,6 +140,19 @@ def test_registry_encoders_are_refused_in_the_wrong_mode(monkeypatch):
     for invert, encoder in (("e4e", "e4e-ffhq"), ("psp", "psp-ffhq"), ("psp-toonify", "psp-toonify"),
                             ("psp-toonify", "my_toonify.pt")):  # a file's codes are not known before it is read
         check_encoder_mode(invert, encoder)
+    # a registry encoder's file by its path, under the name its authors publish it (it ran without a word: the
+    # "toon" was the photo's reconstruction)
+    from pathlib import Path
+
+    from toonlib.models import MODELS
+
+    published = Path("downloads") / MODELS["psp-ffhq"].filename
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(published))} \(psp-ffhq\) makes latents of the FFHQ base"):
+        Toonifier(invert="psp-toonify", encoder=published, device="cpu")
+    with pytest.raises(ValueError, match=r"\(psp-toonify\) makes latents of its blended toon decoder, not of the "
+                                         r"base model: invert mode psp would"):
+        check_encoder_mode("psp", f"/tmp/{MODELS['psp-toonify'].filename}")
+    check_encoder_mode("psp-toonify", f"/tmp/{MODELS['psp-toonify'].filename}")
 
 
 def test_psp_mode_through_toonify(setup):

@@ -313,21 +313,28 @@ def check_encoder_mode(invert: str, encoder: object) -> None:
     """ValueError, before any download, for an encoder given to inversion mode 'optimize', which uses none, and for a
     registry encoder whose codes belong to another space than mode `invert` reads them in: psp-toonify's are latents
     of its blended toon decoder, e4e-ffhq's and psp-ffhq's of the FFHQ base (each would draw a wrong image, and
-    nothing else would say so). Paths and objects pass."""
+    nothing else would say so). A path whose file name is a registry encoder's (the name its authors publish it
+    under, `psp_ffhq_toonify.pt`) is that encoder; other paths and objects pass."""
     if encoder is not None and invert == "optimize":
         raise ValueError(f"encoder= is the encoder of an invert= mode that uses one "
                          f"({', '.join(mode for mode in INVERT_MODES if mode != 'optimize')}), and invert='optimize' "
                          "(the default) starts from the mean face without one: add invert='e4e+optimize', say, or "
                          "leave encoder= out")
     info = models.MODELS.get(encoder) if isinstance(encoder, str) else None
+    shown = repr(encoder)
+    if info is None and isinstance(encoder, (str, os.PathLike)):  # the same file by its path ran without a word
+        name = os.path.basename(os.fspath(encoder))
+        info = next((entry for entry in models.MODELS.values() if entry.kind == "encoder" and entry.filename == name),
+                    None)
+        shown = f"{os.fspath(encoder)} ({info.name})" if info is not None else shown
     if info is None or info.kind != "encoder" or (invert == "psp-toonify") == (info.toon is not None):
         return
     toonify = [name for name, entry in models.MODELS.items() if entry.kind == "encoder" and entry.toon is not None]
     if invert == "psp-toonify":
-        raise ValueError(f"{encoder!r} makes latents of the FFHQ base, not of a toon model: in psp-toonify mode its "
+        raise ValueError(f"{shown} makes latents of the FFHQ base, not of a toon model: in psp-toonify mode its "
                          f"decoder, FFHQ, would draw the photo itself as the toon. Use invert mode e4e or psp with it, "
                          f"or leave the encoder out (psp-toonify mode uses {toonify[0]!r})")
-    raise ValueError(f"{encoder!r} makes latents of its blended toon decoder, not of the base model: invert mode "
+    raise ValueError(f"{shown} makes latents of its blended toon decoder, not of the base model: invert mode "
                      f"{invert} would render them with the base. Use it in psp-toonify mode, or leave the encoder "
                      f"out ({invert} mode uses its registry encoder)")
 
