@@ -193,7 +193,7 @@ def test_bad_settings_are_refused(setup, tmp_path):
         Toonifier(toon=snapshot, invert="e4e", encoder=setup.e4e, device="cpu")
 
 
-def test_command_line_modes_and_identity(setup, tmp_path, capsys):
+def test_command_line_modes_and_identity(setup, tmp_path, capsys, monkeypatch):
     from toonlib import cli
 
     common = ["--base", str(setup.base_path), "--toon", str(setup.toon_path), "--detector", "dlib"]
@@ -214,3 +214,18 @@ def test_command_line_modes_and_identity(setup, tmp_path, capsys):
     assert cli.main(["toonify", str(setup.photos / "astronaut.png"), "-o", str(out), "--invert", "e4e",
                      "--encoder", str(setup.e4e), "--steps", "5", *common]) == 2
     assert "--steps is a projection option and --invert e4e runs no projection" in capsys.readouterr().err
+    # e4e+optimize given more steps than its own 100 (so here 101): as slow as the default mode, and said so, as
+    # there (it said nothing, even at 500)
+    from toonlib import projection
+    from toonlib.pipeline import Toonifier as Toonifying
+
+    def stop(*args, **kwargs):  # the hint is said before the projection: stopped there, no 101 steps taken
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Toonifying, "toonify_many", stop)
+    for steps in (projection.DEFAULT_INIT_STEPS, projection.DEFAULT_INIT_STEPS + 1):
+        assert cli.main(["toonify", str(setup.photos / "astronaut.png"), "-o", str(tmp_path / f"plus{steps}"),
+                         "--invert", "e4e+optimize", "--encoder", str(setup.e4e), "--steps", str(steps),
+                         "--no-identity", *common]) == 130
+        said = f"projecting on the CPU can take minutes a photo at {steps} steps" in capsys.readouterr().err
+        assert said == (steps > projection.DEFAULT_INIT_STEPS), steps

@@ -588,7 +588,7 @@ def cmd_toonify(args: argparse.Namespace) -> int:
     from .files import check_file_target, check_name_length, is_url
     from .messages import counted, progress_bar, write_line
     from .pipeline import Toonifier
-    from .projection import default_steps
+    from .projection import DEFAULT_INIT_STEPS, default_steps
 
     # `me.jpg ./me.jpg` is one photo (a URL is kept as typed: Path() folds its '//', and it is refused below)
     inputs = list({name if is_url(name) else os.path.normpath(name): name for name in args.photos}.values())
@@ -632,8 +632,10 @@ def cmd_toonify(args: argparse.Namespace) -> int:
     toonifier = Toonifier(args.base, args.toon, swap_res=args.swap_res, level=args.level,
                           blend_width=args.blend_width, toon_network=args.toon_network, detector=args.detector,
                           invert=args.invert, encoder=args.encoder)  # it checks swap_res against its toon model
-    if (args.invert == "optimize" and toonifier.device.type == "cpu"  # the default: say there is a faster way
-            and (args.steps is None or args.steps >= CPU_HINT_STEPS)):
+    # the default, or e4e+optimize given more steps than its own: say there is a faster way
+    hinted = (args.steps is None or args.steps >= CPU_HINT_STEPS if args.invert == "optimize"
+              else args.invert == "e4e+optimize" and args.steps is not None and args.steps > DEFAULT_INIT_STEPS)
+    if hinted and toonifier.device.type == "cpu":
         steps = counted(args.steps or default_steps(args.space or "w+"), "step")
         bar = "the steps" if len(photos) == 1 else "the photos, and each batch's steps"  # the bars below
         print(f"toonlib toonify: projecting on the CPU can take minutes a photo at {steps} (the bar below counts "
