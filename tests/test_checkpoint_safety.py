@@ -53,8 +53,8 @@ def test_a_whole_saved_network_is_told_how_to_save_it_and_the_advice_works(tmp_p
 
     G = tiny_generator(0)
     torch.save(G, tmp_path / "whole.pt")
-    with pytest.raises(UnsafePickleError, match=r"holds a toonlib network saved whole \(torch\.save of the module, "
-                                                r"which asks for 'toonlib\.networks\..*'\).*Save networks with "
+    with pytest.raises(UnsafePickleError, match=r"holds a toonlib network saved whole \(the module pickled, which "
+                                                r"asks for 'toonlib\.networks\..*'\).*Save networks with "
                                                 r"toonlib\.save_network\(path, G\), which toonlib reads\.$"):
         load_network(tmp_path / "whole.pt")
     state = to_rosinality(G)
@@ -111,3 +111,20 @@ def test_a_tar_and_a_name_without_its_suffix_are_said(tmp_path, monkeypatch):
         load_network("toon")
     with pytest.raises(UnknownModelError, match="unknown model 'tooon'"):  # nothing beside: the registry's names
         load_network("tooon")
+
+
+def test_a_checkpoint_whose_first_block_mentions_a_web_page_loads(tmp_path):
+    """The tar test reads a file's first 512 bytes; the web-page test, given them too, refused a toonlib file whose
+    metadata said '<html' past its first 64 bytes as "a web page". Each test reads what it always read."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+    from tiny import tiny_generator
+
+    from toonlib.checkpoints import save_network
+
+    save_network(tmp_path / "n.safetensors", tiny_generator(0))
+    with safe_open(tmp_path / "n.safetensors", "pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    save_file(tensors, tmp_path / "m.safetensors",
+              metadata={"description": "from the model card of " + "x" * 60 + " <html>", **meta})
+    assert load_network(tmp_path / "m.safetensors").G_ema.img_resolution == 32

@@ -262,3 +262,5 @@ def test_a_stylegan1_pickle_is_named_as_such(tf_tuple):
                                               r"toonlib reads StyleGAN2 models only; use a StyleGAN2 one \(`toonlib "
                                               r"models`, e\.g\. ffhq-1024-tf\)$"):
         read_tf_pickle((None, None, tf_tuple[GS]), "x.pkl")
+    tf_tuple[GS].state["build_func_name"] = "G_mapping"  # StyleGAN2's mapping network is built by one too
+    assert read_tf_pickle((None, None, tf_tuple[GS]), "x.pkl").G_ema is not None

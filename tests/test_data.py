@@ -225,10 +225,11 @@ def test_too_few_images_is_an_error(tmp_path):
     assert len(load(tmp_path, min_images=3)) == 3
     zipped = tmp_path / "zipped"  # a folder holding the .zip of the faces: "no image files", the zip unsaid
     zipped.mkdir()
-    with zipfile.ZipFile(zipped / "toons.zip", "w") as archive:
+    with zipfile.ZipFile(zipped / "Toons.ZIP", "w") as archive:
         archive.write(tmp_path / "sub" / "corrupt.png", "a.png")
     with pytest.raises(ValueError, match=r"found 0 usable images in '.*zipped' \(no image files: their names end in "
-                                         r"\.jpg, .*; it holds toons\.zip: give that \.zip file itself\); need"):
+                                         r"\.jpg, .*; it holds a \.zip: give that file itself, .*zipped/Toons\.ZIP\); "
+                                         r"need"):
         ImageDataset(zipped, RES, progress=False, min_images=1)
 
 

@@ -296,7 +296,7 @@ def test_batch_equals_one_by_one(G, targets, net):
     batch = run(G, targets, net, steps=10, seed=[5, 7])
     for i, seed in enumerate([5, 7]):
         alone = run(G, targets[i], net, steps=10, seed=seed)
-        # Only float rounding differs (grouped vs single convolutions; side by side on the CPU, one intra-op
+        # Only float rounding differs (each target steps on its own on the CPU, side by side on one intra-op
         # thread instead of several): observed max |dw| ~3e-6
         # (after 15 steps ~3e-3: Adam amplifies rounding where gradients are near zero).
         torch.testing.assert_close(batch.w[i:i + 1], alone.w, atol=1e-3, rtol=0)

@@ -188,8 +188,9 @@ def _replacing(count: int, of: int = 1) -> str:
         return " (it replaced the file that was there)"
     if count == of:
         return f" (they replaced {count} files that were there)"
-    return " (one of them replaced a file that was there)" if count == 1 else (
-        f" ({count} of them replaced files that were there)")
+    if count == 1:
+        return f" (1 of the {of} files replaced a file that was there)"
+    return f" ({count} of the {of} files replaced files that were there)"
 
 
 def cmd_convert(args: argparse.Namespace) -> int:

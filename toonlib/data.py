@@ -120,10 +120,11 @@ class ImageDataset(Dataset):
                  "blurred; larger ones make a sharper model")
         if self.num_images < min_images:  # before the cache is written: a refused data set leaves nothing behind
             # the file kinds read only when no image file was found (it listed them beside 16 "no face found")
-            zips = sorted(self.source.glob("*.zip")) if not entries and self.source.is_dir() else []
+            zips = (sorted(p for p in self.source.iterdir() if p.suffix.lower() == ".zip" and p.is_file())
+                    if not entries and self.source.is_dir() else [])
             why = (f" ({len(self.skipped)} skipped, see the warning)" if self.skipped else "" if entries
                    else f" (no image files: their names end in {', '.join(IMAGE_SUFFIXES)}"
-                   + (f"; it holds {zips[0].name}: give that .zip file itself" if zips else "") + ")")
+                   + (f"; it holds a .zip: give that file itself, {zips[0]}" if zips else "") + ")")
             raise TooFewImagesError(f"found {counted(self.num_images, 'usable image')} in '{self.source}'{why}; "
                                     f"need at least {min_images}", self.files)
         if self.cache_path is not None and not cached:

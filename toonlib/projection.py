@@ -171,7 +171,8 @@ def project(G: GeneratorLike, target: Target, space: str = "w+", steps: int | No
     Each target gets its own w, its own noise maps and its own random stream (target i uses
     `seed + i`, or `seed[i]` for a list; a seed lies in -2**63 .. 2**64 - 1, torch's range), and the
     loss is a sum of per-target terms, so projecting a batch computes what projecting each image alone with its
-    seed computes: exactly on the CPU, where each target steps on its own; on a GPU the batch steps as one group,
+    seed computes: on the CPU each target steps on its own (one intra-op thread: exactly; several side by side:
+    up to the last bits of the loss, the latent the same on the machines tested); on a GPU the batch steps as one group,
     the float rounding of batched kernels differs, and hundreds of optimiser steps can grow it into a visibly
     different latent (more in bfloat16): there, compare a batch with a batch.
     NVIDIA's projector shares the noise maps across a batch; here they are per target.

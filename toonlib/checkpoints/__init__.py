@@ -239,7 +239,8 @@ def read_checkpoint(path: str | os.PathLike) -> Networks:
     if path.is_dir():
         raise CheckpointError(_folder_problem(path))
     with open(path, "rb") as f:
-        head = f.read(512)  # a tar's header: its "ustar" mark at byte 257
+        block = f.read(512)  # a tar's header block: its "ustar" mark at byte 257
+    head = block[:64]  # what the other formats are told by (a web page's test reads all it is given)
     if not head:
         raise CheckpointError(f"{source} is empty (0 bytes): an interrupted download? Delete it and download again.")
     if looks_like_html(head):
@@ -268,7 +269,7 @@ def read_checkpoint(path: str | os.PathLike) -> Networks:
         raise CheckpointError(f"{source} is a pickle but not a StyleGAN network pickle "
                               f"(it holds a {type(obj).__name__})")
     expected = "expected a network pickle (.pkl), a torch file (.pt) or a toonlib .safetensors file"
-    if head[257:262] == b"ustar":  # it was "not a checkpoint toonlib knows", where compressed ones said to unpack
+    if block[257:262] == b"ustar":  # it was "not a checkpoint toonlib knows", where compressed ones said to unpack
         raise CheckpointError(f"{source} is a tar archive, not a checkpoint: unpack it (tar -xf) and give the file "
                               f"inside; {expected}")
     if head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ")):

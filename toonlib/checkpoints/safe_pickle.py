@@ -91,8 +91,8 @@ def refusal(what: str, kind: str, names: list[str]) -> str:
     """The message for a file that asks for globals outside the allow-list (pickles and torch files alike)."""
     asked = ", ".join(f"'{name}'" for name in sorted(names))
     if any(name.startswith("toonlib.") for name in names):  # "not a StyleGAN network", of toonlib's own Generator
-        return (f"{what} was not loaded: this {kind} holds a toonlib network saved whole (torch.save of the module, "
-                f"which asks for {asked}), and loading such a file could run code: toonlib never runs code from a "
+        return (f"{what} was not loaded: this {kind} holds a toonlib network saved whole (the module pickled, which "
+                f"asks for {asked}), and loading such a file could run code: toonlib never runs code from a "
                 "checkpoint. Save networks with toonlib.save_network(path, G), which toonlib reads.")
     return (f"{what} was not loaded: this {kind} asks for {asked}, which toonlib does not load: loading it could "
             "run code, and toonlib never runs code from a checkpoint. If this is a network from another code base, "

@@ -52,7 +52,7 @@ _D_LAYERS = {"FromRGB": "fromrgb", "Conv0": "conv0", "Conv1_down": "conv1", "Ski
 
 
 #: The build functions of StyleGAN's (version 1) networks, which its pickles record (networks_stylegan.py).
-_STYLEGAN1_BUILDERS = ("G_style", "G_mapping", "G_synthesis", "D_basic")
+_STYLEGAN1_BUILDERS = ("G_style", "G_synthesis", "D_basic")  # not G_mapping: StyleGAN2's mapping is one too
 
 
 def is_tf_pickle(obj: object) -> bool:
