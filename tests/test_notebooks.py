@@ -306,11 +306,11 @@ def test_a_notebooks_errors_name_its_parameters(tmp_path, monkeypatch):
                                               ["source"])
     assert in_notebook_words("use a new run folder (--run-dir, run_dir=); --kimg (kimg=), --snapshot-kimg "
                              "(snapshot_kimg=), --metric (metric=) and the loss settings may change; a new --run-dir "
-                             "(run_dir=); my_run_dirs in /content/run_dir/a, run_dir/b; --run-dir runs/toon "
-                             "(run_dir='runs/toon') is inside", finetune_names) == (
+                             "(run_dir=); my_run_dirs in /content/run_dir/a, run_dir/b, run_dir.zip; --run-dir "
+                             "runs/toon (run_dir='runs/toon') is inside", finetune_names) == (
         "use a new run folder (run_name); kimg, snapshot_kimg, metric and the loss settings may change; a new "
-        "run_name; my_run_dirs in /content/run_dir/a, run_dir/b; run_dir='runs/toon' is inside")  # the value: no
-    # parameter's (run_name is 'toon')
+        "run_name; my_run_dirs in /content/run_dir/a, run_dir/b, run_dir.zip; run_dir='runs/toon' is inside")
+    # (the value shown is no parameter's: run_name is 'toon')
     shown = []
     shell = SimpleNamespace(_showtraceback=lambda etype, value, lines: shown.append(lines))
     error = ValueError("which (the generator) must be 'G_ema' or 'G'")

@@ -166,7 +166,7 @@ def in_notebook_words(text: str, parameters: Mapping[str, str]) -> str:
         text = re.sub(pattern, replacement, text)
     for argument, parameter in parameters.items():
         if argument in _DERIVED:  # its value is no parameter's: run_dir='runs/toon' stays, 'a new run_dir' is said
-            text = re.sub(rf"(?<![\w./-]){re.escape(argument)}(?![\w/=])", parameter, text)  # not in a path
+            text = re.sub(rf"(?<![\w./-]){re.escape(argument)}(?![\w/=]|\.\w)", parameter, text)  # not in a path
             continue
         text = re.sub(rf"(?<![\w.-]){re.escape(argument)}=", f"{parameter}=", text)
         text = re.sub(rf"^{re.escape(argument)}(?= \(| must )", parameter, text, flags=re.MULTILINE)
