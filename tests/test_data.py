@@ -296,9 +296,37 @@ def test_cache_is_written_reused_and_invalidated(folder, tmp_path, monkeypatch):
     draw(15).save(changed)
     os.utime(changed, ns=(1, 1))  # a new mtime whatever the file system's clock resolution
     updated = load(folder, cache_dir=cache)
-    assert updated.cache_path != first.cache_path and len(list(cache.iterdir())) == 2
     assert torch.equal(updated.images[updated.names.index(name(3))], first.images[first.names.index(name(15))])
+    assert updated.content_key != first.content_key  # the metric's cache of the real images follows it
+    again = load(folder, cache_dir=cache)  # cached anew (under the same name when the size stayed the same)
+    assert torch.equal(again.images, updated.images) and again.content_key == updated.content_key
 
+
+def test_the_same_images_uploaded_again_keep_the_cache(folder, tmp_path, monkeypatch):
+    """The cache was named by the files' times too: the same images uploaded to a new Colab runtime (new times) or
+    copied were all prepared again (with 'align', minutes of face detection), and a resumed run said they had all
+    been replaced. Their contents are compared where the times differ: an edited image is prepared again."""
+    cache = tmp_path / "cache"
+    first = load(folder, cache_dir=cache)
+    for path in folder.rglob("*.png"):
+        os.utime(path, ns=(7, 7))  # every file written again with the same bytes
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("an image was decoded despite the cache")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Image, "open", no_decoding)
+        again = load(folder, cache_dir=cache)
+    assert torch.equal(again.images, first.images) and again.cache_path == first.cache_path
+    assert again.content_key == first.content_key and again.digests == first.digests
+    assert again.files != first.files  # the times as they are now (what a training state records)
+
+    size = (folder / name(5)).stat().st_size
+    Image.open(folder / name(6)).save(folder / name(5))  # another image in the .bmp, of the same size
+    assert (folder / name(5)).stat().st_size == size
+    updated = load(folder, cache_dir=cache)
+    assert torch.equal(updated.images[updated.names.index(name(5))], first.images[first.names.index(name(6))])
+    assert updated.content_key != first.content_key and updated.cache_path == first.cache_path
 
 def test_linked_folders_are_read_and_links_to_nothing_said(tmp_path):
     """Images in a linked folder were left out without a word (Path.rglob does not follow links, Python < 3.13): 6

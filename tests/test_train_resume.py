@@ -419,6 +419,23 @@ def test_a_run_keeps_one_dataset_cache_and_says_how_its_images_changed(base, tmp
     assert len(first) == len(second) == 1 and first != second
 
 
+def test_the_same_images_uploaded_again_are_no_change_to_a_resumed_run(base, tmp_path):  # noqa: F811
+    """Notebook 01 on a new Colab runtime uploads the same images again (new file times): the resumed run said they had
+    all been replaced and prepared them all again. A training state records their contents' digests too."""
+    data = tmp_path / "faces"
+    shutil.copytree(base["data"], data)
+    run = base["root"] / "uploaded-again"
+    finetune(config(base, run.name, kimg=0.004, data=str(data)), progress=False)
+    (cache,) = (run / "dataset-cache").iterdir()
+    written = cache.stat().st_mtime_ns
+    for image in data.glob("*.png"):
+        os.utime(image, ns=(1, 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "changed since the run's last snapshot (64 replaced ...)"
+        finetune(config(base, run.name, kimg=0.008, data=str(data)), progress=False)
+    assert [cache] == list((run / "dataset-cache").iterdir()) and cache.stat().st_mtime_ns == written  # kept
+
+
 def test_a_resumed_run_with_too_few_images_left_says_they_were_removed(base, tmp_path):  # noqa: F811
     """It said only "found 3 usable images ...; need at least 8", as if the folder had never held more."""
     data = tmp_path / "faces"

@@ -35,7 +35,10 @@ from .options import MIN_IMAGES, PREPARE_MODES  # MIN_IMAGES: data.MIN_IMAGES to
 __all__ = ["MIN_IMAGES", "ImageDataset", "TooFewImagesError", "cache_name", "image_entries", "image_files",
            "infinite_loader"]
 
-_CACHE_VERSION = 1  # bump when the preparation of images changes, so old caches are not reused
+# Bump when the preparation of images or the cache's contents change, so old caches are not reused. 2: the cache is
+# named by the files' names and sizes and records their content digests (a new upload of the same images, with new
+# times, prepared them all again; thirty-second session).
+_CACHE_VERSION = 2
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, zipfile.BadZipFile)
 _ENCRYPTED = 0x1  # a zip entry's flag bit: encrypted (a password-protected zip)
 _LISTED_SKIPS = 5  # skipped images named in the warning; the others counted (`ImageDataset.skipped` has them all)
@@ -71,10 +74,13 @@ class ImageDataset(Dataset):
     Unreadable files (and faceless ones for 'align') are skipped with a warning and listed in `skipped`
     as (name, reason); images whose shorter side is below `resolution` are enlarged, with one warning for all
     of them (`enlarged`: (name, width, height)). `xflip=True` appends mirrored copies: index `i + num_images` is
-    image `i` flipped. `files` lists the source's image files as (name, size, mtime_ns or a zip member's CRC).
-    With `cache_dir`, the prepared uint8 tensor is saved there (`cache_path`) under a key made of `files`,
-    resolution and mode, and loaded instead of preparing anew; `on_accept()` is called before the cache is
-    written (the data set has enough images), e.g. to take the folder it goes into.
+    image `i` flipped. `files` lists the source's image files as (name, size, mtime_ns or a zip member's CRC);
+    `digests` has the SHA-256 of each file's content that could be read, by name, and `content_key` names the
+    prepared images (it changes with the files' contents, resolution and mode). With `cache_dir`, the prepared uint8
+    tensor is saved there (`cache_path`, named by the files' names and sizes, resolution and mode) and loaded instead
+    of preparing anew while the files are the same: the same times, or where a time differs (a copy, the same images
+    uploaded again) the same content; `on_accept()` is called before the cache is written (the data set has enough
+    images), e.g. to take the folder it goes into.
     """
 
     def __init__(self, source: Union[str, os.PathLike], resolution: int, *, prepare: str = "crop",
@@ -95,14 +101,17 @@ class ImageDataset(Dataset):
             if cache_dir is not None:
                 self.cache_path = Path(cache_dir) / _cache_name(self.source, entries, resolution, prepare)
             payload = _read_cache(self.cache_path) if self.cache_path is not None else None
-            cached = payload is not None
-            if payload is None:
+            cached = payload is not None and _same_files(payload, entries, read)
+            if not cached:
                 payload = _prepare_all(entries, read, resolution, prepare, progress)
 
         self.images: torch.Tensor = payload["images"]  # uint8 [num_images, 3, R, R]
         self.names: list[str] = list(payload["names"])
         self.skipped: list[tuple[str, str]] = [(name, reason) for name, reason in payload["skipped"]]
-        self.enlarged: list[tuple[str, int, int]] = [tuple(e) for e in payload.get("enlarged", ())]  # older caches
+        self.enlarged: list[tuple[str, int, int]] = [tuple(e) for e in payload["enlarged"]]
+        self.digests: dict[str, str] = dict(payload["digests"])
+        text = json.dumps([_CACHE_VERSION, resolution, prepare, sorted(self.digests.items())])
+        self.content_key: str = hashlib.sha256(text.encode()).hexdigest()[:16]
         if runs:
             warn(f"left out {counted(len(runs), 'fine-tuning run folder')} inside '{self.source}' ("
                  f"{', '.join(repr(run.relative_to(self.source).as_posix()) for run in runs)}): their fakes grids and "
@@ -281,13 +290,14 @@ def image_entries(source: Union[str, os.PathLike]) -> list[Entry]:
 
 def cache_name(source: Union[str, os.PathLike], resolution: int, prepare: str) -> str:
     """The file name under which `ImageDataset(source, resolution, prepare=prepare, cache_dir=...)` caches its
-    images: the same for the same files (names, sizes, mtimes or a zip's CRCs), read nothing but the file list."""
+    images: the same for files of the same names and sizes, read nothing but the file list (the cache itself records
+    the files' times and contents, checked when it is read)."""
     with _open_source(Path(source)) as (entries, _, _):
         return _cache_name(Path(source), entries, resolution, prepare)
 
 
 def _cache_name(source: Path, entries: list[Entry], resolution: int, prepare: str) -> str:
-    text = json.dumps([_CACHE_VERSION, resolution, prepare, entries])
+    text = json.dumps([_CACHE_VERSION, resolution, prepare, [(name, size) for name, size, _ in entries]])
     return f"{source.stem}-{prepare}{resolution}-{hashlib.sha256(text.encode()).hexdigest()[:16]}.pt"
 
 
@@ -300,7 +310,7 @@ def _read_cache(path: Path) -> dict | None:
     try:
         payload = torch.load(path, weights_only=True)
         if not (isinstance(payload, dict) and isinstance(payload.get("images"), torch.Tensor)
-                and {"names", "skipped"} <= payload.keys()):
+                and {"names", "skipped", "enlarged", "files", "digests"} <= payload.keys()):
             raise ValueError("not a cache of prepared images")
     except Exception as exc:  # cut short, damaged, or another file: derived data, made again
         deleted, why = discard_damaged(path, exc)
@@ -313,16 +323,47 @@ def _read_cache(path: Path) -> dict | None:
     return payload
 
 
+def _same_files(payload: dict, entries: list[Entry], read: Callable[[str], bytes]) -> bool:
+    """Whether the cached `payload` was prepared from the files `entries` as they are now: each of the same name and
+    size with the same time (a zip member's CRC), or, where that differs, the same content (its digest). A new upload
+    of the same images (a new Colab runtime), a copy or a `touch` keeps the cache; an edited image does not."""
+    recorded = {name: (size, stamp) for name, size, stamp in payload["files"]}
+    if recorded.keys() != {name for name, _, _ in entries}:
+        return False
+    for name, size, stamp in entries:
+        if recorded[name] == (size, stamp):
+            continue
+        try:
+            content = read(name)
+        except (OSError, zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError):  # prepared again: said there
+            return False
+        if payload["digests"].get(name) != _digest(content):
+            return False
+    return True
+
+
+def _digest(content: bytes) -> str:
+    """The SHA-256 of a file's content, as the dataset cache records it."""
+    return hashlib.sha256(content).hexdigest()
+
+
 def _prepare_all(entries: list[Entry], read: Callable[[str], bytes], resolution: int, prepare: str,
                  progress: bool) -> dict:
-    """Decode and prepare every entry: {'images': uint8 [N, 3, R, R], 'names': [...], 'skipped': [...]}."""
+    """Decode and prepare every entry: {'images': uint8 [N, 3, R, R], 'names': [...], 'skipped': [...],
+    'enlarged': [...], 'files': `entries`, 'digests': {name: SHA-256 of the file's content, for each file read}}."""
     images = torch.empty(len(entries), 3, resolution, resolution, dtype=torch.uint8)
     names: list[str] = []
     skipped: list[tuple[str, str]] = []
     enlarged: list[tuple[str, int, int]] = []
+    digests: dict[str, str] = {}
+
+    def read_recorded(name: str) -> bytes:
+        digests[name] = _digest(content := read(name))
+        return content
+
     for name, _, _ in progress_bar(iterable=entries, desc="Preparing images", unit="img", disable=not progress):
         try:
-            image, size = _prepare_one(read, name, resolution, prepare)
+            image, size = _prepare_one(read_recorded, name, resolution, prepare)
         except _Skip as exc:
             skipped.append((name, str(exc)))
             continue
@@ -332,7 +373,8 @@ def _prepare_all(entries: list[Entry], read: Callable[[str], bytes], resolution:
             enlarged.append((name, *size))
     if len(names) < len(entries):
         images = images[:len(names)].clone()  # a view would save the whole buffer
-    return {"images": images, "names": names, "skipped": skipped, "enlarged": enlarged}
+    return {"images": images, "names": names, "skipped": skipped, "enlarged": enlarged,
+            "files": [list(entry) for entry in entries], "digests": digests}
 
 
 def _prepare_one(read: Callable[[str], bytes], name: str, resolution: int,

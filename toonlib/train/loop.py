@@ -189,7 +189,7 @@ class Trainer:
                 warn(f"{cfg.run_dir}: the run's data moved, from {state['config']['data']} to {cfg.data} (the same "
                      "image files, by name and size): the run goes on with it there")
             elif self.is_main:
-                say_changed_data(state, cfg.data, self.dataset.files)
+                say_changed_data(state, cfg.data, self.dataset.files, self.dataset.digests)
             self._load_state(state)
 
     # ---- setup
@@ -646,7 +646,7 @@ class Trainer:
                                  num_images=self.cfg.metric_images, batch_size=self.batch_gpu,
                                  seed=self.cfg.seed, force_fp32=self.force_fp32,
                                  cache_root=self.run_dir / "metric-cache",
-                                 reals_key=self.dataset.cache_path.stem if self.dataset.cache_path else None)
+                                 reals_key=self.dataset.content_key)
 
     def _tick_metrics(self) -> dict:
         sums = torch.tensor([v for k in STAT_KEYS for v in self.stats.get(k, (0.0, 0))], dtype=torch.float64,
@@ -697,6 +697,7 @@ class Trainer:
             "cur_nimg": self.cur_nimg, "batch_idx": self.batch_idx, "last_snapshot": self.last_snapshot,
             "world_size": self.dist.world_size, "rng": rng, "base_state": self.base_state,
             "data_files": self.dataset.files,  # what it was trained on: a resumed run says what changed
+            "data_digests": self.dataset.digests,  # and their contents: the same images uploaded again are no change
         }
 
     def _load_state(self, state: dict) -> None:

@@ -59,7 +59,7 @@ def _recorded_relative(source: str) -> bool:
 
 def _same_data(saved: TrainConfig, data: str, run_dir: Path, state: dict) -> bool:
     """Whether the data the run recorded (`saved.data`) is `data` (resolved): the same path; for a relative record,
-    also the very images the run was trained on, which its dataset cache holds (same names, sizes and mtimes)."""
+    also image files of the names and sizes the run was trained on, whose dataset cache is there (`cache_name`)."""
     if resolved_source(saved.data) == data:
         return True
     if not _recorded_relative(saved.data):
@@ -138,25 +138,32 @@ def say_changed_settings(state: dict, cfg: TrainConfig) -> None:
                  f"run had {option_text(name, old)})")
 
 
-def data_changes(state: dict, files: list[tuple[str, int, int]]) -> str | None:
+def data_changes(state: dict, files: list[tuple[str, int, int]], digests: dict[str, str] | None = None) -> str | None:
     """How the images of the data set changed since the training state was saved ('1 added, 2 removed; 63 files
     now'), from its file list and `files` (`ImageDataset.files`); None when they did not, or the state (of an older
-    toonlib) did not record them."""
+    toonlib) did not record them. A file of another time is replaced unless both the state and `digests`
+    (`ImageDataset.digests`) hold its content's digest and they are the same (the same image uploaded again)."""
     if "data_files" not in state:
         return None
     before = {name: stamp for name, *stamp in state["data_files"]}
     now = {name: stamp for name, *stamp in files}
+    digests_before, digests = state.get("data_digests", {}), digests or {}
+
+    def replaced(name: str) -> bool:
+        digest = digests.get(name)
+        return before[name] != now[name] and (digest is None or digest != digests_before.get(name))
+
     changes = {"added": len(now.keys() - before.keys()), "removed": len(before.keys() - now.keys()),
-               "replaced": sum(before[name] != stamp for name, stamp in now.items() if name in before)}
+               "replaced": sum(replaced(name) for name in now if name in before)}
     if not any(changes.values()):
         return None
     said = ", ".join(f"{count} {change}" for change, count in changes.items() if count)
     return f"{said}; {counted(len(now), 'file')} now"
 
 
-def say_changed_data(state: dict, data: str, files: list[tuple[str, int, int]]) -> None:
-    """Warn when the images of the data set changed since the training state was saved (added, removed, replaced):
-    the run goes on with the images there now."""
-    if changes := data_changes(state, files):
+def say_changed_data(state: dict, data: str, files: list[tuple[str, int, int]], digests: dict[str, str]) -> None:
+    """Warn when the images of the data set changed since the training state was saved (added, removed, replaced;
+    `data_changes`): the run goes on with the images there now."""
+    if changes := data_changes(state, files, digests):
         warn(f"the images in {data} changed since the run's last snapshot ({changes}): the run goes on with the "
              "images there now")
