@@ -2,7 +2,7 @@
 random weights, and whether each precision keeps the result.
 
     python benchmarks/bench_gpu.py [--resolution 1024] [--steps 500] [--reference-steps 100] [--rounds 2]
-           [--precisions fp32 bf16 fp16] [--eager] [--batch 1 2 4 8] [--budget 420] [--out DIR] [--device cuda]
+           [--precisions fp32 bf16 fp16] [--eager] [--batch 1 2 4 8] [--budget SECONDS] [--out DIR] [--device cuda]
 
 Each measurement runs in its own process; the implementations take turns round by round. For the reference
 (benchmarks/reference_ops.py: NVIDIA's projector loop, W+, on the reference-op composition, which is what that

@@ -169,7 +169,9 @@ def unresolved_names(text: str, modules: dict[str, object]) -> list[str]:
                     continue  # not toonlib's (torch.load, gr.State, skimage.data.astronaut, ...)
                 obj, rest = next(iter(classes[parts[0]])), parts[1:]
             for attribute in rest:
-                fields = getattr(obj, "__dataclass_fields__", {}) if inspect.isclass(obj) else {}
+                # a dataclass's fields, and the attributes a class declares (`ImageDataset.content_key: str`)
+                fields = ({**getattr(obj, "__dataclass_fields__", {}), **inspect.get_annotations(obj)}
+                          if inspect.isclass(obj) else {})
                 if hasattr(obj, attribute):
                     obj = getattr(obj, attribute)
                 elif attribute in fields:

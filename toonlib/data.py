@@ -83,6 +83,9 @@ class ImageDataset(Dataset):
     images), e.g. to take the folder it goes into.
     """
 
+    digests: dict[str, str]
+    content_key: str
+
     def __init__(self, source: Union[str, os.PathLike], resolution: int, *, prepare: str = "crop",
                  xflip: bool = False, cache_dir: Union[str, os.PathLike, None] = None, progress: bool = True,
                  min_images: int = MIN_IMAGES, on_accept: Callable[[], None] | None = None) -> None:
@@ -109,9 +112,9 @@ class ImageDataset(Dataset):
         self.names: list[str] = list(payload["names"])
         self.skipped: list[tuple[str, str]] = [(name, reason) for name, reason in payload["skipped"]]
         self.enlarged: list[tuple[str, int, int]] = [tuple(e) for e in payload["enlarged"]]
-        self.digests: dict[str, str] = dict(payload["digests"])
+        self.digests = dict(payload["digests"])
         text = json.dumps([_CACHE_VERSION, resolution, prepare, sorted(self.digests.items())])
-        self.content_key: str = hashlib.sha256(text.encode()).hexdigest()[:16]
+        self.content_key = hashlib.sha256(text.encode()).hexdigest()[:16]
         if runs:
             warn(f"left out {counted(len(runs), 'fine-tuning run folder')} inside '{self.source}' ("
                  f"{', '.join(repr(run.relative_to(self.source).as_posix()) for run in runs)}): their fakes grids and "

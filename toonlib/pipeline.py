@@ -20,7 +20,7 @@ How the photo becomes a latent (`invert`, docs/design.md section 13):
 
 (benchmarks/bench_toonify.py and bench_vs_reference.py: the low ends on 2 AVX-512 cores with AVX512-BF16, where
 projection runs in bfloat16, the high ends on 2 busy AVX2 cores, 3-11 s a projection
-step. On an H200 GPU 500 steps took 9.3 s, benchmarks/bench_gpu.py.)
+step. On an H200 GPU 500 steps took 9.5 s, benchmarks/bench_gpu.py.)
 
 Every latent is rendered by the current toon generator, so `set_blend` works with every mode. The e4e and
 pSp FFHQ encoders were trained with the rosinality conversion of NVIDIA's TF FFHQ config-f as their

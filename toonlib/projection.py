@@ -5,7 +5,7 @@ re-implemented from its description (docs/design.md section 7):
 
     result = project(G, photo)                 # W+, 500 steps, like Toonify
     result.save("face.npz")                    # key "w": [N, num_ws, w_dim], like projected_w.npz
-    toon = render(G_blend, result.w, result.noise)
+    toon = render(G_blend, result.w)            # constant noise, as toonify draws its toons
 """
 from __future__ import annotations
 
@@ -199,7 +199,7 @@ def project(G: GeneratorLike, target: Target, space: str = "w+", steps: int | No
     Cost, config F, batch 1, on a quiet 2-core CPU (benchmarks/bench_vs_reference.py, docs/design.md section
     11; 3-4x that on a busy one): with AVX512-BF16 ('auto' = bfloat16) about 0.22 s a step at 256 px and 0.70 s at
     1024 px, 500 W+ steps at 1024 px in ~5.5 minutes; with AVX2 only about 0.8 s and 2.8 s, ~25 minutes. On an
-    H200 GPU the whole call of 500 W+ steps at 1024 px took 9.3 s (benchmarks/bench_gpu.py). On the CPU the
+    H200 GPU the whole call of 500 W+ steps at 1024 px took 9.5 s (benchmarks/bench_gpu.py). On the CPU the
     networks' fixed kernels are transformed once per call (`convolution.FrozenKernels`, ~280 MiB; on AVX-512, where
     the step runs channels-last (`convolution.channels_last`), their channels-last copies instead, cast to bfloat16
     in bfloat16, flipped and transposed ones too, with the demodulation energies: 106-124 MiB in bfloat16, 203-237

@@ -101,7 +101,7 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
 
     'auto' picks bfloat16 on CPUs that compute it natively (see `native_bf16`) and float32 elsewhere, CUDA
     included: there projection replays its step as a CUDA graph, and bfloat16 was no faster (500 W+ steps at
-    1024 px on an H200: 9.5 s bf16, 9.6 s fp32; docs/design.md section 11). 'fp16' is meant for CUDA (with loss
+    1024 px on an H200: 9.5 s fp32, 9.6 s bf16; docs/design.md section 11). 'fp16' is meant for CUDA (with loss
     scaling, see `projection.project`).
     """
     check_precision(precision)
