@@ -401,8 +401,8 @@ def test_exif_orientation_and_transparency(tmp_path):
 def test_align_mode_uses_align_face_and_skips_faceless_images(folder, monkeypatch):
     calls = []
 
-    def fake_align_face(image, output_size=1024, detector="auto"):
-        calls.append(output_size)
+    def fake_align_face(image, output_size=1024, detector="auto", device=None):
+        calls.append((output_size, device))
         if image.getpixel((20, 2))[0] == 20 + 10 * 4:  # the body colour of img04
             raise toonlib.align.NoFaceError("no face found in the image")
         face = ImageOps.fit(image, (output_size, output_size), Image.Resampling.LANCZOS)  # the centre crop
@@ -410,8 +410,8 @@ def test_align_mode_uses_align_face_and_skips_faceless_images(folder, monkeypatc
 
     monkeypatch.setattr(toonlib.align, "align_face", fake_align_face)
     with pytest.warns(UserWarning, match=f"{name(4)}: no face found"):
-        aligned = ImageDataset(folder, RES, prepare="align", progress=False)
-    assert calls == [RES] * 20 and name(4) not in aligned.names and len(aligned) == 19
+        aligned = ImageDataset(folder, RES, prepare="align", progress=False, device=torch.device("cpu"))
+    assert calls == [(RES, "cpu")] * 20 and name(4) not in aligned.names and len(aligned) == 19
     assert aligned.skipped == [("sub/corrupt.png", NO_FORMAT), (name(4), "no face found")]
     cropped = load(folder)
     assert torch.equal(aligned[aligned.names.index(name(7))], cropped[cropped.names.index(name(7))])

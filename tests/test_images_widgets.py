@@ -700,6 +700,11 @@ def test_projection_panel_runs_the_chosen_steps(tmp_path, monkeypatch, random_vg
 
     monkeypatch.setenv("TORCH_HOME", str(random_vgg_torch_home))
     photos = write_photos(tmp_path / "photos")
+    from toonlib import align
+
+    asked, backend = [], align._get_backend  # the face detector on G's device (it took the default, CUDA)
+    monkeypatch.setattr(align, "_get_backend",
+                        lambda detector, device: asked.append(device) or backend(detector, device))
     panel = ProjectionPanel(tiny_generator(0), steps=2, frame_every=1, detector="dlib", video=tmp_path / "p.mp4")
     with pytest.raises(ValueError, match="Upload a photo"):
         panel.run()
@@ -710,6 +715,7 @@ def test_projection_panel_runs_the_chosen_steps(tmp_path, monkeypatch, random_vg
     assert panel.result is not None, panel.status.value
     assert panel.result.steps == 4 and panel.result.space == "w" and panel.progress.value == 4
     assert (tmp_path / "p.mp4").stat().st_size > 0 and "done: 4 steps" in panel.status.value
+    assert asked == ["cpu"]
     panel.save(tmp_path / "w.npz")
     assert (tmp_path / "w.npz").exists() and "saved" in capsys.readouterr().out
 

@@ -141,6 +141,20 @@ def test_every_intermediate(models, photos, lpips_net):
     assert np.array_equal(np.asarray(result.toon), to_uint8(expected))
 
 
+def test_the_face_detector_runs_on_the_toonifiers_device(models, photos, lpips_net, monkeypatch):
+    """Toonifier(device='cpu') built face-alignment on the default device all the same: CUDA (cuda:0) on a machine with
+    a GPU, where the user had chosen the CPU (a busy or small GPU) or cuda:1 (a shared machine)."""
+    from toonlib import align
+
+    asked, backend = [], align._get_backend
+    monkeypatch.setattr(align, "_get_backend",
+                        lambda detector, device: asked.append(device) or backend(detector, device))
+    folder, _, _ = models
+    toonify(photos / "astronaut.png", base=folder / "base.safetensors", toon=folder / "toon.safetensors", steps=1,
+            lpips_net=lpips_net, progress=False, detector="dlib", device="cpu")
+    assert asked == ["cpu"]
+
+
 def test_reblending_and_paste_back(models, photos, lpips_net):
     folder, base, toon = models
     toonifier = Toonifier(folder / "base.safetensors", folder / "toon.safetensors", swap_res=16, detector="dlib")

@@ -68,7 +68,8 @@ class ImageDataset(Dataset):
 
     - 'crop': centre-crop to a square, resize to `resolution` (LANCZOS). For cartoon faces, where
       landmark detectors fail; use it on images that are already roughly face-centred.
-    - 'align': FFHQ alignment with `toonlib.align.align_face`; images without a face are skipped.
+    - 'align': FFHQ alignment with `toonlib.align.align_face` (its face detector on `device`; default: CUDA when
+      available); images without a face are skipped.
     - 'none': the images are square already; those of another size are resized, non-square ones skipped.
 
     Unreadable files (and faceless ones for 'align') are skipped with a warning and listed in `skipped`
@@ -88,7 +89,8 @@ class ImageDataset(Dataset):
 
     def __init__(self, source: Union[str, os.PathLike], resolution: int, *, prepare: str = "crop",
                  xflip: bool = False, cache_dir: Union[str, os.PathLike, None] = None, progress: bool = True,
-                 min_images: int = MIN_IMAGES, on_accept: Callable[[], None] | None = None) -> None:
+                 min_images: int = MIN_IMAGES, on_accept: Callable[[], None] | None = None,
+                 device: Union[torch.device, str, None] = None) -> None:
         if prepare not in PREPARE_MODES:
             raise ValueError(f"prepare must be one of {PREPARE_MODES}, got {prepare!r}")
         if resolution < 1:
@@ -106,7 +108,7 @@ class ImageDataset(Dataset):
             payload = _read_cache(self.cache_path) if self.cache_path is not None else None
             cached = payload is not None and _same_files(payload, entries, read)
             if not cached:
-                payload = _prepare_all(entries, read, resolution, prepare, progress)
+                payload = _prepare_all(entries, read, resolution, prepare, progress, device)
 
         self.images: torch.Tensor = payload["images"]  # uint8 [num_images, 3, R, R]
         self.names: list[str] = list(payload["names"])
@@ -351,7 +353,7 @@ def _digest(content: bytes) -> str:
 
 
 def _prepare_all(entries: list[Entry], read: Callable[[str], bytes], resolution: int, prepare: str,
-                 progress: bool) -> dict:
+                 progress: bool, device: Union[torch.device, str, None] = None) -> dict:
     """Decode and prepare every entry: {'images': uint8 [N, 3, R, R], 'names': [...], 'skipped': [...],
     'enlarged': [...], 'files': `entries`, 'digests': {name: SHA-256 of the file's content, for each file read}}."""
     images = torch.empty(len(entries), 3, resolution, resolution, dtype=torch.uint8)
@@ -366,7 +368,7 @@ def _prepare_all(entries: list[Entry], read: Callable[[str], bytes], resolution:
 
     for name, _, _ in progress_bar(iterable=entries, desc="Preparing images", unit="img", disable=not progress):
         try:
-            image, size = _prepare_one(read_recorded, name, resolution, prepare)
+            image, size = _prepare_one(read_recorded, name, resolution, prepare, device)
         except _Skip as exc:
             skipped.append((name, str(exc)))
             continue
@@ -380,8 +382,8 @@ def _prepare_all(entries: list[Entry], read: Callable[[str], bytes], resolution:
             "files": [list(entry) for entry in entries], "digests": digests}
 
 
-def _prepare_one(read: Callable[[str], bytes], name: str, resolution: int,
-                 prepare: str) -> tuple[Image.Image, tuple[int, int]]:
+def _prepare_one(read: Callable[[str], bytes], name: str, resolution: int, prepare: str,
+                 device: Union[torch.device, str, None] = None) -> tuple[Image.Image, tuple[int, int]]:
     """File `name` as an RGB image `resolution` x `resolution`, and its size as read; raises `_Skip` with the
     reason."""
     try:
@@ -413,7 +415,8 @@ def _prepare_one(read: Callable[[str], bytes], name: str, resolution: int,
         from .align import NoFaceError, align_face
 
         try:
-            return align_face(image, output_size=resolution).image, image.size
+            return align_face(image, output_size=resolution, device=None if device is None else str(device)).image, \
+                image.size
         except NoFaceError:
             raise _Skip("no face found") from None
     if image.width != image.height:

@@ -309,7 +309,7 @@ class Toonifier:
         how messages call the photo (default: its quoted path, or "the image")."""
         check_faces(all_faces, face_index)
         faces = align_faces(photo, output_size=self.published_blend.img_resolution, detector=self.detector,
-                            name=name)
+                            device=str(self.device), name=name)  # face-alignment on this device too (it took CUDA)
         return faces if all_faces else [faces[face_position(face_index, len(faces))]]
 
     def __call__(self, photo: ImageInput, *, all_faces: bool = False, face_index: int | None = None, space: str = "w+",

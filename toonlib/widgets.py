@@ -873,7 +873,8 @@ class ProjectionPanel(_PhotoPanel):
         from .projection import project, save_video
 
         self.status.value = _message("finding the face...")
-        face = align_face(photo, output_size=self.G.img_resolution, detector=self.detector)
+        face = align_face(photo, output_size=self.G.img_resolution, detector=self.detector,
+                          device=str(next(self.G.parameters()).device))
         result = project(self.G, face.image, space=self.space.value, steps=steps, save_every=self.frame_every,
                          callback=report, progress=False)
         self.result = result

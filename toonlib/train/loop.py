@@ -349,7 +349,8 @@ class Trainer:
         try:
             dataset = self.dist.main_first(lambda: ImageDataset(
                 cfg.data, self.G.img_resolution, prepare=cfg.prepare, xflip=cfg.mirror, cache_dir=cache_dir,
-                progress=self.progress, on_accept=self._take_new_run_dir if self.is_main else None))
+                progress=self.progress, on_accept=self._take_new_run_dir if self.is_main else None,
+                device=self.device))
         except TooFewImagesError as exc:
             if state is None or not (changes := data_changes(state, exc.files)):
                 raise
