@@ -261,6 +261,14 @@ def test_blend_explorer_says_what_it_cannot_draw_and_keeps_what_it_drew(monkeypa
     base, toon = tiny_generator(0), tiny_generator(1)
     with pytest.raises(ValueError, match=r"^seeds: 40 faces, more than the 32 the explorer draws; give fewer"):
         blend_explorer(base, toon, seeds=range(40))  # it came up blank, every slider move an AttributeError
+    # seeds the box refuses came up blank too (a result's w, floats, -1, 2**33): refused before the models are read
+    for seeds in ([-1, 2], [0.5, 1.7], [2**33], np.array([1.0, 2.0]), [True]):
+        with pytest.raises(ValueError, match=r"^seeds are whole numbers from 0 to 4294967295, one face each"):
+            blend_explorer("missing.safetensors", toon, seeds=seeds)
+    with pytest.raises(TypeError, match=r"got a float tensor of shape \[1, 8, 512\]: a latent is no seed"):
+        blend_explorer("missing.safetensors", toon, seeds=torch.zeros(1, 8, 512))
+    assert blend_explorer(base, toon, seeds=np.arange(2), cell=32)._seeds == [0, 1]  # NumPy's and torch's integers
+    assert blend_explorer(base, toon, seeds=torch.tensor([3]), cell=32)._seeds == [3]
     explorer = blend_explorer(base, toon, seeds=[0, 1], cell=32)
     explorer.seeds.value = "0-32"
     assert "33 seeds, more than the 32 taken here" in explorer.status.value and explorer._seeds == [0, 1]
