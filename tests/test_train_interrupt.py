@@ -305,3 +305,19 @@ def test_a_second_ctrl_c_before_the_first_snapshot_says_the_run_starts_again(bas
         "fine-tuning stopped at once at 0.008 kimg, not saved there: run the same fine-tuning again to start it again "
         "(nothing was saved)\n")
     assert newest_state(run) is None
+
+
+def test_a_stop_in_the_callback_after_a_snapshot_says_it_was_saved_there(base, capsys):  # noqa: F811
+    """A notebook's stop (or Ctrl-C) while the callback draws a snapshot's fakes grid: it said "not saved there", then
+    to continue from that very snapshot, which was saved with its training state."""
+    run = base["root"] / "stopped-in-callback"
+
+    def stop(info: dict) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        finetune(config(base, run.name, **SETTINGS), callback=stop, progress=False)
+    assert capsys.readouterr().err.endswith(
+        "fine-tuning stopped at 0.040 kimg, saved there (network-snapshot-000000040.safetensors and its training "
+        "state): run the same fine-tuning again to continue from it\n")
+    assert newest_state(run)[1]["cur_nimg"] == 40

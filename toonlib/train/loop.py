@@ -564,6 +564,11 @@ class Trainer:
         had been saved there."""
         if self.is_main:
             nimg = newest_state_nimg(self.run_dir)
+            if nimg is not None and nimg == self.cur_nimg:  # stopped after its snapshot (in the callback): all saved
+                print(f"fine-tuning stopped at {nimg / 1000:.3f} kimg, saved there ({snapshot_name(nimg)} and its "
+                      "training state): run the same fine-tuning again to continue from it", file=sys.stderr,
+                      flush=True)
+                return
             where = (f"continue from {snapshot_name(nimg)} ({nimg / 1000:.3f} kimg)" if nimg is not None
                      else "start it again (nothing was saved)")
             network = snapshot_name(self.cur_nimg)  # written, when the stop came while its training state was
