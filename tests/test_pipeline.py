@@ -277,6 +277,12 @@ def test_settings_that_cannot_work_are_refused_when_given(models, photos, monkey
                                       "face_index, paste_back, progress, seed, space, steps; projection options are "
                                       "callback, early_stop, initial_lr, "),
             ({"init": None}, TypeError, "unexpected keyword argument init: the Toonifier sets it itself"),
+            # toonify()'s settings of the models: "did you mean 'detector' for 'detector'?", nothing said of where
+            ({"detector": "dlib"}, TypeError, r"^unexpected keyword argument detector: detector is a setting of the "
+                                              r"Toonifier, for every photo: Toonifier\(\.\.\., detector=\.\.\.\); the "
+                                              "photo's options are"),
+            ({"invert": "e4e", "encoder": "x"}, TypeError, r"^unexpected keyword arguments encoder, invert: encoder "
+                                                           r"and invert are settings of the Toonifier"),
             ({"space": "zzz"}, ValueError, "space must be 'w\\+' .* got 'zzz'"),
             ({"steps": 2.5}, ValueError, "steps must be a whole number >= 1, got 2.5"),
             ({"seed": [1, 2]}, ValueError, r"seed must be a whole number from .*\(every face .*got \[1, 2\]"),

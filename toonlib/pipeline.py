@@ -458,9 +458,14 @@ def check_options(invert: str, *, steps: int | None = None, batch_size: int = 1,
     refused = set_here + sorted(set(projection) - _PROJECT_OPTIONS - _SET_BY_TOONIFIER)
     if refused:
         known = _PROJECT_OPTIONS | _CALL_OPTIONS | _TOONIFIER_OPTIONS | set(_BLEND_OPTIONS)
-        close = {name: difflib.get_close_matches(name, known, n=1, cutoff=0.75) for name in refused}
+        # toonify()'s settings of the models given to a call: "did you mean 'detector' for 'detector'?"
+        setup = [name for name in refused if name in _TOONIFIER_SETTINGS]
+        close = {name: difflib.get_close_matches(name, known, n=1, cutoff=0.75) for name in refused
+                 if name not in setup}
         hints = "; ".join(f"did you mean {match[0]!r} for {name!r}?" for name, match in close.items() if match)
         raise TypeError(f"unexpected keyword argument{'s' if len(refused) > 1 else ''} {', '.join(refused)}: "
+                        + (f"{' and '.join(setup)} {'is a setting' if len(setup) == 1 else 'are settings'} of the "
+                           f"Toonifier, for every photo: Toonifier(..., {setup[0]}=...); " if setup else "")
                         + (f"{hints} " if hints else "")
                         + (f"the Toonifier sets {'it' if len(set_here) == 1 else 'them'} itself; " if set_here else "")
                         + f"the photo's options are {', '.join(sorted(_CALL_OPTIONS))}; projection options are "
@@ -551,6 +556,8 @@ _CALL_OPTIONS = frozenset(name for name, p in inspect.signature(Toonifier.__call
                           if p.kind == p.KEYWORD_ONLY)
 #: The keywords `toonify` passes to the `Toonifier` it builds, not to its call.
 _TOONIFIER_OPTIONS = frozenset({"level", "blend_width", "toon_network", "device", "detector", "encoder"})
+#: The Toonifier's settings of its models, which a toonifier call refuses saying where they go (blend and device aside).
+_TOONIFIER_SETTINGS = frozenset({"base", "toon", "invert", "toon_network", "detector", "encoder"})
 
 
 def toonify(photo: ImageInput, base: GeneratorLike | None = None, toon: GeneratorLike = DEFAULT_TOON,
