@@ -542,14 +542,24 @@ def test_inputs_read_image_does_not_take_are_told_what_to_pass(tmp_path):
         read_image(torch.zeros(3, 8, 8))  # torchvision's to_tensor in [0, 1] was not said: its to_pil was pale
     with pytest.raises(TypeError, match=r"pass to_pil\(tensor\[0\]\)"):  # a batch of one
         read_image(torch.zeros(1, 3, 8, 8))
+    from tiny import tiny_generator
+
+    from toonlib import project
     from toonlib.pipeline import ToonifyResult
 
     picture = Image.new("RGB", (8, 8))
     result = ToonifyResult(photo=picture, aligned=picture, landmarks=np.zeros((68, 2)), quad=np.zeros((4, 2)),
                            w=torch.zeros(1, 8, 32), reconstruction=None, toon=picture, losses=np.zeros(0))
-    with pytest.raises(TypeError, match=r"got ToonifyResult: pass its \.photo \(ToonifyResult\.photo, the photo it "
-                                        r"was made from\) or \.aligned"):
-        read_image(result)  # a result toonified again: no hint, where an AlignedFace got one
+    # a result toonified again: no hint, where an AlignedFace got one; then .photo first, which project and the
+    # encoders do not take (encode(result.photo) gave other codes without a word)
+    crop_or_photo = (r"got ToonifyResult: pass its \.aligned \(ToonifyResult\.aligned, the FFHQ crop: what project and "
+                     r"the encoders take\) or \.photo \(ToonifyResult\.photo, the photo it was made from: what toonify "
+                     r"and align_face take\)")
+    with pytest.raises(TypeError, match=crop_or_photo):
+        read_image(result)
+    target = crop_or_photo.replace("got ToonifyResult", r"ToonifyResult as a target image .*")
+    with pytest.raises(TypeError, match=target):
+        project(tiny_generator(0), result)
     with pytest.raises(TypeError, match=r"got BytesIO: pass the file's path, or its bytes \(f.read\(\)\)"):
         read_image(io.BytesIO(_png_bytes(Image.new("RGB", (4, 4)))))
     with pytest.raises(TypeError, match="got list of 2: this reads one image; pass each item on its own"):

@@ -314,8 +314,11 @@ def image_attribute_hint(value: object) -> str:
     """For an object that holds a picture as `.image` (`align_face`'s AlignedFace), the advice to pass that."""
     if isinstance(getattr(value, "image", None), Image.Image):
         return f": pass its .image ({type(value).__name__}.image, the picture it holds)"
-    if isinstance(getattr(value, "photo", None), Image.Image):  # a ToonifyResult: its upright photo
-        return f": pass its .photo ({type(value).__name__}.photo, the photo it was made from) or .aligned"
+    if isinstance(getattr(value, "photo", None), Image.Image):  # a ToonifyResult: its crop, or its upright photo
+        # which one, said: project and the encoders take the crop, and encoding .photo (advised first) gave other codes
+        name = type(value).__name__
+        return (f": pass its .aligned ({name}.aligned, the FFHQ crop: what project and the encoders take) or .photo "
+                f"({name}.photo, the photo it was made from: what toonify and align_face take)")
     return ""
 
 
