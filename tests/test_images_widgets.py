@@ -11,6 +11,7 @@ import datetime
 import html
 import io
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -889,3 +890,21 @@ def test_save_image_warns_of_a_zero_to_one_tensor(tmp_path):
         with pytest.raises(ValueError, match="the format follows the file's suffix"):
             save_image(zero_to_one, tmp_path / "pale.txt")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["drawn.png", "pale.png"]
+
+
+def test_a_tensor_of_0_to_255_values_is_warned_of_with_what_to_pass(tmp_path):
+    """to_pil of a float tensor in 0 .. 255 (torch.from_numpy(array).float()) came out nearly all white without a word;
+    save_image warned of it with the advice for a [0, 1] tensor (x * 2 - 1)."""
+    pixels = torch.rand(3, 8, 8, generator=torch.Generator().manual_seed(0)) * 255
+    told = (r"^the image tensor's values all lie in 0 \.\. [\d.]+; toonlib reads .*For 0 \.\. 255 values pass "
+            r"x / 127\.5 - 1$")
+    with pytest.warns(UserWarning, match=told):
+        to_pil(pixels)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        save_image(pixels, tmp_path / "white.png")
+    assert len(caught) == 1 and re.match(told, str(caught[0].message))  # not also "pass x * 2 - 1"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        to_pil(pixels / 127.5 - 1)
+        to_pil(torch.full((3, 4, 4), 1.5))  # beyond [-1, 1] a little, as a generator draws: no 0 .. 255 tensor

@@ -56,7 +56,8 @@ _register_heif_opener()
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """[N, C, H, W] or [C, H, W] in [-1, 1] -> uint8 array [N, H, W, C] or [H, W, C] (NVIDIA's rounding)."""
+    """[N, C, H, W] or [C, H, W] in [-1, 1] -> uint8 array [N, H, W, C] or [H, W, C] (NVIDIA's rounding); warns of a
+    tensor whose values all lie in 0 .. 255 (up to above 2), which comes out white."""
     if not isinstance(images, torch.Tensor) or images.ndim not in (3, 4):
         what = f"a {images.ndim}-D tensor" if isinstance(images, torch.Tensor) else type(images).__name__
         raise TypeError(f"expected an image tensor [C, H, W] or [N, C, H, W] in [-1, 1] (what a generator draws), "
@@ -74,6 +75,10 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
         last = images.shape[-1] in (1, 3, 4)
         raise TypeError(f"expected an image tensor [C, H, W] or [N, C, H, W] with 1, 3 or 4 channels, got shape "
                         f"{list(images.shape)}" + (": channels last? use images.movedim(-1, -3)" if last else ""))
+    if images.numel() and images.amin() >= 0 and images.amax() > 2:  # no generator draws that: 0 .. 255 values
+        warn(f"the image tensor's values all lie in 0 .. {images.amax().item():.4g}; toonlib reads an image tensor "
+             "as [-1, 1] (what a generator draws), so this one comes out white where it is above 1. For 0 .. 255 "
+             "values pass x / 127.5 - 1")
     array = (images.detach().float() * 127.5 + 128).clamp(0, 255).to(torch.uint8).cpu()
     return array.movedim(-3, -1).numpy()
 
@@ -104,8 +109,9 @@ def check_image_tensor(item: torch.Tensor, what: str, reader: str) -> torch.Tens
 
 def warn_if_zero_to_one(x: torch.Tensor, what: str, reader: str) -> None:
     """Warn where an image tensor given to `reader` has no value below 0: no pixel darker than mid-grey, a [0, 1]
-    tensor (torchvision's to_tensor) most likely, which [-1, 1] reading makes a pale picture."""
-    if x.numel() and x.amin() >= 0:
+    tensor (torchvision's to_tensor) most likely, which [-1, 1] reading makes a pale picture (0 .. 255 values,
+    above 2, are `to_uint8`'s warning)."""
+    if x.numel() and x.amin() >= 0 and x.amax() <= 2:
         warn(f"{what}'s values all lie in 0 .. {x.max().item():.3g}; {reader} reads a tensor as [-1, 1] (what a "
              "generator draws), so this one is a pale picture with nothing darker than grey. For a [0, 1] tensor "
              "(torchvision's to_tensor) pass x * 2 - 1")
