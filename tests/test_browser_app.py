@@ -666,6 +666,39 @@ def test_a_heic_photo_is_shown_and_toonified_under_its_name(page, server, tmp_pa
         assert page.locator("#toon a[download]").get_attribute("download") == "my photo-toon.png"
 
 
+def test_an_iphones_heic_name_in_capitals_is_taken_picked_or_dropped(page, server, tmp_path):
+    """Chromium on Linux types `.heic` from its lower-case name alone: IMG_0002.HEIC, as an iPhone names it, came
+    untyped, and Gradio's page (image/* files only) refused it with a red "Invalid file type", the status saying
+    nothing. The page's script types it as an image, picked or dropped onto the photo."""
+    import base64
+
+    import pillow_heif
+
+    heic = tmp_path / "IMG_0002.HEIC"
+    pillow_heif.from_pillow(Image.open(server.photos / "hopper.jpg")).save(heic, quality=90)
+    with screenshots_on_failure(page, tmp_path, "heic-capitals"):
+        assert page.evaluate("(name) => { const t = new DataTransfer(); t.items.add(new File(['x'], name)); "
+                             "return t.files[0].type; }", heic.name) == ""  # untyped, as a picked one is
+        page.locator("#photo input[type=file]").set_input_files(heic)
+        page.click("#toonify")
+        page.locator("#status", has_text="One face").wait_for(timeout=TOON_S * 1000)
+        assert visible_errors(page) == [] and page.locator("#toon a[download]").get_attribute(
+            "download") == "IMG_0002-toon.png"
+        page.click("#photo button[aria-label='Remove Image']")
+        page.locator("#photo img").wait_for(state="detached")
+        dropped = heic.with_name("IMG_0003.HEIF")
+        heic.rename(dropped)
+        data = page.evaluate_handle(
+            "([name, bytes]) => { const t = new DataTransfer(); t.items.add(new File([Uint8Array.from(atob(bytes), "
+            "(c) => c.charCodeAt(0))], name)); return t; }", [dropped.name, base64.b64encode(dropped.read_bytes())
+                                                               .decode()])
+        page.dispatch_event("#photo", "drop", {"dataTransfer": data})
+        page.locator("#photo img").wait_for(timeout=30_000)
+        page.click("#toonify")
+        page.locator("#toon a[download='IMG_0003-toon.png']").wait_for(timeout=TOON_S * 1000)
+        assert visible_errors(page) == []
+
+
 def test_a_long_photo_name_is_toonified(page, server, tmp_path):
     """A photo named with 82 Japanese characters (246 bytes) failed every toonify with bare red "Error" badges, the
     Toonify button stuck on "Toonifying...": its results' names ("...-aligned.png") were too long for a file name."""

@@ -112,10 +112,37 @@ COUNT_CLICK = """(n) => {
 PRESSED_FOR = "(photo) => photo ? photo.path : 'no photo'"
 NO_PHOTO = "no photo"  # never a server path (they are absolute)
 WHOLE_STEPS = "Math.max(1, Math.round(n) || 1)"  # the page's steps box, `n`, as a whole count (an empty box: 1)
-#: Enter in the steps box does what leaving it does (Gradio clamps the box's number, and `WHOLE_STEPS` rounds it, when
-#: the box loses focus): a typed 0 or 99999 stayed shown after Enter, where many press it rather than Tab.
-ENTER_LEAVES_STEPS = ("() => document.addEventListener('keydown', (e) => { if (e.key === 'Enter' && "
-                      "e.target.matches('#steps input[type=number]')) e.target.blur(); }, true)")
+#: The page's script, run once it loads (`launch(js=...)`):
+#: - Enter in the steps box does what leaving it does (Gradio clamps the box's number, and `WHOLE_STEPS` rounds it, when
+#:   the box loses focus): a typed 0 or 99999 stayed shown after Enter, where many press it rather than Tab.
+#: - A HEIC photo the browser leaves untyped is typed as an image before Gradio's page sees it, picked or dropped:
+#:   Chromium on Linux types `.heic` from its lower-case name alone, and Gradio's page, which keeps only files of an
+#:   image/* type, refused an iPhone's `IMG_0002.HEIC` with a red "Invalid file type" (thirty-second session's audit).
+PAGE_SCRIPT = r"""() => {
+    document.addEventListener('keydown', (e) => {
+        if (e.key === 'Enter' && e.target.matches('#steps input[type=number]')) e.target.blur();
+    }, true);
+    const untyped = (file) => !file.type && /\.(heic|heif)$/i.test(file.name);
+    const typed = (files) => {
+        const list = new DataTransfer();
+        for (const file of files)
+            list.items.add(untyped(file) ? new File([file], file.name, {type: 'image/heic',
+                                                                      lastModified: file.lastModified}) : file);
+        return list.files;
+    };
+    const input = () => document.querySelector('#photo input[type=file]');
+    document.addEventListener('change', (e) => {
+        if (e.target === input() && Array.from(e.target.files || []).some(untyped)) e.target.files = typed(e.target.files);
+    }, true);
+    document.addEventListener('drop', (e) => {
+        const files = Array.from(e.dataTransfer?.files || []);
+        if (!e.target.closest?.('#photo') || !files.some(untyped) || !input()) return;
+        e.preventDefault();
+        e.stopPropagation();
+        input().files = typed(files);
+        input().dispatchEvent(new Event('change', {bubbles: true}));
+    }, true);
+}"""
 
 
 class PhotoTooLargeError(ValueError):
@@ -796,7 +823,7 @@ def launch(app: ToonApp, host: str = "127.0.0.1", port: int | None = None, share
     # next person at it, and it offered to send runs to a Hugging Face bucket (from this server).
     no_history = {"run_history": False} if "run_history" in inspect.signature(page.launch).parameters else {}
     page.launch(server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD, inbrowser=False,
-                prevent_thread_lock=True, quiet=True, css=CSS, js=ENTER_LEAVES_STEPS,
+                prevent_thread_lock=True, quiet=True, css=CSS, js=PAGE_SCRIPT,
                 **no_history)  # Gradio's own lines name its options
     if not block:
         return page
