@@ -357,6 +357,11 @@ def test_limits_on_steps_swap_resolution_and_mode(app, setup):
             app.pick(session, 0, steps, 16)
     with pytest.raises(ValueError, match=r"swap_res must be one of \[4, 8, 16, 32\], got 12"):
         app.reblend(session, 12)
+    # Gradio's "Use via API" page shows the choice as text, swap_res="32": refused as "..., got 32"
+    assert np.array_equal(np.asarray(app.reblend(session, "32").toon), np.asarray(app.reblend(session, 32).toon))
+    assert "at 8 px" in app.pick(session, 0, 1, " 8").status
+    with pytest.raises(ValueError, match=r"swap_res must be one of \[4, 8, 16, 32\], got '32 px'"):
+        app.reblend(session, "32 px")
     with pytest.raises(ValueError, match=r"mode must be one of \['optimize'\], got 'e4e'"):
         app.pick(session, 0, STEPS, 16, mode="e4e")
     with pytest.raises(ValueError, match=r"start \(60\) must be between 1 and its end \(50\): lower the start "

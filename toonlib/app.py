@@ -132,7 +132,8 @@ PAGE_SCRIPT = r"""() => {
     };
     const input = () => document.querySelector('#photo input[type=file]');
     document.addEventListener('change', (e) => {
-        if (e.target === input() && Array.from(e.target.files || []).some(untyped)) e.target.files = typed(e.target.files);
+        const files = Array.from(e.target.files || []);
+        if (e.target === input() && files.some(untyped)) e.target.files = typed(files);
     }, true);
     document.addEventListener('drop', (e) => {
         const files = Array.from(e.dataTransfer?.files || []);
@@ -375,7 +376,7 @@ class ToonApp:
         the other faces' toons kept, or, toonified so already, shown again at once (Toonify pressed twice)."""
         if photo is None:
             raise ValueError("no photo yet: upload one or take one with the webcam, then press Toonify")
-        mode = self._check(steps, swap_res, mode)
+        mode, swap_res = self._check(steps, swap_res, mode)
         if session is not None and session.upload == str(photo):
             return session, self.pick(session, session.selected, steps, swap_res, mode, callback=callback)
         name = name or Path(photo).name
@@ -396,7 +397,7 @@ class ToonApp:
             raise ValueError("no photo yet: upload one or take one with the webcam, then press Toonify")
         if not 0 <= index < len(session.faces):
             raise ValueError(f"there is no face {index + 1}: the photo has {len(session.faces)}")
-        mode = self._check(steps, swap_res, mode)
+        mode, swap_res = self._check(steps, swap_res, mode)
         start = time.perf_counter()
         with self._lock:
             inverted = not self._inverted(session, index, mode, steps)  # a face toonified before in another mode
@@ -409,7 +410,7 @@ class ToonApp:
 
     def reblend(self, session: Session | None, swap_res: int | None) -> View | None:
         """Re-render the session's toons with the toon model blended at `swap_res` (None without a session)."""
-        self._check_swap(swap_res)
+        swap_res = self._check_swap(swap_res)
         if session is None:
             return None
         with self._lock:
@@ -466,20 +467,25 @@ class ToonApp:
         except ValueError as exc:
             raise type(exc)(str(exc).replace(path, name)) from exc
 
-    def _check(self, steps: int, swap_res: int | None, mode: str | None) -> str:
-        """Refuse settings the page cannot send (an API call can); returns the mode."""
+    def _check(self, steps: int, swap_res: int | str | None, mode: str | None) -> tuple[str, int | None]:
+        """Refuse settings the page cannot send (an API call can); returns the mode and the swap resolution."""
         mode = self.modes[0] if mode is None else mode
         if mode not in self.modes:
             raise ValueError(f"mode must be one of {list(self.modes)}, got {mode!r}")
         if mode in OPTIMIZING_MODES and not 1 <= steps <= self.max_steps:
             raise ValueError(f"steps must be between 1 and {self.max_steps}, got {steps}")
-        self._check_swap(swap_res)
-        return mode
+        return mode, self._check_swap(swap_res)
 
-    def _check_swap(self, swap_res: int | None) -> None:
+    def _check_swap(self, swap_res: int | str | None) -> int | None:
+        """The swap resolution `swap_res` as a number, refused where the page offers no such choice. Gradio's "Use via
+        API" page shows the choice as text (`swap_res="32"`), which was refused as "must be one of [4, 8, 16, 32], got
+        32" (thirty-second session's audit)."""
+        if isinstance(swap_res, str) and swap_res.strip().isdigit():
+            swap_res = int(swap_res)
         allowed = self.swap_resolutions or [None]  # None: the published blend, when there is no toon model
         if swap_res not in allowed:
-            raise ValueError(f"swap_res must be one of {allowed}, got {swap_res}")
+            raise ValueError(f"swap_res must be one of {allowed}, got {swap_res!r}")
+        return swap_res
 
     def _invert(self, session: Session, index: int, steps: int, mode: str, callback: Callback | None) -> None:
         """Turn face `index` of the session's photo into a latent with `mode` (under the lock); the page reports
