@@ -318,6 +318,15 @@ def test_bad_uploads_say_what_is_wrong(page, server, tmp_path):
         page.locator("#status", has_text="Not toonified: no face was found in 'coffee.png'").wait_for(
             timeout=TOON_S * 1000)
         assert visible_errors(page) == []  # no "Error" badge on the results
+        # the status line is Markdown: '__face__.jpg' was named "face.jpg" in bold, and an <i> made the rest italic
+        marked = tmp_path / "__face__ *best* ~~old~~ <i>x & [y](z).png"
+        marked.write_bytes((photos / "coffee.png").read_bytes())
+        upload(page, marked)
+        page.click("#toonify")
+        page.locator("#status", has_text="no face was found in '__face__").wait_for(timeout=TOON_S * 1000)
+        assert f"no face was found in '{marked.name}'" in page.locator("#status").inner_text()
+        assert page.locator("#status strong, #status em, #status del, #status i, #status a").all_inner_texts() == [
+            "Not toonified:"]
         page.locator("#photo input[type=file]").set_input_files(photos / "notes.txt")
         expect_toast(page, "Invalid file type: notes.txt. Only image/* allowed.")  # refused by the browser side
         huge = tmp_path / "huge.jpg"

@@ -25,6 +25,7 @@ import inspect
 import io
 import math
 import os
+import re
 import socket
 import threading
 import time
@@ -144,6 +145,16 @@ PAGE_SCRIPT = r"""() => {
         input().dispatchEvent(new Event('change', {bubbles: true}));
     }, true);
 }"""
+
+
+#: What Markdown formats inside a line: a message's file names are shown as they are (`__face__.jpg` was shown as
+#: "face.jpg" in bold, `*best*` in italics, and an `<i>` in a name made the rest of the message italic).
+_MARKDOWN_MARKS = re.compile(r"([\\`*_~<\[\]&])")
+
+
+def as_markdown_text(text: str) -> str:
+    """`text` for the status line (Markdown) as it is written: each mark Markdown would format escaped."""
+    return _MARKDOWN_MARKS.sub(r"\\\1", text)
 
 
 class PhotoTooLargeError(ValueError):
@@ -551,7 +562,7 @@ class ToonApp:
             # The visitor's mistake, not the server's: said in the status line, which the next photo or toon replaces.
             # Raised as gr.Error, it marked every output with a red "Error" badge without a word; a toast as well
             # piled up ("Warning (3)") over the photo's Remove button on a phone, and outlived the photo.
-            return f"**Not toonified:** {exc}"
+            return f"**Not toonified:** {as_markdown_text(str(exc))}"
 
         def said(status: str) -> tuple:
             return (gr.skip(),) * (len(outputs) - 1) + (status,)  # all but the status unchanged
