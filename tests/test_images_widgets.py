@@ -778,6 +778,37 @@ def test_toonify_panel_loads_another_inversion_mode_when_chosen(tmp_path, encode
     assert panel.toonifier.invert == "optimize" and panel.toonifier.encoder is None
 
 
+def test_the_saved_latents_command_draws_it_with_the_panels_models_from_any_folder(tmp_path, monkeypatch, capsys,
+                                                                                  random_vgg_torch_home):
+    """04's save cell said `toonlib toonify face-latent.npz -o face-16.png --swap-res 16`: the file's name alone (with
+    Drive mounted the latent is there, not in the shell's folder) and no models (the registry's, where 04 had the
+    user's own): as printed it failed, offline or with another folder."""
+    import shlex
+
+    from tiny import write_photos, write_toonify_models
+
+    import toonlib.cli
+    from toonlib.pipeline import Toonifier
+    from toonlib.widgets import ToonifyPanel
+
+    monkeypatch.setenv("TORCH_HOME", str(random_vgg_torch_home))
+    base, toon, _, _ = write_toonify_models(tmp_path / "my models")
+    models = dict(base=str(base), toon=str(toon), toon_network=None, detector="dlib")
+    panel = ToonifyPanel(Toonifier(**models), steps=1, models=models, folder=tmp_path / "uploads")
+    panel.set_photo(write_photos(tmp_path / "photos") / "hopper.jpg")
+    panel.run_button.click()
+    (tmp_path / "drive").mkdir()
+    panel.save(tmp_path / "drive" / "face.png")
+    command = re.search(r"\(`(toonlib toonify .*)` draws it at another blend", capsys.readouterr().out).group(1)
+    assert "--toon-network" not in command and "--swap-res 16" in command
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setenv("TOONLIB_CACHE", str(tmp_path / "empty cache"))  # offline: no registry model at hand
+    assert toonlib.cli.main(shlex.split(command)[1:]) == 0
+    assert Image.open(tmp_path / "drive" / "face-16.png").size == (32, 32)
+
+
 def test_a_new_photo_clears_the_results_of_the_one_before(toonifier, tmp_path, capsys):
     """The panel showed the last photo's aligned face, toon and pasted photo under a newly uploaded photo (and the
     slider re-rendered them, save wrote them); a file that is no image left the photo before on show."""

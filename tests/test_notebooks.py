@@ -215,6 +215,8 @@ def test_finetune_notebook_says_what_to_set_and_how_to_go_on(tmp_path, monkeypat
         assert run(setup, data_path="toonz") == (f"data_path = 'toonz': no such folder or .zip file: "
                                                  f"'{tmp_path / 'toonz'}'.\n{hint}")
         _assert_brief(run(setup, data_path="empty"), "data_path = 'empty' holds no images (.jpg, .jpeg, .png")
+        # the training cell after a set-up cell that stopped: it trained on the images of the data_path before
+        _assert_brief(run(train), "data is None: the cell above that sets it did not finish. Fix what it said")
         assert not (tmp_path / "cache").exists() and not (tmp_path / "runs").exists()  # nothing loaded or written
         # images beside the notebook: the run folder, runs/toon, is inside them; the notebook's run_dir is no
         # parameter, data_path is (it said "Put the run folder elsewhere" alone)
@@ -224,6 +226,13 @@ def test_finetune_notebook_says_what_to_set_and_how_to_go_on(tmp_path, monkeypat
                                   f"e.g. {tmp_path.parent / 'runs' / tmp_path.name}, or the images in a folder of "
                                   "their own (data_path)")
         assert run(setup, data_path="faces") is None
+        # data_path or run_name changed in the parameters cell, the set-up cell skipped: said, nothing trained
+        _assert_brief(run(train, data_path="empty", run_name="other"),
+                      "data_path = 'empty', run_name = 'other': changed since the set-up cell ran (with data_path = "
+                      "'faces', run_name = 'toon'). Run the set-up cell again, then this cell.")
+        assert not (tmp_path / "runs").exists()
+        injected = inject(nb, {**params, "data_path": "faces", "run_name": "toon"})  # as the set-up cell ran
+        client.execute_cell(nb.cells[injected], injected)
         pid = client.km.provisioner.pid
         first_snapshot = tmp_path / "runs" / "toon" / "latest.json"
 
@@ -330,6 +339,37 @@ def test_blend_notebooks_bad_seeds_are_named_before_anything_downloads(tmp_path,
     assert error_of_the_cell(nb, "check_models(", tmp_path) == "seeds = 'abc': use numbers and ranges such as '0-3,7'"
     assert not (tmp_path / "cache").exists()  # nothing downloaded
     assert "parse_seeds(seeds, parameter=\"seeds\")" in nb.cells[cell_index(nb, "blend_explorer(base")].source
+
+
+def test_blend_notebooks_grid_and_save_cells_use_no_explorer_from_before(tmp_path):
+    """02 run once, then other models and seeds = '0-40': the set-up cell let 41 seeds through (the models loaded,
+    a GB each, before the explorer refused them), and after the explorer's cell stopped the grid and save cells used
+    the explorer of the run before: the old models' blend was saved under the new output name."""
+    from nbclient import NotebookClient
+
+    base, toon = tmp_path / "base.safetensors", tmp_path / "toon.safetensors"
+    save_network(base, tiny_generator(0))
+    save_network(toon, tiny_generator(1))
+    good = {"base_model": str(base), "toon_model": str(toon), "toon_network": "G_ema", "swap_res": 8,
+            "output": "blendA.safetensors", "use_drive": False}
+    nb = prepare("02_blend.ipynb", good)
+    set_up, explorer, grid, save = (cell_index(nb, "check_models("), cell_index(nb, "blend_explorer(base"),
+                                    cell_index(nb, "swap_resolution_grid("), cell_index(nb, "explorer.save("))
+    client = NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=True,
+                            resources={"metadata": {"path": str(tmp_path)}})
+    with client.setup_kernel():
+        for index, cell in enumerate(nb.cells):
+            client.execute_cell(cell, index)
+        assert (tmp_path / "blendA.safetensors").is_file()
+        injected = inject(nb, {**good, "seeds": "0-40", "output": "blendB.safetensors"})
+        for index in range(injected, len(nb.cells)):  # every cell in turn, as Run All After does
+            client.execute_cell(nb.cells[index], index)
+    assert shown_error(nb.cells[set_up]) == ("seeds = '0-40': 41 seeds, more than the 32 taken here; give fewer, such "
+                                             "as 0-5")
+    assert shown_error(nb.cells[explorer]) is not None
+    for index in (grid, save):
+        _assert_brief(shown_error(nb.cells[index]), "explorer is None: the cell above that sets it did not finish")
+    assert not (tmp_path / "blendB.safetensors").exists()
 
 
 @pytest.mark.parametrize("parameter, message", [

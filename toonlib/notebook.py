@@ -59,6 +59,19 @@ def check_set_up(**objects: object) -> None:
             raise NotebookStop(SET_UP_FIRST.format(name=name))
 
 
+def check_unchanged(used: Mapping[str, object], **parameters: object) -> None:
+    """Stop the cell (`NotebookStop`) when one of `parameters` differs from its value when the set-up cell ran (`used`,
+    which that cell records): the cell would go on with what the set-up cell made of the old value. 01's training
+    cell trained on the images of the data_path before, once it had been changed and the set-up cell skipped
+    (thirty-second session's audit)."""
+    changed = [name for name, value in parameters.items() if used.get(name) != value]
+    if changed:
+        now = ", ".join(f"{name} = {parameters[name]!r}" for name in changed)
+        then = ", ".join(f"{name} = {used.get(name)!r}" for name in changed)
+        raise NotebookStop(f"{now}: changed since the set-up cell ran (with {then}). Run the set-up cell again, then "
+                           "this cell.")
+
+
 class NotebookStop(RuntimeError):
     """Stops a notebook's cell (and Run All) with a message saying what to set or do; IPython shows the message
     alone, not a traceback through toonlib's code."""

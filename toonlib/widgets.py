@@ -16,6 +16,7 @@ import html
 import io
 import numbers
 import os
+import shlex
 from pathlib import Path
 from types import EllipsisType
 from typing import Callable, Sequence
@@ -400,10 +401,13 @@ class BlendExplorer:
 
 
 def check_explorer_settings(swap_res: int, level: int = 0, blend_width: float = 0.0, truncation_psi: float = 0.7,
-                            toon: object = None) -> None:
+                            toon: object = None, seeds: str | None = None) -> None:
     """ValueError for a setting `BlendExplorer` would refuse, said before any model is read (notebook 02's set-up
     cell: it was said once both models had downloaded): `level`, `blend_width` and `truncation_psi` outside their
-    controls' ranges, a `swap_res` that is no resolution, or above a registry toon model's (`toon`, its name)."""
+    controls' ranges, a `swap_res` that is no resolution, or above a registry toon model's (`toon`, its name), and
+    the notebook's `seeds` text where it is no seed list or holds more than the explorer draws (`MAX_GRID_SEEDS`)."""
+    if seeds is not None:
+        parse_seeds(seeds, max_count=MAX_GRID_SEEDS, parameter="seeds")
     if getattr(toon, "img_resolution", None) is None:  # a name: the explorer checks against the models' once read
         check_setting(swap_res)
         check_swap_res(swap_res, toon)
@@ -821,8 +825,23 @@ class ToonifyPanel(_PhotoPanel):
             save_image(self.result.pasted, pasted)
             offer_download(pasted)
         save_latent(self.result.w, latent)
-        print(f"saved {latent.resolve()}: the face's latent (`toonlib toonify {latent.name} -o {path.stem}-16.png "
-              "--swap-res 16` draws it at another blend in seconds)")
+        print(f"saved {latent.resolve()}: the face's latent (`{self._redraw_command(latent, path)}` draws it at "
+              "another blend in seconds)")
+
+    def _redraw_command(self, latent: Path, path: Path) -> str:
+        """The `toonlib toonify` command that draws the saved `latent` at another blend, with the panel's models where
+        the command's defaults are others: it named the latent's file alone (with Drive mounted, 04 saves it there, and
+        the shell's folder is another) and the registry's models, where 04 may have the user's own."""
+        from .pipeline import DEFAULT_BASE, DEFAULT_TOON
+
+        models = self.models or {}
+        toon, base, network = models.get("toon", DEFAULT_TOON), models.get("base"), models.get("toon_network")
+        options = [("-o", path.with_name(f"{path.stem}-16.png")), ("--swap-res", 16)]
+        options += [("--toon", toon)] if toon != DEFAULT_TOON else []
+        options += [("--base", base)] if base is not None and (toon != DEFAULT_TOON or base != DEFAULT_BASE) else []
+        options += [("--toon-network", network)] if network is not None else []
+        return " ".join(["toonlib toonify", shlex.quote(str(latent))]
+                        + [f"{option} {shlex.quote(str(value))}" for option, value in options])
 
 
 def toonify_panel(toonifier, photo: str | os.PathLike | None = None, **kwargs) -> ToonifyPanel:
