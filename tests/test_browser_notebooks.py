@@ -69,7 +69,14 @@ def lab(tmp_path_factory, random_vgg_torch_home, request):
     save_network(root / "toon.safetensors", Networks(G_ema=blend(toon, base, 8), G=toon))
     write_photos(root / "photos")
     common = {"base_model": "base.safetensors", "use_drive": False}
+    from test_notebooks import _finetune_files
+
+    (root / "ft").mkdir()
+    _finetune_files(root / "ft")  # a base with its discriminator, and 12 images, for 01-train
     notebooks = {"01.ipynb": prepare("01_finetune.ipynb", common),  # data_path empty, as shipped
+                 "01-train.ipynb": prepare("01_finetune.ipynb", {"data_path": "ft/faces", "use_drive": False,
+                                                                  "base_model": "ft/base.safetensors", "kimg": 0.012,
+                                                                  "batch_size": 4, "snapshot_kimg": 0.004}),
                  "02.ipynb": prepare("02_blend.ipynb", {**common, "toon_model": "toon-ft.safetensors",
                                                         "toon_network": "G_ema", "swap_res": 8,
                                                         "output": "blend.safetensors"}),
@@ -388,6 +395,29 @@ def test_toonify_notebook_uploads_runs_the_chosen_steps_and_reblends(lab, browse
             assert not panel.locator(f"img.toonlib-{name}").is_visible(), f"the {name} before is still shown"
         screenshot(page, shots, f"04-not-an-image-{WIDTHS[0]}")
     _record(shots, latencies)
+    page.close()
+
+
+def test_finetune_notebooks_training_output_fits_a_phone(lab, browser, shots):
+    """At a 360 px output the fine-tuning bar's numbers (`G=... D=... p=...`) ran 84 px past its edge: tqdm writes
+    their spaces as figure spaces, which never break a line."""
+    page = page_at(browser, lab.url(f"lab/tree/01-train.ipynb?reset&{lab.url_token}"), width=OPEN_WIDTH)
+    with screenshots_on_failure(page, shots, "01-train"):
+        _run_all(page, "Blend it in 02_blend.ipynb")
+    _toggle_file_browser(page)
+    for window in (OPEN_WIDTH, 476):  # outputs of about 870 and 360 px
+        page.set_viewport_size({"width": window, "height": 900})
+        page.wait_for_timeout(300)
+        with screenshots_on_failure(page, shots, f"01-train-{window}"):
+            bar = page.locator(".jp-OutputArea-output .widget-html-content", has_text="kimg [").first
+            assert "p=0.000" in bar.inner_text()
+            past = page.evaluate("""() => [...document.querySelectorAll('.jp-OutputArea-output *')].filter(e => {
+                const edge = e.closest('.jp-OutputArea-output').getBoundingClientRect().right;
+                return e.getClientRects().length && e.getBoundingClientRect().right > edge + 2; })
+                .map(e => e.tagName + '.' + [...e.classList].join('.'))""")
+            assert past == [], f"past the output's edge in a {window} px window: {past}"
+            screenshot(page, shots, f"01-train-{window}")
+    _toggle_file_browser(page)
     page.close()
 
 

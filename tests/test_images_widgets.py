@@ -865,20 +865,30 @@ def test_projection_panel_clears_its_results_and_shows_the_video_as_wide_as_the_
 
 
 def test_progress_bars_span_a_notebook_output_and_wrap(monkeypatch, capsys):
-    """Fine-tuning's live numbers squeezed the notebook bar to nothing at a 1024 px window; in a terminal the
-    bar follows the window's width."""
+    """Fine-tuning's live numbers squeezed the notebook bar to nothing at a 1024 px window, and at a 360 px output ran
+    past its edge (tqdm writes their spaces as figure spaces, which never break); in a terminal the bar follows the
+    window's width. The notebook's bar was taken for a log's (tqdm.auto's class is its own subclass there): it was
+    updated every 10 s and not erased."""
+    import tqdm.asyncio
     import tqdm.auto
     import tqdm.notebook
 
-    from toonlib.messages import progress_bar
+    from toonlib.messages import LOG_PROGRESS_INTERVAL, _erasable, progress_bar
 
-    monkeypatch.setattr(tqdm.auto, "tqdm", tqdm.notebook.tqdm)  # what tqdm.auto is in a notebook's kernel
+    class AutoBar(tqdm.notebook.tqdm, tqdm.asyncio.tqdm):  # what tqdm.auto defines in a notebook's kernel
+        pass
+
+    AutoBar.__module__ = "tqdm.auto"
+    monkeypatch.setattr(tqdm.auto, "tqdm", AutoBar)
     bar = progress_bar(total=4, desc="fine-tuning")
     bar.set_postfix({"G": "1.206", "D": "0.512", "p": "0.000", "r_t": "0.125"})
     bar.update(4)
+    assert bar.mininterval != LOG_PROGRESS_INTERVAL and _erasable(bar)
     bar.close()
     assert bar.container.layout.width == "100%" and bar.container.layout.flex_flow == "row wrap"
     assert "fine-tuning: 100%" in repr(bar.container)  # its text (what a log or a plain front end shows) works
+    numbers = bar.container.children[-1].value
+    assert "G=1.206, D=0.512, p=0.000, r_t=0.125" in numbers and "\u2007" not in numbers  # spaces that break
     monkeypatch.undo()
     with progress_bar(total=4, desc="fine-tuning") as bar:
         assert bar.dynamic_ncols
