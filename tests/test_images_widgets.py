@@ -263,11 +263,13 @@ def test_blend_explorer_says_what_it_cannot_draw_and_keeps_what_it_drew(monkeypa
     with pytest.raises(ValueError, match=r"^seeds: 40 faces, more than the 32 the explorer draws; give fewer"):
         blend_explorer(base, toon, seeds=range(40))  # it came up blank, every slider move an AttributeError
     # seeds the box refuses came up blank too (a result's w, floats, -1, 2**33): refused before the models are read
-    for seeds in ([-1, 2], [0.5, 1.7], [2**33], np.array([1.0, 2.0]), [True]):
+    for seeds in ([-1, 2], [0.5, 1.7], [2**33], np.array([1.0, 2.0]), [True], torch.tensor([True, False])):
         with pytest.raises(ValueError, match=r"^seeds are whole numbers from 0 to 4294967295, one face each"):
             blend_explorer("missing.safetensors", toon, seeds=seeds)
     with pytest.raises(TypeError, match=r"got a float tensor of shape \[1, 8, 512\]: a latent is no seed"):
         blend_explorer("missing.safetensors", toon, seeds=torch.zeros(1, 8, 512))
+    with pytest.raises(TypeError, match=r"^seeds is a list of whole numbers, such as \[5\] or range\(4\)"):
+        blend_explorer("missing.safetensors", toon, seeds=torch.tensor(5))  # one seed: "iteration over a 0-d tensor"
     assert blend_explorer(base, toon, seeds=np.arange(2), cell=32)._seeds == [0, 1]  # NumPy's and torch's integers
     assert blend_explorer(base, toon, seeds=torch.tensor([3]), cell=32)._seeds == [3]
     explorer = blend_explorer(base, toon, seeds=[0, 1], cell=32)
@@ -792,21 +794,25 @@ def test_the_saved_latents_command_draws_it_with_the_panels_models_from_any_fold
     from toonlib.widgets import ToonifyPanel
 
     monkeypatch.setenv("TORCH_HOME", str(random_vgg_torch_home))
-    base, toon, _, _ = write_toonify_models(tmp_path / "my models")
-    models = dict(base=str(base), toon=str(toon), toon_network=None, detector="dlib")
-    panel = ToonifyPanel(Toonifier(**models), steps=1, models=models, folder=tmp_path / "uploads")
-    panel.set_photo(write_photos(tmp_path / "photos") / "hopper.jpg")
-    panel.run_button.click()
-    (tmp_path / "drive").mkdir()
-    panel.save(tmp_path / "drive" / "face.png")
-    command = re.search(r"\(`(toonlib toonify .*)` draws it at another blend", capsys.readouterr().out).group(1)
-    assert "--toon-network" not in command and "--swap-res 16" in command
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    monkeypatch.chdir(elsewhere)
-    monkeypatch.setenv("TOONLIB_CACHE", str(tmp_path / "empty cache"))  # offline: no registry model at hand
-    assert toonlib.cli.main(shlex.split(command)[1:]) == 0
-    assert Image.open(tmp_path / "drive" / "face-16.png").size == (32, 32)
+    write_toonify_models(tmp_path / "my models")
+    monkeypatch.chdir(tmp_path)  # 04's folder: its models and its output (no Drive) relative to it
+    models = dict(base="my models/base.safetensors", toon="my models/toon.safetensors", toon_network=None,
+                  detector="dlib")
+    photo = write_photos(tmp_path / "photos") / "hopper.jpg"
+    for given in (models, None):  # the panel of 04, and one made without `models` (its toonifier's are taken)
+        panel = ToonifyPanel(Toonifier(**models), steps=1, models=given, folder=tmp_path / "uploads")
+        panel.set_photo(photo)
+        panel.run_button.click()
+        panel.save(Path("face.png"))
+        command = re.search(r"\(`(toonlib toonify .*)` draws it at another blend", capsys.readouterr().out).group(1)
+        assert "--toon-network" not in command and "--swap-res 16" in command
+        with monkeypatch.context() as elsewhere:
+            (tmp_path / "elsewhere").mkdir(exist_ok=True)
+            elsewhere.chdir(tmp_path / "elsewhere")
+            elsewhere.setenv("TOONLIB_CACHE", str(tmp_path / "empty cache"))  # offline: no registry model at hand
+            assert toonlib.cli.main(shlex.split(command)[1:]) == 0
+        assert Image.open(tmp_path / "face-16.png").size == (32, 32)
+        (tmp_path / "face-16.png").unlink()
 
 
 def test_a_new_photo_clears_the_results_of_the_one_before(toonifier, tmp_path, capsys):

@@ -217,6 +217,8 @@ def test_finetune_notebook_says_what_to_set_and_how_to_go_on(tmp_path, monkeypat
         _assert_brief(run(setup, data_path="empty"), "data_path = 'empty' holds no images (.jpg, .jpeg, .png")
         # the training cell after a set-up cell that stopped: it trained on the images of the data_path before
         _assert_brief(run(train), "data is None: the cell above that sets it did not finish. Fix what it said")
+        assert run(setup, base_model="ffhq-256-noaugg").startswith("base_model")  # stopped before run_dir is set
+        _assert_brief(run(show), "run_dir is None: the cell above that sets it did not finish")  # not a TypeError
         assert not (tmp_path / "cache").exists() and not (tmp_path / "runs").exists()  # nothing loaded or written
         # images beside the notebook: the run folder, runs/toon, is inside them; the notebook's run_dir is no
         # parameter, data_path is (it said "Put the run folder elsewhere" alone)

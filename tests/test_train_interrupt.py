@@ -321,3 +321,8 @@ def test_a_stop_in_the_callback_after_a_snapshot_says_it_was_saved_there(base, c
         "fine-tuning stopped at 0.040 kimg, saved there (network-snapshot-000000040.safetensors and its training "
         "state): run the same fine-tuning again to continue from it\n")
     assert newest_state(run)[1]["cur_nimg"] == 40
+    with pytest.raises(KeyboardInterrupt):  # at the run's last snapshot: nothing left to continue
+        finetune(config(base, run.name, **{**SETTINGS, "kimg": 0.08}), callback=stop, progress=False)
+    assert capsys.readouterr().err.endswith(
+        "fine-tuning stopped at 0.080 kimg, saved there (network-snapshot-000000080.safetensors and its training "
+        "state), the end of the run\n")

@@ -491,7 +491,7 @@ class ToonApp:
         """The swap resolution `swap_res` as a number, refused where the page offers no such choice. Gradio's "Use via
         API" page shows the choice as text (`swap_res="32"`), which was refused as "must be one of [4, 8, 16, 32], got
         32" (thirty-second session's audit)."""
-        if isinstance(swap_res, str) and swap_res.strip().isdigit():
+        if isinstance(swap_res, str) and swap_res.strip().isdecimal():
             swap_res = int(swap_res)
         allowed = self.swap_resolutions or [None]  # None: the published blend, when there is no toon model
         if swap_res not in allowed:

@@ -52,12 +52,12 @@ class _Skip(Exception):
 
 
 class TooFewImagesError(ValueError):
-    """`ImageDataset`'s refusal of a data set with fewer usable images than it needs; `files` lists the source's image
-    files as `ImageDataset.files` does."""
+    """`ImageDataset`'s refusal of a data set with fewer usable images than it needs; `files` and `digests` are the
+    source's image files and their contents' digests, as `ImageDataset.files` and `.digests` have them."""
 
-    def __init__(self, message: str, files: list[Entry]) -> None:
+    def __init__(self, message: str, files: list[Entry], digests: dict[str, str]) -> None:
         super().__init__(message)
-        self.files = files
+        self.files, self.digests = files, digests
 
 
 class ImageDataset(Dataset):
@@ -140,7 +140,7 @@ class ImageDataset(Dataset):
                    else f" (no image files: their names end in {', '.join(IMAGE_SUFFIXES)}"
                    + (f"; it holds a .zip: give that file itself, {zips[0]}" if zips else "") + ")")
             raise TooFewImagesError(f"found {counted(self.num_images, 'usable image')} in '{self.source}'{why}; "
-                                    f"need at least {min_images}", self.files)
+                                    f"need at least {min_images}", self.files, self.digests)
         if self.cache_path is not None and not cached:
             if on_accept is not None:
                 on_accept()

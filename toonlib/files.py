@@ -116,6 +116,14 @@ def is_url(source: object) -> bool:
     return isinstance(source, str) and source[:8].lower().startswith(("http://", "https://"))
 
 
+def resolved_source(source: str) -> str:
+    """The absolute path of `source` (a data set, a model) when it names a file or folder here (relative to the current
+    folder, `~` expanded, links resolved), else `source` as it is: a web address, a registry name, a path that names
+    nothing (its error then names it as given). What a fine-tuning run records, and a printed command names."""
+    path = user_path(source)
+    return str(path.resolve()) if not is_url(source) and path.exists() else source
+
+
 def check_file_target(path: str | os.PathLike) -> None:
     """Raise IsADirectoryError / NotADirectoryError / PermissionError / OSError, saying which, when a file cannot be
     written at `path` because `path` is a folder or a device, one of its parents is a file, or the nearest existing

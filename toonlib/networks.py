@@ -700,16 +700,17 @@ def check_seeds(seeds: Iterable[int]) -> list[int]:
     """`seeds` as a list, refused where it is no list of seeds: one seed alone or a '0-3' text (TypeError, saying what
     to pass: it failed with "'int' object is not iterable"), none, or a seed that is no whole number from 0 to
     2**32 - 1 (ValueError: a float was cut to a whole number without a word, and `BlendExplorer` drew nothing)."""
-    if isinstance(seeds, (int, np.integer, str, bytes)) or not isinstance(seeds, Iterable):
-        example = f"[{seeds}]" if isinstance(seeds, (int, np.integer)) else "[0, 5]"
+    alone = isinstance(seeds, (torch.Tensor, np.ndarray)) and seeds.ndim == 0  # one seed as a 0-d tensor or array
+    if isinstance(seeds, (int, np.integer, str, bytes)) or alone or not isinstance(seeds, Iterable):
+        example = f"[{seeds}]" if isinstance(seeds, (int, np.integer)) else f"[{seeds.item()}]" if alone else "[0, 5]"
         parse = ": for a text such as '0-3', toonlib.networks.parse_seeds(text)" if isinstance(seeds, str) else ""
         raise TypeError(f"seeds is a list of whole numbers, such as {example} or range(4), got "
                         f"{type(seeds).__name__} {seeds!r}{parse}")
     if isinstance(seeds, torch.Tensor) and seeds.is_floating_point():  # a latent given where seeds go
         raise TypeError(f"seeds is a list of whole numbers, such as [0, 5], got a float tensor of shape "
                         f"{list(seeds.shape)}: a latent is no seed (render it with toonlib.render(G, w))")
-    seeds = [int(seed) if isinstance(seed, torch.Tensor) and not seed.is_floating_point() and seed.numel() == 1
-             else seed for seed in seeds]
+    seeds = [int(seed) if isinstance(seed, torch.Tensor) and seed.numel() == 1 and seed.dtype != torch.bool
+             and not seed.is_floating_point() else seed for seed in seeds]
     if not seeds:
         raise ValueError("seeds is empty: give at least one seed, such as [0]")
     for seed in seeds:

@@ -249,6 +249,12 @@ class Toonifier:
         if swap_res is not None:
             self.set_blend(swap_res, level, blend_width)
 
+    @property
+    def sources(self) -> dict[str, object]:
+        """Where its models come from: {'base': ..., 'toon': ..., 'toon_network': ...}, each as given (a path, URL,
+        name or model object; the base a toon model's own when none was given), `toon_network` None for the default."""
+        return {"base": self._base_source, "toon": self._toon_source, "toon_network": self._toon_network}
+
     def __repr__(self) -> str:
         """Which models, blend and inversion this toonifier uses, on one line."""
         def source(model: object) -> str:  # a name or path as given; a model object by its kind

@@ -39,7 +39,7 @@ from .blending import (
     toon_generator,
 )
 from .checkpoints import GeneratorLike, load_generator
-from .files import check_file_target, user_path
+from .files import check_file_target, resolved_source, user_path
 from .images import UPLOAD_ACCEPT, ImageReadError, labelled_grid, read_image, text_font, to_pil
 from .messages import check_count, counted, expected_errors, interrupted
 from .networks import check_seeds, parse_seeds, z_from_seeds
@@ -825,22 +825,27 @@ class ToonifyPanel(_PhotoPanel):
             save_image(self.result.pasted, pasted)
             offer_download(pasted)
         save_latent(self.result.w, latent)
-        print(f"saved {latent.resolve()}: the face's latent (`{self._redraw_command(latent, path)}` draws it at "
-              "another blend in seconds)")
+        command = self._redraw_command(latent, path)
+        print(f"saved {latent.resolve()}: the face's latent" + (f" (`{command}` draws it at another blend in seconds)"
+                                                                 if command else ""))
 
-    def _redraw_command(self, latent: Path, path: Path) -> str:
-        """The `toonlib toonify` command that draws the saved `latent` at another blend, with the panel's models where
-        the command's defaults are others: it named the latent's file alone (with Drive mounted, 04 saves it there, and
-        the shell's folder is another) and the registry's models, where 04 may have the user's own."""
+    def _redraw_command(self, latent: Path, path: Path) -> str | None:
+        """The `toonlib toonify` command that draws the saved `latent` at another blend, from any folder: whole paths,
+        and the models of the toonifier that made it where the command's defaults are others (None where a model was
+        given as an object, which no command can name). It named the latent's file alone (with Drive mounted, 04 saves
+        it there, and the shell's folder is another) and the registry's models, where 04 may have the user's own."""
         from .pipeline import DEFAULT_BASE, DEFAULT_TOON
 
-        models = self.models or {}
-        toon, base, network = models.get("toon", DEFAULT_TOON), models.get("base"), models.get("toon_network")
-        options = [("-o", path.with_name(f"{path.stem}-16.png")), ("--swap-res", 16)]
+        models = self.toonifiers.get(self.result.invert, self.toonifier).sources
+        if not all(isinstance(models[name], (str, os.PathLike)) for name in ("base", "toon")):
+            return None
+        toon, base, network = (resolved_source(models["toon"]), resolved_source(models["base"]),
+                               models["toon_network"])
+        options = [("-o", path.resolve().with_name(f"{path.stem}-16.png")), ("--swap-res", 16)]
         options += [("--toon", toon)] if toon != DEFAULT_TOON else []
-        options += [("--base", base)] if base is not None and (toon != DEFAULT_TOON or base != DEFAULT_BASE) else []
+        options += [("--base", base)] if toon != DEFAULT_TOON or base != DEFAULT_BASE else []
         options += [("--toon-network", network)] if network is not None else []
-        return " ".join(["toonlib toonify", shlex.quote(str(latent))]
+        return " ".join(["toonlib toonify", shlex.quote(str(latent.resolve()))]
                         + [f"{option} {shlex.quote(str(value))}" for option, value in options])
 
 

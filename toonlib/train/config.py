@@ -13,7 +13,7 @@ import numbers
 import os
 import re
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping, Sized
+from typing import Callable, Mapping, Sized
 
 from ..messages import check_count, check_flag
 from ..options import MAX_IMAGE_SEEDS, PREPARE_MODES
@@ -65,12 +65,17 @@ def _seed_tuple(seeds: object) -> tuple[int, ...]:
     if isinstance(seeds, Sized) and len(seeds) > MAX_IMAGE_SEEDS:  # range(10**9): before a list of them is built
         raise ValueError(f"give at most {MAX_IMAGE_SEEDS} seeds (one image each in every snapshot's grid); got "
                          f"{len(seeds)}")
-    listed = list(seeds) if isinstance(seeds, Iterable) and not isinstance(seeds, (bytes, Mapping)) else None
-    if listed is not None and all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and 0 <= s < 2**32
-                                  for s in listed):
-        return tuple(int(s) for s in listed)
-    raise ValueError(f"give whole numbers from 0 to 2**32 - 1, such as (0, 1, 2), or a string such as '0-15'; got "
-                     f"{seeds!r}")
+    from ..networks import check_seeds  # what a seed is, said once: there
+
+    if isinstance(seeds, Sized) and not isinstance(seeds, (str, bytes, Mapping)) and len(seeds) == 0:
+        return ()  # said as "must not be empty" with the other checks
+    try:
+        if isinstance(seeds, Mapping):
+            raise ValueError("a mapping")
+        return tuple(check_seeds(seeds))
+    except (TypeError, ValueError):
+        raise ValueError(f"give whole numbers from 0 to 2**32 - 1, such as (0, 1, 2), or a string such as '0-15'; "
+                         f"got {seeds!r}") from None
 
 
 def option_name(name: str) -> str:

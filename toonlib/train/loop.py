@@ -37,7 +37,7 @@ from ..augment import AdaptiveP, AugmentPipe
 from ..checkpoints import CheckpointError, Networks, load_network, save_network
 from ..data import ImageDataset, TooFewImagesError, infinite_loader
 from ..devices import default_device
-from ..files import atomic_write_path, check_file_target, user_path
+from ..files import atomic_write_path, check_file_target, resolved_source, user_path
 from ..images import labelled_grid, save_image, to_pil
 from ..losses import discriminator_loss, generator_loss, path_length_penalty, path_lengths, r1_penalty, update_pl_mean
 from ..messages import check_callback, check_flag, counted, progress_bar, warn, write_line
@@ -53,7 +53,6 @@ from .resume import (
     data_changes,
     data_moved,
     no_state_message,
-    resolved_source,
     same_folder,
     say_changed_data,
     say_changed_settings,
@@ -352,10 +351,11 @@ class Trainer:
                 progress=self.progress, on_accept=self._take_new_run_dir if self.is_main else None,
                 device=self.device))
         except TooFewImagesError as exc:
-            if state is None or not (changes := data_changes(state, exc.files)):
+            if state is None or not (changes := data_changes(state, exc.files, exc.digests)):
                 raise
             raise TooFewImagesError(f"{exc}. The images in {cfg.data} changed since the run's last snapshot "
-                                    f"({changes}): put back those it trained on, or add others", exc.files) from None
+                                    f"({changes}): put back those it trained on, or add others", exc.files,
+                                    exc.digests) from None
         if self.is_main:
             for stale in cache_dir.glob("*.pt"):
                 if stale.name != dataset.cache_path.name:
@@ -565,9 +565,10 @@ class Trainer:
         if self.is_main:
             nimg = newest_state_nimg(self.run_dir)
             if nimg is not None and nimg == self.cur_nimg:  # stopped after its snapshot (in the callback): all saved
+                then = (", the end of the run" if nimg >= _images(self.cfg.kimg)
+                        else ": run the same fine-tuning again to continue from it")
                 print(f"fine-tuning stopped at {nimg / 1000:.3f} kimg, saved there ({snapshot_name(nimg)} and its "
-                      "training state): run the same fine-tuning again to continue from it", file=sys.stderr,
-                      flush=True)
+                      f"training state){then}", file=sys.stderr, flush=True)
                 return
             where = (f"continue from {snapshot_name(nimg)} ({nimg / 1000:.3f} kimg)" if nimg is not None
                      else "start it again (nothing was saved)")

@@ -17,12 +17,12 @@ import os
 from pathlib import Path
 
 from ..data import cache_name, image_entries
-from ..files import is_url, user_path
+from ..files import is_url, resolved_source, user_path
 from ..messages import counted, warn
 from .config import RESUME_FIXED, TrainConfig, option_name, option_text
 from .snapshots import DATASET_CACHE, latest_snapshot
 
-__all__ = ["QUIET_CHANGES", "check_resumable", "data_moved", "no_state_message", "resolved_source", "same_folder",
+__all__ = ["QUIET_CHANGES", "check_resumable", "data_moved", "no_state_message", "same_folder",
            "say_changed_data", "say_changed_settings"]
 
 # Settings a resumed run may change without a notice: where the run is, and how long it trains.
@@ -42,14 +42,6 @@ def no_state_message(folder: str) -> str:
     return (f"{folder} is a folder, and no training state in it (training-state-*.pt) could be read, so there is "
             "no fine-tuning run to continue or start from. To start from a snapshot, pass the snapshot file "
             f"(.safetensors or .pkl) as resume (--resume){example}")
-
-
-def resolved_source(source: str) -> str:
-    """The absolute path of the data set or base model `source` when it names a file or folder here (relative to the
-    current folder, `~` expanded, links resolved), else `source` as it is: a web address, a registry name, a path
-    that names nothing (its error then names it as given)."""
-    path = user_path(source)
-    return str(path.resolve()) if not is_url(source) and path.exists() else source
 
 
 def _recorded_relative(source: str) -> bool:
