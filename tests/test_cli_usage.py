@@ -467,6 +467,34 @@ def test_output_closed_early_exits_quietly(tmp_path):
     assert "141  output closed early" in run_main("--help").stdout
 
 
+def test_a_command_started_with_a_closed_stdout_or_stderr_does_its_work(tmp_path, random_vgg_torch_home):
+    """Some launchers start programs with a stream closed (`>&-`, `2>&-`): with stdout closed a command did its work,
+    then failed (a traceback, exit 1, even --version); with stderr closed `project` stopped at its first progress bar
+    and wrote nothing. A launcher script (pyenv's shims) leaves its own file, read-only, where stderr was."""
+    from conftest import FIXTURES
+
+    def started(closing: int, read_only: bool = False):
+        def preexec() -> None:
+            os.close(closing)
+            if read_only:  # the lowest free descriptor: the one just closed
+                os.open(FIXTURES / "ada_tiny.pkl", os.O_RDONLY)
+        return preexec
+
+    env = {**os.environ, "TORCH_HOME": str(random_vgg_torch_home), "TOONLIB_CACHE": str(tmp_path / "cache")}
+    command = [sys.executable, "-m", "toonlib"]
+    version = subprocess.run([*command, "--version"], preexec_fn=started(1), stderr=subprocess.PIPE, env=env,
+                             timeout=300)
+    assert version.returncode == 0 and version.stderr == b""
+    photo = tmp_path / "face.png"
+    Image.fromarray(skdata.astronaut()).resize((32, 32)).save(photo)
+    for read_only in (False, True):
+        out = tmp_path / f"w-{read_only}.npz"
+        project = subprocess.run([*command, "project", str(photo), "-o", str(out), "--base", str(FIXTURES /
+                                  "ada_tiny.pkl"), "--steps", "2"], preexec_fn=started(2, read_only),
+                                 stdout=subprocess.PIPE, env=env, timeout=300)
+        assert project.returncode == 0 and out.is_file() and b"wrote" in project.stdout
+
+
 def test_base_model_is_called_base_everywhere():
     parser = cli.build_parser()
     for command in ("project", "toonify", "blend"):

@@ -65,7 +65,9 @@ def run_program(main: Callable[[], int]) -> NoReturn:
     status. Once it is done, a Ctrl-C while Python exits (joining threads, running exit handlers) ends the process at
     once with that status; Python raised KeyboardInterrupt in whatever ran then, with a traceback ("Exception ignored
     in ...") under the command's own last line. Not inside an interactive host (IPython's `%run -m toonlib`, `python
-    -i`), whose next Ctrl-C is its own, nor outside the main thread."""
+    -i`), whose next Ctrl-C is its own, nor outside the main thread. A standard stream the process was started with
+    closed (`>&-`, `2>&-`, as some launchers start programs) writes to /dev/null (`_closed_streams_to_devnull`)."""
+    _closed_streams_to_devnull()
     try:
         with _sigterm_as_ctrl_c():
             status = main()
@@ -74,6 +76,30 @@ def run_program(main: Callable[[], int]) -> NoReturn:
         raise
     _exit_at_once_on_ctrl_c(status)
     sys.exit(status)
+
+
+def _closed_streams_to_devnull() -> None:
+    """Give stdout and stderr /dev/null where the process was started with them closed: Python sets them to None, and a
+    command did its work, then failed flushing stdout (a traceback, exit 1, even `--version`); with stderr closed the
+    first progress bar failed, and `project` wrote nothing (thirty-second session's CLI audit). A stream on a
+    descriptor open for reading only is one too: a launcher script (pyenv's shims) started with it closed reads
+    itself through the lowest free descriptor, 2, which Python then takes for stderr. Descriptors 1 and 2 are left
+    as they are: a file opened since may hold one of them."""
+    for name in ("stdout", "stderr"):
+        if not _writable(getattr(sys, name)):
+            setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 (the process's stream, never closed)
+
+
+def _writable(stream: object) -> bool:
+    """Whether `stream` can be written: not None, nor on a descriptor open for reading only (as far as can be told)."""
+    if stream is None:
+        return False
+    try:
+        import fcntl
+
+        return fcntl.fcntl(stream.fileno(), fcntl.F_GETFL) & os.O_ACCMODE != os.O_RDONLY
+    except (ImportError, AttributeError, ValueError, OSError):  # no fcntl (Windows), no descriptor (a notebook's)
+        return True
 
 
 @contextlib.contextmanager
