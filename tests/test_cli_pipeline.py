@@ -233,12 +233,14 @@ def test_a_latents_toon_is_named_by_what_draws_it():
 
     def named(**given) -> str:
         return _drawn_with(argparse.Namespace(**{"toon": "toonify-blended-tf", "swap_res": None, "level": 0,
-                                                 "blend_width": None, **given}))
+                                                 "blend_width": None, "base": None, "toon_network": None, **given}))
 
     assert named() == "" and named(swap_res=16) == "-16px"
     assert named(toon="https://drive.google.com/file/d/1a2B/view?usp=sharing", swap_res=16) == "-view-16px"
     assert named(toon="runs/my toon/network-snapshot-000000016.safetensors (G)", swap_res=8, level=1,
                  blend_width=0.5) == "-network-snapshot-000000016-8px-level1-width0.5"
+    # another base or generator: a redraw of one latent with each replaced the one before (CLI audit)
+    assert named(base="~/models/ffhq v2.pkl", toon_network="G_ema", swap_res=16) == "-G_ema-on-ffhq_v2-16px"
 
 
 def test_a_reblended_latent_keeps_the_photos_toon(setup, tmp_path, capsys):
@@ -252,13 +254,14 @@ def test_a_reblended_latent_keeps_the_photos_toon(setup, tmp_path, capsys):
     toon = (toons / "hopper-toon.png").read_bytes()
     assert cli.main(["toonify", str(toons / "hopper-latent.npz"), "-o", str(toons), *models, "--swap-res", "16"]) == 0
     assert (toons / "hopper-toon.png").read_bytes() == toon
-    assert capsys.readouterr().out.splitlines()[-1] == f"wrote {toons / 'hopper-toon-16px-toon.png'}"  # --toon toon.*
+    assert capsys.readouterr().out.splitlines()[-1] == f"wrote {toons / 'hopper-toon-on-base-16px-toon.png'}"  # --toon
     assert cli.main(["toonify", str(toons / "hopper-latent.npz"), "-o", str(toons), *models, "--swap-res", "16",
                      "--level", "1", "--blend-width", "0.5"]) == 0  # another blend: another name
-    assert capsys.readouterr().out.splitlines()[-1] == f"wrote {toons / 'hopper-toon-16px-level1-width0.5-toon.png'}"
+    assert capsys.readouterr().out.splitlines()[-1] == \
+        f"wrote {toons / 'hopper-toon-on-base-16px-level1-width0.5-toon.png'}"
     for folder in ("toons.png", "run.v2"):
         assert cli.main(["toonify", str(toons / "hopper-latent.npz"), "-o", f"{tmp_path / folder}/", *models]) == 0
-        assert (tmp_path / folder / "hopper-toon-toon.png").is_file()  # its toon model, toon.safetensors, named
+        assert (tmp_path / folder / "hopper-toon-on-base-toon.png").is_file()  # its models, named
     assert cli.main(["toonify", str(toons / "hopper-latent.npz"), "-o", str(tmp_path / "run.v3"), *models]) == 2
     assert (f"-o {tmp_path / 'run.v3'}: the toon of a latent is written to an image file") in capsys.readouterr().err
 
@@ -278,9 +281,10 @@ def test_a_latent_drawn_plainly_keeps_a_toon_drawn_otherwise(setup, tmp_path, ca
     cache.mkdir()
     monkeypatch.setenv("TOONLIB_CACHE", str(cache))  # the default toon model, tiny, where the real one is kept
     shutil.copy(setup / "toon.safetensors", cache / MODELS["toonify-blended-tf"].filename)
+    shutil.copy(setup / "base.safetensors", cache / MODELS["ffhq-1024-tf"].filename)  # its base, by default
     toons = tmp_path / "toons"
     toons.mkdir()
-    base = ["--base", str(setup / "base.safetensors")]
+    base = []  # the default models: a --base is in a latent's toon's name
     G = load_generator(setup / "base.safetensors")
     save_latent(G.mapping(torch.randn([1, G.z_dim], generator=torch.Generator().manual_seed(0)), None),
                 toons / "me-latent.npz")
@@ -429,9 +433,10 @@ def test_toonify_a_saved_latent_re_blends_it_in_seconds(setup, tmp_path, capsys)
     assert np.array_equal(np.asarray(Image.open(tmp_path / "again.png")), np.asarray(Image.open(tmp_path / "me.png")))
     assert capsys.readouterr().out.strip() == f"wrote {tmp_path / 'again.png'}"
     assert cli.main(["toonify", str(latent), "-o", str(tmp_path / "toons"), *models, "--swap-res", "16"]) == 0
-    assert capsys.readouterr().out.strip() == f"wrote {tmp_path / 'toons' / 'me-toon-16px-toon.png'}"  # no "-latent"
+    assert capsys.readouterr().out.strip() == f"wrote {tmp_path / 'toons' / 'me-toon-on-base-16px-toon.png'}"
     expected = to_pil(render(blend(toon, base, 16), w)[0])
-    assert np.array_equal(np.asarray(Image.open(tmp_path / "toons" / "me-toon-16px-toon.png")), np.asarray(expected))
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "toons" / "me-toon-on-base-16px-toon.png")),
+                          np.asarray(expected))
     # NVIDIA's projected_w.npz of two latents: one toon each
     np.savez(tmp_path / "projected_w.npz", w=np.concatenate([w.numpy(), -w.numpy()]))
     assert cli.main(["toonify", str(tmp_path / "projected_w.npz"), "-o", str(tmp_path / "two.png"), *models]) == 0

@@ -827,18 +827,20 @@ def _keep_toons_drawn_otherwise(toons: list, targets: list[Path], published: Pat
 
 def _drawn_with(args: argparse.Namespace) -> str:
     """What a latent's toon in a folder is named after besides the latent: the toon model where it is not the default,
-    and the re-blend (`-mytoon-16px-level1-width0.5`). `toonify toons/me-latent.npz -o toons/ --swap-res 16`, the
-    README's way to try another blend, replaced the photo's own toons/me-toon.png."""
+    the generator taken from it and the base where given, and the re-blend (`-mytoon-G_ema-on-ffhq2-16px-level1-
+    width0.5`). `toonify toons/me-latent.npz -o toons/ --swap-res 16`, the README's way to try another blend, replaced
+    the photo's own toons/me-toon.png; a redraw with another --base or --toon-network replaced the one before it."""
     from urllib.parse import urlparse
 
     from .checkpoints import split_network
     from .files import is_url
     from .pipeline import DEFAULT_TOON
 
-    toon = split_network(args.toon)[0] if args.toon != DEFAULT_TOON else None
-    if toon is not None:  # a file's or registry name's stem; a URL's path's (a Drive link's gave "view?usp=sharing")
-        toon = re.sub(r"[^\w.-]+", "_", Path(urlparse(str(toon)).path if is_url(str(toon)) else str(toon)).stem)[:40]
-    parts = [toon,
+    def stem(model: str) -> str:  # a file's or registry name's stem; a URL's path's (a Drive link's: "view?usp=...")
+        return re.sub(r"[^\w.-]+", "_", Path(urlparse(model).path if is_url(model) else model).stem)[:40]
+
+    parts = [stem(str(split_network(args.toon)[0])) if args.toon != DEFAULT_TOON else None, args.toon_network,
+             f"on-{stem(str(args.base))}" if args.base is not None else None,
              f"{args.swap_res}px" if args.swap_res else None, f"level{args.level}" if args.level else None,
              f"width{args.blend_width:g}" if args.blend_width is not None else None]
     return "".join(f"-{part}" for part in parts if part)
