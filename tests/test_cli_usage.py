@@ -467,6 +467,24 @@ def test_output_closed_early_exits_quietly(tmp_path):
     assert "141  output closed early" in run_main("--help").stdout
 
 
+def test_a_fine_tuning_whose_output_closed_says_it_stopped(tmp_path):
+    """`toonlib finetune --no-progress | head -2`: hours of training ended at the next snapshot's line, exit 141 (not
+    in finetune's exit statuses), nothing said."""
+    from test_notebooks import _finetune_files
+
+    base, faces = _finetune_files(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-m", "toonlib", "finetune", "--data", str(faces), "--resume", str(base),
+                             "--run-dir", str(tmp_path / "run"), "--kimg", "0.008", "--batch-size", "4",
+                             "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy())
+    proc.stdout.close()  # the reader gone before the first line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 141
+    assert err.strip().splitlines()[-1] == (
+        "toonlib finetune: stopped: its output was closed (the reader of a pipe, such as `| head`, ended); the run is "
+        "saved up to its newest snapshot, and the same command continues it")
+    assert "141  output closed early" in run_main("finetune", "--help").stdout
+
+
 def test_a_command_started_with_a_closed_stdout_or_stderr_does_its_work(tmp_path, random_vgg_torch_home):
     """Some launchers start programs with a stream closed (`>&-`, `2>&-`): with stdout closed a command did its work,
     then failed (a traceback, exit 1, even --version); with stderr closed `project` stopped at its first progress bar

@@ -17,7 +17,9 @@ EXIT_STATUS = ("exit status:\n"
                "  2  bad usage; unusable images, checkpoint or settings; the run folder in use;\n"
                "     a full disk (one line says what and how to fix it)\n"
                "  130  interrupted (Ctrl-C, or SIGTERM: kill, timeout, a job scheduler): the run is saved;\n"
-               "       the same command continues it")
+               "       the same command continues it\n"
+               "  141  output closed early (the reader of `| head` ended): stopped, said on stderr; the run is\n"
+               "       saved up to its newest snapshot, and the same command continues it")
 
 
 def finished(snapshot: os.PathLike | str) -> str:
