@@ -447,3 +447,66 @@ def test_loader_shards_each_epoch_across_ranks(folder):
     assert epochs[0] != epochs[1]  # reshuffled
     single = [sample_ids(dataset, batch) for batch in take(infinite_loader(dataset, 8, seed=1), 10)]
     assert single == [a + b for a, b in zip(*ranks)]  # the ranks split the single-process batches
+
+
+def test_a_skip_whose_cause_is_gone_is_not_kept_by_the_cache(folder, tmp_path, monkeypatch):
+    """A photo skipped for want of a reader (HEIC before `pip install pillow-heif`, AVIF before a newer Pillow), or a
+    .zip member damaged in a download since made again, stayed skipped: the cache was reused, the old advice said
+    again. A skip of the file's own making (no face) stands without a new look."""
+    cache = tmp_path / "cache"
+    opened = Image.open
+
+    def no_reader_for_5(source, *args, **kwargs):  # image 5 (a .bmp) in a format this Pillow "does not read"
+        image = opened(source, *args, **kwargs)
+        if image.format == "BMP":
+            raise toonlib.data.UnidentifiedImageError("cannot identify image file")
+        return image
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Image, "open", no_reader_for_5)
+        with pytest.warns(UserWarning, match=name(5)):
+            before = ImageDataset(folder, RES, progress=False, cache_dir=cache)
+    assert name(5) not in before.names
+    after = load(folder, cache_dir=cache)  # the reader installed: prepared again, image 5 among them
+    assert name(5) in after.names and after.content_key != before.content_key
+
+
+def test_the_user_folder_is_expanded_in_the_source_and_the_cache(folder, tmp_path, monkeypatch):
+    """`ImageDataset("~/faces", cache_dir="~/cache")`: the source was "no such folder", and the cache, written under
+    the home folder, was looked for in a folder named '~': every start prepared the images again."""
+    monkeypatch.setenv("HOME", str(folder.parent))
+    monkeypatch.chdir(tmp_path)
+    first = load(Path("~") / folder.name, cache_dir="~/cache")
+    assert first.cache_path == folder.parent / "cache" / first.cache_path.name and first.cache_path.is_file()
+    monkeypatch.setattr(Image, "open", lambda *args, **kwargs: pytest.fail("an image was decoded despite the cache"))
+    monkeypatch.setattr(toonlib.data, "_readable_now", lambda read, name: False)  # the skipped corrupt.png
+    assert torch.equal(load(Path("~") / folder.name, cache_dir="~/cache").images, first.images)
+
+
+def test_an_edit_that_keeps_the_files_size_and_time_is_prepared_again(folder, tmp_path):
+    """`exiftool -P` turning a photo rewrites a tag in place, keeping its size and modification time: the cache gave
+    the old pixels. The change time moves with any write."""
+    cache = tmp_path / "cache"
+    first = load(folder, cache_dir=cache)
+    edited = folder / name(5)  # a .bmp: another image of the same size
+    stat = edited.stat()
+    draw(6).save(edited)
+    os.utime(edited, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert (edited.stat().st_size, edited.stat().st_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+    again = load(folder, cache_dir=cache)
+    assert torch.equal(again.images[again.names.index(name(5))], first.images[first.names.index(name(6))])
+
+
+def test_an_io_error_reading_an_image_names_it(folder, monkeypatch):
+    """A file Google Drive could not fetch stopped the run with "[Errno 5] Input/output error", naming no file."""
+    read_bytes = Path.read_bytes
+
+    def failing(path: Path) -> bytes:
+        if path.name == Path(name(7)).name:
+            raise OSError(5, "Input/output error")  # raised by read(), after open(): no file name
+        return read_bytes(path)
+
+    monkeypatch.setattr(Path, "read_bytes", failing)
+    with pytest.raises(OSError, match=rf"^\[Errno 5\] cannot read the training image '{name(7)}': Input/output error "
+                                      r"\(on Google Drive"):
+        ImageDataset(folder, RES, progress=False)

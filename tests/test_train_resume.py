@@ -499,6 +499,14 @@ def test_a_run_folder_inside_the_data_folder_is_refused_before_anything_is_writt
         f"metrics.png) are no training faces: give the folder of your faces; to go on from that run, give it as "
         f"--resume {other}\n")
     assert not (tmp_path / "runs" / "b" / "network-snapshot-000000004.safetensors").exists()
+    # a model given as the data: a torch .pt is a zip, read as one holding no images ("their names end in .jpg, ...")
+    model = tmp_path / "toon model.pt"
+    torch.save({"G_ema": {}}, model)
+    for given in (model, base["base"]):
+        assert cli(base, str(base["base"]), tmp_path / "runs" / "c", "--kimg", "0.004", data=str(given)) == 2
+        assert capsys.readouterr().err == (
+            f"toonlib finetune: error: --data {given} is a model checkpoint, not training images: give the folder or "
+            f".zip of your faces; to start from that model, give it as --resume {given}\n")
 
 
 def test_a_run_writes_nothing_outside_its_folder_and_a_refused_one_nothing(base, tmp_path, capsys):  # noqa: F811

@@ -27,7 +27,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from .files import atomic_write_path, discard_damaged, is_damage
+from .files import atomic_write_path, discard_damaged, is_damage, user_path
 from .images import IMAGE_SUFFIXES, is_hidden, quiet_large_images, read_image, too_many_pixels, unread_format
 from .messages import counted, progress_bar, warn
 from .options import MIN_IMAGES, PREPARE_MODES  # MIN_IMAGES: data.MIN_IMAGES too (__all__)
@@ -43,7 +43,8 @@ _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, zipf
 _ENCRYPTED = 0x1  # a zip entry's flag bit: encrypted (a password-protected zip)
 _LISTED_SKIPS = 5  # skipped images named in the warning; the others counted (`ImageDataset.skipped` has them all)
 
-# What identifies a file: (name, size in bytes, mtime_ns for a folder's files / CRC-32 for zip members)
+# What identifies a file: (name, size in bytes, the later of mtime_ns and ctime_ns for a folder's files / CRC-32 for
+# zip members)
 Entry = Tuple[str, int, int]
 
 
@@ -75,7 +76,7 @@ class ImageDataset(Dataset):
     Unreadable files (and faceless ones for 'align') are skipped with a warning and listed in `skipped`
     as (name, reason); images whose shorter side is below `resolution` are enlarged, with one warning for all
     of them (`enlarged`: (name, width, height)). `xflip=True` appends mirrored copies: index `i + num_images` is
-    image `i` flipped. `files` lists the source's image files as (name, size, mtime_ns or a zip member's CRC);
+    image `i` flipped. `files` lists the source's image files (`Entry`: name, size, time or a zip member's CRC);
     `digests` has the SHA-256 of each file's content that could be read, by name, and `content_key` names the
     prepared images (it changes with the files' contents, resolution and mode). With `cache_dir`, the prepared uint8
     tensor is saved there (`cache_path`, named by the files' names and sizes, resolution and mode) and loaded instead
@@ -95,7 +96,7 @@ class ImageDataset(Dataset):
             raise ValueError(f"prepare must be one of {PREPARE_MODES}, got {prepare!r}")
         if resolution < 1:
             raise ValueError(f"resolution must be positive, got {resolution}")
-        self.source = Path(source)
+        self.source = user_path(source)  # `~/faces`, as finetune and the readers take it
         self.resolution = resolution
         self.prepare = prepare
         self.xflip = xflip
@@ -104,7 +105,7 @@ class ImageDataset(Dataset):
         with _open_source(self.source) as (entries, read, runs):
             self.files: list[Entry] = entries
             if cache_dir is not None:
-                self.cache_path = Path(cache_dir) / _cache_name(self.source, entries, resolution, prepare)
+                self.cache_path = user_path(cache_dir) / _cache_name(self.source, entries, resolution, prepare)
             payload = _read_cache(self.cache_path) if self.cache_path is not None else None
             cached = payload is not None and _same_files(payload, entries, read)
             if not cached:
@@ -115,7 +116,7 @@ class ImageDataset(Dataset):
         self.skipped: list[tuple[str, str]] = [(name, reason) for name, reason in payload["skipped"]]
         self.enlarged: list[tuple[str, int, int]] = [tuple(e) for e in payload["enlarged"]]
         self.digests = dict(payload["digests"])
-        text = json.dumps([_CACHE_VERSION, resolution, prepare, sorted(self.digests.items())])
+        text = json.dumps([_CACHE_VERSION, resolution, prepare, sorted(self.digests.items()), sorted(self.names)])
         self.content_key = hashlib.sha256(text.encode()).hexdigest()[:16]
         if runs:
             warn(f"left out {counted(len(runs), 'fine-tuning run folder')} inside '{self.source}' ("
@@ -211,7 +212,10 @@ def _open_source(source: Path) -> Iterator[tuple[list[Entry], Callable[[str], by
             if name.suffix.lower() in IMAGE_SUFFIXES and not is_hidden(name) and not _in_runs(name, runs):
                 # a link to nothing, or in a loop (no stat): skipped when read, said; once mended, another entry (a
                 # cache keyed on the link's own time kept it skipped)
-                entries.append((name.as_posix(), stat.st_size, stat.st_mtime_ns) if stat else (name.as_posix(), -1, 0))
+                # the later of its modification and change times: an edit that keeps both size and time (`exiftool
+                # -P` turning a photo) left the cache's old pixels (thirty-second session's audit)
+                entries.append((name.as_posix(), stat.st_size, max(stat.st_mtime_ns, stat.st_ctime_ns)) if stat
+                               else (name.as_posix(), -1, 0))
         yield sorted(entries), lambda name: (source / name).read_bytes(), [source / run for run in runs]
     elif source.is_file() and zipfile.is_zipfile(source):
         with zipfile.ZipFile(source) as archive:
@@ -288,8 +292,8 @@ def image_files(source: Union[str, os.PathLike]) -> list[str]:
 
 
 def image_entries(source: Union[str, os.PathLike]) -> list[Entry]:
-    """`image_files` with each file's size and mtime_ns (a zip member's CRC-32), as `ImageDataset.files` lists them."""
-    with _open_source(Path(source)) as (entries, _, _):
+    """`image_files` with each file's size and time (a zip member's CRC-32), as `ImageDataset.files` lists them."""
+    with _open_source(user_path(source)) as (entries, _, _):
         return entries
 
 
@@ -297,8 +301,8 @@ def cache_name(source: Union[str, os.PathLike], resolution: int, prepare: str) -
     """The file name under which `ImageDataset(source, resolution, prepare=prepare, cache_dir=...)` caches its
     images: the same for files of the same names and sizes, read nothing but the file list (the cache itself records
     the files' times and contents, checked when it is read)."""
-    with _open_source(Path(source)) as (entries, _, _):
-        return _cache_name(Path(source), entries, resolution, prepare)
+    with _open_source(user_path(source)) as (entries, _, _):
+        return _cache_name(user_path(source), entries, resolution, prepare)
 
 
 def _cache_name(source: Path, entries: list[Entry], resolution: int, prepare: str) -> str:
@@ -344,6 +348,23 @@ def _same_files(payload: dict, entries: list[Entry], read: Callable[[str], bytes
             return False
         if payload["digests"].get(name) != _digest(content):
             return False
+    # a skip whose cause lies outside the file (a reader installed since, a damaged .zip downloaded again) is tried
+    # again: it stayed skipped, its old advice repeated (thirty-second session's audit); a face or a shape is the file's
+    return not any(_readable_now(read, name) for name, reason in payload["skipped"]
+                   if reason not in _CONTENT_SKIPS and not reason.startswith("not square"))
+
+
+#: Skip reasons that are a property of the image itself, which the cache keeps without trying the image again.
+_CONTENT_SKIPS = ("no face found",)
+
+
+def _readable_now(read: Callable[[str], bytes], name: str) -> bool:
+    """Whether the file `name`, skipped when the cache was made, is now read and decoded."""
+    try:
+        with quiet_large_images():
+            Image.open(io.BytesIO(read(name))).load()
+    except Exception:  # still not: the cache's skip stands
+        return False
     return True
 
 
@@ -394,6 +415,10 @@ def _prepare_one(read: Callable[[str], bytes], name: str, resolution: int, prepa
         raise _Skip("the file is not there (a link to nothing?)") from None
     except OSError as exc:  # a link in a loop; no permission or an I/O error stops the run, as before (a skip is
         if exc.errno != errno.ELOOP:  # cached, and the file would stay skipped once readable)
+            if exc.filename is None:  # failed reading, not opening: "[Errno 5] Input/output error" named no file
+                raise OSError(exc.errno, f"cannot read the training image {name!r}: {exc.strerror} (on Google "
+                                         "Drive, a file it has not fetched yet: open the folder once, or copy it to "
+                                         "the runtime's disk)") from exc
             raise
         raise _Skip(f"cannot read: {exc.strerror}") from None
     try:
@@ -418,7 +443,7 @@ def _prepare_one(read: Callable[[str], bytes], name: str, resolution: int, prepa
             return align_face(image, output_size=resolution, device=None if device is None else str(device)).image, \
                 image.size
         except NoFaceError:
-            raise _Skip("no face found") from None
+            raise _Skip(_CONTENT_SKIPS[0]) from None
     if image.width != image.height:
         raise _Skip(f"not square ({image.width}x{image.height}); use prepare='crop' or 'align'")
     return (image if image.size == size else image.resize(size, Image.Resampling.LANCZOS)), image.size

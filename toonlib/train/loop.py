@@ -24,6 +24,7 @@ import signal
 import sys
 import threading
 import time
+import zipfile
 from pathlib import Path
 from types import FrameType
 from typing import Callable, Iterator
@@ -839,10 +840,27 @@ def _check_run_dir_outside_data(cfg: TrainConfig) -> None:
                          "images (fakes, metrics.png) would become training images. Put the run folder elsewhere, "
                          f"e.g. {data.parent / 'runs' / data.name}, or the images in a folder of their own "
                          "(--data, data=)")  # a notebook's data_path: its run folder is runs/<run_name>
+    if data.is_file() and _is_checkpoint(data):  # a torch .pt is a zip: "found 0 usable images ... (no image files"
+        raise ValueError(f"{option_value('data', cfg.data)} is a model checkpoint, not training images: give the "
+                         "folder or .zip of your faces; to start from that model, give it as "
+                         f"{option_value('resume', cfg.data)}")
     if data.is_dir() and has_run(data):
         raise ValueError(f"{option_value('data', cfg.data)} is a fine-tuning run's folder, whose images (fakes grids, "
                          "metrics.png) are no training faces: give the folder of your faces; to go on from that "
                          f"run, give it as {option_value('resume', cfg.data)}")
+
+
+def _is_checkpoint(path: Path) -> bool:
+    """Whether the file `path` is a model checkpoint: by its suffix, or a zip holding a torch.save's `data.pkl`."""
+    from ..checkpoints import CHECKPOINT_SUFFIXES
+
+    if path.suffix.lower() in CHECKPOINT_SUFFIXES:
+        return True
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("/data.pkl") for name in archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
 
 
 def _empty_networks(state: dict) -> tuple[Generator, Discriminator, Generator]:
