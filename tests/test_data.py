@@ -1,6 +1,7 @@
 """ImageDataset (folders, zips, preparation, skipping, cache) and infinite_loader (determinism, sharding)."""
 from __future__ import annotations
 
+import io
 import itertools
 import os
 import shutil
@@ -510,3 +511,36 @@ def test_an_io_error_reading_an_image_names_it(folder, monkeypatch):
     with pytest.raises(OSError, match=rf"^\[Errno 5\] cannot read the training image '{name(7)}': Input/output error "
                                       r"\(on Google Drive"):
         ImageDataset(folder, RES, progress=False)
+
+
+def test_a_zip_beside_loose_images_is_said_to_be_left_out(folder, tmp_path):
+    """faces/ with a few loose images and more_faces.zip: the zip's images were left out without a word."""
+    make_zip(make_folder(tmp_path / "more"), folder / "more_faces.zip")
+    with pytest.warns(UserWarning) as said:
+        dataset = ImageDataset(folder, RES, progress=False)
+    assert len(dataset) == 20  # the loose ones alone, as before
+    assert [str(w.message) for w in said if ".zip" in str(w.message)] == [
+        f"left out 1 .zip file inside '{folder}' (more_faces.zip): a .zip in the data folder is not read; unzip it "
+        "there to train on its images too"]
+
+
+def test_a_zip_with_backslashed_names_leaves_out_run_and_hidden_folders(tmp_path):
+    """Windows' PowerShell 5.1 writes `faces\\old run\\fakes.png`: split at '/' alone, a run folder's fakes grid and a
+    hidden folder's thumbnail were trained on as faces, where the same zip with '/' left them out."""
+    for sep in ("/", "\\"):
+        path = tmp_path / f"faces{'-slash' if sep == '/' else '-backslash'}.zip"
+        with zipfile.ZipFile(path, "w") as archive:
+            for i in range(9):
+                archive.writestr(f"faces{sep}{name(i).replace('/', sep)}", _png_bytes(draw(i)))
+            archive.writestr(f"faces{sep}old run{sep}training-state-000000004.pt", b"state")
+            archive.writestr(f"faces{sep}old run{sep}fakes-000000004.png", _png_bytes(draw(20)))
+            archive.writestr(f"faces{sep}.thumbs{sep}0.png", _png_bytes(draw(21)))
+        with pytest.warns(UserWarning, match=r"left out 1 fine-tuning run folder inside .*'faces/old run'"):
+            dataset = ImageDataset(path, RES, progress=False)
+        assert dataset.num_images == 9 and not [n for n in dataset.names if "fakes" in n or "thumbs" in n]
+
+
+def _png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -118,6 +118,12 @@ class ImageDataset(Dataset):
         self.digests = dict(payload["digests"])
         text = json.dumps([_CACHE_VERSION, resolution, prepare, sorted(self.digests.items()), sorted(self.names)])
         self.content_key = hashlib.sha256(text.encode()).hexdigest()[:16]
+        # .zip files in the folder are not read (their images were left out without a word beside loose ones)
+        zips = (sorted(p for p in self.source.iterdir() if p.suffix.lower() == ".zip" and p.is_file()
+                       and not is_hidden(PurePosixPath(p.name))) if self.source.is_dir() else [])
+        if zips and entries:
+            warn(f"left out {counted(len(zips), '.zip file')} inside '{self.source}' ({', '.join(p.name for p in zips)}"
+                 "): a .zip in the data folder is not read; unzip it there to train on its images too")
         if runs:
             warn(f"left out {counted(len(runs), 'fine-tuning run folder')} inside '{self.source}' ("
                  f"{', '.join(repr(run.relative_to(self.source).as_posix()) for run in runs)}): their fakes grids and "
@@ -134,9 +140,7 @@ class ImageDataset(Dataset):
                  f"{resolution}x{resolution} (e.g. {name}, {width}x{height}): enlarged to it, such images are "
                  "blurred; larger ones make a sharper model")
         if self.num_images < min_images:  # before the cache is written: a refused data set leaves nothing behind
-            # the file kinds read only when no image file was found (it listed them beside 16 "no face found")
-            zips = (sorted(p for p in self.source.iterdir() if p.suffix.lower() == ".zip" and p.is_file())
-                    if not entries and self.source.is_dir() else [])
+            # the file kinds said only when no image file was found (it listed them beside 16 "no face found")
             why = (f" ({len(self.skipped)} skipped, see the warning)" if self.skipped else "" if entries
                    else f" (no image files: their names end in {', '.join(IMAGE_SUFFIXES)}"
                    + (f"; it holds a .zip: give that file itself, {zips[0]}" if zips else "") + ")")
@@ -220,10 +224,10 @@ def _open_source(source: Path) -> Iterator[tuple[list[Entry], Callable[[str], by
     elif source.is_file() and zipfile.is_zipfile(source):
         with zipfile.ZipFile(source) as archive:
             entries = [(info.filename, info.file_size, info.CRC) for info in archive.infolist()
-                       if not info.is_dir() and PurePosixPath(info.filename).suffix.lower() in IMAGE_SUFFIXES
-                       and not is_hidden(PurePosixPath(info.filename))]
-            runs = _run_folders(PurePosixPath(info.filename) for info in archive.infolist() if not info.is_dir())
-            entries = [entry for entry in entries if not _in_runs(PurePosixPath(entry[0]), runs)]
+                       if not info.is_dir() and _member_path(info.filename).suffix.lower() in IMAGE_SUFFIXES
+                       and not is_hidden(_member_path(info.filename))]
+            runs = _run_folders(_member_path(info.filename) for info in archive.infolist() if not info.is_dir())
+            entries = [entry for entry in entries if not _in_runs(_member_path(entry[0]), runs)]
             names = {name for name, *_ in entries}
             if any(info.flag_bits & _ENCRYPTED for info in archive.infolist() if info.filename in names):
                 # each image failed with zipfile's "password required for extraction", a RuntimeError
@@ -240,6 +244,12 @@ def _open_source(source: Path) -> Iterator[tuple[list[Entry], Callable[[str], by
         raise ValueError(f"'{source}' is neither a folder nor a .zip file of images")
     else:
         raise FileNotFoundError(f"no such folder or .zip file: '{source}'")
+
+
+def _member_path(name: str) -> PurePosixPath:
+    """A .zip member's path, its folders split at '\\' too, as unzip reads the names Windows' PowerShell 5.1 writes:
+    a run folder or a hidden one in such a zip was trained on (thirty-second session's audit)."""
+    return PurePosixPath(name.replace("\\", "/"))
 
 
 def _files_under(folder: Path) -> dict[Path, os.stat_result | None]:
