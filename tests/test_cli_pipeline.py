@@ -238,9 +238,11 @@ def test_a_latents_toon_is_named_by_what_draws_it():
     assert named() == "" and named(swap_res=16) == "-16px"
     assert named(toon="https://drive.google.com/file/d/1a2B/view?usp=sharing", swap_res=16) == "-view-16px"
     assert named(toon="runs/my toon/network-snapshot-000000016.safetensors (G)", swap_res=8, level=1,
-                 blend_width=0.5) == "-network-snapshot-000000016-8px-level1-width0.5"
+                 blend_width=0.5) == "-network-snapshot-000000016-G-8px-level1-width0.5"  # its generator too
     # another base or generator: a redraw of one latent with each replaced the one before (CLI audit)
     assert named(base="~/models/ffhq v2.pkl", toon_network="G_ema", swap_res=16) == "-G_ema-on-ffhq_v2-16px"
+    # names cut at 40 bytes each: two names of CJK characters passed 255 bytes, "File name too long"
+    assert named(toon="漫画" * 20 + ".pkl", base="顔" * 30 + ".pkl") == "-" + "漫画" * 6 + "漫-on-" + "顔" * 13
 
 
 def test_a_reblended_latent_keeps_the_photos_toon(setup, tmp_path, capsys):

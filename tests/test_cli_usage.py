@@ -483,6 +483,10 @@ def test_a_fine_tuning_whose_output_closed_says_it_stopped(tmp_path):
         "toonlib finetune: stopped: its output was closed (the reader of a pipe, such as `| head`, ended); the run is "
         "saved up to its newest snapshot, and the same command continues it")
     assert "141  output closed early" in run_main("finetune", "--help").stdout
+    # `2>&1 | head`: stderr is the closed pipe too: the message raised in turn, a traceback and exit 1
+    proc = subprocess.Popen(proc.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ.copy())
+    proc.stdout.close()
+    assert proc.wait(timeout=300) == 141
 
 
 def test_a_command_started_with_a_closed_stdout_or_stderr_does_its_work(tmp_path, random_vgg_torch_home):

@@ -62,6 +62,10 @@ def test_image_seeds_may_be_a_range_or_a_numpy_array():
     for seeds in ("0-64", range(65)):
         with pytest.raises(TrainConfigError, match=r"\b65 seeds, more than the 64 taken here|give at most 64 seeds"):
             TrainConfig(data="d", resume="r", run_dir="o", image_seeds=seeds)
+    for none in ((), iter([])):  # an empty iterator was told to give whole numbers
+        with pytest.raises(TrainConfigError, match=r"image_seeds.* must not be empty"):
+            TrainConfig(data="d", resume="r", run_dir="o", image_seeds=none)
+    assert TrainConfig(data="d", resume="r", run_dir="o", image_seeds=iter([3, 1])).image_seeds == (3, 1)
 
 
 def test_a_gpus_number_is_its_device():

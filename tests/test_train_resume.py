@@ -502,6 +502,13 @@ def test_a_run_folder_inside_the_data_folder_is_refused_before_anything_is_writt
     # a model given as the data: a torch .pt is a zip, read as one holding no images ("their names end in .jpg, ...")
     model = tmp_path / "toon model.pt"
     torch.save({"G_ema": {}}, model)
+    from toonlib.train.loop import _is_checkpoint
+
+    with zipfile.ZipFile(tmp_path / "faces.zip", "w") as archive:  # images beside a data.pkl: a data set
+        archive.writestr("faces/data.pkl", b"notes")
+        archive.writestr("faces/version", b"3")
+        archive.write(next(base["data"].iterdir()), "faces/0.png")
+    assert not _is_checkpoint(tmp_path / "faces.zip") and _is_checkpoint(model)
     for given in (model, base["base"]):
         assert cli(base, str(base["base"]), tmp_path / "runs" / "c", "--kimg", "0.004", data=str(given)) == 2
         assert capsys.readouterr().err == (

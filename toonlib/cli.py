@@ -372,20 +372,23 @@ class _Subcommands:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `toonlib` command line; returns the exit status (see `EXIT_STATUS`)."""
-    command = None
+    args = None
     try:
         try:
             args = _parse(argv)
-            command = args.command
             return _run(args)
         finally:
             sys.stdout.flush()  # a reader gone away (`| head`) shows here, not as a traceback at exit
     except BrokenPipeError:  # stdout's reader went away: stop quietly, as command-line tools do (128 + SIGPIPE)
         with contextlib.suppress(OSError, ValueError):  # nothing more reaches the closed pipe, even at exit
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        if command == "finetune":  # hours of training ended without a word (thirty-second session's CLI audit)
-            print("toonlib finetune: stopped: its output was closed (the reader of a pipe, such as `| head`, ended); "
-                  "the run is saved up to its newest snapshot, and the same command continues it", file=sys.stderr)
+        if getattr(args, "command", None) == "finetune" and not getattr(args, "finished", False):
+            # hours of training ended without a word (thirty-second session's CLI audit); with `2>&1 | head`
+            # stderr is the closed pipe too
+            with contextlib.suppress(OSError, ValueError):
+                print("toonlib finetune: stopped: its output was closed (the reader of a pipe, such as `| head`, "
+                      "ended); the run is saved up to its newest snapshot, and the same command continues it",
+                      file=sys.stderr, flush=True)
         return 141
     except KeyboardInterrupt:  # outside a command (while the arguments are parsed): no traceback either
         print("toonlib: interrupted", file=sys.stderr)

@@ -837,9 +837,11 @@ def _drawn_with(args: argparse.Namespace) -> str:
     from .pipeline import DEFAULT_TOON
 
     def stem(model: str) -> str:  # a file's or registry name's stem; a URL's path's (a Drive link's: "view?usp=...")
-        return re.sub(r"[^\w.-]+", "_", Path(urlparse(model).path if is_url(model) else model).stem)[:40]
+        name = re.sub(r"[^\w.-]+", "_", Path(urlparse(model).path if is_url(model) else model).stem)
+        return name.encode()[:40].decode(errors="ignore")  # 40 bytes: two names of CJK characters passed 255
 
-    parts = [stem(str(split_network(args.toon)[0])) if args.toon != DEFAULT_TOON else None, args.toon_network,
+    toon, network = split_network(args.toon, args.toon_network)  # "x.pkl (G)" names its generator too
+    parts = [stem(str(toon)) if args.toon != DEFAULT_TOON else None, network,
              f"on-{stem(str(args.base))}" if args.base is not None else None,
              f"{args.swap_res}px" if args.swap_res else None, f"level{args.level}" if args.level else None,
              f"width{args.blend_width:g}" if args.blend_width is not None else None]
@@ -909,7 +911,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     from .train import config_from_args, finetune
     from .train.arguments import finished
 
-    print(finished(finetune(config_from_args(args), progress=args.progress)))
+    path = finetune(config_from_args(args), progress=args.progress)
+    args.finished = True  # a closed output now ends nothing (`cli.main`)
+    print(finished(path))
     return 0
 
 

@@ -43,8 +43,7 @@ _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, zipf
 _ENCRYPTED = 0x1  # a zip entry's flag bit: encrypted (a password-protected zip)
 _LISTED_SKIPS = 5  # skipped images named in the warning; the others counted (`ImageDataset.skipped` has them all)
 
-# What identifies a file: (name, size in bytes, the later of mtime_ns and ctime_ns for a folder's files / CRC-32 for
-# zip members)
+# What identifies a file: (name, size in bytes, mtime_ns for a folder's files / CRC-32 for zip members)
 Entry = Tuple[str, int, int]
 
 
@@ -123,7 +122,7 @@ class ImageDataset(Dataset):
                        and not is_hidden(PurePosixPath(p.name))) if self.source.is_dir() else [])
         if zips and entries:
             warn(f"left out {counted(len(zips), '.zip file')} inside '{self.source}' ({', '.join(p.name for p in zips)}"
-                 "): a .zip in the data folder is not read; unzip it there to train on its images too")
+                 "): a .zip in the data folder is not read, its images trained on only where they are unzipped")
         if runs:
             warn(f"left out {counted(len(runs), 'fine-tuning run folder')} inside '{self.source}' ("
                  f"{', '.join(repr(run.relative_to(self.source).as_posix()) for run in runs)}): their fakes grids and "
@@ -216,10 +215,7 @@ def _open_source(source: Path) -> Iterator[tuple[list[Entry], Callable[[str], by
             if name.suffix.lower() in IMAGE_SUFFIXES and not is_hidden(name) and not _in_runs(name, runs):
                 # a link to nothing, or in a loop (no stat): skipped when read, said; once mended, another entry (a
                 # cache keyed on the link's own time kept it skipped)
-                # the later of its modification and change times: an edit that keeps both size and time (`exiftool
-                # -P` turning a photo) left the cache's old pixels (thirty-second session's audit)
-                entries.append((name.as_posix(), stat.st_size, max(stat.st_mtime_ns, stat.st_ctime_ns)) if stat
-                               else (name.as_posix(), -1, 0))
+                entries.append((name.as_posix(), stat.st_size, stat.st_mtime_ns) if stat else (name.as_posix(), -1, 0))
         yield sorted(entries), lambda name: (source / name).read_bytes(), [source / run for run in runs]
     elif source.is_file() and zipfile.is_zipfile(source):
         with zipfile.ZipFile(source) as archive:
@@ -369,13 +365,20 @@ _CONTENT_SKIPS = ("no face found",)
 
 
 def _readable_now(read: Callable[[str], bytes], name: str) -> bool:
-    """Whether the file `name`, skipped when the cache was made, is now read and decoded."""
+    """Whether the file `name`, skipped when the cache was made, is now read and decoded as preparing it decodes it."""
     try:
-        with quiet_large_images():
-            Image.open(io.BytesIO(read(name))).load()
+        _decoded(read(name))
     except Exception:  # still not: the cache's skip stands
         return False
     return True
+
+
+def _decoded(content: bytes) -> Image.Image:
+    """A file's bytes as the upright RGB image a training image is prepared from (`read_image`)."""
+    with quiet_large_images():
+        image = Image.open(io.BytesIO(content))
+        image.load()
+    return read_image(image)
 
 
 def _digest(content: bytes) -> str:
@@ -432,10 +435,7 @@ def _prepare_one(read: Callable[[str], bytes], name: str, resolution: int, prepa
             raise
         raise _Skip(f"cannot read: {exc.strerror}") from None
     try:
-        with quiet_large_images():
-            image = Image.open(io.BytesIO(content))
-            image.load()
-        image = read_image(image)
+        image = _decoded(content)
     except UnidentifiedImageError:  # what it is instead: a web page saved as .jpg, a video, a HEIC without its reader
         raise _Skip(unread_format(content[:1024])) from None
     except Image.DecompressionBombError as exc:  # Pillow's words: "could be decompression bomb DOS attack"

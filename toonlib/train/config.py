@@ -62,17 +62,17 @@ def _seed_tuple(seeds: object) -> tuple[int, ...]:
         from ..networks import parse_seeds  # imports torch, which the command line's parser does without
 
         return tuple(parse_seeds(seeds, max_count=MAX_IMAGE_SEEDS))
-    if isinstance(seeds, Sized) and len(seeds) > MAX_IMAGE_SEEDS:  # range(10**9): before a list of them is built
+    if isinstance(seeds, Sized) and getattr(seeds, "ndim", 1) and len(seeds) > MAX_IMAGE_SEEDS:  # range(10**9): before
+        # a list of them is built (a 0-d tensor or array has no length)
         raise ValueError(f"give at most {MAX_IMAGE_SEEDS} seeds (one image each in every snapshot's grid); got "
                          f"{len(seeds)}")
     from ..networks import check_seeds  # what a seed is, said once: there
 
-    if isinstance(seeds, Sized) and not isinstance(seeds, (str, bytes, Mapping)) and len(seeds) == 0:
-        return ()  # said as "must not be empty" with the other checks
     try:
-        if isinstance(seeds, Mapping):
-            raise ValueError("a mapping")
-        return tuple(check_seeds(seeds))
+        if isinstance(seeds, (bytes, Mapping)):
+            raise ValueError("no seeds")
+        listed = list(seeds)  # an iterator once (TypeError: no list, one seed alone, a 0-d tensor)
+        return tuple(check_seeds(listed)) if listed else ()  # none: said as "must not be empty" with the others
     except (TypeError, ValueError):
         raise ValueError(f"give whole numbers from 0 to 2**32 - 1, such as (0, 1, 2), or a string such as '0-15'; "
                          f"got {seeds!r}") from None

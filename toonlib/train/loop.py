@@ -851,16 +851,21 @@ def _check_run_dir_outside_data(cfg: TrainConfig) -> None:
 
 
 def _is_checkpoint(path: Path) -> bool:
-    """Whether the file `path` is a model checkpoint: by its suffix, or a zip holding a torch.save's `data.pkl`."""
+    """Whether the file `path` is a model checkpoint: by its suffix, or a zip of no images holding a torch.save's
+    `data.pkl` and `version`."""
     from ..checkpoints import CHECKPOINT_SUFFIXES
+    from ..images import IMAGE_SUFFIXES
 
     if path.suffix.lower() in CHECKPOINT_SUFFIXES:
         return True
     try:
         with zipfile.ZipFile(path) as archive:
-            return any(name.endswith("/data.pkl") for name in archive.namelist())
+            names = archive.namelist()
     except (OSError, zipfile.BadZipFile):
         return False
+    tops = {name.split("/")[0] for name in names}
+    return not any(Path(name).suffix.lower() in IMAGE_SUFFIXES for name in names) and any(
+        {f"{top}/data.pkl", f"{top}/version"} <= set(names) for top in tops)
 
 
 def _empty_networks(state: dict) -> tuple[Generator, Discriminator, Generator]:
