@@ -523,6 +523,22 @@ def test_command_line_options_map_to_the_config():
     assert defaults == TrainConfig(data="d", resume="x", run_dir="r")
 
 
+def test_the_torchrun_entry_point_checks_its_arguments_as_finetune_does(capsys):
+    """`python -m toonlib.train --data "$DATA"` with DATA unset said "TrainConfig.data is required", and a misspelt
+    option got no "did you mean", where `toonlib finetune` says both."""
+    from toonlib.train.arguments import main
+
+    for argv, said in ((["--data", "", "--resume", "x", "--run-dir", "r"],
+                        "python -m toonlib.train: error: argument --data: it is empty (''), which an unset shell "
+                        "variable gives: give a path\n"),
+                       (["--data", "d", "--resume", "x", "--run-dir", "r", "--snaphot-kimg", "1"],
+                        "python -m toonlib.train: error: unrecognized arguments: --snaphot-kimg 1\n  --snaphot-kimg: "
+                        "did you mean --snapshot-kimg?\n")):
+        with pytest.raises(SystemExit) as stop:
+            main(argv)
+        assert stop.value.code == 2 and capsys.readouterr().err.endswith(said)
+
+
 def test_invalid_settings_are_reported_together():
     with pytest.raises(ValueError, match="kimg must be > 0.*augment must be one of"):
         TrainConfig(data="d", resume="r", run_dir="o", kimg=0, augment="maybe")

@@ -134,6 +134,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def main(argv: list[str] | None = None) -> int:
     """`python -m toonlib.train` / `torchrun ... -m toonlib.train`: exit 0 when done, 2 with a message on bad input,
     130 when interrupted (Ctrl-C)."""
+    from ..cli import _did_you_mean, _option_names, _refuse_empty
     from ..commands import for_command_line
     from ..messages import expected_errors, interrupted
     from .loop import finetune
@@ -141,7 +142,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = add_train_arguments(argparse.ArgumentParser(
         prog="python -m toonlib.train", description="Fine-tune a StyleGAN2 checkpoint on a folder of images.",
         formatter_class=argparse.RawDescriptionHelpFormatter))  # the exit-status table as written
-    args = parser.parse_args(argv)
+    # as `toonlib finetune` checks them: a misspelt option got no "did you mean", an empty --data ("$DATA" unset) was
+    # "TrainConfig.data is required" (thirty-second session's CLI audit)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}"
+                     + _did_you_mean([arg for arg in extra if arg.startswith("-")], _option_names(parser)))
+    _refuse_empty(parser, args)
     main_process = int(os.environ.get("RANK", "0")) == 0
     try:
         path = finetune(config_from_args(args), progress=args.progress)
