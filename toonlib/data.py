@@ -48,7 +48,12 @@ Entry = Tuple[str, int, int]
 
 
 class _Skip(Exception):
-    """An image that cannot be used; the message is the reason reported to the user."""
+    """An image that cannot be used; the message is the reason reported to the user. `retry`: its cause may lie outside
+    the file (a reader not installed, a .zip damaged in a download, a link): the cache's skip is tried again."""
+
+    def __init__(self, reason: str, retry: bool = False) -> None:
+        super().__init__(reason)
+        self.retry = retry
 
 
 class TooFewImagesError(ValueError):
@@ -325,7 +330,7 @@ def _read_cache(path: Path) -> dict | None:
     try:
         payload = torch.load(path, weights_only=True)
         if not (isinstance(payload, dict) and isinstance(payload.get("images"), torch.Tensor)
-                and {"names", "skipped", "enlarged", "files", "digests"} <= payload.keys()):
+                and {"names", "skipped", "enlarged", "files", "digests", "retry"} <= payload.keys()):
             raise ValueError("not a cache of prepared images")
     except Exception as exc:  # cut short, damaged, or another file: derived data, made again
         deleted, why = discard_damaged(path, exc)
@@ -356,12 +361,7 @@ def _same_files(payload: dict, entries: list[Entry], read: Callable[[str], bytes
             return False
     # a skip whose cause lies outside the file (a reader installed since, a damaged .zip downloaded again) is tried
     # again: it stayed skipped, its old advice repeated (thirty-second session's audit); a face or a shape is the file's
-    return not any(_readable_now(read, name) for name, reason in payload["skipped"]
-                   if reason not in _CONTENT_SKIPS and not reason.startswith("not square"))
-
-
-#: Skip reasons that are a property of the image itself, which the cache keeps without trying the image again.
-_CONTENT_SKIPS = ("no face found",)
+    return not any(_readable_now(read, name) for name in payload["retry"])
 
 
 def _readable_now(read: Callable[[str], bytes], name: str) -> bool:
@@ -389,12 +389,14 @@ def _digest(content: bytes) -> str:
 def _prepare_all(entries: list[Entry], read: Callable[[str], bytes], resolution: int, prepare: str,
                  progress: bool, device: Union[torch.device, str, None] = None) -> dict:
     """Decode and prepare every entry: {'images': uint8 [N, 3, R, R], 'names': [...], 'skipped': [...],
-    'enlarged': [...], 'files': `entries`, 'digests': {name: SHA-256 of the file's content, for each file read}}."""
+    'enlarged': [...], 'files': `entries`, 'digests': {name: SHA-256 of the file's content, for each file read},
+    'retry': [the skips to try again, `_Skip.retry`]}."""
     images = torch.empty(len(entries), 3, resolution, resolution, dtype=torch.uint8)
     names: list[str] = []
     skipped: list[tuple[str, str]] = []
     enlarged: list[tuple[str, int, int]] = []
     digests: dict[str, str] = {}
+    retry: list[str] = []  # the skips to try again when the cache is read (`_Skip.retry`)
 
     def read_recorded(name: str) -> bytes:
         digests[name] = _digest(content := read(name))
@@ -405,6 +407,8 @@ def _prepare_all(entries: list[Entry], read: Callable[[str], bytes], resolution:
             image, size = _prepare_one(read_recorded, name, resolution, prepare, device)
         except _Skip as exc:
             skipped.append((name, str(exc)))
+            if exc.retry:
+                retry.append(name)
             continue
         images[len(names)] = torch.from_numpy(np.array(image)).permute(2, 0, 1)
         names.append(name)
@@ -413,7 +417,7 @@ def _prepare_all(entries: list[Entry], read: Callable[[str], bytes], resolution:
     if len(names) < len(entries):
         images = images[:len(names)].clone()  # a view would save the whole buffer
     return {"images": images, "names": names, "skipped": skipped, "enlarged": enlarged,
-            "files": [list(entry) for entry in entries], "digests": digests}
+            "files": [list(entry) for entry in entries], "digests": digests, "retry": retry}
 
 
 def _prepare_one(read: Callable[[str], bytes], name: str, resolution: int, prepare: str,
@@ -423,9 +427,10 @@ def _prepare_one(read: Callable[[str], bytes], name: str, resolution: int, prepa
     try:
         content = read(name)
     except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:  # a zip member damaged or packed
-        raise _Skip(f"cannot read: {exc}") from None  # by a method zipfile lacks (deflate64); a folder's file as before
+        # by a method zipfile lacks (deflate64); a folder's file as before
+        raise _Skip(f"cannot read: {exc}", retry=True) from None
     except FileNotFoundError:  # a link to a file that is not there (or one deleted since the folder was listed)
-        raise _Skip("the file is not there (a link to nothing?)") from None
+        raise _Skip("the file is not there (a link to nothing?)", retry=True) from None
     except OSError as exc:  # a link in a loop; no permission or an I/O error stops the run, as before (a skip is
         if exc.errno != errno.ELOOP:  # cached, and the file would stay skipped once readable)
             if exc.filename is None:  # failed reading, not opening: "[Errno 5] Input/output error" named no file
@@ -433,11 +438,11 @@ def _prepare_one(read: Callable[[str], bytes], name: str, resolution: int, prepa
                                          "Drive, a file it has not fetched yet: open the folder once, or copy it to "
                                          "the runtime's disk)") from exc
             raise
-        raise _Skip(f"cannot read: {exc.strerror}") from None
+        raise _Skip(f"cannot read: {exc.strerror}", retry=True) from None
     try:
         image = _decoded(content)
     except UnidentifiedImageError:  # what it is instead: a web page saved as .jpg, a video, a HEIC without its reader
-        raise _Skip(unread_format(content[:1024])) from None
+        raise _Skip(unread_format(content[:1024]), retry=True) from None
     except Image.DecompressionBombError as exc:  # Pillow's words: "could be decompression bomb DOS attack"
         raise _Skip(f"{too_many_pixels(exc)}: downscale it (training uses {resolution} x {resolution} px)") from None
     except _DECODE_ERRORS as exc:
@@ -453,7 +458,7 @@ def _prepare_one(read: Callable[[str], bytes], name: str, resolution: int, prepa
             return align_face(image, output_size=resolution, device=None if device is None else str(device)).image, \
                 image.size
         except NoFaceError:
-            raise _Skip(_CONTENT_SKIPS[0]) from None
+            raise _Skip("no face found") from None
     if image.width != image.height:
         raise _Skip(f"not square ({image.width}x{image.height}); use prepare='crop' or 'align'")
     return (image if image.size == size else image.resize(size, Image.Resampling.LANCZOS)), image.size

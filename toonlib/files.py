@@ -361,6 +361,13 @@ def looks_like_pickle(head: bytes) -> bool:
     return head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
 
 
+def looks_like_checkpoint(head: bytes) -> bool:
+    """True when a file's first bytes start a model checkpoint: safetensors, a pickle, or torch.save's zip (whose first
+    member is `<name>/data.pkl`)."""
+    return (safetensors_header_length(head) is not None or looks_like_pickle(head)
+            or (head.startswith(b"PK\x03\x04") and b"data.pkl" in head[:200]))
+
+
 def looks_like_html(head: bytes) -> bool:
     """True when a file's first bytes are a web page (what failed downloads often save instead)."""
     start = head.removeprefix(b"\xef\xbb\xbf").lstrip().lower()  # a UTF-8 byte-order mark before the page too

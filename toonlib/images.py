@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageCms, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
-from .files import atomic_write_path, is_url, looks_like_html, looks_like_pickle, safetensors_header_length, user_path
+from .files import atomic_write_path, is_url, looks_like_checkpoint, looks_like_html, user_path
 from .messages import ToonlibWarning, check_count, counted, warn
 
 #: What `read_image` accepts: a path, encoded bytes, a PIL image or a numpy array (RGB order).
@@ -440,8 +440,7 @@ def unread_format(head: bytes) -> str:
         return "it is a web page (HTML), not an image: save the image itself (right-click it, Save image as)"
     if head.startswith(b"\xff\xd8"):  # a JPEG's start of image, then no JPEG Pillow recognises
         return "the JPEG file is damaged: download or copy it again, or export it anew"
-    if (safetensors_header_length(head) is not None or looks_like_pickle(head)
-            or (head.startswith(b"PK\x03\x04") and b"data.pkl" in head[:200])):
+    if looks_like_checkpoint(head):
         return f"it is a model checkpoint (safetensors, pickle or torch file), not a photo: {GIVE_AS_A_MODEL}"
     if head.startswith(b"PK\x03\x04") and head[30:30 + int.from_bytes(head[26:28], "little")] == b"w.npy":
         return ("it is a latent file (an .npz of w, as toonify and NVIDIA's projector save them), not a photo: "

@@ -563,7 +563,7 @@ _CALL_OPTIONS = frozenset(name for name, p in inspect.signature(Toonifier.__call
 #: The keywords `toonify` passes to the `Toonifier` it builds, not to its call.
 _TOONIFIER_OPTIONS = frozenset({"level", "blend_width", "toon_network", "device", "detector", "encoder"})
 #: The Toonifier's settings of its models, which a toonifier call refuses saying where they go (blend and device aside).
-_TOONIFIER_SETTINGS = frozenset({"base", "toon", "invert", "toon_network", "detector", "encoder"})
+_TOONIFIER_SETTINGS = (_TOONIFIER_OPTIONS - set(_BLEND_OPTIONS) - {"device"}) | {"base", "toon", "invert"}
 
 
 def toonify(photo: ImageInput, base: GeneratorLike | None = None, toon: GeneratorLike = DEFAULT_TOON,

@@ -38,7 +38,7 @@ from ..augment import AdaptiveP, AugmentPipe
 from ..checkpoints import CheckpointError, Networks, load_network, save_network
 from ..data import ImageDataset, TooFewImagesError, infinite_loader
 from ..devices import default_device
-from ..files import atomic_write_path, check_file_target, resolved_source, user_path
+from ..files import atomic_write_path, check_file_target, looks_like_checkpoint, resolved_source, user_path
 from ..images import labelled_grid, save_image, to_pil
 from ..losses import discriminator_loss, generator_loss, path_length_penalty, path_lengths, r1_penalty, update_pl_mean
 from ..messages import check_callback, check_flag, counted, progress_bar, warn, write_line
@@ -851,21 +851,16 @@ def _check_run_dir_outside_data(cfg: TrainConfig) -> None:
 
 
 def _is_checkpoint(path: Path) -> bool:
-    """Whether the file `path` is a model checkpoint: by its suffix, or a zip of no images holding a torch.save's
-    `data.pkl` and `version`."""
-    from ..checkpoints import CHECKPOINT_SUFFIXES
-    from ..images import IMAGE_SUFFIXES
+    """Whether the file `path` starts as a model checkpoint does (`files.looks_like_checkpoint`) and, a zip, holds no
+    images (a zip of faces whose first member is a data.pkl is a data set)."""
+    from ..data import image_files
 
-    if path.suffix.lower() in CHECKPOINT_SUFFIXES:
-        return True
     try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-    except (OSError, zipfile.BadZipFile):
+        with path.open("rb") as file:
+            head = file.read(1024)
+        return looks_like_checkpoint(head) and not (zipfile.is_zipfile(path) and image_files(path))
+    except (OSError, ValueError):  # unreadable here: said where the data is read
         return False
-    tops = {name.split("/")[0] for name in names}
-    return not any(Path(name).suffix.lower() in IMAGE_SUFFIXES for name in names) and any(
-        {f"{top}/data.pkl", f"{top}/version"} <= set(names) for top in tops)
 
 
 def _empty_networks(state: dict) -> tuple[Generator, Discriminator, Generator]:
