@@ -51,6 +51,8 @@ class _Skip(Exception):
     """An image that cannot be used; the message is the reason reported to the user. `retry`: its cause may lie outside
     the file (a reader not installed, a .zip damaged in a download, a link): the cache's skip is tried again."""
 
+    retry: bool
+
     def __init__(self, reason: str, retry: bool = False) -> None:
         super().__init__(reason)
         self.retry = retry
