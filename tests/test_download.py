@@ -594,8 +594,9 @@ def test_a_mirror_that_fails_at_once_leaves_the_partial_download_of_the_one_befo
     assert cached_files(tmp_path) == ["tiny.pkl"]
 
 
-def test_a_drive_partial_download_stays_until_another_source_sends_the_file(drive, server, tmp_path):
+def test_a_drive_partial_download_stays_until_another_source_sends_the_file(drive, server, tmp_path, monkeypatch):
     """A Drive file's partial download is kept by a mirror that fails at once, and goes when one sends the file."""
+    monkeypatch.setattr(download, "RETRY_DELAYS", ())  # no retry: gdown's would resume the broken-off download
     drive.files["/uc?id=big"] = Reply(PAYLOAD, headers=FILE, ranges=True)
     drive.cut, drive.cut_responses = DRIVE_CUT, 1
     name = register("gdrive:big", f"{server.base}/missing.pkl")
@@ -714,6 +715,7 @@ def test_a_failed_drive_download_clears_its_bar(drive, bars, monkeypatch):
     assert bars == []
     drive.files["/uc?id=big"] = Reply(PAYLOAD, headers=FILE, ranges=True)
     drive.cut, drive.cut_responses = DRIVE_CUT, 1  # the file starts coming, then the connection drops
+    monkeypatch.setattr(download, "RETRY_DELAYS", ())  # and is not tried again
     with pytest.raises(download.DownloadError, match="the download broke off"):
         download.fetch(register("gdrive:big"))
     [bar] = bars
@@ -723,6 +725,7 @@ def test_a_failed_drive_download_clears_its_bar(drive, bars, monkeypatch):
 def test_a_stalled_drive_download_times_out(drive, tmp_path, monkeypatch):
     """gdown got no timeout: a Drive download that stalled waited forever."""
     monkeypatch.setattr(download, "TIMEOUT", (15.0, 0.5))
+    monkeypatch.setattr(download, "RETRY_DELAYS", ())  # the stall's error, not gdown's resumed try
     drive.files["/uc?id=big"] = Reply(PAYLOAD, headers=FILE, ranges=True)
     drive.hold, drive.cut = threading.Event(), DRIVE_CUT  # sends part of the file, then nothing
     # it said "the download broke off (HTTPSConnectionPool(...): Read timed out.)"
@@ -908,6 +911,7 @@ def test_an_interrupted_drive_download_is_resumed_by_the_next_fetch(drive, tmp_p
             download.fetch(name)
         monkeypatch.setattr(download, "_advance", advance)
     else:
+        monkeypatch.setattr(download, "RETRY_DELAYS", ())  # no retry: gdown's would resume at once (test below)
         drive.cut_responses = 1
         with pytest.raises(download.DownloadError, match=r"file/d/big/view: the download broke off \(") as info:
             download.fetch(name)
@@ -925,9 +929,40 @@ def test_an_interrupted_drive_download_is_resumed_by_the_next_fetch(drive, tmp_p
     assert cached_files(tmp_path) == ["tiny.pkl"]  # the partial download went with the download done
 
 
-def test_a_drive_partial_download_of_another_source_or_version_is_not_resumed(drive, tmp_path):
+def test_a_drive_download_goes_on_after_a_dropped_connection_in_the_same_call(drive, tmp_path, bars):
+    """Most registry models are on Drive (the default toon model, every encoder): one dropped connection ended the
+    command ("run the same command again"), where a direct URL's download resumes at once (thirty-third session's
+    audit). gdown's `retries` resumes it; the bar ends complete."""
+    drive.files["/uc?id=big"] = Reply(PAYLOAD, headers=FILE, ranges=True)
+    drive.cut, drive.cut_responses = DRIVE_CUT, 1
+    path = download.fetch(register("gdrive:big"))
+    assert path.read_bytes() == PAYLOAD and cached_files(tmp_path) == ["tiny.pkl"]
+    (_, asked), (_, resumed) = drive.log[-2:]
+    assert "Range" not in asked and resumed.get("Range", "").startswith("bytes=")
+    [bar] = bars
+    assert bar.n == bar.total == len(PAYLOAD)
+
+
+def test_a_drive_page_without_the_files_link_is_asked_for_again(drive, tmp_path, capsys):
+    """A busy Drive's 503 reached the user as gdown's "You may need to change the permission to 'Anyone with the
+    link'", at once: the file is no user's to share, and the next request got it. Such a page is asked for again,
+    each retry said; a file that stays private keeps gdown's whole reason (above)."""
+    drive.files["/uc?id=big"] = Reply(PAYLOAD, headers=FILE)
+    drive.files["/uc?id=secret"] = Reply(SIGN_IN_PAGE, headers=HTML)
+    drive.fail_first = 1
+    assert download.fetch(register("gdrive:big")).read_bytes() == PAYLOAD
+    assert re.findall(r"toonlib: downloading tiny.pkl: .*", capsys.readouterr().err) == [
+        "toonlib: downloading tiny.pkl: Google Drive sent no link to the file; trying again (2 of 3)"]
+    with pytest.raises(download.DownloadError, match="change the permission to 'Anyone with the link'"):
+        download.fetch(register("gdrive:secret", filename="secret.pkl"))
+    assert re.findall(r"trying again \((\d) of 3\)", capsys.readouterr().err) == ["2", "3"]
+    assert drive.paths().count("/uc?id=secret") == 3 and cached_files(tmp_path) == ["tiny.pkl"]
+
+
+def test_a_drive_partial_download_of_another_source_or_version_is_not_resumed(drive, tmp_path, monkeypatch):
     """A partial download is resumed only by its own source, and only while the file is the same: the registry's
     source changed, or the file on Drive changed (another length; one the server no longer resumes)."""
+    monkeypatch.setattr(download, "RETRY_DELAYS", ())  # no retry: gdown's would resume the broken-off download
     other = torch_bytes({"conv.weight": torch.ones(300_000)})  # another file of another length
     drive.files["/uc?id=big"] = drive.files["/uc?id=new"] = Reply(PAYLOAD, headers=FILE, ranges=True)
     drive.cut = DRIVE_CUT

@@ -79,6 +79,7 @@ _CANNOT_WRITE = (errno.EACCES, errno.EPERM, errno.EROFS)
 _TAIL = 1 << 17  # bytes read from a cached file's end to see that it is whole (a zip's end record is in the last 64 KB)
 _PARTIAL, _MARKER = ".part", ".source"  # a download's partial file, X.part, and its record, X.part.source
 _RANGE_REFUSED = "did not honor the requested byte range"  # gdown's error when a resume gets the whole file
+_NO_LINK = "cannot retrieve the public link"  # gdown's error when Drive's page has no link: private, gone, or busy
 _OLD_GDOWN_FOLDER = re.compile(r"\.gdown-[a-z0-9_]{8}")  # tempfile's names: older toonlib's folders for gdown
 _LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19."  # torch.save's pre-zip format: not one pickle
 
@@ -899,9 +900,12 @@ def _download_gdrive(file_id: str, part: Path, progress: bool) -> None:
     download this source left in `_gdown_folder(part)`; a partial download of another version of the file (another
     length, or one the server does not resume) is dropped and the file downloaded whole.
 
-    Where the installed gdown takes them, it gets `TIMEOUT` (without one, a stalled download waited forever) and
-    reports its progress to toonlib's bar (its own bar, redrawn ten times a second, flooded logs). Resuming takes a
-    gdown with `resume` and `progress`, whose first report says that the file started coming (`_take_over`).
+    Where the installed gdown takes them, it gets `TIMEOUT` (without one, a stalled download waited forever),
+    `retries` (it resumes a transfer broken off, as `_download_http` does: one dropped connection ended the command)
+    and reports its progress to toonlib's bar (its own bar, redrawn ten times a second, flooded logs). Resuming takes a
+    gdown with `resume` and `progress`, whose first report says that the file started coming (`_take_over`). A Drive
+    page without the file's link (a private or removed file, but also a busy Drive's 503: gdown tells them apart by
+    nothing) is asked for again after `RETRY_DELAYS`, each retry said, before gdown's reason is given.
 
     A new version of the same length under the same id is resumed onto the old bytes: gdown sends If-Range with the
     validator of the new run's own first reply, and shows the caller no reply's headers (its progress reports are
@@ -915,18 +919,30 @@ def _download_gdrive(file_id: str, part: Path, progress: bool) -> None:
     options: dict = {"timeout": TIMEOUT} if "timeout" in accepts else {}
     if reports and "resume" in accepts:
         options["resume"] = True
+    if "retries" in accepts:
+        options["retries"] = len(RETRY_DELAYS)
     folder = _gdown_folder(part)
     if not (options.get("resume") and _read_marker(part).get("source") == f"gdrive:{file_id}"):
         shutil.rmtree(folder, ignore_errors=True)  # another source's bytes, or ones this gdown cannot resume
     elif part.is_file():  # downloaded whole by a run stopped before its checks
         return
+    failed = 0  # tries in a row that got Drive's page without the file's link
     try:
-        while True:  # twice at most: a try with no bytes to resume raises no _Restart
+        while True:  # a _Restart once at most: a try with no bytes to resume raises none
             try:
                 _gdown_into(gdown, file_id, part, options, progress, reports)
                 break
             except _Restart:
                 shutil.rmtree(folder)
+            except _SourceFailed as exc:
+                if _NO_LINK not in str(exc).lower() or failed == len(RETRY_DELAYS):
+                    raise
+                delay = RETRY_DELAYS[failed]
+                failed += 1
+                wait_said = f" in {_duration(delay)}" if delay >= 1 else ""
+                _say_retry(part, progress, f"Google Drive sent no link to the file; trying again{wait_said} "
+                                           f"({failed + 1} of {len(RETRY_DELAYS) + 1})")
+                time.sleep(delay)
     except BaseException:
         if not (options.get("resume") and _bytes_in(folder)):  # nothing a later run can resume
             shutil.rmtree(folder, ignore_errors=True)
