@@ -23,8 +23,9 @@ import torch
 from http_server import CUT, OFFLINE_URL, Reply, serve, serve_drive
 
 from toonlib import download, models
-from toonlib.checkpoints import load_network
+from toonlib.checkpoints import CheckpointError, load_network
 from toonlib.cli import main
+from toonlib.encoders import EncoderError, load_encoder
 from toonlib.models import ModelInfo
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -1075,14 +1076,15 @@ def test_a_damaged_file_in_the_cache_is_named_when_no_download_replaces_it(tmp_p
 
 def test_a_file_that_fails_its_check_is_named_by_what_was_fetched(server):
     """The reader's words named the partial download, deleted by then: "not a readable checkpoint: /.../short.pkl.part
-    is not a readable network pickle"."""
+    is not a readable network pickle"; and they said "delete it and download it again" of it (thirty-third session's
+    audit)."""
     url = f"{server.base}/short.pkl"
     server.files["/short.pkl"] = PAYLOAD[: len(PAYLOAD) // 2]
     with pytest.raises(download.DownloadError) as info:
         download.fetch(register(url), progress=False)
     assert f"{url}: not a readable checkpoint: 'tiny' is not a readable network pickle (UnpicklingError" in str(
         info.value)
-    assert ".part" not in str(info.value)
+    assert ".part" not in str(info.value) and "delete it" not in str(info.value)
 
 
 def test_whole_files_of_each_format_look_whole_and_cut_ones_do_not(tmp_path):
@@ -1466,6 +1468,50 @@ def test_encoder_checkpoint_is_accepted(server, tmp_path):
                                            "opts": {"encoder_type": "Encoder4Editing"}, "latent_avg": torch.zeros(1)})
     name = register(f"{server.base}/e4e.pt", kind="encoder", format="e4e", filename="e4e.pt")
     assert download.fetch(name, progress=False) == tmp_path / "cache" / "e4e.pt"
+
+
+def damage(path: Path) -> None:
+    """Damage a cached file where its reader sees it and the cache's own check, of the file's ends, does not."""
+    data = bytearray(path.read_bytes())
+    data[100:140] = bytes(40)
+    path.write_bytes(bytes(data))
+
+
+def test_a_cached_download_damaged_since_says_how_to_download_it_anew(server, tmp_path, capsys):
+    """A cached file damaged after its download (a sync tool, a bad copy on Colab's Drive) said "delete it and
+    download it again" of the cache file alone, and `toonlib fetch NAME`, the way to download it again, found it there
+    and did nothing (thirty-third session's audit). The message names the model and `toonlib remove`, which works."""
+    name = register(f"{server.base}/ada_tiny.pkl")
+    damage(download.fetch(name, progress=False))
+    with pytest.raises(CheckpointError) as info:
+        load_network(name)
+    assert str(info.value) == (f"{tmp_path / 'cache' / 'tiny.pkl'} is not a readable network pickle (UnpicklingError: "
+                               "invalid load key, '\\x00'.). It is the cached download of 'tiny': `toonlib remove "
+                               "tiny` deletes it, and the next use downloads it again.")
+    assert main(["remove", name]) == 0
+    assert load_network(name).G_ema is not None and len(server.log) == 2
+    url = f"{server.base}/ada_tiny.pkl".replace("//", "//me:secret@")
+    damage(download.fetch(url, progress=False))
+    with pytest.raises(CheckpointError, match=rf"It is the cached download of {server.base}/ada_tiny.pkl: "
+                                              r"`toonlib remove` with that URL deletes it, and the next use") as info:
+        load_network(url)
+    assert "secret" not in str(info.value)
+    assert main(["remove", url]) == 0 and load_network(url).G_ema is not None
+    own = tmp_path / "mine.pkl"  # a file the user gave keeps the reader's advice
+    damage(shutil.copyfile(FIXTURES / "ada_tiny.pkl", own))
+    with pytest.raises(CheckpointError, match="A truncated download or a damaged file: delete it and download it"):
+        load_network(own)
+
+
+def test_a_cached_encoder_damaged_since_says_how_to_download_it_anew(server, tmp_path):
+    server.files["/e4e.pt"] = torch_bytes({"state_dict": {"encoder.body.0.weight": torch.ones(1),
+                                                          "decoder.style.1.weight": torch.ones(1)},
+                                           "opts": {"encoder_type": "Encoder4Editing"}, "latent_avg": torch.zeros(1)})
+    name = register(f"{server.base}/e4e.pt", kind="encoder", format="e4e", filename="e4e.pt")
+    damage(download.fetch(name, progress=False))
+    with pytest.raises(EncoderError, match=r"cannot be read as a torch checkpoint \(.*\)\. It is the cached download "
+                                           r"of 'tiny': `toonlib remove tiny` deletes it, and the next use downloads"):
+        load_encoder(name, device="cpu")
 
 
 def test_sha256_prefix_of_a_torch_hub_file_name(server):

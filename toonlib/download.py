@@ -1043,11 +1043,12 @@ def _unreadable(part: Path, plan: _Plan) -> str | None:
     kind = plan.kind
     if kind == "stylegan2":
         from .checkpoints import CheckpointError, read_checkpoint
+        from .checkpoints.common import without_damage_advice
 
         try:
             nets = read_checkpoint(part)
-        except CheckpointError as exc:
-            return f"not a readable checkpoint: {exc}"
+        except CheckpointError as exc:  # the reader's "delete it and download it again": it is deleted (_check)
+            return f"not a readable checkpoint: {without_damage_advice(str(exc))}"
         return _mismatch(plan, nets.config.img_resolution, nets.meta.get("format"))
     import pickle
 

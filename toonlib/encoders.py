@@ -46,11 +46,12 @@ from .checkpoints import (
 )
 from .checkpoints import _folder_problem as folder_problem  # what a folder given as a checkpoint is told
 from .checkpoints import _image_format as image_format  # 'JPEG', ... for an image Pillow reads
+from .checkpoints import _public_name as public_name  # a URL as messages show it
 from .checkpoints import _resolve as resolve_source  # path, URL or registry name -> local file
-from .checkpoints.common import damaged_file
+from .checkpoints.common import damaged_download, damaged_file
 from .checkpoints.safe_pickle import refusal
 from .devices import default_device
-from .files import looks_like_pickle, safetensors_header_length
+from .files import looks_like_pickle, safetensors_header_length, user_path
 from .images import ImageInput, check_image_tensor, describe_source, read_image, warn_if_not_a_crop
 from .options import INVERT_MODES
 
@@ -303,8 +304,9 @@ def load_encoder(source: str | os.PathLike, device: torch.device | str | None = 
         if unsafe:  # not damaged: it asks for code (torch's own advice, turning weights_only off, is not passed on)
             raise EncoderError(refusal(str(path), "torch file", unsafe)) from None
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise EncoderError(f"{path} cannot be read as a torch checkpoint ({message.split('. ')[0]}). "
-                           f"{damaged_file()}") from None
+        message = f"{path} cannot be read as a torch checkpoint ({message.split('. ')[0]}). {damaged_file()}"
+        cached = path != user_path(source)  # damaged since it was downloaded
+        raise EncoderError(damaged_download(message, public_name(source)) if cached else message) from None
     encoder = encoder_from_checkpoint(checkpoint, str(path))
     return encoder.to(device)
 

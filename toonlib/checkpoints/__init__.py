@@ -35,7 +35,15 @@ from ..files import is_url, looks_like_html, looks_like_pickle, safetensors_head
 from ..messages import warn
 from ..networks import Generator
 from . import native, native_torch, nvidia, psp, rosinality, tensorflow
-from .common import CheckpointError, GeneratorLike, MissingNetworkError, Networks, _short, damaged_file
+from .common import (
+    CheckpointError,
+    GeneratorLike,
+    MissingNetworkError,
+    Networks,
+    _short,
+    damaged_download,
+    damaged_file,
+)
 from .safe_pickle import UnsafePickleError, refusal, safe_load
 
 __all__ = ["NATIVE_SUFFIX", "CheckpointError", "GeneratorLike", "MissingNetworkError", "Networks", "UnsafePickleError",
@@ -72,12 +80,17 @@ def load_network(source: str | os.PathLike, device: torch.device | str | None = 
                          f"(load_generator({str(source)!r}) reads that generator)")
     device = None if device is None else default_device(device)  # a device this machine lacks fails first
     path = _resolve(source, progress=progress)
-    nets = read_checkpoint(path)
+    name = _public_name(source)
+    try:
+        nets = read_checkpoint(path)
+    except CheckpointError as exc:
+        if path == user_path(source):
+            raise
+        raise CheckpointError(damaged_download(str(exc), name)) from None  # damaged since it was downloaded
     if device is not None:
         for net in (nets.G_ema, nets.G, nets.D):
             if net is not None:
                 net.to(device)
-    name = _public_name(source)
     if path != user_path(source):  # a URL or a registry name: recorded as given (`toonlib convert`'s origin), not
         nets.meta["source"] = name  # as the cache file it was read from, a path of this machine's
     record = nets.meta.get("blend") if isinstance(nets.meta.get("blend"), dict) else None  # a saved blend's

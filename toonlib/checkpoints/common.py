@@ -7,6 +7,7 @@ from typing import Union
 
 import torch
 
+from ..files import is_url
 from ..networks import Discriminator, Generator, GeneratorConfig, uninitialized
 
 
@@ -23,10 +24,27 @@ class MissingNetworkError(CheckpointError):
         self.which, self.source = which, source
 
 
+_DAMAGED = "A truncated download or a damaged file"
+
+
 def damaged_file(again: str = "download it again") -> str:
     """What a reader's error says of a file it cannot parse (a pickle, torch or safetensors file cut short or damaged):
     one sentence for every format; `again` is how to get the file again."""
-    return f"A truncated download or a damaged file: delete it and {again}."
+    return f"{_DAMAGED}: delete it and {again}."
+
+
+def without_damage_advice(message: str) -> str:
+    """A reader's error `message` without its `damaged_file` sentence, for where other advice replaces it."""
+    return message.split(f" {_DAMAGED}: ")[0]
+
+
+def damaged_download(message: str, name: str) -> str:
+    """A reader's error `message` of the download cache's copy of `name` (a registry name, or a URL as shown): the
+    advice says so and how to download it anew. It said "delete it and download it again" of the cache file alone,
+    and `toonlib fetch NAME` found the file there and did nothing (thirty-third session's audit)."""
+    how, what = ("`toonlib remove` with that URL", name) if is_url(name) else (f"`toonlib remove {name}`", repr(name))
+    return (f"{without_damage_advice(message)} It is the cached download of {what}: {how} deletes it, and the next "
+            "use downloads it again.")
 
 
 @dataclass(repr=False)
