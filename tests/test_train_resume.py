@@ -125,6 +125,15 @@ def test_a_run_folder_whose_training_states_are_gone_is_not_restarted_over_its_s
         f"replace its snapshots. To fine-tune on from its newest network, start a new run from it in another folder: "
         f"--resume {snapshot} and a new --run-dir; to start over in {run}, empty it first\n")
     assert {p.name: p.stat().st_mtime_ns for p in run.iterdir() if p.name != ".locks"} == before  # none replaced
+    # latest.json cut short by a partial sync, or left out of a copy of the snapshots: they were all replaced, silently
+    (run / "latest.json").write_text('{"kimg": 0.0')
+    assert cli(base, str(base["base"]), run, "--kimg", "0.024") == 2
+    assert f"{run} holds a fine-tuning run's snapshots up to 0.016 kimg but no training" in capsys.readouterr().err
+    (run / "latest.json").unlink()
+    assert cli(base, str(base["base"]), run, "--kimg", "0.024") == 2
+    assert f"--resume {snapshot} and a new --run-dir" in capsys.readouterr().err
+    del before["latest.json"]
+    assert {p.name: p.stat().st_mtime_ns for p in run.iterdir() if p.name != ".locks"} == before
     assert cli(base, str(snapshot), base["root"] / "from-its-snapshot", "--kimg", "0.008") == 0  # as it says
 
 

@@ -68,11 +68,12 @@ from .snapshots import (
     has_states,
     hold_run_dir,
     latest_record,
+    latest_snapshot,
     newest_state,
     newest_state_nimg,
-    read_latest,
     save_state,
     snapshot_name,
+    snapshot_nimg,
     sync_latest,
     write_latest,
 )
@@ -195,22 +196,21 @@ class Trainer:
     # ---- setup
 
     def _check_snapshots_kept(self, state: dict | None) -> None:
-        """Refuse a run folder whose snapshots (latest.json) have no training state left to continue them: a new run
-        there replaced them without a word (the states deleted to save space, or the snapshots copied alone). Warn when
-        the newest state is older than the newest snapshot: the snapshots after it are replaced as the run goes on."""
-        try:
-            latest = read_latest(self.run_dir)
-        except (OSError, ValueError):  # damaged: `sync_latest` rewrites it
-            latest = None
-        if latest is None or not isinstance(latest.get("kimg"), (int, float)):
+        """Refuse a run folder whose snapshots have no training state left to continue them: a new run there replaced
+        them without a word (the states deleted to save space, or the snapshots copied alone). Warn when the newest
+        state is older than the newest snapshot: the snapshots after it are replaced as the run goes on. The newest
+        snapshot is `latest_snapshot`'s: with latest.json missing or cut short (a copy of the snapshots alone, a
+        partial Drive sync) a new run replaced them all, silently (thirty-third session's audit)."""
+        newest = latest_snapshot(self.run_dir)
+        if newest is None:
             return
-        kimg, resumed = latest["kimg"], (state["cur_nimg"] / 1000 if state is not None else None)
+        kimg, resumed = snapshot_nimg(newest) / 1000, (state["cur_nimg"] / 1000 if state is not None else None)
         if resumed is None:
             raise ValueError(
                 f"{self.cfg.run_dir} holds a fine-tuning run's snapshots up to {kimg:.3f} kimg but no training state "
                 "to continue it from (its training-state-*.pt files are gone or cannot be read), and a new run there "
                 "would replace its snapshots. To fine-tune on from its newest network, start a new run from it in "
-                f"another folder: --resume {Path(self.cfg.run_dir) / latest['network']} (resume=) and a new --run-dir "
+                f"another folder: --resume {Path(self.cfg.run_dir) / newest.name} (resume=) and a new --run-dir "
                 f"(run_dir=); to start over in {self.cfg.run_dir}, empty it first")
         if resumed < kimg - 1e-9 and self.is_main:
             warn(f"{self.cfg.run_dir}: resuming at {resumed:.3f} kimg, its newest training state that can be read; "

@@ -38,7 +38,7 @@ from ..messages import warn
 __all__ = ["DATASET_CACHE", "KEEP_STATES", "LATEST_FILE", "STATE_VERSION", "SnapshotWrites", "disk_full_message",
            "disk_full_said", "fakes_name", "has_run", "has_states", "hold_run_dir", "latest_record", "latest_snapshot",
            "newest_state", "newest_state_nimg", "read_latest", "run_folder_of", "save_state", "snapshot_name",
-           "snapshot_paths", "state_name", "sync_latest", "write_latest"]
+           "snapshot_nimg", "snapshot_paths", "state_name", "sync_latest", "write_latest"]
 
 STATE_VERSION = 2
 KEEP_STATES = 2
@@ -55,6 +55,11 @@ _WRITTEN_FOLDERS = (".", DATASET_CACHE)  # where a run writes through atomic_wri
 def snapshot_name(nimg: int) -> str:
     """File name of the network snapshot after `nimg` real images."""
     return f"network-snapshot-{nimg:09d}{NATIVE_SUFFIX}"
+
+
+def snapshot_nimg(path: Path) -> int:
+    """The number of real images after which the network snapshot `path` (`snapshot_name`) was taken."""
+    return int(path.name.removeprefix(snapshot_name(0).split("0" * 9)[0])[:9])
 
 
 def fakes_name(nimg: int) -> str:
