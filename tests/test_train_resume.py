@@ -125,14 +125,10 @@ def test_a_run_folder_whose_training_states_are_gone_is_not_restarted_over_its_s
         f"replace its snapshots. To fine-tune on from its newest network, start a new run from it in another folder: "
         f"--resume {snapshot} and a new --run-dir; to start over in {run}, empty it first\n")
     assert {p.name: p.stat().st_mtime_ns for p in run.iterdir() if p.name != ".locks"} == before  # none replaced
-    # latest.json cut short by a partial sync, or left out of a copy of the snapshots: they were all replaced, silently
-    (run / "latest.json").write_text('{"kimg": 0.0')
-    assert cli(base, str(base["base"]), run, "--kimg", "0.024") == 2
-    assert f"{run} holds a fine-tuning run's snapshots up to 0.016 kimg but no training" in capsys.readouterr().err
-    (run / "latest.json").unlink()
+    (run / "latest.json").write_text('{"kimg": 0.0')  # cut short by a partial sync: all were replaced, silently
+    before["latest.json"] = (run / "latest.json").stat().st_mtime_ns
     assert cli(base, str(base["base"]), run, "--kimg", "0.024") == 2
     assert f"--resume {snapshot} and a new --run-dir" in capsys.readouterr().err
-    del before["latest.json"]
     assert {p.name: p.stat().st_mtime_ns for p in run.iterdir() if p.name != ".locks"} == before
     assert cli(base, str(snapshot), base["root"] / "from-its-snapshot", "--kimg", "0.008") == 0  # as it says
 
@@ -337,6 +333,28 @@ def test_a_base_recorded_as_a_relative_path_resumes_from_another_folder(base, tm
     shutil.copy(base["base"], "other.pt")
     assert cli(base, "other.pt", run, "--kimg", "0.012") == 2
     assert "(--resume: " in capsys.readouterr().err
+
+
+def test_the_same_command_resumes_with_its_relative_base_gone_and_names_missing_data(base, tmp_path, monkeypatch,  # noqa: F811
+                                                                                     capsys):
+    """The base file given relative deleted to save space (resuming never reads it), the same command was refused as
+    a changed setting, "(--resume: '/abs/mybase.safetensors' -> 'mybase.safetensors') ... restore those settings"; its
+    data folder not there (a new machine, Drive not mounted yet), also, hiding "no such folder" (thirty-third
+    session's audit)."""
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(base["base"], "mybase.safetensors")
+    shutil.copytree(base["data"], "faces")
+    assert cli(base, "mybase.safetensors", Path("runs/toon"), "--kimg", "0.004", data="faces") == 0
+    Path("mybase.safetensors").unlink()
+    assert cli(base, "mybase.safetensors", Path("runs/toon"), "--kimg", "0.008", data="faces") == 0
+    assert newest_state("runs/toon")[1]["cur_nimg"] == 8 and capsys.readouterr().err == ""
+    Path("faces").rename("faces-elsewhere")
+    assert cli(base, "mybase.safetensors", Path("runs/toon"), "--kimg", "0.012", data="faces") == 2
+    assert capsys.readouterr().err == "toonlib finetune: error: no such folder or .zip file: 'faces'\n"
+    Path("other.safetensors").touch()  # another base, there or not, is still another setting
+    for other in ("other.safetensors", "gone.safetensors"):
+        assert cli(base, other, Path("runs/toon"), "--kimg", "0.012", data="faces-elsewhere") == 2
+        assert f"(--resume: '{tmp_path.resolve() / 'mybase.safetensors'}' -> " in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------------------------
@@ -760,6 +778,26 @@ def test_a_kimg_already_reached_is_said_and_changes_nothing(base):  # noqa: F811
     assert len(said) == 1 and "has trained 0.008 kimg" in said[0], said
     assert said[0].endswith("give a larger --kimg (kimg=)")  # the command line's words: "--kimg" alone (below)
     assert toonlib.commands.for_command_line(said[0]).endswith("give a larger --kimg")  # was "(kimg= in Python)"
+
+
+def test_a_finished_run_reads_no_image(base, tmp_path, capsys):  # noqa: F811
+    """The same command again on a finished run (to see its commands; 01's Run All) prepared every image again
+    (minutes with `align`), replaced the run's dataset cache and said "the run goes on with the images there now"
+    where images had been added since; with the data folder gone, it failed (thirty-third session's audit)."""
+    data = shutil.copytree(base["data"], tmp_path / "faces")
+    run = tmp_path / "done"
+    assert cli(base, str(base["base"]), run, "--kimg", "0.004", data=str(data)) == 0
+    capsys.readouterr()
+    cache = {p.name: p.stat().st_mtime_ns for p in (run / "dataset-cache").iterdir()}
+    shutil.copy(next(data.iterdir()), data / "added.png")
+    for moved in (False, True):
+        if moved:
+            data.rename(tmp_path / "elsewhere")
+        assert cli(base, str(base["base"]), run, "--kimg", "0.004", data=str(data)) == 0
+        out, err = capsys.readouterr()
+        assert err == (f"toonlib finetune: warning: {run} has trained 0.004 kimg, so the run to 0.004 kimg is done: "
+                       "nothing to train. To train on, give a larger --kimg\n") and "toonlib blend --toon" in out
+        assert {p.name: p.stat().st_mtime_ns for p in (run / "dataset-cache").iterdir()} == cache
 
 
 def test_the_same_command_again_after_the_run_is_done(base):  # noqa: F811

@@ -54,6 +54,7 @@ from .resume import (
     data_changes,
     data_moved,
     no_state_message,
+    recorded_base,
     same_folder,
     say_changed_data,
     say_changed_settings,
@@ -138,9 +139,11 @@ class Trainer:
             self.cfg = cfg = dataclasses.replace(cfg, resume=resolved_source(state["config"]["resume"]))  # its own base
         self._check_snapshots_kept(state)
         self.base_state: dict | None = None  # where the networks came from when `resume` is another run's folder
+        done = state is not None and state["cur_nimg"] >= _images(cfg.kimg)  # a finished run trains nothing more
         if state is not None:
             check_resumable(state, cfg)
-            if self.is_main and state["cur_nimg"] < _images(cfg.kimg):  # a finished run trains nothing from here on
+            self.cfg = cfg = dataclasses.replace(cfg, resume=recorded_base(state, cfg.resume))
+            if self.is_main and not done:
                 say_changed_settings(state, cfg)
             G, D, G_ema = _empty_networks(state)
             self.base_state = state.get("base_state")
@@ -181,16 +184,19 @@ class Trainer:
         self.stats: dict[str, list[float]] = {}
         self.latest: dict[str, float] = {}
         self.metrics, self.metric_weights = self._metric_setup()
-        self.dataset = self._load_dataset(state)
+        # a finished run reads no image: the same command prepared them all again (minutes with `align`), rewrote the
+        # run's dataset cache, and said "the run goes on with the images there now" (thirty-third session's audit)
+        self.dataset: ImageDataset | None = None if done else self._load_dataset(state)
         self.dist.on_main(self._take_new_run_dir)  # a new run folder, where the dataset cache was there already
         if state is None:
             self._seed()
         else:
-            if self.is_main and data_moved(state, cfg.data):  # the same files: their mtimes may differ (a copy)
-                warn(f"{cfg.run_dir}: the run's data moved, from {state['config']['data']} to {cfg.data} (the same "
-                     "image files, by name and size): the run goes on with it there")
-            elif self.is_main:
-                say_changed_data(state, cfg.data, self.dataset.files, self.dataset.digests)
+            if self.is_main and self.dataset is not None:
+                if data_moved(state, cfg.data):  # the same files: their mtimes may differ (a copy)
+                    warn(f"{cfg.run_dir}: the run's data moved, from {state['config']['data']} to {cfg.data} (the "
+                         "same image files, by name and size): the run goes on with it there")
+                else:
+                    say_changed_data(state, cfg.data, self.dataset.files, self.dataset.digests)
             self._load_state(state)
 
     # ---- setup
@@ -198,10 +204,11 @@ class Trainer:
     def _check_snapshots_kept(self, state: dict | None) -> None:
         """Refuse a run folder whose snapshots have no training state left to continue them: a new run there replaced
         them without a word (the states deleted to save space, or the snapshots copied alone). Warn when the newest
-        state is older than the newest snapshot: the snapshots after it are replaced as the run goes on. The newest
-        snapshot is `latest_snapshot`'s: with latest.json missing or cut short (a copy of the snapshots alone, a
-        partial Drive sync) a new run replaced them all, silently (thirty-third session's audit)."""
-        newest = latest_snapshot(self.run_dir)
+        state is older than the newest snapshot: the snapshots after it are replaced as the run goes on. Without
+        latest.json no snapshot was completed (a full disk at the first training state leaves its network, which the
+        run started again rewrites); with latest.json cut short (a partial Drive sync) the newest snapshot is the
+        newest file (`latest_snapshot`): a new run replaced them all, silently (thirty-third session's audit)."""
+        newest = latest_snapshot(self.run_dir) if (self.run_dir / LATEST_FILE).is_file() else None
         if newest is None:
             return
         kimg, resumed = snapshot_nimg(newest) / 1000, (state["cur_nimg"] / 1000 if state is not None else None)

@@ -22,7 +22,7 @@ from ..messages import counted, warn
 from .config import RESUME_FIXED, TrainConfig, option_name, option_text
 from .snapshots import DATASET_CACHE, latest_snapshot
 
-__all__ = ["QUIET_CHANGES", "check_resumable", "data_moved", "no_state_message", "same_folder",
+__all__ = ["QUIET_CHANGES", "check_resumable", "data_moved", "no_state_message", "recorded_base", "same_folder",
            "say_changed_data", "say_changed_settings"]
 
 # Settings a resumed run may change without a notice: where the run is, and how long it trains.
@@ -49,10 +49,18 @@ def _recorded_relative(source: str) -> bool:
     return not is_url(source) and not user_path(source).is_absolute()
 
 
+def _named(source: str) -> str:
+    """The absolute path `source` names, there or not (a URL as it is). A path that names nothing is left as given by
+    `resolved_source`: the same command, its relative --data or --resume gone (a base deleted to save space: resuming
+    never reads it), was refused as a changed setting, "'/abs/faces' -> 'faces'" (thirty-third session's audit)."""
+    return source if is_url(source) else str(user_path(source).resolve())
+
+
 def _same_data(saved: TrainConfig, data: str, run_dir: Path, state: dict) -> bool:
-    """Whether the data the run recorded (`saved.data`) is `data` (resolved): the same path; for a relative record,
-    also image files of the names and sizes the run was trained on, whose dataset cache is there (`cache_name`)."""
-    if resolved_source(saved.data) == data:
+    """Whether the data the run recorded (`saved.data`) is `data` (resolved): the same path, there or not; for a
+    relative record, also image files of the names and sizes the run was trained on, whose dataset cache is there
+    (`cache_name`)."""
+    if resolved_source(saved.data) == data or _named(data) == saved.data:
         return True
     if not _recorded_relative(saved.data):
         return False
@@ -78,12 +86,20 @@ def data_moved(state: dict, data: str) -> bool:
 
 
 def _same_base(saved: str, resume: str) -> bool:
-    """Whether the base the run recorded (`saved`) is `resume` (resolved): the same path, address or name; a relative
-    record also matches a path that ends with it (the file it named from the folder the run was started in)."""
-    if resolved_source(saved) == resume:
+    """Whether the base the run recorded (`saved`) is `resume` (resolved): the same path (there or not), address or
+    name; a relative record also matches a path that ends with it (the file it named from the folder the run was
+    started in)."""
+    if resolved_source(saved) == resume or _named(resume) == saved:
         return True
     parts = Path(os.path.normpath(saved)).parts
     return _recorded_relative(saved) and ".." not in parts and Path(resume).parts[-len(parts):] == parts
+
+
+def recorded_base(state: dict, resume: str) -> str:
+    """The base a resumed run records, given `resume` (resolved): the run's own record where `resume` names that path,
+    there or not (a relative base deleted since was recorded as given, and the next resume refused as another)."""
+    saved = state["config"]["resume"]
+    return saved if _named(resume) == saved else resume
 
 
 def check_resumable(state: dict, cfg: TrainConfig) -> None:
