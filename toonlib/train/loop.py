@@ -105,7 +105,11 @@ class Trainer:
     while another holds it. A folder that holds a run is taken at the Trainer's construction, before anything is
     read; a new one once the run's checks passed (the data set is accepted), before the first file is written, so
     that a run refused at its start writes nothing.
+
+    `dataset`: the training images; None for a run that is done (its kimg reached), which reads none.
     """
+
+    dataset: ImageDataset | None
 
     def __init__(self, config: TrainConfig, *, dist: Distributed | None = None, progress: bool = True,
                  callback: Callable[[dict], None] | None = None):
@@ -186,7 +190,7 @@ class Trainer:
         self.metrics, self.metric_weights = self._metric_setup()
         # a finished run reads no image: the same command prepared them all again (minutes with `align`), rewrote the
         # run's dataset cache, and said "the run goes on with the images there now" (thirty-third session's audit)
-        self.dataset: ImageDataset | None = None if done else self._load_dataset(state)
+        self.dataset = None if done else self._load_dataset(state)
         self.dist.on_main(self._take_new_run_dir)  # a new run folder, where the dataset cache was there already
         if state is None:
             self._seed()
