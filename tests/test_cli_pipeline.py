@@ -164,6 +164,61 @@ def test_a_folder_run_cut_short_says_which_photos_are_done(setup, tmp_path, caps
                                                      "hopper-toon.png"]
 
 
+def test_a_folder_run_whose_output_is_closed_says_so(setup, tmp_path, capsys, monkeypatch):
+    """`toonlib toonify folder | head -1`: the run stopped at the next photo's report line saying "toonified 0 of 2
+    photos ... before the error below; astronaut.png's files may be incomplete": no error came below, and that photo's
+    files were all written (thirty-third session's audit). A photo's report comes after its files."""
+    import errno
+    import io
+    import sys
+
+    class ClosedPipe(io.StringIO):  # the reader of stdout gone away
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+    photos = tmp_path / "two"
+    photos.mkdir()
+    for name in ("astronaut.png", "hopper.jpg"):
+        shutil.copy(setup / "photos" / name, photos / name)
+    out = tmp_path / "toons"
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    code = cli.main(["toonify", str(photos), "-o", str(out), "--base", str(setup / "base.safetensors"), "--toon",
+                     str(setup / "toon.safetensors"), "--steps", "1", "--detector", "dlib"])
+    assert code == 141 and capsys.readouterr().err.splitlines()[-1] == (
+        "toonlib toonify: stopped: its output was closed (the reader of a pipe, such as `| head`, ended); toonified 1 "
+        f"of 2 photos into {out}")
+    assert sorted(p.name for p in out.iterdir()) == ["astronaut-aligned.png", "astronaut-latent.npz",
+                                                     "astronaut-reconstruction.png", "astronaut-toon.png"]
+
+
+def test_photos_named_as_a_script_or_windows_names_them(setup, tmp_path, capsys, monkeypatch):
+    """A quoted `~` (a script's "$PHOTO") was "no photo or folder at ~/..." where -o's was expanded; a pattern the shell
+    did not expand (quoted, cmd or PowerShell, subprocess) was looked up as a file name; a folder's .jfif and .jpe
+    JPEGs (Chrome and Edge on Windows save web JPEGs as .jfif) were left out unsaid (thirty-third session's audit)."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    photos = tmp_path / "my photos"
+    photos.mkdir()
+    shutil.copy(setup / "photos" / "astronaut.png", photos / "astronaut.png")
+    shutil.copy(setup / "photos" / "hopper.jpg", photos / "hopper.jfif")
+    (photos / "notes.txt").write_text("not a photo")
+    models = ["--base", str(setup / "base.safetensors"), "--toon", str(setup / "toon.safetensors"), "--steps", "1",
+              "--detector", "dlib", "--no-identity"]
+    assert cli.main(["toonify", "~/my photos", "-o", "~/toons/", *models]) == 0
+    assert capsys.readouterr().out.startswith(f"toonified 2 of 2 photos into {tmp_path / 'toons'}/")
+    assert sorted(p.name for p in (tmp_path / "toons").iterdir() if p.name.endswith("-toon.png")) == [
+        "astronaut-toon.png", "hopper-toon.png"]
+    assert cli.main(["toonify", "~/my photos/*", "-o", "~/toons/", *models]) == 0  # the two photos, not the notes
+    assert capsys.readouterr().out.startswith("toonified 2 of 2 photos")
+    assert cli.main(["toonify", "~/my photos/h*", "-o", "~/one.png", *models]) == 0  # one photo: -o an image
+    assert (tmp_path / "one.png").is_file() and (tmp_path / "one-aligned.png").is_file()
+    capsys.readouterr()
+    assert cli.main(["toonify", "~/my photos/*.jpg", "-o", "~/toons/", *models]) == 2
+    assert capsys.readouterr().err == (
+        "toonlib toonify: error: no photo matches ~/my photos/*.jpg (a pattern, expanded here as the shell would: "
+        "photos are files whose names end in .jpg, .jpeg, .png, .webp, .heic, .heif, .avif, .bmp, .tif, .tiff, .gif, "
+        ".jfif, .jpe)\n".replace("~", str(tmp_path)))
+
+
 def test_two_photos_never_get_one_name_and_a_photos_folder_is_no_output(setup, tmp_path, capsys):
     """me.jpg and me.JPG in one folder (or me.jpg, me.png and me-jpg.png) were written to the same me-jpg-* files,
     the run saying "toonified 2 of 2"; only two photos of one name given as two arguments were refused. -o as one of

@@ -6,6 +6,7 @@ arguments, runs a command and turns its expected failures into one line and an e
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import sys
@@ -567,9 +568,13 @@ def _photos_to_toonify(names: list[str]) -> list[Path]:
 
 
 def _photos_named(name: str) -> list[Path]:
-    """The photos one command-line argument names: a photo, or the photos of a folder."""
+    """The photos one command-line argument names: a photo, the photos of a folder, or the photos a pattern the shell
+    did not expand matches (quoted, typed in Windows' cmd or PowerShell, or given by a program: it was "no photo or
+    folder at *.jpg", thirty-third session's audit)."""
+    import glob
+
     from .files import is_url
-    from .images import IMAGE_SUFFIXES, read_image
+    from .images import IMAGE_SUFFIXES, is_image_file, read_image
     from .pipeline import photos_in
 
     if is_url(name):  # before Path() folds its '//'
@@ -579,6 +584,12 @@ def _photos_named(name: str) -> list[Path]:
         photos = photos_in(source)
         if not photos:
             raise ValueError(f"no photos in the folder {source} (looked for {', '.join(IMAGE_SUFFIXES)})")
+        return photos
+    if not source.exists() and glob.has_magic(name):
+        photos = [Path(path) for path in sorted(glob.glob(name)) if is_image_file(path)]
+        if not photos:
+            raise FileNotFoundError(f"no photo matches {name} (a pattern, expanded here as the shell would: photos "
+                                    f"are files whose names end in {', '.join(IMAGE_SUFFIXES)})")
         return photos
     if not source.exists():
         raise FileNotFoundError(f"no photo or folder at {source}")
@@ -591,8 +602,12 @@ def cmd_toonify(args: argparse.Namespace) -> int:
     from .pipeline import Toonifier
     from .projection import DEFAULT_INIT_STEPS, default_steps
 
+    # a quoted `~` expanded as the shell would (a script's "$PHOTO": "no photo or folder at ~/me.jpg", where -o's and a
+    # latent's were expanded; thirty-third session's audit)
+    named = [name if is_url(name) else os.path.expanduser(name) for name in args.photos]
+    args.output = os.path.expanduser(args.output)
     # `me.jpg ./me.jpg` is one photo (a URL is kept as typed: Path() folds its '//', and it is refused below)
-    inputs = list({name if is_url(name) else os.path.normpath(name): name for name in args.photos}.values())
+    inputs = list({name if is_url(name) else os.path.normpath(name): name for name in named}.values())
     if latent := next((name for name in inputs if Path(name).suffix.lower() in LATENT_SUFFIXES), None):
         if len(inputs) > 1:
             raise ValueError(f"{latent} is a latent file, and a command draws the toons of one latent file: toonlib "
@@ -662,9 +677,17 @@ def cmd_toonify(args: argparse.Namespace) -> int:
                 write_line(f"skipped {photo}: {for_command_line(outcome)}", file=sys.stderr)
                 continue
             writing = photo
-            paths, there = _write_toons(args, photos, photo, outcome, output_path, per_face)
+            paths, there, reports = _write_toons(args, photos, photo, outcome, output_path, per_face)
             written, replaced = written + paths, replaced + len(there)
             writing, toonified = None, toonified + 1
+            for line in reports:  # once its files are written: a reader gone away (`| head`) stops the run here
+                write_line(line)
+    except BrokenPipeError:  # stdout's reader went away: said on stderr, which may be that pipe too (`2>&1 | head`)
+        if not one:  # it said "before the error below", no error below, and "p2's files may be incomplete" of whole
+            with contextlib.suppress(OSError, ValueError):  # files (thirty-third session's audit)
+                write_line(f"toonlib toonify: stopped: its output was closed (the reader of a pipe, such as `| head`, "
+                           f"ended); toonified {toonified} of {len(photos)} photos into {args.output}", file=sys.stderr)
+        raise
     except (KeyboardInterrupt, OSError) as exc:  # which photos are done: the same command starts again from the first
         if not one:  # (a full disk said its one line alone, the photos written before it and the one cut short unsaid)
             cut = f"; {writing}'s files may be incomplete" if writing is not None else ""
@@ -710,16 +733,15 @@ def _batch_steps_shown(bar, args: argparse.Namespace, one: bool) -> dict:
 
 def _write_toons(args: argparse.Namespace, photos: list[Path], photo: Path, faces: list,
                  output_path: Callable[[Path, int | None, str], Path], per_face: list[str]
-                 ) -> tuple[list[Path], list[Path]]:
+                 ) -> tuple[list[Path], list[Path], list[str]]:
     """Write the pictures and latent of each toonified face of `photo` (`ToonifyResult`s), with --all-faces and
-    --paste-back every face's toon in one pasted photo; print each face's identity report. Returns the paths, and
-    those of them that were there before (replaced)."""
+    --paste-back every face's toon in one pasted photo. Returns the paths, those of them that were there before
+    (replaced), and each face's identity report line, to print."""
     from .images import save_image
-    from .messages import write_line
     from .pipeline import paste_faces
     from .projection import save_latent
 
-    written, replaced = [], []
+    written, replaced, reports = [], [], []
 
     def writing(target: Path) -> Path:
         if target.is_file():
@@ -737,11 +759,11 @@ def _write_toons(args: argparse.Namespace, photos: list[Path], photo: Path, face
             save_image(image, writing(target))
         save_latent(result.w, writing(output_path(photo, face, "latent").with_suffix(".npz")))  # LATENT re-blends it
         if not args.no_identity:
-            write_line(f"{output_path(photo, face, 'toon').name}: {_identity(result)}")
+            reports.append(f"{output_path(photo, face, 'toon').name}: {_identity(result)}")
     if args.all_faces and args.paste_back and faces:
         save_image(paste_faces(faces[0].photo, [(result.toon, result.quad) for result in faces]),
                    writing(output_path(photo, None, "pasted")))
-    return written, replaced
+    return written, replaced, reports
 
 
 #: Suffixes of the latent files `toonify` takes instead of a photo: its own and `project`'s .npz (NVIDIA's

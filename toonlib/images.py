@@ -22,8 +22,10 @@ from .messages import ToonlibWarning, check_count, counted, warn
 ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]
 
 #: File suffixes of the images toonlib reads from folders (photos to toonify, training images). HEIC/HEIF (iPhones'
-#: photos) is read through pillow-heif, AVIF by Pillow 11.3 or later; a file neither reads is refused by name.
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".avif", ".bmp", ".tif", ".tiff", ".gif")
+#: photos) is read through pillow-heif, AVIF by Pillow 11.3 or later; a file neither reads is refused by name. .jfif
+#: and .jpe are JPEG's too (Chrome and Edge on Windows save web JPEGs as .jfif: a folder run left them out unsaid).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".avif", ".bmp", ".tif", ".tiff", ".gif",
+                  ".jfif", ".jpe")
 #: What a photo upload's file picker offers (HTML `accept`): image types, and by suffix those that some systems' pickers
 #: do not count as images (HEIC greyed out under "image/*").
 UPLOAD_ACCEPT = ",".join(("image/*", *IMAGE_SUFFIXES))
