@@ -435,6 +435,26 @@ def test_all_faces_numbers_every_face(setup, tmp_path, capsys):
     assert not (tmp_path / "a-face0.png").exists()
 
 
+def test_a_photo_of_several_faces_says_which_was_used(setup, tmp_path, capsys):
+    """A group photo's other faces were dropped without a word, `--all-faces` found only in `--help` (thirty-third
+    session's audit)."""
+    left, right = Image.open(setup / "photos" / "hopper.jpg"), Image.fromarray(skdata.astronaut())
+    two = Image.new("RGB", (left.width + right.width, max(left.height, right.height)))
+    two.paste(left)
+    two.paste(right, (left.width, 0))
+    photo = tmp_path / "two.jpg"
+    two.save(photo)
+    said = f"warning: 2 faces found in '{photo}': the largest is used; --all-faces takes each\n"
+    assert cli.main(["align", str(photo), "-o", str(tmp_path / "a.png"), "--size", "32", "--detector", "dlib"]) == 0
+    assert capsys.readouterr().err == f"toonlib align: {said}"
+    models = ["--base", str(setup / "base.safetensors"), "--toon", str(setup / "toon.safetensors"), "--steps", "1",
+              "--detector", "dlib", "--no-identity"]
+    assert cli.main(["toonify", str(photo), "-o", str(tmp_path / "t"), *models]) == 0
+    assert f"toonlib toonify: {said}" in capsys.readouterr().err
+    assert cli.main(["toonify", str(photo), "-o", str(tmp_path / "all"), "--all-faces", *models]) == 0
+    assert "faces found" not in capsys.readouterr().err
+
+
 def test_all_faces_pasted_back_into_one_photo(setup, tmp_path):
     """--all-faces --paste-back wrote -face0-pasted.png, -face1-pasted.png, each with only its own face toonified;
     now one -pasted.png carries every face's toon (as the web app's), the other images stay per face."""

@@ -154,6 +154,13 @@ def test_a_misspelt_command_or_top_level_option_gets_the_close_match():
     assert result.returncode == 2 and result.stderr.endswith(
         "toonlib: error: no command 'frobnicate'; the commands are convert, info, fetch, models, remove, blend, "
         "align, project, toonify, finetune, app (`toonlib --help` says what each does)\n")
+    # a command other tools have: what toonlib does it with (`toonlib resume` listed every command)
+    result = run_main("resume", "--run-dir", "runs/toon")
+    assert result.returncode == 2 and result.stderr.endswith(
+        "toonlib: error: no command 'resume'; a fine-tuning run continues when the same `toonlib finetune` command "
+        "runs again (from its run folder's newest training state)\n")
+    assert run_main("render", "w.npz").stderr.endswith("; `toonlib toonify LATENT.npz -o toon.png` draws a saved "
+                                                       "latent's toon\n")
     # nothing close: no wild guess; "an option of toonlib finetune" said nothing of how to choose the device here
     result = run_main("toonify", "me.jpg", "-o", "t.png", "--device", "cpu")
     assert result.returncode == 2 and result.stderr.endswith(

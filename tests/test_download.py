@@ -857,8 +857,12 @@ def test_a_google_drive_link_is_downloaded_as_drive_files_are(drive, tmp_path):
                  "https://docs.google.com/file/d/big/edit", "https://drive.google.com/u/0/uc?id=big&export=download"):
         assert download.fetch(same, progress=False) == path  # the same file: downloaded once
     assert drive.paths() == ["/uc?id=big", "/download?id=big&export=download&confirm=t"]
-    folder = "https://drive.google.com/drive/folders/big"  # no file's link: a web address as any other
-    assert download.local_path(folder).name.startswith("big-")
+    folder = "https://drive.google.com/drive/folders/big?usp=sharing"  # no file's link (StyleGAN-NADA's README links
+    with pytest.raises(ValueError, match=r"is a Google Drive folder's link, not a file's: open it in a browser, open "
+                                         r"the model file in it, and give that file's link \(https://drive\.google\."
+                                         r"com/file/d/<id>/view\)"):  # one): it was downloaded as "a web page"
+        download.fetch(folder, progress=False)
+    assert drive.paths() == ["/uc?id=big", "/download?id=big&export=download&confirm=t"]  # nothing asked for it
 
 
 def test_a_proxy_that_inspects_https_is_named_with_what_to_set(drive, tmp_path, monkeypatch):
@@ -1512,6 +1516,23 @@ def test_a_cached_encoder_damaged_since_says_how_to_download_it_anew(server, tmp
     with pytest.raises(EncoderError, match=r"cannot be read as a torch checkpoint \(.*\)\. It is the cached download "
                                            r"of 'tiny': `toonlib remove tiny` deletes it, and the next use downloads"):
         load_encoder(name, device="cpu")
+
+
+def test_addresses_of_other_schemes_say_what_to_give(tmp_path, capsys):
+    """A file:// address of a file that is there was "no checkpoint at file:/..." (a slash lost), an ftp:// one "unknown
+    model" with the registry's names (thirty-third session's audit)."""
+    model = tmp_path / "my model.pkl"
+    shutil.copyfile(FIXTURES / "ada_tiny.pkl", model)
+    address = model.as_uri()  # file:///.../my%20model.pkl
+    with pytest.raises(ValueError, match=rf"^{re.escape(address)} is a file:// address: give the file's path itself, "
+                                         rf"{re.escape(str(model))}$"):
+        load_network(address)
+    assert main(["info", address]) == 2 and f"give the file's path itself, {model}\n" in capsys.readouterr().err
+    for command in ("fetch", "info"):
+        assert main([command, "ftp://example.com/ffhq.pkl"]) == 2
+        assert capsys.readouterr().err == (f"toonlib {command}: error: ftp://example.com/ffhq.pkl: toonlib downloads "
+                                           "http:// and https:// addresses only; download it another way and give the "
+                                           "file's path\n")
 
 
 def test_sha256_prefix_of_a_torch_hub_file_name(server):

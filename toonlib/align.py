@@ -90,13 +90,15 @@ class AlignedFace:
 
     `landmarks` (68 x 2, iBUG order) and `quad` (4 x 2: top-left, bottom-left, bottom-right,
     top-right corners of the crop square) are in the coordinates of the upright photo.
-    `face_size` is the side of the crop square in photo pixels (about 4x the eye distance).
+    `face_size` is the side of the crop square in photo pixels (about 4x the eye distance). `faces_in_photo`: how
+    many faces were found in the photo (`say_other_faces`).
     """
 
     image: Image.Image
     landmarks: np.ndarray
     quad: np.ndarray
     face_size: float
+    faces_in_photo: int = 1
 
     def __repr__(self) -> str:
         """The crop and where it lies in the photo, on one line (the dataclass's printed 68 landmarks)."""
@@ -125,7 +127,7 @@ def align_face(image: ImageInput, output_size: int = 1024, detector: str = "auto
     _check_sizes(output_size, transform_size)
     photo = read_image(image)
     faces = _find_faces(photo, detector, device, describe_source(image))
-    return _align(photo, faces[face_position(face_index, len(faces))], output_size, transform_size)
+    return _align(photo, faces[face_position(face_index, len(faces))], output_size, transform_size, len(faces))
 
 
 def align_faces(image: ImageInput, output_size: int = 1024, detector: str = "auto",
@@ -136,7 +138,14 @@ def align_faces(image: ImageInput, output_size: int = 1024, detector: str = "aut
     _check_sizes(output_size, transform_size)
     photo = read_image(image)
     faces = _find_faces(photo, detector, device, describe_source(image) if name is None else name)
-    return [_align(photo, landmarks, output_size, transform_size) for landmarks in faces]
+    return [_align(photo, landmarks, output_size, transform_size, len(faces)) for landmarks in faces]
+
+
+def say_other_faces(face: AlignedFace, name: str) -> None:
+    """Warn that `face`, the largest, is the one used of a photo where others were found: a group photo's others were
+    dropped without a word, `--all-faces` found only in `--help` (thirty-third session's audit)."""
+    if face.faces_in_photo > 1:
+        warn(f"{face.faces_in_photo} faces found in {name}: the largest is used; --all-faces (all_faces=) takes each")
 
 
 def face_position(face_index: int | None, count: int) -> int:
@@ -427,7 +436,8 @@ def _quad_size(quad: np.ndarray) -> float:
     return float(np.hypot(*(quad[3] - quad[0])))
 
 
-def _align(photo: Image.Image, landmarks: np.ndarray, output_size: int, transform_size: int) -> AlignedFace:
+def _align(photo: Image.Image, landmarks: np.ndarray, output_size: int, transform_size: int,
+           faces_in_photo: int) -> AlignedFace:
     quad = ffhq_quad(landmarks)
     face_size = _quad_size(quad)
     if face_size < output_size * MIN_FACE_FRACTION:
@@ -435,7 +445,7 @@ def _align(photo: Image.Image, landmarks: np.ndarray, output_size: int, transfor
              f"{output_size} px, so it is upsampled {output_size / face_size:.1f}x and will look blurry; "
              "use a photo in which the face is larger")
     image = _warp_quad(photo, quad, output_size, max(transform_size, output_size))
-    return AlignedFace(image=image, landmarks=landmarks, quad=quad, face_size=face_size)
+    return AlignedFace(image=image, landmarks=landmarks, quad=quad, face_size=face_size, faces_in_photo=faces_in_photo)
 
 
 def _warp_quad(img: Image.Image, quad: np.ndarray, output_size: int, transform_size: int) -> Image.Image:

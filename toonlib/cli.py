@@ -414,8 +414,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
                      + "\n  (a command's options go after the command: toonlib COMMAND --help)")
     commands = parser.subcommands.names()
     if len(argv) > len(leading) and (word := argv[len(leading)]) not in commands:
-        parser.error(f"no command {word!r}" + (_did_you_mean([word], commands) or
-                                               f"; the commands are {', '.join(commands)} (`toonlib --help` says "
+        parser.error(f"no command {word!r}" + (_did_you_mean([word], commands) or _COMMAND_HINTS.get(word.lower(), "")
+                                               or f"; the commands are {', '.join(commands)} (`toonlib --help` says "
                                                "what each does)"))
     if len(argv) > len(leading):  # before argparse, whose "arguments are required: -o" hid a misspelt `--ouput`
         _refuse_unknown_options(parser, argv[len(leading)], argv[len(leading) + 1:])
@@ -512,6 +512,17 @@ _EMPTY_ADVICE = {**dict.fromkeys(("input", "output", "checkpoint", "cache_dir", 
 def _option_names(parser: argparse.ArgumentParser) -> list[str]:
     """Every option string `parser` takes (`-o`, `--output`, ...)."""
     return [name for action in parser._actions for name in action.option_strings]
+
+
+#: What a command that toonlib does not have is done with (`toonlib resume` listed every command, finetune's resuming
+#: unsaid; thirty-third session's audit).
+_COMMAND_HINTS = {
+    **dict.fromkeys(("resume", "continue"), "; a fine-tuning run continues when the same `toonlib finetune` command "
+                                            "runs again (from its run folder's newest training state)"),
+    "train": "; fine-tuning is `toonlib finetune` (toonlib finetune --help)",
+    "render": "; `toonlib toonify LATENT.npz -o toon.png` draws a saved latent's toon",
+    **dict.fromkeys(("download", "pull"), "; `toonlib fetch NAME` downloads a model (`toonlib models` lists them)"),
+}
 
 
 def _did_you_mean(words: Sequence[str], known: Sequence[str]) -> str:

@@ -427,7 +427,7 @@ def _face_stem(stem: str, face: int | None) -> str:
 
 
 def cmd_align(args: argparse.Namespace) -> int:
-    from .align import align_face, align_faces
+    from .align import align_face, align_faces, say_other_faces
     from .images import save_image
 
     _check_image_output(args.output, "align", Path(args.photo).stem + ("" if args.all_faces else "-aligned"),
@@ -437,6 +437,8 @@ def cmd_align(args: argparse.Namespace) -> int:
     # the largest face alone unless --all-faces: aligning the others too warned of their size, unwritten
     faces = (align_faces(args.photo, output_size=args.size, detector=args.detector) if args.all_faces
              else [align_face(args.photo, output_size=args.size, detector=args.detector)])
+    if not args.all_faces:
+        say_other_faces(faces[0], repr(args.photo))
     for i, face in enumerate(faces):
         out = output.with_name(_face_stem(output.stem, i if args.all_faces else None) + output.suffix)
         _refuse_to_overwrite(args.photo, [out], "-o")  # a numbered name, unknown before the faces were found

@@ -58,6 +58,7 @@ from .files import (
     looks_like_pickle,
     replace_file,
     safetensors_header_length,
+    unread_address,
     user_path,
 )
 from .messages import check_flag, clear_on_close, progress_bar, write_line
@@ -350,10 +351,17 @@ def fetch_source(name_or_url: object) -> str:
         raise TypeError("fetch takes a registry name (`toonlib models`) or an http(s) URL, got "
                         f"{type(name_or_url).__name__}")
     text = os.fspath(name_or_url)
+    if unread := unread_address(text):
+        raise ValueError(unread)
     if text and not is_url(text) and text not in models.MODELS and user_path(text).exists():
         raise ValueError(f"{text} is a {'folder' if user_path(text).is_dir() else 'file'} here: fetch downloads "
                          "registry names (`toonlib models`) and http(s) URLs into the cache; a local file is read as "
                          "it is where a model is asked for (--toon, --base; load_network in Python)")
+    parts = urllib.parse.urlsplit(text)
+    if is_url(text) and parts.hostname in DRIVE_HOSTS and "/folders/" in parts.path:  # downloaded as "a web page",
+        # and the advice was to save it as a file under a hashed cache name (thirty-third session's audit)
+        raise ValueError(f"{text} is a Google Drive folder's link, not a file's: open it in a browser, open the model "
+                         "file in it, and give that file's link (https://drive.google.com/file/d/<id>/view)")
     return text
 
 

@@ -116,6 +116,22 @@ def is_url(source: object) -> bool:
     return isinstance(source, str) and source[:8].lower().startswith(("http://", "https://"))
 
 
+def unread_address(source: object) -> str | None:
+    """Why `source`, an address of another scheme than http(s) (file://, ftp://, s3://), is not read, and what to give
+    instead; None for anything else. A file:// address was "no checkpoint at file:/..." of a file that is there, an
+    ftp:// one an unknown model name with the registry's 30 names (thirty-third session's audit)."""
+    scheme = re.match(r"([a-zA-Z][a-zA-Z0-9+.-]+)://", source) if isinstance(source, str) else None
+    if scheme is None or is_url(source):
+        return None
+    if scheme[1].lower() == "file":
+        from urllib.parse import urlsplit
+        from urllib.request import url2pathname
+
+        return f"{source} is a file:// address: give the file's path itself, {url2pathname(urlsplit(source).path)}"
+    return (f"{source}: toonlib downloads http:// and https:// addresses only; download it another way and give the "
+            "file's path")
+
+
 def resolved_source(source: str) -> str:
     """The absolute path of `source` (a data set, a model) when it names a file or folder here (relative to the current
     folder, `~` expanded, links resolved), else `source` as it is: a web address, a registry name, a path that names

@@ -46,7 +46,15 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
 from . import models
-from .align import AlignedFace, align_faces, check_detector, check_face_index, crop_to_photo_transform, face_position
+from .align import (
+    AlignedFace,
+    align_faces,
+    check_detector,
+    check_face_index,
+    crop_to_photo_transform,
+    face_position,
+    say_other_faces,
+)
 from .blending import PAIR_WITH_ITS_BASE, Blender, check_lineage, check_setting, check_swap_res, toon_generator
 from .checkpoints import (
     ENCODER_KINDS,
@@ -316,7 +324,11 @@ class Toonifier:
         check_faces(all_faces, face_index)
         faces = align_faces(photo, output_size=self.published_blend.img_resolution, detector=self.detector,
                             device=str(self.device), name=name)  # face-alignment on this device too (it took CUDA)
-        return faces if all_faces else [faces[face_position(face_index, len(faces))]]
+        if all_faces:
+            return faces
+        if face_index is None:
+            say_other_faces(faces[0], describe_source(photo) if name is None else name)
+        return [faces[face_position(face_index, len(faces))]]
 
     def __call__(self, photo: ImageInput, *, all_faces: bool = False, face_index: int | None = None, space: str = "w+",
                  steps: int | None = None, seed: int = 0, paste_back: bool = False, progress: bool = True,

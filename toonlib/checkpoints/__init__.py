@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from ..devices import default_device
-from ..files import is_url, looks_like_html, looks_like_pickle, safetensors_header_length, user_path
+from ..files import is_url, looks_like_html, looks_like_pickle, safetensors_header_length, unread_address, user_path
 from ..messages import warn
 from ..networks import Generator
 from . import native, native_torch, nvidia, psp, rosinality, tensorflow
@@ -209,6 +209,8 @@ def check_source(source: str | os.PathLike, what: str = "", kinds: tuple[str, ..
         raise ValueError(f"{prefix}{exc}") from None
     if path.is_dir():  # a run folder given for its snapshot: said with `what` (a notebook's parameter), not later
         raise CheckpointError(f"{prefix}{_folder_problem(path, kinds)}")
+    if unread := unread_address(text):
+        raise ValueError(f"{prefix}{unread}")
     if is_url(text) or path.exists():
         return
     from .. import models
