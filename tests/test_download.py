@@ -1716,6 +1716,25 @@ def test_remove_deletes_the_file_and_its_partial_download_and_fetch_gets_it_agai
     assert download.fetch("whole", progress=False).read_bytes() == PAYLOAD and len(server.log) == logged + 1
 
 
+def test_remove_of_a_model_linked_into_the_cache_keeps_its_target_and_says_so(tmp_path, capsys):
+    """A copy kept elsewhere linked into the cache (no second download): removing it said "freed 846 kB", only the link
+    gone (thirty-third session's audit)."""
+    kept = tmp_path / "keep" / "ffhq.pkl"
+    kept.parent.mkdir()
+    shutil.copyfile(FIXTURES / "ada_tiny.pkl", kept)
+    name = register("http://example.invalid/ada_tiny.pkl")
+    link = tmp_path / "cache" / "tiny.pkl"
+    link.parent.mkdir()
+    link.symlink_to(kept)
+    models.MODELS["gone"] = dataclasses.replace(models.MODELS[name], name="gone", filename="gone.pkl")
+    (tmp_path / "cache" / "gone.pkl").symlink_to(tmp_path / "nowhere.pkl")  # a link to nothing goes too
+    assert main(["remove", name, "gone"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"removed tiny: the link {link} (0 B; its target {kept} is kept)",
+        f"removed gone: {tmp_path / 'cache' / 'gone.pkl'} (0 B)"]
+    assert kept.read_bytes() == PAYLOAD and cached_files(tmp_path) == []
+
+
 def test_remove_of_a_partial_download_by_its_listed_name_waits_for_its_download(server, tmp_path, capsys):
     """`toonlib models` lists a partial download as X.part (and X.part.source): removing it by that name took the
     .part's own lock, not the download's, and deleted the file a running download was writing (which then failed,

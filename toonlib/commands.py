@@ -281,10 +281,12 @@ def cmd_remove(args: argparse.Namespace) -> int:
         path = removed.path
         if not is_url(name) and os.path.basename(name) != name:  # the path `fetch` printed: said by its file's name
             name = os.path.basename(name)
-        what = (f"{path}" + (" and its partial download" if removed.partial else "") if removed.file
+        what = (("" if removed.target is None else "the link ") + f"{path}"
+                + (" and its partial download" if removed.partial else "") if removed.file
                 else f"the partial download of {path.name}")
+        kept = "" if removed.target is None else f"; its target {removed.target} is kept"
         nowhere = "" if path.parent.is_dir() else f"; there is no folder {path.parent}"  # a --cache-dir misspelt?
-        print(f"removed {name}: {what} ({_file_size(removed.freed)})" if removed.file or removed.partial
+        print(f"removed {name}: {what} ({_file_size(removed.freed)}{kept})" if removed.file or removed.partial
               else f"{name}: not on this machine ({path}{nowhere})")
     if len(args.names) > 1 and total:
         print(f"freed {_file_size(total)}")

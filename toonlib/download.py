@@ -256,12 +256,14 @@ def fetch(name_or_url: str, *, cache_dir: str | os.PathLike | None = None, progr
 class Removal(NamedTuple):
     """What `remove` deleted: the file's place (a partial download named by its `.part` file: the file it is the
     download of, or the file named when nothing was there), the bytes freed, and whether the file and a partial
-    download were there."""
+    download were there; `target`: where the file was a link (a copy kept elsewhere linked into the cache), its
+    target, kept (its bytes are not freed: they were said freed, thirty-third session's audit)."""
 
     path: Path
     freed: int
     file: bool
     partial: bool
+    target: Path | None = None
 
 
 def remove(name_or_url: str, *, cache_dir: str | os.PathLike | None = None) -> Removal:
@@ -276,12 +278,14 @@ def remove(name_or_url: str, *, cache_dir: str | os.PathLike | None = None) -> R
     final = plan.path
     part = _partial_download(final)
     partial = (part, _gdown_folder(part), _marker(part))
-    left = [path for path in (partial if partial_only else (final, *partial)) if path.exists()]
+    left = [path for path in (partial if partial_only else (final, *partial)) if path.exists() or path.is_symlink()]
     if not left:  # nothing to do: no lock file is made in a folder that may not exist
         return Removal(final.with_name(plan.what) if partial_only else final, 0, False, False)  # the file named
+    target = final.resolve() if final.is_symlink() and final.exists() and not partial_only else None
     try:
         with file_lock(final, wait=False):  # the download's own lock, a partial download named too
-            freed = sum(_bytes_in(path) if path.is_dir() else path.stat().st_size for path in left)
+            freed = sum(0 if path.is_symlink() else _bytes_in(path) if path.is_dir() else path.stat().st_size
+                        for path in left)
             if not partial_only:
                 final.unlink(missing_ok=True)
             _discard(part)
@@ -293,7 +297,7 @@ def remove(name_or_url: str, *, cache_dir: str | os.PathLike | None = None) -> R
         if final in left and not final.exists():  # the file went, its partial download did not: said, not hidden
             raise OSError(f"removed {final}, but not all of its partial download ({part.name}): {reason}") from None
         raise OSError(f"cannot remove {plan.what!r} from {final.parent}: {reason}") from None
-    return Removal(final, freed, final in left, any(path != final for path in left))
+    return Removal(final, freed, final in left, any(path != final for path in left), target)
 
 
 def removable(name_or_url: str, *, cache_dir: str | os.PathLike | None = None) -> Path:
