@@ -118,9 +118,13 @@ def test_models_says_what_the_files_take_and_the_caches_other_files(tmp_path):
     assert "`toonlib remove NAME` deletes it, to free the space." in result.stdout
     (tmp_path / "drive-1abc").unlink()
     (tmp_path / "ffhq.pkl.part").write_bytes(b"x" * 1500)
+    (tmp_path / "ffhq.pkl.part.source").write_text('{"source": "https://example.com/ffhq.pkl"}')  # its record
+    (tmp_path / "e4e.pt.part.gdown").mkdir()  # a Drive file's partial download: its bytes in gdown's folder (they
+    (tmp_path / "e4e.pt.part.gdown" / "e4e.pt.partab12cd34.part").write_bytes(b"x" * 5_000_000)  # went unsaid)
+    (tmp_path / "e4e.pt.part.source").write_text('{"source": "gdrive:abc"}')
     result = run_cli("models", "--cache-dir", str(tmp_path))
-    assert "the cache also holds ffhq.pkl.part (1.50 kB) (partial downloads, resumed by the next fetch)\n" in (
-        result.stdout)
+    assert "the cache also holds e4e.pt.part (5.00 MB), ffhq.pkl.part (1.54 kB) (partial downloads, resumed by the " \
+           "next fetch)\n" in result.stdout
 
 
 def test_a_truncated_safetensors_file_is_said_to_be_cut_short(tmp_path):

@@ -345,14 +345,22 @@ def _file_size(size: int) -> str:
 
 def _disk_use(sizes: dict[str, int], paths: dict[str, Path], cache: Path) -> str:
     """The line under `toonlib models`' table: what the listed files take, and the cache's other files (downloaded
-    by URL, put there by hand, partial downloads), which the table does not list."""
+    by URL, put there by hand, partial downloads), which the table does not list. A partial download is listed as
+    its `.part` name, the name `toonlib remove` takes, with the bytes it frees: a Drive file's are in its `.gdown`
+    folder (listed was its 42-byte `.source` record alone, the megabytes unsaid; thirty-third session's audit)."""
+    from .download import disk_bytes
+
     listed = {paths[name] for name in sizes}
-    others = sorted(path for path in (cache.iterdir() if cache.is_dir() else ())
-                    if path.is_file() and path not in listed and not path.name.startswith("."))
-    partial = [path for path in others if ".part" in path.name]
+    sized: dict[str, int] = {}
+    for path in cache.iterdir() if cache.is_dir() else ():
+        if path not in listed and not path.name.startswith(".") and (path.is_file() or ".part" in path.name):
+            name = path.name.split(".part")[0] + ".part" if ".part" in path.name else path.name
+            sized[name] = sized.get(name, 0) + disk_bytes(path)
+    others = sorted(sized)
+    partial = [name for name in others if name.endswith(".part")]
     said = f"on this machine: {len(sizes)} of these files, {_file_size(sum(sizes.values()))}"
     if others:
-        extra = ", ".join(f"{path.name} ({_file_size(path.stat().st_size)})" for path in others)
+        extra = ", ".join(f"{name} ({_file_size(sized[name])})" for name in others)
         what = "partial downloads, resumed by the next fetch" if len(partial) == len(others) else (
             "downloaded by URL or put there" + ("; .part: partial downloads" if partial else ""))
         said += f"\nthe cache also holds {extra} ({what})"

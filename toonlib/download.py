@@ -284,8 +284,7 @@ def remove(name_or_url: str, *, cache_dir: str | os.PathLike | None = None) -> R
     target = final.resolve() if final.is_symlink() and final.exists() and not partial_only else None
     try:
         with file_lock(final, wait=False):  # the download's own lock, a partial download named too
-            freed = sum(0 if path.is_symlink() else _bytes_in(path) if path.is_dir() else path.stat().st_size
-                        for path in left)
+            freed = sum(disk_bytes(path) for path in left)
             if not partial_only:
                 final.unlink(missing_ok=True)
             _discard(part)
@@ -892,6 +891,12 @@ def _gdown_folder(part: Path) -> Path:
 def _bytes_in(folder: Path) -> int:
     """The bytes the files in `folder` hold (0 when there is no such folder)."""
     return sum(file.stat().st_size for file in folder.iterdir() if file.is_file()) if folder.is_dir() else 0
+
+
+def disk_bytes(path: Path) -> int:
+    """The bytes an entry of the cache takes, which removing it frees: a file's size, the files of a folder (a Drive
+    file's partial download, `.gdown`), nothing for a link (its target is elsewhere, kept)."""
+    return 0 if path.is_symlink() else _bytes_in(path) if path.is_dir() else path.stat().st_size
 
 
 def _remove_old_gdown_folders(part: Path) -> None:
