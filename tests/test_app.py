@@ -376,7 +376,9 @@ def test_a_toon_model_that_cannot_be_reblended_has_no_slider(setup, monkeypatch)
         raise ValueError(f"{toon!r} holds only a blended generator, fixed at its authors' swap resolution")
 
     monkeypatch.setattr("toonlib.pipeline.toon_network_of", blended_only)
-    app = ToonApp(Toonifier(setup["base_path"], setup["toon_path"], detector="dlib"), steps=STEPS)
+    with pytest.warns(UserWarning, match=r"^the app offers no swap-resolution slider, only the published blend: "
+                                         r".* holds only a blended generator, fixed at its authors' swap resolution$"):
+        app = ToonApp(Toonifier(setup["base_path"], setup["toon_path"], detector="dlib"), steps=STEPS)
     assert app.swap_resolutions == [] and app.swap_res is None
     session, view = app.toonify(setup["photos"] / "hopper.jpg", STEPS, None)
     # The published blend: the file's G_ema, blended at 8 px by write_toonify_models.
@@ -991,6 +993,16 @@ def test_cli_encoder_goes_with_one_encoder_mode(capsys):
         assert cli.main(["app", "--invert", *modes, "--encoder", "e4e.pt"]) == 2  # before any model is read
         assert f"--encoder names the checkpoint of one encoder mode, but --invert offers {modes}" in \
             capsys.readouterr().err
+
+
+def test_cli_steps_go_with_a_mode_that_optimises(capsys):
+    """`toonlib app --invert e4e --steps 50 --max-steps 80` started without a word, no steps slider shown (`toonify`
+    refuses --steps there; thirty-third session's audit). Refused before any model is read."""
+    for option in (["--steps", "50"], ["--max-steps", "80"]):
+        assert cli.main(["app", "--invert", "e4e", "psp-toonify", *option]) == 2
+        assert capsys.readouterr().err == (
+            f"toonlib app: error: {option[0]} sets the optimisation-steps slider, and --invert e4e psp-toonify offers "
+            f"no mode that optimises: add optimize or e4e+optimize to --invert, or leave {option[0]} out\n")
 
 
 def test_stop_ends_the_visitors_projection_and_says_so(app, setup, projection_steps):

@@ -183,6 +183,9 @@ def test_a_toon_model_pairs_with_its_own_base():
     assert default_base("jojogan-disney") == "ffhq-1024-rosinality"
     assert default_base("metfaces-1024") == "ffhq-1024"
     assert default_base("my-toon.safetensors") == DEFAULT_BASE
+    # psp-toonify as the toon: its lineage is its decoder, a toon too (taken as the base, it drew every
+    # "reconstruction" as a toon; thirty-third session's audit): that toon's base
+    assert default_base("psp-toonify") == default_base("toonify-blended-rosinality") == "ffhq-1024-rosinality"
     # Which network of a toon checkpoint is re-blended.
     assert toon_network_of("toonify-blended-tf") == "G"  # Toonify's file: G is the toon model, G_ema the blend
     assert toon_network_of("yang-cartoon") == "G_ema"

@@ -123,6 +123,23 @@ def test_psp_toonify_refuses_a_reblend_its_codes_do_not_fit(setup, tmp_path):
     assert result.toon.size == (32, 32) and result.w.shape == (1, 8, 512)
 
 
+def test_toonify_refuses_a_toon_or_base_that_psp_toonify_would_not_read(setup, monkeypatch):
+    """The command line refused them; Python's one-shot `toonify(..., toon=, invert='psp-toonify')` drew with the
+    encoder's decoder, the toon given never read (thirty-third session's audit). Refused before any model loads."""
+    from toonlib import download
+
+    monkeypatch.setattr(download, "fetch", lambda *args, **kwargs: pytest.fail("a download was started"))
+    photo = setup.photos / "astronaut.png"
+    for given, option in (({"toon": "yang-cartoon"}, "toon"), ({"base": "ffhq-1024"}, "base")):
+        with pytest.raises(ValueError, match=rf"^{option}= is read only to re-blend: invert='psp-toonify' draws the "
+                                             rf"toon with its encoder's own decoder.* or leave {option}= out$"):
+            toonify(photo, invert="psp-toonify", **given)
+    message = "toon= is read only to re-blend: ... add swap_res= to re-blend the toon= model with the base= model, " \
+              "or leave toon= out"
+    assert for_command_line(message) == ("--toon is read only to re-blend: ... add --swap-res to re-blend the --toon "
+                                         "model with the --base model, or leave --toon out")
+
+
 def test_registry_encoders_are_refused_in_the_wrong_mode(monkeypatch):
     """psp-toonify mode with the FFHQ encoder drew the photo's reconstruction and called it the toon; e4e / psp mode
     with pSp's Toonify encoder rendered toon latents with the base. Refused now, before any download."""
@@ -153,6 +170,25 @@ def test_registry_encoders_are_refused_in_the_wrong_mode(monkeypatch):
                                          r"base model: invert mode psp would"):
         check_encoder_mode("psp", f"/tmp/{MODELS['psp-toonify'].filename}")
     check_encoder_mode("psp-toonify", f"/tmp/{MODELS['psp-toonify'].filename}")
+
+
+def test_an_encoder_object_and_an_encoder_of_the_other_paper_are_said(setup, tmp_path):
+    """An `Encoder` loaded from psp-toonify's file ran in e4e mode without a word, where its name and its path were
+    refused; an e4e file ran as --invert psp (and the other way round), its results and the app saying the other
+    paper's name (thirty-third session's audit)."""
+    import shutil
+
+    from toonlib.encoders import load_encoder
+    from toonlib.models import MODELS
+
+    published = shutil.copyfile(setup.psp, tmp_path / MODELS["psp-toonify"].filename)
+    with pytest.raises(ValueError, match=r"\(psp-toonify\) makes latents of its blended toon decoder, not of the "
+                                         r"base model: invert mode e4e would"):
+        toonifier(setup, "e4e", load_encoder(published, device="cpu"))
+    for invert, encoder, kind in (("psp", setup.e4e, "an e4e"), ("e4e", setup.psp, "a pSp")):
+        with pytest.warns(UserWarning, match=rf"^the encoder is {kind} checkpoint, run in mode invert='{invert}': "
+                                             rf"invert='{'psp' if invert == 'e4e' else 'e4e'}' names it"):
+            toonifier(setup, invert, encoder)
 
 
 def test_psp_mode_through_toonify(setup):

@@ -41,7 +41,7 @@ from .checkpoints import CheckpointError
 from .files import atomic_write_path
 from .images import ImageReadError, quiet_large_images, read_image, too_many_pixels
 from .losses import PerceptualWeightsError, build_lpips
-from .messages import counted
+from .messages import counted, warn
 from .options import DEFAULT_STEPS, DEFAULT_SWAP_RES, MAX_PIXELS, MAX_STEPS, OPTIMIZING_MODES
 from .pipeline import INVERT_LABELS, Toonifier, paste_faces
 from .projection import Callback
@@ -360,7 +360,9 @@ class ToonApp:
         try:
             for toonifier in toonifiers:
                 toonifier.set_blend(self.swap_res)  # reads the toon model from its checkpoint, once
-        except (CheckpointError, ValueError):  # the checkpoint holds a blended generator only: no slider
+        except (CheckpointError, ValueError) as exc:  # a blended generator only, or one its codes do not fit: no
+            # slider, and why (it went without a word, for every mode; thirty-third session's audit)
+            warn(f"the app offers no swap-resolution slider, only the published blend: {exc}")
             self.swap_resolutions, self.swap_res = [], None
 
     def warm_up(self) -> None:

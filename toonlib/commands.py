@@ -888,7 +888,7 @@ def _check_toonify_options(args: argparse.Namespace) -> None:
     from .blending import check_swap_res
     from .encoders import check_encoder_mode
     from .options import OPTIMIZING_MODES
-    from .pipeline import DEFAULT_TOON, check_options
+    from .pipeline import DEFAULT_TOON, check_options, check_reblend_models
 
     for option, value in (("--steps", args.steps), ("--space", args.space), ("--seed", args.seed)):
         if value is not None and args.invert not in OPTIMIZING_MODES:
@@ -900,12 +900,7 @@ def _check_toonify_options(args: argparse.Namespace) -> None:
     _only_with(args.blend_width, "--blend-width", args.swap_res, "--swap-res", why)
     _only_with(args.toon_network, "--toon-network", args.swap_res, "--swap-res",
                "it picks the toon model a re-blend takes; without one the toon file's published blend draws the toon")
-    if args.invert == "psp-toonify" and args.swap_res is None:  # the encoder's decoder draws the toon
-        for option, given in (("--toon", args.toon != DEFAULT_TOON), ("--base", args.base is not None)):
-            if given:
-                raise ValueError(f"{option} is read only to re-blend: --invert psp-toonify draws the toon with its "
-                                 "encoder's own decoder, a blended toon model; add --swap-res to re-blend the --toon "
-                                 f"model with the --base model, or leave {option} out")
+    check_reblend_models(args.invert, args.swap_res, toon=args.toon != DEFAULT_TOON, base=args.base is not None)
     check_swap_res(args.swap_res, args.toon)
     check_options(args.invert, steps=args.steps, space=args.space or "w+", swap_res=args.swap_res, level=args.level,
                   blend_width=args.blend_width)
@@ -955,13 +950,21 @@ def cmd_app(args: argparse.Namespace) -> int:
     from .app import ToonApp, check_port, check_settings, launch, require_gradio
     from .blending import check_swap_res
     from .encoders import check_encoder_mode
+    from .options import DEFAULT_STEPS, MAX_STEPS, OPTIMIZING_MODES
     from .pipeline import Toonifier
 
     require_gradio()  # before any model is downloaded
+    modes = list(dict.fromkeys(args.invert))
+    if not any(mode in OPTIMIZING_MODES for mode in modes):  # no steps slider: they went unread, unsaid, as
+        for option, value, default in (("--steps", args.steps, DEFAULT_STEPS),  # toonify refuses --steps there
+                                       ("--max-steps", args.max_steps, MAX_STEPS)):  # (thirty-third session's audit)
+            if value != default:
+                raise ValueError(f"{option} sets the optimisation-steps slider, and --invert {' '.join(modes)} "
+                                 "offers no mode that optimises: add optimize or e4e+optimize to --invert, or leave "
+                                 f"{option} out")
     max_pixels = int(args.max_megapixels * 1e6)
     check_settings(args.steps, args.max_steps, max_pixels)
     check_port(args.host, args.port)
-    modes = list(dict.fromkeys(args.invert))
     if args.encoder is not None and sum(mode != "optimize" for mode in modes) != 1:
         raise ValueError(f"--encoder names the checkpoint of one encoder mode, but --invert offers {modes}: "
                          "offer one encoder mode, or leave out --encoder (each mode then uses its registry encoder)")
@@ -985,6 +988,9 @@ _COMMAND_LINE_WORDS = (
     (r"\bdevice='([^']*)'", r"--device \1"),  # devices.default_device
     (r"\binvert='([^']*)'", r"--invert \1"),  # encoders.check_encoder_mode
     (r"\b(encoder|invert)=(?=\s)", r"--\1"),
+    (r"\b(toon|base)= is read only to re-blend", r"--\1 is read only to re-blend"),  # check_reblend_models
+    (r"add swap_res= to re-blend the toon= model with the base= model, or leave (toon|base)= out",
+     r"add --swap-res to re-blend the --toon model with the --base model, or leave --\1 out"),
     (r"^swap_res (\d+) is above the (\d+) px of the toon model", r"--swap-res \1 is above the \2 px of the --toon "
      "model"),  # blending.check_swap_res
     (r",? or None \(((?:the CPU|CUDA) when)", r", or leave --device out (\1"),  # "cpu,, or leave" once

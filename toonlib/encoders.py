@@ -316,12 +316,15 @@ def check_encoder_mode(invert: str, encoder: object) -> None:
     registry encoder whose codes belong to another space than mode `invert` reads them in: psp-toonify's are latents
     of its blended toon decoder, e4e-ffhq's and psp-ffhq's of the FFHQ base (each would draw a wrong image, and
     nothing else would say so). A path whose file name is a registry encoder's (the name its authors publish it
-    under, `psp_ffhq_toonify.pt`) is that encoder; other paths and objects pass."""
+    under, `psp_ffhq_toonify.pt`) is that encoder, and so is an `Encoder` loaded from one (by its `meta['source']`:
+    one of psp-toonify ran in e4e mode without a word; thirty-third session's audit); other paths and objects pass."""
     if encoder is not None and invert == "optimize":
         raise ValueError(f"encoder= is the encoder of an invert= mode that uses one "
                          f"({', '.join(mode for mode in INVERT_MODES if mode != 'optimize')}), and invert='optimize' "
                          "(the default) starts from the mean face without one: add invert='e4e+optimize', say, or "
                          "leave encoder= out")
+    if isinstance(encoder, Encoder) and isinstance(encoder.meta.get("source"), str):
+        encoder = encoder.meta["source"]  # the registry name or file it was loaded from
     info = models.MODELS.get(encoder) if isinstance(encoder, str) else None
     shown = repr(encoder)
     if info is None and isinstance(encoder, (str, os.PathLike)):  # the same file by its path ran without a word

@@ -223,6 +223,9 @@ class Toonifier:
                 self.encoder = source.to(self.device)
             else:
                 self.encoder, decoder = load_encoder(source, self.device), source
+            if invert in ("e4e", "psp") and self.encoder.kind != invert:  # it ran under the other paper's name
+                warn(f"the encoder is {'an e4e' if self.encoder.kind == 'e4e' else 'a pSp'} checkpoint, run in mode "
+                     f"invert='{invert}': invert='{self.encoder.kind}' names it (results and the app say the mode)")
         if invert == "psp-toonify" and decoder is not None:
             # The codes are latents of the encoder's decoder, a blended toon generator: it renders them.
             # The toon checkpoint and the base are read only when re-blending.
@@ -593,10 +596,23 @@ def toonify(photo: ImageInput, base: GeneratorLike | None = None, toon: Generato
                   all_faces=kwargs.get("all_faces", False), face_index=kwargs.get("face_index"),
                   paste_back=kwargs.get("paste_back", False), progress=kwargs.get("progress", True),
                   project_kwargs={k: v for k, v in kwargs.items() if k not in _CALL_OPTIONS})
+    check_reblend_models(invert, swap_res, toon=toon is not DEFAULT_TOON, base=base is not None)
     if isinstance(photo, (str, os.PathLike)) and not user_path(photo).is_file():
         read_image(photo)  # its error: "there is no such file", "it is a folder"
     return Toonifier(base, toon, swap_res=swap_res, invert=invert, **setup)(photo, space=space, steps=steps,
                                                                              **kwargs)
+
+
+def check_reblend_models(invert: str, swap_res: int | None, *, toon: bool, base: bool) -> None:
+    """ValueError for a `toon` or `base` model given (True) to mode 'psp-toonify' without a swap resolution: that mode
+    draws with its encoder's own decoder and reads them only to re-blend. The command line refused them; Python's
+    one-shot `toonify()` never read them, without a word (thirty-third session's audit)."""
+    if invert == "psp-toonify" and swap_res is None:
+        for option, given in (("toon", toon), ("base", base)):
+            if given:
+                raise ValueError(f"{option}= is read only to re-blend: invert='psp-toonify' draws the toon with its "
+                                 "encoder's own decoder, a blended toon model; add swap_res= to re-blend the toon= "
+                                 f"model with the base= model, or leave {option}= out")
 
 
 def check_one_photo(photo: object) -> None:
@@ -633,7 +649,11 @@ def _base_of(toon: GeneratorLike) -> tuple[GeneratorLike, str | None]:
     toon, _ = split_network(toon)  # "toon.pkl (G)": toon.pkl's base
     info = models.MODELS.get(toon) if isinstance(toon, str) else None
     if info is not None:
-        return info.lineage or DEFAULT_BASE, None
+        base = info.lineage or DEFAULT_BASE
+        while base in models.MODELS and models.MODELS[base].toon is not None:  # an encoder's decoder, a toon itself
+            # (psp-toonify's): its own base; the toon was taken as the base, drawing toons as "reconstructions"
+            base = models.MODELS[base].lineage or DEFAULT_BASE  # (thirty-third session's audit)
+        return base, None
     meta = (toon.meta if isinstance(toon, Networks) else read_meta(user_path(toon))
             if isinstance(toon, (str, os.PathLike)) and user_path(toon).is_file() else None)
     for _ in range(MAX_RUN_HOPS):  # a run started from another run (its folder or a snapshot): its base, and so on
