@@ -285,20 +285,20 @@ def report(runs: dict, check: dict | None, args) -> str:
     if "reference" in runs:
         walls = sum((r["wall"] for r in runs["reference"]), [])
         ref_total = statistics.median(walls) * args.steps
-        peak = max(r["peak_mb"] or 0 for r in runs["reference"])
+        peak = _peak(runs["reference"])
         lines.append(f"| reference (NVIDIA's loop, reference ops) | {ref_total:.1f} (median s/step x {args.steps}) "
-                     f"| {statistics.median(walls):.4f} ({min(walls):.4f}) | | {peak:.0f} |")
+                     f"| {statistics.median(walls):.4f} ({min(walls):.4f}) | | {peak} |")
     for precision in _variants(args):
         if precision not in runs:
             continue
         rs = runs[precision]
         totals = [r["total"] for r in rs]
         walls = sum((r["wall"] for r in rs), [])
-        peak = max(r["peak_mb"] or 0 for r in rs)
+        peak = _peak(rs)
         speed = f", {ref_total / statistics.median(totals):.2f}x the reference" if ref_total else ""
         lines.append(f"| toonlib precision={precision} | {statistics.median(totals):.1f} ({min(totals):.1f}){speed} "
                      f"| {statistics.median(walls):.4f} ({min(walls):.4f}) "
-                     f"| {statistics.median(r['cold'] for r in rs):.1f} | {peak:.0f} |")
+                     f"| {statistics.median(r['cold'] for r in rs):.1f} | {peak} |")
     if "batch" in runs:
         rates = {int(n): r for n, r in runs["batch"][0]["photos_per_s"].items()}
         one = rates.get(1)
@@ -322,10 +322,17 @@ def report(runs: dict, check: dict | None, args) -> str:
                      f"with cuDNN's TF32 off: {check['forward_vs_reference_no_tf32']:.2e} and "
                      f"{check['forward_vs_cpu_no_tf32']:.2e}")
         agree = check["graph_vs_eager"]
-        lines.append(f"CUDA graph against op by op, fp32, first {agree['steps']} steps: per-step LPIPS differs by at "
-                     f"most {agree['loss_rel']:.2e} of its largest value; w by at most {agree['w_abs']:.2e} "
-                     f"(w's spread {agree['w_spread']:.2f})")
+        if args.device == "cuda":  # CUDA graphs replay on a GPU only: on the CPU the line meant nothing
+            lines.append(f"CUDA graph against op by op, fp32, first {agree['steps']} steps: per-step LPIPS differs by "
+                         f"at most {agree['loss_rel']:.2e} of its largest value; w by at most {agree['w_abs']:.2e} "
+                         f"(w's spread {agree['w_spread']:.2f})")
     return "\n".join(lines)
+
+
+def _peak(runs: list[dict]) -> str:
+    """The highest peak GPU memory of `runs`, in MB; '-' where none was measured (on the CPU: it printed 0)."""
+    peaks = [r["peak_mb"] for r in runs if r["peak_mb"] is not None]
+    return f"{max(peaks):.0f}" if peaks else "-"
 
 
 def _variants(args) -> list[str]:
@@ -357,6 +364,10 @@ def main() -> None:
     import torch
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if args.device is None and device == "cpu":  # it ran for hours without a word (thirty-third session's audit)
+        print("bench_gpu: no CUDA device here: running on the CPU, slowly (--device cpu says that is meant; smaller "
+              "--steps and --resolution advised)", file=sys.stderr)
+    args.device = device  # the report's: CUDA-only lines left out on the CPU
     started = time.time()
     runs: dict[str, list[dict]] = {}
     check = None
@@ -396,7 +407,7 @@ def main() -> None:
                 check = run_worker({**base, "impl": "check", "results": done, "agreement_steps": args.agreement_steps})
             except RuntimeError as error:
                 print(error, file=sys.stderr)
-    text = report(runs, check, args) if runs else "nothing ran"
+    text = report(runs, check, args) if runs else "nothing ran (the errors are above)"
     print(text)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
@@ -406,6 +417,8 @@ def main() -> None:
             if found:
                 (args.out / f"profile_{key}.txt").write_text(found[-1])
         (args.out / "results.json").write_text(json.dumps({"runs": runs, "check": check}, indent=1))
+    if not runs:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

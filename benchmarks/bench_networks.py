@@ -11,10 +11,13 @@ machines have bursts of 3-10x slowdowns.
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import resource
 import statistics
 import time
+
+from spawned import in_child
+
+RESOLUTIONS = [2 ** k for k in range(2, 11)]  # the generator's: 4 to 1024 px
 
 
 def _measure(device: str, res: int, repeats: int, threads: int, queue) -> None:
@@ -58,19 +61,9 @@ def _measure(device: str, res: int, repeats: int, threads: int, queue) -> None:
     queue.put(results)
 
 
-def measure(device: str, res: int, repeats: int, threads: int) -> dict:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_measure, args=(device, res, repeats, threads, queue))
-    proc.start()
-    results = queue.get()
-    proc.join()
-    return results
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--resolutions", type=int, nargs="+", default=[256, 1024])
+    parser.add_argument("--resolutions", type=int, nargs="+", default=[256, 1024], choices=RESOLUTIONS)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
     args = parser.parse_args()
@@ -85,7 +78,7 @@ def main() -> None:
     print("-" * len(header))
     for device in devices:
         for res in args.resolutions:
-            r = measure(device, res, args.repeats, args.threads)
+            r = in_child(_measure, device, res, args.repeats, args.threads)
             f, fb = r["forward"], r["forward_backward"]
             print(f"{device:6} {res:5d} | {f[0]:7.3f} / {f[1]:7.3f} | {fb[0]:7.3f} / {fb[1]:7.3f} | "
                   f"{f[2]:12.0f} {fb[2]:8.0f}")

@@ -138,6 +138,10 @@ def main() -> None:
     parser.add_argument("--memory-of", choices=MODES, help=argparse.SUPPRESS)  # measure_memory's child process
     parser.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.rounds < 1:  # all the work ran, then the table failed on no data (thirty-third session's audit)
+        parser.error("--rounds must be at least 1")
+    if args.steps < 2 and set(args.modes) & set(DEFAULT_STEPS):
+        parser.error("--steps must be at least 2 for the modes that optimise: a step is timed between two callbacks")
 
     import torch
 

@@ -18,14 +18,16 @@ Reference: stylegan2-ada-pytorch's README, one V100: 21.6-24.2 s/kimg at 256 px,
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import resource
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
+from spawned import in_child
+
 PHASES = ("Gmain", "Greg", "Dmain", "Dreg")
+RESOLUTIONS = [2 ** k for k in range(3, 11)]  # the generator's and discriminator's: 8 to 1024 px
 VARIANTS = {"ADA p=0.5": 0.5, "no ADA": 0.0}
 NVIDIA_V100 = {256: "21.6-24.2", 1024: "154-162"}
 
@@ -90,16 +92,6 @@ def _measure(device: str, res: int, batch: int, repeats: int, threads: int, queu
     queue.put({"times": times, "snapshot": snapshot, "peak_gib": peak})
 
 
-def measure(device: str, res: int, batch: int, repeats: int, threads: int) -> dict:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_measure, args=(device, res, batch, repeats, threads, queue))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    return result
-
-
 def sec_per_kimg(times: dict[str, float], batch: int) -> float:
     """Seconds per 1000 real images of the default recipe (path length every 4, R1 every 16 minibatches)."""
     return 1000 / batch * (times["Gmain"] + times["Dmain"] + times["Greg"] / 4 + times["Dreg"] / 16)
@@ -107,8 +99,8 @@ def sec_per_kimg(times: dict[str, float], batch: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cpu-resolutions", type=int, nargs="*", default=[256])
-    parser.add_argument("--cuda-resolutions", type=int, nargs="*", default=[256, 1024])
+    parser.add_argument("--cpu-resolutions", type=int, nargs="*", default=[256], choices=RESOLUTIONS)
+    parser.add_argument("--cuda-resolutions", type=int, nargs="*", default=[256, 1024], choices=RESOLUTIONS)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
@@ -122,7 +114,7 @@ def main() -> None:
     print(f"{'device':6} {'res':>5} {'variant':>10} " + " ".join(f"{p:>13}" for p in PHASES)
           + f" {'s/kimg':>13} {'snapshot s':>13} {'peak GiB':>9} {'V100 s/kimg':>12}")
     for device, res in cases:
-        result = measure(device, res, args.batch, args.repeats, args.threads)
+        result = in_child(_measure, device, res, args.batch, args.repeats, args.threads)
         snap = result["snapshot"]
         for variant, times in result["times"].items():
             best = {p: min(t) for p, t in times.items()}

@@ -231,6 +231,10 @@ def worker(spec: dict) -> dict:
     import torch
 
     torch.set_num_threads(spec["threads"])
+    if spec.get("root") is not None:  # the toonlib measured is the one asked for: said before the work, not after
+        import toonlib  # noqa: F401
+
+        _check_toonlib_root(spec["root"])
     if spec.get("tune_allocator"):
         from toonlib.runtime import tune_allocator
 
@@ -274,8 +278,9 @@ def run_worker(spec: dict, before: str | None) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "TOONLIB_MALLOC", "MALLOC_CONF")}
     env["GLIBC_TUNABLES"] = ""
     impl = spec["impl"]
-    paths = [str(HERE)] + ([before] if impl == "before" else [])
-    env["PYTHONPATH"] = os.pathsep.join(paths)
+    # this checkout's toonlib, whatever is installed (another checkout's script measured the installed one, and
+    # said so after the measurement; thirty-third session's audit); the reference process imports none
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE), before if impl == "before" else str(HERE.parent)])
     roots = {"before": before, "after": str(HERE.parent)}
     if impl.startswith("after:"):  # toonlib at a given precision
         spec = {**spec, "precision": impl.split(":")[1]}
@@ -284,7 +289,6 @@ def run_worker(spec: dict, before: str | None) -> dict:
         env["TOONLIB_MALLOC"] = "default"
         spec, impl = {**spec, "untuned": True}, "after"
     if impl == "tuned":  # the reference, with toonlib's malloc settings (toonlib's runtime module from this checkout)
-        env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(HERE.parent)])
         spec = {**spec, "impl": "reference", "tune_allocator": True}
     spec = {**spec, "impl": "toonlib" if impl in roots else spec["impl"], "root": roots.get(impl)}
     proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], env=env, capture_output=True,
@@ -322,9 +326,10 @@ def make_weights(folder: Path, resolutions: list[int]) -> dict[int, dict[str, st
 
 
 def _auto_precision() -> str:
-    """What `project(precision='auto')` computes in on this machine's CPU."""
+    """What `project(precision='auto')` computes in on this machine's CPU (this checkout's toonlib says)."""
     import torch
 
+    sys.path.insert(0, str(HERE.parent))
     from toonlib.runtime import resolve_precision
 
     return {None: "float32", torch.bfloat16: "bfloat16"}[resolve_precision("auto", torch.device("cpu"))]
@@ -410,9 +415,10 @@ def report(results: dict, args, impls: list[str], names: dict[str, str]) -> None
         cols = [i for i in impls if all(i in by_impl for _, by_impl in rows)]
         print(title)
         head = f"| case | {' | '.join(names[i] + ' s/step min / med' for i in cols)} | " \
-               f"{' | '.join('CPU s ' + names[i] for i in cols)} | " \
-               f"{' | '.join('speedup ' + names[i] + ' (med)' for i in cols if i != 'reference')} | " \
-               f"peak RSS MB loop ({' / '.join(names[i] for i in cols)}) | peak RSS MB process |"
+               f"{' | '.join('CPU s/step ' + names[i] + ' (med)' for i in cols)} | " \
+               f"{' | '.join('speedup ' + names[i] + ' (reference med / med)' for i in cols if i != 'reference')} | " \
+               f"peak RSS MB loop ({' / '.join(names[i] for i in cols)}) | " \
+               f"peak RSS MB process ({' / '.join(names[i] for i in cols)}) |"
         print(head)
         print("|" + "---|" * (head.count("|") - 1))
         for label, by_impl in rows:
@@ -433,7 +439,10 @@ def report(results: dict, args, impls: list[str], names: dict[str, str]) -> None
             for space in ("w", "w+") if case == "project" else (None,):
                 key = (case, res, space) if space else (case, res)
                 if key + ("after",) in results:
-                    label = f"projection step {res} px {space.upper()}" if space else f"forward {res} px (no grad)"
+                    # the forward runs no autocast: its plain toonlib column is float32 too, whatever `precision='auto'`
+                    # is here (a table filed it under "auto = bf16"; thirty-third session's audit)
+                    label = (f"projection step {res} px {space.upper()}" if space
+                             else f"forward {res} px (no grad; every toonlib column float32)")
                     rows.append((label, {i: _merge(results[key + (i,)]) for i in impls if key + (i,) in results}))
         if rows:
             table(title, rows)
