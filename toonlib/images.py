@@ -424,7 +424,8 @@ def unread_format(head: bytes) -> str:
     """What a file that Pillow opens as no image is, from its first bytes (1 KB is plenty), and what to do: a HEIC
     photo without pillow-heif, an AVIF image on an old Pillow, or what people pick instead of a photo."""
     if not head:
-        return "the file is empty (0 bytes)"
+        # what to do, as for the others (the README says so; thirty-third session's audit)
+        return "the file is empty (0 bytes): a copy or download that did not finish? Copy or download it again"
     if head[4:8] == b"ftyp":  # ISO media: a major brand, a version, then compatible brands up to the box's end
         end = min(int.from_bytes(head[:4], "big"), len(head))
         brands = {head[8:12], *(head[i:i + 4] for i in range(16, end - 3, 4))}
