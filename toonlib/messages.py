@@ -283,13 +283,12 @@ def write_line(text: str, file=None) -> None:
     """Print `text` as a line of its own while progress bars may run (a warning, a skipped photo). A terminal's bars
     are erased and drawn again below the text, as `tqdm.write` does. In a log a bar's text cannot be erased, and
     `tqdm.write`'s line began after it ("toonify:   0%|   | 0/4 [00:00<?, ?photo/s]toonlib toonify: warning: ..."):
-    there the bar's line is ended first (once: a bar that has not drawn since the last text ended its line left a
-    blank line between two skipped photos'), and the bar's next update starts below the text."""
+    there the bar's line is ended first, and the bar's next update starts below the text."""
     from tqdm import tqdm
 
     stream = sys.stdout if file is None else file
     with tqdm.get_lock():
-        erased, logged = [], []
+        erased, ended = [], []
         for bar in list(getattr(tqdm, "_instances", ())):  # the bars writing where `text` goes (stdout and stderr mix)
             if (bar.disable or not hasattr(bar, "start_t")
                     or not (bar.fp == stream or all(f in (sys.stdout, sys.stderr) for f in (bar.fp, stream)))):
@@ -297,14 +296,9 @@ def write_line(text: str, file=None) -> None:
             if _erasable(bar):
                 bar.clear(nolock=True)
                 erased.append(bar)
-            else:
-                logged.append(bar)
-        for fp in {id(bar.fp): bar.fp for bar in logged}.values():  # one line end for a log's nested bars
-            bars = [bar for bar in logged if bar.fp == fp]
-            if any(getattr(bar, "_line_ended_at", None) != bar.last_print_t for bar in bars):  # drawn since
-                fp.write("\n")
-            for bar in bars:
-                bar._line_ended_at = bar.last_print_t
+            elif not any(bar.fp == fp for fp in ended):  # one line end for a log's nested bars
+                bar.fp.write("\n")
+                ended.append(bar.fp)
         stream.write(f"{text}\n")
         stream.flush()
         for bar in erased:
