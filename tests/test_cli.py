@@ -125,6 +125,10 @@ def test_models_says_what_the_files_take_and_the_caches_other_files(tmp_path):
     result = run_cli("models", "--cache-dir", str(tmp_path))
     assert "the cache also holds e4e.pt.part (5.00 MB), ffhq.pkl.part (1.54 kB) (partial downloads, resumed by the " \
            "next fetch)\n" in result.stdout
+    (tmp_path / "anime.parts-v2.safetensors").write_bytes(b"x" * 2000)  # a file of its own, ".part" in its name
+    result = run_cli("models", "--cache-dir", str(tmp_path))
+    assert "anime.parts-v2.safetensors (2.00 kB), e4e.pt.part (5.00 MB), ffhq.pkl.part (1.54 kB) (downloaded by URL " \
+           "or put there; .part: partial downloads)\n" in result.stdout
 
 
 def test_a_truncated_safetensors_file_is_said_to_be_cut_short(tmp_path):

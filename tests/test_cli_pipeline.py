@@ -211,12 +211,15 @@ def test_photos_named_as_a_script_or_windows_names_them(setup, tmp_path, capsys,
     assert capsys.readouterr().out.startswith("toonified 2 of 2 photos")
     assert cli.main(["toonify", "~/my photos/h*", "-o", "~/one.png", *models]) == 0  # one photo: -o an image
     assert (tmp_path / "one.png").is_file() and (tmp_path / "one-aligned.png").is_file()
-    capsys.readouterr()
+    assert cli.main(["toonify", "~/my photos/*", "-o", "~/two.png", *models]) == 2  # two photos: said as such
+    assert "but the input is several photos: give a folder for -o" in capsys.readouterr().err
+    assert cli.main(["toonify", "~/my phot*", "-o", "~/fromfolder/", *models]) == 0  # a folder it matches
+    assert capsys.readouterr().out.startswith("toonified 2 of 2 photos")
     assert cli.main(["toonify", "~/my photos/*.jpg", "-o", "~/toons/", *models]) == 2
     assert capsys.readouterr().err == (
-        "toonlib toonify: error: no photo matches ~/my photos/*.jpg (a pattern, expanded here as the shell would: "
-        "photos are files whose names end in .jpg, .jpeg, .png, .webp, .heic, .heif, .avif, .bmp, .tif, .tiff, .gif, "
-        ".jfif, .jpe)\n".replace("~", str(tmp_path)))
+        "toonlib toonify: error: no photo or folder matches ~/my photos/*.jpg (a pattern, expanded here as the shell "
+        "would: photos are files whose names end in .jpg, .jpeg, .png, .webp, .heic, .heif, .avif, .bmp, .tif, "
+        ".tiff, .gif, .jfif, .jpe)\n".replace("~", str(tmp_path)))
 
 
 def test_two_photos_never_get_one_name_and_a_photos_folder_is_no_output(setup, tmp_path, capsys):

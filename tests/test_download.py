@@ -842,7 +842,7 @@ def test_drive_quota_page_through_gdown(drive, tmp_path):
 VIEW_PAGE = b"<!DOCTYPE html><html><head><title>tiny.pkl - Google Drive</title></head><body>viewer</body></html>"
 
 
-def test_a_google_drive_link_is_downloaded_as_drive_files_are(drive, tmp_path):
+def test_a_google_drive_link_is_downloaded_as_drive_files_are(drive, tmp_path, capsys):
     """A Drive share link given as the URL was fetched as a plain web address: Drive's viewer page came back ("the
     server sent a web page instead of the file"), for every link form, whatever the file."""
     link = "https://drive.google.com/file/d/big/view?usp=sharing"
@@ -859,10 +859,17 @@ def test_a_google_drive_link_is_downloaded_as_drive_files_are(drive, tmp_path):
     assert drive.paths() == ["/uc?id=big", "/download?id=big&export=download&confirm=t"]
     folder = "https://drive.google.com/drive/folders/big?usp=sharing"  # no file's link (StyleGAN-NADA's README links
     with pytest.raises(ValueError, match=r"is a Google Drive folder's link, not a file's: open it in a browser, open "
-                                         r"the model file in it, and give that file's link \(https://drive\.google\."
+                                         r"the file in it, and give that file's link \(https://drive\.google\."
                                          r"com/file/d/<id>/view\)"):  # one): it was downloaded as "a web page"
         download.fetch(folder, progress=False)
     assert drive.paths() == ["/uc?id=big", "/download?id=big&export=download&confirm=t"]  # nothing asked for it
+    # refused where every model is checked before the first download (the default base came first, ~360 MB)
+    from PIL import Image
+
+    Image.new("RGB", (64, 64)).save(tmp_path / "me.png")
+    assert main(["toonify", str(tmp_path / "me.png"), "-o", str(tmp_path / "t.png"), "--toon", folder]) == 2
+    assert "is a Google Drive folder's link, not a file's" in capsys.readouterr().err
+    assert drive.paths() == ["/uc?id=big", "/download?id=big&export=download&confirm=t"]
 
 
 def test_a_proxy_that_inspects_https_is_named_with_what_to_set(drive, tmp_path, monkeypatch):
@@ -1496,11 +1503,12 @@ def test_a_cached_download_damaged_since_says_how_to_download_it_anew(server, tm
     assert load_network(name).G_ema is not None and len(server.log) == 2
     url = f"{server.base}/ada_tiny.pkl".replace("//", "//me:secret@")
     damage(download.fetch(url, progress=False))
-    with pytest.raises(CheckpointError, match=rf"It is the cached download of {server.base}/ada_tiny.pkl: "
-                                              r"`toonlib remove` with that URL deletes it, and the next use") as info:
+    with pytest.raises(CheckpointError, match=rf"It is the cached download of {server.base}/ada_tiny.pkl: delete "
+                                              r"that file, and the next use downloads it again\.$") as info:
         load_network(url)
     assert "secret" not in str(info.value)
-    assert main(["remove", url]) == 0 and load_network(url).G_ema is not None
+    Path(str(info.value).split(" is not a readable")[0]).unlink()  # as it says: the file it names
+    assert load_network(url).G_ema is not None
     own = tmp_path / "mine.pkl"  # a file the user gave keeps the reader's advice
     damage(shutil.copyfile(FIXTURES / "ada_tiny.pkl", own))
     with pytest.raises(CheckpointError, match="A truncated download or a damaged file: delete it and download it"):

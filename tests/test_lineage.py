@@ -186,6 +186,16 @@ def test_a_toon_model_pairs_with_its_own_base():
     # psp-toonify as the toon: its lineage is its decoder, a toon too (taken as the base, it drew every
     # "reconstruction" as a toon; thirty-third session's audit): that toon's base
     assert default_base("psp-toonify") == default_base("toonify-blended-rosinality") == "ffhq-1024-rosinality"
+    import dataclasses
+
+    from toonlib import models
+
+    child = dataclasses.replace(models.MODELS["metfaces-1024"], name="metfaces-child", lineage="metfaces-1024")
+    models.MODELS["metfaces-child"] = child  # a toon fine-tuned from a toon: its parent, not the parent's base
+    try:
+        assert default_base("metfaces-child") == "metfaces-1024"
+    finally:
+        del models.MODELS["metfaces-child"]
     # Which network of a toon checkpoint is re-blended.
     assert toon_network_of("toonify-blended-tf") == "G"  # Toonify's file: G is the toon model, G_ema the blend
     assert toon_network_of("yang-cartoon") == "G_ema"

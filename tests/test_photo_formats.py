@@ -340,7 +340,7 @@ NOT_PHOTOS = {
                      r"the file is damaged \(could not create decoder object\): download or copy it again, or "
                      "export it anew$"),
     "empty": (lambda image: b"", "jpg", r"the file is empty \(0 bytes\): a copy or download that did not finish\? "
-                                       r"Copy or download it again"),
+                                       r"Copy or download it again$"),
     "web-page": (lambda image: b"<!DOCTYPE html><html><body>Sign in to see this photo</body></html>", "jpg",
                  r"it is a web page \(HTML\), not an image: save the image itself \(right-click it, Save image as\)$"),
     "svg": (lambda image: b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"/>', "svg",

@@ -134,6 +134,17 @@ def test_toonify_refuses_a_toon_or_base_that_psp_toonify_would_not_read(setup, m
         with pytest.raises(ValueError, match=rf"^{option}= is read only to re-blend: invert='psp-toonify' draws the "
                                              rf"toon with its encoder's own decoder.* or leave {option}= out$"):
             toonify(photo, invert="psp-toonify", **given)
+    from toonlib import pipeline
+
+    class Built(Exception):
+        pass
+
+    def built(*args, **kwargs):
+        raise Built
+
+    monkeypatch.setattr(pipeline, "Toonifier", built)
+    with pytest.raises(Built):  # the default toon named as it is (another str object): not refused, as on the CLI
+        toonify(photo, invert="psp-toonify", toon="-".join(["toonify", "blended", "tf"]))
     message = "toon= is read only to re-blend: ... add swap_res= to re-blend the toon= model with the base= model, " \
               "or leave toon= out"
     assert for_command_line(message) == ("--toon is read only to re-blend: ... add --swap-res to re-blend the --toon "

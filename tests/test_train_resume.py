@@ -130,6 +130,12 @@ def test_a_run_folder_whose_training_states_are_gone_is_not_restarted_over_its_s
     assert cli(base, str(base["base"]), run, "--kimg", "0.024") == 2
     assert f"--resume {snapshot} and a new --run-dir" in capsys.readouterr().err
     assert {p.name: p.stat().st_mtime_ns for p in run.iterdir() if p.name != ".locks"} == before
+    copied = base["root"] / "snapshots-copied"  # the snapshots copied alone, without latest.json: replaced too
+    copied.mkdir()
+    for name in ("network-snapshot-000000008.safetensors", "network-snapshot-000000016.safetensors"):
+        shutil.copy(run / name, copied / name)
+    assert cli(base, str(base["base"]), copied, "--kimg", "0.024") == 2
+    assert f"--resume {copied / 'network-snapshot-000000016.safetensors'} and a new" in capsys.readouterr().err
     assert cli(base, str(snapshot), base["root"] / "from-its-snapshot", "--kimg", "0.008") == 0  # as it says
 
 

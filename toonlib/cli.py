@@ -4,7 +4,8 @@ status.
 
 Exit status (also in `--help`): 0 all done; 1 some of several photos failed (the others were written);
 2 bad usage, a missing or unreadable model, weights file or photo, or a photo without a face; 130 interrupted
-(Ctrl-C, or SIGTERM: `messages.run_program`); 141 output closed early (`| head`), nothing printed. `finetune` has its
+(Ctrl-C, or SIGTERM: `messages.run_program`); 141 output closed early (`| head`), nothing more printed (a folder's
+`toonify` says on stderr how many photos it toonified). `finetune` has its
 own (`train.arguments.EXIT_STATUS`, in `toonlib finetune --help`): 0 done, also when the run had already reached
 --kimg; 2 bad usage, unusable images, checkpoint or settings, the run folder in use, a full disk; 130 interrupted, the
 run saved for the same command to continue. Expected failures end in one short message naming the cause and the fix,
@@ -49,7 +50,8 @@ BATCH_STATUS = "  1  some of several photos failed (the others were written)\n"
 EXIT_STATUS = ("exit status:\n  0  all done\n" + BATCH_STATUS
                + "  2  bad usage; a missing or unreadable model, weights file or photo; no face\n"
                "  130  interrupted (Ctrl-C, or SIGTERM: kill, timeout)\n"
-               "  141  output closed early (`toonlib models | head`), nothing printed")
+               "  141  output closed early (`toonlib models | head`), nothing more printed (toonify of a folder says\n"
+               "       on stderr how many photos it toonified)")
 #: The `examples:` of each command's --help, as typed (`# ...`: what it writes), from the README's "Command line".
 EXAMPLES = {
     "convert": ["toonlib convert stylegan2-ffhq-config-f.pkl ffhq.safetensors"],

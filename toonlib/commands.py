@@ -353,8 +353,9 @@ def _disk_use(sizes: dict[str, int], paths: dict[str, Path], cache: Path) -> str
     listed = {paths[name] for name in sizes}
     sized: dict[str, int] = {}
     for path in cache.iterdir() if cache.is_dir() else ():
-        if path not in listed and not path.name.startswith(".") and (path.is_file() or ".part" in path.name):
-            name = path.name.split(".part")[0] + ".part" if ".part" in path.name else path.name
+        partial = re.fullmatch(r"(.+\.part)(\.source|\.gdown)?", path.name)  # its file, record and Drive folder
+        if path not in listed and not path.name.startswith(".") and (path.is_file() or partial):
+            name = partial[1] if partial else path.name
             sized[name] = sized.get(name, 0) + disk_bytes(path)
     others = sorted(sized)
     partial = [name for name in others if name.endswith(".part")]
@@ -579,29 +580,42 @@ def _photos_to_toonify(names: list[str]) -> list[Path]:
     return list(photos.values())
 
 
-def _photos_named(name: str) -> list[Path]:
-    """The photos one command-line argument names: a photo, the photos of a folder, or the photos a pattern the shell
-    did not expand matches (quoted, typed in Windows' cmd or PowerShell, or given by a program: it was "no photo or
-    folder at *.jpg", thirty-third session's audit)."""
+def _expanded(name: str) -> list[str]:
+    """A photo argument as the shell would pass it: `~` expanded, and a pattern it did not expand (quoted, typed in
+    Windows' cmd or PowerShell, or given by a program) as the photos and folders it matches. Both were "no photo or
+    folder at ..." (thirty-third session's audit)."""
     import glob
 
     from .files import is_url
-    from .images import IMAGE_SUFFIXES, is_image_file, read_image
+    from .images import IMAGE_SUFFIXES, is_image_file
+
+    if is_url(name):
+        return [name]
+    name = os.path.expanduser(name)
+    if os.path.exists(name) or not glob.has_magic(name):
+        return [name]
+    matches = [path for path in sorted(glob.glob(name)) if is_image_file(path) or os.path.isdir(path)]
+    if not matches:
+        raise FileNotFoundError(f"no photo or folder matches {name} (a pattern, expanded here as the shell would: "
+                                f"photos are files whose names end in {', '.join(IMAGE_SUFFIXES)})")
+    return matches
+
+
+def _photos_named(name: str) -> list[Path]:
+    """The photos one command-line argument names: a photo, or the photos of a folder."""
+    from .files import is_url, unread_address
+    from .images import IMAGE_SUFFIXES, read_image
     from .pipeline import photos_in
 
     if is_url(name):  # before Path() folds its '//'
         read_image(name)  # refused, saying what to do
+    if unread := unread_address(name):  # file:///me.jpg was "no photo or folder at file:/me.jpg"
+        raise FileNotFoundError(unread)
     source = Path(name)
     if source.is_dir():
         photos = photos_in(source)
         if not photos:
             raise ValueError(f"no photos in the folder {source} (looked for {', '.join(IMAGE_SUFFIXES)})")
-        return photos
-    if not source.exists() and glob.has_magic(name):
-        photos = [Path(path) for path in sorted(glob.glob(name)) if is_image_file(path)]
-        if not photos:
-            raise FileNotFoundError(f"no photo matches {name} (a pattern, expanded here as the shell would: photos "
-                                    f"are files whose names end in {', '.join(IMAGE_SUFFIXES)})")
         return photos
     if not source.exists():
         raise FileNotFoundError(f"no photo or folder at {source}")
@@ -614,10 +628,8 @@ def cmd_toonify(args: argparse.Namespace) -> int:
     from .pipeline import Toonifier
     from .projection import DEFAULT_INIT_STEPS, default_steps
 
-    # a quoted `~` expanded as the shell would (a script's "$PHOTO": "no photo or folder at ~/me.jpg", where -o's and a
-    # latent's were expanded; thirty-third session's audit)
-    named = [name if is_url(name) else os.path.expanduser(name) for name in args.photos]
-    args.output = os.path.expanduser(args.output)
+    named = [path for name in args.photos for path in _expanded(name)]  # as the shell would pass them
+    args.output = os.path.expanduser(args.output)  # -o's was expanded when written, not when checked
     # `me.jpg ./me.jpg` is one photo (a URL is kept as typed: Path() folds its '//', and it is refused below)
     inputs = list({name if is_url(name) else os.path.normpath(name): name for name in named}.values())
     if latent := next((name for name in inputs if Path(name).suffix.lower() in LATENT_SUFFIXES), None):

@@ -50,6 +50,7 @@ import urllib3
 from . import models
 from .files import (
     DISK_FULL,
+    DRIVE_HOSTS,
     default_file_mode,
     file_lock,
     is_url,
@@ -69,7 +70,6 @@ if TYPE_CHECKING:
 __all__ = ["DownloadError", "cache_dir", "cache_state", "drive_file_id", "fetch", "fetch_source", "local_path"]
 
 DRIVE_ROOT = Path("/content/drive/MyDrive")  # where Colab mounts the user's Google Drive
-DRIVE_HOSTS = ("drive.google.com", "drive.usercontent.google.com", "docs.google.com")  # a file's links on Drive
 RETRY_DELAYS = (1.0, 4.0)  # seconds before each retry of a direct URL after a network error
 MAX_RETRY_AFTER = 60.0  # the longest Retry-After (429, 503) waited for before a retry; longer ones fail at once
 TIMEOUT = (15.0, 60.0)  # seconds: connect, then between bytes
@@ -360,11 +360,6 @@ def fetch_source(name_or_url: object) -> str:
         raise ValueError(f"{text} is a {'folder' if user_path(text).is_dir() else 'file'} here: fetch downloads "
                          "registry names (`toonlib models`) and http(s) URLs into the cache; a local file is read as "
                          "it is where a model is asked for (--toon, --base; load_network in Python)")
-    parts = urllib.parse.urlsplit(text)
-    if is_url(text) and parts.hostname in DRIVE_HOSTS and "/folders/" in parts.path:  # downloaded as "a web page",
-        # and the advice was to save it as a file under a hashed cache name (thirty-third session's audit)
-        raise ValueError(f"{text} is a Google Drive folder's link, not a file's: open it in a browser, open the model "
-                         "file in it, and give that file's link (https://drive.google.com/file/d/<id>/view)")
     return text
 
 
@@ -1002,6 +997,9 @@ def _gdown_into(gdown: ModuleType, file_id: str, part: Path, options: dict, prog
         except Exception as exc:  # noqa: BLE001 -- gdown raises requests', its own and OS errors alike
             if have and _RANGE_REFUSED in str(exc):
                 raise _Restart from None
+            if _RANGE_REFUSED in str(exc):  # gdown's retry of this call's broken-off bytes, answered whole (review)
+                raise _SourceFailed("the download broke off, and the server would not resume it: run the same "
+                                    "command again (it downloads the file whole)") from None
             if _QUOTA_TEXT in str(exc).lower():
                 raise _SourceFailed(_quota_reason()) from None
             if isinstance(exc, OSError) and exc.errno in DISK_FULL:

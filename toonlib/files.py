@@ -116,15 +116,27 @@ def is_url(source: object) -> bool:
     return isinstance(source, str) and source[:8].lower().startswith(("http://", "https://"))
 
 
+#: The hosts of a Google Drive file's links.
+DRIVE_HOSTS = ("drive.google.com", "drive.usercontent.google.com", "docs.google.com")
+
+
 def unread_address(source: object) -> str | None:
-    """Why `source`, an address of another scheme than http(s) (file://, ftp://, s3://), is not read, and what to give
-    instead; None for anything else. A file:// address was "no checkpoint at file:/..." of a file that is there, an
-    ftp:// one an unknown model name with the registry's 30 names (thirty-third session's audit)."""
+    """Why `source`, an address toonlib does not download, is not read, and what to give instead; None for anything
+    else: another scheme than http(s) (file://, ftp://, s3://), or a Google Drive folder's link. A file:// address was
+    "no checkpoint at file:/..." of a file that is there, an ftp:// one an unknown model name with the registry's 30
+    names, a Drive folder "a web page" to save under a hashed cache name (thirty-third session's audit)."""
+    from urllib.parse import urlsplit
+
     scheme = re.match(r"([a-zA-Z][a-zA-Z0-9+.-]+)://", source) if isinstance(source, str) else None
-    if scheme is None or is_url(source):
+    if scheme is None:
+        return None
+    if is_url(source):
+        parts = urlsplit(source)
+        if parts.hostname in DRIVE_HOSTS and "/folders/" in parts.path:
+            return (f"{source} is a Google Drive folder's link, not a file's: open it in a browser, open the file in "
+                    "it, and give that file's link (https://drive.google.com/file/d/<id>/view)")
         return None
     if scheme[1].lower() == "file":
-        from urllib.parse import urlsplit
         from urllib.request import url2pathname
 
         return f"{source} is a file:// address: give the file's path itself, {url2pathname(urlsplit(source).path)}"

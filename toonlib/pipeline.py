@@ -596,7 +596,8 @@ def toonify(photo: ImageInput, base: GeneratorLike | None = None, toon: Generato
                   all_faces=kwargs.get("all_faces", False), face_index=kwargs.get("face_index"),
                   paste_back=kwargs.get("paste_back", False), progress=kwargs.get("progress", True),
                   project_kwargs={k: v for k, v in kwargs.items() if k not in _CALL_OPTIONS})
-    check_reblend_models(invert, swap_res, toon=toon is not DEFAULT_TOON, base=base is not None)
+    check_reblend_models(invert, swap_res, toon=not (isinstance(toon, str) and toon == DEFAULT_TOON),
+                         base=base is not None)
     if isinstance(photo, (str, os.PathLike)) and not user_path(photo).is_file():
         read_image(photo)  # its error: "there is no such file", "it is a folder"
     return Toonifier(base, toon, swap_res=swap_res, invert=invert, **setup)(photo, space=space, steps=steps,
@@ -650,9 +651,10 @@ def _base_of(toon: GeneratorLike) -> tuple[GeneratorLike, str | None]:
     info = models.MODELS.get(toon) if isinstance(toon, str) else None
     if info is not None:
         base = info.lineage or DEFAULT_BASE
-        while base in models.MODELS and models.MODELS[base].toon is not None:  # an encoder's decoder, a toon itself
-            # (psp-toonify's): its own base; the toon was taken as the base, drawing toons as "reconstructions"
-            base = models.MODELS[base].lineage or DEFAULT_BASE  # (thirty-third session's audit)
+        if info.kind == "encoder" and base in models.MODELS and models.MODELS[base].toon is not None:
+            # an encoder's lineage is its decoder, a toon itself for psp-toonify: that toon's base (the toon was taken
+            # as the base, drawing toons as "reconstructions"; thirty-third session's audit)
+            base = models.MODELS[base].lineage or DEFAULT_BASE
         return base, None
     meta = (toon.meta if isinstance(toon, Networks) else read_meta(user_path(toon))
             if isinstance(toon, (str, os.PathLike)) and user_path(toon).is_file() else None)

@@ -740,7 +740,9 @@ class ToonifyPanel(_PhotoPanel):
         self.status.value = _message("finding the face...")
         toonifier.set_blend(self._blend())
         reporting = {"callback": report} if toonifier.invert in OPTIMIZING_MODES else {}  # the encoders: no steps
-        result = toonifier(photo, steps=steps, paste_back=self.paste_back, progress=False, **reporting)
+        # the largest face (face_index 0), said so: the panel offers no other, and the others' warning named
+        # --all-faces, which it has not (review of the thirty-third session)
+        result = toonifier(photo, face_index=0, steps=steps, paste_back=self.paste_back, progress=False, **reporting)
         side = display_size(result.aligned.width, 192)
         _show(self.tiles["aligned"][1], result.aligned.resize((side, side), Image.Resampling.LANCZOS))
         if result.reconstruction is not None:

@@ -41,10 +41,11 @@ def without_damage_advice(message: str) -> str:
 def damaged_download(message: str, name: str) -> str:
     """A reader's error `message` of the download cache's copy of `name` (a registry name, or a URL as shown): the
     advice says so and how to download it anew. It said "delete it and download it again" of the cache file alone,
-    and `toonlib fetch NAME` found the file there and did nothing (thirty-third session's audit)."""
-    how, what = ("`toonlib remove` with that URL", name) if is_url(name) else (f"`toonlib remove {name}`", repr(name))
-    return (f"{without_damage_advice(message)} It is the cached download of {what}: {how} deletes it, and the next "
-            "use downloads it again.")
+    and `toonlib fetch NAME` found the file there and did nothing (thirty-third session's audit). A URL is shown
+    without its query and login, which name its cache file: deleting that file (the message names it) is the way."""
+    how, what = ("delete that file", name) if is_url(name) else (f"`toonlib remove {name}` deletes it", repr(name))
+    return (f"{without_damage_advice(message)} It is the cached download of {what}: {how}, and the next use "
+            "downloads it again.")
 
 
 @dataclass(repr=False)

@@ -60,6 +60,7 @@ from .resume import (
     say_changed_settings,
 )
 from .snapshots import (
+    CONFIG_FILE,
     DATASET_CACHE,
     LATEST_FILE,
     SnapshotWrites,
@@ -72,9 +73,11 @@ from .snapshots import (
     latest_snapshot,
     newest_state,
     newest_state_nimg,
+    read_latest,
     save_state,
     snapshot_name,
     snapshot_nimg,
+    snapshot_paths,
     sync_latest,
     write_latest,
 )
@@ -208,14 +211,25 @@ class Trainer:
     def _check_snapshots_kept(self, state: dict | None) -> None:
         """Refuse a run folder whose snapshots have no training state left to continue them: a new run there replaced
         them without a word (the states deleted to save space, or the snapshots copied alone). Warn when the newest
-        state is older than the newest snapshot: the snapshots after it are replaced as the run goes on. Without
-        latest.json no snapshot was completed (a full disk at the first training state leaves its network, which the
-        run started again rewrites); with latest.json cut short (a partial Drive sync) the newest snapshot is the
-        newest file (`latest_snapshot`): a new run replaced them all, silently (thirty-third session's audit)."""
-        newest = latest_snapshot(self.run_dir) if (self.run_dir / LATEST_FILE).is_file() else None
+        state is older than the newest snapshot: the snapshots after it are replaced as the run goes on. The newest
+        snapshot is `latest_snapshot`'s, the newest file where latest.json is cut short (a partial Drive sync) or
+        missing (the snapshots copied alone): a new run replaced them all, silently (thirty-third session's audit).
+        A run folder without latest.json that holds its config.json and one snapshot completed none: a full disk at
+        the first training state leaves its network, which the run started again rewrites."""
+        if not (self.run_dir / LATEST_FILE).is_file() and (self.run_dir / CONFIG_FILE).is_file() and len(
+                snapshot_paths(self.run_dir)) <= 1:
+            return
+        newest = latest_snapshot(self.run_dir)
         if newest is None:
             return
-        kimg, resumed = snapshot_nimg(newest) / 1000, (state["cur_nimg"] / 1000 if state is not None else None)
+        try:  # latest.json's count; else the newest file's name says it
+            kimg = float(read_latest(self.run_dir)["kimg"])
+        except (OSError, ValueError, KeyError, TypeError):
+            nimg = snapshot_nimg(newest)
+            if nimg is None:  # a file of another name, and no count: nothing to go by
+                return
+            kimg = nimg / 1000
+        resumed = state["cur_nimg"] / 1000 if state is not None else None
         if resumed is None:
             raise ValueError(
                 f"{self.cfg.run_dir} holds a fine-tuning run's snapshots up to {kimg:.3f} kimg but no training state "
@@ -511,7 +525,7 @@ class Trainer:
             return self.run_dir / self.last_snapshot
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            _write_json(self.run_dir / "config.json", self._recorded_config())
+            _write_json(self.run_dir / CONFIG_FILE, self._recorded_config())
             trim_metrics(self.run_dir / METRICS_FILE, self.cur_nimg)
         loader = infinite_loader(self.dataset, cfg.batch_size // self.dist.world_size, seed=cfg.seed,
                                  rank=self.dist.rank, world_size=self.dist.world_size, device=self.device,

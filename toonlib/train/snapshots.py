@@ -35,14 +35,16 @@ from ..checkpoints import NATIVE_SUFFIX
 from ..files import TEMP_FILE_NAME, atomic_write_path, file_lock, lock_file_for, user_path
 from ..messages import warn
 
-__all__ = ["DATASET_CACHE", "KEEP_STATES", "LATEST_FILE", "STATE_VERSION", "SnapshotWrites", "disk_full_message",
-           "disk_full_said", "fakes_name", "has_run", "has_states", "hold_run_dir", "latest_record", "latest_snapshot",
-           "newest_state", "newest_state_nimg", "read_latest", "run_folder_of", "save_state", "snapshot_name",
-           "snapshot_nimg", "snapshot_paths", "state_name", "sync_latest", "write_latest"]
+__all__ = ["CONFIG_FILE", "DATASET_CACHE", "KEEP_STATES", "LATEST_FILE", "STATE_VERSION", "SnapshotWrites",
+           "disk_full_message", "disk_full_said", "fakes_name", "has_run", "has_states", "hold_run_dir",
+           "latest_record", "latest_snapshot", "newest_state", "newest_state_nimg", "read_latest", "run_folder_of",
+           "save_state", "snapshot_name", "snapshot_nimg", "snapshot_paths", "state_name", "sync_latest",
+           "write_latest"]
 
 STATE_VERSION = 2
 KEEP_STATES = 2
 LATEST_FILE = "latest.json"
+CONFIG_FILE = "config.json"  # the run's settings, written as it starts
 _LOCKED = "run"  # what `files.file_lock` guards inside a run folder: its lock is <run>/.locks/run.lock
 _STATE_PATTERN = re.compile(r"training-state-(\d{9})\.pt")
 _LEGACY_STATE = "training-state.pt"  # version 1's one state file, refused on resume
@@ -57,9 +59,13 @@ def snapshot_name(nimg: int) -> str:
     return f"network-snapshot-{nimg:09d}{NATIVE_SUFFIX}"
 
 
-def snapshot_nimg(path: Path) -> int:
-    """The number of real images after which the network snapshot `path` (`snapshot_name`) was taken."""
-    return int(path.name.removeprefix(snapshot_name(0).split("0" * 9)[0])[:9])
+def snapshot_nimg(path: Path) -> int | None:
+    """The number of real images after which the network snapshot `path` was taken, from its name (`snapshot_name`);
+    None for a file of another name (latest.json may name one)."""
+    digits = path.name.removeprefix(snapshot_name(0).split("0" * 9)[0])[:9]
+    if not digits.isdigit() or path.name != snapshot_name(int(digits)):
+        return None
+    return int(digits)
 
 
 def fakes_name(nimg: int) -> str:
