@@ -50,8 +50,8 @@ BATCH_STATUS = "  1  some of several photos failed (the others were written)\n"
 EXIT_STATUS = ("exit status:\n  0  all done\n" + BATCH_STATUS
                + "  2  bad usage; a missing or unreadable model, weights file or photo; no face\n"
                "  130  interrupted (Ctrl-C, or SIGTERM: kill, timeout)\n"
-               "  141  output closed early (`toonlib models | head`), nothing more printed (toonify of a folder says\n"
-               "       on stderr how many photos it toonified)")
+               "  141  output closed early (`toonlib models | head`), nothing more printed (`toonify` of a folder "
+               "says on stderr how many photos it toonified)")
 #: The `examples:` of each command's --help, as typed (`# ...`: what it writes), from the README's "Command line".
 EXAMPLES = {
     "convert": ["toonlib convert stylegan2-ffhq-config-f.pkl ffhq.safetensors"],
