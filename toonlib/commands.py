@@ -999,10 +999,8 @@ def cmd_app(args: argparse.Namespace) -> int:
 _COMMAND_LINE_WORDS = (
     (r"\bdevice='([^']*)'", r"--device \1"),  # devices.default_device
     (r"\binvert='([^']*)'", r"--invert \1"),  # encoders.check_encoder_mode
-    (r"\b(encoder|invert)=(?=\s)", r"--\1"),
-    (r"\b(toon|base)= is read only to re-blend", r"--\1 is read only to re-blend"),  # check_reblend_models
-    (r"add swap_res= to re-blend the toon= model with the base= model, or leave (toon|base)= out",
-     r"add --swap-res to re-blend the --toon model with the --base model, or leave --\1 out"),
+    (r"\b(encoder|invert|toon|base)=(?=\s)", r"--\1"),  # a keyword named alone: "toon= is read only to re-blend"
+    (r"\bswap_res=(?=\s)", "--swap-res"),
     (r"^swap_res (\d+) is above the (\d+) px of the toon model", r"--swap-res \1 is above the \2 px of the --toon "
      "model"),  # blending.check_swap_res
     (r",? or None \(((?:the CPU|CUDA) when)", r", or leave --device out (\1"),  # "cpu,, or leave" once
