@@ -20,7 +20,7 @@ from toonlib.checkpoints import Networks, save_network
 from toonlib.networks import Discriminator, Generator
 from toonlib.notebook import snapshot_viewer
 from toonlib.quality import INCEPTION_MODEL, MetricUnavailable, inception_weights
-from toonlib.train import TrainConfig, finetune
+from toonlib.train import TrainConfig, Trainer, finetune
 
 TINY = dict(img_resolution=16, channel_base=256, channel_max=32)
 
@@ -128,6 +128,21 @@ def test_fid_too(base, weights_path, random_inception, tmp_path):
     finetune(_config(base, run, metric="fid", kimg=0.004), progress=False)
     record = json.loads((run / "metrics.jsonl").read_text())
     assert math.isfinite(record["fid"]) and record["fid"] > 0 and "kid" not in record
+
+
+def test_the_quality_of_a_finished_run_is_measured_on_its_images(base, weights_path, random_inception, tmp_path):
+    """A Trainer of a finished run reads no image at its start, and its `quality()` was an AttributeError on None
+    (thirty-third session's audit): it reads them then, and measures the run's last network as its last snapshot did."""
+    _place(weights_path, random_inception)
+    run = tmp_path / "run"
+    finetune(_config(base, run, kimg=0.004), progress=False)
+    logged = json.loads((run / "metrics.jsonl").read_text())["kid"]
+    trainer = Trainer(_config(base, run, kimg=0.004), progress=False)
+    try:
+        assert trainer.dataset is None  # nothing read for a run with nothing to train
+        assert trainer.quality() == {"kid": pytest.approx(logged, rel=1e-5, abs=1e-7)}
+    finally:
+        trainer.close()
 
 
 def test_metric_auto_is_off_on_the_cpu(base, weights_path, tmp_path):

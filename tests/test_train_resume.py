@@ -904,13 +904,18 @@ def test_a_damaged_metrics_log_is_said_and_the_run_goes_on(base, capsys):  # noq
 
 def test_a_done_run_whose_snapshot_was_deleted_says_so(base, capsys):  # noqa: F811
     """Snapshots deleted to free space: the same command again printed `blend` and `toonify` commands naming the
-    missing file (with --swap-res 32 for a 16 px model: its resolution could not be read)."""
+    missing file (with --swap-res 32 for a 16 px model: its resolution could not be read); `finetune()` returned the
+    missing file's path, with only the warning that the run is done (thirty-third session's audit)."""
     run = base["root"] / "deleted"
     assert cli(base, str(base["base"]), run, "--kimg", "0.008") == 0
     assert "toonlib blend --toon" in capsys.readouterr().out
     for snapshot in run.glob("network-snapshot-*.safetensors"):
         snapshot.unlink()
-    assert cli(base, str(base["base"]), run, "--kimg", "0.008") == 0
-    assert capsys.readouterr().out == (f"last snapshot: {run / 'network-snapshot-000000008.safetensors'}, which is not "
-                                       "there any more (deleted?): give a larger --kimg to train on and write a new "
-                                       "one\n")
+    assert cli(base, str(base["base"]), run, "--kimg", "0.008") == 2
+    said = capsys.readouterr()
+    gone = (f"{run / 'network-snapshot-000000008.safetensors'}, the last snapshot of the run in {run}, is not there "
+            "any more (deleted?): give a larger --kimg (kimg=) to train on and write a new one")
+    assert said.out == "" and said.err.endswith(f"error: {gone.replace(' (kimg=)', '')}\n")  # as it is typed
+    with pytest.warns(UserWarning, match="is done"), pytest.raises(FileNotFoundError) as missing:
+        finetune(config(base, "deleted", kimg=0.008), progress=False)
+    assert str(missing.value) == gone

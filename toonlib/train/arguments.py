@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-from pathlib import Path
 
 from ..options import MIN_IMAGES, PREPARE_MODES
 from .config import AUGMENT_MODES, METRIC_MODES, MIXED_PRECISION_MODES, TrainConfig, TrainConfigError, option_name
@@ -30,9 +29,6 @@ def finished(snapshot: os.PathLike | str) -> str:
     from ..checkpoints.native import read_resolution
     from ..options import DEFAULT_SWAP_RES
 
-    if not Path(snapshot).is_file():  # deleted to free space: the commands named a file that is not there
-        return (f"last snapshot: {snapshot}, which is not there any more (deleted?): give a larger --kimg to train on "
-                "and write a new one")
     toon = shlex.quote(str(snapshot))
     resolution = read_resolution(snapshot)  # a swap resolution below the model's: at it, the whole toon model
     swap = DEFAULT_SWAP_RES if resolution is None else min(DEFAULT_SWAP_RES, resolution // 2)

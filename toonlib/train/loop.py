@@ -522,7 +522,7 @@ class Trainer:
                 asks = "asks for less" if self.cur_nimg > end_nimg else "is done"
                 warn(f"{cfg.run_dir} has trained {self.cur_nimg / 1000:g} kimg, so the run to {cfg.kimg:g} kimg "
                      f"{asks}: nothing to train. To train on, give a larger --kimg (kimg=)")
-            return self.run_dir / self.last_snapshot
+            return self._kept(self.run_dir / self.last_snapshot)
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             _write_json(self.run_dir / CONFIG_FILE, self._recorded_config())
@@ -583,6 +583,14 @@ class Trainer:
             self._say_interrupted(total_nimg)
             raise KeyboardInterrupt
         return self.run_dir / self.last_snapshot
+
+    def _kept(self, snapshot: Path) -> Path:
+        """The last snapshot of a run that is done, or a FileNotFoundError that says it was deleted: `finetune()`
+        returned the path of a file that is not there (only the command line said so)."""
+        if not snapshot.is_file():
+            raise FileNotFoundError(f"{snapshot}, the last snapshot of the run in {self.cfg.run_dir}, is not there any "
+                                    "more (deleted?): give a larger --kimg (kimg=) to train on and write a new one")
+        return snapshot
 
     def _say_stopped_at_once(self) -> None:
         """Tell the user (stderr, main process) where a run stopped at once by Ctrl-C (a second one) continues from:
@@ -670,10 +678,12 @@ class Trainer:
         return info
 
     def quality(self) -> dict[str, float]:
-        """G_ema's quality metrics against the training images ({} when off); the RNG streams are left as they
-        were, so runs with and without a metric train identically."""
+        """G_ema's quality metrics against the training images ({} when off; a finished run reads them now); the
+        RNG streams are left as they were, so runs with and without a metric train identically."""
         if not self.metrics:
             return {}
+        if self.dataset is None:  # a finished run read none at its start: AttributeError on None (33rd session)
+            self.dataset = self._load_dataset(None)
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             return image_quality(self.G_ema, self.dataset.images, self.metrics, self.metric_weights,
                                  num_images=self.cfg.metric_images, batch_size=self.batch_gpu,
@@ -920,9 +930,10 @@ def finetune(config: TrainConfig | None = None, *, progress: bool = True,
     `config.run_dir` (resuming the run there if any); returns the last network snapshot's path. The settings are a
     TrainConfig or its fields as keywords: `finetune(data="faces/", resume="ffhq-256-noaug", run_dir="runs/toon")`.
     `progress=False`: no progress bars, and one line per snapshot on stdout instead. `callback(info)` gets each
-    snapshot's metrics, paths (network, fakes_path, plot_path) and fakes grid (a PIL image). Under torchrun, every
-    process calls this; only the first writes files and downloads. Ctrl-C saves the run at the end of the
-    minibatch, then raises KeyboardInterrupt (`Trainer.run`). The caller's torch RNG state is left as it was."""
+    snapshot's metrics, paths (network, fakes_path, plot_path) and fakes grid (a PIL image). A run already done
+    returns its last snapshot, a FileNotFoundError if that was deleted. Under torchrun, every process calls this;
+    only the first writes files and downloads. Ctrl-C saves the run at the end of the minibatch, then raises
+    KeyboardInterrupt (`Trainer.run`). The caller's torch RNG state is left as it was."""
     config = _config_of(config, settings)
     check_flag("progress", progress)  # "no" showed the bars
     dist, started = init_distributed(config.device)
