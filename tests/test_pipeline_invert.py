@@ -202,6 +202,34 @@ def test_an_encoder_object_and_an_encoder_of_the_other_paper_are_said(setup, tmp
             toonifier(setup, invert, encoder)
 
 
+def test_an_encoder_file_without_its_decoder_is_used_by_its_path(setup, tmp_path):
+    """A pSp / e4e file saved without its decoder (`encoder.` weights alone) loaded with `load_encoder`, but by its
+    path a Toonifier read its decoder to check its lineage: "is a torch file but not a known StyleGAN2 checkpoint"
+    (thirty-third session's audit). Its codes are drawn as a loaded Encoder's are."""
+    from toonlib import cli
+    from toonlib.encoders import load_encoder
+
+    bare = {}
+    for name in ("e4e", "psp"):
+        checkpoint = torch.load(getattr(setup, name), map_location="cpu", weights_only=False)
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("decoder.")}
+        bare[name] = tmp_path / f"{name}-encoder-only.pt"
+        torch.save(checkpoint, bare[name])
+    photo = setup.photos / "astronaut.png"
+    result = toonifier(setup, "e4e", bare["e4e"])(photo, progress=False)
+    assert torch.equal(result.w, toonifier(setup, "e4e", setup.e4e)(photo, progress=False).w)
+    # psp-toonify: the toon checkpoint's published blend draws its codes, as for an Encoder object
+    t = toonifier(setup, "psp-toonify", bare["psp"])
+    result = t(photo, progress=False)
+    assert torch.equal(result.w, load_encoder(setup.psp, device="cpu").encode(result.aligned))
+    assert same_image(result.toon, render(blend(setup.toon, setup.base, 8), result.w)[0])
+    out = tmp_path / "toons"
+    assert cli.main(["toonify", str(photo), "-o", str(out), "--invert", "e4e", "--encoder", str(bare["e4e"]),
+                     "--base", str(setup.base_path), "--toon", str(setup.toon_path), "--detector", "dlib",
+                     "--no-identity"]) == 0
+    assert (out / "astronaut-toon.png").is_file()
+
+
 def test_psp_mode_through_toonify(setup):
     result = toonify(setup.photos / "astronaut.png", base=setup.base_path, toon=setup.toon_path, invert="psp",
                      encoder=setup.psp, detector="dlib", device="cpu", progress=False)

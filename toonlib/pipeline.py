@@ -222,7 +222,10 @@ class Toonifier:
             if isinstance(source, Encoder):
                 self.encoder = source.to(self.device)
             else:
-                self.encoder, decoder = load_encoder(source, self.device), source
+                self.encoder = load_encoder(source, self.device)
+                # a file saved without its decoder (`encoder.` weights alone) is an encoder as a loaded one is: its
+                # lineage check read the decoder, "not a known StyleGAN2 checkpoint" (thirty-third session's audit)
+                decoder = source if self.encoder.meta["has_decoder"] else None
             if invert in ("e4e", "psp") and self.encoder.kind != invert:  # it ran under the other paper's name
                 warn(f"the encoder is {'an e4e' if self.encoder.kind == 'e4e' else 'a pSp'} checkpoint, run in mode "
                      f"invert='{invert}': invert='{self.encoder.kind}' names it (results and the app say the mode)")
