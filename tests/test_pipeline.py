@@ -238,6 +238,26 @@ def test_batch_survives_bad_photos(models, photos, lpips_net, monkeypatch):
     assert "coffee.png" in str(outcomes[photos / "coffee.png"])
 
 
+def test_a_stream_of_photos_is_taken_batch_by_batch(models, photos, lpips_net):
+    """`toonify_many(generator)` read the whole generator before the first result (a list() of it): a camera's endless
+    frames never gave one, and a video's were all held in memory (thirty-fourth session's API audit)."""
+    folder, _, _ = models
+    toonifier = Toonifier(folder / "base.safetensors", folder / "toon.safetensors", detector="dlib")
+    taken = []
+
+    def camera():  # a long stream (an endless one would hang the code before, as it hung the audit's camera)
+        for i in range(100):
+            taken.append(i)
+            yield photos / "astronaut.png"
+
+    results = toonifier.toonify_many(camera(), batch_size=2, steps=1, lpips_net=lpips_net, progress=False)
+    first = [next(results) for _ in range(2)]
+    assert taken == [0, 1]  # the first batch's frames, no more
+    assert all(len(outcome) == 1 for _, outcome in first)
+    with pytest.raises(TypeError, match="'int' object is not iterable"):  # refused when called, as before
+        toonifier.toonify_many(3)
+
+
 def test_settings_that_cannot_work_are_refused_when_given(models, photos, monkeypatch):
     """Refused when the Toonifier is built or called, before any model is read or photo aligned: they used to be
     ignored without a word (a misspelt keyword in the encoder modes, an encoder with invert='optimize'), or to

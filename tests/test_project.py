@@ -107,6 +107,14 @@ def test_w_plus_fits_better_than_w(projections):
     assert projections["w+"].losses[-1, 0] < projections["w"].losses[-1, 0]
 
 
+def test_results_in_a_list_are_found_by_identity(projections):
+    """The dataclass's generated == compared the w tensors: `results.index(r)`, `r in results`, `results.remove(r)`
+    raised "Boolean value of Tensor with more than one value is ambiguous" (thirty-fourth session's API audit)."""
+    results = [projections["w"], projections["w+"]]
+    assert results.index(projections["w+"]) == 1 and projections["w"] in results
+    assert projections["w"] != projections["w+"]
+
+
 def test_images_are_w_rendered_with_the_optimised_noise(projections, G):
     result = projections["w+"]
     torch.testing.assert_close(result.images, render(G, result.w, result.noise))

@@ -84,7 +84,7 @@ class LandmarkBackendError(RuntimeError):
         self.summary = summary or message
 
 
-@dataclass(repr=False)
+@dataclass(repr=False, eq=False)  # by identity, as ProjectionResult
 class AlignedFace:
     """One FFHQ-aligned face and where it came from.
 

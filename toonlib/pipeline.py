@@ -100,7 +100,7 @@ _BLEND_OPTIONS = ("swap_res", "level", "blend_width")
 _SHOWN_SIZE = 256
 
 
-@dataclass(repr=False)
+@dataclass(repr=False, eq=False)  # by identity, as ProjectionResult
 class ToonifyResult:
     """Every intermediate of one toonified face.
 
@@ -384,11 +384,12 @@ class Toonifier:
         if isinstance(photos, (str, os.PathLike, bytes, bytearray, Image.Image, np.ndarray)):
             raise TypeError(f"toonify_many takes a list of photos, got one {type(photos).__name__}: call the "
                             "Toonifier itself for one photo, or pass toonlib.pipeline.photos_in(folder) for a folder")
-        photos = photos if isinstance(photos, Sequence) else list(photos)  # a generator, a set, ...
-        return self._toonify_many(photos, batch_size, all_faces, face_index, space, steps, seed, paste_back, progress,
-                                  project_kwargs)
+        # a generator, a set, ...: taken batch by batch (a camera's endless frames were all read before the first
+        # result); iter() now: a photos argument that is no iterable is refused here, not at the first result
+        return self._toonify_many(iter(photos), batch_size, all_faces, face_index, space, steps, seed, paste_back,
+                                  progress, project_kwargs)
 
-    def _toonify_many(self, photos: Sequence, batch_size: int, all_faces: bool, face_index: int | None, space: str,
+    def _toonify_many(self, photos: Iterator, batch_size: int, all_faces: bool, face_index: int | None, space: str,
                       steps: int | None, seed: int, paste_back: bool, progress: bool, project_kwargs: dict
                       ) -> Iterator[tuple[object, ToonifyResults | Exception]]:
         batch: list[tuple] = []  # (photo, upright image, faces): the next `batch_size` photos with faces

@@ -68,7 +68,7 @@ def default_steps(space: str, from_init: bool = False) -> int:
     return DEFAULT_INIT_STEPS if from_init else DEFAULT_STEPS[space]
 
 
-@dataclass(repr=False)
+@dataclass(repr=False, eq=False)  # compared by identity: a generated == compared w tensors and raised
 class ProjectionResult:
     """What `project` found for N target images.
 
