@@ -82,6 +82,33 @@ def test_found_by_content_under_any_name(nets, tmp_path, name, reader):
     assert_same_networks(load_network(path), nets)
 
 
+def test_weights_that_are_nan_are_said_and_keep_the_origin(tmp_path):
+    """A model holding NaN weights (a fine-tuning run's snapshot after it diverged) loaded, blended and toonified
+    without a word, every toon black; its `loaded_from` and `blend_record` were None at once, the NaN fingerprint
+    equal to nothing (thirty-fourth session's API audit)."""
+    from tiny import tiny_generator
+
+    from toonlib import blend
+
+    good, broken = tiny_generator(0), tiny_generator(0)
+    with torch.no_grad():
+        broken.synthesis.b16.conv0.weight[0, 0, 0, 0] = float("nan")
+        broken.synthesis.b32.conv1.bias.fill_(float("inf"))
+    path = save_network(tmp_path / "diverged.safetensors", Networks(G_ema=broken, G=good))
+    with pytest.warns(ToonlibWarning) as said:
+        nets = load_network(path)
+    assert [str(w.message) for w in said] == [
+        f"{path}: its G_ema holds weights that are NaN or infinite (synthesis.b16.conv0.weight, "
+        "synthesis.b32.conv1.bias), so it draws black images (a fine-tuning run's snapshots after the training "
+        "diverged are so): use an earlier snapshot, or the model it was fine-tuned from"]
+    assert nets.G_ema.loaded_from == f"{path} (G_ema)"
+    blended = blend(nets.G_ema, good, 8)
+    assert blended.blend_record is not None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_network(save_network(tmp_path / "good.safetensors", good))  # nothing said of finite weights
+
+
 def test_save_network_names_a_wrong_argument(nets, tmp_path):
     with pytest.raises(TypeError, match=r"takes a file path, then a Generator or Networks; got Generator, PosixPath "
                                         r"\(swapped\)"):

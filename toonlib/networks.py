@@ -547,7 +547,8 @@ class Generator(nn.Module):
             return None, None
         loaded_from, record, fingerprint = self._origin
         now = self._fingerprint()
-        same = now.shape == fingerprint.shape and torch.allclose(now, fingerprint, rtol=1e-12, atol=1e-12)
+        same = now.shape == fingerprint.shape and torch.allclose(now, fingerprint, rtol=1e-12, atol=1e-12,
+                                                                 equal_nan=True)  # a NaN weight is unchanged too
         return (loaded_from, record) if same else (None, None)
 
     def _fingerprint(self) -> torch.Tensor:

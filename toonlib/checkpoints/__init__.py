@@ -97,7 +97,23 @@ def load_network(source: str | os.PathLike, device: torch.device | str | None = 
     for which, G in (("G_ema", nets.G_ema), ("G", nets.G)):
         if G is not None:
             G.set_origin(f"{name} ({which})" if nets.G is not None else name, record if which == "G_ema" else None)
+    _say_non_finite(nets, name)
     return nets
+
+
+def _say_non_finite(nets: Networks, name: str) -> None:
+    """Warn of weights that are NaN or infinite (a fine-tuning run's snapshot after it diverged): such a model loaded,
+    blended and toonified without a word, every toon black (thirty-fourth session's API audit)."""
+    for which in ("G_ema", "G", "D"):
+        net = getattr(nets, which)
+        bad = [] if net is None else [key for key, t in net.state_dict().items()
+                                      if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+        if bad:
+            more = f" and {len(bad) - 2} more" if len(bad) > 2 else ""
+            effect = "fine-tuning from it trains nothing" if which == "D" else "it draws black images"
+            warn(f"{name}: its {which} holds weights that are NaN or infinite ({', '.join(bad[:2])}{more}), so "
+                 f"{effect} (a fine-tuning run's snapshots after the training diverged are so): use an earlier "
+                 "snapshot, or the model it was fine-tuned from")
 
 
 def _public_name(source: str | os.PathLike) -> str:
