@@ -110,7 +110,7 @@ def test_a_latent_file_that_is_not_there_or_a_folder(tmp_path):
         ProjectionResult.load(tmp_path)
 
 
-def test_a_model_given_as_a_latent_is_named_a_model():
+def test_a_model_given_as_a_latent_is_named_a_model(tmp_path):
     """A rosinality generator (.pt, a latent file's suffix too) given to `toonify` or `load_latent` was "not a latent
     file" alone, with no word that it is a model, as a model given as a photo is told."""
     from conftest import FIXTURES
@@ -119,6 +119,18 @@ def test_a_model_given_as_a_latent_is_named_a_model():
                                          r"as a model to toonify, project or blend, the toon \(--toon, toon=\) or the "
                                          r"base \(--base, base=\)$"):
         load_latent(FIXTURES / "rosinality_tiny.pt")
+    # toonlib's own format and NVIDIA's pickles were "not a latent file" alone (thirty-fourth session's API audit)
+    from toonlib import load_network, save_network
+
+    native = save_network(tmp_path / "model.safetensors", load_network(FIXTURES / "ada_tiny.pkl"))
+    for path in (native, FIXTURES / "ada_tiny.pkl"):
+        with pytest.raises(ValueError, match=rf"{path.name}: it is a model checkpoint, not a latent file: give it as "
+                                             "a model"):
+            load_latent(path)
+    # a latent in torch.save's pre-zip format (a pickle too) is still read as one
+    legacy = tmp_path / "legacy.pt"
+    torch.save({"me.png": {"latent": torch.zeros(4, 8)}}, legacy, _use_new_zipfile_serialization=False)
+    assert load_latent(legacy).shape == (1, 4, 8)
 
 
 def test_a_projector_output_of_any_image_name_is_a_latent_and_a_training_state_is_named(tmp_path):

@@ -28,12 +28,12 @@ import torch
 import torch.nn.functional as F
 
 from . import convolution, runtime
-from .checkpoints import GeneratorLike, _torch_load, load_generator
+from .checkpoints import _LEGACY_TORCH_MAGIC, GeneratorLike, _torch_load, load_generator
 from .checkpoints.native_torch import is_native_torch
 from .checkpoints.psp import is_psp
 from .checkpoints.rosinality import is_rosinality
 from .devices import default_device
-from .files import atomic_write_path, user_path
+from .files import atomic_write_path, looks_like_pickle, safetensors_header_length, user_path
 from .images import (
     GIVE_AS_A_MODEL,
     check_image_tensor,
@@ -712,6 +712,11 @@ def load_latent(path: str | os.PathLike, num_ws: int | None = None) -> torch.Ten
         if w.ndim == 3 and num_ws is not None and w.shape[1] == 1:  # W latents, repeated as rosinality's below
             w = w.repeat(1, num_ws, 1)
     else:
+        with open(path, "rb") as f:
+            head = f.read(len(_LEGACY_TORCH_MAGIC))
+        # toonlib's and NVIDIA's models; a pickle that is no legacy torch.save file (a latent may be one)
+        if safetensors_header_length(head) is not None or (looks_like_pickle(head) and head != _LEGACY_TORCH_MAGIC):
+            raise ValueError(f"{path}: it is a model checkpoint, not a latent file: {GIVE_AS_A_MODEL}")  # as torch's
         try:
             with warnings.catch_warnings():  # torch's own warnings about what is not a torch file: refused below
                 warnings.simplefilter("ignore")
