@@ -273,6 +273,19 @@ def test_srgb_and_damaged_profiles_keep_the_stored_numbers(upright, tmp_path):
     assert difference(read_image(tmp_path / "p3-alpha.png"), on_white) < 1.5
 
 
+def test_a_file_name_given_as_bytes_is_told_apart_from_an_images_bytes(upright, tmp_path):
+    """`read_image(os.fsencode(path))` (a name from os.listdir(b".")) was "cannot read image data (38 bytes) as an
+    image: it is in no image format toonlib reads", of a photo toonlib reads (thirty-fourth session's API audit)."""
+    import os
+
+    path = tmp_path / "me.png"
+    upright.save(path)
+    with pytest.raises(ImageReadError, match=r"^b'.*me\.png' is a file's name given as bytes, and bytes are read as an "
+                                             r"image's contents: give the path as a str or Path \(os\.fsdecode"):
+        read_image(os.fsencode(path))
+    assert read_image(path.read_bytes()).size == upright.size  # the file's contents are an image
+
+
 def test_an_animated_file_is_closed_once_read(upright, tmp_path):
     """Pillow keeps an animated GIF open for its other frames: read_image's photo held the file open until
     collected ("ResourceWarning: unclosed file"), one handle per photo of a folder."""

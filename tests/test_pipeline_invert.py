@@ -230,6 +230,18 @@ def test_an_encoder_file_without_its_decoder_is_used_by_its_path(setup, tmp_path
     assert (out / "astronaut-toon.png").is_file()
 
 
+def test_a_toonifier_names_its_encoder(setup):
+    """In the encoder modes the encoder makes every latent, and neither `repr` nor `sources` named it (thirty-fourth
+    session's API audit)."""
+    t = toonifier(setup, "e4e", setup.e4e)
+    assert repr(t) == (f"Toonifier(invert='e4e', encoder={str(setup.e4e)!r}, base={str(setup.base_path)!r}, "
+                       f"toon={str(setup.toon_path)!r}, the published blend, device='cpu', detector='dlib')")
+    assert t.sources == {"base": setup.base_path, "toon": setup.toon_path, "toon_network": None,
+                         "encoder": setup.e4e}
+    assert "encoder=Encoder," in repr(toonifier(setup, "psp", t.encoder))  # an object: by its kind
+    assert toonifier(setup, "optimize", None).sources["encoder"] is None
+
+
 def test_psp_mode_through_toonify(setup):
     result = toonify(setup.photos / "astronaut.png", base=setup.base_path, toon=setup.toon_path, invert="psp",
                      encoder=setup.psp, detector="dlib", device="cpu", progress=False)

@@ -216,9 +216,11 @@ class Toonifier:
         self._base: Generator | None = None
         self._toon_source, self._toon_network = toon, toon_network
         self.encoder: Encoder | None = None
+        self._encoder_source = (None if invert == "optimize" else DEFAULT_ENCODERS[invert] if encoder is None
+                                else encoder)
         decoder = None  # the checkpoint whose decoder the encoder's codes belong to
         if invert != "optimize":
-            source = DEFAULT_ENCODERS[invert] if encoder is None else encoder
+            source = self._encoder_source
             if isinstance(source, Encoder):
                 self.encoder = source.to(self.device)
             else:
@@ -265,9 +267,11 @@ class Toonifier:
 
     @property
     def sources(self) -> dict[str, object]:
-        """Where its models come from: {'base': ..., 'toon': ..., 'toon_network': ...}, each as given (a path, URL,
-        name or model object; the base a toon model's own when none was given), `toon_network` None for the default."""
-        return {"base": self._base_source, "toon": self._toon_source, "toon_network": self._toon_network}
+        """Where its models come from: {'base': ..., 'toon': ..., 'toon_network': ..., 'encoder': ...}, each as given (a
+        path, URL, name or model object; the base a toon model's own when none was given, the encoder the mode's default
+        when none was given), `toon_network` None for the default, `encoder` None in mode 'optimize'."""
+        return {"base": self._base_source, "toon": self._toon_source, "toon_network": self._toon_network,
+                "encoder": self._encoder_source}
 
     def __repr__(self) -> str:
         """Which models, blend and inversion this toonifier uses, on one line."""
@@ -276,8 +280,9 @@ class Toonifier:
         swap_res, level, width = self.blend_setting
         blend = "the published blend" if swap_res is None else f"swap_res={swap_res}, level={level}" + (
             f", blend_width={width}" if width is not None else "")
-        return (f"Toonifier(invert={self.invert!r}, base={source(self._base_source)}, toon={source(self._toon_source)}"
-                f", {blend}, device={str(self.device)!r}, detector={self.detector!r})")
+        encoder = "" if self._encoder_source is None else f", encoder={source(self._encoder_source)}"  # it was unsaid
+        return (f"Toonifier(invert={self.invert!r}{encoder}, base={source(self._base_source)}, "
+                f"toon={source(self._toon_source)}, {blend}, device={str(self.device)!r}, detector={self.detector!r})")
 
     @property
     def base(self) -> Generator:
