@@ -320,10 +320,41 @@ def test_a_reblended_latent_keeps_the_photos_toon(setup, tmp_path, capsys):
     assert capsys.readouterr().out.splitlines()[-1] == \
         f"wrote {toons / 'hopper-toon-on-base-16px-level1-width0.5-toon.png'}"
     for folder in ("toons.png", "run.v2"):
-        assert cli.main(["toonify", str(toons / "hopper-latent.npz"), "-o", f"{tmp_path / folder}/", *models]) == 0
-        assert (tmp_path / folder / "hopper-toon-on-base-toon.png").is_file()  # its models, named
-    assert cli.main(["toonify", str(toons / "hopper-latent.npz"), "-o", str(tmp_path / "run.v3"), *models]) == 2
+        assert cli.main(["toonify", str(toons / "hopper-latent.npz"), "-o", f"{tmp_path / folder}/", *models[2:]]) == 0
+        assert (tmp_path / folder / "hopper-toon-toon.png").is_file()  # its toon model, named
+    assert cli.main(["toonify", str(toons / "hopper-latent.npz"), "-o", str(tmp_path / "run.v3"), *models[2:]]) == 2
     assert (f"-o {tmp_path / 'run.v3'}: the toon of a latent is written to an image file") in capsys.readouterr().err
+
+
+def test_a_latents_toon_without_a_reblend_reads_no_base(setup, tmp_path, capsys, monkeypatch):
+    """Without --swap-res the toon file's published blend draws a latent: --base was taken and ignored (the toon
+    named `-on-<base>`, pixel for pixel the published blend's), and the default base was downloaded and loaded unused
+    (offline: "could not download 'ffhq-1024-tf'"; a blend file refused for an unused base that did not fit it);
+    thirty-fourth session's CLI audit."""
+    from toonlib import blend, save_network
+    from toonlib.checkpoints import load_generator
+    from toonlib.images import to_uint8
+    from toonlib.projection import render
+
+    monkeypatch.setenv("TOONLIB_CACHE", str(tmp_path / "empty-cache"))  # no default base there, and no internet
+    toons = tmp_path / "toons"
+    models = ["--base", str(setup / "base.safetensors"), "--toon", str(setup / "toon.safetensors")]
+    assert cli.main(["toonify", str(setup / "photos" / "hopper.jpg"), "-o", f"{toons}/", *models, "--steps", "1",
+                     "--detector", "dlib", "--no-identity"]) == 0
+    latent = toons / "hopper-latent.npz"
+    capsys.readouterr()
+    assert cli.main(["toonify", str(latent), "-o", str(tmp_path / "t.png"), *models]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "toonlib toonify: error: --base goes with --swap-res (a latent's toon reads the base only to re-blend the toon "
+        "model; without --swap-res the toon file's published blend draws it); add --swap-res, or leave --base out")
+    assert cli.main(["toonify", str(latent), "-o", str(tmp_path / "t.png"), *models[2:]]) == 0
+    assert (tmp_path / "t.png").read_bytes() == (toons / "hopper-toon.png").read_bytes()  # the photo's own toon
+    blended = save_network(tmp_path / "blend.safetensors", blend(setup / "toon.safetensors",
+                                                                setup / "base.safetensors", 16))
+    assert cli.main(["toonify", str(latent), "-o", str(tmp_path / "b.png"), "--toon", str(blended)]) == 0  # as it is
+    expected = to_uint8(render(load_generator(blended), load_latent(latent))[0])
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "b.png")), expected)
+    assert not (tmp_path / "empty-cache").exists() or not any((tmp_path / "empty-cache").iterdir())
 
 
 def test_a_latent_drawn_plainly_keeps_a_toon_drawn_otherwise(setup, tmp_path, capsys, monkeypatch):
@@ -509,7 +540,8 @@ def test_toonify_a_saved_latent_re_blends_it_in_seconds(setup, tmp_path, capsys)
     w = load_latent(latent)
     assert w.shape == (1, 8, 16)
     base, toon = load_generator(setup / "base.safetensors"), load_generator(setup / "toon.safetensors", which="G")
-    assert cli.main(["toonify", str(latent), "-o", str(tmp_path / "again.png"), *models]) == 0  # as published
+    toon_only = models[2:]  # without a re-blend no base is read (--base is refused)
+    assert cli.main(["toonify", str(latent), "-o", str(tmp_path / "again.png"), *toon_only]) == 0  # as published
     assert np.array_equal(np.asarray(Image.open(tmp_path / "again.png")), np.asarray(Image.open(tmp_path / "me.png")))
     assert capsys.readouterr().out.strip() == f"wrote {tmp_path / 'again.png'}"
     assert cli.main(["toonify", str(latent), "-o", str(tmp_path / "toons"), *models, "--swap-res", "16"]) == 0
@@ -519,13 +551,13 @@ def test_toonify_a_saved_latent_re_blends_it_in_seconds(setup, tmp_path, capsys)
                           np.asarray(expected))
     # NVIDIA's projected_w.npz of two latents: one toon each
     np.savez(tmp_path / "projected_w.npz", w=np.concatenate([w.numpy(), -w.numpy()]))
-    assert cli.main(["toonify", str(tmp_path / "projected_w.npz"), "-o", str(tmp_path / "two.png"), *models]) == 0
+    assert cli.main(["toonify", str(tmp_path / "projected_w.npz"), "-o", str(tmp_path / "two.png"), *toon_only]) == 0
     assert (tmp_path / "two-1.png").is_file() and (tmp_path / "two-2.png").is_file()
     # W latents [N, 1, w_dim] (G.mapping(z)[:, :1]): one toon each, repeated to the model's layers (it was refused as
     # "latents of shape [3, 1, 16]")
     np.savez(tmp_path / "w.npz", w=w[0, :3, None].numpy())
     capsys.readouterr()
-    assert cli.main(["toonify", str(tmp_path / "w.npz"), "-o", str(tmp_path / "w.png"), *models]) == 0
+    assert cli.main(["toonify", str(tmp_path / "w.npz"), "-o", str(tmp_path / "w.png"), *toon_only]) == 0
     assert capsys.readouterr().out.strip() == "wrote " + ", ".join(str(tmp_path / f"w-{i}.png") for i in (1, 2, 3))
     expected = to_pil(render(load_generator(setup / "toon.safetensors"), w[0, :3, None].repeat(1, 8, 1))[2])
     assert np.array_equal(np.asarray(Image.open(tmp_path / "w-3.png")), np.asarray(expected))
@@ -544,7 +576,7 @@ def test_toonify_a_saved_latent_re_blends_it_in_seconds(setup, tmp_path, capsys)
                                                            r".* takes \[N, 8, 16\]: they belong to another model"),
             ([str(setup / "photos" / "hopper.jpg").replace(".jpg", ".npz"), "-o", "x.png"],
              "no latent file at .*hopper.npz")]:
-        assert cli.main(["toonify", *argv, *models]) == 2
+        assert cli.main(["toonify", *argv, *toon_only]) == 2
         assert re.search(message, capsys.readouterr().err), message
 
 

@@ -72,7 +72,8 @@ def runs(tmp_path_factory):
                          "--no-identity"]) == 0
         assert cli.main(["toonify", str(out / "cli-latent.npz"), "-o", str(out / "latent16.png"), *models,
                          "--swap-res", str(SWAP)]) == 0
-        assert cli.main(["toonify", str(out / "cli-latent.npz"), "-o", str(out / "latent.png"), *models]) == 0
+        assert cli.main(["toonify", str(out / "cli-latent.npz"), "-o", str(out / "latent.png"), "--toon",
+                         str(toon_path)]) == 0  # the published blend: no base read
 
         # The web app: toonify at SWAP, then the slider to 8 px.
         app = ToonApp(make(), steps=2, max_steps=50)  # its steps slider starts elsewhere: STEPS is what is sent

@@ -148,8 +148,9 @@ def _fetch_named_models(*models: tuple[str | None, str]) -> None:
                 exc.path, exc.reason, exc.offline) from None
 
 
-def _fetch_toonify_models(args: argparse.Namespace, mode: str) -> None:
-    """`_fetch_named_models` for what a Toonifier in inversion mode `mode` loads at once."""
+def _fetch_toonify_models(args: argparse.Namespace, mode: str, *, base: bool = True) -> None:
+    """`_fetch_named_models` for what a Toonifier in inversion mode `mode` loads at once; `base=False`: the toon
+    model alone (a latent's toon drawn by its published blend)."""
     from .pipeline import (
         DEFAULT_ENCODERS,
         check_default_base,
@@ -163,10 +164,12 @@ def _fetch_toonify_models(args: argparse.Namespace, mode: str) -> None:
     check_not_a_toon(args.base, f"--base {args.base}", "give it as --toon")
     check_not_an_encoder(args.toon, f"--toon {args.toon}", "give it as --encoder with --invert {mode}")
     check_not_a_base(args.toon, f"--toon {args.toon}", "give it as --base")
-    if mode != "psp-toonify":  # that mode's encoder holds its own decoder; base and toon load only to re-blend
-        base = args.base if args.base is not None else default_base(args.toon)
-        check_default_base(args.toon, base)
-        wanted += [(base, "--base"), (args.toon, "--toon")]
+    if mode != "psp-toonify" and base:  # that mode's encoder holds its own decoder; base and toon load only to re-blend
+        named = args.base if args.base is not None else default_base(args.toon)
+        check_default_base(args.toon, named)
+        wanted += [(named, "--base"), (args.toon, "--toon")]
+    elif not base:
+        wanted.append((args.toon, "--toon"))
     if mode != "optimize":
         wanted.append((args.encoder if args.encoder is not None else DEFAULT_ENCODERS[mode], "--encoder"))
     _fetch_named_models(*wanted)
@@ -798,10 +801,12 @@ LATENT_SUFFIXES = (".npz", ".pt")
 def _toonify_latent(args: argparse.Namespace, latent: str) -> int:
     """`toonify LATENT`: the toon of latents an earlier toonify or `project` saved, with the toon model re-blended
     as asked (another --swap-res in seconds, where the photo's projection took minutes)."""
+    from .checkpoints import load_generator, load_network, split_network
+    from .devices import default_device
     from .files import check_file_target, user_path
-    from .images import IMAGE_SUFFIXES, save_image
-    from .pipeline import Toonifier
-    from .projection import load_latent
+    from .images import IMAGE_SUFFIXES, save_image, to_pil
+    from .pipeline import Toonifier, is_snapshot, say_unblended
+    from .projection import load_latent, render
 
     photo_options = (("--invert", args.invert != "optimize"), ("--encoder", args.encoder), ("--steps", args.steps),
                      ("--space", args.space), ("--seed", args.seed), ("--batch-size", args.batch_size),
@@ -827,11 +832,26 @@ def _toonify_latent(args: argparse.Namespace, latent: str) -> int:
         targets = [output / (f"{stem}-toon.png" if len(ws) == 1 else f"{stem}-{i + 1}-toon.png")
                    for i in range(len(ws))]
     check_file_target(targets[0])
+    # without a re-blend the toon file's published blend (or a blend file) draws it: --base was ignored (the toon
+    # named after it all the same), and the default base downloaded and loaded unused (thirty-fourth session's audit)
+    _only_with(args.base, "--base", args.swap_res, "--swap-res", "a latent's toon reads the base only to re-blend the "
+               "toon model; without --swap-res the toon file's published blend draws it")
     _check_toonify_options(args)
-    _fetch_toonify_models(args, "optimize")
-    toonifier = Toonifier(args.base, args.toon, swap_res=args.swap_res, level=args.level,
-                          blend_width=args.blend_width, toon_network=args.toon_network)
-    G = toonifier.generator
+    _fetch_toonify_models(args, "optimize", base=args.swap_res is not None)
+    if args.swap_res is None:
+        file, which = split_network(args.toon)  # "toon.pkl (G)": that generator
+        nets = load_network(file, default_device())
+        G = load_generator(nets, which=which).eval()
+        if is_snapshot(nets):
+            say_unblended(G)
+
+        def draw(ws):  # a PIL image, or a list of them, as Toonifier.render draws
+            images = render(G, ws)
+            return to_pil(images[0] if images.shape[0] == 1 else images)
+    else:
+        toonifier = Toonifier(args.base, args.toon, swap_res=args.swap_res, level=args.level,
+                              blend_width=args.blend_width, toon_network=args.toon_network)
+        G, draw = toonifier.generator, toonifier.render
     if ws.shape[1] == 1 != G.num_ws:  # W latents [N, 1, w_dim]: repeated to the model's layers
         ws = load_latent(latent, num_ws=G.num_ws)
     if tuple(ws.shape[1:]) != (G.num_ws, G.w_dim):
@@ -839,7 +859,7 @@ def _toonify_latent(args: argparse.Namespace, latent: str) -> int:
                          f"{G.img_resolution} px) takes [N, {G.num_ws}, {G.w_dim}]: they belong to another model; "
                          "toonify them with the toon model of that model's size, or toonify the photo again (W "
                          f"latents are read as [N, 1, {G.w_dim}])")
-    toons = toonifier.render(ws)
+    toons = draw(ws)
     toons = toons if isinstance(toons, list) else [toons]
     if not drawn_with and output.is_dir():  # the photo's own name, in a folder
         _keep_toons_drawn_otherwise(toons, targets, output / f"{stem}-published-toon.png")

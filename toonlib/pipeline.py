@@ -249,8 +249,7 @@ class Toonifier:
                      "--base)")
             self._check_latents_fit(self.published_blend, self.base, base_name)
             check_lineage(self.published_blend, self.base, "the toon model", base_name)
-            # a `toonlib finetune` snapshot: its G_ema is no blend (said when it draws a toon unblended: `render`)
-            self._unblended = isinstance(self._toon, Networks) and isinstance(self._toon.meta.get("finetune"), dict)
+            self._unblended = is_snapshot(self._toon)  # said when it draws a toon unblended: `render`
             if invert == "psp-toonify":
                 self._check_codes_fit(self.published_blend, "the toon model")
             elif self.encoder is not None:
@@ -442,9 +441,7 @@ class Toonifier:
         """The current toon generator's image(s) of latent(s) w [N, num_ws, w_dim] (const noise)."""
         if self._unblended and self.blend_setting[0] is None:  # once: 04 called these toons the published blend's
             self._unblended = False
-            warn(f"the toon model {self.published_blend.loaded_from or 'given'} is a fine-tuning snapshot, not a "
-                 "blend: without a swap resolution its toons are drawn by the toon model alone, with none of the "
-                 "base's layers; give one (--swap-res, swap_res=), 32 as Toonify's published blend")
+            say_unblended(self.published_blend)
         images = render(self.generator, w)
         return to_pil(images[0] if images.shape[0] == 1 else images)
 
@@ -801,6 +798,19 @@ def paste_faces(photo: ImageInput, faces: Iterable[tuple[Image.Image, np.ndarray
     for face, quad in pairs:
         photo = paste(photo, face, np.asarray(quad, dtype=np.float64))
     return photo
+
+
+def is_snapshot(toon: object) -> bool:
+    """True for the networks of a `toonlib finetune` snapshot: its G_ema is the fine-tuned model, no blend."""
+    return isinstance(toon, Networks) and isinstance(toon.meta.get("finetune"), dict)
+
+
+def say_unblended(G: Generator) -> None:
+    """Warn that a fine-tuning snapshot's G_ema draws toons without a swap resolution: no blend, the toon model alone
+    (notebook 04 called these toons the published blend's)."""
+    warn(f"the toon model {G.loaded_from or 'given'} is a fine-tuning snapshot, not a blend: without a swap "
+         "resolution its toons are drawn by the toon model alone, with none of the base's layers; give one "
+         "(--swap-res, swap_res=), 32 as Toonify's published blend")
 
 
 def _without_discriminator(nets: Networks) -> Networks:
