@@ -108,6 +108,18 @@ def test_a_latent_file_that_is_not_there_or_a_folder(tmp_path):
     with pytest.raises(IsADirectoryError, match=r"is a folder, not a latent file: name the \.npz \(or \.pt\) file in "
                                                 r"it$"):
         ProjectionResult.load(tmp_path)
+    # a latent file copied in part, or empty, was "not a latent file (expected an .npz with key 'w', ...)"
+    # (thirty-fourth session's CLI audit)
+    np.savez(tmp_path / "me-latent.npz", w=np.zeros((1, 8, 16), np.float32))
+    whole = (tmp_path / "me-latent.npz").read_bytes()
+    (tmp_path / "cut-latent.npz").write_bytes(whole[:len(whole) // 2])
+    (tmp_path / "empty-latent.npz").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"cut-latent\.npz is cut short or damaged \(a zip file without its end, as "
+                                         r"an \.npz or torch latent file is\): copy it again, or toonify or project "
+                                         r"the photo again$"):
+        load_latent(tmp_path / "cut-latent.npz")
+    with pytest.raises(ValueError, match=r"empty-latent\.npz is empty \(0 bytes\): a copy or download cut short\? "):
+        load_latent(tmp_path / "empty-latent.npz")
 
 
 def test_a_model_given_as_a_latent_is_named_a_model(tmp_path):

@@ -190,6 +190,13 @@ def test_zips_that_are_not_torch_files_are_named(tmp_path, capsys):
     assert main(["info", str(tmp_path / "latent.npz")]) == 2  # the command line's way to it, not Python's
     assert capsys.readouterr().err.endswith("a latent such as `toonlib project` writes; `toonlib toonify` of it draws "
                                             "its toon (-o toon.png)\n")
+    # rosinality's projector output was "a torch file but not a known StyleGAN2 checkpoint (contents: 'me.png')"
+    torch.save({"me.png": {"latent": torch.zeros(32), "noise": []}}, tmp_path / "projected.pt")
+    assert main(["info", str(tmp_path / "projected.pt")]) == 2
+    assert capsys.readouterr().err == (
+        f"toonlib info: error: {tmp_path / 'projected.pt'} is a torch file of latents (rosinality's projector output: "
+        "image name -> {'latent': ...}), not a network: a latent such as `toonlib project` writes; `toonlib toonify` "
+        "of it draws its toon (-o toon.png)\n")
     np.savez(tmp_path / "noise.npz", z=np.zeros(3), real=np.zeros(3))  # no w: it was called a latent too
     assert main(["info", str(tmp_path / "noise.npz")]) == 2
     assert capsys.readouterr().err.endswith("noise.npz is a NumPy .npz file (arrays z, real), neither a network nor a "

@@ -561,6 +561,12 @@ def test_toonify_a_saved_latent_re_blends_it_in_seconds(setup, tmp_path, capsys)
     assert capsys.readouterr().out.strip() == "wrote " + ", ".join(str(tmp_path / f"w-{i}.png") for i in (1, 2, 3))
     expected = to_pil(render(load_generator(setup / "toon.safetensors"), w[0, :3, None].repeat(1, 8, 1))[2])
     assert np.array_equal(np.asarray(Image.open(tmp_path / "w-3.png")), np.asarray(expected))
+    # rosinality's projector in its default W mode ({name: {'latent': [w_dim], ...}}): refused as "pass num_ws"
+    import torch
+
+    torch.save({"me.png": {"latent": w[0, 2], "noise": []}}, tmp_path / "rosinality.pt")
+    assert cli.main(["toonify", str(tmp_path / "rosinality.pt"), "-o", str(tmp_path / "r.png"), *toon_only]) == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "r.png")), np.asarray(expected))
     np.savez(tmp_path / "other.npz", w=np.zeros((1, 10, 16), np.float32))
     for argv, message in [
             ([str(latent), "-o", "x.png", "--paste-back"],

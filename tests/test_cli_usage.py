@@ -434,6 +434,16 @@ def test_project_refuses_what_it_could_not_write_before_it_projects(tmp_path, of
     _short_error(run_main("project", str(photo), "-o", str(tmp_path / "w.npz"), "--video", str(tmp_path / "p.mp4"),
                           env=offline_cache), "writing a video needs imageio-ffmpeg: pip install 'toonlib[notebook]'")
     assert not Path(offline_cache["TOONLIB_CACHE"]).exists() and sorted(tmp_path.iterdir()) == [photo]
+    # a folder, or several photos: "it is a folder" and argparse's "unrecognized arguments" alone (thirty-fourth
+    # session's CLI audit) said nothing of what takes them
+    folder = tmp_path / "my photos"
+    folder.mkdir()
+    _short_error(run_main("project", str(folder), "-o", str(tmp_path / "w.npz"), env=offline_cache),
+                 f"{folder} is a folder, and project takes one aligned face: `toonlib toonify '{folder}' -o toons/` "
+                 "projects every photo in it and writes each face's -latent.npz")
+    _short_error(run_main("project", str(photo), str(photo), "-o", str(tmp_path / "w.npz"), env=offline_cache),
+                 f"unrecognized arguments: {photo}\n  toonlib project takes one aligned face; `toonlib toonify "
+                 "PHOTOS... -o toons/` projects several and writes each face's -latent.npz")
 
 
 def test_project_warns_when_its_target_is_not_an_aligned_crop(tmp_path, random_vgg_torch_home):

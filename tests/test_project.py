@@ -865,8 +865,13 @@ def test_load_rosinality_projection(tmp_path):
     latents = load_latent(tmp_path / "proj.pt", num_ws=8)
     assert latents.shape == (2, 8, 32)
     assert torch.equal(latents[0], w_plus.detach()) and torch.equal(latents[1], w.expand(8, 32))
-    with pytest.raises(ValueError, match="pass num_ws"):
+    with pytest.raises(ValueError, match="it holds W latents and W\\+ latents of 8 layers; pass num_ws to repeat "
+                                         "the W ones"):
         load_latent(tmp_path / "proj.pt")
+    # rosinality's projector in its default W mode: [N, 1, w_dim] as an .npz's W latents, which `toonify` repeats (it
+    # was "pass num_ws to repeat it", which no command can; thirty-fourth session's CLI audit)
+    torch.save({"b.png": {**entry, "latent": w}}, tmp_path / "w.pt")
+    assert torch.equal(load_latent(tmp_path / "w.pt"), w[None, None])
     assert ProjectionResult.load(tmp_path / "proj.pt", num_ws=8).w.shape == (2, 8, 32)  # as the message says
     torch.save({"weights": torch.zeros(3)}, tmp_path / "not_latents.pt")
     with pytest.raises(ValueError, match="not a latent file"):

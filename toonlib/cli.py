@@ -429,8 +429,11 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         if args.command == "toonify" and not options:  # photos after an option: `toonify a.jpg -o toons/ b.jpg`
             args.photos += extra
         else:
+            several = ("\n  toonlib project takes one aligned face; `toonlib toonify PHOTOS... -o toons/` projects "
+                       "several and writes each face's -latent.npz" if args.command == "project" and not options
+                       else "")  # thirty-fourth session's CLI audit: argparse's line alone
             command.error(f"unrecognized arguments: {' '.join(extra)}"
-                          + _did_you_mean(options, _option_names(command)))
+                          + _did_you_mean(options, _option_names(command)) + several)
     _refuse_empty(parser.subcommands.parser(args.command), args)
     return args
 

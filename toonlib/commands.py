@@ -9,6 +9,7 @@ import argparse
 import contextlib
 import os
 import re
+import shlex
 import sys
 import warnings
 from collections import Counter
@@ -484,6 +485,10 @@ def cmd_project(args: argparse.Namespace) -> int:
     if args.video:
         _check_output_suffix(args.video, "project", ".mp4", "an H.264 video (MP4)", "projection", option="--video")
         require_video_writer()
+    if Path(args.image).is_dir():  # "cannot read 'photos/' as an image: it is a folder", and no way on
+        raise ValueError(f"{args.image} is a folder, and project takes one aligned face: `toonlib toonify "
+                         f"{shlex.quote(args.image)} -o toons/` projects every photo in it and writes each face's "
+                         "-latent.npz")
     target = read_image(args.image)  # a bad photo fails before any model is downloaded
     for option, output in (("-o", args.output), ("--image-out", args.image_out), ("--video", args.video)):
         if output is not None:

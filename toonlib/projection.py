@@ -684,9 +684,9 @@ def load_latent(path: str | os.PathLike, num_ws: int | None = None) -> torch.Ten
 
     Reads toonlib's and NVIDIA's `.npz` (key `w`: W+ latents [N, num_ws, w_dim], or W latents [N, 1, w_dim]) and
     rosinality's projector output (a torch file: image name -> {'latent': [n_latent, w_dim] (W+) or
-    [w_dim] (W), ...}, stacked in file order). A W latent is repeated to `num_ws` layers when it is given (an .npz's
-    W latents stay [N, 1, w_dim] without it, which `render` takes too; rosinality's need it); when `num_ws` is given,
-    W+ latents must have that many layers.
+    [w_dim] (W), ...}, stacked in file order). A W latent is repeated to `num_ws` layers when it is given (W latents
+    stay [N, 1, w_dim] without it, which `render` takes too; a rosinality file that mixes W and W+ latents needs it);
+    when `num_ws` is given, W+ latents must have that many layers.
 
     A 2-D `w` [rows, w_dim] is one W+ latent (`result.w[0]`); one whose rows are not `num_ws` is refused, saying so:
     it is another model's W+ latent, or W latents (`G.mapping(z)[:, 0]`), which are saved as [N, 1, w_dim].
@@ -699,6 +699,15 @@ def load_latent(path: str | os.PathLike, num_ws: int | None = None) -> torch.Ten
         raise IsADirectoryError(f"{path} is a folder, not a latent file: name the .npz (or .pt) file in it")
     if not path.exists():
         raise FileNotFoundError(f"no latent file at {path}")
+    # a copy or sync cut short was "not a latent file (expected an .npz with key 'w', ...)", of a latent file
+    with open(path, "rb") as f:
+        head = f.read(len(_LEGACY_TORCH_MAGIC))
+    if not head:
+        raise ValueError(f"{path} is empty (0 bytes): a copy or download cut short? Copy it again, or toonify or "
+                         "project the photo again")
+    if head.startswith(b"PK\x03\x04") and not zipfile.is_zipfile(path):  # an .npz or torch zip without its end
+        raise ValueError(f"{path} is cut short or damaged (a zip file without its end, as an .npz or torch latent "
+                         "file is): copy it again, or toonify or project the photo again")
     if _is_npz(path):
         with np.load(path, allow_pickle=False) as npz:
             if "w" not in npz.files:
@@ -712,8 +721,6 @@ def load_latent(path: str | os.PathLike, num_ws: int | None = None) -> torch.Ten
         if w.ndim == 3 and num_ws is not None and w.shape[1] == 1:  # W latents, repeated as rosinality's below
             w = w.repeat(1, num_ws, 1)
     else:
-        with open(path, "rb") as f:
-            head = f.read(len(_LEGACY_TORCH_MAGIC))
         # toonlib's and NVIDIA's models; a pickle that is no legacy torch.save file (a latent may be one)
         if safetensors_header_length(head) is not None or (looks_like_pickle(head) and head != _LEGACY_TORCH_MAGIC):
             raise ValueError(f"{path}: it is a model checkpoint, not a latent file: {GIVE_AS_A_MODEL}")  # as torch's
@@ -725,7 +732,11 @@ def load_latent(path: str | os.PathLike, num_ws: int | None = None) -> torch.Ten
             raise
         except Exception:  # torch raises many types for what is not a torch file (advising weights_only=False)
             data = None  # refused below, saying what a latent file is
-        w = torch.stack([_rosinality_latent(name, entry, num_ws, path) for name, entry in _entries(data, path)])
+        latents = [_rosinality_latent(name, entry, num_ws, path) for name, entry in _entries(data, path)]
+        if len({latent.shape for latent in latents}) > 1:  # W [1, w_dim] beside W+ [n_latent, w_dim]
+            raise ValueError(f"{path}: it holds W latents and W+ latents of {max(len(x) for x in latents)} layers; "
+                             "pass num_ws to repeat the W ones to the model's layers")
+        w = torch.stack(latents)
     if w.ndim != 3 or (num_ws is not None and w.shape[1] != num_ws):
         raise ValueError(f"{path}: latents have shape {list(w.shape)}, expected [N, {num_ws or 'num_ws'}, w_dim]")
     w = w.float()  # first: a float64 1e300 is inf in float32
@@ -758,10 +769,8 @@ def _entries(data, path) -> list:
 
 def _rosinality_latent(name: str, entry: dict, num_ws: int | None, path) -> torch.Tensor:
     latent = entry["latent"].detach()
-    if latent.ndim == 1:
-        if num_ws is None:
-            raise ValueError(f"{path}: {name!r} holds a W latent [{latent.shape[0]}]; pass num_ws to repeat it")
-        return latent.expand(num_ws, -1)
+    if latent.ndim == 1:  # rosinality's projector without --w_plus, its default: [1, w_dim] as an .npz's W latents
+        return latent[None] if num_ws is None else latent.expand(num_ws, -1)
     if latent.ndim != 2:
         raise ValueError(f"{path}: {name!r} latent has shape {list(latent.shape)}, expected [w_dim] or "
                          "[n_latent, w_dim]")
