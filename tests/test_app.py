@@ -348,6 +348,16 @@ def test_huge_photos_are_refused_from_their_header(app, tmp_path):
         warnings.simplefilter("error")
         with pytest.raises(PhotoTooLargeError, match=r"'large\.png' is 10000 x 10000 px \(100\.0 megapixels\)"):
             app.read_photo(nameless)
+    # `toonlib app --max-megapixels 1.5`: "up to 2 megapixels" (0.4: "up to 0"; thirty-fourth session's app audit)
+    limit, app.max_pixels = app.max_pixels, 1_500_000
+    try:
+        photo = tmp_path / "photo.png"
+        photo.write_bytes(png_header(1600, 1100))
+        with pytest.raises(PhotoTooLargeError, match=r"\(1\.8 megapixels\); the app takes photos up to 1\.5 "
+                                                     r"megapixels"):
+            app.read_photo(photo)
+    finally:
+        app.max_pixels = limit
 
 
 def test_limits_on_steps_swap_resolution_and_mode(app, setup):

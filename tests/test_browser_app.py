@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import shutil
 import struct
 import sys
 import time
@@ -42,6 +43,7 @@ def server(tmp_path_factory, random_vgg_torch_home):
     app = Server([sys.executable, "-m", "toonlib", "app", "--base", str(base), "--toon", str(toon), "--detector",
                   "dlib", "--port", "{port}", "--steps", "3", "--max-steps", str(LONG_RUN), "--swap-res", "16"],
                  env={"TORCH_HOME": str(random_vgg_torch_home), "GRADIO_TEMP_DIR": str(root / "uploads")},
+                 cwd=root,  # its uploads' folder inside its working folder, as `cd /tmp && toonlib app` has it
                  log=root / "server.log", timeout=SERVER_START_S)
     app.start()
     app.photos = photos
@@ -657,6 +659,24 @@ def test_a_closed_tab_stops_its_projection(context, server, tmp_path):
             toonify_within_its_own_time(other, 10)
     finally:
         other.close()
+
+
+def test_a_photo_named_with_a_dot_first_is_toonified(page, server, tmp_path):
+    """`.me.jpg`, with the uploads' folder inside the server's working folder (`cd /tmp && toonlib app`, a service
+    started in /): Gradio refused to move the dotfile into its cache, the page showing bare "Error" badges beside the
+    last photo's toon; its results were dotfiles too (thirty-fourth session's app audit)."""
+    dotted = tmp_path / ".me.jpg"
+    shutil.copy(server.photos / "hopper.jpg", dotted)
+    with screenshots_on_failure(page, tmp_path, "dotfile"):
+        upload(page, dotted)
+        page.click("#toonify")
+        page.locator("#toon img").wait_for(timeout=TOON_S * 1000)
+        wait_until_idle(page)
+        assert visible_errors(page) == []
+        assert "Toonified" in page.locator("#status").inner_text()
+        with page.expect_download() as download:
+            page.click("#toon button[aria-label='Download']")
+        assert download.value.suggested_filename == "me-toon.png"
 
 
 def test_a_heic_photo_is_shown_and_toonified_under_its_name(page, server, tmp_path):

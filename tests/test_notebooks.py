@@ -966,6 +966,69 @@ def test_a_set_up_cell_that_fails_leaves_no_models_from_before(tmp_path, monkeyp
         projection_panel(None)  # 03's photo cell after its set-up cell stopped
 
 
+@pytest.mark.parametrize("name, model, bad", [("03_project.ipynb", "model", {"detector": "Dlib"}),
+                                              ("04_toonify.ipynb", "toon_model", {"steps": 0})])
+def test_a_photo_cell_uses_no_models_or_panel_from_before(tmp_path, monkeypatch, random_vgg_torch_home, name, model,
+                                                          bad):
+    """03/04 run once, then a model parameter changed and only the photo cell run again: it projected with the models
+    of the set-up before, nothing said; a photo cell stopped by a bad setting left the panel before it, and the save
+    cell saved the earlier photo's result (thirty-fourth session's notebook audit)."""
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("TORCH_HOME", str(random_vgg_torch_home))
+    base, toon, _, _ = write_toonify_models(tmp_path)
+    models = ({"model": str(base)} if name.startswith("03") else {"base_model": str(base), "toon_model": str(toon)})
+    good = {"photo_path": _photo(), **models, "steps": 2, "detector": "dlib", "use_drive": False}
+    nb = prepare(name, good)
+    photo_cell, save = cell_index(nb, "choose_photo("), cell_index(nb, "panel.save(")
+    client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}},
+                            allow_errors=True)
+    with client.setup_kernel():
+        for index in range(photo_cell + 1):
+            client.execute_cell(nb.cells[index], index)
+        assert shown_error(nb.cells[photo_cell]) is None
+        injected = inject(nb, {**good, model: str(tmp_path / "other.safetensors")})
+        for index in (injected, photo_cell):
+            client.execute_cell(nb.cells[index], index)
+        changed = str(tmp_path / "other.safetensors")
+        _assert_brief(shown_error(nb.cells[photo_cell]), f"{model} = {changed!r}: changed since the set-up cell ran "
+                                                         f"(with {model} = {good[model]!r}). Run the set-up cell "
+                                                         "again, then this cell.")
+        injected = inject(nb, {**good, **bad})
+        for index in (injected, photo_cell, save):
+            client.execute_cell(nb.cells[index], index)
+    assert shown_error(nb.cells[photo_cell]) is not None
+    _assert_brief(shown_error(nb.cells[save]), "panel is None: the cell above that sets it did not finish")
+    assert not [path for path in tmp_path.iterdir() if path.suffix in (".npz", ".png")]  # nothing saved
+
+
+def test_blend_notebooks_explorer_uses_no_models_from_before(tmp_path):
+    """02 run once, then toon_model changed and the explorer and save cells run again, not the load cell: the old
+    models were blended, and the saved file's record named the new toon model (`toonlib info` said a blend of a model
+    it is not; thirty-fourth session's notebook audit)."""
+    from nbclient import NotebookClient
+
+    base, toon = tmp_path / "base.safetensors", tmp_path / "toon.safetensors"
+    save_network(base, tiny_generator(0))
+    save_network(toon, tiny_generator(1))
+    good = {"base_model": str(base), "toon_model": str(toon), "toon_network": "G_ema", "swap_res": 8,
+            "output": "blend.safetensors", "use_drive": False}
+    nb = prepare("02_blend.ipynb", good)
+    explorer, save = cell_index(nb, "blend_explorer(base"), cell_index(nb, "explorer.save(")
+    client = NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=True,
+                            resources={"metadata": {"path": str(tmp_path)}})
+    with client.setup_kernel():
+        for index in range(explorer):
+            client.execute_cell(nb.cells[index], index)
+        injected = inject(nb, {**good, "toon_model": "my-toon.safetensors"})
+        for index in (injected, explorer, save):
+            client.execute_cell(nb.cells[index], index)
+    _assert_brief(shown_error(nb.cells[explorer]), f"toon_model = 'my-toon.safetensors': changed since the set-up cell "
+                                                   f"ran (with toon_model = {str(toon)!r})")
+    _assert_brief(shown_error(nb.cells[save]), "explorer is None: the cell above that sets it did not finish")
+    assert not (tmp_path / "blend.safetensors").exists()
+
+
 def _kernel_run(client, code: str, timeout: float = 300) -> str:
     """Execute `code` in the kernel of `client` and wait until it is done; returns what it printed (an error fails)."""
     outputs: list[dict] = []

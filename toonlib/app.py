@@ -261,7 +261,8 @@ def _whole_steps(value: float) -> int:
 
 def _download_stem(name: str) -> str:
     """The photo's part of its results' download names: its file name without the suffix, cut to `NAME_BYTES`."""
-    stem = Path(name).stem.encode()[:NAME_BYTES].decode(errors="ignore")  # not within a character
+    # not within a character; no dot first: a hidden file (Gradio refuses to serve one from its working folder)
+    stem = Path(name).stem.lstrip(".").encode()[:NAME_BYTES].decode(errors="ignore")
     return stem or "photo"
 
 
@@ -453,13 +454,13 @@ class ToonApp:
                 kind = header.format
         except Image.DecompressionBombError as exc:
             raise PhotoTooLargeError(f"{name!r} is {too_many_pixels(exc)}; the app takes photos up to "
-                                     f"{self.max_pixels / 1e6:.0f} megapixels: use a smaller copy") from exc
+                                     f"{self.max_pixels / 1e6:g} megapixels: use a smaller copy") from exc
         except (OSError, ValueError):  # not an image: read_image says why (it fails as fast, on the same header)
             self._decode(path, name)
             return None  # read by read_image after all: nothing to refuse
         if width * height > self.max_pixels:
             raise PhotoTooLargeError(f"{name!r} is {width} x {height} px ({width * height / 1e6:.1f} megapixels); "
-                                     f"the app takes photos up to {self.max_pixels / 1e6:.0f} megapixels: "
+                                     f"the app takes photos up to {self.max_pixels / 1e6:g} megapixels: "
                                      "use a smaller copy")
         return kind
 
@@ -841,8 +842,12 @@ def launch(app: ToonApp, host: str = "127.0.0.1", port: int | None = None, share
     # swap choices did nothing (its session is not in a run), it kept the visitors' photos listed in the browser for the
     # next person at it, and it offered to send runs to a Hugging Face bucket (from this server).
     no_history = {"run_history": False} if "run_history" in inspect.signature(page.launch).parameters else {}
+    # its uploads' folder allowed by name: where it lies inside the working folder (`cd /tmp && toonlib app`, a service
+    # started in /), Gradio refused to move a photo named `.me.jpg` into it, the page showing bare "Error" badges
+    from gradio.utils import get_upload_folder
+
     page.launch(server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD, inbrowser=False,
-                prevent_thread_lock=True, quiet=True, css=CSS, js=PAGE_SCRIPT,
+                prevent_thread_lock=True, quiet=True, css=CSS, js=PAGE_SCRIPT, allowed_paths=[get_upload_folder()],
                 **no_history)  # Gradio's own lines name its options
     if not block:
         return page

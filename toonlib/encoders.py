@@ -165,8 +165,13 @@ class Encoder(nn.Module):
 
     `forward(x)` takes images [N, 3, 256, 256] in [-1, 1] (see `encoder_input`) and returns W+ codes
     [N, n_styles, 512] with `latent_avg` added; `encode(photos)` does the preprocessing too.
-    `kind` is "psp" or "e4e"; `meta` holds the checkpoint's `opts` and where it came from.
+    `kind` is "psp" or "e4e"; `meta` holds the checkpoint's `opts`, where it came from (`source`) and whether the file
+    holds its decoder (`has_decoder`).
     """
+
+    kind: str
+    n_styles: int
+    meta: dict
 
     def __init__(self, kind: str, n_styles: int, latent_avg: torch.Tensor | None = None, meta: dict | None = None):
         super().__init__()
