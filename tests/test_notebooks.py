@@ -4,6 +4,7 @@ Drive and cancels the first upload dialog (`google.colab` replaced at its bounda
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import os
 import re
@@ -933,23 +934,30 @@ def test_toonify_notebooks_photo_cell_run_again_starts_at_the_swap_res_parameter
     assert said[8].startswith("8 8 ") and "toon, blend at 8 px" in said[8], said
 
 
+@contextlib.contextmanager
+def _ran_through(nb, last: int, cwd: Path):
+    """A kernel (an nbclient client) that has run the cells of `nb` up to `last`, which finished without an error."""
+    from nbclient import NotebookClient
+
+    client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(cwd)}},
+                            allow_errors=True)
+    with client.setup_kernel():
+        for index in range(last + 1):
+            client.execute_cell(nb.cells[index], index)
+        assert shown_error(nb.cells[last]) is None
+        yield client
+
+
 def test_a_set_up_cell_that_fails_leaves_no_models_from_before(tmp_path, monkeypatch, random_vgg_torch_home):
     """04 run once, then a misspelt base_model: the set-up cell said so, and the photo cell ran a whole toonify with
     the models of the earlier set-up, nothing said (the same in 02 and 03). It now stops, saying to run that cell."""
-    from nbclient import NotebookClient
-
     monkeypatch.setenv("TORCH_HOME", str(random_vgg_torch_home))
     write_toonify_models(tmp_path)
     good = {"photo_path": _photo(), "base_model": str(tmp_path / "base.safetensors"),
             "toon_model": str(tmp_path / "toon.safetensors"), "steps": 2, "detector": "dlib", "use_drive": False}
     nb = prepare("04_toonify.ipynb", good)
     set_up, photo_cell = cell_index(nb, "toonifier = Toonifier("), cell_index(nb, "choose_photo(")
-    client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}},
-                            allow_errors=True)
-    with client.setup_kernel():
-        for index in range(photo_cell + 1):
-            client.execute_cell(nb.cells[index], index)
-        assert shown_error(nb.cells[photo_cell]) is None
+    with _ran_through(nb, photo_cell, tmp_path) as client:
         injected = inject(nb, {**good, "base_model": "ffhq-1024-tfx"})
         for index in (injected, set_up, photo_cell):
             client.execute_cell(nb.cells[index], index)
@@ -973,20 +981,13 @@ def test_a_photo_cell_uses_no_models_or_panel_from_before(tmp_path, monkeypatch,
     """03/04 run once, then a model parameter changed and only the photo cell run again: it projected with the models
     of the set-up before, nothing said; a photo cell stopped by a bad setting left the panel before it, and the save
     cell saved the earlier photo's result (thirty-fourth session's notebook audit)."""
-    from nbclient import NotebookClient
-
     monkeypatch.setenv("TORCH_HOME", str(random_vgg_torch_home))
     base, toon, _, _ = write_toonify_models(tmp_path)
     models = ({"model": str(base)} if name.startswith("03") else {"base_model": str(base), "toon_model": str(toon)})
     good = {"photo_path": _photo(), **models, "steps": 2, "detector": "dlib", "use_drive": False}
     nb = prepare(name, good)
     photo_cell, save = cell_index(nb, "choose_photo("), cell_index(nb, "panel.save(")
-    client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}},
-                            allow_errors=True)
-    with client.setup_kernel():
-        for index in range(photo_cell + 1):
-            client.execute_cell(nb.cells[index], index)
-        assert shown_error(nb.cells[photo_cell]) is None
+    with _ran_through(nb, photo_cell, tmp_path) as client:
         injected = inject(nb, {**good, model: str(tmp_path / "other.safetensors")})
         for index in (injected, photo_cell):
             client.execute_cell(nb.cells[index], index)
