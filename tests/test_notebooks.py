@@ -344,25 +344,24 @@ def test_blend_notebooks_bad_seeds_are_named_before_anything_downloads(tmp_path,
     assert "parse_seeds(seeds, parameter=\"seeds\")" in nb.cells[cell_index(nb, "blend_explorer(base")].source
 
 
+def _blend_parameters(folder: Path, output: str) -> dict:
+    """02's parameters for two tiny models written into `folder` (a base, and another as the toon's G_ema)."""
+    base, toon = folder / "base.safetensors", folder / "toon.safetensors"
+    save_network(base, tiny_generator(0))
+    save_network(toon, tiny_generator(1))
+    return {"base_model": str(base), "toon_model": str(toon), "toon_network": "G_ema", "swap_res": 8,
+            "output": output, "use_drive": False}
+
+
 def test_blend_notebooks_grid_and_save_cells_use_no_explorer_from_before(tmp_path):
     """02 run once, then other models and seeds = '0-40': the set-up cell let 41 seeds through (the models loaded,
     a GB each, before the explorer refused them), and after the explorer's cell stopped the grid and save cells used
     the explorer of the run before: the old models' blend was saved under the new output name."""
-    from nbclient import NotebookClient
-
-    base, toon = tmp_path / "base.safetensors", tmp_path / "toon.safetensors"
-    save_network(base, tiny_generator(0))
-    save_network(toon, tiny_generator(1))
-    good = {"base_model": str(base), "toon_model": str(toon), "toon_network": "G_ema", "swap_res": 8,
-            "output": "blendA.safetensors", "use_drive": False}
+    good = _blend_parameters(tmp_path, "blendA.safetensors")
     nb = prepare("02_blend.ipynb", good)
     set_up, explorer, grid, save = (cell_index(nb, "check_models("), cell_index(nb, "blend_explorer(base"),
                                     cell_index(nb, "swap_resolution_grid("), cell_index(nb, "explorer.save("))
-    client = NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=True,
-                            resources={"metadata": {"path": str(tmp_path)}})
-    with client.setup_kernel():
-        for index, cell in enumerate(nb.cells):
-            client.execute_cell(cell, index)
+    with _ran_through(nb, len(nb.cells) - 1, tmp_path) as client:
         assert (tmp_path / "blendA.safetensors").is_file()
         injected = inject(nb, {**good, "seeds": "0-40", "output": "blendB.safetensors"})
         for index in range(injected, len(nb.cells)):  # every cell in turn, as Run All After does
@@ -1007,25 +1006,15 @@ def test_blend_notebooks_explorer_uses_no_models_from_before(tmp_path):
     """02 run once, then toon_model changed and the explorer and save cells run again, not the load cell: the old
     models were blended, and the saved file's record named the new toon model (`toonlib info` said a blend of a model
     it is not; thirty-fourth session's notebook audit)."""
-    from nbclient import NotebookClient
-
-    base, toon = tmp_path / "base.safetensors", tmp_path / "toon.safetensors"
-    save_network(base, tiny_generator(0))
-    save_network(toon, tiny_generator(1))
-    good = {"base_model": str(base), "toon_model": str(toon), "toon_network": "G_ema", "swap_res": 8,
-            "output": "blend.safetensors", "use_drive": False}
+    good = _blend_parameters(tmp_path, "blend.safetensors")
     nb = prepare("02_blend.ipynb", good)
     explorer, save = cell_index(nb, "blend_explorer(base"), cell_index(nb, "explorer.save(")
-    client = NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=True,
-                            resources={"metadata": {"path": str(tmp_path)}})
-    with client.setup_kernel():
-        for index in range(explorer):
-            client.execute_cell(nb.cells[index], index)
+    with _ran_through(nb, explorer - 1, tmp_path) as client:
         injected = inject(nb, {**good, "toon_model": "my-toon.safetensors"})
         for index in (injected, explorer, save):
             client.execute_cell(nb.cells[index], index)
     _assert_brief(shown_error(nb.cells[explorer]), f"toon_model = 'my-toon.safetensors': changed since the set-up cell "
-                                                   f"ran (with toon_model = {str(toon)!r})")
+                                                   f"ran (with toon_model = {good['toon_model']!r})")
     _assert_brief(shown_error(nb.cells[save]), "explorer is None: the cell above that sets it did not finish")
     assert not (tmp_path / "blend.safetensors").exists()
 
