@@ -119,29 +119,35 @@ WHOLE_STEPS = "Math.max(1, Math.round(n) || 1)"  # the page's steps box, `n`, as
 #: - A HEIC photo the browser leaves untyped is typed as an image before Gradio's page sees it, picked or dropped:
 #:   Chromium on Linux types `.heic` from its lower-case name alone, and Gradio's page, which keeps only files of an
 #:   image/* type, refused an iPhone's `IMG_0002.HEIC` with a red "Invalid file type" (thirty-second session's audit).
+#: - A photo named with a dot first (`.me.jpg`) is renamed without it: where Gradio's upload folder lies inside the
+#:   server's working folder (`cd /tmp && toonlib app`, a service started in /), Gradio refuses to take a dotfile into
+#:   its cache, and the page showed bare "Error" badges beside the last photo's toon (thirty-fourth session's audit).
+#:   Allowing that folder in `launch` instead would serve every upload inline, an uploaded .html page included.
 PAGE_SCRIPT = r"""() => {
     document.addEventListener('keydown', (e) => {
         if (e.key === 'Enter' && e.target.matches('#steps input[type=number]')) e.target.blur();
     }, true);
     const untyped = (file) => !file.type && /\.(heic|heif)$/i.test(file.name);
-    const typed = (files) => {
+    const unfit = (file) => untyped(file) || file.name.startsWith('.');
+    const fitted = (files) => {
         const list = new DataTransfer();
         for (const file of files)
-            list.items.add(untyped(file) ? new File([file], file.name, {type: 'image/heic',
-                                                                      lastModified: file.lastModified}) : file);
+            list.items.add(unfit(file) ? new File([file], file.name.replace(/^\.+/, '') || 'photo',
+                                                  {type: untyped(file) ? 'image/heic' : file.type,
+                                                   lastModified: file.lastModified}) : file);
         return list.files;
     };
     const input = () => document.querySelector('#photo input[type=file]');
     document.addEventListener('change', (e) => {
         const files = Array.from(e.target.files || []);
-        if (e.target === input() && files.some(untyped)) e.target.files = typed(files);
+        if (e.target === input() && files.some(unfit)) e.target.files = fitted(files);
     }, true);
     document.addEventListener('drop', (e) => {
         const files = Array.from(e.dataTransfer?.files || []);
-        if (!e.target.closest?.('#photo') || !files.some(untyped) || !input()) return;
+        if (!e.target.closest?.('#photo') || !files.some(unfit) || !input()) return;
         e.preventDefault();
         e.stopPropagation();
-        input().files = typed(files);
+        input().files = fitted(files);
         input().dispatchEvent(new Event('change', {bubbles: true}));
     }, true);
 }"""
@@ -459,7 +465,10 @@ class ToonApp:
             self._decode(path, name)
             return None  # read by read_image after all: nothing to refuse
         if width * height > self.max_pixels:
-            raise PhotoTooLargeError(f"{name!r} is {width} x {height} px ({width * height / 1e6:.1f} megapixels); "
+            # digits enough to show it above the limit: 1250 x 1232 px was "(1.5 megapixels)" of a limit of 1.5
+            size = width * height / 1e6
+            digits = next(n for n in range(1, 7) if round(size, n) > self.max_pixels / 1e6 or n == 6)
+            raise PhotoTooLargeError(f"{name!r} is {width} x {height} px ({size:.{digits}f} megapixels); "
                                      f"the app takes photos up to {self.max_pixels / 1e6:g} megapixels: "
                                      "use a smaller copy")
         return kind
@@ -842,12 +851,8 @@ def launch(app: ToonApp, host: str = "127.0.0.1", port: int | None = None, share
     # swap choices did nothing (its session is not in a run), it kept the visitors' photos listed in the browser for the
     # next person at it, and it offered to send runs to a Hugging Face bucket (from this server).
     no_history = {"run_history": False} if "run_history" in inspect.signature(page.launch).parameters else {}
-    # its uploads' folder allowed by name: where it lies inside the working folder (`cd /tmp && toonlib app`, a service
-    # started in /), Gradio refused to move a photo named `.me.jpg` into it, the page showing bare "Error" badges
-    from gradio.utils import get_upload_folder
-
     page.launch(server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD, inbrowser=False,
-                prevent_thread_lock=True, quiet=True, css=CSS, js=PAGE_SCRIPT, allowed_paths=[get_upload_folder()],
+                prevent_thread_lock=True, quiet=True, css=CSS, js=PAGE_SCRIPT,
                 **no_history)  # Gradio's own lines name its options
     if not block:
         return page
