@@ -284,6 +284,11 @@ def test_a_file_name_given_as_bytes_is_told_apart_from_an_images_bytes(upright, 
                                              r"image's contents: give the path as a str or Path \(os\.fsdecode"):
         read_image(os.fsencode(path))
     assert read_image(path.read_bytes()).size == upright.size  # the file's contents are an image
+    small = io.BytesIO()
+    upright.resize((16, 16)).save(small, "PNG")  # under 4 KiB, as a name is: never decoded as a file name (Windows
+    with pytest.MonkeyPatch.context() as windows:  # decodes strictly: a PNG's first byte, 0x89, raised there)
+        windows.setattr(os, "fsdecode", lambda name: bytes(name).decode("utf-8", "surrogatepass"))
+        assert read_image(small.getvalue()).size == (16, 16)
 
 
 def test_an_animated_file_is_closed_once_read(upright, tmp_path):

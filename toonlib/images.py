@@ -286,7 +286,9 @@ def read_image(image: ImageInput) -> Image.Image:
     if isinstance(image, Image.Image):
         return _upright_srgb(image)
     if isinstance(image, (bytes, bytearray, memoryview)):
-        if len(image) < 4096 and os.path.isfile(os.fsdecode(bytes(image))):  # os.fsencode(path), os.listdir(b".")
+        # os.fsencode(path), os.listdir(b"."): bytes as they are (decoding an image's bytes fails on Windows, whose
+        # file system encoding is strict UTF-8); isfile says False of what holds a NUL or names no file
+        if len(image) < 4096 and os.path.isfile(bytes(image)):
             raise ImageReadError(f"{bytes(image)!r} is a file's name given as bytes, and bytes are read as an image's "
                                  "contents: give the path as a str or Path (os.fsdecode(name))")
         return _upright_srgb(_open(io.BytesIO(bytes(image)), describe_source(image)))
