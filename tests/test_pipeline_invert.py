@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from tiny import random_lpips, tiny_generator, write_photos, write_toonify_models
 
 from toonlib.blending import blend
@@ -224,10 +225,18 @@ def test_an_encoder_file_without_its_decoder_is_used_by_its_path(setup, tmp_path
     assert torch.equal(result.w, load_encoder(setup.psp, device="cpu").encode(result.aligned))
     assert same_image(result.toon, render(blend(setup.toon, setup.base, 8), result.w)[0])
     out = tmp_path / "toons"
+    models = ["--base", str(setup.base_path), "--toon", str(setup.toon_path), "--detector", "dlib", "--no-identity"]
     assert cli.main(["toonify", str(photo), "-o", str(out), "--invert", "e4e", "--encoder", str(bare["e4e"]),
-                     "--base", str(setup.base_path), "--toon", str(setup.toon_path), "--detector", "dlib",
-                     "--no-identity"]) == 0
+                     *models]) == 0
     assert (out / "astronaut-toon.png").is_file()
+    # in psp-toonify the toon and the base it draws with are taken without a re-blend (they were refused: "read only
+    # to re-blend ... draws the toon with its encoder's own decoder", which this file has not)
+    assert cli.main(["toonify", str(photo), "-o", str(tmp_path / "psp.png"), "--invert", "psp-toonify", "--encoder",
+                     str(bare["psp"]), *models]) == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "psp.png")), np.asarray(result.toon))
+    again = toonify(photo, base=setup.base_path, toon=setup.toon_path, invert="psp-toonify", encoder=bare["psp"],
+                    detector="dlib", device="cpu", progress=False)
+    assert same_image(again.toon, render(blend(setup.toon, setup.base, 8), again.w)[0])
 
 
 def test_a_toonifier_names_its_encoder(setup):

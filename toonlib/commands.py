@@ -152,6 +152,7 @@ def _fetch_named_models(*models: tuple[str | None, str]) -> None:
 def _fetch_toonify_models(args: argparse.Namespace, mode: str, *, base: bool = True) -> None:
     """`_fetch_named_models` for what a Toonifier in inversion mode `mode` loads at once; `base=False`: the toon
     model alone (a latent's toon drawn by its published blend)."""
+    from .encoders import holds_decoder
     from .pipeline import (
         DEFAULT_ENCODERS,
         check_default_base,
@@ -165,7 +166,9 @@ def _fetch_toonify_models(args: argparse.Namespace, mode: str, *, base: bool = T
     check_not_a_toon(args.base, f"--base {args.base}", "give it as --toon")
     check_not_an_encoder(args.toon, f"--toon {args.toon}", "give it as --encoder with --invert {mode}")
     check_not_a_base(args.toon, f"--toon {args.toon}", "give it as --base")
-    if mode != "psp-toonify" and base:  # that mode's encoder holds its own decoder; base and toon load only to re-blend
+    # psp-toonify's encoder holds its own decoder, base and toon loaded only to re-blend (an encoder file without one
+    # draws with the toon's published blend: they load at once)
+    if (mode != "psp-toonify" or not holds_decoder(args.encoder)) and base:
         named = args.base if args.base is not None else default_base(args.toon)
         check_default_base(args.toon, named)
         wanted += [(named, "--base"), (args.toon, "--toon")]
@@ -937,7 +940,8 @@ def _check_toonify_options(args: argparse.Namespace) -> None:
     _only_with(args.blend_width, "--blend-width", args.swap_res, "--swap-res", why)
     _only_with(args.toon_network, "--toon-network", args.swap_res, "--swap-res",
                "it picks the toon model a re-blend takes; without one the toon file's published blend draws the toon")
-    check_reblend_models(args.invert, args.swap_res, toon=args.toon != DEFAULT_TOON, base=args.base is not None)
+    check_reblend_models(args.invert, args.swap_res, toon=args.toon != DEFAULT_TOON, base=args.base is not None,
+                         encoder=args.encoder)
     check_swap_res(args.swap_res, args.toon)
     check_options(args.invert, steps=args.steps, space=args.space or "w+", swap_res=args.swap_res, level=args.level,
                   blend_width=args.blend_width)

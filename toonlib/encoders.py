@@ -51,12 +51,12 @@ from .checkpoints import _resolve as resolve_source  # path, URL or registry nam
 from .checkpoints.common import damaged_download, damaged_file
 from .checkpoints.safe_pickle import refusal
 from .devices import default_device
-from .files import looks_like_pickle, safetensors_header_length, user_path
+from .files import is_url, looks_like_pickle, safetensors_header_length, user_path
 from .images import ImageInput, check_image_tensor, describe_source, read_image, warn_if_not_a_crop
 from .options import INVERT_MODES
 
 __all__ = ["ENCODER_TYPES", "INPUT_SIZE", "Encoder", "EncoderError", "check_encoder_mode", "encoder_from_checkpoint",
-           "encoder_input", "load_encoder"]
+           "encoder_input", "holds_decoder", "load_encoder"]
 
 #: Encoder types (the checkpoints' `opts['encoder_type']`) that `load_encoder` reads, by paper.
 ENCODER_TYPES = {"GradualStyleEncoder": "pSp", "Encoder4Editing": "e4e"}
@@ -314,6 +314,27 @@ def load_encoder(source: str | os.PathLike, device: torch.device | str | None = 
         raise EncoderError(damaged_download(message, public_name(source)) if cached else message) from None
     encoder = encoder_from_checkpoint(checkpoint, str(path))
     return encoder.to(device)
+
+
+def holds_decoder(encoder: object) -> bool:
+    """Whether `encoder` (as `Toonifier(encoder=)` takes it; None: the mode's default) comes with the decoder its codes
+    belong to, which draws psp-toonify's codes; without one (a file saved with its `encoder.` weights alone, an
+    `Encoder` object) the toon model's published blend draws them, so that mode reads the toon model and the base.
+    Registry names and URLs hold theirs (the published files do); a file this cannot read counts as holding one
+    (`load_encoder` says what is wrong with it)."""
+    if isinstance(encoder, Encoder):
+        return False
+    if not isinstance(encoder, (str, os.PathLike)) or (isinstance(encoder, str) and (encoder in models.MODELS
+                                                                                     or is_url(encoder))):
+        return True
+    path = user_path(encoder)
+    try:
+        with open(path, "rb") as f:
+            zipped = f.read(2) == b"PK"
+        state = _torch_load(path, zipped)["state_dict"]  # memory-mapped: the weights are not read
+        return any(str(key).startswith("decoder.") for key in state)
+    except Exception:  # not there, not a torch file, no state_dict: load_encoder's errors say so
+        return True
 
 
 def check_encoder_mode(invert: str, encoder: object) -> None:

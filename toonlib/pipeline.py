@@ -71,7 +71,7 @@ from .checkpoints import (
 from .checkpoints.native import read_meta
 from .devices import default_device
 from .download import cache_state
-from .encoders import Encoder, check_encoder_mode, load_encoder
+from .encoders import Encoder, check_encoder_mode, holds_decoder, load_encoder
 from .files import is_url, user_path
 from .images import ImageInput, describe_source, is_hidden, is_image_file, labelled_grid, read_image, to_pil
 from .messages import check_count, check_flag, summary, warn
@@ -603,18 +603,19 @@ def toonify(photo: ImageInput, base: GeneratorLike | None = None, toon: Generato
                   paste_back=kwargs.get("paste_back", False), progress=kwargs.get("progress", True),
                   project_kwargs={k: v for k, v in kwargs.items() if k not in _CALL_OPTIONS})
     check_reblend_models(invert, swap_res, toon=not (isinstance(toon, str) and toon == DEFAULT_TOON),
-                         base=base is not None)
+                         base=base is not None, encoder=setup.get("encoder"))
     if isinstance(photo, (str, os.PathLike)) and not user_path(photo).is_file():
         read_image(photo)  # its error: "there is no such file", "it is a folder"
     return Toonifier(base, toon, swap_res=swap_res, invert=invert, **setup)(photo, space=space, steps=steps,
                                                                              **kwargs)
 
 
-def check_reblend_models(invert: str, swap_res: int | None, *, toon: bool, base: bool) -> None:
+def check_reblend_models(invert: str, swap_res: int | None, *, toon: bool, base: bool, encoder: object = None) -> None:
     """ValueError for a `toon` or `base` model given (True) to mode 'psp-toonify' without a swap resolution: that mode
     draws with its encoder's own decoder and reads them only to re-blend. The command line refused them; Python's
-    one-shot `toonify()` never read them, without a word (thirty-third session's audit)."""
-    if invert == "psp-toonify" and swap_res is None:
+    one-shot `toonify()` never read them, without a word (thirty-third session's audit). An `encoder` without its
+    decoder (`encoders.holds_decoder`) draws with the toon model's published blend: both are read, and taken."""
+    if invert == "psp-toonify" and swap_res is None and holds_decoder(encoder):
         for option, given in (("toon", toon), ("base", base)):
             if given:
                 raise ValueError(f"{option}= is read only to re-blend: invert='psp-toonify' draws the toon with its "
