@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import shutil
 import warnings
 from pathlib import Path
 
@@ -143,6 +144,14 @@ def test_the_quality_of_a_finished_run_is_measured_on_its_images(base, weights_p
         assert trainer.quality() == {"kid": pytest.approx(logged, rel=1e-5, abs=1e-7)}
     finally:
         trainer.close()
+    # after run(), which released the folder, with the dataset cache deleted to free space: "another fine-tuning run
+    # was started in this folder" (the review of the change)
+    trainer = Trainer(_config(base, run, kimg=0.004), progress=False)
+    with pytest.warns(UserWarning, match="is done"):
+        trainer.run()
+    shutil.rmtree(run / "dataset-cache")
+    assert trainer.quality() == {"kid": pytest.approx(logged, rel=1e-5, abs=1e-7)}
+    Trainer(_config(base, run, kimg=0.004), progress=False).close()  # the folder was released again
 
 
 def test_metric_auto_is_off_on_the_cpu(base, weights_path, tmp_path):

@@ -679,11 +679,18 @@ class Trainer:
 
     def quality(self) -> dict[str, float]:
         """G_ema's quality metrics against the training images ({} when off; a finished run reads them now); the
-        RNG streams are left as they were, so runs with and without a metric train identically."""
+        RNG streams are left as they were, so runs with and without a metric train identically. Under torchrun every
+        process calls it."""
         if not self.metrics:
             return {}
         if self.dataset is None:  # a finished run read none at its start: AttributeError on None (33rd session)
-            self.dataset = self._load_dataset(None)
+            held = self._held is not None  # after run(), which released the folder: held for the read (its cache
+            self.dist.on_main(self._take_run_dir)  # rewritten was "another fine-tuning run was started")
+            try:
+                self.dataset = self._load_dataset(None)
+            finally:
+                if not held:
+                    self.close()
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             return image_quality(self.G_ema, self.dataset.images, self.metrics, self.metric_weights,
                                  num_images=self.cfg.metric_images, batch_size=self.batch_gpu,
