@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import pickle
 
 import numpy as np
 import pytest
@@ -139,6 +140,9 @@ def test_a_model_given_as_a_latent_is_named_a_model(tmp_path):
         with pytest.raises(ValueError, match=rf"{path.name}: it is a model checkpoint, not a latent file: give it as "
                                              "a model"):
             load_latent(path)
+    pickle.dump({"me.png": {"latent": [0.0] * 8}}, (tmp_path / "other.pkl").open("wb"))  # a pickle of no model
+    with pytest.raises(ValueError, match=r"other\.pkl: not a latent file \(expected"):
+        load_latent(tmp_path / "other.pkl")
     # a latent in torch.save's pre-zip format (a pickle too) is still read as one
     legacy = tmp_path / "legacy.pt"
     torch.save({"me.png": {"latent": torch.zeros(4, 8)}}, legacy, _use_new_zipfile_serialization=False)

@@ -104,6 +104,24 @@ def test_a_callback_that_cannot_be_called_is_refused_before_the_run(base):  # no
     assert not (base["root"] / "callback").exists()
 
 
+def test_a_base_with_nan_weights_is_refused_before_any_training(base, tmp_path):  # noqa: F811
+    """A base (or a diverged run's snapshot given as one) whose D held a NaN trained from it: every loss NaN at once,
+    the run's snapshots broken, and its advice a lower learning rate (the thirty-fourth session's review)."""
+    import torch
+
+    from toonlib.checkpoints import CheckpointError, save_network
+
+    nets = load_network(base["base"])
+    with torch.no_grad():
+        nets.D.b16.fromrgb.weight[0, 0, 0, 0] = float("nan")
+    broken = save_network(tmp_path / "diverged.safetensors", nets)
+    with pytest.warns(UserWarning, match="its D holds weights that are NaN or infinite"), \
+            pytest.raises(CheckpointError, match=rf"^{re.escape(str(broken))}: its D holds weights that are NaN or "
+                                                 r"infinite \(b16\.fromrgb\.weight\): no run can start from it"):
+        finetune(config(base, "from-nan", resume=str(broken)), progress=False)
+    assert not (base["root"] / "from-nan").exists()
+
+
 def test_one_image_as_the_data_names_the_folder_to_give(base, tmp_path):  # noqa: F811
     """It said "'.../00.png' is neither a folder nor a .zip file of images", and not what to give."""
     image = base["data"] / "00.png"

@@ -469,6 +469,7 @@ def cmd_align(args: argparse.Namespace) -> int:
 def cmd_project(args: argparse.Namespace) -> int:
     from .checkpoints import load_generator
     from .devices import default_device
+    from .files import user_path
     from .images import NotACropWarning, read_image, save_image, to_pil, warn_if_not_a_crop
     from .messages import counted, warn
     from .pipeline import check_not_a_toon
@@ -488,7 +489,7 @@ def cmd_project(args: argparse.Namespace) -> int:
     if args.video:
         _check_output_suffix(args.video, "project", ".mp4", "an H.264 video (MP4)", "projection", option="--video")
         require_video_writer()
-    if Path(args.image).is_dir():  # "cannot read 'photos/' as an image: it is a folder", and no way on
+    if user_path(args.image).is_dir():  # "cannot read 'photos/' as an image: it is a folder", and no way on
         raise ValueError(f"{args.image} is a folder, and project takes one aligned face: `toonlib toonify "
                          f"{shlex.quote(args.image)} -o toons/` projects every photo in it and writes each face's "
                          "-latent.npz")

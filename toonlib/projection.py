@@ -721,8 +721,8 @@ def load_latent(path: str | os.PathLike, num_ws: int | None = None) -> torch.Ten
         if w.ndim == 3 and num_ws is not None and w.shape[1] == 1:  # W latents, repeated as rosinality's below
             w = w.repeat(1, num_ws, 1)
     else:
-        # toonlib's and NVIDIA's models; a pickle that is no legacy torch.save file (a latent may be one)
-        if safetensors_header_length(head) is not None or (looks_like_pickle(head) and head != _LEGACY_TORCH_MAGIC):
+        # toonlib's models, and NVIDIA's pickles (named by their classes: another pickle may hold latents)
+        if safetensors_header_length(head) is not None or (looks_like_pickle(head) and _nvidia_pickle(path)):
             raise ValueError(f"{path}: it is a model checkpoint, not a latent file: {GIVE_AS_A_MODEL}")  # as torch's
         try:
             with warnings.catch_warnings():  # torch's own warnings about what is not a torch file: refused below
@@ -733,9 +733,12 @@ def load_latent(path: str | os.PathLike, num_ws: int | None = None) -> torch.Ten
         except Exception:  # torch raises many types for what is not a torch file (advising weights_only=False)
             data = None  # refused below, saying what a latent file is
         latents = [_rosinality_latent(name, entry, num_ws, path) for name, entry in _entries(data, path)]
-        if len({latent.shape for latent in latents}) > 1:  # W [1, w_dim] beside W+ [n_latent, w_dim]
-            raise ValueError(f"{path}: it holds W latents and W+ latents of {max(len(x) for x in latents)} layers; "
-                             "pass num_ws to repeat the W ones to the model's layers")
+        if len(shapes := sorted({len(latent) for latent in latents})) > 1:  # W [1, w_dim] beside W+ [n, w_dim]?
+            if shapes[0] == 1 and len(shapes) == 2:
+                raise ValueError(f"{path}: it holds W latents and W+ latents of {shapes[1]} layers; pass num_ws to "
+                                 "repeat the W ones to the model's layers")
+            raise ValueError(f"{path}: its latents have different numbers of layers ({', '.join(map(str, shapes))}): "
+                             "latents of different models")
         w = torch.stack(latents)
     if w.ndim != 3 or (num_ws is not None and w.shape[1] != num_ws):
         raise ValueError(f"{path}: latents have shape {list(w.shape)}, expected [N, {num_ws or 'num_ws'}, w_dim]")
@@ -743,6 +746,14 @@ def load_latent(path: str | os.PathLike, num_ws: int | None = None) -> torch.Ten
     # read, it was refused only when rendered, without the file's name
     _check_finite_latents(w, " wrote them; project the photo again", f"{path}: ")
     return w
+
+
+def _nvidia_pickle(path: os.PathLike) -> bool:
+    """Whether a pickle's first 64 KiB name the modules of NVIDIA's network pickles: `dnnlib` (TensorFlow's) or
+    `torch_utils.persistence` (PyTorch's)."""
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+    return b"dnnlib" in head or b"torch_utils.persistence" in head
 
 
 def _is_npz(path: str | os.PathLike) -> bool:

@@ -47,7 +47,7 @@ from .common import (
 from .safe_pickle import UnsafePickleError, refusal, safe_load
 
 __all__ = ["NATIVE_SUFFIX", "CheckpointError", "GeneratorLike", "MissingNetworkError", "Networks", "UnsafePickleError",
-           "load_generator", "load_network", "read_checkpoint", "save_network", "split_network"]
+           "load_generator", "load_network", "non_finite_weights", "read_checkpoint", "save_network", "split_network"]
 
 #: The file suffix for toonlib's own format (safetensors).
 NATIVE_SUFFIX = native.SUFFIX
@@ -68,6 +68,7 @@ def load_network(source: str | os.PathLike, device: torch.device | str | None = 
     Networks are returned in eval mode with gradients off, on `device` (default: CPU). `meta["source"]` is the
     file's path, or the URL (`_public_name`) or registry name given, not the cache file it was downloaded into.
     Building them tunes glibc's malloc for the process, once (`toonlib.runtime`; TOONLIB_MALLOC=default opts out).
+    Weights that are NaN or infinite (a diverged fine-tuning run's snapshot) are warned of, naming the network.
     """
     if not isinstance(source, (str, os.PathLike)):
         loaded = isinstance(source, (Generator, Networks))
@@ -87,6 +88,7 @@ def load_network(source: str | os.PathLike, device: torch.device | str | None = 
         if path == user_path(source):
             raise
         raise CheckpointError(damaged_download(str(exc), name)) from None  # damaged since it was downloaded
+    _say_non_finite(nets, name)  # on the CPU, before the move: no device sync per tensor
     if device is not None:
         for net in (nets.G_ema, nets.G, nets.D):
             if net is not None:
@@ -97,20 +99,22 @@ def load_network(source: str | os.PathLike, device: torch.device | str | None = 
     for which, G in (("G_ema", nets.G_ema), ("G", nets.G)):
         if G is not None:
             G.set_origin(f"{name} ({which})" if nets.G is not None else name, record if which == "G_ema" else None)
-    _say_non_finite(nets, name)
     return nets
+
+
+def non_finite_weights(net: torch.nn.Module | None) -> list[str]:
+    """The names of `net`'s weights and buffers that hold NaN or infinite numbers ([] for None)."""
+    return [] if net is None else [key for key, t in net.state_dict().items()
+                                   if t.is_floating_point() and not bool(torch.isfinite(t).all())]
 
 
 def _say_non_finite(nets: Networks, name: str) -> None:
     """Warn of weights that are NaN or infinite (a fine-tuning run's snapshot after it diverged): such a model loaded,
     blended and toonified without a word, every toon black (thirty-fourth session's API audit)."""
     for which in ("G_ema", "G", "D"):
-        net = getattr(nets, which)
-        bad = [] if net is None else [key for key, t in net.state_dict().items()
-                                      if t.is_floating_point() and not bool(torch.isfinite(t).all())]
-        if bad:
+        if bad := non_finite_weights(getattr(nets, which)):
             more = f" and {len(bad) - 2} more" if len(bad) > 2 else ""
-            effect = "fine-tuning from it trains nothing" if which == "D" else "it draws black images"
+            effect = "it cannot be fine-tuned" if which == "D" else "it draws black images"
             warn(f"{name}: its {which} holds weights that are NaN or infinite ({', '.join(bad[:2])}{more}), so "
                  f"{effect} (a fine-tuning run's snapshots after the training diverged are so): use an earlier "
                  "snapshot, or the model it was fine-tuned from")

@@ -35,7 +35,7 @@ import torch.distributed as torch_dist
 from PIL import Image
 
 from ..augment import AdaptiveP, AugmentPipe
-from ..checkpoints import CheckpointError, Networks, load_network, save_network
+from ..checkpoints import CheckpointError, Networks, load_network, non_finite_weights, save_network
 from ..data import ImageDataset, TooFewImagesError, infinite_loader
 from ..devices import default_device
 from ..files import atomic_write_path, check_file_target, looks_like_checkpoint, resolved_source, user_path
@@ -850,6 +850,11 @@ def _load_base(source: str, progress: bool) -> tuple[Generator, Discriminator, G
             "its G, and a randomly initialised D ruins the generator. Start from a checkpoint with D, e.g. the "
             "registry models 'ffhq-256-noaug', 'ffhq-512-noaug', 'ffhq-1024-noaug' or NVIDIA's ffhq.pkl "
             "('ffhq-1024').")
+    for which in ("G", "D", "G_ema"):  # warned of when read; trained from, every loss was NaN at once, and the run
+        if bad := non_finite_weights(getattr(nets, which)):  # blamed its learning rate (thirty-fourth session)
+            raise CheckpointError(f"{source}: its {which} holds weights that are NaN or infinite ({bad[0]}"
+                                  f"{', ...' if len(bad) > 1 else ''}): no run can start from it; start from the "
+                                  "model it was fine-tuned from, or an earlier snapshot")
     G = nets.G if nets.G is not None else copy.deepcopy(nets.G_ema)
     return G, nets.D, nets.G_ema
 
