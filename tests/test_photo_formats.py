@@ -96,6 +96,16 @@ def test_iphone_heic_photos_are_read_or_named_with_what_to_do(hide, upright, tmp
             assert difference(Image.open(tmp_path / out), upright) < 3.0
 
 
+def test_a_heic_photo_cut_short_is_said_to_be_damaged(upright, tmp_path):
+    """With pillow-heif installed, a HEIC cut short in its first bytes (a download that stopped) said to
+    `pip install pillow-heif` (thirty-fourth session's audit)."""
+    whole = write_heic(upright, tmp_path / "whole.heic").read_bytes()
+    (tmp_path / "cut.heic").write_bytes(whole[:200])
+    with pytest.raises(ImageReadError, match=r"it is a HEIC/HEIF photo that cannot be read: damaged or cut short \(a "
+                                             r"download or copy that did not finish\?\); copy or download it again"):
+        read_image(tmp_path / "cut.heic")
+
+
 def test_a_heic_photo_aligns_like_the_jpeg(upright, tmp_path):
     heic = write_heic(upright, tmp_path / "me.heic")
     face = align_face(heic, detector="dlib", output_size=256, transform_size=512)

@@ -65,14 +65,16 @@ def tiny_networks(seed: int = 0) -> Networks:
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory) -> dict[str, Path]:
-    """A folder of 64 synthetic 16 px images and a random base checkpoint with G, G_ema and D."""
+    """A folder of 64 synthetic 16 px images, each its own (no two the same: copies are warned of), and a random base
+    checkpoint with G, G_ema and D."""
     root = tmp_path_factory.mktemp("train")
     data = root / "data"
     data.mkdir()
     rng = np.random.default_rng(0)
-    for i in range(64):
+    blobs = [(x, y, r) for x in range(5, 11) for y in range(5, 11) for r in range(2, 5)]
+    for i, index in enumerate(rng.choice(len(blobs), 64, replace=False)):
         image = Image.new("RGB", (16, 16), BACKGROUND)
-        x, y, r = rng.integers(5, 11), rng.integers(5, 11), rng.integers(2, 5)
+        x, y, r = blobs[index]
         ImageDraw.Draw(image).ellipse([x - r, y - r, x + r, y + r], fill=BLOB)
         image.save(data / f"{i:02d}.png")
     save_network(root / "base.safetensors", tiny_networks())

@@ -16,6 +16,7 @@ import itertools
 import json
 import os
 import struct
+import warnings
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
@@ -108,7 +109,7 @@ class ImageDataset(Dataset):
         self.xflip = xflip
         self.cache_path: Path | None = None
 
-        with _open_source(self.source) as (entries, read, runs):
+        with _open_source(self.source) as (entries, read, runs, zips):
             self.files: list[Entry] = entries
             if cache_dir is not None:
                 self.cache_path = user_path(cache_dir) / _cache_name(self.source, entries, resolution, prepare)
@@ -125,11 +126,9 @@ class ImageDataset(Dataset):
         text = json.dumps([_CACHE_VERSION, resolution, prepare, sorted(self.digests.items()), sorted(self.names)])
         self.content_key = hashlib.sha256(text.encode()).hexdigest()[:16]
         # .zip files in the folder are not read (their images were left out without a word beside loose ones)
-        zips = (sorted(p for p in self.source.iterdir() if p.suffix.lower() == ".zip" and p.is_file()
-                       and not is_hidden(PurePosixPath(p.name))) if self.source.is_dir() else [])
         if zips and entries:
-            warn(f"left out {counted(len(zips), '.zip file')} inside '{self.source}' ({', '.join(p.name for p in zips)}"
-                 "): a .zip in the data folder is not read, its images trained on only where they are unzipped")
+            warn(f"left out {counted(len(zips), '.zip file')} inside '{self.source}' ({', '.join(zips)}): a .zip in "
+                 "the data folder is not read, its images trained on only where they are unzipped")
         if runs:
             warn(f"left out {counted(len(runs), 'fine-tuning run folder')} inside '{self.source}' ("
                  f"{', '.join(repr(run.relative_to(self.source).as_posix()) for run in runs)}): their fakes grids and "
@@ -141,15 +140,28 @@ class ImageDataset(Dataset):
             warn(f"skipped {len(self.skipped)} of {len(entries)} images in '{self.source}':\n" + "\n".join(lines))
         if self.enlarged:
             name, width, height = self.enlarged[0]
-            warn(f"{len(self.enlarged)} of {counted(self.num_images, 'image')} in '{self.source}' "
-                 f"{'is' if len(self.enlarged) == 1 else 'are'} smaller than the training resolution, "
-                 f"{resolution}x{resolution} (e.g. {name}, {width}x{height}): enlarged to it, such images are "
-                 "blurred; larger ones make a sharper model")
+            one = len(self.enlarged) == 1
+            what = ((f"{'has a face' if one else 'have faces'} smaller than the training resolution, "
+                     f"{resolution}x{resolution} (e.g. {name}, its face {width} px wide)") if prepare == "align" else
+                    (f"{'is' if one else 'are'} smaller than the training resolution, {resolution}x{resolution} "
+                     f"(e.g. {name}, {width}x{height})"))  # align's per-image warnings named no file (34th session)
+            warn(f"{len(self.enlarged)} of {counted(self.num_images, 'image')} in '{self.source}' {what}: enlarged to "
+                 f"it, such images are blurred; larger ones make a sharper model")
+        copies = _copies(self.names, self.digests)
+        if copies:  # a set unzipped twice into its folder: each image trained on twice as often, unsaid
+            first = copies[0]
+            warn(f"{sum(len(group) - 1 for group in copies)} of {counted(self.num_images, 'image')} in "
+                 f"'{self.source}' are exact copies of others (e.g. {' = '.join(first[:2])}): each is trained on as "
+                 "often as it has copies; remove them for an even data set")
         if self.num_images < min_images:  # before the cache is written: a refused data set leaves nothing behind
             # the file kinds said only when no image file was found (it listed them beside 16 "no face found")
-            why = (f" ({len(self.skipped)} skipped, see the warning)" if self.skipped else "" if entries
+            faceless = sum(reason == "no face found" for _, reason in self.skipped)
+            hint = (": the face detector found no face in {faceless} of them; for drawn or cartoon faces, which it "
+                    "misses, use prepare='crop' on images roughly centred on the face" if faceless * 2 > len(
+                        self.skipped) else "").format(faceless=faceless)  # cartoons with align: nothing said it
+            why = (f" ({len(self.skipped)} skipped, see the warning{hint})" if self.skipped else "" if entries
                    else f" (no image files: their names end in {', '.join(IMAGE_SUFFIXES)}"
-                   + (f"; it holds a .zip: give that file itself, {zips[0]}" if zips else "") + ")")
+                   + (f"; it holds a .zip: give that file itself, {self.source / zips[0]}" if zips else "") + ")")
             raise TooFewImagesError(f"found {counted(self.num_images, 'usable image')} in '{self.source}'{why}; "
                                     f"need at least {min_images}", self.files, self.digests)
         if self.cache_path is not None and not cached:
@@ -210,20 +222,25 @@ def infinite_loader(dataset: Dataset, batch_size: int, *, seed: int = 0, rank: i
 
 
 @contextlib.contextmanager
-def _open_source(source: Path) -> Iterator[tuple[list[Entry], Callable[[str], bytes], list[Path]]]:
-    """The image files of a folder or zip, sorted by name, a function reading one file's bytes, and the run folders
-    whose files were left out (`_run_folders`)."""
+def _open_source(source: Path) -> Iterator[tuple[list[Entry], Callable[[str], bytes], list[Path], list[str]]]:
+    """The image files of a folder or zip, sorted by name, a function reading one file's bytes, the run folders
+    whose files were left out (`_run_folders`), and the .zip files in a folder (not read: their names, as paths in
+    it; one in a sub-folder was left out without a word, thirty-fourth session's audit)."""
     if source.is_dir():
-        files = _files_under(source)  # one walk, for the run folders and images
+        files = _files_under(source)  # one walk, for the run folders, images and zips
         runs = _run_folders(PurePosixPath(path.relative_to(source).as_posix()) for path in files)
-        entries = []
+        entries, zips = [], []
         for path, stat in files.items():
             name = PurePosixPath(path.relative_to(source).as_posix())
-            if name.suffix.lower() in IMAGE_SUFFIXES and not is_hidden(name) and not _in_runs(name, runs):
+            if is_hidden(name) or _in_runs(name, runs):
+                continue
+            if name.suffix.lower() in IMAGE_SUFFIXES:
                 # a link to nothing, or in a loop (no stat): skipped when read, said; once mended, another entry (a
                 # cache keyed on the link's own time kept it skipped)
                 entries.append((name.as_posix(), stat.st_size, stat.st_mtime_ns) if stat else (name.as_posix(), -1, 0))
-        yield sorted(entries), lambda name: (source / name).read_bytes(), [source / run for run in runs]
+            elif name.suffix.lower() == ".zip" and stat:
+                zips.append(name.as_posix())
+        yield sorted(entries), lambda name: (source / name).read_bytes(), [source / run for run in runs], sorted(zips)
     elif source.is_file() and zipfile.is_zipfile(source):
         with zipfile.ZipFile(source) as archive:
             entries = [(info.filename, info.file_size, info.CRC) for info in archive.infolist()
@@ -236,7 +253,13 @@ def _open_source(source: Path) -> Iterator[tuple[list[Entry], Callable[[str], by
                 # each image failed with zipfile's "password required for extraction", a RuntimeError
                 raise ValueError(f"'{source}' is a password-protected .zip: extract it (unzip it with its password) "
                                  "and give the folder of images")
-            yield sorted(entries), archive.read, [source / run for run in runs]
+            methods = {info.compress_type for info in archive.infolist() if info.filename in names}
+            if unread := sorted(methods - _ZIP_METHODS):  # each image was "That compression method is not supported"
+                kind = ("Deflate64 (Windows' 'Compressed folder' of a large set)" if 9 in unread
+                        else f"compression method {unread[0]}")
+                raise ValueError(f"'{source}' is packed with {kind}, which Python's zipfile cannot read: extract it "
+                                 "and give the folder of images, or zip it again with ordinary Deflate (7-Zip, zip -r)")
+            yield sorted(entries), archive.read, [source / run for run in runs], []
     elif source.is_file() and source.suffix.lower() == ".zip":
         raise ValueError(f"'{source}': the .zip file is damaged (its table of contents, at the end, is missing: a "
                          "truncated download or copy?); make or copy it again, or give the folder of images")
@@ -247,6 +270,20 @@ def _open_source(source: Path) -> Iterator[tuple[list[Entry], Callable[[str], by
         raise ValueError(f"'{source}' is neither a folder nor a .zip file of images")
     else:
         raise FileNotFoundError(f"no such folder or .zip file: '{source}'")
+
+
+#: The compression methods Python's zipfile reads (Zstandard from Python 3.14).
+_ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA,
+                getattr(zipfile, "ZIP_ZSTANDARD", zipfile.ZIP_STORED)}
+
+
+def _copies(names: list[str], digests: dict[str, str]) -> list[list[str]]:
+    """The groups of `names` whose files hold the same bytes (by their `digests`), each in name order."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        if name in digests:
+            groups.setdefault(digests[name], []).append(name)
+    return [group for group in groups.values() if len(group) > 1]
 
 
 def _member_path(name: str) -> PurePosixPath:
@@ -306,7 +343,7 @@ def image_files(source: Union[str, os.PathLike]) -> list[str]:
 
 def image_entries(source: Union[str, os.PathLike]) -> list[Entry]:
     """`image_files` with each file's size and time (a zip member's CRC-32), as `ImageDataset.files` lists them."""
-    with _open_source(user_path(source)) as (entries, _, _):
+    with _open_source(user_path(source)) as (entries, *_):
         return entries
 
 
@@ -314,7 +351,7 @@ def cache_name(source: Union[str, os.PathLike], resolution: int, prepare: str) -
     """The file name under which `ImageDataset(source, resolution, prepare=prepare, cache_dir=...)` caches its
     images: the same for files of the same names and sizes, read nothing but the file list (the cache itself records
     the files' times and contents, checked when it is read)."""
-    with _open_source(user_path(source)) as (entries, _, _):
+    with _open_source(user_path(source)) as (entries, *_):
         return _cache_name(user_path(source), entries, resolution, prepare)
 
 
@@ -424,12 +461,12 @@ def _prepare_all(entries: list[Entry], read: Callable[[str], bytes], resolution:
 
 def _prepare_one(read: Callable[[str], bytes], name: str, resolution: int, prepare: str,
                  device: Union[torch.device, str, None] = None) -> tuple[Image.Image, tuple[int, int]]:
-    """File `name` as an RGB image `resolution` x `resolution`, and its size as read; raises `_Skip` with the
-    reason."""
+    """File `name` as an RGB image `resolution` x `resolution`, and its size as read (with 'align', its face's crop
+    square in the photo); raises `_Skip` with the reason."""
     try:
         content = read(name)
-    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:  # a zip member damaged or packed
-        # by a method zipfile lacks (deflate64); a folder's file as before
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:  # a zip member damaged (one packed
+        # by a method zipfile lacks, deflate64, is refused with its zip); a folder's file as before
         raise _Skip(f"cannot read: {exc}", retry=True) from None
     except FileNotFoundError:  # a link to a file that is not there (or one deleted since the folder was listed)
         raise _Skip("the file is not there (a link to nothing?)", retry=True) from None
@@ -457,10 +494,13 @@ def _prepare_one(read: Callable[[str], bytes], name: str, resolution: int, prepa
         from .align import NoFaceError, align_face
 
         try:
-            return align_face(image, output_size=resolution, device=None if device is None else str(device)).image, \
-                image.size
+            with warnings.catch_warnings():  # "the face is small", per image and unnamed: said once, by name, as the
+                warnings.filterwarnings("ignore", message="the face is small")  # data set's `enlarged` faces
+                face = align_face(image, output_size=resolution, device=None if device is None else str(device))
         except NoFaceError:
             raise _Skip("no face found") from None
+        side = round(face.face_size)  # what is enlarged to the resolution: the face's crop, not the photo
+        return face.image, (side, side)
     if image.width != image.height:
         raise _Skip(f"not square ({image.width}x{image.height}); use prepare='crop' or 'align'")
     return (image if image.size == size else image.resize(size, Image.Resampling.LANCZOS)), image.size

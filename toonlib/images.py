@@ -44,17 +44,20 @@ ALIGN_ADVICE = "toonlib.align_face(path).image"
 _MOST_LATENT_ROWS = 20
 
 
-def _register_heif_opener() -> None:
+def _register_heif_opener() -> bool:
     """Let Pillow open HEIC/HEIF photos, iPhones' default, when pillow-heif (a dependency) is installed: for toonlib's
-    reads and the web app's uploads alike. Without it such a photo is refused by name, saying what to do."""
+    reads and the web app's uploads alike; whether it is. Without it such a photo is refused by name, saying what to
+    do."""
     try:
         from pillow_heif import register_heif_opener
     except ImportError:
-        return
+        return False
     register_heif_opener()
+    return True
 
 
-_register_heif_opener()
+#: Whether Pillow reads HEIC/HEIF here: one it cannot read is then damaged, not a photo of a format it lacks.
+HEIF_READABLE = _register_heif_opener()
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -437,6 +440,9 @@ def unread_format(head: bytes) -> str:
         if brands & _AVIF_BRANDS:
             return ("it is an AVIF image, which this Pillow does not read: `pip install -U pillow` (11.3 or later "
                     "reads AVIF), or export it as JPEG")
+        if brands & _HEIF_BRANDS and HEIF_READABLE:  # "pip install pillow-heif", of a file cut short, where it is
+            return ("it is a HEIC/HEIF photo that cannot be read: damaged or cut short (a download or copy that did "
+                    "not finish?); copy or download it again, or export the photo as JPEG")
         if brands & _HEIF_BRANDS:
             return ("it is a HEIC/HEIF photo (iPhones' format), which toonlib reads with pillow-heif: "
                     "`pip install pillow-heif`, or export the photo as JPEG")
