@@ -411,7 +411,8 @@ def test_toonify_options_are_checked_before_the_models_load_and_the_faces_are_se
     save_network(tmp_path / "base.safetensors", G)
     with pytest.warns(UserWarning, match="the toon model has the same weights as the base model"):
         toonifier = toonlib.Toonifier(tmp_path / "base.safetensors", tmp_path / "base.safetensors", detector="dlib")
-    monkeypatch.setattr(pipeline, "align_faces", lambda *args, **kwargs: pytest.fail("the photo's faces were searched"))
+    for aligner in ("align_face", "align_faces"):
+        monkeypatch.setattr(pipeline, aligner, lambda *args, **kwargs: pytest.fail("the photo's faces were searched"))
     with pytest.raises(ValueError, match=r"^face_index must be a whole number .* got '0'$"):
         toonifier(photo, face_index="0")
     for option, words in [("device", r"the models' device is the Toonifier's: Toonifier\(\.\.\., device=\.\.\.\)$"),

@@ -238,6 +238,28 @@ def test_batch_survives_bad_photos(models, photos, lpips_net, monkeypatch):
     assert "coffee.png" in str(outcomes[photos / "coffee.png"])
 
 
+def test_the_face_used_alone_is_aligned(models, photos, monkeypatch):
+    """Without all_faces, every face of a group photo was aligned (a 4096 px warp each) and the small ones warned of,
+    then one was kept (thirty-fourth session's alignment audit)."""
+    import toonlib.align
+
+    folder, _, _ = models
+    toonifier = Toonifier(folder / "base.safetensors", folder / "toon.safetensors", detector="dlib")
+    astronaut, hopper = Image.open(photos / "astronaut.png"), Image.open(photos / "hopper.jpg")
+    pair = Image.new("RGB", (astronaut.width + hopper.width, hopper.height), "white")
+    pair.paste(astronaut, (0, 0))
+    pair.paste(hopper, (astronaut.width, 0))
+    aligned = []
+    real = toonlib.align._align
+    monkeypatch.setattr(toonlib.align, "_align", lambda *args: aligned.append(1) or real(*args))
+    with pytest.warns(UserWarning, match="2 faces found in 'the pair': the largest is used"):
+        [face] = toonifier.align(pair, name="'the pair'")
+    assert len(aligned) == 1 and face.faces_in_photo == 2
+    [second] = toonifier.align(pair, face_index=1)
+    assert len(aligned) == 2 and second.face_size < face.face_size
+    assert len(toonifier.align(pair, all_faces=True)) == 2 and len(aligned) == 4
+
+
 def test_a_stream_of_photos_is_taken_batch_by_batch(models, photos, lpips_net):
     """`toonify_many(generator)` read the whole generator before the first result (a list() of it): a camera's endless
     frames never gave one, and a video's were all held in memory (thirty-fourth session's API audit)."""
@@ -388,7 +410,8 @@ def test_all_faces_and_a_face_index_together_are_refused_at_once(models, photos,
     folder, _, _ = models
     toonifier = Toonifier(folder / "base.safetensors", folder / "toon.safetensors", detector="dlib")
     monkeypatch.setattr(pipeline, "read_image", lambda *args: pytest.fail("a photo was read first"))
-    monkeypatch.setattr(pipeline, "align_faces", lambda *args, **kwargs: pytest.fail("a photo was aligned first"))
+    for aligner in ("align_face", "align_faces"):
+        monkeypatch.setattr(pipeline, aligner, lambda *args, **kwargs: pytest.fail("a photo was aligned first"))
     photo = photos / "hopper.jpg"
     for index in (1, 0):  # face_index=0, the largest face, is one face too
         message = rf"^all_faces=True toonifies every face and face_index={index} one of them: pass one of the two$"
@@ -487,6 +510,19 @@ def test_paste_keeps_photo_outside_the_face():
     assert out.shape == (160, 200, 3)
     assert (out[:25] == (10, 20, 30)).all() and (out[:, :45] == (10, 20, 30)).all()
     assert tuple(out[85, 100]) == (250, 0, 0)  # centre of the face fully replaced
+
+
+def test_a_face_pasted_into_a_smaller_crop_is_filtered_not_aliased():
+    """A 1024 px toon pasted into a ~100 px face was sampled by the warp, its detail aliased (jagged glasses and hair,
+    moire; thirty-fourth session's alignment audit): a fine pattern now lands as its mean, as a photo of it would."""
+    photo = Image.new("RGB", (200, 200), (0, 0, 0))
+    checks = (np.indices((1024, 1024)).sum(0) % 2 * 255).astype(np.uint8)  # 1 px black and white squares
+    face = Image.fromarray(np.stack([checks] * 3, axis=-1))
+    quad = np.array([[50, 50], [50, 150], [150, 150], [150, 50]], dtype=float)  # a 100 px crop: 10x smaller
+    centre = np.asarray(paste(photo, face, quad)).astype(float)[85:115, 85:115, 0]
+    assert abs(centre.mean() - 127.5) < 4 and centre.std() < 4, (centre.mean(), centre.std())  # even grey
+    small = Image.new("RGB", (32, 32), (250, 0, 0))  # a face smaller than its crop is enlarged as before
+    assert tuple(np.asarray(paste(photo, small, quad))[100, 100]) == (250, 0, 0)
 
 
 def test_paste_faces_takes_results_and_a_photos_path_and_says_what_it_takes(tmp_path):

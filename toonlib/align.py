@@ -117,16 +117,17 @@ class AlignedFace:
 
 def align_face(image: ImageInput, output_size: int = 1024, detector: str = "auto",
                face_index: int | None = None, transform_size: int = 4096,
-               device: str | None = None) -> AlignedFace:
+               device: str | None = None, *, name: str | None = None) -> AlignedFace:
     """The FFHQ-aligned crop of the largest face in `image` (or the `face_index`-th largest).
 
     `detector`: 'auto' (face-alignment if it can be built, else dlib), 'face_alignment' or 'dlib'.
     `transform_size`: the size of the intermediate QUAD warp (raised to `output_size` if smaller).
-    `device`: torch device for face-alignment (default: cuda if available).
+    `device`: torch device for face-alignment (default: cuda if available). `name`: how messages call the image
+    (default: its quoted path, or "the image").
     """
     _check_sizes(output_size, transform_size)
     photo = read_image(image)
-    faces = _find_faces(photo, detector, device, describe_source(image))
+    faces = _find_faces(photo, detector, device, describe_source(image) if name is None else name)
     return _align(photo, faces[face_position(face_index, len(faces))], output_size, transform_size, len(faces))
 
 

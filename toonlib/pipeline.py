@@ -48,11 +48,11 @@ from PIL import Image, ImageDraw, ImageFilter, ImageOps
 from . import models
 from .align import (
     AlignedFace,
+    align_face,
     align_faces,
     check_detector,
     check_face_index,
     crop_to_photo_transform,
-    face_position,
     say_other_faces,
 )
 from .blending import PAIR_WITH_ITS_BASE, Blender, check_lineage, check_setting, check_swap_res, toon_generator
@@ -332,13 +332,17 @@ class Toonifier:
         """The FFHQ crops of the faces to toonify (the largest one unless `all_faces` / `face_index`, not both). `name`:
         how messages call the photo (default: its quoted path, or "the image")."""
         check_faces(all_faces, face_index)
-        faces = align_faces(photo, output_size=self.published_blend.img_resolution, detector=self.detector,
-                            device=str(self.device), name=name)  # face-alignment on this device too (it took CUDA)
+        # face-alignment on this device too (it took CUDA)
+        settings = dict(output_size=self.published_blend.img_resolution, detector=self.detector,
+                        device=str(self.device), name=name)
         if all_faces:
-            return faces
+            return align_faces(photo, **settings)
+        # the face used alone: each other one of a group photo was aligned too (~0.5 s each), its size warned of
+        # unused (thirty-fourth session's audit; `toonlib align` did so already)
+        face = align_face(photo, face_index=face_index, **settings)
         if face_index is None:
-            say_other_faces(faces[0], describe_source(photo) if name is None else name)
-        return [faces[face_position(face_index, len(faces))]]
+            say_other_faces(face, describe_source(photo) if name is None else name)
+        return [face]
 
     def __call__(self, photo: ImageInput, *, all_faces: bool = False, face_index: int | None = None, space: str = "w+",
                  steps: int | None = None, seed: int = 0, paste_back: bool = False, progress: bool = True,
@@ -747,8 +751,13 @@ def paste(photo: Image.Image, face: Image.Image, quad: np.ndarray, feather: floa
     """Warp an aligned-crop image `face` back into `photo` through the crop `quad`, with a soft edge.
 
     The mask is an ellipse over the face inside the crop, blurred by `feather` x the crop size and
-    zero on the crop's border, so the photo outside the crop is left exactly as it was.
+    zero on the crop's border, so the photo outside the crop is left exactly as it was. A face larger than its crop
+    in the photo is shrunk to it first with a filter (the warp samples: a 1024 px toon pasted into a 100 px face came
+    out jagged, its hair and glasses aliased).
     """
+    side = float(np.hypot(*(np.asarray(quad, dtype=np.float64)[3] - np.asarray(quad, dtype=np.float64)[0])))
+    if face.width > 1.5 * side:
+        face = face.resize((max(8, round(side)),) * 2, Image.Resampling.LANCZOS)
     size = face.width
     to_photo = crop_to_photo_transform(quad, size)
     half_pixel = np.array([[1, 0, 0.5], [0, 1, 0.5], [0, 0, 1]])
