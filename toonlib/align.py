@@ -127,8 +127,11 @@ def align_face(image: ImageInput, output_size: int = 1024, detector: str = "auto
     """
     _check_sizes(output_size, transform_size)
     photo = read_image(image)
-    faces = _find_faces(photo, detector, device, describe_source(image) if name is None else name)
-    return _align(photo, faces[face_position(face_index, len(faces))], output_size, transform_size, len(faces))
+    called = describe_source(image) if name is None else name
+    faces = _find_faces(photo, detector, device, called)
+    position = face_position(face_index, len(faces))
+    return _align(photo, faces[position], output_size, transform_size, len(faces),
+                  _which_face(position, len(faces), called))
 
 
 def align_faces(image: ImageInput, output_size: int = 1024, detector: str = "auto",
@@ -138,8 +141,15 @@ def align_faces(image: ImageInput, output_size: int = 1024, detector: str = "aut
     the image (default: its quoted path, or "the image")."""
     _check_sizes(output_size, transform_size)
     photo = read_image(image)
-    faces = _find_faces(photo, detector, device, describe_source(image) if name is None else name)
-    return [_align(photo, landmarks, output_size, transform_size, len(faces)) for landmarks in faces]
+    called = describe_source(image) if name is None else name
+    faces = _find_faces(photo, detector, device, called)
+    return [_align(photo, landmarks, output_size, transform_size, len(faces), _which_face(i, len(faces), called))
+            for i, landmarks in enumerate(faces)]
+
+
+def _which_face(position: int, count: int, name: str) -> str:
+    """How a message calls face `position` (0: the largest) of `count` in the image called `name`."""
+    return f"face {position + 1} of {count} in {name}" if count > 1 else f"face in {name}"
 
 
 def say_other_faces(face: AlignedFace, name: str) -> None:
@@ -210,7 +220,7 @@ def _find_faces(photo: Image.Image, detector: str, device: str | None, name: str
         raise NoFaceError(f"no face was found in {name}; use a larger, frontal, well-lit photo "
                           f"in which the face is at least ~100 px wide{shrunk}")
     landmarks = [_unturn(np.asarray(lm, dtype=np.float64), turns, photo.size) for _, lm in faces]
-    return sorted(landmarks, key=lambda lm: -_quad_size(ffhq_quad(lm)))
+    return sorted(landmarks, key=lambda lm: -quad_size(ffhq_quad(lm)))
 
 
 def _detect(backend: Backend, pixels: np.ndarray) -> list[Face]:
@@ -433,16 +443,19 @@ def photo_to_crop(points: np.ndarray, quad: np.ndarray, output_size: int) -> np.
     return points @ to_crop[:2, :2].T + to_crop[:2, 2]
 
 
-def _quad_size(quad: np.ndarray) -> float:
+def quad_size(quad: np.ndarray) -> float:
+    """The side of a crop square `quad` (4 x 2 corners, as `AlignedFace.quad`) in photo pixels."""
     return float(np.hypot(*(quad[3] - quad[0])))
 
 
 def _align(photo: Image.Image, landmarks: np.ndarray, output_size: int, transform_size: int,
-           faces_in_photo: int) -> AlignedFace:
+           faces_in_photo: int, which: str) -> AlignedFace:
+    """The `AlignedFace` of `landmarks`; `which` names it in the warning of a small face (it named no photo, and the
+    command line, which says a text once, left out a second photo's of the same size; thirty-fourth session)."""
     quad = ffhq_quad(landmarks)
-    face_size = _quad_size(quad)
+    face_size = quad_size(quad)
     if face_size < output_size * MIN_FACE_FRACTION:
-        warn(f"the face is small: its crop is {face_size:.0f} px wide in the photo but the output is "
+        warn(f"the {which} is small: its crop is {face_size:.0f} px wide in the photo but the output is "
              f"{output_size} px, so it is upsampled {output_size / face_size:.1f}x and will look blurry; "
              "use a photo in which the face is larger")
     image = _warp_quad(photo, quad, output_size, max(transform_size, output_size))
@@ -452,7 +465,7 @@ def _align(photo: Image.Image, landmarks: np.ndarray, output_size: int, transfor
 def _warp_quad(img: Image.Image, quad: np.ndarray, output_size: int, transform_size: int) -> Image.Image:
     """The FFHQ recipe: shrink, crop with a border, pad with blurred and faded edges, warp, resize."""
     img, quad = _shrink(img, quad, output_size)
-    qsize = _quad_size(quad)
+    qsize = quad_size(quad)
     border = max(int(np.rint(qsize * 0.1)), 3)
     img, quad = _crop(img, quad, border)
     img, quad = _pad(img, quad, qsize, border)
@@ -471,7 +484,7 @@ def _shrink(img: Image.Image, quad: np.ndarray, output_size: int) -> tuple[Image
     exact mapping of pixel centres would be `(quad + 0.5) / shrink - 0.5`: the FFHQ models were trained
     on crops made this way, so their faces sit (shrink - 1) / 2 photo pixels off the exact quad.
     """
-    shrink = int(np.floor(_quad_size(quad) / output_size * 0.5))
+    shrink = int(np.floor(quad_size(quad) / output_size * 0.5))
     if shrink <= 1:
         return img, quad
     size = (int(np.rint(img.width / shrink)), int(np.rint(img.height / shrink)))

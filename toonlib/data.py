@@ -495,7 +495,7 @@ def _prepare_one(read: Callable[[str], bytes], name: str, resolution: int, prepa
 
         try:
             with warnings.catch_warnings():  # "the face is small", per image and unnamed: said once, by name, as the
-                warnings.filterwarnings("ignore", message="the face is small")  # data set's `enlarged` faces
+                warnings.filterwarnings("ignore", message="the face .* is small")  # data set's `enlarged` faces
                 face = align_face(image, output_size=resolution, device=None if device is None else str(device))
         except NoFaceError:
             raise _Skip("no face found") from None

@@ -53,6 +53,7 @@ from .align import (
     check_detector,
     check_face_index,
     crop_to_photo_transform,
+    quad_size,
     say_other_faces,
 )
 from .blending import PAIR_WITH_ITS_BASE, Blender, check_lineage, check_setting, check_swap_res, toon_generator
@@ -755,7 +756,7 @@ def paste(photo: Image.Image, face: Image.Image, quad: np.ndarray, feather: floa
     in the photo is shrunk to it first with a filter (the warp samples: a 1024 px toon pasted into a 100 px face came
     out jagged, its hair and glasses aliased).
     """
-    side = float(np.hypot(*(np.asarray(quad, dtype=np.float64)[3] - np.asarray(quad, dtype=np.float64)[0])))
+    side = quad_size(np.asarray(quad, dtype=np.float64))
     if face.width > 1.5 * side:
         face = face.resize((max(8, round(side)),) * 2, Image.Resampling.LANCZOS)
     size = face.width
