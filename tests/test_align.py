@@ -313,7 +313,8 @@ def test_no_face_in_a_photo_shrunk_for_the_search_says_how_large_the_face_must_b
     with pytest.raises(NoFaceError) as error:
         align_face(np.full((200, 400), 128, np.uint8), detector="dlib", **FAST)
     assert str(error.value) == ("no face was found in the image; use a larger, frontal, well-lit photo in which the "
-                                "face is at least ~100 px wide; faces are searched for in a copy shrunk to 100 x 50 "
+                                "face is at least ~100 px wide, the head upright; faces are searched for in a copy "
+                                "shrunk to 100 x 50 "
                                 "px, so in this 400 x 200 photo that is ~400 px: crop the photo around the face")
 
 

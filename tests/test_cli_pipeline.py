@@ -599,7 +599,7 @@ def test_toonify_one_photo_without_a_face_exits_2(setup, tmp_path, capsys):
     assert code == 2
     assert capsys.readouterr().err.splitlines()[-1] == (
         f"toonlib toonify: error: no face was found in '{setup}/photos/coffee.png'; use a larger, frontal, well-lit "
-        "photo in which the face is at least ~100 px wide")
+        "photo in which the face is at least ~100 px wide, the head upright")
     assert not any(tmp_path.iterdir())
 
 

@@ -586,7 +586,7 @@ def test_panel_messages_name_the_photo_the_user_uploaded_and_say_what_to_do(toon
     assert panel.photo.path.name == "me-1.jpg" and _status_text(panel).startswith("me.jpg: ")
     panel.run_button.click()
     assert _status_text(panel) == ("no face was found in 'me.jpg'; use a larger, frontal, well-lit photo in which the "
-                                   "face is at least ~100 px wide.\n"  # a sentence of its own: the full stop
+                                   "face is at least ~100 px wide, the head upright.\n"  # a sentence of its own
                                    "Upload another photo (the photo button above), then press Run.")
     _upload(panel.upload, "notes.jpg", b"not an image")
     text = _status_text(panel)

@@ -217,8 +217,9 @@ def _find_faces(photo: Image.Image, detector: str, device: str | None, name: str
                   f"; faces are searched for in a copy shrunk to {round(width * scale)} x {round(height * scale)} px, "
                   f"so in this {width} x {height} photo that is ~{round(100 / scale, -1):.0f} px: crop the photo "
                   "around the face")
+        # the head upright: a face tilted ~40 degrees (detectors find upright ones) was told to be larger (audit)
         raise NoFaceError(f"no face was found in {name}; use a larger, frontal, well-lit photo "
-                          f"in which the face is at least ~100 px wide{shrunk}")
+                          f"in which the face is at least ~100 px wide, the head upright{shrunk}")
     landmarks = [_unturn(np.asarray(lm, dtype=np.float64), turns, photo.size) for _, lm in faces]
     return sorted(landmarks, key=lambda lm: -quad_size(ffhq_quad(lm)))
 

@@ -462,7 +462,8 @@ def cmd_align(args: argparse.Namespace) -> int:
         _refuse_to_overwrite(args.photo, [out], "-o")  # a numbered name, unknown before the faces were found
         replaced = _replaced(out)
         save_image(face.image, out)
-        print(f"wrote {out} (face {face.face_size:.0f} px in the photo){replaced}")
+        # the crop square's side, as the small-face warning says it (about twice the face's width)
+        print(f"wrote {out} (its crop {face.face_size:.0f} px wide in the photo){replaced}")
     return 0
 
 
