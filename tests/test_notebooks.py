@@ -1017,6 +1017,13 @@ def test_blend_notebooks_explorer_uses_no_models_from_before(tmp_path):
                                                    f"ran (with toon_model = {good['toon_model']!r})")
     _assert_brief(shown_error(nb.cells[save]), "explorer is None: the cell above that sets it did not finish")
     assert not (tmp_path / "blend.safetensors").exists()
+    nb = prepare("02_blend.ipynb", good)
+    with _ran_through(nb, explorer - 1, tmp_path) as client:  # the save cell's folder (Drive or not) too
+        injected = inject(nb, {**good, "use_drive": True})
+        for index in (injected, explorer):
+            client.execute_cell(nb.cells[index], index)
+    _assert_brief(shown_error(nb.cells[explorer]), "use_drive = True: changed since the set-up cell ran (with "
+                                                   "use_drive = False)")
 
 
 def _kernel_run(client, code: str, timeout: float = 300) -> str:

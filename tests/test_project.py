@@ -874,9 +874,13 @@ def test_load_rosinality_projection(tmp_path):
     assert torch.equal(load_latent(tmp_path / "w.pt"), w[None, None])
     torch.save({"a.png": {**entry, "latent": w_plus}, "c.png": {**entry, "latent": torch.zeros(10, 32)}},
                tmp_path / "two_models.pt")  # not "W latents and W+ latents"
-    with pytest.raises(ValueError, match=r"its latents have different numbers of layers \(8, 10\): latents of "
+    with pytest.raises(ValueError, match=r"its latents have different shapes \(\[8, 32\], \[10, 32\]\): latents of "
                                          r"different models$"):
         load_latent(tmp_path / "two_models.pt")
+    torch.save({"a.png": {**entry, "latent": w_plus}, "c.png": {**entry, "latent": torch.zeros(8, 16)}},
+               tmp_path / "two_widths.pt")  # a RuntimeError inside torch.stack (the review)
+    with pytest.raises(ValueError, match=r"different shapes \(\[8, 16\], \[8, 32\]\)"):
+        load_latent(tmp_path / "two_widths.pt")
     assert ProjectionResult.load(tmp_path / "proj.pt", num_ws=8).w.shape == (2, 8, 32)  # as the message says
     torch.save({"weights": torch.zeros(3)}, tmp_path / "not_latents.pt")
     with pytest.raises(ValueError, match="not a latent file"):

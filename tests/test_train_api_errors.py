@@ -117,9 +117,21 @@ def test_a_base_with_nan_weights_is_refused_before_any_training(base, tmp_path):
     broken = save_network(tmp_path / "diverged.safetensors", nets)
     with pytest.warns(UserWarning, match="its D holds weights that are NaN or infinite"), \
             pytest.raises(CheckpointError, match=rf"^{re.escape(str(broken))}: its D holds weights that are NaN or "
-                                                 r"infinite \(b16\.fromrgb\.weight\): no run can start from it"):
+                                                 r"infinite \(b16\.fromrgb\.weight\): no run can continue from it"):
         finetune(config(base, "from-nan", resume=str(broken)), progress=False)
     assert not (base["root"] / "from-nan").exists()
+    # a run whose newest training state diverged, continued, or another run started from its folder (the review)
+    run = base["root"] / "diverging"
+    finetune(config(base, "diverging", kimg=0.004), progress=False)
+    [state_path] = run.glob("training-state-*.pt")
+    state = torch.load(state_path, weights_only=False)
+    state["G"]["synthesis.b16.conv0.weight"].fill_(float("inf"))
+    torch.save(state, state_path)
+    with pytest.raises(CheckpointError, match=rf"^{re.escape(str(run))}: the run's newest training state: its G holds "
+                                              r"weights that are NaN or infinite \(synthesis\.b16\.conv0\.weight\)"):
+        finetune(config(base, "diverging", kimg=0.008), progress=False)
+    with pytest.raises(CheckpointError, match=r"holds weights that are NaN or infinite"):
+        finetune(config(base, "from-diverged-run", resume=str(run)), progress=False)
 
 
 def test_one_image_as_the_data_names_the_folder_to_give(base, tmp_path):  # noqa: F811

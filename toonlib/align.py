@@ -38,7 +38,7 @@ import numpy as np
 from PIL import Image
 
 from .images import ImageInput, describe_source, read_image
-from .messages import check_count, counted, summary, warn
+from .messages import ToonlibWarning, check_count, counted, summary, warn
 from .options import DETECTORS, MAX_ALIGN_SIZE
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "AlignedFace",
     "LandmarkBackendError",
     "NoFaceError",
+    "SmallFaceWarning",
     "align_face",
     "align_faces",
     "check_detector",
@@ -54,6 +55,11 @@ __all__ = [
     "ffhq_quad",
     "photo_to_crop",
 ]
+
+class SmallFaceWarning(ToonlibWarning):
+    """A face whose crop is upsampled more than 2x to the output size (its toon is blurred); callers that resample
+    it anyway silence it by this category (its text names the photo and the face)."""
+
 
 Face = tuple[np.ndarray, np.ndarray]  # (box [x0, y0, x1, y1], landmarks [68, 2]) in detection-image pixels
 Backend = Callable[[np.ndarray, Optional[np.ndarray]], list[Face]]
@@ -149,7 +155,7 @@ def align_faces(image: ImageInput, output_size: int = 1024, detector: str = "aut
 
 def _which_face(position: int, count: int, name: str) -> str:
     """How a message calls face `position` (0: the largest) of `count` in the image called `name`."""
-    return f"face {position + 1} of {count} in {name}" if count > 1 else f"face in {name}"
+    return f"face {position % count + 1} of {count} in {name}" if count > 1 else f"face in {name}"  # -1: the last
 
 
 def say_other_faces(face: AlignedFace, name: str) -> None:
@@ -458,7 +464,7 @@ def _align(photo: Image.Image, landmarks: np.ndarray, output_size: int, transfor
     if face_size < output_size * MIN_FACE_FRACTION:
         warn(f"the {which} is small: its crop is {face_size:.0f} px wide in the photo but the output is "
              f"{output_size} px, so it is upsampled {output_size / face_size:.1f}x and will look blurry; "
-             "use a photo in which the face is larger")
+             "use a photo in which the face is larger", SmallFaceWarning)
     image = _warp_quad(photo, quad, output_size, max(transform_size, output_size))
     return AlignedFace(image=image, landmarks=landmarks, quad=quad, face_size=face_size, faces_in_photo=faces_in_photo)
 

@@ -38,8 +38,8 @@ __all__ = ["MIN_IMAGES", "ImageDataset", "TooFewImagesError", "cache_name", "ima
 
 # Bump when the preparation of images or the cache's contents change, so old caches are not reused. 2: the cache is
 # named by the files' names and sizes and records their content digests (a new upload of the same images, with new
-# times, prepared them all again; thirty-second session).
-_CACHE_VERSION = 2
+# times, prepared them all again; thirty-second session). 3: 'align' records each face's crop size (thirty-fourth).
+_CACHE_VERSION = 3
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, zipfile.BadZipFile)
 _ENCRYPTED = 0x1  # a zip entry's flag bit: encrypted (a password-protected zip)
 _LISTED_SKIPS = 5  # skipped images named in the warning; the others counted (`ImageDataset.skipped` has them all)
@@ -150,9 +150,11 @@ class ImageDataset(Dataset):
         copies = _copies(self.names, self.digests)
         if copies:  # a set unzipped twice into its folder: each image trained on twice as often, unsaid
             first = copies[0]
-            warn(f"{sum(len(group) - 1 for group in copies)} of {counted(self.num_images, 'image')} in "
-                 f"'{self.source}' are exact copies of others (e.g. {' = '.join(first[:2])}): each is trained on as "
-                 "often as it has copies; remove them for an even data set")
+            extra = sum(len(group) - 1 for group in copies)
+            warn(f"{extra} of {counted(self.num_images, 'image')} in '{self.source}' "
+                 f"{'is an exact copy of another' if extra == 1 else 'are exact copies of others'} (e.g. "
+                 f"{' = '.join(first[:2])}): each is trained on as often as it has copies; remove them for an even "
+                 "data set")
         if self.num_images < min_images:  # before the cache is written: a refused data set leaves nothing behind
             # the file kinds said only when no image file was found (it listed them beside 16 "no face found")
             faceless = sum(reason == "no face found" for _, reason in self.skipped)
@@ -491,11 +493,11 @@ def _prepare_one(read: Callable[[str], bytes], name: str, resolution: int, prepa
     if prepare == "crop":
         return ImageOps.fit(image, size, Image.Resampling.LANCZOS), image.size
     if prepare == "align":
-        from .align import NoFaceError, align_face
+        from .align import NoFaceError, SmallFaceWarning, align_face
 
         try:
             with warnings.catch_warnings():  # "the face is small", per image and unnamed: said once, by name, as the
-                warnings.filterwarnings("ignore", message="the face .* is small")  # data set's `enlarged` faces
+                warnings.simplefilter("ignore", SmallFaceWarning)  # data set's `enlarged` faces
                 face = align_face(image, output_size=resolution, device=None if device is None else str(device))
         except NoFaceError:
             raise _Skip("no face found") from None

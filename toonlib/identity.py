@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 from PIL import Image
 
-from .align import align_face, photo_to_crop
+from .align import SmallFaceWarning, align_face, photo_to_crop
 from .images import ImageInput
 
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ def face_embedding(photo: ImageInput, detector: str = "dlib") -> np.ndarray:
     'auto'), as in `align_face`.
     """
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "the face is small")  # dlib resamples the face to 150 px anyway
+        warnings.simplefilter("ignore", SmallFaceWarning)  # dlib resamples the face to 150 px anyway
         face = align_face(photo, output_size=_CROP, transform_size=_CROP, detector=detector)
     return _recognizer().embed(face.image, face.landmarks_in_crop())
 

@@ -733,11 +733,11 @@ def load_latent(path: str | os.PathLike, num_ws: int | None = None) -> torch.Ten
         except Exception:  # torch raises many types for what is not a torch file (advising weights_only=False)
             data = None  # refused below, saying what a latent file is
         latents = [_rosinality_latent(name, entry, num_ws, path) for name, entry in _entries(data, path)]
-        if len(shapes := sorted({len(latent) for latent in latents})) > 1:  # W [1, w_dim] beside W+ [n, w_dim]?
-            if shapes[0] == 1 and len(shapes) == 2:
-                raise ValueError(f"{path}: it holds W latents and W+ latents of {shapes[1]} layers; pass num_ws to "
+        if len(shapes := sorted({tuple(latent.shape) for latent in latents})) > 1:  # W [1, w_dim] beside W+?
+            if len(shapes) == 2 and shapes[0][0] == 1 and shapes[0][1] == shapes[1][1]:
+                raise ValueError(f"{path}: it holds W latents and W+ latents of {shapes[1][0]} layers; pass num_ws to "
                                  "repeat the W ones to the model's layers")
-            raise ValueError(f"{path}: its latents have different numbers of layers ({', '.join(map(str, shapes))}): "
+            raise ValueError(f"{path}: its latents have different shapes ({', '.join(str(list(s)) for s in shapes)}): "
                              "latents of different models")
         w = torch.stack(latents)
     if w.ndim != 3 or (num_ws is not None and w.shape[1] != num_ws):

@@ -102,10 +102,11 @@ def load_network(source: str | os.PathLike, device: torch.device | str | None = 
     return nets
 
 
-def non_finite_weights(net: torch.nn.Module | None) -> list[str]:
-    """The names of `net`'s weights and buffers that hold NaN or infinite numbers ([] for None)."""
-    return [] if net is None else [key for key, t in net.state_dict().items()
-                                   if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+def non_finite_weights(net: torch.nn.Module | dict | None) -> list[str]:
+    """The names of the weights and buffers of `net` (a network or its state dict) that hold NaN or infinite numbers
+    ([] for None)."""
+    state = {} if net is None else net if isinstance(net, dict) else net.state_dict()
+    return [key for key, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
 
 
 def _say_non_finite(nets: Networks, name: str) -> None:

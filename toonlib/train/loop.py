@@ -162,6 +162,7 @@ class Trainer:
         self.D = D.to(self.device).train().requires_grad_(False)
         self.G_ema = G_ema.to(self.device).eval().requires_grad_(False)
         self._check_sizes()
+        self._check_finite(state)  # before the images are prepared (minutes with `align`)
         resolution = self.G.img_resolution
         self.gamma, self.lr = cfg.resolved_gamma(resolution), cfg.resolved_lr(resolution)
         self.g_frozen = frozen_g_prefixes(self.G, cfg.freeze_g, cfg.freeze_mapping)
@@ -206,7 +207,18 @@ class Trainer:
                     say_changed_data(state, cfg.data, self.dataset.files, self.dataset.digests)
             self._load_state(state)
 
-    # ---- setup
+    def _check_finite(self, state: dict | None) -> None:
+        """Refuse networks whose weights are NaN or infinite, wherever they came from (a base, another run's folder,
+        this run's newest state): trained on, every loss was NaN at once and the run blamed its learning rate
+        (thirty-fourth session)."""
+        for which in ("G", "D", "G_ema"):
+            if bad := non_finite_weights(getattr(self, which) if state is None else state[which]):
+                source = (f"{self.cfg.run_dir}: the run's newest training state" if state is not None
+                          else str(self.cfg.resume))
+                raise CheckpointError(f"{source}: its {which} holds weights that are NaN or infinite ({bad[0]}"
+                                      f"{', ...' if len(bad) > 1 else ''}): no run can continue from it; start from "
+                                      "the model it was fine-tuned from (in another run folder), or an earlier "
+                                      "snapshot")
 
     def _check_snapshots_kept(self, state: dict | None) -> None:
         """Refuse a run folder whose snapshots have no training state left to continue them: a new run there replaced
@@ -850,11 +862,6 @@ def _load_base(source: str, progress: bool) -> tuple[Generator, Discriminator, G
             "its G, and a randomly initialised D ruins the generator. Start from a checkpoint with D, e.g. the "
             "registry models 'ffhq-256-noaug', 'ffhq-512-noaug', 'ffhq-1024-noaug' or NVIDIA's ffhq.pkl "
             "('ffhq-1024').")
-    for which in ("G", "D", "G_ema"):  # warned of when read; trained from, every loss was NaN at once, and the run
-        if bad := non_finite_weights(getattr(nets, which)):  # blamed its learning rate (thirty-fourth session)
-            raise CheckpointError(f"{source}: its {which} holds weights that are NaN or infinite ({bad[0]}"
-                                  f"{', ...' if len(bad) > 1 else ''}): no run can start from it; start from the "
-                                  "model it was fine-tuned from, or an earlier snapshot")
     G = nets.G if nets.G is not None else copy.deepcopy(nets.G_ema)
     return G, nets.D, nets.G_ema
 
