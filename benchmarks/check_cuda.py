@@ -97,9 +97,10 @@ def _training_base(root: Path) -> tuple[Path, Path]:
     data = root / "data"
     data.mkdir()
     rng = np.random.default_rng(0)
-    for i in range(32):
+    blobs = [(x, y, r) for x in range(5, 11) for y in range(5, 11) for r in range(2, 5)]  # each image its own: copies
+    for i, index in enumerate(rng.choice(len(blobs), 32, replace=False)):  # are warned of, a "warned" row
         image = Image.new("RGB", (16, 16), (230, 150, 60))
-        x, y, r = (int(v) for v in (rng.integers(5, 11), rng.integers(5, 11), rng.integers(2, 5)))
+        x, y, r = blobs[index]
         ImageDraw.Draw(image).ellipse([x - r, y - r, x + r, y + r], fill=(30, 40, 160))
         image.save(data / f"{i:02d}.png")
     torch.manual_seed(0)

@@ -432,7 +432,7 @@ def check_toonify_glob(out: Outcome, box: Sandbox) -> None:
 def check_align(out: Outcome, box: Sandbox) -> None:
     assert out.written == {"aligned.png"}
     assert image_size("aligned.png") == (1024, 1024)
-    assert out.out.startswith("wrote aligned.png (face ")
+    assert out.out.startswith("wrote aligned.png (its crop ")
 
 
 def check_project(out: Outcome, box: Sandbox) -> None:
