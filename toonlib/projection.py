@@ -31,7 +31,7 @@ from . import convolution, runtime
 from .checkpoints import _LEGACY_TORCH_MAGIC, GeneratorLike, _torch_load, load_generator
 from .checkpoints.native_torch import is_native_torch
 from .checkpoints.psp import is_psp
-from .checkpoints.rosinality import is_rosinality
+from .checkpoints.rosinality import is_projector_output, is_rosinality
 from .devices import default_device
 from .files import atomic_write_path, looks_like_pickle, safetensors_header_length, user_path
 from .images import (
@@ -764,7 +764,7 @@ def _is_npz(path: str | os.PathLike) -> bool:
 
 
 def _entries(data, path) -> list:
-    latents = isinstance(data, dict) and data and all(isinstance(v, dict) and "latent" in v for v in data.values())
+    latents = is_projector_output(data)
     if not latents and (is_rosinality(data) or is_psp(data) or is_native_torch(data)):  # "not a latent file" alone
         raise ValueError(f"{path}: it is a model checkpoint, not a latent file: {GIVE_AS_A_MODEL}")
     from .train.snapshots import is_training_state  # an error's words: the training package only then

@@ -398,7 +398,7 @@ def _read_torch_file(path: Path, source: str, zipped: bool) -> Networks:
                               "architecture: load it into a toonlib.Generator of the same settings "
                               "(G.load_state_dict(torch.load(path))), and save networks with toonlib.save_network, "
                               "which keeps both")
-    if isinstance(obj, dict) and obj and all(isinstance(v, dict) and "latent" in v for v in obj.values()):
+    if rosinality.is_projector_output(obj):
         # rosinality's projector output: "not a known StyleGAN2 checkpoint (contents: 'me.png')", where an .npz
         # latent is said to be one (thirty-fourth session's CLI audit)
         raise CheckpointError(f"{source} is a torch file of latents (rosinality's projector output: image name -> "

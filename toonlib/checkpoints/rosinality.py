@@ -87,6 +87,11 @@ def is_rosinality(obj: object) -> bool:
     return isinstance(obj, dict) and any(is_generator_state(obj.get(key)) for key in ("g_ema", "g"))
 
 
+def is_projector_output(obj: object) -> bool:
+    """rosinality's projector output: image name -> {'latent': tensor, ...}, latents, no network."""
+    return isinstance(obj, dict) and bool(obj) and all(isinstance(v, dict) and "latent" in v for v in obj.values())
+
+
 def is_generator_state(state: object) -> bool:
     """A state dict with rosinality's generator names."""
     return isinstance(state, dict) and "style.1.weight" in state and "conv1.conv.weight" in state
