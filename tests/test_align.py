@@ -242,6 +242,16 @@ def dlib_landmarks(image) -> np.ndarray:
     return faces[0][1]
 
 
+def test_dlib_finds_a_small_face_in_a_photo_over_1024_px(astronaut):
+    """dlib upsampled only photos up to 1024 px, so a ~50 px face in a 1100 x 800 photo was "no face" (audit)."""
+    small = Image.fromarray(astronaut).resize((200, 200), Image.Resampling.LANCZOS)
+    photo = Image.new("RGB", (1100, 800), (128, 128, 128))
+    photo.paste(small, (400, 300))
+    face = align_face(photo, detector="dlib", output_size=64, transform_size=128)
+    x, y = face.quad.mean(axis=0)
+    assert 400 < x < 600 and 300 < y < 500, (x, y)
+
+
 @pytest.mark.parametrize("photo", ["astronaut", "hopper"])
 def test_real_photo_matches_ffhq_template(photo, request):
     """Landmarks found again in the aligned crop sit where the recipe puts them, and where `landmarks_in_crop` says."""

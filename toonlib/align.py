@@ -65,7 +65,8 @@ Face = tuple[np.ndarray, np.ndarray]  # (box [x0, y0, x1, y1], landmarks [68, 2]
 Backend = Callable[[np.ndarray, Optional[np.ndarray]], list[Face]]
 
 DETECT_MAX_PIXELS = 2048 * 2048  # detect on a copy no larger than this (SFD activations grow with the pixel count)
-DLIB_UPSAMPLE_MAX_SIDE = 1024  # dlib upsamples images up to this size once, so faces down to ~40 px are found
+DLIB_UPSAMPLE_MAX_SIDE = 1024  # dlib upsamples images up to this size once, so faces down to ~40 px are found;
+# a larger one only when no face was found without (upsampling costs ~4x the search)
 DLIB_MIN_SCORE = 0.5  # dlib HOG scores: real frontal faces ~1-1.5; face-like patterns (suit emblems) ~0
 MIN_FACE_FRACTION = 0.5  # warn when the crop square is smaller than this fraction of the output size
 
@@ -376,6 +377,8 @@ class _DlibBackend:
         if boxes is None:
             upsample = 1 if max(image.shape[:2]) <= DLIB_UPSAMPLE_MAX_SIDE else 0
             rects, _, _ = self.detector.run(image, upsample, DLIB_MIN_SCORE)
+            if not rects and not upsample:  # a larger photo whose only faces are small (<~80 px): upsampled once
+                rects, _, _ = self.detector.run(image, 1, DLIB_MIN_SCORE)
         else:
             rects = [self.dlib.rectangle(*(int(v) for v in np.rint(box[:4]))) for box in boxes]
         faces = []
