@@ -147,6 +147,32 @@ def test_a_truncated_safetensors_file_is_said_to_be_cut_short(tmp_path):
             in result.stderr)
 
 
+def test_fine_tuning_without_progress_bars_says_when_it_prepares_images(tmp_path):
+    """`finetune --no-progress` printed nothing while its images were prepared (minutes with `--prepare align`): a
+    line says it starts and one that it ended; a resumed run reading its prepared images from the cache says none."""
+    import re
+
+    import numpy as np
+    from PIL import Image
+
+    data = tmp_path / "faces"
+    data.mkdir()
+    for i in range(8):
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(data / f"{i}.png")
+    run = tmp_path / "run"
+    command = ("finetune", "--data", str(data), "--resume", str(FIXTURES / "ada_tiny.pkl"), "--run-dir", str(run),
+               "--no-progress")
+    result = run_cli(*command, "--kimg", "0.008")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"{data}: preparing 8 images ('crop' at 32 px)"
+    assert re.fullmatch(re.escape(f"{data}: 8 images prepared in ") + r"\d+ s", lines[1]), lines[1]
+    assert lines[2].startswith(f"{run}: started, training to 0.008 kimg"), lines[2]
+    result = run_cli(*command, "--kimg", "0.016")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0].startswith(f"{run}: resumed at 0.008 kimg"), result.stdout
+
+
 def test_info_tells_where_weights_came_from_and_a_run_folder_is_pointed_to_its_snapshot(tmp_path):
     """`toonlib info` of a fine-tuning snapshot or a converted file printed the architecture only, though the file
     records its history; a run folder given where a checkpoint is meant said only "is a folder" (`--resume` takes

@@ -16,6 +16,7 @@ import itertools
 import json
 import os
 import struct
+import time
 import warnings
 import zipfile
 import zlib
@@ -89,7 +90,8 @@ class ImageDataset(Dataset):
     tensor is saved there (`cache_path`, named by the files' names and sizes, resolution and mode) and loaded instead
     of preparing anew while the files are the same: the same times, or where a time differs (a copy, the same images
     uploaded again) the same content; `on_accept()` is called before the cache is written (the data set has enough
-    images), e.g. to take the folder it goes into.
+    images), e.g. to take the folder it goes into. `progress`: a progress bar while images are prepared; `say(line)`
+    is told when preparing starts and ends (the lines of `finetune(progress=False)`).
     """
 
     digests: dict[str, str]
@@ -98,7 +100,7 @@ class ImageDataset(Dataset):
     def __init__(self, source: Union[str, os.PathLike], resolution: int, *, prepare: str = "crop",
                  xflip: bool = False, cache_dir: Union[str, os.PathLike, None] = None, progress: bool = True,
                  min_images: int = MIN_IMAGES, on_accept: Callable[[], None] | None = None,
-                 device: Union[torch.device, str, None] = None) -> None:
+                 device: Union[torch.device, str, None] = None, say: Callable[[str], None] | None = None) -> None:
         if prepare not in PREPARE_MODES:
             raise ValueError(f"prepare must be one of {PREPARE_MODES}, got {prepare!r}")
         if resolution < 1:
@@ -116,7 +118,13 @@ class ImageDataset(Dataset):
             payload = _read_cache(self.cache_path) if self.cache_path is not None else None
             cached = payload is not None and _same_files(payload, entries, read)
             if not cached:
+                if say is not None:  # without a bar, minutes of `align` passed without a word (audit)
+                    say(f"{self.source}: preparing {counted(len(entries), 'image')} ({prepare!r} at {resolution} px)")
+                started = time.perf_counter()
                 payload = _prepare_all(entries, read, resolution, prepare, progress, device)
+                if say is not None:
+                    say(f"{self.source}: {counted(len(payload['names']), 'image')} prepared in "
+                        f"{time.perf_counter() - started:.0f} s")
 
         self.images: torch.Tensor = payload["images"]  # uint8 [num_images, 3, R, R]
         self.names: list[str] = list(payload["names"])

@@ -387,7 +387,7 @@ class Trainer:
             dataset = self.dist.main_first(lambda: ImageDataset(
                 cfg.data, self.G.img_resolution, prepare=cfg.prepare, xflip=cfg.mirror, cache_dir=cache_dir,
                 progress=self.progress, on_accept=self._take_new_run_dir if self.is_main else None,
-                device=self.device))
+                device=self.device, say=write_line if self.is_main and not self.progress else None))
         except TooFewImagesError as exc:
             if state is None or not (changes := data_changes(state, exc.files, exc.digests)):
                 raise
