@@ -878,6 +878,8 @@ def test_a_failed_download_names_the_option_that_takes_a_local_file(tmp_path, mo
     assert "pass its path: --base PATH" in advice("project", str(photo), "-o", str(tmp_path / "w.npz"))
     assert "pass its path: --toon PATH" in advice("blend", "--toon", "toonify-blended-tf", "--base", str(local),
                                                   "--swap-res", "8", "-o", str(tmp_path / "b.safetensors"))
+    assert "pass its path: --toon PATH" in advice("blend", "--toon", f"{offline}/toon.pkl", "--base", str(local),
+                                                  "--swap-res", "8", "-o", str(tmp_path / "b.safetensors"))  # a URL
     assert not list((tmp_path / "cache").rglob("*.safetensors")) and not (tmp_path / "out").exists()
 
 

@@ -343,6 +343,24 @@ def test_a_file_changed_on_the_server_is_not_resumed_into_a_mix(server, tmp_path
     assert cached_files(tmp_path) == ["tiny.pkl"]
 
 
+def test_ctrl_c_keeps_no_bytes_of_a_server_that_sends_whole_files_only(server, tmp_path, monkeypatch, capsys):
+    """Ctrl-C said "0.3 MB kept: fetching it again resumes the download" of a server recorded as sending whole files
+    only: the next fetch downloaded it whole again, the kept bytes of no use (audit)."""
+    name = register(f"{server.base}/ada_tiny.pkl")
+    break_off(server, name, tmp_path)  # recorded: a Range asked for, the whole file sent
+    part = tmp_path / "cache" / "tiny.pkl.part"
+    assert download._read_marker(part)["resumes"] is False
+    capsys.readouterr()
+
+    def interrupted(*args) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(download, "_http_attempt", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        download.fetch(name)
+    assert "kept" not in capsys.readouterr().err and cached_files(tmp_path) == []
+
+
 def test_ctrl_c_while_the_whole_new_file_starts_leaves_no_part_to_resume(server, tmp_path, monkeypatch):
     """The server's file changed since the part began: the part's record took the new file's ETag before the old
     bytes were dropped, and a Ctrl-C between the two had the next run resume the old start with the new file's rest
@@ -1315,7 +1333,7 @@ def test_url_filenames(server):
 
 
 def test_unknown_model_names(monkeypatch):
-    monkeypatch.setattr(models, "MODELS", {"ffhq-1024-noaug": None, "ffhq-512-noaug": None})
+    monkeypatch.setattr(models, "MODELS", {name: models.MODELS[name] for name in ("ffhq-1024-noaug", "ffhq-512-noaug")})
     with pytest.raises(KeyError, match="Did you mean 'ffhq-1024-noaug'") as info:
         models.get_model("ffhq-1024-noag")
     assert isinstance(info.value, ValueError)
@@ -1589,6 +1607,65 @@ def test_fetch_command_names_the_cache_folder_for_any_folder(server, tmp_path, c
     monkeypatch.chdir(tmp_path)
     assert main(["fetch", register(f"{server.base}/ada_tiny.pkl"), "--cache-dir", "relcache"]) == 0
     assert f"with TOONLIB_CACHE={tmp_path / 'relcache'} set" in capsys.readouterr().err
+
+
+def test_fetch_command_whose_output_closes_stops_quietly(server, tmp_path, capsys, monkeypatch):
+    """`toonlib fetch A B C | head -1`: the closed pipe was taken for a failed download of each name after the first,
+    "[Errno 32] Broken pipe" said for each while all were downloaded, and the exit status 2 (not 141)."""
+    class ClosedPipe(io.StringIO):  # the reader of stdout gone away
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+    first = register(f"{server.base}/ada_tiny.pkl")
+    models.MODELS["second"] = dataclasses.replace(models.MODELS[first], name="second", filename="second.pkl",
+                                                  sources=(f"{server.base}/second.pkl",))
+    server.files["/second.pkl"] = PAYLOAD
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    assert main(["fetch", first, "second"]) == 141
+    assert "Broken pipe" not in capsys.readouterr().err and [path for path, _ in server.log] == ["/ada_tiny.pkl"]
+
+
+def test_fetch_command_names_the_cache_folder_only_for_what_went_there(server, tmp_path, capsys):
+    """`toonlib fetch --cache-dir DIR` of weights that go to torch hub's folder said "the other commands find models
+    there with TOONLIB_CACHE=DIR", though nothing went to DIR."""
+    server.files["/w.pth"] = torch_bytes({"conv.weight": torch.ones(2, 2)})
+    assert main(["fetch", register_weights(f"{server.base}/w.pth"), "--cache-dir", str(tmp_path / "elsewhere")]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip().endswith("weights-0123abcd.pth") and not (tmp_path / "elsewhere").exists()
+    assert "TOONLIB_CACHE" not in err
+
+
+def test_models_command_with_a_relative_cache_folder_lists_each_file_once(server, tmp_path, capsys, monkeypatch):
+    """`toonlib models --cache-dir models` listed each registry file twice (in the table and as a file "downloaded by
+    URL or put there"), a relative path compared with an absolute one; the header said the relative one."""
+    monkeypatch.chdir(tmp_path)
+    name = register(f"{server.base}/ada_tiny.pkl")
+    assert main(["fetch", name, "--cache-dir", "models"]) == 0
+    capsys.readouterr()
+    assert main(["models", "--cache-dir", "models"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"toonlib cache: {tmp_path / 'models'}\n") and "also holds" not in out
+    assert "on this machine: 1 of these files" in out
+
+
+def test_a_file_size_limit_is_said_and_leaves_no_partial_download(server, tmp_path):
+    """A download stopped by a file-size limit (`ulimit -f`, a FAT32 drive's 4 GiB) said only "[Errno 27] File too
+    large", and kept its partial download, which each later run resumed into the same error (audit)."""
+    import resource
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, resource.RLIM_INFINITY))  # Python ignores SIGXFSZ
+
+    url = f"{server.base}/ada_tiny.pkl"
+    result = subprocess.run([sys.executable, "-m", "toonlib", "fetch", url], capture_output=True, text=True,
+                            timeout=120, preexec_fn=limited, env={**os.environ, "TOONLIB_CACHE": str(tmp_path / "c")})
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == (
+        f"toonlib fetch: error: cannot download '{url}' into {tmp_path / 'c'}: the file is larger than may be written "
+        "there (File too large: this shell's `ulimit -f`, or a FAT32 drive's 4 GiB); the partial download was deleted. "
+        "Lift the limit (`ulimit -f unlimited`), or set TOONLIB_CACHE (or --cache-dir) to a folder elsewhere that you "
+        "can write")
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == [".locks"]
 
 
 def test_fetch_command_advice_names_the_option_not_the_keyword(server, tmp_path, capsys, monkeypatch):

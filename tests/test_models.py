@@ -65,6 +65,25 @@ def test_a_name_that_begins_registry_names_gets_them_all():
         models.get_model("FFHQ-1024")  # a name of its own: not "one of ffhq-1024-noaug, ..."
 
 
+def test_a_registry_files_own_name_is_pointed_to_its_model():
+    """pSp's README names `ffhq_cartoon_blended.pt`: typed as a model name it got "Did you mean 'toonify-blended-tf'?"
+    (another file, of another format), and `stylegan2-ffhq-config-f.pt` or `ffhq.pkl` no suggestion (audit)."""
+    from toonlib.checkpoints import load_network
+
+    for typed, meant in (("ffhq_cartoon_blended.pt", "toonify-blended-rosinality"),
+                         ("stylegan2-ffhq-config-f.pt", "ffhq-1024-rosinality"), ("FFHQ.pkl", "ffhq-1024")):
+        with pytest.raises(models.UnknownModelError, match=f"unknown model '{re.escape(typed)}'. '{re.escape(typed)}' "
+                                                           f"is the file of '{meant}': give that name. Known models"):
+            models.get_model(typed)
+    with pytest.raises(FileNotFoundError) as caught:  # a path of that name that is not here, given for a generator
+        load_network("ffhq_cartoon_blended.pt")
+    assert str(caught.value).endswith("ffhq_cartoon_blended.pt ('ffhq_cartoon_blended.pt' is the file of the "
+                                      "registry's 'toonify-blended-rosinality': give that name to download it)")
+    with pytest.raises(models.UnknownModelError) as caught:
+        models.get_model("vgg16-397923af.pth", kinds=("stylegan2",))  # not a generator's: not suggested for one
+    assert "is the file of" not in str(caught.value)
+
+
 def test_a_checkpoint_name_near_an_encoders_is_asked_about_it():
     """`toonlib info e4e` (info and convert read an encoder's file, as its decoder) listed the generators only, and
     asked about none: the encoders were left out of the suggestions as well as of the list."""

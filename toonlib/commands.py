@@ -128,13 +128,15 @@ def _fetch_named_models(*models: tuple[str | None, str]) -> None:
     is checked first: a misspelt `--base` fails at once, not after the `--toon` download."""
     from .checkpoints import ENCODER_KINDS, GENERATOR_KINDS, check_source, split_network
     from .download import DownloadError, cache_state, fetch, local_path
+    from .files import is_url
     from .models import MODELS
 
     for value, option in models:
         if isinstance(value, str):
             check_source(value, f"{option} {value}", kinds=ENCODER_KINDS if option == "--encoder" else GENERATOR_KINDS)
     named = [(name, option) for name, option in ((split_network(value)[0], option) for value, option in models)
-             if isinstance(name, str) and name in MODELS and not Path(name).exists()]  # 'x (G)': its file
+             if isinstance(name, str) and (name in MODELS or is_url(name)) and not Path(name).exists()]  # 'x (G)'
+    # (a URL too: its failure named no option, its advice a hashed cache name to save a file as; audit)
     for name, option in named:
         try:
             fetch(name, local_option=option)
@@ -249,23 +251,28 @@ def _history(meta: dict) -> list[str]:
 
 def cmd_fetch(args: argparse.Namespace) -> int:
     """Download each model or weights file into its place; one failure does not stop the others."""
-    from .download import DownloadError, fetch, fetch_source
-    from .files import is_url, user_path
+    from .download import DownloadError, cache_dir, fetch, fetch_source
+    from .files import is_url
     from .models import get_model
 
     for name in args.names:  # an unknown name or a local file fails before any download starts
         if not is_url(fetch_source(name)):
             get_model(name)
     failed = 0
+    fetched = []
     for name in args.names:
         try:
-            print(fetch(name, cache_dir=args.cache_dir))
+            path = fetch(name, cache_dir=args.cache_dir)
         except (DownloadError, OSError) as exc:  # this disk's failures too (a full disk, a read-only folder)
             failed += 1
             print(f"toonlib fetch: error: {for_command_line(exc)}", file=sys.stderr)
-    if args.cache_dir is not None and failed < len(args.names):
-        print(f"the other commands find models there with TOONLIB_CACHE={user_path(args.cache_dir).absolute()} set "
-              "(or given by path)", file=sys.stderr)
+            continue
+        fetched.append(path)
+        print(path)  # outside the try: a closed stdout (`| head -1`) is main's exit 141, not a failed download
+    cache = cache_dir(args.cache_dir)
+    if args.cache_dir is not None and any(path.parent == cache for path in fetched):  # not torch hub's files alone
+        print(f"the other commands find models there with TOONLIB_CACHE={cache} set (or given by path)",
+              file=sys.stderr)
     return 2 if failed else 0
 
 
@@ -316,14 +323,13 @@ SIZE: of the file on this machine. `toonlib remove NAME` deletes it, to free the
 def cmd_models(args: argparse.Namespace) -> int:
     """List every registry entry with its kind and whether it is on this machine."""
     from .download import cache_dir, cache_state, local_path, torch_hub_checkpoints
-    from .files import user_path
     from .models import MODELS
 
     # every file looked up first: a --cache-dir (or $TOONLIB_CACHE) that is a file fails before anything is printed
     cached = {name: cache_state(name, cache_dir=args.cache_dir) for name in MODELS}
     paths = {name: local_path(name, cache_dir=args.cache_dir) for name in MODELS}
     sizes = {name: path.stat().st_size for name, path in paths.items() if cached[name] != "-"}
-    cache = cache_dir() if args.cache_dir is None else user_path(args.cache_dir)
+    cache = cache_dir(args.cache_dir)  # absolute, as the paths it is compared with (a relative one listed each twice)
     # a misspelt --cache-dir listed every model as missing without a word (`toonlib remove` says so)
     print(f"toonlib cache: {cache}" + ("" if cache.is_dir() else " (no such folder yet: nothing downloaded there)"))
     print(f"torch hub folder: {torch_hub_checkpoints()}")

@@ -142,9 +142,11 @@ def use_drive_cache(use: bool) -> None:
     _drive_cache = use
 
 
-def cache_dir() -> Path:
-    """Where downloads go: `$TOONLIB_CACHE`, else the mounted Google Drive on Colab (unless `use_drive_cache(False)`),
-    else `~/.cache/toonlib`."""
+def cache_dir(override: str | os.PathLike | None = None) -> Path:
+    """Where downloads go: `override` (--cache-dir, cache_dir=; made absolute), else `$TOONLIB_CACHE`, else the
+    mounted Google Drive on Colab (unless `use_drive_cache(False)`), else `~/.cache/toonlib`."""
+    if override is not None:
+        return _folder(user_path(override).absolute(), "the cache folder (--cache-dir, cache_dir=)")  # said as it is
     env = os.environ.get("TOONLIB_CACHE", "").strip()  # ' ' made a folder named ' '
     if env:
         return _folder(user_path(env).absolute(), "$TOONLIB_CACHE")  # a relative one: said where it is
@@ -236,9 +238,12 @@ def fetch(name_or_url: str, *, cache_dir: str | os.PathLike | None = None, progr
                 return final
         except KeyboardInterrupt:  # "interrupted" alone: the user could not know that the bytes are kept
             kept = max((_resumable(part, source) for source in plan.sources), default=0) if downloading else 0
-            if progress and kept:  # (not while waiting for another process's download: its bytes)
-                write_line(f"toonlib: {_megabytes(kept)} of {final.name} kept: fetching it again resumes the "
-                           "download", file=sys.stderr)
+            resumes = _read_marker(part).get("resumes")
+            if kept and resumes is False:  # its server sends whole files only: the bytes were said kept, of no use
+                _discard(part)
+            elif progress and kept:  # (not while waiting for another process's download: its bytes)
+                write_line(f"toonlib: {_megabytes(kept)} of {final.name} kept: fetching it again "
+                           + ("resumes the download" if resumes else "asks the server for the rest"), file=sys.stderr)
             raise
         except _NotEnoughSpace as exc:
             kept = f"; the partial download {part.name} is kept and resumed" if part.is_file() else ""
@@ -313,7 +318,7 @@ def _partial_download(path: Path) -> Path:
     return path.with_name(path.name + _PARTIAL)
 
 
-def _removal_plan(name_or_url: str, cache_dir: str | os.PathLike | None) -> tuple[_Plan, bool]:
+def _removal_plan(name_or_url: str, override: str | os.PathLike | None) -> tuple[_Plan, bool]:
     """What `remove` deletes for `name_or_url`, and whether only its partial download is asked for: a file of the
     cache named by its file name, a partial download by its `.part` or `.part.source` file (the download's lock then
     guards it: it was removed under a download that was writing it), a file here is refused (it is not toonlib's),
@@ -321,7 +326,7 @@ def _removal_plan(name_or_url: str, cache_dir: str | os.PathLike | None) -> tupl
     name); else a registry file or URL."""
     text = os.fspath(name_or_url) if isinstance(name_or_url, (str, os.PathLike)) else None
     if text and not is_url(text) and text not in models.MODELS:
-        cache = _cache_folder(cache_dir)
+        cache = cache_dir(override)
         local = user_path(text)  # its folder resolved, not the file: a link placed in the cache stays the cache's
         if os.path.basename(text) != text and local.exists() and local.parent.resolve() == cache.resolve():
             text = local.name  # the path `fetch` printed: the cache's file by its name (it was "not toonlib's")
@@ -329,7 +334,7 @@ def _removal_plan(name_or_url: str, cache_dir: str | os.PathLike | None) -> tupl
             text = next((n for n, i in models.MODELS.items() if i.home == "torch-hub" and i.filename == local.name),
                         text)  # a registry file in torch hub's folder: its name
         if text in models.MODELS:
-            return _plan(text, cache_dir), False
+            return _plan(text, override), False
         named = os.path.basename(text) == text and not text.startswith(".")
         in_cache = named and (cache / text).is_file()
         if not in_cache and user_path(text).exists():
@@ -341,7 +346,7 @@ def _removal_plan(name_or_url: str, cache_dir: str | os.PathLike | None) -> tupl
                 if text.endswith(suffix):  # not all of it: `named` starts with no dot
                     return _Plan(text, cache / text[:-len(suffix)], (), None, None, "stylegan2", "cache"), True
             return _Plan(text, cache / text, (), None, None, "stylegan2", "cache"), False
-    return _plan(fetch_source(name_or_url), cache_dir), False
+    return _plan(fetch_source(name_or_url), override), False
 
 
 def fetch_source(name_or_url: object) -> str:
@@ -381,6 +386,11 @@ def _local_error(plan: _Plan, part: Path, exc: OSError) -> OSError:
                              f"though {folder} can: made by another user? {ask}, or {_elsewhere(plan)}")
         return type(exc)(f"cannot download {plan.what!r}: files cannot be written in {folder} "
                          f"({exc.strerror or exc}); {_elsewhere(plan)}")
+    if exc.errno == errno.EFBIG:  # said bare, its partial download kept and resumed into the same error (audit)
+        _discard(part)
+        return type(exc)(f"cannot download {plan.what!r} into {folder}: the file is larger than may be written there "
+                         f"({exc.strerror}: this shell's `ulimit -f`, or a FAT32 drive's 4 GiB); the partial download "
+                         f"was deleted. Lift the limit (`ulimit -f unlimited`), or {_elsewhere(plan)}")
     return exc
 
 
@@ -401,15 +411,8 @@ def _elsewhere(plan: _Plan) -> str:
     return "set TOONLIB_CACHE (or --cache-dir, cache_dir=) to a folder elsewhere that you can write"
 
 
-def _cache_folder(override: str | os.PathLike | None) -> Path:
-    """The cache folder: `override` (--cache-dir, cache_dir=), else `cache_dir()`."""
-    if override is None:
-        return cache_dir()
-    return _folder(user_path(override).absolute(), "the cache folder (--cache-dir, cache_dir=)")  # said as it is
-
-
 def _plan(name_or_url: str, override: str | os.PathLike | None) -> _Plan:
-    cache = _cache_folder(override)
+    cache = cache_dir(override)
     info = _registry_entry(name_or_url) if is_url(name_or_url) else models.get_model(name_or_url)
     if info is None:  # a URL of no registry file
         file_id = drive_file_id(name_or_url)
@@ -1002,7 +1005,7 @@ def _gdown_into(gdown: ModuleType, file_id: str, part: Path, options: dict, prog
                                     "command again (it downloads the file whole)") from None
             if _QUOTA_TEXT in str(exc).lower():
                 raise _SourceFailed(_quota_reason()) from None
-            if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+            if isinstance(exc, OSError) and exc.errno in (*DISK_FULL, errno.EFBIG):  # said by `_local_error`
                 raise
             cause = exc if isinstance(exc, _NETWORK_ERRORS) else exc.__cause__  # gdown's "Download is incomplete"
             if isinstance(cause, _NETWORK_ERRORS):

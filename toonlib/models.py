@@ -12,10 +12,12 @@ Google Drive file ids written as `gdrive:<id>`. `provenance` says where each sou
 from __future__ import annotations
 
 import difflib
+import os
 from dataclasses import dataclass
 from typing import Optional
 
-__all__ = ["HOMES", "KINDS", "MODELS", "TOON_ROLES", "ModelInfo", "UnknownModelError", "get_model"]
+__all__ = ["HOMES", "KINDS", "MODELS", "TOON_ROLES", "ModelInfo", "UnknownModelError", "get_model",
+           "registry_name_of_file"]
 
 KINDS = ("stylegan2", "encoder", "lpips-vgg", "face-alignment", "fid")
 #: What each kind of file is, in words (for messages about a file given where another kind is wanted).
@@ -402,12 +404,22 @@ def get_model(name: str, kinds: tuple[str, ...] | None = None, listed: tuple[str
     key = _match_key(str(name))
     starting = [known for known_key, known in by_key.items() if known_key.startswith(key + "-")]
     close = difflib.get_close_matches(key, by_key, n=1)
-    if key not in by_key and starting and len(key) >= 3:  # `ffhq`: the FFHQ models, not psp-ffhq; `e4e`: e4e-ffhq
+    filed = registry_name_of_file(name)
+    if filed is not None and (kinds is None or MODELS[filed].kind in kinds):  # pSp's `ffhq_cartoon_blended.pt` was
+        hint = f" {os.path.basename(str(name))!r} is the file of {filed!r}: give that name."  # "toonify-blended-tf?"
+    elif key not in by_key and starting and len(key) >= 3:  # `ffhq`: the FFHQ models, not psp-ffhq; `e4e`: e4e-ffhq
         hint = f" Did you mean {'one of ' + ', '.join(starting) if len(starting) > 1 else repr(starting[0])}?"
     else:
         hint = f" Did you mean {by_key[close[0]]!r}?" if close else ""
     known = "Known models" if listed is None else f"Known {' and '.join(KIND_PLURALS[kind] for kind in listed)}"
     raise UnknownModelError(f"unknown model {name!r}.{hint} {known}: {', '.join(names)}") from None
+
+
+def registry_name_of_file(path: str | os.PathLike) -> str | None:
+    """The registry name of the model whose file is called as `path` is (`ffhq_cartoon_blended.pt`:
+    'toonify-blended-rosinality'), or None; the authors' READMEs name their files, not toonlib's names."""
+    filename = os.path.basename(os.fspath(path)).lower()
+    return next((known for known, info in MODELS.items() if info.filename.lower() == filename), None)
 
 
 def _match_key(name: str) -> str:

@@ -244,7 +244,10 @@ def check_source(source: str | os.PathLike, what: str = "", kinds: tuple[str, ..
                                   "lists every file with its kind)")
         return
     if path.suffix or "/" in text or os.sep in text:
-        raise FileNotFoundError(f"{prefix}no checkpoint at {path}")
+        filed = models.registry_name_of_file(text)
+        raise FileNotFoundError(f"{prefix}no checkpoint at {path}" + (
+            f" ({path.name!r} is the file of the registry's {filed!r}: give that name to download it)"
+            if filed is not None and models.MODELS[filed].kind in kinds else ""))
     beside = sorted(p for p in path.parent.glob(f"{glob.escape(path.name)}.*")
                     if p.suffix.lower() in CHECKPOINT_SUFFIXES and p.is_file())
     if beside:  # `toon` for toon.pkl, its suffix hidden by the file browser: the registry's names were listed
