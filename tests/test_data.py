@@ -428,8 +428,11 @@ def test_align_mode_uses_align_face_and_skips_faceless_images(folder, monkeypatc
     with pytest.warns(UserWarning), pytest.raises(ValueError, match=r"\(21 skipped, see the warning: the face "
                                                                    r"detector found no face in 20 of them; for drawn "
                                                                    r"or cartoon faces, which it misses, use "
-                                                                   r"prepare='crop' on images"):
+                                                                   r"prepare='crop' on images") as refused:
         ImageDataset(folder, RES, prepare="align", progress=False)
+    from toonlib.commands import for_command_line
+
+    assert "use --prepare crop on images roughly centred" in for_command_line(refused.value)  # not prepare='crop'
 
 
 def take(loader, count: int) -> list[torch.Tensor]:

@@ -672,6 +672,20 @@ def test_batch_not_divisible_is_refused(base):
         finetune(config(base, "batch", batch_size=6, batch_gpu=4), progress=False)
 
 
+def test_settings_refused_at_the_start_are_said_in_a_notebooks_words(base):
+    """Notebook 01 (through `in_notebook_words`) told its user to "give a --batch-size", "--batch-gpu 3" and "Leave
+    --resolution unset", options of a command line it has not (audit)."""
+    from toonlib.notebook import in_notebook_words
+
+    for settings, meant in (({"batch_size": 6}, "give a batch_size that is a multiple of 4 (e.g. 8) or at most 4, or "
+                                                "keep it with micro-batches of 3 images, batch_gpu=3 (gradient"),
+                            ({"resolution": 32}, "Leave resolution unset (the images are then resized to 16)")):
+        with pytest.raises(ValueError) as refused:
+            finetune(config(base, "notebook-words", **settings), progress=False)
+        said = in_notebook_words(str(refused.value), {})
+        assert meant in said and "--" not in said, said
+
+
 @pytest.mark.parametrize("options, said", [
     (["--freeze-d", "8"], "--freeze-d 8 asks for more layers than D has that can be frozen: 7"),
     (["--freeze-g", "16"], "--freeze-g 16 freezes every synthesis block of this 16 px generator"),

@@ -1054,6 +1054,7 @@ _COMMAND_LINE_WORDS = (
     (r"; load it with toonlib\.projection\.load_latent", "; `toonlib toonify` of it draws its toon (-o toon.png)"),
     (r"; in Python, toonifier\.render\(toonlib\.load_latent\(path\)\)", ""),  # images.unread_format of a latent
     (r"\bprepare='(\w+)' or '(\w+)'", r"--prepare \1 or \2"),  # data's non-square image with prepare='none'
+    (r"\bprepare='(\w+)'", r"--prepare \1"),  # data's cartoons under 'align' (it said "use prepare='crop'"; audit)
     (r"(--toon, --base); load_network in Python\)", r"\1)"),  # download.fetch of a local file
 )
 
