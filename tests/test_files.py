@@ -19,6 +19,8 @@ from toonlib import files
 from toonlib.files import atomic_write_path, file_lock
 from toonlib.images import save_image
 
+FIXTURES = Path(__file__).parent / "fixtures"
+
 
 @pytest.fixture
 def umask():
@@ -208,6 +210,34 @@ def test_a_full_disk_is_said_with_the_users_path_and_leaves_nothing(tmp_path):
     assert str(info.value) == (f"cannot write {target}: the disk is full (No space left on device); free some space "
                                "or write it elsewhere")
     assert os.listdir(tmp_path) == ["toon.png"] and target.read_bytes() == b"old"
+
+
+def test_a_file_size_limit_is_said_with_the_users_path_and_leaves_nothing(tmp_path):
+    """EFBIG (`ulimit -f`, a FAT32 drive's 4 GiB) was the bare "[Errno 27] File too large", naming no file (audit)."""
+    target = tmp_path / "toon.png"
+    target.write_bytes(b"old")
+    with pytest.raises(OSError) as info, atomic_write_path(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise OSError(errno.EFBIG, os.strerror(errno.EFBIG))
+    assert info.value.errno == errno.EFBIG
+    assert str(info.value) == (f"cannot write {target}: it is larger than may be written there (File too large: this "
+                               "shell's `ulimit -f`, or a FAT32 drive's 4 GiB); lift the limit (`ulimit -f unlimited`) "
+                               "or write it to another disk")
+    assert os.listdir(tmp_path) == ["toon.png"] and target.read_bytes() == b"old"
+
+
+def test_a_folder_that_is_a_link_to_nothing_is_said_before_any_work(tmp_path):
+    """`-o toons/` where toons links to a drive not mounted passed the checks; after the projection the write failed
+    with mkdir's bare "File exists" (audit)."""
+    (tmp_path / "toons").symlink_to("/media/no-such-stick/toons")
+    said = (f"cannot write {tmp_path / 'toons' / 'b.safetensors'}: {tmp_path / 'toons'} is a symbolic link to "
+            "/media/no-such-stick/toons, which does not exist (a drive not mounted, a folder moved or deleted?)")
+    with pytest.raises(FileNotFoundError) as info:
+        files.check_file_target(tmp_path / "toons" / "b.safetensors")
+    assert str(info.value) == said
+    result = subprocess.run([sys.executable, "-m", "toonlib", "convert", str(FIXTURES / "ada_tiny.pkl"),
+                             str(tmp_path / "toons" / "b.safetensors")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stderr == f"toonlib convert: error: {said}\n"
 
 
 def test_a_link_is_written_through_to_its_file(tmp_path, umask):

@@ -581,6 +581,28 @@ def test_save_video(G, targets, net, tmp_path):
         save_video(run(G, targets[0], net, steps=1), tmp_path / "q.mp4")
 
 
+def test_a_video_ffmpeg_failed_to_write_keeps_the_one_there(G, targets, net, tmp_path, monkeypatch):
+    """imageio-ffmpeg does not check ffmpeg's exit status: on a full disk ("Could not write header") an empty file
+    replaced the video that was there, and `toonlib project --video` said "wrote" (audit)."""
+    import imageio_ffmpeg
+
+    result = run(G, targets[0], net, steps=3, save_every=1)
+    save_video(result, tmp_path / "p.mp4", fps=5)
+    before = (tmp_path / "p.mp4").read_bytes()
+    assert imageio_ffmpeg.count_frames_and_secs(str(tmp_path / "p.mp4"))[0] == len(result.frames) == 3
+
+    def failing_ffmpeg(path, size, **kwargs):  # ffmpeg stopped at its header: an empty file, no error raised
+        open(path, "wb").close()
+        while True:
+            yield
+
+    monkeypatch.setattr(imageio_ffmpeg, "write_frames", failing_ffmpeg)
+    with pytest.raises(OSError, match=r"cannot write .*p\.mp4: ffmpeg wrote 0 of its 3 frames \(its lines above say "
+                                      r"why: a full disk\?\)"):
+        save_video(result, tmp_path / "p.mp4", fps=5)
+    assert (tmp_path / "p.mp4").read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["p.mp4"]
+
+
 def test_bad_arguments(G, targets, net, monkeypatch):
     with pytest.raises(ValueError, match="space"):
         run(G, targets[0], net, space="z")

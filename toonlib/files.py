@@ -58,6 +58,10 @@ def atomic_write_path(path: str | os.PathLike) -> Iterator[Path]:
         except PermissionError as e:  # it named the temporary file, which is gone
             raise _cannot_write(path, e, _unreplaceable(target) or e.strerror or str(e)) from None
     except OSError as e:
+        if e.errno == errno.EFBIG:  # a bare "[Errno 27] File too large" (thirty-fifth session's audit)
+            raise _cannot_write(path, e, f"it is larger than may be written there ({e.strerror or e}: this shell's "
+                                         "`ulimit -f`, or a FAT32 drive's 4 GiB); lift the limit (`ulimit -f "
+                                         "unlimited`) or write it to another disk") from None
         if e.errno not in DISK_FULL:
             raise
         raise _cannot_write(path, e, f"the disk is full ({e.strerror or e}); free some space or write it "
@@ -224,6 +228,10 @@ def _check_file_path(path: Path) -> None:
     blocking = next((parent for parent in reversed(path.parents) if parent.exists() and not parent.is_dir()), None)
     if blocking is not None:
         raise NotADirectoryError(f"cannot write {path}: {blocking} is a file, not a folder")
+    dangling = next((parent for parent in reversed(path.parents) if parent.is_symlink() and not parent.exists()), None)
+    if dangling is not None:  # "File exists" from mkdir, after a toonify's projection (thirty-fifth session's audit)
+        raise FileNotFoundError(f"cannot write {path}: {dangling} is a symbolic link to {os.readlink(dangling)}, which "
+                                "does not exist (a drive not mounted, a folder moved or deleted?)")
 
 
 def check_name_length(path: str | os.PathLike, advice: str = "choose a shorter name") -> None:

@@ -645,6 +645,15 @@ def save_video(result: ProjectionResult, path: str | os.PathLike, fps: int = 30)
                 writer.send(np.ascontiguousarray(frame))
         finally:
             writer.close()
+        # imageio-ffmpeg does not check ffmpeg's exit status: on a full disk an empty file replaced the video that was
+        # there, "wrote" said (thirty-fifth session's audit)
+        try:
+            written = imageio_ffmpeg.count_frames_and_secs(str(tmp))[0] if tmp.stat().st_size else 0
+        except (RuntimeError, OSError):  # no readable video
+            written = 0
+        if written < len(result.frames):
+            raise OSError(f"cannot write {path}: ffmpeg wrote {written} of its {len(result.frames)} frames (its lines "
+                          "above say why: a full disk?)")
 
 
 # --------------------------------------------------------------------------------------------
