@@ -225,6 +225,95 @@ def test_photos_named_as_a_script_or_windows_names_them(setup, tmp_path, capsys,
         ".tiff, .gif, .jfif, .jpe)\n".replace("~", str(tmp_path)))
 
 
+def test_a_hidden_photos_files_are_not_hidden(setup, tmp_path, capsys):
+    """`toonify .me.jpg -o out/` wrote .me-toon.png and its siblings: out of sight in ls, Finder and Explorer, and
+    passed over by a later `toonify out/` (audit). Beside me.jpg the two are told apart as two photos of one name."""
+    models = ["--base", str(setup / "base.safetensors"), "--toon", str(setup / "toon.safetensors"), "--steps", "1",
+              "--detector", "dlib", "--no-identity"]
+    Image.fromarray(skdata.astronaut()).save(tmp_path / ".me.jpg")
+    assert cli.main(["toonify", str(tmp_path / ".me.jpg"), "-o", str(tmp_path / "out"), *models]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["me-aligned.png", "me-latent.npz",
+                                                                      "me-reconstruction.png", "me-toon.png"]
+    shutil.copy(tmp_path / ".me.jpg", tmp_path / "me.jpg")
+    assert cli.main(["toonify", str(tmp_path / ".me.jpg"), str(tmp_path / "me.jpg"), "-o", str(tmp_path / "two"),
+                     *models]) == 2
+    assert "2 photos would get the same file names in -o, me-jpg-*.png" in capsys.readouterr().err
+
+
+def test_a_photo_through_a_pipe_is_read_once(setup, tmp_path, capsys):
+    """`cat me.jpg | toonlib toonify /dev/stdin`, `toonify <(curl ...)`: the photo was read to check it, then read
+    again by the toonify, which found the pipe empty: "the file is empty (0 bytes)" (audit)."""
+    import errno
+    import threading
+
+    fifo = tmp_path / "photo.png"
+    os.mkfifo(fifo)
+    done = threading.Event()
+
+    def writer() -> None:  # the photo once; a second reader gets the end of the pipe: an empty file
+        with open(fifo, "wb") as pipe:
+            Image.fromarray(skdata.astronaut()).save(pipe, format="PNG")
+        while not done.wait(0.2):
+            try:
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError as exc:  # ENXIO: no reader
+                assert exc.errno == errno.ENXIO
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    try:
+        code = cli.main(["toonify", str(fifo), "-o", str(tmp_path / "out"), "--base", str(setup / "base.safetensors"),
+                         "--toon", str(setup / "toon.safetensors"), "--steps", "1", "--detector", "dlib",
+                         "--no-identity"])
+    finally:
+        done.set()
+        thread.join(10)
+    assert code == 0, capsys.readouterr().err
+    assert (tmp_path / "out" / "photo-toon.png").is_file()
+
+
+def test_an_image_format_this_pillow_cannot_write_is_refused_before_the_work(setup, tmp_path, capsys, monkeypatch):
+    """`-o toon.avif` on a Pillow older than 11.3 (which writes no AVIF; pillow>=9.1 is allowed) was refused after the
+    projection, and `project --image-out rec.avif` after its latent was written (audit)."""
+    from PIL import Image as PILImage
+
+    PILImage.init()
+    monkeypatch.setattr(PILImage, "SAVE", {k: v for k, v in PILImage.SAVE.items() if k != "AVIF"})
+    photo = setup / "photos" / "astronaut.png"
+    models = ["--base", str(setup / "base.safetensors"), "--steps", "1"]
+    advice = "Pillow writes no .avif files (Pillow writes AVIF from version 11.3: pip install -U pillow); name it "
+    assert cli.main(["toonify", str(photo), "-o", str(tmp_path / "toon.avif"), "--toon",
+                     str(setup / "toon.safetensors"), "--detector", "dlib", *models]) == 2
+    err = capsys.readouterr().err
+    assert advice + f"{tmp_path / 'toon.png'} (or .jpg, .webp, ...)" in err and "step" not in err, err
+    assert cli.main(["project", str(photo), "-o", str(tmp_path / "w.npz"), "--image-out", str(tmp_path / "rec.avif"),
+                     *models]) == 2
+    assert advice in capsys.readouterr().err and not (tmp_path / "w.npz").exists()
+    assert cli.main(["align", str(photo), "-o", str(tmp_path / "a.avif"), "--detector", "dlib"]) == 2
+    assert advice in capsys.readouterr().err
+
+
+def test_a_folders_sub_folders_of_photos_are_named(setup, tmp_path, capsys):
+    """`toonify photos/` reads the folder's own photos: an export sorted into 2023/ and 2024/ was "no photos in the
+    folder", and beside one photo at the top the others were left out unsaid, the run a success (audit)."""
+    nested = tmp_path / "my photos"
+    for sub in ("2023", "2024"):
+        (nested / sub).mkdir(parents=True)
+        shutil.copy(setup / "photos" / "astronaut.png", nested / sub / "a.png")
+    (nested / ".hidden").mkdir()
+    shutil.copy(setup / "photos" / "astronaut.png", nested / ".hidden" / "b.png")
+    missing = ["--base", str(tmp_path / "no-base.safetensors")]  # the photos are checked first
+    assert cli.main(["toonify", str(nested), "-o", str(tmp_path / "out"), *missing]) == 2
+    deeper = ("its sub-folders 2023/, 2024/ hold photos, which a folder's toonify leaves out: give them too, e.g. "
+              f"'{nested}'/*/")
+    err = capsys.readouterr().err
+    assert err.startswith(f"toonlib toonify: error: no photos in the folder {nested} (looked for .jpg") and \
+        err.endswith(f"; {deeper}\n"), err
+    shutil.copy(setup / "photos" / "astronaut.png", nested / "top.png")
+    assert cli.main(["toonify", str(nested), "-o", str(tmp_path / "out"), *missing]) == 2
+    assert capsys.readouterr().err.startswith(f"toonlib toonify: warning: {nested}: {deeper}\n")
+
+
 def test_two_photos_never_get_one_name_and_a_photos_folder_is_no_output(setup, tmp_path, capsys):
     """me.jpg and me.JPG in one folder (or me.jpg, me.png and me-jpg.png) were written to the same me-jpg-* files,
     the run saying "toonified 2 of 2"; only two photos of one name given as two arguments were refused. -o as one of

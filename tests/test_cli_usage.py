@@ -484,6 +484,37 @@ def test_output_closed_early_exits_quietly(tmp_path):
     assert "141  output closed early" in run_main("--help").stdout
 
 
+def test_messages_of_odd_names_say_the_way_out(tmp_path):
+    """Four messages stopped short of the fix (audit): a photo named `-me.jpg` was "unrecognized arguments" alone; a
+    Windows path (`sub\\me.jpg`) "no such file"; `-o afile/` where afile is a file suggested `afile/me-aligned.png`,
+    which cannot be written; a PDF was "in no image format toonlib reads"."""
+    photo = tmp_path / "-me.jpg"
+    Image.fromarray(skdata.astronaut()).save(photo)
+    (tmp_path / "sub").mkdir()
+    Image.fromarray(skdata.astronaut()).save(tmp_path / "sub" / "me.jpg")
+    (tmp_path / "afile").write_text("notes")
+    (tmp_path / "doc.pdf").write_bytes(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n")
+    said = {}
+    for case, argv in (("dash", ["align", "-me.jpg", "-o", "a.png"]),
+                       ("windows", ["align", "sub\\me.jpg", "-o", "a.png"]),
+                       ("windows-toonify", ["toonify", "sub\\me.jpg", "-o", "out/"]),
+                       ("file/", ["align", "sub/me.jpg", "-o", "afile/"]),
+                       ("pdf", ["align", "doc.pdf", "-o", "a.png"])):
+        result = run_cli(*argv, cwd=tmp_path)
+        assert result.returncode == 2, (case, result.stderr)
+        said[case] = result.stderr.splitlines()[-1]
+    assert said["dash"] == "  -me.jpg is a file here: a name that starts with '-' is read as an option; write ./-me.jpg"
+    assert said["windows"] == ("toonlib align: error: cannot read 'sub\\me.jpg' as an image: there is no such file "
+                               "(folders are separated by / here: sub/me.jpg)")
+    assert said["windows-toonify"] == ("toonlib toonify: error: no photo or folder at sub\\me.jpg (folders are "
+                                       "separated by / here: sub/me.jpg)")
+    assert said["file/"] == ("toonlib align: error: afile/: afile is a file, not a folder: give a folder, or name the "
+                             "output file, e.g. me-aligned.png")
+    assert said["pdf"] == ("toonlib align: error: cannot read 'doc.pdf' as an image: it is a PDF document, not a "
+                           "photo: export the photo in it as PNG or JPEG")
+    assert not (tmp_path / "a.png").exists() and (tmp_path / "afile").read_text() == "notes"
+
+
 def test_a_fine_tuning_whose_output_closed_says_it_stopped(tmp_path):
     """`toonlib finetune --no-progress | head -2`: hours of training ended at the next snapshot's line, exit 141 (not
     in finetune's exit statuses), nothing said."""
@@ -504,6 +535,15 @@ def test_a_fine_tuning_whose_output_closed_says_it_stopped(tmp_path):
     proc = subprocess.Popen(proc.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ.copy())
     proc.stdout.close()
     assert proc.wait(timeout=300) == 141
+    # the module's entry point (torchrun's) said "error: [Errno 32] Broken pipe", exit 2, though its --help says 141
+    module = [sys.executable, "-m", "toonlib.train", *proc.args[4:8], "--run-dir", str(tmp_path / "run2"),
+              *proc.args[-5:]]  # --data, --resume; --kimg ... --no-progress
+    proc = subprocess.Popen(module, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy())
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 141 and err.strip().splitlines()[-1] == (
+        "python -m toonlib.train: stopped: its output was closed (the reader of a pipe, such as `| head`, ended); the "
+        "run is saved up to its newest snapshot, and the same command continues it")
 
 
 def test_a_command_started_with_a_closed_stdout_or_stderr_does_its_work(tmp_path, random_vgg_torch_home):

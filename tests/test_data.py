@@ -187,6 +187,15 @@ def test_a_run_folder_inside_the_data_folder_is_left_out(folder):
                                          r"keep run folders outside the data folder$"):
         dataset = load(folder)
     assert len(dataset) == 20 and not [n for n in dataset.names if n.startswith("runs/")]
+    (folder / "sub" / "latest.json").unlink()
+    (folder / "sub" / ".locks").mkdir()  # a lock file alone: what a run left where its files were deleted (a folder of
+    (folder / "sub" / ".locks" / "run.lock").write_bytes(b"")  # photos given as --run-dir by mistake; audit)
+    with pytest.warns(UserWarning, match=r"^left out 2 fine-tuning run folders inside '.*faces' \('runs/old', "
+                                         r"'runs/starting'\)"):
+        assert len(load(folder)) == 20  # sub's images are trained on
+    from toonlib.train.snapshots import has_run
+
+    assert not has_run(folder / "sub") and has_run(folder / "runs" / "starting") and has_run(folder / "runs" / "old")
     # the same folder as a .zip (its hidden files too, as `zip -r` keeps them): the run folders were trained on
     zipped = folder.parent / "zipped-faces.zip"
     with zipfile.ZipFile(zipped, "w") as archive:

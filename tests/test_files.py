@@ -198,6 +198,37 @@ def test_a_file_that_cannot_be_replaced_is_refused_before_the_work(tmp_path, mon
     assert os.listdir(sticky) == ["latent.npz"] and theirs.read_bytes() == b"theirs"
 
 
+def test_a_write_protected_file_is_refused_as_open_refuses_it():
+    """`chmod 444 toon.png`: open(), Pillow's save and cp refuse to write it, while toonlib's rename replaced it without
+    a word (audit). Run as a user (root writes any file, as toonlib then does)."""
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp())
+    folder.chmod(0o777)  # a folder the user may write
+    root = os.geteuid() == 0
+    try:
+        if root:
+            os.seteuid(65534)  # nobody, for the body: its checks are a user's
+        try:
+            protected = folder / "toon.png"
+            protected.write_bytes(b"kept")
+            protected.chmod(0o444)
+            said = (f"cannot write {protected}: it is write-protected (`chmod u+w` it to allow writing it); name "
+                    "another file")
+            with pytest.raises(PermissionError) as info, atomic_write_path(protected) as tmp:
+                tmp.write_bytes(b"new")
+            assert str(info.value) == said
+            with pytest.raises(PermissionError, match=re.escape(said)):
+                files.check_file_target(protected)
+            assert protected.read_bytes() == b"kept" and os.listdir(folder) == ["toon.png"]
+        finally:
+            if root:
+                os.seteuid(0)
+    finally:
+        shutil.rmtree(folder)
+
+
 def test_a_full_disk_is_said_with_the_users_path_and_leaves_nothing(tmp_path):
     """ENOSPC while writing was Python's bare "[Errno 28] No space left on device" (safetensors: an error of its own),
     naming no file; a folder that cannot be written was already "cannot write PATH: ..."."""

@@ -276,7 +276,8 @@ def test_a_wrong_model_is_one_message_and_other_errors_keep_their_traceback(tmp_
         injected = inject(nb, {"base_model": "models/ffhq.pkl"})
         client.execute_cell(nb.cells[injected], injected)
         client.execute_cell(nb.cells[load], load)
-        assert shown_error(nb.cells[load]) == "no checkpoint at models/ffhq.pkl"
+        assert shown_error(nb.cells[load]) == ("no checkpoint at models/ffhq.pkl ('ffhq.pkl' is the file of the "
+                                               "registry's 'ffhq-1024': give that name to download it)")
         client.execute_cell(nb.cells[-1], len(nb.cells) - 1)
     own = shown_error(nb.cells[-1])
     assert "Cell In[" in own and "ValueError: invalid literal for int() with base 10: 'one'" in own
@@ -734,8 +735,35 @@ def test_run_training_stopped_before_its_first_snapshot(tmp_path, monkeypatch, s
     from toonlib.train import TrainConfig
 
     monkeypatch.setattr(toonlib.train, "finetune", lambda config, callback=None: stop())
-    with pytest.raises(NotebookStop, match="before its first snapshot, so nothing was saved: run this cell again"):
-        run_training(TrainConfig(data="faces", resume="base.safetensors", run_dir=str(tmp_path / "run")))
+    config = TrainConfig(data="faces", resume="base.safetensors", run_dir=str(tmp_path / "run"))
+    with pytest.raises(NotebookStop, match="before its first snapshot was saved whole, so there is nothing to continue "
+                                           "from: run this cell again to start over"):
+        run_training(config)
+
+
+def test_run_training_stopped_in_its_first_snapshot_says_it_starts_over(tmp_path, monkeypatch, ipython_shell, capsys):
+    """A second interrupt in the first snapshot leaves its network without a training state: 01 said "continue from
+    network-snapshot-000000056", and the cell run again started over; the next cell, show_run, failed on the missing
+    metrics.png with a traceback (audit). The snapshot named is the newest state's, not the newest network file's."""
+    import toonlib.train
+    from toonlib.notebook import NotebookStop, run_training, show_run
+    from toonlib.train import TrainConfig
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "network-snapshot-000000056.safetensors").write_bytes(b"a network")
+    monkeypatch.setattr(toonlib.train, "finetune", lambda config, callback=None: INTERRUPTS[0]())
+    config = TrainConfig(data="faces", resume="base.safetensors", run_dir=str(run))
+    with pytest.raises(NotebookStop, match="before its first snapshot was saved whole, so there is nothing to continue "
+                                           "from"):
+        run_training(config)
+    (run / "training-state-000000048.pt").write_bytes(b"a state")
+    with pytest.raises(NotebookStop, match=r"continue from its newest snapshot \(network-snapshot-000000048"):
+        run_training(config)
+    capsys.readouterr()
+    show_run(run)
+    assert capsys.readouterr().out.startswith(f"(no training plots in {run}: metrics.png is drawn as each snapshot is "
+                                              "saved whole)\nsnapshots:\n  network-snapshot-000000056.safetensors")
 
 
 def test_run_training_that_fails_before_a_snapshot_leaves_no_waiting_line(tmp_path, monkeypatch):

@@ -591,8 +591,11 @@ def test_finetune_takes_a_train_config_or_its_settings_and_says_so_otherwise(bas
                     kimg=0.008, snapshot_kimg=0.004, image_seeds="0", progress=False)
     assert path == run / "network-snapshot-000000008.safetensors"
     lines = capsys.readouterr().out.splitlines()
-    assert [re.sub(r"\[\d\d:\d\d, G=\d\.\d{3}, D=\d\.\d{3}, p=\d\.\d{3}(, r_t=-?\d\.\d{3})?\]", "[...]", line)
-            for line in lines] == [f"{run}: started, training to 0.008 kimg (a line per snapshot)",
+    assert [re.sub(r"\[\d\d:\d\d, G=\d\.\d{3}, D=\d\.\d{3}, p=\d\.\d{3}(, r_t=-?\d\.\d{3})?\]", "[...]",
+                   re.sub(r"prepared in \d+ s$", "prepared in N s", line))
+            for line in lines] == [f"{base['data']}: preparing 64 images ('none' at 16 px)",
+                                   f"{base['data']}: 64 images prepared in N s",
+                                   f"{run}: started, training to 0.008 kimg (a line per snapshot)",
                                    "fine-tuning 0.004/0.008 kimg [...]: network-snapshot-000000004.safetensors",
                                    "fine-tuning 0.008/0.008 kimg [...]: network-snapshot-000000008.safetensors"], lines
     finetune(data=str(base["data"]), resume=str(base["base"]), run_dir=str(run), prepare="none", batch_size=4,
@@ -737,6 +740,7 @@ def test_read_metrics_takes_a_run_folder_and_names_a_path_that_is_not_there(tmp_
     run = tmp_path / "runs" / "a"
     (run / ".locks").mkdir(parents=True)
     (run / ".locks" / "run.lock").write_bytes(b"")  # a run's, from its start
+    (run / "config.json").write_text("{}")
     assert read_metrics(run) == [] == read_metrics(run / "metrics.jsonl")  # no snapshot yet
     (run / "metrics.jsonl").write_text('{"kimg": 0.004, "loss_G": 1.5}\n{"kimg": 0.0\n')  # its last line cut short
     assert read_metrics(run) == read_metrics(run / "metrics.jsonl") == [{"kimg": 0.004, "loss_G": 1.5}]

@@ -303,7 +303,7 @@ def test_a_second_ctrl_c_before_the_first_snapshot_says_the_run_starts_again(bas
         trainer.run()
     assert capsys.readouterr().err == STOPPING + (
         "fine-tuning stopped at once at 0.008 kimg, not saved there: run the same fine-tuning again to start it again "
-        "(nothing was saved)\n")
+        "(no training state was saved)\n")
     assert newest_state(run) is None
 
 

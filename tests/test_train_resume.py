@@ -158,7 +158,8 @@ def running_trainer(base: dict, run: Path) -> subprocess.Popen:  # noqa: F811
     proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(base["data"]), str(base["base"]), str(run)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
-    if proc.stdout.readline().strip() != "holding":
+    said = (line.strip() for line in iter(proc.stdout.readline, ""))  # after the lines of its images' preparation
+    if next((line for line in said if ": preparing " not in line and " prepared in " not in line), "") != "holding":
         proc.kill()
         pytest.fail(f"the holding process failed: {proc.communicate()[1][-3000:]}")
     return proc
@@ -850,8 +851,9 @@ def test_a_kimg_below_one_image_trains_one_minibatch(base, capsys):  # noqa: F81
     path = finetune(config(base, "under-one-image", kimg=0.0001), progress=False)  # 0.1 images
     assert path.name == "network-snapshot-000000004.safetensors"
     # said: "training to 0.004 kimg" for --kimg 0.0001, and 0.012 for 0.01, was left unexplained
-    assert capsys.readouterr().out.splitlines()[0] == (f"{path.parent}: started, training to 0.004 kimg, --kimg 0.0001 "
-                                                       "rounded up to whole minibatches of 4 (a line per snapshot)")
+    started = [line for line in capsys.readouterr().out.splitlines() if line.startswith(f"{path.parent}: ")]
+    assert started[0] == (f"{path.parent}: started, training to 0.004 kimg, --kimg 0.0001 rounded up to whole "
+                          "minibatches of 4 (a line per snapshot)")
 
 
 def test_a_new_run_in_a_folder_of_other_files_says_so(base, tmp_path):  # noqa: F811

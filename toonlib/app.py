@@ -38,7 +38,7 @@ from PIL import Image
 
 from .align import AlignedFace, LandmarkBackendError, NoFaceError
 from .checkpoints import CheckpointError
-from .files import atomic_write_path
+from .files import atomic_write_path, visible_stem
 from .images import ImageReadError, quiet_large_images, read_image, too_many_pixels
 from .losses import PerceptualWeightsError, build_lpips
 from .messages import counted, warn
@@ -268,7 +268,7 @@ def _whole_steps(value: float) -> int:
 def _download_stem(name: str) -> str:
     """The photo's part of its results' download names: its file name without the suffix, cut to `NAME_BYTES`."""
     # not within a character; no dot first: a hidden file (Gradio refuses to serve one from its working folder)
-    stem = Path(name).stem.lstrip(".").encode()[:NAME_BYTES].decode(errors="ignore")
+    stem = visible_stem(name).lstrip(".").encode()[:NAME_BYTES].decode(errors="ignore")
     return stem or "photo"
 
 

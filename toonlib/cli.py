@@ -382,19 +382,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             sys.stdout.flush()  # a reader gone away (`| head`) shows here, not as a traceback at exit
     except BrokenPipeError:  # stdout's reader went away: stop quietly, as command-line tools do (128 + SIGPIPE)
-        with contextlib.suppress(OSError, ValueError):  # nothing more reaches the closed pipe, even at exit
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        if getattr(args, "command", None) == "finetune" and not getattr(args, "finished", False):
-            # hours of training ended without a word (thirty-second session's CLI audit); with `2>&1 | head`
-            # stderr is the closed pipe too
-            with contextlib.suppress(OSError, ValueError):
-                print("toonlib finetune: stopped: its output was closed (the reader of a pipe, such as `| head`, "
-                      "ended); the run is saved up to its newest snapshot, and the same command continues it",
-                      file=sys.stderr, flush=True)
-        return 141
+        training = getattr(args, "command", None) == "finetune" and not getattr(args, "finished", False)
+        return output_closed("toonlib finetune" if training else None)
     except KeyboardInterrupt:  # outside a command (while the arguments are parsed): no traceback either
         print("toonlib: interrupted", file=sys.stderr)
         return 130
+
+
+def output_closed(training: str | None) -> int:
+    """Stop quietly where stdout's reader went away (`| head`): nothing more reaches the closed pipe, even at exit;
+    a fine-tuning run (`training`: the program's name) says that it stopped, where it is saved. Returns 141."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    if training is not None:  # hours of training ended without a word (thirty-second session's CLI audit); with
+        with contextlib.suppress(OSError, ValueError):  # `2>&1 | head` stderr is the closed pipe too
+            print(f"{training}: stopped: its output was closed (the reader of a pipe, such as `| head`, ended); the "
+                  "run is saved up to its newest snapshot, and the same command continues it", file=sys.stderr,
+                  flush=True)
+    return 141
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -465,7 +470,10 @@ def _refuse_unknown_options(parser: argparse.ArgumentParser, name: str, args: Se
     if not unknown:
         return
     hints = _did_you_mean(unknown, names)
-    for option in (arg.split("=")[0] for arg in unknown):
+    for arg in unknown:
+        if os.path.exists(arg):  # a photo named `-me.jpg`: "unrecognized arguments" alone (audit)
+            hints += f"\n  {arg} is a file here: a name that starts with '-' is read as an option; write ./{arg}"
+    for option in (arg.split("=")[0] for arg in unknown if not os.path.exists(arg)):
         if option in ("-o", "--output") and any(action.dest == "output" and not action.option_strings
                                                 for action in command._actions):
             hints += f"\n  {option}: {name} takes its output as an argument, with no option: {EXAMPLES[name][0]}"

@@ -62,6 +62,9 @@ def _check_output_suffix(output: str, command: str, suffixes: str | tuple[str, .
 
     shown, named = (output, "the output") if option == "-o" else (f"{option} {output}", "it")
     suffixes = (suffixes,) if isinstance(suffixes, str) else suffixes
+    if output.endswith(("/", os.sep)) and Path(output).is_file():  # its advice named a path under a file (audit)
+        raise NotADirectoryError(f"{shown}: {Path(output)} is a file, not a folder: give a folder, or name the "
+                                 f"output file, e.g. {name + suffixes[0]}")
     if output.endswith(("/", os.sep)) or Path(output).is_dir():  # Path() drops the '/' that says "a folder"
         example = Path(output) / (name + suffixes[0])
         if numbered:
@@ -114,12 +117,14 @@ def _refuse_to_replace_model(output: str, *models: tuple[str, str], named: str =
 
 def _check_image_output(output: str | None, command: str, name: str, option: str = "-o",
                         numbered: bool = False) -> None:
-    """`_check_output_suffix` for an image (PNG suggested; None: no such output asked for)."""
-    from .images import IMAGE_SUFFIXES
+    """`_check_output_suffix` for an image (PNG suggested; None: no such output asked for), of a format this Pillow
+    writes (`images.image_file_format`)."""
+    from .images import IMAGE_SUFFIXES, image_file_format
 
     if output is not None:
         _check_output_suffix(output, command, (".png", *IMAGE_SUFFIXES), "an image (PNG, JPEG, WebP, ...)", name,
                              option=option, numbered=numbered)
+        image_file_format(output)  # before the work: `.avif` on a Pillow older than 11.3 failed after a projection
 
 
 def _fetch_named_models(*models: tuple[str | None, str]) -> None:
@@ -545,12 +550,14 @@ def _toonify_outputs(output: Path, photos: list[Path], several: str | None, fold
     one photo ("a folder of photos", "3 photos"): then `-o` is a folder. `folder`: `-o` was given with a trailing
     '/', a folder whatever its name (`-o run.2024.12.03/`, `-o toons.png/`).
     """
-    from .images import IMAGE_SUFFIXES
+    from .files import visible_stem
+    from .images import IMAGE_SUFFIXES, image_file_format
 
     if output.suffix.lower() in IMAGE_SUFFIXES and not output.is_dir() and not folder:  # a folder stays one
         if several:
             raise ValueError(f"-o {output} names an image file, but the input is {several}: "
                              "give a folder for -o (each photo gets its own <name>-toon.png there)")
+        image_file_format(output)  # one this Pillow writes, before the work (`.avif` below Pillow 11.3)
 
         def image_path(photo: Path, face: int | None, kind: str) -> Path:
             stem = _face_stem(output.stem, face)
@@ -565,9 +572,10 @@ def _toonify_outputs(output: Path, photos: list[Path], several: str | None, fold
                          f"({', '.join(IMAGE_SUFFIXES)}) or into a folder, and it writes no {output.suffix} images: "
                          f"name it {output.with_suffix('.png')}, or give a folder ({output}/: a folder whatever its "
                          "name)")
-    stems = Counter(photo.stem.casefold() for photo in photos)
-    named = {photo: photo.stem + (f"-{photo.suffix[1:].lower()}" if stems[photo.stem.casefold()] > 1 else "")
-             for photo in photos}
+    # `.me.jpg`'s files named as me.jpg's: hidden, they were out of sight in ls, Finder and a later `toonify -o` folder
+    stems = Counter(visible_stem(photo).casefold() for photo in photos)
+    named = {photo: visible_stem(photo) + (f"-{photo.suffix[1:].lower()}" if stems[visible_stem(photo).casefold()] > 1
+                                           else "") for photo in photos}
     # a name two photos would get (me.jpg in two folders; me.jpg and me.JPG in one, whose suffixes keep nothing
     # apart; me.jpg, me.png and me-jpg.png): the second one's toons replaced the first's, "toonified 2 of 2"
     by_name: dict[str, list[Path]] = {}
@@ -594,8 +602,11 @@ def _photos_to_toonify(names: list[str]) -> list[Path]:
     for name in names:
         for photo in _photos_named(name):
             photos.setdefault(os.path.abspath(photo), photo)
-    if len(photos) == 1 and not any(Path(name).is_dir() for name in names):
-        read_image(next(iter(photos.values())))  # the only photo, read to see that it is one (a folder's: skipped)
+    only = next(iter(photos.values())) if len(photos) == 1 else None
+    # the only photo, read to see that it is one (a folder's: skipped); not a pipe (`/dev/stdin`, `<(curl ...)`),
+    # which is read once: the toonify's own read found it empty (audit)
+    if only is not None and only.is_file() and not any(Path(name).is_dir() for name in names):
+        read_image(only)
     return list(photos.values())
 
 
@@ -622,8 +633,11 @@ def _expanded(name: str) -> list[str]:
 
 def _photos_named(name: str) -> list[Path]:
     """The photos one command-line argument names: a photo, or the photos of a folder."""
-    from .files import is_url, unread_address
-    from .images import IMAGE_SUFFIXES, read_image
+    from pathlib import PurePath
+
+    from .files import backslash_hint, is_url, unread_address
+    from .images import IMAGE_SUFFIXES, is_hidden, read_image
+    from .messages import warn
     from .pipeline import photos_in
 
     if is_url(name):  # before Path() folds its '//'
@@ -633,11 +647,21 @@ def _photos_named(name: str) -> list[Path]:
     source = Path(name)
     if source.is_dir():
         photos = photos_in(source)
+        # the photos of its sub-folders (an export sorted into 2023/, 2024/) were left out unsaid (audit)
+        inner = sorted(sub for sub in source.iterdir() if sub.is_dir() and not is_hidden(PurePath(sub.name))
+                       and photos_in(sub))
+        deeper = (f"its sub-folder{'s' if len(inner) > 1 else ''} {', '.join(f'{sub.name}/' for sub in inner[:3])}"
+                  f"{', ...' if len(inner) > 3 else ''} hold{'' if len(inner) > 1 else 's'} photos, which a folder's "
+                  f"toonify leaves out: give {'them' if len(inner) > 1 else 'it'} too, e.g. "
+                  f"{shlex.quote(str(source))}/*/") if inner else ""
         if not photos:
-            raise ValueError(f"no photos in the folder {source} (looked for {', '.join(IMAGE_SUFFIXES)})")
+            raise ValueError(f"no photos in the folder {source} (looked for {', '.join(IMAGE_SUFFIXES)})"
+                             + (f"; {deeper}" if deeper else ""))
+        if deeper:
+            warn(f"{source}: {deeper}")
         return photos
     if not source.exists():
-        raise FileNotFoundError(f"no photo or folder at {source}")
+        raise FileNotFoundError(f"no photo or folder at {source}{backslash_hint(name)}")
     return [source]
 
 
@@ -820,7 +844,7 @@ def _toonify_latent(args: argparse.Namespace, latent: str) -> int:
     from .checkpoints import load_generator, load_network, split_network
     from .devices import default_device
     from .files import check_file_target, user_path
-    from .images import IMAGE_SUFFIXES, save_image, to_pil
+    from .images import IMAGE_SUFFIXES, image_file_format, save_image, to_pil
     from .pipeline import Toonifier, is_snapshot, say_unblended
     from .projection import load_latent, render
 
@@ -838,6 +862,7 @@ def _toonify_latent(args: argparse.Namespace, latent: str) -> int:
     output = user_path(args.output)
     folder = args.output.endswith(("/", os.sep))  # `-o toons.png/`, `-o run.v2/`: a folder, as for photos
     if output.suffix.lower() in IMAGE_SUFFIXES and not output.is_dir() and not folder:
+        image_file_format(output)  # one this Pillow writes, before any model loads
         targets = [output] if len(ws) == 1 else [output.with_name(f"{output.stem}-{i + 1}{output.suffix}")
                                                  for i in range(len(ws))]
     elif not output.is_dir() and (output.exists() or (output.suffix and not folder)):

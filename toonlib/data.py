@@ -329,14 +329,13 @@ def _files_under(folder: Path) -> dict[Path, os.stat_result | None]:
 
 
 def _run_folders(files: Iterable[PurePosixPath]) -> list[PurePosixPath]:
-    """The fine-tuning run folders that the names of `files` (paths inside a data folder or .zip) show: a run's lock
-    or training state (`train.snapshots.run_folder_of`, there from a run's start). Their fakes grids and plots are no
-    training images, and were trained on as cartoon faces. The top level is not one of them (the run's own folder is
-    refused there, `train.loop`); hidden ones are left out anyway."""
-    from .train.snapshots import run_folder_of  # what a run folder is, said once: there
+    """The fine-tuning run folders that the names of `files` (paths inside a data folder or .zip) show
+    (`train.snapshots.run_folders`, from a run's start). Their fakes grids and plots are no training images, and were
+    trained on as cartoon faces. The top level is not one of them (the run's own folder is refused there,
+    `train.loop`); hidden ones are left out anyway."""
+    from .train.snapshots import run_folders  # what a run folder is, said once: there
 
-    found = {run_folder_of(name) for name in files}
-    return sorted(run for run in found if run is not None and run != PurePosixPath(".") and not is_hidden(run))
+    return sorted(run for run in run_folders(files) if run != PurePosixPath(".") and not is_hidden(run))
 
 
 def _in_runs(name: PurePosixPath, runs: list[PurePosixPath]) -> bool:

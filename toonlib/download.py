@@ -605,7 +605,7 @@ def _download_http(url: str, part: Path, progress: bool) -> None:
     machine without internet, a wrong URL or a wrong proxy or certificate setting, and waiting does not change them.
     Other errors of requests (too many redirects, an invalid URL) fail the source at once.
 
-    With `progress`, each retry is said as it starts (`_say_retry`): a server that stalls showed a bar standing
+    Each retry is said as it starts (`_say_retry`): a server that stalls showed a bar standing
     still for `TIMEOUT` (60 s) times each try, ~3 minutes, before the first word.
     """
     failed, furthest = 0, _resumable(part, url)  # tries in a row that got no further; the most of the file held
@@ -631,7 +631,7 @@ def _download_http(url: str, part: Path, progress: bool) -> None:
             if _resumable(part, url) > furthest:
                 furthest, failed = _resumable(part, url), 0
                 if _timed_out(exc):  # the bar stood still for the whole timeout: say why, and that it goes on
-                    _say_retry(part, progress, f"{_network_reason(exc, url)}; {_going_on(part)}")
+                    _say_retry(part, f"{_network_reason(exc, url)}; {_going_on(part)}")
                 continue
             if delay is None or _unresolved(exc) or _untrusted(exc) or isinstance(exc, requests.exceptions.ProxyError):
                 unreachable = _unreachable(exc)  # not a proxy's refusal: that is said as the proxy's
@@ -641,16 +641,16 @@ def _download_http(url: str, part: Path, progress: bool) -> None:
         except requests.RequestException as exc:  # an OSError, which `fetch` would take for one of this disk's
             raise _SourceFailed(_one_paragraph(exc)) from None
         wait_said = f" in {_duration(delay)}" if delay >= 1 else ""
-        _say_retry(part, progress, f"{reason}; trying again{wait_said} ({failed + 2} of {len(RETRY_DELAYS) + 1})")
+        _say_retry(part, f"{reason}; trying again{wait_said} ({failed + 2} of {len(RETRY_DELAYS) + 1})")
         time.sleep(delay)
         failed += 1
 
 
-def _say_retry(part: Path, progress: bool, what: str) -> None:
-    """Say on a line of its own (with `progress`), as the next try of `part`'s download starts, why the last one
-    failed and what comes next: `what`."""
-    if progress:
-        write_line(f"toonlib: downloading {part.name[: -len(_PARTIAL)]}: {what}", file=sys.stderr)
+def _say_retry(part: Path, what: str) -> None:
+    """Say on a line of its own, as the next try of `part`'s download starts, why the last one failed and what comes
+    next: `what`. Also without progress bars: a line, not a bar (`finetune --no-progress` waited through a failing
+    server's retries without a word; thirty-fifth session's audit)."""
+    write_line(f"toonlib: downloading {part.name[: -len(_PARTIAL)]}: {what}", file=sys.stderr)
 
 
 def _retry_after(response: requests.Response) -> float | None:
@@ -955,7 +955,7 @@ def _download_gdrive(file_id: str, part: Path, progress: bool) -> None:
                 delay = RETRY_DELAYS[failed]
                 failed += 1
                 wait_said = f" in {_duration(delay)}" if delay >= 1 else ""
-                _say_retry(part, progress, f"Google Drive sent no link to the file; trying again{wait_said} "
+                _say_retry(part, f"Google Drive sent no link to the file; trying again{wait_said} "
                                            f"({failed + 1} of {len(RETRY_DELAYS) + 1})")
                 time.sleep(delay)
     except BaseException:

@@ -24,8 +24,9 @@ from typing import Callable, Iterator, Optional
 
 from .messages import warn
 
-__all__ = ["DISK_FULL", "atomic_write_path", "default_file_mode", "file_lock", "lock_file_for", "looks_like_html",
-           "looks_like_pickle", "replace_file", "safetensors_header_length", "user_path"]
+__all__ = ["DISK_FULL", "atomic_write_path", "backslash_hint", "default_file_mode", "file_lock", "lock_file_for",
+           "looks_like_html", "looks_like_pickle", "replace_file", "safetensors_header_length", "user_path",
+           "visible_stem"]
 
 LOCK_FOLDER = ".locks"  # lock files live here, beside the files they guard (like huggingface_hub's cache)
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # the errors of a full disk (or a used-up quota)
@@ -44,6 +45,8 @@ def atomic_write_path(path: str | os.PathLike) -> Iterator[Path]:
     path = user_path(path)
     _check_file_path(path)  # its own temporary file below is the write probe
     target = _written_file(path)
+    if why := _unreplaceable(target):  # a rename would replace what open() may not write
+        raise PermissionError(f"cannot write {path}: {why}; name another file")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)  # a link's target's folder is there (`_written_file`)
         tmp = _create_temp(target)
@@ -94,6 +97,23 @@ def _written_file(path: Path) -> Path:
     if not target.parent.is_dir():
         raise FileNotFoundError(f"cannot write {path}: it links to {target}, in a folder that does not exist")
     return target
+
+
+def backslash_hint(name: str | os.PathLike) -> str:
+    """For a path not found that is written with Windows' separator where '/' is the separator (`..\\photos\\me.jpg`,
+    copied from Windows) and names a file or folder with '/': that path, to append to the message; else ''."""
+    text = os.fspath(name)
+    posix = text.replace("\\", "/")
+    if os.sep == "/" and "\\" in text and os.path.exists(posix):
+        return f" (folders are separated by / here: {posix})"
+    return ""
+
+
+def visible_stem(name: str | os.PathLike) -> str:
+    """A file name's stem without the dots that hide it (`.me.jpg`: 'me'), for the names of the files made from it;
+    the stem itself where it is nothing but dots."""
+    stem = Path(name).stem
+    return stem.lstrip(".") or stem
 
 
 def user_path(path: str | os.PathLike) -> Path:
@@ -183,7 +203,8 @@ _FIXED_FLAGS = {0x10: "immutable (chattr +i)", 0x20: "append-only (chattr +a)"}
 def _unreplaceable(target: Path) -> str | None:
     """Why the file at `target` cannot be replaced by a rename although its folder takes new files, else None: it is
     immutable or append-only (Linux), or another user's in a sticky folder (/tmp), where only its owner (or root) may
-    replace it. Unknown flags (another system, a file system without them) are taken as none."""
+    replace it, or write-protected (not root, no write permission: `chmod 444`). Unknown flags (another system, a file
+    system without them) are taken as none."""
     try:
         info = target.stat()
         folder = target.parent.stat()
@@ -194,6 +215,9 @@ def _unreplaceable(target: Path) -> str | None:
             and folder.st_uid != euid):
         return (f"it is another user's file in {target.parent}, a folder where only a file's owner may replace "
                 "it")
+    if euid not in (None, 0) and not os.access(target, os.W_OK, effective_ids=os.access in os.supports_effective_ids):
+        # `chmod 444 toon.png`: replaced without a word, where open() and Pillow refuse (audit)
+        return "it is write-protected (`chmod u+w` it to allow writing it)"
     try:
         import fcntl
 

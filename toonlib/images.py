@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageCms, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
-from .files import atomic_write_path, is_url, looks_like_checkpoint, looks_like_html, user_path
+from .files import atomic_write_path, backslash_hint, is_url, looks_like_checkpoint, looks_like_html, user_path
 from .messages import ToonlibWarning, check_count, counted, warn
 
 #: What `read_image` accepts: a path, encoded bytes, a PIL image or a numpy array (RGB order).
@@ -188,8 +188,9 @@ def image_file_format(path: str | os.PathLike) -> str:
     image_format = Image.registered_extensions().get(suffix.lower())
     if image_format not in Image.SAVE:
         problem = f"Pillow writes no {suffix} files" if suffix else "it has none"
+        newer = " (Pillow writes AVIF from version 11.3: pip install -U pillow)" if suffix.lower() == ".avif" else ""
         raise ValueError(f"cannot save an image as {os.fspath(path)!r}: the format follows the file's suffix, and "
-                         f"{problem}; name it {Path(path).with_suffix('.png')} (or .jpg, .webp, ...)")
+                         f"{problem}{newer}; name it {Path(path).with_suffix('.png')} (or .jpg, .webp, ...)")
     return image_format
 
 
@@ -405,7 +406,7 @@ def _reason(exc: BaseException, source: Path | io.BytesIO, image_format: str | N
     temporary copy of an upload). `image_format`: what Pillow took the file for, when it got that far (a file
     Pillow identified but could not decode is damaged or cut short)."""
     if isinstance(exc, FileNotFoundError):
-        return "there is no such file"
+        return "there is no such file" + (backslash_hint(source) if isinstance(source, Path) else "")
     if isinstance(exc, IsADirectoryError):
         return "it is a folder"
     if isinstance(exc, UnidentifiedImageError):
@@ -450,6 +451,8 @@ def unread_format(head: bytes) -> str:
             return "it is a video (MP4/MOV), not a photo: pick a photo, or save a frame of the video as JPEG"
     if b"<svg" in head.lower():
         return "it is an SVG drawing, not a photo: export it as PNG or JPEG"
+    if head.startswith(b"%PDF"):  # "in no image format toonlib reads" (audit)
+        return "it is a PDF document, not a photo: export the photo in it as PNG or JPEG"
     if looks_like_html(head):
         return "it is a web page (HTML), not an image: save the image itself (right-click it, Save image as)"
     if head.startswith(b"\xff\xd8"):  # a JPEG's start of image, then no JPEG Pillow recognises

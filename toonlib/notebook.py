@@ -526,7 +526,8 @@ def run_training(config) -> Path:
     """Notebook 01's training: `finetune(config)` (a `TrainConfig`) showing each snapshot in place
     (`snapshot_viewer`); returns the last snapshot. Stopped with the kernel's interrupt (how a notebook ends
     training early), it raises `NotebookStop` saying which snapshot it continues from and what to run next."""
-    from .train import finetune, latest_snapshot
+    from .train import finetune
+    from .train.snapshots import newest_state_nimg, snapshot_name
 
     viewer = snapshot_viewer()
     try:
@@ -537,12 +538,14 @@ def run_training(config) -> Path:
         viewer.stopped()
         if not interrupted(exc):  # ImportError among them: an import the interrupt cut short
             raise
-        newest = latest_snapshot(config.run_dir)
-        if newest is None:
-            raise NotebookStop("Training stopped (interrupted) before its first snapshot, so nothing was saved: "
-                               "run this cell again to start over.") from None
+        # what the cell run again continues from is the newest training state, not the newest network file: a second
+        # interrupt in the first snapshot left its network alone, and "continue from" it started over (audit)
+        nimg = newest_state_nimg(config.run_dir)
+        if nimg is None:
+            raise NotebookStop("Training stopped (interrupted) before its first snapshot was saved whole, so there is "
+                               "nothing to continue from: run this cell again to start over.") from None
         raise NotebookStop(f"Training stopped (interrupted).\nRun this cell again to continue from its newest "
-                           f"snapshot ({newest.name}), or the next cell to see the run so far.") from None
+                           f"snapshot ({snapshot_name(nimg)}), or the next cell to see the run so far.") from None
 
 
 def show_run(run_dir: str | os.PathLike) -> None:
@@ -557,7 +560,11 @@ def show_run(run_dir: str | os.PathLike) -> None:
     if newest is None:
         raise NotebookStop(f"No snapshot in {run_dir} yet: run the training cell above first (it saves one every "
                            "snapshot_kimg).")
-    display(DisplayImage(filename=str(Path(run_dir) / "metrics.png")))
+    plot = Path(run_dir) / "metrics.png"
+    if plot.is_file():  # a snapshot without its plot (a second interrupt in the first one, a copy): it failed here
+        display(DisplayImage(filename=str(plot)))
+    else:
+        print(f"(no training plots in {run_dir}: metrics.png is drawn as each snapshot is saved whole)")
     print("snapshots:", *[s.name for s in snapshot_paths(run_dir)], sep="\n  ")
     # the base as `toonlib blend` finds it, through the runs started from (a snapshot file's run: its base; the
     # snapshot was named, an earlier toon, and 02 blended toon with toon)

@@ -130,7 +130,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def main(argv: list[str] | None = None) -> int:
     """`python -m toonlib.train` / `torchrun ... -m toonlib.train`: exit 0 when done, 2 with a message on bad input,
     130 when interrupted (Ctrl-C)."""
-    from ..cli import _did_you_mean, _option_names, _refuse_empty
+    from ..cli import _did_you_mean, _option_names, _refuse_empty, output_closed
     from ..commands import for_command_line
     from ..messages import expected_errors, interrupted
     from .loop import finetune
@@ -148,10 +148,15 @@ def main(argv: list[str] | None = None) -> int:
     main_process = int(os.environ.get("RANK", "0")) == 0
     try:
         path = finetune(config_from_args(args), progress=args.progress)
+    except BrokenPipeError:  # `| head`: an OSError, it was "error: [Errno 32] Broken pipe", exit 2 (audit)
+        return output_closed(parser.prog if main_process else None)
     except (*expected_errors(), KeyboardInterrupt) as exc:  # OSError: a run folder in use, ...
         if interrupted(exc):  # Trainer.run has said where the run was saved, if it was
             parser.exit(130, "interrupted\n" if main_process else None)
         parser.exit(2, f"error: {for_command_line(exc)}\n")
     if main_process:
-        print(finished(path))
+        try:
+            print(finished(path), flush=True)
+        except BrokenPipeError:  # trained: nothing to say
+            return output_closed(None)
     return 0

@@ -38,7 +38,7 @@ from ..augment import AdaptiveP, AugmentPipe
 from ..checkpoints import CheckpointError, Networks, load_network, non_finite_weights, save_network
 from ..data import ImageDataset, TooFewImagesError, infinite_loader
 from ..devices import default_device
-from ..files import atomic_write_path, check_file_target, looks_like_checkpoint, resolved_source, user_path
+from ..files import atomic_write_path, check_file_target, is_url, looks_like_checkpoint, resolved_source, user_path
 from ..images import labelled_grid, save_image, to_pil
 from ..losses import discriminator_loss, generator_loss, path_length_penalty, path_lengths, r1_penalty, update_pl_mean
 from ..messages import check_callback, check_flag, counted, progress_bar, warn, write_line
@@ -617,7 +617,7 @@ class Trainer:
                       f"training state){then}", file=sys.stderr, flush=True)
                 return
             where = (f"continue from {snapshot_name(nimg)} ({nimg / 1000:.3f} kimg)" if nimg is not None
-                     else "start it again (nothing was saved)")
+                     else "start it again (no training state was saved)")  # "its network saved ... (nothing was saved)"
             network = snapshot_name(self.cur_nimg)  # written, when the stop came while its training state was
             saved = (f"its network saved ({network}) but not its training state" if nimg != self.cur_nimg
                      and (self.run_dir / network).is_file() else "not saved there")
@@ -854,8 +854,17 @@ def _set_hparams(opt: torch.optim.Optimizer, lr: float, betas: tuple) -> None:
 
 def _load_base(source: str, progress: bool) -> tuple[Generator, Discriminator, Generator]:
     """G, D and G_ema of the base checkpoint (G defaults to a copy of G_ema); D is required. A URL or registry name is
-    downloaded first where need be, its bar shown when `progress` (`finetune(progress=False)` shows none)."""
+    downloaded first where need be, its bar shown when `progress`; else (`finetune(progress=False)`, `--no-progress`)
+    a line as it starts and one as it ends (minutes of a 1024 px base passed without a word; audit)."""
+    from ..download import cache_state
+
+    downloading = not progress and (is_url(source) or source in MODELS) and not Path(source).exists() and \
+        cache_state(source) != "cached"
+    if downloading:
+        write_line(f"{source}: downloading the base model")
     nets = load_network(source, progress=progress)
+    if downloading:
+        write_line(f"{source}: downloaded")
     if nets.D is None:
         raise CheckpointError(
             f"{source} has no discriminator (D): transfer learning fine-tunes the base model's D together with "

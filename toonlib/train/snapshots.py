@@ -27,17 +27,17 @@ import os
 import re
 import socket
 from pathlib import Path, PurePosixPath
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import torch
 
 from ..checkpoints import NATIVE_SUFFIX
-from ..files import TEMP_FILE_NAME, atomic_write_path, file_lock, lock_file_for, user_path
+from ..files import LOCK_FOLDER, TEMP_FILE_NAME, atomic_write_path, file_lock, lock_file_for, user_path
 from ..messages import warn
 
 __all__ = ["CONFIG_FILE", "DATASET_CACHE", "KEEP_STATES", "LATEST_FILE", "STATE_VERSION", "SnapshotWrites",
            "disk_full_message", "disk_full_said", "fakes_name", "has_run", "has_states", "hold_run_dir",
-           "latest_record", "latest_snapshot", "newest_state", "newest_state_nimg", "read_latest", "run_folder_of",
+           "latest_record", "latest_snapshot", "newest_state", "newest_state_nimg", "read_latest", "run_folders",
            "save_state", "snapshot_name", "snapshot_nimg", "snapshot_paths", "state_name", "sync_latest",
            "write_latest"]
 
@@ -71,6 +71,9 @@ def snapshot_nimg(path: Path) -> int | None:
 def fakes_name(nimg: int) -> str:
     """File name of the fakes grid after `nimg` real images."""
     return f"fakes-{nimg:09d}.png"
+
+
+_FAKES = re.compile(re.escape(fakes_name(0)).replace("0" * 9, r"\d{9}"))  # `fakes_name`'s names
 
 
 def state_name(nimg: int) -> str:
@@ -197,18 +200,40 @@ def has_states(run_dir: str | os.PathLike) -> bool:
 
 
 def has_run(run_dir: str | os.PathLike) -> bool:
-    """Whether the folder `run_dir` holds a fine-tuning run, or did: its lock file or a training state is there."""
-    return lock_file_for(user_path(run_dir) / _LOCKED).is_file() or has_states(run_dir)
+    """Whether the folder `run_dir` holds a fine-tuning run, or did, as `run_folders` finds one."""
+    folder = user_path(run_dir)
+    if not folder.is_dir():
+        return False
+    return bool(run_folders(PurePosixPath(path.relative_to(folder).as_posix()) for path in _run_files(folder)))
 
 
-def run_folder_of(member: PurePosixPath) -> PurePosixPath | None:
-    """The fine-tuning run folder that the file `member` (a path inside a folder tree or .zip, by name alone) shows
-    there, as `has_run` finds one: `member` is its lock file or a training state. None for any other file."""
-    if member.parts[-2:] == lock_file_for(_LOCKED).parts:  # <run>/.locks/run.lock
-        return member.parent.parent
-    if _STATE_PATTERN.fullmatch(member.name) or member.name == _LEGACY_STATE:
-        return member.parent
-    return None
+def _run_files(folder: Path) -> Iterator[Path]:
+    """The files of `folder` that `run_folders` looks at to find a run there: its own, not its sub-folders'."""
+    yield from (path for path in folder.iterdir() if path.is_file())
+    for inner in (LOCK_FOLDER, DATASET_CACHE):
+        if (folder / inner).is_dir():
+            yield from (path for path in (folder / inner).iterdir() if path.is_file())
+
+
+def run_folders(members: Iterable[PurePosixPath]) -> set[PurePosixPath]:
+    """The fine-tuning run folders that the files `members` (paths inside a folder tree or .zip, by name alone) show:
+    a training state, or a run's lock file beside a file a run writes from its start (its holder record while it
+    runs, its dataset cache, config.json, latest.json, a snapshot or fakes grid). A lock file alone is what a run
+    left in a folder whose run files were deleted: that folder of photos was refused as data for good (audit)."""
+    states, locked, started = set(), set(), set()
+    for member in members:
+        folder, name = member.parent, member.name
+        if member.parts[-2:] == lock_file_for(_LOCKED).parts:  # <run>/.locks/run.lock
+            locked.add(folder.parent)
+        elif member.parts[-2:] == lock_file_for(_LOCKED).with_suffix(".holder").parts:  # held now (or killed)
+            started.add(folder.parent)
+        elif _STATE_PATTERN.fullmatch(name) or name == _LEGACY_STATE:
+            states.add(folder)
+        elif folder.name == DATASET_CACHE:
+            started.add(folder.parent)
+        elif name in (CONFIG_FILE, LATEST_FILE) or snapshot_nimg(Path(name)) is not None or _FAKES.fullmatch(name):
+            started.add(folder)
+    return states | (locked & started)
 
 
 @contextlib.contextmanager
