@@ -229,31 +229,22 @@ def test_a_write_protected_file_is_refused_as_open_refuses_it():
         shutil.rmtree(folder)
 
 
-def test_a_full_disk_is_said_with_the_users_path_and_leaves_nothing(tmp_path):
+@pytest.mark.parametrize("code, said", [
+    (errno.ENOSPC, "the disk is full (No space left on device); free some space or write it elsewhere"),
+    # EFBIG (`ulimit -f`, a FAT32 drive's 4 GiB) was the bare "[Errno 27] File too large" (thirty-fifth session)
+    (errno.EFBIG, "it is larger than may be written there (File too large: this shell's `ulimit -f`, or a FAT32 "
+                  "drive's 4 GiB); lift the limit (`ulimit -f unlimited`) or write it to another disk"),
+])
+def test_a_full_disk_is_said_with_the_users_path_and_leaves_nothing(code, said, tmp_path):
     """ENOSPC while writing was Python's bare "[Errno 28] No space left on device" (safetensors: an error of its own),
     naming no file; a folder that cannot be written was already "cannot write PATH: ..."."""
     target = tmp_path / "toon.png"
     target.write_bytes(b"old")
     with pytest.raises(OSError) as info, atomic_write_path(target) as tmp:
         tmp.write_bytes(b"half")
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-    assert info.value.errno == errno.ENOSPC
-    assert str(info.value) == (f"cannot write {target}: the disk is full (No space left on device); free some space "
-                               "or write it elsewhere")
-    assert os.listdir(tmp_path) == ["toon.png"] and target.read_bytes() == b"old"
-
-
-def test_a_file_size_limit_is_said_with_the_users_path_and_leaves_nothing(tmp_path):
-    """EFBIG (`ulimit -f`, a FAT32 drive's 4 GiB) was the bare "[Errno 27] File too large", naming no file (audit)."""
-    target = tmp_path / "toon.png"
-    target.write_bytes(b"old")
-    with pytest.raises(OSError) as info, atomic_write_path(target) as tmp:
-        tmp.write_bytes(b"half")
-        raise OSError(errno.EFBIG, os.strerror(errno.EFBIG))
-    assert info.value.errno == errno.EFBIG
-    assert str(info.value) == (f"cannot write {target}: it is larger than may be written there (File too large: this "
-                               "shell's `ulimit -f`, or a FAT32 drive's 4 GiB); lift the limit (`ulimit -f unlimited`) "
-                               "or write it to another disk")
+        raise OSError(code, os.strerror(code))
+    assert info.value.errno == code
+    assert str(info.value) == f"cannot write {target}: {said}"
     assert os.listdir(tmp_path) == ["toon.png"] and target.read_bytes() == b"old"
 
 
