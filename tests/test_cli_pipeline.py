@@ -293,7 +293,7 @@ def test_an_image_format_this_pillow_cannot_write_is_refused_before_the_work(set
     assert advice in capsys.readouterr().err
 
 
-def test_a_folders_sub_folders_of_photos_are_named(setup, tmp_path, capsys):
+def test_a_folders_sub_folders_of_photos_are_named(setup, tmp_path, capsys, monkeypatch):
     """`toonify photos/` reads the folder's own photos: an export sorted into 2023/ and 2024/ was "no photos in the
     folder", and beside one photo at the top the others were left out unsaid, the run a success (audit)."""
     nested = tmp_path / "my photos"
@@ -310,6 +310,12 @@ def test_a_folders_sub_folders_of_photos_are_named(setup, tmp_path, capsys):
     assert err.startswith(f"toonlib toonify: error: no photos in the folder {nested} (looked for .jpg") and \
         err.endswith(f"; {deeper}\n"), err
     shutil.copy(setup / "photos" / "astronaut.png", nested / "top.png")
+    (nested / "lost+found").mkdir()  # a folder that cannot be listed is none of them, and no error
+    from toonlib import pipeline
+
+    photos_in = pipeline.photos_in
+    monkeypatch.setattr(pipeline, "photos_in", lambda folder: (_ for _ in ()).throw(PermissionError(
+        13, "Permission denied", str(folder))) if Path(folder).name == "lost+found" else photos_in(folder))
     assert cli.main(["toonify", str(nested), "-o", str(tmp_path / "out"), *missing]) == 2
     assert capsys.readouterr().err.startswith(f"toonlib toonify: warning: {nested}: {deeper}\n")
 

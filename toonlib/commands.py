@@ -631,6 +631,16 @@ def _expanded(name: str) -> list[str]:
     return matches
 
 
+def _holds_photos(folder: Path) -> bool:
+    """Whether `folder` holds photos (`pipeline.photos_in`); one that cannot be listed (`lost+found`) holds none."""
+    from .pipeline import photos_in
+
+    try:
+        return bool(photos_in(folder))
+    except OSError:
+        return False
+
+
 def _photos_named(name: str) -> list[Path]:
     """The photos one command-line argument names: a photo, or the photos of a folder."""
     from pathlib import PurePath
@@ -649,7 +659,7 @@ def _photos_named(name: str) -> list[Path]:
         photos = photos_in(source)
         # the photos of its sub-folders (an export sorted into 2023/, 2024/) were left out unsaid (audit)
         inner = sorted(sub for sub in source.iterdir() if sub.is_dir() and not is_hidden(PurePath(sub.name))
-                       and photos_in(sub))
+                       and _holds_photos(sub))
         deeper = (f"its sub-folder{'s' if len(inner) > 1 else ''} {', '.join(f'{sub.name}/' for sub in inner[:3])}"
                   f"{', ...' if len(inner) > 3 else ''} hold{'' if len(inner) > 1 else 's'} photos, which a folder's "
                   f"toonify leaves out: give {'them' if len(inner) > 1 else 'it'} too, e.g. "
