@@ -270,6 +270,25 @@ def test_a_photo_through_a_pipe_is_read_once(setup, tmp_path, capsys):
         thread.join(10)
     assert code == 0, capsys.readouterr().err
     assert (tmp_path / "out" / "photo-toon.png").is_file()
+    # a pipe that holds no image (a sign-in page) is said so: opened again to say what it held, it waited for ever
+    page = tmp_path / "page.jpg"
+    os.mkfifo(page)
+    threading.Thread(target=page.write_bytes, args=(b"<!DOCTYPE html><html>sign in</html>",), daemon=True).start()
+    said: list[str] = []
+
+    def read() -> None:
+        from toonlib.images import ImageReadError, read_image
+
+        try:
+            read_image(page)
+        except ImageReadError as exc:
+            said.append(str(exc))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(60)
+    assert said == [f"cannot read '{page}' as an image: it is a web page (HTML), not an image: save the image itself "
+                    "(right-click it, Save image as)"]
 
 
 def test_an_image_format_this_pillow_cannot_write_is_refused_before_the_work(setup, tmp_path, capsys, monkeypatch):
@@ -299,7 +318,7 @@ def test_a_folders_sub_folders_of_photos_are_named(setup, tmp_path, capsys, monk
     nested = tmp_path / "my photos"
     for sub in ("2023", "2024"):
         (nested / sub).mkdir(parents=True)
-        shutil.copy(setup / "photos" / "astronaut.png", nested / sub / "a.png")
+        shutil.copy(setup / "photos" / "astronaut.png", nested / sub / f"{sub}.png")
     (nested / ".hidden").mkdir()
     shutil.copy(setup / "photos" / "astronaut.png", nested / ".hidden" / "b.png")
     missing = ["--base", str(tmp_path / "no-base.safetensors")]  # the photos are checked first
@@ -318,6 +337,11 @@ def test_a_folders_sub_folders_of_photos_are_named(setup, tmp_path, capsys, monk
         13, "Permission denied", str(folder))) if Path(folder).name == "lost+found" else photos_in(folder))
     assert cli.main(["toonify", str(nested), "-o", str(tmp_path / "out"), *missing]) == 2
     assert capsys.readouterr().err.startswith(f"toonlib toonify: warning: {nested}: {deeper}\n")
+    # given too, they are not left out (review): no warning; nor is a folder without photos of its own refused
+    (nested / "top.png").unlink()
+    assert cli.main(["toonify", str(nested), str(nested / "2023"), f"{nested}/2024/", "-o", str(tmp_path / "out"),
+                     *missing]) == 2
+    assert capsys.readouterr().err == f"toonlib toonify: error: --base {missing[1]}: no checkpoint at {missing[1]}\n"
 
 
 def test_two_photos_never_get_one_name_and_a_photos_folder_is_no_output(setup, tmp_path, capsys):

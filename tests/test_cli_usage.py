@@ -920,6 +920,10 @@ def test_a_failed_download_names_the_option_that_takes_a_local_file(tmp_path, mo
                                                   "--swap-res", "8", "-o", str(tmp_path / "b.safetensors"))
     assert "pass its path: --toon PATH" in advice("blend", "--toon", f"{offline}/toon.pkl", "--base", str(local),
                                                   "--swap-res", "8", "-o", str(tmp_path / "b.safetensors"))  # a URL
+    said = advice("blend", "--toon", f"{offline}/toon.pkl", "--base", f"{offline}/base.pkl", "--swap-res", "8", "-o",
+                  str(tmp_path / "b.safetensors"))  # the second URL too: its option, not a hashed cache name
+    assert (f"This command needs '{offline}/base.pkl' too, also not on this machine: `toonlib fetch "
+            f"{offline}/base.pkl` once online, or save it anywhere and pass its path: --base PATH") in said, said
     assert not list((tmp_path / "cache").rglob("*.safetensors")) and not (tmp_path / "out").exists()
 
 

@@ -82,6 +82,9 @@ def test_a_registry_files_own_name_is_pointed_to_its_model():
     with pytest.raises(models.UnknownModelError) as caught:
         models.get_model("vgg16-397923af.pth", kinds=("stylegan2",))  # not a generator's: not suggested for one
     assert "is the file of" not in str(caught.value)
+    for odd in (None, 1024):  # no file name: the unknown model it was (a TypeError from the file name's lookup)
+        with pytest.raises(models.UnknownModelError, match=f"unknown model {odd}"):
+            models.get_model(odd)
 
 
 def test_a_checkpoint_name_near_an_encoders_is_asked_about_it():

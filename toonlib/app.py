@@ -268,8 +268,8 @@ def _whole_steps(value: float) -> int:
 def _download_stem(name: str) -> str:
     """The photo's part of its results' download names: its file name without the suffix, cut to `NAME_BYTES`."""
     # not within a character; no dot first: a hidden file (Gradio refuses to serve one from its working folder)
-    stem = visible_stem(name).lstrip(".").encode()[:NAME_BYTES].decode(errors="ignore")
-    return stem or "photo"
+    stem = visible_stem(name).encode()[:NAME_BYTES].decode(errors="ignore")
+    return stem.lstrip(".") or "photo"  # (one of dots alone: 'photo')
 
 
 def _upload_name(upload: dict) -> str | None:

@@ -391,7 +391,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def output_closed(training: str | None) -> int:
     """Stop quietly where stdout's reader went away (`| head`): nothing more reaches the closed pipe, even at exit;
-    a fine-tuning run (`training`: the program's name) says that it stopped, where it is saved. Returns 141."""
+    `training`, the name of a fine-tuning program whose run it stopped, says so and where the run is saved. Returns
+    141."""
     with contextlib.suppress(OSError, ValueError):
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     if training is not None:  # hours of training ended without a word (thirty-second session's CLI audit); with
@@ -472,7 +473,8 @@ def _refuse_unknown_options(parser: argparse.ArgumentParser, name: str, args: Se
     hints = _did_you_mean(unknown, names)
     for arg in unknown:
         if os.path.exists(arg):  # a photo named `-me.jpg`: "unrecognized arguments" alone (audit)
-            hints += f"\n  {arg} is a file here: a name that starts with '-' is read as an option; write ./{arg}"
+            hints += (f"\n  {arg} is a {'folder' if os.path.isdir(arg) else 'file'} here: a name that starts with '-' "
+                      f"is read as an option; write ./{arg}")
     for option in (arg.split("=")[0] for arg in unknown if not os.path.exists(arg)):
         if option in ("-o", "--output") and any(action.dest == "output" and not action.option_strings
                                                 for action in command._actions):

@@ -128,7 +128,7 @@ def _check_image_output(output: str | None, command: str, name: str, option: str
 
 
 def _fetch_named_models(*models: tuple[str | None, str]) -> None:
-    """Download the registry models named by (value, option) pairs before any is loaded, so that a failed
+    """Download the registry models and URLs named by (value, option) pairs before any is loaded, so that a failed
     download says which option takes a local file instead (e.g. `--base PATH`). Paths are left alone. Every value
     is checked first: a misspelt `--base` fails at once, not after the `--toon` download."""
     from .checkpoints import ENCODER_KINDS, GENERATOR_KINDS, check_source, split_network
@@ -149,11 +149,13 @@ def _fetch_named_models(*models: tuple[str | None, str]) -> None:
             if not exc.offline:
                 raise
             # the others this command needs and lacks, said now: offline, `toonlib app` said one per run
-            missing = [other for other, _ in named if other != name and cache_state(other) == "-"]
+            missing = {other: option for other, option in named if other != name and cache_state(other) == "-"}
+            # a URL's file is saved under a hashed cache name: its option takes the file saved anywhere (review)
+            places = {other: f"save it anywhere and pass its path: {option} PATH" if is_url(other) else
+                      f"save it as {local_path(other)}" for other, option in missing.items()}
             raise DownloadError(str(exc) + "".join(
                 f"\nThis command needs {other!r} too, also not on this machine: `toonlib fetch {other}` once "
-                f"online, or save it as {local_path(other)}" for other in dict.fromkeys(missing)),
-                exc.path, exc.reason, exc.offline) from None
+                f"online, or {place}" for other, place in places.items()), exc.path, exc.reason, exc.offline) from None
 
 
 def _fetch_toonify_models(args: argparse.Namespace, mode: str, *, base: bool = True) -> None:
@@ -599,8 +601,9 @@ def _photos_to_toonify(names: list[str]) -> list[Path]:
     from .images import read_image
 
     photos: dict[str, Path] = {}
+    given = {os.path.abspath(name) for name in names}  # `photos/ photos/2023/`: its sub-folder is not left out
     for name in names:
-        for photo in _photos_named(name):
+        for photo in _photos_named(name, given):
             photos.setdefault(os.path.abspath(photo), photo)
     only = next(iter(photos.values())) if len(photos) == 1 else None
     # the only photo, read to see that it is one (a folder's: skipped); not a pipe (`/dev/stdin`, `<(curl ...)`),
@@ -641,8 +644,9 @@ def _holds_photos(folder: Path) -> bool:
         return False
 
 
-def _photos_named(name: str) -> list[Path]:
-    """The photos one command-line argument names: a photo, or the photos of a folder."""
+def _photos_named(name: str, given: set[str] = frozenset()) -> list[Path]:
+    """The photos one command-line argument names: a photo, or the photos of a folder; a folder's sub-folders that
+    hold photos are said to be left out, unless `given` (the arguments' absolute paths) holds them too."""
     from pathlib import PurePath
 
     from .files import backslash_hint, is_url, unread_address
@@ -659,12 +663,12 @@ def _photos_named(name: str) -> list[Path]:
         photos = photos_in(source)
         # the photos of its sub-folders (an export sorted into 2023/, 2024/) were left out unsaid (audit)
         inner = sorted(sub for sub in source.iterdir() if sub.is_dir() and not is_hidden(PurePath(sub.name))
-                       and _holds_photos(sub))
+                       and os.path.abspath(sub) not in given and _holds_photos(sub))
         deeper = (f"its sub-folder{'s' if len(inner) > 1 else ''} {', '.join(f'{sub.name}/' for sub in inner[:3])}"
                   f"{', ...' if len(inner) > 3 else ''} hold{'' if len(inner) > 1 else 's'} photos, which a folder's "
                   f"toonify leaves out: give {'them' if len(inner) > 1 else 'it'} too, e.g. "
                   f"{shlex.quote(str(source))}/*/") if inner else ""
-        if not photos:
+        if not photos and not any(os.path.dirname(other) == os.path.abspath(source) for other in given):
             raise ValueError(f"no photos in the folder {source} (looked for {', '.join(IMAGE_SUFFIXES)})"
                              + (f"; {deeper}" if deeper else ""))
         if deeper:

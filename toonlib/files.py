@@ -45,8 +45,6 @@ def atomic_write_path(path: str | os.PathLike) -> Iterator[Path]:
     path = user_path(path)
     _check_file_path(path)  # its own temporary file below is the write probe
     target = _written_file(path)
-    if why := _unreplaceable(target):  # a rename would replace what open() may not write
-        raise PermissionError(f"cannot write {path}: {why}; name another file")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)  # a link's target's folder is there (`_written_file`)
         tmp = _create_temp(target)
@@ -203,8 +201,9 @@ _FIXED_FLAGS = {0x10: "immutable (chattr +i)", 0x20: "append-only (chattr +a)"}
 def _unreplaceable(target: Path) -> str | None:
     """Why the file at `target` cannot be replaced by a rename although its folder takes new files, else None: it is
     immutable or append-only (Linux), or another user's in a sticky folder (/tmp), where only its owner (or root) may
-    replace it, or write-protected (not root, no write permission: `chmod 444`). Unknown flags (another system, a file
-    system without them) are taken as none."""
+    replace it, or the user's own file, write-protected (not root: `chmod 444`), which `check_file_target` refuses
+    before the work (a rename replaces it; toonlib's own files, a resumed run's, are replaced as before). Unknown flags
+    (another system, a file system without them) are taken as none."""
     try:
         info = target.stat()
         folder = target.parent.stat()
@@ -215,9 +214,6 @@ def _unreplaceable(target: Path) -> str | None:
             and folder.st_uid != euid):
         return (f"it is another user's file in {target.parent}, a folder where only a file's owner may replace "
                 "it")
-    if euid not in (None, 0) and not os.access(target, os.W_OK, effective_ids=os.access in os.supports_effective_ids):
-        # `chmod 444 toon.png`: replaced without a word, where open() and Pillow refuse (audit)
-        return "it is write-protected (`chmod u+w` it to allow writing it)"
     try:
         import fcntl
 
@@ -228,9 +224,14 @@ def _unreplaceable(target: Path) -> str | None:
         finally:
             os.close(fd)
     except (ImportError, OSError):
-        return None
-    return next((f"it is {words}, so it cannot be replaced" for flag, words in _FIXED_FLAGS.items()
-                 if flags[0] & flag), None)
+        flags = array.array("l", [0])
+    fixed = next((f"it is {words}, so it cannot be replaced" for flag, words in _FIXED_FLAGS.items()
+                  if flags[0] & flag), None)
+    if fixed is None and euid not in (None, 0) and info.st_uid == euid and not info.st_mode & stat.S_IWUSR and not (
+            os.statvfs(target).f_flag & getattr(os, "ST_RDONLY", 1)):  # (a read-only disk's error says so itself)
+        # `chmod 444 toon.png`, the user's own protection: replaced without a word, where open() and Pillow refuse
+        return "it is write-protected (`chmod u+w` it to allow writing it)"  # (thirty-fifth session's audit)
+    return fixed
 
 
 #: What `_check_file_path` calls the files that are neither a regular file nor a folder.

@@ -300,8 +300,29 @@ def read_image(image: ImageInput) -> Image.Image:
         raise ImageReadError(f"{describe_source(image)} is a web address: toonlib reads photos from files; download "
                              "it first and give the file")
     if isinstance(image, (str, os.PathLike)):  # '~/me.jpg' as a shell would read it
-        return _upright_srgb(_open(user_path(image), describe_source(image)))
+        path = user_path(image)
+        if path.exists() and not path.is_file() and not path.is_dir():  # a pipe (`/dev/stdin`, `<(curl ...)`)
+            return _upright_srgb(_open(_piped(path, describe_source(image)), describe_source(image)))
+        return _upright_srgb(_open(path, describe_source(image)))
     raise TypeError(f"expected a path, bytes, PIL image or numpy array, got {type(image).__name__}{_advice(image)}")
+
+
+#: The most `read_image` reads from a pipe: a photo's bytes, not a device's endless stream (`/dev/zero`).
+PIPED_MAX_BYTES = 256 * 2**20
+
+
+def _piped(path: Path, name: str) -> io.BytesIO:
+    """The bytes a pipe or device at `path` gives, read once: opened a second time to say what it held, it waited for a
+    writer for ever (review)."""
+    try:
+        with open(path, "rb") as pipe:
+            content = pipe.read(PIPED_MAX_BYTES + 1)
+    except OSError as exc:
+        raise ImageReadError(f"cannot read {name} as an image: {exc.strerror or exc}") from exc
+    if len(content) > PIPED_MAX_BYTES:
+        raise ImageReadError(f"cannot read {name} as an image: it gives more than {PIPED_MAX_BYTES // 2**20} MB, more "
+                             "than a photo holds")
+    return io.BytesIO(content)
 
 
 def _advice(image: object) -> str:

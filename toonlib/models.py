@@ -404,7 +404,7 @@ def get_model(name: str, kinds: tuple[str, ...] | None = None, listed: tuple[str
     key = _match_key(str(name))
     starting = [known for known_key, known in by_key.items() if known_key.startswith(key + "-")]
     close = difflib.get_close_matches(key, by_key, n=1)
-    filed = registry_name_of_file(name)
+    filed = registry_name_of_file(name) if isinstance(name, (str, os.PathLike)) else None  # None, 1024: no file
     if filed is not None and (kinds is None or MODELS[filed].kind in kinds):  # pSp's `ffhq_cartoon_blended.pt` was
         hint = f" {os.path.basename(str(name))!r} is the file of {filed!r}: give that name."  # "toonify-blended-tf?"
     elif key not in by_key and starting and len(key) >= 3:  # `ffhq`: the FFHQ models, not psp-ffhq; `e4e`: e4e-ffhq

@@ -17,6 +17,7 @@ import math
 import numbers
 import os
 import queue
+import shutil
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -651,9 +652,10 @@ def save_video(result: ProjectionResult, path: str | os.PathLike, fps: int = 30)
             written = imageio_ffmpeg.count_frames_and_secs(str(tmp))[0] if tmp.stat().st_size else 0
         except (RuntimeError, OSError):  # no readable video
             written = 0
-        if written < len(result.frames):
-            raise OSError(f"cannot write {path}: ffmpeg wrote {written} of its {len(result.frames)} frames (its lines "
-                          "above say why: a full disk?)")
+        if written < len(result.frames):  # (ffmpeg's own lines go to the terminal, or a notebook server's log)
+            free = shutil.disk_usage(tmp.parent).free
+            raise OSError(f"cannot write {path}: the video ffmpeg wrote holds {written} of its {len(result.frames)} "
+                          f"frames ({free / 1e6:.0f} MB free there; ffmpeg's own messages say why)")
 
 
 # --------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from ..messages import check_count, check_flag
 from ..options import MAX_IMAGE_SEEDS, PREPARE_MODES
 
 __all__ = ["AUGMENT_MODES", "METRIC_MODES", "MIXED_PRECISION_MODES", "RESUME_FIXED", "TrainConfig", "TrainConfigError",
-           "option_name", "option_text", "option_value"]
+           "option_both", "option_name", "option_text", "option_value"]
 
 AUGMENT_MODES = ("ada", "fixed", "none")
 MIXED_PRECISION_MODES = ("auto", "off")
@@ -81,6 +81,12 @@ def _seed_tuple(seeds: object) -> tuple[int, ...]:
 def option_name(name: str) -> str:
     """The command-line option of the TrainConfig field `name`, as messages name it: 'freeze_d' -> '--freeze-d'."""
     return "--" + name.replace("_", "-")
+
+
+def option_both(name: str) -> str:
+    """A setting named in both words, for the command line and Python alike: '--batch-size (batch_size=)'
+    (`commands.for_command_line` and `notebook.in_notebook_words` keep their user's)."""
+    return f"{option_name(name)} ({name}=)"
 
 
 def option_value(name: str, value: object) -> str:

@@ -45,7 +45,7 @@ from ..messages import check_callback, check_flag, counted, progress_bar, warn, 
 from ..models import MODELS
 from ..networks import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, z_from_seeds
 from ..quality import MetricUnavailable, image_quality, inception_weights
-from .config import TrainConfig, option_value
+from .config import TrainConfig, option_both, option_value
 from .distributed import Distributed, init_distributed
 from .metrics_log import METRICS_FILE, append_metrics, plot_metrics, trim_metrics
 from .recipe import ema_beta, frozen_d_prefixes, frozen_g_prefixes, lazy_regularization, update_ema
@@ -319,8 +319,8 @@ class Trainer:
             registry = f"ffhq-{cfg.resolution}-noaug"
             raise ValueError(
                 f"{option_value('resolution', cfg.resolution)}: the base model {cfg.resume} makes {res}x{res} images "
-                f"and fine-tuning keeps the model's resolution. Leave --resolution (resolution=) unset (the images are "
-                f"then resized to {res}) or start from a model of {cfg.resolution} px"  # not "a 8 px model"
+                f"and fine-tuning keeps the model's resolution. Leave {option_both('resolution')} unset (the images "
+                f"are then resized to {res}) or start from a model of {cfg.resolution} px"  # not "a 8 px model"
                 + (f" (e.g. '{registry}')." if registry in MODELS else " with its discriminator."))
         world = self.dist.world_size
         self.batch_gpu = cfg.batch_gpu or cfg.batch_size // world
@@ -884,7 +884,7 @@ def _batch_split_message(cfg: TrainConfig, batch_gpu: int, group: int, world: in
         per_process = f" x {world} processes" if world > 1 else ""
         example = math.ceil(cfg.batch_size / (group * world)) * group * world
         return (f"{option_value('batch_size', cfg.batch_size)} does not split into the groups of {group} images of "
-                f"D's minibatch-stddev layer ({batch_gpu} images a process): give a --batch-size (batch_size=) "
+                f"D's minibatch-stddev layer ({batch_gpu} images a process): give a {option_both('batch_size')} "
                 f"that is a multiple of {group}{per_process} (e.g. {example}) or at most {group}{per_process}"
                 + (f", or keep it with micro-batches of {divisor} images, {other_gpu} (gradient accumulation)"
                    if other_gpu else ""))

@@ -19,7 +19,7 @@ from pathlib import Path
 from ..data import cache_name, image_entries
 from ..files import is_url, resolved_source, user_path
 from ..messages import counted, warn
-from .config import RESUME_FIXED, TrainConfig, option_name, option_text
+from .config import RESUME_FIXED, TrainConfig, option_both, option_name, option_text
 from .snapshots import DATASET_CACHE, latest_snapshot
 
 __all__ = ["QUIET_CHANGES", "check_resumable", "data_moved", "no_state_message", "recorded_base", "same_folder",
@@ -124,7 +124,7 @@ def check_resumable(state: dict, cfg: TrainConfig) -> None:
 
     changed = [k for k in RESUME_FIXED if not same(k)]
     if changed:
-        listed = "; ".join(f"{option_name(k)} ({k}=): {value(saved, k)!r} -> {value(cfg, k)!r}" for k in changed)
+        listed = "; ".join(f"{option_both(k)}: {value(saved, k)!r} -> {value(cfg, k)!r}" for k in changed)
         relative = (f" The run recorded {saved.data!r} relative to the folder it was started in, and its dataset "
                     f"cache does not hold the images of {cfg.data}: give the folder it was trained on."
                     if "data" in changed and _recorded_relative(saved.data) else "")
