@@ -60,7 +60,8 @@ def _target(args, base):
         return as_images(Image.open(args.target), base.img_resolution)
     with torch.no_grad():
         z = torch.randn(1, base.z_dim, generator=torch.Generator().manual_seed(5))
-        return base.synthesis(base.mapping(z, None, truncation_psi=0.7), noise_mode="const").cpu()
+        # clamped: a random generator's images leave [-1, 1], which `project` refuses (it failed at every size; audit)
+        return base.synthesis(base.mapping(z, None, truncation_psi=0.7), noise_mode="const").clamp(-1, 1).cpu()
 
 
 def main() -> None:

@@ -16,16 +16,17 @@ import time
 import warnings
 
 
-def step_times(G, target, net, steps: int) -> list[float]:
+def step_times(G, target, net, steps: int, precision: str = "fp32") -> list[float]:
     from toonlib.projection import project
 
     stamps: list[float] = []
-    project(G, target, steps=steps + 1, lpips_net=net, w_avg_samples=1000, progress=False,
+    project(G, target, steps=steps + 1, lpips_net=net, w_avg_samples=1000, progress=False, precision=precision,
             callback=lambda step, dist, w: stamps.append(time.perf_counter()))
     return [b - a for a, b in zip(stamps, stamps[1:])]
 
 
-def bench_device(device: str, resolutions: list[int], rounds: int, steps: int) -> dict[int, list[float]]:
+def bench_device(device: str, resolutions: list[int], rounds: int, steps: int,
+                 precision: str) -> dict[int, list[float]]:
     import lpips
     import torch
 
@@ -38,11 +39,11 @@ def bench_device(device: str, resolutions: list[int], rounds: int, steps: int) -
     models = {res: Generator(img_resolution=res).to(device) for res in resolutions}
     targets = {res: torch.rand(1, 3, res, res) * 2 - 1 for res in resolutions}
     for res in resolutions:  # warm-up: allocator, cuDNN autotuning
-        step_times(models[res], targets[res], net, 1)
+        step_times(models[res], targets[res], net, 1, precision)
     times: dict[int, list[float]] = {res: [] for res in resolutions}
     for _ in range(rounds):
         for res in resolutions:
-            times[res] += step_times(models[res], targets[res], net, steps)
+            times[res] += step_times(models[res], targets[res], net, steps, precision)
     return times
 
 
@@ -52,19 +53,22 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=3, help="timed steps per round")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "auto", "bf16", "fp16"],
+                        help="project()'s precision (its default, 'auto', is bfloat16 on CPUs that have it: the table "
+                        "said fp32 of it; audit)")
     args = parser.parse_args()
 
     import torch
 
     torch.set_num_threads(args.threads)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    print(f"torch {torch.__version__}, {args.threads} CPU threads, config F (fp32), W+, batch 1; "
-          f"seconds per projection step, {args.rounds} rounds x {args.steps} steps\n")
+    print(f"torch {torch.__version__}, {args.threads} CPU threads, config F, precision={args.precision!r}, W+, "
+          f"batch 1; seconds per projection step, {args.rounds} rounds x {args.steps} steps\n")
     header = f"{'device':6} {'res':>5} | {'min':>7} {'median':>7} {'n':>3}"
     print(header)
     print("-" * len(header))
     for device in devices:
-        for res, t in bench_device(device, args.resolutions, args.rounds, args.steps).items():
+        for res, t in bench_device(device, args.resolutions, args.rounds, args.steps, args.precision).items():
             print(f"{device:6} {res:5d} | {min(t):7.3f} {statistics.median(t):7.3f} {len(t):3d}")
 
 

@@ -441,8 +441,10 @@ def report(results: dict, args, impls: list[str], names: dict[str, str]) -> None
                 if key + ("after",) in results:
                     # the forward runs no autocast: its plain toonlib column is float32 too, whatever `precision='auto'`
                     # is here (a table filed it under "auto = bf16"; thirty-third session's audit)
+                    autocast = [i.split(":", 1)[1] for i in impls if i.startswith("after:")]  # --precisions' columns
                     label = (f"projection step {res} px {space.upper()}" if space
-                             else f"forward {res} px (no grad; every toonlib column float32)")
+                             else f"forward {res} px (no grad; toonlib float32"
+                             + (f", {', '.join(autocast)} under autocast)" if autocast else ")"))  # audit
                     rows.append((label, {i: _merge(results[key + (i,)]) for i in impls if key + (i,) in results}))
         if rows:
             table(title, rows)

@@ -136,10 +136,14 @@ CHECKS = {
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="cuda", help="the device checked against the CPU (--device cpu: the CPU "
+                        "against itself, as the tests run it)")
     parser.add_argument("--steps", type=int, default=STEPS, help="projection steps of each call")
     parser.add_argument("--out", type=Path, help="folder for check_cuda.md")
     args = parser.parse_args()
+    if args.device.startswith("cuda") and not torch.cuda.is_available():  # it checked the CPU against itself: "yes"
+        parser.error(f"--device {args.device}: torch {torch.__version__} sees no CUDA device here; --device cpu "
+                     "checks the CPU against itself")
     name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "cpu"
     lines = [f"{name}, torch {torch.__version__}, toonlib's ways in on {args.device} against the CPU\n",
              "| check | ran | seconds | against the CPU |", "|---|---|---|---|"]
