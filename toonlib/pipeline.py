@@ -429,7 +429,9 @@ class Toonifier:
                 project_kwargs: dict) -> tuple[torch.Tensor, torch.Tensor | None, np.ndarray]:
         """Latents [N, num_ws, w_dim], reconstructions [N, 3, H, W] (or None) and losses [steps, N] of faces, each
         face projected with `seed` (not `project`'s seed + i: a face's latent must not depend on its company)."""
-        codes = None if self.encoder is None else self.encoder.encode(faces)
+        # one face at a time: a batch's codes differ by ~1e-6 on the CPU, which the projection grew to a toon 22/255
+        # apart in e4e+optimize (audit); batching saved nothing there
+        codes = None if self.encoder is None else torch.cat([self.encoder.encode(face) for face in faces])
         if self.invert in ("e4e", "psp"):
             return codes, render(self.base, codes), np.zeros((0, len(faces)), np.float32)
         if self.invert == "psp-toonify":
