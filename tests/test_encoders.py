@@ -297,3 +297,16 @@ def test_damaged_and_unsafe_files_say_what_to_do(tmp_path):
     message = str(info.value)
     assert message.startswith(f"{unsafe} was not loaded: this torch file asks for 'numpy.")
     assert "could run code" in message and "truncated" not in message and "Weights only" not in message
+
+
+def test_an_encoder_file_that_is_an_unfinished_download_is_said_so(tmp_path):
+    """An empty file or a saved Google Drive page given as the encoder was "this file starts with b''; a generator goes
+    to --base or --toon" (audit): said as it is for a generator's file."""
+    (tmp_path / "empty.pt").write_bytes(b"")
+    (tmp_path / "page.pt").write_bytes(b"<!DOCTYPE html><html><head><title>Google Drive - Virus scan warning</title>")
+    with pytest.raises(EncoderError, match=r"empty\.pt is empty \(0 bytes\): an interrupted download\? Delete it and "
+                                           r"download again\.$"):
+        toonlib.load_encoder(tmp_path / "empty.pt", device="cpu")
+    with pytest.raises(EncoderError, match=r"page\.pt is a web page, not a pSp / e4e checkpoint: a download that "
+                                           r"failed and saved the error page instead"):
+        toonlib.load_encoder(tmp_path / "page.pt", device="cpu")

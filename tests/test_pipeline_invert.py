@@ -336,3 +336,12 @@ def test_command_line_modes_and_identity(setup, tmp_path, capsys, monkeypatch):
                          "--no-identity", *common]) == 130
         said = f"projecting on the CPU can take minutes a photo at {steps} steps" in capsys.readouterr().err
         assert said == (steps > projection.DEFAULT_INIT_STEPS), steps
+
+
+def test_a_toonifiers_mode_is_fixed_with_its_models(setup):
+    """`toonifier.invert = 'optimize'` on an e4e Toonifier changed the label alone: it ran e4e+optimize, called
+    'optimize'; an 'optimize' one set to 'e4e' failed inside render (audit). The mode is read-only."""
+    t = toonifier(setup, "e4e", setup.e4e)
+    with pytest.raises(AttributeError, match="invert"):
+        t.invert = "optimize"
+    assert t.invert == "e4e" and "Toonifier(invert='e4e'" in repr(t)

@@ -43,6 +43,7 @@ from .checkpoints import (
     _torch_load,  # torch.load(weights_only=True), memory-mapped where the file system allows
     _unsafe_globals,  # what a torch file asks for that weights-only loading refused
     not_a_torch_zip,
+    unfinished_download,
 )
 from .checkpoints import _folder_problem as folder_problem  # what a folder given as a checkpoint is told
 from .checkpoints import _image_format as image_format  # 'JPEG', ... for an image Pillow reads
@@ -289,7 +290,11 @@ def load_encoder(source: str | os.PathLike, device: torch.device | str | None = 
     if path.is_dir():
         raise EncoderError(folder_problem(path, ENCODER_KINDS))
     with open(path, "rb") as f:
-        head = f.read(len(_LEGACY_TORCH_MAGIC))
+        head = f.read(64)
+    # an empty file or a saved Drive page was "starts with b''", "a generator goes to --base" (audit)
+    if problem := unfinished_download(head, str(path), "a pSp / e4e checkpoint"):
+        raise EncoderError(problem)
+    head = head[:len(_LEGACY_TORCH_MAGIC)]
     zipped = head.startswith(b"PK")  # torch's zip format can be memory-mapped: the decoder is never read
     problem = not_a_torch_zip(path, str(path)) if zipped else None
     if problem:

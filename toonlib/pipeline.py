@@ -209,7 +209,7 @@ class Toonifier:
         check_not_a_toon(base, f"base={base!r}", "give it as toon= (a Toonifier takes the base first)")
         check_not_an_encoder(toon, f"toon={toon!r}", "give it as encoder= with invert='{mode}'")
         check_not_a_base(toon, f"toon={toon!r}", "give it as base=")
-        self.invert = invert
+        self._invert_mode = invert
         self._unblended = False  # a fine-tuning snapshot as the toon: said when it draws unblended
         self.device = default_device(device)
         self.detector = detector
@@ -443,6 +443,12 @@ class Toonifier:
         # the reconstruction as the toon is drawn, with const noise: the projection's images use its optimised noise
         # maps, which the toon never gets, and looked closer to the photo than the latent is (audit)
         return projection.w, render(self.base, projection.w), projection.losses
+
+    @property
+    def invert(self) -> str:
+        """The inversion mode (`INVERT_MODES`), fixed when the models were loaded: `Toonifier(..., invert=...)` makes
+        one of another mode (set, it changed the label alone: an e4e Toonifier ran e4e+optimize as 'optimize')."""
+        return self._invert_mode
 
     def render(self, w: torch.Tensor) -> Image.Image | list[Image.Image]:
         """The current toon generator's image(s) of latent(s) w [N, num_ws, w_dim] (const noise)."""

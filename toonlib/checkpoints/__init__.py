@@ -280,13 +280,8 @@ def read_checkpoint(path: str | os.PathLike) -> Networks:
     with open(path, "rb") as f:
         block = f.read(512)  # a tar's header block: its "ustar" mark at byte 257
     head = block[:64]  # what the other formats are told by (a web page's test reads all it is given)
-    if not head:
-        raise CheckpointError(f"{source} is empty (0 bytes): an interrupted download? Delete it and download again.")
-    if looks_like_html(head):
-        raise CheckpointError(
-            f"{source} is a web page, not a network: a download that failed and saved the error page instead "
-            "(Google Drive does this when a file's download quota is exceeded). Delete it and download again "
-            "later, or copy the file into your own Google Drive and load it from there.")
+    if problem := unfinished_download(head, source, "a network"):
+        raise CheckpointError(problem)
     if native.is_safetensors(head, path.stat().st_size):
         return native.read(path, source)
     if safetensors_header_length(head) is not None:  # before the pickle's test: its length's low byte may be 0x80
@@ -329,6 +324,18 @@ def _image_format(path: Path) -> str | None:
             return image.format
     except (UnidentifiedImageError, OSError, ValueError):
         return None
+
+
+def unfinished_download(head: bytes, source: str, what: str) -> str | None:
+    """What a model file whose first bytes are `head` is when it is a download that did not finish (empty) or failed
+    (a web page saved in its place), said as not `what` ('a network'); None otherwise."""
+    if not head:
+        return f"{source} is empty (0 bytes): an interrupted download? Delete it and download again."
+    if looks_like_html(head):
+        return (f"{source} is a web page, not {what}: a download that failed and saved the error page instead (Google "
+                "Drive does this when a file's download quota is exceeded). Delete it and download again later, or "
+                "copy the file into your own Google Drive and load it from there.")
+    return None
 
 
 def not_a_torch_zip(path: Path, source: str) -> str | None:
