@@ -1,8 +1,12 @@
 """A reference-style StyleGAN2 to benchmark toonlib against: the same math, composed the way the reference
 (non-CUDA) ops of NVIDIA's stylegan2-ada-pytorch compose it on a CPU.
 
-Written for this repository from the published method (Karras et al. 2020) and from how that code base is
-known to structure its computation; no third-party code is copied. What matters here is the *cost
+Provenance: this module follows the structure of that code base closely, op for op and in places statement for
+statement (the FIR padding arithmetic of `conv2d_resample`, `modulated_conv2d`, the projector loop of
+`project_steps`; the thirty-fifth session's audit found most statements it sampled there the same up to renamed
+variables). That code is under NVIDIA's Source Code License-NC. The module is not part of the installed package
+(`benchmarks/` is not shipped): it is used only to measure toonlib against and to test toonlib's ops against.
+Rewriting it from the paper alone is an open item (docs/design.md section 11). What matters here is the *cost
 structure*, which this module reproduces op for op:
 
 * FIR resampling (`upfirdn2d`): zero insertion by reshaping to [N, C, H, 1, W, 1] and padding, padding and
