@@ -5,8 +5,9 @@
 For each device (CPU, and CUDA when present) and resolution it prints: forward time (batch 1,
 const noise, no grad), forward+backward time to w (what one projection step costs in the
 generator), and peak memory. Each measurement runs in its own process so peak RSS is its own.
-Variants are interleaved and the min and median over repeats are reported, because these
-machines have bursts of 3-10x slowdowns.
+The min and median over repeats are reported, because these machines have bursts of 3-10x slowdowns;
+the variants run one after the other (all forwards, then all forward+backward passes), not interleaved,
+so compare rows of one run only.
 """
 from __future__ import annotations
 

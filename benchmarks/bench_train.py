@@ -18,6 +18,8 @@ Reference: stylegan2-ada-pytorch's README, one V100: 21.6-24.2 s/kimg at 256 px,
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import resource
 import statistics
 import tempfile
@@ -52,12 +54,13 @@ def _measure(device: str, res: int, batch: int, repeats: int, threads: int, queu
         for i in range(8):
             Image.fromarray(rng.integers(0, 256, (res, res, 3), dtype=np.uint8)).save(root / "data" / f"{i}.png")
         G = Generator(img_resolution=res, **fp16)
-        save_network(root / "base.pt", Networks(G_ema=G, G=G, D=Discriminator(img_resolution=res, **fp16)))
+        save_network(root / "base.safetensors", Networks(G_ema=G, G=G, D=Discriminator(img_resolution=res, **fp16)))
         del G
-        config = TrainConfig(data=str(root / "data"), resume=str(root / "base.pt"), run_dir=str(root / "run"),
+        config = TrainConfig(data=str(root / "data"), resume=str(root / "base.safetensors"), run_dir=str(root / "run"),
                              batch_size=batch, prepare="none", device=device, augment="fixed", augment_p=0.5,
                              metric="none", image_seeds=tuple(range(4)))
-        trainer = Trainer(config, progress=False)
+        with contextlib.redirect_stdout(io.StringIO()):  # its image preparation's lines are no row of the table
+            trainer = Trainer(config, progress=False)
         reals = torch.rand(batch, 3, res, res, device=device) * 2 - 1
 
         def timed(phase: str) -> float:

@@ -198,9 +198,9 @@ def _work_train(impl: str, res: int, steps: int, weights: str, d_weights: str) -
         rng = np.random.default_rng(0)
         for i in range(8):  # the dataset needs at least 8 images; the timed minibatches are `reals`
             Image.fromarray(rng.integers(0, 256, (res, res, 3), dtype=np.uint8)).save(root / "data" / f"{i}.png")
-        save_network(root / "base.pt", Networks(G_ema=G, G=G, D=D))
+        save_network(root / "base.safetensors", Networks(G_ema=G, G=G, D=D))
         del G, D
-        config = TrainConfig(data=str(root / "data"), resume=str(root / "base.pt"), run_dir=str(root / "run"),
+        config = TrainConfig(data=str(root / "data"), resume=str(root / "base.safetensors"), run_dir=str(root / "run"),
                              batch_size=TRAIN_BATCH, prepare="none", pl_weight=2, augment="ada", augment_p=ADA_P,
                              device="cpu")
         trainer = Trainer(config, progress=False)
@@ -355,6 +355,8 @@ def main() -> None:
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
         return
+    if args.before and not (Path(args.before) / "toonlib" / "__init__.py").is_file():  # it failed at its first turn
+        parser.error(f"--before {args.before}: no toonlib/__init__.py there (give the root of a checkout or worktree)")
 
     precisions = [f"after:{p}" for p in args.precisions]
     impls = (["reference", "after"] + (["before"] if args.before else []) + (["tuned"] if args.tuned_reference else [])
