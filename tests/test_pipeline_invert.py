@@ -17,7 +17,7 @@ from PIL import Image
 from tiny import random_lpips, tiny_generator, write_photos, write_toonify_models
 
 from toonlib.blending import blend
-from toonlib.checkpoints import Networks, load_generator, load_network, save_network
+from toonlib.checkpoints import CheckpointError, Networks, load_generator, load_network, save_network
 from toonlib.commands import for_command_line
 from toonlib.images import to_uint8
 from toonlib.pipeline import INVERT_MODES, Toonifier, toonify
@@ -248,6 +248,12 @@ def test_an_encoder_file_without_its_decoder_is_used_by_its_path(setup, tmp_path
     again = toonify(photo, base=setup.base_path, toon=setup.toon_path, invert="psp-toonify", encoder=bare["psp"],
                     detector="dlib", device="cpu", progress=False)
     assert same_image(again.toon, render(blend(setup.toon, setup.base, 8), again.w)[0])
+    # `toonlib info` of it, or it given as a model, says what it is (it was "not a known StyleGAN2 checkpoint"; audit)
+    said = (f"{bare['e4e']} is a pSp / e4e encoder (Encoder4Editing) saved without its decoder: it holds no generator; "
+            "give it as the encoder (--encoder, toonlib.load_encoder)")
+    with pytest.raises(CheckpointError, match=re.escape(said)):
+        load_network(bare["e4e"])
+    assert cli.main(["info", str(bare["e4e"])]) == 2
 
 
 def test_a_toonifier_names_its_encoder(setup):

@@ -414,6 +414,14 @@ def _read_torch_file(path: Path, source: str, zipped: bool) -> Networks:
         raise CheckpointError(f"{source} is a torch file of latents (rosinality's projector output: image name -> "
                               "{'latent': ...}), not a network: a latent such as `toonlib project` writes; load it "
                               "with toonlib.projection.load_latent")
+    state = obj.get("state_dict") if isinstance(obj, dict) else None
+    if isinstance(state, dict) and state and all(str(key).startswith("encoder.") for key in state):
+        # a pSp / e4e file saved without its decoder, which --encoder takes: "not a known StyleGAN2 checkpoint" (audit)
+        opts = obj.get("opts")
+        kind = (opts if isinstance(opts, dict) else vars(opts) if hasattr(opts, "__dict__") else {}).get("encoder_type")
+        raise CheckpointError(f"{source} is a pSp / e4e encoder{f' ({kind})' if kind else ''} saved without its "
+                              "decoder: it holds no generator; give it as the encoder (--encoder, "
+                              "toonlib.load_encoder)")
     keys = _short([repr(key) for key in sorted(obj, key=str)], 12) if isinstance(obj, dict) else type(obj).__name__
     raise CheckpointError(f"{source} is a torch file but not a known StyleGAN2 checkpoint (contents: {keys})")
 
