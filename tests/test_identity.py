@@ -133,6 +133,9 @@ def test_a_missing_recognition_model_is_said_not_a_traceback(tmp_path, monkeypat
         with pytest.raises(ImportError, match=r"face_recognition_models has no models/dlib_face_recognition_"
                                                      r"resnet_model_v1\.dat; reinstall it: pip install"):
             identity_report(result)
-        assert commands._identity(result).startswith("identity not measured (face_recognition_models has no models/")
+        said = commands._identity(result)
+        assert said.startswith("identity not measured (face_recognition_models has no models/")
+        assert said.endswith("--force-reinstall face_recognition_models); pass --no-identity"), said  # no `pip install
+        # 'toonlib[dlib]'`, which finds it all installed and changes nothing (audit)
     finally:
         _recognizer.cache_clear()

@@ -1016,12 +1016,13 @@ def _refuse_the_photos_folder(folder: Path, output: str) -> None:
 
 def _identity(result) -> str:
     """The identity report of a toonified face, or why there is none (dlib is an optional extra)."""
-    from .identity import identity_report
+    from .identity import IdentityModelError, identity_report
 
     try:
         return str(identity_report(result))
-    except ImportError as exc:
-        return f"identity not measured ({exc}); pip install 'toonlib[dlib]', or pass --no-identity"
+    except ImportError as exc:  # a model file missing says its own fix: the extra is installed (audit)
+        extra = "" if isinstance(exc, IdentityModelError) else "pip install 'toonlib[dlib]', or "
+        return f"identity not measured ({exc}); {extra}pass --no-identity"
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
