@@ -16,6 +16,7 @@ import statistics
 import time
 
 import torch
+from spawned import at_least
 
 from toonlib.blending import Blender
 from toonlib.networks import Generator, z_from_seeds
@@ -25,7 +26,7 @@ from toonlib.runtime import autocast, resolve_precision
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--resolutions", type=int, nargs="+", default=[256, 1024])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=at_least(1), default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--precisions", nargs="+", default=["auto", "fp32"], choices=["auto", "fp32", "bf16"])
     args = parser.parse_args()

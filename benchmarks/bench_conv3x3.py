@@ -18,6 +18,8 @@ import argparse
 import statistics
 import time
 
+from spawned import at_least
+
 # (in channels, out channels, image side): the generator's conv1 layers (config F / FFHQ-256 channel counts),
 # VGG16's convolutions at 256 px, and their input gradients (channels swapped), each shape once.
 SHAPES = sorted({
@@ -30,7 +32,7 @@ SHAPES = sorted({
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=at_least(1), default=7)
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
     args = parser.parse_args()
 

@@ -40,6 +40,7 @@ import warnings
 from pathlib import Path
 
 from bench_vs_reference import CHANNEL_BASE, reference_generator
+from spawned import at_least
 
 HERE = Path(__file__).resolve().parent
 WARMUP_STEPS = 3
@@ -343,9 +344,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--resolution", type=int, default=1024, choices=sorted(CHANNEL_BASE))
-    parser.add_argument("--steps", type=int, default=500, help="W+ steps of each toonlib call")
-    parser.add_argument("--reference-steps", type=int, default=100, help="timed steps of each reference process")
-    parser.add_argument("--rounds", type=int, default=2, help="processes per implementation")
+    parser.add_argument("--steps", type=at_least(2), default=500, help="W+ steps of each toonlib call")
+    parser.add_argument("--reference-steps", type=at_least(2), default=100,
+                        help="timed steps of each reference process")
+    parser.add_argument("--rounds", type=at_least(1), default=2, help="processes per implementation")
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16", "fp16"],
                         choices=["auto", "fp32", "bf16", "fp16"])
     parser.add_argument("--eager", action="store_true", help="also float32 without CUDA graphs (fp32-eager)")

@@ -16,7 +16,7 @@ import resource
 import statistics
 import time
 
-from spawned import in_child
+from spawned import at_least, in_child
 
 RESOLUTIONS = [2 ** k for k in range(2, 11)]  # the generator's: 4 to 1024 px
 
@@ -65,7 +65,7 @@ def _measure(device: str, res: int, repeats: int, threads: int, queue) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--resolutions", type=int, nargs="+", default=[256, 1024], choices=RESOLUTIONS)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=at_least(1), default=5)
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
     args = parser.parse_args()
 

@@ -20,6 +20,8 @@ import copy
 import time
 import warnings
 
+from spawned import at_least
+
 
 def toon_like(base, spread: float = 0.3, seed: int = 2):
     """A stand-in for a toon model fine-tuned from `base`: a copy whose weights moved by `spread` of their spread
@@ -67,7 +69,7 @@ def _target(args, base):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--precision", default="bf16", choices=["bf16", "fp16"])
-    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--steps", type=at_least(1), default=200)
     parser.add_argument("--space", default="w+", choices=["w", "w+"])
     parser.add_argument("--resolution", type=int, default=256, help="of the random generator (without --base)")
     parser.add_argument("--base", help="the base generator (checkpoint path, URL or registry name)")

@@ -15,6 +15,8 @@ import statistics
 import time
 import warnings
 
+from spawned import at_least
+
 
 def step_times(G, target, net, steps: int, precision: str = "fp32") -> list[float]:
     from toonlib.projection import project
@@ -50,8 +52,8 @@ def bench_device(device: str, resolutions: list[int], rounds: int, steps: int,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--resolutions", type=int, nargs="+", default=[256, 1024])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=3, help="timed steps per round")
+    parser.add_argument("--rounds", type=at_least(1), default=3)
+    parser.add_argument("--steps", type=at_least(1), default=3, help="timed steps per round")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "auto", "bf16", "fp16"],
                         help="project()'s precision (its default, 'auto', is bfloat16 on CPUs that have it: the table "

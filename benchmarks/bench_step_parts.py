@@ -20,6 +20,7 @@ import warnings
 from typing import Callable
 
 from bench_vs_reference import CHANNEL_BASE  # NVIDIA's channel base per resolution, as the side-by-side benchmark
+from spawned import at_least
 
 
 def parts(res: int, precision: str) -> dict[str, Callable[[], object]]:
@@ -72,8 +73,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--resolutions", type=int, nargs="+", default=[256, 1024], choices=sorted(CHANNEL_BASE))
     parser.add_argument("--precisions", nargs="+", default=["auto", "fp32"], choices=["auto", "fp32", "bf16"])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--passes", type=int, default=8, help="timed passes of each part per round")
+    parser.add_argument("--rounds", type=at_least(1), default=3)
+    parser.add_argument("--passes", type=at_least(1), default=8, help="timed passes of each part per round")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
     parser.add_argument("--profile", choices=["generator", "lpips"],
                         help="also print torch.profiler's busiest operators of this part")

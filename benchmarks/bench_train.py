@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from spawned import in_child
+from spawned import at_least, in_child
 
 PHASES = ("Gmain", "Greg", "Dmain", "Dreg")
 RESOLUTIONS = [2 ** k for k in range(3, 11)]  # the generator's and discriminator's: 8 to 1024 px
@@ -105,7 +105,7 @@ def main() -> None:
     parser.add_argument("--cpu-resolutions", type=int, nargs="*", default=[256], choices=RESOLUTIONS)
     parser.add_argument("--cuda-resolutions", type=int, nargs="*", default=[256, 1024], choices=RESOLUTIONS)
     parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=at_least(1), default=2)
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
     args = parser.parse_args()
 

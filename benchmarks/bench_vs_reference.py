@@ -46,6 +46,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from spawned import at_least
+
 HERE = Path(__file__).resolve().parent
 CHANNEL_BASE = {256: 16384, 512: 32768, 1024: 32768}
 TRAIN_BATCH = 4
@@ -342,8 +344,8 @@ def main() -> None:
     parser.add_argument("--cases", nargs="+", default=["project", "forward", "train", "batch"],
                         choices=["project", "forward", "train", "batch"])
     parser.add_argument("--resolutions", type=int, nargs="+", default=[256, 1024], choices=sorted(CHANNEL_BASE))
-    parser.add_argument("--rounds", type=int, default=2, help="processes per implementation and case")
-    parser.add_argument("--steps", type=int, default=3, help="timed steps per process (after one warm-up step)")
+    parser.add_argument("--rounds", type=at_least(1), default=2, help="processes per implementation and case")
+    parser.add_argument("--steps", type=at_least(1), default=3, help="timed steps per process (after one warm-up step)")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads in every process")
     parser.add_argument("--precisions", nargs="+", default=[], choices=["auto", "fp32", "bf16", "fp16"],
                         help="also measure toonlib's projection and forward at these precisions (columns of their own)")

@@ -30,6 +30,7 @@ from PIL import Image, ImageDraw
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
+from spawned import at_least  # noqa: E402
 from tiny import random_lpips, tiny_generator  # noqa: E402
 
 import toonlib  # noqa: E402
@@ -138,7 +139,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda", help="the device checked against the CPU (--device cpu: the CPU "
                         "against itself, as the tests run it)")
-    parser.add_argument("--steps", type=int, default=STEPS, help="projection steps of each call")
+    parser.add_argument("--steps", type=at_least(1), default=STEPS, help="projection steps of each call")
     parser.add_argument("--out", type=Path, help="folder for check_cuda.md")
     args = parser.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():  # it checked the CPU against itself: "yes"

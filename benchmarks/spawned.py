@@ -29,3 +29,17 @@ def in_child(target: Callable[..., None], *args: Any) -> Any:
                                      "above)") from None
     proc.join()
     return result
+
+
+def at_least(least: int) -> Callable[[str], int]:
+    """An argparse `type` for a count of at least `least` (repeats, rounds, steps): 0 ran the work, then failed on an
+    empty table or printed none (thirty-fifth session's audit)."""
+    import argparse
+
+    def count(text: str) -> int:
+        value = int(text)
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
+        return value
+
+    return count

@@ -185,3 +185,13 @@ def test_the_precision_benchmark_runs_on_a_random_generator(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert re.search(r"\| fp32 \| 0\.\d+ \| \+0\.00% \| 0\.00 \|", done.stdout), done.stdout
     assert re.search(r"\| bf16 \| 0\.\d+ \| [+-]\d+\.\d\d% \|", done.stdout), done.stdout
+
+
+@pytest.mark.parametrize("script, argument", [("bench_projection.py", "--rounds"), ("bench_networks.py", "--repeats"),
+                                              ("bench_vs_reference.py", "--steps")])
+def test_a_benchmark_refuses_a_count_that_leaves_nothing_to_time(script, argument):
+    """`--rounds 0` (or `--repeats 0`, `--steps 0`) ran the work, then failed on an empty table or printed none and
+    exited 0 (audit): refused at once (`spawned.at_least`)."""
+    path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", script)
+    done = subprocess.run([sys.executable, path, argument, "0"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and f"argument {argument}: must be at least 1, got 0" in done.stderr, done.stderr
