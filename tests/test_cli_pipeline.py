@@ -344,6 +344,30 @@ def test_a_folders_sub_folders_of_photos_are_named(setup, tmp_path, capsys, monk
     assert capsys.readouterr().err == f"toonlib toonify: error: --base {missing[1]}: no checkpoint at {missing[1]}\n"
 
 
+def test_each_photos_outputs_are_checked_before_the_work(setup, tmp_path, capsys, monkeypatch):
+    """Only the first photo's toon was checked for a write-protected file before the work: the other outputs, and
+    every output of the photos after it, were replaced (review). A photo whose output may not be written is skipped
+    first, as one whose names are too long is."""
+    from toonlib import files
+
+    photos = tmp_path / "two"
+    photos.mkdir()
+    for name in ("astronaut.png", "hopper.jpg"):
+        shutil.copy(setup / "photos" / name, photos / name)
+    out = tmp_path / "toons"
+    out.mkdir()
+    (out / "hopper-aligned.png").write_bytes(b"kept")
+    unreplaceable = files._unreplaceable
+    monkeypatch.setattr(files, "_unreplaceable", lambda target: "it is write-protected (`chmod u+w` it to allow "
+                        "writing it)" if target.name == "hopper-aligned.png" else unreplaceable(target))
+    code = cli.main(["toonify", str(photos), "-o", str(out), "--base", str(setup / "base.safetensors"), "--toon",
+                     str(setup / "toon.safetensors"), "--steps", "1", "--detector", "dlib", "--no-identity"])
+    err = capsys.readouterr().err
+    assert code == 1 and (f"skipped {photos / 'hopper.jpg'}: cannot write {out / 'hopper-aligned.png'}: it is "
+                          "write-protected (`chmod u+w` it to allow writing it); name another file") in err, err
+    assert (out / "hopper-aligned.png").read_bytes() == b"kept" and (out / "astronaut-toon.png").is_file()
+
+
 def test_two_photos_never_get_one_name_and_a_photos_folder_is_no_output(setup, tmp_path, capsys):
     """me.jpg and me.JPG in one folder (or me.jpg, me.png and me-jpg.png) were written to the same me-jpg-* files,
     the run saying "toonified 2 of 2"; only two photos of one name given as two arguments were refused. -o as one of

@@ -225,6 +225,13 @@ def test_a_write_protected_file_is_refused_as_open_refuses_it():
             with atomic_write_path(protected) as tmp:
                 tmp.write_bytes(b"new")
             assert protected.read_bytes() == b"new" and stat.S_IMODE(protected.stat().st_mode) == 0o444
+            if root:  # another user's file this one may not write, in a folder it may (review): refused too
+                os.seteuid(0)
+                (folder / "theirs.png").write_bytes(b"theirs")  # root's, 0644
+                os.seteuid(65534)
+                with pytest.raises(PermissionError, match=r"theirs\.png: it is another user's file, which you may not "
+                                                          r"write; name another file$"):
+                    files.check_file_target(folder / "theirs.png")
         finally:
             if root:
                 os.seteuid(0)

@@ -680,7 +680,7 @@ def _photos_named(name: str, given: set[str] = frozenset()) -> list[Path]:
 
 
 def cmd_toonify(args: argparse.Namespace) -> int:
-    from .files import check_file_target, check_name_length, is_url
+    from .files import check_file_target, check_name_length, check_replaceable, is_url
     from .messages import counted, progress_bar, write_line
     from .pipeline import Toonifier
     from .projection import DEFAULT_INIT_STEPS, default_steps
@@ -705,21 +705,23 @@ def cmd_toonify(args: argparse.Namespace) -> int:
     # With --all-faces, one pasted photo carries every face's toon (-pasted.png), the other images are per face.
     per_face = [kind for kind in TOONIFY_KINDS if not (args.all_faces and kind == "pasted")]
     check_file_target(output_path(photos[0], first, "toon"))  # a parent that is a file, a folder that is read-only
-    # named after the photo: a long name failed after the projection, the whole run with it; in a folder run that
-    # photo is skipped, said first, as a bad photo is (one such name stopped the run before any work)
-    named_too_long = []
+    # named after the photo: a long name (or a write-protected file there) failed after the projection, the whole run
+    # with it; in a folder run that photo is skipped, said first, as a bad photo is (one such name stopped the run
+    # before any work)
+    unwritable = []
     for photo in photos:
         try:
             for kind in (*per_face, "latent"):
                 check_name_length(output_path(photo, first, kind), f"it is named after the photo {photo}: rename it"
                                   if several else f"it is named after the photo {photo} or -o: rename the photo, or "
                                   "give -o a short image name (-o toon.png)")
+                check_replaceable(output_path(photo, first, kind))  # a write-protected one: each, not the first alone
         except OSError as exc:
             if not several:
                 raise
-            named_too_long.append(photo)
+            unwritable.append(photo)
             write_line(f"skipped {photo}: {for_command_line(exc)}", file=sys.stderr)
-    if len(named_too_long) == len(photos):
+    if len(unwritable) == len(photos):
         print(f"no photo was toonified: all {len(photos)} failed (above)")
         return 2
     _check_toonify_options(args)
@@ -737,11 +739,11 @@ def cmd_toonify(args: argparse.Namespace) -> int:
         bar = "the steps" if len(photos) == 1 else "the photos, and each batch's steps"  # the bars below
         print(f"toonlib toonify: projecting on the CPU can take minutes a photo at {steps} (the bar below counts "
               f"{bar}); --invert e4e takes seconds (README: Inversion modes)", file=sys.stderr)
-    failed = len(named_too_long)
+    failed = len(unwritable)
     written: list[Path] = []
     replaced = 0  # of them, files that were there
     one = len(photos) == 1  # one photo: the projection's step bar; a folder: a bar of photos
-    runs = [photo for photo in photos if photo not in named_too_long]
+    runs = [photo for photo in photos if photo not in unwritable]
     bar = progress_bar(total=len(runs), desc="toonify", unit="photo", disable=one)
     outcomes = toonifier.toonify_many(runs, batch_size=args.batch_size or 4, all_faces=args.all_faces,
                                       space=args.space or "w+",

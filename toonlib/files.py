@@ -188,9 +188,7 @@ def check_file_target(path: str | os.PathLike) -> None:
     except OSError as e:
         raise PermissionError(f"cannot write {path}: files cannot be created in {folder} ({e.strerror or e}); "
                               "choose another place") from None
-    why = _unreplaceable(target)
-    if why:
-        raise PermissionError(f"cannot write {path}: {why}; name another file")
+    check_replaceable(path)
 
 
 #: Linux's FS_IOC_GETFLAGS (_IOR('f', 1, long)) and its immutable and append-only flags (`chattr +i`, `+a`).
@@ -201,9 +199,10 @@ _FIXED_FLAGS = {0x10: "immutable (chattr +i)", 0x20: "append-only (chattr +a)"}
 def _unreplaceable(target: Path) -> str | None:
     """Why the file at `target` cannot be replaced by a rename although its folder takes new files, else None: it is
     immutable or append-only (Linux), or another user's in a sticky folder (/tmp), where only its owner (or root) may
-    replace it, or the user's own file, write-protected (not root: `chmod 444`), which `check_file_target` refuses
-    before the work (a rename replaces it; toonlib's own files, a resumed run's, are replaced as before). Unknown flags
-    (another system, a file system without them) are taken as none."""
+    replace it, or (not root, not on a read-only disk) one the user may not write: their own, write-protected (`chmod
+    444`), or another user's. `check_file_target` / `check_replaceable` refuse those before the work (a rename
+    replaces them; toonlib's own files, a resumed run's, are replaced as before). Unknown flags (another system, a file
+    system without them) are taken as none."""
     try:
         info = target.stat()
         folder = target.parent.stat()
@@ -227,11 +226,13 @@ def _unreplaceable(target: Path) -> str | None:
         flags = array.array("l", [0])
     fixed = next((f"it is {words}, so it cannot be replaced" for flag, words in _FIXED_FLAGS.items()
                   if flags[0] & flag), None)
-    if fixed is None and euid not in (None, 0) and info.st_uid == euid and not info.st_mode & stat.S_IWUSR and not (
-            os.statvfs(target).f_flag & getattr(os, "ST_RDONLY", 1)):  # (a read-only disk's error says so itself)
-        # `chmod 444 toon.png`, the user's own protection: replaced without a word, where open() and Pillow refuse
-        return "it is write-protected (`chmod u+w` it to allow writing it)"  # (thirty-fifth session's audit)
-    return fixed
+    if fixed is not None or euid in (None, 0) or os.statvfs(target).f_flag & getattr(os, "ST_RDONLY", 1) or os.access(
+            target, os.W_OK, effective_ids=os.access in os.supports_effective_ids):  # (a read-only disk says so itself)
+        return fixed
+    # replaced without a word, where open() and Pillow refuse (thirty-fifth session's audit): the user's own
+    # protection (`chmod 444 toon.png`), or another user's file they may not write
+    return ("it is write-protected (`chmod u+w` it to allow writing it)" if info.st_uid == euid else
+            "it is another user's file, which you may not write")
 
 
 #: What `_check_file_path` calls the files that are neither a regular file nor a folder.
@@ -257,6 +258,14 @@ def _check_file_path(path: Path) -> None:
     if dangling is not None:  # "File exists" from mkdir, after a toonify's projection (thirty-fifth session's audit)
         raise FileNotFoundError(f"cannot write {path}: {dangling} is a symbolic link to {os.readlink(dangling)}, which "
                                 "does not exist (a drive not mounted, a folder moved or deleted?)")
+
+
+def check_replaceable(path: str | os.PathLike) -> None:
+    """Raise PermissionError when the file at `path` is there and may not be replaced (`_unreplaceable`): the light
+    check of each output of a run, `check_file_target` having probed their folder."""
+    path = user_path(path)
+    if why := _unreplaceable(_written_file(path)):
+        raise PermissionError(f"cannot write {path}: {why}; name another file")
 
 
 def check_name_length(path: str | os.PathLike, advice: str = "choose a shorter name") -> None:

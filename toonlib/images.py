@@ -6,6 +6,7 @@ import functools
 import io
 import os
 import re
+import stat
 import struct
 import warnings
 from pathlib import Path, PurePath
@@ -301,7 +302,11 @@ def read_image(image: ImageInput) -> Image.Image:
                              "it first and give the file")
     if isinstance(image, (str, os.PathLike)):  # '~/me.jpg' as a shell would read it
         path = user_path(image)
-        if path.exists() and not path.is_file() and not path.is_dir():  # a pipe (`/dev/stdin`, `<(curl ...)`)
+        try:
+            mode = path.stat().st_mode
+        except OSError:  # not there, not allowed: said by `_open` as the file's problem
+            mode = stat.S_IFREG
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # a pipe (`/dev/stdin`, `<(curl ...)`), a device
             return _upright_srgb(_open(_piped(path, describe_source(image)), describe_source(image)))
         return _upright_srgb(_open(path, describe_source(image)))
     raise TypeError(f"expected a path, bytes, PIL image or numpy array, got {type(image).__name__}{_advice(image)}")
