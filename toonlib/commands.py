@@ -14,7 +14,7 @@ import sys
 import warnings
 from collections import Counter
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Collection, Iterable, Iterator
 
 from .options import MAX_GRID_SEEDS
 
@@ -276,8 +276,8 @@ def cmd_fetch(args: argparse.Namespace) -> int:
             continue
         fetched.append(path)
         print(path)  # outside the try: a closed stdout (`| head -1`) is main's exit 141, not a failed download
-    cache = cache_dir(args.cache_dir)
-    if args.cache_dir is not None and any(path.parent == cache for path in fetched):  # not torch hub's files alone
+    cache = None if args.cache_dir is None else cache_dir(args.cache_dir)
+    if any(path.parent == cache for path in fetched):  # not for torch hub's files alone
         print(f"the other commands find models there with TOONLIB_CACHE={cache} set (or given by path)",
               file=sys.stderr)
     return 2 if failed else 0
@@ -644,7 +644,7 @@ def _holds_photos(folder: Path) -> bool:
         return False
 
 
-def _photos_named(name: str, given: set[str] = frozenset()) -> list[Path]:
+def _photos_named(name: str, given: Collection[str] = ()) -> list[Path]:
     """The photos one command-line argument names: a photo, or the photos of a folder; a folder's sub-folders that
     hold photos are said to be left out, unless `given` (the arguments' absolute paths) holds them too."""
     from pathlib import PurePath

@@ -226,9 +226,11 @@ def _unreplaceable(target: Path) -> str | None:
         flags = array.array("l", [0])
     fixed = next((f"it is {words}, so it cannot be replaced" for flag, words in _FIXED_FLAGS.items()
                   if flags[0] & flag), None)
-    if fixed is not None or euid in (None, 0) or os.statvfs(target).f_flag & getattr(os, "ST_RDONLY", 1) or os.access(
-            target, os.W_OK, effective_ids=os.access in os.supports_effective_ids):  # (a read-only disk says so itself)
+    if fixed is not None or euid in (None, 0) or os.access(target, os.W_OK, effective_ids=os.access in
+                                                           os.supports_effective_ids):
         return fixed
+    if os.statvfs(target).f_flag & getattr(os, "ST_RDONLY", 1):  # a read-only disk's error says so itself
+        return None
     # replaced without a word, where open() and Pillow refuse (thirty-fifth session's audit): the user's own
     # protection (`chmod 444 toon.png`), or another user's file they may not write
     return ("it is write-protected (`chmod u+w` it to allow writing it)" if info.st_uid == euid else
