@@ -1,12 +1,12 @@
-"""Projection on a GPU: toonlib's `project()` against NVIDIA's projector loop over reference ops, on the same
+"""Projection on a GPU: toonlib's `project()` against the reference projector loop over plain ops, on the same
 random weights, and whether each precision keeps the result.
 
     python benchmarks/bench_gpu.py [--resolution 1024] [--steps 500] [--reference-steps 100] [--rounds 2]
            [--precisions fp32 bf16 fp16] [--eager] [--batch 1 2 4 8] [--budget SECONDS] [--out DIR] [--device cuda]
 
 Each measurement runs in its own process; the implementations take turns round by round. For the reference
-(benchmarks/reference_ops.py: NVIDIA's projector loop, W+, on the reference-op composition, which is what that
-code base runs where its CUDA plugins are not compiled) the time is the median second per step over
+(benchmarks/reference_ops.py: the StyleGAN2 paper's projector loop, W+, on a plain composition of the ops, which
+is what NVIDIA's code base computes where its CUDA plugins are not compiled) the time is the median second per step over
 `--reference-steps` steps, times `--steps`. For toonlib it is one whole `project(G, target, 'w+', steps)` call
 as a user makes it (10,000-sample w statistics, LPIPS target features, the final render included), timed from
 call to return in a process that ran a 3-step call first; that cold first call is reported too. On CUDA,
@@ -287,7 +287,7 @@ def report(runs: dict, check: dict | None, args) -> str:
         walls = sum((r["wall"] for r in runs["reference"]), [])
         ref_total = statistics.median(walls) * args.steps
         peak = _peak(runs["reference"])
-        lines.append(f"| reference (NVIDIA's loop, reference ops) | {ref_total:.1f} (median s/step x {args.steps}) "
+        lines.append(f"| reference (paper's loop, plain ops) | {ref_total:.1f} (median s/step x {args.steps}) "
                      f"| {statistics.median(walls):.4f} ({min(walls):.4f}) | | {peak} |")
     for precision in _variants(args):
         if precision not in runs:

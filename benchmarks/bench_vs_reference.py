@@ -1,14 +1,15 @@
-"""toonlib against a reference-style StyleGAN2 (benchmarks/reference_ops.py: NVIDIA's reference-op composition and
-projector / training loops), and optionally against an older toonlib, on the same random config-F weights.
+"""toonlib against a reference StyleGAN2 (benchmarks/reference_ops.py: the papers' math composed plainly, as NVIDIA's
+reference ops compute it on a CPU, and the papers' projector and training loops), and optionally against an older
+toonlib, on the same random config-F weights.
 
     python benchmarks/bench_vs_reference.py [--before /tmp/toonlib-before] [--rounds 2] [--steps 3]
            [--cases project forward train batch] [--resolutions 256 1024] [--threads 2] [--precisions auto fp32 bf16]
-           [--tuned-reference] [--untuned-toonlib]
+           [--tuned-reference] [--untuned-toonlib] [--reference-before /tmp/toonlib-before]
 
 Cases (each measurement in its own process, the implementations interleaved round by round, A B C A B C ...):
 
 * project: seconds per projection step (synthesis + VGG16 LPIPS + backward + Adam + noise renormalisation) in W
-  and W+, batch 1: `toonlib.project` (timed between its callbacks) and NVIDIA's projector loop.
+  and W+, batch 1: `toonlib.project` (timed between its callbacks) and the StyleGAN2 paper's projector loop.
 * forward: generator forward, batch 1, const noise, no autograd. toonlib's plain column is `G.synthesis` in float32,
   exact as a forward outside projection must be; a --precisions column renders under that precision's autocast, as
   the blend explorer's pictures do (`BlendExplorer(precision='auto')`: bfloat16 on CPUs that compute it).
@@ -25,7 +26,8 @@ float32).
 --tuned-reference adds the reference once more with toonlib's malloc settings (`toonlib.runtime.tune_allocator`)
 in its process: what the allocator alone gives, apart from the rest of toonlib's changes. --untuned-toonlib adds
 toonlib once more with `TOONLIB_MALLOC=default` (glibc's own malloc behaviour, the opt-out): what the setting costs
-in memory and gains in time.
+in memory and gains in time. --reference-before adds the reference of another checkout (its
+benchmarks/reference_ops.py) as a column of its own: a rewritten reference checked to cost what the old one did.
 
 Reported: min and median seconds per step over all timed steps, CPU seconds per step (user + system of the
 process, which also shows time the kernel spends zeroing pages), and peak RSS during the timed loop
@@ -233,6 +235,12 @@ def worker(spec: dict) -> dict:
     import torch
 
     torch.set_num_threads(spec["threads"])
+    if spec.get("reference_dir"):  # --reference-before: that checkout's reference_ops, not this one's
+        sys.path.insert(0, spec["reference_dir"])
+        import reference_ops
+
+        if Path(reference_ops.__file__).resolve().parent != Path(spec["reference_dir"]).resolve():
+            raise RuntimeError(f"reference_ops came from {reference_ops.__file__}, not {spec['reference_dir']}")
     if spec.get("root") is not None:  # the toonlib measured is the one asked for: said before the work, not after
         import toonlib  # noqa: F401
 
@@ -276,7 +284,7 @@ def _check_toonlib_root(root: str | None) -> None:
 # Parent side
 
 
-def run_worker(spec: dict, before: str | None) -> dict:
+def run_worker(spec: dict, before: str | None, reference_before: str | None = None) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "TOONLIB_MALLOC", "MALLOC_CONF")}
     env["GLIBC_TUNABLES"] = ""
     impl = spec["impl"]
@@ -292,6 +300,8 @@ def run_worker(spec: dict, before: str | None) -> dict:
         spec, impl = {**spec, "untuned": True}, "after"
     if impl == "tuned":  # the reference, with toonlib's malloc settings (toonlib's runtime module from this checkout)
         spec = {**spec, "impl": "reference", "tune_allocator": True}
+    if impl == "reference_before":  # another checkout's reference
+        spec = {**spec, "impl": "reference", "reference_dir": str(Path(reference_before) / "benchmarks")}
     spec = {**spec, "impl": "toonlib" if impl in roots else spec["impl"], "root": roots.get(impl)}
     proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], env=env, capture_output=True,
                           text=True)
@@ -353,18 +363,25 @@ def main() -> None:
                         help="also measure the reference with toonlib's malloc settings (project, forward)")
     parser.add_argument("--untuned-toonlib", action="store_true",
                         help="also measure toonlib with TOONLIB_MALLOC=default (project, forward)")
+    parser.add_argument("--reference-before", metavar="ROOT",
+                        help="also measure the reference of another checkout (its benchmarks/reference_ops.py)")
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
         return
     if args.before and not (Path(args.before) / "toonlib" / "__init__.py").is_file():  # it failed at its first turn
         parser.error(f"--before {args.before}: no toonlib/__init__.py there (give the root of a checkout or worktree)")
+    if args.reference_before and not (Path(args.reference_before) / "benchmarks" / "reference_ops.py").is_file():
+        parser.error(f"--reference-before {args.reference_before}: no benchmarks/reference_ops.py there "
+                     "(give the root of a checkout or worktree)")
 
     precisions = [f"after:{p}" for p in args.precisions]
     impls = (["reference", "after"] + (["before"] if args.before else []) + (["tuned"] if args.tuned_reference else [])
-             + (["untuned"] if args.untuned_toonlib else []) + precisions)
+             + (["untuned"] if args.untuned_toonlib else []) + precisions
+             + (["reference_before"] if args.reference_before else []))
     names = {"reference": "reference", "after": "toonlib", "before": "toonlib before",
              "tuned": "reference malloc-tuned", "untuned": "toonlib TOONLIB_MALLOC=default",
+             "reference_before": "reference before",
              **{i: f"toonlib {i.split(':')[1]}" for i in precisions}}
     print(f"load average at start: {Path('/proc/loadavg').read_text().split()[:3]}; {os.cpu_count()} CPUs, "
           f"{args.threads} threads; {args.rounds} rounds x {args.steps} timed steps; implementations: "
@@ -400,7 +417,7 @@ def main() -> None:
         results: dict[tuple, list[dict]] = {}
         for i, (key, spec) in enumerate(jobs):
             print(f"  [{i + 1}/{len(jobs)}] {key} ...", end="", flush=True, file=sys.stderr)
-            results.setdefault(key, []).append(run_worker(spec, args.before))
+            results.setdefault(key, []).append(run_worker(spec, args.before, args.reference_before))
             print(f" {time.time() - started:.0f} s", flush=True, file=sys.stderr)
 
     print(f"load average at end: {Path('/proc/loadavg').read_text().split()[:3]}; "
@@ -436,7 +453,7 @@ def report(results: dict, args, impls: list[str], names: dict[str, str]) -> None
             print("| " + " | ".join(cells) + " |")
         print()
 
-    title = "Seconds per step, reference = NVIDIA's reference-op composition (benchmarks/reference_ops.py):"
+    title = "Seconds per step, reference = benchmarks/reference_ops.py (plain ops, as NVIDIA's reference ops compute):"
     for case in ("project", "forward"):
         rows = []
         for res in args.resolutions:

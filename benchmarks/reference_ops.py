@@ -1,31 +1,28 @@
-"""A reference-style StyleGAN2 to benchmark toonlib against: the same math, composed the way the reference
-(non-CUDA) ops of NVIDIA's stylegan2-ada-pytorch compose it on a CPU.
+"""The yardstick toonlib is measured and tested against: StyleGAN2 (Karras et al. 2020, "Analyzing and Improving the
+Image Quality of StyleGAN") with ADA's training (Karras et al. 2020, "Training Generative Adversarial Networks with
+Limited Data"), written plainly from those papers, the way a straightforward PyTorch implementation without custom
+kernels computes it. That is also how the reference (non-CUDA) ops of NVIDIA's stylegan2-ada-pytorch compute it
+on a CPU, so the tables compare toonlib with what that code runs there. No code of that code base is in this
+module; only the parameter names of its checkpoints (which toonlib's networks also use, so one state dict loads
+into both) and the published hyper-parameters. It is not part of the installed package.
 
-Provenance: this module follows the structure of that code base closely, op for op and in places statement for
-statement (the FIR padding arithmetic of `conv2d_resample`, `modulated_conv2d`, the projector loop of
-`project_steps`; the thirty-fifth session's audit found most statements it sampled there the same up to renamed
-variables). That code is under NVIDIA's Source Code License-NC. The module is not part of the installed package
-(`benchmarks/` is not shipped): it is used only to measure toonlib against and to test toonlib's ops against.
-Rewriting it from the paper alone is an open item (docs/design.md section 11). What matters here is the *cost
-structure*, which this module reproduces op for op:
+What matters here is the *cost* of each piece, kept deliberately plain:
 
-* FIR resampling (`upfirdn2d`): zero insertion by reshaping to [N, C, H, 1, W, 1] and padding, padding and
-  cropping with `F.pad` and slicing (copies), the flipped filter repeated per channel and applied as a
-  depthwise `conv2d` (groups=C) at the full (upsampled) rate, downsampling by slicing `[::down, ::down]`
-  the fully filtered image. Filters of 8 taps or more run separably, as two depthwise passes.
-* `bias_act`: separate out-of-place ops (add bias, leaky ReLU, multiply by the gain, clamp), so autograd
-  keeps every intermediate.
-* modulated convolution: an explicit [N, O, I, k, k] weight (styles times the kernel), the demodulation
-  coefficients reduced from it; fused (one grouped convolution) for inference, activations scaled for
-  training (NVIDIA's choice by `self.training`), demodulation + noise by `addcmul`.
-* the networks, the projector loop and the training phases of that code base (see `project_steps` and
-  `train_phase_fn`), with the module and parameter names toonlib also uses, so one state dict loads into
-  both (`load_state_dict(toonlib_net.state_dict())`).
+* FIR resampling (`upfirdn`): zeros inserted by padding a reshaped view, padding by `F.pad`, the filter applied to
+  every channel as a depthwise convolution at the full upsampled rate, decimation by slicing. Filters of 8 taps or
+  more run as two 1-D passes.
+* bias, activation, gain and clamp (`activate`): one out-of-place op each, so autograd keeps every intermediate.
+* modulated convolution (`modulated_conv`): the per-sample weight [N, O, I, k, k] built explicitly and the
+  demodulation reduced from it; one grouped convolution for the whole batch at inference, inputs scaled by the
+  styles and outputs by the demodulation in training.
+* resampling convolutions: upsampling as a stride-2 transposed convolution followed by the blur, downsampling as
+  the blur followed by a stride-2 convolution (1x1 layers: blur and decimate, then convolve).
+* the projector of the StyleGAN2 paper's appendix and the training phases of the ADA paper (`project_steps`,
+  `train_phase_fn`), with every network weight trainable in training and frozen in projection.
 
-Two stand-ins, both of the same compute as what they replace: the projector's LPIPS VGG16 (a TorchScript
-file that cannot be downloaded here) is torchvision's VGG16 trunk with LPIPS' feature normalisation, and
-the 12-tap `sym6` wavelet of the augmentation pipeline is a 12-tap binomial filter (the taps' values do
-not change the cost).
+Two stand-ins of the same compute as what they replace: the projector's LPIPS VGG16 (a TorchScript file that
+cannot be downloaded here) is torchvision's VGG16 layer layout with LPIPS' feature normalisation, and ADA's
+'bgc' augmentation is one geometric warp and one colour matrix per image (`AugmentBGC`).
 """
 from __future__ import annotations
 
@@ -38,605 +35,560 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+LRELU_SLOPE = 0.2
+BLUR_TAPS = (1, 3, 3, 1)
+
 # --------------------------------------------------------------------------------------------
-# Ops
+# Resampling
 
 
-def setup_filter(taps) -> torch.Tensor:
-    """Normalised FIR filter: the outer product for short filters, 1-D (applied separably) from 8 taps."""
-    f = torch.as_tensor(taps, dtype=torch.float32)
-    if f.ndim == 1 and f.numel() < 8:
-        f = f.ger(f)
-    return f / f.sum()
+def fir_kernel(taps) -> torch.Tensor:
+    """The FIR filter `taps` normalised to sum 1: a 2-D outer product when short, 1-D (two passes) from 8 taps."""
+    kernel = torch.as_tensor(taps, dtype=torch.float32)
+    if kernel.numel() < 8:
+        kernel = kernel[:, None] * kernel[None, :]
+    return kernel / kernel.sum()
 
 
-def upfirdn2d(x, f, up=1, down=1, padding=(0, 0, 0, 0), gain=1.0, flip_filter=False):
+def _depthwise(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Convolve (not correlate) every channel of x with the same 2-D kernel: a grouped conv2d, one group per channel."""
+    channels = x.shape[1]
+    weight = kernel.flip([0, 1]).to(x.dtype).expand(channels, 1, *kernel.shape).contiguous()
+    return F.conv2d(x, weight, groups=channels)
+
+
+def upfirdn(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1, pad=(0, 0, 0, 0),
+            gain: float = 1.0) -> torch.Tensor:
+    """Upsample x [N, C, H, W] by `up` (zeros between samples), pad it by (left, right, top, bottom) (negative
+    amounts crop), filter it with `kernel` (from `fir_kernel`) times `gain`, then keep every `down`-th sample."""
     n, c, h, w = x.shape
-    x0, x1, y0, y1 = padding
-    # Zero insertion by reshape + pad.
-    x = x.reshape(n, c, h, 1, w, 1)
-    x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
-    x = x.reshape(n, c, h * up, w * up)
-    # Pad, then crop negative amounts.
-    x = F.pad(x, [max(x0, 0), max(x1, 0), max(y0, 0), max(y1, 0)])
-    x = x[:, :, max(-y0, 0):x.shape[2] - max(-y1, 0), max(-x0, 0):x.shape[3] - max(-x1, 0)]
-    # Filter every channel at the full rate.
-    f = (f * gain ** (f.ndim / 2)).to(x.dtype)
-    if not flip_filter:
-        f = f.flip(list(range(f.ndim)))
-    f = f[None, None].repeat([c, 1] + [1] * f.ndim)
-    if f.ndim == 4:
-        x = F.conv2d(x, f, groups=c)
+    x = F.pad(x.reshape(n, c, h, 1, w, 1), [0, up - 1, 0, 0, 0, up - 1]).reshape(n, c, h * up, w * up)
+    x = F.pad(x, list(pad))  # each stage's output replaces the last: at most two are alive at once
+    if kernel.ndim == 2:
+        x = _depthwise(x, kernel * gain)
     else:
-        x = F.conv2d(x, f.unsqueeze(2), groups=c)
-        x = F.conv2d(x, f.unsqueeze(3), groups=c)
-    # Downsample by keeping every `down`-th pixel.
+        taps = kernel * math.sqrt(gain)
+        x = _depthwise(_depthwise(x, taps[None, :]), taps[:, None])
     return x[:, :, ::down, ::down]
 
 
-def _taps(f):
-    return f.shape[-1]
+def upsample(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """2x upsampling by `upfirdn` (gain 4 keeps the mean). The filter's output is taps - 1 narrower than its
+    input, so the zero-stuffed 2H-wide image gets taps - 1 pixels of padding, taps // 2 of them before."""
+    taps = kernel.shape[-1]
+    return upfirdn(x, kernel, up=2, pad=[taps // 2, taps - 1 - taps // 2] * 2, gain=4)
 
 
-def upsample2d(x, f, up=2, padding=0, flip_filter=False):
-    k = _taps(f)
-    p = [padding + (k + up - 1) // 2, padding + (k - up) // 2] * 2
-    return upfirdn2d(x, f, up=up, padding=p, gain=up * up, flip_filter=flip_filter)
+def downsample(x: torch.Tensor, kernel: torch.Tensor, pad: int = 0) -> torch.Tensor:
+    """2x downsampling by `upfirdn`: taps - 2 pixels of padding leave H - 1 filtered pixels, every other one kept
+    (H / 2); `pad` more on every side (negative crops)."""
+    taps = kernel.shape[-1]
+    before = (taps - 1) // 2
+    return upfirdn(x, kernel, down=2, pad=[before + pad, taps - 2 - before + pad] * 2)
 
 
-def downsample2d(x, f, down=2, padding=0, flip_filter=False):
-    k = _taps(f)
-    p = [padding + (k - down + 1) // 2, padding + (k - down) // 2] * 2
-    return upfirdn2d(x, f, down=down, padding=p, flip_filter=flip_filter)
+def resampling_conv(x: torch.Tensor, weight: torch.Tensor, kernel: torch.Tensor, mode: str = "same",
+                    groups: int = 1) -> torch.Tensor:
+    """A k x k convolution (k odd) of x with `weight` [groups * O, I, k, k], output the size of x ('same'), twice
+    it ('up': transposed stride-2 convolution, then the blur) or half it ('down': the blur, then a stride-2
+    convolution; for k = 1 the blur decimates)."""
+    k = weight.shape[-1]
+    if mode == "same":
+        return F.conv2d(x, weight, padding=k // 2, groups=groups)
+    taps = kernel.shape[-1]
+    if mode == "up":
+        # The transposed convolution grows H to 2H + k - 2; the blur (gain 4: a quarter of its input is
+        # non-zero) takes taps - 1 of that away, so the pads add up to taps + 1 - k.
+        out_per_group, in_per_group = weight.shape[0] // groups, weight.shape[1]
+        per_group = weight.reshape(groups, out_per_group, in_per_group, k, k).transpose(1, 2)
+        x = F.conv_transpose2d(x, per_group.reshape(groups * in_per_group, out_per_group, k, k), stride=2,
+                               groups=groups)
+        total = taps + 1 - k
+        return upfirdn(x, kernel, pad=[total // 2, total - total // 2] * 2, gain=4)
+    if k == 1:
+        return F.conv2d(downsample(x, kernel), weight, groups=groups)
+    # The blur leaves H + pads - (taps - 1) pixels; the unpadded stride-2 convolution needs H + k - 2 of them for
+    # H / 2 outputs, so the pads add up to taps + k - 3.
+    total = taps + k - 3
+    x = upfirdn(x, kernel, pad=[(total + 1) // 2, total - (total + 1) // 2] * 2)
+    return F.conv2d(x, weight, stride=2, groups=groups)
 
 
-def bias_act(x, b=None, act="linear", gain=None, clamp=None):
-    alpha, default_gain = (0.2, math.sqrt(2)) if act == "lrelu" else (0.0, 1.0)
-    gain = default_gain if gain is None else gain
-    if b is not None:
-        x = x + b.reshape([1, -1] + [1] * (x.ndim - 2))
-    if act == "lrelu":
-        x = F.leaky_relu(x, alpha)
+# --------------------------------------------------------------------------------------------
+# Activation and modulated convolution
+
+
+def activate(x: torch.Tensor, bias: torch.Tensor | None = None, lrelu: bool = False, gain: float = 1.0,
+             clamp: float | None = None) -> torch.Tensor:
+    """Bias (per channel, dimension 1), leaky ReLU, gain, clamp to [-clamp, clamp]: each its own op."""
+    if bias is not None:
+        x = x + bias.reshape(1, -1, *[1] * (x.ndim - 2))
+    if lrelu:
+        x = F.leaky_relu(x, LRELU_SLOPE)
     if gain != 1:
         x = x * gain
-    if clamp is not None and clamp >= 0:
+    if clamp is not None:
         x = x.clamp(-clamp, clamp)
     return x
 
 
-def conv2d_resample(x, w, f=None, up=1, down=1, padding=0, groups=1, flip_weight=True):
-    out_channels, in_per_group, kh, kw = w.shape
-    k = _taps(f) if f is not None else 1
-    px0 = px1 = py0 = py1 = padding
-    if up > 1:
-        px0 += (k + up - 1) // 2
-        px1 += (k - up) // 2
-        py0, py1 = px0, px1
-    if down > 1:
-        px0 += (k - down + 1) // 2
-        px1 += (k - down) // 2
-        py0, py1 = px0, px1
-
-    def conv(x, w, stride=1, pad=0, transpose=False, flip=True):
-        if not flip:
-            w = w.flip([2, 3])
-        op = F.conv_transpose2d if transpose else F.conv2d
-        return op(x, w, stride=stride, padding=pad, groups=groups)
-
-    if kh == 1 and kw == 1 and down > 1 and up == 1:
-        x = upfirdn2d(x, f, down=down, padding=[px0, px1, py0, py1])
-        return conv(x, w, flip=flip_weight)
-    if down > 1 and up == 1:
-        x = upfirdn2d(x, f, padding=[px0, px1, py0, py1])
-        return conv(x, w, stride=down, flip=flip_weight)
-    if up > 1:
-        w = w.reshape(groups, out_channels // groups, in_per_group, kh, kw).transpose(1, 2)
-        w = w.reshape(groups * in_per_group, out_channels // groups, kh, kw)
-        px0 -= kw - 1
-        px1 -= kw - up
-        py0 -= kh - 1
-        py1 -= kh - up
-        pxt, pyt = max(min(-px0, -px1), 0), max(min(-py0, -py1), 0)
-        x = conv(x, w, stride=up, pad=[pyt, pxt], transpose=True, flip=not flip_weight)
-        return upfirdn2d(x, f, padding=[px0 + pxt, px1 + pxt, py0 + pyt, py1 + pyt], gain=up * up)
-    return conv(x, w, pad=[py0, px0], flip=flip_weight)
-
-
-def modulated_conv2d(x, weight, styles, noise=None, up=1, padding=0, resample_filter=None, demodulate=True,
-                     flip_weight=True, fused_modconv=True):
-    batch = x.shape[0]
-    out_channels, in_channels, kh, kw = weight.shape
-    w = dcoefs = None
-    if demodulate or fused_modconv:
-        w = weight.unsqueeze(0) * styles.reshape(batch, 1, -1, 1, 1)  # [N, O, I, k, k]
-    if demodulate:
-        dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # [N, O]
-    if demodulate and fused_modconv:
-        w = w * dcoefs.reshape(batch, -1, 1, 1, 1)
-    if not fused_modconv:
-        x = x * styles.reshape(batch, -1, 1, 1)
-        x = conv2d_resample(x, weight, f=resample_filter, up=up, padding=padding, flip_weight=flip_weight)
-        if demodulate and noise is not None:
-            return torch.addcmul(noise, x, dcoefs.reshape(batch, -1, 1, 1))
-        if demodulate:
-            return x * dcoefs.reshape(batch, -1, 1, 1)
-        if noise is not None:
-            return x.add_(noise)
-        return x
-    x = x.reshape(1, -1, *x.shape[2:])
-    w = w.reshape(-1, in_channels, kh, kw)
-    x = conv2d_resample(x, w, f=resample_filter, up=up, padding=padding, groups=batch, flip_weight=flip_weight)
-    x = x.reshape(batch, -1, *x.shape[2:])
-    if noise is not None:
-        x = x.add_(noise)
-    return x
-
-
-def normalize_2nd_moment(x, eps=1e-8):
-    return x * (x.square().mean(dim=1, keepdim=True) + eps).rsqrt()
+def modulated_conv(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, kernel: torch.Tensor,
+                   mode: str = "same", demodulate: bool = True, noise: torch.Tensor | None = None,
+                   grouped: bool = True) -> torch.Tensor:
+    """StyleGAN2's weight modulation and demodulation (the paper's equations 1 and 3) for a batch: sample n's
+    weight is weight [O, I, k, k] times styles[n] [I] along I, each output channel then scaled to unit norm.
+    grouped: the batch as one grouped convolution with those weights; otherwise x is scaled by the styles, the
+    shared weight applied, and the outputs scaled by the demodulation."""
+    n = x.shape[0]
+    out_channels = weight.shape[0]
+    per_sample = weight[None] * styles[:, None, :, None, None] if grouped or demodulate else None  # [N, O, I, k, k]
+    scale = (per_sample.square().sum(dim=(2, 3, 4)) + 1e-8).rsqrt() if demodulate else None  # [N, O]
+    if grouped:
+        if scale is not None:
+            per_sample = per_sample * scale[:, :, None, None, None]
+        y = resampling_conv(x.reshape(1, -1, *x.shape[2:]), per_sample.reshape(n * out_channels, *weight.shape[1:]),
+                            kernel, mode, groups=n)
+        y = y.reshape(n, out_channels, *y.shape[2:])
+        return y if noise is None else y.add_(noise)
+    y = resampling_conv(x * styles[:, :, None, None], weight, kernel, mode)
+    if scale is None:
+        return y if noise is None else y.add_(noise)
+    scale = scale[:, :, None, None]
+    return y * scale if noise is None else torch.addcmul(noise, y, scale)
 
 
 # --------------------------------------------------------------------------------------------
-# Layers and networks (parameter names as toonlib's and NVIDIA's)
+# Layers (equalised learning rate: weights drawn from N(0, 1), scaled by 1 / sqrt(fan-in) when used)
 
 
-class FullyConnectedLayer(nn.Module):
-    def __init__(self, in_features, out_features, bias=True, activation="linear", lr_multiplier=1.0, bias_init=0.0):
+class Dense(nn.Module):
+    def __init__(self, fan_in: int, fan_out: int, lrelu: bool = False, lr_mul: float = 1.0, bias_init: float = 0.0,
+                 bias: bool = True):
         super().__init__()
-        self.activation = activation
-        self.weight = nn.Parameter(torch.randn([out_features, in_features]) / lr_multiplier)
-        self.bias = nn.Parameter(torch.full([out_features], float(bias_init))) if bias else None
-        self.weight_gain = lr_multiplier / math.sqrt(in_features)
-        self.bias_gain = lr_multiplier
+        self.lrelu, self.lr_mul, self.scale = lrelu, lr_mul, lr_mul / math.sqrt(fan_in)
+        self.weight = nn.Parameter(torch.randn(fan_out, fan_in) / lr_mul)
+        self.bias = nn.Parameter(torch.full((fan_out,), float(bias_init))) if bias else None
 
     def forward(self, x):
-        w = self.weight * self.weight_gain
-        b = self.bias
-        if b is not None and self.bias_gain != 1:
-            b = b * self.bias_gain
-        if self.activation == "linear" and b is not None:
-            return torch.addmm(b.unsqueeze(0), x, w.t())
-        return bias_act(x.matmul(w.t()), b, act=self.activation)
+        weight = self.weight * self.scale
+        bias = self.bias if self.bias is None or self.lr_mul == 1 else self.bias * self.lr_mul
+        if bias is not None and not self.lrelu:
+            return torch.addmm(bias[None], x, weight.t())
+        return activate(x @ weight.t(), bias, lrelu=self.lrelu, gain=math.sqrt(2) if self.lrelu else 1.0)
 
 
-class Conv2dLayer(nn.Module):
-    def __init__(self, in_channels, out_channels, kernel_size, bias=True, activation="linear", down=1,
-                 resample_filter=(1, 3, 3, 1), conv_clamp=None):
+class Conv(nn.Module):
+    """A discriminator convolution: equalised weight, 'same' or 'down' resampling, bias + leaky ReLU."""
+
+    def __init__(self, fan_in: int, fan_out: int, k: int, lrelu: bool = True, down: bool = False, bias: bool = True,
+                 clamp: float | None = None):
         super().__init__()
-        self.activation, self.down, self.conv_clamp = activation, down, conv_clamp
-        self.register_buffer("resample_filter", setup_filter(resample_filter))
-        self.padding = kernel_size // 2
-        self.weight_gain = 1 / math.sqrt(in_channels * kernel_size**2)
-        self.act_gain = math.sqrt(2) if activation == "lrelu" else 1.0
-        self.weight = nn.Parameter(torch.randn([out_channels, in_channels, kernel_size, kernel_size]))
-        self.bias = nn.Parameter(torch.zeros([out_channels])) if bias else None
+        self.lrelu, self.mode, self.clamp = lrelu, "down" if down else "same", clamp
+        self.weight = nn.Parameter(torch.randn(fan_out, fan_in, k, k))
+        self.bias = nn.Parameter(torch.zeros(fan_out)) if bias else None
+        self.register_buffer("resample_filter", fir_kernel(BLUR_TAPS))
 
-    def forward(self, x, gain=1):
-        w = self.weight * self.weight_gain
-        x = conv2d_resample(x, w, f=self.resample_filter, down=self.down, padding=self.padding)
-        clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return bias_act(x, self.bias, act=self.activation, gain=self.act_gain * gain, clamp=clamp)
+    def forward(self, x, gain: float = 1.0):
+        weight = self.weight / math.sqrt(self.weight[0].numel())
+        x = resampling_conv(x, weight, self.resample_filter, self.mode)
+        clamp = None if self.clamp is None else self.clamp * gain
+        return activate(x, self.bias, self.lrelu, (math.sqrt(2) if self.lrelu else 1.0) * gain, clamp)
 
 
-class SynthesisLayer(nn.Module):
-    def __init__(self, in_channels, out_channels, w_dim, resolution, up=1, use_noise=True,
-                 resample_filter=(1, 3, 3, 1), conv_clamp=None, kernel_size=3):
+class StyledConv(nn.Module):
+    """A synthesis layer (modulated 3x3 convolution, noise, bias, leaky ReLU) or, with rgb=True, a toRGB layer
+    (modulated 1x1 convolution without demodulation, bias)."""
+
+    def __init__(self, fan_in: int, fan_out: int, w_dim: int, resolution: int = 0, up: bool = False,
+                 rgb: bool = False, clamp: float | None = None):
         super().__init__()
-        self.resolution, self.up, self.use_noise, self.conv_clamp = resolution, up, use_noise, conv_clamp
-        self.padding = kernel_size // 2
-        self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
-        self.register_buffer("resample_filter", setup_filter(resample_filter))
-        self.weight = nn.Parameter(torch.randn([out_channels, in_channels, kernel_size, kernel_size]))
-        if use_noise:
-            self.register_buffer("noise_const", torch.randn([resolution, resolution]))
+        self.rgb, self.mode, self.clamp, self.resolution = rgb, "up" if up else "same", clamp, resolution
+        k = 1 if rgb else 3
+        self.affine = Dense(w_dim, fan_in, bias_init=1)
+        self.weight = nn.Parameter(torch.randn(fan_out, fan_in, k, k))
+        self.bias = nn.Parameter(torch.zeros(fan_out))
+        if not rgb:
+            self.register_buffer("resample_filter", fir_kernel(BLUR_TAPS))
+            self.register_buffer("noise_const", torch.randn(resolution, resolution))
             self.noise_strength = nn.Parameter(torch.zeros([]))
-        self.bias = nn.Parameter(torch.zeros([out_channels]))
 
-    def forward(self, x, w, noise_mode="random", fused_modconv=True, gain=1):
+    def forward(self, x, w, noise_mode: str = "random"):
         styles = self.affine(w)
+        grouped = not self.training
+        if self.rgb:
+            styles = styles / math.sqrt(self.weight.shape[1])
+            y = modulated_conv(x, self.weight, styles, None, demodulate=False, grouped=grouped)
+            return activate(y, self.bias, clamp=self.clamp)
         noise = None
-        if self.use_noise and noise_mode == "random":
-            shape = [x.shape[0], 1, self.resolution, self.resolution]
-            noise = torch.randn(shape, device=x.device) * self.noise_strength
-        if self.use_noise and noise_mode == "const":
+        if noise_mode == "const":
             noise = self.noise_const * self.noise_strength
-        x = modulated_conv2d(x, self.weight, styles, noise=noise, up=self.up, padding=self.padding,
-                             resample_filter=self.resample_filter, flip_weight=(self.up == 1),
-                             fused_modconv=fused_modconv)
-        clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return bias_act(x, self.bias, act="lrelu", gain=math.sqrt(2) * gain, clamp=clamp)
+        elif noise_mode == "random":
+            noise = torch.randn(x.shape[0], 1, self.resolution, self.resolution, device=x.device) * self.noise_strength
+        y = modulated_conv(x, self.weight, styles, self.resample_filter, self.mode, noise=noise, grouped=grouped)
+        return activate(y, self.bias, lrelu=True, gain=math.sqrt(2), clamp=self.clamp)
 
 
-class ToRGBLayer(nn.Module):
-    def __init__(self, in_channels, out_channels, w_dim, conv_clamp=None):
-        super().__init__()
-        self.conv_clamp = conv_clamp
-        self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
-        self.weight = nn.Parameter(torch.randn([out_channels, in_channels, 1, 1]))
-        self.bias = nn.Parameter(torch.zeros([out_channels]))
-        self.weight_gain = 1 / math.sqrt(in_channels)
+# --------------------------------------------------------------------------------------------
+# Networks (config F's skip generator and residual discriminator)
 
-    def forward(self, x, w, fused_modconv=True):
-        styles = self.affine(w) * self.weight_gain
-        x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused_modconv=fused_modconv)
-        return bias_act(x, self.bias, clamp=self.conv_clamp)
+
+def _channels(res: int, channel_base: int, channel_max: int) -> int:
+    return min(channel_base // res, channel_max)
 
 
 class SynthesisBlock(nn.Module):
-    def __init__(self, in_channels, out_channels, w_dim, resolution, img_channels, conv_clamp=None):
+    def __init__(self, fan_in: int, fan_out: int, w_dim: int, res: int, img_channels: int, clamp: float | None):
         super().__init__()
-        self.in_channels, self.resolution = in_channels, resolution
-        self.register_buffer("resample_filter", setup_filter([1, 3, 3, 1]))
-        kw = dict(w_dim=w_dim, resolution=resolution, conv_clamp=conv_clamp)
-        if in_channels == 0:
-            self.const = nn.Parameter(torch.randn([out_channels, resolution, resolution]))
+        self.first = fan_in == 0
+        if self.first:
+            self.const = nn.Parameter(torch.randn(fan_out, res, res))
         else:
-            self.conv0 = SynthesisLayer(in_channels, out_channels, up=2, **kw)
-        self.conv1 = SynthesisLayer(out_channels, out_channels, **kw)
-        self.torgb = ToRGBLayer(out_channels, img_channels, w_dim=w_dim, conv_clamp=conv_clamp)
-        self.num_conv = 1 if in_channels == 0 else 2
+            self.conv0 = StyledConv(fan_in, fan_out, w_dim, res, up=True, clamp=clamp)
+        self.conv1 = StyledConv(fan_out, fan_out, w_dim, res, clamp=clamp)
+        self.torgb = StyledConv(fan_out, img_channels, w_dim, rgb=True, clamp=clamp)
+        self.register_buffer("resample_filter", fir_kernel(BLUR_TAPS))
+        self.num_conv = 1 if self.first else 2
 
-    def forward(self, x, img, ws, noise_mode="random"):
-        w_iter = iter(ws.unbind(dim=1))
-        fused = not self.training
-        if self.in_channels == 0:
-            x = self.const.unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
+    def forward(self, x, img, ws, noise_mode):
+        """ws [N, num_conv + 1, w_dim]: one w per convolution and the last for toRGB."""
+        if self.first:
+            x = self.const[None].repeat(ws.shape[0], 1, 1, 1)
         else:
-            x = self.conv0(x, next(w_iter), noise_mode=noise_mode, fused_modconv=fused)
-        x = self.conv1(x, next(w_iter), noise_mode=noise_mode, fused_modconv=fused)
-        if img is not None:
-            img = upsample2d(img, self.resample_filter)
-        y = self.torgb(x, next(w_iter), fused_modconv=fused)
-        img = img.add_(y) if img is not None else y
-        return x, img
+            x = self.conv0(x, ws[:, 0], noise_mode)
+        x = self.conv1(x, ws[:, self.num_conv - 1], noise_mode)
+        rgb = self.torgb(x, ws[:, self.num_conv])
+        return x, rgb if img is None else upsample(img, self.resample_filter).add_(rgb)
 
 
-class SynthesisNetwork(nn.Module):
-    def __init__(self, w_dim, img_resolution, img_channels, channel_base, channel_max, conv_clamp=None):
+class Synthesis(nn.Module):
+    def __init__(self, w_dim: int, img_resolution: int, img_channels: int, channel_base: int, channel_max: int,
+                 clamp: float | None):
         super().__init__()
-        self.block_resolutions = [2**i for i in range(2, int(math.log2(img_resolution)) + 1)]
-        self.num_ws = 0
-        for res in self.block_resolutions:
-            in_ch = min(channel_base // (res // 2), channel_max) if res > 4 else 0
-            block = SynthesisBlock(in_ch, min(channel_base // res, channel_max), w_dim, res, img_channels,
-                                   conv_clamp=conv_clamp)
-            self.num_ws += block.num_conv
-            setattr(self, f"b{res}", block)
-        self.num_ws += 1
+        self.resolutions = [2**i for i in range(2, int(math.log2(img_resolution)) + 1)]
+        for res in self.resolutions:
+            fan_in = 0 if res == 4 else _channels(res // 2, channel_base, channel_max)
+            setattr(self, f"b{res}", SynthesisBlock(fan_in, _channels(res, channel_base, channel_max), w_dim, res,
+                                                    img_channels, clamp))
+        self.num_ws = 2 * len(self.resolutions)
 
-    def forward(self, ws, noise_mode="random"):
-        ws = ws.to(self.b4.const.dtype)  # float32 in the original; the parameters' dtype here (float64 tests)
+    def forward(self, ws, noise_mode: str = "random"):
+        ws = ws.to(self.b4.const.dtype)
         x = img = None
-        w_idx = 0
-        for res in self.block_resolutions:
+        first = 0
+        for res in self.resolutions:
             block = getattr(self, f"b{res}")
-            x, img = block(x, img, ws.narrow(1, w_idx, block.num_conv + 1), noise_mode=noise_mode)
-            w_idx += block.num_conv
+            x, img = block(x, img, ws[:, first:first + block.num_conv + 1], noise_mode)
+            first += block.num_conv
         return img
 
 
-class MappingNetwork(nn.Module):
-    def __init__(self, z_dim, w_dim, num_ws, num_layers=8, lr_multiplier=0.01, w_avg_beta=0.995):
+class Mapping(nn.Module):
+    def __init__(self, z_dim: int, w_dim: int, num_ws: int, layers: int = 8, lr_mul: float = 0.01,
+                 w_avg_beta: float = 0.995):
         super().__init__()
-        self.num_ws, self.num_layers, self.w_avg_beta = num_ws, num_layers, w_avg_beta
-        features = [z_dim] + [w_dim] * num_layers
-        for i in range(num_layers):
-            setattr(self, f"fc{i}", FullyConnectedLayer(features[i], features[i + 1], activation="lrelu",
-                                                        lr_multiplier=lr_multiplier))
-        self.register_buffer("w_avg", torch.zeros([w_dim]))
+        self.num_ws, self.layers, self.w_avg_beta = num_ws, layers, w_avg_beta
+        for i in range(layers):
+            setattr(self, f"fc{i}", Dense(z_dim if i == 0 else w_dim, w_dim, lrelu=True, lr_mul=lr_mul))
+        self.register_buffer("w_avg", torch.zeros(w_dim))
 
-    def forward(self, z, c=None, truncation_psi=1, truncation_cutoff=None, skip_w_avg_update=False):
-        x = normalize_2nd_moment(z.to(self.w_avg.dtype))
-        for i in range(self.num_layers):
+    def forward(self, z, c=None, skip_w_avg_update: bool = False):
+        """w for every layer [N, num_ws, w_dim] from z [N, z_dim] (c: no conditioning, kept for callers' shape)."""
+        x = z.to(self.w_avg.dtype)
+        x = x * (x.square().mean(dim=1, keepdim=True) + 1e-8).rsqrt()
+        for i in range(self.layers):
             x = getattr(self, f"fc{i}")(x)
         if self.training and not skip_w_avg_update:
-            self.w_avg.copy_(x.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
-        x = x.unsqueeze(1).repeat([1, self.num_ws, 1])
-        if truncation_psi != 1:
-            x[:, :truncation_cutoff] = self.w_avg.lerp(x[:, :truncation_cutoff], truncation_psi)
-        return x
+            self.w_avg.copy_(self.w_avg.lerp(x.detach().mean(dim=0), 1 - self.w_avg_beta))
+        return x[:, None].repeat(1, self.num_ws, 1)
 
 
 class Generator(nn.Module):
-    def __init__(self, z_dim=512, w_dim=512, img_resolution=1024, img_channels=3, channel_base=32768,
-                 channel_max=512, conv_clamp=None):
+    def __init__(self, z_dim: int = 512, w_dim: int = 512, img_resolution: int = 1024, img_channels: int = 3,
+                 channel_base: int = 32768, channel_max: int = 512, conv_clamp: float | None = None):
         super().__init__()
-        self.z_dim, self.w_dim, self.img_resolution, self.img_channels = z_dim, w_dim, img_resolution, img_channels
-        self.synthesis = SynthesisNetwork(w_dim, img_resolution, img_channels, channel_base, channel_max,
-                                          conv_clamp=conv_clamp)
+        self.z_dim, self.w_dim = z_dim, w_dim
+        self.synthesis = Synthesis(w_dim, img_resolution, img_channels, channel_base, channel_max, conv_clamp)
         self.num_ws = self.synthesis.num_ws
-        self.mapping = MappingNetwork(z_dim, w_dim, self.num_ws)
-
-    def forward(self, z, c=None, noise_mode="random"):
-        return self.synthesis(self.mapping(z, c), noise_mode=noise_mode)
-
-
-def minibatch_stddev(x, group_size=4, num_channels=1):
-    n, c, h, w = x.shape
-    g = min(group_size, n) if group_size is not None else n
-    y = x.reshape(g, -1, num_channels, c // num_channels, h, w)
-    y = y - y.mean(dim=0)
-    y = y.square().mean(dim=0)
-    y = (y + 1e-8).sqrt()
-    y = y.mean(dim=[2, 3, 4])
-    y = y.reshape(-1, num_channels, 1, 1).repeat(g, 1, h, w)
-    return torch.cat([x, y], dim=1)
+        self.mapping = Mapping(z_dim, w_dim, self.num_ws)
 
 
 class DiscriminatorBlock(nn.Module):
-    def __init__(self, in_channels, tmp_channels, out_channels, img_channels, conv_clamp=None):
+    """Residual: (conv 3x3, conv 3x3 down) + (1x1 down, no bias), each path scaled by sqrt(1/2)."""
+
+    def __init__(self, fan_in: int, hidden: int, fan_out: int, img_channels: int, clamp: float | None):
         super().__init__()
-        self.in_channels = in_channels
-        self.register_buffer("resample_filter", setup_filter([1, 3, 3, 1]))
-        if in_channels == 0:
-            self.fromrgb = Conv2dLayer(img_channels, tmp_channels, 1, activation="lrelu", conv_clamp=conv_clamp)
-        self.conv0 = Conv2dLayer(tmp_channels, tmp_channels, 3, activation="lrelu", conv_clamp=conv_clamp)
-        self.conv1 = Conv2dLayer(tmp_channels, out_channels, 3, activation="lrelu", down=2, conv_clamp=conv_clamp)
-        self.skip = Conv2dLayer(tmp_channels, out_channels, 1, bias=False, down=2)
+        self.first = fan_in == 0
+        if self.first:
+            self.fromrgb = Conv(img_channels, hidden, 1, clamp=clamp)
+        self.conv0 = Conv(hidden, hidden, 3, clamp=clamp)
+        self.conv1 = Conv(hidden, fan_out, 3, down=True, clamp=clamp)
+        self.skip = Conv(hidden, fan_out, 1, lrelu=False, down=True, bias=False)
+        self.register_buffer("resample_filter", fir_kernel(BLUR_TAPS))
 
     def forward(self, x, img):
-        if self.in_channels == 0:
-            y = self.fromrgb(img)
-            x = x + y if x is not None else y
-        y = self.skip(x, gain=np.sqrt(0.5))
-        x = self.conv0(x)
-        x = self.conv1(x, gain=np.sqrt(0.5))
-        return y.add_(x)
+        if self.first:
+            x = self.fromrgb(img)
+        half = math.sqrt(0.5)
+        shortcut = self.skip(x, gain=half)
+        return shortcut.add_(self.conv1(self.conv0(x), gain=half))
 
 
 class DiscriminatorEpilogue(nn.Module):
-    def __init__(self, in_channels, resolution=4, mbstd_group_size=4, conv_clamp=None):
+    def __init__(self, channels: int, group: int, clamp: float | None, res: int = 4):
         super().__init__()
-        self.mbstd_group_size = mbstd_group_size
-        self.conv = Conv2dLayer(in_channels + 1, in_channels, 3, activation="lrelu", conv_clamp=conv_clamp)
-        self.fc = FullyConnectedLayer(in_channels * resolution**2, in_channels, activation="lrelu")
-        self.out = FullyConnectedLayer(in_channels, 1)
+        self.group = group
+        self.conv = Conv(channels + 1, channels, 3, clamp=clamp)
+        self.fc = Dense(channels * res * res, channels, lrelu=True)
+        self.out = Dense(channels, 1)
+
+    def stddev_feature(self, x):
+        """Minibatch standard deviation (ProGAN): samples i, i + N/G, ... form a group; the mean over C, H, W of
+        their per-pixel standard deviation is appended as one more channel."""
+        n, c, h, w = x.shape
+        group = min(self.group, n)
+        grouped = x.reshape(group, n // group, c, h, w)
+        spread = (grouped.var(dim=0, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))  # [N / G]
+        return torch.cat([x, spread.reshape(1, -1, 1, 1, 1).expand(group, -1, 1, h, w).reshape(n, 1, h, w)], dim=1)
 
     def forward(self, x):
-        x = minibatch_stddev(x, self.mbstd_group_size)
-        x = self.conv(x)
-        return self.out(self.fc(x.flatten(1)))
+        return self.out(self.fc(self.conv(self.stddev_feature(x)).flatten(1)))
 
 
 class Discriminator(nn.Module):
-    def __init__(self, img_resolution=1024, img_channels=3, channel_base=32768, channel_max=512, conv_clamp=None,
-                 mbstd_group_size=4):
+    def __init__(self, img_resolution: int = 1024, img_channels: int = 3, channel_base: int = 32768,
+                 channel_max: int = 512, conv_clamp: float | None = None, mbstd_group_size: int = 4):
         super().__init__()
-        self.block_resolutions = [2**i for i in range(int(math.log2(img_resolution)), 2, -1)]
+        self.resolutions = [2**i for i in range(int(math.log2(img_resolution)), 2, -1)]
+        for res in self.resolutions:
+            fan_in = 0 if res == img_resolution else _channels(res, channel_base, channel_max)
+            setattr(self, f"b{res}", DiscriminatorBlock(fan_in, _channels(res, channel_base, channel_max),
+                                                        _channels(res // 2, channel_base, channel_max), img_channels,
+                                                        conv_clamp))
+        self.b4 = DiscriminatorEpilogue(_channels(4, channel_base, channel_max), mbstd_group_size, conv_clamp)
 
-        def ch(res):
-            return min(channel_base // res, channel_max)
-
-        for res in self.block_resolutions:
-            setattr(self, f"b{res}", DiscriminatorBlock(ch(res) if res < img_resolution else 0, ch(res), ch(res // 2),
-                                                        img_channels, conv_clamp=conv_clamp))
-        self.b4 = DiscriminatorEpilogue(ch(4), mbstd_group_size=mbstd_group_size, conv_clamp=conv_clamp)
-
-    def forward(self, img, c=None):
+    def forward(self, img):
         x = None
-        for res in self.block_resolutions:
+        for res in self.resolutions:
             x = getattr(self, f"b{res}")(x, img)
         return self.b4(x)
 
 
 # --------------------------------------------------------------------------------------------
-# The projector loop
+# Projection (StyleGAN2 paper, appendix D)
 
 
 class VGG16Features(nn.Module):
-    """Stand-in for the projector's TorchScript LPIPS VGG16: the VGG16 trunk to relu5_3 on [0, 255]
-    images, each of its 5 taps normalised per pixel and weighted, flattened and concatenated, so that
-    the squared distance of two outputs is LPIPS."""
+    """Stand-in for the projector's TorchScript LPIPS VGG16: VGG16's convolutions to relu5_3 on images in
+    [0, 255]; at each of LPIPS' five taps the features are unit-normalised per pixel, weighted per channel and
+    flattened, so that the squared distance of two outputs is LPIPS. Frozen, as that file's parameters are."""
+
+    LAYOUT = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
 
     def __init__(self):
         super().__init__()
-        layers, channels = [], 3
-        for width in (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512):
-            if width == "M":
-                layers.append(nn.MaxPool2d(2, 2))
-            else:
-                layers += [nn.Conv2d(channels, width, 3, padding=1), nn.ReLU(inplace=True)]
-                channels = width
-        # Frozen: the conservative choice. Were the TorchScript file's parameters trainable, the reference
-        # step would also compute VGG weight gradients and be slower.
-        self.trunk = nn.Sequential(*layers).requires_grad_(False)
-        self.taps = (3, 8, 15, 22, 29)  # relu1_2, relu2_2, relu3_3, relu4_3, relu5_3
-        for i, c in enumerate((64, 128, 256, 512, 512)):
-            self.register_buffer(f"lin{i}", torch.rand(c, 1, 1))
+        self.stages = nn.ModuleList()
+        fan_in = 3
+        for widths in self.LAYOUT:
+            stage = []
+            for width in widths:
+                stage += [nn.Conv2d(fan_in, width, 3, padding=1), nn.ReLU(inplace=True)]
+                fan_in = width
+            self.stages.append(nn.Sequential(*stage))
+        self.requires_grad_(False)
+        for i, widths in enumerate(self.LAYOUT):
+            self.register_buffer(f"lin{i}", torch.rand(widths[-1], 1, 1))
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).reshape(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).reshape(1, 3, 1, 1))
 
     def forward(self, img):
         x = (img / 255 - self.mean) / self.std
-        feats = []
-        for i, layer in enumerate(self.trunk):
-            x = layer(x)
-            if i in self.taps:
-                f = x / (x.square().sum(dim=1, keepdim=True).sqrt() + 1e-10)
-                f = f * getattr(self, f"lin{len(feats)}").sqrt() / math.sqrt(f.shape[2] * f.shape[3])
-                feats.append(f.flatten(1))
-        return torch.cat(feats, dim=1)
+        out = []
+        for i, stage in enumerate(self.stages):
+            if i:
+                x = F.max_pool2d(x, 2)
+            x = stage(x)
+            unit = x / (x.square().sum(dim=1, keepdim=True).sqrt() + 1e-10)
+            weighted = unit * getattr(self, f"lin{i}").sqrt() / math.sqrt(x.shape[2] * x.shape[3])
+            out.append(weighted.flatten(1))
+        return torch.cat(out, dim=1)
+
+
+def _noise_penalty(noise: torch.Tensor) -> torch.Tensor:
+    """The paper's noise regulariser for one noise map: the squared autocorrelation at a one-pixel shift in x and
+    in y, summed over a pyramid of 2x2-average downsamplings down to 8 x 8."""
+    level = noise[None, None]
+    total = 0.0
+    while True:
+        for dim in (3, 2):
+            total = total + (level * level.roll(1, dims=dim)).mean() ** 2
+        if level.shape[2] <= 8:
+            return total
+        level = F.avg_pool2d(level, 2)
+
+
+def _to_lpips_input(images: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] images to [0, 255], area-downsampled to 256 px when larger (the paper compares at 256 px)."""
+    images = (images + 1) * 127.5
+    return F.interpolate(images, size=(256, 256), mode="area") if images.shape[2] > 256 else images
 
 
 def project_steps(G, target: torch.Tensor, vgg16: nn.Module, space: str = "w", num_steps: int = 1000,
                   w_avg_samples: int = 10000, callback: Callable[[int], None] | None = None) -> torch.Tensor:
-    """NVIDIA's projector loop (stylegan2-ada-pytorch `projector.project`) for one target [1, 3, R, R] in [-1, 1]:
-    w statistics, the noise buffers optimised in place, Adam, the lr and latent-noise schedules, VGG16
-    features of images in [0, 255] downsampled to 256 px, the noise regulariser. space='w+' optimises one w
-    per layer (the projector itself has only W). `callback(step)` runs after each step. Runs on G's device."""
+    """The StyleGAN2 paper's projector (appendix D) for one target [1, 3, R, R] in [-1, 1]; returns w [1, 1 or
+    num_ws, w_dim]. Start at the mean w of `w_avg_samples` mapped z; Adam (max lr 0.1, ramped up over the first 5%
+    of steps and down by a cosine over the last 25%) on w (one, or one per layer for space='w+': the paper has
+    W only) and on every noise map, re-normalised to zero mean and unit variance after each step; Gaussian noise
+    added to w, its scale 0.05 x the spread of w falling quadratically to 0 over the first 75%; loss = LPIPS
+    (`vgg16`) + 1e5 x the noise regulariser. `callback(step)` runs after each step. Runs on G's device."""
     G = copy.deepcopy(G).eval().requires_grad_(False)
     device = next(G.parameters()).device
-    target = target.to(device)
-    z = np.random.RandomState(123).randn(w_avg_samples, G.z_dim)
-    w_samples = G.mapping(torch.from_numpy(z).to(device), None)[:, :1, :].cpu().numpy().astype(np.float32)
-    w_avg = np.mean(w_samples, axis=0, keepdims=True)
-    w_std = (np.sum((w_samples - w_avg) ** 2) / w_avg_samples) ** 0.5
-    noise_bufs = {name: buf for name, buf in G.synthesis.named_buffers() if "noise_const" in name}
+    with torch.no_grad():
+        z = torch.from_numpy(np.random.RandomState(123).randn(w_avg_samples, G.z_dim)).to(device)
+        samples = G.mapping(z)[:, 0].float()
+    w_mean = samples.mean(dim=0, keepdim=True)
+    w_spread = float((samples - w_mean).square().sum(dim=1).mean().sqrt())
+    target_features = vgg16(_to_lpips_input(target.to(device)))
 
-    target_images = (target + 1) * (255 / 2)
-    if target_images.shape[2] > 256:
-        target_images = F.interpolate(target_images, size=(256, 256), mode="area")
-    target_features = vgg16(target_images)
-
-    start = np.repeat(w_avg, G.num_ws, axis=1) if space == "w+" else w_avg
-    w_opt = torch.tensor(start, dtype=torch.float32, device=device, requires_grad=True)
-    optimizer = torch.optim.Adam([w_opt] + list(noise_bufs.values()), betas=(0.9, 0.999), lr=0.1)
-    for buf in noise_bufs.values():
-        buf[:] = torch.randn_like(buf)
-        buf.requires_grad = True
+    noises = [buf for name, buf in G.synthesis.named_buffers() if name.endswith("noise_const")]
+    for buf in noises:
+        buf.copy_(torch.randn_like(buf)).requires_grad_(True)
+    w = w_mean[:, None].repeat(1, G.num_ws if space == "w+" else 1, 1).requires_grad_(True)
+    optimizer = torch.optim.Adam([w, *noises], lr=0.1, betas=(0.9, 0.999))
 
     for step in range(num_steps):
-        t = step / num_steps
-        w_noise_scale = w_std * 0.05 * max(0.0, 1.0 - t / 0.75) ** 2
-        lr_ramp = min(1.0, (1.0 - t) / 0.25)
-        lr_ramp = (0.5 - 0.5 * np.cos(lr_ramp * np.pi)) * min(1.0, t / 0.05)
+        progress = step / num_steps
+        noise_scale = 0.05 * w_spread * max(0.0, 1 - progress / 0.75) ** 2
+        lr = 0.1 * min(1.0, progress / 0.05) * (0.5 - 0.5 * math.cos(math.pi * min(1.0, (1 - progress) / 0.25)))
         for group in optimizer.param_groups:
-            group["lr"] = 0.1 * lr_ramp
-        w_noise = torch.randn_like(w_opt) * w_noise_scale
-        ws = (w_opt + w_noise).repeat([1, G.num_ws // w_opt.shape[1], 1])
-        synth = G.synthesis(ws, noise_mode="const")
-        synth = (synth + 1) * (255 / 2)
-        if synth.shape[2] > 256:
-            synth = F.interpolate(synth, size=(256, 256), mode="area")
-        dist = (target_features - vgg16(synth)).square().sum()
-        reg_loss = 0.0
-        for v in noise_bufs.values():
-            noise = v[None, None, :, :]
-            while True:
-                reg_loss += (noise * torch.roll(noise, shifts=1, dims=3)).mean() ** 2
-                reg_loss += (noise * torch.roll(noise, shifts=1, dims=2)).mean() ** 2
-                if noise.shape[2] <= 8:
-                    break
-                noise = F.avg_pool2d(noise, kernel_size=2)
-        loss = dist + reg_loss * 1e5
+            group["lr"] = lr
+        noisy = w + torch.randn_like(w) * noise_scale
+        ws = noisy.repeat(1, G.num_ws // noisy.shape[1], 1)
+        image = G.synthesis(ws, noise_mode="const")
+        distance = (vgg16(_to_lpips_input(image)) - target_features).square().sum()
+        loss = distance + 1e5 * sum(_noise_penalty(buf) for buf in noises)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         with torch.no_grad():
-            for buf in noise_bufs.values():
-                buf -= buf.mean()
-                buf *= buf.square().mean().rsqrt()
+            for buf in noises:
+                buf.sub_(buf.mean()).div_(buf.square().mean().sqrt())
         if callback is not None:
             callback(step)
-    return w_opt.detach()
+    return w.detach()
 
 
 # --------------------------------------------------------------------------------------------
-# Training phases
+# Training (ADA paper's loop: StyleGAN2's losses, lazy regularisation, 'bgc' augmentation)
 
 
-class AugmentPipeBGC(nn.Module):
-    """The compute of ADA's 'bgc' pipeline as that code base runs it, for any p (also p = 0): per-sample
-    parameters drawn with many small ops, one geometric warp (reflect-pad, 2x upsampling with a 12-tap
-    separable filter, bilinear `grid_sample` at twice the size, filtered 2x downsampling) and one
-    4x4 color matrix."""
+class AugmentBGC(nn.Module):
+    """The compute of ADA's 'bgc' augmentation applied to every image (whatever p, as the pipeline does): random
+    parameters drawn per image, one geometric warp (reflect padding to cover the rotated image, 2x upsampling
+    with a 12-tap filter, bilinear sampling at that size, 2x filtered downsampling that crops the padding) and one
+    colour matrix. Transforms are kept with probability p, otherwise identity."""
 
     def __init__(self, p: float = 0.0):
         super().__init__()
         self.p = p
-        self.register_buffer("Hz_geom", setup_filter([math.comb(11, k) for k in range(12)]))
+        self.register_buffer("kernel", fir_kernel([math.comb(11, k) for k in range(12)]))
 
-    def _pick(self, n, value, identity, prob=1.0):
-        keep = torch.rand([n]) < self.p * prob
-        return torch.where(keep, value, torch.full_like(value, identity))
+    def _maybe(self, values: torch.Tensor, identity: float) -> torch.Tensor:
+        return torch.where(torch.rand(values.shape) < self.p, values, torch.full_like(values, identity))
 
     def forward(self, images):
         n, c, h, w = images.shape
-        eye3 = torch.eye(3).repeat(n, 1, 1)
-        # Geometric: xflip, rot90, xint, scale, rotate, aniso, rotate, xfrac (each a matrix product).
-        sx = 1 - 2 * self._pick(n, torch.floor(torch.rand([n]) * 2), 0)
-        g = eye3.clone()
-        g[:, 0, 0] = sx
+        # Geometry: a flip, then seven random rotations with shifts, composed as 3x3 matrices (pixel units).
+        matrix = torch.eye(3).repeat(n, 1, 1)
+        matrix[:, 0, 0] = 1 - 2 * self._maybe(torch.randint(0, 2, (n,)).float(), 0)
         for _ in range(7):
-            theta = self._pick(n, torch.randn([n]) * 0.2, 0.0)
-            m = eye3.clone()
-            m[:, 0, 0], m[:, 0, 1], m[:, 1, 0], m[:, 1, 1] = theta.cos(), -theta.sin(), theta.sin(), theta.cos()
-            m[:, 0, 2], m[:, 1, 2] = theta * w, theta * h
-            g = g @ m
-        cx, cy = (w - 1) / 2, (h - 1) / 2
-        corners = torch.tensor([[-cx, -cy, 1], [cx, -cy, 1], [cx, cy, 1], [-cx, cy, 1]])
-        cp = g @ corners.t()
-        pad = self.Hz_geom.shape[0] // 4
-        margin = cp[:, :2, :].permute(1, 0, 2).flatten(1)
-        margin = torch.cat([-margin, margin]).max(dim=1).values
-        margin = margin + torch.tensor([pad * 2 - cx, pad * 2 - cy] * 2)
-        margin = margin.max(torch.zeros(4)).min(torch.tensor([w - 1, h - 1] * 2, dtype=torch.float32))
-        mx0, my0, mx1, my1 = margin.ceil().to(torch.int32).tolist()
-        images = F.pad(images, [mx0, mx1, my0, my1], mode="reflect")
-        images = upsample2d(images, self.Hz_geom)
-        shape = [n, c, (h + pad * 2) * 2, (w + pad * 2) * 2]
-        theta = g[:, :2, :].clone()
+            angle = self._maybe(torch.randn(n) * 0.2, 0.0)
+            step = torch.eye(3).repeat(n, 1, 1)
+            step[:, :2, :2] = torch.stack([angle.cos(), -angle.sin(), angle.sin(), angle.cos()], 1).reshape(n, 2, 2)
+            step[:, 0, 2], step[:, 1, 2] = angle * w, angle * h
+            matrix = matrix @ step
+        # Padding on each side: how far the warped corners reach past the image, plus the filter's reach.
+        half = torch.tensor([(w - 1) / 2, (h - 1) / 2])
+        corners = torch.tensor([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]]) * half
+        reach = (corners @ matrix[:, :2, :2].transpose(1, 2) + matrix[:, None, :2, 2]).abs().amax(dim=(0, 1)) - half
+        border = self.kernel.shape[0] // 4
+        pad_x, pad_y = [int(v) for v in (reach + 2 * border).clamp(min=0).ceil().minimum(
+            torch.tensor([w - 1, h - 1])).tolist()]
+        images = F.pad(images, [pad_x, pad_x, pad_y, pad_y], mode="reflect")
+        images = upsample(images, self.kernel)
+        theta = matrix[:, :2, :].clone()
         theta[:, :, 2] = 0
-        grid = F.affine_grid(theta, size=shape, align_corners=False)
-        images = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        images = downsample2d(images, self.Hz_geom, padding=-pad * 2, flip_filter=True)
-        # Color: brightness, contrast, lumaflip, hue, saturation (each a 4x4 matrix product).
-        cmat = torch.eye(4).repeat(n, 1, 1)
+        size = [n, c, (h + 2 * border) * 2, (w + 2 * border) * 2]
+        images = F.grid_sample(images, F.affine_grid(theta, size, align_corners=False), mode="bilinear",
+                               padding_mode="zeros", align_corners=False)
+        images = downsample(images, self.kernel, pad=-2 * border)
+        # Colour: brightness, contrast, luma flip, hue, saturation as five random 4x4 matrices.
+        colour = torch.eye(4).repeat(n, 1, 1)
         for _ in range(5):
-            s = self._pick(n, torch.exp2(torch.randn([n]) * 0.5), 1.0)
-            m = torch.eye(4).repeat(n, 1, 1)
-            m[:, 0, 0] = m[:, 1, 1] = m[:, 2, 2] = s
-            cmat = m @ cmat
-        images = images.reshape(n, c, h * w)
-        images = cmat[:, :3, :3] @ images + cmat[:, :3, 3:]
-        return images.reshape(n, c, h, w)
+            step = torch.eye(4).repeat(n, 1, 1)
+            step[:, :3, :3] *= self._maybe(torch.exp2(torch.randn(n) * 0.5), 1.0)[:, None, None]
+            colour = step @ colour
+        flat = colour[:, :3, :3] @ images.reshape(n, c, h * w) + colour[:, :3, 3:]
+        return flat.reshape(n, c, h, w)
 
 
 def train_phase_fn(G: Generator, D: Discriminator, batch: int, pl_weight: float = 2.0, r1_gamma: float = 10.0,
                    style_mixing: float = 0.9, ada_p: float = 0.0) -> Callable[[str, torch.Tensor], None]:
-    """`run(phase, reals)`: one optimiser step of 'Gmain' | 'Greg' | 'Dmain' | 'Dreg' the way that code base's
-    training loop and StyleGAN2 loss do it (module requires_grad on for its phase, Adam(0.002, 0, 0.99),
-    gradients cleaned of NaN, ADA on every image D sees). Like toonlib's `Trainer.run_phase`, a phase does
-    not include the once-per-minibatch G_ema update."""
+    """`run(phase, reals)`: one optimiser step of a training phase, 'Gmain' (non-saturating logistic loss), 'Greg'
+    (path length regularisation on half the batch, every 4th minibatch), 'Dmain' (logistic loss on fakes, then on
+    reals) or 'Dreg' (R1, every 16th), as the papers define them: Adam(0.002, 0, 0.99) with lazy regularisation's
+    rescaled lr and beta2, style mixing, every image D sees augmented, gradients cleaned of NaN and infinities.
+    Like toonlib's `Trainer.run_phase`, a phase leaves out the once-per-minibatch G_ema update."""
     G.train().requires_grad_(False)
     D.train().requires_grad_(False)
-    augment = AugmentPipeBGC(ada_p)
-    opt_G = torch.optim.Adam(G.parameters(), lr=0.002 * 4 / 5, betas=(0.0, 0.99 ** (4 / 5)), eps=1e-8)
-    opt_D = torch.optim.Adam(D.parameters(), lr=0.002 * 16 / 17, betas=(0.0, 0.99 ** (16 / 17)), eps=1e-8)
+    augment = AugmentBGC(ada_p)
+
+    def adam(net, interval):
+        ratio = interval / (interval + 1)
+        return torch.optim.Adam(net.parameters(), lr=0.002 * ratio, betas=(0.0, 0.99**ratio), eps=1e-8)
+
+    optimizers = {"G": adam(G, 4), "D": adam(D, 16)}
+    weights = {"Gmain": 1, "Greg": 4, "Dmain": 1, "Dreg": 16}
     pl_mean = torch.zeros([])
 
-    def run_G(z):
-        ws = G.mapping(z, None)
-        cutoff = torch.empty([], dtype=torch.int64).random_(1, ws.shape[1])
-        cutoff = torch.where(torch.rand([]) < style_mixing, cutoff, torch.full_like(cutoff, ws.shape[1]))
-        ws[:, cutoff:] = G.mapping(torch.randn_like(z), None, skip_w_avg_update=True)[:, cutoff:]
+    def generate(n):
+        z = torch.randn(n, G.z_dim)
+        ws = G.mapping(z)
+        if torch.rand([]) < style_mixing:
+            cut = int(torch.randint(1, ws.shape[1], []))
+            ws[:, cut:] = G.mapping(torch.randn_like(z), skip_w_avg_update=True)[:, cut:]
         return G.synthesis(ws), ws
-
-    def run_D(img):
-        return D(augment(img))
 
     def run(phase: str, reals: torch.Tensor) -> None:
         nonlocal pl_mean
-        module, opt = (G, opt_G) if phase.startswith("G") else (D, opt_D)
-        gain = {"Gmain": 1, "Greg": 4, "Dmain": 1, "Dreg": 16}[phase]
-        opt.zero_grad(set_to_none=True)
-        module.requires_grad_(True)
-        z = torch.randn([batch, G.z_dim])
+        net = G if phase[0] == "G" else D
+        optimizer = optimizers[phase[0]]
+        optimizer.zero_grad(set_to_none=True)
+        net.requires_grad_(True)
+        weight = weights[phase]
         if phase == "Gmain":
-            img, _ = run_G(z)
-            F.softplus(-run_D(img)).mean().mul(gain).backward()
+            fakes, _ = generate(batch)
+            (F.softplus(-D(augment(fakes))).mean() * weight).backward()
         elif phase == "Greg":
-            img, ws = run_G(z[:batch // 2])
-            pl_noise = torch.randn_like(img) / np.sqrt(img.shape[2] * img.shape[3])
-            (grads,) = torch.autograd.grad([(img * pl_noise).sum()], [ws], create_graph=True)
-            lengths = grads.square().sum(2).mean(1).sqrt()
+            fakes, ws = generate(batch // 2)
+            probe = torch.randn_like(fakes) / math.sqrt(fakes.shape[2] * fakes.shape[3])
+            (jacobian,) = torch.autograd.grad((fakes * probe).sum(), ws, create_graph=True)
+            lengths = jacobian.square().sum(dim=2).mean(dim=1).sqrt()
             mean = pl_mean.lerp(lengths.mean(), 0.01)
             pl_mean = mean.detach()
-            (img[:, 0, 0, 0] * 0 + (lengths - mean).square() * pl_weight).mean().mul(gain).backward()
+            ((lengths - mean).square().mean() * pl_weight * weight).backward()
         elif phase == "Dmain":
-            img, _ = run_G(z)
-            F.softplus(run_D(img)).mean().mul(gain).backward()
-            logits = run_D(reals.detach())
-            (logits * 0 + F.softplus(-logits)).mean().mul(gain).backward()
+            fakes, _ = generate(batch)
+            (F.softplus(D(augment(fakes))).mean() * weight).backward()
+            (F.softplus(-D(augment(reals.detach()))).mean() * weight).backward()
         else:
-            real = reals.detach().requires_grad_(True)
-            logits = run_D(real)
-            (grads,) = torch.autograd.grad([logits.sum()], [real], create_graph=True)
-            (logits * 0 + grads.square().sum([1, 2, 3]) * (r1_gamma / 2)).mean().mul(gain).backward()
-        module.requires_grad_(False)
-        for p in module.parameters():
-            if p.grad is not None:
-                torch.nan_to_num(p.grad, nan=0, posinf=1e5, neginf=-1e5, out=p.grad)
-        opt.step()
+            reals = reals.detach().requires_grad_(True)
+            logits = D(augment(reals))
+            (grad,) = torch.autograd.grad(logits.sum(), reals, create_graph=True)
+            (grad.square().sum(dim=(1, 2, 3)).mean() * (r1_gamma / 2) * weight).backward()
+        net.requires_grad_(False)
+        for param in net.parameters():
+            if param.grad is not None:
+                param.grad.nan_to_num_(nan=0.0, posinf=1e5, neginf=-1e5)
+        optimizer.step()
 
     return run

@@ -1,6 +1,6 @@
-"""toonlib.ops' fast paths against the reference-style composition the benchmarks compare with
-(benchmarks/reference_ops.py: NVIDIA's reference ops), on tiny networks: same values, same gradients
-(first and second order), less autograd memory and fewer backward FLOPs, batch-independent numbers."""
+"""toonlib.ops' fast paths against the plain composition the benchmarks compare with (benchmarks/reference_ops.py,
+written from the papers), on tiny networks: same values, same gradients (first and second order), less autograd
+memory and fewer backward FLOPs, batch-independent numbers; the reference's own projector and training loops run."""
 from __future__ import annotations
 
 import sys
@@ -8,6 +8,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -105,7 +106,7 @@ def test_upfirdn2d_equals_the_reference(up, down, pad):
     f = ops.setup_filter([1, 3, 3, 1]).double()
     gain = up * up
     torch.testing.assert_close(ops.upfirdn2d(x, f, up=up, down=down, pad=pad, gain=gain),
-                               ref.upfirdn2d(x, f, up=up, down=down, padding=pad, gain=gain))
+                               ref.upfirdn(x, f, up=up, down=down, pad=pad, gain=gain))
 
 
 def _saved_bytes(fn) -> int:
@@ -507,3 +508,24 @@ def test_max_pool2d_has_pytorchs_values_and_gradient(dtype, layout, size, shape)
         x = torch.randn(shape, dtype=dtype, requires_grad=True)  # no ties: differentiable
         assert torch.autograd.gradcheck(lambda t: ops.max_pool2d(t, size), (x,))
         assert torch.autograd.gradgradcheck(lambda t: ops.max_pool2d(t, size), (x,))
+
+
+def test_the_reference_projector_and_training_phases_run():
+    """The reference's own loops, which only the benchmarks run: the projector returns a finite w of its space's
+    shape and moves it from the mean w; every training phase updates its network's weights."""
+    G, R = _pair(dtype=torch.float32)
+    target = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    vgg = ref.VGG16Features()
+    with torch.no_grad():  # where the projector starts: the mean w of the same 64 samples
+        start = R.mapping(torch.from_numpy(np.random.RandomState(123).randn(64, R.z_dim)))[:, 0].float().mean(dim=0)
+    for space, count in (("w", 1), ("w+", R.num_ws)):
+        w = ref.project_steps(R, target, vgg, space=space, num_steps=4, w_avg_samples=64)
+        assert w.shape == (1, count, R.w_dim) and torch.isfinite(w).all()
+        assert (w - start).abs().amax() > 1e-3, space
+    D = ref.Discriminator(img_resolution=16, channel_base=128, channel_max=8)
+    run = ref.train_phase_fn(R, D, batch=4, ada_p=0.5)
+    reals = torch.rand(4, 3, 16, 16) * 2 - 1
+    for phase, net in (("Gmain", R), ("Greg", R), ("Dmain", D), ("Dreg", D)):
+        before = [p.detach().clone() for p in net.parameters()]
+        run(phase, reals)
+        assert any(not torch.equal(a, p) for a, p in zip(before, net.parameters())), phase

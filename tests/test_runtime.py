@@ -195,3 +195,13 @@ def test_a_benchmark_refuses_a_count_that_leaves_nothing_to_time(script, argumen
     path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", script)
     done = subprocess.run([sys.executable, path, argument, "0"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and f"argument {argument}: must be at least 1, got 0" in done.stderr, done.stderr
+
+
+def test_the_side_by_side_benchmark_refuses_a_reference_checkout_without_one(tmp_path):
+    """--reference-before names another checkout whose reference is timed as a column of its own: a folder without
+    benchmarks/reference_ops.py is refused before any work."""
+    path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "bench_vs_reference.py")
+    done = subprocess.run([sys.executable, path, "--reference-before", str(tmp_path)], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 2 and f"--reference-before {tmp_path}: no benchmarks/reference_ops.py there" in \
+        done.stderr, done.stderr
