@@ -5,8 +5,8 @@ random weights, and whether each precision keeps the result.
            [--precisions fp32 bf16 fp16] [--eager] [--batch 1 2 4 8] [--budget SECONDS] [--out DIR] [--device cuda]
 
 Each measurement runs in its own process; the implementations take turns round by round. For the reference
-(benchmarks/reference_ops.py: the StyleGAN2 paper's projector loop, W+, on a plain composition of the ops, which
-is what NVIDIA's code base computes where its CUDA plugins are not compiled) the time is the median second per step over
+(benchmarks/reference_ops.py: the StyleGAN2 paper's projector loop, W+, on a plain composition of the ops, as
+NVIDIA's code base computes it where its CUDA plugins are not compiled) the time is the median second per step over
 `--reference-steps` steps, times `--steps`. For toonlib it is one whole `project(G, target, 'w+', steps)` call
 as a user makes it (10,000-sample w statistics, LPIPS target features, the final render included), timed from
 call to return in a process that ran a 3-step call first; that cold first call is reported too. On CUDA,
@@ -39,6 +39,7 @@ import time
 import warnings
 from pathlib import Path
 
+from bench_precision import toon_like
 from bench_vs_reference import CHANNEL_BASE, reference_generator
 from spawned import at_least
 
@@ -198,12 +199,7 @@ def _work_check(spec: dict) -> dict:
     device = spec["device"]
     G, G_ref, net = _generators(spec)
     target = torch.load(spec["target"], weights_only=True).to(device)
-    toon = copy.deepcopy(G)
-    generator = torch.Generator().manual_seed(2)
-    with torch.no_grad():
-        for param in toon.parameters():
-            param.add_(0.3 * param.std(correction=0) * torch.randn(param.shape, generator=generator).to(device))
-    toon = blend(toon, G, TOON_SWAP).to(device)
+    toon = blend(toon_like(G), G, TOON_SWAP).to(device)
     distance = PerceptualDistance(net, _lpips_size(target))
     out: dict = {"precisions": {}}
     toons = {}

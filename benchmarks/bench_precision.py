@@ -25,14 +25,15 @@ from spawned import at_least
 
 def toon_like(base, spread: float = 0.3, seed: int = 2):
     """A stand-in for a toon model fine-tuned from `base`: a copy whose weights moved by `spread` of their spread
-    (also tests/test_precision.py's)."""
+    (also tests/test_precision.py's and bench_gpu.py's), on `base`'s device."""
     import torch
 
     toon = copy.deepcopy(base)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for param in toon.parameters():
-            param.add_(spread * param.std(correction=0) * torch.randn(param.shape, generator=generator))
+            drawn = torch.randn(param.shape, generator=generator).to(param.device)
+            param.add_(spread * param.std(correction=0) * drawn)
     return toon
 
 

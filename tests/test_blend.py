@@ -468,12 +468,12 @@ def test_a_blend_saved_from_python_says_how_it_was_made(low, high, tmp_path):
         "(--toon-network G_ema; in Python 'FILE (G_ema)')")
     assert toonlib.blend(f"{saved} (G_ema)", G, 16).blend_record["toon"] == str(saved)  # asked for: blended
 
-    # Generators made in memory are named so; a per-layer blend has no swap resolution to record; the caller's
-    # own meta wins.
+    # Generators made in memory are named so; a per-layer blend has no swap resolution to record; a caller labels
+    # weights with `set_origin` (a record in `Networks.meta` is not written: the G_ema's own is).
     assert blend(low, high, 8).blend_record["toon"] == "an unsaved generator"
     assert blend_per_layer(low, high, [0.5] * low.num_ws).blend_record is None
-    own = toonlib.save_network(tmp_path / "own.safetensors",
-                               toonlib.Networks(G_ema=blended, meta={"blend": {**record, "toon": "my toon"}}))
+    blended.set_origin(blend_record={**record, "toon": "my toon"})
+    own = toonlib.save_network(tmp_path / "own.safetensors", toonlib.Networks(G_ema=blended, meta={"blend": record}))
     assert toonlib.load_network(own).meta["blend"]["toon"] == "my toon"
     blender = Blender(toon_G, G)
     assert blender.set(16).blend_record["swap_res"] == 16 and blender.set_per_ws([1] * low.num_ws).blend_record is None
@@ -537,3 +537,25 @@ def test_a_record_holds_while_the_weights_it_describes_do(low, high, tmp_path, m
     with torch.no_grad():
         nets.G_ema.synthesis.b32.torgb.bias.add_(1.0)
     assert "blend" not in toonlib.load_network(toonlib.save_network(tmp_path / "changed.safetensors", nets)).meta
+
+
+def test_a_loaded_files_g_ema_replaced_by_another_blend_is_saved_with_that_blends_record(tmp_path):
+    """A Toonify-layout file (G the toon, G_ema its blend at 8 px) re-blended at 16 px into its G_ema and saved: the
+    file recorded the old 8 px blend, which `toonlib info` and the re-blend refusal then described (audit). A G_ema
+    no swap resolution describes (a per-layer blend) is saved with no record."""
+    import dataclasses
+
+    from tiny import write_toonify_models
+
+    import toonlib
+
+    base_path, toon_path, _, _ = write_toonify_models(tmp_path)
+    nets = toonlib.load_network(toon_path)
+    assert nets.meta["blend"]["swap_res"] == 8
+    reblended = toonlib.blend(nets.G, base_path, 16)
+    saved = toonlib.save_network(tmp_path / "toon16.safetensors", dataclasses.replace(nets, G_ema=reblended))
+    back = toonlib.load_network(saved)
+    assert back.meta["blend"] == reblended.blend_record and back.meta["blend"]["swap_res"] == 16
+    assert back.G_ema.blend_record["swap_res"] == 16
+    nets.G_ema = blend_per_layer(nets.G, base_path, [0.5] * nets.G.num_ws)
+    assert "blend" not in toonlib.load_network(toonlib.save_network(tmp_path / "layers.safetensors", nets)).meta

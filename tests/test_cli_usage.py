@@ -1043,7 +1043,7 @@ def test_a_snapshot_whose_recorded_base_is_gone_says_so(tmp_path, monkeypatch):
                                                                                "kimg": 1.0}}))
     env = {"TOONLIB_CACHE": str(tmp_path / "empty-cache"), "TORCH_HOME": str(tmp_path / "torch")}
     result = run_main("blend", "--toon", toon, "--swap-res", "8", "-o", str(tmp_path / "b.safetensors"), env=env)
-    _short_error(result, f"error: '{toon}' is a 32 px model whose run recorded its base {gone}, which is not there "
+    _short_error(result, f"error: '{toon}' is a 32 px model that records its base {gone}, which is not there "
                          "(moved or deleted), and the default base 'ffhq-1024-tf' is 1024 px: name the model it was "
                          "fine-tuned from (--base)")
     cache = tmp_path / "cache"
@@ -1052,11 +1052,11 @@ def test_a_snapshot_whose_recorded_base_is_gone_says_so(tmp_path, monkeypatch):
     env["TOONLIB_CACHE"] = str(cache)
     result = run_main("blend", "--toon", toon, "--swap-res", "8", "-o", str(tmp_path / "b.safetensors"), env=env)
     assert result.returncode == 2 and result.stderr.rstrip().endswith(
-        f"No --base was given, so the base was toonlib's default (the toon model's run recorded its base {gone}, "
+        f"No --base was given, so the base was toonlib's default (the toon model records its base {gone}, "
         "which is not there), 'ffhq-1024-tf': name the base the toon model was fine-tuned from with --base."), (
         result.stderr)
     monkeypatch.setenv("TOONLIB_CACHE", str(cache))
-    with pytest.warns(ToonlibWarning, match=rf"^the toon model's run recorded its base {re.escape(str(gone))}, which "
+    with pytest.warns(ToonlibWarning, match=rf"^the toon model records its base {re.escape(str(gone))}, which "
                                             r"is not there \(moved or deleted\): the default base 'ffhq-1024-tf' is "
                                             r"taken instead; name the model it was fine-tuned from \(base=, --base\)$"):
         with pytest.raises(ValueError, match="makes 8 x 64"):

@@ -258,3 +258,29 @@ def test_the_base_given_as_the_toon_model_is_said(family, tmp_path, encoder_chec
         Toonifier(tmp_path / "base.safetensors", toon, invert="e4e", encoder=e4e, detector="dlib", device="cpu")
     with pytest.warns(LineageWarning, match="^the toon model has the same weights as the base model"):
         Toonifier(tmp_path / "base.safetensors", tmp_path / "base.safetensors", device="cpu")
+
+
+def test_a_saved_blend_pairs_with_the_base_it_records(family, tmp_path):
+    """`toonlib blend --toon metfaces-1024 -o mf.safetensors`, then `toonify --toon mf.safetensors`: the file records
+    its base (ffhq-1024), and toonify took the default base 'ffhq-1024-tf' instead (a download of another model and a
+    warning to pair the toon with its base), or at another resolution refused it as a model that "records no base"
+    (audit). A blend's base, recorded as named ("FILE (G_ema)" too), is the default base; a moved one is said."""
+    from toonlib import cli
+    from toonlib.pipeline import missing_recorded_base
+
+    _, child, _ = family
+    snapshot, base_file = child.meta["source"], child.meta["finetune"]["base"]
+    out = tmp_path / "blend.safetensors"
+    assert cli.main(["blend", "--toon", snapshot, "--base", base_file, "--swap-res", "8", "-o", str(out)]) == 0
+    recorded = f"{base_file} (G_ema)"  # the base file holds G and G_ema: the record names the network blended
+    assert load_network(out).meta["blend"]["base"] == recorded
+    assert default_base(out) == recorded and missing_recorded_base(out) is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LineageWarning)
+        assert Toonifier(toon=out, device="cpu")._base_source == recorded  # 16 px: not "records no base"
+    gone = str(tmp_path / "moved-base.safetensors")
+    moved = Networks(G_ema=child.G_ema, meta={"blend": {**load_network(out).meta["blend"], "base": gone}})
+    assert default_base(moved) == DEFAULT_BASE and missing_recorded_base(moved) == gone
+    with pytest.raises(ValueError, match=rf"is a 16 px model that records its base {re.escape(gone)}, which is not "
+                                         r"there \(moved or deleted\)"):
+        Toonifier(toon=moved, device="cpu")

@@ -432,7 +432,7 @@ def cmd_blend(args: argparse.Namespace) -> int:
         if not defaulted:
             raise
         missing = missing_recorded_base(args.toon)
-        whose = ("toonlib's default" + (f" (the toon model's run recorded its base {missing}, which is not there)"
+        whose = ("toonlib's default" + (f" (the toon model records its base {missing}, which is not there)"
                                         if missing else "") if args.base == DEFAULT_BASE
                  else "the one the toon model records")
         raise ValueError(f"{exc}\nNo --base was given, so the base was {whose}, '{args.base}': name the base the toon "

@@ -536,12 +536,6 @@ class Generator(nn.Module):
         keeps in the file; None when they were made otherwise or changed since."""
         return self._current_origin()[1]
 
-    @property
-    def noted_blend_record(self) -> dict | None:
-        """The blend record noted with the weights (`set_origin`) even where they have changed since, unlike
-        `blend_record`: `save_network` tells a loaded blend's own record in the file's meta from one given to it."""
-        return None if self._origin is None else self._origin[1]
-
     def _current_origin(self) -> tuple[str | None, dict | None]:
         if self._origin is None:
             return None, None

@@ -56,7 +56,7 @@ from .align import (
     quad_size,
     say_other_faces,
 )
-from .blending import PAIR_WITH_ITS_BASE, Blender, check_lineage, check_setting, check_swap_res, toon_generator
+from .blending import PAIR_WITH_ITS_BASE, UNSAVED, Blender, check_lineage, check_setting, check_swap_res, toon_generator
 from .checkpoints import (
     ENCODER_KINDS,
     GENERATOR_KINDS,
@@ -245,7 +245,7 @@ class Toonifier:
             # Without `base`, the messages say which base the toon model was paired with.
             base_name = "the base model" if base is not None else f"the default base model '{self._base_source}'"
             if base is None and (missing := missing_recorded_base(toon)):
-                warn(f"the toon model's run recorded its base {missing}, which is not there (moved or deleted): the "
+                warn(f"the toon model records its base {missing}, which is not there (moved or deleted): the "
                      f"default base '{DEFAULT_BASE}' is taken instead; name the model it was fine-tuned from (base=, "
                      "--base)")
             self._check_latents_fit(self.published_blend, self.base, base_name)
@@ -652,14 +652,16 @@ def default_base(toon: GeneratorLike) -> GeneratorLike:
     """The base a toon model pairs with: its registry `lineage` for a registry name; for a `toonlib finetune` snapshot
     (a file or its `Networks`) the base its run recorded, where that is a registry name, a URL or a file that is
     there (a fine-tuned FFHQ-256 toon was paired with FFHQ 1024 and refused: "makes 8 x 512"), through the runs it
-    was started from (`resume` of another run's folder or of a snapshot file: that toon was taken as the base);
-    else `DEFAULT_BASE` (`missing_recorded_base` says when a recorded base file is gone)."""
+    was started from (`resume` of another run's folder or of a snapshot file: that toon was taken as the base); for a
+    blend toonlib saved, the base it records (`blending.blend_record`); else `DEFAULT_BASE` (`missing_recorded_base`
+    says when a recorded base file is gone)."""
     return _base_of(toon)[0]
 
 
 def missing_recorded_base(toon: GeneratorLike) -> str | None:
-    """The base file a `toonlib finetune` snapshot's run recorded (through the runs it was started from) that is no
-    longer there (moved or deleted), for the messages about `DEFAULT_BASE` taken instead; else None."""
+    """The base file a `toonlib finetune` snapshot's run (through the runs it was started from) or a saved blend
+    recorded that is no longer there (moved or deleted), for the messages about `DEFAULT_BASE` taken instead; else
+    None."""
     return _base_of(toon)[1]
 
 
@@ -678,6 +680,11 @@ def _base_of(toon: GeneratorLike) -> tuple[GeneratorLike, str | None]:
         return base, None
     meta = (toon.meta if isinstance(toon, Networks) else read_meta(user_path(toon))
             if isinstance(toon, (str, os.PathLike)) and user_path(toon).is_file() else None)
+    if (blended_over := _blend_base(meta)) is not None:  # a saved blend: the base it was made with (it was
+        # DEFAULT_BASE, another model, or "records no base"; thirty-sixth session's audit)
+        there = (blended_over in models.MODELS or is_url(blended_over)
+                 or user_path(split_network(blended_over)[0]).is_file())
+        return (blended_over, None) if there else (DEFAULT_BASE, blended_over)
     for _ in range(MAX_RUN_HOPS):  # a run started from another run (its folder or a snapshot): its base, and so on
         base = _recorded_base(meta)
         if base is None:
@@ -709,10 +716,17 @@ def check_default_base(toon: GeneratorLike, base: GeneratorLike, loaded: Generat
     if generator.img_resolution != expected:
         shown = f"'{source}'" if isinstance(source, (str, os.PathLike)) else "the toon model"
         missing = missing_recorded_base(toon)
-        records = (f"whose run recorded its base {missing}, which is not there (moved or deleted)," if missing
+        records = (f"that records its base {missing}, which is not there (moved or deleted)," if missing
                    else "that records no base,")
         raise ValueError(f"{shown} is a {generator.img_resolution} px model {records} and the default base "
                          f"'{DEFAULT_BASE}' is {expected} px: name the model it was fine-tuned from (--base, base=)")
+
+
+def _blend_base(meta: object) -> str | None:
+    """The base (high-resolution) model a saved blend's meta records, as the user named it, else None."""
+    record = meta.get("blend") if isinstance(meta, dict) else None
+    base = record.get("base") if isinstance(record, dict) else None
+    return base if isinstance(base, str) and base and base != UNSAVED else None
 
 
 def _recorded_base(meta: object) -> str | None:

@@ -390,7 +390,8 @@ class BlendExplorer:
         it is; returns the path written."""
         from .checkpoints import Networks, save_network
 
-        saved = save_network(path, Networks(G_ema=self.blended, meta={"blend": self._record(self.sources)}))
+        self.blended.set_origin(blend_record=self._record(self.sources))  # the models as the notebook named them
+        saved = save_network(path, Networks(G_ema=self.blended))
         print(f"saved {saved}: {self.setting}")
         return saved
 

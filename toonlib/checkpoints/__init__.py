@@ -456,8 +456,10 @@ def save_network(path: str | os.PathLike, networks: Networks | Generator) -> Pat
     The format is safetensors (tensors plus the configs and meta as JSON; no pickle). The file is
     written at exactly `path`: name it `*.safetensors` (`NATIVE_SUFFIX`) so that other tools, which pick
     their loader by suffix, recognise it; toonlib itself reads it under any name. Another suffix is written
-    as asked, with a `ToonlibWarning`. A generator made by `blend` keeps how it was made (meta "blend", shown by
-    `toonlib info`), as `toonlib blend`'s files do, unless `networks.meta` says otherwise.
+    as asked, with a `ToonlibWarning`. A G_ema made by `blend` (or loaded from a saved blend) keeps how it was made
+    (meta "blend", shown by `toonlib info`) while its weights stay as made; the record is always G_ema's own
+    (`Generator.blend_record`), never one `networks.meta` carried over from another generator: label weights made
+    otherwise with `G.set_origin(blend_record=...)`.
     """
     if isinstance(networks, Generator):
         networks = Networks(G_ema=networks)
@@ -465,11 +467,12 @@ def save_network(path: str | os.PathLike, networks: Networks | Generator) -> Pat
         swapped = isinstance(path, (Generator, Networks))
         raise TypeError("save_network(path, networks) takes a file path, then a Generator or Networks; got "
                         f"{type(path).__name__}, {type(networks).__name__}" + (" (swapped)" if swapped else ""))
-    record, noted = networks.G_ema.blend_record, networks.G_ema.noted_blend_record
-    if record is not None and "blend" not in networks.meta:  # a blend made in Python
-        networks = dataclasses.replace(networks, meta={**networks.meta, "blend": record})
-    elif record is None and noted is not None and networks.meta.get("blend") is noted:  # a loaded blend, changed
-        networks = dataclasses.replace(networks, meta={k: v for k, v in networks.meta.items() if k != "blend"})
+    # A loaded file's meta keeps its G_ema's record: with another G_ema put in its place (a re-blend), that record
+    # described weights the file no longer held (thirty-sixth session's audit).
+    meta = {k: v for k, v in networks.meta.items() if k != "blend"}
+    if networks.G_ema.blend_record is not None:
+        meta["blend"] = networks.G_ema.blend_record
+    networks = dataclasses.replace(networks, meta=meta)
     native.save(networks, path)
     path = user_path(path)
     if path.suffix.lower() != NATIVE_SUFFIX:
