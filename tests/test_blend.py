@@ -238,7 +238,7 @@ def test_per_ws_weights(low, high, ws):
 
     with pytest.raises(ValueError, match="8 finite numbers"):
         blend_per_layer(low, high, [0.0] * 7)
-    with pytest.raises(ValueError, match="8 finite numbers"):
+    with pytest.raises(ValueError, match="must be finite numbers, got"):
         blend_per_layer(low, high, [0.0] * 7 + [float("nan")])
 
 
@@ -315,6 +315,23 @@ def test_the_grid_and_layer_weights_take_what_the_other_functions_take(low, high
     assert swap_resolution_grid(low, high, [0], swap_resolutions=(r for r in [8, 16]), cell=16).size == given.size
     with pytest.raises(TypeError, match=r"^seeds is a list"):  # before the models are read (a registry name's download)
         swap_resolution_grid(tmp_path / "missing.safetensors", high, 3)
+
+
+def test_the_grid_and_per_layer_blends_refuse_their_settings_before_reading_the_models(low, high, monkeypatch):
+    """`blend_per_layer(T, B, 0.5)` was "'float' object is not iterable", a [1, 18] tensor "only one element tensors
+    can be converted", and the grid's `swap_resolutions=[12]` was refused after both models were read (downloaded) and
+    the base column drawn (audit): each said at once, with what is expected."""
+    from toonlib import blending
+
+    monkeypatch.setattr(blending, "toon_generator", lambda *args, **kwargs: pytest.fail("a model was read first"))
+    expected = r"^weights must be one number per ws index \(G\.num_ws of them, such as \[0\] \* 8 "
+    for weights in (0.5, [[0.0] * low.num_ws], torch.zeros(1, low.num_ws), "0101"):
+        with pytest.raises(ValueError, match=expected):
+            blend_per_layer(low, high, weights)
+    with pytest.raises(ValueError, match=r"^weights must be finite numbers, got \[nan"):
+        blend_per_layer(low, high, [math.nan] * low.num_ws)
+    with pytest.raises(ValueError, match=r"^swap_res must be a power of two >= 4 .*, got 12$"):
+        blending.swap_resolution_grid(low, high, [0], swap_resolutions=[8, 12])
 
 
 def test_blend_takes_the_argument_names_of_its_module(low, high):

@@ -99,8 +99,12 @@ def test_a_device_this_machine_lacks_is_refused_before_any_model_is_read(models,
     for load in (toonlib.load_network, toonlib.load_generator, toonlib.load_encoder):
         with pytest.raises(ValueError, match="device='cuda', but torch finds no CUDA GPU here .* pass device='cpu'"):
             load(folder / "base.safetensors", device="cuda")
-    with pytest.raises(ValueError, match=r"device='gpu' is not a torch device: use 'cpu', 'cuda', 'cuda:1', \.\.\."):
+    with pytest.raises(ValueError, match=r"device='gpu' is not a torch device: use 'cpu', 'cuda', 'cuda:1', \.\.\. or "
+                                         r"None \(CUDA when available, else the CPU\)$"):
         Toonifier(folder / "base.safetensors", folder / "toon.safetensors", device="gpu")
+    for load in (toonlib.load_network, toonlib.load_generator):  # they keep None on the CPU: said so (audit)
+        with pytest.raises(ValueError, match=r"device='gpu' is not a torch device: .* or None \(the CPU\)$"):
+            load(folder / "base.safetensors", device="gpu")
     # another backend that this torch build or machine lacks (Linux has no Apple GPU): torch said "PyTorch is not
     # linked with support for mps devices" once the checkpoint had been read
     assert not torch.backends.mps.is_available()

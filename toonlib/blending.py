@@ -286,8 +286,8 @@ class Blender:
 
     def set_per_ws(self, weights: Sequence[float]) -> Generator:
         """Apply one weight per ws index (see `blend_per_layer`) and return the output `G`."""
-        weights = [float(a) for a in weights]
-        if len(weights) != self.G.num_ws or not all(math.isfinite(a) for a in weights):
+        weights = _per_ws_weights(weights)
+        if len(weights) != self.G.num_ws:
             raise ValueError(f"weights must be {self.G.num_ws} finite numbers (one per ws index), got {weights}")
         self.G.set_origin()  # no swap resolution describes it
         return self._apply({layer.name: weights[layer.ws_index] for layer in self._layers})
@@ -330,8 +330,24 @@ def blend_per_layer(low: GeneratorLike, high: GeneratorLike, weights: Sequence[f
     exception: all ones gives every synthesis parameter of `high`. The mapping network, `w_avg` and the
     noise buffers still come from `low`. Values outside [0, 1] extrapolate.
     """
+    weights = _per_ws_weights(weights)  # before the models are read (or downloaded)
     check_base(high)
     return Blender(toon_generator(low), high).set_per_ws(weights)
+
+
+def _per_ws_weights(weights: Sequence[float]) -> list[float]:
+    """`blend_per_layer`'s weights as floats: a ValueError, saying what is expected, for anything but a flat sequence
+    of finite numbers (a lone number was "'float' object is not iterable", after both models were read)."""
+    expected = "one number per ws index (G.num_ws of them, such as [0] * 8 + [1] * 10 for 18)"
+    try:
+        if isinstance(weights, (str, bytes)):
+            raise TypeError
+        values = [float(a) for a in weights]
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"weights must be {expected}, got {weights!r}") from None
+    if not all(math.isfinite(a) for a in values):
+        raise ValueError(f"weights must be finite numbers, got {values}")
+    return values
 
 
 def check_base(high: GeneratorLike) -> None:
@@ -386,6 +402,9 @@ def swap_resolution_grid(low: GeneratorLike, high: GeneratorLike, seeds: Sequenc
     if asked == []:  # it drew every resolution
         raise ValueError("swap_resolutions is empty: give the resolutions to draw, such as [8, 16, 32], or leave it "
                          "out for every one")
+    for res in asked or ():  # a setting it would refuse after rendering the base column (and the downloads)
+        check_setting(res, level, blend_width)
+        check_swap_res(res, low)
     check_base(high)
     low, high = toon_generator(low), load_generator(high)
     blender = Blender(low, high)

@@ -79,7 +79,7 @@ def load_network(source: str | os.PathLike, device: torch.device | str | None = 
     if which is not None:  # "toon.pkl (G)": one generator, where this reads the whole file
         raise ValueError(f"{source} names the {which} of {file}, and the whole file is read here: give {file} "
                          f"(load_generator({str(source)!r}) reads that generator)")
-    device = None if device is None else default_device(device)  # a device this machine lacks fails first
+    device = None if device is None else default_device(device, none_means="the CPU")  # one it lacks fails first
     path = _resolve(source, progress=progress)
     name = _public_name(source)
     try:
@@ -178,7 +178,7 @@ def load_generator(source: GeneratorLike, which: str | None = None,
     if which is not None and which not in GENERATOR_NETWORKS:
         raise ValueError(f"which (the generator of the checkpoint) must be 'G_ema' or 'G', got {which!r}"
                          f"{network_name_hint(which)}")
-    device = None if device is None else default_device(device)
+    device = None if device is None else default_device(device, none_means="the CPU")
     source, which = split_network(source, which)
     if isinstance(source, Generator) and which is not None:  # it was ignored: the generator itself came back
         raise ValueError(f"which={which!r} picks a network of a checkpoint, and a Generator is one network already: "
