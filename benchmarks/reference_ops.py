@@ -3,10 +3,12 @@ Image Quality of StyleGAN") with ADA's training (Karras et al. 2020, "Training G
 Limited Data"), written plainly from those papers, the way a straightforward PyTorch implementation without custom
 kernels computes it. That is also how the reference (non-CUDA) ops of NVIDIA's stylegan2-ada-pytorch compute it
 on a CPU, so the tables compare toonlib with what that code runs there. It replaces (thirty-sixth session) a
-module that followed that code (NVIDIA Source Code License-NC) statement for statement in places; an audit compared
-this one with it statement by statement, and what is alike is what the math, the published hyper-parameters, the
-checkpoint format's parameter names (toonlib's networks use them too, so one state dict loads into both) or a
-one-line PyTorch idiom dictate. It is not part of the installed package.
+module that followed that code (NVIDIA Source Code License-NC) statement for statement in places; two audits
+compared this one with it statement by statement, and what is alike is what the math, the published
+hyper-parameters, a few of that code's constants kept so that the compute is the same (non-finite gradients
+replaced by 0 and +-1e5, the path length's probe scale and decay), the checkpoint format's parameter names
+(toonlib's networks use them too, so one state dict loads into both) or a one-line PyTorch idiom dictate. It is
+not part of the installed package.
 
 What matters here is the *cost* of each piece, kept deliberately plain:
 
@@ -25,9 +27,10 @@ What matters here is the *cost* of each piece, kept deliberately plain:
 Two stand-ins of the same compute as what they replace: the projector's LPIPS VGG16 (a TorchScript file that
 cannot be downloaded here) is torchvision's VGG16 layer layout with LPIPS' feature normalisation, and ADA's
 'bgc' augmentation is one geometric warp and one colour matrix per image (`AugmentBGC`). Against the module it
-replaces: the same FLOPs, autograd-saved bytes and sequence of convolutions in the generator's forward and backward
-and the discriminator's; the minibatch standard deviation is one `var` (4 x 4 maps) and the augmentation's random
-draws differ (a training phase's FLOPs within 0.3%).
+replaces: the same FLOPs and autograd-saved bytes in the generator's forward and backward and the discriminator's,
+by the same convolutions (in another order in places); the minibatch standard deviation is one `var` (4 x 4 maps),
+the path length phase leaves out a zero term that made autograd differentiate the images once more (about 1% of that
+phase's FLOPs at 64 px, less at larger sizes), and the augmentation's random draws differ.
 """
 from __future__ import annotations
 
@@ -35,7 +38,6 @@ import copy
 import math
 from typing import Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -444,9 +446,13 @@ def _noise_penalty(noise: torch.Tensor) -> torch.Tensor:
 
 
 def _to_lpips_input(images: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] images to [0, 255], area-downsampled to 256 px when larger (the paper compares at 256 px)."""
-    images = (images + 1) * 127.5
-    return F.interpolate(images, size=(256, 256), mode="area") if images.shape[2] > 256 else images
+    """[-1, 1] images to [0, 255], averaged down to 256 px when larger (the paper compares at 256 px)."""
+    pixels = images.add(1).mul(127.5)
+    return pixels if pixels.shape[-1] <= 256 else F.adaptive_avg_pool2d(pixels, 256)
+
+
+def _seeded(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
 
 
 def project_steps(G, target: torch.Tensor, vgg16: nn.Module, space: str = "w", num_steps: int = 1000,
@@ -460,7 +466,7 @@ def project_steps(G, target: torch.Tensor, vgg16: nn.Module, space: str = "w", n
     G = copy.deepcopy(G).eval().requires_grad_(False)
     device = next(G.parameters()).device
     with torch.no_grad():
-        z = torch.from_numpy(np.random.RandomState(123).randn(w_avg_samples, G.z_dim)).to(device)
+        z = torch.randn(w_avg_samples, G.z_dim, dtype=torch.float64, generator=_seeded(123)).to(device)
         samples = G.mapping(z)[:, 0].float()
     w_mean = samples.mean(dim=0, keepdim=True)
     w_spread = float((samples - w_mean).square().sum(dim=1).mean().sqrt())
@@ -523,13 +529,13 @@ class AugmentBGC(nn.Module):
             step[:, :2, :2] = torch.stack([angle.cos(), -angle.sin(), angle.sin(), angle.cos()], 1).reshape(n, 2, 2)
             step[:, 0, 2], step[:, 1, 2] = angle * w, angle * h
             matrix = matrix @ step
-        # Padding on each side: how far the warped corners (centred pixel coordinates) reach past that side of the
-        # image over the batch, plus the filter's reach, at most the image less a pixel (reflection's limit).
+        # Padding on each side: how far the warped image's bounding box (centred pixel coordinates: a box of
+        # half-size |A| half about the shift t, for the linear part A) reaches past that side over the batch, plus
+        # the filter's reach, at most the image less a pixel (reflection's limit).
         half = torch.tensor([(w - 1) / 2, (h - 1) / 2])
-        corners = torch.tensor([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]]) * half
-        warped = (corners @ matrix[:, :2, :2].transpose(1, 2) + matrix[:, None, :2, 2]).flatten(0, 1)  # [4N, 2]
+        extent, shift = matrix[:, :2, :2].abs() @ half, matrix[:, :2, 2]  # [N, 2] each
         border = self.kernel.shape[0] // 4
-        before, after = (-half - warped.amin(dim=0)), (warped.amax(dim=0) - half)  # (x, y) each
+        before, after = (extent - shift).amax(dim=0) - half, (extent + shift).amax(dim=0) - half  # (x, y) each
         largest = torch.tensor([w - 1, h - 1])
         (left, top), (right, bottom) = [(side + 2 * border).clamp(min=0).ceil().minimum(largest).int().tolist()
                                         for side in (before, after)]
@@ -607,7 +613,7 @@ def train_phase_fn(G: Generator, D: Discriminator, batch: int, pl_weight: float 
 def _path_length_penalty(images: torch.Tensor, ws: torch.Tensor, running_mean: torch.Tensor, decay: float = 0.01):
     """The StyleGAN2 paper's path length regulariser, (|J^T y| - a)^2 averaged over the batch, for y a random image
     scaled to unit total variance and a the running mean of |J^T y|; returns the penalty and a's new value."""
-    y = torch.randn_like(images) / math.sqrt(images.shape[2] * images.shape[3])
+    y = torch.randn_like(images) * images[0, 0].numel() ** -0.5  # unit variance over the image's pixels
     (jty,) = torch.autograd.grad((images * y).sum(), ws, create_graph=True)  # [N, num_ws, w_dim]
     norms = jty.square().sum(dim=-1).mean(dim=-1).sqrt()
     target = torch.lerp(running_mean, norms.mean(), decay)
@@ -630,5 +636,5 @@ class _training:
         if error[0] is None:
             for group in self.optimizer.param_groups:
                 for grad in (p.grad for p in group["params"] if p.grad is not None):
-                    torch.nan_to_num(grad, nan=0.0, posinf=1e5, neginf=-1e5, out=grad)
+                    grad.nan_to_num_(nan=0.0, posinf=1e5, neginf=-1e5)
             self.optimizer.step()

@@ -8,7 +8,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -517,7 +516,8 @@ def test_the_reference_projector_and_training_phases_run():
     target = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(3)) * 2 - 1
     vgg = ref.VGG16Features()
     with torch.no_grad():  # where the projector starts: the mean w of the same 64 samples
-        start = R.mapping(torch.from_numpy(np.random.RandomState(123).randn(64, R.z_dim)))[:, 0].float().mean(dim=0)
+        z = torch.randn(64, R.z_dim, dtype=torch.float64, generator=torch.Generator().manual_seed(123))
+        start = R.mapping(z)[:, 0].float().mean(dim=0)
     for space, count in (("w", 1), ("w+", R.num_ws)):
         w = ref.project_steps(R, target, vgg, space=space, num_steps=4, w_avg_samples=64)
         assert w.shape == (1, count, R.w_dim) and torch.isfinite(w).all()
