@@ -12,6 +12,7 @@ import html
 import io
 import os
 import re
+import sys
 import warnings
 from pathlib import Path
 
@@ -195,6 +196,16 @@ def test_show_and_offer_download_say_what_is_missing(tmp_path, monkeypatch, caps
     (tmp_path / "toon.png").write_bytes(b"png")
     offer_download("~/toon.png")
     assert capsys.readouterr().out == f"saved {tmp_path / 'toon.png'}\n"
+    # in Colab the file (on Drive, say) was not named at all: the browser's download alone was started
+    monkeypatch.syspath_prepend(str(Path(__file__).parent / "fake_colab"))
+    monkeypatch.setenv("FAKE_COLAB_LOG", str(tmp_path / "colab.log"))
+    try:
+        offer_download("~/toon.png")
+    finally:
+        for name in [m for m in sys.modules if m == "google" or m.startswith("google.")]:
+            monkeypatch.delitem(sys.modules, name)
+    assert capsys.readouterr().out == f"saved {tmp_path / 'toon.png'}; your browser downloads a copy\n"
+    assert (tmp_path / "colab.log").read_text() == f"download {tmp_path / 'toon.png'}\n"
 
 
 def _runs(row: np.ndarray, color: tuple[int, int, int]) -> int:
@@ -955,3 +966,22 @@ def test_a_tensor_of_0_to_255_values_is_warned_of_with_what_to_pass(tmp_path):
         warnings.simplefilter("error")
         to_pil(pixels / 127.5 - 1)
         to_pil(torch.full((3, 4, 4), 1.5))  # beyond [-1, 1] a little, as a generator draws: no 0 .. 255 tensor
+
+
+def test_a_panels_status_line_names_what_a_notebook_sets(toonifier, tmp_path, monkeypatch):
+    """The photo panels' status line said "or use dlib's landmarks: --detector dlib (detector='dlib')" where the same
+    error raised in a cell said "detector='dlib'" (a notebook has no command line; audit); with the notebook's
+    parameters as `brief_errors` was given them, `base=` is said as the notebook's `base_model=`."""
+    from toonlib import notebook
+    from toonlib.widgets import ToonifyPanel
+
+    panel = ToonifyPanel(toonifier, steps=1, folder=tmp_path / "uploads")
+
+    def fail():
+        raise ValueError("face-alignment is not usable here: use dlib's landmarks: --detector dlib (detector='dlib'), "
+                         "or pair it with another base=x.pkl")
+
+    monkeypatch.setattr(notebook, "_NOTEBOOK_PARAMETERS", {"base": "base_model"})
+    panel._showing_errors(fail, None)
+    text = _status_text(panel)
+    assert "use dlib's landmarks: detector='dlib', or pair it with another base_model=x.pkl" in text, text

@@ -399,7 +399,7 @@ def test_blend_notebook_with_a_toon_of_another_base_stops_at_loading_saying_what
     nb = prepare("02_blend.ipynb", {"base_model": "base.safetensors", "toon_model": "toon.safetensors",
                                     "toon_network": "G_ema",
                                     "use_drive": False})
-    assert error_of_the_cell(nb, "load_generator(base_model", tmp_path) == (
+    assert error_of_the_cell(nb, "load_blend_models(", tmp_path) == (
         "toon_model = 'toon.safetensors' (32 px) cannot be blended with base_model = 'base.safetensors' (64 px): it "
         "was fine-tuned from another model. Set base_model in the parameters cell to the model the toon was "
         "fine-tuned from (notebook 01's last cell names it), then run the cells again.")
@@ -655,6 +655,19 @@ def test_toonlibs_warnings_show_as_one_line_in_a_notebook(capsys, monkeypatch, i
                    "warning: nothing to train. To train on, give a larger kimg",  # 01's finished run said '(kimg=)'
                    "warning: start from base_model=x.pkl"], err
     assert others == ["a warning of another library"]
+
+
+def test_the_widgets_status_lines_take_the_parameters_brief_errors_was_given(monkeypatch, ipython_shell):
+    """The set-up cell's `brief_errors(parameters)` names the notebook's parameters in the widgets' status lines too
+    (`notebook.in_these_words`), as in a cell's errors; the set-up cell run again replaces them."""
+    from toonlib import notebook
+
+    monkeypatch.setattr(notebook, "_NOTEBOOK_PARAMETERS", {})  # this test's, left behind by none
+    notebook.brief_errors({"base": "base_model", "invert": "inversion"})
+    assert notebook.in_these_words("pair it with base=x.pkl, or --invert e4e (invert='e4e')") == (
+        "pair it with base_model=x.pkl, or inversion='e4e'")
+    notebook.brief_errors({"toon": "toon_model"})
+    assert notebook.in_these_words("base=x.pkl, toon=y.pkl") == "base=x.pkl, toon_model=y.pkl"
 
 
 def test_an_empty_output_parameter_is_named(capsys, ipython_shell):
@@ -1028,6 +1041,50 @@ def test_a_photo_cell_uses_no_models_or_panel_from_before(tmp_path, monkeypatch,
     assert shown_error(nb.cells[photo_cell]) is not None
     _assert_brief(shown_error(nb.cells[save]), "panel is None: the cell above that sets it did not finish")
     assert not [path for path in tmp_path.iterdir() if path.suffix in (".npz", ".png")]  # nothing saved
+
+
+def test_the_blend_notebook_takes_the_toon_network_toonlib_blend_takes(tmp_path, monkeypatch):
+    """02's toon_network defaulted to "G": a notebook 01 snapshot was blended from its training copy G, where `toonlib
+    blend`, toonify and 01's own advice take its G_ema (audit). `load_blend_models` takes the network as
+    `blending.toon_generator` does unless the parameter names one; two models it cannot blend are refused before
+    either is returned."""
+    import torch
+
+    from toonlib.checkpoints import Networks
+    from toonlib.notebook import NotebookStop, load_blend_models
+
+    base_path, toonify_path, base, toon = write_toonify_models(tmp_path)  # G the toon, G_ema its blend
+    snapshot = tmp_path / "network-snapshot-000004.safetensors"
+    save_network(snapshot, Networks(G_ema=tiny_generator(2), G=tiny_generator(3),
+                                    meta={"finetune": {"base": str(base_path)}}))
+
+    def same(a, b):
+        return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+    assert same(load_blend_models(str(base_path), str(snapshot))[1], tiny_generator(2))  # its G_ema
+    assert same(load_blend_models(str(base_path), str(snapshot), "G")[1], tiny_generator(3))
+    got_base, got_toon = load_blend_models(str(base_path), str(toonify_path))
+    assert same(got_base, base) and same(got_toon, toon)  # Toonify's layout: its G
+    save_network(tmp_path / "big.safetensors", tiny_generator(0, img_resolution=64))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(NotebookStop, match=r"cannot be blended with base_model = 'big.safetensors' \(64 px\)"):
+        load_blend_models("big.safetensors", snapshot.name)
+
+
+def test_blend_notebooks_loading_cell_stopped_leaves_no_models(tmp_path):
+    """02 run once, then a base the toon cannot be blended with and the cells run again in order: the loading cell
+    stopped, saying so, but had kept this attempt's models, and the explorer's cell then said base_model was "changed
+    since the set-up cell ran", which had just run (audit). It says the loading cell did not finish."""
+    good = _blend_parameters(tmp_path, "blend.safetensors")
+    save_network(tmp_path / "big.safetensors", tiny_generator(0, img_resolution=64))
+    nb = prepare("02_blend.ipynb", good)
+    load, explorer = cell_index(nb, "load_blend_models("), cell_index(nb, "blend_explorer(base")
+    with _ran_through(nb, explorer, tmp_path) as client:
+        injected = inject(nb, {**good, "base_model": str(tmp_path / "big.safetensors")})
+        for index in range(injected, explorer + 1):
+            client.execute_cell(nb.cells[index], index)
+    assert "cannot be blended with base_model" in shown_error(nb.cells[load])
+    _assert_brief(shown_error(nb.cells[explorer]), "base is None: the cell above that sets it did not finish")
 
 
 def test_blend_notebooks_explorer_uses_no_models_from_before(tmp_path):

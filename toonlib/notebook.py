@@ -32,7 +32,7 @@ from .messages import ToonlibWarning, counted, expected_errors, in_toonlib, inte
 
 __all__ = ["NotebookStop", "UploadCancelled", "UploadedFile", "brief_errors", "check_blendable", "choose_data",
            "choose_photo", "default_device", "device_report", "display_size", "in_colab", "interrupt_requests",
-           "mount_drive", "offer_download", "plot_losses", "run_training", "save_uploads", "show",
+           "load_blend_models", "mount_drive", "offer_download", "plot_losses", "run_training", "save_uploads", "show",
            "show_run", "snapshot_viewer", "upload_images"]
 
 #: What notebook 01's messages say to do about its training images.
@@ -96,6 +96,16 @@ class UploadedFile:
         return os.fspath(self.path)
 
 
+#: The parameters `brief_errors` was last given in this kernel, for `in_these_words`.
+_NOTEBOOK_PARAMETERS: dict[str, str] = {}
+
+
+def in_these_words(text: str) -> str:
+    """`in_notebook_words` with the notebook's parameters as `brief_errors` was given them: the widgets' status lines
+    said `--detector dlib (detector='dlib')` where the same error raised in a cell said `detector='dlib'`."""
+    return in_notebook_words(text, _NOTEBOOK_PARAMETERS)
+
+
 def brief_errors(parameters: Mapping[str, str] | None = None) -> None:
     """From now on in this IPython kernel, a fixable error that toonlib raises (`messages.expected_errors`: the
     command line's one-line errors), and a cell stopped with the kernel's interrupt inside toonlib, show as a short
@@ -110,6 +120,8 @@ def brief_errors(parameters: Mapping[str, str] | None = None) -> None:
     shell = get_ipython()
     if shell is not None:
         parameters = dict(parameters or {})
+        _NOTEBOOK_PARAMETERS.clear()
+        _NOTEBOOK_PARAMETERS.update(parameters)
         shell.set_custom_exc(expected_errors() + (KeyboardInterrupt, NameError),
                              functools.partial(_show_briefly, parameters=parameters))
         if isinstance(warnings.showwarning, _BriefWarnings):  # the set-up cell run again
@@ -446,16 +458,16 @@ def show(images: Image.Image | Sequence[Image.Image], titles: Sequence[str] | No
 
 
 def offer_download(path: str | os.PathLike) -> None:
-    """Colab: start the browser download of `path`. Elsewhere: print where the file is."""
+    """Print where `path` is; in Colab also start the browser's download of it (its "saved" line was printed only
+    elsewhere: a save cell in Colab with Drive mounted said nothing of the file on Drive)."""
     path = user_path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no file at {path} to download")
+    print(f"saved {path.resolve()}" + ("; your browser downloads a copy" if in_colab() else ""))
     if in_colab():
         from google.colab import files
 
         files.download(str(path))
-    else:
-        print(f"saved {path.resolve()}")
 
 
 SHORT_RUN_STEPS = 30  # plot_losses marks each step of runs up to this long
@@ -577,6 +589,22 @@ def show_run(run_dir: str | os.PathLike) -> None:
     if missing:
         print(f"(the base its run recorded, {missing}, is not there: put it back, or set base_model to the model the "
               "run was fine-tuned from)")
+
+
+def load_blend_models(base_model: str, toon_model: str, toon_network: str | None = None,
+                      device: torch.device | str | None = None) -> tuple:
+    """Notebook 02's models: (base, toon), the toon being the generator its file keeps un-blended
+    (`blending.toon_generator`: `toon_network` when given, else G of Toonify's file and G_ema of a training
+    snapshot, as `toonlib blend` takes). Raises `NotebookStop` when the two cannot be blended (`check_blendable`),
+    before returning either (the loading cell then leaves none behind: a model of this attempt kept with the
+    parameters of the one before was said to be "changed since the set-up cell ran")."""
+    from .blending import toon_generator
+    from .checkpoints import load_generator
+
+    base = load_generator(base_model, device=device)
+    toon = toon_generator(toon_model, which=toon_network, device=device)
+    check_blendable(toon, base, toon_model, base_model)
+    return base, toon
 
 
 def check_blendable(toon, base, toon_model: str, base_model: str) -> None:

@@ -48,6 +48,7 @@ from .notebook import (
     check_set_up,
     display_size,
     in_colab,
+    in_these_words,
     interrupt_requests,
     offer_download,
     save_uploads,
@@ -238,7 +239,7 @@ def _hatched(width: int, height: int, spacing: int = 6) -> Image.Image:
 def _error_text(exc: BaseException) -> str:
     """An error as a widget's status line says it: a fixable one (`messages.expected_errors`) by its message alone,
     others with their type (a bug's `KeyError: 'x'` said nothing alone)."""
-    return str(exc) if isinstance(exc, expected_errors()) else f"{type(exc).__name__}: {exc}"
+    return in_these_words(str(exc) if isinstance(exc, expected_errors()) else f"{type(exc).__name__}: {exc}")
 
 
 class BlendExplorer:
