@@ -2,7 +2,8 @@
 
     python benchmarks/bench_blend.py [--resolutions 256 1024] [--repeats 3] [--threads 2] [--precisions auto fp32]
 
-Full-size config-F generators with random weights (the cost is the same as with real ones). The
+Full-size config-F generators with random weights (the cost is the same as with real ones), swapped at 8, 16 and 32
+px (those below the resolution). The
 update is exactly what `toonlib.widgets.BlendExplorer.render` does per slider move: `Blender.set`
 (in-place lerp of every synthesis parameter) plus one synthesis of the cached ws, batch 4, under the explorer's
 `precision` (its default 'auto': bfloat16 on CPUs that compute it in hardware). The base and toon images are cached by
@@ -23,9 +24,17 @@ from toonlib.networks import Generator, z_from_seeds
 from toonlib.runtime import autocast, resolve_precision
 
 
+def _resolution(text: str) -> int:
+    """An argparse type: a generator's resolution, a power of two from 16 (swap resolutions 8, 16, 32 below it)."""
+    res = int(text)
+    if res < 16 or res & (res - 1):
+        raise argparse.ArgumentTypeError(f"must be a power of two >= 16, got {text}")
+    return res
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--resolutions", type=int, nargs="+", default=[256, 1024])
+    parser.add_argument("--resolutions", type=_resolution, nargs="+", default=[256, 1024])
     parser.add_argument("--repeats", type=at_least(1), default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--precisions", nargs="+", default=["auto", "fp32"], choices=["auto", "fp32", "bf16"])
@@ -50,12 +59,13 @@ def main() -> None:
             dtypes = {p: resolve_precision(p, torch.device(device)) for p in args.precisions}
             mix = {p: [] for p in args.precisions}
             render = {p: [] for p in args.precisions}
+            swaps = [swap for swap in (8, 16, 32) if swap < res]  # below the model's own (16 px: 8 alone)
             with torch.no_grad():
                 for dtype in dtypes.values():  # warm-up
                     with autocast(torch.device(device), dtype):
-                        blender.set(16).synthesis(ws)
+                        blender.set(swaps[0]).synthesis(ws)
                 for _ in range(args.repeats):
-                    for swap in (8, 16, 32):
+                    for swap in swaps:
                         for precision, dtype in dtypes.items():
                             start = time.perf_counter()
                             G = blender.set(swap)

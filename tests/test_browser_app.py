@@ -793,7 +793,7 @@ def test_webcam_photo_reaches_the_app(page, server, tmp_path):
             timeout=TOON_S * 1000)
 
 
-@pytest.mark.parametrize("width", [390, 800, 1024, 1600])  # 390: a phone opening a shared link
+@pytest.mark.parametrize("width", [390, 412, 800, 1024, 1600])  # 390, 412: phones opening a shared link
 def test_controls_usable_at_every_width(context, server, tmp_path, width):
     page = page_at(context, server.url(), width=width)
     try:
@@ -807,5 +807,8 @@ def test_controls_usable_at_every_width(context, server, tmp_path, width):
             assert_usable(page.locator("#toonify"), "Toonify button", click=False)
             assert_usable(page.locator("#stop"), "Stop button", click=False)
             assert page.evaluate("document.documentElement.scrollWidth") <= width  # nothing scrolls sideways
+            for result in ("#aligned", "#pasted"):  # at 412 px side by side, 166 px each (thirty-sixth session's audit)
+                box = page.locator(result).bounding_box()
+                assert box["width"] >= min(300, width - 100), (result, box)
     finally:
         page.close()

@@ -670,7 +670,10 @@ def test_inputs_are_checked_before_any_download(tmp_path, offline_cache):
      "argument --blend-width: must be a finite number >= 0, got -1"),
     ("blend", ["--truncation-psi", "0.5"], "--truncation-psi goes with --grid (it shapes the grid's faces)"),
     ("app", ["--port", "99999"], "argument --port: must be between 1 and 65535, got 99999"),  # was: OverflowError
-    ("app", ["--max-megapixels", "-1"], "argument --max-megapixels: must be a finite number > 0, got -1"),
+    ("app", ["--max-megapixels", "-1"], "argument --max-megapixels: must be a finite number >= 1e-06, got -1"),
+    # under one pixel: refused in Python's words, "max_pixels ... (>= 1); got 0" (thirty-sixth session's app audit)
+    ("app", ["--max-megapixels", "0.0000001"],
+     "argument --max-megapixels: must be a finite number >= 1e-06, got 0.0000001"),
     ("blend", ["--swap-res", "16", "--grid", "{tmp}/g.png", "--truncation-psi", "nan"],  # was: a grid of NaN faces
      "argument --truncation-psi: must be a finite number, got nan"),
     ("app", ["--steps", "300", "--max-steps", "100"], "slider's start (300) must be between 1 and its end (100): lower "

@@ -197,6 +197,18 @@ def test_a_benchmark_refuses_a_count_that_leaves_nothing_to_time(script, argumen
     assert done.returncode == 2 and f"argument {argument}: must be at least 1, got 0" in done.stderr, done.stderr
 
 
+def test_the_blend_benchmark_runs_at_a_small_resolution():
+    """bench_blend.py swapped at 8, 16 and 32 px whatever the resolution: `--resolutions 16` failed at swap 32 ("above
+    the model's"), and 100 px at building the generator; it swaps below the resolution and refuses what is none."""
+    path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "bench_blend.py")
+    done = subprocess.run([sys.executable, path, "--resolutions", "16", "--repeats", "1", "--precisions", "fp32"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and re.search(r"cpu\s+16\s+fp32 \(float32\) \|", done.stdout), done.stdout + done.stderr
+    refused = subprocess.run([sys.executable, path, "--resolutions", "100"], capture_output=True, text=True,
+                             timeout=300)
+    assert refused.returncode == 2 and "argument --resolutions: must be a power of two >= 16, got 100" in refused.stderr
+
+
 def test_the_side_by_side_benchmark_refuses_a_reference_checkout_without_one(tmp_path):
     """--reference-before names another checkout whose reference is timed as a column of its own: a folder without
     benchmarks/reference_ops.py is refused before any work."""

@@ -792,9 +792,10 @@ class ToonApp:
                                          "larger, more like a cartoon",
                                     visible=bool(self.swap_resolutions), elem_id="swap")
             status = gr.Markdown(elem_id="status")
-            with gr.Row():
-                aligned = gr.Image(label="Aligned face", elem_id="aligned", **{**result, "height": 360})
-                pasted = gr.Image(label="Toon in the photo", elem_id="pasted", **{**result, "height": 360})
+            with gr.Row():  # stacked below 2 x 320 px, as the columns above (at 412 px: 164 px wide, side by side)
+                aligned = gr.Image(label="Aligned face", elem_id="aligned", min_width=320, **{**result, "height": 360})
+                pasted = gr.Image(label="Toon in the photo", elem_id="pasted", min_width=320,
+                                  **{**result, "height": 360})
 
             outputs = [session, faces, aligned, toon, pasted, status]
             # The progress shows over the results, not over the status line's last words (`CSS`: blank meanwhile).

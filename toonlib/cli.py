@@ -297,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"where the optimisation-steps slider starts (default {DEFAULT_STEPS})")
     p.add_argument("--max-steps", type=_number(), default=MAX_STEPS,
                    help=f"the steps slider's end (default {MAX_STEPS})")
-    p.add_argument("--max-megapixels", type=_number(float, 0), default=MAX_PIXELS / 1e6,
+    p.add_argument("--max-megapixels", type=_number(float, 1e-6, low_allowed=True), default=MAX_PIXELS / 1e6,
                    help=f"larger photos are refused (default {MAX_PIXELS / 1e6:.0f})")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to serve on (default 127.0.0.1: this machine only; 0.0.0.0: your network)")
