@@ -29,6 +29,7 @@ from .download import DRIVE_ROOT, use_drive_cache
 from .files import atomic_write_path, user_path
 from .images import image_file_format
 from .messages import ToonlibWarning, counted, expected_errors, in_toonlib, interrupted
+from .networks import Generator
 
 __all__ = ["NotebookStop", "UploadCancelled", "UploadedFile", "brief_errors", "check_blendable", "choose_data",
            "choose_photo", "default_device", "device_report", "display_size", "in_colab", "interrupt_requests",
@@ -592,7 +593,7 @@ def show_run(run_dir: str | os.PathLike) -> None:
 
 
 def load_blend_models(base_model: str, toon_model: str, toon_network: str | None = None,
-                      device: torch.device | str | None = None) -> tuple:
+                      device: torch.device | str | None = None) -> tuple[Generator, Generator]:
     """Notebook 02's models: (base, toon), the toon being the generator its file keeps un-blended
     (`blending.toon_generator`: `toon_network` when given, else G of Toonify's file and G_ema of a training
     snapshot, as `toonlib blend` takes). Raises `NotebookStop` when the two cannot be blended (`check_blendable`),

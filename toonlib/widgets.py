@@ -237,8 +237,9 @@ def _hatched(width: int, height: int, spacing: int = 6) -> Image.Image:
 
 
 def _error_text(exc: BaseException) -> str:
-    """An error as a widget's status line says it: a fixable one (`messages.expected_errors`) by its message alone,
-    others with their type (a bug's `KeyError: 'x'` said nothing alone)."""
+    """An error as a widget's status line says it, in the notebook's words (`notebook.in_these_words`): a fixable one
+    (`messages.expected_errors`) by its message alone, others with their type (a bug's `KeyError: 'x'` said nothing
+    alone)."""
     return in_these_words(str(exc) if isinstance(exc, expected_errors()) else f"{type(exc).__name__}: {exc}")
 
 
