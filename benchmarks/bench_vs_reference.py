@@ -13,7 +13,7 @@ Cases (each measurement in its own process, the implementations interleaved roun
 * forward: generator forward, batch 1, const noise, no autograd. toonlib's plain column is `G.synthesis` in float32,
   exact as a forward outside projection must be; a --precisions column renders under that precision's autocast, as
   the blend explorer's pictures do (`BlendExplorer(precision='auto')`: bfloat16 on CPUs that compute it).
-* train: one fine-tuning minibatch at 256 px, batch 4, ADA on (p = 0.2): seconds of Gmain + Dmain + Dreg / 16
+* train: one fine-tuning minibatch at 256 px, batch 4, ADA on (p = 0.2, --ada-p): seconds of Gmain + Dmain + Dreg / 16
   (R1 every 16 minibatches) and + Greg / 4 (path length every 4, NVIDIA's default), each phase timed on its own
   through toonlib's public `TrainConfig` / `Trainer.run_phase` and the reference training phases.
 * batch: photos per second projecting N = 1, 2, 4, 8 targets at once (W+, 256 px), toonlib only.
@@ -53,7 +53,7 @@ from spawned import at_least
 HERE = Path(__file__).resolve().parent
 CHANNEL_BASE = {256: 16384, 512: 32768, 1024: 32768}
 TRAIN_BATCH = 4
-ADA_P = 0.2
+ADA_P = 0.2  # the default of --ada-p
 
 
 # --------------------------------------------------------------------------------------------
@@ -170,7 +170,7 @@ def _work_forward(impl: str, res: int, steps: int, warmup: int, weights: str, pr
     return clock.result(skip=warmup)
 
 
-def _work_train(impl: str, res: int, steps: int, weights: str, d_weights: str) -> dict:
+def _work_train(impl: str, res: int, steps: int, weights: str, d_weights: str, ada_p: float) -> dict:
     import torch
 
     reals = torch.rand(TRAIN_BATCH, 3, res, res, generator=torch.Generator().manual_seed(3)) * 2 - 1
@@ -182,7 +182,7 @@ def _work_train(impl: str, res: int, steps: int, weights: str, d_weights: str) -
         D = ref.Discriminator(img_resolution=res, channel_base=CHANNEL_BASE[res])
         G.load_state_dict(torch.load(weights, weights_only=True))
         D.load_state_dict(torch.load(d_weights, weights_only=True))
-        run_phase = ref.train_phase_fn(G, D, TRAIN_BATCH, ada_p=ADA_P)
+        run_phase = ref.train_phase_fn(G, D, TRAIN_BATCH, ada_p=ada_p)
         return _time_phases(run_phase, reals, steps)
 
     import numpy as np
@@ -205,7 +205,7 @@ def _work_train(impl: str, res: int, steps: int, weights: str, d_weights: str) -
         save_network(root / "base.safetensors", Networks(G_ema=G, G=G, D=D))
         del G, D
         config = TrainConfig(data=str(root / "data"), resume=str(root / "base.safetensors"), run_dir=str(root / "run"),
-                             batch_size=TRAIN_BATCH, prepare="none", pl_weight=2, augment="ada", augment_p=ADA_P,
+                             batch_size=TRAIN_BATCH, prepare="none", pl_weight=2, augment="ada", augment_p=ada_p,
                              device="cpu")
         trainer = Trainer(config, progress=False)
         return _time_phases(trainer.run_phase, reals, steps)
@@ -258,7 +258,8 @@ def worker(spec: dict) -> dict:
         result = _work_forward(spec["impl"], spec["res"], spec["steps"], spec["warmup"], spec["weights"],
                                spec.get("precision"))
     else:
-        result = _work_train(spec["impl"], spec["res"], spec["steps"], spec["weights"], spec["d_weights"])
+        result = _work_train(spec["impl"], spec["res"], spec["steps"], spec["weights"], spec["d_weights"],
+                             spec["ada_p"])
     _check_toonlib_root(spec.get("root"))
     if spec.get("untuned"):
         from toonlib.runtime import allocator_tuned
@@ -347,6 +348,13 @@ def _auto_precision() -> str:
     return {None: "float32", torch.bfloat16: "bfloat16"}[resolve_precision("auto", torch.device("cpu"))]
 
 
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 1, got {text}")
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -363,6 +371,9 @@ def main() -> None:
                         help="also measure the reference with toonlib's malloc settings (project, forward)")
     parser.add_argument("--untuned-toonlib", action="store_true",
                         help="also measure toonlib with TOONLIB_MALLOC=default (project, forward)")
+    parser.add_argument("--ada-p", type=_probability, default=ADA_P,
+                        help=f"the augmentation probability of the train case (default {ADA_P}; its cost depends on "
+                             "the random draws, 0 leaves them all identity)")
     parser.add_argument("--reference-before", metavar="ROOT",
                         help="also measure the reference of another checkout (its benchmarks/reference_ops.py)")
     args = parser.parse_args()
@@ -408,7 +419,7 @@ def main() -> None:
                 for impl in [i for i in order if i not in ("tuned", "untuned") and i not in precisions]:
                     jobs.append((("train", 256, impl), {**base, "case": "train", "impl": impl, "res": 256,
                                                         "weights": weights[256]["G"], "d_weights": weights[256]["D"],
-                                                        "steps": max(1, args.steps - 1)}))
+                                                        "steps": max(1, args.steps - 1), "ada_p": args.ada_p}))
         if "batch" in args.cases:
             res = min(args.resolutions)
             for n in (1, 2, 4, 8):
@@ -473,7 +484,7 @@ def report(results: dict, args, impls: list[str], names: dict[str, str]) -> None
     if ("train", 256, "after") in results:
         impls = [i for i in impls if ("train", 256, i) in results]  # --tuned-reference, --untuned-toonlib: not trained
         others = [i for i in impls if i != "reference"]
-        print(f"Fine-tuning at 256 px, batch {TRAIN_BATCH}, ADA p = {ADA_P}: seconds per minibatch from per-phase "
+        print(f"Fine-tuning at 256 px, batch {TRAIN_BATCH}, ADA p = {args.ada_p}: seconds per minibatch from per-phase "
               "medians (min over runs in brackets)")
         print(f"| | {' | '.join(names[i] for i in impls)} | {' | '.join('speedup ' + names[i] for i in others)} |")
         print("|" + "---|" * (1 + len(impls) + len(others)))
