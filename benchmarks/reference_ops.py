@@ -29,8 +29,9 @@ cannot be downloaded here) is torchvision's VGG16 layer layout with LPIPS' featu
 'bgc' augmentation is one geometric warp and one colour matrix per image (`AugmentBGC`). Against the module it
 replaces: the same FLOPs and autograd-saved bytes in the generator's forward and backward and the discriminator's,
 by the same convolutions (in another order in places); the minibatch standard deviation is one `var` (4 x 4 maps),
-the path length phase leaves out a zero term that made autograd differentiate the images once more (about 1% of that
-phase's FLOPs at 64 px, less at larger sizes), and the augmentation's random draws differ.
+the training phases leave out the zero terms (`x * 0 + loss`) that made autograd differentiate the images or logits
+once more (the path length phase: about 1% of its FLOPs at 64 px, less at larger sizes), and the augmentation's
+random draws differ.
 """
 from __future__ import annotations
 

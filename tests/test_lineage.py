@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import re
+import shutil
 import warnings
 from pathlib import Path
 
@@ -260,7 +261,7 @@ def test_the_base_given_as_the_toon_model_is_said(family, tmp_path, encoder_chec
         Toonifier(tmp_path / "base.safetensors", tmp_path / "base.safetensors", device="cpu")
 
 
-def test_a_saved_blend_pairs_with_the_base_it_records(family, tmp_path):
+def test_a_saved_blend_pairs_with_the_base_it_records(family, tmp_path, monkeypatch):
     """`toonlib blend --toon metfaces-1024 -o mf.safetensors`, then `toonify --toon mf.safetensors`: the file records
     its base (ffhq-1024), and toonify took the default base 'ffhq-1024-tf' instead (a download of another model and a
     warning to pair the toon with its base), or at another resolution refused it as a model that "records no base"
@@ -278,6 +279,22 @@ def test_a_saved_blend_pairs_with_the_base_it_records(family, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", LineageWarning)
         assert Toonifier(toon=out, device="cpu")._base_source == recorded  # 16 px: not "records no base"
+    # a registry base, named as its file of G and G_ema makes the record name it (review: "not there (moved or
+    # deleted)", and ffhq-1024-tf taken instead)
+    record = load_network(out).meta["blend"]
+    registry = Networks(G_ema=child.G_ema, meta={"blend": {**record, "base": "ffhq-1024 (G_ema)"}})
+    assert default_base(registry) == "ffhq-1024" and missing_recorded_base(registry) is None
+    # a relative base path, as typed where the blend was made, from another folder: beside the blend (review)
+    made_in = tmp_path / "A"
+    made_in.mkdir()
+    shutil.copy(base_file, made_in / "base.safetensors")
+    relative = copy.deepcopy(child.G_ema)
+    relative.set_origin(blend_record={**record, "base": "base.safetensors"})  # `toonlib blend --base base.safetensors`
+    save_network(made_in / "blend.safetensors", relative)
+    other = tmp_path / "B"
+    other.mkdir()
+    monkeypatch.chdir(other)
+    assert default_base(made_in / "blend.safetensors") == str(made_in / "base.safetensors")
     gone = str(tmp_path / "moved-base.safetensors")
     moved = Networks(G_ema=child.G_ema, meta={"blend": {**load_network(out).meta["blend"], "base": gone}})
     assert default_base(moved) == DEFAULT_BASE and missing_recorded_base(moved) == gone

@@ -682,9 +682,19 @@ def _base_of(toon: GeneratorLike) -> tuple[GeneratorLike, str | None]:
             if isinstance(toon, (str, os.PathLike)) and user_path(toon).is_file() else None)
     if (blended_over := _blend_base(meta)) is not None:  # a saved blend: the base it was made with (it was
         # DEFAULT_BASE, another model, or "records no base"; thirty-sixth session's audit)
-        there = (blended_over in models.MODELS or is_url(blended_over)
-                 or user_path(split_network(blended_over)[0]).is_file())
-        return (blended_over, None) if there else (DEFAULT_BASE, blended_over)
+        source, which = split_network(blended_over)  # "ffhq-1024 (G_ema)": a registry file holds G and G_ema
+        if source in models.MODELS:
+            return source, None  # its G_ema, as a base is read
+        if is_url(source):
+            return blended_over, None
+        # A path as the user typed it, relative to where `toonlib blend` ran: beside the blend first (where it is
+        # usually saved; from another folder it was "not there (moved or deleted)", or a file of the same name there)
+        beside = (user_path(toon).parent / source if isinstance(toon, (str, os.PathLike))
+                  and not Path(source).is_absolute() else None)
+        for place in (beside, user_path(source)):
+            if place is not None and place.is_file():
+                return (str(place) if which is None else f"{place} ({which})"), None
+        return DEFAULT_BASE, blended_over
     for _ in range(MAX_RUN_HOPS):  # a run started from another run (its folder or a snapshot): its base, and so on
         base = _recorded_base(meta)
         if base is None:
