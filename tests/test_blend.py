@@ -332,6 +332,8 @@ def test_the_grid_and_per_layer_blends_refuse_their_settings_before_reading_the_
         blend_per_layer(low, high, [math.nan] * low.num_ws)
     with pytest.raises(ValueError, match=r"^swap_res must be a power of two >= 4 .*, got 12$"):
         blending.swap_resolution_grid(low, high, [0], swap_resolutions=[8, 12])
+    with pytest.raises(ValueError, match=r"^level must be 0 \(const/conv0\) or 1 \(conv1/torgb\), got 2$"):
+        blending.swap_resolution_grid(low, high, [0], level=2)  # every resolution (review)
 
 
 def test_blend_takes_the_argument_names_of_its_module(low, high):

@@ -402,9 +402,9 @@ def swap_resolution_grid(low: GeneratorLike, high: GeneratorLike, seeds: Sequenc
     if asked == []:  # it drew every resolution
         raise ValueError("swap_resolutions is empty: give the resolutions to draw, such as [8, 16, 32], or leave it "
                          "out for every one")
-    for res in asked or ():  # a setting it would refuse after rendering the base column (and the downloads)
+    for res in asked or (4,):  # a setting it would refuse after rendering the base column (and the downloads)
         check_setting(res, level, blend_width)
-        check_swap_res(res, low)
+        check_swap_res(res if asked else None, low)
     check_base(high)
     low, high = toon_generator(low), load_generator(high)
     blender = Blender(low, high)
