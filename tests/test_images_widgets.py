@@ -201,9 +201,9 @@ def test_show_and_offer_download_say_what_is_missing(tmp_path, monkeypatch, caps
     monkeypatch.setenv("FAKE_COLAB_LOG", str(tmp_path / "colab.log"))
     try:
         offer_download("~/toon.png")
-    finally:
+    finally:  # imported here alone: forgotten, or every later test would be "in Colab"
         for name in [m for m in sys.modules if m == "google" or m.startswith("google.")]:
-            monkeypatch.delitem(sys.modules, name)
+            del sys.modules[name]
     assert capsys.readouterr().out == f"saved {tmp_path / 'toon.png'}; your browser downloads a copy\n"
     assert (tmp_path / "colab.log").read_text() == f"download {tmp_path / 'toon.png'}\n"
 

@@ -262,7 +262,7 @@ def test_a_wrong_model_is_one_message_and_other_errors_keep_their_traceback(tmp_
 
     monkeypatch.setenv("TOONLIB_CACHE", str(tmp_path / "cache"))
     nb = prepare("02_blend.ipynb", {"base_model": "ffhq-1024-tfx", "use_drive": False})
-    load = cell_index(nb, "load_generator(base_model")
+    load = cell_index(nb, "load_blend_models(")
     nb.cells.append(new_code_cell("int('one')"))
     client = NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=True,
                             resources={"metadata": {"path": str(tmp_path)}})
@@ -412,7 +412,7 @@ FAKE_COLAB = Path(__file__).parent / "fake_colab"
 DROPDOWNS = {"base_model", "toon_model", "model", "toon_network", "detector", "inversion", "space", "augment",
              "prepare", "swap_res", "level", "batch_size", "freeze_g", "metric"}
 SLIDERS = {"steps", "truncation_psi", "blend_width", "frame_every", "freeze_d"}
-LOADS = ("load_generator(", "Toonifier(", "load_network(", "fetch(", "run_training(", "_panel(")
+LOADS = ("load_generator(", "load_blend_models(", "Toonifier(", "load_network(", "fetch(", "run_training(", "_panel(")
 
 
 def _parameters(name: str) -> list[tuple[str, object, str]]:
