@@ -347,7 +347,7 @@ class DiscriminatorBlock(nn.Module):
         self.conv0 = Conv(hidden, hidden, 3, clamp=clamp)
         self.conv1 = Conv(hidden, fan_out, 3, down=True, clamp=clamp)
         self.skip = Conv(hidden, fan_out, 1, lrelu=False, down=True, bias=False)
-        self.register_buffer("resample_filter", fir_kernel(BLUR_TAPS))
+        self.register_buffer("resample_filter", fir_kernel(BLUR_TAPS))  # a key of the checkpoint format alone
 
     def forward(self, x, img):
         if self.first:

@@ -331,7 +331,8 @@ def test_a_notebooks_errors_name_its_parameters(tmp_path, monkeypatch):
         raise error
     except ValueError:  # raised here, not in toonlib: a traceback would be shown; the message as toonlib's
         monkeypatch.setattr("toonlib.notebook.in_toonlib", lambda filename: True)
-        _show_briefly(shell, ValueError, error, error.__traceback__, parameters=names)
+        monkeypatch.setattr("toonlib.notebook._NOTEBOOK_PARAMETERS", names)  # as brief_errors(names) sets them
+        _show_briefly(shell, ValueError, error, error.__traceback__)
     assert shown == [["toon_network (the generator) must be 'G_ema' or 'G'"]]
 
 

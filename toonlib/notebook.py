@@ -5,7 +5,6 @@ IPython and google.colab are imported inside the functions that need them, never
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import platform
 import re
@@ -97,13 +96,15 @@ class UploadedFile:
         return os.fspath(self.path)
 
 
-#: The parameters `brief_errors` was last given in this kernel, for `in_these_words`.
+#: The parameters `brief_errors` was last given in this kernel: what `in_these_words` names (cells' errors and
+#: warnings, the widgets' status lines).
 _NOTEBOOK_PARAMETERS: dict[str, str] = {}
 
 
 def in_these_words(text: str) -> str:
-    """`in_notebook_words` with the notebook's parameters as `brief_errors` was given them: the widgets' status lines
-    said `--detector dlib (detector='dlib')` where the same error raised in a cell said `detector='dlib'`."""
+    """`in_notebook_words` with the notebook's parameters as `brief_errors` was given them, for a cell's error or
+    warning and a widget's status line alike (the status lines said `--detector dlib (detector='dlib')` where the
+    same error raised in a cell said `detector='dlib'`)."""
     return in_notebook_words(text, _NOTEBOOK_PARAMETERS)
 
 
@@ -120,15 +121,11 @@ def brief_errors(parameters: Mapping[str, str] | None = None) -> None:
 
     shell = get_ipython()
     if shell is not None:
-        parameters = dict(parameters or {})
-        _NOTEBOOK_PARAMETERS.clear()
-        _NOTEBOOK_PARAMETERS.update(parameters)
-        shell.set_custom_exc(expected_errors() + (KeyboardInterrupt, NameError),
-                             functools.partial(_show_briefly, parameters=parameters))
-        if isinstance(warnings.showwarning, _BriefWarnings):  # the set-up cell run again
-            warnings.showwarning.parameters = parameters
-        else:
-            warnings.showwarning = _BriefWarnings(warnings.showwarning, parameters)
+        _NOTEBOOK_PARAMETERS.clear()  # the set-up cell run again: its parameters now
+        _NOTEBOOK_PARAMETERS.update(parameters or {})
+        shell.set_custom_exc(expected_errors() + (KeyboardInterrupt, NameError), _show_briefly)
+        if not isinstance(warnings.showwarning, _BriefWarnings):
+            warnings.showwarning = _BriefWarnings(warnings.showwarning)
 
 
 class _BriefWarnings:
@@ -136,26 +133,24 @@ class _BriefWarnings:
     <message>" in the notebook's words (they showed the kernel's temporary file name and the cell's source line);
     others as before."""
 
-    def __init__(self, show, parameters: Mapping[str, str]) -> None:
+    def __init__(self, show) -> None:
         self.show = show
-        self.parameters = parameters
 
     def __call__(self, message, category, filename, lineno, file=None, line=None) -> None:
         if issubclass(category, ToonlibWarning):
-            print(f"warning: {in_notebook_words(str(message), self.parameters)}",
+            print(f"warning: {in_these_words(str(message))}",
                   file=sys.stderr if file is None else file)
         else:
             self.show(message, category, filename, lineno, file, line)
 
 
-def _show_briefly(shell, etype: type[BaseException], value: BaseException, tb, tb_offset: int | None = None, *,
-                  parameters: Mapping[str, str] | None = None) -> None:
+def _show_briefly(shell, etype: type[BaseException], value: BaseException, tb, tb_offset: int | None = None) -> None:
     """IPython's custom exception handler of `brief_errors`."""
     ours = [in_toonlib(frame.f_code.co_filename) for frame, _ in traceback.walk_tb(tb)]
     if interrupted(value) and any(ours):
         lines = [INTERRUPTED]
     elif isinstance(value, expected_errors()) and ours and ours[-1]:  # raised on purpose: a message for the user
-        lines = in_notebook_words(str(value), parameters or {}).splitlines() or [etype.__name__]
+        lines = in_these_words(str(value)).splitlines() or [etype.__name__]
     elif isinstance(value, NameError) and _in_cell(shell, tb):
         lines = shell.InteractiveTB.structured_traceback(etype, value, tb, tb_offset=tb_offset)
         lines.append(RUN_CELLS_ABOVE.format(name=value.name))
