@@ -221,8 +221,8 @@ def test_a_long_photo_name_is_cut_for_the_downloads(app, setup):
     page = app.build()
     try:
         upload = {"path": str(setup["photos"] / "hopper.jpg"), "orig_name": "写真" * 41 + ".jpg"}  # 246 bytes, .jpg
-        _, _, aligned, toon, pasted, status = asyncio.run(run_event(page, "on_toonify", upload, STEPS, 16, "optimize",
-                                                                    None, 0, ""))
+        _, _, aligned, toon, pasted, _, status = asyncio.run(run_event(page, "on_toonify", upload, STEPS, 16,
+                                                                       "optimize", None, 0, ""))
         assert status.startswith("One face")
         for path, kind in zip((aligned, toon, pasted), ("aligned", "toon", "pasted")):
             name = Path(path).name
@@ -250,9 +250,9 @@ def test_photos_browsers_cannot_draw_are_shown_as_a_jpeg(app, setup, tmp_path):
         with Image.open(shown) as preview:
             assert preview.format == "JPEG" and preview.size == hopper.size
         copy = {"path": shown, "orig_name": "me.jpeg"}  # what the page shows, and sends with Toonify
-        assert list(asyncio.run(run_event(page, "on_new_photo", copy))) == [{"__type__": "update"}] * 7  # all skipped
+        assert list(asyncio.run(run_event(page, "on_new_photo", copy))) == [{"__type__": "update"}] * 8  # all skipped
         # Pressed as the upload came, sent once the copy showed: pressed for the same photo.
-        _, _, aligned, toon, pasted, status = asyncio.run(run_event(page, "on_toonify", copy, STEPS, 16, "optimize",
+        _, _, aligned, toon, pasted, _, status = asyncio.run(run_event(page, "on_toonify", copy, STEPS, 16, "optimize",
                                                                     None, 0, str(heic)))
         assert status.startswith("One face") and Path(toon).name == "me-toon.png"
         session, _ = app.toonify(heic, STEPS, 16, name="me.heic")  # the HEIC itself (the JPEG copy is lossy)
@@ -286,8 +286,8 @@ def test_previews_are_forgotten_once_gradio_deletes_them(app, setup, tmp_path):
         assert set(previews) == {second, third}
         shown = {"path": second, "orig_name": "second.jpeg"}  # what the page shows, and sends with Toonify
         assert list(asyncio.run(run_event(page, "on_new_photo", shown, visitor="second.tiff"))) == [
-            {"__type__": "update"}] * 7  # skipped
-        *_, toon, _, status = asyncio.run(run_event(page, "on_toonify", shown, STEPS, 16, "optimize", None, 0, "",
+            {"__type__": "update"}] * 8  # skipped
+        *_, toon, _, _, status = asyncio.run(run_event(page, "on_toonify", shown, STEPS, 16, "optimize", None, 0, "",
                                                     visitor="second.tiff"))
         assert status.startswith("One face") and Path(toon).name == "second-toon.png"
     finally:
@@ -307,12 +307,12 @@ def test_webcam_photos_are_named_by_their_time(app, setup, tmp_path):
     picked = {**webcam, "mime_type": "image/png"}
     page = app.build()
     try:
-        _, _, aligned, toon, pasted, status = asyncio.run(run_event(page, "on_toonify", webcam, STEPS, 16, "optimize",
-                                                                    None, 0, ""))
+        _, _, aligned, toon, pasted, _, status = asyncio.run(run_event(page, "on_toonify", webcam, STEPS, 16,
+                                                                       "optimize", None, 0, ""))
         assert status.startswith("One face")
         assert [Path(file).name for file in (aligned, toon, pasted)] == [
             f"webcam-2026-12-03-061459-{kind}.png" for kind in ("aligned", "toon", "pasted")]
-        *_, toon, _, _ = asyncio.run(run_event(page, "on_toonify", picked, STEPS, 16, "optimize", None, 0, ""))
+        *_, toon, _, _, _ = asyncio.run(run_event(page, "on_toonify", picked, STEPS, 16, "optimize", None, 0, ""))
         assert Path(toon).name == "image-toon.png"
         os.remove(capture)  # as Gradio's cache deletes it, an hour on: its time is gone with it
         *_, status = asyncio.run(run_event(page, "on_toonify", webcam, STEPS, 16, "optimize", None, 0, ""))
@@ -490,15 +490,15 @@ def test_results_download_under_the_photos_name(app, setup):
     page = app.build()
     try:
         upload = {"path": str(setup["photos"] / "hopper.jpg"), "orig_name": "me.jpg"}
-        _, _, aligned, toon, pasted, _ = asyncio.run(run_event(page, "on_toonify", upload, STEPS, 16, "optimize", None,
-                                                               0, ""))
+        _, _, aligned, toon, pasted, _, _ = asyncio.run(run_event(page, "on_toonify", upload, STEPS, 16, "optimize",
+                                                                  None, 0, ""))
         assert [Path(path).name for path in (aligned, toon, pasted)] == ["me-aligned.png", "me-toon.png",
                                                                          "me-pasted.png"]
         with Image.open(toon) as image:
             assert image.format == "PNG" and image.size == (32, 32)
         session, _ = app.toonify(setup["photos"] / "pair.png", STEPS, 16, name="two of us.png")
         select = gradio.SelectData(None, {"index": 1, "value": None})
-        _, _, aligned, toon, pasted, _ = asyncio.run(run_event(page, "on_pick", session, STEPS, 16, "optimize", 0,
+        _, _, aligned, toon, pasted, _, _ = asyncio.run(run_event(page, "on_pick", session, STEPS, 16, "optimize", 0,
                                                                event_data=select))
         assert [Path(path).name for path in (aligned, toon, pasted)] == [
             "two of us-face2-aligned.png", "two of us-face2-toon.png", "two of us-pasted.png"]
@@ -522,15 +522,53 @@ def test_a_swap_change_sends_only_what_changed_quickly_compressed(app, setup):
     page = app.build()
     try:
         upload = {"path": str(setup["photos"] / "hopper.jpg"), "orig_name": "me.jpg"}
-        session, _, aligned, toon, pasted, _ = asyncio.run(run_event(page, "on_toonify", upload, STEPS, 16,
+        session, _, aligned, toon, pasted, _, _ = asyncio.run(run_event(page, "on_toonify", upload, STEPS, 16,
                                                                      "optimize", None, 0, ""))
         assert {_zlib_level(path) for path in (aligned, toon, pasted)} == {0}
-        _, faces, kept, reblended, repasted, status = asyncio.run(run_event(page, "on_reblend", session, 8))
+        _, faces, kept, reblended, repasted, _, status = asyncio.run(run_event(page, "on_reblend", session, 8))
         assert faces == kept == gradio.skip()
         assert Path(reblended).name == "me-toon.png" and Path(reblended).read_bytes() != Path(toon).read_bytes()
         assert Path(repasted).name == "me-pasted.png" and "the blend at 8 px" in status
         with Image.open(reblended) as image:
             assert np.array_equal(np.asarray(image), expected_toon(setup, 8, session.latents[0][1]))
+    finally:
+        page.close()
+
+
+def test_a_large_photo_is_shown_from_a_copy_and_downloaded_whole(app, setup, tmp_path):
+    """A 12 MP phone photo pasted back went out as a 14 MB PNG at each Toonify, face click and swap change, to be
+    drawn 348 px wide (thirty-sixth session's audit). A photo larger than the page shows is shown from a JPEG of
+    2048 px; its exact PNG, whole, is the download button's; a small photo is shown from the PNG it downloads."""
+    from toonlib.app import PREVIEW_PX
+
+    hopper = Image.open(setup["photos"] / "hopper.jpg")
+    photo = Image.new("RGB", (3000, 2000), "white")
+    photo.paste(hopper.resize((1024, 1200)), (1000, 400))
+    photo.save(tmp_path / "phone.jpg", quality=95)
+    page = app.build()
+    try:
+        upload = {"path": str(tmp_path / "phone.jpg"), "orig_name": "phone.jpg"}
+        session, _, _, toon, pasted, download, status = asyncio.run(run_event(page, "on_toonify", upload, STEPS, 16,
+                                                                               "optimize", None, 0, ""))
+        assert status.startswith("One face")
+        for _ in range(2):  # the toonify's results, then the re-blend's
+            assert download["visible"] and download["label"] == (
+                "Download the toon in the photo (3000 × 2000 px, PNG)")
+            exact, shown = Image.open(download["value"]), Image.open(pasted)
+            assert Path(download["value"]).name == "phone-pasted.png" and exact.format == "PNG"
+            assert exact.size == (3000, 2000) and np.array_equal(  # the toon pasted in, the photo's pixels around it
+                np.asarray(exact)[:300], np.asarray(Image.open(tmp_path / "phone.jpg").convert("RGB"))[:300])
+            assert shown.format == "JPEG" and shown.size == (PREVIEW_PX, PREVIEW_PX * 2 // 3)
+            assert Path(pasted).stat().st_size < Path(download["value"]).stat().st_size / 5
+            resized = np.asarray(exact.resize(shown.size, Image.BICUBIC), dtype=float)
+            assert np.abs(resized - np.asarray(shown, dtype=float)).mean() < 2  # the same picture
+            *_, pasted, download, status = asyncio.run(run_event(page, "on_reblend", session, 8))
+            assert "the blend at 8 px" in status
+        small = {"path": str(setup["photos"] / "hopper.jpg"), "orig_name": "me.jpg"}
+        *_, pasted, download, _ = asyncio.run(run_event(page, "on_toonify", small, STEPS, 16, "optimize", None, 0,
+                                                        ""))
+        assert pasted == download["value"] and Path(pasted).name == "me-pasted.png"
+        assert download["label"] == "Download the toon in the photo (512 × 600 px, PNG)"
     finally:
         page.close()
 
@@ -550,7 +588,7 @@ def test_errors_are_said_in_the_status_line_without_error_badges(app, setup, mon
         coffee = {"path": str(setup["photos"] / "coffee.png"), "orig_name": "coffee.png"}
         for _ in range(2):
             *unchanged, status = asyncio.run(run_event(page, "on_toonify", coffee, STEPS, 16, "optimize", None, 0, ""))
-            assert unchanged == [{"__type__": "update"}] * 5  # gr.skip(): session, faces and results as they were
+            assert unchanged == [{"__type__": "update"}] * 6  # gr.skip(): session, faces, results as they were
             assert status.startswith("**Not toonified:** no face was found in 'coffee.png'")
         assert toasts == []
     finally:
@@ -567,7 +605,8 @@ def test_a_file_that_is_no_image_is_said_at_its_upload(app, setup, tmp_path):
     try:
         *cleared, status, _ = asyncio.run(run_event(page, "on_new_photo", broken))
         assert status.startswith("**Not toonified:** cannot read 'my photo.jpg' as an image")
-        assert cleared == [None, {"__type__": "update", "value": None, "visible": False}, None, None, None]
+        hidden = {"__type__": "update", "value": None, "visible": False}  # the face picker, the pasted download
+        assert cleared == [None, hidden, None, None, None, hidden]
         *_, status, _ = asyncio.run(run_event(page, "on_new_photo", {"path": str(big), "orig_name": "big.png"}))
         assert status.startswith("**Not toonified:** 'big.png' is 10000 x 6000 px (60.0 megapixels)")
         hopper = {"path": str(setup["photos"] / "hopper.jpg"), "orig_name": "hopper.jpg"}
@@ -825,7 +864,8 @@ def test_results_have_no_share_button(app):
     try:
         results = [block for block in page.blocks.values() if getattr(block, "elem_id", None) in
                    ("toon", "aligned", "pasted")]
-        assert len(results) == 3 and all(block.buttons == ["download", "fullscreen"] for block in results)
+        # the pasted photo's download is a button of its own (the image shows a copy of display size)
+        assert [block.buttons for block in results] == [["download", "fullscreen"]] * 2 + [["fullscreen"]]
     finally:
         page.close()
 
@@ -1054,7 +1094,7 @@ def test_stop_ends_the_visitors_projection_and_says_so(app, setup, projection_st
 
     try:
         *unchanged, status = asyncio.run(stop_during_a_run())
-        assert unchanged == [{"__type__": "update"}] * 5
+        assert unchanged == [{"__type__": "update"}] * 6
         assert re.fullmatch(rf"\*\*Stopped after step \d+ of {app.max_steps}\.\*\*", status), status
         assert len(projection_steps) < app.max_steps and not app._lock.locked()
         asyncio.run(run_event(page, "on_stop", 0))  # nothing runs: nothing happens

@@ -207,14 +207,24 @@ def test_photo_to_toon_then_the_slider_changes_it(page, server, tmp_path, record
         src, toon = shown_image(page, "#toon")
         assert toon.shape == (32, 32, 3)
         assert shown_image(page, "#aligned")[1].shape == (32, 32, 3)
-        assert shown_image(page, "#pasted")[1].shape == np.asarray(Image.open(photo)).shape
+        _, pasted = shown_image(page, "#pasted")
+        assert pasted.shape == np.asarray(Image.open(photo)).shape
+        assert "(512 × 600 px, PNG)" in page.locator("#pasted-download").inner_text()
+        assert page.evaluate("window.scrollY") == 0  # the results beside the photo: the page stays put
 
-        for result in ("toon", "aligned", "pasted"):  # each under its own name, not all "image.png"
+        # Each under its own name, not all "image.png"; the pasted photo from its own button, exact and whole (the
+        # image shows a copy of display size when the photo is larger, whose download it does not offer).
+        assert page.locator("#pasted button[aria-label='Download']").count() == 0
+        for result, button in (("toon", "#toon button[aria-label='Download']"),
+                               ("aligned", "#aligned button[aria-label='Download']"), ("pasted", "#pasted-download")):
             assert page.locator(f"#{result} button[aria-label='Share']").count() == 0  # "Must be on Spaces"
             with page.expect_download() as download:
-                page.click(f"#{result} button[aria-label='Download']")
+                page.click(button)
             assert download.value.suggested_filename == f"hopper-{result}.png"
-        assert page.evaluate("window.scrollY") == 0  # the results beside the photo: the page stays put
+            if result == "pasted":
+                with Image.open(download.value.path()) as image:
+                    assert image.format == "PNG" and np.array_equal(np.asarray(image.convert("RGB")), pasted)
+        assert_usable(page.locator("#pasted-download"), "the pasted photo's download", click=False)
 
         page.locator("#swap label", has_text="8 px").click()  # the toon model's layers up to 8 px only
         page.wait_for_function("src => document.querySelector('#toon img').src !== src", arg=src,
@@ -223,6 +233,9 @@ def test_photo_to_toon_then_the_slider_changes_it(page, server, tmp_path, record
         assert reblended.shape == toon.shape and not np.array_equal(reblended, toon)
         assert "8 px" in page.locator("#status").inner_text()
         assert "Toonified" not in page.locator("#status").inner_text()  # re-rendered, not projected again
+        assert "(512 × 600 px, PNG)" in page.locator("#pasted-download").inner_text()
+        upload(page, server.photos / "astronaut.png")  # a new photo: the results go, their download with them
+        page.locator("#pasted-download").wait_for(state="hidden", timeout=10_000)
         outside = sorted({url for url in page.requested if not url.startswith((server.url(), "data:", "blob:"))})
         assert outside == [], f"the page fetched from outside the app: {outside}"
 
@@ -574,6 +587,7 @@ def test_a_phone_shows_the_run_where_toonify_was_pressed(context, server, tmp_pa
                 page.locator("#status", has_text=f"{steps} steps").wait_for(timeout=TOON_S * 1000)
                 page.wait_for_function(IN_VIEW, arg="#status")  # scrolled to
                 assert in_view(page, "#toon img")  # the toon above it too
+            assert_usable(page.locator("#pasted-download"), "the pasted photo's download", click=False)
     finally:
         page.close()
 

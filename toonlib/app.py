@@ -582,12 +582,17 @@ class ToonApp:
         def outputs_of(view: View, reblended: bool = False) -> tuple:
             # Result images as PNG files in Gradio's cache (deleted with it), named for the download: Gradio's own
             # name for every image was "image.png". A re-blend leaves the faces and the aligned face as they were:
-            # it sent them again.
-            files = [gr.skip() if reblended and kind == "aligned" else result_file(getattr(view, kind),
-                                                                                   view.file_names[kind])
-                     for kind in RESULTS]
+            # it sent them again. The pasted photo is shown from a copy of display size (`shown_copy`) and
+            # downloaded from its own button, exact and whole.
+            files = {kind: gr.skip() if reblended and kind == "aligned" else result_file(getattr(view, kind),
+                                                                                         view.file_names[kind])
+                     for kind in RESULTS}
             faces = gr.skip() if reblended else marked(view.selected, value=view.faces, visible=len(view.faces) > 1)
-            return faces, *files, view.status
+            width, height = view.pasted.size
+            download = gr.update(value=files["pasted"], visible=True,
+                                 label=f"Download the toon in the photo ({width} × {height} px, PNG)")
+            shown = {**files, "pasted": shown_copy(view.pasted, files["pasted"])}
+            return faces, *(shown[kind] for kind in RESULTS), download, view.status
 
         def result_file(image: Image.Image, name: str) -> str:
             # zlib's level 1: a 12 MP photo pasted back took 3.0 s to save at Gradio's level (6), within the shared
@@ -598,6 +603,19 @@ class ToonApp:
             path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_write_path(path) as tmp:
                 tmp.write_bytes(data.getbuffer())
+            return str(path)
+
+        def shown_copy(image: Image.Image, exact: str) -> str:
+            # A photo larger than `PREVIEW_PX` is shown from a JPEG of that size beside its exact PNG: a 12 MP phone
+            # photo pasted back went out as a 14 MB PNG at each Toonify, face click and swap change, to be drawn
+            # 348 px wide on the phone (thirty-sixth session's audit); its copy is ~0.5 MB.
+            if max(image.size) <= PREVIEW_PX:
+                return exact
+            copy = image.copy()
+            copy.thumbnail((PREVIEW_PX, PREVIEW_PX))
+            path = Path(exact).with_name(f"{Path(exact).stem}-shown.jpeg")
+            with atomic_write_path(path) as tmp:
+                copy.save(tmp, "JPEG", quality=90)
             return str(path)
 
         def marked(face: int, **update: Any) -> Any:
@@ -743,7 +761,8 @@ class ToonApp:
                         shown = str(folder / f"{_download_stem(name or Path(photo).name)}.jpeg")
                         preview.save(shown, quality=90)
                         keep_preview(shown, photo, name)
-            return None, gr.update(value=None, visible=False), None, None, None, status, shown
+            cleared = gr.update(value=None, visible=False)  # the face picker and the pasted photo's download
+            return None, cleared, None, None, None, cleared, status, shown
 
         # Gradio finds these arguments by their types (`gr` is not in this module's globals for the annotations).
         on_pick.__annotations__["event"] = gr.SelectData
@@ -794,10 +813,13 @@ class ToonApp:
             status = gr.Markdown(elem_id="status")
             with gr.Row():  # stacked below 2 x 320 px, as the columns above (at 412 px: 164 px wide, side by side)
                 aligned = gr.Image(label="Aligned face", elem_id="aligned", min_width=320, **{**result, "height": 360})
-                pasted = gr.Image(label="Toon in the photo", elem_id="pasted", min_width=320,
-                                  **{**result, "height": 360})
+                with gr.Column(min_width=320):
+                    # Its download is the button below (the image's own would save the copy shown, `shown_copy`).
+                    pasted = gr.Image(label="Toon in the photo", elem_id="pasted",
+                                      **{**result, "height": 360, "buttons": ["fullscreen"]})
+                    pasted_download = gr.DownloadButton(visible=False, elem_id="pasted-download", size="sm")
 
-            outputs = [session, faces, aligned, toon, pasted, status]
+            outputs = [session, faces, aligned, toon, pasted, pasted_download, status]
             # The progress shows over the results, not over the status line's last words (`CSS`: blank meanwhile).
             queued = dict(concurrency_id="models", concurrency_limit=1, show_progress_on=[faces, aligned, toon, pasted])
             # A click while the last one is answered (the old photo's run, stopping) runs after it: Gradio's default
