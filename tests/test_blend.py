@@ -255,6 +255,19 @@ def test_blender_in_place_matches_blend(low, high):
     assert [p.data_ptr() for p in G.parameters()] == pointers
 
 
+def test_a_blender_made_in_inference_mode_blends_again_outside_it(low, high, ws):
+    """`torch.inference_mode()` is where inference code runs: a Blender made there (a Toonifier's first
+    `set_blend`) copied the toon model into inference tensors, and every later `set` outside it failed with torch's
+    "Inplace update to inference tensor outside InferenceMode is not allowed"."""
+    with torch.inference_mode():
+        blender = Blender(low, high)
+        inside = render(blender.set(16), ws)
+    assert not any(p.is_inference() for p in blender.G.parameters())
+    assert_same_state(blender.set(8).state_dict(), blend(low, high, 8).state_dict())
+    with torch.inference_mode():
+        assert torch.equal(render(blender.set(16), ws), inside)
+
+
 @pytest.mark.parametrize("overrides, fields", [
     ({"img_resolution": 64}, ["img_resolution: a 32, b 64", "synthesis.b64.conv0.weight: only in b"]),
     ({"channel_max": 8}, ["channel_max: a 16, b 8", "synthesis.b4.const: shape [16, 4, 4] in a, [8, 4, 4] in b"]),

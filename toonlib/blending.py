@@ -262,8 +262,11 @@ class Blender:
         if not lineage_checked:
             check_lineage(low, high, "the low-res (toon) model", "the high-res (base) model")
         # a new network, as load_network gives one: in eval mode without gradients (a toon model in training mode,
-        # as `Generator(...)` builds it, moved w_avg at every sample and left the blend's record behind)
-        self.G: Generator = copy.deepcopy(low).eval().requires_grad_(False)
+        # as `Generator(...)` builds it, moved w_avg at every sample and left the blend's record behind). Made of
+        # normal tensors whatever the caller's mode: copied inside `torch.inference_mode()`, its parameters were
+        # inference tensors, which every later `set` outside it failed to write (thirty-seventh session's audit).
+        with torch.inference_mode(False):
+            self.G: Generator = copy.deepcopy(low).eval().requires_grad_(False)
         self.G.set_origin()  # it is no longer the file's model
         self._names = (_name_of(low), _name_of(high))
         self._layers = synthesis_layers(self.G.config)
