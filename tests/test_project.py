@@ -151,6 +151,16 @@ def test_init_starts_from_the_given_latent(G, targets, ws, net, monkeypatch):
     assert len(calls) == 4
     with pytest.raises(ValueError, match=r"init must have shape \[1, "):
         run(G, targets[0], net, steps=1, init=torch.zeros(2, G.num_ws, G.w_dim))
+    # A NaN in init ran every step, then render blamed "a projection or an edit that diverged" for all of w: refused
+    # first, before the mean w is sampled (and, in `project`, LPIPS built), with the count of what is wrong.
+    bad = ws[:1].clone()
+    bad[0, 2, 3] = float("nan")
+    monkeypatch.setattr(projection, "w_statistics", lambda *args: pytest.fail("computed before init was checked"))
+    calls.clear()
+    with pytest.raises(ValueError, match=r"^init: the latents hold NaN or infinite values \(1 of \d+\): .*; project "
+                                         r"starts from finite latents: fix init, or leave it out \(the mean w\)$"):
+        run(G, targets[0], net, steps=3, init=bad, callback=lambda step, d, w: calls.append(step))
+    assert calls == []
 
 
 def test_a_projection_runs_inside_no_grad_and_inference_mode(G, targets, net):

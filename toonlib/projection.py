@@ -222,6 +222,7 @@ def project(G: GeneratorLike, target: Target, space: str = "w+", steps: int | No
     G = copy.deepcopy(G).eval().requires_grad_(False).to(device, torch.float32)  # `precision` sets what it computes in
     targets = as_images(target, G.img_resolution).to(device)
     num = targets.shape[0]
+    start = None if init is None else _initial_w(init, num, G.num_ws, G.w_dim).to(device)  # refused before the work
     generators = [torch.Generator().manual_seed(s) for s in _seeds(seed, num)]
     net = lpips_net if lpips_net is not None else build_lpips(device)
     # On the CPU the targets of a batch step one by one, on `workers` threads side by side, each thread with its
@@ -243,11 +244,10 @@ def project(G: GeneratorLike, target: Target, space: str = "w+", steps: int | No
         raise ValueError(f"w_stats's w_avg has shape {list(w_stats[0].shape)}, and this model's is [1, 1, {G.w_dim}]: "
                          "pass w_stats=w_statistics(G) of this G, or None (computed here)")
     w_avg, w_std = w_statistics(G, w_avg_samples) if w_stats is None else (w_stats[0].to(device), w_stats[1])
-    if init is None:
+    if start is None:
         start = w_avg.repeat(num, G.num_ws if space == "w+" else 1, 1)
-    else:
-        start = _initial_w(init, num, G.num_ws, G.w_dim).to(device)
-        start = start if space == "w+" else start.mean(dim=1, keepdim=True)
+    elif space == "w":
+        start = start.mean(dim=1, keepdim=True)
     w_opt = start.requires_grad_(True)
     noise = _initial_noise(G, generators, device)
     optimizer = torch.optim.Adam([w_opt, *noise.values()], lr=initial_lr, betas=(0.9, 0.999),
@@ -400,6 +400,8 @@ def _initial_w(init: torch.Tensor, num: int, num_ws: int, w_dim: int) -> torch.T
     w = w[None] if w.ndim == 2 else w
     if w.ndim != 3 or w.shape[0] != num or w.shape[1] not in (1, num_ws) or w.shape[2] != w_dim:
         raise ValueError(f"init must have shape [{num}, {num_ws}, {w_dim}] (one W+ latent per target), got {shape}")
+    # a NaN ran every step, then `render` blamed "a projection or an edit that diverged" (thirty-seventh session)
+    _check_finite_latents(w, "; project starts from finite latents: fix init, or leave it out (the mean w)", "init: ")
     return w.expand(num, num_ws, w_dim).clone()
 
 
