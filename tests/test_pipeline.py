@@ -306,6 +306,10 @@ def test_settings_that_cannot_work_are_refused_when_given(models, photos, monkey
             toonlib.toonify(photos / "hopper.jpg", pasteback=True)
         with pytest.raises(ValueError, match=r"^seed must be a whole number from .* \(every face is .*got 1.5$"):
             toonlib.toonify(photos / "hopper.jpg", seed=1.5)  # said "target i uses seed + i ... got [1.5]"
+        with pytest.raises(ValueError, match=r"^toon_network= picks the toon model a re-blend takes; without one the "
+                                             r"toon file's published blend draws the toon: add swap_res=, or leave "
+                                             r"toon_network= out$"):  # ignored: the default toon (the CLI refused)
+            toonlib.toonify(photos / "hopper.jpg", toon_network="G")
         with pytest.raises(ImageReadError, match="there is no such file"):  # a typo cost the models' download first
             toonlib.toonify(photos / "hoper.jpg")
         with pytest.raises(ValueError, match="holds only a blended generator"):  # refused after its download

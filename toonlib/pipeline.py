@@ -617,6 +617,9 @@ def toonify(photo: ImageInput, base: GeneratorLike | None = None, toon: Generato
                   project_kwargs={k: v for k, v in kwargs.items() if k not in _CALL_OPTIONS})
     check_reblend_models(invert, swap_res, toon=not (isinstance(toon, str) and toon == DEFAULT_TOON),
                          base=base is not None, encoder=setup.get("encoder"))
+    if setup.get("toon_network") is not None and swap_res is None:  # ignored without a word; the CLI refuses it
+        raise ValueError("toon_network= picks the toon model a re-blend takes; without one the toon file's published "
+                         "blend draws the toon: add swap_res=, or leave toon_network= out")
     if isinstance(photo, (str, os.PathLike)) and not user_path(photo).is_file():
         read_image(photo)  # its error: "there is no such file", "it is a folder"
     return Toonifier(base, toon, swap_res=swap_res, invert=invert, **setup)(photo, space=space, steps=steps,
