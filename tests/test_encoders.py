@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import warnings
 
 import numpy as np
@@ -266,6 +267,15 @@ def test_other_inputs_are_refused(tmp_path):
     torch.save({"g_ema": {"style.1.weight": torch.zeros(2, 2)}}, tmp_path / "rosinality.pt")
     with pytest.raises(EncoderError, match=r"not a pSp / e4e checkpoint: expected a dict with 'state_dict'.*g_ema"):
         toonlib.load_encoder(tmp_path / "rosinality.pt", device="cpu")
+    # An encoder's weights alone (pSp's model_ir_se50.pth beside its encoders, or a loaded Encoder's state_dict):
+    # the message listed all 485 names in 15,000 characters.
+    torch.save(Encoder("e4e", 2).state_dict(), tmp_path / "weights.pt")
+    with pytest.raises(EncoderError) as info:
+        toonlib.load_encoder(tmp_path / "weights.pt", device="cpu")
+    assert len(str(info.value)) < 1000, len(str(info.value))
+    assert re.search(r"expected a dict with 'state_dict', 'opts' and 'latent_avg', got a dict of \d{3} keys: '.*' "
+                     r"and \d{3} more \(weights alone, a state dict: give the checkpoint the authors published, such as"
+                     r" e4e_ffhq_encode\.pt, which holds them with their 'opts' and 'latent_avg'\)$", str(info.value))
     (tmp_path / "junk.pt").write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(EncoderError, match="cannot be read as a torch checkpoint"):
         toonlib.load_encoder(tmp_path / "junk.pt", device="cpu")

@@ -49,11 +49,13 @@ from .checkpoints import _folder_problem as folder_problem  # what a folder give
 from .checkpoints import _image_format as image_format  # 'JPEG', ... for an image Pillow reads
 from .checkpoints import _public_name as public_name  # a URL as messages show it
 from .checkpoints import _resolve as resolve_source  # path, URL or registry name -> local file
+from .checkpoints.common import _short as shortened  # a long list of names, its first few
 from .checkpoints.common import damaged_download, damaged_file
 from .checkpoints.safe_pickle import refusal
 from .devices import default_device
 from .files import is_url, looks_like_pickle, safetensors_header_length, user_path
 from .images import ImageInput, check_image_tensor, describe_source, read_image, warn_if_not_a_crop
+from .messages import counted
 from .options import INVERT_MODES
 
 __all__ = ["ENCODER_TYPES", "INPUT_SIZE", "Encoder", "EncoderError", "check_encoder_mode", "encoder_from_checkpoint",
@@ -378,9 +380,14 @@ def check_encoder_mode(invert: str, encoder: object) -> None:
 def encoder_from_checkpoint(checkpoint: object, source: str = "the checkpoint") -> Encoder:
     """Build the `Encoder` of a loaded pSp / e4e checkpoint dict (see `load_encoder`), on the CPU."""
     if not (isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict)):
-        keys = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        got = type(checkpoint).__name__
+        if isinstance(checkpoint, dict):  # all 485 names of a state dict made a 15,000-character message
+            got = f"a dict of {counted(len(checkpoint), 'key')}: {shortened(sorted(map(repr, checkpoint)), 12)}"
+            if {"input_layer.0.weight", "encoder.input_layer.0.weight"} & set(checkpoint):
+                got += (" (weights alone, a state dict: give the checkpoint the authors published, such as "
+                        "e4e_ffhq_encode.pt, which holds them with their 'opts' and 'latent_avg')")
         raise EncoderError(f"{source} is not a pSp / e4e checkpoint: expected a dict with 'state_dict', 'opts' and "
-                           f"'latent_avg', got {keys}")
+                           f"'latent_avg', got {got}")
     opts = checkpoint.get("opts") or {}
     opts = opts if isinstance(opts, dict) else vars(opts)
     kind = _kind(opts.get("encoder_type"), source)
