@@ -914,8 +914,21 @@ def test_load_rosinality_projection(tmp_path):
     with pytest.raises(ValueError, match=r"different shapes \(\[8, 16\], \[8, 32\]\)"):
         load_latent(tmp_path / "two_widths.pt")
     assert ProjectionResult.load(tmp_path / "proj.pt", num_ws=8).w.shape == (2, 8, 32)  # as the message says
+    # e4e's scripts/inference.py saves its codes as one tensor [N, n_styles, w_dim], JoJoGAN's e4e inversion one
+    # photo's as {'latent': [n_styles, w_dim]}: both were "not a latent file" (thirty-seventh session's audit)
+    codes = torch.randn(3, 8, 32)
+    torch.save(codes, tmp_path / "latents.pt")
+    assert torch.equal(load_latent(tmp_path / "latents.pt", num_ws=8), codes)
+    torch.save(codes[1], tmp_path / "one.pt")
+    assert torch.equal(load_latent(tmp_path / "one.pt"), codes[1:2])
+    torch.save({"latent": codes[2]}, tmp_path / "jojo.pt")
+    assert torch.equal(load_latent(tmp_path / "jojo.pt", num_ws=8), codes[2:3])
+    with pytest.raises(ValueError, match=r"latents\.pt: latents have shape \[3, 8, 32\], expected \[N, 10, w_dim\]"):
+        load_latent(tmp_path / "latents.pt", num_ws=10)  # another model's
     torch.save({"weights": torch.zeros(3)}, tmp_path / "not_latents.pt")
-    with pytest.raises(ValueError, match="not a latent file"):
+    with pytest.raises(ValueError, match=r"not a latent file \(expected an \.npz with key 'w', rosinality's projector "
+                                         r"output: .*, e4e's latents\.pt: a tensor \[N, n_styles, w_dim\], or "
+                                         r"JoJoGAN's \{'latent': tensor\}\)$"):
         load_latent(tmp_path / "not_latents.pt")
     PIL.Image.new("RGB", (8, 8)).save(tmp_path / "photo.png")  # an image given as the latent: not torch's unpickling
     with pytest.raises(ValueError, match="photo.png: not a latent file"):  # error advising weights_only=False

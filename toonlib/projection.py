@@ -695,11 +695,12 @@ def _warn_unless_npz(path: str | os.PathLike) -> None:
 def load_latent(path: str | os.PathLike, num_ws: int | None = None) -> torch.Tensor:
     """Latents from a file as float32 [N, num_ws, w_dim].
 
-    Reads toonlib's and NVIDIA's `.npz` (key `w`: W+ latents [N, num_ws, w_dim], or W latents [N, 1, w_dim]) and
-    rosinality's projector output (a torch file: image name -> {'latent': [n_latent, w_dim] (W+) or
-    [w_dim] (W), ...}, stacked in file order). A W latent is repeated to `num_ws` layers when it is given (W latents
-    stay [N, 1, w_dim] without it, which `render` takes too; a rosinality file that mixes W and W+ latents needs it);
-    when `num_ws` is given, W+ latents must have that many layers.
+    Reads toonlib's and NVIDIA's `.npz` (key `w`: W+ latents [N, num_ws, w_dim], or W latents [N, 1, w_dim]),
+    rosinality's projector output (a torch file: image name -> {'latent': [n_latent, w_dim] (W+) or [w_dim] (W),
+    ...}, stacked in file order), e4e's (`scripts/inference.py`'s latents.pt: a tensor [N, n_styles, w_dim]) and
+    JoJoGAN's (`inversion_codes/NAME.pt`: {'latent': [n_styles, w_dim]}). A W latent is repeated to `num_ws` layers
+    when it is given (W latents stay [N, 1, w_dim] without it, which `render` takes too; a rosinality file that mixes
+    W and W+ latents needs it); when `num_ws` is given, W+ latents must have that many layers.
 
     A 2-D `w` [rows, w_dim] is one W+ latent (`result.w[0]`); one whose rows are not `num_ws` is refused, saying so:
     it is another model's W+ latent, or W latents (`G.mapping(z)[:, 0]`), which are saved as [N, 1, w_dim].
@@ -745,20 +746,31 @@ def load_latent(path: str | os.PathLike, num_ws: int | None = None) -> torch.Ten
             raise
         except Exception:  # torch raises many types for what is not a torch file (advising weights_only=False)
             data = None  # refused below, saying what a latent file is
-        latents = [_rosinality_latent(name, entry, num_ws, path) for name, entry in _entries(data, path)]
-        if len(shapes := sorted({tuple(latent.shape) for latent in latents})) > 1:  # W [1, w_dim] beside W+?
-            if len(shapes) == 2 and shapes[0][0] == 1 and shapes[0][1] == shapes[1][1]:
-                raise ValueError(f"{path}: it holds W latents and W+ latents of {shapes[1][0]} layers; pass num_ws to "
-                                 "repeat the W ones to the model's layers")
-            raise ValueError(f"{path}: its latents have different shapes ({', '.join(str(list(s)) for s in shapes)}): "
-                             "latents of different models")
-        w = torch.stack(latents)
+        if isinstance(data, torch.Tensor) and data.is_floating_point() and data.ndim in (2, 3):
+            w = data.detach()  # e4e's latents.pt (one latent: [n_styles, w_dim])
+            w = w[None] if w.ndim == 2 else w
+        elif isinstance(data, dict) and set(data) == {"latent"} and isinstance(data["latent"], torch.Tensor):
+            w = _rosinality_latent(path.name, data, num_ws, path)[None]  # JoJoGAN's e4e inversion of one photo
+        else:
+            w = _projector_latents(data, num_ws, path)
     if w.ndim != 3 or (num_ws is not None and w.shape[1] != num_ws):
         raise ValueError(f"{path}: latents have shape {list(w.shape)}, expected [N, {num_ws or 'num_ws'}, w_dim]")
     w = w.float()  # first: a float64 1e300 is inf in float32
     # read, it was refused only when rendered, without the file's name
     _check_finite_latents(w, " wrote them; project the photo again", f"{path}: ")
     return w
+
+
+def _projector_latents(data: object, num_ws: int | None, path: os.PathLike) -> torch.Tensor:
+    """The latents of rosinality's projector output (image name -> {'latent': ...}), stacked in file order."""
+    latents = [_rosinality_latent(name, entry, num_ws, path) for name, entry in _entries(data, path)]
+    if len(shapes := sorted({tuple(latent.shape) for latent in latents})) > 1:  # W [1, w_dim] beside W+?
+        if len(shapes) == 2 and shapes[0][0] == 1 and shapes[0][1] == shapes[1][1]:
+            raise ValueError(f"{path}: it holds W latents and W+ latents of {shapes[1][0]} layers; pass num_ws to "
+                             "repeat the W ones to the model's layers")
+        raise ValueError(f"{path}: its latents have different shapes ({', '.join(str(list(s)) for s in shapes)}): "
+                         "latents of different models")
+    return torch.stack(latents)
 
 
 def _nvidia_pickle(path: os.PathLike) -> bool:
@@ -786,8 +798,9 @@ def _entries(data, path) -> list:
         raise ValueError(f"{path}: it is a fine-tuning run's training state, not a latent file: the run's "
                          "network-snapshot-*.safetensors files are its models")
     if not latents:
-        raise ValueError(f"{path}: not a latent file (expected an .npz with key 'w', or rosinality's "
-                         "projector output: image name -> {'latent': tensor, ...})")
+        raise ValueError(f"{path}: not a latent file (expected an .npz with key 'w', rosinality's projector output: "
+                         "image name -> {'latent': tensor, ...}, e4e's latents.pt: a tensor [N, n_styles, w_dim], or "
+                         "JoJoGAN's {'latent': tensor})")
     return list(data.items())
 
 
