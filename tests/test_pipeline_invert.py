@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import re
+import shutil
 from types import SimpleNamespace
 
 import numpy as np
@@ -193,6 +194,26 @@ def test_registry_encoders_are_refused_in_the_wrong_mode(monkeypatch):
                                          r"base model: invert mode psp would"):
         check_encoder_mode("psp", f"/tmp/{MODELS['psp-toonify'].filename}")
     check_encoder_mode("psp-toonify", f"/tmp/{MODELS['psp-toonify'].filename}")
+
+
+def test_a_registry_encoder_of_the_base_is_not_read_twice(setup, tmp_path, monkeypatch):
+    """Toonifier(invert='e4e') read the e4e file's decoder, a second FFHQ generator (2-4 s at 1024 px), only to check
+    that it is the base's lineage, which the registry knows for its own encoder and base; a file is still checked."""
+    from toonlib import pipeline
+    from toonlib.models import MODELS
+
+    monkeypatch.setenv("TOONLIB_CACHE", str(tmp_path))
+    shutil.copy(setup.e4e, tmp_path / MODELS["e4e-ffhq"].filename)  # its decoder is the base
+    shutil.copy(setup.base_path, tmp_path / MODELS["ffhq-1024-tf"].filename)
+    shutil.copy(setup.toon_path, tmp_path / MODELS["toonify-blended-tf"].filename)
+    checked = []
+    monkeypatch.setattr(pipeline, "check_lineage", lambda toon, base, name, *args, **kwargs: checked.append(name))
+    result = Toonifier(invert="e4e", detector="dlib", device="cpu")(setup.photos / "astronaut.png", progress=False)
+    assert checked == ["the toon model"]
+    assert same_image(result.toon, render(blend(setup.toon, setup.base, 8), result.w)[0])
+    checked.clear()
+    Toonifier(invert="e4e", encoder=setup.e4e, detector="dlib", device="cpu")  # a file: its decoder is read
+    assert checked == ["the toon model", "the e4e encoder's decoder"]
 
 
 def test_an_encoder_object_and_an_encoder_of_the_other_paper_are_said(setup, tmp_path):

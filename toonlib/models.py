@@ -422,6 +422,16 @@ def registry_name_of_file(path: str | os.PathLike) -> str | None:
     return next((known for known, info in MODELS.items() if info.filename.lower() == filename), None)
 
 
+def same_registry_weights(a: object, b: object) -> bool:
+    """Whether `a` and `b` are registry names of the same weights: one name, or format conversions of one file
+    (`converted_from`: ffhq-1024-rosinality is ffhq-1024-tf). False for anything else (files, models)."""
+    def original(name: str) -> str:
+        while (info := MODELS.get(name)) is not None and info.converted_from is not None:
+            name = info.converted_from
+        return name
+    return isinstance(a, str) and isinstance(b, str) and a in MODELS and b in MODELS and original(a) == original(b)
+
+
 def _match_key(name: str) -> str:
     """How `get_model` compares a name with the registry's for its suggestion: case and `_` / `-` aside."""
     return name.lower().replace("_", "-")

@@ -255,7 +255,9 @@ class Toonifier:
                 self._check_codes_fit(self.published_blend, "the toon model")
             elif self.encoder is not None:
                 self._check_codes_fit(self.base, base_name)  # a base chosen here is named: the user named none
-                if decoder is not None:
+                # its decoder read (2-4 s at 1024 px) unless the registry knows it is the base's weights
+                info = models.MODELS.get(decoder) if isinstance(decoder, str) else None
+                if decoder is not None and not models.same_registry_weights(info and info.lineage, self._base_source):
                     check_lineage(load_generator(decoder), self.base, f"the {invert} encoder's decoder",
                                   base_name, may_be_equal=True)
         self._blender: Blender | None = None
