@@ -1060,11 +1060,27 @@ def test_cli_encoder_goes_to_the_encoder_mode_offered_beside_optimize(setup, mon
     assert app.toonifiers["e4e"].encoder is not None and app.toonifiers["optimize"].encoder is None
 
 
-def test_cli_encoder_goes_with_one_encoder_mode(capsys):
+def test_cli_encoder_goes_with_one_encoder_mode(setup, capsys, monkeypatch):
     for modes in (["optimize"], ["e4e", "psp"]):
         assert cli.main(["app", "--invert", *modes, "--encoder", "e4e.pt"]) == 2  # before any model is read
-        assert f"--encoder names the checkpoint of one encoder mode, but --invert offers {modes}" in \
-            capsys.readouterr().err
+        assert (f"--encoder names the checkpoint of one encoder mode, but --invert offers {' '.join(modes)}: offer "
+                "one encoder mode") in capsys.readouterr().err  # the modes as typed (it showed a Python list)
+    # Offline, a failed encoder download advised "--encoder PATH", which the app refuses with two encoder modes
+    # (thirty-seventh session's CLI audit): it offers only the cache's place for the file then.
+    from toonlib import download
+
+    asked = []
+
+    def fetch(name, local_option=None, **kwargs):
+        asked.append((name, local_option))
+        raise download.DownloadError(f"could not download {name!r}", Path(name), "offline", True)
+
+    monkeypatch.setattr(download, "fetch", fetch)
+    models = ["--base", str(setup["base_path"]), "--toon", str(setup["toon_path"])]
+    for modes, expected in ((["psp", "e4e"], [("psp-ffhq", None)]), (["e4e"], [("e4e-ffhq", "--encoder")])):
+        asked.clear()
+        assert cli.main(["app", *models, "--invert", *modes]) == 2
+        assert asked == expected and "could not download" in capsys.readouterr().err
 
 
 def test_cli_steps_go_with_a_mode_that_optimises(capsys):

@@ -127,10 +127,11 @@ def _check_image_output(output: str | None, command: str, name: str, option: str
         image_file_format(output)  # before the work: `.avif` on a Pillow older than 11.3 failed after a projection
 
 
-def _fetch_named_models(*models: tuple[str | None, str]) -> None:
+def _fetch_named_models(*models: tuple[str | None, str], pathless: Collection[str] = ()) -> None:
     """Download the registry models and URLs named by (value, option) pairs before any is loaded, so that a failed
-    download says which option takes a local file instead (e.g. `--base PATH`). Paths are left alone. Every value
-    is checked first: a misspelt `--base` fails at once, not after the `--toon` download."""
+    download says which option takes a local file instead (e.g. `--base PATH`), unless the command refuses a path
+    there (`pathless`: the app's --encoder with several encoder modes). Paths are left alone. Every value is checked
+    first: a misspelt `--base` fails at once, not after the `--toon` download."""
     from .checkpoints import ENCODER_KINDS, GENERATOR_KINDS, check_source, split_network
     from .download import DownloadError, cache_state, fetch, local_path
     from .files import is_url
@@ -144,7 +145,7 @@ def _fetch_named_models(*models: tuple[str | None, str]) -> None:
     # (a URL too: its failure named no option, its advice a hashed cache name to save a file as; audit)
     for name, option in named:
         try:
-            fetch(name, local_option=option)
+            fetch(name, local_option=None if option in pathless else option)
         except DownloadError as exc:
             if not exc.offline:
                 raise
@@ -158,9 +159,11 @@ def _fetch_named_models(*models: tuple[str | None, str]) -> None:
                 f"online, or {place}" for other, place in places.items()), exc.path, exc.reason, exc.offline) from None
 
 
-def _fetch_toonify_models(args: argparse.Namespace, mode: str, *, base: bool = True) -> None:
+def _fetch_toonify_models(args: argparse.Namespace, mode: str, *, base: bool = True,
+                          encoder_path: bool = True) -> None:
     """`_fetch_named_models` for what a Toonifier in inversion mode `mode` loads at once; `base=False`: the toon
-    model alone (a latent's toon drawn by its published blend)."""
+    model alone (a latent's toon drawn by its published blend); `encoder_path=False`: --encoder takes no path (the
+    app offering several encoder modes), so a failed download does not offer it."""
     from .encoders import holds_decoder
     from .pipeline import (
         DEFAULT_ENCODERS,
@@ -185,7 +188,7 @@ def _fetch_toonify_models(args: argparse.Namespace, mode: str, *, base: bool = T
         wanted.append((args.toon, "--toon"))
     if mode != "optimize":
         wanted.append((args.encoder if args.encoder is not None else DEFAULT_ENCODERS[mode], "--encoder"))
-    _fetch_named_models(*wanted)
+    _fetch_named_models(*wanted, pathless=() if encoder_path else ("--encoder",))
 
 
 def _replaced(output: str | os.PathLike) -> str:
@@ -1056,14 +1059,16 @@ def cmd_app(args: argparse.Namespace) -> int:
     max_pixels = int(args.max_megapixels * 1e6)
     check_settings(args.steps, args.max_steps, max_pixels)
     check_port(args.host, args.port)
-    if args.encoder is not None and sum(mode != "optimize" for mode in modes) != 1:
-        raise ValueError(f"--encoder names the checkpoint of one encoder mode, but --invert offers {modes}: "
-                         "offer one encoder mode, or leave out --encoder (each mode then uses its registry encoder)")
+    encoder_modes = sum(mode != "optimize" for mode in modes)
+    if args.encoder is not None and encoder_modes != 1:
+        raise ValueError(f"--encoder names the checkpoint of one encoder mode, but --invert offers "
+                         f"{' '.join(modes)}: offer one encoder mode, or leave out --encoder (each mode then uses its "
+                         "registry encoder)")
     for mode in modes:  # an encoder of the other space, refused before anything is downloaded
         if mode != "optimize":
             check_encoder_mode(mode, args.encoder)
-    for mode in modes:
-        _fetch_toonify_models(args, mode)
+    for mode in modes:  # an --encoder PATH, refused above with several encoder modes, is not offered either
+        _fetch_toonify_models(args, mode, encoder_path=encoder_modes == 1)
     toonifiers = [Toonifier(args.base, args.toon, toon_network=args.toon_network, detector=args.detector, invert=mode,
                             encoder=None if mode == "optimize" else args.encoder)  # the encoder mode's encoder
                   for mode in modes]  # one per mode offered, each with its models
