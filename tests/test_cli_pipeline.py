@@ -337,6 +337,17 @@ def test_a_folders_sub_folders_of_photos_are_named(setup, tmp_path, capsys, monk
         13, "Permission denied", str(folder))) if Path(folder).name == "lost+found" else photos_in(folder))
     assert cli.main(["toonify", str(nested), "-o", str(tmp_path / "out"), *missing]) == 2
     assert capsys.readouterr().err.startswith(f"toonlib toonify: warning: {nested}: {deeper}\n")
+    # toonify's own outputs kept beside the photos (-o "my photos/toons/") are no photos to give too: the advice
+    # toonified the toons (thirty-seventh session's CLI audit)
+    (nested / "toons").mkdir()
+    for kind in ("toon", "aligned", "reconstruction", "face2-pasted"):
+        shutil.copy(setup / "photos" / "astronaut.png", nested / "toons" / f"top-{kind}.png")
+    assert cli.main(["toonify", str(nested), "-o", str(tmp_path / "out"), *missing]) == 2
+    assert capsys.readouterr().err.startswith(f"toonlib toonify: warning: {nested}: {deeper}\n")  # not toons/
+    shutil.copy(setup / "photos" / "astronaut.png", nested / "toons" / "holiday.png")  # a photo among them
+    assert cli.main(["toonify", str(nested), "-o", str(tmp_path / "out"), *missing]) == 2
+    assert "2023/, 2024/, toons/ hold photos" in capsys.readouterr().err
+    shutil.rmtree(nested / "toons")
     # given too, they are not left out (review): no warning; nor is a folder without photos of its own refused
     (nested / "top.png").unlink()
     assert cli.main(["toonify", str(nested), str(nested / "2023"), f"{nested}/2024/", "-o", str(tmp_path / "out"),

@@ -638,13 +638,16 @@ def _expanded(name: str) -> list[str]:
 
 
 def _holds_photos(folder: Path) -> bool:
-    """Whether `folder` holds photos (`pipeline.photos_in`); one that cannot be listed (`lost+found`) holds none."""
+    """Whether `folder` holds photos (`pipeline.photos_in`); one that cannot be listed (`lost+found`) holds none, and
+    one of toonify's outputs (`-o photos/toons/`: each image named `<name>-toon.png`, `-aligned.png`, ...) holds
+    toons, which a run on the photos folder was told to give too (thirty-seventh session's CLI audit)."""
     from .pipeline import photos_in
 
     try:
-        return bool(photos_in(folder))
+        images = photos_in(folder)
     except OSError:
         return False
+    return not all(image.stem.endswith(tuple(f"-{kind}" for kind in TOONIFY_KINDS)) for image in images)
 
 
 def _photos_named(name: str, given: Collection[str] = ()) -> list[Path]:
