@@ -355,6 +355,29 @@ def test_a_folders_sub_folders_of_photos_are_named(setup, tmp_path, capsys, monk
     assert capsys.readouterr().err == f"toonlib toonify: error: --base {missing[1]}: no checkpoint at {missing[1]}\n"
 
 
+def test_a_photo_linked_into_a_drive_not_mounted_is_said_and_counted(setup, tmp_path, capsys):
+    """Photos that are links into a drive not mounted (`ls` lists them) were "no photo or folder at" alone, "no
+    photos in the folder" together, and beside one real photo left out unsaid, the run a success (thirty-seventh
+    session's CLI audit)."""
+    album = tmp_path / "album"
+    album.mkdir()
+    shutil.copy(setup / "photos" / "astronaut.png", album / "me.png")
+    for name in ("IMG_0001.jpg", "IMG_0002.jpg"):
+        (album / name).symlink_to(tmp_path / "usb" / name)
+    models = ["--base", str(setup / "base.safetensors"), "--toon", str(setup / "toon.safetensors"), "--detector",
+              "dlib", "--steps", "2"]
+    gone = f"a symbolic link to {tmp_path / 'usb' / 'IMG_0001.jpg'}, which does not exist (a drive not mounted, a " \
+           "folder moved or deleted?)"
+    assert cli.main(["toonify", str(album / "IMG_0001.jpg"), "-o", str(tmp_path / "t.png"), *models]) == 2
+    assert capsys.readouterr().err == f"toonlib toonify: error: {album / 'IMG_0001.jpg'} is {gone}\n"
+    assert cli.main(["toonify", str(album), "-o", str(tmp_path / "toons"), *models]) == 1
+    captured = capsys.readouterr()
+    assert f"skipped {album / 'IMG_0001.jpg'}: cannot read '{album / 'IMG_0001.jpg'}' as an image: it is {gone}" in \
+        captured.err
+    assert "toonified 1 of 3 photos" in captured.out + captured.err
+    assert sorted(path.name for path in (tmp_path / "toons").glob("*-toon.png")) == ["me-toon.png"]
+
+
 def test_each_photos_outputs_are_checked_before_the_work(setup, tmp_path, capsys, monkeypatch):
     """Only the first photo's toon was checked for a write-protected file before the work: the other outputs, and
     every output of the photos after it, were replaced (review). A photo whose output may not be written is skipped

@@ -655,7 +655,7 @@ def _photos_named(name: str, given: Collection[str] = ()) -> list[Path]:
     hold photos are said to be left out, unless `given` (the arguments' absolute paths) holds them too."""
     from pathlib import PurePath
 
-    from .files import backslash_hint, is_url, unread_address
+    from .files import backslash_hint, dangling_link, is_url, unread_address
     from .images import IMAGE_SUFFIXES, is_hidden, read_image
     from .messages import warn
     from .pipeline import photos_in
@@ -680,6 +680,8 @@ def _photos_named(name: str, given: Collection[str] = ()) -> list[Path]:
         if deeper:
             warn(f"{source}: {deeper}")
         return photos
+    if link := dangling_link(source):  # "no photo or folder at" a photo `ls` lists
+        raise FileNotFoundError(f"{source} is {link}")
     if not source.exists():
         raise FileNotFoundError(f"no photo or folder at {source}{backslash_hint(name)}")
     return [source]

@@ -256,10 +256,19 @@ def _check_file_path(path: Path) -> None:
     blocking = next((parent for parent in reversed(path.parents) if parent.exists() and not parent.is_dir()), None)
     if blocking is not None:
         raise NotADirectoryError(f"cannot write {path}: {blocking} is a file, not a folder")
-    dangling = next((parent for parent in reversed(path.parents) if parent.is_symlink() and not parent.exists()), None)
+    dangling = next((parent for parent in reversed(path.parents) if dangling_link(parent)), None)
     if dangling is not None:  # "File exists" from mkdir, after a toonify's projection (thirty-fifth session's audit)
-        raise FileNotFoundError(f"cannot write {path}: {dangling} is a symbolic link to {os.readlink(dangling)}, which "
-                                "does not exist (a drive not mounted, a folder moved or deleted?)")
+        raise FileNotFoundError(f"cannot write {path}: {dangling} is {dangling_link(dangling)}")
+
+
+def dangling_link(path: str | os.PathLike) -> str | None:
+    """"a symbolic link to TARGET, which does not exist (...)" when `path` is a link whose target is missing (a drive
+    not mounted), else None: `ls` lists such a link, where "there is no such file" made no sense."""
+    path = Path(path)
+    if not path.is_symlink() or path.exists():
+        return None
+    return (f"a symbolic link to {os.readlink(path)}, which does not exist (a drive not mounted, a folder moved or "
+            "deleted?)")
 
 
 def check_replaceable(path: str | os.PathLike) -> None:

@@ -16,7 +16,15 @@ import numpy as np
 import torch
 from PIL import Image, ImageCms, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
-from .files import atomic_write_path, backslash_hint, is_url, looks_like_checkpoint, looks_like_html, user_path
+from .files import (
+    atomic_write_path,
+    backslash_hint,
+    dangling_link,
+    is_url,
+    looks_like_checkpoint,
+    looks_like_html,
+    user_path,
+)
 from .messages import ToonlibWarning, check_count, counted, warn
 
 #: What `read_image` accepts: a path, encoded bytes, a PIL image or a numpy array (RGB order).
@@ -381,8 +389,10 @@ def is_hidden(path: PurePath) -> bool:
 
 
 def is_image_file(path: str | os.PathLike) -> bool:
-    """True when `path` names a file with one of the image suffixes toonlib reads (`IMAGE_SUFFIXES`)."""
-    return Path(path).suffix.lower() in IMAGE_SUFFIXES and Path(path).is_file()
+    """True when `path` names a file with one of the image suffixes toonlib reads (`IMAGE_SUFFIXES`), or a symbolic
+    link named so whose file is missing (a drive not mounted: `read_image` says so, and a folder's run counts it)."""
+    path = Path(path)
+    return path.suffix.lower() in IMAGE_SUFFIXES and (path.is_file() or dangling_link(path) is not None)
 
 
 @contextlib.contextmanager
@@ -431,6 +441,8 @@ def _reason(exc: BaseException, source: Path | io.BytesIO, image_format: str | N
     """Why a file could not be read as an image, in the user's terms (Pillow's names the file again, or the
     temporary copy of an upload). `image_format`: what Pillow took the file for, when it got that far (a file
     Pillow identified but could not decode is damaged or cut short)."""
+    if isinstance(exc, FileNotFoundError) and isinstance(source, Path) and (link := dangling_link(source)):
+        return f"it is {link}"  # an album's photo linked into a drive not mounted: `ls` lists it
     if isinstance(exc, FileNotFoundError):
         return "there is no such file" + (backslash_hint(source) if isinstance(source, Path) else "")
     if isinstance(exc, IsADirectoryError):
