@@ -387,6 +387,7 @@ def test_a_warning_during_a_progress_bar_starts_its_own_line(monkeypatch, capsys
             photos.update(1)
             steps.update(1)
             warnings.warn("the face is small", stacklevel=2)
+            warnings.warn("the second face is small", stacklevel=2)  # no blank line between (two skipped photos had)
             photos.update(3)
             steps.update(1)
         return 0
@@ -400,8 +401,8 @@ def test_a_warning_during_a_progress_bar_starts_its_own_line(monkeypatch, capsys
         (line,) = [re.sub(r"\x1b\[\d*[A-Z]", "", line) for line in lines if warning in line]
         assert line.split("\r")[-1] == warning and not line.split("\r")[-2].strip(), line
     else:
-        assert warning in lines and err.count(f"\n{warning}\n") == 1, err
-        assert "\n\n" not in err, err  # one line end for the two bars
+        assert warning in lines and err.count(f"\n{warning}\ntoonlib models: warning: the second face") == 1, err
+        assert "\n\n" not in err, err  # one line end for the two bars, and none again between the warnings
     assert "4/4" in err.split(warning)[1] and "2/2" in err.split(warning)[1]  # the bars go on below it
 
 

@@ -244,7 +244,22 @@ def progress_bar(**kwargs):
         tqdm = _notebook_bar()
     elif not is_terminal:  # a log
         kwargs.setdefault("mininterval", LOG_PROGRESS_INTERVAL)
+        tqdm = _log_bar(tqdm)
     return tqdm(**{"dynamic_ncols": True, **kwargs})
+
+
+@functools.cache
+def _log_bar(tqdm: type) -> type:
+    """A bar written to a log, which notes whether its line is open (`write_line` ends it once): two skipped photos in
+    a row ended the bar's line twice, a blank line between them."""
+    class LogBar(tqdm):
+        line_open = False
+
+        def display(self, *args, **kwargs):
+            self.line_open = True  # its text written after a '\r', without a line end
+            return super().display(*args, **kwargs)
+
+    return LogBar
 
 
 @functools.cache
@@ -288,7 +303,7 @@ def write_line(text: str, file=None) -> None:
 
     stream = sys.stdout if file is None else file
     with tqdm.get_lock():
-        erased, ended = [], []
+        erased, logged = [], []
         for bar in list(getattr(tqdm, "_instances", ())):  # the bars writing where `text` goes (stdout and stderr mix)
             if (bar.disable or not hasattr(bar, "start_t")
                     or not (bar.fp == stream or all(f in (sys.stdout, sys.stderr) for f in (bar.fp, stream)))):
@@ -296,11 +311,19 @@ def write_line(text: str, file=None) -> None:
             if _erasable(bar):
                 bar.clear(nolock=True)
                 erased.append(bar)
-            elif not any(bar.fp == fp for fp in ended):  # one line end for a log's nested bars
-                bar.fp.write("\n")
-                ended.append(bar.fp)
+            else:
+                logged.append(bar)
+        streams = []  # one line end for a log's nested bars (each bar wraps the stream: equal, not the same object),
+        for bar in logged:  # none where no bar has written since the last line (`_log_bar`): two skipped photos in a
+            if not any(bar.fp == fp for fp in streams):  # row had a blank line between them
+                streams.append(bar.fp)
+                if any(getattr(other, "line_open", True) for other in logged if other.fp == bar.fp):
+                    bar.fp.write("\n")
         stream.write(f"{text}\n")
         stream.flush()
+        for bar in logged:
+            if hasattr(type(bar), "line_open"):  # toonlib's (`_log_bar`); another library's bar ends its line always
+                bar.line_open = False
         for bar in erased:
             bar.refresh(nolock=True)
 
