@@ -669,6 +669,40 @@ def test_a_new_photo_stops_the_old_photos_events(app, setup, projection_steps):
         page.close()
 
 
+def test_a_new_photo_drops_the_results_of_work_no_stop_reaches(app, setup, monkeypatch):
+    """A re-blend (or an encoder's pass) runs to its end whatever the stop: a new photo meanwhile had its results,
+    the old photo's toon and session, reach the page beside the new photo (thirty-seventh session's audit)."""
+    page = app.build()
+    old, new = ({"path": str(setup["photos"] / name), "orig_name": name} for name in ("hopper.jpg", "pair.png"))
+    rendering, render = threading.Event(), Toonifier.render
+
+    def slow_render(toonifier, w):
+        rendering.set()
+        time.sleep(1)  # a 1024 px render on a CPU
+        return render(toonifier, w)
+
+    async def reblend_then(photo):
+        await run_event(page, "on_new_photo", old)
+        session, *_ = await run_event(page, "on_toonify", old, STEPS, 16, "optimize", None, 0, "")
+        rendering.clear()
+        monkeypatch.setattr(Toonifier, "render", slow_render)
+        run = asyncio.ensure_future(run_event(page, "on_reblend", session, 8))
+        while not rendering.is_set():
+            await asyncio.sleep(0.01)
+        if photo is not None:
+            await run_event(page, "on_new_photo", photo)
+        answer = await asyncio.wait_for(run, 60)
+        monkeypatch.setattr(Toonifier, "render", render)
+        return answer
+
+    try:
+        assert asyncio.run(reblend_then(new)) == {"__type__": "update"}  # nothing of the old photo
+        assert asyncio.run(reblend_then(None))[-1].endswith(  # the photo still shown: its toon
+            f"rendered with the blend at 8 px (optimise, {STEPS} steps on cpu).")
+    finally:
+        page.close()
+
+
 def test_a_press_held_for_a_replaced_photo_ends_with_it(app, setup, projection_steps):
     """Toonify pressed again during a run is held by the page until the run ends, then sent with the photo the page
     shows then. A new photo stopped the run, and the held press toonified the new photo, which nobody had pressed

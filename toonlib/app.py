@@ -653,7 +653,11 @@ class ToonApp:
                 return said(f"**{STOPPED_WAITING}**")
             work = asyncio.ensure_future(asyncio.to_thread(job, stop))  # in Gradio's context: its progress
             try:
-                return await asyncio.shield(work)
+                answer = await asyncio.shield(work)
+                # Work no stop reaches (an encoder's pass, a re-blend) ends as it was: its results dropped where a new
+                # photo or a closed tab came meanwhile (they reached the page, the old photo's toon beside the new
+                # photo; thirty-seventh session's audit). An API caller, who sends no new photo, gets them.
+                return gr.skip() if stop.is_set() and not visitors.shows(request.session_hash, photo) else answer
             except asyncio.CancelledError:
                 # Gradio's /cancel (an API client's `Job.cancel()`) cancels the task awaiting the thread, which the
                 # thread never notices: `stop` ends its projection. Not waiting for that step, the event is answered
