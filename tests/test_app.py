@@ -1094,7 +1094,7 @@ def test_cli_encoder_goes_to_the_encoder_mode_offered_beside_optimize(setup, mon
     assert app.toonifiers["e4e"].encoder is not None and app.toonifiers["optimize"].encoder is None
 
 
-def test_cli_encoder_goes_with_one_encoder_mode(setup, capsys, monkeypatch):
+def test_cli_encoder_goes_with_one_encoder_mode(setup, capsys, monkeypatch, tmp_path):
     for modes in (["optimize"], ["e4e", "psp"]):
         assert cli.main(["app", "--invert", *modes, "--encoder", "e4e.pt"]) == 2  # before any model is read
         assert (f"--encoder names the checkpoint of one encoder mode, but --invert offers {' '.join(modes)}: offer "
@@ -1110,11 +1110,15 @@ def test_cli_encoder_goes_with_one_encoder_mode(setup, capsys, monkeypatch):
         raise download.DownloadError(f"could not download {name!r}", Path(name), "offline", True)
 
     monkeypatch.setattr(download, "fetch", fetch)
+    monkeypatch.setenv("TOONLIB_CACHE", str(tmp_path))  # an empty cache
     models = ["--base", str(setup["base_path"]), "--toon", str(setup["toon_path"])]
     for modes, expected in ((["psp", "e4e"], [("psp-ffhq", None)]), (["e4e"], [("e4e-ffhq", "--encoder")])):
         asked.clear()
         assert cli.main(["app", *models, "--invert", *modes]) == 2
-        assert asked == expected and "could not download" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert asked == expected and "could not download" in err
+        # every missing encoder named in one run (the review: one per run)
+        assert ("This command needs 'e4e-ffhq' too, also not on this machine" in err) == (modes == ["psp", "e4e"])
 
 
 def test_cli_steps_go_with_a_mode_that_optimises(capsys):

@@ -376,6 +376,20 @@ def test_a_photo_linked_into_a_drive_not_mounted_is_said_and_counted(setup, tmp_
         captured.err
     assert "toonified 1 of 3 photos" in captured.out + captured.err
     assert sorted(path.name for path in (tmp_path / "toons").glob("*-toon.png")) == ["me-toon.png"]
+    # a pattern the shell did not expand takes the links as the folder does (the review: it refused the run)
+    assert cli.main(["toonify", f"{album}/*", "-o", str(tmp_path / "toons2"), *models]) == 1
+    assert "toonified 1 of 3 photos" in "".join(capsys.readouterr())
+    # none readable (the whole album on the drive): said before any model is read (the review: after them)
+    (album / "me.png").unlink()
+    missing = ["--base", str(tmp_path / "no-base.safetensors")]
+    assert cli.main(["toonify", str(album), "-o", str(tmp_path / "toons3"), *missing]) == 2
+    assert capsys.readouterr().err == f"toonlib toonify: error: {album / 'IMG_0001.jpg'} is {gone}; so are all 2 " \
+                                      "photos given\n"
+    (tmp_path / "a.jpg").symlink_to(tmp_path / "b.jpg")  # links leading round to themselves: no missing drive
+    (tmp_path / "b.jpg").symlink_to(tmp_path / "a.jpg")
+    assert cli.main(["toonify", str(tmp_path / "a.jpg"), "-o", str(tmp_path / "t.png"), *missing]) == 2
+    assert capsys.readouterr().err == (f"toonlib toonify: error: {tmp_path / 'a.jpg'} is a symbolic link to "
+                                       f"{tmp_path / 'b.jpg'}, in a loop of symbolic links that leads to no file\n")
 
 
 def test_each_photos_outputs_are_checked_before_the_work(setup, tmp_path, capsys, monkeypatch):

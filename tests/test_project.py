@@ -925,6 +925,16 @@ def test_load_rosinality_projection(tmp_path):
     assert torch.equal(load_latent(tmp_path / "jojo.pt", num_ws=8), codes[2:3])
     with pytest.raises(ValueError, match=r"latents\.pt: latents have shape \[3, 8, 32\], expected \[N, 10, w_dim\]"):
         load_latent(tmp_path / "latents.pt", num_ws=10)  # another model's
+    # The latents are the caller's: torch maps a zip file's tensors, which a file saved over them changed (review).
+    loaded = load_latent(tmp_path / "latents.pt")
+    torch.save(torch.zeros(1, 8, 32), tmp_path / "latents.pt")
+    assert torch.equal(loaded, codes)
+    torch.save(w_plus.detach()[None, :1], tmp_path / "w.pt")  # W latents as a tensor, repeated as an .npz's are
+    assert torch.equal(load_latent(tmp_path / "w.pt", num_ws=8), w_plus.detach()[None, :1].expand(1, 8, 32))
+    for name, shape in (("image.pt", (3, 64, 64)), ("mask.pt", (1, 64, 64)), ("square.pt", (8, 8))):
+        torch.save(torch.rand(shape), tmp_path / name)  # no latents: said at once, not "latents of another model"
+        with pytest.raises(ValueError, match=rf"{re.escape(name)}: not a latent file \(expected an \.npz"):
+            load_latent(tmp_path / name)
     torch.save({"weights": torch.zeros(3)}, tmp_path / "not_latents.pt")
     with pytest.raises(ValueError, match=r"not a latent file \(expected an \.npz with key 'w', rosinality's projector "
                                          r"output: .*, e4e's latents\.pt: a tensor \[N, n_styles, w_dim\], or "

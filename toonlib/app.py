@@ -765,8 +765,9 @@ class ToonApp:
                         shown = str(folder / f"{_download_stem(name or Path(photo).name)}.jpeg")
                         preview.save(shown, quality=90)
                         keep_preview(shown, photo, name)
-            cleared = gr.update(value=None, visible=False)  # the face picker and the pasted photo's download
-            return None, cleared, None, None, None, cleared, status, shown
+            # the face picker and the pasted photo's download, each its own update (Gradio takes the value out of one)
+            return (None, gr.update(value=None, visible=False), None, None, None, gr.update(value=None, visible=False),
+                    status, shown)
 
         # Gradio finds these arguments by their types (`gr` is not in this module's globals for the annotations).
         on_pick.__annotations__["event"] = gr.SelectData

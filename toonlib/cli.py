@@ -233,8 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("toonify", help="toonify a photo or a folder of photos")
     p.add_argument("photos", nargs="+", help="photos or folders of photos (toonlib toonify *.jpg -o toons/); or a "
                                              "latent file an earlier toonify or `toonlib project` wrote (.npz; "
-                                             "rosinality's projector's .pt): its toon, re-blended as asked, in "
-                                             "seconds")
+                                             "rosinality's projector's, e4e's or JoJoGAN's .pt): its toon, "
+                                             "re-blended as asked, in seconds")
     p.add_argument("-o", "--output", required=True,
                    help="output folder (<name>-toon.png, -aligned, -reconstruction, -pasted, -latent.npz); for one "
                         "photo also an image file: the toon there, the others beside it (out.png, out-aligned.png, "

@@ -159,11 +159,11 @@ def _fetch_named_models(*models: tuple[str | None, str], pathless: Collection[st
                 f"online, or {place}" for other, place in places.items()), exc.path, exc.reason, exc.offline) from None
 
 
-def _fetch_toonify_models(args: argparse.Namespace, mode: str, *, base: bool = True,
-                          encoder_path: bool = True) -> None:
-    """`_fetch_named_models` for what a Toonifier in inversion mode `mode` loads at once; `base=False`: the toon
-    model alone (a latent's toon drawn by its published blend); `encoder_path=False`: --encoder takes no path (the
-    app offering several encoder modes), so a failed download does not offer it."""
+def _fetch_toonify_models(args: argparse.Namespace, *modes: str, base: bool = True, encoder_path: bool = True) -> None:
+    """`_fetch_named_models` for what Toonifiers in inversion modes `modes` load at once, in one call (offline, the
+    app's `--invert psp e4e` named one missing encoder per run); `base=False`: the toon model alone (a latent's toon
+    drawn by its published blend); `encoder_path=False`: --encoder takes no path (the app offering several encoder
+    modes), so a failed download does not offer it."""
     from .encoders import holds_decoder
     from .pipeline import (
         DEFAULT_ENCODERS,
@@ -178,17 +178,18 @@ def _fetch_toonify_models(args: argparse.Namespace, mode: str, *, base: bool = T
     check_not_a_toon(args.base, f"--base {args.base}", "give it as --toon")
     check_not_an_encoder(args.toon, f"--toon {args.toon}", "give it as --encoder with --invert {mode}")
     check_not_a_base(args.toon, f"--toon {args.toon}", "give it as --base")
-    # psp-toonify's encoder holds its own decoder, base and toon loaded only to re-blend (an encoder file without one
-    # draws with the toon's published blend: they load at once)
-    if (mode != "psp-toonify" or not holds_decoder(args.encoder)) and base:
-        named = args.base if args.base is not None else default_base(args.toon)
-        check_default_base(args.toon, named)
-        wanted += [(named, "--base"), (args.toon, "--toon")]
-    elif not base:
-        wanted.append((args.toon, "--toon"))
-    if mode != "optimize":
-        wanted.append((args.encoder if args.encoder is not None else DEFAULT_ENCODERS[mode], "--encoder"))
-    _fetch_named_models(*wanted, pathless=() if encoder_path else ("--encoder",))
+    for mode in modes:
+        # psp-toonify's encoder holds its own decoder, base and toon loaded only to re-blend (an encoder file without
+        # one draws with the toon's published blend: they load at once)
+        if (mode != "psp-toonify" or not holds_decoder(args.encoder)) and base:
+            named = args.base if args.base is not None else default_base(args.toon)
+            check_default_base(args.toon, named)
+            wanted += [(named, "--base"), (args.toon, "--toon")]
+        elif not base:
+            wanted.append((args.toon, "--toon"))
+        if mode != "optimize":
+            wanted.append((args.encoder if args.encoder is not None else DEFAULT_ENCODERS[mode], "--encoder"))
+    _fetch_named_models(*dict.fromkeys(wanted), pathless=() if encoder_path else ("--encoder",))
 
 
 def _replaced(output: str | os.PathLike) -> str:
@@ -601,6 +602,7 @@ def _photos_to_toonify(names: list[str]) -> list[Path]:
     """The photos named on the command line (photos and folders of photos), checked before any model is loaded or
     downloaded, each once however its path is written (`d/me.jpg` and its absolute path, `d/` and `d/me.jpg`; a link
     to a photo stays a photo of its own name)."""
+    from .files import dangling_link
     from .images import read_image
 
     photos: dict[str, Path] = {}
@@ -608,6 +610,12 @@ def _photos_to_toonify(names: list[str]) -> list[Path]:
     for name in names:
         for photo in _photos_named(name, given):
             photos.setdefault(os.path.abspath(photo), photo)
+    # links into a drive not mounted are skipped and counted beside readable photos; all of them, none is readable:
+    # said before the models load (an album on a USB stick)
+    if photos and all(dangling_link(photo) for photo in photos.values()):
+        first = next(iter(photos.values()))
+        raise FileNotFoundError(f"{first} is {dangling_link(first)}" + (
+            f"; so are all {len(photos)} photos given" if len(photos) > 1 else ""))
     only = next(iter(photos.values())) if len(photos) == 1 else None
     # the only photo, read to see that it is one (a folder's: skipped); not a pipe (`/dev/stdin`, `<(curl ...)`),
     # which is read once: the toonify's own read found it empty (audit)
@@ -680,8 +688,8 @@ def _photos_named(name: str, given: Collection[str] = ()) -> list[Path]:
         if deeper:
             warn(f"{source}: {deeper}")
         return photos
-    if link := dangling_link(source):  # "no photo or folder at" a photo `ls` lists
-        raise FileNotFoundError(f"{source} is {link}")
+    if dangling_link(source):  # a photo `ls` lists ("no photo or folder at" it): skipped and counted, or said alone
+        return [source]
     if not source.exists():
         raise FileNotFoundError(f"no photo or folder at {source}{backslash_hint(name)}")
     return [source]
@@ -858,7 +866,7 @@ def _write_toons(args: argparse.Namespace, photos: list[Path], photo: Path, face
 
 
 #: Suffixes of the latent files `toonify` takes instead of a photo: its own and `project`'s .npz (NVIDIA's
-#: projected_w.npz too), rosinality's projector output (.pt).
+#: projected_w.npz too), rosinality's projector output, e4e's latents.pt and JoJoGAN's inversions (.pt).
 LATENT_SUFFIXES = (".npz", ".pt")
 
 
@@ -1072,8 +1080,8 @@ def cmd_app(args: argparse.Namespace) -> int:
     for mode in modes:  # an encoder of the other space, refused before anything is downloaded
         if mode != "optimize":
             check_encoder_mode(mode, args.encoder)
-    for mode in modes:  # an --encoder PATH, refused above with several encoder modes, is not offered either
-        _fetch_toonify_models(args, mode, encoder_path=encoder_modes == 1)
+    # an --encoder PATH, refused above with several encoder modes, is not offered either
+    _fetch_toonify_models(args, *modes, encoder_path=encoder_modes == 1)
     toonifiers = [Toonifier(args.base, args.toon, toon_network=args.toon_network, detector=args.detector, invert=mode,
                             encoder=None if mode == "optimize" else args.encoder)  # the encoder mode's encoder
                   for mode in modes]  # one per mode offered, each with its models

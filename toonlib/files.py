@@ -265,10 +265,16 @@ def dangling_link(path: str | os.PathLike) -> str | None:
     """"a symbolic link to TARGET, which does not exist (...)" when `path` is a link whose target is missing (a drive
     not mounted), else None: `ls` lists such a link, where "there is no such file" made no sense."""
     path = Path(path)
-    if not path.is_symlink() or path.exists():
+    if not path.is_symlink():
         return None
-    return (f"a symbolic link to {os.readlink(path)}, which does not exist (a drive not mounted, a folder moved or "
-            "deleted?)")
+    try:
+        path.resolve(strict=True)
+    except FileNotFoundError:
+        return (f"a symbolic link to {os.readlink(path)}, which does not exist (a drive not mounted, a folder moved or "
+                "deleted?)")
+    except (OSError, RuntimeError):  # a loop: links that lead round to themselves ("Symlink loop")
+        return f"a symbolic link to {os.readlink(path)}, in a loop of symbolic links that leads to no file"
+    return None
 
 
 def check_replaceable(path: str | os.PathLike) -> None:

@@ -48,9 +48,17 @@ _VIDEO_BRANDS = frozenset({b"isom", b"iso2", b"mp41", b"mp42", b"avc1", b"M4V ",
 #: How a Python user gets, from a photo of a face, the FFHQ-aligned crop that projection and the encoders take.
 ALIGN_ADVICE = "toonlib.align_face(path).image"
 
-#: A latent [N, num_ws, w_dim] has at most this many rows (num_ws of a 2048 px generator) and is wider than tall;
-#: `to_uint8` refuses such a 3-D tensor, a latent rather than a picture (generators draw square ones).
+#: A latent [N, num_ws, w_dim] has at most this many rows (num_ws of a 2048 px generator) and is wider than tall
+#: (`latent_shaped`).
 _MOST_LATENT_ROWS = 20
+
+
+def latent_shaped(shape: Sequence[int]) -> bool:
+    """Whether a tensor of `shape` ends as latents do, [num_ws, w_dim]: at most `_MOST_LATENT_ROWS` rows, wider than
+    tall, which no picture is (generators draw square ones). `to_uint8` refuses such a 3-D tensor; `load_latent` takes
+    a bare tensor as latents only then."""
+    rows, width = shape[-2:]
+    return rows < width and rows <= _MOST_LATENT_ROWS
 
 
 def _register_heif_opener() -> bool:
@@ -77,8 +85,7 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
         raise TypeError(f"expected an image tensor [C, H, W] or [N, C, H, W] in [-1, 1] (what a generator draws), "
                         f"got {what}" + (": for an array or a file use read_image" if isinstance(images, np.ndarray)
                                          else _picture_attribute_hint(images)))
-    rows, width = images.shape[-2:]
-    if images.ndim == 3 and rows < width and rows <= _MOST_LATENT_ROWS:  # drawn, it was a grey strip
+    if images.ndim == 3 and latent_shaped(images.shape):  # drawn, it was a grey strip
         raise TypeError(f"expected an image tensor [C, H, W] or [N, C, H, W], got shape {list(images.shape)}, which "
                         "looks like a latent [N, num_ws, w_dim], not a picture: draw it first, e.g. "
                         "to_pil(toonlib.projection.render(G, w))")

@@ -40,6 +40,7 @@ from .images import (
     check_image_tensor,
     from_pil,
     image_attribute_hint,
+    latent_shaped,
     read_image,
     to_uint8,
     warn_if_not_a_crop,
@@ -732,8 +733,6 @@ def load_latent(path: str | os.PathLike, num_ws: int | None = None) -> torch.Ten
                              f"model takes {num_ws}: a latent of another model; W latents are read as [N, 1, "
                              f"{w.shape[1]}] (np.savez(path, w=w[:, None]))")
         w = w[None] if w.ndim == 2 else w
-        if w.ndim == 3 and num_ws is not None and w.shape[1] == 1:  # W latents, repeated as rosinality's below
-            w = w.repeat(1, num_ws, 1)
     else:
         # toonlib's models, and NVIDIA's pickles (named by their classes: another pickle may hold latents)
         if safetensors_header_length(head) is not None or (looks_like_pickle(head) and _nvidia_pickle(path)):
@@ -746,16 +745,21 @@ def load_latent(path: str | os.PathLike, num_ws: int | None = None) -> torch.Ten
             raise
         except Exception:  # torch raises many types for what is not a torch file (advising weights_only=False)
             data = None  # refused below, saying what a latent file is
-        if isinstance(data, torch.Tensor) and data.is_floating_point() and data.ndim in (2, 3):
+        if (isinstance(data, torch.Tensor) and data.is_floating_point() and data.ndim in (2, 3)
+                and latent_shaped(data.shape)):  # not an image's [3, H, W]
             w = data.detach()  # e4e's latents.pt (one latent: [n_styles, w_dim])
             w = w[None] if w.ndim == 2 else w
         elif isinstance(data, dict) and set(data) == {"latent"} and isinstance(data["latent"], torch.Tensor):
             w = _rosinality_latent(path.name, data, num_ws, path)[None]  # JoJoGAN's e4e inversion of one photo
         else:
             w = _projector_latents(data, num_ws, path)
+    if w.ndim == 3 and num_ws is not None and w.shape[1] == 1:  # W latents [N, 1, w_dim], repeated to the layers
+        w = w.repeat(1, num_ws, 1)
     if w.ndim != 3 or (num_ws is not None and w.shape[1] != num_ws):
         raise ValueError(f"{path}: latents have shape {list(w.shape)}, expected [N, {num_ws or 'num_ws'}, w_dim]")
-    w = w.float()  # first: a float64 1e300 is inf in float32
+    # first: a float64 1e300 is inf in float32. A copy: torch maps a zip file's tensors (`_torch_load`), which a
+    # file saved over them changed under the caller, or crashed Python with a bus error (the review)
+    w = w.to(torch.float32, copy=True)
     # read, it was refused only when rendered, without the file's name
     _check_finite_latents(w, " wrote them; project the photo again", f"{path}: ")
     return w
