@@ -612,10 +612,11 @@ def _photos_to_toonify(names: list[str]) -> list[Path]:
             photos.setdefault(os.path.abspath(photo), photo)
     # links into a drive not mounted are skipped and counted beside readable photos; all of them, none is readable:
     # said before the models load (an album on a USB stick)
-    if photos and all(dangling_link(photo) for photo in photos.values()):
-        first = next(iter(photos.values()))
-        raise FileNotFoundError(f"{first} is {dangling_link(first)}" + (
-            f"; so are all {len(photos)} photos given" if len(photos) > 1 else ""))
+    gone = {photo: link for photo in photos.values() if (link := dangling_link(photo))}
+    if photos and len(gone) == len(photos):
+        first, link = next(iter(gone.items()))
+        raise FileNotFoundError(f"{first} is {link}" + (f"; so are all {len(photos)} photos given" if len(photos) > 1
+                                                        else ""))
     only = next(iter(photos.values())) if len(photos) == 1 else None
     # the only photo, read to see that it is one (a folder's: skipped); not a pipe (`/dev/stdin`, `<(curl ...)`),
     # which is read once: the toonify's own read found it empty (audit)
@@ -655,7 +656,8 @@ def _holds_photos(folder: Path) -> bool:
         images = photos_in(folder)
     except OSError:
         return False
-    return not all(image.stem.endswith(tuple(f"-{kind}" for kind in TOONIFY_KINDS)) for image in images)
+    outputs = tuple(f"-{kind}" for kind in TOONIFY_KINDS)
+    return not all(image.stem.endswith(outputs) for image in images)
 
 
 def _photos_named(name: str, given: Collection[str] = ()) -> list[Path]:
@@ -688,9 +690,8 @@ def _photos_named(name: str, given: Collection[str] = ()) -> list[Path]:
         if deeper:
             warn(f"{source}: {deeper}")
         return photos
-    if dangling_link(source):  # a photo `ls` lists ("no photo or folder at" it): skipped and counted, or said alone
-        return [source]
-    if not source.exists():
+    # a link into a missing drive (`ls` lists it) is kept: skipped and counted, or said alone (`_photos_to_toonify`)
+    if not source.exists() and not dangling_link(source):
         raise FileNotFoundError(f"no photo or folder at {source}{backslash_hint(name)}")
     return [source]
 
@@ -993,7 +994,7 @@ def _check_toonify_options(args: argparse.Namespace) -> None:
     from .blending import check_swap_res
     from .encoders import check_encoder_mode
     from .options import OPTIMIZING_MODES
-    from .pipeline import DEFAULT_TOON, check_options, check_reblend_models
+    from .pipeline import DEFAULT_TOON, TOON_NETWORK_ROLE, check_options, check_reblend_models
 
     for option, value in (("--steps", args.steps), ("--space", args.space), ("--seed", args.seed)):
         if value is not None and args.invert not in OPTIMIZING_MODES:
@@ -1003,8 +1004,7 @@ def _check_toonify_options(args: argparse.Namespace) -> None:
     why = "it shapes a re-blend of the toon model"
     _only_with(args.level or None, "--level", args.swap_res, "--swap-res", why)
     _only_with(args.blend_width, "--blend-width", args.swap_res, "--swap-res", why)
-    _only_with(args.toon_network, "--toon-network", args.swap_res, "--swap-res",
-               "it picks the toon model a re-blend takes; without one the toon file's published blend draws the toon")
+    _only_with(args.toon_network, "--toon-network", args.swap_res, "--swap-res", f"it {TOON_NETWORK_ROLE}")
     check_reblend_models(args.invert, args.swap_res, toon=args.toon != DEFAULT_TOON, base=args.base is not None,
                          encoder=args.encoder)
     check_swap_res(args.swap_res, args.toon)

@@ -593,6 +593,9 @@ def check_blend(swap_res: int | None, level: int = 0, blend_width: float | None 
         check_setting(swap_res, level, blend_width)
 
 
+#: Why a toon network is chosen only with a swap resolution (`toonify`'s refusal, and the command line's).
+TOON_NETWORK_ROLE = ("picks the toon model a re-blend takes; without one the toon file's published blend draws the "
+                     "toon")
 #: The keywords `Toonifier.__call__` takes itself (the others go to `project`).
 _CALL_OPTIONS = frozenset(name for name, p in inspect.signature(Toonifier.__call__).parameters.items()
                           if p.kind == p.KEYWORD_ONLY)
@@ -620,8 +623,7 @@ def toonify(photo: ImageInput, base: GeneratorLike | None = None, toon: Generato
     check_reblend_models(invert, swap_res, toon=not (isinstance(toon, str) and toon == DEFAULT_TOON),
                          base=base is not None, encoder=setup.get("encoder"))
     if setup.get("toon_network") is not None and swap_res is None:  # ignored without a word; the CLI refuses it
-        raise ValueError("toon_network= picks the toon model a re-blend takes; without one the toon file's published "
-                         "blend draws the toon: add swap_res=, or leave toon_network= out")
+        raise ValueError(f"toon_network= {TOON_NETWORK_ROLE}: add swap_res=, or leave toon_network= out")
     if isinstance(photo, (str, os.PathLike)) and not user_path(photo).is_file():
         read_image(photo)  # its error: "there is no such file", "it is a folder"
     return Toonifier(base, toon, swap_res=swap_res, invert=invert, **setup)(photo, space=space, steps=steps,
