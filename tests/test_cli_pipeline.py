@@ -1,6 +1,7 @@
 """`toonlib align | project | toonify` on real photos with tiny models (in-process, to share LPIPS)."""
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
@@ -291,6 +292,36 @@ def test_a_photo_through_a_pipe_is_read_once(setup, tmp_path, capsys):
                     "(right-click it, Save image as)"]
 
 
+def test_a_photo_through_an_anonymous_pipe_is_toonified(setup, tmp_path, capsys):
+    """`cat me.jpg | toonlib toonify /dev/stdin` and `toonify <(curl ...)` name a link to a pipe (`pipe:[N]`, no path):
+    it was refused as "a symbolic link to /proc/self/fd/0, which does not exist (a drive not mounted ...)", and
+    Python's `toonify("/dev/stdin")` read the pipe to check it, then found it empty (thirty-eighth session's audit)."""
+    import threading
+
+    from toonlib.pipeline import toonify
+
+    png = io.BytesIO()
+    Image.fromarray(skdata.astronaut()).save(png, format="PNG")
+
+    def piped() -> str:  # the photo through a pipe of this process, as the shell gives `<(cat me.png)`
+        read_end, write_end = os.pipe()
+
+        def write() -> None:
+            with open(write_end, "wb") as pipe:
+                pipe.write(png.getvalue())
+
+        threading.Thread(target=write, daemon=True).start()
+        return f"/dev/fd/{read_end}"
+
+    models = ["--base", str(setup / "base.safetensors"), "--toon", str(setup / "toon.safetensors"), "--steps", "1",
+              "--detector", "dlib", "--no-identity"]
+    assert cli.main(["toonify", piped(), "-o", str(tmp_path / "out.png"), *models]) == 0, capsys.readouterr().err
+    assert Image.open(tmp_path / "out.png").size == (32, 32)
+    result = toonify(piped(), base=setup / "base.safetensors", toon=setup / "toon.safetensors", steps=1,
+                     progress=False, detector="dlib")
+    assert result.photo.size == (512, 512)
+
+
 def test_an_image_format_this_pillow_cannot_write_is_refused_before_the_work(setup, tmp_path, capsys, monkeypatch):
     """`-o toon.avif` on a Pillow older than 11.3 (which writes no AVIF; pillow>=9.1 is allowed) was refused after the
     projection, and `project --image-out rec.avif` after its latent was written (audit)."""
@@ -414,6 +445,22 @@ def test_each_photos_outputs_are_checked_before_the_work(setup, tmp_path, capsys
     assert code == 1 and (f"skipped {photos / 'hopper.jpg'}: cannot write {out / 'hopper-aligned.png'}: it is "
                           "write-protected (`chmod u+w` it to allow writing it); name another file") in err, err
     assert (out / "hopper-aligned.png").read_bytes() == b"kept" and (out / "astronaut-toon.png").is_file()
+    # a folder of an output's name: found after the projection, the folder run ended there (thirty-eighth session's
+    # audit); one photo alone is refused before the work
+    (out / "astronaut-latent.npz").unlink()
+    (out / "astronaut-latent.npz").mkdir()
+    monkeypatch.setattr(files, "_unreplaceable", unreplaceable)
+    code = cli.main(["toonify", str(photos), "-o", str(out), "--base", str(setup / "base.safetensors"), "--toon",
+                     str(setup / "toon.safetensors"), "--steps", "1", "--detector", "dlib", "--no-identity"])
+    err = capsys.readouterr().err
+    assert code == 1 and (f"skipped {photos / 'astronaut.png'}: cannot write {out / 'astronaut-latent.npz'}: it is a "
+                          "folder; name a file") in err, err
+    assert (out / "hopper-toon.png").is_file()
+    (out / "hopper-reconstruction.png").unlink()
+    (out / "hopper-reconstruction.png").mkdir()
+    assert cli.main(["toonify", str(photos / "hopper.jpg"), "-o", str(out / "hopper.png"), "--base", "missing.pt"]) == 2
+    assert capsys.readouterr().err == (f"toonlib toonify: error: cannot write {out / 'hopper-reconstruction.png'}: it "
+                                       "is a folder; name a file\n")
 
 
 def test_two_photos_never_get_one_name_and_a_photos_folder_is_no_output(setup, tmp_path, capsys):

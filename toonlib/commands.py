@@ -548,12 +548,12 @@ TOONIFY_KINDS = ("toon", "aligned", "reconstruction", "pasted")  # the images to
 
 def _toonify_outputs(output: Path, photos: list[Path], several: str | None, folder: bool = False
                      ) -> Callable[[Path, int | None, str], Path]:
-    """Where `toonify` writes: a function (photo, face number or None, kind) -> path.
+    """Where `toonify` writes: a function (photo, face number or None, kind: an image's, or "latent") -> path.
 
-    A folder (the default): `<folder>/<photo>-<kind>.png`, where photos of one name (me.jpg, me.png) keep their
-    suffix apart (`me-jpg-toon.png`). One photo and `-o` ending in an image suffix: the toon at exactly that path
-    and the other images beside it (`<stem>-aligned<suffix>`). `several` says what the input is when it is more than
-    one photo ("a folder of photos", "3 photos"): then `-o` is a folder. `folder`: `-o` was given with a trailing
+    A folder (the default): `<folder>/<photo>-<kind>.png` (`-latent.npz`), where photos of one name (me.jpg, me.png)
+    keep their suffix apart (`me-jpg-toon.png`). One photo and `-o` ending in an image suffix: the toon at exactly that
+    path and the other images beside it (`<stem>-aligned<suffix>`). `several` says what the input is when it is more
+    than one photo ("a folder of photos", "3 photos"): then `-o` is a folder. `folder`: `-o` was given with a trailing
     '/', a folder whatever its name (`-o run.2024.12.03/`, `-o toons.png/`).
     """
     from .files import visible_stem
@@ -567,7 +567,8 @@ def _toonify_outputs(output: Path, photos: list[Path], several: str | None, fold
 
         def image_path(photo: Path, face: int | None, kind: str) -> Path:
             stem = _face_stem(output.stem, face)
-            return output.with_name(f"{stem}{'' if kind == 'toon' else '-' + kind}{output.suffix}")
+            suffix = ".npz" if kind == "latent" else output.suffix
+            return output.with_name(f"{stem}{'' if kind == 'toon' else '-' + kind}{suffix}")
         return image_path
 
     if output.exists() and not output.is_dir():
@@ -594,7 +595,7 @@ def _toonify_outputs(output: Path, photos: list[Path], several: str | None, fold
                          "-o, the second one's files would replace the first one's)")
 
     def folder_path(photo: Path, face: int | None, kind: str) -> Path:
-        return output / f"{_face_stem(named[photo], face)}-{kind}.png"
+        return output / f"{_face_stem(named[photo], face)}-{kind}{'.npz' if kind == 'latent' else '.png'}"
     return folder_path
 
 
@@ -697,7 +698,7 @@ def _photos_named(name: str, given: Collection[str] = ()) -> list[Path]:
 
 
 def cmd_toonify(args: argparse.Namespace) -> int:
-    from .files import check_file_target, check_name_length, check_replaceable, is_url
+    from .files import check_file_path, check_file_target, check_name_length, check_replaceable, is_url
     from .messages import counted, progress_bar, write_line
     from .pipeline import Toonifier
     from .projection import DEFAULT_INIT_STEPS, default_steps
@@ -722,9 +723,9 @@ def cmd_toonify(args: argparse.Namespace) -> int:
     # With --all-faces, one pasted photo carries every face's toon (-pasted.png), the other images are per face.
     per_face = [kind for kind in TOONIFY_KINDS if not (args.all_faces and kind == "pasted")]
     check_file_target(output_path(photos[0], first, "toon"))  # a parent that is a file, a folder that is read-only
-    # named after the photo: a long name (or a write-protected file there) failed after the projection, the whole run
-    # with it; in a folder run that photo is skipped, said first, as a bad photo is (one such name stopped the run
-    # before any work)
+    # named after the photo: a long name (or a write-protected file, a folder there) failed after the projection, the
+    # whole run with it; in a folder run that photo is skipped, said first, as a bad photo is (one such name stopped
+    # the run before any work)
     unwritable = []
     for photo in photos:
         try:
@@ -732,7 +733,8 @@ def cmd_toonify(args: argparse.Namespace) -> int:
                 check_name_length(output_path(photo, first, kind), f"it is named after the photo {photo}: rename it"
                                   if several else f"it is named after the photo {photo} or -o: rename the photo, or "
                                   "give -o a short image name (-o toon.png)")
-                check_replaceable(output_path(photo, first, kind))  # a write-protected one: each, not the first alone
+                check_file_path(output_path(photo, first, kind))  # a folder or a fifo there: each, not the first alone
+                check_replaceable(output_path(photo, first, kind))  # a write-protected one too
         except OSError as exc:
             if not several:
                 raise
@@ -857,7 +859,7 @@ def _write_toons(args: argparse.Namespace, photos: list[Path], photo: Path, face
                 continue
             _refuse_to_overwrite(photos, [target])  # a numbered face's name, unknown before the faces were found
             save_image(image, writing(target))
-        save_latent(result.w, writing(output_path(photo, face, "latent").with_suffix(".npz")))  # LATENT re-blends it
+        save_latent(result.w, writing(output_path(photo, face, "latent")))  # LATENT re-blends it
         if not args.no_identity:
             reports.append(f"{output_path(photo, face, 'toon').name}: {_identity(result)}")
     if args.all_faces and args.paste_back and faces:

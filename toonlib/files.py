@@ -43,7 +43,7 @@ def atomic_write_path(path: str | os.PathLike) -> Iterator[Path]:
     folder that cannot be written, and a disk that fills up, are reported as `path`'s (OSError, errno kept).
     """
     path = user_path(path)
-    _check_file_path(path)  # its own temporary file below is the write probe
+    check_file_path(path)  # its own temporary file below is the write probe
     target = _written_file(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)  # a link's target's folder is there (`_written_file`)
@@ -180,7 +180,7 @@ def check_file_target(path: str | os.PathLike) -> None:
     folder on the way is not writable (read-only, another user's): before the work whose result it is to hold, not
     after. A symbolic link is judged by its target, which the write replaces."""
     path = user_path(path)
-    _check_file_path(path)
+    check_file_path(path)
     target = _written_file(path)
     folder = next(parent for parent in target.absolute().parents if parent.exists())
     try:  # a probe, not os.access: that says yes to root everywhere, where a read-only or virtual folder says no
@@ -237,12 +237,12 @@ def _unreplaceable(target: Path) -> str | None:
             "it is another user's file, which you may not write")
 
 
-#: What `_check_file_path` calls the files that are neither a regular file nor a folder.
+#: What `check_file_path` calls the files that are neither a regular file nor a folder.
 _SPECIAL_FILES = {stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
                   stat.S_IFIFO: "a fifo (named pipe)", stat.S_IFSOCK: "a socket"}
 
 
-def _check_file_path(path: Path) -> None:
+def check_file_path(path: Path) -> None:
     """IsADirectoryError / NotADirectoryError when `path` is a folder or lies under a file; OSError when it is
     something else that is not a regular file (a device, a fifo, a socket), which the rename would replace (as root,
     `/dev/full` became a regular file). Symbolic links are followed. A name too long is refused
@@ -265,7 +265,7 @@ def dangling_link(path: str | os.PathLike) -> str | None:
     """"a symbolic link to TARGET, which does not exist (...)" when `path` is a link whose target is missing (a drive
     not mounted), else None: `ls` lists such a link, where "there is no such file" made no sense."""
     path = Path(path)
-    if not path.is_symlink():
+    if not path.is_symlink() or path.exists():  # exists: /dev/stdin, whose target (pipe:[N]) is no path to resolve
         return None
     try:
         path.resolve(strict=True)

@@ -624,8 +624,10 @@ def toonify(photo: ImageInput, base: GeneratorLike | None = None, toon: Generato
                          base=base is not None, encoder=setup.get("encoder"))
     if setup.get("toon_network") is not None and swap_res is None:  # ignored without a word; the CLI refuses it
         raise ValueError(f"toon_network= {TOON_NETWORK_ROLE}: add swap_res=, or leave toon_network= out")
-    if isinstance(photo, (str, os.PathLike)) and not user_path(photo).is_file():
-        read_image(photo)  # its error: "there is no such file", "it is a folder"
+    # its error ("there is no such file", "it is a folder") before the models; not a pipe's (`/dev/stdin`), which is
+    # read once: the toonify's own read found it empty (thirty-eighth session's audit)
+    if isinstance(photo, (str, os.PathLike)) and (not user_path(photo).exists() or user_path(photo).is_dir()):
+        read_image(photo)
     return Toonifier(base, toon, swap_res=swap_res, invert=invert, **setup)(photo, space=space, steps=steps,
                                                                              **kwargs)
 
