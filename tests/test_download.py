@@ -1956,3 +1956,19 @@ def test_a_plainly_damaged_file_in_torch_hub_is_downloaded_again(server, tmp_pat
     server.files.pop("/w.pth")
     with pytest.raises(download.DownloadError, match=r"empty \(0 bytes\)"):  # the damage named beside the failure
         download.fetch(name, progress=False)
+
+
+def test_a_failed_downloads_message_shows_no_login_or_token(server, tmp_path, capsys):
+    """A URL's password and signed token, which converted files and damage messages leave out, were printed twice by a
+    failed download: its headline and its list of sources (thirty-eighth session's audit)."""
+    import socket
+
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        dead = f"http://user:s3cret@127.0.0.1:{closed.getsockname()[1]}/x.pkl?token=abc"
+    missing = f"{server.base}/missing.pkl?token=abc".replace("http://", "http://user:s3cret@")
+    for url in (missing, dead):
+        assert main(["fetch", url]) == 2
+        err = capsys.readouterr().err
+        assert "could not download 'http://127.0.0.1:" in err and "/x.pkl'" in err or "/missing.pkl'" in err, err
+        assert "s3cret" not in err and "token" not in err, err

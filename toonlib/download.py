@@ -412,15 +412,17 @@ def _elsewhere(plan: _Plan) -> str:
 
 
 def _plan(name_or_url: str, override: str | os.PathLike | None) -> _Plan:
+    from .checkpoints import _public_name  # a URL's login and token, said in no message (they were, in a failure's)
+
     cache = cache_dir(override)
     info = _registry_entry(name_or_url) if is_url(name_or_url) else models.get_model(name_or_url)
     if info is None:  # a URL of no registry file
         file_id = drive_file_id(name_or_url)
         if file_id is not None:  # Drive's viewer page, not the file, answers a share link: gdown gets the file
-            return _Plan(name_or_url, cache / f"drive-{file_id}", (f"gdrive:{file_id}",), None, None, "stylegan2",
-                         "cache")
-        return _Plan(name_or_url, cache / _url_filename(name_or_url), (name_or_url,), None, None, "stylegan2",
-                     "cache")
+            return _Plan(_public_name(name_or_url), cache / f"drive-{file_id}", (f"gdrive:{file_id}",), None, None,
+                         "stylegan2", "cache")
+        return _Plan(_public_name(name_or_url), cache / _url_filename(name_or_url), (name_or_url,), None, None,
+                     "stylegan2", "cache")
     folder = torch_hub_checkpoints() if info.home == "torch-hub" else cache
     return _Plan(name_or_url, folder / info.filename, info.sources, info.sha256, info.size, info.kind, info.home,
                  resolution=info.resolution, format=info.format)
@@ -1235,6 +1237,9 @@ def _option(local_option: str | None, path: Path) -> str:
 
 
 def _browser_link(source: str) -> str:
+    """A source as a failure's message names it: a Drive file's page; a URL without its login and token."""
+    from .checkpoints import _public_name
+
     if source.startswith("gdrive:"):
         return f"https://drive.google.com/file/d/{source[len('gdrive:'):]}/view"
-    return source
+    return _public_name(source)
