@@ -667,6 +667,11 @@ def test_an_augmentation_probability_without_augmentation_is_said(base):
                                             r"\(augment='none'\) augments nothing \('fixed' keeps that probability, "
                                             r"'ada' starts from it\)$"):
         finetune(config(base, "no_augment", augment="none", augment_p=0.5, kimg=0.004), progress=False)
+    # 'fixed' at the default probability, 0, trained bit for bit as 'none' (thirty-eighth session's audit)
+    with pytest.raises(ValueError, match=r"^invalid TrainConfig: augment 'fixed' keeps augment_p through the run, and "
+                                         r"it is 0: give the probability \(such as 0\.2\), or use 'ada'"):
+        config(base, "fixed", augment="fixed")
+    assert config(base, "fixed", augment="fixed", augment_p=0.2).augment_p == 0.2
 
 
 def test_batch_not_divisible_is_refused(base):
