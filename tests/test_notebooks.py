@@ -215,7 +215,8 @@ def test_finetune_notebook_says_what_to_set_and_how_to_go_on(tmp_path, monkeypat
         _assert_brief(run(show), "No snapshot in runs/toon yet: run the training cell above first")
         assert run(setup, data_path="toonz") == (f"data_path = 'toonz': no such folder or .zip file: "
                                                  f"'{tmp_path / 'toonz'}'.\n{hint}")
-        _assert_brief(run(setup, data_path="empty"), "data_path = 'empty' holds no images (.jpg, .jpeg, .png")
+        _assert_brief(run(setup, data_path="empty"), f"data_path = 'empty': found 0 image files in "
+                                                     f"'{tmp_path / 'empty'}' (their names end in .jpg, .jpeg, .png")
         # the training cell after a set-up cell that stopped: it trained on the images of the data_path before
         _assert_brief(run(train), "data is None: the cell above that sets it did not finish. Fix what it said")
         assert run(setup, base_model="ffhq-256-noaugg").startswith("base_model")  # stopped before run_dir is set
@@ -726,10 +727,11 @@ def test_choose_data_checks_the_path_and_takes_a_colab_upload(fake_colab, tmp_pa
         archive.write(photos / "hopper.jpg", "hopper.jpg")
     assert choose_data(str(photos)) == str(photos)
     assert choose_data(tmp_path / "toons.zip") == str(tmp_path / "toons.zip")
-    with pytest.raises(NotebookStop, match=r"data_path = '.*notes.zip' holds no images"):
+    with pytest.raises(NotebookStop, match=r"data_path = '.*notes.zip': found 0 image files in '.*notes.zip' "
+                                           r"\(their names end in \.jpg"):
         choose_data(tmp_path / "notes.zip")
-    with pytest.raises(NotebookStop, match=rf"data_path = '.*few.zip' holds only 1 image, fine-tuning takes "
-                                           rf"{MIN_IMAGES} or more"):
+    with pytest.raises(NotebookStop, match=rf"data_path = '.*few.zip': found 1 image file in '.*few.zip'; need at "
+                                           rf"least {MIN_IMAGES}\.\n"):
         choose_data(tmp_path / "few.zip")
     with pytest.raises(NotebookStop, match=r"data_path = '.*hopper.jpg': '.*hopper.jpg' is one image, not a folder "
                                            r"or \.zip file of images: give the folder that holds the training images, "

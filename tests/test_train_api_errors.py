@@ -171,3 +171,34 @@ def test_no_progress_shows_no_download_bar(base, served, tmp_path, monkeypatch, 
     # a line as the download starts and one as it ends instead (minutes of a 1024 px base were silent; audit)
     assert out.splitlines()[:2] == [f"{url}/base.safetensors: downloading the base model",
                                     f"{url}/base.safetensors: downloaded"], out
+
+
+def test_the_data_and_resolution_are_refused_before_the_base_is_downloaded(base, served, tmp_path,  # noqa: F811
+                                                                           monkeypatch):
+    """A misspelt data folder, one of too few images, a run folder inside it, and a resolution the registry's base
+    does not have were refused after the base's download (hundreds of MB; thirty-eighth session's audit)."""
+    import shutil
+
+    from toonlib import models
+    from toonlib.data import TooFewImagesError
+    from toonlib.models import ModelInfo
+
+    url, seen = served
+    monkeypatch.setenv("TOONLIB_CACHE", str(tmp_path / "cache"))
+    remote = f"{url}/base.safetensors"
+    few = tmp_path / "few"
+    few.mkdir()
+    for name in sorted(base["data"].iterdir())[:3]:
+        shutil.copy(name, few / name.name)
+    with pytest.raises(FileNotFoundError, match="no such folder or .zip file: '.*facse'"):
+        finetune(config(base, "a", resume=remote, data=str(tmp_path / "facse")), progress=False)
+    with pytest.raises(TooFewImagesError, match=r"^found 3 image files in '.*few'; need at least 8$"):
+        finetune(config(base, "b", resume=remote, data=str(few)), progress=False)
+    with pytest.raises(ValueError, match="is inside the data folder"):
+        finetune(config(base, "c", resume=remote, run_dir=str(base["data"] / "run")), progress=False)
+    info = ModelInfo(name="tiny", description="test", sources=(remote,), filename="tiny.safetensors",
+                     format="native", resolution=16, license="test", origin="http://example.invalid")
+    monkeypatch.setitem(models.MODELS, "tiny", info)
+    with pytest.raises(ValueError, match=r"^--resolution 8 \(resolution=8\): the base model tiny makes 16x16 images"):
+        finetune(config(base, "d", resume="tiny", resolution=8), progress=False)
+    assert seen == [] and not (tmp_path / "cache").exists()

@@ -34,8 +34,8 @@ from .images import IMAGE_SUFFIXES, is_hidden, quiet_large_images, read_image, t
 from .messages import counted, progress_bar, warn
 from .options import MIN_IMAGES, PREPARE_MODES  # MIN_IMAGES: data.MIN_IMAGES too (__all__)
 
-__all__ = ["MIN_IMAGES", "ImageDataset", "TooFewImagesError", "cache_name", "image_entries", "image_files",
-           "infinite_loader"]
+__all__ = ["MIN_IMAGES", "ImageDataset", "TooFewImagesError", "cache_name", "check_image_files", "image_entries",
+           "image_files", "infinite_loader"]
 
 # Bump when the preparation of images or the cache's contents change, so old caches are not reused. 2: the cache is
 # named by the files' names and sizes and records their content digests (a new upload of the same images, with new
@@ -170,8 +170,7 @@ class ImageDataset(Dataset):
                     "misses, use prepare='crop' on images roughly centred on the face" if faceless * 2 > len(
                         self.skipped) else "").format(faceless=faceless)  # cartoons with align: nothing said it
             why = (f" ({len(self.skipped)} skipped, see the warning{hint})" if self.skipped else "" if entries
-                   else f" (no image files: their names end in {', '.join(IMAGE_SUFFIXES)}"
-                   + (f"; it holds a .zip: give that file itself, {self.source / zips[0]}" if zips else "") + ")")
+                   else f" (no image files: {_image_file_kinds(self.source, zips)})")
             raise TooFewImagesError(f"found {counted(self.num_images, 'usable image')} in '{self.source}'{why}; "
                                     f"need at least {min_images}", self.files, self.digests)
         if self.cache_path is not None and not cached:
@@ -341,6 +340,24 @@ def _run_folders(files: Iterable[PurePosixPath]) -> list[PurePosixPath]:
 def _in_runs(name: PurePosixPath, runs: list[PurePosixPath]) -> bool:
     """Whether the file `name` is inside one of the run folders `runs`."""
     return any(run in name.parents for run in runs)
+
+
+def _image_file_kinds(source: Path, zips: list[str]) -> str:
+    """What a source with no image files is told: which files are images, and a .zip inside it."""
+    return (f"their names end in {', '.join(IMAGE_SUFFIXES)}"
+            + (f"; it holds a .zip: give that file itself, {source / zips[0]}" if zips else ""))
+
+
+def check_image_files(source: Union[str, os.PathLike], min_images: int = MIN_IMAGES) -> None:
+    """Raise TooFewImagesError when the folder or .zip `source` lists fewer than `min_images` image files, reading
+    nothing but the file list (FileNotFoundError or ValueError when it is neither): what fine-tuning can refuse
+    before its base model is downloaded."""
+    source = user_path(source)
+    with _open_source(source) as (entries, _, _, zips):
+        if len(entries) < min_images:
+            why = "" if entries else f" ({_image_file_kinds(source, zips)})"
+            raise TooFewImagesError(f"found {counted(len(entries), 'image file')} in '{source}'{why}; need at least "
+                                    f"{min_images}", entries, {})
 
 
 def image_files(source: Union[str, os.PathLike]) -> list[str]:

@@ -27,7 +27,7 @@ from .devices import default_device
 from .download import DRIVE_ROOT, use_drive_cache
 from .files import atomic_write_path, user_path
 from .images import image_file_format
-from .messages import ToonlibWarning, counted, expected_errors, in_toonlib, interrupted
+from .messages import ToonlibWarning, expected_errors, in_toonlib, interrupted
 from .networks import Generator
 
 __all__ = ["NotebookStop", "UploadCancelled", "UploadedFile", "brief_errors", "check_blendable", "choose_data",
@@ -418,17 +418,12 @@ def choose_data(data_path: str | os.PathLike | None = None, folder: str | os.Pat
         data = str(uploads[0].path if len(uploads) == 1 and zipfile.is_zipfile(uploads[0].path) else folder)
     else:
         raise NotebookStop(f"No training images: data_path is empty.\n{DATA_HINT}")
-    from .data import MIN_IMAGES, image_files
-    from .images import IMAGE_SUFFIXES
+    from .data import check_image_files
 
-    try:
-        found = len(image_files(user_path(data).absolute()))
-    except (OSError, ValueError) as exc:  # no such folder or .zip file, neither a folder nor a .zip file
+    try:  # no such folder or .zip file, neither a folder nor a .zip file, too few image files
+        check_image_files(user_path(data).absolute())
+    except (OSError, ValueError) as exc:
         raise NotebookStop(f"data_path = {data!r}: {exc}.\n{DATA_HINT}") from None
-    if found < MIN_IMAGES:
-        held = f"only {counted(found, 'image')}, fine-tuning takes {MIN_IMAGES} or more" if found else "no images"
-        raise NotebookStop(f"data_path = {data!r} holds {held} ({', '.join(IMAGE_SUFFIXES)} files, in subfolders "
-                           f"too).\n{DATA_HINT}")
     return data
 
 

@@ -36,7 +36,7 @@ from PIL import Image
 
 from ..augment import AdaptiveP, AugmentPipe
 from ..checkpoints import CheckpointError, Networks, load_network, non_finite_weights, save_network
-from ..data import ImageDataset, TooFewImagesError, infinite_loader
+from ..data import ImageDataset, TooFewImagesError, check_image_files, image_files, infinite_loader
 from ..devices import default_device
 from ..files import atomic_write_path, check_file_target, is_url, looks_like_checkpoint, resolved_source, user_path
 from ..images import labelled_grid, save_image, to_pil
@@ -156,7 +156,11 @@ class Trainer:
             self.base_state = state.get("base_state")
         elif Path(cfg.resume).is_dir():
             G, D, G_ema = self._load_run(cfg.resume)
-        else:
+        else:  # the data and the resolution first: they were refused after the base's download (hundreds of MB)
+            _check_run_dir_outside_data(cfg)
+            check_image_files(cfg.data)  # from its file list: no such folder, too few image files
+            if cfg.resume in MODELS and MODELS[cfg.resume].resolution is not None:
+                _check_resolution(cfg, MODELS[cfg.resume].resolution)
             G, D, G_ema = self.dist.main_first(lambda: _load_base(cfg.resume, self.progress))
         self.G = G.to(self.device).train().requires_grad_(False)
         self.D = D.to(self.device).train().requires_grad_(False)
@@ -315,13 +319,7 @@ class Trainer:
         res = G.img_resolution
         if D.img_resolution != res:
             raise CheckpointError(f"{cfg.resume}: its G makes {res} px images but its D reads {D.img_resolution} px")
-        if cfg.resolution is not None and cfg.resolution != res:
-            registry = f"ffhq-{cfg.resolution}-noaug"
-            raise ValueError(
-                f"{option_value('resolution', cfg.resolution)}: the base model {cfg.resume} makes {res}x{res} images "
-                f"and fine-tuning keeps the model's resolution. Leave {option_both('resolution')} unset (the images "
-                f"are then resized to {res}) or start from a model of {cfg.resolution} px"  # not "a 8 px model"
-                + (f" (e.g. '{registry}')." if registry in MODELS else " with its discriminator."))
+        _check_resolution(cfg, res)
         world = self.dist.world_size
         self.batch_gpu = cfg.batch_gpu or cfg.batch_size // world
         if self.batch_gpu < 1 or cfg.batch_size % (self.batch_gpu * world):
@@ -892,6 +890,17 @@ def _batch_split_message(cfg: TrainConfig, batch_gpu: int, group: int, world: in
             f"minibatch-stddev group size" + (f", e.g. {other_gpu}" if other_gpu else ""))
 
 
+def _check_resolution(cfg: TrainConfig, res: int) -> None:
+    """Refuse a `resolution` other than the base model's `res`: fine-tuning keeps the model's resolution."""
+    if cfg.resolution is not None and cfg.resolution != res:
+        registry = f"ffhq-{cfg.resolution}-noaug"
+        raise ValueError(
+            f"{option_value('resolution', cfg.resolution)}: the base model {cfg.resume} makes {res}x{res} images "
+            f"and fine-tuning keeps the model's resolution. Leave {option_both('resolution')} unset (the images "
+            f"are then resized to {res}) or start from a model of {cfg.resolution} px"  # not "a 8 px model"
+            + (f" (e.g. '{registry}')." if registry in MODELS else " with its discriminator."))
+
+
 def _check_run_dir_outside_data(cfg: TrainConfig) -> None:
     """Refuse a run folder inside the data folder (or the data folder itself): its fakes grids and plots would be
     read as training images when the run resumes; and another run's folder as the data (`--data runs/a` for
@@ -916,8 +925,6 @@ def _check_run_dir_outside_data(cfg: TrainConfig) -> None:
 def _is_checkpoint(path: Path) -> bool:
     """Whether the file `path` starts as a model checkpoint does (`files.looks_like_checkpoint`) and, a zip, holds no
     images (a zip of faces whose first member is a data.pkl is a data set)."""
-    from ..data import image_files
-
     try:
         with path.open("rb") as file:
             head = file.read(1024)
