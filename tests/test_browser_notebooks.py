@@ -1,16 +1,17 @@
 """The notebooks' widgets in a real browser: JupyterLab on 127.0.0.1 with tiny checkpoints, driven by headless
 Chromium through Playwright (tests/browser.py).
 
-What a person sees and does: notebooks 02 and 04 run from the Run menu; the blend explorer and the toonify panel show
-every control whole, uncovered and clickable, with full labels and menu choices, and nothing past the output's edge, at
-800, 1024 and 1600 px windows (JupyterLab's file browser open, so the output area is about 370, 590 and 1170 px wide)
-and at a phone's 360 px with the file browser closed (about 245 px); 04's toon shows beside or right under its slider;
-images are never stretched; a keyboard move of a swap-resolution slider changes the image, and 02 saves the blend the
-slider shows; the upload button takes a photo; the steps chosen with the keyboard are the steps the projection runs; a
-file that is no image clears the photo before and says so, naming the file the user chose and what to do, in a status
-line that wraps. Notebook 01 run as shipped (no data_path) stops with a message, not a traceback, that wraps.
-Screenshots go to $TOONLIB_SCREENSHOTS (default: a temp folder printed by the tests) and failures name theirs; the
-update latencies measured through the browser are written to latency.json there.
+What a person sees and does: notebooks 02, 03 and 04 run from the Run menu; the blend explorer, the projection panel
+(its frame scrubber moved with the keyboard) and the toonify panel show every control whole, uncovered and clickable,
+with full labels and menu choices, and nothing past the output's edge, at 800, 1024 and 1600 px windows (JupyterLab's
+file browser open, so the output area is about 370, 590 and 1170 px wide) and at a phone's 360 px with the file browser
+closed (about 245 px); 04's toon shows beside or right under its slider; images are never stretched; a keyboard move of
+a swap-resolution slider changes the image, and 02 saves the blend the slider shows; the upload button takes a photo;
+the steps chosen with the keyboard are the steps the projection runs; a file that is no image clears the photo before
+and says so, naming the file the user chose and what to do, in a status line that wraps. Notebook 01 run as shipped (no
+data_path) stops with a message, not a traceback, that wraps. Screenshots go to $TOONLIB_SCREENSHOTS (default: a temp
+folder printed by the tests) and failures name theirs; the update latencies measured through the browser are written to
+latency.json there.
 """
 from __future__ import annotations
 
@@ -80,6 +81,9 @@ def lab(tmp_path_factory, random_vgg_torch_home, request):
                  "02.ipynb": prepare("02_blend.ipynb", {**common, "toon_model": "toon-ft.safetensors",
                                                         "toon_network": "G_ema", "swap_res": 8,
                                                         "output": "blend.safetensors"}),
+                 "03.ipynb": prepare("03_project.ipynb", {"model": "base.safetensors", "use_drive": False,
+                                                         "photo_path": "photos/hopper.jpg", "steps": 4,
+                                                         "frame_every": 1, "detector": "dlib", "output": "w.npz"}),
                  "04.ipynb": prepare("04_toonify.ipynb", {**common, "toon_model": "toon.safetensors", "steps": 2,
                                                          "detector": "dlib", "output": "me.png"})}
     for name, nb in notebooks.items():
@@ -295,7 +299,7 @@ def _record(shots: Path, latencies: dict) -> None:
 def test_blend_explorer_fits_and_reacts_in_jupyterlab(lab, browser, shots):
     page = page_at(browser, lab.url(f"lab/tree/02.ipynb?reset&{lab.url_token}"), width=OPEN_WIDTH)
     with screenshots_on_failure(page, shots, "02-run"):
-        _run_all(page, "saved blend.safetensors")
+        _run_all(page, f"saved {lab.root / 'blend.safetensors'}")
     assert (lab.root / "blend.safetensors").exists()
     explorer = page.locator(".toonlib-explorer")
     grid, chart = explorer.locator("img.toonlib-grid"), explorer.locator("img.toonlib-chart")
@@ -319,7 +323,7 @@ def test_blend_explorer_fits_and_reacts_in_jupyterlab(lab, browser, shots):
     with screenshots_on_failure(page, shots, "02-save"):  # the blend the slider shows, not the parameters' 8 px
         _move_slider(page, swap, "ArrowRight", grid, "16 px", latencies, "explorer swap 8 -> 16 px, to save")
         _run_cell(page, "explorer.save(")
-        page.get_by_text("saved blend.safetensors: toon up to 16 px").wait_for(timeout=WAIT_MS)
+        page.get_by_text(f"saved {lab.root / 'blend.safetensors'}: toon up to 16 px").wait_for(timeout=WAIT_MS)
     from toonlib.checkpoints import load_network
 
     expected = blend(load_network(lab.root / "toon-ft.safetensors").G_ema,
@@ -394,6 +398,30 @@ def test_toonify_notebook_uploads_runs_the_chosen_steps_and_reblends(lab, browse
         for name in images:
             assert not panel.locator(f"img.toonlib-{name}").is_visible(), f"the {name} before is still shown"
         screenshot(page, shots, f"04-not-an-image-{WIDTHS[0]}")
+    _record(shots, latencies)
+    page.close()
+
+
+def test_projection_panel_fits_a_phone_and_its_frames_are_chosen(lab, browser, shots):
+    """Notebook 03's frame scrubber kept its label beside a 101 px track at a phone's width (2 px a frame of the
+    default 51; thirty-eighth session's audit): its track wraps under the label as the other sliders' do."""
+    page = page_at(browser, lab.url(f"lab/tree/03.ipynb?reset&{lab.url_token}"), width=OPEN_WIDTH)
+    with screenshots_on_failure(page, shots, "03-run"):
+        _run_all(page, "saved ")
+    panel = page.locator(".toonlib-projection")
+    panel.locator(".toonlib-status").get_by_text("done: 4 steps").wait_for(timeout=WAIT_MS)
+    frame = panel.locator(".toonlib-frame")
+    image = panel.locator("img.toonlib-frame-image")
+    controls = {"steps slider": panel.locator(".toonlib-steps").locator(HANDLE).first,
+                "frame slider": frame.locator(HANDLE).first,
+                "latent space W": panel.locator(".toonlib-space button", has_text="W").last,
+                "Run button": panel.locator(".toonlib-run")}
+    _check_at_widths(page, shots, "03", "panel", panel, controls, {"frame": image}, apart_from=image,
+                     no_click=("Run button",))
+    latencies = {}
+    with screenshots_on_failure(page, shots, "03-keyboard"):
+        _move_slider(page, frame, "Home", image, "1", latencies, "projection frame last -> 1")
+        panel.locator(".toonlib-caption").get_by_text("frame 1 of", exact=False).wait_for()
     _record(shots, latencies)
     page.close()
 

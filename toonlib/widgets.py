@@ -17,6 +17,7 @@ import io
 import numbers
 import os
 import shlex
+import tempfile
 from pathlib import Path
 from types import EllipsisType
 from typing import Callable, Sequence
@@ -394,7 +395,7 @@ class BlendExplorer:
 
         self.blended.set_origin(blend_record=self._record(self.sources))  # the models as the notebook named them
         saved = save_network(path, Networks(G_ema=self.blended))
-        print(f"saved {saved}: {self.setting}")
+        print(f"saved {saved.resolve()}: {self.setting}")  # in full, as the other notebooks' saves say it
         return saved
 
     def _ipython_display_(self) -> None:
@@ -439,9 +440,9 @@ class FrameScrubber:
             raise ValueError("no frames to show: project with save_every=k to keep frames")
         self.frames, self.steps_between, self.last_step, self.bound = frames, steps_between, last_step, bound
         self.slider = _styled(widgets.IntSlider(value=len(frames), min=1, max=len(frames),  # 1-based, as the caption
-                                                description="frame", style=FULL_LABEL,
-                                                layout=widgets.Layout(width="auto", max_width="540px")),
+                                                description="frame", style=FULL_LABEL, layout=_wrapping()),
                               "toonlib-frame")
+        self.slider.layout.max_width = "540px"  # as wide as the frames at most; on a phone its track wraps
         self.caption = _styled(widgets.HTML(), "toonlib-caption")
         self.image = _image_widget("toonlib-frame-image")
         self.slider.observe(lambda _: self.render(), names="value")
@@ -865,17 +866,19 @@ def toonify_panel(toonifier, photo: str | os.PathLike | None = None, **kwargs) -
 
 class ProjectionPanel(_PhotoPanel):
     """Photo -> latent in `G` (FFHQ): choose the steps and the space, press Run; shows the aligned photo, the
-    projection, the loss curve, a video and a frame scrubber. `result` is the last `ProjectionResult`."""
+    projection, the loss curve, a video and a frame scrubber. `result` is the last `ProjectionResult`. The video is
+    embedded in the output; `video`, a path, keeps a copy there too."""
 
     css_class = "toonlib-projection"
 
     def __init__(self, G: GeneratorLike, steps: int = 500, space: str = "w+", frame_every: int = 10,
-                 detector: str = "auto", video: str | os.PathLike = "projection.mp4",
+                 detector: str = "auto", video: str | os.PathLike | None = None,
                  folder: str | os.PathLike = "uploads"):
         _check_choice("space", space, ("w+", "w"), " (W+: one w per layer, as Toonify; W: one w for all layers)")
         check_count("frame_every", frame_every)
         check_detector(detector)  # when the panel is made: it was said only when Run was pressed
-        self.G, self.frame_every, self.detector, self.video = load_generator(G), frame_every, detector, Path(video)
+        self.G, self.frame_every, self.detector = load_generator(G), frame_every, detector
+        self.video = None if video is None else Path(video)
         self.space = _styled(widgets.ToggleButtons(options=[("W+ (Toonify)", "w+"), ("W", "w")], value=space,
                                                    description="latent space", style=FULL_LABEL), "toonlib-space")
         self.output = widgets.Output(layout=widgets.Layout(flex="1 1 400px", min_width="0"))
@@ -914,10 +917,13 @@ class ProjectionPanel(_PhotoPanel):
             display(figure)
             plt.close(figure)
             if result.frames:
-                # target | projection, side by side: shown as wide as the scrubber, narrower in a narrow output
-                save_video(result, self.video, fps=_video_fps(len(result.frames)))
-                display(Video(str(self.video), embed=True, width=display_size(result.frames[0].shape[1], 512),
-                              html_attributes='controls style="max-width: 100%; height: auto"'))
+                # target | projection, side by side: shown as wide as the scrubber, narrower in a narrow output;
+                # embedded, so kept nowhere unasked (a fixed projection.mp4 replaced the user's own file of that name)
+                with tempfile.TemporaryDirectory() as scratch:
+                    video = self.video or Path(scratch) / "projection.mp4"
+                    save_video(result, video, fps=_video_fps(len(result.frames)))
+                    display(Video(str(video), embed=True, width=display_size(result.frames[0].shape[1], 512),
+                                  html_attributes='controls style="max-width: 100%; height: auto"'))
                 display(FrameScrubber(result.frames, self.frame_every, last_step=result.steps - 1))
         self.status.value = _message(f"{_done(self.inversion.value, result.losses[:, 0])} in "
                                      f"{self.space.value.upper()}")
