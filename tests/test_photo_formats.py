@@ -429,3 +429,15 @@ def test_a_photo_one_pixel_thin_has_no_face(size, tmp_path):
     Image.new("RGB", size, "white").save(tmp_path / "thin.png")
     with pytest.raises(NoFaceError, match="no face was found in"):
         align_face(tmp_path / "thin.png", detector="dlib")
+
+
+@pytest.mark.parametrize("suffix, least_db", [(".jpg", 40), (".webp", 38)])  # 34 and 35.6 dB at 75, 80
+def test_a_photo_saved_lossy_keeps_its_look(suffix, least_db, upright, tmp_path):
+    """`toonify me.jpg -o me-toon.jpg --paste-back` wrote the whole photo at Pillow's default JPEG quality, 75 (35.7 dB
+    outside the face, visibly below the phone's own JPEG; thirty-eighth session's audit)."""
+    from toonlib.images import save_image
+
+    save_image(upright, tmp_path / f"photo{suffix}")
+    saved = np.asarray(Image.open(tmp_path / f"photo{suffix}").convert("RGB"), dtype=np.float64)
+    mse = np.mean((saved - np.asarray(upright, dtype=np.float64)) ** 2)
+    assert 10 * np.log10(255 ** 2 / mse) >= least_db

@@ -161,14 +161,20 @@ def from_pil(image: Image.Image, size: int | None = None) -> torch.Tensor:
     return (array.permute(2, 0, 1)[None] / 127.5 - 1).contiguous()
 
 
+#: How `save_image` writes lossy formats: near a phone camera's own JPEGs (Pillow's defaults, quality 75 and 4:2:0
+#: chroma for JPEG, re-encoded a whole photo pasted back at 35.7 dB outside the face; thirty-eighth session's audit).
+LOSSY_SETTINGS: dict[str, dict] = {"JPEG": {"quality": 95, "subsampling": 0}, "WEBP": {"quality": 95},
+                                   "AVIF": {"quality": 95}}
+
+
 def save_image(image: Image.Image | np.ndarray | torch.Tensor, path: str | os.PathLike) -> None:
     """Save one image atomically: a PIL image, an array (as `read_image` reads it) or a tensor [C, H, W] or
     [1, C, H, W] in [-1, 1] (`render`'s output for one latent; one with no value below 0 is warned of, as a [0, 1]
     tensor saved pale).
 
-    The format follows the file's suffix, which must be one Pillow writes (`.png`, `.jpg`, ...). An image whose
-    mode that format cannot hold (RGBA, palette or 16-bit as JPEG) is written as `read_image` would read it:
-    8-bit RGB, transparency on white."""
+    The format follows the file's suffix, which must be one Pillow writes (`.png`, `.jpg`, ...); JPEG, WebP and AVIF
+    at quality 95 (`LOSSY_SETTINGS`). An image whose mode that format cannot hold (RGBA, palette or 16-bit as JPEG)
+    is written as `read_image` would read it: 8-bit RGB, transparency on white."""
     if not isinstance(path, (str, os.PathLike)) or isinstance(image, (str, os.PathLike)):
         swapped = isinstance(image, (str, os.PathLike)) and isinstance(path, (Image.Image, np.ndarray, torch.Tensor))
         raise TypeError("save_image(image, path) takes a PIL image, array or tensor, then a file path; got "
@@ -188,13 +194,14 @@ def save_image(image: Image.Image | np.ndarray | torch.Tensor, path: str | os.Pa
     image_format = image_file_format(path)
     if tensor is not None:  # a [0, 1] tensor was saved washed out without a word
         warn_if_zero_to_one(tensor.detach(), "the image tensor", "save_image")
+    settings = LOSSY_SETTINGS.get(image_format, {})
     with atomic_write_path(path) as tmp:
         try:
-            image.save(tmp, format=image_format)
+            image.save(tmp, format=image_format, **settings)
         except (OSError, ValueError):  # "cannot write mode RGBA as JPEG": save what read_image would read instead
             if image.mode == "RGB":
                 raise
-            _to_rgb(image).save(tmp, format=image_format)
+            _to_rgb(image).save(tmp, format=image_format, **settings)
 
 
 def image_file_format(path: str | os.PathLike) -> str:
