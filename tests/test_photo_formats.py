@@ -441,3 +441,20 @@ def test_a_photo_saved_lossy_keeps_its_look(suffix, least_db, upright, tmp_path)
     saved = np.asarray(Image.open(tmp_path / f"photo{suffix}").convert("RGB"), dtype=np.float64)
     mse = np.mean((saved - np.asarray(upright, dtype=np.float64)) ** 2)
     assert 10 * np.log10(255 ** 2 / mse) >= least_db
+
+
+def test_damaged_exif_data_is_said_once_with_the_photos_name(upright, tmp_path):
+    """Pillow's "Corrupt EXIF data. Expecting to read 12 bytes but only got 10" named no photo (a folder's run could
+    not tell which), and was said again as the read photo was aligned (thirty-eighth session's audit)."""
+    from toonlib.messages import ToonlibWarning
+
+    photo = tmp_path / "b.jpg"
+    upright.save(photo, "JPEG", exif=b"Exif\x00\x00II*\x00\x08\x00\x00\x00\xff\xff" + b"\x00" * 10)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        image = read_image(photo)
+        read_image(image)  # as the toonify reads the photo, then aligns it
+    assert [(w.category, str(w.message)) for w in caught] == [(ToonlibWarning, (
+        f"'{photo}': its EXIF data is damaged (Corrupt EXIF data. Expecting to read 12 bytes but only got 10); read "
+        "as far as it goes, the photo turned only by an orientation that could be read"))]
+    assert difference(image, upright) < 4  # the JPEG, read upright

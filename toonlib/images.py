@@ -10,7 +10,7 @@ import stat
 import struct
 import warnings
 from pathlib import Path, PurePath
-from typing import Iterator, Sequence, Union
+from typing import Callable, Iterator, Sequence, Union
 
 import numpy as np
 import torch
@@ -311,14 +311,14 @@ def read_image(image: ImageInput) -> Image.Image:
     if isinstance(image, np.ndarray):
         return _to_rgb(_array_to_image(image))
     if isinstance(image, Image.Image):
-        return _upright_srgb(image)
+        return _read_upright(describe_source(image), lambda: image)
     if isinstance(image, (bytes, bytearray, memoryview)):
         # os.fsencode(path), os.listdir(b"."): bytes as they are (decoding an image's bytes fails on Windows, whose
         # file system encoding is strict UTF-8); isfile says False of what holds a NUL or names no file
         if len(image) < 4096 and os.path.isfile(bytes(image)):
             raise ImageReadError(f"{bytes(image)!r} is a file's name given as bytes, and bytes are read as an image's "
                                  "contents: give the path as a str or Path (os.fsdecode(name))")
-        return _upright_srgb(_open(io.BytesIO(bytes(image)), describe_source(image)))
+        return _read_upright(describe_source(image), lambda: _open(io.BytesIO(bytes(image)), describe_source(image)))
     if is_url(image):
         raise ImageReadError(f"{describe_source(image)} is a web address: toonlib reads photos from files; download "
                              "it first and give the file")
@@ -329,8 +329,9 @@ def read_image(image: ImageInput) -> Image.Image:
         except OSError:  # not there, not allowed: said by `_open` as the file's problem
             mode = stat.S_IFREG
         if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # a pipe (`/dev/stdin`, `<(curl ...)`), a device
-            return _upright_srgb(_open(_piped(path, describe_source(image)), describe_source(image)))
-        return _upright_srgb(_open(path, describe_source(image)))
+            return _read_upright(describe_source(image),
+                                 lambda: _open(_piped(path, describe_source(image)), describe_source(image)))
+        return _read_upright(describe_source(image), lambda: _open(path, describe_source(image)))
     raise TypeError(f"expected a path, bytes, PIL image or numpy array, got {type(image).__name__}{_advice(image)}")
 
 
@@ -582,8 +583,27 @@ def _array_to_uint8(array: np.ndarray) -> np.ndarray:
 
 
 def _upright_srgb(img: Image.Image) -> Image.Image:
-    """A decoded image as read_image returns it: EXIF orientation applied, colours in sRGB, 8-bit RGB."""
-    return _to_rgb(_to_srgb(ImageOps.exif_transpose(img)))
+    """A decoded image as read_image returns it: EXIF orientation applied, colours in sRGB, 8-bit RGB; its EXIF data
+    left behind (applied: read again, a damaged one was warned of twice)."""
+    upright = _to_rgb(_to_srgb(ImageOps.exif_transpose(img)))  # exif_transpose: a copy, `img` is left as it was
+    upright.info.pop("exif", None)
+    return upright
+
+
+def _read_upright(source: str, read: Callable[[], Image.Image]) -> Image.Image:
+    """`_upright_srgb` of the image `read()` opens, Pillow's warnings of damaged EXIF data ("Corrupt EXIF data.
+    Expecting to read 12 bytes but only got 10") said with the photo's name `source`: a folder's run said it of no
+    photo (thirty-eighth session's audit). Other warnings pass as they are."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        image = _upright_srgb(read())
+    for said in caught:
+        if "EXIF" in str(said.message):
+            warn(f"{source}: its EXIF data is damaged ({' '.join(str(said.message).split()).rstrip('.')}); read "
+                 "as far as it goes, the photo turned only by an orientation that could be read")
+        else:
+            warnings.warn_explicit(said.message, said.category, said.filename, said.lineno)
+    return image
 
 
 #: The modes whose colours an embedded profile converts, and the mode each becomes in sRGB.
