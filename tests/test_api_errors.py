@@ -338,6 +338,10 @@ def test_align_face_transform_size_is_a_whole_number(monkeypatch):
             with pytest.raises(ValueError, match=rf"^transform_size \(the intermediate warp's width in px\) must be a "
                                                  rf"whole number >= 1, {got}$"):
                 function(np.zeros((64, 64, 3), np.uint8), transform_size=size, detector="dlib")
+        # no upper bound: a bare MemoryError after the face search (thirty-eighth session's audit)
+        with pytest.raises(ValueError, match=r"^transform_size is the intermediate warp's width in px \(4096 for "
+                                             r"FFHQ\), a whole number from 1 to 8192; got 60000$"):
+            function(np.zeros((64, 64, 3), np.uint8), transform_size=60000, detector="dlib")
 
 
 def test_identity_distance_of_a_descriptor_of_another_length():

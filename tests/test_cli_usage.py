@@ -445,6 +445,14 @@ def test_project_refuses_what_it_could_not_write_before_it_projects(tmp_path, of
     _short_error(run_main("project", str(photo), str(photo), "-o", str(tmp_path / "w.npz"), env=offline_cache),
                  f"unrecognized arguments: {photo}\n  toonlib project takes one aligned face; `toonlib toonify "
                  "PHOTOS... -o toons/` projects several and writes each face's -latent.npz")
+    # align likewise: `toonlib align *.jpg -o aligned/` got argparse's line alone (thirty-eighth session's audit)
+    _short_error(run_main("align", str(folder), "-o", str(tmp_path / "a.png")),
+                 f"{folder} is a folder, and align takes one photo: `toonlib toonify '{folder}' -o toons/` aligns "
+                 "every photo in it and writes each face's -aligned.png")
+    _short_error(run_main("align", str(photo), str(photo), "-o", str(tmp_path / "a.png")),
+                 f"unrecognized arguments: {photo}\n  toonlib align takes one photo (--all-faces: each face in it); "
+                 "`toonlib toonify PHOTOS... -o toons/` aligns several and writes each face's -aligned.png")
+    assert sorted(tmp_path.iterdir()) == [photo, folder]  # nothing written
 
 
 def test_project_warns_when_its_target_is_not_an_aligned_crop(tmp_path, random_vgg_torch_home):

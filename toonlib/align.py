@@ -201,6 +201,9 @@ def _check_sizes(output_size: int, transform_size: int) -> None:
         raise ValueError(f"output_size is the crop's width in px (1024 for FFHQ models), a whole number from 1 to "
                          f"{MAX_ALIGN_SIZE}; got {output_size!r}")
     check_count("transform_size (the intermediate warp's width in px)", transform_size)
+    if transform_size > MAX_ALIGN_SIZE:  # a bare MemoryError after the face search (thirty-eighth session's audit)
+        raise ValueError(f"transform_size is the intermediate warp's width in px (4096 for FFHQ), a whole number from "
+                         f"1 to {MAX_ALIGN_SIZE}; got {transform_size!r}")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -383,23 +383,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.flush()  # a reader gone away (`| head`) shows here, not as a traceback at exit
     except BrokenPipeError:  # stdout's reader went away: stop quietly, as command-line tools do (128 + SIGPIPE)
         training = getattr(args, "command", None) == "finetune" and not getattr(args, "finished", False)
-        return output_closed("toonlib finetune" if training else None)
+        return output_closed("toonlib finetune" if training else None, getattr(args, "run_dir", None))
     except KeyboardInterrupt:  # outside a command (while the arguments are parsed): no traceback either
         print("toonlib: interrupted", file=sys.stderr)
         return 130
 
 
-def output_closed(training: str | None) -> int:
+def output_closed(training: str | None, run_dir: str | None = None) -> int:
     """Stop quietly where stdout's reader went away (`| head`): nothing more reaches the closed pipe, even at exit;
-    `training`, the name of a fine-tuning program whose run it stopped, says so and where the run is saved. Returns
-    141."""
+    `training`, the name of a fine-tuning program whose run it stopped, says so and where the run in `run_dir` is saved
+    (nothing before its first snapshot). Returns 141."""
     with contextlib.suppress(OSError, ValueError):
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    if training is not None:  # hours of training ended without a word (thirty-second session's CLI audit); with
+    if training is not None:  # hours of training ended without a word (thirty-second session's CLI audit)
+        from .train.snapshots import newest_state_nimg
+
+        # before the run's first snapshot it said the run was saved, where no run folder existed (thirty-eighth
+        # session's audit)
+        saved = run_dir is not None and newest_state_nimg(run_dir) is not None
+        where = ("the run is saved up to its newest snapshot, and the same command continues it" if saved else
+                 "it stopped before the run's first snapshot, so nothing was saved: the same command starts it again")
         with contextlib.suppress(OSError, ValueError):  # `2>&1 | head` stderr is the closed pipe too
-            print(f"{training}: stopped: its output was closed (the reader of a pipe, such as `| head`, ended); the "
-                  "run is saved up to its newest snapshot, and the same command continues it", file=sys.stderr,
-                  flush=True)
+            print(f"{training}: stopped: its output was closed (the reader of a pipe, such as `| head`, ended); "
+                  f"{where}", file=sys.stderr, flush=True)
     return 141
 
 
@@ -435,9 +441,11 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         if args.command == "toonify" and not options:  # photos after an option: `toonify a.jpg -o toons/ b.jpg`
             args.photos += extra
         else:
-            several = ("\n  toonlib project takes one aligned face; `toonlib toonify PHOTOS... -o toons/` projects "
-                       "several and writes each face's -latent.npz" if args.command == "project" and not options
-                       else "")  # thirty-fourth session's CLI audit: argparse's line alone
+            several = "" if options else {  # thirty-fourth and thirty-eighth sessions' CLI audits: argparse's alone
+                "project": "\n  toonlib project takes one aligned face; `toonlib toonify PHOTOS... -o toons/` projects "
+                           "several and writes each face's -latent.npz",
+                "align": "\n  toonlib align takes one photo (--all-faces: each face in it); `toonlib toonify PHOTOS... "
+                         "-o toons/` aligns several and writes each face's -aligned.png"}.get(args.command, "")
             command.error(f"unrecognized arguments: {' '.join(extra)}"
                           + _did_you_mean(options, _option_names(command)) + several)
     _refuse_empty(parser.subcommands.parser(args.command), args)

@@ -461,10 +461,22 @@ def _face_stem(stem: str, face: int | None) -> str:
     return stem if face is None else f"{stem}-face{face + 1}"
 
 
+def _refuse_a_folder(path: str, takes: str, does: str) -> None:
+    """ValueError for a folder given to a command that `takes` one image, saying what the toonify of that folder
+    `does`: "cannot read 'photos/' as an image: it is a folder" showed no way on (thirty-fourth and thirty-eighth
+    sessions' CLI audits)."""
+    from .files import user_path
+
+    if user_path(path).is_dir():
+        raise ValueError(f"{path} is a folder, and {takes}: `toonlib toonify {shlex.quote(path)} -o toons/` {does}")
+
+
 def cmd_align(args: argparse.Namespace) -> int:
     from .align import align_face, align_faces, say_other_faces
     from .images import save_image
 
+    _refuse_a_folder(args.photo, "align takes one photo", "aligns every photo in it and writes each face's "
+                     "-aligned.png")
     _check_image_output(args.output, "align", Path(args.photo).stem + ("" if args.all_faces else "-aligned"),
                         numbered=args.all_faces)
     output = Path(args.output)
@@ -487,7 +499,6 @@ def cmd_align(args: argparse.Namespace) -> int:
 def cmd_project(args: argparse.Namespace) -> int:
     from .checkpoints import load_generator
     from .devices import default_device
-    from .files import user_path
     from .images import NotACropWarning, read_image, save_image, to_pil, warn_if_not_a_crop
     from .messages import counted, warn
     from .pipeline import check_not_a_toon
@@ -507,10 +518,8 @@ def cmd_project(args: argparse.Namespace) -> int:
     if args.video:
         _check_output_suffix(args.video, "project", ".mp4", "an H.264 video (MP4)", "projection", option="--video")
         require_video_writer()
-    if user_path(args.image).is_dir():  # "cannot read 'photos/' as an image: it is a folder", and no way on
-        raise ValueError(f"{args.image} is a folder, and project takes one aligned face: `toonlib toonify "
-                         f"{shlex.quote(args.image)} -o toons/` projects every photo in it and writes each face's "
-                         "-latent.npz")
+    _refuse_a_folder(args.image, "project takes one aligned face", "projects every photo in it and writes each "
+                     "face's -latent.npz")
     target = read_image(args.image)  # a bad photo fails before any model is downloaded
     for option, output in (("-o", args.output), ("--image-out", args.image_out), ("--video", args.video)):
         if output is not None:
@@ -1096,7 +1105,6 @@ def cmd_app(args: argparse.Namespace) -> int:
 
 #: Python's words in the API's messages, and the command line's: (pattern, replacement) for `re.sub`.
 _COMMAND_LINE_WORDS = (
-    (r"\bdevice='([^']*)'", r"--device \1"),  # devices.default_device
     (r"\binvert='([^']*)'", r"--invert \1"),  # encoders.check_encoder_mode
     (r"\b(encoder|invert|toon|base)=(?=\s)", r"--\1"),  # a keyword named alone: "toon= is read only to re-blend"
     (r"\bswap_res=(?=\s)", "--swap-res"),
@@ -1107,6 +1115,9 @@ _COMMAND_LINE_WORDS = (
     # that option's own setting, kept elsewhere ('--seed 1 ... (c_dim=10)')
     (r"--([\w-]+) ([^()]*?) \((\w+)=(?:[^()]|\([^()]*\))*\)",
      lambda m: f"--{m[1]} {m[2]}" if m[3] == m[1].replace("-", "_") else m[0]),
+    # devices.default_device; after the rule above: a resumed run's '--device cpu (device='cpu')' became '--device
+    # cpu (--device cpu)' (thirty-eighth session's audit)
+    (r"\bdevice='([^']*)'", r"--device \1"),
     (r"\(((?:or )?--[\w-]+), \w+=\)", r"(\1)"),  # download: (--cache-dir, cache_dir=), (or --cache-dir, ...)
     (r"(--[\w-]+) \(\w+=\)", r"\1"),  # a resumed run's changed settings, '--seed (seed=): 0 -> 1'; '--kimg (kimg=)'
     (r" \(for a generator checkpoint use toonlib\.load_network\)",  # encoders.load_encoder of a generator's file
