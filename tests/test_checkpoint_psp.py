@@ -61,6 +61,10 @@ def test_converting_an_encoder_checkpoint_keeps_its_decoder_and_says_so(checkpoi
     paper = {"GradualStyleEncoder": "a pSp", "Encoder4Editing": "an e4e"}[ENCODER_TYPES[name]]
     assert capsys.readouterr().out.startswith(f"toonlib checkpoint: the decoder of {paper} encoder (the encoder is not "
                                               "in this file), 32x32")
+    # converted again: no encoder to give --encoder (it said "--encoder takes decoder.safetensors itself", which
+    # load_encoder refuses; thirty-eighth session's audit)
+    assert main(["convert", str(out), str(tmp_path / "again.safetensors")]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"wrote {tmp_path / 'again.safetensors'}"
 
 
 def test_cli_info_names_the_encoder(checkpoint, capsys):

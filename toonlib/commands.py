@@ -223,8 +223,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
     print(_describe(nets))
     replaced = _replaced(args.output)
     save_network(args.output, nets)
+    # the file itself holds the encoder (a pSp / e4e checkpoint), not a converted decoder that records its kind
     encoder = (f" (its decoder alone: toonlib's format holds generators; --encoder takes {args.input} itself)"
-               if nets.meta.get("encoder_type") else "")
+               if nets.meta.get("encoder_type") and nets.meta.get("format") == "psp" else "")
     print(f"wrote {args.output}{encoder}{replaced}")
     return 0
 
