@@ -305,3 +305,43 @@ def test_saving_over_a_link_writes_the_file_it_links_to(nets, tmp_path):
     assert (tmp_path / "current.safetensors").is_symlink()
     assert_same_networks(load_network(v1), nets)
     assert sorted(os.listdir(tmp_path)) == ["current.safetensors", "v1.safetensors"]
+
+
+def test_a_lone_generator_saved_records_the_file_it_was_loaded_from(tmp_path, capsys):
+    """`save_network(path, G)` of a generator loaded from a file recorded an empty origin, and `toonlib info` of the
+    saved file said nothing of where it came from, as it does for the whole file saved (thirty-eighth session's
+    audit). A generator changed since records none: its weights are no longer the file's."""
+    from toonlib import load_generator
+
+    source = FIXTURES / "ada_tiny.pkl"
+    G = load_generator(source, which="G")
+    path = save_network(tmp_path / "g.safetensors", G)
+    assert native.read_meta(path)["origin"] == {"format": "nvidia", "source": f"{source} (G)"}
+    assert main(["info", str(path)]) == 0
+    assert f"converted from {source} (G) (nvidia format)" in capsys.readouterr().out.splitlines()
+    again = load_generator(path)  # a toonlib file's lone generator keeps the origin it records, as the whole file does
+    assert native.read_meta(save_network(tmp_path / "again.safetensors", again))["origin"]["source"] == f"{source} (G)"
+    with torch.no_grad():
+        G.mapping.w_avg.add_(1)
+    assert native.read_meta(save_network(tmp_path / "changed.safetensors", G))["origin"] == {"format": None,
+                                                                                            "source": ""}
+
+
+def test_foreign_safetensors_and_pickles_are_said_in_plain_words(tmp_path):
+    """A safetensors file without metadata was "its metadata has no format 'toonlib': []", an empty list printed, and
+    a pickled OrderedDict "it holds a OrderedDict" (thirty-eighth session's audit)."""
+    import collections
+    import pickle
+
+    save_file({"weight": torch.zeros(3)}, tmp_path / "bare.safetensors")
+    save_file({"weight": torch.zeros(3)}, tmp_path / "pt.safetensors", metadata={"format": "pt"})
+    save_file({"weight": torch.zeros(3)}, tmp_path / "notes.safetensors", metadata={"b": "1", "a": "2"})
+    for name, said in (("bare", "it has no metadata"), ("pt", "its metadata names format 'pt'"),
+                       ("notes", "its metadata (a, b) names no format")):
+        with pytest.raises(CheckpointError) as info:
+            load_network(tmp_path / f"{name}.safetensors")
+        assert str(info.value).startswith(f"{tmp_path / name}.safetensors is a safetensors file but not a toonlib "
+                                          f"network ({said}, where toonlib's own name format 'toonlib'). ")
+    (tmp_path / "od.pkl").write_bytes(pickle.dumps(collections.OrderedDict(a=1)))
+    with pytest.raises(CheckpointError, match=r"not a StyleGAN network pickle \(it holds an OrderedDict\)$"):
+        load_network(tmp_path / "od.pkl")

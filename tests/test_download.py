@@ -6,6 +6,7 @@ import dataclasses
 import errno
 import hashlib
 import io
+import json
 import os
 import queue
 import re
@@ -260,20 +261,38 @@ def test_a_server_that_dies_mid_file_is_no_lost_connection_and_the_kept_bytes_ar
             f"{len(PAYLOAD) / 1e6:.1f} MB are kept{unknown})") in text.splitlines(), text
 
 
-def test_complete_part_is_checked_not_downloaded_again(server, monkeypatch):
+@pytest.mark.parametrize("resumes", [True, None, False])
+def test_complete_part_is_checked_not_downloaded_again(server, tmp_path, monkeypatch, capsys, resumes):
+    """A download stopped while its whole file was being checked (Ctrl-C, a kernel restart) asked the server for the
+    rest: offline it failed, "0.8 MB of 0.8 MB are kept ... resumes" (thirty-eighth session's audit). A partial
+    download of its recorded length is checked and installed without a request, as a Drive file's is; one whose
+    length is not known asks for the rest, answered 416 where there is none."""
     name = register(f"{server.base}/ada_tiny.pkl")
     check = download._check
 
-    def interrupted(*args) -> None:
+    def interrupted(part, *args) -> None:  # the server as recorded: one that sends whole files only deleted them
+        download._write_marker(part, {**download._read_marker(part), "resumes": resumes})
         raise KeyboardInterrupt  # e.g. the user stops the notebook while the file is being checked
 
     monkeypatch.setattr(download, "_check", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        download.fetch(name, progress=False)
+        download.fetch(name)
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"toonlib: all {len(PAYLOAD) / 1e6:.1f} MB of tiny.pkl kept: fetching it again checks them, downloading "
+        "nothing")
     monkeypatch.setattr(download, "_check", check)
+    requests = len(server.log)
+    server.files.clear()  # offline, or the file gone from the server: no matter
+    path = download.fetch(name, progress=False)
+    assert len(server.log) == requests and path.read_bytes() == PAYLOAD
+    assert cached_files(tmp_path) == ["tiny.pkl"]
+    path.rename(tmp_path / "cache" / "tiny.pkl.part")  # a partial download of no known length: its rest asked for
+    marker = tmp_path / "cache" / "tiny.pkl.part.source"
+    marker.write_text(json.dumps({"source": f"{server.base}/ada_tiny.pkl", "size": None}))
+    server.files["/ada_tiny.pkl"] = PAYLOAD
     path = download.fetch(name, progress=False)
     assert server.log[-1][1].get("Range") == f"bytes={len(PAYLOAD)}-"  # answered 416: nothing left to fetch
-    assert path.read_bytes() == PAYLOAD
+    assert path.read_bytes() == PAYLOAD and cached_files(tmp_path) == ["tiny.pkl"]
 
 
 def test_part_from_another_source_is_not_resumed(server, tmp_path):
@@ -1972,3 +1991,83 @@ def test_a_failed_downloads_message_shows_no_login_or_token(server, tmp_path, ca
         err = capsys.readouterr().err
         assert "could not download 'http://127.0.0.1:" in err and "/x.pkl'" in err or "/missing.pkl'" in err, err
         assert "s3cret" not in err and "token" not in err, err
+
+
+def test_remove_by_the_path_of_a_cache_file_that_is_not_there_says_so(server, tmp_path, capsys):
+    """`toonlib remove PATH` run twice (a cleanup script's second run) said "unknown model", exit 2, the whole registry
+    listed, where the same file by name is "not on this machine"; a Drive file's partial download by the path of its
+    `.part` (which it never has: its bytes are in `.part.gdown`) alike (thirty-eighth session's audit)."""
+    name = register(f"{server.base}/ada_tiny.pkl")
+    path = download.fetch(name, progress=False)
+    assert main(["remove", str(path)]) == 0
+    capsys.readouterr()
+    for named in (path, path.with_name("tiny.pkl.part"), tmp_path / "cache" / "drive-abc"):  # gone; never there
+        assert main(["remove", str(named)]) == 0
+        assert capsys.readouterr().out == f"{named.name}: not on this machine ({named})\n"
+    folder = tmp_path / "cache" / "d.pkl.part.gdown"  # a Drive file's partial download, by its `.part` path
+    folder.mkdir()
+    (folder / "d.pkl.part").write_bytes(b"x" * 10)
+    (tmp_path / "cache" / "d.pkl.part.source").write_text('{"source": "gdrive:abc", "size": 20}')
+    assert main(["remove", str(tmp_path / "cache" / "d.pkl.part")]) == 0
+    assert capsys.readouterr().out.startswith("removed d.pkl.part: the partial download of d.pkl (")
+    assert cached_files(tmp_path) == []
+
+
+def test_remove_takes_a_drive_partial_downloads_folder_and_refuses_other_folders_in_its_own_words(tmp_path, capsys,
+                                                                                                   monkeypatch):
+    """`ls` of the cache shows a Drive file's partial download as `X.part.gdown/`: `toonlib remove X.part.gdown` said
+    "Is a directory", exit 2, and removed nothing; another folder given by path got fetch's words ("fetch downloads
+    registry names ..."), or was called a file (thirty-eighth session's audit)."""
+    from toonlib.commands import _file_size
+
+    cache = tmp_path / "cache"
+    for named in ("d.pkl.part.gdown", str(cache / "d.pkl.part.gdown")):
+        (cache / "d.pkl.part.gdown").mkdir(parents=True)
+        (cache / "d.pkl.part.gdown" / "d.pkl.part").write_bytes(b"x" * 10)
+        (cache / "d.pkl.part.source").write_text("{}")
+        assert main(["remove", named]) == 0
+        assert capsys.readouterr().out == (f"removed d.pkl.part.gdown: the partial download of d.pkl "
+                                           f"({_file_size(12)})\n")
+        assert cached_files(tmp_path) == []
+    (cache / "models").mkdir()
+    monkeypatch.chdir(tmp_path)
+    for folder in (cache / ".locks", cache / "models", tmp_path, "models"):  # "models": the cache's, by name
+        assert main(["remove", str(folder)]) == 2
+        assert capsys.readouterr().err == (f"toonlib remove: error: {folder} is a folder, not one of toonlib's "
+                                           "downloads: remove deletes registry names, URLs and the cache's files by "
+                                           "name (`toonlib models` lists them)\n")
+    assert (cache / "models").is_dir()
+
+
+def test_remove_takes_a_torch_hub_files_own_name(server, tmp_path, capsys):
+    """`toonlib remove vgg16-397923af.pth`, LPIPS' file by its own name (the name fetch knows: "give 'lpips-vgg16'"),
+    was looked for in the cache and said "not on this machine", the 553 MB left in torch hub's folder (thirty-eighth
+    session's audit). A file of that name in the cache is still the cache's."""
+    server.files["/w.pth"] = torch_bytes({"conv.weight": torch.ones(2, 2)})
+    weights = download.fetch(register_weights(f"{server.base}/w.pth"), progress=False)
+    assert weights.parent == tmp_path / "torch" / "hub" / "checkpoints"
+    assert main(["remove", weights.name]) == 0
+    assert capsys.readouterr().out.startswith(f"removed {weights.name}: {weights} (")
+    assert not weights.exists()
+    assert main(["remove", weights.name, str(weights)]) == 0  # removed already: by its name and its path alike
+    assert capsys.readouterr().out == f"{weights.name}: not on this machine ({weights})\n" * 2
+    download.fetch("tiny", progress=False)  # in torch hub's folder again, and a file of its name in the cache
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / weights.name).write_bytes(b"x")
+    assert main(["remove", weights.name]) == 0
+    assert capsys.readouterr().out == f"removed {weights.name}: {tmp_path / 'cache' / weights.name} (1 B)\n"
+    assert weights.exists()
+
+
+def test_a_pickle_downloaded_as_torch_weights_says_no_warning_of_torchs(server, tmp_path):
+    """A pickle from a mirror in place of torch hub weights printed torch's "Detected pickle protocol 4 in the
+    checkpoint ..." as a toonlib warning before the reason (thirty-eighth session's audit)."""
+    import warnings
+
+    server.files["/w.pth"] = PAYLOAD  # a network pickle, protocol 4
+    name = register_weights(f"{server.base}/w.pth")
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(download.DownloadError,
+                                                                       match="not a readable torch file"):
+        warnings.simplefilter("always")
+        download.fetch(name, progress=False)
+    assert [str(w.message) for w in caught] == []

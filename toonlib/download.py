@@ -15,7 +15,8 @@ through an fsynced atomic rename, so the cache never holds a corrupt or wrong fi
 that is empty, a web page or cut short is downloaded again.
 Partial downloads stay as `<file>.part` (with `<file>.part.source` recording the URL they came from, and the
 file's ETag or Last-Modified and length) and are resumed with an HTTP Range request (If-Range) by the next attempt
-on the same URL; a file the server has changed since is downloaded whole again, not appended to the old start.
+on the same URL (one of the whole length, stopped during its checks, is checked without a request); a file the server
+has changed since is downloaded whole again, not appended to the old start.
 A Google Drive file's partial download is gdown's, in the folder `<file>.part.gdown`, resumed by gdown. A file has
 one partial download at a time: another source's stays until a source starts sending the file (a mirror that fails
 at once takes nothing from the next run's resume).
@@ -39,6 +40,7 @@ import stat
 import sys
 import time
 import urllib.parse
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -79,6 +81,9 @@ _NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptio
 _CANNOT_WRITE = (errno.EACCES, errno.EPERM, errno.EROFS)
 _TAIL = 1 << 17  # bytes read from a cached file's end to see that it is whole (a zip's end record is in the last 64 KB)
 _PARTIAL, _MARKER = ".part", ".source"  # a download's partial file, X.part, and its record, X.part.source
+_GDOWN = ".gdown"  # a Drive file's partial download: gdown's folder X.part.gdown
+#: The entries of a partial download of X, as `toonlib models` lists them: X.part, its record and a Drive file's folder.
+_PARTIAL_ENTRIES = (_PARTIAL, _PARTIAL + _MARKER, _PARTIAL + _GDOWN)
 _RANGE_REFUSED = "did not honor the requested byte range"  # gdown's error when a resume gets the whole file
 _NO_LINK = "cannot retrieve the public link"  # gdown's error when Drive's page has no link: private, gone, or busy
 _OLD_GDOWN_FOLDER = re.compile(r"\.gdown-[a-z0-9_]{8}")  # tempfile's names: older toonlib's folders for gdown
@@ -238,8 +243,13 @@ def fetch(name_or_url: str, *, cache_dir: str | os.PathLike | None = None, progr
                 return final
         except KeyboardInterrupt:  # "interrupted" alone: the user could not know that the bytes are kept
             kept = max((_resumable(part, source) for source in plan.sources), default=0) if downloading else 0
-            resumes = _read_marker(part).get("resumes")
-            if kept and resumes is False:  # its server sends whole files only: the bytes were said kept, of no use
+            record = _read_marker(part)
+            resumes = record.get("resumes")
+            if kept and record.get("size") == kept:  # stopped during the checks: "resumes" of a file that is whole
+                if progress:
+                    write_line(f"toonlib: all {_megabytes(kept)} of {final.name} kept: fetching it again checks them, "
+                               "downloading nothing", file=sys.stderr)
+            elif kept and resumes is False:  # its server sends whole files only: the bytes were said kept, of no use
                 _discard(part)
             elif progress and kept:  # (not while waiting for another process's download: its bytes)
                 write_line(f"toonlib: {_megabytes(kept)} of {final.name} kept: fetching it again "
@@ -320,33 +330,47 @@ def _partial_download(path: Path) -> Path:
 
 def _removal_plan(name_or_url: str, override: str | os.PathLike | None) -> tuple[_Plan, bool]:
     """What `remove` deletes for `name_or_url`, and whether only its partial download is asked for: a file of the
-    cache named by its file name, a partial download by its `.part` or `.part.source` file (the download's lock then
-    guards it: it was removed under a download that was writing it), a file here is refused (it is not toonlib's),
-    a name with a suffix that is neither names a file of the cache that is not there (it was an unknown model
-    name); else a registry file or URL."""
+    cache named by its file name or path (there or not: removed already, it is "not on this machine"), a partial
+    download by its `.part`, `.part.source` or `.part.gdown` entry (the download's lock then guards it: it was
+    removed under a download that was writing it), a registry file of torch hub's folder by its file name or path,
+    a file or folder here is refused (it is not toonlib's), a name with a suffix that is none of these names a file
+    of the cache that is not there (it was an unknown model name); else a registry file or URL."""
     text = os.fspath(name_or_url) if isinstance(name_or_url, (str, os.PathLike)) else None
     if text and not is_url(text) and text not in models.MODELS:
-        cache = cache_dir(override)
+        given, cache = text, cache_dir(override)
         local = user_path(text)  # its folder resolved, not the file: a link placed in the cache stays the cache's
-        if os.path.basename(text) != text and local.exists() and local.parent.resolve() == cache.resolve():
-            text = local.name  # the path `fetch` printed: the cache's file by its name (it was "not toonlib's")
-        elif local.is_file() and local.parent.resolve() == torch_hub_checkpoints().resolve():
-            text = next((n for n, i in models.MODELS.items() if i.home == "torch-hub" and i.filename == local.name),
-                        text)  # a registry file in torch hub's folder: its name
+        bare = os.path.basename(text) == text
+        in_cache_folder = not bare and local.parent.resolve() == cache.resolve()
+        hub_name = _torch_hub_name(local.name)
+        if in_cache_folder:  # the path `fetch` printed (it was "not toonlib's"; once removed, "unknown model")
+            text = local.name
+        elif hub_name and (not (cache / text).exists() if bare else
+                           local.parent.resolve() == torch_hub_checkpoints().resolve()):
+            text = hub_name  # torch hub's file by its own name was looked for in the cache: "not on this machine"
         if text in models.MODELS:
             return _plan(text, override), False
-        named = os.path.basename(text) == text and not text.startswith(".")
-        in_cache = named and (cache / text).is_file()
-        if not in_cache and user_path(text).exists():
-            raise ValueError(f"{text} is a file here, not one of toonlib's downloads: remove deletes registry names, "
-                             "URLs and the cache's files by name (`toonlib models` lists them); delete other files "
-                             "yourself")
-        if in_cache or named and os.path.splitext(text)[1]:
-            for suffix in (_PARTIAL, _PARTIAL + _MARKER):
-                if text.endswith(suffix):  # not all of it: `named` starts with no dot
-                    return _Plan(text, cache / text[:-len(suffix)], (), None, None, "stylegan2", "cache"), True
+        named = (bare or in_cache_folder) and not text.startswith(".")  # not "..": the cache's parent
+        partial = next((suffix for suffix in _PARTIAL_ENTRIES if named and text.endswith(suffix)), None)
+        in_cache = named and ((cache / text).is_file() or partial is not None and (cache / text).exists())
+        here = [cache / text] if in_cache_folder else [cache / text, local] if named else [local]
+        there = next((path for path in here if path.exists()), None)
+        if not in_cache and there is not None:  # a folder was given fetch's words, or "Is a directory"
+            listed = "registry names, URLs and the cache's files by name (`toonlib models` lists them)"
+            raise ValueError(f"{given} is a folder, not one of toonlib's downloads: remove deletes {listed}"
+                             if there.is_dir() else f"{given} is a file here, not one of toonlib's downloads: remove "
+                             f"deletes {listed}; delete other files yourself")
+        if partial is not None:
+            return _Plan(text, cache / text[:-len(partial)], (), None, None, "stylegan2", "cache"), True
+        if in_cache or named and (in_cache_folder or os.path.splitext(text)[1]):
             return _Plan(text, cache / text, (), None, None, "stylegan2", "cache"), False
     return _plan(fetch_source(name_or_url), override), False
+
+
+def _torch_hub_name(filename: str) -> str | None:
+    """The registry name of the torch hub file called `filename` (`vgg16-397923af.pth`: 'lpips-vgg16'), else None."""
+    name = models.registry_name_of_file(filename)
+    info = models.MODELS.get(name) if name is not None else None
+    return name if info is not None and info.home == "torch-hub" and info.filename == filename else None
 
 
 def fetch_source(name_or_url: object) -> str:
@@ -412,11 +436,13 @@ def _elsewhere(plan: _Plan) -> str:
 
 
 def _plan(name_or_url: str, override: str | os.PathLike | None) -> _Plan:
-    from .checkpoints import _public_name  # a URL's login and token, said in no message (they were, in a failure's)
-
     cache = cache_dir(override)
     info = _registry_entry(name_or_url) if is_url(name_or_url) else models.get_model(name_or_url)
     if info is None:  # a URL of no registry file
+        # a URL's login and token, said in no message (they were, in a failure's); imported here, as checkpoints
+        # imports torch: `toonlib models` (a `_plan` per registry name) does without it
+        from .checkpoints import _public_name
+
         file_id = drive_file_id(name_or_url)
         if file_id is not None:  # Drive's viewer page, not the file, answers a share link: gdown gets the file
             return _Plan(_public_name(name_or_url), cache / f"drive-{file_id}", (f"gdrive:{file_id}",), None, None,
@@ -678,6 +704,8 @@ def _http_attempt(url: str, part: Path, progress: bool) -> None:
     If-Range, so that a file the server changed since comes whole rather than appended to the old one's start."""
     have = _resumable(part, url)
     record = _read_marker(part) if have else {}
+    if have and record.get("size") == have:  # every byte came, and a stop during the checks kept it: checked offline
+        return  # too, as a Drive file's is (it asked the server for the rest; thirty-eighth session's audit)
     headers = {"Accept-Encoding": "identity"}  # byte offsets must count the bytes on disk
     if have:
         headers["Range"] = f"bytes={have}-"
@@ -885,7 +913,7 @@ def _drive_url(file_id: str) -> str:
 def _gdown_folder(part: Path) -> Path:
     """Where gdown keeps the partial download of `part`'s Google Drive source between runs: a folder of its own, for
     gdown names its partial file itself (`<output><8 random characters>.part`) and resumes the one it finds there."""
-    return part.with_name(part.name + ".gdown")
+    return part.with_name(part.name + _GDOWN)
 
 
 def _bytes_in(folder: Path) -> int:
@@ -1075,7 +1103,9 @@ def _unreadable(part: Path, plan: _Plan) -> str | None:
     import torch
 
     try:
-        data = torch.load(part, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a plain pickle (a wrong mirror's file): torch's note on its protocol was
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")  # said as toonlib's own warning
+            data = torch.load(part, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
         # torch's first sentence and the unpickler's reason: the rest advised weights_only=False (unpickling the
         # download: code it holds would run), cut off mid-word before its warning

@@ -25,6 +25,7 @@ import os
 import pickle
 import re
 import urllib.parse
+import weakref
 import zipfile
 from pathlib import Path
 
@@ -99,7 +100,20 @@ def load_network(source: str | os.PathLike, device: torch.device | str | None = 
     for which, G in (("G_ema", nets.G_ema), ("G", nets.G)):
         if G is not None:
             G.set_origin(f"{name} ({which})" if nets.G is not None else name, record if which == "G_ema" else None)
+            _loaded_meta[G] = (G.loaded_from, {**nets.meta, "source": G.loaded_from})  # for save_network(path, G)
     return nets
+
+
+#: The meta of the file each generator `load_network` returned was read from, its source the generator's
+#: `loaded_from` ("toon.pkl (G)"), by generator: `save_network` of a lone generator records its origin as for the whole
+#: file (`Generator` keeps the name, not the format; its origin was recorded empty: thirty-eighth session's audit).
+_loaded_meta: weakref.WeakKeyDictionary[Generator, tuple[str | None, dict]] = weakref.WeakKeyDictionary()
+
+
+def _meta_of(G: Generator) -> dict:
+    """The meta of the file `G` was loaded from (`_loaded_meta`) while its weights are still those loaded, else {}."""
+    loaded_from, meta = _loaded_meta.get(G, (None, {}))
+    return dict(meta) if loaded_from is not None and loaded_from == G.loaded_from else {}
 
 
 def non_finite_weights(net: torch.nn.Module | dict | None) -> list[str]:
@@ -300,8 +314,9 @@ def read_checkpoint(path: str | os.PathLike) -> Networks:
             return nvidia.read_snapshot(obj, source)
         if tensorflow.is_tf_pickle(obj):
             return tensorflow.read_tf_pickle(obj, source)
+        held = type(obj).__name__
         raise CheckpointError(f"{source} is a pickle but not a StyleGAN network pickle "
-                              f"(it holds a {type(obj).__name__})")
+                              f"(it holds {'an' if held[:1].lower() in 'aeiou' else 'a'} {held})")
     expected = "expected a network pickle (.pkl), a torch file (.pt) or a toonlib .safetensors file"
     if block[257:262] == b"ustar":  # it was "not a checkpoint toonlib knows", where compressed ones said to unpack
         raise CheckpointError(f"{source} is a tar archive, not a checkpoint: unpack it (tar -xf) and give the file "
@@ -459,10 +474,12 @@ def save_network(path: str | os.PathLike, networks: Networks | Generator) -> Pat
     as asked, with a `ToonlibWarning`. A G_ema made by `blend` (or loaded from a saved blend) keeps how it was made
     (meta "blend", shown by `toonlib info`) while its weights stay as made; the record is always G_ema's own
     (`Generator.blend_record`), never one `networks.meta` carried over from another generator: label weights made
-    otherwise with `G.set_origin(blend_record=...)`.
+    otherwise with `G.set_origin(blend_record=...)`. A lone generator that `load_network` read (its weights unchanged)
+    keeps its file's meta as the whole file would, its origin the generator's `loaded_from` ("converted from toon.pkl
+    (G)" in `toonlib info`).
     """
-    if isinstance(networks, Generator):
-        networks = Networks(G_ema=networks)
+    if isinstance(networks, Generator):  # where it was loaded from recorded as for its whole file
+        networks = Networks(G_ema=networks, meta=_meta_of(networks))
     if not isinstance(networks, Networks) or not isinstance(path, (str, os.PathLike)):
         swapped = isinstance(path, (Generator, Networks))
         raise TypeError("save_network(path, networks) takes a file path, then a Generator or Networks; got "

@@ -152,10 +152,12 @@ def read(path: str | os.PathLike, source: str = "") -> Networks:
 
 
 def _check_metadata(metadata: dict, source: str) -> None:
-    if metadata.get("format") != FORMAT:
-        raise CheckpointError(f"{source} is a safetensors file but not a toonlib network (its metadata has no "
-                              f"format 'toonlib': {sorted(metadata)}). toonlib reads StyleGAN2 checkpoints it "
-                              "wrote itself in this format; convert others from their original files.")
+    if metadata.get("format") != FORMAT:  # a file without metadata was said to have "no format 'toonlib': []"
+        said = (f"its metadata names format {metadata['format']!r}" if "format" in metadata else
+                f"its metadata ({', '.join(sorted(metadata))}) names no format" if metadata else "it has no metadata")
+        raise CheckpointError(f"{source} is a safetensors file but not a toonlib network ({said}, where toonlib's own "
+                              "name format 'toonlib'). toonlib reads StyleGAN2 checkpoints it wrote itself in this "
+                              "format; convert others from their original files.")
     if metadata.get("version") != VERSION:
         raise CheckpointError(f"{source}: toonlib checkpoint version {metadata.get('version')!r}; this toonlib "
                               f"reads version {VERSION}. Upgrade toonlib (pip install -U toonlib).")
