@@ -536,9 +536,9 @@ def test_a_fine_tuning_whose_output_closed_says_it_stopped(tmp_path):
     proc.stdout.close()  # the reader gone before the first line
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=300) == 141
-    assert err.strip().splitlines()[-1] == (
-        "toonlib finetune: stopped: its output was closed (the reader of a pipe, such as `| head`, ended); the run is "
-        "saved up to its newest snapshot, and the same command continues it")
+    assert err.strip().splitlines()[-1] == (  # it said the run was saved (thirty-eighth session's audit)
+        "toonlib finetune: stopped: its output was closed (the reader of a pipe, such as `| head`, ended) before the "
+        "run's first snapshot: nothing was saved, and the same command starts it again")
     assert "141  output closed early" in run_main("finetune", "--help").stdout
     # `2>&1 | head`: stderr is the closed pipe too: the message raised in turn, a traceback and exit 1
     proc = subprocess.Popen(proc.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ.copy())
@@ -551,8 +551,8 @@ def test_a_fine_tuning_whose_output_closed_says_it_stopped(tmp_path):
     proc.stdout.close()
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=300) == 141 and err.strip().splitlines()[-1] == (
-        "python -m toonlib.train: stopped: its output was closed (the reader of a pipe, such as `| head`, ended); the "
-        "run is saved up to its newest snapshot, and the same command continues it")
+        "python -m toonlib.train: stopped: its output was closed (the reader of a pipe, such as `| head`, ended) "
+        "before the run's first snapshot: nothing was saved, and the same command starts it again")
 
 
 def test_a_command_started_with_a_closed_stdout_or_stderr_does_its_work(tmp_path, random_vgg_torch_home):
@@ -1112,19 +1112,19 @@ def test_messages_name_options_not_python_arguments(tmp_path, monkeypatch):
 
     from toonlib import checkpoints
 
-    finetune = ["finetune", "--data", str(tmp_path), "--resume", str(FIXTURES / "ada_tiny.pkl"), "--run-dir",
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for i in range(7):
+        Image.new("RGB", (32, 32), (30 * i, 0, 0)).save(faces / f"{i}.png")
+    Image.new("RGB", (40, 30)).save(faces / "wide.png")
+    finetune = ["finetune", "--data", str(faces), "--resume", str(FIXTURES / "ada_tiny.pkl"), "--run-dir",
                 str(tmp_path / "run")]
     result = run_main(*finetune, "--resolution", "64")
     _short_error(result, "error: --resolution 64: the base model")
     result = run_main(*finetune, "--device", "gpu")
     _short_error(result, "error: --device gpu is not a torch device: use 'cpu', 'cuda', 'cuda:1', ..., or leave "
                          "--device out (CUDA when available, else the CPU)")
-    faces = tmp_path / "faces"
-    faces.mkdir()
-    for i in range(7):
-        Image.new("RGB", (32, 32), (30 * i, 0, 0)).save(faces / f"{i}.png")
-    Image.new("RGB", (40, 30)).save(faces / "wide.png")
-    result = run_main("finetune", "--data", str(faces), *finetune[3:], "--prepare", "none")
+    result = run_main(*finetune, "--prepare", "none")
     assert "wide.png: not square (40x30); use --prepare crop or align" in result.stderr, result.stderr
     assert "prepare=" not in result.stderr and result.returncode == 2  # 7 usable images of the 8 it needs
     result = run_main("models", "--cache-dir", str(FIXTURES / "ada_tiny.pkl"))  # a file: checked before any output

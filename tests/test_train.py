@@ -782,3 +782,47 @@ def test_the_bar_draws_each_minibatchs_numbers_with_it(base, monkeypatch):
     finetune(config(base, "bar", kimg=0.008, snapshot_kimg=0.008), progress=True)
     assert len(drawn) == 2 and all("G=" in shown for shown in drawn), drawn
     assert drawn[-1] == ", ".join(f"{k}={v}" for k, v in trainers[-1]._postfix().items())
+
+
+def test_freeze_g_keeps_the_base_g_emas_const_noise_bit_for_bit(base):
+    """A base whose G and G_ema hold different noise (rosinality's checkpoints, which average parameters alone; the
+    fixtures): `update_ema` copies G's buffers into G_ema, so the frozen blocks' noise_const became the base's G's and
+    their const-noise images changed (thirty-eighth session's audit)."""
+    from conftest import FIXTURES
+
+    source = FIXTURES / "rosinality_tiny.pt"
+    nets = load_network(source)
+    with pytest.warns(UserWarning, match="smaller than the training resolution, 32x32"):  # this 32 px base
+        trained = finetune(config(base, "frozen_noise", resume=str(source), prepare="crop", kimg=0.004, freeze_g=8,
+                                  freeze_mapping=True), progress=False)
+    snapshot = load_network(trained)
+    base_g, base_ema = dict(nets.G.named_buffers()), dict(nets.G_ema.named_buffers())
+    frozen = ("mapping.", "synthesis.b4.", "synthesis.b8.")
+    assert any(not torch.equal(base_g[name], base_ema[name]) for name in base_g if name.startswith(frozen))
+    for name, buffer in snapshot.G_ema.named_buffers():
+        if name.startswith(frozen):
+            assert torch.equal(buffer, base_ema[name]), name
+        else:  # a trained block's noise is the base G's, as NVIDIA's training makes it
+            assert torch.equal(buffer, base_g[name]), name
+    z = torch.randn([2, nets.G_ema.z_dim], generator=torch.Generator().manual_seed(0))
+    ws = nets.G_ema.mapping(z, None)
+
+    def frozen_blocks(G: Generator) -> torch.Tensor:
+        """The 8 px image of the frozen blocks b4 and b8, with const noise (the noise of blends and fakes grids)."""
+        x = img = None
+        for res, w in ((4, ws[:, 0:2]), (8, ws[:, 1:4])):
+            x, img = getattr(G.synthesis, f"b{res}")(x, img, w, noise_mode="const")
+        return img
+
+    with torch.no_grad():
+        assert torch.equal(frozen_blocks(snapshot.G_ema), frozen_blocks(nets.G_ema))
+
+
+def test_the_help_shows_the_defaults_as_typed(capsys):
+    """`--betas` showed Python's tuple, '(default: (0.0, 0.99))', which cannot be typed; `--augment-p` '0.0'
+    (thirty-eighth session's audit)."""
+    assert finetune_command("--help") == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--betas BETAS BETAS Adam betas (default: 0 0.99)" in text
+    assert "initial (ada) or fixed augmentation probability (default: 0)" in text
+    assert "G_ema half-life ramp-up ratio, or 'none' (default: none)" in text

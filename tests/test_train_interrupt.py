@@ -326,3 +326,34 @@ def test_a_stop_in_the_callback_after_a_snapshot_says_it_was_saved_there(base, c
     assert capsys.readouterr().err.endswith(
         "fine-tuning stopped at 0.080 kimg, saved there (network-snapshot-000000080.safetensors and its training "
         "state), the end of the run\n")
+
+
+def test_an_output_closed_before_the_first_snapshot_says_nothing_was_saved(base, tmp_path):  # noqa: F811
+    """`toonlib finetune ... | head` ended before the run's first snapshot said "the run is saved up to its newest
+    snapshot, and the same command continues it", where nothing was saved, not even a run folder (thirty-eighth
+    session's audit); after a snapshot it is so."""
+    run = tmp_path / "run"
+
+    def closed(*program: str) -> str:
+        """The last line on stderr of fine-tuning whose stdout's reader is gone before its first line."""
+        proc = subprocess.Popen([sys.executable, "-m", *program, "--data", str(base["data"]), "--resume",
+                                 str(base["base"]), "--run-dir", str(run), "--prepare", "none", "--batch-size", "4",
+                                 "--kimg", "0.008", "--image-seeds", "0-3", "--no-progress"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ,
+                                                                                     "OMP_NUM_THREADS": "1"})
+        proc.stdout.close()
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=LIMIT) == 141, err
+        return err.strip().splitlines()[-1]
+
+    stopped = "stopped: its output was closed (the reader of a pipe, such as `| head`, ended)"
+    nothing = " before the run's first snapshot: nothing was saved, and the same command starts it again"
+    assert closed("toonlib", "finetune") == f"toonlib finetune: {stopped}{nothing}"
+    assert closed("toonlib.train") == f"python -m toonlib.train: {stopped}{nothing}"  # torchrun's entry point
+    assert newest_state(run) is None
+    assert toonlib.cli.main(["finetune", "--data", str(base["data"]), "--resume", str(base["base"]), "--run-dir",
+                             str(run), "--prepare", "none", "--batch-size", "4", "--kimg", "0.004", "--image-seeds",
+                             "0-3", "--no-progress"]) == 0
+    assert closed("toonlib", "finetune") == (f"toonlib finetune: {stopped}; the run is saved up to its newest "
+                                             "snapshot, and the same command continues it")
+    assert newest_state(run)[1]["cur_nimg"] == 4

@@ -921,3 +921,51 @@ def test_a_done_run_whose_snapshot_was_deleted_says_so(base, capsys):  # noqa: F
     with pytest.warns(UserWarning, match="is done"), pytest.raises(FileNotFoundError) as missing:
         finetune(config(base, "deleted", kimg=0.008), progress=False)
     assert str(missing.value) == gone
+
+
+def test_a_resumed_runs_device_is_said_as_typed_and_only_where_it_changed(base, capsys):  # noqa: F811
+    """It said '--device cpu (--device cpu) from here on (the run had auto)', naming the option twice and an unset
+    device as 'auto', which --device refuses; on a machine without a GPU, where both are the CPU (thirty-eighth
+    session's audit)."""
+    run = base["root"] / "device"
+    assert cli(base, str(base["base"]), run, "--kimg", "0.004") == 0
+    capsys.readouterr()
+    assert cli(base, str(base["base"]), run, "--kimg", "0.008", "--device", "cpu") == 0
+    here = f"toonlib finetune: warning: {run}: "
+    unset = "no --device: CUDA when available, else the CPU"
+    assert capsys.readouterr().err == (f"{here}--device cpu from here on (the run had {unset})\n"
+                                       if torch.cuda.is_available() else "")
+
+    def started_on_another_machine() -> None:  # a GPU this machine lacks
+        path, state = newest_state(run)
+        state["config"]["device"] = "cuda:63"
+        torch.save(state, path)
+
+    started_on_another_machine()
+    assert cli(base, str(base["base"]), run, "--kimg", "0.012", "--device", "cpu") == 0
+    assert capsys.readouterr().err == f"{here}--device cpu from here on (the run had cuda:63)\n"
+    started_on_another_machine()
+    assert cli(base, str(base["base"]), run, "--kimg", "0.016") == 0
+    now = "cuda:0" if torch.cuda.is_available() else "cpu"
+    assert capsys.readouterr().err == f"{here}--device left out, so {now} from here on (the run had cuda:63)\n"
+    started_on_another_machine()
+    with pytest.warns(UserWarning) as said:  # Python's words
+        finetune(config(base, run.name, kimg=0.020, device="cpu"), progress=False)
+    assert [str(w.message) for w in said] == [f"{run}: --device cpu (device='cpu') from here on (the run had "
+                                              "cuda:63)"]
+
+
+def test_a_resumed_run_whose_images_are_all_gone_says_no_preparing_line(base, tmp_path, capsys):  # noqa: F811
+    """`--no-progress` said "preparing 0 images ... 0 images prepared in 0 s" before the error (thirty-eighth
+    session's audit)."""
+    data = tmp_path / "faces"
+    shutil.copytree(base["data"], data)
+    run = base["root"] / "emptied"
+    assert cli(base, str(base["base"]), run, "--kimg", "0.004", data=str(data)) == 0
+    capsys.readouterr()
+    for image in data.glob("*.png"):
+        image.unlink()
+    (data / "notes.txt").write_text("no image")
+    assert cli(base, str(base["base"]), run, "--kimg", "0.008", data=str(data)) == 2
+    said = capsys.readouterr()
+    assert said.out == "" and said.err.startswith(f"toonlib finetune: error: found 0 usable images in '{data}'")

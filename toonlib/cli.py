@@ -401,10 +401,10 @@ def output_closed(training: str | None, run_dir: str | None = None) -> int:
         # before the run's first snapshot it said the run was saved, where no run folder existed (thirty-eighth
         # session's audit)
         saved = run_dir is not None and newest_state_nimg(run_dir) is not None
-        where = ("the run is saved up to its newest snapshot, and the same command continues it" if saved else
-                 "it stopped before the run's first snapshot, so nothing was saved: the same command starts it again")
+        where = ("; the run is saved up to its newest snapshot, and the same command continues it" if saved else
+                 " before the run's first snapshot: nothing was saved, and the same command starts it again")
         with contextlib.suppress(OSError, ValueError):  # `2>&1 | head` stderr is the closed pipe too
-            print(f"{training}: stopped: its output was closed (the reader of a pipe, such as `| head`, ended); "
+            print(f"{training}: stopped: its output was closed (the reader of a pipe, such as `| head`, ended)"
                   f"{where}", file=sys.stderr, flush=True)
     return 141
 

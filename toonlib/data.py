@@ -118,11 +118,13 @@ class ImageDataset(Dataset):
             payload = _read_cache(self.cache_path) if self.cache_path is not None else None
             cached = payload is not None and _same_files(payload, entries, read)
             if not cached:
-                if say is not None:  # without a bar, minutes of `align` passed without a word (audit)
+                # without a bar, minutes of `align` passed without a word (audit); no image file, nothing to say:
+                # it was "preparing 0 images ... 0 images prepared" before the error (thirty-eighth session's audit)
+                if say is not None and entries:
                     say(f"{self.source}: preparing {counted(len(entries), 'image')} ({prepare!r} at {resolution} px)")
                 started = time.perf_counter()
                 payload = _prepare_all(entries, read, resolution, prepare, progress, device)
-                if say is not None:
+                if say is not None and entries:
                     say(f"{self.source}: {counted(len(payload['names']), 'image')} prepared in "
                         f"{time.perf_counter() - started:.0f} s")
 

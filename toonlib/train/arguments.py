@@ -6,7 +6,15 @@ import dataclasses
 import os
 
 from ..options import MIN_IMAGES, PREPARE_MODES
-from .config import AUGMENT_MODES, METRIC_MODES, MIXED_PRECISION_MODES, TrainConfig, TrainConfigError, option_name
+from .config import (
+    AUGMENT_MODES,
+    METRIC_MODES,
+    MIXED_PRECISION_MODES,
+    TrainConfig,
+    TrainConfigError,
+    option_name,
+    option_text,
+)
 
 __all__ = ["EXIT_STATUS", "add_train_arguments", "config_from_args", "finished", "main"]
 
@@ -15,10 +23,12 @@ EXIT_STATUS = ("exit status:\n"
                "  0  all done (also when the run had already reached --kimg: nothing to train)\n"
                "  2  bad usage; unusable images, checkpoint or settings; the run folder in use;\n"
                "     a full disk (one line says what and how to fix it)\n"
-               "  130  interrupted (Ctrl-C, or SIGTERM: kill, timeout, a job scheduler): the run is saved;\n"
-               "       the same command continues it\n"
+               "  130  interrupted (Ctrl-C, or SIGTERM: kill, timeout, a job scheduler): the run is saved\n"
+               "       where it stopped, and the same command continues it (stopped before training began,\n"
+               "       while the images were prepared or the base downloaded, it starts again)\n"
                "  141  output closed early (the reader of `| head` ended): stopped, said on stderr; the run is\n"
-               "       saved up to its newest snapshot, and the same command continues it")
+               "       saved up to its newest snapshot, and the same command continues it (stopped before\n"
+               "       its first snapshot, nothing is saved: it starts again)")
 
 
 def finished(snapshot: os.PathLike | str) -> str:
@@ -64,8 +74,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
     def option(name: str, help: str, **kwargs) -> None:
-        default = kwargs.pop("shown_default", defaults.get(name))
-        default = "none" if default is None else default  # as typed (--ema-rampup none)
+        default = kwargs.pop("shown_default", None)
+        # as typed: '--ema-rampup none', '--betas 0 0.99' (it showed the tuple '(0.0, 0.99)', thirty-eighth session's
+        # audit), '--augment-p 0'
+        default = option_text(name, defaults.get(name)) if default is None else default
         parser.add_argument(option_name(name), dest=name, default=argparse.SUPPRESS,
                             help=f"{help} (default: {default})", **kwargs)
 
@@ -149,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         path = finetune(config_from_args(args), progress=args.progress)
     except BrokenPipeError:  # `| head`: an OSError, it was "error: [Errno 32] Broken pipe", exit 2 (audit)
-        return output_closed(parser.prog if main_process else None)
+        return output_closed(parser.prog if main_process else None, args.run_dir)
     except (*expected_errors(), KeyboardInterrupt) as exc:  # OSError: a run folder in use, ...
         if interrupted(exc):  # Trainer.run has said where the run was saved, if it was
             parser.exit(130, "interrupted\n" if main_process else None)

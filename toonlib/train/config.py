@@ -130,7 +130,7 @@ class TrainConfig:
     `lr` = 0.0025 below 1024 px and 0.002 at 1024, `ema_kimg` = batch_size * 10 / 32. `batch_gpu` (default:
     the whole share of a process) splits each process's share into micro-batches whose gradients are summed.
 
-    Freezing (the layers keep the base model's G_ema weights, bit for bit):
+    Freezing (the layers keep the base model's G_ema weights and buffers, `w_avg` and const noise, bit for bit):
     `freeze_d` freezes D's first k layers, counted from the image: b{R}.fromrgb, b{R}.conv0, b{R}.conv1,
     b{R}.skip, b{R/2}.conv0, ... (Freeze-D; the 4x4 epilogue is never frozen). `freeze_g` freezes the
     generator's synthesis blocks b4 ... b{freeze_g} (FreezeG: the toon keeps FFHQ's coarse structure), 0 = none.

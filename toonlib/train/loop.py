@@ -333,13 +333,15 @@ class Trainer:
     @torch.no_grad()
     def _share_frozen_layers(self) -> None:
         """At the start of a run, G's frozen tensors become G_ema's, so that G trains around the layers the
-        result keeps and G_ema's stay bit for bit (the lerp of two equal tensors is that tensor)."""
-        ema = dict(self.G_ema.named_parameters())
-        for name, param in self.G.named_parameters():
-            if name.startswith(self.g_frozen):
-                param.copy_(ema[name])
-        if self.cfg.freeze_mapping:
-            self.G.mapping.w_avg.copy_(self.G_ema.mapping.w_avg)
+        result keeps and G_ema's stay bit for bit (the lerp of two equal tensors is that tensor). Their buffers too
+        (the mapping's `w_avg`, the blocks' `noise_const`): `update_ema` copies G's into G_ema, and a base whose G
+        and G_ema hold different noise (rosinality's, which averages parameters alone) changed the const-noise
+        images of the frozen blocks (thirty-eighth session's audit)."""
+        for ema, net in ((dict(self.G_ema.named_parameters()), self.G.named_parameters()),
+                         (dict(self.G_ema.named_buffers()), self.G.named_buffers())):
+            for name, tensor in net:
+                if name.startswith(self.g_frozen):
+                    tensor.copy_(ema[name])
 
     def _hparams(self, which: str) -> tuple[float, tuple]:
         cfg = self.cfg

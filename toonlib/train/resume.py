@@ -16,7 +16,10 @@ import dataclasses
 import os
 from pathlib import Path
 
+import torch
+
 from ..data import cache_name, image_entries
+from ..devices import default_device
 from ..files import is_url, resolved_source, user_path
 from ..messages import counted, warn
 from .config import RESUME_FIXED, TrainConfig, option_both, option_name, option_text
@@ -141,9 +144,36 @@ def say_changed_settings(state: dict, cfg: TrainConfig) -> None:
     for field in dataclasses.fields(TrainConfig):
         name = field.name
         old, new = getattr(saved, name), getattr(cfg, name)
-        if name not in RESUME_FIXED + QUIET_CHANGES and old != new:
+        if name == "device":
+            if (said := _device_change(old, new)) is not None:
+                warn(f"{cfg.run_dir}: {said}")
+        elif name not in RESUME_FIXED + QUIET_CHANGES and old != new:
             warn(f"{cfg.run_dir}: {option_name(name)} {option_text(name, new)} ({name}={new!r}) from here on (the "
                  f"run had {option_text(name, old)})")
+
+
+def _resolved_device(device: str | None) -> torch.device | None:
+    """The device `device` names on this machine ('cuda' as the GPU it is, 'cuda:0'); None where it has no such
+    device (a run started on a GPU machine, resumed on another)."""
+    try:
+        found = default_device(device)
+    except ValueError:
+        return None
+    return torch.device("cuda", torch.cuda.current_device()) if found.type == "cuda" and found.index is None \
+        else found
+
+
+def _device_change(old: str | None, new: str | None) -> str | None:
+    """What a resumed run's warning says of its device (`say_changed_settings`), the run's `old` and this one's `new`;
+    None where this machine resolves both to the same device. An unset device was said as "--device auto", which
+    --device refuses, and None and 'cpu' on a machine without a GPU as a change (thirty-eighth session's audit)."""
+    now = _resolved_device(new)
+    if now == _resolved_device(old):
+        return None
+    had = f"no {option_both('device')}: CUDA when available, else the CPU" if old is None else old
+    if new is None:
+        return f"{option_both('device')} left out, so {now} from here on (the run had {had})"
+    return f"{option_name('device')} {new} (device={new!r}) from here on (the run had {had})"
 
 
 def data_changes(state: dict, files: list[tuple[str, int, int]], digests: dict[str, str] | None = None) -> str | None:
