@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from tiny import INTERRUPTS, tiny_generator
+from tiny import INTERRUPTS, keyboard_interrupt, tiny_generator
 
 from toonlib.blending import blend, swap_resolution_grid
 from toonlib.images import from_pil, labelled_grid, save_image, to_pil, to_uint8
@@ -261,6 +261,12 @@ def test_blend_explorer_renders_and_reacts():
     explorer.swap_res.value = 8  # the blend's words took the message's place, the box still holding "x"
     assert _status_text(explorer).endswith("\nbad seed list 'x': use numbers and ranges such as '0-3,7'; the faces "
                                            "shown are seeds 0, 1, 2") and "toon up to 8 px" in explorer.status.value
+    # the truncation moved meanwhile: its faces could not be drawn, and the status line said the seeds' error alone,
+    # the faces still those of the truncation before (thirty-eighth session's audit)
+    grid = explorer.image.value
+    explorer.truncation.value = 0.0
+    assert explorer.image.value == grid and _status_text(explorer).endswith(
+        "the faces shown are seeds 0, 1, 2 at truncation ψ 0.70") and "toon up to 8 px" in explorer.status.value
     explorer.seeds.value = "1"
     assert "bad seed list" not in explorer.status.value and "toon up to 8 px" in explorer.status.value
 
@@ -303,6 +309,12 @@ def test_blend_explorer_says_what_it_cannot_draw_and_keeps_what_it_drew(monkeypa
     assert _status_text(explorer) == ("RuntimeError: DefaultCPUAllocator: can't allocate memory: you tried to allocate "
                                       "1073741824 bytes.\nThe faces shown are the last ones drawn.")
     assert explorer._seeds == list(range(10)) and explorer.image.value == drawn
+    # the kernel's interrupt stops a slider's re-render, said so (it went on to the end in JupyterLab, unsaid;
+    # thirty-eighth session's audit)
+    monkeypatch.setattr(type(base.synthesis), "forward", lambda self, ws, **kw: keyboard_interrupt())
+    explorer.swap_res.value = 4
+    assert _status_text(explorer) == "Interrupted.\nThe faces shown are the last ones drawn."
+    assert explorer.image.value == drawn
     monkeypatch.setattr(type(base.synthesis), "forward", synthesis)
     explorer.swap_res.value = 8  # the sliders draw the seeds shown
     assert explorer._seeds == list(range(10)) and "toon up to 8 px" in explorer.status.value

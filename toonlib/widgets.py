@@ -298,6 +298,8 @@ class BlendExplorer:
         for control, css in ((self.swap_res, "swap-res"), (self.level, "level"), (self.blend_width, "blend-width"),
                              (self.seeds, "seeds"), (self.truncation, "truncation")):
             _styled(control, f"toonlib-{css}")
+        self._seeds: list[int] | None = None  # the faces drawn: their seeds and truncation
+        self._psi: float | None = None
         self.image = _image_widget("toonlib-grid")
         self.chart = _image_widget("toonlib-chart")
         self.status = _styled(widgets.HTML(), "toonlib-status")
@@ -312,12 +314,15 @@ class BlendExplorer:
         self._new_latents()
 
     def _showing_errors(self, action: Callable[[], None]) -> None:
-        """Run a control's `action`; an error it raises (memory run out) is said in the status line: in a widget's
-        callback it reached the kernel's log alone, the controls showing what was never drawn."""
+        """Run a control's `action`, which the kernel's interrupt stops (`notebook.interrupt_requests`: a 1024 px
+        grid of 32 seeds drew on through Kernel > Interrupt in JupyterLab, thirty-eighth session's audit); an error it
+        raises (memory run out), or the stop, is said in the status line: in a widget's callback it reached the
+        kernel's log alone, the controls showing what was never drawn."""
         try:
-            action()
-        except Exception as exc:
-            text = _error_text(exc)
+            with interrupt_requests():
+                action()
+        except (KeyboardInterrupt, Exception) as exc:
+            text = "Interrupted." if interrupted(exc) else _error_text(exc)
             self.status.value = _message(f"{text}\nThe faces shown are the last ones drawn.", error=True)
 
     @torch.no_grad()
@@ -325,13 +330,17 @@ class BlendExplorer:
         try:
             seeds = parse_seeds(self.seeds.value, max_count=MAX_GRID_SEEDS)  # each face kept three times, as pictures
         except ValueError as exc:
-            self.status.value = _message(str(exc), error=True)
+            if self._seeds is None:  # nothing drawn yet
+                self.status.value = _message(str(exc), error=True)
+            else:  # a truncation moved: the faces stay the shown seeds' at their truncation (it said the error alone)
+                self._say_setting()
             return
         z = z_from_seeds(seeds, self.base.z_dim, self.base.device)
-        ws = self.base.mapping(z, None, truncation_psi=self.truncation.value)
+        psi = self.truncation.value
+        ws = self.base.mapping(z, None, truncation_psi=psi)
         pictures = self._pictures(self.base, ws), self._pictures(self.toon, ws)
         # kept only once drawn: a failure (memory) left new seeds beside old pictures, and every slider move failed
-        self._seeds, self._ws, (self._base_images, self._toon_images) = seeds, ws, pictures
+        self._seeds, self._psi, self._ws, (self._base_images, self._toon_images) = seeds, psi, ws, pictures
         self.render()
 
     def _pictures(self, G, ws: torch.Tensor | None = None) -> list[Image.Image]:
@@ -359,11 +368,17 @@ class BlendExplorer:
         _show(self.image, labelled_grid(rows, row_labels=[f"seed {s}" for s in self._seeds], col_labels=labels,
                                         cell=self.cell))
         _show(self.chart, layer_chart(weights, low=self.names[1], high=self.names[0]))
-        try:  # seeds the box refuses stay said: a slider move put the blend's words in their place
+        self._say_setting()
+
+    def _say_setting(self) -> None:
+        """The status line: the blend in words; seeds the box refuses stay said, with the seeds (and truncation) the
+        faces shown have: a slider move put the blend's words in their place."""
+        try:
             parse_seeds(self.seeds.value, max_count=MAX_GRID_SEEDS)
         except ValueError as exc:
             shown = ", ".join(map(str, self._seeds))
-            self.status.value = _message(f"{self.setting}\n{exc}; the faces shown are seeds {shown}", error=True)
+            psi = f" at truncation ψ {self._psi:.2f}" if self._psi != self.truncation.value else ""
+            self.status.value = _message(f"{self.setting}\n{exc}; the faces shown are seeds {shown}{psi}", error=True)
         else:
             self.status.value = _message(self.setting)
 
