@@ -40,14 +40,14 @@ def _describe(nets) -> str:
     head = f"{meta.get('format', '?')} checkpoint: "
     if kind := meta.get("encoder_type"):
         from .encoders import ENCODER_TYPES
+        from .messages import with_article
 
         paper = ENCODER_TYPES.get(kind, kind)
-        article = "an" if paper[:1].lower() in "aeiou" else "a"
         if meta.get("format") == "psp":
             modes = f"; {_ENCODER_MODES[paper]}" if paper in _ENCODER_MODES else ""
-            head += f"{article} {paper} encoder ({kind}{modes}) and its decoder, "
+            head += f"{with_article(paper)} encoder ({kind}{modes}) and its decoder, "
         else:  # `toonlib convert` of an encoder's checkpoint: its decoder alone
-            head += f"the decoder of {article} {paper} encoder (the encoder is not in this file), "
+            head += f"the decoder of {with_article(paper)} encoder (the encoder is not in this file), "
     return head + ", ".join(parts)
 
 

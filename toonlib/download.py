@@ -64,7 +64,7 @@ from .files import (
     unread_address,
     user_path,
 )
-from .messages import check_flag, clear_on_close, progress_bar, write_line
+from .messages import check_flag, clear_on_close, progress_bar, with_article, write_line
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -1148,7 +1148,7 @@ def _network_words(kind: str, resolution: int | None, file_format: str | None) -
         words = f"{name} with a {size} decoder" if size else name
     else:
         words = " ".join(filter(None, (size, "generator"))) + (f" in {file_format} format" if file_format else "")
-    return f"{'an' if words[0] in 'aeiou' else 'a'} {words}"
+    return with_article(words)
 
 
 def _encoder_facts(data: dict) -> tuple[int | None, str | None]:

@@ -24,7 +24,7 @@ import warnings
 from typing import Callable, Iterator, NoReturn
 
 __all__ = ["check_count", "check_number", "clear_on_close", "counted", "expected_errors", "in_toonlib", "progress_bar",
-           "run_program", "summary", "warn"]
+           "run_program", "summary", "warn", "with_article"]
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -216,6 +216,11 @@ def check_callback(callback: object, call: str, *example: object) -> None:
         name = getattr(callback, "__name__", type(callback).__name__)
         raise TypeError(f"callback is called as {call}, but {name}{signature} cannot be called with "
                         f"{counted(len(example), 'argument')}") from None
+
+
+def with_article(words: str) -> str:
+    """`words` after "a" or "an", by their first letter: with_article("e4e encoder") -> 'an e4e encoder'."""
+    return f"{'an' if words[:1].lower() in 'aeiou' else 'a'} {words}"
 
 
 def counted(count: int, noun: str) -> str:

@@ -33,7 +33,7 @@ import torch
 
 from ..devices import default_device
 from ..files import is_url, looks_like_html, looks_like_pickle, safetensors_header_length, unread_address, user_path
-from ..messages import warn
+from ..messages import warn, with_article
 from ..networks import Generator
 from . import native, native_torch, nvidia, psp, rosinality, tensorflow
 from .common import (
@@ -316,7 +316,7 @@ def read_checkpoint(path: str | os.PathLike) -> Networks:
             return tensorflow.read_tf_pickle(obj, source)
         held = type(obj).__name__
         raise CheckpointError(f"{source} is a pickle but not a StyleGAN network pickle "
-                              f"(it holds {'an' if held[:1].lower() in 'aeiou' else 'a'} {held})")
+                              f"(it holds {with_article(held)})")
     expected = "expected a network pickle (.pkl), a torch file (.pt) or a toonlib .safetensors file"
     if block[257:262] == b"ustar":  # it was "not a checkpoint toonlib knows", where compressed ones said to unpack
         raise CheckpointError(f"{source} is a tar archive, not a checkpoint: unpack it (tar -xf) and give the file "
