@@ -458,3 +458,16 @@ def test_damaged_exif_data_is_said_once_with_the_photos_name(upright, tmp_path):
         f"'{photo}': its EXIF data is damaged (Corrupt EXIF data. Expecting to read 12 bytes but only got 10); read "
         "as far as it goes, the photo turned only by an orientation that could be read"))]
     assert difference(image, upright) < 4  # the JPEG, read upright
+
+
+def test_a_float_tiff_is_read_in_its_range_or_refused(upright, tmp_path):
+    """A 32-bit float TIFF of 16-bit values was read as a nearly white photo without a word, where the same values as
+    an array are refused (thirty-eighth session's audit); one in [0, 1] is read."""
+    grey = np.asarray(upright.convert("L"), dtype=np.float32)
+    Image.fromarray(grey / 255, mode="F").save(tmp_path / "unit.tif")
+    assert abs(np.asarray(read_image(tmp_path / "unit.tif"), dtype=np.float32).mean() - grey.mean()) < 1
+    Image.fromarray(grey * 257, mode="F").save(tmp_path / "wide.tif")
+    with pytest.raises(ImageReadError, match=rf"^cannot read '{re.escape(str(tmp_path / 'wide.tif'))}' as an image: "
+                                             r"its floating-point values go from 0 to 6\.55\de\+04, where 0 \.\. 1 "
+                                             r"\(or 0 \.\. 255\) is read: save it as an 8- or 16-bit image$"):
+        read_image(tmp_path / "wide.tif")

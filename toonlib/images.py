@@ -553,7 +553,7 @@ def _check_array_range(array: np.ndarray) -> None:
         raise ImageReadError(f"an image array of {array.dtype} is read as 0 .. 255 (8-bit) or 0 .. 65535 (16-bit), but "
                              f"this one goes from {low} to {high}: scale it into one of those (np.clip if only a few "
                              "values stray)")
-    if array.dtype.kind == "f" and high > 1.0 and (high > 255.0 or low < _FLOAT_FLOOR * 255):
+    if array.dtype.kind == "f" and _float_range_refused(low, high):
         raise ImageReadError(f"a float image array is read as [0, 1] or [0, 255], but this one goes from {low:.4g} to "
                              f"{high:.4g}: scale it into one of those (16-bit values: array / 257)")
 
@@ -561,6 +561,11 @@ def _check_array_range(array: np.ndarray) -> None:
 #: The lowest value a float image array read as [0, 1] may hold: resampling rings a little below 0; an array in
 #: [-1, 1] (a generator's range) reaches far lower.
 _FLOAT_FLOOR = -0.25
+
+
+def _float_range_refused(low: float, high: float) -> bool:
+    """Whether float values from `low` to `high` fit neither [0, 1] nor [0, 255]: the 8-bit image would clip them."""
+    return high > 1.0 and (high > 255.0 or low < _FLOAT_FLOOR * 255)
 
 
 def _array_to_uint8(array: np.ndarray) -> np.ndarray:
@@ -593,10 +598,16 @@ def _upright_srgb(img: Image.Image) -> Image.Image:
 def _read_upright(source: str, read: Callable[[], Image.Image]) -> Image.Image:
     """`_upright_srgb` of the image `read()` opens, Pillow's warnings of damaged EXIF data ("Corrupt EXIF data.
     Expecting to read 12 bytes but only got 10") said with the photo's name `source`: a folder's run said it of no
-    photo (thirty-eighth session's audit). Other warnings pass as they are."""
+    photo (thirty-eighth session's audit). Other warnings pass as they are. A float image (32-bit TIFF) whose values
+    fit neither 0 .. 1 nor 0 .. 255 is refused, as such arrays are (16-bit values came out nearly white, unsaid)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        image = _upright_srgb(read())
+        opened = read()
+        low, high = opened.getextrema() if opened.mode == "F" else (0, 0)
+        if _float_range_refused(low, high):
+            raise ImageReadError(f"cannot read {source} as an image: its floating-point values go from {low:.4g} to "
+                                 f"{high:.4g}, where 0 .. 1 (or 0 .. 255) is read: save it as an 8- or 16-bit image")
+        image = _upright_srgb(opened)
     for said in caught:
         if "EXIF" in str(said.message):
             warn(f"{source}: its EXIF data is damaged ({' '.join(str(said.message).split()).rstrip('.')}); read "
