@@ -761,7 +761,8 @@ def _download_bar(part: Path, disable: bool, total: int | None = None, initial: 
     """The bar of a download into `part` (`messages.progress_bar`), cleared when the download fails or is stopped
     (`messages.clear_on_close`): a retry draws it again from there, and the error's first line must not follow a bar
     left at 34%."""
-    with progress_bar(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024,
+    # in kB and MB, as `toonlib models` and the messages count (it counted KiB: "752k" of a file listed as 770 kB)
+    with progress_bar(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1000,
                       desc=part.name[: -len(_PARTIAL)], disable=disable) as bar:
         try:
             yield bar
