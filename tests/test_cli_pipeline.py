@@ -461,6 +461,19 @@ def test_each_photos_outputs_are_checked_before_the_work(setup, tmp_path, capsys
     assert cli.main(["toonify", str(photos / "hopper.jpg"), "-o", str(out / "hopper.png"), "--base", "missing.pt"]) == 2
     assert capsys.readouterr().err == (f"toonlib toonify: error: cannot write {out / 'hopper-reconstruction.png'}: it "
                                        "is a folder; name a file\n")
+    # the pasted photo's name is checked where it is written (review): without --paste-back it is none of the run's
+    # files; with --all-faces the one pasted photo of every face (found after the projection)
+    (out / "hopper-reconstruction.png").rmdir()
+    (out / "astronaut-latent.npz").rmdir()
+    (out / "hopper-pasted.png").mkdir()
+    models = ["--base", str(setup / "base.safetensors"), "--toon", str(setup / "toon.safetensors"), "--steps", "1",
+              "--detector", "dlib", "--no-identity"]
+    assert cli.main(["toonify", str(photos / "hopper.jpg"), "-o", str(out), *models]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    assert cli.main(["toonify", str(photos), "-o", str(out), "--all-faces", "--paste-back", *models]) == 1
+    assert (f"skipped {photos / 'hopper.jpg'}: cannot write {out / 'hopper-pasted.png'}: it is a folder; name a "
+            "file") in capsys.readouterr().err
+    assert (out / "astronaut-pasted.png").is_file()
 
 
 def test_two_photos_never_get_one_name_and_a_photos_folder_is_no_output(setup, tmp_path, capsys):

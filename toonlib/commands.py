@@ -730,8 +730,10 @@ def cmd_toonify(args: argparse.Namespace) -> int:
         _refuse_the_photos_folder(Path(folder), args.output)
     output_path = _toonify_outputs(Path(args.output), photos, several, args.output.endswith(("/", os.sep)))
     first = 0 if args.all_faces else None  # the first face's number
-    # With --all-faces, one pasted photo carries every face's toon (-pasted.png), the other images are per face.
-    per_face = [kind for kind in TOONIFY_KINDS if not (args.all_faces and kind == "pasted")]
+    # With --all-faces, one pasted photo carries every face's toon (-pasted.png), the other images are per face; none
+    # without --paste-back
+    per_face = [kind for kind in TOONIFY_KINDS if kind != "pasted" or (args.paste_back and not args.all_faces)]
+    whole_photo = [(None, "pasted")] if args.all_faces and args.paste_back else []  # (face, kind)
     check_file_target(output_path(photos[0], first, "toon"))  # a parent that is a file, a folder that is read-only
     # named after the photo: a long name (or a write-protected file, a folder there) failed after the projection, the
     # whole run with it; in a folder run that photo is skipped, said first, as a bad photo is (one such name stopped
@@ -739,12 +741,13 @@ def cmd_toonify(args: argparse.Namespace) -> int:
     unwritable = []
     for photo in photos:
         try:
-            for kind in (*per_face, "latent"):
-                check_name_length(output_path(photo, first, kind), f"it is named after the photo {photo}: rename it"
-                                  if several else f"it is named after the photo {photo} or -o: rename the photo, or "
-                                  "give -o a short image name (-o toon.png)")
-                check_file_path(output_path(photo, first, kind))  # a folder or a fifo there: each, not the first alone
-                check_replaceable(output_path(photo, first, kind))  # a write-protected one too
+            for face, kind in [(first, kind) for kind in (*per_face, "latent")] + whole_photo:
+                target = output_path(photo, face, kind)
+                check_name_length(target, f"it is named after the photo {photo}: rename it" if several else
+                                  f"it is named after the photo {photo} or -o: rename the photo, or give -o a short "
+                                  "image name (-o toon.png)")
+                check_file_path(target)  # a folder or a fifo there: each, not the first alone
+                check_replaceable(target)  # a write-protected one too
         except OSError as exc:
             if not several:
                 raise
@@ -754,8 +757,8 @@ def cmd_toonify(args: argparse.Namespace) -> int:
         print(f"no photo was toonified: all {len(photos)} failed (above)")
         return 2
     _check_toonify_options(args)
-    _refuse_to_overwrite(photos, [output_path(photo, first, kind) for photo in photos for kind in per_face]
-                         + ([output_path(photo, None, "pasted") for photo in photos] if args.all_faces else []))
+    _refuse_to_overwrite(photos, [output_path(photo, face, kind) for photo in photos
+                                  for face, kind in [(first, kind) for kind in per_face] + whole_photo])
     _fetch_toonify_models(args, args.invert)
     toonifier = Toonifier(args.base, args.toon, swap_res=args.swap_res, level=args.level,
                           blend_width=args.blend_width, toon_network=args.toon_network, detector=args.detector,
