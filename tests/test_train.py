@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import functools
 import http.server
 import json
@@ -667,11 +668,20 @@ def test_an_augmentation_probability_without_augmentation_is_said(base):
                                             r"\(augment='none'\) augments nothing \('fixed' keeps that probability, "
                                             r"'ada' starts from it\)$"):
         finetune(config(base, "no_augment", augment="none", augment_p=0.5, kimg=0.004), progress=False)
-    # 'fixed' at the default probability, 0, trained bit for bit as 'none' (thirty-eighth session's audit)
-    with pytest.raises(ValueError, match=r"^invalid TrainConfig: augment 'fixed' keeps augment_p through the run, and "
-                                         r"it is 0: give the probability \(such as 0\.2\), or use 'ada'"):
-        config(base, "fixed", augment="fixed")
-    assert config(base, "fixed", augment="fixed", augment_p=0.2).augment_p == 0.2
+    # 'fixed' at the default probability, 0, trained bit for bit as 'none' (thirty-eighth session's audit): a new run
+    # is refused; one started so before (its training state says so) goes on as it was (review)
+    fixed = config(base, "fixed", augment="fixed", kimg=0.008, snapshot_kimg=0.004)
+    with pytest.raises(ValueError, match=r"^--augment fixed \(augment='fixed'\) keeps its probability, --augment-p 0 "
+                                         r"\(augment_p=0\), through the run: it augments nothing\. Give the "
+                                         r"probability \(such as 0\.2\), or use 'ada'"):
+        finetune(fixed, progress=False)
+    assert not Path(fixed.run_dir).exists()
+    finetune(dataclasses.replace(fixed, augment="none", kimg=0.004), progress=False)  # such a run, started before
+    [saved] = Path(fixed.run_dir).glob("training-state-*.pt")
+    state = torch.load(saved, weights_only=False)
+    state["config"]["augment"] = "fixed"
+    torch.save(state, saved)
+    assert finetune(fixed, progress=False).name == "network-snapshot-000000008.safetensors"
 
 
 def test_batch_not_divisible_is_refused(base):

@@ -282,10 +282,6 @@ class TrainConfig:
             (lambda: self.augment in AUGMENT_MODES,
              f"{{augment}} must be one of {AUGMENT_MODES}, got {self.augment!r}"),
             (lambda: 0 <= self.augment_p <= 1, f"{{augment_p}} must be in [0, 1], got {self.augment_p}"),
-            # it trained exactly as 'none', unsaid (NVIDIA's train.py refuses --aug=fixed without --p)
-            (lambda: self.augment != "fixed" or self.augment_p > 0,
-             "{augment} 'fixed' keeps {augment_p} through the run, and it is 0: give the probability (such as 0.2), "
-             "or use 'ada' (adapts it) or 'none'"),
             (lambda: 0 < self.ada_target <= 1, f"{{ada_target}} must be in (0, 1], got {self.ada_target}"),
             (lambda: self.ada_kimg > 0, f"{{ada_kimg}} must be > 0, got {self.ada_kimg}"),
             (lambda: self.freeze_g == 0 or (self.freeze_g >= 4 and self.freeze_g & (self.freeze_g - 1) == 0),

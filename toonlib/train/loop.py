@@ -147,6 +147,10 @@ class Trainer:
         self._check_snapshots_kept(state)
         self.base_state: dict | None = None  # where the networks came from when `resume` is another run's folder
         done = state is not None and state["cur_nimg"] >= _images(cfg.kimg)  # a finished run trains nothing more
+        if state is None and cfg.augment == "fixed" and not cfg.augment_p:  # a run started so before resumes as it was
+            raise ValueError(  # it trained exactly as 'none', unsaid; NVIDIA's train.py refuses it
+                f"{option_value('augment', 'fixed')} keeps its probability, {option_value('augment_p', 0)}, through "
+                "the run: it augments nothing. Give the probability (such as 0.2), or use 'ada' (adapts it) or 'none'")
         if state is not None:
             check_resumable(state, cfg)
             self.cfg = cfg = dataclasses.replace(cfg, resume=recorded_base(state, cfg.resume))
