@@ -471,3 +471,19 @@ def test_a_float_tiff_is_read_in_its_range_or_refused(upright, tmp_path):
                                              r"its floating-point values go from 0 to 6\.55\de\+04, where 0 \.\. 1 "
                                              r"\(or 0 \.\. 255\) is read: save it as an 8- or 16-bit image$"):
         read_image(tmp_path / "wide.tif")
+
+
+def test_photos_read_in_threads_leave_the_warnings_as_they_were(upright, tmp_path):
+    """The photo's name given to Pillow's EXIF warnings caught warnings process-wide around each read: two reads at
+    once in other threads (the app's) left every later warning caught, unsaid (review)."""
+    import threading
+
+    upright.save(tmp_path / "me.jpg")
+    shown = warnings._showwarnmsg_impl
+    for _ in range(40):  # it left them caught in about half of the tries
+        threads = [threading.Thread(target=read_image, args=(tmp_path / "me.jpg",)) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert warnings._showwarnmsg_impl is shown

@@ -8,6 +8,7 @@ import os
 import re
 import stat
 import struct
+import threading
 import warnings
 from pathlib import Path, PurePath
 from typing import Callable, Iterator, Sequence, Union
@@ -311,7 +312,7 @@ def read_image(image: ImageInput) -> Image.Image:
     if isinstance(image, np.ndarray):
         return _to_rgb(_array_to_image(image))
     if isinstance(image, Image.Image):
-        return _read_upright(describe_source(image), lambda: image)
+        return _upright_srgb(image)
     if isinstance(image, (bytes, bytearray, memoryview)):
         # os.fsencode(path), os.listdir(b"."): bytes as they are (decoding an image's bytes fails on Windows, whose
         # file system encoding is strict UTF-8); isfile says False of what holds a NUL or names no file
@@ -598,10 +599,14 @@ def _upright_srgb(img: Image.Image) -> Image.Image:
 def _read_upright(source: str, read: Callable[[], Image.Image]) -> Image.Image:
     """`_upright_srgb` of the image `read()` opens, Pillow's warnings of damaged EXIF data ("Corrupt EXIF data.
     Expecting to read 12 bytes but only got 10") said with the photo's name `source`: a folder's run said it of no
-    photo (thirty-eighth session's audit). Other warnings pass as they are. A float image (32-bit TIFF) whose values
-    fit neither 0 .. 1 nor 0 .. 255 is refused, as such arrays are (16-bit values came out nearly white, unsaid)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    photo (thirty-eighth session's audit). Other warnings pass as they are. In the main thread only: warnings are
+    caught process-wide, and two reads at once in other threads (the app's) left them caught for good (review). A
+    float image (32-bit TIFF) whose values fit neither 0 .. 1 nor 0 .. 255 is refused, as such arrays are (16-bit
+    values came out nearly white, unsaid)."""
+    catching = threading.current_thread() is threading.main_thread()
+    with warnings.catch_warnings(record=True) if catching else contextlib.nullcontext([]) as caught:
+        if catching:
+            warnings.simplefilter("always")
         opened = read()
         low, high = opened.getextrema() if opened.mode == "F" else (0, 0)
         if _float_range_refused(low, high):
@@ -609,9 +614,12 @@ def _read_upright(source: str, read: Callable[[], Image.Image]) -> Image.Image:
                                  f"{high:.4g}, where 0 .. 1 (or 0 .. 255) is read: save it as an 8- or 16-bit image")
         image = _upright_srgb(opened)
     for said in caught:
-        if "EXIF" in str(said.message):
-            warn(f"{source}: its EXIF data is damaged ({' '.join(str(said.message).split()).rstrip('.')}); read "
-                 "as far as it goes, the photo turned only by an orientation that could be read")
+        text = " ".join(str(said.message).split()).rstrip(".")
+        if "EXIF" in text or text.startswith("Metadata Warning"):  # ("tag 274 had too many entries": orientation)
+            warn(f"{source}: its EXIF data is damaged ({text}); read as far as it goes, the photo turned only by an "
+                 "orientation that could be read")
+        elif f"{os.sep}PIL{os.sep}" in said.filename:  # Pillow's other warnings name no file either
+            warn(f"{source}: {text}")
         else:
             warnings.warn_explicit(said.message, said.category, said.filename, said.lineno)
     return image
