@@ -989,7 +989,7 @@ def test_cli_starts_the_app_with_the_toonify_options(setup, monkeypatch):
     assert app.toonifiers["optimize"].detector == "dlib" and app.toonifiers["optimize"].base.img_resolution == 32
 
 
-def test_cli_app_stops_on_ctrl_c_with_status_130(setup, monkeypatch, capsys):
+def test_cli_app_stops_on_ctrl_c_with_status_130(setup, monkeypatch, capsys, tmp_path):
     """Gradio's own wait ended quietly on Ctrl-C ("Keyboard interruption in main thread... closing server.", exit
     status 0); its start-up lines named launch()'s Python options ("set share=True in launch()")."""
     import toonlib.app
@@ -1003,16 +1003,28 @@ def test_cli_app_stops_on_ctrl_c_with_status_130(setup, monkeypatch, capsys):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(toonlib.app, "_wait_for_ctrl_c", interrupt)
+    # a visitor's photo that Gradio's own deletion at close left (it waits 5 s for its server, which a run under way
+    # holds open): deleted all the same, as the page promises (thirty-eighth session's audit)
+    import gradio
+
+    close, left = gradio.Blocks.close, tmp_path / "visitor.jpg"
+
+    def close_before_the_deletion(page, *args, **kwargs):
+        close(page, *args, **kwargs)
+        left.write_bytes(b"a visitor's photo")
+        page.temp_file_sets[0].add(str(left))
+
+    monkeypatch.setattr(gradio.Blocks, "close", close_before_the_deletion)
     assert cli.main(["app", "--base", str(setup["base_path"]), "--toon", str(setup["toon_path"]), "--detector",
                      "dlib", "--port", str(port)]) == 130
     out, err = capsys.readouterr()
     assert stopped == [200] and out == f"serving the app on http://127.0.0.1:{port}/ (Ctrl-C stops it)\n"
     assert err.splitlines()[-1] == "toonlib app: interrupted" and "launch()" not in out + err
     assert port_is_free("127.0.0.1", port)  # the server was closed
+    assert not left.exists()
+    monkeypatch.setattr(gradio.Blocks, "close", close)
 
     # --share where no public link can be made (no internet): Gradio leaves share_url None, printed as a link "None"
-    import gradio
-
     launch = gradio.Blocks.launch
 
     def launch_without_a_tunnel(page, *args, share=False, **kwargs):

@@ -893,7 +893,20 @@ def launch(app: ToonApp, host: str = "127.0.0.1", port: int | None = None, share
         _wait_for_ctrl_c()  # Gradio's own wait ended quietly on Ctrl-C: the caller learns of it (exit status 130)
     finally:
         page.close(verbose=False)
+        _delete_visitors_files(page)
     return page
+
+
+def _delete_visitors_files(page) -> None:
+    """Delete the photos and results of every visitor now, as the page promises ("deleted within two hours"):
+    Gradio's own deletion at close runs only once its server has stopped, which it waits 5 s for, and a visitor's run
+    under way holds it open, so a Ctrl-C during a run left the photo on disk for good (thirty-eighth session's
+    audit). Gradio's function for it is internal: where a later Gradio lacks it, its own deletion stands."""
+    try:
+        from gradio.route_utils import delete_files_created_by_app
+    except ImportError:
+        return
+    delete_files_created_by_app(page, age=None)
 
 
 def _for_the_network(host: str, port: int) -> str:
