@@ -320,6 +320,15 @@ def test_a_photo_through_an_anonymous_pipe_is_toonified(setup, tmp_path, capsys)
     result = toonify(piped(), base=setup / "base.safetensors", toon=setup / "toon.safetensors", steps=1,
                      progress=False, detector="dlib")
     assert result.photo.size == (512, 512)
+    # a device that is no pipe is still read first, before the models (the change read /dev/null after them; review)
+    from toonlib.images import ImageReadError
+
+    empty = "cannot read '/dev/null' as an image: the file is empty (0 bytes)"
+    capsys.readouterr()
+    assert cli.main(["toonify", "/dev/null", "-o", str(tmp_path / "null.png"), "--base", "missing.pt"]) == 2
+    assert capsys.readouterr().err.startswith(f"toonlib toonify: error: {empty}")
+    with pytest.raises(ImageReadError, match=re.escape(empty)):
+        toonify("/dev/null", base="missing.pt", progress=False)
 
 
 def test_an_image_format_this_pillow_cannot_write_is_refused_before_the_work(setup, tmp_path, capsys, monkeypatch):

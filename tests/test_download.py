@@ -1991,7 +1991,7 @@ def test_a_failed_downloads_message_shows_no_login_or_token(server, tmp_path, ca
     for url in (missing, dead):
         assert main(["fetch", url]) == 2
         err = capsys.readouterr().err
-        assert "could not download 'http://127.0.0.1:" in err and "/x.pkl'" in err or "/missing.pkl'" in err, err
+        assert "could not download 'http://127.0.0.1:" in err and ("/x.pkl'" in err or "/missing.pkl'" in err), err
         assert "s3cret" not in err and "token" not in err, err
 
 

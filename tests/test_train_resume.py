@@ -935,6 +935,8 @@ def test_a_resumed_runs_device_is_said_as_typed_and_only_where_it_changed(base, 
     unset = "no --device: CUDA when available, else the CPU"
     assert capsys.readouterr().err == (f"{here}--device cpu from here on (the run had {unset})\n"
                                        if torch.cuda.is_available() else "")
+    assert cli(base, str(base["base"]), run, "--kimg", "0.012", "--device", "cpu:0") == 0  # the same CPU (review)
+    assert capsys.readouterr().err == ""
 
     def started_on_another_machine() -> None:  # a GPU this machine lacks
         path, state = newest_state(run)
@@ -942,15 +944,15 @@ def test_a_resumed_runs_device_is_said_as_typed_and_only_where_it_changed(base, 
         torch.save(state, path)
 
     started_on_another_machine()
-    assert cli(base, str(base["base"]), run, "--kimg", "0.012", "--device", "cpu") == 0
+    assert cli(base, str(base["base"]), run, "--kimg", "0.016", "--device", "cpu") == 0
     assert capsys.readouterr().err == f"{here}--device cpu from here on (the run had cuda:63)\n"
     started_on_another_machine()
-    assert cli(base, str(base["base"]), run, "--kimg", "0.016") == 0
+    assert cli(base, str(base["base"]), run, "--kimg", "0.020") == 0
     now = "cuda:0" if torch.cuda.is_available() else "cpu"
     assert capsys.readouterr().err == f"{here}--device left out, so {now} from here on (the run had cuda:63)\n"
     started_on_another_machine()
     with pytest.warns(UserWarning) as said:  # Python's words
-        finetune(config(base, run.name, kimg=0.020, device="cpu"), progress=False)
+        finetune(config(base, run.name, kimg=0.024, device="cpu"), progress=False)
     assert [str(w.message) for w in said] == [f"{run}: --device cpu (device='cpu') from here on (the run had "
                                               "cuda:63)"]
 

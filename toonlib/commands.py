@@ -613,7 +613,7 @@ def _photos_to_toonify(names: list[str]) -> list[Path]:
     """The photos named on the command line (photos and folders of photos), checked before any model is loaded or
     downloaded, each once however its path is written (`d/me.jpg` and its absolute path, `d/` and `d/me.jpg`; a link
     to a photo stays a photo of its own name)."""
-    from .files import dangling_link
+    from .files import dangling_link, is_pipe
     from .images import read_image
 
     photos: dict[str, Path] = {}
@@ -630,8 +630,8 @@ def _photos_to_toonify(names: list[str]) -> list[Path]:
                                                         else ""))
     only = next(iter(photos.values())) if len(photos) == 1 else None
     # the only photo, read to see that it is one (a folder's: skipped); not a pipe (`/dev/stdin`, `<(curl ...)`),
-    # which is read once: the toonify's own read found it empty (audit)
-    if only is not None and only.is_file() and not any(Path(name).is_dir() for name in names):
+    # which is read once: the toonify's own read found it empty (audit); /dev/null is ("the file is empty")
+    if only is not None and not is_pipe(only) and not any(Path(name).is_dir() for name in names):
         read_image(only)
     return list(photos.values())
 

@@ -261,6 +261,15 @@ def check_file_path(path: Path) -> None:
         raise FileNotFoundError(f"cannot write {path}: {dangling} is {dangling_link(dangling)}")
 
 
+def is_pipe(path: str | os.PathLike) -> bool:
+    """Whether `path` is (or links to) a pipe: `/dev/stdin` piped into, `<(curl ...)`, a named pipe; read once, it
+    cannot be read again to check it first."""
+    try:
+        return stat.S_ISFIFO(os.stat(user_path(path)).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
 def dangling_link(path: str | os.PathLike) -> str | None:
     """"a symbolic link to TARGET, which does not exist (...)" when `path` is a link whose target is missing (a drive
     not mounted), else None: `ls` lists such a link, where "there is no such file" made no sense."""

@@ -73,7 +73,7 @@ from .checkpoints.native import read_meta
 from .devices import default_device
 from .download import cache_state
 from .encoders import Encoder, check_encoder_mode, holds_decoder, load_encoder
-from .files import is_url, user_path
+from .files import is_pipe, is_url, user_path
 from .images import ImageInput, describe_source, is_hidden, is_image_file, labelled_grid, read_image, to_pil
 from .messages import check_count, check_flag, summary, warn
 from .networks import Generator
@@ -624,9 +624,9 @@ def toonify(photo: ImageInput, base: GeneratorLike | None = None, toon: Generato
                          base=base is not None, encoder=setup.get("encoder"))
     if setup.get("toon_network") is not None and swap_res is None:  # ignored without a word; the CLI refuses it
         raise ValueError(f"toon_network= {TOON_NETWORK_ROLE}: add swap_res=, or leave toon_network= out")
-    # its error ("there is no such file", "it is a folder") before the models; not a pipe's (`/dev/stdin`), which is
-    # read once: the toonify's own read found it empty (thirty-eighth session's audit)
-    if isinstance(photo, (str, os.PathLike)) and (not user_path(photo).exists() or user_path(photo).is_dir()):
+    # its error ("there is no such file", "it is a folder", "the file is empty": /dev/null) before the models; not a
+    # pipe's (`/dev/stdin`), which is read once: the toonify's own read found it empty (thirty-eighth session's audit)
+    if isinstance(photo, (str, os.PathLike)) and not user_path(photo).is_file() and not is_pipe(photo):
         read_image(photo)
     return Toonifier(base, toon, swap_res=swap_res, invert=invert, **setup)(photo, space=space, steps=steps,
                                                                              **kwargs)

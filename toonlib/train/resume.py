@@ -159,6 +159,8 @@ def _resolved_device(device: str | None) -> torch.device | None:
         found = default_device(device)
     except ValueError:
         return None
+    if found.type == "cpu":  # 'cpu:0' is 'cpu'
+        return torch.device("cpu")
     return torch.device("cuda", torch.cuda.current_device()) if found.type == "cuda" and found.index is None \
         else found
 
