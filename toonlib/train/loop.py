@@ -160,9 +160,10 @@ class Trainer:
             self.base_state = state.get("base_state")
         elif Path(cfg.resume).is_dir():
             G, D, G_ema = self._load_run(cfg.resume)
-        else:  # the data and the resolution first: they were refused after the base's download (hundreds of MB)
-            _check_run_dir_outside_data(cfg)
-            check_image_files(cfg.data)  # from its file list: no such folder, too few image files
+        else:
+            if is_url(cfg.resume) or cfg.resume in MODELS:  # the data and the resolution before a download (hundreds
+                _check_run_dir_outside_data(cfg)  # of MB; they were refused after it); a file here is read first
+                check_image_files(cfg.data)  # from its file list: no such folder, too few image files
             if cfg.resume in MODELS and MODELS[cfg.resume].resolution is not None:
                 _check_resolution(cfg, MODELS[cfg.resume].resolution)
             G, D, G_ema = self.dist.main_first(lambda: _load_base(cfg.resume, self.progress))
