@@ -373,14 +373,14 @@ def _disk_use(sizes: dict[str, int], paths: dict[str, Path], cache: Path) -> str
     by URL, put there by hand, partial downloads), which the table does not list. A partial download is listed as
     its `.part` name, the name `toonlib remove` takes, with the bytes it frees: a Drive file's are in its `.gdown`
     folder (listed was its 42-byte `.source` record alone, the megabytes unsaid; thirty-third session's audit)."""
-    from .download import disk_bytes
+    from .download import disk_bytes, partial_of
 
     listed = {paths[name] for name in sizes}
     sized: dict[str, int] = {}
     for path in cache.iterdir() if cache.is_dir() else ():
-        partial = re.fullmatch(r"(.+\.part)(\.source|\.gdown)?", path.name)  # its file, record and Drive folder
+        partial = partial_of(path.name)  # its file, record and Drive folder
         if path not in listed and not path.name.startswith(".") and (path.is_file() or partial):
-            name = partial[1] if partial else path.name
+            name = partial or path.name
             sized[name] = sized.get(name, 0) + disk_bytes(path)
     others = sorted(sized)
     partial = [name for name in others if name.endswith(".part")]

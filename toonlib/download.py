@@ -350,7 +350,7 @@ def _removal_plan(name_or_url: str, override: str | os.PathLike | None) -> tuple
         if text in models.MODELS:
             return _plan(text, override), False
         named = (bare or in_cache_folder) and not text.startswith(".")  # not "..": the cache's parent
-        partial = next((suffix for suffix in _PARTIAL_ENTRIES if named and text.endswith(suffix)), None)
+        partial = partial_of(text) if named else None
         in_cache = named and ((cache / text).is_file() or partial is not None and (cache / text).exists())
         here = [cache / text] if in_cache_folder else [cache / text, local] if named else [local]
         there = next((path for path in here if path.exists()), None)
@@ -360,10 +360,17 @@ def _removal_plan(name_or_url: str, override: str | os.PathLike | None) -> tuple
                              if there.is_dir() else f"{given} is a file here, not one of toonlib's downloads: remove "
                              f"deletes {listed}; delete other files yourself")
         if partial is not None:
-            return _Plan(text, cache / text[:-len(partial)], (), None, None, "stylegan2", "cache"), True
+            return _Plan(text, cache / partial[:-len(_PARTIAL)], (), None, None, "stylegan2", "cache"), True
         if in_cache or named and (in_cache_folder or os.path.splitext(text)[1]):
             return _Plan(text, cache / text, (), None, None, "stylegan2", "cache"), False
     return _plan(fetch_source(name_or_url), override), False
+
+
+def partial_of(name: str) -> str | None:
+    """The `.part` name (as `toonlib models` lists it and `remove` takes it) of an entry of a partial download: X.part,
+    its record X.part.source or a Drive file's folder X.part.gdown; None for any other name."""
+    suffix = next((suffix for suffix in _PARTIAL_ENTRIES if name.endswith(suffix) and len(name) > len(suffix)), None)
+    return None if suffix is None else name[:len(name) - len(suffix)] + _PARTIAL
 
 
 def _torch_hub_name(filename: str) -> str | None:
