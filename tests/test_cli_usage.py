@@ -1235,3 +1235,20 @@ def test_the_command_line_words_drop_only_an_options_own_python_form():
         default_device("xla")  # no device of this kind without torch_xla
     assert for_command_line(info.value).endswith("pass --device cpu, or leave --device out (CUDA when available, else "
                                                  "the CPU)")
+
+
+def test_words_given_to_a_command_of_options_only_say_so():
+    """`toonlib blend toon.pkl ffhq.pkl` said only "the following arguments are required: --toon/--low, --swap-res,
+    -o/--output" (thirty-eighth session's audit): the models go as options, and the example says how. Options'
+    values, `--betas 0 0.99` and `--opt=value` stay taken."""
+    for args, word in ((["blend", "toon.pkl", "ffhq.pkl"], "toon.pkl ffhq.pkl"),
+                       (["blend", "--toon", "t.pkl", "ffhq.pkl", "--swap-res", "8", "-o", "b.pt"], "ffhq.pkl"),
+                       (["finetune", "faces/"], "faces/")):
+        result = run_main(*args)
+        assert result.returncode == 2 and f"unrecognized arguments: {word}\n" in result.stderr, result.stderr
+        assert "required" not in result.stderr
+        assert result.stderr.rstrip().endswith(f"takes only options (toonlib {args[0]} --help): "
+                                               f"{cli.EXAMPLES[args[0]][0]}")
+    finetune = ["finetune", "--data", "f", "--betas", "0", "0.99", "--run-dir", "r", "--resume", "b"]
+    assert cli._parse(finetune).betas == [0.0, 0.99]
+    assert cli._parse(["blend", "--toon=t", "--swap-res", "8", "-ob.pt"]).output == "b.pt"

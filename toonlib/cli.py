@@ -433,6 +433,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
                                                "what each does)"))
     if len(argv) > len(leading):  # before argparse, whose "arguments are required: -o" hid a misspelt `--ouput`
         _refuse_unknown_options(parser, argv[len(leading)], argv[len(leading) + 1:])
+        _refuse_words(parser.subcommands.parser(argv[len(leading)]), argv[len(leading)], argv[len(leading) + 1:])
         _refuse_both_names(parser.subcommands.parser(argv[len(leading)]), argv[len(leading) + 1:])
     args, extra = parser.parse_known_args(argv)
     if extra:
@@ -498,6 +499,28 @@ def _refuse_unknown_options(parser: argparse.ArgumentParser, name: str, args: Se
         if others and f"\n  {option}:" not in hints:
             hints += f"\n  {option}: an option of {', '.join(others)}"
     command.error(f"unrecognized arguments: {' '.join(shown)}{hints}")
+
+
+def _refuse_words(command: argparse.ArgumentParser, name: str, args: Sequence[str]) -> None:
+    """Refuse words given to a command that takes everything as options (`toonlib blend toon.pkl ffhq.pkl`): argparse
+    said only which options were required, not that the two models go as --toon and --base."""
+    if any(not action.option_strings for action in command._actions):
+        return
+    takes = {option: action.nargs for action in command._actions for option in action.option_strings}
+    words, values = [], 0
+    for arg in args:
+        if arg.startswith("-") and arg != "-":
+            nargs = next((nargs for option, nargs in takes.items()  # argparse's abbreviations too
+                          if option == arg.split("=")[0] or option.startswith(arg) and arg.startswith("--")), 0)
+            values = 0 if "=" in arg or (arg[:2] in takes and len(arg) > 2 and not arg.startswith("--")) else \
+                {None: 1, "?": 1, "+": len(args), "*": len(args)}.get(nargs, nargs)
+        elif values:
+            values -= 1
+        else:
+            words.append(arg)
+    if words:
+        command.error(f"unrecognized arguments: {' '.join(words)}\n  toonlib {name} takes only options "
+                      f"(toonlib {name} --help): {EXAMPLES[name][0]}")
 
 
 def _refuse_both_names(command: argparse.ArgumentParser, args: Sequence[str]) -> None:
