@@ -25,7 +25,7 @@ HIGH_LAYERS = {
     (8, 1): {"synthesis.b16.conv1", "synthesis.b16.torgb", *B32},
     (16, 0): {*B32},
     (16, 1): {"synthesis.b32.conv1", "synthesis.b32.torgb"},
-    (32, 0): set(), (32, 1): set(), (64, 0): set(), (64, 1): set(),
+    (32, 0): set(), (32, 1): set(),  # above 32 px, layer_weights refuses the setting, as blend does
 }
 
 
@@ -591,3 +591,55 @@ def test_a_loaded_files_g_ema_replaced_by_another_blend_is_saved_with_that_blend
     assert back.G_ema.blend_record["swap_res"] == 16
     nets.G_ema = blend_per_layer(nets.G, base_path, [0.5] * nets.G.num_ws)
     assert "blend" not in toonlib.load_network(toonlib.save_network(tmp_path / "layers.safetensors", nets)).meta
+
+
+def test_blend_refuses_an_output_that_is_a_model_it_reads_named_with_its_network(tmp_path, capsys):
+    """`--toon "toon.safetensors (G)" -o toon.safetensors`, the name `toonlib info` and the re-blend advice give, wrote
+    the blend over Toonify's file (its toon G and its G_ema lost): the plain name was refused, this one not
+    (thirty-ninth session's audit)."""
+    from tiny import write_toonify_models
+
+    from toonlib import cli
+
+    base, toon, _, _ = write_toonify_models(tmp_path)
+    before = toon.read_bytes(), base.read_bytes()
+    for toon_arg, base_arg, output, option in [(f"{toon} (G)", str(base), toon, "--toon"),
+                                               (f"{toon} (G)", f"{base} (G_ema)", base, "--base")]:
+        argv = ["blend", "--toon", toon_arg, "--base", base_arg, "--swap-res", "16", "-o", str(output)]
+        assert cli.main(argv) == 2
+        assert (f"error: -o {output} is the {option} model's file: writing there would replace that model; give "
+                "another output file") in capsys.readouterr().err
+    assert (toon.read_bytes(), base.read_bytes()) == before
+
+
+def test_the_grid_refuses_a_truncation_that_is_no_number_and_a_lone_resolution(low, high, monkeypatch):
+    """`truncation_psi=nan` drew every face black without a word (the command line and the explorer refuse it), and
+    `swap_resolutions=8` failed at "'int' object is not iterable" (thirty-ninth session's audit): both said before
+    any model is read."""
+    from toonlib import blending
+
+    monkeypatch.setattr(blending, "toon_generator", lambda *args, **kwargs: pytest.fail("a model was read first"))
+    for psi in (math.nan, math.inf, -math.inf, "0.7", None):
+        with pytest.raises(ValueError, match=r"^truncation_psi must be a finite number \(1: no truncation, 0: every "
+                                             r"face the mean face\), got "):
+            blending.swap_resolution_grid(low, high, [0], truncation_psi=psi)
+    with pytest.raises(TypeError, match=r"^swap_resolutions is a list of resolutions, got int 8: give a list, such "
+                                        r"as \[8\] or \[8, 16\]$"):
+        blending.swap_resolution_grid(low, high, [0], swap_resolutions=8)
+    with pytest.raises(TypeError, match=r"^swap_resolutions is a list of resolutions, got str '8,16': give a list, "
+                                        r"such as \[8, 16\]$"):
+        blending.swap_resolution_grid(low, high, [0], swap_resolutions="8,16")
+
+
+def test_layer_weights_refuse_a_swap_res_that_blend_refuses(low, tmp_path):
+    """`layer_weights` of a 32 px model at swap_res 2048 gave twelve zeros, a setting `blend` and `Blender.set` refuse
+    (thirty-ninth session's audit): a chart built on it showed a blend the library will not make."""
+    from toonlib.checkpoints import save_network
+
+    path = save_network(tmp_path / "toon.safetensors", low)
+    for given in (low, low.config, path):
+        for res in (64, 2048):
+            with pytest.raises(ValueError, match=rf"^swap_res {res} is above the 32 px of the toon model, which would "
+                                                 r"then be used unblended: give one of 4, 8, 16 "):
+                layer_weights(given, res)
+    assert [layer.weight for layer in layer_weights(low, 32)] == [0.0] * 12  # at the model's own: the toon whole

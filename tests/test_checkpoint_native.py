@@ -345,3 +345,36 @@ def test_foreign_safetensors_and_pickles_are_said_in_plain_words(tmp_path):
     (tmp_path / "od.pkl").write_bytes(pickle.dumps(collections.OrderedDict(a=1)))
     with pytest.raises(CheckpointError, match=r"not a StyleGAN network pickle \(it holds an OrderedDict\)$"):
         load_network(tmp_path / "od.pkl")
+
+
+def test_malformed_meta_in_a_toonlib_file_is_said_naming_the_file(tmp_path, capsys):
+    """A toonlib file whose meta is JSON but no object, or a version-1 dict without G_ema or with a string meta, stopped
+    with a traceback; meta that was no JSON was called an invalid config; a kimg that is no number stopped `toonlib
+    info` with "could not convert string to float" (thirty-ninth session's audit)."""
+    from safetensors import safe_open
+    from tiny import tiny_generator
+
+    good = save_network(tmp_path / "good.safetensors", tiny_generator(0))
+    with safe_open(good, "pt") as f:
+        metadata, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    for name, meta, said in [("not_an_object", '"x"', "(a str, where toonlib writes a mapping of names to values): the "
+                                                      "file was changed by another tool; convert the model again"),
+                             ("a_list", "[1]", "(a list, where toonlib writes a mapping"),
+                             ("no_json", "{bad json", "(JSONDecodeError: ")]:
+        save_file(tensors, tmp_path / f"{name}.safetensors", metadata={**metadata, "meta": meta})
+        with pytest.raises(CheckpointError) as error:
+            load_network(tmp_path / f"{name}.safetensors")
+        assert str(error.value).startswith(f"{tmp_path / name}.safetensors: invalid toonlib checkpoint meta {said}")
+    G = {k.removeprefix("G_ema."): v for k, v in tensors.items()}
+    v1 = {"format": "toonlib", "version": 1, "config": json.loads(metadata["config"]), "G_ema": G, "meta": {}}
+    torch.save({k: v for k, v in v1.items() if k != "G_ema"}, tmp_path / "no_g_ema.pt")
+    with pytest.raises(CheckpointError, match=rf"^{tmp_path / 'no_g_ema.pt'}: toonlib file without G_ema weights$"):
+        load_network(tmp_path / "no_g_ema.pt")
+    torch.save({**v1, "meta": "x"}, tmp_path / "v1_meta.pt")
+    with pytest.raises(CheckpointError, match=rf"^{tmp_path / 'v1_meta.pt'}: invalid toonlib checkpoint meta \(a str"):
+        load_network(tmp_path / "v1_meta.pt")
+    save_file(tensors, tmp_path / "kimg.safetensors",
+              metadata={**metadata, "meta": json.dumps({"finetune": {"base": "b.pkl", "data": "d", "kimg": "abc"}})})
+    capsys.readouterr()
+    assert main(["info", str(tmp_path / "kimg.safetensors")]) == 0
+    assert "fine-tuned from b.pkl on d, abc kimg" in capsys.readouterr().out.splitlines()

@@ -128,3 +128,23 @@ def test_a_checkpoint_whose_first_block_mentions_a_web_page_loads(tmp_path):
     save_file(tensors, tmp_path / "m.safetensors",
               metadata={"description": "from the model card of " + "x" * 60 + " <html>", **meta})
     assert load_network(tmp_path / "m.safetensors").G_ema.img_resolution == 32
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/null"), reason="no /dev/null")
+def test_a_device_given_as_a_model_is_said_to_be_no_regular_file(capsys):
+    """`toonlib info /dev/null` said "is empty (0 bytes): an interrupted download? Delete it and download again",
+    advice that is wrong for a device, and harmful as root (thirty-ninth session's audit)."""
+    from toonlib.cli import main
+    from toonlib.encoders import load_encoder
+
+    for device in ("/dev/null", "/dev/zero"):
+        with pytest.raises(CheckpointError) as error:
+            load_network(device)
+        assert str(error.value) == (f"{device} is not a regular file (a device or a pipe), not a network: give the "
+                                    "checkpoint file itself.")
+    with pytest.raises(Exception, match=r"^/dev/null is not a regular file \(a device or a pipe\), not a pSp / e4e "
+                                        r"checkpoint: give the checkpoint file itself\.$"):
+        load_encoder("/dev/null")
+    assert main(["info", "/dev/null"]) == 2
+    err = capsys.readouterr().err
+    assert "is not a regular file" in err and "Delete" not in err

@@ -71,6 +71,12 @@ def test_version_and_exit_codes_in_help():
         assert "exit status:" in text and "2  bad usage" in text and "130  interrupted" in text, args
         # "some of several photos failed" is toonify's alone: not in convert's or project's help
         assert ("1  some of several photos failed" in text) == (args[0] in ("--help", "toonify")), args
+        # faces and a folder's count are said where photos are read (convert's help spoke of faces; thirty-ninth
+        # session's audit), and the codes are right-aligned, their meanings in one column
+        assert ("no face" in text) == (args[0] != "convert"), args
+        assert ("how many photos it toonified" in text) == (args[0] in ("--help", "toonify")), args
+        rows = text.split("exit status:\n")[1].splitlines()
+        assert {row.index(row.split()[1]) for row in rows} == {7}, rows
 
 
 def test_what_a_command_does_not_take_is_refused_with_its_own_usage():
@@ -734,6 +740,11 @@ def test_inputs_are_checked_before_any_download(tmp_path, offline_cache):
                                         "be used unblended: give one of 4, 8, 16, 32, 64, 128, 256, 512 (at 1024 too"),
     ("blend", ["--swap-res", "2048"], "--swap-res 2048 is above the 1024 px of the --toon model"),
     ("blend", ["--toon", "toonify-blended-rosinality"], "'toonify-blended-rosinality' holds only a blended generator"),
+    # toonify's came after the models' (or psp-toonify's encoder's) download (thirty-ninth session's audit)
+    ("toonify", ["--toon", "toonify-blended-rosinality", "--swap-res", "16"],
+     "'toonify-blended-rosinality' holds only a blended generator"),
+    ("toonify", ["--toon", "toonify-blended-rosinality", "--swap-res", "16", "--invert", "psp-toonify"],
+     "'toonify-blended-rosinality' holds only a blended generator"),
     # the base and the toon model swapped: projected into the toon model, drawn by FFHQ, without a word
     ("toonify", ["--base", "toonify-blended-tf", "--toon", "ffhq-1024-tf"], "--base toonify-blended-tf: "
      "'toonify-blended-tf' is a toon model, not a base (the model photos are projected into, such as 'ffhq-1024-tf', "
@@ -1181,7 +1192,7 @@ def test_long_descriptions_wrap_at_the_help_width():
         assert result.returncode == 0
         description = result.stdout.split("\n\n")[1]  # after the usage
         assert max(len(line) for line in description.splitlines()) <= 80, description
-    assert "\n  2  bad usage" in run_cli("--help", env={"COLUMNS": "80"}).stdout  # the exit-status table as written
+    assert "\n    2  bad usage" in run_cli("--help", env={"COLUMNS": "80"}).stdout  # the exit-status table as written
 
 
 def test_finetune_help_shows_defaults_as_typed(capsys):
@@ -1252,3 +1263,26 @@ def test_words_given_to_a_command_of_options_only_say_so():
     finetune = ["finetune", "--data", "f", "--betas", "0", "0.99", "--run-dir", "r", "--resume", "b"]
     assert cli._parse(finetune).betas == [0.0, 0.99]
     assert cli._parse(["blend", "--toon=t", "--swap-res", "8", "-ob.pt"]).output == "b.pt"
+
+
+def test_a_command_or_option_typed_in_capitals_is_suggested():
+    """Caps lock: `toonlib TOONIFY`, `toonlib help TOONIFY` and `--SWAP-RES` got no "did you mean", which a lower-case
+    misspelling gets (thirty-ninth session's audit); the suggestion is the name as it is typed."""
+    for args, said in ((["TOONIFY", "me.jpg"], "TOONIFY: did you mean toonify?"),
+                       (["help", "MODELS"], "MODELS: did you mean models?"),
+                       (["toonify", "me.jpg", "-o", "t.png", "--SWAP-RES", "16"],
+                        "--SWAP-RES: did you mean --swap-res?")):
+        result = run_main(*args)
+        assert result.returncode == 2 and result.stderr.rstrip().endswith(said), result.stderr
+
+
+def test_help_before_a_command_is_that_commands_and_help_refuses_an_option():
+    """`toonlib --help toonify` showed the top level's help, and `toonlib help -x` the top level's with status 0, the
+    `-x` ignored (thirty-ninth session's audit)."""
+    for args in (["--help", "toonify"], ["-h", "toonify"]):
+        result = run_main(*args)
+        assert result.returncode == 0 and result.stdout.startswith("usage: toonlib toonify"), result.stdout[:80]
+    result = run_main("help", "-x")
+    assert result.returncode == 2 and result.stderr.rstrip().endswith(
+        "help takes a command name, not an option (-x): toonlib help COMMAND, or toonlib --help for the commands")
+    assert run_main("help", "--help").stdout.startswith("usage: toonlib [-h]")

@@ -333,12 +333,77 @@ def test_blend_explorer_saves_the_blend_its_sliders_show(tmp_path, capsys):
     assert all(torch.equal(v, expected[k]) for k, v in saved.items())
     assert f"saved {tmp_path / 'blend.safetensors'}: toon up to 8 px (level 1), FFHQ above; hard switch" in \
         capsys.readouterr().out
-    assert load_network(tmp_path / "blend.safetensors").meta["blend"] == {  # for `toonlib info`
-        "toon": "toon", "base": "FFHQ", "swap_res": 8, "level": 1, "blend_width": None}
+    assert load_network(tmp_path / "blend.safetensors").meta["blend"] == {  # for `toonlib info`: made in memory
+        "toon": "an unsaved generator", "base": "an unsaved generator", "swap_res": 8, "level": 1, "blend_width": None}
     named = blend_explorer(base, toon, seeds=[0], swap_res=16, blend_width=0.5, sources=("ffhq.pkl", "cartoon.pkl"))
     named.save(tmp_path / "named.safetensors")
     assert load_network(tmp_path / "named.safetensors").meta["blend"] == {
         "toon": "cartoon.pkl", "base": "ffhq.pkl", "swap_res": 16, "level": 0, "blend_width": 0.5}
+
+
+def test_the_blend_explorers_level_buttons_say_which_layers_come_from_the_toon_model():
+    """The "conv1" button's tooltip said "the swap block's conv0 from the toon model, the rest from FFHQ", where level 1
+    takes the whole swap block and the next block's conv0 from the toon model (thirty-ninth session's audit)."""
+    from toonlib.blending import layer_weights
+
+    base, toon = tiny_generator(0), tiny_generator(1)
+    explorer = blend_explorer(base, toon, seeds=[0], swap_res=16, cell=32)
+    conv0, conv1 = explorer.level.tooltips
+
+    def from_toon(level: int) -> set[str]:
+        return {layer.name for layer in layer_weights(base, 16, level) if layer.weight == 0.0}
+
+    assert {"synthesis.b16.conv0", "synthesis.b16.conv1", "synthesis.b16.torgb"} <= from_toon(0)
+    assert not any(name.startswith("synthesis.b32.") for name in from_toon(0))
+    assert from_toon(1) - from_toon(0) == {"synthesis.b32.conv0"}
+    assert conv0 == ("the whole swap block from the toon model, the blocks above from FFHQ (a smooth switch is "
+                     "centred on the swap block's conv0)")
+    assert conv1 == ("the whole swap block and the next block's conv0 from the toon model, the rest from FFHQ (a "
+                     "smooth switch is centred on the swap block's conv1)")
+    centred = {level: {layer.name for layer in layer_weights(base, 16, level, 1.0) if layer.weight == 0.5}
+               for level in (0, 1)}
+    assert centred == {0: {"synthesis.b16.conv0"}, 1: {"synthesis.b16.conv1", "synthesis.b16.torgb"}}
+
+
+@pytest.mark.filterwarnings("ignore::toonlib.blending.LineageWarning")  # unrelated tiny models
+def test_the_blend_explorer_refuses_to_save_over_a_model_it_blends(tmp_path, capsys):
+    """Notebook 02's save cell with `output` set to the toon model's own file replaced the fine-tuned toon model by
+    the blend without a word, where `toonlib blend -o` refuses it (thirty-ninth session's audit); Toonify's layout,
+    its toon named "toon.safetensors (G)", too."""
+    from tiny import write_toonify_models
+
+    base, toon, _, _ = write_toonify_models(tmp_path)
+    before = toon.read_bytes(), base.read_bytes()
+    for toon_name in (str(toon), f"{toon} (G)"):
+        explorer = blend_explorer(str(base), toon_name, seeds=[0], swap_res=8, cell=32)
+        for path, model in ((toon, "toon"), (tmp_path / "." / base.name, "base")):
+            with pytest.raises(ValueError) as error:
+                explorer.save(path)
+            assert str(error.value) == (f"the path {path} is the {model} model's file: writing there would replace "
+                                        "that model; give another output file")
+    assert (toon.read_bytes(), base.read_bytes()) == before
+    assert explorer.save(tmp_path / "blend.safetensors") == tmp_path / "blend.safetensors"
+    assert "saved " in capsys.readouterr().out
+
+
+def test_a_blend_explorer_of_generators_made_in_memory_names_no_model_by_its_column_labels(tmp_path, capsys):
+    """The explorer of two in-memory generators recorded its column labels as models: `toonlib info` said "blend of
+    toon up to 8 px ..., FFHQ above" and the re-blend advice "give its toon model, toon, as the toon", where `blend()`
+    records "an unsaved generator" (thirty-ninth session's audit)."""
+    from toonlib import cli
+
+    base, toon = tiny_generator(0), tiny_generator(1)
+    explorer = blend_explorer(base, toon, seeds=[0], swap_res=8, cell=32)
+    assert "toon up to 8 px" in explorer.status.value  # the column labels stay the explorer's words
+    path = explorer.save(tmp_path / "blend.safetensors")
+    capsys.readouterr()
+    assert cli.main(["info", str(path)]) == 0
+    assert ("blend of an unsaved generator up to 8 px (level 0), an unsaved generator above; hard switch"
+            in capsys.readouterr().out.splitlines())
+    with pytest.raises(ValueError) as error:
+        blend(str(path), base, 16)
+    assert "give its toon model as the toon, or name the blend's network" in str(error.value)
+    assert "FFHQ" not in str(error.value)
 
 
 def test_blend_explorer_draws_every_swap_resolution_at_its_sliders_settings():

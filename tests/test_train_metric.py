@@ -257,3 +257,22 @@ def test_a_usable_feature_cache_is_checked_once_per_process(tmp_path, monkeypatc
     assert len(loads) == 1
     torch.save(torch.zeros(5, 2048), tmp_path / "reals-8-key-inception-v3-compat-features-2048.pt")  # changed
     assert quality._usable_cache(tmp_path, "reals-8-key-") and len(loads) == 2
+
+
+def test_image_quality_of_one_real_or_one_generated_image_is_refused(base, random_inception, tmp_path):
+    """`image_quality` with 1 real or 1 generated image gave KID = NaN after ~100 NumPy warnings, and FID a
+    LinAlgError traceback (thirty-ninth session's audit): refused before torch-fidelity runs."""
+    from toonlib.checkpoints import load_generator
+    from toonlib.quality import image_quality
+
+    weights = tmp_path / "inception.pth"
+    weights.write_bytes(random_inception)
+    G = load_generator(base["base"])
+    reals = torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    for n_reals, n_fakes, metrics in [(1, 8, ("kid",)), (8, 1, ("kid",)), (1, 8, ("fid",)), (8, 0, ("kid", "fid"))]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # NumPy's "invalid value encountered" was all that was said
+            with pytest.raises(ValueError) as error:
+                image_quality(G, reals[:n_reals], metrics, weights, num_images=n_fakes, batch_size=8)
+        assert str(error.value) == (f"KID / FID need at least 2 real and 2 generated images, got {n_reals} real and "
+                                    f"{n_fakes} generated (num_images): give more of each")

@@ -83,12 +83,14 @@ def layer_weights(G_or_config: GeneratorLike | GeneratorConfig, swap_res: int, l
     """The weight of every synthesis layer for a `blend` setting, in forward order (for plots and UIs), of a
     generator (anything `load_generator` takes) or its config.
 
-    `synthesis.b4.conv1` is listed with weight 0 at every setting (it always stays low-res).
+    `synthesis.b4.conv1` is listed with weight 0 at every setting (it always stays low-res). A `swap_res` above the
+    generator's resolution is refused (`check_swap_res`), as `blend` refuses it.
     """
     check_setting(swap_res, level, blend_width)  # before a checkpoint is read
     # what every other function of the module takes, a Networks or a path too (they failed at "no attribute
     # 'img_resolution'")
     config = G_or_config if isinstance(G_or_config, GeneratorConfig) else load_generator(G_or_config).config
+    check_swap_res(swap_res, config)  # it answered (all zeros) for a setting `blend` refuses (thirty-ninth session)
     mid = _position(swap_res, level)
     return [dataclasses.replace(layer, weight=0.0 if layer.name == KEPT_LOW else
                                 _rule(layer.position - mid, blend_width))
@@ -217,10 +219,12 @@ def toon_generator(low: GeneratorLike, which: str | None = None,
         which = toon_network_in(low)
     G = load_generator(low, which=which, device=device)
     if asked is None and (record := G.blend_record) is not None:  # blended again, it stayed the same blend
+        # a toon made in memory has no name to give ("give its toon model, an unsaved generator, as the toon")
+        toon = "" if record.get("toon") == UNSAVED else f", {record.get('toon')},"
         raise ValueError(f"the toon model {G.loaded_from or UNSAVED} is a blend already ({describe_blend(record)}): "
                          "blending it again blends a blend (at a higher swap resolution it stays this blend); give "
-                         f"its toon model, {record.get('toon')}, as the toon, or name the blend's network to blend "
-                         "it all the same (--toon-network G_ema; in Python 'FILE (G_ema)')")
+                         f"its toon model{toon} as the toon, or name the blend's network to blend it all the same "
+                         "(--toon-network G_ema; in Python 'FILE (G_ema)')")
     return G
 
 
@@ -282,7 +286,6 @@ class Blender:
         (`G.blend_record`, kept by `save_network`). A `swap_res` above the models' resolution is refused: every
         layer would be the low-res model's."""
         weights = {layer.name: layer.weight for layer in layer_weights(self.G, swap_res, level, blend_width)}
-        check_swap_res(swap_res, self.G)  # after layer_weights has checked that it is a resolution
         self._apply(weights)
         self.G.set_origin(blend_record=blend_record(*self._names, swap_res, level, blend_width))
         return self.G
@@ -401,6 +404,16 @@ def swap_resolution_grid(low: GeneratorLike, high: GeneratorLike, seeds: Sequenc
     from .networks import check_seeds, z_from_seeds
 
     seeds = check_seeds(seeds)  # before any model is read (or downloaded)
+    # a lone resolution failed at "'int' object is not iterable", and a NaN truncation drew every face black without
+    # a word, where the command line and the explorer refuse it (thirty-ninth session's audit)
+    if isinstance(swap_resolutions, (numbers.Number, str, bytes)):
+        example = f"[{swap_resolutions}] or " if isinstance(swap_resolutions, numbers.Integral) else ""
+        raise TypeError(f"swap_resolutions is a list of resolutions, got {type(swap_resolutions).__name__} "
+                        f"{swap_resolutions!r}: give a list, such as {example}[8, 16]")
+    if (isinstance(truncation_psi, bool) or not isinstance(truncation_psi, numbers.Real)
+            or not math.isfinite(truncation_psi)):
+        raise ValueError(f"truncation_psi must be a finite number (1: no truncation, 0: every face the mean face), "
+                         f"got {_given(truncation_psi)}")
     asked = None if swap_resolutions is None else list(swap_resolutions)
     if asked == []:  # it drew every resolution
         raise ValueError("swap_resolutions is empty: give the resolutions to draw, such as [8, 16, 32], or leave it "

@@ -45,13 +45,27 @@ from .commands import (
 )
 from .messages import expected_errors, interrupted, interrupts_held, run_program, write_line
 
-#: The status of the one command that toonifies several photos
-BATCH_STATUS = "  1  some of several photos failed (the others were written)\n"
-EXIT_STATUS = ("exit status:\n  0  all done\n" + BATCH_STATUS
-               + "  2  bad usage; a missing or unreadable model, weights file or photo; no face\n"
-               "  130  interrupted (Ctrl-C, or SIGTERM: kill, timeout)\n"
-               "  141  output closed early (`toonlib models | head`), nothing more printed (`toonify` of a folder "
-               "says on stderr how many photos it toonified)")
+#: The commands that read photos: their status 2 includes "no face".
+_PHOTO_COMMANDS = ("align", "project", "toonify", "app")
+
+
+def exit_statuses(command: str | None = None) -> str:
+    """The exit statuses `toonlib --help` lists (`command` None), or those of one command's --help: status 1 is
+    toonify's alone, a photo and "no face" those of the commands that read photos (every command listed toonify's;
+    thirty-ninth session's audit)."""
+    toonify, photos = command in (None, "toonify"), command is None or command in _PHOTO_COMMANDS
+    rows = [("0", "all done"),
+            *[("1", "some of several photos failed (the others were written)")] * toonify,
+            ("2", "bad usage; a missing or unreadable model, weights file or photo; no face" if photos else
+             "bad usage; a missing or unreadable model or weights file"),
+            ("130", "interrupted (Ctrl-C, or SIGTERM: kill, timeout)"),
+            ("141", "output closed early (`toonlib models | head`), nothing more printed"
+             + " (`toonify` of a folder says on stderr how many photos it toonified)" * toonify)]
+    return "exit status:\n" + "\n".join(f"  {code:>3}  {meaning}" for code, meaning in rows)
+
+
+#: The exit statuses of the `toonlib` command, as its --help and the README list them.
+EXIT_STATUS = exit_statuses()
 #: The `examples:` of each command's --help, as typed (`# ...`: what it writes), from the README's "Command line".
 EXAMPLES = {
     "convert": ["toonlib convert stylegan2-ffhq-config-f.pkl ffhq.safetensors"],
@@ -358,8 +372,7 @@ class _Subcommands:
 
     def add_parser(self, name: str, **kwargs) -> argparse.ArgumentParser:
         kwargs.setdefault("description", kwargs.get("help"))
-        kwargs.setdefault("epilog", _examples(name) + (EXIT_STATUS if name == "toonify"
-                                                       else EXIT_STATUS.replace(BATCH_STATUS, "")))
+        kwargs.setdefault("epilog", _examples(name) + exit_statuses(name))
         kwargs.setdefault("formatter_class", _HelpFormatter)
         return self._subparsers.add_parser(name, **kwargs)
 
@@ -417,9 +430,14 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     if not argv:  # `toonlib` alone: what it can do (argparse said only "the following arguments are required")
         parser.print_help(sys.stderr)
         parser.exit(2, "\ntoonlib: error: no command given: pick one of the COMMANDs above\n")
+    if argv[0] in ("-h", "--help") and len(argv) > 1 and argv[1] in parser.subcommands.names():
+        argv = ["help", *argv[1:]]  # `toonlib --help toonify` showed the top level's help, not toonify's
     if argv[0] == "help":  # `toonlib help` is `toonlib --help`, `toonlib help toonify` is `toonlib toonify --help`
         if len(argv) > 2:  # the words after the command were ignored without a word
             parser.error(f"help takes one command name, got {' '.join(argv[1:])!r}: toonlib help {argv[1]}")
+        if len(argv) > 1 and argv[1].startswith("-") and argv[1] not in ("-h", "--help"):  # `help -x`: help
+            parser.error(f"help takes a command name, not an option ({argv[1]}): toonlib help COMMAND, or toonlib "
+                         "--help for the commands")
         argv = [argv[1], "--help"] if len(argv) > 1 and not argv[1].startswith("-") and argv[1] != "help" \
             else ["--help"]  # `toonlib help help` too
     leading = list(itertools.takewhile(lambda arg: arg.startswith("-"), argv))  # the options before the command
@@ -572,9 +590,11 @@ _COMMAND_HINTS = {
 
 
 def _did_you_mean(words: Sequence[str], known: Sequence[str]) -> str:
-    """Lines of `word: did you mean X?` for the words close to a known one (misspellings), else ''."""
-    return "".join(f"\n  {word.split('=')[0]}: did you mean {close[0]}?" for word in words
-                   if (close := difflib.get_close_matches(word.split("=")[0], known, n=1, cutoff=0.75)))
+    """Lines of `word: did you mean X?` for the words close to a known one (misspellings), else ''; caps lock's too
+    (`toonlib TOONIFY`, `--SWAP-RES` got no suggestion; thirty-ninth session's audit)."""
+    folded = {name.casefold(): name for name in known}
+    return "".join(f"\n  {word.split('=')[0]}: did you mean {folded[close[0]]}?" for word in words
+                   if (close := difflib.get_close_matches(word.split("=")[0].casefold(), folded, n=1, cutoff=0.75)))
 
 
 #: The commands that never load a network: they stay quick, torch unimported.

@@ -94,18 +94,26 @@ def _check_native_output(output: str, command: str, name: str) -> None:
     _check_output_suffix(output, command, NATIVE_SUFFIX, "toonlib's format, a safetensors file", name)
 
 
-def _refuse_to_replace_model(output: str, *models: tuple[str, str], named: str = "-o") -> None:
+def _refuse_to_replace_model(output: str | os.PathLike, *models: tuple[str | None, str],
+                             named: str = "-o") -> None:
     """Refuse (ValueError) an output file that is one of the model files read, given as (source, option) pairs:
     `blend -o` onto its --toon replaced a fine-tuning snapshot's G and D by the blend; or a fine-tuning snapshot (its
-    run folder's, which `latest.json` may name: replaced by a blend or a conversion without a word). `named`: how
-    the output is given (`convert`'s is its second argument, not -o)."""
+    run folder's, which `latest.json` may name: replaced by a blend or a conversion without a word). A source may
+    name one network of its file ("toon.pkl (G)", `checkpoints.split_network`), or be None (a generator made in
+    memory). `named`: how the output is given (`convert`'s is its second argument, not -o; the blend explorer's
+    `save`, its path)."""
+    from .checkpoints import split_network
     from .checkpoints.native import read_meta
     from .files import user_path
     from .train.snapshots import LATEST_FILE
 
     target = user_path(output)
     for source, option in models:
-        path = user_path(source)
+        if source is None:
+            continue
+        # "toon.safetensors (G)", the name records and messages give, was no file: -o replaced the toon model's file
+        # (its G and G_ema) without a word (thirty-ninth session's audit)
+        path = user_path(split_network(source)[0])
         if target.is_file() and path.is_file() and os.path.samefile(path, target):
             snapshot = " (a fine-tuning snapshot's G and D with it)" if "finetune" in (read_meta(path) or {}) else ""
             raise ValueError(f"{named} {output} is the {option} model's file: writing there would replace that "
@@ -246,13 +254,20 @@ def _history(meta: dict) -> list[str]:
     """Where a toonlib file's weights came from, as its meta records it: the fine-tuning run that wrote a snapshot
     (`toonlib finetune`), the file and format a converted one was read from (`toonlib convert`), the models and
     setting of a blend (`toonlib blend`, the notebook's blend explorer)."""
+    import math
+
     from .blending import describe_blend
 
     lines = []
     finetune = meta.get("finetune")
     if isinstance(finetune, dict):
+        kimg = finetune.get("kimg") or 0
+        # a kimg that is no number (a file edited by hand) is shown as it is: it stopped `info` with "could not
+        # convert string to float" and no file named (thirty-ninth session's audit)
+        shown = (f" ({round(1000 * kimg)} images shown)" if isinstance(kimg, (int, float)) and math.isfinite(kimg)
+                 else "")
         lines.append(f"fine-tuned from {finetune.get('base')} on {finetune.get('data')}, "
-                     f"{finetune.get('kimg')} kimg ({round(1000 * float(finetune.get('kimg') or 0))} images shown)")
+                     f"{finetune.get('kimg')} kimg{shown}")
     origin = meta.get("origin")
     if isinstance(origin, dict) and origin.get("format") not in (None, "toonlib") and origin.get("source"):
         lines.append(f"converted from {origin['source']} ({origin['format']} format)")
@@ -1009,7 +1024,7 @@ def _check_toonify_options(args: argparse.Namespace) -> None:
     from .blending import check_swap_res
     from .encoders import check_encoder_mode
     from .options import OPTIMIZING_MODES
-    from .pipeline import DEFAULT_TOON, TOON_NETWORK_ROLE, check_options, check_reblend_models
+    from .pipeline import DEFAULT_TOON, TOON_NETWORK_ROLE, check_options, check_reblend_models, toon_network_of
 
     for option, value in (("--steps", args.steps), ("--space", args.space), ("--seed", args.seed)):
         if value is not None and args.invert not in OPTIMIZING_MODES:
@@ -1023,6 +1038,8 @@ def _check_toonify_options(args: argparse.Namespace) -> None:
     check_reblend_models(args.invert, args.swap_res, toon=args.toon != DEFAULT_TOON, base=args.base is not None,
                          encoder=args.encoder)
     check_swap_res(args.swap_res, args.toon)
+    if args.swap_res is not None:  # a registry toon that holds only a blend, before the downloads (the models, or
+        toon_network_of(args.toon, args.toon_network)  # psp-toonify's encoder, came first; thirty-ninth session)
     check_options(args.invert, steps=args.steps, space=args.space or "w+", swap_res=args.swap_res, level=args.level,
                   blend_width=args.blend_width)
 

@@ -383,8 +383,9 @@ class Toonifier:
         Yields `(photo, results)` in input order once its batch is inverted, and `(photo, error)` for a photo that
         cannot be read or has no face as soon as it is found (before the batch it was read with): one bad photo never
         stops the batch, nor takes a place in it. `space`, `steps`, `seed` and `project_kwargs`
-        apply to the modes that optimise ('optimize', 'e4e+optimize'; `steps=None`: 500, or 100 from the
-        e4e codes); the encoder-only modes take W+ codes as they come. Every face is projected with `seed`, so a
+        apply to the modes that optimise ('optimize', 'e4e+optimize'; `steps=None`: 500 in 'w+', 1000 in 'w', or
+        100 from the e4e codes); the encoder-only modes take W+ codes as they come. Every face is projected with
+        `seed`, so a
         face gets the same latent alone, in a folder, beside other faces (`all_faces`) and in any batch size, as the
         app and the notebook panel give it (on a GPU, where a batch steps as one group, up to the rounding that
         hundreds of steps can grow: `project`). `progress`: each batch's projection bar.

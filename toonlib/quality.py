@@ -130,6 +130,10 @@ def image_quality(G: Generator, reals: torch.Tensor, metrics: tuple[str, ...], w
     unknown = sorted(set(metrics) - set(METRICS))
     if unknown or not metrics:
         raise ValueError(f"metrics must be some of {METRICS}, got {metrics}")
+    # with one image, KID was NaN after ~100 NumPy warnings and FID a LinAlgError (thirty-ninth session's audit)
+    if len(reals) < 2 or num_images < 2:
+        raise ValueError(f"KID / FID need at least 2 real and 2 generated images, got {len(reals)} real and "
+                         f"{num_images} generated (num_images): give more of each")
     import torch_fidelity
     from torch_fidelity.generative_model_modulewrapper import GenerativeModelModuleWrapper
 

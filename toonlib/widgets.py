@@ -29,6 +29,7 @@ from PIL import Image, ImageDraw
 from .align import NoFaceError, check_detector
 from .blending import (
     KEPT_LOW,
+    UNSAVED,
     Blender,
     LayerWeight,
     blend_record,
@@ -252,9 +253,10 @@ class BlendExplorer:
     side of each face in the grid (an integer multiple of the model's resolution when smaller);
     `names` label the base and toon columns; `sources` name the base and toon models as the user gave them (registry
     name, path), which `save` records in the file (`toonlib info` shows them; default: the checkpoints they were
-    loaded from, `Generator.loaded_from`, else `names`). `precision` is the pictures' (`runtime.resolve_precision`):
-    'auto' renders them in bfloat16 on CPUs that compute it in hardware, a slider move ~2x faster there, off by about
-    a level of 255 from float32 on average; 'fp32' renders them as `G.synthesis` does. The blend `save` writes is the
+    loaded from, `Generator.loaded_from`, else `blending.UNSAVED`, as `blend` records a generator made in memory).
+    `precision` is the pictures' (`runtime.resolve_precision`): 'auto' renders them in bfloat16 on CPUs that compute
+    it in hardware, a slider move ~2x faster there, off by about a level of 255 from float32 on average; 'fp32'
+    renders them as `G.synthesis` does. The blend `save` writes is the
     same either way. Attributes: the controls (`swap_res`, `level`, `blend_width`, `seeds`, `truncation`), the outputs
     (`image`, `chart`, `status`) and `widget` (the whole UI). `render()` redraws; `blended` is the current blended
     generator; `swap_resolution_grid()` draws the controls' seeds, level, width and truncation at every swap
@@ -273,7 +275,9 @@ class BlendExplorer:
         check_explorer_settings(swap_res, level, blend_width, truncation_psi, toon=toon)
         self.base, self.toon = load_generator(base), toon_generator(toon)  # a registry name: its un-blended toon
         self._dtype = resolve_precision(precision, self.base.device)
-        self.sources = sources or tuple(G.loaded_from or name for G, name in zip((self.base, self.toon), names))
+        # not the column labels: "FFHQ" was recorded as a base file that the re-blend advice then sent users to
+        # (thirty-ninth session's audit)
+        self.sources = sources or (self.base.loaded_from or UNSAVED, self.toon.loaded_from or UNSAVED)
         self.blender = Blender(low=self.toon, high=self.base)
         self.names = names
         self.cell = display_size(self.base.img_resolution, cell)
@@ -285,8 +289,13 @@ class BlendExplorer:
                                                 continuous_update=False, style=FULL_LABEL, layout=wide)
         self.level = widgets.ToggleButtons(options=[("conv0", 0), ("conv1", 1)], value=level,
                                            description="swap level", style=FULL_LABEL,
-                                           tooltips=["the whole swap block from the toon model",
-                                                     "the swap block's conv0 from the toon model, the rest from FFHQ"])
+                                           # conv1 said "the swap block's conv0 from the toon model", less than
+                                           # it takes (thirty-ninth session's audit): `blend`'s level rule
+                                           tooltips=["the whole swap block from the toon model, the blocks above from "
+                                                     "FFHQ (a smooth switch is centred on the swap block's conv0)",
+                                                     "the whole swap block and the next block's conv0 from the toon "
+                                                     "model, the rest from FFHQ (a smooth switch is centred on the "
+                                                     "swap block's conv1)"])
         self.blend_width = widgets.FloatSlider(value=blend_width, min=BLEND_WIDTHS[0], max=BLEND_WIDTHS[1], step=0.1,
                                                description="smooth width (0: hard switch)",
                                                continuous_update=False, style=FULL_LABEL, layout=wide)
@@ -405,9 +414,14 @@ class BlendExplorer:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Save the blend the sliders show now (`save_network`, toonlib's format) and print where and which blend
-        it is; returns the path written."""
+        it is; returns the path written. A path that is the toon's or the base's own file is refused (ValueError),
+        as `toonlib blend -o` refuses it."""
         from .checkpoints import Networks, save_network
+        from .commands import _refuse_to_replace_model
 
+        # the toon model's file was replaced by the blend without a word (thirty-ninth session's audit)
+        _refuse_to_replace_model(path, (self.toon.loaded_from, "toon"), (self.base.loaded_from, "base"),
+                                 named="the path")
         self.blended.set_origin(blend_record=self._record(self.sources))  # the models as the notebook named them
         saved = save_network(path, Networks(G_ema=self.blended))
         print(f"saved {saved.resolve()}: {self.setting}")  # in full, as the other notebooks' saves say it

@@ -343,7 +343,12 @@ def _image_format(path: Path) -> str | None:
 
 def unfinished_download(head: bytes, source: str, what: str) -> str | None:
     """What a model file whose first bytes are `head` is when it is a download that did not finish (empty) or failed
-    (a web page saved in its place), said as not `what` ('a network'); None otherwise."""
+    (a web page saved in its place), said as not `what` ('a network'); None otherwise. `source` is the local path.
+    A device or a pipe (`/dev/null`, `/dev/stdin`) is said to be no regular file: it was told to be deleted as an
+    interrupted download (thirty-ninth session's audit), and the readers open a file again from its start, which a
+    pipe cannot do."""
+    if os.path.exists(source) and not os.path.isfile(source):  # a folder is said by the callers before they read
+        return f"{source} is not a regular file (a device or a pipe), not {what}: give the checkpoint file itself."
     if not head:
         return f"{source} is empty (0 bytes): an interrupted download? Delete it and download again."
     if looks_like_html(head):

@@ -138,9 +138,13 @@ def read(path: str | os.PathLike, source: str = "") -> Networks:
         config = json.loads(metadata["config"])
         g_config = GeneratorConfig.from_dict(config["G"])
         d_config = DiscriminatorConfig.from_dict(config["D"]) if config.get("D") else None
-        meta = json.loads(metadata.get("meta") or "{}")
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{source}: invalid toonlib checkpoint config ({type(exc).__name__}: {exc})") from None
+    try:  # apart from the config: meta that was no JSON was said to be an invalid config
+        meta = json.loads(metadata.get("meta") or "{}")
+    except ValueError as exc:
+        raise CheckpointError(f"{source}: invalid toonlib checkpoint meta ({type(exc).__name__}: {exc})") from None
+    meta = checked_meta(meta, source)
     if "G_ema" not in states:
         raise CheckpointError(f"{source}: toonlib file without G_ema weights")
     if "D" in states and d_config is None:
@@ -149,6 +153,17 @@ def read(path: str | os.PathLike, source: str = "") -> Networks:
                                state, f"{source} [{key}]") for key, state in states.items()}
     return Networks(G_ema=nets["G_ema"], G=nets.get("G"), D=nets.get("D"),
                     meta={**meta, "format": FORMAT, "source": source})
+
+
+def checked_meta(meta: object, source: str) -> dict:
+    """A toonlib file's meta (`save`'s JSON object; the version-1 torch dict's "meta"), refused (CheckpointError) when
+    it is anything else: a file edited by another tool stopped `load_network` with "'str' object is not a mapping"
+    (thirty-ninth session's audit)."""
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{source}: invalid toonlib checkpoint meta (a {type(meta).__name__}, where toonlib "
+                              "writes a mapping of names to values): the file was changed by another tool; convert "
+                              "the model again from its original file")
+    return meta
 
 
 def _check_metadata(metadata: dict, source: str) -> None:

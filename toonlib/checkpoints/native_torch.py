@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ..networks import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 from .common import CheckpointError, Networks, build_network
+from .native import checked_meta
 
 FORMAT = "toonlib"
 VERSION = 1
@@ -31,6 +32,8 @@ def read(obj: dict, source: str = "") -> Networks:
         d_config = DiscriminatorConfig.from_dict(d_config) if d_config else None
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{source}: invalid toonlib checkpoint config ({exc})") from None
+    if "G_ema" not in obj:  # it was a KeyError traceback (thirty-ninth session's audit), as `native.read` says it
+        raise CheckpointError(f"{source}: toonlib file without G_ema weights")
     G_ema = build_network(Generator, g_config, obj["G_ema"], f"{source} [G_ema]")
     G = build_network(Generator, g_config, obj["G"], f"{source} [G]") if "G" in obj else None
     D = None
@@ -38,5 +41,5 @@ def read(obj: dict, source: str = "") -> Networks:
         if d_config is None:
             raise CheckpointError(f"{source}: toonlib checkpoint has D weights but no D config")
         D = build_network(Discriminator, d_config, obj["D"], f"{source} [D]")
-    meta = {**(obj.get("meta") or {}), "format": FORMAT, "source": source}
+    meta = {**checked_meta(obj.get("meta") or {}, source), "format": FORMAT, "source": source}
     return Networks(G_ema=G_ema, G=G, D=D, meta=meta)

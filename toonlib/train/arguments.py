@@ -20,9 +20,9 @@ __all__ = ["EXIT_STATUS", "add_train_arguments", "config_from_args", "finished",
 
 #: The exit statuses of fine-tuning (`toonlib finetune`, `python -m toonlib.train`), the epilog of their --help.
 EXIT_STATUS = ("exit status:\n"
-               "  0  all done (also when the run had already reached --kimg: nothing to train)\n"
-               "  2  bad usage; unusable images, checkpoint or settings; the run folder in use;\n"
-               "     a full disk (one line says what and how to fix it)\n"
+               "    0  all done (also when the run had already reached --kimg: nothing to train)\n"
+               "    2  bad usage; unusable images, checkpoint or settings; the run folder in use;\n"
+               "       a full disk (one line says what and how to fix it)\n"
                "  130  interrupted (Ctrl-C, or SIGTERM: kill, timeout, a job scheduler): the run is saved\n"
                "       where it stopped, and the same command continues it (stopped before training began,\n"
                "       while the images were prepared or the base downloaded, it starts again)\n"
