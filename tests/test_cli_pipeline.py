@@ -839,6 +839,7 @@ def test_toonify_a_saved_latent_re_blends_it_in_seconds(setup, tmp_path, capsys)
             ([str(latent), "-o", "x.png", "--invert", "e4e"], "--invert is about the photo"),
             ([str(latent), "-o", "x.png", "--detector", "dlib"], "--detector is about the photo"),  # were ignored
             ([str(latent), "-o", "x.png", "--no-identity"], "--no-identity is about the photo"),
+            ([str(latent), "-o", "x.png", "--seed", "0"], "--seed is about the photo"),  # 1 was refused, 0 taken
             ([str(latent), "-o", str(tmp_path / "x.npz")], r"the toon of a latent is written to an image file .* name "
                                                            r"it .*x\.png, or give a folder"),
             ([str(tmp_path / "other.npz"), "-o", "x.png"], r"holds latents of shape \[1, 10, 16\], and the toon model "

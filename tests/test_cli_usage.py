@@ -73,7 +73,7 @@ def test_version_and_exit_codes_in_help():
         assert ("1  some of several photos failed" in text) == (args[0] in ("--help", "toonify")), args
         # faces and a folder's count are said where photos are read (convert's help spoke of faces; thirty-ninth
         # session's audit), and the codes are right-aligned, their meanings in one column
-        assert ("no face" in text) == (args[0] != "convert"), args
+        assert ("no face" in text) == (args[0] in ("--help", "toonify")), args  # project finds no face: it is given one
         assert ("how many photos it toonified" in text) == (args[0] in ("--help", "toonify")), args
         rows = text.split("exit status:\n")[1].splitlines()
         assert {row.index(row.split()[1]) for row in rows} == {7}, rows
@@ -891,7 +891,8 @@ def test_video_every_without_a_video_is_refused(tmp_path):
 
 
 def test_missing_vgg16_weights_is_one_short_message(tmp_path, offline_cache):
-    """LPIPS needs torchvision's VGG16; offline and uncached, projection says so in a few lines, exit 2."""
+    """LPIPS needs torchvision's VGG16; offline and uncached, projection says so in a few lines, exit 2, with the
+    models (it was said at the first projection step, a folder's first batch read and aligned)."""
     from tiny import tiny_generator
 
     from toonlib.checkpoints import save_network
@@ -901,8 +902,9 @@ def test_missing_vgg16_weights_is_one_short_message(tmp_path, offline_cache):
     Image.fromarray(skdata.astronaut()).resize((32, 32)).save(face)
     result = run_cli("project", str(face), "--base", str(tmp_path / "base.safetensors"), "--steps", "1",
                      "-o", str(tmp_path / "w.npz"), env=offline_cache)
-    _short_error(result, "VGG16")
+    _short_error(result, "could not download 'lpips-vgg16'", "vgg16-397923af.pth")
     assert not (tmp_path / "w.npz").exists()
+
 
 
 def test_a_failed_download_names_the_option_that_takes_a_local_file(tmp_path, monkeypatch, capsys):
@@ -1286,3 +1288,17 @@ def test_help_before_a_command_is_that_commands_and_help_refuses_an_option():
     assert result.returncode == 2 and result.stderr.rstrip().endswith(
         "help takes a command name, not an option (-x): toonlib help COMMAND, or toonlib --help for the commands")
     assert run_main("help", "--help").stdout.startswith("usage: toonlib [-h]")
+
+
+def test_psp_toonify_with_a_swap_res_fetches_the_models_it_reblends_with_first(tmp_path, offline_cache):
+    """`--invert psp-toonify --swap-res 16` reads the toon model and its base to re-blend: offline, only the encoder
+    was said missing (and once it was there, the toon model, without the option that takes its path; thirty-ninth
+    session's audit). Now every file is named at once, the first with the option that takes a local file."""
+    photo = tmp_path / "me.png"
+    Image.fromarray(skdata.astronaut()).save(photo)
+    result = run_cli("toonify", str(photo), "-o", str(tmp_path / "out"), "--invert", "psp-toonify", "--swap-res", "16",
+                     env=offline_cache)
+    assert result.returncode == 2 and "could not download 'ffhq-1024-tf'" in result.stderr, result.stderr
+    assert "pass its path: --base PATH" in result.stderr
+    for other in ("toonify-blended-tf", "psp-toonify"):
+        assert f"This command needs '{other}' too, also not on this machine" in result.stderr, result.stderr

@@ -23,7 +23,7 @@ import safetensors.torch
 import torch
 from http_server import CUT, OFFLINE_URL, Reply, serve, serve_drive
 
-from toonlib import download, models
+from toonlib import download, losses, models
 from toonlib.checkpoints import CheckpointError, load_network
 from toonlib.cli import main
 from toonlib.encoders import EncoderError, load_encoder
@@ -745,6 +745,33 @@ def test_a_drive_download_shows_toonlibs_bar(drive, bars):
     assert bar.dynamic_ncols and bar.n == bar.total == len(PAYLOAD)
 
 
+def test_a_drive_download_bar_in_a_notebook_fills_as_the_bytes_come(drive, monkeypatch):
+    """In Jupyter and Colab a Drive download's bar (its size known only once the file comes) was full from its first
+    byte: tqdm's widget kept the end and the 'info' look of a bar without a total, "10.0M/380M" beside a full bar
+    (thirty-ninth session's audit)."""
+    import tqdm.asyncio
+    import tqdm.auto
+    import tqdm.notebook
+
+    class AutoBar(tqdm.notebook.tqdm, tqdm.asyncio.tqdm):  # what tqdm.auto defines in a notebook's kernel
+        pass
+
+    AutoBar.__module__ = "tqdm.auto"
+    monkeypatch.setattr(tqdm.auto, "tqdm", AutoBar)
+    shown, advance = [], download._advance
+
+    def drawn(bar, done: int, total: int | None) -> None:
+        advance(bar, done, total)
+        bar.refresh()  # as tqdm draws it (every 0.1 s)
+        widget = bar.container.children[1]
+        shown.append((widget.value, widget.max, widget.bar_style))
+
+    monkeypatch.setattr(download, "_advance", drawn)
+    drive.files["/uc?id=big"] = Reply(PAYLOAD, headers=FILE)
+    download.fetch(register("gdrive:big"))
+    assert shown and all(end == len(PAYLOAD) and style != "info" for _, end, style in shown), shown
+
+
 def test_a_failed_drive_download_clears_its_bar(drive, bars, monkeypatch):
     """Its bar stayed ("tiny.pkl: 0.00B [00:00, ?B/s]") on the line the error began, as a direct URL's does not; a
     Drive that sent no file (a sign-in page) drew that empty bar, twice in a log."""
@@ -1386,7 +1413,7 @@ def test_fetch_takes_one_name_or_url_not_a_list_none_or_a_local_file(tmp_path):
 # --- advice that fits where the user is --------------------------------------------------------------
 
 @pytest.mark.parametrize("invert", ["optimize", "e4e"])
-def test_an_offline_command_names_every_model_it_lacks(tmp_path, capsys, invert):
+def test_an_offline_command_names_every_model_it_lacks(tmp_path, capsys, monkeypatch, invert):
     """Offline, `toonlib app` said one missing file per run: the base, then (once it was put there) the toon model.
     The models named are those the command loads (`commands._fetch_toonify_models`): the toon model's base where
     --base is not given, and the encoder of an encoder mode."""
@@ -1398,6 +1425,7 @@ def test_an_offline_command_names_every_model_it_lacks(tmp_path, capsys, invert)
     models.MODELS[toon] = dataclasses.replace(models.MODELS[base], name=toon, filename="tinytoon.pkl", lineage=base,
                                               toon="unblended")
     Image.new("RGB", (64, 64)).save(tmp_path / "me.png")
+    monkeypatch.setattr(losses, "_LPIPS_CACHE", {})  # no LPIPS built by an earlier test: the weights are needed
     try:  # e4e's encoder: the registry's default for the mode (`pipeline.DEFAULT_ENCODERS`), not on this machine
         assert cli.main(["toonify", str(tmp_path / "me.png"), "--toon", toon, "--invert", invert, "-o",
                          str(tmp_path / "out.png")]) == 2
@@ -1405,10 +1433,13 @@ def test_an_offline_command_names_every_model_it_lacks(tmp_path, capsys, invert)
         del models.MODELS[toon]
     err = capsys.readouterr().err
     assert f"could not download {base!r}: no internet connection" in err  # the first the command loads
-    others = {toon: "tinytoon.pkl", **({"e4e-ffhq": models.MODELS["e4e-ffhq"].filename} if invert == "e4e" else {})}
+    others = {toon: tmp_path / "cache" / "tinytoon.pkl",
+              **({"e4e-ffhq": tmp_path / "cache" / models.MODELS["e4e-ffhq"].filename} if invert == "e4e" else
+                 # LPIPS' VGG16, which a projection reads: it was missed at the first step (thirty-ninth session)
+                 {"lpips-vgg16": download.local_path("lpips-vgg16")})}
     said = [line for line in err.splitlines() if line.startswith("This command needs")]
     assert said == [f"This command needs {other!r} too, also not on this machine: `toonlib fetch {other}` once "
-                    f"online, or save it as {tmp_path / 'cache' / file}" for other, file in others.items()], err
+                    f"online, or save it as {path}" for other, path in others.items()], err
 
 
 def test_advice_names_the_option_that_takes_a_local_file(tmp_path):

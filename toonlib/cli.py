@@ -45,19 +45,20 @@ from .commands import (
 )
 from .messages import expected_errors, interrupted, interrupts_held, run_program, write_line
 
-#: The commands that read photos: their status 2 includes "no face".
-_PHOTO_COMMANDS = ("align", "project", "toonify", "app")
+#: The commands that read photos, and those of them that look for a face in it (`project` takes an aligned face).
+_PHOTO_COMMANDS, _FACE_COMMANDS = ("align", "project", "toonify", "app"), ("align", "toonify", "app")
 
 
 def exit_statuses(command: str | None = None) -> str:
     """The exit statuses `toonlib --help` lists (`command` None), or those of one command's --help: status 1 is
-    toonify's alone, a photo and "no face" those of the commands that read photos (every command listed toonify's;
-    thirty-ninth session's audit)."""
+    toonify's alone, a photo that of the commands that read photos, "no face" that of those that look for one (every
+    command listed toonify's; thirty-ninth session's audit)."""
     toonify, photos = command in (None, "toonify"), command is None or command in _PHOTO_COMMANDS
+    faces = command is None or command in _FACE_COMMANDS
     rows = [("0", "all done"),
             *[("1", "some of several photos failed (the others were written)")] * toonify,
-            ("2", "bad usage; a missing or unreadable model, weights file or photo; no face" if photos else
-             "bad usage; a missing or unreadable model or weights file"),
+            ("2", "bad usage; a missing or unreadable " + ("model, weights file or photo" if photos else
+                                                           "model or weights file") + "; no face" * faces),
             ("130", "interrupted (Ctrl-C, or SIGTERM: kill, timeout)"),
             ("141", "output closed early (`toonlib models | head`), nothing more printed"
              + " (`toonify` of a folder says on stderr how many photos it toonified)" * toonify)]

@@ -146,7 +146,7 @@ def _fetch_named_models(*models: tuple[str | None, str], pathless: Collection[st
     from .models import MODELS
 
     for value, option in models:
-        if isinstance(value, str):
+        if isinstance(value, str) and option.startswith("-"):  # not LPIPS' VGG16, which no option names
             check_source(value, f"{option} {value}", kinds=ENCODER_KINDS if option == "--encoder" else GENERATOR_KINDS)
     named = [(name, option) for name, option in ((split_network(value)[0], option) for value, option in models)
              if isinstance(name, str) and (name in MODELS or is_url(name)) and not Path(name).exists()]  # 'x (G)'
@@ -169,10 +169,11 @@ def _fetch_named_models(*models: tuple[str | None, str], pathless: Collection[st
 
 def _fetch_toonify_models(args: argparse.Namespace, *modes: str, base: bool = True, encoder_path: bool = True) -> None:
     """`_fetch_named_models` for what Toonifiers in inversion modes `modes` load at once, in one call (offline, the
-    app's `--invert psp e4e` named one missing encoder per run); `base=False`: the toon model alone (a latent's toon
-    drawn by its published blend); `encoder_path=False`: --encoder takes no path (the app offering several encoder
-    modes), so a failed download does not offer it."""
+    app's `--invert psp e4e` named one missing encoder per run), LPIPS' VGG16 too where a mode projects; `base=False`:
+    the toon model alone (a latent's toon drawn by its published blend, no mode run); `encoder_path=False`: --encoder
+    takes no path (the app offering several encoder modes), so a failed download does not offer it."""
     from .encoders import holds_decoder
+    from .options import OPTIMIZING_MODES
     from .pipeline import (
         DEFAULT_ENCODERS,
         check_default_base,
@@ -189,7 +190,10 @@ def _fetch_toonify_models(args: argparse.Namespace, *modes: str, base: bool = Tr
     for mode in modes:
         # psp-toonify's encoder holds its own decoder, base and toon loaded only to re-blend (an encoder file without
         # one draws with the toon's published blend: they load at once)
-        if (mode != "psp-toonify" or not holds_decoder(args.encoder)) and base:
+        # with --swap-res they are read at once, to re-blend: offline, only the toon was said missing, after the
+        # encoder had loaded (thirty-ninth session's audit)
+        reblend = getattr(args, "swap_res", None) is not None
+        if (mode != "psp-toonify" or not holds_decoder(args.encoder) or reblend) and base:
             named = args.base if args.base is not None else default_base(args.toon)
             check_default_base(args.toon, named)
             wanted += [(named, "--base"), (args.toon, "--toon")]
@@ -197,7 +201,22 @@ def _fetch_toonify_models(args: argparse.Namespace, *modes: str, base: bool = Tr
             wanted.append((args.toon, "--toon"))
         if mode != "optimize":
             wanted.append((args.encoder if args.encoder is not None else DEFAULT_ENCODERS[mode], "--encoder"))
-    _fetch_named_models(*dict.fromkeys(wanted), pathless=() if encoder_path else ("--encoder",))
+    if base and any(mode in OPTIMIZING_MODES for mode in modes):
+        wanted += _lpips_weights()
+    _fetch_named_models(*dict.fromkeys(wanted), pathless=(LPIPS,) + (() if encoder_path else ("--encoder",)))
+
+
+#: How `_fetch_named_models` names LPIPS' VGG16, which no option takes a path of.
+LPIPS = "LPIPS"
+
+
+def _lpips_weights() -> list[tuple[str, str]]:
+    """LPIPS' VGG16 as `_fetch_named_models` takes it, for the commands that project, unless an LPIPS is built in
+    this process already: it was fetched at the first projection step, offline after a folder's first batch was read
+    and aligned, unnamed among the files the command said it needed (thirty-ninth session's audit)."""
+    from .losses import VGG16_WEIGHTS, lpips_needs_weights
+
+    return [(VGG16_WEIGHTS, LPIPS)] if lpips_needs_weights() else []
 
 
 def _replaced(output: str | os.PathLike) -> str:
@@ -542,7 +561,7 @@ def cmd_project(args: argparse.Namespace) -> int:
             _refuse_to_overwrite(args.image, [Path(output)], option)
     warn_if_not_a_crop(target, args.image, "project", "projecting its centre square",
                        advice="`toonlib align PHOTO -o aligned.png`, or `toonlib toonify` for the whole way")
-    _fetch_named_models((args.base, "--base"))
+    _fetch_named_models((args.base, "--base"), *_lpips_weights(), pathless=(LPIPS,))
     G = load_generator(args.base, device=default_device())
     if target.width == target.height != G.img_resolution:  # an aligned crop is most often the model's size
         warnings.warn(f"{args.image} is {target.width}x{target.height}, not the base model's {G.img_resolution} px: "
@@ -912,7 +931,7 @@ def _toonify_latent(args: argparse.Namespace, latent: str) -> int:
     from .projection import load_latent, render
 
     photo_options = (("--invert", args.invert != "optimize"), ("--encoder", args.encoder), ("--steps", args.steps),
-                     ("--space", args.space), ("--seed", args.seed), ("--batch-size", args.batch_size),
+                     ("--space", args.space), ("--seed", args.seed is not None), ("--batch-size", args.batch_size),
                      ("--paste-back", args.paste_back), ("--all-faces", args.all_faces),
                      ("--detector", args.detector != "auto"), ("--no-identity", args.no_identity))
     for option, given in photo_options:

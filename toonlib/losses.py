@@ -45,6 +45,12 @@ def build_lpips(device: str | torch.device = "cpu") -> nn.Module:
     return _LPIPS_CACHE[key]
 
 
+def lpips_needs_weights() -> bool:
+    """Whether a projection in this process has still to read VGG16's file (`build_lpips` has built no LPIPS yet):
+    the command line fetches it with the models then."""
+    return not _LPIPS_CACHE
+
+
 def _new_lpips() -> nn.Module:
     """lpips' LPIPS-VGG module with its trunk read from torchvision's VGG16 file: only the 13 convolutions that
     LPIPS uses (56 MB of the file's 553; its classifier is never built), memory-mapped where the file allows.
