@@ -170,6 +170,21 @@ def test_image_tensors_are_read_and_checked_as_project_reads_them():
         assert encoder.encode(x[..., :128]).shape == (1, 2, 512)
 
 
+def test_a_list_of_image_tensors_is_encoded_as_project_takes_it():
+    """`encode([tensor, tensor])` was refused ("expected a path, bytes, PIL image or numpy array, got Tensor") where
+    `project` takes a list of tensors (thirty-ninth session's audit); a list's tensors are checked by their place."""
+    encoder = Encoder("e4e", 2)
+    photo = Image.fromarray(skdata.astronaut()).resize((256, 256), Image.Resampling.BILINEAR)
+    x = encoder_input(photo)
+    flipped = x.flip(-1)
+    with torch.no_grad():
+        expected = encoder(torch.cat([x, flipped]))
+    torch.testing.assert_close(encoder.encode([x[0], flipped]), expected)  # [3, H, W] and [1, 3, H, W]
+    torch.testing.assert_close(encoder.encode([photo, flipped]), expected)  # a photo beside a tensor
+    with pytest.raises(ValueError, match=r"^photos\[1\] must hold values in \[-1, 1\], got 0 \.\. 255"):
+        encoder.encode([x, (flipped + 1) * 127.5])
+
+
 def test_encode_warns_of_a_photo_that_is_no_aligned_crop(tmp_path):
     """A whole photo was encoded squashed to 256 x 256 without a word: an image that is not square is no FFHQ crop
     (`align_face` makes square ones), and the warning says how to get one, attributed to the caller's line."""

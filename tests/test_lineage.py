@@ -70,6 +70,27 @@ def test_fine_tuned_models_stay_close_unrelated_ones_do_not(family):
     assert "inf" not in str(caught[0].message)  # was: "their weights are inf apart"
 
 
+def test_an_encoders_decoder_is_warned_of_in_an_encoders_words():
+    """The warnings about an encoder's decoder that is not the base said "the blend mixes two different faces" or
+    "they cannot be blended. Pair the toon model with the base ...": no toon model and no blend is in that pair
+    (thirty-ninth session's audit). Its own base is no mistake."""
+    base, stranger = tiny_networks(0).G_ema, tiny_networks(1).G_ema
+    other_shape = Generator(z_dim=32, w_dim=32, img_resolution=32, channel_base=256, channel_max=32)
+    for decoder, said in ((stranger, r"does not look like the base or a fine-tune of it: their mapping and "
+                                     r"low-resolution weights are 1\.\d\d apart"),
+                          (other_shape, "is neither the base nor a fine-tune of it: their architectures differ")):
+        with pytest.warns(LineageWarning) as caught:
+            check_lineage(decoder, base, "the decoder", "the base", encoder=True)
+        message = str(caught[0].message)
+        assert re.match(rf"the decoder {said}.*, so their W spaces differ and the base draws the encoder's codes "
+                        r"\(latents of its decoder\) as another face: .* Give as the base \(--base, base=\) the "
+                        r"model the encoder was trained with", message), message
+        assert "blend" not in message and "toon model" not in message
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LineageWarning)
+        check_lineage(base, base, "the decoder", "the base", encoder=True)
+
+
 def test_blend_warns_only_for_an_unrelated_pair(family):
     base, child, stranger = family
     with warnings.catch_warnings():

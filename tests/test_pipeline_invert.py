@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import re
 import shutil
+import warnings
 from types import SimpleNamespace
 
 import numpy as np
@@ -235,6 +236,59 @@ def test_an_encoder_object_and_an_encoder_of_the_other_paper_are_said(setup, tmp
             toonifier(setup, invert, encoder)
 
 
+def test_a_psp_file_in_e4e_then_optimize_is_said(setup):
+    """A pSp file in mode e4e+optimize ran without the word modes e4e and psp give of the other paper's file, its
+    results and the app saying "e4e, then optimise" (thirty-ninth session's audit)."""
+    with pytest.warns(UserWarning, match=r"^the encoder is a pSp checkpoint, run in mode invert='e4e\+optimize': the "
+                                         r"projection starts from its pSp codes, though results and the app say e4e "
+                                         r"\(the mode's encoder is an e4e one, such as e4e-ffhq\)$"):
+        toonifier(setup, "e4e+optimize", setup.psp)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        toonifier(setup, "e4e+optimize", setup.e4e)
+    assert not [w for w in caught if str(w.message).startswith("the encoder is")]
+
+
+def test_a_seed_is_refused_in_the_encoder_only_modes(setup):
+    """`seed=5` was taken in mode e4e and did nothing, where `steps` and `space` were refused, as the command line
+    refuses `--seed` (thirty-ninth session's audit); 0, the default, is taken as `space='w+'` is."""
+    t = toonifier(setup, "e4e", setup.e4e)
+    photo = setup.photos / "astronaut.png"
+    refused = r"^seed: a projection option; invert='{}' runs no projection \(use 'optimize' or 'e4e\+optimize'\)$"
+    with pytest.raises(ValueError, match=refused.format("e4e")):
+        t(photo, seed=5)
+    with pytest.raises(ValueError, match=refused.format("e4e")):
+        t.toonify_many([photo], seed=7)
+    with pytest.raises(ValueError, match=refused.format("psp")):  # before the models are read
+        toonify(photo, base=setup.base_path, toon=setup.toon_path, invert="psp", encoder=setup.psp, seed=1)
+    assert torch.equal(t(photo, seed=0, progress=False).w, t(photo, progress=False).w)
+
+
+def test_an_encoder_whose_decoder_is_not_the_base_is_said_in_an_encoders_words(setup, tmp_path):
+    """An encoder paired with a base its decoder is not was warned of with the toon model's words ("the blend mixes
+    two different faces. Pair the toon model with the base it was fine-tuned from"): nothing is blended with an
+    encoder, and the base draws its codes as another face (thirty-ninth session's audit)."""
+    stranger = copy.deepcopy(setup.base)  # the decoder's architecture, its weights shuffled: an unrelated base
+    generator = torch.Generator().manual_seed(11)
+    with torch.no_grad():
+        for param in stranger.parameters():
+            param.copy_(param.flatten()[torch.randperm(param.numel(), generator=generator)].reshape(param.shape))
+    toon = child_of(stranger)
+    save_network(tmp_path / "base.safetensors", stranger)
+    save_network(tmp_path / "toon.safetensors", Networks(G_ema=blend(toon, stranger, 8), G=toon))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        Toonifier(tmp_path / "base.safetensors", tmp_path / "toon.safetensors", invert="e4e", encoder=setup.e4e,
+                  detector="dlib", device="cpu")
+    [said] = [str(w.message) for w in caught if type(w.message).__name__ == "LineageWarning"]
+    assert re.match(r"the e4e encoder's decoder does not look like the base model or a fine-tune of it: their "
+                    r"mapping and low-resolution weights are 1\.\d\d apart .*, so their W spaces differ and the base "
+                    r"model draws the encoder's codes \(latents of its decoder\) as another face: the reconstruction "
+                    r"and the toon are not the photo's person\. Give as the base \(--base, base=\) the model the "
+                    r"encoder was trained with \(the registry's encoders name theirs", said), said
+    assert "blend" not in said and "toon model" not in said
+
+
 def test_an_encoder_file_without_its_decoder_is_used_by_its_path(setup, tmp_path):
     """A pSp / e4e file saved without its decoder (`encoder.` weights alone) loaded with `load_encoder`, but by its
     path a Toonifier read its decoder to check its lineage: "is a torch file but not a known StyleGAN2 checkpoint"
@@ -327,8 +381,10 @@ def test_bad_settings_are_refused(setup, tmp_path):
         Toonifier(toon=snapshot, invert="e4e", encoder=setup.e4e, device="cpu")
 
 
-def test_command_line_modes_and_identity(setup, tmp_path, capsys, monkeypatch):
+def test_command_line_modes_and_identity(setup, tmp_path, capsys, monkeypatch, random_vgg_torch_home):
     from toonlib import cli
+
+    monkeypatch.setenv("TORCH_HOME", str(random_vgg_torch_home))  # e4e+optimize fetches LPIPS' VGG16 with the models
 
     common = ["--base", str(setup.base_path), "--toon", str(setup.toon_path), "--detector", "dlib"]
     out = tmp_path / "e4e"

@@ -186,6 +186,30 @@ def test_progress_bar_ends_complete(G, targets, net, capsys):
     assert any("3/3" in line and "100%" in line for line in bars), bars  # early stop after 3 steps
 
 
+def test_an_early_stopped_bar_ends_full_in_a_notebook(G, targets, net, monkeypatch):
+    """In Jupyter and Colab an early-stopped projection's bar said "3/3" and 100%, but its widget stayed at 3 of 50
+    steps, a green bar 6% long: tqdm's notebook widget takes its total only when it is built (thirty-ninth session's
+    audit)."""
+    import tqdm.asyncio
+    import tqdm.auto
+    import tqdm.notebook
+
+    from toonlib import messages
+
+    class AutoBar(tqdm.notebook.tqdm, tqdm.asyncio.tqdm):  # what tqdm.auto defines in a notebook's kernel
+        pass
+
+    AutoBar.__module__ = "tqdm.auto"
+    monkeypatch.setattr(tqdm.auto, "tqdm", AutoBar)
+    bars = []
+    monkeypatch.setattr(projection, "progress_bar", lambda **kwargs: bars.append(messages.progress_bar(**kwargs))
+                        or bars[-1])
+    result = project(G, targets[0], steps=50, early_stop=(2, 1.0), lpips_net=net, w_avg_samples=W_AVG_SAMPLES)
+    [bar] = bars
+    widget = bar.container.children[1]
+    assert (result.steps, widget.value, widget.max, widget.bar_style) == (3, 3, 3, "success")
+
+
 def test_progress_bar_keeps_its_bar_at_80_columns(G, targets, net, monkeypatch):
     """The live numbers after the bar (`dist=0.1234, loss=0.1235`) squeezed it to one character in an 80-column
     terminal: the distance alone is shown."""

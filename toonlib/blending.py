@@ -452,6 +452,9 @@ UNRELATED_DISTANCE = 0.5
 #: The advice of the messages about a toon model and a base that do not go together.
 PAIR_WITH_ITS_BASE = ("pair the toon model with the base it was fine-tuned from (the registry's toon models name "
                       "theirs: their lineage in `toonlib models`)")
+#: The advice of the messages about an encoder whose decoder is not the base (`check_lineage(..., encoder=True)`).
+ENCODER_WITH_ITS_BASE = ("give as the base (--base, base=) the model the encoder was trained with (the registry's "
+                         "encoders name theirs: their lineage in `toonlib models`), or take an encoder of this base")
 
 
 class LineageWarning(ToonlibWarning):
@@ -504,23 +507,32 @@ def _low_res_weight(name: str, max_res: int) -> bool:
 
 
 def check_lineage(toon: GeneratorLike, base: GeneratorLike, toon_name: str = "the toon model",
-                  base_name: str = "the base model", may_be_equal: bool = False) -> float:
+                  base_name: str = "the base model", encoder: bool = False) -> float:
     """`lineage_distance(toon, base)`; warns (`LineageWarning`) when it says they are not parent and child, and,
-    unless `may_be_equal` (an encoder's decoder and its base), when they are one network: the base or an FFHQ
-    encoder given as the toon model blends into the base itself, a reconstruction and no toon."""
+    unless `encoder` (`toon` is an encoder's decoder, which is best the base itself), when they are one network: the
+    base or an FFHQ encoder given as the toon model blends into the base itself, a reconstruction and no toon. An
+    encoder's warnings say what the base does to its codes: nothing is blended with it (they gave the toon model's
+    advice, thirty-ninth session's audit)."""
     distance = lineage_distance(toon, base)
-    if distance == 0 and not may_be_equal and _same_weights(toon, base):
+    if encoder:
+        is_not, looks_not = f"is neither {base_name} nor a fine-tune of it", f"like {base_name} or a fine-tune of it"
+        effect = (f"{base_name} draws the encoder's codes (latents of its decoder) as another face: the reconstruction "
+                  "and the toon are not the photo's person")
+        unblendable, advice = effect, ENCODER_WITH_ITS_BASE
+    else:
+        is_not, looks_not = f"is not fine-tuned from {base_name}", f"fine-tuned from {base_name}"
+        effect, unblendable = "the blend mixes two different faces", "they cannot be blended"
+        advice = PAIR_WITH_ITS_BASE
+    advice = f"{advice[0].upper()}{advice[1:]}"
+    if distance == 0 and not encoder and _same_weights(toon, base):
         warn(f"{toon_name} has the same weights as {base_name}: every blend of them is that model, which draws "
              "faces as they are, not toons. Give a toon model fine-tuned from the base (such as toonify-blended-tf), "
              "not the base itself or an encoder of it", LineageWarning)
     elif math.isinf(distance):
-        warn(f"{toon_name} is not fine-tuned from {base_name}: their architectures differ (mapping or "
-             "low-resolution layers of other shapes), so their W spaces differ and they cannot be blended. "
-             f"{PAIR_WITH_ITS_BASE[0].upper()}{PAIR_WITH_ITS_BASE[1:]}.", LineageWarning)
+        warn(f"{toon_name} {is_not}: their architectures differ (mapping or low-resolution layers of other shapes), "
+             f"so their W spaces differ and {unblendable}. {advice}.", LineageWarning)
     elif distance > UNRELATED_DISTANCE:
-        warn(f"{toon_name} does not look fine-tuned from {base_name}: their mapping and low-resolution "
-             f"weights are {distance:.2f} apart (relative; a fine-tuned model stays below "
-             f"{UNRELATED_DISTANCE}, unrelated models are about 1.4 apart), so their W spaces differ and "
-             f"the blend mixes two different faces. {PAIR_WITH_ITS_BASE[0].upper()}{PAIR_WITH_ITS_BASE[1:]}.",
-             LineageWarning)
+        warn(f"{toon_name} does not look {looks_not}: their mapping and low-resolution weights are {distance:.2f} "
+             f"apart (relative; a fine-tuned model stays below {UNRELATED_DISTANCE}, unrelated models are about 1.4 "
+             f"apart), so their W spaces differ and {effect}. {advice}.", LineageWarning)
     return distance

@@ -224,9 +224,10 @@ class Encoder(nn.Module):
         source = f", source={self.meta['source']!r}" if "source" in self.meta else ""
         return f"kind={self.kind!r}, n_styles={self.n_styles}{source}"
 
-    def encode(self, photos: ImageInput | torch.Tensor | Sequence[ImageInput]) -> torch.Tensor:
+    def encode(self, photos: ImageInput | torch.Tensor | Sequence[ImageInput | torch.Tensor]) -> torch.Tensor:
         """W+ codes [N, n_styles, 512] (on the CPU) of FFHQ-aligned face crops (any size; see `encoder_input`, which
-        warns of an image that cannot be one: not square), given as photos or as an image tensor in [-1, 1]."""
+        warns of an image that cannot be one: not square), given as photos or image tensors in [-1, 1], or a list of
+        them."""
         x = encoder_input(photos)  # outside torch.no_grad's decorator, whose frame its warning named as the caller
         with torch.no_grad():
             return self._codes(x.to(self.latent_avg.device)).float().cpu()
@@ -240,38 +241,48 @@ def _upsample_add(top: torch.Tensor, lateral: torch.Tensor) -> torch.Tensor:
     return F.interpolate(top, size=lateral.shape[2:], mode="bilinear", align_corners=True) + lateral
 
 
-def encoder_input(photos: ImageInput | torch.Tensor | Sequence[ImageInput]) -> torch.Tensor:
+def encoder_input(photos: ImageInput | torch.Tensor | Sequence[ImageInput | torch.Tensor]) -> torch.Tensor:
     """FFHQ-aligned face crop(s) as the encoders were trained on them: [N, 3, 256, 256] in [-1, 1].
 
     Each image (path, PIL image, uint8 array, ...) is read upright as RGB, resized to 256 x 256 with PIL's
     bilinear filter (what the pSp / e4e inference transform `torchvision.transforms.Resize((256, 256))`
     does to a PIL image) and scaled as (pixel / 255 - 0.5) / 0.5. A float tensor [3, H, W] or [N, 3, H, W] in
-    [-1, 1] (what a generator draws, as `project` takes it) is checked as `project` checks it and resized with
-    antialiased bilinear interpolation. Pass the aligned crop
+    [-1, 1] (what a generator draws, as `project` takes it; in a list too) is checked as `project` checks it and
+    resized with antialiased bilinear interpolation. Pass the aligned crop
     (`toonlib.align_face(photo).image`), not the whole photo: an image that is not square cannot be one, and is
     encoded with a warning (`images.warn_if_not_a_crop`).
     """
     if isinstance(photos, torch.Tensor):  # what a generator draws, as project takes it
-        x = check_image_tensor(photos, "the image tensor", "the encoder").float().cpu()
-        warn_if_not_a_crop(x, "the image tensor", "the encoder", f"encoding it squashed to {INPUT_SIZE} x {INPUT_SIZE}")
-        if x.shape[2:] != (INPUT_SIZE, INPUT_SIZE):  # PIL's bilinear filter, as the photos get
-            x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False, antialias=True)
-        return x.contiguous()
+        return _tensor_input(photos, "the image tensor")
     stacked = isinstance(photos, np.ndarray) and photos.ndim == 4  # [N, H, W, C]: N images, as `project` takes them
     items = list(photos) if stacked else photos if isinstance(photos, (list, tuple)) else [photos]
     if not items:
         raise ValueError("no image given")
-    arrays = []
+    parts = []
     for i, item in enumerate(items):
+        # a list of tensors, as `project` takes them: refused as no image (thirty-ninth session's audit)
+        if isinstance(item, torch.Tensor):
+            parts.append(_tensor_input(item, f"photos[{i}]" if len(items) > 1 else "the image tensor"))
+            continue
         image = read_image(item)
         name = describe_source(item)
         name = f"photos[{i}]" if len(items) > 1 and name == "the image" else name
         warn_if_not_a_crop(image, name, "the encoder", f"encoding it squashed to {INPUT_SIZE} x {INPUT_SIZE}")
         if image.size != (INPUT_SIZE, INPUT_SIZE):
             image = image.resize((INPUT_SIZE, INPUT_SIZE), Image.Resampling.BILINEAR)
-        arrays.append(np.asarray(image, dtype=np.float32))
-    x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
-    return ((x / 255 - 0.5) / 0.5).contiguous()
+        x = torch.from_numpy(np.asarray(image, dtype=np.float32)).permute(2, 0, 1)[None]
+        parts.append((x / 255 - 0.5) / 0.5)
+    return torch.cat(parts).contiguous()
+
+
+def _tensor_input(x: torch.Tensor, what: str) -> torch.Tensor:
+    """An image tensor [3, H, W] or [N, 3, H, W] in [-1, 1] as the encoder takes it (`encoder_input`); `what`: how the
+    messages call it."""
+    x = check_image_tensor(x, what, "the encoder").float().cpu()
+    warn_if_not_a_crop(x, what, "the encoder", f"encoding it squashed to {INPUT_SIZE} x {INPUT_SIZE}")
+    if x.shape[2:] != (INPUT_SIZE, INPUT_SIZE):  # PIL's bilinear filter, as the photos get
+        x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False, antialias=True)
+    return x.contiguous()
 
 
 def load_encoder(source: str | os.PathLike, device: torch.device | str | None = None) -> Encoder:

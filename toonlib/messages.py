@@ -276,6 +276,8 @@ def _notebook_bar() -> type:
 
     class WrappingBar(tqdm):
         def display(self, *args, **kwargs):
+            if hasattr(self, "container"):
+                _follow_total(self)
             shown = super().display(*args, **kwargs)
             if hasattr(self, "container"):
                 numbers = self.container.children[-1]
@@ -283,6 +285,19 @@ def _notebook_bar() -> type:
             return shown
 
     return WrappingBar
+
+
+def _follow_total(bar) -> None:
+    """Give a notebook bar's widget the bar's total as its end: tqdm sets it only when the bar is built, so a total set
+    later (an early-stopped projection's steps run, a Drive download's size once known) left an early stop's bar 2%
+    full at "4/4", and a download's full, unknown-total bar at 10 of 380 MB (thirty-ninth session's audit)."""
+    widget = bar.container.children[1]
+    if bar.total and widget.max != bar.total:
+        if widget.bar_style == "info":  # tqdm's look of a bar without a total
+            widget.bar_style = ""
+        if widget.layout.width == "20px":
+            widget.layout.width = None
+        widget.max = bar.total
 
 
 def _erasable(bar) -> bool:

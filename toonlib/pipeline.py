@@ -36,6 +36,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import io
+import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path, PurePath
@@ -75,7 +76,7 @@ from .download import cache_state
 from .encoders import Encoder, check_encoder_mode, holds_decoder, load_encoder
 from .files import is_pipe, is_url, user_path
 from .images import ImageInput, describe_source, is_hidden, is_image_file, labelled_grid, read_image, to_pil
-from .messages import check_count, check_flag, summary, warn
+from .messages import check_count, check_flag, summary, warn, with_article
 from .networks import Generator
 from .options import INVERT_MODES, OPTIMIZING_MODES
 from .projection import check_project_options, is_seed, project, render, w_statistics
@@ -229,9 +230,14 @@ class Toonifier:
                 # a file saved without its decoder (`encoder.` weights alone) is an encoder as a loaded one is: its
                 # lineage check read the decoder, "not a known StyleGAN2 checkpoint" (thirty-third session's audit)
                 decoder = source if self.encoder.meta["has_decoder"] else None
-            if invert in ("e4e", "psp") and self.encoder.kind != invert:  # it ran under the other paper's name
-                warn(f"the encoder is {'an e4e' if self.encoder.kind == 'e4e' else 'a pSp'} checkpoint, run in mode "
-                     f"invert='{invert}': invert='{self.encoder.kind}' names it (results and the app say the mode)")
+            paper = invert.removesuffix("+optimize")  # the encoder the mode is named after
+            if paper in ("e4e", "psp") and self.encoder.kind != paper:  # it ran under the other paper's name
+                kind = "e4e" if self.encoder.kind == "e4e" else "pSp"
+                # e4e+optimize said nothing of a pSp file (thirty-ninth session's audit): no mode names that start
+                said = (f"invert='{self.encoder.kind}' names it (results and the app say the mode)" if invert == paper
+                        else f"the projection starts from its {kind} codes, though results and the app say {paper} "
+                             f"(the mode's encoder is {with_article(paper)} one, such as {DEFAULT_ENCODERS[invert]})")
+                warn(f"the encoder is {with_article(kind)} checkpoint, run in mode invert='{invert}': {said}")
         if invert == "psp-toonify" and decoder is not None:
             # The codes are latents of the encoder's decoder, a blended toon generator: it renders them.
             # The toon checkpoint and the base are read only when re-blending.
@@ -259,7 +265,7 @@ class Toonifier:
                 info = models.MODELS.get(decoder) if isinstance(decoder, str) else None
                 if decoder is not None and not models.same_registry_weights(info and info.lineage, self._base_source):
                     check_lineage(load_generator(decoder), self.base, f"the {invert} encoder's decoder",
-                                  base_name, may_be_equal=True)
+                                  base_name, encoder=True)
         self._blender: Blender | None = None
         self._w_stats: tuple[torch.Tensor, float] | None = None
         self.generator = self.published_blend
@@ -384,11 +390,11 @@ class Toonifier:
         cannot be read or has no face as soon as it is found (before the batch it was read with): one bad photo never
         stops the batch, nor takes a place in it. `space`, `steps`, `seed` and `project_kwargs`
         apply to the modes that optimise ('optimize', 'e4e+optimize'; `steps=None`: 500 in 'w+', 1000 in 'w', or
-        100 from the e4e codes); the encoder-only modes take W+ codes as they come. Every face is projected with
-        `seed`, so a
-        face gets the same latent alone, in a folder, beside other faces (`all_faces`) and in any batch size, as the
-        app and the notebook panel give it (on a GPU, where a batch steps as one group, up to the rounding that
-        hundreds of steps can grow: `project`). `progress`: each batch's projection bar.
+        100 from the e4e codes); the encoder-only modes take W+ codes as they come, and refuse a `space` or `seed`
+        other than the defaults ('w+', 0). Every face is projected with `seed`, so a face gets the same latent
+        alone, in a folder, beside other faces (`all_faces`) and in any batch size, as the app and the notebook panel
+        give it (on a GPU, where a batch steps as one group, up to the rounding that hundreds of steps can grow:
+        `project`). `progress`: each batch's projection bar.
         """
         # now, not when the first result is asked for
         check_options(self.invert, steps=steps, batch_size=batch_size, space=space, seed=seed, all_faces=all_faces,
@@ -490,6 +496,8 @@ def check_options(invert: str, *, steps: int | None = None, batch_size: int = 1,
         projection["steps"] = steps
     if space != "w+":
         projection["space"] = space
+    if not (isinstance(seed, numbers.Integral) and seed == 0):  # like space, refused other than its default in the
+        projection["seed"] = seed  # encoder-only modes: taken and ignored (thirty-ninth session's audit)
     check_faces(all_faces, face_index)
     for name, flag in (("paste_back", paste_back), ("progress", progress)):
         check_flag(name, flag)  # "no" was taken as True
