@@ -428,12 +428,13 @@ def test_projection_panel_fits_a_phone_and_its_frames_are_chosen(lab, browser, s
 
 def test_finetune_notebooks_training_output_fits_a_phone(lab, browser, shots):
     """At a 360 px output the fine-tuning bar's numbers (`G=... D=... p=...`) ran 84 px past its edge: tqdm writes
-    their spaces as figure spaces, which never break a line."""
+    their spaces as figure spaces, which never break a line. At outputs of 610-740 px (an 800 px window, Colab's
+    width) the numbers fitted beside the bar, which shrank to 2 px (thirty-ninth session's audit)."""
     page = page_at(browser, lab.url(f"lab/tree/01-train.ipynb?reset&{lab.url_token}"), width=OPEN_WIDTH)
     with screenshots_on_failure(page, shots, "01-train"):
         _run_all(page, "Blend it in 02_blend.ipynb")
     _toggle_file_browser(page)
-    for window in (OPEN_WIDTH, 476):  # outputs of about 870 and 360 px
+    for window in (OPEN_WIDTH, 800, 760, 476):  # outputs of about 870, 620, 580 and 360 px
         page.set_viewport_size({"width": window, "height": 900})
         page.wait_for_timeout(300)
         with screenshots_on_failure(page, shots, f"01-train-{window}"):
@@ -444,6 +445,10 @@ def test_finetune_notebooks_training_output_fits_a_phone(lab, browser, shots):
                 return e.getClientRects().length && e.getBoundingClientRect().right > edge + 2; })
                 .map(e => e.tagName + '.' + [...e.classList].join('.'))""")
             assert past == [], f"past the output's edge in a {window} px window: {past}"
+            widths = page.evaluate("""() => [...document.querySelectorAll('.jp-OutputArea-output .widget-hbox')]
+                .filter(box => box.innerText.includes('kimg ['))
+                .map(box => box.querySelector('.widget-hprogress').getBoundingClientRect().width)""")
+            assert widths and min(widths) >= 100, f"the bar is {widths} px wide in a {window} px window"
             screenshot(page, shots, f"01-train-{window}")
     _toggle_file_browser(page)
     page.close()

@@ -267,6 +267,10 @@ def _log_bar(tqdm: type) -> type:
     return LogBar
 
 
+#: The narrowest a notebook's progress bar gets beside its numbers, which wrap under it instead.
+NOTEBOOK_BAR_MIN_WIDTH = "120px"
+
+
 @functools.cache
 def _notebook_bar() -> type:
     """tqdm's notebook bar, its numbers' spaces plain ones: tqdm writes them as figure spaces (U+2007), which never
@@ -275,6 +279,12 @@ def _notebook_bar() -> type:
     from tqdm.notebook import tqdm
 
     class WrappingBar(tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            if hasattr(self, "container"):  # the numbers wrap under the bar before it shrinks below this: at outputs
+                # of 610-740 px fine-tuning's numbers fitted beside a 2 px bar (thirty-ninth session's audit)
+                self.container.children[1].layout.min_width = NOTEBOOK_BAR_MIN_WIDTH
+
         def display(self, *args, **kwargs):
             if hasattr(self, "container"):
                 _follow_total(self)
