@@ -357,21 +357,23 @@ def test_malformed_meta_in_a_toonlib_file_is_said_naming_the_file(tmp_path, caps
     good = save_network(tmp_path / "good.safetensors", tiny_generator(0))
     with safe_open(good, "pt") as f:
         metadata, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
-    for name, meta, said in [("not_an_object", '"x"', "(a str, where toonlib writes a mapping of names to values): the "
-                                                      "file was changed by another tool; convert the model again"),
-                             ("a_list", "[1]", "(a list, where toonlib writes a mapping"),
-                             ("no_json", "{bad json", "(JSONDecodeError: ")]:
+    for name, meta, said in [("not_an_object", '"x"', ": str data where toonlib writes names and values (the file was "
+                                                      "changed by another tool); convert the model again"),
+                             ("a_list", "[1]", ": list data where toonlib writes names and values"),
+                             ("no_json", "{bad json", " (JSONDecodeError: ")]:
         save_file(tensors, tmp_path / f"{name}.safetensors", metadata={**metadata, "meta": meta})
         with pytest.raises(CheckpointError) as error:
             load_network(tmp_path / f"{name}.safetensors")
-        assert str(error.value).startswith(f"{tmp_path / name}.safetensors: invalid toonlib checkpoint meta {said}")
+        assert str(error.value).startswith(f"{tmp_path / name}.safetensors: invalid toonlib checkpoint meta{said}")
+    save_file(tensors, tmp_path / "null.safetensors", metadata={**metadata, "meta": "null"})  # none, as v1 files read
+    assert load_network(tmp_path / "null.safetensors").meta["format"] == "toonlib"
     G = {k.removeprefix("G_ema."): v for k, v in tensors.items()}
     v1 = {"format": "toonlib", "version": 1, "config": json.loads(metadata["config"]), "G_ema": G, "meta": {}}
     torch.save({k: v for k, v in v1.items() if k != "G_ema"}, tmp_path / "no_g_ema.pt")
     with pytest.raises(CheckpointError, match=rf"^{tmp_path / 'no_g_ema.pt'}: toonlib file without G_ema weights$"):
         load_network(tmp_path / "no_g_ema.pt")
     torch.save({**v1, "meta": "x"}, tmp_path / "v1_meta.pt")
-    with pytest.raises(CheckpointError, match=rf"^{tmp_path / 'v1_meta.pt'}: invalid toonlib checkpoint meta \(a str"):
+    with pytest.raises(CheckpointError, match=rf"^{tmp_path / 'v1_meta.pt'}: invalid toonlib checkpoint meta: str"):
         load_network(tmp_path / "v1_meta.pt")
     save_file(tensors, tmp_path / "kimg.safetensors",
               metadata={**metadata, "meta": json.dumps({"finetune": {"base": "b.pkl", "data": "d", "kimg": "abc"}})})

@@ -66,14 +66,16 @@ def test_every_option_of_every_command_has_help():
 def test_version_and_exit_codes_in_help():
     result = run_cli("--version")  # as typed: a new process
     assert result.returncode == 0 and result.stdout.strip() == f"toonlib {toonlib.__version__}"
-    for args in (["--help"], ["toonify", "--help"], ["project", "--help"], ["convert", "--help"]):
+    for args in (["--help"], ["toonify", "--help"], ["project", "--help"], ["convert", "--help"], ["app", "--help"]):
         text = run_main(*args).stdout
         assert "exit status:" in text and "2  bad usage" in text and "130  interrupted" in text, args
         # "some of several photos failed" is toonify's alone: not in convert's or project's help
         assert ("1  some of several photos failed" in text) == (args[0] in ("--help", "toonify")), args
         # faces and a folder's count are said where photos are read (convert's help spoke of faces; thirty-ninth
         # session's audit), and the codes are right-aligned, their meanings in one column
-        assert ("no face" in text) == (args[0] in ("--help", "toonify")), args  # project finds no face: it is given one
+        # project finds no face, it is given one; the app's photos come through its page
+        assert ("no face" in text) == (args[0] in ("--help", "toonify")), args
+        assert ("or photo" in text) == (args[0] not in ("convert", "app")), args
         assert ("how many photos it toonified" in text) == (args[0] in ("--help", "toonify")), args
         rows = text.split("exit status:\n")[1].splitlines()
         assert {row.index(row.split()[1]) for row in rows} == {7}, rows
@@ -902,7 +904,8 @@ def test_missing_vgg16_weights_is_one_short_message(tmp_path, offline_cache):
     Image.fromarray(skdata.astronaut()).resize((32, 32)).save(face)
     result = run_cli("project", str(face), "--base", str(tmp_path / "base.safetensors"), "--steps", "1",
                      "-o", str(tmp_path / "w.npz"), env=offline_cache)
-    _short_error(result, "could not download 'lpips-vgg16'", "vgg16-397923af.pth")
+    _short_error(result, "the projection's loss (LPIPS) needs torchvision's ImageNet VGG16 weights: could not download "
+                 "'lpips-vgg16'", "vgg16-397923af.pth")
     assert not (tmp_path / "w.npz").exists()
 
 
@@ -1265,6 +1268,10 @@ def test_words_given_to_a_command_of_options_only_say_so():
     finetune = ["finetune", "--data", "f", "--betas", "0", "0.99", "--run-dir", "r", "--resume", "b"]
     assert cli._parse(finetune).betas == [0.0, 0.99]
     assert cli._parse(["blend", "--toon=t", "--swap-res", "8", "-ob.pt"]).output == "b.pt"
+    # a negative value is a value, `--betas=0.9 0.99` argparse's to refuse, a command's --help shown (review)
+    assert "--betas must be two numbers" in run_main(*finetune[:4], "-0.1", "0.99", *finetune[6:]).stderr
+    assert "argument --betas: expected 2 arguments" in run_main("finetune", "--betas=0.9", "0.99").stderr
+    assert run_main("blend", "toon.pkl", "--help").stdout.startswith("usage: toonlib blend")
 
 
 def test_a_command_or_option_typed_in_capitals_is_suggested():
@@ -1288,6 +1295,7 @@ def test_help_before_a_command_is_that_commands_and_help_refuses_an_option():
     assert result.returncode == 2 and result.stderr.rstrip().endswith(
         "help takes a command name, not an option (-x): toonlib help COMMAND, or toonlib --help for the commands")
     assert run_main("help", "--help").stdout.startswith("usage: toonlib [-h]")
+    assert run_main("--help", "toonify", "me.jpg").stdout.startswith("usage: toonlib [-h]")  # not "help takes one"
 
 
 def test_psp_toonify_with_a_swap_res_fetches_the_models_it_reblends_with_first(tmp_path, offline_cache):
@@ -1302,3 +1310,19 @@ def test_psp_toonify_with_a_swap_res_fetches_the_models_it_reblends_with_first(t
     assert "pass its path: --base PATH" in result.stderr
     for other in ("toonify-blended-tf", "psp-toonify"):
         assert f"This command needs '{other}' too, also not on this machine" in result.stderr, result.stderr
+
+
+def test_a_latents_reblend_offline_needs_no_lpips_weights(tmp_path, offline_cache):
+    """`toonify LATENT --swap-res 8` projects nothing: it fetched LPIPS' VGG16 (553 MB) all the same once the
+    projecting commands fetched it with the models, and offline it failed where it wrote the toon (review)."""
+    import torch
+    from tiny import write_toonify_models
+
+    from toonlib.projection import save_latent
+
+    base, toon, G, _ = write_toonify_models(tmp_path)
+    save_latent(torch.zeros(1, G.num_ws, G.w_dim), tmp_path / "me-latent.npz")
+    result = run_cli("toonify", str(tmp_path / "me-latent.npz"), "-o", str(tmp_path / "me-8.png"), "--toon", str(toon),
+                     "--base", str(base), "--swap-res", "8", env=offline_cache)
+    assert result.returncode == 0 and (tmp_path / "me-8.png").is_file(), result.stderr
+    assert not Path(offline_cache["TORCH_HOME"]).exists()

@@ -45,8 +45,9 @@ from .commands import (
 )
 from .messages import expected_errors, interrupted, interrupts_held, run_program, write_line
 
-#: The commands that read photos, and those of them that look for a face in it (`project` takes an aligned face).
-_PHOTO_COMMANDS, _FACE_COMMANDS = ("align", "project", "toonify", "app"), ("align", "toonify", "app")
+#: The commands that read photos, and those of them that look for a face in it (`project` takes an aligned face; the
+#: app's photos come through its page, and their faults are said there).
+_PHOTO_COMMANDS, _FACE_COMMANDS = ("align", "project", "toonify"), ("align", "toonify")
 
 
 def exit_statuses(command: str | None = None) -> str:
@@ -431,7 +432,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     if not argv:  # `toonlib` alone: what it can do (argparse said only "the following arguments are required")
         parser.print_help(sys.stderr)
         parser.exit(2, "\ntoonlib: error: no command given: pick one of the COMMANDs above\n")
-    if argv[0] in ("-h", "--help") and len(argv) > 1 and argv[1] in parser.subcommands.names():
+    if argv[0] in ("-h", "--help") and len(argv) == 2 and argv[1] in parser.subcommands.names():
         argv = ["help", *argv[1:]]  # `toonlib --help toonify` showed the top level's help, not toonify's
     if argv[0] == "help":  # `toonlib help` is `toonlib --help`, `toonlib help toonify` is `toonlib toonify --help`
         if len(argv) > 2:  # the words after the command were ignored without a word
@@ -523,16 +524,17 @@ def _refuse_unknown_options(parser: argparse.ArgumentParser, name: str, args: Se
 def _refuse_words(command: argparse.ArgumentParser, name: str, args: Sequence[str]) -> None:
     """Refuse words given to a command that takes everything as options (`toonlib blend toon.pkl ffhq.pkl`): argparse
     said only which options were required, not that the two models go as --toon and --base."""
-    if any(not action.option_strings for action in command._actions):
-        return
+    if any(not action.option_strings for action in command._actions) or {"-h", "--help"} & set(args):
+        return  # a command with arguments, or its --help asked for (`blend toon.pkl --help` shows the help)
     takes = {option: action.nargs for action in command._actions for option in action.option_strings}
     words, values = [], 0
     for arg in args:
-        if arg.startswith("-") and arg != "-":
+        if arg.startswith("-") and arg != "-" and not re.fullmatch(r"-\.?\d.*", arg):  # a negative number is a value
             nargs = next((nargs for option, nargs in takes.items()  # argparse's abbreviations too
                           if option == arg.split("=")[0] or option.startswith(arg) and arg.startswith("--")), 0)
-            values = 0 if "=" in arg or (arg[:2] in takes and len(arg) > 2 and not arg.startswith("--")) else \
-                {None: 1, "?": 1, "+": len(args), "*": len(args)}.get(nargs, nargs)
+            count = {None: 1, "?": 1, "+": len(args), "*": len(args)}.get(nargs, nargs)
+            attached = "=" in arg or (arg[:2] in takes and len(arg) > 2 and not arg.startswith("--"))  # `-ob.pt`
+            values = count - 1 if attached else count
         elif values:
             values -= 1
         else:

@@ -155,23 +155,31 @@ def _fetch_named_models(*models: tuple[str | None, str], pathless: Collection[st
         try:
             fetch(name, local_option=None if option in pathless else option)
         except DownloadError as exc:
+            # LPIPS' weights, named by no option, are said with what needs them (review: "could not download
+            # 'lpips-vgg16'" alone dropped why a projection needs 553 MB of VGG16)
+            said = (f"the projection's loss (LPIPS) needs torchvision's ImageNet VGG16 weights: {exc}"
+                    if option == LPIPS else str(exc))
             if not exc.offline:
-                raise
+                if option != LPIPS:
+                    raise
+                raise DownloadError(said, exc.path, exc.reason, exc.offline) from None
             # the others this command needs and lacks, said now: offline, `toonlib app` said one per run
             missing = {other: option for other, option in named if other != name and cache_state(other) == "-"}
             # a URL's file is saved under a hashed cache name: its option takes the file saved anywhere (review)
             places = {other: f"save it anywhere and pass its path: {option} PATH" if is_url(other) else
                       f"save it as {local_path(other)}" for other, option in missing.items()}
-            raise DownloadError(str(exc) + "".join(
+            raise DownloadError(said + "".join(
                 f"\nThis command needs {other!r} too, also not on this machine: `toonlib fetch {other}` once "
                 f"online, or {place}" for other, place in places.items()), exc.path, exc.reason, exc.offline) from None
 
 
-def _fetch_toonify_models(args: argparse.Namespace, *modes: str, base: bool = True, encoder_path: bool = True) -> None:
+def _fetch_toonify_models(args: argparse.Namespace, *modes: str, base: bool = True, encoder_path: bool = True,
+                          projects: bool = True) -> None:
     """`_fetch_named_models` for what Toonifiers in inversion modes `modes` load at once, in one call (offline, the
     app's `--invert psp e4e` named one missing encoder per run), LPIPS' VGG16 too where a mode projects; `base=False`:
-    the toon model alone (a latent's toon drawn by its published blend, no mode run); `encoder_path=False`: --encoder
-    takes no path (the app offering several encoder modes), so a failed download does not offer it."""
+    the toon model alone (a latent's toon drawn by its published blend); `projects=False`: no mode is run (a latent's
+    toon), so LPIPS is not needed; `encoder_path=False`: --encoder takes no path (the app offering several encoder
+    modes), so a failed download does not offer it."""
     from .encoders import holds_decoder
     from .options import OPTIMIZING_MODES
     from .pipeline import (
@@ -201,7 +209,7 @@ def _fetch_toonify_models(args: argparse.Namespace, *modes: str, base: bool = Tr
             wanted.append((args.toon, "--toon"))
         if mode != "optimize":
             wanted.append((args.encoder if args.encoder is not None else DEFAULT_ENCODERS[mode], "--encoder"))
-    if base and any(mode in OPTIMIZING_MODES for mode in modes):
+    if projects and any(mode in OPTIMIZING_MODES for mode in modes):
         wanted += _lpips_weights()
     _fetch_named_models(*dict.fromkeys(wanted), pathless=(LPIPS,) + (() if encoder_path else ("--encoder",)))
 
@@ -960,7 +968,7 @@ def _toonify_latent(args: argparse.Namespace, latent: str) -> int:
     _only_with(args.base, "--base", args.swap_res, "--swap-res", "a latent's toon reads the base only to re-blend the "
                "toon model; without --swap-res the toon file's published blend draws it")
     _check_toonify_options(args)
-    _fetch_toonify_models(args, "optimize", base=args.swap_res is not None)
+    _fetch_toonify_models(args, "optimize", base=args.swap_res is not None, projects=False)  # no projection: no LPIPS
     if args.swap_res is None:
         file, which = split_network(args.toon)  # "toon.pkl (G)": that generator
         nets = load_network(file, default_device())

@@ -279,12 +279,6 @@ def _notebook_bar() -> type:
     from tqdm.notebook import tqdm
 
     class WrappingBar(tqdm):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            if hasattr(self, "container"):  # the numbers wrap under the bar before it shrinks below this: at outputs
-                # of 610-740 px fine-tuning's numbers fitted beside a 2 px bar (thirty-ninth session's audit)
-                self.container.children[1].layout.min_width = NOTEBOOK_BAR_MIN_WIDTH
-
         def display(self, *args, **kwargs):
             if hasattr(self, "container"):
                 _follow_total(self)
@@ -298,11 +292,16 @@ def _notebook_bar() -> type:
 
 
 def _follow_total(bar) -> None:
-    """Give a notebook bar's widget the bar's total as its end: tqdm sets it only when the bar is built, so a total set
-    later (an early-stopped projection's steps run, a Drive download's size once known) left an early stop's bar 2%
-    full at "4/4", and a download's full, unknown-total bar at 10 of 380 MB (thirty-ninth session's audit)."""
+    """Give a notebook bar's widget the bar's total as its end, and `NOTEBOOK_BAR_MIN_WIDTH` once it has one (a bar of
+    unknown total keeps tqdm's 20 px stub). tqdm sets the end only when the bar is built, so a total set later (an
+    early-stopped projection's steps run, a Drive download's size once known) left an early stop's bar 2% full at
+    "4/4", and a download's full, unknown-total bar at 10 of 380 MB; and the numbers beside a bar without a minimum
+    width shrank it to 2 px at outputs of 610-740 px, fine-tuning's (thirty-ninth session's audits)."""
     widget = bar.container.children[1]
-    if bar.total and widget.max != bar.total:
+    if not bar.total:
+        return
+    widget.layout.min_width = NOTEBOOK_BAR_MIN_WIDTH  # the numbers wrap under the bar before it gets narrower
+    if widget.max != bar.total:
         if widget.bar_style == "info":  # tqdm's look of a bar without a total
             widget.bar_style = ""
         if widget.layout.width == "20px":

@@ -159,10 +159,12 @@ def checked_meta(meta: object, source: str) -> dict:
     """A toonlib file's meta (`save`'s JSON object; the version-1 torch dict's "meta"), refused (CheckpointError) when
     it is anything else: a file edited by another tool stopped `load_network` with "'str' object is not a mapping"
     (thirty-ninth session's audit)."""
+    if meta is None:  # none recorded, as a version-1 file without "meta" is read
+        return {}
     if not isinstance(meta, dict):
-        raise CheckpointError(f"{source}: invalid toonlib checkpoint meta (a {type(meta).__name__}, where toonlib "
-                              "writes a mapping of names to values): the file was changed by another tool; convert "
-                              "the model again from its original file")
+        raise CheckpointError(f"{source}: invalid toonlib checkpoint meta: {type(meta).__name__} data where toonlib "
+                              "writes names and values (the file was changed by another tool); convert the model "
+                              "again from its original file")
     return meta
 
 
