@@ -160,7 +160,7 @@ def test_device_report_says_what_a_cpu_runtime_can_expect(monkeypatch, bf16, exp
     assert "No GPU: toonlib will run on the CPU" in report and expected in report
     assert "the e4e inversion mode takes seconds" in report and "Runtime > Change runtime type > GPU" in report
     assert notebook.CPU_TRAINING not in report  # notebook 01 alone: fine-tuning on the CPU takes days
-    assert notebook.device_report(print_it=False, training=True) == f"{report}\n{notebook.CPU_TRAINING}"
+    assert notebook.device_report(print_it=False, training=True).endswith(f"\n{notebook.CPU_TRAINING}")
 
 
 def test_display_size_is_an_integer_multiple_up_to_the_bound():
@@ -1062,3 +1062,94 @@ def test_a_panels_status_line_names_what_a_notebook_sets(toonifier, tmp_path, mo
     panel._showing_errors(fail, None)
     text = _status_text(panel)
     assert "use dlib's landmarks: detector='dlib', or pair it with another base_model=x.pkl" in text, text
+
+
+def test_a_panel_made_before_the_set_up_cell_ran_again_refuses_to_run_and_save(toonifier, tmp_path, capsys):
+    """04's set-up cell run again with another toon_model: the panel still shown kept the models before, and its Run
+    and the save cell used them under the new parameter, nothing said (thirty-ninth session's audit). Every set-up cell
+    calls `brief_errors` first, which counts them; a panel made before the last one refuses."""
+    from tiny import write_photos
+
+    from toonlib import notebook
+    from toonlib.notebook import NotebookStop
+    from toonlib.widgets import ProjectionPanel, ToonifyPanel
+
+    said = "The set-up cell ran again since this panel was made: run the photo cell again."
+    photos = write_photos(tmp_path / "photos")
+    notebook.brief_errors()  # the set-up cell (outside IPython it counts all the same)
+    panel = ToonifyPanel(toonifier, steps=1, folder=tmp_path / "uploads")
+    projection = ProjectionPanel(tiny_generator(0), steps=1, detector="dlib")
+    panel.set_photo(photos / "hopper.jpg")
+    panel.run_button.click()
+    assert "done: 1 step" in panel.status.value, panel.status.value
+    notebook.brief_errors()  # the set-up cell run again
+    panel.run_button.click()
+    assert _status_text(panel) == f"{said}\nThe results shown are from the run before.", _status_text(panel)
+    panel.swap_res.value = 16  # no re-render with the models before either: said, the slider put back
+    assert _status_text(panel).startswith(said) and panel.swap_res.value == "published"
+    for stale in (panel, projection):  # the save cell
+        with pytest.raises(NotebookStop, match=rf"^{re.escape(said)}$"):
+            stale.save(tmp_path / "me.png")
+    assert not list(tmp_path.glob("me*")) and "saved" not in capsys.readouterr().out
+    fresh = ToonifyPanel(toonifier, steps=1, folder=tmp_path / "uploads")  # the photo cell run again
+    fresh.set_photo(photos / "hopper.jpg")
+    fresh.run_button.click()
+    assert "done: 1 step" in fresh.status.value, fresh.status.value
+    fresh.save(tmp_path / "me.png")
+    assert (tmp_path / "me.png").is_file()
+
+
+def test_a_new_panel_stops_the_run_of_the_panel_before(toonifier, tmp_path, capsys):
+    """04's photo cell run again during a Run (JupyterLab runs a widget's callback in a thread of the kernel, its
+    subshell): the Run went on unseen, holding the CPU and the subshell, so the new panel's Run waited behind it
+    (thirty-ninth session's audit). The new panel stops it, and the old panel says why."""
+    import threading
+    import time
+
+    from tiny import write_photos
+
+    from toonlib.widgets import ToonifyPanel, toonify_panel
+
+    photos = write_photos(tmp_path / "photos")
+    old = ToonifyPanel(toonifier, steps=1000, folder=tmp_path / "uploads")
+    old.set_photo(photos / "hopper.jpg")
+    started, given_up = threading.Event(), threading.Event()
+
+    def projecting(photo, steps, report) -> None:  # a long projection, step by step
+        step = 0
+        while not given_up.is_set():
+            report(step, 0.5)
+            started.set()
+            step += 1
+            time.sleep(0.01)
+
+    old._run = projecting
+    subshell = threading.Thread(target=old.run_button.click, daemon=True)  # the Run click, in the subshell's thread
+    subshell.start()
+    try:
+        assert started.wait(30)
+        new = toonify_panel(toonifier, photos / "hopper.jpg", steps=2, folder=tmp_path / "uploads")
+        subshell.join(10)
+        stopped = not subshell.is_alive()
+    finally:
+        given_up.set()
+        subshell.join(10)
+    assert stopped, "the run of the panel before went on"
+    assert _status_text(old) == "Interrupted. A new panel was made (the photo cell ran again): use that one."
+    assert not old.run_button.disabled
+    assert "done: 2 steps" in new.status.value, new.status.value  # and the new one ran at once
+    new.run_button.click()  # a Run of its own afterwards: nothing of the one before in its way
+    assert "done: 2 steps" in new.status.value, new.status.value
+
+
+def test_the_device_report_of_the_finetuning_notebook_leaves_projection_out(monkeypatch):
+    """01's set-up cell said how long a projection step and the e4e mode take, which that notebook does neither of
+    (thirty-ninth session's audit): with `training` it says what training on the CPU is like instead."""
+    from toonlib import notebook, runtime
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(runtime, "native_bf16", lambda device: True)
+    report = notebook.device_report(print_it=False, training=True)
+    assert "projection" not in report and "e4e" not in report and "bfloat16" not in report, report
+    assert report.endswith(f"cores). In Colab choose Runtime > Change runtime type > GPU.\n{notebook.CPU_TRAINING}")
+    assert "e4e inversion mode takes seconds" in notebook.device_report(print_it=False)

@@ -1247,3 +1247,72 @@ def test_a_panel_run_stops_at_the_kernels_interrupt_while_it_downloads_a_model(t
         finally:
             client.stop_channels()
             km.shutdown_kernel(now=True)
+
+
+@pytest.mark.parametrize("name, model", [("03_project.ipynb", "model"), ("04_toonify.ipynb", "toon_model")])
+def test_a_panel_made_before_the_set_up_cell_ran_again_neither_runs_nor_saves(tmp_path, monkeypatch,
+                                                                            random_vgg_torch_home, name, model):
+    """04 run once, then another toon_model and the set-up cell run again (it loads the new models): the panel still
+    shown ran with the models before when its Run was pressed, and the save cell saved that toon, nothing said
+    (thirty-ninth session's audit). Both now say to run the photo cell again, which makes a panel of the new models."""
+    said = "The set-up cell ran again since this panel was made: run the photo cell again."
+    monkeypatch.setenv("TORCH_HOME", str(random_vgg_torch_home))
+    base, toon, _, _ = write_toonify_models(tmp_path)
+    (tmp_path / "other.safetensors").write_bytes((base if name.startswith("03") else toon).read_bytes())
+    models = ({"model": str(base)} if name.startswith("03") else {"base_model": str(base), "toon_model": str(toon)})
+    good = {"photo_path": _photo(), **models, "steps": 2, "detector": "dlib", "use_drive": False}
+    nb = prepare(name, good)
+    set_up, photo_cell, save = cell_index(nb, "brief_errors("), cell_index(nb, "choose_photo("), cell_index(
+        nb, "panel.save(")
+    from nbformat.v4 import new_code_cell
+
+    nb.cells.append(new_code_cell("panel.run_button.click()\nprint(panel.status.value)"))  # Run pressed
+    with _ran_through(nb, photo_cell, tmp_path) as client:
+        injected = inject(nb, {**good, model: str(tmp_path / "other.safetensors")})
+        for index in (injected, set_up, save, len(nb.cells) - 1):
+            client.execute_cell(nb.cells[index], index)
+        _assert_brief(shown_error(nb.cells[save]), said)
+        assert said in nb.cells[-1].outputs[-1].text
+        assert not [path for path in tmp_path.iterdir() if path.suffix in (".npz", ".png")]  # nothing saved
+        for index in (photo_cell, save):  # the photo cell run again: a panel of the new models
+            client.execute_cell(nb.cells[index], index)
+        assert shown_error(nb.cells[save]) is None
+    assert [path for path in tmp_path.iterdir() if path.suffix in (".npz", ".png")]
+
+
+def test_a_file_named_as_an_argument_keeps_its_name_in_a_notebooks_warning():
+    """01's warning "runs holds 4 files (e.g. resume) ..." named the folder 'resume' base_model, the parameter that
+    01 passes as `resume` (and 'data' data_path): a bare word in parentheses is renamed no more, only an option given
+    in both languages, '(--toon, toon=)' (thirty-ninth session's audit)."""
+    from toonlib.notebook import in_notebook_words
+
+    finetune_names = {"resume": "base_model", "data": "data_path", "run_dir": "run_name"}
+    for folder in ("resume", "data"):
+        warning = (f"runs holds 4 files (e.g. {folder}) and no fine-tuning run: the run's snapshots, fakes and metrics "
+                   "go in among them; a new folder of its own (--run-dir, run_dir=) keeps them apart")
+        assert in_notebook_words(warning, finetune_names) == warning.replace("(--run-dir, run_dir=)", "(run_name)")
+    names = {"toon": "toon_model", "cache_dir": "cache"}
+    assert in_notebook_words("the toon (--toon, toon=) or (or --cache-dir, cache_dir=); (pSp's encoder, straight to "
+                             "the toon)", names) == (
+        "the toon (toon_model) or (or cache); (pSp's encoder, straight to the toon)")
+
+
+def test_an_empty_or_path_like_run_name_is_refused_by_name(tmp_path, monkeypatch):
+    """01's `run_name = ""` trained into runs/ itself, the run's snapshots among the other runs' folders (thirty-ninth
+    session's audit): its set-up cell refuses it, naming the parameter, as `output_path` does an empty output."""
+    monkeypatch.setenv("TOONLIB_CACHE", str(tmp_path / "cache"))
+    base, faces = _finetune_files(tmp_path)
+    nb = prepare("01_finetune.ipynb", {"data_path": str(faces), "base_model": str(base), "run_name": "",
+                                       "use_drive": False})
+    assert error_of_the_cell(nb, "brief_errors(", tmp_path) == (
+        'run_name is empty: set it in the parameters cell to a name for this run (its files go in runs/<run_name>), '
+        'e.g. run_name = "toon"')
+    assert not (tmp_path / "runs").exists()
+    from toonlib.notebook import run_path
+
+    assert run_path("toon", None) == Path("runs/toon")
+    assert run_path("toon", Path("/drive/toonlib")) == Path("/drive/toonlib/runs/toon")
+    for name in ("a/b", "..", ".", "toon/"):  # a folder in the name: runs/a/b, or runs itself
+        with pytest.raises(ValueError, match=rf"^run_name = {re.escape(repr(name))} is a path: set it in the "
+                                             r"parameters cell to a name alone"):
+            run_path(name, None)

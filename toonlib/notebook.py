@@ -16,7 +16,7 @@ import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import torch
 from PIL import Image
@@ -32,8 +32,8 @@ from .networks import Generator
 
 __all__ = ["NotebookStop", "UploadCancelled", "UploadedFile", "brief_errors", "check_blendable", "choose_data",
            "choose_photo", "default_device", "device_report", "display_size", "in_colab", "interrupt_requests",
-           "load_blend_models", "mount_drive", "offer_download", "plot_losses", "run_training", "save_uploads", "show",
-           "show_run", "snapshot_viewer", "upload_images"]
+           "load_blend_models", "mount_drive", "offer_download", "plot_losses", "run_path", "run_training",
+           "save_uploads", "show", "show_run", "snapshot_viewer", "upload_images"]
 
 #: What notebook 01's messages say to do about its training images.
 DATA_HINT = ("Set data_path in the parameters cell to the folder or .zip file of your cartoon faces (a few hundred "
@@ -57,6 +57,26 @@ def check_set_up(**objects: object) -> None:
     for name, value in objects.items():
         if value is None:
             raise NotebookStop(SET_UP_FIRST.format(name=name))
+
+
+#: How many times a set-up cell has run in this kernel (`brief_errors`, which each calls first).
+_set_ups = 0
+#: A panel made before the set-up cell ran again: it kept that cell's models before, and its Run and the save cell
+#: used them under the new parameters, nothing said (thirty-ninth session's audit).
+SET_UP_AGAIN = "The set-up cell ran again since this panel was made: run the photo cell again."
+
+
+def set_up_count() -> int:
+    """How many set-up cells have run in this kernel so far (`brief_errors` counts them): a panel records it when it
+    is made, for `check_same_set_up`."""
+    return _set_ups
+
+
+def check_same_set_up(made_at: int) -> None:
+    """Stop (`NotebookStop`, `SET_UP_AGAIN`) what a panel made at `set_up_count()` == `made_at` would do once a set-up
+    cell ran since: it would go on with the models of the set-up before."""
+    if made_at != _set_ups:
+        raise NotebookStop(SET_UP_AGAIN)
 
 
 def check_unchanged(used: Mapping[str, object], **parameters: object) -> None:
@@ -113,12 +133,17 @@ def brief_errors(parameters: Mapping[str, str] | None = None) -> None:
     command line's one-line errors), and a cell stopped with the kernel's interrupt inside toonlib, show as a short
     message instead of a traceback through toonlib's code; other errors (bugs, errors of the user's own code) keep
     their traceback, and a NameError in a cell (a cell run before the one above it that sets the name, or after the
-    runtime restarted) gets a line saying how to run the cells above. Does nothing outside IPython.
+    runtime restarted) gets a line saying how to run the cells above. Outside IPython it only counts (below).
 
     `parameters`: the notebook's parameter for a toonlib argument it is passed to (`{"invert": "inversion"}`); the
-    short messages name the parameter (`inversion='x'`), not the argument the user never wrote."""
+    short messages name the parameter (`inversion='x'`), not the argument the user never wrote.
+
+    Every set-up cell calls it first, so it also counts the set-up cells run in this process (`set_up_count`,
+    inside IPython or not), whose models a panel made before then no longer has (`check_same_set_up`)."""
     from IPython import get_ipython
 
+    global _set_ups
+    _set_ups += 1  # a set-up cell ran: the panels made before it are of its models before (`check_same_set_up`)
     shell = get_ipython()
     if shell is not None:
         _NOTEBOOK_PARAMETERS.clear()  # the set-up cell run again: its parameters now
@@ -173,8 +198,11 @@ _NOTEBOOK_WORDS = (
     (r"--[\w-]+ ([^\s(),;:]+) \((\w+)=\)", r"\2=\1"),  # '--resume runs/x.pkl (resume=)'
     (r"--[\w-]+ [^\s(),;:]+ \((\w+=[^()]+)\)", r"\1"),  # TrainConfig's '--resolution 64 (resolution=64)'
     (r"--[\w-]+ \((\w+)=\)", r"\1"),  # '--kimg (kimg=)', a resumed run's changed '--seed (seed=): 0 -> 1'
-    (r"\(((?:or )?)--[\w-]+, (\w+)=\)", r"(\1\2)"),  # '(--run-dir, run_dir=)', '(or --cache-dir, cache_dir=)'
 )
+#: An option in both languages in parentheses: '(--run-dir, run_dir=)', '(or --cache-dir, cache_dir=)'; said as
+#: '(run_dir)', the notebook's parameter where it has one. Only this form: a bare '(word)' may be a file's name (01's
+#: "runs holds 4 files (e.g. resume)" named the folder 'resume' base_model; thirty-ninth session's audit).
+_BOTH_IN_PARENTHESES = r"\(((?:or )?)--[\w-]+, (\w+)=\)"
 
 
 def in_notebook_words(text: str, parameters: Mapping[str, str]) -> str:
@@ -185,13 +213,13 @@ def in_notebook_words(text: str, parameters: Mapping[str, str]) -> str:
     `(run_dir)`): a notebook has no command line."""
     for pattern, replacement in _NOTEBOOK_WORDS:
         text = re.sub(pattern, replacement, text)
+    text = re.sub(_BOTH_IN_PARENTHESES, lambda match: f"({match[1]}{parameters.get(match[2], match[2])})", text)
     for argument, parameter in parameters.items():
         if argument in _DERIVED:  # its value is no parameter's: run_dir='runs/toon' stays, 'a new run_dir' is said
             text = re.sub(rf"(?<![\w./-]){re.escape(argument)}(?![\w/=]|\.\w)", parameter, text)  # not in a path
             continue
         text = re.sub(rf"(?<![\w.-]){re.escape(argument)}=", f"{parameter}=", text)
         text = re.sub(rf"^{re.escape(argument)}(?= \(| must )", parameter, text, flags=re.MULTILINE)
-        text = re.sub(rf"(?<=[(\s]){re.escape(argument)}(?=\))", parameter, text)  # '(toon)' of '(--toon, toon=)'
     return text
 
 
@@ -200,11 +228,25 @@ def in_notebook_words(text: str, parameters: Mapping[str, str]) -> str:
 _DERIVED = ("run_dir",)
 
 
+class StopRequests(threading.Event):
+    """The event `interrupt_requests` yields, set once the block's stop was requested. `stop()` requests it from
+    another thread, as the kernel's interrupt does (the photo cell run again stops the Run of the panel it replaces)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._stop: Callable[[], bool] = lambda: False
+
+    def stop(self) -> bool:
+        """Stop the block with KeyboardInterrupt where it is; False where nothing was stopped (the block ended, a stop
+        was requested already, or it runs in the main thread, which a cell's code could not run beside)."""
+        return self._stop()
+
+
 @contextlib.contextmanager
-def interrupt_requests() -> Iterator[threading.Event]:
+def interrupt_requests() -> Iterator[StopRequests]:
     """While the block runs, the kernel's interrupt (Kernel > Interrupt) stops it with KeyboardInterrupt, as it stops a
     cell, wherever it is: a model's loading or download, the face's alignment, an encoder's pass, a projection step.
-    The Event yielded is set too.
+    The event yielded is set too; its `stop()` does the same from another thread.
 
     A widget callback that runs in the kernel's main thread (a classic front end) is interrupted with
     KeyboardInterrupt as a cell is, and the event stays clear. JupyterLab 4.6 sends widget messages to a subshell,
@@ -213,19 +255,24 @@ def interrupt_requests() -> Iterator[threading.Event]:
     handles SIGINT by setting the event and raising KeyboardInterrupt in the block's thread (once; it lands at the
     next Python instruction there, after a C call under way returns); it is installed and restored from the kernel's
     main event loop, where `signal.signal` may be called. One that has not landed when the block ends is withdrawn.
-    Outside ipykernel nothing sets it."""
-    requested = threading.Event()
-    loop = _main_loop()
-    if loop is None or threading.current_thread() is threading.main_thread():
+    Outside ipykernel only `stop()` sets it."""
+    requested = StopRequests()
+    if threading.current_thread() is threading.main_thread():
         yield requested
         return
+    loop = _main_loop()
     thread, lock, running = threading.get_ident(), threading.Lock(), [True]
 
-    def handler(signum: int, frame) -> None:
+    def stop() -> bool:
         with lock:
-            if running[0] and not requested.is_set():
-                requested.set()
-                _raise_in(thread, KeyboardInterrupt)
+            if not running[0] or requested.is_set():
+                return False
+            requested.set()
+            _raise_in(thread, KeyboardInterrupt)
+            return True
+
+    def handler(signum: int, frame) -> None:
+        stop()
 
     saved: list = []
 
@@ -236,11 +283,14 @@ def interrupt_requests() -> Iterator[threading.Event]:
         if saved and signal.getsignal(signal.SIGINT) is handler:
             signal.signal(signal.SIGINT, saved.pop())
 
-    loop.add_callback(install)
+    requested._stop = stop
+    if loop is not None:
+        loop.add_callback(install)
     try:
         yield requested
     finally:
-        loop.add_callback(restore)  # first: whatever lands below, the kernel's own handler comes back
+        if loop is not None:
+            loop.add_callback(restore)  # first: whatever lands below, the kernel's own handler comes back
         with lock:
             running[0] = False
             if requested.is_set():
@@ -283,8 +333,8 @@ CPU_TRAINING = ("Training on the CPU is impractical: even tiny test models take 
 
 
 def device_report(print_it: bool = True, training: bool = False) -> str:
-    """One paragraph on the runtime: Python, torch, the device toonlib will use, and what to expect (with `training`,
-    of notebook 01's training too: impractical on the CPU)."""
+    """One paragraph on the runtime: Python, torch, the device toonlib will use, and what to expect: on the CPU, of a
+    projection and the e4e mode, or with `training` (notebook 01) of training instead: impractical there."""
     lines = [f"Python {platform.python_version()}, torch {torch.__version__}"]
     if default_device().type == "cuda":
         props = torch.cuda.get_device_properties(0)
@@ -295,8 +345,10 @@ def device_report(print_it: bool = True, training: bool = False) -> str:
                  if runtime.native_bf16(cpu) else
                  "float32, no bfloat16 in hardware: a projection step at 1024 px takes 3-11 s, 500 steps 25 minutes "
                  "to 1.5 hours")
-        lines.append(f"No GPU: toonlib will run on the CPU ({os.cpu_count()} cores, {speed}; the e4e inversion mode "
-                     "takes seconds). In Colab choose Runtime > Change runtime type > GPU.")
+        # projection's and e4e's times are no concern of notebook 01's, which trains (thirty-ninth session's audit)
+        expect = "" if training else f", {speed}; the e4e inversion mode takes seconds"
+        lines.append(f"No GPU: toonlib will run on the CPU ({os.cpu_count()} cores{expect}). In Colab choose Runtime > "
+                     "Change runtime type > GPU.")
         if training:
             lines.append(CPU_TRAINING)
     report = "\n".join(lines)
@@ -347,6 +399,20 @@ def output_path(name: str | os.PathLike, drive: Path | None, parameter: str = "o
         except ValueError as exc:
             raise ValueError(f"{parameter} in the parameters cell: {exc}") from None
     return path
+
+
+def run_path(run_name: str, drive: Path | None) -> Path:
+    """Notebook 01's run folder, runs/<run_name>: in the Drive folder `mount_drive` returned, else in the working
+    folder. An empty name is refused naming the parameter (the run's files went into runs/ itself, among the other
+    runs' folders; thirty-ninth session's audit), and so is a name with a folder in it ('a/b', '..')."""
+    name = os.fspath(run_name)
+    if not name.strip():
+        raise ValueError("run_name is empty: set it in the parameters cell to a name for this run (its files go in "
+                         "runs/<run_name>), e.g. run_name = \"toon\"")
+    if Path(name).name != name or name == "..":
+        raise ValueError(f"run_name = {name!r} is a path: set it in the parameters cell to a name alone, without "
+                         "'/' (the run's files go in runs/<run_name>), e.g. run_name = \"toon\"")
+    return (drive or Path(".")) / "runs" / name
 
 
 def upload_images(folder: str | os.PathLike = "uploads", parameter: str = "photo_path",

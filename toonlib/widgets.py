@@ -46,7 +46,10 @@ from .images import UPLOAD_ACCEPT, ImageReadError, labelled_grid, read_image, te
 from .messages import check_count, counted, expected_errors, interrupted
 from .networks import check_seeds, parse_seeds, z_from_seeds
 from .notebook import (
+    NotebookStop,
+    StopRequests,
     UploadedFile,
+    check_same_set_up,
     check_set_up,
     display_size,
     in_colab,
@@ -54,6 +57,7 @@ from .notebook import (
     interrupt_requests,
     offer_download,
     save_uploads,
+    set_up_count,
 )
 from .options import MAX_GRID_SEEDS
 from .pipeline import INVERT_LABELS, OPTIMIZING_MODES
@@ -241,8 +245,9 @@ def _hatched(width: int, height: int, spacing: int = 6) -> Image.Image:
 def _error_text(exc: BaseException) -> str:
     """An error as a widget's status line says it, in the notebook's words (`notebook.in_these_words`): a fixable one
     (`messages.expected_errors`) by its message alone, others with their type (a bug's `KeyError: 'x'` said nothing
-    alone)."""
-    return in_these_words(str(exc) if isinstance(exc, expected_errors()) else f"{type(exc).__name__}: {exc}")
+    alone). A `notebook.NotebookStop` is a message too."""
+    return in_these_words(str(exc) if isinstance(exc, (*expected_errors(), NotebookStop))
+                          else f"{type(exc).__name__}: {exc}")
 
 
 class BlendExplorer:
@@ -516,12 +521,21 @@ class _PhotoPanel:
     `modes` are the inversion modes offered, by name in a menu (short enough for a phone's width) with what the
     chosen one does in a line under it; the steps slider is enabled for the modes in `OPTIMIZING_MODES`.
     Subclasses add their controls (`_extra_controls`), their results (`results`, `_clear_results`) and `_run`.
+
+    A panel made before a notebook's set-up cell ran again refuses to run and save (`notebook.check_same_set_up`): it
+    has the models of the set-up before. A new panel displayed (`_start`: the photo cell run again) stops the Run of
+    the panel before, which no status line shows any more (thirty-ninth session's audit: it kept the CPU and the
+    kernel's subshell, the new panel's Run waiting behind it, and the first Kernel > Interrupt stopped it).
     """
 
     css_class = "toonlib-panel"
+    #: The panel whose Run is going, with that Run's `notebook.StopRequests`; None while none is.
+    _running: tuple[_PhotoPanel, StopRequests] | None = None
 
     def __init__(self, steps: int, modes: Sequence[str], mode: str, folder: str | os.PathLike):
         check_count("steps", steps)
+        self._set_up = set_up_count()  # the set-up cell's run whose models this panel has
+        self._replaced = False  # its Run stopped by a new panel's
         self.result = None  # the last run's result (the subclass's kind), None before one and after a new photo
         self.folder = Path(folder)
         self.photo: str | os.PathLike | None = None
@@ -617,17 +631,34 @@ class _PhotoPanel:
 
     def run(self) -> None:
         """Run on the current photo with the panel's settings (errors are raised)."""
+        check_same_set_up(self._set_up)
         if self.photo is None:
             raise ValueError(self._waiting_message())
         steps = self.steps.value if self.inversion.value in OPTIMIZING_MODES else None
         self.progress.max, self.progress.value = steps or 1, 0
-        self.run_button.disabled = True
+        self.run_button.disabled, self._replaced = True, False
         try:
-            with interrupt_requests():
-                self._run(self.photo, steps, self._report)
+            with interrupt_requests() as requests:
+                _PhotoPanel._running = (self, requests)
+                try:
+                    self._run(self.photo, steps, self._report)
+                finally:
+                    if _PhotoPanel._running is not None and _PhotoPanel._running[0] is self:
+                        _PhotoPanel._running = None
         finally:
             self.run_button.disabled = False
         self.progress.value = self.progress.max
+
+    def _stop_the_run_before(self) -> None:
+        """Stop the Run of another panel that is going (in the kernel's subshell, while the photo cell makes this
+        one), saying why in its status line."""
+        running = _PhotoPanel._running
+        if running is None or running[0] is self:
+            return
+        panel, requests = running
+        panel._replaced = True
+        if not requests.stop():  # it ended meanwhile (or runs in the main thread, which this cell could not run beside)
+            panel._replaced = False
 
     def _report(self, step: int, distance: float, _w=None) -> None:
         """Show a step's progress."""
@@ -651,6 +682,8 @@ class _PhotoPanel:
                       if self.result is not None else "")
             if interrupted(exc):
                 again = " Press Run to start again." if self.photo is not None else ""
+                if self._replaced:  # stopped by a new panel
+                    again = " A new panel was made (the photo cell ran again): use that one."
                 self.status.value = _message(f"Interrupted.{again}{before}", error=True)
                 return
             text = _error_text(exc)
@@ -664,9 +697,11 @@ class _PhotoPanel:
         raise NotImplementedError
 
     def _start(self, photo: str | os.PathLike | None) -> None:
-        """Display the panel, then run it at once when a photo is given (progress shows while it runs)."""
+        """Stop the Run of the panel before, display this one, then run it at once when a photo is given (progress
+        shows while it runs)."""
         from IPython.display import display
 
+        self._stop_the_run_before()
         display(self.widget)
         if photo:
             def start() -> None:
@@ -811,6 +846,7 @@ class ToonifyPanel(_PhotoPanel):
     def _reblend(self) -> None:
         """Draw the last toon at the slider's blend; failing, the toonifier keeps the blend it had, and the result its
         pictures (the save cell saved a toon of one blend under another)."""
+        check_same_set_up(self._set_up)
         if self.result is None:
             return
         from .pipeline import paste
@@ -844,7 +880,9 @@ class ToonifyPanel(_PhotoPanel):
         """Save the toon shown (at the current swap resolution) at `path`, and beside it, as `toonlib toonify` names
         them, the toon pasted into the photo (`<name>-pasted.png`, when there is one) and the face's latent
         (`<name>-latent.npz`: `toonlib toonify` of it re-blends the face in seconds, where the inversion took
-        minutes); or say what to do when there is no toon yet."""
+        minutes); or say what to do when there is no toon yet. A panel made before the set-up cell ran again refuses
+        (`NotebookStop`): its toon is of the models before."""
+        check_same_set_up(self._set_up)
         if self.result is None:
             print(self._no_result_message("toon"))
             return
@@ -958,7 +996,9 @@ class ProjectionPanel(_PhotoPanel):
                                      f"{self.space.value.upper()}")
 
     def save(self, path: str | os.PathLike) -> None:
-        """Save the latent (`ProjectionResult.save`), or say what to do when there is none yet."""
+        """Save the latent (`ProjectionResult.save`), or say what to do when there is none yet; refused (`NotebookStop`)
+        by a panel made before the set-up cell ran again."""
+        check_same_set_up(self._set_up)
         if self.result is None:
             print(self._no_result_message("projection"))
             return
