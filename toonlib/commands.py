@@ -94,35 +94,6 @@ def _check_native_output(output: str, command: str, name: str) -> None:
     _check_output_suffix(output, command, NATIVE_SUFFIX, "toonlib's format, a safetensors file", name)
 
 
-def _refuse_to_replace_model(output: str | os.PathLike, *models: tuple[str | None, str],
-                             named: str = "-o") -> None:
-    """Refuse (ValueError) an output file that is one of the model files read, given as (source, option) pairs:
-    `blend -o` onto its --toon replaced a fine-tuning snapshot's G and D by the blend; or a fine-tuning snapshot (its
-    run folder's, which `latest.json` may name: replaced by a blend or a conversion without a word). A source may
-    name one network of its file ("toon.pkl (G)", `checkpoints.split_network`), or be None (a generator made in
-    memory). `named`: how the output is given (`convert`'s is its second argument, not -o; the blend explorer's
-    `save`, its path)."""
-    from .checkpoints import split_network
-    from .checkpoints.native import read_meta
-    from .files import user_path
-    from .train.snapshots import LATEST_FILE
-
-    target = user_path(output)
-    for source, option in models:
-        if source is None:
-            continue
-        # "toon.safetensors (G)", the name records and messages give, was no file: -o replaced the toon model's file
-        # (its G and G_ema) without a word (thirty-ninth session's audit)
-        path = user_path(split_network(source)[0])
-        if target.is_file() and path.is_file() and os.path.samefile(path, target):
-            snapshot = " (a fine-tuning snapshot's G and D with it)" if "finetune" in (read_meta(path) or {}) else ""
-            raise ValueError(f"{named} {output} is the {option} model's file: writing there would replace that "
-                             f"model{snapshot}; give another output file")
-    if target.is_file() and (target.parent / LATEST_FILE).is_file() and "finetune" in (read_meta(target) or {}):
-        raise ValueError(f"{named} {output} is a snapshot of the fine-tuning run in {target.parent} (its G, G_ema and "
-                         "D): writing there would replace it; give another output file")
-
-
 def _check_image_output(output: str | None, command: str, name: str, option: str = "-o",
                         numbered: bool = False) -> None:
     """`_check_output_suffix` for an image (PNG suggested; None: no such output asked for), of a format this Pillow
@@ -230,7 +201,7 @@ def _lpips_weights() -> list[tuple[str, str]]:
 def _replaced(output: str | os.PathLike) -> str:
     """What a command adds to "wrote OUT" where OUT was there before (asked before it is written): a model, a photo
     or an hour's latent the user had was replaced without a word (what a command reads is refused as its output:
-    `_refuse_to_replace_model`, `_refuse_to_overwrite`)."""
+    `checkpoints.refuse_to_replace_model`, `_refuse_to_overwrite`)."""
     from .files import user_path
 
     return _replacing(int(user_path(output).is_file()))
@@ -250,10 +221,10 @@ def _replacing(count: int, of: int = 1) -> str:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from .checkpoints import load_network, save_network
+    from .checkpoints import load_network, refuse_to_replace_model, save_network
 
     _check_native_output(args.output, "convert", Path(args.input).stem)
-    _refuse_to_replace_model(args.output, (args.input, "input"), named="the output")
+    refuse_to_replace_model(args.output, (args.input, "input"), named="the output")
     nets = load_network(args.input)
     print(_describe(nets))
     replaced = _replaced(args.output)
@@ -437,7 +408,7 @@ def _disk_use(sizes: dict[str, int], paths: dict[str, Path], cache: Path) -> str
 
 def cmd_blend(args: argparse.Namespace) -> int:
     from .blending import blend, check_setting, check_swap_res, swap_resolution_grid, toon_generator
-    from .checkpoints import load_generator, save_network
+    from .checkpoints import load_generator, refuse_to_replace_model, save_network
     from .images import save_image
     from .networks import parse_seeds
     from .pipeline import (
@@ -459,7 +430,7 @@ def cmd_blend(args: argparse.Namespace) -> int:
     if defaulted:  # as toonify pairs them
         args.base = default_base(args.toon)
     _check_native_output(args.output, "blend", "blended")
-    _refuse_to_replace_model(args.output, (args.toon, "--toon"), (args.base, "--base"))
+    refuse_to_replace_model(args.output, (args.toon, "--toon"), (args.base, "--base"))
     check_setting(args.swap_res, args.level, args.blend_width)
     _check_image_output(args.grid, "blend", "grid", option="--grid")
     _only_with(args.seeds, "--seeds", args.grid, "--grid", "they are the grid's rows")

@@ -421,11 +421,10 @@ class BlendExplorer:
         """Save the blend the sliders show now (`save_network`, toonlib's format) and print where and which blend
         it is; returns the path written. A path that is the toon's or the base's own file is refused (ValueError),
         as `toonlib blend -o` refuses it."""
-        from .checkpoints import Networks, save_network
-        from .commands import _refuse_to_replace_model
+        from .checkpoints import Networks, refuse_to_replace_model, save_network
 
         # the toon model's file was replaced by the blend without a word (thirty-ninth session's audit)
-        _refuse_to_replace_model(path, (self.toon.loaded_from, "toon"), (self.base.loaded_from, "base"),
+        refuse_to_replace_model(path, (self.toon.loaded_from, "toon"), (self.base.loaded_from, "base"),
                                  named="the path")
         self.blended.set_origin(blend_record=self._record(self.sources))  # the models as the notebook named them
         saved = save_network(path, Networks(G_ema=self.blended))

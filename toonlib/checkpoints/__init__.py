@@ -48,7 +48,8 @@ from .common import (
 from .safe_pickle import UnsafePickleError, refusal, safe_load
 
 __all__ = ["NATIVE_SUFFIX", "CheckpointError", "GeneratorLike", "MissingNetworkError", "Networks", "UnsafePickleError",
-           "load_generator", "load_network", "non_finite_weights", "read_checkpoint", "save_network", "split_network"]
+           "load_generator", "load_network", "non_finite_weights", "read_checkpoint", "refuse_to_replace_model",
+           "save_network", "split_network"]
 
 #: The file suffix for toonlib's own format (safetensors).
 NATIVE_SUFFIX = native.SUFFIX
@@ -468,6 +469,34 @@ def _unsafe_globals(path: Path, exc: Exception) -> list[str]:
     except Exception:  # not a zip file, or unreadable: fall back on the error's text
         names = re.findall(r"GLOBAL ([\w.]+)", str(exc))
     return [name for name in dict.fromkeys(names) if name not in allowed]
+
+
+def refuse_to_replace_model(output: str | os.PathLike, *models: tuple[str | None, str],
+                            named: str = "-o") -> None:
+    """Refuse (ValueError) an output file that is one of the model files read, given as (source, option) pairs:
+    `blend -o` onto its --toon replaced a fine-tuning snapshot's G and D by the blend; or a fine-tuning snapshot (its
+    run folder's, which `latest.json` may name: replaced by a blend or a conversion without a word). A source may
+    name one network of its file ("toon.pkl (G)", `checkpoints.split_network`), or be None (a generator made in
+    memory). `named`: how the output is given (`toonlib convert`'s is its second argument, not -o; the blend
+    explorer's `save`, its path): the command line's `blend` and `convert` and the explorer's `save` refuse so."""
+    from ..train.snapshots import LATEST_FILE
+
+    target = user_path(output)
+    for source, option in models:
+        if source is None:
+            continue
+        # "toon.safetensors (G)", the name records and messages give, was no file: -o replaced the toon model's file
+        # (its G and G_ema) without a word (thirty-ninth session's audit)
+        path = user_path(split_network(source)[0])
+        if target.is_file() and path.is_file() and os.path.samefile(path, target):
+            finetuned = "finetune" in (native.read_meta(path) or {})
+            snapshot = " (a fine-tuning snapshot's G and D with it)" if finetuned else ""
+            raise ValueError(f"{named} {output} is the {option} model's file: writing there would replace that "
+                             f"model{snapshot}; give another output file")
+    if (target.is_file() and (target.parent / LATEST_FILE).is_file()
+            and "finetune" in (native.read_meta(target) or {})):
+        raise ValueError(f"{named} {output} is a snapshot of the fine-tuning run in {target.parent} (its G, G_ema and "
+                         "D): writing there would replace it; give another output file")
 
 
 def save_network(path: str | os.PathLike, networks: Networks | Generator) -> Path:
