@@ -91,7 +91,7 @@ def layer_weights(G_or_config: GeneratorLike | GeneratorConfig, swap_res: int, l
     # 'img_resolution'")
     config = G_or_config if isinstance(G_or_config, GeneratorConfig) else load_generator(G_or_config).config
     # it answered (all zeros) for a setting `blend` refuses (thirty-ninth session's audit)
-    check_swap_res(swap_res, config, "the model")
+    check_swap_res(swap_res, config)  # the model whose low layers the blend keeps
     mid = _position(swap_res, level)
     return [dataclasses.replace(layer, weight=0.0 if layer.name == KEPT_LOW else
                                 _rule(layer.position - mid, blend_width))
@@ -145,15 +145,15 @@ def check_setting(swap_res: int, level: int = 0, blend_width: float | None = Non
         raise ValueError(f"blend_width must be None or 0 (hard switch) or a positive number, got {_given(blend_width)}")
 
 
-def check_swap_res(swap_res: int | None, toon: object, what: str = "the toon model") -> None:
+def check_swap_res(swap_res: int | None, toon: object) -> None:
     """ValueError for a swap resolution above the resolution of the toon model (a loaded `Generator`, its config, or
     a registry name; other names are checked once loaded), where every layer would come from the toon model: no blend
-    at all (`blending` keeps the low model whole there, as the reference code does). `what` names the model."""
+    at all (`blending` keeps the low model whole there, as the reference code does)."""
     info = models.MODELS.get(toon) if isinstance(toon, str) and not os.path.exists(toon) else None
     resolution = getattr(toon, "img_resolution", None) or getattr(info, "resolution", None)
     if swap_res is not None and resolution is not None and swap_res > resolution:
         choices = ", ".join(str(2**k) for k in range(2, int(math.log2(resolution))))
-        raise ValueError(f"swap_res {swap_res} is above the {resolution} px of {what}, which would then be "
+        raise ValueError(f"swap_res {swap_res} is above the {resolution} px of the toon model, which would then be "
                          f"used unblended: give one of {choices} (at {resolution} too, with a hard switch, every "
                          "layer is the toon model's)")
 
