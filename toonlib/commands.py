@@ -144,13 +144,12 @@ def _fetch_named_models(*models: tuple[str | None, str], pathless: Collection[st
                 f"online, or {place}" for other, place in places.items()), exc.path, exc.reason, exc.offline) from None
 
 
-def _fetch_toonify_models(args: argparse.Namespace, *modes: str, base: bool = True, encoder_path: bool = True,
-                          projects: bool = True) -> None:
+def _fetch_toonify_models(args: argparse.Namespace, *modes: str, base: bool = True, encoder_path: bool = True) -> None:
     """`_fetch_named_models` for what Toonifiers in inversion modes `modes` load at once, in one call (offline, the
-    app's `--invert psp e4e` named one missing encoder per run), LPIPS' VGG16 too where a mode projects; `base=False`:
-    the toon model alone (a latent's toon drawn by its published blend); `projects=False`: no mode is run (a latent's
-    toon), so LPIPS is not needed; `encoder_path=False`: --encoder takes no path (the app offering several encoder
-    modes), so a failed download does not offer it."""
+    app's `--invert psp e4e` named one missing encoder per run), LPIPS' VGG16 too where a mode projects; no modes: a
+    latent's toon, which inverts nothing; `base=False`: the toon model alone (a latent's toon drawn by its published
+    blend); `encoder_path=False`: --encoder takes no path (the app offering several encoder modes), so a failed
+    download does not offer it."""
     from .encoders import holds_decoder
     from .options import OPTIMIZING_MODES
     from .pipeline import (
@@ -166,21 +165,19 @@ def _fetch_toonify_models(args: argparse.Namespace, *modes: str, base: bool = Tr
     check_not_a_toon(args.base, f"--base {args.base}", "give it as --toon")
     check_not_an_encoder(args.toon, f"--toon {args.toon}", "give it as --encoder with --invert {mode}")
     check_not_a_base(args.toon, f"--toon {args.toon}", "give it as --base")
-    for mode in modes:
-        # psp-toonify's encoder holds its own decoder, base and toon loaded only to re-blend (an encoder file without
-        # one draws with the toon's published blend: they load at once)
-        # with --swap-res they are read at once, to re-blend: offline, only the toon was said missing, after the
-        # encoder had loaded (thirty-ninth session's audit)
-        reblend = getattr(args, "swap_res", None) is not None
-        if (mode != "psp-toonify" or not holds_decoder(args.encoder) or reblend) and base:
-            named = args.base if args.base is not None else default_base(args.toon)
-            check_default_base(args.toon, named)
-            wanted += [(named, "--base"), (args.toon, "--toon")]
-        elif not base:
-            wanted.append((args.toon, "--toon"))
-        if mode != "optimize":
-            wanted.append((args.encoder if args.encoder is not None else DEFAULT_ENCODERS[mode], "--encoder"))
-    if projects and any(mode in OPTIMIZING_MODES for mode in modes):
+    # psp-toonify's encoder holds its own decoder, base and toon loaded only to re-blend (an encoder file without one
+    # draws with the toon's published blend: they load at once); with --swap-res they are read at once, to re-blend:
+    # offline, only the toon was said missing, after the encoder had loaded (thirty-ninth session's audit)
+    reblend = getattr(args, "swap_res", None) is not None
+    if not base:
+        wanted.append((args.toon, "--toon"))
+    elif not modes or any(mode != "psp-toonify" or not holds_decoder(args.encoder) or reblend for mode in modes):
+        named = args.base if args.base is not None else default_base(args.toon)
+        check_default_base(args.toon, named)
+        wanted += [(named, "--base"), (args.toon, "--toon")]
+    wanted += [(args.encoder if args.encoder is not None else DEFAULT_ENCODERS[mode], "--encoder") for mode in modes
+               if mode != "optimize"]
+    if any(mode in OPTIMIZING_MODES for mode in modes):
         wanted += _lpips_weights()
     _fetch_named_models(*dict.fromkeys(wanted), pathless=(LPIPS,) + (() if encoder_path else ("--encoder",)))
 
@@ -939,7 +936,7 @@ def _toonify_latent(args: argparse.Namespace, latent: str) -> int:
     _only_with(args.base, "--base", args.swap_res, "--swap-res", "a latent's toon reads the base only to re-blend the "
                "toon model; without --swap-res the toon file's published blend draws it")
     _check_toonify_options(args)
-    _fetch_toonify_models(args, "optimize", base=args.swap_res is not None, projects=False)  # no projection: no LPIPS
+    _fetch_toonify_models(args, base=args.swap_res is not None)  # no mode: nothing is inverted
     if args.swap_res is None:
         file, which = split_network(args.toon)  # "toon.pkl (G)": that generator
         nets = load_network(file, default_device())

@@ -41,5 +41,5 @@ def read(obj: dict, source: str = "") -> Networks:
         if d_config is None:
             raise CheckpointError(f"{source}: toonlib checkpoint has D weights but no D config")
         D = build_network(Discriminator, d_config, obj["D"], f"{source} [D]")
-    meta = {**checked_meta(obj.get("meta") or {}, source), "format": FORMAT, "source": source}
+    meta = {**checked_meta(obj.get("meta"), source), "format": FORMAT, "source": source}
     return Networks(G_ema=G_ema, G=G, D=D, meta=meta)
