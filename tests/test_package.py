@@ -139,3 +139,36 @@ def test_core_dependencies_cover_downloads_and_training_plots():
     core = _pyproject_project()["dependencies"]
     names = {re.split(r"[<>=!~\[; ]", spec, maxsplit=1)[0].lower() for spec in core}
     assert {"requests", "matplotlib", "urllib3"} <= names
+
+
+def test_type_hints_of_the_public_api_resolve():
+    """`typing.get_type_hints(toonlib.identity.identity_report)` raised NameError: its annotations named the pipeline's
+    classes, imported for type checkers only (fortieth session). Tools that read hints (IDEs, pydantic, typer) need
+    every public function's and method's hints to resolve."""
+    code = """
+import importlib, inspect, pkgutil, typing, warnings
+import toonlib
+warnings.simplefilter("ignore")
+failed, checked = [], 0
+for info in pkgutil.walk_packages(toonlib.__path__, "toonlib."):
+    if info.name.endswith("__main__"):
+        continue
+    module = importlib.import_module(info.name)
+    for name in getattr(module, "__all__", ()):
+        obj = getattr(module, name)
+        if getattr(obj, "__module__", None) != module.__name__:
+            continue
+        targets = [(name, obj)] if inspect.isfunction(obj) or inspect.isclass(obj) else []
+        if inspect.isclass(obj):
+            targets += [(f"{name}.{m}", getattr(v, "__func__", v)) for m, v in vars(obj).items()
+                        if (not m.startswith("_") or m == "__init__") and inspect.isfunction(getattr(v, "__func__", v))]
+        for label, target in targets:
+            checked += 1
+            try:
+                typing.get_type_hints(target)
+            except Exception as exc:
+                failed.append(f"{module.__name__}.{label}: {exc}")
+print(checked > 100, failed)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "True []", out

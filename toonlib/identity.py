@@ -17,16 +17,14 @@ from __future__ import annotations
 import functools
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
 from PIL import Image
 
 from .align import SmallFaceWarning, align_face, photo_to_crop
 from .images import ImageInput
-
-if TYPE_CHECKING:
-    from .pipeline import Toonifier, ToonifyResult
+from .pipeline import Toonifier, ToonifyResult  # at run time: `typing.get_type_hints` of the functions below needs them
 
 __all__ = ["SAME_PERSON", "IdentityModelError", "IdentityReport", "face_embedding", "identity_distance",
            "identity_report", "identity_sweep"]
@@ -138,8 +136,6 @@ def identity_report(result: ToonifyResult) -> IdentityReport:
 
 def _check_result(result: object, caller: str) -> None:
     """TypeError, naming what to pass, for anything but a `ToonifyResult` (an image failed at `result.landmarks`)."""
-    from .pipeline import ToonifyResult
-
     if not isinstance(result, ToonifyResult):
         raise TypeError(f"{caller} takes a ToonifyResult (what a Toonifier returns for a photo), got "
                         f"{type(result).__name__}: for two face photos use identity_distance(a, b)")
