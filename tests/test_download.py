@@ -2104,3 +2104,92 @@ def test_a_pickle_downloaded_as_torch_weights_says_no_warning_of_torchs(server, 
         warnings.simplefilter("always")
         download.fetch(name, progress=False)
     assert [str(w.message) for w in caught] == []
+
+
+def test_a_cache_folder_that_links_to_a_missing_drive_is_said_so_with_what_to_do(server, tmp_path, capsys):
+    """A cache folder (or torch hub's) kept on another drive through a symbolic link, the drive not mounted: fetch said
+    mkdir's bare "[Errno 17] File exists", and `toonlib models` "no such folder yet", as if a download would make it
+    (fortieth session's audit)."""
+    cache, hub = tmp_path / "cache", tmp_path / "torch" / "hub"
+    cache.symlink_to(tmp_path / "unmounted" / "toonlib")
+    hub.parent.mkdir()
+    hub.symlink_to(tmp_path / "unmounted" / "hub")
+    models.MODELS["w"] = dataclasses.replace(models.MODELS[register_weights(f"{server.base}/w.pth")], name="w")
+    name = register(f"{server.base}/ada_tiny.pkl")
+    said = "which does not exist (a drive not mounted, a folder moved or deleted?)"
+    with pytest.raises(FileNotFoundError) as caught:
+        download.fetch(name, progress=False)
+    assert str(caught.value) == (f"cannot download 'tiny': the cache folder {cache} is a symbolic link to "
+                                 f"{tmp_path / 'unmounted' / 'toonlib'}, {said}: mount that drive or create the "
+                                 "folder, or set TOONLIB_CACHE (or --cache-dir, cache_dir=) to a folder elsewhere that "
+                                 "you can write")
+    assert main(["fetch", "w"]) == 2
+    assert capsys.readouterr().err == (f"toonlib fetch: error: cannot download 'w': torch hub's folder "
+                                       f"{hub / 'checkpoints'} is under {hub}, a symbolic link to "
+                                       f"{tmp_path / 'unmounted' / 'hub'}, {said}: mount that drive or create the "
+                                       "folder, or set TORCH_HOME to a folder elsewhere that you can write (the file "
+                                       "goes into its hub/checkpoints)\n")
+    assert server.log == [] and cache.is_symlink() and hub.is_symlink()  # nothing asked for, nothing made
+    assert main(["models"]) == 0
+    assert capsys.readouterr().out.splitlines()[:2] == [
+        f"toonlib cache: {cache}, a symbolic link to {tmp_path / 'unmounted' / 'toonlib'}, {said}: mount that drive or "
+        "create the folder to download there",
+        f"torch hub folder: {hub / 'checkpoints'}, under {hub}, a symbolic link to {tmp_path / 'unmounted' / 'hub'}, "
+        f"{said}: mount that drive or create the folder to download there"]
+    assert main(["remove", name]) == 0  # it may be on that drive: not "there is no folder"
+    assert capsys.readouterr().out == (f"tiny: not on this machine ({cache / 'tiny.pkl'}; {cache} is a symbolic link "
+                                       f"to {tmp_path / 'unmounted' / 'toonlib'}, {said})\n")
+    (tmp_path / "unmounted" / "toonlib").mkdir(parents=True)  # the drive mounted: the same cache works
+    assert download.fetch(name, progress=False) == cache / "tiny.pkl"
+
+
+def test_a_partial_download_in_torch_hubs_folder_is_listed_and_removed_by_its_name_and_path(server, tmp_path, capsys):
+    """Ctrl-C during LPIPS' 553 MB VGG16 leaves `vgg16-397923af.pth.part` (and its record) in torch hub's folder:
+    `toonlib models` did not list it, `toonlib remove vgg16-397923af.pth.part` said "not on this machine" and its path
+    "not one of toonlib's downloads" (fortieth session's audit)."""
+    from toonlib.commands import _file_size
+
+    server.files["/w.pth"] = torch_bytes({"conv.weight": torch.ones(400, 400)})  # 640 kB: more than a cut reply
+    name = register_weights(f"{server.base}/w.pth")
+    folder = tmp_path / "torch" / "hub" / "checkpoints"
+
+    def broken_off_download() -> int:
+        """A download that breaks off, its partial download kept; the bytes it takes."""
+        server.cut_responses, server.ranges = 99, False
+        with pytest.raises(download.DownloadError):
+            download.fetch(name, progress=False)
+        server.cut_responses, server.ranges = 0, True
+        capsys.readouterr()  # its retries, said
+        assert listing(folder)[-2:] == ["weights-0123abcd.pth.part", "weights-0123abcd.pth.part.source"]
+        return sum(p.stat().st_size for p in folder.glob("weights-0123abcd.pth.part*"))
+
+    partial = broken_off_download()
+    (folder / "resnet-1234.pth.part").write_bytes(b"x")  # another library's: not toonlib's to list
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert (f"\ntorch hub's folder also holds weights-0123abcd.pth.part ({_file_size(partial)}) (partial downloads, "
+            "resumed by the next fetch)\n") in out and "resnet" not in out
+    assert main(["remove", "weights-0123abcd.pth.part", "weights-0123abcd.pth.part"]) == 0  # there, then gone
+    assert capsys.readouterr().out.splitlines()[:2] == [
+        f"removed weights-0123abcd.pth.part: the partial download of weights-0123abcd.pth ({_file_size(partial)})",
+        f"weights-0123abcd.pth.part: not on this machine ({folder / 'weights-0123abcd.pth.part'})"]
+    assert listing(folder) == ["resnet-1234.pth.part"]
+    assert main(["models"]) == 0
+    assert "torch hub's folder also holds" not in capsys.readouterr().out
+    partial = broken_off_download()
+    assert main(["remove", str(folder / "weights-0123abcd.pth.part.source")]) == 0  # by the path `ls` shows
+    assert capsys.readouterr().out == (f"removed weights-0123abcd.pth.part.source: the partial download of "
+                                       f"weights-0123abcd.pth ({_file_size(partial)})\n")
+    assert listing(folder) == ["resnet-1234.pth.part"]
+
+
+def test_fetch_and_load_network_refuse_flags_that_are_no_bool_whatever_the_source(server, tmp_path):
+    """`fetch(validate="no")` validated and `validate=None` skipped the checks; `load_network(progress="no")` was
+    refused for a download only, a local file took it (fortieth session's audit)."""
+    name = register(f"{server.base}/ada_tiny.pkl")
+    for flag in ("no", None, 0):
+        with pytest.raises(TypeError, match=rf"^validate must be True or False, got {re.escape(repr(flag))}$"):
+            download.fetch(name, progress=False, validate=flag)
+        with pytest.raises(TypeError, match=rf"^progress must be True or False, got {re.escape(repr(flag))}$"):
+            load_network(FIXTURES / "ada_tiny.pkl", progress=flag)
+    assert server.log == [] and cached_files(tmp_path) == []

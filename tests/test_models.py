@@ -213,3 +213,18 @@ def test_an_unknown_name_lists_and_suggests_the_models_of_the_kinds_wanted():
         models.get_model("lpips-vgg", kinds=("stylegan2",))
     assert "Did you mean" not in str(caught.value) and "lpips-vgg16" not in str(caught.value)
     assert "Known StyleGAN2 generators: ffhq-1024, " in str(caught.value)
+
+
+def test_what_the_readme_says_toonlib_models_lists_is_a_column_of_its_table(tmp_path, monkeypatch, capsys):
+    """The README said `fetch` checks "the resolution and format `toonlib models` lists": it lists no format (fortieth
+    session's audit). Each thing the README says the table lists is one of its columns."""
+    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8").split())
+    promised = re.findall(r"the ([a-z, ]+?) `toonlib models` lists", readme)
+    assert promised, "the README no longer says what `toonlib models` lists: update this test"
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    assert main(["models", "--cache-dir", str(tmp_path / "cache")]) == 0
+    header = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("NAME")).split()
+    column = {"resolution": "RES", "lineage": "BASE", "state": "CACHED"}  # the README's word for a column's name
+    for phrase in promised:
+        for word in re.split(r",\s*(?:and\s+)?|\s+and\s+", phrase):
+            assert column.get(word, word.upper()) in header, f"the README says `toonlib models` lists the {word}"

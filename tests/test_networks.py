@@ -295,3 +295,21 @@ def test_a_config_that_builds_no_network_is_refused_by_name():
         with pytest.raises(TypeError, match=rf"^{network.__name__} takes a {config} or its fields as keywords "
                                             rf"\({network.__name__}\(\*\*fields\) for a dict\), got dict$"):
             network({"img_resolution": 16})
+
+
+def test_a_truncation_that_is_no_number_is_refused_by_name(G_ema):
+    """`G(z, truncation_psi=nan)` drew NaN images without a word, and None, a string or a float cutoff failed inside
+    torch ("lerp() received an invalid combination of arguments", "slice indices must be integers"), naming neither
+    argument (fortieth session's audit)."""
+    z = torch.from_numpy(REF["z"])
+    for psi, given in ((float("nan"), "nan"), (float("inf"), "inf"), (None, "None"), ("0.7", "'0.7'"), (True, "True"),
+                       (torch.tensor(0.7), "a Tensor")):
+        for call in (G_ema, G_ema.mapping):
+            with pytest.raises(ValueError, match=rf"^truncation_psi must be a finite number \(1: no truncation, 0: "
+                                                 rf"every face the mean face\), got {given}$"):
+                call(z, None, truncation_psi=psi)
+    for cutoff, got in ((2.5, "got 2.5"), (2.0, "write it as an int: 2, not 2.0"), ("3", "got '3'"), (-1, "got -1")):
+        with pytest.raises(ValueError, match=rf"^truncation_cutoff must be a whole number >= 0, {got}$"):
+            G_ema(z, None, truncation_psi=0.7, truncation_cutoff=cutoff)
+    ws = G_ema.mapping(z, None, truncation_psi=np.float32(0.7), truncation_cutoff=np.int64(3))  # NumPy's numbers
+    assert_close(ws, REF["ws_psi07_cutoff3"])

@@ -402,7 +402,7 @@ def swap_resolution_grid(low: GeneratorLike, high: GeneratorLike, seeds: Sequenc
     """
     from .images import labelled_grid, to_pil
     from .messages import progress_bar
-    from .networks import check_seeds, z_from_seeds
+    from .networks import check_seeds, check_truncation, z_from_seeds
 
     seeds = check_seeds(seeds)  # before any model is read (or downloaded)
     # a lone resolution failed at "'int' object is not iterable", and a NaN truncation drew every face black without
@@ -411,10 +411,7 @@ def swap_resolution_grid(low: GeneratorLike, high: GeneratorLike, seeds: Sequenc
         example = f"[{swap_resolutions}] or " if isinstance(swap_resolutions, numbers.Integral) else ""
         raise TypeError(f"swap_resolutions is a list of resolutions, got {type(swap_resolutions).__name__} "
                         f"{swap_resolutions!r}: give a list, such as {example}[8, 16]")
-    if (isinstance(truncation_psi, bool) or not isinstance(truncation_psi, numbers.Real)
-            or not math.isfinite(truncation_psi)):
-        raise ValueError(f"truncation_psi must be a finite number (1: no truncation, 0: every face the mean face), "
-                         f"got {_given(truncation_psi)}")
+    check_truncation(truncation_psi)  # before any model is read: the generator's own check
     asked = None if swap_resolutions is None else list(swap_resolutions)
     if asked == []:  # it drew every resolution
         raise ValueError("swap_resolutions is empty: give the resolutions to draw, such as [8, 16, 32], or leave it "

@@ -300,7 +300,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 def cmd_remove(args: argparse.Namespace) -> int:
     """Delete each downloaded model or weights file (`download.remove`); one failure does not stop the others."""
-    from .download import removable, remove
+    from .download import dangling_folder, removable, remove
     from .files import is_url
 
     for name in args.names:  # all known before any is deleted: a misspelt name stops the command
@@ -321,7 +321,9 @@ def cmd_remove(args: argparse.Namespace) -> int:
                 + (" and its partial download" if removed.partial else "") if removed.file
                 else f"the partial download of {path.name}")
         kept = "" if removed.target is None else f"; its target {removed.target} is kept"
-        nowhere = "" if path.parent.is_dir() else f"; there is no folder {path.parent}"  # a --cache-dir misspelt?
+        unreachable = None if path.parent.is_dir() else dangling_folder(path.parent)  # a drive not mounted
+        nowhere = ("" if path.parent.is_dir() else f"; {path.parent} is {unreachable}" if unreachable
+                   else f"; there is no folder {path.parent}")  # a --cache-dir misspelt?
         print(f"removed {name}: {what} ({_file_size(removed.freed)}{kept})" if removed.file or removed.partial
               else f"{name}: not on this machine ({path}{nowhere})")
     if len(args.names) > 1 and total:
@@ -344,7 +346,7 @@ SIZE: of the file on this machine. `toonlib remove NAME` deletes it, to free the
 
 def cmd_models(args: argparse.Namespace) -> int:
     """List every registry entry with its kind and whether it is on this machine."""
-    from .download import cache_dir, cache_state, local_path, torch_hub_checkpoints
+    from .download import cache_dir, cache_state, dangling_folder, local_path, torch_hub_checkpoints
     from .models import MODELS
 
     # every file looked up first: a --cache-dir (or $TOONLIB_CACHE) that is a file fails before anything is printed
@@ -352,9 +354,14 @@ def cmd_models(args: argparse.Namespace) -> int:
     paths = {name: local_path(name, cache_dir=args.cache_dir) for name in MODELS}
     sizes = {name: path.stat().st_size for name, path in paths.items() if cached[name] != "-"}
     cache = cache_dir(args.cache_dir)  # absolute, as the paths it is compared with (a relative one listed each twice)
-    # a misspelt --cache-dir listed every model as missing without a word (`toonlib remove` says so)
-    print(f"toonlib cache: {cache}" + ("" if cache.is_dir() else " (no such folder yet: nothing downloaded there)"))
-    print(f"torch hub folder: {torch_hub_checkpoints()}")
+    # a misspelt --cache-dir listed every model as missing without a word (`toonlib remove` says so); a link to a drive
+    # not mounted was "no such folder yet", as if a download would make it (fortieth session's audit)
+    for label, folder in (("toonlib cache", cache), ("torch hub folder", torch_hub_checkpoints())):
+        unreachable = None if folder.is_dir() else dangling_folder(folder)
+        missing = folder == cache and not folder.is_dir()
+        note = (f", {unreachable}: mount that drive or create the folder to download there" if unreachable
+                else " (no such folder yet: nothing downloaded there)" if missing else "")
+        print(f"{label}: {folder}{note}")
     base_width = max(len("BASE"), *(len(info.lineage or "") for info in MODELS.values()))
     print(f"{'NAME':28} {'KIND':14} {'RES':>5}  {'TOON':9}  {'BASE':{base_width}}  {'CACHED':7}  {'SIZE':>8}  "
           "DESCRIPTION")
@@ -382,8 +389,11 @@ def _disk_use(sizes: dict[str, int], paths: dict[str, Path], cache: Path) -> str
     """The line under `toonlib models`' table: what the listed files take, and the cache's other files (downloaded
     by URL, put there by hand, partial downloads), which the table does not list. A partial download is listed as
     its `.part` name, the name `toonlib remove` takes, with the bytes it frees: a Drive file's are in its `.gdown`
-    folder (listed was its 42-byte `.source` record alone, the megabytes unsaid; thirty-third session's audit)."""
+    folder (listed was its 42-byte `.source` record alone, the megabytes unsaid; thirty-third session's audit). So
+    are the partial downloads of the registry's files in torch hub's folder (LPIPS' 553 MB VGG16 was unsaid,
+    fortieth session's audit)."""
     from .download import disk_bytes, partial_of
+    from .models import MODELS
 
     listed = {paths[name] for name in sizes}
     sized: dict[str, int] = {}
@@ -400,6 +410,16 @@ def _disk_use(sizes: dict[str, int], paths: dict[str, Path], cache: Path) -> str
         what = "partial downloads, resumed by the next fetch" if len(partial) == len(others) else (
             "downloaded by URL or put there" + ("; .part: partial downloads" if partial else ""))
         said += f"\nthe cache also holds {extra} ({what})"
+    hub = {path for name, path in paths.items() if MODELS[name].home == "torch-hub"}
+    hub_sized: dict[str, int] = {}
+    for folder in {path.parent for path in hub} - {cache}:  # torch hub's folder, unless it is the cache (said above)
+        for path in folder.iterdir() if folder.is_dir() else ():
+            partial = partial_of(path.name)  # torch hub's other files are the libraries' own: not listed
+            if partial is not None and folder / partial.removesuffix(".part") in hub:
+                hub_sized[partial] = hub_sized.get(partial, 0) + disk_bytes(path)
+    if hub_sized:
+        extra = ", ".join(f"{name} ({_file_size(hub_sized[name])})" for name in sorted(hub_sized))
+        said += f"\ntorch hub's folder also holds {extra} (partial downloads, resumed by the next fetch)"
     return said
 
 

@@ -53,6 +53,7 @@ from . import models
 from .files import (
     DISK_FULL,
     DRIVE_HOSTS,
+    dangling_link,
     default_file_mode,
     file_lock,
     is_url,
@@ -170,6 +171,17 @@ def _folder(path: Path, what: str) -> Path:
     return path
 
 
+def dangling_folder(folder: Path) -> str | None:
+    """How `folder` (the cache, torch hub's folder) lies behind a symbolic link to nothing, a drive not mounted: "a
+    symbolic link to T, which does not exist (...)" or "under L, a symbolic link to T, ..." (`files.dangling_link`);
+    None when it does not. Nothing can be made there (`fetch` said mkdir's "File exists", and `toonlib models` "no such
+    folder yet", fortieth session's audit)."""
+    link = next((path for path in (*reversed(folder.parents), folder) if dangling_link(path)), None)
+    if link is None:
+        return None
+    return dangling_link(link) if link == folder else f"under {link}, {dangling_link(link)}"
+
+
 def torch_hub_checkpoints() -> Path:
     """torch hub's checkpoints folder (`$TORCH_HOME/hub/checkpoints`), where torchvision and friends look: torch's own
     answer once torch is imported (`torch.hub.set_dir` may have moved it), else torch's rule read from the same
@@ -212,6 +224,7 @@ def fetch(name_or_url: str, *, cache_dir: str | os.PathLike | None = None, progr
     with what to do instead (`fetch_source`).
     """
     check_flag("progress", progress)  # "no" showed the bar
+    check_flag("validate", validate)  # "no" validated, None skipped the checks (fortieth session's audit)
     plan = _plan(fetch_source(name_or_url), cache_dir)
     final = plan.path
     if _usable(plan):
@@ -220,6 +233,11 @@ def fetch(name_or_url: str, *, cache_dir: str | os.PathLike | None = None, progr
         raise IsADirectoryError(f"cannot download {plan.what!r}: {final} is a folder, where the file goes; move it "
                                 "away (or delete it) and try again")
     damage = _damage(final, pickles=plan.home == "cache") if final.is_file() else None
+    unreachable = dangling_folder(final.parent)
+    if unreachable is not None:  # mkdir's bare "File exists": a drive not mounted (fortieth session's audit)
+        folder = "torch hub's folder" if plan.home == "torch-hub" else "the cache folder"
+        raise FileNotFoundError(f"cannot download {plan.what!r}: {folder} {final.parent} is {unreachable}: mount "
+                                f"that drive or create the folder, or {_elsewhere(plan)}")
     part = _partial_download(final)
     failures: list[tuple[str, _SourceFailed]] = []
     downloading = False  # the lock is this process's: the partial download is its own
@@ -332,20 +350,26 @@ def _removal_plan(name_or_url: str, override: str | os.PathLike | None) -> tuple
     """What `remove` deletes for `name_or_url`, and whether only its partial download is asked for: a file of the
     cache named by its file name or path (there or not: removed already, it is "not on this machine"), a partial
     download by its `.part`, `.part.source` or `.part.gdown` entry (the download's lock then guards it: it was
-    removed under a download that was writing it), a registry file of torch hub's folder by its file name or path,
-    a file or folder here is refused (it is not toonlib's), a name with a suffix that is none of these names a file
-    of the cache that is not there (it was an unknown model name); else a registry file or URL."""
+    removed under a download that was writing it), a registry file of torch hub's folder and its partial download by
+    their file names or paths, a file or folder here is refused (it is not toonlib's), a name with a suffix that is
+    none of these names a file of the cache that is not there (it was an unknown model name); else a registry file or
+    URL."""
     text = os.fspath(name_or_url) if isinstance(name_or_url, (str, os.PathLike)) else None
     if text and not is_url(text) and text not in models.MODELS:
         given, cache = text, cache_dir(override)
         local = user_path(text)  # its folder resolved, not the file: a link placed in the cache stays the cache's
         bare = os.path.basename(text) == text
         in_cache_folder = not bare and local.parent.resolve() == cache.resolve()
-        hub_name = _torch_hub_name(local.name)
+        of_partial = partial_of(local.name)  # an entry of a partial download: the file it downloads is torch hub's?
+        hub_file = local.name if of_partial is None else of_partial.removesuffix(_PARTIAL)
+        hub_name = _torch_hub_name(hub_file)
         if in_cache_folder:  # the path `fetch` printed (it was "not toonlib's"; once removed, "unknown model")
             text = local.name
         elif hub_name and (not (cache / text).exists() if bare else
                            local.parent.resolve() == torch_hub_checkpoints().resolve()):
+            if hub_file != local.name:  # its partial download: it was "not on this machine" by name and "not
+                hub = _plan(hub_name, override)  # toonlib's" by path (fortieth session's audit)
+                return _Plan(local.name, hub.path, (), None, None, hub.kind, hub.home), True
             text = hub_name  # torch hub's file by its own name was looked for in the cache: "not on this machine"
         if text in models.MODELS:
             return _plan(text, override), False

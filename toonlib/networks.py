@@ -347,6 +347,7 @@ class MappingNetwork(nn.Module):
         In training mode the running average `w_avg` is updated. Truncation (psi != 1) moves the
         first `truncation_cutoff` ws (all when None) towards `w_avg`: w_avg + psi * (w - w_avg).
         """
+        check_truncation(truncation_psi, truncation_cutoff)
         if c is not None and c.numel() > 0:
             raise ValueError("this generator is unconditional: pass c=None")
         _check_tensor("z", z)
@@ -361,6 +362,19 @@ class MappingNetwork(nn.Module):
         if truncation_psi != 1:
             x = truncate(x, self.w_avg, truncation_psi, truncation_cutoff)
         return x
+
+
+def check_truncation(psi: object, cutoff: object = None) -> None:
+    """ValueError unless `psi` is a finite number and `cutoff` None or a whole number of ws >= 0: a NaN or infinite
+    psi drew NaN images without a word, and None, a string or a float cutoff failed inside torch ("lerp() received
+    an invalid combination of arguments", "slice indices must be integers") naming neither (fortieth session's
+    audit)."""
+    if isinstance(psi, bool) or not isinstance(psi, numbers.Real) or not math.isfinite(psi):
+        given = repr(psi) if psi is None or isinstance(psi, (numbers.Number, str)) else f"a {type(psi).__name__}"
+        raise ValueError(f"truncation_psi must be a finite number (1: no truncation, 0: every face the mean face), "
+                         f"got {given}")
+    if cutoff is not None:
+        check_count("truncation_cutoff", cutoff, minimum=0)
 
 
 def truncate(ws: torch.Tensor, w_avg: torch.Tensor, psi: float, cutoff: int | None = None) -> torch.Tensor:

@@ -33,7 +33,7 @@ import torch
 
 from ..devices import default_device
 from ..files import is_url, looks_like_html, looks_like_pickle, safetensors_header_length, unread_address, user_path
-from ..messages import warn, with_article
+from ..messages import check_flag, warn, with_article
 from ..networks import Generator
 from . import native, native_torch, nvidia, psp, rosinality, tensorflow
 from .common import (
@@ -77,6 +77,7 @@ def load_network(source: str | os.PathLike, device: torch.device | str | None = 
         raise TypeError(f"load_network reads a checkpoint: a path, an http(s) URL or a registry name (`toonlib "
                         f"models`); got {type(source).__name__}" + (": that is loaded already (load_generator takes it "
                                                                     "as it is)" if loaded else ""))
+    check_flag("progress", progress)  # here, not in fetch alone: a local file took "no" (fortieth session's audit)
     file, which = split_network(source)
     if which is not None:  # "toon.pkl (G)": one generator, where this reads the whole file
         raise ValueError(f"{source} names the {which} of {file}, and the whole file is read here: give {file} "
