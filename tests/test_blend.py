@@ -643,3 +643,28 @@ def test_layer_weights_refuse_a_swap_res_that_blend_refuses(low, tmp_path):
                                                  r"then be used unblended: give one of 4, 8, 16 "):
                 layer_weights(given, res)
     assert [layer.weight for layer in layer_weights(low, 32)] == [0.0] * 12  # at the model's own: the toon whole
+
+
+def test_a_blend_that_takes_only_the_toons_frozen_blocks_says_it_is_the_base():
+    """A toon fine-tuned with --freeze-g 8 keeps the base's blocks up to 8 px bit for bit: a blend at swap_res 8 or
+    below takes those alone from it and is the base's synthesis, faces and no toon, said by nothing (the commands a
+    finished run printed did so with README's --freeze-g 32; fortieth session's audit)."""
+    import warnings
+
+    base = tiny_generator(2)
+    toon = copy.deepcopy(base)
+    torch.manual_seed(5)
+    for name, tensor in toon.state_dict().items():  # trained above 8 px, and its mapping (no --freeze-mapping)
+        if name.startswith(("synthesis.b16.", "synthesis.b32.", "mapping.")) and "resample_filter" not in name:
+            tensor.add_(0.01 * torch.randn_like(tensor))
+    said = (r"^the low-res \(toon\) model keeps the high-res \(base\) model's synthesis blocks up to 8 px unchanged "
+            r"\(as fine-tuning with --freeze-g 8 \(freeze_g=8\) does\), and a blend at --swap-res {0} \(swap_res={0}\) "
+            r"takes only those from it: the blend draws the base model's faces, not toons\. Give a swap resolution "
+            r"above 8 px, such as 16$")
+    for swap_res, level in ((4, 0), (8, 0), (4, 1)):
+        with pytest.warns(LineageWarning, match=said.format(swap_res)):
+            blend(toon, base, swap_res, level=level)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a blend that takes a trained layer: no word
+        for swap_res, level, width in ((8, 1, None), (16, 0, None), (32, 0, None), (8, 0, 1.0)):
+            blend(toon, base, swap_res, level=level, blend_width=width)

@@ -1326,3 +1326,47 @@ def test_a_latents_reblend_offline_needs_no_lpips_weights(tmp_path, offline_cach
                      "--base", str(base), "--swap-res", "8", env=offline_cache)
     assert result.returncode == 0 and (tmp_path / "me-8.png").is_file(), result.stderr
     assert not Path(offline_cache["TORCH_HOME"]).exists()
+
+
+def test_ctrl_c_after_the_exit_handlers_ends_the_program_with_the_commands_status(tmp_path):
+    """After the exit handlers Python resets its signal handlers to the default, and a finished `toonlib finetune`
+    takes ~0.9 s more to end (torch's teardown): a Ctrl-C then killed it by SIGINT (130 in a shell, "interrupted")
+    though the command was done (fortieth session's audit). Here an object of the program's sends the Ctrl-C as Python
+    clears the modules, after the exit handlers."""
+    program = tmp_path / "program.py"
+    program.write_text("import os, runpy, signal, sys, time\n"
+                       "class Late:\n"
+                       "    def __del__(self, kill=os.kill, pid=os.getpid(), sig=signal.SIGINT, sleep=time.sleep):\n"
+                       "        kill(pid, sig)\n"
+                       "        sleep(0.2)\n"
+                       "late = Late()\n"
+                       "module, sys.argv = sys.argv[1], sys.argv[1:]\n"
+                       "runpy.run_module(module, run_name='__main__')\n")
+    for args, status, said in ((["toonlib", "models"], 0, ""),
+                               (["toonlib", "info", str(tmp_path / "missing.pkl")], 2, "toonlib info: error: ")):
+        result = subprocess.run([sys.executable, str(program), *args], capture_output=True, text=True, timeout=300)
+        assert result.returncode == status, result.stderr
+        assert said in result.stderr and "KeyboardInterrupt" not in result.stderr, result.stderr
+
+
+def test_ctrl_c_while_the_train_module_imports_torch_is_interrupted_130(tmp_path):
+    """`python -m toonlib.train` (torchrun's entry point) imported torch, numpy and matplotlib before it took Ctrl-C as
+    an interruption: a Ctrl-C in its first seconds was a KeyboardInterrupt traceback and a death by SIGINT, or was lost
+    in an import lock's callback and the run trained to the end, status 0. It is held through the imports, as
+    `toonlib finetune`'s is: "interrupted", 130 (fortieth session's audit). Here the Ctrl-C comes as the training
+    loop's module starts to be imported."""
+    program = tmp_path / "program.py"
+    program.write_text("import os, runpy, signal, sys\n"
+                       "class CtrlC:\n"
+                       "    def find_spec(self, name, path=None, target=None):\n"
+                       "        if name == 'toonlib.train.loop':\n"
+                       "            os.kill(os.getpid(), signal.SIGINT)\n"
+                       "        return None\n"
+                       "sys.meta_path.insert(0, CtrlC())\n"
+                       "sys.argv = ['toonlib.train', *sys.argv[1:]]\n"
+                       "runpy.run_module('toonlib.train', run_name='__main__')\n")
+    result = subprocess.run([sys.executable, str(program), "--data", str(tmp_path), "--resume", "base.pkl",
+                             "--run-dir", str(tmp_path / "run")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 130, result.stderr
+    assert result.stderr == "python -m toonlib.train: interrupted\n"
+    assert not (tmp_path / "run").exists()

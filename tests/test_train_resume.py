@@ -971,3 +971,123 @@ def test_a_resumed_run_whose_images_are_all_gone_says_no_preparing_line(base, tm
     assert cli(base, str(base["base"]), run, "--kimg", "0.008", data=str(data)) == 2
     said = capsys.readouterr()
     assert said.out == "" and said.err.startswith(f"toonlib finetune: error: found 0 usable images in '{data}'")
+
+
+def test_a_run_with_freeze_g_prints_commands_that_blend_above_it(base, tmp_path, capsys):  # noqa: F811
+    """With --freeze-g (README's --freeze-g 32) the commands a finished run printed blended at the default swap
+    resolution, at or below the frozen blocks, which are the base's: they gave back the base itself, and `blend` said
+    nothing (fortieth session's audit)."""
+    run = tmp_path / "frozen"
+    assert cli(base, str(base["base"]), run, "--kimg", "0.004", "--freeze-g", "8", "--freeze-mapping") == 0
+    out = capsys.readouterr().out
+    assert out.count("--swap-res 16 ") == 2 and out.endswith(  # 16 px: no blend between, said
+        "(the run kept the base model's blocks up to 8 px, --freeze-g 8: a blend at 8 px or below is the base model "
+        "itself, and at 16 px, the model's resolution, the whole toon model)\n"), out
+    snapshot = run / "network-snapshot-000000004.safetensors"
+    assert toonlib.cli.main(["blend", "--toon", str(snapshot), "--swap-res", "8", "-o", str(tmp_path / "b.safetensors")]
+                            ) == 0  # the swap resolution it printed
+    assert capsys.readouterr().err == (
+        "toonlib blend: warning: the low-res (toon) model keeps the high-res (base) model's synthesis blocks up to 8 "
+        "px unchanged (as fine-tuning with --freeze-g 8 does), and a blend at --swap-res 8 takes only those from it: "
+        "the blend draws the base model's faces, not toons. Give a swap resolution above 8 px, such as 16\n")
+    from tiny import tiny_generator
+
+    from toonlib.checkpoints import save_network
+    from toonlib.train.arguments import finished
+
+    for resolution, freeze_g, swap in ((64, 8, 32), (64, 16, 32), (128, 32, 64), (64, 32, 64), (256, 0, 32)):
+        folder = tmp_path / f"{resolution}-{freeze_g}"
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({"freeze_g": freeze_g}))
+        path = save_network(folder / "network-snapshot-000000004.safetensors",
+                            tiny_generator(0, img_resolution=resolution, channel_base=256))
+        said = finished(path)
+        assert said.count(f"--swap-res {swap} ") == 2, said
+        assert ("--freeze-g" in said) == (freeze_g >= 32), said  # said where the swap resolution is raised
+
+
+def test_the_commands_a_finished_run_prints_ask_for_the_base_where_it_is_gone(base, tmp_path, capsys):  # noqa: F811
+    """The base file deleted after the run (resuming never reads it), the commands a finished run printed failed: "...
+    records its base ..., which is not there (moved or deleted) ... name the model it was fine-tuned from (--base)"
+    (fortieth session's audit)."""
+    copied = shutil.copy(base["base"], tmp_path / "mybase.safetensors")
+    run = tmp_path / "run"
+    assert cli(base, str(copied), run, "--kimg", "0.004") == 0
+    assert "--base" not in capsys.readouterr().out  # the recorded base is taken
+    Path(copied).unlink()
+    assert cli(base, str(copied), run, "--kimg", "0.004") == 0  # done: the commands again
+    out = capsys.readouterr().out
+    assert out.count(" --base BASE --swap-res 8 ") == 2 and out.endswith(
+        f"(the base the run recorded, {copied}, is not there (moved or deleted): put it back, or give the model the "
+        "run was fine-tuned from as BASE)\n"), out
+
+
+def read_only_holder(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lock's holder record of a run folder cannot be removed, as in a folder that became read-only."""
+    unlink = Path.unlink
+
+    def refused(path: Path, *args, **kwargs) -> None:
+        if path.name == "run.holder":
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "unlink", refused)
+
+
+def test_a_run_folder_that_becomes_read_only_says_which_snapshot_and_where_the_run_continues(
+        base, monkeypatch, capsys):  # noqa: F811
+    """A run folder remounted read-only mid-run (ext4's errors=remount-ro, a share withdrawn) said "error:
+    .../.locks/run.holder: read-only file system": the lock's record, whose removal failed as the run ended, and not
+    the snapshot that could not be written nor where the same command continues (fortieth session's audit)."""
+    from toonlib.files import _cannot_write
+
+    run = base["root"] / "read-only-mid-run"
+    save = loop.save_network
+
+    def read_only(path, *args, **kwargs):
+        if path.name == "network-snapshot-000000008.safetensors":  # the second snapshot's first file
+            raise _cannot_write(path, OSError(errno.EROFS, os.strerror(errno.EROFS)), os.strerror(errno.EROFS))
+        return save(path, *args, **kwargs)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(loop, "save_network", read_only)
+        read_only_holder(patched)
+        assert cli(base, str(base["base"]), run, "--kimg", "0.008", "--snapshot-kimg", "0.004") == 2
+    assert capsys.readouterr().err == (
+        f"toonlib finetune: error: the file system became read-only while saving the snapshot at 0.008 kimg to {run}, "
+        f"before any of its files was written: make {run} writable again and run the same command again to continue "
+        "from network-snapshot-000000004.safetensors (0.004 kimg), the last snapshot saved with its training state\n")
+    assert cli(base, str(base["base"]), run, "--kimg", "0.008", "--snapshot-kimg", "0.004") == 0  # as it says
+    assert newest_state(run)[1]["cur_nimg"] == 8
+
+
+def test_a_resumed_run_given_the_values_it_resolved_says_no_change(base, capsys):  # noqa: F811
+    """Resuming a run started with the defaults, with the values it had resolved (--lr 0.0025, --ema-kimg 1.25 at
+    batch 4, --batch-gpu 4, --gamma 0.0128 at 16 px and batch 4, --metric none on the CPU, where auto is none), said
+    "--lr 0.0025 from here on (the run had auto)" for each, though nothing changed (fortieth session's audit)."""
+    run = base["root"] / "resolved-again"
+    assert cli(base, str(base["base"]), run, "--kimg", "0.004") == 0
+    capsys.readouterr()
+    same = ["--lr", "0.0025", "--ema-kimg", "1.25", "--batch-gpu", "4", "--gamma", "0.0128"]
+    same += [] if torch.cuda.is_available() else ["--metric", "none"]
+    assert cli(base, str(base["base"]), run, "--kimg", "0.008", *same) == 0
+    assert capsys.readouterr().err == ""
+    assert cli(base, str(base["base"]), run, "--kimg", "0.012", "--lr", "0.002", "--batch-gpu", "2") == 0  # changes
+    assert capsys.readouterr().err == (f"toonlib finetune: warning: {run}: --batch-gpu 2 from here on (the run had 4)\n"
+                                       f"toonlib finetune: warning: {run}: --lr 0.002 from here on (the run had "
+                                       "0.0025)\n")
+
+
+def test_the_train_modules_errors_name_the_program(base, tmp_path, capsys):  # noqa: F811
+    """`python -m toonlib.train` (torchrun's entry point) said "error: found 3 usable images ..." naming no program,
+    in a torchrun log among other programs' lines (fortieth session's audit)."""
+    few = tmp_path / "few"
+    few.mkdir()
+    for image in sorted(base["data"].iterdir())[:3]:
+        shutil.copy(image, few)
+    with pytest.raises(SystemExit) as exited:
+        train_main(["--data", str(few), "--resume", str(base["base"]), "--run-dir", str(tmp_path / "run"),
+                    "--prepare", "none", "--batch-size", "4", "--no-progress"])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == (f"python -m toonlib.train: error: found 3 usable images in '{few}'; need at "
+                                       "least 8\n")

@@ -325,7 +325,10 @@ def blend(low: GeneratorLike, high: GeneratorLike, swap_res: int, level: int = 0
     check_setting(swap_res, level, blend_width)
     check_swap_res(swap_res, low)  # a registry name's resolution, before its download; a path's once loaded (`set`)
     check_base(high)
-    return Blender(toon_generator(low), high).set(swap_res, level, blend_width)
+    blender = Blender(toon_generator(low), high)
+    blended = blender.set(swap_res, level, blend_width)
+    _check_layers_taken(blender, swap_res, level, blend_width)
+    return blended
 
 
 def blend_per_layer(low: GeneratorLike, high: GeneratorLike, weights: Sequence[float]) -> Generator:
@@ -493,6 +496,27 @@ def lineage_distance(a: GeneratorLike, b: GeneratorLike, max_res: int = LINEAGE_
 def _same_weights(a: GeneratorLike, b: GeneratorLike) -> bool:
     state_a, state_b = load_generator(a).state_dict(), load_generator(b).state_dict()
     return state_a.keys() == state_b.keys() and all(torch.equal(state_a[k], state_b[k].to(state_a[k])) for k in state_a)
+
+
+def _check_layers_taken(blender: Blender, swap_res: int, level: int, blend_width: float | None) -> None:
+    """Warn (`LineageWarning`, beside the "same weights" one of `check_lineage`) when every synthesis tensor a blend
+    takes from its low-res (toon) model, whole or in part, is the high-res (base) model's while the toon differs above:
+    the blend is the base's synthesis, faces and no toon. A toon fine-tuned with --freeze-g keeps the base's blocks up
+    to that resolution bit for bit, and the commands its run printed blended at them without a word (fortieth
+    session's audit). Cheap: the tensors taken are compared until one differs (a toon's b4.const, as a rule); only
+    where none does, those above, until the first that differs (the highest block kept, said)."""
+    weight_of = {layer.name: layer.weight for layer in layer_weights(blender.G.config, swap_res, level, blend_width)}
+    params = blender._params  # (layer name, output, low tensor, high tensor) in forward order: b4, b8, ...
+    if not all(torch.equal(low, high) for layer, _, low, high in params if weight_of[layer] < 1):
+        return
+    differs = next((layer for layer, _, low, high in params if not torch.equal(low, high)), None)
+    if differs is None:  # no synthesis tensor differs: `check_lineage` said so where the models are the same
+        return
+    kept = int(differs.split(".")[1][1:]) // 2  # "synthesis.b16.conv0": blocks up to 8 px are the base's
+    warn(f"the low-res (toon) model keeps the high-res (base) model's synthesis blocks up to {kept} px unchanged (as "
+         f"fine-tuning with --freeze-g {kept} (freeze_g={kept}) does), and a blend at --swap-res {swap_res} "
+         f"(swap_res={swap_res}) takes only those from it: the blend draws the base model's faces, not toons. Give "
+         f"a swap resolution above {kept} px, such as {2 * kept}", LineageWarning)
 
 
 def _mapping_weight(name: str) -> bool:

@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import inspect
@@ -62,12 +63,16 @@ def interrupted(exc: BaseException) -> bool:
 
 def run_program(main: Callable[[], int]) -> NoReturn:
     """Run `main` as the process (the `toonlib` program, `python -m toonlib`, `python -m toonlib.train`): exit with its
-    status. Once it is done, a Ctrl-C while Python exits (joining threads, running exit handlers) ends the process at
-    once with that status; Python raised KeyboardInterrupt in whatever ran then, with a traceback ("Exception ignored
-    in ...") under the command's own last line. Not inside an interactive host (IPython's `%run -m toonlib`, `python
-    -i`), whose next Ctrl-C is its own, nor outside the main thread. A standard stream the process was started with
-    closed (`>&-`, `2>&-`, as some launchers start programs) writes to /dev/null (`_closed_streams_to_devnull`)."""
+    status. Once it is done, a Ctrl-C while Python exits ends the process with that status: at once while it joins
+    threads and runs exit handlers (Python raised KeyboardInterrupt in whatever ran then, with a traceback "Exception
+    ignored in ..." under the command's own last line), ignored after them (`_ignore_ctrl_c_at_exit`). Not inside an
+    interactive host (IPython's `%run -m toonlib`, `python -i`), whose next Ctrl-C is its own, nor outside the main
+    thread. A standard stream the process was started with closed (`>&-`, `2>&-`, as some launchers start programs)
+    writes to /dev/null (`_closed_streams_to_devnull`)."""
     _closed_streams_to_devnull()
+    # Registered before the command runs: exit handlers run last registered first, so this one runs after those of
+    # everything the command imports or uses (torch, tqdm, tempfile's cleanups register theirs then).
+    atexit.register(_ignore_ctrl_c_at_exit)
     try:
         with _sigterm_as_ctrl_c():
             status = main()
@@ -150,6 +155,21 @@ def _exit_at_once_on_ctrl_c(status: int) -> None:
                                                                    and ipython.get_ipython() is not None)
     if not interactive and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, functools.partial(_exit_now, status))
+
+
+def _ignore_ctrl_c_at_exit() -> None:
+    """(An exit handler, run after those the command registered.) Where `_exit_at_once_on_ctrl_c` set the command's
+    status as Ctrl-C's, ignore Ctrl-C from here to the end of the process. After the exit handlers Python resets its
+    signal handlers to the default (an ignored signal it keeps), and a finished `toonlib finetune` takes ~0.9 s more
+    to end (torch's teardown): a Ctrl-C then killed it by SIGINT, 130 in a shell ("interrupted" in --help's words)
+    for a run that was complete (fortieth session's audit). Ignored rather than `os._exit` at once, which would skip
+    exit handlers: those the command registered (tempfile's removal of temporary folders, tqdm's) have run by now, and
+    those registered before it (logging's flush) run next, uninterrupted; what follows frees memory. The joins of
+    threads and the command's exit handlers before this one stay interruptible, ended at once with the status
+    (`_exit_now`), as a hang there must be."""
+    handler = signal.getsignal(signal.SIGINT)
+    if isinstance(handler, functools.partial) and handler.func is _exit_now:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _exit_now(status: int, *_: object) -> None:

@@ -33,19 +33,55 @@ EXIT_STATUS = ("exit status:\n"
 
 def finished(snapshot: os.PathLike | str) -> str:
     """What a finished fine-tuning prints: its last snapshot, and the commands that use it, ready to copy (a run
-    ended with the snapshot's name alone, and `toonlib blend` then asked for --base)."""
+    ended with the snapshot's name alone, and `toonlib blend` then asked for --base). Their swap resolution is below
+    the model's (at it, the whole toon model) and above the run's --freeze-g (`_swap_res`); where the base the run
+    recorded is gone, they keep `--base BASE` and a line says so (they failed: "... which is not there (moved or
+    deleted)"; fortieth session's audit)."""
     import shlex
+
+    from ..pipeline import missing_recorded_base
+
+    toon = shlex.quote(str(snapshot))
+    swap, why = _swap_res(snapshot)
+    missing = missing_recorded_base(snapshot)
+    base = " --base BASE" if missing else ""
+    lines = [f"last snapshot: {snapshot}",
+             f"to compare swap resolutions: toonlib blend --toon {toon}{base} --swap-res {swap} -o blended.safetensors "
+             "--grid grid.png",
+             f"to toonify a photo:          toonlib toonify photo.jpg --toon {toon}{base} --swap-res {swap} -o toons/"]
+    if why:
+        lines.append(why)
+    if missing:
+        lines.append(f"(the base the run recorded, {missing}, is not there (moved or deleted): put it back, or give "
+                     "the model the run was fine-tuned from as BASE)")
+    return "\n".join(lines)
+
+
+def _swap_res(snapshot: os.PathLike | str) -> tuple[int, str]:
+    """The swap resolution of the commands `finished` prints, and a line that says why where it is not the default:
+    below the model's resolution, and above the run's --freeze-g (its config.json beside the snapshot), whose blocks
+    are the base's bit for bit: a blend at or below it is the base model itself (README's `--freeze-g 32` beside the
+    default swap 32 printed commands that gave back the base; fortieth session's audit). A run frozen up to half the
+    model's resolution leaves no blend between the two: the commands take the whole toon model, said."""
+    import json
+    from pathlib import Path
 
     from ..checkpoints.native import read_resolution
     from ..options import DEFAULT_SWAP_RES
+    from .snapshots import CONFIG_FILE
 
-    toon = shlex.quote(str(snapshot))
-    resolution = read_resolution(snapshot)  # a swap resolution below the model's: at it, the whole toon model
+    resolution = read_resolution(snapshot)  # None: not toonlib's file, the default
     swap = DEFAULT_SWAP_RES if resolution is None else min(DEFAULT_SWAP_RES, resolution // 2)
-    return (f"last snapshot: {snapshot}\n"
-            f"to compare swap resolutions: toonlib blend --toon {toon} --swap-res {swap} -o blended.safetensors "
-            "--grid grid.png\n"
-            f"to toonify a photo:          toonlib toonify photo.jpg --toon {toon} --swap-res {swap} -o toons/")
+    try:
+        freeze_g = json.loads((Path(snapshot).parent / CONFIG_FILE).read_text()).get("freeze_g") or 0
+    except (OSError, ValueError, AttributeError):  # no run's record beside it (a copied snapshot): as given
+        return swap, ""
+    if not isinstance(freeze_g, int) or freeze_g < swap:
+        return swap, ""
+    swap = 2 * freeze_g if resolution is None else min(2 * freeze_g, resolution)
+    whole = f", and at {swap} px, the model's resolution, the whole toon model" if swap == resolution else ""
+    return swap, (f"(the run kept the base model's blocks up to {freeze_g} px, --freeze-g {freeze_g}: a blend at "
+                  f"{freeze_g} px or below is the base model itself{whole})")
 
 
 def _optional_float(text: str) -> float | None:
@@ -141,11 +177,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m toonlib.train` / `torchrun ... -m toonlib.train`: exit 0 when done, 2 with a message on bad input,
-    130 when interrupted (Ctrl-C)."""
+    130 when interrupted (Ctrl-C); its lines name the program, as `toonlib finetune`'s do."""
     from ..cli import _did_you_mean, _option_names, _refuse_empty, output_closed
     from ..commands import for_command_line
-    from ..messages import expected_errors, interrupted
-    from .loop import finetune
+    from ..messages import expected_errors, interrupted, interrupts_held
 
     parser = add_train_arguments(argparse.ArgumentParser(
         prog="python -m toonlib.train", description="Fine-tune a StyleGAN2 checkpoint on a folder of images.",
@@ -159,13 +194,22 @@ def main(argv: list[str] | None = None) -> int:
     _refuse_empty(parser, args)
     main_process = int(os.environ.get("RANK", "0")) == 0
     try:
+        # torch, numpy and matplotlib, with Ctrl-C held as `cli._run` holds it: an interrupt while they loaded was a
+        # traceback and a death by SIGINT, or lost in an import lock's callback (the run trained on, status 0;
+        # fortieth session's audit)
+        with interrupts_held():
+            from .loop import finetune
         path = finetune(config_from_args(args), progress=args.progress)
     except BrokenPipeError:  # `| head`: an OSError, it was "error: [Errno 32] Broken pipe", exit 2 (audit)
         return output_closed(parser.prog if main_process else None, args.run_dir)
-    except (*expected_errors(), KeyboardInterrupt) as exc:  # OSError: a run folder in use, ...
+    except BaseException as exc:  # OSError: a run folder in use, ...
         if interrupted(exc):  # Trainer.run has said where the run was saved, if it was
-            parser.exit(130, "interrupted\n" if main_process else None)
-        parser.exit(2, f"error: {for_command_line(exc)}\n")
+            parser.exit(130, f"{parser.prog}: interrupted\n" if main_process else None)
+        # asked only now, as `cli._run` does: `expected_errors` imports torch
+        if not isinstance(exc, expected_errors()):
+            raise
+        # named, as `toonlib finetune`'s lines are: "error: ..." alone named no program in a torchrun log (audit)
+        parser.exit(2, f"{parser.prog}: error: {for_command_line(exc)}\n")
     if main_process:
         try:
             print(finished(path), flush=True)

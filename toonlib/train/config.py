@@ -312,6 +312,13 @@ class TrainConfig:
         """G_ema's half-life in kimg: `ema_kimg`, or NVIDIA's batch_size * 10 / 32 (train.py, cfg auto)."""
         return self.batch_size * 10 / 32 if self.ema_kimg is None else self.ema_kimg
 
+    def resolved_metrics(self, device_type: str) -> tuple[str, ...]:
+        """The quality metrics of a run on a device of `device_type` ('cuda', 'cpu'): `metric`, 'auto' being KID on
+        CUDA and none elsewhere, where it is slow."""
+        if self.metric == "none" or (self.metric == "auto" and device_type != "cuda"):
+            return ()
+        return ("kid",) if self.metric == "auto" else (self.metric,)
+
     def to_dict(self) -> dict:
         """The settings as JSON-able values."""
         return dataclasses.asdict(self)

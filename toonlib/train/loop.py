@@ -155,7 +155,7 @@ class Trainer:
             check_resumable(state, cfg)
             self.cfg = cfg = dataclasses.replace(cfg, resume=recorded_base(state, cfg.resume))
             if self.is_main and not done:
-                say_changed_settings(state, cfg)
+                say_changed_settings(state, cfg, self.dist.world_size)
             G, D, G_ema = _empty_networks(state)
             self.base_state = state.get("base_state")
         elif Path(cfg.resume).is_dir():
@@ -364,9 +364,9 @@ class Trainer:
         by the main process alone). metric='auto' means KID on CUDA, and goes without it (with a warning) when
         the weights cannot be had; an explicit 'kid' / 'fid' stops with the reason instead."""
         cfg = self.cfg
-        if cfg.metric == "none" or (cfg.metric == "auto" and self.device.type != "cuda"):
+        names = cfg.resolved_metrics(self.device.type)
+        if not names:
             return (), None
-        names = ("kid",) if cfg.metric == "auto" else (cfg.metric,)
 
         def weights() -> Path | None:
             try:

@@ -137,19 +137,44 @@ def check_resumable(state: dict, cfg: TrainConfig) -> None:
                          "(metric=) and the loss settings may change.")
 
 
-def say_changed_settings(state: dict, cfg: TrainConfig) -> None:
-    """Warn of each setting a resumed run changes (those it may change, `RESUME_FIXED` aside), one line each: the
-    run goes on with it, as it would not have without the stop."""
+def say_changed_settings(state: dict, cfg: TrainConfig, world_size: int = 1) -> None:
+    """Warn of each setting a resumed run (of `world_size` processes) changes (those it may change, `RESUME_FIXED`
+    aside), one line each: the run goes on with it, as it would not have without the stop. A setting given as the
+    value the run had resolved (`_resolved_setting`: `--lr 0.0025` for auto, `--metric none` for auto on the CPU)
+    changes nothing and is not said: it was "--lr 0.0025 from here on (the run had auto)" (fortieth session's
+    audit)."""
     saved = TrainConfig.from_dict(state["config"])
+    resolution = state["networks"]["G"]["img_resolution"]
+    before = (resolution, state.get("world_size", 1), _resolved_device(saved.device))
+    now = (resolution, world_size, _resolved_device(cfg.device))
     for field in dataclasses.fields(TrainConfig):
         name = field.name
         old, new = getattr(saved, name), getattr(cfg, name)
         if name == "device":
             if (said := _device_change(old, new)) is not None:
                 warn(f"{cfg.run_dir}: {said}")
-        elif name not in RESUME_FIXED + QUIET_CHANGES and old != new:
+        elif (name not in RESUME_FIXED + QUIET_CHANGES and old != new
+              and _resolved_setting(name, saved, *before) != _resolved_setting(name, cfg, *now)):
             warn(f"{cfg.run_dir}: {option_name(name)} {option_text(name, new)} ({name}={new!r}) from here on (the "
                  f"run had {option_text(name, old)})")
+
+
+def _resolved_setting(name: str, config: TrainConfig, resolution: int, world_size: int,
+                      device: torch.device | None) -> object:
+    """The value the setting `name` of `config` takes in a run of a `resolution` px model, `world_size` processes, on
+    `device`: an unset gamma, lr or ema_kimg by NVIDIA's rule, an unset batch_gpu as the processes' share, the metric
+    'auto' as the metrics it computes there (None: a device this machine lacks, as given), others as given."""
+    if name == "gamma":
+        return config.resolved_gamma(resolution)
+    if name == "lr":
+        return config.resolved_lr(resolution)
+    if name == "ema_kimg":
+        return config.resolved_ema_kimg
+    if name == "batch_gpu":
+        return config.batch_gpu or config.batch_size // world_size
+    if name == "metric" and device is not None:
+        return config.resolved_metrics(device.type)
+    return getattr(config, name)
 
 
 def _resolved_device(device: str | None) -> torch.device | None:

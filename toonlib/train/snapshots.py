@@ -9,10 +9,10 @@
 Every file is written atomically, the training state and then latest.json last: a snapshot cut short (Ctrl-C, a
 full disk) is redone when the run resumes, and latest.json names only files that are complete. Resuming takes the
 newest training state that loads and ignores a broken one (a file cut short by a Drive sync), falling back to the one
-before it; the temporary files a killed run left are removed. A full disk while saving is one OSError that says
-what of the snapshot being saved was written and where the run continues from (`disk_full_said`, `SnapshotWrites`):
-a network snapshot written without its training state is left (a complete file: a usable model) but is no point the
-run continues from, and the same command redoes that snapshot.
+before it; the temporary files a killed run left are removed. A full disk (or a file system that became read-only)
+while saving is one OSError that says what of the snapshot being saved was written and where the run continues from
+(`disk_full_said`, `SnapshotWrites`): a network snapshot written without its training state is left (a complete
+file: a usable model) but is no point the run continues from, and the same command redoes that snapshot.
 
 One run at a time uses a run folder: `hold_run_dir` locks it (an OS lock on `.locks/run.lock` inside the folder,
 which the kernel releases when its holder dies) and a second run there is refused at once.
@@ -48,7 +48,9 @@ CONFIG_FILE = "config.json"  # the run's settings, written as it starts
 _LOCKED = "run"  # what `files.file_lock` guards inside a run folder: its lock is <run>/.locks/run.lock
 _STATE_PATTERN = re.compile(r"training-state-(\d{9})\.pt")
 _LEGACY_STATE = "training-state.pt"  # version 1's one state file, refused on resume
-_DISK_FULL = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "the disk quota is used up"}
+# What stops a run's save and is said as a full disk is (`disk_full_said`): its reason, and what frees the run
+_DISK_FULL = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "the disk quota is used up",
+              errno.EROFS: "the file system became read-only"}  # remounted so after disk errors, a share withdrawn
 _STATE_KEYS = ("config", "networks", "G", "D", "G_ema", "opt_G", "opt_D", "ada", "cur_nimg", "batch_idx", "rng")
 DATASET_CACHE = "dataset-cache"  # the run folder's subfolder of prepared data sets (`data.ImageDataset(cache_dir=)`)
 _WRITTEN_FOLDERS = (".", DATASET_CACHE)  # where a run writes through atomic_write_path
@@ -267,7 +269,12 @@ def hold_run_dir(run_dir: str | os.PathLike) -> Iterator[None]:
         try:
             yield
         finally:
-            holder.unlink(missing_ok=True)  # while still locked, so that the next holder's record stays
+            # while still locked, so that the next holder's record stays. Its failure is suppressed: the record is only
+            # for a message, and in a folder that became read-only the unlink's error replaced the one that stopped
+            # the run (ExitStack cuts its context): "error: .../.locks/run.holder: read-only file system" (fortieth
+            # session's audit)
+            with contextlib.suppress(OSError):
+                holder.unlink(missing_ok=True)
 
 
 @dataclasses.dataclass
@@ -290,26 +297,30 @@ class SnapshotWrites:
 def disk_full_said(run_dir: str | os.PathLike,
                    saving: Callable[[], SnapshotWrites | None] | None = None) -> Iterator[None]:
     """Run the body, which writes the run in `run_dir`; when it fails because the disk is full (ENOSPC or a quota:
-    an OSError in the error's chain, or a Rust library's 'os error 28' as safetensors says it), raise one OSError
-    instead, which says so, what it was saving, and where the same command continues from (`disk_full_message`).
-    `saving()` is the snapshot being saved when the disk filled up (None between snapshots). Its `errno` is the one
-    found."""
+    an OSError in the error's chain, or a Rust library's 'os error 28' as safetensors says it) or its file system
+    became read-only (EROFS: it said the lock's holder record, or "cannot write" a file, not where the run
+    continues; fortieth session's audit), raise one OSError instead, which says so, what it was saving, and where
+    the same command continues from (`disk_full_message`). `saving()` is the snapshot being saved when that happened
+    (None between snapshots). Its `errno` is the one found."""
     try:
         yield
     except Exception as exc:
         code = _disk_full_code(exc)
         if code is None:
             raise
-        error = OSError(disk_full_message(run_dir, _DISK_FULL[code], saving() if saving is not None else None))
+        fix = f"make {run_dir} writable again" if code == errno.EROFS else "free space"
+        error = OSError(disk_full_message(run_dir, _DISK_FULL[code], saving() if saving is not None else None, fix))
         error.errno = code  # str() stays the message, without '[Errno 28]'
         raise error from exc
 
 
-def disk_full_message(run_dir: str | os.PathLike, reason: str, saving: SnapshotWrites | None) -> str:
+def disk_full_message(run_dir: str | os.PathLike, reason: str, saving: SnapshotWrites | None,
+                      fix: str = "free space") -> str:
     """What a run stopped by a full disk (`reason`) while saving to `run_dir` says: what of the snapshot being saved
-    (`saving`, None between snapshots) was written and what was not, and where the same command continues from: the
-    newest training state, the last complete snapshot (a network snapshot without its training state is no point a
-    run continues from; its file is complete, and the same command writes it again when it gets there)."""
+    (`saving`, None between snapshots) was written and what was not, what to do (`fix`), and where the same command
+    continues from: the newest training state, the last complete snapshot (a network snapshot without its training
+    state is no point a run continues from; its file is complete, and the same command writes it again when it gets
+    there)."""
     told = False  # whether `said` tells what was written, after a colon
     if saving is None:
         said = f"{reason} while saving the run to {run_dir}"
@@ -337,11 +348,12 @@ def disk_full_message(run_dir: str | os.PathLike, reason: str, saving: SnapshotW
         then = "start it again from the beginning (no training state was saved)"
     else:
         then = "start it again (no snapshot was saved)"
-    return f"{said}{'; ' if told else ': '}free space and run the same command again to {then}"
+    return f"{said}{'; ' if told else ': '}{fix} and run the same command again to {then}"
 
 
 def _disk_full_code(exc: BaseException | None) -> int | None:
-    """ENOSPC or EDQUOT when `exc` or an exception in its chain (cause, context) says so, else None."""
+    """ENOSPC, EDQUOT or EROFS (`_DISK_FULL`) when `exc` or an exception in its chain (cause, context) says so, else
+    None."""
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
