@@ -22,6 +22,8 @@ from PIL import Image
 from tiny import write_photos, write_toonify_models
 
 FAKE_CAMERA = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]  # a test-pattern webcam
+# Another machine's view of the app: a name for 127.0.0.1 that is no secure context, as an address of the network is
+LAN_NAME = "toonbox.lan"
 SERVER_START_S = 300  # importing gradio and torch, loading the models, LPIPS and dlib on a busy 2-core machine
 TOON_S = 300  # waits for results: generous, never asserted as a speed
 LONG_RUN = 5000  # steps of a projection that is cut short: minutes even on a fast machine (~20 steps/s here)
@@ -76,9 +78,10 @@ def two_modes(tmp_path_factory, random_vgg_torch_home, encoder_checkpoint, serve
 
 @pytest.fixture(scope="module")
 def context():
-    """The harness's Chromium, with a fake camera (a test pattern) that the page may use."""
+    """The harness's Chromium, with a fake camera (a test pattern) that the page may use, and `LAN_NAME`."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("browser.CHROMIUM_ARGS", [*CHROMIUM_ARGS, *FAKE_CAMERA])
+        patch.setattr("browser.CHROMIUM_ARGS", [*CHROMIUM_ARGS, *FAKE_CAMERA,
+                                                f"--host-resolver-rules=MAP {LAN_NAME} 127.0.0.1"])
         with chromium() as context:
             context.grant_permissions(["camera"])
             yield context
@@ -342,8 +345,6 @@ def test_bad_uploads_say_what_is_wrong(page, server, tmp_path):
         assert f"no face was found in '{marked.name}'" in page.locator("#status").inner_text()
         assert page.locator("#status strong, #status em, #status del, #status i, #status a").all_inner_texts() == [
             "Not toonified:"]
-        page.locator("#photo input[type=file]").set_input_files(photos / "notes.txt")
-        expect_toast(page, "Invalid file type: notes.txt. Only image/* allowed.")  # refused by the browser side
         huge = tmp_path / "huge.jpg"
         with open(huge, "wb") as file:
             file.truncate(60_000_000)  # over the 50 MB upload limit (a sparse file: nothing written)
@@ -826,3 +827,54 @@ def test_controls_usable_at_every_width(context, server, tmp_path, width):
                 assert box["width"] >= min(300, width - 100), (result, box)
     finally:
         page.close()
+
+
+def test_over_plain_http_from_another_machine_the_webcam_is_not_offered(page, context, server, tmp_path):
+    """Served to the network (`--host 0.0.0.0`), the page is plain http, where browsers allow no webcam: it offered
+    one all the same, whose button showed Gradio's untranslated "image.no_webcam_support" (fortieth session's audit).
+    Opened by a name that is not this machine's (Chromium maps it to 127.0.0.1), the page offers uploads only and
+    says why; on this machine (127.0.0.1, a secure context) the webcam stays."""
+    webcam, intro = "#photo button[aria-label='Capture from camera']", "p:has-text('Upload a photo of a face')"
+    assert page.locator(webcam).is_visible() and "(or take one with the webcam)" in page.locator(intro).inner_text()
+    assert "No webcam here" not in page.locator(intro).inner_text()
+    remote = page_at(context, server.url().replace("127.0.0.1", LAN_NAME), width=1280)
+    try:
+        remote.wait_for_selector("#toonify")
+        with screenshots_on_failure(remote, tmp_path, "no-webcam"):
+            assert remote.evaluate("window.isSecureContext") is False
+            assert remote.locator(webcam).is_hidden()
+            said = remote.locator(intro).inner_text()
+            assert "(or take one with the webcam)" not in said and ("No webcam here: browsers allow one only over "
+                                                                    "https or on the app's own machine (localhost); "
+                                                                    "toonlib app --share gives an https link.") in said
+            assert_usable(remote.locator("#photo button[aria-label='Drop an image file here to upload']"), "upload",
+                          click=False)
+    finally:
+        remote.close()
+
+
+def test_a_file_the_browser_types_as_no_image_is_said_in_the_status_line(page, server, tmp_path):
+    """A PDF or a text file got a red toast from Gradio's page, "Invalid file type: doc.pdf. Only image/* allowed.",
+    one more at each file, while the status line stayed empty (fortieth session's audit). The status line says what
+    the file is, as it says a file named .jpg that is no image."""
+    pdf = tmp_path / "doc.pdf"
+    pdf.write_bytes(b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n")
+    said = {pdf: "it is a PDF document, not a photo", server.photos / "notes.txt": "it is in no image format toonlib"}
+    with screenshots_on_failure(page, tmp_path, "no-image"):
+        for file, why in said.items():
+            status = page.locator("#status", has_text=f"Not toonified: cannot read '{file.name}' as an image: {why}")
+            toasts = page.locator("[data-testid='toast-body']")
+            page.locator("#photo input[type=file]").set_input_files(file)
+            status.or_(toasts).first.wait_for()
+            assert toasts.all_inner_texts() == [] and status.count() == 1
+
+
+def test_the_steps_slider_shows_a_keyboard_focus_ring(page, server):
+    """A keyboard user could not see that the steps slider had the focus: nothing changed on it (fortieth session's
+    audit)."""
+    page.locator("#steps input[type=range]").focus()
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Tab")  # focused by the keyboard: :focus-visible
+    ring = page.evaluate("() => { const e = document.activeElement, s = getComputedStyle(e);"
+                         " return [e.matches('#steps input[type=range]'), s.outlineStyle, s.outlineWidth]; }")
+    assert ring[0] and ring[1] == "solid" and ring[2] != "0px", ring

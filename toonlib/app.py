@@ -19,6 +19,7 @@ a closed tab its visitor's: a running projection stops after its current step, s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import hashlib
 import inspect
@@ -66,7 +67,9 @@ UPLOADING = "body:has(#photo .uploading)"
 # once: Gradio's 0.2 s transition shrank and grew it), and the status line (the last run's words, greyed under the
 # progress, which overlapped them) is blank; its words come back at once (Gradio's fade of 0.15 s kept them hidden after
 # the line showed). The hints and the slider's ends were light grey at 12 px (1.9:1 on white): now the labels' grey
-# (4.8:1).
+# (4.8:1). The steps slider shows a ring when the keyboard focuses it (Gradio's had none; fortieth session's audit).
+# Where the browser allows no webcam (`PAGE_SCRIPT` marks the page's <html> `no-webcam`), its source button is hidden
+# and the intro says why. (Gradio adds each rule again under its container's classes, which outrank a rule's own.)
 CSS = ("#toon img, #aligned img { width: 100%; height: 100%; object-fit: contain; } "
        "#faces .grid-container { grid-template-columns: repeat(auto-fill, 84px) !important; "
        "padding-top: 30px !important; } "
@@ -77,7 +80,10 @@ CSS = ("#toon img, #aligned img { width: 100%; height: 100%; object-fit: contain
        f"{BUSY} #toonify::after {{ content: 'Toonifying\\2026'; font-size: var(--button-large-text-size); }} "
        f"{BUSY} #status {{ visibility: hidden; }} #status * {{ transition: none; }} "
        "#steps .info-text, #swap .info-text, #steps .min_value, #steps .max_value { "
-       "color: var(--block-title-text-color); font-size: 13px; }")
+       "color: var(--block-title-text-color); font-size: 13px; } "
+       "#steps input[type=range]:focus-visible { outline: 2px solid var(--color-accent); outline-offset: 2px; } "
+       ".no-webcam #photo button[aria-label='Capture from camera'], .no-webcam #intro .webcam, "
+       "html:not(.no-webcam) #intro .no-webcam-note { display: none; }")
 # After a run, or a photo whose upload the status line refuses, on a screen too narrow for the results beside the photo,
 # the status line (and the toon above it) is brought into view when it is out of view and says something (a phone
 # showed nothing new where the visitor pressed Toonify; a file that is no image, or too large, showed as a thin empty
@@ -93,6 +99,12 @@ SHOW_RESULT = """() => setTimeout(() => {
 # in Chromium and Firefox: the page shows a JPEG copy of them instead (`ToonApp.preview`).
 BROWSER_FORMATS = {"JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP", "ICO", "AVIF"}
 PREVIEW_PX = 2048  # a preview's longer side at most
+# What the intro says where the browser allows no webcam (`PAGE_SCRIPT`).
+NO_WEBCAM = ("No webcam here: browsers allow one only over https or on the app's own machine (localhost); "
+             "`toonlib app --share` gives an https link.")
+# Every hour, the visitors' files over an hour old are deleted (uploads by Gradio, the app's own by `_VisitorsFiles`):
+# within two hours, as the page says.
+DELETE_AFTER_S = 3600
 # A download's name is the photo's name and "-face12-aligned.png": the photo's part is cut to these many bytes (UTF-8),
 # since a file name has at most 255 (a longer photo name failed every toonify with bare "Error" badges).
 NAME_BYTES = 200
@@ -123,18 +135,26 @@ WHOLE_STEPS = "Math.max(1, Math.round(n) || 1)"  # the page's steps box, `n`, as
 #:   server's working folder (`cd /tmp && toonlib app`, a service started in /), Gradio refuses to take a dotfile into
 #:   its cache, and the page showed bare "Error" badges beside the last photo's toon (thirty-fourth session's audit).
 #:   Allowing that folder in `launch` instead would serve every upload inline, an uploaded .html page included.
+#: - Any other file the browser does not type as an image (a PDF, a text file) is typed as one, so that the server says
+#:   what it is in the status line, as it does a file named .jpg that is no image: Gradio's page refused it with a red
+#:   toast, "Invalid file type: doc.pdf. Only image/* allowed.", one more at each file (fortieth session's audit).
+#: - Where the page is no secure context (plain http from another machine: `--host 0.0.0.0`), browsers allow no
+#:   webcam: its source button is hidden (`CSS`) and the intro says why (fortieth session's audit: it offered the
+#:   webcam, which showed Gradio's untranslated "image.no_webcam_support").
 PAGE_SCRIPT = r"""() => {
+    if (!window.isSecureContext) document.documentElement.classList.add('no-webcam');
     document.addEventListener('keydown', (e) => {
         if (e.key === 'Enter' && e.target.matches('#steps input[type=number]')) e.target.blur();
     }, true);
-    const untyped = (file) => !file.type && /\.(heic|heif)$/i.test(file.name);
+    const heic = (file) => !file.type && /\.(heic|heif)$/i.test(file.name);
+    const untyped = (file) => !file.type.startsWith('image/');
     const unfit = (file) => untyped(file) || file.name.startsWith('.');
     const fitted = (files) => {
         const list = new DataTransfer();
         for (const file of files)
             list.items.add(unfit(file) ? new File([file], file.name.replace(/^\.+/, '') || 'photo',
-                                                  {type: untyped(file) ? 'image/heic' : file.type,
-                                                   lastModified: file.lastModified}) : file);
+                                                  {type: heic(file) ? 'image/heic' : untyped(file) ? 'image/x-unknown'
+                                                   : file.type, lastModified: file.lastModified}) : file);
         return list.files;
     };
     const input = () => document.querySelector('#photo input[type=file]');
@@ -260,6 +280,41 @@ class _Visitors:
             self._unsaid.discard(visitor)
 
 
+class _VisitorsFiles:
+    """The files the page writes for its visitors (results, the pasted photo's copy shown, previews), which the app
+    deletes itself: by age while it runs (`DELETE_AFTER_S`) and all of them when it stops. Gradio deletes only the
+    files in its own sets, and adopts an output's file into them only while that output is the page's own: once an
+    event had answered `gr.skip()` for it (a refused photo), each visitor got a copy of it, whose files no set held. A
+    visitor's toons and aligned faces stayed on disk for good (fortieth session's audit)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # the events write in worker threads
+        self._paths: set[str] = set()
+
+    def add(self, path: str) -> str:
+        """Note the file at `path` (written for a visitor); returns it."""
+        with self._lock:
+            self._paths.add(path)
+        return path
+
+    def delete(self, age: float | None = None) -> None:
+        """Delete the files last written over `age` seconds ago (None: all of them), and forget them."""
+        with self._lock:
+            paths = list(self._paths)
+        now = time.time()
+        for path in paths:
+            try:
+                if age is not None and now - os.stat(path).st_mtime <= age:
+                    continue
+                os.remove(path)
+            except FileNotFoundError:
+                pass  # gone already (with Gradio's own files); written again, it is noted again
+            except OSError:
+                continue  # kept, and tried again at the next deletion
+            with self._lock:
+                self._paths.discard(path)
+
+
 def _whole_steps(value: float) -> int:
     """Steps from the page's steps box, rounded half up, as the box itself rounds them (`WHOLE_STEPS`)."""
     return math.floor(float(value) + 0.5)
@@ -318,7 +373,9 @@ class View:
     """What the page shows for a session: every face (with a caption), the selected face's crop and toon,
     the photo with every toon pasted back, and a one-line status. `file_names`: what each result (`RESULTS`)
     downloads as: `<photo>-toon.png` (`<photo>-face2-toon.png` in a photo of several faces). `selected`: the index
-    of the face shown, which the face picker marks."""
+    of the face shown, which the face picker marks. `started`: when the run that made the toon began
+    (`time.perf_counter`, before the photo was read), None for a toon shown again or re-rendered; `timed_status` adds
+    the time it took."""
 
     faces: list[tuple[Image.Image, str]]
     selected: int
@@ -327,6 +384,15 @@ class View:
     pasted: Image.Image
     status: str
     file_names: dict[str, str]
+    started: float | None = None
+
+    def timed_status(self) -> str:
+        """The status, and for a run the time from its start until now ("Toonified in 24.7 s."): the page says it once
+        the results are saved. It left out reading the photo and saving the results: "6.9 s" of a 49 MP photo the
+        page waited 8.5 s for (fortieth session's audit)."""
+        if self.started is None:
+            return self.status
+        return f"{self.status} Toonified in {time.perf_counter() - self.started:.1f} s."
 
 
 def check_settings(steps: int = DEFAULT_STEPS, max_steps: int = MAX_STEPS, max_pixels: int = MAX_PIXELS) -> None:
@@ -394,6 +460,7 @@ class ToonApp:
         projection step (`projection.project`'s); an exception it raises stops the projection and is raised here.
         `session`: the visitor's; when it is this photo's, its selected face is toonified again with these settings,
         the other faces' toons kept, or, toonified so already, shown again at once (Toonify pressed twice)."""
+        start = time.perf_counter()
         if photo is None:
             raise ValueError("no photo yet: upload one or take one with the webcam, then press Toonify")
         mode, swap_res = self._check(steps, swap_res, mode)
@@ -401,13 +468,13 @@ class ToonApp:
             return session, self.pick(session, session.selected, steps, swap_res, mode, callback=callback)
         name = name or Path(photo).name
         image = self.read_photo(photo, name)
-        start = time.perf_counter()
         with self._lock:  # messages name the photo: an error toast stays on the page until closed
             faces = self.toonifiers[mode].align(image, all_faces=True, name=repr(name))
             session = Session(photo=image, faces=faces, name=_download_stem(name), upload=str(photo))
             self._invert(session, 0, steps, mode, callback)
             view = self._view(session, swap_res)
-        return session, self._timed(view, start)
+        view.started = start
+        return session, view
 
     def pick(self, session: Session | None, index: int, steps: int, swap_res: int | None,
              mode: str | None = None, *, callback: Callback | None = None) -> View:
@@ -426,7 +493,8 @@ class ToonApp:
             session.selected = index
             session.note = ""
             view = self._view(session, swap_res)
-        return self._timed(view, start) if inverted else view
+        view.started = start if inverted else None
+        return view
 
     def reblend(self, session: Session | None, swap_res: int | None) -> View | None:
         """Re-render the session's toons with the toon model blended at `swap_res` (None without a session)."""
@@ -558,11 +626,6 @@ class ToonApp:
         how = f"{said}, {steps} step{'s' * (steps != 1)}" if mode in OPTIMIZING_MODES and steps else said
         return f"{how} on {self.toonifiers[mode].device.type}"
 
-    @staticmethod
-    def _timed(view: View, start: float) -> View:
-        view.status += f" Toonified in {time.perf_counter() - start:.1f} s."
-        return view
-
     # ------------------------------------------------------------------------------------------
     # The page
 
@@ -580,10 +643,10 @@ class ToonApp:
             return (gr.skip(),) * (len(outputs) - 1) + (status,)  # all but the status unchanged
 
         def outputs_of(view: View, reblended: bool = False) -> tuple:
-            # Result images as PNG files in Gradio's cache (deleted with it), named for the download: Gradio's own
-            # name for every image was "image.png". A re-blend leaves the faces and the aligned face as they were:
-            # it sent them again. The pasted photo is shown from a copy of display size (`shown_copy`) and
-            # downloaded from its own button, exact and whole.
+            # Result images as PNG files in Gradio's cache (deleted by the app: `_VisitorsFiles`), named for the
+            # download: Gradio's own name for every image was "image.png". A re-blend leaves the faces and the aligned
+            # face as they were: it sent them again. The pasted photo is shown from a copy of display size
+            # (`shown_copy`) and downloaded from its own button, exact and whole.
             files = {kind: gr.skip() if reblended and kind == "aligned" else result_file(getattr(view, kind),
                                                                                          view.file_names[kind])
                      for kind in RESULTS}
@@ -592,7 +655,7 @@ class ToonApp:
             download = gr.update(value=files["pasted"], visible=True,
                                  label=f"Download the toon in the photo ({width} × {height} px, PNG)")
             shown = {**files, "pasted": shown_copy(view.pasted, files["pasted"])}
-            return faces, *(shown[kind] for kind in RESULTS), download, view.status
+            return faces, *(shown[kind] for kind in RESULTS), download, view.timed_status()  # the results saved
 
         def result_file(image: Image.Image, name: str) -> str:
             # zlib's level 1: a 12 MP photo pasted back took 3.0 s to save at Gradio's level (6), within the shared
@@ -603,7 +666,7 @@ class ToonApp:
             path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_write_path(path) as tmp:
                 tmp.write_bytes(data.getbuffer())
-            return str(path)
+            return files.add(str(path))
 
         def shown_copy(image: Image.Image, exact: str) -> str:
             # A photo larger than `PREVIEW_PX` is shown from a JPEG of that size beside its exact PNG: a 12 MP phone
@@ -616,13 +679,14 @@ class ToonApp:
             path = Path(exact).with_name(f"{Path(exact).stem}-shown.jpeg")
             with atomic_write_path(path) as tmp:
                 copy.save(tmp, "JPEG", quality=90)
-            return str(path)
+            return files.add(str(path))
 
         def marked(face: int, **update: Any) -> Any:
             # The face picker marks the face shown: a click marked the face clicked, and the mark stayed there when
             # that run was stopped, or a new photo's first face was shown.
             return gr.update(selected_index=face, **update)
 
+        files = _VisitorsFiles()  # what the page writes (`launch` deletes them)
         # The projection's steps on the page, in the visitor's words (`after_step`): tqdm's label, "project w+",
         # meant nothing to them.
         steps_shown = gr.Progress()
@@ -759,10 +823,10 @@ class ToonApp:
                 else:
                     if preview is not None:  # HEIC, TIFF: an empty frame in Chromium and Firefox
                         # In a folder of its upload's own (named by the upload's path: Gradio's are by content and
-                        # name), so two photos of the same pixels do not share a preview, and deleted with the cache.
+                        # name), so two photos of the same pixels do not share a preview; deleted as the results are.
                         folder = Path(toon.GRADIO_CACHE) / hashlib.sha256(photo.encode()).hexdigest()
                         folder.mkdir(parents=True, exist_ok=True)
-                        shown = str(folder / f"{_download_stem(name or Path(photo).name)}.jpeg")
+                        shown = files.add(str(folder / f"{_download_stem(name or Path(photo).name)}.jpeg"))
                         preview.save(shown, quality=90)
                         keep_preview(shown, photo, name)
             # the face picker and the pasted photo's download, each its own update (Gradio takes the value out of one)
@@ -778,9 +842,11 @@ class ToonApp:
         # Gradio's Share button (it only said "Must be on Spaces to share"; the photo stays on this machine).
         result = dict(interactive=False, height=420, format="png", buttons=["download", "fullscreen"])
         optimizing = any(mode in OPTIMIZING_MODES for mode in self.modes)
-        with gr.Blocks(title="Toonify yourself", analytics_enabled=False, delete_cache=(3600, 3600)) as page:
-            gr.Markdown("# Toonify yourself\nUpload a photo of a face (or take one with the webcam) and press "
-                        "**Toonify**. The photo stays on this machine and is deleted within two hours.")
+        with gr.Blocks(title="Toonify yourself", analytics_enabled=False,
+                       delete_cache=(DELETE_AFTER_S, DELETE_AFTER_S)) as page:
+            gr.Markdown("# Toonify yourself\nUpload a photo of a face<span class='webcam'> (or take one with the "
+                        "webcam)</span> and press **Toonify**. The photo stays on this machine and is deleted within "
+                        f"two hours.<span class='no-webcam-note'> {NO_WEBCAM}</span>", elem_id="intro")
             session = gr.State(None)
             # The page's count of Toonify and face clicks, counted where they happen (`COUNT_CLICK`) and sent with
             # their events and with Stop, which ends the events of the clicks before it (`_Visitors`).
@@ -839,10 +905,13 @@ class ToonApp:
             # A face click needs its event's data (which a chained event lacks) and a held one is dropped: counted
             # by a listener of its own, first.
             faces.select(None, clicks, clicks, js=COUNT_CLICK, api_name=False)
-            faces.select(on_pick, [session, steps, swap, mode, clicks], outputs, api_name="pick_face",
+            # Not an API endpoint: its face is the click's (Gradio's event data), which an API call cannot send.
+            faces.select(on_pick, [session, steps, swap, mode, clicks], outputs, api_name=False,
                          **queued).then(None, js=SHOW_RESULT)
+            # Not preprocessed: Gradio's check of the choices refused the swap resolution as the "Use via API" page
+            # writes it, as text ("'16' is not in the list of choices"); `ToonApp.reblend` takes either.
             swap.change(on_reblend, [session, swap], outputs, trigger_mode="always_last", show_progress="minimal",
-                        api_name="reblend", **queued)
+                        preprocess=False, api_name="reblend", **queued)
             # A new photo stops the old one's events, running or waiting (`_Visitors`): their results (the old
             # photo's toon) came in beside the new photo. No progress: the page is not busy with a toon.
             photo.change(on_new_photo, photo, [*outputs, photo], preprocess=False, queue=False, show_progress="hidden",
@@ -853,6 +922,7 @@ class ToonApp:
             # then), not at each key: an emptied box became 1 before the next digit.
             steps.release(None, steps, steps, js=f"(n) => Math.min({self.max_steps}, {WHOLE_STEPS})", api_name=False)
             page.unload(on_close)
+        page.visitors_files = files
         return page
 
 
@@ -881,6 +951,7 @@ def launch(app: ToonApp, host: str = "127.0.0.1", port: int | None = None, share
     no_history = {"run_history": False} if "run_history" in inspect.signature(page.launch).parameters else {}
     page.launch(server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD, inbrowser=False,
                 prevent_thread_lock=True, quiet=True, css=CSS, js=PAGE_SCRIPT,
+                app_kwargs={"lifespan": _deleting(page.visitors_files)},
                 **no_history)  # Gradio's own lines name its options
     if not block:
         return page
@@ -897,11 +968,32 @@ def launch(app: ToonApp, host: str = "127.0.0.1", port: int | None = None, share
     return page
 
 
+def _deleting(files: _VisitorsFiles) -> Callable:
+    """The server's lifespan (FastAPI's, which Gradio's own deletion of its files wraps): while the server runs, every
+    `DELETE_AFTER_S` the app's `files` over that age are deleted, and all of them once it stops."""
+    @contextlib.asynccontextmanager
+    async def lifespan(server: Any) -> Any:
+        async def on_schedule() -> None:
+            while True:
+                await asyncio.sleep(DELETE_AFTER_S)
+                await asyncio.to_thread(files.delete, DELETE_AFTER_S)
+
+        task = asyncio.ensure_future(on_schedule())
+        try:
+            yield
+        finally:
+            task.cancel()
+            files.delete()
+    return lifespan
+
+
 def _delete_visitors_files(page) -> None:
     """Delete the photos and results of every visitor now, as the page promises ("deleted within two hours"):
     Gradio's own deletion at close runs only once its server has stopped, which it waits 5 s for, and a visitor's run
     under way holds it open, so a Ctrl-C during a run left the photo on disk for good (thirty-eighth session's
-    audit). Gradio's function for it is internal: where a later Gradio lacks it, its own deletion stands."""
+    audit). The app's own files (`_VisitorsFiles`) first; Gradio's function for its uploads is internal: where a
+    later Gradio lacks it, its own deletion stands."""
+    page.visitors_files.delete()
     try:
         from gradio.route_utils import delete_files_created_by_app
     except ImportError:
