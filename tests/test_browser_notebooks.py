@@ -323,7 +323,9 @@ def test_blend_explorer_fits_and_reacts_in_jupyterlab(lab, browser, shots):
     with screenshots_on_failure(page, shots, "02-save"):  # the blend the slider shows, not the parameters' 8 px
         _move_slider(page, swap, "ArrowRight", grid, "16 px", latencies, "explorer swap 8 -> 16 px, to save")
         _run_cell(page, "explorer.save(")
-        page.get_by_text(f"saved {lab.root / 'blend.safetensors'}: toon up to 16 px").wait_for(timeout=WAIT_MS)
+        # Run All saved the parameters' blend there first: said since the fortieth session's audit
+        page.get_by_text(f"saved {lab.root / 'blend.safetensors'} (it replaced the file that was there): toon up to "
+                         "16 px").wait_for(timeout=WAIT_MS)
     from toonlib.checkpoints import load_network
 
     expected = blend(load_network(lab.root / "toon-ft.safetensors").G_ema,

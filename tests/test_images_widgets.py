@@ -1153,3 +1153,134 @@ def test_the_device_report_of_the_finetuning_notebook_leaves_projection_out(monk
     assert "projection" not in report and "e4e" not in report and "bfloat16" not in report, report
     assert report.endswith(f"cores). In Colab choose Runtime > Change runtime type > GPU.\n{notebook.CPU_TRAINING}")
     assert "e4e inversion mode takes seconds" in notebook.device_report(print_it=False)
+
+
+def _finished_projection(G) -> ProjectionResult:
+    """A `ProjectionResult` as a finished Run leaves it (one step), without the minutes of one."""
+    return ProjectionResult(w=torch.zeros(1, G.num_ws, G.w_dim), images=torch.zeros(1, 3, G.img_resolution,
+                                                                                    G.img_resolution),
+                            noise={}, losses=np.array([[0.5]]), space="w+", steps=1)
+
+
+def test_the_projection_panels_save_keeps_the_model_and_the_photo_and_says_what_it_replaced(tmp_path, capsys):
+    """03's save cell wrote the latent over whatever its path named: the model file (then no network) and the user's
+    photo; and over an earlier latent without a word, where `toonlib project` says "(it replaced the file that was
+    there)" (fortieth session's audit)."""
+    from tiny import write_photos
+
+    from toonlib.checkpoints import load_generator, save_network
+    from toonlib.widgets import ProjectionPanel
+
+    save_network(tmp_path / "base.safetensors", tiny_generator(0))
+    photos = write_photos(tmp_path / "photos")
+    model, photo = (tmp_path / "base.safetensors").read_bytes(), (photos / "hopper.jpg").read_bytes()
+    panel = ProjectionPanel(load_generator(tmp_path / "base.safetensors"), steps=1, detector="dlib")
+    panel.set_photo(photos / "hopper.jpg")
+    panel.result = _finished_projection(panel.G)
+    with pytest.raises(ValueError, match=r"is the base model's file: writing there would replace that model"):
+        panel.save(tmp_path / "base.safetensors")
+    with pytest.raises(ValueError, match=r"hopper\.jpg: it is an input photo; choose another path"):
+        panel.save(photos / "hopper.jpg")
+    assert (tmp_path / "base.safetensors").read_bytes() == model and (photos / "hopper.jpg").read_bytes() == photo
+    assert "saved" not in capsys.readouterr().out
+    panel.save(tmp_path / "w.npz")
+    assert capsys.readouterr().out.strip() == f"saved {tmp_path / 'w.npz'}"
+    panel.save(tmp_path / "w.npz")  # another photo's, an hour later
+    assert capsys.readouterr().out.strip() == f"saved {tmp_path / 'w.npz'} (it replaced the file that was there)"
+
+
+def test_a_projection_is_saved_after_the_set_up_cell_loaded_its_model_again(tmp_path, capsys):
+    """03's set-up cell run again with nothing changed: the save cell refused the finished projection, of the same
+    model, the only way out a projection again (up to an hour on a CPU; fortieth session's audit). It saves it; after a
+    set-up of another model it still refuses."""
+    from toonlib import notebook
+    from toonlib.checkpoints import save_network
+    from toonlib.notebook import SET_UP_AGAIN, NotebookStop
+    from toonlib.widgets import ProjectionPanel
+
+    for name, seed in (("base.safetensors", 0), ("other.safetensors", 1)):
+        save_network(tmp_path / name, tiny_generator(seed))
+    model = str(tmp_path / "base.safetensors")
+    notebook.brief_errors()  # the set-up cell
+    panel = ProjectionPanel(notebook.load_model(model), steps=1, detector="dlib")
+    panel.result = _finished_projection(panel.G)
+    notebook.brief_errors()  # the set-up cell run again, unchanged
+    notebook.load_model(model)
+    panel.save(tmp_path / "w.npz")
+    assert (tmp_path / "w.npz").is_file() and capsys.readouterr().out.startswith("saved")
+    notebook.brief_errors()  # and with another model
+    notebook.load_model(str(tmp_path / "other.safetensors"))
+    with pytest.raises(NotebookStop, match=rf"^{re.escape(SET_UP_AGAIN)}$"):
+        panel.save(tmp_path / "w2.npz")
+    notebook.brief_errors()  # a set-up cell that stopped before its model loaded
+    with pytest.raises(NotebookStop, match=rf"^{re.escape(SET_UP_AGAIN)}$"):
+        panel.save(tmp_path / "w2.npz")
+    assert not (tmp_path / "w2.npz").exists()
+
+
+def test_a_blend_explorer_made_before_the_set_up_ran_again_neither_draws_nor_saves(tmp_path, capsys):
+    """02 run through, then another base_model and its set-up and loading cells run again: the grid and save cells
+    used the explorer of the models before, and the saved file's record named the old base (fortieth session's
+    audit). The grid, the save and the sliders now say to run the cells that make a new one."""
+    from toonlib import notebook
+    from toonlib.checkpoints import save_network
+    from toonlib.notebook import NotebookStop, load_blend_models
+
+    said = ("The set-up cell ran again since this explorer was made: run the cell that loads the models and the "
+            "explorer's cell again.")
+    base, toon = tiny_generator(0), tiny_generator(1)
+    notebook.brief_errors()  # the set-up cell
+    explorer = blend_explorer(base, toon, seeds=[0])
+    notebook.brief_errors()  # run again
+    for action in (explorer.swap_resolution_grid, lambda: explorer.save(tmp_path / "blend.safetensors")):
+        with pytest.raises(NotebookStop, match=rf"^{re.escape(said)}$"):
+            action()
+    drawn = explorer.image.value
+    explorer.swap_res.value = 8
+    assert _status_text(explorer).startswith(said) and explorer.image.value == drawn
+    for name, G in (("base.safetensors", base), ("toon.safetensors", toon)):
+        save_network(tmp_path / name, G)
+    fresh = blend_explorer(base, toon, seeds=[0])  # the explorer cell run again: it goes on
+    fresh.save(tmp_path / "blend.safetensors")
+    load_blend_models(str(tmp_path / "base.safetensors"), str(tmp_path / "toon.safetensors"))  # 02's loading cell
+    with pytest.raises(NotebookStop, match=rf"^{re.escape(said)}$"):
+        fresh.save(tmp_path / "blend2.safetensors")
+    assert not (tmp_path / "blend2.safetensors").exists()
+
+
+def test_the_blend_explorers_save_says_what_it_replaced_and_its_grid_shows_its_progress(tmp_path, capsys):
+    """02's save replaced an earlier blend without a word, and its grid cell drew for a minute on a CPU with nothing
+    shown (fortieth session's audit): the save says "(it replaced the file that was there)", as `toonlib blend` does,
+    and the grid shows a bar of its columns, which ends complete."""
+    explorer = blend_explorer(tiny_generator(0), tiny_generator(1), seeds=[0], swap_res=8)
+    explorer.save(tmp_path / "blend.safetensors")
+    assert capsys.readouterr().out.strip() == (f"saved {tmp_path / 'blend.safetensors'}: toon up to 8 px (level 0), "
+                                               "FFHQ above; hard switch")
+    explorer.save(tmp_path / "blend.safetensors")
+    assert capsys.readouterr().out.strip() == (f"saved {tmp_path / 'blend.safetensors'} (it replaced the file that "
+                                               "was there): toon up to 8 px (level 0), FFHQ above; hard switch")
+    explorer.swap_resolution_grid(cell=32)
+    columns = len(explorer.base.synthesis.block_resolutions) - 1 + 2  # base, every swap but the last, toon
+    bar = capsys.readouterr().err.strip().split("\r")[-1]
+    assert bar.startswith("grid: 100%") and f"{columns}/{columns}" in bar, bar
+
+
+def test_the_projection_panel_says_it_prepares_the_projection_after_finding_the_face(tmp_path, monkeypatch,
+                                                                                    random_vgg_torch_home):
+    """03's Run said "finding the face..." while LPIPS' VGG16 (553 MB) downloaded, then the first step (fortieth
+    session's audit): the status says what it does before the projection's first step."""
+    from tiny import write_photos
+
+    from toonlib.widgets import ProjectionPanel
+
+    monkeypatch.setenv("TORCH_HOME", str(random_vgg_torch_home))
+    panel = ProjectionPanel(tiny_generator(0), steps=1, frame_every=1, detector="dlib")
+    panel.set_photo(write_photos(tmp_path / "photos") / "hopper.jpg")
+    said = []
+    panel.status.observe(lambda change: said.append(html.unescape(re.sub(r"<[^>]+>", "", change["new"]))),
+                         names="value")
+    panel.run_button.click()
+    assert "done: 1 step" in said[-1], said
+    preparing = [i for i, text in enumerate(said) if text.startswith("preparing the projection")]
+    assert preparing and said[preparing[0] - 1] == "finding the face..." and said[preparing[0] + 1].startswith(
+        "step 1 of 1"), said

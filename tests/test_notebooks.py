@@ -1316,3 +1316,180 @@ def test_an_empty_or_path_like_run_name_is_refused_by_name(tmp_path, monkeypatch
         with pytest.raises(ValueError, match=rf"^run_name = {re.escape(repr(name))} is a path: set it in the "
                                              r"parameters cell to a name alone"):
             run_path(name, None)
+
+
+# --------------------------------------------------------------------------------------------
+# Fortieth session's audit of notebooks 02 and 03
+
+
+@pytest.mark.parametrize("name", ["03_project.ipynb", "04_toonify.ipynb"])
+def test_the_set_up_cell_builds_lpips_before_a_photo_is_chosen(tmp_path, monkeypatch, random_vgg_torch_home, name):
+    """03's Run (and 04's in the optimise mode) fetched LPIPS' VGG16, 553 MB, under the status "finding the face...",
+    its download bar in JupyterLab's log (fortieth session's audit): the set-up cell builds it, its bar in that cell."""
+    from nbformat.v4 import new_code_cell
+
+    monkeypatch.setenv("TORCH_HOME", str(random_vgg_torch_home))
+    base, toon, _, _ = write_toonify_models(tmp_path)
+    models = ({"model": str(base)} if name.startswith("03") else {"base_model": str(base), "toon_model": str(toon)})
+    nb = prepare(name, {**models, "detector": "dlib", "use_drive": False})
+    set_up = cell_index(nb, "brief_errors(")
+    nb.cells.insert(set_up + 1, new_code_cell("from toonlib.losses import lpips_needs_weights\n"
+                                              "print('LPIPS to build:', lpips_needs_weights())"))
+    with _ran_through(nb, set_up + 1, tmp_path):
+        pass
+    assert "LPIPS to build: False" in nb.cells[set_up + 1].outputs[0].text
+
+
+def test_projection_notebooks_set_up_cell_says_lpips_is_missing_offline_before_a_photo(tmp_path, monkeypatch):
+    """Offline without LPIPS' VGG16, 03 said so only once a photo was chosen and Run pressed: the set-up cell says it,
+    and leaves no model for the photo cell."""
+    from http_server import OFFLINE_URL
+    from nbformat.v4 import new_code_cell
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    save_network(tmp_path / "base.safetensors", tiny_generator(0))
+    nb = prepare("03_project.ipynb", {"model": "base.safetensors", "detector": "dlib", "use_drive": False})
+    set_up = cell_index(nb, "brief_errors(")
+    nb.cells.insert(set_up, new_code_cell(  # no internet: the registry's address of the weights resolves nowhere
+        "import dataclasses\nfrom toonlib import models\nmodels.MODELS['lpips-vgg16'] = dataclasses.replace("
+        f"models.MODELS['lpips-vgg16'], sources=({OFFLINE_URL!r},))"))
+    said = error_of_the_cell(nb, "brief_errors(", tmp_path)
+    assert said is not None and said.startswith("LPIPS (the projection loss) needs torchvision's ImageNet VGG16 "
+                                                "weights") and "toonlib fetch lpips-vgg16" in said, said
+
+
+def test_projection_notebooks_output_is_an_npz_that_names_no_model_or_photo(tmp_path, monkeypatch):
+    """03's `output = "base.safetensors"` wrote the latent over the model (then no network), `output = "me.jpg"` over
+    the photo, with a warning after the fact (fortieth session's audit): the set-up cell refuses a name that is no
+    .npz file, before any model is read, and so does the save cell; `output = "."` is said naming the parameter."""
+    from toonlib.notebook import output_path
+
+    monkeypatch.setenv("TOONLIB_CACHE", str(tmp_path / "cache"))
+    nb = prepare("03_project.ipynb", {"output": "base.safetensors", "use_drive": False})
+    assert error_of_the_cell(nb, "brief_errors(", tmp_path) == (
+        "output = 'base.safetensors': it is saved as a .npz file (tools pick their reader by the suffix); set output "
+        "in the parameters cell to 'base.npz'")
+    assert not (tmp_path / "cache").exists()  # nothing downloaded
+    assert 'panel.save(output_path(output, drive, suffix=".npz"))' in nb.cells[cell_index(nb, "panel.save(")].source
+    with pytest.raises(ValueError, match=r"^output = 'me\.jpg': it is saved as a \.npz file .* to 'me\.npz'$"):
+        output_path("me.jpg", None, suffix=".npz")
+    assert output_path("w.npz", Path("/drive/toonlib"), suffix=".npz") == Path("/drive/toonlib/w.npz")
+    for name in (".", str(tmp_path)):  # a folder (02's and 03's): "cannot write .: it is a folder", no parameter
+        with pytest.raises(IsADirectoryError, match=rf"^output = {re.escape(repr(name))}: cannot write .*: it is a "
+                                                    "folder; name a file$"):
+            output_path(name, None)
+
+
+def test_a_file_that_is_no_model_is_said_naming_its_parameter(tmp_path):
+    """03's `model = "photos/hopper.jpg"` said "photos/hopper.jpg is a JPEG image, not a checkpoint ..." without the
+    parameter, and 02's `toon_model = "w.npz"` the same (`check_models` names a missing file only; fortieth session's
+    audit): the loading names it."""
+    import numpy as np
+
+    from toonlib.checkpoints import CheckpointError
+    from toonlib.notebook import load_blend_models
+
+    save_network(tmp_path / "base.safetensors", tiny_generator(0))
+    np.savez(tmp_path / "w.npz", w=np.zeros((1, 8, 16), dtype=np.float32))
+    photo = _photo()
+    with pytest.raises(CheckpointError, match=rf"^toon_model = '{re.escape(str(tmp_path))}/w\.npz': .* is a NumPy "
+                                              r"\.npz file \(arrays w\), not a network"):
+        load_blend_models(str(tmp_path / "base.safetensors"), str(tmp_path / "w.npz"))
+    with pytest.raises(CheckpointError, match=rf"^base_model = {re.escape(repr(photo))}: "):
+        load_blend_models(photo, str(tmp_path / "base.safetensors"))
+    from toonlib.notebook import load_model  # 03's set-up cell loads its model so
+
+    with pytest.raises(CheckpointError, match=rf"^model = {re.escape(repr(photo))}: .* is a JPEG image, not a "
+                                              "checkpoint"):
+        load_model(photo)
+    assert "G = load_model(model, " in "".join(json.loads((NOTEBOOKS / "03_project.ipynb").read_text())["cells"][3]
+                                               ["source"])
+
+
+def test_blend_notebooks_registry_models_of_two_resolutions_are_refused_before_anything_downloads(tmp_path,
+                                                                                               monkeypatch):
+    """02 offers FFHQ 256 and 512 beside Toonify's 1024 px toon: both downloaded (hundreds of MB) before the loading
+    cell said they cannot be blended (fortieth session's audit). The set-up cell says it, with the toon's base."""
+    said = ("toon_model = 'toonify-blended-tf' (1024 px) cannot be blended with base_model = 'ffhq-512-noaug' (512 "
+            "px): it was fine-tuned from 'ffhq-1024-tf'. Set base_model in the parameters cell to 'ffhq-1024-tf', "
+            "then run the cells again.")
+    monkeypatch.setenv("TOONLIB_CACHE", str(tmp_path / "cache"))
+    nb = prepare("02_blend.ipynb", {"base_model": "ffhq-512-noaug", "use_drive": False})
+    assert error_of_the_cell(nb, "check_models(", tmp_path) == said
+    assert not (tmp_path / "cache").exists()  # nothing downloaded
+    from toonlib.notebook import NotebookStop, check_blend_pair
+
+    with pytest.raises(NotebookStop, match=r"^toon_model = 'toonify-blended-tf \(G\)' \(1024 px\) cannot be blended "
+                                           r"with base_model = 'ffhq-256-noaug' \(256 px\)"):
+        check_blend_pair("ffhq-256-noaug", "toonify-blended-tf (G)")
+    for pair in (("ffhq-1024-tf", "toonify-blended-tf"), ("ffhq-1024-noaug", "toonify-blended-tf"),
+                 ("base.pkl", "toonify-blended-tf"), ("ffhq-512-noaug", "toon.pkl")):
+        check_blend_pair(*pair)  # one resolution (the lineage is compared once loaded), or a file: said once loaded
+
+
+def test_a_blend_given_as_the_toon_model_is_refused_in_the_notebooks_words(tmp_path):
+    """02 with `toon_model` a blend it saved said "(--toon-network G_ema; in Python 'FILE (G_ema)')", the command
+    line's and Python's words, where the notebook has `toon_network` (fortieth session's audit)."""
+    from toonlib.blending import toon_generator
+    from toonlib.notebook import in_notebook_words
+    from toonlib.widgets import blend_explorer
+
+    blend_explorer(tiny_generator(0), tiny_generator(1), seeds=[0], swap_res=8).save(tmp_path / "blend.safetensors")
+    with pytest.raises(ValueError) as refused:
+        toon_generator(str(tmp_path / "blend.safetensors"))
+    said = in_notebook_words(str(refused.value), {"which": "toon_network"})  # as 02's brief_errors names them
+    assert said.endswith("name the blend's network to blend it all the same (toon_network='G_ema')"), said
+    assert "--toon-network" not in said and "in Python" not in said
+
+
+def test_blend_notebooks_save_in_colab_offers_the_download(fake_colab, tmp_path, capsys):
+    """In Colab without Drive, 03's save offered the download and 02's left the blend on the runtime alone, lost at
+    disconnect (fortieth session's audit): 02's save offers it too, and its markdown says so."""
+    from toonlib.widgets import blend_explorer
+
+    explorer = blend_explorer(tiny_generator(0), tiny_generator(1), seeds=[0], swap_res=8)
+    explorer.save(tmp_path / "blend.safetensors")
+    assert capsys.readouterr().out.strip() == (f"saved {tmp_path / 'blend.safetensors'}: toon up to 8 px (level 0), "
+                                               "FFHQ above; hard switch; your browser downloads a copy")
+    assert fake_colab.log()[-1] == f"download {tmp_path / 'blend.safetensors'}"
+    nb = json.loads((NOTEBOOKS / "02_blend.ipynb").read_text())
+    [markdown] = ["".join(c["source"]) for c in nb["cells"] if "".join(c["source"]).startswith("## Save the blend")]
+    assert "in Colab your browser also downloads a copy" in markdown
+
+
+def test_projection_notebooks_cpu_speed_agrees_with_its_set_up_cells_report(monkeypatch):
+    """03's introduction said "about 1 to 10 s a step at 1024 px" on a CPU, its set-up cell "about 0.7 s" (bfloat16 in
+    hardware) or "3-11 s" (fortieth session's audit): the introduction's range holds both."""
+    import torch
+
+    from toonlib import notebook, runtime
+
+    reports = []
+    monkeypatch.setattr(notebook, "default_device", lambda *args, **kwargs: torch.device("cpu"))
+    for bf16 in (True, False):
+        monkeypatch.setattr(runtime, "native_bf16", lambda device, bf16=bf16: bf16)
+        reports.append(notebook.device_report(print_it=False))
+    steps = [float(x) for report in reports
+             for x in re.search(r"a projection step at 1024 px takes (?:about )?([\d.]+)(?:-([\d.]+))? s",
+                                report).groups() if x]
+    intro = "".join(json.loads((NOTEBOOKS / "03_project.ipynb").read_text())["cells"][0]["source"])
+    low, high = re.search(r"on a CPU, from under (\d+) s to about (\d+) s a step at 1024 px", intro).groups()
+    assert min(steps) < float(low) and max(steps) == float(high), (steps, intro)
+
+
+def test_projection_notebooks_save_cell_saves_after_the_set_up_cell_ran_again_unchanged(tmp_path, monkeypatch,
+                                                                                        random_vgg_torch_home):
+    """03 projected a photo, then its set-up cell ran again with nothing changed: the save cell refused the finished
+    projection, of the same model, the only way out a projection again, up to an hour on a CPU (fortieth session's
+    audit). It saves it (another model's set-up still refuses: the photo cell's test above)."""
+    monkeypatch.setenv("TORCH_HOME", str(random_vgg_torch_home))
+    save_network(tmp_path / "base.safetensors", tiny_generator(0))
+    nb = prepare("03_project.ipynb", {"photo_path": _photo(), "model": "base.safetensors", "steps": 1,
+                                      "frame_every": 1, "detector": "dlib", "use_drive": False, "output": "w.npz"})
+    set_up, photo_cell, save = (cell_index(nb, "brief_errors("), cell_index(nb, "choose_photo("),
+                                cell_index(nb, "panel.save("))
+    with _ran_through(nb, photo_cell, tmp_path) as client:
+        for index in (set_up, save):
+            client.execute_cell(nb.cells[index], index)
+    assert shown_error(nb.cells[save]) is None, shown_error(nb.cells[save])
+    assert load_latent(tmp_path / "w.npz").shape == (1, 8, 16)

@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from . import runtime
-from .checkpoints import check_source
+from .checkpoints import CheckpointError, check_source, split_network
 from .devices import default_device
 from .download import DRIVE_ROOT, use_drive_cache
 from .files import atomic_write_path, user_path
@@ -30,10 +30,11 @@ from .images import image_file_format
 from .messages import ToonlibWarning, expected_errors, in_toonlib, interrupted
 from .networks import Generator
 
-__all__ = ["NotebookStop", "UploadCancelled", "UploadedFile", "brief_errors", "check_blendable", "choose_data",
-           "choose_photo", "default_device", "device_report", "display_size", "in_colab", "interrupt_requests",
-           "load_blend_models", "mount_drive", "offer_download", "plot_losses", "run_path", "run_training",
-           "save_uploads", "show", "show_run", "snapshot_viewer", "upload_images"]
+__all__ = ["NotebookStop", "UploadCancelled", "UploadedFile", "brief_errors", "check_blend_pair", "check_blendable",
+           "choose_data", "choose_photo", "default_device", "device_report", "display_size", "in_colab",
+           "interrupt_requests", "load_blend_models", "load_model", "mount_drive", "offer_download", "plot_losses",
+           "prepare_lpips", "run_path", "run_training", "save_uploads", "show", "show_run", "snapshot_viewer",
+           "upload_images"]
 
 #: What notebook 01's messages say to do about its training images.
 DATA_HINT = ("Set data_path in the parameters cell to the folder or .zip file of your cartoon faces (a few hundred "
@@ -64,19 +65,29 @@ _set_ups = 0
 #: A panel made before the set-up cell ran again: it kept that cell's models before, and its Run and the save cell
 #: used them under the new parameters, nothing said (thirty-ninth session's audit).
 SET_UP_AGAIN = "The set-up cell ran again since this panel was made: run the photo cell again."
+#: `SET_UP_AGAIN` in notebook 02's words: its explorer drew and saved the models of the set-up before under the new
+#: base_model, and the saved file's record named the old base (fortieth session's audit).
+EXPLORER_SET_UP_AGAIN = ("The set-up cell ran again since this explorer was made: run the cell that loads the models "
+                         "and the explorer's cell again.")
+#: The model file the set-up cell's last run loaded (`load_model`), with that run's `set_up_count()`; None before one.
+_set_up_model: tuple[int, str] | None = None
 
 
 def set_up_count() -> int:
-    """How many set-up cells have run in this kernel so far (`brief_errors` counts them): a panel records it when it
-    is made, for `check_same_set_up`."""
+    """How many set-up cells have run in this kernel so far (`brief_errors` counts them, and `load_blend_models`,
+    02's second set-up cell): a panel records it when it is made, for `check_same_set_up`."""
     return _set_ups
 
 
-def check_same_set_up(made_at: int) -> None:
-    """Stop (`NotebookStop`, `SET_UP_AGAIN`) what a panel made at `set_up_count()` == `made_at` would do once a set-up
-    cell ran since: it would go on with the models of the set-up before."""
-    if made_at != _set_ups:
-        raise NotebookStop(SET_UP_AGAIN)
+def check_same_set_up(made_at: int, model: str | None = None, again: str = SET_UP_AGAIN) -> None:
+    """Stop (`NotebookStop`, `again`) what a panel made at `set_up_count()` == `made_at` would do once a set-up
+    cell ran since: it would go on with the models of the set-up before. `model`: the file the panel's result is of
+    (`Generator.loaded_from`), which goes on where the set-up cell's last run loaded that same file (`load_model`):
+    03's finished projection could not be saved after its set-up cell ran again unchanged, the only way out a
+    projection again, up to an hour on a CPU (fortieth session's audit)."""
+    if made_at == _set_ups or (model is not None and _set_up_model == (_set_ups, model)):
+        return
+    raise NotebookStop(again)
 
 
 def check_unchanged(used: Mapping[str, object], **parameters: object) -> None:
@@ -193,11 +204,83 @@ def check_models(**models: str) -> None:
         check_source(value, f"{parameter} = {value!r}")
 
 
+def prepare_lpips(device: torch.device | str | None = None, inversion: str = "optimize") -> None:
+    """LPIPS (the projection loss) built now on `device` (default: `default_device()`) where the `inversion` mode
+    optimises (`options.OPTIMIZING_MODES`; 03 projects), for the set-up cell: its VGG16 weights (553 MB) download
+    there the first time, with the download bar in that cell, and an offline failure is said before a photo is
+    chosen; the Run reuses it (`losses.build_lpips`; the command line fetches them with the models,
+    `commands._lpips_weights`). They were fetched in the Run, whose status said "finding the face..." through the
+    download, its bar in JupyterLab's log (fortieth session's audit)."""
+    from .losses import build_lpips
+    from .options import OPTIMIZING_MODES
+
+    if inversion not in OPTIMIZING_MODES:
+        return
+    device = torch.device(default_device() if device is None else device)
+    if device.type == "cuda" and device.index is None:  # as a projection names it (its generator's): built once
+        device = torch.device("cuda", torch.cuda.current_device())
+    build_lpips(device)
+
+
+def check_blend_pair(base_model: str, toon_model: str) -> None:
+    """Notebook 02's set-up check of two registry models (`toonlib models`) before they download: `NotebookStop`
+    where they are of different resolutions, which no blend takes (02 offers FFHQ 256 and 512 beside Toonify's 1024
+    px toon: both models downloaded, hundreds of MB, before the loading cell refused the pair; fortieth session's
+    audit). A path, a URL or a blend's network named ("toon.pkl (G)") is compared once loaded (`check_blendable`),
+    and so is a pair of one resolution whose lineage differs (`blending.check_lineage` warns of it)."""
+    from . import models
+
+    base, toon = (models.MODELS.get(split_network(name)[0]) if isinstance(name, str) else None
+                  for name in (base_model, toon_model))
+    if base is None or toon is None or None in (base.resolution, toon.resolution):
+        return
+    if base.resolution != toon.resolution:
+        parent = f"{toon.lineage!r}" if toon.lineage else None
+        raise NotebookStop(_cannot_blend(toon_model, toon.resolution, base_model, base.resolution, parent))
+
+
+def _cannot_blend(toon_model: str, toon_px: int, base_model: str, base_px: int, parent: str | None = None) -> str:
+    """What 02 says of a toon and a base that cannot be blended: each with its resolution, and the model to set as
+    the base (`parent`, where the registry names it)."""
+    fix = (f"it was fine-tuned from {parent}. Set base_model in the parameters cell to {parent}" if parent else
+           "it was fine-tuned from another model. Set base_model in the parameters cell to the model the toon was "
+           "fine-tuned from (notebook 01's last cell names it)")
+    return (f"toon_model = {str(toon_model)!r} ({toon_px} px) cannot be blended with base_model = {str(base_model)!r} "
+            f"({base_px} px): {fix}, then run the cells again.")
+
+
+@contextlib.contextmanager
+def _naming(parameter: str, value: object) -> Iterator[None]:
+    """A `CheckpointError` of the block (a file that is no checkpoint: a photo, a latent given as a model) said with
+    the notebook's parameter that named the file: `check_models` names only the names and paths that are no file
+    (fortieth session's audit: "photos/hopper.jpg is a JPEG image, not a checkpoint" named no parameter)."""
+    try:
+        yield
+    except CheckpointError as exc:
+        raise CheckpointError(f"{parameter} = {str(value)!r}: {exc}") from None
+
+
+def load_model(model: str, device: torch.device | str | None = None, parameter: str = "model") -> Generator:
+    """Notebook 03's model, `load_generator(model, device=device)`, a file that is no checkpoint said naming
+    `parameter`; recorded as the model of this set-up, for `check_same_set_up(model=)`: a panel's result of this
+    model stays savable after the set-up cell ran again with it."""
+    from .checkpoints import load_generator
+
+    global _set_up_model
+    with _naming(parameter, model):
+        G = load_generator(model, device=device)
+    _set_up_model = (_set_ups, G.loaded_from) if G.loaded_from is not None else None
+    return G
+
+
 #: An option in the command line's and Python's words, and Python's alone: (pattern, replacement) for `re.sub`.
 _NOTEBOOK_WORDS = (
     (r"--[\w-]+ ([^\s(),;:]+) \((\w+)=\)", r"\2=\1"),  # '--resume runs/x.pkl (resume=)'
     (r"--[\w-]+ [^\s(),;:]+ \((\w+=[^()]+)\)", r"\1"),  # TrainConfig's '--resolution 64 (resolution=64)'
     (r"--[\w-]+ \((\w+)=\)", r"\1"),  # '--kimg (kimg=)', a resumed run's changed '--seed (seed=): 0 -> 1'
+    # the option's value and Python's form of it: "(--toon-network G_ema; in Python 'FILE (G_ema)')" of a blend given as
+    # 02's toon_model, said as "(toon_network='G_ema')", the parameter a notebook has for it (fortieth session's audit)
+    (r"\(--([\w-]+) ([^\s(),;:]+); in Python '[^']*'\)", lambda m: f"({m[1].replace('-', '_')}={m[2]!r})"),
 )
 #: An option in both languages in parentheses: '(--run-dir, run_dir=)', '(or --cache-dir, cache_dir=)'; said as
 #: '(run_dir)', the notebook's parameter where it has one. Only this form: a bare '(word)' may be a file's name (01's
@@ -385,19 +468,32 @@ def mount_drive(folder: str = "toonlib", use: bool = True) -> Path | None:
     return path
 
 
-def output_path(name: str | os.PathLike, drive: Path | None, parameter: str = "output", image: bool = False) -> Path:
+def output_path(name: str | os.PathLike, drive: Path | None, parameter: str = "output", image: bool = False,
+                suffix: str | None = None) -> Path:
     """Where a notebook saves the file its `parameter` names: in the Drive folder `mount_drive` returned, else in the
-    working folder. An empty name is refused naming the parameter (it named the folder, and the save failed inside);
-    with `image`, so is a name whose suffix is no image format (a set-up cell checks it before the minutes of work
-    whose picture it names)."""
+    working folder. An empty name is refused naming the parameter (it named the folder, and the save failed inside),
+    and so is a path that can name no file (a folder, '.', one under a file: `files.check_file_path`; it was said
+    without the parameter, fortieth session's audit); with `image`, a name whose suffix is no image format, and
+    with `suffix` ('.npz'), a name with another suffix (a set-up cell checks it before the minutes of work whose
+    result it names: 03's latent was written over a model file or the photo, fortieth session's audit)."""
+    from .files import check_file_path
+
     if not os.fspath(name).strip():
         raise ValueError(f"{parameter} is empty: set it in the parameters cell to the name of the file to save")
     path = (drive or Path(".")) / name
+    try:
+        check_file_path(user_path(path))
+    except OSError as exc:
+        raise type(exc)(f"{parameter} = {os.fspath(name)!r}: {exc}") from None
     if image:
         try:
             image_file_format(name)
         except ValueError as exc:
             raise ValueError(f"{parameter} in the parameters cell: {exc}") from None
+    if suffix is not None and path.suffix.lower() != suffix:
+        raise ValueError(f"{parameter} = {os.fspath(name)!r}: it is saved as a {suffix} file (tools pick their reader "
+                         f"by the suffix); set {parameter} in the parameters cell to "
+                         f"{os.fspath(Path(name).with_suffix(suffix))!r}")
     return path
 
 
@@ -514,13 +610,14 @@ def show(images: Image.Image | Sequence[Image.Image], titles: Sequence[str] | No
     display(labelled_grid([list(images)], col_labels=titles, cell=display_size(images[0].width, bound)))
 
 
-def offer_download(path: str | os.PathLike) -> None:
-    """Print where `path` is; in Colab also start the browser's download of it (its "saved" line was printed only
-    elsewhere: a save cell in Colab with Drive mounted said nothing of the file on Drive)."""
+def offer_download(path: str | os.PathLike, note: str = "") -> None:
+    """Print where `path` is, followed by `note` (what was saved; whether it replaced a file, `commands._replaced`); in
+    Colab also start the browser's download of it (its "saved" line was printed only elsewhere: a save cell in Colab
+    with Drive mounted said nothing of the file on Drive)."""
     path = user_path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no file at {path} to download")
-    print(f"saved {path.resolve()}" + ("; your browser downloads a copy" if in_colab() else ""))
+    print(f"saved {path.resolve()}{note}" + ("; your browser downloads a copy" if in_colab() else ""))
     if in_colab():
         from google.colab import files
 
@@ -654,12 +751,18 @@ def load_blend_models(base_model: str, toon_model: str, toon_network: str | None
     (`blending.toon_generator`: `toon_network` when given, else G of Toonify's file and G_ema of a training
     snapshot, as `toonlib blend` takes). Raises `NotebookStop` when the two cannot be blended (`check_blendable`),
     before returning either (the loading cell then leaves none behind: a model of this attempt kept with the
-    parameters of the one before was said to be "changed since the set-up cell ran")."""
+    parameters of the one before was said to be "changed since the set-up cell ran"); a file that is no checkpoint
+    is said naming its parameter. The loading cell is 02's second set-up cell: it counts as one (`set_up_count`),
+    so an explorer of the models before refuses to go on (`EXPLORER_SET_UP_AGAIN`)."""
     from .blending import toon_generator
     from .checkpoints import load_generator
 
-    base = load_generator(base_model, device=device)
-    toon = toon_generator(toon_model, which=toon_network, device=device)
+    global _set_ups
+    _set_ups += 1  # first: a failed load leaves no explorer of the models before going on either
+    with _naming("base_model", base_model):
+        base = load_generator(base_model, device=device)
+    with _naming("toon_model", toon_model):
+        toon = toon_generator(toon_model, which=toon_network, device=device)
     check_blendable(toon, base, toon_model, base_model)
     return base, toon
 
@@ -672,7 +775,4 @@ def check_blendable(toon, base, toon_model: str, base_model: str) -> None:
     try:
         check_compatible(toon, base)
     except ValueError:
-        raise NotebookStop(f"toon_model = {str(toon_model)!r} ({toon.img_resolution} px) cannot be blended with "
-                           f"base_model = {str(base_model)!r} ({base.img_resolution} px): it was fine-tuned from "
-                           "another model. Set base_model in the parameters cell to the model the toon was fine-tuned "
-                           "from (notebook 01's last cell names it), then run the cells again.") from None
+        raise NotebookStop(_cannot_blend(toon_model, toon.img_resolution, base_model, base.img_resolution)) from None

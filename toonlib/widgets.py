@@ -46,6 +46,7 @@ from .images import UPLOAD_ACCEPT, ImageReadError, labelled_grid, read_image, te
 from .messages import check_count, counted, expected_errors, interrupted
 from .networks import check_seeds, parse_seeds, z_from_seeds
 from .notebook import (
+    EXPLORER_SET_UP_AGAIN,
     NotebookStop,
     StopRequests,
     UploadedFile,
@@ -278,6 +279,7 @@ class BlendExplorer:
             raise ValueError(f"seeds: {len(seeds)} faces, more than the {MAX_GRID_SEEDS} the explorer draws; give "
                              "fewer, such as 0-5")
         check_explorer_settings(swap_res, level, blend_width, truncation_psi, toon=toon)
+        self._set_up = set_up_count()  # the notebook's set-up whose models it has (`_check_set_up`)
         self.base, self.toon = load_generator(base), toon_generator(toon)  # a registry name: its un-blended toon
         self._dtype = resolve_precision(precision, self.base.device)
         # not the column labels: "FFHQ" was recorded as a base file that the re-blend advice then sent users to
@@ -334,10 +336,17 @@ class BlendExplorer:
         kernel's log alone, the controls showing what was never drawn."""
         try:
             with interrupt_requests():
+                self._check_set_up()
                 action()
         except (KeyboardInterrupt, Exception) as exc:
             text = "Interrupted." if interrupted(exc) else _error_text(exc)
             self.status.value = _message(f"{text}\nThe faces shown are the last ones drawn.", error=True)
+
+    def _check_set_up(self) -> None:
+        """`NotebookStop` (`notebook.EXPLORER_SET_UP_AGAIN`) once notebook 02's set-up ran again since the explorer was
+        made: its grid and save cells and its sliders went on with the models before, and the saved file's record named
+        the base before (fortieth session's audit)."""
+        check_same_set_up(self._set_up, again=EXPLORER_SET_UP_AGAIN)
 
     @torch.no_grad()
     def _new_latents(self) -> None:
@@ -405,30 +414,37 @@ class BlendExplorer:
         """The sliders' blend as `blending.blend_record`, the models named by `names` (base, toon)."""
         return blend_record(names[1], names[0], self.swap_res.value, self.level.value, self.blend_width.value)
 
-    def swap_resolution_grid(self, cell: int = 128) -> Image.Image:
+    def swap_resolution_grid(self, cell: int = 128, progress: bool = True) -> Image.Image:
         """`blending.swap_resolution_grid` of the models at the controls' current seeds, level, smooth width and
-        truncation (the explorer's swap resolution aside: it draws them all), each face at `cell` px. Raises
+        truncation (the explorer's swap resolution aside: it draws them all), each face at `cell` px, with a bar of its
+        columns (`progress`: 02's grid cell was a minute on a CPU with nothing shown; fortieth session's audit). Raises
         ValueError for seeds the explorer refuses (its status line says so), instead of drawing older ones."""
+        self._check_set_up()
         try:
             seeds = parse_seeds(self.seeds.value, max_count=MAX_GRID_SEEDS)
         except ValueError as exc:
             raise ValueError(f"the explorer's seeds: {exc}") from None
         return swap_resolution_grid(self.toon, self.base, seeds, level=self.level.value,
                                     blend_width=self.blend_width.value or None,
-                                    truncation_psi=self.truncation.value, cell=cell)
+                                    truncation_psi=self.truncation.value, cell=cell, progress=progress)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Save the blend the sliders show now (`save_network`, toonlib's format) and print where and which blend
-        it is; returns the path written. A path that is the toon's or the base's own file is refused (ValueError),
-        as `toonlib blend -o` refuses it."""
+        it is, and whether it replaced a file (`commands._replaced`, as `toonlib blend` says it); in Colab the browser
+        downloads a copy (`notebook.offer_download`: without Drive the file was on the runtime alone, lost at
+        disconnect; fortieth session's audit). Returns the path written. A path that is the toon's or the base's own
+        file is refused (ValueError), as `toonlib blend -o` refuses it."""
         from .checkpoints import Networks, refuse_to_replace_model, save_network
+        from .commands import _replaced
 
+        self._check_set_up()
         # the toon model's file was replaced by the blend without a word (thirty-ninth session's audit)
         refuse_to_replace_model(path, (self.toon.loaded_from, "toon"), (self.base.loaded_from, "base"),
                                  named="the path")
         self.blended.set_origin(blend_record=self._record(self.sources))  # the models as the notebook named them
+        replaced = _replaced(path)  # asked before it is written
         saved = save_network(path, Networks(G_ema=self.blended))
-        print(f"saved {saved.resolve()}: {self.setting}")  # in full, as the other notebooks' saves say it
+        offer_download(saved, f"{replaced}: {self.setting}")  # in full, as the other notebooks' saves say it
         return saved
 
     def _ipython_display_(self) -> None:
@@ -721,6 +737,15 @@ def _video_fps(frames: int, seconds: float = 2.0, most: int = 30) -> int:
     return max(1, min(most, int(frames / seconds)))
 
 
+def _preparing_projection() -> str:
+    """The status line while a projection is prepared, before its first step: LPIPS built (its 553 MB of VGG16 weights
+    downloaded the first time, `losses.build_lpips`), the generator's kernels transformed."""
+    from .losses import lpips_needs_weights
+
+    return ("preparing the projection (LPIPS: its VGG16 weights, 553 MB, are downloaded the first time)..."
+            if lpips_needs_weights() else "preparing the projection...")
+
+
 def _done(mode: str, losses) -> str:
     """The status line after a run: the mode (as the menu names it: "optimise", not the id "optimize"), and the steps
     and final distance when it projected."""
@@ -803,7 +828,13 @@ class ToonifyPanel(_PhotoPanel):
         return None if self.swap_res.value == "published" else self.swap_res.value
 
     def _run(self, photo, steps: int | None, report: Callable) -> None:
+        from .losses import lpips_needs_weights
+        from .notebook import prepare_lpips
+
         toonifier = self.toonifier
+        if toonifier.invert in OPTIMIZING_MODES and lpips_needs_weights():  # a mode the set-up cell did not prepare:
+            self.status.value = _message(_preparing_projection())  # said, not "finding the face..." (fortieth audit)
+            prepare_lpips(toonifier.device, toonifier.invert)
         self.status.value = _message("finding the face...")
         toonifier.set_blend(self._blend())
         reporting = {"callback": report} if toonifier.invert in OPTIMIZING_MODES else {}  # the encoders: no steps
@@ -973,6 +1004,7 @@ class ProjectionPanel(_PhotoPanel):
         self.status.value = _message("finding the face...")
         face = align_face(photo, output_size=self.G.img_resolution, detector=self.detector,
                           device=str(next(self.G.parameters()).device))
+        self.status.value = _message(_preparing_projection())  # it said "finding the face..." through LPIPS' download
         result = project(self.G, face.image, space=self.space.value, steps=steps, save_every=self.frame_every,
                          callback=report, progress=False)
         self.result = result
@@ -995,14 +1027,26 @@ class ProjectionPanel(_PhotoPanel):
                                      f"{self.space.value.upper()}")
 
     def save(self, path: str | os.PathLike) -> None:
-        """Save the latent (`ProjectionResult.save`), or say what to do when there is none yet; refused (`NotebookStop`)
-        by a panel made before the set-up cell ran again."""
-        check_same_set_up(self._set_up)
+        """Save the latent (`ProjectionResult.save`) and say where, and whether it replaced a file
+        (`commands._replaced`, as `toonlib project` says it: an hour's latent was replaced without a word), or say what
+        to do when there is none yet. Refused: a path that is the model's file or the photo's (they were replaced by
+        the latent; fortieth session's audit), and (`NotebookStop`) a panel made before the set-up cell ran again,
+        unless that loaded the panel's model again (`notebook.check_same_set_up(model=)`: the latent is of the same
+        model)."""
+        from .checkpoints import refuse_to_replace_model
+        from .commands import _refuse_to_overwrite, _replaced
+
+        check_same_set_up(self._set_up, model=self.G.loaded_from)
         if self.result is None:
             print(self._no_result_message("projection"))
             return
+        path = user_path(path)
+        refuse_to_replace_model(path, (self.G.loaded_from, "base"), named="the path")
+        if self.photo is not None:
+            _refuse_to_overwrite(Path(os.fspath(self.photo)), [path], "path")
+        replaced = _replaced(path)  # asked before it is written
         self.result.save(path)
-        offer_download(path)
+        offer_download(path, replaced)
 
 
 def projection_panel(G: GeneratorLike, photo: str | os.PathLike | None = None, **kwargs) -> ProjectionPanel:
