@@ -904,6 +904,6 @@ def test_every_output_that_replaces_a_file_says_so(setup, tmp_path, capsys):
     (tmp_path / "toons" / "hopper-latent.npz").unlink()
     assert cli.main(runs["toonify"]) == 0  # which of the files were there: "it replaced the file" of four said none
     assert capsys.readouterr().out.splitlines()[-1].endswith(" (2 of the 4 files replaced files that were there)")
-    from toonlib.commands import _replacing
+    from toonlib.files import replacing_note
 
-    assert _replacing(1, 8) == " (1 of the 8 files replaced a file that was there)"  # a folder's: files, not photos
+    assert replacing_note(1, 8) == " (1 of the 8 files replaced a file that was there)"  # a folder's: files, not photos

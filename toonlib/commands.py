@@ -16,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable, Collection, Iterable, Iterator
 
+from .files import refuse_to_overwrite_input, replaced_note, replacing_note
 from .options import MAX_GRID_SEEDS
 
 DEFAULT_GRID_SEEDS = "0-5"  # blend --grid's rows
@@ -195,28 +196,6 @@ def _lpips_weights() -> list[tuple[str, str]]:
     return [(VGG16_WEIGHTS, LPIPS)] if lpips_needs_weights() else []
 
 
-def _replaced(output: str | os.PathLike) -> str:
-    """What a command adds to "wrote OUT" where OUT was there before (asked before it is written): a model, a photo
-    or an hour's latent the user had was replaced without a word (what a command reads is refused as its output:
-    `checkpoints.refuse_to_replace_model`, `_refuse_to_overwrite`)."""
-    from .files import user_path
-
-    return _replacing(int(user_path(output).is_file()))
-
-
-def _replacing(count: int, of: int = 1) -> str:
-    """`_replaced`'s words for `count` of `of` files written where files of their names were."""
-    if not count:
-        return ""
-    if of == 1:
-        return " (it replaced the file that was there)"
-    if count == of:
-        return f" (they replaced {count} files that were there)"
-    if count == 1:
-        return f" (1 of the {of} files replaced a file that was there)"
-    return f" ({count} of the {of} files replaced files that were there)"
-
-
 def cmd_convert(args: argparse.Namespace) -> int:
     from .checkpoints import load_network, refuse_to_replace_model, save_network
 
@@ -224,7 +203,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     refuse_to_replace_model(args.output, (args.input, "input"), named="the output")
     nets = load_network(args.input)
     print(_describe(nets))
-    replaced = _replaced(args.output)
+    replaced = replaced_note(args.output)
     save_network(args.output, nets)
     # the file itself holds the encoder (a pSp / e4e checkpoint), not a converted decoder that records its kind
     encoder = (f" (its decoder alone: toonlib's format holds generators; --encoder takes {args.input} itself)"
@@ -472,7 +451,7 @@ def cmd_blend(args: argparse.Namespace) -> int:
                  else "the one the toon model records")
         raise ValueError(f"{exc}\nNo --base was given, so the base was {whose}, '{args.base}': name the base the toon "
                          "model was fine-tuned from with --base.") from None
-    replaced = _replaced(args.output)
+    replaced = replaced_note(args.output)
     save_network(args.output, blended)  # with its record: the models as given and the setting
     print(f"wrote {args.output}{replaced}")
     if args.grid:
@@ -480,7 +459,7 @@ def cmd_blend(args: argparse.Namespace) -> int:
                                     blend_width=args.blend_width,
                                     truncation_psi=DEFAULT_TRUNCATION_PSI if args.truncation_psi is None
                                     else args.truncation_psi, progress=True)
-        replaced = _replaced(args.grid)
+        replaced = replaced_note(args.grid)
         save_image(grid, args.grid)
         print(f"wrote {args.grid}{replaced}")
     return 0
@@ -511,7 +490,7 @@ def cmd_align(args: argparse.Namespace) -> int:
     _check_image_output(args.output, "align", Path(args.photo).stem + ("" if args.all_faces else "-aligned"),
                         numbered=args.all_faces)
     output = Path(args.output)
-    _refuse_to_overwrite(args.photo, [output], "-o")
+    refuse_to_overwrite_input(args.photo, [output], "-o")
     # the largest face alone unless --all-faces: aligning the others too warned of their size, unwritten
     faces = (align_faces(args.photo, output_size=args.size, detector=args.detector) if args.all_faces
              else [align_face(args.photo, output_size=args.size, detector=args.detector)])
@@ -519,8 +498,8 @@ def cmd_align(args: argparse.Namespace) -> int:
         say_other_faces(faces[0], repr(args.photo))
     for i, face in enumerate(faces):
         out = output.with_name(_face_stem(output.stem, i if args.all_faces else None) + output.suffix)
-        _refuse_to_overwrite(args.photo, [out], "-o")  # a numbered name, unknown before the faces were found
-        replaced = _replaced(out)
+        refuse_to_overwrite_input(args.photo, [out], "-o")  # a numbered name, unknown before the faces were found
+        replaced = replaced_note(out)
         save_image(face.image, out)
         # the crop square's side, as the small-face warning says it (about twice the face's width)
         print(f"wrote {out} (its crop {face.face_size:.0f} px wide in the photo){replaced}")
@@ -554,7 +533,7 @@ def cmd_project(args: argparse.Namespace) -> int:
     target = read_image(args.image)  # a bad photo fails before any model is downloaded
     for option, output in (("-o", args.output), ("--image-out", args.image_out), ("--video", args.video)):
         if output is not None:
-            _refuse_to_overwrite(args.image, [Path(output)], option)
+            refuse_to_overwrite_input(args.image, [Path(output)], option)
     warn_if_not_a_crop(target, args.image, "project", "projecting its centre square",
                        advice="`toonlib align PHOTO -o aligned.png`, or `toonlib toonify` for the whole way")
     _fetch_named_models((args.base, "--base"), *_lpips_weights(), pathless=(LPIPS,))
@@ -568,16 +547,16 @@ def cmd_project(args: argparse.Namespace) -> int:
         warnings.simplefilter("ignore", NotACropWarning)  # said above, naming the file and the command's advice
         result = project(G, target, space=args.space, steps=args.steps, seed=args.seed,
                          save_every=(args.video_every or DEFAULT_VIDEO_EVERY) if args.video else None)
-    replaced = _replaced(args.output)
+    replaced = replaced_note(args.output)
     result.save(args.output)
     print(f"wrote {args.output} (final LPIPS {result.losses[-1, 0]:.4f} after {counted(result.steps, 'step')})"
           f"{replaced}")
     if args.image_out:
-        replaced = _replaced(args.image_out)
+        replaced = replaced_note(args.image_out)
         save_image(to_pil(render(G, result.w)[0]), args.image_out)  # const noise, as NVIDIA's proj.png and the toon
         print(f"wrote {args.image_out}{replaced}")
     if args.video:
-        replaced = _replaced(args.video)
+        replaced = replaced_note(args.video)
         save_video(result, args.video)
         print(f"wrote {args.video}{replaced}")
     return 0
@@ -787,7 +766,7 @@ def cmd_toonify(args: argparse.Namespace) -> int:
         print(f"no photo was toonified: all {len(photos)} failed (above)")
         return 2
     _check_toonify_options(args)
-    _refuse_to_overwrite(photos, [output_path(photo, face, kind) for photo in photos
+    refuse_to_overwrite_input(photos, [output_path(photo, face, kind) for photo in photos
                                   for face, kind in [(first, kind) for kind in per_face] + whole_photo])
     _fetch_toonify_models(args, args.invert)
     toonifier = Toonifier(args.base, args.toon, swap_res=args.swap_res, level=args.level,
@@ -841,12 +820,12 @@ def cmd_toonify(args: argparse.Namespace) -> int:
                        file=sys.stderr)
         raise
     if one:
-        print("wrote " + ", ".join(str(path) for path in written) + _replacing(replaced, len(written)))
+        print("wrote " + ", ".join(str(path) for path in written) + replacing_note(replaced, len(written)))
     elif failed == len(photos):
         print(f"no photo was toonified: all {failed} failed (above)")
     else:
         print(f"toonified {len(photos) - failed} of {len(photos)} photos into {args.output}"
-              f"{_replacing(replaced, len(written))}")
+              f"{replacing_note(replaced, len(written))}")
     return 2 if failed == len(photos) else 1 if failed else 0
 
 
@@ -900,7 +879,7 @@ def _write_toons(args: argparse.Namespace, photos: list[Path], photo: Path, face
             image, target = getattr(result, kind), output_path(photo, face, kind)
             if image is None:
                 continue
-            _refuse_to_overwrite(photos, [target])  # a numbered face's name, unknown before the faces were found
+            refuse_to_overwrite_input(photos, [target])  # a numbered face's name, unknown before the faces were found
             save_image(image, writing(target))
         save_latent(result.w, writing(output_path(photo, face, "latent")))  # LATENT re-blends it
         if not args.no_identity:
@@ -982,7 +961,7 @@ def _toonify_latent(args: argparse.Namespace, latent: str) -> int:
     toons = toons if isinstance(toons, list) else [toons]
     if not drawn_with and output.is_dir():  # the photo's own name, in a folder
         _keep_toons_drawn_otherwise(toons, targets, output / f"{stem}-published-toon.png")
-    replaced = _replacing(sum(target.is_file() for target in targets), len(targets))
+    replaced = replacing_note(sum(target.is_file() for target in targets), len(targets))
     for toon, target in zip(toons, targets):
         save_image(toon, target)
     print("wrote " + ", ".join(str(path) for path in targets) + replaced)
@@ -1057,16 +1036,6 @@ def _check_toonify_options(args: argparse.Namespace) -> None:
         toon_network_of(args.toon, args.toon_network)  # psp-toonify's encoder, came first; thirty-ninth session)
     check_options(args.invert, steps=args.steps, space=args.space or "w+", swap_res=args.swap_res, level=args.level,
                   blend_width=args.blend_width)
-
-
-def _refuse_to_overwrite(inputs: str | Path | list[Path], targets: list[Path], option: str = "-o") -> None:
-    """Refuse (ValueError) to write any of `targets` over one of the input photos."""
-    from .files import user_path
-
-    inputs = {user_path(p).resolve() for p in ([inputs] if isinstance(inputs, (str, Path)) else inputs)}
-    clash = next((target for target in targets if user_path(target).resolve() in inputs), None)
-    if clash is not None:
-        raise ValueError(f"refusing to overwrite {clash}: it is an input photo; choose another {option}")
 
 
 def _refuse_the_photos_folder(folder: Path, output: str) -> None:

@@ -174,6 +174,36 @@ def resolved_source(source: str) -> str:
     return str(path.resolve()) if not is_url(source) and path.exists() else source
 
 
+def replaced_note(output: str | os.PathLike) -> str:
+    """What a save adds to "wrote OUT" where a file was at OUT before (ask before it is written): a model, a photo
+    or an hour's latent the user had was replaced without a word. The command line's outputs and the notebooks'
+    saves say it alike (what a command reads is refused as its output: `checkpoints.refuse_to_replace_model`,
+    `refuse_to_overwrite_input`)."""
+    return replacing_note(int(user_path(output).is_file()))
+
+
+def replacing_note(count: int, of: int = 1) -> str:
+    """`replaced_note`'s words for `count` of `of` files written where files of their names were."""
+    if not count:
+        return ""
+    if of == 1:
+        return " (it replaced the file that was there)"
+    if count == of:
+        return f" (they replaced {count} files that were there)"
+    if count == 1:
+        return f" (1 of the {of} files replaced a file that was there)"
+    return f" ({count} of the {of} files replaced files that were there)"
+
+
+def refuse_to_overwrite_input(inputs: str | os.PathLike | list[Path], targets: list[Path], option: str = "-o") -> None:
+    """Refuse (ValueError) to write any of `targets` over one of the input photos; `option` names the setting that
+    chose the target, in the error."""
+    inputs = {user_path(p).resolve() for p in ([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)}
+    clash = next((target for target in targets if user_path(target).resolve() in inputs), None)
+    if clash is not None:
+        raise ValueError(f"refusing to overwrite {clash}: it is an input photo; choose another {option}")
+
+
 def check_file_target(path: str | os.PathLike) -> None:
     """Raise IsADirectoryError / NotADirectoryError / PermissionError / OSError, saying which, when a file cannot be
     written at `path` because `path` is a folder or a device, one of its parents is a file, or the nearest existing

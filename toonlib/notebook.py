@@ -611,7 +611,7 @@ def show(images: Image.Image | Sequence[Image.Image], titles: Sequence[str] | No
 
 
 def offer_download(path: str | os.PathLike, note: str = "") -> None:
-    """Print where `path` is, followed by `note` (what was saved; whether it replaced a file, `commands._replaced`); in
+    """Print where `path` is, followed by `note` (what was saved; whether it replaced a file, `files.replaced_note`); in
     Colab also start the browser's download of it (its "saved" line was printed only elsewhere: a save cell in Colab
     with Drive mounted said nothing of the file on Drive)."""
     path = user_path(path)

@@ -41,7 +41,7 @@ from .blending import (
     toon_generator,
 )
 from .checkpoints import GeneratorLike, load_generator
-from .files import check_file_target, resolved_source, user_path
+from .files import check_file_target, refuse_to_overwrite_input, replaced_note, resolved_source, user_path
 from .images import UPLOAD_ACCEPT, ImageReadError, labelled_grid, read_image, text_font, to_pil
 from .messages import check_count, counted, expected_errors, interrupted
 from .networks import check_seeds, parse_seeds, z_from_seeds
@@ -430,19 +430,17 @@ class BlendExplorer:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Save the blend the sliders show now (`save_network`, toonlib's format) and print where and which blend
-        it is, and whether it replaced a file (`commands._replaced`, as `toonlib blend` says it); in Colab the browser
+        it is, and whether it replaced a file (`files.replaced_note`, as `toonlib blend` says it); in Colab the browser
         downloads a copy (`notebook.offer_download`: without Drive the file was on the runtime alone, lost at
         disconnect; fortieth session's audit). Returns the path written. A path that is the toon's or the base's own
         file is refused (ValueError), as `toonlib blend -o` refuses it."""
         from .checkpoints import Networks, refuse_to_replace_model, save_network
-        from .commands import _replaced
-
         self._check_set_up()
         # the toon model's file was replaced by the blend without a word (thirty-ninth session's audit)
         refuse_to_replace_model(path, (self.toon.loaded_from, "toon"), (self.base.loaded_from, "base"),
                                  named="the path")
         self.blended.set_origin(blend_record=self._record(self.sources))  # the models as the notebook named them
-        replaced = _replaced(path)  # asked before it is written
+        replaced = replaced_note(path)  # asked before it is written
         saved = save_network(path, Networks(G_ema=self.blended))
         offer_download(saved, f"{replaced}: {self.setting}")  # in full, as the other notebooks' saves say it
         return saved
@@ -1028,13 +1026,12 @@ class ProjectionPanel(_PhotoPanel):
 
     def save(self, path: str | os.PathLike) -> None:
         """Save the latent (`ProjectionResult.save`) and say where, and whether it replaced a file
-        (`commands._replaced`, as `toonlib project` says it: an hour's latent was replaced without a word), or say what
+        (`files.replaced_note`, as `toonlib project` says it: an hour's latent was replaced without a word), or say what
         to do when there is none yet. Refused: a path that is the model's file or the photo's (they were replaced by
         the latent; fortieth session's audit), and (`NotebookStop`) a panel made before the set-up cell ran again,
         unless that loaded the panel's model again (`notebook.check_same_set_up(model=)`: the latent is of the same
         model)."""
         from .checkpoints import refuse_to_replace_model
-        from .commands import _refuse_to_overwrite, _replaced
 
         check_same_set_up(self._set_up, model=self.G.loaded_from)
         if self.result is None:
@@ -1043,8 +1040,8 @@ class ProjectionPanel(_PhotoPanel):
         path = user_path(path)
         refuse_to_replace_model(path, (self.G.loaded_from, "base"), named="the path")
         if self.photo is not None:
-            _refuse_to_overwrite(Path(os.fspath(self.photo)), [path], "path")
-        replaced = _replaced(path)  # asked before it is written
+            refuse_to_overwrite_input(self.photo, [path], "path")
+        replaced = replaced_note(path)  # asked before it is written
         self.result.save(path)
         offer_download(path, replaced)
 
