@@ -631,6 +631,33 @@ def test_a_swap_that_cannot_be_drawn_is_said_and_the_slider_put_back(tmp_path, m
     assert np.array_equal(np.asarray(Image.open(tmp_path / "toon.png")), np.asarray(panel.result.toon))
 
 
+def test_the_toonify_panels_save_keeps_the_photo_and_says_what_it_replaced(toonifier, tmp_path, capsys):
+    """04's save cell wrote the toon over the photo when output named it (or its pasted toon, output `hopper` of a
+    photo `hopper-pasted.jpg`), and over an earlier toon without a word, where 02's and 03's saves and
+    `toonlib toonify` say "(it replaced the file that was there)" (forty-first session)."""
+    from tiny import write_photos
+
+    from toonlib.widgets import ToonifyPanel
+
+    photos = write_photos(tmp_path / "photos")
+    (photos / "hopper-pasted.jpg").write_bytes((photos / "hopper.jpg").read_bytes())
+    panel = ToonifyPanel(toonifier, steps=1, folder=tmp_path / "uploads")
+    for name in ("hopper.jpg", "hopper-pasted.jpg"):
+        panel.set_photo(photos / name)
+        panel.run_button.click()
+        assert panel.result is not None
+        photo = (photos / name).read_bytes()
+        with pytest.raises(ValueError, match=rf"{re.escape(name)}: it is an input photo; choose another path$"):
+            panel.save(photos / "hopper.jpg")
+        assert (photos / name).read_bytes() == photo
+    assert "saved" not in capsys.readouterr().out
+    for said in ("", " (it replaced the file that was there)"):  # the second: another photo's toon, later
+        panel.save(tmp_path / "toon.png")
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[:2] == [f"saved {tmp_path / 'toon.png'}{said}", f"saved {tmp_path / 'toon-pasted.png'}{said}"]
+        assert lines[2].startswith(f"saved {tmp_path / 'toon-latent.npz'}{said}: the face's latent"), lines
+
+
 def test_a_swap_that_fails_while_drawing_leaves_the_toonifier_and_the_result_as_they_were(toonifier, tmp_path,
                                                                                           monkeypatch):
     """A move that failed after the re-blend (memory, while drawing) put the slider back but left the toonifier at

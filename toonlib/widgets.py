@@ -908,8 +908,10 @@ class ToonifyPanel(_PhotoPanel):
         """Save the toon shown (at the current swap resolution) at `path`, and beside it, as `toonlib toonify` names
         them, the toon pasted into the photo (`<name>-pasted.png`, when there is one) and the face's latent
         (`<name>-latent.npz`: `toonlib toonify` of it re-blends the face in seconds, where the inversion took
-        minutes); or say what to do when there is no toon yet. A panel made before the set-up cell ran again refuses
-        (`NotebookStop`): its toon is of the models before."""
+        minutes); or say what to do when there is no toon yet, and whether each replaced a file (`files.replaced_note`).
+        Refused: a path whose files would be written over the photo (ValueError; a photo named `me.png` was replaced
+        by its toon, or by `me-pasted.png` of output `me`), and (`NotebookStop`) a panel made before the set-up cell
+        ran again: its toon is of the models before."""
         check_same_set_up(self._set_up)
         if self.result is None:
             print(self._no_result_message("toon"))
@@ -920,15 +922,18 @@ class ToonifyPanel(_PhotoPanel):
         path = user_path(path)  # '~/toon.png' in the home folder, where offer_download looks for it too
         check_file_target(path)  # '.' or a folder: said, not a failure to name the files beside it
         pasted, latent = (path.with_name(f"{path.stem}-{kind}") for kind in (f"pasted{path.suffix}", "latent.npz"))
+        if self.photo is not None:
+            refuse_to_overwrite_input(self.photo, [path, pasted, latent], "path")
+        replaced = {target: replaced_note(target) for target in (path, pasted, latent)}  # asked before they are written
         save_image(self.result.toon, path)
-        offer_download(path)
+        offer_download(path, replaced[path])
         if self.result.pasted is not None:
             save_image(self.result.pasted, pasted)
-            offer_download(pasted)
+            offer_download(pasted, replaced[pasted])
         save_latent(self.result.w, latent)
         command = self._redraw_command(latent, path)
-        print(f"saved {latent.resolve()}: the face's latent" + (f" (`{command}` draws it at another blend in seconds)"
-                                                                 if command else ""))
+        print(f"saved {latent.resolve()}{replaced[latent]}: the face's latent"
+              + (f" (`{command}` draws it at another blend in seconds)" if command else ""))
 
     def _redraw_command(self, latent: Path, path: Path) -> str | None:
         """The `toonlib toonify` command that draws the saved `latent` at another blend, from any folder: whole paths,
