@@ -3,21 +3,24 @@ what to pass, not a traceback from inside torch, NumPy or Pillow."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import pickle
+import warnings
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
-from tiny import random_lpips, tiny_generator
+from tiny import random_lpips, tiny_generator, write_photos, write_toonify_models
 
 from toonlib import projection
 from toonlib.align import align_face, align_faces, ffhq_quad
 from toonlib.encoders import Encoder, load_encoder
 from toonlib.identity import identity_distance, identity_report, identity_sweep
-from toonlib.images import from_pil, labelled_grid
-from toonlib.projection import ProjectionResult, load_latent, project, render, save_video, w_statistics
+from toonlib.images import from_pil, labelled_grid, save_image, to_pil
+from toonlib.pipeline import Toonifier
+from toonlib.projection import ProjectionResult, load_latent, project, render, save_latent, save_video, w_statistics
 
 
 @pytest.fixture(scope="module")
@@ -458,3 +461,112 @@ def test_an_lpips_net_in_training_mode_measures_the_same_distance(G, net):
     for result in trained:
         torch.testing.assert_close(result.w, evaluated.w, rtol=0, atol=0)
         np.testing.assert_array_equal(result.losses, evaluated.losses)
+
+
+@pytest.fixture(scope="module")
+def toonifier(tmp_path_factory) -> Toonifier:
+    """A Toonifier of tiny models (32 px), optimising."""
+    base, toon, _, _ = write_toonify_models(tmp_path_factory.mktemp("models"))
+    return Toonifier(base, toon, detector="dlib")
+
+
+def test_toonify_many_yields_an_item_that_is_no_photo_and_goes_on(toonifier, net, tmp_path):
+    """A None or a tensor in the list raised TypeError out of the loop: the photo read before it in the same batch was
+    never toonified, nor any after it (forty-first session's audit); a photo that cannot be read is yielded."""
+    astronaut = write_photos(tmp_path) / "astronaut.png"
+    tensor = torch.zeros(3, 32, 32)
+    outcomes = list(toonifier.toonify_many([astronaut, None, tensor, astronaut], batch_size=4, steps=1,
+                                           lpips_net=net, progress=False))
+    assert [photo is item for (photo, _), item in zip(outcomes, [None, tensor, astronaut, astronaut])] == [True] * 4
+    assert isinstance(outcomes[0][1], TypeError) and "got NoneType" in str(outcomes[0][1])
+    assert isinstance(outcomes[1][1], TypeError) and "got Tensor" in str(outcomes[1][1])
+    assert all(len(results) == 1 and results[0].toon.size == (32, 32) for _, results in outcomes[2:])
+
+
+def test_toonify_many_and_the_app_name_what_they_take(toonifier):
+    """toonify_many(None) and ToonApp(None) said "'NoneType' object is not iterable", ToonApp("toonify-blended-tf")
+    "'str' object has no attribute 'invert'", and ToonApp(tf, steps="200") "'<=' not supported between instances of
+    'int' and 'str'" (forty-first session's audit)."""
+    from toonlib.app import ToonApp
+
+    for photos, got in ((None, "NoneType"), (5, "int")):
+        with pytest.raises(TypeError, match=r"^toonify_many takes an iterable of photos \(a list, a generator, "
+                                            rf"toonlib\.pipeline\.photos_in\(folder\)\), got {got}$"):
+            toonifier.toonify_many(photos)
+    taken = r"^toonifiers is a Toonifier or a list of them \(one per inversion mode\), got "
+    for toonifiers, got in ((None, r"NoneType: pass Toonifier\(\)"),
+                            ("toonify-blended-tf", r"str 'toonify-blended-tf': pass "
+                                                   r"Toonifier\(toon='toonify-blended-tf'\)"),
+                            ([toonifier, "e4e"], r"str 'e4e': pass Toonifier\(invert='e4e'\)")):
+        with pytest.raises(TypeError, match=taken + got + "$"):
+            ToonApp(toonifiers)
+    for setting, value, got in (("steps", "200", "'200'"), ("max_steps", 50.5, "50.5")):
+        with pytest.raises(ValueError, match=rf"^{setting} must be a whole number >= 1, got {got}$"):
+            ToonApp(toonifier, **{setting: value})
+    with pytest.raises(ValueError, match=r"^max_pixels \(the largest photo taken, in pixels\) must be a finite number "
+                                         r">= 1, got '1e6'$"):
+        ToonApp(toonifier, max_pixels="1e6")
+
+
+def test_an_encoder_given_to_a_toonifier_or_encoding_in_train_mode_is_run_in_eval_mode():
+    """An Encoder in train mode normalised each photo with its own statistics and moved the caller's BatchNorm running
+    statistics at every encode; a Toonifier given one left it so (a Generator given is put in eval mode; forty-first
+    session's audit)."""
+    encoder = Encoder("e4e", 8)
+    face = torch.rand(3, 64, 64) * 2 - 1
+    evaluated = encoder.eval().encode(face)
+    encoder.train()
+    encoder.body.eval()  # a mode of the caller's own, restored as it was
+    modes = [module.training for module in encoder.modules()]
+    statistics = {name: buffer.clone() for name, buffer in encoder.named_buffers() if "running" in name}
+    assert torch.equal(encoder.encode(face), evaluated)
+    assert [module.training for module in encoder.modules()] == modes
+    assert all(torch.equal(buffer, statistics[name]) for name, buffer in encoder.named_buffers() if name in statistics)
+    base = tiny_generator(0, w_dim=512)  # 8 W+ entries of 512, the encoder's codes
+    toon = copy.deepcopy(base)
+    with torch.no_grad():
+        for param in toon.synthesis.parameters():
+            param.mul_(1.01)  # a toon model fine-tuned from it
+    Toonifier(base, toon, invert="e4e", encoder=encoder, detector="dlib", device="cpu")
+    assert not any(module.training for module in encoder.modules())
+
+
+def test_save_image_to_a_folder_says_it_is_a_folder(tmp_path):
+    """save_image(toon, "out/toons"), a folder, said to name it out/toons.png: a file beside the folder (forty-first
+    session's audit)."""
+    (tmp_path / "toons").mkdir()
+    with pytest.raises(IsADirectoryError, match=r"^cannot write .*toons: it is a folder; name a file$"):
+        save_image(Image.new("RGB", (8, 8)), tmp_path / "toons")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["toons"] and not any((tmp_path / "toons").iterdir())
+
+
+def test_an_image_tensor_of_nan_or_inf_is_refused(tmp_path):
+    """to_pil and save_image of a NaN tensor made a black picture without a word; an infinite one got the "0 .. 255"
+    warning, which named the wrong cause (forty-first session's audit)."""
+    for value in (float("nan"), float("inf")):
+        tensor = torch.zeros(3, 4, 4)
+        tensor[0, 1, 2] = value
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no 0 .. 255 warning beside the error
+            with pytest.raises(ValueError, match=r"^the image tensor holds NaN or infinite values \(1 of 48\), of "
+                                                 r"which no picture can be made: fix what computed it, or replace "
+                                                 r"them \(torch\.nan_to_num\)$"):
+                to_pil(tensor)
+            with pytest.raises(ValueError, match=r"^the image tensor holds NaN or infinite values"):
+                save_image(tensor, tmp_path / "nan.png")
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_latent_of_whole_numbers_is_refused(G, tmp_path):
+    """render(G, w.long()) drew another face without a word (its values cut to whole numbers); save_latent wrote it
+    (forty-first session's audit)."""
+    w = G.mapping(torch.randn(1, G.z_dim), None)
+    for latent, dtype in ((w.long(), r"torch\.int64"), (w.int().numpy(), r"torch\.int32")):
+        for use, args in ((render, (G, latent)), (save_latent, (latent, tmp_path / "w.npz"))):
+            with pytest.raises(ValueError, match=rf"^a latent is a float tensor or array \[N, num_ws, w_dim\], got "
+                                                 rf"{dtype}: whole numbers draw another face than the latent they "
+                                                 r"were cut from; pass the float latent \(a result's \.w, "
+                                                 r"load_latent's\), not a w\.long\(\) or w\.int\(\) of it$"):
+                use(*args)
+    assert not any(tmp_path.iterdir())
+    torch.testing.assert_close(render(G, w.half()), render(G, w), rtol=0, atol=0.05)  # float latents still draw

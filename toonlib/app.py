@@ -42,8 +42,8 @@ from .checkpoints import CheckpointError
 from .files import atomic_write_path, visible_stem
 from .images import ImageReadError, quiet_large_images, read_image, too_many_pixels
 from .losses import PerceptualWeightsError, build_lpips
-from .messages import counted, warn
-from .options import DEFAULT_STEPS, DEFAULT_SWAP_RES, MAX_PIXELS, MAX_STEPS, OPTIMIZING_MODES
+from .messages import check_count, check_number, counted, warn
+from .options import DEFAULT_STEPS, DEFAULT_SWAP_RES, INVERT_MODES, MAX_PIXELS, MAX_STEPS, OPTIMIZING_MODES
 from .pipeline import INVERT_LABELS, Toonifier, paste_faces
 from .projection import Callback
 
@@ -397,11 +397,12 @@ class View:
 
 def check_settings(steps: int = DEFAULT_STEPS, max_steps: int = MAX_STEPS, max_pixels: int = MAX_PIXELS) -> None:
     """Raise ValueError for `ToonApp` settings that cannot work; cheap, so `toonlib app` checks before any download."""
-    if not 1 <= steps <= max_steps:
+    check_count("steps", steps)  # steps="200" failed at "'<=' not supported" (forty-first session's audit)
+    check_count("max_steps", max_steps)
+    if steps > max_steps:
         raise ValueError(f"the steps slider's start ({steps}) must be between 1 and its end ({max_steps}): lower the "
                          "start (--steps, steps=) or raise the end (--max-steps, max_steps=)")
-    if not max_pixels >= 1:
-        raise ValueError(f"max_pixels is the largest photo taken, in pixels (>= 1); got {max_pixels!r}")
+    check_number("max_pixels (the largest photo taken, in pixels)", max_pixels, 1)
 
 
 class ToonApp:
@@ -416,7 +417,17 @@ class ToonApp:
 
     def __init__(self, toonifiers: Toonifier | Sequence[Toonifier], *, swap_res: int = DEFAULT_SWAP_RES,
                  steps: int = DEFAULT_STEPS, max_steps: int = MAX_STEPS, max_pixels: int = MAX_PIXELS) -> None:
-        toonifiers = [toonifiers] if isinstance(toonifiers, Toonifier) else list(toonifiers)
+        # None failed at "'NoneType' object is not iterable", a model's name at "'str' object has no attribute
+        # 'invert'" (forty-first session's audit)
+        single = isinstance(toonifiers, (Toonifier, str, os.PathLike)) or not hasattr(toonifiers, "__iter__")
+        toonifiers = [toonifiers] if single else list(toonifiers)
+        for item in toonifiers:
+            if not isinstance(item, Toonifier):
+                name = os.fspath(item) if isinstance(item, (str, os.PathLike)) else None
+                setting = "invert" if name in INVERT_MODES else "toon"
+                raise TypeError("toonifiers is a Toonifier or a list of them (one per inversion mode), got "
+                                f"{type(item).__name__}" + (f" {name!r}: pass Toonifier({setting}={name!r})"
+                                                            if name is not None else ": pass Toonifier()"))
         self.toonifiers = {t.invert: t for t in toonifiers}
         if not toonifiers or len(self.toonifiers) < len(toonifiers):
             raise ValueError(f"give one Toonifier per inversion mode, got {[t.invert for t in toonifiers]}")

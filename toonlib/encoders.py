@@ -227,10 +227,17 @@ class Encoder(nn.Module):
     def encode(self, photos: ImageInput | torch.Tensor | Sequence[ImageInput | torch.Tensor]) -> torch.Tensor:
         """W+ codes [N, n_styles, 512] (on the CPU) of FFHQ-aligned face crops (any size; see `encoder_input`, which
         warns of an image that cannot be one: not square), given as photos or image tensors in [-1, 1], or a list of
-        them."""
+        them. It runs in eval mode whatever the encoder's mode, which it leaves as it was: in train mode, BatchNorm
+        normalised with the photos' own statistics and moved the encoder's running ones (forty-first session's
+        audit); `forward`, as any module's, runs in the mode it is in."""
         x = encoder_input(photos)  # outside torch.no_grad's decorator, whose frame its warning named as the caller
-        with torch.no_grad():
-            return self._codes(x.to(self.latent_avg.device)).float().cpu()
+        training = [module for module in self.modules() if module.training]  # each module's mode, as it was
+        try:
+            with torch.no_grad():
+                return self.eval()._codes(x.to(self.latent_avg.device)).float().cpu()
+        finally:
+            for module in training:
+                module.training = True
 
 
 def _level(index: int) -> int:

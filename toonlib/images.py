@@ -20,6 +20,7 @@ from PIL import Image, ImageCms, ImageDraw, ImageFont, ImageOps, UnidentifiedIma
 from .files import (
     atomic_write_path,
     backslash_hint,
+    check_file_path,
     dangling_link,
     is_url,
     looks_like_checkpoint,
@@ -97,12 +98,23 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
         last = images.shape[-1] in (1, 3, 4)
         raise TypeError(f"expected an image tensor [C, H, W] or [N, C, H, W] with 1, 3 or 4 channels, got shape "
                         f"{list(images.shape)}" + (": channels last? use images.movedim(-1, -3)" if last else ""))
+    # NaN came out black without a word, and inf got the 0 .. 255 warning below (forty-first session's audit)
+    check_finite_image(images, "the image tensor", "of which no picture can be made")
     if images.numel() and images.amin() >= 0 and images.amax() > 2:  # no generator draws that: 0 .. 255 values
         warn(f"the image tensor's values all lie in 0 .. {images.amax().item():.4g}; toonlib reads an image tensor "
              "as [-1, 1] (what a generator draws), so this one comes out white where it is above 1. For 0 .. 255 "
              "values pass x / 127.5 - 1")
     array = (images.detach().float() * 127.5 + 128).clamp(0, 255).to(torch.uint8).cpu()
     return array.movedim(-3, -1).numpy()
+
+
+def check_finite_image(x: torch.Tensor, what: str, outcome: str) -> None:
+    """ValueError for an image tensor `x` that holds NaN or infinite values: how many, `outcome` (what is not made
+    of them, "of which project makes no latent") and what to do. `what`: how the message calls the tensor."""
+    bad = int((~torch.isfinite(x)).sum())
+    if bad:
+        raise ValueError(f"{what} holds NaN or infinite values ({bad} of {x.numel()}), {outcome}: fix what computed "
+                         "it, or replace them (torch.nan_to_num)")
 
 
 def check_image_tensor(item: torch.Tensor, what: str, reader: str) -> torch.Tensor:
@@ -118,10 +130,8 @@ def check_image_tensor(item: torch.Tensor, what: str, reader: str) -> torch.Tens
     if not x.numel():  # it failed inside F.interpolate
         raise ValueError(f"{what} is empty (shape {list(item.shape)}): an image tensor is float [3, H, W] or "
                          "[N, 3, H, W] with N, H and W >= 1")
-    bad = int((~torch.isfinite(x)).sum())  # NaN passed the range check below and made every latent NaN
-    if bad:
-        raise ValueError(f"{what} holds NaN or infinite values ({bad} of {x.numel()}), of which {reader} makes no "
-                         "latent: fix what computed it, or replace them (torch.nan_to_num)")
+    # NaN passed the range check below and made every latent NaN
+    check_finite_image(x, what, f"of which {reader} makes no latent")
     if x.abs().amax() > 2:  # [0, 255] would be clamped to a white image
         raise ValueError(f"{what} must hold values in [-1, 1], got {x.min().item():.4g} .. {x.max().item():.4g}: for "
                          "0 .. 255 use x / 127.5 - 1, for 0 .. 1 x * 2 - 1")
@@ -192,6 +202,8 @@ def save_image(image: Image.Image | np.ndarray | torch.Tensor, path: str | os.Pa
         image = _array_to_image(image)
     elif not isinstance(image, Image.Image):
         raise TypeError(f"save_image takes a PIL image, an image array or an image tensor, got {type(image).__name__}")
+    # a folder first: the suffix's advice ("name it out/toons.png") wrote a file beside it (forty-first session's audit)
+    check_file_path(user_path(path))
     image_format = image_file_format(path)
     if tensor is not None:  # a [0, 1] tensor was saved washed out without a word
         warn_if_zero_to_one(tensor.detach(), "the image tensor", "save_image")

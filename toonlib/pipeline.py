@@ -184,7 +184,7 @@ class Toonifier:
     overrides the mode's registry encoder: a checkpoint path, URL or name, or an `Encoder` (then nothing
     checks that the base fits its codes, and in 'psp-toonify' mode the toon checkpoint's G_ema renders them,
     there being no decoder). Models may be registry names, paths, URLs, `Generator`s or `Networks`; a `Generator`
-    given is used as it is, not copied: put in eval mode and moved to the toonifier's device.
+    or `Encoder` given is used as it is, not copied: put in eval mode and moved to the toonifier's device.
     Attributes: `base`, and `generator`, the blend that draws the toons (`set_blend` changes it in place).
     """
 
@@ -223,8 +223,8 @@ class Toonifier:
         decoder = None  # the checkpoint whose decoder the encoder's codes belong to
         if invert != "optimize":
             source = self._encoder_source
-            if isinstance(source, Encoder):
-                self.encoder = source.to(self.device)
+            if isinstance(source, Encoder):  # in eval mode, as a Generator given: in train mode, each photo moved the
+                self.encoder = source.to(self.device).eval()  # caller's BatchNorm statistics (forty-first session)
             else:
                 self.encoder = load_encoder(source, self.device)
                 # a file saved without its decoder (`encoder.` weights alone) is an encoder as a loaded one is: its
@@ -387,14 +387,14 @@ class Toonifier:
         """Toonify many photos, inverting the faces of `batch_size` photos at once.
 
         Yields `(photo, results)` in input order once its batch is inverted, and `(photo, error)` for a photo that
-        cannot be read or has no face as soon as it is found (before the batch it was read with): one bad photo never
-        stops the batch, nor takes a place in it. `space`, `steps`, `seed` and `project_kwargs`
-        apply to the modes that optimise ('optimize', 'e4e+optimize'; `steps=None`: 500 in 'w+', 1000 in 'w', or
-        100 from the e4e codes); the encoder-only modes take W+ codes as they come, and refuse a `space` or `seed`
-        other than the defaults ('w+', 0). Every face is projected with `seed`, so a face gets the same latent
-        alone, in a folder, beside other faces (`all_faces`) and in any batch size, as the app and the notebook panel
-        give it (on a GPU, where a batch steps as one group, up to the rounding that hundreds of steps can grow:
-        `project`). `progress`: each batch's projection bar.
+        cannot be read (a TypeError for an item of a type no photo has, such as None) or has no face as soon as it is
+        found (before the batch it was read with): one bad photo never stops the batch, nor takes a place in it.
+        `space`, `steps`, `seed` and `project_kwargs` apply to the modes that optimise ('optimize', 'e4e+optimize';
+        `steps=None`: 500 in 'w+', 1000 in 'w', or 100 from the e4e codes); the encoder-only modes take W+ codes as
+        they come, and refuse a `space` or `seed` other than the defaults ('w+', 0). Every face is projected with
+        `seed`, so a face gets the same latent alone, in a folder, beside other faces (`all_faces`) and in any batch
+        size, as the app and the notebook panel give it (on a GPU, where a batch steps as one group, up to the
+        rounding that hundreds of steps can grow: `project`). `progress`: each batch's projection bar.
         """
         # now, not when the first result is asked for
         check_options(self.invert, steps=steps, batch_size=batch_size, space=space, seed=seed, all_faces=all_faces,
@@ -403,8 +403,14 @@ class Toonifier:
             raise TypeError(f"toonify_many takes a list of photos, got one {type(photos).__name__}: call the "
                             "Toonifier itself for one photo, or pass toonlib.pipeline.photos_in(folder) for a folder")
         # a generator, a set, ...: taken batch by batch (a camera's endless frames were all read before the first
-        # result); iter() now: a photos argument that is no iterable is refused here, not at the first result
-        return self._toonify_many(iter(photos), batch_size, all_faces, face_index, space, steps, seed, paste_back,
+        # result); iter() now: a photos argument that is no iterable is refused here, not at the first result, by
+        # name (it was Python's "'NoneType' object is not iterable"; forty-first session's audit)
+        try:
+            photos = iter(photos)
+        except TypeError:
+            raise TypeError("toonify_many takes an iterable of photos (a list, a generator, "
+                            f"toonlib.pipeline.photos_in(folder)), got {type(photos).__name__}") from None
+        return self._toonify_many(photos, batch_size, all_faces, face_index, space, steps, seed, paste_back,
                                   progress, project_kwargs)
 
     def _toonify_many(self, photos: Iterator, batch_size: int, all_faces: bool, face_index: int | None, space: str,
@@ -425,7 +431,9 @@ class Toonifier:
             try:
                 upright = read_image(photo)
                 batch.append((photo, upright, self.align(upright, all_faces, face_index, name=describe_source(photo))))
-            except (ValueError, IndexError, OSError) as exc:
+            # TypeError: a None or a tensor in the list, which no photo is; it stopped the loop and lost the batch
+            # read before it (forty-first session's audit)
+            except (ValueError, IndexError, OSError, TypeError) as exc:
                 yield photo, exc  # at once, not after the projection of the batch it was read with
                 continue
             if len(batch) == batch_size:

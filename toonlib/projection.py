@@ -356,8 +356,7 @@ def render(G: GeneratorLike, w: torch.Tensor | np.ndarray, noise: dict[str, torc
                          f"{G.w_dim}] with N >= 1 (it returns [N, 3, H, W])")
     if ws.ndim == 3 and ws.shape[1] == 1 and ws.shape[2] == G.w_dim:  # W latents, as an .npz may hold them
         ws = ws.expand(-1, G.num_ws, -1)
-    if ws.is_floating_point():
-        _check_finite_latents(ws, "; render takes finite latents")
+    _check_finite_latents(ws, "; render takes finite latents")
     if not isinstance(noise, (dict, type(None))):
         raise TypeError(f"noise is a dict of noise maps, buffer name -> [N, 1, res, res] (ProjectionResult.noise), "
                         f"or None, got {type(noise).__name__}")
@@ -380,9 +379,16 @@ def render(G: GeneratorLike, w: torch.Tensor | np.ndarray, noise: dict[str, torc
 
 def latent_tensor(w: torch.Tensor | np.ndarray, device: torch.device | None = None) -> torch.Tensor:
     """A latent as a tensor on `device` (an array, a latent read with numpy, is taken as it is); a TypeError that
-    names the attribute to pass for the result objects that hold one (`ProjectionResult.w`, `ToonifyResult.w`)."""
+    names the attribute to pass for the result objects that hold one (`ProjectionResult.w`, `ToonifyResult.w`); a
+    ValueError, as for an image tensor's dtype, naming the dtype of one that holds no floats (integers drew another
+    face without a word: forty-first session's audit)."""
     if isinstance(w, (torch.Tensor, np.ndarray)):
-        return torch.as_tensor(w, device=device)
+        tensor = torch.as_tensor(w, device=device)
+        if not tensor.is_floating_point():
+            raise ValueError(f"a latent is a float tensor or array [N, num_ws, w_dim], got {tensor.dtype}: whole "
+                             "numbers draw another face than the latent they were cut from; pass the float latent "
+                             "(a result's .w, load_latent's), not a w.long() or w.int() of it")
+        return tensor
     hint = f": pass its .w ({type(w).__name__}.w)" if isinstance(getattr(w, "w", None), torch.Tensor) else ""
     raise TypeError(f"a latent is a tensor or an array [N, num_ws, w_dim], got {type(w).__name__}{hint}")
 
