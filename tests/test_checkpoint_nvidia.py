@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 
 import numpy as np
 import nvidia_pickles
@@ -219,3 +220,90 @@ def test_meta_with_numpy_values_is_saved_as_plain_json(nets, tmp_path):
     path = save_network(tmp_path / "n.safetensors", Networks(G_ema=nets.G_ema, meta=meta))
     loaded = load_network(path).meta
     assert loaded["static_kwargs"] == {"fmap_base": 8, "lr": 2.0} and loaded["origin"]["format"] == "tensorflow"
+
+
+def _projected_gan_like() -> dict:
+    """A Projected GAN / FastGAN snapshot: NVIDIA's persistence, its generator class named 'Generator', but no
+    StyleGAN2 synthesis blocks in it."""
+    def module(cls, **state):
+        return PersistentObject(cls, {"_parameters": {}, "_buffers": {}, "_modules": {}, **state})
+
+    synthesis = module("FastganSynthesis", _modules={"init": module("InitLayer"), "feat_8": module("Sequential")},
+                       ngf=128, z_dim=256, nc=3, img_resolution=256)
+    G = module("Generator", _modules={"mapping": module("DummyMapping"), "synthesis": synthesis},
+               z_dim=256, c_dim=0, w_dim=0, img_resolution=256, img_channels=3)
+    return {"G": G, "D": None, "G_ema": G, "training_set_kwargs": None, "augment_pipe": None}
+
+
+def _without_z_dim(snapshot):
+    del snapshot["G_ema"].state["z_dim"]
+    snapshot["G_ema"].state["_init_kwargs"].pop("z_dim", None)
+
+
+def _without_fc0(snapshot):
+    snapshot["G_ema"].state["_modules"]["mapping"].state["_modules"]["fc0"] = None
+
+
+def _bad_filter(snapshot):
+    b4 = snapshot["G_ema"].state["_modules"]["synthesis"].state["_modules"]["b4"]
+    b4.state["_modules"]["conv1"].state["resample_filter"] = "x"
+
+
+def _d_without_block_resolutions(snapshot):
+    del snapshot["D"].state["block_resolutions"]
+
+
+@pytest.mark.parametrize("make, key, said", [
+    (_projected_gan_like, "G_ema", r"its FastganSynthesis has no 'block_resolutions'; the classes in it: DummyMapping, "
+                                   r"FastganSynthesis, InitLayer, Sequential"),
+    (lambda: nvidia_pickles.modified_fixture(_without_z_dim), "G_ema", r"its Generator has no 'z_dim'; the classes"),
+    (lambda: nvidia_pickles.modified_fixture(_without_fc0), "G_ema", r"its MappingNetwork has no submodule 'fc0'"),
+    (lambda: nvidia_pickles.modified_fixture(_bad_filter), "G_ema", r"ValueError: invalid literal for int\(\)"),
+    (lambda: nvidia_pickles.modified_fixture(_d_without_block_resolutions), "D",
+     r"its Discriminator has no 'block_resolutions'"),
+], ids=["projected-gan", "no-z_dim", "fc0-none", "bad-filter", "d-no-block_resolutions"])
+def test_a_network_not_shaped_like_stylegan2s_is_refused_naming_file_network_and_classes(tmp_path, capsys, make,
+                                                                                        key, said):
+    """A Projected GAN (FastGAN) snapshot, whose generator NVIDIA's persistence names 'Generator', and edited
+    stylegan2-ada snapshots ended in a Python traceback (TypeError "'NoneType' object is not iterable", exit status
+    1), or "invalid literal for int()" naming no file (forty-first session's audit)."""
+    from toonlib.cli import main
+
+    path = nvidia_pickles.write(make(), tmp_path / "other.pkl")
+    with pytest.raises(CheckpointError) as info:
+        load_network(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: {key} is a ") and "that is not a StyleGAN2 network toonlib reads (" in message
+    assert re.search(said, message), message
+    assert main(["info", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"toonlib info: error: {path}: {key} is a ") and "Traceback" not in err
+
+
+def test_a_stylegan_xl_generator_is_named_as_such(tmp_path):
+    """A StyleGAN-XL snapshot (its SuperresGenerator holds a StyleGAN3-like stem) was "a StyleGAN3 (alias-free, -t/-r)
+    network"; one without that stem "a SuperresGenerator, not a Generator/Discriminator" (forty-first session's
+    audit)."""
+    def make_xl(stem: bool):
+        def edit(snapshot):
+            G = snapshot["G_ema"]
+            G.class_name = "SuperresGenerator"
+            if stem:
+                G.state["_modules"]["synthesis"].state["_modules"]["input"] = PersistentObject("SynthesisInput",
+                                                                                                {"_modules": {}})
+        return nvidia_pickles.modified_fixture(edit)
+
+    for stem in (True, False):
+        path = nvidia_pickles.write(make_xl(stem), tmp_path / "xl.pkl")
+        with pytest.raises(CheckpointError, match=r"xl\.pkl: G_ema is a StyleGAN-XL network \(SuperresGenerator\)\. "
+                                                  r"toonlib implements StyleGAN2 only") as info:
+            load_network(path)
+        assert "StyleGAN3" not in str(info.value).split(". ")[0]
+
+
+def test_a_snapshot_whose_g_ema_is_none_says_so(tmp_path):
+    """It was "NVIDIA pickle without a 'G_ema' network (keys: [..., 'G_ema', ...])": missing, and listed."""
+    path = nvidia_pickles.write(nvidia_pickles.modified_fixture(lambda snapshot: snapshot.update(G_ema=None)),
+                                tmp_path / "none.pkl")
+    with pytest.raises(CheckpointError, match=r"none\.pkl: NVIDIA pickle whose 'G_ema' is None, not a network"):
+        load_network(path)

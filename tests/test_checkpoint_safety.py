@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 import torch
@@ -148,3 +149,78 @@ def test_a_device_given_as_a_model_is_said_to_be_no_regular_file(capsys):
     assert main(["info", "/dev/null"]) == 2
     err = capsys.readouterr().err
     assert "is not a regular file" in err and "Delete" not in err
+
+
+def _nested_storage(payload: object):
+    """An object that pickles as NVIDIA's pickles hold each tensor's storage: torch.storage._load_from_bytes of a
+    legacy torch.save byte string, here of `payload`."""
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(payload, buffer, _use_new_zipfile_serialization=False)
+
+    class Nested:
+        def __reduce__(self):
+            return (torch.storage._load_from_bytes, (buffer.getvalue(),))
+
+    return Nested()
+
+
+def test_a_refused_global_inside_nested_storage_bytes_is_refused_by_name(tmp_path):
+    """It was "not a readable network pickle (UnpicklingError: Weights only load failed. ... Re-running `torch.load`
+    with `weights_only` set to `False` will likely succeed ...). A truncated download or a damaged file": torch's advice
+    to turn the safety off, on the file made to exploit it, and a refusal called damage (forty-first session's
+    audit)."""
+    import pickle
+
+    from toonlib.cli import main
+
+    marker = tmp_path / "ran"
+    path = tmp_path / "nested.pkl"
+    path.write_bytes(pickle.dumps({"G_ema": _nested_storage(_RunsCode(marker))}))
+    with pytest.raises(UnsafePickleError) as info:
+        load_network(path)
+    message = str(info.value)
+    assert message.startswith(f"{path} was not loaded: this pickle asks for ")
+    assert "'posix.system'" in message or "'nt.system'" in message
+    assert "weights_only" not in message and "trust" not in message and "truncated" not in message
+    assert main(["info", str(path)]) == 2 and not marker.exists()
+
+
+def test_an_impossible_tensor_size_is_said_on_one_line(tmp_path):
+    """A pickle of allowed globals with a tensor size past 2**63 quoted torch's C++ error whole: about 20 lines of
+    stack frames (forty-first session's audit)."""
+    import collections
+    import pickle
+    import warnings
+
+    with warnings.catch_warnings():  # a typed storage, as NVIDIA's pickles hold them (torch says it is deprecated)
+        warnings.simplefilter("ignore")
+        storage = _nested_storage(torch.zeros(4).storage())
+
+    class HugeTensor:
+        def __reduce__(self):
+            return (torch._utils._rebuild_tensor_v2, (storage, 0, (2**70,), (1,), False, collections.OrderedDict()))
+
+    path = tmp_path / "huge.pkl"
+    path.write_bytes(pickle.dumps({"G_ema": HugeTensor()}, protocol=4))
+    with pytest.raises(CheckpointError) as info:
+        load_network(path)
+    message = str(info.value)
+    assert "\n" not in message and "frame #" not in message, message
+    assert message.startswith(f"{path} is not a readable network pickle (") and message.endswith("download it again.")
+
+
+@pytest.mark.parametrize("content, said", [
+    ((2**40).to_bytes(8, "little") + b'{"__metadata__": {}}', r"starts like a safetensors file, but its header "
+                                                              r"length, 1099511627776 bytes, is impossible"),
+    (b"\x10\x00\x00\x00\x00\x00\x00", r"is 7 bytes long, too short for a checkpoint of any format"),
+], ids=["absurd-header-length", "cut-to-7-bytes"])
+def test_a_safetensors_file_damaged_in_its_first_bytes_gets_the_damage_advice(tmp_path, content, said):
+    """They were "not a checkpoint toonlib knows ... the file starts with b'...{"__meta'", without the advice every
+    other damaged file gets (forty-first session's audit)."""
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=rf"^{re.escape(str(path))} {said}.*\. A truncated download or a damaged "
+                                              r"file: delete it and download, copy or convert it again\.$"):
+        load_network(path)

@@ -6,7 +6,9 @@ import re
 import shutil
 import subprocess
 import sys
+import warnings
 
+import pytest
 import torch
 from conftest import FIXTURES
 
@@ -264,3 +266,47 @@ def test_fetch_of_a_local_file_says_what_fetch_is_for():
     assert result.stderr.strip() == (f"toonlib fetch: error: {FIXTURES / 'ada_tiny.pkl'} is a file here: fetch "
                                      "downloads registry names (`toonlib models`) and http(s) URLs into the cache; "
                                      "a local file is read as it is where a model is asked for (--toon, --base)")
+
+
+def test_convert_of_one_generator_of_a_file_is_refused_in_command_line_words(tmp_path, capsys):
+    """`toonlib convert "toon.pkl (G)" out` (the name info's blend line and blend records print) was refused with
+    Python's advice, "load_generator('toon.pkl (G)') reads that generator" (forty-first session's audit)."""
+    from toonlib.cli import main
+
+    source = shutil.copy(FIXTURES / "ada_tiny.pkl", tmp_path / "toon.pkl")
+    assert main(["convert", f"{source} (G)", str(tmp_path / "out.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"toonlib convert: error: '{source} (G)' names the G of {source}, and convert writes every network "
+                   f"of a file: give {source} (its G is converted with the others)\n")
+    assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_info_says_when_the_mean_w_was_estimated(tmp_path, capsys):
+    """A rosinality file without `latent_avg` (and a pSp / e4e decoder) gets a mean w estimated from its mapping
+    network, which truncation pulls towards: info did not say so (forty-first session's audit)."""
+    from toonlib.cli import main
+
+    state = torch.load(FIXTURES / "rosinality_tiny.pt", weights_only=True)
+    torch.save({key: value for key, value in state.items() if key != "latent_avg"}, tmp_path / "no_avg.pt")
+    said = "mean w (the centre of truncation): estimated from its mapping network; the file records none of its own"
+    assert main(["info", str(tmp_path / "no_avg.pt")]) == 0
+    assert said in capsys.readouterr().out.splitlines()
+    assert main(["info", str(FIXTURES / "rosinality_tiny.pt")]) == 0
+    assert said not in capsys.readouterr().out
+
+
+def test_blend_refuses_a_swap_res_above_the_toon_before_comparing_the_pair(tmp_path):
+    """Python's blend(toon_path, base_path, 64) of 32 px models loaded both and warned of their lineage before it
+    refused a setting it could check once the toon was loaded (forty-first session's audit; the command line checks it
+    first)."""
+    from tiny import tiny_generator
+
+    from toonlib.blending import blend
+    from toonlib.checkpoints import save_network
+
+    save_network(tmp_path / "toon.safetensors", tiny_generator(1))
+    save_network(tmp_path / "base.safetensors", tiny_generator(0))  # unrelated: a lineage warning, once compared
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=r"^swap_res 64 is above the 32 px of the toon model"):
+            blend(tmp_path / "toon.safetensors", tmp_path / "base.safetensors", 64)

@@ -2193,3 +2193,55 @@ def test_fetch_and_load_network_refuse_flags_that_are_no_bool_whatever_the_sourc
         with pytest.raises(TypeError, match=rf"^progress must be True or False, got {re.escape(repr(flag))}$"):
             load_network(FIXTURES / "ada_tiny.pkl", progress=flag)
     assert server.log == [] and cached_files(tmp_path) == []
+
+
+def _other_models_pickles(tmp_path: Path) -> dict[str, bytes]:
+    """A StyleGAN3-like snapshot and a Projected GAN (FastGAN) one, as their files' bytes."""
+    import nvidia_pickles
+    from test_checkpoint_nvidia import _projected_gan_like
+
+    from toonlib.checkpoints.safe_pickle import PersistentObject
+
+    def make_sg3(snapshot):
+        synthesis = snapshot["G_ema"].state["_modules"]["synthesis"]
+        synthesis.state["_modules"]["input"] = PersistentObject("SynthesisInput", {"_modules": {}})
+
+    return {"sg3": nvidia_pickles.write(nvidia_pickles.modified_fixture(make_sg3), tmp_path / "sg3.pkl").read_bytes(),
+            "fastgan": nvidia_pickles.write(_projected_gan_like(), tmp_path / "fastgan.pkl").read_bytes()}
+
+
+@pytest.mark.parametrize("name, said", [
+    ("sg3", "G_ema is a StyleGAN3 (alias-free, -t/-r) network. toonlib implements StyleGAN2 only; use a StyleGAN2 "
+            "checkpoint (for example the stylegan3 repo's stylegan2-*.pkl files)"),
+    ("fastgan", "G_ema is a Generator that is not a StyleGAN2 network toonlib reads (its FastganSynthesis has no "
+                "'block_resolutions'"),
+    ("notes", "the file is not a checkpoint toonlib knows: expected a network pickle (.pkl)"),
+])
+def test_a_url_of_a_file_toonlib_does_not_read_is_said_as_the_readers_refusal(server, tmp_path, capsys, name, said):
+    """A URL whose file came whole but holds another model (a StyleGAN3 pickle) was "could not download ...: every
+    source failed", with the advice to download it in a browser and save it in the cache, where the same refusal
+    waited; a Projected GAN pickle's ended in a traceback and stayed as a `.part` that every later run checked again
+    (forty-first session's audit). The reader's reason is said, and the file is not kept."""
+    server.files.update({f"/{key}.pkl": data for key, data in _other_models_pickles(tmp_path).items()})
+    server.files["/notes.pkl"] = b"# notes, not a model\n" * 10
+    url = f"{server.base}/{name}.pkl"
+    with pytest.raises(download.UnusableDownloadError) as info:
+        load_network(url)
+    message = str(info.value)
+    assert message.startswith(f"downloaded {url}: {said}"), message
+    assert message.endswith("; toonlib cannot use this file (it was not kept)"), message
+    assert "could not download" not in message and "browser" not in message and "save it" not in message
+    assert str(tmp_path) not in message and ".part" not in message
+    assert cached_files(tmp_path) == []
+    assert main(["fetch", url]) == 2
+    assert f"toonlib fetch: error: downloaded {url}: {said}" in capsys.readouterr().err
+    assert cached_files(tmp_path) == []
+
+
+def test_a_cut_download_of_a_url_is_still_a_failed_download(server, tmp_path):
+    """Damage is no content to refuse: a URL's file cut short stays "could not download", a download to try again."""
+    server.files["/cut.pkl"] = PAYLOAD[: len(PAYLOAD) // 2]
+    with pytest.raises(download.DownloadError) as info:
+        download.fetch(f"{server.base}/cut.pkl", progress=False)
+    assert not isinstance(info.value, download.UnusableDownloadError)
+    assert str(info.value).startswith(f"could not download '{server.base}/cut.pkl': every source failed.")

@@ -6,6 +6,7 @@ import contextlib
 import errno
 import os
 import re
+import signal
 import stat
 import subprocess
 import sys
@@ -458,3 +459,89 @@ def test_lock_files_in_a_shared_cache_can_be_taken_by_the_other_users(folder_mod
     subprocess.run([sys.executable, "-c", _LOCK_WITH_UMASK_022, str(cache / "ffhq.pkl")], check=True)
     assert stat.S_IMODE((cache / ".locks").stat().st_mode) == folder_after
     assert stat.S_IMODE((cache / ".locks" / "ffhq.pkl.lock").stat().st_mode) == lock_after
+
+
+def _age(entry: Path, seconds: float) -> None:
+    """Make the temporary file or folder `entry` (and what it holds) look untouched for `seconds`."""
+    then = os.stat(entry).st_mtime - seconds
+    for item in [entry, *(entry.iterdir() if entry.is_dir() else ())]:
+        os.utime(item, (then, then), follow_symlinks=False)
+
+
+def test_a_killed_writes_temporary_files_are_removed_by_the_next_write_of_its_output(tmp_path):
+    """A process killed while it wrote (kill -9, the OOM killer) left its hidden temporary file, as large as the output,
+    and nothing removed it (forty-first session's audit). The next write of that output removes those whose writer is
+    gone; another output's, and one just written, are left alone."""
+    stale_file = tmp_path / ".toon.png.0123abcd.tmp"
+    stale_file.write_bytes(b"x" * 1000)
+    stale_folder = tmp_path / ".toon.png.89abcdef.tmp"  # an in_folder write's, with safetensors' own file in it
+    stale_folder.mkdir()
+    (stale_folder / ".tmpAbC123").write_bytes(b"x" * 1000)
+    others = tmp_path / ".other.png.01234567.tmp"
+    others.write_bytes(b"x")
+    for entry in (stale_file, stale_folder, others):
+        _age(entry, 120)  # two minutes: past `files.STALE_TEMP_SECONDS`
+    recent = tmp_path / ".toon.png.aaaaaaaa.tmp"  # a writer that has not locked it yet (or just wrote)
+    recent.write_bytes(b"x")
+    save_image(Image.new("RGB", (4, 4)), tmp_path / "toon.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.png.01234567.tmp", ".toon.png.aaaaaaaa.tmp",
+                                                          "toon.png"]
+
+
+def test_a_concurrent_writers_temporary_file_is_left_alone(tmp_path):
+    """Its writer holds its lock: however long untouched, another write of the same output leaves it, and both
+    writes end whole (the later rename wins)."""
+    target = tmp_path / "notes.txt"
+    with atomic_write_path(target) as first:
+        first.write_text("first")
+        _age(first, 10 * 24 * 3600)  # ten days: past `files.STALE_TEMP_SECONDS_UNLOCKED` too
+        with atomic_write_path(target) as second:
+            second.write_text("second")
+        assert first.read_text() == "first" and target.read_text() == "second"
+    assert target.read_text() == "first" and os.listdir(tmp_path) == ["notes.txt"]
+
+
+def test_where_nothing_can_be_locked_a_temporary_file_is_stale_after_a_day(tmp_path, monkeypatch):
+    """No lock says its writer is alive there (some network mounts): only a day untouched makes it a dead one's."""
+    monkeypatch.setattr(files, "_held", lambda entry: None, raising=False)
+    hour, days = tmp_path / ".n.txt.00000001.tmp", tmp_path / ".n.txt.00000002.tmp"
+    for entry, age in ((hour, 3600), (days, 2 * 24 * 3600)):  # `files.STALE_TEMP_SECONDS_UNLOCKED` is a day
+        entry.write_text("x")
+        _age(entry, age)
+    with atomic_write_path(tmp_path / "n.txt") as tmp:
+        tmp.write_text("n")
+    assert sorted(os.listdir(tmp_path)) == [".n.txt.00000001.tmp", "n.txt"]
+
+
+_SAVE_KILLED_MID_WRITE = """
+import resource, signal, sys
+from toonlib.checkpoints import load_network, save_network
+nets = load_network(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+# the kernel kills the process (SIGXFSZ, which Python ignores by default) when a write passes 100 kB: midway
+signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+save_network(sys.argv[2], nets)
+"""
+
+
+def test_a_save_killed_while_it_writes_leaves_only_files_of_toonlibs_name_which_the_next_save_removes(tmp_path):
+    """safetensors' save_file writes through a temporary file of its own (`.tmpXXXXXX`, mode 0600) beside the file it
+    is given: a kill during a model's save left it beside the output, full size, under a name that said nothing of the
+    output (forty-first session's audit). It lies in a temporary folder of toonlib's now, named after the output."""
+    from toonlib.checkpoints import load_network, save_network
+
+    out = tmp_path / "out.safetensors"
+    nets = load_network(FIXTURES / "ada_tiny.pkl")
+    save_network(out, nets.G_ema)
+    before = out.read_bytes()
+    killed = subprocess.run([sys.executable, "-c", _SAVE_KILLED_MID_WRITE, str(FIXTURES / "ada_tiny.pkl"), str(out)],
+                            capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -signal.SIGXFSZ, killed.stderr
+    assert out.read_bytes() == before  # the old file, whole
+    left = [p for p in tmp_path.iterdir() if p != out]
+    assert left and all(re.fullmatch(r"\.out\.safetensors\.[0-9a-f]{8}\.tmp", p.name) for p in left), left
+    for entry in left:
+        _age(entry, 120)
+    save_network(out, nets)
+    assert os.listdir(tmp_path) == ["out.safetensors"] and load_network(out).D is not None

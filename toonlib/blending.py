@@ -323,9 +323,13 @@ def blend(low: GeneratorLike, high: GeneratorLike, swap_res: int, level: int = 0
     generator is in eval mode without gradients, as `load_network` gives networks, whatever the inputs' modes.
     """
     check_setting(swap_res, level, blend_width)
-    check_swap_res(swap_res, low)  # a registry name's resolution, before its download; a path's once loaded (`set`)
+    check_swap_res(swap_res, low)  # a registry name's resolution, before its download
     check_base(high)
-    blender = Blender(toon_generator(low), high)
+    low = toon_generator(low)
+    # a path's once loaded, before the base is loaded and the pair compared: a lineage warning came first, then the
+    # refusal of a setting checkable up front (forty-first session's audit; the command line checks it first too)
+    check_swap_res(swap_res, low)
+    blender = Blender(low, high)
     blended = blender.set(swap_res, level, blend_width)
     _check_layers_taken(blender, swap_res, level, blend_width)
     return blended

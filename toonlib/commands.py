@@ -197,8 +197,12 @@ def _lpips_weights() -> list[tuple[str, str]]:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from .checkpoints import load_network, refuse_to_replace_model, save_network
+    from .checkpoints import load_network, refuse_to_replace_model, save_network, split_network
 
+    file, which = split_network(args.input)
+    if which is not None:  # "toon.pkl (G)", as info's and blend records name it: load_network's Python advice
+        raise ValueError(f"{args.input!r} names the {which} of {file}, and convert writes every network of a file: "
+                         f"give {file} (its {which} is converted with the others)")
     _check_native_output(args.output, "convert", Path(args.input).stem)
     refuse_to_replace_model(args.output, (args.input, "input"), named="the output")
     nets = load_network(args.input)
@@ -219,6 +223,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(_describe(nets))
     for line in _history(nets.meta):
         print(line)
+    if nets.meta.get("w_avg") == "computed":  # truncation pulls towards it: unsaid (forty-first session's audit)
+        print("mean w (the centre of truncation): estimated from its mapping network; the file records none of its own")
     for key, value in nets.config.to_dict().items():
         print(f"  {key}: {value}")
     return 0

@@ -70,7 +70,8 @@ from .messages import check_flag, clear_on_close, progress_bar, with_article, wr
 if TYPE_CHECKING:
     from tqdm import tqdm
 
-__all__ = ["DownloadError", "cache_dir", "cache_state", "drive_file_id", "fetch", "fetch_source", "local_path"]
+__all__ = ["DownloadError", "UnusableDownloadError", "cache_dir", "cache_state", "drive_file_id", "fetch",
+           "fetch_source", "local_path"]
 
 DRIVE_ROOT = Path("/content/drive/MyDrive")  # where Colab mounts the user's Google Drive
 RETRY_DELAYS = (1.0, 4.0)  # seconds before each retry of a direct URL after a network error
@@ -105,6 +106,18 @@ class DownloadError(RuntimeError):
         self.offline = offline
 
 
+class UnusableDownloadError(DownloadError):
+    """A URL's file (of no registry entry) came whole, and toonlib's reader refused it for what it holds (a StyleGAN3
+    or other model's network, no checkpoint at all): the message is "downloaded URL: <the reader's reason>; toonlib
+    cannot use this file", without a download's advice (a browser, the cache), which gets the same file. The file was
+    not kept (`reason`: the reader's words)."""
+
+
+class _Unusable(Exception):
+    """Raised by `_unreadable` for a URL's whole file that the reader refuses for its content (`UnusableDownloadError`
+    says it); its argument is the reader's message."""
+
+
 class _NotEnoughSpace(Exception):
     """The folder has less free space than the rest of the download needs (found before writing it)."""
 
@@ -134,6 +147,7 @@ class _Plan:
     home: str
     resolution: Optional[int] = None  # what the registry records of the file (None for a URL): `_mismatch`
     format: Optional[str] = None
+    url: bool = False  # a URL of no registry entry: a file refused for its content is `UnusableDownloadError`
 
 
 #: Whether `cache_dir` puts the cache on a mounted Google Drive (Colab); see `use_drive_cache`.
@@ -220,8 +234,9 @@ def fetch(name_or_url: str, *, cache_dir: str | os.PathLike | None = None, progr
     `torch.load(weights_only=True)`). A file that torch hub's folder already holds is used as it is, as
     torchvision and face-alignment would. Raises `DownloadError` when every source fails; its advice
     names `local_option` (e.g. '--base'), the command-line option that takes a local file instead, when
-    given, and the Google Drive path on Colab. Anything but one name or URL (a list, None, a file here) is refused
-    with what to do instead (`fetch_source`).
+    given, and the Google Drive path on Colab. A URL's file that came whole but holds what toonlib cannot use
+    (another model's network) is `UnusableDownloadError`, the reader's reason, and is not kept. Anything but one name
+    or URL (a list, None, a file here) is refused with what to do instead (`fetch_source`).
     """
     check_flag("progress", progress)  # "no" showed the bar
     check_flag("validate", validate)  # "no" validated, None skipped the checks (fortieth session's audit)
@@ -477,9 +492,9 @@ def _plan(name_or_url: str, override: str | os.PathLike | None) -> _Plan:
         file_id = drive_file_id(name_or_url)
         if file_id is not None:  # Drive's viewer page, not the file, answers a share link: gdown gets the file
             return _Plan(_public_name(name_or_url), cache / f"drive-{file_id}", (f"gdrive:{file_id}",), None, None,
-                         "stylegan2", "cache")
+                         "stylegan2", "cache", url=True)
         return _Plan(_public_name(name_or_url), cache / _url_filename(name_or_url), (name_or_url,), None, None,
-                     "stylegan2", "cache")
+                     "stylegan2", "cache", url=True)
     folder = torch_hub_checkpoints() if info.home == "torch-hub" else cache
     return _Plan(name_or_url, folder / info.filename, info.sources, info.sha256, info.size, info.kind, info.home,
                  resolution=info.resolution, format=info.format)
@@ -1096,10 +1111,27 @@ def _one_paragraph(exc: Exception) -> str:
 def _check(part: Path, plan: _Plan, validate: bool) -> None:
     """Raise `_SourceFailed` (and delete `part`) unless `part` holds the expected file; the reason names the file by
     what was fetched (`plan.what`)."""
-    reason = _problem(part, plan, validate)
+    try:
+        reason = _problem(part, plan, validate)
+    except _Unusable as exc:  # a URL's file of another model: said as the reader says it, not as a failed download
+        _discard(part)
+        said = _of_download(str(exc), part).rstrip(".")
+        raise UnusableDownloadError(f"downloaded {plan.what}: {said}; toonlib cannot use this file (it was not "
+                                    "kept)", plan.path, said, offline=False) from None
     if reason:
         _discard(part)
         raise _SourceFailed(reason.replace(str(part), repr(plan.what)))  # the reader's words name the file, now gone
+
+
+def _of_download(message: str, part: Path) -> str:
+    """A reader's `message` of the download `part` without its path, which `UnusableDownloadError`'s message says
+    before it as the URL: "PART: G_ema is ..." is "G_ema is ...", "PART [G_ema]: ..." "its G_ema: ...", "PART is ..."
+    "the file is ..."."""
+    start = re.escape(str(part))
+    message = re.sub(rf"^{start}: ", "", message)
+    message = re.sub(rf"^{start} \[(\w+)\]: ", r"its \1: ", message)
+    message = re.sub(rf"^{start} ", "the file ", message)
+    return message.replace(str(part), "the file")
 
 
 def _problem(part: Path, plan: _Plan, validate: bool) -> str | None:
@@ -1128,7 +1160,13 @@ def _unreadable(part: Path, plan: _Plan) -> str | None:
         try:
             nets = read_checkpoint(part)
         except CheckpointError as exc:  # the reader's "delete it and download it again": it is deleted (_check)
-            return f"not a readable checkpoint: {without_damage_advice(str(exc))}"
+            said = without_damage_advice(str(exc))
+            if plan.url and said == str(exc) and not _damage(part):
+                # a whole file refused for what it holds (a StyleGAN3 pickle): "every source failed", with the advice
+                # to download it in a browser into the cache, where the same refusal waited (forty-first session's
+                # audit); a damaged one (the reader's damage advice, or cut short) is a failed download as before
+                raise _Unusable(str(exc)) from None
+            return f"not a readable checkpoint: {said}"
         return _mismatch(plan, nets.config.img_resolution, nets.meta.get("format"))
     import pickle
 

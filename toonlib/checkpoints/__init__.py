@@ -45,7 +45,7 @@ from .common import (
     damaged_download,
     damaged_file,
 )
-from .safe_pickle import UnsafePickleError, refusal, safe_load
+from .safe_pickle import UnsafePickleError, error_reason, refusal, refused_globals, safe_load
 
 __all__ = ["NATIVE_SUFFIX", "CheckpointError", "GeneratorLike", "MissingNetworkError", "Networks", "UnsafePickleError",
            "load_generator", "load_network", "non_finite_weights", "read_checkpoint", "refuse_to_replace_model",
@@ -328,6 +328,16 @@ def read_checkpoint(path: str | os.PathLike) -> Networks:
                               f"(tar -xf, gunzip, ...) and give the file inside; {expected}")
     if kind := _image_format(path):
         raise CheckpointError(f"{source} is a {kind} image, not a checkpoint: {expected}")
+    # a safetensors file damaged in its first bytes, or cut before them, was "not a checkpoint toonlib knows", without
+    # the advice every other damaged file gets (forty-first session's audit)
+    size = path.stat().st_size
+    if head[8:9] == b"{":  # safetensors' start: a header length, then its JSON; the length is impossible
+        raise CheckpointError(f"{source} starts like a safetensors file, but its header length, "
+                              f"{int.from_bytes(head[:8], 'little')} bytes, is impossible (the whole file is {size}). "
+                              f"{damaged_file('download, copy or convert it again')}")
+    if size < 9:  # no checkpoint of any format is so small: a download or copy cut short
+        raise CheckpointError(f"{source} is {size} bytes long, too short for a checkpoint of any format. "
+                              f"{damaged_file('download, copy or convert it again')}")
     raise CheckpointError(f"{source} is not a checkpoint toonlib knows: {expected}; the file starts with "
                           f"{head[:16]!r}")
 
@@ -404,9 +414,7 @@ def _read_torch_file(path: Path, source: str, zipped: bool) -> Networks:
         unsafe = _unsafe_globals(path, exc)
         if unsafe:
             raise UnsafePickleError(refusal(source, "torch file", unsafe)) from None
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "weights_only" in message:  # torch's own advice is to turn the safety off: never pass that on
-            message = type(exc).__name__
+        message = error_reason(exc)  # one line, never torch's own advice to turn the safety off
         raise CheckpointError(f"{source} is a torch file that could not be read ({message}); it was not loaded. "
                               f"{damaged_file()}") from None
     if native_torch.is_native_torch(obj):
@@ -468,7 +476,7 @@ def _unsafe_globals(path: Path, exc: Exception) -> list[str]:
     try:
         names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
     except Exception:  # not a zip file, or unreadable: fall back on the error's text
-        names = re.findall(r"GLOBAL ([\w.]+)", str(exc))
+        names = refused_globals(exc)
     return [name for name in dict.fromkeys(names) if name not in allowed]
 
 

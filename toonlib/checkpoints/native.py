@@ -54,7 +54,10 @@ def save(nets: Networks, path: str | os.PathLike) -> None:
     config = {"G": nets.G_ema.config.to_dict(), "D": nets.D.config.to_dict() if nets.D is not None else None}
     metadata = {"format": FORMAT, "version": VERSION, "config": json.dumps(config),
                 "meta": json.dumps(_meta_for_saving(nets.meta))}
-    with atomic_write_path(path) as tmp:
+    # in a temporary folder of toonlib's: save_file writes through a temporary file of its own beside the file it is
+    # given, which a kill -9 left beside the output as `.tmpXXXXXX` (forty-first session's audit); the folder carries
+    # the output's name, and the next save of that output removes a killed one's (`files.atomic_write_path`)
+    with atomic_write_path(path, in_folder=True) as tmp:
         try:
             save_file(tensors, str(tmp), metadata=metadata)
         except SafetensorError as exc:  # a full disk: an OSError, which atomic_write_path says with `path`

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import io
 import pickle
+import re
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -38,7 +39,7 @@ class PersistentObject:
 
 
 def _reconstruct_persistent_obj(meta: dict) -> PersistentObject:
-    if not isinstance(meta, dict) or "class_name" not in meta or "state" not in meta:
+    if not isinstance(meta, dict) or "class_name" not in meta or not isinstance(meta.get("state"), dict):
         raise CheckpointError("malformed NVIDIA persistent object in pickle (no class_name/state)")
     return PersistentObject(class_name=str(meta["class_name"]), state=meta["state"])
 
@@ -57,9 +58,46 @@ class EasyDict(dict):
     """Stand-in for `dnnlib.util.EasyDict` (a dict with attribute access in the original)."""
 
 
+class _NestedRefusal(Exception):
+    """A global that weights_only loading refused inside a pickle's nested storage bytes (`_load_storage_from_bytes`);
+    `safe_load` says it as `UnsafePickleError`, naming the file."""
+
+    def __init__(self, names: list[str]) -> None:
+        super().__init__(", ".join(names))
+        self.names = names
+
+
 def _load_storage_from_bytes(data: bytes):
     # torch pickles each storage as a nested legacy torch.save byte string; read it safely too.
-    return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+    try:
+        return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as exc:
+        # a global refused in there was "a damaged file", with torch's advice to load it with weights_only=False
+        # (forty-first session's audit): it is refused as a pickle's own globals are
+        names = refused_globals(exc)
+        if names:
+            raise _NestedRefusal(names) from None
+        raise
+
+
+def refused_globals(exc: BaseException) -> list[str]:
+    """The globals that torch's weights_only loading names in its error `exc` as refused ("GLOBAL posix.system"), in
+    order, each once; [] when it names none."""
+    return list(dict.fromkeys(re.findall(r"GLOBAL ([\w.]+)", str(exc))))
+
+
+def error_reason(exc: BaseException) -> str:
+    """What a reader's error `exc` says, on one line: its first line (torch's C++ errors add their stack frames) without
+    torch's advice to load the file with weights_only=False, which toonlib never passes on: its weights_only
+    unpickler's reason where it gave one ("Unsupported operand 149"), else the error's type alone."""
+    text = str(exc).strip()
+    detail = re.search(r"WeightsUnpickler error: ([^\n]*)", text)
+    if detail and "weights_only" not in detail[1]:
+        return detail[1].strip()
+    first = text.splitlines()[0].strip() if text else ""
+    if not first or "weights_only" in first or "Weights only" in first:
+        return type(exc).__name__
+    return first
 
 
 _NUMPY_CORE = ("numpy.core.multiarray", "numpy._core.multiarray")
@@ -118,9 +156,11 @@ def safe_load(file: BinaryIO, what: str = "checkpoint") -> Any:
         return unpickler.load()
     except CheckpointError:
         raise
+    except _NestedRefusal as exc:
+        raise UnsafePickleError(refusal(what, "pickle", exc.names)) from None
     except EOFError:
         raise CheckpointError(f"{what} ends before its pickle does. {damaged_file()}") from None
     except (pickle.UnpicklingError, ValueError, TypeError, AttributeError, IndexError, KeyError,
-            RuntimeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{what} is not a readable network pickle ({type(exc).__name__}: {exc}). "
-                              f"{damaged_file()}") from None
+            RuntimeError, UnicodeDecodeError) as exc:  # one line: torch's C++ errors quoted ~20 lines of stack
+        raise CheckpointError(f"{what} is not a readable network pickle ({type(exc).__name__}: "
+                              f"{error_reason(exc)}). {damaged_file()}") from None
