@@ -424,6 +424,11 @@ def test_files_cut_short_by_a_killed_run_are_removed_when_it_resumes(base):  # n
              run / "dataset-cache" / ".data-none16-0123456789abcdef.pt.00ff00ff.tmp"]
     for path in stale:  # what kill -9 leaves in the middle of an atomic write
         path.write_bytes(b"half")
+    snapshot = run / ".network-snapshot-000000008.safetensors.0badcafe.tmp"  # a snapshot's save writes in a folder
+    snapshot.mkdir()
+    (snapshot / "network-snapshot-000000008.safetensors").write_bytes(b"half")
+    (snapshot / ".tmpkwc3Z5").write_bytes(b"half")  # safetensors' own temporary file
+    stale.append(snapshot)
     kept = [run / ".notes", run / ".keep.tmp", run / "mine.0a1b2c3d.tmp"]
     for path in kept:
         path.write_text("the user's")

@@ -80,7 +80,7 @@ def atomic_write_path(path: str | os.PathLike, *, in_folder: bool = False) -> It
         raise _cannot_write(path, e, f"the disk is full ({e.strerror or e}); free some space or write it "
                                      "elsewhere") from None
     finally:
-        _remove_temp(entry)
+        remove_temp(entry)
         if held is not None:
             os.close(held)
 
@@ -550,13 +550,13 @@ def _create_temp(path: Path, folder: bool = False) -> Path:
         try:
             os.close(os.open(tmp / path.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         except OSError:
-            _remove_temp(tmp)
+            remove_temp(tmp)
             raise
         return tmp
     raise FileExistsError(f"could not create a temporary file beside {path}")
 
 
-def _remove_temp(entry: Path) -> None:
+def remove_temp(entry: Path) -> None:
     """Delete a temporary file or folder of `_create_temp`'s, what is left of it (nothing, after a rename)."""
     if entry.is_dir() and not entry.is_symlink():
         shutil.rmtree(entry, ignore_errors=True)
@@ -639,7 +639,7 @@ def _remove_stale_temps(target: Path) -> None:
     for entry in entries:
         if _stale_temp(entry, now):
             with contextlib.suppress(OSError):
-                _remove_temp(entry)
+                remove_temp(entry)
 
 
 def _fsync_folder(folder: Path) -> None:

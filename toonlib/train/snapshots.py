@@ -32,7 +32,15 @@ from typing import Callable, Iterable, Iterator
 import torch
 
 from ..checkpoints import NATIVE_SUFFIX
-from ..files import LOCK_FOLDER, TEMP_FILE_NAME, atomic_write_path, file_lock, lock_file_for, user_path
+from ..files import (
+    LOCK_FOLDER,
+    TEMP_FILE_NAME,
+    atomic_write_path,
+    file_lock,
+    lock_file_for,
+    remove_temp,
+    user_path,
+)
 from ..messages import warn
 
 __all__ = ["CONFIG_FILE", "DATASET_CACHE", "KEEP_STATES", "LATEST_FILE", "STATE_VERSION", "SnapshotWrites",
@@ -366,14 +374,15 @@ def _disk_full_code(exc: BaseException | None) -> int | None:
 
 
 def _remove_stale_temps(run_dir: Path) -> None:
-    """Delete the temporary files that atomic writes in a run folder left when their process was killed (kill -9,
-    a lost Colab runtime): hidden, cut short, and as large as a training state. Only the folder's holder calls it,
-    so no write of a running process is among them."""
+    """Delete the temporary files and folders that atomic writes in a run folder left when their process was killed
+    (kill -9, a lost Colab runtime): hidden, cut short, and as large as a training state; a snapshot's save writes in
+    a temporary folder (`files.atomic_write_path(in_folder=True)`). Only the folder's holder calls it, so no write of
+    a running process is among them."""
     for folder in (run_dir / name for name in _WRITTEN_FOLDERS):
         if folder.is_dir():
             for path in folder.iterdir():
-                if TEMP_FILE_NAME.fullmatch(path.name) and path.is_file():
-                    path.unlink(missing_ok=True)
+                if TEMP_FILE_NAME.fullmatch(path.name):
+                    remove_temp(path)
 
 
 def _holder(record: Path) -> str:
