@@ -74,7 +74,8 @@ def lab(tmp_path_factory, random_vgg_torch_home, request):
 
     (root / "ft").mkdir()
     _finetune_files(root / "ft")  # a base with its discriminator, and 12 images, for 01-train
-    notebooks = {"01.ipynb": prepare("01_finetune.ipynb", common),  # data_path empty, as shipped
+    # data_path empty, as shipped; its base has a discriminator (the set-up cell refuses one without, before the data)
+    notebooks = {"01.ipynb": prepare("01_finetune.ipynb", {**common, "base_model": "ft/base.safetensors"}),
                  "01-train.ipynb": prepare("01_finetune.ipynb", {"data_path": "ft/faces", "use_drive": False,
                                                                   "base_model": "ft/base.safetensors", "kimg": 0.012,
                                                                   "batch_size": 4, "snapshot_kimg": 0.004}),
@@ -477,4 +478,28 @@ def test_finetune_notebook_without_data_stops_with_a_message_that_wraps(lab, bro
                     || e.getBoundingClientRect().right > edge + 1).map(e => e.tagName); }""")
             assert past == [], f"the message runs past the output's edge at {width} px: {past}"
             screenshot(page, shots, f"01-no-data-{width}")
+    page.close()
+
+
+def test_finetune_notebooks_progress_bars_show_above_the_fakes_grid_and_the_plots(lab, browser, shots):
+    """01's training cell showed the fakes grid and the plots above the progress bars: the first snapshot's grid and
+    plots (~1500 px at 1024 px models) pushed the bar that counts the run out of a 900 px window, after every snapshot
+    a scroll to find it (forty-first session's audit). The bars come right under the line of numbers, the grid and the
+    plots below them."""
+    nbformat.write(prepare("01_finetune.ipynb", {"data_path": "ft/faces", "use_drive": False, "run_name": "order",
+                                                 "base_model": "ft/base.safetensors", "kimg": 0.012, "batch_size": 4,
+                                                 "snapshot_kimg": 0.004}), lab.root / "01-order.ipynb")
+    page = page_at(browser, lab.url(f"lab/tree/01-order.ipynb?reset&{lab.url_token}"), width=OPEN_WIDTH)
+    with screenshots_on_failure(page, shots, "01-order"):
+        _run_all(page, "Blend it in 02_blend.ipynb")
+        cell = page.locator(".jp-CodeCell", has=page.locator(".jp-InputArea-editor", has_text="run_training("))
+        cell.scroll_into_view_if_needed()
+        parts = {"line": cell.locator(".jp-OutputArea-output", has_text="kimg 0.012"),
+                 "bars": cell.locator(".jp-OutputArea-output .widget-hprogress"),  # preparing images, fine-tuning
+                 "images": cell.locator(".jp-OutputArea-output img")}  # the fakes grid, the plots
+        boxes = {name: [part.nth(i).bounding_box() for i in range(part.count())] for name, part in parts.items()}
+        screenshot(page, shots, "01-order")
+    assert [len(found) for found in boxes.values()] == [1, 2, 2], boxes
+    assert boxes["line"][0]["y"] < min(box["y"] for box in boxes["bars"]), boxes
+    assert max(box["y"] + box["height"] for box in boxes["bars"]) <= min(box["y"] for box in boxes["images"]), boxes
     page.close()

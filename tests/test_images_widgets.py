@@ -1311,3 +1311,115 @@ def test_the_projection_panel_says_it_prepares_the_projection_after_finding_the_
     preparing = [i for i, text in enumerate(said) if text.startswith("preparing the projection")]
     assert preparing and said[preparing[0] - 1] == "finding the face..." and said[preparing[0] + 1].startswith(
         "step 1 of 1"), said
+
+
+# --------------------------------------------------------------------------------------------
+# Forty-first session's audit of notebook 04
+
+
+def test_the_toonify_panels_save_loads_no_models_of_the_mode_its_menu_shows(toonifier, tmp_path, capsys):
+    """04's save cell after "e4e encoder" was picked in the inversion menu, with no Run since, loaded (and downloaded,
+    ~1 GB) that mode's models to write the text of a command: offline it stopped half done, the latent's line unsaid,
+    and the status line stayed "loading the models of e4e encoder (one pass)..." (forty-first session's audit)."""
+    from tiny import write_photos
+
+    from toonlib.widgets import ToonifyPanel
+
+    models = dict(base=tmp_path / "base.safetensors", toon=tmp_path / "toon.safetensors", detector="dlib",
+                  encoder=tmp_path / "e4e.pt")  # the e4e mode's encoder, not at hand (offline, never downloaded)
+    panel = ToonifyPanel(toonifier, steps=1, models=models, folder=tmp_path / "uploads")
+    panel.set_photo(write_photos(tmp_path / "photos") / "hopper.jpg")
+    panel.run_button.click()
+    done = panel.status.value
+    assert "done: 1 step (optimise)" in done, done
+    panel.inversion.value = "e4e"  # looked at, not run
+    panel.save(tmp_path / "toon.png")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == [f"saved {tmp_path / 'toon.png'}", f"saved {tmp_path / 'toon-pasted.png'}"], lines
+    assert lines[2].startswith(f"saved {tmp_path / 'toon-latent.npz'}: the face's latent (`toonlib toonify "), lines
+    assert panel.status.value == done and set(panel.toonifiers) == {"optimize"}  # nothing loaded, nothing said
+
+
+def test_a_new_photo_empties_the_progress_bar_of_the_run_before(toonifier, tmp_path):
+    """04's bar stayed full ("2 / 2") beside a new photo that had not been run (forty-first session's audit)."""
+    from tiny import write_photos
+
+    from toonlib.widgets import ToonifyPanel
+
+    photos = write_photos(tmp_path / "photos")
+    panel = ToonifyPanel(toonifier, steps=2, folder=tmp_path / "uploads")
+    panel.set_photo(photos / "hopper.jpg")
+    panel.run_button.click()
+    assert panel.progress.value == panel.progress.max == 2, panel.status.value
+    panel.set_photo(photos / "coffee.png")
+    assert panel.progress.value == 0 and _status_text(panel) == "coffee.png: 600 x 400 px. Press Run."
+
+
+def test_the_toonify_panel_says_it_toonified_the_largest_of_the_faces_found(toonifier, tmp_path):
+    """04's panel toonified the largest face of a group photo and said nothing of the others (its run asks for the
+    largest, which silences the pipeline's warning; that names --all-faces, which the panel has not): the pasted photo
+    showed one toon beside an untouched face (forty-first session's audit). The done line says it."""
+    from tiny import write_photos
+
+    from toonlib.widgets import ToonifyPanel
+
+    photos = write_photos(tmp_path / "photos")
+    hopper, astronaut = (Image.open(photos / name).convert("RGB") for name in ("hopper.jpg", "astronaut.png"))
+    hopper = hopper.resize((round(hopper.width * 512 / hopper.height), 512))
+    two = Image.new("RGB", (hopper.width + 512, 512))
+    two.paste(hopper, (0, 0))
+    two.paste(astronaut.resize((512, 512)), (hopper.width, 0))
+    buffer = io.BytesIO()
+    two.save(buffer, "JPEG")
+    panel = ToonifyPanel(toonifier, steps=1, folder=tmp_path / "uploads")
+    _upload(panel.upload, "us.jpg", buffer.getvalue())
+    panel.run_button.click()
+    text = _status_text(panel)
+    assert text.startswith("done: 1 step (optimise), distance ") and text.endswith(
+        ". 2 faces were found in us.jpg: the largest was toonified (to toonify another, crop the photo around it; "
+        "`toonlib toonify --all-faces` toonifies each). Move the swap resolution to re-render the same face."), text
+    assert panel.result.faces_in_photo == 2  # the result says it too
+    panel.set_photo(photos / "hopper.jpg")  # one face: nothing more said
+    panel.run_button.click()
+    assert "faces were found" not in _status_text(panel) and "done: 1 step" in _status_text(panel)
+
+
+def test_a_save_refused_over_the_photo_names_the_notebooks_output_parameter(toonifier, tmp_path, monkeypatch):
+    """04's save cell with output set to the photo said "choose another path", an argument of `ToonifyPanel.save` its
+    user never wrote, and 03's the same (forty-first session's audit): their set-up cells give `brief_errors` the
+    parameter, `{"path": "output"}`; Python's callers read "path" still."""
+    from tiny import write_photos
+
+    from toonlib import notebook
+    from toonlib.checkpoints import load_generator, save_network
+    from toonlib.widgets import ProjectionPanel, ToonifyPanel
+
+    photos = write_photos(tmp_path / "photos")
+    panel = ToonifyPanel(toonifier, steps=1, folder=tmp_path / "uploads")
+    panel.set_photo(photos / "hopper.jpg")
+    panel.run_button.click()
+    save_network(tmp_path / "model.safetensors", tiny_generator(0))
+    projection = ProjectionPanel(load_generator(tmp_path / "model.safetensors"), steps=1, detector="dlib")
+    projection.set_photo(photos / "hopper.jpg")
+    projection.result = _finished_projection(projection.G)
+    monkeypatch.setattr(notebook, "_NOTEBOOK_PARAMETERS", {"path": "output"})  # as the set-up cells give them
+    for save in (panel.save, projection.save):
+        with pytest.raises(ValueError) as error:
+            save(photos / "hopper.jpg")
+        assert str(error.value).endswith(": it is an input photo; choose another output (in the parameters cell)")
+    monkeypatch.setattr(notebook, "_NOTEBOOK_PARAMETERS", {})  # Python: the argument
+    with pytest.raises(ValueError, match=r": it is an input photo; choose another path$"):
+        panel.save(photos / "hopper.jpg")
+    assert not list(tmp_path.glob("*.png")) and not list(photos.glob("hopper-*"))
+
+
+def test_a_paste_back_that_is_not_true_or_false_is_refused_when_the_panel_is_made(toonifier):
+    """04's `paste_back = 'no'` was refused only at Run, after the photo was read, as "TypeError: paste_back must be
+    True or False, got 'no'" in the status line (forty-first session's audit): the photo cell says it, one line."""
+    from toonlib.widgets import ToonifyPanel
+
+    for value in ("no", 1, None):
+        with pytest.raises(ValueError) as error:
+            ToonifyPanel(toonifier, paste_back=value)
+        assert str(error.value) == f"paste_back must be True or False, got {value!r}"
+    assert ToonifyPanel(toonifier, paste_back=False).paste_back is False

@@ -741,9 +741,10 @@ def test_choose_data_checks_the_path_and_takes_a_colab_upload(fake_colab, tmp_pa
         choose_data(photos / "hopper.jpg")
     uploads = sorted(p for p in photos.iterdir() if p.name != "broken.jpg")
     fake_colab.answer([tmp_path / "toons.zip"], uploads)
-    assert choose_data("", tmp_path / "data") == str(tmp_path / "data" / "toons.zip")
-    assert choose_data("", tmp_path / "faces") == str(tmp_path / "faces")
-    assert sorted(p.name for p in (tmp_path / "faces").iterdir()) == [p.name for p in uploads]
+    zipped = Path(choose_data("", tmp_path / "data"))  # each upload in a folder of its own
+    assert zipped.name == "toons.zip" and zipped.parent.parent == tmp_path / "data"
+    faces = Path(choose_data("", tmp_path / "faces"))
+    assert faces.parent == tmp_path / "faces" and sorted(p.name for p in faces.iterdir()) == [p.name for p in uploads]
 
 
 @pytest.mark.parametrize("stop", INTERRUPTS)
@@ -1493,3 +1494,258 @@ def test_projection_notebooks_save_cell_saves_after_the_set_up_cell_ran_again_un
             client.execute_cell(nb.cells[index], index)
     assert shown_error(nb.cells[save]) is None, shown_error(nb.cells[save])
     assert load_latent(tmp_path / "w.npz").shape == (1, 8, 16)
+
+
+# --------------------------------------------------------------------------------------------
+# Forty-first session's audit of notebook 01
+
+
+def test_finetune_set_up_cell_refuses_a_base_model_that_is_no_checkpoint_or_has_no_discriminator(tmp_path,
+                                                                                                 monkeypatch):
+    """01's `base_model = "photos/hopper.jpg"` passed the set-up cell (`check_models` only looked for the file), and
+    the training cell failed on it without the parameter's name; a G-only file (a blend, a generator saved alone) the
+    same with "has no discriminator (D)" (forty-first session's audit): the set-up cell refuses both, by name, before
+    anything is downloaded or written."""
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("TOONLIB_CACHE", str(tmp_path / "cache"))
+    base, faces = _finetune_files(tmp_path)
+    save_network(tmp_path / "g.safetensors", tiny_generator(0))
+    photo = _photo()
+    params = {"data_path": str(faces), "base_model": photo, "use_drive": False}
+    nb = prepare("01_finetune.ipynb", params)
+    setup = cell_index(nb, "mount_drive(")
+    client = NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=True,
+                            resources={"metadata": {"path": str(tmp_path)}})
+    said = []
+    with client.setup_kernel():
+        for index in range(setup + 1):
+            client.execute_cell(nb.cells[index], index)
+        said.append(shown_error(nb.cells[setup]))
+        for base_model in ("g.safetensors", str(base)):
+            injected = inject(nb, {**params, "base_model": base_model})
+            client.execute_cell(nb.cells[injected], injected)
+            client.execute_cell(nb.cells[setup], setup)
+            said.append(shown_error(nb.cells[setup]))
+    _assert_brief(said[0], f"base_model = {photo!r}: {photo} is a JPEG image, not a checkpoint")
+    _assert_brief(said[1], "base_model = 'g.safetensors': it holds a generator alone, no discriminator (D)")
+    assert "set base_model in the parameters cell to a model with D, e.g. 'ffhq-256-noaug'" in said[1], said[1]
+    assert said[2] is None, said[2]  # a base with D passes
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "runs").exists()
+
+
+def test_a_run_name_that_is_no_text_is_refused_by_name():
+    """01's `run_name = None` was a 20-line TypeError traceback through `run_path` (forty-first session's audit): it is
+    refused as an empty name is, naming the parameter (a ValueError: one message in a notebook)."""
+    from toonlib.messages import expected_errors
+    from toonlib.notebook import run_path
+
+    for value in (None, 3):
+        with pytest.raises(ValueError, match=rf"^run_name = {value!r}: set it in the parameters cell to a name for "
+                                             r"this run, in quotes .*e\.g\. run_name = \"toon\"$") as raised:
+            run_path(value, None)
+        assert isinstance(raised.value, expected_errors())
+
+
+def _write_images(folder: Path, count: int, seed: int) -> list[Path]:
+    """`count` random 40 px PNGs in `folder`, of other contents for each `seed`."""
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(folder / f"{seed}-{i}.png")
+    return sorted(folder.iterdir())
+
+
+def test_colab_uploads_of_training_images_are_trained_on_alone(fake_colab, tmp_path, capsys):
+    """In Colab, 01's uploads all went into data/, the run trained on the whole folder: a rejected upload of 3 images
+    and the next one of 12 made 15 training images, nothing said (forty-first session's audit). Each upload is a
+    folder of its own; the same images uploaded again (a new runtime, the run resumed) are the same folder."""
+    from toonlib.data import image_files
+    from toonlib.notebook import NotebookStop, choose_data
+
+    wrong, right = _write_images(tmp_path / "wrong", 3, 1), _write_images(tmp_path / "right", 12, 2)
+    fake_colab.answer(wrong, right, right)
+    with pytest.raises(NotebookStop):
+        choose_data("", tmp_path / "data")
+    capsys.readouterr()
+    data = choose_data("", tmp_path / "data")
+    assert image_files(data) == [path.name for path in right]  # the 3 rejected images are not among them
+    assert capsys.readouterr().out == (f"Training images: this upload alone (2-0.png, 2-1.png, 2-10.png and 9 more; "
+                                       f"12 image files), saved in {data}.\n")
+    assert choose_data("", tmp_path / "data") == data
+
+
+def test_colab_upload_of_too_few_training_images_names_the_files_and_says_to_upload_more(fake_colab, tmp_path):
+    """01's message about an upload of 3 images named a data_path the user never set (the runtime's copy,
+    'data/three.zip') and advised '~/Downloads/toons.zip', a path on the user's own computer (forty-first session's
+    audit): it names the files uploaded and says to run the cell again and upload more."""
+    import zipfile
+
+    from toonlib.notebook import NotebookStop, choose_data
+
+    images = _write_images(tmp_path / "few", 3, 1)
+    with zipfile.ZipFile(tmp_path / "three.zip", "w") as archive:
+        for image in images:
+            archive.write(image, image.name)
+    (tmp_path / "notes.txt").write_text("no image")
+    fake_colab.answer(images, [tmp_path / "three.zip"], [tmp_path / "notes.txt"])
+    then = ("fine-tuning needs at least 8, and a few hundred is best.\nRun this cell again and upload more: all your "
+            "training images at once, as a .zip or as images (an upload is trained on alone, not with the ones "
+            "before).")
+    for said in ("Your upload (1-0.png, 1-1.png, 1-2.png) holds 3 image files; ",
+                 "Your upload (three.zip) holds 3 image files; ",
+                 "Your upload (notes.txt) holds 0 image files (their names end in .jpg, .jpeg, .png"):
+        with pytest.raises(NotebookStop) as stop:
+            choose_data("", tmp_path / "data")
+        assert str(stop.value).startswith(said) and str(stop.value).endswith(then), str(stop.value)
+        assert "data_path" not in str(stop.value) and "Downloads" not in str(stop.value)
+
+
+def test_finetune_progress_bars_show_above_the_fakes_grid_and_the_plots(tmp_path, monkeypatch):
+    """01's training cell showed the line of numbers, the fakes grid and the plots, then the progress bars that
+    `finetune` shows: the first snapshot's grid and plots (~1500 px at 1024 px models) pushed the bar that counts the
+    run out of the window (forty-first session's audit). The grid and the plots are shown at the first snapshot, below
+    the bars, and updated in place after it."""
+    import IPython.display
+    from PIL import Image
+
+    import toonlib.train
+    from toonlib.notebook import run_training
+    from toonlib.train import TrainConfig
+
+    shown: list[list] = []  # each display's contents, updates appended
+
+    class Handle:
+        def __init__(self, index: int) -> None:
+            self.index = index
+
+        def update(self, content) -> None:
+            shown[self.index].append(content)
+
+    def display(content, display_id=None):
+        shown.append([content])
+        return Handle(len(shown) - 1)
+
+    monkeypatch.setattr(IPython.display, "display", display)
+    Image.new("RGB", (8, 8)).save(tmp_path / "metrics.png")
+    fakes = Image.new("RGB", (8, 8))
+
+    def finetune(config, callback=None):
+        display("the fine-tuning bar")  # as tqdm's notebook bar shows itself when `finetune` makes it
+        for kimg in (0.004, 0.008):
+            callback({"kimg": kimg, "fakes": fakes, "plot_path": tmp_path / "metrics.png"})
+        return tmp_path / "last.safetensors"
+
+    monkeypatch.setattr(toonlib.train, "finetune", finetune)
+    run_training(TrainConfig(data="faces", resume="base.safetensors", run_dir=str(tmp_path / "run")))
+    kinds = [type(contents[0]).__name__ if not isinstance(contents[0], str) else contents[0] for contents in shown]
+    assert str(shown[0][0]) == "waiting for the first snapshot..." and kinds[1:] == [
+        "the fine-tuning bar", "Image", "Image"], kinds  # the line, the bar, the grid, the plots
+    assert [str(line) for line in shown[0][1:]] == ["kimg 0.004", "kimg 0.008"]
+    assert shown[2] == [fakes, fakes] and len(shown[3]) == 2  # updated in place, not shown again
+
+
+# --------------------------------------------------------------------------------------------
+# Forty-first session's audit of notebook 04 (and 03's shared parts)
+
+
+@pytest.mark.parametrize("name", ["03_project.ipynb", "04_toonify.ipynb"])
+def test_the_set_up_cell_builds_the_face_landmarker_before_a_photo_is_chosen(tmp_path, monkeypatch,
+                                                                            random_vgg_torch_home, name):
+    """04's first Run (and 03's) fetched face-alignment's weights under "finding the face...", their bar in
+    JupyterLab's log, and with detector "auto" offline said the fallback to dlib there too (forty-first session's
+    audit): the set-up cell builds the landmarker the Run then uses, and says the fallback itself."""
+    from http_server import OFFLINE_URL
+    from nbformat.v4 import new_code_cell
+
+    monkeypatch.setenv("TORCH_HOME", str(random_vgg_torch_home))  # LPIPS' weights; face-alignment's are not there
+    base, toon, _, _ = write_toonify_models(tmp_path)
+    models = ({"model": str(base)} if name.startswith("03") else {"base_model": str(base), "toon_model": str(toon)})
+    nb = prepare(name, {**models, "detector": "auto", "use_drive": False})
+    set_up = cell_index(nb, "brief_errors(")
+    nb.cells.insert(set_up, new_code_cell(  # no internet: the registry's addresses of the weights resolve nowhere
+        "import dataclasses\nfrom toonlib import models\nfor name in ('face-alignment-sfd', 'face-alignment-2dfan4'):\n"
+        f"    models.MODELS[name] = dataclasses.replace(models.MODELS[name], sources=({OFFLINE_URL!r},))"))
+    nb.cells.insert(set_up + 2, new_code_cell("from toonlib import align\n"
+                                              "print('landmarkers:', sorted(align._BACKENDS))"))
+    with _ran_through(nb, set_up + 2, tmp_path):
+        pass
+    said = "".join(out.get("text", "") for out in nb.cells[set_up + 1].outputs)
+    assert re.search(r"^warning: face-alignment is not .*; using dlib's landmarks instead$", said, re.MULTILINE), said
+    assert "('auto', 'cpu')" in nb.cells[set_up + 2].outputs[0].text  # the photo panel's (detector, device)
+
+
+def test_the_toonify_notebooks_set_up_names_a_model_file_that_is_no_checkpoint(tmp_path, monkeypatch):
+    """04's `toon_model = "photos/hopper.jpg"` said "photos/hopper.jpg is a JPEG image, not a checkpoint ..." without
+    its parameter, where 02 and 03 name theirs (forty-first session's audit); the base_model's the same."""
+    monkeypatch.setenv("TOONLIB_CACHE", str(tmp_path / "cache"))
+    base, toon, _, _ = write_toonify_models(tmp_path)
+    photo = _photo()
+    nb = prepare("04_toonify.ipynb", {"base_model": str(base), "toon_model": photo, "use_drive": False,
+                                      "detector": "dlib"})
+    _assert_brief(error_of_the_cell(nb, "toonifier = Toonifier(", tmp_path),
+                  f"toon_model = {photo!r}: {photo} is a JPEG image, not a checkpoint: expected a network pickle")
+    from toonlib.checkpoints import CheckpointError
+    from toonlib.notebook import naming_files
+    from toonlib.pipeline import Toonifier
+
+    with pytest.raises(CheckpointError, match=rf"^base_model = {re.escape(repr(photo))}: .* is a JPEG image, not a "):
+        with naming_files(base_model=photo, toon_model=str(toon)):  # as 04's set-up cell builds its toonifier
+            Toonifier(photo, toon, detector="dlib")
+
+
+def test_a_photo_path_that_is_no_path_is_refused_by_name():
+    """03's and 04's `photo_path = 3` reached the panel, whose status line said "TypeError: expected a path, bytes, PIL
+    image or numpy array, got int" (forty-first session's audit): the photo cell says what to set."""
+    from toonlib.notebook import choose_photo
+
+    for value in (3, ["me.jpg"]):
+        with pytest.raises(ValueError) as error:
+            choose_photo(value)
+        assert str(error.value) == (f"photo_path = {value!r}: set it in the parameters cell to the path of your photo, "
+                                    'in quotes, e.g. photo_path = "me.jpg", or leave it empty ("") to upload one')
+    assert choose_photo(Path("me.jpg")) == Path("me.jpg") and choose_photo(None) is None
+
+
+@pytest.mark.parametrize("name", ["03_project.ipynb", "04_toonify.ipynb"])
+def test_the_photo_notebooks_name_output_where_their_save_refuses_its_path(name):
+    """03's and 04's save cells refused an output that names the photo with "choose another path", an argument of the
+    panels' `save` (forty-first session's audit): their set-up cells give `brief_errors` the parameter for it, which
+    the panels' refusal then names ("choose another output (in the parameters cell)")."""
+    sources = ["".join(cell["source"]) for cell in json.loads((NOTEBOOKS / name).read_text())["cells"]]
+    [set_up] = [source for source in sources if "brief_errors(" in source]
+    call = re.search(r"brief_errors\((\{.*?\})\)", set_up)
+    assert call is not None and ast.literal_eval(call.group(1)).get("path") == "output", set_up
+
+
+def test_the_landmarker_the_set_up_cell_builds_on_a_gpu_is_the_one_the_panel_uses(monkeypatch):
+    """On a GPU, 03's set-up cell names its device 'cuda' and its panel aligns on its model's 'cuda:0': kept apart,
+    the Run built face-alignment a second time (and offline, with detector "auto", tried the download again and warned
+    in JupyterLab's log). One landmarker for both names of the GPU."""
+    import torch
+
+    from toonlib import align
+
+    built = []
+
+    class Landmarker:  # face-alignment, as built on a device, without its weights
+        name = "face-alignment"
+
+        def __init__(self, device) -> None:
+            built.append(device)
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(align, "_FaceAlignmentBackend", Landmarker)
+    monkeypatch.setattr(align, "_BACKENDS", {})
+    made = align._get_backend("face_alignment", str(torch.device("cuda")))  # as 03's set-up cell names its device
+    assert align._get_backend("face_alignment", "cuda:0") is made and built == ["cuda:0"]  # its panel's Run
+    from toonlib.notebook import prepare_landmarks
+
+    monkeypatch.setattr(align, "_BACKENDS", {})
+    prepare_landmarks("face_alignment", torch.device("cuda"))  # 03's set-up cell
+    assert isinstance(align._get_backend("face_alignment", "cuda:0"), Landmarker) and built == ["cuda:0"] * 2

@@ -267,7 +267,12 @@ def _get_backend(detector: str, device: str | None) -> Backend:
 
     check_detector(detector)
     if device is not None:  # a device this machine lacks, or a typo, is refused whatever the detector
-        device = str(default_device(device))
+        device = default_device(device)
+        if device.type == "cuda" and device.index is None:  # the GPU it means now: 03's set-up cell builds it on
+            import torch  # 'cuda' (`notebook.prepare_landmarks`), its panel asks on its model's 'cuda:0': one backend
+
+            device = torch.device("cuda", torch.cuda.current_device())
+        device = str(device)
     key = (detector, None if detector == "dlib" else device)
     if key not in _BACKENDS:
         if detector == "auto":

@@ -5,6 +5,7 @@ IPython and google.colab are imported inside the functions that need them, never
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import platform
 import re
@@ -32,9 +33,9 @@ from .networks import Generator
 
 __all__ = ["NotebookStop", "UploadCancelled", "UploadedFile", "brief_errors", "check_blend_pair", "check_blendable",
            "choose_data", "choose_photo", "default_device", "device_report", "display_size", "in_colab",
-           "interrupt_requests", "load_blend_models", "load_model", "mount_drive", "offer_download", "plot_losses",
-           "prepare_lpips", "run_path", "run_training", "save_uploads", "show", "show_run", "snapshot_viewer",
-           "upload_images"]
+           "interrupt_requests", "load_blend_models", "load_model", "mount_drive", "naming_files", "notebook_parameter",
+           "offer_download", "plot_losses", "prepare_landmarks", "prepare_lpips", "run_path", "run_training",
+           "save_uploads", "show", "show_run", "snapshot_viewer", "upload_images"]
 
 #: What notebook 01's messages say to do about its training images.
 DATA_HINT = ("Set data_path in the parameters cell to the folder or .zip file of your cartoon faces (a few hundred "
@@ -139,6 +140,13 @@ def in_these_words(text: str) -> str:
     return in_notebook_words(text, _NOTEBOOK_PARAMETERS)
 
 
+def notebook_parameter(argument: str) -> str | None:
+    """The notebook's parameter for toonlib's `argument` as its set-up cell gave them to `brief_errors` (03's and 04's
+    `{"path": "output"}`: the file their save cell writes), None where it gave none: for a sentence that names the
+    argument as a word of its own ("choose another path"), which `in_these_words` leaves alone."""
+    return _NOTEBOOK_PARAMETERS.get(argument)
+
+
 def brief_errors(parameters: Mapping[str, str] | None = None) -> None:
     """From now on in this IPython kernel, a fixable error that toonlib raises (`messages.expected_errors`: the
     command line's one-line errors), and a cell stopped with the kernel's interrupt inside toonlib, show as a short
@@ -196,12 +204,39 @@ def _show_briefly(shell, etype: type[BaseException], value: BaseException, tb, t
     shell._showtraceback(etype, value, lines)
 
 
-def check_models(**models: str) -> None:
+def check_models(*, training: bool = False, **models: str) -> None:
     """Check the notebook's model parameters (`check_models(base_model=base_model)`) before anything downloads: a name
     that is no registry model or a path that names no file raises the loader's error prefixed with the parameter
-    (`base_model = 'nope': unknown model ...`); 02 loads two models in one cell, and its error named neither."""
+    (`base_model = 'nope': unknown model ...`); 02 loads two models in one cell, and its error named neither. A local
+    file that is no checkpoint (a photo, a latent) is said so too, from its first bytes (`_check_model_file`), and with
+    `training` (01, which fine-tunes its base with the base's discriminator) a toonlib file without D."""
     for parameter, value in models.items():
         check_source(value, f"{parameter} = {value!r}")
+        _check_model_file(parameter, value, training)
+
+
+def _check_model_file(parameter: str, value: str, training: bool = False) -> None:
+    """`check_models`' look into a local file, reading no weights: `CheckpointError` naming `parameter` where its first
+    bytes are no checkpoint's (`read_checkpoint` says what it is: "a JPEG image, not a checkpoint"), or, `training`,
+    where it is a toonlib file that holds no discriminator (`checkpoints.holds_discriminator`). 01's set-up cell
+    passed a photo or a G-only file as base_model, and the training cell failed on it naming no parameter (forty-first
+    session's audit); other formats' networks are known once read, in the training cell."""
+    from .checkpoints import holds_discriminator, read_checkpoint
+    from .files import is_url, looks_like_checkpoint
+
+    file = split_network(value)[0]
+    if is_url(str(file)) or not user_path(file).is_file():  # a registry name or an address: checked when downloaded
+        return
+    path = user_path(file)
+    with open(path, "rb") as f:
+        head = f.read(512)
+    with _naming(parameter, value):
+        if not looks_like_checkpoint(head):
+            read_checkpoint(path)  # raises what the file is; it reads no more of a file that is no checkpoint
+        if training and holds_discriminator(path) is False:
+            raise CheckpointError("it holds a generator alone, no discriminator (D), which fine-tuning trains "
+                                  "together with the generator (a blend or a generator saved on its own has none): "
+                                  f"set {parameter} in the parameters cell to a model with D, e.g. 'ffhq-256-noaug'")
 
 
 def prepare_lpips(device: torch.device | str | None = None, inversion: str = "optimize") -> None:
@@ -220,6 +255,18 @@ def prepare_lpips(device: torch.device | str | None = None, inversion: str = "op
     if device.type == "cuda" and device.index is None:  # as a projection names it (its generator's): built once
         device = torch.device("cuda", torch.cuda.current_device())
     build_lpips(device)
+
+
+def prepare_landmarks(detector: str = "auto", device: torch.device | str | None = None) -> None:
+    """The face landmarker of `detector` built now on `device` (default: `default_device()`), for 03's and 04's set-up
+    cells: face-alignment's weights (its S3FD face detector and 2D-FAN-4 landmarks) download there the first time,
+    with their bar in that cell; offline, 'face_alignment' stops that cell saying what to fetch, and 'auto' says there
+    that it takes dlib's landmarks instead. The Run reuses it (`align._get_backend` keeps one per detector and device).
+    The first Run fetched them under "finding the face...", the bar and the fallback's warning in JupyterLab's log
+    (forty-first session's audit; as LPIPS', `prepare_lpips`)."""
+    from .align import _get_backend
+
+    _get_backend(detector, str(default_device() if device is None else device))
 
 
 def check_blend_pair(base_model: str, toon_model: str) -> None:
@@ -258,6 +305,34 @@ def _naming(parameter: str, value: object) -> Iterator[None]:
         yield
     except CheckpointError as exc:
         raise CheckpointError(f"{parameter} = {str(value)!r}: {exc}") from None
+
+
+@contextlib.contextmanager
+def naming_files(**parameters: object) -> Iterator[None]:
+    """`_naming` for a block that reads the files of several parameters (04's set-up cell: `Toonifier` reads
+    base_model's and toon_model's): a `CheckpointError` that names one of their files first (a file that is no
+    checkpoint, "photos/me.jpg is a JPEG image, ...") is said with that parameter, as 02's and 03's loaders say theirs
+    (forty-first session's audit: 04's named none); others as they are."""
+    try:
+        yield
+    except CheckpointError as exc:
+        named = [name for name, value in parameters.items() if _names_file(str(exc), value)]
+        if not named:
+            raise
+        with _naming(named[0], parameters[named[0]]):  # said as `_naming` says it
+            raise
+
+
+def _names_file(message: str, value: object) -> bool:
+    """Whether `message` starts with the local file that `value` (a model parameter's path) names, as the checkpoint
+    readers name it."""
+    if not isinstance(value, (str, os.PathLike)):
+        return False
+    try:
+        path = user_path(split_network(value)[0])
+    except ValueError:  # an empty path: no file
+        return False
+    return message.startswith(f"{path} ")
 
 
 def load_model(model: str, device: torch.device | str | None = None, parameter: str = "model") -> Generator:
@@ -500,8 +575,12 @@ def output_path(name: str | os.PathLike, drive: Path | None, parameter: str = "o
 def run_path(run_name: str, drive: Path | None) -> Path:
     """Notebook 01's run folder, runs/<run_name>: in the Drive folder `mount_drive` returned, else in the working
     folder. An empty name is refused naming the parameter (the run's files went into runs/ itself, among the other
-    runs' folders; thirty-ninth session's audit), and so is a name with a folder in it ('a/b', '..')."""
-    name = os.fspath(run_name)
+    runs' folders; thirty-ninth session's audit), and so is a name with a folder in it ('a/b', '..'), and a value that
+    is no text (`run_name = None` was a TypeError traceback; forty-first session's audit)."""
+    name = os.fspath(run_name) if isinstance(run_name, (str, os.PathLike)) else None
+    if not isinstance(name, str):
+        raise ValueError(f"run_name = {run_name!r}: set it in the parameters cell to a name for this run, in quotes "
+                         "(its files go in runs/<run_name>), e.g. run_name = \"toon\"")
     if not name.strip():
         raise ValueError("run_name is empty: set it in the parameters cell to a name for this run (its files go in "
                          "runs/<run_name>), e.g. run_name = \"toon\"")
@@ -512,8 +591,9 @@ def run_path(run_name: str, drive: Path | None) -> Path:
 
 
 def upload_images(folder: str | os.PathLike = "uploads", parameter: str = "photo_path",
-                  attempts: int = 2) -> list[UploadedFile]:
-    """Ask for files with Colab's upload dialog and save them into `folder` (`save_uploads`).
+                  attempts: int = 2, own_folder: bool = False) -> list[UploadedFile]:
+    """Ask for files with Colab's upload dialog and save them into `folder` (`save_uploads`; with `own_folder`, into a
+    folder of their own inside it).
 
     A cancelled dialog is asked again (`attempts` times in all), then `UploadCancelled` says what to do.
     Outside Colab there is no blocking dialog: `NotebookStop` says to set `parameter` in the notebook's parameters
@@ -527,18 +607,29 @@ def upload_images(folder: str | os.PathLike = "uploads", parameter: str = "photo
     for attempt in range(1, attempts + 1):
         uploaded = files.upload()
         if uploaded:
-            return save_uploads(uploaded, folder)
+            return save_uploads(uploaded, folder, own_folder=own_folder)
         if attempt < attempts:
             print("No file was chosen: choose one in the upload dialog below.")
     raise UploadCancelled(f"no file uploaded: run this cell again and choose a file, or set {parameter} in the "
                           "parameters cell")
 
 
-def save_uploads(files: Mapping[str, bytes], folder: str | os.PathLike = "uploads") -> list[UploadedFile]:
+def save_uploads(files: Mapping[str, bytes], folder: str | os.PathLike = "uploads",
+                 own_folder: bool = False) -> list[UploadedFile]:
     """Write uploaded files ({file name: content}) into `folder` under their base names. A name already holding
     other content (an earlier upload, another file of this one) gets a number, `me-1.jpg`; the `UploadedFile`s
-    returned keep the names the user chose."""
+    returned keep the names the user chose.
+
+    `own_folder` (01's training images, which are a folder's files): into `folder/upload-<digest>` instead, named by
+    the files' names and contents, so that an upload is trained on alone, and the same images uploaded again (a new
+    runtime, the run resumed) are the same folder. Uploads that shared `data/` were trained on together: a rejected
+    upload's images, or an earlier run's, with the new ones, nothing said (forty-first session's audit)."""
     folder = Path(folder)
+    if own_folder:
+        digest = hashlib.sha256()
+        for name, data in sorted(files.items()):
+            digest.update(hashlib.sha256(Path(name).name.encode() + b"/" + bytes(data)).digest())
+        folder = folder / f"upload-{digest.hexdigest()[:12]}"
     uploads: list[UploadedFile] = []
     for name, data in files.items():
         data = bytes(data)
@@ -559,8 +650,13 @@ def choose_photo(photo_path: str | os.PathLike | None = None, folder: str | os.P
                  ) -> str | os.PathLike | None:
     """The photo a notebook works on: `photo_path` when set, else Colab's upload dialog (an `UploadedFile`).
 
-    Outside Colab with no path, returns None: the notebook's panel then offers an upload button.
+    Outside Colab with no path, returns None: the notebook's panel then offers an upload button. A `photo_path` that is
+    no path is refused naming it (ValueError: `photo_path = 3` was "TypeError: expected a path, ..." in the panel's
+    status line; forty-first session's audit).
     """
+    if photo_path is not None and not isinstance(photo_path, (str, os.PathLike)):
+        raise ValueError(f"photo_path = {photo_path!r}: set it in the parameters cell to the path of your photo, in "
+                         'quotes, e.g. photo_path = "me.jpg", or leave it empty ("") to upload one')
     if photo_path:
         return photo_path
     if in_colab():
@@ -568,25 +664,52 @@ def choose_photo(photo_path: str | os.PathLike | None = None, folder: str | os.P
     return None
 
 
+#: What 01 says to do about an upload with too few images (`choose_data`).
+UPLOAD_MORE = ("Run this cell again and upload more: all your training images at once, as a .zip or as images (an "
+               "upload is trained on alone, not with the ones before).")
+
+
 def choose_data(data_path: str | os.PathLike | None = None, folder: str | os.PathLike = "data") -> str:
     """Notebook 01's training images: `data_path` (a folder or .zip of images) when set, else what the user uploads
-    in Colab's dialog (a .zip, or images: the folder they are saved in). `NotebookStop` says what to set instead
-    of a traceback later: outside Colab with no path, and for a path that names nothing, or fewer images than
-    fine-tuning takes (`data.MIN_IMAGES`)."""
+    in Colab's dialog (a .zip, or images: the folder of their own they are saved in, `save_uploads(own_folder=True)`).
+    `NotebookStop` says what to set instead of a traceback later: outside Colab with no path, and for a path that
+    names nothing, or fewer images than fine-tuning takes (`data.MIN_IMAGES`); an upload with too few images is said
+    by the names of its files, with "run this cell again and upload more" (it named a data_path the user never set,
+    the runtime's copy, and advised a path on the user's own computer; forty-first session's audit)."""
+    uploads: list[UploadedFile] = []
     if data_path:
         data = str(data_path)
     elif in_colab():
-        uploads = upload_images(folder, parameter="data_path")
-        data = str(uploads[0].path if len(uploads) == 1 and zipfile.is_zipfile(uploads[0].path) else folder)
+        uploads = upload_images(folder, parameter="data_path", own_folder=True)
+        data = str(uploads[0].path if len(uploads) == 1 and zipfile.is_zipfile(uploads[0].path)
+                   else uploads[0].path.parent)
     else:
         raise NotebookStop(f"No training images: data_path is empty.\n{DATA_HINT}")
-    from .data import check_image_files
+    from .data import MIN_IMAGES, TooFewImagesError, check_image_files, image_files
+    from .images import IMAGE_SUFFIXES
+    from .messages import counted
 
     try:  # no such folder or .zip file, neither a folder nor a .zip file, too few image files
         check_image_files(user_path(data).absolute())
     except (OSError, ValueError) as exc:
-        raise NotebookStop(f"data_path = {data!r}: {exc}.\n{DATA_HINT}") from None
+        if not uploads:
+            raise NotebookStop(f"data_path = {data!r}: {exc}.\n{DATA_HINT}") from None
+        names = _upload_names(uploads)
+        if not isinstance(exc, TooFewImagesError):
+            raise NotebookStop(f"Your upload ({names}): {exc}.\n{UPLOAD_MORE}") from None
+        kinds = "" if exc.files else f" (their names end in {', '.join(IMAGE_SUFFIXES)})"
+        raise NotebookStop(f"Your upload ({names}) holds {counted(len(exc.files), 'image file')}{kinds}; fine-tuning "
+                           f"needs at least {MIN_IMAGES}, and a few hundred is best.\n{UPLOAD_MORE}") from None
+    if uploads:
+        print(f"Training images: this upload alone ({_upload_names(uploads)}; "
+              f"{counted(len(image_files(data)), 'image file')}), saved in {data}.")
     return data
+
+
+def _upload_names(uploads: Sequence[UploadedFile], shown: int = 3) -> str:
+    """The names the user chose for `uploads`, the first `shown` of them and how many more."""
+    more = f" and {len(uploads) - shown} more" if len(uploads) > shown else ""
+    return ", ".join(upload.name for upload in uploads[:shown]) + more
 
 
 def display_size(size: int, bound: int) -> int:
@@ -657,26 +780,36 @@ def snapshot_viewer():
     """A `finetune` callback for notebooks: one line of the latest numbers (kimg, losses, ADA's p and r_t, the
     quality metric), the fakes grid and the training plots (metrics.png), each updated in place at every
     snapshot, so the cell shows the run as it evolves without growing. Its `stopped()` removes the line
-    'waiting for the first snapshot...' when the run ends before one (above an error, it misled)."""
+    'waiting for the first snapshot...' when the run ends before one (above an error, it misled).
+
+    The line is shown at once, the grid and the plots at the first snapshot: below the progress bars that `finetune`
+    shows meanwhile, which stay right under the line. Shown here, empty, they came before the bars, and the first
+    snapshot's grid and plots (~1500 px at 1024 px models) pushed the bar that counts the run out of the window
+    (forty-first session's audit)."""
     from IPython.display import Image as DisplayImage
     from IPython.display import display
 
     status = display(_Line("waiting for the first snapshot..."), display_id=True)
-    grid = display(_Line(""), display_id=True)
-    plots = display(_Line(""), display_id=True)
+    slots: dict[str, object] = {}  # "fakes", "plot_path": their display handles, once shown
     shown = (("kimg", "kimg {:.3f}"), ("loss_G", "G {:.3f}"), ("loss_D", "D {:.3f}"), ("augment_p", "p {:.3f}"),
              ("r_t", "r_t {:.3f}"), ("kid", "KID {:.4f}"), ("fid", "FID {:.2f}"))
 
     waiting = True
+
+    def put(slot: str, content: object) -> None:
+        if slot in slots:
+            slots[slot].update(content)
+        else:
+            slots[slot] = display(content, display_id=True)
 
     def show_snapshot(info: dict) -> None:
         nonlocal waiting
         waiting = False
         status.update(_Line("  ".join(text.format(info[key]) for key, text in shown if info.get(key) is not None)))
         if info.get("fakes") is not None:
-            grid.update(info["fakes"])
+            put("fakes", info["fakes"])
         if info.get("plot_path") is not None:
-            plots.update(DisplayImage(filename=str(info["plot_path"])))
+            put("plot_path", DisplayImage(filename=str(info["plot_path"])))
 
     def stopped() -> None:
         """The run ended without a snapshot (an error, an interrupt, nothing left to train): its message alone, no

@@ -112,7 +112,8 @@ class ToonifyResult:
     reconstruction: the base model's rendering of w with const noise, as the toon is drawn (how well the latent
     explains the photo); None with 'psp-toonify'. toon: the blended model's rendering. pasted: the toon face warped
     back into the photo (with `paste_back=True`). losses: LPIPS per projection step (none for the encoder-only modes).
-    invert: the inversion mode that made w.
+    invert: the inversion mode that made w. faces_in_photo: how many faces were found in the photo
+    (`AlignedFace.faces_in_photo`: notebook 04's panel says the others it did not toonify).
     """
 
     photo: Image.Image
@@ -125,6 +126,7 @@ class ToonifyResult:
     losses: np.ndarray
     pasted: Image.Image | None = None
     invert: str = "optimize"
+    faces_in_photo: int = 1
 
     def __repr__(self) -> str:
         """The images' sizes and the latent's shape on one line (the dataclass's printed the landmarks and w)."""
@@ -482,7 +484,7 @@ class Toonifier:
         toon = self.render(w)
         return ToonifyResult(photo=photo, aligned=face.image, landmarks=face.landmarks, quad=face.quad, w=w,
                              reconstruction=None if reconstructions is None else to_pil(reconstructions[i]),
-                             toon=toon, losses=losses[:, i], invert=self.invert,
+                             toon=toon, losses=losses[:, i], invert=self.invert, faces_in_photo=face.faces_in_photo,
                              pasted=paste(photo, toon, face.quad) if paste_back else None)
 
 

@@ -43,7 +43,7 @@ from .blending import (
 from .checkpoints import GeneratorLike, load_generator
 from .files import check_file_target, refuse_to_overwrite_input, replaced_note, resolved_source, user_path
 from .images import UPLOAD_ACCEPT, ImageReadError, labelled_grid, read_image, text_font, to_pil
-from .messages import check_count, counted, expected_errors, interrupted
+from .messages import check_count, check_flag, counted, expected_errors, interrupted
 from .networks import check_seeds, parse_seeds, z_from_seeds
 from .notebook import (
     EXPLORER_SET_UP_AGAIN,
@@ -56,6 +56,7 @@ from .notebook import (
     in_colab,
     in_these_words,
     interrupt_requests,
+    notebook_parameter,
     offer_download,
     save_uploads,
     set_up_count,
@@ -626,13 +627,13 @@ class _PhotoPanel:
         """Use `photo` (a path, or an `UploadedFile`) from now on and show it (upright, EXIF applied); the results of
         the photo before are cleared. Raises `ImageReadError` if unreadable, leaving no photo (Run disabled)."""
         self.photo, self.run_button.disabled, self.photo_image.value = None, True, b""
+        self.progress.value = 0  # the last run's full bar stood beside a photo not run (forty-first session's audit)
         self._clear_results()
         image = read_image(photo)
         self.photo = photo
         _show(self.photo_image, _scaled(image, 256))
         self.run_button.disabled = False
-        name = photo.name if isinstance(photo, UploadedFile) else Path(photo).name
-        self.status.value = _message(f"{name}: {image.width} x {image.height} px. Press Run.")
+        self.status.value = _message(f"{_photo_name(photo)}: {image.width} x {image.height} px. Press Run.")
 
     def _on_upload(self, change: dict) -> None:
         files = uploaded_files(change["new"])
@@ -729,6 +730,19 @@ class _PhotoPanel:
         display(self.widget)
 
 
+def _photo_name(photo: str | os.PathLike) -> str:
+    """A panel's photo as its messages name it: an upload by the name its user chose, a path by its file's name."""
+    return photo.name if isinstance(photo, UploadedFile) else Path(photo).name
+
+
+def _path_option() -> str:
+    """What a panel's `save` says to choose again when it refuses its path: the notebook's parameter for it where its
+    set-up cell named one (`brief_errors({"path": "output"})`: "choose another path" named an argument 03's and 04's
+    users never wrote; forty-first session's audit), else the argument, for Python's callers."""
+    parameter = notebook_parameter("path")
+    return "path" if parameter is None else f"{parameter} (in the parameters cell)"
+
+
 def _video_fps(frames: int, seconds: float = 2.0, most: int = 30) -> int:
     """The frame rate at which `frames` frames play for `seconds` or more (a 3-frame video at 30 fps was over in
     0.1 s, its player reading 0:00 / 0:00), up to `most` frames a second."""
@@ -750,6 +764,16 @@ def _done(mode: str, losses) -> str:
     if len(losses) == 0:
         return f"done: {INVERT_LABELS.get(mode, mode)}"
     return f"done: {counted(len(losses), 'step')} ({_mode_words(mode)[0]}), distance {float(losses[-1]):.4f}"
+
+
+def _other_faces(result, photo: str | os.PathLike) -> str:
+    """What the done line says of a group photo's other faces, in the panel's words ("" for a photo of one face): the
+    panel toonifies the largest, and a photo of two showed one toon beside an untouched face, unsaid (forty-first
+    session's audit; the pipeline's warning, which names --all-faces, is for its callers that ask for no face)."""
+    if result.faces_in_photo < 2:
+        return ""
+    return (f"{result.faces_in_photo} faces were found in {_photo_name(photo)}: the largest was toonified (to toonify "
+            "another, crop the photo around it; `toonlib toonify --all-faces` toonifies each). ")
 
 
 class ToonifyPanel(_PhotoPanel):
@@ -776,6 +800,10 @@ class ToonifyPanel(_PhotoPanel):
             swap_res = toonifier.blend_setting[0]  # one of the resolutions: the Toonifier refuses others
         _check_choice("swap_res", swap_res, (None, *resolutions),
                       " (None: the published blend; a resolution of the models, px)")
+        try:  # when the panel is made, one line in the photo cell: 04's paste_back = 'no' was refused at Run, after the
+            check_flag("paste_back", paste_back)  # photo was read, as a TypeError (forty-first session's audit)
+        except TypeError as exc:
+            raise ValueError(str(exc)) from None
         self.toonifiers = {toonifier.invert: toonifier}
         self.models, self.paste_back = models, paste_back
         self.swap_res = _styled(widgets.SelectionSlider(
@@ -836,8 +864,8 @@ class ToonifyPanel(_PhotoPanel):
         self.status.value = _message("finding the face...")
         toonifier.set_blend(self._blend())
         reporting = {"callback": report} if toonifier.invert in OPTIMIZING_MODES else {}  # the encoders: no steps
-        # the largest face (face_index 0), said so: the panel offers no other, and the others' warning named
-        # --all-faces, which it has not (review of the thirty-third session)
+        # the largest face (face_index 0): the panel offers no other, and the others' warning named --all-faces, which
+        # it has not (review of the thirty-third session); the done line says the others (`_other_faces`)
         result = toonifier(photo, face_index=0, steps=steps, paste_back=self.paste_back, progress=False, **reporting)
         side = display_size(result.aligned.width, 192)
         _show(self.tiles["aligned"][1], result.aligned.resize((side, side), Image.Resampling.LANCZOS))
@@ -849,8 +877,8 @@ class ToonifyPanel(_PhotoPanel):
                                                          else f"no reconstruction ({result.invert})")
         self.result = result
         self._show_toon()
-        self.status.value = _message(f"{_done(result.invert, result.losses)}. Move the swap resolution to "
-                                     "re-render the same face.")
+        self.status.value = _message(f"{_done(result.invert, result.losses)}. {_other_faces(result, photo)}Move the "
+                                     "swap resolution to re-render the same face.")
 
     def _on_swap_res(self, change: dict) -> None:
         """Re-render at the slider's new blend; where that fails (a toon file that is a blend already, which no
@@ -923,7 +951,7 @@ class ToonifyPanel(_PhotoPanel):
         check_file_target(path)  # '.' or a folder: said, not a failure to name the files beside it
         pasted, latent = (path.with_name(f"{path.stem}-{kind}") for kind in (f"pasted{path.suffix}", "latent.npz"))
         if self.photo is not None:
-            refuse_to_overwrite_input(self.photo, [path, pasted, latent], "path")
+            refuse_to_overwrite_input(self.photo, [path, pasted, latent], _path_option())
         replaced = {target: replaced_note(target) for target in (path, pasted, latent)}  # asked before they are written
         save_image(self.result.toon, path)
         offer_download(path, replaced[path])
@@ -942,7 +970,9 @@ class ToonifyPanel(_PhotoPanel):
         it there, and the shell's folder is another) and the registry's models, where 04 may have the user's own."""
         from .pipeline import DEFAULT_BASE, DEFAULT_TOON
 
-        models = self.toonifiers.get(self.result.invert, self.toonifier).sources
+        # the toonifier that made it, which ran: `self.toonifier` is the menu's mode, whose models it loaded (and
+        # downloaded) into a save cell that then failed half done (forty-first session's audit)
+        models = self.toonifiers[self.result.invert].sources
         if not all(isinstance(models[name], (str, os.PathLike)) for name in ("base", "toon")):
             return None
         toon, base, network = (resolved_source(models["toon"]), resolved_source(models["base"]),
@@ -1045,7 +1075,7 @@ class ProjectionPanel(_PhotoPanel):
         path = user_path(path)
         refuse_to_replace_model(path, (self.G.loaded_from, "base"), named="the path")
         if self.photo is not None:
-            refuse_to_overwrite_input(self.photo, [path], "path")
+            refuse_to_overwrite_input(self.photo, [path], _path_option())
         replaced = replaced_note(path)  # asked before it is written
         self.result.save(path)
         offer_download(path, replaced)

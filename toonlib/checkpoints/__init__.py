@@ -48,8 +48,8 @@ from .common import (
 from .safe_pickle import UnsafePickleError, error_reason, refusal, refused_globals, safe_load
 
 __all__ = ["NATIVE_SUFFIX", "CheckpointError", "GeneratorLike", "MissingNetworkError", "Networks", "UnsafePickleError",
-           "load_generator", "load_network", "non_finite_weights", "read_checkpoint", "refuse_to_replace_model",
-           "save_network", "split_network"]
+           "holds_discriminator", "load_generator", "load_network", "non_finite_weights", "read_checkpoint",
+           "refuse_to_replace_model", "save_network", "split_network"]
 
 #: The file suffix for toonlib's own format (safetensors).
 NATIVE_SUFFIX = native.SUFFIX
@@ -340,6 +340,15 @@ def read_checkpoint(path: str | os.PathLike) -> Networks:
                               f"{damaged_file('download, copy or convert it again')}")
     raise CheckpointError(f"{source} is not a checkpoint toonlib knows: {expected}; the file starts with "
                           f"{head[:16]!r}")
+
+
+def holds_discriminator(path: str | os.PathLike) -> bool | None:
+    """Whether the checkpoint file `path` holds a discriminator (D), from its header alone: known for toonlib's own
+    files (a blend, a generator saved alone have none), None for the other formats, whose networks are known once read.
+    Notebook 01's set-up cell refuses a base without D by it (forty-first session's audit: a G-only base failed only in
+    the training cell, naming no parameter)."""
+    config = native._header_json(path, "config")
+    return None if config is None else bool(config.get("D"))
 
 
 def _image_format(path: Path) -> str | None:
