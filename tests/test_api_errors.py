@@ -423,14 +423,18 @@ def test_toonify_options_are_checked_before_the_models_load_and_the_faces_are_se
         monkeypatch.setattr(pipeline, aligner, lambda *args, **kwargs: pytest.fail("the photo's faces were searched"))
     with pytest.raises(ValueError, match=r"^face_index must be a whole number .* got '0'$"):
         toonifier(photo, face_index="0")
+    values = {"device": "cpu", "on_frame": print}
     for option, words in [("device", r"the models' device is the Toonifier's: Toonifier\(\.\.\., device=\.\.\.\)$"),
                           ("save_every", r"a toonify keeps no frames: toonlib\.project\(toonifier\.base, "
                                          r"result\.aligned, save_every=k\) makes them$"),
+                          ("on_frame", r"a toonify makes no frames: toonlib\.project\(toonifier\.base, "
+                                       r"result\.aligned, save_every=k, on_frame=\.\.\.\) sends them$"),
                           ("w_avg_samples", r"the Toonifier computes the mean w once \(w_statistics' samples\)")]:
+        value = values.get(option, 2)
         with pytest.raises(TypeError, match=rf"^unexpected keyword argument '{option}' in a toonify call: {words}"):
-            toonifier(photo, **{option: 2 if option != "device" else "cpu"}, lpips_net=net)
+            toonifier(photo, **{option: value}, lpips_net=net)
         with pytest.raises(TypeError, match=rf"'{option}' in a toonify call"):
-            list(toonifier.toonify_many([photo], **{option: 2 if option != "device" else "cpu"}))
+            list(toonifier.toonify_many([photo], **{option: value}))
 
 
 def test_a_missing_photo_is_a_file_not_found_error_too(tmp_path):

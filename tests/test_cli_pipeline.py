@@ -137,7 +137,8 @@ def test_toonify_of_a_folder_whose_photos_all_fail_exits_2(setup, tmp_path, caps
 @pytest.mark.parametrize("stop", ["interrupt", "full disk"])
 def test_a_folder_run_cut_short_says_which_photos_are_done(setup, tmp_path, capsys, monkeypatch, stop):
     """Ctrl-C (or SIGTERM) said only 'interrupted', and a full disk its one line alone: not which photos were
-    toonified, nor that the photo being written had some of its files."""
+    toonified, nor that the photo being written had some of its files. Those are now written all or none (forty-first
+    session's audit): the photo cut short has none."""
     import errno
 
     import toonlib.images
@@ -160,12 +161,42 @@ def test_a_folder_run_cut_short_says_which_photos_are_done(setup, tmp_path, caps
     err = capsys.readouterr().err.splitlines()
     before = "the interrupt" if stop == "interrupt" else "the error below"
     assert code == (130 if stop == "interrupt" else 2) and err[-2] == (
-        f"toonified 1 of 2 photos into {out} before {before}; {photos / 'hopper.jpg'}'s files may be incomplete")
+        f"toonified 1 of 2 photos into {out} before {before}; {photos / 'hopper.jpg'}'s files were not written")
     assert err[-1] == "toonlib toonify: interrupted" if stop == "interrupt" else (
         err[-1].startswith("toonlib toonify: error: ") and "No space left on device" in err[-1])
     assert sorted(p.name for p in out.iterdir()) == ["astronaut-aligned.png", "astronaut-latent.npz",
-                                                     "astronaut-reconstruction.png", "astronaut-toon.png",
-                                                     "hopper-toon.png"]
+                                                     "astronaut-reconstruction.png", "astronaut-toon.png"]
+
+
+@pytest.mark.parametrize("stop", ["interrupt", "full disk"])
+def test_one_photos_files_are_all_replaced_or_none(setup, tmp_path, capsys, monkeypatch, stop):
+    """Ctrl-C or a full disk while one photo's files were written left this run's toon, crop and reconstruction
+    beside the last run's pasted photo and latent, said only as "interrupted" (or the one file's error); `toonify
+    LATENT` then refused its toon as "a toon drawn otherwise" (forty-first session's audit). They are written under
+    temporary names and replace the files there once all are written."""
+    import errno
+
+    import toonlib.projection
+
+    out = tmp_path / "toons"
+    out.mkdir()
+    kinds = ("toon", "aligned", "reconstruction", "pasted")
+    for kind in kinds:  # the last run's files
+        shutil.copy(setup / "photos" / "coffee.png", out / f"hopper-{kind}.png")
+    (out / "hopper-latent.npz").write_bytes(b"the last run's latent")
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+
+    def cut(w, path):  # the latent is written after the pictures
+        raise KeyboardInterrupt if stop == "interrupt" else OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(toonlib.projection, "save_latent", cut)
+    code = cli.main(["toonify", str(setup / "photos" / "hopper.jpg"), "-o", str(out), "--base",
+                     str(setup / "base.safetensors"), "--toon", str(setup / "toon.safetensors"), "--steps", "1",
+                     "--paste-back", "--detector", "dlib", "--no-identity"])
+    err = capsys.readouterr().err.splitlines()
+    assert code == (130 if stop == "interrupt" else 2)
+    assert err[-1] == "toonlib toonify: interrupted" if stop == "interrupt" else "No space left on device" in err[-1]
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before  # no temporary file left either
 
 
 def test_a_folder_run_whose_output_is_closed_says_so(setup, tmp_path, capsys, monkeypatch):
@@ -393,6 +424,95 @@ def test_a_folders_sub_folders_of_photos_are_named(setup, tmp_path, capsys, monk
     assert cli.main(["toonify", str(nested), str(nested / "2023"), f"{nested}/2024/", "-o", str(tmp_path / "out"),
                      *missing]) == 2
     assert capsys.readouterr().err == f"toonlib toonify: error: --base {missing[1]}: no checkpoint at {missing[1]}\n"
+
+
+def test_a_folder_run_leaves_out_toonifys_outputs_beside_its_photos(setup, tmp_path, capsys):
+    """README's `toonify me.jpg -o me-toon.png --paste-back`, in the photos folder: a later `toonify photos/` took its
+    four images for photos, "toonified 1 of 5 photos" and exit status 1 with tiny models, toons of toons (minutes
+    each) with real ones (forty-first session's audit). They are left out, said in one line."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(setup / "photos" / "hopper.jpg", photos / "me.jpg")
+    for kind in ("-toon", "-toon-aligned", "-toon-reconstruction", "-toon-pasted"):
+        shutil.copy(setup / "photos" / "hopper.jpg", photos / f"me{kind}.png")
+    (photos / "me-toon-latent.npz").write_bytes(b"a latent")  # no image: never taken
+    out = tmp_path / "toons"
+    models = ["--base", str(setup / "base.safetensors"), "--toon", str(setup / "toon.safetensors"), "--steps", "1",
+              "--detector", "dlib", "--no-identity"]
+    assert cli.main(["toonify", str(photos), "-o", str(out), *models]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.splitlines()[0] == (
+        f"toonlib toonify: warning: {photos}: 4 images named as toonify's outputs (me-toon-aligned.png, "
+        "me-toon-pasted.png, me-toon-reconstruction.png, ...) are left out; to toonify them anyway, give them by name, "
+        f"e.g. {photos / 'me-toon-aligned.png'}")
+    assert captured.out.splitlines()[-1].startswith(f"wrote {out / 'me-toon.png'}, ")  # one photo: its files named
+    assert sorted(p.name for p in out.iterdir()) == ["me-aligned.png", "me-latent.npz", "me-reconstruction.png",
+                                                     "me-toon.png"]
+    # named, one is toonified; a folder of nothing else is no folder of photos, said with why
+    missing = ["--base", str(tmp_path / "no-base.safetensors")]  # the photos are checked first
+    assert cli.main(["toonify", str(photos), str(photos / "me-toon.png"), "-o", str(out), *missing]) == 2
+    assert capsys.readouterr().err.startswith(
+        f"toonlib toonify: warning: {photos}: 3 images named as toonify's outputs (me-toon-aligned.png, ")
+    (photos / "me.jpg").unlink()
+    assert cli.main(["toonify", str(photos), "-o", str(out), *missing]) == 2
+    assert capsys.readouterr().err.endswith("; 4 images named as toonify's outputs (me-toon-aligned.png, "
+                                            "me-toon-pasted.png, me-toon-reconstruction.png, ...) are left out; to "
+                                            f"toonify them anyway, give them by name, e.g. "
+                                            f"{photos / 'me-toon-aligned.png'}\n")
+    # the names toonify gives, faces numbered in a folder and beside a one-photo -o; a photo's own name is none
+    from toonlib.commands import _is_toonify_output
+
+    assert all(_is_toonify_output(Path(name)) for name in ("a-face2-toon.png", "me-toon-face2.png",
+                                                             "me-toon-face12-pasted.jpg", "a-16px-toon.png"))
+    assert not any(_is_toonify_output(Path(name)) for name in ("toon.png", "me.jpg", "cartoon.png", "me-toons.png",
+                                                                 "me-face2.png"))
+
+
+def test_a_dash_for_standard_input_names_dev_stdin(setup, tmp_path, capsys):
+    """`toonlib toonify - -o x.png < me.jpg` was "no photo or folder at -" alone (align's and project's "no such
+    file"), where many tools read `-` as standard input (forty-first session's audit)."""
+    hint = "; standard input is given as /dev/stdin, not - (e.g. toonlib toonify /dev/stdin -o toon.png < me.jpg)\n"
+    assert cli.main(["toonify", "-", "-o", str(tmp_path / "x.png")]) == 2
+    assert capsys.readouterr().err == "toonlib toonify: error: no photo or folder at -" + hint
+    assert cli.main(["align", "-", "-o", str(tmp_path / "x.png")]) == 2
+    assert capsys.readouterr().err == "toonlib align: error: cannot read '-' as an image: there is no such file" + hint
+
+
+def test_project_video_frames_go_to_ffmpeg_as_they_are_made(setup, tmp_path, capsys, monkeypatch):
+    """`project --video` kept every frame (target | projection) in memory until the end, 6 MiB each at 1024 px:
+    ~3 GB with --video-every 1, an OOM kill at the end of a long run losing the latent too (forty-first session's
+    audit). Each frame goes to ffmpeg after its step."""
+    import imageio_ffmpeg
+
+    from toonlib import projection
+
+    steps, arrivals = [], []
+    learning_rate, write_frames = projection.learning_rate, imageio_ffmpeg.write_frames
+    monkeypatch.setattr(projection, "learning_rate", lambda t, *args: (steps.append(t), learning_rate(t, *args))[1])
+
+    class Recorded:
+        """ffmpeg's writer, recording how many steps had begun when each frame came."""
+
+        def __init__(self, *args, **kwargs):
+            self.writer = write_frames(*args, **kwargs)
+
+        def send(self, frame):
+            if frame is not None:
+                arrivals.append(len(steps))
+            return self.writer.send(frame)
+
+        def close(self):
+            self.writer.close()
+
+    monkeypatch.setattr(imageio_ffmpeg, "write_frames", Recorded)
+    aligned, video = tmp_path / "face.png", tmp_path / "p.mp4"
+    Image.open(setup / "photos" / "astronaut.png").resize((32, 32)).save(aligned)
+    assert cli.main(["project", str(aligned), "--base", str(setup / "base.safetensors"), "--steps", "5", "-o",
+                     str(tmp_path / "w.npz"), "--video", str(video), "--video-every", "1"]) == 0
+    assert arrivals == [1, 2, 3, 4, 5]  # not [5, 5, 5, 5, 5]: all kept until the end
+    assert capsys.readouterr().out.splitlines()[-1] == f"wrote {video}"
+    assert write_frames is not Recorded and imageio_ffmpeg.count_frames_and_secs(str(video))[0] == 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["face.png", "p.mp4", "w.npz"]
 
 
 def test_a_photo_linked_into_a_drive_not_mounted_is_said_and_counted(setup, tmp_path, capsys):

@@ -211,13 +211,26 @@ def _rgb_profile(description: str, red, green, blue, gamma: float = 2.2) -> byte
             b"wtpt": xyz((0.9642, 1.0, 0.8249)), b"rXYZ": xyz(red), b"gXYZ": xyz(green), b"bXYZ": xyz(blue),
             b"rTRC": b"curv\0\0\0\0" + struct.pack(">IH", 1, round(gamma * 256)) + bytes(2)}
     tags[b"gTRC"] = tags[b"bTRC"] = tags[b"rTRC"]
+    return _icc_profile(b"RGB ", tags)
+
+
+def _gray_profile(gamma: float = 2.2) -> bytes:
+    """An ICC v2 grey display profile (a scanner's, an editor's greyscale photo): white point and one gamma curve."""
+    text = b"Gray Gamma 2.2\0"
+    return _icc_profile(b"GRAY", {b"desc": b"desc\0\0\0\0" + struct.pack(">I", len(text)) + text + bytes(78),
+                                  b"wtpt": b"XYZ \0\0\0\0" + _s15(0.9642) + _s15(1.0) + _s15(0.8249),
+                                  b"kTRC": b"curv\0\0\0\0" + struct.pack(">IH", 1, round(gamma * 256)) + bytes(2)})
+
+
+def _icc_profile(colour_space: bytes, tags: dict[bytes, bytes]) -> bytes:
+    """An ICC v2 display profile of `colour_space` (4 bytes) holding `tags` (signature -> body)."""
     table, data, offset = [], b"", 128 + 4 + 12 * len(tags)
     for signature, body in tags.items():
         table.append(signature + struct.pack(">II", offset + len(data), len(body)))
         data += body + bytes(-len(body) % 4)
     size = offset + len(data)
-    header = (struct.pack(">I", size) + b"lcms" + bytes([2, 0x10, 0, 0]) + b"mntrRGB XYZ " + bytes(12) + b"acsp"
-              + bytes(24) + struct.pack(">I", 0) + _s15(0.9642) + _s15(1.0) + _s15(0.8249) + bytes(48))
+    header = (struct.pack(">I", size) + b"lcms" + bytes([2, 0x10, 0, 0]) + b"mntr" + colour_space + b"XYZ " + bytes(12)
+              + b"acsp" + bytes(24) + struct.pack(">I", 0) + _s15(0.9642) + _s15(1.0) + _s15(0.8249) + bytes(48))
     return header + struct.pack(">I", len(tags)) + b"".join(table) + data
 
 
@@ -281,6 +294,25 @@ def test_srgb_and_damaged_profiles_keep_the_stored_numbers(upright, tmp_path):
     shown.putalpha(alpha)
     on_white = Image.alpha_composite(Image.new("RGBA", upright.size, "white"), shown).convert("RGB")
     assert difference(read_image(tmp_path / "p3-alpha.png"), on_white) < 1.5
+
+
+def test_a_grey_photos_profile_and_a_photos_comment_stay_out_of_the_rgb_outputs(upright, tmp_path):
+    """A grey JPEG with a Gray ICC profile (a scanner's) gave RGB PNGs carrying that profile, which libpng calls
+    invalid ("Gray color space not permitted on RGB PNG"); the photo's JPEG comment (a place, a name) went into the
+    aligned and pasted JPEGs, where its EXIF did not (forty-first session's audit). An RGB profile stays (sRGB)."""
+    from toonlib import cli
+
+    photo = tmp_path / "scan.jpg"
+    upright.convert("L").save(photo, icc_profile=_gray_profile(), comment=b"Alice's phone, 12 Rue X, Paris",
+                              quality=95)
+    assert Image.open(photo).info["comment"] and Image.open(photo).info["icc_profile"][16:20] == b"GRAY"
+    for out in ("face.png", "face.jpg"):
+        assert cli.main(["align", str(photo), "-o", str(tmp_path / out), "--size", "64", "--detector", "dlib"]) == 0
+        written = Image.open(tmp_path / out)
+        assert written.mode == "RGB" and "icc_profile" not in written.info and "comment" not in written.info, out
+    p3 = tmp_path / "p3.png"
+    _in_display_p3(upright).save(p3, icc_profile=DISPLAY_P3)
+    assert read_image(p3).info["icc_profile"][16:20] == b"RGB "  # the sRGB profile its colours were converted to
 
 
 def test_a_file_name_given_as_bytes_is_told_apart_from_an_images_bytes(upright, tmp_path):

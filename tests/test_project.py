@@ -637,6 +637,31 @@ def test_a_video_ffmpeg_failed_to_write_keeps_the_one_there(G, targets, net, tmp
     assert (tmp_path / "p.mp4").read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["p.mp4"]
 
 
+def test_frames_go_to_on_frame_as_they_are_made_and_a_video_is_written_from_them(G, targets, net, tmp_path):
+    """`toonlib project --video` kept every frame in memory until the end (6 MiB each at 1024 px: 3 GB with
+    --video-every 1; forty-first session's audit): `on_frame` takes each as it is made, and `video_writer` sends it
+    to ffmpeg at once."""
+    import imageio_ffmpeg
+
+    steps_done, seen = [], []
+    result = run(G, targets[0], net, steps=7, save_every=3, callback=lambda step, dist, w: steps_done.append(step),
+                 on_frame=lambda frame: seen.append((len(steps_done), frame.shape, frame.dtype)))
+    # steps 0, 3 and 6, each before its step's callback: as it came, not at the end
+    assert seen == [(0, (32, 64, 3), np.uint8), (3, (32, 64, 3), np.uint8), (6, (32, 64, 3), np.uint8)]
+    assert result.frames == []  # none kept
+    with projection.video_writer(tmp_path / "p.mp4", fps=5) as send:
+        again = run(G, targets[0], net, steps=4, save_every=1, on_frame=send)
+        assert [p.name for p in tmp_path.iterdir() if p.name == "p.mp4"] == []  # replaced once the block ends
+    assert again.frames == [] and imageio_ffmpeg.count_frames_and_secs(str(tmp_path / "p.mp4"))[0] == 4
+    # an error in the block writes nothing; on_frame without save_every would get nothing: refused
+    with pytest.raises(KeyboardInterrupt), projection.video_writer(tmp_path / "q.mp4") as send:
+        run(G, targets[0], net, steps=4, save_every=1, on_frame=send,
+            callback=lambda step, dist, w: (_ for _ in ()).throw(KeyboardInterrupt) if step == 2 else None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.mp4"]
+    with pytest.raises(ValueError, match=r"^on_frame gets the frames save_every=k makes: give save_every too"):
+        run(G, targets[0], net, steps=1, on_frame=print)
+
+
 def test_bad_arguments(G, targets, net, monkeypatch):
     with pytest.raises(ValueError, match="space"):
         run(G, targets[0], net, space="z")

@@ -247,8 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .options import INVERT_MODES
 
     p = sub.add_parser("toonify", help="toonify a photo or a folder of photos")
-    p.add_argument("photos", nargs="+", help="photos or folders of photos (toonlib toonify *.jpg -o toons/); or a "
-                                             "latent file an earlier toonify or `toonlib project` wrote (.npz; "
+    p.add_argument("photos", nargs="+", help="photos or folders of photos (toonlib toonify *.jpg -o toons/; a "
+                                             "folder's images named as toonify's outputs, <name>-toon.png, -aligned, "
+                                             "-reconstruction, -pasted, are left out: name them to toonify them); or "
+                                             "a latent file an earlier toonify or `toonlib project` wrote (.npz; "
                                              "rosinality's projector's, e4e's or JoJoGAN's .pt): its toon, "
                                              "re-blended as asked, in seconds")
     p.add_argument("-o", "--output", required=True,

@@ -518,7 +518,7 @@ def cmd_project(args: argparse.Namespace) -> int:
     from .images import NotACropWarning, read_image, save_image, to_pil, warn_if_not_a_crop
     from .messages import counted, warn
     from .pipeline import check_not_a_toon
-    from .projection import project, render, require_video_writer, save_video
+    from .projection import project, render, require_video_writer, video_writer
 
     # a latent of the toon model, which a toon drawn from it reads as FFHQ's: the wrong face, without a word (said, not
     # refused: a cartoon inverted into its own toon model is a latent of use)
@@ -549,26 +549,39 @@ def cmd_project(args: argparse.Namespace) -> int:
                       "project takes an FFHQ-aligned face (`toonlib align PHOTO -o aligned.png --size "
                       f"{G.img_resolution}`, or `toonlib toonify` for the whole way); if it is one, it is resized",
                       stacklevel=2)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotACropWarning)  # said above, naming the file and the command's advice
-        result = project(G, target, space=args.space, steps=args.steps, seed=args.seed,
-                         save_every=(args.video_every or DEFAULT_VIDEO_EVERY) if args.video else None)
-    replaced = replaced_note(args.output)
-    result.save(args.output)
-    print(f"wrote {args.output} (final LPIPS {result.losses[-1, 0]:.4f} after {counted(result.steps, 'step')})"
-          f"{replaced}")
-    if args.image_out:
-        replaced = replaced_note(args.image_out)
-        save_image(to_pil(render(G, result.w)[0]), args.image_out)  # const noise, as NVIDIA's proj.png and the toon
-        print(f"wrote {args.image_out}{replaced}")
+    with contextlib.ExitStack() as video:
+        # each frame goes to ffmpeg as it is made: kept until the end, 500 of them at 1024 px were 3 GB (forty-first
+        # session's audit); the video replaces its file last, as it was written last
+        send = video.enter_context(video_writer(args.video)) if args.video else None
+        video_replaced = replaced_note(args.video) if args.video else ""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotACropWarning)  # said above, naming the file and the command's advice
+            result = project(G, target, space=args.space, steps=args.steps, seed=args.seed,
+                             save_every=(args.video_every or DEFAULT_VIDEO_EVERY) if args.video else None,
+                             on_frame=send)
+        replaced = replaced_note(args.output)
+        result.save(args.output)
+        print(f"wrote {args.output} (final LPIPS {result.losses[-1, 0]:.4f} after {counted(result.steps, 'step')})"
+              f"{replaced}")
+        if args.image_out:
+            replaced = replaced_note(args.image_out)
+            save_image(to_pil(render(G, result.w)[0]), args.image_out)  # const noise, as NVIDIA's proj.png and the toon
+            print(f"wrote {args.image_out}{replaced}")
     if args.video:
-        replaced = replaced_note(args.video)
-        save_video(result, args.video)
-        print(f"wrote {args.video}{replaced}")
+        print(f"wrote {args.video}{video_replaced}")
     return 0
 
 
 TOONIFY_KINDS = ("toon", "aligned", "reconstruction", "pasted")  # the images toonify writes per face (result fields)
+#: The end of the stem of an image toonify wrote: `<name>-toon`, `-aligned`, ... (`<name>-face2-toon` in a folder), and
+#: beside a one-photo `-o me-toon.png` with --all-faces, `me-toon-face2` (`_toonify_outputs`).
+_OUTPUT_STEM = re.compile(rf"-(?:{'|'.join(TOONIFY_KINDS)})(?:-face[0-9]+)?$")
+
+
+def _is_toonify_output(image: Path) -> bool:
+    """Whether `image` is named as an image toonify writes (`_OUTPUT_STEM`): a folder's run takes it for no photo,
+    nor a folder of such images for one that holds photos."""
+    return _OUTPUT_STEM.search(image.stem) is not None
 
 
 def _toonify_outputs(output: Path, photos: list[Path], several: str | None, folder: bool = False
@@ -682,18 +695,18 @@ def _holds_photos(folder: Path) -> bool:
         images = photos_in(folder)
     except OSError:
         return False
-    outputs = tuple(f"-{kind}" for kind in TOONIFY_KINDS)
-    return not all(image.stem.endswith(outputs) for image in images)
+    return not all(map(_is_toonify_output, images))
 
 
 def _photos_named(name: str, given: Collection[str] = ()) -> list[Path]:
     """The photos one command-line argument names: a photo, or the photos of a folder; a folder's sub-folders that
-    hold photos are said to be left out, unless `given` (the arguments' absolute paths) holds them too."""
+    hold photos, and its images named as toonify's outputs (`_is_toonify_output`), are said to be left out, unless
+    `given` (the arguments' absolute paths) holds them too."""
     from pathlib import PurePath
 
     from .files import backslash_hint, dangling_link, is_url, unread_address
-    from .images import IMAGE_SUFFIXES, is_hidden, read_image
-    from .messages import warn
+    from .images import IMAGE_SUFFIXES, is_hidden, read_image, stdin_hint
+    from .messages import counted, warn
     from .pipeline import photos_in
 
     if is_url(name):  # before Path() folds its '//'
@@ -703,6 +716,15 @@ def _photos_named(name: str, given: Collection[str] = ()) -> list[Path]:
     source = Path(name)
     if source.is_dir():
         photos = photos_in(source)
+        # toonify's outputs beside the photos (README's `toonify me.jpg -o me-toon.png` in the photos folder) were
+        # photos of the next run on the folder: toons of toons, minutes each, or "no face" and exit status 1
+        # (forty-first session's audit)
+        outputs = [photo for photo in photos if _is_toonify_output(photo) and os.path.abspath(photo) not in given]
+        photos = [photo for photo in photos if not _is_toonify_output(photo)]  # those given come as given
+        them = "them" if len(outputs) > 1 else "it"
+        left = (f"{counted(len(outputs), 'image')} named as toonify's outputs ({', '.join(p.name for p in outputs[:3])}"
+                f"{', ...' if len(outputs) > 3 else ''}) {'are' if len(outputs) > 1 else 'is'} left out; to toonify "
+                f"{them} anyway, give {them} by name, e.g. {shlex.quote(str(outputs[0]))}") if outputs else ""
         # the photos of its sub-folders (an export sorted into 2023/, 2024/) were left out unsaid (audit)
         inner = sorted(sub for sub in source.iterdir() if sub.is_dir() and not is_hidden(PurePath(sub.name))
                        and os.path.abspath(sub) not in given and _holds_photos(sub))
@@ -712,13 +734,14 @@ def _photos_named(name: str, given: Collection[str] = ()) -> list[Path]:
                   f"{shlex.quote(str(source))}/*/") if inner else ""
         if not photos and not any(os.path.dirname(other) == os.path.abspath(source) for other in given):
             raise ValueError(f"no photos in the folder {source} (looked for {', '.join(IMAGE_SUFFIXES)})"
-                             + (f"; {deeper}" if deeper else ""))
-        if deeper:
-            warn(f"{source}: {deeper}")
+                             + "".join(f"; {said}" for said in (left, deeper) if said))
+        for said in (left, deeper):
+            if said:
+                warn(f"{source}: {said}")
         return photos
     # a link into a missing drive (`ls` lists it) is kept: skipped and counted, or said alone (`_photos_to_toonify`)
     if not source.exists() and not dangling_link(source):
-        raise FileNotFoundError(f"no photo or folder at {source}{backslash_hint(name)}")
+        raise FileNotFoundError(f"no photo or folder at {source}{backslash_hint(name)}{stdin_hint(name)}")
     return [source]
 
 
@@ -820,7 +843,7 @@ def cmd_toonify(args: argparse.Namespace) -> int:
         raise
     except (KeyboardInterrupt, OSError) as exc:  # which photos are done: the same command starts again from the first
         if not one:  # (a full disk said its one line alone, the photos written before it and the one cut short unsaid)
-            cut = f"; {writing}'s files may be incomplete" if writing is not None else ""
+            cut = f"; {writing}'s files were not written" if writing is not None else ""  # all or none: `_write_toons`
             what = "the interrupt" if isinstance(exc, KeyboardInterrupt) else "the error below"
             write_line(f"toonified {toonified} of {len(photos)} photos into {args.output} before {what}{cut}",
                        file=sys.stderr)
@@ -865,34 +888,43 @@ def _write_toons(args: argparse.Namespace, photos: list[Path], photo: Path, face
                  output_path: Callable[[Path, int | None, str], Path], per_face: list[str]
                  ) -> tuple[list[Path], list[Path], list[str]]:
     """Write the pictures and latent of each toonified face of `photo` (`ToonifyResult`s), with --all-faces and
-    --paste-back every face's toon in one pasted photo. Returns the paths, those of them that were there before
-    (replaced), and each face's identity report line, to print."""
+    --paste-back every face's toon in one pasted photo: all of them or none. Each is written under a temporary name
+    (`files.atomic_write_path`), and they replace the files of their names once all are written: a Ctrl-C or a full
+    disk while they were written one by one left the toon, the crop and the reconstruction of this run beside the
+    pasted photo and the latent of the last, whose toon `toonify LATENT` then refused as "a toon drawn otherwise"
+    (forty-first session's audit). Returns the paths, those of them that were there before (replaced), and each
+    face's identity report line, to print."""
+    from .files import atomic_write_path
     from .images import save_image
     from .pipeline import paste_faces
     from .projection import save_latent
 
     written, replaced, reports = [], [], []
+    with contextlib.ExitStack() as staged:  # on leaving it, each file replaces its own; on an error, none does
 
-    def writing(target: Path) -> Path:
-        if target.is_file():
-            replaced.append(target)
-        written.append(target)
-        return target
+        def writing(target: Path) -> Path:
+            """Where `target` is written: its temporary file, in a temporary folder beside it (keeping its name, whose
+            suffix says the format)."""
+            if target.is_file():
+                replaced.append(target)
+            written.append(target)
+            return staged.enter_context(atomic_write_path(target, in_folder=True))
 
-    for i, result in enumerate(faces):
-        face = i if args.all_faces else None
-        for kind in per_face:
-            image, target = getattr(result, kind), output_path(photo, face, kind)
-            if image is None:
-                continue
-            refuse_to_overwrite_input(photos, [target])  # a numbered face's name, unknown before the faces were found
-            save_image(image, writing(target))
-        save_latent(result.w, writing(output_path(photo, face, "latent")))  # LATENT re-blends it
-        if not args.no_identity:
-            reports.append(f"{output_path(photo, face, 'toon').name}: {_identity(result)}")
-    if args.all_faces and args.paste_back and faces:
-        save_image(paste_faces(faces[0].photo, [(result.toon, result.quad) for result in faces]),
-                   writing(output_path(photo, None, "pasted")))
+        for i, result in enumerate(faces):
+            face = i if args.all_faces else None
+            for kind in per_face:
+                image, target = getattr(result, kind), output_path(photo, face, kind)
+                if image is None:
+                    continue
+                # a numbered face's name, unknown before the faces were found
+                refuse_to_overwrite_input(photos, [target])
+                save_image(image, writing(target))
+            save_latent(result.w, writing(output_path(photo, face, "latent")))  # LATENT re-blends it
+            if not args.no_identity:
+                reports.append(f"{output_path(photo, face, 'toon').name}: {_identity(result)}")
+        if args.all_faces and args.paste_back and faces:
+            save_image(paste_faces(faces[0].photo, [(result.toon, result.quad) for result in faces]),
+                       writing(output_path(photo, None, "pasted")))
     return written, replaced, reports
 
 

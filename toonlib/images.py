@@ -465,6 +465,16 @@ def _open(source: Path | io.BytesIO, name: str) -> Image.Image:
     return img
 
 
+def stdin_hint(name: str | os.PathLike) -> str:
+    """For a photo named `-` that is no file, what many tools read as standard input: how to give that here, to append
+    to "no such file" (it was said alone: forty-first session's audit); else ''."""
+    if os.fspath(name) != "-":
+        return ""
+    if os.path.exists("/dev/stdin"):
+        return "; standard input is given as /dev/stdin, not - (e.g. toonlib toonify /dev/stdin -o toon.png < me.jpg)"
+    return "; toonlib reads no photo from standard input here: save it to a file and give its path"
+
+
 def _reason(exc: BaseException, source: Path | io.BytesIO, image_format: str | None) -> str:
     """Why a file could not be read as an image, in the user's terms (Pillow's names the file again, or the
     temporary copy of an upload). `image_format`: what Pillow took the file for, when it got that far (a file
@@ -472,7 +482,8 @@ def _reason(exc: BaseException, source: Path | io.BytesIO, image_format: str | N
     if isinstance(exc, FileNotFoundError) and isinstance(source, Path) and (link := dangling_link(source)):
         return f"it is {link}"  # an album's photo linked into a drive not mounted: `ls` lists it
     if isinstance(exc, FileNotFoundError):
-        return "there is no such file" + (backslash_hint(source) if isinstance(source, Path) else "")
+        return "there is no such file" + (backslash_hint(source) + stdin_hint(source) if isinstance(source, Path)
+                                          else "")
     if isinstance(exc, IsADirectoryError):
         return "it is a folder"
     if isinstance(exc, UnidentifiedImageError):
@@ -602,10 +613,21 @@ def _array_to_uint8(array: np.ndarray) -> np.ndarray:
 
 def _upright_srgb(img: Image.Image) -> Image.Image:
     """A decoded image as read_image returns it: EXIF orientation applied, colours in sRGB, 8-bit RGB; its EXIF data
-    left behind (applied: read again, a damaged one was warned of twice)."""
+    left behind (applied: read again, a damaged one was warned of twice), and its comment (a JPEG's COM: a place or
+    a name went into the aligned and pasted images, where EXIF's GPS did not; forty-first session's audit). A colour
+    profile of another colour space than RGB is left behind too: a grey photo's (a scanner's) went into the RGB
+    outputs, which libpng and colour-managed viewers call invalid (same audit)."""
     upright = _to_rgb(_to_srgb(ImageOps.exif_transpose(img)))  # exif_transpose: a copy, `img` is left as it was
     upright.info.pop("exif", None)
+    upright.info.pop("comment", None)
+    if not _is_rgb_profile(upright.info.get("icc_profile")):
+        upright.info.pop("icc_profile", None)
     return upright
+
+
+def _is_rgb_profile(icc: bytes | None) -> bool:
+    """Whether `icc`, an ICC profile's bytes, describes RGB colours: its header's colour space (bytes 16-19)."""
+    return bool(icc) and icc[16:20] == b"RGB "
 
 
 def _read_upright(source: str, read: Callable[[], Image.Image]) -> Image.Image:

@@ -94,6 +94,8 @@ _SET_BY_TOONIFIER = frozenset({"G", "target", "w_stats", "init"})  # what `proje
 _NOT_PER_CALL = {"w_avg_samples": "the Toonifier computes the mean w once (w_statistics' samples), for every photo",
                  "save_every": "a toonify keeps no frames: toonlib.project(toonifier.base, result.aligned, "
                                "save_every=k) makes them",
+                 "on_frame": "a toonify makes no frames: toonlib.project(toonifier.base, result.aligned, save_every=k, "
+                             "on_frame=...) sends them",
                  "device": "the models' device is the Toonifier's: Toonifier(..., device=...)"}
 _PROJECT_OPTIONS = frozenset(inspect.signature(project).parameters) - _SET_BY_TOONIFIER - set(_NOT_PER_CALL)
 #: The blend a toonifier draws every photo with (`Toonifier.set_blend`, `Toonifier(swap_res=...)`): no photo's options.

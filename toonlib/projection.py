@@ -21,7 +21,7 @@ import shutil
 import warnings
 import zipfile
 from dataclasses import dataclass, field
-from typing import Callable, Sequence, Union
+from typing import Callable, Iterator, Sequence, Union
 
 import numpy as np
 import PIL.Image
@@ -79,7 +79,8 @@ class ProjectionResult:
     noise: optimised noise maps, buffer name (`synthesis.b{res}.conv{0,1}.noise_const`) -> [N, 1, res, res].
     losses: [steps, N] LPIPS distance of each target at each step (the noise regulariser excluded).
     space: 'w' or 'w+'. steps: steps run (fewer than asked when early stopping).
-    frames: uint8 [N*H, 2*W, 3] images (target | current, one row per target) every `save_every` steps.
+    frames: uint8 [N*H, 2*W, 3] images (target | current, one row per target) every `save_every` steps; none where
+    `project`'s `on_frame` took them as they were made.
     """
 
     w: torch.Tensor
@@ -155,7 +156,7 @@ def project(G: GeneratorLike, target: Target, space: str = "w+", steps: int | No
             w_avg_samples: int = 10000, w_stats: tuple[torch.Tensor, float] | None = None,
             init: torch.Tensor | None = None, callback: Callback | None = None, save_every: int | None = None,
             early_stop: tuple[int, float] | None = None, progress: bool = True,
-            precision: str = "auto") -> ProjectionResult:
+            precision: str = "auto", on_frame: Callable[[np.ndarray], object] | None = None) -> ProjectionResult:
     """Project target image(s) into G's W or W+ space.
 
     G: a generator, or what `load_generator` takes (a loaded checkpoint or a path, URL or registry name: its G_ema).
@@ -185,7 +186,9 @@ def project(G: GeneratorLike, target: Target, space: str = "w+", steps: int | No
     `callback(step, distance, w)` runs after every step (distance summed over targets, w the current
     [N, num_ws, w_dim] on `device`, not a copy); an exception it raises stops the projection there and reaches
     the caller (a stop button: raise once it is pressed). `save_every=k` keeps a frame every k steps and at the
-    last. `early_stop=(patience, min_delta)` stops once the summed distance has not improved by
+    last; `on_frame(frame)` gets each as it is made, and none is kept (`video_writer`'s `send`: a video written while
+    the projection runs, where the frames kept, 6 MiB each at 1024 px, grew to gigabytes).
+    `early_stop=(patience, min_delta)` stops once the summed distance has not improved by
     `min_delta` for `patience` steps. `w_stats`: G's `w_statistics`, when the caller projects
     many times with one G (they cost 10,000 mapping passes each call otherwise). The caller's G is
     never modified (it is copied once).
@@ -215,7 +218,8 @@ def project(G: GeneratorLike, target: Target, space: str = "w+", steps: int | No
     steps = default_steps(space, init is not None) if steps is None else steps
     check_project_options(steps=steps, save_every=save_every, w_stats=w_stats, w_avg_samples=w_avg_samples,
                           initial_lr=initial_lr, noise_reg_weight=noise_reg_weight, early_stop=early_stop,
-                          lpips_net=lpips_net, callback=callback, precision=precision, progress=progress)
+                          lpips_net=lpips_net, callback=callback, precision=precision, progress=progress,
+                          on_frame=on_frame)
     device = default_device(device) if device is not None else None
     G = load_generator(G)
     device = device if device is not None else next(G.parameters()).device
@@ -314,7 +318,9 @@ def project(G: GeneratorLike, target: Target, space: str = "w+", steps: int | No
             bar.update(1)
             last = step == steps - 1 or (stopper is not None and stopper.should_stop(total))
             if save_every and (step % save_every == 0 or last):
-                frames.append(_frame(target_u8, images.detach().float()))
+                # to `on_frame` as it comes: `toonlib project --video` kept every frame until the end, 3 GB at 1024 px
+                # with --video-every 1 (forty-first session's audit)
+                (on_frame or frames.append)(_frame(target_u8, images.detach().float()))
             if callback is not None:
                 callback(step, total, w_opt.detach().expand(-1, G.num_ws, -1))
             if last:
@@ -415,7 +421,8 @@ def _initial_w(init: torch.Tensor, num: int, num_ws: int, w_dim: int) -> torch.T
 def check_project_options(**options: object) -> None:
     """Raise ValueError / TypeError for `project` keyword values that cannot work, of those given (`steps`,
     `save_every`, `w_stats`, `w_avg_samples`, `initial_lr`, `noise_reg_weight`, `early_stop`, `lpips_net`, `callback`,
-    `precision`, `progress`): cheap, before any model is loaded or photo read (`project`, `pipeline.check_options`)."""
+    `precision`, `progress`, `on_frame`): cheap, before any model is loaded or photo read (`project`,
+    `pipeline.check_options`)."""
     if options.get("steps") is not None:
         check_count("steps", options["steps"])
     if options.get("save_every") is not None:
@@ -437,6 +444,10 @@ def check_project_options(**options: object) -> None:
         raise TypeError(f"lpips_net is a prebuilt lpips.LPIPS model, or None (LPIPS-VGG, built once), got "
                         f"{type(lpips_net).__name__}")
     check_callback(options.get("callback"), "callback(step, distance, w) after every step", 0, 0.0, None)
+    if options.get("on_frame") is not None:
+        if options.get("save_every") is None:  # it would get nothing, without a word
+            raise ValueError("on_frame gets the frames save_every=k makes: give save_every too (a frame every k steps)")
+        check_callback(options["on_frame"], "on_frame(frame) for each frame save_every makes", None)
     if "progress" in options:
         check_flag("progress", options["progress"])
     if "precision" in options:
@@ -642,29 +653,52 @@ def save_video(result: ProjectionResult, path: str | os.PathLike, fps: int = 30)
                         "first: save_video(result, 'out.mp4')")
     if not result.frames:
         raise ValueError("the result has no frames: project with save_every=k to keep some")
+    with video_writer(path, fps) as send:
+        for frame in result.frames:
+            send(frame)
+
+
+@contextlib.contextmanager
+def video_writer(path: str | os.PathLike, fps: int = 30) -> Iterator[Callable[[np.ndarray], None]]:
+    """Write an H.264 .mp4 a frame at a time (needs imageio-ffmpeg): `with video_writer(path) as send:`, then
+    `send(frame)` for each uint8 [H, W, 3] frame (all of one size), which goes to ffmpeg at once, none kept:
+    `project(..., save_every=k, on_frame=send)` writes the video while the projection runs. The video replaces `path`
+    (atomically) when the block ends without an error; after an error nothing is written. An OSError when ffmpeg
+    wrote fewer frames than it was sent (a full disk: it is said once the block ends, the projection not stopped)."""
     require_video_writer()
     import imageio_ffmpeg
 
-    height, width = result.frames[0].shape[:2]
+    writer, sent = None, 0
     with atomic_write_path(path) as tmp:
-        writer = imageio_ffmpeg.write_frames(str(tmp), (width, height), fps=fps, codec="libx264",
-                                             macro_block_size=2, output_params=["-f", "mp4"])
-        try:
-            writer.send(None)  # start ffmpeg
-            for frame in result.frames:
+
+        def send(frame: np.ndarray) -> None:
+            nonlocal writer, sent
+            sent += 1
+            if writer is None:
+                height, width = frame.shape[:2]
+                writer = imageio_ffmpeg.write_frames(str(tmp), (width, height), fps=fps, codec="libx264",
+                                                     macro_block_size=2, output_params=["-f", "mp4"])
+                writer.send(None)  # start ffmpeg
+            with contextlib.suppress(OSError, StopIteration):  # ffmpeg has stopped: said below, with the count
                 writer.send(np.ascontiguousarray(frame))
+
+        try:
+            yield send
         finally:
-            writer.close()
+            if writer is not None:
+                writer.close()
+        if not sent:
+            raise ValueError(f"no frames were sent to the video {path}: nothing was written")
         # imageio-ffmpeg does not check ffmpeg's exit status: on a full disk an empty file replaced the video that was
         # there, "wrote" said (thirty-fifth session's audit)
         try:
             written = imageio_ffmpeg.count_frames_and_secs(str(tmp))[0] if tmp.stat().st_size else 0
         except (RuntimeError, OSError):  # no readable video
             written = 0
-        if written < len(result.frames):  # (ffmpeg's own lines go to the terminal, or a notebook server's log)
+        if written < sent:  # (ffmpeg's own lines go to the terminal, or a notebook server's log)
             free = shutil.disk_usage(tmp.parent).free
-            raise OSError(f"cannot write {path}: the video ffmpeg wrote holds {written} of its {len(result.frames)} "
-                          f"frames ({free / 1e6:.0f} MB free there; ffmpeg's own messages say why)")
+            raise OSError(f"cannot write {path}: the video ffmpeg wrote holds {written} of its {sent} frames "
+                          f"({free / 1e6:.0f} MB free there; ffmpeg's own messages say why)")
 
 
 # --------------------------------------------------------------------------------------------
