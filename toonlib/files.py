@@ -565,25 +565,10 @@ def remove_temp(entry: Path) -> None:
 
 
 def _hold(entry: Path) -> int | None:
-    """Lock the temporary file or folder `entry` for its writer (an OS lock, `flock`: the kernel drops it when the
-    process dies); returns the descriptor to close when the write is done, or None where there are no such locks."""
-    try:
-        import fcntl
-
-        fd = os.open(entry, os.O_RDONLY)
-    except (ImportError, OSError):  # Windows; a file system that cannot open folders
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:  # no locks there (some network mounts)
-        os.close(fd)
-        return None
-    return fd
-
-
-def _held(entry: Path) -> bool | None:
-    """Whether a live writer holds the lock of temporary file or folder `entry` (`_hold`); None where that cannot be
-    told (no locks there)."""
+    """Lock the temporary file or folder `entry` now, without waiting (an OS lock, `flock`: the kernel drops it when
+    the process dies); returns the descriptor to close when done, None where there are no such locks (Windows, a file
+    system that cannot open folders, some network mounts). BlockingIOError where another process holds it.
+    Its writer holds it while it writes; `_held` asks with it whether a writer does."""
     try:
         import fcntl
 
@@ -593,11 +578,24 @@ def _held(entry: Path) -> bool | None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        return True
-    except OSError:
+        os.close(fd)
+        raise
+    except OSError:  # no locks there
+        os.close(fd)
         return None
-    finally:
-        os.close(fd)  # its lock, where it got one, with it
+    return fd
+
+
+def _held(entry: Path) -> bool | None:
+    """Whether a live writer holds the lock of temporary file or folder `entry` (`_hold`); None where that cannot be
+    told (no locks there)."""
+    try:
+        fd = _hold(entry)
+    except BlockingIOError:
+        return True
+    if fd is None:
+        return None
+    os.close(fd)  # its lock with it
     return False
 
 
