@@ -295,7 +295,7 @@ def test_a_notebooks_errors_name_its_parameters(tmp_path, monkeypatch):
     monkeypatch.setenv("TOONLIB_CACHE", str(tmp_path / "cache"))
     nb = prepare("04_toonify.ipynb", {"base_model": "ffhq-1024-tfx", "use_drive": False, "detector": "dlib"})
     _assert_brief(error_of_the_cell(nb, "toonifier = Toonifier(", tmp_path),
-                  "base_model='ffhq-1024-tfx': unknown model 'ffhq-1024-tfx'. Did you mean 'ffhq-1024-tf'?")
+                  "base_model = 'ffhq-1024-tfx': unknown model 'ffhq-1024-tfx'. Did you mean 'ffhq-1024-tf'?")
     from toonlib.checkpoints import CheckpointError
     from toonlib.notebook import check_models
 
@@ -1007,7 +1007,7 @@ def test_a_set_up_cell_that_fails_leaves_no_models_from_before(tmp_path, monkeyp
         injected = inject(nb, {**good, "base_model": "ffhq-1024-tfx"})
         for index in (injected, set_up, photo_cell):
             client.execute_cell(nb.cells[index], index)
-    _assert_brief(shown_error(nb.cells[set_up]), "base_model='ffhq-1024-tfx': unknown model 'ffhq-1024-tfx'.")
+    _assert_brief(shown_error(nb.cells[set_up]), "base_model = 'ffhq-1024-tfx': unknown model 'ffhq-1024-tfx'.")
     _assert_brief(shown_error(nb.cells[photo_cell]), "toonifier is None: the cell above that sets it did not finish. "
                                                      "Fix what it said (a parameter, in the parameters cell) and run "
                                                      "it again, then this cell.")
@@ -1749,3 +1749,47 @@ def test_the_landmarker_the_set_up_cell_builds_on_a_gpu_is_the_one_the_panel_use
     monkeypatch.setattr(align, "_BACKENDS", {})
     prepare_landmarks("face_alignment", torch.device("cuda"))  # 03's set-up cell
     assert isinstance(align._get_backend("face_alignment", "cuda:0"), Landmarker) and built == ["cuda:0"] * 2
+
+
+# --------------------------------------------------------------------------------------------
+# Forty-second session: 04's set-up cell in the order 03's has
+
+
+def test_the_toonify_set_up_cell_stopped_by_the_landmarker_leaves_no_toonifier(tmp_path, monkeypatch,
+                                                                               random_vgg_torch_home):
+    """04's set-up cell built its toonifier, then stopped offline in `prepare_landmarks` (detector "face_alignment"):
+    the toonifier stayed, and the photo cell's Run stopped on the same missing weights, far from the set-up cell that
+    said how to fix it (forty-first session's audit). The toonifier is set last, when all it needs is ready."""
+    from http_server import OFFLINE_URL
+    from nbformat.v4 import new_code_cell
+
+    monkeypatch.setenv("TORCH_HOME", str(random_vgg_torch_home))  # LPIPS' weights; face-alignment's are not there
+    base, toon, _, _ = write_toonify_models(tmp_path)
+    nb = prepare("04_toonify.ipynb", {"base_model": str(base), "toon_model": str(toon), "detector": "face_alignment",
+                                      "use_drive": False})
+    set_up = cell_index(nb, "brief_errors(")
+    nb.cells.insert(set_up, new_code_cell(  # no internet: the registry's addresses of the weights resolve nowhere
+        "import dataclasses\nfrom toonlib import models\nfor name in ('face-alignment-sfd', 'face-alignment-2dfan4'):\n"
+        f"    models.MODELS[name] = dataclasses.replace(models.MODELS[name], sources=({OFFLINE_URL!r},))"))
+    nb.cells.insert(set_up + 2, new_code_cell("print('toonifier:', toonifier)"))
+    said = error_of_the_cell(nb, "print('toonifier:'", tmp_path)
+    assert shown_error(nb.cells[set_up + 1]) is not None  # the set-up cell said what is missing
+    assert said is None and nb.cells[set_up + 2].outputs[0].text == "toonifier: None\n"
+
+
+def test_the_toonify_set_up_cell_names_a_misspelt_model_before_any_download(tmp_path, monkeypatch):
+    """With the landmarker and LPIPS built before the toonifier (above), a misspelt base_model would have been said
+    only after LPIPS' 553 MB (offline: LPIPS' error, not the name). The model names are checked first, as in 03."""
+    from http_server import OFFLINE_URL
+    from nbformat.v4 import new_code_cell
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))  # no LPIPS weights, and they cannot download
+    _, toon, _, _ = write_toonify_models(tmp_path)
+    nb = prepare("04_toonify.ipynb", {"base_model": "ffhq-1024-tfx", "toon_model": str(toon), "detector": "dlib",
+                                      "use_drive": False})
+    set_up = cell_index(nb, "brief_errors(")
+    nb.cells.insert(set_up, new_code_cell(
+        "import dataclasses\nfrom toonlib import models\nmodels.MODELS['lpips-vgg16'] = dataclasses.replace("
+        f"models.MODELS['lpips-vgg16'], sources=({OFFLINE_URL!r},))"))
+    _assert_brief(error_of_the_cell(nb, "brief_errors(", tmp_path),
+                  "base_model = 'ffhq-1024-tfx': unknown model 'ffhq-1024-tfx'.")
