@@ -310,3 +310,22 @@ def test_blend_refuses_a_swap_res_above_the_toon_before_comparing_the_pair(tmp_p
         warnings.simplefilter("error")
         with pytest.raises(ValueError, match=r"^swap_res 64 is above the 32 px of the toon model"):
             blend(tmp_path / "toon.safetensors", tmp_path / "base.safetensors", 64)
+
+
+def test_info_shows_the_discriminators_config(tmp_path, capsys):
+    """A file with a D (a fine-tuning base, a snapshot) said "+ D" on its first line and nothing of D's architecture,
+    which fine-tuning trains (forty-first session's audit): info shows D's config under its own heading."""
+    from toonlib.cli import main
+
+    assert main(["info", str(FIXTURES / "ada_tiny.pkl")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    d = lines.index("discriminator (D):")
+    assert lines[1] == "generator:" and "  use_noise: True" in lines[2:d]
+    assert "  mbstd_group_size: 4" in lines[d:] and "  conv_clamp: 256.0" in lines[d:]
+    from tiny import tiny_generator
+
+    from toonlib.checkpoints import save_network
+
+    save_network(tmp_path / "g.safetensors", tiny_generator(0))
+    assert main(["info", str(tmp_path / "g.safetensors")]) == 0  # no D: no heading for one
+    assert "discriminator (D):" not in capsys.readouterr().out

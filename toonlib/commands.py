@@ -225,8 +225,11 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(line)
     if nets.meta.get("w_avg") == "computed":  # truncation pulls towards it: unsaid (forty-first session's audit)
         print("mean w (the centre of truncation): estimated from its mapping network; the file records none of its own")
-    for key, value in nets.config.to_dict().items():
-        print(f"  {key}: {value}")
+    parts = [("generator", nets.config)] + ([("discriminator (D)", nets.D.config)] if nets.D is not None else [])
+    for part, config in parts:  # D's config was unsaid, its first line's "+ D" alone (forty-first session's audit)
+        print(f"{part}:")
+        for key, value in config.to_dict().items():
+            print(f"  {key}: {value}")
     return 0
 
 
