@@ -17,24 +17,17 @@ import statistics
 import time
 
 import torch
-from spawned import at_least
+from spawned import at_least, resolution
 
 from toonlib.blending import Blender
 from toonlib.networks import Generator, z_from_seeds
 from toonlib.runtime import autocast, resolve_precision
 
 
-def _resolution(text: str) -> int:
-    """An argparse type: a generator's resolution, a power of two from 16 (swap resolutions 8, 16, 32 below it)."""
-    res = int(text)
-    if res < 16 or res & (res - 1):
-        raise argparse.ArgumentTypeError(f"must be a power of two >= 16, got {text}")
-    return res
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--resolutions", type=_resolution, nargs="+", default=[256, 1024])
+    parser.add_argument("--resolutions", type=resolution(16), nargs="+", default=[256, 1024],
+                        help="powers of two from 16 (swap resolutions 8, 16, 32 below each)")
     parser.add_argument("--repeats", type=at_least(1), default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--precisions", nargs="+", default=["auto", "fp32"], choices=["auto", "fp32", "bf16"])

@@ -25,7 +25,8 @@ same steps op by op (before the ill-conditioning above amplifies rounding).
 
 `--budget` (seconds) stops starting new processes once spent; what ran is reported. With `--out`, the table
 goes to DIR/report.md and the raw numbers to DIR/results.json; `--profile` adds each precision's top CUDA
-kernels over 5 steps, from its first process (DIR/profile_*.txt).
+kernels over 5 steps, from its first process (DIR/profile_*.txt). Without a CUDA device the script stops, unless
+`--device cpu` asks for the CPU (hours at the defaults).
 """
 from __future__ import annotations
 
@@ -352,7 +353,9 @@ def main() -> None:
     parser.add_argument("--agreement-steps", type=int, default=20,
                         help="steps of the CUDA graph against op by op comparison")
     parser.add_argument("--budget", type=float, default=float("inf"), help="seconds; no new process after that")
-    parser.add_argument("--device", default=None, help="default: cuda when there is one, else cpu")
+    parser.add_argument("--device", default=None, help="default: cuda; without a GPU the script stops unless "
+                        "--device cpu asks for the CPU, where the defaults take hours (smaller --steps and "
+                        "--resolution advised)")
     parser.add_argument("--profile", action="store_true", help="the top kernels of 5 steps per precision")
     parser.add_argument("--out", type=Path, help="folder for report.md, results.json (and profiles)")
     args = parser.parse_args()
@@ -361,10 +364,11 @@ def main() -> None:
         return
     import torch
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if args.device is None and device == "cpu":  # it ran for hours without a word (thirty-third session's audit)
-        print("bench_gpu: no CUDA device here: running on the CPU, slowly (--device cpu says that is meant; smaller "
-              "--steps and --resolution advised)", file=sys.stderr)
+    if args.device is None and not torch.cuda.is_available():  # it ran for hours on the CPU after one line (thirty-
+        # third and forty-second sessions' audits): the CPU only when asked for
+        parser.error(f"torch {torch.__version__} sees no CUDA device here: --device cpu runs the benchmark on the CPU, "
+                     "where the defaults take hours (smaller --steps and --resolution advised)")
+    device = args.device or "cuda"
     args.device = device  # the report's: CUDA-only lines left out on the CPU
     started = time.time()
     runs: dict[str, list[dict]] = {}

@@ -20,7 +20,7 @@ import copy
 import time
 import warnings
 
-from spawned import at_least
+from spawned import at_least, resolution
 
 
 def toon_like(base, spread: float = 0.3, seed: int = 2):
@@ -72,7 +72,8 @@ def main() -> None:
     parser.add_argument("--precision", default="bf16", choices=["bf16", "fp16"])
     parser.add_argument("--steps", type=at_least(1), default=200)
     parser.add_argument("--space", default="w+", choices=["w", "w+"])
-    parser.add_argument("--resolution", type=int, default=256, help="of the random generator (without --base)")
+    parser.add_argument("--resolution", type=resolution(16), default=256,
+                        help="of the random generator (without --base): a power of two from 16 to 1024")
     parser.add_argument("--base", help="the base generator (checkpoint path, URL or registry name)")
     parser.add_argument("--toon", help="the toon generator fine-tuned from --base")
     parser.add_argument("--target", help="an aligned face image (default: one rendered by the base)")

@@ -3,7 +3,8 @@
     python benchmarks/bench_projection.py [--resolutions 256 1024] [--rounds 3] [--steps 3] [--threads 2]
 
 Config-F generators with random weights, LPIPS-VGG with a random trunk (`pnet_rand=True`: the same
-compute as the real metric, and it needs no download), batch 1, W+. Steps are timed through
+compute as the real metric, and it needs no download), batch 1, W+, float32 unless `--precision` says otherwise
+(`project()`'s own default, 'auto', is bfloat16 on CPUs that compute it in hardware). Steps are timed through
 `toonlib.projection.project`'s callback (one step = the time between two callbacks), so what is measured is
 exactly the public code path. Resolutions are interleaved round by round (A B A B ...) and the min
 and median are reported, because these machines have bursts of 3-10x slowdowns.
@@ -15,7 +16,7 @@ import statistics
 import time
 import warnings
 
-from spawned import at_least
+from spawned import at_least, resolution
 
 
 def step_times(G, target, net, steps: int, precision: str = "fp32") -> list[float]:
@@ -51,13 +52,14 @@ def bench_device(device: str, resolutions: list[int], rounds: int, steps: int,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--resolutions", type=int, nargs="+", default=[256, 1024])
+    parser.add_argument("--resolutions", type=resolution(16), nargs="+", default=[256, 1024],
+                        help="generator resolutions, powers of two from 16 to 1024")
     parser.add_argument("--rounds", type=at_least(1), default=3)
     parser.add_argument("--steps", type=at_least(1), default=3, help="timed steps per round")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "auto", "bf16", "fp16"],
-                        help="project()'s precision (its default, 'auto', is bfloat16 on CPUs that have it: the table "
-                        "said fp32 of it; audit)")
+                        help="project()'s precision (default here: fp32; project()'s own default is 'auto', "
+                        "bfloat16 on CPUs that compute it in hardware)")
     args = parser.parse_args()
 
     import torch

@@ -390,10 +390,7 @@ def main() -> None:
     impls = (["reference", "after"] + (["before"] if args.before else []) + (["tuned"] if args.tuned_reference else [])
              + (["untuned"] if args.untuned_toonlib else []) + precisions
              + (["reference_before"] if args.reference_before else []))
-    names = {"reference": "reference", "after": "toonlib", "before": "toonlib before",
-             "tuned": "reference malloc-tuned", "untuned": "toonlib TOONLIB_MALLOC=default",
-             "reference_before": "reference before",
-             **{i: f"toonlib {i.split(':')[1]}" for i in precisions}}
+    names = _names(precisions)
     print(f"load average at start: {Path('/proc/loadavg').read_text().split()[:3]}; {os.cpu_count()} CPUs, "
           f"{args.threads} threads; {args.rounds} rounds x {args.steps} timed steps; implementations: "
           + ", ".join(names[i] for i in impls) + f"; toonlib's precision='auto' is {_auto_precision()} here",
@@ -427,13 +424,27 @@ def main() -> None:
                                                  "batch": n, "weights": weights[res]["G"], "steps": 2}))
         results: dict[tuple, list[dict]] = {}
         for i, (key, spec) in enumerate(jobs):
-            print(f"  [{i + 1}/{len(jobs)}] {key} ...", end="", flush=True, file=sys.stderr)
+            print(f"  [{i + 1}/{len(jobs)}] {_job_label(key, names)} ...", end="", flush=True, file=sys.stderr)
             results.setdefault(key, []).append(run_worker(spec, args.before, args.reference_before))
             print(f" {time.time() - started:.0f} s", flush=True, file=sys.stderr)
 
     print(f"load average at end: {Path('/proc/loadavg').read_text().split()[:3]}; "
           f"total {time.time() - started:.0f} s\n")
     report(results, args, impls, names)
+
+
+def _names(precisions: list[str]) -> dict[str, str]:
+    """Each implementation's name in the tables and progress lines ('after' is this checkout's toonlib; `precisions`:
+    the 'after:<precision>' columns of --precisions)."""
+    return {"reference": "reference", "after": "toonlib", "before": "toonlib before",
+            "tuned": "reference malloc-tuned", "untuned": "toonlib TOONLIB_MALLOC=default",
+            "reference_before": "reference before", **{i: f"toonlib {i.split(':')[1]}" for i in precisions}}
+
+
+def _job_label(key: tuple, names: dict[str, str]) -> str:
+    """A job's key as its progress line says it, each implementation by the table's name: "forward 256 toonlib" (it
+    said "('forward', 256, 'after')", the script's own name for toonlib; forty-second session's audit)."""
+    return " ".join(names.get(part, part) if isinstance(part, str) else str(part) for part in key)
 
 
 def _merge(runs: list[dict]) -> dict:

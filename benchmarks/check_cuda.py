@@ -67,7 +67,7 @@ def check_project(device: str, steps: int, space: str) -> str:
     mine, cpu = _projection(device, steps, space=space), _projection("cpu", steps, space=space)
     _finite(mine.w, mine.losses)
     return (f"final distance {float(mine.losses[-1].sum()):.4f} (CPU {float(cpu.losses[-1].sum()):.4f}); "
-            f"max |w - CPU's| {_gap(mine.w, cpu.w):.2e} after {steps} steps")
+            f"max abs(w - CPU's) {_gap(mine.w, cpu.w):.2e} after {steps} steps")
 
 
 def check_project_variants(device: str, steps: int) -> str:
@@ -77,8 +77,8 @@ def check_project_variants(device: str, steps: int) -> str:
     half = _projection(device, steps, G=tiny_generator(0).half())
     batch = _projection(device, steps, target=render(tiny_generator(0), torch.randn(3, 1, 16) * 0.3), seed=[0, 1, 2])
     _finite(no_grad.w, half.w, batch.w)
-    return (f"under no_grad: max |w - outside| {_gap(no_grad.w, plain.w):.2e}; G.half(): {_gap(half.w, plain.w):.2e};"
-            f" batch of 3 ran ({tuple(batch.w.shape)})")
+    return (f"under no_grad: max abs(w - outside) {_gap(no_grad.w, plain.w):.2e}; G.half(): "
+            f"{_gap(half.w, plain.w):.2e}; batch of 3 ran ({tuple(batch.w.shape)})")
 
 
 def check_render_blend(device: str) -> str:
@@ -91,7 +91,7 @@ def check_render_blend(device: str) -> str:
     on_device = render(toonlib.blend(toon.to(device), base.to(device), 8), w.to(device))
     on_cpu = render(toonlib.blend(toon.cpu(), base.cpu(), 8), w)
     _finite(on_device)
-    return f"blend at 8 px, render: max |image - CPU's| {_gap(on_device, on_cpu):.2e} (images in [-1, 1])"
+    return f"blend at 8 px, render: max abs(image - CPU's) {_gap(on_device, on_cpu):.2e} (images in [-1, 1])"
 
 
 def _training_base(root: Path) -> tuple[Path, Path]:
@@ -135,6 +135,13 @@ CHECKS = {
 }
 
 
+def table_row(title: str, ok: str, seconds: float, said: str) -> str:
+    """A row of check_cuda.md: a '|' in a cell (an error's or a warning's text) escaped, else it ended the cell when
+    rendered and the rest of the cell was lost (forty-second session's audit)."""
+    cells = (title, ok, f"{seconds:.1f}", said)
+    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda", help="the device checked against the CPU (--device cpu: the CPU "
@@ -162,7 +169,7 @@ def main() -> int:
         if warned:  # a user would see them
             said, ok = f"{said}; warned: {' / '.join(warned)}", "**warned**" if ok == "yes" else ok
         failed += ok != "yes"
-        lines.append(f"| {title} | {ok} | {time.perf_counter() - started:.1f} | {said} |")
+        lines.append(table_row(title, ok, time.perf_counter() - started, said))
         print(lines[-1], flush=True)
     text = "\n".join(lines)
     print("\n" + text)

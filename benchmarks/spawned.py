@@ -43,3 +43,19 @@ def at_least(least: int) -> Callable[[str], int]:
         return value
 
     return count
+
+
+def resolution(least: int) -> Callable[[str], int]:
+    """An argparse `type` for a generator's resolution: a power of two from `least` to 1024 (a generator's largest).
+    100 px ended in a traceback from building the generator, after the other work (forty-second session's audit)."""
+    import argparse
+
+    def res(text: str) -> int:
+        value = int(text)
+        if value < least or value & (value - 1):
+            raise argparse.ArgumentTypeError(f"must be a power of two >= {least}, got {text}")
+        if value > 1024:
+            raise argparse.ArgumentTypeError(f"must be at most 1024 (a generator's largest resolution), got {text}")
+        return value
+
+    return res

@@ -668,3 +668,18 @@ def test_a_blend_that_takes_only_the_toons_frozen_blocks_says_it_is_the_base():
         warnings.simplefilter("error")  # a blend that takes a trained layer: no word
         for swap_res, level, width in ((8, 1, None), (16, 0, None), (32, 0, None), (8, 0, 1.0)):
             blend(toon, base, swap_res, level=level, blend_width=width)
+
+
+def test_the_grid_labels_say_a_setting_other_than_the_default(low, high, monkeypatch):
+    """`blend --grid` at level 1, of a smooth switch or another truncation was labelled as the default grid, "swap 8"
+    and "seed 0", so a saved grid did not say what it showed (forty-second session's audit)."""
+    from toonlib import images
+    from toonlib.blending import swap_resolution_grid
+
+    said = []
+    real = images.labelled_grid
+    monkeypatch.setattr(images, "labelled_grid", lambda rows, **kw: said.append(kw) or real(rows, **kw))
+    swap_resolution_grid(low, high, [0], swap_resolutions=[8], cell=16)
+    swap_resolution_grid(low, high, [0], swap_resolutions=[8], level=1, blend_width=0.5, truncation_psi=1, cell=16)
+    assert [(kw["col_labels"], kw["row_labels"]) for kw in said] == [
+        (["base", "swap 8", "toon"], ["seed 0"]), (["base, psi 1", "swap 8, lv 1, w 0.5", "toon"], ["seed 0"])]

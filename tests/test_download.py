@@ -1223,7 +1223,7 @@ def test_a_disk_that_fills_up_during_the_download(server, tmp_path, monkeypatch)
         download.fetch(register(f"{server.base}/ada_tiny.pkl"), progress=False)
     assert str(info.value) == (
         f"cannot download 'tiny': the disk of {tmp_path / 'cache'} is full (No space left on device); the partial "
-        "download was deleted to free its space. Free some space, or set TOONLIB_CACHE (or --cache-dir, cache_dir=) "
+        "download was deleted to free its space. Free some space, or set TOONLIB_CACHE (or cache_dir=) "
         "to a folder elsewhere that you can write")
     assert cached_files(tmp_path) == ["other.pkl"]
 
@@ -1247,7 +1247,7 @@ def test_not_enough_space_is_said_before_the_download(server, tmp_path, monkeypa
         download.fetch(name, progress=False)
     assert str(info.value) == (
         f"cannot download 'tiny' into {tmp_path / 'cache'}: tiny.pkl needs {(len(PAYLOAD) - kept) / 1e6:.1f} MB more, "
-        f"{free / 1e6:.1f} MB are free. Free some space, or set TOONLIB_CACHE (or --cache-dir, cache_dir=) to a "
+        f"{free / 1e6:.1f} MB are free. Free some space, or set TOONLIB_CACHE (or cache_dir=) to a "
         "folder elsewhere that you can write; the partial download tiny.pkl.part is kept and resumed")
     assert (tmp_path / "cache" / "tiny.pkl.part").stat().st_size == kept
     monkeypatch.setattr(download.shutil, "disk_usage", real)
@@ -1256,7 +1256,7 @@ def test_not_enough_space_is_said_before_the_download(server, tmp_path, monkeypa
 
 
 @pytest.mark.parametrize(("home", "advice"), [
-    ("cache", "set TOONLIB_CACHE (or --cache-dir, cache_dir=) to a folder elsewhere that you can write"),
+    ("cache", "set TOONLIB_CACHE (or cache_dir=) to a folder elsewhere that you can write"),
     ("torch-hub", "set TORCH_HOME to a folder elsewhere that you can write (the file goes into its hub/checkpoints)"),
 ])
 def test_a_folder_that_cannot_be_written_is_named_with_what_to_do(server, tmp_path, monkeypatch, home, advice):
@@ -1294,7 +1294,7 @@ def test_an_entry_of_a_shared_cache_that_cannot_be_written_is_named(server, tmp_
     monkeypatch.setattr(download, "_write_body", refuse)
     with pytest.raises(PermissionError) as info:
         download.fetch(name, progress=False)
-    advice = ("or set TOONLIB_CACHE (or --cache-dir, cache_dir=) to a folder elsewhere that you can write")
+    advice = ("or set TOONLIB_CACHE (or cache_dir=) to a folder elsewhere that you can write")
     assert str(info.value) == (f"cannot download 'tiny': {part} cannot be written (Permission denied), though "
                                f"{part.parent} can: made by another user? Delete it (the folder lets you) or ask its "
                                f"owner to make it writable for you, {advice}")
@@ -1722,7 +1722,7 @@ def test_a_file_size_limit_is_said_and_leaves_no_partial_download(server, tmp_pa
 
 
 def test_fetch_command_advice_names_the_option_not_the_keyword(server, tmp_path, capsys, monkeypatch):
-    """The advice named Python's keyword too: "set TOONLIB_CACHE (or --cache-dir, cache_dir=) to a folder"."""
+    """The advice named Python's keyword too: "set TOONLIB_CACHE (or cache_dir=) to a folder"."""
     monkeypatch.chdir(tmp_path)
     name = register(f"{server.base}/ada_tiny.pkl")
     real_mkdir = Path.mkdir
@@ -1735,7 +1735,7 @@ def test_fetch_command_advice_names_the_option_not_the_keyword(server, tmp_path,
     monkeypatch.setattr(Path, "mkdir", refuse)
     assert main(["fetch", name, "--cache-dir", "read-only"]) == 2
     err = capsys.readouterr().err
-    assert "; set TOONLIB_CACHE (or --cache-dir) to a folder elsewhere that you can write" in err
+    assert "; give --cache-dir a folder elsewhere that you can write" in err  # TOONLIB_CACHE would change nothing
     assert "cache_dir=" not in err
 
 
@@ -2121,7 +2121,7 @@ def test_a_cache_folder_that_links_to_a_missing_drive_is_said_so_with_what_to_do
         download.fetch(name, progress=False)
     assert str(caught.value) == (f"cannot download 'tiny': the cache folder {cache} is a symbolic link to "
                                  f"{tmp_path / 'unmounted' / 'toonlib'}, {said}: mount that drive or create the "
-                                 "folder, or set TOONLIB_CACHE (or --cache-dir, cache_dir=) to a folder elsewhere that "
+                                 "folder, or set TOONLIB_CACHE (or cache_dir=) to a folder elsewhere that "
                                  "you can write")
     assert main(["fetch", "w"]) == 2
     assert capsys.readouterr().err == (f"toonlib fetch: error: cannot download 'w': torch hub's folder "
@@ -2167,8 +2167,8 @@ def test_a_partial_download_in_torch_hubs_folder_is_listed_and_removed_by_its_na
     (folder / "resnet-1234.pth.part").write_bytes(b"x")  # another library's: not toonlib's to list
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    assert (f"\ntorch hub's folder also holds weights-0123abcd.pth.part ({_file_size(partial)}) (partial downloads, "
-            "resumed by the next fetch)\n") in out and "resnet" not in out
+    assert (f"\ntorch hub's folder also holds weights-0123abcd.pth.part ({_file_size(partial)}, of no use: its server "
+            "sends whole files only, the next fetch starts over) (partial downloads)\n") in out and "resnet" not in out
     assert main(["remove", "weights-0123abcd.pth.part", "weights-0123abcd.pth.part"]) == 0  # there, then gone
     assert capsys.readouterr().out.splitlines()[:2] == [
         f"removed weights-0123abcd.pth.part: the partial download of weights-0123abcd.pth ({_file_size(partial)})",
@@ -2245,3 +2245,63 @@ def test_a_cut_download_of_a_url_is_still_a_failed_download(server, tmp_path):
         download.fetch(f"{server.base}/cut.pkl", progress=False)
     assert not isinstance(info.value, download.UnusableDownloadError)
     assert str(info.value).startswith(f"could not download '{server.base}/cut.pkl': every source failed.")
+
+
+def test_the_cache_folder_advice_names_only_what_the_caller_has(server, tmp_path, monkeypatch, capsys):
+    """"set TOONLIB_CACHE (or --cache-dir, cache_dir=)" was said to every caller: `toonlib blend` refuses --cache-dir,
+    and `load_network` a cache_dir= (forty-second session's audit). Each caller is told of what it has."""
+    name = register(f"{server.base}/ada_tiny.pkl")
+    folder = download.local_path(name).parent
+    real_mkdir = Path.mkdir
+
+    def refuse(self, *args, **kwargs):
+        if self.name in (folder.name, "read-only"):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    tail = "to a folder elsewhere that you can write"
+    with pytest.raises(PermissionError) as info:  # a loader of toonlib's: no cache folder option
+        load_network(name)
+    assert str(info.value).endswith(f"; set TOONLIB_CACHE {tail}"), str(info.value)
+    with pytest.raises(PermissionError) as info:  # Python's own fetch call takes cache_dir=
+        download.fetch(name, progress=False)
+    assert str(info.value).endswith(f"; set TOONLIB_CACHE (or cache_dir=) {tail}"), str(info.value)
+    assert main(["fetch", name]) == 2
+    assert capsys.readouterr().err.endswith(f"; set TOONLIB_CACHE (or --cache-dir) {tail}\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(PermissionError) as info:  # the folder given: TOONLIB_CACHE would change nothing
+        download.fetch(name, progress=False, cache_dir="read-only")
+    assert str(info.value).endswith("; give cache_dir= a folder elsewhere that you can write"), str(info.value)
+    assert server.log == []
+
+
+def test_models_says_damaged_files_apart_and_a_download_in_progress_as_such(server, tmp_path, capsys):
+    """`toonlib models` counted damaged files "on this machine" (which the legend says of cached ones), and a partial
+    download that another process was writing was "resumed by the next fetch" (forty-second session's audit)."""
+    from toonlib.files import file_lock
+
+    name = register(f"{server.base}/ada_tiny.pkl")
+    path = download.local_path(name)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(PAYLOAD[:1000])  # cut short: damaged
+    other = path.with_name("other.pkl")
+    other.with_name("other.pkl.part").write_bytes(PAYLOAD[:2000])
+    with file_lock(other):  # its download's lock, held as fetch holds it while it downloads
+        assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert ("on this machine: 0 of these files, 0 B; 1 damaged file takes 1.00 kB (`toonlib fetch NAME` downloads it "
+            "again)\n") in out, out
+    assert "the cache also holds other.pkl.part (2.00 kB, being downloaded now) (downloads in progress)\n" in out
+    assert main(["models"]) == 0  # the download ended: its bytes wait for the next fetch
+    assert "other.pkl.part (2.00 kB) (partial downloads, resumed by the next fetch)\n" in capsys.readouterr().out
+
+
+def test_remove_of_a_url_says_it_without_its_token(tmp_path, capsys):
+    """`toonlib remove URL` printed the URL's token back, which every fetch message hides (forty-second session's
+    audit)."""
+    url = "http://user:pw@127.0.0.1:9/ada.pkl?token=SECRET123"
+    assert main(["remove", url]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("http://127.0.0.1:9/ada.pkl: not on this machine (") and "SECRET123" not in out \
+        and "pw@" not in out, out

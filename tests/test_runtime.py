@@ -217,3 +217,71 @@ def test_the_side_by_side_benchmark_refuses_a_reference_checkout_without_one(tmp
                           text=True, timeout=300)
     assert done.returncode == 2 and f"--reference-before {tmp_path}: no benchmarks/reference_ops.py there" in \
         done.stderr, done.stderr
+
+
+BENCHMARKS = os.path.join(os.path.dirname(__file__), "..", "benchmarks")
+
+
+def test_the_toonify_benchmark_memory_child_runs_its_own_mode_and_a_failed_one_is_said(monkeypatch, capsys):
+    """`bench_toonify.py --modes e4e --steps 1` timed every round, then its memory child (given no --modes) refused
+    --steps 1 for the optimising modes it did not run, and a bare CalledProcessError lost every timing (forty-second
+    session's audit). The child checks only its own mode; a child that fails is said with its error, and None is its
+    memory (the table shows '-')."""
+    monkeypatch.syspath_prepend(BENCHMARKS)
+    import bench_toonify
+
+    assert bench_toonify.measure_memory("e4e", "cpu", 1, 0) is None  # its --threads 0 refused, its --steps 1 not
+    err = capsys.readouterr().err
+    assert "the memory of e4e could not be measured (its process ended with exit status 2)" in err, err
+    assert "argument --threads: must be at least 1, got 0" in err and "--steps must be at least 2" not in err, err
+
+
+def test_the_gpu_check_table_keeps_its_cells_whole():
+    """check_cuda.md's cells said "max |w - CPU's|": rendered, the '|' ended the cell and the gap, the point of the
+    check, was lost (forty-second session's audit). The texts use no '|', and a row escapes one (an error's)."""
+    sys.path.insert(0, BENCHMARKS)
+    try:
+        import check_cuda
+    finally:
+        sys.path.remove(BENCHMARKS)
+    said = check_cuda.check_render_blend("cpu")
+    assert said.startswith("blend at 8 px, render: max abs(image - CPU's) ") and "|" not in said, said
+    row = check_cuda.table_row("blend + render", "**no**", 1.25, "ValueError: a | b")
+    assert row == "| blend + render | **no** | 1.2 | ValueError: a \\| b |"
+
+
+def test_benchmark_arguments_are_refused_before_any_work():
+    """A resolution that is no generator's ended in a traceback after the set-up (bench_projection, bench_precision),
+    and bench_gpu without a GPU ran for hours on the CPU after one line (forty-second session's audit); --help says
+    bench_projection's own precision (a leftover review note said it)."""
+    def run(script: str, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, os.path.join(BENCHMARKS, script), *args], capture_output=True,
+                              text=True, timeout=300)
+
+    for script, option in (("bench_projection.py", "--resolutions"), ("bench_precision.py", "--resolution")):
+        done = run(script, option, "100")
+        assert done.returncode == 2 and f"argument {option}: must be a power of two >= 16, got 100" in done.stderr, \
+            done.stderr
+    done = run("bench_projection.py", "--help")
+    assert "default here: fp32; project()'s own default is 'auto'" in " ".join(done.stdout.split()) and "audit" \
+        not in done.stdout, done.stdout
+    if not torch.cuda.is_available():
+        done = run("bench_gpu.py", "--steps", "2")
+        assert done.returncode == 2 and "sees no CUDA device here: --device cpu runs the benchmark on the CPU" in \
+            done.stderr, done.stderr
+        assert "without a GPU the script stops unless --device cpu" in " ".join(run("bench_gpu.py", "--help").stdout
+                                                                                 .split())
+
+
+def test_the_side_by_side_benchmark_says_toonlib_in_its_progress_lines():
+    """bench_vs_reference.py's progress lines said its internal name for toonlib, "('forward', 256, 'after')", where
+    the table says "toonlib" (forty-second session's audit)."""
+    sys.path.insert(0, BENCHMARKS)
+    try:
+        import bench_vs_reference
+    finally:
+        sys.path.remove(BENCHMARKS)
+    names = bench_vs_reference._names(["after:bf16"])
+    assert bench_vs_reference._job_label(("forward", 256, "after"), names) == "forward 256 toonlib"
+    assert bench_vs_reference._job_label(("project", 256, "w+", "after:bf16"), names) == "project 256 w+ toonlib bf16"
+    assert bench_vs_reference._job_label(("batch", 256, 4), names) == "batch 256 4"

@@ -393,14 +393,19 @@ def check_compatible(a: GeneratorLike, b: GeneratorLike, names: tuple[str, str] 
                          + "\n  ".join(shown))
 
 
+#: `swap_resolution_grid`'s truncation, unsaid in its row labels (another is said there).
+_GRID_PSI = 0.7
+
+
 @torch.no_grad()
 def swap_resolution_grid(low: GeneratorLike, high: GeneratorLike, seeds: Sequence[int],
                          swap_resolutions: Sequence[int] | None = None, level: int = 0,
-                         blend_width: float | None = None, truncation_psi: float = 0.7, cell: int = 128,
+                         blend_width: float | None = None, truncation_psi: float = _GRID_PSI, cell: int = 128,
                          progress: bool = False):
     """The figure of the blog posts as a PIL image: rows = seeds; columns = the base (high-res model), a blend at
-    every swap resolution, the toon (low-res model), labelled so. `progress`: a bar of its columns (a 1024 px grid
-    of 4 seeds takes minutes on a CPU).
+    every swap resolution, the toon (low-res model), labelled so: "swap 8", with the setting where it is not the
+    default ("swap 8, lv 1, w 0.5": `level`, `blend_width`; "base, psi 1": a `truncation_psi` other than 0.7), rows
+    "seed 3". `progress`: a bar of its columns (a 1024 px grid of 4 seeds takes minutes on a CPU).
 
     Each row renders one latent (mapped by the high-res model, i.e. in the base model's W space, as in
     toonify) with the high-res model, a blend at every swap resolution, and the low-res model. By default the
@@ -441,7 +446,12 @@ def swap_resolution_grid(low: GeneratorLike, high: GeneratorLike, seeds: Sequenc
         images.append(to_pil(low.synthesis(ws.to(low.device))))
         bar.update()
     rows = [[images[j][i] for j in range(len(images))] for i in range(len(seeds))]
-    col_labels = ["base"] + [f"swap {r}" for r in resolutions] + ["toon"]
+    # the setting a blend column was drawn with, where it is not the default (a grid at level 1 or of a smooth switch
+    # was labelled as a hard switch's at level 0; forty-second session's audit): short, to fit over a 128 px cell
+    setting = (f", lv {level}" if level else "") + (f", w {blend_width:.3g}" if blend_width else "")
+    # the truncation, which shapes every column's latents, over the first: a longer row label widened the picture
+    psi = "" if truncation_psi == _GRID_PSI else f", psi {truncation_psi:.3g}"
+    col_labels = [f"base{psi}"] + [f"swap {r}{setting}" for r in resolutions] + ["toon"]
     return labelled_grid(rows, row_labels=[f"seed {s}" for s in seeds], col_labels=col_labels, cell=cell)
 
 

@@ -125,7 +125,7 @@ def _fetch_named_models(*models: tuple[str | None, str], pathless: Collection[st
     # (a URL too: its failure named no option, its advice a hashed cache name to save a file as; audit)
     for name, option in named:
         try:
-            fetch(name, local_option=None if option in pathless else option)
+            fetch(name, local_option=None if option in pathless else option, cache_option=None)  # no --cache-dir
         except DownloadError as exc:
             # LPIPS' weights, named by no option, are said with what needs them (review: "could not download
             # 'lpips-vgg16'" alone dropped why a projection needs 553 MB of VGG16)
@@ -272,7 +272,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     fetched = []
     for name in args.names:
         try:
-            path = fetch(name, cache_dir=args.cache_dir)
+            path = fetch(name, cache_dir=args.cache_dir, cache_option="--cache-dir")  # its advice: this option's
         except (DownloadError, OSError) as exc:  # this disk's failures too (a full disk, a read-only folder)
             failed += 1
             print(f"toonlib fetch: error: {for_command_line(exc)}", file=sys.stderr)
@@ -303,7 +303,11 @@ def cmd_remove(args: argparse.Namespace) -> int:
             continue
         total += removed.freed
         path = removed.path
-        if not is_url(name) and os.path.basename(name) != name:  # the path `fetch` printed: said by its file's name
+        if is_url(name):  # its login and token said in no message, as fetch's (forty-second session's audit)
+            from .checkpoints import _public_name  # (it imports torch: only for a URL)
+
+            name = _public_name(name)
+        elif os.path.basename(name) != name:  # the path `fetch` printed: said by its file's name
             name = os.path.basename(name)
         what = (("" if removed.target is None else "the link ") + f"{path}"
                 + (" and its partial download" if removed.partial else "") if removed.file
@@ -359,7 +363,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         size = _file_size(sizes[info.name]) if info.name in sizes else ""
         print(f"{info.name:28} {info.kind:14} {res:>5}  {toon:9}  {info.lineage or '':{base_width}}  "
               f"{cached[info.name]:7}  {size:>8}  {info.description}")
-    print(_disk_use(sizes, paths, cache))
+    print(_disk_use(sizes, paths, cache, damaged={name for name, state in cached.items() if state == "damaged"}))
     print(MODELS_LEGEND)
     return 0
 
@@ -373,13 +377,14 @@ def _file_size(size: int) -> str:
     return f"{size} B"
 
 
-def _disk_use(sizes: dict[str, int], paths: dict[str, Path], cache: Path) -> str:
-    """The line under `toonlib models`' table: what the listed files take, and the cache's other files (downloaded
-    by URL, put there by hand, partial downloads), which the table does not list. A partial download is listed as
-    its `.part` name, the name `toonlib remove` takes, with the bytes it frees: a Drive file's are in its `.gdown`
-    folder (listed was its 42-byte `.source` record alone, the megabytes unsaid; thirty-third session's audit). So
-    are the partial downloads of the registry's files in torch hub's folder (LPIPS' 553 MB VGG16 was unsaid,
-    fortieth session's audit)."""
+def _disk_use(sizes: dict[str, int], paths: dict[str, Path], cache: Path, damaged: Collection[str] = ()) -> str:
+    """The line under `toonlib models`' table: what the listed files take (the `damaged` ones said apart: they were
+    counted "on this machine", which the legend says of cached files; forty-second session's audit), and the cache's
+    other files (downloaded by URL, put there by hand, partial downloads), which the table does not list. A partial
+    download is listed as its `.part` name, the name `toonlib remove` takes, with the bytes it frees: a Drive file's
+    are in its `.gdown` folder (listed was its 42-byte `.source` record alone, the megabytes unsaid; thirty-third
+    session's audit). So are the partial downloads of the registry's files in torch hub's folder (LPIPS' 553 MB VGG16
+    was unsaid, fortieth session's audit)."""
     from .download import disk_bytes, partial_of
     from .models import MODELS
 
@@ -392,23 +397,51 @@ def _disk_use(sizes: dict[str, int], paths: dict[str, Path], cache: Path) -> str
             sized[name] = sized.get(name, 0) + disk_bytes(path)
     others = sorted(sized)
     partial = [name for name in others if name.endswith(".part")]
-    said = f"on this machine: {len(sizes)} of these files, {_file_size(sum(sizes.values()))}"
+    whole = [size for name, size in sizes.items() if name not in damaged]
+    said = f"on this machine: {len(whole)} of these files, {_file_size(sum(whole))}"
+    if len(whole) < len(sizes):
+        bad = [size for name, size in sizes.items() if name in damaged]
+        said += (f"; {len(bad)} damaged {'file takes' if len(bad) == 1 else 'files take'} {_file_size(sum(bad))} "
+                 f"(`toonlib fetch NAME` downloads {'it' if len(bad) == 1 else 'them'} again)")
     if others:
-        extra = ", ".join(f"{name} ({_file_size(sized[name])})" for name in others)
-        what = "partial downloads, resumed by the next fetch" if len(partial) == len(others) else (
-            "downloaded by URL or put there" + ("; .part: partial downloads" if partial else ""))
+        extra, what = _other_files(others, sized, cache)
+        if len(partial) < len(others):
+            what = "downloaded by URL or put there" + ("; .part: partial downloads" if partial else "")
         said += f"\nthe cache also holds {extra} ({what})"
     hub = {path for name, path in paths.items() if MODELS[name].home == "torch-hub"}
-    hub_sized: dict[str, int] = {}
     for folder in {path.parent for path in hub} - {cache}:  # torch hub's folder, unless it is the cache (said above)
+        hub_sized: dict[str, int] = {}
         for path in folder.iterdir() if folder.is_dir() else ():
             partial = partial_of(path.name)  # torch hub's other files are the libraries' own: not listed
             if partial is not None and folder / partial.removesuffix(".part") in hub:
                 hub_sized[partial] = hub_sized.get(partial, 0) + disk_bytes(path)
-    if hub_sized:
-        extra = ", ".join(f"{name} ({_file_size(hub_sized[name])})" for name in sorted(hub_sized))
-        said += f"\ntorch hub's folder also holds {extra} (partial downloads, resumed by the next fetch)"
+        if hub_sized:
+            extra, what = _other_files(sorted(hub_sized), hub_sized, folder)
+            said += f"\ntorch hub's folder also holds {extra} ({what})"
     return said
+
+
+def _other_files(names: list[str], sized: dict[str, int], folder: Path) -> tuple[str, str]:
+    """`toonlib models`' list of `names` (files of `folder`, partial downloads by their `.part` names) with their
+    sizes, and what they are when all are partial downloads. One that another process is downloading now, or of a
+    server recorded as sending whole files only, is said so (`download.partial_download_state`): both were "resumed
+    by the next fetch" (forty-second session's audit)."""
+    from .download import partial_download_state
+
+    said = {"downloading": ", being downloaded now",
+            "starts over": ", of no use: its server sends whole files only, the next fetch starts over"}
+    notes = {name: said[state] for name in names if name.endswith(".part")
+             and (state := partial_download_state(folder / name)) in said}
+    extra = ", ".join(f"{name} ({_file_size(sized[name])}{notes.get(name, '')})" for name in names)
+    if not notes:
+        what = "partial downloads, resumed by the next fetch"
+    elif all(note == said["downloading"] for note in notes.values()) and len(notes) == len(names):
+        what = "downloads in progress"
+    elif len(notes) < len(names):
+        what = "partial downloads; the others are resumed by the next fetch"
+    else:
+        what = "partial downloads"
+    return extra, what
 
 
 def cmd_blend(args: argparse.Namespace) -> int:

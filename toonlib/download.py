@@ -226,7 +226,7 @@ def cache_state(name_or_url: str, *, cache_dir: str | os.PathLike | None = None)
 
 
 def fetch(name_or_url: str, *, cache_dir: str | os.PathLike | None = None, progress: bool = True,
-          validate: bool = True, local_option: str | None = None) -> Path:
+          validate: bool = True, local_option: str | None = None, cache_option: str | None = "cache_dir=") -> Path:
     """Path of a registry file (`toonlib.models.MODELS`) or http(s) URL, downloaded first if it is missing.
 
     Sources are tried in order until one yields a file that passes the checks; `validate` also reads it
@@ -237,6 +237,11 @@ def fetch(name_or_url: str, *, cache_dir: str | os.PathLike | None = None, progr
     given, and the Google Drive path on Colab. A URL's file that came whole but holds what toonlib cannot use
     (another model's network) is `UnusableDownloadError`, the reader's reason, and is not kept. Anything but one name
     or URL (a list, None, a file here) is refused with what to do instead (`fetch_source`).
+
+    This disk's failures (a folder that cannot be written, a full disk) advise another cache folder through what the
+    caller has: `cache_option`, the option that sets it in the caller's words (`toonlib fetch`'s '--cache-dir'; a
+    Python call's `cache_dir=`), None for toonlib's own loaders (`load_network`, the commands' --toon and --base), which
+    take no cache folder: only TOONLIB_CACHE is said.
     """
     check_flag("progress", progress)  # "no" showed the bar
     check_flag("validate", validate)  # "no" validated, None skipped the checks (fortieth session's audit)
@@ -244,6 +249,7 @@ def fetch(name_or_url: str, *, cache_dir: str | os.PathLike | None = None, progr
     final = plan.path
     if _usable(plan):
         return final
+    elsewhere = _elsewhere(plan, cache_dir is not None, cache_option)
     if final.is_dir():  # a download each time, then "...part: is a directory", naming the wrong entry
         raise IsADirectoryError(f"cannot download {plan.what!r}: {final} is a folder, where the file goes; move it "
                                 "away (or delete it) and try again")
@@ -252,7 +258,7 @@ def fetch(name_or_url: str, *, cache_dir: str | os.PathLike | None = None, progr
     if unreachable is not None:  # mkdir's bare "File exists": a drive not mounted (fortieth session's audit)
         folder = "torch hub's folder" if plan.home == "torch-hub" else "the cache folder"
         raise FileNotFoundError(f"cannot download {plan.what!r}: {folder} {final.parent} is {unreachable}: mount "
-                                f"that drive or create the folder, or {_elsewhere(plan)}")
+                                f"that drive or create the folder, or {elsewhere}")
     part = _partial_download(final)
     failures: list[tuple[str, _SourceFailed]] = []
     downloading = False  # the lock is this process's: the partial download is its own
@@ -291,9 +297,9 @@ def fetch(name_or_url: str, *, cache_dir: str | os.PathLike | None = None, progr
         except _NotEnoughSpace as exc:
             kept = f"; the partial download {part.name} is kept and resumed" if part.is_file() else ""
             raise OSError(f"cannot download {plan.what!r} into {final.parent}: {exc}. Free some space, or "
-                          f"{_elsewhere(plan)}{kept}") from None
+                          f"{elsewhere}{kept}") from None
         except OSError as exc:
-            raise _local_error(plan, part, exc) from None
+            raise _local_error(plan, part, exc, elsewhere) from None
     offline = all(failure.offline for _, failure in failures)
     reason = _unreached(failures) or f"{_browser_link(failures[-1][0])}: {failures[-1][1]}"
     kept = max((_resumable(part, source) for source in plan.sources), default=0)
@@ -354,6 +360,18 @@ def removable(name_or_url: str, *, cache_dir: str | os.PathLike | None = None) -
     elsewhere a ValueError: it is not toonlib's."""
     plan, partial_only = _removal_plan(name_or_url, cache_dir)
     return plan.path.with_name(plan.what) if partial_only else plan.path
+
+
+def partial_download_state(part: Path) -> str:
+    """What becomes of the partial download `part` (a `.part` file): 'downloading' where a process holds its file's
+    download lock now (`file_lock`, which `fetch` holds while it downloads; asked without waiting or making a lock
+    file, so a read-only cache is only read), 'starts over' where its server was recorded as sending whole files
+    only, else 'resumes' (by the next fetch)."""
+    from .files import _held
+
+    if _held(lock_file_for(part.with_name(part.name.removesuffix(_PARTIAL)))):
+        return "downloading"
+    return "starts over" if _read_marker(part).get("resumes") is False else "resumes"
 
 
 def _partial_download(path: Path) -> Path:
@@ -438,14 +456,15 @@ def fetch_source(name_or_url: object) -> str:
     return text
 
 
-def _local_error(plan: _Plan, part: Path, exc: OSError) -> OSError:
+def _local_error(plan: _Plan, part: Path, exc: OSError, elsewhere: str) -> OSError:
     """What this machine's disk refused, said with the folder and what to do (`exc` itself when it is something
-    else). A full disk loses the partial download: it would keep the disk full for everything else."""
+    else; `elsewhere`: how to download into another folder, `_elsewhere`). A full disk loses the partial download:
+    it would keep the disk full for everything else."""
     folder = plan.path.parent
     if exc.errno in DISK_FULL:
         _discard(part)
         return type(exc)(f"cannot download {plan.what!r}: the disk of {folder} is full ({exc.strerror}); the partial "
-                         f"download was deleted to free its space. Free some space, or {_elsewhere(plan)}")
+                         f"download was deleted to free its space. Free some space, or {elsewhere}")
     if exc.errno in _CANNOT_WRITE:
         blocked = _blocking_entry(exc, folder)
         if folder in blocked.parents and os.access(folder, os.W_OK):  # one entry of a shared cache, its folder fine
@@ -453,14 +472,14 @@ def _local_error(plan: _Plan, part: Path, exc: OSError) -> OSError:
             ask = ("Ask its owner to delete it or to make it writable for you" if sticky else
                    "Delete it (the folder lets you) or ask its owner to make it writable for you")
             return type(exc)(f"cannot download {plan.what!r}: {blocked} cannot be written ({exc.strerror or exc}), "
-                             f"though {folder} can: made by another user? {ask}, or {_elsewhere(plan)}")
+                             f"though {folder} can: made by another user? {ask}, or {elsewhere}")
         return type(exc)(f"cannot download {plan.what!r}: files cannot be written in {folder} "
-                         f"({exc.strerror or exc}); {_elsewhere(plan)}")
+                         f"({exc.strerror or exc}); {elsewhere}")
     if exc.errno == errno.EFBIG:  # said bare, its partial download kept and resumed into the same error (audit)
         _discard(part)
         return type(exc)(f"cannot download {plan.what!r} into {folder}: the file is larger than may be written there "
                          f"({exc.strerror}: this shell's `ulimit -f`, or a FAT32 drive's 4 GiB); the partial download "
-                         f"was deleted. Lift the limit (`ulimit -f unlimited`), or {_elsewhere(plan)}")
+                         f"was deleted. Lift the limit (`ulimit -f unlimited`), or {elsewhere}")
     return exc
 
 
@@ -474,11 +493,16 @@ def _blocking_entry(exc: OSError, folder: Path) -> Path:
     return (theirs or there or [path.parent for path in named[-1:]] or [folder])[0]
 
 
-def _elsewhere(plan: _Plan) -> str:
-    """How to download into another folder, for a file of `plan`'s home."""
+def _elsewhere(plan: _Plan, given: bool, option: str | None) -> str:
+    """How to download into another folder, for a file of `plan`'s home, naming only what the caller has: `option`,
+    its own option for the cache folder (`fetch`'s `cache_option`), else TOONLIB_CACHE alone (`toonlib blend` was told
+    of a --cache-dir it does not take, `load_network` of a cache_dir= it refused; forty-second session's audit);
+    `given`: the folder was that option's, which TOONLIB_CACHE does not change."""
     if plan.home == "torch-hub":
         return "set TORCH_HOME to a folder elsewhere that you can write (the file goes into its hub/checkpoints)"
-    return "set TOONLIB_CACHE (or --cache-dir, cache_dir=) to a folder elsewhere that you can write"
+    if given:
+        return f"give {option or 'cache_dir='} a folder elsewhere that you can write"
+    return f"set TOONLIB_CACHE{f' (or {option})' if option else ''} to a folder elsewhere that you can write"
 
 
 def _plan(name_or_url: str, override: str | os.PathLike | None) -> _Plan:

@@ -229,7 +229,7 @@ def _resolve(source: str | os.PathLike, kinds: tuple[str, ...] = GENERATOR_KINDS
     check_source(source, kinds=kinds)
     from ..download import fetch
 
-    return fetch(str(source), progress=progress)
+    return fetch(str(source), progress=progress, cache_option=None)  # load_network takes no cache folder
 
 
 def check_source(source: str | os.PathLike, what: str = "", kinds: tuple[str, ...] = GENERATOR_KINDS) -> None:
