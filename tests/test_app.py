@@ -400,10 +400,9 @@ def test_a_toon_model_that_cannot_be_reblended_has_no_slider(setup, monkeypatch)
         app.reblend(session, 16)
 
 
-def test_inversion_modes_side_by_side(setup, tmp_path, encoder_checkpoint):
-    """An encoder mode and optimisation offered together: each face's toon is made with the mode chosen when it was
-    toonified or picked; a face picked again after a switch of mode is toonified again (it showed the old mode's toon,
-    the status naming no mode), as the Toonify button does."""
+def two_mode_app(folder: Path, encoder_checkpoint) -> ToonApp:
+    """An app offering the e4e encoder (first) and optimisation, on the tiny e4e's own 32 px decoder as the base and a
+    toon model close to it (saved in `folder`, as base.safetensors and toon.safetensors)."""
     from toonlib.checkpoints import Networks, load_network, save_network
 
     e4e = encoder_checkpoint("e4e_tiny")
@@ -412,12 +411,24 @@ def test_inversion_modes_side_by_side(setup, tmp_path, encoder_checkpoint):
     with torch.no_grad():  # a stand-in for a fine-tuned toon model: close to its base, not equal
         for param in toon.synthesis.parameters():
             param.add_(0.05 * param.std().nan_to_num(0) * torch.randn_like(param))
-    save_network(tmp_path / "base.safetensors", base)
-    save_network(tmp_path / "toon.safetensors", Networks(G_ema=blend(toon, base, 8), G=toon))
-    toonifiers = [Toonifier(tmp_path / "base.safetensors", tmp_path / "toon.safetensors", invert=mode,
+    save_network(folder / "base.safetensors", base)
+    save_network(folder / "toon.safetensors", Networks(G_ema=blend(toon, base, 8), G=toon))
+    toonifiers = [Toonifier(folder / "base.safetensors", folder / "toon.safetensors", invert=mode,
                             encoder=e4e if mode == "e4e" else None, detector="dlib") for mode in ("e4e", "optimize")]
-    app = ToonApp(toonifiers, swap_res=16, steps=STEPS)
+    return ToonApp(toonifiers, swap_res=16, steps=STEPS)
+
+
+def test_inversion_modes_side_by_side(setup, tmp_path, encoder_checkpoint):
+    """An encoder mode and optimisation offered together: each face's toon is made with the mode chosen when it was
+    toonified or picked; a face picked again after a switch of mode is toonified again (it showed the old mode's toon,
+    the status naming no mode), as the Toonify button does."""
+    from toonlib.checkpoints import load_network
+
+    app = two_mode_app(tmp_path, encoder_checkpoint)
+    toonifiers = list(app.toonifiers.values())
     assert app.modes == ("e4e", "optimize")
+    base = load_network(encoder_checkpoint("e4e_tiny")).G_ema
+    toon = load_network(tmp_path / "toon.safetensors").G
 
     session, view = app.toonify(setup["photos"] / "pair.png", 0, 16)  # the first mode; it takes no steps
     mode, w = session.latents[0]
@@ -1385,3 +1396,162 @@ def test_the_time_said_runs_from_reading_the_photo_to_saving_the_results(app, se
         assert waited - 0.8 < took <= waited + 0.05, (status, waited)
     finally:
         page.close()
+
+
+def test_numpy_numbers_are_served_as_plain_numbers(app):
+    """NumPy integers pass ToonApp's checks of steps and swap_res, and went into the page's slider and choices, which
+    Gradio's page could not write as JSON: launch() failed with Gradio's "check your proxy settings" (forty-second
+    session's audit). They are kept as plain Python numbers."""
+    numpy_app = ToonApp(app.toonifiers["optimize"], steps=np.int64(3), max_steps=np.int64(50),
+                        swap_res=np.int64(16), max_pixels=np.float32(5e7))
+    assert [type(value) for value in (numpy_app.steps, numpy_app.max_steps, numpy_app.swap_res)] == [int] * 3
+    port = free_port()
+    page = launch(numpy_app, port=port, block=False)
+    try:
+        config = urllib.request.urlopen(f"http://127.0.0.1:{port}/config", timeout=60).read().decode()
+        assert '"elem_id": "steps"' in config or '"elem_id":"steps"' in config
+    finally:
+        page.close()
+
+
+def test_a_launch_that_fails_closes_its_server_and_says_why(app):
+    """Gradio fails after its server has started when its page cannot render (here a NumPy step count set after the
+    checks, as the constructor once kept it): the server stayed on the port, so a retry was told "another program uses
+    that port", and the message advised share=True or proxy settings (forty-second session's audit)."""
+    broken = ToonApp(app.toonifiers["optimize"], swap_res=16, steps=3, max_steps=50)
+    broken.steps = np.int64(3)  # not JSON: the page's /config fails
+    port = free_port()
+    with pytest.raises(RuntimeError, match=rf"^the app's page failed on its own server \(http://127\.0\.0\.1:{port}/ "
+                                           r"answered HTTP 500\), so the server was stopped: the traceback above says "
+                                           r"why$"):
+        launch(broken, port=port, block=False)
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0  # nothing serves there now
+    broken.steps = 3
+    page = launch(broken, port=port, block=False)  # the retry on the same port serves
+    page.close()
+
+
+def test_launch_refuses_a_port_that_is_no_port_in_pythons_words(app):
+    """launch(port=0), Python's "any free port", served on a random port while Gradio checked port 0 (an httpx
+    traceback after 5 s, the server left running); port="7950" failed at "'str' object cannot be interpreted as an
+    integer". The messages name the Python keyword (the command line says --port; forty-second session's audit)."""
+    for port, got in ((0, "got 0"), ("7950", "got '7950'"), (70000, "got 70000"),
+                      (7950.0, r"write it as an int: 7950, not 7950\.0")):
+        with pytest.raises(ValueError, match=rf"^port must be a whole number between 1 and 65535, {got}: for the first "
+                                             r"free one from 7860, leave it out \(port=None\)$"):
+            launch(app, port=port, block=False)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(OSError, match=r"another program uses that port; choose another --port \(port=\), or "
+                                          r"leave it out"):
+            launch(app, port=np.int64(port), block=False)
+
+
+def test_swap_res_is_checked_as_steps_are(app):
+    """ToonApp(swap_res=16.0) removed the swap choice with a warning that blamed the model, "16" and None failed at
+    "'<' not supported", and 64 on a 32 px model was taken as 32 unsaid (forty-second session's audit)."""
+    toonifier = app.toonifiers["optimize"]
+    for value, got in ((16.0, "16.0, a float: give the whole number 16"), ("16", "'16'"), (True, "True")):
+        with pytest.raises(ValueError, match=r"^swap_res must be a power of two >= 4 \(a resolution such as 4, 8, "
+                                             rf"\.\.\., 1024\), got {got}$"):
+            ToonApp(toonifier, swap_res=value)
+    with pytest.raises(ValueError, match=r"^swap_res must be a power of two >= 4 .*, got a NoneType$"):
+        ToonApp(toonifier, swap_res=None)
+    for value in (64, np.int64(4096)):
+        with pytest.raises(ValueError, match=rf"^swap_res must be one of \[4, 8, 16, 32\] \(the toon model is 32 px\), "
+                                             rf"got {int(value)}$"):
+            ToonApp(toonifier, swap_res=value)
+    assert ToonApp(toonifier, swap_res=8).swap_resolutions == [4, 8, 16, 32]
+
+
+def test_a_face_index_that_is_no_whole_number_leaves_the_session_as_it_was(app, setup, projection_steps):
+    """pick(session, 1.0) of a toonified face made 1.0 the face selected, then failed, and every later event of the
+    session failed at "list indices must be integers"; toonify(steps=1.9) ran 1 step where the page rounds to 2, and
+    steps="2" failed at "'<=' not supported" (forty-second session's audit)."""
+    session, _ = app.toonify(setup["photos"] / "pair.png", 1, 16)
+    app.pick(session, 1, 1, 16)
+    app.pick(session, 0, 1, 16)
+    for index in (1.0, "1", True):
+        with pytest.raises(TypeError, match=rf"^index \(the face, from 0\) must be a whole number, got {index!r}$"):
+            app.pick(session, index, 1, 16)
+    assert session.selected == 0 and app.reblend(session, 8).status.startswith("Face 1 of 2, rendered")
+    assert "Face 2 of 2" in app.pick(session, np.int64(1), 1, 16).status
+    projection_steps.clear()
+    _, view = app.toonify(setup["photos"] / "hopper.jpg", 1.9, 16)
+    assert len(projection_steps) == 2 and "(optimise, 2 steps on cpu)" in view.status
+    for steps in ("2", None, float("nan")):
+        with pytest.raises(ValueError, match=rf"^steps must be between 1 and 50, got {re.escape(repr(steps))}$"):
+            app.toonify(setup["photos"] / "hopper.jpg", steps, 16)
+
+
+def test_api_steps_that_are_no_number_are_said_in_the_status_line(app, setup):
+    """`/toonify` with steps "abc", None, "inf" or NaN ended in Gradio's anonymous AppError ("The upstream Gradio app
+    has raised an exception"), a traceback in the server's log; out-of-range numbers were said (forty-second session's
+    audit)."""
+    page = app.build()
+    upload = {"path": str(setup["photos"] / "hopper.jpg"), "orig_name": "hopper.jpg"}
+    try:
+        for steps in ("abc", None, "inf", float("nan"), float("inf"), 1e308):
+            *unchanged, status = asyncio.run(run_event(page, "on_toonify", upload, steps, 16, "optimize", None, 1, ""))
+            assert status == f"**Not toonified:** steps must be between 1 and 50, got {steps!r}"
+            assert unchanged == [{"__type__": "update"}] * 6  # the session and the results as they were
+    finally:
+        page.close()
+
+
+def test_toonifiers_given_as_bytes_or_a_dict_are_told_what_to_pass(app):
+    """ToonApp(b"toon.pkl") said "got int: pass Toonifier()" (the bytes were walked), and ToonApp({"optimize": t})
+    "got str 'optimize': pass Toonifier(invert='optimize')", though the dict's values were Toonifiers (forty-second
+    session's audit)."""
+    taken = r"^toonifiers is a Toonifier or a list of them \(one per inversion mode\), got "
+    with pytest.raises(TypeError, match=taken + r"bytes b'toon\.pkl': pass Toonifier\(toon='toon\.pkl'\)$"):
+        ToonApp(b"toon.pkl")
+    with pytest.raises(TypeError, match=taken + r"dict: pass a list of Toonifiers, e\.g\. "
+                                                r"list\(toonifiers\.values\(\)\)$"):
+        ToonApp({"optimize": app.toonifiers["optimize"]})
+
+
+def test_the_stop_of_a_run_after_an_encoders_toon_names_no_steps(setup, tmp_path, encoder_checkpoint, projection_steps):
+    """A face optimised, then toonified with the e4e encoder, kept its steps: a Stop of the next run said "The toon
+    shown is the one from before (2 steps)." of the encoder's toon (forty-second session's audit)."""
+    app = two_mode_app(tmp_path, encoder_checkpoint)
+    page = app.build()
+    upload = {"path": str(setup["photos"] / "hopper.jpg"), "orig_name": "hopper.jpg"}
+
+    async def scenario():
+        await run_event(page, "on_new_photo", upload)
+        session, *_ = await run_event(page, "on_toonify", upload, STEPS, 16, "optimize", None, 1, "")
+        *_, status = await run_event(page, "on_toonify", upload, STEPS, 16, "e4e", session, 2, "")
+        assert "(e4e encoder on cpu)" in status
+        run = await start_a_long_run(page, projection_steps, "on_toonify", upload, app.max_steps, 16, "optimize",
+                                     session, 3, "")
+        await run_event(page, "on_stop", 3)
+        return await asyncio.wait_for(run, 60)
+
+    try:
+        *_, status = asyncio.run(scenario())
+        assert re.fullmatch(rf"\*\*Stopped after step \d+ of {app.max_steps}\.\*\* The toon shown is the one from "
+                            r"before\.", status), status
+    finally:
+        page.close()
+
+
+def test_the_upload_folders_are_removed_when_the_app_stops(app, setup, monkeypatch, tmp_path):
+    """Every file was deleted when the app stopped, but not the folder each upload and result had (named by its
+    content): empty, they piled up across runs (forty-second session's audit). The user's own things in that folder
+    stay."""
+    cache = tmp_path / "uploads"
+    (cache / "mine").mkdir(parents=True)
+    (cache / "notes.txt").write_text("mine")
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(cache))
+    port = free_port()
+    page = launch(app, port=port, block=False)
+    try:
+        assert visit(port, setup, tmp_path / "downloads").startswith("One face")
+        assert len([folder for folder in cache.iterdir() if folder.is_dir()]) > 3
+    finally:
+        page.close()
+    assert sorted(path.name for path in cache.rglob("*")) == ["mine", "notes.txt"]

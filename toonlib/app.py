@@ -25,6 +25,7 @@ import hashlib
 import inspect
 import io
 import math
+import numbers
 import os
 import re
 import socket
@@ -32,18 +33,19 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from PIL import Image
 
 from .align import AlignedFace, LandmarkBackendError, NoFaceError
+from .blending import check_setting
 from .checkpoints import CheckpointError
 from .files import atomic_write_path, visible_stem
 from .images import ImageReadError, quiet_large_images, read_image, too_many_pixels
 from .losses import PerceptualWeightsError, build_lpips
 from .messages import check_count, check_number, counted, warn
-from .options import DEFAULT_STEPS, DEFAULT_SWAP_RES, INVERT_MODES, MAX_PIXELS, MAX_STEPS, OPTIMIZING_MODES
+from .options import DEFAULT_STEPS, DEFAULT_SWAP_RES, INVERT_MODES, MAX_PIXELS, MAX_STEPS, OPTIMIZING_MODES, PORTS
 from .pipeline import INVERT_LABELS, Toonifier, paste_faces
 from .projection import Callback
 
@@ -313,11 +315,15 @@ class _VisitorsFiles:
                 continue  # kept, and tried again at the next deletion
             with self._lock:
                 self._paths.discard(path)
+            _remove_if_empty(os.path.dirname(path))
 
 
-def _whole_steps(value: float) -> int:
-    """Steps from the page's steps box, rounded half up, as the box itself rounds them (`WHOLE_STEPS`)."""
-    return math.floor(float(value) + 0.5)
+def _remove_if_empty(folder: str) -> None:
+    """Remove `folder` (one the app or Gradio made for a visitor's file, named by its content) when it is left empty:
+    one per upload and result piled up across runs, empty (forty-second session's audit). A folder that holds anything
+    stays (`os.rmdir` removes no file)."""
+    with contextlib.suppress(OSError):
+        os.rmdir(folder)
 
 
 def _download_stem(name: str) -> str:
@@ -418,36 +424,58 @@ class ToonApp:
     def __init__(self, toonifiers: Toonifier | Sequence[Toonifier], *, swap_res: int = DEFAULT_SWAP_RES,
                  steps: int = DEFAULT_STEPS, max_steps: int = MAX_STEPS, max_pixels: int = MAX_PIXELS) -> None:
         # None failed at "'NoneType' object is not iterable", a model's name at "'str' object has no attribute
-        # 'invert'" (forty-first session's audit)
-        single = isinstance(toonifiers, (Toonifier, str, os.PathLike)) or not hasattr(toonifiers, "__iter__")
+        # 'invert'" (forty-first session's audit); bytes were walked (a name's first byte said, as an int) and a dict
+        # by its keys (its Toonifiers, the values, unsaid; forty-second session's audit)
+        if isinstance(toonifiers, Mapping):
+            raise TypeError("toonifiers is a Toonifier or a list of them (one per inversion mode), got "
+                            f"{type(toonifiers).__name__}: pass a list of Toonifiers, e.g. list(toonifiers.values())")
+        single = (isinstance(toonifiers, (Toonifier, str, bytes, os.PathLike))
+                  or not hasattr(toonifiers, "__iter__"))
         toonifiers = [toonifiers] if single else list(toonifiers)
         for item in toonifiers:
             if not isinstance(item, Toonifier):
-                name = os.fspath(item) if isinstance(item, (str, os.PathLike)) else None
+                path = isinstance(item, (str, bytes, os.PathLike))
+                name = os.fsdecode(item) if path else None
                 setting = "invert" if name in INVERT_MODES else "toon"
                 raise TypeError("toonifiers is a Toonifier or a list of them (one per inversion mode), got "
-                                f"{type(item).__name__}" + (f" {name!r}: pass Toonifier({setting}={name!r})"
-                                                            if name is not None else ": pass Toonifier()"))
+                                f"{type(item).__name__}" + (f" {item if isinstance(item, bytes) else name!r}: pass "
+                                                            f"Toonifier({setting}={name!r})"
+                                                            if path else ": pass Toonifier()"))
         self.toonifiers = {t.invert: t for t in toonifiers}
         if not toonifiers or len(self.toonifiers) < len(toonifiers):
             raise ValueError(f"give one Toonifier per inversion mode, got {[t.invert for t in toonifiers]}")
         check_settings(steps, max_steps, max_pixels)
         self.modes = tuple(self.toonifiers)
-        self.max_steps = max_steps
-        self.max_pixels = max_pixels
-        self.steps = steps
+        # Plain Python numbers: a NumPy integer went into the page's slider and choices, which Gradio's page could not
+        # write as JSON (launch failed with Gradio's advice on proxies; forty-second session's audit).
+        self.max_steps = int(max_steps)
+        self.max_pixels = int(max_pixels) if float(max_pixels).is_integer() else float(max_pixels)
+        self.steps = int(steps)
         self._lock = threading.Lock()
         resolution = toonifiers[0].published_blend.img_resolution
         self.swap_resolutions = [2 ** k for k in range(2, int(math.log2(resolution)) + 1)]
-        self.swap_res: int | None = min(swap_res, resolution)
-        self._check_swap(self.swap_res)
+        self.swap_res: int | None = self._first_swap_res(swap_res, resolution)
         try:
             for toonifier in toonifiers:
                 toonifier.set_blend(self.swap_res)  # reads the toon model from its checkpoint, once
         except (CheckpointError, ValueError) as exc:  # a blended generator only, or one its codes do not fit: no
-            # slider, and why (it went without a word, for every mode; thirty-third session's audit)
+            # slider, and why (it went without a word, for every mode; thirty-third session's audit); swap_res itself
+            # is checked above (a float, 16.0, was refused here, taken for a model that cannot be re-blended)
             warn(f"the app offers no swap-resolution slider, only the published blend: {exc}")
             self.swap_resolutions, self.swap_res = [], None
+
+    def _first_swap_res(self, swap_res: object, resolution: int) -> int:
+        """`swap_res` checked as `steps` is: a whole number among the model's resolutions (a float of one, a text or
+        None failed at "'<' not supported" or went to the warning that the model cannot be re-blended, and a value
+        above the model's was clamped unsaid; forty-second session's audit). The default alone is clamped to the
+        model's resolution (a model under 32 px)."""
+        check_setting(swap_res)  # a power of two >= 4, a whole number (a NumPy integer too)
+        if swap_res == DEFAULT_SWAP_RES:
+            swap_res = min(swap_res, resolution)
+        if swap_res not in self.swap_resolutions:
+            raise ValueError(f"swap_res must be one of {self.swap_resolutions} (the toon model is {resolution} px), "
+                             f"got {int(swap_res)}")
+        return int(swap_res)
 
     def warm_up(self) -> None:
         """Build the landmark detector and (for the modes that optimise) the perceptual metric now, so the first
@@ -474,7 +502,7 @@ class ToonApp:
         start = time.perf_counter()
         if photo is None:
             raise ValueError("no photo yet: upload one or take one with the webcam, then press Toonify")
-        mode, swap_res = self._check(steps, swap_res, mode)
+        mode, steps, swap_res = self._check(steps, swap_res, mode)
         if session is not None and session.upload == str(photo):
             return session, self.pick(session, session.selected, steps, swap_res, mode, callback=callback)
         name = name or Path(photo).name
@@ -493,9 +521,14 @@ class ToonApp:
         already toonified so, as the Toonify button does (`callback`: as `toonify`'s)."""
         if session is None:
             raise ValueError("no photo yet: upload one or take one with the webcam, then press Toonify")
+        # before the session changes: a float passed the range check, became the face selected, and every later event
+        # of the session failed at "list indices must be integers" (forty-second session's audit)
+        if isinstance(index, bool) or not isinstance(index, numbers.Integral):
+            raise TypeError(f"index (the face, from 0) must be a whole number, got {index!r}")
+        index = int(index)
         if not 0 <= index < len(session.faces):
             raise ValueError(f"there is no face {index + 1}: the photo has {len(session.faces)}")
-        mode, swap_res = self._check(steps, swap_res, mode)
+        mode, steps, swap_res = self._check(steps, swap_res, mode)
         start = time.perf_counter()
         with self._lock:
             inverted = not self._inverted(session, index, mode, steps)  # a face toonified before in another mode
@@ -569,14 +602,28 @@ class ToonApp:
         except ValueError as exc:
             raise type(exc)(str(exc).replace(path, name)) from exc
 
-    def _check(self, steps: int, swap_res: int | str | None, mode: str | None) -> tuple[str, int | None]:
-        """Refuse settings the page cannot send (an API call can); returns the mode and the swap resolution."""
+    def _check(self, steps: float, swap_res: int | str | None, mode: str | None) -> tuple[str, Any, int | None]:
+        """Refuse settings the page cannot send (an API call can); returns the mode, the steps (a whole number, for a
+        mode that optimises: `_whole_steps`) and the swap resolution."""
         mode = self.modes[0] if mode is None else mode
         if mode not in self.modes:
             raise ValueError(f"mode must be one of {list(self.modes)}, got {mode!r}")
-        if mode in OPTIMIZING_MODES and not 1 <= steps <= self.max_steps:
-            raise ValueError(f"steps must be between 1 and {self.max_steps}, got {steps}")
-        return mode, self._check_swap(swap_res)
+        if mode in OPTIMIZING_MODES:
+            steps = self._whole_steps(steps)
+        return mode, steps, self._check_swap(swap_res)
+
+    def _whole_steps(self, steps: object) -> int:
+        """`steps` rounded half up, as the page's steps box rounds them (`WHOLE_STEPS`), checked against the slider's
+        ends: the server rounds what an API call or a Python caller sends as the page does (1.9 ran 1 step, "2" failed
+        at "'<=' not supported", and the API's "abc", None or NaN at Gradio's anonymous error; forty-second session's
+        audit)."""
+        try:
+            whole = None if isinstance(steps, bool) or not isinstance(steps, numbers.Real) else math.floor(steps + 0.5)
+        except (ValueError, OverflowError):  # NaN, infinity
+            whole = None
+        if whole is None or not 1 <= whole <= self.max_steps:
+            raise ValueError(f"steps must be between 1 and {self.max_steps}, got {steps!r}")
+        return whole
 
     def _check_swap(self, swap_res: int | str | None) -> int | None:
         """The swap resolution `swap_res` as a number, refused where the page offers no such choice. Gradio's "Use via
@@ -597,6 +644,8 @@ class ToonApp:
         session.latents[index] = (mode, result.w)
         if projection:
             session.steps[index] = int(steps)
+        else:  # an encoder's latent has no steps: a Stop said the ones of the face's earlier, optimised toon
+            session.steps.pop(index, None)  # (forty-second session's audit)
         session.toons.pop(index, None)
 
     @staticmethod
@@ -765,20 +814,20 @@ class ToonApp:
                 # ended, with the photo that replaced that one (or none): it toonified a photo nobody pressed
                 # Toonify for, or said "no photo yet" after ✕. It ends with its photo, as one in the queue does.
                 return gr.skip()
-            steps = _whole_steps(steps)
 
             def toonify(stop: threading.Event) -> tuple:
-                new, view = self.toonify(photo, steps, swap_res, mode, name=name, session=session,
-                                         callback=after_step(stop, progress, steps, "your photo"))
+                # checked in the job: a step count that is no number is said in the status line (`ERRORS`)
+                _, whole, _ = self._check(steps, swap_res, mode)
+                new, view = self.toonify(photo, whole, swap_res, mode, name=name, session=session,
+                                         callback=after_step(stop, progress, whole, "your photo"))
                 return new, *outputs_of(view)
             return await in_worker(request, photo, clicks, session, toonify)
 
         async def on_pick(session, steps, swap_res, mode, clicks, event, request, progress=steps_shown):
-            steps = _whole_steps(steps)
-
             def pick(stop: threading.Event) -> tuple:
-                view = self.pick(session, event.index, steps, swap_res, mode,
-                                 callback=after_step(stop, progress, steps, f"face {event.index + 1}"))
+                _, whole, _ = self._check(steps, swap_res, mode)
+                view = self.pick(session, event.index, whole, swap_res, mode,
+                                 callback=after_step(stop, progress, whole, f"face {event.index + 1}"))
                 return session, *outputs_of(view)
             return await in_worker(request, session and session.upload, clicks, session, pick)
 
@@ -948,7 +997,7 @@ def require_gradio() -> Any:
 
 def launch(app: ToonApp, host: str = "127.0.0.1", port: int | None = None, share: bool = False,
            block: bool = True) -> Any:
-    """Serve `app` on host:port (None: Gradio's first free port from 7860); `share` also opens a public link
+    """Serve `app` on host:port (1-65535; None: Gradio's first free port from 7860); `share` also opens a public link
     through Gradio's tunnel (needs internet). The detector and the perceptual metric are built first
     (`ToonApp.warm_up`). With `block=False` it returns the running `gradio.Blocks` (stop it with `.close()`)."""
     check_port(host, port)
@@ -960,10 +1009,18 @@ def launch(app: ToonApp, host: str = "127.0.0.1", port: int | None = None, share
     # swap choices did nothing (its session is not in a run), it kept the visitors' photos listed in the browser for the
     # next person at it, and it offered to send runs to a Hugging Face bucket (from this server).
     no_history = {"run_history": False} if "run_history" in inspect.signature(page.launch).parameters else {}
-    page.launch(server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD, inbrowser=False,
-                prevent_thread_lock=True, quiet=True, css=CSS, js=PAGE_SCRIPT,
-                app_kwargs={"lifespan": _deleting(page.visitors_files)},
-                **no_history)  # Gradio's own lines name its options
+    try:
+        page.launch(server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD, inbrowser=False,
+                    prevent_thread_lock=True, quiet=True, css=CSS, js=PAGE_SCRIPT,
+                    app_kwargs={"lifespan": _deleting(page)}, **no_history)  # Gradio's own lines name its options
+    except BaseException as exc:
+        # Gradio raises after its server has started (its check of the page failed): the server stayed, and a retry
+        # on the port was told "another program uses that port" (forty-second session's audit)
+        failure = _page_failure(page) if isinstance(exc, ValueError) else None
+        page.close(verbose=False)
+        if failure is not None:  # Gradio's advice, proxies and share=True, pointed the wrong way
+            raise RuntimeError(failure) from exc
+        raise
     if not block:
         return page
     # without internet Gradio says why above and leaves share_url None: it printed "... and None"
@@ -979,9 +1036,30 @@ def launch(app: ToonApp, host: str = "127.0.0.1", port: int | None = None, share
     return page
 
 
-def _deleting(files: _VisitorsFiles) -> Callable:
+def _page_failure(page: Any) -> str | None:
+    """Why Gradio's check of the page's server failed, where the server answered it with an error (the page itself
+    failed to render, a bug the server's log shows); None where it did not answer (Gradio's own message stands)."""
+    import httpx
+
+    url = getattr(page, "local_url", None)
+    if not url:
+        return None
+    try:
+        code = httpx.get(url, timeout=10, trust_env=False).status_code  # this machine: never through a proxy
+    except httpx.HTTPError:
+        return None
+    if code < 400:
+        return None
+    return (f"the app's page failed on its own server ({url} answered HTTP {code}), so the server was stopped: the "
+            "traceback above says why")
+
+
+def _deleting(page: Any) -> Callable:
     """The server's lifespan (FastAPI's, which Gradio's own deletion of its files wraps): while the server runs, every
-    `DELETE_AFTER_S` the app's `files` over that age are deleted, and all of them once it stops."""
+    `DELETE_AFTER_S` the app's files (`page.visitors_files`) over that age are deleted, and every visitor's file
+    (`_delete_visitors_files`) once it stops."""
+    files = page.visitors_files
+
     @contextlib.asynccontextmanager
     async def lifespan(server: Any) -> Any:
         async def on_schedule() -> None:
@@ -994,7 +1072,7 @@ def _deleting(files: _VisitorsFiles) -> Callable:
             yield
         finally:
             task.cancel()
-            files.delete()
+            _delete_visitors_files(page)
     return lifespan
 
 
@@ -1003,13 +1081,19 @@ def _delete_visitors_files(page) -> None:
     Gradio's own deletion at close runs only once its server has stopped, which it waits 5 s for, and a visitor's run
     under way holds it open, so a Ctrl-C during a run left the photo on disk for good (thirty-eighth session's
     audit). The app's own files (`_VisitorsFiles`) first; Gradio's function for its uploads is internal: where a
-    later Gradio lacks it, its own deletion stands."""
+    later Gradio lacks it, its own deletion stands. The folders Gradio made for its files (one per upload, named by
+    its content) are removed when left empty (`_remove_if_empty`; the app's own as it deletes its files)."""
     page.visitors_files.delete()
     try:
         from gradio.route_utils import delete_files_created_by_app
     except ImportError:
         return
+    folders = {os.path.dirname(path) for files in page.temp_file_sets for path in list(files)}
     delete_files_created_by_app(page, age=None)
+    cache = os.path.abspath(page.GRADIO_CACHE)
+    for folder in folders:
+        if os.path.dirname(os.path.abspath(folder)) == cache:  # a content-named folder of this app's cache, never
+            _remove_if_empty(folder)                           # the cache itself or a folder outside it
 
 
 def _for_the_network(host: str, port: int) -> str:
@@ -1043,25 +1127,36 @@ def _wait_for_ctrl_c() -> None:
 def check_port(host: str, port: int | None) -> None:
     """Raise OSError, saying what to do, when `port` cannot be served on `host`: checked before the models load, not
     after (Gradio's message then named its Python options). With `port` None (any free one) the host is checked all
-    the same: a mistyped name waited ~8 minutes for Gradio's "Cannot find empty port in range: 7860-7959"."""
+    the same: a mistyped name waited ~8 minutes for Gradio's "Cannot find empty port in range: 7860-7959". Its
+    messages name the options in both languages, `--port (port=)`, which the command line says as `--port`
+    (`commands.for_command_line`)."""
+    # ValueError for a port that is no port: 0 (Python's "any free one") served on a random port while Gradio checked
+    # port 0, and "7950" failed at "'str' object cannot be interpreted as an integer" (forty-second session's audit).
+    # The command line's --port is refused while its arguments are parsed, in the same range (`options.PORTS`).
+    if port is not None:
+        try:
+            check_count("port", port, *PORTS)
+        except ValueError as exc:
+            raise ValueError(f"{exc}: for the first free one from 7860, leave it out (port=None)") from None
     if ":" in host:  # Gradio writes http://::1:7860, which its own check of the server cannot open
-        raise OSError(f"cannot serve on {host}: the app takes an IPv4 address or a name as --host, not an IPv6 "
-                      "address; use --host 127.0.0.1 (this machine only) or 0.0.0.0 (every network it is on)")
+        raise OSError(f"cannot serve on {host}: the app takes an IPv4 address or a name as --host (host=), not an "
+                      "IPv6 address; use --host (host=) 127.0.0.1 (this machine only) or 0.0.0.0 (every network it "
+                      "is on)")
     with socket.socket(socket.AF_INET) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does: a port just freed is free
         try:
-            probe.bind((host, port or 0))
+            probe.bind((host, int(port or 0)))
         except OSError as exc:
             if isinstance(exc, socket.gaierror):
-                advice = f"no address is known for the name {host!r}: check --host"
+                advice = f"no address is known for the name {host!r}: check --host (host=)"
             elif exc.errno == errno.EADDRNOTAVAIL:
-                advice = (f"{host} is not an address of this machine; use --host 127.0.0.1 (this machine only) or "
-                          "0.0.0.0 (every network it is on)")
+                advice = (f"{host} is not an address of this machine; use --host (host=) 127.0.0.1 (this machine only) "
+                          "or 0.0.0.0 (every network it is on)")
             elif exc.errno == errno.EACCES:
-                advice = "ports below 1024 need an administrator; choose --port 7860 or another above 1024"
+                advice = "ports below 1024 need an administrator; choose --port (port=) 7860 or another above 1024"
             else:
-                advice = ("another program uses that port; choose another --port, or leave it out (the first free "
-                          "one from 7860)")
+                advice = ("another program uses that port; choose another --port (port=), or leave it out (the first "
+                          "free one from 7860)")
             where = host if port is None else f"{host}:{port}"
             raise OSError(f"cannot serve on {where} ({exc.strerror or exc}): {advice}") from None
 

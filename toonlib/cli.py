@@ -297,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.epilog = _examples("finetune") + p.epilog  # fine-tuning's own exit statuses
     p.set_defaults(func=cmd_finetune)
 
-    from .options import DEFAULT_STEPS, DEFAULT_SWAP_RES, INVERT_MODES, MAX_PIXELS, MAX_STEPS
+    from .options import DEFAULT_STEPS, DEFAULT_SWAP_RES, INVERT_MODES, MAX_PIXELS, MAX_STEPS, PORTS
 
     p = sub.add_parser("app", help="the Toonify web app in your browser (Gradio; pip install 'toonlib[app]')")
     _add_toonifier_models(p, "re-blended at the swap resolution chosen on the page")
@@ -319,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"larger photos are refused (default {MAX_PIXELS / 1e6:.0f})")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to serve on (default 127.0.0.1: this machine only; 0.0.0.0: your network)")
-    p.add_argument("--port", type=_number(int, 1, 65535), default=None,
+    p.add_argument("--port", type=_number(int, *PORTS), default=None,  # launch's port= takes the same (`check_port`)
                    help="port (default: the first free one from 7860)")
     p.add_argument("--share", action="store_true", help="also a public *.gradio.live link (Colab; needs internet)")
     p.set_defaults(func=cmd_app)

@@ -194,14 +194,18 @@ def warn(message: str, category: type[Warning] = ToonlibWarning) -> None:
     warnings.warn(message, category, stacklevel=level)
 
 
-def check_count(name: str, value: object, minimum: int = 1) -> None:
-    """Raise ValueError unless `value` is a whole number (an int or NumPy integer, not a bool) >= `minimum`. A float
-    of a whole number is told to be written as an int ('got 4.0' read as if 4 were refused)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+def check_count(name: str, value: object, minimum: int = 1, maximum: int | None = None) -> None:
+    """Raise ValueError unless `value` is a whole number (an int or NumPy integer, not a bool) >= `minimum` (and <=
+    `maximum`). A float of a whole number is told to be written as an int ('got 4.0' read as if 4 were refused)."""
+    def fits(number: object) -> bool:
+        return number >= minimum and (maximum is None or number <= maximum)
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not fits(value):
         as_int = (isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-                  and float(value).is_integer() and value >= minimum)
+                  and float(value).is_integer() and fits(value))
         got = f"write it as an int: {int(value)}, not {value!r}" if as_int else f"got {value!r}"
-        raise ValueError(f"{name} must be a whole number >= {minimum}, {got}")
+        bounds = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+        raise ValueError(f"{name} must be a whole number {bounds}, {got}")
 
 
 def check_number(name: str, value: object, minimum: float = 0) -> None:

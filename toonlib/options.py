@@ -30,3 +30,4 @@ DEFAULT_STEPS = 200  # optimisation steps offered first (the pipeline's default,
 MAX_STEPS = 1000  # the steps slider's end; more steps hold the shared queue for everyone else
 MAX_PIXELS = 50_000_000  # larger photos are refused before they are decoded (48 MP phone photos pass)
 DEFAULT_SWAP_RES = 32  # the swap resolution chosen first (clamped to the model's resolution)
+PORTS = (1, 65535)  # the ports the app serves on (--port, launch's port=); 0 would be any free one
