@@ -1211,9 +1211,10 @@ def test_the_projection_panels_save_keeps_the_model_and_the_photo_and_says_what_
     assert (tmp_path / "base.safetensors").read_bytes() == model and (photos / "hopper.jpg").read_bytes() == photo
     assert "saved" not in capsys.readouterr().out
     panel.save(tmp_path / "w.npz")
-    assert capsys.readouterr().out.strip() == f"saved {tmp_path / 'w.npz'}"
+    assert capsys.readouterr().out.strip() == f"saved {tmp_path / 'w.npz'}: hopper.jpg projected in W+, 1 step"
     panel.save(tmp_path / "w.npz")  # another photo's, an hour later
-    assert capsys.readouterr().out.strip() == f"saved {tmp_path / 'w.npz'} (it replaced the file that was there)"
+    assert capsys.readouterr().out.strip() == (f"saved {tmp_path / 'w.npz'} (it replaced the file that was there): "
+                                               "hopper.jpg projected in W+, 1 step")
 
 
 def test_a_projection_is_saved_after_the_set_up_cell_loaded_its_model_again(tmp_path, capsys):
@@ -1423,3 +1424,128 @@ def test_a_paste_back_that_is_not_true_or_false_is_refused_when_the_panel_is_mad
             ToonifyPanel(toonifier, paste_back=value)
         assert str(error.value) == f"paste_back must be True or False, got {value!r}"
     assert ToonifyPanel(toonifier, paste_back=False).paste_back is False
+
+
+@pytest.mark.filterwarnings("ignore::toonlib.blending.LineageWarning")  # unrelated tiny models
+def test_the_blend_explorer_says_every_layer_is_the_toon_models_at_the_top_swap_resolution(tmp_path, capsys):
+    """02 at the models' top swap resolution said "toon up to 32 px (level 0), FFHQ above; hard switch" in its status
+    line and its save, where every layer of that blend is the toon model's (forty-second session's audit)."""
+    explorer = blend_explorer(tiny_generator(0), tiny_generator(1), seeds=[0], swap_res=32, cell=32)
+    top = "toon up to 32 px (level {}), the top resolution: every layer is the toon model's, none FFHQ's; hard switch"
+    assert _status_text(explorer) == top.format(0)
+    explorer.level.value = 1
+    assert _status_text(explorer) == top.format(1)
+    explorer.save(tmp_path / "blend.safetensors")
+    assert capsys.readouterr().out.strip() == f"saved {tmp_path / 'blend.safetensors'}: {top.format(1)}"
+    explorer.blend_width.value = 1.0  # a smooth switch there takes the top layers partly from FFHQ
+    assert _status_text(explorer) == "toon up to 32 px (level 1), FFHQ above; smooth switch, width 1.0"
+    explorer.blend_width.value, explorer.swap_res.value = 0.0, 16
+    assert _status_text(explorer) == "toon up to 16 px (level 1), FFHQ above; hard switch"
+
+
+@pytest.mark.filterwarnings("ignore::toonlib.blending.LineageWarning")  # unrelated tiny models
+def test_the_blend_explorers_save_refused_over_a_model_names_the_notebooks_output_parameter(tmp_path, monkeypatch):
+    """02's save cell with output set to the toon model's file said "the path toon.safetensors is the toon model's
+    file", an argument its users never wrote, where 03's and 04's name `output` (forty-second session's audit): with
+    the parameter its set-up cell gives `brief_errors`, the explorer names it; Python's callers read "the path"."""
+    from tiny import write_toonify_models
+
+    from toonlib import notebook
+
+    base, toon, _, _ = write_toonify_models(tmp_path)
+    explorer = blend_explorer(str(base), str(toon), seeds=[0], swap_res=8, cell=32)
+    monkeypatch.setattr(notebook, "_NOTEBOOK_PARAMETERS", {"path": "output"})  # as 02's set-up cell gives them
+    with pytest.raises(ValueError) as error:
+        explorer.save(toon)
+    assert str(error.value) == (f"output = {toon} is the toon model's file: writing there would replace that model; "
+                                "give another output file")
+    monkeypatch.setattr(notebook, "_NOTEBOOK_PARAMETERS", {})
+    with pytest.raises(ValueError, match=r"^the path .* is the base model's file"):
+        explorer.save(base)
+
+
+def _projection_panel(tmp_path: Path, steps: int = 1):
+    """A `ProjectionPanel` of a tiny model, its uploads in `tmp_path`."""
+    from toonlib.widgets import ProjectionPanel
+
+    return ProjectionPanel(tiny_generator(0), steps=steps, frame_every=1, detector="dlib", folder=tmp_path / "uploads")
+
+
+def test_the_projection_panels_done_line_names_the_space_its_run_used(tmp_path, monkeypatch, random_vgg_torch_home):
+    """03's "latent space" toggle clicked to W while a W+ Run went: the done line said "in W" of the W+ latent the
+    save cell then saved (forty-second session's audit). It names the space the Run used."""
+    from tiny import write_photos
+
+    monkeypatch.setenv("TORCH_HOME", str(random_vgg_torch_home))
+    panel = _projection_panel(tmp_path, steps=2)
+    panel.set_photo(write_photos(tmp_path / "photos") / "hopper.jpg")
+    report = panel._report
+
+    def clicked_meanwhile(step: int, distance: float, w=None) -> None:
+        panel.space.value = "w"  # the toggle clicked while the bar moves
+        report(step, distance, w)
+
+    monkeypatch.setattr(panel, "_report", clicked_meanwhile)
+    panel.run_button.click()
+    assert panel.result is not None and panel.result.space == "w+", _status_text(panel)
+    assert re.fullmatch(r"done: 2 steps \(optimise\), distance [\d.]+ in W\+", _status_text(panel)), _status_text(panel)
+
+
+def _two_faces_jpeg(photos: Path) -> bytes:
+    """A JPEG of two faces side by side, Hopper's and the astronaut's (the astronaut's the larger)."""
+    hopper, astronaut = (Image.open(photos / name).convert("RGB") for name in ("hopper.jpg", "astronaut.png"))
+    hopper = hopper.resize((round(hopper.width * 512 / hopper.height), 512))
+    two = Image.new("RGB", (hopper.width + 512, 512))
+    two.paste(hopper, (0, 0))
+    two.paste(astronaut.resize((512, 512)), (hopper.width, 0))
+    buffer = io.BytesIO()
+    two.save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+def test_the_projection_panel_says_it_projected_the_largest_of_the_faces_found(tmp_path, monkeypatch, capsys,
+                                                                               random_vgg_torch_home):
+    """03 projected the largest face of a group photo and said nothing of the others, in its done line or its save,
+    where 04's panel says it (forty-second session's audit): both say it, in 04's words."""
+    from tiny import write_photos
+
+    monkeypatch.setenv("TORCH_HOME", str(random_vgg_torch_home))
+    panel = _projection_panel(tmp_path)
+    _upload(panel.upload, "us.jpg", _two_faces_jpeg(write_photos(tmp_path / "photos")))
+    panel.run_button.click()
+    text = _status_text(panel)
+    assert text.startswith("done: 1 step (optimise), distance ") and text.endswith(
+        " in W+. 2 faces were found in us.jpg: the largest was projected (to project another, crop the photo around "
+        "it)."), text
+    capsys.readouterr()  # the Run's pictures, shown outside a notebook
+    panel.save(tmp_path / "w.npz")
+    assert capsys.readouterr().out.strip() == (f"saved {tmp_path / 'w.npz'}: the largest of 2 faces in us.jpg "
+                                               "projected in W+, 1 step")
+
+
+def test_the_projection_panels_save_says_which_runs_latent_it_saves(tmp_path, monkeypatch, capsys,
+                                                                    random_vgg_torch_home):
+    """03's save said the path alone: after a Run interrupted, it saved the Run before's latent, unsaid (forty-second
+    session's audit). It says the photo, the space and the steps, and that the last Run did not finish."""
+    from tiny import write_photos
+
+    monkeypatch.setenv("TORCH_HOME", str(random_vgg_torch_home))
+    panel = _projection_panel(tmp_path, steps=2)
+    panel.set_photo(write_photos(tmp_path / "photos") / "hopper.jpg")
+    panel.run_button.click()
+    capsys.readouterr()  # the Run's pictures, shown outside a notebook
+    panel.save(tmp_path / "w.npz")
+    assert capsys.readouterr().out.strip() == f"saved {tmp_path / 'w.npz'}: hopper.jpg projected in W+, 2 steps"
+
+    def interrupted(step: int, distance: float, w=None) -> None:
+        keyboard_interrupt()
+
+    panel.steps.value, panel.space.value = 5, "w"
+    monkeypatch.setattr(panel, "_report", interrupted)
+    panel.run_button.click()
+    assert _status_text(panel) == ("Interrupted. Press Run to start again. The results shown are from the run "
+                                   "before.")
+    panel.save(tmp_path / "w.npz")
+    assert capsys.readouterr().out.strip() == (
+        f"saved {tmp_path / 'w.npz'} (it replaced the file that was there): hopper.jpg projected in W+, 2 steps (the "
+        "Run before the last one, which did not finish)")

@@ -1793,3 +1793,83 @@ def test_the_toonify_set_up_cell_names_a_misspelt_model_before_any_download(tmp_
         f"models.MODELS['lpips-vgg16'], sources=({OFFLINE_URL!r},))"))
     _assert_brief(error_of_the_cell(nb, "brief_errors(", tmp_path),
                   "base_model = 'ffhq-1024-tfx': unknown model 'ffhq-1024-tfx'.")
+
+
+def test_blend_notebooks_output_is_a_safetensors_file_said_before_anything_downloads(tmp_path, monkeypatch):
+    """02 with `output = "photos/hopper.jpg"` wrote the blend over the user's photo (`blend.pkl`, `blend` the same),
+    warning only after the write, where `toonlib blend -o` refuses it (forty-second session's audit): the set-up cell
+    refuses a name that is no .safetensors file before any model is read, and so does the save cell, as 03's do; and
+    the toon model's own file, which the save refused only after both models had loaded and the explorer had drawn."""
+    from toonlib.notebook import output_path
+
+    monkeypatch.setenv("TOONLIB_CACHE", str(tmp_path / "cache"))
+    nb = prepare("02_blend.ipynb", {"output": "photos/hopper.jpg", "use_drive": False})
+    assert error_of_the_cell(nb, "brief_errors(", tmp_path) == (
+        "output = 'photos/hopper.jpg': it is saved as a .safetensors file (tools pick their reader by the suffix); set "
+        "output in the parameters cell to 'photos/hopper.safetensors'")
+    assert not (tmp_path / "cache").exists()  # nothing downloaded
+    save = nb.cells[cell_index(nb, "explorer.save(")].source
+    assert 'explorer.save(output_path(output, drive, suffix=".safetensors"))' in save, save
+    for name in ("blend.pkl", "blend"):
+        with pytest.raises(ValueError, match=rf"^output = '{name}': .* to 'blend\.safetensors'$"):
+            output_path(name, None, suffix=".safetensors")
+    toon = tmp_path / "toon.safetensors"
+    save_network(toon, tiny_generator(1))
+    nb = prepare("02_blend.ipynb", {"base_model": "ffhq-256-noaug", "toon_model": str(toon), "toon_network": "G_ema",
+                                    "swap_res": 8, "output": "toon.safetensors", "use_drive": False})
+    assert error_of_the_cell(nb, "brief_errors(", tmp_path) == (
+        "output = toon.safetensors is the toon model's file: writing there would replace that model; give another "
+        "output file")
+    assert not (tmp_path / "cache").exists()
+
+
+def test_blend_notebooks_set_up_cell_shows_no_python_value(tmp_path, monkeypatch):
+    """02's set-up cell ended in `output_path(output, drive)`, whose value IPython showed below the cell:
+    "PosixPath('blend.safetensors')", in a notebook that otherwise says sentences (forty-second session's audit)."""
+    monkeypatch.setenv("TOONLIB_CACHE", str(tmp_path / "cache"))
+    nb = prepare("02_blend.ipynb", {"output": "blend.safetensors", "use_drive": False})
+    assert error_of_the_cell(nb, "brief_errors(", tmp_path) is None
+    outputs = nb.cells[cell_index(nb, "brief_errors(")].outputs
+    assert "execute_result" not in [out.output_type for out in outputs], outputs
+    assert "PosixPath" not in json.dumps(outputs)
+
+
+@pytest.mark.parametrize("name, example", [("02_blend.ipynb", "result.safetensors"),
+                                           ("03_project.ipynb", "result.npz")])
+def test_an_output_that_is_no_text_is_refused_by_name(tmp_path, monkeypatch, name, example):
+    """02's and 03's `output = None` stopped the set-up cell with an 18-line TypeError traceback through
+    `output_path`, naming no parameter, where `run_name = None` and `photo_path = 3` are refused by name (forty-second
+    session's audit)."""
+    from toonlib.messages import expected_errors
+    from toonlib.notebook import output_path
+
+    monkeypatch.setenv("TOONLIB_CACHE", str(tmp_path / "cache"))
+    nb = prepare(name, {"output": None, "use_drive": False})
+    assert error_of_the_cell(nb, "brief_errors(", tmp_path) == (
+        f'output = None: set it in the parameters cell to the name of the file to save, in quotes, e.g. output = '
+        f'"{example}"')
+    with pytest.raises(ValueError, match=r'^output = 3: .* e\.g\. output = "result\.png"$') as raised:
+        output_path(3, None, image=True)  # 04's
+    assert isinstance(raised.value, expected_errors())
+
+
+def test_blend_notebook_says_what_blending_takes_and_names_output_where_its_save_refuses(tmp_path):
+    """02's device report quoted a projection step's time and the e4e mode's, which that notebook does neither of, and
+    its save refused the toon model's file as output saying "the path toon.safetensors ...", where 03 and 04 name
+    `output` (forty-second session's audit)."""
+    from nbformat.v4 import new_code_cell
+
+    base, toon = tmp_path / "base.safetensors", tmp_path / "toon.safetensors"
+    save_network(base, tiny_generator(0))
+    save_network(toon, tiny_generator(1))
+    before = toon.read_bytes()
+    nb = prepare("02_blend.ipynb", {"base_model": str(base), "toon_model": str(toon), "toon_network": "G_ema",
+                                    "swap_res": 8, "output": "blend.safetensors", "use_drive": False})
+    # output changed in the parameters cell after the set-up cell ran, the save cell run again
+    nb.cells.insert(cell_index(nb, "explorer.save("), new_code_cell('output = "toon.safetensors"'))
+    assert error_of_the_cell(nb, "explorer.save(", tmp_path) == (
+        "output = toon.safetensors is the toon model's file: writing there would replace that model; give another "
+        "output file")
+    assert toon.read_bytes() == before
+    report = "".join(out.get("text", "") for out in nb.cells[cell_index(nb, "brief_errors(")].outputs)
+    assert "toonlib will" in report and "projection" not in report and "e4e" not in report, report

@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from . import runtime
-from .checkpoints import CheckpointError, check_source, split_network
+from .checkpoints import CheckpointError, check_source, refuse_to_replace_model, split_network
 from .devices import default_device
 from .download import DRIVE_ROOT, use_drive_cache
 from .files import atomic_write_path, user_path
@@ -490,9 +490,10 @@ CPU_TRAINING = ("Training on the CPU is impractical: even tiny test models take 
                 "days. Train on a GPU.")
 
 
-def device_report(print_it: bool = True, training: bool = False) -> str:
+def device_report(print_it: bool = True, training: bool = False, blending: bool = False) -> str:
     """One paragraph on the runtime: Python, torch, the device toonlib will use, and what to expect: on the CPU, of a
-    projection and the e4e mode, or with `training` (notebook 01) of training instead: impractical there."""
+    projection and the e4e mode, or with `training` (notebook 01) of training instead: impractical there; with
+    `blending` (notebook 02, which projects nothing), of neither."""
     lines = [f"Python {platform.python_version()}, torch {torch.__version__}"]
     if default_device().type == "cuda":
         props = torch.cuda.get_device_properties(0)
@@ -503,8 +504,9 @@ def device_report(print_it: bool = True, training: bool = False) -> str:
                  if runtime.native_bf16(cpu) else
                  "float32, no bfloat16 in hardware: a projection step at 1024 px takes 3-11 s, 500 steps 25 minutes "
                  "to 1.5 hours")
-        # projection's and e4e's times are no concern of notebook 01's, which trains (thirty-ninth session's audit)
-        expect = "" if training else f", {speed}; the e4e inversion mode takes seconds"
+        # projection's and e4e's times are no concern of notebook 01's, which trains (thirty-ninth session's audit),
+        # or 02's, which blends (forty-second session's audit)
+        expect = "" if training or blending else f", {speed}; the e4e inversion mode takes seconds"
         lines.append(f"No GPU: toonlib will run on the CPU ({os.cpu_count()} cores{expect}). In Colab choose Runtime > "
                      "Change runtime type > GPU.")
         if training:
@@ -544,15 +546,23 @@ def mount_drive(folder: str = "toonlib", use: bool = True) -> Path | None:
 
 
 def output_path(name: str | os.PathLike, drive: Path | None, parameter: str = "output", image: bool = False,
-                suffix: str | None = None) -> Path:
+                suffix: str | None = None, models: Mapping[str, object] | None = None) -> Path:
     """Where a notebook saves the file its `parameter` names: in the Drive folder `mount_drive` returned, else in the
     working folder. An empty name is refused naming the parameter (it named the folder, and the save failed inside),
-    and so is a path that can name no file (a folder, '.', one under a file: `files.check_file_path`; it was said
-    without the parameter, fortieth session's audit); with `image`, a name whose suffix is no image format, and
-    with `suffix` ('.npz'), a name with another suffix (a set-up cell checks it before the minutes of work whose
-    result it names: 03's latent was written over a model file or the photo, fortieth session's audit)."""
+    and so is a value that is no text (None), a path that can name no file (a folder, '.', one under a file:
+    `files.check_file_path`; it was said without the parameter, fortieth session's audit); with `image`, a name whose
+    suffix is no image format, and with `suffix` ('.npz', '.safetensors'), a name with another suffix (a set-up cell
+    checks it before the minutes of work whose result it names: 03's latent was written over a model file or the
+    photo, fortieth session's audit; 02's blend over the photo, forty-second session's audit); with `models` ({"toon":
+    toon_model, ...}), a path that is one of those model files (`checkpoints.refuse_to_replace_model`: 02's save refused
+    it only after the models had loaded and the explorer had drawn)."""
     from .files import check_file_path
 
+    if not isinstance(name, (str, os.PathLike)):  # `output = None` was a TypeError traceback through this function,
+        # naming no parameter (forty-second session's audit): refused by name, as `run_path` refuses run_name
+        example = f', e.g. {parameter} = "result{suffix or ".png"}"' if suffix or image else ""
+        raise ValueError(f"{parameter} = {name!r}: set it in the parameters cell to the name of the file to save, in "
+                         f"quotes{example}")
     if not os.fspath(name).strip():
         raise ValueError(f"{parameter} is empty: set it in the parameters cell to the name of the file to save")
     path = (drive or Path(".")) / name
@@ -569,6 +579,9 @@ def output_path(name: str | os.PathLike, drive: Path | None, parameter: str = "o
         raise ValueError(f"{parameter} = {os.fspath(name)!r}: it is saved as a {suffix} file (tools pick their reader "
                          f"by the suffix); set {parameter} in the parameters cell to "
                          f"{os.fspath(Path(name).with_suffix(suffix))!r}")
+    if models:
+        refuse_to_replace_model(path, *((source, option) for option, source in models.items()
+                                        if isinstance(source, (str, os.PathLike))), named=f"{parameter} =")
     return path
 
 

@@ -408,7 +408,14 @@ class BlendExplorer:
 
     @property
     def setting(self) -> str:
-        """The sliders' blend in words: the toon model up to which resolution and level, hard or smooth switch."""
+        """The sliders' blend in words: the toon model up to which resolution and level, hard or smooth switch; at a
+        setting that takes every layer from the toon model (the top swap resolution, a hard switch), that: "FFHQ above"
+        named layers there are none of (forty-second session's audit)."""
+        swap_res, level, width = self.swap_res.value, self.level.value, self.blend_width.value or None
+        if all(layer.weight == 0.0 for layer in layer_weights(self.base.config, swap_res, level, width)):
+            base, toon = self.names
+            return (f"{toon} up to {swap_res} px (level {level}), the top resolution: every layer is the {toon} "
+                    f"model's, none {base}'s; hard switch")
         return describe_blend(self._record(self.names))
 
     def _record(self, names: Sequence[str]) -> dict:
@@ -434,12 +441,12 @@ class BlendExplorer:
         it is, and whether it replaced a file (`files.replaced_note`, as `toonlib blend` says it); in Colab the browser
         downloads a copy (`notebook.offer_download`: without Drive the file was on the runtime alone, lost at
         disconnect; fortieth session's audit). Returns the path written. A path that is the toon's or the base's own
-        file is refused (ValueError), as `toonlib blend -o` refuses it."""
+        file is refused (ValueError), as `toonlib blend -o` refuses it, naming the notebook's parameter (`_output`)."""
         from .checkpoints import Networks, refuse_to_replace_model, save_network
         self._check_set_up()
         # the toon model's file was replaced by the blend without a word (thirty-ninth session's audit)
         refuse_to_replace_model(path, (self.toon.loaded_from, "toon"), (self.base.loaded_from, "base"),
-                                 named="the path")
+                                 named=_output())
         self.blended.set_origin(blend_record=self._record(self.sources))  # the models as the notebook named them
         replaced = replaced_note(path)  # asked before it is written
         saved = save_network(path, Networks(G_ema=self.blended))
@@ -743,6 +750,14 @@ def _path_option() -> str:
     return "path" if parameter is None else f"{parameter} (in the parameters cell)"
 
 
+def _output() -> str:
+    """How a `save` that refuses its path as a model's file names it (`checkpoints.refuse_to_replace_model`'s `named`):
+    by the notebook's parameter where its set-up cell named one, "output = toon.safetensors is the toon model's file"
+    (02's said "the path", an argument its users never wrote; forty-second session's audit), else "the path"."""
+    parameter = notebook_parameter("path")
+    return "the path" if parameter is None else f"{parameter} ="
+
+
 def _video_fps(frames: int, seconds: float = 2.0, most: int = 30) -> int:
     """The frame rate at which `frames` frames play for `seconds` or more (a 3-frame video at 30 fps was over in
     0.1 s, its player reading 0:00 / 0:00), up to `most` frames a second."""
@@ -766,14 +781,22 @@ def _done(mode: str, losses) -> str:
     return f"done: {counted(len(losses), 'step')} ({_mode_words(mode)[0]}), distance {float(losses[-1]):.4f}"
 
 
-def _other_faces(result, photo: str | os.PathLike) -> str:
-    """What the done line says of a group photo's other faces, in the panel's words ("" for a photo of one face): the
-    panel toonifies the largest, and a photo of two showed one toon beside an untouched face, unsaid (forty-first
-    session's audit; the pipeline's warning, which names --all-faces, is for its callers that ask for no face)."""
+#: What a panel does to the largest face of a group photo (`_other_faces`): the verb's past, and what else does each.
+_LARGEST_FACE = {"toonify": ("toonified", "; `toonlib toonify --all-faces` toonifies each"),
+                 "project": ("projected", "")}
+
+
+def _other_faces(result, photo: str | os.PathLike, verb: str = "toonify") -> str:
+    """What the done line says of a group photo's other faces, in the panel's words ("" for a photo of one face):
+    `result` (a pipeline's result, an `align.AlignedFace`) says how many were found. The panel toonifies (or, `verb`
+    'project', projects) the largest, and a photo of two showed one toon beside an untouched face, unsaid (forty-first
+    session's audit; 03's the same, forty-second session's; the pipeline's warning, which names --all-faces, is for
+    its callers that ask for no face)."""
     if result.faces_in_photo < 2:
         return ""
-    return (f"{result.faces_in_photo} faces were found in {_photo_name(photo)}: the largest was toonified (to toonify "
-            "another, crop the photo around it; `toonlib toonify --all-faces` toonifies each). ")
+    done, each = _LARGEST_FACE[verb]
+    return (f"{result.faces_in_photo} faces were found in {_photo_name(photo)}: the largest was {done} (to {verb} "
+            f"another, crop the photo around it{each}). ")
 
 
 class ToonifyPanel(_PhotoPanel):
@@ -1012,6 +1035,8 @@ class ProjectionPanel(_PhotoPanel):
         self.space = _styled(widgets.ToggleButtons(options=[("W+ (Toonify)", "w+"), ("W", "w")], value=space,
                                                    description="latent space", style=FULL_LABEL), "toonlib-space")
         self.output = widgets.Output(layout=widgets.Layout(flex="1 1 400px", min_width="0"))
+        self._faces_in_photo = 1  # of the photo of `result`: what `save` says it saved
+        self._unfinished = False  # a Run since `result`'s stopped before its own (interrupted, failed)
         super().__init__(steps, PROJECTION_MODES, PROJECTION_MODES[0], folder)
 
     def _extra_controls(self) -> list[widgets.Widget]:
@@ -1023,7 +1048,7 @@ class ProjectionPanel(_PhotoPanel):
                                                  min_width="0"))
 
     def _clear_results(self) -> None:
-        self.result = None
+        self.result, self._faces_in_photo, self._unfinished = None, 1, False
         self.output.clear_output()
 
     def _run(self, photo, steps: int, report: Callable) -> None:
@@ -1034,13 +1059,17 @@ class ProjectionPanel(_PhotoPanel):
         from .notebook import plot_losses, show
         from .projection import project, save_video
 
+        # the settings read now, which the done line says: the space toggle moved during a Run changed its words, not
+        # the space it ran in (forty-second session's audit)
+        mode, space = self.inversion.value, self.space.value
+        self._unfinished = self.result is not None  # until this Run's result replaces the one before
         self.status.value = _message("finding the face...")
         face = align_face(photo, output_size=self.G.img_resolution, detector=self.detector,
                           device=str(next(self.G.parameters()).device))
         self.status.value = _message(_preparing_projection())  # it said "finding the face..." through LPIPS' download
-        result = project(self.G, face.image, space=self.space.value, steps=steps, save_every=self.frame_every,
+        result = project(self.G, face.image, space=space, steps=steps, save_every=self.frame_every,
                          callback=report, progress=False)
-        self.result = result
+        self.result, self._faces_in_photo, self._unfinished = result, face.faces_in_photo, False
         with self.output:
             clear_output(wait=True)
             show([face.image, to_pil(result.images[0])], ["aligned", f"projection, {counted(result.steps, 'step')}"])
@@ -1056,14 +1085,16 @@ class ProjectionPanel(_PhotoPanel):
                     display(Video(str(video), embed=True, width=display_size(result.frames[0].shape[1], 512),
                                   html_attributes='controls style="max-width: 100%; height: auto"'))
                 display(FrameScrubber(result.frames, self.frame_every, last_step=result.steps - 1))
-        self.status.value = _message(f"{_done(self.inversion.value, result.losses[:, 0])} in "
-                                     f"{self.space.value.upper()}")
+        # a group photo's other faces, said as 04's panel says them (forty-second session's audit)
+        others = _other_faces(face, photo, "project")
+        self.status.value = _message(f"{_done(mode, result.losses[:, 0])} in {result.space.upper()}"
+                                     + (f". {others.rstrip()}" if others else ""))
 
     def save(self, path: str | os.PathLike) -> None:
-        """Save the latent (`ProjectionResult.save`) and say where, and whether it replaced a file
-        (`files.replaced_note`, as `toonlib project` says it: an hour's latent was replaced without a word), or say what
-        to do when there is none yet. Refused: a path that is the model's file or the photo's (they were replaced by
-        the latent; fortieth session's audit), and (`NotebookStop`) a panel made before the set-up cell ran again,
+        """Save the latent (`ProjectionResult.save`) and say where, which (`_saved_words`), and whether it replaced a
+        file (`files.replaced_note`, as `toonlib project` says it: an hour's latent was replaced without a word), or say
+        what to do when there is none yet. Refused: a path that is the model's file or the photo's (they were replaced
+        by the latent; fortieth session's audit), and (`NotebookStop`) a panel made before the set-up cell ran again,
         unless that loaded the panel's model again (`notebook.check_same_set_up(model=)`: the latent is of the same
         model)."""
         from .checkpoints import refuse_to_replace_model
@@ -1073,12 +1104,23 @@ class ProjectionPanel(_PhotoPanel):
             print(self._no_result_message("projection"))
             return
         path = user_path(path)
-        refuse_to_replace_model(path, (self.G.loaded_from, "base"), named="the path")
+        refuse_to_replace_model(path, (self.G.loaded_from, "base"), named=_output())
         if self.photo is not None:
             refuse_to_overwrite_input(self.photo, [path], _path_option())
         replaced = replaced_note(path)  # asked before it is written
         self.result.save(path)
-        offer_download(path, replaced)
+        offer_download(path, f"{replaced}: {self._saved_words()}")
+
+    def _saved_words(self) -> str:
+        """Which latent `save` saves: its photo (the largest face of a group photo), space and steps, and, where a Run
+        stopped since (interrupted, failed), that it is the Run's before. The save gave the path alone, and after an
+        interrupted Run saved the run before's latent unsaid (forty-second session's audit). Saved, not refused: that
+        result is whole, and may be an hour's work."""
+        photo = "the photo" if self.photo is None else _photo_name(self.photo)
+        if self._faces_in_photo > 1:
+            photo = f"the largest of {self._faces_in_photo} faces in {photo}"
+        words = f"{photo} projected in {self.result.space.upper()}, {counted(self.result.steps, 'step')}"
+        return words + (" (the Run before the last one, which did not finish)" if self._unfinished else "")
 
 
 def projection_panel(G: GeneratorLike, photo: str | os.PathLike | None = None, **kwargs) -> ProjectionPanel:
