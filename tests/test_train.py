@@ -11,6 +11,7 @@ import copy
 import dataclasses
 import functools
 import http.server
+import io
 import json
 import os
 import re
@@ -836,3 +837,48 @@ def test_the_help_shows_the_defaults_as_typed(capsys):
     assert "--betas BETAS BETAS Adam betas (default: 0 0.99)" in text
     assert "initial (ada) or fixed augmentation probability (default: 0)" in text
     assert "G_ema half-life ramp-up ratio, or 'none' (default: none)" in text
+
+
+class Terminal(io.StringIO):
+    """What the bar is written to: a terminal (a tty) of `columns` columns, as tqdm and `progress_bar` see one (with
+    `os.get_terminal_size` patched to say its size, `terminal`), its text kept."""
+
+    def isatty(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return 2
+
+
+def terminal(monkeypatch, columns: int) -> Terminal:
+    """sys.stderr as a terminal of `columns` columns (a fixed COLUMNS, whatever this test's terminal is)."""
+    stream = Terminal()
+    monkeypatch.setattr(sys, "stderr", stream)
+    monkeypatch.setattr(os, "get_terminal_size", lambda fd=None: os.terminal_size((columns, 24)))
+    return stream
+
+
+def drawn_lines(text: str, start: str = "fine-tuning:") -> list[str]:
+    """The bar's lines as drawn (each after a '\\r' or a line end, without the spaces that erase a longer one)."""
+    return [line.rstrip() for line in re.split(r"[\r\n]", text) if line.startswith(start)]
+
+
+def test_the_progress_line_fits_the_terminal_with_its_numbers_whole(base, monkeypatch):
+    """At 80 columns tqdm cut the line at the width: a bar of one cell, r_t and the closing ']' gone, and an hour
+    into a run `p=0.123` as `p=0.1`; numbers that do not fit beside a usable bar are left out whole, the losses first
+    (forty-second session's audit). At 120 columns, and in a log, all of them are shown."""
+    line = re.compile(r"fine-tuning: +\d+%\|(.*)\| \d+\.\d{3}/\d+\.\d{3} kimg \[[\d:]+<[\d:?]+"
+                      r"((?:, \w+=-?\d+\.\d{3})*)\]")
+    for columns in (80, 120, None):
+        stream = io.StringIO() if columns is None else terminal(monkeypatch, columns)
+        monkeypatch.setattr(sys, "stderr", stream)  # a StringIO: a log, of no width
+        finetune(config(base, f"bar-{columns}", kimg=0.024), progress=True)
+        drawn = drawn_lines(stream.getvalue())
+        assert drawn and drawn[-1].startswith("fine-tuning: 100%|"), stream.getvalue()
+        for text in drawn:
+            found = line.fullmatch(text)
+            assert found, (columns, text)
+            if columns is not None:  # tqdm leaves the terminal's last column free
+                assert len(text) <= columns - 1 and len(found[1]) >= 10, (columns, text)
+        shown = {item.split("=")[0] for item in line.fullmatch(drawn[-1])[2].split(", ") if item}
+        assert shown == ({"p"} if columns == 80 else {"G", "D", "p", "r_t"}), (columns, drawn[-1])

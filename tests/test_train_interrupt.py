@@ -357,3 +357,37 @@ def test_an_output_closed_before_the_first_snapshot_says_nothing_was_saved(base,
     assert closed("toonlib", "finetune") == (f"toonlib finetune: {stopped}; the run is saved up to its newest "
                                              "snapshot, and the same command continues it")
     assert newest_state(run)[1]["cur_nimg"] == 4
+
+
+def test_an_output_closed_after_the_run_reached_kimg_says_it_is_complete(base, tmp_path, monkeypatch,  # noqa: F811
+                                                                         capsys):
+    """`| head` closing the output once the run had saved its --kimg snapshot said "the same command continues
+    it", which then finds the run done (forty-second session's audit); one closed before still says so."""
+    class Closing:
+        """stdout whose reader goes away at the line that names `at` (a snapshot's, with --no-progress)."""
+
+        def __init__(self, at: str):
+            self.at = at
+
+        def write(self, text: str) -> int:
+            if self.at in text:
+                raise BrokenPipeError(32, "Broken pipe")
+            return len(text)
+
+        def flush(self) -> None:
+            pass
+
+        def fileno(self) -> int:
+            raise OSError("no file")  # not the test's stdout: `output_closed` leaves it as it is
+
+    said = {}
+    for at in ("network-snapshot-000000004", "network-snapshot-000000008"):
+        monkeypatch.setattr(sys, "stdout", Closing(at))
+        assert toonlib.cli.main(["finetune", "--data", str(base["data"]), "--resume", str(base["base"]), "--run-dir",
+                                 str(tmp_path / at[-1]), "--prepare", "none", "--batch-size", "4", "--kimg", "0.008",
+                                 "--snapshot-kimg", "0.004", "--image-seeds", "0-3", "--no-progress"]) == 141
+        said[at] = capsys.readouterr().err.strip().splitlines()[-1]
+    stopped = "toonlib finetune: stopped: its output was closed (the reader of a pipe, such as `| head`, ended)"
+    assert said == {"network-snapshot-000000004": f"{stopped}; the run is saved up to its newest snapshot, and the "
+                                                  "same command continues it",
+                    "network-snapshot-000000008": f"{stopped}; the run is complete (its last snapshot is saved)"}

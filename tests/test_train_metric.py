@@ -276,3 +276,31 @@ def test_image_quality_of_one_real_or_one_generated_image_is_refused(base, rando
                 image_quality(G, reals[:n_reals], metrics, weights, num_images=n_fakes, batch_size=8)
         assert str(error.value) == (f"KID / FID need at least 2 real and 2 generated images, got {n_reals} real and "
                                     f"{n_fakes} generated (num_images): give more of each")
+
+
+def test_a_snapshots_metric_is_said_while_it_is_computed_and_the_clock_goes_on(base, weights_path, random_inception,
+                                                                              tmp_path, monkeypatch, capsys):
+    """For each snapshot's KID (minutes on a CPU) the bar stood still, its clock stopped, and with --no-progress
+    nothing was said (forty-second session's audit)."""
+    import time
+
+    from test_train import drawn_lines, terminal
+
+    from toonlib.train import loop
+
+    _place(weights_path, random_inception)
+
+    def slow(*args, **kwargs) -> dict[str, float]:
+        time.sleep(2.5)
+        return {"kid": 0.25}
+
+    monkeypatch.setattr(loop, "image_quality", slow)
+    finetune(_config(base, tmp_path / "quiet", kimg=0.004), progress=False)
+    assert f"{tmp_path / 'quiet'}: computing KID of 8 generated images for the snapshot at 0.004 kimg...\n" in (
+        capsys.readouterr().out)
+    stream = terminal(monkeypatch, 120)
+    finetune(_config(base, tmp_path / "bar", kimg=0.004), progress=True)
+    computing = [line for line in drawn_lines(stream.getvalue()) if line.endswith(", computing KID...]")]
+    clocks = {line.split(" [")[1].split("<")[0] for line in computing}
+    assert len(clocks) >= 2, stream.getvalue()  # redrawn as the seconds go by
+    assert not drawn_lines(stream.getvalue())[-1].endswith("computing KID...]")

@@ -26,6 +26,7 @@ from test_train import base, config, one_thread  # noqa: F401 (fixtures)
 
 import toonlib.cli
 import toonlib.commands
+import toonlib.train.resume
 from toonlib.checkpoints import load_network
 from toonlib.train import Trainer, finetune, latest_snapshot, loop, newest_state
 from toonlib.train.arguments import main as train_main
@@ -436,6 +437,63 @@ def test_files_cut_short_by_a_killed_run_are_removed_when_it_resumes(base):  # n
     assert not [path for path in stale if path.exists()] and all(path.exists() for path in kept)
 
 
+def test_torch_fidelitys_file_a_killed_run_left_in_the_metric_cache_is_removed_when_it_resumes(base):  # noqa: F811
+    """torch-fidelity saves the real images' features through `tempfile.NamedTemporaryFile` in the metric cache: a
+    kill during it left `metric-cache/tmpXXXXXXXX` (as large as the cache) for good (forty-second session's audit)."""
+    run = base["root"] / "killed-metric"
+    finetune(config(base, run.name, kimg=0.004), progress=False)
+    cache = run / "metric-cache"
+    cache.mkdir()
+    left = cache / "tmpi_75uexh"
+    left.write_bytes(b"half")
+    kept = [cache / "tmpi_75uexh.pt", cache / "notes.txt", run / "tmpi_75uexh"]  # not torch-fidelity's, or elsewhere
+    for path in kept:
+        path.write_text("the user's")
+    finetune(config(base, run.name, kimg=0.008), progress=False)
+    assert not left.exists() and all(path.exists() for path in kept)
+
+
+def test_unset_values_are_said_in_the_callers_words(base, capsys):  # noqa: F811
+    """The command line's range errors offered 'or None (auto)', which it has no word for; Python's keep None
+    (forty-second session's audit)."""
+    run = base["root"] / "words"
+    for option, said in (("--gamma", "--gamma must be >= 0 or left out (auto), got -1.0"),
+                         ("--lr", "--lr must be > 0 or left out (auto), got -1.0"),
+                         ("--ema-kimg", "--ema-kimg must be >= 0 or left out (auto), got -1.0"),
+                         ("--ema-rampup", "--ema-rampup must be > 0 or 'none' (off), got -1.0")):
+        assert cli(base, str(base["base"]), run, option, "-1") == 2
+        assert capsys.readouterr().err == f"toonlib finetune: error: {said}\n"
+    with pytest.raises(ValueError, match=r"^invalid TrainConfig: gamma must be >= 0 or None \(auto\), got -1.0$"):
+        config(base, run.name, gamma=-1)
+    with pytest.raises(ValueError, match=r"ema_rampup must be > 0 or None \(off\), got -1.0$"):
+        config(base, run.name, ema_rampup=-1)
+    # a batch_gpu given, then left out: said with the value it takes, not as '--batch-gpu auto'
+    assert cli(base, str(base["base"]), run, "--kimg", "0.004", "--batch-gpu", "2", "--ema-kimg", "1") == 0
+    capsys.readouterr()
+    assert cli(base, str(base["base"]), run, "--kimg", "0.008") == 0
+    err = capsys.readouterr().err
+    assert err == (f"toonlib finetune: warning: {run}: --batch-gpu left out, so 4, each process's share of the "
+                   "minibatch from here on (the run had 2)\n"
+                   f"toonlib finetune: warning: {run}: --ema-kimg left out, so 1.25 by NVIDIA's rule from here on (the "
+                   "run had 1)\n"), err
+
+
+def test_metric_images_are_not_said_where_no_metric_is_computed(base, capsys):  # noqa: F811
+    """`--metric-images 100` on a resumed CPU run with --metric auto (no metric) was said as a change that has no
+    effect; where the metric is computed it is said (forty-second session's audit)."""
+    run = base["root"] / "no-metric"
+    assert cli(base, str(base["base"]), run, "--kimg", "0.004") == 0
+    capsys.readouterr()
+    assert cli(base, str(base["base"]), run, "--kimg", "0.008", "--metric-images", "100") == 0
+    assert capsys.readouterr().err == ""
+    state = newest_state(run)[1]
+    cfg = config(base, run.name, metric="kid", metric_images=50)
+    state["config"]["metric"] = "kid"  # the state at 0.008 kimg has 100
+    with pytest.warns(UserWarning, match=r"--metric-images 50 \(metric_images=50\) from here on \(the run had "
+                                         r"100\)"):
+        toonlib.train.resume.say_changed_settings(state, cfg)
+
+
 def test_a_run_keeps_one_dataset_cache_and_says_how_its_images_changed(base, tmp_path):  # noqa: F811
     """Images added between resumes made a new cache beside the old one, each a full copy of the data set; and the
     run went on with other images without a word, which is not "as if it had not stopped"."""
@@ -758,11 +816,15 @@ def test_settings_changed_on_resume_are_said(base, capsys):  # noqa: F811
     run = base["root"] / "changed"
     assert cli(base, str(base["base"]), run, "--kimg", "0.004") == 0
     assert cli(base, str(base["base"]), run, "--kimg", "0.008", "--gamma", "5", "--ema-rampup", "0.05") == 0
-    assert capsys.readouterr().err == (f"toonlib finetune: warning: {run}: --gamma 5 from here on (the run had auto)\n"
+    # an unset --gamma said as left out, with its value: "--gamma auto", which --gamma refuses, was suggested
+    # (forty-second session's audit); --ema-rampup's 'none' is typed so
+    assert capsys.readouterr().err == (f"toonlib finetune: warning: {run}: --gamma 5 from here on (the run had no "
+                                       "--gamma: 0.0128 by NVIDIA's rule)\n"
                                        f"toonlib finetune: warning: {run}: --ema-rampup 0.05 from here on (the run had "
                                        "none)\n")
     assert cli(base, str(base["base"]), run, "--kimg", "0.012") == 0  # the first command again
-    assert capsys.readouterr().err == (f"toonlib finetune: warning: {run}: --gamma auto from here on (the run had 5)\n"
+    assert capsys.readouterr().err == (f"toonlib finetune: warning: {run}: --gamma left out, so 0.0128 by NVIDIA's "
+                                       "rule from here on (the run had 5)\n"
                                        f"toonlib finetune: warning: {run}: --ema-rampup none from here on (the run had "
                                        "0.05)\n")
     assert cli(base, str(base["base"]), run, "--kimg", "0.016") == 0 and capsys.readouterr().err == ""

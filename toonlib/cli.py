@@ -400,26 +400,32 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.flush()  # a reader gone away (`| head`) shows here, not as a traceback at exit
     except BrokenPipeError:  # stdout's reader went away: stop quietly, as command-line tools do (128 + SIGPIPE)
         training = getattr(args, "command", None) == "finetune" and not getattr(args, "finished", False)
-        return output_closed("toonlib finetune" if training else None, getattr(args, "run_dir", None))
+        return output_closed("toonlib finetune" if training else None, getattr(args, "run_dir", None),
+                             getattr(args, "kimg", None))
     except KeyboardInterrupt:  # outside a command (while the arguments are parsed): no traceback either
         print("toonlib: interrupted", file=sys.stderr)
         return 130
 
 
-def output_closed(training: str | None, run_dir: str | None = None) -> int:
+def output_closed(training: str | None, run_dir: str | None = None, kimg: float | None = None) -> int:
     """Stop quietly where stdout's reader went away (`| head`): nothing more reaches the closed pipe, even at exit;
-    `training`, the name of a fine-tuning program whose run it stopped, says so and where the run in `run_dir` is saved
-    (nothing before its first snapshot). Returns 141."""
+    `training`, the name of a fine-tuning program whose run it stopped, says so and where the run in `run_dir` (to
+    `kimg`, TrainConfig's default when None) is saved (nothing before its first snapshot). Returns 141."""
     with contextlib.suppress(OSError, ValueError):
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     if training is not None:  # hours of training ended without a word (thirty-second session's CLI audit)
+        from .train.config import TrainConfig
+        from .train.loop import _images
         from .train.snapshots import newest_state_nimg
 
         # before the run's first snapshot it said the run was saved, where no run folder existed (thirty-eighth
-        # session's audit)
-        saved = run_dir is not None and newest_state_nimg(run_dir) is not None
-        where = ("; the run is saved up to its newest snapshot, and the same command continues it" if saved else
-                 " before the run's first snapshot: nothing was saved, and the same command starts it again")
+        # session's audit); a run saved at its --kimg was said to be continued by the same command, which finds it
+        # done (forty-second session's audit)
+        saved = None if run_dir is None else newest_state_nimg(run_dir)
+        done = saved is not None and saved >= _images(TrainConfig.kimg if kimg is None else kimg)
+        where = ("; the run is complete (its last snapshot is saved)" if done else
+                 "; the run is saved up to its newest snapshot, and the same command continues it" if saved is not None
+                 else " before the run's first snapshot: nothing was saved, and the same command starts it again")
         with contextlib.suppress(OSError, ValueError):  # `2>&1 | head` stderr is the closed pipe too
             print(f"{training}: stopped: its output was closed (the reader of a pipe, such as `| head`, ended)"
                   f"{where}", file=sys.stderr, flush=True)

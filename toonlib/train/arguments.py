@@ -172,7 +172,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     try:
         return TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
     except TrainConfigError as exc:
-        raise ValueError(exc.text(option_name)) from None
+        raise ValueError(exc.text(option_name, command_line=True)) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             from .loop import finetune
         path = finetune(config_from_args(args), progress=args.progress)
     except BrokenPipeError:  # `| head`: an OSError, it was "error: [Errno 32] Broken pipe", exit 2 (audit)
-        return output_closed(parser.prog if main_process else None, args.run_dir)
+        return output_closed(parser.prog if main_process else None, args.run_dir, getattr(args, "kimg", None))
     except BaseException as exc:  # OSError: a run folder in use, ...
         if interrupted(exc):  # Trainer.run has said where the run was saved, if it was
             parser.exit(130, f"{parser.prog}: interrupted\n" if main_process else None)

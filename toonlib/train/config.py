@@ -48,11 +48,20 @@ class TrainConfigError(ValueError):
         self.problems = problems
         super().__init__("invalid TrainConfig: " + self.text(lambda name: name))
 
-    def text(self, name: Callable[[str], str]) -> str:
-        """The problems, '; '-separated, each field named by `name(field)`."""
+    def text(self, name: Callable[[str], str], command_line: bool = False) -> str:
+        """The problems, '; '-separated, each field named by `name(field)`; `{field:unset}` is how the field is left
+        unset: Python's None, or on the `command_line` 'left out' ('none' for --ema-rampup, which takes it): it
+        said "--gamma must be >= 0 or None (auto)" (forty-second session's audit)."""
         fields = {f.name for f in dataclasses.fields(TrainConfig)}
-        return "; ".join(re.sub(r"\{(\w+)\}", lambda m: name(m[1]) if m[1] in fields else m[0], problem)
-                         for problem in self.problems)
+
+        def said(m: re.Match) -> str:
+            if m[1] not in fields:
+                return m[0]
+            if not m[2]:
+                return name(m[1])
+            return ("'none'" if m[1] == "ema_rampup" else "left out") if command_line else "None"
+
+        return "; ".join(re.sub(r"\{(\w+)(:unset)?\}", said, problem) for problem in self.problems)
 
 
 def _seed_tuple(seeds: object) -> tuple[int, ...]:
@@ -270,14 +279,15 @@ class TrainConfig:
             (lambda: self.kimg > 0, f"{{kimg}} must be > 0, got {self.kimg}"),
             (lambda: self.batch_gpu is None or self.batch_gpu <= self.batch_size,
              f"{{batch_gpu}} must be between 1 and {{batch_size}} ({self.batch_size}), got {self.batch_gpu}"),
-            (lambda: self.gamma is None or self.gamma >= 0, f"{{gamma}} must be >= 0 or None (auto), got {self.gamma}"),
+            (lambda: self.gamma is None or self.gamma >= 0,
+             f"{{gamma}} must be >= 0 or {{gamma:unset}} (auto), got {self.gamma}"),
             (lambda: self.pl_weight >= 0, f"{{pl_weight}} must be >= 0, got {self.pl_weight}"),
-            (lambda: self.lr is None or self.lr > 0, f"{{lr}} must be > 0 or None (auto), got {self.lr}"),
+            (lambda: self.lr is None or self.lr > 0, f"{{lr}} must be > 0 or {{lr:unset}} (auto), got {self.lr}"),
             (lambda: all(0 <= b < 1 for b in self.betas), f"{{betas}} must be two numbers in [0, 1), got {self.betas}"),
             (lambda: self.ema_kimg is None or self.ema_kimg >= 0,
-             f"{{ema_kimg}} must be >= 0 or None, got {self.ema_kimg}"),
+             f"{{ema_kimg}} must be >= 0 or {{ema_kimg:unset}} (auto), got {self.ema_kimg}"),
             (lambda: self.ema_rampup is None or self.ema_rampup > 0,
-             f"{{ema_rampup}} must be > 0 or None, got {self.ema_rampup}"),
+             f"{{ema_rampup}} must be > 0 or {{ema_rampup:unset}} (off), got {self.ema_rampup}"),
             (lambda: 0 <= self.style_mixing <= 1, f"{{style_mixing}} must be in [0, 1], got {self.style_mixing}"),
             (lambda: self.augment in AUGMENT_MODES,
              f"{{augment}} must be one of {AUGMENT_MODES}, got {self.augment!r}"),

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 import torch.distributed as torch_dist
 from PIL import Image
+from tqdm.utils import disp_len
 
 from ..augment import AdaptiveP, AugmentPipe
 from ..checkpoints import CheckpointError, Networks, load_network, non_finite_weights, save_network
@@ -63,6 +64,7 @@ from .snapshots import (
     CONFIG_FILE,
     DATASET_CACHE,
     LATEST_FILE,
+    METRIC_CACHE,
     SnapshotWrites,
     disk_full_said,
     fakes_name,
@@ -198,6 +200,7 @@ class Trainer:
         self._ctrl_c = _CtrlC()
         self.last_snapshot: str | None = None
         self._diverged_said = False  # losses that became NaN or inf are said once
+        self._bar = None  # run()'s progress bar, on which a snapshot's metric is said (`_metric_said`)
         self.stats: dict[str, list[float]] = {}
         self.latest: dict[str, float] = {}
         self.metrics, self.metric_weights = self._metric_setup()
@@ -554,6 +557,8 @@ class Trainer:
         bar = progress_bar(total=last_nimg / 1000, initial=self.cur_nimg / 1000, desc="fine-tuning",
                            disable=not self.progress,
                            bar_format="{l_bar}{bar}| {n:.3f}/{total:.3f} kimg [{elapsed}<{remaining}{postfix}]")
+        bar.format_meter = _fitted_meter(bar.format_meter)  # tqdm's own, which `display` calls through the bar
+        self._bar = bar  # the snapshot's metric says so on it (`_metric_said`)
         if self.is_main and not self.progress:  # else nothing said it till a snapshot
             begun = f"resumed at {self.cur_nimg / 1000:.3f} kimg" if self.cur_nimg else "started"
             rounded = (f", --kimg {cfg.kimg:g} rounded up to whole minibatches of {cfg.batch_size}"
@@ -678,7 +683,8 @@ class Trainer:
             save_image(fakes, self.run_dir / fakes_name(nimg))
             saving.written.append(SnapshotWrites.FAKES)
             if quality:
-                info.update(self._ctrl_c.unless_pressed(self.quality))
+                with self._metric_said():
+                    info.update(self._ctrl_c.unless_pressed(self.quality))
             records = append_metrics(self.run_dir / METRICS_FILE, info)
             saving.written.append(SnapshotWrites.METRICS)
             plot_metrics(records, self.run_dir / "metrics.png")
@@ -693,6 +699,40 @@ class Trainer:
                 self.callback(info)
         self._start_tick()
         return info
+
+    @contextlib.contextmanager
+    def _metric_said(self) -> Iterator[None]:
+        """Say that the snapshot's quality metric is being computed while the body computes it (main process): on the
+        run's bar, whose clock goes on (redrawn every second; in a log as often as its updates), else in a line.
+        For tens of seconds a snapshot (minutes on a CPU) the bar stood still, its clock stopped, and with
+        --no-progress nothing was said (forty-second session's audit)."""
+        bar = self._bar  # a Trainer's snapshot() called outside run() has none, or a closed one (disabled)
+        if not (self.is_main and self.metrics):
+            yield
+            return
+        doing = f"computing {' and '.join(name.upper() for name in self.metrics)}"
+        if bar is None or bar.disable:
+            if not self.progress:
+                print(f"{self.run_dir}: {doing} of {self.cfg.metric_images} generated images for the snapshot at "
+                      f"{self.cur_nimg / 1000:.3f} kimg...", flush=True)
+            yield
+            return
+        shown = bar.postfix
+        bar.set_postfix_str(f"{shown}, {doing}..." if shown else f"{doing}...")
+        done = threading.Event()
+
+        def tick() -> None:
+            while not done.wait(max(1.0, bar.mininterval)):
+                bar.refresh()
+
+        ticking = threading.Thread(target=tick, name="toonlib-metric-clock", daemon=True)
+        ticking.start()
+        try:
+            yield
+        finally:
+            done.set()
+            ticking.join()
+            bar.set_postfix_str(shown, refresh=False)  # the next minibatch draws the bar without the note
 
     def quality(self) -> dict[str, float]:
         """G_ema's quality metrics against the training images ({} when off; a finished run reads them now); the
@@ -712,7 +752,7 @@ class Trainer:
             return image_quality(self.G_ema, self.dataset.images, self.metrics, self.metric_weights,
                                  num_images=self.cfg.metric_images, batch_size=self.batch_gpu,
                                  seed=self.cfg.seed, force_fp32=self.force_fp32,
-                                 cache_root=self.run_dir / "metric-cache",
+                                 cache_root=self.run_dir / METRIC_CACHE,
                                  reals_key=self.dataset.content_key)
 
     def _tick_metrics(self) -> dict:
@@ -845,6 +885,34 @@ class _CtrlC:
             return {}
         finally:
             self._abortable = False
+
+
+#: The narrowest the fine-tuning bar gets in a terminal (tqdm's width for a bar of no known width): the numbers
+#: beside it give way first (`_fitted_meter`).
+BAR_MIN_CELLS = 10
+#: The bar's live numbers (`Trainer._postfix`), in the order they give way where the terminal is too narrow for all
+#: of them: the losses first (each snapshot logs them in metrics.jsonl), then r_t, then p.
+_GIVE_WAY = ("G", "D", "r_t", "p")
+
+
+def _fitted_meter(format_meter: Callable[..., str]) -> Callable[..., str]:
+    """tqdm's `format_meter` for the fine-tuning bar, fitted to the terminal's width (`ncols`): where the line with a
+    bar of `BAR_MIN_CELLS` is wider, its live numbers are left out whole, in `_GIVE_WAY`'s order. tqdm cut the line
+    at the width instead: at 80 columns the bar was one cell wide, r_t and the closing ']' were gone, and an hour
+    into a run `p=0.123` showed as `p=0.1` (forty-second session's audit). A log's line (no width) is kept whole."""
+    def fitted(**meter) -> str:
+        width, postfix = meter.get("ncols"), meter.get("postfix")
+        if isinstance(width, int) and width > 0 and isinstance(postfix, str) and postfix:
+            shown = postfix.split(", ")
+            for name in (None, *_GIVE_WAY):
+                shown = [item for item in shown if item.partition("=")[0] != name]
+                # with no width, tqdm draws a bar of BAR_MIN_CELLS (its default)
+                if disp_len(format_meter(**{**meter, "ncols": None, "postfix": ", ".join(shown)})) <= width:
+                    break
+            meter = {**meter, "postfix": ", ".join(shown)}
+        return format_meter(**meter)
+
+    return fitted
 
 
 def _images(kimg: float) -> int:

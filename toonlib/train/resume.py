@@ -154,9 +154,40 @@ def say_changed_settings(state: dict, cfg: TrainConfig, world_size: int = 1) -> 
             if (said := _device_change(old, new)) is not None:
                 warn(f"{cfg.run_dir}: {said}")
         elif (name not in RESUME_FIXED + QUIET_CHANGES and old != new
-              and _resolved_setting(name, saved, *before) != _resolved_setting(name, cfg, *now)):
-            warn(f"{cfg.run_dir}: {option_name(name)} {option_text(name, new)} ({name}={new!r}) from here on (the "
-                 f"run had {option_text(name, old)})")
+              and (was := _resolved_setting(name, saved, *before)) != (will := _resolved_setting(name, cfg, *now))
+              and not _moot(name, cfg, now[2])):
+            warn(f"{cfg.run_dir}: {_change_said(name, old, new, _auto_said(name, was), _auto_said(name, will))}")
+
+
+#: What leaving a setting out means, as a resumed run's warning says it beside its value (`_auto_said`): the
+#: command line has no `--gamma auto` (it said "--gamma auto from here on", which --gamma refuses; forty-second
+#: session's audit). --ema-rampup's None is 'none', typed as such (`option_text`).
+_AUTO_MEANINGS = {"gamma": " by NVIDIA's rule", "lr": " by NVIDIA's rule", "ema_kimg": " by NVIDIA's rule",
+                  "batch_gpu": ", each process's share of the minibatch"}
+
+
+def _auto_said(name: str, resolved: object) -> str:
+    """The value `resolved` that the setting `name` takes when left out, and why: '0.0128 by NVIDIA's rule'."""
+    value = option_text(name, resolved) if resolved is not None else "auto"
+    return value + _AUTO_MEANINGS.get(name, "")
+
+
+def _change_said(name: str, old: object, new: object, had: str, now: str) -> str:
+    """A resumed run's warning of its setting `name` changed from `old` to `new`; a value left out (None, where the
+    setting has an automatic value: `_AUTO_MEANINGS`, the device) is said as left out, with what it then is (`had`,
+    `now`), not as a value the command line refuses ('--gamma auto', '--device auto'; thirty-eighth and
+    forty-second sessions' audits)."""
+    automatic = name in _AUTO_MEANINGS or name == "device"
+    had = f"no {option_both(name)}: {had}" if old is None and automatic else option_text(name, old)
+    if new is None and automatic:
+        return f"{option_both(name)} left out, so {now} from here on (the run had {had})"
+    return f"{option_name(name)} {option_text(name, new)} ({name}={new!r}) from here on (the run had {had})"
+
+
+def _moot(name: str, cfg: TrainConfig, device: torch.device | None) -> bool:
+    """Whether the setting `name` has no effect in the run of `cfg` on `device`: the number of --metric-images
+    where no metric is computed (a warning said it changed; forty-second session's audit)."""
+    return name == "metric_images" and device is not None and not cfg.resolved_metrics(device.type)
 
 
 def _resolved_setting(name: str, config: TrainConfig, resolution: int, world_size: int,
@@ -197,10 +228,7 @@ def _device_change(old: str | None, new: str | None) -> str | None:
     now = _resolved_device(new)
     if now == _resolved_device(old):
         return None
-    had = f"no {option_both('device')}: CUDA when available, else the CPU" if old is None else old
-    if new is None:
-        return f"{option_both('device')} left out, so {now} from here on (the run had {had})"
-    return f"{option_name('device')} {new} (device={new!r}) from here on (the run had {had})"
+    return _change_said("device", old, new, "CUDA when available, else the CPU", str(now))
 
 
 def data_changes(state: dict, files: list[tuple[str, int, int]], digests: dict[str, str] | None = None) -> str | None:

@@ -43,10 +43,10 @@ from ..files import (
 )
 from ..messages import warn
 
-__all__ = ["CONFIG_FILE", "DATASET_CACHE", "KEEP_STATES", "LATEST_FILE", "STATE_VERSION", "SnapshotWrites",
-           "disk_full_message", "disk_full_said", "fakes_name", "has_run", "has_states", "hold_run_dir",
-           "latest_record", "latest_snapshot", "newest_state", "newest_state_nimg", "read_latest", "run_folders",
-           "save_state", "snapshot_name", "snapshot_nimg", "snapshot_paths", "state_name", "sync_latest",
+__all__ = ["CONFIG_FILE", "DATASET_CACHE", "KEEP_STATES", "LATEST_FILE", "METRIC_CACHE", "STATE_VERSION",
+           "SnapshotWrites", "disk_full_message", "disk_full_said", "fakes_name", "has_run", "has_states",
+           "hold_run_dir", "latest_record", "latest_snapshot", "newest_state", "newest_state_nimg", "read_latest",
+           "run_folders", "save_state", "snapshot_name", "snapshot_nimg", "snapshot_paths", "state_name", "sync_latest",
            "write_latest"]
 
 STATE_VERSION = 2
@@ -61,7 +61,12 @@ _DISK_FULL = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "the di
               errno.EROFS: "the file system became read-only"}  # remounted so after disk errors, a share withdrawn
 _STATE_KEYS = ("config", "networks", "G", "D", "G_ema", "opt_G", "opt_D", "ada", "cur_nimg", "batch_idx", "rng")
 DATASET_CACHE = "dataset-cache"  # the run folder's subfolder of prepared data sets (`data.ImageDataset(cache_dir=)`)
-_WRITTEN_FOLDERS = (".", DATASET_CACHE)  # where a run writes through atomic_write_path
+METRIC_CACHE = "metric-cache"  # the run folder's subfolder of the real images' features (`quality.image_quality`)
+#: Where a run writes through temporary files, and their names, which a killed writer leaves behind
+#: (`_remove_stale_temps`): atomic_write_path's in the folder and its dataset cache; torch-fidelity's in the metric
+#: cache, `tempfile.NamedTemporaryFile`'s "tmp" and 8 of [a-z0-9_], renamed to the cache's file when written
+#: (`torch_fidelity.utils_torch.torch_atomic_save`; a kill during it left one for good, forty-second session's audit)
+_WRITTEN_FOLDERS = {".": TEMP_FILE_NAME, DATASET_CACHE: TEMP_FILE_NAME, METRIC_CACHE: re.compile(r"tmp[a-z0-9_]{8}")}
 
 
 def snapshot_name(nimg: int) -> str:
@@ -376,12 +381,14 @@ def _disk_full_code(exc: BaseException | None) -> int | None:
 def _remove_stale_temps(run_dir: Path) -> None:
     """Delete the temporary files and folders that atomic writes in a run folder left when their process was killed
     (kill -9, a lost Colab runtime): hidden, cut short, and as large as a training state; a snapshot's save writes in
-    a temporary folder (`files.atomic_write_path(in_folder=True)`). Only the folder's holder calls it, so no write of
-    a running process is among them."""
-    for folder in (run_dir / name for name in _WRITTEN_FOLDERS):
+    a temporary folder (`files.atomic_write_path(in_folder=True)`); torch-fidelity's in the metric cache
+    (`_WRITTEN_FOLDERS`). Only the folder's holder calls it, as it takes the folder, and only a run writes those
+    folders, so no write of a running process is among them."""
+    for name, temp_name in _WRITTEN_FOLDERS.items():
+        folder = run_dir / name
         if folder.is_dir():
             for path in folder.iterdir():
-                if TEMP_FILE_NAME.fullmatch(path.name):
+                if temp_name.fullmatch(path.name):
                     remove_temp(path)
 
 
