@@ -1365,15 +1365,8 @@ def test_the_toonify_panel_says_it_toonified_the_largest_of_the_faces_found(toon
     from toonlib.widgets import ToonifyPanel
 
     photos = write_photos(tmp_path / "photos")
-    hopper, astronaut = (Image.open(photos / name).convert("RGB") for name in ("hopper.jpg", "astronaut.png"))
-    hopper = hopper.resize((round(hopper.width * 512 / hopper.height), 512))
-    two = Image.new("RGB", (hopper.width + 512, 512))
-    two.paste(hopper, (0, 0))
-    two.paste(astronaut.resize((512, 512)), (hopper.width, 0))
-    buffer = io.BytesIO()
-    two.save(buffer, "JPEG")
     panel = ToonifyPanel(toonifier, steps=1, folder=tmp_path / "uploads")
-    _upload(panel.upload, "us.jpg", buffer.getvalue())
+    _upload(panel.upload, "us.jpg", _two_faces_jpeg(photos))
     panel.run_button.click()
     text = _status_text(panel)
     assert text.startswith("done: 1 step (optimise), distance ") and text.endswith(
