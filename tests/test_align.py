@@ -658,8 +658,52 @@ def test_no_backend_says_what_to_install(backends, monkeypatch):
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name in ("face_alignment", "dlib")
                         else find_spec(name, *args))  # neither package installed
-    with pytest.raises(LandmarkBackendError, match="pip install face-alignment.*pip install dlib-bin "
-                                                   "face_recognition_models"):
+    with pytest.raises(LandmarkBackendError, match='pip install face-alignment.*pip install "toonlib\\[dlib\\]"'):
         align_face(np.zeros((8, 8, 3), np.uint8))
     with pytest.raises(ValueError, match="detector must be"):
         align_face(np.zeros((8, 8, 3), np.uint8), detector="mtcnn")
+
+
+def _hiding(monkeypatch, *modules: str) -> None:
+    """As if `modules` were not installed (`importlib.util.find_spec` finds none of them)."""
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name in modules
+                        else find_spec(name, *args))
+
+
+def test_require_detector_says_what_dlib_lacks_with_the_extras_install_line(monkeypatch):
+    """`require_detector` (what `toonlib toonify` / `app` and the notebooks call before any model loads) refuses
+    'dlib' where it is not installed; dlib without face_recognition_models was said as "dlib is not installed", and the
+    install line named the packages, in single quotes elsewhere, where README says `pip install "toonlib[dlib]"`
+    (forty-second session's audit)."""
+    from toonlib.align import require_detector
+
+    _hiding(monkeypatch, "dlib")
+    with pytest.raises(LandmarkBackendError) as info:
+        require_detector("dlib")
+    assert str(info.value) == "dlib is not installed (no module 'dlib'): `pip install \"toonlib[dlib]\"`"
+    require_detector("auto")  # built at the first face, falling back to dlib: nothing to refuse now
+    monkeypatch.undo()
+    _hiding(monkeypatch, "face_recognition_models")
+    with pytest.raises(LandmarkBackendError) as info:
+        require_detector("dlib")
+    assert str(info.value).startswith("dlib's 68-point landmark model is not installed (no module "
+                                      "'face_recognition_models'): `pip install \"toonlib[dlib]\"`")
+    with pytest.raises(ValueError, match="detector must be"):
+        require_detector("mtcnn")
+
+
+def test_no_backend_gives_the_dlib_advice_once(backends, monkeypatch):
+    """face-alignment's weights offline and dlib not installed: its message ended with the advice to install dlib,
+    and dlib's error gave it again (forty-second session's audit)."""
+    def offline(self, device):
+        summary = "face-alignment is not usable: its weights are not in hub and could not be downloaded"
+        raise LandmarkBackendError(f"{summary} (copy them there); {align._dlib_advice()}", summary)
+
+    monkeypatch.setattr(align._FaceAlignmentBackend, "__init__", offline)
+    _hiding(monkeypatch, "dlib")
+    with pytest.raises(LandmarkBackendError) as info:
+        align_face(np.zeros((8, 8, 3), np.uint8))
+    message = str(info.value)
+    assert message.startswith("no face landmark backend is usable: face-alignment is not usable: its weights")
+    assert message.count("toonlib[dlib]") == 1 and message.count("offline") <= 1, message

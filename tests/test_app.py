@@ -400,6 +400,55 @@ def test_a_toon_model_that_cannot_be_reblended_has_no_slider(setup, monkeypatch)
         app.reblend(session, 16)
 
 
+def test_the_app_keeps_the_toonifiers_level_and_blend_width(setup):
+    """A toonifier made with level=1, blend_width=1.5 drew the app's toons at the plain level-0, hard-switch blend (the
+    status saying "the blend at 16 px"), and was left at it for the caller's own calls (forty-second session's
+    audit): the app keeps its shape at every swap resolution and says it."""
+    toonifier = Toonifier(setup["base_path"], setup["toon_path"], swap_res=16, level=1, blend_width=1.5,
+                          detector="dlib")
+    app = ToonApp(toonifier, swap_res=16, steps=STEPS)
+    assert toonifier.blend_setting == (16, 1, 1.5)
+    session, view = app.toonify(setup["photos"] / "hopper.jpg", STEPS, 16)
+    w = session.latents[0][1]
+    shaped = to_uint8(render(blend(setup["toon"], setup["base"], 16, level=1, blend_width=1.5), w)[0])
+    assert np.array_equal(np.asarray(view.toon), shaped)
+    assert "rendered with the blend at 16 px, level 1, smooth width 1.5 (" in view.status
+    view = app.reblend(session, 8)
+    shaped = to_uint8(render(blend(setup["toon"], setup["base"], 8, level=1, blend_width=1.5), w)[0])
+    assert np.array_equal(np.asarray(view.toon), shaped) and toonifier.blend_setting == (8, 1, 1.5)
+
+
+def test_the_steps_slider_starts_at_each_modes_own_steps(app):
+    """e4e+optimize ran the app's 200 steps for optimize, where the command line and the API run 100 (forty-second
+    session's audit): at the default start the slider starts at the mode's own and follows a change of mode, unless
+    the visitor moved it; a start given is every mode's."""
+    optimize = app.toonifiers["optimize"]
+    e4e_optimize = copy.copy(optimize)  # a stand-in of that mode (the slider's start needs no encoder)
+    e4e_optimize._invert_mode = "e4e+optimize"
+    for toonifiers, first in (([optimize, e4e_optimize], 200), ([e4e_optimize, optimize], 100)):
+        page = ToonApp(toonifiers, swap_res=16).build()
+        try:
+            blocks = {getattr(block, "elem_id", None): block for block in page.blocks.values()}
+            assert blocks["steps"].value == first
+            mode = {200: "optimize", 100: "e4e+optimize"}
+            other = {200: 100, 100: 200}[first]
+            update, shown_for = asyncio.run(run_event(page, "on_mode", mode[other], first, mode[first]))
+            assert update["value"] == other and shown_for == mode[other]
+            update, _ = asyncio.run(run_event(page, "on_mode", mode[first], other, shown_for))
+            assert update["value"] == first
+            update, _ = asyncio.run(run_event(page, "on_mode", mode[other], 150, mode[first]))  # the visitor's 150
+            assert update["value"] == 150
+        finally:
+            page.close()
+    given = ToonApp([e4e_optimize, optimize], swap_res=16, steps=300)
+    assert given.steps_for_mode("optimize", 300, "e4e+optimize") == (300, "optimize")
+    page = given.build()
+    try:
+        assert {getattr(block, "elem_id", None): block for block in page.blocks.values()}["steps"].value == 300
+    finally:
+        page.close()
+
+
 def two_mode_app(folder: Path, encoder_checkpoint) -> ToonApp:
     """An app offering the e4e encoder (first) and optimisation, on the tiny e4e's own 32 px decoder as the base and a
     toon model close to it (saved in `folder`, as base.safetensors and toon.safetensors)."""
@@ -1099,7 +1148,7 @@ def test_cli_app_on_an_address_that_is_not_this_machines_says_so(monkeypatch, ca
 def test_cli_without_gradio_says_how_to_install_it(monkeypatch, capsys):
     monkeypatch.setitem(__import__("sys").modules, "gradio", None)  # `import gradio` now raises ImportError
     assert cli.main(["app", "--base", "no-such-model.pt"]) == 2  # fails before it looks for any model
-    assert "pip install 'toonlib[app]'" in capsys.readouterr().err
+    assert 'pip install "toonlib[app]"' in capsys.readouterr().err
 
 
 def test_cli_encoder_goes_to_the_encoder_mode_offered_beside_optimize(setup, monkeypatch, encoder_checkpoint):
@@ -1555,3 +1604,46 @@ def test_the_upload_folders_are_removed_when_the_app_stops(app, setup, monkeypat
     finally:
         page.close()
     assert sorted(path.name for path in cache.rglob("*")) == ["mine", "notes.txt"]
+
+
+def test_an_older_gradio_is_refused_with_the_upgrade_line_before_any_model(monkeypatch, capsys):
+    """Gradio 5 (kept by `pip install toonlib`) passed the check: the models loaded and warmed up, then a
+    TypeError traceback from Gradio 6's `buttons=` (forty-second session's audit)."""
+    import sys
+    import types
+
+    monkeypatch.setitem(sys.modules, "gradio", types.SimpleNamespace(__version__="5.50.0"))
+    monkeypatch.setattr("toonlib.pipeline.Toonifier", lambda *args, **kwargs: pytest.fail("models loaded first"))
+    assert cli.main(["app"]) == 2
+    err = capsys.readouterr().err
+    assert ('the web app needs Gradio 6.0 or newer, and this is Gradio 5.50.0: pip install -U "toonlib[app]"' in err
+            and "Traceback" not in err), err
+
+
+def test_the_app_made_or_launched_in_python_says_gradio_is_missing_before_any_download(setup, monkeypatch):
+    """`launch(ToonApp(...))` read the toon model and warmed up (LPIPS' VGG16, 553 MB) before it said Gradio was
+    missing (forty-second session's audit)."""
+    import sys
+
+    toonifier = Toonifier(setup["base_path"], setup["toon_path"], detector="dlib")
+    made = ToonApp(toonifier, swap_res=16, steps=STEPS, max_steps=50)
+    monkeypatch.setitem(sys.modules, "gradio", None)  # `import gradio` now raises ImportError
+    monkeypatch.setattr(Toonifier, "set_blend", lambda *args: pytest.fail("the toon model read first"))
+    monkeypatch.setattr(ToonApp, "warm_up", lambda self: pytest.fail("warmed up first"))
+    for start in (lambda: ToonApp(toonifier), lambda: launch(made)):
+        with pytest.raises(ImportError, match=r'^the web app needs Gradio \(.*\): pip install "toonlib\[app\]"$'):
+            start()
+
+
+def test_app_with_dlib_not_installed_says_so_before_any_model(monkeypatch, capsys):
+    """`toonlib app --detector dlib` without dlib was refused after the models had loaded (forty-second session's
+    audit)."""
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name == "dlib"
+                        else find_spec(name, *args))
+    monkeypatch.setattr("toonlib.commands._fetch_toonify_models", lambda *args, **kwargs: pytest.fail("models first"))
+    assert cli.main(["app", "--detector", "dlib"]) == 2
+    err = capsys.readouterr().err
+    assert "dlib is not installed (no module 'dlib'): `pip install \"toonlib[dlib]\"`" in err, err

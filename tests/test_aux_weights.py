@@ -195,6 +195,6 @@ def test_missing_packages_get_install_advice(monkeypatch):
         align_face(np.zeros((8, 8, 3), np.uint8))
     message = str(info.value)
     assert message.startswith("no face landmark backend is usable: face-alignment is not installed")
-    assert "`pip install face-alignment`" in message and "`pip install dlib-bin face_recognition_models`" in message
+    assert "`pip install face-alignment`" in message and '`pip install "toonlib[dlib]"`' in message
     with pytest.raises(LandmarkBackendError, match=r"^dlib is not installed \(no module 'dlib'\)"):
         align_face(np.zeros((8, 8, 3), np.uint8), detector="dlib")

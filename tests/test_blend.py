@@ -683,3 +683,36 @@ def test_the_grid_labels_say_a_setting_other_than_the_default(low, high, monkeyp
     swap_resolution_grid(low, high, [0], swap_resolutions=[8], level=1, blend_width=0.5, truncation_psi=1, cell=16)
     assert [(kw["col_labels"], kw["row_labels"]) for kw in said] == [
         (["base", "swap 8", "toon"], ["seed 0"]), (["base, psi 1", "swap 8, lv 1, w 0.5", "toon"], ["seed 0"])]
+
+
+def test_a_blend_records_its_models_whole_paths_and_is_used_from_any_folder(tmp_path, monkeypatch):
+    """`toonlib blend --base work/base.safetensors -o work/blend/b.safetensors` recorded the base as typed: from any
+    other folder `toonify` said it "is not there (moved or deleted)" and took the default base (forty-second
+    session's audit). The record holds the whole path; an older file's relative one, not found, says where it was
+    looked for."""
+    from tiny import write_toonify_models
+
+    from toonlib import cli
+    from toonlib.checkpoints import Networks, load_network, save_network
+    from toonlib.pipeline import DEFAULT_BASE, default_base, missing_recorded_base
+
+    with pytest.warns(LineageWarning):  # tiny models of their own
+        base_path, toon_path, _, _ = write_toonify_models(tmp_path / "work")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "elsewhere").mkdir()
+    assert cli.main(["blend", "--toon", "work/toon.safetensors", "--base", "work/base.safetensors", "--swap-res", "16",
+                     "-o", "work/blend/b.safetensors"]) == 0
+    record = load_network(tmp_path / "work/blend/b.safetensors").meta["blend"]
+    assert record["base"] == str(base_path) and record["toon"] == f"{toon_path} (G)"
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert default_base("../work/blend/b.safetensors") == str(base_path)
+    assert missing_recorded_base("../work/blend/b.safetensors") is None
+    # an older file's record, as typed in tmp_path: neither beside the blend nor from this folder
+    older = Networks(G_ema=load_network(tmp_path / "work/blend/b.safetensors").G_ema)
+    older.G_ema.set_origin(blend_record={**record, "base": "work/base.safetensors"})
+    older_path = tmp_path / "work/blend/older.safetensors"
+    save_network(older_path, older)
+    assert default_base(older_path) == DEFAULT_BASE
+    assert missing_recorded_base(older_path) == (
+        f"work/base.safetensors (looked for at {tmp_path}/work/blend/work/base.safetensors and at "
+        f"{tmp_path}/elsewhere/work/base.safetensors)")

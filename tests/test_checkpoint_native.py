@@ -380,3 +380,15 @@ def test_malformed_meta_in_a_toonlib_file_is_said_naming_the_file(tmp_path, caps
     capsys.readouterr()
     assert main(["info", str(tmp_path / "kimg.safetensors")]) == 0
     assert "fine-tuned from b.pkl on d, abc kimg" in capsys.readouterr().out.splitlines()
+
+
+def test_the_same_networks_make_the_same_bytes(nets, tmp_path):
+    """safetensors wrote the metadata keys in a hash map's order, which changes from one save to the next: the same
+    blend made a file of other bytes each time (forty-second session's audit). They are sorted, and the file reads."""
+    paths = [save_network(tmp_path / f"{i}.safetensors", nets) for i in range(6)]
+    data = paths[0].read_bytes()
+    assert all(path.read_bytes() == data for path in paths[1:])
+    length = int.from_bytes(data[:8], "little")
+    keys = list(json.loads(data[8:8 + length])["__metadata__"])
+    assert keys == sorted(keys) == ["config", "format", "meta", "version"]
+    assert_same_networks(load_network(paths[0]), nets)

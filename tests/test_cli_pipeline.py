@@ -1027,3 +1027,20 @@ def test_every_output_that_replaces_a_file_says_so(setup, tmp_path, capsys):
     from toonlib.files import replacing_note
 
     assert replacing_note(1, 8) == " (1 of the 8 files replaced a file that was there)"  # a folder's: files, not photos
+
+
+def test_toonify_with_dlib_not_installed_says_so_before_any_model(setup, tmp_path, capsys, monkeypatch):
+    """`--detector dlib` without dlib was said after the models (and LPIPS' VGG16) had downloaded and loaded, where
+    `toonlib align` says it at once (forty-second session's audit)."""
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name == "dlib"
+                        else find_spec(name, *args))
+    monkeypatch.setattr("toonlib.commands._fetch_toonify_models", lambda *args, **kwargs: pytest.fail("models first"))
+    code = cli.main(["toonify", str(setup / "photos" / "hopper.jpg"), "-o", str(tmp_path / "toon.png"),
+                     "--detector", "dlib"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "dlib is not installed (no module 'dlib'): `pip install \"toonlib[dlib]\"`" in err, err
+    assert "Traceback" not in err and not list(tmp_path.iterdir())

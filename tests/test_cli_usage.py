@@ -441,7 +441,7 @@ def test_project_refuses_what_it_could_not_write_before_it_projects(tmp_path, of
     monkeypatch.setattr(projection.importlib.util, "find_spec",
                         lambda name, *args: None if name == "imageio_ffmpeg" else find_spec(name, *args))
     _short_error(run_main("project", str(photo), "-o", str(tmp_path / "w.npz"), "--video", str(tmp_path / "p.mp4"),
-                          env=offline_cache), "writing a video needs imageio-ffmpeg: pip install 'toonlib[notebook]'")
+                          env=offline_cache), 'writing a video needs imageio-ffmpeg: pip install "toonlib[notebook]"')
     assert not Path(offline_cache["TOONLIB_CACHE"]).exists() and sorted(tmp_path.iterdir()) == [photo]
     # a folder, or several photos: "it is a folder" and argparse's "unrecognized arguments" alone (thirty-fourth
     # session's CLI audit) said nothing of what takes them

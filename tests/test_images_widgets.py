@@ -452,7 +452,8 @@ def test_blend_explorer_previews_in_bfloat16_where_the_cpu_computes_it(monkeypat
     ({"swap_res": 5}, "swap_res must be 4, 8, 16 or 32 (the models' resolutions, px), got 5"),
     ({"swap_res": 64}, "swap_res must be 4, 8, 16 or 32 (the models' resolutions, px), got 64"),  # was clamped to 32
     ({"truncation_psi": 5}, "truncation_psi must be a number from 0 to 1, got 5"),  # was clamped to 1
-    ({"blend_width": -1}, "blend_width must be a number from 0 to 3, got -1")])  # was accepted, then failed later
+    # was accepted, then failed later; any width `toonlib blend` takes is taken (forty-second session's audit)
+    ({"blend_width": -1}, "blend_width must be None or 0 (hard switch) or a positive number, got -1")])
 def test_blend_explorer_refuses_a_setting_its_controls_cannot_show(setting, message):
     """Notebook 02's parameters out of the controls' choices were ipywidgets TraitError tracebacks, or clamped by
     a slider while the notebook's grid used the value given: a ValueError (one line in a notebook) naming what is
@@ -460,6 +461,23 @@ def test_blend_explorer_refuses_a_setting_its_controls_cannot_show(setting, mess
     with pytest.raises(ValueError) as error:
         blend_explorer(tiny_generator(0), tiny_generator(1), seeds=[0], **setting)
     assert str(error.value) == message
+
+
+def test_blend_explorer_takes_any_width_toonlib_blend_takes(tmp_path, capsys):
+    """Notebook 02 refused a smooth width above its slider's 3 that `toonlib blend --blend-width 5` and `blend` take
+    (forty-second session's audit): the explorer takes it, its slider widened, and saves that blend."""
+    from toonlib.checkpoints import load_network
+    from toonlib.widgets import check_explorer_settings
+
+    check_explorer_settings(16, blend_width=5.0)
+    base, toon = tiny_generator(0), tiny_generator(1)
+    explorer = blend_explorer(base, toon, seeds=[0], swap_res=16, blend_width=5.0)
+    assert explorer.blend_width.value == 5.0 and explorer.blend_width.max == 5.0
+    assert "smooth switch, width 5.0" in explorer.status.value
+    explorer.save(tmp_path / "wide.safetensors")
+    assert load_network(tmp_path / "wide.safetensors").meta["blend"]["blend_width"] == 5.0
+    assert torch.equal(load_network(tmp_path / "wide.safetensors").G_ema.synthesis.b16.conv0.weight,
+                       blend(toon, base, 16, blend_width=5.0).synthesis.b16.conv0.weight)
 
 
 def test_frame_scrubber_captions_each_frame_with_its_step():
@@ -817,6 +835,57 @@ def test_toonify_panel_starts_at_the_swap_resolution_it_is_given(toonifier, tmp_
         ToonifyPanel(toonifier, swap_res=64)
     assert str(error.value) == ("swap_res must be None, 4, 8, 16 or 32 (None: the published blend; a resolution of "
                                 "the models, px), got 64")
+
+
+def test_toonify_panel_keeps_the_toonifiers_level_and_blend_width(tmp_path, random_vgg_torch_home, monkeypatch):
+    """A toonifier made with level=1, blend_width=1.5 drew the panel's toons at the plain level-0, hard-switch blend
+    (the caption saying "blend at 16 px"), and was left at it for the caller's own calls (forty-second session's
+    audit): the panel keeps its shape at every swap resolution and says it."""
+    from tiny import write_photos, write_toonify_models
+
+    from toonlib.pipeline import Toonifier
+    from toonlib.widgets import ToonifyPanel
+
+    monkeypatch.setenv("TORCH_HOME", str(random_vgg_torch_home))
+    base_path, toon_path, base, toon = write_toonify_models(tmp_path)
+    toonifier = Toonifier(base_path, toon_path, swap_res=16, level=1, blend_width=1.5, detector="dlib")
+    panel = ToonifyPanel(toonifier, steps=1, folder=tmp_path / "uploads")
+    panel.set_photo(write_photos(tmp_path / "photos") / "hopper.jpg")
+    panel.run()
+    w = panel.result.w
+    shaped = to_uint8(blend(toon, base, 16, level=1, blend_width=1.5).synthesis(w))[0]
+    assert np.array_equal(np.asarray(panel.result.toon), shaped)
+    assert "toon, blend at 16 px, level 1, smooth width 1.5" in panel.tiles["toon"][0].value
+    assert toonifier.blend_setting == (16, 1, 1.5)
+    panel.swap_res.value = "published"
+    panel.swap_res.value = 8  # its shape again, though the published blend has none
+    assert toonifier.blend_setting == (8, 1, 1.5)
+    shaped = to_uint8(blend(toon, base, 8, level=1, blend_width=1.5).synthesis(w))[0]
+    assert np.array_equal(np.asarray(panel.result.toon), shaped)
+    assert "with the blend at 8 px, level 1, smooth width 1.5." in panel.status.value
+
+
+def test_toonify_panels_steps_start_at_each_modes_own_steps(toonifier, tmp_path):
+    """Notebook 04's panel ran e4e+optimize at its 500 steps, where the command line and the API run 100 (forty-second
+    session's audit): the slider starts at the mode's own (None, or 04's 500) and follows a change of mode, unless
+    the user moved it; a start given is every mode's."""
+    from toonlib.widgets import ToonifyPanel
+
+    models = dict(base=str(tmp_path / "base.safetensors"), toon=str(tmp_path / "toon.safetensors"), detector="dlib")
+    for steps in (None, 500):
+        panel = ToonifyPanel(toonifier, steps=steps, models=models, folder=tmp_path / "uploads")
+        assert panel.steps.value == 500
+        panel.inversion.value = "e4e+optimize"
+        assert panel.steps.value == 100
+        panel.inversion.value = "e4e"  # no steps: the slider is off, as it was
+        panel.inversion.value = "optimize"
+        assert panel.steps.value == 500
+        panel.steps.value = 300  # the user's
+        panel.inversion.value = "e4e+optimize"
+        assert panel.steps.value == 300
+    panel = ToonifyPanel(toonifier, steps=2, models=models, folder=tmp_path / "uploads")
+    panel.inversion.value = "e4e+optimize"
+    assert panel.steps.value == 2
 
 
 def test_projection_panel_runs_the_chosen_steps(tmp_path, monkeypatch, random_vgg_torch_home, capsys):

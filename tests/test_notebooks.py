@@ -1873,3 +1873,73 @@ def test_blend_notebook_says_what_blending_takes_and_names_output_where_its_save
     assert toon.read_bytes() == before
     report = "".join(out.get("text", "") for out in nb.cells[cell_index(nb, "brief_errors(")].outputs)
     assert "toonlib will" in report and "projection" not in report and "e4e" not in report, report
+
+
+def test_widgets_without_ipywidgets_say_the_notebook_extra_without_a_traceback(monkeypatch):
+    """02-04's set-up cells import toonlib.widgets first (before `brief_errors`): without ipywidgets they stopped in
+    a ModuleNotFoundError traceback through widgets.py that said nothing of the extra (forty-second session's audit).
+    IPython shows an exception's `_render_traceback_` instead of its traceback."""
+    import importlib
+
+    monkeypatch.setitem(sys.modules, "ipywidgets", None)  # `import ipywidgets` now raises ImportError
+    monkeypatch.delitem(sys.modules, "toonlib.widgets", raising=False)
+    with pytest.raises(ImportError) as info:
+        importlib.import_module("toonlib.widgets")
+    message = str(info.value)
+    assert message.startswith("the notebooks' widgets need ipywidgets") and 'pip install "toonlib[notebook]"' in message
+    assert info.value._render_traceback_() == message.splitlines()
+
+
+@pytest.mark.parametrize("name, video", [("03_project.ipynb", True), ("04_toonify.ipynb", False)])
+def test_set_up_cells_check_the_extras_their_settings_need_before_anything_downloads(name, video):
+    """03 projected for minutes, then showed a traceback for want of imageio-ffmpeg; with detector = "dlib" and no
+    dlib, 03 and 04 said so after LPIPS' VGG16 (553 MB) had downloaded (forty-second session's audit)."""
+    nb = json.loads((NOTEBOOKS / name).read_text())
+    [source] = ["".join(cell["source"]) for cell in nb["cells"] if "prepare_lpips(" in "".join(cell["source"])]
+    call = "check_extras(detector, video=True)" if video else "check_extras(detector)"
+    assert source.index("brief_errors(") < source.index(call) < source.index("prepare_lpips(device"), source
+    assert source.index("prepare_lpips(device") < source.index("prepare_landmarks(detector")  # 04's order kept
+
+
+def test_check_extras_and_the_projection_panel_refuse_what_is_not_installed(monkeypatch):
+    import importlib.util
+
+    from toonlib.align import LandmarkBackendError
+    from toonlib.notebook import check_extras
+    from toonlib.widgets import ProjectionPanel
+
+    find_spec = importlib.util.find_spec
+    hidden: set[str] = set()
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name in hidden
+                        else find_spec(name, *args))
+    check_extras("dlib", video=True)  # all installed
+    hidden.add("dlib")
+    with pytest.raises(LandmarkBackendError, match=r"^dlib is not installed \(no module 'dlib'\): `pip install "
+                                                   r"\"toonlib\[dlib\]\"`$"):
+        check_extras("dlib")
+    hidden.clear()
+    hidden.add("imageio_ffmpeg")
+    check_extras("dlib")  # no video asked for
+    with pytest.raises(ImportError, match="writing a video needs imageio-ffmpeg"):
+        check_extras("auto", video=True)
+    # the panel draws a video at every Run: said when it is made, before a Run projects for minutes
+    with pytest.raises(ImportError, match="writing a video needs imageio-ffmpeg"):
+        ProjectionPanel(tiny_generator(0))
+
+
+def test_toonify_notebooks_base_of_another_resolution_names_base_model(tmp_path, monkeypatch):
+    """04's set-up cell with a base of another resolution than the toon's said to see `toonlib models`, a command,
+    and named no parameter, where 02 says to set base_model (forty-second session's audit): said as 02 says it."""
+    from toonlib.notebook import NotebookStop, naming_files
+    from toonlib.pipeline import Toonifier
+
+    write_toonify_models(tmp_path)
+    save_network(tmp_path / "big.safetensors", tiny_generator(0, img_resolution=64))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(NotebookStop) as stop:
+        with naming_files(base_model="big.safetensors", toon_model="toon.safetensors"):  # as 04's set-up cell
+            Toonifier(base="big.safetensors", toon="toon.safetensors", detector="dlib")
+    assert str(stop.value) == (
+        "toon_model = 'toon.safetensors' (32 px) cannot toonify the latents of base_model = 'big.safetensors' (64 px): "
+        "it was fine-tuned from another model. Set base_model in the parameters cell to the model the toon was "
+        "fine-tuned from (notebook 01's last cell names it), then run the cells again.")

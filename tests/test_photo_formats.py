@@ -338,6 +338,7 @@ def test_an_animated_file_is_closed_once_read(upright, tmp_path):
     collected ("ResourceWarning: unclosed file"), one handle per photo of a folder."""
     path = tmp_path / "animated.gif"
     path.write_bytes(_animated(upright, "GIF"))
+    gc.collect()  # earlier tests' garbage (an event loop a Gradio server left) is not this read's
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         photo = np.asarray(read_image(path))

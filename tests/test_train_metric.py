@@ -304,3 +304,24 @@ def test_a_snapshots_metric_is_said_while_it_is_computed_and_the_clock_goes_on(b
     clocks = {line.split(" [")[1].split("<")[0] for line in computing}
     assert len(clocks) >= 2, stream.getvalue()  # redrawn as the seconds go by
     assert not drawn_lines(stream.getvalue())[-1].endswith("computing KID...]")
+
+
+def test_kid_without_torch_fidelity_is_refused_before_training(base, weights_path, random_inception, tmp_path,
+                                                                capsys, monkeypatch):
+    """torch-fidelity missing (a --no-deps or broken install) was a bare "No module named 'torch_fidelity'" at the
+    first snapshot, after training had started (forty-second session's audit)."""
+    import importlib.util
+
+    _place(weights_path, random_inception)  # the weights are there: the package alone is missing
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "torch_fidelity" else find_spec(name, *args))
+    run = tmp_path / "run"
+    code = toonlib.cli.main(["finetune", "--data", str(base["data"]), "--resume", str(base["base"]), "--run-dir",
+                             str(run), "--prepare", "none", "--batch-size", "4", "--kimg", "0.004", "--metric", "kid",
+                             "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "--metric kid: FID / KID need torch-fidelity, which is not installed: pip install torch-fidelity" in err
+    assert "--metric none" in err and "Traceback" not in err
+    assert not run.exists() or not list(run.glob("network-snapshot-*")), "nothing trained"

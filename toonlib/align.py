@@ -38,7 +38,7 @@ import numpy as np
 from PIL import Image
 
 from .images import ImageInput, describe_source, read_image
-from .messages import ToonlibWarning, check_count, counted, summary, warn
+from .messages import ToonlibWarning, check_count, counted, install_line, summary, warn
 from .options import DETECTORS, MAX_ALIGN_SIZE
 
 __all__ = [
@@ -54,6 +54,7 @@ __all__ = [
     "face_position",
     "ffhq_quad",
     "photo_to_crop",
+    "require_detector",
 ]
 
 class SmallFaceWarning(ToonlibWarning):
@@ -70,8 +71,11 @@ DLIB_UPSAMPLE_MAX_SIDE = 1024  # dlib upsamples images up to this size once, so 
 DLIB_MIN_SCORE = 0.5  # dlib HOG scores: real frontal faces ~1-1.5; face-like patterns (suit emblems) ~0
 MIN_FACE_FRACTION = 0.5  # warn when the crop square is smaller than this fraction of the output size
 
-_INSTALL_HINT = {"face-alignment": "`pip install face-alignment`",
-                 "dlib": "`pip install dlib-bin face_recognition_models` (dlib's landmarks work offline)"}
+# dlib's: the `dlib` extra, as README says it (dlib-bin and face_recognition_models by name, and "work offline" said
+# twice where `_dlib_advice` came before it; forty-second session's audit)
+_INSTALL_HINT = {"face-alignment": "`pip install face-alignment`", "dlib": f"`{install_line('dlib')}`"}
+#: The modules each landmark backend imports (`_require`): dlib's 68-point model is the face_recognition_models package.
+_MODULES = {"face-alignment": ("face_alignment",), "dlib": ("dlib", "face_recognition_models")}
 _FACE_ALIGNMENT_WEIGHTS = ("face-alignment-sfd", "face-alignment-2dfan4")  # registry names (toonlib.models)
 _BACKENDS: dict = {}  # (detector, device) -> backend, built once per process
 # The backends are shared and not thread-safe: two threads in dlib's detector at once crashed the process or returned
@@ -193,6 +197,17 @@ def check_detector(detector: str) -> None:
                          f"got {detector!r}" + (f": did you mean {close!r}?" if close in DETECTORS else ""))
 
 
+def require_detector(detector: str) -> None:
+    """`check_detector`, and for 'dlib' a `LandmarkBackendError` with the install line where dlib or its landmark model
+    is not installed: for callers that load models before the first face (`toonlib toonify`, `toonlib app`, the
+    notebooks' set-up cells), which said it only after the models (and LPIPS' VGG16, 553 MB) had downloaded and loaded,
+    where `toonlib align` says it at once (forty-second session's audit). 'auto' and 'face_alignment' are built at the
+    first face (`_get_backend`): their weights download then, and 'auto' falls back to dlib."""
+    check_detector(detector)
+    if detector == "dlib":
+        _require(_DlibBackend.name)
+
+
 def _check_sizes(output_size: int, transform_size: int) -> None:
     """ValueError, before the photo is read, for sizes that are not whole numbers >= 1 (0 was a ZeroDivisionError
     after the face search, transform_size='4096' a TypeError from a comparison)."""
@@ -303,21 +318,27 @@ def _auto_backend(device: str | None) -> Backend:
         try:
             backend = _get_backend("dlib", None)
         except LandmarkBackendError as dlib_error:
-            raise LandmarkBackendError(f"no face landmark backend is usable: {fa_error}; {dlib_error}") from None
+            # face-alignment's cause alone: its message ends with the advice to install dlib, which dlib's error
+            # gives again (forty-second session's audit)
+            raise LandmarkBackendError(f"no face landmark backend is usable: {fa_error.summary}; {dlib_error}"
+                                       ) from None
         warn(f"{fa_error.summary}; using dlib's landmarks instead")
         return backend
 
 
-def _require(backend_name: str, *modules: str) -> None:
-    """Raise `LandmarkBackendError` with the install command when a module of the backend is not installed."""
-    missing = [module for module in modules if importlib.util.find_spec(module) is None]
+def _require(backend_name: str) -> None:
+    """Raise `LandmarkBackendError` with the install command when a module of the backend (`_MODULES`) is not
+    installed. dlib installed without face_recognition_models is said so: it said "dlib is not installed" (forty-second
+    session's audit)."""
+    missing = [module for module in _MODULES[backend_name] if importlib.util.find_spec(module) is None]
     if missing:
-        raise LandmarkBackendError(f"{backend_name} is not installed (no module {missing[0]!r}): "
+        what = ("dlib's 68-point landmark model" if missing[0] == "face_recognition_models" else backend_name)
+        raise LandmarkBackendError(f"{what} is not installed (no module {missing[0]!r}): "
                                    f"{_INSTALL_HINT[backend_name]}")
 
 
 def _dlib_advice() -> str:
-    if all(importlib.util.find_spec(module) for module in ("dlib", "face_recognition_models")):
+    if all(importlib.util.find_spec(module) for module in _MODULES["dlib"]):
         return "or use dlib's landmarks: --detector dlib (detector='dlib')"
     return f"or install dlib's landmarks, which work offline: {_INSTALL_HINT['dlib']}"
 
@@ -332,7 +353,7 @@ class _FaceAlignmentBackend:
     name = "face-alignment"
 
     def __init__(self, device: str | None) -> None:
-        _require(self.name, "face_alignment")
+        _require(self.name)
         from .download import DownloadError, fetch, local_path
 
         for weights in _FACE_ALIGNMENT_WEIGHTS:
@@ -374,7 +395,7 @@ class _DlibBackend:
     name = "dlib"
 
     def __init__(self) -> None:
-        _require(self.name, "dlib", "face_recognition_models")
+        _require(self.name)
         import dlib
 
         self.dlib = dlib

@@ -44,14 +44,17 @@ from .checkpoints import CheckpointError
 from .files import atomic_write_path, visible_stem
 from .images import ImageReadError, quiet_large_images, read_image, too_many_pixels
 from .losses import PerceptualWeightsError, build_lpips
-from .messages import check_count, check_number, counted, warn
+from .messages import check_count, check_number, counted, install_line, warn
 from .options import DEFAULT_STEPS, DEFAULT_SWAP_RES, INVERT_MODES, MAX_PIXELS, MAX_STEPS, OPTIMIZING_MODES, PORTS
-from .pipeline import INVERT_LABELS, Toonifier, paste_faces
+from .pipeline import INVERT_LABELS, Toonifier, blend_words, paste_faces, start_steps
 from .projection import Callback
 
 __all__ = ["DEFAULT_STEPS", "MAX_PIXELS", "MAX_STEPS", "PhotoTooLargeError", "Session", "ToonApp", "View",
            "check_port", "check_settings", "launch", "require_gradio"]
 
+#: The oldest Gradio the app is built for, as pyproject's `app` extra asks (tests/test_package.py checks they agree);
+#: Gradio 5 failed at `Gallery(buttons=...)` with a traceback, after the models loaded (forty-second session's audit).
+GRADIO_MIN = (6, 0)
 MAX_UPLOAD = "50mb"  # Gradio refuses larger uploads in the browser, before they reach the server
 ERRORS = (ValueError, LandmarkBackendError, PerceptualWeightsError)  # shown to the visitor as they are
 RESULTS = ("aligned", "toon", "pasted")  # the result images, in the order of `View`'s fields and the outputs
@@ -417,12 +420,16 @@ class ToonApp:
     `toonifiers`: one `Toonifier` per inversion mode offered (its `invert`), the first one the default; they
     share the lock, so they may share models. `swap_res`: the swap resolution chosen first (px); the toon
     checkpoint must hold the toon model itself (like Toonify's file) for re-blending, else the app renders with
-    its published blend and offers no choice. `steps` / `max_steps`: the steps slider's start and end.
+    its published blend and offers no choice; each toonifier's level and blend_width, as it was made, shape its
+    re-blends (the status says them). `steps` / `max_steps`: the steps slider's start and end; at the default start
+    (`DEFAULT_STEPS`, 200 for optimize) e4e+optimize starts at its own 100, as the API runs it
+    (`pipeline.start_steps`), the slider following a change of mode unless the visitor moved it.
     `max_pixels`: the largest photo taken.
     """
 
     def __init__(self, toonifiers: Toonifier | Sequence[Toonifier], *, swap_res: int = DEFAULT_SWAP_RES,
                  steps: int = DEFAULT_STEPS, max_steps: int = MAX_STEPS, max_pixels: int = MAX_PIXELS) -> None:
+        require_gradio()  # before the toon model is read (`set_blend`), as `toonlib app` says it (forty-second session)
         # None failed at "'NoneType' object is not iterable", a model's name at "'str' object has no attribute
         # 'invert'" (forty-first session's audit); bytes were walked (a name's first byte said, as an int) and a dict
         # by its keys (its Toonifiers, the values, unsaid; forty-second session's audit)
@@ -455,9 +462,14 @@ class ToonApp:
         resolution = toonifiers[0].published_blend.img_resolution
         self.swap_resolutions = [2 ** k for k in range(2, int(math.log2(resolution)) + 1)]
         self.swap_res: int | None = self._first_swap_res(swap_res, resolution)
+        # each toonifier's blend shape (level, blend_width), kept at every swap resolution the page sets
+        # (`Toonifier.set_swap_res`): they were dropped, unsaid, and the caller's toonifier left without them
+        # (forty-second session's audit)
+        self._shapes = {t.invert: t.blend_setting[1:] for t in toonifiers}
         try:
             for toonifier in toonifiers:
-                toonifier.set_blend(self.swap_res)  # reads the toon model from its checkpoint, once
+                # reads the toon model from its checkpoint, once
+                toonifier.set_swap_res(self.swap_res, self._shapes[toonifier.invert])
         except (CheckpointError, ValueError) as exc:  # a blended generator only, or one its codes do not fit: no
             # slider, and why (it went without a word, for every mode; thirty-third session's audit); swap_res itself
             # is checked above (a float, 16.0, was refused here, taken for a model that cannot be re-blended)
@@ -662,16 +674,16 @@ class ToonApp:
         for index, (mode, w) in session.latents.items():
             if index not in session.toons:
                 toonifier = self.toonifiers[mode]  # its generator renders its mode's latents (psp-toonify's differ)
-                toonifier.set_blend(swap_res)
+                toonifier.set_swap_res(swap_res, self._shapes[mode])
                 session.toons[index] = toonifier.render(w)
         pasted = paste_faces(session.photo, [(toon, session.faces[i].quad) for i, toon in session.toons.items()])
         faces = [(face.image, f"face {i + 1}" + (" \N{CHECK MARK}" if i in session.latents else ""))  # ✓: toonified
                  for i, face in enumerate(session.faces)]
-        blend = "the published blend" if swap_res is None else f"the blend at {swap_res} px"
         count, left = len(session.faces), len(session.faces) - len(session.latents)
         # The face picker is above the status on a wide page and below it on a phone: no direction.
         more = f" ({left} more face{'s' * (left != 1)} to pick)" if left else ""
         mode, _ = session.latents[session.selected]  # the toon's own making, shown while it is (it was only timed)
+        blend = f"the {blend_words(swap_res, *self._shapes[mode])}"
         status = (f"Face {session.selected + 1} of {count}{more}, " if count > 1 else "One face, ") + \
             f"rendered with {blend} ({self._how(mode, session.steps.get(session.selected))})."
         status = f"{session.note} {status}" if session.note else status
@@ -679,6 +691,20 @@ class ToonApp:
         file_names = {kind: f"{session.name if kind == 'pasted' else face}-{kind}.png" for kind in RESULTS}
         return View(faces=faces, selected=session.selected, aligned=session.faces[session.selected].image,
                     toon=session.toons[session.selected], pasted=pasted, status=status, file_names=file_names)
+
+    @property
+    def _starts(self) -> dict[str, int]:
+        """Where the steps slider starts in each mode that optimises: at the default start, e4e+optimize at its own
+        100 (it started at 200, where the command line and the API run 100; forty-second session's audit)."""
+        return start_steps(self.steps, DEFAULT_STEPS)
+
+    def steps_for_mode(self, mode: str, steps: float, shown_for: str) -> tuple[float, str]:
+        """The steps slider after the mode became `mode`: that mode's start (`pipeline.start_steps`) where the slider
+        is at the start of `shown_for` (the mode whose start it shows), else as the visitor set it; and the mode whose
+        start it shows then."""
+        if mode not in self._starts:  # no steps: the slider is hidden, as it was
+            return steps, shown_for
+        return (self._starts[mode] if steps == self._starts[shown_for] else steps), mode
 
     def _how(self, mode: str, steps: int | None) -> str:
         """How a toon's latent was made, as the page names it: "optimise, 200 steps on cpu", "e4e on cuda"."""
@@ -922,7 +948,10 @@ class ToonApp:
                     mode = gr.Radio([(INVERT_LABELS.get(m, m), m) for m in self.modes], value=self.modes[0],
                                     label="Inversion: how the face becomes a latent", visible=len(self.modes) > 1,
                                     elem_id="mode")
-                    steps = gr.Slider(1, self.max_steps, value=self.steps, step=1, label="Optimisation steps",
+                    shown_for = self.modes[0] if self.modes[0] in self._starts else "optimize"
+                    steps_mode = gr.State(shown_for)  # the mode whose start the slider shows (`steps_for_mode`)
+                    steps = gr.Slider(1, self.max_steps, value=self._starts[shown_for], step=1,
+                                      label="Optimisation steps",
                                       info="more steps: closer to the photo, slower", elem_id="steps",
                                       visible=self.modes[0] in OPTIMIZING_MODES)
                     with gr.Row():
@@ -977,7 +1006,11 @@ class ToonApp:
             photo.change(on_new_photo, photo, [*outputs, photo], preprocess=False, queue=False, show_progress="hidden",
                          api_name=False).then(None, js=SHOW_RESULT)
             stop.click(on_stop, clicks, None, queue=False, api_name=False)
-            mode.change(lambda m: gr.update(visible=m in OPTIMIZING_MODES), mode, steps, queue=False, api_name=False)
+            def on_mode(chosen: str, value: float, shown_for: str) -> tuple[Any, str]:
+                value, shown_for = self.steps_for_mode(chosen, value, shown_for)
+                return gr.update(visible=chosen in OPTIMIZING_MODES, value=value), shown_for
+
+            mode.change(on_mode, [mode, steps, steps_mode], [steps, steps_mode], queue=False, api_name=False)
             # The steps box shows what runs: a typed 2.5 stayed while 2 ran. When the box is left (Gradio clamps it
             # then), not at each key: an emptied box became 1 before the next digit.
             steps.release(None, steps, steps, js=f"(n) => Math.min({self.max_steps}, {WHOLE_STEPS})", api_name=False)
@@ -987,11 +1020,18 @@ class ToonApp:
 
 
 def require_gradio() -> Any:
-    """The `gradio` module, or an ImportError that says how to install it."""
+    """The `gradio` module, or an ImportError that says how to install it: where it is not installed, or where it is
+    older than `GRADIO_MIN` (an environment's Gradio 5, which `pip install toonlib` keeps)."""
     try:
         import gradio
     except ImportError as exc:
-        raise ImportError(f"the web app needs Gradio ({exc}): pip install 'toonlib[app]'") from exc
+        raise ImportError(f"the web app needs Gradio ({exc}): {install_line('app')}") from exc
+    version = str(getattr(gradio, "__version__", ""))
+    parts = [int(part) for part in re.findall(r"\d+", version)[:len(GRADIO_MIN)]]
+    if parts and tuple(parts + [0] * (len(GRADIO_MIN) - len(parts))) < GRADIO_MIN:  # one it cannot read: let through
+        oldest = ".".join(map(str, GRADIO_MIN))
+        raise ImportError(f"the web app needs Gradio {oldest} or newer, and this is Gradio {version}: "
+                          f"{install_line('app', upgrade=True)}")
     return gradio
 
 
@@ -1000,6 +1040,7 @@ def launch(app: ToonApp, host: str = "127.0.0.1", port: int | None = None, share
     """Serve `app` on host:port (1-65535; None: Gradio's first free port from 7860); `share` also opens a public link
     through Gradio's tunnel (needs internet). The detector and the perceptual metric are built first
     (`ToonApp.warm_up`). With `block=False` it returns the running `gradio.Blocks` (stop it with `.close()`)."""
+    require_gradio()  # before the warm-up's downloads (LPIPS' VGG16, 553 MB): said after them (forty-second session)
     check_port(host, port)
     app.warm_up()
     _reach_this_machine_without_proxy(host)
@@ -1039,16 +1080,19 @@ def launch(app: ToonApp, host: str = "127.0.0.1", port: int | None = None, share
 def _page_failure(page: Any) -> str | None:
     """Why Gradio's check of the page's server failed, where the server answered it with an error (the page itself
     failed to render, a bug the server's log shows); None where it did not answer (Gradio's own message stands)."""
-    import httpx
+    import urllib.error
+    import urllib.request
 
     url = getattr(page, "local_url", None)
     if not url:
         return None
+    no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # this machine: never through a proxy
     try:
-        code = httpx.get(url, timeout=10, trust_env=False).status_code  # this machine: never through a proxy
-    except httpx.HTTPError:
-        return None
-    if code < 400:
+        with no_proxy.open(url, timeout=10):
+            return None  # it answered the page: the failure was elsewhere
+    except urllib.error.HTTPError as exc:
+        code = exc.code
+    except (urllib.error.URLError, OSError):
         return None
     return (f"the app's page failed on its own server ({url} answered HTTP {code}), so the server was stopped: the "
             "traceback above says why")

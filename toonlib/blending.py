@@ -140,6 +140,13 @@ def check_setting(swap_res: int, level: int = 0, blend_width: float | None = Non
                          f"got {_given(swap_res, whole=True)}")
     if isinstance(level, bool) or not isinstance(level, numbers.Integral) or level not in (0, 1):
         raise ValueError(f"level must be 0 (const/conv0) or 1 (conv1/torgb), got {_given(level, whole=True)}")
+    check_blend_width(blend_width)
+
+
+def check_blend_width(blend_width: float | None) -> None:
+    """Raise ValueError for a smooth width no blend takes (negative, not finite, not a number); any other is taken,
+    by `toonlib blend`, `blend` and notebook 02's explorer alike (the explorer refused one above its slider's 3;
+    forty-second session's audit)."""
     if blend_width is not None and (isinstance(blend_width, bool) or not isinstance(blend_width, numbers.Real)
                                     or not (math.isfinite(blend_width) and blend_width >= 0)):
         raise ValueError(f"blend_width must be None or 0 (hard switch) or a positive number, got {_given(blend_width)}")
@@ -175,9 +182,24 @@ def _given(value: object, whole: bool = False) -> str:
 def blend_record(toon: str | os.PathLike, base: str | os.PathLike, swap_res: int, level: int = 0,
                  blend_width: float | None = None) -> dict:
     """How a blend was made, as a saved blend keeps it (meta "blend", shown by `toonlib info`): the toon (low-res)
-    and base (high-res) models as the user named them (registry name, path or URL) and the setting."""
-    return {"toon": str(toon), "base": str(base), "swap_res": swap_res, "level": level,
+    and base (high-res) models as the user named them (a registry name or URL as given, a local file by its
+    absolute path: `_recorded_name`) and the setting."""
+    return {"toon": _recorded_name(toon), "base": _recorded_name(base), "swap_res": swap_res, "level": level,
             "blend_width": blend_width or None}
+
+
+def _recorded_name(name: str | os.PathLike) -> str:
+    """A model as a blend records it: a local file by its absolute path ("FILE (G)" kept as such), anything else
+    (a registry name, a URL, `UNSAVED`) as given. A path recorded as typed, relative to the folder the blend was made
+    in, was not found from another: `toonify` said the base "is not there (moved or deleted)", and took the default
+    base (forty-second session's audit)."""
+    from .files import user_path
+
+    source, which = split_network(os.fspath(name))
+    if not isinstance(source, str) or not os.path.exists(user_path(source)):
+        return os.fspath(name)
+    path = os.path.abspath(user_path(source))
+    return path if which is None else f"{path} ({which})"
 
 
 #: How a blend record names a generator made in memory, not loaded from a file (`Generator.loaded_from`).

@@ -43,7 +43,7 @@ from .commands import (
     cmd_toonify,
     for_command_line,
 )
-from .messages import expected_errors, interrupted, interrupts_held, run_program, write_line
+from .messages import expected_errors, install_line, interrupted, interrupts_held, run_program, write_line
 
 #: The commands that read photos, and those of them that look for a face in it (`project` takes an aligned face; the
 #: app's photos come through its page, and their faults are said there).
@@ -299,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .options import DEFAULT_STEPS, DEFAULT_SWAP_RES, INVERT_MODES, MAX_PIXELS, MAX_STEPS, PORTS
 
-    p = sub.add_parser("app", help="the Toonify web app in your browser (Gradio; pip install 'toonlib[app]')")
+    p = sub.add_parser("app", help=f"the Toonify web app in your browser (Gradio; {install_line('app')})")
     _add_toonifier_models(p, "re-blended at the swap resolution chosen on the page")
     p.add_argument("--swap-res", type=_swap_res, default=DEFAULT_SWAP_RES,
                    help=f"the swap resolution chosen first on the page, in px (default {DEFAULT_SWAP_RES})")
@@ -312,7 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="encoder checkpoint for the one encoder mode in --invert (path, URL or name; default: "
                         "e4e-ffhq, psp-ffhq or psp-toonify)")
     p.add_argument("--steps", type=_number(), default=DEFAULT_STEPS,
-                   help=f"where the optimisation-steps slider starts (default {DEFAULT_STEPS})")
+                   help=f"where the optimisation-steps slider starts (default {DEFAULT_STEPS} for optimize, and "
+                        "e4e+optimize's own 100; another number: for both)")
     p.add_argument("--max-steps", type=_number(), default=MAX_STEPS,
                    help=f"the steps slider's end (default {MAX_STEPS})")
     p.add_argument("--max-megapixels", type=_number(float, 1e-6, low_allowed=True), default=MAX_PIXELS / 1e6,

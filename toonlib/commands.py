@@ -782,6 +782,7 @@ def _photos_named(name: str, given: Collection[str] = ()) -> list[Path]:
 
 
 def cmd_toonify(args: argparse.Namespace) -> int:
+    from .align import require_detector
     from .files import check_file_path, check_file_target, check_name_length, check_replaceable, is_url
     from .messages import counted, progress_bar, write_line
     from .pipeline import Toonifier
@@ -833,6 +834,7 @@ def cmd_toonify(args: argparse.Namespace) -> int:
     _check_toonify_options(args)
     refuse_to_overwrite_input(photos, [output_path(photo, face, kind) for photo in photos
                                   for face, kind in [(first, kind) for kind in per_face] + whole_photo])
+    require_detector(args.detector)  # no dlib: said before the models download (forty-second session's audit)
     _fetch_toonify_models(args, args.invert)
     toonifier = Toonifier(args.base, args.toon, swap_res=args.swap_res, level=args.level,
                           blend_width=args.blend_width, toon_network=args.toon_network, detector=args.detector,
@@ -1125,11 +1127,12 @@ def _refuse_the_photos_folder(folder: Path, output: str) -> None:
 def _identity(result) -> str:
     """The identity report of a toonified face, or why there is none (dlib is an optional extra)."""
     from .identity import IdentityModelError, identity_report
+    from .messages import install_line
 
     try:
         return str(identity_report(result))
     except ImportError as exc:  # a model file missing says its own fix: the extra is installed (audit)
-        extra = "" if isinstance(exc, IdentityModelError) else "pip install 'toonlib[dlib]', or "
+        extra = "" if isinstance(exc, IdentityModelError) else f"{install_line('dlib')}, or "
         return f"identity not measured ({exc}); {extra}pass --no-identity"
 
 
@@ -1144,6 +1147,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def cmd_app(args: argparse.Namespace) -> int:
+    from .align import require_detector
     from .app import ToonApp, check_port, check_settings, launch, require_gradio
     from .blending import check_swap_res
     from .encoders import check_encoder_mode
@@ -1170,6 +1174,7 @@ def cmd_app(args: argparse.Namespace) -> int:
     for mode in modes:  # an encoder of the other space, refused before anything is downloaded
         if mode != "optimize":
             check_encoder_mode(mode, args.encoder)
+    require_detector(args.detector)  # no dlib: said before the models download (forty-second session's audit)
     # an --encoder PATH, refused above with several encoder modes, is not offered either
     _fetch_toonify_models(args, *modes, encoder_path=encoder_modes == 1)
     toonifiers = [Toonifier(args.base, args.toon, toon_network=args.toon_network, detector=args.detector, invert=mode,

@@ -24,8 +24,8 @@ import threading
 import warnings
 from typing import Callable, Iterator, NoReturn
 
-__all__ = ["check_count", "check_number", "clear_on_close", "counted", "expected_errors", "in_toonlib", "progress_bar",
-           "run_program", "summary", "warn", "with_article"]
+__all__ = ["check_count", "check_number", "clear_on_close", "counted", "expected_errors", "in_toonlib", "install_line",
+           "progress_bar", "run_program", "summary", "warn", "with_article"]
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -33,6 +33,14 @@ _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 def in_toonlib(filename: str) -> bool:
     """Whether the source file `filename` (a frame's `f_code.co_filename`) is one of toonlib's."""
     return os.path.abspath(filename).startswith(_PACKAGE)
+
+
+def install_line(extra: str, upgrade: bool = False) -> str:
+    """The command that installs toonlib's optional `extra` ("app", "dlib", "notebook"; `upgrade`: with -U, for one
+    installed too old), as README writes it: in double quotes, which every shell takes (Windows' cmd.exe keeps single
+    quotes in the name). The messages wrote 'toonlib[app]', and dlib's packages by name (forty-second session's
+    audit)."""
+    return f'pip install {"-U " if upgrade else ""}"toonlib[{extra}]"'
 
 
 def expected_errors() -> tuple[type[BaseException], ...]:

@@ -28,14 +28,15 @@ from .devices import default_device
 from .download import DRIVE_ROOT, use_drive_cache
 from .files import atomic_write_path, user_path
 from .images import image_file_format
-from .messages import ToonlibWarning, expected_errors, in_toonlib, interrupted
+from .messages import ToonlibWarning, expected_errors, in_toonlib, install_line, interrupted
 from .networks import Generator
 
-__all__ = ["NotebookStop", "UploadCancelled", "UploadedFile", "brief_errors", "check_blend_pair", "check_blendable",
-           "choose_data", "choose_photo", "default_device", "device_report", "display_size", "in_colab",
-           "interrupt_requests", "load_blend_models", "load_model", "mount_drive", "naming_files", "notebook_parameter",
-           "offer_download", "plot_losses", "prepare_landmarks", "prepare_lpips", "run_path", "run_training",
-           "save_uploads", "show", "show_run", "snapshot_viewer", "upload_images"]
+__all__ = ["MissingExtra", "NotebookStop", "UploadCancelled", "UploadedFile", "brief_errors", "check_blend_pair",
+           "check_blendable", "check_extras", "choose_data", "choose_photo", "default_device", "device_report",
+           "display_size", "in_colab", "interrupt_requests", "load_blend_models", "load_model", "mount_drive",
+           "naming_files", "notebook_parameter", "offer_download", "plot_losses", "prepare_landmarks", "prepare_lpips",
+           "require_widgets", "run_path", "run_training", "save_uploads", "show", "show_run", "snapshot_viewer",
+           "upload_images"]
 
 #: What notebook 01's messages say to do about its training images.
 DATA_HINT = ("Set data_path in the parameters cell to the folder or .zip file of your cartoon faces (a few hundred "
@@ -114,6 +115,26 @@ class NotebookStop(RuntimeError):
 
 class UploadCancelled(NotebookStop):
     """The user closed Colab's upload dialog without choosing a file (twice)."""
+
+
+class MissingExtra(ImportError):
+    """An optional extra the notebook needs is not installed: IPython shows its message (the install line) alone, as
+    `NotebookStop`'s, also in a set-up cell before `brief_errors` is installed."""
+
+    def _render_traceback_(self) -> list[str]:
+        return str(self).splitlines()
+
+
+def require_widgets():
+    """The ipywidgets module (toonlib.widgets' import of it), or `MissingExtra` saying how to install the `notebook`
+    extra: the set-up cells of 02-04 import toonlib.widgets first, and without ipywidgets they stopped in a
+    ModuleNotFoundError traceback through widgets.py that said nothing of the extra (forty-second session's audit)."""
+    try:
+        import ipywidgets
+    except ImportError as exc:
+        raise MissingExtra(f"the notebooks' widgets need ipywidgets ({exc}): {install_line('notebook')} (JupyterLab 4 "
+                           'and Notebook 7 need ipywidgets 8: pip install -U "ipywidgets>=8")') from exc
+    return ipywidgets
 
 
 @dataclass(frozen=True)
@@ -239,6 +260,20 @@ def _check_model_file(parameter: str, value: str, training: bool = False) -> Non
                                   f"set {parameter} in the parameters cell to a model with D, e.g. 'ffhq-256-noaug'")
 
 
+def check_extras(detector: str = "auto", video: bool = False) -> None:
+    """The optional packages the notebook's settings need, checked in its set-up cell before anything downloads:
+    `detector` 'dlib' needs dlib and its landmark model (`align.require_detector`), `video` (03's panel draws one
+    each Run) imageio-ffmpeg (`projection.require_video_writer`, as `toonlib project --video`); each raises with the
+    install line. 03's Run projected for minutes, then showed a traceback for want of imageio-ffmpeg, and with dlib
+    missing 03 and 04 said so after LPIPS' VGG16 (553 MB) had downloaded (forty-second session's audit)."""
+    from .align import require_detector
+    from .projection import require_video_writer
+
+    require_detector(detector)
+    if video:
+        require_video_writer()
+
+
 def prepare_lpips(device: torch.device | str | None = None, inversion: str = "optimize") -> None:
     """LPIPS (the projection loss) built now on `device` (default: `default_device()`) where the `inversion` mode
     optimises (`options.OPTIMIZING_MODES`; 03 projects), for the set-up cell: its VGG16 weights (553 MB) download
@@ -282,17 +317,25 @@ def check_blend_pair(base_model: str, toon_model: str) -> None:
     if base is None or toon is None or None in (base.resolution, toon.resolution):
         return
     if base.resolution != toon.resolution:
-        parent = f"{toon.lineage!r}" if toon.lineage else None
-        raise NotebookStop(_cannot_blend(toon_model, toon.resolution, base_model, base.resolution, parent))
+        raise NotebookStop(_cannot_blend(toon_model, toon.resolution, base_model, base.resolution, _parent(toon_model)))
 
 
-def _cannot_blend(toon_model: str, toon_px: int, base_model: str, base_px: int, parent: str | None = None) -> str:
-    """What 02 says of a toon and a base that cannot be blended: each with its resolution, and the model to set as
-    the base (`parent`, where the registry names it)."""
+def _parent(toon_model: object) -> str | None:
+    """The base a registry toon model was fine-tuned from, quoted (its lineage), for `_cannot_blend`; else None."""
+    from . import models
+
+    info = models.MODELS.get(split_network(toon_model)[0]) if isinstance(toon_model, str) else None
+    return f"{info.lineage!r}" if info is not None and info.lineage else None
+
+
+def _cannot_blend(toon_model: str, toon_px: int, base_model: str, base_px: int, parent: str | None = None,
+                  verb: str = "cannot be blended with") -> str:
+    """What 02 says of a toon and a base that cannot be blended (04: `verb` "cannot toonify the latents of"): each
+    with its resolution, and the model to set as the base (`parent`, where the registry names it)."""
     fix = (f"it was fine-tuned from {parent}. Set base_model in the parameters cell to {parent}" if parent else
            "it was fine-tuned from another model. Set base_model in the parameters cell to the model the toon was "
            "fine-tuned from (notebook 01's last cell names it)")
-    return (f"toon_model = {str(toon_model)!r} ({toon_px} px) cannot be blended with base_model = {str(base_model)!r} "
+    return (f"toon_model = {str(toon_model)!r} ({toon_px} px) {verb} base_model = {str(base_model)!r} "
             f"({base_px} px): {fix}, then run the cells again.")
 
 
@@ -312,9 +355,19 @@ def naming_files(**parameters: object) -> Iterator[None]:
     """`_naming` for a block that reads the files of several parameters (04's set-up cell: `Toonifier` reads
     base_model's and toon_model's): a `CheckpointError` that names one of their files first (a file that is no
     checkpoint, "photos/me.jpg is a JPEG image, ...") is said with that parameter, as 02's and 03's loaders say theirs
-    (forty-first session's audit: 04's named none); others as they are."""
+    (forty-first session's audit: 04's named none); a toon model and a base of other resolutions
+    (`pipeline.BaseMismatchError`) as 02 says them, naming base_model (04 said to see `toonlib models`, a command;
+    forty-second session's audit); others as they are."""
+    from .pipeline import BaseMismatchError
+
     try:
         yield
+    except BaseMismatchError as exc:
+        if not {"base_model", "toon_model"} <= set(parameters):
+            raise
+        toon_model, base_model = parameters["toon_model"], parameters["base_model"]
+        raise NotebookStop(_cannot_blend(toon_model, exc.toon_px, base_model, exc.base_px, _parent(toon_model),
+                                         verb="cannot toonify the latents of")) from None
     except CheckpointError as exc:
         named = [name for name, value in parameters.items() if _names_file(str(exc), value)]
         if not named:

@@ -79,7 +79,7 @@ from .images import ImageInput, describe_source, is_hidden, is_image_file, label
 from .messages import check_count, check_flag, summary, warn, with_article
 from .networks import Generator
 from .options import INVERT_MODES, OPTIMIZING_MODES
-from .projection import check_project_options, is_seed, project, render, w_statistics
+from .projection import check_project_options, default_steps, is_seed, project, render, w_statistics
 
 DEFAULT_BASE = "ffhq-1024-tf"  # for a toon model the registry has no lineage for
 DEFAULT_TOON = "toonify-blended-tf"  # Toonify's file: the fine-tuned toon model is its G, the blend its G_ema
@@ -172,6 +172,16 @@ def _results_png(results: Sequence[ToonifyResult]) -> bytes:
     buffer = io.BytesIO()
     grid.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+class BaseMismatchError(ValueError):
+    """A toon model and a base whose W+ latents differ (other resolutions): the toon model cannot draw the base's
+    latents. `toon_px`, `base_px`: their resolutions, for a front end that words it its own way (notebook 04 names its
+    parameters, `notebook.naming_files`)."""
+
+    def __init__(self, message: str, toon_px: int, base_px: int) -> None:
+        super().__init__(message)
+        self.toon_px, self.base_px = toon_px, base_px
 
 
 class Toonifier:
@@ -309,9 +319,10 @@ class Toonifier:
     def _check_latents_fit(toon: Generator, base: Generator, base_name: str = "the base model") -> None:
         """The toon model draws the base model's latents: their W+ shapes must agree (checked before any work)."""
         if (toon.num_ws, toon.w_dim) != (base.num_ws, base.w_dim):
-            raise ValueError(f"the toon model ({toon.img_resolution} px) draws W+ latents of {toon.num_ws} x "
-                             f"{toon.w_dim} numbers, but {base_name} ({base.img_resolution} px) makes {base.num_ws}"
-                             f" x {base.w_dim}: {PAIR_WITH_ITS_BASE}")
+            raise BaseMismatchError(f"the toon model ({toon.img_resolution} px) draws W+ latents of {toon.num_ws} x "
+                                    f"{toon.w_dim} numbers, but {base_name} ({base.img_resolution} px) makes "
+                                    f"{base.num_ws} x {base.w_dim}: {PAIR_WITH_ITS_BASE}",
+                                    toon.img_resolution, base.img_resolution)
 
     def _check_codes_fit(self, G: Generator, what: str) -> None:
         if (self.encoder.n_styles, 512) != (G.num_ws, G.w_dim):
@@ -339,6 +350,14 @@ class Toonifier:
                 self._blender = Blender(low=toon, high=self.base, lineage_checked=self.invert != "psp-toonify")
             self.generator = self._blender.set(swap_res, level, blend_width)  # refuses a swap_res above the model's
         self.blend_setting = (swap_res, level, blend_width)
+
+    def set_swap_res(self, swap_res: int | None, shape: tuple[int, float | None] = (0, None)) -> None:
+        """`set_blend` at `swap_res` with the `shape` (level, blend_width) of a setting it had (`blend_setting[1:]`,
+        taken when a front end is made); None: the published blend, which has no shape. The notebook panel's and the
+        web app's swap-resolution slider set swap_res alone: a toonifier made with level=1, blend_width=1.5 drew the
+        plain level-0, hard-switch blend there, its caption saying the blend, and was left so (forty-second session's
+        audit)."""
+        self.set_blend(swap_res, *(shape if swap_res is not None else (0, None)))
 
     def align(self, photo: ImageInput, all_faces: bool = False, face_index: int | None = None, *,
               name: str | None = None) -> list[AlignedFace]:
@@ -488,6 +507,35 @@ class Toonifier:
                              reconstruction=None if reconstructions is None else to_pil(reconstructions[i]),
                              toon=toon, losses=losses[:, i], invert=self.invert, faces_in_photo=face.faces_in_photo,
                              pasted=paste(photo, toon, face.quad) if paste_back else None)
+
+
+def mode_steps(invert: str, space: str = "w+") -> int | None:
+    """The projection steps a toonify in mode `invert` runs without `steps`: 500 in W+ (1000 in W) for 'optimize',
+    100 for 'e4e+optimize' (from the e4e codes, `projection.default_steps`); None for the modes that do not
+    optimise."""
+    return default_steps(space, from_init=invert != "optimize") if invert in OPTIMIZING_MODES else None
+
+
+def start_steps(steps: int | None = None, optimize: int | None = None) -> dict[str, int]:
+    """Where a front end's steps slider starts in each mode that optimises: `steps` in every one where it is given,
+    else (None, or `steps` equal to the front end's own start for 'optimize', `optimize`, by default `mode_steps`'
+    500) each mode at its own: `optimize` for 'optimize', `mode_steps` for the others (e4e+optimize: 100). The
+    notebook panel ran e4e+optimize at its 500 steps and the web app at its 200, where the command line and the API
+    run 100, unsaid (forty-second session's audit)."""
+    optimize = mode_steps("optimize") if optimize is None else optimize
+    if steps is not None and steps != optimize:
+        return dict.fromkeys(OPTIMIZING_MODES, steps)
+    return {mode: optimize if mode == "optimize" else mode_steps(mode) for mode in OPTIMIZING_MODES}
+
+
+def blend_words(swap_res: int | None, level: int = 0, blend_width: float | None = None) -> str:
+    """A toonifier's blend as the notebook panel's caption and the web app's status say it: "published blend", "blend
+    at 16 px", with its level and smooth width where they are not the defaults ("blend at 16 px, level 1, smooth
+    width 1.5"): the panel and the app said "blend at 16 px" of any shape (forty-second session's audit)."""
+    if swap_res is None:
+        return "published blend"
+    words = [f"blend at {swap_res} px"] + [f"level {level}"] * (level != 0)
+    return ", ".join(words + ([f"smooth width {blend_width:g}"] if blend_width else []))
 
 
 def check_options(invert: str, *, steps: int | None = None, batch_size: int = 1, swap_res: int | None = None,
@@ -690,8 +738,8 @@ def default_base(toon: GeneratorLike) -> GeneratorLike:
 
 def missing_recorded_base(toon: GeneratorLike) -> str | None:
     """The base file a `toonlib finetune` snapshot's run (through the runs it was started from) or a saved blend
-    recorded that is no longer there (moved or deleted), for the messages about `DEFAULT_BASE` taken instead; else
-    None."""
+    recorded that is no longer there (moved or deleted), for the messages about `DEFAULT_BASE` taken instead (a
+    blend's path relative to no folder, as older files record it, with the places looked for it); else None."""
     return _base_of(toon)[1]
 
 
@@ -717,13 +765,17 @@ def _base_of(toon: GeneratorLike) -> tuple[GeneratorLike, str | None]:
             return source, None  # its G_ema, as a base is read
         if is_url(source):
             return blended_over, None
-        # A path as the user typed it, relative to where `toonlib blend` ran: beside the blend first (where it is
-        # usually saved; from another folder it was "not there (moved or deleted)", or a file of the same name there)
+        # A path as an older toonlib recorded it, as typed, relative to where `toonlib blend` ran (it records the
+        # whole path now): beside the blend first (where it is usually saved; from another folder it was "not there
+        # (moved or deleted)", or a file of the same name there)
         beside = (user_path(toon).parent / source if isinstance(toon, (str, os.PathLike))
                   and not Path(source).is_absolute() else None)
         for place in (beside, user_path(source)):
             if place is not None and place.is_file():
                 return (str(place) if which is None else f"{place} ({which})"), None
+        if not user_path(source).is_absolute():  # the places looked in, said (forty-second session's audit)
+            tried = [os.path.abspath(place) for place in (beside, user_path(source)) if place is not None]
+            blended_over += f" (looked for at {' and at '.join(dict.fromkeys(tried))})"
         return DEFAULT_BASE, blended_over
     for _ in range(MAX_RUN_HOPS):  # a run started from another run (its folder or a snapshot): its base, and so on
         base = _recorded_base(meta)

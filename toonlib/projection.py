@@ -46,7 +46,7 @@ from .images import (
     warn_if_not_a_crop,
 )
 from .losses import PerceptualDistance, build_lpips, noise_regularization, normalize_noise_
-from .messages import check_callback, check_count, check_flag, check_number, progress_bar, summary, warn
+from .messages import check_callback, check_count, check_flag, check_number, install_line, progress_bar, summary, warn
 
 Target = Union[PIL.Image.Image, np.ndarray, torch.Tensor, Sequence[Union[PIL.Image.Image, np.ndarray, torch.Tensor]]]
 Callback = Callable[[int, float, torch.Tensor], None]
@@ -643,7 +643,7 @@ def require_video_writer() -> None:
     """Raise ImportError, saying what to install, where `save_video` could not write (no imageio-ffmpeg): the
     command line asks before it projects, not after."""
     if importlib.util.find_spec("imageio_ffmpeg") is None:
-        raise ImportError("writing a video needs imageio-ffmpeg: pip install 'toonlib[notebook]' (or imageio-ffmpeg)")
+        raise ImportError(f"writing a video needs imageio-ffmpeg: {install_line('notebook')} (or imageio-ffmpeg)")
 
 
 def save_video(result: ProjectionResult, path: str | os.PathLike, fps: int = 30) -> None:

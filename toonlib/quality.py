@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import importlib.util
 import os
 from pathlib import Path
 
@@ -42,8 +43,13 @@ def inception_weights(progress: bool = True) -> Path:
     """Path of the Inception-v3 weights torch-fidelity computes FID/KID with, fetched once into the cache.
 
     Raises `MetricUnavailable` with what to do when they cannot be downloaded or are not a plain state dict
-    (they are loaded with `weights_only=True` first, so a file that carries code is never run).
+    (they are loaded with `weights_only=True` first, so a file that carries code is never run), and where
+    torch-fidelity itself is not installed: fine-tuning calls it before training, and the missing package was said at
+    the first snapshot, a bare "No module named 'torch_fidelity'" (forty-second session's audit).
     """
+    if importlib.util.find_spec("torch_fidelity") is None:  # a core dependency: a --no-deps or broken install
+        raise MetricUnavailable("FID / KID need torch-fidelity, which is not installed: pip install torch-fidelity, "
+                                "or train without a quality metric: --metric none (metric='none')")
     try:
         path = fetch(INCEPTION_MODEL, progress=progress)
     except DownloadError as exc:

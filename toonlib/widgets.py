@@ -22,7 +22,6 @@ from pathlib import Path
 from types import EllipsisType
 from typing import Callable, Sequence
 
-import ipywidgets as widgets
 import torch
 from PIL import Image, ImageDraw
 
@@ -33,6 +32,7 @@ from .blending import (
     Blender,
     LayerWeight,
     blend_record,
+    check_blend_width,
     check_setting,
     check_swap_res,
     describe_blend,
@@ -58,12 +58,16 @@ from .notebook import (
     interrupt_requests,
     notebook_parameter,
     offer_download,
+    require_widgets,
     save_uploads,
     set_up_count,
 )
 from .options import MAX_GRID_SEEDS
 from .pipeline import INVERT_LABELS, OPTIMIZING_MODES
+from .projection import require_video_writer
 from .runtime import autocast, check_precision, resolve_precision
+
+widgets = require_widgets()  # ipywidgets, or the `notebook` extra's install line (no traceback through this module)
 
 __all__ = ["PROJECTION_MODES", "BlendExplorer", "FrameScrubber", "ProjectionPanel", "ToonifyPanel", "blend_explorer",
            "check_explorer_settings", "layer_chart", "projection_panel", "toonify_panel", "uploaded_files"]
@@ -72,7 +76,8 @@ __all__ = ["PROJECTION_MODES", "BlendExplorer", "FrameScrubber", "ProjectionPane
 PROJECTION_MODES = ("optimize",)
 #: Slider style that shows the whole description, however long (the default cuts it at about 80 px).
 FULL_LABEL = {"description_width": "initial"}
-#: The blend explorer's range of smooth widths (notebook 02's slider offers the same).
+#: The blend explorer's slider of smooth widths (notebook 02's Colab slider offers the same); a wider width given, which
+#: `toonlib blend` takes too, widens it.
 BLEND_WIDTHS = (0.0, 3.0)
 LOW_COLOR, HIGH_COLOR = "#e07b39", "#3b6fb6"  # the toon (low-res) model and FFHQ (high-res) in the layer chart
 
@@ -280,6 +285,7 @@ class BlendExplorer:
             raise ValueError(f"seeds: {len(seeds)} faces, more than the {MAX_GRID_SEEDS} the explorer draws; give "
                              "fewer, such as 0-5")
         check_explorer_settings(swap_res, level, blend_width, truncation_psi, toon=toon)
+        blend_width = blend_width or 0.0  # None, as `blend` takes it: the slider's hard switch
         self._set_up = set_up_count()  # the notebook's set-up whose models it has (`_check_set_up`)
         self.base, self.toon = load_generator(base), toon_generator(toon)  # a registry name: its un-blended toon
         self._dtype = resolve_precision(precision, self.base.device)
@@ -304,7 +310,8 @@ class BlendExplorer:
                                                      "the whole swap block and the next block's conv0 from the toon "
                                                      "model, the rest from FFHQ (a smooth switch is centred on the "
                                                      "swap block's conv1)"])
-        self.blend_width = widgets.FloatSlider(value=blend_width, min=BLEND_WIDTHS[0], max=BLEND_WIDTHS[1], step=0.1,
+        self.blend_width = widgets.FloatSlider(value=blend_width, min=BLEND_WIDTHS[0],
+                                               max=max(BLEND_WIDTHS[1], blend_width), step=0.1,
                                                description="smooth width (0: hard switch)",
                                                continuous_update=False, style=FULL_LABEL, layout=wide)
         self.seeds = widgets.Text(value=",".join(str(s) for s in seeds), description="seeds",
@@ -462,16 +469,17 @@ class BlendExplorer:
 def check_explorer_settings(swap_res: int, level: int = 0, blend_width: float = 0.0, truncation_psi: float = 0.7,
                             toon: object = None, seeds: str | None = None) -> None:
     """ValueError for a setting `BlendExplorer` would refuse, said before any model is read (notebook 02's set-up
-    cell: it was said once both models had downloaded): `level`, `blend_width` and `truncation_psi` outside their
-    controls' ranges, a `swap_res` that is no resolution, or above a registry toon model's (`toon`, its name), and
-    the notebook's `seeds` text where it is no seed list or holds more than the explorer draws (`MAX_GRID_SEEDS`)."""
+    cell: it was said once both models had downloaded): `level` and `truncation_psi` outside their controls' ranges,
+    a `blend_width` no blend takes (`blending.check_blend_width`; None: a hard switch, as 0), a `swap_res` that is no
+    resolution, or above a registry toon model's (`toon`, its name), and the notebook's `seeds` text where it is no
+    seed list or holds more than the explorer draws (`MAX_GRID_SEEDS`)."""
     if seeds is not None:
         parse_seeds(seeds, max_count=MAX_GRID_SEEDS, parameter="seeds")
     if getattr(toon, "img_resolution", None) is None:  # a name: the explorer checks against the models' once read
         check_setting(swap_res)
         check_swap_res(swap_res, toon)
     _check_choice("level", level, (0, 1), " (0: the swap block's conv0, 1: its conv1)")
-    _check_range("blend_width", blend_width, BLEND_WIDTHS[0], BLEND_WIDTHS[1])
+    check_blend_width(blend_width)  # any the command line takes (the slider widens to it)
     _check_range("truncation_psi", truncation_psi, 0, 1)
 
 
@@ -807,16 +815,19 @@ class ToonifyPanel(_PhotoPanel):
     toon_network, detector, ...), make the toonifier of any other mode the first time it runs (without them
     only `toonifier`'s mode is offered). `swap_res` is the blend the slider starts at: None, the published blend,
     or a swap resolution of the models; by default the toonifier's. Each run and slider move sets the slider's blend
-    on the toonifier, so a notebook cell that makes its panel again passes its `swap_res` parameter (it started where
-    the last panel's slider left the toonifier). `result` is the last `ToonifyResult` (its `toon` and `pasted` follow
-    the slider), None before the first run.
+    on the toonifier, with the level and blend_width the toonifier had when the panel was made (the caption says
+    them), so a notebook cell that makes its panel again passes its `swap_res` parameter (it started where the last
+    panel's slider left the toonifier). `steps`: where the steps slider starts, in every mode that optimises; None
+    (or 500) each mode's own, as the API runs it (`pipeline.start_steps`: 500 for optimise, 100 for e4e then
+    optimise), the slider following a change of mode unless it was moved. `result` is the last `ToonifyResult` (its
+    `toon` and `pasted` follow the slider), None before the first run.
     """
 
     css_class = "toonlib-toonify"
 
-    def __init__(self, toonifier, steps: int = 500, paste_back: bool = True, models: dict | None = None,
+    def __init__(self, toonifier, steps: int | None = None, paste_back: bool = True, models: dict | None = None,
                  folder: str | os.PathLike = "uploads", swap_res: int | None | EllipsisType = ...):
-        from .pipeline import INVERT_MODES
+        from .pipeline import INVERT_MODES, start_steps
 
         resolutions = toonifier.published_blend.synthesis.block_resolutions
         if swap_res is ...:
@@ -828,6 +839,9 @@ class ToonifyPanel(_PhotoPanel):
         except TypeError as exc:
             raise ValueError(str(exc)) from None
         self.toonifiers = {toonifier.invert: toonifier}
+        # each toonifier's blend shape (level, blend_width), kept at every swap resolution the slider sets
+        # (`Toonifier.set_swap_res`): they were dropped, unsaid (forty-second session's audit)
+        self._shapes = {toonifier.invert: toonifier.blend_setting[1:]}
         self.models, self.paste_back = models, paste_back
         self.swap_res = _styled(widgets.SelectionSlider(
             options=[("published", "published")] + [(f"{r} px", r) for r in resolutions],
@@ -840,7 +854,22 @@ class ToonifyPanel(_PhotoPanel):
                       for key, caption in (("toon", "toon"), ("pasted", "pasted back"), ("aligned", "aligned"),
                                            ("reconstruction", "FFHQ reconstruction"))}
         modes = INVERT_MODES if models is not None else (toonifier.invert,)
-        super().__init__(steps, modes, toonifier.invert, folder)
+        if steps is not None:
+            check_count("steps", steps)
+        self._starts = start_steps(steps)  # each mode's start (e4e+optimize ran the 500 of optimise)
+        # the mode whose start the slider shows: a change of mode moves it to the new mode's, unless the user moved it
+        self._steps_mode = toonifier.invert if toonifier.invert in self._starts else "optimize"
+        super().__init__(self._starts[self._steps_mode], modes, toonifier.invert, folder)
+
+    def _mode_changed(self) -> None:
+        """As a photo panel does; and the steps slider goes to the new mode's start (`pipeline.start_steps`) where it
+        is at the start of the mode before: e4e+optimize ran optimise's 500 steps, where the API runs 100."""
+        super()._mode_changed()
+        mode = self.inversion.value
+        if mode in self._starts:
+            if self.steps.value == self._starts[self._steps_mode]:
+                self.steps.value = self._starts[mode]
+            self._steps_mode = mode
 
     @property
     def toonifier(self):
@@ -854,6 +883,7 @@ class ToonifyPanel(_PhotoPanel):
             if mode == "optimize":  # `models`' encoder is the encoder modes' (Toonifier refuses one here)
                 arguments.pop("encoder", None)
             self.toonifiers[mode] = Toonifier(**arguments)
+            self._shapes[mode] = self.toonifiers[mode].blend_setting[1:]
         return self.toonifiers[mode]
 
     def _extra_controls(self) -> list[widgets.Widget]:
@@ -885,7 +915,7 @@ class ToonifyPanel(_PhotoPanel):
             self.status.value = _message(_preparing_projection())  # said, not "finding the face..." (fortieth audit)
             prepare_lpips(toonifier.device, toonifier.invert)
         self.status.value = _message("finding the face...")
-        toonifier.set_blend(self._blend())
+        toonifier.set_swap_res(self._blend(), self._shapes[toonifier.invert])
         reporting = {"callback": report} if toonifier.invert in OPTIMIZING_MODES else {}  # the encoders: no steps
         # the largest face (face_index 0): the panel offers no other, and the others' warning named --all-faces, which
         # it has not (review of the thirty-third session); the done line says the others (`_other_faces`)
@@ -933,7 +963,7 @@ class ToonifyPanel(_PhotoPanel):
         toonifier = self.toonifiers[self.result.invert]
         before = toonifier.blend_setting
         try:
-            toonifier.set_blend(self._blend())
+            toonifier.set_swap_res(self._blend(), self._shapes[self.result.invert])
             toon = toonifier.render(self.result.w)
             pasted = paste(self.result.photo, toon, self.result.quad) if self.paste_back else self.result.pasted
         except BaseException:
@@ -946,7 +976,11 @@ class ToonifyPanel(_PhotoPanel):
         # error of a run since (a download that failed) over a toon that is drawn
 
     def _blend_text(self) -> str:
-        return "published blend" if self._blend() is None else f"blend at {self._blend()} px"
+        """The slider's blend in words, with the shape of the toonifier that drew the toon (`pipeline.blend_words`)."""
+        from .pipeline import blend_words
+
+        mode = self.result.invert if self.result is not None else self.inversion.value
+        return blend_words(self._blend(), *self._shapes.get(mode, (0, None)))
 
     def _show_toon(self) -> None:
         result = self.result
@@ -1030,6 +1064,9 @@ class ProjectionPanel(_PhotoPanel):
         _check_choice("space", space, ("w+", "w"), " (W+: one w per layer, as Toonify; W: one w for all layers)")
         check_count("frame_every", frame_every)
         check_detector(detector)  # when the panel is made: it was said only when Run was pressed
+        # the video of every Run: without imageio-ffmpeg a Run projected to its end, then showed a traceback, no
+        # scrubber, its status line "done" (forty-second session's audit)
+        require_video_writer()
         self.G, self.frame_every, self.detector = load_generator(G), frame_every, detector
         self.video = None if video is None else Path(video)
         self.space = _styled(widgets.ToggleButtons(options=[("W+ (Toonify)", "w+"), ("W", "w")], value=space,

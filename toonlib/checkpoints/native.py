@@ -62,6 +62,23 @@ def save(nets: Networks, path: str | os.PathLike) -> None:
             save_file(tensors, str(tmp), metadata=metadata)
         except SafetensorError as exc:  # a full disk: an OSError, which atomic_write_path says with `path`
             raise _os_error(exc) or exc from None
+        _sort_metadata(tmp)
+
+
+def _sort_metadata(path: str | os.PathLike) -> None:
+    """Rewrite the header of the safetensors file at `path` with its metadata keys sorted, in place (the same length,
+    padded with spaces as safetensors pads it): safetensors writes them in the order of a hash map, which changes from
+    one save to the next, so the same blend gave a file of other bytes each run, and `cmp` or a checksum said two
+    equal blends differ (forty-second session's audit). Readers look the keys up by name."""
+    with open(path, "r+b") as file:
+        length = safetensors_header_length(file.read(9))  # the length, and the header's "{"
+        file.seek(8)
+        header = json.loads(file.read(length))
+        header["__metadata__"] = dict(sorted(header.get("__metadata__", {}).items()))
+        text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(text) <= length:  # it is the same JSON, reordered: never longer
+            file.seek(8)
+            file.write(text.ljust(length))
 
 
 #: How safetensors words an error of the OS, the number of which it keeps: "Error while serializing: I/O error: No
