@@ -163,15 +163,21 @@ def test_metric_auto_is_off_on_the_cpu(base, weights_path, tmp_path):
 
 def test_unusable_weights_stop_the_command_with_a_clear_message(base, weights_path, tmp_path, capsys):
     _place(weights_path, b"\x80\x02}q\x00.not a state dict")
-    run = tmp_path / "run"
+    err = _refused_kid_run(base, tmp_path / "run", capsys)
+    assert "--metric kid:" in err and "metric='kid'" not in err  # the option as typed
+    assert "not a plain Inception state dict" in err and "Traceback" not in err
+
+
+def _refused_kid_run(base, run, capsys) -> str:
+    """`toonlib finetune --metric kid` of `base`'s data into `run`, which must stop before training (exit 2, no
+    snapshot); its stderr."""
     code = toonlib.cli.main(["finetune", "--data", str(base["data"]), "--resume", str(base["base"]), "--run-dir",
                              str(run), "--prepare", "none", "--batch-size", "4", "--kimg", "0.004", "--metric", "kid",
                              "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2, err
-    assert "--metric kid:" in err and "metric='kid'" not in err  # the option as typed
-    assert "not a plain Inception state dict" in err and "Traceback" not in err
     assert not run.exists() or not list(run.glob("network-snapshot-*")), "nothing trained"
+    return err
 
 
 def test_weights_that_cannot_be_downloaded_are_explained(monkeypatch):
@@ -316,12 +322,6 @@ def test_kid_without_torch_fidelity_is_refused_before_training(base, weights_pat
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *args: None if name == "torch_fidelity" else find_spec(name, *args))
-    run = tmp_path / "run"
-    code = toonlib.cli.main(["finetune", "--data", str(base["data"]), "--resume", str(base["base"]), "--run-dir",
-                             str(run), "--prepare", "none", "--batch-size", "4", "--kimg", "0.004", "--metric", "kid",
-                             "--no-progress"])
-    err = capsys.readouterr().err
-    assert code == 2, err
+    err = _refused_kid_run(base, tmp_path / "run", capsys)
     assert "--metric kid: FID / KID need torch-fidelity, which is not installed: pip install torch-fidelity" in err
     assert "--metric none" in err and "Traceback" not in err
-    assert not run.exists() or not list(run.glob("network-snapshot-*")), "nothing trained"
