@@ -678,3 +678,17 @@ def test_the_extras_the_readme_names_exist():
     assert named and named <= extras, named - extras
     table = set(re.findall(r"^\| `(\w+)` \|", text.split("## Install", 1)[1].split("\n## ", 1)[0], re.MULTILINE))
     assert table == extras, "the Install section's table of extras lists every extra of pyproject.toml"
+
+
+def test_the_readme_images_show_on_pypi_too():
+    """PyPI shows README.md without the repository's files, so a relative image link is a broken image there
+    (forty-second session's extras audit): each image is the repository's own file by its raw URL on main."""
+    pyproject = (REPO / "pyproject.toml").read_text()
+    [source] = re.findall(r'^Source = "https://github\.com/([\w.-]+/[\w.-]+)"$', pyproject, re.MULTILINE)
+    links = re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", README.read_text(encoding="utf-8"))
+    own = [link for link in links if "colab-badge" not in link]
+    assert own, "README shows a picture of the app"
+    prefix = f"https://raw.githubusercontent.com/{source}/main/"
+    for link in own:
+        assert link.startswith(prefix), link
+        assert (REPO / link.removeprefix(prefix)).is_file(), link
