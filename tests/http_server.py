@@ -50,6 +50,8 @@ class ServerState:
     etags: bool = True  # send an ETag (the body's hash) with files, and honour If-Range
     hold: Optional[threading.Event] = None  # send `cut` bytes of a file, then wait for this event to send the rest
     cut: int = CUT  # bytes a cut or held response delivers (gdown reads 512 KB at a time, and drops a broken read)
+    dies: bool = False  # a server that dies mid-file: no byte of a file past its `cut`th is sent (the full length
+    # announced, then the connection dropped); where `ranges`, each resume gets no further, else each try starts over
     streaming: threading.Event = dataclasses.field(default_factory=threading.Event)  # set once a body is half sent
 
     def paths(self) -> list[str]:
@@ -106,6 +108,9 @@ class Handler(BaseHTTPRequestHandler):
         if status == 206:
             self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
         self.end_headers()
+        if state.dies:
+            self.wfile.write(chunk[:max(0, state.cut - start)])
+            return
         if state.cut_responses > 0:
             state.cut_responses -= 1
             self.wfile.write(chunk[:state.cut])

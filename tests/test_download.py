@@ -208,29 +208,39 @@ def test_a_broken_off_bar_in_a_log_ends_its_line(server, bars, capsys):
     lines = capsys.readouterr().err.split("\n")
     assert len(lines) == 3 and lines[-1] == "" and "100%" in lines[1].split("\r")[-1], lines  # each bar's own line
 
-def test_broken_download_fails_then_resumes(server, tmp_path):
+@pytest.mark.parametrize("ranges", [False, True])
+def test_a_server_that_dies_mid_file_leaves_a_partial_download_only_where_it_resumes(server, tmp_path, ranges):
+    """A server that dies mid-file: every try breaks off at the same byte. Where the server sends whole files only
+    (no Range support: each try started over), the partial download is of no use, the next fetch starting over: it
+    is deleted, and the advice says the download starts over (its bytes, maybe GBs of a model, stayed in the cache;
+    forty-second session's audit). Where it sends the rest of a file, the bytes are kept and the next fetch resumes
+    them."""
     name = register(f"{server.base}/ada_tiny.pkl")
-    server.cut_responses, server.ranges = 99, False  # every try breaks off; no Range support: each restarts
+    server.dies, server.ranges = True, ranges
     with pytest.raises(download.DownloadError, match="broke off") as info:
         download.fetch(name, progress=False)
-    assert "no internet" not in str(info.value)
+    text = str(info.value)
+    assert "no internet" not in text
     # in plain words: urllib3's were said twice over, "(('Connection broken: IncompleteRead(300000 bytes read, ...)"
     cut = (f"the download broke off (the connection closed {(len(PAYLOAD) - CUT) / 1e6:.1f} MB before the end of the "
            "file)")
-    assert f"{server.base}/ada_tiny.pkl: {cut}" in str(info.value), str(info.value)
-    # the server sent the whole file again when asked for its rest: no resume is promised ("the download resumes
-    # where it stopped (0.3 MB of 0.8 MB are kept)")
-    assert ("  - run the same command again: the download starts over (this server sends only whole files, not the "
-            "rest of one)") in str(info.value) and "resumes where it stopped" not in str(info.value)
-    assert download._going_on(tmp_path / "cache" / "tiny.pkl.part").startswith("starting over")  # a stall's retry
-    assert len(server.log) == 4  # the first try, then three that got no further than it (each restarted from 0)
+    assert f"{server.base}/ada_tiny.pkl: {cut}" in text, text
+    assert len(server.log) == 4  # the first try, then three that got no further than it
     assert not (tmp_path / "cache" / "tiny.pkl").exists()
-    kept = (tmp_path / "cache" / "tiny.pkl.part").stat().st_size
-    assert 0 < kept <= CUT  # each try restarted rather than appended
+    if ranges:
+        kept = (tmp_path / "cache" / "tiny.pkl.part").stat().st_size
+        assert 0 < kept <= CUT  # the whole chunks of the first try
+        assert (f"  - run the same command again: the download resumes where it stopped ({kept / 1e6:.1f} MB of "
+                f"{len(PAYLOAD) / 1e6:.1f} MB are kept)") in text.splitlines(), text
+        assert cached_files(tmp_path) == ["tiny.pkl.part", "tiny.pkl.part.source"]
+    else:  # the server sent the whole file again when asked for its rest: no resume is promised, no bytes kept
+        assert ("  - run the same command again: the download starts over (this server sends only whole files, not "
+                "the rest of one)") in text.splitlines() and "kept" not in text, text
+        assert cached_files(tmp_path) == []  # no tiny.pkl.part (262 kB), no tiny.pkl.part.source
 
-    server.cut_responses, server.ranges = 0, True
+    server.dies, server.ranges = False, True
     path = download.fetch(name, progress=False)
-    assert server.log[-1][1].get("Range") == f"bytes={kept}-"
+    assert server.log[-1][1].get("Range") == (f"bytes={kept}-" if ranges else None)
     assert path.read_bytes() == PAYLOAD
     assert cached_files(tmp_path) == ["tiny.pkl"]
 
@@ -299,31 +309,33 @@ def test_complete_part_is_checked_not_downloaded_again(server, tmp_path, monkeyp
 
 def test_part_from_another_source_is_not_resumed(server, tmp_path):
     server.files["/other.pkl"] = PAYLOAD
-    server.cut_responses, server.ranges = 99, False
-    with pytest.raises(download.DownloadError):
-        download.fetch(register(f"{server.base}/other.pkl"), progress=False)
-    server.cut_responses, server.ranges = 0, True
+    break_off(server, register(f"{server.base}/other.pkl"))  # kept, for other.pkl to resume
     path = download.fetch(register(f"{server.base}/ada_tiny.pkl"), progress=False)
     request_path, headers = server.log[-1]
     assert request_path == "/ada_tiny.pkl" and "Range" not in headers
     assert path.read_bytes() == PAYLOAD
 
 
-def break_off(server, name: str, tmp_path: Path) -> int:
-    """A download of `name` that breaks off every time (the server ignores Range): its part stays; its size."""
-    server.cut_responses, server.ranges = 99, False
+def break_off(server, name: str, *, whole_files: bool = False) -> int:
+    """A download of `name` from a server that dies mid-file (it honours Range, each resume getting no further): its
+    part stays; its size. `whole_files`: its record then says that its server sends whole files only, as a download
+    killed (kill -9) while such a server sent the file leaves it (a failure or Ctrl-C deletes such a part)."""
+    server.dies = True
     with pytest.raises(download.DownloadError, match="broke off"):
         download.fetch(name, progress=False)
-    server.cut_responses, server.ranges = 0, True
-    return (tmp_path / "cache" / "tiny.pkl.part").stat().st_size
+    server.dies = False
+    part = download._partial_download(download.local_path(name))
+    if whole_files:
+        download._write_marker(part, {**download._read_marker(part), "resumes": False})
+    return part.stat().st_size
 
 
 def test_a_server_found_to_send_whole_files_is_said_so_until_it_resumes(server, tmp_path):
-    """A server that sent the same file whole when asked for its rest is recorded so: the advice says the download
-    starts over. Once it resumes after all (a 206), it is recorded as one that resumes: "starts over" was said of a
-    download resuming."""
+    """A server that sent the same file whole when asked for its rest is recorded so (the advice says the download
+    starts over; a kill leaves such a partial download, a failure deletes it). Once it resumes after all (a 206), it
+    is recorded as one that resumes: "starts over" was said of a download resuming."""
     name = register(f"{server.base}/ada_tiny.pkl")
-    kept = break_off(server, name, tmp_path)  # a Range asked for, the whole file sent (same ETag): recorded
+    kept = break_off(server, name, whole_files=True)  # recorded: a Range asked for, the whole file sent (same ETag)
     part = tmp_path / "cache" / "tiny.pkl.part"
     assert download._read_marker(part)["resumes"] is False
     server.hold = threading.Event()  # now it resumes: the rest's first `CUT` bytes, then it waits
@@ -352,7 +364,7 @@ def test_a_file_changed_on_the_server_is_not_resumed_into_a_mix(server, tmp_path
     old, new = (torch_bytes({"conv.weight": torch.full((100_000,), value)}) for value in (0.0, 1.0))
     server.files["/w.pth"] = old
     name = register(f"{server.base}/w.pth", kind="fid", format="torch", resolution=None)
-    kept = break_off(server, name, tmp_path)
+    kept = break_off(server, name)
     server.files["/w.pth"] = new if etags else new + b"\0" * 7  # the same length, or another one
     path = download.fetch(name, progress=False)
     assert path.read_bytes() == server.files["/w.pth"]
@@ -368,7 +380,7 @@ def test_ctrl_c_keeps_no_bytes_of_a_server_that_sends_whole_files_only(server, t
     """Ctrl-C said "0.3 MB kept: fetching it again resumes the download" of a server recorded as sending whole files
     only: the next fetch downloaded it whole again, the kept bytes of no use (audit)."""
     name = register(f"{server.base}/ada_tiny.pkl")
-    break_off(server, name, tmp_path)  # recorded: a Range asked for, the whole file sent
+    break_off(server, name, whole_files=True)  # recorded: a Range asked for, the whole file sent
     part = tmp_path / "cache" / "tiny.pkl.part"
     assert download._read_marker(part)["resumes"] is False
     capsys.readouterr()
@@ -389,7 +401,7 @@ def test_ctrl_c_while_the_whole_new_file_starts_leaves_no_part_to_resume(server,
     old, new = (torch_bytes({"conv.weight": torch.full((100_000,), value)}) for value in (0.0, 1.0))
     server.files["/w.pth"] = old
     name = register(f"{server.base}/w.pth", kind="fid", format="torch", resolution=None)
-    break_off(server, name, tmp_path)
+    break_off(server, name)
     server.files["/w.pth"] = new  # the same length, another ETag: If-Range gets it whole
     write_body = download._write_body
 
@@ -408,7 +420,7 @@ def test_ctrl_c_says_that_the_bytes_received_are_kept_and_resumed(server, tmp_pa
     """`toonlib fetch` stopped with Ctrl-C said "interrupted" alone: that the partial download is kept and that the
     same command resumes it was not said. With nothing received, nothing is said."""
     name = register(f"{server.base}/ada_tiny.pkl")
-    kept = break_off(server, name, tmp_path)
+    kept = break_off(server, name)
     capsys.readouterr()
 
     def interrupted(*args) -> None:
@@ -472,7 +484,7 @@ def test_a_web_page_that_starts_with_a_byte_order_mark_is_one(server, tmp_path):
 def test_a_web_page_in_reply_to_a_resume_keeps_the_partial_download(server, tmp_path):
     """A captive portal or an error page answering the resume replaced hundreds of MB already downloaded."""
     name = register(f"{server.base}/ada_tiny.pkl")
-    kept = break_off(server, name, tmp_path)
+    kept = break_off(server, name)
     server.files["/ada_tiny.pkl"] = Reply(SIGN_IN_PAGE, headers=HTML)
     with pytest.raises(download.DownloadError, match="sent a web page instead of the file"):
         download.fetch(name, progress=False)
@@ -626,7 +638,7 @@ def test_a_mirror_that_fails_at_once_leaves_the_partial_download_of_the_one_befo
     """With two mirrors (ffhq-1024: NVIDIA's CDN, then NGC), the first one's partial download was deleted when the
     second was tried, which failed before sending a byte: the next run, the first mirror back, started from 0."""
     name = register(f"{server.base}/ada_tiny.pkl", f"{server.base}/missing.pkl")
-    kept = break_off(server, name, tmp_path)
+    kept = break_off(server, name)
     assert server.paths()[-1] == "/missing.pkl"  # a 404: nothing sent
     assert cached_files(tmp_path) == ["tiny.pkl.part", "tiny.pkl.part.source"]
     assert download.fetch(name, progress=False).read_bytes() == PAYLOAD
@@ -1239,7 +1251,7 @@ def test_a_drive_download_that_fills_the_disk_is_said_the_same_way(drive, tmp_pa
 
 def test_not_enough_space_is_said_before_the_download(server, tmp_path, monkeypatch):
     name = register(f"{server.base}/ada_tiny.pkl")
-    kept = break_off(server, name, tmp_path)
+    kept = break_off(server, name)
     real = shutil.disk_usage
     free = len(PAYLOAD) - kept - 1
     monkeypatch.setattr(download.shutil, "disk_usage", lambda folder: real(folder)._replace(free=free))
@@ -1833,10 +1845,7 @@ def test_remove_deletes_the_file_and_its_partial_download_and_fetch_gets_it_agai
     from toonlib.commands import _file_size
 
     name = register(f"{server.base}/ada_tiny.pkl")
-    server.cut_responses, server.ranges = 99, False  # a download that breaks off: its partial download is kept
-    with pytest.raises(download.DownloadError):
-        download.fetch(name, progress=False)
-    server.cut_responses, server.ranges = 0, True
+    break_off(server, name)  # a download that breaks off: its partial download is kept
     models.MODELS["whole"] = dataclasses.replace(models.MODELS[name], name="whole", filename="whole.pkl")
     path = download.fetch("whole", progress=False)
     assert cached_files(tmp_path) == ["tiny.pkl.part", "tiny.pkl.part.source", "whole.pkl"]
@@ -1882,9 +1891,7 @@ def test_remove_of_a_partial_download_by_its_listed_name_waits_for_its_download(
     from toonlib.files import file_lock
 
     name = register(f"{server.base}/ada_tiny.pkl")
-    server.cut_responses, server.ranges = 99, False  # a download that breaks off: its partial download is kept
-    with pytest.raises(download.DownloadError):
-        download.fetch(name, progress=False)
+    break_off(server, name)  # a download that breaks off: its partial download is kept
     capsys.readouterr()  # its retries, said
     cache = tmp_path / "cache"
     assert cached_files(tmp_path) == ["tiny.pkl.part", "tiny.pkl.part.source"]
@@ -2153,17 +2160,14 @@ def test_a_partial_download_in_torch_hubs_folder_is_listed_and_removed_by_its_na
     name = register_weights(f"{server.base}/w.pth")
     folder = tmp_path / "torch" / "hub" / "checkpoints"
 
-    def broken_off_download() -> int:
-        """A download that breaks off, its partial download kept; the bytes it takes."""
-        server.cut_responses, server.ranges = 99, False
-        with pytest.raises(download.DownloadError):
-            download.fetch(name, progress=False)
-        server.cut_responses, server.ranges = 0, True
+    def broken_off_download(whole_files: bool = False) -> int:
+        """A download that breaks off, its partial download kept (`break_off`); the bytes it takes."""
+        break_off(server, name, whole_files=whole_files)
         capsys.readouterr()  # its retries, said
         assert listing(folder)[-2:] == ["weights-0123abcd.pth.part", "weights-0123abcd.pth.part.source"]
         return sum(p.stat().st_size for p in folder.glob("weights-0123abcd.pth.part*"))
 
-    partial = broken_off_download()
+    partial = broken_off_download(whole_files=True)  # as a kill leaves it: its server recorded as sending whole files
     (folder / "resnet-1234.pth.part").write_bytes(b"x")  # another library's: not toonlib's to list
     assert main(["models"]) == 0
     out = capsys.readouterr().out

@@ -280,6 +280,14 @@ def fetch(name_or_url: str, *, cache_dir: str | os.PathLike | None = None, progr
                 replace_file(part, final, mode=default_file_mode(final.parent))
                 _discard(part)
                 return final
+            # Every source failed. A partial download whose server sends whole files only is of no use: the next
+            # fetch starts over. It is deleted now, under the lock, as on Ctrl-C (its bytes, maybe GBs, stayed in the
+            # cache; forty-second session's audit); where it cannot be, the download's own error is said all the same.
+            kept = max((_resumable(part, source) for source in plan.sources), default=0)
+            record = _read_marker(part)
+            if kept and record.get("resumes") is False:
+                with contextlib.suppress(OSError):
+                    _discard(part)
         except KeyboardInterrupt:  # "interrupted" alone: the user could not know that the bytes are kept
             kept = max((_resumable(part, source) for source in plan.sources), default=0) if downloading else 0
             record = _read_marker(part)
@@ -302,9 +310,7 @@ def fetch(name_or_url: str, *, cache_dir: str | os.PathLike | None = None, progr
             raise _local_error(plan, part, exc, elsewhere) from None
     offline = all(failure.offline for _, failure in failures)
     reason = _unreached(failures) or f"{_browser_link(failures[-1][0])}: {failures[-1][1]}"
-    kept = max((_resumable(part, source) for source in plan.sources), default=0)
-    raise DownloadError(_explain(plan, failures, local_option, damage, kept, _read_marker(part)), final,
-                        reason, offline)
+    raise DownloadError(_explain(plan, failures, local_option, damage, kept, record), final, reason, offline)
 
 
 class Removal(NamedTuple):
