@@ -420,8 +420,8 @@ def test_the_app_keeps_the_toonifiers_level_and_blend_width(setup):
 
 def test_the_steps_slider_starts_at_each_modes_own_steps(app):
     """e4e+optimize ran the app's 200 steps for optimize, where the command line and the API run 100 (forty-second
-    session's audit): at the default start the slider starts at the mode's own and follows a change of mode, unless
-    the visitor moved it; a start given is every mode's."""
+    session's audit): without a start the slider starts at the mode's own and follows a change of mode, unless the
+    visitor moved it; a start given is every mode's."""
     optimize = app.toonifiers["optimize"]
     e4e_optimize = copy.copy(optimize)  # a stand-in of that mode (the slider's start needs no encoder)
     e4e_optimize._invert_mode = "e4e+optimize"
@@ -447,6 +447,28 @@ def test_the_steps_slider_starts_at_each_modes_own_steps(app):
         assert {getattr(block, "elem_id", None): block for block in page.blocks.values()}["steps"].value == 300
     finally:
         page.close()
+
+
+def test_a_steps_start_given_is_every_modes_even_the_apps_own(app, setup, monkeypatch):
+    """ToonApp(steps=200) and `toonlib app --steps 200`, the app's own start for optimize, were taken for no start:
+    e4e+optimize started at 100, not the 200 asked for (forty-third session's audit). Left out, each mode's own."""
+    optimize = app.toonifiers["optimize"]
+    e4e_optimize = copy.copy(optimize)  # a stand-in of that mode (the slider's start needs no encoder)
+    e4e_optimize._invert_mode = "e4e+optimize"
+    for steps, first in ((200, 200), (None, 100)):
+        page = ToonApp([e4e_optimize, optimize], swap_res=16, steps=steps).build()
+        try:
+            assert {getattr(block, "elem_id", None): block for block in page.blocks.values()}["steps"].value == first
+            update, _ = asyncio.run(run_event(page, "on_mode", "optimize", first, "e4e+optimize"))
+            assert update["value"] == 200
+        finally:
+            page.close()
+    started = {}
+    monkeypatch.setattr("toonlib.app.launch", lambda app, **kwargs: started.update(app=app))
+    models = ["--base", str(setup["base_path"]), "--toon", str(setup["toon_path"]), "--detector", "dlib"]
+    for option, start in ((["--steps", "200"], 200), ([], 100)):
+        assert cli.main(["app", *models, *option]) == 0
+        assert started["app"].steps_for_mode("e4e+optimize", 200, "optimize") == (start, "e4e+optimize")
 
 
 def two_mode_app(folder: Path, encoder_checkpoint) -> ToonApp:
@@ -1195,10 +1217,15 @@ def test_cli_encoder_goes_with_one_encoder_mode(setup, capsys, monkeypatch, tmp_
         assert ("This command needs 'e4e-ffhq' too, also not on this machine" in err) == (modes == ["psp", "e4e"])
 
 
-def test_cli_steps_go_with_a_mode_that_optimises(capsys):
+def test_cli_steps_go_with_a_mode_that_optimises(capsys, monkeypatch):
     """`toonlib app --invert e4e --steps 50 --max-steps 80` started without a word, no steps slider shown (`toonify`
-    refuses --steps there; thirty-third session's audit). Refused before any model is read."""
-    for option in (["--steps", "50"], ["--max-steps", "80"]):
+    refuses --steps there; thirty-third session's audit). Refused before any model is read; --steps 200, the app's
+    own start for optimize, as well (it passed as no start; forty-third session's audit)."""
+    def fetched(*args, **kwargs):
+        raise AssertionError("a model was fetched")
+
+    monkeypatch.setattr("toonlib.commands._fetch_toonify_models", fetched)
+    for option in (["--steps", "50"], ["--steps", "200"], ["--max-steps", "80"]):
         assert cli.main(["app", "--invert", "e4e", "psp-toonify", *option]) == 2
         assert capsys.readouterr().err == (
             f"toonlib app: error: {option[0]} sets the optimisation-steps slider, and --invert e4e psp-toonify offers "

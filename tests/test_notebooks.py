@@ -456,7 +456,9 @@ def test_parameters_are_colab_forms_that_injection_still_overrides(name):
         if param in DROPDOWNS:
             assert options, f"{name}: {param} is a dropdown"
             assert default in options or settings.get("allow-input"), f"{name}: {param}={default!r} not offered"
-        if param in SLIDERS:
+        if default is None:  # "not given" (04's steps: each mode's own): a dropdown offering None, Python's value
+            assert options and None in options and settings.get("type") == "raw", f"{name}: {param} offers None"
+        elif param in SLIDERS:
             assert settings.get("type") == "slider", f"{name}: {param} is a slider"
             assert settings["min"] <= default <= settings["max"], f"{name}: {param}={default} outside its slider"
         if param == "swap_res":
@@ -978,6 +980,35 @@ def test_toonify_notebooks_photo_cell_run_again_starts_at_the_swap_res_parameter
             said[swap_res] = nb.cells[-1].outputs[-1].text
     assert said[None].startswith("published None ") and "toon, published blend" in said[None], said
     assert said[8].startswith("8 8 ") and "toon, blend at 8 px" in said[8], said
+
+
+def test_toonify_notebooks_steps_start_each_mode_at_its_own_unless_set(tmp_path, monkeypatch, random_vgg_torch_home):
+    """04's steps, 500 as shipped, was taken for "each mode's own": a user who set 500 got e4e+optimize at 100 (forty-
+    third session's audit). Its default, None, is each mode's own (optimise 500, e4e then optimise 100); a number set
+    is every mode's start."""
+    from nbclient import NotebookClient
+    from nbformat.v4 import new_code_cell
+
+    monkeypatch.setenv("TORCH_HOME", str(random_vgg_torch_home))
+    write_toonify_models(tmp_path)
+    parameters = {"base_model": str(tmp_path / "base.safetensors"), "toon_model": str(tmp_path / "toon.safetensors"),
+                  "detector": "dlib", "use_drive": False}  # no photo: the panel waits for an upload
+    nb = prepare("04_toonify.ipynb", parameters)
+    photo_cell = cell_index(nb, "choose_photo(")
+    shown = "starts = [panel.steps.value]; panel.inversion.value = 'e4e+optimize'; print(starts + [panel.steps.value])"
+    nb.cells.append(new_code_cell(shown))
+    client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    said = {}
+    with client.setup_kernel():
+        for index, cell in enumerate(nb.cells):  # the parameters as shipped
+            client.execute_cell(cell, index)
+        said[None] = nb.cells[-1].outputs[-1].text
+        for steps in (500, 300):
+            injected = inject(nb, {**parameters, "steps": steps})
+            for index in (injected, photo_cell, len(nb.cells) - 1):
+                client.execute_cell(nb.cells[index], index)
+            said[steps] = nb.cells[-1].outputs[-1].text
+    assert said == {None: "[500, 100]\n", 500: "[500, 500]\n", 300: "[300, 300]\n"}, said
 
 
 @contextlib.contextmanager

@@ -13,7 +13,7 @@ from tiny import random_lpips, tiny_generator, write_photos, write_toonify_model
 from toonlib.align import NoFaceError
 from toonlib.blending import blend
 from toonlib.images import ImageReadError, to_uint8
-from toonlib.pipeline import Toonifier, ToonifyResult, paste, toonify
+from toonlib.pipeline import Toonifier, ToonifyResult, paste, start_steps, toonify
 from toonlib.projection import ProjectionResult, project, render, save_latent
 
 STEPS = 3
@@ -582,3 +582,12 @@ def test_paste_faces_reads_a_pil_photo_upright_and_refuses_a_photo_the_faces_wer
         paste_faces(photo.resize((40, 30)), [(face, quad)])
     partly_in = paste_faces(photo.resize((120, 100)), [(face, quad)])
     assert np.asarray(partly_in)[85, 100].tolist() == [250, 0, 0]
+
+
+def test_steps_given_start_every_mode_that_optimises_even_at_a_front_ends_own():
+    """A front end's steps equal to its own start for optimize (notebook 04's 500, the app's 200) were taken for none:
+    a user who set 500 got e4e+optimize at 100 (forty-third session's audit). None alone means each mode's own."""
+    assert start_steps(500) == {"optimize": 500, "e4e+optimize": 500}
+    assert start_steps(200, 200) == {"optimize": 200, "e4e+optimize": 200}
+    assert start_steps() == {"optimize": 500, "e4e+optimize": 100}
+    assert start_steps(None, 200) == {"optimize": 200, "e4e+optimize": 100}

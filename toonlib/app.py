@@ -404,12 +404,15 @@ class View:
         return f"{self.status} Toonified in {time.perf_counter() - self.started:.1f} s."
 
 
-def check_settings(steps: int = DEFAULT_STEPS, max_steps: int = MAX_STEPS, max_pixels: int = MAX_PIXELS) -> None:
-    """Raise ValueError for `ToonApp` settings that cannot work; cheap, so `toonlib app` checks before any download."""
-    check_count("steps", steps)  # steps="200" failed at "'<=' not supported" (forty-first session's audit)
+def check_settings(steps: int | None = None, max_steps: int = MAX_STEPS, max_pixels: int = MAX_PIXELS) -> None:
+    """Raise ValueError for `ToonApp` settings that cannot work; cheap, so `toonlib app` checks before any download.
+    `steps` None: each mode's own start, `DEFAULT_STEPS` for optimize."""
+    if steps is not None:
+        check_count("steps", steps)  # steps="200" failed at "'<=' not supported" (forty-first session's audit)
     check_count("max_steps", max_steps)
-    if steps > max_steps:
-        raise ValueError(f"the steps slider's start ({steps}) must be between 1 and its end ({max_steps}): lower the "
+    start = DEFAULT_STEPS if steps is None else steps
+    if start > max_steps:
+        raise ValueError(f"the steps slider's start ({start}) must be between 1 and its end ({max_steps}): lower the "
                          "start (--steps, steps=) or raise the end (--max-steps, max_steps=)")
     check_number("max_pixels (the largest photo taken, in pixels)", max_pixels, 1)
 
@@ -421,14 +424,15 @@ class ToonApp:
     share the lock, so they may share models. `swap_res`: the swap resolution chosen first (px); the toon
     checkpoint must hold the toon model itself (like Toonify's file) for re-blending, else the app renders with
     its published blend and offers no choice; each toonifier's level and blend_width, as it was made, shape its
-    re-blends (the status says them). `steps` / `max_steps`: the steps slider's start and end; at the default start
-    (`DEFAULT_STEPS`, 200 for optimize) e4e+optimize starts at its own 100, as the API runs it
-    (`pipeline.start_steps`), the slider following a change of mode unless the visitor moved it.
+    re-blends (the status says them). `steps` / `max_steps`: the steps slider's start and end; `steps` given, the
+    start in every mode that optimises; None (the default), each mode's own (`pipeline.start_steps`): optimize at
+    `DEFAULT_STEPS` (200), e4e+optimize at 100, as the API runs it. The slider follows a change of mode unless the
+    visitor moved it.
     `max_pixels`: the largest photo taken.
     """
 
     def __init__(self, toonifiers: Toonifier | Sequence[Toonifier], *, swap_res: int = DEFAULT_SWAP_RES,
-                 steps: int = DEFAULT_STEPS, max_steps: int = MAX_STEPS, max_pixels: int = MAX_PIXELS) -> None:
+                 steps: int | None = None, max_steps: int = MAX_STEPS, max_pixels: int = MAX_PIXELS) -> None:
         require_gradio()  # before the toon model is read (`set_blend`), as `toonlib app` says it (forty-second session)
         # None failed at "'NoneType' object is not iterable", a model's name at "'str' object has no attribute
         # 'invert'" (forty-first session's audit); bytes were walked (a name's first byte said, as an int) and a dict
@@ -457,7 +461,7 @@ class ToonApp:
         # write as JSON (launch failed with Gradio's advice on proxies; forty-second session's audit).
         self.max_steps = int(max_steps)
         self.max_pixels = int(max_pixels) if float(max_pixels).is_integer() else float(max_pixels)
-        self.steps = int(steps)
+        self.steps = None if steps is None else int(steps)
         self._lock = threading.Lock()
         resolution = toonifiers[0].published_blend.img_resolution
         self.swap_resolutions = [2 ** k for k in range(2, int(math.log2(resolution)) + 1)]
@@ -694,8 +698,8 @@ class ToonApp:
 
     @property
     def _starts(self) -> dict[str, int]:
-        """Where the steps slider starts in each mode that optimises: at the default start, e4e+optimize at its own
-        100 (it started at 200, where the command line and the API run 100; forty-second session's audit)."""
+        """Where the steps slider starts in each mode that optimises: without `steps`, e4e+optimize at its own 100
+        (it started at 200, where the command line and the API run 100; forty-second session's audit)."""
         return start_steps(self.steps, DEFAULT_STEPS)
 
     def steps_for_mode(self, mode: str, steps: float, shown_for: str) -> tuple[float, str]:

@@ -311,9 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder", default=None,
                    help="encoder checkpoint for the one encoder mode in --invert (path, URL or name; default: "
                         "e4e-ffhq, psp-ffhq or psp-toonify)")
-    p.add_argument("--steps", type=_number(), default=DEFAULT_STEPS,
-                   help=f"where the optimisation-steps slider starts (default {DEFAULT_STEPS} for optimize, and "
-                        "e4e+optimize's own 100; another number: for both)")
+    p.add_argument("--steps", type=_number(), default=None,  # unset: each mode's own (`pipeline.start_steps`)
+                   help=f"where the optimisation-steps slider starts, in every mode that optimises (default: each "
+                        f"mode's own, {DEFAULT_STEPS} for optimize and 100 for e4e+optimize)")
     p.add_argument("--max-steps", type=_number(), default=MAX_STEPS,
                    help=f"the steps slider's end (default {MAX_STEPS})")
     p.add_argument("--max-megapixels", type=_number(float, 1e-6, low_allowed=True), default=MAX_PIXELS / 1e6,

@@ -1151,13 +1151,13 @@ def cmd_app(args: argparse.Namespace) -> int:
     from .app import ToonApp, check_port, check_settings, launch, require_gradio
     from .blending import check_swap_res
     from .encoders import check_encoder_mode
-    from .options import DEFAULT_STEPS, MAX_STEPS, OPTIMIZING_MODES
+    from .options import MAX_STEPS, OPTIMIZING_MODES
     from .pipeline import Toonifier
 
     require_gradio()  # before any model is downloaded
     modes = list(dict.fromkeys(args.invert))
     if not any(mode in OPTIMIZING_MODES for mode in modes):  # no steps slider: they went unread, unsaid, as
-        for option, value, default in (("--steps", args.steps, DEFAULT_STEPS),  # toonify refuses --steps there
+        for option, value, default in (("--steps", args.steps, None),  # toonify refuses --steps there
                                        ("--max-steps", args.max_steps, MAX_STEPS)):  # (thirty-third session's audit)
             if value != default:
                 raise ValueError(f"{option} sets the optimisation-steps slider, and --invert {' '.join(modes)} "

@@ -27,7 +27,7 @@ MAX_IMAGE_SEEDS = 64
 
 # The web app (`toonlib app`, `ToonApp`).
 # optimisation steps offered first in mode optimize (the pipeline's default, 500, is a long wait on a page);
-# e4e+optimize starts at its own 100 (`pipeline.start_steps`)
+# without --steps (steps=), e4e+optimize starts at its own 100 (`pipeline.start_steps`)
 DEFAULT_STEPS = 200
 MAX_STEPS = 1000  # the steps slider's end; more steps hold the shared queue for everyone else
 MAX_PIXELS = 50_000_000  # larger photos are refused before they are decoded (48 MP phone photos pass)

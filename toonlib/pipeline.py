@@ -517,14 +517,15 @@ def mode_steps(invert: str, space: str = "w+") -> int | None:
 
 
 def start_steps(steps: int | None = None, optimize: int | None = None) -> dict[str, int]:
-    """Where a front end's steps slider starts in each mode that optimises: `steps` in every one where it is given,
-    else (None, or `steps` equal to the front end's own start for 'optimize', `optimize`, by default `mode_steps`'
-    500) each mode at its own: `optimize` for 'optimize', `mode_steps` for the others (e4e+optimize: 100). The
-    notebook panel ran e4e+optimize at its 500 steps and the web app at its 200, where the command line and the API
-    run 100, unsaid (forty-second session's audit)."""
-    optimize = mode_steps("optimize") if optimize is None else optimize
-    if steps is not None and steps != optimize:
+    """Where a front end's steps slider starts in each mode that optimises: `steps` in every one where it is given;
+    None, each mode at its own: the front end's own start for 'optimize', `optimize` (by default `mode_steps`' 500),
+    and `mode_steps` for the others (e4e+optimize: 100). The notebook panel ran e4e+optimize at its 500 steps and the
+    web app at its 200, where the command line and the API run 100, unsaid (forty-second session's audit); a `steps`
+    equal to that own start was then taken for none, so 500 set in notebook 04 ran e4e+optimize at 100, not the 500
+    asked for (forty-third session's audit)."""
+    if steps is not None:
         return dict.fromkeys(OPTIMIZING_MODES, steps)
+    optimize = mode_steps("optimize") if optimize is None else optimize
     return {mode: optimize if mode == "optimize" else mode_steps(mode) for mode in OPTIMIZING_MODES}
 
 

@@ -818,7 +818,7 @@ class ToonifyPanel(_PhotoPanel):
     on the toonifier, with the level and blend_width the toonifier had when the panel was made (the caption says
     them), so a notebook cell that makes its panel again passes its `swap_res` parameter (it started where the last
     panel's slider left the toonifier). `steps`: where the steps slider starts, in every mode that optimises; None
-    (or 500) each mode's own, as the API runs it (`pipeline.start_steps`: 500 for optimise, 100 for e4e then
+    (the default), each mode's own, as the API runs it (`pipeline.start_steps`: 500 for optimise, 100 for e4e then
     optimise), the slider following a change of mode unless it was moved. `result` is the last `ToonifyResult` (its
     `toon` and `pasted` follow the slider), None before the first run.
     """
@@ -856,7 +856,7 @@ class ToonifyPanel(_PhotoPanel):
         modes = INVERT_MODES if models is not None else (toonifier.invert,)
         if steps is not None:
             check_count("steps", steps)
-        self._starts = start_steps(steps)  # each mode's start (e4e+optimize ran the 500 of optimise)
+        self._starts = start_steps(steps)  # each mode's start: the steps given, or each mode's own (None)
         # the mode whose start the slider shows: a change of mode moves it to the new mode's, unless the user moved it
         self._steps_mode = toonifier.invert if toonifier.invert in self._starts else "optimize"
         super().__init__(self._starts[self._steps_mode], modes, toonifier.invert, folder)
