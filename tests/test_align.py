@@ -707,3 +707,28 @@ def test_no_backend_gives_the_dlib_advice_once(backends, monkeypatch):
     message = str(info.value)
     assert message.startswith("no face landmark backend is usable: face-alignment is not usable: its weights")
     assert message.count("toonlib[dlib]") == 1 and message.count("offline") <= 1, message
+
+
+def test_the_face_alignment_fallback_is_decided_once_for_no_device_and_the_device_it_means(backends, monkeypatch):
+    """README's Python block (`Toonifier()` passes 'cpu', `toonlib.align_face` None) printed face-alignment's long
+    fallback warning twice: None and 'cpu' were two backends, each deciding 'auto' again, with a download attempt of
+    face-alignment's weights (forty-third session's audit)."""
+    import torch
+
+    import toonlib
+    from toonlib.messages import ToonlibWarning
+
+    tries = []
+
+    def offline(self, device):
+        tries.append(device)
+        summary = "face-alignment is not usable: its weights are not in hub and could not be downloaded"
+        raise LandmarkBackendError(f"{summary} (copy them there); {align._dlib_advice()}", summary)
+
+    monkeypatch.setattr(align._FaceAlignmentBackend, "__init__", offline)
+    meant = "cuda:0" if torch.cuda.is_available() else "cpu"
+    with pytest.warns(ToonlibWarning, match="using dlib's landmarks instead") as said:
+        for device in (None, meant, None):
+            with pytest.raises(NoFaceError):
+                toonlib.align_face(np.zeros((64, 64, 3), np.uint8), device=device)
+    assert len([w for w in said if "dlib's landmarks instead" in str(w.message)]) == 1 and len(tries) == 1

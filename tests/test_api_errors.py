@@ -574,3 +574,23 @@ def test_a_latent_of_whole_numbers_is_refused(G, tmp_path):
                 use(*args)
     assert not any(tmp_path.iterdir())
     torch.testing.assert_close(render(G, w.half()), render(G, w), rtol=0, atol=0.05)  # float latents still draw
+
+
+def test_a_model_argument_of_no_model_kind_is_named_by_its_parameter():
+    """`blend(None, ...)` said "load_network reads a checkpoint ...", `Toonifier(encoder=123)` "load_encoder reads
+    ...", and `Toonifier(toon=None)` did not say it was toon=: each names the argument and every kind it takes
+    (forty-third session's audit)."""
+    import toonlib
+
+    takes = r"= takes a Generator, Networks or a checkpoint: a path, an http\(s\) URL or a registry name \(`toonlib " \
+            r"models`\); got NoneType$"
+    with pytest.raises(TypeError, match="^low" + takes):
+        toonlib.blend(None, "ffhq-1024-tf", 8)
+    with pytest.raises(TypeError, match="^high" + takes):
+        toonlib.blend(tiny_generator(0), None, 8)
+    with pytest.raises(TypeError, match="^toon" + takes):
+        toonlib.Toonifier(toon=None)
+    with pytest.raises(TypeError, match=r"^encoder= takes an Encoder or a pSp / e4e checkpoint: a path, an http\(s\) "
+                                        r"URL or a registry name \(`toonlib models`\), or None \(the mode's own\); "
+                                        r"got int$"):
+        toonlib.Toonifier(invert="e4e", encoder=123)

@@ -10,8 +10,11 @@ import copy
 import gc
 import os
 import re
+import signal
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -1627,7 +1630,7 @@ def test_the_upload_folders_are_removed_when_the_app_stops(app, setup, monkeypat
     page = launch(app, port=port, block=False)
     try:
         assert visit(port, setup, tmp_path / "downloads").startswith("One face")
-        assert len([folder for folder in cache.iterdir() if folder.is_dir()]) > 3
+        assert len([folder for folder in cache.rglob("*") if folder.is_dir()]) > 3
     finally:
         page.close()
     assert sorted(path.name for path in cache.rglob("*")) == ["mine", "notes.txt"]
@@ -1674,3 +1677,135 @@ def test_app_with_dlib_not_installed_says_so_before_any_model(monkeypatch, capsy
     assert cli.main(["app", "--detector", "dlib"]) == 2
     err = capsys.readouterr().err
     assert "dlib is not installed (no module 'dlib'): `pip install \"toonlib[dlib]\"`" in err, err
+
+
+def app_process(setup, torch_home: Path, uploads: Path, log: Path):
+    """`toonlib app` on the tiny models in a process of its own (tests/browser.py's `Server`), Gradio's upload folder
+    `uploads`."""
+    from browser import Server
+
+    return Server([sys.executable, "-m", "toonlib", "app", "--base", str(setup["base_path"]), "--toon",
+                   str(setup["toon_path"]), "--detector", "dlib", "--port", "{port}", "--steps", str(STEPS),
+                   "--swap-res", "16"],
+                  env={"TORCH_HOME": str(torch_home), "GRADIO_TEMP_DIR": str(uploads), "OMP_NUM_THREADS": "1"},
+                  log=log, timeout=300)
+
+
+def shown_files(url: str, setup) -> list[str]:
+    """The addresses of the files a visitor who toonifies hopper.jpg at `url` is shown: the photo's faces, aligned
+    face, toon, pasted photo and its download."""
+    from gradio_client import Client, handle_file
+
+    client = Client(url, verbose=False, download_files=False, analytics_enabled=False)
+    try:
+        *files, status = client.predict(upload=handle_file(str(setup["photos"] / "hopper.jpg")), steps=STEPS,
+                                        swap_res="16", api_name="/toonify")
+    finally:
+        client.close()
+    assert status.startswith("One face"), status
+    return [file["url"] for file in files if isinstance(file, dict) and file.get("url")]
+
+
+def answers(address: str) -> int:
+    try:
+        with urllib.request.urlopen(address, timeout=60) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_stopping_one_app_leaves_another_apps_files(setup, random_vgg_torch_home, tmp_path):
+    """Two `toonlib app` on one machine (two toon models side by side, two users) shared Gradio's upload folder, whose
+    files are named by their content: the same photo in both was the same files (the upload, the aligned face), and
+    stopping one app deleted those the other's visitor was still shown, broken images and downloads answered 403
+    (forty-third session's audit). Each app has a folder of its own, and deletes it alone when it stops."""
+    import concurrent.futures
+
+    uploads = tmp_path / "uploads"
+    apps = [app_process(setup, random_vgg_torch_home, uploads, tmp_path / f"{name}.log") for name in "ab"]
+    try:
+        with concurrent.futures.ThreadPoolExecutor(2) as starting:  # started side by side: each takes seconds
+            list(starting.map(lambda app: app.start(), apps))
+        first, second = apps
+        shown = {app: shown_files(app.url(), setup) for app in apps}
+        assert any(file.endswith("/hopper-aligned.png") for file in shown[second])  # the same pixels in both
+        assert all(answers(file) == 200 for file in shown[first] + shown[second])
+        first.process.send_signal(signal.SIGTERM)
+        assert first.process.wait(60) == 130
+        assert [answers(file) for file in shown[second]] == [200] * len(shown[second])  # still shown
+        assert {"hopper.jpg", "hopper-aligned.png", "hopper-toon.png"} <= set(cache_files(uploads))  # the second's
+        second.process.send_signal(signal.SIGTERM)
+        assert second.process.wait(60) == 130
+    finally:
+        for app in apps:
+            app.stop()
+    assert cache_files(uploads) == [] and not list(uploads.glob("toonlib-app-*"))  # (Gradio's own empty folders stay)
+    assert "toonlib app: interrupted" in (tmp_path / "a.log").read_text()
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no terminals that hang up on this platform")
+def test_a_closed_terminal_stops_the_app_and_deletes_its_visitors_files(setup, random_vgg_torch_home, tmp_path):
+    """Closing the terminal window of `toonlib app` (or dropping its ssh connection) ended it at once (SIGHUP): its
+    visitors' photos and results stayed on disk for good, where the page promises they are deleted within two hours
+    (forty-third session's audit). It stops as at Ctrl-C or SIGTERM and deletes them; the lines it writes to the
+    closed terminal (which fails every write: EIO) go nowhere, and the stop goes on, exit status 130."""
+    from browser import free_port
+    from test_train_interrupt import Terminal
+
+    uploads, port = tmp_path / "uploads", free_port()
+    terminal = Terminal(["-m", "toonlib", "app", "--base", str(setup["base_path"]), "--toon", str(setup["toon_path"]),
+                         "--detector", "dlib", "--port", str(port), "--steps", str(STEPS), "--swap-res", "16"],
+                        env={**os.environ, "TORCH_HOME": str(random_vgg_torch_home), "GRADIO_TEMP_DIR": str(uploads),
+                             "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.monotonic() + 300
+        while b"serving the app" not in terminal.output:
+            assert terminal.process.poll() is None and time.monotonic() < deadline, terminal.output[-3000:]
+            time.sleep(0.1)
+        shown_files(f"http://127.0.0.1:{port}/", setup)
+        assert {"hopper.jpg", "hopper-toon.png", "hopper-aligned.png", "hopper-pasted.png"} <= set(cache_files(uploads))
+        terminal.hang_up()
+        assert terminal.process.wait(60) == 130
+    finally:
+        terminal.stop()
+    assert cache_files(uploads) == [] and not list(uploads.glob("toonlib-app-*"))
+
+
+def test_a_later_app_deletes_the_folders_of_dead_apps_past_their_time(app, monkeypatch, tmp_path):
+    """An app killed (kill -9, the out-of-memory killer) left its visitors' photos and results for good: no app
+    deletes another's files (forty-third session's audit). A later app deletes the folders of apps whose process is
+    gone (their lock free) once their newest file is over an hour old, as the page promises; nothing else: not the
+    folder of a live app (another process holds its lock), however old, nor a dead app's with a newer file, nor what
+    only looks like an app's folder."""
+    uploads = tmp_path / "uploads"
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(uploads))
+    hours_ago = time.time() - 2 * 3600
+    for name in ("toonlib-app-dead0000", "toonlib-app-live0000", "toonlib-app-new00000", "toonlib-app-other-0000",
+                 "notes"):
+        folder = uploads / name / "c174e3"
+        folder.mkdir(parents=True)
+        (folder / "hopper.jpg").write_bytes(b"a visitor's photo")
+    (uploads / "toonlib-app-file0000").write_text("a file, not a folder")
+    (uploads / "toonlib-app-link0000").symlink_to(uploads / "notes")
+    for path in sorted(uploads.rglob("*"), reverse=True):
+        if not path.name.startswith("toonlib-app-new") and "toonlib-app-new" not in str(path.parent):
+            os.utime(path, (hours_ago, hours_ago), follow_symlinks=False)
+    os.utime(uploads / "toonlib-app-new00000", (hours_ago, hours_ago))  # its file is recent
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time; fd = os.open(sys.argv[1], "
+                               "os.O_RDONLY); fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); "
+                               "time.sleep(120)", str(uploads / "toonlib-app-live0000")],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"  # a live app's process
+        before = set(uploads.rglob("*"))
+        dead = {path for path in before if "toonlib-app-dead0000" in path.parts}
+        page = launch(app, port=free_port(), block=False)
+        try:
+            running = set(uploads.rglob("*"))
+        finally:
+            page.close()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert len(dead) == 3 and before - running == dead  # the dead app's folder alone
+    assert set(uploads.rglob("*")) == before - dead  # and the app's own, once it stopped

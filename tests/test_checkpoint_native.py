@@ -392,3 +392,23 @@ def test_the_same_networks_make_the_same_bytes(nets, tmp_path):
     keys = list(json.loads(data[8:8 + length])["__metadata__"])
     assert keys == sorted(keys) == ["config", "format", "meta", "version"]
     assert_same_networks(load_network(paths[0]), nets)
+
+
+def test_a_network_is_not_written_over_a_photo(tmp_path):
+    """`save_network("me.jpg", G)` replaced the photo with safetensors data, then warned of the suffix; `toonlib
+    convert` and `blend` refuse such an output before they write (forty-third session's audit)."""
+    from PIL import Image
+    from tiny import tiny_generator
+
+    import toonlib
+
+    photo = tmp_path / "me.jpg"
+    Image.new("RGB", (16, 16), "red").save(photo)
+    before = photo.read_bytes()
+    with pytest.raises(ValueError, match=r"^save_network writes toonlib's format, a safetensors file, and '.*me\.jpg' "
+                                         r"is a JPEG image: nothing was written; name it 'me\.safetensors'$"):
+        toonlib.save_network(photo, tiny_generator(0))
+    with pytest.raises(ValueError, match=r"and '.*toon\.png' names an image \(\.png\): nothing was written; name it "
+                                         r"'toon\.safetensors'$"):
+        toonlib.save_network(tmp_path / "toon.png", tiny_generator(0))
+    assert photo.read_bytes() == before and not (tmp_path / "toon.png").exists()

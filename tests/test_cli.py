@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import warnings
@@ -329,3 +330,31 @@ def test_info_shows_the_discriminators_config(tmp_path, capsys):
     save_network(tmp_path / "g.safetensors", tiny_generator(0))
     assert main(["info", str(tmp_path / "g.safetensors")]) == 0  # no D: no heading for one
     assert "discriminator (D):" not in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP on this platform")
+def test_a_hang_up_stops_a_command_as_ctrl_c_does_even_where_its_output_went_with_it(tmp_path):
+    """SIGHUP (its terminal closed, an ssh connection dropped) ended a program at once, where Ctrl-C and SIGTERM stop
+    its command cleanly (forty-third session's audit). It stops as they do. Where the hang-up took the reader of its
+    output with it (`toonlib ... 2>&1 | tee log`, tee hung up too), what the stop writes goes nowhere (it failed with
+    BrokenPipeError, a traceback and exit status 1), and the program ends with the command's status."""
+    command = tmp_path / "command.py"
+    command.write_text("import sys, time\n"
+                       "from toonlib.messages import run_program\n"
+                       "def main():\n"
+                       "    try:\n"
+                       "        print('ready', file=sys.stderr, flush=True)\n"
+                       "        time.sleep(60)\n"
+                       "    except KeyboardInterrupt:\n"
+                       "        print('command: interrupted', file=sys.stderr, flush=True)\n"
+                       "        return 130\n"
+                       "    return 0\n"
+                       "run_program(main)  # the entry point of toonlib's programs\n")
+    process = subprocess.Popen([sys.executable, str(command)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        assert process.stdout.readline() == b"ready\n"
+        process.stdout.close()  # the reader is gone
+        process.send_signal(signal.SIGHUP)
+        assert process.wait(60) == 130
+    finally:
+        process.kill()

@@ -471,7 +471,9 @@ def test_a_folder_run_leaves_out_toonifys_outputs_beside_its_photos(setup, tmp_p
 def test_a_dash_for_standard_input_names_dev_stdin(setup, tmp_path, capsys):
     """`toonlib toonify - -o x.png < me.jpg` was "no photo or folder at -" alone (align's and project's "no such
     file"), where many tools read `-` as standard input (forty-first session's audit)."""
-    hint = "; standard input is given as /dev/stdin, not - (e.g. toonlib toonify /dev/stdin -o toon.png < me.jpg)\n"
+    # no toonify command in it, which `align -` was given (forty-third session's audit)
+    hint = ("; standard input is given as /dev/stdin, not -: put /dev/stdin where - is (`< me.jpg` still sends the "
+            "photo)\n")
     assert cli.main(["toonify", "-", "-o", str(tmp_path / "x.png")]) == 2
     assert capsys.readouterr().err == "toonlib toonify: error: no photo or folder at -" + hint
     assert cli.main(["align", "-", "-o", str(tmp_path / "x.png")]) == 2
@@ -1044,3 +1046,125 @@ def test_toonify_with_dlib_not_installed_says_so_before_any_model(setup, tmp_pat
     assert code == 2, err
     assert "dlib is not installed (no module 'dlib'): `pip install \"toonlib[dlib]\"`" in err, err
     assert "Traceback" not in err and not list(tmp_path.iterdir())
+
+
+def test_toonify_writes_nothing_through_a_link_onto_its_input(setup, tmp_path, capsys):
+    """`-latent.npz` linked to the photo replaced the photo with a zip, exit 0 (the images were refused), warning of
+    a temporary file's name; a latent's toon linked to the latent replaced the latent (forty-third session's audit)."""
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    photos.mkdir(), out.mkdir()
+    shutil.copy(setup / "photos" / "hopper.jpg", photos / "me.jpg")
+    before = (photos / "me.jpg").read_bytes()
+    (out / "me-latent.npz").symlink_to(photos / "me.jpg")
+    models = ["--base", str(setup / "base.safetensors"), "--toon", str(setup / "toon.safetensors")]
+    argv = ["toonify", str(photos / "me.jpg"), "-o", f"{out}/", *models, "--steps", "1", "--detector", "dlib",
+            "--no-identity"]
+    assert cli.main(argv) == 2
+    assert capsys.readouterr().err == (f"toonlib toonify: error: refusing to overwrite {out / 'me-latent.npz'}: it is "
+                                       "an input photo; choose another -o\n")
+    assert (photos / "me.jpg").read_bytes() == before and sorted(p.name for p in out.iterdir()) == ["me-latent.npz"]
+    # a link to another file is written through, as documented, without a warning naming a temporary file
+    (out / "me-latent.npz").unlink()
+    (out / "me-latent.npz").symlink_to(tmp_path / "latent.bin")
+    assert cli.main(argv) == 0
+    assert ".tmp" not in capsys.readouterr().err  # "wrote latents, an .npz file, to '.../.latent.bin.1c6d.tmp/...'"
+    assert load_latent(out / "me-latent.npz").shape == (1, 8, 16)
+    # a latent's toon through a link to that latent
+    latent = tmp_path / "lat.npz"
+    np.savez(latent, w=np.zeros((1, 8, 16), np.float32))
+    (tmp_path / "toon.png").symlink_to(latent)
+    assert cli.main(["toonify", str(latent), "-o", str(tmp_path / "toon.png"), models[2], models[3]]) == 2
+    assert capsys.readouterr().err == (f"toonlib toonify: error: refusing to overwrite {tmp_path / 'toon.png'}: it is "
+                                       "the input latent; choose another -o\n")
+    assert load_latent(latent).shape == (1, 8, 16)
+
+
+def test_a_folder_run_leaves_out_the_face_toons_of_an_image_output(setup, tmp_path, capsys):
+    """`toonify group.jpg -o group-toons.png --all-faces` in the photos folder writes each face's toon as
+    `group-toons-face1.png`, which names no kind: the next run on the folder took those toons for photos (forty-third
+    session's audit). A photo of that name with no latent beside it stays a photo."""
+    from toonlib.commands import _is_toonify_output
+
+    photo = Image.open(setup / "photos" / "hopper.jpg")
+    pair = Image.new("RGB", (photo.width * 2, photo.height))
+    pair.paste(photo, (0, 0))
+    pair.paste(photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT), (photo.width, 0))
+    album = tmp_path / "album"
+    album.mkdir()
+    pair.save(album / "group.jpg")
+    models = ["--base", str(setup / "base.safetensors"), "--toon", str(setup / "toon.safetensors"), "--steps", "1",
+              "--detector", "dlib", "--no-identity"]
+    assert cli.main(["toonify", str(album / "group.jpg"), "-o", str(album / "group-toons.png"), "--all-faces",
+                     *models]) == 0
+    assert (album / "group-toons-face2.png").is_file()
+    capsys.readouterr()
+    assert cli.main(["toonify", str(album), "-o", str(tmp_path / "out"), *models]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"toonlib toonify: warning: {album}: 6 images named as toonify's outputs "
+                                   "(group-toons-face1-aligned.png, group-toons-face1-reconstruction.png, "
+                                   "group-toons-face1.png, ...) are left out")
+    assert captured.out.startswith(f"wrote {tmp_path / 'out' / 'group-toon.png'}, ")  # one photo: the group's
+    assert not _is_toonify_output(tmp_path / "me-face2.png")  # no latent beside it
+
+
+def test_the_replaced_files_note_counts_files_written_meanwhile(setup, tmp_path, capsys, monkeypatch):
+    """Whether a file of toonify's replaced one was asked when it was staged, not at its rename: a concurrent run of
+    the same photos that wrote all of them meanwhile made the note understate, "(2 of the 10 files replaced ...)" of
+    10 replaced (forty-third session's audit)."""
+    import toonlib.projection
+
+    out = tmp_path / "toons"
+    save_latent = toonlib.projection.save_latent
+
+    def another_run_meanwhile(w, path):  # the latent is staged last: the other run's files land before the renames
+        save_latent(w, path)
+        for name in ("hopper-toon.png", "hopper-aligned.png", "hopper-reconstruction.png", "hopper-latent.npz"):
+            shutil.copy(setup / "photos" / "coffee.png", out / name)
+
+    monkeypatch.setattr(toonlib.projection, "save_latent", another_run_meanwhile)
+    assert cli.main(["toonify", str(setup / "photos" / "hopper.jpg"), "-o", f"{out}/", "--base",
+                     str(setup / "base.safetensors"), "--toon", str(setup / "toon.safetensors"), "--steps", "1",
+                     "--detector", "dlib", "--no-identity"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith(" (they replaced 4 files that were there)")
+    assert Image.open(out / "hopper-toon.png").size == (32, 32)  # this run's, not the other's
+
+
+def test_the_case_remark_of_a_name_clash_only_where_case_is_the_cause(setup, tmp_path, capsys):
+    """Two photos of one name in two folders were told "names that differ in case alone are one file on macOS and
+    Windows", a reason that was not theirs (forty-third session's audit); me.jpg and me.JPG still are."""
+    face = Image.fromarray(skdata.astronaut())
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    face.save(a / "x.jpg"), face.save(b / "x.jpg")
+    models = ["--base", str(tmp_path / "no-base.safetensors")]  # refused before any model
+    assert cli.main(["toonify", str(a / "x.jpg"), str(b / "x.jpg"), "-o", str(tmp_path / "out"), *models]) == 2
+    assert capsys.readouterr().err == (
+        f"toonlib toonify: error: 2 photos would get the same file names in -o, x-jpg-*.png ({a / 'x.jpg'}, "
+        f"{b / 'x.jpg'}): rename one, or toonify them into separate folders (one -o folder each: with one -o, the "
+        "second one's files would replace the first one's)\n")
+    face.save(b / "X.jpg")
+    assert cli.main(["toonify", str(a / "x.jpg"), str(b / "X.jpg"), "-o", str(tmp_path / "out"), *models]) == 2
+    assert f"({a / 'x.jpg'}, {b / 'X.jpg'}; names that differ in case alone are one file on macOS and Windows): " \
+           in capsys.readouterr().err
+
+
+def test_a_seed_python_takes_makes_the_same_latent_on_the_command_line(setup, tmp_path, capsys):
+    """--seed took 0 to 2**32 - 1 and Python's seed= -2**63 to 2**64 - 1: a latent made in Python with seed=2**40 or
+    seed=-5 could not be made again with `toonlib toonify --seed` (forty-third session's audit)."""
+    from toonlib import Toonifier, projection
+
+    toonifier = Toonifier(str(setup / "base.safetensors"), str(setup / "toon.safetensors"), detector="dlib")
+    photo = setup / "photos" / "hopper.jpg"
+    for seed in (2**40, -5):
+        out = tmp_path / f"seed{seed}.png"
+        assert cli.main(["toonify", str(photo), "-o", str(out), "--base", str(setup / "base.safetensors"), "--toon",
+                         str(setup / "toon.safetensors"), "--steps", "2", "--detector", "dlib", "--no-identity",
+                         "--seed", str(seed)]) == 0
+        assert np.array_equal(load_latent(out.with_name(f"seed{seed}-latent.npz")).numpy(),
+                              toonifier(photo, steps=2, seed=seed, progress=False).w.numpy())
+    with pytest.raises(SystemExit) as exited:  # argparse's usage error
+        cli.main(["project", str(photo), "-o", str(tmp_path / "w.npz"), "--seed", str(2**64)])
+    assert exited.value.code == 2 and capsys.readouterr().err.endswith(
+        f"argument --seed: must be a whole number from -2**63 to 2**64 - 1 (what torch's random generator takes), got "
+        f"{2**64}\n")
+    assert cli.SEED_RANGE == projection.SEED_RANGE  # one range, said in both

@@ -1249,6 +1249,28 @@ def test_a_drive_download_that_fills_the_disk_is_said_the_same_way(drive, tmp_pa
     assert cached_files(tmp_path) == []
 
 
+def test_not_enough_space_with_a_partial_download_of_no_use_deletes_it_and_says_so(server, tmp_path, monkeypatch):
+    """A partial download of a server that sends whole files only was said "kept and resumed" when the disk had too
+    little space for the rest; it is of no use (the next download starts over) and its space is wanted: deleted, as
+    after a failed download (forty-third session)."""
+    name = register(f"{server.base}/ada_tiny.pkl")
+    break_off(server, name, whole_files=True)  # as a download killed while such a server sent the file leaves it
+    server.ranges = False  # and it sends the whole file when asked for the rest
+    real = shutil.disk_usage
+    free = len(PAYLOAD) - 1
+    monkeypatch.setattr(download.shutil, "disk_usage", lambda folder: real(folder)._replace(free=free))
+    with pytest.raises(OSError) as info:
+        download.fetch(name, progress=False)
+    assert str(info.value) == (
+        f"cannot download 'tiny' into {tmp_path / 'cache'}: tiny.pkl needs {len(PAYLOAD) / 1e6:.1f} MB more, "
+        f"{free / 1e6:.1f} MB are free. Free some space, or set TOONLIB_CACHE (or cache_dir=) to a folder elsewhere "
+        "that you can write; its partial download was deleted to free its space (this server sends only whole files, "
+        "not the rest of one: the next download starts over)")
+    assert cached_files(tmp_path) == []
+    monkeypatch.setattr(download.shutil, "disk_usage", real)
+    assert download.fetch(name, progress=False).read_bytes() == PAYLOAD
+
+
 def test_not_enough_space_is_said_before_the_download(server, tmp_path, monkeypatch):
     name = register(f"{server.base}/ada_tiny.pkl")
     kept = break_off(server, name)
@@ -1771,14 +1793,17 @@ def wait_for_line(stream, words: str, timeout: float = 300) -> str:
 
 
 def test_two_processes_take_turns(server, tmp_path):
-    """The second process waits for the first one's download, then uses its file: one download, no leftovers."""
+    """The second process waits for the first one's download, then uses its file: one download, no leftovers. Its
+    line names the process it waits for (it said "another process": a Ctrl-Z'd job in another terminal blocked it
+    unnamed; forty-third session's audit)."""
     url = f"{server.base}/ada_tiny.pkl"
     server.hold = threading.Event()  # the server sends part of the file, then waits
     first = child(url)
     assert server.streaming.wait(timeout=300), first.communicate()
     second = child(url)
-    line = wait_for_line(second.stderr, "waiting for another process")
-    assert "ada_tiny-" in line and ".locks" in line
+    line = wait_for_line(second.stderr, "toonlib: waiting for", timeout=120)
+    lock = download.local_path(url).parent / ".locks" / f"{download.local_path(url).name}.lock"
+    assert line == f"toonlib: waiting for process {first.pid} to finish downloading {lock.name[:-5]} (lock {lock})\n"
     server.hold.set()
     out_first, _ = first.communicate(timeout=300)
     out_second = second.stdout.read()
@@ -1788,6 +1813,63 @@ def test_two_processes_take_turns(server, tmp_path):
     assert path.read_bytes() == PAYLOAD
     assert server.paths() == ["/ada_tiny.pkl"]  # downloaded once
     assert cached_files(tmp_path) == [path.name]  # no .part, .source or temporary files
+
+
+def test_a_process_waiting_for_another_download_says_so_without_progress_bars(server, tmp_path, capsys):
+    """`fetch(progress=False)` (`load_network(url, progress=False)`, `finetune --no-progress`: a log's mode) waited
+    for another process's download without a word, minutes for a large file; retries were said (forty-third
+    session's audit). The wait is one line, not a bar: said either way."""
+    url = f"{server.base}/ada_tiny.pkl"
+    server.hold = threading.Event()
+    first = child(url)
+    try:
+        assert server.streaming.wait(timeout=300), first.communicate()
+        waiter = threading.Thread(target=download.fetch, args=(url,), kwargs={"progress": False})
+        waiter.start()
+        deadline, err = time.monotonic() + 60, ""
+        while "waiting" not in err and time.monotonic() < deadline:
+            time.sleep(0.2)
+            err += capsys.readouterr().err
+    finally:
+        server.hold.set()
+    waiter.join(timeout=300)
+    assert first.wait(timeout=300) == 0
+    path = download.local_path(url)
+    lock = path.parent / ".locks" / f"{path.name}.lock"
+    assert err == f"toonlib: waiting for process {first.pid} to finish downloading {path.name} (lock {lock})\n"
+    assert server.paths() == ["/ada_tiny.pkl"] and path.read_bytes() == PAYLOAD  # the other process's download
+    assert cached_files(tmp_path) == [path.name]  # no holder record left in .locks
+
+
+def test_a_download_in_progress_is_named_by_its_process_to_remove_and_models(server, tmp_path, capsys):
+    """`toonlib remove`'s refusal and `toonlib models` said "another process" of a download under way: a stopped
+    job (Ctrl-Z) in another terminal, or a notebook paused in a debugger, blocked the file with nothing to find it by.
+    They name its process (forty-third session's audit); once it ended, its record is gone."""
+    url = f"{server.base}/ada_tiny.pkl"
+    server.hold = threading.Event()
+    first = child(url)
+    try:
+        assert server.streaming.wait(timeout=300), first.communicate()
+        path = download.local_path(url)
+        assert main(["remove", url]) == 2
+        assert capsys.readouterr().err == (
+            f"toonlib remove: error: '{url}' is being downloaded by process {first.pid} (it holds "
+            f"{path.parent / '.locks' / (path.name + '.lock')}): remove it once that download has ended\n")
+        part = path.with_name(path.name + ".part")
+        deadline = time.monotonic() + 300
+        while not part.is_file() or part.stat().st_size < CUT:  # the bytes sent so far on disk: the size stays
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert main(["models"]) == 0
+        from toonlib.commands import _file_size
+
+        size = _file_size(sum(download.disk_bytes(p) for p in path.parent.glob(path.name + ".part*")))
+        assert (f"the cache also holds {part.name} ({size} so far, by process {first.pid}) (a download in "
+                "progress)\n") in capsys.readouterr().out
+    finally:
+        server.hold.set()
+    assert first.wait(timeout=300) == 0
+    assert cached_files(tmp_path) == [path.name]  # the record went with the download
 
 
 def test_a_killed_download_does_not_block_the_next(server, tmp_path):
@@ -1899,7 +1981,7 @@ def test_remove_of_a_partial_download_by_its_listed_name_waits_for_its_download(
     for listed in ("tiny.pkl.part", "tiny.pkl.part.source"):
         with file_lock(cache / "tiny.pkl"):  # its download under way (the lock is refused in this process alike)
             assert main(["remove", listed]) == 2
-        assert capsys.readouterr().err == (f"toonlib remove: error: '{listed}' is being downloaded by another process "
+        assert capsys.readouterr().err == (f"toonlib remove: error: '{listed}' is being downloaded by this process "
                                            f"(it holds {cache / '.locks' / 'tiny.pkl.lock'}): remove it once that "
                                            "download has ended\n")
         assert cached_files(tmp_path) == ["tiny.pkl.part", "tiny.pkl.part.source"]
@@ -1951,7 +2033,7 @@ def test_remove_refuses_a_file_being_downloaded_and_an_unknown_name_removes_noth
     assert path.exists()
     with file_lock(path):  # a download of it under way (here, in this process: the lock is refused alike)
         assert main(["remove", name]) == 2
-    assert capsys.readouterr().err == (f"toonlib remove: error: 'tiny' is being downloaded by another process (it "
+    assert capsys.readouterr().err == (f"toonlib remove: error: 'tiny' is being downloaded by this process (it "
                                        f"holds {lock_file_for(path)}): remove it once that download has ended\n")
     assert path.read_bytes() == PAYLOAD
     # a file of the cache by the name `toonlib models` lists it under ("the cache also holds ..."), with its partial
@@ -2282,7 +2364,9 @@ def test_the_cache_folder_advice_names_only_what_the_caller_has(server, tmp_path
 
 def test_models_says_damaged_files_apart_and_a_download_in_progress_as_such(server, tmp_path, capsys):
     """`toonlib models` counted damaged files "on this machine" (which the legend says of cached ones), and a partial
-    download that another process was writing was "resumed by the next fetch" (forty-second session's audit)."""
+    download that another process was writing was "resumed by the next fetch" (forty-second session's audit). A
+    download in progress is said so once: "(2.00 kB, being downloaded now) (downloads in progress)" said it twice
+    (forty-third session's audit); beside other partial downloads, it is said of it alone."""
     from toonlib.files import file_lock
 
     name = register(f"{server.base}/ada_tiny.pkl")
@@ -2296,9 +2380,20 @@ def test_models_says_damaged_files_apart_and_a_download_in_progress_as_such(serv
     out = capsys.readouterr().out
     assert ("on this machine: 0 of these files, 0 B; 1 damaged file takes 1.00 kB (`toonlib fetch NAME` downloads it "
             "again)\n") in out, out
-    assert "the cache also holds other.pkl.part (2.00 kB, being downloaded now) (downloads in progress)\n" in out
+    # held by this process here (by another: test_a_download_in_progress_is_named_by_its_process_to_remove_and_...)
+    assert "the cache also holds other.pkl.part (2.00 kB so far, by this process) (a download in progress)\n" in out
     assert main(["models"]) == 0  # the download ended: its bytes wait for the next fetch
     assert "other.pkl.part (2.00 kB) (partial downloads, resumed by the next fetch)\n" in capsys.readouterr().out
+    more = path.with_name("more.pkl")
+    more.with_name("more.pkl.part").write_bytes(PAYLOAD[:3000])
+    with file_lock(other), file_lock(more):
+        assert main(["models"]) == 0
+    assert ("the cache also holds more.pkl.part (3.00 kB so far, by this process), other.pkl.part (2.00 kB so far, by "
+            "this process) (downloads in progress)\n") in capsys.readouterr().out
+    with file_lock(other):  # one of two in progress: said of that one
+        assert main(["models"]) == 0
+    assert ("the cache also holds more.pkl.part (3.00 kB), other.pkl.part (2.00 kB, being downloaded now by this "
+            "process) (partial downloads; the others are resumed by the next fetch)\n") in capsys.readouterr().out
 
 
 def test_remove_of_a_url_says_it_without_its_token(tmp_path, capsys):

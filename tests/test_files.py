@@ -420,6 +420,43 @@ def test_lock_without_waiting_refuses_at_once(tmp_path):
             pass
 
 
+def test_a_lock_names_its_holder_while_it_holds_it(tmp_path, monkeypatch):
+    """The download lock never named its holder, where the run lock did: a stopped job (Ctrl-Z) holding a download
+    blocked everyone with nothing to find it by (forty-third session's audit). `file_lock`'s holder records its
+    process id and host beside the lock file while it holds it; `lock_holder` reads it."""
+    import json
+    import socket
+
+    target = tmp_path / "ffhq.pkl"
+    record = tmp_path / ".locks" / "ffhq.pkl.holder"
+    proc = holder(target)
+    assert files.lock_holder(target) == files.LockHolder(proc.pid, socket.gethostname())
+    assert str(files.lock_holder(target)) == f"process {proc.pid}"
+    proc.stdin.close()
+    assert proc.wait(timeout=60) == 0
+    assert not record.exists() and files.lock_holder(target) is None  # removed as it released the lock
+    proc = holder(target)
+    proc.kill()  # kill -9 leaves its record: a process that has ended is no holder
+    proc.wait()
+    assert record.is_file() and files.lock_holder(target) is None
+    planted = tmp_path / "mine.txt"
+    planted.write_text("mine")
+    record.unlink()
+    record.symlink_to(planted)  # a link in a shared cache is replaced, not written through
+    with file_lock(target):
+        assert str(files.lock_holder(target)) == "this process" and not record.is_symlink()
+    assert planted.read_text() == "mine" and not record.exists()
+    record.write_text(json.dumps({"pid": 123, "host": "gpu-7"}))  # another machine's, across NFS
+    assert str(files.lock_holder(target)) == "process 123 on gpu-7"
+    record.unlink()
+    # a record that cannot be written (another user's, in a sticky shared cache) leaves the lock held all the same
+    monkeypatch.setattr(files, "_create_temp", lambda *args, **kwargs: (_ for _ in ()).throw(PermissionError(13, "no")))
+    with file_lock(target), pytest.raises(BlockingIOError):
+        with file_lock(target, wait=False):
+            pass
+    assert not record.exists()
+
+
 def test_a_lock_is_released_by_the_thread_that_ends_it(tmp_path):
     """A Trainer may take its run folder in one thread and finish its run in another."""
     target = tmp_path / "run"

@@ -1,7 +1,9 @@
 """Identity report: dlib face-recognition distances on real photos (shipped by installed packages)."""
 from __future__ import annotations
 
+import dataclasses
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,7 @@ from PIL import Image, ImageOps
 from skimage import data as skdata
 from tiny import write_toonify_models
 
+import toonlib
 from toonlib.align import NoFaceError, align_face
 from toonlib.identity import (
     SAME_PERSON,
@@ -139,3 +142,56 @@ def test_a_missing_recognition_model_is_said_not_a_traceback(tmp_path, monkeypat
         # 'toonlib[dlib]'`, which finds it all installed and changes nothing (audit)
     finally:
         _recognizer.cache_clear()
+
+
+def _sweep_setup(tmp_path, toon=None, **settings):
+    """A toonifier of the tiny models (its toon model `toon`, by default Toonify's layout) and a result of its own."""
+    base, layout, _, _ = write_toonify_models(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tiny test models are unrelated (LineageWarning)
+        toonifier = toonlib.Toonifier(base, layout if toon is None else toon, detector="dlib", device="cpu",
+                                      **settings)
+    face = align_face(skdata.astronaut(), output_size=32, detector="dlib")
+    w = toonifier.base.mapping(torch.randn(1, toonifier.base.z_dim, generator=torch.Generator().manual_seed(3)), None)
+    result = ToonifyResult(photo=face.image, aligned=face.image, landmarks=face.landmarks, quad=face.quad, w=w,
+                           reconstruction=None, toon=toonifier.render(w), losses=np.zeros(0))
+    return toonifier, result
+
+
+def test_the_sweep_keeps_the_toonifiers_level_and_blend_width(tmp_path):
+    """identity_sweep re-blended with set_blend(swap_res), a level-0 hard switch: its number at the toonifier's own
+    swap resolution was not that of the toonifier's toons (forty-third session's audit)."""
+    toonifier, result = _sweep_setup(tmp_path, swap_res=16, level=1, blend_width=1.5)
+    own = identity_report(result).toon  # result.toon drawn by the toonifier's blend: 16 px, level 1, width 1.5
+    distances = identity_sweep(toonifier, result, [16, 8])
+    assert distances[16] == own, (distances, own)
+    toonifier.set_blend(16)
+    plain = identity_report(dataclasses.replace(result, toon=toonifier.render(result.w))).toon
+    assert plain != own  # the shape makes a difference here: the sweep measured this one
+    assert toonifier.blend_setting == (16, 0, None)  # restored
+
+
+def test_the_sweep_of_a_toonifier_that_cannot_re_blend_measures_the_published_blend(tmp_path):
+    """A blend file as the toon model: the default sweep failed whole with the blend-again error; it measures the
+    published blend alone, saying why. Resolutions asked for are refused as set_blend refuses them. A toonifier that
+    is no Toonifier (None, or the two arguments swapped) is refused by name (forty-third session's audit)."""
+    from toonlib.checkpoints import save_network
+
+    base, _, base_g, toon_g = write_toonify_models(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # unrelated tiny models (LineageWarning)
+        blended = save_network(tmp_path / "blended16.safetensors", toonlib.blend(toon_g, base_g, 16))
+    toonifier, result = _sweep_setup(tmp_path, toon=blended)
+    with pytest.warns(UserWarning, match=r"^identity_sweep measures the published blend alone: this toonifier cannot "
+                                         r"re-blend \(the toon model .* is a blend already"):
+        distances = identity_sweep(toonifier, result)
+    assert distances == {None: identity_report(result).toon}
+    assert toonifier.blend_setting == (None, 0, None)
+    with pytest.raises(ValueError, match="is a blend already"):
+        identity_sweep(toonifier, result, [None, 16])
+    with pytest.raises(TypeError, match=r"^identity_sweep takes the Toonifier that made the result first \(it re-draws "
+                                        r"the result's latent\), got NoneType$"):
+        identity_sweep(None, result)
+    with pytest.raises(TypeError, match=r"^identity_sweep\(toonifier, result\) takes the Toonifier first, then its "
+                                        r"result \(swapped\)$"):
+        identity_sweep(result, toonifier)

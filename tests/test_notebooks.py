@@ -1605,7 +1605,8 @@ def test_colab_uploads_of_training_images_are_trained_on_alone(fake_colab, tmp_p
     data = choose_data("", tmp_path / "data")
     assert image_files(data) == [path.name for path in right]  # the 3 rejected images are not among them
     assert capsys.readouterr().out == (f"Training images: this upload alone (2-0.png, 2-1.png, 2-10.png and 9 more; "
-                                       f"12 image files), saved in {data}.\n")
+                                       f"12 image files), saved in {data} on this runtime: after a disconnect, "
+                                       "upload the same images again to continue the run.\n")
     assert choose_data("", tmp_path / "data") == data
 
 
@@ -1974,3 +1975,179 @@ def test_toonify_notebooks_base_of_another_resolution_names_base_model(tmp_path,
         "toon_model = 'toon.safetensors' (32 px) cannot toonify the latents of base_model = 'big.safetensors' (64 px): "
         "it was fine-tuned from another model. Set base_model in the parameters cell to the model the toon was "
         "fine-tuned from (notebook 01's last cell names it), then run the cells again.")
+
+
+# --------------------------------------------------------------------------------------------
+# Forty-third session's audit of notebook 01
+
+
+def test_colab_without_drive_says_where_the_run_is_and_that_a_disconnect_deletes_it(fake_colab, tmp_path, capsys):
+    """In Colab without Drive, 01's run folder is on the runtime's disk, and the only line said "models are cached on
+    this runtime only": nothing said that a disconnect loses the run (forty-third session's audit)."""
+    from toonlib.notebook import run_path
+
+    assert run_path("toon", None) == Path("runs") / "toon"
+    assert capsys.readouterr().out == (
+        "runs/toon is on this Colab runtime's disk only: a disconnect deletes the run (its snapshots and training "
+        "state). To keep it, set use_drive = True and allow Google Drive, then run the notebook again.\n")
+    assert run_path("toon", tmp_path / "drive") == tmp_path / "drive" / "runs" / "toon"
+    assert capsys.readouterr().out == ""  # on Drive: kept
+
+
+def test_use_drive_that_is_no_flag_is_refused_by_name(fake_colab, monkeypatch, tmp_path):
+    """`use_drive = "no"` mounted Drive; outside Colab it was never checked (forty-third session's audit)."""
+    import toonlib.notebook
+    from toonlib.messages import expected_errors
+    from toonlib.notebook import mount_drive
+
+    monkeypatch.setattr(toonlib.notebook, "DRIVE_ROOT", tmp_path / "drive" / "MyDrive")
+    monkeypatch.setattr(toonlib.download, "_drive_cache", True)  # put back however the test ends
+    monkeypatch.setenv("FAKE_COLAB_DRIVE", "accept")
+    for value in ("no", 0):
+        with pytest.raises(ValueError, match=rf"^use_drive must be True or False, got {value!r}: set it in the "
+                                             "parameters cell$") as raised:
+            mount_drive(use=value)
+        assert isinstance(raised.value, expected_errors())
+    assert fake_colab.log() == []  # nothing mounted
+
+
+def test_finetune_notebooks_texts_say_what_a_disconnect_keeps():
+    """01's texts: the intro said a disconnect resumes the run, not that without Drive it is deleted; nothing said
+    that uploaded images must be uploaded again; data_path's comment said to upload a zip, where images are taken
+    too (forty-third session's audit)."""
+    import nbformat
+
+    nb = nbformat.read(NOTEBOOKS / "01_finetune.ipynb", as_version=4)
+    text = " ".join(" ".join(cell.source.split()) for cell in nb.cells)
+    assert "without Drive, a disconnect deletes the run" in text
+    assert "Images you uploaded are on the runtime only: upload the same images again to continue the run." in text
+    assert "leave it empty to upload images or a .zip (Colab):" in text
+    assert "Keep the model cache and the training run on Google Drive (Colab): without it, a disconnect deletes" in text
+
+
+def test_a_refused_resume_names_base_model_and_data_path():
+    """01's refused resume said "(resume: 'base.pt' -> 'base2.pt')" and "(data: ...)": arguments no cell shows, for
+    base_model and data_path (forty-third session's audit)."""
+    from toonlib.notebook import in_notebook_words
+    from toonlib.train.resume import option_both
+
+    message = (f"runs/toon holds a run started with other settings ({option_both('resume')}: 'base.pt' -> 'base2.pt'; "
+               f"{option_both('data')}: 'faces' -> 'faces2'). A resumed run keeps its networks, data and random "
+               "streams: restore those settings or use a new run folder (--run-dir, run_dir=); --kimg (kimg=) may "
+               "change.")
+    said = in_notebook_words(message, {"resume": "base_model", "data": "data_path", "run_dir": "run_name"})
+    assert said.startswith("runs/toon holds a run started with other settings (base_model: 'base.pt' -> 'base2.pt'; "
+                           "data_path: 'faces' -> 'faces2')."), said
+    assert said.endswith("use a new run folder (run_name); kimg may change."), said
+
+
+def test_choose_data_refuses_too_few_readable_images_before_anything_downloads(tmp_path):
+    """01's set-up cell counted file names: 6 images and 3 damaged .jpg files passed it, and the training cell
+    refused them after the base's download (forty-third session's audit). The damaged ones are named."""
+    from toonlib.notebook import NotebookStop, choose_data
+
+    faces = tmp_path / "faces"
+    _write_images(faces, 6, 0)
+    for i in range(3):
+        (faces / f"bad{i}.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    with pytest.raises(NotebookStop) as stop:
+        choose_data(str(faces))
+    assert str(stop.value).startswith(
+        f"data_path = {str(faces)!r}: 3 of its 9 image files cannot be read as images: bad0.jpg (cannot read: "
+        "Truncated File Read), bad1.jpg (cannot read: Truncated File Read), bad2.jpg"), str(stop.value)
+    assert "fine-tuning needs at least 8 images it can read. Replace or add images.\nSet data_path" in str(stop.value)
+    _write_images(tmp_path / "more", 2, 1)
+    for image in (tmp_path / "more").iterdir():
+        image.rename(faces / image.name)
+    assert choose_data(str(faces)) == str(faces)  # 8 readable: the damaged ones are skipped in training, said there
+
+
+def test_colab_upload_of_other_images_than_the_runs_is_refused_naming_run_name(fake_colab, tmp_path, monkeypatch,
+                                                                               capsys):
+    """A Colab run trained on an upload resumes only with the same images: nothing said so, and another upload was
+    refused in the training cell, after the base's download, naming two data/upload-<digest> folders the user never
+    chose (forty-third session's audit). The dialog is told, and the upload refused in the set-up cell."""
+    import torch
+
+    from toonlib.data import image_entries
+    from toonlib.notebook import NotebookStop, choose_data
+    from toonlib.train.snapshots import state_name
+
+    monkeypatch.chdir(tmp_path)
+    right, other = _write_images(tmp_path / "right", 12, 2), _write_images(tmp_path / "other", 12, 3)
+    fake_colab.answer(right, other, right)
+    data = choose_data("", "data")
+    assert "upload the same images again to continue the run" in capsys.readouterr().out
+    run = Path("runs") / "toon"
+    run.mkdir(parents=True)
+    recorded = str(Path(data).absolute())
+    torch.save({"config": {"data": recorded}, "data_files": image_entries(recorded)}, run / state_name(4))
+    with pytest.raises(NotebookStop) as stop:
+        choose_data("", "data", run_dir=run)
+    assert str(stop.value) == (
+        "Your upload (3-0.png, 3-1.png, 3-10.png and 9 more) is not the images runs/toon was trained on (12 images: "
+        "2-0.png, 2-1.png, 2-10.png and 9 more), and a resumed run keeps its images: run this cell again and upload "
+        "those same images to continue it, or set run_name in the parameters cell to a new name to train a new run "
+        "on these.")
+    said = ("runs/toon was trained on an upload of 12 images: 2-0.png, 2-1.png, 2-10.png and 9 more: to continue it, "
+            "upload those same images (or a .zip of them); other images need a new run_name.\n")
+    assert capsys.readouterr().out == said
+    assert choose_data("", "data", run_dir=run) == data  # the same images: resumed
+    assert capsys.readouterr().out.startswith(said)
+
+
+def test_a_resumed_run_says_so_and_shows_its_grid_and_plots_at_once(tmp_path, monkeypatch):
+    """01's training cell run again on a run with snapshots said "waiting for the first snapshot..." above a bar at
+    33%, and showed none of the run till its next snapshot (forty-third session's audit). Its line's losses, means
+    since the snapshot before, were under the names the bar gives the last minibatch's."""
+    import IPython.display
+
+    from toonlib.notebook import run_training
+    from toonlib.train import TrainConfig
+
+    shown: list[list] = []
+
+    class Handle:
+        def __init__(self, index: int) -> None:
+            self.index = index
+
+        def update(self, content) -> None:
+            shown[self.index].append(content)
+
+    def display(content, display_id=None):
+        shown.append([content])
+        return Handle(len(shown) - 1)
+
+    monkeypatch.setattr(IPython.display, "display", display)
+    monkeypatch.setenv("TOONLIB_CACHE", str(tmp_path / "cache"))
+    base, faces = _finetune_files(tmp_path)
+    run = tmp_path / "runs" / "toon"
+    config = dict(data=str(faces), resume=str(base), run_dir=str(run), batch_size=4, snapshot_kimg=0.004)
+    run_training(TrainConfig(kimg=0.004, **config))
+    assert str(shown[0][-1]).startswith("kimg 0.004  G ") and " (means since the snapshot before)  p " in str(
+        shown[0][-1])
+    shown.clear()
+    run_training(TrainConfig(kimg=0.008, **config))
+    lines = [str(line) for line in shown[0]]
+    said = f"{run.as_posix()} at 0.004 kimg (network-snapshot-000000004.safetensors): waiting for the next snapshot..."
+    assert lines[:2] == [f"resuming {said}", f"resumed {said}"] and lines[-1].startswith("kimg 0.008  G "), lines
+    images = [contents for contents in shown[1:] if type(contents[0]).__name__ == "Image"]
+    assert [Path(contents[0].filename).name for contents in images] == ["fakes-000000004.png", "metrics.png"]
+    assert len(images[0]) == len(images[1]) == 2  # the next snapshot's replace them in place
+
+
+def test_metrics_png_is_read_on_a_phone():
+    """metrics.png, 960 x 480 px of panels side by side, was shown at 296 x 148 px in a phone's notebook, its titles
+    and ticks ~3 px tall (forty-third session's audit): its panels are stacked, at most 420 px wide."""
+    from PIL import Image
+
+    from toonlib.train.metrics_log import PANELS, plot_metrics
+
+    path = Path(os.environ.get("TMPDIR", "/tmp")) / f"metrics-{os.getpid()}.png"
+    try:
+        plot_metrics([{"kimg": 0.004, "loss_G": 1.0, "loss_D": 0.9, "kid": 0.0144}], path)
+        with Image.open(path) as image:
+            width, height = image.size
+    finally:
+        path.unlink(missing_ok=True)
+    assert width <= 420 and height >= len(PANELS) * 150, (width, height)

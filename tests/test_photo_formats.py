@@ -6,6 +6,7 @@ either read as the upright RGB astronaut or refused with a one-line message that
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import io
 import pickle
@@ -520,3 +521,25 @@ def test_photos_read_in_threads_leave_the_warnings_as_they_were(upright, tmp_pat
         for thread in threads:
             thread.join()
         assert warnings._showwarnmsg_impl is shown
+
+
+def test_the_advice_for_an_image_tensor_reads_it_when_followed(upright):
+    """A uint8 H x W x 3 tensor (`torch.from_numpy` of a photo's array) was told to pass
+    `tensor.permute(1, 2, 0).numpy()`, which then failed as an array of shape (512, 3, 512) (forty-third session's
+    audit): for each kind of image tensor, the advice, followed as written, reads the photo."""
+    import torch
+
+    from toonlib.images import to_pil
+
+    hwc = torch.from_numpy(np.asarray(upright).copy())
+    code = re.compile(r"to_pil\((?:[^()]|\([^()]*\))*\)|tensor(?:\[0\])?(?:\.permute\(\d, \d, \d\))?\.numpy\(\)")
+    for tensor in (hwc, hwc[None], hwc.permute(2, 0, 1), hwc.permute(2, 0, 1)[None], hwc.float() / 255,
+                   hwc.permute(2, 0, 1).float() / 127.5 - 1, hwc.permute(2, 0, 1).float() / 255):
+        with pytest.raises(TypeError) as refused:
+            read_image(tensor)
+        said = str(refused.value)
+        read = []
+        for expression in code.findall(said):
+            with contextlib.suppress(Exception):  # the advice for the tensor's other ranges: another picture
+                read.append(difference(read_image(eval(expression, {"tensor": tensor, "to_pil": to_pil})), upright))
+        assert read and min(read) < 1, (said, code.findall(said), read)

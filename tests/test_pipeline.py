@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -591,3 +592,67 @@ def test_steps_given_start_every_mode_that_optimises_even_at_a_front_ends_own():
     assert start_steps(200, 200) == {"optimize": 200, "e4e+optimize": 200}
     assert start_steps() == {"optimize": 500, "e4e+optimize": 100}
     assert start_steps(None, 200) == {"optimize": 200, "e4e+optimize": 100}
+
+
+def test_a_training_snapshot_as_the_toon_is_said_to_draw_unblended(models, tmp_path):
+    """README's `Toonifier("ffhq.pkl", "toon.pkl")` with an NVIDIA training snapshot (G, G_ema, D) as toon.pkl drew
+    toons with its G_ema, the toon model alone, unsaid, and the repr called it "the published blend": only toonlib's
+    own fine-tuning snapshots were warned of (forty-third session's audit)."""
+    import shutil
+    import warnings
+
+    import toonlib
+    from toonlib.messages import ToonlibWarning
+
+    fixture = Path(__file__).parent / "fixtures" / "ada_tiny.pkl"  # stylegan2-ada-pytorch's snapshot: G, G_ema, D
+    shutil.copy(fixture, tmp_path / "toon.pkl")
+    toonifier = toonlib.Toonifier(fixture, tmp_path / "toon.pkl", detector="dlib")
+    assert "toon='" in repr(toonifier) and ", the toon model alone (no blend), " in repr(toonifier), repr(toonifier)
+    w = toonifier.base.mapping(torch.randn([1, toonifier.base.z_dim], generator=torch.Generator().manual_seed(0)), None)
+    with pytest.warns(ToonlibWarning, match=r"^the toon model .*toon.pkl \(G_ema\) is a training snapshot, not a "
+                                            r"blend: without a swap resolution its toons are drawn by the toon model "
+                                            r"alone"):
+        toonifier.render(w)
+    # a blend of it, saved, is a blend: its published blend, unsaid
+    blended = toonlib.save_network(tmp_path / "blended.safetensors",
+                                   toonlib.blend(tmp_path / "toon.pkl", fixture, 16))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*not a blend")
+        published = toonlib.Toonifier(fixture, blended, detector="dlib")
+        published.render(w)
+    assert ", the published blend, " in repr(published)
+
+
+def test_a_generator_read_from_a_snapshot_pairs_with_the_base_its_run_recorded(models, tmp_path, monkeypatch):
+    """`Toonifier(toon=load_generator(snapshot))` paired the toon with DEFAULT_BASE, not its run's base, and with
+    that base not downloaded said the model "records no base"; a Generator made in memory is said to carry no
+    record (forty-third session's audit)."""
+    import warnings
+
+    import toonlib
+    from toonlib.checkpoints import Networks
+
+    folder, base, toon = models
+    snapshot = toonlib.save_network(tmp_path / "network-snapshot-000000008.safetensors", Networks(
+        G_ema=toon, G=toon, meta={"finetune": {"base": str(folder / "base.safetensors")}}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tiny models are unrelated (LineageWarning)
+        toonifier = toonlib.Toonifier(toon=toonlib.load_generator(snapshot), swap_res=16, detector="dlib")
+    assert toonifier.sources["base"] == str(folder / "base.safetensors")
+    monkeypatch.setenv("TOONLIB_CACHE", str(tmp_path / "empty-cache"))  # the default base not downloaded
+    with pytest.raises(ValueError, match=r"^the toon model is a 32 px model given as a Generator object, which "
+                                         r"carries no record of its base, and the default base 'ffhq-1024-tf' is "
+                                         r"1024 px: name the model it was fine-tuned from \(--base, base=\)$"):
+        toonlib.Toonifier(toon=tiny_generator(5), swap_res=16, detector="dlib")
+
+
+def test_the_toonifiers_help_tells_what_its_methods_do_not_their_history():
+    """help(Toonifier.set_blend) told a past bug ("It returned that generator: a REPL printed ..."), set_swap_res ended
+    "(forty-second session's audit)", invert and project the same (forty-third session's audit)."""
+    import toonlib
+
+    for function in (toonlib.Toonifier.set_blend, toonlib.Toonifier.set_swap_res, toonlib.Toonifier.invert,
+                     toonlib.project):
+        doc = function.__doc__
+        for history in ("session", "audit", "It returned", "grew to gigabytes", "it changed the label"):
+            assert history not in doc, (function, history)

@@ -514,6 +514,51 @@ def test_a_target_that_is_no_crop_is_warned_of_in_python_as_on_the_command_line(
     assert all(w.filename == __file__ for w in caught)  # the user's line, not toonlib's
 
 
+def test_latents_are_not_written_over_a_photo(tmp_path):
+    """`save_latent(w, "me.jpg")` and `ProjectionResult.save("me.jpg")` replaced the photo with an .npz file, then
+    warned of the suffix; the command line refuses such an output before it writes (forty-third session's audit). An
+    image file under another name is kept too."""
+    import toonlib
+
+    w = torch.randn(1, 4, 8)
+    photo = tmp_path / "me.jpg"
+    PIL.Image.new("RGB", (16, 16), "red").save(photo)
+    PIL.Image.new("RGB", (16, 16), "red").save(tmp_path / "picture", format="PNG")
+    kept = {path: path.read_bytes() for path in (photo, tmp_path / "picture")}
+    result = ProjectionResult(w=w, images=torch.zeros(1, 3, 8, 8), noise={}, losses=np.zeros((1, 1), np.float32),
+                              space="w+", steps=1)
+    for writer, save in (("save_latent", lambda path: toonlib.save_latent(w, path)),
+                         ("ProjectionResult.save", result.save)):
+        with pytest.raises(ValueError, match=rf"^{re.escape(writer)} writes latents as an \.npz file \(NVIDIA's "
+                                             r"projected_w\.npz\), and '.*me\.jpg' is a JPEG image: nothing was "
+                                             r"written; name it 'me\.npz'$"):
+            save(photo)
+        with pytest.raises(ValueError, match=r"and '.*picture' is a PNG image: nothing was written; name it "
+                                             r"'picture\.npz'$"):
+            save(tmp_path / "picture")
+        with pytest.raises(ValueError, match=r"names an image \(\.png\): nothing was written"):
+            save(tmp_path / "new.png")  # none there yet: an image's name all the same
+    assert {path: path.read_bytes() for path in kept} == kept and not (tmp_path / "new.png").exists()
+
+
+def test_the_video_frames_of_a_projection_are_not_taken_for_a_users_tensor(net):
+    """`toonlib project --video` of a PNG warned "the image tensor's values all lie in 0 .. 5.03 ... pass x / 127.5 -
+    1": the frames are the generator's own drawings, whatever their values (forty-third session's audit)."""
+    from toonlib.messages import ToonlibWarning
+
+    torch.manual_seed(1)
+    bright = Generator(z_dim=32, w_dim=32, img_resolution=32, channel_base=256, channel_max=32).eval()
+    with torch.no_grad():
+        bright.synthesis.b32.torgb.bias.add_(40.0)  # draws values above 2 only, as no FFHQ generator does
+    assert render(bright, bright.mapping(torch.randn(1, 32), None)).amin() > 2
+    frames = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ToonlibWarning)
+        project(bright, PIL.Image.new("RGB", (32, 32), "gray"), steps=2, save_every=1, on_frame=frames.append,
+                lpips_net=net, progress=False)
+    assert len(frames) == 2 and frames[-1].shape == (32, 64, 3) and (frames[-1][:, 32:] == 255).all()
+
+
 def test_latents_saved_under_another_suffix_are_warned_of(tmp_path):
     """`result.save("me.png")` wrote an .npz file named me.png without a word, which `toonlib toonify me.png` then
     took for a photo and refused; the command line refuses such names (`project -o`)."""
@@ -521,10 +566,10 @@ def test_latents_saved_under_another_suffix_are_warned_of(tmp_path):
     from toonlib.projection import load_latent, save_latent
 
     w = torch.randn(1, 4, 8)
-    with pytest.warns(ToonlibWarning, match=r"^wrote latents, an \.npz file, to '.*me\.png': tools choose their reader "
-                                            r"by the suffix .*; name it 'me\.npz'$"):
-        save_latent(w, tmp_path / "me.png")
-    assert torch.equal(load_latent(tmp_path / "me.png"), w)  # what was written is the latent all the same
+    with pytest.warns(ToonlibWarning, match=r"^wrote latents, an \.npz file, to '.*me\.latent': tools choose their "
+                                            r"reader by the suffix .*; name it 'me\.npz'$"):
+        save_latent(w, tmp_path / "me.latent")  # an image's suffix is refused (the next test)
+    assert torch.equal(load_latent(tmp_path / "me.latent"), w)  # what was written is the latent all the same
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # .npz in any case: no warning
         save_latent(w, tmp_path / "me.NPZ")

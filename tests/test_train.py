@@ -882,3 +882,46 @@ def test_the_progress_line_fits_the_terminal_with_its_numbers_whole(base, monkey
                 assert len(text) <= columns - 1 and len(found[1]) >= 10, (columns, text)
         shown = {item.split("=")[0] for item in line.fullmatch(drawn[-1])[2].split(", ") if item}
         assert shown == ({"p"} if columns == 80 else {"G", "D", "p", "r_t"}), (columns, drawn[-1])
+
+
+def test_load_base_without_progress_says_that_it_waited_for_another_process_download(base, tmp_path, monkeypatch,
+                                                                                       capsys):
+    """`finetune --no-progress` (a log's mode) said "downloading the base model ... downloaded" of a base that another
+    process was downloading, which it only waited for (blank for minutes, and fetch said nothing of the wait; forty-
+    third session's audit): the wait is said as it starts, naming that process, and the end says that it waited."""
+    import time
+
+    from http_server import serve
+
+    from toonlib.train.loop import _load_base
+
+    monkeypatch.setenv("TOONLIB_CACHE", str(tmp_path / "cache"))
+    with serve({"/base.safetensors": base["base"].read_bytes()}) as server:
+        server.hold, server.cut = threading.Event(), 1000  # the other process gets 1000 bytes, then waits
+        url = f"{server.base}/base.safetensors"
+        fetching = "import sys; from toonlib.download import fetch; fetch(sys.argv[1], progress=False)"
+        first = subprocess.Popen([sys.executable, "-c", fetching, url], env=os.environ.copy())
+        loaded: list = []
+        out = err = ""
+        try:
+            assert server.streaming.wait(timeout=300)
+            loading = threading.Thread(target=lambda: loaded.append(_load_base(url, False)))
+            loading.start()
+            deadline = time.monotonic() + 60
+            while "waiting" not in err and time.monotonic() < deadline:
+                time.sleep(0.2)
+                said = capsys.readouterr()
+                out, err = out + said.out, err + said.err
+        finally:
+            server.hold.set()
+        loading.join(timeout=300)
+        assert first.wait(timeout=300) == 0
+    said = capsys.readouterr()
+    out, err = out + said.out, err + said.err
+    path = download.local_path(url)
+    lock = path.parent / ".locks" / f"{path.name}.lock"
+    assert err == f"toonlib: waiting for process {first.pid} to finish downloading {path.name} (lock {lock})\n"
+    assert out.splitlines() == [f"{url}: downloading the base model",
+                                f"{url}: downloaded (this run waited for the download of process {first.pid})"]
+    assert len(loaded) == 1 and loaded[0][1] is not None  # G, D, G_ema of the file the other process downloaded
+    assert [path for path, _ in server.log] == ["/base.safetensors"]  # one download

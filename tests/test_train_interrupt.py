@@ -37,6 +37,8 @@ STOPPING = ("Interrupted: saving the run at the end of this minibatch, to contin
             "stop at once, losing the training since the last snapshot)\n")
 TERMINATING = ("Asked to stop (SIGTERM): saving the run at the end of this minibatch, to continue later (a second "
                "signal stops at once, losing the training since the last snapshot)\n")
+HANGING_UP = ("Asked to stop (SIGHUP, as when its terminal closes): saving the run at the end of this minibatch, to "
+              "continue later (a second signal stops at once, losing the training since the last snapshot)\n")
 LIMIT = 600  # seconds; only stops a hung run (a slow, shared 2-core machine)
 
 
@@ -91,11 +93,16 @@ def interrupt_at(trainer: Trainer, batch: int, *, twice: bool = False) -> None:
     trainer.step = step_then_ctrl_c
 
 
-@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)],
+                         ids=["ctrl-c", "sigterm", "sighup"])
 def test_ctrl_c_on_the_command_line_saves_the_run_and_the_same_command_continues_it(base, whole, tmp_path,  # noqa: F811
                                                                                      stop):
     """SIGTERM (`kill`, `timeout`, a job scheduler) ended a run at once, unsaved and without a word: it stops as one
-    Ctrl-C does."""
+    Ctrl-C does. SIGHUP (its terminal closed, an ssh connection dropped) did the same until the forty-third session's
+    audit (exit 129, the training since the last snapshot lost): it stops as SIGTERM does, and says so where stderr
+    still goes (here a file)."""
+    if stop is None:
+        pytest.skip("no SIGHUP on this platform")
     run = base["root"] / f"command-line-{stop.name}"
     argv = command(base, run)
     err = tmp_path / "stderr.txt"
@@ -114,7 +121,7 @@ def test_ctrl_c_on_the_command_line_saves_the_run_and_the_same_command_continues
         proc.kill()
     said = err.read_text()
     assert proc.returncode == 130, said[-3000:]
-    assert out == "" and (STOPPING if stop == signal.SIGINT else TERMINATING) in said
+    assert out == "" and {signal.SIGINT: STOPPING, signal.SIGTERM: TERMINATING}.get(stop, HANGING_UP) in said
     saved = SAVED.search(said)
     assert saved is not None and said.endswith(saved.group(0) + "toonlib finetune: interrupted\n"), said[-3000:]
     kimg, name, nimg = float(saved.group(1)), saved.group(2), int(saved.group(3))
@@ -128,6 +135,73 @@ def test_ctrl_c_on_the_command_line_saves_the_run_and_the_same_command_continues
     assert toonlib.cli.main(argv) == 0  # the same command
     assert_same_run(whole, newest_state(run)[1])
     assert kimgs(run) == sorted({*GRID, kimg})
+
+
+class Terminal:
+    """`argv` (python's arguments) run as in a terminal window: in a session of its own whose controlling terminal
+    is a pseudo-terminal, which is its stdin, stdout and stderr. `hang_up` closes the window: the kernel sends the
+    process SIGHUP, and every write to the terminal fails with EIO from then on. What it wrote is in `output`."""
+
+    def __init__(self, argv: list[str], env: dict, cwd: Path | None = None) -> None:
+        import pty
+
+        master, slave = pty.openpty()
+        take_terminal = ("import fcntl, os, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0); "
+                         "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])")
+        self.process = subprocess.Popen([sys.executable, "-c", take_terminal, *argv], stdin=slave, stdout=slave,
+                                        stderr=slave, env=env, cwd=cwd, start_new_session=True)
+        os.close(slave)
+        self.output, self._closing = b"", threading.Event()
+        # the window reads what is written (a terminal's buffer full would stop the process) until it closes, and
+        # closes its end itself: closed from another thread during a read, the end stayed open till the read ended
+        self._reader = threading.Thread(target=self._read, args=(master,), daemon=True)
+        self._reader.start()
+
+    def _read(self, master: int) -> None:
+        import select
+
+        try:
+            while not self._closing.is_set():
+                if select.select([master], [], [], 0.05)[0]:
+                    try:
+                        self.output += os.read(master, 65536)
+                    except OSError:  # the process has ended (EIO: no process has the terminal open)
+                        self._closing.wait()
+        finally:
+            os.close(master)
+
+    def hang_up(self) -> None:
+        """Close the window."""
+        self._closing.set()
+        self._reader.join(10)
+
+    def stop(self) -> None:
+        self.hang_up()
+        self.process.kill()
+        self.process.wait(60)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no terminals that hang up on this platform")
+def test_a_closed_terminal_saves_the_run_as_sigterm_does(base, tmp_path):  # noqa: F811
+    """Closing the terminal window of `toonlib finetune` (or dropping its ssh connection) ended the run at once, the
+    training since its last snapshot lost (forty-third session's audit). It stops as at SIGTERM: the run saved at the
+    end of the minibatch, where the same command continues it. Its message and bar write to the closed terminal,
+    which fails every write (EIO): the stop goes on, saying nothing, exit status 130."""
+    run = tmp_path / "run"
+    terminal = Terminal(["-m", "toonlib", *command(base, run)], env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.monotonic() + LIMIT
+        while not (run / "latest.json").is_file():  # the first snapshot, at 40 images
+            assert terminal.process.poll() is None and time.monotonic() < deadline, terminal.output[-3000:]
+            time.sleep(0.05)
+        terminal.hang_up()
+        assert terminal.process.wait(LIMIT) == 130
+    finally:
+        terminal.stop()
+    latest = json.loads((run / "latest.json").read_text())
+    path, state = newest_state(run)
+    assert path.name == latest["state"] and 40 < state["cur_nimg"] < 200, latest  # saved where it stopped
+    assert (run / latest["network"]).is_file() and kimgs(run)[-1] == latest["kimg"] == state["cur_nimg"] / 1000
 
 
 def test_a_stop_between_snapshots_leaves_the_later_ones_on_the_grid(base, whole, capsys):  # noqa: F811

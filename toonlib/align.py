@@ -281,13 +281,14 @@ def _get_backend(detector: str, device: str | None) -> Backend:
     from .devices import default_device
 
     check_detector(detector)
-    if device is not None:  # a device this machine lacks, or a typo, is refused whatever the detector
-        device = default_device(device)
-        if device.type == "cuda" and device.index is None:  # the GPU it means now: 03's set-up cell builds it on
-            import torch  # 'cuda' (`notebook.prepare_landmarks`), its panel asks on its model's 'cuda:0': one backend
+    # a device this machine lacks, or a typo, is refused whatever the detector; None is the device it means (a
+    # Toonifier passes 'cpu': 'auto' was decided twice, its fallback warning said twice; forty-third session's audit)
+    device = default_device(device)
+    if device.type == "cuda" and device.index is None:  # the GPU it means now: 03's set-up cell builds it on
+        import torch  # 'cuda' (`notebook.prepare_landmarks`), its panel asks on its model's 'cuda:0': one backend
 
-            device = torch.device("cuda", torch.cuda.current_device())
-        device = str(device)
+        device = torch.device("cuda", torch.cuda.current_device())
+    device = str(device)
     key = (detector, None if detector == "dlib" else device)
     if key not in _BACKENDS:
         if detector == "auto":

@@ -28,7 +28,9 @@ import math
 import numbers
 import os
 import re
+import shutil
 import socket
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -41,7 +43,7 @@ from PIL import Image
 from .align import AlignedFace, LandmarkBackendError, NoFaceError
 from .blending import check_setting
 from .checkpoints import CheckpointError
-from .files import atomic_write_path, visible_stem
+from .files import _held, _hold, atomic_write_path, visible_stem
 from .images import ImageReadError, quiet_large_images, read_image, too_many_pixels
 from .losses import PerceptualWeightsError, build_lpips
 from .messages import check_count, check_number, counted, install_line, warn
@@ -110,6 +112,9 @@ NO_WEBCAM = ("No webcam here: browsers allow one only over https or on the app's
 # Every hour, the visitors' files over an hour old are deleted (uploads by Gradio, the app's own by `_VisitorsFiles`):
 # within two hours, as the page says.
 DELETE_AFTER_S = 3600
+# The start of the name of each app's own folder in Gradio's upload folder (`_AppFolder`), tempfile's 8 random
+# characters after it.
+APP_FOLDER_PREFIX = "toonlib-app-"
 # A download's name is the photo's name and "-face12-aligned.png": the photo's part is cut to these many bytes (UTF-8),
 # since a file name has at most 255 (a longer photo name failed every toonify with bare "Error" badges).
 NAME_BYTES = 200
@@ -327,6 +332,115 @@ def _remove_if_empty(folder: str) -> None:
     stays (`os.rmdir` removes no file)."""
     with contextlib.suppress(OSError):
         os.rmdir(folder)
+
+
+class _AppFolder:
+    """The folder of the apps this process serves, in Gradio's upload folder ($GRADIO_TEMP_DIR, else <tmp>/gradio):
+    `APP_FOLDER_PREFIX` and random characters. Gradio puts their uploads there, they their results, and it is deleted
+    whole when the last of them stops. Two apps on one machine shared Gradio's folder, whose files are named by their
+    content: the same photo in both was the same files, and stopping one app deleted the photo and results the other
+    still showed (forty-third session's audit). The process holds a lock on it (`files._hold`: the kernel drops it
+    when the process dies), so a later app tells a dead app's folder from a live one's (`_remove_dead_apps_folders`).
+
+    Gradio reads its folder from $GRADIO_TEMP_DIR as it makes each component, also while it serves (each visitor's
+    copy of an output an event updates), and as it checks an event's files: the variable names this folder while
+    one of the apps runs (`take`), and is put back after the last (`release`). So two apps of one process share
+    it, and a Gradio page of another library made meanwhile in the process puts its files there too."""
+
+    _lock = threading.Lock()
+    _current: _AppFolder | None = None  # the process's, while an app runs
+
+    def __init__(self) -> None:
+        from gradio.utils import get_upload_folder
+
+        self.base = Path(get_upload_folder())  # as Gradio names it
+        try:
+            self.base.mkdir(parents=True, exist_ok=True)
+            self.path = Path(tempfile.mkdtemp(prefix=APP_FOLDER_PREFIX, dir=self.base)).absolute()
+        except OSError as exc:
+            raise OSError(f"cannot make the app's folder for its visitors' photos in {self.base} "
+                          f"({exc.strerror or exc}): set GRADIO_TEMP_DIR to a folder you can write") from None
+        self._held = _hold(self.path)  # None where there are no such locks (Windows)
+        self._before = os.environ.get("GRADIO_TEMP_DIR")
+        self._apps = 0
+
+    @classmethod
+    def take(cls) -> _AppFolder:
+        """The folder for an app that starts now: a new one (first deleting those of dead apps), or the one of the
+        apps the process serves already; $GRADIO_TEMP_DIR names it."""
+        with cls._lock:
+            if cls._current is None:
+                folder = cls()
+                _remove_dead_apps_folders(folder.base)
+                os.environ["GRADIO_TEMP_DIR"] = str(folder.path)
+                cls._current = folder
+            cls._current._apps += 1
+            return cls._current
+
+    @classmethod
+    def release_of(cls, page: Any) -> None:
+        """`release` the folder `page` took, once (at the end of its server's lifespan, or of `launch`)."""
+        with cls._lock:
+            folder, page.app_folder = getattr(page, "app_folder", None), None
+        if folder is not None:
+            folder.release()
+
+    def release(self) -> None:
+        """An app that took the folder has stopped: after the last one, delete it with everything in it and put
+        $GRADIO_TEMP_DIR back."""
+        with self._lock:
+            self._apps -= 1
+            if self._apps > 0:
+                return
+            if type(self)._current is self:
+                type(self)._current = None
+            if os.environ.get("GRADIO_TEMP_DIR") == str(self.path):
+                if self._before is None:
+                    os.environ.pop("GRADIO_TEMP_DIR", None)
+                else:
+                    os.environ["GRADIO_TEMP_DIR"] = self._before
+            shutil.rmtree(self.path, ignore_errors=True)
+            if self._held is not None:
+                os.close(self._held)
+                self._held = None
+
+
+def _remove_dead_apps_folders(base: Path) -> None:
+    """Delete the folders in `base` of apps that died without deleting them (kill -9, the machine's out-of-memory
+    killer; a closed terminal before the forty-third session): their visitors' photos and results stayed for good, as
+    no app deletes another's. Only folders named as `_AppFolder` names them, directly in `base` (no link), whose lock
+    no process holds and whose newest file is over `DELETE_AFTER_S` old, past what the page promises (a new app's
+    folder may be unlocked for a moment). Where locks cannot be told (no flock: Windows; another user's folder) none is
+    deleted."""
+    own_kind = re.compile(re.escape(APP_FOLDER_PREFIX) + r"[a-z0-9_]{8}")  # tempfile.mkdtemp's names
+    try:
+        with os.scandir(base) as found:
+            folders = [Path(item.path) for item in found
+                       if own_kind.fullmatch(item.name) and item.is_dir(follow_symlinks=False)]
+    except OSError:
+        return
+    now = time.time()
+    for folder in folders:
+        newest = _newest_change(folder)
+        if newest is not None and now - newest > DELETE_AFTER_S and _held(folder) is False:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _newest_change(folder: Path) -> float | None:
+    """The newest modification time of `folder` and of everything in it (links not followed); None where any of it
+    cannot be read."""
+    try:
+        newest = folder.lstat().st_mtime
+        for root, dirs, files in os.walk(folder, onerror=_raise):
+            for name in dirs + files:
+                newest = max(newest, os.lstat(os.path.join(root, name)).st_mtime)
+    except OSError:
+        return None
+    return newest
+
+
+def _raise(exc: OSError) -> None:
+    raise exc
 
 
 def _download_stem(name: str) -> str:
@@ -1043,12 +1157,37 @@ def launch(app: ToonApp, host: str = "127.0.0.1", port: int | None = None, share
            block: bool = True) -> Any:
     """Serve `app` on host:port (1-65535; None: Gradio's first free port from 7860); `share` also opens a public link
     through Gradio's tunnel (needs internet). The detector and the perceptual metric are built first
-    (`ToonApp.warm_up`). With `block=False` it returns the running `gradio.Blocks` (stop it with `.close()`)."""
+    (`ToonApp.warm_up`). With `block=False` it returns the running `gradio.Blocks` (stop it with `.close()`). Its
+    visitors' uploads and results go to a folder of its own (`_AppFolder`), deleted when it stops."""
     require_gradio()  # before the warm-up's downloads (LPIPS' VGG16, 553 MB): said after them (forty-second session)
     check_port(host, port)
     app.warm_up()
     _reach_this_machine_without_proxy(host)
-    page = app.build()
+    page = _launched(app, host, port, share)
+    if not block:
+        return page
+    # without internet Gradio says why above and leaves share_url None: it printed "... and None"
+    public = (f" and {page.share_url}" if page.share_url else " only: --share made no public link (it needs internet; "
+              "Gradio's lines above say why)") if share else ""
+    try:  # the page's files are deleted even where this line cannot be written (a closed terminal)
+        print(f"serving the app on {page.local_url}{_for_the_network(host, port or page.server_port)}{public} "
+              "(Ctrl-C stops it)", flush=True)
+        _wait_for_ctrl_c()  # Gradio's own wait ended quietly on Ctrl-C: the caller learns of it (exit status 130)
+    finally:
+        page.close(verbose=False)
+        _delete_visitors_files(page)
+    return page
+
+
+def _launched(app: ToonApp, host: str, port: int | None, share: bool) -> Any:
+    """`app`'s page built and its server started (`launch`'s), its visitors' files in the process's app folder."""
+    folder = _AppFolder.take()  # the visitors' files of this process's apps alone
+    try:
+        page = app.build()
+    except BaseException:
+        folder.release()
+        raise
+    page.app_folder = folder
     page.queue(default_concurrency_limit=1, max_size=64)
     # No run history (Gradio's "Runs" page, in recent Gradio 6 releases): a loaded run showed a photo whose faces and
     # swap choices did nothing (its session is not in a run), it kept the visitors' photos listed in the browser for the
@@ -1063,21 +1202,10 @@ def launch(app: ToonApp, host: str = "127.0.0.1", port: int | None = None, share
         # on the port was told "another program uses that port" (forty-second session's audit)
         failure = _page_failure(page) if isinstance(exc, ValueError) else None
         page.close(verbose=False)
+        _delete_visitors_files(page)
         if failure is not None:  # Gradio's advice, proxies and share=True, pointed the wrong way
             raise RuntimeError(failure) from exc
         raise
-    if not block:
-        return page
-    # without internet Gradio says why above and leaves share_url None: it printed "... and None"
-    public = (f" and {page.share_url}" if page.share_url else " only: --share made no public link (it needs internet; "
-              "Gradio's lines above say why)") if share else ""
-    print(f"serving the app on {page.local_url}{_for_the_network(host, port or page.server_port)}{public} "
-          "(Ctrl-C stops it)", flush=True)
-    try:
-        _wait_for_ctrl_c()  # Gradio's own wait ended quietly on Ctrl-C: the caller learns of it (exit status 130)
-    finally:
-        page.close(verbose=False)
-        _delete_visitors_files(page)
     return page
 
 
@@ -1104,9 +1232,9 @@ def _page_failure(page: Any) -> str | None:
 
 def _deleting(page: Any) -> Callable:
     """The server's lifespan (FastAPI's, which Gradio's own deletion of its files wraps): while the server runs, every
-    `DELETE_AFTER_S` the app's files (`page.visitors_files`) over that age are deleted, and every visitor's file
-    (`_delete_visitors_files`) once it stops."""
-    files = page.visitors_files
+    `DELETE_AFTER_S` the app's files (`page.visitors_files`) over that age are deleted, and the folders of apps that
+    died meanwhile (`_remove_dead_apps_folders`), and every visitor's file (`_delete_visitors_files`) once it stops."""
+    files, folder = page.visitors_files, getattr(page, "app_folder", None)
 
     @contextlib.asynccontextmanager
     async def lifespan(server: Any) -> Any:
@@ -1114,6 +1242,8 @@ def _deleting(page: Any) -> Callable:
             while True:
                 await asyncio.sleep(DELETE_AFTER_S)
                 await asyncio.to_thread(files.delete, DELETE_AFTER_S)
+                if folder is not None:
+                    await asyncio.to_thread(_remove_dead_apps_folders, folder.base)
 
         task = asyncio.ensure_future(on_schedule())
         try:
@@ -1128,20 +1258,16 @@ def _delete_visitors_files(page) -> None:
     """Delete the photos and results of every visitor now, as the page promises ("deleted within two hours"):
     Gradio's own deletion at close runs only once its server has stopped, which it waits 5 s for, and a visitor's run
     under way holds it open, so a Ctrl-C during a run left the photo on disk for good (thirty-eighth session's
-    audit). The app's own files (`_VisitorsFiles`) first; Gradio's function for its uploads is internal: where a
-    later Gradio lacks it, its own deletion stands. The folders Gradio made for its files (one per upload, named by
-    its content) are removed when left empty (`_remove_if_empty`; the app's own as it deletes its files)."""
+    audit). The app's own files (`_VisitorsFiles`) first, then those in Gradio's sets (its function for them is
+    internal: where a later Gradio lacks it, its own deletion stands), then the app's own folder (`_AppFolder`), with
+    the folders Gradio made in it (one per upload, named by its content: empty, they piled up across runs;
+    forty-second session's audit)."""
     page.visitors_files.delete()
-    try:
+    with contextlib.suppress(ImportError):
         from gradio.route_utils import delete_files_created_by_app
-    except ImportError:
-        return
-    folders = {os.path.dirname(path) for files in page.temp_file_sets for path in list(files)}
-    delete_files_created_by_app(page, age=None)
-    cache = os.path.abspath(page.GRADIO_CACHE)
-    for folder in folders:
-        if os.path.dirname(os.path.abspath(folder)) == cache:  # a content-named folder of this app's cache, never
-            _remove_if_empty(folder)                           # the cache itself or a folder outside it
+
+        delete_files_created_by_app(page, age=None)
+    _AppFolder.release_of(page)
 
 
 def _for_the_network(host: str, port: int) -> str:

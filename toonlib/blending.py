@@ -49,7 +49,7 @@ from dataclasses import dataclass
 import torch
 
 from . import models
-from .checkpoints import GeneratorLike, Networks, load_generator, load_network, split_network
+from .checkpoints import GeneratorLike, Networks, check_model, load_generator, load_network, split_network
 from .messages import ToonlibWarning, warn
 from .networks import Generator, GeneratorConfig
 
@@ -344,7 +344,8 @@ def blend(low: GeneratorLike, high: GeneratorLike, swap_res: int, level: int = 0
     (`toon_generator`); a registry toon model as `high` is refused (the two swapped: `check_base`). The new
     generator is in eval mode without gradients, as `load_network` gives networks, whatever the inputs' modes.
     """
-    check_setting(swap_res, level, blend_width)
+    check_setting(swap_res, level, blend_width)  # first: blend(toon, 8, base) is told the order
+    check_models(low, high)
     check_swap_res(swap_res, low)  # a registry name's resolution, before its download
     check_base(high)
     low = toon_generator(low)
@@ -357,6 +358,13 @@ def blend(low: GeneratorLike, high: GeneratorLike, swap_res: int, level: int = 0
     return blended
 
 
+def check_models(low: object, high: object) -> None:
+    """TypeError naming `low` or `high` for a model argument of no model kind (None: "load_network reads a
+    checkpoint", forty-third session's audit)."""
+    check_model(low, "low")
+    check_model(high, "high")
+
+
 def blend_per_layer(low: GeneratorLike, high: GeneratorLike, weights: Sequence[float]) -> Generator:
     """A new generator blended with one weight per ws index (`G.num_ws` numbers; 0 = low, 1 = high).
 
@@ -366,6 +374,7 @@ def blend_per_layer(low: GeneratorLike, high: GeneratorLike, weights: Sequence[f
     exception: all ones gives every synthesis parameter of `high`. The mapping network, `w_avg` and the
     noise buffers still come from `low`. Values outside [0, 1] extrapolate.
     """
+    check_models(low, high)
     weights = _per_ws_weights(weights)  # before the models are read (or downloaded)
     check_base(high)
     return Blender(toon_generator(low), high).set_per_ws(weights)

@@ -91,7 +91,10 @@ EXAMPLES = {
 }
 
 NETWORKS = ("G_ema", "G")  # what --toon-network and --base-network pick in a checkpoint
-MAX_SEED = 2**32 - 1  # --seed, as blend --seeds (NumPy's seeds, networks.parse_seeds); torch overflowed past 2**64
+#: project's and toonify's --seed: the seeds their projection takes in Python (`projection.SEED_RANGE`, torch's; not
+#: imported, which would import torch to build the parser; a test ties the two): 0 to 2**32 - 1 here left a latent
+#: made with seed=2**40 or seed=-5 not to be made again here (forty-third session's audit)
+SEED_RANGE = (-2**63, 2**64 - 1)
 
 
 def _examples(command: str) -> str:
@@ -129,6 +132,15 @@ def _swap_res(text: str) -> int:
         check_setting(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc).replace("swap_res ", "")) from None
+    return value
+
+
+def _seed(text: str) -> int:
+    """An argparse `type` for --seed: a whole number in `SEED_RANGE`, said as Python's seed= says it."""
+    value = _number(low=-math.inf)(text)
+    if not SEED_RANGE[0] <= value <= SEED_RANGE[1]:
+        raise argparse.ArgumentTypeError(f"must be a whole number from -2**63 to 2**64 - 1 (what torch's random "
+                                         f"generator takes), got {text}")
     return value
 
 
@@ -234,8 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--space", default="w+", choices=["w+", "w"], type=_as_written(["w+", "w"]),
                    help="w+: one w per layer (Toonify's choice, default); w: one w for all layers")
     p.add_argument("--steps", type=_number(), default=None, help="optimisation steps (default 500 for w+, 1000 for w)")
-    p.add_argument("--seed", type=_number(low=0, high=MAX_SEED), default=0,
-                   help="random seed of the noise maps and latent noise (default 0)")
+    p.add_argument("--seed", type=_seed, default=0,
+                   help="random seed of the noise maps and latent noise (default 0; -2**63 to 2**64 - 1, as "
+                        "Python's seed=)")
     p.add_argument("-o", "--output", required=True, help="latent file (.npz, key 'w' like NVIDIA's projected_w; "
                                                          "`toonlib toonify LATENT.npz -o toon.png` draws its toon)")
     p.add_argument("--image-out", help="also save the reconstruction (PNG)")
@@ -279,8 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="w+: one w per layer (Toonify's choice, default); w: one w for all layers")
     p.add_argument("--steps", type=_number(), default=None,
                    help="projection steps (default 500 in w+, 1000 in w; 100 with --invert e4e+optimize)")
-    p.add_argument("--seed", type=_number(low=0, high=MAX_SEED), default=None,
-                   help="random seed of the projection (default 0)")
+    p.add_argument("--seed", type=_seed, default=None,
+                   help="random seed of the projection (default 0; -2**63 to 2**64 - 1, as Python's seed=)")
     p.add_argument("--batch-size", type=_number(), default=None, help="photos projected together (default: 4)")
     p.add_argument("--paste-back", action="store_true", help="also write the toon face pasted into the photo "
                                                              "(with --all-faces, every face's toon in one photo)")
@@ -508,7 +521,13 @@ def _refuse_unknown_options(parser: argparse.ArgumentParser, name: str, args: Se
              if arg in unknown or (not arg.startswith("-") and i and args[i - 1] in unknown and "=" not in args[i - 1])]
     if not unknown:
         return
-    hints = _did_you_mean(unknown, names)
+    # `--face 1` was "did you mean --space?", `--face-index 1` nothing (forty-third session's audit): which faces these
+    # commands take, and where one other face is chosen
+    faces = [arg for arg in unknown if name in ("toonify", "align") and arg.casefold().startswith("--face")]
+    hints = _did_you_mean([arg for arg in unknown if arg not in faces], names) + "".join(
+        f"\n  {arg.split('=')[0]}: toonlib {name} takes the largest face of a photo, or with --all-faces each face "
+        f"(-face1, -face2, ...); one other face alone: the Python API's face_index= or the web app (toonlib app)"
+        for arg in faces)
     for arg in unknown:
         if os.path.exists(arg):  # a photo named `-me.jpg`: "unrecognized arguments" alone (audit)
             hints += (f"\n  {arg} is a {'folder' if os.path.isdir(arg) else 'file'} here: a name that starts with '-' "

@@ -425,18 +425,25 @@ def _other_files(names: list[str], sized: dict[str, int], folder: Path) -> tuple
     """`toonlib models`' list of `names` (files of `folder`, partial downloads by their `.part` names) with their
     sizes, and what they are when all are partial downloads. One that another process is downloading now, or of a
     server recorded as sending whole files only, is said so (`download.partial_download_state`): both were "resumed
-    by the next fetch" (forty-second session's audit)."""
-    from .download import partial_download_state
+    by the next fetch" (forty-second session's audit). A download in progress names the process that downloads it
+    (`download.partial_downloader`), and where all are in progress, the line's end alone says so: it was said twice,
+    "(262 kB, being downloaded now) (downloads in progress)" (forty-third session's audit)."""
+    from .download import partial_download_state, partial_downloader
 
     said = {"downloading": ", being downloaded now",
             "starts over": ", of no use: its server sends whole files only, the next fetch starts over"}
-    notes = {name: said[state] for name in names if name.endswith(".part")
-             and (state := partial_download_state(folder / name)) in said}
+    states = {name: state for name in names if name.endswith(".part")
+              and (state := partial_download_state(folder / name)) in said}
+    by = {name: partial_downloader(folder / name) for name, state in states.items() if state == "downloading"}
+    in_progress = len(by) == len(names)
+    notes = {name: said[state] + (f" by {by[name]}" if by.get(name) else "") for name, state in states.items()}
+    if in_progress:  # "(downloads in progress)" at the line's end: each file's size so far, and who downloads it
+        notes = {name: " so far" + (f", by {who}" if who else "") for name, who in by.items()}
     extra = ", ".join(f"{name} ({_file_size(sized[name])}{notes.get(name, '')})" for name in names)
     if not notes:
         what = "partial downloads, resumed by the next fetch"
-    elif all(note == said["downloading"] for note in notes.values()) and len(notes) == len(names):
-        what = "downloads in progress"
+    elif in_progress:
+        what = "a download in progress" if len(names) == 1 else "downloads in progress"
     elif len(notes) < len(names):
         what = "partial downloads; the others are resumed by the next fetch"
     else:
@@ -610,14 +617,22 @@ def cmd_project(args: argparse.Namespace) -> int:
 
 TOONIFY_KINDS = ("toon", "aligned", "reconstruction", "pasted")  # the images toonify writes per face (result fields)
 #: The end of the stem of an image toonify wrote: `<name>-toon`, `-aligned`, ... (`<name>-face2-toon` in a folder), and
-#: beside a one-photo `-o me-toon.png` with --all-faces, `me-toon-face2` (`_toonify_outputs`).
+#: beside a one-photo `-o me-toon.png` with --all-faces, `me-toon-face2` (`_toonify_outputs`; `-o toons.png`'s
+#: `toons-face2`: `_NUMBERED_STEM`).
 _OUTPUT_STEM = re.compile(rf"-(?:{'|'.join(TOONIFY_KINDS)})(?:-face[0-9]+)?$")
 
 
+#: The stem of a face's toon beside a one-photo `-o toons.png --all-faces`: `toons-face2`, which names no kind.
+_NUMBERED_STEM = re.compile(r"-face[0-9]+$")
+
+
 def _is_toonify_output(image: Path) -> bool:
-    """Whether `image` is named as an image toonify writes (`_OUTPUT_STEM`): a folder's run takes it for no photo,
-    nor a folder of such images for one that holds photos."""
-    return _OUTPUT_STEM.search(image.stem) is not None
+    """Whether `image` is named as an image toonify writes (`_OUTPUT_STEM`), or is a face's toon of a one-photo
+    `-o NAME.png --all-faces` (`NAME-face2.png`, the latent `NAME-face2-latent.npz` beside it: a folder run took those
+    toons for photos; forty-third session's audit): a folder's run takes it for no photo, nor a folder of such images
+    for one that holds photos."""
+    return _OUTPUT_STEM.search(image.stem) is not None or (
+        _NUMBERED_STEM.search(image.stem) is not None and image.with_name(f"{image.stem}-latent.npz").is_file())
 
 
 def _toonify_outputs(output: Path, photos: list[Path], several: str | None, folder: bool = False
@@ -663,10 +678,13 @@ def _toonify_outputs(output: Path, photos: list[Path], several: str | None, fold
     for photo, name in named.items():
         by_name.setdefault(name.casefold(), []).append(photo)
     if clash := next((paths for paths in by_name.values() if len(paths) > 1), None):
+        # the case remark where it is the cause (me.jpg and me.JPG), not of a/x.jpg and b/x.jpg (audit)
+        case = len({photo.name for photo in clash}) > 1 and len({photo.name.casefold() for photo in clash}) == 1
         raise ValueError(f"{len(clash)} photos would get the same file names in -o, {named[clash[0]]}-*.png "
-                         f"({', '.join(map(str, clash))}; names that differ in case alone are one file on macOS and "
-                         "Windows): rename one, or toonify them into separate folders (one -o folder each: with one "
-                         "-o, the second one's files would replace the first one's)")
+                         f"({', '.join(map(str, clash))}"
+                         f"{'; names that differ in case alone are one file on macOS and Windows' if case else ''}): "
+                         "rename one, or toonify them into separate folders (one -o folder each: with one -o, the "
+                         "second one's files would replace the first one's)")
 
     def folder_path(photo: Path, face: int | None, kind: str) -> Path:
         return output / f"{_face_stem(named[photo], face)}-{kind}{'.npz' if kind == 'latent' else '.png'}"
@@ -832,8 +850,11 @@ def cmd_toonify(args: argparse.Namespace) -> int:
         print(f"no photo was toonified: all {len(photos)} failed (above)")
         return 2
     _check_toonify_options(args)
+    # the latent too: `-latent.npz` written through a link to the photo replaced it with a zip (forty-third session's
+    # audit)
     refuse_to_overwrite_input(photos, [output_path(photo, face, kind) for photo in photos
-                                  for face, kind in [(first, kind) for kind in per_face] + whole_photo])
+                                       for face, kind in [(first, kind) for kind in (*per_face, "latent")]
+                                       + whole_photo])
     require_detector(args.detector)  # no dlib: said before the models download (forty-second session's audit)
     _fetch_toonify_models(args, args.invert)
     toonifier = Toonifier(args.base, args.toon, swap_res=args.swap_res, level=args.level,
@@ -942,11 +963,14 @@ def _write_toons(args: argparse.Namespace, photos: list[Path], photo: Path, face
 
         def writing(target: Path) -> Path:
             """Where `target` is written: its temporary file, in a temporary folder beside it (keeping its name, whose
-            suffix says the format)."""
-            if target.is_file():
-                replaced.append(target)
+            suffix says the format). A numbered face's name is unknown before the faces were found: checked here."""
+            refuse_to_overwrite_input(photos, [target])
             written.append(target)
-            return staged.enter_context(atomic_write_path(target, in_folder=True))
+            path = staged.enter_context(atomic_write_path(target, in_folder=True))
+            # whether it replaces a file, asked just before its rename (callbacks run last in, first out): asked when
+            # staged, a concurrent run's files written meanwhile were not counted (forty-third session's audit)
+            staged.callback(lambda: replaced.append(target) if target.is_file() else None)
+            return path
 
         for i, result in enumerate(faces):
             face = i if args.all_faces else None
@@ -954,10 +978,11 @@ def _write_toons(args: argparse.Namespace, photos: list[Path], photo: Path, face
                 image, target = getattr(result, kind), output_path(photo, face, kind)
                 if image is None:
                     continue
-                # a numbered face's name, unknown before the faces were found
-                refuse_to_overwrite_input(photos, [target])
                 save_image(image, writing(target))
-            save_latent(result.w, writing(output_path(photo, face, "latent")))  # LATENT re-blends it
+            with warnings.catch_warnings():  # the target is named .npz: a warning of another suffix named the
+                # temporary file where `-latent.npz` links to another file (forty-third session's audit)
+                warnings.filterwarnings("ignore", "wrote latents, an .npz file, to ")
+                save_latent(result.w, writing(output_path(photo, face, "latent")))  # LATENT re-blends it
             if not args.no_identity:
                 reports.append(f"{output_path(photo, face, 'toon').name}: {_identity(result)}")
         if args.all_faces and args.paste_back and faces:
@@ -1006,6 +1031,8 @@ def _toonify_latent(args: argparse.Namespace, latent: str) -> int:
         targets = [output / (f"{stem}-toon.png" if len(ws) == 1 else f"{stem}-{i + 1}-toon.png")
                    for i in range(len(ws))]
     check_file_target(targets[0])
+    # a toon written through a link to the latent replaced it (forty-third session's audit)
+    refuse_to_overwrite_input(latent, targets, what="the input latent")
     # without a re-blend the toon file's published blend (or a blend file) draws it: --base was ignored (the toon
     # named after it all the same), and the default base downloaded and loaded unused (thirty-fourth session's audit)
     _only_with(args.base, "--base", args.swap_res, "--swap-res", "a latent's toon reads the base only to re-blend the "

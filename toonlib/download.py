@@ -21,8 +21,9 @@ A Google Drive file's partial download is gdown's, in the folder `<file>.part.gd
 one partial download at a time: another source's stays until a source starts sending the file (a mirror that fails
 at once takes nothing from the next run's resume).
 One lock per file (`toonlib.files.file_lock`) makes concurrent processes (torchrun ranks, notebooks)
-take turns: the second waits, then uses the file the first one finished. `remove(name_or_url)` (`toonlib remove`)
-deletes a file and its partial download, under the same lock.
+take turns: the second waits, saying so and naming the process it waits for (`files.lock_holder`), then uses the
+file the first one finished. `remove(name_or_url)` (`toonlib remove`) deletes a file and its partial download, under
+the same lock.
 """
 from __future__ import annotations
 
@@ -53,11 +54,13 @@ from . import models
 from .files import (
     DISK_FULL,
     DRIVE_HOSTS,
+    LockHolder,
     dangling_link,
     default_file_mode,
     file_lock,
     is_url,
     lock_file_for,
+    lock_holder,
     looks_like_html,
     looks_like_pickle,
     replace_file,
@@ -226,7 +229,8 @@ def cache_state(name_or_url: str, *, cache_dir: str | os.PathLike | None = None)
 
 
 def fetch(name_or_url: str, *, cache_dir: str | os.PathLike | None = None, progress: bool = True,
-          validate: bool = True, local_option: str | None = None, cache_option: str | None = "cache_dir=") -> Path:
+          validate: bool = True, local_option: str | None = None, cache_option: str | None = "cache_dir=",
+          on_wait: Callable[[str], None] | None = None) -> Path:
     """Path of a registry file (`toonlib.models.MODELS`) or http(s) URL, downloaded first if it is missing.
 
     Sources are tried in order until one yields a file that passes the checks; `validate` also reads it
@@ -242,9 +246,17 @@ def fetch(name_or_url: str, *, cache_dir: str | os.PathLike | None = None, progr
     caller has: `cache_option`, the option that sets it in the caller's words (`toonlib fetch`'s '--cache-dir'; a
     Python call's `cache_dir=`), None for toonlib's own loaders (`load_network`, the commands' --toon and --base), which
     take no cache folder: only TOONLIB_CACHE is said.
+
+    While another process downloads the file, this one waits for it, and says so on a line of its own, with
+    `progress` or without (it is a line, not a bar: `progress=False` waited without a word; forty-third session's
+    audit), naming that process ("process 123", `files.lock_holder`); `on_wait(who)` is then called with those words
+    (a caller's own record of the wait: `finetune --no-progress` says that it waited for the base model). Once that
+    download has ended, its file is used, or, where it ended without the file (killed), this process downloads it.
     """
     check_flag("progress", progress)  # "no" showed the bar
     check_flag("validate", validate)  # "no" validated, None skipped the checks (fortieth session's audit)
+    if on_wait is not None and not callable(on_wait):
+        raise TypeError(f"on_wait is a function, called as on_wait(who), or None, got {type(on_wait).__name__}")
     plan = _plan(fetch_source(name_or_url), cache_dir)
     final = plan.path
     if _usable(plan):
@@ -265,7 +277,7 @@ def fetch(name_or_url: str, *, cache_dir: str | os.PathLike | None = None, progr
     with contextlib.ExitStack() as stack:
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
-            stack.enter_context(file_lock(final, on_wait=_waiting_message(final, progress)))
+            stack.enter_context(file_lock(final, on_wait=_waiting_message(final, on_wait)))
             _remove_old_gdown_folders(part)
             if _usable(plan):  # another process finished it while this one waited
                 return final
@@ -304,6 +316,14 @@ def fetch(name_or_url: str, *, cache_dir: str | os.PathLike | None = None, progr
             raise
         except _NotEnoughSpace as exc:
             kept = f"; the partial download {part.name} is kept and resumed" if part.is_file() else ""
+            if kept and _read_marker(part).get("resumes") is False:
+                # of no use, and its space is wanted: deleted, as after a failed download (it was said "kept and
+                # resumed"; forty-third session)
+                with contextlib.suppress(OSError):
+                    _discard(part)
+                kept = (f"; the partial download {part.name} is of no use ({_WHOLE_FILES_ONLY})" if part.is_file()
+                        else f"; its partial download was deleted to free its space ({_WHOLE_FILES_ONLY}: the next "
+                        "download starts over)")
             raise OSError(f"cannot download {plan.what!r} into {final.parent}: {exc}. Free some space, or "
                           f"{elsewhere}{kept}") from None
         except OSError as exc:
@@ -332,8 +352,8 @@ def remove(name_or_url: str, *, cache_dir: str | os.PathLike | None = None) -> R
     named); says what was there (`Removal`: nothing, 0 bytes, when none was). The next `fetch` (or a command that
     needs the file) downloads it again.
 
-    Refused with an OSError naming the lock while another process downloads the file (it holds the lock); a process
-    that already reads the file keeps reading it (POSIX). `cache_dir` as `fetch`'s."""
+    Refused with an OSError naming the process that downloads the file now and its lock (`files.lock_holder`); a
+    process that already reads the file keeps reading it (POSIX). `cache_dir` as `fetch`'s."""
     plan, partial_only = _removal_plan(name_or_url, cache_dir)
     final = plan.path
     part = _partial_download(final)
@@ -349,7 +369,7 @@ def remove(name_or_url: str, *, cache_dir: str | os.PathLike | None = None) -> R
                 final.unlink(missing_ok=True)
             _discard(part)
     except BlockingIOError:
-        raise OSError(f"{plan.what!r} is being downloaded by another process (it holds {lock_file_for(final)}): "
+        raise OSError(f"{plan.what!r} is being downloaded by {_downloader(final)} (it holds {lock_file_for(final)}): "
                       "remove it once that download has ended") from None
     except OSError as exc:
         reason = exc.strerror or exc
@@ -375,9 +395,28 @@ def partial_download_state(part: Path) -> str:
     only, else 'resumes' (by the next fetch)."""
     from .files import _held
 
-    if _held(lock_file_for(part.with_name(part.name.removesuffix(_PARTIAL)))):
+    if _held(lock_file_for(_downloaded_file(part))):
         return "downloading"
     return "starts over" if _read_marker(part).get("resumes") is False else "resumes"
+
+
+def partial_downloader(part: Path) -> LockHolder | None:
+    """The process that downloads the partial download `part` now, where `partial_download_state` says 'downloading'
+    (`files.lock_holder`: its str says it, 'process 123'); None where it is not known."""
+    return lock_holder(_downloaded_file(part))
+
+
+def _downloader(final: Path) -> str:
+    """Who holds the download lock of `final` now, in words (`files.lock_holder`): 'process 123' (a stopped job in
+    another terminal, a notebook paused in a debugger: now the user can find it; forty-third session's audit), or
+    'another process' where it is not known (an older toonlib's download records none)."""
+    holder = lock_holder(final)
+    return "another process" if holder is None else str(holder)
+
+
+def _downloaded_file(part: Path) -> Path:
+    """The file whose partial download is `part` (its `.part` file)."""
+    return part.with_name(part.name.removesuffix(_PARTIAL))
 
 
 def _partial_download(path: Path) -> Path:
@@ -596,11 +635,15 @@ def _damage(path: Path, pickles: bool = True) -> str | None:
     return None
 
 
-def _waiting_message(final: Path, progress: bool) -> Callable[[Path], None]:
+def _waiting_message(final: Path, on_wait: Callable[[str], None] | None) -> Callable[[Path], None]:
+    """`file_lock`'s `on_wait` for the download of `final`: the line that says the wait, naming who holds the download
+    (`_downloader`), then `fetch`'s `on_wait(who)`."""
     def say(lock_file: Path) -> None:
-        if progress:
-            print(f"toonlib: waiting for another process to finish downloading {final.name} "
-                  f"(lock {lock_file})", file=sys.stderr, flush=True)
+        who = _downloader(final)
+        write_line(f"toonlib: waiting for {who} to finish downloading {final.name} (lock {lock_file})",
+                   file=sys.stderr)
+        if on_wait is not None:
+            on_wait(who)
     return say
 
 

@@ -7,28 +7,32 @@
 - `file_lock(path)`: an exclusive lock between processes for one file (two torchrun ranks or two
   notebooks fetching the same model; a fine-tuning run locks `run` inside its folder). It is an OS lock
   (`flock` through the `filelock` package): the kernel releases it when its holder dies, so a crashed process
-  never leaves a lock that blocks others. `wait=False` refuses at once (BlockingIOError) instead of waiting.
+  never leaves a lock that blocks others. `wait=False` refuses at once (BlockingIOError) instead of waiting. Its
+  holder records its process id and host beside it while it holds it, which `lock_holder(path)` reads for the
+  messages of those who wait or are refused.
 """
 from __future__ import annotations
 
 import array
 import contextlib
 import errno
+import json
 import os
 import re
 import secrets
 import shutil
+import socket
 import stat
 import struct
 import time
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, NamedTuple, Optional
 
 from .messages import warn
 
-__all__ = ["DISK_FULL", "atomic_write_path", "backslash_hint", "default_file_mode", "file_lock", "lock_file_for",
-           "looks_like_html", "looks_like_pickle", "replace_file", "safetensors_header_length", "user_path",
-           "visible_stem"]
+__all__ = ["DISK_FULL", "LockHolder", "atomic_write_path", "backslash_hint", "default_file_mode", "file_lock",
+           "lock_file_for", "lock_holder", "looks_like_html", "looks_like_pickle", "replace_file",
+           "safetensors_header_length", "user_path", "visible_stem"]
 
 LOCK_FOLDER = ".locks"  # lock files live here, beside the files they guard (like huggingface_hub's cache)
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # the errors of a full disk (or a used-up quota)
@@ -209,13 +213,14 @@ def replacing_note(count: int, of: int = 1) -> str:
     return f" ({count} of the {of} files replaced files that were there)"
 
 
-def refuse_to_overwrite_input(inputs: str | os.PathLike | list[Path], targets: list[Path], option: str = "-o") -> None:
-    """Refuse (ValueError) to write any of `targets` over one of the input photos; `option` names the setting that
-    chose the target, in the error."""
+def refuse_to_overwrite_input(inputs: str | os.PathLike | list[Path], targets: list[Path], option: str = "-o",
+                              what: str = "an input photo") -> None:
+    """Refuse (ValueError) to write any of `targets` over one of the input photos (or the input `what` names, such as
+    "the input latent"), a link to one too; `option` names the setting that chose the target, in the error."""
     inputs = {user_path(p).resolve() for p in ([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)}
     clash = next((target for target in targets if user_path(target).resolve() in inputs), None)
     if clash is not None:
-        raise ValueError(f"refusing to overwrite {clash}: it is an input photo; choose another {option}")
+        raise ValueError(f"refusing to overwrite {clash}: it is {what}; choose another {option}")
 
 
 def check_file_target(path: str | os.PathLike) -> None:
@@ -400,6 +405,11 @@ def file_lock(path: str | os.PathLike, on_wait: Optional[Callable[[Path], None]]
     stays: a process waiting for the lock holds that file open, and were it deleted, a third process would lock a new
     file of the same name while the waiter went on with the old one: two holders at once (older filelock releases, which
     toonlib supports, do not check for that).
+
+    While it holds the lock, this process records its id and host beside the lock file (`holder_file_for`), for the
+    messages of those who wait or are refused (`lock_holder`); it removes the record before it releases the lock.
+    The record is only for messages: where it cannot be written (another user's record in a shared cache), the lock
+    is held all the same.
     """
     from filelock import FileLock, Timeout
 
@@ -425,9 +435,14 @@ def file_lock(path: str | os.PathLike, on_wait: Optional[Callable[[Path], None]]
         warn(f"cannot lock files in {path.parent} (the filesystem has no locks); continuing unlocked")
         yield lock_file
         return
+    record = holder_file_for(path)
+    recorded = _record_holder(record)
     try:
         yield lock_file
     finally:
+        if recorded:  # while still locked: the next holder's record stays
+            with contextlib.suppress(OSError):
+                record.unlink(missing_ok=True)
         lock.release()
 
 
@@ -455,6 +470,82 @@ def lock_file_for(path: str | os.PathLike) -> Path:
     """The file `file_lock(path)` locks: `<folder>/.locks/<name>.lock`, beside `path`."""
     path = Path(path)
     return path.parent / LOCK_FOLDER / f"{path.name}.lock"
+
+
+def holder_file_for(path: str | os.PathLike) -> Path:
+    """The record of who holds `file_lock(path)`: `<folder>/.locks/<name>.holder`, beside its lock file (a lock file
+    itself is emptied by older filelock releases each time a process tries to take it: no place for it)."""
+    return lock_file_for(path).with_suffix(".holder")
+
+
+class LockHolder(NamedTuple):
+    """The process that holds a `file_lock`, as it recorded itself: its id and its machine's name."""
+
+    pid: int
+    host: str
+
+    @property
+    def this_process(self) -> bool:
+        return self.pid == os.getpid() and self.host == socket.gethostname()
+
+    def __str__(self) -> str:
+        """'process 123'; 'process 123 on HOST' where it runs on another machine (a folder shared over NFS); 'this
+        process'."""
+        if self.host != socket.gethostname():
+            return f"process {self.pid} on {self.host}"
+        return "this process" if self.pid == os.getpid() else f"process {self.pid}"
+
+
+def lock_holder(path: str | os.PathLike) -> LockHolder | None:
+    """Who holds `file_lock(path)` now, as it recorded itself; None where that is not known: no record (a holder that
+    has not written it yet, an older toonlib's, which wrote none; a filesystem without locks) or the record of a
+    process of this machine that has ended (killed before it removed its record, which the next holder could not
+    replace: another user's in a shared cache). Ask it while the lock is held: a free lock's last holder may have
+    left its record (kill -9)."""
+    record = holder_file_for(path)
+    try:
+        if not record.is_file():  # not a fifo that would block the read, nor a folder
+            return None
+        holder = json.loads(record.read_text()[:4096])
+        pid, host = int(holder["pid"]), str(holder["host"])
+    except (OSError, ValueError, KeyError, TypeError):  # unreadable, half written, or not toonlib's
+        return None
+    if pid <= 0 or host == socket.gethostname() and pid != os.getpid() and not _alive(pid):
+        return None
+    return LockHolder(pid, host)
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` of this machine is running (a stopped one is: Ctrl-Z); True where that cannot be asked
+    (os.kill(pid, 0) ends the process on Windows)."""
+    if os.name != "posix":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process (EPERM): it runs
+        return True
+    return True
+
+
+def _record_holder(record: Path) -> bool:
+    """Write this process's id and host into `record` (`holder_file_for`); whether it was written. It is written
+    beside it and renamed over it, which replaces a link planted there rather than writing through it (a cache may be
+    shared); a failure is no error (the record is for messages only): where another user's record is there in a
+    shared, sticky cache, it stays, and `lock_holder` sees that its process has ended."""
+    tmp = None
+    try:
+        _remove_stale_temps(record)  # a process killed between the two steps below left its temporary file
+        tmp = _create_temp(record)
+        tmp.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}) + "\n")
+        os.replace(tmp, record)
+        return True
+    except OSError:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+        return False
 
 
 #: The largest header the safetensors format allows, in bytes.

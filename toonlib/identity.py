@@ -23,7 +23,9 @@ import numpy as np
 from PIL import Image
 
 from .align import SmallFaceWarning, align_face, photo_to_crop
+from .checkpoints import CheckpointError
 from .images import ImageInput
+from .messages import warn
 from .pipeline import Toonifier, ToonifyResult  # at run time: `typing.get_type_hints` of the functions below needs them
 
 __all__ = ["SAME_PERSON", "IdentityModelError", "IdentityReport", "face_embedding", "identity_distance",
@@ -143,27 +145,45 @@ def _check_result(result: object, caller: str) -> None:
 
 def identity_sweep(toonifier: Toonifier, result: ToonifyResult,
                    swap_resolutions: Sequence[int | None] | None = None) -> dict[int | None, float]:
-    """The toon's identity distance when `result.w` is rendered at each swap resolution (None: the published blend).
+    """The toon's identity distance when `result.w` is rendered at each swap resolution (None: the published blend),
+    each blend of the toonifier's own shape (its level and blend width, `Toonifier.set_swap_res`): at its swap
+    resolution, the number is its toons'.
 
-    Default: None and every resolution of the toonifier's model from 8 px. The toonifier's blend is
-    restored afterwards. For a table over inversion modes, call it with one `Toonifier` per mode.
+    Default: None and every resolution of the toonifier's model from 8 px; for a toonifier whose toon model cannot be
+    re-blended (a blend file, a registry model that holds only a blend) None alone, with a warning saying why. The
+    toonifier's blend is restored afterwards. For a table over inversion modes, call it with one `Toonifier` per mode.
     """
+    if isinstance(toonifier, ToonifyResult) and isinstance(result, Toonifier):
+        raise TypeError("identity_sweep(toonifier, result) takes the Toonifier first, then its result (swapped)")
     _check_result(result, "identity_sweep")
+    if not isinstance(toonifier, Toonifier):  # None failed at "'NoneType' object has no attribute 'generator'"
+        raise TypeError(f"identity_sweep takes the Toonifier that made the result first (it re-draws the result's "
+                        f"latent), got {type(toonifier).__name__}")
     recognizer = _recognizer()
     landmarks = photo_to_crop(result.landmarks, result.quad, result.aligned.width)
     photo = recognizer.embed(result.aligned, landmarks)
-    if swap_resolutions is None:
+    default = swap_resolutions is None
+    if default:
         top = toonifier.generator.img_resolution
         swap_resolutions = [None, *(2 ** k for k in range(3, top.bit_length()))]
     previous = toonifier.blend_setting
     distances = {}
     try:
         for swap_res in swap_resolutions:
-            toonifier.set_blend(swap_res)
+            try:
+                # the toonifier's level and blend width kept: a plain level-0, hard-switch blend was measured, not
+                # the toonifier's toon at its own swap resolution (forty-third session's audit)
+                toonifier.set_swap_res(swap_res, previous[1:])
+            except (CheckpointError, ValueError) as exc:
+                if not default or swap_res is None or distances.keys() - {None}:
+                    raise
+                # a toon model no re-blend takes: the default table failed whole, at its first re-blend, with the
+                # blend-again error (forty-third session's audit); the published blend's number is still one
+                warn(f"identity_sweep measures the published blend alone: this toonifier cannot re-blend ({exc})")
+                break
             toon = toonifier.render(result.w)
             distances[swap_res] = float(np.linalg.norm(
                 recognizer.embed(toon, landmarks * (toon.width / result.aligned.width)) - photo))
     finally:
         toonifier.set_blend(*previous)
     return distances
-

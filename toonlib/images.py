@@ -370,9 +370,20 @@ def _advice(image: object) -> str:
     """What to pass instead of an input `read_image` does not take, for the kinds users have at hand."""
     if isinstance(image, torch.Tensor):
         batch = "tensor[0]" if image.ndim == 4 else "tensor"
+        one = image[0] if image.ndim == 4 else image
+        # by where its channels are: a photo's array as a tensor, H x W x 3, was told to permute(1, 2, 0), and that
+        # failed (forty-third session's audit)
+        last = one.ndim == 2 or (one.ndim == 3 and one.shape[-1] in (1, 3, 4) and one.shape[0] not in (1, 3, 4))
+        shape = "[H, W]" if one.ndim == 2 else "[H, W, 3]"
+        cpu = ".cpu()" if image.device.type != "cpu" else ""
+        if image.dtype == torch.uint8:
+            return (f": for a uint8 image tensor {shape} pass {batch}{cpu}.numpy()" if last else
+                    f": for a uint8 image tensor [3, H, W] pass {batch}{cpu}.permute(1, 2, 0).numpy()")
+        if last:
+            return (f": for an image tensor {shape} in [0, 1] pass {batch}{cpu}.numpy(), for one in [-1, 1] "
+                    f"to_pil({batch}{'[None]' if one.ndim == 2 else '.permute(2, 0, 1)'}) (toonlib.images)")
         return (f": for an image tensor [3, H, W] in [-1, 1] (what a generator draws) pass to_pil({batch}) "
-                f"(toonlib.images), for one in [0, 1] (torchvision's to_tensor) to_pil({batch} * 2 - 1), for a uint8 "
-                "one tensor.permute(1, 2, 0).numpy()")
+                f"(toonlib.images), for one in [0, 1] (torchvision's to_tensor) to_pil({batch} * 2 - 1)")
     if hasattr(image, "read"):
         return ": pass the file's path, or its bytes (f.read())"
     if isinstance(image, (list, tuple)):
@@ -470,8 +481,10 @@ def stdin_hint(name: str | os.PathLike) -> str:
     to "no such file" (it was said alone: forty-first session's audit); else ''."""
     if os.fspath(name) != "-":
         return ""
+    # no command in it: `align -` was told of a toonify command (forty-third session's audit)
     if os.path.exists("/dev/stdin"):
-        return "; standard input is given as /dev/stdin, not - (e.g. toonlib toonify /dev/stdin -o toon.png < me.jpg)"
+        return ("; standard input is given as /dev/stdin, not -: put /dev/stdin where - is (`< me.jpg` still sends "
+                "the photo)")
     return "; toonlib reads no photo from standard input here: save it to a file and give its path"
 
 

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import functools
 import inspect
 import math
 import numbers
 import os
+import select
 import signal
 import sys
 import threading
@@ -82,7 +84,7 @@ def run_program(main: Callable[[], int]) -> NoReturn:
     # everything the command imports or uses (torch, tqdm, tempfile's cleanups register theirs then).
     atexit.register(_ignore_ctrl_c_at_exit)
     try:
-        with _sigterm_as_ctrl_c():
+        with _stop_signals_as_ctrl_c():
             status = main()
     except SystemExit as exc:  # argparse's usage errors and --help, parser.exit
         _exit_at_once_on_ctrl_c(exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1)
@@ -115,38 +117,87 @@ def _writable(stream: object) -> bool:
         return True
 
 
+#: SIGHUP, where the platform has it (not Windows): its terminal closed, an ssh connection dropped, `kill -HUP`.
+SIGHUP: int | None = getattr(signal, "SIGHUP", None)
+#: The signals a program's command takes as Ctrl-C (`_stop_signals_as_ctrl_c`): SIGTERM and SIGHUP.
+STOP_SIGNALS: tuple[int, ...] = (signal.SIGTERM,) + ((SIGHUP,) if SIGHUP is not None else ())
+
+
 @contextlib.contextmanager
-def _sigterm_as_ctrl_c() -> Iterator[None]:
-    """Inside it SIGTERM (`kill`, `timeout`, a job scheduler) stops a command as Ctrl-C does: KeyboardInterrupt, so
-    the temporary file of an output being written is removed and the command says 'interrupted' (exit 130). By
-    default SIGTERM ended the process at once, silently, leaving that file. Not under torchrun (WORLD_SIZE > 1),
-    which stops its other processes with SIGTERM, nor outside the main thread; fine-tuning takes it as one Ctrl-C
-    of its own (the run saved at the end of the minibatch)."""
+def _stop_signals_as_ctrl_c() -> Iterator[None]:
+    """Inside it SIGTERM (`kill`, `timeout`, a job scheduler) and SIGHUP (its terminal closed, an ssh connection
+    dropped) stop a command as Ctrl-C does: KeyboardInterrupt, so the temporary file of an output being written is
+    removed and the command says 'interrupted' (exit 130). By default SIGTERM ended the process at once, silently,
+    leaving that file; SIGHUP still did so until the forty-third session's audit: a closed terminal left the web app's
+    visitors' photos on disk for good and lost a fine-tuning run's training since its last snapshot. SIGHUP only where
+    it has Python's default action: `nohup` ignores it, and that stays. Not under torchrun (WORLD_SIZE > 1), which
+    stops its other processes with SIGTERM, nor outside the main thread; fine-tuning takes them as one Ctrl-C of its
+    own (the run saved at the end of the minibatch)."""
     if threading.current_thread() is not threading.main_thread() or os.environ.get("WORLD_SIZE", "1") != "1":
         yield
         return
-    before = signal.signal(signal.SIGTERM, _raise_interrupt)
+    before = {signum: signal.signal(signum, _raise_interrupt) for signum in STOP_SIGNALS
+              if signum != SIGHUP or signal.getsignal(signum) == signal.SIG_DFL}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, before)
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
 
 
-def _raise_interrupt(*_: object) -> NoReturn:
+def _raise_interrupt(signum: int = signal.SIGTERM, *_: object) -> NoReturn:
+    if signum == SIGHUP:
+        after_hang_up()
     raise KeyboardInterrupt
+
+
+def after_hang_up() -> None:
+    """After SIGHUP: give stdout and stderr /dev/null where they can no longer be written, so that the clean stop that
+    follows (its messages, a progress bar's last lines) writes nowhere rather than failing in the middle. A terminal
+    that hung up answers every write with EIO, and a pipe whose reader ended with it (`| tee log`, hung up too) with
+    EPIPE. The descriptor itself is pointed at /dev/null, so every stream on it (tqdm's bars hold their own) is
+    quiet. A stream still writable (a log file, a pipe to a reader still there, a terminal still open after
+    `kill -HUP`) is kept: the stop's messages reach it."""
+    descriptors = set()
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        with contextlib.suppress(AttributeError, ValueError, OSError):  # None, closed, no descriptor (a notebook's)
+            descriptors.add(stream.fileno())
+    for fd in descriptors:
+        if _dead_end(fd):
+            with contextlib.suppress(OSError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, fd)
+                os.close(devnull)
+
+
+def _dead_end(fd: int) -> bool:
+    """Whether descriptor `fd` is open but can no longer be written: a hung-up terminal (even a write of nothing fails,
+    EIO), a pipe or socket whose other end is gone (poll says POLLERR or POLLHUP)."""
+    try:
+        os.write(fd, b"")
+    except OSError as exc:
+        return exc.errno not in (errno.EBADF, errno.EINVAL)  # not open (for writing): nothing of ours to quieten
+    if not hasattr(select, "poll"):
+        return False
+    poll = select.poll()
+    poll.register(fd, select.POLLOUT)
+    try:
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poll.poll(0))
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager
 def interrupts_held() -> Iterator[None]:
-    """Inside it Ctrl-C (and SIGTERM where `run_program` made it one) waits: KeyboardInterrupt is raised when it ends.
-    For the import of numpy and torch, whose extension modules lose an interrupt that comes while they load (the
-    command then ran on) or turn it into an ImportError of their own ("Importing the numpy C-extensions failed").
-    Outside the main thread, where no signal handler can be set, it holds nothing."""
+    """Inside it Ctrl-C (and SIGTERM and SIGHUP where `run_program` made them one) waits: KeyboardInterrupt is raised
+    when it ends. For the import of numpy and torch, whose extension modules lose an interrupt that comes while they
+    load (the command then ran on) or turn it into an ImportError of their own ("Importing the numpy C-extensions
+    failed"). Outside the main thread, where no signal handler can be set, it holds nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     pending: list[int] = []
-    held = [signal.SIGINT] + ([signal.SIGTERM] if signal.getsignal(signal.SIGTERM) is _raise_interrupt else [])
+    held = [signal.SIGINT] + [signum for signum in STOP_SIGNALS if signal.getsignal(signum) is _raise_interrupt]
     before = {signum: signal.signal(signum, lambda signum, _: pending.append(signum)) for signum in held}
     try:
         yield
@@ -154,7 +205,7 @@ def interrupts_held() -> Iterator[None]:
         for signum, handler in before.items():
             signal.signal(signum, handler)
         if pending:
-            raise KeyboardInterrupt
+            _raise_interrupt(SIGHUP if SIGHUP in pending else pending[0])
 
 
 def _exit_at_once_on_ctrl_c(status: int) -> None:

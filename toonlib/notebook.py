@@ -28,7 +28,7 @@ from .devices import default_device
 from .download import DRIVE_ROOT, use_drive_cache
 from .files import atomic_write_path, user_path
 from .images import image_file_format
-from .messages import ToonlibWarning, expected_errors, in_toonlib, install_line, interrupted
+from .messages import ToonlibWarning, check_flag, expected_errors, in_toonlib, install_line, interrupted
 from .networks import Generator
 
 __all__ = ["MissingExtra", "NotebookStop", "UploadCancelled", "UploadedFile", "brief_errors", "check_blend_pair",
@@ -405,11 +405,14 @@ def load_model(model: str, device: torch.device | str | None = None, parameter: 
 _NOTEBOOK_WORDS = (
     (r"--[\w-]+ ([^\s(),;:]+) \((\w+)=\)", r"\2=\1"),  # '--resume runs/x.pkl (resume=)'
     (r"--[\w-]+ [^\s(),;:]+ \((\w+=[^()]+)\)", r"\1"),  # TrainConfig's '--resolution 64 (resolution=64)'
-    (r"--[\w-]+ \((\w+)=\)", r"\1"),  # '--kimg (kimg=)', a resumed run's changed '--seed (seed=): 0 -> 1'
     # the option's value and Python's form of it: "(--toon-network G_ema; in Python 'FILE (G_ema)')" of a blend given as
     # 02's toon_model, said as "(toon_network='G_ema')", the parameter a notebook has for it (fortieth session's audit)
     (r"\(--([\w-]+) ([^\s(),;:]+); in Python '[^']*'\)", lambda m: f"({m[1].replace('-', '_')}={m[2]!r})"),
 )
+#: An option named alone in both languages: '--kimg (kimg=)', a resumed run's changed '--seed (seed=): 0 -> 1'; said
+#: as the notebook's parameter where it has one: 01's refused resume said "resume: 'base.pt' -> 'base2.pt'", an
+#: argument no cell shows, for base_model (forty-third session's audit).
+_OPTION_ALONE = r"--[\w-]+ \((\w+)=\)"
 #: An option in both languages in parentheses: '(--run-dir, run_dir=)', '(or --cache-dir, cache_dir=)'; said as
 #: '(run_dir)', the notebook's parameter where it has one. Only this form: a bare '(word)' may be a file's name (01's
 #: "runs holds 4 files (e.g. resume)" named the folder 'resume' base_model; thirty-ninth session's audit).
@@ -424,6 +427,7 @@ def in_notebook_words(text: str, parameters: Mapping[str, str]) -> str:
     `(run_dir)`): a notebook has no command line."""
     for pattern, replacement in _NOTEBOOK_WORDS:
         text = re.sub(pattern, replacement, text)
+    text = re.sub(_OPTION_ALONE, lambda match: parameters.get(match[1], match[1]), text)
     text = re.sub(_BOTH_IN_PARENTHESES, lambda match: f"({match[1]}{parameters.get(match[2], match[2])})", text)
     for argument, parameter in parameters.items():
         if argument in _DERIVED:  # its value is no parameter's: run_dir='runs/toon' stays, 'a new run_dir' is said
@@ -577,6 +581,10 @@ def mount_drive(folder: str = "toonlib", use: bool = True) -> Path | None:
     and a reconnected runtime finds the models there. `use=False` skips Drive on purpose; a declined
     or failed mount is not an error either: both print one line and return None (local cache).
     """
+    try:  # "no" mounted Drive, as any value but False did (forty-third session's audit); a ValueError, which a
+        check_flag("use_drive", use)  # notebook shows as its message alone, as TrainConfig says freeze_mapping's
+    except TypeError as exc:
+        raise ValueError(f"{exc}: set it in the parameters cell") from None
     if not in_colab():
         return None
     use_drive_cache(use)  # mounted before (an earlier run, the Files pane), Drive took the downloads all the same
@@ -653,7 +661,17 @@ def run_path(run_name: str, drive: Path | None) -> Path:
     if Path(name).name != name or name == "..":
         raise ValueError(f"run_name = {name!r} is a path: set it in the parameters cell to a name alone, without "
                          "'/' (the run's files go in runs/<run_name>), e.g. run_name = \"toon\"")
-    return (drive or Path(".")) / "runs" / name
+    path = (drive or Path(".")) / "runs" / name
+    if drive is None and in_colab():  # said where the run is chosen: mount_drive's line spoke of the models alone,
+        # which download again, not of hours of training lost with the runtime (forty-third session's audit)
+        print(RUN_ON_RUNTIME.format(run=path.as_posix()))
+    return path
+
+
+#: What `run_path` says in Colab without Drive: the runtime's disk goes with a disconnect, and the run with it.
+RUN_ON_RUNTIME = ("{run} is on this Colab runtime's disk only: a disconnect deletes the run (its snapshots and "
+                  "training state). To keep it, set use_drive = True and allow Google Drive, then run the notebook "
+                  "again.")
 
 
 def upload_images(folder: str | os.PathLike = "uploads", parameter: str = "photo_path",
@@ -735,17 +753,29 @@ UPLOAD_MORE = ("Run this cell again and upload more: all your training images at
                "upload is trained on alone, not with the ones before).")
 
 
-def choose_data(data_path: str | os.PathLike | None = None, folder: str | os.PathLike = "data") -> str:
+def choose_data(data_path: str | os.PathLike | None = None, folder: str | os.PathLike = "data",
+                run_dir: str | os.PathLike | None = None) -> str:
     """Notebook 01's training images: `data_path` (a folder or .zip of images) when set, else what the user uploads
     in Colab's dialog (a .zip, or images: the folder of their own they are saved in, `save_uploads(own_folder=True)`).
     `NotebookStop` says what to set instead of a traceback later: outside Colab with no path, and for a path that
-    names nothing, or fewer images than fine-tuning takes (`data.MIN_IMAGES`); an upload with too few images is said
-    by the names of its files, with "run this cell again and upload more" (it named a data_path the user never set,
-    the runtime's copy, and advised a path on the user's own computer; forty-first session's audit)."""
+    names nothing, or fewer images than fine-tuning takes (`data.MIN_IMAGES`), counted as files and then as images
+    that can be read (`_unreadable_images`); an upload with too few images is said by the names of its files, with
+    "run this cell again and upload more" (it named a data_path the user never set, the runtime's copy, and advised a
+    path on the user's own computer; forty-first session's audit).
+
+    `run_dir` (01's run folder): where its run was trained on an upload, the dialog is told that the same images
+    continue it, and an upload of other images is refused here, naming the images and run_name: a resumed run keeps
+    its images, and the training cell refused it, after the base's download, naming two data/upload-<digest>
+    folders the user never chose (forty-third session's audit)."""
     uploads: list[UploadedFile] = []
+    earlier = None
     if data_path:
         data = str(data_path)
     elif in_colab():
+        earlier = _run_upload(run_dir, folder) if run_dir is not None else None
+        if earlier is not None:
+            print(f"{Path(run_dir).as_posix()} was trained on an upload of {_names(earlier[1])}: to continue it, "
+                  "upload those same images (or a .zip of them); other images need a new run_name.")
         uploads = upload_images(folder, parameter="data_path", own_folder=True)
         data = str(uploads[0].path if len(uploads) == 1 and zipfile.is_zipfile(uploads[0].path)
                    else uploads[0].path.parent)
@@ -755,8 +785,10 @@ def choose_data(data_path: str | os.PathLike | None = None, folder: str | os.Pat
     from .images import IMAGE_SUFFIXES
     from .messages import counted
 
+    source = user_path(data).absolute()
     try:  # no such folder or .zip file, neither a folder nor a .zip file, too few image files
-        check_image_files(user_path(data).absolute())
+        check_image_files(source)
+        unreadable = _unreadable_images(source)
     except (OSError, ValueError) as exc:
         if not uploads:
             raise NotebookStop(f"data_path = {data!r}: {exc}.\n{DATA_HINT}") from None
@@ -766,10 +798,80 @@ def choose_data(data_path: str | os.PathLike | None = None, folder: str | os.Pat
         kinds = "" if exc.files else f" (their names end in {', '.join(IMAGE_SUFFIXES)})"
         raise NotebookStop(f"Your upload ({names}) holds {counted(len(exc.files), 'image file')}{kinds}; fine-tuning "
                            f"needs at least {MIN_IMAGES}, and a few hundred is best.\n{UPLOAD_MORE}") from None
+    if unreadable:
+        total = len(image_files(source))
+        listed = ", ".join(f"{name} ({why})" for name, why in unreadable[:3])
+        more = f" and {len(unreadable) - 3} more" if len(unreadable) > 3 else ""
+        said = f"Your upload ({_upload_names(uploads)})" if uploads else f"data_path = {data!r}"
+        raise NotebookStop(f"{said}: {len(unreadable)} of its {counted(total, 'image file')} cannot be read as images: "
+                           f"{listed}{more}; fine-tuning needs at least {MIN_IMAGES} images it can read. Replace or "
+                           f"add images.\n{UPLOAD_MORE if uploads else DATA_HINT}")
+    if earlier is not None:
+        from .train.resume import data_moved
+
+        recorded, files, state = earlier
+        if recorded != str(source) and not data_moved(state, str(source)):
+            raise NotebookStop(f"Your upload ({_upload_names(uploads)}) is not the images "
+                               f"{Path(run_dir).as_posix()} was trained on ({_names(files)}), and a resumed run keeps "
+                               "its images: run this cell again and upload those same images to continue it, or set "
+                               "run_name in the parameters cell to a new name to train a new run on these.")
     if uploads:
         print(f"Training images: this upload alone ({_upload_names(uploads)}; "
-              f"{counted(len(image_files(data)), 'image file')}), saved in {data}.")
+              f"{counted(len(image_files(data)), 'image file')}), saved in {data} on this runtime: after a disconnect, "
+              "upload the same images again to continue the run.")
     return data
+
+
+#: The name of the folder an upload of training images is saved in (`save_uploads(own_folder=True)`).
+_UPLOAD_FOLDER = re.compile(r"upload-[0-9a-f]{12}")
+
+
+def _run_upload(run_dir: str | os.PathLike, folder: str | os.PathLike) -> tuple[str, list[str], dict] | None:
+    """The upload (in `folder`, `save_uploads(own_folder=True)`) that the run in `run_dir` was trained on, as its
+    newest training state records it: (the data path, its image files' names, the state); None for a run of
+    other data, or no run. The state is mapped, its tensors not read: a set-up cell's look at the record."""
+    from .train.snapshots import newest_state_nimg, state_name
+
+    nimg = newest_state_nimg(run_dir)
+    if nimg is None:
+        return None
+    try:
+        state = torch.load(user_path(run_dir) / state_name(nimg), map_location="cpu", weights_only=True, mmap=True)
+        recorded, files = str(state["config"]["data"]), [str(entry[0]) for entry in state["data_files"]]
+    except Exception:  # unreadable, of another version: the training cell says what it is
+        return None
+    uploads = user_path(folder).absolute()
+    if not Path(recorded).is_relative_to(uploads):
+        return None
+    parts = Path(recorded).relative_to(uploads).parts
+    return (recorded, files, state) if parts and _UPLOAD_FOLDER.fullmatch(parts[0]) else None
+
+
+def _names(names: Sequence[str], shown: int = 3) -> str:
+    """'12 images: 0.png, 1.png, 2.png and 9 more'."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return f"{len(names)} images: {', '.join(names[:shown])}{more}"
+
+
+def _unreadable_images(source: Path) -> list[tuple[str, str]]:
+    """The image files of the folder or .zip `source` that cannot be read (name, why: as preparing the images says
+    it), where they leave fewer than `MIN_IMAGES` that can; [] once that many are read, the others not looked at
+    (a few files decoded, not the whole set). The set-up cell counted file names, and 6 images and 3 damaged files
+    passed it, to be refused in the training cell after the base's download (forty-third session's audit)."""
+    from .data import MIN_IMAGES, _open_source, _prepare_one, _Skip
+
+    unreadable, readable = [], 0
+    with _open_source(source) as (entries, read, *_):
+        for name, *_ in entries:
+            try:
+                _prepare_one(read, name, 4, "crop")  # decoded as preparing it decodes it; 4 px: a cheap resize
+            except _Skip as exc:
+                unreadable.append((name, str(exc)))
+            else:
+                readable += 1
+                if readable >= MIN_IMAGES:
+                    return []
+    return unreadable
 
 
 def _upload_names(uploads: Sequence[UploadedFile], shown: int = 3) -> str:
@@ -842,7 +944,7 @@ class _Line(str):
         printer.text(str(self))
 
 
-def snapshot_viewer():
+def snapshot_viewer(run_dir: str | os.PathLike | None = None):
     """A `finetune` callback for notebooks: one line of the latest numbers (kimg, losses, ADA's p and r_t, the
     quality metric), the fakes grid and the training plots (metrics.png), each updated in place at every
     snapshot, so the cell shows the run as it evolves without growing. Its `stopped()` removes the line
@@ -851,16 +953,32 @@ def snapshot_viewer():
     The line is shown at once, the grid and the plots at the first snapshot: below the progress bars that `finetune`
     shows meanwhile, which stay right under the line. Shown here, empty, they came before the bars, and the first
     snapshot's grid and plots (~1500 px at 1024 px models) pushed the bar that counts the run out of the window
-    (forty-first session's audit)."""
+    (forty-first session's audit).
+
+    `run_dir`: the run, when it has a training state to resume (`newest_state_nimg`), is said to be resumed from it,
+    and its `resumed(nimg)`, which the trainer calls once its bar is shown, shows that snapshot's grid and plots:
+    a resumed run said "waiting for the first snapshot..." above a bar at 33%, and showed nothing of the run until
+    its next snapshot (forty-third session's audit)."""
     from IPython.display import Image as DisplayImage
     from IPython.display import display
 
-    status = display(_Line("waiting for the first snapshot..."), display_id=True)
+    from .train.snapshots import fakes_name, newest_state_nimg, snapshot_name
+
+    def resuming(nimg: int, now: str) -> _Line:
+        return _Line(f"{now} {Path(run_dir).as_posix()} at {nimg / 1000:.3f} kimg ({snapshot_name(nimg)})")
+
+    nimg = None if run_dir is None else newest_state_nimg(run_dir)
+    status = display(_Line("waiting for the first snapshot...") if nimg is None else
+                     _Line(f"{resuming(nimg, 'resuming')}: waiting for the next snapshot..."), display_id=True)
     slots: dict[str, object] = {}  # "fakes", "plot_path": their display handles, once shown
+    # the losses are the means of the minibatches since the snapshot before (metrics.jsonl's, plotted), not the last
+    # minibatch's that the bar shows under the same names (forty-third session's audit)
     shown = (("kimg", "kimg {:.3f}"), ("loss_G", "G {:.3f}"), ("loss_D", "D {:.3f}"), ("augment_p", "p {:.3f}"),
              ("r_t", "r_t {:.3f}"), ("kid", "KID {:.4f}"), ("fid", "FID {:.2f}"))
+    means = "(means since the snapshot before)"
 
     waiting = True
+    resumed_at: int | None = None  # the training state the trainer resumed from, once it says so
 
     def put(slot: str, content: object) -> None:
         if slot in slots:
@@ -871,30 +989,53 @@ def snapshot_viewer():
     def show_snapshot(info: dict) -> None:
         nonlocal waiting
         waiting = False
-        status.update(_Line("  ".join(text.format(info[key]) for key, text in shown if info.get(key) is not None)))
+        texts = []
+        for key, text in shown:
+            if info.get(key) is not None:
+                texts.append(text.format(info[key]) + (f" {means}" if key == LOSSES[-1] else ""))
+        status.update(_Line("  ".join(texts)))
         if info.get("fakes") is not None:
             put("fakes", info["fakes"])
         if info.get("plot_path") is not None:
             put("plot_path", DisplayImage(filename=str(info["plot_path"])))
 
+    def resumed(at: int) -> None:
+        """The trainer resumed the run from its training state of `at` images, and shows its bar: that snapshot's
+        grid and the run's plots, below the bar, until the next snapshot replaces them."""
+        nonlocal resumed_at
+        resumed_at = at
+        status.update(_Line(f"{resuming(at, 'resumed')}: waiting for the next snapshot..."))
+        folder = Path(run_dir)
+        if (folder / fakes_name(at)).is_file():
+            put("fakes", DisplayImage(filename=str(folder / fakes_name(at))))
+        if (folder / "metrics.png").is_file():
+            put("plot_path", DisplayImage(filename=str(folder / "metrics.png")))
+
     def stopped() -> None:
         """The run ended without a snapshot (an error, an interrupt, nothing left to train): its message alone, no
-        'waiting...' above."""
+        'waiting...' above; a resumed run's line says where it resumed, the grid and plots shown being of then."""
         if waiting:
-            status.update(_Line(""))
+            status.update(_Line("") if resumed_at is None else resuming(resumed_at, "resumed"))
 
     show_snapshot.stopped = stopped
+    if run_dir is not None:
+        show_snapshot.resumed = resumed
     return show_snapshot
+
+
+#: The keys of the snapshot viewer's line that are losses: means over the snapshot's minibatches.
+LOSSES = ("loss_G", "loss_D")
 
 
 def run_training(config) -> Path:
     """Notebook 01's training: `finetune(config)` (a `TrainConfig`) showing each snapshot in place
-    (`snapshot_viewer`); returns the last snapshot. Stopped with the kernel's interrupt (how a notebook ends
-    training early), it raises `NotebookStop` saying which snapshot it continues from and what to run next."""
+    (`snapshot_viewer`, which says a run resumed and shows its newest grid and plots); returns the last snapshot.
+    Stopped with the kernel's interrupt (how a notebook ends training early), it raises `NotebookStop` saying which
+    snapshot it continues from and what to run next."""
     from .train import finetune
     from .train.snapshots import newest_state_nimg, snapshot_name
 
-    viewer = snapshot_viewer()
+    viewer = snapshot_viewer(config.run_dir)
     try:
         snapshot = finetune(config, callback=viewer)
         viewer.stopped()  # a run that had reached kimg trains nothing: its warning alone, no 'waiting...' above

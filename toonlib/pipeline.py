@@ -64,9 +64,11 @@ from .checkpoints import (
     GENERATOR_NETWORKS,
     GeneratorLike,
     Networks,
+    check_model,
     check_source,
     load_generator,
     load_network,
+    loaded_meta,
     network_name_hint,
     split_network,
 )
@@ -207,6 +209,13 @@ class Toonifier:
                  toon_network: str | None = None, device: torch.device | str | None = None, detector: str = "auto",
                  invert: str = "optimize", encoder: Encoder | str | os.PathLike | None = None):
         check_options(invert, swap_res=swap_res, level=level, blend_width=blend_width)
+        # by the argument's name: the messages named load_generator and load_encoder (forty-third session's audit)
+        check_model(toon, "toon")
+        if base is not None:
+            check_model(base, "base")
+        if encoder is not None and not isinstance(encoder, (Encoder, str, os.PathLike)):
+            raise TypeError(f"encoder= takes an Encoder or a pSp / e4e checkpoint: a path, an http(s) URL or a "
+                            f"registry name (`toonlib models`), or None (the mode's own); got {type(encoder).__name__}")
         named = split_network(toon)[1]  # "toon.pkl (G)", as `toonlib info` names one: that generator, blended or not
         toon, toon_network = split_network(toon, toon_network)
         check_swap_res(swap_res, toon)  # a registry name's resolution, before any download
@@ -225,7 +234,8 @@ class Toonifier:
         check_not_an_encoder(toon, f"toon={toon!r}", "give it as encoder= with invert='{mode}'")
         check_not_a_base(toon, f"toon={toon!r}", "give it as base=")
         self._invert_mode = invert
-        self._unblended = False  # a fine-tuning snapshot as the toon: said when it draws unblended
+        self._unblended = False  # a training snapshot as the toon: said when it draws unblended
+        self._whole = False  # the toon file's G_ema is the toon model itself, no blend
         self.device = default_device(device)
         self.detector = detector
         self._base_source = default_base(toon) if base is None else base
@@ -271,6 +281,9 @@ class Toonifier:
             self._check_latents_fit(self.published_blend, self.base, base_name)
             check_lineage(self.published_blend, self.base, "the toon model", base_name)
             self._unblended = is_snapshot(self._toon)  # said when it draws a toon unblended: `render`
+            info = models.MODELS.get(toon) if isinstance(toon, str) else None
+            # the repr called a snapshot's G_ema "the published blend" (forty-third session's audit)
+            self._whole = self._unblended or (info is not None and info.toon == "unblended")
             if invert == "psp-toonify":
                 self._check_codes_fit(self.published_blend, "the toon model")
             elif self.encoder is not None:
@@ -300,7 +313,8 @@ class Toonifier:
         def source(model: object) -> str:  # a name or path as given; a model object by its kind
             return repr(os.fspath(model)) if isinstance(model, (str, os.PathLike)) else type(model).__name__
         swap_res, level, width = self.blend_setting
-        blend = "the published blend" if swap_res is None else f"swap_res={swap_res}, level={level}" + (
+        published = "the toon model alone (no blend)" if self._whole else "the published blend"
+        blend = published if swap_res is None else f"swap_res={swap_res}, level={level}" + (
             f", blend_width={width}" if width is not None else "")
         encoder = "" if self._encoder_source is None else f", encoder={source(self._encoder_source)}"  # it was unsaid
         return (f"Toonifier(invert={self.invert!r}{encoder}, base={source(self._base_source)}, "
@@ -333,8 +347,9 @@ class Toonifier:
     def set_blend(self, swap_res: int | None, level: int = 0, blend_width: float | None = None) -> None:
         """Re-blend the toon model with the base at `swap_res` (None: back to the published blend), in place: the
         toonifier draws with it from now on (`generator`, which the next set_blend changes in place too; `blend` makes
-        a generator of one's own). It returned that generator: a REPL printed its 100 lines of modules, and one kept
-        as "the 16 px blend" became the 8 px one at the next call."""
+        a generator of one's own). Returns None."""
+        # It returned that generator: a REPL printed its 100 lines of modules, and one kept as "the 16 px blend"
+        # became the 8 px one at the next call.
         check_blend(swap_res, level, blend_width)
         if swap_res is None:
             self.generator = self.published_blend
@@ -353,10 +368,10 @@ class Toonifier:
 
     def set_swap_res(self, swap_res: int | None, shape: tuple[int, float | None] = (0, None)) -> None:
         """`set_blend` at `swap_res` with the `shape` (level, blend_width) of a setting it had (`blend_setting[1:]`,
-        taken when a front end is made); None: the published blend, which has no shape. The notebook panel's and the
-        web app's swap-resolution slider set swap_res alone: a toonifier made with level=1, blend_width=1.5 drew the
-        plain level-0, hard-switch blend there, its caption saying the blend, and was left so (forty-second session's
-        audit)."""
+        taken when a front end is made); None: the published blend, which has no shape. What a swap-resolution
+        slider sets (the notebook panel's, the web app's): a toonifier made with level=1, blend_width=1.5 keeps them."""
+        # The sliders set swap_res alone: a toonifier made with level=1, blend_width=1.5 drew the plain level-0,
+        # hard-switch blend there, its caption saying the blend, and was left so (forty-second session's audit).
         self.set_blend(swap_res, *(shape if swap_res is not None else (0, None)))
 
     def align(self, photo: ImageInput, all_faces: bool = False, face_index: int | None = None, *,
@@ -487,14 +502,15 @@ class Toonifier:
     @property
     def invert(self) -> str:
         """The inversion mode (`INVERT_MODES`), fixed when the models were loaded: `Toonifier(..., invert=...)` makes
-        one of another mode (set, it changed the label alone: an e4e Toonifier ran e4e+optimize as 'optimize')."""
+        one of another mode."""
+        # read-only: set, it changed the label alone (an e4e Toonifier ran e4e+optimize as 'optimize')
         return self._invert_mode
 
     def render(self, w: torch.Tensor) -> Image.Image | list[Image.Image]:
         """The current toon generator's image(s) of latent(s) w [N, num_ws, w_dim] (const noise)."""
         if self._unblended and self.blend_setting[0] is None:  # once: 04 called these toons the published blend's
             self._unblended = False
-            say_unblended(self.published_blend)
+            say_unblended(self.published_blend, self._toon if isinstance(self._toon, Networks) else None)
         images = render(self.generator, w)
         return to_pil(images[0] if images.shape[0] == 1 else images)
 
@@ -729,11 +745,12 @@ MAX_RUN_HOPS = 8
 
 def default_base(toon: GeneratorLike) -> GeneratorLike:
     """The base a toon model pairs with: its registry `lineage` for a registry name; for a `toonlib finetune` snapshot
-    (a file or its `Networks`) the base its run recorded, where that is a registry name, a URL or a file that is
-    there (a fine-tuned FFHQ-256 toon was paired with FFHQ 1024 and refused: "makes 8 x 512"), through the runs it
-    was started from (`resume` of another run's folder or of a snapshot file: that toon was taken as the base); for a
-    blend toonlib saved, the base it records (`blending.blend_record`); else `DEFAULT_BASE` (`missing_recorded_base`
-    says when a recorded base file is gone)."""
+    (a file, its `Networks`, or a `Generator` read from it) the base its run recorded, where that is a registry name,
+    a URL or a file that is there (a fine-tuned FFHQ-256 toon was paired with FFHQ 1024 and refused: "makes 8 x
+    512"), through the runs it was started from (`resume` of another run's folder or of a snapshot file: that toon was
+    taken as the base); for a blend toonlib saved, the base it records (`blending.blend_record`); else `DEFAULT_BASE`
+    (`missing_recorded_base` says when a recorded base file is gone). A `Generator` counts as the file it was read
+    from (`Generator.loaded_from`) while its weights are those read."""
     return _base_of(toon)[0]
 
 
@@ -748,6 +765,11 @@ def _base_of(toon: GeneratorLike) -> tuple[GeneratorLike, str | None]:
     """`default_base(toon)`, and the recorded base that is missing where that made it `DEFAULT_BASE`."""
     from .train.snapshots import latest_snapshot
 
+    read = None  # the meta of the file a Generator was read from
+    if isinstance(toon, Generator) and toon.loaded_from is not None:
+        # `load_generator(snapshot)`: its file's base; it was paired with DEFAULT_BASE, and the refusal of that said
+        # the model "records no base" (forty-third session's audit)
+        read, toon = loaded_meta(toon) or None, toon.loaded_from
     toon, _ = split_network(toon)  # "toon.pkl (G)": toon.pkl's base
     info = models.MODELS.get(toon) if isinstance(toon, str) else None
     if info is not None:
@@ -757,7 +779,7 @@ def _base_of(toon: GeneratorLike) -> tuple[GeneratorLike, str | None]:
             # as the base, drawing toons as "reconstructions"; thirty-third session's audit)
             base = models.MODELS[base].lineage or DEFAULT_BASE
         return base, None
-    meta = (toon.meta if isinstance(toon, Networks) else read_meta(user_path(toon))
+    meta = (read if read is not None else toon.meta if isinstance(toon, Networks) else read_meta(user_path(toon))
             if isinstance(toon, (str, os.PathLike)) and user_path(toon).is_file() else None)
     if (blended_over := _blend_base(meta)) is not None:  # a saved blend: the base it was made with (it was
         # DEFAULT_BASE, another model, or "records no base"; thirty-sixth session's audit)
@@ -807,10 +829,14 @@ def check_default_base(toon: GeneratorLike, base: GeneratorLike, loaded: Generat
     generator = loaded if loaded is not None else load_generator(source, which=which)
     expected = models.MODELS[DEFAULT_BASE].resolution
     if generator.img_resolution != expected:
-        shown = f"'{source}'" if isinstance(source, (str, os.PathLike)) else "the toon model"
+        named = source.loaded_from if isinstance(source, Generator) else source  # the file a Generator was read from
+        shown = f"'{named}'" if isinstance(named, (str, os.PathLike)) else "the toon model"
         missing = missing_recorded_base(toon)
+        # a Generator made in memory has no file to record a base: it "records no base" was said of one read from a
+        # snapshot that records it (forty-third session's audit)
         records = (f"that records its base {missing}, which is not there (moved or deleted)," if missing
-                   else "that records no base,")
+                   else "that records no base," if named is not None
+                   else "given as a Generator object, which carries no record of its base,")
         raise ValueError(f"{shown} is a {generator.img_resolution} px model {records} and the default base "
                          f"'{DEFAULT_BASE}' is {expected} px: name the model it was fine-tuned from (--base, base=)")
 
@@ -858,9 +884,13 @@ def toon_network_in(toon: Networks) -> str:
     G_ema. `toonify --swap-res` took the G of a toonlib fine-tuning snapshot where `toonlib blend` took its G_ema."""
     if toon.G is None:
         return "G_ema"
-    origin = toon.meta.get("origin")
-    formats = {toon.meta.get("format"), origin.get("format") if isinstance(origin, dict) else None}
-    return "G_ema" if "finetune" in toon.meta or formats & _TRAINING_FORMATS else "G"
+    return "G_ema" if "finetune" in toon.meta or _formats(toon.meta) & _TRAINING_FORMATS else "G"
+
+
+def _formats(meta: dict) -> set[str | None]:
+    """The formats a checkpoint's meta names: its own, and the one it was converted from (`origin`)."""
+    origin = meta.get("origin")
+    return {meta.get("format"), origin.get("format") if isinstance(origin, dict) else None}
 
 
 def paste(photo: Image.Image, face: Image.Image, quad: np.ndarray, feather: float = 0.04) -> Image.Image:
@@ -927,14 +957,29 @@ def paste_faces(photo: ImageInput, faces: Iterable[tuple[Image.Image, np.ndarray
 
 
 def is_snapshot(toon: object) -> bool:
-    """True for the networks of a `toonlib finetune` snapshot: its G_ema is the fine-tuned model, no blend."""
-    return isinstance(toon, Networks) and isinstance(toon.meta.get("finetune"), dict)
+    """True for the networks of a training snapshot, whose G_ema is the fine-tuned model, no blend: a `toonlib
+    finetune` snapshot, or one of NVIDIA's or rosinality's training code (G and G_ema, `_TRAINING_FORMATS`) that is
+    no blend toonlib saved and no registry model (the registry's un-blended toon models draw whole, as documented)."""
+    if not isinstance(toon, Networks):
+        return False
+    if isinstance(toon.meta.get("finetune"), dict):
+        return True
+    # NVIDIA's and rosinality's snapshots drew unblended toons unsaid, where toonlib's were warned of (forty-third
+    # session's audit): the README's own toon.pkl
+    origin = toon.meta.get("origin") if isinstance(toon.meta.get("origin"), dict) else {}
+    registry = any(isinstance(name, str) and split_network(name)[0] in models.MODELS
+                   for name in (toon.meta.get("source"), origin.get("source")))
+    return (toon.G is not None and not registry and toon.G_ema.blend_record is None
+            and bool(_formats(toon.meta) & _TRAINING_FORMATS))
 
 
-def say_unblended(G: Generator) -> None:
-    """Warn that a fine-tuning snapshot's G_ema draws toons without a swap resolution: no blend, the toon model alone
-    (notebook 04 called these toons the published blend's)."""
-    warn(f"the toon model {G.loaded_from or 'given'} is a fine-tuning snapshot, not a blend: without a swap "
+def say_unblended(G: Generator, networks: Networks | None = None) -> None:
+    """Warn that a training snapshot's G_ema draws toons without a swap resolution: no blend, the toon model alone
+    (notebook 04 called these toons the published blend's). `networks`: the snapshot (else the file G was read
+    from), to say whether toonlib's fine-tuning made it."""
+    meta = networks.meta if networks is not None else loaded_meta(G)
+    kind = "a fine-tuning snapshot" if "finetune" in meta else "a training snapshot"
+    warn(f"the toon model {G.loaded_from or 'given'} is {kind}, not a blend: without a swap "
          "resolution its toons are drawn by the toon model alone, with none of the base's layers; give one "
          "(--swap-res, swap_res=), 32 as Toonify's published blend")
 

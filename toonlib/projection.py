@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from . import convolution, runtime
-from .checkpoints import _LEGACY_TORCH_MAGIC, GeneratorLike, _torch_load, load_generator
+from .checkpoints import _LEGACY_TORCH_MAGIC, GeneratorLike, _torch_load, check_not_an_image, load_generator
 from .checkpoints.native_torch import is_native_torch
 from .checkpoints.psp import is_psp
 from .checkpoints.rosinality import is_projector_output, is_rosinality
@@ -102,10 +102,12 @@ class ProjectionResult:
                 f"noise maps={len(self.noise)}, frames={len(self.frames)})")
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write an `.npz` (atomically): `w` as NVIDIA's projected_w.npz, plus losses and noise maps."""
+        """Write an `.npz` (atomically): `w` as NVIDIA's projected_w.npz, plus losses and noise maps. A `path` that
+        names an image (its suffix, or an image file there) is refused before anything is written (ValueError)."""
         arrays = {"w": self.w.numpy(), "losses": self.losses, "space": np.str_(self.space),
                   "steps": np.int64(self.steps)}
         arrays.update({f"noise/{name}": t.numpy() for name, t in self.noise.items()})
+        check_not_an_image(path, "ProjectionResult.save", _LATENT_FILE, ".npz")
         with atomic_write_path(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, **arrays)
         _warn_unless_npz(path)
@@ -187,7 +189,7 @@ def project(G: GeneratorLike, target: Target, space: str = "w+", steps: int | No
     [N, num_ws, w_dim] on `device`, not a copy); an exception it raises stops the projection there and reaches
     the caller (a stop button: raise once it is pressed). `save_every=k` keeps a frame every k steps and at the
     last; `on_frame(frame)` gets each as it is made, and none is kept (`video_writer`'s `send`: a video written while
-    the projection runs, where the frames kept, 6 MiB each at 1024 px, grew to gigabytes).
+    the projection runs, in constant memory; frames kept take 6 MiB each at 1024 px).
     `early_stop=(patience, min_delta)` stops once the summed distance has not improved by
     `min_delta` for `patience` steps. `w_stats`: G's `w_statistics`, when the caller projects
     many times with one G (they cost 10,000 mapping passes each call otherwise). The caller's G is
@@ -635,7 +637,9 @@ def _fit(x: torch.Tensor, resolution: int) -> torch.Tensor:
 
 def _frame(target_u8: np.ndarray, images: torch.Tensor) -> np.ndarray:
     """Target | current side by side, one row per target: uint8 [N*H, 2*W, 3]."""
-    pairs = np.concatenate([target_u8, to_uint8(images)], axis=2)
+    # the generator's drawing, clamped as to_uint8 clamps it (the same bytes): its warning of 0 .. 255 values is about
+    # a tensor the user passed, and told `project --video` of a PNG to pass x / 127.5 - 1 (forty-third session's audit)
+    pairs = np.concatenate([target_u8, to_uint8(images.clamp(-1, 1))], axis=2)
     return pairs.reshape(-1, *pairs.shape[2:])
 
 
@@ -707,7 +711,8 @@ def video_writer(path: str | os.PathLike, fps: int = 30) -> Iterator[Callable[[n
 
 def save_latent(w: torch.Tensor | np.ndarray, path: str | os.PathLike) -> None:
     """Write latents [N, num_ws, w_dim] atomically as an `.npz` with key `w`, as NVIDIA's projected_w.npz: what
-    `load_latent` and `toonlib toonify LATENT.npz` read (`ToonifyResult.w`, `ProjectionResult.w`)."""
+    `load_latent` and `toonlib toonify LATENT.npz` read (`ToonifyResult.w`, `ProjectionResult.w`). A `path` that
+    names an image (its suffix, or an image file there) is refused before anything is written (ValueError)."""
     if isinstance(w, (str, os.PathLike)) and isinstance(path, (torch.Tensor, np.ndarray)):
         raise TypeError("save_latent(w, path) takes the latents first, then the path (swapped)")
     w = latent_tensor(w).detach().float().cpu()
@@ -719,9 +724,14 @@ def save_latent(w: torch.Tensor | np.ndarray, path: str | os.PathLike) -> None:
     if w.numel() == 0:  # written, it drew nothing when read back
         raise ValueError(f"the latents are empty (shape {list(w.shape)}): nothing was written (a latent file holds "
                          "at least one latent)")
+    check_not_an_image(path, "save_latent", _LATENT_FILE, ".npz")
     with atomic_write_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, w=w.numpy())
     _warn_unless_npz(path)
+
+
+#: What `save_latent` and `ProjectionResult.save` write, as `toonlib project` says it.
+_LATENT_FILE = "latents as an .npz file (NVIDIA's projected_w.npz)"
 
 
 def _warn_unless_npz(path: str | os.PathLike) -> None:

@@ -112,7 +112,7 @@ def load_network(source: str | os.PathLike, device: torch.device | str | None = 
 _loaded_meta: weakref.WeakKeyDictionary[Generator, tuple[str | None, dict]] = weakref.WeakKeyDictionary()
 
 
-def _meta_of(G: Generator) -> dict:
+def loaded_meta(G: Generator) -> dict:
     """The meta of the file `G` was loaded from (`_loaded_meta`) while its weights are still those loaded, else {}."""
     loaded_from, meta = _loaded_meta.get(G, (None, {}))
     return dict(meta) if loaded_from is not None and loaded_from == G.loaded_from else {}
@@ -178,6 +178,15 @@ def split_network(source: GeneratorLike, which: str | None = None) -> tuple[Gene
         raise ValueError(f"{str(source)!r} names its file's {match['which']}, but {which} was asked for as well: name "
                          "the generator once")
     return match["source"], match["which"]
+
+
+def check_model(source: object, name: str) -> None:
+    """TypeError, naming the argument `name` ('toon', 'low') and every kind it takes, for a model argument that is no
+    `GeneratorLike` (None, a number): it named the function that failed inside, `load_generator`'s "expected a
+    Generator, ..." or `load_network`'s "reads a checkpoint" (forty-third session's audit)."""
+    if not isinstance(source, (Generator, Networks, str, os.PathLike)):
+        raise TypeError(f"{name}= takes a Generator, Networks or a checkpoint: a path, an http(s) URL or a registry "
+                        f"name (`toonlib models`); got {type(source).__name__}")
 
 
 def load_generator(source: GeneratorLike, which: str | None = None,
@@ -349,6 +358,22 @@ def holds_discriminator(path: str | os.PathLike) -> bool | None:
     the training cell, naming no parameter)."""
     config = native._header_json(path, "config")
     return None if config is None else bool(config.get("D"))
+
+
+def check_not_an_image(path: str | os.PathLike, writer: str, kind: str, suffix: str) -> None:
+    """Refuse (ValueError, before anything is written) to write `kind` (a latent, a network) to `path` where it names
+    an image, by its suffix (`images.IMAGE_SUFFIXES`) or an image file already there, as the command line refuses
+    such an output: `save_latent(w, "me.jpg")` replaced the photo, then warned of the suffix (forty-third session's
+    audit). `writer` is the function named, `suffix` the one to name the file with."""
+    from ..images import IMAGE_SUFFIXES
+
+    target = user_path(path)
+    image = target.suffix.lower() in IMAGE_SUFFIXES
+    found = _image_format(target) if target.is_file() else None
+    if image or found:
+        what = f"is {with_article(found)} image" if found else f"names an image ({target.suffix})"
+        raise ValueError(f"{writer} writes {kind}, and '{os.fspath(path)}' {what}: nothing was written; name it "
+                         f"'{target.with_suffix(suffix).name}'")
 
 
 def _image_format(path: Path) -> str | None:
@@ -523,7 +548,8 @@ def save_network(path: str | os.PathLike, networks: Networks | Generator) -> Pat
     The format is safetensors (tensors plus the configs and meta as JSON; no pickle). The file is
     written at exactly `path`: name it `*.safetensors` (`NATIVE_SUFFIX`) so that other tools, which pick
     their loader by suffix, recognise it; toonlib itself reads it under any name. Another suffix is written
-    as asked, with a `ToonlibWarning`. A G_ema made by `blend` (or loaded from a saved blend) keeps how it was made
+    as asked, with a `ToonlibWarning`; an image's suffix, or an image file at `path`, is refused (ValueError) before
+    anything is written. A G_ema made by `blend` (or loaded from a saved blend) keeps how it was made
     (meta "blend", shown by `toonlib info`) while its weights stay as made; the record is always G_ema's own
     (`Generator.blend_record`), never one `networks.meta` carried over from another generator: label weights made
     otherwise with `G.set_origin(blend_record=...)`. A lone generator that `load_network` read (its weights unchanged)
@@ -531,7 +557,7 @@ def save_network(path: str | os.PathLike, networks: Networks | Generator) -> Pat
     (G)" in `toonlib info`).
     """
     if isinstance(networks, Generator):  # where it was loaded from recorded as for its whole file
-        networks = Networks(G_ema=networks, meta=_meta_of(networks))
+        networks = Networks(G_ema=networks, meta=loaded_meta(networks))
     if not isinstance(networks, Networks) or not isinstance(path, (str, os.PathLike)):
         swapped = isinstance(path, (Generator, Networks))
         raise TypeError("save_network(path, networks) takes a file path, then a Generator or Networks; got "
@@ -542,6 +568,7 @@ def save_network(path: str | os.PathLike, networks: Networks | Generator) -> Pat
     if networks.G_ema.blend_record is not None:
         meta["blend"] = networks.G_ema.blend_record
     networks = dataclasses.replace(networks, meta=meta)
+    check_not_an_image(path, "save_network", "toonlib's format, a safetensors file", NATIVE_SUFFIX)
     native.save(networks, path)
     path = user_path(path)
     if path.suffix.lower() != NATIVE_SUFFIX:

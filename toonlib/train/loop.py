@@ -42,7 +42,7 @@ from ..devices import default_device
 from ..files import atomic_write_path, check_file_target, is_url, looks_like_checkpoint, resolved_source, user_path
 from ..images import labelled_grid, save_image, to_pil
 from ..losses import discriminator_loss, generator_loss, path_length_penalty, path_lengths, r1_penalty, update_pl_mean
-from ..messages import check_callback, check_flag, counted, progress_bar, warn, write_line
+from ..messages import SIGHUP, after_hang_up, check_callback, check_flag, counted, progress_bar, warn, write_line
 from ..models import MODELS
 from ..networks import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, z_from_seeds
 from ..quality import MetricUnavailable, image_quality, inception_weights
@@ -95,6 +95,10 @@ STOPPING = ("Interrupted: saving the run at the end of this minibatch, to contin
 #: What a run says when SIGTERM (`kill`, `timeout`, a job scheduler) asks it to stop: it stops as at Ctrl-C.
 TERMINATING = ("Asked to stop (SIGTERM): saving the run at the end of this minibatch, to continue later (a second "
                "signal stops at once, losing the training since the last snapshot)")
+#: What a run says at SIGHUP (its terminal closed, an ssh connection dropped; it ended the run unsaved and silent,
+#: forty-third session's audit): it stops as at SIGTERM. Said where stderr still goes (a log), else nowhere.
+HANGING_UP = ("Asked to stop (SIGHUP, as when its terminal closes): saving the run at the end of this minibatch, to "
+              "continue later (a second signal stops at once, losing the training since the last snapshot)")
 
 
 class Trainer:
@@ -565,6 +569,10 @@ class Trainer:
                        if last_nimg != round(cfg.kimg * 1000) else "")  # it said 0.012 for --kimg 0.01 unexplained
             print(f"{self.run_dir}: {begun}, training to {last_nimg / 1000:.3f} kimg{rounded} (a line per snapshot)",
                   flush=True)
+        if self.is_main and self.cur_nimg and callable(getattr(self.callback, "resumed", None)):
+            # a notebook's viewer (`notebook.snapshot_viewer`): the run's newest grid and plots, below the bar just
+            # shown; with bars nothing said the run resumed till its next snapshot (forty-third session's audit)
+            self.callback.resumed(self.cur_nimg)
         self._start_tick()
         started = time.perf_counter()
 
@@ -578,13 +586,18 @@ class Trainer:
 
         stop = False
         # the bar is closed however the loop ends, so that what follows (a message, a traceback) starts a line
-        # SIGTERM too, as one Ctrl-C (it ended a run unsaved), but not under torchrun, which stops its other
-        # processes with it when one fails: they would wait at the end of the minibatch for the one that is gone
-        signals = (signal.SIGINT,) if self.dist.world_size > 1 else (signal.SIGINT, signal.SIGTERM)
+        # SIGTERM and SIGHUP too, as one Ctrl-C (they ended a run unsaved), but not under torchrun, which stops its
+        # other processes with SIGTERM when one fails: they would wait at the end of the minibatch for the one that is
+        # gone (and its launcher takes SIGHUP itself)
+        signals = (signal.SIGINT,) if self.dist.world_size > 1 else (
+            signal.SIGINT, signal.SIGTERM, *([SIGHUP] if SIGHUP is not None else []))
 
         def say_stopping(signum: int) -> None:
+            if signum == SIGHUP:
+                after_hang_up()  # a closed terminal fails every write: the line and the bar go nowhere instead
             if self.is_main:
-                write_line(STOPPING if signum == signal.SIGINT else TERMINATING, file=sys.stderr)
+                said = {signal.SIGINT: STOPPING, SIGHUP: HANGING_UP}.get(signum, TERMINATING)
+                write_line(said, file=sys.stderr)
 
         with bar, self._ctrl_c.deferred(say_stopping, signals):
             while self.cur_nimg < total_nimg and not stop:
@@ -827,7 +840,7 @@ class Trainer:
 class _CtrlC:
     """Ctrl-C (SIGINT) deferred to a point the training loop chooses (`deferred`); SIGINT is what Ctrl-C sends in a
     terminal and what a Jupyter kernel's interrupt sends, into the main thread. SIGTERM (`kill`, `timeout`, a job
-    scheduler) may be deferred the same way."""
+    scheduler) and SIGHUP (a closed terminal) may be deferred the same way."""
 
     def __init__(self) -> None:
         self.pressed = False  # within `deferred`: Ctrl-C was pressed
@@ -857,9 +870,10 @@ class _CtrlC:
             put_back()
             self.pressed = True
             if on_press is not None:
-                # RuntimeError: the main thread was inside a write to the same stream (a reentrant call); the notice
-                # is left out rather than failing the minibatch there
-                with contextlib.suppress(RuntimeError):
+                # RuntimeError: the main thread was inside a write to the same stream (a reentrant call); OSError: a
+                # stream that cannot be written (a pipe whose reader ended); the notice is left out rather than
+                # failing the minibatch there
+                with contextlib.suppress(RuntimeError, OSError):
                     on_press(signum)
             if self._abortable:
                 raise KeyboardInterrupt
@@ -928,16 +942,21 @@ def _set_hparams(opt: torch.optim.Optimizer, lr: float, betas: tuple) -> None:
 def _load_base(source: str, progress: bool) -> tuple[Generator, Discriminator, Generator]:
     """G, D and G_ema of the base checkpoint (G defaults to a copy of G_ema); D is required. A URL or registry name is
     downloaded first where need be, its bar shown when `progress`; else (`finetune(progress=False)`, `--no-progress`)
-    a line as it starts and one as it ends (minutes of a 1024 px base passed without a word; audit)."""
-    from ..download import cache_state
+    a line as it starts and one as it ends (minutes of a 1024 px base passed without a word; audit). The end says
+    whether this run waited for another process's download of it (it said "downloaded" of a download it only waited
+    for, `fetch` saying nothing of the wait; forty-third session's audit)."""
+    from ..checkpoints import check_source
+    from ..download import cache_state, fetch
 
     downloading = not progress and (is_url(source) or source in MODELS) and not Path(source).exists() and \
         cache_state(source) != "cached"
     if downloading:
+        check_source(source)  # refused before any download or line, as load_network refuses it
         write_line(f"{source}: downloading the base model")
+        waited: list[str] = []  # whose download `fetch` waited for (it says the wait as it starts)
+        fetch(source, progress=False, cache_option=None, on_wait=waited.append)  # as load_network fetches it
+        write_line(f"{source}: downloaded" + (f" (this run waited for the download of {waited[0]})" if waited else ""))
     nets = load_network(source, progress=progress)
-    if downloading:
-        write_line(f"{source}: downloaded")
     if nets.D is None:
         raise CheckpointError(
             f"{source} has no discriminator (D): transfer learning fine-tunes the base model's D together with "

@@ -88,24 +88,37 @@ def _write(path: Path, records: list[dict]) -> None:
         tmp.write_text("".join(json.dumps(r, allow_nan=False) + "\n" for r in finite))
 
 
+#: metrics.png's width in pixels, its panels stacked in one column, and its font size in points (at `_DPI`): read on
+#: a phone, where a notebook's output is ~300 px wide. Its 960 x 480 px of panels side by side were shown at 296 x
+#: 148 there, titles and ticks ~3 px tall (forty-third session's audit); stacked 400 px wide, ~9 px.
+_WIDTH, _PANEL_HEIGHT, _FONT, _DPI = 400, 150, 11, 80
+#: Room around the panels, in pixels: the ticks' numbers on the left (a KID of 0.0144 touched the image's edge), a
+#: title above each panel, the shared kimg axis below the last.
+_LEFT, _RIGHT, _TITLE, _BOTTOM = 62, 12, 26, 46
+
+
 def plot_metrics(records: list[dict], path: str | os.PathLike) -> None:
-    """Plot metrics.jsonl records against kimg into a PNG (atomically). Uses matplotlib's Agg canvas
-    directly, so pyplot's backend (e.g. a notebook's) is left alone."""
-    fig = Figure(figsize=(12, 6))
-    fig.subplots_adjust(left=0.05, right=0.98, bottom=0.08, top=0.95, wspace=0.25, hspace=0.4)  # cheaper than
-    axes = list(fig.subplots(2, 3).flat)  # a layout engine, which took most of the time of a snapshot in tests
-    for ax, (title, keys) in zip(axes, PANELS):
-        for key in keys:
-            points = [(r["kimg"], r[key]) for r in records if r.get(key) is not None]
-            if points:
-                ax.plot(*zip(*points), marker=".", label=key)
-        ax.set_title(title)
-        ax.set_xlabel("kimg")
-        if ax.lines:
-            ax.legend()
-        else:
-            ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes, color="grey")
-    for ax in axes[len(PANELS):]:  # the cells left over
-        ax.set_visible(False)
-    with atomic_write_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
+    """Plot metrics.jsonl records against kimg into a PNG (atomically), one panel under the other (`PANELS`), on a
+    shared kimg axis. Uses matplotlib's Agg canvas directly, so pyplot's backend (e.g. a notebook's) is left alone."""
+    import matplotlib
+
+    height = len(PANELS) * (_PANEL_HEIGHT + _TITLE) + _BOTTOM
+    with matplotlib.rc_context({"font.size": _FONT, "legend.fontsize": _FONT - 1, "axes.titlesize": _FONT + 1}):
+        fig = Figure(figsize=(_WIDTH / _DPI, height / _DPI), dpi=_DPI)
+        # fixed margins: cheaper than a layout engine, which took most of the time of a snapshot in tests
+        fig.subplots_adjust(left=_LEFT / _WIDTH, right=1 - _RIGHT / _WIDTH, bottom=_BOTTOM / height,
+                            top=1 - _TITLE / height, hspace=_TITLE / _PANEL_HEIGHT)
+        axes = list(fig.subplots(len(PANELS), 1, sharex=True).flat)
+        for ax, (title, keys) in zip(axes, PANELS):
+            for key in keys:
+                points = [(r["kimg"], r[key]) for r in records if r.get(key) is not None]
+                if points:
+                    ax.plot(*zip(*points), marker=".", label=key)
+            ax.set_title(title)
+            if ax.lines:
+                ax.legend(loc="best")
+            else:
+                ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes, color="grey")
+        axes[-1].set_xlabel("kimg")
+        with atomic_write_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=_DPI)
