@@ -540,7 +540,7 @@ def test_a_concurrent_writers_temporary_file_is_left_alone(tmp_path):
 
 def test_where_nothing_can_be_locked_a_temporary_file_is_stale_after_a_day(tmp_path, monkeypatch):
     """No lock says its writer is alive there (some network mounts): only a day untouched makes it a dead one's."""
-    monkeypatch.setattr(files, "_held", lambda entry: None, raising=False)
+    monkeypatch.setattr(files, "entry_held", lambda entry: None, raising=False)
     hour, days = tmp_path / ".n.txt.00000001.tmp", tmp_path / ".n.txt.00000002.tmp"
     for entry, age in ((hour, 3600), (days, 2 * 24 * 3600)):  # `files.STALE_TEMP_SECONDS_UNLOCKED` is a day
         entry.write_text("x")

@@ -640,7 +640,7 @@ def test_finetune_help_says_its_exit_statuses_and_the_images_it_needs(capsys):
     text = capsys.readouterr().out
     epilog = text[text.index("\nexit status:"):]
     assert epilog == "\n" + EXIT_STATUS + "\n"
-    assert "130  interrupted (Ctrl-C, or SIGTERM: kill, timeout, a job scheduler): the run is saved" in epilog
+    assert "130  interrupted (Ctrl-C, SIGTERM: kill, timeout, a job scheduler, or SIGHUP: a closed\n" in epilog
     assert "face" not in epilog and "photo" not in epilog and "models | head" not in epilog
     data = " ".join(text[text.index("\n  --data DATA"):text.index("\n  --resume RESUME")].split())
     assert data == "--data DATA folder or .zip of training images, at least 8 (subfolders too); the run folder must " \

@@ -43,7 +43,7 @@ from PIL import Image
 from .align import AlignedFace, LandmarkBackendError, NoFaceError
 from .blending import check_setting
 from .checkpoints import CheckpointError
-from .files import _held, _hold, atomic_write_path, visible_stem
+from .files import atomic_write_path, entry_held, hold_entry, visible_stem
 from .images import ImageReadError, quiet_large_images, read_image, too_many_pixels
 from .losses import PerceptualWeightsError, build_lpips
 from .messages import check_count, check_number, counted, install_line, warn
@@ -339,7 +339,7 @@ class _AppFolder:
     `APP_FOLDER_PREFIX` and random characters. Gradio puts their uploads there, they their results, and it is deleted
     whole when the last of them stops. Two apps on one machine shared Gradio's folder, whose files are named by their
     content: the same photo in both was the same files, and stopping one app deleted the photo and results the other
-    still showed (forty-third session's audit). The process holds a lock on it (`files._hold`: the kernel drops it
+    still showed (forty-third session's audit). The process holds a lock on it (`files.hold_entry`: the kernel drops it
     when the process dies), so a later app tells a dead app's folder from a live one's (`_remove_dead_apps_folders`).
 
     Gradio reads its folder from $GRADIO_TEMP_DIR as it makes each component, also while it serves (each visitor's
@@ -360,7 +360,7 @@ class _AppFolder:
         except OSError as exc:
             raise OSError(f"cannot make the app's folder for its visitors' photos in {self.base} "
                           f"({exc.strerror or exc}): set GRADIO_TEMP_DIR to a folder you can write") from None
-        self._held = _hold(self.path)  # None where there are no such locks (Windows)
+        self._held = hold_entry(self.path)  # None where there are no such locks (Windows)
         self._before = os.environ.get("GRADIO_TEMP_DIR")
         self._apps = 0
 
@@ -422,7 +422,7 @@ def _remove_dead_apps_folders(base: Path) -> None:
     now = time.time()
     for folder in folders:
         newest = _newest_change(folder)
-        if newest is not None and now - newest > DELETE_AFTER_S and _held(folder) is False:
+        if newest is not None and now - newest > DELETE_AFTER_S and entry_held(folder) is False:
             shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -2,14 +2,14 @@
 command (the bodies are `commands.cmd_*`, each a thin wrapper over the Python API) and turns its end into an exit
 status.
 
-Exit status (also in `--help`): 0 all done; 1 some of several photos failed (the others were written);
-2 bad usage, a missing or unreadable model, weights file or photo, or a photo without a face; 130 interrupted
-(Ctrl-C, or SIGTERM: `messages.run_program`); 141 output closed early (`| head`), nothing more printed (a folder's
-`toonify` says on stderr how many photos it toonified). `finetune` has its
-own (`train.arguments.EXIT_STATUS`, in `toonlib finetune --help`): 0 done, also when the run had already reached
---kimg; 2 bad usage, unusable images, checkpoint or settings, the run folder in use, a full disk; 130 interrupted, the
-run saved for the same command to continue. Expected failures end in one short message naming the cause and the fix,
-never a traceback; warnings are one line each too (`toonlib COMMAND: warning: ...`).
+Exit status (also in `--help`): 0 all done; 1 some of several photos failed (the others were written); 2 bad usage, a
+missing or unreadable model, weights file or photo, or a photo without a face; 130 interrupted (Ctrl-C, SIGTERM or
+SIGHUP: `messages.run_program`); 141 output closed early (`| head`), nothing more printed (a folder's `toonify` says on
+stderr how many photos it toonified). `finetune` has its own (`train.arguments.EXIT_STATUS`, in `toonlib finetune
+--help`): 0 done, also when the run had already reached --kimg; 2 bad usage, unusable images, checkpoint or settings,
+the run folder in use, a full disk; 130 interrupted, the run saved for the same command to continue. Expected failures
+end in one short message naming the cause and the fix, never a traceback; warnings are one line each too (`toonlib
+COMMAND: warning: ...`).
 """
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def exit_statuses(command: str | None = None) -> str:
             *[("1", "some of several photos failed (the others were written)")] * toonify,
             ("2", "bad usage; a missing or unreadable " + ("model, weights file or photo" if photos else
                                                            "model or weights file") + "; no face" * faces),
-            ("130", "interrupted (Ctrl-C, or SIGTERM: kill, timeout)"),
+            ("130", "interrupted (Ctrl-C, SIGTERM: kill, timeout, or SIGHUP: a closed terminal)"),
             ("141", "output closed early (`toonlib models | head`), nothing more printed"
              + " (`toonify` of a folder says on stderr how many photos it toonified)" * toonify)]
     return "exit status:\n" + "\n".join(f"  {code:>3}  {meaning}" for code, meaning in rows)
@@ -91,10 +91,6 @@ EXAMPLES = {
 }
 
 NETWORKS = ("G_ema", "G")  # what --toon-network and --base-network pick in a checkpoint
-#: project's and toonify's --seed: the seeds their projection takes in Python (`projection.SEED_RANGE`, torch's; not
-#: imported, which would import torch to build the parser; a test ties the two): 0 to 2**32 - 1 here left a latent
-#: made with seed=2**40 or seed=-5 not to be made again here (forty-third session's audit)
-SEED_RANGE = (-2**63, 2**64 - 1)
 
 
 def _examples(command: str) -> str:
@@ -136,7 +132,11 @@ def _swap_res(text: str) -> int:
 
 
 def _seed(text: str) -> int:
-    """An argparse `type` for --seed: a whole number in `SEED_RANGE`, said as Python's seed= says it."""
+    """An argparse `type` for --seed: a whole number in `options.SEED_RANGE`, Python's seed= range, said as seed=
+    says it: 0 to 2**32 - 1 here left a latent made with seed=2**40 or seed=-5 not to be made again here
+    (forty-third session's audit)."""
+    from .options import SEED_RANGE
+
     value = _number(low=-math.inf)(text)
     if not SEED_RANGE[0] <= value <= SEED_RANGE[1]:
         raise argparse.ArgumentTypeError(f"must be a whole number from -2**63 to 2**64 - 1 (what torch's random "

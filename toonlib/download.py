@@ -393,9 +393,9 @@ def partial_download_state(part: Path) -> str:
     download lock now (`file_lock`, which `fetch` holds while it downloads; asked without waiting or making a lock
     file, so a read-only cache is only read), 'starts over' where its server was recorded as sending whole files
     only, else 'resumes' (by the next fetch)."""
-    from .files import _held
+    from .files import entry_held
 
-    if _held(lock_file_for(_downloaded_file(part))):
+    if entry_held(lock_file_for(_downloaded_file(part))):
         return "downloading"
     return "starts over" if _read_marker(part).get("resumes") is False else "resumes"
 

@@ -64,7 +64,7 @@ def atomic_write_path(path: str | os.PathLike, *, in_folder: bool = False) -> It
         entry = _create_temp(target, folder=True) if in_folder else _create_temp(target)
     except OSError as e:  # PermissionError, read-only filesystem, ...: named by the user's path, not a temp file's
         raise _cannot_write(path, e, e.strerror or str(e)) from None  # no "[Errno 13]": a message to read
-    held = _hold(entry)  # while it is held, no other write of `path` takes the temporary file for a dead one's
+    held = hold_entry(entry)  # while it is held, no other write of `path` takes the temporary file for a dead one's
     tmp = entry / target.name if in_folder else entry
     try:
         existing = target.stat().st_mode if target.is_file() else None
@@ -609,7 +609,7 @@ def looks_like_html(head: bytes) -> bool:
 #: `atomic_write_path(in_folder=True)`'s) a folder.
 TEMP_FILE_NAME = re.compile(r"\..+\.[0-9a-f]{8}\.tmp")
 #: How long an earlier write's temporary file must have been left untouched (its newest time of change, in a
-#: folder its files' too) before the next write of its output removes it, when no writer holds its lock (`_hold`):
+#: folder its files' too) before the next write of its output removes it, when no writer holds its lock (`hold_entry`):
 #: a writer that has created it and not locked it yet is not taken for a dead one.
 STALE_TEMP_SECONDS = 60.0
 #: The same where the file system takes no locks (some network mounts): no writer is known alive there, and a live
@@ -655,11 +655,11 @@ def remove_temp(entry: Path) -> None:
         entry.unlink(missing_ok=True)
 
 
-def _hold(entry: Path) -> int | None:
+def hold_entry(entry: Path) -> int | None:
     """Lock the temporary file or folder `entry` now, without waiting (an OS lock, `flock`: the kernel drops it when
     the process dies); returns the descriptor to close when done, None where there are no such locks (Windows, a file
     system that cannot open folders, some network mounts). BlockingIOError where another process holds it.
-    Its writer holds it while it writes; `_held` asks with it whether a writer does."""
+    Its writer holds it while it writes; `entry_held` asks with it whether a writer does."""
     try:
         import fcntl
 
@@ -677,11 +677,11 @@ def _hold(entry: Path) -> int | None:
     return fd
 
 
-def _held(entry: Path) -> bool | None:
-    """Whether a live writer holds the lock of temporary file or folder `entry` (`_hold`); None where that cannot be
-    told (no locks there)."""
+def entry_held(entry: Path) -> bool | None:
+    """Whether a live writer holds the lock of temporary file or folder `entry` (`hold_entry`); None where that cannot
+    be told (no locks there)."""
     try:
-        fd = _hold(entry)
+        fd = hold_entry(entry)
     except BlockingIOError:
         return True
     if fd is None:
@@ -709,7 +709,7 @@ def _stale_temp(entry: Path, now: float) -> bool:
         return False
     if untouched < STALE_TEMP_SECONDS:
         return False
-    held = _held(entry)
+    held = entry_held(entry)
     return not held if held is not None else untouched >= STALE_TEMP_SECONDS_UNLOCKED
 
 

@@ -759,7 +759,7 @@ def choose_data(data_path: str | os.PathLike | None = None, folder: str | os.Pat
     in Colab's dialog (a .zip, or images: the folder of their own they are saved in, `save_uploads(own_folder=True)`).
     `NotebookStop` says what to set instead of a traceback later: outside Colab with no path, and for a path that
     names nothing, or fewer images than fine-tuning takes (`data.MIN_IMAGES`), counted as files and then as images
-    that can be read (`_unreadable_images`); an upload with too few images is said by the names of its files, with
+    that can be read (`data.unreadable_images`); an upload with too few images is said by the names of its files, with
     "run this cell again and upload more" (it named a data_path the user never set, the runtime's copy, and advised a
     path on the user's own computer; forty-first session's audit).
 
@@ -781,14 +781,14 @@ def choose_data(data_path: str | os.PathLike | None = None, folder: str | os.Pat
                    else uploads[0].path.parent)
     else:
         raise NotebookStop(f"No training images: data_path is empty.\n{DATA_HINT}")
-    from .data import MIN_IMAGES, TooFewImagesError, check_image_files, image_files
+    from .data import MIN_IMAGES, TooFewImagesError, check_image_files, image_files, unreadable_images
     from .images import IMAGE_SUFFIXES
     from .messages import counted
 
     source = user_path(data).absolute()
     try:  # no such folder or .zip file, neither a folder nor a .zip file, too few image files
         check_image_files(source)
-        unreadable = _unreadable_images(source)
+        unreadable = unreadable_images(source)
     except (OSError, ValueError) as exc:
         if not uploads:
             raise NotebookStop(f"data_path = {data!r}: {exc}.\n{DATA_HINT}") from None
@@ -851,27 +851,6 @@ def _names(names: Sequence[str], shown: int = 3) -> str:
     """'12 images: 0.png, 1.png, 2.png and 9 more'."""
     more = f" and {len(names) - shown} more" if len(names) > shown else ""
     return f"{len(names)} images: {', '.join(names[:shown])}{more}"
-
-
-def _unreadable_images(source: Path) -> list[tuple[str, str]]:
-    """The image files of the folder or .zip `source` that cannot be read (name, why: as preparing the images says
-    it), where they leave fewer than `MIN_IMAGES` that can; [] once that many are read, the others not looked at
-    (a few files decoded, not the whole set). The set-up cell counted file names, and 6 images and 3 damaged files
-    passed it, to be refused in the training cell after the base's download (forty-third session's audit)."""
-    from .data import MIN_IMAGES, _open_source, _prepare_one, _Skip
-
-    unreadable, readable = [], 0
-    with _open_source(source) as (entries, read, *_):
-        for name, *_ in entries:
-            try:
-                _prepare_one(read, name, 4, "crop")  # decoded as preparing it decodes it; 4 px: a cheap resize
-            except _Skip as exc:
-                unreadable.append((name, str(exc)))
-            else:
-                readable += 1
-                if readable >= MIN_IMAGES:
-                    return []
-    return unreadable
 
 
 def _upload_names(uploads: Sequence[UploadedFile], shown: int = 3) -> str:

@@ -7,6 +7,9 @@ from __future__ import annotations
 INVERT_MODES = ("optimize", "e4e", "psp", "e4e+optimize", "psp-toonify")
 #: The modes that run the LPIPS projection (and so take `steps`).
 OPTIMIZING_MODES = ("optimize", "e4e+optimize")
+#: The seeds `torch.Generator.manual_seed` takes (a negative seed is taken modulo 2**64): a projection's seed=, and
+#: project's and toonify's --seed.
+SEED_RANGE = (-2**63, 2**64 - 1)
 #: Where face landmarks come from (`align_face`'s `detector`).
 DETECTORS = ("auto", "face_alignment", "dlib")
 #: The largest aligned crop (`align_face`'s `output_size`, `toonlib align --size`): 8x FFHQ's 1024 px. A crop that

@@ -47,6 +47,7 @@ from .images import (
 )
 from .losses import PerceptualDistance, build_lpips, noise_regularization, normalize_noise_
 from .messages import check_callback, check_count, check_flag, check_number, install_line, progress_bar, summary, warn
+from .options import SEED_RANGE
 
 Target = Union[PIL.Image.Image, np.ndarray, torch.Tensor, Sequence[Union[PIL.Image.Image, np.ndarray, torch.Tensor]]]
 Callback = Callable[[int, float, torch.Tensor], None]
@@ -60,8 +61,6 @@ LR_RAMPDOWN = 0.25
 LR_RAMPUP = 0.05
 LATENT_NOISE_FACTOR = 0.05
 LATENT_NOISE_RAMP = 0.75
-#: The seeds `torch.Generator.manual_seed` takes (a negative seed is taken modulo 2**64).
-SEED_RANGE = (-2**63, 2**64 - 1)
 
 
 def default_steps(space: str, from_init: bool = False) -> int:

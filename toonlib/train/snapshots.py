@@ -25,7 +25,6 @@ import errno
 import json
 import os
 import re
-import socket
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable, Iterator
 
@@ -37,7 +36,9 @@ from ..files import (
     TEMP_FILE_NAME,
     atomic_write_path,
     file_lock,
+    holder_file_for,
     lock_file_for,
+    lock_holder,
     remove_temp,
     user_path,
 )
@@ -240,7 +241,7 @@ def run_folders(members: Iterable[PurePosixPath]) -> set[PurePosixPath]:
         folder, name = member.parent, member.name
         if member.parts[-2:] == lock_file_for(_LOCKED).parts:  # <run>/.locks/run.lock
             locked.add(folder.parent)
-        elif member.parts[-2:] == lock_file_for(_LOCKED).with_suffix(".holder").parts:  # held now (or killed)
+        elif member.parts[-2:] == holder_file_for(_LOCKED).parts:  # held now (or killed)
             started.add(folder.parent)
         elif _STATE_PATTERN.fullmatch(name) or name == _LEGACY_STATE:
             states.add(folder)
@@ -260,34 +261,22 @@ def hold_run_dir(run_dir: str | os.PathLike) -> Iterator[None]:
     The lock is `files.file_lock` of `.locks/run.lock` inside the folder (one lock however the folder is spelled,
     nothing outside it written: only the run folder must be writable). It is released when the body ends or fails,
     and by the kernel when its holder dies, so a killed run never leaves the folder locked; the lock file stays, as
-    a lock file must (one deleted while another process opens it could be held twice). The holder's process id and
-    host are written beside it (`.locks/run.holder`) for the message of a refused run. Once it holds the folder, the
-    temporary files of atomic writes that a killed run left there (cut short) are removed.
+    a lock file must (one deleted while another process opens it could be held twice). `file_lock` records the
+    holder's process id and host beside it (`.locks/run.holder`) for the message of a refused run. Once it holds the
+    folder, the temporary files of atomic writes that a killed run left there (cut short) are removed.
     """
     folder = user_path(run_dir).resolve()
-    lock_file = lock_file_for(folder / _LOCKED)
-    holder = lock_file.with_suffix(".holder")
     held = contextlib.ExitStack()
     try:
         held.enter_context(file_lock(folder / _LOCKED, wait=False))
     except BlockingIOError:
-        raise BlockingIOError(f"{run_dir} is in use by another fine-tuning run{_holder(holder)}: wait until it ends "
+        raise BlockingIOError(f"{run_dir} is in use by another fine-tuning run{_holder(folder)}: wait until it ends "
                               "or stop it, or train in another run folder (--run-dir, run_dir=)") from None
     except OSError as exc:  # the run folder cannot be created or written
         raise type(exc)(f"cannot write in the run folder {run_dir}: {exc.strerror or exc}") from None
     with held:
-        with atomic_write_path(holder) as tmp:
-            tmp.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}) + "\n")
         _remove_stale_temps(folder)
-        try:
-            yield
-        finally:
-            # while still locked, so that the next holder's record stays. Its failure is suppressed: the record is only
-            # for a message, and in a folder that became read-only the unlink's error replaced the one that stopped
-            # the run (ExitStack cuts its context): "error: .../.locks/run.holder: read-only file system" (fortieth
-            # session's audit)
-            with contextlib.suppress(OSError):
-                holder.unlink(missing_ok=True)
+        yield
 
 
 @dataclasses.dataclass
@@ -392,16 +381,12 @@ def _remove_stale_temps(run_dir: Path) -> None:
                     remove_temp(path)
 
 
-def _holder(record: Path) -> str:
-    """Who holds a run folder, from its holder record: ' (process 123)', ' (process 123 on host)', ' in this
-    Python process (...)'; '' when unknown (a holder that has not written it yet)."""
-    try:
-        holder = json.loads(record.read_text())
-        pid, host = int(holder["pid"]), str(holder["host"])
-    except (OSError, ValueError, KeyError, TypeError):
+def _holder(folder: Path) -> str:
+    """Who holds the run folder `folder` (`files.lock_holder`): ' (process 123)', ' (process 123 on host)', ' in this
+    Python process (...)'; '' when unknown (a holder that has not written its record yet)."""
+    holder = lock_holder(folder / _LOCKED)
+    if holder is None:
         return ""
-    if host != socket.gethostname():
-        return f" (process {pid} on {host})"
-    if pid == os.getpid():
+    if holder.this_process:
         return " in this Python process (a Trainer that has not ended: let its run() end or call its close())"
-    return f" (process {pid})"
+    return f" ({holder})"
