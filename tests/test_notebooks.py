@@ -1636,19 +1636,11 @@ def test_colab_upload_of_too_few_training_images_names_the_files_and_says_to_upl
         assert "data_path" not in str(stop.value) and "Downloads" not in str(stop.value)
 
 
-def test_finetune_progress_bars_show_above_the_fakes_grid_and_the_plots(tmp_path, monkeypatch):
-    """01's training cell showed the line of numbers, the fakes grid and the plots, then the progress bars that
-    `finetune` shows: the first snapshot's grid and plots (~1500 px at 1024 px models) pushed the bar that counts the
-    run out of the window (forty-first session's audit). The grid and the plots are shown at the first snapshot, below
-    the bars, and updated in place after it."""
+def recorded_displays(monkeypatch: pytest.MonkeyPatch) -> list[list]:
+    """IPython's `display` recorded: each display's contents, its handle's updates appended."""
     import IPython.display
-    from PIL import Image
 
-    import toonlib.train
-    from toonlib.notebook import run_training
-    from toonlib.train import TrainConfig
-
-    shown: list[list] = []  # each display's contents, updates appended
+    shown: list[list] = []
 
     class Handle:
         def __init__(self, index: int) -> None:
@@ -1662,11 +1654,27 @@ def test_finetune_progress_bars_show_above_the_fakes_grid_and_the_plots(tmp_path
         return Handle(len(shown) - 1)
 
     monkeypatch.setattr(IPython.display, "display", display)
+    return shown
+
+
+def test_finetune_progress_bars_show_above_the_fakes_grid_and_the_plots(tmp_path, monkeypatch):
+    """01's training cell showed the line of numbers, the fakes grid and the plots, then the progress bars that
+    `finetune` shows: the first snapshot's grid and plots (~1500 px at 1024 px models) pushed the bar that counts the
+    run out of the window (forty-first session's audit). The grid and the plots are shown at the first snapshot, below
+    the bars, and updated in place after it."""
+    import IPython.display
+    from PIL import Image
+
+    import toonlib.train
+    from toonlib.notebook import run_training
+    from toonlib.train import TrainConfig
+
+    shown = recorded_displays(monkeypatch)
     Image.new("RGB", (8, 8)).save(tmp_path / "metrics.png")
     fakes = Image.new("RGB", (8, 8))
 
     def finetune(config, callback=None):
-        display("the fine-tuning bar")  # as tqdm's notebook bar shows itself when `finetune` makes it
+        IPython.display.display("the fine-tuning bar")  # as tqdm's notebook bar shows itself when `finetune` makes it
         for kimg in (0.004, 0.008):
             callback({"kimg": kimg, "fakes": fakes, "plot_path": tmp_path / "metrics.png"})
         return tmp_path / "last.safetensors"
@@ -2100,25 +2108,10 @@ def test_a_resumed_run_says_so_and_shows_its_grid_and_plots_at_once(tmp_path, mo
     """01's training cell run again on a run with snapshots said "waiting for the first snapshot..." above a bar at
     33%, and showed none of the run till its next snapshot (forty-third session's audit). Its line's losses, means
     since the snapshot before, were under the names the bar gives the last minibatch's."""
-    import IPython.display
-
     from toonlib.notebook import run_training
     from toonlib.train import TrainConfig
 
-    shown: list[list] = []
-
-    class Handle:
-        def __init__(self, index: int) -> None:
-            self.index = index
-
-        def update(self, content) -> None:
-            shown[self.index].append(content)
-
-    def display(content, display_id=None):
-        shown.append([content])
-        return Handle(len(shown) - 1)
-
-    monkeypatch.setattr(IPython.display, "display", display)
+    shown = recorded_displays(monkeypatch)
     monkeypatch.setenv("TOONLIB_CACHE", str(tmp_path / "cache"))
     base, faces = _finetune_files(tmp_path)
     run = tmp_path / "runs" / "toon"
