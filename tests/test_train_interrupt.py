@@ -125,7 +125,8 @@ def test_ctrl_c_on_the_command_line_saves_the_run_and_the_same_command_continues
     saved = SAVED.search(said)
     assert saved is not None and said.endswith(saved.group(0) + "toonlib finetune: interrupted\n"), said[-3000:]
     kimg, name, nimg = float(saved.group(1)), saved.group(2), int(saved.group(3))
-    assert saved.group(4) == str(run) and 40 < nimg < 200 and nimg == round(kimg * 1000)
+    # the signal may come while the first snapshot ends, after its latest.json: the run stops there, saved at 40
+    assert saved.group(4) == str(run) and 40 <= nimg < 200 and nimg % 4 == 0 and nimg == round(kimg * 1000)
     latest = json.loads((run / "latest.json").read_text())
     assert latest == {"kimg": kimg, "network": name, "fakes": f"fakes-{nimg:09d}.png",
                       "state": f"training-state-{nimg:09d}.pt"}
@@ -200,7 +201,8 @@ def test_a_closed_terminal_saves_the_run_as_sigterm_does(base, tmp_path):  # noq
         terminal.stop()
     latest = json.loads((run / "latest.json").read_text())
     path, state = newest_state(run)
-    assert path.name == latest["state"] and 40 < state["cur_nimg"] < 200, latest  # saved where it stopped
+    # saved where it stopped: at 40 when the hang-up came while the first snapshot ended, after its latest.json
+    assert path.name == latest["state"] and 40 <= state["cur_nimg"] < 200, latest
     assert (run / latest["network"]).is_file() and kimgs(run)[-1] == latest["kimg"] == state["cur_nimg"] / 1000
 
 
