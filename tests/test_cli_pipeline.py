@@ -1079,6 +1079,57 @@ def test_toonify_writes_nothing_through_a_link_onto_its_input(setup, tmp_path, c
     assert load_latent(latent).shape == (1, 8, 16)
 
 
+def test_toonifys_files_written_through_links_are_named_as_the_links(setup, tmp_path, capsys):
+    """Each file was staged under its link's target's name: `-toon.png` linked to `toon.dat` was refused as "Pillow
+    writes no .dat files" of `.toon.dat.<random>.tmp/toon.dat`, and `-latent.npz` linked to `latent.dat` warned of
+    that temporary name, which a warnings filter hid (forty-fourth session's review). The names the user gave say the
+    formats: a PNG and an .npz, written through the links, which stay."""
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    photos.mkdir(), out.mkdir()
+    shutil.copy(setup / "photos" / "hopper.jpg", photos / "me.jpg")
+    (out / "me-toon.png").symlink_to(tmp_path / "toon.dat")
+    (out / "me-latent.npz").symlink_to(tmp_path / "latent.dat")
+    assert cli.main(["toonify", str(photos / "me.jpg"), "-o", f"{out}/", "--base", str(setup / "base.safetensors"),
+                     "--toon", str(setup / "toon.safetensors"), "--steps", "1", "--detector", "dlib",
+                     "--no-identity"]) == 0
+    err = capsys.readouterr().err
+    assert ".tmp" not in err and "wrote latents, an .npz file" not in err, err
+    assert (out / "me-toon.png").is_symlink() and (out / "me-latent.npz").is_symlink()
+    with Image.open(tmp_path / "toon.dat") as toon:
+        assert toon.format == "PNG"
+    assert load_latent(tmp_path / "latent.dat").shape == (1, 8, 16)
+
+
+def test_toonify_refuses_a_latent_named_over_an_image_naming_it(setup, tmp_path, capsys):
+    """`-latent.npz` linked to an image that is not an input photo was refused naming the staged temporary file
+    (`.other.png.<random>.tmp/other.png`, "name it 'other.npz'"); one that is an image was replaced, the check seeing
+    the new temporary file (forty-fourth session's review). Both are refused by the user's name before the work,
+    nothing written."""
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    photos.mkdir(), out.mkdir()
+    shutil.copy(setup / "photos" / "hopper.jpg", photos / "me.jpg")
+    other = tmp_path / "other.png"
+    Image.new("RGB", (8, 8), "red").save(other)
+    before = other.read_bytes()
+    argv = ["toonify", str(photos / "me.jpg"), "-o", f"{out}/", "--base", str(setup / "base.safetensors"), "--toon",
+            str(setup / "toon.safetensors"), "--steps", "1", "--detector", "dlib", "--no-identity"]
+    (out / "me-latent.npz").symlink_to(other)
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.endswith(f"toonlib toonify: error: toonify writes latents, and '{out / 'me-latent.npz'}' links to "
+                        f"{os.path.realpath(other)}, a PNG image: nothing was written; give another name\n"), err
+    assert ".tmp" not in err, err
+    assert other.read_bytes() == before and [p.name for p in out.iterdir()] == ["me-latent.npz"]
+    assert (out / "me-latent.npz").is_symlink()
+    (out / "me-latent.npz").unlink()
+    shutil.copy(other, out / "me-latent.npz")  # an image of that name itself
+    assert cli.main(argv) == 2
+    assert capsys.readouterr().err.endswith(f"toonlib toonify: error: toonify writes latents, and "
+                                            f"'{out / 'me-latent.npz'}' is a PNG image: nothing was written; give "
+                                            "another name\n")
+    assert (out / "me-latent.npz").read_bytes() == before and [p.name for p in out.iterdir()] == ["me-latent.npz"]
+
+
 def test_a_folder_run_leaves_out_the_face_toons_of_an_image_output(setup, tmp_path, capsys):
     """`toonify group.jpg -o group-toons.png --all-faces` in the photos folder writes each face's toon as
     `group-toons-face1.png`, which names no kind: the next run on the folder took those toons for photos (forty-third

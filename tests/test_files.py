@@ -303,6 +303,32 @@ def test_a_link_is_written_through_to_its_file(tmp_path, umask):
     assert not (tmp_path / "nodir").exists() and (tmp_path / "loop-a.png").is_symlink()
 
 
+def test_a_staged_write_through_a_link_is_handed_the_links_name(tmp_path):
+    """`atomic_write_path(in_folder=True)` handed its writer a file named as the link's target: `save_latent` of
+    `me-latent.npz -> latent.dat` warned "wrote latents, an .npz file, to '.latent.dat.<random>.tmp/latent.dat'", a
+    name the user never gave, and `save_image` of `toon.png -> toon.dat` refused "Pillow writes no .dat files"
+    (forty-fourth session's review). The writer sees the link's own name; its target is what is replaced."""
+    import warnings
+
+    import numpy as np
+
+    from toonlib.projection import load_latent, save_latent
+
+    latent, toon = tmp_path / "me-latent.npz", tmp_path / "toon.png"
+    latent.symlink_to("latent.dat")
+    toon.symlink_to("toon.dat")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with atomic_write_path(latent, in_folder=True) as tmp:
+            save_latent(np.zeros((1, 2, 3), np.float32), tmp)
+        with atomic_write_path(toon, in_folder=True) as tmp:
+            save_image(Image.new("RGB", (4, 4)), tmp)
+    assert latent.is_symlink() and load_latent(tmp_path / "latent.dat").shape == (1, 2, 3)
+    with Image.open(tmp_path / "toon.dat") as image:
+        assert toon.is_symlink() and image.format == "PNG"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latent.dat", "me-latent.npz", "toon.dat", "toon.png"]
+
+
 def test_a_fifo_or_device_is_refused_not_replaced(tmp_path):
     """As root, saving to /dev/full replaced the device by a regular file; a fifo was replaced by anyone's save."""
     fifo = tmp_path / "pipe.png"

@@ -801,6 +801,7 @@ def _photos_named(name: str, given: Collection[str] = ()) -> list[Path]:
 
 def cmd_toonify(args: argparse.Namespace) -> int:
     from .align import require_detector
+    from .checkpoints import check_not_an_image
     from .files import check_file_path, check_file_target, check_name_length, check_replaceable, is_url
     from .messages import counted, progress_bar, write_line
     from .pipeline import Toonifier
@@ -855,6 +856,8 @@ def cmd_toonify(args: argparse.Namespace) -> int:
     refuse_to_overwrite_input(photos, [output_path(photo, face, kind) for photo in photos
                                        for face, kind in [(first, kind) for kind in (*per_face, "latent")]
                                        + whole_photo])
+    for photo in photos:  # nor over an image, before the work (a numbered face's latent: in `_write_toons`)
+        check_not_an_image(output_path(photo, first, "latent"), "toonify", "latents", ".npz")
     require_detector(args.detector)  # no dlib: said before the models download (forty-second session's audit)
     _fetch_toonify_models(args, args.invert)
     toonifier = Toonifier(args.base, args.toon, swap_res=args.swap_res, level=args.level,
@@ -953,6 +956,7 @@ def _write_toons(args: argparse.Namespace, photos: list[Path], photo: Path, face
     pasted photo and the latent of the last, whose toon `toonify LATENT` then refused as "a toon drawn otherwise"
     (forty-first session's audit). Returns the paths, those of them that were there before (replaced), and each
     face's identity report line, to print."""
+    from .checkpoints import check_not_an_image
     from .files import atomic_write_path
     from .images import save_image
     from .pipeline import paste_faces
@@ -979,10 +983,9 @@ def _write_toons(args: argparse.Namespace, photos: list[Path], photo: Path, face
                 if image is None:
                     continue
                 save_image(image, writing(target))
-            with warnings.catch_warnings():  # the target is named .npz: a warning of another suffix named the
-                # temporary file where `-latent.npz` links to another file (forty-third session's audit)
-                warnings.filterwarnings("ignore", "wrote latents, an .npz file, to ")
-                save_latent(result.w, writing(output_path(photo, face, "latent")))  # LATENT re-blends it
+            latent = output_path(photo, face, "latent")
+            check_not_an_image(latent, "toonify", "latents", ".npz")  # save_latent's own sees the temporary file
+            save_latent(result.w, writing(latent))  # LATENT re-blends it
             if not args.no_identity:
                 reports.append(f"{output_path(photo, face, 'toon').name}: {_identity(result)}")
         if args.all_faces and args.paste_back and faces:

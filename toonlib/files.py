@@ -53,7 +53,10 @@ def atomic_write_path(path: str | os.PathLike, *, in_folder: bool = False) -> It
     is gone (`_stale_temp`; a concurrent writer's, which holds its lock or has just written, is left alone).
     `in_folder`: the temporary file lies inside a temporary folder of that name, for a writer that writes through a
     temporary file of its own beside the file it is given (safetensors' `save_file`: its `.tmpXXXXXX`, full size,
-    mode 0600, outlived a kill under a name that said nothing of the output; forty-first session's audit).
+    mode 0600, outlived a kill under a name that said nothing of the output; forty-first session's audit). That file
+    has `path`'s own name, a link's and not its target's, as a write to `path` itself would: a writer that picks its
+    format by the suffix (`save_image`) or warns of it (`save_latent`) judges the name the user gave (`me-latent.npz`
+    linked to `latent.dat` warned of the temporary file's `.dat`; forty-fourth session's review).
     """
     path = user_path(path)
     check_file_path(path)  # its own temporary file below is the write probe
@@ -61,11 +64,11 @@ def atomic_write_path(path: str | os.PathLike, *, in_folder: bool = False) -> It
     try:
         target.parent.mkdir(parents=True, exist_ok=True)  # a link's target's folder is there (`_written_file`)
         _remove_stale_temps(target)
-        entry = _create_temp(target, folder=True) if in_folder else _create_temp(target)
+        entry = _create_temp(target, inside=path.name) if in_folder else _create_temp(target)
     except OSError as e:  # PermissionError, read-only filesystem, ...: named by the user's path, not a temp file's
         raise _cannot_write(path, e, e.strerror or str(e)) from None  # no "[Errno 13]": a message to read
     held = hold_entry(entry)  # while it is held, no other write of `path` takes the temporary file for a dead one's
-    tmp = entry / target.name if in_folder else entry
+    tmp = entry / path.name if in_folder else entry
     try:
         existing = target.stat().st_mode if target.is_file() else None
         mode = stat.S_IMODE(existing if existing is not None else tmp.stat().st_mode)
@@ -625,21 +628,21 @@ def _temp_name(path: Path) -> str:
     return encoded[:room].decode(errors="ignore") if len(encoded) > room else path.name
 
 
-def _create_temp(path: Path, folder: bool = False) -> Path:
+def _create_temp(path: Path, inside: str | None = None) -> Path:
     """A new empty file `.<name>.<random>.tmp` beside `path`, created with mode 0666 so the umask applies; with
-    `folder`, a new folder of that name holding such a file named as `path`."""
+    `inside`, a new folder of that name holding such a file named `inside`."""
     name = _temp_name(path)
     for _ in range(100):
         tmp = path.with_name(f".{name}.{secrets.token_hex(4)}.tmp")
         try:
-            if not folder:
+            if inside is None:
                 os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
                 return tmp
             os.mkdir(tmp)
         except FileExistsError:
             continue
         try:
-            os.close(os.open(tmp / path.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            os.close(os.open(tmp / inside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         except OSError:
             remove_temp(tmp)
             raise

@@ -372,8 +372,12 @@ def check_not_an_image(path: str | os.PathLike, writer: str, kind: str, suffix: 
     found = _image_format(target) if target.is_file() else None
     if image or found:
         what = f"is {with_article(found)} image" if found else f"names an image ({target.suffix})"
-        raise ValueError(f"{writer} writes {kind}, and '{os.fspath(path)}' {what}: nothing was written; name it "
-                         f"'{target.with_suffix(suffix).name}'")
+        if found and target.is_symlink():  # the image is the link's target, which is what would be replaced
+            what = f"links to {os.path.realpath(target)}, {with_article(found)} image"
+        named = target.with_suffix(suffix).name
+        # a right suffix on an image (or a link to one) is no advice: `-latent.npz` linked to other.png (forty-fourth)
+        advice = f"name it '{named}'" if named != target.name else "give another name"
+        raise ValueError(f"{writer} writes {kind}, and '{os.fspath(path)}' {what}: nothing was written; {advice}")
 
 
 def _image_format(path: Path) -> str | None:
