@@ -1195,8 +1195,13 @@ def test_a_panel_run_from_jupyterlab_stops_at_the_kernels_interrupt(tmp_path, ra
             pytest.skip("this ipykernel runs no subshells")  # then every widget message runs in the main thread
         _kernel_run(client, "import signal\nfrom toonlib.widgets import ProjectionPanel\n"
                             f"panel = ProjectionPanel({str(tmp_path / 'base.safetensors')!r}, steps=100000, "
+#: Whether the kernel's SIGINT handler is its own idle one, asked from the main shell: an execution there runs under
+#: `default_int_handler` (ipykernel's `pre_handler_hook`), which keeps the handler it replaced in `saved_sigint_handler`
+HANDLER_IDLE = "print(get_ipython().kernel.saved_sigint_handler is idle_handler)"
+
+
                             f"frame_every=100000, detector='dlib')\npanel.set_photo({_photo()!r})\n"
-                            "idle_handler = signal.getsignal(signal.SIGINT)")
+                            "idle_handler = get_ipython().kernel.saved_sigint_handler")
         _click_in_subshell(client, "panel.run_button")
         deadline = time.monotonic() + 300
         while not re.search(r"step \d\d+ of", _kernel_run(client, "print(panel.status.value)")):  # the main shell
@@ -1210,7 +1215,7 @@ def test_a_panel_run_from_jupyterlab_stops_at_the_kernels_interrupt(tmp_path, ra
         assert _kernel_run(client, "print(panel.progress.value < 1000, not panel.run_button.disabled)").split() == \
             ["True", "True"]
         deadline = time.monotonic() + 60  # the handler is restored from the main thread's loop, soon after
-        while _kernel_run(client, "print(signal.getsignal(signal.SIGINT) is idle_handler)").strip() != "True":
+        while _kernel_run(client, HANDLER_IDLE).strip() != "True":
             assert time.monotonic() < deadline, "the kernel's SIGINT handler was not restored"
             time.sleep(0.5)
     finally:
@@ -1234,8 +1239,8 @@ def test_a_panel_run_stops_at_the_kernels_interrupt_while_it_downloads_a_model(t
     from toonlib.models import MODELS
 
     box = build_sandbox(tmp_path)
-    toon = box.cache / MODELS["toonify-blended-tf"].filename
-    with serve({"/ffhq.safetensors": (box.cache / MODELS["ffhq-1024-tf"].filename).read_bytes()}) as server:
+    toon, base = box.cache / MODELS["toonify-blended-tf"].filename, box.cache / MODELS["ffhq-1024-tf"].filename
+    with serve({"/ffhq.safetensors": base.read_bytes()}) as server:
         server.hold = threading.Event()  # the download stops half way until the test lets it go on
         km, client = start_new_kernel(kernel_name="python3", cwd=str(box.work),
                                       env={**os.environ, "TORCH_HOME": str(random_vgg_torch_home),
@@ -1247,12 +1252,15 @@ def test_a_panel_run_stops_at_the_kernels_interrupt_while_it_downloads_a_model(t
             models = {"base": f"{server.base}/ffhq.safetensors", "toon": str(toon), "detector": "dlib"}
             _kernel_run(client, "import signal\nfrom toonlib.pipeline import Toonifier\n"
                                 "from toonlib.widgets import ToonifyPanel\n"
-                                f"panel = ToonifyPanel(Toonifier(**{models!r}), steps=2, models={models!r})\n"
+                                f"panel = ToonifyPanel(Toonifier(**{shown!r}), steps=2, models={models!r})\n"
                                 "panel.inversion.value = 'e4e'\npanel.set_photo('me.jpg')\n"
-                                "idle_handler = signal.getsignal(signal.SIGINT)")
+                                "idle_handler = get_ipython().kernel.saved_sigint_handler")
             _click_in_subshell(client, "panel.run_button")
             assert server.streaming.wait(120), "the Run never started the base model's download"
-            time.sleep(1)  # the handler is installed from the main thread's loop, at once: leave it a moment
+            deadline = time.monotonic() + 60  # the handler is installed from the main thread's loop: wait till it is
+            while _kernel_run(client, HANDLER_IDLE).strip() == "True":
+                assert time.monotonic() < deadline, "the Run never installed its interrupt handler"
+                time.sleep(0.1)
             km.interrupt_kernel()
             time.sleep(1)
             server.hold.set()  # the download goes on: the interrupt lands in its next Python instruction
@@ -1263,8 +1271,10 @@ def test_a_panel_run_stops_at_the_kernels_interrupt_while_it_downloads_a_model(t
                 time.sleep(0.5)
             assert _kernel_run(client, "print(panel.result is None, not panel.run_button.disabled)").split() == \
                 ["True", "True"]
+            # the panel's Toonifier reads the base from the cache; the Run's other mode downloads it (held below)
+            shown = {**models, "base": str(base)}
             deadline = time.monotonic() + 60
-            while _kernel_run(client, "print(signal.getsignal(signal.SIGINT) is idle_handler)").strip() != "True":
+            while _kernel_run(client, HANDLER_IDLE).strip() != "True":
                 assert time.monotonic() < deadline, "the kernel's SIGINT handler was not restored"
                 time.sleep(0.5)
             server.hold = None
