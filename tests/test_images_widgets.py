@@ -787,6 +787,37 @@ def test_a_stopped_run_says_so_and_runs_again(toonifier, tmp_path, monkeypatch, 
     assert _status_text(panel).endswith("no internet connection\nThe results shown are from the run before.")
 
 
+@pytest.mark.parametrize("colab", [False, True])
+def test_the_save_cell_after_an_interrupted_run_says_to_press_run(toonifier, tmp_path, monkeypatch, capsys, colab):
+    """After an interrupted Run, the photo still loaded, the save cell said to upload a photo (Colab: to run the photo
+    cell again, another upload dialog) where pressing Run would do (forty-fourth session's audit). A photo whose Run
+    found no face still gets the advice to choose another."""
+    from tiny import write_photos
+
+    from toonlib import widgets
+    from toonlib.widgets import ToonifyPanel
+
+    monkeypatch.setattr(widgets, "in_colab", lambda: colab)
+    photos = write_photos(tmp_path / "photos")
+    panel = ToonifyPanel(toonifier, steps=3, folder=tmp_path / "uploads")
+    panel.set_photo(photos / "hopper.jpg")
+    run = panel._run
+    monkeypatch.setattr(panel, "_run", lambda photo, steps, report: keyboard_interrupt())
+    panel.run_button.click()
+    assert _status_text(panel) == "Interrupted. Press Run to start again."
+    panel.save(tmp_path / "toon.png")
+    assert capsys.readouterr().out == ("No toon yet for hopper.jpg: press Run in the panel above and let it finish, "
+                                       "then run this cell again.\n")
+    assert not (tmp_path / "toon.png").exists()
+    monkeypatch.setattr(panel, "_run", run)
+    panel.set_photo(photos / "coffee.png")  # no face: Run fails on the photo itself
+    panel.run_button.click()
+    assert _status_text(panel).startswith("no face was found in ")
+    panel.save(tmp_path / "toon.png")
+    upload = "run the photo cell above again to upload a photo" if colab else "upload a photo in the panel above"
+    assert capsys.readouterr().out.startswith(f"No toon yet: {upload}")
+
+
 def test_photo_panels_refuse_settings_their_controls_cannot_show(toonifier):
     """Notebooks 03 and 04 with a parameter out of the controls' choices were ipywidgets TraitError tracebacks
     (space = "z", a swap_res the model has no layer of), and steps = 0 ran one step and saved it: a ValueError (one
@@ -889,6 +920,25 @@ def test_toonify_panels_steps_start_at_each_modes_own_steps(toonifier, tmp_path)
         assert panel.steps.value == steps
         panel.inversion.value = "optimize"
         assert panel.steps.value == steps
+
+
+def test_toonify_panels_steps_keep_a_value_the_user_chose_through_a_round_trip_of_modes(toonifier, tmp_path):
+    """The user's 100 in optimise was kept in e4e+optimize, whose start 100 is, then taken for unmoved there and put
+    back to 500 in optimise; the user's 500 in e4e+optimize the same way (forty-fourth session's audit)."""
+    from toonlib.widgets import ToonifyPanel
+
+    models = dict(base=str(tmp_path / "base.safetensors"), toon=str(tmp_path / "toon.safetensors"), detector="dlib")
+    for first, second, chosen in (("optimize", "e4e+optimize", 100), ("e4e+optimize", "optimize", 500)):
+        panel = ToonifyPanel(toonifier, models=models, folder=tmp_path / "uploads")
+        panel.inversion.value = first
+        panel.steps.value = chosen  # the user's
+        for mode in (second, "e4e", first, second, first):
+            panel.inversion.value = mode
+            assert panel.steps.value == chosen, (first, mode)
+    panel = ToonifyPanel(toonifier, models=models, folder=tmp_path / "uploads")
+    for mode, start in (("e4e+optimize", 100), ("optimize", 500), ("e4e+optimize", 100)):  # not moved: it follows
+        panel.inversion.value = mode
+        assert panel.steps.value == start
 
 
 def test_projection_panel_runs_the_chosen_steps(tmp_path, monkeypatch, random_vgg_torch_home, capsys):

@@ -892,6 +892,24 @@ def test_colab_cancelled_upload_is_asked_again_then_says_what_to_do(fake_colab, 
     assert [line.split()[0] for line in fake_colab.log()] == ["upload"] * 4  # a given path opens no dialog
 
 
+def test_colab_upload_of_several_photos_says_which_is_used_and_how_to_do_the_others(fake_colab, tmp_path, capsys):
+    """Several photos chosen in Colab's dialog: the first was toonified (or projected), the others saved and dropped,
+    nothing said (forty-fourth session's audit). The photo cell says which it uses and how to do the others."""
+    from toonlib.notebook import choose_photo
+
+    photos = write_photos(tmp_path / "photos")
+    fake_colab.answer([photos / "hopper.jpg", photos / "astronaut.png"],
+                      [photos / "astronaut.png", photos / "hopper.jpg", photos / "coffee.png"], [photos / "hopper.jpg"])
+    assert choose_photo("", tmp_path / "up").name == "hopper.jpg"
+    assert capsys.readouterr().out == ("2 photos uploaded, and this notebook takes one at a time: it uses hopper.jpg. "
+                                       "For astronaut.png, run this cell again and upload it alone.\n")
+    assert choose_photo("", tmp_path / "up").name == "astronaut.png"
+    assert capsys.readouterr().out == ("3 photos uploaded, and this notebook takes one at a time: it uses "
+                                       "astronaut.png. For hopper.jpg, coffee.png, run this cell again and upload one "
+                                       "of them alone.\n")
+    assert choose_photo("", tmp_path / "up").name == "hopper.jpg" and capsys.readouterr().out == ""  # one: no line
+
+
 def test_toonify_notebook_in_colab_survives_a_declined_drive_and_a_cancelled_upload(fake_colab, tmp_path, monkeypatch,
                                                                                     random_vgg_torch_home):
     monkeypatch.setenv("TORCH_HOME", str(random_vgg_torch_home))
@@ -1177,6 +1195,11 @@ def _click_in_subshell(client, button: str) -> None:
     send({"method": "custom", "content": {"event": "click"}})
 
 
+#: Whether the kernel's SIGINT handler is its own idle one, asked from the main shell: an execution there runs under
+#: `default_int_handler` (ipykernel's `pre_handler_hook`), which keeps the handler it replaced in `saved_sigint_handler`
+HANDLER_IDLE = "print(get_ipython().kernel.saved_sigint_handler is idle_handler)"
+
+
 def test_a_panel_run_from_jupyterlab_stops_at_the_kernels_interrupt(tmp_path, random_vgg_torch_home):
     """JupyterLab 4.6 sends widget messages to a subshell, which ipykernel 7 runs in a thread of its own: the
     interrupt's SIGINT reached only the idle main thread (which ignores it), and a Run went on to its last step. In a
@@ -1195,11 +1218,6 @@ def test_a_panel_run_from_jupyterlab_stops_at_the_kernels_interrupt(tmp_path, ra
             pytest.skip("this ipykernel runs no subshells")  # then every widget message runs in the main thread
         _kernel_run(client, "import signal\nfrom toonlib.widgets import ProjectionPanel\n"
                             f"panel = ProjectionPanel({str(tmp_path / 'base.safetensors')!r}, steps=100000, "
-#: Whether the kernel's SIGINT handler is its own idle one, asked from the main shell: an execution there runs under
-#: `default_int_handler` (ipykernel's `pre_handler_hook`), which keeps the handler it replaced in `saved_sigint_handler`
-HANDLER_IDLE = "print(get_ipython().kernel.saved_sigint_handler is idle_handler)"
-
-
                             f"frame_every=100000, detector='dlib')\npanel.set_photo({_photo()!r})\n"
                             "idle_handler = get_ipython().kernel.saved_sigint_handler")
         _click_in_subshell(client, "panel.run_button")
@@ -1250,6 +1268,8 @@ def test_a_panel_run_stops_at_the_kernels_interrupt_while_it_downloads_a_model(t
             client.kernel_info()
             assert "kernel subshells" in client.get_shell_msg(timeout=60)["content"].get("supported_features", [])
             models = {"base": f"{server.base}/ffhq.safetensors", "toon": str(toon), "detector": "dlib"}
+            # the panel's Toonifier reads the base from the cache; the Run's other mode downloads it (held below)
+            shown = {**models, "base": str(base)}
             _kernel_run(client, "import signal\nfrom toonlib.pipeline import Toonifier\n"
                                 "from toonlib.widgets import ToonifyPanel\n"
                                 f"panel = ToonifyPanel(Toonifier(**{shown!r}), steps=2, models={models!r})\n"
@@ -1271,8 +1291,6 @@ def test_a_panel_run_stops_at_the_kernels_interrupt_while_it_downloads_a_model(t
                 time.sleep(0.5)
             assert _kernel_run(client, "print(panel.result is None, not panel.run_button.disabled)").split() == \
                 ["True", "True"]
-            # the panel's Toonifier reads the base from the cache; the Run's other mode downloads it (held below)
-            shown = {**models, "base": str(base)}
             deadline = time.monotonic() + 60
             while _kernel_run(client, HANDLER_IDLE).strip() != "True":
                 assert time.monotonic() < deadline, "the kernel's SIGINT handler was not restored"
@@ -1497,6 +1515,40 @@ def test_blend_notebooks_save_in_colab_offers_the_download(fake_colab, tmp_path,
     nb = json.loads((NOTEBOOKS / "02_blend.ipynb").read_text())
     [markdown] = ["".join(c["source"]) for c in nb["cells"] if "".join(c["source"]).startswith("## Save the blend")]
     assert "in Colab your browser also downloads a copy" in markdown
+
+
+def _markdown(name: str, start: str) -> str:
+    """The markdown cell of notebook `name` that starts with `start`, as one string."""
+    nb = json.loads((NOTEBOOKS / name).read_text())
+    [markdown] = ["".join(c["source"]) for c in nb["cells"]
+                  if c["cell_type"] == "markdown" and "".join(c["source"]).startswith(start)]
+    return " ".join(markdown.split())
+
+
+@pytest.mark.parametrize("name, start, done", [("03_project.ipynb", "## Your photo and its projection", "projected"),
+                                               ("04_toonify.ipynb", "## Your photo, your toon", "toonified")])
+def test_photo_notebooks_say_a_given_or_dialog_photo_runs_at_once(name, start, done):
+    """03's and 04's text said to pick the settings and press Run, where a photo given by photo_path, or chosen in
+    Colab's dialog, runs at once with the parameters cell's (`_PhotoPanel._start`; forty-fourth session's audit)."""
+    assert (f"a photo from `photo_path` or Colab's dialog is {done} at once with the parameters above: press **Run** "
+            "again") in _markdown(name, start)
+
+
+def test_blend_notebooks_grid_text_says_what_its_base_column_is(monkeypatch):
+    """02's grid labels its first column as `swap_resolution_grid` does ("base", as `toonlib blend --grid` does: the
+    base model may be other than FFHQ), where the explorer above says "FFHQ": its text says which the column is
+    (forty-fourth session's audit)."""
+    from toonlib import images
+    from toonlib.widgets import blend_explorer
+
+    drawn = {}
+    monkeypatch.setattr(images, "labelled_grid", lambda rows, **labels: drawn.update(labels))
+    explorer = blend_explorer(tiny_generator(0), tiny_generator(1), seeds=[0], swap_res=8)
+    explorer.swap_resolution_grid(cell=32, progress=False)
+    base, toon = drawn["col_labels"][0], drawn["col_labels"][-1]
+    markdown = _markdown("02_blend.ipynb", "## Every swap resolution at once")
+    assert (f"The first column, *{base}*, is `base_model`'s face (the explorer's {explorer.names[0]} column), the "
+            f"last the {toon} model's.") in markdown
 
 
 def test_projection_notebooks_cpu_speed_agrees_with_its_set_up_cells_report(monkeypatch):

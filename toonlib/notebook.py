@@ -736,7 +736,9 @@ def choose_photo(photo_path: str | os.PathLike | None = None, folder: str | os.P
 
     Outside Colab with no path, returns None: the notebook's panel then offers an upload button. A `photo_path` that is
     no path is refused naming it (ValueError: `photo_path = 3` was "TypeError: expected a path, ..." in the panel's
-    status line; forty-first session's audit).
+    status line; forty-first session's audit). Several photos chosen in the dialog: the first is used, and a line
+    says which, naming the others and how to do them (they were saved and dropped unsaid; forty-fourth session's
+    audit).
     """
     if photo_path is not None and not isinstance(photo_path, (str, os.PathLike)):
         raise ValueError(f"photo_path = {photo_path!r}: set it in the parameters cell to the path of your photo, in "
@@ -744,7 +746,12 @@ def choose_photo(photo_path: str | os.PathLike | None = None, folder: str | os.P
     if photo_path:
         return photo_path
     if in_colab():
-        return upload_images(folder, parameter="photo_path")[0]
+        first, *others = upload_images(folder, parameter="photo_path")
+        if others:
+            them = "it" if len(others) == 1 else "one of them"
+            print(f"{len(others) + 1} photos uploaded, and this notebook takes one at a time: it uses {first.name}. "
+                  f"For {_upload_names(others)}, run this cell again and upload {them} alone.")
+        return first
     return None
 
 

@@ -568,6 +568,7 @@ class _PhotoPanel:
         self.result = None  # the last run's result (the subclass's kind), None before one and after a new photo
         self.folder = Path(folder)
         self.photo: str | os.PathLike | None = None
+        self._photo_refused = False  # the photo's Run failed on the photo itself (no face found): Run again will too
         self.upload = None
         if not in_colab():
             self.upload = _styled(widgets.FileUpload(accept=UPLOAD_ACCEPT, multiple=False, description="photo"),
@@ -615,7 +616,12 @@ class _PhotoPanel:
                 "the cells again.")
 
     def _no_result_message(self, what: str) -> str:
-        """What `save` says before the first result: how to get one here (Colab has no upload button)."""
+        """What `save` says before the first result: how to get one here (Colab has no upload button); with a photo
+        loaded that Run can take (not pressed yet, or interrupted, or failed on other than the photo), to press Run: it
+        said to upload one (forty-fourth session's audit)."""
+        if self.photo is not None and not self._photo_refused:
+            return (f"No {what} yet for {_photo_name(self.photo)}: press Run in the panel above and let it finish, "
+                    "then run this cell again.")
         if self.upload is None:
             return f"No {what} yet: run the photo cell above again to upload a photo, then run this cell again."
         return f"No {what} yet: upload a photo in the panel above and press Run, then run this cell again."
@@ -642,6 +648,7 @@ class _PhotoPanel:
         """Use `photo` (a path, or an `UploadedFile`) from now on and show it (upright, EXIF applied); the results of
         the photo before are cleared. Raises `ImageReadError` if unreadable, leaving no photo (Run disabled)."""
         self.photo, self.run_button.disabled, self.photo_image.value = None, True, b""
+        self._photo_refused = False
         self.progress.value = 0  # the last run's full bar stood beside a photo not run (forty-first session's audit)
         self._clear_results()
         image = read_image(photo)
@@ -719,6 +726,7 @@ class _PhotoPanel:
             if isinstance(photo, UploadedFile):
                 text = text.replace(os.fspath(photo), photo.name)
             if isinstance(exc, (ImageReadError, NoFaceError)):  # a sentence of its own ("...~100 px wide Upload")
+                self._photo_refused = True
                 text = text.rstrip(".") + ".\n" + self._another_photo_message(photo)
             self.status.value = _message(text + (f"\n{before.strip()}" if before else ""), error=True)
 
@@ -857,19 +865,30 @@ class ToonifyPanel(_PhotoPanel):
         if steps is not None:
             check_count("steps", steps)
         self._starts = start_steps(steps)  # each mode's start: the steps given, or each mode's own (None)
-        # the mode whose start the slider shows: a change of mode moves it to the new mode's, unless the user moved it
-        self._steps_mode = toonifier.invert if toonifier.invert in self._starts else "optimize"
-        super().__init__(self._starts[self._steps_mode], modes, toonifier.invert, folder)
+        # whether the user moved the steps slider: until then a change of mode moves it to the new mode's start. Its
+        # value alone (at the start of the mode before?) took the user's 100 in optimise, kept through e4e+optimize
+        # whose start it is, for unmoved, and put back 500 (forty-fourth session's audit)
+        self._steps_moved, self._following_mode = False, False  # the latter: while `_mode_changed` moves it
+        start = self._starts[toonifier.invert if toonifier.invert in self._starts else "optimize"]
+        super().__init__(start, modes, toonifier.invert, folder)
+        self.steps.observe(self._on_steps, names="value")
+
+    def _on_steps(self, _change: dict) -> None:
+        """A move of the steps slider not the panel's own (`_mode_changed`'s): the user's, kept from now on."""
+        if not self._following_mode:
+            self._steps_moved = True
 
     def _mode_changed(self) -> None:
-        """As a photo panel does; and the steps slider goes to the new mode's start (`pipeline.start_steps`) where it
-        is at the start of the mode before: e4e+optimize ran optimise's 500 steps, where the API runs 100."""
+        """As a photo panel does; and the steps slider goes to the new mode's start (`pipeline.start_steps`) unless the
+        user moved it: e4e+optimize ran optimise's 500 steps, where the API runs 100."""
         super()._mode_changed()
         mode = self.inversion.value
-        if mode in self._starts:
-            if self.steps.value == self._starts[self._steps_mode]:
+        if mode in self._starts and not self._steps_moved:
+            self._following_mode = True
+            try:
                 self.steps.value = self._starts[mode]
-            self._steps_mode = mode
+            finally:
+                self._following_mode = False
 
     @property
     def toonifier(self):
