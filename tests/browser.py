@@ -26,6 +26,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
+import re
 import shutil
 import signal
 import socket
@@ -36,7 +38,9 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence, TypeVar
+
+T = TypeVar("T")
 
 #: Chromium flags: headless, no sandbox (root in CI), and nothing that reaches for the network by itself.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -80,11 +84,51 @@ def page_at(context, url: str, width: int, height: int = 900):
     return page
 
 
+#: What a server says when another program took its port: Python's OSError (uvicorn's "address already in use"),
+#: Jupyter's "The port N is already in use", toonlib's `check_port`, Gradio's "Cannot find empty port in range".
+PORT_TAKEN = re.compile(r"address already in use|port \d+ is already in use|cannot find empty port", re.IGNORECASE)
+_PORTS_GIVEN: set[int] = set()  # `free_port`'s answers so far in this process
+
+
+def _outgoing_ports() -> range:
+    """The ports the kernel gives outgoing connections (Linux's ip_local_port_range; elsewhere IANA's 49152-65535)."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 49152, 65535
+    return range(low, high + 1)
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
+    """A TCP port on 127.0.0.1 that nothing listens on right now, for a server that binds it later.
+
+    Port 0's choice came from the ports the kernel gives outgoing connections, so any connection made before the
+    server started could take it, and two servers started one after the other could be given the same number
+    (forty-fourth session's audit): this is one outside that range, never the same twice in this process. Another
+    program may still take it first: `Server.start` and `on_a_free_port` then start the server on another."""
+    outgoing, pick = _outgoing_ports(), random.SystemRandom()  # not `random`'s: tests seed it, every process alike
+    for _ in range(200):
+        port = pick.randrange(10000, 32768)
+        if port not in outgoing and port not in _PORTS_GIVEN and port_is_free("127.0.0.1", port):
+            _PORTS_GIVEN.add(port)
+            return port
+    with socket.socket() as sock:  # no free room outside the kernel's range: its choice
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def on_a_free_port(start: Callable[[int], T], tries: int = 3) -> tuple[int, T]:
+    """`start(port)` on a `free_port()`, and again on another while it fails because another program took that port
+    first (`PORT_TAKEN`): (the port, what `start` returned)."""
+    for _ in range(tries - 1):
+        port = free_port()
+        try:
+            return port, start(port)
+        except OSError as exc:
+            if not PORT_TAKEN.search(str(exc)):
+                raise
+    port = free_port()
+    return port, start(port)
 
 
 def port_is_free(host: str, port: int) -> bool:
@@ -106,6 +150,7 @@ class Server:
 
     def __init__(self, command: Sequence[str], ready_path: str = "", env: dict | None = None,
                  cwd: str | os.PathLike | None = None, log: str | os.PathLike | None = None, timeout: float = 120):
+        self.template = list(command)
         self.port = free_port()
         self.command = [part.replace("{port}", str(self.port)) for part in command]
         self.ready_path, self.env, self.cwd, self.timeout = ready_path, env, cwd, timeout
@@ -115,25 +160,38 @@ class Server:
     def url(self, path: str = "") -> str:
         return f"http://127.0.0.1:{self.port}/{path.lstrip('/')}"
 
-    def start(self) -> "Server":
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT, cwd=self.cwd,
-                                            env={**os.environ, **(self.env or {})}, start_new_session=True)
-        deadline = time.monotonic() + self.timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
+    def start(self, tries: int = 3) -> "Server":
+        """Start the command and wait until `ready_path` answers. Where it ends saying that another program took its
+        port (`PORT_TAKEN`) it is started again on another, up to `tries` times in all."""
+        for attempt in range(1, tries + 1):
+            said_before = self.log.stat().st_size if self.log.exists() else 0
+            if self._started():
+                return self
+            said = self.log.read_bytes()[said_before:].decode(errors="replace")
+            if attempt == tries or self.process.poll() is None or not PORT_TAKEN.search(said):
                 break
-            try:
-                with urllib.request.urlopen(self.url(self.ready_path), timeout=5):
-                    return self
-            except urllib.error.HTTPError:
-                return self  # it answers (an error page is an answer)
-            except OSError:
-                time.sleep(0.5)
+            self.port = free_port()
+            self.command = [part.replace("{port}", str(self.port)) for part in self.template]
         tail = self.log.read_text(errors="replace")[-3000:]
         self.stop()
         raise AssertionError(f"{self.command[:4]} did not answer on {self.url(self.ready_path)}; "
                              f"log {self.log}:\n{tail}")
+
+    def _started(self) -> bool:
+        """Run the command; whether `ready_path` answered within `timeout` (False once the command has ended)."""
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT, cwd=self.cwd,
+                                            env={**os.environ, **(self.env or {})}, start_new_session=True)
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                with urllib.request.urlopen(self.url(self.ready_path), timeout=5):
+                    return True
+            except urllib.error.HTTPError:
+                return True  # it answers (an error page is an answer)
+            except OSError:
+                time.sleep(0.5)
+        return False
 
     def stop(self) -> None:
         """End the server's whole process group: SIGTERM, then SIGKILL after 10 s."""

@@ -19,6 +19,10 @@ from pathlib import Path
 from typing import Iterator, Optional, Union
 
 CUT = 300_000  # bytes a broken or held response delivers, by default (`ServerState.cut`)
+#: Seconds a held response waits for its release (`ServerState.hold`) before the server gives up on it. It gave up
+#: quietly, sending the rest: a test that waited for bytes only the rest brings passed, a minute late, on the race
+#: that followed (forty-fourth session's audit). Now the response is dropped and the server's block fails, naming it.
+HOLD_LIMIT_S = 60
 #: What a machine without internet gets: a URL whose host name does not resolve (.invalid never does).
 OFFLINE_URL = "http://toonlib-test.invalid/tiny.pkl"
 DRIVE_HOSTS = ("drive.google.com", "drive.usercontent.google.com", "docs.google.com")
@@ -53,6 +57,7 @@ class ServerState:
     dies: bool = False  # a server that dies mid-file: no byte of a file past its `cut`th is sent (the full length
     # announced, then the connection dropped); where `ranges`, each resume gets no further, else each try starts over
     streaming: threading.Event = dataclasses.field(default_factory=threading.Event)  # set once a body is half sent
+    unreleased: list[str] = dataclasses.field(default_factory=list)  # paths whose hold ran out (`HOLD_LIMIT_S`)
 
     def paths(self) -> list[str]:
         return [path for path, _ in self.log]
@@ -67,6 +72,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         state: ServerState = self.server.state  # type: ignore[attr-defined]
         state.log.append((self.path, dict(self.headers)))
+        if state.unreleased:  # a hold ran out: the test is failing, so nothing more is served, to end it soon
+            self.send_error(500, "a held response was never released")
+            return
         if state.fail_first > 0:
             state.fail_first -= 1
             if state.failure is None:
@@ -115,11 +123,14 @@ class Handler(BaseHTTPRequestHandler):
             state.cut_responses -= 1
             self.wfile.write(chunk[:state.cut])
             return
-        if state.hold is not None:
+        hold = state.hold  # read once: a test may set `state.hold` to None while this response waits
+        if hold is not None:
             self.wfile.write(chunk[:state.cut])
             self.wfile.flush()
             state.streaming.set()
-            state.hold.wait(timeout=60)
+            if not hold.wait(timeout=HOLD_LIMIT_S):
+                state.unreleased.append(self.path)  # said when the server's block ends (`_check_released`)
+                return  # the connection dropped: the rest never comes
             chunk = chunk[state.cut:]
         self.wfile.write(chunk)
 
@@ -145,6 +156,15 @@ class _Server(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
+def _check_released(state: ServerState) -> None:
+    """Fail the test whose held response ran out of time: it never released the hold (or waited for more bytes than
+    the server sends before it)."""
+    if state.unreleased:
+        raise AssertionError(f"the test server held {state.unreleased} for {HOLD_LIMIT_S} s and the test never "
+                             "released it (state.hold.set()): did it wait for bytes that only the rest of the response "
+                             "brings?")
+
+
 @contextlib.contextmanager
 def serve(files: dict[str, Union[bytes, Reply]]) -> Iterator[ServerState]:
     """A threaded HTTP server on 127.0.0.1 serving `files` (path -> body) until the block ends."""
@@ -161,6 +181,7 @@ def serve(files: dict[str, Union[bytes, Reply]]) -> Iterator[ServerState]:
         httpd.shutdown()
         httpd.server_close()
         thread.join()
+    _check_released(state)  # only when the block itself passed: a failure of its own is the one to read
 
 
 class _TunnelHandler(BaseHTTPRequestHandler):
@@ -227,3 +248,4 @@ def serve_drive(files: dict[str, Union[bytes, Reply]], folder: Path) -> Iterator
         httpd.shutdown()
         httpd.server_close()
         thread.join()
+    _check_released(state)  # only when the block itself passed: a failure of its own is the one to read

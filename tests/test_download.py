@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -1846,7 +1847,10 @@ def test_a_download_in_progress_is_named_by_its_process_to_remove_and_models(ser
     job (Ctrl-Z) in another terminal, or a notebook paused in a debugger, blocked the file with nothing to find it by.
     They name its process (forty-third session's audit); once it ended, its record is gone."""
     url = f"{server.base}/ada_tiny.pkl"
-    server.hold = threading.Event()
+    # The bytes held back from a whole number of the download's reads: all that is sent reaches the disk, and stays.
+    # `CUT` (300,000) did not: 262,144 (4 reads) landed, the loop below waited for the server to give up on its hold
+    # and send the rest (60 s), and `models` then raced the download's end (forty-fourth session's audit).
+    server.hold, server.cut = threading.Event(), 4 * download._CHUNK
     first = child(url)
     try:
         assert server.streaming.wait(timeout=300), first.communicate()
@@ -1857,8 +1861,8 @@ def test_a_download_in_progress_is_named_by_its_process_to_remove_and_models(ser
             f"{path.parent / '.locks' / (path.name + '.lock')}): remove it once that download has ended\n")
         part = path.with_name(path.name + ".part")
         deadline = time.monotonic() + 300
-        while not part.is_file() or part.stat().st_size < CUT:  # the bytes sent so far on disk: the size stays
-            assert time.monotonic() < deadline
+        while not part.is_file() or part.stat().st_size < server.cut:  # all the bytes sent: the size stays
+            assert time.monotonic() < deadline and first.poll() is None, first.communicate()
             time.sleep(0.05)
         assert main(["models"]) == 0
         from toonlib.commands import _file_size
@@ -1870,6 +1874,25 @@ def test_a_download_in_progress_is_named_by_its_process_to_remove_and_models(ser
         server.hold.set()
     assert first.wait(timeout=300) == 0
     assert cached_files(tmp_path) == [path.name]  # the record went with the download
+
+
+def test_a_held_response_never_released_fails_the_test(monkeypatch):
+    """The test server gave up on a hold after 60 s and sent the rest, quietly: a test that waited for bytes only that
+    rest brings passed a minute late, on the race that followed (forty-fourth session's audit). The response is
+    dropped, and the server's block fails, naming it."""
+    import http.client
+
+    import http_server
+
+    monkeypatch.setattr(http_server, "HOLD_LIMIT_S", 0.5)
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with pytest.raises(AssertionError, match=r"^the test server held \['/ada_tiny.pkl'\] for 0.5 s and the test never "
+                                             r"released it \(state.hold.set\(\)\): did it wait for bytes"):
+        with serve({"/ada_tiny.pkl": PAYLOAD}) as state:
+            state.hold = threading.Event()
+            with direct.open(f"{state.base}/ada_tiny.pkl", timeout=60) as response:
+                with pytest.raises(http.client.IncompleteRead):  # the rest never came
+                    response.read()
 
 
 def test_a_killed_download_does_not_block_the_next(server, tmp_path):
