@@ -1383,3 +1383,14 @@ def test_ctrl_c_while_the_train_module_imports_torch_is_interrupted_130(tmp_path
     assert result.returncode == 130, result.stderr
     assert result.stderr == "python -m toonlib.train: interrupted\n"
     assert not (tmp_path / "run").exists()
+
+
+def test_models_given_a_file_points_to_info():
+    """`toonlib models run1/network-snapshot-000000016.safetensors` said only that models takes only options: one who
+    gives it a checkpoint wants to know what it holds, which `toonlib info` says (forty-fourth session's audit)."""
+    snapshot = "run1/network-snapshot-000000016.safetensors"
+    result = run_main("models", snapshot)
+    assert result.returncode == 2
+    assert result.stderr.endswith(f"unrecognized arguments: {snapshot}\n  toonlib models takes only options (toonlib "
+                                  f"models --help): toonlib models\n  to see what a checkpoint holds: toonlib info "
+                                  f"{snapshot}\n"), result.stderr

@@ -87,12 +87,11 @@ def test_resume_of_another_run_starts_from_its_newest_valid_state(base):  # noqa
 def test_a_folder_without_a_readable_training_state_is_a_one_line_error(base, tmp_path, capsys):  # noqa: F811
     empty = tmp_path / "empty"
     empty.mkdir()
-    for resume, run in ((empty, tmp_path / "new"), (empty, empty)):
-        assert cli(base, str(resume), run) == 2
-        err = capsys.readouterr().err
-        assert err.count("\n") == 1 and err.startswith(f"toonlib finetune: error: {empty} is a folder")
-        assert "no training state in it (training-state-*.pt) could be read" in err
-        assert "pass the snapshot file (.safetensors or .pkl) as resume (--resume)" in err
+    assert cli(base, str(empty), tmp_path / "new") == 2  # the run folder itself: a test below
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"toonlib finetune: error: {empty} is a folder")
+    assert "no training state in it (training-state-*.pt) could be read" in err
+    assert "pass the snapshot file (.safetensors or .pkl) as --resume" in err
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "training-state-000000004.pt").write_bytes(b"PK\x03\x04 cut short")
@@ -1158,3 +1157,97 @@ def test_the_train_modules_errors_name_the_program(base, tmp_path, capsys):  # n
     assert exited.value.code == 2
     assert capsys.readouterr().err == (f"python -m toonlib.train: error: found 3 usable images in '{few}'; need at "
                                        "least 8\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# Forty-fourth session's audit
+
+
+def test_a_trainers_own_loop_snapshots(base):  # noqa: F811
+    """`Trainer.snapshot()` outside `run()` (a loop of one's own: step, then snapshot) was an AttributeError naming
+    `tick_start` (forty-fourth session's audit); a Trainer of a finished run (which reads no image) snapshots too."""
+    run = base["root"] / "own-loop"
+    trainer = Trainer(config(base, "own-loop", kimg=0.008), progress=False)
+    reals = torch.stack([trainer.dataset[i] for i in range(4)])
+    trainer.step(reals)
+    info = trainer.snapshot()
+    assert info["network"] == run / "network-snapshot-000000004.safetensors" and info["network"].is_file()
+    assert info["sec_per_kimg"] > 0 and json.loads((run / "latest.json").read_text())["kimg"] == 0.004
+    assert trainer.run() == run / "network-snapshot-000000008.safetensors"  # it goes on from there
+
+    done = Trainer(config(base, "own-loop", kimg=0.004), progress=False)  # trained past its kimg: reads no image
+    assert done.dataset is None
+    done.step(reals)
+    assert done.snapshot()["network"] == run / "network-snapshot-000000012.safetensors"
+    done.close()
+    _, state = newest_state(run)
+    assert state["cur_nimg"] == 12 and len(state["data_files"]) == 64
+
+
+def test_a_trainer_whose_run_ended_cannot_snapshot_into_a_folder_another_holds(base):  # noqa: F811
+    """A Trainer whose run() had ended (its folder released) wrote its snapshot and latest.json into the folder that
+    another Trainer held: two writers in one run folder (forty-fourth session's audit). Its snapshot() holds the
+    folder as run() does, and releases it after."""
+    run = base["root"] / "stale"
+    trainer = Trainer(config(base, "stale", kimg=0.008), progress=False)
+    assert trainer.run() == run / "network-snapshot-000000008.safetensors"  # released
+    other = Trainer(config(base, "stale", kimg=0.016), progress=False)  # takes the folder
+    trainer.step(torch.stack([trainer.dataset[i] for i in range(4)]))
+    with pytest.raises(BlockingIOError, match=r"stale is in use by another fine-tuning run in this Python process"):
+        trainer.snapshot()
+    assert json.loads((run / "latest.json").read_text())["kimg"] == 0.008
+    assert not (run / "network-snapshot-000000012.safetensors").exists()
+    other.close()
+    assert trainer.snapshot()["network"] == run / "network-snapshot-000000012.safetensors"  # free: taken, released
+    with hold_run_dir(run):
+        pass
+
+
+def test_a_training_image_cut_short_is_said_as_the_photo_commands_say_it(base, tmp_path, capsys):  # noqa: F811
+    """A PNG cut short was skipped with Pillow's words, "cannot read: image file is truncated", where `toonlib align`
+    says what it is and what to do (forty-fourth session's audit)."""
+    data = tmp_path / "data"
+    shutil.copytree(base["data"], data)
+    (data / "05.png").write_bytes((data / "05.png").read_bytes()[:60])
+    assert cli(base, str(base["base"]), tmp_path / "run", "--kimg", "0.004", data=str(data)) == 0
+    err = capsys.readouterr().err
+    assert ("\n  05.png: the PNG file is cut short (a download or copy that did not finish?): download or copy it "
+            "again\n") in err, err
+
+
+def test_an_unfinished_run_in_a_folder_that_cannot_be_written_says_to_continue_a_copy(base, tmp_path, monkeypatch,  # noqa: F811
+                                                                                     capsys):
+    """A run folder on a read-only disk (or another user's) was refused with "Read-only file system" alone; a copy of
+    it given as --run-dir continues the run (forty-fourth session's audit)."""
+    run = tmp_path / "run"
+    assert cli(base, str(base["base"]), run, "--kimg", "0.004") == 0
+    capsys.readouterr()
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    with monkeypatch.context() as patched:
+        patched.setattr("toonlib.train.snapshots.file_lock", read_only)
+        assert cli(base, str(base["base"]), run, "--kimg", "0.008") == 2
+    assert capsys.readouterr().err == (
+        f"toonlib finetune: error: cannot write in the run folder {run}: Read-only file system; make it writable, or "
+        "copy the run folder to a place you can write and give the copy as --run-dir: the run continues there\n")
+    shutil.copytree(run, tmp_path / "copy")
+    assert cli(base, str(base["base"]), tmp_path / "copy", "--kimg", "0.008") == 0
+    assert [line["kimg"] for line in map(json.loads, (tmp_path / "copy" / "metrics.jsonl").read_text().splitlines())
+            ] == [0.004, 0.008]
+
+
+def test_resume_naming_the_new_run_folder_itself_says_it_takes_the_model(base, tmp_path, capsys):  # noqa: F811
+    """`--resume runs/toon --run-dir runs/toon` of a folder without a run said "... pass the snapshot file as resume
+    (--resume)": the Python name beside the option's, and not the likely mix-up (forty-fourth session's audit)."""
+    empty = tmp_path / "toon"
+    empty.mkdir()
+    assert cli(base, str(empty), empty) == 2
+    assert capsys.readouterr().err == (
+        f"toonlib finetune: error: --resume names the run folder {empty} itself, which holds no fine-tuning run yet "
+        "to continue: --resume takes the model to start from, such as ffhq-256-noaug or a checkpoint file "
+        "(.safetensors or .pkl)\n")
+    with pytest.raises(ValueError, match=r"^--resume \(resume=\) names the run folder .* \(resume=\) takes the model"):
+        Trainer(config(base, "toon", resume=str(empty), run_dir=str(empty)), progress=False)
+    assert list(empty.iterdir()) == []

@@ -568,8 +568,11 @@ def _refuse_words(command: argparse.ArgumentParser, name: str, args: Sequence[st
         else:
             words.append(arg)
     if words:
+        # `models FILE` is asked what that model is: `info` says it (forty-fourth session's audit)
+        about = (f"\n  to see what a checkpoint holds: toonlib info {words[0] if len(words) == 1 else 'FILE'}"
+                 if name == "models" else "")
         command.error(f"unrecognized arguments: {' '.join(words)}\n  toonlib {name} takes only options "
-                      f"(toonlib {name} --help): {EXAMPLES[name][0]}")
+                      f"(toonlib {name} --help): {EXAMPLES[name][0]}{about}")
 
 
 def _refuse_both_names(command: argparse.ArgumentParser, args: Sequence[str]) -> None:

@@ -30,7 +30,15 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from .files import atomic_write_path, discard_damaged, is_damage, user_path
-from .images import IMAGE_SUFFIXES, is_hidden, quiet_large_images, read_image, too_many_pixels, unread_format
+from .images import (
+    IMAGE_SUFFIXES,
+    is_hidden,
+    quiet_large_images,
+    read_image,
+    too_many_pixels,
+    unread_format,
+    unreadable_reason,
+)
 from .messages import counted, progress_bar, warn
 from .options import MIN_IMAGES, PREPARE_MODES  # MIN_IMAGES: data.MIN_IMAGES too (__all__)
 
@@ -468,6 +476,15 @@ def _decoded(content: bytes) -> Image.Image:
     return read_image(image)
 
 
+def _format_of(content: bytes) -> str | None:
+    """What Pillow takes a file's bytes for from its header ('PNG', 'JPEG'), None where it cannot tell."""
+    try:
+        with quiet_large_images(), Image.open(io.BytesIO(content)) as image:
+            return image.format
+    except Exception:  # the header itself unreadable: "the file is ..."
+        return None
+
+
 def _digest(content: bytes) -> str:
     """The SHA-256 of a file's content, as the dataset cache records it."""
     return hashlib.sha256(content).hexdigest()
@@ -532,8 +549,9 @@ def _prepare_one(read: Callable[[str], bytes], name: str, resolution: int, prepa
         raise _Skip(unread_format(content[:1024]), retry=True) from None
     except Image.DecompressionBombError as exc:  # Pillow's words: "could be decompression bomb DOS attack"
         raise _Skip(f"{too_many_pixels(exc)}: downscale it (training uses {resolution} x {resolution} px)") from None
-    except _DECODE_ERRORS as exc:
-        raise _Skip(f"cannot read: {exc}") from None
+    except _DECODE_ERRORS as exc:  # identified, not decoded: said as the photo commands say it, with what to do (it
+        # was Pillow's "cannot read: image file is truncated"; forty-fourth session's audit)
+        raise _Skip(unreadable_reason(exc, io.BytesIO(content), _format_of(content))) from None
 
     size = (resolution, resolution)
     if prepare == "crop":

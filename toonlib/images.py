@@ -466,7 +466,7 @@ def _open(source: Path | io.BytesIO, name: str) -> Image.Image:
         raise ImageReadError(f"cannot read {name}: it is {too_many_pixels(exc)}: downscale it, or, for a file you "
                              "trust, set PIL.Image.MAX_IMAGE_PIXELS = None before reading it") from exc
     except (OSError, ValueError, SyntaxError, struct.error) as exc:
-        reason = _reason(exc, source, img.format if img is not None else None)
+        reason = unreadable_reason(exc, source, img.format if img is not None else None)
         error = PhotoNotFoundError if isinstance(exc, FileNotFoundError) else ImageReadError
         raise error(f"cannot read {name} as an image: {reason}") from exc
     if getattr(img, "is_animated", False):  # Pillow keeps the file open for the other frames: keep the first alone
@@ -488,7 +488,7 @@ def stdin_hint(name: str | os.PathLike) -> str:
     return "; toonlib reads no photo from standard input here: save it to a file and give its path"
 
 
-def _reason(exc: BaseException, source: Path | io.BytesIO, image_format: str | None) -> str:
+def unreadable_reason(exc: BaseException, source: Path | io.BytesIO, image_format: str | None) -> str:
     """Why a file could not be read as an image, in the user's terms (Pillow's names the file again, or the
     temporary copy of an upload). `image_format`: what Pillow took the file for, when it got that far (a file
     Pillow identified but could not decode is damaged or cut short)."""

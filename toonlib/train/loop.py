@@ -110,10 +110,10 @@ class Trainer:
     `cfg.data` and `cfg.resume` are resolved (a local path as an absolute one), as the run folder records them.
 
     The Trainer holds its run folder (`hold_run_dir`; the main process holds the lock for all) until `run()` ends
-    or fails, or `close()`: another run in that folder is refused at once with a BlockingIOError, and so is this one
-    while another holds it. A folder that holds a run is taken at the Trainer's construction, before anything is
-    read; a new one once the run's checks passed (the data set is accepted), before the first file is written, so
-    that a run refused at its start writes nothing.
+    or fails, or `close()` (`snapshot()` after that takes it again while it writes): another run in that folder is
+    refused at once with a BlockingIOError, and so is this one while another holds it. A folder that holds a run is
+    taken at the Trainer's construction, before anything is read; a new one once the run's checks passed (the data
+    set is accepted), before the first file is written, so that a run refused at its start writes nothing.
 
     `dataset`: the training images; None for a run that is done (its kimg reached), which reads none.
     """
@@ -148,7 +148,7 @@ class Trainer:
         state = found[1] if found is not None else None
         if same_folder(cfg.resume, cfg.run_dir):  # --resume RUN_DIR --run-dir RUN_DIR: continue that run
             if state is None:
-                raise ValueError(no_state_message(cfg.resume))
+                raise ValueError(no_state_message(cfg.resume, is_run_dir=True))
             self.cfg = cfg = dataclasses.replace(cfg, resume=resolved_source(state["config"]["resume"]))  # its own base
         self._check_snapshots_kept(state)
         self.base_state: dict | None = None  # where the networks came from when `resume` is another run's folder
@@ -222,6 +222,9 @@ class Trainer:
                 else:
                     say_changed_data(state, cfg.data, self.dataset.files, self.dataset.digests)
             self._load_state(state)
+        # the speed of a first snapshot() outside run() (a loop of one's own: step, step, snapshot) is measured from
+        # here: it was an AttributeError naming `tick_start` (forty-fourth session's audit); run() starts its own tick
+        self._start_tick()
 
     def _check_finite(self, state: dict | None) -> None:
         """Refuse networks whose weights are NaN or infinite, wherever they came from (a base, another run's folder,
@@ -304,6 +307,19 @@ class Trainer:
         held, self._held = self._held, None
         if held is not None:
             held.close()
+
+    @contextlib.contextmanager
+    def _holding_run_dir(self) -> Iterator[None]:
+        """Hold the run folder while the body runs, as `run()` does: taken unless this Trainer holds it (a
+        BlockingIOError naming the holder where another run has it), and released after the body where it was not
+        held before."""
+        held = self._held is not None
+        self.dist.on_main(self._take_run_dir)
+        try:
+            yield
+        finally:
+            if not held:
+                self.close()
 
     def _load_run(self, folder: str) -> tuple[Generator, Discriminator, Generator]:
         """G, D and G_ema of another run's newest valid training state (chosen by the main process, so that
@@ -577,7 +593,7 @@ class Trainer:
         started = time.perf_counter()
 
         def snapshot(quality: bool = True) -> None:
-            info = self.snapshot(quality=quality)
+            info = self._snapshot(quality=quality)  # the folder held (`run`)
             if self.is_main and not self.progress:  # a line instead of the bar (which shows the same numbers)
                 postfix = {**self._postfix(), **{k: f"{info[k]:.4g}" for k in ("kid", "fid") if k in info}}
                 print(f"fine-tuning {self.cur_nimg / 1000:.3f}/{last_nimg / 1000:.3f} kimg "
@@ -669,9 +685,22 @@ class Trainer:
     def snapshot(self, *, quality: bool = True) -> dict:
         """Write the network, the fakes grid, the quality metric, a metrics line, the training state and latest.json,
         in this order (main process only); every process must call it. Returns the metrics (with paths and the grid
-        on the main process). The quality metric takes minutes: it is left out with `quality=False` (a run stopping
-        at Ctrl-C) and when Ctrl-C is pressed before or while it is computed. Losses that are no longer finite are
-        said once (the run went on to exit 0 and to suggest blending its broken model)."""
+        on the main process; `sec_per_kimg` since the Trainer was made or its last snapshot). The quality metric takes
+        minutes: it is left out with `quality=False` (a run stopping at Ctrl-C) and when Ctrl-C is pressed before or
+        while it is computed. Losses that are no longer finite are said once (the run went on to exit 0 and to suggest
+        blending its broken model).
+
+        Outside `run()` (a loop of one's own: `step`, then `snapshot`) it holds the run folder while it writes, as
+        `run()` does: a Trainer whose `run()` ended released it, and its snapshot went into the folder of the run
+        that took it since, latest.json naming the stale network (forty-fourth session's audit); that is now the
+        BlockingIOError that names the holder."""
+        with self._holding_run_dir():
+            if self.dataset is None:  # a finished run read none; its training state records the files
+                self.dataset = self._load_dataset(None)
+            return self._snapshot(quality=quality)
+
+    def _snapshot(self, *, quality: bool = True) -> dict:
+        """`snapshot()`, the run folder held (`run()` holds it throughout)."""
         info = self._tick_metrics()
         diverged = [k for k in ("loss_G", "loss_D") if info.get(k) is not None and not math.isfinite(info[k])]
         if diverged and self.is_main and not self._diverged_said:
@@ -754,13 +783,8 @@ class Trainer:
         if not self.metrics:
             return {}
         if self.dataset is None:  # a finished run read none at its start: AttributeError on None (33rd session)
-            held = self._held is not None  # after run(), which released the folder: held for the read (its cache
-            self.dist.on_main(self._take_run_dir)  # rewritten was "another fine-tuning run was started")
-            try:
-                self.dataset = self._load_dataset(None)
-            finally:
-                if not held:
-                    self.close()
+            with self._holding_run_dir():  # after run(), which released the folder: held for the read (its cache
+                self.dataset = self._load_dataset(None)  # rewritten was "another fine-tuning run was started")
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             return image_quality(self.G_ema, self.dataset.images, self.metrics, self.metric_weights,
                                  num_images=self.cfg.metric_images, batch_size=self.batch_gpu,

@@ -37,14 +37,20 @@ def same_folder(resume: str, run_dir: str) -> bool:
     return Path(resume).is_dir() and Path(resume).resolve() == user_path(run_dir).resolve()
 
 
-def no_state_message(folder: str) -> str:
+def no_state_message(folder: str, *, is_run_dir: bool = False) -> str:
     """Why the folder `folder`, given as `resume`, is refused: no training state in it can be read; names its newest
-    snapshot, when it has one, as the file to pass instead."""
+    snapshot, when it has one, as the file to pass instead. `is_run_dir`: `folder` is the run folder itself; where it
+    holds no snapshot either, `resume` was almost surely meant for the base model, and the message says so (it said
+    to pass a snapshot file "as resume (--resume)"; forty-fourth session's audit)."""
     snapshot = latest_snapshot(folder)  # latest.json cut short too: the newest snapshot file
+    if is_run_dir and snapshot is None:
+        return (f"{option_both('resume')} names the run folder {folder} itself, which holds no fine-tuning run yet "
+                f"to continue: {option_both('resume')} takes the model to start from, such as ffhq-256-noaug or a "
+                "checkpoint file (.safetensors or .pkl)")
     example = f", e.g. {snapshot}" if snapshot is not None and snapshot.is_file() else ""
     return (f"{folder} is a folder, and no training state in it (training-state-*.pt) could be read, so there is "
             "no fine-tuning run to continue or start from. To start from a snapshot, pass the snapshot file "
-            f"(.safetensors or .pkl) as resume (--resume){example}")
+            f"(.safetensors or .pkl) as {option_both('resume')}{example}")
 
 
 def _recorded_relative(source: str) -> bool:

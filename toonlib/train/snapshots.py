@@ -273,10 +273,23 @@ def hold_run_dir(run_dir: str | os.PathLike) -> Iterator[None]:
         raise BlockingIOError(f"{run_dir} is in use by another fine-tuning run{_holder(folder)}: wait until it ends "
                               "or stop it, or train in another run folder (--run-dir, run_dir=)") from None
     except OSError as exc:  # the run folder cannot be created or written
-        raise type(exc)(f"cannot write in the run folder {run_dir}: {exc.strerror or exc}") from None
+        raise type(exc)(f"cannot write in the run folder {run_dir}: {exc.strerror or exc}{_way_out(folder)}") from None
     with held:
         _remove_stale_temps(folder)
         yield
+
+
+def _way_out(folder: Path) -> str:
+    """What to do with a run folder that cannot be written (read-only, another user's): a run there goes on in a copy
+    given as the run folder (it said only "Read-only file system"; forty-fourth session's audit)."""
+    try:
+        run = has_run(folder)
+    except OSError:  # not even readable: no copy to make
+        run = False
+    if run:
+        return ("; make it writable, or copy the run folder to a place you can write and give the copy as --run-dir "
+                "(run_dir=): the run continues there")
+    return "; make it writable, or choose another run folder (--run-dir, run_dir=)"
 
 
 @dataclasses.dataclass
