@@ -14,6 +14,7 @@ import struct
 import sys
 import time
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -58,22 +59,28 @@ def two_modes(tmp_path_factory, random_vgg_torch_home, encoder_checkpoint, serve
     """`toonlib app --invert optimize e4e` (the tiny e4e reference encoder, its own 32 px decoder as the base and as
     the toon model: what is drawn does not matter here), for the one test that switches modes; stopped with the
     module. Photos: `server`'s."""
+    app = _e4e_app(tmp_path_factory.mktemp("app_two_modes"), random_vgg_torch_home, encoder_checkpoint, "--invert",
+                   "optimize", "e4e", "--steps", "3", "--max-steps", str(LONG_RUN))
+    app.photos = server.photos
+    yield app
+    app.stop()
+
+
+def _e4e_app(root: Path, torch_home: Path, encoder_checkpoint, *options: str) -> Server:
+    """`toonlib app OPTIONS` started in `root` with the tiny e4e reference encoder, its own 32 px decoder as the base
+    and as the toon model (what is drawn does not matter to its tests)."""
     from toonlib.checkpoints import Networks, load_network, save_network
 
-    root = tmp_path_factory.mktemp("app_two_modes")
     e4e = encoder_checkpoint("e4e_tiny")
     base = load_network(e4e).G_ema
     save_network(root / "base.safetensors", base)
     save_network(root / "toon.safetensors", Networks(G_ema=base, G=base))
     app = Server([sys.executable, "-m", "toonlib", "app", "--base", str(root / "base.safetensors"), "--toon",
-                  str(root / "toon.safetensors"), "--invert", "optimize", "e4e", "--encoder", str(e4e), "--detector",
-                  "dlib", "--port", "{port}", "--steps", "3", "--max-steps", str(LONG_RUN)],
-                 env={"TORCH_HOME": str(random_vgg_torch_home), "GRADIO_TEMP_DIR": str(root / "uploads")},
+                  str(root / "toon.safetensors"), "--encoder", str(e4e), "--detector", "dlib", "--port", "{port}",
+                  *options], env={"TORCH_HOME": str(torch_home), "GRADIO_TEMP_DIR": str(root / "uploads")},
                  log=root / "server.log", timeout=SERVER_START_S)
     app.start()
-    app.photos = server.photos
-    yield app
-    app.stop()
+    return app
 
 
 @pytest.fixture(scope="module")
@@ -878,3 +885,48 @@ def test_the_steps_slider_shows_a_keyboard_focus_ring(page, server):
     ring = page.evaluate("() => { const e = document.activeElement, s = getComputedStyle(e);"
                          " return [e.matches('#steps input[type=range]'), s.outlineStyle, s.outlineWidth]; }")
     assert ring[0] and ring[1] == "solid" and ring[2] != "0px", ring
+
+
+@pytest.fixture(scope="module")
+def two_starts(tmp_path_factory, random_vgg_torch_home, encoder_checkpoint):
+    """`toonlib app --invert optimize e4e+optimize` without --steps: the slider starts at 200 for optimize, at 100 for
+    e4e+optimize (`_e4e_app`); stopped with the module."""
+    root = tmp_path_factory.mktemp("app_two_starts")
+    app = _e4e_app(root, random_vgg_torch_home, encoder_checkpoint, "--invert", "optimize", "e4e+optimize")
+    app.photos = write_photos(root / "photos")
+    yield app
+    app.stop()
+
+
+def test_the_steps_reset_button_goes_to_the_start_of_the_mode_chosen(context, two_starts, tmp_path):
+    """Gradio's ↺ ("Reset to default value") put back the value the slider was built with, the first mode's start:
+    200 steps for e4e+optimize, whose start is 100 (forty-fourth session's audit)."""
+    page = page_at(context, two_starts.url(), width=1280)
+    box = page.locator("#steps input[type=number]")
+    shows = "(n) => document.querySelector('#steps input[type=number]').value === n"
+    try:
+        page.wait_for_selector("#toonify")
+        with screenshots_on_failure(page, tmp_path, "steps-reset"):
+            assert box.input_value() == "200"
+            page.locator("#mode label", has_text="e4e, then optimise").click()
+            page.wait_for_function(shows, arg="100")
+            set_steps(page, 7)
+            page.click("#steps [data-testid=reset-button]")
+            page.wait_for_timeout(1000)  # Gradio's own reset shows at once: 200 here
+            page.wait_for_function(shows, arg="100")
+            page.locator("#mode label", has_text="optimise (slow").click()
+            page.wait_for_function(shows, arg="200")
+            set_steps(page, 7)
+            page.click("#steps [data-testid=reset-button]")
+            page.wait_for_timeout(1000)
+            page.wait_for_function(shows, arg="200")
+            upload(page, two_starts.photos / "hopper.jpg")  # and the steps that run are the start's
+            page.locator("#mode label", has_text="e4e, then optimise").click()
+            page.wait_for_function(shows, arg="100")
+            set_steps(page, 3)
+            page.click("#steps [data-testid=reset-button]")
+            page.wait_for_timeout(1000)
+            page.click("#toonify")
+            page.locator("#status", has_text="e4e, then optimise, 100 steps").wait_for(timeout=TOON_S * 1000)
+    finally:
+        page.close()

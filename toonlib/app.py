@@ -24,6 +24,7 @@ import errno
 import hashlib
 import inspect
 import io
+import json
 import math
 import numbers
 import os
@@ -151,8 +152,12 @@ WHOLE_STEPS = "Math.max(1, Math.round(n) || 1)"  # the page's steps box, `n`, as
 #: - Where the page is no secure context (plain http from another machine: `--host 0.0.0.0`), browsers allow no
 #:   webcam: its source button is hidden (`CSS`) and the intro says why (fortieth session's audit: it offered the
 #:   webcam, which showed Gradio's untranslated "image.no_webcam_support").
+#: - A press of the steps slider's reset button (Gradio's "↺") is noted, for the release it sends (`ToonApp.build`).
 PAGE_SCRIPT = r"""() => {
     if (!window.isSecureContext) document.documentElement.classList.add('no-webcam');
+    document.addEventListener('click', (e) => {
+        if (e.target.closest?.('#steps [data-testid=reset-button]')) window.toonlibStepsReset = true;
+    }, true);
     document.addEventListener('keydown', (e) => {
         if (e.key === 'Enter' && e.target.matches('#steps input[type=number]')) e.target.blur();
     }, true);
@@ -199,6 +204,13 @@ class PhotoTooLargeError(ValueError):
 
 #: What a click stopped while it waited for another visitor's run says once it would have started (`_Visitors.start`).
 STOPPED_WAITING = "Stopped before it started (it waited for another visitor's toon)."
+#: What a visitor's run, or a click waiting for one, says when the app is stopped (Ctrl-C, SIGTERM, a closed terminal):
+#: they were shown bare red "Error" badges, without a word (forty-fourth session's audit).
+APP_STOPPED = ("The app was stopped on its machine, and your photo and results are deleted with it: upload the photo "
+               "again once the app is back.")
+#: How long a stopping app waits for its visitors' events to say so (`_say_the_app_stops`): a projection step, an
+#: encoder's pass or a re-blend on a loaded CPU.
+STOPPING_S = 10
 
 
 class _Stopped(Exception):
@@ -224,6 +236,7 @@ class _Visitors:
         self._running: dict[str, tuple[threading.Event, str | None]] = {}
         self._stopped_at: dict[str, int] = {}
         self._unsaid: set[str] = set()  # visitors whose Stop found no run of theirs: their waiting click says it
+        self.app_stopped = False  # set by `stop_all`
 
     def show(self, visitor: str, photo: str | None) -> None:
         """The visitor's page now shows `photo` (None: none)."""
@@ -245,6 +258,8 @@ class _Visitors:
         a Stop that ended it). `STOPPED_WAITING` instead of None for the first event a Stop ended while it waited
         for another visitor's (nothing of theirs ran, so nothing had said it)."""
         with self._lock:
+            if self.app_stopped:
+                return APP_STOPPED
             stopped = clicks is not None and clicks <= self._stopped_at.get(visitor, -1)
             if stopped and visitor in self._unsaid and photo not in self._replaced.get(visitor, ()):
                 self._unsaid.discard(visitor)
@@ -277,6 +292,14 @@ class _Visitors:
         with self._lock:
             if self._running.get(visitor, (None,))[0] is stop:
                 del self._running[visitor]
+
+    def stop_all(self) -> None:
+        """The app stops: stop every visitor's running event (after its current step); it and every later one say
+        `APP_STOPPED`."""
+        with self._lock:
+            self.app_stopped = True
+            for stop, _ in self._running.values():
+                stop.set()
 
     def close(self, visitor: str) -> None:
         """The visitor's tab has closed: stop their running event and forget them."""
@@ -495,10 +518,10 @@ class Session:
 class View:
     """What the page shows for a session: every face (with a caption), the selected face's crop and toon,
     the photo with every toon pasted back, and a one-line status. `file_names`: what each result (`RESULTS`)
-    downloads as: `<photo>-toon.png` (`<photo>-face2-toon.png` in a photo of several faces). `selected`: the index
-    of the face shown, which the face picker marks. `started`: when the run that made the toon began
-    (`time.perf_counter`, before the photo was read), None for a toon shown again or re-rendered; `timed_status` adds
-    the time it took."""
+    downloads as: `<photo>-toon.png` (`<photo>-face2-toon.png` in a photo of several faces, `<photo>-8px-toon.png`
+    and `-8px-pasted.png` at a swap resolution other than the app's first). `selected`: the index of the face shown,
+    which the face picker marks. `started`: when the run that made the toon began (`time.perf_counter`, before the
+    photo was read), None for a toon shown again or re-rendered; `timed_status` adds the time it took."""
 
     faces: list[tuple[Image.Image, str]]
     selected: int
@@ -518,16 +541,23 @@ class View:
         return f"{self.status} Toonified in {time.perf_counter() - self.started:.1f} s."
 
 
-def check_settings(steps: int | None = None, max_steps: int = MAX_STEPS, max_pixels: int = MAX_PIXELS) -> None:
+def check_settings(steps: int | None = None, max_steps: int = MAX_STEPS, max_pixels: int = MAX_PIXELS,
+                   modes: Sequence[str] = ("optimize",)) -> None:
     """Raise ValueError for `ToonApp` settings that cannot work; cheap, so `toonlib app` checks before any download.
-    `steps` None: each mode's own start, `DEFAULT_STEPS` for optimize."""
+    `steps` None: each mode's own start (`pipeline.start_steps`), `DEFAULT_STEPS` for optimize; `modes`: the inversion
+    modes offered, whose starts must lie within `max_steps`."""
     if steps is not None:
         check_count("steps", steps)  # steps="200" failed at "'<=' not supported" (forty-first session's audit)
     check_count("max_steps", max_steps)
-    start = DEFAULT_STEPS if steps is None else steps
-    if start > max_steps:
-        raise ValueError(f"the steps slider's start ({start}) must be between 1 and its end ({max_steps}): lower the "
-                         "start (--steps, steps=) or raise the end (--max-steps, max_steps=)")
+    # The starts of the modes offered alone: `--invert e4e+optimize --max-steps 150` was refused for optimize's 200,
+    # a start that app never shows (forty-fourth session's audit).
+    starts = start_steps(steps, DEFAULT_STEPS)
+    offered = [(starts[mode], mode) for mode in dict.fromkeys(modes) if mode in starts]
+    if offered and max(offered)[0] > max_steps:
+        start, mode = max(offered)
+        whose = "" if steps is not None else f", {mode}'s own"
+        raise ValueError(f"the steps slider's start ({start}{whose}) must be between 1 and its end ({max_steps}): "
+                         "lower the start (--steps, steps=) or raise the end (--max-steps, max_steps=)")
     check_number("max_pixels (the largest photo taken, in pixels)", max_pixels, 1)
 
 
@@ -569,8 +599,8 @@ class ToonApp:
         self.toonifiers = {t.invert: t for t in toonifiers}
         if not toonifiers or len(self.toonifiers) < len(toonifiers):
             raise ValueError(f"give one Toonifier per inversion mode, got {[t.invert for t in toonifiers]}")
-        check_settings(steps, max_steps, max_pixels)
         self.modes = tuple(self.toonifiers)
+        check_settings(steps, max_steps, max_pixels, self.modes)
         # Plain Python numbers: a NumPy integer went into the page's slider and choices, which Gradio's page could not
         # write as JSON (launch failed with Gradio's advice on proxies; forty-second session's audit).
         self.max_steps = int(max_steps)
@@ -806,7 +836,12 @@ class ToonApp:
             f"rendered with {blend} ({self._how(mode, session.steps.get(session.selected))})."
         status = f"{session.note} {status}" if session.note else status
         face = session.name + (f"-face{session.selected + 1}" if count > 1 else "")  # the pasted photo: every face
-        file_names = {kind: f"{session.name if kind == 'pasted' else face}-{kind}.png" for kind in RESULTS}
+        # A toon re-blended at another swap resolution than the app's first is named by it, as the command line names
+        # a latent's re-blend (`<name>-16px-toon.png`): both toons downloaded as "hopper-toon.png" (forty-fourth
+        # session's audit). The aligned face is the same at any.
+        px = f"-{swap_res}px" if swap_res != self.swap_res else ""
+        file_names = {kind: f"{session.name if kind == 'pasted' else face}{'' if kind == 'aligned' else px}-{kind}.png"
+                      for kind in RESULTS}
         return View(faces=faces, selected=session.selected, aligned=session.faces[session.selected].image,
                     toon=session.toons[session.selected], pasted=pasted, status=status, file_names=file_names)
 
@@ -917,11 +952,13 @@ class ToonApp:
             stop = visitors.start(request.session_hash, photo, clicks)
             if stop is None:
                 return gr.skip()  # nobody waits for its results; a stop said so already
-            if stop == STOPPED_WAITING:
-                return said(f"**{STOPPED_WAITING}**")
+            if stop in (STOPPED_WAITING, APP_STOPPED):
+                return said(f"**{stop}**")
             work = asyncio.ensure_future(asyncio.to_thread(job, stop))  # in Gradio's context: its progress
             try:
                 answer = await asyncio.shield(work)
+                if visitors.app_stopped:  # its results' files are deleted as the server stops
+                    return said(f"**{APP_STOPPED}**")
                 # Work no stop reaches (an encoder's pass, a re-blend) ends as it was: its results dropped where a new
                 # photo or a closed tab came meanwhile (they reached the page, the old photo's toon beside the new
                 # photo; thirty-seventh session's audit). An API caller, who sends no new photo, gets them.
@@ -934,6 +971,8 @@ class ToonApp:
                 work.add_done_callback(_discard)
                 return gr.skip()
             except _Stopped as exc:  # Stop: said; a new photo or a closed tab: nobody waits for these results
+                if visitors.app_stopped:
+                    return said(f"**{APP_STOPPED}**")
                 if not visitors.shows(request.session_hash, photo):
                     return gr.skip()
                 status = f"**{str(exc).capitalize()}.**"
@@ -1066,7 +1105,8 @@ class ToonApp:
                     mode = gr.Radio([(INVERT_LABELS.get(m, m), m) for m in self.modes], value=self.modes[0],
                                     label="Inversion: how the face becomes a latent", visible=len(self.modes) > 1,
                                     elem_id="mode")
-                    shown_for = self.modes[0] if self.modes[0] in self._starts else "optimize"
+                    # the first mode that optimises: an app offering e4e, then e4e+optimize, showed optimize's 200
+                    shown_for = next((mode for mode in self.modes if mode in self._starts), "optimize")
                     steps_mode = gr.State(shown_for)  # the mode whose start the slider shows (`steps_for_mode`)
                     steps = gr.Slider(1, self.max_steps, value=self._starts[shown_for], step=1,
                                       label="Optimisation steps",
@@ -1130,10 +1170,16 @@ class ToonApp:
 
             mode.change(on_mode, [mode, steps, steps_mode], [steps, steps_mode], queue=False, api_name=False)
             # The steps box shows what runs: a typed 2.5 stayed while 2 ran. When the box is left (Gradio clamps it
-            # then), not at each key: an emptied box became 1 before the next digit.
-            steps.release(None, steps, steps, js=f"(n) => Math.min({self.max_steps}, {WHOLE_STEPS})", api_name=False)
+            # then), not at each key: an emptied box became 1 before the next digit. Gradio's reset button (↺) puts
+            # back the value the slider was built with, the first mode's start, whatever the mode chosen since: 200 for
+            # e4e+optimize, whose start is 100 (forty-fourth session's audit). Its press is noted (`PAGE_SCRIPT`), and
+            # the release it sends sets the start of the mode chosen.
+            starts = json.dumps({name: int(self._starts[name]) for name in self.modes if name in self._starts})
+            steps.release(None, [steps, mode], steps, api_name=False,
+                          js=f"(n, mode) => window.toonlibStepsReset ? (window.toonlibStepsReset = false, "
+                             f"{starts}[mode] ?? n) : Math.min({self.max_steps}, {WHOLE_STEPS})")
             page.unload(on_close)
-        page.visitors_files = files
+        page.visitors_files, page.visitors = files, visitors
         return page
 
 
@@ -1174,9 +1220,33 @@ def launch(app: ToonApp, host: str = "127.0.0.1", port: int | None = None, share
               "(Ctrl-C stops it)", flush=True)
         _wait_for_ctrl_c()  # Gradio's own wait ended quietly on Ctrl-C: the caller learns of it (exit status 130)
     finally:
-        page.close(verbose=False)
-        _delete_visitors_files(page)
+        try:
+            _say_the_app_stops(page)
+        finally:  # a second Ctrl-C ends the wait, not the deletion
+            page.close(verbose=False)
+            _delete_visitors_files(page)
     return page
+
+
+def _say_the_app_stops(page: Any, wait_s: float = STOPPING_S) -> None:
+    """Before `page`'s server closes: stop its visitors' events (`_Visitors.stop_all`), and wait up to `wait_s` until
+    Gradio has sent them their answers, `APP_STOPPED`, which the events that wait in its queue give at once. Closed
+    with events under way, the server failed them, and their pages showed bare "Error" badges (forty-fourth session's
+    audit). The pending answers are in Gradio's queue (internal: where a later Gradio lacks it, nothing is waited
+    for)."""
+    page.visitors.stop_all()
+    pending = getattr(getattr(page, "_queue", None), "pending_event_ids_session", None)
+    if not isinstance(pending, dict):
+        return
+    def answering() -> bool:  # an event's id is dropped once its answer is sent
+        try:
+            return any(list(pending.values()))
+        except RuntimeError:  # changed by the server's thread meanwhile
+            return True
+
+    deadline = time.monotonic() + wait_s
+    while answering() and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def _launched(app: ToonApp, host: str, port: int | None, share: bool) -> Any:

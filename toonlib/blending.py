@@ -409,8 +409,13 @@ def check_compatible(a: GeneratorLike, b: GeneratorLike, names: tuple[str, str] 
     (all but `_RUNTIME_FIELDS`) and state-dict names and shapes. Formats do not matter (configs are canonical)."""
     a, b = load_generator(a), load_generator(b)
     problems = [f"{f.name}: {names[0]} {getattr(a.config, f.name)!r}, {names[1]} {getattr(b.config, f.name)!r}"
-                for f in dataclasses.fields(GeneratorConfig)
-                if f.name not in _RUNTIME_FIELDS and getattr(a.config, f.name) != getattr(b.config, f.name)]
+                for f in dataclasses.fields(GeneratorConfig) if f.name not in _RUNTIME_FIELDS + ("img_resolution",)
+                and getattr(a.config, f.name) != getattr(b.config, f.name)]
+    if a.img_resolution != b.img_resolution:  # said in words, without the layers it adds or drops: the layer names
+        # listed after "img_resolution: low-res 32, high-res 64" said nothing more (forty-fourth session's audit)
+        raise ValueError(f"the generators have different architectures and cannot be blended: {names[0]} is "
+                         f"{a.img_resolution} px, {names[1]} {b.img_resolution} px"
+                         + "".join(f"\n  {problem}" for problem in problems))
     state_a, state_b = a.state_dict(), b.state_dict()
     for key in [*state_a, *(k for k in state_b if k not in state_a)]:
         if key not in state_b or key not in state_a:

@@ -11,13 +11,17 @@ import os
 import re
 import shlex
 import sys
+import textwrap
 import warnings
 from collections import Counter
 from pathlib import Path
-from typing import Callable, Collection, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Collection, Iterable, Iterator, NoReturn
 
 from .files import refuse_to_overwrite_input, replaced_note, replacing_note
 from .options import MAX_GRID_SEEDS
+
+if TYPE_CHECKING:
+    from .models import ModelInfo
 
 DEFAULT_GRID_SEEDS = "0-5"  # blend --grid's rows
 DEFAULT_VIDEO_EVERY = 5  # project --video: steps between frames
@@ -89,9 +93,13 @@ def _only_with(value: object, option: str, needed: object, needed_option: str, w
 
 
 def _check_native_output(output: str, command: str, name: str) -> None:
-    """`_check_output_suffix` for toonlib's format (`*.safetensors`)."""
+    """`_check_output_suffix` for toonlib's format (`*.safetensors`); `-` (stdout) is said to be no file name: it was
+    told to name the output `-.safetensors` (forty-fourth session's audit)."""
     from .checkpoints import NATIVE_SUFFIX
 
+    if output == "-":
+        raise ValueError(f"{command} writes a file, not to the standard output ('-'): name the output file, e.g. "
+                         f"{name}{NATIVE_SUFFIX}")
     _check_output_suffix(output, command, NATIVE_SUFFIX, "toonlib's format, a safetensors file", name)
 
 
@@ -196,6 +204,35 @@ def _lpips_weights() -> list[tuple[str, str]]:
     return [(VGG16_WEIGHTS, LPIPS)] if lpips_needs_weights() else []
 
 
+def _print_now(*lines: str) -> OSError | None:
+    """Print `lines` on stdout, flushed; what stdout raised (it took nothing) is returned, not raised, so that a
+    command writes its other files all the same (`blend --grid`), then `_stdout_failed`."""
+    try:
+        print(*lines, sep="\n", flush=True)
+    except OSError as exc:
+        return exc
+    return None
+
+
+def _stdout_failed(exc: OSError, done: str = "") -> NoReturn:
+    """Raise stdout's failure `exc`, said as the standard output's, with what the command did (`done`: "out.safetensors
+    was written all the same"): "[Errno 28] No space left on device" of `> /dev/full` alone read as the output file's
+    disk, where `convert` had written nothing (forty-fourth session's audit). A reader gone away (`| true`, `| head`)
+    stays a BrokenPipeError, `cli.main`'s quiet exit 141."""
+    if isinstance(exc, BrokenPipeError):
+        raise exc
+    reason = exc.strerror or str(exc)
+    raise OSError(f"could not write to the standard output, where `>` or `|` sends it ({reason[:1].lower()}"
+                  f"{reason[1:]})" + (f"; {done}" if done else "")) from None
+
+
+def _say(*lines: str, done: str = "") -> None:
+    """Print `lines` on stdout, flushed: a model command's report of what it did (`done`, said where stdout takes
+    nothing: `_stdout_failed`), printed once it is done."""
+    if (failed := _print_now(*lines)) is not None:
+        _stdout_failed(failed, done)
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     from .checkpoints import load_network, refuse_to_replace_model, save_network, split_network
 
@@ -206,13 +243,14 @@ def cmd_convert(args: argparse.Namespace) -> int:
     _check_native_output(args.output, "convert", Path(args.input).stem)
     refuse_to_replace_model(args.output, (args.input, "input"), named="the output")
     nets = load_network(args.input)
-    print(_describe(nets))
     replaced = replaced_note(args.output)
     save_network(args.output, nets)
     # the file itself holds the encoder (a pSp / e4e checkpoint), not a converted decoder that records its kind
     encoder = (f" (its decoder alone: toonlib's format holds generators; --encoder takes {args.input} itself)"
                if nets.meta.get("encoder_type") and nets.meta.get("format") == "psp" else "")
-    print(f"wrote {args.output}{encoder}{replaced}")
+    # said once the file is written: the description printed first stopped the conversion where stdout took nothing
+    # (`| true`, `> /dev/full`), while blend wrote its file (forty-fourth session's audit)
+    _say(_describe(nets), f"wrote {args.output}{encoder}{replaced}", done=f"{args.output} was written all the same")
     return 0
 
 
@@ -220,16 +258,15 @@ def cmd_info(args: argparse.Namespace) -> int:
     from .checkpoints import load_network
 
     nets = load_network(args.checkpoint)
-    print(_describe(nets))
-    for line in _history(nets.meta):
-        print(line)
+    lines = [_describe(nets), *_registry_lines(args.checkpoint), *_history(nets.meta)]
     if nets.meta.get("w_avg") == "computed":  # truncation pulls towards it: unsaid (forty-first session's audit)
-        print("mean w (the centre of truncation): estimated from its mapping network; the file records none of its own")
+        lines.append("mean w (the centre of truncation): estimated from its mapping network; the file records none of "
+                     "its own")
     parts = [("generator", nets.config)] + ([("discriminator (D)", nets.D.config)] if nets.D is not None else [])
     for part, config in parts:  # D's config was unsaid, its first line's "+ D" alone (forty-first session's audit)
-        print(f"{part}:")
-        for key, value in config.to_dict().items():
-            print(f"  {key}: {value}")
+        lines.append(f"{part}:")
+        lines += [f"  {key}: {value}" for key, value in config.to_dict().items()]
+    _say(*lines)  # `> /dev/full` said as the standard output's: "[Errno 28]" alone read as the checkpoint's disk
     return 0
 
 
@@ -278,7 +315,9 @@ def cmd_fetch(args: argparse.Namespace) -> int:
             print(f"toonlib fetch: error: {for_command_line(exc)}", file=sys.stderr)
             continue
         fetched.append(path)
-        print(path)  # outside the try: a closed stdout (`| head -1`) is main's exit 141, not a failed download
+        # outside the try: a closed stdout (`| head -1`) is main's exit 141, not a failed download; a full one, the
+        # standard output's error (it was "[Errno 28] No space left on device", as if the cache's disk were full)
+        _say(str(path), done=f"it was fetched all the same: {path}")
     cache = None if args.cache_dir is None else cache_dir(args.cache_dir)
     if any(path.parent == cache for path in fetched):  # not for torch hub's files alone
         print(f"the other commands find models there with TOONLIB_CACHE={cache} set (or given by path)",
@@ -316,19 +355,29 @@ def cmd_remove(args: argparse.Namespace) -> int:
         unreachable = None if path.parent.is_dir() else dangling_folder(path.parent)  # a drive not mounted
         nowhere = ("" if path.parent.is_dir() else f"; {path.parent} is {unreachable}" if unreachable
                    else f"; there is no folder {path.parent}")  # a --cache-dir misspelt?
-        print(f"removed {name}: {what} ({_file_size(removed.freed)}{kept})" if removed.file or removed.partial
-              else f"{name}: not on this machine ({path}{nowhere})")
+        gone = removed.file or removed.partial
+        _say(f"removed {name}: {what} ({_file_size(removed.freed)}{kept})" if gone
+             else f"{name}: not on this machine ({path}{nowhere})",
+             done=f"{what} was removed all the same" if gone else "")
     if len(args.names) > 1 and total:
-        print(f"freed {_file_size(total)}")
+        _say(f"freed {_file_size(total)}")
     return 2 if failed else 0
 
 
-MODELS_LEGEND = """\
+#: The values of `toonlib models`' TOON column (`_toon_column`), in words: its legend's, and `toonlib info` of a
+#: registry model's (forty-fourth session's audit: `info toonify-blended-tf` said nothing of its G or its base).
+TOON_WORDS = {
+    "unblended": "a fine-tuned toon model, blended with its base at any swap resolution (--swap-res)",
+    "blended": "a published blend, fixed swap resolution",
+    "blended+G": "blended (its G_ema), and its G network is the un-blended toon model (the swap resolution stays "
+                 "adjustable)",
+}
+_TOON_LEGEND = "\n".join(textwrap.wrap("TOON: " + "; ".join(f"{value} = {words}" for value, words in TOON_WORDS.items())
+                                       + ".", 106, subsequent_indent=" " * 6, break_on_hyphens=False))
+MODELS_LEGEND = f"""\
 CACHED: cached = on this machine; - = not downloaded yet; damaged = a file cut short, empty or a web page
       (`toonlib fetch NAME` downloads it, again where damaged)
-TOON: unblended = a fine-tuned toon model, blended with its base at any swap resolution (--swap-res);
-      blended = a published blend, fixed swap resolution; blended+G = blended, and its G network is the
-      un-blended toon model (the swap resolution stays adjustable).
+{_TOON_LEGEND}
 BASE: the model a toon model was fine-tuned from, or whose latents an encoder makes: its base (--base) for
       blending and inversion.
 KIND: stylegan2 / encoder = toonlib's cache; lpips-vgg, face-alignment, fid = torch hub's folder, where those
@@ -348,24 +397,63 @@ def cmd_models(args: argparse.Namespace) -> int:
     cache = cache_dir(args.cache_dir)  # absolute, as the paths it is compared with (a relative one listed each twice)
     # a misspelt --cache-dir listed every model as missing without a word (`toonlib remove` says so); a link to a drive
     # not mounted was "no such folder yet", as if a download would make it (fortieth session's audit)
+    lines = []
     for label, folder in (("toonlib cache", cache), ("torch hub folder", torch_hub_checkpoints())):
         unreachable = None if folder.is_dir() else dangling_folder(folder)
         missing = folder == cache and not folder.is_dir()
         note = (f", {unreachable}: mount that drive or create the folder to download there" if unreachable
                 else " (no such folder yet: nothing downloaded there)" if missing else "")
-        print(f"{label}: {folder}{note}")
+        lines.append(f"{label}: {folder}{note}")
     base_width = max(len("BASE"), *(len(info.lineage or "") for info in MODELS.values()))
-    print(f"{'NAME':28} {'KIND':14} {'RES':>5}  {'TOON':9}  {'BASE':{base_width}}  {'CACHED':7}  {'SIZE':>8}  "
-          "DESCRIPTION")
+    lines.append(f"{'NAME':28} {'KIND':14} {'RES':>5}  {'TOON':9}  {'BASE':{base_width}}  {'CACHED':7}  {'SIZE':>8}  "
+                 "DESCRIPTION")
     for info in MODELS.values():
-        toon = "blended+G" if info.toon == "blended" and info.reblend_network == "G" else info.toon or ""
         res = str(info.resolution or "")
         size = _file_size(sizes[info.name]) if info.name in sizes else ""
-        print(f"{info.name:28} {info.kind:14} {res:>5}  {toon:9}  {info.lineage or '':{base_width}}  "
-              f"{cached[info.name]:7}  {size:>8}  {info.description}")
-    print(_disk_use(sizes, paths, cache, damaged={name for name, state in cached.items() if state == "damaged"}))
-    print(MODELS_LEGEND)
+        lines.append(f"{info.name:28} {info.kind:14} {res:>5}  {_toon_column(info):9}  "
+                     f"{info.lineage or '':{base_width}}  {cached[info.name]:7}  {size:>8}  {info.description}")
+    lines.append(_disk_use(sizes, paths, cache, damaged={name for name, state in cached.items() if state == "damaged"}))
+    _say(*lines, MODELS_LEGEND)  # `> /dev/full` said as the standard output's, not "[Errno 28]" (of the cache's disk?)
     return 0
+
+
+def _toon_column(info: ModelInfo) -> str:
+    """`toonlib models`' TOON value of registry model `info` (a `models.ModelInfo`), said in words by `TOON_WORDS`:
+    '' for a model that is no toon model."""
+    return "blended+G" if info.toon == "blended" and info.reblend_network == "G" else info.toon or ""
+
+
+def _registry_lines(source: str) -> list[str]:
+    """What `toonlib models` says of the registry model `toonlib info` was given, by its name or as its file in the
+    cache, in the words of its legend: its description, TOON and BASE (`info toonify-blended-tf` said nothing of its
+    un-blended G nor of its base, ffhq-1024-tf, where README sends users for a model's base; forty-fourth session's
+    audit); nothing for other files."""
+    from .checkpoints import split_network
+    from .download import local_path
+    from .files import is_url, user_path
+    from .models import MODELS, registry_name_of_file
+
+    name = split_network(source)[0]
+    if not isinstance(name, str) or is_url(name):
+        return []
+    if name not in MODELS:  # the cache's copy alone, not another file that has its name
+        filed = registry_name_of_file(name)
+        try:  # a cache folder set wrong ($TOONLIB_CACHE a file) is no concern of a file given by its path
+            cached = filed is not None and user_path(name).resolve() == local_path(filed).resolve()
+        except (OSError, ValueError):
+            cached = False
+        if not cached:
+            return []
+        name = filed
+    info = MODELS[name]
+    lines = [f"registry model {name}: {info.description}"]
+    if toon := _toon_column(info):
+        lines.append(f"  TOON {toon}: {TOON_WORDS[toon]}")
+    if info.lineage:
+        made = "whose latents it makes" if info.kind == "encoder" else "it was fine-tuned from"
+        lines.append(f"  BASE {info.lineage}: the model {made}, its base (--base) for "
+                     + ("inversion" if info.kind == "encoder" else "blending and inversion"))
+    return lines
 
 
 def _file_size(size: int) -> str:
@@ -452,7 +540,15 @@ def _other_files(names: list[str], sized: dict[str, int], folder: Path) -> tuple
 
 
 def cmd_blend(args: argparse.Namespace) -> int:
-    from .blending import blend, check_setting, check_swap_res, swap_resolution_grid, toon_generator
+    from .blending import (
+        PAIR_WITH_ITS_BASE,
+        blend,
+        check_compatible,
+        check_setting,
+        check_swap_res,
+        swap_resolution_grid,
+        toon_generator,
+    )
     from .checkpoints import load_generator, refuse_to_replace_model, save_network
     from .images import save_image
     from .networks import parse_seeds
@@ -489,20 +585,25 @@ def cmd_blend(args: argparse.Namespace) -> int:
     low = toon_generator(args.toon, args.toon_network)  # as toonify --swap-res takes it
     check_swap_res(args.swap_res, low)
     high = load_generator(args.base, which=args.base_network)
-    try:
-        blended = blend(low, high, args.swap_res, level=args.level, blend_width=args.blend_width)
-    except ValueError as exc:  # "the generators have different architectures": the user named no base
+    try:  # named by the options and files given: blend's own check said "low-res" and "high-res", and listed the
+        # layers a resolution adds (forty-fourth session's audit)
+        check_compatible(low, high, names=(f"--toon {args.toon}", f"the base {args.base}" if defaulted
+                                           else f"--base {args.base}"))
+    except ValueError as exc:  # "the generators have different architectures"
         if not defaulted:
-            raise
+            raise ValueError(f"{exc}\n{PAIR_WITH_ITS_BASE[:1].upper()}{PAIR_WITH_ITS_BASE[1:]}.") from None
         missing = missing_recorded_base(args.toon)
         whose = ("toonlib's default" + (f" (the toon model records its base {missing}, which is not there)"
                                         if missing else "") if args.base == DEFAULT_BASE
                  else "the one the toon model records")
         raise ValueError(f"{exc}\nNo --base was given, so the base was {whose}, '{args.base}': name the base the toon "
                          "model was fine-tuned from with --base.") from None
+    blended = blend(low, high, args.swap_res, level=args.level, blend_width=args.blend_width)
     replaced = replaced_note(args.output)
     save_network(args.output, blended)  # with its record: the models as given and the setting
-    print(f"wrote {args.output}{replaced}")
+    # said before the grid's minutes; a stdout that takes nothing does not stop the grid, its failure said after it
+    # (forty-fourth session's audit: convert's and blend's files depended on stdout, each in its own way)
+    failed = _print_now(f"wrote {args.output}{replaced}")
     if args.grid:
         grid = swap_resolution_grid(low, high, seeds, level=args.level,
                                     blend_width=args.blend_width,
@@ -510,7 +611,10 @@ def cmd_blend(args: argparse.Namespace) -> int:
                                     else args.truncation_psi, progress=True)
         replaced = replaced_note(args.grid)
         save_image(grid, args.grid)
-        print(f"wrote {args.grid}{replaced}")
+        failed = failed or _print_now(f"wrote {args.grid}{replaced}")
+    if failed is not None:
+        _stdout_failed(failed, f"{args.output} and {args.grid} were written all the same" if args.grid
+                       else f"{args.output} was written all the same")
     return 0
 
 
@@ -1182,7 +1286,7 @@ def cmd_app(args: argparse.Namespace) -> int:
     from .blending import check_swap_res
     from .encoders import check_encoder_mode
     from .options import MAX_STEPS, OPTIMIZING_MODES
-    from .pipeline import Toonifier
+    from .pipeline import DEFAULT_ENCODERS, Toonifier
 
     require_gradio()  # before any model is downloaded
     modes = list(dict.fromkeys(args.invert))
@@ -1194,19 +1298,21 @@ def cmd_app(args: argparse.Namespace) -> int:
                                  "offers no mode that optimises: add optimize or e4e+optimize to --invert, or leave "
                                  f"{option} out")
     max_pixels = int(args.max_megapixels * 1e6)
-    check_settings(args.steps, args.max_steps, max_pixels)
+    check_settings(args.steps, args.max_steps, max_pixels, modes)
     check_port(args.host, args.port)
-    encoder_modes = sum(mode != "optimize" for mode in modes)
-    if args.encoder is not None and encoder_modes != 1:
-        raise ValueError(f"--encoder names the checkpoint of one encoder mode, but --invert offers "
-                         f"{' '.join(modes)}: offer one encoder mode, or leave out --encoder (each mode then uses its "
-                         "registry encoder)")
+    # e4e and e4e+optimize read one encoder (`pipeline.DEFAULT_ENCODERS`): one --encoder serves both (it refused them
+    # together; forty-fourth session's audit), not two encoders' modes
+    encoders = len({DEFAULT_ENCODERS[mode] for mode in modes if mode != "optimize"})
+    if args.encoder is not None and encoders != 1:
+        raise ValueError(f"--encoder names the checkpoint of one encoder, but --invert offers {' '.join(modes)}: "
+                         "offer the modes of one encoder (e4e and e4e+optimize share one), or leave out --encoder "
+                         "(each mode then uses its registry encoder)")
     for mode in modes:  # an encoder of the other space, refused before anything is downloaded
         if mode != "optimize":
             check_encoder_mode(mode, args.encoder)
     require_detector(args.detector)  # no dlib: said before the models download (forty-second session's audit)
-    # an --encoder PATH, refused above with several encoder modes, is not offered either
-    _fetch_toonify_models(args, *modes, encoder_path=encoder_modes == 1)
+    # an --encoder PATH, refused above with several encoders' modes, is not offered either
+    _fetch_toonify_models(args, *modes, encoder_path=encoders == 1)
     toonifiers = [Toonifier(args.base, args.toon, toon_network=args.toon_network, detector=args.detector, invert=mode,
                             encoder=None if mode == "optimize" else args.encoder)  # the encoder mode's encoder
                   for mode in modes]  # one per mode offered, each with its models

@@ -163,13 +163,37 @@ def is_url(source: object) -> bool:
 DRIVE_HOSTS = ("drive.google.com", "drive.usercontent.google.com", "docs.google.com")
 
 
+#: Schemes spelt close to http(s) that are schemes of their own: refused as such, not taken for typos.
+_OTHER_SCHEMES = ("ftp", "ftps", "sftp")
+
+
+def _mistyped_url(source: object) -> str | None:
+    """The http(s) address `source` looks like a typo of, else None: `https:/x` (a slash lost), `https//x` (the colon
+    lost), `htps://x` (a scheme a letter off http or https). They were "no checkpoint at https:/x", "no checkpoint at
+    https/x" (Path() folds the '//' the user typed) and "toonlib downloads http:// and https:// addresses only", of a
+    typo of https:// (forty-fourth session's audit). A file or folder of that name here is no typo."""
+    import difflib
+
+    match = re.match(r"([a-zA-Z][a-zA-Z0-9+.-]*)(:/|//|://)([^/].*)", source) if isinstance(source, str) else None
+    if match is None or is_url(source) or match[1].lower() in _OTHER_SCHEMES:
+        return None
+    close = difflib.get_close_matches(match[1].lower(), ("https", "http"), n=1, cutoff=0.75)
+    if not close or (match[2] == "://" and close[0] == match[1].lower()) or os.path.lexists(os.path.expanduser(source)):
+        return None
+    return f"{close[0]}://{match[3]}"
+
+
 def unread_address(source: object) -> str | None:
     """Why `source`, an address toonlib does not download, is not read, and what to give instead; None for anything
-    else: another scheme than http(s) (file://, ftp://, s3://), or a Google Drive folder's link. A file:// address was
-    "no checkpoint at file:/..." of a file that is there, an ftp:// one an unknown model name with the registry's 30
-    names, a Drive folder "a web page" to save under a hashed cache name (thirty-third session's audit)."""
+    else: another scheme than http(s) (file://, ftp://, s3://), a Google Drive folder's link, or a mistyped http(s)
+    address (`_mistyped_url`). A file:// address was "no checkpoint at file:/..." of a file that is there, an ftp://
+    one an unknown model name with the registry's 30 names, a Drive folder "a web page" to save under a hashed cache
+    name (thirty-third session's audit)."""
     from urllib.parse import urlsplit
 
+    if mistyped := _mistyped_url(source):
+        return (f"{source} looks like a mistyped web address (no file or folder has that name here): did you mean "
+                f"{mistyped}?")
     scheme = re.match(r"([a-zA-Z][a-zA-Z0-9+.-]+)://", source) if isinstance(source, str) else None
     if scheme is None:
         return None

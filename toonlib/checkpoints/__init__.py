@@ -347,8 +347,21 @@ def read_checkpoint(path: str | os.PathLike) -> Networks:
     if size < 9:  # no checkpoint of any format is so small: a download or copy cut short
         raise CheckpointError(f"{source} is {size} bytes long, too short for a checkpoint of any format. "
                               f"{damaged_file('download, copy or convert it again')}")
-    raise CheckpointError(f"{source} is not a checkpoint toonlib knows: {expected}; the file starts with "
-                          f"{head[:16]!r}")
+    raise CheckpointError(f"{source} is not a checkpoint toonlib knows: {expected}; it is {_content_kind(block)}")
+
+
+def _content_kind(block: bytes) -> str:
+    """What a file that is no checkpoint holds, from its first bytes `block`, said without them: its first 16 bytes
+    were quoted, a credentials file given by mistake (`toonlib info /etc/shadow`) put on the terminal or in a log
+    (forty-fourth session's audit)."""
+    import codecs
+
+    try:  # a character cut at the block's end is no error (an incremental decoder keeps it)
+        text = codecs.getincrementaldecoder("utf-8")().decode(block).removeprefix("\ufeff")
+    except UnicodeDecodeError:
+        return "a file of another format"
+    return "a text file" if all(char.isprintable() or char in "\t\n\r\f\v" for char in text) else \
+        "a file of another format"
 
 
 def holds_discriminator(path: str | os.PathLike) -> bool | None:
