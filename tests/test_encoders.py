@@ -335,3 +335,17 @@ def test_an_encoder_file_that_is_an_unfinished_download_is_said_so(tmp_path):
     with pytest.raises(EncoderError, match=r"page\.pt is a web page, not a pSp / e4e checkpoint: a download that "
                                            r"failed and saved the error page instead"):
         toonlib.load_encoder(tmp_path / "page.pt", device="cpu")
+
+
+def test_an_encoder_file_that_is_no_checkpoint_is_said_without_its_bytes(tmp_path):
+    """`--encoder` given a text file (a credentials file, a note) was "this file starts with b'root:$6$...'": its first
+    bytes on the terminal or in a log (forty-fourth session's audit). It is said to be a text file, as `toonlib info`
+    says it, or a file of another format, none of its bytes quoted."""
+    (tmp_path / "secret.pt").write_text("root:$6$saltsalt$hashhashhash:19000:0:99999:7:::\n")
+    (tmp_path / "other.pt").write_bytes(bytes(range(128, 192)))
+    with pytest.raises(EncoderError) as info:
+        toonlib.load_encoder(tmp_path / "secret.pt", device="cpu")
+    assert str(info.value) == (f"{tmp_path / 'secret.pt'} is not a pSp / e4e checkpoint: those are torch.save files, "
+                               "this is a text file (for a generator checkpoint use toonlib.load_network)")
+    with pytest.raises(EncoderError, match=r"this is a file of another format \(for a generator"):
+        toonlib.load_encoder(tmp_path / "other.pt", device="cpu")

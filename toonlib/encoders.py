@@ -42,6 +42,7 @@ from .checkpoints import (
     ENCODER_KINDS,
     _torch_load,  # torch.load(weights_only=True), memory-mapped where the file system allows
     _unsafe_globals,  # what a torch file asks for that weights-only loading refused
+    content_kind,
     not_a_torch_zip,
     unfinished_download,
 )
@@ -314,7 +315,7 @@ def load_encoder(source: str | os.PathLike, device: torch.device | str | None = 
     # an empty file or a saved Drive page was "starts with b''", "a generator goes to --base" (audit)
     if problem := unfinished_download(head, str(path), "a pSp / e4e checkpoint"):
         raise EncoderError(problem)
-    head = head[:len(_LEGACY_TORCH_MAGIC)]
+    block, head = head, head[:len(_LEGACY_TORCH_MAGIC)]
     zipped = head.startswith(b"PK")  # torch's zip format can be memory-mapped: the decoder is never read
     problem = not_a_torch_zip(path, str(path)) if zipped else None
     if problem:
@@ -325,8 +326,10 @@ def load_encoder(source: str | os.PathLike, device: torch.device | str | None = 
         if safetensors_header_length(head) is not None or looks_like_pickle(head):
             raise EncoderError(f"{path} is a generator checkpoint (a network pickle or a toonlib file), not a pSp / "
                                "e4e checkpoint (for a generator checkpoint use toonlib.load_network)")
-        raise EncoderError(f"{path} is not a pSp / e4e checkpoint: those are torch.save files, this file starts "
-                           f"with {head[:8]!r} (for a generator checkpoint use toonlib.load_network)")
+        # said without its bytes, as `toonlib info` says such a file (a credentials file's were quoted; forty-fourth
+        # session's audit)
+        raise EncoderError(f"{path} is not a pSp / e4e checkpoint: those are torch.save files, this is "
+                           f"{content_kind(block)} (for a generator checkpoint use toonlib.load_network)")
     try:
         checkpoint = _torch_load(path, zipped)  # `opts` saved as an argparse.Namespace are read too
     except Exception as exc:  # torch raises many types for bad files; all mean "unreadable"

@@ -347,10 +347,10 @@ def read_checkpoint(path: str | os.PathLike) -> Networks:
     if size < 9:  # no checkpoint of any format is so small: a download or copy cut short
         raise CheckpointError(f"{source} is {size} bytes long, too short for a checkpoint of any format. "
                               f"{damaged_file('download, copy or convert it again')}")
-    raise CheckpointError(f"{source} is not a checkpoint toonlib knows: {expected}; it is {_content_kind(block)}")
+    raise CheckpointError(f"{source} is not a checkpoint toonlib knows: {expected}; it is {content_kind(block)}")
 
 
-def _content_kind(block: bytes) -> str:
+def content_kind(block: bytes) -> str:
     """What a file that is no checkpoint holds, from its first bytes `block`, said without them: its first 16 bytes
     were quoted, a credentials file given by mistake (`toonlib info /etc/shadow`) put on the terminal or in a log
     (forty-fourth session's audit)."""
