@@ -900,7 +900,8 @@ def two_starts(tmp_path_factory, random_vgg_torch_home, encoder_checkpoint):
 
 def test_the_steps_reset_button_goes_to_the_start_of_the_mode_chosen(context, two_starts, tmp_path):
     """Gradio's ↺ ("Reset to default value") put back the value the slider was built with, the first mode's start:
-    200 steps for e4e+optimize, whose start is 100 (forty-fourth session's audit)."""
+    200 steps for e4e+optimize, whose start is 100; and a visitor's 100 in optimize came back as 200 after a round
+    trip of modes (forty-fourth session's audit)."""
     page = page_at(context, two_starts.url(), width=1280)
     box = page.locator("#steps input[type=number]")
     shows = "(n) => document.querySelector('#steps input[type=number]').value === n"
@@ -920,6 +921,12 @@ def test_the_steps_reset_button_goes_to_the_start_of_the_mode_chosen(context, tw
             page.click("#steps [data-testid=reset-button]")
             page.wait_for_timeout(1000)
             page.wait_for_function(shows, arg="200")
+            set_steps(page, 100)  # the visitor's 100, e4e+optimize's start, kept through a round trip (it was 200)
+            page.wait_for_timeout(1000)  # the server has noted it (`ToonApp.steps_followed`)
+            for label in ("e4e, then optimise", "optimise (slow"):
+                page.locator("#mode label", has_text=label).click()
+                page.wait_for_timeout(1000)
+                page.wait_for_function(shows, arg="100")
             upload(page, two_starts.photos / "hopper.jpg")  # and the steps that run are the start's
             page.locator("#mode label", has_text="e4e, then optimise").click()
             page.wait_for_function(shows, arg="100")

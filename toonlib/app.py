@@ -851,13 +851,20 @@ class ToonApp:
         (it started at 200, where the command line and the API run 100; forty-second session's audit)."""
         return start_steps(self.steps, DEFAULT_STEPS)
 
-    def steps_for_mode(self, mode: str, steps: float, shown_for: str) -> tuple[float, str]:
+    def steps_for_mode(self, mode: str, steps: float, shown_for: str | None) -> tuple[float, str | None]:
         """The steps slider after the mode became `mode`: that mode's start (`pipeline.start_steps`) where the slider
         is at the start of `shown_for` (the mode whose start it shows), else as the visitor set it; and the mode whose
-        start it shows then."""
-        if mode not in self._starts:  # no steps: the slider is hidden, as it was
+        start it shows then. `shown_for` None: the visitor set it (`steps_followed`), kept through changes of mode."""
+        if mode not in self._starts or shown_for is None:  # no steps (the slider hidden, as it was), or the visitor's
             return steps, shown_for
         return (self._starts[mode] if steps == self._starts[shown_for] else steps), mode
+
+    def steps_followed(self, mode: str, steps: float) -> str | None:
+        """The mode whose start the steps slider shows once the visitor let go of it at `steps` in `mode`: `mode`
+        where that is its start (as the reset button sets it), else None, the visitor's value. By its value alone, a
+        visitor's 100 in optimize, kept through e4e+optimize whose start it is, was taken there for unmoved, and a
+        change back put 200 in its place (forty-fourth session's audit)."""
+        return mode if self._starts.get(mode) == steps else None
 
     def _how(self, mode: str, steps: int | None) -> str:
         """How a toon's latent was made, as the page names it: "optimise, 200 steps on cpu", "e4e on cuda"."""
@@ -1175,9 +1182,13 @@ class ToonApp:
             # e4e+optimize, whose start is 100 (forty-fourth session's audit). Its press is noted (`PAGE_SCRIPT`), and
             # the release it sends sets the start of the mode chosen.
             starts = json.dumps({name: int(self._starts[name]) for name in self.modes if name in self._starts})
+            def on_steps_set(value: float, chosen: str) -> str | None:
+                return self.steps_followed(chosen, value)
+
             steps.release(None, [steps, mode], steps, api_name=False,
                           js=f"(n, mode) => window.toonlibStepsReset ? (window.toonlibStepsReset = false, "
-                             f"{starts}[mode] ?? n) : Math.min({self.max_steps}, {WHOLE_STEPS})")
+                             f"{starts}[mode] ?? n) : Math.min({self.max_steps}, {WHOLE_STEPS})",
+                          ).then(on_steps_set, [steps, mode], steps_mode, queue=False, api_name=False)
             page.unload(on_close)
         page.visitors_files, page.visitors = files, visitors
         return page
