@@ -1218,3 +1218,87 @@ def test_a_seed_python_takes_makes_the_same_latent_on_the_command_line(setup, tm
     assert exited.value.code == 2 and capsys.readouterr().err.endswith(
         f"argument --seed: must be a whole number from -2**63 to 2**64 - 1 (what torch's random generator takes), got "
         f"{2**64}\n")
+
+
+def _two_faces(setup, path: Path) -> Path:
+    """A photo of two faces, the larger first (hopper, then a smaller copy of her), small enough to be quick."""
+    photo = Image.open(setup / "photos" / "hopper.jpg")
+    small = photo.resize((photo.width * 3 // 5, photo.height * 3 // 5))
+    pair = Image.new("RGB", (photo.width + small.width, photo.height), "white")
+    pair.paste(photo, (0, 0))
+    pair.paste(small, (photo.width, 0))
+    pair.save(path)
+    return path
+
+
+def test_face_n_is_the_face_all_faces_numbers_n(setup, tmp_path, capsys):
+    """`--face N` takes the face --all-faces writes as -faceN (the command line took the largest or every face; one
+    other face was the Python API's and the web app's alone; forty-fourth session): the same toon, its files named
+    as --all-faces names them in a folder (runs for two faces never overwrite each other), -o's image name as
+    given, its pasted photo that face's, and its latent re-blends."""
+    photo = _two_faces(setup, tmp_path / "pair.png")
+    models = ["--base", str(setup / "base.safetensors"), "--toon", str(setup / "toon.safetensors"), "--steps", "2",
+              "--detector", "dlib", "--no-identity", "--seed", "3"]  # 2 steps: the first leaves the start unmoved
+    assert cli.main(["toonify", str(photo), "-o", str(tmp_path / "all"), "--all-faces", *models]) == 0
+    assert cli.main(["toonify", str(photo), "-o", str(tmp_path / "one"), "--face", "2", "--paste-back", *models]) == 0
+    assert "faces found" not in capsys.readouterr().err  # the face asked for: no "the largest is used"
+    kinds = ("aligned.png", "latent.npz", "pasted.png", "reconstruction.png", "toon.png")
+    assert sorted(p.name for p in (tmp_path / "one").iterdir()) == [f"pair-face2-{kind}" for kind in kinds]
+    toon = (tmp_path / "one" / "pair-face2-toon.png").read_bytes()
+    assert toon == (tmp_path / "all" / "pair-face2-toon.png").read_bytes()
+    latent = load_latent(tmp_path / "one" / "pair-face2-latent.npz")
+    assert np.array_equal(latent, load_latent(tmp_path / "all" / "pair-face2-latent.npz"))
+    assert not np.array_equal(latent, load_latent(tmp_path / "all" / "pair-face1-latent.npz"))  # not the largest's
+    assert ((tmp_path / "one" / "pair-face2-aligned.png").read_bytes()
+            == (tmp_path / "all" / "pair-face2-aligned.png").read_bytes()
+            != (tmp_path / "all" / "pair-face1-aligned.png").read_bytes())
+    pasted = np.asarray(Image.open(tmp_path / "one" / "pair-face2-pasted.png")).astype(int)
+    changed = (pasted != np.asarray(Image.open(photo))).any(-1)
+    width = Image.open(setup / "photos" / "hopper.jpg").width
+    assert changed[:, width:].any() and not changed[:, :width].any()  # the second face's toon alone
+    # one photo, -o an image: that file, the others beside it
+    assert cli.main(["toonify", str(photo), "-o", str(tmp_path / "me.png"), "--face", "2", *models]) == 0
+    assert (tmp_path / "me.png").read_bytes() == toon
+    assert (tmp_path / "me-latent.npz").is_file() and not (tmp_path / "me-face2.png").exists()
+    assert cli.main(["toonify", str(tmp_path / "one" / "pair-face2-latent.npz"), "-o", str(tmp_path / "re.png"),
+                     "--toon", str(setup / "toon.safetensors"), "--base", str(setup / "base.safetensors"),
+                     "--swap-res", "8"]) == 0
+    assert (tmp_path / "re.png").is_file()
+    # align: the same face's crop, at -o as given
+    argv = ["align", str(photo), "--size", "32", "--detector", "dlib"]
+    assert cli.main([*argv, "-o", str(tmp_path / "a.png"), "--all-faces"]) == 0
+    assert cli.main([*argv, "-o", str(tmp_path / "b.png"), "--face", "2"]) == 0
+    assert (tmp_path / "b.png").read_bytes() == (tmp_path / "a-face2.png").read_bytes()
+    assert "faces found" not in capsys.readouterr().err
+
+
+def test_face_beyond_the_faces_of_a_photo(setup, tmp_path, capsys):
+    """`--face 3` of a two-face photo: one line saying how many faces were found, exit status 2 as a photo without a
+    face, nothing written; in a folder that photo is skipped and counted, the others toonified (exit status 1)."""
+    photo = _two_faces(setup, tmp_path / "pair.png")
+    out = tmp_path / "out"
+    models = ["--base", str(setup / "base.safetensors"), "--toon", str(setup / "toon.safetensors"), "--steps", "1",
+              "--detector", "dlib", "--no-identity"]
+    said = (f"{photo}: --face 3 asks for a face beyond the 2 faces found (--face 1 is the largest; --all-faces takes "
+            "each)")
+    for argv in (["align", str(photo), "-o", str(out / "a.png"), "--size", "32", "--detector", "dlib"],
+                 ["toonify", str(photo), "-o", str(out / "t.png"), *models]):
+        capsys.readouterr()
+        assert cli.main([*argv, "--face", "3"]) == 2
+        assert capsys.readouterr().err.splitlines()[-1] == f"toonlib {argv[0]}: error: {said}"
+        assert not out.exists()
+    album = tmp_path / "album"
+    album.mkdir()
+    shutil.copy(photo, album / "pair.png")
+    shutil.copy(setup / "photos" / "hopper.jpg", album / "hopper.jpg")
+    assert cli.main(["toonify", str(album), "-o", str(out), "--face", "2", *models]) == 1
+    captured = capsys.readouterr()
+    assert (f"skipped {album / 'hopper.jpg'}: --face 2 asks for a face beyond the 1 face found (--face 1 is the "
+            "largest; --all-faces takes each)") in captured.err
+    assert f"toonified 1 of 2 photos into {out}" in captured.out
+    assert sorted(p.name for p in out.iterdir()) == [
+        f"pair-face2-{kind}" for kind in ("aligned.png", "latent.npz", "reconstruction.png", "toon.png")]
+    # a latent has no faces to choose from
+    assert cli.main(["toonify", str(out / "pair-face2-latent.npz"), "-o", str(tmp_path / "re.png"), "--face",
+                     "1"]) == 2
+    assert "--face is about the photo" in capsys.readouterr().err

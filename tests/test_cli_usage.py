@@ -93,14 +93,30 @@ def test_what_a_command_does_not_take_is_refused_with_its_own_usage():
 
 
 def test_an_option_for_one_face_says_which_faces_are_taken():
-    """`toonify --face 1` got "did you mean --space?", `--face-index 1` no hint at all: the command takes the largest
-    face, or each with --all-faces, and the Python API and the web app one other face (forty-third session's audit)."""
-    for command, option in (("toonify", "--face"), ("toonify", "--face-index"), ("align", "--face")):
+    """`--face-index 1` got no hint at all (forty-third session's audit): it is told of --face and how it counts."""
+    for command, option in (("toonify", "--face-index"), ("align", "--face-index"), ("toonify", "--faces")):
         result = run_main(command, "two.jpg", "-o", "x.png", option, "1")
         assert result.returncode == 2 and result.stderr.endswith(
-            f"unrecognized arguments: {option} 1\n  {option}: toonlib {command} takes the largest face of a photo, or "
-            "with --all-faces each face (-face1, -face2, ...); one other face alone: the Python API's face_index= or "
-            "the web app (toonlib app)\n"), result.stderr
+            f"unrecognized arguments: {option} 1\n  {option}: did you mean --face N? It chooses one face of a photo, "
+            "counted from 1, the largest, as --all-faces numbers them (-face1, -face2, ...; the Python API's "
+            "face_index= counts from 0)\n"), result.stderr
+
+
+@pytest.mark.parametrize("command", ["align", "toonify"])
+def test_face_takes_a_whole_number_from_1_and_not_with_all_faces(command, tmp_path):
+    """--face N counts from 1, as --all-faces numbers the faces: 0, -1 and 'two' are usage errors, and --face with
+    --all-faces (one face and every face) too, before any photo is read or model loaded (forty-fourth session)."""
+    for value, said in (("0", "must be >= 1, got 0"), ("-1", "must be >= 1, got -1"),
+                        ("two", "expected a whole number, got 'two'")):
+        result = run_main(command, "two.jpg", "-o", str(tmp_path / "x.png"), "--face", value)
+        assert result.returncode == 2 and result.stderr.endswith(
+            f"toonlib {command}: error: argument --face: {said}: --face N counts the faces from 1, the largest, as "
+            "--all-faces numbers them (-face1, -face2, ...)\n"), result.stderr
+    result = run_main(command, "two.jpg", "-o", str(tmp_path / "x.png"), "--face", "2", "--all-faces")
+    assert result.returncode == 2 and f"usage: toonlib {command}" in result.stderr
+    assert result.stderr.endswith("error: argument --all-faces: not allowed with argument --face\n"), result.stderr
+    assert not any(tmp_path.iterdir())
+    assert "--face N " in run_main(command, "--help").stdout
 
 
 def test_a_misspelt_option_is_named_before_a_required_one_is_missed():

@@ -236,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"output size in px, the model's resolution (default 1024, FFHQ's; at most {MAX_ALIGN_SIZE}, "
                         "8x that: larger crops only enlarge the photo's pixels, and run out of memory)")
     _add_detector(p)
-    p.add_argument("--all-faces", action="store_true", help="every face, largest first (default: the largest)")
+    _add_face_choice(p, "every face, largest first (default: the largest)", "its crop at -o")
     p.set_defaults(func=cmd_align)
 
     p = sub.add_parser("project", help="find the latent that makes the base model reproduce an aligned face")
@@ -297,7 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_number(), default=None, help="photos projected together (default: 4)")
     p.add_argument("--paste-back", action="store_true", help="also write the toon face pasted into the photo "
                                                              "(with --all-faces, every face's toon in one photo)")
-    p.add_argument("--all-faces", action="store_true", help="every face of each photo (default: the largest)")
+    _add_face_choice(p, "every face of each photo (default: the largest)",
+                     "its files in a folder: me-face2-toon.png, ...; -o toon.png: that file")
     _add_detector(p)
     p.set_defaults(func=cmd_toonify)
 
@@ -359,6 +360,25 @@ def _as_written(choices: Sequence[str]) -> Callable[[str], str]:
     "invalid choice"."""
     folded = {choice.lower().replace("-", "_"): choice for choice in choices}
     return lambda text: folded.get(text.lower().replace("-", "_"), text)
+
+
+def _add_face_choice(p: argparse.ArgumentParser, every: str, named: str) -> None:
+    """--all-faces and --face N of the commands that find faces (align, toonify): one of the two. A group photo's other
+    faces were the Python API's and the web app's alone (forty-fourth session)."""
+    faces = p.add_mutually_exclusive_group()
+    faces.add_argument("--all-faces", action="store_true", help=every)
+    faces.add_argument("--face", type=_face_number, metavar="N",
+                       help=f"the Nth largest face alone (1: the largest, 2: the next, ..., as --all-faces numbers "
+                            f"them); {named}")
+
+
+def _face_number(text: str) -> int:
+    """An argparse `type` for --face: a whole number from 1, the largest face (the API's face_index= counts from 0)."""
+    try:
+        return _number()(text)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}: --face N counts the faces from 1, the largest, as --all-faces "
+                                         "numbers them (-face1, -face2, ...)") from None
 
 
 def _add_detector(p: argparse.ArgumentParser) -> None:
@@ -521,12 +541,11 @@ def _refuse_unknown_options(parser: argparse.ArgumentParser, name: str, args: Se
              if arg in unknown or (not arg.startswith("-") and i and args[i - 1] in unknown and "=" not in args[i - 1])]
     if not unknown:
         return
-    # `--face 1` was "did you mean --space?", `--face-index 1` nothing (forty-third session's audit): which faces these
-    # commands take, and where one other face is chosen
+    # `--face-index 1` got no hint (forty-third session's audit): the option that chooses one face, and how it counts
     faces = [arg for arg in unknown if name in ("toonify", "align") and arg.casefold().startswith("--face")]
     hints = _did_you_mean([arg for arg in unknown if arg not in faces], names) + "".join(
-        f"\n  {arg.split('=')[0]}: toonlib {name} takes the largest face of a photo, or with --all-faces each face "
-        f"(-face1, -face2, ...); one other face alone: the Python API's face_index= or the web app (toonlib app)"
+        f"\n  {arg.split('=')[0]}: did you mean --face N? It chooses one face of a photo, counted from 1, the "
+        f"largest, as --all-faces numbers them (-face1, -face2, ...; the Python API's face_index= counts from 0)"
         for arg in faces)
     for arg in unknown:
         if os.path.exists(arg):  # a photo named `-me.jpg`: "unrecognized arguments" alone (audit)

@@ -624,6 +624,21 @@ def _face_stem(stem: str, face: int | None) -> str:
     return stem if face is None else f"{stem}-face{face + 1}"
 
 
+def _chosen_face(args: argparse.Namespace) -> int | None:
+    """The API's `face_index` of `--face N` (counted from 1, the largest, as --all-faces numbers the faces); None: no
+    --face."""
+    return None if args.face is None else args.face - 1
+
+
+def _beyond_the_faces(exc: BaseException, photo: object) -> BaseException:
+    """A `--face` beyond the faces `photo` has (`align.face_position`'s IndexError, which the command line would show
+    as a traceback) as a `NoFaceError` naming the photo: no such face, exit status 2 as a photo without a face
+    (`for_command_line` says it in --face's words); any other error as it is."""
+    from .align import NoFaceError
+
+    return NoFaceError(f"{photo}: {exc}") if isinstance(exc, IndexError) else exc
+
+
 def _refuse_a_folder(path: str, takes: str, does: str) -> None:
     """ValueError for a folder given to a command that `takes` one image, saying what the toonify of that folder
     `does`: "cannot read 'photos/' as an image: it is a folder" showed no way on (thirty-fourth and thirty-eighth
@@ -644,10 +659,14 @@ def cmd_align(args: argparse.Namespace) -> int:
                         numbered=args.all_faces)
     output = Path(args.output)
     refuse_to_overwrite_input(args.photo, [output], "-o")
-    # the largest face alone unless --all-faces: aligning the others too warned of their size, unwritten
-    faces = (align_faces(args.photo, output_size=args.size, detector=args.detector) if args.all_faces
-             else [align_face(args.photo, output_size=args.size, detector=args.detector)])
-    if not args.all_faces:
+    # the largest face (or --face's) alone unless --all-faces: aligning the others too warned of their size, unwritten
+    try:
+        faces = (align_faces(args.photo, output_size=args.size, detector=args.detector) if args.all_faces
+                 else [align_face(args.photo, output_size=args.size, detector=args.detector,
+                                  face_index=_chosen_face(args))])
+    except IndexError as exc:
+        raise _beyond_the_faces(exc, args.photo) from None
+    if not args.all_faces and args.face is None:
         say_other_faces(faces[0], repr(args.photo))
     for i, face in enumerate(faces):
         out = output.with_name(_face_stem(output.stem, i if args.all_faces else None) + output.suffix)
@@ -739,15 +758,16 @@ def _is_toonify_output(image: Path) -> bool:
         _NUMBERED_STEM.search(image.stem) is not None and image.with_name(f"{image.stem}-latent.npz").is_file())
 
 
-def _toonify_outputs(output: Path, photos: list[Path], several: str | None, folder: bool = False
-                     ) -> Callable[[Path, int | None, str], Path]:
+def _toonify_outputs(output: Path, photos: list[Path], several: str | None, folder: bool = False,
+                     chosen: int | None = None) -> Callable[[Path, int | None, str], Path]:
     """Where `toonify` writes: a function (photo, face number or None, kind: an image's, or "latent") -> path.
 
     A folder (the default): `<folder>/<photo>-<kind>.png` (`-latent.npz`), where photos of one name (me.jpg, me.png)
     keep their suffix apart (`me-jpg-toon.png`). One photo and `-o` ending in an image suffix: the toon at exactly that
     path and the other images beside it (`<stem>-aligned<suffix>`). `several` says what the input is when it is more
     than one photo ("a folder of photos", "3 photos"): then `-o` is a folder. `folder`: `-o` was given with a trailing
-    '/', a folder whatever its name (`-o run.2024.12.03/`, `-o toons.png/`).
+    '/', a folder whatever its name (`-o run.2024.12.03/`, `-o toons.png/`). `chosen`: the face --face chose (0: the
+    largest), whose files are numbered in a folder as --all-faces numbers them, and named by `-o` as it is given.
     """
     from .files import visible_stem
     from .images import IMAGE_SUFFIXES, image_file_format
@@ -759,7 +779,7 @@ def _toonify_outputs(output: Path, photos: list[Path], several: str | None, fold
         image_file_format(output)  # one this Pillow writes, before the work (`.avif` below Pillow 11.3)
 
         def image_path(photo: Path, face: int | None, kind: str) -> Path:
-            stem = _face_stem(output.stem, face)
+            stem = _face_stem(output.stem, None if face == chosen else face)  # --face's face: at -o itself
             suffix = ".npz" if kind == "latent" else output.suffix
             return output.with_name(f"{stem}{'' if kind == 'toon' else '-' + kind}{suffix}")
         return image_path
@@ -926,8 +946,11 @@ def cmd_toonify(args: argparse.Namespace) -> int:
                else "several photos")  # one photo written two ways is one photo: `-o toon.png` takes it
     for folder in folders:
         _refuse_the_photos_folder(Path(folder), args.output)
-    output_path = _toonify_outputs(Path(args.output), photos, several, args.output.endswith(("/", os.sep)))
-    first = 0 if args.all_faces else None  # the first face's number
+    output_path = _toonify_outputs(Path(args.output), photos, several, args.output.endswith(("/", os.sep)),
+                                   chosen=_chosen_face(args))
+    # the first face's number; --face N's face is numbered as --all-faces numbers it (a folder's -face2-toon.png: runs
+    # for two faces of a photo wrote the same names), and at exactly -o's image name (`_toonify_outputs`)
+    first = 0 if args.all_faces else _chosen_face(args)
     # With --all-faces, one pasted photo carries every face's toon (-pasted.png), the other images are per face; none
     # without --paste-back
     per_face = [kind for kind in TOONIFY_KINDS if kind != "pasted" or (args.paste_back and not args.all_faces)]
@@ -982,7 +1005,7 @@ def cmd_toonify(args: argparse.Namespace) -> int:
     runs = [photo for photo in photos if photo not in unwritable]
     bar = progress_bar(total=len(runs), desc="toonify", unit="photo", disable=one)
     outcomes = toonifier.toonify_many(runs, batch_size=args.batch_size or 4, all_faces=args.all_faces,
-                                      space=args.space or "w+",
+                                      face_index=_chosen_face(args), space=args.space or "w+",
                                       steps=args.steps, seed=args.seed or 0,
                                       paste_back=args.paste_back and not args.all_faces,  # pasted below, together
                                       progress=one, **_batch_steps_shown(bar, args, one))
@@ -991,7 +1014,7 @@ def cmd_toonify(args: argparse.Namespace) -> int:
         for photo, outcome in _advancing(bar, outcomes):
             if isinstance(outcome, Exception):
                 if one:  # nothing was written: the photo is unusable, as `align` says of it (exit status 2)
-                    raise outcome
+                    raise _beyond_the_faces(outcome, photo)
                 failed += 1
                 write_line(f"skipped {photo}: {for_command_line(outcome)}", file=sys.stderr)
                 continue
@@ -1081,7 +1104,7 @@ def _write_toons(args: argparse.Namespace, photos: list[Path], photo: Path, face
             return path
 
         for i, result in enumerate(faces):
-            face = i if args.all_faces else None
+            face = i if args.all_faces else _chosen_face(args)
             for kind in per_face:
                 image, target = getattr(result, kind), output_path(photo, face, kind)
                 if image is None:
@@ -1115,7 +1138,7 @@ def _toonify_latent(args: argparse.Namespace, latent: str) -> int:
 
     photo_options = (("--invert", args.invert != "optimize"), ("--encoder", args.encoder), ("--steps", args.steps),
                      ("--space", args.space), ("--seed", args.seed is not None), ("--batch-size", args.batch_size),
-                     ("--paste-back", args.paste_back), ("--all-faces", args.all_faces),
+                     ("--paste-back", args.paste_back), ("--all-faces", args.all_faces), ("--face", args.face),
                      ("--detector", args.detector != "auto"), ("--no-identity", args.no_identity))
     for option, given in photo_options:
         if given:
@@ -1325,6 +1348,10 @@ def cmd_app(args: argparse.Namespace) -> int:
 
 #: Python's words in the API's messages, and the command line's: (pattern, replacement) for `re.sub`.
 _COMMAND_LINE_WORDS = (
+    # `align.face_position` of --face N (face_index N - 1, counted from 0): in --face's count, from 1
+    (r"face_index=(\d+) is out of range: (\d+ faces?) found \(index 0 is the largest\)",
+     lambda found: f"--face {int(found[1]) + 1} asks for a face beyond the {found[2]} found (--face 1 is the largest; "
+                   "--all-faces takes each)"),
     (r"\binvert='([^']*)'", r"--invert \1"),  # encoders.check_encoder_mode
     (r"\b(encoder|invert|toon|base)=(?=\s)", r"--\1"),  # a keyword named alone: "toon= is read only to re-blend"
     (r"\bswap_res=(?=\s)", "--swap-res"),
