@@ -33,6 +33,7 @@ from .files import atomic_write_path, discard_damaged, is_damage, user_path
 from .images import (
     IMAGE_SUFFIXES,
     is_hidden,
+    pillow_format,
     quiet_large_images,
     read_image,
     too_many_pixels,
@@ -476,15 +477,6 @@ def _decoded(content: bytes) -> Image.Image:
     return read_image(image)
 
 
-def _format_of(content: bytes) -> str | None:
-    """What Pillow takes a file's bytes for from its header ('PNG', 'JPEG'), None where it cannot tell."""
-    try:
-        with quiet_large_images(), Image.open(io.BytesIO(content)) as image:
-            return image.format
-    except Exception:  # the header itself unreadable: "the file is ..."
-        return None
-
-
 def _digest(content: bytes) -> str:
     """The SHA-256 of a file's content, as the dataset cache records it."""
     return hashlib.sha256(content).hexdigest()
@@ -551,7 +543,7 @@ def _prepare_one(read: Callable[[str], bytes], name: str, resolution: int, prepa
         raise _Skip(f"{too_many_pixels(exc)}: downscale it (training uses {resolution} x {resolution} px)") from None
     except _DECODE_ERRORS as exc:  # identified, not decoded: said as the photo commands say it, with what to do (it
         # was Pillow's "cannot read: image file is truncated"; forty-fourth session's audit)
-        raise _Skip(unreadable_reason(exc, io.BytesIO(content), _format_of(content))) from None
+        raise _Skip(unreadable_reason(exc, io.BytesIO(content), pillow_format(io.BytesIO(content)))) from None
 
     size = (resolution, resolution)
     if prepare == "crop":

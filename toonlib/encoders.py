@@ -47,7 +47,6 @@ from .checkpoints import (
     unfinished_download,
 )
 from .checkpoints import _folder_problem as folder_problem  # what a folder given as a checkpoint is told
-from .checkpoints import _image_format as image_format  # 'JPEG', ... for an image Pillow reads
 from .checkpoints import _public_name as public_name  # a URL as messages show it
 from .checkpoints import _resolve as resolve_source  # path, URL or registry name -> local file
 from .checkpoints.common import _short as shortened  # a long list of names, its first few
@@ -55,7 +54,7 @@ from .checkpoints.common import damaged_download, damaged_file
 from .checkpoints.safe_pickle import refusal
 from .devices import default_device
 from .files import is_url, looks_like_pickle, safetensors_header_length, user_path
-from .images import ImageInput, check_image_tensor, describe_source, read_image, warn_if_not_a_crop
+from .images import ImageInput, check_image_tensor, describe_source, pillow_format, read_image, warn_if_not_a_crop
 from .messages import counted
 from .options import INVERT_MODES
 
@@ -321,7 +320,7 @@ def load_encoder(source: str | os.PathLike, device: torch.device | str | None = 
     if problem:
         raise EncoderError(problem)
     if not (zipped or head == _LEGACY_TORCH_MAGIC):
-        if kind := image_format(path):  # what --encoder me.jpg gets (it was "this file starts with b'\xff\xd8...'")
+        if kind := pillow_format(path):  # what --encoder me.jpg gets (it was "this file starts with b'\xff\xd8...'")
             raise EncoderError(f"{path} is a {kind} image, not a pSp / e4e checkpoint (those are torch.save files)")
         if safetensors_header_length(head) is not None or looks_like_pickle(head):
             raise EncoderError(f"{path} is a generator checkpoint (a network pickle or a toonlib file), not a pSp / "

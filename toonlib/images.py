@@ -434,6 +434,16 @@ def is_image_file(path: str | os.PathLike) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES and (path.is_file() or dangling_link(path) is not None)
 
 
+def pillow_format(source: str | os.PathLike | io.BytesIO) -> str | None:
+    """What Pillow takes the file `source` for from its header ('PNG', 'JPEG', ...), None where it is no image it
+    reads (or not there). An image too large to open still raises `Image.DecompressionBombError`."""
+    try:
+        with quiet_large_images(), Image.open(source) as image:
+            return image.format
+    except (UnidentifiedImageError, OSError, ValueError):
+        return None
+
+
 @contextlib.contextmanager
 def quiet_large_images() -> Iterator[None]:
     """Read images of 90-180 megapixels (over `Image.MAX_IMAGE_PIXELS`) without Pillow's DecompressionBombWarning,

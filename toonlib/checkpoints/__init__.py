@@ -298,6 +298,8 @@ def _folder_problem(path: Path, kinds: tuple[str, ...] = GENERATOR_KINDS) -> str
 
 def read_checkpoint(path: str | os.PathLike) -> Networks:
     """Read a local checkpoint file of any supported format (detected from its content); `~` is the home folder."""
+    from ..images import pillow_format
+
     path = user_path(path)
     source = str(path)
     if path.is_dir():
@@ -335,7 +337,7 @@ def read_checkpoint(path: str | os.PathLike) -> Networks:
     if head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ")):
         raise CheckpointError(f"{source} is a compressed archive (gzip, bzip2 or xz), not a checkpoint: unpack it "
                               f"(tar -xf, gunzip, ...) and give the file inside; {expected}")
-    if kind := _image_format(path):
+    if kind := pillow_format(path):
         raise CheckpointError(f"{source} is a {kind} image, not a checkpoint: {expected}")
     # a safetensors file damaged in its first bytes, or cut before them, was "not a checkpoint toonlib knows", without
     # the advice every other damaged file gets (forty-first session's audit)
@@ -378,11 +380,11 @@ def check_not_an_image(path: str | os.PathLike, writer: str, kind: str, suffix: 
     an image, by its suffix (`images.IMAGE_SUFFIXES`) or an image file already there, as the command line refuses
     such an output: `save_latent(w, "me.jpg")` replaced the photo, then warned of the suffix (forty-third session's
     audit). `writer` is the function named, `suffix` the one to name the file with."""
-    from ..images import IMAGE_SUFFIXES
+    from ..images import IMAGE_SUFFIXES, pillow_format
 
     target = user_path(path)
     image = target.suffix.lower() in IMAGE_SUFFIXES
-    found = _image_format(target) if target.is_file() else None
+    found = pillow_format(target) if target.is_file() else None
     if image or found:
         what = f"is {with_article(found)} image" if found else f"names an image ({target.suffix})"
         if found and target.is_symlink():  # the image is the link's target, which is what would be replaced
@@ -391,17 +393,6 @@ def check_not_an_image(path: str | os.PathLike, writer: str, kind: str, suffix: 
         # a right suffix on an image (or a link to one) is no advice: `-latent.npz` linked to other.png (forty-fourth)
         advice = f"name it '{named}'" if named != target.name else "give another name"
         raise ValueError(f"{writer} writes {kind}, and '{os.fspath(path)}' {what}: nothing was written; {advice}")
-
-
-def _image_format(path: Path) -> str | None:
-    """The image format of `path` ('JPEG', 'PNG', ...) when Pillow can read it, else None."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            return image.format
-    except (UnidentifiedImageError, OSError, ValueError):
-        return None
 
 
 def unfinished_download(head: bytes, source: str, what: str) -> str | None:
