@@ -2123,8 +2123,9 @@ def test_choose_data_refuses_too_few_readable_images_before_anything_downloads(t
     with pytest.raises(NotebookStop) as stop:
         choose_data(str(faces))
     assert str(stop.value).startswith(
-        f"data_path = {str(faces)!r}: 3 of its 9 image files cannot be read as images: bad0.jpg (cannot read: "
-        "Truncated File Read), bad1.jpg (cannot read: Truncated File Read), bad2.jpg"), str(stop.value)
+        f"data_path = {str(faces)!r}: 3 of its 9 image files cannot be read as images: bad0.jpg (the file is cut "
+        "short (a download or copy that did not finish?): download or copy it again), bad1.jpg (the file is cut "
+        "short"), str(stop.value)  # in the photo commands' words (forty-fourth session's audit)
     assert "fine-tuning needs at least 8 images it can read. Replace or add images.\nSet data_path" in str(stop.value)
     _write_images(tmp_path / "more", 2, 1)
     for image in (tmp_path / "more").iterdir():
