@@ -19,6 +19,7 @@ from PIL import Image
 from toonlib import align
 from toonlib.align import (
     AlignedFace,
+    FaceIndexError,
     LandmarkBackendError,
     NoFaceError,
     align_face,
@@ -362,8 +363,10 @@ def test_a_face_index_that_is_not_a_whole_number_is_named_as_such():
         with pytest.raises(ValueError, match=rf"face_index must be a whole number .* or None, got {bad!r}$"):
             face_position(bad, 2)
     assert face_position(np.int64(-1), 2) == -1 and face_position(None, 2) == 0
-    with pytest.raises(IndexError, match="face_index=2 is out of range: 2 faces found"):
+    with pytest.raises(IndexError, match="face_index=2 is out of range: 2 faces found") as beyond:
         face_position(2, 2)
+    # typed, with what was asked and found: the command line says it in --face's words from these, not from the text
+    assert isinstance(beyond.value, FaceIndexError) and (beyond.value.face_index, beyond.value.count) == (2, 2)
 
 
 def test_an_aligned_face_prints_on_one_line():

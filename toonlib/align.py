@@ -46,6 +46,7 @@ __all__ = [
     "AlignedFace",
     "LandmarkBackendError",
     "NoFaceError",
+    "FaceIndexError",
     "SmallFaceWarning",
     "align_face",
     "align_faces",
@@ -85,6 +86,16 @@ _LANDMARKS_LOCK = threading.RLock()
 
 class NoFaceError(ValueError):
     """No face was found in the photo."""
+
+
+class FaceIndexError(IndexError):
+    """A `face_index` beyond the faces found in a photo: `face_index` as asked, `count` the faces found (for callers
+    that say it in their own words, as the command line's `--face N`)."""
+
+    def __init__(self, face_index: int | None, count: int) -> None:
+        super().__init__(f"face_index={face_index!r} is out of range: {counted(count, 'face')} found "
+                         "(index 0 is the largest)")
+        self.face_index, self.count = face_index, count
 
 
 class LandmarkBackendError(RuntimeError):
@@ -172,13 +183,12 @@ def say_other_faces(face: AlignedFace, name: str) -> None:
 
 def face_position(face_index: int | None, count: int) -> int:
     """The list position of `face_index` (None: 0, the largest; negative counts from the smallest) among `count`
-    faces found; ValueError for a `face_index` that is not a whole number, IndexError saying how many faces there are
-    for one out of range."""
+    faces found; ValueError for a `face_index` that is not a whole number, `FaceIndexError` (an IndexError) saying how
+    many faces there are for one out of range."""
     check_face_index(face_index)
     index = 0 if face_index is None else face_index
     if not -count <= index < count:
-        raise IndexError(f"face_index={face_index!r} is out of range: {counted(count, 'face')} found "
-                         "(index 0 is the largest)")
+        raise FaceIndexError(face_index, count)
     return int(index)
 
 

@@ -630,13 +630,19 @@ def _chosen_face(args: argparse.Namespace) -> int | None:
     return None if args.face is None else args.face - 1
 
 
-def _beyond_the_faces(exc: BaseException, photo: object) -> BaseException:
-    """A `--face` beyond the faces `photo` has (`align.face_position`'s IndexError, which the command line would show
-    as a traceback) as a `NoFaceError` naming the photo: no such face, exit status 2 as a photo without a face
-    (`for_command_line` says it in --face's words); any other error as it is."""
-    from .align import NoFaceError
+def _beyond_the_faces(exc: BaseException, photo: object = None) -> BaseException:
+    """A `--face` beyond the faces `photo` has (`align.FaceIndexError`, which the command line would show as a
+    traceback) as a `NoFaceError` in --face's words, naming `photo` when given: no such face, exit status 2 as a photo
+    without a face; any other error as it is."""
+    from .align import FaceIndexError, NoFaceError
+    from .messages import counted
 
-    return NoFaceError(f"{photo}: {exc}") if isinstance(exc, IndexError) else exc
+    if not isinstance(exc, FaceIndexError) or exc.face_index is None:
+        return exc
+    # face_index N - 1, counted from 0: in --face's count, from 1
+    named = "" if photo is None else f"{photo}: "
+    return NoFaceError(f"{named}--face {exc.face_index + 1} asks for a face beyond the {counted(exc.count, 'face')} "
+                       "found (--face 1 is the largest; --all-faces takes each)")
 
 
 def _refuse_a_folder(path: str, takes: str, does: str) -> None:
@@ -1016,7 +1022,7 @@ def cmd_toonify(args: argparse.Namespace) -> int:
                 if one:  # nothing was written: the photo is unusable, as `align` says of it (exit status 2)
                     raise _beyond_the_faces(outcome, photo)
                 failed += 1
-                write_line(f"skipped {photo}: {for_command_line(outcome)}", file=sys.stderr)
+                write_line(f"skipped {photo}: {for_command_line(_beyond_the_faces(outcome))}", file=sys.stderr)
                 continue
             writing = photo
             paths, there, reports = _write_toons(args, photos, photo, outcome, output_path, per_face)
@@ -1348,10 +1354,6 @@ def cmd_app(args: argparse.Namespace) -> int:
 
 #: Python's words in the API's messages, and the command line's: (pattern, replacement) for `re.sub`.
 _COMMAND_LINE_WORDS = (
-    # `align.face_position` of --face N (face_index N - 1, counted from 0): in --face's count, from 1
-    (r"face_index=(\d+) is out of range: (\d+ faces?) found \(index 0 is the largest\)",
-     lambda found: f"--face {int(found[1]) + 1} asks for a face beyond the {found[2]} found (--face 1 is the largest; "
-                   "--all-faces takes each)"),
     (r"\binvert='([^']*)'", r"--invert \1"),  # encoders.check_encoder_mode
     (r"\b(encoder|invert|toon|base)=(?=\s)", r"--\1"),  # a keyword named alone: "toon= is read only to re-blend"
     (r"\bswap_res=(?=\s)", "--swap-res"),

@@ -398,8 +398,8 @@ class Toonifier:
         `all_faces`.
 
         Raises `NoFaceError` / `ImageReadError` (both ValueErrors) for a photo without a usable face, ValueError
-        for `all_faces` with a `face_index`, and IndexError for a `face_index` beyond the faces found. The blend is
-        the toonifier's: `set_blend` changes it.
+        for `all_faces` with a `face_index`, and `align.FaceIndexError` (an IndexError) for a `face_index` beyond the
+        faces found. The blend is the toonifier's: `set_blend` changes it.
         `project_kwargs` go to `projection.project` (the modes that optimise), e.g. `callback(step, distance, w)`,
         run after each step: an exception it raises stops the projection and is raised here.
         """
