@@ -434,7 +434,7 @@ def test_ctrl_c_says_that_the_bytes_received_are_kept_and_resumed(server, tmp_pa
         f"toonlib: {download._megabytes(kept)} of tiny.pkl kept: fetching it again resumes the download")
     from toonlib.files import file_lock
 
-    def stopped_waiting(final, progress):
+    def stopped_waiting(final, on_wait, waited_for):
         def wait(lock_file):
             raise KeyboardInterrupt  # Ctrl-C while another process downloads it: those bytes are not this one's
         return wait
@@ -1917,6 +1917,34 @@ def test_a_killed_download_does_not_block_the_next(server, tmp_path):
     resumed_from = server.log[-1][1].get("Range")
     assert resumed_from and 0 < int(resumed_from[6:-1]) <= CUT  # it resumed the killed process's part
     assert cached_files(tmp_path) == [path.name]
+
+
+def test_a_process_waiting_for_a_download_killed_meanwhile_says_it_downloads_the_file_itself(server, tmp_path, capsys):
+    """The waiting process took over a killed process's download without a word after "waiting for process N to
+    finish downloading": the download it then made, bar and all, came unexplained (forty-third session's audit)."""
+    url = f"{server.base}/ada_tiny.pkl"
+    hold = server.hold = threading.Event()
+    first = child(url)
+    try:
+        assert server.streaming.wait(timeout=300), first.communicate()
+        waiter = threading.Thread(target=download.fetch, args=(url,), kwargs={"progress": False})
+        waiter.start()
+        deadline, err = time.monotonic() + 300, ""
+        while "waiting" not in err:
+            assert time.monotonic() < deadline, err
+            time.sleep(0.1)
+            err += capsys.readouterr().err
+        first.kill()
+        first.wait()
+    finally:
+        server.hold = None
+        hold.set()
+    waiter.join(timeout=300)
+    path = download.local_path(url)
+    err += capsys.readouterr().err
+    assert err.splitlines()[1:] == [f"toonlib: process {first.pid} stopped before {path.name} was downloaded: "
+                                    "downloading it here"]
+    assert path.read_bytes() == PAYLOAD and cached_files(tmp_path) == [path.name]
 
 
 WITHOUT_TORCH = """

@@ -251,7 +251,8 @@ def fetch(name_or_url: str, *, cache_dir: str | os.PathLike | None = None, progr
     `progress` or without (it is a line, not a bar: `progress=False` waited without a word; forty-third session's
     audit), naming that process ("process 123", `files.lock_holder`); `on_wait(who)` is then called with those words
     (a caller's own record of the wait: `finetune --no-progress` says that it waited for the base model). Once that
-    download has ended, its file is used, or, where it ended without the file (killed), this process downloads it.
+    download has ended, its file is used, or, where it ended without the file (killed), this process says so and
+    downloads it.
     """
     check_flag("progress", progress)  # "no" showed the bar
     check_flag("validate", validate)  # "no" validated, None skipped the checks (fortieth session's audit)
@@ -274,13 +275,17 @@ def fetch(name_or_url: str, *, cache_dir: str | os.PathLike | None = None, progr
     part = _partial_download(final)
     failures: list[tuple[str, _SourceFailed]] = []
     downloading = False  # the lock is this process's: the partial download is its own
+    waited_for: list[str] = []  # who held the download while this process waited (`_waiting_message`)
     with contextlib.ExitStack() as stack:
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
-            stack.enter_context(file_lock(final, on_wait=_waiting_message(final, on_wait)))
+            stack.enter_context(file_lock(final, on_wait=_waiting_message(final, on_wait, waited_for)))
             _remove_old_gdown_folders(part)
             if _usable(plan):  # another process finished it while this one waited
                 return final
+            if waited_for:  # it ended without the file: the "waiting" line was the last word (forty-third session)
+                write_line(f"toonlib: {waited_for[0]} stopped before {final.name} was downloaded: downloading it here",
+                           file=sys.stderr)
             downloading = True
             for source in plan.sources:
                 try:
@@ -635,11 +640,13 @@ def _damage(path: Path, pickles: bool = True) -> str | None:
     return None
 
 
-def _waiting_message(final: Path, on_wait: Callable[[str], None] | None) -> Callable[[Path], None]:
+def _waiting_message(final: Path, on_wait: Callable[[str], None] | None,
+                     waited_for: list[str]) -> Callable[[Path], None]:
     """`file_lock`'s `on_wait` for the download of `final`: the line that says the wait, naming who holds the download
-    (`_downloader`), then `fetch`'s `on_wait(who)`."""
+    (`_downloader`, also appended to `waited_for`), then `fetch`'s `on_wait(who)`."""
     def say(lock_file: Path) -> None:
         who = _downloader(final)
+        waited_for.append(who)
         write_line(f"toonlib: waiting for {who} to finish downloading {final.name} (lock {lock_file})",
                    file=sys.stderr)
         if on_wait is not None:
