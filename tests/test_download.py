@@ -495,9 +495,11 @@ def test_a_web_page_in_reply_to_a_resume_keeps_the_partial_download(server, tmp_
     assert server.log[-1][1].get("Range") == f"bytes={kept}-"
 
 
-def test_a_download_that_keeps_breaking_off_goes_on_while_each_try_gets_further(server, tmp_path):
+def test_a_download_that_keeps_breaking_off_goes_on_while_each_try_gets_further(server, tmp_path, capsys):
     """Every try resumed, got 300 KB further and broke off again, and the third one failed the whole download ("the
-    download broke off"): a flaky connection needed as many commands as the file had breaks."""
+    download broke off"): a flaky connection needed as many commands as the file had breaks. Each break is said as
+    the next try starts (the bar restarted unexplained, and a later "(2 of 3)" read one short; forty-fifth session's
+    audit)."""
     big = torch_bytes({"conv.weight": torch.ones(600_000)})  # 2.4 MB: 8 tries of `CUT` bytes
     server.files["/w.pth"] = big
     server.cut_responses = 99
@@ -505,6 +507,10 @@ def test_a_download_that_keeps_breaking_off_goes_on_while_each_try_gets_further(
                           progress=False)
     assert path.read_bytes() == big and len(server.log) > 1 + len(download.RETRY_DELAYS)
     assert cached_files(tmp_path) == ["tiny.pkl"]
+    said = capsys.readouterr().err.splitlines()
+    assert len(said) == len(server.log) - 1, said  # one line per try after the first
+    assert all(line.startswith("toonlib: downloading tiny.pkl: ") and "going on from where it stopped" in line
+               for line in said[1:]), said
 
 
 def test_retries_server_errors(server):

@@ -784,8 +784,9 @@ def _download_http(url: str, part: Path, progress: bool) -> None:
         except _NETWORK_ERRORS as exc:
             if _resumable(part, url) > furthest:
                 furthest, failed = _resumable(part, url), 0
-                if _timed_out(exc):  # the bar stood still for the whole timeout: say why, and that it goes on
-                    _say_retry(part, f"{_network_reason(exc, url)}; {_going_on(part)}")
+                # why, and that it goes on: a bar that restarted unexplained, then "(2 of 3)" before the third
+                # request (the count is of tries in a row that got no further; forty-fifth session's audit)
+                _say_retry(part, f"{_network_reason(exc, url)}; {_going_on(part)}")
                 continue
             if delay is None or _unresolved(exc) or _untrusted(exc) or isinstance(exc, requests.exceptions.ProxyError):
                 unreachable = _unreachable(exc)  # not a proxy's refusal: that is said as the proxy's
