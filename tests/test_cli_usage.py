@@ -528,6 +528,28 @@ def test_output_closed_early_exits_quietly(tmp_path):
     assert "141  output closed early" in run_main("--help").stdout
 
 
+@pytest.mark.parametrize("args", [["--help"], ["toonify", "--help"], ["help", "align"], ["--version"]])
+def test_help_and_version_into_an_output_that_takes_nothing_are_not_a_success(args):
+    """argparse drops its write's error: `toonlib --help` into a pipe whose reader had ended, or into `/dev/full`,
+    printed nothing and exited 0, where README's exit statuses say 141 for the first (forty-fifth session's README
+    audit). A full disk is said as the commands say it, exit 2."""
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before anything is written: every write gets EPIPE
+    try:
+        gone = subprocess.run([sys.executable, "-m", "toonlib", *args], stdout=write, stderr=subprocess.PIPE,
+                              text=True, timeout=300)
+    finally:
+        os.close(write)
+    assert (gone.returncode, gone.stderr) == (141, "")
+    if os.path.exists("/dev/full"):
+        with open("/dev/full", "w") as full:
+            result = subprocess.run([sys.executable, "-m", "toonlib", *args], stdout=full, stderr=subprocess.PIPE,
+                                    text=True, timeout=300)
+        command = {"toonify": "toonlib toonify", "help": "toonlib align"}.get(args[0], "toonlib")  # the help's parser
+        assert (result.returncode, result.stderr) == (2, f"{command}: error: could not write to the standard output, "
+                                                         "where `>` or `|` sends it (no space left on device)\n")
+
+
 def test_messages_of_odd_names_say_the_way_out(tmp_path):
     """Four messages stopped short of the fix (audit): a photo named `-me.jpg` was "unrecognized arguments" alone; a
     Windows path (`sub\\me.jpg`) "no such file"; `-o afile/` where afile is a file suggested `afile/me-aligned.png`,

@@ -43,7 +43,15 @@ from .commands import (
     cmd_toonify,
     for_command_line,
 )
-from .messages import expected_errors, install_line, interrupted, interrupts_held, run_program, write_line
+from .messages import (
+    expected_errors,
+    install_line,
+    interrupted,
+    interrupts_held,
+    run_program,
+    stdout_failure,
+    write_line,
+)
 
 #: The commands that read photos, and those of them that look for a face in it (`project` takes an aligned face; the
 #: app's photos come through its page, and their faults are said there).
@@ -144,14 +152,34 @@ def _seed(text: str) -> int:
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, whose help and version meet an output that takes nothing as the commands' output does: a
+    reader gone away (`toonlib --help | head` once `head` ended) exits 141 (`main`), a full disk is said, exit 2.
+    argparse dropped the write's error and exited 0 (forty-fifth session's README audit)."""
+
+    def _print_message(self, message: str, file=None) -> None:
+        file = file or sys.stderr
+        if not message or file is None:  # None: Python started with that stream closed (`2>&-`)
+            return
+        try:
+            file.write(message)
+            file.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            if file is sys.stderr:  # nowhere left to say it
+                return
+            self.exit(2, f"{self.prog}: error: {stdout_failure(exc)}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     from .options import MAX_GRID_SEEDS
 
-    parser = argparse.ArgumentParser(prog="toonlib", description="Toonify faces with StyleGAN2 network blending.",
-                                     epilog="`toonlib COMMAND --help` (or `toonlib help COMMAND`) shows a command's "
-                                            "options, their defaults and examples.\n\n" + EXIT_STATUS,
-                                     formatter_class=_HelpFormatter)
+    parser = _Parser(prog="toonlib", description="Toonify faces with StyleGAN2 network blending.",
+                     epilog="`toonlib COMMAND --help` (or `toonlib help COMMAND`) shows a command's options, their "
+                            "defaults and examples.\n\n" + EXIT_STATUS,
+                     formatter_class=_HelpFormatter)
     parser.add_argument("--version", action="version", version=f"toonlib {__version__}")
     sub = parser.subcommands = _Subcommands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
 

@@ -219,11 +219,11 @@ def _stdout_failed(exc: OSError, done: str = "") -> NoReturn:
     was written all the same"): "[Errno 28] No space left on device" of `> /dev/full` alone read as the output file's
     disk, where `convert` had written nothing (forty-fourth session's audit). A reader gone away (`| true`, `| head`)
     stays a BrokenPipeError, `cli.main`'s quiet exit 141."""
+    from .messages import stdout_failure
+
     if isinstance(exc, BrokenPipeError):
         raise exc
-    reason = exc.strerror or str(exc)
-    raise OSError(f"could not write to the standard output, where `>` or `|` sends it ({reason[:1].lower()}"
-                  f"{reason[1:]})" + (f"; {done}" if done else "")) from None
+    raise OSError(stdout_failure(exc) + (f"; {done}" if done else "")) from None
 
 
 def _say(*lines: str, done: str = "") -> None:

@@ -301,6 +301,13 @@ def check_callback(callback: object, call: str, *example: object) -> None:
                         f"{counted(len(example), 'argument')}") from None
 
 
+def stdout_failure(exc: OSError) -> str:
+    """What stdout's failure `exc` (not a reader gone away: that is a quiet exit 141) means, in the user's words:
+    "[Errno 28] No space left on device" of `> /dev/full` alone read as an output file's disk."""
+    reason = exc.strerror or str(exc)
+    return f"could not write to the standard output, where `>` or `|` sends it ({reason[:1].lower()}{reason[1:]})"
+
+
 def with_article(words: str) -> str:
     """`words` after "a" or "an", by their first letter: with_article("e4e encoder") -> 'an e4e encoder'."""
     return f"{'an' if words[:1].lower() in 'aeiou' else 'a'} {words}"
