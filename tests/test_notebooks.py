@@ -2167,6 +2167,145 @@ def test_colab_upload_of_other_images_than_the_runs_is_refused_naming_run_name(f
     assert capsys.readouterr().out.startswith(said)
 
 
+
+def _zip_images(images: list[Path], path: Path, folder: str = "") -> Path:
+    """A .zip at `path` of `images`, in `folder` inside it as Finder's Compress and Windows' Compressed folder make
+    it ('faces/0.png'), or at its top where `folder` is empty."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        for image in images:
+            archive.write(image, f"{folder}/{image.name}" if folder else image.name)
+    return path
+
+
+def _record_upload_run(data: str, run: Path) -> dict:
+    """A training state in `run`, as 01's training cell records one for a run trained on `data` (its files and their
+    contents, `ImageDataset.files` and `.digests`); returns it."""
+    import torch
+
+    from toonlib.data import ImageDataset
+    from toonlib.train import TrainConfig
+    from toonlib.train.snapshots import state_name
+
+    dataset = ImageDataset(data, 32, progress=False)
+    config = TrainConfig(data=str(Path(data).absolute()), resume="base.safetensors", run_dir=str(run))
+    state = {"config": config.to_dict(), "networks": {"G": {"img_resolution": 32}}, "data_files": dataset.files,
+             "data_digests": dataset.digests}
+    run.mkdir(parents=True, exist_ok=True)
+    torch.save(state, run / state_name(4))
+    return state
+
+
+@pytest.mark.parametrize("first, then", [("images", "folder.zip"), ("folder.zip", "images"),
+                                         ("images", "flat.zip")])
+def test_colab_run_trained_on_an_upload_continues_with_the_same_images_loose_or_in_a_zip(fake_colab, tmp_path,
+                                                                                         monkeypatch, capsys, first,
+                                                                                         then):
+    """After a disconnect, 01's set-up cell said "upload those same images (or a .zip of them)", and refused a .zip of
+    their folder (its names 'faces/0.png'), a run trained on such a .zip refused the images themselves, and a .zip
+    without a folder was taken with a warning naming two data/upload-<digest> folders (forty-fifth session's audit).
+    The same images, loose or in a .zip, are put back where the run recorded them: it resumes as it was."""
+    import shutil
+
+    from toonlib.data import ImageDataset
+    from toonlib.notebook import choose_data
+    from toonlib.train import TrainConfig
+    from toonlib.train.resume import check_resumable, data_changes
+
+    monkeypatch.chdir(tmp_path)
+    images = _write_images(tmp_path / "faces", 12, 2)
+    given = {"images": images, "folder.zip": [_zip_images(images, tmp_path / "folder.zip", "faces")],
+             "flat.zip": [_zip_images(images, tmp_path / "flat.zip")]}
+    fake_colab.answer(given[first], given[then])
+    run = Path("runs") / "toon"
+    recorded = str(Path(choose_data("", "data", run_dir=run)).absolute())
+    state = _record_upload_run(recorded, run)
+    shutil.rmtree("data")  # a disconnect: the runtime's disk is new
+    capsys.readouterr()
+    data = choose_data("", "data", run_dir=run)
+    assert str(Path(data).absolute()) == recorded
+    out = capsys.readouterr().out
+    shown = "2-0.png, 2-1.png, 2-10.png and 9 more" if then == "images" else then
+    assert out.endswith(f"Training images: this upload alone ({shown}; 12 image files), the images runs/toon was "
+                        f"trained on, saved in {data} on this runtime: after a "
+                        "disconnect, upload the same images again to continue the run.\n"), out
+    # the training cell resumes it as it was: the same data, nothing said changed
+    check_resumable(state, TrainConfig(data=data, resume="base.safetensors", run_dir=str(run)))
+    dataset = ImageDataset(data, 32, progress=False)
+    assert data_changes(state, dataset.files, dataset.digests) is None
+
+
+def test_colab_upload_of_a_zip_with_other_files_or_two_zips_says_to_upload_one_zip(fake_colab, tmp_path):
+    """One upload of a .zip and images trained on the images alone, the .zip said in the training cell, after the
+    base's download, naming the runtime's folder; two .zip files were "0 image files ... upload more" (forty-fifth
+    session's audit). The set-up cell says to upload one .zip, or the images."""
+    from toonlib.notebook import NotebookStop, choose_data
+
+    images = _write_images(tmp_path / "faces", 20, 1)
+    one, two = _zip_images(images[:10], tmp_path / "toons-1.zip"), _zip_images(images[10:], tmp_path / "toons-2.zip")
+    fake_colab.answer([one, *images[10:]], [one, two])
+    then = (", and one upload is trained on as one .zip or as images: run this cell again and upload one .zip of all "
+            "your training images, or the images themselves.")
+    for said in (f"Your upload (toons-1.zip, {images[10].name}, {images[11].name} and 8 more) holds a .zip "
+                 f"(toons-1.zip) and other files{then}",
+                 f"Your upload (toons-1.zip, toons-2.zip) holds 2 .zip files{then}"):
+        with pytest.raises(NotebookStop) as stop:
+            choose_data("", tmp_path / "data")
+        assert str(stop.value) == said
+
+
+def test_colab_data_path_for_a_run_trained_on_an_upload_is_said_in_upload_words(fake_colab, tmp_path, monkeypatch,
+                                                                                capsys):
+    """A data_path for a run trained on an upload was refused in the training cell, after the base's download, as a
+    change of data_path from the runtime's data/upload-<digest> folder, to be restored (gone after a disconnect); the
+    same images at a data_path were taken with a warning naming that folder (forty-fifth session's audit). Other
+    images are refused in the set-up cell in upload words; the same images continue the run, nothing said of it."""
+    import shutil
+
+    from toonlib.notebook import NotebookStop, choose_data
+
+    monkeypatch.chdir(tmp_path)
+    images = _write_images(tmp_path / "faces", 12, 2)
+    _write_images(tmp_path / "other", 12, 3)
+    _zip_images(images, tmp_path / "mine.zip", "faces")
+    fake_colab.answer(images)
+    run = Path("runs") / "toon"
+    recorded = str(Path(choose_data("", "data", run_dir=run)).absolute())
+    _record_upload_run(recorded, run)
+    shutil.rmtree("data")
+    capsys.readouterr()
+    with pytest.raises(NotebookStop) as stop:
+        choose_data("other", "data", run_dir=run)
+    assert str(stop.value) == (
+        "data_path = 'other' is not the images runs/toon was trained on (an upload of 12 images: 2-0.png, 2-1.png, "
+        "2-10.png and 9 more), and a resumed run keeps its images: leave data_path empty and run this cell again to "
+        "upload those same images to continue it, or set run_name in the parameters cell to a new name to train a "
+        "new run on 'other'.")
+    assert str(Path(choose_data("mine.zip", "data", run_dir=run)).absolute()) == recorded
+    assert capsys.readouterr().out == ("data_path = 'mine.zip' holds the 12 images runs/toon was trained on (an "
+                                       "upload): the run goes on with them.\n")
+
+
+def test_finetune_training_cell_stops_where_base_model_changed_since_the_set_up_cell(tmp_path, monkeypatch):
+    """base_model set after the set-up cell ran, and the training cell run alone, bypassed the set-up cell's checks:
+    the loader's errors named no parameter, and a registry name was downloaded unchecked (forty-fifth session's
+    audit). The training cell says it changed, as for data_path."""
+    monkeypatch.setenv("TOONLIB_CACHE", str(tmp_path / "cache"))
+    base, faces = _finetune_files(tmp_path)
+    params = {"data_path": str(faces), "base_model": str(base), "use_drive": False}
+    nb = prepare("01_finetune.ipynb", params)
+    train = cell_index(nb, "TrainConfig(")
+    with _ran_through(nb, cell_index(nb, "mount_drive("), tmp_path) as client:
+        injected = inject(nb, {**params, "base_model": "photo.png"})
+        for index in (injected, train):
+            client.execute_cell(nb.cells[index], index)
+    _assert_brief(shown_error(nb.cells[train]), f"base_model = 'photo.png': changed since the set-up cell ran (with "
+                                                f"base_model = {str(base)!r}). Run the set-up cell again, then this "
+                                                "cell.")
+    assert not (tmp_path / "runs").exists()
+
+
 def test_a_resumed_run_says_so_and_shows_its_grid_and_plots_at_once(tmp_path, monkeypatch):
     """01's training cell run again on a run with snapshots said "waiting for the first snapshot..." above a bar at
     33%, and showed none of the run till its next snapshot (forty-third session's audit). Its line's losses, means

@@ -768,22 +768,25 @@ def choose_data(data_path: str | os.PathLike | None = None, folder: str | os.Pat
     names nothing, or fewer images than fine-tuning takes (`data.MIN_IMAGES`), counted as files and then as images
     that can be read (`data.unreadable_images`); an upload with too few images is said by the names of its files, with
     "run this cell again and upload more" (it named a data_path the user never set, the runtime's copy, and advised a
-    path on the user's own computer; forty-first session's audit).
+    path on the user's own computer; forty-first session's audit). An upload of several .zip files, or of a .zip
+    with other files, is refused (`_check_one_zip`).
 
-    `run_dir` (01's run folder): where its run was trained on an upload, the dialog is told that the same images
-    continue it, and an upload of other images is refused here, naming the images and run_name: a resumed run keeps
-    its images, and the training cell refused it, after the base's download, naming two data/upload-<digest>
-    folders the user never chose (forty-third session's audit)."""
+    `run_dir` (01's run folder), in Colab: where its run was trained on an upload, the dialog is told that the same
+    images continue it, and other images, uploaded or at `data_path`, are refused here in upload words, naming
+    run_name: a resumed run keeps its images, and the training cell refused them, after the base's download, naming
+    data/upload-<digest> folders the user never chose (forty-third and forty-fifth sessions' audits). The same images,
+    loose or in a .zip (`_same_images`), are written back where the run recorded them (`_restore_upload`), so the
+    training cell resumes it as it was, nothing said."""
     uploads: list[UploadedFile] = []
-    earlier = None
+    earlier = _run_upload(run_dir, folder) if run_dir is not None and in_colab() else None
     if data_path:
         data = str(data_path)
     elif in_colab():
-        earlier = _run_upload(run_dir, folder) if run_dir is not None else None
         if earlier is not None:
             print(f"{Path(run_dir).as_posix()} was trained on an upload of {_names(earlier[1])}: to continue it, "
                   "upload those same images (or a .zip of them); other images need a new run_name.")
         uploads = upload_images(folder, parameter="data_path", own_folder=True)
+        _check_one_zip(uploads)
         data = str(uploads[0].path if len(uploads) == 1 and zipfile.is_zipfile(uploads[0].path)
                    else uploads[0].path.parent)
     else:
@@ -813,20 +816,129 @@ def choose_data(data_path: str | os.PathLike | None = None, folder: str | os.Pat
         raise NotebookStop(f"{said}: {len(unreadable)} of its {counted(total, 'image file')} cannot be read as images: "
                            f"{listed}{more}; fine-tuning needs at least {MIN_IMAGES} images it can read. Replace or "
                            f"add images.\n{UPLOAD_MORE if uploads else DATA_HINT}")
-    if earlier is not None:
-        from .train.resume import data_moved
-
-        recorded, files, state = earlier
-        if recorded != str(source) and not data_moved(state, str(source)):
-            raise NotebookStop(f"Your upload ({_upload_names(uploads)}) is not the images "
-                               f"{Path(run_dir).as_posix()} was trained on ({_names(files)}), and a resumed run keeps "
-                               "its images: run this cell again and upload those same images to continue it, or set "
-                               "run_name in the parameters cell to a new name to train a new run on these.")
+    again = ""
+    if earlier is not None and earlier[0] != str(source):
+        continued = _continue_upload(earlier, source, Path(run_dir), uploads, data)
+        if continued != data:  # said as the upload's own folder is, relative to the working folder where inside it
+            here = Path.cwd()
+            data = str(Path(continued).relative_to(here)) if Path(continued).is_relative_to(here) else continued
+            again = f", the images {Path(run_dir).as_posix()} was trained on"
+            if not uploads:
+                print(f"data_path = {data_path!r} holds the {counted(len(earlier[1]), 'image')} "
+                      f"{Path(run_dir).as_posix()} was trained on (an upload): the run goes on with them.")
     if uploads:
         print(f"Training images: this upload alone ({_upload_names(uploads)}; "
-              f"{counted(len(image_files(data)), 'image file')}), saved in {data} on this runtime: after a disconnect, "
-              "upload the same images again to continue the run.")
+              f"{counted(len(image_files(data)), 'image file')}){again}, saved in {data} on this runtime: after a "
+              "disconnect, upload the same images again to continue the run.")
     return data
+
+
+def _check_one_zip(uploads: Sequence[UploadedFile]) -> None:
+    """Refuse (`NotebookStop`) an upload of several files among which is a .zip: the data is one .zip or a folder of
+    images, and a .zip in that folder is not read. Two .zip files were "0 image files ... upload more", and a .zip
+    with images trained on the images alone, said in the training cell, after the base's download, naming the
+    runtime's folder (forty-fifth session's audit). Refused, not unzipped beside the images: the images trained on
+    are then the files as the user chose them, which the same upload gives again to continue the run."""
+    zips = [upload for upload in uploads if Path(upload.name).suffix.lower() == ".zip"]
+    if not zips or len(uploads) == 1:
+        return
+    held = (f"{len(zips)} .zip files" if len(zips) == len(uploads)
+            else f"{'a .zip' if len(zips) == 1 else f'{len(zips)} .zip files'} ({_upload_names(zips)}) and other files")
+    raise NotebookStop(f"Your upload ({_upload_names(uploads)}) holds {held}, and one upload is trained on as one .zip "
+                       "or as images: run this cell again and upload one .zip of all your training images, or the "
+                       "images themselves.")
+
+
+def _continue_upload(earlier: tuple[str, list[str], dict], source: Path, run_dir: Path,
+                     uploads: Sequence[UploadedFile], data: str) -> str:
+    """The data to continue the run in `run_dir`, trained on an upload (`earlier`, `_run_upload`), given the images at
+    `source` (`data` as given: `uploads`, or data_path): the path the run recorded, its images written back there
+    from `source` where they are the same (`_same_images`); `data` for a state of an older toonlib, which recorded no
+    contents, where its files' names and sizes are the same (`data_moved`). Other images are refused
+    (`NotebookStop`) in upload words, also at a data_path: the refusal of the training cell said to restore a
+    data/upload-<digest> folder the user never chose, gone after a disconnect (forty-fifth session's audit)."""
+    from .train.resume import data_moved
+
+    recorded, files, state = earlier
+    if Path(recorded).exists() and _same_images(state, Path(recorded)) is not None:
+        return recorded  # the same runtime: the run's upload is still there
+    if (same := _same_images(state, source)) is not None:
+        _restore_upload(Path(recorded), source, same)
+        return recorded
+    if not state.get("data_digests") and data_moved(state, str(source)):
+        return data
+    run = run_dir.as_posix()
+    if uploads:
+        raise NotebookStop(f"Your upload ({_upload_names(uploads)}) is not the images {run} was trained on "
+                           f"({_names(files)}), and a resumed run keeps its images: run this cell again and upload "
+                           "those same images to continue it, or set run_name in the parameters cell to a new name to "
+                           "train a new run on these.")
+    raise NotebookStop(f"data_path = {data!r} is not the images {run} was trained on (an upload of {_names(files)}), "
+                       "and a resumed run keeps its images: leave data_path empty and run this cell again to upload "
+                       "those same images to continue it, or set run_name in the parameters cell to a new name to "
+                       f"train a new run on {data!r}.")
+
+
+@contextlib.contextmanager
+def _image_reader(source: Path) -> Iterator[tuple[list[str], Callable[[str], bytes]]]:
+    """The names of the image files of `source`, a folder or .zip (`data.image_entries`, as training lists them), and
+    a function reading one's bytes."""
+    from .data import image_entries
+
+    names = [name for name, *_ in image_entries(source)]
+    if source.is_dir():
+        yield names, lambda name: (source / name).read_bytes()
+    else:
+        with zipfile.ZipFile(source) as archive:
+            yield names, archive.read
+
+
+def _same_images(state: dict, source: Path) -> dict[str, str] | None:
+    """For each image file a run's training state records (`data_files`), the name of the file of `source` (a folder
+    or .zip) that holds its content (`data_digests`: SHA-256, as the dataset records them); None where `source`'s
+    image files are not those contents one for one, or the state records no content of one of them.
+
+    By content, not by name: a .zip of the images' folder (Finder's Compress, Windows' Compressed folder) names them
+    'faces/0.png' where the images themselves are '0.png', and a browser may rename a file it is given twice, so a
+    comparison of names, even with a .zip's top folder taken off, refused the same images the dialog asked for
+    (forty-fifth session's audit); a size does not tell an edited image from the one trained on."""
+    recorded = [str(entry[0]) for entry in state.get("data_files") or []]
+    digests = state.get("data_digests") or {}
+    if not recorded or any(name not in digests for name in recorded):
+        return None
+    found: dict[str, list[str]] = {}
+    try:
+        with _image_reader(source) as (names, read):
+            if len(names) != len(recorded):
+                return None
+            for name in names:
+                found.setdefault(hashlib.sha256(read(name)).hexdigest(), []).append(name)
+    except (OSError, ValueError, zipfile.BadZipFile):  # not readable as the data it was checked to be: not the same
+        return None
+    wanted: dict[str, list[str]] = {}
+    for name in recorded:
+        wanted.setdefault(digests[name], []).append(name)
+    if sorted(wanted) != sorted(found) or any(len(wanted[digest]) != len(found[digest]) for digest in wanted):
+        return None
+    return {name: new for digest, names in wanted.items() for name, new in zip(names, found[digest])}
+
+
+def _restore_upload(recorded: Path, source: Path, same: Mapping[str, str]) -> None:
+    """Write the images of `source` at `recorded`, where a run recorded its upload (`_run_upload`), under the names it
+    recorded (`same`, `_same_images`): a folder of them, or the .zip the upload was (a file in its upload folder).
+    The run then resumes on the path, names and contents it was trained on, its dataset cache reused, nothing said;
+    with the upload's new path its resume was refused, or warned of a move naming two data/upload-<digest> folders
+    (forty-fifth session's audit)."""
+    as_zip = not _UPLOAD_FOLDER.fullmatch(recorded.name)
+    with _image_reader(source) as (_, read):
+        if as_zip:
+            with atomic_write_path(recorded) as tmp, zipfile.ZipFile(tmp, "w") as archive:
+                for name, new in same.items():
+                    archive.writestr(name, read(new))
+            return
+        for name, new in same.items():
+            with atomic_write_path(recorded / name) as tmp:
+                tmp.write_bytes(read(new))
 
 
 #: The name of the folder an upload of training images is saved in (`save_uploads(own_folder=True)`).
