@@ -207,7 +207,10 @@ def test_a_broken_off_bar_in_a_log_ends_its_line(server, bars, capsys):
     download.fetch(register(f"{server.base}/ada_tiny.pkl"), progress=True)
     assert [bar.leave for bar in bars] == [True, True]
     lines = capsys.readouterr().err.split("\n")
-    assert len(lines) == 3 and lines[-1] == "" and "100%" in lines[1].split("\r")[-1], lines  # each bar's own line
+    # each bar's own line, and between them the line that says the break and that it goes on (forty-fifth session)
+    assert len(lines) == 4 and lines[-1] == "" and "100%" in lines[2].split("\r")[-1], lines
+    said = lines[1]
+    assert said.startswith("toonlib: downloading tiny.pkl: ") and "going on from where it stopped" in said, lines
 
 @pytest.mark.parametrize("ranges", [False, True])
 def test_a_server_that_dies_mid_file_leaves_a_partial_download_only_where_it_resumes(server, tmp_path, ranges):
