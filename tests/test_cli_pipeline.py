@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from skimage import data as skdata
-from tiny import random_lpips, write_photos, write_toonify_models
+from tiny import keyboard_interrupt, random_lpips, write_photos, write_toonify_models
 
 from toonlib import cli, losses
 from toonlib.projection import load_latent
@@ -1302,3 +1302,86 @@ def test_face_beyond_the_faces_of_a_photo(setup, tmp_path, capsys):
     assert cli.main(["toonify", str(out / "pair-face2-latent.npz"), "-o", str(tmp_path / "re.png"), "--face",
                      "1"]) == 2
     assert "--face is about the photo" in capsys.readouterr().err
+
+
+def test_toonify_of_a_latent_file_that_holds_no_latents_or_no_numbers_exits_2(setup, tmp_path, capsys):
+    """A latent file of no latents (an export of an empty selection) failed at "IndexError: list index out of range",
+    a traceback and exit status 1; an object array at numpy's words, no file named; latents of a model of the same
+    size and another w_dim were told to go to "the toon model of that model's size" (forty-fifth session's audit)."""
+    toon_only = ["--toon", str(setup / "toon.safetensors")]
+    empty, objects, wide = tmp_path / "empty-latent.npz", tmp_path / "objects.npz", tmp_path / "wide.npz"
+    np.savez(empty, w=np.zeros((0, 8, 16), np.float32))
+    np.savez(objects, w=np.array([None], dtype=object))
+    np.savez(wide, w=np.zeros((1, 8, 32), np.float32))
+    for latent, said in (
+            (empty, f"{empty} holds no latents (shape [0, 8, 16]): nothing to draw from it; toonify or project the "
+                    "photos again"),
+            (objects, f"{objects}: its 'w' is not an array of real numbers (it holds Python objects), not latents: a "
+                      "latent file holds a float array [N, num_ws, w_dim] (np.savez(path, w=latents))"),
+            (wide, f"{wide} holds latents of shape [1, 8, 32], and the toon model ({toon_only[1]}, 32 px) takes [N, "
+                   "8, 16]: they belong to another model (they are 32 values wide, where this model's latents are 16 "
+                   "(its w_dim)); toonify them with a toon model fine-tuned from the base they were projected into, "
+                   "or toonify the photo again (W latents are read as [N, 1, 16])")):
+        for output in (tmp_path / "toons", tmp_path / "toon.png"):
+            assert cli.main(["toonify", str(latent), "-o", str(output), *toon_only]) == 2
+            err = capsys.readouterr().err
+            assert err.splitlines()[-1] == f"toonlib toonify: error: {said}" and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty-latent.npz", "objects.npz", "wide.npz"]
+
+
+def test_toonify_of_many_latents_draws_and_writes_a_few_at_a_time(setup, tmp_path, capsys, monkeypatch):
+    """`toonify LATENTS` drew every latent of the file at once, ~0.5 GB each at 1024 px (e4e's latents.pt holds one
+    per photo of a test set, often hundreds), and wrote no toon before the last was drawn (forty-fifth session's
+    audit). A few are drawn, then written; the toons are the one batch's, named as before, and the bar ends full."""
+    import torch
+
+    from toonlib import images, load_generator, projection
+    from toonlib.images import to_pil
+
+    G = load_generator(setup / "toon.safetensors")  # its G_ema, the published blend: what draws without --swap-res
+    w = G.mapping(torch.randn([10, G.z_dim], generator=torch.Generator().manual_seed(3)), None)
+    np.savez(tmp_path / "many-latent.npz", w=w.numpy())
+    events, synthesize, save_image = [], projection._synthesize, images.save_image
+    monkeypatch.setattr(projection, "_synthesize",
+                        lambda G, ws, noise: events.append(f"draw {len(ws)}") or synthesize(G, ws, noise))
+    monkeypatch.setattr(images, "save_image", lambda image, path: events.append("save") or save_image(image, path))
+    out = tmp_path / "toons"
+    assert cli.main(["toonify", str(tmp_path / "many-latent.npz"), "-o", str(out), "--toon",
+                     str(setup / "toon.safetensors")]) == 0
+    assert events == ["draw 4", *["save"] * 4, "draw 4", *["save"] * 4, "draw 2", "save", "save"]
+    captured = capsys.readouterr()
+    targets = [out / f"many-toon-{i}-toon.png" for i in range(1, 11)]
+    assert captured.out.strip() == "wrote " + ", ".join(map(str, targets))
+    assert re.search(r"toonify: 100%.* 10/10 ", captured.err.replace("\r", "\n").strip().splitlines()[-1])
+    with torch.no_grad():
+        expected = to_pil(G.synthesis(w, noise_mode="const"))  # one batch
+    for target, toon in zip(targets, expected):
+        assert np.array_equal(np.asarray(Image.open(target)), np.asarray(toon))
+
+
+def test_project_writes_its_latent_picture_and_video_all_or_none(setup, tmp_path, capsys, monkeypatch):
+    """`project -o LAT.npz --image-out IMG.png` replaced the latent, then rendered and wrote the picture: a Ctrl-C
+    meanwhile left this run's latent beside the last run's picture (forty-fifth session's file-safety audit)."""
+    from toonlib import images
+
+    aligned = tmp_path / "face.png"
+    Image.open(setup / "photos" / "astronaut.png").resize((32, 32)).save(aligned)
+    outputs = [tmp_path / name for name in ("w.npz", "img.png", "p.mp4")]
+    argv = ["project", str(aligned), "--base", str(setup / "base.safetensors"), "-o", str(outputs[0]),
+            "--image-out", str(outputs[1]), "--video", str(outputs[2]), "--video-every", "1"]
+    assert cli.main([*argv, "--steps", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" (")[0] for line in lines] == [f"wrote {path}" for path in outputs]
+    before = [path.read_bytes() for path in outputs]
+    save_image = images.save_image
+    monkeypatch.setattr(images, "save_image", lambda image, path: keyboard_interrupt())
+    assert cli.main([*argv, "--steps", "3"]) == 130
+    assert [path.read_bytes() for path in outputs] == before  # the latent too
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["face.png", "img.png", "p.mp4", "w.npz"]
+    monkeypatch.setattr(images, "save_image", save_image)
+    assert cli.main([*argv, "--steps", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [re.sub(r" \(final LPIPS .*? after 3 steps\)", "", line) for line in lines] == [
+        f"wrote {path} (it replaced the file that was there)" for path in outputs]
+    assert all(path.read_bytes() != old for path, old in zip(outputs[:2], before))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["face.png", "img.png", "p.mp4", "w.npz"]

@@ -608,3 +608,123 @@ def test_a_save_killed_while_it_writes_leaves_only_files_of_toonlibs_name_which_
         _age(entry, 120)
     save_network(out, nets)
     assert os.listdir(tmp_path) == ["out.safetensors"] and load_network(out).D is not None
+
+
+@pytest.mark.parametrize("code, said", [
+    (errno.ENOSPC, "the disk is full (No space left on device); free some space or write it elsewhere"),
+    (errno.EFBIG, "it is larger than may be written there (File too large: this shell's `ulimit -f`, or a FAT32 "
+                  "drive's 4 GiB); lift the limit (`ulimit -f unlimited`) or write it to another disk"),
+])
+def test_a_staged_sets_full_disk_is_said_once_naming_the_file_that_failed(code, said, tmp_path):
+    """`toonify -o full/` said "cannot write full/hopper-toon.png: the disk is full (cannot write
+    full/hopper-aligned.png: the disk is full (cannot write full/.hopper-aligned.png.c622320b.tmp/hopper-aligned.png:
+    ...": each staged file's `atomic_write_path`, and the writer's own inside it, wrapped the error again, naming a file
+    written well first and the temporary one last (forty-fifth session's audit). Said once, of the file that failed."""
+    toon, aligned = tmp_path / "hopper-toon.png", tmp_path / "hopper-aligned.png"
+    aligned.write_bytes(b"old")
+    with pytest.raises(OSError) as info, contextlib.ExitStack() as staged:
+        save_image(Image.new("RGB", (4, 4)), staged.enter_context(atomic_write_path(toon, in_folder=True)))
+        with atomic_write_path(staged.enter_context(atomic_write_path(aligned, in_folder=True))) as tmp:  # save_image's
+            tmp.write_bytes(b"half")
+            raise OSError(code, os.strerror(code))
+    assert info.value.errno == code
+    assert str(info.value) == f"cannot write {aligned}: {said}"
+    assert os.listdir(tmp_path) == ["hopper-aligned.png"] and aligned.read_bytes() == b"old"
+
+
+def _mount_table_listing(tmp_path: Path, *paths: Path) -> Path:
+    """A /proc/self/mountinfo that lists `paths` as mount points (as a file bind-mounted on its own is), besides /."""
+    table = tmp_path / "mountinfo"
+    lines = ["22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw"]
+    lines += [f"{30 + i} 22 8:1 /host/out.png {str(path).replace(' ', chr(92) + '040')} rw,relatime shared:1 - ext4 "
+              "/dev/sda1 rw" for i, path in enumerate(paths)]
+    table.write_text("\n".join(lines) + "\n")
+    return table
+
+
+def test_a_file_mounted_on_its_own_is_refused_before_the_work_and_replaces_none_of_its_set(tmp_path, monkeypatch):
+    """An output that is a file bind-mounted on its own (`docker run -v $PWD/out.png:/w/out.png`) cannot be renamed
+    over: it failed after the work with "[Errno 16] Device or resource busy: 'bm2/.out.png.01d5b325.tmp' ->
+    'bm2/out.png'", and in `toonify` after the other files of its set were replaced (forty-fifth session's audit).
+    `check_file_target` refuses it before the work, the rename's error names it, and a staged set replaces none."""
+    folder = tmp_path / "w"
+    folder.mkdir()
+    mounted, other = folder / "my out.png", folder / "my out-latent.npz"  # a space: '\040' in the mount table
+    mounted.write_bytes(b"the host's file")
+    other.write_bytes(b"old latent")
+    monkeypatch.setattr(files, "MOUNT_TABLE", str(_mount_table_listing(tmp_path, mounted)), raising=False)
+    why = ("it is a mount point (a file mounted on its own, as `docker run -v FILE:...` mounts one), so it cannot be "
+           "replaced (mount its folder instead)")
+    with pytest.raises(PermissionError) as info:
+        files.check_file_target(mounted)
+    assert str(info.value) == f"cannot write {mounted}: {why}; name another file"
+    files.check_file_target(other)  # a file beside it is no mount point
+
+    real_replace = os.replace
+
+    def busy(src, dst):  # what the kernel says of a rename over a mount point
+        if Path(dst) == mounted:
+            raise OSError(errno.EBUSY, os.strerror(errno.EBUSY), str(src), str(dst))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", busy)
+    monkeypatch.setattr(files, "MOUNT_TABLE", str(tmp_path / "no-such-table"))  # not foreseen: the rename says it
+    with pytest.raises(OSError) as info:
+        save_image(Image.new("RGB", (4, 4)), mounted)
+    assert str(info.value) == f"cannot write {mounted}: {why}" and info.value.errno == errno.EBUSY
+    monkeypatch.setattr(files, "MOUNT_TABLE", str(_mount_table_listing(tmp_path, mounted)))
+    with pytest.raises(PermissionError) as info, files.StagedFiles() as staged:
+        save_image(Image.new("RGB", (4, 4)), staged.stage(mounted))
+        with open(staged.stage(other), "wb") as f:  # staged last, renamed first
+            f.write(b"new latent")
+    assert str(info.value) == f"cannot write {mounted}: {why}; the files written with it were not replaced either"
+    assert sorted(os.listdir(folder)) == ["my out-latent.npz", "my out.png"]
+    assert other.read_bytes() == b"old latent" and mounted.read_bytes() == b"the host's file"
+
+
+def test_a_file_bind_mounted_on_its_own_is_refused_before_the_work(tmp_path):
+    """As the test above, with a real bind mount of a file (root only, where mounting is allowed)."""
+    import shutil
+
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting takes root")
+    host, mounted = tmp_path / "host.png", tmp_path / "w" / "out.png"
+    save_image(Image.new("RGB", (4, 4), "red"), host)
+    mounted.parent.mkdir()
+    mounted.touch()
+    if subprocess.run(["mount", "--bind", str(host), str(mounted)], capture_output=True).returncode != 0:
+        pytest.skip("this machine allows no bind mount")
+    try:
+        with pytest.raises(PermissionError, match=rf"^cannot write {re.escape(str(mounted))}: it is a mount point"):
+            files.check_file_target(mounted)
+        with pytest.raises(OSError, match=rf"^cannot write {re.escape(str(mounted))}: it is a mount point .*\(mount "
+                                          r"its folder instead\)$"):
+            save_image(Image.new("RGB", (4, 4), "blue"), mounted)
+        assert os.listdir(mounted.parent) == ["out.png"]
+    finally:
+        subprocess.run(["umount", str(mounted)], check=True)
+    with Image.open(host) as image:
+        assert image.getpixel((0, 0)) == (255, 0, 0)
+
+
+def test_a_path_ending_with_a_slash_names_a_folder_and_is_not_written(tmp_path):
+    """`save_network("blends/", G)`, `save_latent(w, "latents.npz/")` and `save_image(image, "toon.png/")` wrote files
+    `blends`, `latents.npz` and `toon.png` (Path() drops the '/'), where open() refuses such a name and the command
+    line takes `-o NAME/` for a folder (forty-fifth session's audit)."""
+    import numpy as np
+    from tiny import tiny_generator
+
+    from toonlib.checkpoints import save_network
+    from toonlib.projection import save_latent
+
+    for save, name in ((lambda path: save_network(path, tiny_generator(0)), "v2.safetensors"),
+                       (lambda path: save_latent(np.zeros((1, 2, 3), np.float32), path), "latents.npz"),
+                       (lambda path: save_image(Image.new("RGB", (4, 4)), path), "toon.png")):
+        path = f"{tmp_path}/{name}/"
+        with pytest.raises(IsADirectoryError) as info:
+            save(path)
+        assert str(info.value) == f"cannot write {path}: it names a folder (it ends with '/'); name a file in it, or " \
+                                  "drop the '/'"
+        with pytest.raises(IsADirectoryError):
+            files.check_file_target(path)  # before the work, too
+    assert os.listdir(tmp_path) == []

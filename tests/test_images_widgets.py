@@ -1664,3 +1664,65 @@ def test_the_projection_panels_save_says_which_runs_latent_it_saves(tmp_path, mo
     assert capsys.readouterr().out.strip() == (
         f"saved {tmp_path / 'w.npz'} (it replaced the file that was there): hopper.jpg projected in W+, 2 steps (the "
         "Run before the last one, which did not finish)")
+
+
+def test_the_toonify_panels_save_writes_its_three_files_all_or_none(toonifier, tmp_path, capsys, monkeypatch):
+    """04's save wrote the toon, the pasted photo and the latent one after another: a stop while the large pasted photo
+    was encoded left the new face's toon beside the last face's pasted photo and latent, and a folder at
+    `-latent.npz`, or a `-pasted.png` name too long (Python's raw "[Errno 36]"), was said after the toon was written
+    (forty-fifth session's audit). Each is checked first, and they replace their files together, as `toonlib toonify`
+    writes them."""
+    from tiny import write_photos
+
+    import toonlib.images
+    from toonlib.widgets import ToonifyPanel
+
+    photos = write_photos(tmp_path / "photos")
+    panel = ToonifyPanel(toonifier, steps=1, folder=tmp_path / "uploads")
+    panel.set_photo(photos / "hopper.jpg")
+    panel.run_button.click()
+    out = tmp_path / "out"
+    panel.save(out / "toon.png")
+    names = ["toon-latent.npz", "toon-pasted.png", "toon.png"]
+    assert sorted(os.listdir(out)) == names
+    for name in names:  # the last face's files
+        (out / name).write_bytes(f"the last face's {name}".encode())
+    capsys.readouterr()
+    save_image = toonlib.images.save_image
+
+    def stopped_at_the_pasted_photo(image, path):
+        if Path(path).name.endswith("-pasted.png"):
+            raise KeyboardInterrupt
+        save_image(image, path)
+
+    monkeypatch.setattr(toonlib.images, "save_image", stopped_at_the_pasted_photo)
+    with pytest.raises(KeyboardInterrupt):
+        panel.save(out / "toon.png")
+    monkeypatch.undo()
+    assert {name: (out / name).read_bytes() for name in os.listdir(out)} == {
+        name: f"the last face's {name}".encode() for name in names}  # none replaced, no temporary file left
+    assert "saved" not in capsys.readouterr().out
+
+    (out / "me-latent.npz").mkdir()
+    with pytest.raises(IsADirectoryError, match=rf"^cannot write {re.escape(str(out / 'me-latent.npz'))}: it is a "
+                                                r"folder; name a file$"):
+        panel.save(out / "me.png")
+    long = out / ("x" * 248 + ".png")  # its -pasted.png: 259 bytes
+    with pytest.raises(OSError, match=rf"^cannot write {re.escape(str(out / ('x' * 248)))}-pasted\.png: its name is "
+                                      r"259 bytes long, and file names here take 255 at most; choose a shorter name$"):
+        panel.save(long)
+    assert sorted(os.listdir(out)) == ["me-latent.npz", *names] and "saved" not in capsys.readouterr().out
+
+
+def test_the_blend_explorers_save_says_a_name_too_long_or_a_folder_name_before_writing(tmp_path):
+    """02's save of a name too long raised Python's raw "[Errno 36] File name too long: 'zzz...'" (asking whether a
+    file was there), and of 'blends/' wrote a file `blends` (forty-fifth session's audit)."""
+    explorer = blend_explorer(tiny_generator(0), tiny_generator(1), seeds=[0], swap_res=8)
+    long = tmp_path / ("z" * 300 + ".safetensors")
+    with pytest.raises(OSError, match=rf"^cannot write {re.escape(str(long))}: its name is 312 bytes long, and file "
+                                      r"names here take 255 at most; choose a shorter name$"):
+        explorer.save(long)
+    with pytest.raises(IsADirectoryError, match=rf"^cannot write {re.escape(str(tmp_path))}/blends/: it names a "
+                                                r"folder \(it ends with '/'\); name a file in it, or drop the '/'$"):
+        explorer.save(f"{tmp_path}/blends/")
+    assert os.listdir(tmp_path) == []

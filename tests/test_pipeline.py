@@ -656,3 +656,21 @@ def test_the_toonifiers_help_tells_what_its_methods_do_not_their_history():
         doc = function.__doc__
         for history in ("session", "audit", "It returned", "grew to gigabytes", "it changed the label"):
             assert history not in doc, (function, history)
+
+
+@pytest.mark.filterwarnings("ignore::toonlib.blending.LineageWarning")  # the tiny models are unrelated
+def test_render_of_another_models_latent_says_it_belongs_to_another_model(models):
+    """`Toonifier(base64, toon64).render(load_latent("me-latent.npz"))` of a 32 px model's latent said "ws must have
+    shape [N, 10, 512] with N >= 1, got [1, 8, 512]", where the command line says whose they are (forty-fifth
+    session's audit). Many latents are drawn a few at a time, as one batch draws them."""
+    folder, base, toon = models
+    toonifier = Toonifier(folder / "base.safetensors", folder / "toon.safetensors", detector="dlib")
+    with pytest.raises(ValueError, match=r"^w has shape \[1, 10, 16\], and this 32 px generator takes \[N, 8, 16\]: "
+                                         r"they belong to another model \(they are 10 layers, a 64 px model's, where "
+                                         r"this 32 px model takes 8\); render them with a generator of that model"):
+        toonifier.render(torch.zeros(1, 10, 16))
+    w = base.mapping(torch.randn([6, base.z_dim], generator=torch.Generator().manual_seed(0)), None)
+    toons = toonifier.render(w)
+    with torch.no_grad():
+        expected = toonifier.generator.synthesis(w, noise_mode="const")
+    assert [np.asarray(toon).tolist() for toon in toons] == [to_uint8(image).tolist() for image in expected]

@@ -1124,3 +1124,88 @@ def test_perceptual_distance_pools_by_ops_max_pool2d_on_the_cpu(net, monkeypatch
     a_ = a.detach().requires_grad_(True)
     (g_theirs,) = torch.autograd.grad(net(a_, b).sum(), a_)
     torch.testing.assert_close(g_ours, g_theirs, rtol=1e-4, atol=1e-5 * float(g_theirs.abs().max()))
+
+
+def test_a_latent_file_of_no_latents_is_refused_naming_it(tmp_path):
+    """`np.savez(path, w=np.zeros((0, 8, 512)))`, what an export of an empty selection writes, was read without a word
+    (`ProjectionResult.load` called it space 'w'), and `toonlib toonify` of it failed at an IndexError (forty-fifth
+    session's audit)."""
+    path = tmp_path / "empty-latent.npz"
+    np.savez(path, w=np.zeros((0, 8, 32), np.float32))
+    message = rf"^{re.escape(str(path))} holds no latents \(shape \[0, 8, 32\]\): nothing to draw from it; toonify "
+    for read in (load_latent, ProjectionResult.load):
+        with pytest.raises(ValueError, match=message + "or project the photos again$"):
+            read(path)
+    torch.save(torch.zeros(0, 8, 32), tmp_path / "latents.pt")  # e4e's latents.pt of no photos
+    with pytest.raises(ValueError, match=r"latents\.pt holds no latents \(shape \[0, 8, 32\]\)"):
+        load_latent(tmp_path / "latents.pt")
+
+
+def test_an_npz_whose_w_holds_no_numbers_is_named(tmp_path):
+    """An object array was numpy's "Object arrays cannot be loaded when allow_pickle=False", no file named; strings
+    failed inside torch, complex latents were read as their real part (forty-fifth session's audit)."""
+    for name, w in (("objects", np.array([None, "x"], dtype=object)), ("text", np.array(["a", "b"])),
+                    ("complex", np.zeros((1, 8, 32), np.complex64))):
+        path = tmp_path / f"{name}.npz"
+        np.savez(path, w=w)
+        kind = "it holds Python objects" if name == "objects" else f"its dtype is {w.dtype}"
+        with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}: its 'w' is not an array of real numbers "
+                                             rf"\({kind}\), not latents: a latent file holds a float array"):
+            load_latent(path)
+
+
+def test_render_draws_a_few_latents_at_a_time(G, ws, monkeypatch):
+    """Every latent was drawn in one batch: ~0.5 GB a latent at 1024 px, so that `toonlib toonify` of e4e's latents.pt
+    of a test set (hundreds) ran out of memory (forty-fifth session's audit). The images are the one batch's."""
+    w = torch.cat([ws, ws.flip(0) * 0.9, ws * 1.1, ws[:1]])  # 7 latents
+    noise = {name: torch.randn(7, 1, *buf.shape) for name, buf in G.named_buffers() if name.endswith("noise_const")}
+    batches, synthesize = [], projection._synthesize
+    monkeypatch.setattr(projection, "_synthesize",
+                        lambda G, ws, noise: batches.append((len(ws), {len(n) for n in noise.values()}))
+                        or synthesize(G, ws, noise))
+    with torch.no_grad():
+        whole = synthesize(G, w, noise), G.synthesis(w, noise_mode="const")
+    drawn = render(G, w, noise), render(G, w)
+    assert batches == [(4, {4}), (3, {3}), (4, set()), (3, set())] and projection.RENDER_BATCH == 4
+    for images, expected in zip(drawn, whole):
+        torch.testing.assert_close(images, expected)
+
+
+def test_render_of_another_models_latent_says_it_belongs_to_another_model(G, ws):
+    """It said "ws must have shape [N, 8, 32] with N >= 1, got [1, 10, 32]", where `toonlib toonify` of the same file
+    says the latents belong to another model (forty-fifth session's audit)."""
+    advice = ("; render them with a generator of that model (the base they were projected into, or a toon model "
+              "fine-tuned from it), or project the photo again with this one$")
+    for shape, differs in (((1, 10, 32), "10 layers, a 64 px model's, where this 32 px model takes 8"),
+                           ((2, 8, 16), "16 values wide, where this model's latents are 32 (its w_dim)"),
+                           ((1, 18, 512), "18 layers, a 1024 px model's, where this 32 px model takes 8 and 512 values "
+                                          "wide, where this model's latents are 32 (its w_dim)")):
+        with pytest.raises(ValueError, match=rf"^w has shape {re.escape(str(list(shape)))}, and this 32 px generator "
+                                             rf"takes \[N, 8, 32\]: they belong to another model \(they are "
+                                             rf"{re.escape(differs)}\){re.escape(advice[:-1])}$"):
+            render(G, torch.zeros(shape))
+    torch.testing.assert_close(render(G, ws[:, :1]), render(G, ws[:, :1].expand(-1, 8, -1)))  # W latents still fit
+
+
+def test_save_video_refuses_an_image_or_another_suffix_before_writing(tmp_path):
+    """`save_video(result, "photo.png")` replaced the photo with an MP4, and "anim.gif" was an MP4 too, where
+    `toonlib project --video` refuses both (forty-fifth session's audit)."""
+    result = ProjectionResult(w=torch.zeros(1, 8, 32), images=None, noise={}, losses=np.zeros((0, 1)), space="w+",
+                              steps=0, frames=[np.zeros((32, 64, 3), np.uint8)] * 2)
+    PIL.Image.new("RGB", (8, 8), "red").save(tmp_path / "photo.png")
+    PIL.Image.new("RGB", (8, 8), "red").save(tmp_path / "photo.mp4", format="PNG")  # an image named .mp4
+    before = (tmp_path / "photo.png").read_bytes()
+    for name, message in (("photo.png", r"'.*photo\.png' is a PNG image: nothing was written; name it 'photo\.mp4'"),
+                          ("photo.mp4", r"'.*photo\.mp4' is a PNG image: nothing was written; give another name"),
+                          ("anim.gif", r"'.*anim\.gif' names an image \(\.gif\): nothing was written; name it "
+                                       r"'anim\.mp4'"),
+                          ("anim.mkv", r"'.*anim\.mkv' is named \.mkv: nothing was written; name it 'anim\.mp4' "
+                                       r"\(players pick their reader by the suffix\)"),
+                          ("anim", r"'.*anim' is named without a suffix: nothing was written; name it 'anim\.mp4'")):
+        with pytest.raises(ValueError, match=r"^save_video writes an H\.264 video \(MP4\), and " + message):
+            save_video(result, tmp_path / name)
+        with pytest.raises(ValueError, match=r"^video_writer writes an H\.264 video \(MP4\), and " + message):
+            with projection.video_writer(tmp_path / name):
+                pass
+    assert (tmp_path / "photo.png").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.mp4", "photo.png"]

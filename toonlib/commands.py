@@ -687,10 +687,19 @@ def cmd_align(args: argparse.Namespace) -> int:
 def cmd_project(args: argparse.Namespace) -> int:
     from .checkpoints import load_generator
     from .devices import default_device
+    from .files import StagedFiles
     from .images import NotACropWarning, read_image, save_image, to_pil, warn_if_not_a_crop
     from .messages import counted, warn
     from .pipeline import check_not_a_toon
-    from .projection import project, render, require_video_writer, video_writer
+    from .projection import (
+        VIDEO_FILE,
+        VIDEO_SUFFIX,
+        check_latent_path,
+        project,
+        render,
+        require_video_writer,
+        video_writer,
+    )
 
     # a latent of the toon model, which a toon drawn from it reads as FFHQ's: the wrong face, without a word (said, not
     # refused: a cartoon inverted into its own toon model is a latent of use)
@@ -699,12 +708,14 @@ def cmd_project(args: argparse.Namespace) -> int:
                          "latent made here is the toon model's own, and `toonlib toonify` of it draws another face")
     except ValueError as exc:
         warn(str(exc))
-    _check_output_suffix(args.output, "project", ".npz", "the latent as an .npz file (NVIDIA's projected_w.npz)",
-                         Path(args.image).stem, "; pass --image-out for the picture")
+    latent_file = "the latent as an .npz file (NVIDIA's projected_w.npz)"
+    _check_output_suffix(args.output, "project", ".npz", latent_file, Path(args.image).stem,
+                         "; pass --image-out for the picture")
+    check_latent_path(args.output, "project")  # an image file named .npz: `result.save`'s own sees its temporary file
     _check_image_output(args.image_out, "project", "reconstruction", option="--image-out")
     _only_with(args.video_every, "--video-every", args.video, "--video", "the video's frames")
     if args.video:
-        _check_output_suffix(args.video, "project", ".mp4", "an H.264 video (MP4)", "projection", option="--video")
+        _check_output_suffix(args.video, "project", VIDEO_SUFFIX, VIDEO_FILE, "projection", option="--video")
         require_video_writer()
     _refuse_a_folder(args.image, "project takes one aligned face", "projects every photo in it and writes each "
                      "face's -latent.npz")
@@ -721,24 +732,30 @@ def cmd_project(args: argparse.Namespace) -> int:
                       "project takes an FFHQ-aligned face (`toonlib align PHOTO -o aligned.png --size "
                       f"{G.img_resolution}`, or `toonlib toonify` for the whole way); if it is one, it is resized",
                       stacklevel=2)
-    with contextlib.ExitStack() as video:
+    # the latent and its picture are written under temporary names and replace their files together, the video just
+    # before them: the picture was rendered and written after the latent had replaced its file, and a Ctrl-C meanwhile
+    # left this run's latent beside the last run's picture (forty-fifth session's audit)
+    with StagedFiles() as staged:  # on leaving it, each file replaces its own; on an error, none does
+        latent = staged.stage(args.output)
+        image = staged.stage(args.image_out) if args.image_out else None
         # each frame goes to ffmpeg as it is made: kept until the end, 500 of them at 1024 px were 3 GB (forty-first
-        # session's audit); the video replaces its file last, as it was written last
-        send = video.enter_context(video_writer(args.video)) if args.video else None
-        video_replaced = replaced_note(args.video) if args.video else ""
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotACropWarning)  # said above, naming the file and the command's advice
-            result = project(G, target, space=args.space, steps=args.steps, seed=args.seed,
-                             save_every=(args.video_every or DEFAULT_VIDEO_EVERY) if args.video else None,
-                             on_frame=send)
-        replaced = replaced_note(args.output)
-        result.save(args.output)
-        print(f"wrote {args.output} (final LPIPS {result.losses[-1, 0]:.4f} after {counted(result.steps, 'step')})"
-              f"{replaced}")
-        if args.image_out:
-            replaced = replaced_note(args.image_out)
-            save_image(to_pil(render(G, result.w)[0]), args.image_out)  # const noise, as NVIDIA's proj.png and the toon
-            print(f"wrote {args.image_out}{replaced}")
+        # session's audit); the video replaces its file at the end of this block, its frames counted
+        with video_writer(args.video) if args.video else contextlib.nullcontext() as send:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotACropWarning)  # said above, naming the file and the command's advice
+                result = project(G, target, space=args.space, steps=args.steps, seed=args.seed,
+                                 save_every=(args.video_every or DEFAULT_VIDEO_EVERY) if args.video else None,
+                                 on_frame=send)
+            picture = to_pil(render(G, result.w)[0]) if image else None  # const noise, as NVIDIA's proj.png, the toon
+            result.save(latent)
+            if picture is not None:
+                save_image(picture, image)
+            video_replaced = replaced_note(args.video) if args.video else ""
+    replaced = [replacing_note(int(path in staged.replaced)) for path in staged.written]  # asked before the renames
+    print(f"wrote {args.output} (final LPIPS {result.losses[-1, 0]:.4f} after {counted(result.steps, 'step')})"
+          f"{replaced[0]}")
+    if args.image_out:
+        print(f"wrote {args.image_out}{replaced[1]}")
     if args.video:
         print(f"wrote {args.video}{video_replaced}")
     return 0
@@ -1090,24 +1107,19 @@ def _write_toons(args: argparse.Namespace, photos: list[Path], photo: Path, face
     (forty-first session's audit). Returns the paths, those of them that were there before (replaced), and each
     face's identity report line, to print."""
     from .checkpoints import check_not_an_image
-    from .files import atomic_write_path
+    from .files import StagedFiles
     from .images import save_image
     from .pipeline import paste_faces
     from .projection import save_latent
 
-    written, replaced, reports = [], [], []
-    with contextlib.ExitStack() as staged:  # on leaving it, each file replaces its own; on an error, none does
+    reports = []
+    with StagedFiles() as staged:  # on leaving it, each file replaces its own; on an error, none does
 
         def writing(target: Path) -> Path:
-            """Where `target` is written: its temporary file, in a temporary folder beside it (keeping its name, whose
-            suffix says the format). A numbered face's name is unknown before the faces were found: checked here."""
+            """Where `target` is written: its temporary file (`StagedFiles.stage`). A numbered face's name is unknown
+            before the faces were found: checked here."""
             refuse_to_overwrite_input(photos, [target])
-            written.append(target)
-            path = staged.enter_context(atomic_write_path(target, in_folder=True))
-            # whether it replaces a file, asked just before its rename (callbacks run last in, first out): asked when
-            # staged, a concurrent run's files written meanwhile were not counted (forty-third session's audit)
-            staged.callback(lambda: replaced.append(target) if target.is_file() else None)
-            return path
+            return staged.stage(target)
 
         for i, result in enumerate(faces):
             face = i if args.all_faces else _chosen_face(args)
@@ -1124,7 +1136,7 @@ def _write_toons(args: argparse.Namespace, photos: list[Path], photo: Path, face
         if args.all_faces and args.paste_back and faces:
             save_image(paste_faces(faces[0].photo, [(result.toon, result.quad) for result in faces]),
                        writing(output_path(photo, None, "pasted")))
-    return written, replaced, reports
+    return staged.written, staged.replaced, reports
 
 
 #: Suffixes of the latent files `toonify` takes instead of a photo: its own and `project`'s .npz (NVIDIA's
@@ -1139,8 +1151,9 @@ def _toonify_latent(args: argparse.Namespace, latent: str) -> int:
     from .devices import default_device
     from .files import check_file_target, user_path
     from .images import IMAGE_SUFFIXES, image_file_format, save_image, to_pil
+    from .messages import progress_bar, write_line
     from .pipeline import Toonifier, is_snapshot, say_unblended
-    from .projection import load_latent, render
+    from .projection import RENDER_BATCH, load_latent, other_model, render
 
     photo_options = (("--invert", args.invert != "optimize"), ("--encoder", args.encoder), ("--steps", args.steps),
                      ("--space", args.space), ("--seed", args.seed is not None), ("--batch-size", args.batch_size),
@@ -1193,16 +1206,31 @@ def _toonify_latent(args: argparse.Namespace, latent: str) -> int:
         ws = load_latent(latent, num_ws=G.num_ws)
     if tuple(ws.shape[1:]) != (G.num_ws, G.w_dim):
         raise ValueError(f"{latent} holds latents of shape {list(ws.shape)}, and the toon model ({args.toon}, "
-                         f"{G.img_resolution} px) takes [N, {G.num_ws}, {G.w_dim}]: they belong to another model; "
-                         "toonify them with the toon model of that model's size, or toonify the photo again (W "
-                         f"latents are read as [N, 1, {G.w_dim}])")
-    toons = draw(ws)
-    toons = toons if isinstance(toons, list) else [toons]
-    if not drawn_with and output.is_dir():  # the photo's own name, in a folder
-        _keep_toons_drawn_otherwise(toons, targets, output / f"{stem}-published-toon.png")
+                         f"{G.img_resolution} px) takes [N, {G.num_ws}, {G.w_dim}]: {other_model(ws.shape, G)}; "
+                         "toonify them with a toon model fine-tuned from the base they were projected into, or "
+                         f"toonify the photo again (W latents are read as [N, 1, {G.w_dim}])")
     replaced = replacing_note(sum(target.is_file() for target in targets), len(targets))
-    for toon, target in zip(toons, targets):
-        save_image(toon, target)
+    written = 0
+    bar = progress_bar(total=len(ws), desc="toonify", unit="latent", disable=len(ws) <= RENDER_BATCH)
+    try:
+        with bar:
+            # drawn and written a few at a time: all at once, e4e's latents.pt of a test set's hundreds of photos took
+            # ~0.5 GB a 1024 px latent, and no toon was written before the last was drawn (forty-fifth session's audit)
+            for start in range(0, len(ws), RENDER_BATCH):
+                toons = draw(ws[start:start + RENDER_BATCH])
+                toons, chunk = toons if isinstance(toons, list) else [toons], targets[start:start + RENDER_BATCH]
+                if not drawn_with and output.is_dir():  # the photo's own name, in a folder
+                    _keep_toons_drawn_otherwise(toons, chunk, output / f"{stem}-published-toon.png")
+                for toon, target in zip(toons, chunk):
+                    save_image(toon, target)
+                written += len(chunk)
+                bar.update(len(chunk))
+    except (KeyboardInterrupt, OSError, ValueError) as exc:  # which toons are there: those before it (a toon drawn
+        if written:  # otherwise that is kept stops a later batch, after the toons of the first were written)
+            what = "the interrupt" if isinstance(exc, KeyboardInterrupt) else "the error below"
+            write_line(f"wrote the toons of {written} of {len(ws)} latents ({targets[0]} to {targets[written - 1]}) "
+                       f"before {what}", file=sys.stderr)
+        raise
     print("wrote " + ", ".join(str(path) for path in targets) + replaced)
     return 0
 

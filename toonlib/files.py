@@ -4,6 +4,7 @@
   user's normal permissions (the umask's, or the mode of the file it replaces, never mkstemp's 0600)
   and is flushed to disk (fsync) before the rename, so a crash leaves the old file or the new one. A symbolic
   link is written through (its target is replaced, as `open(path, "w")` writes it); a device or a fifo is refused.
+- `StagedFiles`: several files written all or none (a toonified photo's toon, crop, pasted photo and latent).
 - `file_lock(path)`: an exclusive lock between processes for one file (two torchrun ranks or two
   notebooks fetching the same model; a fine-tuning run locks `run` inside its folder). It is an OS lock
   (`flock` through the `filelock` package): the kernel releases it when its holder dies, so a crashed process
@@ -30,8 +31,8 @@ from typing import Callable, Iterator, NamedTuple, Optional
 
 from .messages import warn
 
-__all__ = ["DISK_FULL", "LockHolder", "atomic_write_path", "backslash_hint", "default_file_mode", "file_lock",
-           "lock_file_for", "lock_holder", "looks_like_html", "looks_like_pickle", "replace_file",
+__all__ = ["DISK_FULL", "LockHolder", "StagedFiles", "atomic_write_path", "backslash_hint", "default_file_mode",
+           "file_lock", "lock_file_for", "lock_holder", "looks_like_html", "looks_like_pickle", "replace_file",
            "safetensors_header_length", "user_path", "visible_stem"]
 
 LOCK_FOLDER = ".locks"  # lock files live here, beside the files they guard (like huggingface_hub's cache)
@@ -58,6 +59,7 @@ def atomic_write_path(path: str | os.PathLike, *, in_folder: bool = False) -> It
     format by the suffix (`save_image`) or warns of it (`save_latent`) judges the name the user gave (`me-latent.npz`
     linked to `latent.dat` warned of the temporary file's `.dat`; forty-fourth session's review).
     """
+    refuse_folder_name(path)
     path = user_path(path)
     check_file_path(path)  # its own temporary file below is the write probe
     target = _written_file(path)
@@ -75,9 +77,20 @@ def atomic_write_path(path: str | os.PathLike, *, in_folder: bool = False) -> It
         yield tmp
         try:
             replace_file(tmp, target, mode=mode)
-        except PermissionError as e:  # it named the temporary file, which is gone
-            raise _cannot_write(path, e, _unreplaceable(target) or e.strerror or str(e)) from None
+        except OSError as e:  # it named the temporary file, which is gone
+            if not isinstance(e, PermissionError) and e.errno not in _MOUNTED_ERRORS:
+                raise
+            # a file mounted on its own (EBUSY) was "[Errno 16] Device or resource busy: '.out.png.01d5.tmp'"
+            # (forty-fifth session's audit)
+            raise _cannot_write(path, e, _unreplaceable(target) or (MOUNTED_FILE if e.errno in _MOUNTED_ERRORS
+                                                                     else e.strerror or str(e))) from None
     except OSError as e:
+        if (said := getattr(e, "cannot_write", None)) is not None:  # said already, by a write inside this one's
+            # said once, of the user's file: a staged toonify's full disk was said three times over, nesting each
+            # level's advice, naming another staged file first and the temporary one last (forty-fifth session's audit)
+            if said[0] in (tmp, entry) or entry in said[0].parents:
+                raise _cannot_write(path, e, said[1]) from None
+            raise
         if e.errno == errno.EFBIG:  # a bare "[Errno 27] File too large" (thirty-fifth session's audit)
             raise _cannot_write(path, e, f"it is larger than may be written there ({e.strerror or e}: this shell's "
                                          "`ulimit -f`, or a FAT32 drive's 4 GiB); lift the limit (`ulimit -f "
@@ -92,12 +105,65 @@ def atomic_write_path(path: str | os.PathLike, *, in_folder: bool = False) -> It
             os.close(held)
 
 
+class StagedFiles:
+    """Several files written all or none, in a `with` block: `stage(target)` gives the path to write `target` at, a
+    temporary file (`atomic_write_path(in_folder=True)`: in a temporary folder, under `target`'s own name, whose
+    suffix says the format). On leaving the block without an error they replace their files together; on an error (a
+    Ctrl-C, a full disk) none does. Written one by one and cut short, a set left this run's toon beside the last run's
+    latent (forty-first session's audit: `toonlib toonify`, `commands._write_toons`; forty-fifth: notebook 04's save).
+    Just before the renames every target is checked again for what no rename can replace (`_unrenamable`: a file
+    mounted on its own), so that a rename bound to fail leaves the others unreplaced too (the files staged last are
+    renamed first). `written`: the targets staged, in order; `replaced`: those of them that were files before, each
+    asked just before its rename (asked when staged, a concurrent run's files written meanwhile were not counted:
+    forty-third session's audit)."""
+
+    def __init__(self) -> None:
+        self.written: list[Path] = []
+        self.replaced: list[Path] = []
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> "StagedFiles":
+        self._stack.__enter__()
+        return self
+
+    def stage(self, target: str | os.PathLike) -> Path:
+        """Where to write `target`: its temporary file, which replaces `target` when the block ends well."""
+        path = self._stack.enter_context(atomic_write_path(target, in_folder=True))
+        target = user_path(target)
+        self.written.append(target)
+        self._stack.callback(lambda: self.replaced.append(target) if target.is_file() else None)  # before its rename
+        return path
+
+    def __exit__(self, kind, error, trace) -> bool:
+        if kind is None:  # runs before the renames, which run last in, first out
+            self._stack.callback(self._check_renames)
+        return self._stack.__exit__(kind, error, trace)
+
+    def _check_renames(self) -> None:
+        """PermissionError naming the first target that no rename can replace (`_unrenamable`)."""
+        for target in self.written:
+            if why := _unrenamable(_written_file(target)):
+                raise PermissionError(f"cannot write {target}: {why}; the files written with it were not replaced "
+                                      "either")
+
+
 def _cannot_write(path: Path, error: OSError, why: str) -> OSError:
     """`error` said as "cannot write PATH: why", of its type and with its errno (an EACCES, an ENOSPC), without the
     "[Errno N]" that setting it through the constructor would print."""
     named = type(error)(f"cannot write {path}: {why}")
     named.errno = error.errno
+    named.cannot_write = (path, why)  # what it says, for a write it is nested in (`atomic_write_path`)
     return named
+
+
+def refuse_folder_name(path: str | os.PathLike) -> None:
+    """IsADirectoryError where `path`, as typed, ends with the folder separator ('toons/'): Path() drops it, and
+    `save_network("blends/", G)` wrote a file `blends` where open() refuses such a name and the command line takes
+    `-o NAME/` for a folder (forty-fifth session's audit)."""
+    text = os.fspath(path) if isinstance(path, (str, os.PathLike)) else ""
+    if isinstance(text, str) and text.endswith(("/", os.sep)) and text.rstrip("/" + os.sep):
+        raise IsADirectoryError(f"cannot write {text}: it names a folder (it ends with '{text[-1]}'); name a file in "
+                                f"it, or drop the '{text[-1]}'")
 
 
 def _written_file(path: Path) -> Path:
@@ -223,8 +289,14 @@ def replaced_note(output: str | os.PathLike) -> str:
     """What a save adds to "wrote OUT" where a file was at OUT before (ask before it is written): a model, a photo
     or an hour's latent the user had was replaced without a word. The command line's outputs and the notebooks'
     saves say it alike (what a command reads is refused as its output: `checkpoints.refuse_to_replace_model`,
-    `refuse_to_overwrite_input`)."""
-    return replacing_note(int(user_path(output).is_file()))
+    `refuse_to_overwrite_input`). A name it cannot ask about is no file there: the write says why (a name too long
+    was Python 3.11's raw "[Errno 36] File name too long" here, before `check_name_length`'s words; forty-fifth
+    session's audit)."""
+    try:
+        there = user_path(output).is_file()
+    except OSError:
+        there = False
+    return replacing_note(int(there))
 
 
 def replacing_note(count: int, of: int = 1) -> str:
@@ -255,6 +327,7 @@ def check_file_target(path: str | os.PathLike) -> None:
     written at `path` because `path` is a folder or a device, one of its parents is a file, or the nearest existing
     folder on the way is not writable (read-only, another user's): before the work whose result it is to hold, not
     after. A symbolic link is judged by its target, which the write replaces."""
+    refuse_folder_name(path)
     path = user_path(path)
     check_file_path(path)
     target = _written_file(path)
@@ -272,18 +345,41 @@ _GET_FLAGS = 0x80006601 | (struct.calcsize("l") << 16)
 _FIXED_FLAGS = {0x10: "immutable (chattr +i)", 0x20: "append-only (chattr +a)"}
 
 
-def _unreplaceable(target: Path) -> str | None:
-    """Why the file at `target` cannot be replaced by a rename although its folder takes new files, else None: it is
-    immutable or append-only (Linux), or another user's in a sticky folder (/tmp), where only its owner (or root) may
-    replace it, or (not root, not on a read-only disk) one the user may not write: their own, write-protected (`chmod
-    444`), or another user's. `check_file_target` / `check_replaceable` refuse those before the work (a rename
-    replaces them; toonlib's own files, a resumed run's, are replaced as before). Unknown flags (another system, a file
-    system without them) are taken as none."""
+#: Why a file mounted on its own cannot be replaced (`_unrenamable`), and the errors of its rename.
+MOUNTED_FILE = ("it is a mount point (a file mounted on its own, as `docker run -v FILE:...` mounts one), so it cannot "
+                "be replaced (mount its folder instead)")
+_MOUNTED_ERRORS = (errno.EBUSY, errno.EXDEV)
+#: The mount table `_is_mount_point` reads (Linux).
+MOUNT_TABLE = "/proc/self/mountinfo"
+
+
+def _is_mount_point(target: Path) -> bool:
+    """Whether the file `target` is a mount point: a file bind-mounted on its own (`docker run -v
+    ./out.png:/w/out.png`), which a rename cannot replace (EBUSY). `os.path.ismount` compares devices, and such a
+    file from the same file system has its folder's: the mount table is read where there is one."""
+    real = os.path.realpath(target)
+    try:
+        with open(MOUNT_TABLE, "rb") as table:
+            lines = table.read().splitlines()
+    except OSError:  # no /proc (another system): a file from another file system at least
+        return os.path.ismount(real)
+    unescaped = (re.sub(rb"\\([0-7]{3})", lambda code: bytes([int(code[1], 8)]), fields[4])  # '\040': a space
+                 for fields in (line.split(b" ") for line in lines) if len(fields) > 4)
+    return os.fsencode(real) in set(unescaped)
+
+
+def _unrenamable(target: Path) -> str | None:
+    """Why no rename can replace the file at `target` although its folder takes new files, else None: it is a mount
+    point (`_is_mount_point`), immutable or append-only (Linux), or another user's in a sticky folder (/tmp), where
+    only its owner (or root) may replace it. Unknown flags (another system, a file system without them) are taken as
+    none."""
     try:
         info = target.stat()
         folder = target.parent.stat()
     except OSError:
         return None  # no file there yet: nothing to replace
+    if stat.S_ISREG(info.st_mode) and _is_mount_point(target):
+        return MOUNTED_FILE
     euid = os.geteuid() if hasattr(os, "geteuid") else None
     if (euid not in (None, 0) and folder.st_mode & stat.S_ISVTX and info.st_uid != euid
             and folder.st_uid != euid):
@@ -300,11 +396,24 @@ def _unreplaceable(target: Path) -> str | None:
             os.close(fd)
     except (ImportError, OSError):
         flags = array.array("l", [0])
-    fixed = next((f"it is {words}, so it cannot be replaced" for flag, words in _FIXED_FLAGS.items()
-                  if flags[0] & flag), None)
-    if fixed is not None or euid in (None, 0) or os.access(target, os.W_OK, effective_ids=os.access in
-                                                           os.supports_effective_ids):
-        return fixed
+    return next((f"it is {words}, so it cannot be replaced" for flag, words in _FIXED_FLAGS.items()
+                 if flags[0] & flag), None)
+
+
+def _unreplaceable(target: Path) -> str | None:
+    """Why the file at `target` may not be replaced although its folder takes new files, else None: no rename can
+    replace it (`_unrenamable`), or (not root, not on a read-only disk) it is one the user may not write: their own,
+    write-protected (`chmod 444`), or another user's. `check_file_target` / `check_replaceable` refuse those before
+    the work (a rename replaces the latter; toonlib's own files, a resumed run's, are replaced as before)."""
+    if (why := _unrenamable(target)) is not None:
+        return why
+    try:
+        info = target.stat()
+    except OSError:
+        return None
+    euid = os.geteuid() if hasattr(os, "geteuid") else None
+    if euid in (None, 0) or os.access(target, os.W_OK, effective_ids=os.access in os.supports_effective_ids):
+        return None
     if os.statvfs(target).f_flag & getattr(os, "ST_RDONLY", 1):  # a read-only disk's error says so itself
         return None
     # replaced without a word, where open() and Pillow refuse (thirty-fifth session's audit): the user's own

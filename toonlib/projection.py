@@ -61,6 +61,12 @@ LR_RAMPDOWN = 0.25
 LR_RAMPUP = 0.05
 LATENT_NOISE_FACTOR = 0.05
 LATENT_NOISE_RAMP = 0.75
+#: Latents `render` synthesises together: a 1024 px latent took ~0.5 GB while drawn, and `toonlib toonify` of e4e's
+#: latents.pt (one latent per photo of a test set, often hundreds) drew them all at once (forty-fifth session's
+#: audit).
+RENDER_BATCH = 4
+#: What `save_video` and `toonlib project --video` write, and the suffix it is named with.
+VIDEO_FILE, VIDEO_SUFFIX = "an H.264 video (MP4)", ".mp4"
 
 
 def default_steps(space: str, from_init: bool = False) -> int:
@@ -106,7 +112,7 @@ class ProjectionResult:
         arrays = {"w": self.w.numpy(), "losses": self.losses, "space": np.str_(self.space),
                   "steps": np.int64(self.steps)}
         arrays.update({f"noise/{name}": t.numpy() for name, t in self.noise.items()})
-        check_not_an_image(path, "ProjectionResult.save", _LATENT_FILE, ".npz")
+        check_latent_path(path, "ProjectionResult.save")
         with atomic_write_path(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, **arrays)
         _warn_unless_npz(path)
@@ -352,7 +358,8 @@ def render(G: GeneratorLike, w: torch.Tensor | np.ndarray, noise: dict[str, torc
            ) -> torch.Tensor:
     """Synthesise ws [N, num_ws, w_dim] (or W latents [N, 1, w_dim], one w for every layer) with const noise, or with
     the given per-target noise maps of G's (e.g. the `ProjectionResult.noise` of a projection with G); returns
-    [N, 3, H, W] float32 in about [-1, 1] (not clamped) on the CPU. G is untouched; like `project`'s, it may be
+    [N, 3, H, W] float32 in about [-1, 1] (not clamped) on the CPU, drawn `RENDER_BATCH` latents at a time (the
+    memory of a batch is the images', not N latents' drawing). G is untouched; like `project`'s, it may be
     anything `load_generator` takes. No latents (N = 0) is a ValueError, not an empty batch: it is a slice or a file
     that missed its latents; so are latents that hold NaN or inf (they drew a picture of noise)."""
     G = load_generator(G)
@@ -363,6 +370,11 @@ def render(G: GeneratorLike, w: torch.Tensor | np.ndarray, noise: dict[str, torc
                          f"{G.w_dim}] with N >= 1 (it returns [N, 3, H, W])")
     if ws.ndim == 3 and ws.shape[1] == 1 and ws.shape[2] == G.w_dim:  # W latents, as an .npz may hold them
         ws = ws.expand(-1, G.num_ws, -1)
+    if ws.ndim == 3 and tuple(ws.shape[1:]) != (G.num_ws, G.w_dim):  # G said the shape alone (forty-fifth session)
+        raise ValueError(f"w has shape {list(ws.shape)}, and this {G.img_resolution} px generator takes [N, "
+                         f"{G.num_ws}, {G.w_dim}]: {other_model(ws.shape, G)}; render them with a generator of that "
+                         "model (the base they were projected into, or a toon model fine-tuned from it), or project "
+                         "the photo again with this one")
     _check_finite_latents(ws, "; render takes finite latents")
     if not isinstance(noise, (dict, type(None))):
         raise TypeError(f"noise is a dict of noise maps, buffer name -> [N, 1, res, res] (ProjectionResult.noise), "
@@ -380,8 +392,30 @@ def render(G: GeneratorLike, w: torch.Tensor | np.ndarray, noise: dict[str, torc
             raise ValueError(f"the noise maps are for {n.shape[0]} latents, w holds {ws.shape[0]} ({name} "
                              f"{list(n.shape)}): for target i of a projection pass result.w[i:i + 1] and "
                              "{name: n[i:i + 1] for name, n in result.noise.items()}")
-    with torch.no_grad():  # in G's dtype (a float64 G failed: "Input type (float) and bias type (double)")
-        return _synthesize(G, ws.to(param.dtype), noise).float().cpu().contiguous()
+    ws = ws.to(param.dtype)  # in G's dtype (a float64 G failed: "Input type (float) and bias type (double)")
+    images = []
+    with torch.no_grad():  # `RENDER_BATCH` latents at a time: the memory of a batch grew by ~0.5 GB a 1024 px latent
+        # (a w of another shape goes to G whole, which says how to shape it)
+        for i in range(0, len(ws), RENDER_BATCH) if ws.ndim == 3 else range(1):
+            chunk = ws[i:i + RENDER_BATCH] if ws.ndim == 3 else ws
+            maps = {name: n[i:i + RENDER_BATCH] for name, n in noise.items()}
+            images.append(_synthesize(G, chunk, maps).float().cpu())
+    return torch.cat(images).contiguous()
+
+
+def other_model(shape: Sequence[int], G: torch.nn.Module) -> str:
+    """Why latents of `shape` [N, layers, width] are not generator G's, as `render` and `toonlib toonify LATENT` say
+    it: they belong to another model, of another size (its layers) or another latent width (w_dim). "The toon model
+    of that model's size" was the command line's advice for a model of the same size and another w_dim (forty-fifth
+    session's audit)."""
+    layers, width = shape[1], shape[2]
+    differs = []
+    if layers not in (1, G.num_ws):  # W latents [N, 1, w_dim] fit a model of any size
+        size = f", a {2 ** (layers // 2 + 1)} px model's" if layers % 2 == 0 and 2 <= layers <= 30 else ""
+        differs.append(f"{layers} layers{size}, where this {G.img_resolution} px model takes {G.num_ws}")
+    if width != G.w_dim:
+        differs.append(f"{width} values wide, where this model's latents are {G.w_dim} (its w_dim)")
+    return f"they belong to another model (they are {' and '.join(differs)})"
 
 
 def latent_tensor(w: torch.Tensor | np.ndarray, device: torch.device | None = None) -> torch.Tensor:
@@ -649,6 +683,19 @@ def require_video_writer() -> None:
         raise ImportError(f"writing a video needs imageio-ffmpeg: {install_line('notebook')} (or imageio-ffmpeg)")
 
 
+def check_video_path(path: str | os.PathLike, writer: str) -> None:
+    """Refuse (ValueError, before any work) to write a video to `path` where it names an image (its suffix, or an
+    image file there: `check_not_an_image`) or has a suffix other than .mp4, as `toonlib project --video` refuses it:
+    `save_video(result, "photo.png")` replaced the photo by an MP4, and "anim.gif" was an MP4 too (forty-fifth
+    session's audit). `writer`: the function named."""
+    check_not_an_image(path, writer, VIDEO_FILE, VIDEO_SUFFIX)
+    named = user_path(path)
+    if named.suffix.lower() != VIDEO_SUFFIX:
+        raise ValueError(f"{writer} writes {VIDEO_FILE}, and '{os.fspath(path)}' is named "
+                         f"{named.suffix or 'without a suffix'}: nothing was written; name it "
+                         f"'{named.with_suffix(VIDEO_SUFFIX).name}' (players pick their reader by the suffix)")
+
+
 def save_video(result: ProjectionResult, path: str | os.PathLike, fps: int = 30) -> None:
     """Write the result's frames (project with `save_every=k`) as an H.264 .mp4 (needs imageio-ffmpeg)."""
     if not isinstance(result, ProjectionResult):  # ("out.mp4", result) failed at "'str' object has no attribute"
@@ -656,6 +703,7 @@ def save_video(result: ProjectionResult, path: str | os.PathLike, fps: int = 30)
                         "first: save_video(result, 'out.mp4')")
     if not result.frames:
         raise ValueError("the result has no frames: project with save_every=k to keep some")
+    check_video_path(path, "save_video")
     with video_writer(path, fps) as send:
         for frame in result.frames:
             send(frame)
@@ -667,7 +715,9 @@ def video_writer(path: str | os.PathLike, fps: int = 30) -> Iterator[Callable[[n
     `send(frame)` for each uint8 [H, W, 3] frame (all of one size), which goes to ffmpeg at once, none kept:
     `project(..., save_every=k, on_frame=send)` writes the video while the projection runs. The video replaces `path`
     (atomically) when the block ends without an error; after an error nothing is written. An OSError when ffmpeg
-    wrote fewer frames than it was sent (a full disk: it is said once the block ends, the projection not stopped)."""
+    wrote fewer frames than it was sent (a full disk: it is said once the block ends, the projection not stopped).
+    A `path` not named .mp4 is refused first (`check_video_path`)."""
+    check_video_path(path, "video_writer")
     require_video_writer()
     import imageio_ffmpeg
 
@@ -723,14 +773,18 @@ def save_latent(w: torch.Tensor | np.ndarray, path: str | os.PathLike) -> None:
     if w.numel() == 0:  # written, it drew nothing when read back
         raise ValueError(f"the latents are empty (shape {list(w.shape)}): nothing was written (a latent file holds "
                          "at least one latent)")
-    check_not_an_image(path, "save_latent", _LATENT_FILE, ".npz")
+    check_latent_path(path, "save_latent")
     with atomic_write_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, w=w.numpy())
     _warn_unless_npz(path)
 
 
-#: What `save_latent` and `ProjectionResult.save` write, as `toonlib project` says it.
-_LATENT_FILE = "latents as an .npz file (NVIDIA's projected_w.npz)"
+def check_latent_path(path: str | os.PathLike, writer: str) -> None:
+    """Refuse (ValueError, before any work) to write latents to `path` where it names an image (its suffix, or an
+    image file there: `checkpoints.check_not_an_image`), as `save_latent` and `ProjectionResult.save` do; asked
+    first by the callers that write them under a temporary name (`toonlib project`, notebook 04's save), where
+    the writer's own check sees the temporary file. `writer`: the function or command named."""
+    check_not_an_image(path, writer, "latents as an .npz file (NVIDIA's projected_w.npz)", ".npz")
 
 
 def _warn_unless_npz(path: str | os.PathLike) -> None:
@@ -754,7 +808,8 @@ def load_latent(path: str | os.PathLike, num_ws: int | None = None) -> torch.Ten
 
     A 2-D `w` [rows, w_dim] is one W+ latent (`result.w[0]`); one whose rows are not `num_ws` is refused, saying so:
     it is another model's W+ latent, or W latents (`G.mapping(z)[:, 0]`), which are saved as [N, 1, w_dim].
-    Latents that hold NaN or inf are refused, naming the file.
+    Latents that hold NaN or inf are refused, naming the file, and so are a file of no latents (N = 0) and an .npz
+    whose 'w' holds no real numbers.
     """
     if num_ws is not None:
         check_count("num_ws", num_ws)  # "8" failed inside torch's repeat, 0 gave latents of no layers
@@ -776,7 +831,15 @@ def load_latent(path: str | os.PathLike, num_ws: int | None = None) -> torch.Ten
         with np.load(path, allow_pickle=False) as npz:
             if "w" not in npz.files:
                 raise ValueError(f"{path}: an .npz latent file needs a key 'w', found {npz.files}")
-            w = torch.from_numpy(npz["w"])
+            try:  # an object array: numpy's "Object arrays cannot be loaded when allow_pickle=False", no file named
+                w = npz["w"]
+            except ValueError:
+                w = None
+            if w is None or w.dtype.kind not in "fiu":  # strings, complex numbers (read as their real part), ...
+                kind = "it holds Python objects" if w is None else f"its dtype is {w.dtype}"
+                raise ValueError(f"{path}: its 'w' is not an array of real numbers ({kind}), not latents: a latent "
+                                 "file holds a float array [N, num_ws, w_dim] (np.savez(path, w=latents))")
+            w = torch.from_numpy(w)
         if w.ndim == 2 and num_ws not in (None, w.shape[0]):  # another model's W+ latent, or W latents?
             raise ValueError(f"{path}: w has shape {list(w.shape)}, one W+ latent of {w.shape[0]} layers, and this "
                              f"model takes {num_ws}: a latent of another model; W latents are read as [N, 1, "
@@ -806,6 +869,9 @@ def load_latent(path: str | os.PathLike, num_ws: int | None = None) -> torch.Ten
         w = w.repeat(1, num_ws, 1)
     if w.ndim != 3 or (num_ws is not None and w.shape[1] != num_ws):
         raise ValueError(f"{path}: latents have shape {list(w.shape)}, expected [N, {num_ws or 'num_ws'}, w_dim]")
+    if not w.shape[0]:  # the CLI failed at an IndexError, the API read it, and `render` said "no latents" far from it
+        raise ValueError(f"{path} holds no latents (shape {list(w.shape)}): nothing to draw from it; toonify or "
+                         "project the photos again")
     # first: a float64 1e300 is inf in float32. A copy: torch maps a zip file's tensors (`_torch_load`), which a
     # file saved over them changed under the caller, or crashed Python with a bus error (the review)
     w = w.to(torch.float32, copy=True)

@@ -41,7 +41,15 @@ from .blending import (
     toon_generator,
 )
 from .checkpoints import GeneratorLike, load_generator
-from .files import check_file_target, refuse_to_overwrite_input, replaced_note, resolved_source, user_path
+from .files import (
+    StagedFiles,
+    check_file_target,
+    refuse_to_overwrite_input,
+    replaced_note,
+    replacing_note,
+    resolved_source,
+    user_path,
+)
 from .images import UPLOAD_ACCEPT, ImageReadError, labelled_grid, read_image, text_font, to_pil
 from .messages import check_count, check_flag, counted, expected_errors, interrupted
 from .networks import check_seeds, parse_seeds, z_from_seeds
@@ -451,6 +459,9 @@ class BlendExplorer:
         file is refused (ValueError), as `toonlib blend -o` refuses it, naming the notebook's parameter (`_output`)."""
         from .checkpoints import Networks, refuse_to_replace_model, save_network
         self._check_set_up()
+        # first: a name too long was Python's raw "[Errno 36] File name too long" from the checks below (forty-fifth
+        # session's audit), and 'blends/' is a folder's name
+        check_file_target(path)
         # the toon model's file was replaced by the blend without a word (thirty-ninth session's audit)
         refuse_to_replace_model(path, (self.toon.loaded_from, "toon"), (self.base.loaded_from, "base"),
                                  named=_output())
@@ -1012,7 +1023,8 @@ class ToonifyPanel(_PhotoPanel):
         """Save the toon shown (at the current swap resolution) at `path`, and beside it, as `toonlib toonify` names
         them, the toon pasted into the photo (`<name>-pasted.png`, when there is one) and the face's latent
         (`<name>-latent.npz`: `toonlib toonify` of it re-blends the face in seconds, where the inversion took
-        minutes); or say what to do when there is no toon yet, and whether each replaced a file (`files.replaced_note`).
+        minutes), all or none (`files.StagedFiles`, each checked first); or say what to do when there is no toon yet,
+        and whether each replaced a file (`files.replacing_note`).
         Refused: a path whose files would be written over the photo (ValueError; a photo named `me.png` was replaced
         by its toon, or by `me-pasted.png` of output `me`), and (`NotebookStop`) a panel made before the set-up cell
         ran again: its toon is of the models before."""
@@ -1021,22 +1033,29 @@ class ToonifyPanel(_PhotoPanel):
             print(self._no_result_message("toon"))
             return
         from .images import save_image
-        from .projection import save_latent
+        from .projection import check_latent_path, save_latent
 
+        check_file_target(path)  # '.', a folder, 'toon.png/': said, not a failure to name the files beside it
         path = user_path(path)  # '~/toon.png' in the home folder, where offer_download looks for it too
-        check_file_target(path)  # '.' or a folder: said, not a failure to name the files beside it
         pasted, latent = (path.with_name(f"{path.stem}-{kind}") for kind in (f"pasted{path.suffix}", "latent.npz"))
+        images = [(self.result.toon, path)] + ([(self.result.pasted, pasted)] if self.result.pasted is not None else [])
         if self.photo is not None:
             refuse_to_overwrite_input(self.photo, [path, pasted, latent], _path_option())
-        replaced = {target: replaced_note(target) for target in (path, pasted, latent)}  # asked before they are written
-        save_image(self.result.toon, path)
-        offer_download(path, replaced[path])
-        if self.result.pasted is not None:
-            save_image(self.result.pasted, pasted)
-            offer_download(pasted, replaced[pasted])
-        save_latent(self.result.w, latent)
+        # each, before any is written: a folder at `-latent.npz`, or a `-pasted.png` name too long, was said after the
+        # toon and the pasted photo were written (forty-fifth session's audit)
+        for target in [target for _, target in images[1:]] + [latent]:  # the toon's: above
+            check_file_target(target)
+        check_latent_path(latent, "save_latent")  # save_latent's own sees the temporary file
+        # all or none, as `toonlib toonify` writes them (`files.StagedFiles`): a stop while the large pasted photo was
+        # encoded left the new face's toon beside the last face's latent (forty-fifth session's audit)
+        with StagedFiles() as staged:
+            for image, target in images:
+                save_image(image, staged.stage(target))
+            save_latent(self.result.w, staged.stage(latent))
+        for _, target in images:
+            offer_download(target, replacing_note(int(target in staged.replaced)))
         command = self._redraw_command(latent, path)
-        print(f"saved {latent.resolve()}{replaced[latent]}: the face's latent"
+        print(f"saved {latent.resolve()}{replacing_note(int(latent in staged.replaced))}: the face's latent"
               + (f" (`{command}` draws it at another blend in seconds)" if command else ""))
 
     def _redraw_command(self, latent: Path, path: Path) -> str | None:
