@@ -72,7 +72,7 @@ from .notebook import (
 )
 from .options import MAX_GRID_SEEDS
 from .pipeline import INVERT_LABELS, OPTIMIZING_MODES
-from .projection import require_video_writer
+from .projection import check_video_path, require_video_writer
 from .runtime import autocast, check_precision, resolve_precision
 
 widgets = require_widgets()  # ipywidgets, or the `notebook` extra's install line (no traceback through this module)
@@ -1105,6 +1105,8 @@ class ProjectionPanel(_PhotoPanel):
         # the video of every Run: without imageio-ffmpeg a Run projected to its end, then showed a traceback, no
         # scrubber, its status line "done" (forty-second session's audit)
         require_video_writer()
+        if video is not None:  # 'x.gif' was refused by `save_video` only after the first Run's projection
+            check_video_path(video, "ProjectionPanel(video=)")
         self.G, self.frame_every, self.detector = load_generator(G), frame_every, detector
         self.video = None if video is None else Path(video)
         self.space = _styled(widgets.ToggleButtons(options=[("W+ (Toonify)", "w+"), ("W", "w")], value=space,
