@@ -1825,6 +1825,19 @@ def test_two_processes_take_turns(server, tmp_path):
     assert cached_files(tmp_path) == [path.name]  # no .part, .source or temporary files
 
 
+def waiting_fetch(url: str, capsys) -> tuple[threading.Thread, str]:
+    """`fetch(url, progress=False)` in a thread of this process, once it says that it waits for the process that
+    downloads `url`: the thread, and what it said on stderr."""
+    waiter = threading.Thread(target=download.fetch, args=(url,), kwargs={"progress": False})
+    waiter.start()
+    deadline, err = time.monotonic() + 300, ""
+    while "waiting" not in err:
+        assert time.monotonic() < deadline, err
+        time.sleep(0.1)
+        err += capsys.readouterr().err
+    return waiter, err
+
+
 def test_a_process_waiting_for_another_download_says_so_without_progress_bars(server, tmp_path, capsys):
     """`fetch(progress=False)` (`load_network(url, progress=False)`, `finetune --no-progress`: a log's mode) waited
     for another process's download without a word, minutes for a large file; retries were said (forty-third
@@ -1834,12 +1847,7 @@ def test_a_process_waiting_for_another_download_says_so_without_progress_bars(se
     first = child(url)
     try:
         assert server.streaming.wait(timeout=300), first.communicate()
-        waiter = threading.Thread(target=download.fetch, args=(url,), kwargs={"progress": False})
-        waiter.start()
-        deadline, err = time.monotonic() + 60, ""
-        while "waiting" not in err and time.monotonic() < deadline:
-            time.sleep(0.2)
-            err += capsys.readouterr().err
+        waiter, err = waiting_fetch(url, capsys)
     finally:
         server.hold.set()
     waiter.join(timeout=300)
@@ -1936,13 +1944,7 @@ def test_a_process_waiting_for_a_download_killed_meanwhile_says_it_downloads_the
     first = child(url)
     try:
         assert server.streaming.wait(timeout=300), first.communicate()
-        waiter = threading.Thread(target=download.fetch, args=(url,), kwargs={"progress": False})
-        waiter.start()
-        deadline, err = time.monotonic() + 300, ""
-        while "waiting" not in err:
-            assert time.monotonic() < deadline, err
-            time.sleep(0.1)
-            err += capsys.readouterr().err
+        waiter, err = waiting_fetch(url, capsys)
         first.kill()
         first.wait()
     finally:
