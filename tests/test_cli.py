@@ -21,6 +21,20 @@ def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
                           env=None if env is None else {**os.environ, **env})
 
 
+def main_cli(capsys: pytest.CaptureFixture, *args: str) -> subprocess.CompletedProcess:
+    """`toonlib ARGS` in this process, as `run_cli` gives it (status, stdout, stderr), without a cold start of its own:
+    11 of them made one test 94 s under load (forty-fifth session's timing audit)."""
+    from toonlib.cli import main
+
+    capsys.readouterr()  # what came before
+    try:
+        status = main(list(args))
+    except SystemExit as exc:  # argparse's usage errors
+        status = exc.code
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["toonlib", *args], status, out, err)
+
+
 def test_convert_then_load_gives_identical_outputs(tmp_path):
     out = tmp_path / "ada.safetensors"
     result = run_cli("convert", str(FIXTURES / "ada_tiny.pkl"), str(out))
@@ -176,7 +190,7 @@ def test_fine_tuning_without_progress_bars_says_when_it_prepares_images(tmp_path
     assert result.stdout.splitlines()[0].startswith(f"{run}: resumed at 0.008 kimg"), result.stdout
 
 
-def test_info_tells_where_weights_came_from_and_a_run_folder_is_pointed_to_its_snapshot(tmp_path):
+def test_info_tells_where_weights_came_from_and_a_run_folder_is_pointed_to_its_snapshot(tmp_path, capsys):
     """`toonlib info` of a fine-tuning snapshot or a converted file printed the architecture only, though the file
     records its history; a run folder given where a checkpoint is meant said only "is a folder" (`--resume` takes
     run folders, `blend --toon` a snapshot)."""
@@ -188,16 +202,17 @@ def test_info_tells_where_weights_came_from_and_a_run_folder_is_pointed_to_its_s
     for i in range(8):
         Image.fromarray(np.random.default_rng(i).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(data / f"{i}.png")
     run = tmp_path / "run"
+    # The training run in its own process (the installed `python -m toonlib`), the other commands in this one
     result = run_cli("finetune", "--data", str(data), "--resume", str(FIXTURES / "ada_tiny.pkl"), "--run-dir", str(run),
                      "--kimg", "0.008", "--no-progress")
     assert result.returncode == 0, result.stderr
     snapshot = run / "network-snapshot-000000008.safetensors"
-    result = run_cli("info", str(snapshot))
+    result = main_cli(capsys, "info", str(snapshot))
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[1] == (f"fine-tuned from {FIXTURES / 'ada_tiny.pkl'} on {data}, 0.008 kimg "
                                              "(8 images shown)")
-    result = run_cli("blend", "--toon", str(run), "--base", str(FIXTURES / "ada_tiny.pkl"), "--swap-res", "8", "-o",
-                     str(tmp_path / "b.safetensors"))
+    result = main_cli(capsys, "blend", "--toon", str(run), "--base", str(FIXTURES / "ada_tiny.pkl"), "--swap-res",
+                      "8", "-o", str(tmp_path / "b.safetensors"))
     assert result.returncode == 2 and result.stderr == (
         f"toonlib blend: error: --toon {run}: {run} is a folder, not a checkpoint file: for the fine-tuning run there, "
         f"give its newest snapshot, {snapshot}\n")
@@ -205,32 +220,32 @@ def test_info_tells_where_weights_came_from_and_a_run_folder_is_pointed_to_its_s
     nvidia_run.mkdir()
     for kimg in ("000200", "001000", "000800"):
         (nvidia_run / f"network-snapshot-{kimg}.pkl").write_bytes((FIXTURES / "ada_tiny.pkl").read_bytes())
-    result = run_cli("info", str(nvidia_run))
+    result = main_cli(capsys, "info", str(nvidia_run))
     assert result.returncode == 2 and result.stderr == (
         f"toonlib info: error: {nvidia_run} is a folder, not a checkpoint file: for the training run there, give its "
         f"newest snapshot, {nvidia_run / 'network-snapshot-001000.pkl'}\n")
     state = run / "training-state-000000008.pt"  # it listed the state's keys as "not a known StyleGAN2 checkpoint"
-    result = run_cli("blend", "--toon", str(state), "--base", str(FIXTURES / "ada_tiny.pkl"), "--swap-res", "8", "-o",
-                     str(tmp_path / "b.safetensors"))
+    result = main_cli(capsys, "blend", "--toon", str(state), "--base", str(FIXTURES / "ada_tiny.pkl"), "--swap-res",
+                      "8", "-o", str(tmp_path / "b.safetensors"))
     assert result.returncode == 2 and result.stderr == (
         f"toonlib blend: error: {state} is the training state of a fine-tuning run (what `toonlib finetune` resumes "
         f"from), not a network: give the run's newest snapshot, {snapshot}\n")
     converted = tmp_path / "ada.safetensors"
-    assert run_cli("convert", str(FIXTURES / "ada_tiny.pkl"), str(converted)).returncode == 0
-    result = run_cli("info", str(converted))
+    assert main_cli(capsys, "convert", str(FIXTURES / "ada_tiny.pkl"), str(converted)).returncode == 0
+    result = main_cli(capsys, "info", str(converted))
     assert result.stdout.splitlines()[1] == f"converted from {FIXTURES / 'ada_tiny.pkl'} (nvidia format)"
     # a blend or a conversion written over the run's snapshot replaced its G and D without a word
     before = snapshot.read_bytes()
     blend_onto = ["blend", "--toon", str(converted), "--base", str(converted), "--swap-res", "8", "-o"]
     for command, said in ((blend_onto, "-o"), (["convert", str(FIXTURES / "ada_tiny.pkl")], "the output")):
-        result = run_cli(*command, str(snapshot))
+        result = main_cli(capsys, *command, str(snapshot))
         assert result.returncode == 2 and result.stderr.endswith(
             f"error: {said} {snapshot} is a snapshot of the fine-tuning run in {run} (its G, G_ema and D): writing "
             "there would replace it; give another output file\n"), result.stderr
     assert snapshot.read_bytes() == before
     copied = tmp_path / "copy.safetensors"  # a copy of a snapshot elsewhere is any file: replaced as asked
     for _ in range(2):
-        assert run_cli("convert", str(snapshot), str(copied)).returncode == 0
+        assert main_cli(capsys, "convert", str(snapshot), str(copied)).returncode == 0
 
 
 def test_a_blend_remade_from_the_names_info_shows(tmp_path):

@@ -399,8 +399,13 @@ def test_modulated_convolution_with_cached_kernels_has_the_same_values_and_gradi
             results.append((img, *torch.autograd.grad((img * probe).sum(), [ws])))
     last = getattr(G.synthesis, f"b{G.img_resolution}").conv1.weight
     assert kernels.get(f"winograd{m}", last, _not_derived).shape[0] == (m + 2) ** 2  # the last conv1 ran on it
-    for plain, cached in zip(*results):
-        torch.testing.assert_close(cached, plain, rtol=1e-4, atol=1e-5 * float(plain.abs().max()))
+    (img, grad), (cached_img, cached_grad) = results
+    torch.testing.assert_close(cached_img, img, rtol=1e-4, atol=1e-5 * float(img.abs().max()))
+    # With one intra-op thread (OMP_NUM_THREADS=1) the float32 gradient of F(4x4)'s generator is up to 2.8e-4 x its
+    # largest value away from a float64 pass, in the plain pass as in the cached one (PyTorch's own single-thread
+    # kernels: with the Winograd steps in float64 it stays; 1e-6 with two threads): 1e-3 x the largest holds at any
+    # count, and still fails a cached adjoint off by 1% or on a bfloat16 transform (6e-3; 45th session's timing audit).
+    torch.testing.assert_close(cached_grad, grad, rtol=1e-4, atol=1e-3 * float(grad.abs().max()))
 
 
 @pytest.mark.parametrize("frozen", [True, False])  # projection's kernel cache, or none (`render`)
