@@ -836,8 +836,8 @@ def test_photo_panels_refuse_settings_their_controls_cannot_show(toonifier):
     with pytest.raises(ValueError, match="^detector must be 'auto', 'face_alignment' or 'dlib', got 'x'$"):
         ProjectionPanel(G, detector="x")  # 03's detector = "x" was said only when Run was pressed
     # a video named as another format: refused by `save_video` after the first Run's projection (forty-fifth session)
-    with pytest.raises(ValueError, match=r"^ProjectionPanel\(video=\) writes an H.264 video \(MP4\), and 'x.gif' is "
-                                         r"named \.gif: nothing was written; name it 'x.mp4'"):
+    with pytest.raises(ValueError, match=r"^ProjectionPanel\(video=\) writes an H.264 video \(MP4\), and 'x.gif' names "
+                                         r"an image \(\.gif\): nothing was written; name it 'x.mp4'"):
         ProjectionPanel(G, video="x.gif")
     # a swap resolution the panel's slider has no stop for: the Toonifier refuses it now, before any panel is built
     with pytest.raises(ValueError, match="swap_res 64 is above the 32 px of the toon model"):
