@@ -404,6 +404,20 @@ def image_entries(source: Union[str, os.PathLike]) -> list[Entry]:
         return entries
 
 
+@contextlib.contextmanager
+def image_files_read(source: Union[str, os.PathLike]) -> Iterator[tuple[list[str], Callable[[str], bytes]]]:
+    """The names of the image files of `source` (a folder or .zip), as `ImageDataset` lists them, and a function
+    reading one's bytes."""
+    with _open_source(user_path(source)) as (entries, read, *_):
+        yield [name for name, *_ in entries], read
+
+
+def content_digest(content: bytes) -> str:
+    """The SHA-256 of a file's content, as the dataset records it (`ImageDataset.digests`, a training state's
+    `data_digests`)."""
+    return hashlib.sha256(content).hexdigest()
+
+
 def cache_name(source: Union[str, os.PathLike], resolution: int, prepare: str) -> str:
     """The file name under which `ImageDataset(source, resolution, prepare=prepare, cache_dir=...)` caches its
     images: the same for files of the same names and sizes, read nothing but the file list (the cache itself records
@@ -453,7 +467,7 @@ def _same_files(payload: dict, entries: list[Entry], read: Callable[[str], bytes
             content = read(name)
         except (OSError, zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError):  # prepared again: said there
             return False
-        if payload["digests"].get(name) != _digest(content):
+        if payload["digests"].get(name) != content_digest(content):
             return False
     # a skip whose cause lies outside the file (a reader installed since, a damaged .zip downloaded again) is tried
     # again: it stayed skipped, its old advice repeated (thirty-second session's audit); a face or a shape is the file's
@@ -477,11 +491,6 @@ def _decoded(content: bytes) -> Image.Image:
     return read_image(image)
 
 
-def _digest(content: bytes) -> str:
-    """The SHA-256 of a file's content, as the dataset cache records it."""
-    return hashlib.sha256(content).hexdigest()
-
-
 def _prepare_all(entries: list[Entry], read: Callable[[str], bytes], resolution: int, prepare: str,
                  progress: bool, device: Union[torch.device, str, None] = None) -> dict:
     """Decode and prepare every entry: {'images': uint8 [N, 3, R, R], 'names': [...], 'skipped': [...],
@@ -495,7 +504,7 @@ def _prepare_all(entries: list[Entry], read: Callable[[str], bytes], resolution:
     retry: list[str] = []  # the skips to try again when the cache is read (`_Skip.retry`)
 
     def read_recorded(name: str) -> bytes:
-        digests[name] = _digest(content := read(name))
+        digests[name] = content_digest(content := read(name))
         return content
 
     for name, _, _ in progress_bar(iterable=entries, desc="Preparing images", unit="img", disable=not progress):

@@ -879,20 +879,6 @@ def _continue_upload(earlier: tuple[str, list[str], dict], source: Path, run_dir
                        f"train a new run on {data!r}.")
 
 
-@contextlib.contextmanager
-def _image_reader(source: Path) -> Iterator[tuple[list[str], Callable[[str], bytes]]]:
-    """The names of the image files of `source`, a folder or .zip (`data.image_entries`, as training lists them), and
-    a function reading one's bytes."""
-    from .data import image_entries
-
-    names = [name for name, *_ in image_entries(source)]
-    if source.is_dir():
-        yield names, lambda name: (source / name).read_bytes()
-    else:
-        with zipfile.ZipFile(source) as archive:
-            yield names, archive.read
-
-
 def _same_images(state: dict, source: Path) -> dict[str, str] | None:
     """For each image file a run's training state records (`data_files`), the name of the file of `source` (a folder
     or .zip) that holds its content (`data_digests`: SHA-256, as the dataset records them); None where `source`'s
@@ -902,17 +888,19 @@ def _same_images(state: dict, source: Path) -> dict[str, str] | None:
     'faces/0.png' where the images themselves are '0.png', and a browser may rename a file it is given twice, so a
     comparison of names, even with a .zip's top folder taken off, refused the same images the dialog asked for
     (forty-fifth session's audit); a size does not tell an edited image from the one trained on."""
+    from .data import content_digest, image_files_read
+
     recorded = [str(entry[0]) for entry in state.get("data_files") or []]
     digests = state.get("data_digests") or {}
     if not recorded or any(name not in digests for name in recorded):
         return None
     found: dict[str, list[str]] = {}
     try:
-        with _image_reader(source) as (names, read):
+        with image_files_read(source) as (names, read):
             if len(names) != len(recorded):
                 return None
             for name in names:
-                found.setdefault(hashlib.sha256(read(name)).hexdigest(), []).append(name)
+                found.setdefault(content_digest(read(name)), []).append(name)
     except (OSError, ValueError, zipfile.BadZipFile):  # not readable as the data it was checked to be: not the same
         return None
     wanted: dict[str, list[str]] = {}
@@ -929,8 +917,10 @@ def _restore_upload(recorded: Path, source: Path, same: Mapping[str, str]) -> No
     The run then resumes on the path, names and contents it was trained on, its dataset cache reused, nothing said;
     with the upload's new path its resume was refused, or warned of a move naming two data/upload-<digest> folders
     (forty-fifth session's audit)."""
+    from .data import image_files_read
+
     as_zip = not _UPLOAD_FOLDER.fullmatch(recorded.name)
-    with _image_reader(source) as (_, read):
+    with image_files_read(source) as (_, read):
         if as_zip:
             with atomic_write_path(recorded) as tmp, zipfile.ZipFile(tmp, "w") as archive:
                 for name, new in same.items():
